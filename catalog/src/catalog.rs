@@ -1,0 +1,388 @@
+//! The catalog API used by the engine and the server.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::admin::AdminCredentials;
+use crate::connection::{ConnectionRecord, StatusUpdate};
+use crate::crypto::MasterKey;
+use crate::error::{CatalogError, ObjectKind, Result};
+use crate::job::JobRecord;
+use crate::record::Record;
+use crate::secret::{SecretInfo, SecretRecord, SecretValue};
+use crate::store::Store;
+
+/// A sealed known value proving that the master key matches this catalog.
+#[derive(Serialize, Deserialize)]
+struct KeyCheck {
+    sealed: String,
+}
+
+impl Record for KeyCheck {
+    const FAMILY: &'static str = "meta";
+    const VERSION: u32 = 1;
+
+    fn key(&self) -> &str {
+        "key_check"
+    }
+}
+
+const KEY_CHECK_PLAIN: &[u8] = b"sluice master key check";
+
+/// What [`Catalog::drop_connection`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DropOutcome {
+    /// False when the connection did not exist and `IF EXISTS` was given.
+    pub dropped: bool,
+    /// Jobs dropped with it (CASCADE).
+    pub dropped_jobs: Vec<String>,
+}
+
+/// The catalog: one RocksDB database plus the master key.
+///
+/// Reads go straight to RocksDB. Every change that first checks something
+/// (a name is free, nothing depends on an object) holds one writer lock, so
+/// two sessions creating the same name cannot both succeed.
+pub struct Catalog {
+    store: Store,
+    key: MasterKey,
+    writer: Mutex<()>,
+}
+
+impl Catalog {
+    /// Opens the catalog in `dir`, creating it when missing, and checks that
+    /// `key` is the key its secrets were sealed with.
+    pub fn open(dir: &Path, key: MasterKey) -> Result<Self> {
+        let catalog = Self {
+            store: Store::open(dir)?,
+            key,
+            writer: Mutex::new(()),
+        };
+        catalog.check_key()?;
+        Ok(catalog)
+    }
+
+    fn check_key(&self) -> Result<()> {
+        match self.store.get::<KeyCheck>("key_check")? {
+            Some(check) => {
+                let sealed = hex::decode(&check.sealed).map_err(|e| corrupt_secret("key_check", e))?;
+                self.key.open("key_check", &sealed).map(drop)
+            }
+            None => {
+                let sealed = hex::encode(self.key.seal("key_check", KEY_CHECK_PLAIN));
+                let mut batch = self.store.batch();
+                batch.put(&KeyCheck { sealed });
+                batch.commit()
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding the lock cannot leave RocksDB half-written
+        // (every change is one batch), so a poisoned lock is safe to reuse.
+        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    // ----- admin -----
+
+    /// The stored admin credentials, if any were set.
+    pub fn admin_credentials(&self) -> Result<Option<AdminCredentials>> {
+        self.store.get("admin")
+    }
+
+    /// Stores (or replaces) the admin credentials.
+    pub fn set_admin_credentials(&self, credentials: &AdminCredentials) -> Result<()> {
+        let _guard = self.lock();
+        let mut batch = self.store.batch();
+        batch.put(credentials);
+        batch.commit()
+    }
+
+    // ----- secrets -----
+
+    /// Creates a named secret. Returns false when it existed and
+    /// `if_not_exists` was given.
+    pub fn create_secret(&self, name: &str, value: &SecretValue, if_not_exists: bool) -> Result<bool> {
+        let _guard = self.lock();
+        if self.store.get::<SecretRecord>(name)?.is_some() {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(already_exists(ObjectKind::Secret, name))
+            };
+        }
+        let mut batch = self.store.batch();
+        batch.put(&self.seal_secret(name, value, None));
+        batch.commit()?;
+        Ok(true)
+    }
+
+    /// Drops a named secret, refusing while connections use it.
+    pub fn drop_secret(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _guard = self.lock();
+        match self.store.get::<SecretRecord>(name)? {
+            Some(secret) if secret.owner.is_none() => {}
+            _ if if_exists => return Ok(false),
+            _ => return Err(not_found(ObjectKind::Secret, name)),
+        }
+        let users = self.connections_using_secret(name)?;
+        if !users.is_empty() {
+            return Err(CatalogError::InUse {
+                kind: ObjectKind::Secret,
+                name: name.into(),
+                dependent_kind: ObjectKind::Connection,
+                dependents: users,
+            });
+        }
+        let mut batch = self.store.batch();
+        batch.delete::<SecretRecord>(name);
+        batch.commit()?;
+        Ok(true)
+    }
+
+    /// Named secrets (inline secrets owned by connections are not listed).
+    pub fn secrets(&self) -> Result<Vec<SecretInfo>> {
+        let connections = self.connections()?;
+        Ok(self
+            .store
+            .scan::<SecretRecord>()?
+            .into_iter()
+            .filter(|s| s.owner.is_none())
+            .map(|s| SecretInfo {
+                used_by: connections
+                    .iter()
+                    .filter(|c| c.secret_names().any(|n| n == s.name))
+                    .map(|c| c.name.clone())
+                    .collect(),
+                name: s.name,
+                created_at: s.created_at,
+            })
+            .collect())
+    }
+
+    /// Decrypts a secret for handing to a driver.
+    pub fn secret_value(&self, name: &str) -> Result<SecretValue> {
+        let secret = self
+            .store
+            .get::<SecretRecord>(name)?
+            .ok_or_else(|| not_found(ObjectKind::Secret, name))?;
+        let sealed = hex::decode(&secret.sealed).map_err(|e| corrupt_secret(name, e))?;
+        let plain = self.key.open(name, &sealed)?;
+        String::from_utf8(plain)
+            .map(SecretValue::new)
+            .map_err(|e| corrupt_secret(name, e))
+    }
+
+    /// The name under which an inline secret of a connection option is kept.
+    pub fn inline_secret_name(connection: &str, option: &str) -> String {
+        format!("{connection}/{option}")
+    }
+
+    fn seal_secret(&self, name: &str, value: &SecretValue, owner: Option<&str>) -> SecretRecord {
+        SecretRecord {
+            name: name.into(),
+            sealed: hex::encode(self.key.seal(name, value.expose().as_bytes())),
+            created_at: Utc::now(),
+            owner: owner.map(str::to_owned),
+        }
+    }
+
+    fn connections_using_secret(&self, secret: &str) -> Result<Vec<String>> {
+        Ok(self
+            .connections()?
+            .into_iter()
+            .filter(|c| c.secret_names().any(|n| n == secret))
+            .map(|c| c.name)
+            .collect())
+    }
+
+    // ----- connections -----
+
+    /// One connection, or `NotFound`.
+    pub fn connection(&self, name: &str) -> Result<ConnectionRecord> {
+        self.find_connection(name)?
+            .ok_or_else(|| not_found(ObjectKind::Connection, name))
+    }
+
+    /// One connection, if it exists.
+    pub fn find_connection(&self, name: &str) -> Result<Option<ConnectionRecord>> {
+        self.store.get(name)
+    }
+
+    /// All connections, by name.
+    pub fn connections(&self) -> Result<Vec<ConnectionRecord>> {
+        self.store.scan()
+    }
+
+    /// Saves a new connection and its inline secrets in one atomic write.
+    ///
+    /// Fails with `AlreadyExists` when the name is taken and with
+    /// `DuplicateCredentials` when another connection has the same identity.
+    pub fn create_connection(&self, record: &ConnectionRecord, inline_secrets: &[(String, SecretValue)]) -> Result<()> {
+        let _guard = self.lock();
+        if self.find_connection(&record.name)?.is_some() {
+            return Err(already_exists(ObjectKind::Connection, &record.name));
+        }
+        self.check_identity(record)?;
+        self.check_secrets_exist(record, inline_secrets)?;
+        let mut batch = self.store.batch();
+        for (name, value) in inline_secrets {
+            batch.put(&self.seal_secret(name, value, Some(&record.name)));
+        }
+        batch.put(record);
+        batch.commit()
+    }
+
+    /// Replaces an existing connection (ALTER), swapping its inline secrets
+    /// and deleting the ones it no longer uses, in one atomic write.
+    pub fn replace_connection(
+        &self,
+        record: &ConnectionRecord,
+        inline_secrets: &[(String, SecretValue)],
+    ) -> Result<()> {
+        let _guard = self.lock();
+        let old = self.connection(&record.name)?;
+        self.check_identity(record)?;
+        self.check_secrets_exist(record, inline_secrets)?;
+        let mut batch = self.store.batch();
+        for stale in old.owned_secret_names() {
+            if !record.owned_secret_names().any(|n| n == stale) {
+                batch.delete::<SecretRecord>(stale);
+            }
+        }
+        for (name, value) in inline_secrets {
+            batch.put(&self.seal_secret(name, value, Some(&record.name)));
+        }
+        batch.put(record);
+        batch.commit()
+    }
+
+    fn check_identity(&self, record: &ConnectionRecord) -> Result<()> {
+        let Some(identity) = &record.identity else {
+            return Ok(());
+        };
+        match self
+            .connections()?
+            .into_iter()
+            .find(|c| c.name != record.name && c.identity.as_ref() == Some(identity))
+        {
+            Some(existing) => Err(CatalogError::DuplicateCredentials {
+                name: record.name.clone(),
+                existing: existing.name,
+                identity: identity.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn check_secrets_exist(&self, record: &ConnectionRecord, inline: &[(String, SecretValue)]) -> Result<()> {
+        for name in record.secret_names() {
+            let given_inline = inline.iter().any(|(n, _)| n == name);
+            if !given_inline && self.store.get::<SecretRecord>(name)?.is_none() {
+                return Err(not_found(ObjectKind::Secret, name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of a live test. Returns false when the connection
+    /// was dropped meanwhile.
+    pub fn update_status(&self, name: &str, update: &StatusUpdate) -> Result<bool> {
+        let _guard = self.lock();
+        let Some(mut record) = self.find_connection(name)? else {
+            return Ok(false);
+        };
+        record.apply(update);
+        let mut batch = self.store.batch();
+        batch.put(&record);
+        batch.commit()?;
+        Ok(true)
+    }
+
+    /// Drops a connection with its inline secrets. Refuses while jobs use it
+    /// unless `cascade`, which drops those jobs in the same atomic write.
+    pub fn drop_connection(&self, name: &str, if_exists: bool, cascade: bool) -> Result<DropOutcome> {
+        let _guard = self.lock();
+        let Some(record) = self.find_connection(name)? else {
+            return if if_exists {
+                Ok(DropOutcome::default())
+            } else {
+                Err(not_found(ObjectKind::Connection, name))
+            };
+        };
+        let jobs = self.jobs_using(name)?;
+        if !jobs.is_empty() && !cascade {
+            return Err(CatalogError::InUse {
+                kind: ObjectKind::Connection,
+                name: name.into(),
+                dependent_kind: ObjectKind::Job,
+                dependents: jobs,
+            });
+        }
+        let mut batch = self.store.batch();
+        for job in &jobs {
+            batch.delete::<JobRecord>(job);
+        }
+        for secret in record.owned_secret_names() {
+            batch.delete::<SecretRecord>(secret);
+        }
+        batch.delete::<ConnectionRecord>(name);
+        batch.commit()?;
+        Ok(DropOutcome {
+            dropped: true,
+            dropped_jobs: jobs,
+        })
+    }
+
+    // ----- jobs -----
+
+    /// Names of the jobs that use a connection.
+    pub fn jobs_using(&self, connection: &str) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .scan::<JobRecord>()?
+            .into_iter()
+            .filter(|j| j.connections.iter().any(|c| c == connection))
+            .map(|j| j.name)
+            .collect())
+    }
+
+    /// Saves a new job, checking that its connections exist.
+    pub fn create_job(&self, job: &JobRecord) -> Result<()> {
+        let _guard = self.lock();
+        if self.store.get::<JobRecord>(&job.name)?.is_some() {
+            return Err(already_exists(ObjectKind::Job, &job.name));
+        }
+        for connection in &job.connections {
+            self.connection(connection)?;
+        }
+        let mut batch = self.store.batch();
+        batch.put(job);
+        batch.commit()
+    }
+}
+
+fn not_found(kind: ObjectKind, name: &str) -> CatalogError {
+    CatalogError::NotFound {
+        kind,
+        name: name.into(),
+    }
+}
+
+fn already_exists(kind: ObjectKind, name: &str) -> CatalogError {
+    CatalogError::AlreadyExists {
+        kind,
+        name: name.into(),
+    }
+}
+
+fn corrupt_secret(name: &str, e: impl std::fmt::Display) -> CatalogError {
+    CatalogError::Corrupt {
+        family: "secrets",
+        key: name.into(),
+        reason: e.to_string(),
+    }
+}

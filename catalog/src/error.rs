@@ -1,0 +1,83 @@
+//! Catalog errors. The server maps each variant to a SQLSTATE.
+
+use std::fmt;
+
+/// The kinds of named objects the catalog stores, used in error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Connection,
+    Secret,
+    Job,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Connection => "connection",
+            ObjectKind::Secret => "secret",
+            ObjectKind::Job => "ETL job",
+        })
+    }
+}
+
+/// Everything that can go wrong in the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{kind} \"{name}\" does not exist")]
+    NotFound { kind: ObjectKind, name: String },
+
+    #[error("{kind} \"{name}\" already exists")]
+    AlreadyExists { kind: ObjectKind, name: String },
+
+    /// Another connection already points at the same server, database and user.
+    #[error("connection \"{existing}\" already connects to {identity}; use it instead of creating \"{name}\"")]
+    DuplicateCredentials {
+        name: String,
+        existing: String,
+        identity: String,
+    },
+
+    /// The object is still used by others.
+    #[error("cannot drop {kind} \"{name}\" because {} depend on it: {}", dependent_kind_plural(*dependent_kind), quoted(dependents))]
+    InUse {
+        kind: ObjectKind,
+        name: String,
+        dependent_kind: ObjectKind,
+        dependents: Vec<String>,
+    },
+
+    #[error("catalog storage error: {0}")]
+    Storage(#[from] rocksdb::Error),
+
+    #[error("catalog record {key:?} in {family} is unreadable: {reason}")]
+    Corrupt {
+        family: &'static str,
+        key: String,
+        reason: String,
+    },
+
+    #[error("{0}")]
+    MasterKey(String),
+
+    #[error("could not {action} the catalog at {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn quoted(names: &[String]) -> String {
+    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+}
+
+fn dependent_kind_plural(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Connection => "connections",
+        ObjectKind::Secret => "secrets",
+        ObjectKind::Job => "ETL jobs",
+    }
+}
+
+/// Shorthand for catalog results.
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;

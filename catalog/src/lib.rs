@@ -1,0 +1,28 @@
+//! The Sluice catalog: every definition (connections, secrets, jobs), run and
+//! watermark, stored in RocksDB.
+//!
+//! The catalog knows nothing about networks or SQL. It stores versioned
+//! records, keeps secrets encrypted at rest, and makes multi-key changes
+//! atomically (one RocksDB `WriteBatch`, synced to disk before it returns).
+
+mod admin;
+mod catalog;
+mod connection;
+mod crypto;
+mod error;
+mod job;
+mod record;
+mod secret;
+mod store;
+
+pub use admin::AdminCredentials;
+pub use catalog::{Catalog, DropOutcome};
+pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};
+pub use crypto::MasterKey;
+pub use error::{CatalogError, ObjectKind};
+pub use job::JobRecord;
+pub use secret::{SecretInfo, SecretValue};
+
+/// The catalog layout version written to `meta`; bumped when column families
+/// or key layouts change, with a migration in `store`.
+pub const SCHEMA_VERSION: u32 = 1;

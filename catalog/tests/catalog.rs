@@ -1,0 +1,251 @@
+//! Catalog behaviour against a real RocksDB in a temp dir.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::Utc;
+use sluice_catalog::*;
+
+fn key() -> MasterKey {
+    MasterKey::from_hex(&"11".repeat(32)).unwrap()
+}
+
+fn open(dir: &Path) -> Catalog {
+    Catalog::open(dir, key()).unwrap()
+}
+
+fn connection(name: &str, identity: &str, password: OptionValue) -> ConnectionRecord {
+    let mut options = BTreeMap::new();
+    options.insert("host".to_string(), OptionValue::Text("db".into()));
+    options.insert("password".to_string(), password);
+    ConnectionRecord {
+        name: name.into(),
+        kind: "postgres".into(),
+        options,
+        identity: Some(identity.into()),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        status: ConnectionStatus::Unknown,
+        last_tested_at: None,
+        last_error: None,
+        last_used_at: None,
+    }
+}
+
+fn inline(conn: &str) -> OptionValue {
+    OptionValue::Secret {
+        name: Catalog::inline_secret_name(conn, "password"),
+        owned: true,
+    }
+}
+
+fn all_files_contain(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all_files_contain(&path, needle)
+        } else {
+            std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle)
+        }
+    })
+}
+
+#[test]
+fn connections_and_inline_secrets_survive_reopen_encrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let catalog = open(dir.path());
+        let secret = (
+            Catalog::inline_secret_name("shop", "password"),
+            SecretValue::new("Hunter2-plaintext"),
+        );
+        catalog
+            .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
+            .unwrap();
+    }
+    let catalog = open(dir.path());
+    let shop = catalog.connection("shop").unwrap();
+    assert_eq!(shop.kind, "postgres");
+    assert_eq!(
+        catalog.secret_value("shop/password").unwrap().expose(),
+        "Hunter2-plaintext"
+    );
+    assert!(catalog.secrets().unwrap().is_empty(), "inline secrets are not listed");
+    drop(catalog);
+    assert!(!all_files_contain(dir.path(), b"Hunter2-plaintext"));
+}
+
+#[test]
+fn names_and_identities_are_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(dir.path());
+    catalog.create_secret("pw", &SecretValue::new("x"), false).unwrap();
+    let named = OptionValue::Secret {
+        name: "pw".into(),
+        owned: false,
+    };
+    catalog
+        .create_connection(&connection("a", "pg://a", named.clone()), &[])
+        .unwrap();
+    let err = catalog
+        .create_connection(&connection("a", "pg://other", named.clone()), &[])
+        .unwrap_err();
+    assert!(matches!(err, CatalogError::AlreadyExists { .. }), "{err}");
+    let err = catalog
+        .create_connection(&connection("b", "pg://a", named), &[])
+        .unwrap_err();
+    match err {
+        CatalogError::DuplicateCredentials { existing, .. } => assert_eq!(existing, "a"),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn missing_secret_reference_saves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(dir.path());
+    let named = OptionValue::Secret {
+        name: "nope".into(),
+        owned: false,
+    };
+    let err = catalog
+        .create_connection(&connection("a", "pg://a", named), &[])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CatalogError::NotFound {
+                kind: ObjectKind::Secret,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(catalog.connections().unwrap().is_empty());
+}
+
+#[test]
+fn secrets_in_use_cannot_be_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(dir.path());
+    assert!(catalog.create_secret("pw", &SecretValue::new("x"), false).unwrap());
+    assert!(!catalog.create_secret("pw", &SecretValue::new("y"), true).unwrap());
+    assert_eq!(catalog.secret_value("pw").unwrap().expose(), "x");
+    let named = OptionValue::Secret {
+        name: "pw".into(),
+        owned: false,
+    };
+    catalog
+        .create_connection(&connection("a", "pg://a", named), &[])
+        .unwrap();
+    let err = catalog.drop_secret("pw", false).unwrap_err();
+    assert!(err.to_string().contains("\"a\""), "{err}");
+    assert_eq!(catalog.secrets().unwrap()[0].used_by, vec!["a".to_string()]);
+    catalog.drop_connection("a", false, false).unwrap();
+    assert!(catalog.drop_secret("pw", false).unwrap());
+    assert!(!catalog.drop_secret("pw", true).unwrap());
+}
+
+#[test]
+fn drop_connection_refuses_while_jobs_use_it_and_cascades() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(dir.path());
+    let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("pw"));
+    catalog
+        .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
+        .unwrap();
+    catalog
+        .create_job(&JobRecord {
+            name: "orders_daily".into(),
+            connections: vec!["shop".into()],
+        })
+        .unwrap();
+    let err = catalog.drop_connection("shop", false, false).unwrap_err();
+    assert!(matches!(err, CatalogError::InUse { .. }));
+    assert!(err.to_string().contains("orders_daily"), "{err}");
+    let outcome = catalog.drop_connection("shop", false, true).unwrap();
+    assert_eq!(outcome.dropped_jobs, vec!["orders_daily".to_string()]);
+    assert!(catalog.jobs_using("shop").unwrap().is_empty());
+    assert!(
+        catalog.secret_value("shop/password").is_err(),
+        "inline secret dropped with its connection"
+    );
+    assert!(!catalog.drop_connection("shop", true, false).unwrap().dropped);
+}
+
+#[test]
+fn replace_connection_swaps_inline_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(dir.path());
+    let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("old"));
+    catalog
+        .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
+        .unwrap();
+    catalog.create_secret("named", &SecretValue::new("new"), false).unwrap();
+    let named = OptionValue::Secret {
+        name: "named".into(),
+        owned: false,
+    };
+    catalog
+        .replace_connection(&connection("shop", "pg://a", named), &[])
+        .unwrap();
+    assert!(catalog.secret_value("shop/password").is_err());
+    let err = catalog
+        .replace_connection(&connection("ghost", "pg://z", inline("ghost")), &[])
+        .unwrap_err();
+    assert!(matches!(err, CatalogError::NotFound { .. }));
+}
+
+#[test]
+fn status_updates_are_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(dir.path());
+    let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("pw"));
+    catalog
+        .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
+        .unwrap();
+    let update = StatusUpdate {
+        status: ConnectionStatus::Failed,
+        tested_at: Utc::now(),
+        error: Some("refused".into()),
+    };
+    assert!(catalog.update_status("shop", &update).unwrap());
+    assert!(!catalog.update_status("gone", &update).unwrap());
+    let shop = catalog.connection("shop").unwrap();
+    assert_eq!(shop.status, ConnectionStatus::Failed);
+    assert_eq!(shop.last_error.as_deref(), Some("refused"));
+}
+
+#[test]
+fn a_different_master_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let other = MasterKey::from_hex(&"22".repeat(32)).unwrap();
+    let err = Catalog::open(dir.path(), other)
+        .err()
+        .expect("wrong key must be refused");
+    assert!(matches!(err, CatalogError::MasterKey(_)), "{err}");
+}
+
+#[test]
+fn concurrent_creates_of_one_name_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = std::sync::Arc::new(open(dir.path()));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let catalog = catalog.clone();
+            std::thread::spawn(move || {
+                let secret = (Catalog::inline_secret_name("same", "password"), SecretValue::new("pw"));
+                catalog.create_connection(&connection("same", &format!("pg://{i}"), inline("same")), &[secret])
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, CatalogError::AlreadyExists { .. }))
+    );
+}
