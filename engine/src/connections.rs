@@ -1,0 +1,298 @@
+//! Connection management: validate, test live, then save; re-test on demand
+//! and in the background.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::future::join_all;
+use sluice_catalog::{Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, OptionValue, StatusUpdate};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::connection_types::{self, ConnectionType, TypeStatus};
+use crate::error::{ConnectFailure, EngineError};
+use crate::options::{self, PreparedOptions, ResolvedOptions};
+
+/// A `CREATE CONNECTION` request.
+#[derive(Debug)]
+pub struct CreateConnection {
+    pub name: String,
+    pub type_name: String,
+    pub options: BTreeMap<String, OptionValue>,
+    pub if_not_exists: bool,
+    /// Test the connection live before saving it.
+    pub validate: bool,
+}
+
+/// An `ALTER CONNECTION` request.
+#[derive(Debug)]
+pub struct AlterConnection {
+    pub name: String,
+    pub set: BTreeMap<String, OptionValue>,
+    pub reset: Vec<String>,
+    pub validate: bool,
+}
+
+/// What `CREATE CONNECTION` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created {
+        status: ConnectionStatus,
+    },
+    /// `IF NOT EXISTS` and the name was taken: nothing changed.
+    AlreadyExists,
+}
+
+/// The result of testing one saved connection.
+#[derive(Debug, Clone)]
+pub struct TestOutcome {
+    pub name: String,
+    pub status: ConnectionStatus,
+    /// Why the test failed, secrets scrubbed.
+    pub error: Option<String>,
+    pub elapsed: Duration,
+}
+
+impl TestOutcome {
+    fn new(name: &str, result: &Result<(), EngineError>, elapsed: Duration) -> Self {
+        let (status, error) = match result {
+            Ok(()) => (ConnectionStatus::Ok, None),
+            Err(EngineError::Connect { failure, .. }) => (ConnectionStatus::Failed, Some(failure.to_string())),
+            Err(other) => (ConnectionStatus::Error, Some(other.to_string())),
+        };
+        Self {
+            name: name.into(),
+            status,
+            error,
+            elapsed,
+        }
+    }
+}
+
+/// Creates, alters, tests and drops connections.
+pub struct ConnectionManager {
+    catalog: Arc<Catalog>,
+    connect_timeout: Duration,
+}
+
+impl ConnectionManager {
+    /// A manager over `catalog`; live tests give up after `connect_timeout`
+    /// unless a connection sets its own `connect_timeout` option.
+    pub fn new(catalog: Arc<Catalog>, connect_timeout: Duration) -> Self {
+        Self {
+            catalog,
+            connect_timeout,
+        }
+    }
+
+    /// The catalog this manager writes to.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Validates, tests (unless `validate` is false) and saves a connection.
+    /// Nothing is saved when any step fails.
+    pub async fn create(&self, request: CreateConnection) -> Result<CreateOutcome, EngineError> {
+        if self.catalog.find_connection(&request.name)?.is_some() {
+            return if request.if_not_exists {
+                Ok(CreateOutcome::AlreadyExists)
+            } else {
+                Err(sluice_catalog::CatalogError::AlreadyExists {
+                    kind: sluice_catalog::ObjectKind::Connection,
+                    name: request.name,
+                }
+                .into())
+            };
+        }
+        let kind = available_type(&request.type_name)?;
+        let prepared = options::prepare(kind.name, kind.options, &request.name, request.options)?;
+        let status = self
+            .check_live(&request.name, kind, &prepared, request.validate)
+            .await?;
+        let now = Utc::now();
+        let record = ConnectionRecord {
+            identity: kind.identity(&prepared.options),
+            name: request.name,
+            kind: kind.name.into(),
+            options: prepared.options,
+            created_at: now,
+            updated_at: now,
+            status,
+            last_tested_at: request.validate.then_some(now),
+            last_error: None,
+            last_used_at: None,
+        };
+        match self.catalog.create_connection(&record, &prepared.inline_secrets) {
+            Err(sluice_catalog::CatalogError::AlreadyExists { .. }) if request.if_not_exists => {
+                Ok(CreateOutcome::AlreadyExists)
+            }
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                info!(connection = %record.name, kind = %record.kind, status = status.as_str(), "connection created");
+                Ok(CreateOutcome::Created { status })
+            }
+        }
+    }
+
+    /// Changes options of a saved connection; the new options are tested
+    /// before they replace the old ones.
+    pub async fn alter(&self, request: AlterConnection) -> Result<ConnectionStatus, EngineError> {
+        let old = self.catalog.connection(&request.name)?;
+        let kind = available_type(&old.kind)?;
+        let mut merged = old.options.clone();
+        for name in &request.reset {
+            if merged.remove(name).is_none() && !kind.options.iter().any(|o| o.name == name) {
+                return Err(options::unknown_option(kind.name, kind.options, name));
+            }
+        }
+        merged.extend(request.set);
+        let prepared = options::prepare(kind.name, kind.options, &old.name, merged)?;
+        let status = self.check_live(&old.name, kind, &prepared, request.validate).await?;
+        let now = Utc::now();
+        let record = ConnectionRecord {
+            identity: kind.identity(&prepared.options),
+            options: prepared.options,
+            updated_at: now,
+            status,
+            last_tested_at: if request.validate {
+                Some(now)
+            } else {
+                old.last_tested_at
+            },
+            last_error: None,
+            ..old
+        };
+        self.catalog.replace_connection(&record, &prepared.inline_secrets)?;
+        info!(connection = %record.name, status = status.as_str(), "connection altered");
+        Ok(status)
+    }
+
+    /// Drops a connection (and with `cascade`, the jobs that use it).
+    pub fn drop_connection(&self, name: &str, if_exists: bool, cascade: bool) -> Result<DropOutcome, EngineError> {
+        let outcome = self.catalog.drop_connection(name, if_exists, cascade)?;
+        if outcome.dropped {
+            info!(connection = name, dropped_jobs = ?outcome.dropped_jobs, "connection dropped");
+        }
+        Ok(outcome)
+    }
+
+    /// Tests a saved connection now and records the result; a failed test
+    /// is returned as the error that explains it.
+    pub async fn test(&self, name: &str) -> Result<TestOutcome, EngineError> {
+        let record = self.catalog.connection(name)?;
+        let started = Instant::now();
+        let result = self.check_record(&record).await;
+        let outcome = TestOutcome::new(name, &result, started.elapsed());
+        self.record_outcome(&outcome)?;
+        result.map(|()| outcome)
+    }
+
+    /// Tests every saved connection concurrently and records the results.
+    pub async fn test_all(&self) -> Result<Vec<TestOutcome>, EngineError> {
+        let records = self.catalog.connections()?;
+        let outcomes = join_all(records.iter().map(|record| async move {
+            let started = Instant::now();
+            let result = self.check_record(record).await;
+            TestOutcome::new(&record.name, &result, started.elapsed())
+        }))
+        .await;
+        for outcome in &outcomes {
+            self.record_outcome(outcome)?;
+        }
+        Ok(outcomes)
+    }
+
+    fn record_outcome(&self, outcome: &TestOutcome) -> Result<(), EngineError> {
+        let update = StatusUpdate {
+            status: outcome.status,
+            tested_at: Utc::now(),
+            error: outcome.error.clone(),
+        };
+        self.catalog.update_status(&outcome.name, &update)?;
+        Ok(())
+    }
+
+    /// Re-tests every connection every `interval`, forever. Failures are
+    /// recorded in the catalog and logged; they never stop the loop.
+    pub async fn retest_forever(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match self.test_all().instrument(info_span!("retest_connections")).await {
+                Ok(outcomes) => {
+                    let failed = outcomes.iter().filter(|o| o.status != ConnectionStatus::Ok).count();
+                    info!(tested = outcomes.len(), failed, "background connection re-test done");
+                }
+                Err(e) => warn!(error = %e, "background connection re-test could not run"),
+            }
+        }
+    }
+
+    async fn check_record(&self, record: &ConnectionRecord) -> Result<(), EngineError> {
+        let kind = available_type(&record.kind)?;
+        let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
+        self.run_test(&record.name, kind, &resolved)
+            .instrument(info_span!("test_connection", connection = %record.name, kind = kind.name))
+            .await
+    }
+
+    async fn check_live(
+        &self,
+        name: &str,
+        kind: &ConnectionType,
+        prepared: &PreparedOptions,
+        validate: bool,
+    ) -> Result<ConnectionStatus, EngineError> {
+        if !validate {
+            return Ok(ConnectionStatus::Unknown);
+        }
+        let resolved = ResolvedOptions::resolve(&prepared.options, &prepared.inline_secrets, &self.catalog)?;
+        self.run_test(name, kind, &resolved)
+            .instrument(info_span!("test_connection", connection = name, kind = kind.name))
+            .await?;
+        Ok(ConnectionStatus::Ok)
+    }
+
+    async fn run_test(&self, name: &str, kind: &ConnectionType, resolved: &ResolvedOptions) -> Result<(), EngineError> {
+        let connector = kind.connector.expect("available types have a connector");
+        let timeout = resolved
+            .integer("connect_timeout")
+            .map(|s| Duration::from_secs(s.unsigned_abs()))
+            .unwrap_or(self.connect_timeout);
+        connector.test(resolved, timeout).await.map_err(|failure| {
+            let failure = ConnectFailure {
+                detail: scrub(&failure.detail, resolved),
+                ..failure
+            };
+            warn!(connection = name, kind = ?failure.kind, detail = %failure.detail, "connection test failed");
+            EngineError::Connect {
+                connection: name.into(),
+                failure,
+            }
+        })
+    }
+}
+
+/// Resolves a type name to an available type, or explains why not.
+fn available_type(name: &str) -> Result<&'static ConnectionType, EngineError> {
+    let kind = connection_types::lookup(name)?;
+    match kind.status {
+        TypeStatus::Available => Ok(kind),
+        TypeStatus::Planned => Err(EngineError::UnsupportedConnectionType {
+            name: kind.name.into(),
+            status: "planned",
+        }),
+    }
+}
+
+/// Removes any secret value that a driver may have echoed into a message.
+fn scrub(detail: &str, resolved: &ResolvedOptions) -> String {
+    resolved
+        .secrets()
+        .filter(|s| !s.expose().is_empty())
+        .fold(detail.to_owned(), |text, secret| {
+            text.replace(secret.expose(), "********")
+        })
+}

@@ -1,0 +1,288 @@
+//! Connection types known to Sluice whose drivers are still to come. Their
+//! option schemas are final so that `SHOW CONNECTION TYPES` documents them.
+
+use crate::connection_types::{Category, ConnectionType, TypeStatus};
+use crate::options::OptionKind::{Bool, Integer, Secret, Text};
+use crate::options::OptionSpec as O;
+
+const PORT: crate::options::OptionKind = Integer { min: 1, max: 65535 };
+
+macro_rules! planned {
+    ($id:ident, $name:literal, $display:literal, $category:expr, [$($identity:literal),*], $options:expr) => {
+        pub(crate) static $id: ConnectionType = ConnectionType {
+            name: $name,
+            display_name: $display,
+            category: $category,
+            status: TypeStatus::Planned,
+            options: $options,
+            identity_options: &[$($identity),*],
+            connector: None,
+        };
+    };
+}
+
+planned!(
+    ORACLE,
+    "oracle",
+    "Oracle",
+    Category::Relational,
+    ["host", "port", "service_name", "user"],
+    &[
+        O::required("host", Text, "server host name or address"),
+        O::with_default("port", PORT, "1521", "listener port"),
+        O::required("service_name", Text, "service name of the database"),
+        O::required("user", Text, "user name"),
+        O::optional("password", Secret, "password"),
+    ]
+);
+
+planned!(
+    SQLSERVER,
+    "sqlserver",
+    "Microsoft SQL Server",
+    Category::Relational,
+    ["host", "port", "database", "user"],
+    &[
+        O::required("host", Text, "server host name or address"),
+        O::with_default("port", PORT, "1433", "TCP port"),
+        O::required("database", Text, "database name"),
+        O::required("user", Text, "user name"),
+        O::optional("password", Secret, "password"),
+        O::with_default("encrypt", Bool, "true", "encrypt the connection with TLS"),
+        O::with_default(
+            "trust_server_certificate",
+            Bool,
+            "false",
+            "accept any server certificate"
+        ),
+    ]
+);
+
+planned!(
+    DB2,
+    "db2",
+    "IBM Db2",
+    Category::Relational,
+    ["host", "port", "database", "user"],
+    &[
+        O::required("host", Text, "server host name or address"),
+        O::with_default("port", PORT, "50000", "TCP port"),
+        O::required("database", Text, "database name"),
+        O::required("user", Text, "user name"),
+        O::optional("password", Secret, "password"),
+    ]
+);
+
+planned!(
+    REDSHIFT,
+    "redshift",
+    "Amazon Redshift",
+    Category::Warehouse,
+    ["host", "port", "database", "user"],
+    &[
+        O::required("host", Text, "cluster endpoint"),
+        O::with_default("port", PORT, "5439", "TCP port"),
+        O::required("database", Text, "database name"),
+        O::required("user", Text, "user name"),
+        O::optional("password", Secret, "password"),
+    ]
+);
+
+planned!(
+    BIGQUERY,
+    "bigquery",
+    "Google BigQuery",
+    Category::Warehouse,
+    ["project", "dataset"],
+    &[
+        O::required("project", Text, "GCP project id"),
+        O::required("dataset", Text, "dataset that tables are loaded into"),
+        O::with_default("location", Text, "US", "dataset location, e.g. EU or europe-west1"),
+        O::optional("credentials_file", Text, "path of a service-account JSON key file"),
+        O::optional(
+            "credentials",
+            Secret,
+            "service-account JSON key, or 'application_default'"
+        ),
+        O::optional("staging_bucket", Text, "gs://bucket/prefix used to stage large loads"),
+    ]
+);
+
+planned!(
+    SNOWFLAKE,
+    "snowflake",
+    "Snowflake",
+    Category::Warehouse,
+    ["account", "database", "user"],
+    &[
+        O::required("account", Text, "account identifier"),
+        O::required("user", Text, "user name"),
+        O::optional("password", Secret, "password"),
+        O::optional("warehouse", Text, "virtual warehouse"),
+        O::required("database", Text, "database name"),
+        O::optional("schema", Text, "default schema"),
+        O::optional("role", Text, "role to assume"),
+    ]
+);
+
+planned!(
+    SYNAPSE,
+    "synapse",
+    "Azure Synapse Analytics",
+    Category::Warehouse,
+    ["host", "port", "database", "user"],
+    &[
+        O::required("host", Text, "workspace SQL endpoint"),
+        O::with_default("port", PORT, "1433", "TCP port"),
+        O::required("database", Text, "database (pool) name"),
+        O::required("user", Text, "user name"),
+        O::optional("password", Secret, "password"),
+    ]
+);
+
+planned!(
+    TERADATA,
+    "teradata",
+    "Teradata",
+    Category::Warehouse,
+    ["host", "port", "database", "user"],
+    &[
+        O::required("host", Text, "server host name or address"),
+        O::with_default("port", PORT, "1025", "TCP port"),
+        O::optional("database", Text, "default database"),
+        O::required("user", Text, "user name"),
+        O::optional("password", Secret, "password"),
+    ]
+);
+
+planned!(
+    GCS,
+    "gcs",
+    "Google Cloud Storage",
+    Category::ObjectStorage,
+    ["bucket", "prefix"],
+    &[
+        O::required("bucket", Text, "bucket name"),
+        O::optional("prefix", Text, "key prefix inside the bucket"),
+        O::optional("credentials_file", Text, "path of a service-account JSON key file"),
+        O::optional("credentials", Secret, "service-account JSON key"),
+        O::optional("endpoint", Text, "custom endpoint (emulators)"),
+    ]
+);
+
+planned!(
+    S3,
+    "s3",
+    "Amazon S3",
+    Category::ObjectStorage,
+    ["bucket", "prefix", "endpoint"],
+    &[
+        O::required("bucket", Text, "bucket name"),
+        O::optional("prefix", Text, "key prefix inside the bucket"),
+        O::optional("region", Text, "AWS region"),
+        O::optional("access_key_id", Text, "access key id"),
+        O::optional("secret_access_key", Secret, "secret access key"),
+        O::optional("endpoint", Text, "custom endpoint (MinIO, emulators)"),
+    ]
+);
+
+planned!(
+    AZURE_BLOB,
+    "azure_blob",
+    "Azure Blob Storage",
+    Category::ObjectStorage,
+    ["account", "container", "prefix"],
+    &[
+        O::required("account", Text, "storage account name"),
+        O::required("container", Text, "container name"),
+        O::optional("prefix", Text, "blob name prefix"),
+        O::optional("access_key", Secret, "account access key"),
+        O::optional("sas_token", Secret, "shared access signature"),
+        O::optional("endpoint", Text, "custom endpoint (Azurite)"),
+    ]
+);
+
+planned!(
+    MONGODB,
+    "mongodb",
+    "MongoDB",
+    Category::NoSql,
+    ["host", "port", "database", "user"],
+    &[
+        O::required("host", Text, "server host name or address"),
+        O::with_default("port", PORT, "27017", "TCP port"),
+        O::required("database", Text, "database name"),
+        O::optional("user", Text, "user name"),
+        O::optional("password", Secret, "password"),
+        O::with_default("auth_source", Text, "admin", "authentication database"),
+    ]
+);
+
+planned!(
+    CASSANDRA,
+    "cassandra",
+    "Apache Cassandra",
+    Category::NoSql,
+    ["hosts", "port", "keyspace"],
+    &[
+        O::required("hosts", Text, "comma-separated contact points"),
+        O::with_default("port", PORT, "9042", "native protocol port"),
+        O::required("keyspace", Text, "keyspace"),
+        O::optional("user", Text, "user name"),
+        O::optional("password", Secret, "password"),
+        O::optional("datacenter", Text, "local datacenter"),
+    ]
+);
+
+planned!(
+    REDIS,
+    "redis",
+    "Redis",
+    Category::NoSql,
+    ["host", "port", "database"],
+    &[
+        O::required("host", Text, "server host name or address"),
+        O::with_default("port", PORT, "6379", "TCP port"),
+        O::with_default("database", Integer { min: 0, max: 1024 }, "0", "database number"),
+        O::optional("user", Text, "ACL user name"),
+        O::optional("password", Secret, "password"),
+        O::with_default("tls", Bool, "false", "use TLS"),
+    ]
+);
+
+planned!(
+    FIRESTORE,
+    "firestore",
+    "Google Firestore",
+    Category::NoSql,
+    ["project", "database"],
+    &[
+        O::required("project", Text, "GCP project id"),
+        O::with_default("database", Text, "(default)", "database id"),
+        O::optional("credentials_file", Text, "path of a service-account JSON key file"),
+        O::optional("credentials", Secret, "service-account JSON key"),
+    ]
+);
+
+planned!(
+    DYNAMODB,
+    "dynamodb",
+    "Amazon DynamoDB",
+    Category::NoSql,
+    ["region", "endpoint"],
+    &[
+        O::required("region", Text, "AWS region"),
+        O::optional("access_key_id", Text, "access key id"),
+        O::optional("secret_access_key", Secret, "secret access key"),
+        O::optional("endpoint", Text, "custom endpoint (DynamoDB Local)"),
+    ]
+);
+
+planned!(
+    LOCAL,
+    "local",
+    "Local directory",
+    Category::Files,
+    ["path"],
+    &[O::required("path", Text, "directory of CSV, NDJSON or Parquet files"),]
+);

@@ -1,0 +1,79 @@
+//! Engine errors. The server maps each variant to a SQLSTATE once.
+
+use sluice_catalog::CatalogError;
+
+/// Why a live connection attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailureKind {
+    /// The host name does not resolve.
+    Dns,
+    /// Nothing listens on that host and port.
+    Refused,
+    /// No answer within the timeout.
+    Timeout,
+    /// TLS could not be negotiated or the certificate was not trusted.
+    Tls,
+    /// The server rejected the user name or password.
+    BadPassword,
+    /// The server has no such database.
+    UnknownDatabase,
+    /// Any other refusal from the server or the network.
+    Other,
+}
+
+impl ConnectFailureKind {
+    /// A short label, used in messages and `last_error`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectFailureKind::Dns => "host name not found",
+            ConnectFailureKind::Refused => "connection refused",
+            ConnectFailureKind::Timeout => "timed out",
+            ConnectFailureKind::Tls => "TLS failure",
+            ConnectFailureKind::BadPassword => "authentication failed",
+            ConnectFailureKind::UnknownDatabase => "database does not exist",
+            ConnectFailureKind::Other => "connection failed",
+        }
+    }
+}
+
+/// A failed live test of a connection, with the driver's explanation.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {detail}", kind.label())]
+pub struct ConnectFailure {
+    pub kind: ConnectFailureKind,
+    pub detail: String,
+}
+
+impl ConnectFailure {
+    /// A failure of the given kind.
+    pub fn new(kind: ConnectFailureKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Everything the engine reports to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+
+    #[error("unknown connection type \"{name}\"; known types: {}", known.join(", "))]
+    UnknownConnectionType { name: String, known: Vec<String> },
+
+    #[error(
+        "connection type \"{name}\" is not supported yet (status: {status}); SHOW CONNECTION TYPES lists the ones that are available"
+    )]
+    UnsupportedConnectionType { name: String, status: &'static str },
+
+    #[error("{message}")]
+    InvalidOption { option: String, message: String },
+
+    #[error("could not connect to \"{connection}\" ({kind_label}): {detail}", kind_label = failure.kind.label(), detail = failure.detail)]
+    Connect {
+        connection: String,
+        failure: ConnectFailure,
+    },
+}

@@ -1,0 +1,16 @@
+//! The Sluice engine: connection types and their drivers, connection
+//! testing, and (later) extraction, loading and scheduling.
+//!
+//! The engine knows nothing about the wire protocol; the server turns its
+//! typed errors into SQLSTATEs.
+
+pub mod connection_types;
+pub mod connections;
+mod connectors;
+mod error;
+pub mod options;
+mod tls;
+pub mod type_mapping;
+
+pub use connections::{AlterConnection, ConnectionManager, CreateConnection, CreateOutcome, TestOutcome};
+pub use error::{ConnectFailure, ConnectFailureKind, EngineError};

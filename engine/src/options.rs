@@ -1,0 +1,392 @@
+//! Connection option schemas and validation.
+//!
+//! Each connection type declares its options as a table of [`OptionSpec`]s.
+//! [`prepare`] checks what the user wrote against that table (unknown
+//! options, wrong types, missing required ones), fills in defaults, and turns
+//! inline secret values into owned secrets.
+
+use std::collections::BTreeMap;
+
+use sluice_catalog::{Catalog, OptionValue, SecretValue};
+
+use crate::error::EngineError;
+
+/// The type of one option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionKind {
+    Text,
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    Bool,
+    /// One of a fixed set of words.
+    Enum(&'static [&'static str]),
+    /// A secret: `SECRET name` or an inline string stored encrypted.
+    Secret,
+}
+
+impl OptionKind {
+    /// How the type is shown in `SHOW CONNECTION TYPES`.
+    pub fn describe(&self) -> String {
+        match self {
+            OptionKind::Text => "text".into(),
+            OptionKind::Integer { .. } => "integer".into(),
+            OptionKind::Bool => "boolean".into(),
+            OptionKind::Enum(words) => format!("one of {}", words.join("|")),
+            OptionKind::Secret => "secret".into(),
+        }
+    }
+}
+
+/// One option a connection type accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub kind: OptionKind,
+    pub required: bool,
+    /// The value used when the option is not given.
+    pub default: Option<&'static str>,
+    pub description: &'static str,
+}
+
+impl OptionSpec {
+    /// A required option.
+    pub const fn required(name: &'static str, kind: OptionKind, description: &'static str) -> Self {
+        Self {
+            name,
+            kind,
+            required: true,
+            default: None,
+            description,
+        }
+    }
+
+    /// An optional option without a default.
+    pub const fn optional(name: &'static str, kind: OptionKind, description: &'static str) -> Self {
+        Self {
+            name,
+            kind,
+            required: false,
+            default: None,
+            description,
+        }
+    }
+
+    /// An optional option with a default.
+    pub const fn with_default(
+        name: &'static str,
+        kind: OptionKind,
+        default: &'static str,
+        description: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            required: false,
+            default: Some(default),
+            description,
+        }
+    }
+}
+
+/// Options after validation, ready to be saved.
+#[derive(Debug, Default)]
+pub struct PreparedOptions {
+    pub options: BTreeMap<String, OptionValue>,
+    /// Values given inline for secret options, under their catalog names.
+    pub inline_secrets: Vec<(String, SecretValue)>,
+}
+
+/// Validates `given` against `specs` for connection `connection`; fills in
+/// defaults and moves inline secret values out of the options.
+pub fn prepare(
+    type_name: &str,
+    specs: &[OptionSpec],
+    connection: &str,
+    given: BTreeMap<String, OptionValue>,
+) -> Result<PreparedOptions, EngineError> {
+    let mut prepared = PreparedOptions::default();
+    for (name, value) in given {
+        let spec = specs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| unknown_option(type_name, specs, &name))?;
+        let value = normalise(type_name, spec, value)?;
+        let value = match (spec.kind, value) {
+            (OptionKind::Secret, OptionValue::Text(plain)) => {
+                let secret_name = Catalog::inline_secret_name(connection, &name);
+                prepared
+                    .inline_secrets
+                    .push((secret_name.clone(), SecretValue::new(plain)));
+                OptionValue::Secret {
+                    name: secret_name,
+                    owned: true,
+                }
+            }
+            (_, value) => value,
+        };
+        prepared.options.insert(name, value);
+    }
+    for spec in specs {
+        if prepared.options.contains_key(spec.name) {
+            continue;
+        }
+        if spec.required {
+            return Err(EngineError::InvalidOption {
+                option: spec.name.into(),
+                message: format!(
+                    "connection type {type_name} requires option \"{}\" ({}: {})",
+                    spec.name,
+                    spec.kind.describe(),
+                    spec.description
+                ),
+            });
+        }
+        if let Some(default) = spec.default {
+            let value = normalise(type_name, spec, OptionValue::Text(default.into()))
+                .expect("option defaults are valid for their own spec");
+            prepared.options.insert(spec.name.into(), value);
+        }
+    }
+    Ok(prepared)
+}
+
+/// The error for an option that `specs` does not know.
+pub fn unknown_option(type_name: &str, specs: &[OptionSpec], name: &str) -> EngineError {
+    EngineError::InvalidOption {
+        option: name.into(),
+        message: format!(
+            "connection type {type_name} has no option \"{name}\"; valid options: {}",
+            specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Checks one value against its spec and converts it to the spec's type.
+fn normalise(type_name: &str, spec: &OptionSpec, value: OptionValue) -> Result<OptionValue, EngineError> {
+    let invalid = |what: String| EngineError::InvalidOption {
+        option: spec.name.into(),
+        message: format!(
+            "invalid value for option \"{}\" of connection type {type_name}: {what}; expected {}",
+            spec.name,
+            spec.kind.describe()
+        ),
+    };
+    match (spec.kind, value) {
+        (OptionKind::Secret, value @ (OptionValue::Secret { .. } | OptionValue::Text(_))) => Ok(value),
+        (OptionKind::Secret, other) => Err(invalid(format!("{other} is not a string or SECRET name"))),
+        (_, OptionValue::Secret { name, .. }) => {
+            Err(invalid(format!("SECRET {name} given, but the option is not a secret")))
+        }
+        (OptionKind::Text, OptionValue::Text(s)) => Ok(OptionValue::Text(s)),
+        (OptionKind::Text, other) => Err(invalid(format!("{other} is not a string"))),
+        (OptionKind::Integer { min, max }, value) => {
+            let number = match value {
+                OptionValue::Integer(i) => i,
+                OptionValue::Text(s) => s
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(format!("'{s}' is not an integer")))?,
+                other => return Err(invalid(format!("{other} is not an integer"))),
+            };
+            if !(min..=max).contains(&number) {
+                return Err(invalid(format!("{number} is outside {min}..{max}")));
+            }
+            Ok(OptionValue::Integer(number))
+        }
+        (OptionKind::Bool, OptionValue::Bool(b)) => Ok(OptionValue::Bool(b)),
+        (OptionKind::Bool, OptionValue::Text(s)) => match s.to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => Ok(OptionValue::Bool(true)),
+            "false" | "off" | "no" | "0" => Ok(OptionValue::Bool(false)),
+            _ => Err(invalid(format!("'{s}' is not a boolean"))),
+        },
+        (OptionKind::Bool, other) => Err(invalid(format!("{other} is not a boolean"))),
+        (OptionKind::Enum(words), OptionValue::Text(s)) => {
+            let lower = s.to_ascii_lowercase();
+            match words.iter().find(|w| **w == lower) {
+                Some(word) => Ok(OptionValue::Text((*word).into())),
+                None => Err(invalid(format!("'{s}'"))),
+            }
+        }
+        (OptionKind::Enum(_), other) => Err(invalid(other.to_string())),
+    }
+}
+
+/// Options with secrets decrypted, handed to a driver for one connection
+/// attempt. Never log or display it.
+#[derive(Debug, Default)]
+pub struct ResolvedOptions {
+    values: BTreeMap<String, Resolved>,
+}
+
+#[derive(Debug)]
+enum Resolved {
+    Plain(OptionValue),
+    Secret(SecretValue),
+}
+
+impl ResolvedOptions {
+    /// Resolves secret references through the catalog, preferring values
+    /// given inline in the same statement (not yet saved).
+    pub fn resolve(
+        options: &BTreeMap<String, OptionValue>,
+        inline: &[(String, SecretValue)],
+        catalog: &Catalog,
+    ) -> Result<Self, EngineError> {
+        let mut values = BTreeMap::new();
+        for (name, value) in options {
+            let resolved = match value {
+                OptionValue::Secret { name: secret, .. } => match inline.iter().find(|(n, _)| n == secret) {
+                    Some((_, value)) => Resolved::Secret(value.clone()),
+                    None => Resolved::Secret(catalog.secret_value(secret)?),
+                },
+                other => Resolved::Plain(other.clone()),
+            };
+            values.insert(name.clone(), resolved);
+        }
+        Ok(Self { values })
+    }
+
+    /// A text option.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        match self.values.get(name)? {
+            Resolved::Plain(OptionValue::Text(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An integer option.
+    pub fn integer(&self, name: &str) -> Option<i64> {
+        match self.values.get(name)? {
+            Resolved::Plain(OptionValue::Integer(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A secret option's plain value.
+    pub fn secret(&self, name: &str) -> Option<&SecretValue> {
+        match self.values.get(name)? {
+            Resolved::Secret(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Every secret value, for scrubbing driver messages.
+    pub fn secrets(&self) -> impl Iterator<Item = &SecretValue> {
+        self.values.values().filter_map(|v| match v {
+            Resolved::Secret(s) => Some(s),
+            Resolved::Plain(_) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPECS: &[OptionSpec] = &[
+        OptionSpec::required("host", OptionKind::Text, "server"),
+        OptionSpec::with_default("port", OptionKind::Integer { min: 1, max: 65535 }, "5432", "port"),
+        OptionSpec::optional("password", OptionKind::Secret, "password"),
+        OptionSpec::with_default("sslmode", OptionKind::Enum(&["disable", "require"]), "disable", "tls"),
+        OptionSpec::optional("compress", OptionKind::Bool, "compression"),
+    ];
+
+    fn given(pairs: &[(&str, OptionValue)]) -> BTreeMap<String, OptionValue> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    fn text(s: &str) -> OptionValue {
+        OptionValue::Text(s.into())
+    }
+
+    #[test]
+    fn fills_defaults_and_moves_inline_secrets() {
+        let prepared = prepare(
+            "postgres",
+            SPECS,
+            "shop",
+            given(&[("host", text("db")), ("password", text("pw"))]),
+        )
+        .unwrap();
+        assert_eq!(prepared.options["port"], OptionValue::Integer(5432));
+        assert_eq!(prepared.options["sslmode"], text("disable"));
+        assert_eq!(
+            prepared.options["password"],
+            OptionValue::Secret {
+                name: "shop/password".into(),
+                owned: true
+            }
+        );
+        assert_eq!(prepared.inline_secrets[0].1.expose(), "pw");
+        assert!(!prepared.options.contains_key("compress"));
+    }
+
+    #[test]
+    fn rejects_unknown_options_listing_valid_ones() {
+        let err = prepare(
+            "postgres",
+            SPECS,
+            "c",
+            given(&[("host", text("db")), ("hots", text("x"))]),
+        )
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("\"hots\"") && message.contains("host, port, password, sslmode, compress"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rejects_missing_required_and_bad_values() {
+        assert!(
+            prepare("postgres", SPECS, "c", given(&[]))
+                .unwrap_err()
+                .to_string()
+                .contains("requires option \"host\"")
+        );
+        for (name, value) in [
+            ("port", text("abc")),
+            ("port", OptionValue::Integer(70000)),
+            ("sslmode", text("sometimes")),
+            ("compress", text("maybe")),
+            ("host", OptionValue::Integer(3)),
+            (
+                "host",
+                OptionValue::Secret {
+                    name: "s".into(),
+                    owned: false,
+                },
+            ),
+        ] {
+            let mut options = given(&[("host", text("db"))]);
+            options.insert(name.into(), value);
+            let err = prepare("postgres", SPECS, "c", options).unwrap_err();
+            assert!(
+                matches!(&err, EngineError::InvalidOption { option, .. } if option == name),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_numbers_and_booleans_written_as_strings() {
+        let prepared = prepare(
+            "postgres",
+            SPECS,
+            "c",
+            given(&[
+                ("host", text("db")),
+                ("port", text("6543")),
+                ("compress", text("on")),
+                ("sslmode", text("REQUIRE")),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(prepared.options["port"], OptionValue::Integer(6543));
+        assert_eq!(prepared.options["compress"], OptionValue::Bool(true));
+        assert_eq!(prepared.options["sslmode"], text("require"));
+    }
+}
