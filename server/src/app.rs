@@ -1,0 +1,234 @@
+//! Start-up: open the catalog, set up authentication, the SQL session and
+//! the background tasks, then accept clients until shut down.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use pgwire::tokio::process_socket;
+use sluice_catalog::{Catalog, CatalogError, MasterKey};
+use sluice_engine::ConnectionManager;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+use crate::auth::{self, AdminAuth};
+use crate::handler::SluiceHandlers;
+use crate::system_tables::{self, SystemSchema};
+
+/// The SQL catalog (database) name clients see.
+pub const DATABASE: &str = "sluice";
+
+/// Everything `sluice serve` needs to start.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub user: String,
+    /// From `SLUICE_PASSWORD`; when `None` a stored or generated one is used.
+    pub password: Option<String>,
+    /// From `SLUICE_MASTER_KEY` (64 hex digits).
+    pub master_key: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub retest_interval: Duration,
+}
+
+/// Why Sluice could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// State shared by every client connection.
+pub struct AppState {
+    pub connections: Arc<ConnectionManager>,
+    pub ctx: Arc<SessionContext>,
+    pub auth: Arc<AdminAuth>,
+    /// pgwire's registry of live connections, for cancel requests.
+    pub wire_connections: Arc<pgwire::api::ConnectionManager>,
+    pub tls_cert_pem: Option<Vec<u8>>,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::Io {
+        what: format!("cannot create data dir {}", config.data_dir.display()),
+        source,
+    })?;
+    let key = match &config.master_key {
+        Some(hex) => MasterKey::from_hex(hex)?,
+        None => MasterKey::load_or_create_file(
+            &config
+                .master_key_file
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("master.key")),
+        )?,
+    };
+    let catalog = Arc::new(Catalog::open(&config.data_dir.join("catalog"), key)?);
+    let auth = Arc::new(admin_auth(&catalog, &config)?);
+    let ctx = Arc::new(session_context(catalog.clone())?);
+    let connections = Arc::new(ConnectionManager::new(catalog, config.connect_timeout));
+    tokio::spawn(connections.clone().retest_forever(config.retest_interval));
+
+    let (tls, tls_cert_pem) = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let (acceptor, pem) = tls_acceptor(cert, key)?;
+            (Some(acceptor), Some(pem))
+        }
+        (None, None) => (None, None),
+        _ => {
+            return Err(StartupError::Config(
+                "--tls-cert and --tls-key must be given together".into(),
+            ));
+        }
+    };
+    let state = Arc::new(AppState {
+        connections,
+        ctx,
+        auth,
+        wire_connections: Arc::new(pgwire::api::ConnectionManager::new()),
+        tls_cert_pem,
+    });
+
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| StartupError::Io {
+            what: format!("cannot listen on {}", config.listen),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| StartupError::Io {
+        what: "listener".into(),
+        source,
+    })?;
+    announce(&config, address, tls.is_some(), &state.auth);
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let handlers = Arc::new(SluiceHandlers::new(state.clone()));
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = process_socket(socket, tls, handlers).await {
+                            warn!(%peer, error = %e, "client connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => warn!(error = %e, "could not accept a client connection"),
+            },
+            () = &mut shutdown => {
+                info!("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn announce(config: &ServeConfig, address: SocketAddr, tls: bool, auth: &AdminAuth) {
+    println!(
+        "Sluice {} listening on {address}{} (data dir {})",
+        env!("CARGO_PKG_VERSION"),
+        if tls { " with TLS" } else { "" },
+        config.data_dir.display()
+    );
+    println!(
+        "Connect with: psql \"host={} port={} user={} dbname={DATABASE}\"",
+        address.ip(),
+        address.port(),
+        auth.user()
+    );
+    info!(%address, tls, "listening");
+}
+
+/// Sets the admin credentials from `SLUICE_PASSWORD`, or uses the stored
+/// ones, or generates a password on first start and prints it once.
+fn admin_auth(catalog: &Catalog, config: &ServeConfig) -> Result<AdminAuth, StartupError> {
+    let credentials = match (&config.password, catalog.admin_credentials()?) {
+        (Some(password), _) => {
+            let credentials = auth::hash_password(&config.user, password);
+            catalog.set_admin_credentials(&credentials)?;
+            credentials
+        }
+        (None, Some(stored)) if stored.user == config.user => stored,
+        (None, Some(stored)) => {
+            return Err(StartupError::Config(format!(
+                "this data dir's admin user is \"{}\"; start with --user {} or set SLUICE_PASSWORD to create \"{}\"",
+                stored.user, stored.user, config.user
+            )));
+        }
+        (None, None) => {
+            let password = auth::generate_password();
+            let credentials = auth::hash_password(&config.user, &password);
+            catalog.set_admin_credentials(&credentials)?;
+            println!(
+                "Generated a password for user \"{}\": {password}\n(shown only this once; set SLUICE_PASSWORD to choose your own)",
+                config.user
+            );
+            credentials
+        }
+    };
+    AdminAuth::from_credentials(&credentials).ok_or_else(|| {
+        StartupError::Config("stored admin credentials are unreadable; set SLUICE_PASSWORD to reset them".into())
+    })
+}
+
+/// The DataFusion session behind plain SQL: pg_catalog for clients, and the
+/// read-only `sluice` system schema.
+fn session_context(catalog: Arc<Catalog>) -> Result<SessionContext, StartupError> {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema(DATABASE, "public");
+    let ctx = SessionContext::new_with_config(config);
+    setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+        .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
+    ctx.catalog(DATABASE)
+        .expect("the default catalog exists")
+        .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog)))
+        .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
+    Ok(ctx)
+}
+
+fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<(TlsAcceptor, Vec<u8>), StartupError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = std::fs::read(cert).map_err(|source| StartupError::Io {
+        what: format!("cannot read {}", cert.display()),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StartupError::Tls(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| StartupError::Tls(format!("{}: {e}", key.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartupError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartupError::Tls(e.to_string()))?;
+    Ok((TlsAcceptor::from(Arc::new(config)), pem))
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail on Unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

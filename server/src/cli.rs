@@ -1,0 +1,115 @@
+//! The `sluice` command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::{self, ServeConfig};
+
+/// Sluice: a SQL-first ETL engine that speaks the Postgres wire protocol.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to accept Postgres clients on.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:5433")]
+    listen: String,
+    /// Directory for the catalog and the local warehouse.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    data_dir: PathBuf,
+    /// The admin user name (its password comes from SLUICE_PASSWORD, or is
+    /// generated and printed on first start).
+    #[arg(long, env = "SLUICE_USER", default_value = "admin")]
+    user: String,
+    /// Key file for secret encryption, created mode 0600 on first start
+    /// [default: DATA_DIR/master.key]. SLUICE_MASTER_KEY (64 hex digits)
+    /// takes precedence.
+    #[arg(long, env = "SLUICE_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS (with --tls-key).
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (with --tls-cert).
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Seconds a live connection test may take.
+    #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value_t = 10)]
+    connect_timeout: u64,
+    /// Seconds between background re-tests of every connection.
+    #[arg(long, env = "SLUICE_RETEST_INTERVAL", default_value_t = 300)]
+    retest_interval: u64,
+    /// Log format on stderr (level from SLUICE_LOG, default info).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Parses the command line and runs Sluice; returns the process exit code.
+pub async fn main() -> i32 {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => match Cli::parse_from(["sluice", "serve"]).command {
+            Some(Command::Serve(args)) => args,
+            None => unreachable!("serve was given"),
+        },
+    };
+    init_logging(args.log_format);
+    let config = ServeConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        user: args.user,
+        password: std::env::var("SLUICE_PASSWORD").ok().filter(|p| !p.is_empty()),
+        master_key: std::env::var("SLUICE_MASTER_KEY").ok().filter(|k| !k.is_empty()),
+        master_key_file: args.master_key_file,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
+        retest_interval: Duration::from_secs(args.retest_interval.max(1)),
+    };
+    match app::serve(config).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            1
+        }
+    }
+}
+
+/// Libraries that log statement text at debug level.
+const STATEMENT_LOGGING_TARGETS: [&str; 4] = ["sqlparser", "pgwire", "datafusion_postgres", "datafusion_pg_catalog"];
+
+fn init_logging(format: LogFormat) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Statement text may hold secrets (CREATE SECRET ... AS '...'), so the
+    // libraries that log it at debug level are held at info whatever the
+    // configured level is.
+    for quiet in STATEMENT_LOGGING_TARGETS {
+        filter = filter.add_directive(format!("{quiet}=info").parse().expect("a valid directive"));
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

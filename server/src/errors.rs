@@ -1,0 +1,159 @@
+//! The one place where typed errors become Postgres ErrorResponses with a
+//! SQLSTATE, a message naming the object and a hint with the fix.
+
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
+use pgwire::error::{ErrorInfo, PgWireError};
+use sluice_catalog::{CatalogError, ObjectKind};
+use sluice_engine::{ConnectFailureKind, EngineError};
+
+use crate::statements::ParseError;
+
+/// Errors of one statement, before they become an ErrorResponse.
+#[derive(Debug, thiserror::Error)]
+pub enum StatementError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+}
+
+impl From<CatalogError> for StatementError {
+    fn from(e: CatalogError) -> Self {
+        StatementError::Engine(e.into())
+    }
+}
+
+/// Builds an ERROR with a SQLSTATE, message and optional hint.
+fn error(code: &str, message: String, hint: Option<String>) -> ErrorInfo {
+    let mut info = ErrorInfo::new("ERROR".into(), code.into(), message);
+    info.hint = hint;
+    info
+}
+
+impl StatementError {
+    /// The ErrorResponse for this error; `offset` is the character offset of
+    /// the statement in the query string, for syntax error positions.
+    pub fn into_error_info(self, offset: usize) -> ErrorInfo {
+        match self {
+            StatementError::Parse(e) => {
+                let mut info = error("42601", e.message, None);
+                info.position = e.position.map(|p| (p + offset).to_string());
+                info
+            }
+            StatementError::Engine(e) => engine_error(e),
+            StatementError::DataFusion(e) => datafusion_error(&e),
+        }
+    }
+}
+
+fn engine_error(e: EngineError) -> ErrorInfo {
+    let message = e.to_string();
+    match e {
+        EngineError::Catalog(c) => catalog_error(c),
+        EngineError::UnknownConnectionType { .. } => error(
+            "42704",
+            message,
+            Some("SHOW CONNECTION TYPES lists every type and its options.".into()),
+        ),
+        EngineError::UnsupportedConnectionType { .. } => error("0A000", message, None),
+        EngineError::InvalidOption { .. } => error(
+            "22023",
+            message,
+            Some("SHOW CONNECTION TYPES lists each type's options.".into()),
+        ),
+        EngineError::Connect { failure, .. } => {
+            let (code, hint) = match failure.kind {
+                ConnectFailureKind::BadPassword => ("28P01", "Check the user and password options."),
+                ConnectFailureKind::UnknownDatabase => ("3D000", "Check the database option."),
+                ConnectFailureKind::Dns => ("08001", "Check the host option."),
+                ConnectFailureKind::Refused => (
+                    "08001",
+                    "Check the host and port options and that the server is running.",
+                ),
+                ConnectFailureKind::Timeout => (
+                    "08001",
+                    "Check that the server is reachable from Sluice, or raise the connect_timeout option.",
+                ),
+                ConnectFailureKind::Tls => (
+                    "08001",
+                    "Check the TLS options (sslmode / ssl_mode and the CA file) against what the server offers.",
+                ),
+                ConnectFailureKind::Other => ("08001", "Check the connection options."),
+            };
+            let hint = format!("{hint} To save a connection without testing it, add WITH (validate = false).");
+            error(code, message, Some(hint))
+        }
+    }
+}
+
+fn catalog_error(e: CatalogError) -> ErrorInfo {
+    let message = e.to_string();
+    match e {
+        CatalogError::NotFound { kind, .. } => {
+            let list = match kind {
+                ObjectKind::Connection => "SHOW CONNECTIONS",
+                ObjectKind::Secret => "SHOW SECRETS",
+                ObjectKind::Job => "SHOW ETL JOBS",
+            };
+            error("42704", message, Some(format!("{list} lists the existing ones.")))
+        }
+        CatalogError::AlreadyExists { kind, .. } => error(
+            "42710",
+            message,
+            Some(format!(
+                "Use CREATE {} IF NOT EXISTS to skip existing ones, or choose another name.",
+                kind.to_string().to_uppercase()
+            )),
+        ),
+        CatalogError::DuplicateCredentials { .. } => error("42710", message, None),
+        CatalogError::InUse { kind, .. } => {
+            let hint = match kind {
+                ObjectKind::Connection => "Use DROP CONNECTION ... CASCADE to drop them too.",
+                _ => "Change or drop the dependent objects first.",
+            };
+            error("2BP01", message, Some(hint.into()))
+        }
+        CatalogError::Storage(_) | CatalogError::Io { .. } => error("58030", message, None),
+        CatalogError::Corrupt { .. } => error("XX001", message, None),
+        CatalogError::MasterKey(_) => error("XX000", message, None),
+    }
+}
+
+fn datafusion_error(e: &DataFusionError) -> ErrorInfo {
+    let message = e.strip_backtrace();
+    let code = match e.find_root() {
+        DataFusionError::SQL(..) => "42601",
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::SchemaError(..) => "42703",
+        DataFusionError::Plan(m) if m.contains("not found") => "42P01",
+        DataFusionError::Plan(_) => "42000",
+        DataFusionError::ResourcesExhausted(_) => "53000",
+        _ => "XX000",
+    };
+    error(code, message, None)
+}
+
+/// Gives errors coming out of the DataFusion session proper SQLSTATEs.
+pub fn map_session_error(e: PgWireError) -> PgWireError {
+    match e {
+        PgWireError::ApiError(inner) => {
+            let info = if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+                datafusion_error(df)
+            } else if inner.downcast_ref::<ParserError>().is_some() {
+                error("42601", inner.to_string(), None)
+            } else {
+                error("XX000", inner.to_string(), None)
+            };
+            PgWireError::UserError(Box::new(info))
+        }
+        other => other,
+    }
+}
+
+/// A NOTICE message.
+pub fn notice(code: &str, message: String) -> ErrorInfo {
+    ErrorInfo::new("NOTICE".into(), code.into(), message)
+}

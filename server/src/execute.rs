@@ -1,0 +1,180 @@
+//! Executing Sluice statements against the engine.
+
+use std::sync::Arc;
+
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion_postgres::hooks::HookClient;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::error::PgWireResult;
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::response::NoticeResponse;
+use sluice_catalog::ConnectionStatus;
+use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
+use tracing::info;
+
+use crate::app::AppState;
+use crate::errors::{StatementError, notice};
+use crate::statements::SluiceStatement;
+use crate::views;
+
+/// The columns a statement returns, or `None` for a command with a tag only.
+pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
+    match statement {
+        SluiceStatement::ShowSecrets => Some(views::SECRETS.clone()),
+        SluiceStatement::ShowConnections => Some(views::CONNECTIONS.clone()),
+        SluiceStatement::ShowConnectionTypes => Some(views::CONNECTION_TYPES.clone()),
+        SluiceStatement::ShowCreateConnection { .. } => Some(views::CREATE_STATEMENT.clone()),
+        SluiceStatement::TestConnection { .. } | SluiceStatement::TestConnections => Some(views::TEST_RESULTS.clone()),
+        SluiceStatement::CreateSecret { .. }
+        | SluiceStatement::DropSecret { .. }
+        | SluiceStatement::CreateConnection { .. }
+        | SluiceStatement::AlterConnection { .. }
+        | SluiceStatement::DropConnection { .. } => None,
+    }
+}
+
+/// The wire description of a statement's result columns.
+pub fn result_fields(statement: &SluiceStatement, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    match result_schema(statement) {
+        Some(schema) => arrow_schema_to_pg_fields(&schema, format, None),
+        None => Ok(vec![]),
+    }
+}
+
+/// Runs one statement. NOTICEs go to `client` as they happen.
+pub async fn execute(
+    state: &AppState,
+    client: &mut dyn HookClient,
+    statement: SluiceStatement,
+    format: &Format,
+) -> Result<Response, StatementError> {
+    let engine = &state.connections;
+    let catalog = engine.catalog();
+    Ok(match statement {
+        SluiceStatement::CreateSecret {
+            name,
+            value,
+            if_not_exists,
+        } => {
+            if catalog.create_secret(&name, &value, if_not_exists)? {
+                info!(secret = %name, "secret created");
+            } else {
+                send_notice(client, "42710", format!("secret \"{name}\" already exists, skipping")).await;
+            }
+            Response::Execution(Tag::new("CREATE SECRET"))
+        }
+        SluiceStatement::DropSecret { name, if_exists } => {
+            if catalog.drop_secret(&name, if_exists)? {
+                info!(secret = %name, "secret dropped");
+            } else {
+                send_notice(client, "00000", format!("secret \"{name}\" does not exist, skipping")).await;
+            }
+            Response::Execution(Tag::new("DROP SECRET"))
+        }
+        SluiceStatement::ShowSecrets => rows(views::secrets(catalog)?, format)?,
+        SluiceStatement::CreateConnection {
+            name,
+            type_name,
+            options,
+            if_not_exists,
+            validate,
+        } => {
+            let request = CreateConnection {
+                name: name.clone(),
+                type_name,
+                options,
+                if_not_exists,
+                validate,
+            };
+            match engine.create(request).await? {
+                CreateOutcome::Created {
+                    status: ConnectionStatus::Unknown,
+                } => {
+                    send_notice(
+                        client,
+                        "00000",
+                        format!("connection \"{name}\" saved without testing (status unknown)"),
+                    )
+                    .await;
+                }
+                CreateOutcome::Created { .. } => {}
+                CreateOutcome::AlreadyExists => {
+                    send_notice(
+                        client,
+                        "42710",
+                        format!("connection \"{name}\" already exists, skipping"),
+                    )
+                    .await;
+                }
+            }
+            Response::Execution(Tag::new("CREATE CONNECTION"))
+        }
+        SluiceStatement::AlterConnection {
+            name,
+            set,
+            reset,
+            validate,
+        } => {
+            engine
+                .alter(AlterConnection {
+                    name,
+                    set,
+                    reset,
+                    validate,
+                })
+                .await?;
+            Response::Execution(Tag::new("ALTER CONNECTION"))
+        }
+        SluiceStatement::DropConnection {
+            name,
+            if_exists,
+            cascade,
+        } => {
+            let outcome = engine.drop_connection(&name, if_exists, cascade)?;
+            if !outcome.dropped {
+                send_notice(
+                    client,
+                    "00000",
+                    format!("connection \"{name}\" does not exist, skipping"),
+                )
+                .await;
+            }
+            for job in outcome.dropped_jobs {
+                send_notice(client, "00000", format!("drop cascades to ETL job \"{job}\"")).await;
+            }
+            Response::Execution(Tag::new("DROP CONNECTION"))
+        }
+        SluiceStatement::TestConnection { name } => {
+            let outcome = engine.test(&name).await?;
+            rows(views::test_results(&[outcome]), format)?
+        }
+        SluiceStatement::TestConnections => rows(views::test_results(&engine.test_all().await?), format)?,
+        SluiceStatement::ShowConnections => rows(views::connections(catalog)?, format)?,
+        SluiceStatement::ShowCreateConnection { name } => {
+            rows(views::create_statement(&catalog.connection(&name)?), format)?
+        }
+        SluiceStatement::ShowConnectionTypes => rows(views::connection_types(), format)?,
+    })
+}
+
+async fn send_notice(client: &mut dyn HookClient, code: &str, message: String) {
+    let message = PgWireBackendMessage::NoticeResponse(NoticeResponse::from(notice(code, message)));
+    // A client that went away cannot be told; the statement's effect stands.
+    let _ = client.send_message(message).await;
+}
+
+/// A query response carrying one batch.
+fn rows(batch: RecordBatch, format: &Format) -> Result<Response, StatementError> {
+    let fields = Arc::new(
+        arrow_schema_to_pg_fields(&batch.schema(), format, None)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?,
+    );
+    let encoded = encode_recordbatch(fields.clone(), batch);
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        futures::stream::iter(encoded),
+    )))
+}

@@ -1,0 +1,12 @@
+//! The Sluice server: the Postgres wire front end, Sluice statements and the
+//! system tables. It turns engine errors into SQLSTATEs.
+
+mod app;
+mod auth;
+pub mod cli;
+mod errors;
+mod execute;
+mod handler;
+mod statements;
+mod system_tables;
+mod views;

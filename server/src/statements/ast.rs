@@ -1,0 +1,51 @@
+//! The syntax tree of Sluice statements.
+
+use std::collections::BTreeMap;
+
+use sluice_catalog::{OptionValue, SecretValue};
+
+/// One parsed Sluice statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SluiceStatement {
+    /// `CREATE SECRET [IF NOT EXISTS] name AS 'value'`
+    CreateSecret {
+        name: String,
+        value: SecretValue,
+        if_not_exists: bool,
+    },
+    /// `DROP SECRET [IF EXISTS] name`
+    DropSecret { name: String, if_exists: bool },
+    /// `SHOW SECRETS`
+    ShowSecrets,
+    /// `CREATE CONNECTION [IF NOT EXISTS] name TYPE t OPTIONS (...) [WITH (validate = false)]`
+    CreateConnection {
+        name: String,
+        type_name: String,
+        options: BTreeMap<String, OptionValue>,
+        if_not_exists: bool,
+        validate: bool,
+    },
+    /// `ALTER CONNECTION name [SET (...)] [RESET (...)] [WITH (validate = false)]`
+    AlterConnection {
+        name: String,
+        set: BTreeMap<String, OptionValue>,
+        reset: Vec<String>,
+        validate: bool,
+    },
+    /// `DROP CONNECTION [IF EXISTS] name [CASCADE | RESTRICT]`
+    DropConnection {
+        name: String,
+        if_exists: bool,
+        cascade: bool,
+    },
+    /// `TEST CONNECTION name`
+    TestConnection { name: String },
+    /// `TEST CONNECTIONS`
+    TestConnections,
+    /// `SHOW CONNECTIONS`
+    ShowConnections,
+    /// `SHOW CREATE CONNECTION name`
+    ShowCreateConnection { name: String },
+    /// `SHOW CONNECTION TYPES`
+    ShowConnectionTypes,
+}

@@ -1,0 +1,12 @@
+//! Sluice's own SQL statements: their syntax tree, recognition and parsing.
+//!
+//! Anything that is not a Sluice statement is plain SQL and goes to
+//! DataFusion unchanged.
+
+mod ast;
+mod parse;
+mod split;
+
+pub use ast::SluiceStatement;
+pub use parse::{ParseError, is_sluice_statement, parse};
+pub use split::split_statements;

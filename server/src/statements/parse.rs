@@ -1,0 +1,508 @@
+//! Parsing Sluice statements with sqlparser's `Parser` primitives.
+
+use std::collections::BTreeMap;
+
+use datafusion::sql::sqlparser::ast::Ident;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use sluice_catalog::{OptionValue, SecretValue};
+
+use super::ast::SluiceStatement;
+
+/// A syntax error in a Sluice statement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub message: String,
+    /// 1-based character position in the statement, when known.
+    pub position: Option<usize>,
+}
+
+/// The leading words of every Sluice statement.
+const STATEMENT_STARTS: &[&[&str]] = &[
+    &["CREATE", "SECRET"],
+    &["CREATE", "CONNECTION"],
+    &["DROP", "SECRET"],
+    &["DROP", "CONNECTION"],
+    &["ALTER", "CONNECTION"],
+    &["TEST", "CONNECTION"],
+    &["TEST", "CONNECTIONS"],
+    &["SHOW", "SECRETS"],
+    &["SHOW", "CONNECTIONS"],
+    &["SHOW", "CONNECTION"],
+    &["SHOW", "CREATE", "CONNECTION"],
+];
+
+/// True when `sql` starts like a Sluice statement (comments and whitespace
+/// skipped), so it must not go to the plain SQL engine.
+pub fn is_sluice_statement(sql: &str) -> bool {
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+        return false;
+    };
+    let words: Vec<String> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take(3)
+        .map(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+            _ => String::new(),
+        })
+        .collect();
+    STATEMENT_STARTS
+        .iter()
+        .any(|start| words.len() >= start.len() && start.iter().zip(&words).all(|(a, b)| a == b))
+}
+
+/// Parses one Sluice statement.
+pub fn parse(sql: &str) -> Result<SluiceStatement, ParseError> {
+    let parser = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .map_err(|e| ParseError {
+            message: e.to_string(),
+            position: None,
+        })?;
+    let mut p = StatementParser { parser, sql };
+    let statement = p.statement()?;
+    let _ = p.parser.consume_token(&Token::SemiColon);
+    match p.parser.peek_token().token {
+        Token::EOF => Ok(statement),
+        other => Err(p.error(format!("unexpected {other} after the end of the statement"))),
+    }
+}
+
+struct StatementParser<'a> {
+    parser: Parser<'a>,
+    sql: &'a str,
+}
+
+type PResult<T> = std::result::Result<T, ParseError>;
+
+impl StatementParser<'_> {
+    fn statement(&mut self) -> PResult<SluiceStatement> {
+        if self.word("CREATE") {
+            if self.word("SECRET") {
+                return self.create_secret();
+            }
+            self.expect_word("CONNECTION")?;
+            return self.create_connection();
+        }
+        if self.word("DROP") {
+            if self.word("SECRET") {
+                let if_exists = self.words(&["IF", "EXISTS"]);
+                return Ok(SluiceStatement::DropSecret {
+                    name: self.name("secret name")?,
+                    if_exists,
+                });
+            }
+            self.expect_word("CONNECTION")?;
+            let if_exists = self.words(&["IF", "EXISTS"]);
+            let name = self.name("connection name")?;
+            let cascade = if self.word("CASCADE") {
+                true
+            } else {
+                self.word("RESTRICT");
+                false
+            };
+            return Ok(SluiceStatement::DropConnection {
+                name,
+                if_exists,
+                cascade,
+            });
+        }
+        if self.word("ALTER") {
+            self.expect_word("CONNECTION")?;
+            return self.alter_connection();
+        }
+        if self.word("TEST") {
+            if self.word("CONNECTIONS") {
+                return Ok(SluiceStatement::TestConnections);
+            }
+            self.expect_word("CONNECTION")?;
+            return Ok(SluiceStatement::TestConnection {
+                name: self.name("connection name")?,
+            });
+        }
+        self.expect_word("SHOW")?;
+        if self.word("SECRETS") {
+            return Ok(SluiceStatement::ShowSecrets);
+        }
+        if self.word("CONNECTIONS") {
+            return Ok(SluiceStatement::ShowConnections);
+        }
+        if self.word("CREATE") {
+            self.expect_word("CONNECTION")?;
+            return Ok(SluiceStatement::ShowCreateConnection {
+                name: self.name("connection name")?,
+            });
+        }
+        self.expect_word("CONNECTION")?;
+        self.expect_word("TYPES")?;
+        Ok(SluiceStatement::ShowConnectionTypes)
+    }
+
+    fn create_secret(&mut self) -> PResult<SluiceStatement> {
+        let if_not_exists = self.words(&["IF", "NOT", "EXISTS"]);
+        let name = self.name("secret name")?;
+        self.expect_word("AS")?;
+        let value = self.string("the secret value as a string literal")?;
+        Ok(SluiceStatement::CreateSecret {
+            name,
+            value: SecretValue::new(value),
+            if_not_exists,
+        })
+    }
+
+    fn create_connection(&mut self) -> PResult<SluiceStatement> {
+        let if_not_exists = self.words(&["IF", "NOT", "EXISTS"]);
+        let name = self.name("connection name")?;
+        self.expect_word("TYPE")?;
+        let type_name = self.name("connection type")?;
+        let options = if self.word("OPTIONS") {
+            self.option_list()?
+        } else {
+            BTreeMap::new()
+        };
+        let validate = self.with_clause()?;
+        Ok(SluiceStatement::CreateConnection {
+            name,
+            type_name,
+            options,
+            if_not_exists,
+            validate,
+        })
+    }
+
+    fn alter_connection(&mut self) -> PResult<SluiceStatement> {
+        let name = self.name("connection name")?;
+        let mut set = BTreeMap::new();
+        let mut reset = Vec::new();
+        loop {
+            if self.word("SET") {
+                set.extend(self.option_list()?);
+            } else if self.word("RESET") {
+                self.expect(Token::LParen)?;
+                reset.extend(self.comma_separated(|p| p.name("option name"))?);
+                self.expect(Token::RParen)?;
+            } else {
+                break;
+            }
+        }
+        if set.is_empty() && reset.is_empty() {
+            return Err(self.error("expected SET (option value, ...) or RESET (option, ...)".into()));
+        }
+        let validate = self.with_clause()?;
+        Ok(SluiceStatement::AlterConnection {
+            name,
+            set,
+            reset,
+            validate,
+        })
+    }
+
+    /// `( name value, ... )`; a value is a string, a number, TRUE/FALSE or
+    /// `SECRET name`.
+    fn option_list(&mut self) -> PResult<BTreeMap<String, OptionValue>> {
+        self.expect(Token::LParen)?;
+        let pairs = self.comma_separated(|p| {
+            let name = p.name("option name")?;
+            Ok((name, p.option_value()?))
+        })?;
+        self.expect(Token::RParen)?;
+        let mut options = BTreeMap::new();
+        for (name, value) in pairs {
+            if options.insert(name.clone(), value).is_some() {
+                return Err(self.error(format!("option \"{name}\" is given more than once")));
+            }
+        }
+        Ok(options)
+    }
+
+    fn option_value(&mut self) -> PResult<OptionValue> {
+        if self.word("SECRET") {
+            return Ok(OptionValue::Secret {
+                name: self.name("secret name")?,
+                owned: false,
+            });
+        }
+        if self.word("TRUE") {
+            return Ok(OptionValue::Bool(true));
+        }
+        if self.word("FALSE") {
+            return Ok(OptionValue::Bool(false));
+        }
+        let negative = self.parser.consume_token(&Token::Minus);
+        let token = self.parser.peek_token();
+        match token.token {
+            Token::Number(text, _) => {
+                self.parser.next_token();
+                let text = if negative { format!("-{text}") } else { text };
+                text.parse().map(OptionValue::Integer).map_err(|_| {
+                    self.error(format!(
+                        "option values must be whole numbers, strings or booleans, found {text}"
+                    ))
+                })
+            }
+            Token::SingleQuotedString(_) | Token::DollarQuotedString(_) | Token::EscapedStringLiteral(_)
+                if !negative =>
+            {
+                Ok(OptionValue::Text(self.string("an option value")?))
+            }
+            other => Err(self.error(format!(
+                "expected an option value (a 'string', a number, TRUE/FALSE or SECRET name), found {other}"
+            ))),
+        }
+    }
+
+    /// `WITH (validate = false)`: returns whether to test live.
+    fn with_clause(&mut self) -> PResult<bool> {
+        let mut validate = true;
+        if !self.word("WITH") {
+            return Ok(validate);
+        }
+        self.expect(Token::LParen)?;
+        let settings = self.comma_separated(|p| {
+            let name = p.name("setting name")?;
+            let _ = p.parser.consume_token(&Token::Eq);
+            Ok((name, p.option_value()?))
+        })?;
+        self.expect(Token::RParen)?;
+        for (name, value) in settings {
+            match (name.as_str(), value) {
+                ("validate", OptionValue::Bool(b)) => validate = b,
+                ("validate", other) => {
+                    return Err(self.error(format!("validate must be true or false, found {other}")));
+                }
+                (other, _) => {
+                    return Err(self.error(format!(
+                        "unknown setting \"{other}\" in WITH (...); valid settings: validate"
+                    )));
+                }
+            }
+        }
+        Ok(validate)
+    }
+
+    // ----- primitives -----
+
+    /// Consumes `word` (case-insensitive, unquoted) when it comes next.
+    fn word(&mut self, word: &str) -> bool {
+        match &self.parser.peek_token_ref().token {
+            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) => {
+                self.parser.next_token();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Consumes all of `words` in order, or none of them.
+    fn words(&mut self, words: &[&str]) -> bool {
+        let all_match = words.iter().enumerate().all(|(i, word)| {
+            matches!(&self.parser.peek_nth_token(i).token,
+                Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+        });
+        if all_match {
+            for _ in words {
+                self.parser.next_token();
+            }
+        }
+        all_match
+    }
+
+    fn expect_word(&mut self, word: &str) -> PResult<()> {
+        if self.word(word) {
+            Ok(())
+        } else {
+            let found = self.parser.peek_token().token;
+            Err(self.error(format!("expected {word}, found {}", describe(&found))))
+        }
+    }
+
+    fn expect(&mut self, token: Token) -> PResult<()> {
+        if self.parser.consume_token(&token) {
+            Ok(())
+        } else {
+            let found = self.parser.peek_token().token;
+            Err(self.error(format!("expected {token}, found {}", describe(&found))))
+        }
+    }
+
+    /// An identifier, folded to lower case unless quoted.
+    fn name(&mut self, what: &str) -> PResult<String> {
+        if !matches!(self.parser.peek_token_ref().token, Token::Word(_)) {
+            let found = self.parser.peek_token().token;
+            return Err(self.error(format!("expected {what}, found {}", describe(&found))));
+        }
+        let ident: Ident = self.parser.parse_identifier().map_err(|e| self.parser_error(e))?;
+        Ok(match ident.quote_style {
+            Some(_) => ident.value,
+            None => ident.value.to_lowercase(),
+        })
+    }
+
+    fn string(&mut self, what: &str) -> PResult<String> {
+        match self.parser.peek_token().token {
+            Token::SingleQuotedString(_) | Token::DollarQuotedString(_) | Token::EscapedStringLiteral(_) => {
+                self.parser.parse_literal_string().map_err(|e| self.parser_error(e))
+            }
+            other => Err(self.error(format!("expected {what}, found {}", describe(&other)))),
+        }
+    }
+
+    fn comma_separated<T>(&mut self, mut item: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
+        let mut items = vec![item(self)?];
+        while self.parser.consume_token(&Token::Comma) {
+            items.push(item(self)?);
+        }
+        Ok(items)
+    }
+
+    /// An error at the next token's position.
+    fn error(&self, message: String) -> ParseError {
+        let location = self.parser.peek_token_ref().span.start;
+        let position = (location.line > 0).then(|| char_position(self.sql, location.line, location.column));
+        ParseError {
+            message: format!("syntax error: {message}"),
+            position,
+        }
+    }
+
+    fn parser_error(&self, e: ParserError) -> ParseError {
+        self.error(e.to_string().trim_start_matches("sql parser error: ").to_owned())
+    }
+}
+
+fn describe(token: &Token) -> String {
+    match token {
+        Token::EOF => "end of statement".into(),
+        other => format!("\"{other}\""),
+    }
+}
+
+/// 1-based character position of a line/column location in `sql`.
+fn char_position(sql: &str, line: u64, column: u64) -> usize {
+    let before: usize = sql
+        .split('\n')
+        .take(line.saturating_sub(1) as usize)
+        .map(|l| l.chars().count() + 1)
+        .sum();
+    before + column as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> OptionValue {
+        OptionValue::Text(s.into())
+    }
+
+    #[test]
+    fn recognises_sluice_statements_only() {
+        for sql in [
+            "create secret a as 'x'",
+            "  -- hi\n SHOW CONNECTION TYPES",
+            "test connections",
+            "Show Create Connection x",
+        ] {
+            assert!(is_sluice_statement(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT 1",
+            "SHOW search_path",
+            "CREATE TABLE t (a int)",
+            "SHOW \"connections\"",
+            "drop table secret",
+        ] {
+            assert!(!is_sluice_statement(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn parses_create_connection_with_every_value_kind() {
+        let statement = parse(
+            "CREATE CONNECTION IF NOT EXISTS \"Shop DB\" TYPE Postgres OPTIONS (host 'db', port 5432, \
+             password SECRET pg_pass, sslmode 'require', compress true) WITH (validate = false);",
+        )
+        .unwrap();
+        let SluiceStatement::CreateConnection {
+            name,
+            type_name,
+            options,
+            if_not_exists,
+            validate,
+        } = statement
+        else {
+            panic!("wrong statement");
+        };
+        assert_eq!(
+            (name.as_str(), type_name.as_str(), if_not_exists, validate),
+            ("Shop DB", "postgres", true, false)
+        );
+        assert_eq!(options["host"], text("db"));
+        assert_eq!(options["port"], OptionValue::Integer(5432));
+        assert_eq!(
+            options["password"],
+            OptionValue::Secret {
+                name: "pg_pass".into(),
+                owned: false
+            }
+        );
+        assert_eq!(options["compress"], OptionValue::Bool(true));
+    }
+
+    #[test]
+    fn parses_the_other_statements() {
+        assert_eq!(
+            parse("create secret IF NOT EXISTS pw as 'it''s'").unwrap(),
+            SluiceStatement::CreateSecret {
+                name: "pw".into(),
+                value: SecretValue::new("it's"),
+                if_not_exists: true
+            }
+        );
+        assert_eq!(
+            parse("DROP CONNECTION IF EXISTS shop CASCADE").unwrap(),
+            SluiceStatement::DropConnection {
+                name: "shop".into(),
+                if_exists: true,
+                cascade: true
+            }
+        );
+        assert_eq!(
+            parse("ALTER CONNECTION shop SET (host 'db2') RESET (sslmode)").unwrap(),
+            SluiceStatement::AlterConnection {
+                name: "shop".into(),
+                set: BTreeMap::from([("host".into(), text("db2"))]),
+                reset: vec!["sslmode".into()],
+                validate: true,
+            }
+        );
+        assert_eq!(parse("TEST CONNECTIONS").unwrap(), SluiceStatement::TestConnections);
+        assert_eq!(
+            parse("show connection types").unwrap(),
+            SluiceStatement::ShowConnectionTypes
+        );
+        assert_eq!(
+            parse("SHOW CREATE CONNECTION \"select\"").unwrap(),
+            SluiceStatement::ShowCreateConnection { name: "select".into() }
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_position() {
+        let err = parse("CREATE CONNECTION shop TYPE postgres OPTIONS (host = 'x')").unwrap_err();
+        assert_eq!(err.position, Some(52), "{err:?}");
+        assert!(err.message.contains("option value"), "{err:?}");
+        let err = parse("CREATE CONNECTION shop\n  OPTIONS (host 'x')").unwrap_err();
+        assert_eq!(err.position, Some(26), "{err:?}");
+        assert!(err.message.contains("expected TYPE"), "{err:?}");
+        let err = parse("SHOW CONNECTIONS extra").unwrap_err();
+        assert!(err.message.contains("after the end"), "{err:?}");
+        let err = parse("CREATE CONNECTION c TYPE postgres OPTIONS (host 'a', host 'b')").unwrap_err();
+        assert!(err.message.contains("more than once"), "{err:?}");
+        let err = parse("CREATE CONNECTION c TYPE postgres OPTIONS (port 1.5)").unwrap_err();
+        assert!(err.message.contains("whole numbers"), "{err:?}");
+    }
+}

@@ -1,0 +1,128 @@
+//! The read-only `sluice` schema: catalog views as DataFusion tables, so
+//! plain SQL (`SELECT ... FROM sluice.connections WHERE ...`) works on them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use sluice_catalog::Catalog;
+
+use crate::views;
+
+/// The name of the schema holding the system tables.
+pub const SCHEMA: &str = "sluice";
+
+/// One system table: a view rebuilt from the catalog at every scan.
+#[derive(Debug, Clone, Copy)]
+enum View {
+    Connections,
+    Secrets,
+    ConnectionTypes,
+    ConnectionTypeOptions,
+}
+
+impl View {
+    const ALL: [(&'static str, View); 4] = [
+        ("connections", View::Connections),
+        ("secrets", View::Secrets),
+        ("connection_types", View::ConnectionTypes),
+        ("connection_type_options", View::ConnectionTypeOptions),
+    ];
+
+    fn schema(self) -> SchemaRef {
+        match self {
+            View::Connections => views::CONNECTIONS.clone(),
+            View::Secrets => views::SECRETS.clone(),
+            View::ConnectionTypes => views::CONNECTION_TYPES.clone(),
+            View::ConnectionTypeOptions => views::CONNECTION_TYPE_OPTIONS.clone(),
+        }
+    }
+
+    fn rows(self, catalog: &Catalog) -> Result<RecordBatch> {
+        let external = |e: sluice_catalog::CatalogError| DataFusionError::External(Box::new(e));
+        match self {
+            View::Connections => views::connections(catalog).map_err(external),
+            View::Secrets => views::secrets(catalog).map_err(external),
+            View::ConnectionTypes => Ok(views::connection_types()),
+            View::ConnectionTypeOptions => Ok(views::connection_type_options()),
+        }
+    }
+}
+
+/// The `sluice` schema provider.
+pub struct SystemSchema {
+    catalog: Arc<Catalog>,
+}
+
+impl SystemSchema {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self { catalog }
+    }
+}
+
+impl std::fmt::Debug for SystemSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SystemSchema")
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        View::ALL.iter().map(|(name, _)| (*name).to_owned()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(View::ALL.iter().find(|(n, _)| *n == name).map(|(_, view)| {
+            Arc::new(SystemTable {
+                view: *view,
+                catalog: self.catalog.clone(),
+            }) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        View::ALL.iter().any(|(n, _)| *n == name)
+    }
+}
+
+struct SystemTable {
+    view: View,
+    catalog: Arc<Catalog>,
+}
+
+impl std::fmt::Debug for SystemTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SystemTable({:?})", self.view)
+    }
+}
+
+#[async_trait]
+impl TableProvider for SystemTable {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let rows = self.view.rows(&self.catalog)?;
+        let plan = MemorySourceConfig::try_new_exec(&[vec![rows]], self.schema(), projection.cloned())?;
+        Ok(plan)
+    }
+}
