@@ -2,12 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_catalog::OptionValue;
 
 use crate::connectors::{self, Connector};
 use crate::error::EngineError;
-use crate::options::OptionSpec;
+use crate::options::{OptionSpec, ResolvedOptions};
+use crate::sources::Source;
 
 /// Whether Sluice can use a connection type today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +65,13 @@ pub struct ConnectionType {
     pub identity_options: &'static [&'static str],
     /// The live driver, for available types.
     pub connector: Option<&'static dyn Connector>,
+    /// Opens the connection as a source of tables, for types that are one.
+    pub source: Option<SourceFactory>,
 }
+
+/// Builds a [`Source`] from a connection's resolved options; `timeout`
+/// bounds every connection attempt.
+pub type SourceFactory = fn(&ResolvedOptions, Duration) -> Arc<dyn Source>;
 
 impl ConnectionType {
     /// The identity of a connection with these (prepared) options.

@@ -13,6 +13,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::connection_types::{self, ConnectionType, TypeStatus};
 use crate::error::{ConnectFailure, EngineError};
 use crate::options::{self, PreparedOptions, ResolvedOptions};
+use crate::sources::Source;
 
 /// A `CREATE CONNECTION` request.
 #[derive(Debug)]
@@ -230,6 +231,25 @@ impl ConnectionManager {
         }
     }
 
+    /// Opens a saved connection as a source of tables.
+    pub fn source(&self, name: &str) -> Result<Arc<dyn Source>, EngineError> {
+        let record = self.catalog.connection(name)?;
+        let kind = available_type(&record.kind)?;
+        let factory = kind.source.ok_or_else(|| EngineError::NotASource {
+            connection: record.name.clone(),
+            kind: kind.name.into(),
+        })?;
+        let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
+        Ok(factory(&resolved, self.timeout_for(&resolved)))
+    }
+
+    fn timeout_for(&self, resolved: &ResolvedOptions) -> Duration {
+        resolved
+            .integer("connect_timeout")
+            .map(|s| Duration::from_secs(s.unsigned_abs()))
+            .unwrap_or(self.connect_timeout)
+    }
+
     async fn check_record(&self, record: &ConnectionRecord) -> Result<(), EngineError> {
         let kind = available_type(&record.kind)?;
         let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
@@ -257,21 +277,20 @@ impl ConnectionManager {
 
     async fn run_test(&self, name: &str, kind: &ConnectionType, resolved: &ResolvedOptions) -> Result<(), EngineError> {
         let connector = kind.connector.expect("available types have a connector");
-        let timeout = resolved
-            .integer("connect_timeout")
-            .map(|s| Duration::from_secs(s.unsigned_abs()))
-            .unwrap_or(self.connect_timeout);
-        connector.test(resolved, timeout).await.map_err(|failure| {
-            let failure = ConnectFailure {
-                detail: scrub(&failure.detail, resolved),
-                ..failure
-            };
-            warn!(connection = name, kind = ?failure.kind, detail = %failure.detail, "connection test failed");
-            EngineError::Connect {
-                connection: name.into(),
-                failure,
-            }
-        })
+        connector
+            .test(resolved, self.timeout_for(resolved))
+            .await
+            .map_err(|failure| {
+                let failure = ConnectFailure {
+                    detail: scrub(&failure.detail, resolved),
+                    ..failure
+                };
+                warn!(connection = name, kind = ?failure.kind, detail = %failure.detail, "connection test failed");
+                EngineError::Connect {
+                    connection: name.into(),
+                    failure,
+                }
+            })
     }
 }
 

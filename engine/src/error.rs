@@ -2,6 +2,8 @@
 
 use sluice_catalog::CatalogError;
 
+use crate::sources::SourceError;
+
 /// Why a live connection attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectFailureKind {
@@ -76,4 +78,10 @@ pub enum EngineError {
         connection: String,
         failure: ConnectFailure,
     },
+
+    #[error("connection \"{connection}\" is of type {kind}, which cannot be read as a source yet")]
+    NotASource { connection: String, kind: String },
+
+    #[error("{connection}: {error}")]
+    Source { connection: String, error: SourceError },
 }

@@ -9,6 +9,7 @@ pub mod connections;
 mod connectors;
 mod error;
 pub mod options;
+pub mod sources;
 mod tls;
 pub mod type_mapping;
 

@@ -5,6 +5,7 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::error::{ErrorInfo, PgWireError};
 use sluice_catalog::{CatalogError, ObjectKind};
+use sluice_engine::sources::SourceError;
 use sluice_engine::{ConnectFailureKind, EngineError};
 
 use crate::statements::ParseError;
@@ -64,29 +65,39 @@ fn engine_error(e: EngineError) -> ErrorInfo {
             message,
             Some("SHOW CONNECTION TYPES lists each type's options.".into()),
         ),
-        EngineError::Connect { failure, .. } => {
-            let (code, hint) = match failure.kind {
-                ConnectFailureKind::BadPassword => ("28P01", "Check the user and password options."),
-                ConnectFailureKind::UnknownDatabase => ("3D000", "Check the database option."),
-                ConnectFailureKind::Dns => ("08001", "Check the host option."),
-                ConnectFailureKind::Refused => (
-                    "08001",
-                    "Check the host and port options and that the server is running.",
-                ),
-                ConnectFailureKind::Timeout => (
-                    "08001",
-                    "Check that the server is reachable from Sluice, or raise the connect_timeout option.",
-                ),
-                ConnectFailureKind::Tls => (
-                    "08001",
-                    "Check the TLS options (sslmode / ssl_mode and the CA file) against what the server offers.",
-                ),
-                ConnectFailureKind::Other => ("08001", "Check the connection options."),
-            };
-            let hint = format!("{hint} To save a connection without testing it, add WITH (validate = false).");
-            error(code, message, Some(hint))
-        }
+        EngineError::NotASource { .. } => error("0A000", message, None),
+        EngineError::Source {
+            error: source_error, ..
+        } => match source_error {
+            SourceError::NotFound { .. } => error("42704", message, None),
+            SourceError::Connect(failure) => connect_error(failure.kind, message),
+            SourceError::Query { code, .. } => error(code.as_deref().unwrap_or("XX000"), message, None),
+        },
+        EngineError::Connect { failure, .. } => connect_error(failure.kind, message),
     }
+}
+
+fn connect_error(kind: ConnectFailureKind, message: String) -> ErrorInfo {
+    let (code, hint) = match kind {
+        ConnectFailureKind::BadPassword => ("28P01", "Check the user and password options."),
+        ConnectFailureKind::UnknownDatabase => ("3D000", "Check the database option."),
+        ConnectFailureKind::Dns => ("08001", "Check the host option."),
+        ConnectFailureKind::Refused => (
+            "08001",
+            "Check the host and port options and that the server is running.",
+        ),
+        ConnectFailureKind::Timeout => (
+            "08001",
+            "Check that the server is reachable from Sluice, or raise the connect_timeout option.",
+        ),
+        ConnectFailureKind::Tls => (
+            "08001",
+            "Check the TLS options (sslmode / ssl_mode and the CA file) against what the server offers.",
+        ),
+        ConnectFailureKind::Other => ("08001", "Check the connection options."),
+    };
+    let hint = format!("{hint} To save a connection without testing it, add WITH (validate = false).");
+    error(code, message, Some(hint))
 }
 
 fn catalog_error(e: CatalogError) -> ErrorInfo {

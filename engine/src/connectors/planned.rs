@@ -17,6 +17,7 @@ macro_rules! planned {
             options: $options,
             identity_options: &[$($identity),*],
             connector: None,
+            source: None,
         };
     };
 }

@@ -8,8 +8,8 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Connector, error_chain, network_failure_kind};
 use crate::connection_types::{Category, ConnectionType, TypeStatus};
+use crate::connectors::{Connector, error_chain, network_failure_kind};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{OptionSpec as O, ResolvedOptions};
@@ -42,6 +42,7 @@ pub(crate) static POSTGRES: ConnectionType = ConnectionType {
     ],
     identity_options: &["host", "port", "database", "user"],
     connector: Some(&PostgresConnector),
+    source: None,
 };
 
 struct PostgresConnector;

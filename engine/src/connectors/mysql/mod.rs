@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, IoError, Opts, OptsBuilder, SslOpts};
 
-use super::{Connector, error_chain, network_failure_kind};
 use crate::connection_types::{Category, ConnectionType, TypeStatus};
+use crate::connectors::{Connector, error_chain, network_failure_kind};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{OptionSpec as O, ResolvedOptions};
@@ -55,6 +55,7 @@ pub(crate) static MYSQL: ConnectionType = ConnectionType {
     options: OPTIONS,
     identity_options: IDENTITY,
     connector: Some(&MysqlConnector),
+    source: None,
 };
 
 pub(crate) static MARIADB: ConnectionType = ConnectionType {
@@ -65,6 +66,7 @@ pub(crate) static MARIADB: ConnectionType = ConnectionType {
     options: OPTIONS,
     identity_options: IDENTITY,
     connector: Some(&MysqlConnector),
+    source: None,
 };
 
 struct MysqlConnector;

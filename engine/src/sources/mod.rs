@@ -1,0 +1,204 @@
+//! Sources: what a connection can tell about its schemas and tables, and how
+//! its rows are read as Arrow record batches.
+//!
+//! Each source family lives in its own module behind the [`Source`] trait.
+//! [`SourceTable`] turns any source table into a DataFusion `TableProvider`
+//! with projection, filters and limit pushed into the source query.
+
+mod describe;
+mod pushdown;
+mod table;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::scalar::ScalarValue;
+use std::sync::Arc;
+
+pub use describe::{LoadRecommendation, TimestampCandidate};
+pub use table::SourceTable;
+
+use crate::error::ConnectFailure;
+use crate::type_mapping::TypeMapping;
+
+/// A table (or view) of a source, by schema and name, exactly as the source
+/// spells them (no case folding).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableRef {
+    pub schema: String,
+    pub name: String,
+}
+
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// What kind of relation a table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    Table,
+    View,
+    MaterializedView,
+    Partitioned,
+    Foreign,
+}
+
+impl TableKind {
+    /// The lower-case name shown in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Table => "table",
+            TableKind::View => "view",
+            TableKind::MaterializedView => "materialized view",
+            TableKind::Partitioned => "partitioned table",
+            TableKind::Foreign => "foreign table",
+        }
+    }
+}
+
+/// One row of `SHOW TABLES`.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub table: TableRef,
+    pub kind: TableKind,
+    /// From statistics, never a full count.
+    pub estimated_rows: Option<i64>,
+    pub size_bytes: Option<i64>,
+    /// When the source last changed the table, where it knows.
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// One column of a described table.
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// 1-based position in the table.
+    pub ordinal: u32,
+    /// The source's own type text, with precision or length (`numeric(12,2)`).
+    pub source_type: String,
+    pub nullable: bool,
+    pub default: Option<String>,
+    /// 1-based position in the primary key.
+    pub primary_key_position: Option<u32>,
+    /// Whether an index starts with this column.
+    pub indexed: bool,
+    /// How the column maps to Arrow and BigQuery.
+    pub mapping: TypeMapping,
+}
+
+/// A table's columns and what Sluice makes of them.
+#[derive(Debug, Clone)]
+pub struct TableDescription {
+    pub table: TableRef,
+    pub kind: TableKind,
+    pub columns: Vec<ColumnInfo>,
+    pub estimated_rows: Option<i64>,
+}
+
+impl TableDescription {
+    /// The Arrow schema of a full scan.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| {
+                    let field = Field::new(&c.name, c.mapping.arrow.clone(), c.nullable);
+                    if c.mapping.repeated {
+                        field.with_nullable(true)
+                    } else {
+                        field
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// Names of the primary-key columns, in key order.
+    pub fn primary_key(&self) -> Vec<&str> {
+        let mut key: Vec<_> = self
+            .columns
+            .iter()
+            .filter_map(|c| Some((c.primary_key_position?, c.name.as_str())))
+            .collect();
+        key.sort();
+        key.into_iter().map(|(_, name)| name).collect()
+    }
+}
+
+/// What to read in one scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanRequest {
+    /// Indexes into the description's columns, in output order.
+    pub columns: Vec<usize>,
+    /// A boolean condition in the source's SQL dialect.
+    pub filter: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// How a source spells identifiers and literals in its SQL.
+pub trait Dialect: Send + Sync {
+    /// Quotes an identifier so that any name (spaces, quotes, reserved
+    /// words, unicode) is taken literally.
+    fn quote_ident(&self, ident: &str) -> String;
+    /// A literal for `value`, or `None` when it cannot be written safely
+    /// (the filter then stays in DataFusion).
+    fn literal(&self, value: &ScalarValue) -> Option<String>;
+}
+
+/// Why a source could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// The schema, table or column does not exist; `nearby` lists what does.
+    #[error("{kind} \"{name}\" does not exist{}", nearby_text(nearby))]
+    NotFound {
+        kind: &'static str,
+        name: String,
+        nearby: Vec<String>,
+    },
+    /// The connection could not be opened or broke.
+    #[error(transparent)]
+    Connect(#[from] ConnectFailure),
+    /// The source refused a query; `code` is its SQLSTATE when it gave one.
+    #[error("{message}")]
+    Query { code: Option<String>, message: String },
+}
+
+fn nearby_text(nearby: &[String]) -> String {
+    if nearby.is_empty() {
+        String::new()
+    } else {
+        format!(" (existing: {})", nearby.join(", "))
+    }
+}
+
+/// A connection seen as a source of tables.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// How this source writes SQL.
+    fn dialect(&self) -> &'static dyn Dialect;
+
+    /// User schemas (PostgreSQL) or databases (MySQL), system ones excluded.
+    async fn schemas(&self) -> Result<Vec<String>, SourceError>;
+
+    /// Tables and views of one schema, or of every user schema.
+    async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError>;
+
+    /// Columns, keys and type mappings of one table.
+    async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError>;
+
+    /// Streams the rows `request` selects, as batches of the projected
+    /// schema of `description`.
+    async fn scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<SendableRecordBatchStream, SourceError>;
+
+    /// The query [`Source::scan`] sends for `request`, for EXPLAIN.
+    fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String;
+}
