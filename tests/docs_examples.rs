@@ -27,6 +27,11 @@ fn code_blocks(markdown: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn sql_reference_examples_run() {
     let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE public.orders (id bigint PRIMARY KEY, amount numeric(12,2), updated_at timestamptz); \
+         INSERT INTO public.orders SELECT g, g * 2.5, now() FROM generate_series(1, 10) g; ANALYZE;",
+    );
     let maria = MariaDb::start();
     let sluice = Sluice::start();
     let client = sluice.client().await;

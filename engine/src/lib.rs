@@ -6,6 +6,7 @@
 
 pub mod connection_types;
 pub mod connections;
+mod explore;
 mod connectors;
 mod error;
 pub mod options;

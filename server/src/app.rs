@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -18,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::auth::{self, AdminAuth};
 use crate::handler::SluiceHandlers;
+use crate::source_catalogs::SluiceCatalogList;
 use crate::system_tables::{self, SystemSchema};
 
 /// The SQL catalog (database) name clients see.
@@ -80,8 +82,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     };
     let catalog = Arc::new(Catalog::open(&config.data_dir.join("catalog"), key)?);
     let auth = Arc::new(admin_auth(&catalog, &config)?);
-    let ctx = Arc::new(session_context(catalog.clone())?);
-    let connections = Arc::new(ConnectionManager::new(catalog, config.connect_timeout));
+    let connections = Arc::new(ConnectionManager::new(catalog.clone(), config.connect_timeout));
+    let ctx = Arc::new(session_context(catalog, connections.clone())?);
     tokio::spawn(connections.clone().retest_forever(config.retest_interval));
 
     let (tls, tls_cert_pem) = match (&config.tls_cert, &config.tls_key) {
@@ -188,13 +190,18 @@ fn admin_auth(catalog: &Catalog, config: &ServeConfig) -> Result<AdminAuth, Star
     })
 }
 
-/// The DataFusion session behind plain SQL: pg_catalog for clients, and the
-/// read-only `sluice` system schema.
-fn session_context(catalog: Arc<Catalog>) -> Result<SessionContext, StartupError> {
+/// The DataFusion session behind plain SQL: pg_catalog for clients, the
+/// read-only `sluice` system schema, and every source connection as a catalog.
+fn session_context(catalog: Arc<Catalog>, connections: Arc<ConnectionManager>) -> Result<SessionContext, StartupError> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema(DATABASE, "public");
-    let ctx = SessionContext::new_with_config(config);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_catalog_list(Arc::new(SluiceCatalogList::new(connections)))
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
         .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
     ctx.catalog(DATABASE)

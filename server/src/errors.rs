@@ -44,13 +44,13 @@ impl StatementError {
                 info.position = e.position.map(|p| (p + offset).to_string());
                 info
             }
-            StatementError::Engine(e) => engine_error(e),
+            StatementError::Engine(e) => engine_error(&e),
             StatementError::DataFusion(e) => datafusion_error(&e),
         }
     }
 }
 
-fn engine_error(e: EngineError) -> ErrorInfo {
+fn engine_error(e: &EngineError) -> ErrorInfo {
     let message = e.to_string();
     match e {
         EngineError::Catalog(c) => catalog_error(c),
@@ -66,10 +66,16 @@ fn engine_error(e: EngineError) -> ErrorInfo {
             Some("SHOW CONNECTION TYPES lists each type's options.".into()),
         ),
         EngineError::NotASource { .. } => error("0A000", message, None),
-        EngineError::Source {
-            error: source_error, ..
-        } => match source_error {
-            SourceError::NotFound { .. } => error("42704", message, None),
+        EngineError::Source { error: source_error, connection } => match source_error {
+            SourceError::NotFound { kind, .. } => {
+                let code = match *kind {
+                    "table" => "42P01",
+                    "schema" => "3F000",
+                    "column" => "42703",
+                    _ => "42704",
+                };
+                error(code, message, Some(format!("SHOW TABLES FROM {connection} lists what exists.")))
+            }
             SourceError::Connect(failure) => connect_error(failure.kind, message),
             SourceError::Query { code, .. } => error(code.as_deref().unwrap_or("XX000"), message, None),
         },
@@ -100,7 +106,7 @@ fn connect_error(kind: ConnectFailureKind, message: String) -> ErrorInfo {
     error(code, message, Some(hint))
 }
 
-fn catalog_error(e: CatalogError) -> ErrorInfo {
+fn catalog_error(e: &CatalogError) -> ErrorInfo {
     let message = e.to_string();
     match e {
         CatalogError::NotFound { kind, .. } => {
@@ -134,6 +140,11 @@ fn catalog_error(e: CatalogError) -> ErrorInfo {
 }
 
 fn datafusion_error(e: &DataFusionError) -> ErrorInfo {
+    if let DataFusionError::External(inner) = e.find_root()
+        && let Some(engine) = inner.downcast_ref::<EngineError>()
+    {
+        return engine_error(engine);
+    }
     let message = e.strip_backtrace();
     let code = match e.find_root() {
         DataFusionError::SQL(..) => "42601",

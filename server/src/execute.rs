@@ -12,6 +12,7 @@ use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::NoticeResponse;
 use sluice_catalog::ConnectionStatus;
+use sluice_engine::sources::TableRef;
 use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
 
@@ -19,6 +20,9 @@ use crate::app::AppState;
 use crate::errors::{StatementError, notice};
 use crate::statements::SluiceStatement;
 use crate::views;
+
+/// Rows read to show sample values and detect types stored as text.
+const DESCRIBE_SAMPLE_ROWS: usize = 100;
 
 /// The columns a statement returns, or `None` for a command with a tag only.
 pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
@@ -28,6 +32,9 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ShowConnectionTypes => Some(views::CONNECTION_TYPES.clone()),
         SluiceStatement::ShowCreateConnection { .. } => Some(views::CREATE_STATEMENT.clone()),
         SluiceStatement::TestConnection { .. } | SluiceStatement::TestConnections => Some(views::TEST_RESULTS.clone()),
+        SluiceStatement::ShowSchemas { .. } => Some(views::SCHEMAS.clone()),
+        SluiceStatement::ShowTables { .. } => Some(views::TABLES.clone()),
+        SluiceStatement::DescribeSourceTable { .. } => Some(views::DESCRIBE.clone()),
         SluiceStatement::CreateSecret { .. }
         | SluiceStatement::DropSecret { .. }
         | SluiceStatement::CreateConnection { .. }
@@ -157,6 +164,34 @@ pub async fn execute(
             rows(views::create_statement(&catalog.connection(&name)?), format)?
         }
         SluiceStatement::ShowConnectionTypes => rows(views::connection_types(), format)?,
+        SluiceStatement::ShowSchemas { connection } => rows(views::schemas(&engine.schemas(&connection).await?), format)?,
+        SluiceStatement::ShowTables { connection, schema } => {
+            rows(views::tables(&engine.tables(&connection, schema.as_deref()).await?), format)?
+        }
+        SluiceStatement::DescribeSourceTable { connection, schema, table } => {
+            let description = engine.describe(&connection, &TableRef { schema, name: table }).await?;
+            let samples = match engine.sample(&connection, &description, DESCRIBE_SAMPLE_ROWS).await {
+                Ok(samples) => samples,
+                Err(e) => {
+                    send_notice(client, "01000", format!("could not sample values: {e}")).await;
+                    Vec::new()
+                }
+            };
+            let key = description.primary_key();
+            let key = if key.is_empty() { "none".to_owned() } else { format!("({})", key.join(", ")) };
+            send_notice(
+                client,
+                "00000",
+                format!(
+                    "{}: recommended load {}; primary key {key}; about {} rows",
+                    description.table,
+                    description.recommended_load().describe(),
+                    description.estimated_rows.map_or("an unknown number of".to_owned(), |n| n.to_string())
+                ),
+            )
+            .await;
+            rows(views::describe(&description, &samples), format)?
+        }
     })
 }
 

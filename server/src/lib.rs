@@ -7,6 +7,7 @@ pub mod cli;
 mod errors;
 mod execute;
 mod handler;
+mod source_catalogs;
 mod statements;
 mod system_tables;
 mod views;

@@ -48,4 +48,10 @@ pub enum SluiceStatement {
     ShowCreateConnection { name: String },
     /// `SHOW CONNECTION TYPES`
     ShowConnectionTypes,
+    /// `SHOW SCHEMAS FROM conn`
+    ShowSchemas { connection: String },
+    /// `SHOW TABLES FROM conn[.schema]`
+    ShowTables { connection: String, schema: Option<String> },
+    /// `DESCRIBE conn.schema.table`
+    DescribeSourceTable { connection: String, schema: String, table: String },
 }

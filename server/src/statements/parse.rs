@@ -32,6 +32,8 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["SHOW", "CONNECTIONS"],
     &["SHOW", "CONNECTION"],
     &["SHOW", "CREATE", "CONNECTION"],
+    &["SHOW", "SCHEMAS", "FROM"],
+    &["SHOW", "TABLES", "FROM"],
 ];
 
 /// True when `sql` starts like a Sluice statement (comments and whitespace
@@ -40,9 +42,9 @@ pub fn is_sluice_statement(sql: &str) -> bool {
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
         return false;
     };
+    let tokens: Vec<Token> = tokens.into_iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
     let words: Vec<String> = tokens
-        .into_iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .iter()
         .take(3)
         .map(|t| match t {
             Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
@@ -52,6 +54,18 @@ pub fn is_sluice_statement(sql: &str) -> bool {
     STATEMENT_STARTS
         .iter()
         .any(|start| words.len() >= start.len() && start.iter().zip(&words).all(|(a, b)| a == b))
+        || is_describe_of_source_table(&words, &tokens)
+}
+
+/// `DESCRIBE a.b.c` (three parts) describes a source table; shorter names
+/// are DataFusion tables and stay with DataFusion.
+fn is_describe_of_source_table(words: &[String], tokens: &[Token]) -> bool {
+    words.first().is_some_and(|w| w == "DESCRIBE" || w == "DESC")
+        && matches!(
+            &tokens[1..],
+            [Token::Word(_), Token::Period, Token::Word(_), Token::Period, Token::Word(_), rest @ ..]
+                if rest.iter().all(|t| matches!(t, Token::SemiColon | Token::EOF))
+        )
 }
 
 /// Parses one Sluice statement.
@@ -123,7 +137,25 @@ impl StatementParser<'_> {
                 name: self.name("connection name")?,
             });
         }
+        if self.word("DESCRIBE") || self.word("DESC") {
+            let connection = self.name("connection name")?;
+            self.expect(Token::Period)?;
+            let schema = self.name("schema name")?;
+            self.expect(Token::Period)?;
+            let table = self.name("table name")?;
+            return Ok(SluiceStatement::DescribeSourceTable { connection, schema, table });
+        }
         self.expect_word("SHOW")?;
+        if self.word("SCHEMAS") {
+            self.expect_word("FROM")?;
+            return Ok(SluiceStatement::ShowSchemas { connection: self.name("connection name")? });
+        }
+        if self.word("TABLES") {
+            self.expect_word("FROM")?;
+            let connection = self.name("connection name")?;
+            let schema = if self.parser.consume_token(&Token::Period) { Some(self.name("schema name")?) } else { None };
+            return Ok(SluiceStatement::ShowTables { connection, schema });
+        }
         if self.word("SECRETS") {
             return Ok(SluiceStatement::ShowSecrets);
         }

@@ -1,19 +1,23 @@
-//! MySQL and MariaDB through `mysql_async`, with TLS by rustls.
+//! MySQL and MariaDB through `mysql_async`, with TLS by rustls: connection
+//! tests, and the databases of a server read as a [`Source`](crate::sources::Source).
+
+mod decode;
+mod dialect;
+mod endpoint;
+mod metadata;
+mod source;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use std::path::PathBuf;
-
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, DriverError, IoError, Opts, OptsBuilder, SslOpts};
 
 use crate::connection_types::{Category, ConnectionType, TypeStatus};
-use crate::connectors::{Connector, error_chain, network_failure_kind};
-use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::connectors::Connector;
+use crate::error::ConnectFailure;
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{OptionSpec as O, ResolvedOptions};
-use crate::tls;
+use endpoint::{Endpoint, classify};
 
 const SSL_MODES: &[&str] = &["disabled", "preferred", "required", "verify_ca", "verify_identity"];
 
@@ -55,7 +59,7 @@ pub(crate) static MYSQL: ConnectionType = ConnectionType {
     options: OPTIONS,
     identity_options: IDENTITY,
     connector: Some(&MysqlConnector),
-    source: None,
+    source: Some(source::open),
 };
 
 pub(crate) static MARIADB: ConnectionType = ConnectionType {
@@ -66,7 +70,7 @@ pub(crate) static MARIADB: ConnectionType = ConnectionType {
     options: OPTIONS,
     identity_options: IDENTITY,
     connector: Some(&MysqlConnector),
-    source: None,
+    source: Some(source::open),
 };
 
 struct MysqlConnector;
@@ -74,64 +78,8 @@ struct MysqlConnector;
 #[async_trait]
 impl Connector for MysqlConnector {
     async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
-        tls::install_default_provider();
-        let base = OptsBuilder::default()
-            .ip_or_hostname(options.text("host").unwrap_or_default())
-            .tcp_port(
-                options
-                    .integer("port")
-                    .and_then(|p| u16::try_from(p).ok())
-                    .unwrap_or(3306),
-            )
-            .user(options.text("user"))
-            .pass(options.secret("password").map(|p| p.expose().to_owned()))
-            .db_name(options.text("database"))
-            .prefer_socket(false);
-        let ca = options.text("ssl_ca").map(|path| vec![PathBuf::from(path).into()]);
-        let encrypt_only = SslOpts::default()
-            .with_danger_accept_invalid_certs(true)
-            .with_danger_skip_domain_validation(true);
-        let verified = SslOpts::default().with_root_certs(ca.unwrap_or_default());
-        let attempt = async {
-            match options.text("ssl_mode").unwrap_or("preferred") {
-                "disabled" => ping(base).await,
-                "preferred" => match ping(base.clone().ssl_opts(encrypt_only)).await {
-                    Err(failure) if failure.kind == ConnectFailureKind::Tls => ping(base).await,
-                    other => other,
-                },
-                "required" => ping(base.ssl_opts(encrypt_only)).await,
-                "verify_ca" => ping(base.ssl_opts(verified.with_danger_skip_domain_validation(true))).await,
-                _ => ping(base.ssl_opts(verified)).await,
-            }
-        };
-        tokio::time::timeout(timeout, attempt).await.map_err(|_| {
-            ConnectFailure::new(
-                ConnectFailureKind::Timeout,
-                format!("no answer within {} s", timeout.as_secs()),
-            )
-        })?
+        let mut conn = Endpoint::new(options).connect(timeout).await?;
+        conn.ping().await.map_err(classify)?;
+        conn.disconnect().await.map_err(classify)
     }
-}
-
-async fn ping(opts: OptsBuilder) -> Result<(), ConnectFailure> {
-    let mut conn = Conn::new(Opts::from(opts)).await.map_err(classify)?;
-    conn.ping().await.map_err(classify)?;
-    conn.disconnect().await.map_err(classify)
-}
-
-fn classify(err: mysql_async::Error) -> ConnectFailure {
-    let kind = match &err {
-        mysql_async::Error::Server(server) => {
-            let kind = match server.code {
-                1045 => ConnectFailureKind::BadPassword,
-                1049 => ConnectFailureKind::UnknownDatabase,
-                _ => ConnectFailureKind::Other,
-            };
-            return ConnectFailure::new(kind, server.message.clone());
-        }
-        mysql_async::Error::Io(IoError::Tls(_))
-        | mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer) => ConnectFailureKind::Tls,
-        other => network_failure_kind(other).unwrap_or(ConnectFailureKind::Other),
-    };
-    ConnectFailure::new(kind, error_chain(&err))
 }

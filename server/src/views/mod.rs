@@ -1,6 +1,10 @@
 //! The tables Sluice shows: each view has one schema and one builder,
 //! shared by its `SHOW` statement and its `sluice.*` system table.
 
+mod explore;
+
+pub use explore::*;
+
 use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
@@ -13,11 +17,11 @@ use sluice_catalog::{Catalog, CatalogError, ConnectionRecord};
 use sluice_engine::TestOutcome;
 use sluice_engine::connection_types;
 
-fn text(name: &str) -> Field {
+pub(crate) fn text(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
 }
 
-fn timestamptz(name: &str) -> Field {
+pub(crate) fn timestamptz(name: &str) -> Field {
     Field::new(
         name,
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -25,7 +29,7 @@ fn timestamptz(name: &str) -> Field {
     )
 }
 
-fn text_list(name: &str) -> Field {
+pub(crate) fn text_list(name: &str) -> Field {
     Field::new(
         name,
         DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
@@ -33,16 +37,16 @@ fn text_list(name: &str) -> Field {
     )
 }
 
-fn strings<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> ArrayRef {
+pub(crate) fn strings<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(values.into_iter().collect::<StringArray>())
 }
 
-fn timestamps(values: impl IntoIterator<Item = Option<DateTime<Utc>>>) -> ArrayRef {
+pub(crate) fn timestamps(values: impl IntoIterator<Item = Option<DateTime<Utc>>>) -> ArrayRef {
     let micros: TimestampMicrosecondArray = values.into_iter().map(|t| t.map(|t| t.timestamp_micros())).collect();
     Arc::new(micros.with_timezone("UTC"))
 }
 
-fn lists(values: impl IntoIterator<Item = Vec<String>>) -> ArrayRef {
+pub(crate) fn lists(values: impl IntoIterator<Item = Vec<String>>) -> ArrayRef {
     let mut builder = ListBuilder::new(StringBuilder::new());
     for list in values {
         for item in list {
@@ -53,7 +57,7 @@ fn lists(values: impl IntoIterator<Item = Vec<String>>) -> ArrayRef {
     Arc::new(builder.finish())
 }
 
-fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+pub(crate) fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
     RecordBatch::try_new(schema.clone(), columns).expect("view columns match their schema")
 }
 

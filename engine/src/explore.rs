@@ -1,0 +1,78 @@
+//! Exploring a saved connection as a source: schemas, tables, columns.
+//!
+//! A connection failure met while exploring is recorded in the
+//! connection's status, like a failed `TEST CONNECTION`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::Utc;
+use sluice_catalog::{ConnectionStatus, StatusUpdate};
+
+use crate::connections::ConnectionManager;
+use crate::error::EngineError;
+use datafusion::arrow::array::RecordBatch;
+use futures::TryStreamExt;
+
+use crate::sources::{ScanRequest, Source, SourceError, SourceTable, TableDescription, TableInfo, TableRef};
+
+impl ConnectionManager {
+    /// Runs `op` on the connection's source, mapping its errors and
+    /// recording connection failures in the connection's status.
+    async fn with_source<T, F, Fut>(&self, connection: &str, op: F) -> Result<T, EngineError>
+    where
+        F: FnOnce(Arc<dyn Source>) -> Fut,
+        Fut: Future<Output = Result<T, SourceError>>,
+    {
+        let source = self.source(connection)?;
+        op(source).await.map_err(|error| {
+            if let SourceError::Connect(failure) = &error {
+                let update =
+                    StatusUpdate { status: ConnectionStatus::Failed, tested_at: Utc::now(), error: Some(failure.to_string()) };
+                if let Err(e) = self.catalog().update_status(connection, &update) {
+                    tracing::warn!(connection, error = %e, "could not record the connection failure");
+                }
+            }
+            EngineError::Source { connection: connection.into(), error }
+        })
+    }
+
+    /// User schemas (or MySQL databases) of a connection.
+    pub async fn schemas(&self, connection: &str) -> Result<Vec<String>, EngineError> {
+        self.with_source(connection, |s| async move { s.schemas().await }).await
+    }
+
+    /// Tables of one schema, or of all user schemas.
+    pub async fn tables(&self, connection: &str, schema: Option<&str>) -> Result<Vec<TableInfo>, EngineError> {
+        self.with_source(connection, |s| async move { s.tables(schema).await }).await
+    }
+
+    /// Columns, keys and type mappings of one table.
+    pub async fn describe(&self, connection: &str, table: &TableRef) -> Result<TableDescription, EngineError> {
+        self.with_source(connection, |s| async move { s.describe(table).await }).await
+    }
+
+    /// Up to `rows` rows of every column of a described table.
+    pub async fn sample(
+        &self,
+        connection: &str,
+        description: &TableDescription,
+        rows: usize,
+    ) -> Result<Vec<RecordBatch>, EngineError> {
+        let request = ScanRequest { columns: (0..description.columns.len()).collect(), filter: None, limit: Some(rows) };
+        self.with_source(connection, |s| async move {
+            let stream = s.scan(description, &request).await?;
+            stream.try_collect().await.map_err(|e| SourceError::Query { code: None, message: e.to_string() })
+        })
+        .await
+    }
+
+    /// A table as a DataFusion table provider, described now.
+    pub async fn open_table(&self, connection: &str, table: &TableRef) -> Result<SourceTable, EngineError> {
+        self.with_source(connection, |s| async move {
+            let description = s.describe(table).await?;
+            Ok(SourceTable::new(s, description))
+        })
+        .await
+    }
+}
