@@ -20,7 +20,7 @@ impl Record for AdminCredentials {
     const FAMILY: &'static str = "meta";
     const VERSION: u32 = 1;
 
-    fn key(&self) -> &str {
-        "admin"
+    fn key(&self) -> String {
+        "admin".into()
     }
 }

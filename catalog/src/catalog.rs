@@ -11,6 +11,7 @@ use crate::connection::{ConnectionRecord, StatusUpdate};
 use crate::crypto::MasterKey;
 use crate::error::{CatalogError, ObjectKind, Result};
 use crate::job::JobRecord;
+use crate::run::{RunRecord, RunTrigger, Watermark, run_key};
 use crate::record::Record;
 use crate::secret::{SecretInfo, SecretRecord, SecretValue};
 use crate::store::Store;
@@ -25,8 +26,8 @@ impl Record for KeyCheck {
     const FAMILY: &'static str = "meta";
     const VERSION: u32 = 1;
 
-    fn key(&self) -> &str {
-        "key_check"
+    fn key(&self) -> String {
+        "key_check".into()
     }
 }
 
@@ -325,6 +326,7 @@ impl Catalog {
         let mut batch = self.store.batch();
         for job in &jobs {
             batch.delete::<JobRecord>(job);
+            batch.delete::<Watermark>(job);
         }
         for secret in record.owned_secret_names() {
             batch.delete::<SecretRecord>(secret);
@@ -342,26 +344,135 @@ impl Catalog {
     /// Names of the jobs that use a connection.
     pub fn jobs_using(&self, connection: &str) -> Result<Vec<String>> {
         Ok(self
-            .store
-            .scan::<JobRecord>()?
+            .jobs()?
             .into_iter()
-            .filter(|j| j.connections.iter().any(|c| c == connection))
+            .filter(|j| j.connections().any(|c| c == connection))
             .map(|j| j.name)
             .collect())
     }
 
-    /// Saves a new job, checking that its connections exist.
+    /// All jobs, by name.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>> {
+        self.store.scan()
+    }
+
+    /// One job, if it exists.
+    pub fn find_job(&self, name: &str) -> Result<Option<JobRecord>> {
+        self.store.get(name)
+    }
+
+    /// One job, or `NotFound`.
+    pub fn job(&self, name: &str) -> Result<JobRecord> {
+        self.find_job(name)?.ok_or_else(|| not_found(ObjectKind::Job, name))
+    }
+
+    /// Saves a new job and marks its connections used, in one atomic write.
     pub fn create_job(&self, job: &JobRecord) -> Result<()> {
         let _guard = self.lock();
-        if self.store.get::<JobRecord>(&job.name)?.is_some() {
+        if self.find_job(&job.name)?.is_some() {
             return Err(already_exists(ObjectKind::Job, &job.name));
         }
-        for connection in &job.connections {
-            self.connection(connection)?;
+        let mut batch = self.store.batch();
+        for name in job.connections() {
+            let mut connection = self.connection(name)?;
+            connection.last_used_at = Some(Utc::now());
+            batch.put(&connection);
         }
+        batch.put(job);
+        batch.commit()
+    }
+
+    /// Replaces a job's definition (ALTER).
+    pub fn replace_job(&self, job: &JobRecord) -> Result<()> {
+        let _guard = self.lock();
+        self.job(&job.name)?;
         let mut batch = self.store.batch();
         batch.put(job);
         batch.commit()
+    }
+
+    /// Drops a job and its watermark; its run history stays.
+    pub fn drop_job(&self, name: &str, if_exists: bool) -> Result<Option<JobRecord>> {
+        let _guard = self.lock();
+        let Some(job) = self.find_job(name)? else {
+            return if if_exists { Ok(None) } else { Err(not_found(ObjectKind::Job, name)) };
+        };
+        let mut batch = self.store.batch();
+        batch.delete::<JobRecord>(name);
+        batch.delete::<Watermark>(name);
+        batch.commit()?;
+        Ok(Some(job))
+    }
+
+    // ----- runs and watermarks -----
+
+    /// Allocates a run id and saves the run as running, atomically.
+    pub fn start_run(&self, job: &str, trigger: RunTrigger) -> Result<RunRecord> {
+        let _guard = self.lock();
+        self.job(job)?;
+        let sequence = self.store.get::<RunSequence>("run_sequence")?.unwrap_or(RunSequence { next: 1 });
+        let run = RunRecord::start(sequence.next, job, trigger);
+        let mut batch = self.store.batch();
+        batch.put(&RunSequence { next: sequence.next + 1 });
+        batch.put(&run);
+        batch.commit()?;
+        Ok(run)
+    }
+
+    /// Saves a run's progress or plan.
+    pub fn update_run(&self, run: &RunRecord) -> Result<()> {
+        let mut batch = self.store.batch();
+        batch.put(run);
+        batch.commit()
+    }
+
+    /// Saves a finished run together with the watermark it reached, in one
+    /// atomic write.
+    pub fn finish_run(&self, run: &RunRecord, watermark: Option<&Watermark>) -> Result<()> {
+        let mut batch = self.store.batch();
+        batch.put(run);
+        if let Some(watermark) = watermark {
+            batch.put(watermark);
+        }
+        batch.commit()
+    }
+
+    /// One run, or `NotFound`.
+    pub fn run(&self, id: u64) -> Result<RunRecord> {
+        self.store.get(&run_key(id))?.ok_or_else(|| not_found(ObjectKind::Run, &id.to_string()))
+    }
+
+    /// Runs, oldest first; only `job`'s when given.
+    pub fn runs(&self, job: Option<&str>) -> Result<Vec<RunRecord>> {
+        Ok(self.store.scan::<RunRecord>()?.into_iter().filter(|r| job.is_none_or(|j| r.job == j)).collect())
+    }
+
+    /// The committed watermark of a job.
+    pub fn watermark(&self, job: &str) -> Result<Option<Watermark>> {
+        self.store.get(job)
+    }
+
+    /// Saves a watermark on its own (start-up reconciliation with what the
+    /// destination committed).
+    pub fn set_watermark(&self, watermark: &Watermark) -> Result<()> {
+        let mut batch = self.store.batch();
+        batch.put(watermark);
+        batch.commit()
+    }
+}
+
+/// The next run id, kept in `meta`.
+#[derive(Serialize, Deserialize)]
+struct RunSequence {
+    next: u64,
+}
+
+impl Record for RunSequence {
+    const FAMILY: &'static str = "meta";
+    const VERSION: u32 = 1;
+
+    fn key(&self) -> String {
+        "run_sequence".into()
     }
 }
 

@@ -118,7 +118,7 @@ impl Record for ConnectionRecord {
     const FAMILY: &'static str = "connections";
     const VERSION: u32 = 1;
 
-    fn key(&self) -> &str {
-        &self.name
+    fn key(&self) -> String {
+        self.name.clone()
     }
 }

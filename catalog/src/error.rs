@@ -8,6 +8,7 @@ pub enum ObjectKind {
     Connection,
     Secret,
     Job,
+    Run,
 }
 
 impl fmt::Display for ObjectKind {
@@ -16,6 +17,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Connection => "connection",
             ObjectKind::Secret => "secret",
             ObjectKind::Job => "ETL job",
+            ObjectKind::Run => "ETL run",
         })
     }
 }
@@ -76,6 +78,7 @@ fn dependent_kind_plural(kind: ObjectKind) -> &'static str {
         ObjectKind::Connection => "connections",
         ObjectKind::Secret => "secrets",
         ObjectKind::Job => "ETL jobs",
+        ObjectKind::Run => "ETL runs",
     }
 }
 

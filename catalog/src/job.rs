@@ -1,23 +1,89 @@
-//! ETL job definitions, as far as the catalog needs to know them.
+//! ETL job definitions.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::record::Record;
 
-/// A saved ETL job. The catalog tracks which connections a job uses so that
-/// a connection cannot be dropped from under it.
+/// Where a job reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSource {
+    pub connection: String,
+    pub schema: String,
+    pub table: String,
+    /// The columns to load, in order; `None` loads every column.
+    pub columns: Option<Vec<String>>,
+}
+
+/// Where a job writes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDestination {
+    /// The destination connection; `None` is the built-in local warehouse.
+    pub connection: Option<String>,
+    pub table: String,
+}
+
+/// Where the first incremental run starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncrementalStart {
+    /// Now minus this many days.
+    BackfillDays(u32),
+    /// From this date or timestamp (as written).
+    Since(String),
+    /// From the beginning.
+    All,
+}
+
+/// How each run loads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum LoadType {
+    /// Append rows whose cursor is past the watermark.
+    Incremental { cursor: String, start: IncrementalStart },
+    /// Replace the whole destination table atomically.
+    Snapshot,
+}
+
+/// A user override of a column's destination type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnOverride {
+    pub column: String,
+    /// BigQuery type text, e.g. `NUMERIC` or `STRING`.
+    pub bigquery_type: String,
+    /// `Some(true)` for REQUIRED, `Some(false)` for NULLABLE.
+    pub required: Option<bool>,
+}
+
+/// A saved ETL job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub name: String,
+    pub source: JobSource,
+    pub destination: JobDestination,
+    pub load: LoadType,
+    pub column_overrides: Vec<ColumnOverride>,
+    /// The schedule as normalised text (`MANUAL` when none).
+    pub schedule: String,
+    /// Rows per Arrow batch while extracting.
+    pub batch_rows: u32,
+    pub paused: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl JobRecord {
     /// Connections the job reads from or writes to.
-    pub connections: Vec<String>,
+    pub fn connections(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.source.connection.as_str()).chain(self.destination.connection.as_deref())
+    }
 }
 
 impl Record for JobRecord {
     const FAMILY: &'static str = "jobs";
     const VERSION: u32 = 1;
 
-    fn key(&self) -> &str {
-        &self.name
+    fn key(&self) -> String {
+        self.name.clone()
     }
 }

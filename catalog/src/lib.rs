@@ -12,6 +12,7 @@ mod crypto;
 mod error;
 mod job;
 mod record;
+mod run;
 mod secret;
 mod store;
 
@@ -20,7 +21,8 @@ pub use catalog::{Catalog, DropOutcome};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};
 pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
-pub use job::JobRecord;
+pub use job::{ColumnOverride, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType};
+pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use secret::{SecretInfo, SecretValue};
 
 /// The catalog layout version written to `meta`; bumped when column families

@@ -26,7 +26,7 @@ pub trait Record: Serialize + DeserializeOwned {
     }
 
     /// The record's key in its column family.
-    fn key(&self) -> &str;
+    fn key(&self) -> String;
 }
 
 /// Encodes a record with its version tag.

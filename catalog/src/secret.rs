@@ -22,8 +22,8 @@ impl Record for SecretRecord {
     const FAMILY: &'static str = "secrets";
     const VERSION: u32 = 1;
 
-    fn key(&self) -> &str {
-        &self.name
+    fn key(&self) -> String {
+        self.name.clone()
     }
 }
 
