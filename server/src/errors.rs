@@ -114,6 +114,7 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
                 ObjectKind::Connection => "SHOW CONNECTIONS",
                 ObjectKind::Secret => "SHOW SECRETS",
                 ObjectKind::Job => "SHOW ETL JOBS",
+                ObjectKind::Run => "SHOW ETL RUNS",
             };
             error("42704", message, Some(format!("{list} lists the existing ones.")))
         }
