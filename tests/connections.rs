@@ -6,21 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio_postgres::{Client, SimpleQueryMessage};
-
-/// Rows of a simple query as `Vec<Vec<Option<String>>>`.
-async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect()),
-            _ => None,
-        })
-        .collect()
-}
+use tokio_postgres::Client;
 
 async fn one(client: &Client, sql: &str) -> Option<String> {
     let rows = rows(client, sql).await;

@@ -5,23 +5,12 @@
 mod common;
 
 use common::*;
-use tokio_postgres::{Client, SimpleQueryMessage};
-
-async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect()),
-            _ => None,
-        })
-        .collect()
-}
+use tokio_postgres::Client;
 
 fn texts(rows: &[Vec<Option<String>>], column: usize) -> Vec<String> {
-    rows.iter().map(|r| r[column].clone().unwrap_or_else(|| "NULL".into())).collect()
+    rows.iter()
+        .map(|r| r[column].clone().unwrap_or_else(|| "NULL".into()))
+        .collect()
 }
 
 const PG_FIXTURE: &str = r#"
@@ -69,10 +58,16 @@ async fn pg_setup() -> (PgServer, Sluice, Client) {
 #[tokio::test]
 async fn postgres_schemas_tables_and_describe() {
     let (_pg, _sluice, client) = pg_setup().await;
-    assert_eq!(texts(&rows(&client, "SHOW SCHEMAS FROM shop").await, 0), ["Mixed Case", "public", "sales"]);
+    assert_eq!(
+        texts(&rows(&client, "SHOW SCHEMAS FROM shop").await, 0),
+        ["Mixed Case", "public", "sales"]
+    );
 
     let tables = rows(&client, "SHOW TABLES FROM shop.sales").await;
-    let summary: Vec<_> = tables.iter().map(|t| (t[1].clone().unwrap(), t[2].clone().unwrap())).collect();
+    let summary: Vec<_> = tables
+        .iter()
+        .map(|t| (t[1].clone().unwrap(), t[2].clone().unwrap()))
+        .collect();
     assert_eq!(
         summary,
         [
@@ -83,9 +78,15 @@ async fn postgres_schemas_tables_and_describe() {
     );
     let orders = tables.iter().find(|t| t[1].as_deref() == Some("orders")).unwrap();
     assert_eq!(orders[3].as_deref(), Some("50"), "estimated rows from statistics");
-    assert!(orders[4].as_deref().unwrap().parse::<i64>().unwrap() > 0, "size in bytes");
+    assert!(
+        orders[4].as_deref().unwrap().parse::<i64>().unwrap() > 0,
+        "size in bytes"
+    );
     let all = rows(&client, "SHOW TABLES FROM shop").await;
-    assert!(all.iter().any(|t| t[0].as_deref() == Some("public") && t[1].as_deref() == Some("customers")));
+    assert!(
+        all.iter()
+            .any(|t| t[0].as_deref() == Some("public") && t[1].as_deref() == Some("customers"))
+    );
 
     let described = rows(&client, "DESCRIBE shop.sales.orders").await;
     let columns: Vec<_> = described
@@ -105,21 +106,62 @@ async fn postgres_schemas_tables_and_describe() {
     let expected = [
         ("id", "bigint", "f", Some("1"), "INT64", "REQUIRED", "high"),
         ("customer_id", "integer", "f", None, "INT64", "REQUIRED", "high"),
-        ("amount", "numeric(12,2)", "t", None, "NUMERIC(12, 2)", "NULLABLE", "high"),
+        (
+            "amount",
+            "numeric(12,2)",
+            "t",
+            None,
+            "NUMERIC(12, 2)",
+            "NULLABLE",
+            "high",
+        ),
         ("status", "text", "t", None, "STRING", "NULLABLE", "high"),
-        ("created_at", "timestamp with time zone", "f", None, "TIMESTAMP", "REQUIRED", "high"),
-        ("updated_at", "timestamp with time zone", "t", None, "TIMESTAMP", "NULLABLE", "high"),
+        (
+            "created_at",
+            "timestamp with time zone",
+            "f",
+            None,
+            "TIMESTAMP",
+            "REQUIRED",
+            "high",
+        ),
+        (
+            "updated_at",
+            "timestamp with time zone",
+            "t",
+            None,
+            "TIMESTAMP",
+            "NULLABLE",
+            "high",
+        ),
     ];
     let expected: Vec<_> = expected
         .iter()
         .map(|(a, b, c, d, e, f, g)| {
-            (a.to_string(), b.to_string(), c.to_string(), d.map(str::to_owned), e.to_string(), f.to_string(), g.to_string())
+            (
+                a.to_string(),
+                b.to_string(),
+                c.to_string(),
+                d.map(str::to_owned),
+                e.to_string(),
+                f.to_string(),
+                g.to_string(),
+            )
         })
         .collect();
     assert_eq!(columns, expected);
-    let updated = described.iter().find(|r| r[0].as_deref() == Some("updated_at")).unwrap();
-    assert!(updated[6].as_deref().unwrap().starts_with("#1, recommended"), "{updated:?}");
-    let created = described.iter().find(|r| r[0].as_deref() == Some("created_at")).unwrap();
+    let updated = described
+        .iter()
+        .find(|r| r[0].as_deref() == Some("updated_at"))
+        .unwrap();
+    assert!(
+        updated[6].as_deref().unwrap().starts_with("#1, recommended"),
+        "{updated:?}"
+    );
+    let created = described
+        .iter()
+        .find(|r| r[0].as_deref() == Some("created_at"))
+        .unwrap();
     assert!(created[6].as_deref().unwrap().starts_with("#2"), "{created:?}");
     assert_eq!(described[0][11].as_deref(), Some("{1,2,3}"), "sample values");
     assert_eq!(described[4][4].as_deref(), Some("now()"), "default");
@@ -128,7 +170,11 @@ async fn postgres_schemas_tables_and_describe() {
 #[tokio::test]
 async fn postgres_live_queries_push_down_and_join() {
     let (_pg, _sluice, client) = pg_setup().await;
-    let top = rows(&client, "SELECT id, amount, status FROM shop.sales.orders WHERE id > 45 ORDER BY id LIMIT 3").await;
+    let top = rows(
+        &client,
+        "SELECT id, amount, status FROM shop.sales.orders WHERE id > 45 ORDER BY id LIMIT 3",
+    )
+    .await;
     assert_eq!(
         top,
         [
@@ -137,10 +183,21 @@ async fn postgres_live_queries_push_down_and_join() {
             [Some("48".into()), Some("60.00".into()), Some("paid".into())],
         ]
     );
-    let plan = rows(&client, "EXPLAIN SELECT id FROM shop.sales.orders WHERE id > 45 LIMIT 3").await;
-    let plan_text: String = plan.iter().flat_map(|r| r.iter().flatten().cloned()).collect::<Vec<_>>().join("\n");
+    let plan = rows(
+        &client,
+        "EXPLAIN SELECT id FROM shop.sales.orders WHERE id > 45 LIMIT 3",
+    )
+    .await;
+    let plan_text: String = plan
+        .iter()
+        .flat_map(|r| r.iter().flatten().cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(plan_text.contains("SourceScanExec: query="), "{plan_text}");
-    assert!(plan_text.contains("\"id\" > 45") && plan_text.contains("LIMIT 3"), "{plan_text}");
+    assert!(
+        plan_text.contains("\"id\" > 45") && plan_text.contains("LIMIT 3"),
+        "{plan_text}"
+    );
     let count = rows(&client, "SELECT count(*) FROM shop.sales.orders").await;
     assert_eq!(count[0][0].as_deref(), Some("50"));
     let joined = rows(
@@ -149,10 +206,27 @@ async fn postgres_live_queries_push_down_and_join() {
          GROUP BY c.name ORDER BY c.name LIMIT 2",
     )
     .await;
-    assert_eq!(joined, [[Some("customer 0".into()), Some("7".into())], [Some("customer 1".into()), Some("8".into())]]);
-    let hostile = rows(&client, r#"SELECT "select", "Ünïcode" FROM shop."Mixed Case"."Order ""Items""; DROP TABLE x;--" ORDER BY 1"#).await;
-    assert_eq!(hostile, [[Some("1".into()), Some("ä😀".into())], [Some("2".into()), None]]);
-    let described = rows(&client, r#"DESCRIBE shop."Mixed Case"."Order ""Items""; DROP TABLE x;--""#).await;
+    assert_eq!(
+        joined,
+        [
+            [Some("customer 0".into()), Some("7".into())],
+            [Some("customer 1".into()), Some("8".into())]
+        ]
+    );
+    let hostile = rows(
+        &client,
+        r#"SELECT "select", "Ünïcode" FROM shop."Mixed Case"."Order ""Items""; DROP TABLE x;--" ORDER BY 1"#,
+    )
+    .await;
+    assert_eq!(
+        hostile,
+        [[Some("1".into()), Some("ä😀".into())], [Some("2".into()), None]]
+    );
+    let described = rows(
+        &client,
+        r#"DESCRIBE shop."Mixed Case"."Order ""Items""; DROP TABLE x;--""#,
+    )
+    .await;
     assert_eq!(texts(&described, 0), ["select", "Ünïcode"]);
 }
 
@@ -173,7 +247,11 @@ async fn postgres_exploration_errors_name_what_exists() {
     let message = expect_err(&client, "SHOW TABLES FROM shop", "08001").await;
     assert!(message.contains("refused"), "{message}");
     let status = rows(&client, "SELECT status FROM sluice.connections WHERE name = 'shop'").await;
-    assert_eq!(status[0][0].as_deref(), Some("failed"), "a source that is down is marked failed");
+    assert_eq!(
+        status[0][0].as_deref(),
+        Some("failed"),
+        "a source that is down is marked failed"
+    );
 }
 
 #[tokio::test]
@@ -200,10 +278,22 @@ async fn mariadb_schemas_tables_describe_and_select() {
     let schemas = texts(&rows(&client, "SHOW SCHEMAS FROM crm").await, 0);
     assert_eq!(schemas, ["crm", "shop"]);
     let tables = rows(&client, "SHOW TABLES FROM crm.shop").await;
-    let summary: Vec<_> = tables.iter().map(|t| (t[1].clone().unwrap(), t[2].clone().unwrap())).collect();
-    assert_eq!(summary, [("orders".to_string(), "table".to_string()), ("paid_orders".to_string(), "view".to_string())]);
+    let summary: Vec<_> = tables
+        .iter()
+        .map(|t| (t[1].clone().unwrap(), t[2].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("orders".to_string(), "table".to_string()),
+            ("paid_orders".to_string(), "view".to_string())
+        ]
+    );
     let described = rows(&client, "DESCRIBE crm.shop.orders").await;
-    let types: Vec<_> = described.iter().map(|r| (r[0].clone().unwrap(), r[7].clone().unwrap())).collect();
+    let types: Vec<_> = described
+        .iter()
+        .map(|r| (r[0].clone().unwrap(), r[7].clone().unwrap()))
+        .collect();
     assert_eq!(
         types,
         [
@@ -214,13 +304,27 @@ async fn mariadb_schemas_tables_describe_and_select() {
             ("updated_at".to_string(), "DATETIME".to_string())
         ]
     );
-    assert!(described[4][6].as_deref().unwrap().contains("recommended"), "{:?}", described[4]);
-    let values = rows(&client, "SELECT id, amount, paid, note, updated_at FROM crm.shop.orders WHERE id >= 2 ORDER BY id").await;
+    assert!(
+        described[4][6].as_deref().unwrap().contains("recommended"),
+        "{:?}",
+        described[4]
+    );
+    let values = rows(
+        &client,
+        "SELECT id, amount, paid, note, updated_at FROM crm.shop.orders WHERE id >= 2 ORDER BY id",
+    )
+    .await;
     assert_eq!(
         values,
         [
             [Some("2".into()), None, Some("f".into()), Some("ß😀".into()), None],
-            [Some("3".into()), Some("3.00".into()), Some("t".into()), None, Some("2024-01-03 00:00:00".into())],
+            [
+                Some("3".into()),
+                Some("3.00".into()),
+                Some("t".into()),
+                None,
+                Some("2024-01-03 00:00:00.000000".into())
+            ],
         ]
     );
 }

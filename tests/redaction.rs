@@ -7,22 +7,6 @@ use tokio_postgres::SimpleQueryMessage;
 
 const MARKER: &str = "Xq7-secret-Pw-9zz";
 
-fn grep_dir(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut hits = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            hits.extend(grep_dir(&path, needle));
-        } else if std::fs::read(&path)
-            .map(|b| b.windows(needle.len()).any(|w| w == needle))
-            .unwrap_or(false)
-        {
-            hits.push(path);
-        }
-    }
-    hits
-}
-
 async fn all_text(client: &tokio_postgres::Client, sql: &str) -> String {
     let mut text = String::new();
     match client.simple_query(sql).await {
@@ -85,7 +69,7 @@ async fn passwords_never_appear_in_output_logs_or_files() {
     let statuses = all_text(&client, "SELECT status FROM sluice.connections ORDER BY name").await;
     assert_eq!(statuses, "ok|ok|", "both connections really connected with the secret");
     drop(client);
-    let hits = grep_dir(sluice.data_dir(), MARKER.as_bytes());
+    let hits = files_containing(sluice.data_dir(), MARKER.as_bytes());
     assert!(hits.is_empty(), "secret bytes found in {hits:?}");
     assert!(!sluice.log_contents().contains(MARKER), "secret in the server log");
     assert!(

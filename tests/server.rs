@@ -69,7 +69,7 @@ async fn a_generated_password_is_printed_once_and_stored_hashed() {
     sluice.opts.password = password.clone();
     sluice.client().await;
     assert!(
-        !grep_dir(sluice.data_dir(), password.as_bytes()),
+        files_containing(sluice.data_dir(), password.as_bytes()).is_empty(),
         "the password must be stored hashed only"
     );
     sluice.restart();
@@ -215,17 +215,4 @@ async fn tls_is_offered_when_configured() {
         .unwrap();
     assert!(encrypted.status.success(), "TLS login failed: {}", stderr(&encrypted));
     assert_eq!(stdout(&encrypted).lines().count(), 20, "{}", stdout(&encrypted));
-}
-
-fn grep_dir(dir: &std::path::Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|entry| {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            grep_dir(&path, needle)
-        } else {
-            std::fs::read(&path)
-                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-                .unwrap_or(false)
-        }
-    })
 }

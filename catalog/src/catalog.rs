@@ -11,8 +11,8 @@ use crate::connection::{ConnectionRecord, StatusUpdate};
 use crate::crypto::MasterKey;
 use crate::error::{CatalogError, ObjectKind, Result};
 use crate::job::JobRecord;
-use crate::run::{RunRecord, RunTrigger, Watermark, run_key};
 use crate::record::Record;
+use crate::run::{RunRecord, RunTrigger, Watermark, run_key};
 use crate::secret::{SecretInfo, SecretRecord, SecretValue};
 use crate::store::Store;
 
@@ -395,7 +395,11 @@ impl Catalog {
     pub fn drop_job(&self, name: &str, if_exists: bool) -> Result<Option<JobRecord>> {
         let _guard = self.lock();
         let Some(job) = self.find_job(name)? else {
-            return if if_exists { Ok(None) } else { Err(not_found(ObjectKind::Job, name)) };
+            return if if_exists {
+                Ok(None)
+            } else {
+                Err(not_found(ObjectKind::Job, name))
+            };
         };
         let mut batch = self.store.batch();
         batch.delete::<JobRecord>(name);
@@ -410,10 +414,15 @@ impl Catalog {
     pub fn start_run(&self, job: &str, trigger: RunTrigger) -> Result<RunRecord> {
         let _guard = self.lock();
         self.job(job)?;
-        let sequence = self.store.get::<RunSequence>("run_sequence")?.unwrap_or(RunSequence { next: 1 });
+        let sequence = self
+            .store
+            .get::<RunSequence>("run_sequence")?
+            .unwrap_or(RunSequence { next: 1 });
         let run = RunRecord::start(sequence.next, job, trigger);
         let mut batch = self.store.batch();
-        batch.put(&RunSequence { next: sequence.next + 1 });
+        batch.put(&RunSequence {
+            next: sequence.next + 1,
+        });
         batch.put(&run);
         batch.commit()?;
         Ok(run)
@@ -439,12 +448,19 @@ impl Catalog {
 
     /// One run, or `NotFound`.
     pub fn run(&self, id: u64) -> Result<RunRecord> {
-        self.store.get(&run_key(id))?.ok_or_else(|| not_found(ObjectKind::Run, &id.to_string()))
+        self.store
+            .get(&run_key(id))?
+            .ok_or_else(|| not_found(ObjectKind::Run, &id.to_string()))
     }
 
     /// Runs, oldest first; only `job`'s when given.
     pub fn runs(&self, job: Option<&str>) -> Result<Vec<RunRecord>> {
-        Ok(self.store.scan::<RunRecord>()?.into_iter().filter(|r| job.is_none_or(|j| r.job == j)).collect())
+        Ok(self
+            .store
+            .scan::<RunRecord>()?
+            .into_iter()
+            .filter(|r| job.is_none_or(|j| r.job == j))
+            .collect())
     }
 
     /// The committed watermark of a job.

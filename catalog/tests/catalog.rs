@@ -155,7 +155,10 @@ fn drop_connection_refuses_while_jobs_use_it_and_cascades() {
         .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
         .unwrap();
     catalog.create_job(&job("orders_daily", "shop")).unwrap();
-    assert!(catalog.connection("shop").unwrap().last_used_at.is_some(), "creating a job marks its connection used");
+    assert!(
+        catalog.connection("shop").unwrap().last_used_at.is_some(),
+        "creating a job marks its connection used"
+    );
     let err = catalog.drop_connection("shop", false, false).unwrap_err();
     assert!(matches!(err, CatalogError::InUse { .. }));
     assert!(err.to_string().contains("orders_daily"), "{err}");
@@ -172,9 +175,20 @@ fn drop_connection_refuses_while_jobs_use_it_and_cascades() {
 fn job(name: &str, connection: &str) -> JobRecord {
     JobRecord {
         name: name.into(),
-        source: JobSource { connection: connection.into(), schema: "public".into(), table: "orders".into(), columns: None },
-        destination: JobDestination { connection: None, table: "bq_orders".into() },
-        load: LoadType::Incremental { cursor: "updated_at".into(), start: IncrementalStart::BackfillDays(90) },
+        source: JobSource {
+            connection: connection.into(),
+            schema: "public".into(),
+            table: "orders".into(),
+            columns: None,
+        },
+        destination: JobDestination {
+            connection: None,
+            table: "bq_orders".into(),
+        },
+        load: LoadType::Incremental {
+            cursor: "updated_at".into(),
+            start: IncrementalStart::BackfillDays(90),
+        },
         column_overrides: vec![],
         schedule: "MANUAL".into(),
         batch_rows: 8192,
@@ -190,25 +204,42 @@ fn runs_get_increasing_ids_and_finish_with_their_watermark_atomically() {
     {
         let catalog = open(dir.path());
         let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("pw"));
-        catalog.create_connection(&connection("shop", "pg://a", inline("shop")), &[secret]).unwrap();
+        catalog
+            .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
+            .unwrap();
         catalog.create_job(&job("j", "shop")).unwrap();
         let first = catalog.start_run("j", RunTrigger::Manual).unwrap();
         let mut second = catalog.start_run("j", RunTrigger::Schedule).unwrap();
         assert_eq!((first.id, second.id), (1, 2));
         second.status = RunStatus::Succeeded;
         second.rows = 42;
-        let mark = Watermark { job: "j".into(), value: "2024-01-01 00:00:00".into(), run_id: 2, updated_at: Utc::now() };
+        let mark = Watermark {
+            job: "j".into(),
+            value: "2024-01-01 00:00:00".into(),
+            run_id: 2,
+            updated_at: Utc::now(),
+        };
         catalog.finish_run(&second, Some(&mark)).unwrap();
         assert!(catalog.start_run("ghost", RunTrigger::Manual).is_err());
     }
     let catalog = open(dir.path());
     let runs = catalog.runs(Some("j")).unwrap();
-    assert_eq!(runs.iter().map(|r| (r.id, r.status)).collect::<Vec<_>>(), vec![(1, RunStatus::Running), (2, RunStatus::Succeeded)]);
+    assert_eq!(
+        runs.iter().map(|r| (r.id, r.status)).collect::<Vec<_>>(),
+        vec![(1, RunStatus::Running), (2, RunStatus::Succeeded)]
+    );
     assert_eq!(catalog.run(2).unwrap().rows, 42);
     assert_eq!(catalog.watermark("j").unwrap().unwrap().run_id, 2);
-    assert_eq!(catalog.start_run("j", RunTrigger::Manual).unwrap().id, 3, "ids survive a reopen");
+    assert_eq!(
+        catalog.start_run("j", RunTrigger::Manual).unwrap().id,
+        3,
+        "ids survive a reopen"
+    );
     catalog.drop_job("j", false).unwrap();
-    assert!(catalog.watermark("j").unwrap().is_none(), "dropping a job drops its watermark");
+    assert!(
+        catalog.watermark("j").unwrap().is_none(),
+        "dropping a job drops its watermark"
+    );
     assert_eq!(catalog.runs(Some("j")).unwrap().len(), 3, "run history stays");
 }
 

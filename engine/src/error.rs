@@ -2,6 +2,7 @@
 
 use sluice_catalog::CatalogError;
 
+use crate::destinations::DestinationError;
 use crate::sources::SourceError;
 
 /// Why a live connection attempt failed.
@@ -84,4 +85,28 @@ pub enum EngineError {
 
     #[error("{connection}: {error}")]
     Source { connection: String, error: SourceError },
+
+    #[error("{message}")]
+    InvalidJob { message: String },
+
+    #[error("column \"{column}\" does not exist in {table}; its columns are: {}", existing.join(", "))]
+    UnknownColumn {
+        table: String,
+        column: String,
+        existing: Vec<String>,
+    },
+
+    #[error(
+        "connection \"{connection}\" is of type {kind}, which cannot be a destination yet; leave out INTO's connection to load into the local warehouse"
+    )]
+    NotADestination { connection: String, kind: String },
+
+    #[error("ETL job \"{job}\" is already running (run {run_id}); wait for it or CANCEL ETL RUN {run_id}")]
+    JobRunning { job: String, run_id: u64 },
+
+    #[error("reading from the source failed: {message}")]
+    Extract { message: String },
+
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
 }

@@ -27,13 +27,19 @@ impl ConnectionManager {
         let source = self.source(connection)?;
         op(source).await.map_err(|error| {
             if let SourceError::Connect(failure) = &error {
-                let update =
-                    StatusUpdate { status: ConnectionStatus::Failed, tested_at: Utc::now(), error: Some(failure.to_string()) };
+                let update = StatusUpdate {
+                    status: ConnectionStatus::Failed,
+                    tested_at: Utc::now(),
+                    error: Some(failure.to_string()),
+                };
                 if let Err(e) = self.catalog().update_status(connection, &update) {
                     tracing::warn!(connection, error = %e, "could not record the connection failure");
                 }
             }
-            EngineError::Source { connection: connection.into(), error }
+            EngineError::Source {
+                connection: connection.into(),
+                error,
+            }
         })
     }
 
@@ -44,12 +50,14 @@ impl ConnectionManager {
 
     /// Tables of one schema, or of all user schemas.
     pub async fn tables(&self, connection: &str, schema: Option<&str>) -> Result<Vec<TableInfo>, EngineError> {
-        self.with_source(connection, |s| async move { s.tables(schema).await }).await
+        self.with_source(connection, |s| async move { s.tables(schema).await })
+            .await
     }
 
     /// Columns, keys and type mappings of one table.
     pub async fn describe(&self, connection: &str, table: &TableRef) -> Result<TableDescription, EngineError> {
-        self.with_source(connection, |s| async move { s.describe(table).await }).await
+        self.with_source(connection, |s| async move { s.describe(table).await })
+            .await
     }
 
     /// Up to `rows` rows of every column of a described table.
@@ -59,10 +67,17 @@ impl ConnectionManager {
         description: &TableDescription,
         rows: usize,
     ) -> Result<Vec<RecordBatch>, EngineError> {
-        let request = ScanRequest { columns: (0..description.columns.len()).collect(), filter: None, limit: Some(rows) };
+        let request = ScanRequest {
+            columns: (0..description.columns.len()).collect(),
+            filter: None,
+            limit: Some(rows),
+        };
         self.with_source(connection, |s| async move {
             let stream = s.scan(description, &request).await?;
-            stream.try_collect().await.map_err(|e| SourceError::Query { code: None, message: e.to_string() })
+            stream.try_collect().await.map_err(|e| SourceError::Query {
+                code: None,
+                message: e.to_string(),
+            })
         })
         .await
     }

@@ -6,9 +6,11 @@
 
 pub mod connection_types;
 pub mod connections;
-mod explore;
 mod connectors;
+pub mod destinations;
 mod error;
+mod explore;
+pub mod jobs;
 pub mod options;
 pub mod sources;
 mod tls;

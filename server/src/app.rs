@@ -12,7 +12,9 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContex
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use pgwire::tokio::process_socket;
 use sluice_catalog::{Catalog, CatalogError, MasterKey};
-use sluice_engine::ConnectionManager;
+use sluice_engine::destinations::{DestinationError, LocalWarehouse, WarehouseSchema};
+use sluice_engine::jobs::JobManager;
+use sluice_engine::{ConnectionManager, EngineError};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
@@ -24,6 +26,12 @@ use crate::system_tables::{self, SystemSchema};
 
 /// The SQL catalog (database) name clients see.
 pub const DATABASE: &str = "sluice";
+
+/// The schema under which the local warehouse's tables are queried.
+pub const WAREHOUSE_SCHEMA: &str = "warehouse";
+
+/// The local warehouse's directory inside the data dir.
+const WAREHOUSE_DIR: &str = "warehouse";
 
 /// Everything `sluice serve` needs to start.
 #[derive(Debug, Clone)]
@@ -47,6 +55,10 @@ pub struct ServeConfig {
 pub enum StartupError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("local warehouse: {0}")]
+    Warehouse(#[from] DestinationError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("TLS set-up failed: {0}")]
@@ -58,6 +70,7 @@ pub enum StartupError {
 /// State shared by every client connection.
 pub struct AppState {
     pub connections: Arc<ConnectionManager>,
+    pub jobs: Arc<JobManager>,
     pub ctx: Arc<SessionContext>,
     pub auth: Arc<AdminAuth>,
     /// pgwire's registry of live connections, for cancel requests.
@@ -83,7 +96,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     let catalog = Arc::new(Catalog::open(&config.data_dir.join("catalog"), key)?);
     let auth = Arc::new(admin_auth(&catalog, &config)?);
     let connections = Arc::new(ConnectionManager::new(catalog.clone(), config.connect_timeout));
-    let ctx = Arc::new(session_context(catalog, connections.clone())?);
+    let warehouse = LocalWarehouse::open_dir(&config.data_dir.join(WAREHOUSE_DIR))?;
+    let ctx = Arc::new(session_context(
+        catalog,
+        connections.clone(),
+        WarehouseSchema::new(warehouse.clone()).await?,
+    )?);
+    let jobs = Arc::new(JobManager::new(connections.clone(), Arc::new(warehouse)));
+    jobs.reconcile().await?;
     tokio::spawn(connections.clone().retest_forever(config.retest_interval));
 
     let (tls, tls_cert_pem) = match (&config.tls_cert, &config.tls_key) {
@@ -100,6 +120,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     };
     let state = Arc::new(AppState {
         connections,
+        jobs,
         ctx,
         auth,
         wire_connections: Arc::new(pgwire::api::ConnectionManager::new()),
@@ -192,7 +213,11 @@ fn admin_auth(catalog: &Catalog, config: &ServeConfig) -> Result<AdminAuth, Star
 
 /// The DataFusion session behind plain SQL: pg_catalog for clients, the
 /// read-only `sluice` system schema, and every source connection as a catalog.
-fn session_context(catalog: Arc<Catalog>, connections: Arc<ConnectionManager>) -> Result<SessionContext, StartupError> {
+fn session_context(
+    catalog: Arc<Catalog>,
+    connections: Arc<ConnectionManager>,
+    warehouse: WarehouseSchema,
+) -> Result<SessionContext, StartupError> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema(DATABASE, "public");
@@ -208,6 +233,10 @@ fn session_context(catalog: Arc<Catalog>, connections: Arc<ConnectionManager>) -
         .expect("the default catalog exists")
         .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog)))
         .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
+    ctx.catalog(DATABASE)
+        .expect("the default catalog exists")
+        .register_schema(WAREHOUSE_SCHEMA, Arc::new(warehouse))
+        .map_err(|e| StartupError::Config(format!("warehouse set-up failed: {e}")))?;
     Ok(ctx)
 }
 

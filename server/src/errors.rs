@@ -19,6 +19,8 @@ pub enum StatementError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<CatalogError> for StatementError {
@@ -46,6 +48,7 @@ impl StatementError {
             }
             StatementError::Engine(e) => engine_error(&e),
             StatementError::DataFusion(e) => datafusion_error(&e),
+            StatementError::Internal(message) => error("XX000", message, None),
         }
     }
 }
@@ -66,7 +69,10 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
             Some("SHOW CONNECTION TYPES lists each type's options.".into()),
         ),
         EngineError::NotASource { .. } => error("0A000", message, None),
-        EngineError::Source { error: source_error, connection } => match source_error {
+        EngineError::Source {
+            error: source_error,
+            connection,
+        } => match source_error {
             SourceError::NotFound { kind, .. } => {
                 let code = match *kind {
                     "table" => "42P01",
@@ -74,12 +80,22 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
                     "column" => "42703",
                     _ => "42704",
                 };
-                error(code, message, Some(format!("SHOW TABLES FROM {connection} lists what exists.")))
+                error(
+                    code,
+                    message,
+                    Some(format!("SHOW TABLES FROM {connection} lists what exists.")),
+                )
             }
             SourceError::Connect(failure) => connect_error(failure.kind, message),
             SourceError::Query { code, .. } => error(code.as_deref().unwrap_or("XX000"), message, None),
         },
         EngineError::Connect { failure, .. } => connect_error(failure.kind, message),
+        EngineError::InvalidJob { .. } => error("22023", message, None),
+        EngineError::UnknownColumn { .. } => error("42703", message, None),
+        EngineError::NotADestination { .. } => error("0A000", message, None),
+        EngineError::JobRunning { .. } => error("55006", message, None),
+        EngineError::Extract { .. } => error("58000", message, None),
+        EngineError::Destination(_) => error("58030", message, None),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Executing Sluice statements against the engine.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion::arrow::array::RecordBatch;
@@ -11,7 +12,8 @@ use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::NoticeResponse;
-use sluice_catalog::ConnectionStatus;
+use sluice_catalog::{ConnectionStatus, RunRecord, RunTrigger};
+use sluice_engine::jobs::{CreateJobOutcome, Progress};
 use sluice_engine::sources::TableRef;
 use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
@@ -35,6 +37,11 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ShowSchemas { .. } => Some(views::SCHEMAS.clone()),
         SluiceStatement::ShowTables { .. } => Some(views::TABLES.clone()),
         SluiceStatement::DescribeSourceTable { .. } => Some(views::DESCRIBE.clone()),
+        SluiceStatement::RunJob { .. } => Some(views::RUN_SUMMARY.clone()),
+        SluiceStatement::ShowJobs => Some(views::JOBS.clone()),
+        SluiceStatement::ShowRuns { .. } => Some(views::RUNS.clone()),
+        SluiceStatement::ShowCreateJob { .. } => Some(views::CREATE_JOB.clone()),
+        SluiceStatement::CreateJob(_) | SluiceStatement::DropJob { .. } => None,
         SluiceStatement::CreateSecret { .. }
         | SluiceStatement::DropSecret { .. }
         | SluiceStatement::CreateConnection { .. }
@@ -164,11 +171,18 @@ pub async fn execute(
             rows(views::create_statement(&catalog.connection(&name)?), format)?
         }
         SluiceStatement::ShowConnectionTypes => rows(views::connection_types(), format)?,
-        SluiceStatement::ShowSchemas { connection } => rows(views::schemas(&engine.schemas(&connection).await?), format)?,
-        SluiceStatement::ShowTables { connection, schema } => {
-            rows(views::tables(&engine.tables(&connection, schema.as_deref()).await?), format)?
+        SluiceStatement::ShowSchemas { connection } => {
+            rows(views::schemas(&engine.schemas(&connection).await?), format)?
         }
-        SluiceStatement::DescribeSourceTable { connection, schema, table } => {
+        SluiceStatement::ShowTables { connection, schema } => rows(
+            views::tables(&engine.tables(&connection, schema.as_deref()).await?),
+            format,
+        )?,
+        SluiceStatement::DescribeSourceTable {
+            connection,
+            schema,
+            table,
+        } => {
             let description = engine.describe(&connection, &TableRef { schema, name: table }).await?;
             let samples = match engine.sample(&connection, &description, DESCRIBE_SAMPLE_ROWS).await {
                 Ok(samples) => samples,
@@ -178,7 +192,11 @@ pub async fn execute(
                 }
             };
             let key = description.primary_key();
-            let key = if key.is_empty() { "none".to_owned() } else { format!("({})", key.join(", ")) };
+            let key = if key.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("({})", key.join(", "))
+            };
             send_notice(
                 client,
                 "00000",
@@ -186,13 +204,84 @@ pub async fn execute(
                     "{}: recommended load {}; primary key {key}; about {} rows",
                     description.table,
                     description.recommended_load().describe(),
-                    description.estimated_rows.map_or("an unknown number of".to_owned(), |n| n.to_string())
+                    description
+                        .estimated_rows
+                        .map_or("an unknown number of".to_owned(), |n| n.to_string())
                 ),
             )
             .await;
             rows(views::describe(&description, &samples), format)?
         }
+        SluiceStatement::CreateJob(request) => {
+            let name = request.name.clone();
+            if state.jobs.create_job(request).await? == CreateJobOutcome::AlreadyExists {
+                send_notice(client, "42710", format!("ETL job \"{name}\" already exists, skipping")).await;
+            }
+            Response::Execution(Tag::new("CREATE ETL JOB"))
+        }
+        SluiceStatement::DropJob {
+            name,
+            if_exists,
+            keep_data,
+        } => {
+            if !state.jobs.drop_job(&name, if_exists, keep_data).await? {
+                send_notice(client, "00000", format!("ETL job \"{name}\" does not exist, skipping")).await;
+            }
+            Response::Execution(Tag::new("DROP ETL JOB"))
+        }
+        SluiceStatement::RunJob { name } => rows(
+            views::run_summary(&run_with_progress(state, client, name).await?),
+            format,
+        )?,
+        SluiceStatement::ShowJobs => rows(views::jobs(catalog)?, format)?,
+        SluiceStatement::ShowCreateJob { name } => rows(views::create_job(&catalog.job(&name)?), format)?,
+        SluiceStatement::ShowRuns { job } => {
+            if let Some(job) = &job {
+                catalog.job(job)?;
+            }
+            rows(views::runs(&catalog.runs(job.as_deref())?), format)?
+        }
     })
+}
+
+/// How often `RUN ETL JOB` reports progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs a job in a task of its own (closing the session does not stop it),
+/// sending a NOTICE with rows and rows/s every second.
+async fn run_with_progress(
+    state: &AppState,
+    client: &mut dyn HookClient,
+    name: String,
+) -> Result<RunRecord, StatementError> {
+    let jobs = state.jobs.clone();
+    let latest = Arc::new(Mutex::new(None::<Progress>));
+    let sink = latest.clone();
+    let mut task = tokio::spawn(async move {
+        let report = move |p: Progress| *sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+        jobs.run_job(&name, RunTrigger::Manual, &report).await
+    });
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            finished = &mut task => {
+                return finished.map_err(|e| StatementError::Internal(format!("the run stopped unexpectedly: {e}")))?
+                    .map_err(StatementError::from);
+            }
+            _ = ticker.tick() => {
+                let progress = *latest.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(p) = progress {
+                    let seconds = p.elapsed.as_secs_f64().max(0.001);
+                    let message = format!(
+                        "run {}: {} rows, {:.0} rows/s, {:.1} s",
+                        p.run_id, p.rows, p.rows as f64 / seconds, seconds
+                    );
+                    send_notice(client, "00000", message).await;
+                }
+            }
+        }
+    }
 }
 
 async fn send_notice(client: &mut dyn HookClient, code: &str, message: String) {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList, SchemaProvider, TableProvider};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProviderList, SchemaProvider, TableProvider,
+};
 use datafusion::error::{DataFusionError, Result};
 use sluice_engine::ConnectionManager;
 use sluice_engine::sources::TableRef;
@@ -18,7 +20,10 @@ pub struct SluiceCatalogList {
 
 impl SluiceCatalogList {
     pub fn new(connections: Arc<ConnectionManager>) -> Self {
-        Self { own: MemoryCatalogProviderList::new(), connections }
+        Self {
+            own: MemoryCatalogProviderList::new(),
+            connections,
+        }
     }
 
     fn is_source(&self, name: &str) -> bool {
@@ -28,7 +33,9 @@ impl SluiceCatalogList {
 
 impl std::fmt::Debug for SluiceCatalogList {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SluiceCatalogList").field("own", &self.own.catalog_names()).finish()
+        f.debug_struct("SluiceCatalogList")
+            .field("own", &self.own.catalog_names())
+            .finish()
     }
 }
 
@@ -60,8 +67,10 @@ impl CatalogProviderList for SluiceCatalogList {
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
         self.own.catalog(name).or_else(|| {
             self.is_source(name).then(|| {
-                Arc::new(ConnectionCatalog { connection: name.into(), connections: self.connections.clone() })
-                    as Arc<dyn CatalogProvider>
+                Arc::new(ConnectionCatalog {
+                    connection: name.into(),
+                    connections: self.connections.clone(),
+                }) as Arc<dyn CatalogProvider>
             })
         })
     }
@@ -101,7 +110,10 @@ impl SchemaProvider for ConnectionSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let table = TableRef { schema: self.schema.clone(), name: name.into() };
+        let table = TableRef {
+            schema: self.schema.clone(),
+            name: name.into(),
+        };
         let provider = self
             .connections
             .open_table(&self.connection, &table)

@@ -26,10 +26,14 @@ enum View {
     Secrets,
     ConnectionTypes,
     ConnectionTypeOptions,
+    Jobs,
+    Runs,
 }
 
 impl View {
-    const ALL: [(&'static str, View); 4] = [
+    const ALL: [(&'static str, View); 6] = [
+        ("jobs", View::Jobs),
+        ("runs", View::Runs),
         ("connections", View::Connections),
         ("secrets", View::Secrets),
         ("connection_types", View::ConnectionTypes),
@@ -42,6 +46,8 @@ impl View {
             View::Secrets => views::SECRETS.clone(),
             View::ConnectionTypes => views::CONNECTION_TYPES.clone(),
             View::ConnectionTypeOptions => views::CONNECTION_TYPE_OPTIONS.clone(),
+            View::Jobs => views::JOBS.clone(),
+            View::Runs => views::RUNS.clone(),
         }
     }
 
@@ -52,6 +58,8 @@ impl View {
             View::Secrets => views::secrets(catalog).map_err(external),
             View::ConnectionTypes => Ok(views::connection_types()),
             View::ConnectionTypeOptions => Ok(views::connection_type_options()),
+            View::Jobs => views::jobs(catalog).map_err(external),
+            View::Runs => catalog.runs(None).map(|r| views::runs(&r)).map_err(external),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One module per connection type family; each declares its
 //! [`ConnectionType`](crate::connection_types::ConnectionType) entries.
 
+mod local;
 mod mysql;
 mod planned;
 mod postgres;
@@ -42,7 +43,7 @@ pub(crate) static ALL: &[&ConnectionType] = &[
     &planned::REDIS,
     &planned::FIRESTORE,
     &planned::DYNAMODB,
-    &planned::LOCAL,
+    &local::LOCAL,
 ];
 
 /// The error and all its sources, joined with ": ", without repeats.

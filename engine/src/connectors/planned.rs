@@ -278,12 +278,3 @@ planned!(
         O::optional("endpoint", Text, "custom endpoint (DynamoDB Local)"),
     ]
 );
-
-planned!(
-    LOCAL,
-    "local",
-    "Local directory",
-    Category::Files,
-    ["path"],
-    &[O::required("path", Text, "directory of CSV, NDJSON or Parquet files"),]
-);

@@ -18,6 +18,7 @@ use std::fmt;
 
 use datafusion::arrow::datatypes::DataType;
 
+pub mod arrow;
 pub mod mysql;
 pub mod postgres;
 pub mod samples;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use sluice_catalog::{OptionValue, SecretValue};
+use sluice_engine::jobs::CreateJob;
 
 /// One parsed Sluice statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,5 +54,25 @@ pub enum SluiceStatement {
     /// `SHOW TABLES FROM conn[.schema]`
     ShowTables { connection: String, schema: Option<String> },
     /// `DESCRIBE conn.schema.table`
-    DescribeSourceTable { connection: String, schema: String, table: String },
+    DescribeSourceTable {
+        connection: String,
+        schema: String,
+        table: String,
+    },
+    /// `CREATE ETL JOB ...`
+    CreateJob(CreateJob),
+    /// `DROP ETL JOB [IF EXISTS] name [KEEP DATA]`
+    DropJob {
+        name: String,
+        if_exists: bool,
+        keep_data: bool,
+    },
+    /// `RUN ETL JOB name`
+    RunJob { name: String },
+    /// `SHOW ETL JOBS`
+    ShowJobs,
+    /// `SHOW CREATE ETL JOB name`
+    ShowCreateJob { name: String },
+    /// `SHOW ETL RUNS [FOR job]`
+    ShowRuns { job: Option<String> },
 }

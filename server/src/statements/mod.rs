@@ -5,6 +5,7 @@
 
 mod ast;
 mod parse;
+mod parse_job;
 mod split;
 
 pub use ast::SluiceStatement;

@@ -33,6 +33,12 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["SHOW", "CONNECTION"],
     &["SHOW", "CREATE", "CONNECTION"],
     &["SHOW", "SCHEMAS", "FROM"],
+    &["CREATE", "ETL", "JOB"],
+    &["DROP", "ETL", "JOB"],
+    &["RUN", "ETL", "JOB"],
+    &["SHOW", "ETL", "JOBS"],
+    &["SHOW", "ETL", "RUNS"],
+    &["SHOW", "CREATE", "ETL"],
     &["SHOW", "TABLES", "FROM"],
 ];
 
@@ -42,7 +48,10 @@ pub fn is_sluice_statement(sql: &str) -> bool {
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
         return false;
     };
-    let tokens: Vec<Token> = tokens.into_iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let tokens: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
     let words: Vec<String> = tokens
         .iter()
         .take(3)
@@ -85,12 +94,12 @@ pub fn parse(sql: &str) -> Result<SluiceStatement, ParseError> {
     }
 }
 
-struct StatementParser<'a> {
-    parser: Parser<'a>,
+pub(super) struct StatementParser<'a> {
+    pub(super) parser: Parser<'a>,
     sql: &'a str,
 }
 
-type PResult<T> = std::result::Result<T, ParseError>;
+pub(super) type PResult<T> = std::result::Result<T, ParseError>;
 
 impl StatementParser<'_> {
     fn statement(&mut self) -> PResult<SluiceStatement> {
@@ -98,10 +107,23 @@ impl StatementParser<'_> {
             if self.word("SECRET") {
                 return self.create_secret();
             }
+            if self.words(&["ETL", "JOB"]) {
+                return self.create_job();
+            }
             self.expect_word("CONNECTION")?;
             return self.create_connection();
         }
         if self.word("DROP") {
+            if self.words(&["ETL", "JOB"]) {
+                let if_exists = self.words(&["IF", "EXISTS"]);
+                let name = self.name("job name")?;
+                let keep_data = self.words(&["KEEP", "DATA"]);
+                return Ok(SluiceStatement::DropJob {
+                    name,
+                    if_exists,
+                    keep_data,
+                });
+            }
             if self.word("SECRET") {
                 let if_exists = self.words(&["IF", "EXISTS"]);
                 return Ok(SluiceStatement::DropSecret {
@@ -128,6 +150,11 @@ impl StatementParser<'_> {
             self.expect_word("CONNECTION")?;
             return self.alter_connection();
         }
+        if self.words(&["RUN", "ETL", "JOB"]) {
+            return Ok(SluiceStatement::RunJob {
+                name: self.name("job name")?,
+            });
+        }
         if self.word("TEST") {
             if self.word("CONNECTIONS") {
                 return Ok(SluiceStatement::TestConnections);
@@ -143,17 +170,43 @@ impl StatementParser<'_> {
             let schema = self.name("schema name")?;
             self.expect(Token::Period)?;
             let table = self.name("table name")?;
-            return Ok(SluiceStatement::DescribeSourceTable { connection, schema, table });
+            return Ok(SluiceStatement::DescribeSourceTable {
+                connection,
+                schema,
+                table,
+            });
         }
         self.expect_word("SHOW")?;
+        if self.words(&["ETL", "JOBS"]) {
+            return Ok(SluiceStatement::ShowJobs);
+        }
+        if self.words(&["ETL", "RUNS"]) {
+            let job = if self.word("FOR") {
+                Some(self.name("job name")?)
+            } else {
+                None
+            };
+            return Ok(SluiceStatement::ShowRuns { job });
+        }
+        if self.words(&["CREATE", "ETL", "JOB"]) {
+            return Ok(SluiceStatement::ShowCreateJob {
+                name: self.name("job name")?,
+            });
+        }
         if self.word("SCHEMAS") {
             self.expect_word("FROM")?;
-            return Ok(SluiceStatement::ShowSchemas { connection: self.name("connection name")? });
+            return Ok(SluiceStatement::ShowSchemas {
+                connection: self.name("connection name")?,
+            });
         }
         if self.word("TABLES") {
             self.expect_word("FROM")?;
             let connection = self.name("connection name")?;
-            let schema = if self.parser.consume_token(&Token::Period) { Some(self.name("schema name")?) } else { None };
+            let schema = if self.parser.consume_token(&Token::Period) {
+                Some(self.name("schema name")?)
+            } else {
+                None
+            };
             return Ok(SluiceStatement::ShowTables { connection, schema });
         }
         if self.word("SECRETS") {
@@ -250,7 +303,7 @@ impl StatementParser<'_> {
         Ok(options)
     }
 
-    fn option_value(&mut self) -> PResult<OptionValue> {
+    pub(super) fn option_value(&mut self) -> PResult<OptionValue> {
         if self.word("SECRET") {
             return Ok(OptionValue::Secret {
                 name: self.name("secret name")?,
@@ -318,7 +371,7 @@ impl StatementParser<'_> {
     // ----- primitives -----
 
     /// Consumes `word` (case-insensitive, unquoted) when it comes next.
-    fn word(&mut self, word: &str) -> bool {
+    pub(super) fn word(&mut self, word: &str) -> bool {
         match &self.parser.peek_token_ref().token {
             Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) => {
                 self.parser.next_token();
@@ -329,7 +382,7 @@ impl StatementParser<'_> {
     }
 
     /// Consumes all of `words` in order, or none of them.
-    fn words(&mut self, words: &[&str]) -> bool {
+    pub(super) fn words(&mut self, words: &[&str]) -> bool {
         let all_match = words.iter().enumerate().all(|(i, word)| {
             matches!(&self.parser.peek_nth_token(i).token,
                 Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
@@ -342,7 +395,7 @@ impl StatementParser<'_> {
         all_match
     }
 
-    fn expect_word(&mut self, word: &str) -> PResult<()> {
+    pub(super) fn expect_word(&mut self, word: &str) -> PResult<()> {
         if self.word(word) {
             Ok(())
         } else {
@@ -351,7 +404,7 @@ impl StatementParser<'_> {
         }
     }
 
-    fn expect(&mut self, token: Token) -> PResult<()> {
+    pub(super) fn expect(&mut self, token: Token) -> PResult<()> {
         if self.parser.consume_token(&token) {
             Ok(())
         } else {
@@ -361,7 +414,7 @@ impl StatementParser<'_> {
     }
 
     /// An identifier, folded to lower case unless quoted.
-    fn name(&mut self, what: &str) -> PResult<String> {
+    pub(super) fn name(&mut self, what: &str) -> PResult<String> {
         if !matches!(self.parser.peek_token_ref().token, Token::Word(_)) {
             let found = self.parser.peek_token().token;
             return Err(self.error(format!("expected {what}, found {}", describe(&found))));
@@ -373,7 +426,7 @@ impl StatementParser<'_> {
         })
     }
 
-    fn string(&mut self, what: &str) -> PResult<String> {
+    pub(super) fn string(&mut self, what: &str) -> PResult<String> {
         match self.parser.peek_token().token {
             Token::SingleQuotedString(_) | Token::DollarQuotedString(_) | Token::EscapedStringLiteral(_) => {
                 self.parser.parse_literal_string().map_err(|e| self.parser_error(e))
@@ -382,7 +435,7 @@ impl StatementParser<'_> {
         }
     }
 
-    fn comma_separated<T>(&mut self, mut item: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
+    pub(super) fn comma_separated<T>(&mut self, mut item: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
         let mut items = vec![item(self)?];
         while self.parser.consume_token(&Token::Comma) {
             items.push(item(self)?);
@@ -391,9 +444,14 @@ impl StatementParser<'_> {
     }
 
     /// An error at the next token's position.
-    fn error(&self, message: String) -> ParseError {
+    pub(super) fn error(&self, message: String) -> ParseError {
         let location = self.parser.peek_token_ref().span.start;
-        let position = (location.line > 0).then(|| char_position(self.sql, location.line, location.column));
+        // The end of input has no location: point just past the statement.
+        let position = Some(if location.line > 0 {
+            char_position(self.sql, location.line, location.column)
+        } else {
+            self.sql.trim_end().chars().count() + 1
+        });
         ParseError {
             message: format!("syntax error: {message}"),
             position,

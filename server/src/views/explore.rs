@@ -121,11 +121,21 @@ pub fn describe(description: &TableDescription, samples: &[RecordBatch]) -> Reco
         &DESCRIBE,
         vec![
             strings(columns.iter().map(|c| Some(c.name.as_str()))),
-            Arc::new(columns.iter().map(|c| Some(i64::from(c.ordinal))).collect::<Int64Array>()) as ArrayRef,
+            Arc::new(
+                columns
+                    .iter()
+                    .map(|c| Some(i64::from(c.ordinal)))
+                    .collect::<Int64Array>(),
+            ) as ArrayRef,
             strings(columns.iter().map(|c| Some(c.source_type.as_str()))),
             Arc::new(columns.iter().map(|c| Some(c.nullable)).collect::<BooleanArray>()),
             strings(columns.iter().map(|c| c.default.as_deref())),
-            Arc::new(columns.iter().map(|c| c.primary_key_position.map(i64::from)).collect::<Int64Array>()),
+            Arc::new(
+                columns
+                    .iter()
+                    .map(|c| c.primary_key_position.map(i64::from))
+                    .collect::<Int64Array>(),
+            ),
             strings(candidate_text.iter().map(|c| c.as_deref())),
             strings(bigquery.iter().map(|s| Some(s.as_str()))),
             strings(modes.iter().map(|s| Some(s.as_str()))),
@@ -142,7 +152,9 @@ fn column_values(batches: &[RecordBatch], index: usize) -> Vec<String> {
     let mut values = Vec::new();
     for batch in batches {
         let column = batch.column(index);
-        let Ok(formatter) = ArrayFormatter::try_new(column.as_ref(), &options) else { continue };
+        let Ok(formatter) = ArrayFormatter::try_new(column.as_ref(), &options) else {
+            continue;
+        };
         for row in 0..column.len() {
             if column.is_valid(row) {
                 values.push(formatter.value(row).to_string());

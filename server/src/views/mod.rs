@@ -2,8 +2,10 @@
 //! shared by its `SHOW` statement and its `sluice.*` system table.
 
 mod explore;
+mod jobs;
 
 pub use explore::*;
+pub use jobs::*;
 
 use std::sync::{Arc, LazyLock};
 
@@ -12,7 +14,6 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
 use sluice_catalog::{Catalog, CatalogError, ConnectionRecord};
 use sluice_engine::TestOutcome;
 use sluice_engine::connection_types;
@@ -253,13 +254,94 @@ pub fn create_statement(record: &ConnectionRecord) -> RecordBatch {
     )
 }
 
+/// PostgreSQL's reserved key words: names that must be quoted.
+const RESERVED: &[&str] = &[
+    "ALL",
+    "ANALYSE",
+    "ANALYZE",
+    "AND",
+    "ANY",
+    "ARRAY",
+    "AS",
+    "ASC",
+    "ASYMMETRIC",
+    "BOTH",
+    "CASE",
+    "CAST",
+    "CHECK",
+    "COLLATE",
+    "COLUMN",
+    "CONSTRAINT",
+    "CREATE",
+    "CURRENT_CATALOG",
+    "CURRENT_DATE",
+    "CURRENT_ROLE",
+    "CURRENT_TIME",
+    "CURRENT_TIMESTAMP",
+    "CURRENT_USER",
+    "DEFAULT",
+    "DEFERRABLE",
+    "DESC",
+    "DISTINCT",
+    "DO",
+    "ELSE",
+    "END",
+    "EXCEPT",
+    "FALSE",
+    "FETCH",
+    "FOR",
+    "FOREIGN",
+    "FROM",
+    "GRANT",
+    "GROUP",
+    "HAVING",
+    "IN",
+    "INITIALLY",
+    "INTERSECT",
+    "INTO",
+    "LATERAL",
+    "LEADING",
+    "LIMIT",
+    "LOCALTIME",
+    "LOCALTIMESTAMP",
+    "NOT",
+    "NULL",
+    "OFFSET",
+    "ON",
+    "ONLY",
+    "OR",
+    "ORDER",
+    "PLACING",
+    "PRIMARY",
+    "REFERENCES",
+    "RETURNING",
+    "SELECT",
+    "SESSION_USER",
+    "SOME",
+    "SYMMETRIC",
+    "TABLE",
+    "THEN",
+    "TO",
+    "TRAILING",
+    "TRUE",
+    "UNION",
+    "UNIQUE",
+    "USER",
+    "USING",
+    "VARIADIC",
+    "WHEN",
+    "WHERE",
+    "WINDOW",
+    "WITH",
+];
+
 /// Quotes an identifier when it would not survive unquoted.
 pub fn quote_ident(name: &str) -> String {
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    let keyword = ALL_KEYWORDS.binary_search(&name.to_ascii_uppercase().as_str()).is_ok();
+    let keyword = RESERVED.contains(&name.to_ascii_uppercase().as_str());
     if plain && !keyword {
         name.to_owned()
     } else {
@@ -276,6 +358,7 @@ mod tests {
         assert_eq!(quote_ident("shop_2"), "shop_2");
         assert_eq!(quote_ident("Shop"), "\"Shop\"");
         assert_eq!(quote_ident("select"), "\"select\"");
+        assert_eq!(quote_ident("public"), "public");
         assert_eq!(quote_ident("a \"b\""), "\"a \"\"b\"\"\"");
         assert_eq!(quote_ident("2x"), "\"2x\"");
     }

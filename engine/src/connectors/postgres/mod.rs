@@ -1,11 +1,19 @@
-//! PostgreSQL through `tokio-postgres`, with TLS by rustls.
+//! PostgreSQL through `tokio-postgres`, with TLS by rustls: the connection
+//! test, and a server's schemas read as a [`Source`](crate::sources::Source)
+//! (see [`source`]).
+
+mod copy_binary;
+mod dialect;
+mod metadata;
+mod source;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Config, NoTls, Socket};
+use tokio_postgres::{Client, Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::connection_types::{Category, ConnectionType, TypeStatus};
@@ -13,6 +21,7 @@ use crate::connectors::{Connector, error_chain, network_failure_kind};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{OptionSpec as O, ResolvedOptions};
+use crate::sources::SourceError;
 use crate::tls::{self, Verify};
 
 const SSL_MODES: &[&str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
@@ -42,7 +51,7 @@ pub(crate) static POSTGRES: ConnectionType = ConnectionType {
     ],
     identity_options: &["host", "port", "database", "user"],
     connector: Some(&PostgresConnector),
-    source: None,
+    source: Some(source::open),
 };
 
 struct PostgresConnector;
@@ -50,6 +59,41 @@ struct PostgresConnector;
 #[async_trait]
 impl Connector for PostgresConnector {
     async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
+        let endpoint = Endpoint::new(options, timeout);
+        let attempt = async {
+            let connection = endpoint.open().await?;
+            let result = connection
+                .client
+                .simple_query("SELECT 1")
+                .await
+                .map(drop)
+                .map_err(classify);
+            connection.close();
+            result
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| timed_out(timeout))?
+    }
+}
+
+/// How to reach one PostgreSQL server: a connection's options, ready for
+/// any number of connection attempts.
+struct Endpoint {
+    config: Config,
+    /// `None` for `sslmode=disable`.
+    tls: Option<TlsSettings>,
+    timeout: Duration,
+}
+
+struct TlsSettings {
+    verify: Verify,
+    root_cert: Option<String>,
+}
+
+impl Endpoint {
+    /// The endpoint of a connection's options; `timeout` bounds each attempt.
+    fn new(options: &ResolvedOptions, timeout: Duration) -> Self {
         let mut config = Config::new();
         config
             .host(options.text("host").unwrap_or_default())
@@ -66,43 +110,87 @@ impl Connector for PostgresConnector {
         if let Some(password) = options.secret("password") {
             config.password(password.expose());
         }
-        let attempt = async {
-            match options.text("sslmode").unwrap_or("prefer") {
-                "disable" => ping(config.ssl_mode(SslMode::Disable), NoTls).await,
-                mode => {
-                    let (ssl_mode, verify) = match mode {
-                        "prefer" => (SslMode::Prefer, Verify::Nothing),
-                        "require" => (SslMode::Require, Verify::Nothing),
-                        "verify-ca" => (SslMode::Require, Verify::Chain),
-                        _ => (SslMode::Require, Verify::ChainAndHost),
-                    };
-                    let tls = tls::client_config(verify, options.text("sslrootcert"))?;
-                    ping(config.ssl_mode(ssl_mode), MakeRustlsConnect::new(tls)).await
-                }
-            }
+        let (ssl_mode, verify) = match options.text("sslmode").unwrap_or("prefer") {
+            "disable" => (SslMode::Disable, None),
+            "prefer" => (SslMode::Prefer, Some(Verify::Nothing)),
+            "require" => (SslMode::Require, Some(Verify::Nothing)),
+            "verify-ca" => (SslMode::Require, Some(Verify::Chain)),
+            _ => (SslMode::Require, Some(Verify::ChainAndHost)),
         };
-        tokio::time::timeout(timeout, attempt).await.map_err(|_| {
-            ConnectFailure::new(
-                ConnectFailureKind::Timeout,
-                format!("no answer within {} s", timeout.as_secs()),
-            )
-        })?
+        config.ssl_mode(ssl_mode);
+        let tls = verify.map(|verify| TlsSettings {
+            verify,
+            root_cert: options.text("sslrootcert").map(str::to_owned),
+        });
+        Self { config, tls, timeout }
+    }
+
+    /// Opens a session, giving up after the endpoint's timeout.
+    async fn connect(&self) -> Result<PgConnection, ConnectFailure> {
+        tokio::time::timeout(self.timeout, self.open())
+            .await
+            .map_err(|_| timed_out(self.timeout))?
+    }
+
+    async fn open(&self) -> Result<PgConnection, ConnectFailure> {
+        match &self.tls {
+            None => start(&self.config, NoTls).await,
+            Some(settings) => {
+                let tls = tls::client_config(settings.verify, settings.root_cert.as_deref())?;
+                start(&self.config, MakeRustlsConnect::new(tls)).await
+            }
+        }
     }
 }
 
-async fn ping<T>(config: &Config, tls: T) -> Result<(), ConnectFailure>
+/// An open session. Dropping it aborts the session (and whatever query is
+/// in flight, e.g. an unfinished `COPY`); [`PgConnection::close`] ends it
+/// politely.
+struct PgConnection {
+    client: Client,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl PgConnection {
+    /// Ends the session: the driver task says goodbye to the server and
+    /// finishes on its own.
+    fn close(mut self) {
+        self.driver = None;
+    }
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+        }
+    }
+}
+
+async fn start<T>(config: &Config, tls: T) -> Result<PgConnection, ConnectFailure>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
 {
     let (client, connection) = config.connect(tls).await.map_err(classify)?;
-    let driver = tokio::spawn(connection);
-    let result = client.simple_query("SELECT 1").await.map(drop).map_err(classify);
-    drop(client);
-    let _ = driver.await;
-    result
+    let driver = tokio::spawn(async move {
+        // Errors here also reach the client, which reports them.
+        let _ = connection.await;
+    });
+    Ok(PgConnection {
+        client,
+        driver: Some(driver),
+    })
 }
 
+fn timed_out(timeout: Duration) -> ConnectFailure {
+    ConnectFailure::new(
+        ConnectFailureKind::Timeout,
+        format!("no answer within {} s", timeout.as_secs()),
+    )
+}
+
+/// Classifies a failure to connect, or a connection that broke.
 fn classify(err: tokio_postgres::Error) -> ConnectFailure {
     if let Some(db) = err.as_db_error() {
         let kind = match db.code().code() {
@@ -119,4 +207,22 @@ fn classify(err: tokio_postgres::Error) -> ConnectFailure {
         ConnectFailureKind::Other
     });
     ConnectFailure::new(kind, detail)
+}
+
+/// A failed query: the server's SQLSTATE and message, or a connection
+/// failure when the session broke.
+fn query_error(err: tokio_postgres::Error) -> SourceError {
+    if let Some(db) = err.as_db_error() {
+        return SourceError::Query {
+            code: Some(db.code().code().to_owned()),
+            message: db.message().to_owned(),
+        };
+    }
+    if err.is_closed() || network_failure_kind(&err).is_some() {
+        return SourceError::Connect(classify(err));
+    }
+    SourceError::Query {
+        code: None,
+        message: error_chain(&err),
+    }
 }

@@ -1,0 +1,310 @@
+//! A MySQL/MariaDB server as a [`Source`]: its databases are the schemas,
+//! and a scan streams one `SELECT` (binary protocol) as Arrow batches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::TryStreamExt;
+use mysql_async::prelude::{Query, Queryable, WithParams};
+use mysql_async::{BinaryProtocol, Conn, ResultSetStream, Row};
+use tracing::warn;
+
+use super::decode::ColumnDecoder;
+use super::dialect::MysqlDialect;
+use super::endpoint::{Endpoint, query_error};
+use super::metadata;
+use crate::options::ResolvedOptions;
+use crate::sources::{ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
+
+/// Rows per record batch of a scan.
+pub(crate) const BATCH_ROWS: usize = 8192;
+
+/// Every session reads with UTF-8 text (4-byte characters included), UTC
+/// for TIMESTAMP values (the type mapping assumes it), a `sql_mode` under
+/// which the dialect's literals and identifiers mean what they say, and
+/// patience for a slow consumer of a long result.
+const SESSION: &str = "SET NAMES utf8mb4, time_zone = '+00:00', sql_mode = 'NO_ENGINE_SUBSTITUTION', \
+                       net_write_timeout = 3600";
+
+/// Spatial types, read as WKB.
+const SPATIAL: &[&str] = &[
+    "geometry",
+    "point",
+    "linestring",
+    "polygon",
+    "multipoint",
+    "multilinestring",
+    "multipolygon",
+    "geometrycollection",
+    "geomcollection",
+];
+
+/// Opens a MySQL/MariaDB connection's options as a source. With a
+/// `database` option, that database is the only schema.
+pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
+    Arc::new(MysqlSource {
+        endpoint: Arc::new(Endpoint::new(options)),
+        database: options.text("database").map(str::to_owned),
+        timeout,
+    })
+}
+
+struct MysqlSource {
+    endpoint: Arc<Endpoint>,
+    database: Option<String>,
+    timeout: Duration,
+}
+
+impl MysqlSource {
+    /// A connection with the reading session set up.
+    async fn session(&self) -> Result<Conn, SourceError> {
+        let mut conn = self.endpoint.connect(self.timeout).await?;
+        conn.query_drop(SESSION).await.map_err(query_error)?;
+        Ok(conn)
+    }
+
+    /// The visible schemas, or `NotFound` when `schema` is not one of them.
+    async fn visible(&self, conn: &mut Conn, schema: Option<&str>) -> Result<Vec<String>, SourceError> {
+        let visible = metadata::schemas(conn, self.database.as_deref()).await?;
+        match schema {
+            Some(schema) if !visible.iter().any(|s| s == schema) => {
+                Err(metadata::not_found("schema", schema.to_owned(), schema, visible))
+            }
+            _ => Ok(visible),
+        }
+    }
+
+    async fn describe_on(&self, conn: &mut Conn, table: &TableRef) -> Result<TableDescription, SourceError> {
+        let visible = self.visible(conn, Some(&table.schema)).await?;
+        match metadata::table(conn, table).await? {
+            Some(info) => metadata::describe(conn, info).await,
+            None => {
+                let names = metadata::tables(conn, Some(&table.schema), &visible)
+                    .await?
+                    .into_iter()
+                    .map(|t| t.table.name)
+                    .collect();
+                Err(metadata::not_found("table", table.to_string(), &table.name, names))
+            }
+        }
+    }
+}
+
+/// Closes a connection whose work is done; a failed goodbye changes nothing.
+async fn close(conn: Conn) {
+    let _ = conn.disconnect().await;
+}
+
+#[async_trait]
+impl Source for MysqlSource {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &MysqlDialect
+    }
+
+    async fn schemas(&self) -> Result<Vec<String>, SourceError> {
+        let mut conn = self.session().await?;
+        let result = self.visible(&mut conn, None).await;
+        close(conn).await;
+        result
+    }
+
+    async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
+        let mut conn = self.session().await?;
+        let result = match self.visible(&mut conn, schema).await {
+            Ok(visible) => metadata::tables(&mut conn, schema, &visible).await,
+            Err(e) => Err(e),
+        };
+        close(conn).await;
+        result
+    }
+
+    async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
+        let mut conn = self.session().await?;
+        let result = self.describe_on(&mut conn, table).await;
+        close(conn).await;
+        result
+    }
+
+    async fn scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let names = || description.columns.iter().map(|c| c.name.clone()).collect();
+        let columns = request
+            .columns
+            .iter()
+            .map(|&i| {
+                description.columns.get(i).ok_or_else(|| SourceError::NotFound {
+                    kind: "column",
+                    name: format!("#{i} of {}", description.table),
+                    nearby: names(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let schema =
+            Arc::new(
+                description
+                    .arrow_schema()
+                    .project(&request.columns)
+                    .map_err(|e| SourceError::Query {
+                        code: None,
+                        message: e.to_string(),
+                    })?,
+            );
+        let decoders = columns
+            .iter()
+            .map(|c| {
+                ColumnDecoder::new(
+                    format!("column \"{}\" of {}", c.name, description.table),
+                    &c.mapping.arrow,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sql = self.scan_query(description, request);
+        let conn = self.session().await?;
+        let guard = KillOnDrop {
+            endpoint: self.endpoint.clone(),
+            timeout: self.timeout,
+            thread: conn.id(),
+            armed: true,
+        };
+        let rows = sql.with(()).stream::<Row, _>(conn).await.map_err(query_error)?;
+        let reader = Reader {
+            rows,
+            decoders,
+            schema: schema.clone(),
+            guard,
+        };
+        let batches = futures::stream::try_unfold(reader, |mut reader| async move {
+            let batch = reader.next_batch().await?;
+            Ok(batch.map(|batch| (batch, reader)))
+        })
+        .map_err(|e: SourceError| datafusion::error::DataFusionError::External(Box::new(e)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
+        let columns: Vec<String> = request
+            .columns
+            .iter()
+            .filter_map(|&i| description.columns.get(i))
+            .map(select_expression)
+            .collect();
+        let list = if columns.is_empty() {
+            "1".to_owned()
+        } else {
+            columns.join(", ")
+        };
+        let mut sql = format!(
+            "SELECT {list} FROM {}.{}",
+            MysqlDialect.quote_ident(&description.table.schema),
+            MysqlDialect.quote_ident(&description.table.name)
+        );
+        if let Some(filter) = &request.filter {
+            sql.push_str(&format!(" WHERE {filter}"));
+        }
+        if let Some(limit) = request.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        sql
+    }
+}
+
+/// How a column is selected so that its value arrives as the mapping
+/// expects: BIT as an integer, TIME as text, spatial values as WKB.
+fn select_expression(column: &ColumnInfo) -> String {
+    let name = MysqlDialect.quote_ident(&column.name);
+    let base = column
+        .source_type
+        .split(['(', ' '])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match base.as_str() {
+        "bit" => format!("({name} + 0)"),
+        "time" => format!("CAST({name} AS CHAR)"),
+        spatial if SPATIAL.contains(&spatial) => format!("ST_AsWKB({name})"),
+        _ => name,
+    }
+}
+
+/// The rows of one scan, decoded batch by batch.
+struct Reader {
+    rows: ResultSetStream<'static, 'static, 'static, Row, BinaryProtocol>,
+    decoders: Vec<ColumnDecoder>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    guard: KillOnDrop,
+}
+
+impl Reader {
+    /// The next batch of at most [`BATCH_ROWS`] rows, `None` at the end.
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>, SourceError> {
+        let mut count = 0;
+        while count < BATCH_ROWS && self.guard.armed {
+            let Some(row) = self.rows.try_next().await.map_err(query_error)? else {
+                self.guard.armed = false;
+                break;
+            };
+            for (i, decoder) in self.decoders.iter_mut().enumerate() {
+                let value = row.as_ref(i).ok_or_else(|| SourceError::Query {
+                    code: None,
+                    message: format!("the server sent {} columns, {} were selected", row.len(), i + 1),
+                })?;
+                decoder.append(value)?;
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(None);
+        }
+        let arrays = self.decoders.iter_mut().map(ColumnDecoder::finish).collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(count));
+        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)
+            .map(Some)
+            .map_err(|e| SourceError::Query {
+                code: None,
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Stops the server's side of a scan abandoned before its last row, so the
+/// connection closes instead of draining the rest of the result.
+struct KillOnDrop {
+    endpoint: Arc<Endpoint>,
+    timeout: Duration,
+    /// The server's id of the scanning connection.
+    thread: u32,
+    /// Whether rows may still be pending.
+    armed: bool,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (endpoint, timeout, thread) = (self.endpoint.clone(), self.timeout, self.thread);
+        runtime.spawn(async move {
+            let result = match endpoint.connect(timeout).await {
+                Ok(mut conn) => {
+                    let killed = conn.query_drop(format!("KILL CONNECTION {thread}")).await;
+                    close(conn).await;
+                    killed.map_err(|e| e.to_string())
+                }
+                Err(failure) => Err(failure.to_string()),
+            };
+            if let Err(error) = result {
+                warn!(thread, %error, "could not stop an abandoned MySQL scan");
+            }
+        });
+    }
+}

@@ -1,0 +1,117 @@
+//! Destinations: where ETL jobs load rows, and how a load is published.
+//!
+//! A [`Destination`] holds tables with a fixed Arrow schema. Each load runs
+//! in a [`LoadTransaction`]: batches stream in, and
+//! [`LoadTransaction::commit`] publishes them atomically together with the
+//! run id and watermark the next incremental run starts from.
+//! [`LocalWarehouse`] is the default destination: Parquet files listed by
+//! versioned manifests in an object store, readable with SQL through
+//! [`WarehouseSchema`].
+
+mod compare;
+mod warehouse;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::object_store;
+use datafusion::parquet::errors::ParquetError;
+
+pub use warehouse::{FileLimits, LocalWarehouse, WarehouseSchema};
+
+/// How a load changes its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Adds the loaded rows to the table (incremental loads).
+    Append,
+    /// Replaces all rows of the table with the loaded ones (snapshots).
+    Replace,
+}
+
+/// What the last committed load of a table recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitState {
+    pub run_id: u64,
+    /// The watermark the load committed with.
+    pub watermark: Option<String>,
+}
+
+/// What one commit published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitReport {
+    pub rows: u64,
+    /// Stored (compressed) bytes.
+    pub bytes: u64,
+    pub files: usize,
+}
+
+/// Why a destination could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    /// The table does not exist.
+    #[error("destination table \"{0}\" does not exist")]
+    TableNotFound(String),
+    /// The name cannot be a table name.
+    #[error(
+        "\"{0}\" is not a valid destination table name (it must be non-empty, must not start with '.', and must \
+         not contain control characters or any of / \\ {{ }} [ ] < > ^ % ` \" ~ # | * ?)"
+    )]
+    InvalidTableName(String),
+    /// Columns of the table and of the load differ, one entry per difference.
+    #[error("the schema of destination table \"{table}\" does not match: {}", differences.join("; "))]
+    SchemaMismatch { table: String, differences: Vec<String> },
+    /// Another load of the same table committed first, or removed this
+    /// load's files; nothing of this load is visible.
+    #[error("destination table \"{table}\" was changed by a concurrent load: {detail}")]
+    Conflict { table: String, detail: String },
+    /// A manifest could not be read as one.
+    #[error("corrupt manifest {path}: {reason}")]
+    CorruptManifest { path: String, reason: String },
+    #[error("storage error: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("parquet error: {0}")]
+    Parquet(#[from] ParquetError),
+    #[error("arrow error: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+/// A place ETL jobs load tables into.
+#[async_trait]
+pub trait Destination: Send + Sync {
+    /// Creates the table with `schema`. An existing table with an identical
+    /// schema is adopted; a different schema is a
+    /// [`DestinationError::SchemaMismatch`] listing the differences.
+    async fn ensure_table(&self, table: &str, schema: SchemaRef) -> Result<(), DestinationError>;
+
+    /// Drops the table and all its data.
+    async fn drop_table(&self, table: &str) -> Result<(), DestinationError>;
+
+    /// What the last committed load of the table recorded; `None` if it was
+    /// never loaded (or does not exist).
+    async fn committed_state(&self, table: &str) -> Result<Option<CommitState>, DestinationError>;
+
+    /// Starts loading run `run_id` into an existing table.
+    async fn begin(
+        &self,
+        table: &str,
+        run_id: u64,
+        mode: WriteMode,
+    ) -> Result<Box<dyn LoadTransaction>, DestinationError>;
+}
+
+/// One load in progress. Nothing of it is visible until
+/// [`commit`](LoadTransaction::commit); dropping it without committing is
+/// an abort whose leftovers the destination cleans later.
+#[async_trait]
+pub trait LoadTransaction: Send {
+    /// Adds a batch with the table's column names and types.
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError>;
+
+    /// Atomically publishes everything written, recording the run id and
+    /// `watermark`. Readers see all of it or none.
+    async fn commit(self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError>;
+
+    /// Discards everything written.
+    async fn abort(self: Box<Self>) -> Result<(), DestinationError>;
+}

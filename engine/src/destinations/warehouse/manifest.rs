@@ -1,0 +1,84 @@
+//! Manifests: the versioned JSON documents that say which Parquet files
+//! make up a table, with its schema and what the last load recorded.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+/// One version of a table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Manifest {
+    pub version: u64,
+    /// The Arrow schema, as a hex-encoded Arrow IPC schema message, so that
+    /// every logical type round-trips exactly.
+    #[serde(with = "ipc_schema")]
+    pub schema: SchemaRef,
+    /// The live data files, by name under the table's `data/` folder.
+    pub files: Vec<DataFile>,
+    /// The run of the last load, absent until a load committed.
+    pub run_id: Option<u64>,
+    pub watermark: Option<String>,
+    pub committed_at: DateTime<Utc>,
+}
+
+/// One finished Parquet file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct DataFile {
+    pub name: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Manifest {
+    /// The first version of a table: no files, never loaded.
+    pub fn empty(schema: SchemaRef) -> Self {
+        Self {
+            version: 0,
+            schema,
+            files: Vec::new(),
+            run_id: None,
+            watermark: None,
+            committed_at: Utc::now(),
+        }
+    }
+}
+
+/// The object name of a manifest version; zero-padded so that names sort
+/// like versions.
+pub(super) fn file_name(version: u64) -> String {
+    format!("{version:020}.json")
+}
+
+/// The version a manifest object name stands for.
+pub(super) fn version_of(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+mod ipc_schema {
+    use super::*;
+    use datafusion::arrow::ipc::convert::try_schema_from_flatbuffer_bytes;
+    use datafusion::arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
+    use serde::de::Error;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(schema: &SchemaRef, serializer: S) -> Result<S::Ok, S::Error> {
+        let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+            schema,
+            &mut DictionaryTracker::new(false),
+            &IpcWriteOptions::default(),
+        );
+        serializer.serialize_str(&hex::encode(encoded.ipc_message))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SchemaRef, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = hex::decode(text).map_err(D::Error::custom)?;
+        let schema = try_schema_from_flatbuffer_bytes(&bytes).map_err(D::Error::custom)?;
+        Ok(Arc::new(schema))
+    }
+}

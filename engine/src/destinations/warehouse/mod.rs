@@ -1,0 +1,354 @@
+//! The local Parquet warehouse: tables as Parquet files plus versioned
+//! manifests, in any object store (a local directory today).
+//!
+//! Layout under the warehouse prefix:
+//!
+//! ```text
+//! <table>/data/run-<run id>-<random token>-<n>.parquet
+//! <table>/_manifests/<version, 20 digits>.json
+//! ```
+//!
+//! The manifest with the highest version is the table: its live files, its
+//! schema, and the run id and watermark of the last load. A commit puts the
+//! next version with `PutMode::Create`, so two writers never publish the
+//! same version and readers see a load entirely or not at all. The last two
+//! versions stay readable, so that queries planned just before a commit
+//! still find their files. Data files no retained manifest lists are
+//! leftovers of aborted or crashed loads: never read, and deleted when the
+//! next load begins or commits.
+
+mod load;
+mod manifest;
+mod read;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::object_store::local::LocalFileSystem;
+use datafusion::object_store::path::{Path, PathPart};
+use datafusion::object_store::{self, ObjectStore, ObjectStoreExt, PutMode};
+use futures::{StreamExt, TryStreamExt};
+
+pub use read::WarehouseSchema;
+
+use super::compare::schema_differences;
+use super::{CommitState, Destination, DestinationError, LoadTransaction, WriteMode};
+use load::WarehouseLoad;
+use manifest::Manifest;
+
+/// How many manifest versions (with their files) a table keeps readable.
+const RETAINED_VERSIONS: usize = 2;
+const DATA_DIR: &str = "data";
+const MANIFEST_DIR: &str = "_manifests";
+
+/// When a load starts a new Parquet file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLimits {
+    /// Approximate stored bytes per file (checked after each batch).
+    pub max_bytes: usize,
+    /// Rows per file, exactly.
+    pub max_rows: usize,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 128 << 20,
+            max_rows: 10_000_000,
+        }
+    }
+}
+
+/// Sluice's own warehouse of Parquet tables in an object store. Cheap to
+/// clone; clones share the list of known tables.
+#[derive(Debug, Clone)]
+pub struct LocalWarehouse {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    limits: FileLimits,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// The URL DataFusion reaches `store` under, unique to this warehouse.
+    url: String,
+    /// Tables known to exist, for the synchronous `table_names`.
+    tables: RwLock<BTreeSet<String>>,
+}
+
+impl LocalWarehouse {
+    /// A warehouse in local directory `dir`, created if missing.
+    pub fn open_dir(dir: &std::path::Path) -> Result<Self, DestinationError> {
+        std::fs::create_dir_all(dir).map_err(|source| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(source),
+        })?;
+        let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
+        Ok(Self::new(Arc::new(store), Path::ROOT))
+    }
+
+    /// A warehouse under `prefix` of `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let url = format!("sluice-warehouse://w{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        Self {
+            store,
+            prefix,
+            limits: FileLimits::default(),
+            shared: Arc::new(Shared {
+                url,
+                tables: RwLock::default(),
+            }),
+        }
+    }
+
+    /// The same warehouse, rolling loads to new files at `limits`.
+    pub fn with_file_limits(self, limits: FileLimits) -> Self {
+        Self { limits, ..self }
+    }
+
+    fn table_dir(&self, table: &str) -> Path {
+        // Checked names are taken verbatim (no percent-encoding of non-ASCII),
+        // so that listings and DataFusion's URLs give the same path back.
+        let part = PathPart::parse(table).unwrap_or_else(|_| PathPart::from(table));
+        self.prefix.clone().join(part)
+    }
+
+    fn data_dir(&self, table: &str) -> Path {
+        self.table_dir(table).join(DATA_DIR)
+    }
+
+    fn data_path(&self, table: &str, file: &str) -> Path {
+        self.data_dir(table).join(file)
+    }
+
+    fn manifest_dir(&self, table: &str) -> Path {
+        self.table_dir(table).join(MANIFEST_DIR)
+    }
+
+    fn manifest_path(&self, table: &str, version: u64) -> Path {
+        self.manifest_dir(table).join(manifest::file_name(version))
+    }
+
+    /// The manifest versions of `table`, oldest first.
+    async fn versions(&self, table: &str) -> Result<Vec<u64>, DestinationError> {
+        let mut versions: Vec<u64> = self
+            .store
+            .list(Some(&self.manifest_dir(table)))
+            .try_filter_map(|meta| async move { Ok(meta.location.filename().and_then(manifest::version_of)) })
+            .try_collect()
+            .await?;
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    async fn read_manifest(&self, table: &str, version: u64) -> Result<Manifest, DestinationError> {
+        let path = self.manifest_path(table, version);
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        let corrupt = |reason: String| DestinationError::CorruptManifest {
+            path: path.to_string(),
+            reason,
+        };
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if manifest.version != version {
+            return Err(corrupt(format!("it says version {}", manifest.version)));
+        }
+        Ok(manifest)
+    }
+
+    /// The current version of `table`, `None` if it does not exist.
+    async fn latest_manifest(&self, table: &str) -> Result<Option<Manifest>, DestinationError> {
+        let mut attempts = 0;
+        loop {
+            let Some(&version) = self.versions(table).await?.last() else {
+                return Ok(None);
+            };
+            match self.read_manifest(table, version).await {
+                // Commits (or a drop) removed it after the listing: look again.
+                Err(DestinationError::ObjectStore(object_store::Error::NotFound { .. })) if attempts < 3 => {
+                    attempts += 1
+                }
+                result => return result.map(Some),
+            }
+        }
+    }
+
+    /// Publishes `manifest` unless its version exists already.
+    async fn publish(&self, table: &str, manifest: &Manifest) -> Result<(), object_store::Error> {
+        let json = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
+        let path = self.manifest_path(table, manifest.version);
+        self.store.put_opts(&path, json.into(), PutMode::Create.into()).await?;
+        Ok(())
+    }
+
+    /// Deletes `paths`; already deleted ones are fine.
+    async fn delete_all(&self, paths: Vec<Path>) -> Result<(), DestinationError> {
+        let mut deleted = self
+            .store
+            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops manifests older than the retained versions, then data files that
+    /// no remaining manifest lists and that runs up to `run_id` wrote (later
+    /// runs may still be loading).
+    async fn collect_garbage(&self, table: &str, run_id: u64) -> Result<(), DestinationError> {
+        let versions = self.versions(table).await?;
+        let (old, kept) = versions.split_at(versions.len().saturating_sub(RETAINED_VERSIONS));
+        self.delete_all(old.iter().map(|&v| self.manifest_path(table, v)).collect())
+            .await?;
+        let mut live = HashSet::new();
+        for &version in kept {
+            live.extend(
+                self.read_manifest(table, version)
+                    .await?
+                    .files
+                    .into_iter()
+                    .map(|f| f.name),
+            );
+        }
+        let garbage: Vec<Path> = self
+            .store
+            .list(Some(&self.data_dir(table)))
+            .try_filter_map(|meta| {
+                let name = meta.location.filename().unwrap_or_default();
+                let dead = !live.contains(name) && load::run_of(name).is_some_and(|run| run <= run_id);
+                async move { Ok(dead.then_some(meta.location)) }
+            })
+            .try_collect()
+            .await?;
+        self.delete_all(garbage).await
+    }
+
+    /// Every table with a manifest, read from storage.
+    async fn list_tables(&self) -> Result<BTreeSet<String>, DestinationError> {
+        let prefix = (!self.prefix.is_root()).then_some(&self.prefix);
+        let listing = self.store.list_with_delimiter(prefix).await?;
+        let mut tables = BTreeSet::new();
+        for dir in &listing.common_prefixes {
+            if let Some(name) = dir.filename()
+                && check_table_name(name).is_ok()
+                && !self.versions(name).await?.is_empty()
+            {
+                tables.insert(name.to_owned());
+            }
+        }
+        Ok(tables)
+    }
+
+    /// Records whether `table` exists, as just seen.
+    fn note_table(&self, table: &str, exists: bool) {
+        let mut tables = self.shared.tables.write().unwrap_or_else(PoisonError::into_inner);
+        if exists {
+            tables.insert(table.to_owned());
+        } else {
+            tables.remove(table);
+        }
+    }
+}
+
+/// Rejects names that would not map one-to-one onto an object path and a URL.
+fn check_table_name(name: &str) -> Result<(), DestinationError> {
+    const RESERVED: &str = "/\\{}[]<>^%`\"~#|*?";
+    let valid =
+        !name.is_empty() && !name.starts_with('.') && !name.chars().any(|c| c.is_control() || RESERVED.contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(DestinationError::InvalidTableName(name.to_owned()))
+    }
+}
+
+#[async_trait]
+impl Destination for LocalWarehouse {
+    async fn ensure_table(&self, table: &str, schema: SchemaRef) -> Result<(), DestinationError> {
+        check_table_name(table)?;
+        let existing = match self.latest_manifest(table).await? {
+            Some(existing) => existing,
+            None => match self.publish(table, &Manifest::empty(schema.clone())).await {
+                Ok(()) => {
+                    self.note_table(table, true);
+                    return Ok(());
+                }
+                // Created concurrently: compare with that one.
+                Err(object_store::Error::AlreadyExists { .. }) => self
+                    .latest_manifest(table)
+                    .await?
+                    .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        self.note_table(table, true);
+        let differences = schema_differences(&existing.schema, &schema, true);
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(DestinationError::SchemaMismatch {
+                table: table.to_owned(),
+                differences,
+            })
+        }
+    }
+
+    async fn drop_table(&self, table: &str) -> Result<(), DestinationError> {
+        check_table_name(table)?;
+        let versions = self.versions(table).await?;
+        if versions.is_empty() {
+            self.note_table(table, false);
+            return Err(DestinationError::TableNotFound(table.to_owned()));
+        }
+        // Oldest manifest first: until the last one goes, readers see the
+        // current version, never an older one.
+        for version in versions {
+            match self.store.delete(&self.manifest_path(table, version)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.note_table(table, false);
+        let files: Vec<Path> = self
+            .store
+            .list(Some(&self.table_dir(table)))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        self.delete_all(files).await
+    }
+
+    async fn committed_state(&self, table: &str) -> Result<Option<CommitState>, DestinationError> {
+        check_table_name(table)?;
+        Ok(self.latest_manifest(table).await?.and_then(|manifest| {
+            Some(CommitState {
+                run_id: manifest.run_id?,
+                watermark: manifest.watermark,
+            })
+        }))
+    }
+
+    async fn begin(
+        &self,
+        table: &str,
+        run_id: u64,
+        mode: WriteMode,
+    ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
+        check_table_name(table)?;
+        let base = self
+            .latest_manifest(table)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
+        self.collect_garbage(table, run_id).await?;
+        Ok(Box::new(WarehouseLoad::new(self.clone(), table, run_id, mode, base)))
+    }
+}

@@ -1,0 +1,549 @@
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BinaryArray, Date32Array, Decimal128Array, Decimal256Array, Int64Array, ListArray, StringArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, i256};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::catalog::SchemaProvider;
+use datafusion::object_store::ObjectStoreExt;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+
+use super::*;
+use crate::destinations::CommitReport;
+
+fn orders_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]))
+}
+
+fn orders(ids: &[i64]) -> RecordBatch {
+    let names: Vec<String> = ids.iter().map(|id| format!("order {id}")).collect();
+    RecordBatch::try_new(
+        orders_schema(),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .unwrap()
+}
+
+async fn open(dir: &tempfile::TempDir) -> LocalWarehouse {
+    let warehouse = LocalWarehouse::open_dir(dir.path()).unwrap();
+    warehouse.ensure_table("orders", orders_schema()).await.unwrap();
+    warehouse
+}
+
+async fn load(warehouse: &LocalWarehouse, run_id: u64, mode: WriteMode, batches: &[RecordBatch]) -> CommitReport {
+    let mut load = warehouse.begin("orders", run_id, mode).await.unwrap();
+    for batch in batches {
+        load.write(batch.clone()).await.unwrap();
+    }
+    load.commit(Some(format!("mark {run_id}"))).await.unwrap()
+}
+
+/// A session with the warehouse registered as schema `warehouse`.
+async fn session(warehouse: &LocalWarehouse) -> SessionContext {
+    let ctx = SessionContext::new();
+    let schema = WarehouseSchema::new(warehouse.clone()).await.unwrap();
+    ctx.catalog("datafusion")
+        .unwrap()
+        .register_schema("warehouse", Arc::new(schema))
+        .unwrap();
+    ctx
+}
+
+async fn query(warehouse: &LocalWarehouse, sql: &str) -> Vec<RecordBatch> {
+    session(warehouse)
+        .await
+        .sql(sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+}
+
+async fn query_text(warehouse: &LocalWarehouse, sql: &str) -> String {
+    pretty_format_batches(&query(warehouse, sql).await).unwrap().to_string()
+}
+
+async fn count(warehouse: &LocalWarehouse, table: &str) -> String {
+    query_text(warehouse, &format!("SELECT count(*) AS n FROM warehouse.\"{table}\"")).await
+}
+
+fn count_is(n: u64) -> String {
+    let n = n.to_string();
+    let width = n.len().max(1);
+    format!(
+        "+{0}+\n| {1:<width$} |\n+{0}+\n| {n:<width$} |\n+{0}+",
+        "-".repeat(width + 2),
+        "n"
+    )
+}
+
+/// Names of the objects under `table`'s data folder.
+async fn data_files(warehouse: &LocalWarehouse, table: &str) -> Vec<String> {
+    let mut names: Vec<String> = warehouse
+        .store
+        .list(Some(&warehouse.data_dir(table)))
+        .map_ok(|meta| meta.location.filename().unwrap().to_owned())
+        .try_collect()
+        .await
+        .unwrap();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn append_twice_then_replace_reads_back_exact_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+
+    let report = load(&warehouse, 1, WriteMode::Append, &[orders(&[1, 2])]).await;
+    assert_eq!((report.rows, report.files), (2, 1));
+    assert!(report.bytes > 0);
+    load(&warehouse, 2, WriteMode::Append, &[orders(&[3]), orders(&[4])]).await;
+    assert_eq!(
+        query_text(&warehouse, "SELECT id, name FROM warehouse.orders ORDER BY id").await,
+        "+----+---------+\n\
+         | id | name    |\n\
+         +----+---------+\n\
+         | 1  | order 1 |\n\
+         | 2  | order 2 |\n\
+         | 3  | order 3 |\n\
+         | 4  | order 4 |\n\
+         +----+---------+"
+    );
+
+    load(&warehouse, 3, WriteMode::Replace, &[orders(&[10])]).await;
+    assert_eq!(
+        query_text(&warehouse, "SELECT id, name FROM warehouse.orders").await,
+        "+----+----------+\n\
+         | id | name     |\n\
+         +----+----------+\n\
+         | 10 | order 10 |\n\
+         +----+----------+"
+    );
+    assert_eq!(count(&warehouse, "orders").await, count_is(1));
+}
+
+#[tokio::test]
+async fn commits_delete_files_of_versions_no_longer_retained() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+    load(&warehouse, 1, WriteMode::Append, &[orders(&[1])]).await;
+    load(&warehouse, 2, WriteMode::Replace, &[orders(&[2])]).await;
+    // The previous version stays readable for queries planned before the swap.
+    assert_eq!(data_files(&warehouse, "orders").await.len(), 2);
+    load(&warehouse, 3, WriteMode::Replace, &[orders(&[3])]).await;
+    let files = data_files(&warehouse, "orders").await;
+    assert_eq!(files.len(), 2);
+    assert!(files.iter().all(|f| !f.starts_with("run-1-")), "{files:?}");
+    assert_eq!(warehouse.versions("orders").await.unwrap(), vec![2, 3]);
+}
+
+#[tokio::test]
+async fn committed_state_is_the_last_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+    assert_eq!(warehouse.committed_state("orders").await.unwrap(), None);
+    assert_eq!(warehouse.committed_state("missing").await.unwrap(), None);
+    load(&warehouse, 7, WriteMode::Append, &[orders(&[1])]).await;
+    load(&warehouse, 8, WriteMode::Append, &[]).await;
+    assert_eq!(
+        warehouse.committed_state("orders").await.unwrap(),
+        Some(CommitState {
+            run_id: 8,
+            watermark: Some("mark 8".into())
+        })
+    );
+    // An empty append commits the watermark and keeps the rows.
+    assert_eq!(count(&warehouse, "orders").await, count_is(1));
+}
+
+#[tokio::test]
+async fn abort_leaves_nothing_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await.with_file_limits(FileLimits {
+        max_rows: 2,
+        ..FileLimits::default()
+    });
+    load(&warehouse, 1, WriteMode::Append, &[orders(&[1])]).await;
+    let before = data_files(&warehouse, "orders").await;
+
+    let mut transaction = warehouse.begin("orders", 2, WriteMode::Replace).await.unwrap();
+    transaction.write(orders(&[2, 3, 4, 5, 6])).await.unwrap();
+    transaction.abort().await.unwrap();
+
+    assert_eq!(count(&warehouse, "orders").await, count_is(1));
+    assert_eq!(data_files(&warehouse, "orders").await, before);
+    assert_eq!(warehouse.committed_state("orders").await.unwrap().unwrap().run_id, 1);
+}
+
+#[tokio::test]
+async fn crash_leftovers_are_invisible_and_cleaned_by_the_next_begin() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await.with_file_limits(FileLimits {
+        max_rows: 2,
+        ..FileLimits::default()
+    });
+    load(&warehouse, 1, WriteMode::Append, &[orders(&[1])]).await;
+
+    // A crash mid-load: finished files, one open, never committed.
+    let mut transaction = warehouse.begin("orders", 2, WriteMode::Append).await.unwrap();
+    transaction.write(orders(&[2, 3, 4, 5, 6])).await.unwrap();
+    drop(transaction);
+    assert_eq!(data_files(&warehouse, "orders").await.len(), 3);
+    assert_eq!(count(&warehouse, "orders").await, count_is(1));
+    assert_eq!(warehouse.committed_state("orders").await.unwrap().unwrap().run_id, 1);
+
+    // The retry of run 2 starts by deleting them.
+    let mut transaction = warehouse.begin("orders", 2, WriteMode::Append).await.unwrap();
+    assert_eq!(data_files(&warehouse, "orders").await.len(), 1);
+    transaction.write(orders(&[2])).await.unwrap();
+    transaction.commit(None).await.unwrap();
+    assert_eq!(count(&warehouse, "orders").await, count_is(2));
+}
+
+#[tokio::test]
+async fn files_of_a_later_run_survive_an_earlier_runs_begin() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await.with_file_limits(FileLimits {
+        max_rows: 1,
+        ..FileLimits::default()
+    });
+    let mut later = warehouse.begin("orders", 9, WriteMode::Append).await.unwrap();
+    later.write(orders(&[9])).await.unwrap();
+    let earlier = warehouse.begin("orders", 5, WriteMode::Append).await.unwrap();
+    earlier.abort().await.unwrap();
+    later.commit(None).await.unwrap();
+    assert_eq!(count(&warehouse, "orders").await, count_is(1));
+}
+
+#[tokio::test]
+async fn a_load_whose_files_were_cleaned_up_does_not_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await.with_file_limits(FileLimits {
+        max_rows: 1,
+        ..FileLimits::default()
+    });
+    let mut stale = warehouse.begin("orders", 1, WriteMode::Append).await.unwrap();
+    stale.write(orders(&[1])).await.unwrap();
+    // A later run starting meanwhile takes run 1's files for leftovers.
+    let later = warehouse.begin("orders", 2, WriteMode::Append).await.unwrap();
+    let error = stale.commit(None).await.unwrap_err();
+    assert!(error.to_string().contains("was deleted before the commit"), "{error}");
+    later.commit(None).await.unwrap();
+    assert_eq!(count(&warehouse, "orders").await, count_is(0));
+}
+
+#[tokio::test]
+async fn concurrent_commits_of_the_same_version_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+    let mut first = warehouse.begin("orders", 1, WriteMode::Append).await.unwrap();
+    let mut second = warehouse.begin("orders", 2, WriteMode::Append).await.unwrap();
+    first.write(orders(&[1])).await.unwrap();
+    second.write(orders(&[2, 3])).await.unwrap();
+    first.commit(None).await.unwrap();
+    let error = second.commit(None).await.unwrap_err();
+    assert!(matches!(error, DestinationError::Conflict { .. }), "{error}");
+    assert!(
+        error.to_string().contains("version 1 was published by another load"),
+        "{error}"
+    );
+
+    assert_eq!(count(&warehouse, "orders").await, count_is(1));
+    assert_eq!(data_files(&warehouse, "orders").await.len(), 1);
+    assert_eq!(warehouse.committed_state("orders").await.unwrap().unwrap().run_id, 1);
+    // The manifest itself can only be created once.
+    let latest = warehouse.latest_manifest("orders").await.unwrap().unwrap();
+    let again = warehouse.publish("orders", &latest).await.unwrap_err();
+    assert!(matches!(again, object_store::Error::AlreadyExists { .. }), "{again}");
+}
+
+#[tokio::test]
+async fn ensure_table_adopts_the_same_schema_and_rejects_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+    warehouse.ensure_table("orders", orders_schema()).await.unwrap();
+
+    let other = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("total", DataType::Decimal128(12, 2), true),
+    ]));
+    let error = warehouse.ensure_table("orders", other).await.unwrap_err();
+    let DestinationError::SchemaMismatch { differences, .. } = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(
+        differences,
+        &[
+            "column \"id\" is Int64 NOT NULL in the table but Int32 NOT NULL in the load",
+            "column \"name\" is Utf8 in the table but Utf8 NOT NULL in the load",
+            "column \"total\" (Decimal128(12, 2)) is not in the table",
+        ]
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("the schema of destination table \"orders\" does not match: column")
+    );
+
+    let reordered = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, true),
+        Field::new("id", DataType::Int64, false),
+    ]));
+    let error = warehouse.ensure_table("orders", reordered).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("(id, name) in the table, (name, id) in the load"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn writes_must_match_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+    let mut transaction = warehouse.begin("orders", 1, WriteMode::Append).await.unwrap();
+    let ids_only = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    let batch = RecordBatch::try_new(ids_only, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
+    let error = transaction.write(batch).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("column \"name\" (Utf8) is missing from the load"),
+        "{error}"
+    );
+
+    let nullable = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![Some(1), None])),
+        Arc::new(StringArray::from(vec!["a", "b"])),
+    ];
+    let with_null = RecordBatch::try_new(nullable.clone(), columns.clone()).unwrap();
+    assert!(matches!(
+        transaction.write(with_null).await.unwrap_err(),
+        DestinationError::Arrow(_)
+    ));
+    // Nullable in the batch is fine as long as no NULLs arrive.
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![1])),
+        Arc::new(StringArray::from(vec!["a"])),
+    ];
+    transaction
+        .write(RecordBatch::try_new(nullable, columns).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(transaction.commit(None).await.unwrap().rows, 1);
+}
+
+#[tokio::test]
+async fn files_roll_at_the_row_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await.with_file_limits(FileLimits {
+        max_rows: 2,
+        ..FileLimits::default()
+    });
+    let report = load(&warehouse, 1, WriteMode::Append, &[orders(&[1, 2, 3]), orders(&[4, 5])]).await;
+    assert_eq!((report.rows, report.files), (5, 3));
+    assert_eq!(data_files(&warehouse, "orders").await.len(), 3);
+    assert_eq!(count(&warehouse, "orders").await, count_is(5));
+    assert_eq!(
+        query_text(&warehouse, "SELECT sum(id) AS s FROM warehouse.orders WHERE id > 2").await,
+        "+----+\n| s  |\n+----+\n| 12 |\n+----+"
+    );
+}
+
+#[tokio::test]
+async fn files_roll_at_the_byte_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await.with_file_limits(FileLimits {
+        max_bytes: 1,
+        ..FileLimits::default()
+    });
+    let report = load(
+        &warehouse,
+        1,
+        WriteMode::Append,
+        &[orders(&[1, 2]), orders(&[3]), orders(&[4])],
+    )
+    .await;
+    assert_eq!((report.rows, report.files), (4, 3));
+    assert_eq!(count(&warehouse, "orders").await, count_is(4));
+}
+
+#[tokio::test]
+async fn empty_tables_are_queryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+    assert_eq!(count(&warehouse, "orders").await, count_is(0));
+    let frame = session(&warehouse)
+        .await
+        .sql("SELECT * FROM warehouse.orders")
+        .await
+        .unwrap();
+    assert_eq!(frame.schema().as_arrow().fields(), orders_schema().fields());
+    let batches = frame.collect().await.unwrap();
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+
+    // A snapshot of nothing empties the table.
+    load(&warehouse, 1, WriteMode::Append, &[orders(&[1])]).await;
+    load(&warehouse, 2, WriteMode::Replace, &[]).await;
+    assert_eq!(count(&warehouse, "orders").await, count_is(0));
+    assert_eq!(
+        warehouse.latest_manifest("orders").await.unwrap().unwrap().files,
+        vec![]
+    );
+}
+
+#[tokio::test]
+async fn tables_are_listed_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+    let odd = "bq_Order Items.v2 é𝄞";
+    warehouse.ensure_table(odd, orders_schema()).await.unwrap();
+    let mut transaction = warehouse.begin(odd, 1, WriteMode::Append).await.unwrap();
+    transaction.write(orders(&[1, 2])).await.unwrap();
+    transaction.commit(None).await.unwrap();
+    assert_eq!(count(&warehouse, odd).await, count_is(2));
+
+    // A fresh process sees both tables.
+    let reopened = LocalWarehouse::open_dir(dir.path()).unwrap();
+    let schema = WarehouseSchema::new(reopened.clone()).await.unwrap();
+    assert_eq!(schema.table_names(), vec![odd.to_owned(), "orders".to_owned()]);
+    assert!(schema.table_exist("orders"));
+
+    reopened.drop_table(odd).await.unwrap();
+    assert_eq!(schema.table_names(), vec!["orders".to_owned()]);
+    assert!(schema.table(odd).await.unwrap().is_none());
+    assert!(matches!(
+        reopened.drop_table(odd).await.unwrap_err(),
+        DestinationError::TableNotFound(_)
+    ));
+    assert!(matches!(
+        reopened.begin(odd, 2, WriteMode::Append).await.err().unwrap(),
+        DestinationError::TableNotFound(_)
+    ));
+    // Nothing of it remains on disk.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    for bad in ["", "a/b", ".hidden", "x%41", "tab\tle"] {
+        assert!(
+            matches!(
+                warehouse.ensure_table(bad, orders_schema()).await.unwrap_err(),
+                DestinationError::InvalidTableName(_)
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+fn types_batch() -> RecordBatch {
+    let utc = TimeUnit::Microsecond;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("d128", DataType::Decimal128(38, 9), true),
+        Field::new("d256", DataType::Decimal256(76, 38), true),
+        Field::new("ts_utc", DataType::Timestamp(utc, Some("UTC".into())), true),
+        Field::new("ts_naive", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        Field::new("day", DataType::Date32, true),
+        Field::new("bytes", DataType::Binary, true),
+        Field::new(
+            "list",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+            true,
+        ),
+        Field::new("text", DataType::Utf8, true),
+    ]));
+    let max128 = 10_i128.pow(38) - 1;
+    let max256 = i256::from_string(&"9".repeat(76)).unwrap();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            Decimal128Array::from(vec![Some(max128), Some(-max128), Some(1), None])
+                .with_precision_and_scale(38, 9)
+                .unwrap(),
+        ),
+        Arc::new(
+            Decimal256Array::from(vec![Some(max256), Some(max256.wrapping_neg()), Some(i256::ONE), None])
+                .with_precision_and_scale(76, 38)
+                .unwrap(),
+        ),
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![Some(1_700_000_000_123_456), Some(-1), Some(0), None])
+                .with_timezone("UTC"),
+        ),
+        Arc::new(TimestampMicrosecondArray::from(vec![
+            Some(253_402_300_799_999_999),
+            Some(-62_135_596_800_000_000),
+            Some(1),
+            None,
+        ])),
+        Arc::new(Date32Array::from(vec![Some(19_000), Some(-719_162), Some(0), None])),
+        Arc::new(BinaryArray::from(vec![
+            Some(&b"\0\0\0"[..]),
+            Some(&b""[..]),
+            Some(&b"a\0b"[..]),
+            None,
+        ])),
+        Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(1), None, Some(i64::MIN)]),
+            Some(vec![]),
+            None,
+            Some(vec![Some(i64::MAX)]),
+        ])),
+        Arc::new(StringArray::from(vec![
+            Some("𝄞 music 😀"),
+            Some(""),
+            Some("naïve"),
+            None,
+        ])),
+    ];
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+#[tokio::test]
+async fn logical_types_round_trip_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = LocalWarehouse::open_dir(dir.path()).unwrap();
+    let batch = types_batch();
+    warehouse.ensure_table("types", batch.schema()).await.unwrap();
+    // The manifest keeps the schema exactly.
+    let manifest = warehouse.latest_manifest("types").await.unwrap().unwrap();
+    assert_eq!(manifest.schema, batch.schema());
+
+    let mut transaction = warehouse.begin("types", 1, WriteMode::Append).await.unwrap();
+    transaction.write(batch.clone()).await.unwrap();
+    transaction.commit(None).await.unwrap();
+
+    // The Parquet file itself carries the exact types.
+    let manifest = warehouse.latest_manifest("types").await.unwrap().unwrap();
+    let path = warehouse.data_path("types", &manifest.files[0].name);
+    let bytes = warehouse.store.get(&path).await.unwrap().bytes().await.unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
+    let from_file = reader.collect::<Result<Vec<_>, _>>().unwrap();
+    assert_eq!(from_file[0].schema().fields(), batch.schema().fields());
+    assert_eq!(concat_batches(&batch.schema(), &from_file).unwrap(), batch);
+
+    // And so does SQL.
+    let from_sql = query(&warehouse, "SELECT * FROM warehouse.types").await;
+    assert_eq!(concat_batches(&batch.schema(), &from_sql).unwrap(), batch);
+    assert_eq!(from_sql[0].schema(), batch.schema());
+}

@@ -1,0 +1,272 @@
+//! `CREATE ETL JOB`: validate everything against the live source, create the
+//! destination table up front, then save the job.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use datafusion::arrow::compute::can_cast_types;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use sluice_catalog::{ColumnOverride, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType};
+use tracing::info;
+
+use super::JobManager;
+use super::window;
+use crate::error::EngineError;
+use crate::sources::{TableDescription, TableRef};
+use crate::type_mapping::BigQueryType;
+
+/// A `CREATE ETL JOB` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateJob {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub source: JobSource,
+    /// An empty table name means the default `bq_<source table>`.
+    pub destination: JobDestination,
+    pub load: LoadType,
+    pub column_overrides: Vec<ColumnOverride>,
+    pub schedule: String,
+    pub batch_rows: Option<u32>,
+}
+
+/// Default rows per extracted batch.
+pub const DEFAULT_BATCH_ROWS: u32 = 8192;
+
+/// The columns a job loads, resolved against the source's description.
+#[derive(Debug, Clone)]
+pub struct JobColumns {
+    pub description: TableDescription,
+    /// Indexes into the description's columns, in load order.
+    pub indexes: Vec<usize>,
+    /// The destination schema: mapped types with the job's overrides.
+    pub schema: SchemaRef,
+}
+
+impl JobColumns {
+    /// Resolves a job's column list and overrides; errors name the column.
+    pub fn resolve(job: &JobRecord, description: TableDescription) -> Result<Self, EngineError> {
+        let find = |name: &str| description.columns.iter().position(|c| c.name == name);
+        let indexes: Vec<usize> = match &job.source.columns {
+            None => (0..description.columns.len()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| find(n).ok_or_else(|| unknown_column(&description, n)))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut fields = Vec::with_capacity(indexes.len());
+        for &i in &indexes {
+            let column = &description.columns[i];
+            let mut field = Field::new(
+                &column.name,
+                column.mapping.arrow.clone(),
+                column.nullable || column.mapping.repeated,
+            );
+            if let Some(o) = job.column_overrides.iter().find(|o| o.column == column.name) {
+                let target = override_type(&o.bigquery_type)?;
+                if !can_cast_types(&column.mapping.arrow, &target) {
+                    return Err(EngineError::InvalidJob {
+                        message: format!(
+                            "column \"{}\" ({}) cannot be converted to {}",
+                            column.name, column.source_type, o.bigquery_type
+                        ),
+                    });
+                }
+                field = field.with_data_type(target);
+                if let Some(required) = o.required {
+                    field = field.with_nullable(!required);
+                }
+            }
+            fields.push(field);
+        }
+        for o in &job.column_overrides {
+            if !indexes.iter().any(|&i| description.columns[i].name == o.column) {
+                return Err(unknown_column(&description, &o.column));
+            }
+        }
+        Ok(Self {
+            schema: Arc::new(Schema::new(fields)),
+            indexes,
+            description,
+        })
+    }
+
+    /// The position of `name` among the loaded columns.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.indexes
+            .iter()
+            .position(|&i| self.description.columns[i].name == name)
+    }
+}
+
+fn unknown_column(description: &TableDescription, name: &str) -> EngineError {
+    EngineError::UnknownColumn {
+        table: description.table.to_string(),
+        column: name.into(),
+        existing: description.columns.iter().map(|c| c.name.clone()).collect(),
+    }
+}
+
+/// The Arrow type a `COLUMNS (col TYPE)` override loads as.
+fn override_type(text: &str) -> Result<DataType, EngineError> {
+    let upper = text.trim().to_ascii_uppercase();
+    let (name, args) = match upper.split_once('(') {
+        Some((name, rest)) => (name.trim(), Some(rest.trim_end_matches(')'))),
+        None => (upper.as_str(), None),
+    };
+    let precision_scale = |default: (u8, i8)| -> Result<(u8, i8), EngineError> {
+        match args {
+            None => Ok(default),
+            Some(args) => {
+                let parts: Vec<_> = args.split(',').map(|p| p.trim().parse::<i64>()).collect();
+                match parts.as_slice() {
+                    [Ok(p)] => Ok((*p as u8, 0)),
+                    [Ok(p), Ok(s)] => Ok((*p as u8, *s as i8)),
+                    _ => Err(EngineError::InvalidJob {
+                        message: format!("bad precision/scale in {text}"),
+                    }),
+                }
+            }
+        }
+    };
+    Ok(match name {
+        "STRING" | "JSON" => DataType::Utf8,
+        "INT64" | "INTEGER" | "BIGINT" => DataType::Int64,
+        "FLOAT64" | "FLOAT" => DataType::Float64,
+        "BOOL" | "BOOLEAN" => DataType::Boolean,
+        "DATE" => DataType::Date32,
+        "DATETIME" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "TIMESTAMP" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        "BYTES" => DataType::Binary,
+        "NUMERIC" | "DECIMAL" => {
+            let (p, s) = precision_scale((38, 9))?;
+            if !(1..=38).contains(&p) || !(0..=9).contains(&s) || s as u8 > p || p - s as u8 > 29 {
+                return Err(EngineError::InvalidJob {
+                    message: format!("{text}: NUMERIC allows precision 1..38, scale 0..9"),
+                });
+            }
+            DataType::Decimal128(p, s)
+        }
+        "BIGNUMERIC" | "BIGDECIMAL" => {
+            let (p, s) = precision_scale((76, 38))?;
+            if !(1..=76).contains(&p) || !(0..=38).contains(&s) || s as u8 > p {
+                return Err(EngineError::InvalidJob {
+                    message: format!("{text}: BIGNUMERIC allows precision 1..76, scale 0..38"),
+                });
+            }
+            DataType::Decimal256(p, s)
+        }
+        _ => {
+            return Err(EngineError::InvalidJob {
+                message: format!(
+                    "unknown column type {text}; use STRING, INT64, FLOAT64, NUMERIC(p, s), BIGNUMERIC(p, s), BOOL, DATE, DATETIME, TIMESTAMP, BYTES or JSON"
+                ),
+            });
+        }
+    })
+}
+
+/// Whether a column can drive incremental loads.
+fn is_orderable_cursor(bigquery: &BigQueryType) -> bool {
+    matches!(
+        bigquery,
+        BigQueryType::Timestamp | BigQueryType::Datetime | BigQueryType::Date | BigQueryType::Int64
+    )
+}
+
+/// What `create_job` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CreateJobOutcome {
+    Created,
+    /// `IF NOT EXISTS` and the name was taken.
+    AlreadyExists,
+}
+
+impl JobManager {
+    /// Validates a job against the live source, creates its destination
+    /// table, then saves it. Nothing is saved when a step fails.
+    pub async fn create_job(&self, request: CreateJob) -> Result<CreateJobOutcome, EngineError> {
+        if self.catalog().find_job(&request.name)?.is_some() {
+            return if request.if_not_exists {
+                Ok(CreateJobOutcome::AlreadyExists)
+            } else {
+                Err(sluice_catalog::CatalogError::AlreadyExists {
+                    kind: sluice_catalog::ObjectKind::Job,
+                    name: request.name,
+                }
+                .into())
+            };
+        }
+        let mut destination = request.destination;
+        if destination.table.is_empty() {
+            destination.table = format!("bq_{}", request.source.table);
+        }
+        let now = Utc::now();
+        let job = JobRecord {
+            name: request.name,
+            source: request.source,
+            destination,
+            load: request.load,
+            column_overrides: request.column_overrides,
+            schedule: request.schedule,
+            batch_rows: request.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
+            paused: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let table = TableRef {
+            schema: job.source.schema.clone(),
+            name: job.source.table.clone(),
+        };
+        let description = self.connections.describe(&job.source.connection, &table).await?;
+        let columns = JobColumns::resolve(&job, description)?;
+        if let LoadType::Incremental { cursor, start } = &job.load {
+            let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
+                message: format!("the cursor column \"{cursor}\" must be one of the loaded columns"),
+            })?;
+            let column = &columns.description.columns[columns.indexes[position]];
+            if column.mapping.repeated || !is_orderable_cursor(&column.mapping.bigquery) {
+                return Err(EngineError::InvalidJob {
+                    message: format!(
+                        "cursor column \"{cursor}\" is {}; an incremental cursor must be a timestamp, date or integer column",
+                        column.source_type
+                    ),
+                });
+            }
+            if matches!(start, IncrementalStart::BackfillDays(_)) && column.mapping.bigquery == BigQueryType::Int64 {
+                return Err(EngineError::InvalidJob {
+                    message: format!(
+                        "cursor \"{cursor}\" is an integer: use SINCE <value> or ALL instead of BACKFILL n DAYS"
+                    ),
+                });
+            }
+            window::first_low(start, &columns.schema.field(position).data_type().clone(), now)?;
+        }
+        let destination = self.destination(job.destination.connection.as_deref())?;
+        destination
+            .ensure_table(&job.destination.table, columns.schema.clone())
+            .await?;
+        self.catalog().create_job(&job)?;
+        info!(job = %job.name, source = %table, destination = %job.destination.table, "ETL job created");
+        Ok(CreateJobOutcome::Created)
+    }
+
+    /// Drops a job; unless `keep_data`, its destination table too.
+    pub async fn drop_job(&self, name: &str, if_exists: bool, keep_data: bool) -> Result<bool, EngineError> {
+        if let Some(run) = self.running_run(name) {
+            return Err(EngineError::JobRunning {
+                job: name.into(),
+                run_id: run,
+            });
+        }
+        let Some(job) = self.catalog().drop_job(name, if_exists)? else {
+            return Ok(false);
+        };
+        if !keep_data {
+            self.destination(job.destination.connection.as_deref())?
+                .drop_table(&job.destination.table)
+                .await?;
+        }
+        info!(job = name, keep_data, "ETL job dropped");
+        Ok(true)
+    }
+}

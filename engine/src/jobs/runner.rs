@@ -1,0 +1,306 @@
+//! One run of a job: plan the window, stream the rows into the destination,
+//! commit the destination with the watermark, then record both in the
+//! catalog. The watermark moves only after the destination committed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use futures::StreamExt;
+use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::define::JobColumns;
+use super::{JobManager, window};
+use crate::destinations::WriteMode;
+use crate::error::EngineError;
+use crate::sources::{ScanRequest, TableRef};
+
+/// How far a running run has got.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub run_id: u64,
+    pub rows: u64,
+    pub elapsed: Duration,
+}
+
+/// A finished run, as recorded in the catalog.
+pub type RunSummary = RunRecord;
+
+/// Removes a job from the running set when its run ends, however it ends.
+struct RunningGuard<'a> {
+    manager: &'a JobManager,
+    job: String,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.manager
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.job);
+    }
+}
+
+impl JobManager {
+    /// The run in progress for a job, if any.
+    pub fn running_run(&self, job: &str) -> Option<u64> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).get(job).copied()
+    }
+
+    fn claim(&self, job: &str, run_id: u64) -> Result<RunningGuard<'_>, EngineError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&existing) = running.get(job) {
+            return Err(EngineError::JobRunning {
+                job: job.into(),
+                run_id: existing,
+            });
+        }
+        running.insert(job.into(), run_id);
+        Ok(RunningGuard {
+            manager: self,
+            job: job.into(),
+        })
+    }
+
+    /// Runs a job now and waits for the end. `progress` is called after
+    /// every batch.
+    pub async fn run_job(
+        &self,
+        name: &str,
+        trigger: RunTrigger,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<RunSummary, EngineError> {
+        let job = self.catalog().job(name)?;
+        if let Some(existing) = self.running_run(name) {
+            return Err(EngineError::JobRunning {
+                job: name.into(),
+                run_id: existing,
+            });
+        }
+        let mut run = self.catalog().start_run(name, trigger)?;
+        let _guard = match self.claim(name, run.id) {
+            Ok(guard) => guard,
+            Err(e) => {
+                run.status = RunStatus::Cancelled;
+                run.error = Some(e.to_string());
+                run.finished_at = Some(Utc::now());
+                self.catalog().finish_run(&run, None)?;
+                return Err(e);
+            }
+        };
+        let span = info_span!("etl_run", job = name, run_id = run.id);
+        let result = self.execute(&job, &mut run, progress).instrument(span).await;
+        run.finished_at = Some(Utc::now());
+        match result {
+            Ok(watermark) => {
+                run.status = RunStatus::Succeeded;
+                self.catalog().finish_run(&run, watermark.as_ref())?;
+                info!(
+                    job = name,
+                    run_id = run.id,
+                    rows = run.rows,
+                    bytes = run.bytes,
+                    "run succeeded"
+                );
+                Ok(run)
+            }
+            Err(e) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(e.to_string());
+                self.catalog().finish_run(&run, None)?;
+                warn!(job = name, run_id = run.id, error = %e, "run failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves the rows; returns the watermark to record with the run.
+    async fn execute(
+        &self,
+        job: &JobRecord,
+        run: &mut RunRecord,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Option<Watermark>, EngineError> {
+        let started = Instant::now();
+        let source = self.connections.source(&job.source.connection)?;
+        let table = TableRef {
+            schema: job.source.schema.clone(),
+            name: job.source.table.clone(),
+        };
+        let description = self.connections.describe(&job.source.connection, &table).await?;
+        let columns = JobColumns::resolve(job, description)?;
+
+        // Plan: fix the lower bound and save it before any data moves.
+        let (mode, cursor, low) = match &job.load {
+            LoadType::Snapshot => (WriteMode::Replace, None, None),
+            LoadType::Incremental { cursor, start } => {
+                let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
+                    message: format!("the cursor column \"{cursor}\" is no longer loaded"),
+                })?;
+                let cursor_type = columns.description.columns[columns.indexes[position]]
+                    .mapping
+                    .arrow
+                    .clone();
+                let low = match self.catalog().watermark(&job.name)? {
+                    Some(mark) => Some(window::parse(&mark.value, &cursor_type)?),
+                    None => window::first_low(start, &cursor_type, run.started_at)?,
+                };
+                (WriteMode::Append, Some((cursor.clone(), position)), low)
+            }
+        };
+        let filter = match (&cursor, &low) {
+            (Some((name, _)), Some(low)) => {
+                let dialect = source.dialect();
+                let literal = dialect.literal(low).ok_or_else(|| EngineError::InvalidJob {
+                    message: format!("cannot write the watermark {low} as a literal for the source"),
+                })?;
+                Some(format!("{} > {literal}", dialect.quote_ident(name)))
+            }
+            _ => None,
+        };
+        run.watermark_from = low.as_ref().map(window::text);
+        self.catalog().update_run(run)?;
+
+        let destination = self.destination(job.destination.connection.as_deref())?;
+        let mut transaction = destination.begin(&job.destination.table, run.id, mode).await?;
+        let request = ScanRequest {
+            columns: columns.indexes.clone(),
+            filter,
+            limit: None,
+        };
+        let cursor_position = cursor.as_ref().map(|c| c.1);
+        let copied = async {
+            let mut stream =
+                source
+                    .scan(&columns.description, &request)
+                    .await
+                    .map_err(|error| EngineError::Source {
+                        connection: job.source.connection.clone(),
+                        error,
+                    })?;
+            let mut high = None;
+            while let Some(batch) = stream.next().await {
+                let batch = conform(
+                    batch.map_err(|e| EngineError::Extract { message: e.to_string() })?,
+                    &columns,
+                )?;
+                if let Some(position) = cursor_position {
+                    high = window::greater(high, window::column_max(batch.column(position)));
+                }
+                run.rows += batch.num_rows() as u64;
+                transaction.write(batch).await?;
+                progress(Progress {
+                    run_id: run.id,
+                    rows: run.rows,
+                    elapsed: started.elapsed(),
+                });
+            }
+            Ok::<_, EngineError>(high)
+        }
+        .await;
+        let high = match copied {
+            Ok(high) => high,
+            Err(e) => {
+                if let Err(abort) = transaction.abort().await {
+                    warn!(error = %abort, "could not discard the partial load");
+                }
+                return Err(e);
+            }
+        };
+        // The window's upper bound: the largest cursor value read, or the
+        // lower bound when no rows arrived.
+        let reached = window::greater(low, high);
+        run.watermark_to = reached.as_ref().map(window::text);
+        self.catalog().update_run(run)?;
+        let report = transaction.commit(run.watermark_to.clone()).await?;
+        run.bytes = report.bytes;
+        Ok(run
+            .watermark_to
+            .clone()
+            .filter(|_| cursor.is_some())
+            .map(|value| Watermark {
+                job: job.name.clone(),
+                value,
+                run_id: run.id,
+                updated_at: Utc::now(),
+            }))
+    }
+}
+
+/// Casts a source batch to the job's destination schema (type overrides).
+fn conform(batch: RecordBatch, columns: &JobColumns) -> Result<RecordBatch, EngineError> {
+    if batch.schema().fields() == columns.schema.fields() {
+        return Ok(batch);
+    }
+    let arrays = batch
+        .columns()
+        .iter()
+        .zip(columns.schema.fields())
+        .map(|(array, field)| {
+            if array.data_type() == field.data_type() {
+                Ok(array.clone())
+            } else {
+                cast(array, field.data_type()).map_err(|e| EngineError::Extract {
+                    message: format!(
+                        "column \"{}\" cannot be converted to {}: {e}",
+                        field.name(),
+                        field.data_type()
+                    ),
+                })
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(&columns.schema), arrays)
+        .map_err(|e| EngineError::Extract { message: e.to_string() })
+}
+
+/// What a crash left behind, set right at start-up.
+impl JobManager {
+    /// Settles runs that were in progress when Sluice stopped: a run whose
+    /// load the destination committed is recorded as succeeded with its
+    /// watermark (the crash came between the destination commit and the
+    /// catalog update); any other is marked failed, nothing of it visible.
+    pub async fn reconcile(&self) -> Result<(), EngineError> {
+        for mut run in self.catalog().runs(None)?.into_iter().filter(|r| !r.status.is_final()) {
+            run.finished_at = Some(Utc::now());
+            let committed = match self.catalog().find_job(&run.job)? {
+                Some(job) => {
+                    let destination = self.destination(job.destination.connection.as_deref())?;
+                    destination
+                        .committed_state(&job.destination.table)
+                        .await?
+                        .filter(|state| state.run_id == run.id)
+                        .map(|state| (job, state))
+                }
+                None => None,
+            };
+            match committed {
+                Some((job, state)) => {
+                    run.status = RunStatus::Succeeded;
+                    let watermark = match (&job.load, state.watermark) {
+                        (LoadType::Incremental { .. }, Some(value)) => Some(Watermark {
+                            job: job.name.clone(),
+                            value,
+                            run_id: run.id,
+                            updated_at: Utc::now(),
+                        }),
+                        _ => None,
+                    };
+                    self.catalog().finish_run(&run, watermark.as_ref())?;
+                    info!(job = %run.job, run_id = run.id, "adopted a run the destination had committed before a restart");
+                }
+                None => {
+                    run.status = RunStatus::Failed;
+                    run.error = Some("interrupted: Sluice stopped during the run; nothing of it was committed".into());
+                    self.catalog().finish_run(&run, None)?;
+                    warn!(job = %run.job, run_id = run.id, "marked an interrupted run failed");
+                }
+            }
+        }
+        Ok(())
+    }
+}

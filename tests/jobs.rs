@@ -1,0 +1,260 @@
+//! ETL jobs end to end: define, run and inspect jobs from a Postgres client,
+//! moving rows from real PostgreSQL and MariaDB into the local warehouse.
+
+mod common;
+
+use common::*;
+use tokio_postgres::Client;
+
+const ORDERS: &str = "
+CREATE TABLE public.orders (
+    id bigint PRIMARY KEY,
+    customer_id int NOT NULL,
+    amount numeric(12,2),
+    status text,
+    note text,
+    updated_at timestamptz NOT NULL
+);
+INSERT INTO public.orders
+SELECT g, g % 7, g * 1.25, CASE WHEN g % 2 = 0 THEN 'paid' ELSE 'open' END,
+       CASE WHEN g % 10 = 0 THEN NULL ELSE 'n😀' || g END,
+       now() - interval '10 days' + g * interval '1 minute'
+FROM generate_series(1, 1000) g;
+CREATE TABLE public.products (sku text PRIMARY KEY, price numeric(10,2));
+INSERT INTO public.products VALUES ('a', 1.50), ('b', 2.25);
+";
+
+async fn setup() -> (PgServer, Sluice, Client) {
+    let pg = PgServer::start();
+    pg.psql_admin_db("shop", ORDERS);
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}')",
+            pg.port
+        ))
+        .await
+        .unwrap();
+    (pg, sluice, client)
+}
+
+async fn one(client: &Client, sql: &str) -> String {
+    rows(client, sql).await[0][0].clone().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn incremental_job_loads_each_row_exactly_once() {
+    let (pg, _sluice, client) = setup().await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INCREMENTAL BY updated_at BACKFILL 30 DAYS SCHEDULE HOURLY",
+        )
+        .await
+        .unwrap();
+    // The destination table exists (empty) as soon as the job does.
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.bq_orders").await, "0");
+
+    let summary = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    assert_eq!(summary[0][2].as_deref(), Some("1000"));
+    assert!(
+        summary[0][3].as_deref().unwrap().parse::<i64>().unwrap() > 0,
+        "bytes written"
+    );
+    let source_sum = pg.psql_admin_db("shop", "SELECT sum(amount), count(note) FROM orders");
+    let loaded = rows(
+        &client,
+        "SELECT sum(amount), count(note), count(DISTINCT id) FROM warehouse.bq_orders",
+    )
+    .await;
+    assert_eq!(
+        format!(
+            "{}|{}",
+            loaded[0][0].as_deref().unwrap(),
+            loaded[0][1].as_deref().unwrap()
+        ),
+        source_sum.trim()
+    );
+    assert_eq!(loaded[0][2].as_deref(), Some("1000"));
+    let emoji = one(&client, "SELECT note FROM warehouse.bq_orders WHERE id = 7").await;
+    assert_eq!(emoji, "n😀7");
+
+    // Nothing new: the run loads nothing and keeps the watermark.
+    let again = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(again[0][2].as_deref(), Some("0"));
+    assert_eq!(again[0][5], again[0][6], "watermark unchanged");
+
+    // New and changed rows past the watermark arrive once.
+    pg.psql_admin_db(
+        "shop",
+        "INSERT INTO orders SELECT g, 1, 1.00, 'new', NULL, now() FROM generate_series(1001, 1050) g; \
+         UPDATE orders SET status = 'refunded', updated_at = now() WHERE id = 1;",
+    );
+    let third = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(third[0][2].as_deref(), Some("51"));
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.bq_orders").await, "1051");
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM warehouse.bq_orders WHERE id = 1").await,
+        "2",
+        "updates append"
+    );
+
+    let runs = rows(&client, "SHOW ETL RUNS FOR orders_inc").await;
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r[2].as_deref() == Some("succeeded")), "{runs:?}");
+    let backfill_bound = runs[0][8].clone().expect("the first run starts at the backfill bound");
+    assert!(backfill_bound.ends_with('Z'), "{backfill_bound}");
+    assert_eq!(runs[1][8], runs[0][9], "each run starts where the previous one ended");
+    let from_sql = rows(
+        &client,
+        "SELECT job, status, rows FROM sluice.runs WHERE rows > 0 ORDER BY run_id",
+    )
+    .await;
+    assert_eq!(from_sql.len(), 2);
+    let jobs = rows(
+        &client,
+        "SELECT name, load, schedule, last_run_status, watermark IS NOT NULL FROM sluice.jobs",
+    )
+    .await;
+    assert_eq!(
+        jobs[0],
+        [
+            Some("orders_inc".into()),
+            Some("INCREMENTAL BY updated_at BACKFILL 30 DAYS".into()),
+            Some("HOURLY".into()),
+            Some("succeeded".into()),
+            Some("t".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn snapshot_job_replaces_the_table_and_jobs_are_validated() {
+    let (pg, _sluice, client) = setup().await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB products_snap FROM shop.public.products (sku, price) INTO warehouse.products \
+             SNAPSHOT COLUMNS (price STRING)",
+        )
+        .await
+        .unwrap();
+    rows(&client, "RUN ETL JOB products_snap").await;
+    pg.psql_admin_db(
+        "shop",
+        "DELETE FROM products WHERE sku = 'a'; INSERT INTO products VALUES ('c', 9.99);",
+    );
+    let summary = rows(&client, "RUN ETL JOB products_snap").await;
+    assert_eq!(summary[0][2].as_deref(), Some("2"));
+    let loaded = rows(&client, "SELECT sku, price FROM warehouse.products ORDER BY sku").await;
+    assert_eq!(
+        loaded,
+        [
+            [Some("b".into()), Some("2.25".into())],
+            [Some("c".into()), Some("9.99".into())]
+        ]
+    );
+    let shown = rows(&client, "SHOW CREATE ETL JOB products_snap").await;
+    assert_eq!(
+        shown[0][1].as_deref(),
+        Some(
+            "CREATE ETL JOB products_snap FROM shop.public.products (sku, price) INTO warehouse.products SNAPSHOT \
+             COLUMNS (price STRING) SCHEDULE MANUAL WITH (batch_rows = 8192);"
+        )
+    );
+
+    // Validation: nothing is saved when something is wrong.
+    let message = expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.orders (id, nope) SNAPSHOT",
+        "42703",
+    )
+    .await;
+    assert!(message.contains("nope") && message.contains("updated_at"), "{message}");
+    let message = expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.orders INCREMENTAL BY status",
+        "22023",
+    )
+    .await;
+    assert!(message.contains("timestamp, date or integer"), "{message}");
+    expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.orders INCREMENTAL BY id BACKFILL 3 DAYS",
+        "22023",
+    )
+    .await;
+    expect_err(&client, "CREATE ETL JOB bad FROM shop.public.nope SNAPSHOT", "42P01").await;
+    expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM nowhere.public.orders SNAPSHOT",
+        "42704",
+    )
+    .await;
+    expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.orders SNAPSHOT COLUMNS (status WIBBLE)",
+        "22023",
+    )
+    .await;
+    expect_err(
+        &client,
+        "CREATE ETL JOB products_snap FROM shop.public.orders SNAPSHOT",
+        "42710",
+    )
+    .await;
+    client
+        .batch_execute("CREATE ETL JOB IF NOT EXISTS products_snap FROM shop.public.orders SNAPSHOT")
+        .await
+        .unwrap();
+    assert_eq!(one(&client, "SELECT count(*) FROM sluice.jobs").await, "1");
+    expect_err(&client, "RUN ETL JOB nope", "42704").await;
+
+    // Jobs hold on to their connection.
+    let message = expect_err(&client, "DROP CONNECTION shop", "2BP01").await;
+    assert!(message.contains("products_snap"), "{message}");
+    let used = rows(
+        &client,
+        "SELECT used_by_jobs, last_used_at IS NOT NULL FROM sluice.connections",
+    )
+    .await;
+    assert_eq!(used[0], [Some("{products_snap}".into()), Some("t".into())]);
+    client.batch_execute("DROP CONNECTION shop CASCADE").await.unwrap();
+    assert_eq!(one(&client, "SELECT count(*) FROM sluice.jobs").await, "0");
+}
+
+#[tokio::test]
+async fn mariadb_source_loads_into_the_warehouse() {
+    let maria = MariaDb::start();
+    maria.sql_db(
+        "shop",
+        "CREATE TABLE events (id int PRIMARY KEY, kind varchar(20), at datetime(6) NOT NULL); \
+         INSERT INTO events VALUES (1, 'a', '2024-01-01 00:00:00.000001'), (2, 'b', '2024-01-02 00:00:00'), \
+         (3, NULL, '2024-01-03 12:00:00');",
+    );
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION crm TYPE mariadb OPTIONS (host '127.0.0.1', port {}, user 'etl', password '{ETL_PASSWORD}'); \
+             CREATE ETL JOB events FROM crm.shop.events INCREMENTAL BY id ALL;",
+            maria.port
+        ))
+        .await
+        .unwrap();
+    let summary = rows(&client, "RUN ETL JOB events").await;
+    assert_eq!(summary[0][2].as_deref(), Some("3"));
+    assert_eq!(summary[0][6].as_deref(), Some("3"), "integer watermark");
+    maria.sql_db("shop", "INSERT INTO events VALUES (4, 'd', '2024-01-04 00:00:00')");
+    let summary = rows(&client, "RUN ETL JOB events").await;
+    assert_eq!(
+        (summary[0][2].as_deref(), summary[0][5].as_deref()),
+        (Some("1"), Some("3"))
+    );
+    let loaded = rows(&client, "SELECT id, kind FROM warehouse.bq_events ORDER BY id").await;
+    assert_eq!(
+        loaded.iter().map(|r| r[0].clone().unwrap()).collect::<Vec<_>>(),
+        ["1", "2", "3", "4"]
+    );
+    assert_eq!(loaded[2][1], None);
+}
