@@ -109,4 +109,10 @@ pub enum EngineError {
 
     #[error(transparent)]
     Destination(#[from] DestinationError),
+
+    #[error("run {run_id} was cancelled; nothing of it was committed")]
+    Cancelled { run_id: u64 },
+
+    #[error("run {run_id} is not running (it is {status})")]
+    RunNotRunning { run_id: u64, status: &'static str },
 }

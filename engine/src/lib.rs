@@ -10,6 +10,7 @@ mod connectors;
 pub mod destinations;
 mod error;
 mod explore;
+mod failpoint;
 pub mod jobs;
 pub mod options;
 pub mod sources;

@@ -38,6 +38,7 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ShowTables { .. } => Some(views::TABLES.clone()),
         SluiceStatement::DescribeSourceTable { .. } => Some(views::DESCRIBE.clone()),
         SluiceStatement::RunJob { .. } => Some(views::RUN_SUMMARY.clone()),
+        SluiceStatement::CancelRun { .. } => None,
         SluiceStatement::ShowJobs => Some(views::JOBS.clone()),
         SluiceStatement::ShowRuns { .. } => Some(views::RUNS.clone()),
         SluiceStatement::ShowCreateJob { .. } => Some(views::CREATE_JOB.clone()),
@@ -214,7 +215,7 @@ pub async fn execute(
         }
         SluiceStatement::CreateJob(request) => {
             let name = request.name.clone();
-            if state.jobs.create_job(request).await? == CreateJobOutcome::AlreadyExists {
+            if state.jobs.create_job(*request).await? == CreateJobOutcome::AlreadyExists {
                 send_notice(client, "42710", format!("ETL job \"{name}\" already exists, skipping")).await;
             }
             Response::Execution(Tag::new("CREATE ETL JOB"))
@@ -229,10 +230,35 @@ pub async fn execute(
             }
             Response::Execution(Tag::new("DROP ETL JOB"))
         }
-        SluiceStatement::RunJob { name } => rows(
-            views::run_summary(&run_with_progress(state, client, name).await?),
-            format,
-        )?,
+        SluiceStatement::RunJob {
+            name,
+            asynchronous: false,
+        } => {
+            let run = run_with_progress(state, client, name).await?;
+            let seconds = run
+                .finished_at
+                .map_or(0.0, |f| (f - run.started_at).num_milliseconds() as f64 / 1000.0);
+            let rate = run.rows as f64 / seconds.max(0.001);
+            let message = format!(
+                "run {} {}: {} rows in {seconds:.1} s ({rate:.0} rows/s)",
+                run.id,
+                run.status.as_str(),
+                run.rows
+            );
+            send_notice(client, "00000", message).await;
+            rows(views::run_summary(&run), format)?
+        }
+        SluiceStatement::RunJob {
+            name,
+            asynchronous: true,
+        } => {
+            let run_id = start_in_background(state, name).await?;
+            rows(views::run_summary(&catalog.run(run_id)?), format)?
+        }
+        SluiceStatement::CancelRun { run_id } => {
+            state.jobs.cancel_run(run_id)?;
+            Response::Execution(Tag::new("CANCEL ETL RUN"))
+        }
         SluiceStatement::ShowJobs => rows(views::jobs(catalog)?, format)?,
         SluiceStatement::ShowCreateJob { name } => rows(views::create_job(&catalog.job(&name)?), format)?,
         SluiceStatement::ShowRuns { job } => {
@@ -242,6 +268,29 @@ pub async fn execute(
             rows(views::runs(&catalog.runs(job.as_deref())?), format)?
         }
     })
+}
+
+/// Starts a run that goes on after the statement returns; returns its id.
+async fn start_in_background(state: &AppState, name: String) -> Result<u64, StatementError> {
+    let jobs = state.jobs.clone();
+    let (started, run_id) = tokio::sync::oneshot::channel();
+    let started = Mutex::new(Some(started));
+    let mut task = tokio::spawn(async move {
+        let report = move |p: Progress| {
+            if let Some(started) = started.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = started.send(p.run_id);
+            }
+        };
+        jobs.run_job(&name, RunTrigger::Manual, &report).await
+    });
+    tokio::select! {
+        id = run_id => id.map_err(|_| StatementError::Internal("the run ended before it started".into())),
+        finished = &mut task => Err(match finished {
+            Ok(Err(e)) => e.into(),
+            Ok(Ok(run)) => return Ok(run.id),
+            Err(e) => StatementError::Internal(format!("the run stopped unexpectedly: {e}")),
+        }),
+    }
 }
 
 /// How often `RUN ETL JOB` reports progress.

@@ -8,6 +8,8 @@ mod window;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+
 use sluice_catalog::Catalog;
 
 pub use define::{CreateJob, CreateJobOutcome, JobColumns};
@@ -16,13 +18,20 @@ pub use runner::{Progress, RunSummary};
 use crate::connections::ConnectionManager;
 use crate::destinations::Destination;
 
+/// A run in progress and the signal that cancels it.
+#[derive(Clone)]
+struct ActiveRun {
+    run_id: u64,
+    cancel: Arc<Notify>,
+}
+
 /// Defines, runs and drops ETL jobs.
 pub struct JobManager {
     connections: Arc<ConnectionManager>,
     /// The built-in local warehouse, the default destination.
     warehouse: Arc<dyn Destination>,
-    /// Jobs with a run in progress, and that run's id.
-    running: Mutex<HashMap<String, u64>>,
+    /// Jobs with a run in progress, and that run.
+    running: Mutex<HashMap<String, ActiveRun>>,
 }
 
 impl JobManager {

@@ -10,12 +10,14 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
 use futures::StreamExt;
 use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
+use tokio::sync::Notify;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::define::JobColumns;
-use super::{JobManager, window};
+use super::{ActiveRun, JobManager, window};
 use crate::destinations::WriteMode;
 use crate::error::EngineError;
+use crate::failpoint;
 use crate::sources::{ScanRequest, TableRef};
 
 /// How far a running run has got.
@@ -48,22 +50,54 @@ impl Drop for RunningGuard<'_> {
 impl JobManager {
     /// The run in progress for a job, if any.
     pub fn running_run(&self, job: &str) -> Option<u64> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).get(job).copied()
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job)
+            .map(|a| a.run_id)
     }
 
-    fn claim(&self, job: &str, run_id: u64) -> Result<RunningGuard<'_>, EngineError> {
+    /// Asks a running run to stop; it ends `cancelled` with nothing committed.
+    pub fn cancel_run(&self, run_id: u64) -> Result<(), EngineError> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match running.values().find(|a| a.run_id == run_id) {
+            Some(active) => {
+                active.cancel.notify_one();
+                Ok(())
+            }
+            None => {
+                let run = self.catalog().run(run_id)?;
+                Err(EngineError::RunNotRunning {
+                    run_id,
+                    status: run.status.as_str(),
+                })
+            }
+        }
+    }
+
+    fn claim(&self, job: &str, run_id: u64) -> Result<(RunningGuard<'_>, Arc<Notify>), EngineError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(&existing) = running.get(job) {
+        if let Some(existing) = running.get(job) {
             return Err(EngineError::JobRunning {
                 job: job.into(),
-                run_id: existing,
+                run_id: existing.run_id,
             });
         }
-        running.insert(job.into(), run_id);
-        Ok(RunningGuard {
-            manager: self,
-            job: job.into(),
-        })
+        let cancel = Arc::new(Notify::new());
+        running.insert(
+            job.into(),
+            ActiveRun {
+                run_id,
+                cancel: cancel.clone(),
+            },
+        );
+        Ok((
+            RunningGuard {
+                manager: self,
+                job: job.into(),
+            },
+            cancel,
+        ))
     }
 
     /// Runs a job now and waits for the end. `progress` is called after
@@ -82,8 +116,8 @@ impl JobManager {
             });
         }
         let mut run = self.catalog().start_run(name, trigger)?;
-        let _guard = match self.claim(name, run.id) {
-            Ok(guard) => guard,
+        let (_guard, cancel) = match self.claim(name, run.id) {
+            Ok(claimed) => claimed,
             Err(e) => {
                 run.status = RunStatus::Cancelled;
                 run.error = Some(e.to_string());
@@ -92,8 +126,13 @@ impl JobManager {
                 return Err(e);
             }
         };
+        progress(Progress {
+            run_id: run.id,
+            rows: 0,
+            elapsed: Duration::ZERO,
+        });
         let span = info_span!("etl_run", job = name, run_id = run.id);
-        let result = self.execute(&job, &mut run, progress).instrument(span).await;
+        let result = self.execute(&job, &mut run, &cancel, progress).instrument(span).await;
         run.finished_at = Some(Utc::now());
         match result {
             Ok(watermark) => {
@@ -109,7 +148,11 @@ impl JobManager {
                 Ok(run)
             }
             Err(e) => {
-                run.status = RunStatus::Failed;
+                run.status = if matches!(e, EngineError::Cancelled { .. }) {
+                    RunStatus::Cancelled
+                } else {
+                    RunStatus::Failed
+                };
                 run.error = Some(e.to_string());
                 self.catalog().finish_run(&run, None)?;
                 warn!(job = name, run_id = run.id, error = %e, "run failed");
@@ -123,6 +166,7 @@ impl JobManager {
         &self,
         job: &JobRecord,
         run: &mut RunRecord,
+        cancel: &Notify,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<Option<Watermark>, EngineError> {
         let started = Instant::now();
@@ -183,7 +227,12 @@ impl JobManager {
                         error,
                     })?;
             let mut high = None;
-            while let Some(batch) = stream.next().await {
+            loop {
+                let batch = tokio::select! {
+                    batch = stream.next() => batch,
+                    () = cancel.notified() => return Err(EngineError::Cancelled { run_id: run.id }),
+                };
+                let Some(batch) = batch else { break };
                 let batch = conform(
                     batch.map_err(|e| EngineError::Extract { message: e.to_string() })?,
                     &columns,
@@ -217,6 +266,7 @@ impl JobManager {
         run.watermark_to = reached.as_ref().map(window::text);
         self.catalog().update_run(run)?;
         let report = transaction.commit(run.watermark_to.clone()).await?;
+        failpoint::hit("after_destination_commit");
         run.bytes = report.bytes;
         Ok(run
             .watermark_to

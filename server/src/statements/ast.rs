@@ -60,15 +60,17 @@ pub enum SluiceStatement {
         table: String,
     },
     /// `CREATE ETL JOB ...`
-    CreateJob(CreateJob),
+    CreateJob(Box<CreateJob>),
     /// `DROP ETL JOB [IF EXISTS] name [KEEP DATA]`
     DropJob {
         name: String,
         if_exists: bool,
         keep_data: bool,
     },
-    /// `RUN ETL JOB name`
-    RunJob { name: String },
+    /// `RUN ETL JOB name [ASYNC]`
+    RunJob { name: String, asynchronous: bool },
+    /// `CANCEL ETL RUN id`
+    CancelRun { run_id: u64 },
     /// `SHOW ETL JOBS`
     ShowJobs,
     /// `SHOW CREATE ETL JOB name`

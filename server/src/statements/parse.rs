@@ -36,6 +36,7 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["CREATE", "ETL", "JOB"],
     &["DROP", "ETL", "JOB"],
     &["RUN", "ETL", "JOB"],
+    &["CANCEL", "ETL", "RUN"],
     &["SHOW", "ETL", "JOBS"],
     &["SHOW", "ETL", "RUNS"],
     &["SHOW", "CREATE", "ETL"],
@@ -151,8 +152,13 @@ impl StatementParser<'_> {
             return self.alter_connection();
         }
         if self.words(&["RUN", "ETL", "JOB"]) {
-            return Ok(SluiceStatement::RunJob {
-                name: self.name("job name")?,
+            let name = self.name("job name")?;
+            let asynchronous = self.word("ASYNC");
+            return Ok(SluiceStatement::RunJob { name, asynchronous });
+        }
+        if self.words(&["CANCEL", "ETL", "RUN"]) {
+            return Ok(SluiceStatement::CancelRun {
+                run_id: self.whole_number("a run id")?.into(),
             });
         }
         if self.word("TEST") {

@@ -107,7 +107,7 @@ impl StatementParser<'_> {
             }
         }
         let load = load.ok_or_else(|| self.error("expected INCREMENTAL BY column or SNAPSHOT".into()))?;
-        Ok(SluiceStatement::CreateJob(CreateJob {
+        Ok(SluiceStatement::CreateJob(Box::new(CreateJob {
             name,
             if_not_exists,
             source: JobSource {
@@ -121,7 +121,7 @@ impl StatementParser<'_> {
             column_overrides,
             schedule,
             batch_rows,
-        }))
+        })))
     }
 
     /// `col TYPE[(p[, s])] [REQUIRED | NULLABLE]`
@@ -227,7 +227,7 @@ impl StatementParser<'_> {
         }
     }
 
-    fn whole_number(&mut self, what: &str) -> PResult<u32> {
+    pub(super) fn whole_number(&mut self, what: &str) -> PResult<u32> {
         match self.parser.peek_token().token {
             Token::Number(text, _) => match text.parse() {
                 Ok(n) => {
@@ -251,7 +251,7 @@ mod tests {
 
     fn job(sql: &str) -> CreateJob {
         match parse(sql).unwrap() {
-            SluiceStatement::CreateJob(job) => job,
+            SluiceStatement::CreateJob(job) => *job,
             other => panic!("{other:?}"),
         }
     }
