@@ -258,3 +258,19 @@ async fn mariadb_source_loads_into_the_warehouse() {
     );
     assert_eq!(loaded[2][1], None);
 }
+
+#[tokio::test]
+async fn psql_shows_run_progress_notices() {
+    let (_pg, sluice, client) = setup().await;
+    client
+        .batch_execute("CREATE ETL JOB orders_all FROM shop.public.orders SNAPSHOT")
+        .await
+        .unwrap();
+    let output = sluice.psql("RUN ETL JOB orders_all;");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let notices = String::from_utf8_lossy(&output.stderr);
+    assert!(notices.contains("NOTICE:  run 1 succeeded: 1000 rows in "), "{notices}");
+    assert!(notices.contains("rows/s)"), "{notices}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("succeeded") && stdout.contains("1000"), "{stdout}");
+}

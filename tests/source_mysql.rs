@@ -681,10 +681,8 @@ async fn datafusion_pushes_filters_and_limits_into_the_query() {
     let hostile = table("Ärger & Co", "Order \"Items\"; DROP TABLE x;--");
     assert_eq!(source.schemas().await.unwrap(), ["shop", "Ärger & Co"]);
     let tables = source.tables(Some("Ärger & Co")).await.unwrap();
-    assert_eq!(
-        tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>(),
-        [hostile.clone()]
-    );
+    let names: Vec<&TableRef> = tables.iter().map(|t| &t.table).collect();
+    assert_eq!(names, [&hostile]);
     let description = source.describe(&hostile).await.unwrap();
     let names: Vec<&str> = description.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["select", "Prix `unitaire` €", "From"]);

@@ -286,7 +286,7 @@ struct KillOnDrop {
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if self.armed || !self.armed {
+        if !self.armed {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
