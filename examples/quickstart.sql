@@ -41,3 +41,23 @@ GROUP BY p.category
 ORDER BY amount DESC;
 
 -- ETL jobs:
+-- On a fresh data dir Sluice already created these (the demo); IF NOT EXISTS
+-- makes the script safe to run either way.
+CREATE ETL JOB IF NOT EXISTS demo_orders FROM demo.files.orders
+  INTO warehouse.demo_orders INCREMENTAL BY updated_at ALL;
+CREATE ETL JOB IF NOT EXISTS demo_customers FROM demo.files.customers
+  INTO warehouse.demo_customers SNAPSHOT;
+CREATE ETL JOB IF NOT EXISTS demo_products FROM demo.files.products
+  INTO warehouse.demo_products SNAPSHOT;
+
+RUN ETL JOB demo_orders;
+RUN ETL JOB demo_customers;
+RUN ETL JOB demo_products;
+-- A second incremental run finds nothing new.
+RUN ETL JOB demo_orders;
+
+SELECT count(*) AS orders FROM warehouse.demo_orders;
+SELECT c.country, count(*) AS orders, round(sum(o.amount), 2) AS amount
+FROM warehouse.demo_orders o JOIN warehouse.demo_customers c ON c.customer_id = o.customer_id
+GROUP BY c.country ORDER BY amount DESC LIMIT 5;
+SHOW ETL RUNS;

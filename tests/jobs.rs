@@ -163,6 +163,25 @@ async fn snapshot_job_replaces_the_table_and_jobs_are_validated() {
         )
     );
 
+    // What may change, changes; what defines the destination table may not.
+    client
+        .batch_execute("ALTER ETL JOB products_snap PAUSE; ALTER ETL JOB products_snap SET SCHEDULE EVERY 15 MINUTES")
+        .await
+        .unwrap();
+    let job = rows(&client, "SELECT paused, schedule FROM sluice.jobs").await;
+    assert_eq!(job[0], [Some("t".into()), Some("EVERY 15 MINUTES".into())]);
+    client
+        .batch_execute("ALTER ETL JOB products_snap RESUME")
+        .await
+        .unwrap();
+    expect_err(
+        &client,
+        "ALTER ETL JOB products_snap SET COLUMNS (price NUMERIC)",
+        "42601",
+    )
+    .await;
+    expect_err(&client, "ALTER ETL JOB nope PAUSE", "42704").await;
+
     // Validation: nothing is saved when something is wrong.
     let message = expect_err(
         &client,

@@ -235,6 +235,9 @@ async fn schemas_tables_and_descriptions_come_from_information_schema() {
     let size = |name: &str| tables.iter().find(|t| t.table.name == name).unwrap().size_bytes;
     assert_eq!(size("customers"), Some(16384));
     assert_eq!(size("contacts"), Some(32768));
+    let modified = |name: &str| tables.iter().find(|t| t.table.name == name).unwrap().last_modified;
+    assert!(modified("customers").is_some(), "rows were inserted");
+    assert_eq!(modified("big_customers"), None);
     for t in &tables {
         if let Some(modified) = t.last_modified {
             let age = chrono::Utc::now() - modified;

@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::auth::{self, AdminAuth};
+use crate::demo;
 use crate::handler::SluiceHandlers;
 use crate::source_catalogs::SluiceCatalogList;
 use crate::system_tables::{self, SystemSchema};
@@ -48,6 +49,8 @@ pub struct ServeConfig {
     pub tls_key: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub retest_interval: Duration,
+    /// Sample files to set up as a demo on an empty catalog.
+    pub demo_dir: Option<PathBuf>,
 }
 
 /// Why Sluice could not start.
@@ -104,6 +107,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     )?);
     let jobs = Arc::new(JobManager::new(connections.clone(), Arc::new(warehouse)));
     jobs.reconcile().await?;
+    if let Some(dir) = &config.demo_dir {
+        demo::set_up_if_empty(&connections, &jobs, dir).await;
+    }
     tokio::spawn(connections.clone().retest_forever(config.retest_interval));
 
     let (tls, tls_cert_pem) = match (&config.tls_cert, &config.tls_key) {

@@ -50,6 +50,10 @@ struct ServeArgs {
     /// Seconds between background re-tests of every connection.
     #[arg(long, env = "SLUICE_RETEST_INTERVAL", default_value_t = 300)]
     retest_interval: u64,
+    /// Directory of sample files set up as the `demo` connection and jobs
+    /// when the catalog is empty; an empty value disables the demo.
+    #[arg(long, env = "SLUICE_DEMO_DIR", default_value = "examples/data")]
+    demo_dir: String,
     /// Log format on stderr (level from SLUICE_LOG, default info).
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -83,6 +87,7 @@ pub async fn main() -> i32 {
         tls_key: args.tls_key,
         connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
         retest_interval: Duration::from_secs(args.retest_interval.max(1)),
+        demo_dir: Some(PathBuf::from(args.demo_dir)).filter(|d| !d.as_os_str().is_empty()),
     };
     match app::serve(config).await {
         Ok(()) => 0,

@@ -42,7 +42,7 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ShowJobs => Some(views::JOBS.clone()),
         SluiceStatement::ShowRuns { .. } => Some(views::RUNS.clone()),
         SluiceStatement::ShowCreateJob { .. } => Some(views::CREATE_JOB.clone()),
-        SluiceStatement::CreateJob(_) | SluiceStatement::DropJob { .. } => None,
+        SluiceStatement::CreateJob(_) | SluiceStatement::DropJob { .. } | SluiceStatement::AlterJob { .. } => None,
         SluiceStatement::CreateSecret { .. }
         | SluiceStatement::DropSecret { .. }
         | SluiceStatement::CreateConnection { .. }
@@ -254,6 +254,10 @@ pub async fn execute(
         } => {
             let run_id = start_in_background(state, name).await?;
             rows(views::run_summary(&catalog.run(run_id)?), format)?
+        }
+        SluiceStatement::AlterJob { name, change } => {
+            state.jobs.alter_job(&name, change)?;
+            Response::Execution(Tag::new("ALTER ETL JOB"))
         }
         SluiceStatement::CancelRun { run_id } => {
             state.jobs.cancel_run(run_id)?;

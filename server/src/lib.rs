@@ -4,6 +4,7 @@
 mod app;
 mod auth;
 pub mod cli;
+mod demo;
 mod errors;
 mod execute;
 mod handler;

@@ -973,6 +973,8 @@ impl Sluice {
             .arg(&self.data_dir)
             .args(&self.opts.args)
             .env("SLUICE_PASSWORD", &self.opts.password)
+            // No demo set-up unless a test asks for it (SLUICE_DEMO_DIR in envs).
+            .env("SLUICE_DEMO_DIR", "")
             .env_remove("SLUICE_MASTER_KEY");
         for (k, v) in &self.opts.envs {
             cmd.env(k, v);

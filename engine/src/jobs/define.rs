@@ -173,6 +173,16 @@ fn is_orderable_cursor(bigquery: &BigQueryType) -> bool {
     )
 }
 
+/// An `ALTER ETL JOB` change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobChange {
+    Pause,
+    Resume,
+    /// A normalised schedule.
+    Schedule(String),
+    BatchRows(u32),
+}
+
 /// What `create_job` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateJobOutcome {
@@ -248,6 +258,21 @@ impl JobManager {
         self.catalog().create_job(&job)?;
         info!(job = %job.name, source = %table, destination = %job.destination.table, "ETL job created");
         Ok(CreateJobOutcome::Created)
+    }
+
+    /// Changes what can change without touching the destination table.
+    pub fn alter_job(&self, name: &str, change: JobChange) -> Result<(), EngineError> {
+        let mut job = self.catalog().job(name)?;
+        match change {
+            JobChange::Pause => job.paused = true,
+            JobChange::Resume => job.paused = false,
+            JobChange::Schedule(schedule) => job.schedule = schedule,
+            JobChange::BatchRows(rows) => job.batch_rows = rows,
+        }
+        job.updated_at = Utc::now();
+        self.catalog().replace_job(&job)?;
+        info!(job = name, "ETL job altered");
+        Ok(())
     }
 
     /// Drops a job; unless `keep_data`, its destination table too.

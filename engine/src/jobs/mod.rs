@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use sluice_catalog::Catalog;
 
-pub use define::{CreateJob, CreateJobOutcome, JobColumns};
+pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns};
 pub use runner::{Progress, RunSummary};
 
 use crate::connections::ConnectionManager;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use sluice_catalog::{OptionValue, SecretValue};
-use sluice_engine::jobs::CreateJob;
+use sluice_engine::jobs::{CreateJob, JobChange};
 
 /// One parsed Sluice statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,8 @@ pub enum SluiceStatement {
     },
     /// `CREATE ETL JOB ...`
     CreateJob(Box<CreateJob>),
+    /// `ALTER ETL JOB name PAUSE | RESUME | SET SCHEDULE ... | SET (batch_rows = n)`
+    AlterJob { name: String, change: JobChange },
     /// `DROP ETL JOB [IF EXISTS] name [KEEP DATA]`
     DropJob {
         name: String,

@@ -37,6 +37,7 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["DROP", "ETL", "JOB"],
     &["RUN", "ETL", "JOB"],
     &["CANCEL", "ETL", "RUN"],
+    &["ALTER", "ETL", "JOB"],
     &["SHOW", "ETL", "JOBS"],
     &["SHOW", "ETL", "RUNS"],
     &["SHOW", "CREATE", "ETL"],
@@ -148,6 +149,9 @@ impl StatementParser<'_> {
             });
         }
         if self.word("ALTER") {
+            if self.words(&["ETL", "JOB"]) {
+                return self.alter_job();
+            }
             self.expect_word("CONNECTION")?;
             return self.alter_connection();
         }

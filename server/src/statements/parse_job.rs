@@ -2,7 +2,7 @@
 
 use datafusion::sql::sqlparser::tokenizer::Token;
 use sluice_catalog::{ColumnOverride, IncrementalStart, JobDestination, JobSource, LoadType};
-use sluice_engine::jobs::CreateJob;
+use sluice_engine::jobs::{CreateJob, JobChange};
 
 use super::ast::SluiceStatement;
 use super::parse::{PResult, StatementParser};
@@ -122,6 +122,42 @@ impl StatementParser<'_> {
             schedule,
             batch_rows,
         })))
+    }
+
+    /// After `ALTER ETL JOB`.
+    pub(super) fn alter_job(&mut self) -> PResult<SluiceStatement> {
+        let name = self.name("job name")?;
+        let change = if self.word("PAUSE") {
+            JobChange::Pause
+        } else if self.word("RESUME") {
+            JobChange::Resume
+        } else {
+            self.expect_word("SET")?;
+            if self.word("SCHEDULE") {
+                JobChange::Schedule(self.schedule()?)
+            } else if self.word("COLUMNS") || self.word("INTO") || self.word("FROM") {
+                return Err(self.error(
+                    "a job's columns, source and destination cannot change: they define the destination table; \
+                     create a new job instead"
+                        .into(),
+                ));
+            } else {
+                self.expect(Token::LParen)?;
+                let settings = self.comma_separated(|p| {
+                    let name = p.name("setting name")?;
+                    let _ = p.parser.consume_token(&Token::Eq);
+                    Ok((name, p.whole_number("a whole number")?))
+                })?;
+                self.expect(Token::RParen)?;
+                match settings.as_slice() {
+                    [(name, rows)] if name == "batch_rows" && (1..=1_000_000).contains(rows) => {
+                        JobChange::BatchRows(*rows)
+                    }
+                    _ => return Err(self.error("expected SET (batch_rows = n) with n between 1 and 1000000".into())),
+                }
+            }
+        };
+        Ok(SluiceStatement::AlterJob { name, change })
     }
 
     /// `col TYPE[(p[, s])] [REQUIRED | NULLABLE]`
@@ -328,6 +364,30 @@ mod tests {
                 normalised
             );
         }
+    }
+
+    #[test]
+    fn parses_job_changes() {
+        let change = |sql: &str| match parse(sql).unwrap() {
+            SluiceStatement::AlterJob { change, .. } => change,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(change("ALTER ETL JOB j PAUSE"), JobChange::Pause);
+        assert_eq!(change("ALTER ETL JOB j RESUME"), JobChange::Resume);
+        assert_eq!(
+            change("ALTER ETL JOB j SET SCHEDULE EVERY 5 MINUTES"),
+            JobChange::Schedule("EVERY 5 MINUTES".into())
+        );
+        assert_eq!(
+            change("ALTER ETL JOB j SET (batch_rows = 100)"),
+            JobChange::BatchRows(100)
+        );
+        assert!(
+            parse("ALTER ETL JOB j SET COLUMNS (a STRING)")
+                .unwrap_err()
+                .message
+                .contains("cannot change")
+        );
     }
 
     #[test]

@@ -240,7 +240,7 @@ mod tests {
         let SourceError::NotFound { nearby, .. } = err else {
             panic!("{err:?}")
         };
-        assert_eq!(nearby, ["customers", "Customer_notes", "contacts", "orders"]);
+        assert_eq!(nearby, ["customers", "contacts", "Customer_notes", "orders"]);
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("", "ab"), 2);
         assert_eq!(distance("ü", "u"), 1);

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
@@ -114,10 +116,11 @@ impl Source for MysqlSource {
 
     async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
         let mut conn = self.session().await?;
-        let result = match self.visible(&mut conn, schema).await {
-            Ok(visible) => metadata::tables(&mut conn, schema, &visible).await,
-            Err(e) => Err(e),
-        };
+        let result = async {
+            let visible = self.visible(&mut conn, schema).await?;
+            metadata::tables(&mut conn, schema, &visible).await
+        }
+        .await;
         close(conn).await;
         result
     }
@@ -146,16 +149,11 @@ impl Source for MysqlSource {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let schema =
-            Arc::new(
-                description
-                    .arrow_schema()
-                    .project(&request.columns)
-                    .map_err(|e| SourceError::Query {
-                        code: None,
-                        message: e.to_string(),
-                    })?,
-            );
+        let projected = description.arrow_schema().project(&request.columns);
+        let schema = Arc::new(projected.map_err(|e| SourceError::Query {
+            code: None,
+            message: e.to_string(),
+        })?);
         let decoders = columns
             .iter()
             .map(|c| {
@@ -167,13 +165,21 @@ impl Source for MysqlSource {
             .collect::<Result<Vec<_>, _>>()?;
         let sql = self.scan_query(description, request);
         let conn = self.session().await?;
-        let guard = KillOnDrop {
+        // Armed from here: a scan dropped while the server works is stopped.
+        let mut guard = KillOnDrop {
             endpoint: self.endpoint.clone(),
             timeout: self.timeout,
             thread: conn.id(),
             armed: true,
         };
-        let rows = sql.with(()).stream::<Row, _>(conn).await.map_err(query_error)?;
+        let rows = match sql.with(()).stream::<Row, _>(conn).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                // The statement failed: nothing is left running.
+                guard.armed = false;
+                return Err(query_error(err));
+            }
+        };
         let reader = Reader {
             rows,
             decoders,
@@ -184,7 +190,7 @@ impl Source for MysqlSource {
             let batch = reader.next_batch().await?;
             Ok(batch.map(|batch| (batch, reader)))
         })
-        .map_err(|e: SourceError| datafusion::error::DataFusionError::External(Box::new(e)));
+        .map_err(|e: SourceError| DataFusionError::External(Box::new(e)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 
@@ -237,13 +243,14 @@ fn select_expression(column: &ColumnInfo) -> String {
 struct Reader {
     rows: ResultSetStream<'static, 'static, 'static, Row, BinaryProtocol>,
     decoders: Vec<ColumnDecoder>,
-    schema: datafusion::arrow::datatypes::SchemaRef,
+    schema: SchemaRef,
     guard: KillOnDrop,
 }
 
 impl Reader {
     /// The next batch of at most [`BATCH_ROWS`] rows, `None` at the end.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>, SourceError> {
+        let selected = self.decoders.len();
         let mut count = 0;
         while count < BATCH_ROWS && self.guard.armed {
             let Some(row) = self.rows.try_next().await.map_err(query_error)? else {
@@ -253,7 +260,7 @@ impl Reader {
             for (i, decoder) in self.decoders.iter_mut().enumerate() {
                 let value = row.as_ref(i).ok_or_else(|| SourceError::Query {
                     code: None,
-                    message: format!("the server sent {} columns, {} were selected", row.len(), i + 1),
+                    message: format!("the server sent {} columns for {selected} selected", row.len()),
                 })?;
                 decoder.append(value)?;
             }
