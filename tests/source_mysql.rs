@@ -557,6 +557,7 @@ async fn scans_stream_batches_and_refuse_bad_values() {
         columns: vec![0],
         filter: Some("(`id` <= 12000 OR SLEEP(1) = 0)".into()),
         limit: None,
+        batch_rows: None,
     };
     let mut stream = source.scan(&description, &request).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(30), stream.try_next())
@@ -616,6 +617,7 @@ async fn scans_stream_batches_and_refuse_bad_values() {
         columns: vec![0],
         filter: Some("`nope` = 1".into()),
         limit: None,
+        batch_rows: None,
     };
     match source.scan(&description, &request).await {
         Err(SourceError::Query { code, message }) => {

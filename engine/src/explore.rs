@@ -71,6 +71,7 @@ impl ConnectionManager {
             columns: (0..description.columns.len()).collect(),
             filter: None,
             limit: Some(rows),
+            batch_rows: None,
         };
         self.with_source(connection, |s| async move {
             let stream = s.scan(description, &request).await?;

@@ -212,6 +212,7 @@ impl JobManager {
         let destination = self.destination(job.destination.connection.as_deref())?;
         let mut transaction = destination.begin(&job.destination.table, run.id, mode).await?;
         let request = ScanRequest {
+            batch_rows: Some(job.batch_rows as usize),
             columns: columns.indexes.clone(),
             filter,
             limit: None,

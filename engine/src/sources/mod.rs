@@ -138,6 +138,8 @@ pub struct ScanRequest {
     /// A boolean condition in the source's SQL dialect.
     pub filter: Option<String>,
     pub limit: Option<usize>,
+    /// Rows per batch; the source's default when `None`.
+    pub batch_rows: Option<usize>,
 }
 
 /// How a source spells identifiers and literals in its SQL.

@@ -51,11 +51,17 @@ fn column_class(column: &ColumnInfo) -> Option<ColumnClass> {
         | DataType::Decimal128(..)
         | DataType::Decimal256(..)
         | DataType::Date32
-        | DataType::Timestamp(..)
-        | DataType::Boolean => Some(ColumnClass::Ordered),
+        | DataType::Timestamp(..) => Some(ColumnClass::Ordered),
+        // MySQL's tinyint(1) and bit(1) read as booleans, but `= TRUE` at the
+        // source means `= 1` while any non-zero value reads as true.
+        DataType::Boolean => {
+            let source = column.source_type.to_lowercase();
+            (!source.starts_with("tinyint") && !source.starts_with("bit")).then_some(ColumnClass::Ordered)
+        }
         DataType::Utf8 | DataType::LargeUtf8 => {
             let source = column.source_type.to_lowercase();
-            (source.contains("char") || source.contains("text") || source == "name").then_some(ColumnClass::Text)
+            (source.contains("char") || source.contains("text") || source.contains("utf8") || source == "name")
+                .then_some(ColumnClass::Text)
         }
         _ => None,
     }

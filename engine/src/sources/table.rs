@@ -88,6 +88,7 @@ impl TableProvider for SourceTable {
             columns: columns.clone(),
             filter: (!conditions.is_empty()).then(|| conditions.join(" AND ")),
             limit,
+            batch_rows: None,
         };
         let schema = Arc::new(self.schema.project(&columns)?);
         Ok(Arc::new(SourceScanExec::new(

@@ -12,8 +12,11 @@ pub(super) struct DataFusionDialect;
 
 /// A session to read files in: one partition, so that rows keep their
 /// file order, and UTC as the zone of `TIMESTAMP WITH TIME ZONE` literals.
-pub(super) fn session() -> SessionContext {
+pub(super) fn session(batch_rows: Option<usize>) -> SessionContext {
     let mut config = SessionConfig::new().with_target_partitions(1);
+    if let Some(rows) = batch_rows {
+        config = config.with_batch_size(rows.max(1));
+    }
     config.options_mut().execution.time_zone = Some("+00:00".to_owned());
     SessionContext::new_with_config(config)
 }
@@ -162,7 +165,7 @@ mod tests {
             ScalarValue::Decimal128(Some(5), 12, 3),
             ScalarValue::Decimal256(Some(i256::from_string(&"9".repeat(60)).unwrap()), 60, 20),
         ];
-        let ctx = session();
+        let ctx = session(None);
         for value in cases {
             let sql = format!("SELECT {}", literal(value.clone()).unwrap());
             let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();

@@ -115,7 +115,7 @@ impl Source for LocalSource {
         if let Some(schema) = schema {
             check_schema(schema)?;
         }
-        let ctx = session();
+        let ctx = session(None);
         let mut tables = Vec::new();
         for entry in self.entries().await? {
             let estimated_rows = match entry.format {
@@ -144,7 +144,7 @@ impl Source for LocalSource {
 
     async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
         let entry = self.entry(table).await?;
-        let ctx = session();
+        let ctx = session(None);
         let schema = file_schema(&ctx, &entry).await.map_err(|e| read_error(table, e))?;
         let estimated_rows = match entry.format {
             Format::Parquet => Some(parquet_rows(&ctx, &entry).await.map_err(|e| read_error(table, e))?),
@@ -215,7 +215,7 @@ impl Source for LocalSource {
             })
             .collect::<Result<Vec<_>, SourceError>>()?;
         let entry = self.entry(table).await?;
-        let ctx = session();
+        let ctx = session(request.batch_rows);
         let files = listing_table(&entry, Arc::new(Schema::new(fields))).map_err(|e| read_error(table, e))?;
         ctx.register_table(TableReference::bare(table.name.as_str()), Arc::new(files))
             .map_err(|e| read_error(table, e))?;
@@ -412,7 +412,7 @@ async fn zoned_timestamps(entry: &Entry, schema: Schema) -> Result<Schema, DataF
     for &(i, _) in &naive {
         text_fields[i] = fields[i].clone().with_data_type(DataType::Utf8);
     }
-    let ctx = session();
+    let ctx = session(None);
     let sample = listing_table(entry, Arc::new(Schema::new(text_fields)))?;
     ctx.register_table("sample", Arc::new(sample))?;
     let d = DataFusionDialect;

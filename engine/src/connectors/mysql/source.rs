@@ -181,6 +181,7 @@ impl Source for MysqlSource {
             }
         };
         let reader = Reader {
+            batch_rows: request.batch_rows.unwrap_or(BATCH_ROWS).max(1),
             rows,
             decoders,
             schema: schema.clone(),
@@ -241,6 +242,7 @@ fn select_expression(column: &ColumnInfo) -> String {
 
 /// The rows of one scan, decoded batch by batch.
 struct Reader {
+    batch_rows: usize,
     rows: ResultSetStream<'static, 'static, 'static, Row, BinaryProtocol>,
     decoders: Vec<ColumnDecoder>,
     schema: SchemaRef,
@@ -248,11 +250,11 @@ struct Reader {
 }
 
 impl Reader {
-    /// The next batch of at most [`BATCH_ROWS`] rows, `None` at the end.
+    /// The next batch of at most `batch_rows` rows, `None` at the end.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>, SourceError> {
         let selected = self.decoders.len();
         let mut count = 0;
-        while count < BATCH_ROWS && self.guard.armed {
+        while count < self.batch_rows && self.guard.armed {
             let Some(row) = self.rows.try_next().await.map_err(query_error)? else {
                 self.guard.armed = false;
                 break;

@@ -99,7 +99,8 @@ impl Source for PostgresSource {
                 message: e.to_string(),
             })?;
         let schema = Arc::new(schema);
-        let decoder = CopyDecoder::new(schema.clone(), &wires, BATCH_ROWS).map_err(decode_error)?;
+        let decoder =
+            CopyDecoder::new(schema.clone(), &wires, request.batch_rows.unwrap_or(BATCH_ROWS)).map_err(decode_error)?;
         debug!(table = %description.table, %query, "PostgreSQL scan");
         let connection = self.endpoint.connect().await?;
         let client = &connection.client;
@@ -454,6 +455,7 @@ mod tests {
             columns: vec![1, 0],
             filter: Some("(\"id\" > 5)".into()),
             limit: Some(3),
+            batch_rows: None,
         };
         assert_eq!(
             plan(&description, &request).0,
