@@ -108,6 +108,25 @@ async fn postgres_connections_are_tested_before_they_are_saved() {
     )
     .await;
     assert!(message.contains("host name not found"), "{message}");
+    // A server that accepts TCP but never answers: the test gives up after connect_timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let started = Instant::now();
+    let message = expect_err(
+        &client,
+        &format!(
+            "CREATE CONNECTION silent TYPE postgres OPTIONS (host '127.0.0.1', port {silent_port}, database 'shop', \
+             user 'etl', connect_timeout 1)"
+        ),
+        "08001",
+    )
+    .await;
+    assert!(message.contains("timed out"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the timeout was not honoured"
+    );
+    drop(silent);
     // sslmode is honoured: the test server has no TLS, so require fails.
     let message = expect_err(
         &client,

@@ -203,7 +203,7 @@ async fn snapshot_job_replaces_the_table_and_jobs_are_validated() {
         "22023",
     )
     .await;
-    expect_err(&client, "CREATE ETL JOB bad FROM shop.public.nope SNAPSHOT", "42P01").await;
+    expect_err(&client, "CREATE ETL JOB bad FROM shop.public.nope SNAPSHOT", "42704").await;
     expect_err(
         &client,
         "CREATE ETL JOB bad FROM nowhere.public.orders SNAPSHOT",

@@ -74,12 +74,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
             connection,
         } => match source_error {
             SourceError::NotFound { kind, .. } => {
-                let code = match *kind {
-                    "table" => "42P01",
-                    "schema" => "3F000",
-                    "column" => "42703",
-                    _ => "42704",
-                };
+                let code = if *kind == "column" { "42703" } else { "42704" };
                 error(
                     code,
                     message,

@@ -552,11 +552,33 @@ impl Drop for PgServer {
 // MariaDB
 // ---------------------------------------------------------------------------
 
+/// Runs mariadb-install-db for a data dir under `dir`, as the mysql user.
+fn install_mariadb_data_dir(dir: &Path) -> Output {
+    command_as(
+        "mysql",
+        find_bin(
+            "mariadb-install-db",
+            &["/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db"],
+        ),
+    )
+    .arg("--no-defaults")
+    .arg(format!("--datadir={}", dir.join("data").display()))
+    .args([
+        "--auth-root-authentication-method=normal",
+        "--skip-test-db",
+        "--skip-name-resolve",
+    ])
+    .stdin(Stdio::null())
+    .output()
+    .expect("run mariadb-install-db")
+}
+
 /// A throwaway MariaDB server (`mariadbd --no-defaults`).
 ///
 /// Users `etl`@`%` and `etl`@`localhost` with password `etl_pw_123` have all
 /// privileges; database `shop` exists. Server charset is utf8mb4 (with
 /// --no-defaults it would otherwise be latin1), name resolution is off,
+
 /// InnoDB does not flush at commit, and the binlog is on in ROW format
 /// (server-id 1) so CDC tests can read it.
 pub struct MariaDb {
@@ -577,23 +599,16 @@ impl MariaDb {
         let tmp = server_tempdir("sluice-maria-");
         let dir = tmp.path().to_path_buf();
         chown_to(&dir, "mysql");
-        let out = command_as(
-            "mysql",
-            find_bin(
-                "mariadb-install-db",
-                &["/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db"],
-            ),
-        )
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", dir.join("data").display()))
-        .args([
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            "--skip-name-resolve",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mariadb-install-db");
+        // mariadb-install-db's bootstrap server occasionally crashes (signal 11)
+        // on a loaded machine; a fresh attempt in a clean data dir succeeds.
+        let mut out = install_mariadb_data_dir(&dir);
+        for _ in 1..START_ATTEMPTS {
+            if out.status.success() {
+                break;
+            }
+            let _ = fs::remove_dir_all(dir.join("data"));
+            out = install_mariadb_data_dir(&dir);
+        }
         assert!(
             out.status.success(),
             "mariadb-install-db failed:\n{}",

@@ -152,6 +152,29 @@ pub trait Dialect: Send + Sync {
     fn literal(&self, value: &ScalarValue) -> Option<String>;
 }
 
+/// `ident` between `quote` characters, any `quote` inside doubled: the
+/// identifier quoting of every SQL dialect Sluice reads.
+pub fn quote_with(ident: &str, quote: char) -> String {
+    let doubled: String = [quote, quote].iter().collect();
+    format!("{quote}{}{quote}", ident.replace(quote, &doubled))
+}
+
+/// A non-null integer value as a SQL literal (the same in every dialect).
+pub fn integer_literal(value: &ScalarValue) -> Option<String> {
+    use ScalarValue as S;
+    match value {
+        S::Int8(Some(v)) => Some(v.to_string()),
+        S::Int16(Some(v)) => Some(v.to_string()),
+        S::Int32(Some(v)) => Some(v.to_string()),
+        S::Int64(Some(v)) => Some(v.to_string()),
+        S::UInt8(Some(v)) => Some(v.to_string()),
+        S::UInt16(Some(v)) => Some(v.to_string()),
+        S::UInt32(Some(v)) => Some(v.to_string()),
+        S::UInt64(Some(v)) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
 /// Why a source could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {

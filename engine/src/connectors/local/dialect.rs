@@ -5,7 +5,7 @@ use chrono::{DateTime, Datelike, NaiveDateTime};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::Dialect;
+use crate::sources::{Dialect, integer_literal, quote_with};
 
 /// DataFusion SQL, in a [`session`].
 pub(super) struct DataFusionDialect;
@@ -23,19 +23,15 @@ pub(super) fn session(batch_rows: Option<usize>) -> SessionContext {
 
 impl Dialect for DataFusionDialect {
     fn quote_ident(&self, ident: &str) -> String {
-        format!("\"{}\"", ident.replace('"', "\"\""))
+        quote_with(ident, '"')
     }
 
     fn literal(&self, value: &ScalarValue) -> Option<String> {
         use ScalarValue as S;
         match value {
-            S::Int8(Some(v)) => Some(v.to_string()),
-            S::Int16(Some(v)) => Some(v.to_string()),
-            S::Int32(Some(v)) => Some(v.to_string()),
-            S::Int64(Some(v)) => Some(v.to_string()),
-            S::UInt8(Some(v)) => Some(v.to_string()),
-            S::UInt16(Some(v)) => Some(v.to_string()),
-            S::UInt32(Some(v)) => Some(v.to_string()),
+            S::Int8(_) | S::Int16(_) | S::Int32(_) | S::Int64(_) | S::UInt8(_) | S::UInt16(_) | S::UInt32(_) => {
+                integer_literal(value)
+            }
             S::UInt64(Some(v)) => i64::try_from(*v).ok().map(|v| v.to_string()),
             S::Float32(Some(v)) => float(f64::from(*v)),
             S::Float64(Some(v)) => float(*v),

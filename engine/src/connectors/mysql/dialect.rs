@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike};
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::Dialect;
+use crate::sources::{Dialect, integer_literal, quote_with};
 
 /// MySQL keeps decimal literals exact up to this many digits ...
 const MAX_DECIMAL_DIGITS: usize = 65;
@@ -16,20 +16,20 @@ pub(super) struct MysqlDialect;
 
 impl Dialect for MysqlDialect {
     fn quote_ident(&self, ident: &str) -> String {
-        format!("`{}`", ident.replace('`', "``"))
+        quote_with(ident, '`')
     }
 
     fn literal(&self, value: &ScalarValue) -> Option<String> {
         use ScalarValue as S;
         match value {
-            S::Int8(Some(v)) => Some(v.to_string()),
-            S::Int16(Some(v)) => Some(v.to_string()),
-            S::Int32(Some(v)) => Some(v.to_string()),
-            S::Int64(Some(v)) => Some(v.to_string()),
-            S::UInt8(Some(v)) => Some(v.to_string()),
-            S::UInt16(Some(v)) => Some(v.to_string()),
-            S::UInt32(Some(v)) => Some(v.to_string()),
-            S::UInt64(Some(v)) => Some(v.to_string()),
+            S::Int8(_)
+            | S::Int16(_)
+            | S::Int32(_)
+            | S::Int64(_)
+            | S::UInt8(_)
+            | S::UInt16(_)
+            | S::UInt32(_)
+            | S::UInt64(_) => integer_literal(value),
             S::Float32(Some(v)) => float(f64::from(*v)),
             S::Float64(Some(v)) => float(*v),
             S::Boolean(Some(v)) => Some(if *v { "TRUE" } else { "FALSE" }.to_owned()),
