@@ -578,7 +578,6 @@ fn install_mariadb_data_dir(dir: &Path) -> Output {
 /// Users `etl`@`%` and `etl`@`localhost` with password `etl_pw_123` have all
 /// privileges; database `shop` exists. Server charset is utf8mb4 (with
 /// --no-defaults it would otherwise be latin1), name resolution is off,
-
 /// InnoDB does not flush at commit, and the binlog is on in ROW format
 /// (server-id 1) so CDC tests can read it.
 pub struct MariaDb {
