@@ -293,3 +293,72 @@ async fn psql_shows_run_progress_notices() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("succeeded") && stdout.contains("1000"), "{stdout}");
 }
+
+#[tokio::test]
+async fn every_kind_of_value_arrives_exactly_through_a_run() {
+    let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        r#"CREATE TABLE public.kinds (
+            id int PRIMARY KEY, i2 int2, i8 int8, n numeric(38,9), big numeric(60,20), f8 float8, f4 float4,
+            b bool, t text, bin bytea, d date, ts timestamp, tstz timestamptz, tm time, u uuid, j jsonb,
+            ints int[], texts text[], money_col money);
+        INSERT INTO public.kinds VALUES
+          (1, -32768, 9223372036854775807, 99999999999999999999999999999.999999999,
+           1234567890123456789012345678901234567890.12345678901234567890, '-0'::float8, 1.5,
+           true, 'żółw 😀', '\x00ff10'::bytea, '0001-01-01', '2024-02-29 23:59:59.999999',
+           '2024-01-01 00:00:00.000001+02', '23:59:59.999999', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+           '{"a": [1, 2], "b": null}', '{}', '{"x","y,z"}', 12.34),
+          (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);"#,
+    );
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}'); \
+             CREATE ETL JOB kinds FROM shop.public.kinds SNAPSHOT;",
+            pg.port
+        ))
+        .await
+        .unwrap();
+    let summary = rows(&client, "RUN ETL JOB kinds").await;
+    assert_eq!(summary[0][2].as_deref(), Some("2"));
+    let loaded = rows(
+        &client,
+        "SELECT i2, i8, n, big, f8, f4, b, t, bin, d, ts, tstz, tm, u, j, ints, texts, money_col \
+         FROM warehouse.bq_kinds ORDER BY id",
+    )
+    .await;
+    let expected: Vec<Option<String>> = [
+        "-32768",
+        "9223372036854775807",
+        "99999999999999999999999999999.999999999",
+        "1234567890123456789012345678901234567890.12345678901234567890",
+        "0",
+        "1.5",
+        "t",
+        "żółw 😀",
+        "\\x00ff10",
+        "0001-01-01",
+        "2024-02-29 23:59:59.999999",
+        "2023-12-31 22:00:00.000001+00",
+        "23:59:59.999999",
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        r#"{"a": [1, 2], "b": null}"#,
+        "{}",
+        r#"{x,"y,z"}"#,
+        "12.34",
+    ]
+    .iter()
+    .map(|v| Some(v.to_string()))
+    .collect();
+    assert_eq!(loaded[0], expected);
+    assert!(
+        loaded[1].iter().all(Option::is_none),
+        "NULLs stay NULL: {:?}",
+        loaded[1]
+    );
+    // The wire shows negative zero as 0; the stored value keeps its sign.
+    let sign = rows(&client, "SELECT 1.0 / f8 < 0 FROM warehouse.bq_kinds WHERE id = 1").await;
+    assert_eq!(sign[0][0].as_deref(), Some("t"), "negative zero keeps its sign");
+}

@@ -24,6 +24,7 @@ use crate::demo;
 use crate::handler::SluiceHandlers;
 use crate::source_catalogs::SluiceCatalogList;
 use crate::system_tables::{self, SystemSchema};
+use crate::wide_decimals::WideDecimalsAsText;
 
 /// The SQL catalog (database) name clients see.
 pub const DATABASE: &str = "sluice";
@@ -233,6 +234,7 @@ fn session_context(
         .with_default_features()
         .build();
     let ctx = SessionContext::new_with_state(state);
+    ctx.add_analyzer_rule(Arc::new(WideDecimalsAsText));
     setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
         .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
     ctx.catalog(DATABASE)

@@ -12,3 +12,4 @@ mod source_catalogs;
 mod statements;
 mod system_tables;
 mod views;
+mod wide_decimals;
