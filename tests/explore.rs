@@ -328,3 +328,35 @@ async fn mariadb_schemas_tables_describe_and_select() {
         ]
     );
 }
+
+#[tokio::test]
+async fn tables_of_two_connections_join() {
+    let (_pg, _sluice, client) = pg_setup().await;
+    let maria = MariaDb::start();
+    maria.sql_db(
+        "shop",
+        "CREATE TABLE regions (customer_id int PRIMARY KEY, region varchar(10)); \
+         INSERT INTO regions VALUES (0, 'north'), (1, 'south'), (2, 'east');",
+    );
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION crm TYPE mariadb OPTIONS (host '127.0.0.1', port {}, user 'etl', password '{ETL_PASSWORD}')",
+            maria.port
+        ))
+        .await
+        .unwrap();
+    let joined = rows(
+        &client,
+        "SELECT r.region, count(*) FROM shop.sales.orders o JOIN crm.shop.regions r ON r.customer_id = o.customer_id \
+         GROUP BY r.region ORDER BY r.region",
+    )
+    .await;
+    assert_eq!(
+        joined,
+        [
+            [Some("east".into()), Some("7".into())],
+            [Some("north".into()), Some("7".into())],
+            [Some("south".into()), Some("8".into())]
+        ]
+    );
+}
