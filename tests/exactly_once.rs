@@ -240,6 +240,8 @@ async fn a_cancelled_run_commits_nothing() {
     assert_eq!(started[0][1].as_deref(), Some("running"));
     let message = expect_err(&client, "RUN ETL JOB events_inc", "55006").await;
     assert!(message.contains(&format!("run {run_id}")), "{message}");
+    let message = expect_err(&client, "DROP CONNECTION shop CASCADE", "55006").await;
+    assert!(message.contains("events_inc"), "{message}");
     client.batch_execute(&format!("CANCEL ETL RUN {run_id}")).await.unwrap();
     let mut status = String::new();
     for _ in 0..100 {

@@ -148,7 +148,7 @@ pub async fn execute(
             if_exists,
             cascade,
         } => {
-            let outcome = engine.drop_connection(&name, if_exists, cascade)?;
+            let outcome = state.jobs.drop_connection(&name, if_exists, cascade)?;
             if !outcome.dropped {
                 send_notice(
                     client,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use sluice_catalog::{ColumnOverride, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType};
+use sluice_catalog::{ColumnOverride, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType};
 use tracing::info;
 
 use super::JobManager;
@@ -273,6 +273,17 @@ impl JobManager {
         self.catalog().replace_job(&job)?;
         info!(job = name, "ETL job altered");
         Ok(())
+    }
+
+    /// Drops a connection, refusing while a job that uses it is running
+    /// (with `cascade` those jobs would be dropped from under their run).
+    pub fn drop_connection(&self, name: &str, if_exists: bool, cascade: bool) -> Result<DropOutcome, EngineError> {
+        for job in self.catalog().jobs_using(name)? {
+            if let Some(run_id) = self.running_run(&job) {
+                return Err(EngineError::JobRunning { job, run_id });
+            }
+        }
+        self.connections.drop_connection(name, if_exists, cascade)
     }
 
     /// Drops a job; unless `keep_data`, its destination table too.
