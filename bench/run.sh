@@ -4,7 +4,7 @@
 #
 #   bench/run.sh [ROWS ...]      default: 1000000   (e.g. bench/run.sh 1000000 10000000)
 #
-# For each size it creates a table (id bigint, created_at timestamptz,
+# For each size it creates a table (id bigint, created_at timestamptz (indexed: the cursor),
 # customer_id int, amount numeric(12,2), status text, note text) in a temporary
 # PostgreSQL, then measures:
 #   copy-limit    psql \copy (select * from t) to /dev/null with (format binary)
@@ -22,6 +22,7 @@ cargo build --release --quiet
 BIN="$CARGO_TARGET_DIR/release/sluice"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 WORK=$(mktemp -d /tmp/sluice-bench-XXXXXX)
+chmod 755 "$WORK"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
@@ -54,10 +55,12 @@ slsql -c "CREATE CONNECTION bench TYPE postgres OPTIONS (host '127.0.0.1', port 
 
 printf '%-12s %12s %10s %12s %10s %12s %8s\n' step rows seconds rows/s MB/s peak_RSS_MB vs_COPY
 for N in "${SIZES[@]}"; do
-  pgsql -c "DROP TABLE IF EXISTS t; CREATE TABLE t (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, customer_id int, amount numeric(12,2), status text, note text);
+  pgsql -c "SET client_min_messages = warning; DROP TABLE IF EXISTS t; CREATE TABLE t (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, customer_id int, amount numeric(12,2), status text, note text);
             INSERT INTO t SELECT g, timestamptz '2024-01-01' + g * interval '1 second', g % 10000, (g % 100000) / 100.0,
                    (ARRAY['open','paid','shipped','refunded'])[1 + g % 4], 'order note number ' || g
-            FROM generate_series(1, $N) g; VACUUM ANALYZE t;"
+            FROM generate_series(1, $N) g;"
+  pgsql -c "CREATE INDEX ON t (created_at)"
+  pgsql -c "VACUUM ANALYZE t"
   MB=$(pgsql -At -c "\\copy (select * from t) to stdout with (format binary)" | wc -c | awk '{printf "%.1f", $1/1048576}')
   t0=$(now); pgsql -c "\\copy (select * from t) to /dev/null with (format binary)"; t1=$(now)
   COPY_S=$(echo "$t1 - $t0" | bc -l)
