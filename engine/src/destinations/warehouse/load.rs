@@ -16,7 +16,7 @@ use crate::destinations::{CommitReport, DestinationError, LoadTransaction, Write
 
 /// Buffered rows are written out as a row group once they take this much
 /// memory, so that a wide table never holds more than this per open file.
-const ROW_GROUP_MEMORY: usize = 64 << 20;
+const ROW_GROUP_MEMORY: usize = 16 << 20;
 
 /// The run that wrote a data file, from its name.
 pub(super) fn run_of(name: &str) -> Option<u64> {
