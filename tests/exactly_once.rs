@@ -58,6 +58,24 @@ async fn setup(pg: &PgServer, sluice: &Sluice) -> Client {
     client
 }
 
+/// The status of a run once it is no longer running (waits up to 10 s).
+async fn settled_status(client: &Client, run_id: &str) -> String {
+    for _ in 0..200 {
+        let status = rows(
+            client,
+            &format!("SELECT status FROM sluice.runs WHERE run_id = {run_id}"),
+        )
+        .await[0][0]
+            .clone()
+            .unwrap();
+        if status != "running" {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {run_id} is still running after 10 s");
+}
+
 fn start_pg() -> PgServer {
     let pg = PgServer::start();
     pg.psql_admin_db(
@@ -201,21 +219,7 @@ async fn a_cut_source_connection_fails_the_run_and_a_rerun_is_exact() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(cut, "the COPY was never seen running");
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = rows(
-            &client,
-            &format!("SELECT status, error FROM sluice.runs WHERE run_id = {run_id}"),
-        )
-        .await[0][0]
-            .clone()
-            .unwrap();
-        if status != "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, "failed");
+    assert_eq!(settled_status(&client, &run_id).await, "failed");
     assert_eq!(
         warehouse_fingerprint(&client, "events_inc").await,
         "0|0|",
@@ -243,21 +247,7 @@ async fn a_cancelled_run_commits_nothing() {
     let message = expect_err(&client, "DROP CONNECTION shop CASCADE", "55006").await;
     assert!(message.contains("events_inc"), "{message}");
     client.batch_execute(&format!("CANCEL ETL RUN {run_id}")).await.unwrap();
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = rows(
-            &client,
-            &format!("SELECT status FROM sluice.runs WHERE run_id = {run_id}"),
-        )
-        .await[0][0]
-            .clone()
-            .unwrap();
-        if status != "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "cancelled");
+    assert_eq!(settled_status(&client, &run_id).await, "cancelled");
     assert_eq!(warehouse_fingerprint(&client, "events_inc").await, "0|0|");
     expect_err(&client, &format!("CANCEL ETL RUN {run_id}"), "55000").await;
     expect_err(&client, "CANCEL ETL RUN 999999", "42704").await;
