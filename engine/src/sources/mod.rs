@@ -6,6 +6,7 @@
 //! with projection, filters and limit pushed into the source query.
 
 mod describe;
+mod nearby;
 mod pushdown;
 mod table;
 
@@ -19,6 +20,7 @@ use datafusion::scalar::ScalarValue;
 use std::sync::Arc;
 
 pub use describe::{LoadRecommendation, TimestampCandidate};
+pub use nearby::closest;
 pub use table::SourceTable;
 
 use crate::error::ConnectFailure;

@@ -41,15 +41,12 @@ use super::listing::{self, Entry, Format};
 use super::{Directory, SCHEMA, convert};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef,
+    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest,
 };
 use crate::type_mapping::arrow::map;
 
 /// Rows of a CSV or NDJSON file that type inference reads.
 const INFER_ROWS: usize = 1000;
-
-/// How many existing names a "does not exist" error suggests.
-const NEARBY: usize = 5;
 
 /// Opens a `local` connection's options as a source.
 pub(super) fn open(options: &ResolvedOptions, _timeout: Duration) -> Arc<dyn Source> {
@@ -89,7 +86,7 @@ impl LocalSource {
             .ok_or_else(|| SourceError::NotFound {
                 kind: "table",
                 name: table.to_string(),
-                nearby: nearby(&table.name, names),
+                nearby: closest(&table.name, names),
             })
     }
 }
@@ -457,35 +454,6 @@ fn has_offset(text: &str) -> bool {
     }
 }
 
-/// The names closest to `target` (by edit distance, ignoring case).
-fn nearby(target: &str, names: Vec<String>) -> Vec<String> {
-    let target = target.to_lowercase();
-    let mut ranked: Vec<(usize, String)> = names
-        .into_iter()
-        .map(|name| (distance(&target, &name.to_lowercase()), name))
-        .collect();
-    ranked.sort();
-    ranked.into_iter().take(NEARBY).map(|(_, name)| name).collect()
-}
-
-/// The Levenshtein distance between two strings, by characters.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            current.push(
-                (previous[j] + usize::from(ca != *cb))
-                    .min(previous[j + 1] + 1)
-                    .min(current[j] + 1),
-            );
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,15 +486,5 @@ mod tests {
             "file:///data/a%20b%5B1%5D%3F%23%25.csv"
         );
         assert_eq!(file_url(std::path::Path::new("/d/é.csv")), "file:///d/%C3%A9.csv");
-    }
-
-    #[test]
-    fn nearby_names_rank_by_edit_distance() {
-        let names = ["customers", "orders", "products", "order_items"]
-            .map(String::from)
-            .to_vec();
-        assert_eq!(nearby("Order", names.clone())[0], "orders");
-        assert_eq!(nearby("customer", names)[0], "customers");
-        assert_eq!(distance("kitten", "sitting"), 3);
     }
 }

@@ -9,14 +9,11 @@ use mysql_async::prelude::{FromValue, Queryable};
 use mysql_async::{Conn, Params, Row, Value};
 
 use super::endpoint::query_error;
-use crate::sources::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef};
+use crate::sources::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
 use crate::type_mapping::mysql::{MySqlColumnType, map};
 
 /// Databases that belong to the server, never listed as schemas.
 const SYSTEM_SCHEMAS: &str = "('information_schema', 'mysql', 'performance_schema', 'sys')";
-
-/// At most this many existing names are suggested when a name is not found.
-const NEARBY: usize = 10;
 
 /// The user databases visible on `conn`, sorted; only `only` when given.
 pub(super) async fn schemas(conn: &mut Conn, only: Option<&str>) -> Result<Vec<String>, SourceError> {
@@ -161,35 +158,11 @@ pub(super) async fn describe(conn: &mut Conn, info: TableInfo) -> Result<TableDe
 /// A `NotFound` for `name` among `existing`, the closest names to `target`
 /// first (ignoring case, then minding it).
 pub(super) fn not_found(kind: &'static str, name: String, target: &str, existing: Vec<String>) -> SourceError {
-    let lower = target.to_lowercase();
-    let mut ranked: Vec<(usize, usize, String)> = existing
-        .into_iter()
-        .map(|candidate| {
-            let folded = distance(&lower, &candidate.to_lowercase());
-            (folded, distance(target, &candidate), candidate)
-        })
-        .collect();
-    ranked.sort();
     SourceError::NotFound {
         kind,
         name,
-        nearby: ranked.into_iter().take(NEARBY).map(|(.., name)| name).collect(),
+        nearby: closest(target, existing),
     }
-}
-
-/// The Levenshtein distance between two strings, by characters.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// Every row of a statement run with `params` (binary protocol).
@@ -241,8 +214,5 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(nearby, ["customers", "contacts", "Customer_notes", "orders"]);
-        assert_eq!(distance("kitten", "sitting"), 3);
-        assert_eq!(distance("", "ab"), 2);
-        assert_eq!(distance("ü", "u"), 1);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
-use crate::sources::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef};
+use crate::sources::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
 use crate::type_mapping::postgres::{PgColumnType, PgTypeKind, map};
 
 use super::query_error;
@@ -31,9 +31,6 @@ const STATS: &str = "CROSS JOIN LATERAL (
           SELECT t.relid FROM pg_partition_tree(c.oid) t WHERE c.relkind = 'p' AND t.isleaf) leaf
     JOIN pg_class r ON r.oid = leaf.relid
 ) s";
-
-/// At most this many names are suggested when something is not found.
-const NEARBY: usize = 10;
 
 /// User schemas, in byte order.
 pub(super) async fn schemas(client: &Client) -> Result<Vec<String>, SourceError> {
@@ -321,35 +318,6 @@ async fn table_names(client: &Client, schema: &str) -> Result<Vec<String>, Sourc
         .map_err(query_error)
 }
 
-/// The names most like `name` (by case-insensitive edit distance, then
-/// alphabetically), at most [`NEARBY`] of them.
-fn closest(name: &str, candidates: Vec<String>) -> Vec<String> {
-    let target: Vec<char> = name.to_lowercase().chars().collect();
-    let mut scored: Vec<(usize, String)> = candidates
-        .into_iter()
-        .map(|candidate| {
-            let chars: Vec<char> = candidate.to_lowercase().chars().collect();
-            (edit_distance(&target, &chars), candidate)
-        })
-        .collect();
-    scored.sort();
-    scored.into_iter().take(NEARBY).map(|(_, name)| name).collect()
-}
-
-/// Levenshtein distance.
-fn edit_distance(a: &[char], b: &[char]) -> usize {
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,18 +329,5 @@ mod tests {
         assert_eq!(numeric_modifiers((38 << 16) + 4), (Some(38), Some(0)));
         assert_eq!(numeric_modifiers(((3 << 16) | (-2i32 & 0x7ff)) + 4), (Some(3), None));
         assert_eq!(numeric_modifiers(-1), (None, None));
-    }
-
-    #[test]
-    fn closest_names_come_first() {
-        let names = ["orders", "order_items", "customers", "Ordres", "products"]
-            .map(str::to_owned)
-            .to_vec();
-        assert_eq!(
-            closest("ordrs", names),
-            vec!["Ordres", "orders", "products", "customers", "order_items"]
-        );
-        let many: Vec<String> = (0..20).map(|i| format!("t{i:02}")).collect();
-        assert_eq!(closest("t05", many).len(), NEARBY);
     }
 }
