@@ -8,6 +8,7 @@ use std::time::Duration;
 use sluice_catalog::OptionValue;
 
 use crate::connectors::{self, Connector};
+use crate::destinations::Destination;
 use crate::error::EngineError;
 use crate::options::{OptionSpec, ResolvedOptions};
 use crate::sources::Source;
@@ -67,11 +68,17 @@ pub struct ConnectionType {
     pub connector: Option<&'static dyn Connector>,
     /// Opens the connection as a source of tables, for types that are one.
     pub source: Option<SourceFactory>,
+    /// Opens the connection as a destination of ETL jobs, for types that are one.
+    pub destination: Option<DestinationFactory>,
 }
 
 /// Builds a [`Source`] from a connection's resolved options; `timeout`
 /// bounds every connection attempt.
 pub type SourceFactory = fn(&ResolvedOptions, Duration) -> Arc<dyn Source>;
+
+/// Builds a [`Destination`] from a connection's resolved options;
+/// `timeout` bounds every connection attempt.
+pub type DestinationFactory = fn(&ResolvedOptions, Duration) -> Result<Arc<dyn Destination>, EngineError>;
 
 impl ConnectionType {
     /// The identity of a connection with these (prepared) options.

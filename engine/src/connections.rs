@@ -13,6 +13,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::connection_types::{self, ConnectionType, TypeStatus};
 use crate::error::{ConnectFailure, EngineError};
 use crate::options::{self, PreparedOptions, ResolvedOptions};
+use crate::destinations::Destination;
 use crate::sources::Source;
 
 /// A `CREATE CONNECTION` request.
@@ -241,6 +242,18 @@ impl ConnectionManager {
         })?;
         let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
         Ok(factory(&resolved, self.timeout_for(&resolved)))
+    }
+
+    /// Opens a saved connection as a destination of ETL jobs.
+    pub fn destination(&self, name: &str) -> Result<Arc<dyn Destination>, EngineError> {
+        let record = self.catalog.connection(name)?;
+        let kind = available_type(&record.kind)?;
+        let factory = kind.destination.ok_or_else(|| EngineError::NotADestination {
+            connection: record.name.clone(),
+            kind: kind.name.into(),
+        })?;
+        let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
+        factory(&resolved, self.timeout_for(&resolved))
     }
 
     fn timeout_for(&self, resolved: &ResolvedOptions) -> Duration {

@@ -1,6 +1,7 @@
 //! One module per connection type family; each declares its
 //! [`ConnectionType`](crate::connection_types::ConnectionType) entries.
 
+mod bigquery;
 mod local;
 mod mysql;
 mod planned;
@@ -31,7 +32,7 @@ pub(crate) static ALL: &[&ConnectionType] = &[
     &planned::SQLSERVER,
     &planned::DB2,
     &planned::REDSHIFT,
-    &planned::BIGQUERY,
+    &bigquery::BIGQUERY,
     &planned::SNOWFLAKE,
     &planned::SYNAPSE,
     &planned::TERADATA,

@@ -18,6 +18,7 @@ macro_rules! planned {
             identity_options: &[$($identity),*],
             connector: None,
             source: None,
+            destination: None,
         };
     };
 }
@@ -86,26 +87,6 @@ planned!(
         O::required("database", Text, "database name"),
         O::required("user", Text, "user name"),
         O::optional("password", Secret, "password"),
-    ]
-);
-
-planned!(
-    BIGQUERY,
-    "bigquery",
-    "Google BigQuery",
-    Category::Warehouse,
-    ["project", "dataset"],
-    &[
-        O::required("project", Text, "GCP project id"),
-        O::required("dataset", Text, "dataset that tables are loaded into"),
-        O::with_default("location", Text, "US", "dataset location, e.g. EU or europe-west1"),
-        O::optional("credentials_file", Text, "path of a service-account JSON key file"),
-        O::optional(
-            "credentials",
-            Secret,
-            "service-account JSON key, or 'application_default'"
-        ),
-        O::optional("staging_bucket", Text, "gs://bucket/prefix used to stage large loads"),
     ]
 );
 

@@ -29,6 +29,43 @@ pub enum WriteMode {
     Replace,
 }
 
+/// What a destination needs to set a table up: its schema, and what the
+/// job knows that a destination may use for layout and documentation.
+/// Destinations use what applies to them and ignore the rest.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: String,
+    pub schema: SchemaRef,
+    /// The job that loads the table, for the table's description.
+    pub job: String,
+    /// The incremental cursor column, `None` for snapshots.
+    pub cursor: Option<String>,
+    /// The source's primary key columns that the job loads.
+    pub primary_key: Vec<String>,
+    /// Destination-specific settings from the job's `WITH (...)`.
+    pub layout: TableLayout,
+}
+
+/// Destination-specific table layout settings of a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableLayout {
+    /// Days after which a time partition expires.
+    pub partition_expiration_days: Option<u32>,
+    /// Whether queries must filter on the partitioning column.
+    pub require_partition_filter: bool,
+    /// Clustering columns, replacing the default.
+    pub cluster_by: Vec<String>,
+}
+
+/// What [`Destination::ensure_table`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableSetup {
+    /// The table was made now; the caller drops it if it cannot go on.
+    Created,
+    /// An existing table with a compatible schema is used as it is.
+    Adopted,
+}
+
 /// What the last committed load of a table recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitState {
@@ -68,6 +105,15 @@ pub enum DestinationError {
     /// A manifest could not be read as one.
     #[error("corrupt manifest {path}: {reason}")]
     CorruptManifest { path: String, reason: String },
+    /// A remote service refused a request or failed a job; `reason` and
+    /// `message` are the service's own words.
+    #[error("{service} {}failed: {reason}: {message}", job_id.as_ref().map(|id| format!("job {id} ")).unwrap_or_default())]
+    Remote {
+        service: &'static str,
+        job_id: Option<String>,
+        reason: String,
+        message: String,
+    },
     #[error("storage error: {0}")]
     ObjectStore(#[from] object_store::Error),
     #[error("parquet error: {0}")]
@@ -79,17 +125,18 @@ pub enum DestinationError {
 /// A place ETL jobs load tables into.
 #[async_trait]
 pub trait Destination: Send + Sync {
-    /// Creates the table with `schema`. An existing table with an identical
-    /// schema is adopted; a different schema is a
+    /// Creates the table `spec` describes. An existing table with a
+    /// compatible schema is adopted; a different schema is a
     /// [`DestinationError::SchemaMismatch`] listing the differences.
-    async fn ensure_table(&self, table: &str, schema: SchemaRef) -> Result<(), DestinationError>;
+    async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSetup, DestinationError>;
 
     /// Drops the table and all its data.
     async fn drop_table(&self, table: &str) -> Result<(), DestinationError>;
 
-    /// What the last committed load of the table recorded; `None` if it was
-    /// never loaded (or does not exist).
-    async fn committed_state(&self, table: &str) -> Result<Option<CommitState>, DestinationError>;
+    /// Whether run `run_id` committed a load of the table (and with which
+    /// watermark, where the destination records it); `None` if it did not.
+    /// Start-up reconciliation asks this for runs a crash interrupted.
+    async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError>;
 
     /// Starts loading run `run_id` into an existing table.
     async fn begin(

@@ -7,10 +7,11 @@ use chrono::Utc;
 use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sluice_catalog::{ColumnOverride, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::JobManager;
 use super::window;
+use crate::destinations::{TableLayout, TableSetup, TableSpec};
 use crate::error::EngineError;
 use crate::sources::{TableDescription, TableRef};
 use crate::type_mapping::BigQueryType;
@@ -27,7 +28,13 @@ pub struct CreateJob {
     pub column_overrides: Vec<ColumnOverride>,
     pub schedule: String,
     pub batch_rows: Option<u32>,
+    /// Destination table layout settings from `WITH (...)`.
+    pub layout: TableLayout,
 }
+
+/// Field metadata marking a text column that holds JSON documents, so that
+/// destinations with a JSON type (BigQuery) can use it.
+pub const JSON_METADATA: (&str, &str) = ("sluice.type", "JSON");
 
 /// Default rows per extracted batch.
 pub const DEFAULT_BATCH_ROWS: u32 = 8192;
@@ -61,7 +68,9 @@ impl JobColumns {
                 column.mapping.arrow.clone(),
                 column.nullable || column.mapping.repeated,
             );
+            let mut json = column.mapping.bigquery == BigQueryType::Json;
             if let Some(o) = job.column_overrides.iter().find(|o| o.column == column.name) {
+                json = o.bigquery_type.trim().eq_ignore_ascii_case("JSON");
                 let target = override_type(&o.bigquery_type)?;
                 if !can_cast_types(&column.mapping.arrow, &target) {
                     return Err(EngineError::InvalidJob {
@@ -76,6 +85,9 @@ impl JobColumns {
                     field = field.with_nullable(!required);
                 }
             }
+            if json {
+                field = field.with_metadata([(JSON_METADATA.0.to_owned(), JSON_METADATA.1.to_owned())].into());
+            }
             fields.push(field);
         }
         for o in &job.column_overrides {
@@ -88,6 +100,20 @@ impl JobColumns {
             indexes,
             description,
         })
+    }
+
+    /// The loaded columns of the source's primary key, in key order.
+    pub fn primary_key(&self) -> Vec<String> {
+        let mut key: Vec<(u32, String)> = self
+            .indexes
+            .iter()
+            .filter_map(|&i| {
+                let column = &self.description.columns[i];
+                Some((column.primary_key_position?, column.name.clone()))
+            })
+            .collect();
+        key.sort();
+        key.into_iter().map(|(_, name)| name).collect()
     }
 
     /// The position of `name` among the loaded columns.
@@ -206,6 +232,7 @@ impl JobManager {
                 .into())
             };
         }
+        let layout = request.layout;
         let mut destination = request.destination;
         if destination.table.is_empty() {
             destination.table = format!("bq_{}", request.source.table);
@@ -252,10 +279,26 @@ impl JobManager {
             window::first_low(start, &columns.schema.field(position).data_type().clone(), now)?;
         }
         let destination = self.destination(job.destination.connection.as_deref())?;
-        destination
-            .ensure_table(&job.destination.table, columns.schema.clone())
-            .await?;
-        self.catalog().create_job(&job)?;
+        let spec = TableSpec {
+            name: job.destination.table.clone(),
+            schema: columns.schema.clone(),
+            job: job.name.clone(),
+            cursor: match &job.load {
+                LoadType::Incremental { cursor, .. } => Some(cursor.clone()),
+                LoadType::Snapshot => None,
+            },
+            primary_key: columns.primary_key(),
+            layout,
+        };
+        let setup = destination.ensure_table(&spec).await?;
+        if let Err(e) = self.catalog().create_job(&job) {
+            if setup == TableSetup::Created
+                && let Err(drop) = destination.drop_table(&spec.name).await
+            {
+                warn!(table = %spec.name, error = %drop, "could not drop the table made for a job that was not saved");
+            }
+            return Err(e.into());
+        }
         info!(job = %job.name, source = %table, destination = %job.destination.table, "ETL job created");
         Ok(CreateJobOutcome::Created)
     }

@@ -2,17 +2,18 @@
 //! source into a destination exactly once.
 
 mod define;
+mod reconcile;
 mod runner;
 mod window;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
 use sluice_catalog::Catalog;
 
-pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns};
+pub use define::{CreateJob, CreateJobOutcome, JSON_METADATA, JobChange, JobColumns};
 pub use runner::{Progress, RunSummary};
 
 use crate::connections::ConnectionManager;
@@ -32,6 +33,9 @@ pub struct JobManager {
     warehouse: Arc<dyn Destination>,
     /// Jobs with a run in progress, and that run.
     running: Mutex<HashMap<String, ActiveRun>>,
+    /// Interrupted runs start-up could not settle (their destination did
+    /// not answer); settled before their job runs again.
+    unsettled: Mutex<BTreeSet<u64>>,
 }
 
 impl JobManager {
@@ -41,6 +45,7 @@ impl JobManager {
             connections,
             warehouse,
             running: Mutex::new(HashMap::new()),
+            unsettled: Mutex::default(),
         }
     }
 
@@ -52,13 +57,7 @@ impl JobManager {
     fn destination(&self, connection: Option<&str>) -> Result<Arc<dyn Destination>, crate::EngineError> {
         match connection {
             None => Ok(self.warehouse.clone()),
-            Some(name) => {
-                let record = self.catalog().connection(name)?;
-                Err(crate::EngineError::NotADestination {
-                    connection: name.into(),
-                    kind: record.kind,
-                })
-            }
+            Some(name) => self.connections.destination(name),
         }
     }
 }

@@ -115,6 +115,7 @@ impl JobManager {
                 run_id: existing,
             });
         }
+        self.settle_interrupted(name).await?;
         let mut run = self.catalog().start_run(name, trigger)?;
         let (_guard, cancel) = match self.claim(name, run.id) {
             Ok(claimed) => claimed,
@@ -307,51 +308,4 @@ fn conform(batch: RecordBatch, columns: &JobColumns) -> Result<RecordBatch, Engi
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(Arc::clone(&columns.schema), arrays)
         .map_err(|e| EngineError::Extract { message: e.to_string() })
-}
-
-/// What a crash left behind, set right at start-up.
-impl JobManager {
-    /// Settles runs that were in progress when Sluice stopped: a run whose
-    /// load the destination committed is recorded as succeeded with its
-    /// watermark (the crash came between the destination commit and the
-    /// catalog update); any other is marked failed, nothing of it visible.
-    pub async fn reconcile(&self) -> Result<(), EngineError> {
-        for mut run in self.catalog().runs(None)?.into_iter().filter(|r| !r.status.is_final()) {
-            run.finished_at = Some(Utc::now());
-            let committed = match self.catalog().find_job(&run.job)? {
-                Some(job) => {
-                    let destination = self.destination(job.destination.connection.as_deref())?;
-                    destination
-                        .committed_state(&job.destination.table)
-                        .await?
-                        .filter(|state| state.run_id == run.id)
-                        .map(|state| (job, state))
-                }
-                None => None,
-            };
-            match committed {
-                Some((job, state)) => {
-                    run.status = RunStatus::Succeeded;
-                    let watermark = match (&job.load, state.watermark) {
-                        (LoadType::Incremental { .. }, Some(value)) => Some(Watermark {
-                            job: job.name.clone(),
-                            value,
-                            run_id: run.id,
-                            updated_at: Utc::now(),
-                        }),
-                        _ => None,
-                    };
-                    self.catalog().finish_run(&run, watermark.as_ref())?;
-                    info!(job = %run.job, run_id = run.id, "adopted a run the destination had committed before a restart");
-                }
-                None => {
-                    run.status = RunStatus::Failed;
-                    run.error = Some("interrupted: Sluice stopped during the run; nothing of it was committed".into());
-                    self.catalog().finish_run(&run, None)?;
-                    warn!(job = %run.job, run_id = run.id, "marked an interrupted run failed");
-                }
-            }
-        }
-        Ok(())
-    }
 }

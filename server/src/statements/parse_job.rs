@@ -2,6 +2,7 @@
 
 use datafusion::sql::sqlparser::tokenizer::Token;
 use sluice_catalog::{ColumnOverride, IncrementalStart, JobDestination, JobSource, LoadType};
+use sluice_engine::destinations::TableLayout;
 use sluice_engine::jobs::{CreateJob, JobChange};
 
 use super::ast::SluiceStatement;
@@ -19,6 +20,15 @@ const DAYS: &[&str] = &[
     "SATURDAY",
     "SUNDAY",
 ];
+
+/// One parsed `WITH (...)` setting of `CREATE ETL JOB`.
+enum JobSetting {
+    Number(String, u32),
+    /// `require_partition_filter`.
+    Bool(bool),
+    /// `cluster_by (...)`.
+    Columns(Vec<String>),
+}
 
 impl StatementParser<'_> {
     /// After `CREATE ETL JOB`.
@@ -46,6 +56,7 @@ impl StatementParser<'_> {
         let mut column_overrides = Vec::new();
         let mut schedule = "MANUAL".to_owned();
         let mut batch_rows = None;
+        let mut layout = TableLayout::default();
         loop {
             if self.word("INTO") {
                 let first = self.name("destination table")?;
@@ -85,21 +96,20 @@ impl StatementParser<'_> {
                 schedule = self.schedule()?;
             } else if self.word("WITH") {
                 self.expect(Token::LParen)?;
-                let settings = self.comma_separated(|p| {
-                    let name = p.name("setting name")?;
-                    let _ = p.parser.consume_token(&Token::Eq);
-                    Ok((name, p.whole_number("a whole number")?))
-                })?;
+                let settings = self.comma_separated(|p| p.job_setting())?;
                 self.expect(Token::RParen)?;
-                for (name, value) in settings {
-                    match name.as_str() {
-                        "batch_rows" if (1..=1_000_000).contains(&value) => batch_rows = Some(value),
-                        "batch_rows" => return Err(self.error("batch_rows must be between 1 and 1000000".into())),
-                        other => {
-                            return Err(
-                                self.error(format!("unknown job setting \"{other}\"; valid settings: batch_rows"))
-                            );
-                        }
+                for setting in settings {
+                    match setting {
+                        JobSetting::Number(name, value) => match name.as_str() {
+                            "batch_rows" if (1..=1_000_000).contains(&value) => batch_rows = Some(value),
+                            "batch_rows" => return Err(self.error("batch_rows must be between 1 and 1000000".into())),
+                            "partition_expiration_days" if value >= 1 => {
+                                layout.partition_expiration_days = Some(value)
+                            }
+                            other => return Err(self.error(format!("invalid value {value} for job setting \"{other}\""))),
+                        },
+                        JobSetting::Bool(value) => layout.require_partition_filter = value,
+                        JobSetting::Columns(columns) => layout.cluster_by = columns,
                     }
                 }
             } else {
@@ -121,7 +131,37 @@ impl StatementParser<'_> {
             column_overrides,
             schedule,
             batch_rows,
+            layout,
         })))
+    }
+
+    /// One `name [=] value` of a job's `WITH (...)`.
+    fn job_setting(&mut self) -> PResult<JobSetting> {
+        let name = self.name("setting name")?;
+        let _ = self.parser.consume_token(&Token::Eq);
+        match name.as_str() {
+            "batch_rows" | "partition_expiration_days" => {
+                Ok(JobSetting::Number(name, self.whole_number("a whole number")?))
+            }
+            "require_partition_filter" => {
+                if self.word("TRUE") {
+                    Ok(JobSetting::Bool(true))
+                } else {
+                    self.expect_word("FALSE")?;
+                    Ok(JobSetting::Bool(false))
+                }
+            }
+            "cluster_by" => {
+                self.expect(Token::LParen)?;
+                let columns = self.comma_separated(|p| p.name("clustering column"))?;
+                self.expect(Token::RParen)?;
+                Ok(JobSetting::Columns(columns))
+            }
+            other => Err(self.error(format!(
+                "unknown job setting \"{other}\"; valid settings: batch_rows, partition_expiration_days, \
+                 require_partition_filter, cluster_by"
+            ))),
+        }
     }
 
     /// After `ALTER ETL JOB`.

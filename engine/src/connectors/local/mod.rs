@@ -51,6 +51,7 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
     identity_options: &["path"],
     connector: Some(&LocalConnector),
     source: Some(source::open),
+    destination: None,
 };
 
 struct LocalConnector;

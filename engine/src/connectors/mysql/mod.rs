@@ -60,6 +60,7 @@ pub(crate) static MYSQL: ConnectionType = ConnectionType {
     identity_options: IDENTITY,
     connector: Some(&MysqlConnector),
     source: Some(source::open),
+    destination: None,
 };
 
 pub(crate) static MARIADB: ConnectionType = ConnectionType {
@@ -71,6 +72,7 @@ pub(crate) static MARIADB: ConnectionType = ConnectionType {
     identity_options: IDENTITY,
     connector: Some(&MysqlConnector),
     source: Some(source::open),
+    destination: None,
 };
 
 struct MysqlConnector;

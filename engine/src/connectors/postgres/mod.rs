@@ -52,6 +52,7 @@ pub(crate) static POSTGRES: ConnectionType = ConnectionType {
     identity_options: &["host", "port", "database", "user"],
     connector: Some(&PostgresConnector),
     source: Some(source::open),
+    destination: None,
 };
 
 struct PostgresConnector;

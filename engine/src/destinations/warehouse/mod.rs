@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::{Path, PathPart};
 use datafusion::object_store::{self, ObjectStore, ObjectStoreExt, PutMode};
@@ -37,7 +36,7 @@ use futures::{StreamExt, TryStreamExt};
 pub use read::WarehouseSchema;
 
 use super::compare::schema_differences;
-use super::{CommitState, Destination, DestinationError, LoadTransaction, WriteMode};
+use super::{CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode};
 use load::WarehouseLoad;
 use manifest::Manifest;
 
@@ -259,6 +258,20 @@ impl LocalWarehouse {
     }
 }
 
+impl LocalWarehouse {
+    /// What the last committed load of the table recorded; `None` if it was
+    /// never loaded (or does not exist).
+    pub async fn committed_state(&self, table: &str) -> Result<Option<CommitState>, DestinationError> {
+        check_table_name(table)?;
+        Ok(self.latest_manifest(table).await?.and_then(|manifest| {
+            Some(CommitState {
+                run_id: manifest.run_id?,
+                watermark: manifest.watermark,
+            })
+        }))
+    }
+}
+
 /// Rejects names that would not map one-to-one onto an object path and a URL.
 fn check_table_name(name: &str) -> Result<(), DestinationError> {
     const RESERVED: &str = "/\\{}[]<>^%`\"~#|*?";
@@ -273,14 +286,15 @@ fn check_table_name(name: &str) -> Result<(), DestinationError> {
 
 #[async_trait]
 impl Destination for LocalWarehouse {
-    async fn ensure_table(&self, table: &str, schema: SchemaRef) -> Result<(), DestinationError> {
+    async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSetup, DestinationError> {
+        let (table, schema) = (spec.name.as_str(), spec.schema.clone());
         check_table_name(table)?;
         let existing = match self.latest_manifest(table).await? {
             Some(existing) => existing,
             None => match self.publish(table, &Manifest::empty(schema.clone())).await {
                 Ok(()) => {
                     self.note_table(table, true);
-                    return Ok(());
+                    return Ok(TableSetup::Created);
                 }
                 // Created concurrently: compare with that one.
                 Err(object_store::Error::AlreadyExists { .. }) => self
@@ -293,7 +307,7 @@ impl Destination for LocalWarehouse {
         self.note_table(table, true);
         let differences = schema_differences(&existing.schema, &schema, true);
         if differences.is_empty() {
-            Ok(())
+            Ok(TableSetup::Adopted)
         } else {
             Err(DestinationError::SchemaMismatch {
                 table: table.to_owned(),
@@ -327,14 +341,8 @@ impl Destination for LocalWarehouse {
         self.delete_all(files).await
     }
 
-    async fn committed_state(&self, table: &str) -> Result<Option<CommitState>, DestinationError> {
-        check_table_name(table)?;
-        Ok(self.latest_manifest(table).await?.and_then(|manifest| {
-            Some(CommitState {
-                run_id: manifest.run_id?,
-                watermark: manifest.watermark,
-            })
-        }))
+    async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError> {
+        Ok(self.committed_state(table).await?.filter(|state| state.run_id == run_id))
     }
 
     async fn begin(

@@ -17,6 +17,18 @@ use futures::TryStreamExt;
 use super::*;
 use crate::destinations::CommitReport;
 
+/// A table spec with nothing but a name and a schema.
+fn spec(name: &str, schema: SchemaRef) -> TableSpec {
+    TableSpec {
+        name: name.into(),
+        schema,
+        job: "test".into(),
+        cursor: None,
+        primary_key: Vec::new(),
+        layout: Default::default(),
+    }
+}
+
 fn orders_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
@@ -38,7 +50,7 @@ fn orders(ids: &[i64]) -> RecordBatch {
 
 async fn open(dir: &tempfile::TempDir) -> LocalWarehouse {
     let warehouse = LocalWarehouse::open_dir(dir.path()).unwrap();
-    warehouse.ensure_table("orders", orders_schema()).await.unwrap();
+    warehouse.ensure_table(&spec("orders", orders_schema())).await.unwrap();
     warehouse
 }
 
@@ -275,14 +287,14 @@ async fn concurrent_commits_of_the_same_version_conflict() {
 async fn ensure_table_adopts_the_same_schema_and_rejects_another() {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = open(&dir).await;
-    warehouse.ensure_table("orders", orders_schema()).await.unwrap();
+    warehouse.ensure_table(&spec("orders", orders_schema())).await.unwrap();
 
     let other = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int32, false),
         Field::new("name", DataType::Utf8, false),
         Field::new("total", DataType::Decimal128(12, 2), true),
     ]));
-    let error = warehouse.ensure_table("orders", other).await.unwrap_err();
+    let error = warehouse.ensure_table(&spec("orders", other)).await.unwrap_err();
     let DestinationError::SchemaMismatch { differences, .. } = &error else {
         panic!("{error}");
     };
@@ -304,7 +316,7 @@ async fn ensure_table_adopts_the_same_schema_and_rejects_another() {
         Field::new("name", DataType::Utf8, true),
         Field::new("id", DataType::Int64, false),
     ]));
-    let error = warehouse.ensure_table("orders", reordered).await.unwrap_err();
+    let error = warehouse.ensure_table(&spec("orders", reordered)).await.unwrap_err();
     assert!(
         error
             .to_string()
@@ -417,7 +429,7 @@ async fn tables_are_listed_and_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = open(&dir).await;
     let odd = "bq_Order Items.v2 é𝄞";
-    warehouse.ensure_table(odd, orders_schema()).await.unwrap();
+    warehouse.ensure_table(&spec(odd, orders_schema())).await.unwrap();
     let mut transaction = warehouse.begin(odd, 1, WriteMode::Append).await.unwrap();
     transaction.write(orders(&[1, 2])).await.unwrap();
     transaction.commit(None).await.unwrap();
@@ -446,7 +458,7 @@ async fn tables_are_listed_and_dropped() {
     for bad in ["", "a/b", ".hidden", "x%41", "tab\tle"] {
         assert!(
             matches!(
-                warehouse.ensure_table(bad, orders_schema()).await.unwrap_err(),
+                warehouse.ensure_table(&spec(bad, orders_schema())).await.unwrap_err(),
                 DestinationError::InvalidTableName(_)
             ),
             "{bad:?}"
@@ -521,7 +533,7 @@ async fn logical_types_round_trip_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = LocalWarehouse::open_dir(dir.path()).unwrap();
     let batch = types_batch();
-    warehouse.ensure_table("types", batch.schema()).await.unwrap();
+    warehouse.ensure_table(&spec("types", batch.schema())).await.unwrap();
     // The manifest keeps the schema exactly.
     let manifest = warehouse.latest_manifest("types").await.unwrap().unwrap();
     assert_eq!(manifest.schema, batch.schema());

@@ -1,0 +1,342 @@
+//! The BigQuery REST calls Sluice makes, each retried where that is safe,
+//! with errors reduced to BigQuery's own `reason` and `message`.
+
+use std::fmt;
+use std::time::Duration;
+
+use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::dataset::Dataset;
+use gcp_bigquery_client::model::job::Job;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::{Client, client_builder::ClientBuilder};
+use tracing::info;
+
+use super::Settings;
+use super::auth::TokenSource;
+use super::retry::retrying;
+use crate::connectors::{error_chain, network_failure_kind};
+use crate::destinations::DestinationError;
+use crate::error::{ConnectFailure, ConnectFailureKind};
+
+/// A failed call: the HTTP status when there was an answer, and BigQuery's
+/// error `reason` (`invalid`, `accessDenied`, `notFound`, ...) and message.
+#[derive(Debug, Clone)]
+pub(super) struct ApiError {
+    pub status: Option<u16>,
+    pub reason: String,
+    pub message: String,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+impl ApiError {
+    /// An error Sluice found itself.
+    pub(super) fn new(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            status: None,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    fn from_bq(error: BQError) -> Self {
+        match error {
+            BQError::ResponseError { error } => {
+                let nested = error.error;
+                let reason = nested
+                    .errors
+                    .iter()
+                    .find_map(|e| e.get("reason").cloned())
+                    .unwrap_or_else(|| nested.status.clone());
+                Self {
+                    status: u16::try_from(nested.code).ok(),
+                    reason,
+                    message: nested.message,
+                }
+            }
+            BQError::RequestError(e) => Self::from_http(&e),
+            other => Self::new("authError", error_chain(&other)),
+        }
+    }
+
+    /// A transport failure, or an answer that was not BigQuery's JSON.
+    pub(super) fn from_http(e: &reqwest::Error) -> Self {
+        let reason = if e.is_timeout() {
+            "timeout"
+        } else if e.is_decode() {
+            "badResponse"
+        } else {
+            "transport"
+        };
+        Self {
+            status: e.status().map(|s| s.as_u16()),
+            reason: reason.into(),
+            message: error_chain(e),
+        }
+    }
+
+    /// Whether repeating the same request may succeed.
+    pub(super) fn retryable(&self) -> bool {
+        matches!(self.status, Some(429 | 500 | 502 | 503 | 504))
+            || matches!(
+                self.reason.as_str(),
+                "backendError" | "rateLimitExceeded" | "internalError" | "timeout" | "transport" | "badResponse"
+            )
+    }
+
+    pub(super) fn is_not_found(&self) -> bool {
+        self.status == Some(404) || self.reason == "notFound"
+    }
+
+    pub(super) fn is_duplicate(&self) -> bool {
+        self.status == Some(409) || self.reason == "duplicate"
+    }
+
+    /// The error for a destination operation, naming the job if any.
+    pub(super) fn into_destination(self, job_id: Option<String>) -> DestinationError {
+        DestinationError::Remote {
+            service: "BigQuery",
+            job_id,
+            reason: self.reason,
+            message: self.message,
+        }
+    }
+
+    /// The error for a failed connection test.
+    pub(super) fn into_connect_failure(self) -> ConnectFailure {
+        let kind = match (self.status, self.reason.as_str()) {
+            (Some(401), _) | (_, "authError") => ConnectFailureKind::BadPassword,
+            (_, "timeout") => ConnectFailureKind::Timeout,
+            _ => ConnectFailureKind::Other,
+        };
+        ConnectFailure::new(kind, self.to_string())
+    }
+}
+
+/// A signed-in BigQuery client for one connection.
+pub(super) struct Api {
+    pub settings: Settings,
+    client: Client,
+    pub http: reqwest::Client,
+    pub tokens: TokenSource,
+}
+
+impl Api {
+    /// Signs in (fetching a first token, which checks the credentials).
+    pub(super) async fn connect(settings: Settings) -> Result<Self, ConnectFailure> {
+        let tokens = TokenSource::new(&settings.credentials)
+            .await
+            .map_err(|e| ConnectFailure::new(ConnectFailureKind::BadPassword, e))?;
+        let first = tokio::time::timeout(settings.timeout, tokens.token()).await;
+        match first {
+            Err(_) => {
+                return Err(ConnectFailure::new(
+                    ConnectFailureKind::Timeout,
+                    format!("no access token within {} s", settings.timeout.as_secs()),
+                ));
+            }
+            Ok(Err(e)) => {
+                let kind = network_failure_kind(&e).unwrap_or(ConnectFailureKind::BadPassword);
+                return Err(ConnectFailure::new(
+                    kind,
+                    format!("Google sign-in failed: {}", error_chain(&e)),
+                ));
+            }
+            Ok(Ok(_)) => {}
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.timeout)
+            .timeout(settings.timeout)
+            .build()
+            .map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, error_chain(&e)))?;
+        let client = ClientBuilder::new()
+            .with_v2_base_url(format!("{}/bigquery/v2", settings.endpoint))
+            .with_client(http.clone())
+            .build_from_authenticator(std::sync::Arc::new(tokens.clone()))
+            .await
+            .map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, error_chain(&e)))?;
+        Ok(Self {
+            settings,
+            client,
+            http,
+            tokens,
+        })
+    }
+
+    fn project(&self) -> &str {
+        &self.settings.project
+    }
+
+    fn dataset(&self) -> &str {
+        &self.settings.dataset
+    }
+
+    /// Makes sure the dataset exists in the connection's location.
+    pub(super) async fn ensure_dataset(&self) -> Result<(), ApiError> {
+        let found = retrying("datasets.get", || async {
+            match self.client.dataset().get(self.project(), self.dataset()).await {
+                Ok(dataset) => Ok(Some(dataset)),
+                Err(e) => match ApiError::from_bq(e) {
+                    e if e.is_not_found() => Ok(None),
+                    e => Err(e),
+                },
+            }
+        })
+        .await?;
+        let dataset = match found {
+            Some(dataset) => dataset,
+            None => {
+                let wanted = Dataset::new(self.project(), self.dataset()).location(&self.settings.location);
+                let created = retrying("datasets.insert", || async {
+                    match self.client.dataset().create(wanted.clone()).await {
+                        Ok(dataset) => Ok(dataset),
+                        Err(e) => match ApiError::from_bq(e) {
+                            // Made concurrently (or by an earlier attempt).
+                            e if e.is_duplicate() => self
+                                .client
+                                .dataset()
+                                .get(self.project(), self.dataset())
+                                .await
+                                .map_err(ApiError::from_bq),
+                            e => Err(e),
+                        },
+                    }
+                })
+                .await?;
+                info!(project = self.project(), dataset = self.dataset(), location = %self.settings.location, "created BigQuery dataset");
+                created
+            }
+        };
+        let location = dataset.location.unwrap_or_default();
+        if !location.eq_ignore_ascii_case(&self.settings.location) {
+            return Err(ApiError::new(
+                "invalid",
+                format!(
+                    "dataset {}:{} is in location {location}, but the connection's location is {}; set location '{location}'",
+                    self.project(),
+                    self.dataset(),
+                    self.settings.location
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The table, `None` when it does not exist.
+    pub(super) async fn get_table(&self, table: &str) -> Result<Option<Table>, ApiError> {
+        retrying("tables.get", || async {
+            match self.client.table().get(self.project(), self.dataset(), table, None).await {
+                Ok(table) => Ok(Some(table)),
+                Err(e) => match ApiError::from_bq(e) {
+                    e if e.is_not_found() => Ok(None),
+                    e => Err(e),
+                },
+            }
+        })
+        .await
+    }
+
+    /// Creates a table; `false` when one of that name exists already.
+    pub(super) async fn create_table(&self, table: &Table) -> Result<bool, ApiError> {
+        retrying("tables.insert", || async {
+            match self.client.table().create(table.clone()).await {
+                Ok(_) => Ok(true),
+                Err(e) => match ApiError::from_bq(e) {
+                    e if e.is_duplicate() => Ok(false),
+                    e => Err(e),
+                },
+            }
+        })
+        .await
+    }
+
+    /// Changes a table's labels.
+    pub(super) async fn patch_table(&self, table: &str, patch: Table) -> Result<(), ApiError> {
+        retrying("tables.patch", || async {
+            self.client
+                .table()
+                .patch(self.project(), self.dataset(), table, patch.clone())
+                .await
+                .map(drop)
+                .map_err(ApiError::from_bq)
+        })
+        .await
+    }
+
+    /// Deletes a table; `false` when it did not exist.
+    pub(super) async fn delete_table(&self, table: &str) -> Result<bool, ApiError> {
+        retrying("tables.delete", || async {
+            match self.client.table().delete(self.project(), self.dataset(), table).await {
+                Ok(()) => Ok(true),
+                Err(e) => match ApiError::from_bq(e) {
+                    e if e.is_not_found() => Ok(false),
+                    e => Err(e),
+                },
+            }
+        })
+        .await
+    }
+
+    /// Submits a job with a fixed id; if a job of that id exists already (an
+    /// earlier attempt that did reach BigQuery), that job is returned.
+    pub(super) async fn insert_job(&self, job: &Job, job_id: &str) -> Result<Job, ApiError> {
+        retrying("jobs.insert", || async {
+            match self.client.job().insert(self.project(), job.clone()).await {
+                Ok(job) => Ok(job),
+                Err(e) => match ApiError::from_bq(e) {
+                    e if e.is_duplicate() => self.get_job(job_id).await?.ok_or(e),
+                    e => Err(e),
+                },
+            }
+        })
+        .await
+    }
+
+    /// A job by id, `None` when BigQuery has no such job.
+    pub(super) async fn get_job(&self, job_id: &str) -> Result<Option<Job>, ApiError> {
+        retrying("jobs.get", || async {
+            match self
+                .client
+                .job()
+                .get_job(self.project(), job_id, Some(&self.settings.location))
+                .await
+            {
+                Ok(job) => Ok(Some(job)),
+                Err(e) => match ApiError::from_bq(e) {
+                    e if e.is_not_found() => Ok(None),
+                    e => Err(e),
+                },
+            }
+        })
+        .await
+    }
+
+    /// Polls a submitted job until it is DONE (see [`job_error`] for how it ended).
+    pub(super) async fn wait_job(&self, mut job: Job, job_id: &str) -> Result<Job, ApiError> {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            if job.status.as_ref().and_then(|s| s.state.as_deref()) == Some("DONE") {
+                return Ok(job);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+            job = self
+                .get_job(job_id)
+                .await?
+                .ok_or_else(|| ApiError::new("notFound", format!("job {job_id} disappeared")))?;
+        }
+    }
+}
+
+/// Why a finished job failed, in BigQuery's words; `None` if it succeeded.
+pub(super) fn job_error(job: &Job) -> Option<ApiError> {
+    let error = job.status.as_ref()?.error_result.as_ref()?;
+    Some(ApiError::new(
+        error.reason.as_deref().unwrap_or("jobFailed"),
+        error.message.clone().unwrap_or_default(),
+    ))
+}

@@ -1,0 +1,279 @@
+//! BigQuery as a [`Destination`]: tables set up front (dataset, schema,
+//! partitioning, clustering), loads through a per-run staging table and one
+//! copy job whose deterministic id records the commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use gcp_bigquery_client::model::clustering::Clustering;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
+use tokio::sync::OnceCell;
+use tracing::{info, warn};
+
+use super::Settings;
+use super::api::{Api, ApiError, job_error};
+use super::load::BigQueryLoad;
+use super::schema;
+use crate::destinations::{
+    CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode,
+};
+use crate::error::EngineError;
+use crate::options::ResolvedOptions;
+
+/// The table label holding the token that makes Sluice's job ids for the
+/// table unique (a re-created table gets a new one).
+const TOKEN_LABEL: &str = "sluice_token";
+/// How long a staging table outlives a crash before BigQuery deletes it.
+const STAGING_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// BigQuery clusters on at most this many columns.
+const MAX_CLUSTER_COLUMNS: usize = 4;
+
+/// Opens a BigQuery connection as a destination; signing in waits for the
+/// first call.
+pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Result<Arc<dyn Destination>, EngineError> {
+    let settings = Settings::new(options, timeout).map_err(|message| EngineError::InvalidOption {
+        option: "credentials".into(),
+        message,
+    })?;
+    Ok(Arc::new(BigQueryDestination {
+        settings,
+        api: OnceCell::new(),
+    }))
+}
+
+struct BigQueryDestination {
+    settings: Settings,
+    api: OnceCell<Arc<Api>>,
+}
+
+/// The names and job ids of one run's load of a table.
+pub(super) struct RunNames {
+    /// The per-run table the chunks load into.
+    pub staging: String,
+    /// `sluice_<table>_<token>_r<run>`: chunk jobs add `_c<n>`, the commit
+    /// copy job adds `_commit`.
+    pub job_prefix: String,
+}
+
+impl RunNames {
+    fn new(table: &str, token: &str, run_id: u64) -> Self {
+        let readable: String = table
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(64)
+            .collect();
+        Self {
+            staging: format!("_sluice_staging_{token}_r{run_id}"),
+            job_prefix: format!("sluice_{readable}_{token}_r{run_id}"),
+        }
+    }
+
+    pub(super) fn chunk_job(&self, chunk: usize) -> String {
+        format!("{}_c{chunk}", self.job_prefix)
+    }
+
+    pub(super) fn commit_job(&self) -> String {
+        format!("{}_commit", self.job_prefix)
+    }
+}
+
+impl BigQueryDestination {
+    async fn api(&self) -> Result<Arc<Api>, DestinationError> {
+        self.api
+            .get_or_try_init(|| async {
+                Api::connect(self.settings.clone()).await.map(Arc::new).map_err(|failure| {
+                    DestinationError::Remote {
+                        service: "BigQuery",
+                        job_id: None,
+                        reason: failure.kind.label().into(),
+                        message: failure.detail,
+                    }
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    /// The table and its job-id token, labelling an adopted table that has none.
+    async fn table_and_token(&self, api: &Api, name: &str) -> Result<Option<(Table, String)>, DestinationError> {
+        let remote = |e: ApiError| e.into_destination(None);
+        let Some(table) = api.get_table(name).await.map_err(remote)? else {
+            return Ok(None);
+        };
+        if let Some(token) = table.labels.as_ref().and_then(|l| l.get(TOKEN_LABEL)) {
+            let token = token.clone();
+            return Ok(Some((table, token)));
+        }
+        let token = new_token();
+        let mut labels = table.labels.clone().unwrap_or_default();
+        labels.insert(TOKEN_LABEL.into(), token.clone());
+        let patch = Table {
+            labels: Some(labels),
+            table_reference: table.table_reference.clone(),
+            ..Table::default()
+        };
+        api.patch_table(name, patch).await.map_err(remote)?;
+        Ok(Some((table, token)))
+    }
+
+    /// The table a job's spec asks for.
+    fn new_table(&self, spec: &TableSpec, schema: gcp_bigquery_client::model::table_schema::TableSchema) -> Result<Table, DestinationError> {
+        let invalid = |message: String| ApiError::new("invalid", message).into_destination(None);
+        let mut table = Table::new(&self.settings.project, &self.settings.dataset, &spec.name, schema)
+            .description(&format!("Loaded by Sluice ETL job {}", spec.job))
+            .label(TOKEN_LABEL, &new_token());
+        let field_type = |name: &str| {
+            spec.schema
+                .field_with_name(name)
+                .ok()
+                .map(|f| f.data_type().clone())
+        };
+        let partition_field = spec.cursor.as_deref().filter(|cursor| {
+            matches!(
+                field_type(cursor),
+                Some(datafusion::arrow::datatypes::DataType::Timestamp(..) | datafusion::arrow::datatypes::DataType::Date32)
+            )
+        });
+        let layout = &spec.layout;
+        match partition_field {
+            Some(field) => {
+                let mut partitioning = TimePartitioning::per_day().field(field);
+                if let Some(days) = layout.partition_expiration_days {
+                    partitioning = partitioning.expiration_ms(Duration::from_secs(u64::from(days) * 86_400));
+                }
+                table = table.time_partitioning(partitioning);
+                if layout.require_partition_filter {
+                    table = table.require_partition_filter(true);
+                }
+            }
+            None if layout.partition_expiration_days.is_some() || layout.require_partition_filter => {
+                return Err(invalid(
+                    "partition_expiration_days and require_partition_filter need an incremental job whose cursor is a \
+                     timestamp or date column (only those tables are partitioned)"
+                        .into(),
+                ));
+            }
+            None => {}
+        }
+        let cluster: Vec<String> = if !layout.cluster_by.is_empty() {
+            layout.cluster_by.clone()
+        } else if !spec.primary_key.is_empty() && spec.cursor.is_some() {
+            spec.primary_key.iter().take(MAX_CLUSTER_COLUMNS).cloned().collect()
+        } else {
+            spec.cursor.iter().cloned().collect()
+        };
+        if cluster.len() > MAX_CLUSTER_COLUMNS {
+            return Err(invalid(format!(
+                "cluster_by names {} columns; BigQuery clusters on at most {MAX_CLUSTER_COLUMNS}",
+                cluster.len()
+            )));
+        }
+        if let Some(unknown) = cluster.iter().find(|c| field_type(c).is_none()) {
+            return Err(invalid(format!("cluster_by column \"{unknown}\" is not one of the loaded columns")));
+        }
+        if !cluster.is_empty() {
+            table = table.clustering(Clustering { fields: Some(cluster) });
+        }
+        Ok(table)
+    }
+}
+
+fn new_token() -> String {
+    use rand::Rng;
+    format!("{:012x}", rand::thread_rng().r#gen::<u64>() & 0xffff_ffff_ffff)
+}
+
+#[async_trait]
+impl Destination for BigQueryDestination {
+    async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSetup, DestinationError> {
+        let api = self.api().await?;
+        let wanted = schema::table_schema(&spec.schema)
+            .map_err(|message| ApiError::new("invalid", message).into_destination(None))?;
+        api.ensure_dataset().await.map_err(|e| e.into_destination(None))?;
+        let table = self.new_table(spec, wanted.clone())?;
+        let created = api.create_table(&table).await.map_err(|e| e.into_destination(None))?;
+        if created {
+            info!(table = %spec.name, dataset = %self.settings.dataset, "created BigQuery table");
+            return Ok(TableSetup::Created);
+        }
+        let (existing, _) = self
+            .table_and_token(&api, &spec.name)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(spec.name.clone()))?;
+        let differences = schema::differences(&existing.schema, &wanted);
+        if differences.is_empty() {
+            Ok(TableSetup::Adopted)
+        } else {
+            Err(DestinationError::SchemaMismatch {
+                table: format!("{}.{}", self.settings.dataset, spec.name),
+                differences,
+            })
+        }
+    }
+
+    async fn drop_table(&self, table: &str) -> Result<(), DestinationError> {
+        let api = self.api().await?;
+        if api.delete_table(table).await.map_err(|e| e.into_destination(None))? {
+            Ok(())
+        } else {
+            Err(DestinationError::TableNotFound(table.into()))
+        }
+    }
+
+    /// A run committed when its commit copy job finished without error.
+    /// The run's staging table is deleted first, so that a copy job that
+    /// had not reached BigQuery yet can no longer succeed after this answer.
+    async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError> {
+        let api = self.api().await?;
+        let Some((_, token)) = self.table_and_token(&api, table).await? else {
+            return Ok(None);
+        };
+        let names = RunNames::new(table, &token, run_id);
+        api.delete_table(&names.staging).await.map_err(|e| e.into_destination(None))?;
+        let commit = names.commit_job();
+        let Some(job) = api.get_job(&commit).await.map_err(|e| e.into_destination(Some(commit.clone())))? else {
+            return Ok(None);
+        };
+        let job = api.wait_job(job, &commit).await.map_err(|e| e.into_destination(Some(commit.clone())))?;
+        Ok(job_error(&job).is_none().then_some(CommitState { run_id, watermark: None }))
+    }
+
+    async fn begin(
+        &self,
+        table: &str,
+        run_id: u64,
+        mode: WriteMode,
+    ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
+        let api = self.api().await?;
+        let (target, token) = self
+            .table_and_token(&api, table)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
+        let names = RunNames::new(table, &token, run_id);
+        // The staging table has the target's layout, so that the copy job
+        // moves rows between tables of one shape.
+        let staging = Table {
+            schema: target.schema.clone(),
+            time_partitioning: target.time_partitioning.clone().map(|p| TimePartitioning {
+                expiration_ms: None,
+                require_partition_filter: None,
+                ..p
+            }),
+            range_partitioning: target.range_partitioning.clone(),
+            clustering: target.clustering.clone(),
+            labels: Some(HashMap::from([("sluice_staging".to_owned(), token.clone())])),
+            ..Table::new(&self.settings.project, &self.settings.dataset, &names.staging, target.schema.clone())
+        }
+        .expiration_time(SystemTime::now() + STAGING_LIFETIME);
+        let remote = |e: ApiError| e.into_destination(None);
+        if !api.create_table(&staging).await.map_err(remote)? {
+            warn!(table = %names.staging, "replacing a leftover staging table");
+            api.delete_table(&names.staging).await.map_err(remote)?;
+            api.create_table(&staging).await.map_err(remote)?;
+        }
+        Ok(Box::new(BigQueryLoad::new(api, table.into(), names, mode)))
+    }
+}

@@ -1,0 +1,119 @@
+//! Google BigQuery as a destination: connection test, table set-up and
+//! exactly-once batch loads (see `docs/bigquery.md`).
+//!
+//! Metadata calls go through `gcp-bigquery-client`; load jobs with their
+//! Parquet payload go through the media upload endpoint in [`upload`], with
+//! the same OAuth token.
+
+mod api;
+mod auth;
+mod destination;
+mod load;
+mod retry;
+mod schema;
+mod upload;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::connection_types::{Category, ConnectionType, TypeStatus};
+use crate::connectors::Connector;
+use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::options::OptionKind::{Integer, Secret, Text};
+use crate::options::{OptionSpec as O, ResolvedOptions};
+
+pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
+    name: "bigquery",
+    display_name: "Google BigQuery",
+    category: Category::Warehouse,
+    status: TypeStatus::Available,
+    options: &[
+        O::required("project", Text, "GCP project id"),
+        O::required("dataset", Text, "dataset that tables are loaded into (created when missing)"),
+        O::with_default("location", Text, "US", "dataset location, e.g. EU or europe-west1"),
+        O::optional("credentials_file", Text, "path of a service-account JSON key file"),
+        O::optional(
+            "credentials",
+            Secret,
+            "service-account JSON key, or 'application_default'",
+        ),
+        O::optional("staging_bucket", Text, "gs://bucket/prefix used to stage large loads"),
+        O::optional(
+            "connect_timeout",
+            Integer { min: 1, max: 3600 },
+            "seconds to wait for a connection and for each API answer (default: the server's --connect-timeout)",
+        ),
+    ],
+    identity_options: &["project", "dataset"],
+    connector: Some(&BigQueryConnector),
+    source: None,
+    destination: Some(destination::open),
+};
+
+/// Where the BigQuery REST API is; `SLUICE_BIGQUERY_ENDPOINT` replaces it
+/// (tests point it at a local fake server).
+const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
+
+/// How Sluice signs in to Google.
+#[derive(Clone)]
+pub(super) enum Credentials {
+    /// A service-account JSON key, read from a file or given as a secret.
+    ServiceAccountKey(String),
+    /// The environment's Application Default Credentials.
+    ApplicationDefault,
+}
+
+/// A BigQuery connection's settings, checked.
+#[derive(Clone)]
+pub(super) struct Settings {
+    pub project: String,
+    pub dataset: String,
+    pub location: String,
+    pub credentials: Credentials,
+    /// `https://bigquery.googleapis.com` or its replacement.
+    pub endpoint: String,
+    /// Bounds connecting and each API answer (uploads get more).
+    pub timeout: Duration,
+}
+
+impl Settings {
+    /// Reads and checks a connection's options.
+    fn new(options: &ResolvedOptions, timeout: Duration) -> Result<Self, String> {
+        let credentials = match (options.text("credentials_file"), options.secret("credentials")) {
+            (Some(_), Some(_)) => return Err("give either credentials_file or credentials, not both".into()),
+            (Some(path), None) => Credentials::ServiceAccountKey(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read credentials_file '{path}': {e}"))?,
+            ),
+            (None, Some(secret)) if secret.expose().trim() == "application_default" => Credentials::ApplicationDefault,
+            (None, Some(secret)) => Credentials::ServiceAccountKey(secret.expose().to_owned()),
+            (None, None) => Credentials::ApplicationDefault,
+        };
+        if options.text("staging_bucket").is_some() {
+            return Err("staging_bucket is not supported yet; leave it out to load through the media upload".into());
+        }
+        let endpoint = std::env::var("SLUICE_BIGQUERY_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
+        Ok(Self {
+            project: options.text("project").unwrap_or_default().to_owned(),
+            dataset: options.text("dataset").unwrap_or_default().to_owned(),
+            location: options.text("location").unwrap_or("US").to_owned(),
+            credentials,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            timeout,
+        })
+    }
+}
+
+struct BigQueryConnector;
+
+#[async_trait]
+impl Connector for BigQueryConnector {
+    /// Signs in, then checks that the dataset exists in the connection's
+    /// location, creating it when missing (which proves the permission).
+    async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
+        let settings = Settings::new(options, timeout).map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, e))?;
+        let api = api::Api::connect(settings).await?;
+        api.ensure_dataset().await.map_err(|e| e.into_connect_failure())
+    }
+}

@@ -1,0 +1,224 @@
+//! Arrow schemas as BigQuery table schemas, and whether an existing table
+//! can take a job's rows.
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use gcp_bigquery_client::model::field_type::FieldType;
+use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
+use gcp_bigquery_client::model::table_schema::TableSchema;
+
+use crate::jobs::JSON_METADATA;
+
+/// The BigQuery schema of a load's Arrow schema; an error names a column
+/// whose type BigQuery cannot hold.
+pub(super) fn table_schema(schema: &Schema) -> Result<TableSchema, String> {
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|f| field_schema(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TableSchema::new(fields))
+}
+
+fn field_schema(field: &Field) -> Result<TableFieldSchema, String> {
+    let (data_type, repeated) = match field.data_type() {
+        DataType::List(element) | DataType::LargeList(element) => (element.data_type(), true),
+        other => (other, false),
+    };
+    let json = field.metadata().get(JSON_METADATA.0).map(String::as_str) == Some(JSON_METADATA.1);
+    let mut schema = TableFieldSchema::new(field.name(), field_type(field.name(), data_type, json)?);
+    if let DataType::Struct(children) = data_type {
+        schema.fields = Some(children.iter().map(|c| field_schema(c)).collect::<Result<_, _>>()?);
+    }
+    schema.mode = Some(
+        if repeated {
+            "REPEATED"
+        } else if field.is_nullable() {
+            "NULLABLE"
+        } else {
+            "REQUIRED"
+        }
+        .into(),
+    );
+    Ok(schema)
+}
+
+fn field_type(name: &str, data_type: &DataType, json: bool) -> Result<FieldType, String> {
+    Ok(match data_type {
+        DataType::Boolean => FieldType::Boolean,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32 => FieldType::Integer,
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => FieldType::Float,
+        DataType::Decimal128(p, s) if *s >= 0 && *s <= 9 && i16::from(*p) - i16::from(*s) <= 29 => FieldType::Numeric,
+        DataType::Decimal128(_, s) | DataType::Decimal256(_, s) if *s >= 0 && *s <= 38 => FieldType::Bignumeric,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if json => FieldType::Json,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => FieldType::String,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+            FieldType::Bytes
+        }
+        DataType::Date32 | DataType::Date64 => FieldType::Date,
+        DataType::Time32(_) | DataType::Time64(_) => FieldType::Time,
+        DataType::Timestamp(_, Some(_)) => FieldType::Timestamp,
+        DataType::Timestamp(_, None) => FieldType::Datetime,
+        DataType::Struct(_) => FieldType::Record,
+        other => return Err(format!("column \"{name}\" has type {other}, which BigQuery cannot load")),
+    })
+}
+
+/// The canonical name of a BigQuery type (legacy and standard SQL names
+/// are the same type).
+fn type_name(field_type: &FieldType) -> &'static str {
+    match field_type {
+        FieldType::String => "STRING",
+        FieldType::Bytes => "BYTES",
+        FieldType::Integer | FieldType::Int64 => "INT64",
+        FieldType::Float | FieldType::Float64 => "FLOAT64",
+        FieldType::Numeric => "NUMERIC",
+        FieldType::Bignumeric => "BIGNUMERIC",
+        FieldType::Boolean | FieldType::Bool => "BOOL",
+        FieldType::Timestamp => "TIMESTAMP",
+        FieldType::Date => "DATE",
+        FieldType::Time => "TIME",
+        FieldType::Datetime => "DATETIME",
+        FieldType::Record | FieldType::Struct => "STRUCT",
+        FieldType::Geography => "GEOGRAPHY",
+        FieldType::Json => "JSON",
+        FieldType::Interval => "INTERVAL",
+    }
+}
+
+fn mode(field: &TableFieldSchema) -> &str {
+    field.mode.as_deref().unwrap_or("NULLABLE")
+}
+
+fn describe(field: &TableFieldSchema) -> String {
+    format!("{} {}", type_name(&field.r#type), mode(field))
+}
+
+/// Why an existing table cannot take rows of `load`, one entry per column;
+/// empty when it can. Columns match by name; the table may have extra
+/// NULLABLE columns, and a NULLABLE column takes REQUIRED values.
+pub(super) fn differences(table: &TableSchema, load: &TableSchema) -> Vec<String> {
+    let table_fields = table.fields.as_deref().unwrap_or_default();
+    let load_fields = load.fields.as_deref().unwrap_or_default();
+    let mut differences = Vec::new();
+    for wanted in load_fields {
+        match table_fields.iter().find(|f| f.name.eq_ignore_ascii_case(&wanted.name)) {
+            None => differences.push(format!(
+                "column \"{}\" ({}) is not in the table",
+                wanted.name,
+                describe(wanted)
+            )),
+            Some(existing) => {
+                let same_type = type_name(&existing.r#type) == type_name(&wanted.r#type)
+                    && (existing.fields.is_none()
+                        || differences_of(existing, wanted).is_empty());
+                let modes_fit = mode(existing) == mode(wanted) || (mode(existing) == "NULLABLE" && mode(wanted) == "REQUIRED");
+                if !same_type || !modes_fit {
+                    differences.push(format!(
+                        "column \"{}\" is {} in the table but {} in the load",
+                        wanted.name,
+                        describe(existing),
+                        describe(wanted)
+                    ));
+                }
+            }
+        }
+    }
+    for existing in table_fields {
+        if mode(existing) == "REQUIRED" && !load_fields.iter().any(|f| f.name.eq_ignore_ascii_case(&existing.name)) {
+            differences.push(format!(
+                "column \"{}\" ({}) is REQUIRED in the table but missing from the load",
+                existing.name,
+                describe(existing)
+            ));
+        }
+    }
+    differences
+}
+
+fn differences_of(existing: &TableFieldSchema, wanted: &TableFieldSchema) -> Vec<String> {
+    differences(
+        &TableSchema::new(existing.fields.clone().unwrap_or_default()),
+        &TableSchema::new(wanted.fields.clone().unwrap_or_default()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::TimeUnit;
+
+    use super::*;
+
+    fn names(schema: &TableSchema) -> Vec<String> {
+        schema
+            .fields
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|f| format!("{} {}", f.name, describe(f)))
+            .collect()
+    }
+
+    #[test]
+    fn maps_arrow_types_with_modes() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("amount", DataType::Decimal128(12, 2), true),
+            Field::new("big", DataType::Decimal128(38, 10), true),
+            Field::new("huge", DataType::Decimal256(76, 38), true),
+            Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new("local", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("doc", DataType::Utf8, true)
+                .with_metadata([(JSON_METADATA.0.into(), JSON_METADATA.1.into())].into()),
+            Field::new("raw", DataType::Binary, true),
+            Field::new("tags", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+        ]);
+        assert_eq!(
+            names(&table_schema(&schema).unwrap()),
+            [
+                "id INT64 REQUIRED",
+                "amount NUMERIC NULLABLE",
+                "big BIGNUMERIC NULLABLE",
+                "huge BIGNUMERIC NULLABLE",
+                "at TIMESTAMP REQUIRED",
+                "local DATETIME NULLABLE",
+                "doc JSON NULLABLE",
+                "raw BYTES NULLABLE",
+                "tags STRING REPEATED",
+            ]
+        );
+        let bad = Schema::new(vec![Field::new("n", DataType::UInt64, true)]);
+        assert!(table_schema(&bad).unwrap_err().contains("\"n\""));
+    }
+
+    #[test]
+    fn lists_incompatible_columns() {
+        let table = TableSchema::new(vec![
+            TableFieldSchema::integer("id"),
+            TableFieldSchema::string("name"),
+            TableFieldSchema::string("extra"),
+        ]);
+        let load = table_schema(&Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Int64, true),
+            Field::new("new", DataType::Utf8, true),
+        ]))
+        .unwrap();
+        let found = differences(&table, &load);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("\"name\" is STRING NULLABLE in the table but INT64 NULLABLE"), "{found:?}");
+        assert!(found[1].contains("\"new\""), "{found:?}");
+        let mut required = TableFieldSchema::integer("id");
+        required.mode = Some("REQUIRED".into());
+        let nullable_load = table_schema(&Schema::new(vec![Field::new("id", DataType::Int64, true)])).unwrap();
+        assert_eq!(differences(&TableSchema::new(vec![required]), &nullable_load).len(), 1);
+        assert!(differences(&load, &load).is_empty());
+    }
+}

@@ -1,0 +1,121 @@
+//! Load jobs with their data in the request: the media upload endpoint
+//! (`uploadType=multipart`), which `gcp-bigquery-client` lacks. No bucket
+//! is needed; each request carries one job's file.
+
+use std::time::Duration;
+
+use gcp_bigquery_client::model::job::Job;
+use serde_json::Value;
+
+use super::api::{Api, ApiError};
+use super::retry::retrying;
+
+const BOUNDARY: &str = "sluice_load_job_boundary_5f1c0a";
+
+/// Upload bandwidth assumed when bounding an upload's time.
+const MIN_BYTES_PER_SECOND: u64 = 1 << 20;
+
+impl Api {
+    /// Submits load job `job_id` (`job` is its JSON resource) with `data` as
+    /// the file to load. Repeating it is safe: when a job of that id exists
+    /// (an earlier attempt reached BigQuery), that job is returned.
+    pub(super) async fn upload_load_job(&self, job: &Value, job_id: &str, data: &[u8]) -> Result<Job, ApiError> {
+        let url = format!(
+            "{}/upload/bigquery/v2/projects/{}/jobs?uploadType=multipart",
+            self.settings.endpoint, self.settings.project
+        );
+        let body = multipart_body(job, data);
+        let timeout = self.settings.timeout + Duration::from_secs(data.len() as u64 / MIN_BYTES_PER_SECOND);
+        retrying("jobs.insert (upload)", || async {
+            let token = self
+                .tokens
+                .token()
+                .await
+                .map_err(|e| ApiError::new("authError", e.to_string()))?;
+            let response = self
+                .http
+                .post(&url)
+                .bearer_auth(token)
+                .timeout(timeout)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    format!("multipart/related; boundary={BOUNDARY}"),
+                )
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| ApiError::from_http(&e))?;
+            let status = response.status();
+            let text = response.text().await.map_err(|e| ApiError::from_http(&e))?;
+            if status.is_success() {
+                return serde_json::from_str::<Job>(&text)
+                    .map_err(|e| ApiError::new("badResponse", format!("unexpected answer to a load job upload: {e}")));
+            }
+            let error = error_of(status.as_u16(), &text);
+            if error.is_duplicate() {
+                return self.get_job(job_id).await?.ok_or(error);
+            }
+            Err(error)
+        })
+        .await
+    }
+}
+
+/// The `multipart/related` body: the job resource, then the file.
+fn multipart_body(job: &Value, data: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(data.len() + 1024);
+    body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n").as_bytes());
+    body.extend_from_slice(job.to_string().as_bytes());
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// BigQuery's error JSON (`{"error": {"code", "message", "errors": [{"reason"}]}}`),
+/// or the status and text of an answer that is not one.
+fn error_of(status: u16, text: &str) -> ApiError {
+    let parsed: Option<Value> = serde_json::from_str(text).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let reason = error
+        .and_then(|e| e.pointer("/errors/0/reason"))
+        .and_then(Value::as_str)
+        .unwrap_or("httpError");
+    let message = error
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()));
+    ApiError {
+        status: Some(status),
+        reason: reason.into(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_bigquery_errors_and_others() {
+        let e = error_of(
+            400,
+            r#"{"error":{"code":400,"message":"Error while reading data","errors":[{"reason":"invalid","message":"x"}]}}"#,
+        );
+        assert_eq!((e.reason.as_str(), e.message.as_str()), ("invalid", "Error while reading data"));
+        assert!(!e.retryable());
+        let e = error_of(502, "<html>bad gateway</html>");
+        assert!(e.retryable() && e.message.contains("502"), "{e}");
+        assert!(error_of(409, "{}").is_duplicate());
+    }
+
+    #[test]
+    fn body_has_the_job_then_the_file() {
+        let body = multipart_body(&serde_json::json!({"a": 1}), b"PAR1");
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with(&format!("--{BOUNDARY}\r\n")));
+        assert!(text.find("{\"a\":1}").unwrap() < text.find("PAR1").unwrap());
+        assert!(text.ends_with(&format!("--{BOUNDARY}--\r\n")));
+    }
+}

@@ -1,0 +1,85 @@
+//! What a crash left behind: runs still `running` in the catalog from an
+//! earlier process, settled with what their destination committed.
+
+use chrono::Utc;
+use sluice_catalog::{LoadType, RunRecord, RunStatus, Watermark};
+use tracing::{info, warn};
+
+use super::JobManager;
+use crate::error::EngineError;
+
+impl JobManager {
+    /// Settles runs that were in progress when Sluice stopped (see
+    /// [`settle`](Self::settle)). A run whose destination cannot answer now
+    /// (a remote warehouse out of reach) stays unsettled and is asked again
+    /// before its job's next run, so that start-up does not depend on it.
+    pub async fn reconcile(&self) -> Result<(), EngineError> {
+        for run in self.catalog().runs(None)?.into_iter().filter(|r| !r.status.is_final()) {
+            let (job, run_id) = (run.job.clone(), run.id);
+            if let Err(e) = self.settle(run).await {
+                warn!(job = %job, run_id, error = %e, "could not settle an interrupted run; will retry before the job runs again");
+                self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles the interrupted runs of `job` that start-up could not; an
+    /// error stops the job's next run, which could otherwise load twice.
+    pub(super) async fn settle_interrupted(&self, job: &str) -> Result<(), EngineError> {
+        let pending: Vec<u64> = self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        for run_id in pending {
+            let run = self.catalog().run(run_id)?;
+            if run.job != job {
+                continue;
+            }
+            if !run.status.is_final() {
+                self.settle(run).await?;
+            }
+            self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
+        }
+        Ok(())
+    }
+
+    /// A run whose load the destination committed is recorded as succeeded
+    /// with its watermark (the crash came between the destination commit and
+    /// the catalog update); any other is marked failed, nothing of it visible.
+    async fn settle(&self, mut run: RunRecord) -> Result<(), EngineError> {
+        run.finished_at = Some(Utc::now());
+        let committed = match self.catalog().find_job(&run.job)? {
+            Some(job) => {
+                let destination = self.destination(job.destination.connection.as_deref())?;
+                destination
+                    .committed_run(&job.destination.table, run.id)
+                    .await?
+                    .map(|state| (job, state))
+            }
+            None => None,
+        };
+        match committed {
+            Some((job, state)) => {
+                run.status = RunStatus::Succeeded;
+                // The run saved its watermark before the destination
+                // committed; destinations that record it may say it too.
+                let watermark = match (&job.load, state.watermark.or_else(|| run.watermark_to.clone())) {
+                    (LoadType::Incremental { .. }, Some(value)) => Some(Watermark {
+                        job: job.name.clone(),
+                        value,
+                        run_id: run.id,
+                        updated_at: Utc::now(),
+                    }),
+                    _ => None,
+                };
+                self.catalog().finish_run(&run, watermark.as_ref())?;
+                info!(job = %run.job, run_id = run.id, "adopted a run the destination had committed before a restart");
+            }
+            None => {
+                run.status = RunStatus::Failed;
+                run.error = Some("interrupted: Sluice stopped during the run; nothing of it was committed".into());
+                self.catalog().finish_run(&run, None)?;
+                warn!(job = %run.job, run_id = run.id, "marked an interrupted run failed");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,449 @@
+//! BigQuery as a destination, end to end against a local fake of the
+//! BigQuery REST API (`tests/fake_bigquery`): connection test, table set-up,
+//! snapshot and incremental loads through media uploads, exact types,
+//! retries, error reporting and exactly-once across kill -9.
+
+mod common;
+mod fake_bigquery;
+
+use std::time::Duration;
+
+use axum::http::Method;
+use common::*;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use fake_bigquery::{FakeBigQuery, FaultKind};
+use serde_json::json;
+use tokio_postgres::Client;
+
+const PROJECT: &str = "test-project";
+
+const ORDERS: &str = "
+CREATE TABLE public.orders (
+    id bigint PRIMARY KEY,
+    amount numeric(12,2),
+    status text NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+INSERT INTO public.orders
+SELECT g, g * 1.25, CASE WHEN g % 2 = 0 THEN 'paid' ELSE 'open' END,
+       timestamptz '2024-03-01 00:00:00+00' + g * interval '1 minute'
+FROM generate_series(1, 500) g;
+";
+
+struct Env {
+    pg: PgServer,
+    fake: FakeBigQuery,
+    sluice: Sluice,
+    client: Client,
+    _keys: tempfile::TempDir,
+}
+
+/// PostgreSQL with `orders`, the fake, Sluice pointed at the fake, and the
+/// `shop` and `wh` connections.
+async fn setup(extra_env: &[(&str, &str)]) -> Env {
+    let pg = PgServer::start();
+    pg.psql_admin_db("shop", ORDERS);
+    let fake = FakeBigQuery::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = fake.write_key_file(keys.path());
+    let mut envs = vec![("SLUICE_BIGQUERY_ENDPOINT", fake.url.as_str())];
+    envs.extend_from_slice(extra_env);
+    let sluice = Sluice::start_with(&[], &envs);
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}');
+             CREATE CONNECTION wh TYPE bigquery OPTIONS (project '{PROJECT}', dataset 'raw_data', location 'EU',
+                 credentials_file '{}', connect_timeout 2);",
+            pg.port,
+            key_file.display()
+        ))
+        .await
+        .unwrap();
+    Env {
+        pg,
+        fake,
+        sluice,
+        client,
+        _keys: keys,
+    }
+}
+
+/// Every row of a fake table as text, `|`-separated, sorted.
+fn table_rows(fake: &FakeBigQuery, table: &str) -> Vec<String> {
+    let table = fake.table("raw_data", table).expect("the table exists");
+    let mut rows = Vec::new();
+    for batch in &table.batches {
+        rows.extend(batch_rows(batch));
+    }
+    rows.sort();
+    rows
+}
+
+fn batch_rows(batch: &RecordBatch) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let formatters: Vec<_> = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+        .collect();
+    (0..batch.num_rows())
+        .map(|row| {
+            formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+fn staging_tables(fake: &FakeBigQuery) -> Vec<String> {
+    fake.table_names("raw_data")
+        .into_iter()
+        .filter(|t| t.starts_with("_sluice_staging"))
+        .collect()
+}
+
+#[tokio::test]
+async fn connection_test_signs_in_and_creates_the_dataset_in_its_location() {
+    let env = setup(&[]).await;
+    let dataset = env.fake.state().datasets["raw_data"].clone();
+    assert_eq!(dataset["location"], json!("EU"));
+    assert!(env.fake.state().tokens_issued >= 1, "a token was fetched");
+    let shown = rows(&env.client, "SHOW CONNECTIONS").await;
+    let wh = shown.iter().find(|r| r[0].as_deref() == Some("wh")).unwrap();
+    assert!(wh.iter().any(|c| c.as_deref() == Some("ok")), "{wh:?}");
+
+    // The key as a secret: stored encrypted, never shown back.
+    let key = std::fs::read_to_string(env._keys.path().join("sa.json")).unwrap();
+    env.client
+        .batch_execute(&format!(
+            "CREATE SECRET sa AS '{}'; CREATE CONNECTION wh2 TYPE bigquery OPTIONS (project '{PROJECT}', dataset 'other', location 'EU', credentials SECRET sa)",
+            key.replace('\'', "''")
+        ))
+        .await
+        .unwrap();
+    let create = rows(&env.client, "SHOW CREATE CONNECTION wh2").await;
+    let text = format!("{create:?}");
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    assert!(env.fake.state().datasets.contains_key("other"));
+
+    // A dataset in another location is refused, naming both.
+    env.fake.state().datasets.insert(
+        "us_data".into(),
+        json!({"datasetReference": {"projectId": PROJECT, "datasetId": "us_data"}, "location": "US"}),
+    );
+    let err = expect_err(
+        &env.client,
+        "CREATE CONNECTION wh3 TYPE bigquery OPTIONS (project 'test-project', dataset 'us_data', location 'EU', credentials SECRET sa)",
+        "08001",
+    )
+    .await;
+    assert!(err.contains("location US") && err.contains("EU"), "{err}");
+
+    // A missing permission is named, as BigQuery words it.
+    env.fake.state().denied = Some("bigquery.datasets.create".into());
+    let err = expect_err(
+        &env.client,
+        "CREATE CONNECTION wh4 TYPE bigquery OPTIONS (project 'test-project', dataset 'new_one', location 'EU', credentials SECRET sa)",
+        "08001",
+    )
+    .await;
+    assert!(err.contains("bigquery.datasets.create") && err.contains("accessDenied"), "{err}");
+    assert_eq!(
+        rows(&env.client, "SELECT count(*) FROM sluice.connections WHERE name IN ('wh3', 'wh4')").await[0][0].as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test]
+async fn incremental_job_sets_the_table_up_and_appends_each_row_once() {
+    let env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "2000")]).await;
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL \
+             WITH (partition_expiration_days = 400, require_partition_filter = true)",
+        )
+        .await
+        .unwrap();
+    // Set up before any data moves: schema with modes, partitioning,
+    // clustering on the primary key, a description naming the job.
+    let table = env.fake.table("raw_data", "orders").unwrap();
+    assert_eq!(table.num_rows(), 0);
+    let resource = &table.resource;
+    assert_eq!(
+        resource["schema"]["fields"],
+        json!([
+            {"name": "id", "type": "INTEGER", "mode": "REQUIRED"},
+            {"name": "amount", "type": "NUMERIC", "mode": "NULLABLE"},
+            {"name": "status", "type": "STRING", "mode": "REQUIRED"},
+            {"name": "updated_at", "type": "TIMESTAMP", "mode": "REQUIRED"},
+        ])
+    );
+    assert_eq!(
+        resource["timePartitioning"],
+        json!({"type": "DAY", "field": "updated_at", "expirationMs": (400u64 * 86_400_000).to_string()})
+    );
+    assert_eq!(resource["requirePartitionFilter"], json!(true));
+    assert_eq!(resource["clustering"], json!({"fields": ["id"]}));
+    assert!(resource["description"].as_str().unwrap().contains("orders_inc"));
+
+    let summary = rows(&env.client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    assert_eq!(summary[0][2].as_deref(), Some("500"));
+    let loaded = table_rows(&env.fake, "orders");
+    assert_eq!(loaded.len(), 500);
+    assert!(loaded.contains(&"1|1.25|open|2024-03-01T00:01:00Z".to_string()), "{:?}", &loaded[..3]);
+    // Small chunks: several load jobs, one commit, no staging left.
+    let chunk_jobs = env.fake.count_requests("/upload/bigquery/v2/projects/test-project/jobs");
+    assert!(chunk_jobs > 1, "{chunk_jobs} uploads");
+    assert!(staging_tables(&env.fake).is_empty(), "{:?}", staging_tables(&env.fake));
+
+    env.pg.psql_admin_db(
+        "shop",
+        "INSERT INTO orders SELECT g, g, 'new', timestamptz '2024-03-05 00:00:00+00' + g * interval '1 second' FROM generate_series(501, 520) g",
+    );
+    let summary = rows(&env.client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][2].as_deref(), Some("20"), "{summary:?}");
+    let summary = rows(&env.client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][2].as_deref(), Some("0"), "{summary:?}");
+    let loaded = table_rows(&env.fake, "orders");
+    assert_eq!(loaded.len(), 520);
+    let mut ids: Vec<&str> = loaded.iter().map(|r| r.split('|').next().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 520, "no row twice");
+}
+
+#[tokio::test]
+async fn snapshot_job_replaces_the_table_atomically() {
+    let env = setup(&[]).await;
+    env.client
+        .batch_execute("CREATE ETL JOB orders_snap FROM shop.public.orders (id, status) INTO wh.orders_copy SNAPSHOT")
+        .await
+        .unwrap();
+    let resource = env.fake.table("raw_data", "orders_copy").unwrap().resource;
+    assert!(resource.get("timePartitioning").is_none(), "snapshots are not partitioned");
+    rows(&env.client, "RUN ETL JOB orders_snap").await;
+    env.pg.psql_admin_db("shop", "DELETE FROM orders WHERE id > 100");
+    rows(&env.client, "RUN ETL JOB orders_snap").await;
+    let loaded = table_rows(&env.fake, "orders_copy");
+    assert_eq!(loaded.len(), 100, "replaced, not appended");
+    // The replace is one copy job with WRITE_TRUNCATE.
+    let state = env.fake.state();
+    let commits: Vec<_> = state
+        .jobs
+        .values()
+        .filter(|j| j["configuration"]["copy"].is_object())
+        .collect();
+    assert_eq!(commits.len(), 2);
+    assert!(commits.iter().all(|j| j["configuration"]["copy"]["writeDisposition"] == "WRITE_TRUNCATE"));
+}
+
+#[tokio::test]
+async fn types_arrive_exactly() {
+    let env = setup(&[]).await;
+    env.pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE kinds (id int PRIMARY KEY, n numeric(12,2), big numeric(50,20), at timestamptz, local timestamp,
+             doc jsonb, raw bytea, tags text[], nums int[]);
+         INSERT INTO kinds VALUES
+           (1, 12345678901.23, 123456789012345678901234567890.12345678901234567890, '2024-02-29 23:59:59.123456+00',
+            '2024-02-29 23:59:59.654321', '{\"a\": [1, 2]}', '\\xdeadbeef', ARRAY['x', 'y'], ARRAY[1, 2, 3]),
+           (2, -0.01, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+    );
+    env.client
+        .batch_execute("CREATE ETL JOB kinds FROM shop.public.kinds INTO wh.kinds SNAPSHOT")
+        .await
+        .unwrap();
+    let fields = env.fake.table("raw_data", "kinds").unwrap().resource["schema"]["fields"].clone();
+    let described: Vec<String> = fields
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {} {}", f["name"].as_str().unwrap(), f["type"].as_str().unwrap(), f["mode"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        described,
+        [
+            "id INTEGER REQUIRED",
+            "n NUMERIC NULLABLE",
+            "big BIGNUMERIC NULLABLE",
+            "at TIMESTAMP NULLABLE",
+            "local DATETIME NULLABLE",
+            "doc JSON NULLABLE",
+            "raw BYTES NULLABLE",
+            "tags STRING REPEATED",
+            "nums INTEGER REPEATED",
+        ]
+    );
+    let summary = rows(&env.client, "RUN ETL JOB kinds").await;
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    // The fake accepted each column only with the Parquet logical type
+    // BigQuery reads as the column's type; the values are exact.
+    assert_eq!(
+        table_rows(&env.fake, "kinds"),
+        [
+            "1|12345678901.23|123456789012345678901234567890.12345678901234567890|2024-02-29T23:59:59.123456Z|\
+             2024-02-29T23:59:59.654321|{\"a\": [1, 2]}|deadbeef|[x, y]|[1, 2, 3]",
+            "2|-0.01|NULL|NULL|NULL|NULL|NULL|NULL|NULL",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_incompatible_table_is_refused_and_nothing_is_left_behind() {
+    let env = setup(&[]).await;
+    // An existing table with another schema: the job is refused, listing
+    // the differences.
+    env.fake.state().tables.insert(
+        ("raw_data".into(), "taken".into()),
+        fake_bigquery::FakeTable {
+            resource: json!({"tableReference": {"projectId": PROJECT, "datasetId": "raw_data", "tableId": "taken"},
+                "schema": {"fields": [{"name": "id", "type": "STRING", "mode": "NULLABLE"}]}}),
+            batches: vec![],
+        },
+    );
+    let err = expect_err(
+        &env.client,
+        "CREATE ETL JOB j FROM shop.public.orders INTO wh.taken SNAPSHOT",
+        "58030",
+    )
+    .await;
+    assert!(err.contains("\"id\" is STRING NULLABLE in the table but INT64 REQUIRED"), "{err}");
+    assert!(err.contains("\"amount\""), "{err}");
+    assert!(rows(&env.client, "SHOW ETL JOBS").await.is_empty());
+
+    // A compatible one is adopted.
+    env.fake.state().tables.insert(
+        ("raw_data".into(), "adopted".into()),
+        fake_bigquery::FakeTable {
+            resource: json!({"tableReference": {"projectId": PROJECT, "datasetId": "raw_data", "tableId": "adopted"},
+                "schema": {"fields": [{"name": "id", "type": "INT64", "mode": "NULLABLE"},
+                                      {"name": "status", "type": "STRING", "mode": "NULLABLE"},
+                                      {"name": "extra", "type": "STRING", "mode": "NULLABLE"}]}}),
+            batches: vec![],
+        },
+    );
+    env.client
+        .batch_execute("CREATE ETL JOB adopt FROM shop.public.orders (id, status) INTO wh.adopted SNAPSHOT")
+        .await
+        .unwrap();
+    let summary = rows(&env.client, "RUN ETL JOB adopt").await;
+    assert_eq!(summary[0][2].as_deref(), Some("500"), "{summary:?}");
+
+    // A bad layout option fails before anything is made.
+    let err = expect_err(
+        &env.client,
+        "CREATE ETL JOB bad FROM shop.public.orders INTO wh.bad INCREMENTAL BY updated_at WITH (cluster_by (nope))",
+        "58030",
+    )
+    .await;
+    assert!(err.contains("nope"), "{err}");
+    assert!(env.fake.table("raw_data", "bad").is_none());
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_lost_answers_never_load_twice() {
+    let env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "4000")]).await;
+    env.client
+        .batch_execute("CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL")
+        .await
+        .unwrap();
+    env.fake.inject(Method::POST, "/upload/", FaultKind::Status(429, "rateLimitExceeded"), 2);
+    env.fake.inject(Method::POST, "/upload/", FaultKind::Status(503, "backendError"), 1);
+    // The first chunk's job is created, but its answer comes too late: the
+    // retry meets "already exists" and checks that job instead.
+    env.fake
+        .inject(Method::POST, "/upload/", FaultKind::LateAnswer(Duration::from_secs(5)), 1);
+    env.fake.inject(Method::POST, "/projects/test-project/jobs", FaultKind::Status(500, "internalError"), 1);
+    env.fake.inject(Method::GET, "/jobs/", FaultKind::Status(502, "backendError"), 1);
+    let summary = rows(&env.client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500, "every row exactly once");
+    assert!(env.fake.state().faults.iter().all(|f| f.times == 0), "every fault was hit");
+}
+
+#[tokio::test]
+async fn a_refused_load_fails_the_run_with_bigquerys_words_and_job_id() {
+    let env = setup(&[]).await;
+    env.client
+        .batch_execute("CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL")
+        .await
+        .unwrap();
+    env.fake.inject(Method::POST, "/upload/", FaultKind::Status(400, "invalid"), 1);
+    let err = expect_err(&env.client, "RUN ETL JOB orders_inc", "58030").await;
+    assert!(err.contains("invalid: injected 400 invalid"), "{err}");
+    assert!(err.contains("job sluice_orders_"), "{err}");
+    assert_eq!(env.fake.count_requests("/upload/"), 1, "4xx is not retried");
+    assert_eq!(env.fake.table("raw_data", "orders").unwrap().num_rows(), 0);
+    let runs = rows(&env.client, "SELECT status, watermark_to FROM sluice.runs").await;
+    assert_eq!(runs[0][0].as_deref(), Some("failed"));
+    assert!(
+        rows(&env.client, "SELECT watermark FROM sluice.jobs").await[0][0].is_none(),
+        "the watermark did not move"
+    );
+    assert!(staging_tables(&env.fake).is_empty(), "the aborted run's staging table is gone");
+    // The next run loads everything once.
+    let summary = rows(&env.client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][2].as_deref(), Some("500"), "{summary:?}");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500);
+}
+
+#[tokio::test]
+async fn a_crash_between_bigquery_commit_and_catalog_update_is_reconciled() {
+    let mut env = setup(&[("SLUICE_FAILPOINTS", "after_destination_commit")]).await;
+    env.client
+        .batch_execute("CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL")
+        .await
+        .unwrap();
+    assert!(env.client.simple_query("RUN ETL JOB orders_inc").await.is_err());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while env.sluice.is_running() {
+        assert!(std::time::Instant::now() < deadline, "the failpoint did not stop the server");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500, "BigQuery has the load");
+    env.sluice.opts.envs.retain(|(k, _)| k != "SLUICE_FAILPOINTS");
+    env.sluice.restart();
+    let client = env.sluice.client().await;
+    let run = rows(&client, "SELECT status, watermark_to FROM sluice.runs").await;
+    assert_eq!(run[0][0].as_deref(), Some("succeeded"), "adopted: {run:?}");
+    assert_eq!(run[0][1].as_deref(), Some("2024-03-01T08:20:00Z"));
+    let jobs = rows(&client, "SELECT watermark FROM sluice.jobs WHERE name = 'orders_inc'").await;
+    assert_eq!(jobs[0][0], run[0][1]);
+    let again = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(again[0][2].as_deref(), Some("0"), "nothing is loaded twice");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500);
+}
+
+#[tokio::test]
+async fn kill_9_mid_run_then_rerun_loads_every_row_once() {
+    let mut env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "3000")]).await;
+    env.client
+        .batch_execute("CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL")
+        .await
+        .unwrap();
+    // Slow the chunk uploads so the kill lands mid-run, after some chunks
+    // were loaded into the run's staging table.
+    env.fake
+        .inject(Method::POST, "/upload/", FaultKind::LateAnswer(Duration::from_millis(300)), 100);
+    rows(&env.client, "RUN ETL JOB orders_inc ASYNC").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while env.fake.count_requests("/upload/") < 3 {
+        assert!(std::time::Instant::now() < deadline, "the run did not start uploading");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.sluice.kill9();
+    assert_eq!(env.fake.table("raw_data", "orders").unwrap().num_rows(), 0, "nothing committed");
+    env.fake.state().faults.clear();
+    env.sluice.restart();
+    let client = env.sluice.client().await;
+    let run = rows(&client, "SELECT status FROM sluice.runs").await;
+    assert_eq!(run[0][0].as_deref(), Some("failed"), "{run:?}");
+    assert!(staging_tables(&env.fake).is_empty(), "reconcile removed the staging table");
+    let again = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(again[0][2].as_deref(), Some("500"), "{again:?}");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500);
+}

@@ -1,0 +1,604 @@
+//! A local fake of the BigQuery REST API: the calls Sluice makes, checked
+//! the way the real API checks them, with rows kept as Arrow batches decoded
+//! from the uploaded Parquet, and faults to inject.
+//!
+//! Calls: the OAuth token endpoint, datasets get/insert, tables
+//! get/insert/patch/delete, jobs insert/get (load jobs through the
+//! multipart upload endpoint, copy jobs). Jobs finish at once.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Value, json};
+
+pub const TOKEN: &str = "fake-access-token";
+const TYPES: &[&str] = &[
+    "STRING",
+    "BYTES",
+    "INTEGER",
+    "INT64",
+    "FLOAT",
+    "FLOAT64",
+    "NUMERIC",
+    "BIGNUMERIC",
+    "BOOLEAN",
+    "BOOL",
+    "TIMESTAMP",
+    "DATE",
+    "TIME",
+    "DATETIME",
+    "RECORD",
+    "STRUCT",
+    "GEOGRAPHY",
+    "JSON",
+    "INTERVAL",
+];
+
+/// A table: its resource as last written, and its rows.
+#[derive(Debug, Clone)]
+pub struct FakeTable {
+    pub resource: Value,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl FakeTable {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// What a matching request gets instead of (or before) its answer.
+#[derive(Debug, Clone)]
+pub enum FaultKind {
+    /// Answer with this status and BigQuery error reason, doing nothing.
+    Status(u16, &'static str),
+    /// Do the request, but answer only after this long (the client has
+    /// given up by then: a lost answer).
+    LateAnswer(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: Method,
+    /// A piece of the path (and query) that the request must contain.
+    pub path_contains: String,
+    pub kind: FaultKind,
+    /// How many matching requests it hits.
+    pub times: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub datasets: BTreeMap<String, Value>,
+    /// By (dataset, table).
+    pub tables: BTreeMap<(String, String), FakeTable>,
+    pub jobs: BTreeMap<String, Value>,
+    pub faults: Vec<Fault>,
+    /// `METHOD path?query` of every request, in order.
+    pub requests: Vec<String>,
+    /// A permission the service account lacks (e.g. `bigquery.datasets.create`).
+    pub denied: Option<String>,
+    /// How many tokens were handed out.
+    pub tokens_issued: usize,
+}
+
+pub struct FakeBigQuery {
+    pub url: String,
+    pub state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeBigQuery {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeBigQuery {
+    /// Starts the fake on a free loopback port.
+    pub async fn start() -> FakeBigQuery {
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let state = shared.clone();
+            async move { handle(state, method, uri, headers, body).await }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeBigQuery { url, state, task }
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    pub fn inject(&self, method: Method, path_contains: &str, kind: FaultKind, times: usize) {
+        self.state().faults.push(Fault {
+            method,
+            path_contains: path_contains.into(),
+            kind,
+            times,
+        });
+    }
+
+    pub fn table(&self, dataset: &str, table: &str) -> Option<FakeTable> {
+        self.state().tables.get(&(dataset.into(), table.into())).cloned()
+    }
+
+    /// The names of the tables in a dataset.
+    pub fn table_names(&self, dataset: &str) -> Vec<String> {
+        self.state()
+            .tables
+            .keys()
+            .filter(|(d, _)| d == dataset)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    /// Requests whose line contains `needle`.
+    pub fn count_requests(&self, needle: &str) -> usize {
+        self.state().requests.iter().filter(|r| r.contains(needle)).count()
+    }
+
+    /// Writes a service-account key file whose token URI is this fake, with
+    /// a throwaway RSA key made by `openssl` now.
+    pub fn write_key_file(&self, dir: &Path) -> std::path::PathBuf {
+        let pem_path = dir.join("key.pem");
+        let status = Command::new("openssl")
+            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+            .arg(&pem_path)
+            .output()
+            .expect("openssl is installed");
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        let pem = std::fs::read_to_string(&pem_path).unwrap();
+        let key = json!({
+            "type": "service_account",
+            "project_id": "test-project",
+            "private_key_id": "0123456789abcdef",
+            "private_key": pem,
+            "client_email": "sluice-test@test-project.iam.gserviceaccount.com",
+            "client_id": "1234567890",
+            "auth_uri": format!("{}/auth", self.url),
+            "token_uri": format!("{}/token", self.url),
+            "auth_provider_x509_cert_url": format!("{}/certs", self.url),
+            "client_x509_cert_url": format!("{}/cert", self.url),
+        });
+        let path = dir.join("sa.json");
+        std::fs::write(&path, key.to_string()).unwrap();
+        path
+    }
+}
+
+fn error(status: u16, reason: &str, message: impl Into<String>) -> Response {
+    let message = message.into();
+    let body = json!({"error": {"code": status, "message": message, "status": reason.to_uppercase(),
+        "errors": [{"reason": reason, "message": message, "domain": "global"}]}});
+    (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
+}
+
+fn ok(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+async fn handle(state: Arc<Mutex<State>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let line = format!("{method} {}", uri.path_and_query().map(|p| p.as_str()).unwrap_or(""));
+    let late = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(line.clone());
+        let fault = s
+            .faults
+            .iter_mut()
+            .find(|f| f.times > 0 && f.method == method && line.contains(&f.path_contains));
+        match fault {
+            Some(fault) => {
+                fault.times -= 1;
+                match fault.kind.clone() {
+                    FaultKind::Status(status, reason) => {
+                        return error(status, reason, format!("injected {status} {reason}"));
+                    }
+                    FaultKind::LateAnswer(delay) => Some(delay),
+                }
+            }
+            None => None,
+        }
+    };
+    let response = {
+        let mut s = state.lock().unwrap();
+        route(&mut s, &method, &uri, &headers, &body)
+    };
+    if let Some(delay) = late {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
+    let path = uri.path();
+    if path == "/token" {
+        s.tokens_issued += 1;
+        return ok(json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}));
+    }
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {TOKEN}"));
+    if !authorized {
+        return error(401, "unauthorized", "Request is missing required authentication credential.");
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let json_body = || serde_json::from_slice::<Value>(body);
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["bigquery", "v2", "projects", p, "datasets", d]) => match s.datasets.get(*d) {
+            Some(dataset) => ok(dataset.clone()),
+            None => error(404, "notFound", format!("Not found: Dataset {p}:{d}")),
+        },
+        ("POST", ["bigquery", "v2", "projects", p, "datasets"]) => {
+            if let Some(denied) = &s.denied {
+                return error(
+                    403,
+                    "accessDenied",
+                    format!("Access Denied: Project {p}: User does not have {denied} permission in project {p}."),
+                );
+            }
+            let Ok(dataset) = json_body() else {
+                return error(400, "parseError", "This API does not support parsing form-encoded input.");
+            };
+            let Some(id) = dataset.pointer("/datasetReference/datasetId").and_then(Value::as_str) else {
+                return error(400, "invalid", "Required parameter is missing: datasetReference.datasetId");
+            };
+            if s.datasets.contains_key(id) {
+                return error(409, "duplicate", format!("Already Exists: Dataset {p}:{id}"));
+            }
+            let mut dataset = dataset.clone();
+            if dataset.get("location").is_none() {
+                dataset["location"] = json!("US");
+            }
+            dataset["id"] = json!(format!("{p}:{id}"));
+            s.datasets.insert(id.to_owned(), dataset.clone());
+            ok(dataset)
+        }
+        ("POST", ["bigquery", "v2", "projects", p, "datasets", d, "tables"]) => {
+            let Ok(table) = json_body() else {
+                return error(400, "parseError", "Parse error");
+            };
+            if !s.datasets.contains_key(*d) {
+                return error(404, "notFound", format!("Not found: Dataset {p}:{d}"));
+            }
+            let Some(id) = table.pointer("/tableReference/tableId").and_then(Value::as_str) else {
+                return error(400, "invalid", "Required parameter is missing: tableReference.tableId");
+            };
+            if let Err(message) = check_table(&table) {
+                return error(400, "invalid", message);
+            }
+            let key = (d.to_string(), id.to_owned());
+            if s.tables.contains_key(&key) {
+                return error(409, "duplicate", format!("Already Exists: Table {p}:{d}.{id}"));
+            }
+            s.tables.insert(
+                key,
+                FakeTable {
+                    resource: table.clone(),
+                    batches: Vec::new(),
+                },
+            );
+            ok(table)
+        }
+        (m, ["bigquery", "v2", "projects", p, "datasets", d, "tables", t]) => {
+            let key = (d.to_string(), t.to_string());
+            let not_found = || error(404, "notFound", format!("Not found: Table {p}:{d}.{t}"));
+            match m {
+                "GET" => match s.tables.get(&key) {
+                    Some(table) => {
+                        let mut resource = table.resource.clone();
+                        resource["numRows"] = json!(table.num_rows().to_string());
+                        ok(resource)
+                    }
+                    None => not_found(),
+                },
+                "DELETE" => match s.tables.remove(&key) {
+                    Some(_) => StatusCode::NO_CONTENT.into_response(),
+                    None => not_found(),
+                },
+                "PATCH" => {
+                    let Ok(patch) = json_body() else {
+                        return error(400, "parseError", "Parse error");
+                    };
+                    match s.tables.get_mut(&key) {
+                        Some(table) => {
+                            if let Some(labels) = patch.get("labels") {
+                                table.resource["labels"] = labels.clone();
+                            }
+                            if let Some(description) = patch.get("description") {
+                                table.resource["description"] = description.clone();
+                            }
+                            ok(table.resource.clone())
+                        }
+                        None => not_found(),
+                    }
+                }
+                _ => error(405, "badRequest", "method not allowed"),
+            }
+        }
+        ("GET", ["bigquery", "v2", "projects", p, "jobs", id]) => match s.jobs.get(*id) {
+            Some(job) => ok(job.clone()),
+            None => error(404, "notFound", format!("Not found: Job {p}:{id}")),
+        },
+        ("POST", ["bigquery", "v2", "projects", p, "jobs"]) => {
+            let Ok(job) = json_body() else {
+                return error(400, "parseError", "Parse error");
+            };
+            insert_job(s, p, job, None)
+        }
+        ("POST", ["upload", "bigquery", "v2", "projects", p, "jobs"]) => {
+            if !uri.query().unwrap_or_default().contains("uploadType=multipart") {
+                return error(400, "invalid", "uploadType must be multipart");
+            }
+            let content_type = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let Some(boundary) = content_type
+                .strip_prefix("multipart/related; boundary=")
+                .map(str::to_owned)
+            else {
+                return error(400, "badContent", format!("Unsupported content with type: {content_type}"));
+            };
+            let Some((metadata, media)) = split_multipart(body, &boundary) else {
+                return error(400, "badContent", "malformed multipart body");
+            };
+            let Ok(job) = serde_json::from_slice::<Value>(&metadata) else {
+                return error(400, "parseError", "Parse error in the metadata part");
+            };
+            insert_job(s, p, job, Some(media))
+        }
+        _ => error(404, "notFound", format!("fake BigQuery has no {method} {path}")),
+    }
+}
+
+/// Checks a table resource's schema and layout as tables.insert does.
+fn check_table(table: &Value) -> Result<(), String> {
+    let fields = table
+        .pointer("/schema/fields")
+        .and_then(Value::as_array)
+        .ok_or("Schema has no fields")?;
+    for field in fields {
+        let name = field.get("name").and_then(Value::as_str).ok_or("a field has no name")?;
+        let ty = field.get("type").and_then(Value::as_str).unwrap_or_default();
+        if !TYPES.contains(&ty) {
+            return Err(format!("Invalid value for type: {ty} is not a valid value (field {name})"));
+        }
+        let mode = field.get("mode").and_then(Value::as_str).unwrap_or("NULLABLE");
+        if !["NULLABLE", "REQUIRED", "REPEATED"].contains(&mode) {
+            return Err(format!("Invalid value for mode: {mode} is not a valid value"));
+        }
+    }
+    let field_type = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|f| f.get("type").and_then(Value::as_str))
+    };
+    if let Some(partitioning) = table.get("timePartitioning") {
+        let ty = partitioning.get("type").and_then(Value::as_str).unwrap_or_default();
+        if !["DAY", "HOUR", "MONTH", "YEAR"].contains(&ty) {
+            return Err(format!("Invalid value for timePartitioning.type: {ty}"));
+        }
+        if let Some(field) = partitioning.get("field").and_then(Value::as_str) {
+            match field_type(field) {
+                Some("TIMESTAMP" | "DATE" | "DATETIME") => {}
+                other => return Err(format!("The field specified for time partitioning can only be of type TIMESTAMP, DATE or DATETIME. The type found is: {other:?}.")),
+            }
+        }
+    }
+    if let Some(clustering) = table.pointer("/clustering/fields").and_then(Value::as_array) {
+        if clustering.len() > 4 {
+            return Err("Too many clustering fields: at most 4".into());
+        }
+        for field in clustering {
+            let name = field.as_str().unwrap_or_default();
+            if field_type(name).is_none() {
+                return Err(format!("The field specified for clustering cannot be found in the schema. Invalid field: {name}."));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The metadata and media parts of a `multipart/related` body.
+fn split_multipart(body: &[u8], boundary: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let delimiter = format!("--{boundary}");
+    let find = |haystack: &[u8], needle: &[u8], from: usize| {
+        haystack[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
+    let mut parts = Vec::new();
+    let mut at = find(body, delimiter.as_bytes(), 0)? + delimiter.len();
+    loop {
+        if body[at..].starts_with(b"--") {
+            break;
+        }
+        let headers_end = find(body, b"\r\n\r\n", at)? + 4;
+        let next = find(body, format!("\r\n{delimiter}").as_bytes(), headers_end)?;
+        parts.push(body[headers_end..next].to_vec());
+        at = next + 2 + delimiter.len();
+    }
+    match <[Vec<u8>; 2]>::try_from(parts) {
+        Ok([metadata, media]) => Some((metadata, media)),
+        Err(_) => None,
+    }
+}
+
+fn job_done(mut job: Value, error: Option<(&str, String)>) -> Value {
+    job["status"] = match error {
+        None => json!({"state": "DONE"}),
+        Some((reason, message)) => json!({"state": "DONE",
+            "errorResult": {"reason": reason, "message": message},
+            "errors": [{"reason": reason, "message": message}]}),
+    };
+    job
+}
+
+fn insert_job(s: &mut State, project: &str, mut job: Value, media: Option<Vec<u8>>) -> Response {
+    let Some(id) = job.pointer("/jobReference/jobId").and_then(Value::as_str).map(str::to_owned) else {
+        return error(400, "invalid", "Required parameter is missing: jobReference.jobId");
+    };
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || id.len() > 1024 {
+        return error(400, "invalid", format!("Invalid job ID \"{id}\""));
+    }
+    if s.jobs.contains_key(&id) {
+        let location = job.pointer("/jobReference/location").and_then(Value::as_str).unwrap_or("US");
+        return error(409, "duplicate", format!("Already Exists: Job {project}:{location}.{id}"));
+    }
+    let outcome = if let Some(load) = job.pointer("/configuration/load").cloned() {
+        match media {
+            None => Err(("invalid", "a load job without sourceUris needs the upload endpoint".to_owned())),
+            Some(media) => run_load(s, &load, media),
+        }
+    } else if let Some(copy) = job.pointer("/configuration/copy").cloned() {
+        run_copy(s, &copy)
+    } else {
+        return error(400, "invalid", "Job configuration must contain exactly one job-specific configuration object");
+    };
+    if let Err((reason, message)) = &outcome
+        && *reason == "badRequest"
+    {
+        return error(400, "invalid", message.clone());
+    }
+    job["id"] = json!(format!("{project}:{id}"));
+    let job = job_done(job, outcome.err().map(|(r, m)| (r, m)));
+    s.jobs.insert(id, job.clone());
+    ok(job)
+}
+
+fn disposition(config: &Value, key: &str, allowed: &[&str], default: &str) -> Result<String, (&'static str, String)> {
+    let value = config.get(key).and_then(Value::as_str).unwrap_or(default);
+    if allowed.contains(&value) {
+        Ok(value.to_owned())
+    } else {
+        Err(("badRequest", format!("Invalid value for {key}: {value} is not a valid value")))
+    }
+}
+
+fn table_key(reference: Option<&Value>) -> Result<(String, String), (&'static str, String)> {
+    let reference = reference.ok_or(("badRequest", "Required parameter is missing: destinationTable".to_owned()))?;
+    let part = |k: &str| reference.get(k).and_then(Value::as_str).map(str::to_owned);
+    match (part("projectId"), part("datasetId"), part("tableId")) {
+        (Some(_), Some(d), Some(t)) => Ok((d, t)),
+        _ => Err(("badRequest", "a table reference needs projectId, datasetId and tableId".into())),
+    }
+}
+
+fn run_load(s: &mut State, load: &Value, media: Vec<u8>) -> Result<(), (&'static str, String)> {
+    let write = disposition(load, "writeDisposition", &["WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY"], "WRITE_APPEND")?;
+    disposition(load, "createDisposition", &["CREATE_NEVER", "CREATE_IF_NEEDED"], "CREATE_IF_NEEDED")?;
+    let format = load.get("sourceFormat").and_then(Value::as_str).unwrap_or("CSV");
+    if format != "PARQUET" {
+        return Err(("invalid", format!("the fake only reads PARQUET, not {format}")));
+    }
+    if load.pointer("/parquetOptions/enableListInference") != Some(&json!(true)) {
+        return Err(("invalid", "parquetOptions.enableListInference is needed for REPEATED columns".into()));
+    }
+    let key = table_key(load.get("destinationTable"))?;
+    let Some(table) = s.tables.get(&key) else {
+        return Err(("notFound", format!("Not found: Table {}.{}", key.0, key.1)));
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(media))
+        .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?
+        .build()
+        .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?;
+    let batches: Vec<RecordBatch> = reader
+        .collect::<Result<_, _>>()
+        .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?;
+    if let Some(first) = batches.first() {
+        check_columns(&table.resource, first.schema().as_ref())?;
+    }
+    let table = s.tables.get_mut(&key).expect("checked");
+    if write == "WRITE_TRUNCATE" {
+        table.batches.clear();
+    }
+    table.batches.extend(batches);
+    Ok(())
+}
+
+/// Whether Parquet columns (read as Arrow) load into the table's columns
+/// as BigQuery reads them: the logical types decide.
+fn check_columns(table: &Value, schema: &Schema) -> Result<(), (&'static str, String)> {
+    let fields = table.pointer("/schema/fields").and_then(Value::as_array).cloned().unwrap_or_default();
+    for column in schema.fields() {
+        let Some(field) = fields.iter().find(|f| f.get("name").and_then(Value::as_str) == Some(column.name())) else {
+            return Err(("invalid", format!("Provided Schema does not match Table. Field {} is not in the table", column.name())));
+        };
+        let ty = field.get("type").and_then(Value::as_str).unwrap_or_default();
+        let mode = field.get("mode").and_then(Value::as_str).unwrap_or("NULLABLE");
+        let data_type = match (mode, column.data_type()) {
+            ("REPEATED", DataType::List(element)) if element.name() == "element" => element.data_type(),
+            ("REPEATED", other) => {
+                return Err(("invalid", format!("Field {} is REPEATED but the file has {other} (a LIST of `element`s is needed)", column.name())));
+            }
+            (_, other) => other,
+        };
+        if !loads_as(ty, data_type) {
+            return Err(("invalid", format!(
+                "Provided Schema does not match Table. Field {} has changed type from {ty} to {data_type}",
+                column.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn loads_as(ty: &str, data_type: &DataType) -> bool {
+    match ty {
+        "STRING" | "JSON" => matches!(data_type, DataType::Utf8 | DataType::LargeUtf8),
+        "BYTES" => matches!(data_type, DataType::Binary | DataType::LargeBinary),
+        "INTEGER" | "INT64" => matches!(data_type, DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64),
+        "FLOAT" | "FLOAT64" => matches!(data_type, DataType::Float32 | DataType::Float64),
+        "BOOLEAN" | "BOOL" => matches!(data_type, DataType::Boolean),
+        "NUMERIC" => matches!(data_type, DataType::Decimal128(p, s) if *s <= 9 && (*p as i8 - *s) <= 29),
+        "BIGNUMERIC" => matches!(data_type, DataType::Decimal128(..) | DataType::Decimal256(..)),
+        "TIMESTAMP" => matches!(data_type, DataType::Timestamp(_, Some(_))),
+        "DATETIME" => matches!(data_type, DataType::Timestamp(_, None)),
+        "DATE" => matches!(data_type, DataType::Date32),
+        "TIME" => matches!(data_type, DataType::Time64(_) | DataType::Time32(_)),
+        _ => false,
+    }
+}
+
+fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {
+    let write = disposition(copy, "writeDisposition", &["WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY"], "WRITE_EMPTY")?;
+    disposition(copy, "createDisposition", &["CREATE_NEVER", "CREATE_IF_NEEDED"], "CREATE_IF_NEEDED")?;
+    let source = table_key(copy.get("sourceTable"))?;
+    let destination = table_key(copy.get("destinationTable"))?;
+    let Some(source_table) = s.tables.get(&source) else {
+        return Err(("notFound", format!("Not found: Table {}.{}", source.0, source.1)));
+    };
+    let rows = source_table.batches.clone();
+    let Some(target) = s.tables.get_mut(&destination) else {
+        return Err(("notFound", format!("Not found: Table {}.{}", destination.0, destination.1)));
+    };
+    match write.as_str() {
+        "WRITE_TRUNCATE" => target.batches = rows,
+        "WRITE_EMPTY" if target.num_rows() > 0 => {
+            return Err(("duplicate", format!("Already Exists: Table {}.{}", destination.0, destination.1)));
+        }
+        _ => target.batches.extend(rows),
+    }
+    Ok(())
+}
