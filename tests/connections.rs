@@ -394,7 +394,7 @@ async fn options_are_validated_against_the_type() {
         .filter(|t| t[3].as_deref() == Some("available"))
         .map(|t| t[0].clone().unwrap())
         .collect();
-    assert_eq!(available, vec!["postgres", "mysql", "mariadb", "local"]);
+    assert_eq!(available, vec!["postgres", "mysql", "mariadb", "bigquery", "local"]);
     let postgres = types.iter().find(|t| t[0].as_deref() == Some("postgres")).unwrap();
     assert!(
         postgres[4].as_deref().unwrap().contains("port integer default 5432"),
@@ -405,7 +405,7 @@ async fn options_are_validated_against_the_type() {
         "SELECT count(*) FROM sluice.connection_type_options WHERE type = 'bigquery'",
     )
     .await;
-    assert_eq!(bigquery_options.as_deref(), Some("6"));
+    assert_eq!(bigquery_options.as_deref(), Some("7"));
 }
 
 #[tokio::test]

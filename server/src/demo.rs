@@ -81,6 +81,7 @@ async fn set_up(connections: &ConnectionManager, jobs: &JobManager, path: &Path)
             column_overrides: vec![],
             schedule: "MANUAL".into(),
             batch_rows: None,
+            layout: Default::default(),
         })
         .await?;
     }

@@ -1,0 +1,67 @@
+//! Opt-in: BigQuery destination against real BigQuery. Runs only when
+//! `SLUICE_BQ_TEST_PROJECT` names a project and `GOOGLE_APPLICATION_CREDENTIALS`
+//! a service-account key file that may create datasets, tables and jobs
+//! there; otherwise it prints a notice and passes. It creates its own
+//! dataset (`sluice_test_<random>`, location `SLUICE_BQ_TEST_LOCATION` or
+//! US) and drops it at the end.
+
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn loads_into_real_bigquery() {
+    let (Ok(project), Ok(key_file)) = (
+        std::env::var("SLUICE_BQ_TEST_PROJECT"),
+        std::env::var("GOOGLE_APPLICATION_CREDENTIALS"),
+    ) else {
+        eprintln!(
+            "skipped: set SLUICE_BQ_TEST_PROJECT and GOOGLE_APPLICATION_CREDENTIALS (a service-account key file) to run the live BigQuery test"
+        );
+        return;
+    };
+    let location = std::env::var("SLUICE_BQ_TEST_LOCATION").unwrap_or_else(|_| "US".into());
+    let dataset = format!("sluice_test_{}", std::process::id());
+    let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), tags text[], at timestamptz NOT NULL);
+         INSERT INTO orders SELECT g, g * 1.25, ARRAY['a', 'b'], timestamptz '2024-03-01 00:00:00+00' + g * interval '1 minute'
+         FROM generate_series(1, 100) g;",
+    );
+    let sluice = Sluice::start_with(&[], &[("SLUICE_BIGQUERY_ENDPOINT", "https://bigquery.googleapis.com")]);
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}');
+             CREATE CONNECTION wh TYPE bigquery OPTIONS (project '{project}', dataset '{dataset}', location '{location}', credentials_file '{key_file}');
+             CREATE ETL JOB inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY at ALL;
+             CREATE ETL JOB snap FROM shop.public.orders INTO wh.orders_snap SNAPSHOT;",
+            pg.port
+        ))
+        .await
+        .unwrap();
+    let first = rows(&client, "RUN ETL JOB inc").await;
+    let snap = rows(&client, "RUN ETL JOB snap").await;
+    let again = rows(&client, "RUN ETL JOB inc").await;
+    // Clean up before asserting, so a failure leaves nothing behind.
+    client.batch_execute("DROP ETL JOB inc; DROP ETL JOB snap;").await.unwrap();
+    let dropped = delete_dataset(&project, &dataset, &key_file).await;
+    assert_eq!(first[0][1].as_deref(), Some("succeeded"), "{first:?}");
+    assert_eq!(first[0][2].as_deref(), Some("100"));
+    assert_eq!(snap[0][2].as_deref(), Some("100"), "{snap:?}");
+    assert_eq!(again[0][2].as_deref(), Some("0"));
+    dropped.unwrap();
+}
+
+/// Deletes the test's dataset with its tables.
+async fn delete_dataset(project: &str, dataset: &str, key_file: &str) -> Result<(), String> {
+    let client = gcp_bigquery_client::Client::from_service_account_key_file(key_file)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .dataset()
+        .delete(project, dataset, true)
+        .await
+        .map_err(|e| format!("could not delete dataset {project}:{dataset}: {e}"))
+}
