@@ -447,3 +447,40 @@ async fn kill_9_mid_run_then_rerun_loads_every_row_once() {
     assert_eq!(again[0][2].as_deref(), Some("500"), "{again:?}");
     assert_eq!(table_rows(&env.fake, "orders").len(), 500);
 }
+
+#[tokio::test]
+async fn describe_and_select_through_the_connection() {
+    let env = setup(&[]).await;
+    env.client
+        .batch_execute("CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL")
+        .await
+        .unwrap();
+    rows(&env.client, "RUN ETL JOB orders_inc").await;
+    let described = rows(&env.client, "DESCRIBE wh.raw_data.orders").await;
+    let columns: Vec<String> = described
+        .iter()
+        .map(|r| format!("{} {} {}", r[0].as_deref().unwrap(), r[2].as_deref().unwrap(), r[3].as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        columns,
+        ["id INTEGER f", "amount NUMERIC t", "status STRING f", "updated_at TIMESTAMP f"]
+    );
+    assert_eq!(
+        rows(&env.client, "SELECT count(*) FROM wh.raw_data.orders").await[0][0].as_deref(),
+        Some("500")
+    );
+    let first = rows(
+        &env.client,
+        "SELECT id, amount, status, updated_at FROM wh.raw_data.orders ORDER BY id LIMIT 2",
+    )
+    .await;
+    assert_eq!(
+        first,
+        [
+            vec![Some("1".into()), Some("1.250000000".into()), Some("open".into()), Some("2024-03-01 00:01:00+00:00".into())],
+            vec![Some("2".into()), Some("2.500000000".into()), Some("paid".into()), Some("2024-03-01 00:02:00+00:00".into())],
+        ]
+    );
+    let tables = rows(&env.client, "SHOW TABLES FROM wh.raw_data").await;
+    assert_eq!(tables.len(), 1, "staging tables are not listed: {tables:?}");
+}

@@ -3,8 +3,9 @@
 //! from the uploaded Parquet, and faults to inject.
 //!
 //! Calls: the OAuth token endpoint, datasets get/insert, tables
-//! get/insert/patch/delete, jobs insert/get (load jobs through the
-//! multipart upload endpoint, copy jobs). Jobs finish at once.
+//! list/get/insert/patch/delete, jobs insert/get (load jobs through the
+//! multipart upload endpoint, copy jobs), and jobs.query/getQueryResults
+//! for `SELECT columns FROM dataset.table [LIMIT n]`. Jobs finish at once.
 
 #![allow(dead_code)]
 
@@ -92,7 +93,12 @@ pub struct State {
     pub denied: Option<String>,
     /// How many tokens were handed out.
     pub tokens_issued: usize,
+    /// Results of queries by job id: the rows as `{"f": [...]}` values.
+    pub query_results: BTreeMap<String, Vec<Value>>,
 }
+
+/// Rows per page of query results.
+const PAGE_ROWS: usize = 100;
 
 pub struct FakeBigQuery {
     pub url: String,
@@ -271,6 +277,51 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
             dataset["id"] = json!(format!("{p}:{id}"));
             s.datasets.insert(id.to_owned(), dataset.clone());
             ok(dataset)
+        }
+        ("GET", ["bigquery", "v2", "projects", p, "datasets", d, "tables"]) => {
+            if !s.datasets.contains_key(*d) {
+                return error(404, "notFound", format!("Not found: Dataset {p}:{d}"));
+            }
+            let tables: Vec<Value> = s
+                .tables
+                .iter()
+                .filter(|((dataset, _), _)| dataset == d)
+                .map(|(_, t)| {
+                    json!({"kind": "bigquery#table", "tableReference": t.resource["tableReference"],
+                        "type": "TABLE", "timePartitioning": t.resource.get("timePartitioning")})
+                })
+                .collect();
+            ok(json!({"kind": "bigquery#tableList", "tables": tables, "totalItems": tables.len()}))
+        }
+        ("POST", ["bigquery", "v2", "projects", p, "queries"]) => {
+            let Ok(request) = json_body() else {
+                return error(400, "parseError", "Parse error");
+            };
+            if request.get("useLegacySql") != Some(&json!(false)) {
+                return error(400, "invalidQuery", "the fake only runs standard SQL (useLegacySql: false)");
+            }
+            let sql = request.get("query").and_then(Value::as_str).unwrap_or_default();
+            match run_query(s, sql) {
+                Ok(rows) => {
+                    let id = format!("fake_query_{}", s.query_results.len() + 1);
+                    s.query_results.insert(id.clone(), rows);
+                    ok(result_page(s, p, &id, 0))
+                }
+                Err(message) => error(400, "invalidQuery", message),
+            }
+        }
+        ("GET", ["bigquery", "v2", "projects", p, "queries", id]) => {
+            if !s.query_results.contains_key(*id) {
+                return error(404, "notFound", format!("Not found: Job {p}:{id}"));
+            }
+            let offset = uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("pageToken="))
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            ok(result_page(s, p, id, offset))
         }
         ("POST", ["bigquery", "v2", "projects", p, "datasets", d, "tables"]) => {
             let Ok(table) = json_body() else {
@@ -601,4 +652,100 @@ fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {
         _ => target.batches.extend(rows),
     }
     Ok(())
+}
+
+/// One page of a query's results, from row `offset`.
+fn result_page(s: &State, project: &str, id: &str, offset: usize) -> Value {
+    let rows = &s.query_results[id];
+    let page: Vec<Value> = rows.iter().skip(offset).take(PAGE_ROWS).cloned().collect();
+    let mut answer = json!({"kind": "bigquery#queryResponse", "jobComplete": true,
+        "jobReference": {"projectId": project, "jobId": id, "location": "EU"},
+        "totalRows": rows.len().to_string(), "rows": page});
+    if offset + PAGE_ROWS < rows.len() {
+        answer["pageToken"] = json!((offset + PAGE_ROWS).to_string());
+    }
+    answer
+}
+
+/// Runs `SELECT item, ... FROM `dataset`.`table` [LIMIT n]`, where an item
+/// is `` `column` ``, `` TO_JSON_STRING(`column`) AS `column` `` or `1 AS _`;
+/// values are formatted as the REST API does with `useInt64Timestamp`.
+fn run_query(s: &State, sql: &str) -> Result<Vec<Value>, String> {
+    let rest = sql.strip_prefix("SELECT ").ok_or("the fake runs SELECT only")?;
+    let (list, rest) = rest.split_once(" FROM ").ok_or("no FROM")?;
+    let (table, limit) = match rest.split_once(" LIMIT ") {
+        Some((table, limit)) => (table, Some(limit.trim().parse::<usize>().map_err(|e| e.to_string())?)),
+        None => (rest, None),
+    };
+    if table.contains(" WHERE ") {
+        return Err("the fake does not evaluate WHERE".into());
+    }
+    let unquote = |t: &str| t.trim().trim_matches('`').to_owned();
+    let (dataset, table) = table.split_once("`.`").ok_or("expected `dataset`.`table`")?;
+    let key = (unquote(dataset), unquote(table));
+    let stored = s.tables.get(&key).ok_or(format!("Not found: Table {}.{}", key.0, key.1))?;
+    let items: Vec<(String, bool)> = list
+        .split(", ")
+        .map(|item| match item.strip_prefix("TO_JSON_STRING(") {
+            Some(rest) => (unquote(rest.split(')').next().unwrap_or_default()), true),
+            None => (unquote(item), false),
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for batch in &stored.batches {
+        for row in 0..batch.num_rows() {
+            let cells: Vec<Value> = items
+                .iter()
+                .map(|(name, json)| {
+                    if name == "1 AS _" {
+                        return Ok(json!({"v": "1"}));
+                    }
+                    let column = batch.column_by_name(name).ok_or(format!("Unrecognized name: {name}"))?;
+                    Ok(json!({"v": rest_value(column.as_ref(), row, *json)}))
+                })
+                .collect::<Result<_, String>>()?;
+            rows.push(json!({"f": cells}));
+        }
+    }
+    if let Some(limit) = limit {
+        rows.truncate(limit);
+    }
+    Ok(rows)
+}
+
+fn rest_value(column: &dyn datafusion::arrow::array::Array, row: usize, json: bool) -> Value {
+    use base64::Engine;
+    use datafusion::arrow::array::{AsArray, BinaryArray};
+    use datafusion::arrow::datatypes::TimestampMicrosecondType;
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    if column.is_null(row) {
+        return Value::Null;
+    }
+    let text = |array: &dyn datafusion::arrow::array::Array, i: usize| {
+        ArrayFormatter::try_new(array, &FormatOptions::default())
+            .unwrap()
+            .value(i)
+            .to_string()
+    };
+    match column.data_type() {
+        DataType::List(_) if json => {
+            let list = column.as_list::<i32>().value(row);
+            let quote = matches!(list.data_type(), DataType::Utf8);
+            let items: Vec<String> = (0..list.len())
+                .map(|i| {
+                    let t = text(list.as_ref(), i);
+                    if quote { Value::String(t).to_string() } else { t }
+                })
+                .collect();
+            json!(format!("[{}]", items.join(",")))
+        }
+        DataType::Timestamp(_, Some(_)) => {
+            json!(column.as_primitive::<TimestampMicrosecondType>().value(row).to_string())
+        }
+        DataType::Binary => {
+            let bytes = column.as_any().downcast_ref::<BinaryArray>().unwrap().value(row);
+            json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+        _ => json!(text(column, row)),
+    }
 }

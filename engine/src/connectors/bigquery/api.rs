@@ -7,7 +7,14 @@ use std::time::Duration;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::job::Job;
+use gcp_bigquery_client::model::data_format_options::DataFormatOptions;
+use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
+use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
+use gcp_bigquery_client::model::query_request::QueryRequest;
+use gcp_bigquery_client::model::query_response::QueryResponse;
 use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_list_tables::TableListTables;
+use gcp_bigquery_client::table::ListOptions;
 use gcp_bigquery_client::{Client, client_builder::ClientBuilder};
 use tracing::info;
 
@@ -277,6 +284,74 @@ impl Api {
                     e => Err(e),
                 },
             }
+        })
+        .await
+    }
+
+    /// The tables of the connection's dataset.
+    pub(super) async fn list_tables(&self) -> Result<Vec<TableListTables>, ApiError> {
+        let mut tables = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let page = retrying("tables.list", || async {
+                let options = match &page_token {
+                    Some(token) => ListOptions::default().page_token(token.clone()),
+                    None => ListOptions::default(),
+                };
+                self.client
+                    .table()
+                    .list(self.project(), self.dataset(), options)
+                    .await
+                    .map_err(ApiError::from_bq)
+            })
+            .await?;
+            tables.extend(page.tables.unwrap_or_default());
+            match page.next_page_token {
+                Some(token) if !token.is_empty() => page_token = Some(token),
+                _ => return Ok(tables),
+            }
+        }
+    }
+
+    /// Starts a standard-SQL query and returns its first page (which may
+    /// say the query is not complete yet). Queries are billed by BigQuery.
+    pub(super) async fn query(&self, sql: &str) -> Result<QueryResponse, ApiError> {
+        let mut request = QueryRequest::new(sql);
+        request.use_legacy_sql = false;
+        request.location = Some(self.settings.location.clone());
+        request.format_options = Some(DataFormatOptions {
+            use_int64_timestamp: Some(true),
+        });
+        request.timeout_ms = Some(10_000);
+        // Not retried: a repeated query would be billed again.
+        self.client
+            .job()
+            .query(self.project(), request)
+            .await
+            .map_err(ApiError::from_bq)
+    }
+
+    /// A page of a query's results.
+    pub(super) async fn query_results(
+        &self,
+        job_id: &str,
+        page_token: Option<String>,
+    ) -> Result<GetQueryResultsResponse, ApiError> {
+        retrying("jobs.getQueryResults", || async {
+            let parameters = GetQueryResultsParameters {
+                format_options: Some(DataFormatOptions {
+                    use_int64_timestamp: Some(true),
+                }),
+                location: Some(self.settings.location.clone()),
+                page_token: page_token.clone(),
+                timeout_ms: Some(10_000),
+                ..Default::default()
+            };
+            self.client
+                .job()
+                .get_query_results(self.project(), job_id, parameters)
+                .await
+                .map_err(ApiError::from_bq)
         })
         .await
     }

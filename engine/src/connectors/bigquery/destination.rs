@@ -10,10 +10,9 @@ use async_trait::async_trait;
 use gcp_bigquery_client::model::clustering::Clustering;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
-use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
-use super::Settings;
+use super::{Session, Settings};
 use super::api::{Api, ApiError, job_error};
 use super::load::BigQueryLoad;
 use super::schema;
@@ -34,19 +33,18 @@ const MAX_CLUSTER_COLUMNS: usize = 4;
 /// Opens a BigQuery connection as a destination; signing in waits for the
 /// first call.
 pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Result<Arc<dyn Destination>, EngineError> {
-    let settings = Settings::new(options, timeout).map_err(|message| EngineError::InvalidOption {
-        option: "credentials".into(),
-        message,
-    })?;
-    Ok(Arc::new(BigQueryDestination {
-        settings,
-        api: OnceCell::new(),
-    }))
+    let session = Session::new(options, timeout);
+    if let Err(message) = &session.settings {
+        return Err(EngineError::InvalidOption {
+            option: "credentials".into(),
+            message: message.clone(),
+        });
+    }
+    Ok(Arc::new(BigQueryDestination { session }))
 }
 
 struct BigQueryDestination {
-    settings: Settings,
-    api: OnceCell<Arc<Api>>,
+    session: Session,
 }
 
 /// The names and job ids of one run's load of a table.
@@ -82,19 +80,12 @@ impl RunNames {
 
 impl BigQueryDestination {
     async fn api(&self) -> Result<Arc<Api>, DestinationError> {
-        self.api
-            .get_or_try_init(|| async {
-                Api::connect(self.settings.clone()).await.map(Arc::new).map_err(|failure| {
-                    DestinationError::Remote {
-                        service: "BigQuery",
-                        job_id: None,
-                        reason: failure.kind.label().into(),
-                        message: failure.detail,
-                    }
-                })
-            })
-            .await
-            .cloned()
+        self.session.api().await.map_err(|failure| DestinationError::Remote {
+            service: "BigQuery",
+            job_id: None,
+            reason: failure.kind.label().into(),
+            message: failure.detail,
+        })
     }
 
     /// The table and its job-id token, labelling an adopted table that has none.
@@ -120,9 +111,13 @@ impl BigQueryDestination {
     }
 
     /// The table a job's spec asks for.
-    fn new_table(&self, spec: &TableSpec, schema: gcp_bigquery_client::model::table_schema::TableSchema) -> Result<Table, DestinationError> {
+    fn new_table(
+        settings: &Settings,
+        spec: &TableSpec,
+        schema: gcp_bigquery_client::model::table_schema::TableSchema,
+    ) -> Result<Table, DestinationError> {
         let invalid = |message: String| ApiError::new("invalid", message).into_destination(None);
-        let mut table = Table::new(&self.settings.project, &self.settings.dataset, &spec.name, schema)
+        let mut table = Table::new(&settings.project, &settings.dataset, &spec.name, schema)
             .description(&format!("Loaded by Sluice ETL job {}", spec.job))
             .label(TOKEN_LABEL, &new_token());
         let field_type = |name: &str| {
@@ -193,10 +188,10 @@ impl Destination for BigQueryDestination {
         let wanted = schema::table_schema(&spec.schema)
             .map_err(|message| ApiError::new("invalid", message).into_destination(None))?;
         api.ensure_dataset().await.map_err(|e| e.into_destination(None))?;
-        let table = self.new_table(spec, wanted.clone())?;
+        let table = Self::new_table(&api.settings, spec, wanted.clone())?;
         let created = api.create_table(&table).await.map_err(|e| e.into_destination(None))?;
         if created {
-            info!(table = %spec.name, dataset = %self.settings.dataset, "created BigQuery table");
+            info!(table = %spec.name, dataset = %api.settings.dataset, "created BigQuery table");
             return Ok(TableSetup::Created);
         }
         let (existing, _) = self
@@ -208,7 +203,7 @@ impl Destination for BigQueryDestination {
             Ok(TableSetup::Adopted)
         } else {
             Err(DestinationError::SchemaMismatch {
-                table: format!("{}.{}", self.settings.dataset, spec.name),
+                table: format!("{}.{}", api.settings.dataset, spec.name),
                 differences,
             })
         }
@@ -265,7 +260,7 @@ impl Destination for BigQueryDestination {
             range_partitioning: target.range_partitioning.clone(),
             clustering: target.clustering.clone(),
             labels: Some(HashMap::from([("sluice_staging".to_owned(), token.clone())])),
-            ..Table::new(&self.settings.project, &self.settings.dataset, &names.staging, target.schema.clone())
+            ..Table::new(&api.settings.project, &api.settings.dataset, &names.staging, target.schema.clone())
         }
         .expiration_time(SystemTime::now() + STAGING_LIFETIME);
         let remote = |e: ApiError| e.into_destination(None);

@@ -11,11 +11,14 @@ mod destination;
 mod load;
 mod retry;
 mod schema;
+mod source;
 mod upload;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::OnceCell;
 
 use crate::connection_types::{Category, ConnectionType, TypeStatus};
 use crate::connectors::Connector;
@@ -47,7 +50,7 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
     ],
     identity_options: &["project", "dataset"],
     connector: Some(&BigQueryConnector),
-    source: None,
+    source: Some(source::open),
     destination: Some(destination::open),
 };
 
@@ -102,6 +105,34 @@ impl Settings {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             timeout,
         })
+    }
+}
+
+/// A connection's settings and its signed-in client, made at first use and
+/// shared by every call through the same source or destination.
+pub(super) struct Session {
+    settings: Result<Settings, String>,
+    api: OnceCell<Arc<api::Api>>,
+}
+
+impl Session {
+    fn new(options: &ResolvedOptions, timeout: Duration) -> Self {
+        Self {
+            settings: Settings::new(options, timeout),
+            api: OnceCell::new(),
+        }
+    }
+
+    /// The signed-in client.
+    async fn api(&self) -> Result<Arc<api::Api>, ConnectFailure> {
+        let settings = self
+            .settings
+            .as_ref()
+            .map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, e.clone()))?;
+        self.api
+            .get_or_try_init(|| async { api::Api::connect(settings.clone()).await.map(Arc::new) })
+            .await
+            .cloned()
     }
 }
 
