@@ -116,3 +116,43 @@ pub enum EngineError {
     #[error("run {run_id} is not running (it is {status})")]
     RunNotRunning { run_id: u64, status: &'static str },
 }
+
+impl EngineError {
+    /// True for failures that may pass by themselves (network, timeouts,
+    /// an overloaded or restarting server), so a retry makes sense; false
+    /// for configuration and data errors that need a person.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Connect { failure, .. } => failure.kind.is_transient(),
+            EngineError::Source { error, .. } => match error {
+                SourceError::Connect(failure) => failure.kind.is_transient(),
+                // SQLSTATE classes: connection exception, transaction
+                // rollback (serialization, deadlock), insufficient
+                // resources, operator intervention, system error.
+                SourceError::Query { code: Some(code), .. } => ["08", "40", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class)),
+                SourceError::Query { code: None, .. } | SourceError::NotFound { .. } => false,
+            },
+            EngineError::Extract { .. } => true,
+            EngineError::Destination(error) => matches!(
+                error,
+                DestinationError::ObjectStore(_) | DestinationError::Conflict { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl ConnectFailureKind {
+    /// True for failures that may pass by themselves.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ConnectFailureKind::Refused
+                | ConnectFailureKind::Timeout
+                | ConnectFailureKind::Dns
+                | ConnectFailureKind::Other
+        )
+    }
+}
