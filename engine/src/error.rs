@@ -156,3 +156,54 @@ impl ConnectFailureKind {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(error: SourceError) -> EngineError {
+        EngineError::Source {
+            connection: "shop".into(),
+            error,
+        }
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_are_transient() {
+        let connect = |kind| EngineError::Connect {
+            connection: "shop".into(),
+            failure: ConnectFailure::new(kind, "x"),
+        };
+        assert!(connect(ConnectFailureKind::Refused).is_transient());
+        assert!(connect(ConnectFailureKind::Timeout).is_transient());
+        assert!(!connect(ConnectFailureKind::BadPassword).is_transient());
+        assert!(!connect(ConnectFailureKind::UnknownDatabase).is_transient());
+        let query = |code: Option<&str>| {
+            source(SourceError::Query {
+                code: code.map(str::to_owned),
+                message: "m".into(),
+            })
+        };
+        assert!(query(Some("40P01")).is_transient(), "deadlock");
+        assert!(query(Some("57P01")).is_transient(), "admin shutdown");
+        assert!(query(Some("08006")).is_transient(), "connection failure");
+        assert!(!query(Some("42P01")).is_transient(), "undefined table");
+        assert!(!query(None).is_transient());
+        assert!(
+            !source(SourceError::NotFound {
+                kind: "table",
+                name: "t".into(),
+                nearby: vec![]
+            })
+            .is_transient()
+        );
+        assert!(
+            EngineError::Extract {
+                message: "reset".into()
+            }
+            .is_transient()
+        );
+        assert!(!EngineError::InvalidJob { message: "bad".into() }.is_transient());
+        assert!(!EngineError::Cancelled { run_id: 1 }.is_transient());
+    }
+}

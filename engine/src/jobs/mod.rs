@@ -2,6 +2,7 @@
 //! source into a destination exactly once.
 
 mod define;
+mod health;
 mod progress;
 mod runner;
 mod settings;
@@ -16,6 +17,7 @@ use tracing::warn;
 use sluice_catalog::Catalog;
 
 pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns};
+pub use health::{FAILING_AFTER, Health, consecutive_failures};
 pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};
 pub use settings::{JobSetting, SETTING_NAMES, SettingValue};

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice_catalog::{JobRecord, RunRecord, RunTrigger};
+use sluice_catalog::{JobRecord, RunRecord, RunTrigger, ScheduleState};
 use tracing::{Instrument, info, info_span, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -240,6 +240,19 @@ impl Scheduler {
             None => warn!(job = %job.name, error = %error, "scheduled run failed; no retry"),
         }
         Ok(())
+    }
+}
+
+/// When the scheduler will next run `job`: its saved plan, or for a job it
+/// has not planned yet the next tick after `now`; `None` when paused or
+/// MANUAL.
+pub fn next_run_at(job: &JobRecord, state: Option<&ScheduleState>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if job.paused {
+        return None;
+    }
+    match state.filter(|s| s.schedule == job.schedule && s.next_run_at.is_some()) {
+        Some(state) => state.due_at(),
+        None => job.schedule.parse::<Schedule>().ok()?.next_after(now),
     }
 }
 
