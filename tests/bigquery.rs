@@ -336,7 +336,7 @@ async fn an_incompatible_table_is_refused_and_nothing_is_left_behind() {
     // A bad layout option fails before anything is made.
     let err = expect_err(
         &env.client,
-        "CREATE ETL JOB bad FROM shop.public.orders INTO wh.bad INCREMENTAL BY updated_at WITH (cluster_by (nope))",
+        "CREATE ETL JOB bad FROM shop.public.orders INTO wh.bad INCREMENTAL BY updated_at WITH (cluster_by = 'nope')",
         "58030",
     )
     .await;

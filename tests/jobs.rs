@@ -159,7 +159,7 @@ async fn snapshot_job_replaces_the_table_and_jobs_are_validated() {
         shown[0][1].as_deref(),
         Some(
             "CREATE ETL JOB products_snap FROM shop.public.products (sku, price) INTO warehouse.products SNAPSHOT \
-             COLUMNS (price STRING) SCHEDULE MANUAL WITH (batch_rows = 8192);"
+             COLUMNS (price STRING) SCHEDULE MANUAL WITH (batch_rows = 8192, max_retries = 3, catch_up = 'once');"
         )
     );
 

@@ -13,6 +13,7 @@ mod error;
 mod job;
 mod record;
 mod run;
+mod schedule_state;
 mod secret;
 mod store;
 
@@ -21,8 +22,11 @@ pub use catalog::{Catalog, DropOutcome};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};
 pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
-pub use job::{ColumnOverride, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType};
+pub use job::{
+    CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType,
+};
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
+pub use schedule_state::{PendingRetry, ScheduleState};
 pub use secret::{SecretInfo, SecretValue};
 
 /// The catalog layout version written to `meta`; bumped when column families

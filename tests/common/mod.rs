@@ -989,6 +989,8 @@ impl Sluice {
             .env("SLUICE_PASSWORD", &self.opts.password)
             // No demo set-up unless a test asks for it (SLUICE_DEMO_DIR in envs).
             .env("SLUICE_DEMO_DIR", "")
+            // Metrics on a free port; `metrics_url()` finds it in the log.
+            .env("SLUICE_METRICS_LISTEN", "127.0.0.1:0")
             .env_remove("SLUICE_MASTER_KEY");
         for (k, v) in &self.opts.envs {
             cmd.env(k, v);
@@ -1042,6 +1044,17 @@ impl Sluice {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The metrics endpoint of the latest start, from the log.
+    pub fn metrics_url(&self) -> String {
+        let log = self.log_contents();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("Metrics at "))
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{}", tail(&log, 50)));
+        line.trim_start_matches("Metrics at ").trim().to_owned()
     }
 
     /// The admin password in effect.

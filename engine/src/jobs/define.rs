@@ -6,13 +6,17 @@ use std::sync::Arc;
 use chrono::Utc;
 use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use sluice_catalog::{ColumnOverride, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType};
+use sluice_catalog::{
+    CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource,
+    LoadType,
+};
 use tracing::{info, warn};
 
-use super::JobManager;
-use super::window;
+use super::settings::JobSetting;
+use super::{JobManager, window};
 use crate::destinations::{TableLayout, TableSetup, TableSpec};
 use crate::error::EngineError;
+use crate::scheduler::Schedule;
 use crate::sources::{TableDescription, TableRef};
 use crate::type_mapping::BigQueryType;
 
@@ -26,10 +30,8 @@ pub struct CreateJob {
     pub destination: JobDestination,
     pub load: LoadType,
     pub column_overrides: Vec<ColumnOverride>,
-    pub schedule: String,
-    pub batch_rows: Option<u32>,
-    /// Destination table layout settings from `WITH (...)`.
-    pub layout: TableLayout,
+    pub schedule: Schedule,
+    pub settings: Vec<JobSetting>,
 }
 
 /// Field metadata marking a text column that holds JSON documents, so that
@@ -204,9 +206,8 @@ fn is_orderable_cursor(bigquery: &BigQueryType) -> bool {
 pub enum JobChange {
     Pause,
     Resume,
-    /// A normalised schedule.
-    Schedule(String),
-    BatchRows(u32),
+    Schedule(Schedule),
+    Set(Vec<JobSetting>),
 }
 
 /// What `create_job` did.
@@ -232,24 +233,31 @@ impl JobManager {
                 .into())
             };
         }
-        let layout = request.layout;
+        let mut layout = TableLayout::default();
         let mut destination = request.destination;
         if destination.table.is_empty() {
             destination.table = format!("bq_{}", request.source.table);
         }
         let now = Utc::now();
-        let job = JobRecord {
+        let mut job = JobRecord {
             name: request.name,
             source: request.source,
             destination,
             load: request.load,
             column_overrides: request.column_overrides,
-            schedule: request.schedule,
-            batch_rows: request.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
+            schedule: request.schedule.to_string(),
+            batch_rows: DEFAULT_BATCH_ROWS,
+            max_retries: DEFAULT_MAX_RETRIES,
+            catch_up: CatchUp::default(),
             paused: false,
             created_at: now,
             updated_at: now,
         };
+        for setting in request.settings {
+            if !setting.apply_layout(&mut layout) {
+                setting.apply(&mut job);
+            }
+        }
         let table = TableRef {
             schema: job.source.schema.clone(),
             name: job.source.table.clone(),
@@ -299,6 +307,7 @@ impl JobManager {
             }
             return Err(e.into());
         }
+        self.notify_changed();
         info!(job = %job.name, source = %table, destination = %job.destination.table, "ETL job created");
         Ok(CreateJobOutcome::Created)
     }
@@ -309,11 +318,22 @@ impl JobManager {
         match change {
             JobChange::Pause => job.paused = true,
             JobChange::Resume => job.paused = false,
-            JobChange::Schedule(schedule) => job.schedule = schedule,
-            JobChange::BatchRows(rows) => job.batch_rows = rows,
+            JobChange::Schedule(schedule) => job.schedule = schedule.to_string(),
+            JobChange::Set(settings) => {
+                if let Some(layout) = settings.iter().find(|s| s.apply_layout(&mut TableLayout::default())) {
+                    return Err(EngineError::InvalidJob {
+                        message: format!(
+                            "{} sets the destination table's layout when the job creates the table; it cannot be altered",
+                            layout.name()
+                        ),
+                    });
+                }
+                settings.into_iter().for_each(|s| s.apply(&mut job))
+            }
         }
         job.updated_at = Utc::now();
         self.catalog().replace_job(&job)?;
+        self.notify_changed();
         info!(job = name, "ETL job altered");
         Ok(())
     }
@@ -340,6 +360,7 @@ impl JobManager {
         let Some(job) = self.catalog().drop_job(name, if_exists)? else {
             return Ok(false);
         };
+        self.notify_changed();
         if !keep_data {
             self.destination(job.destination.connection.as_deref())?
                 .drop_table(&job.destination.table)

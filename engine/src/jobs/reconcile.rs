@@ -13,15 +13,20 @@ impl JobManager {
     /// [`settle`](Self::settle)). A run whose destination cannot answer now
     /// (a remote warehouse out of reach) stays unsettled and is asked again
     /// before its job's next run, so that start-up does not depend on it.
-    pub async fn reconcile(&self) -> Result<(), EngineError> {
+    /// Returns the runs marked failed, for the scheduler to re-run.
+    pub async fn reconcile(&self) -> Result<Vec<RunRecord>, EngineError> {
+        let mut interrupted = Vec::new();
         for run in self.catalog().runs(None)?.into_iter().filter(|r| !r.status.is_final()) {
             let (job, run_id) = (run.job.clone(), run.id);
-            if let Err(e) = self.settle(run).await {
-                warn!(job = %job, run_id, error = %e, "could not settle an interrupted run; will retry before the job runs again");
-                self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id);
+            match self.settle(run).await {
+                Ok(failed) => interrupted.extend(failed),
+                Err(e) => {
+                    warn!(job = %job, run_id, error = %e, "could not settle an interrupted run; will retry before the job runs again");
+                    self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id);
+                }
             }
         }
-        Ok(())
+        Ok(interrupted)
     }
 
     /// Settles the interrupted runs of `job` that start-up could not; an
@@ -43,8 +48,9 @@ impl JobManager {
 
     /// A run whose load the destination committed is recorded as succeeded
     /// with its watermark (the crash came between the destination commit and
-    /// the catalog update); any other is marked failed, nothing of it visible.
-    async fn settle(&self, mut run: RunRecord) -> Result<(), EngineError> {
+    /// the catalog update); any other is marked failed, nothing of it
+    /// visible, and returned.
+    async fn settle(&self, mut run: RunRecord) -> Result<Option<RunRecord>, EngineError> {
         run.finished_at = Some(Utc::now());
         let committed = match self.catalog().find_job(&run.job)? {
             Some(job) => {
@@ -72,14 +78,15 @@ impl JobManager {
                 };
                 self.catalog().finish_run(&run, watermark.as_ref())?;
                 info!(job = %run.job, run_id = run.id, "adopted a run the destination had committed before a restart");
+                Ok(None)
             }
             None => {
                 run.status = RunStatus::Failed;
                 run.error = Some("interrupted: Sluice stopped during the run; nothing of it was committed".into());
                 self.catalog().finish_run(&run, None)?;
                 warn!(job = %run.job, run_id = run.id, "marked an interrupted run failed");
+                Ok(Some(run))
             }
         }
-        Ok(())
     }
 }
