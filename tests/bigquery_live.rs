@@ -45,7 +45,10 @@ async fn loads_into_real_bigquery() {
     let snap = rows(&client, "RUN ETL JOB snap").await;
     let again = rows(&client, "RUN ETL JOB inc").await;
     // Clean up before asserting, so a failure leaves nothing behind.
-    client.batch_execute("DROP ETL JOB inc; DROP ETL JOB snap;").await.unwrap();
+    client
+        .batch_execute("DROP ETL JOB inc; DROP ETL JOB snap;")
+        .await
+        .unwrap();
     let dropped = delete_dataset(&project, &dataset, &key_file).await;
     assert_eq!(first[0][1].as_deref(), Some("succeeded"), "{first:?}");
     assert_eq!(first[0][2].as_deref(), Some("100"));

@@ -11,9 +11,9 @@ use sluice_catalog::{Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, O
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::connection_types::{self, ConnectionType, TypeStatus};
+use crate::destinations::Destination;
 use crate::error::{ConnectFailure, EngineError};
 use crate::options::{self, PreparedOptions, ResolvedOptions};
-use crate::destinations::Destination;
 use crate::sources::Source;
 
 /// A `CREATE CONNECTION` request.

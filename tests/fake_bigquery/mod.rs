@@ -93,8 +93,9 @@ pub struct State {
     pub denied: Option<String>,
     /// How many tokens were handed out.
     pub tokens_issued: usize,
-    /// Results of queries by job id: the rows as `{"f": [...]}` values.
-    pub query_results: BTreeMap<String, Vec<Value>>,
+    /// Results of queries by job id: the rows as `{"f": [...]}` values
+    /// (TIMESTAMPs as integer microseconds), and the TIMESTAMP columns.
+    pub query_results: BTreeMap<String, (Vec<Value>, Vec<usize>)>,
 }
 
 /// Rows per page of query results.
@@ -103,17 +104,21 @@ const PAGE_ROWS: usize = 100;
 pub struct FakeBigQuery {
     pub url: String,
     pub state: Arc<Mutex<State>>,
-    task: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for FakeBigQuery {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
     }
 }
 
 impl FakeBigQuery {
-    /// Starts the fake on a free loopback port.
+    /// Starts the fake on a free loopback port, on its own thread and
+    /// runtime, so that it answers while the test blocks (e.g. waiting for
+    /// Sluice to start, which may call it).
     pub async fn start() -> FakeBigQuery {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
@@ -121,12 +126,31 @@ impl FakeBigQuery {
             let state = shared.clone();
             async move { handle(state, method, uri, headers, body).await }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop.await;
+                    })
+                    .await
+                    .unwrap();
+            });
         });
-        FakeBigQuery { url, state, task }
+        FakeBigQuery {
+            url,
+            state,
+            shutdown: Some(shutdown),
+        }
     }
 
     pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -166,7 +190,14 @@ impl FakeBigQuery {
     pub fn write_key_file(&self, dir: &Path) -> std::path::PathBuf {
         let pem_path = dir.join("key.pem");
         let status = Command::new("openssl")
-            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
             .arg(&pem_path)
             .output()
             .expect("openssl is installed");
@@ -244,7 +275,11 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == format!("Bearer {TOKEN}"));
     if !authorized {
-        return error(401, "unauthorized", "Request is missing required authentication credential.");
+        return error(
+            401,
+            "unauthorized",
+            "Request is missing required authentication credential.",
+        );
     }
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let json_body = || serde_json::from_slice::<Value>(body);
@@ -262,10 +297,18 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                 );
             }
             let Ok(dataset) = json_body() else {
-                return error(400, "parseError", "This API does not support parsing form-encoded input.");
+                return error(
+                    400,
+                    "parseError",
+                    "This API does not support parsing form-encoded input.",
+                );
             };
             let Some(id) = dataset.pointer("/datasetReference/datasetId").and_then(Value::as_str) else {
-                return error(400, "invalid", "Required parameter is missing: datasetReference.datasetId");
+                return error(
+                    400,
+                    "invalid",
+                    "Required parameter is missing: datasetReference.datasetId",
+                );
             };
             if s.datasets.contains_key(id) {
                 return error(409, "duplicate", format!("Already Exists: Dataset {p}:{id}"));
@@ -298,14 +341,19 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                 return error(400, "parseError", "Parse error");
             };
             if request.get("useLegacySql") != Some(&json!(false)) {
-                return error(400, "invalidQuery", "the fake only runs standard SQL (useLegacySql: false)");
+                return error(
+                    400,
+                    "invalidQuery",
+                    "the fake only runs standard SQL (useLegacySql: false)",
+                );
             }
             let sql = request.get("query").and_then(Value::as_str).unwrap_or_default();
+            let int64 = request.pointer("/formatOptions/useInt64Timestamp") == Some(&json!(true));
             match run_query(s, sql) {
-                Ok(rows) => {
+                Ok(result) => {
                     let id = format!("fake_query_{}", s.query_results.len() + 1);
-                    s.query_results.insert(id.clone(), rows);
-                    ok(result_page(s, p, &id, 0))
+                    s.query_results.insert(id.clone(), result);
+                    ok(result_page(s, p, &id, 0, int64))
                 }
                 Err(message) => error(400, "invalidQuery", message),
             }
@@ -314,14 +362,14 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
             if !s.query_results.contains_key(*id) {
                 return error(404, "notFound", format!("Not found: Job {p}:{id}"));
             }
-            let offset = uri
-                .query()
-                .unwrap_or_default()
+            let query = uri.query().unwrap_or_default();
+            let offset = query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("pageToken="))
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(0);
-            ok(result_page(s, p, id, offset))
+            let int64 = query.contains("formatOptions.useInt64Timestamp=true");
+            ok(result_page(s, p, id, offset, int64))
         }
         ("POST", ["bigquery", "v2", "projects", p, "datasets", d, "tables"]) => {
             let Ok(table) = json_body() else {
@@ -407,7 +455,11 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                 .strip_prefix("multipart/related; boundary=")
                 .map(str::to_owned)
             else {
-                return error(400, "badContent", format!("Unsupported content with type: {content_type}"));
+                return error(
+                    400,
+                    "badContent",
+                    format!("Unsupported content with type: {content_type}"),
+                );
             };
             let Some((metadata, media)) = split_multipart(body, &boundary) else {
                 return error(400, "badContent", "malformed multipart body");
@@ -431,7 +483,9 @@ fn check_table(table: &Value) -> Result<(), String> {
         let name = field.get("name").and_then(Value::as_str).ok_or("a field has no name")?;
         let ty = field.get("type").and_then(Value::as_str).unwrap_or_default();
         if !TYPES.contains(&ty) {
-            return Err(format!("Invalid value for type: {ty} is not a valid value (field {name})"));
+            return Err(format!(
+                "Invalid value for type: {ty} is not a valid value (field {name})"
+            ));
         }
         let mode = field.get("mode").and_then(Value::as_str).unwrap_or("NULLABLE");
         if !["NULLABLE", "REQUIRED", "REPEATED"].contains(&mode) {
@@ -452,7 +506,11 @@ fn check_table(table: &Value) -> Result<(), String> {
         if let Some(field) = partitioning.get("field").and_then(Value::as_str) {
             match field_type(field) {
                 Some("TIMESTAMP" | "DATE" | "DATETIME") => {}
-                other => return Err(format!("The field specified for time partitioning can only be of type TIMESTAMP, DATE or DATETIME. The type found is: {other:?}.")),
+                other => {
+                    return Err(format!(
+                        "The field specified for time partitioning can only be of type TIMESTAMP, DATE or DATETIME. The type found is: {other:?}."
+                    ));
+                }
             }
         }
     }
@@ -463,7 +521,9 @@ fn check_table(table: &Value) -> Result<(), String> {
         for field in clustering {
             let name = field.as_str().unwrap_or_default();
             if field_type(name).is_none() {
-                return Err(format!("The field specified for clustering cannot be found in the schema. Invalid field: {name}."));
+                return Err(format!(
+                    "The field specified for clustering cannot be found in the schema. Invalid field: {name}."
+                ));
             }
         }
     }
@@ -507,25 +567,43 @@ fn job_done(mut job: Value, error: Option<(&str, String)>) -> Value {
 }
 
 fn insert_job(s: &mut State, project: &str, mut job: Value, media: Option<Vec<u8>>) -> Response {
-    let Some(id) = job.pointer("/jobReference/jobId").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(id) = job
+        .pointer("/jobReference/jobId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
         return error(400, "invalid", "Required parameter is missing: jobReference.jobId");
     };
     if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || id.len() > 1024 {
         return error(400, "invalid", format!("Invalid job ID \"{id}\""));
     }
     if s.jobs.contains_key(&id) {
-        let location = job.pointer("/jobReference/location").and_then(Value::as_str).unwrap_or("US");
-        return error(409, "duplicate", format!("Already Exists: Job {project}:{location}.{id}"));
+        let location = job
+            .pointer("/jobReference/location")
+            .and_then(Value::as_str)
+            .unwrap_or("US");
+        return error(
+            409,
+            "duplicate",
+            format!("Already Exists: Job {project}:{location}.{id}"),
+        );
     }
     let outcome = if let Some(load) = job.pointer("/configuration/load").cloned() {
         match media {
-            None => Err(("invalid", "a load job without sourceUris needs the upload endpoint".to_owned())),
+            None => Err((
+                "invalid",
+                "a load job without sourceUris needs the upload endpoint".to_owned(),
+            )),
             Some(media) => run_load(s, &load, media),
         }
     } else if let Some(copy) = job.pointer("/configuration/copy").cloned() {
         run_copy(s, &copy)
     } else {
-        return error(400, "invalid", "Job configuration must contain exactly one job-specific configuration object");
+        return error(
+            400,
+            "invalid",
+            "Job configuration must contain exactly one job-specific configuration object",
+        );
     };
     if let Err((reason, message)) = &outcome
         && *reason == "badRequest"
@@ -543,28 +621,50 @@ fn disposition(config: &Value, key: &str, allowed: &[&str], default: &str) -> Re
     if allowed.contains(&value) {
         Ok(value.to_owned())
     } else {
-        Err(("badRequest", format!("Invalid value for {key}: {value} is not a valid value")))
+        Err((
+            "badRequest",
+            format!("Invalid value for {key}: {value} is not a valid value"),
+        ))
     }
 }
 
 fn table_key(reference: Option<&Value>) -> Result<(String, String), (&'static str, String)> {
-    let reference = reference.ok_or(("badRequest", "Required parameter is missing: destinationTable".to_owned()))?;
+    let reference = reference.ok_or((
+        "badRequest",
+        "Required parameter is missing: destinationTable".to_owned(),
+    ))?;
     let part = |k: &str| reference.get(k).and_then(Value::as_str).map(str::to_owned);
     match (part("projectId"), part("datasetId"), part("tableId")) {
         (Some(_), Some(d), Some(t)) => Ok((d, t)),
-        _ => Err(("badRequest", "a table reference needs projectId, datasetId and tableId".into())),
+        _ => Err((
+            "badRequest",
+            "a table reference needs projectId, datasetId and tableId".into(),
+        )),
     }
 }
 
 fn run_load(s: &mut State, load: &Value, media: Vec<u8>) -> Result<(), (&'static str, String)> {
-    let write = disposition(load, "writeDisposition", &["WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY"], "WRITE_APPEND")?;
-    disposition(load, "createDisposition", &["CREATE_NEVER", "CREATE_IF_NEEDED"], "CREATE_IF_NEEDED")?;
+    let write = disposition(
+        load,
+        "writeDisposition",
+        &["WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY"],
+        "WRITE_APPEND",
+    )?;
+    disposition(
+        load,
+        "createDisposition",
+        &["CREATE_NEVER", "CREATE_IF_NEEDED"],
+        "CREATE_IF_NEEDED",
+    )?;
     let format = load.get("sourceFormat").and_then(Value::as_str).unwrap_or("CSV");
     if format != "PARQUET" {
         return Err(("invalid", format!("the fake only reads PARQUET, not {format}")));
     }
     if load.pointer("/parquetOptions/enableListInference") != Some(&json!(true)) {
-        return Err(("invalid", "parquetOptions.enableListInference is needed for REPEATED columns".into()));
+        return Err((
+            "invalid",
+            "parquetOptions.enableListInference is needed for REPEATED columns".into(),
+        ));
     }
     let key = table_key(load.get("destinationTable"))?;
     let Some(table) = s.tables.get(&key) else {
@@ -591,25 +691,47 @@ fn run_load(s: &mut State, load: &Value, media: Vec<u8>) -> Result<(), (&'static
 /// Whether Parquet columns (read as Arrow) load into the table's columns
 /// as BigQuery reads them: the logical types decide.
 fn check_columns(table: &Value, schema: &Schema) -> Result<(), (&'static str, String)> {
-    let fields = table.pointer("/schema/fields").and_then(Value::as_array).cloned().unwrap_or_default();
+    let fields = table
+        .pointer("/schema/fields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for column in schema.fields() {
-        let Some(field) = fields.iter().find(|f| f.get("name").and_then(Value::as_str) == Some(column.name())) else {
-            return Err(("invalid", format!("Provided Schema does not match Table. Field {} is not in the table", column.name())));
+        let Some(field) = fields
+            .iter()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some(column.name()))
+        else {
+            return Err((
+                "invalid",
+                format!(
+                    "Provided Schema does not match Table. Field {} is not in the table",
+                    column.name()
+                ),
+            ));
         };
         let ty = field.get("type").and_then(Value::as_str).unwrap_or_default();
         let mode = field.get("mode").and_then(Value::as_str).unwrap_or("NULLABLE");
         let data_type = match (mode, column.data_type()) {
             ("REPEATED", DataType::List(element)) if element.name() == "element" => element.data_type(),
             ("REPEATED", other) => {
-                return Err(("invalid", format!("Field {} is REPEATED but the file has {other} (a LIST of `element`s is needed)", column.name())));
+                return Err((
+                    "invalid",
+                    format!(
+                        "Field {} is REPEATED but the file has {other} (a LIST of `element`s is needed)",
+                        column.name()
+                    ),
+                ));
             }
             (_, other) => other,
         };
         if !loads_as(ty, data_type) {
-            return Err(("invalid", format!(
-                "Provided Schema does not match Table. Field {} has changed type from {ty} to {data_type}",
-                column.name()
-            )));
+            return Err((
+                "invalid",
+                format!(
+                    "Provided Schema does not match Table. Field {} has changed type from {ty} to {data_type}",
+                    column.name()
+                ),
+            ));
         }
     }
     Ok(())
@@ -619,7 +741,10 @@ fn loads_as(ty: &str, data_type: &DataType) -> bool {
     match ty {
         "STRING" | "JSON" => matches!(data_type, DataType::Utf8 | DataType::LargeUtf8),
         "BYTES" => matches!(data_type, DataType::Binary | DataType::LargeBinary),
-        "INTEGER" | "INT64" => matches!(data_type, DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64),
+        "INTEGER" | "INT64" => matches!(
+            data_type,
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+        ),
         "FLOAT" | "FLOAT64" => matches!(data_type, DataType::Float32 | DataType::Float64),
         "BOOLEAN" | "BOOL" => matches!(data_type, DataType::Boolean),
         "NUMERIC" => matches!(data_type, DataType::Decimal128(p, s) if *s <= 9 && (*p as i8 - *s) <= 29),
@@ -633,8 +758,18 @@ fn loads_as(ty: &str, data_type: &DataType) -> bool {
 }
 
 fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {
-    let write = disposition(copy, "writeDisposition", &["WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY"], "WRITE_EMPTY")?;
-    disposition(copy, "createDisposition", &["CREATE_NEVER", "CREATE_IF_NEEDED"], "CREATE_IF_NEEDED")?;
+    let write = disposition(
+        copy,
+        "writeDisposition",
+        &["WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY"],
+        "WRITE_EMPTY",
+    )?;
+    disposition(
+        copy,
+        "createDisposition",
+        &["CREATE_NEVER", "CREATE_IF_NEEDED"],
+        "CREATE_IF_NEEDED",
+    )?;
     let source = table_key(copy.get("sourceTable"))?;
     let destination = table_key(copy.get("destinationTable"))?;
     let Some(source_table) = s.tables.get(&source) else {
@@ -642,22 +777,39 @@ fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {
     };
     let rows = source_table.batches.clone();
     let Some(target) = s.tables.get_mut(&destination) else {
-        return Err(("notFound", format!("Not found: Table {}.{}", destination.0, destination.1)));
+        return Err((
+            "notFound",
+            format!("Not found: Table {}.{}", destination.0, destination.1),
+        ));
     };
     match write.as_str() {
         "WRITE_TRUNCATE" => target.batches = rows,
         "WRITE_EMPTY" if target.num_rows() > 0 => {
-            return Err(("duplicate", format!("Already Exists: Table {}.{}", destination.0, destination.1)));
+            return Err((
+                "duplicate",
+                format!("Already Exists: Table {}.{}", destination.0, destination.1),
+            ));
         }
         _ => target.batches.extend(rows),
     }
     Ok(())
 }
 
-/// One page of a query's results, from row `offset`.
-fn result_page(s: &State, project: &str, id: &str, offset: usize) -> Value {
-    let rows = &s.query_results[id];
-    let page: Vec<Value> = rows.iter().skip(offset).take(PAGE_ROWS).cloned().collect();
+/// One page of a query's results, from row `offset`; TIMESTAMPs as
+/// integer microseconds or, by default, seconds in E notation.
+fn result_page(s: &State, project: &str, id: &str, offset: usize, int64_timestamps: bool) -> Value {
+    let (rows, timestamps) = &s.query_results[id];
+    let mut page: Vec<Value> = rows.iter().skip(offset).take(PAGE_ROWS).cloned().collect();
+    if !int64_timestamps {
+        for row in &mut page {
+            for &i in timestamps {
+                let cell = &mut row["f"][i]["v"];
+                if let Some(micros) = cell.as_str().and_then(|m| m.parse::<i64>().ok()) {
+                    *cell = json!(e_notation_seconds(micros));
+                }
+            }
+        }
+    }
     let mut answer = json!({"kind": "bigquery#queryResponse", "jobComplete": true,
         "jobReference": {"projectId": project, "jobId": id, "location": "EU"},
         "totalRows": rows.len().to_string(), "rows": page});
@@ -667,10 +819,23 @@ fn result_page(s: &State, project: &str, id: &str, offset: usize) -> Value {
     answer
 }
 
+/// Seconds as BigQuery writes them by default: `1.709251260123456E9`.
+fn e_notation_seconds(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let text = format!("{:07}", micros.unsigned_abs());
+    let (whole, fraction) = text.split_at(text.len() - 6);
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_end_matches('0');
+    let exponent = whole.trim_start_matches('0').len().max(1) - 1;
+    let digits = digits.trim_start_matches('0');
+    let (first, rest) = digits.split_at(1.min(digits.len()));
+    format!("{sign}{first}.{}E{exponent}", if rest.is_empty() { "0" } else { rest })
+}
+
 /// Runs `SELECT item, ... FROM `dataset`.`table` [LIMIT n]`, where an item
 /// is `` `column` ``, `` TO_JSON_STRING(`column`) AS `column` `` or `1 AS _`;
 /// values are formatted as the REST API does with `useInt64Timestamp`.
-fn run_query(s: &State, sql: &str) -> Result<Vec<Value>, String> {
+fn run_query(s: &State, sql: &str) -> Result<(Vec<Value>, Vec<usize>), String> {
     let rest = sql.strip_prefix("SELECT ").ok_or("the fake runs SELECT only")?;
     let (list, rest) = rest.split_once(" FROM ").ok_or("no FROM")?;
     let (table, limit) = match rest.split_once(" LIMIT ") {
@@ -683,7 +848,10 @@ fn run_query(s: &State, sql: &str) -> Result<Vec<Value>, String> {
     let unquote = |t: &str| t.trim().trim_matches('`').to_owned();
     let (dataset, table) = table.split_once("`.`").ok_or("expected `dataset`.`table`")?;
     let key = (unquote(dataset), unquote(table));
-    let stored = s.tables.get(&key).ok_or(format!("Not found: Table {}.{}", key.0, key.1))?;
+    let stored = s
+        .tables
+        .get(&key)
+        .ok_or(format!("Not found: Table {}.{}", key.0, key.1))?;
     let items: Vec<(String, bool)> = list
         .split(", ")
         .map(|item| match item.strip_prefix("TO_JSON_STRING(") {
@@ -710,7 +878,23 @@ fn run_query(s: &State, sql: &str) -> Result<Vec<Value>, String> {
     if let Some(limit) = limit {
         rows.truncate(limit);
     }
-    Ok(rows)
+    let fields = stored
+        .resource
+        .pointer("/schema/fields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let timestamps = items
+        .iter()
+        .enumerate()
+        .filter(|(_, (name, _))| {
+            fields
+                .iter()
+                .any(|f| f["name"] == json!(name) && f["type"] == json!("TIMESTAMP") && f["mode"] != json!("REPEATED"))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    Ok((rows, timestamps))
 }
 
 fn rest_value(column: &dyn datafusion::arrow::array::Array, row: usize, json: bool) -> Value {

@@ -2,9 +2,9 @@
 //! source into a destination exactly once.
 
 mod define;
-mod reconcile;
 mod health;
 mod progress;
+mod reconcile;
 mod runner;
 mod settings;
 mod window;

@@ -10,7 +10,7 @@ use crate::error::EngineError;
 
 impl JobManager {
     /// Settles runs that were in progress when Sluice stopped (see
-    /// [`settle`](Self::settle)). A run whose destination cannot answer now
+    /// [`settle_run`](Self::settle_run)). A run whose destination cannot answer now
     /// (a remote warehouse out of reach) stays unsettled and is asked again
     /// before its job's next run, so that start-up does not depend on it.
     /// Returns the runs marked failed, for the scheduler to re-run.
@@ -18,7 +18,7 @@ impl JobManager {
         let mut interrupted = Vec::new();
         for run in self.catalog().runs(None)?.into_iter().filter(|r| !r.status.is_final()) {
             let (job, run_id) = (run.job.clone(), run.id);
-            match self.settle(run).await {
+            match self.settle_run(run).await {
                 Ok(failed) => interrupted.extend(failed),
                 Err(e) => {
                     warn!(job = %job, run_id, error = %e, "could not settle an interrupted run; will retry before the job runs again");
@@ -32,14 +32,20 @@ impl JobManager {
     /// Settles the interrupted runs of `job` that start-up could not; an
     /// error stops the job's next run, which could otherwise load twice.
     pub(super) async fn settle_interrupted(&self, job: &str) -> Result<(), EngineError> {
-        let pending: Vec<u64> = self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        let pending: Vec<u64> = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
         for run_id in pending {
             let run = self.catalog().run(run_id)?;
             if run.job != job {
                 continue;
             }
             if !run.status.is_final() {
-                self.settle(run).await?;
+                self.settle_run(run).await?;
             }
             self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
         }
@@ -50,7 +56,7 @@ impl JobManager {
     /// with its watermark (the crash came between the destination commit and
     /// the catalog update); any other is marked failed, nothing of it
     /// visible, and returned.
-    async fn settle(&self, mut run: RunRecord) -> Result<Option<RunRecord>, EngineError> {
+    async fn settle_run(&self, mut run: RunRecord) -> Result<Option<RunRecord>, EngineError> {
         run.finished_at = Some(Utc::now());
         let committed = match self.catalog().find_job(&run.job)? {
             Some(job) => {

@@ -87,7 +87,9 @@ impl JobSetting {
             JobSetting::BatchRows(rows) => job.batch_rows = rows,
             JobSetting::MaxRetries(n) => job.max_retries = n,
             JobSetting::CatchUp(policy) => job.catch_up = policy,
-            JobSetting::PartitionExpirationDays(_) | JobSetting::RequirePartitionFilter(_) | JobSetting::ClusterBy(_) => {}
+            JobSetting::PartitionExpirationDays(_)
+            | JobSetting::RequirePartitionFilter(_)
+            | JobSetting::ClusterBy(_) => {}
         }
     }
 

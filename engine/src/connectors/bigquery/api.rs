@@ -5,11 +5,11 @@ use std::fmt;
 use std::time::Duration;
 
 use gcp_bigquery_client::error::BQError;
-use gcp_bigquery_client::model::dataset::Dataset;
-use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::data_format_options::DataFormatOptions;
+use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
+use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::query_response::QueryResponse;
 use gcp_bigquery_client::model::table::Table;
@@ -236,7 +236,12 @@ impl Api {
     /// The table, `None` when it does not exist.
     pub(super) async fn get_table(&self, table: &str) -> Result<Option<Table>, ApiError> {
         retrying("tables.get", || async {
-            match self.client.table().get(self.project(), self.dataset(), table, None).await {
+            match self
+                .client
+                .table()
+                .get(self.project(), self.dataset(), table, None)
+                .await
+            {
                 Ok(table) => Ok(Some(table)),
                 Err(e) => match ApiError::from_bq(e) {
                     e if e.is_not_found() => Ok(None),
@@ -338,10 +343,9 @@ impl Api {
         page_token: Option<String>,
     ) -> Result<GetQueryResultsResponse, ApiError> {
         retrying("jobs.getQueryResults", || async {
+            // No format options here: the client cannot encode them in the
+            // URL, so later pages carry TIMESTAMPs as seconds in E notation.
             let parameters = GetQueryResultsParameters {
-                format_options: Some(DataFormatOptions {
-                    use_int64_timestamp: Some(true),
-                }),
                 location: Some(self.settings.location.clone()),
                 page_token: page_token.clone(),
                 timeout_ms: Some(10_000),

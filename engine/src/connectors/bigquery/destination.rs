@@ -12,10 +12,10 @@ use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
 use tracing::{info, warn};
 
-use super::{Session, Settings};
 use super::api::{Api, ApiError, job_error};
 use super::load::BigQueryLoad;
 use super::schema;
+use super::{Session, Settings};
 use crate::destinations::{
     CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode,
 };
@@ -120,16 +120,14 @@ impl BigQueryDestination {
         let mut table = Table::new(&settings.project, &settings.dataset, &spec.name, schema)
             .description(&format!("Loaded by Sluice ETL job {}", spec.job))
             .label(TOKEN_LABEL, &new_token());
-        let field_type = |name: &str| {
-            spec.schema
-                .field_with_name(name)
-                .ok()
-                .map(|f| f.data_type().clone())
-        };
+        let field_type = |name: &str| spec.schema.field_with_name(name).ok().map(|f| f.data_type().clone());
         let partition_field = spec.cursor.as_deref().filter(|cursor| {
             matches!(
                 field_type(cursor),
-                Some(datafusion::arrow::datatypes::DataType::Timestamp(..) | datafusion::arrow::datatypes::DataType::Date32)
+                Some(
+                    datafusion::arrow::datatypes::DataType::Timestamp(..)
+                        | datafusion::arrow::datatypes::DataType::Date32
+                )
             )
         });
         let layout = &spec.layout;
@@ -167,7 +165,9 @@ impl BigQueryDestination {
             )));
         }
         if let Some(unknown) = cluster.iter().find(|c| field_type(c).is_none()) {
-            return Err(invalid(format!("cluster_by column \"{unknown}\" is not one of the loaded columns")));
+            return Err(invalid(format!(
+                "cluster_by column \"{unknown}\" is not one of the loaded columns"
+            )));
         }
         if !cluster.is_empty() {
             table = table.clustering(Clustering { fields: Some(cluster) });
@@ -227,13 +227,25 @@ impl Destination for BigQueryDestination {
             return Ok(None);
         };
         let names = RunNames::new(table, &token, run_id);
-        api.delete_table(&names.staging).await.map_err(|e| e.into_destination(None))?;
+        api.delete_table(&names.staging)
+            .await
+            .map_err(|e| e.into_destination(None))?;
         let commit = names.commit_job();
-        let Some(job) = api.get_job(&commit).await.map_err(|e| e.into_destination(Some(commit.clone())))? else {
+        let Some(job) = api
+            .get_job(&commit)
+            .await
+            .map_err(|e| e.into_destination(Some(commit.clone())))?
+        else {
             return Ok(None);
         };
-        let job = api.wait_job(job, &commit).await.map_err(|e| e.into_destination(Some(commit.clone())))?;
-        Ok(job_error(&job).is_none().then_some(CommitState { run_id, watermark: None }))
+        let job = api
+            .wait_job(job, &commit)
+            .await
+            .map_err(|e| e.into_destination(Some(commit.clone())))?;
+        Ok(job_error(&job).is_none().then_some(CommitState {
+            run_id,
+            watermark: None,
+        }))
     }
 
     async fn begin(
@@ -260,7 +272,12 @@ impl Destination for BigQueryDestination {
             range_partitioning: target.range_partitioning.clone(),
             clustering: target.clustering.clone(),
             labels: Some(HashMap::from([("sluice_staging".to_owned(), token.clone())])),
-            ..Table::new(&api.settings.project, &api.settings.dataset, &names.staging, target.schema.clone())
+            ..Table::new(
+                &api.settings.project,
+                &api.settings.dataset,
+                &names.staging,
+                target.schema.clone(),
+            )
         }
         .expiration_time(SystemTime::now() + STAGING_LIFETIME);
         let remote = |e: ApiError| e.into_destination(None);

@@ -3,7 +3,7 @@
 //! table; the commit is one copy job (`<run prefix>_commit`) from the
 //! staging table into the target, appending or replacing atomically.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -43,8 +43,9 @@ pub(super) struct BigQueryLoad {
     names: RunNames,
     mode: WriteMode,
     chunk_bytes: usize,
-    /// The chunk being written, with the schema its batches are cast to.
-    writer: Option<(ArrowWriter<Vec<u8>>, SchemaRef)>,
+    /// The chunk being written, with the schema its batches are cast to
+    /// (in a mutex only so that the load is `Sync`; never contended).
+    writer: Mutex<Option<(ArrowWriter<Vec<u8>>, SchemaRef)>>,
     /// Submitted chunk jobs, waited for at commit.
     submitted: Vec<(String, Job)>,
     rows: u64,
@@ -59,7 +60,7 @@ impl BigQueryLoad {
             names,
             mode,
             chunk_bytes: chunk_bytes(),
-            writer: None,
+            writer: Mutex::new(None),
             submitted: Vec::new(),
             rows: 0,
             uploaded_bytes: 0,
@@ -72,7 +73,7 @@ impl BigQueryLoad {
 
     /// Ends the current chunk and submits its load job.
     async fn flush(&mut self) -> Result<(), DestinationError> {
-        let Some((writer, _)) = self.writer.take() else {
+        let Some((writer, _)) = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take() else {
             return Ok(());
         };
         let data = writer.into_inner()?;
@@ -132,23 +133,42 @@ impl LoadTransaction for BigQueryLoad {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if self.writer.is_none() {
-            let schema = parquet_schema(&batch.schema());
-            let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-            let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?;
-            self.writer = Some((writer, schema));
-        }
-        let (writer, schema) = self.writer.as_mut().expect("set above");
-        let batch = conform(batch, schema)?;
-        writer.write(&batch)?;
-        self.rows += batch.num_rows() as u64;
-        if writer.bytes_written() + writer.in_progress_size() >= self.chunk_bytes {
+        let rows = batch.num_rows() as u64;
+        let full = {
+            let slot = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_none() {
+                let schema = parquet_schema(&batch.schema());
+                let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?;
+                *slot = Some((writer, schema));
+            }
+            let (writer, schema) = slot.as_mut().expect("set above");
+            writer.write(&conform(batch, schema)?)?;
+            writer.bytes_written() + writer.in_progress_size() >= self.chunk_bytes
+        };
+        self.rows += rows;
+        if full {
             self.flush().await?;
         }
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
+        let committed = self.publish(watermark).await;
+        self.drop_staging().await;
+        committed
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), DestinationError> {
+        self.drop_staging().await;
+        Ok(())
+    }
+}
+
+impl BigQueryLoad {
+    /// Loads the last chunk, waits for every chunk job, then copies the
+    /// staging table into the target in one job.
+    async fn publish(&mut self, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
         self.flush().await?;
         let chunks = self.submitted.len();
         self.wait_chunks().await?;
@@ -183,21 +203,14 @@ impl LoadTransaction for BigQueryLoad {
         let submitted = self.api.insert_job(&job, &job_id).await.map_err(remote)?;
         let done = self.api.wait_job(submitted, &job_id).await.map_err(remote)?;
         if let Some(error) = job_error(&done) {
-            self.drop_staging().await;
             return Err(remote(error));
         }
         info!(table = %self.table, job_id = %job_id, rows = self.rows, watermark = ?watermark, "committed a load to BigQuery");
-        self.drop_staging().await;
         Ok(CommitReport {
             rows: self.rows,
             bytes: self.uploaded_bytes,
             files: chunks,
         })
-    }
-
-    async fn abort(self: Box<Self>) -> Result<(), DestinationError> {
-        self.drop_staging().await;
-        Ok(())
     }
 }
 

@@ -33,7 +33,11 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
     status: TypeStatus::Available,
     options: &[
         O::required("project", Text, "GCP project id"),
-        O::required("dataset", Text, "dataset that tables are loaded into (created when missing)"),
+        O::required(
+            "dataset",
+            Text,
+            "dataset that tables are loaded into (created when missing)",
+        ),
         O::with_default("location", Text, "US", "dataset location, e.g. EU or europe-west1"),
         O::optional("credentials_file", Text, "path of a service-account JSON key file"),
         O::optional(
@@ -86,8 +90,7 @@ impl Settings {
         let credentials = match (options.text("credentials_file"), options.secret("credentials")) {
             (Some(_), Some(_)) => return Err("give either credentials_file or credentials, not both".into()),
             (Some(path), None) => Credentials::ServiceAccountKey(
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read credentials_file '{path}': {e}"))?,
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read credentials_file '{path}': {e}"))?,
             ),
             (None, Some(secret)) if secret.expose().trim() == "application_default" => Credentials::ApplicationDefault,
             (None, Some(secret)) => Credentials::ServiceAccountKey(secret.expose().to_owned()),
@@ -143,7 +146,8 @@ impl Connector for BigQueryConnector {
     /// Signs in, then checks that the dataset exists in the connection's
     /// location, creating it when missing (which proves the permission).
     async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
-        let settings = Settings::new(options, timeout).map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, e))?;
+        let settings =
+            Settings::new(options, timeout).map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, e))?;
         let api = api::Api::connect(settings).await?;
         api.ensure_dataset().await.map_err(|e| e.into_connect_failure())
     }

@@ -65,7 +65,11 @@ fn field_type(name: &str, data_type: &DataType, json: bool) -> Result<FieldType,
         DataType::Timestamp(_, Some(_)) => FieldType::Timestamp,
         DataType::Timestamp(_, None) => FieldType::Datetime,
         DataType::Struct(_) => FieldType::Record,
-        other => return Err(format!("column \"{name}\" has type {other}, which BigQuery cannot load")),
+        other => {
+            return Err(format!(
+                "column \"{name}\" has type {other}, which BigQuery cannot load"
+            ));
+        }
     })
 }
 
@@ -115,9 +119,9 @@ pub(super) fn differences(table: &TableSchema, load: &TableSchema) -> Vec<String
             )),
             Some(existing) => {
                 let same_type = type_name(&existing.r#type) == type_name(&wanted.r#type)
-                    && (existing.fields.is_none()
-                        || differences_of(existing, wanted).is_empty());
-                let modes_fit = mode(existing) == mode(wanted) || (mode(existing) == "NULLABLE" && mode(wanted) == "REQUIRED");
+                    && (existing.fields.is_none() || differences_of(existing, wanted).is_empty());
+                let modes_fit =
+                    mode(existing) == mode(wanted) || (mode(existing) == "NULLABLE" && mode(wanted) == "REQUIRED");
                 if !same_type || !modes_fit {
                     differences.push(format!(
                         "column \"{}\" is {} in the table but {} in the load",
@@ -173,12 +177,20 @@ mod tests {
             Field::new("amount", DataType::Decimal128(12, 2), true),
             Field::new("big", DataType::Decimal128(38, 10), true),
             Field::new("huge", DataType::Decimal256(76, 38), true),
-            Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
             Field::new("local", DataType::Timestamp(TimeUnit::Microsecond, None), true),
             Field::new("doc", DataType::Utf8, true)
                 .with_metadata([(JSON_METADATA.0.into(), JSON_METADATA.1.into())].into()),
             Field::new("raw", DataType::Binary, true),
-            Field::new("tags", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+            Field::new(
+                "tags",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ),
         ]);
         assert_eq!(
             names(&table_schema(&schema).unwrap()),
@@ -213,7 +225,10 @@ mod tests {
         .unwrap();
         let found = differences(&table, &load);
         assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found[0].contains("\"name\" is STRING NULLABLE in the table but INT64 NULLABLE"), "{found:?}");
+        assert!(
+            found[0].contains("\"name\" is STRING NULLABLE in the table but INT64 NULLABLE"),
+            "{found:?}"
+        );
         assert!(found[1].contains("\"new\""), "{found:?}");
         let mut required = TableFieldSchema::integer("id");
         required.mode = Some("REQUIRED".into());

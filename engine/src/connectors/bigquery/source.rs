@@ -177,12 +177,16 @@ impl Source for BigQuerySource {
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError> {
         let api = self.api().await?;
-        let schema: SchemaRef = Arc::new(description.arrow_schema().project(&request.columns).map_err(|e| {
-            SourceError::Query {
-                code: None,
-                message: e.to_string(),
-            }
-        })?);
+        let schema: SchemaRef =
+            Arc::new(
+                description
+                    .arrow_schema()
+                    .project(&request.columns)
+                    .map_err(|e| SourceError::Query {
+                        code: None,
+                        message: e.to_string(),
+                    })?,
+            );
         let query = self.scan_query(description, request);
         let first = api.query(&query).await.map_err(query_error)?;
         let job_id = first
@@ -356,7 +360,11 @@ fn to_batch(schema: &SchemaRef, rows: &[TableRow]) -> Result<RecordBatch, Source
         let texts: Vec<Option<String>> = rows
             .iter()
             .map(|row| {
-                let value = row.columns.as_ref().and_then(|c| c.get(i)).and_then(|c| c.value.as_ref());
+                let value = row
+                    .columns
+                    .as_ref()
+                    .and_then(|c| c.get(i))
+                    .and_then(|c| c.value.as_ref());
                 match value {
                     None | Some(Value::Null) => None,
                     Some(Value::String(s)) => Some(s.clone()),
@@ -368,9 +376,13 @@ fn to_batch(schema: &SchemaRef, rows: &[TableRow]) -> Result<RecordBatch, Source
             DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => {
                 let micros = texts
                     .iter()
-                    .map(|t| t.as_deref().map(str::parse::<i64>).transpose())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| bad(format!("column \"{}\": {e}", field.name())))?;
+                    .map(|t| match t.as_deref() {
+                        None => Ok(None),
+                        Some(t) => timestamp_micros(t)
+                            .map(Some)
+                            .ok_or_else(|| bad(format!("column \"{}\": '{t}' is not a timestamp", field.name()))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 Arc::new(TimestampMicrosecondArray::from(micros).with_timezone(tz.clone()))
             }
             DataType::Binary => {
@@ -383,10 +395,14 @@ fn to_batch(schema: &SchemaRef, rows: &[TableRow]) -> Result<RecordBatch, Source
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| bad(format!("column \"{}\": {e}", field.name())))?;
-                Arc::new(BinaryArray::from(bytes.iter().map(|b| b.as_deref()).collect::<Vec<_>>()))
+                Arc::new(BinaryArray::from(
+                    bytes.iter().map(|b| b.as_deref()).collect::<Vec<_>>(),
+                ))
             }
             DataType::Utf8 => Arc::new(StringArray::from(texts)),
-            other => cast(&StringArray::from(texts), other).map_err(|e| bad(format!("column \"{}\": {e}", field.name())))?,
+            other => {
+                cast(&StringArray::from(texts), other).map_err(|e| bad(format!("column \"{}\": {e}", field.name())))?
+            }
         };
         columns.push(array);
     }
@@ -394,9 +410,42 @@ fn to_batch(schema: &SchemaRef, rows: &[TableRow]) -> Result<RecordBatch, Source
     RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(|e| bad(e.to_string()))
 }
 
+/// Microseconds from BigQuery's TIMESTAMP text: integer microseconds (with
+/// `useInt64Timestamp`) or seconds in E notation (`1.709251260123456E9`),
+/// converted exactly.
+fn timestamp_micros(text: &str) -> Option<i64> {
+    if let Ok(micros) = text.parse::<i64>() {
+        return Some(micros);
+    }
+    let (mantissa, exponent) = match text.split_once(['E', 'e']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let negative = mantissa.starts_with('-');
+    let mantissa = mantissa.trim_start_matches(['-', '+']);
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: i128 = format!("{whole}{fraction}").parse().ok()?;
+    let shift = exponent - fraction.len() as i32 + 6;
+    let micros = if shift >= 0 {
+        digits.checked_mul(10i128.checked_pow(shift as u32)?)?
+    } else {
+        digits / 10i128.checked_pow(shift.unsigned_abs())?
+    };
+    i64::try_from(if negative { -micros } else { micros }).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_both_timestamp_formats_exactly() {
+        assert_eq!(timestamp_micros("1709251260123456"), Some(1_709_251_260_123_456));
+        assert_eq!(timestamp_micros("1.709251260123456E9"), Some(1_709_251_260_123_456));
+        assert_eq!(timestamp_micros("1.70925126E9"), Some(1_709_251_260_000_000));
+        assert_eq!(timestamp_micros("-1.5E0"), Some(-1_500_000));
+        assert_eq!(timestamp_micros("soon"), None);
+    }
 
     #[test]
     fn quotes_names_with_backticks() {

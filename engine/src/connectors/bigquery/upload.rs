@@ -103,7 +103,10 @@ mod tests {
             400,
             r#"{"error":{"code":400,"message":"Error while reading data","errors":[{"reason":"invalid","message":"x"}]}}"#,
         );
-        assert_eq!((e.reason.as_str(), e.message.as_str()), ("invalid", "Error while reading data"));
+        assert_eq!(
+            (e.reason.as_str(), e.message.as_str()),
+            ("invalid", "Error while reading data")
+        );
         assert!(!e.retryable());
         let e = error_of(502, "<html>bad gateway</html>");
         assert!(e.retryable() && e.message.contains("502"), "{e}");

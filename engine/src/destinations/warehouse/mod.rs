@@ -342,7 +342,10 @@ impl Destination for LocalWarehouse {
     }
 
     async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError> {
-        Ok(self.committed_state(table).await?.filter(|state| state.run_id == run_id))
+        Ok(self
+            .committed_state(table)
+            .await?
+            .filter(|state| state.run_id == run_id))
     }
 
     async fn begin(
