@@ -143,6 +143,18 @@ async fn connection_test_signs_in_and_creates_the_dataset_in_its_location() {
     .await;
     assert!(err.contains("location US") && err.contains("EU"), "{err}");
 
+    // A key that is not one fails as a bad password would, without echoing it.
+    let err = expect_err(
+        &env.client,
+        "CREATE CONNECTION bad TYPE bigquery OPTIONS (project 'test-project', dataset 'd', credentials 'not-a-key-7f3a')",
+        "28P01",
+    )
+    .await;
+    assert!(
+        err.contains("service-account JSON key") && !err.contains("7f3a"),
+        "{err}"
+    );
+
     // A missing permission is named, as BigQuery words it.
     env.fake.state().denied = Some("bigquery.datasets.create".into());
     let err = expect_err(

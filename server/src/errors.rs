@@ -5,6 +5,7 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::error::{ErrorInfo, PgWireError};
 use sluice_catalog::{CatalogError, ObjectKind};
+use sluice_engine::destinations::DestinationError;
 use sluice_engine::sources::SourceError;
 use sluice_engine::{ConnectFailureKind, EngineError};
 
@@ -92,6 +93,17 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::NotADestination { .. } => error("0A000", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),
         EngineError::Extract { .. } => error("58000", message, None),
+        EngineError::Destination(DestinationError::Remote { reason, job_id, .. }) => {
+            let code = match reason.as_str() {
+                "accessDenied" => "42501",
+                "quotaExceeded" | "rateLimitExceeded" => "53400",
+                _ => "58030",
+            };
+            let hint = job_id
+                .as_ref()
+                .map(|id| format!("The job id finds the job in the BigQuery console or with `bq show -j {id}`."));
+            error(code, message, hint)
+        }
         EngineError::Destination(_) => error("58030", message, None),
     }
 }

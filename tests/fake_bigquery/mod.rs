@@ -611,7 +611,7 @@ fn insert_job(s: &mut State, project: &str, mut job: Value, media: Option<Vec<u8
         return error(400, "invalid", message.clone());
     }
     job["id"] = json!(format!("{project}:{id}"));
-    let job = job_done(job, outcome.err().map(|(r, m)| (r, m)));
+    let job = job_done(job, outcome.err());
     s.jobs.insert(id, job.clone());
     ok(job)
 }
