@@ -29,18 +29,8 @@ async fn setup() -> (PgServer, Sluice, Client) {
     pg.psql_admin_db("shop", ORDERS);
     let sluice = Sluice::start();
     let client = sluice.client().await;
-    client
-        .batch_execute(&format!(
-            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}')",
-            pg.port
-        ))
-        .await
-        .unwrap();
+    create_shop_connection(&client, &pg).await;
     (pg, sluice, client)
-}
-
-async fn one(client: &Client, sql: &str) -> String {
-    rows(client, sql).await[0][0].clone().unwrap_or_default()
 }
 
 #[tokio::test]
