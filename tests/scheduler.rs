@@ -253,7 +253,7 @@ async fn an_interrupted_scheduled_run_is_re_run_once_after_a_crash() {
     let (pg, mut sluice, client) = setup(&[]).await;
     pg.psql_admin_db(
         "shop",
-        "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, (SELECT pg_sleep(2)) s;
+        "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, (SELECT pg_sleep(4)) s;
          GRANT SELECT ON public.slow_events TO etl;",
     );
     client
