@@ -21,6 +21,7 @@ fn jobs() -> [(&'static str, &'static str, LoadType); 3] {
             LoadType::Incremental {
                 cursor: "updated_at".into(),
                 start: IncrementalStart::All,
+                lookback: None,
             },
         ),
         ("demo_customers", "customers", LoadType::Snapshot),
@@ -81,6 +82,7 @@ async fn set_up(connections: &ConnectionManager, jobs: &JobManager, path: &Path)
             column_overrides: vec![],
             schedule: "MANUAL".into(),
             batch_rows: None,
+            parallelism: None,
         })
         .await?;
     }

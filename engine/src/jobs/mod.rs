@@ -1,8 +1,10 @@
 //! ETL jobs: definition and validation, and runs that move rows from a
 //! source into a destination exactly once.
 
+mod dedupe;
 mod define;
 mod runner;
+mod split;
 mod window;
 
 use std::collections::HashMap;

@@ -6,6 +6,7 @@ use sluice_engine::jobs::{CreateJob, JobChange};
 
 use super::ast::SluiceStatement;
 use super::parse::{PResult, StatementParser};
+use super::parse_lookback::LookbackClauses;
 
 /// The name `INTO` uses for the built-in local warehouse.
 pub const WAREHOUSE: &str = "warehouse";
@@ -46,6 +47,8 @@ impl StatementParser<'_> {
         let mut column_overrides = Vec::new();
         let mut schedule = "MANUAL".to_owned();
         let mut batch_rows = None;
+        let mut parallelism = None;
+        let mut lookback = LookbackClauses::default();
         loop {
             if self.word("INTO") {
                 let first = self.name("destination table")?;
@@ -74,7 +77,11 @@ impl StatementParser<'_> {
                 } else {
                     IncrementalStart::BackfillDays(DEFAULT_BACKFILL_DAYS)
                 };
-                load = Some(LoadType::Incremental { cursor, start });
+                load = Some(LoadType::Incremental {
+                    cursor,
+                    start,
+                    lookback: None,
+                });
             } else if self.word("SNAPSHOT") {
                 load = Some(LoadType::Snapshot);
             } else if self.word("COLUMNS") {
@@ -95,18 +102,23 @@ impl StatementParser<'_> {
                     match name.as_str() {
                         "batch_rows" if (1..=1_000_000).contains(&value) => batch_rows = Some(value),
                         "batch_rows" => return Err(self.error("batch_rows must be between 1 and 1000000".into())),
+                        "parallelism" if (1..=MAX_PARALLELISM).contains(&value) => parallelism = Some(value),
+                        "parallelism" => {
+                            return Err(self.error(format!("parallelism must be between 1 and {MAX_PARALLELISM}")));
+                        }
                         other => {
-                            return Err(
-                                self.error(format!("unknown job setting \"{other}\"; valid settings: batch_rows"))
-                            );
+                            return Err(self.error(format!(
+                                "unknown job setting \"{other}\"; valid settings: batch_rows, parallelism"
+                            )));
                         }
                     }
                 }
-            } else {
+            } else if !self.lookback_clause(&mut lookback)? {
                 break;
             }
         }
         let load = load.ok_or_else(|| self.error("expected INCREMENTAL BY column or SNAPSHOT".into()))?;
+        let load = self.with_lookback(load, lookback)?;
         Ok(SluiceStatement::CreateJob(Box::new(CreateJob {
             name,
             if_not_exists,
@@ -121,6 +133,7 @@ impl StatementParser<'_> {
             column_overrides,
             schedule,
             batch_rows,
+            parallelism,
         })))
     }
 
@@ -277,6 +290,9 @@ impl StatementParser<'_> {
     }
 }
 
+/// The most parallel source streams a job may use.
+const MAX_PARALLELISM: u32 = 16;
+
 /// The backfill window of `INCREMENTAL BY col` without a start clause.
 pub const DEFAULT_BACKFILL_DAYS: u32 = 90;
 
@@ -316,7 +332,8 @@ mod tests {
             j.load,
             LoadType::Incremental {
                 cursor: "created_at".into(),
-                start: IncrementalStart::BackfillDays(30)
+                start: IncrementalStart::BackfillDays(30),
+                lookback: None
             }
         );
         assert_eq!(j.column_overrides[0].bigquery_type, "NUMERIC(12, 2)");
@@ -324,6 +341,11 @@ mod tests {
         assert_eq!(j.column_overrides[1].bigquery_type, "STRING");
         assert_eq!(j.schedule, "DAILY AT '02:00' TIMEZONE 'Europe/Warsaw'");
         assert_eq!(j.batch_rows, Some(1000));
+        assert_eq!(j.parallelism, None);
+        assert_eq!(
+            job("CREATE ETL JOB p FROM c.s.t SNAPSHOT WITH (parallelism = 4, batch_rows = 10)").parallelism,
+            Some(4)
+        );
     }
 
     #[test]
@@ -335,14 +357,16 @@ mod tests {
             job("create etl job i from c.s.t incremental by id all").load,
             LoadType::Incremental {
                 cursor: "id".into(),
-                start: IncrementalStart::All
+                start: IncrementalStart::All,
+                lookback: None
             }
         );
         assert_eq!(
             job("CREATE ETL JOB i FROM c.s.t INCREMENTAL BY d").load,
             LoadType::Incremental {
                 cursor: "d".into(),
-                start: IncrementalStart::BackfillDays(90)
+                start: IncrementalStart::BackfillDays(90),
+                lookback: None
             }
         );
         assert_eq!(
@@ -407,7 +431,9 @@ mod tests {
                 "CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE CRON '* *'",
                 "5 or 6 fields",
             ),
-            ("CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallel = 2)", "batch_rows"),
+            ("CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallel = 2)", "batch_rows, parallelism"),
+            ("CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallelism = 17)", "between 1 and 16"),
+            ("CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallelism = 0)", "between 1 and 16"),
         ] {
             let err = parse(sql).unwrap_err();
             assert!(err.message.contains(needle), "{sql}: {err:?}");

@@ -7,6 +7,8 @@ use datafusion::arrow::array::{BooleanArray, Float64Array, Int64Array, RecordBat
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_catalog::{Catalog, CatalogError, IncrementalStart, JobRecord, LoadType, RunRecord};
 
+use crate::statements::lookback_sql;
+
 use super::{batch, quote_ident, strings, text, timestamps, timestamptz};
 
 /// `sluice.jobs` and `SHOW ETL JOBS`.
@@ -28,13 +30,18 @@ pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
 fn load_sql(load: &LoadType) -> String {
     match load {
         LoadType::Snapshot => "SNAPSHOT".into(),
-        LoadType::Incremental { cursor, start } => {
+        LoadType::Incremental { cursor, start, lookback } => {
             let start = match start {
                 IncrementalStart::BackfillDays(days) => format!("BACKFILL {days} DAYS"),
                 IncrementalStart::Since(value) => format!("SINCE '{}'", value.replace('\'', "''")),
                 IncrementalStart::All => "ALL".into(),
             };
-            format!("INCREMENTAL BY {} {start}", quote_ident(cursor))
+            let mut sql = format!("INCREMENTAL BY {} {start}", quote_ident(cursor));
+            if let Some(lookback) = lookback {
+                sql.push(' ');
+                sql.push_str(&lookback_sql(lookback, quote_ident));
+            }
+            sql
         }
     }
 }
@@ -175,10 +182,11 @@ pub fn create_job_sql(job: &JobRecord) -> String {
             .collect();
         sql.push_str(&format!(" COLUMNS ({})", overrides.join(", ")));
     }
-    sql.push_str(&format!(
-        " SCHEDULE {} WITH (batch_rows = {});",
-        job.schedule, job.batch_rows
-    ));
+    sql.push_str(&format!(" SCHEDULE {} WITH (batch_rows = {}", job.schedule, job.batch_rows));
+    if let Some(parallelism) = job.parallelism {
+        sql.push_str(&format!(", parallelism = {parallelism}"));
+    }
+    sql.push_str(");");
     sql
 }
 
