@@ -63,9 +63,9 @@ async fn load_and_query(location: &str, envs: &[(&str, &str)], secret: &str) {
     assert_eq!(tables, [[Some("bq_events".into())], [Some("snap".into())]]);
     let counts = rows(
         &client,
-        "SELECT (SELECT count(*) FROM warehouse.bq_events), (SELECT count(DISTINCT id) FROM warehouse.bq_events), \
-                (SELECT count(*) FROM warehouse.snap), (SELECT min(id) FROM warehouse.snap), \
-                (SELECT count(*) FROM warehouse.snap WHERE kind = 'new')",
+        "SELECT (SELECT count(*) FROM warehouse.bq_events) AS a, (SELECT count(DISTINCT id) FROM warehouse.bq_events) AS b, \
+                (SELECT count(*) FROM warehouse.snap) AS c, (SELECT min(id) FROM warehouse.snap) AS d, \
+                (SELECT count(*) FROM warehouse.snap WHERE kind = 'new') AS e",
     )
     .await;
     assert_eq!(

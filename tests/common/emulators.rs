@@ -1,9 +1,9 @@
 //! Object-store emulators for the cloud warehouse tests: S3 by moto and
 //! Azure Blob Storage by Azurite, each on a free loopback port in its own
-//! temp dir, in its own process group that is killed on `Drop`. The tools
-//! are installed (once, cached) by `scripts/install-emulators.sh`.
+//! temp dir, killed on `Drop` (each is a single process: moto_server is
+//! Python, azurite-blob is node). The tools are installed (once, cached) by
+//! `scripts/install-emulators.sh`.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -55,8 +55,7 @@ impl Emulator {
             let mut cmd = Command::new(&bin);
             cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
                 .args(["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose"])
-                .arg("--location")
-                .arg(dir);
+                .current_dir(dir);
             cmd
         })
     }
@@ -74,7 +73,6 @@ impl Emulator {
                 .stdin(Stdio::null())
                 .stdout(file.try_clone().unwrap())
                 .stderr(file)
-                .process_group(0)
                 .spawn()
                 .unwrap_or_else(|e| panic!("start {name}: {e}"));
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -92,7 +90,7 @@ impl Emulator {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            kill_group(&mut child);
+            stop(&mut child);
         }
         panic!(
             "{name} did not start:\n{}",
@@ -133,10 +131,8 @@ impl Emulator {
     }
 }
 
-fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{}", child.id())])
-        .status();
+fn stop(child: &mut Child) {
+    let _ = child.kill();
     let _ = child.wait();
 }
 
@@ -149,6 +145,6 @@ impl Drop for Emulator {
                 tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 40)
             );
         }
-        kill_group(&mut self.child);
+        stop(&mut self.child);
     }
 }
