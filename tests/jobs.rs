@@ -395,13 +395,25 @@ async fn lookback_loads_late_rows_once_and_skips_rows_read_again() {
     );
     let second = rows(&client, "RUN ETL JOB events").await;
     assert_eq!(
-        (second[0][2].as_deref(), second[0][5].as_deref(), second[0][6].as_deref()),
+        (
+            second[0][2].as_deref(),
+            second[0][5].as_deref(),
+            second[0][6].as_deref()
+        ),
         (Some("11"), Some("2024-01-01T13:40:00Z"), Some("2024-01-01T14:00:00Z")),
         "only the late rows in the window and the new one are loaded: {second:?}"
     );
     let third = rows(&client, "RUN ETL JOB events").await;
-    assert_eq!(third[0][2].as_deref(), Some("0"), "rows read again are not loaded again");
-    assert_eq!(third[0][6].as_deref(), Some("2024-01-01T14:00:00Z"), "the watermark never moves back");
+    assert_eq!(
+        third[0][2].as_deref(),
+        Some("0"),
+        "rows read again are not loaded again"
+    );
+    assert_eq!(
+        third[0][6].as_deref(),
+        Some("2024-01-01T14:00:00Z"),
+        "the watermark never moves back"
+    );
 
     let loaded = rows(
         &client,
@@ -487,13 +499,23 @@ async fn lookback_loads_late_rows_once_and_skips_rows_read_again() {
         async move { rows(client, sql).await[0][2].clone().unwrap() }
     };
     assert_eq!(by_id("RUN ETL JOB by_id").await, "112");
-    pg.psql_admin_db("shop", "INSERT INTO events VALUES (115, 'x', now()), (120, 'x', now());");
+    pg.psql_admin_db(
+        "shop",
+        "INSERT INTO events VALUES (115, 'x', now()), (120, 'x', now());",
+    );
     assert_eq!(by_id("RUN ETL JOB by_id").await, "2");
     // 117 is within 5 of the watermark 120, 113 is not.
-    pg.psql_admin_db("shop", "INSERT INTO events VALUES (117, 'late', now()), (113, 'too late', now());");
+    pg.psql_admin_db(
+        "shop",
+        "INSERT INTO events VALUES (117, 'late', now()), (113, 'too late', now());",
+    );
     assert_eq!(by_id("RUN ETL JOB by_id").await, "1");
     assert_eq!(
-        rows(&client, "SELECT count(*), count(DISTINCT id), max(id) FILTER (WHERE id < 115) FROM warehouse.by_id").await[0],
+        rows(
+            &client,
+            "SELECT count(*), count(DISTINCT id), max(id) FILTER (WHERE id < 115) FROM warehouse.by_id"
+        )
+        .await[0],
         [Some("115".into()), Some("115".into()), Some("112".into())]
     );
 }

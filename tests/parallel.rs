@@ -71,10 +71,24 @@ async fn parallel_runs_load_exactly_what_serial_runs_load() {
     }
     let log = pg.log_contents();
     let imports = log.matches("SET TRANSACTION SNAPSHOT").count();
-    assert_eq!(imports, 4 + 3 + 16, "one stream per range, all in the exported snapshot");
+    assert_eq!(
+        imports,
+        4 + 3 + 16,
+        "one stream per range, all in the exported snapshot"
+    );
     assert!(log.contains(r#"WHERE "id" >= "#), "ranges of the primary key");
-    assert!(log.contains(r#"WHERE "seq" < "#), "ranges of the cursor when there is no key");
-    let same = |n: &str| [Some("0".to_owned()), Some("0".to_owned()), Some(n.to_owned()), Some(n.to_owned())];
+    assert!(
+        log.contains(r#"WHERE "seq" < "#),
+        "ranges of the cursor when there is no key"
+    );
+    let same = |n: &str| {
+        [
+            Some("0".to_owned()),
+            Some("0".to_owned()),
+            Some(n.to_owned()),
+            Some(n.to_owned()),
+        ]
+    };
     assert_eq!(difference(&client, "serial", "par").await, same("3500"));
     assert_eq!(difference(&client, "serial", "par_inc").await, same("3500"));
     assert_eq!(difference(&client, "logs_serial", "logs_par").await, same("9000"));
@@ -100,7 +114,10 @@ async fn parallel_runs_load_exactly_what_serial_runs_load() {
     // Shown in the definition; refused where it cannot work.
     let shown = rows(&client, "SHOW CREATE ETL JOB par").await;
     assert!(
-        shown[0][1].as_deref().unwrap().ends_with("WITH (batch_rows = 100, parallelism = 4);"),
+        shown[0][1]
+            .as_deref()
+            .unwrap()
+            .ends_with("WITH (batch_rows = 100, parallelism = 4);"),
         "{shown:?}"
     );
     let message = expect_err(
@@ -179,7 +196,11 @@ async fn kill_9_during_parallel_runs_then_rerun_loads_every_row_once() {
                 &format!("SELECT count(*), count(DISTINCT id), sum(id) FROM warehouse.{job}"),
             )
             .await;
-            let loaded = loaded[0].iter().map(|v| v.clone().unwrap()).collect::<Vec<_>>().join("|");
+            let loaded = loaded[0]
+                .iter()
+                .map(|v| v.clone().unwrap())
+                .collect::<Vec<_>>()
+                .join("|");
             assert_eq!(loaded, expected, "{job}, round {round} (kill after {delay_ms} ms)");
         }
     }

@@ -22,7 +22,9 @@ async fn load_and_query(location: &str, envs: &[(&str, &str)], secret: &str) {
     );
     let mut sluice = Sluice::start_opts(
         envs.iter()
-            .fold(SluiceOpts::default().arg("--warehouse").arg(location), |o, (k, v)| o.env(k, v)),
+            .fold(SluiceOpts::default().arg("--warehouse").arg(location), |o, (k, v)| {
+                o.env(k, v)
+            }),
     );
     let client = sluice.client().await;
     client
@@ -78,7 +80,10 @@ async fn load_and_query(location: &str, envs: &[(&str, &str)], secret: &str) {
         files_containing(sluice.data_dir(), secret.as_bytes()).is_empty(),
         "the credentials stay out of the data dir"
     );
-    assert!(!sluice.log_contents().contains(secret), "the credentials stay out of the log");
+    assert!(
+        !sluice.log_contents().contains(secret),
+        "the credentials stay out of the log"
+    );
     assert!(
         !sluice.data_dir().join("warehouse").exists(),
         "nothing went to the local warehouse directory"

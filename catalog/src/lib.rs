@@ -21,7 +21,9 @@ pub use catalog::{Catalog, DropOutcome};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};
 pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
-pub use job::{ColumnOverride, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType, Lookback, LookbackWindow};
+pub use job::{
+    ColumnOverride, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType, Lookback, LookbackWindow,
+};
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use secret::{SecretInfo, SecretValue};
 

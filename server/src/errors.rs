@@ -5,8 +5,8 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::error::{ErrorInfo, PgWireError};
 use sluice_catalog::{CatalogError, ObjectKind};
-use sluice_engine::sources::SourceError;
 use sluice_engine::destinations::DestinationError;
+use sluice_engine::sources::SourceError;
 use sluice_engine::{ConnectFailureKind, EngineError};
 
 use crate::statements::ParseError;

@@ -23,8 +23,15 @@ fn tools() -> &'static PathBuf {
     static TOOLS: OnceLock<PathBuf> = OnceLock::new();
     TOOLS.get_or_init(|| {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-emulators.sh");
-        let out = Command::new("bash").arg(script).output().expect("run install-emulators.sh");
-        assert!(out.status.success(), "installing the emulators failed:\n{}", output_text(&out));
+        let out = Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("run install-emulators.sh");
+        assert!(
+            out.status.success(),
+            "installing the emulators failed:\n{}",
+            output_text(&out)
+        );
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     })
 }
@@ -54,7 +61,12 @@ impl Emulator {
         Self::spawn("azurite", |port, dir| {
             let mut cmd = Command::new(&bin);
             cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-                .args(["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose"])
+                .args([
+                    "--inMemoryPersistence",
+                    "--disableTelemetry",
+                    "--skipApiVersionCheck",
+                    "--loose",
+                ])
                 .current_dir(dir);
             cmd
         })

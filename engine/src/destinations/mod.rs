@@ -77,6 +77,9 @@ pub enum DestinationError {
     Parquet(#[from] ParquetError),
     #[error("arrow error: {0}")]
     Arrow(#[from] ArrowError),
+    /// The task encoding a load's files ended without a result.
+    #[error("the Parquet encoder of the load stopped unexpectedly")]
+    EncoderStopped,
     /// The warehouse location cannot be used.
     #[error("invalid warehouse location \"{location}\": {reason}")]
     InvalidLocation { location: String, reason: String },

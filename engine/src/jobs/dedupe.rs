@@ -152,10 +152,16 @@ mod tests {
         let stream = RecordBatchStreamAdapter::new(keys_schema, futures::stream::iter([Ok(keys)]));
         deduper.remember(Box::pin(stream)).await.unwrap();
 
-        let read = batch(&[Some(1), Some(2), Some(2), Some(3), None, None, Some(3)], &["a", "b", "b", "a", "a", "a", "a"]);
+        let read = batch(
+            &[Some(1), Some(2), Some(2), Some(3), None, None, Some(3)],
+            &["a", "b", "b", "a", "a", "a", "a"],
+        );
         let kept = deduper.retain_new(read).unwrap();
         assert_eq!(ids(&kept), [Some(2), Some(3), None]);
-        assert_eq!(kept.column(0).as_ref(), &StringArray::from(vec!["b", "a", "a"]) as &dyn datafusion::arrow::array::Array);
+        assert_eq!(
+            kept.column(0).as_ref(),
+            &StringArray::from(vec!["b", "a", "a"]) as &dyn datafusion::arrow::array::Array
+        );
         assert_eq!(deduper.skipped, 4);
         // A later batch of the same run sees the keys loaded before it.
         let again = deduper.retain_new(batch(&[Some(3), Some(4)], &["a", "a"])).unwrap();

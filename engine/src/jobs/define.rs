@@ -307,7 +307,11 @@ impl JobManager {
     /// Checks that the source can be read by parallel streams, split on a
     /// suitable column.
     fn check_parallelism(&self, job: &JobRecord, columns: &JobColumns) -> Result<(), EngineError> {
-        if !self.connections.source(&job.source.connection)?.supports_parallel_scan() {
+        if !self
+            .connections
+            .source(&job.source.connection)?
+            .supports_parallel_scan()
+        {
             return Err(EngineError::InvalidJob {
                 message: format!(
                     "connection \"{}\" cannot be read by parallel streams (WITH (parallelism = n) needs a PostgreSQL \

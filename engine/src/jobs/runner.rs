@@ -303,7 +303,10 @@ impl JobManager {
             }
         };
         if let Some(deduper) = &deduper {
-            info!(skipped = deduper.skipped, "rows re-read within the lookback window were already loaded");
+            info!(
+                skipped = deduper.skipped,
+                "rows re-read within the lookback window were already loaded"
+            );
         }
         // The window's upper bound: the largest cursor value read, or the
         // lower bound when no rows arrived.

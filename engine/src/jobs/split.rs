@@ -13,7 +13,10 @@ pub(super) fn split_column(description: &TableDescription, cursor: Option<&str>)
         let column = &description.columns[*i];
         !column.nullable
             && !column.mapping.repeated
-            && matches!(column.mapping.arrow, DataType::Int16 | DataType::Int32 | DataType::Int64)
+            && matches!(
+                column.mapping.arrow,
+                DataType::Int16 | DataType::Int32 | DataType::Int64
+            )
     };
     let key = description
         .primary_key()

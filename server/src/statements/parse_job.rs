@@ -431,9 +431,18 @@ mod tests {
                 "CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE CRON '* *'",
                 "5 or 6 fields",
             ),
-            ("CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallel = 2)", "batch_rows, parallelism"),
-            ("CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallelism = 17)", "between 1 and 16"),
-            ("CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallelism = 0)", "between 1 and 16"),
+            (
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallel = 2)",
+                "batch_rows, parallelism",
+            ),
+            (
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallelism = 17)",
+                "between 1 and 16",
+            ),
+            (
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallelism = 0)",
+                "between 1 and 16",
+            ),
         ] {
             let err = parse(sql).unwrap_err();
             assert!(err.message.contains(needle), "{sql}: {err:?}");

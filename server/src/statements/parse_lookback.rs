@@ -90,19 +90,18 @@ impl StatementParser<'_> {
             (LoadType::Snapshot, ..) => Err(self.error(
                 "LOOKBACK and DEDUPE ON apply to INCREMENTAL BY loads only (a SNAPSHOT reads everything anyway)".into(),
             )),
-            (LoadType::Incremental { cursor, start, .. }, Some(window), Some(dedupe_on)) => {
-                Ok(LoadType::Incremental {
-                    cursor,
-                    start,
-                    lookback: Some(Lookback { window, dedupe_on }),
-                })
-            }
+            (LoadType::Incremental { cursor, start, .. }, Some(window), Some(dedupe_on)) => Ok(LoadType::Incremental {
+                cursor,
+                start,
+                lookback: Some(Lookback { window, dedupe_on }),
+            }),
             (_, Some(_), None) => Err(self.error(
                 "LOOKBACK needs DEDUPE ON (columns): the columns that tell a re-read row from a new one".into(),
             )),
-            (_, None, Some(_)) => Err(self.error(
-                "DEDUPE ON needs LOOKBACK window: rows are deduplicated within the re-read window".into(),
-            )),
+            (_, None, Some(_)) => {
+                Err(self
+                    .error("DEDUPE ON needs LOOKBACK window: rows are deduplicated within the re-read window".into()))
+            }
         }
     }
 }
@@ -184,9 +183,18 @@ mod tests {
                 |c| c.to_owned(),
             )
         };
-        assert_eq!(sql(LookbackWindow::Seconds(7200)), "LOOKBACK 2 HOURS DEDUPE ON (id, at)");
-        assert_eq!(sql(LookbackWindow::Seconds(5400)), "LOOKBACK 90 MINUTES DEDUPE ON (id, at)");
-        assert_eq!(sql(LookbackWindow::Seconds(172_800)), "LOOKBACK 2 DAYS DEDUPE ON (id, at)");
+        assert_eq!(
+            sql(LookbackWindow::Seconds(7200)),
+            "LOOKBACK 2 HOURS DEDUPE ON (id, at)"
+        );
+        assert_eq!(
+            sql(LookbackWindow::Seconds(5400)),
+            "LOOKBACK 90 MINUTES DEDUPE ON (id, at)"
+        );
+        assert_eq!(
+            sql(LookbackWindow::Seconds(172_800)),
+            "LOOKBACK 2 DAYS DEDUPE ON (id, at)"
+        );
         assert_eq!(sql(LookbackWindow::Values(7)), "LOOKBACK 7 DEDUPE ON (id, at)");
     }
 
@@ -194,8 +202,14 @@ mod tests {
     fn rejects_bad_lookbacks() {
         for (sql, needle) in [
             ("INCREMENTAL BY at LOOKBACK 0 HOURS DEDUPE ON (id)", "positive"),
-            ("INCREMENTAL BY at LOOKBACK '2 fortnights' DEDUPE ON (id)", "unknown lookback unit"),
-            ("INCREMENTAL BY at LOOKBACK 'soon' DEDUPE ON (id)", "not a lookback window"),
+            (
+                "INCREMENTAL BY at LOOKBACK '2 fortnights' DEDUPE ON (id)",
+                "unknown lookback unit",
+            ),
+            (
+                "INCREMENTAL BY at LOOKBACK 'soon' DEDUPE ON (id)",
+                "not a lookback window",
+            ),
             ("INCREMENTAL BY at LOOKBACK 2 HOURS", "needs DEDUPE ON"),
             ("INCREMENTAL BY at DEDUPE ON (id)", "needs LOOKBACK"),
             ("SNAPSHOT LOOKBACK 2 HOURS DEDUPE ON (id)", "INCREMENTAL BY loads only"),

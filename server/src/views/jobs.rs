@@ -30,7 +30,11 @@ pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
 fn load_sql(load: &LoadType) -> String {
     match load {
         LoadType::Snapshot => "SNAPSHOT".into(),
-        LoadType::Incremental { cursor, start, lookback } => {
+        LoadType::Incremental {
+            cursor,
+            start,
+            lookback,
+        } => {
             let start = match start {
                 IncrementalStart::BackfillDays(days) => format!("BACKFILL {days} DAYS"),
                 IncrementalStart::Since(value) => format!("SINCE '{}'", value.replace('\'', "''")),
@@ -182,7 +186,10 @@ pub fn create_job_sql(job: &JobRecord) -> String {
             .collect();
         sql.push_str(&format!(" COLUMNS ({})", overrides.join(", ")));
     }
-    sql.push_str(&format!(" SCHEDULE {} WITH (batch_rows = {}", job.schedule, job.batch_rows));
+    sql.push_str(&format!(
+        " SCHEDULE {} WITH (batch_rows = {}",
+        job.schedule, job.batch_rows
+    ));
     if let Some(parallelism) = job.parallelism {
         sql.push_str(&format!(", parallelism = {parallelism}"));
     }

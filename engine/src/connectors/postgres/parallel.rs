@@ -36,13 +36,19 @@ pub(super) async fn scan(
         DIALECT.quote_ident(&description.table.schema),
         DIALECT.quote_ident(&description.table.name)
     );
-    let filter = request.filter.as_deref().map(|f| format!(" WHERE {f}")).unwrap_or_default();
+    let filter = request
+        .filter
+        .as_deref()
+        .map(|f| format!(" WHERE {f}"))
+        .unwrap_or_default();
 
     let coordinator = endpoint.connect().await?;
     let range = async {
         coordinator
             .client
-            .batch_execute(&format!("{SCAN_SESSION}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            .batch_execute(&format!(
+                "{SCAN_SESSION}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+            ))
             .await?;
         coordinator
             .client

@@ -42,9 +42,7 @@ impl LocalWarehouse {
         let text = url.to_string();
         let store: Arc<dyn ObjectStore> = match scheme {
             ObjectStoreScheme::Local => {
-                let dir = url
-                    .to_file_path()
-                    .map_err(|()| invalid("not a local path".into()))?;
+                let dir = url.to_file_path().map_err(|()| invalid("not a local path".into()))?;
                 return Self::open_dir(&dir);
             }
             ObjectStoreScheme::AmazonS3 => Arc::new(AmazonS3Builder::from_env().with_url(text).build()?),

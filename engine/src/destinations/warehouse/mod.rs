@@ -18,6 +18,7 @@
 //! leftovers of aborted or crashed loads: never read, and deleted when the
 //! next load begins or commits.
 
+mod encode;
 mod load;
 mod location;
 mod manifest;
@@ -31,10 +32,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::{Path, PathPart};
 use datafusion::object_store::{self, ObjectStore, ObjectStoreExt, PutMode};
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionContext, ident, lit};
 use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
