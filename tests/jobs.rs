@@ -29,18 +29,8 @@ async fn setup() -> (PgServer, Sluice, Client) {
     pg.psql_admin_db("shop", ORDERS);
     let sluice = Sluice::start();
     let client = sluice.client().await;
-    client
-        .batch_execute(&format!(
-            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}')",
-            pg.port
-        ))
-        .await
-        .unwrap();
+    create_shop_connection(&client, &pg).await;
     (pg, sluice, client)
-}
-
-async fn one(client: &Client, sql: &str) -> String {
-    rows(client, sql).await[0][0].clone().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -159,7 +149,7 @@ async fn snapshot_job_replaces_the_table_and_jobs_are_validated() {
         shown[0][1].as_deref(),
         Some(
             "CREATE ETL JOB products_snap FROM shop.public.products (sku, price) INTO warehouse.products SNAPSHOT \
-             COLUMNS (price STRING) SCHEDULE MANUAL WITH (batch_rows = 8192);"
+             COLUMNS (price STRING) SCHEDULE MANUAL WITH (batch_rows = 8192, max_retries = 3, catch_up = 'once');"
         )
     );
 

@@ -117,7 +117,7 @@ async fn parallel_runs_load_exactly_what_serial_runs_load() {
         shown[0][1]
             .as_deref()
             .unwrap()
-            .ends_with("WITH (batch_rows = 100, parallelism = 4);"),
+            .ends_with("WITH (batch_rows = 100, max_retries = 3, catch_up = 'once', parallelism = 4);"),
         "{shown:?}"
     );
     let message = expect_err(

@@ -12,7 +12,8 @@ use crate::crypto::MasterKey;
 use crate::error::{CatalogError, ObjectKind, Result};
 use crate::job::JobRecord;
 use crate::record::Record;
-use crate::run::{RunRecord, RunTrigger, Watermark, run_key};
+use crate::run::{RunRecord, RunStatus, RunTrigger, Watermark, run_key};
+use crate::schedule_state::ScheduleState;
 use crate::secret::{SecretInfo, SecretRecord, SecretValue};
 use crate::store::Store;
 
@@ -404,6 +405,7 @@ impl Catalog {
         let mut batch = self.store.batch();
         batch.delete::<JobRecord>(name);
         batch.delete::<Watermark>(name);
+        batch.delete::<ScheduleState>(name);
         batch.commit()?;
         Ok(Some(job))
     }
@@ -412,13 +414,28 @@ impl Catalog {
 
     /// Allocates a run id and saves the run as running, atomically.
     pub fn start_run(&self, job: &str, trigger: RunTrigger) -> Result<RunRecord> {
+        self.new_run(job, trigger, |_| {})
+    }
+
+    /// Records a scheduled tick that was not run, and why.
+    pub fn skip_run(&self, job: &str, trigger: RunTrigger, reason: &str) -> Result<RunRecord> {
+        self.new_run(job, trigger, |run| {
+            run.status = RunStatus::Skipped;
+            run.finished_at = Some(run.started_at);
+            run.error = Some(reason.into());
+        })
+    }
+
+    /// Saves a new run under the next id, shaped by `shape`.
+    fn new_run(&self, job: &str, trigger: RunTrigger, shape: impl FnOnce(&mut RunRecord)) -> Result<RunRecord> {
         let _guard = self.lock();
         self.job(job)?;
         let sequence = self
             .store
             .get::<RunSequence>("run_sequence")?
             .unwrap_or(RunSequence { next: 1 });
-        let run = RunRecord::start(sequence.next, job, trigger);
+        let mut run = RunRecord::start(sequence.next, job, trigger);
+        shape(&mut run);
         let mut batch = self.store.batch();
         batch.put(&RunSequence {
             next: sequence.next + 1,
@@ -461,6 +478,45 @@ impl Catalog {
             .into_iter()
             .filter(|r| job.is_none_or(|j| r.job == j))
             .collect())
+    }
+
+    /// Deletes the oldest finished runs of `job` beyond the newest `keep`;
+    /// returns how many were deleted. Running runs are never deleted.
+    pub fn prune_runs(&self, job: &str, keep: usize) -> Result<usize> {
+        let finished: Vec<u64> = self
+            .runs(Some(job))?
+            .into_iter()
+            .filter(|r| r.status.is_final())
+            .map(|r| r.id)
+            .collect();
+        let excess = finished.len().saturating_sub(keep);
+        if excess == 0 {
+            return Ok(0);
+        }
+        let mut batch = self.store.batch();
+        for id in &finished[..excess] {
+            batch.delete::<RunRecord>(&run_key(*id));
+        }
+        batch.commit()?;
+        Ok(excess)
+    }
+
+    /// The scheduler's state of a job, if it has one.
+    pub fn schedule_state(&self, job: &str) -> Result<Option<ScheduleState>> {
+        self.store.get(job)
+    }
+
+    /// Saves the scheduler's state of a job; `false` (and nothing saved)
+    /// when the job no longer exists.
+    pub fn set_schedule_state(&self, state: &ScheduleState) -> Result<bool> {
+        let _guard = self.lock();
+        if self.find_job(&state.job)?.is_none() {
+            return Ok(false);
+        }
+        let mut batch = self.store.batch();
+        batch.put(state);
+        batch.commit()?;
+        Ok(true)
     }
 
     /// The committed watermark of a job.

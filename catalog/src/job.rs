@@ -81,6 +81,34 @@ pub struct ColumnOverride {
     pub required: Option<bool>,
 }
 
+/// What the scheduler does with ticks a job missed while Sluice was down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Run once for all the missed ticks, then follow the schedule.
+    #[default]
+    Once,
+    /// Drop the missed ticks and wait for the next one.
+    Skip,
+}
+
+impl CatchUp {
+    /// The lower-case name used in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Once => "once",
+            CatchUp::Skip => "skip",
+        }
+    }
+}
+
+/// Retries of a failed scheduled run when the job does not say.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+fn default_max_retries() -> u32 {
+    DEFAULT_MAX_RETRIES
+}
+
 /// A saved ETL job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -96,6 +124,12 @@ pub struct JobRecord {
     /// Parallel source streams (`WITH (parallelism = n)`); `None` is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// Retries of a failed scheduled run; transient errors only.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// What the scheduler does with ticks missed while Sluice was down.
+    #[serde(default)]
+    pub catch_up: CatchUp,
     pub paused: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -13,6 +13,7 @@ mod error;
 mod job;
 mod record;
 mod run;
+mod schedule_state;
 mod secret;
 mod store;
 
@@ -22,9 +23,11 @@ pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpda
 pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
 pub use job::{
-    ColumnOverride, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType, Lookback, LookbackWindow,
+    CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType,
+    Lookback, LookbackWindow,
 };
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
+pub use schedule_state::{PendingRetry, ScheduleState};
 pub use secret::{SecretInfo, SecretValue};
 
 /// The catalog layout version written to `meta`; bumped when column families

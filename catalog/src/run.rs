@@ -14,6 +14,8 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// A scheduled tick that came while the job was still running.
+    Skipped,
 }
 
 impl RunStatus {
@@ -25,12 +27,16 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Skipped => "skipped",
         }
     }
 
     /// True once the run can no longer change.
     pub fn is_final(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Skipped
+        )
     }
 }
 
@@ -40,6 +46,8 @@ impl RunStatus {
 pub enum RunTrigger {
     Manual,
     Schedule,
+    /// The scheduler retrying a failed run.
+    Retry,
 }
 
 impl RunTrigger {
@@ -48,6 +56,7 @@ impl RunTrigger {
         match self {
             RunTrigger::Manual => "manual",
             RunTrigger::Schedule => "schedule",
+            RunTrigger::Retry => "retry",
         }
     }
 }

@@ -10,7 +10,15 @@ use crate::error::{CatalogError, Result};
 use crate::record::{self, Record};
 
 /// Column families, one per kind of record.
-pub(crate) const FAMILIES: [&str; 6] = ["connections", "secrets", "jobs", "runs", "watermarks", "meta"];
+pub(crate) const FAMILIES: [&str; 7] = [
+    "connections",
+    "secrets",
+    "jobs",
+    "runs",
+    "watermarks",
+    "schedules",
+    "meta",
+];
 
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 

@@ -194,6 +194,8 @@ fn job(name: &str, connection: &str) -> JobRecord {
         schedule: "MANUAL".into(),
         batch_rows: 8192,
         parallelism: None,
+        max_retries: 3,
+        catch_up: Default::default(),
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),
@@ -320,4 +322,33 @@ fn concurrent_creates_of_one_name_have_one_winner() {
             .filter_map(|r| r.as_ref().err())
             .all(|e| matches!(e, CatalogError::AlreadyExists { .. }))
     );
+}
+
+#[test]
+fn prunes_the_oldest_finished_runs_and_keeps_running_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(dir.path());
+    let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("pw"));
+    catalog
+        .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
+        .unwrap();
+    catalog.create_job(&job("j", "shop")).unwrap();
+    catalog.create_job(&job("other", "shop")).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let mut run = catalog.start_run("j", RunTrigger::Manual).unwrap();
+        run.status = RunStatus::Succeeded;
+        catalog.finish_run(&run, None).unwrap();
+        ids.push(run.id);
+    }
+    let skipped = catalog.skip_run("j", RunTrigger::Schedule, "busy").unwrap();
+    assert_eq!(skipped.status, RunStatus::Skipped);
+    let running = catalog.start_run("j", RunTrigger::Manual).unwrap();
+    let other = catalog.start_run("other", RunTrigger::Manual).unwrap();
+
+    assert_eq!(catalog.prune_runs("j", 3).unwrap(), 3);
+    let left: Vec<u64> = catalog.runs(Some("j")).unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(left, [ids[3], ids[4], skipped.id, running.id]);
+    assert_eq!(catalog.runs(Some("other")).unwrap()[0].id, other.id);
+    assert_eq!(catalog.prune_runs("j", 3).unwrap(), 0);
 }

@@ -116,3 +116,94 @@ pub enum EngineError {
     #[error("run {run_id} is not running (it is {status})")]
     RunNotRunning { run_id: u64, status: &'static str },
 }
+
+impl EngineError {
+    /// True for failures that may pass by themselves (network, timeouts,
+    /// an overloaded or restarting server), so a retry makes sense; false
+    /// for configuration and data errors that need a person.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Connect { failure, .. } => failure.kind.is_transient(),
+            EngineError::Source { error, .. } => match error {
+                SourceError::Connect(failure) => failure.kind.is_transient(),
+                // SQLSTATE classes: connection exception, transaction
+                // rollback (serialization, deadlock), insufficient
+                // resources, operator intervention, system error.
+                SourceError::Query { code: Some(code), .. } => ["08", "40", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class)),
+                SourceError::Query { code: None, .. } | SourceError::NotFound { .. } => false,
+            },
+            EngineError::Extract { .. } => true,
+            EngineError::Destination(error) => matches!(
+                error,
+                DestinationError::ObjectStore(_) | DestinationError::Conflict { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl ConnectFailureKind {
+    /// True for failures that may pass by themselves.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ConnectFailureKind::Refused
+                | ConnectFailureKind::Timeout
+                | ConnectFailureKind::Dns
+                | ConnectFailureKind::Other
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(error: SourceError) -> EngineError {
+        EngineError::Source {
+            connection: "shop".into(),
+            error,
+        }
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_are_transient() {
+        let connect = |kind| EngineError::Connect {
+            connection: "shop".into(),
+            failure: ConnectFailure::new(kind, "x"),
+        };
+        assert!(connect(ConnectFailureKind::Refused).is_transient());
+        assert!(connect(ConnectFailureKind::Timeout).is_transient());
+        assert!(!connect(ConnectFailureKind::BadPassword).is_transient());
+        assert!(!connect(ConnectFailureKind::UnknownDatabase).is_transient());
+        let query = |code: Option<&str>| {
+            source(SourceError::Query {
+                code: code.map(str::to_owned),
+                message: "m".into(),
+            })
+        };
+        assert!(query(Some("40P01")).is_transient(), "deadlock");
+        assert!(query(Some("57P01")).is_transient(), "admin shutdown");
+        assert!(query(Some("08006")).is_transient(), "connection failure");
+        assert!(!query(Some("42P01")).is_transient(), "undefined table");
+        assert!(!query(None).is_transient());
+        assert!(
+            !source(SourceError::NotFound {
+                kind: "table",
+                name: "t".into(),
+                nearby: vec![]
+            })
+            .is_transient()
+        );
+        assert!(
+            EngineError::Extract {
+                message: "reset".into()
+            }
+            .is_transient()
+        );
+        assert!(!EngineError::InvalidJob { message: "bad".into() }.is_transient());
+        assert!(!EngineError::Cancelled { run_id: 1 }.is_transient());
+    }
+}

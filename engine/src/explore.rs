@@ -18,14 +18,19 @@ use crate::sources::{ScanRequest, Source, SourceError, SourceTable, TableDescrip
 
 impl ConnectionManager {
     /// Runs `op` on the connection's source, mapping its errors and
-    /// recording connection failures in the connection's status.
+    /// recording connection failures in the connection's status (and a
+    /// success after a failure: the connection works again).
     async fn with_source<T, F, Fut>(&self, connection: &str, op: F) -> Result<T, EngineError>
     where
         F: FnOnce(Arc<dyn Source>) -> Fut,
         Fut: Future<Output = Result<T, SourceError>>,
     {
         let source = self.source(connection)?;
-        op(source).await.map_err(|error| {
+        let result = op(source).await;
+        if result.is_ok() {
+            self.mark_working(connection);
+        }
+        result.map_err(|error| {
             if let SourceError::Connect(failure) = &error {
                 let update = StatusUpdate {
                     status: ConnectionStatus::Failed,
@@ -41,6 +46,24 @@ impl ConnectionManager {
                 error,
             }
         })
+    }
+
+    /// Records that a connection marked failed answered again.
+    fn mark_working(&self, connection: &str) {
+        let failed = matches!(
+            self.catalog().find_connection(connection),
+            Ok(Some(record)) if record.status == ConnectionStatus::Failed
+        );
+        if failed {
+            let update = StatusUpdate {
+                status: ConnectionStatus::Ok,
+                tested_at: Utc::now(),
+                error: None,
+            };
+            if let Err(e) = self.catalog().update_status(connection, &update) {
+                tracing::warn!(connection, error = %e, "could not record that the connection works again");
+            }
+        }
     }
 
     /// User schemas (or MySQL databases) of a connection.

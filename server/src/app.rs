@@ -14,6 +14,8 @@ use pgwire::tokio::process_socket;
 use sluice_catalog::{Catalog, CatalogError, MasterKey};
 use sluice_engine::destinations::{DestinationError, LocalWarehouse, WarehouseSchema, display_location};
 use sluice_engine::jobs::JobManager;
+use sluice_engine::metrics::EngineMetrics;
+use sluice_engine::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use sluice_engine::{ConnectionManager, EngineError};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +24,7 @@ use tracing::{info, warn};
 use crate::auth::{self, AdminAuth};
 use crate::demo;
 use crate::handler::SluiceHandlers;
+use crate::metrics::{self, Exporter};
 use crate::source_catalogs::SluiceCatalogList;
 use crate::system_tables::{self, SystemSchema};
 use crate::wide_decimals::WideDecimalsAsText;
@@ -54,6 +57,11 @@ pub struct ServeConfig {
     pub retest_interval: Duration,
     /// Sample files to set up as a demo on an empty catalog.
     pub demo_dir: Option<PathBuf>,
+    pub scheduler: SchedulerConfig,
+    /// Finished runs kept per job.
+    pub keep_runs: usize,
+    /// Address of the Prometheus endpoint; `None` disables it.
+    pub metrics_listen: Option<String>,
 }
 
 /// Why Sluice could not start.
@@ -99,7 +107,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
                 .unwrap_or_else(|| config.data_dir.join("master.key")),
         )?,
     };
-    let catalog = Arc::new(Catalog::open(&config.data_dir.join("catalog"), key)?);
+    let catalog_dir = config.data_dir.join("catalog");
+    let catalog = Arc::new(Catalog::open(&catalog_dir, key)?);
     let auth = Arc::new(admin_auth(&catalog, &config)?);
     let connections = Arc::new(ConnectionManager::new(catalog.clone(), config.connect_timeout));
     let warehouse = match &config.warehouse {
@@ -109,17 +118,44 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         }
         None => LocalWarehouse::open_dir(&config.data_dir.join(WAREHOUSE_DIR))?,
     };
+    let engine_metrics = Arc::new(EngineMetrics::default());
+    let jobs = Arc::new(
+        JobManager::new(connections.clone(), Arc::new(warehouse.clone()))
+            .with_metrics(engine_metrics.clone())
+            .with_run_history(config.keep_runs),
+    );
     let ctx = Arc::new(session_context(
-        catalog,
+        catalog.clone(),
         connections.clone(),
-        WarehouseSchema::new(warehouse.clone()).await?,
+        jobs.clone(),
+        WarehouseSchema::new(warehouse).await?,
     )?);
-    let jobs = Arc::new(JobManager::new(connections.clone(), Arc::new(warehouse)));
-    jobs.reconcile().await?;
+    let interrupted = jobs.reconcile().await?;
     if let Some(dir) = &config.demo_dir {
         demo::set_up_if_empty(&connections, &jobs, dir).await;
     }
     tokio::spawn(connections.clone().retest_forever(config.retest_interval));
+    let scheduler = Scheduler::new(
+        jobs.clone(),
+        Arc::new(SystemClock),
+        config.scheduler.clone(),
+        engine_metrics.clone(),
+    );
+    scheduler.resume_interrupted(&interrupted)?;
+    tokio::spawn(scheduler.run_forever());
+    let metrics_address = match &config.metrics_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address).await.map_err(|source| StartupError::Io {
+                what: format!("cannot listen for metrics on {address} (change or empty --metrics-listen)"),
+                source,
+            })?;
+            let bound = listener.local_addr().ok();
+            let exporter = Exporter::new(&engine_metrics, catalog, &catalog_dir, jobs.clone());
+            tokio::spawn(metrics::serve(listener, Arc::new(exporter)));
+            bound
+        }
+        None => None,
+    };
 
     let (tls, tls_cert_pem) = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
@@ -153,6 +189,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         source,
     })?;
     announce(&config, address, tls.is_some(), &state.auth);
+    if let Some(metrics) = metrics_address {
+        println!("Metrics at http://{metrics}/metrics");
+        info!(address = %metrics, "metrics endpoint listening");
+    }
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -231,6 +271,7 @@ fn admin_auth(catalog: &Catalog, config: &ServeConfig) -> Result<AdminAuth, Star
 fn session_context(
     catalog: Arc<Catalog>,
     connections: Arc<ConnectionManager>,
+    jobs: Arc<JobManager>,
     warehouse: WarehouseSchema,
 ) -> Result<SessionContext, StartupError> {
     let config = SessionConfig::new()
@@ -247,7 +288,7 @@ fn session_context(
         .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
-        .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog)))
+        .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog, jobs)))
         .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")

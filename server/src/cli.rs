@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use sluice_engine::jobs::DEFAULT_KEEP_RUNS;
+use sluice_engine::scheduler::{Backoff, SchedulerConfig};
+
 use crate::app::{self, ServeConfig};
 
 /// Sluice: a SQL-first ETL engine that speaks the Postgres wire protocol.
@@ -60,6 +63,25 @@ struct ServeArgs {
     /// when the catalog is empty; an empty value disables the demo.
     #[arg(long, env = "SLUICE_DEMO_DIR", default_value = "examples/data")]
     demo_dir: String,
+    /// Scheduled runs in progress at once (manual runs are not counted).
+    #[arg(long, env = "SLUICE_MAX_CONCURRENT_RUNS", default_value_t = 4)]
+    max_concurrent_runs: usize,
+    /// Scheduled runs in progress at once that use the same connection.
+    #[arg(long, env = "SLUICE_MAX_RUNS_PER_CONNECTION", default_value_t = 2)]
+    max_runs_per_connection: usize,
+    /// Finished runs kept per job; older ones are deleted.
+    #[arg(long, env = "SLUICE_KEEP_RUNS", default_value_t = DEFAULT_KEEP_RUNS)]
+    keep_runs: usize,
+    /// Seconds before the first retry of a failed scheduled run; each
+    /// further retry waits twice as long (with +-20% jitter).
+    #[arg(long, env = "SLUICE_RETRY_DELAY", default_value_t = 30)]
+    retry_delay: u64,
+    /// The longest wait between retries, in seconds.
+    #[arg(long, env = "SLUICE_RETRY_MAX_DELAY", default_value_t = 1800)]
+    retry_max_delay: u64,
+    /// Address of the Prometheus metrics endpoint; an empty value disables it.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = "127.0.0.1:9187")]
+    metrics_listen: String,
     /// Log format on stderr (level from SLUICE_LOG, default info).
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -95,6 +117,16 @@ pub async fn main() -> i32 {
         connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
         retest_interval: Duration::from_secs(args.retest_interval.max(1)),
         demo_dir: Some(PathBuf::from(args.demo_dir)).filter(|d| !d.as_os_str().is_empty()),
+        scheduler: SchedulerConfig {
+            max_concurrent_runs: args.max_concurrent_runs.max(1),
+            max_runs_per_connection: args.max_runs_per_connection.max(1),
+            backoff: Backoff {
+                base: Duration::from_secs(args.retry_delay),
+                max: Duration::from_secs(args.retry_max_delay.max(args.retry_delay)),
+            },
+        },
+        keep_runs: args.keep_runs.max(1),
+        metrics_listen: Some(args.metrics_listen).filter(|m| !m.is_empty()),
     };
     match app::serve(config).await {
         Ok(()) => 0,

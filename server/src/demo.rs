@@ -6,6 +6,7 @@ use std::path::Path;
 
 use sluice_catalog::{IncrementalStart, JobDestination, JobSource, LoadType, OptionValue};
 use sluice_engine::jobs::{CreateJob, JobManager};
+use sluice_engine::scheduler::Schedule;
 use sluice_engine::{ConnectionManager, CreateConnection, EngineError};
 use tracing::{info, warn};
 
@@ -80,9 +81,8 @@ async fn set_up(connections: &ConnectionManager, jobs: &JobManager, path: &Path)
             },
             load,
             column_overrides: vec![],
-            schedule: "MANUAL".into(),
-            batch_rows: None,
-            parallelism: None,
+            schedule: Schedule::manual(),
+            settings: vec![],
         })
         .await?;
     }

@@ -269,7 +269,10 @@ pub async fn execute(
             if let Some(job) = &job {
                 catalog.job(job)?;
             }
-            rows(views::runs(&catalog.runs(job.as_deref())?), format)?
+            rows(
+                views::runs(&catalog.runs(job.as_deref())?, &state.jobs.live_runs()),
+                format,
+            )?
         }
     })
 }

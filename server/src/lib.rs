@@ -8,6 +8,7 @@ mod demo;
 mod errors;
 mod execute;
 mod handler;
+mod metrics;
 mod source_catalogs;
 mod statements;
 mod system_tables;

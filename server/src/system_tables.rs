@@ -13,6 +13,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use sluice_catalog::Catalog;
+use sluice_engine::jobs::JobManager;
 
 use crate::views;
 
@@ -51,7 +52,7 @@ impl View {
         }
     }
 
-    fn rows(self, catalog: &Catalog) -> Result<RecordBatch> {
+    fn rows(self, catalog: &Catalog, jobs: &JobManager) -> Result<RecordBatch> {
         let external = |e: sluice_catalog::CatalogError| DataFusionError::External(Box::new(e));
         match self {
             View::Connections => views::connections(catalog).map_err(external),
@@ -59,7 +60,10 @@ impl View {
             View::ConnectionTypes => Ok(views::connection_types()),
             View::ConnectionTypeOptions => Ok(views::connection_type_options()),
             View::Jobs => views::jobs(catalog).map_err(external),
-            View::Runs => catalog.runs(None).map(|r| views::runs(&r)).map_err(external),
+            View::Runs => catalog
+                .runs(None)
+                .map(|r| views::runs(&r, &jobs.live_runs()))
+                .map_err(external),
         }
     }
 }
@@ -67,11 +71,12 @@ impl View {
 /// The `sluice` schema provider.
 pub struct SystemSchema {
     catalog: Arc<Catalog>,
+    jobs: Arc<JobManager>,
 }
 
 impl SystemSchema {
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
+    pub fn new(catalog: Arc<Catalog>, jobs: Arc<JobManager>) -> Self {
+        Self { catalog, jobs }
     }
 }
 
@@ -92,6 +97,7 @@ impl SchemaProvider for SystemSchema {
             Arc::new(SystemTable {
                 view: *view,
                 catalog: self.catalog.clone(),
+                jobs: self.jobs.clone(),
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -104,6 +110,7 @@ impl SchemaProvider for SystemSchema {
 struct SystemTable {
     view: View,
     catalog: Arc<Catalog>,
+    jobs: Arc<JobManager>,
 }
 
 impl std::fmt::Debug for SystemTable {
@@ -129,7 +136,7 @@ impl TableProvider for SystemTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let rows = self.view.rows(&self.catalog)?;
+        let rows = self.view.rows(&self.catalog, &self.jobs)?;
         let plan = MemorySourceConfig::try_new_exec(&[vec![rows]], self.schema(), projection.cloned())?;
         Ok(plan)
     }

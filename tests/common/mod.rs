@@ -256,6 +256,22 @@ pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
+/// The first value of the first row of a simple query ("" for NULL).
+pub async fn one(client: &Client, sql: &str) -> String {
+    rows(client, sql).await[0][0].clone().unwrap_or_default()
+}
+
+/// `CREATE CONNECTION shop TYPE postgres` to `pg`'s `shop` database as `etl`.
+pub async fn create_shop_connection(client: &Client, pg: &PgServer) {
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}')",
+            pg.port
+        ))
+        .await
+        .unwrap();
+}
+
 /// Files under `dir` (recursively) whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut hits = Vec::new();
@@ -991,6 +1007,8 @@ impl Sluice {
             .env("SLUICE_PASSWORD", &self.opts.password)
             // No demo set-up unless a test asks for it (SLUICE_DEMO_DIR in envs).
             .env("SLUICE_DEMO_DIR", "")
+            // Metrics on a free port; `metrics_url()` finds it in the log.
+            .env("SLUICE_METRICS_LISTEN", "127.0.0.1:0")
             .env_remove("SLUICE_MASTER_KEY");
         for (k, v) in &self.opts.envs {
             cmd.env(k, v);
@@ -1044,6 +1062,17 @@ impl Sluice {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The metrics endpoint of the latest start, from the log.
+    pub fn metrics_url(&self) -> String {
+        let log = self.log_contents();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("Metrics at "))
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{}", tail(&log, 50)));
+        line.trim_start_matches("Metrics at ").trim().to_owned()
     }
 
     /// The admin password in effect.

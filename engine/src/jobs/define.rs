@@ -7,13 +7,16 @@ use chrono::Utc;
 use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sluice_catalog::{
-    ColumnOverride, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType, Lookback,
+    CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource,
+    LoadType, Lookback,
 };
 use tracing::info;
 
+use super::settings::JobSetting;
 use super::{JobManager, split, window};
 use crate::destinations::{Destination, DestinationError};
 use crate::error::EngineError;
+use crate::scheduler::Schedule;
 use crate::sources::{TableDescription, TableRef};
 use crate::type_mapping::BigQueryType;
 
@@ -27,10 +30,8 @@ pub struct CreateJob {
     pub destination: JobDestination,
     pub load: LoadType,
     pub column_overrides: Vec<ColumnOverride>,
-    pub schedule: String,
-    pub batch_rows: Option<u32>,
-    /// Parallel source streams; `None` reads with one.
-    pub parallelism: Option<u32>,
+    pub schedule: Schedule,
+    pub settings: Vec<JobSetting>,
 }
 
 /// Default rows per extracted batch.
@@ -210,9 +211,8 @@ fn is_orderable_cursor(bigquery: &BigQueryType) -> bool {
 pub enum JobChange {
     Pause,
     Resume,
-    /// A normalised schedule.
-    Schedule(String),
-    BatchRows(u32),
+    Schedule(Schedule),
+    Set(Vec<JobSetting>),
 }
 
 /// What `create_job` did.
@@ -243,19 +243,24 @@ impl JobManager {
             destination.table = format!("bq_{}", request.source.table);
         }
         let now = Utc::now();
-        let job = JobRecord {
+        let mut job = JobRecord {
             name: request.name,
             source: request.source,
             destination,
             load: request.load,
             column_overrides: request.column_overrides,
-            schedule: request.schedule,
-            batch_rows: request.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
-            parallelism: request.parallelism,
+            schedule: request.schedule.to_string(),
+            batch_rows: DEFAULT_BATCH_ROWS,
+            parallelism: None,
+            max_retries: DEFAULT_MAX_RETRIES,
+            catch_up: CatchUp::default(),
             paused: false,
             created_at: now,
             updated_at: now,
         };
+        for setting in request.settings {
+            setting.apply(&mut job);
+        }
         let table = TableRef {
             schema: job.source.schema.clone(),
             name: job.source.table.clone(),
@@ -300,6 +305,7 @@ impl JobManager {
             .ensure_table(&job.destination.table, columns.schema.clone())
             .await?;
         self.catalog().create_job(&job)?;
+        self.notify_changed();
         info!(job = %job.name, source = %table, destination = %job.destination.table, "ETL job created");
         Ok(CreateJobOutcome::Created)
     }
@@ -307,6 +313,16 @@ impl JobManager {
     /// Checks that the source can be read by parallel streams, split on a
     /// suitable column.
     fn check_parallelism(&self, job: &JobRecord, columns: &JobColumns) -> Result<(), EngineError> {
+        self.check_parallel_source(job)?;
+        let cursor = match &job.load {
+            LoadType::Incremental { cursor, .. } => Some(cursor.as_str()),
+            LoadType::Snapshot => None,
+        };
+        split::split_column(&columns.description, cursor).map(drop)
+    }
+
+    /// Checks that the job's source can be read by parallel streams at all.
+    fn check_parallel_source(&self, job: &JobRecord) -> Result<(), EngineError> {
         if !self
             .connections
             .source(&job.source.connection)?
@@ -320,11 +336,7 @@ impl JobManager {
                 ),
             });
         }
-        let cursor = match &job.load {
-            LoadType::Incremental { cursor, .. } => Some(cursor.as_str()),
-            LoadType::Snapshot => None,
-        };
-        split::split_column(&columns.description, cursor).map(drop)
+        Ok(())
     }
 
     /// Changes what can change without touching the destination table.
@@ -333,11 +345,20 @@ impl JobManager {
         match change {
             JobChange::Pause => job.paused = true,
             JobChange::Resume => job.paused = false,
-            JobChange::Schedule(schedule) => job.schedule = schedule,
-            JobChange::BatchRows(rows) => job.batch_rows = rows,
+            JobChange::Schedule(schedule) => job.schedule = schedule.to_string(),
+            JobChange::Set(settings) => {
+                if settings
+                    .iter()
+                    .any(|s| matches!(s, JobSetting::Parallelism(n) if *n > 1))
+                {
+                    self.check_parallel_source(&job)?;
+                }
+                settings.into_iter().for_each(|s| s.apply(&mut job))
+            }
         }
         job.updated_at = Utc::now();
         self.catalog().replace_job(&job)?;
+        self.notify_changed();
         info!(job = name, "ETL job altered");
         Ok(())
     }
@@ -364,6 +385,7 @@ impl JobManager {
         let Some(job) = self.catalog().drop_job(name, if_exists)? else {
             return Ok(false);
         };
+        self.notify_changed();
         if !keep_data {
             self.destination(job.destination.connection.as_deref())?
                 .drop_table(&job.destination.table)

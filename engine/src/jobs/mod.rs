@@ -3,7 +3,10 @@
 
 mod dedupe;
 mod define;
+mod health;
+mod progress;
 mod runner;
+mod settings;
 mod split;
 mod window;
 
@@ -11,21 +14,31 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+use tracing::warn;
 
 use sluice_catalog::Catalog;
 
 pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns};
+pub use health::{FAILING_AFTER, Health, consecutive_failures};
+pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};
+pub use settings::{JobSetting, SETTING_NAMES, SettingValue};
 
 use crate::connections::ConnectionManager;
 use crate::destinations::Destination;
+use crate::metrics::EngineMetrics;
+use progress::LiveProgress;
 
-/// A run in progress and the signal that cancels it.
+/// A run in progress, the signal that cancels it and how far it got.
 #[derive(Clone)]
 struct ActiveRun {
     run_id: u64,
     cancel: Arc<Notify>,
+    progress: Arc<LiveProgress>,
 }
+
+/// Finished runs kept per job unless configured otherwise.
+pub const DEFAULT_KEEP_RUNS: usize = 1000;
 
 /// Defines, runs and drops ETL jobs.
 pub struct JobManager {
@@ -34,6 +47,11 @@ pub struct JobManager {
     warehouse: Arc<dyn Destination>,
     /// Jobs with a run in progress, and that run.
     running: Mutex<HashMap<String, ActiveRun>>,
+    metrics: Arc<EngineMetrics>,
+    /// Finished runs kept per job; older ones are deleted.
+    keep_runs: usize,
+    /// Signalled when jobs change or a run ends (wakes the scheduler).
+    changed: Notify,
 }
 
 impl JobManager {
@@ -43,11 +61,45 @@ impl JobManager {
             connections,
             warehouse,
             running: Mutex::new(HashMap::new()),
+            metrics: Arc::default(),
+            keep_runs: DEFAULT_KEEP_RUNS,
+            changed: Notify::new(),
         }
     }
 
-    fn catalog(&self) -> &Arc<Catalog> {
+    /// Counts runs in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<EngineMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Keeps the newest `keep_runs` finished runs of each job.
+    pub fn with_run_history(mut self, keep_runs: usize) -> Self {
+        self.keep_runs = keep_runs;
+        self
+    }
+
+    pub(crate) fn catalog(&self) -> &Arc<Catalog> {
         self.connections.catalog()
+    }
+
+    /// Waits until jobs change or a run ends.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Wakes whoever waits in [`changed`](Self::changed).
+    pub fn notify_changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Deletes the job's finished runs beyond the configured history.
+    pub fn prune_runs(&self, job: &str) {
+        match self.catalog().prune_runs(job, self.keep_runs) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(job, deleted = n, "old runs deleted"),
+            Err(e) => warn!(job, error = %e, "could not delete old runs"),
+        }
     }
 
     /// The destination a job writes to.

@@ -15,6 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::dedupe::Deduper;
 use super::define::JobColumns;
+use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::{ActiveRun, JobManager, split, window};
 use crate::destinations::WriteMode;
 use crate::error::EngineError;
@@ -33,7 +34,7 @@ pub struct Progress {
 pub type RunSummary = RunRecord;
 
 /// Removes a job from the running set when its run ends, however it ends.
-struct RunningGuard<'a> {
+pub(crate) struct RunningGuard<'a> {
     manager: &'a JobManager,
     job: String,
 }
@@ -58,6 +59,16 @@ impl JobManager {
             .map(|a| a.run_id)
     }
 
+    /// Progress of every run in progress.
+    pub fn live_runs(&self) -> Vec<LiveRun> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|active| active.progress.snapshot(active.run_id))
+            .collect()
+    }
+
     /// Asks a running run to stop; it ends `cancelled` with nothing committed.
     pub fn cancel_run(&self, run_id: u64) -> Result<(), EngineError> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -76,7 +87,7 @@ impl JobManager {
         }
     }
 
-    fn claim(&self, job: &str, run_id: u64) -> Result<(RunningGuard<'_>, Arc<Notify>), EngineError> {
+    fn claim(&self, job: &str, run_id: u64) -> Result<(RunningGuard<'_>, ActiveRun), EngineError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = running.get(job) {
             return Err(EngineError::JobRunning {
@@ -84,20 +95,18 @@ impl JobManager {
                 run_id: existing.run_id,
             });
         }
-        let cancel = Arc::new(Notify::new());
-        running.insert(
-            job.into(),
-            ActiveRun {
-                run_id,
-                cancel: cancel.clone(),
-            },
-        );
+        let active = ActiveRun {
+            run_id,
+            cancel: Arc::new(Notify::new()),
+            progress: Arc::new(LiveProgress::new()),
+        };
+        running.insert(job.into(), active.clone());
         Ok((
             RunningGuard {
                 manager: self,
                 job: job.into(),
             },
-            cancel,
+            active,
         ))
     }
 
@@ -117,7 +126,7 @@ impl JobManager {
             });
         }
         let mut run = self.catalog().start_run(name, trigger)?;
-        let (_guard, cancel) = match self.claim(name, run.id) {
+        let (guard, active) = match self.claim(name, run.id) {
             Ok(claimed) => claimed,
             Err(e) => {
                 run.status = RunStatus::Cancelled;
@@ -133,12 +142,27 @@ impl JobManager {
             elapsed: Duration::ZERO,
         });
         let span = info_span!("etl_run", job = name, run_id = run.id);
-        let result = self.execute(&job, &mut run, &cancel, progress).instrument(span).await;
+        let result = self.execute(&job, &mut run, &active, progress).instrument(span).await;
         run.finished_at = Some(Utc::now());
+        let outcome = self.settle(name, &mut run, result);
+        drop(guard);
+        self.metrics.run_finished(&run);
+        self.prune_runs(name);
+        self.notify_changed();
+        outcome
+    }
+
+    /// Records how a run ended, with its watermark when it succeeded.
+    fn settle(
+        &self,
+        name: &str,
+        run: &mut RunRecord,
+        result: Result<Option<Watermark>, EngineError>,
+    ) -> Result<RunSummary, EngineError> {
         match result {
             Ok(watermark) => {
                 run.status = RunStatus::Succeeded;
-                self.catalog().finish_run(&run, watermark.as_ref())?;
+                self.catalog().finish_run(run, watermark.as_ref())?;
                 info!(
                     job = name,
                     run_id = run.id,
@@ -146,7 +170,7 @@ impl JobManager {
                     bytes = run.bytes,
                     "run succeeded"
                 );
-                Ok(run)
+                Ok(run.clone())
             }
             Err(e) => {
                 run.status = if matches!(e, EngineError::Cancelled { .. }) {
@@ -155,7 +179,7 @@ impl JobManager {
                     RunStatus::Failed
                 };
                 run.error = Some(e.to_string());
-                self.catalog().finish_run(&run, None)?;
+                self.catalog().finish_run(run, None)?;
                 warn!(job = name, run_id = run.id, error = %e, "run failed");
                 Err(e)
             }
@@ -167,10 +191,12 @@ impl JobManager {
         &self,
         job: &JobRecord,
         run: &mut RunRecord,
-        cancel: &Notify,
+        active: &ActiveRun,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<Option<Watermark>, EngineError> {
         let started = Instant::now();
+        let cancel = &active.cancel;
+        let live = &active.progress;
         let source = self.connections.source(&job.source.connection)?;
         let table = TableRef {
             schema: job.source.schema.clone(),
@@ -178,6 +204,9 @@ impl JobManager {
         };
         let description = self.connections.describe(&job.source.connection, &table).await?;
         let columns = JobColumns::resolve(job, description)?;
+        if job.load == LoadType::Snapshot {
+            live.expect_rows(columns.description.estimated_rows.and_then(|n| u64::try_from(n).ok()));
+        }
 
         // Plan: fix the lower bound and save it before any data moves.
         let (mode, cursor, low) = match &job.load {
@@ -247,6 +276,7 @@ impl JobManager {
             limit: None,
         };
         let cursor_position = cursor.as_ref().map(|c| c.1);
+        live.set_phase(RunPhase::Extracting);
         let copied = async {
             let scan = match job.parallelism.filter(|&n| n > 1) {
                 Some(parts) => {
@@ -283,6 +313,7 @@ impl JobManager {
                     continue;
                 }
                 run.rows += batch.num_rows() as u64;
+                live.set_rows(run.rows);
                 transaction.write(batch).await?;
                 progress(Progress {
                     run_id: run.id,
@@ -313,6 +344,7 @@ impl JobManager {
         let reached = window::greater(low, high);
         run.watermark_to = reached.as_ref().map(window::text);
         self.catalog().update_run(run)?;
+        live.set_phase(RunPhase::Committing);
         let report = transaction.commit(run.watermark_to.clone()).await?;
         failpoint::hit("after_destination_commit");
         run.bytes = report.bytes;
@@ -356,13 +388,23 @@ fn conform(batch: RecordBatch, columns: &JobColumns) -> Result<RecordBatch, Engi
         .map_err(|e| EngineError::Extract { message: e.to_string() })
 }
 
+#[cfg(test)]
+impl JobManager {
+    /// Marks `job` as running (as run 0) until the guard is dropped.
+    pub(crate) fn hold_running(&self, job: &str) -> RunningGuard<'_> {
+        self.claim(job, 0).expect("the job is not running").0
+    }
+}
+
 /// What a crash left behind, set right at start-up.
 impl JobManager {
     /// Settles runs that were in progress when Sluice stopped: a run whose
     /// load the destination committed is recorded as succeeded with its
     /// watermark (the crash came between the destination commit and the
     /// catalog update); any other is marked failed, nothing of it visible.
-    pub async fn reconcile(&self) -> Result<(), EngineError> {
+    /// Returns the runs marked failed, for the scheduler to re-run.
+    pub async fn reconcile(&self) -> Result<Vec<RunRecord>, EngineError> {
+        let mut interrupted = Vec::new();
         for mut run in self.catalog().runs(None)?.into_iter().filter(|r| !r.status.is_final()) {
             run.finished_at = Some(Utc::now());
             let committed = match self.catalog().find_job(&run.job)? {
@@ -396,9 +438,10 @@ impl JobManager {
                     run.error = Some("interrupted: Sluice stopped during the run; nothing of it was committed".into());
                     self.catalog().finish_run(&run, None)?;
                     warn!(job = %run.job, run_id = run.id, "marked an interrupted run failed");
+                    interrupted.push(run);
                 }
             }
         }
-        Ok(())
+        Ok(interrupted)
     }
 }

@@ -2,24 +2,18 @@
 
 use datafusion::sql::sqlparser::tokenizer::Token;
 use sluice_catalog::{ColumnOverride, IncrementalStart, JobDestination, JobSource, LoadType};
-use sluice_engine::jobs::{CreateJob, JobChange};
+use sluice_engine::jobs::{CreateJob, JobChange, JobSetting, SettingValue};
+use sluice_engine::scheduler::{Schedule, ScheduleError};
 
 use super::ast::SluiceStatement;
-use super::parse::{PResult, StatementParser};
+use super::parse::{PResult, ParseError, StatementParser};
 use super::parse_lookback::LookbackClauses;
 
 /// The name `INTO` uses for the built-in local warehouse.
 pub const WAREHOUSE: &str = "warehouse";
 
-const DAYS: &[&str] = &[
-    "MONDAY",
-    "TUESDAY",
-    "WEDNESDAY",
-    "THURSDAY",
-    "FRIDAY",
-    "SATURDAY",
-    "SUNDAY",
-];
+/// Words that end a schedule clause: the next clause starts.
+const CLAUSES: &[&str] = &["WITH", "COLUMNS", "INTO", "INCREMENTAL", "SNAPSHOT", "SCHEDULE"];
 
 impl StatementParser<'_> {
     /// After `CREATE ETL JOB`.
@@ -45,9 +39,8 @@ impl StatementParser<'_> {
         };
         let mut load = None;
         let mut column_overrides = Vec::new();
-        let mut schedule = "MANUAL".to_owned();
-        let mut batch_rows = None;
-        let mut parallelism = None;
+        let mut schedule = Schedule::manual();
+        let mut settings = Vec::new();
         let mut lookback = LookbackClauses::default();
         loop {
             if self.word("INTO") {
@@ -91,28 +84,7 @@ impl StatementParser<'_> {
             } else if self.word("SCHEDULE") {
                 schedule = self.schedule()?;
             } else if self.word("WITH") {
-                self.expect(Token::LParen)?;
-                let settings = self.comma_separated(|p| {
-                    let name = p.name("setting name")?;
-                    let _ = p.parser.consume_token(&Token::Eq);
-                    Ok((name, p.whole_number("a whole number")?))
-                })?;
-                self.expect(Token::RParen)?;
-                for (name, value) in settings {
-                    match name.as_str() {
-                        "batch_rows" if (1..=1_000_000).contains(&value) => batch_rows = Some(value),
-                        "batch_rows" => return Err(self.error("batch_rows must be between 1 and 1000000".into())),
-                        "parallelism" if (1..=MAX_PARALLELISM).contains(&value) => parallelism = Some(value),
-                        "parallelism" => {
-                            return Err(self.error(format!("parallelism must be between 1 and {MAX_PARALLELISM}")));
-                        }
-                        other => {
-                            return Err(self.error(format!(
-                                "unknown job setting \"{other}\"; valid settings: batch_rows, parallelism"
-                            )));
-                        }
-                    }
-                }
+                settings.extend(self.job_settings()?);
             } else if !self.lookback_clause(&mut lookback)? {
                 break;
             }
@@ -132,8 +104,7 @@ impl StatementParser<'_> {
             load,
             column_overrides,
             schedule,
-            batch_rows,
-            parallelism,
+            settings,
         })))
     }
 
@@ -155,19 +126,7 @@ impl StatementParser<'_> {
                         .into(),
                 ));
             } else {
-                self.expect(Token::LParen)?;
-                let settings = self.comma_separated(|p| {
-                    let name = p.name("setting name")?;
-                    let _ = p.parser.consume_token(&Token::Eq);
-                    Ok((name, p.whole_number("a whole number")?))
-                })?;
-                self.expect(Token::RParen)?;
-                match settings.as_slice() {
-                    [(name, rows)] if name == "batch_rows" && (1..=1_000_000).contains(rows) => {
-                        JobChange::BatchRows(*rows)
-                    }
-                    _ => return Err(self.error("expected SET (batch_rows = n) with n between 1 and 1000000".into())),
-                }
+                JobChange::Set(self.job_settings()?)
             }
         };
         Ok(SluiceStatement::AlterJob { name, change })
@@ -197,83 +156,54 @@ impl StatementParser<'_> {
         })
     }
 
-    /// A schedule, normalised to canonical text.
-    fn schedule(&mut self) -> PResult<String> {
-        let mut text = if self.word("MANUAL") {
-            "MANUAL".to_owned()
-        } else if self.word("EVERY") {
-            let n = self.whole_number("a number")?;
-            let unit = if self.word("MINUTES") || self.word("MINUTE") {
-                "MINUTES"
-            } else if self.word("HOURS") || self.word("HOUR") {
-                "HOURS"
-            } else {
-                return Err(self.error("expected MINUTES or HOURS".into()));
-            };
-            if n == 0 {
-                return Err(self.error("the interval must be at least 1".into()));
-            }
-            format!("EVERY {n} {unit}")
-        } else if self.word("HOURLY") {
-            if self.words(&["AT", "MINUTE"]) {
-                let minute = self.whole_number("a minute (0-59)")?;
-                if minute > 59 {
-                    return Err(self.error("the minute must be 0-59".into()));
+    /// The schedule clause after `SCHEDULE`, up to the next clause.
+    fn schedule(&mut self) -> PResult<Schedule> {
+        let at_start = self.error(String::new());
+        let mut text = String::new();
+        loop {
+            let token = self.parser.peek_token().token;
+            let piece = match &token {
+                Token::EOF | Token::SemiColon => break,
+                Token::Word(w)
+                    if w.quote_style.is_none() && CLAUSES.contains(&w.value.to_ascii_uppercase().as_str()) =>
+                {
+                    break;
                 }
-                format!("HOURLY AT MINUTE {minute}")
-            } else {
-                "HOURLY".to_owned()
-            }
-        } else if self.word("DAILY") {
-            format!("DAILY AT '{}'", self.at_time()?)
-        } else if self.word("WEEKLY") {
-            self.expect_word("ON")?;
-            let day = self.name("a day of the week")?.to_ascii_uppercase();
-            if !DAYS.contains(&day.as_str()) {
-                return Err(self.error(format!("expected a day of the week ({}), found {day}", DAYS.join(", "))));
-            }
-            format!("WEEKLY ON {day} AT '{}'", self.at_time()?)
-        } else if self.word("MONTHLY") {
-            self.expect_word("ON")?;
-            let day = if self.word("LAST") {
-                "LAST".to_owned()
-            } else {
-                let day = self.whole_number("a day of the month (1-31) or LAST")?;
-                if !(1..=31).contains(&day) {
-                    return Err(self.error("the day of the month must be 1-31 or LAST".into()));
-                }
-                day.to_string()
+                Token::Word(w) => w.value.clone(),
+                Token::SingleQuotedString(s) => format!("'{}'", s.replace('\'', "''")),
+                other => other.to_string(),
             };
-            format!("MONTHLY ON {day} AT '{}'", self.at_time()?)
-        } else if self.word("CRON") {
-            let expression = self.string("a cron expression")?;
-            let fields = expression.split_whitespace().count();
-            if !(5..=6).contains(&fields) {
-                return Err(self.error(format!(
-                    "a cron expression has 5 or 6 fields, '{expression}' has {fields}"
-                )));
-            }
-            format!("CRON '{expression}'")
-        } else {
-            return Err(self.error(
-                "expected MANUAL, EVERY n MINUTES|HOURS, HOURLY, DAILY AT 'HH:MM', WEEKLY ON day AT 'HH:MM', MONTHLY ON n|LAST AT 'HH:MM' or CRON '...'".into(),
-            ));
-        };
-        if self.word("TIMEZONE") {
-            let zone = self.string("an IANA time zone name")?;
-            text.push_str(&format!(" TIMEZONE '{}'", zone.replace('\'', "''")));
+            self.parser.next_token();
+            text.push_str(&piece);
+            text.push(' ');
         }
-        Ok(text)
+        text.parse().map_err(|e: ScheduleError| ParseError {
+            message: format!("syntax error: invalid schedule: {e}"),
+            position: at_start.position,
+        })
     }
 
-    /// `AT 'HH:MM'`
-    fn at_time(&mut self) -> PResult<String> {
-        self.expect_word("AT")?;
-        let time = self.string("a time 'HH:MM'")?;
-        match chrono::NaiveTime::parse_from_str(&time, "%H:%M") {
-            Ok(t) => Ok(t.format("%H:%M").to_string()),
-            Err(_) => Err(self.error(format!("'{time}' is not a time of day 'HH:MM'"))),
-        }
+    /// `(name = value, ...)` job settings, each validated.
+    fn job_settings(&mut self) -> PResult<Vec<JobSetting>> {
+        self.expect(Token::LParen)?;
+        let settings = self.comma_separated(|p| {
+            let name = p.name("setting name")?;
+            let _ = p.parser.consume_token(&Token::Eq);
+            let value = match p.parser.peek_token().token {
+                Token::SingleQuotedString(text) => {
+                    p.parser.next_token();
+                    SettingValue::Text(text)
+                }
+                Token::Word(w) if w.quote_style.is_none() => {
+                    p.parser.next_token();
+                    SettingValue::Text(w.value)
+                }
+                _ => SettingValue::Number(p.whole_number("a whole number or a 'word'")?.into()),
+            };
+            JobSetting::parse(&name, &value).map_err(|message| p.error(message))
+        })?;
+        self.expect(Token::RParen)?;
+        Ok(settings)
     }
 
     pub(super) fn whole_number(&mut self, what: &str) -> PResult<u32> {
@@ -289,9 +219,6 @@ impl StatementParser<'_> {
         }
     }
 }
-
-/// The most parallel source streams a job may use.
-const MAX_PARALLELISM: u32 = 16;
 
 /// The backfill window of `INCREMENTAL BY col` without a start clause.
 pub const DEFAULT_BACKFILL_DAYS: u32 = 90;
@@ -339,12 +266,11 @@ mod tests {
         assert_eq!(j.column_overrides[0].bigquery_type, "NUMERIC(12, 2)");
         assert_eq!(j.column_overrides[0].required, Some(true));
         assert_eq!(j.column_overrides[1].bigquery_type, "STRING");
-        assert_eq!(j.schedule, "DAILY AT '02:00' TIMEZONE 'Europe/Warsaw'");
-        assert_eq!(j.batch_rows, Some(1000));
-        assert_eq!(j.parallelism, None);
+        assert_eq!(j.schedule.to_string(), "DAILY AT '02:00' TIMEZONE 'Europe/Warsaw'");
+        assert_eq!(j.settings, [JobSetting::BatchRows(1000)]);
         assert_eq!(
-            job("CREATE ETL JOB p FROM c.s.t SNAPSHOT WITH (parallelism = 4, batch_rows = 10)").parallelism,
-            Some(4)
+            job("CREATE ETL JOB p FROM c.s.t SNAPSHOT WITH (parallelism = 4, batch_rows = 10)").settings,
+            [JobSetting::Parallelism(4), JobSetting::BatchRows(10)]
         );
     }
 
@@ -352,7 +278,7 @@ mod tests {
     fn defaults_and_other_forms() {
         let j = job("CREATE ETL JOB s FROM c.s.t SNAPSHOT");
         assert_eq!(j.destination.table, "");
-        assert_eq!(j.schedule, "MANUAL");
+        assert!(j.schedule.is_manual());
         assert_eq!(
             job("create etl job i from c.s.t incremental by id all").load,
             LoadType::Incremental {
@@ -381,10 +307,17 @@ mod tests {
             ("HOURLY AT MINUTE 5", "HOURLY AT MINUTE 5"),
             ("WEEKLY ON monday AT '03:30'", "WEEKLY ON MONDAY AT '03:30'"),
             ("MONTHLY ON LAST AT '23:00'", "MONTHLY ON LAST AT '23:00'"),
-            ("CRON '0 3 * * *'", "CRON '0 3 * * *'"),
+            (
+                "CRON '0 3 * * *' TIMEZONE 'America/New_York'",
+                "CRON '0 3 * * *' TIMEZONE 'America/New_York'",
+            ),
         ] {
             assert_eq!(
-                job(&format!("CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE {clause}")).schedule,
+                job(&format!(
+                    "CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE {clause} WITH (max_retries = 1)"
+                ))
+                .schedule
+                .to_string(),
                 normalised
             );
         }
@@ -398,13 +331,17 @@ mod tests {
         };
         assert_eq!(change("ALTER ETL JOB j PAUSE"), JobChange::Pause);
         assert_eq!(change("ALTER ETL JOB j RESUME"), JobChange::Resume);
+        match change("ALTER ETL JOB j SET SCHEDULE EVERY 5 MINUTES") {
+            JobChange::Schedule(s) => assert_eq!(s.to_string(), "EVERY 5 MINUTES"),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
-            change("ALTER ETL JOB j SET SCHEDULE EVERY 5 MINUTES"),
-            JobChange::Schedule("EVERY 5 MINUTES".into())
-        );
-        assert_eq!(
-            change("ALTER ETL JOB j SET (batch_rows = 100)"),
-            JobChange::BatchRows(100)
+            change("ALTER ETL JOB j SET (batch_rows = 100, max_retries = 0, catch_up = 'skip')"),
+            JobChange::Set(vec![
+                JobSetting::BatchRows(100),
+                JobSetting::MaxRetries(0),
+                JobSetting::CatchUp(sluice_catalog::CatchUp::Skip)
+            ])
         );
         assert!(
             parse("ALTER ETL JOB j SET COLUMNS (a STRING)")
@@ -427,9 +364,14 @@ mod tests {
                 "CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE WEEKLY ON funday AT '01:00'",
                 "day of the week",
             ),
+            ("CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE CRON '* *'", "5 fields"),
             (
-                "CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE CRON '* *'",
-                "5 or 6 fields",
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE DAILY AT '01:00' TIMEZONE 'Nowhere'",
+                "unknown time zone",
+            ),
+            (
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (catch_up = 'never')",
+                "'once' or 'skip'",
             ),
             (
                 "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallel = 2)",

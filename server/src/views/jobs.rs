@@ -3,9 +3,14 @@
 
 use std::sync::{Arc, LazyLock};
 
+use chrono::Utc;
 use datafusion::arrow::array::{BooleanArray, Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use sluice_catalog::{Catalog, CatalogError, IncrementalStart, JobRecord, LoadType, RunRecord};
+use sluice_catalog::{
+    Catalog, CatalogError, ConnectionStatus, IncrementalStart, JobRecord, LoadType, RunRecord, RunStatus,
+};
+use sluice_engine::jobs::{Health, LiveRun, consecutive_failures};
+use sluice_engine::scheduler;
 
 use crate::statements::lookback_sql;
 
@@ -24,6 +29,12 @@ pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("last_run_status"),
         timestamptz("last_run_at"),
         timestamptz("created_at"),
+        timestamptz("next_run_at"),
+        text("health"),
+        Field::new("consecutive_failures", DataType::Int64, false),
+        text("last_error"),
+        Field::new("max_retries", DataType::Int64, false),
+        text("catch_up"),
     ]))
 });
 
@@ -68,10 +79,43 @@ fn destination_sql(job: &JobRecord) -> String {
 pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
     let jobs = catalog.jobs()?;
     let runs = catalog.runs(None)?;
-    let last: Vec<Option<&RunRecord>> = jobs
+    let runs_of: Vec<Vec<RunRecord>> = jobs
         .iter()
-        .map(|j| runs.iter().rev().find(|r| r.job == j.name))
+        .map(|j| runs.iter().filter(|r| r.job == j.name).cloned().collect())
         .collect();
+    let last: Vec<Option<&RunRecord>> = runs_of.iter().map(|r| r.last()).collect();
+    let last_error: Vec<Option<&str>> = runs_of
+        .iter()
+        .map(|runs| {
+            runs.iter()
+                .rev()
+                .find(|r| r.status != RunStatus::Skipped)
+                .filter(|r| r.status == RunStatus::Failed)
+                .and_then(|r| r.error.as_deref())
+        })
+        .collect();
+    let failed_connections: Vec<String> = catalog
+        .connections()?
+        .into_iter()
+        .filter(|c| c.status == ConnectionStatus::Failed)
+        .map(|c| c.name)
+        .collect();
+    let health: Vec<Health> = jobs
+        .iter()
+        .zip(&runs_of)
+        .map(|(job, runs)| Health::of(job, runs, &failed_connections))
+        .collect();
+    let now = Utc::now();
+    let next_runs = jobs
+        .iter()
+        .map(|j| {
+            Ok(scheduler::next_run_at(
+                j,
+                catalog.schedule_state(&j.name)?.as_ref(),
+                now,
+            ))
+        })
+        .collect::<Result<Vec<_>, CatalogError>>()?;
     let watermarks = jobs
         .iter()
         .map(|j| catalog.watermark(&j.name))
@@ -92,6 +136,21 @@ pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
             strings(last.iter().map(|r| r.map(|r| r.status.as_str()))),
             timestamps(last.iter().map(|r| r.map(|r| r.started_at))),
             timestamps(jobs.iter().map(|j| Some(j.created_at))),
+            timestamps(next_runs.iter().copied()),
+            strings(health.iter().map(|h| Some(h.as_str()))),
+            Arc::new(
+                runs_of
+                    .iter()
+                    .map(|r| Some(i64::from(consecutive_failures(r))))
+                    .collect::<Int64Array>(),
+            ),
+            strings(last_error.iter().copied()),
+            Arc::new(
+                jobs.iter()
+                    .map(|j| Some(i64::from(j.max_retries)))
+                    .collect::<Int64Array>(),
+            ),
+            strings(jobs.iter().map(|j| Some(j.catch_up.as_str()))),
         ],
     ))
 }
@@ -110,10 +169,19 @@ pub static RUNS: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("watermark_from"),
         text("watermark_to"),
         text("error"),
+        text("phase"),
+        Field::new("rows_per_second", DataType::Float64, true),
+        Field::new("eta_seconds", DataType::Float64, true),
     ]))
 });
 
-pub fn runs(runs: &[RunRecord]) -> RecordBatch {
+/// Runs, with the live progress of those still running.
+pub fn runs(runs: &[RunRecord], live: &[LiveRun]) -> RecordBatch {
+    let live: Vec<Option<&LiveRun>> = runs
+        .iter()
+        .map(|r| live.iter().find(|l| l.run_id == r.id && r.status == RunStatus::Running))
+        .collect();
+    let rows = |r: &RunRecord, l: &Option<&LiveRun>| l.map_or(r.rows, |l| l.rows.max(r.rows)) as i64;
     batch(
         &RUNS,
         vec![
@@ -123,11 +191,27 @@ pub fn runs(runs: &[RunRecord]) -> RecordBatch {
             strings(runs.iter().map(|r| Some(r.trigger.as_str()))),
             timestamps(runs.iter().map(|r| Some(r.started_at))),
             timestamps(runs.iter().map(|r| r.finished_at)),
-            Arc::new(runs.iter().map(|r| Some(r.rows as i64)).collect::<Int64Array>()),
+            Arc::new(
+                runs.iter()
+                    .zip(&live)
+                    .map(|(r, l)| Some(rows(r, l)))
+                    .collect::<Int64Array>(),
+            ),
             Arc::new(runs.iter().map(|r| Some(r.bytes as i64)).collect::<Int64Array>()),
             strings(runs.iter().map(|r| r.watermark_from.as_deref())),
             strings(runs.iter().map(|r| r.watermark_to.as_deref())),
             strings(runs.iter().map(|r| r.error.as_deref())),
+            strings(live.iter().map(|l| l.map(|l| l.phase.as_str()))),
+            Arc::new(
+                live.iter()
+                    .map(|l| l.map(|l| l.rows_per_second))
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(
+                live.iter()
+                    .map(|l| l.and_then(|l| l.eta).map(|eta| eta.as_secs_f64()))
+                    .collect::<Float64Array>(),
+            ),
         ],
     )
 }
@@ -187,8 +271,11 @@ pub fn create_job_sql(job: &JobRecord) -> String {
         sql.push_str(&format!(" COLUMNS ({})", overrides.join(", ")));
     }
     sql.push_str(&format!(
-        " SCHEDULE {} WITH (batch_rows = {}",
-        job.schedule, job.batch_rows
+        " SCHEDULE {} WITH (batch_rows = {}, max_retries = {}, catch_up = '{}'",
+        job.schedule,
+        job.batch_rows,
+        job.max_retries,
+        job.catch_up.as_str()
     ));
     if let Some(parallelism) = job.parallelism {
         sql.push_str(&format!(", parallelism = {parallelism}"));

@@ -1,0 +1,91 @@
+//! Live progress of running runs, for `sluice.runs`.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// What a run is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPhase {
+    /// Reading the source's description and fixing the window.
+    Planning,
+    /// Streaming rows from the source into the destination.
+    Extracting,
+    /// Publishing the load in the destination.
+    Committing,
+}
+
+impl RunPhase {
+    /// The lower-case name shown in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunPhase::Planning => "planning",
+            RunPhase::Extracting => "extracting",
+            RunPhase::Committing => "committing",
+        }
+    }
+}
+
+/// Progress counters a run updates as it goes.
+#[derive(Debug)]
+pub(super) struct LiveProgress {
+    started: Instant,
+    rows: AtomicU64,
+    phase: Mutex<RunPhase>,
+    /// Rows the run expects in all, when the source gave an estimate.
+    expected_rows: Mutex<Option<u64>>,
+}
+
+impl LiveProgress {
+    pub(super) fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            rows: AtomicU64::new(0),
+            phase: Mutex::new(RunPhase::Planning),
+            expected_rows: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn set_rows(&self, rows: u64) {
+        self.rows.store(rows, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_phase(&self, phase: RunPhase) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
+    }
+
+    pub(super) fn expect_rows(&self, rows: Option<u64>) {
+        *self.expected_rows.lock().unwrap_or_else(|p| p.into_inner()) = rows;
+    }
+
+    /// A consistent copy for display.
+    pub(super) fn snapshot(&self, run_id: u64) -> LiveRun {
+        let elapsed = self.started.elapsed();
+        let rows = self.rows.load(Ordering::Relaxed);
+        let rows_per_second = rows as f64 / elapsed.as_secs_f64().max(0.001);
+        let expected = *self.expected_rows.lock().unwrap_or_else(|p| p.into_inner());
+        let eta = expected
+            .filter(|_| rows > 0)
+            .map(|expected| Duration::from_secs_f64(expected.saturating_sub(rows) as f64 / rows_per_second));
+        LiveRun {
+            run_id,
+            rows,
+            elapsed,
+            rows_per_second,
+            phase: *self.phase.lock().unwrap_or_else(|p| p.into_inner()),
+            eta,
+        }
+    }
+}
+
+/// How far a running run has got, right now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveRun {
+    pub run_id: u64,
+    pub rows: u64,
+    pub elapsed: Duration,
+    pub rows_per_second: f64,
+    pub phase: RunPhase,
+    /// Time left, when the source estimated the row count (snapshots).
+    pub eta: Option<Duration>,
+}

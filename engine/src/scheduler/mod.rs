@@ -1,0 +1,260 @@
+//! The internal scheduler: one task that fires due jobs into a bounded pool
+//! of runs, never two runs of a job at once, retrying transient failures
+//! with backoff. Decisions are pure ([`plan`]); this module carries them out.
+
+mod clock;
+mod plan;
+mod retry;
+mod schedule;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sluice_catalog::{JobRecord, RunRecord, RunTrigger, ScheduleState};
+use tracing::{Instrument, info, info_span, warn};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use retry::Backoff;
+pub use schedule::{Schedule, ScheduleError};
+
+use crate::error::EngineError;
+use crate::jobs::JobManager;
+use crate::metrics::EngineMetrics;
+use plan::{Action, Situation};
+
+/// The longest the scheduler sleeps without looking at the catalog again.
+const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// Limits and policies of the scheduler.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Scheduled runs in progress at once, over all jobs.
+    pub max_concurrent_runs: usize,
+    /// Scheduled runs in progress at once that use the same connection.
+    pub max_runs_per_connection: usize,
+    pub backoff: Backoff,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_runs: 4,
+            max_runs_per_connection: 2,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Fires jobs on their schedules.
+pub struct Scheduler {
+    jobs: Arc<JobManager>,
+    clock: Arc<dyn Clock>,
+    config: SchedulerConfig,
+    metrics: Arc<EngineMetrics>,
+    started_at: DateTime<Utc>,
+    /// Scheduled runs in flight: job name -> the connections it uses.
+    in_flight: Mutex<HashMap<String, Vec<String>>>,
+    /// Serialises reads and writes of schedule states.
+    states: Mutex<()>,
+}
+
+impl Scheduler {
+    /// A scheduler over `jobs`; ticks due before now count as missed.
+    pub fn new(
+        jobs: Arc<JobManager>,
+        clock: Arc<dyn Clock>,
+        config: SchedulerConfig,
+        metrics: Arc<EngineMetrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            started_at: clock.now(),
+            jobs,
+            clock,
+            config,
+            metrics,
+            in_flight: Mutex::new(HashMap::new()),
+            states: Mutex::new(()),
+        })
+    }
+
+    /// Owes an immediate retry to every scheduled run a crash interrupted
+    /// (as reported by [`JobManager::reconcile`]), so it is re-run once.
+    pub fn resume_interrupted(&self, interrupted: &[RunRecord]) -> Result<(), EngineError> {
+        let _states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let catalog = self.jobs.catalog();
+        for run in interrupted.iter().filter(|r| r.trigger != RunTrigger::Manual) {
+            let Some(mut state) = catalog.schedule_state(&run.job)? else {
+                continue;
+            };
+            if state.retry.is_none() {
+                state.retry = Some(sluice_catalog::PendingRetry {
+                    attempt: 1,
+                    at: self.clock.now(),
+                });
+                catalog.set_schedule_state(&state)?;
+                info!(job = %run.job, run_id = run.id, "an interrupted scheduled run will be re-run");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the scheduler until the process ends.
+    pub async fn run_forever(self: Arc<Self>) {
+        loop {
+            let next = match self.tick() {
+                Ok(next) => next,
+                Err(e) => {
+                    warn!(error = %e, "scheduler pass failed; retrying shortly");
+                    Some(self.clock.now() + chrono::Duration::seconds(5))
+                }
+            };
+            let wait = next
+                .map(|t| (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(MAX_IDLE)
+                .min(MAX_IDLE);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.jobs.changed() => {}
+            }
+        }
+    }
+
+    /// One pass over every job: starts or skips what is due, saves the
+    /// plan, and returns the earliest time something is due next.
+    pub fn tick(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for job in self.jobs.catalog().jobs()? {
+            let schedule: Schedule = match job.schedule.parse() {
+                Ok(schedule) => schedule,
+                Err(e) => {
+                    warn!(job = %job.name, error = %e, "cannot read the job's schedule; it is not scheduled");
+                    continue;
+                }
+            };
+            if let Some(due) = self.step(&job, &schedule)? {
+                earliest = Some(earliest.map_or(due, |e| e.min(due)));
+            }
+        }
+        Ok(earliest)
+    }
+
+    /// Decides and acts for one job; returns when it is due next.
+    fn step(self: &Arc<Self>, job: &JobRecord, schedule: &Schedule) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let catalog = self.jobs.catalog();
+        let _states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let state = catalog.schedule_state(&job.name)?;
+        let now = self.clock.now();
+        let decision = plan::decide(&Situation {
+            job,
+            schedule,
+            state: state.as_ref(),
+            now,
+            started_at: self.started_at,
+            running: self.jobs.running_run(&job.name),
+        });
+        match decision.action {
+            Action::Wait => {}
+            Action::Skip { reason } => {
+                let trigger = RunTrigger::Schedule;
+                let run = catalog.skip_run(&job.name, trigger, &reason)?;
+                self.metrics.run_finished(&run);
+                self.jobs.prune_runs(&job.name);
+                info!(job = %job.name, run_id = run.id, %reason, "scheduled tick skipped");
+            }
+            Action::Run { trigger, attempt, due } => {
+                if !self.try_reserve(job) {
+                    // No free slot: stay due; a finishing run wakes us.
+                    return Ok(None);
+                }
+                self.metrics
+                    .scheduler_lateness((now - due).to_std().unwrap_or_default());
+                self.spawn_run(job.clone(), trigger, attempt);
+            }
+        }
+        if state.as_ref() != Some(&decision.state) {
+            catalog.set_schedule_state(&decision.state)?;
+        }
+        Ok(decision.state.due_at())
+    }
+
+    /// Takes a pool slot and a slot on each of the job's connections.
+    fn try_reserve(&self, job: &JobRecord) -> bool {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if in_flight.contains_key(&job.name) || in_flight.len() >= self.config.max_concurrent_runs {
+            return false;
+        }
+        let connections: Vec<String> = job.connections().map(str::to_owned).collect();
+        let busy = |c: &String| in_flight.values().filter(|used| used.contains(c)).count();
+        if connections
+            .iter()
+            .any(|c| busy(c) >= self.config.max_runs_per_connection)
+        {
+            return false;
+        }
+        in_flight.insert(job.name.clone(), connections);
+        true
+    }
+
+    fn spawn_run(self: &Arc<Self>, job: JobRecord, trigger: RunTrigger, attempt: u32) {
+        let this = Arc::clone(self);
+        let span = info_span!("scheduled_run", job = %job.name, attempt);
+        tokio::spawn(
+            async move {
+                let result = this.jobs.run_job(&job.name, trigger, &|_| {}).await;
+                if let Err(e) = this.after_run(&job, attempt, result.err()) {
+                    warn!(error = %e, "could not record the outcome of a scheduled run");
+                }
+                this.in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&job.name);
+                this.jobs.notify_changed();
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Plans a retry after a transient failure.
+    fn after_run(&self, job: &JobRecord, attempt: u32, error: Option<EngineError>) -> Result<(), EngineError> {
+        let Some(error) = error else { return Ok(()) };
+        if let EngineError::JobRunning { run_id, .. } = &error {
+            // A manual run started between the decision and this run.
+            let reason = format!("run {run_id} of this job was still running");
+            self.jobs.catalog().skip_run(&job.name, RunTrigger::Schedule, &reason)?;
+            return Ok(());
+        }
+        let _states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let catalog = self.jobs.catalog();
+        let Some(mut state) = catalog.schedule_state(&job.name)? else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        match plan::retry_after_failure(job, attempt, error.is_transient(), now, &self.config.backoff) {
+            Some(retry) => {
+                info!(job = %job.name, attempt = retry.attempt, at = %retry.at, error = %error, "run failed; retry planned");
+                state.retry = Some(retry);
+                catalog.set_schedule_state(&state)?;
+            }
+            None => warn!(job = %job.name, error = %error, "scheduled run failed; no retry"),
+        }
+        Ok(())
+    }
+}
+
+/// When the scheduler will next run `job`: its saved plan, or for a job it
+/// has not planned yet the next tick after `now`; `None` when paused or
+/// MANUAL.
+pub fn next_run_at(job: &JobRecord, state: Option<&ScheduleState>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if job.paused {
+        return None;
+    }
+    match state.filter(|s| s.schedule == job.schedule && s.next_run_at.is_some()) {
+        Some(state) => state.due_at(),
+        None => job.schedule.parse::<Schedule>().ok()?.next_after(now),
+    }
+}
+
+#[cfg(test)]
+mod tests;

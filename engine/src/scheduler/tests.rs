@@ -1,0 +1,211 @@
+//! The scheduler loop against a real catalog, local-files source and local
+//! warehouse, with a clock moved by hand: no sleeping through hours.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sluice_catalog::{Catalog, JobDestination, JobSource, LoadType, MasterKey, OptionValue, RunRecord, RunStatus};
+
+use super::{ManualClock, Scheduler, SchedulerConfig};
+use crate::destinations::LocalWarehouse;
+use crate::jobs::{CreateJob, JobChange, JobManager};
+use crate::metrics::EngineMetrics;
+use crate::{ConnectionManager, CreateConnection};
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+struct Fixture {
+    jobs: Arc<JobManager>,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// A catalog with a `files` connection over one CSV and the given
+    /// snapshot jobs, each with `schedule`.
+    async fn new(jobs: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        std::fs::create_dir(&files).unwrap();
+        std::fs::write(files.join("orders.csv"), "id,amount\n1,10\n2,20\n3,30\n").unwrap();
+        let key = MasterKey::from_hex(&"22".repeat(32)).unwrap();
+        let catalog = Arc::new(Catalog::open(&dir.path().join("catalog"), key).unwrap());
+        let connections = Arc::new(ConnectionManager::new(catalog, Duration::from_secs(10)));
+        connections
+            .create(CreateConnection {
+                name: "files".into(),
+                type_name: "local".into(),
+                options: BTreeMap::from([("path".to_owned(), OptionValue::Text(files.display().to_string()))]),
+                if_not_exists: false,
+                validate: true,
+            })
+            .await
+            .unwrap();
+        let warehouse = LocalWarehouse::open_dir(&dir.path().join("warehouse")).unwrap();
+        let manager = Arc::new(JobManager::new(connections, Arc::new(warehouse)));
+        for (name, schedule) in jobs {
+            manager
+                .create_job(CreateJob {
+                    name: (*name).into(),
+                    if_not_exists: false,
+                    source: JobSource {
+                        connection: "files".into(),
+                        schema: "files".into(),
+                        table: "orders".into(),
+                        columns: None,
+                    },
+                    destination: JobDestination {
+                        connection: None,
+                        table: format!("bq_{name}"),
+                    },
+                    load: LoadType::Snapshot,
+                    column_overrides: vec![],
+                    schedule: schedule.parse().unwrap(),
+                    settings: vec![],
+                })
+                .await
+                .unwrap();
+        }
+        Self {
+            jobs: manager,
+            clock: Arc::new(ManualClock::new(at("2026-03-01T10:07:00Z"))),
+            _dir: dir,
+        }
+    }
+
+    fn scheduler(&self, config: SchedulerConfig) -> Arc<Scheduler> {
+        Scheduler::new(
+            self.jobs.clone(),
+            self.clock.clone(),
+            config,
+            Arc::new(EngineMetrics::default()),
+        )
+    }
+
+    fn runs(&self) -> Vec<RunRecord> {
+        self.jobs.catalog().runs(None).unwrap()
+    }
+
+    /// Waits until no scheduled run is in flight.
+    async fn settle(&self, scheduler: &Scheduler) {
+        for _ in 0..500 {
+            if scheduler.in_flight.lock().unwrap().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("scheduled runs did not finish");
+    }
+}
+
+fn statuses(runs: &[RunRecord]) -> Vec<(String, &'static str, &'static str)> {
+    runs.iter()
+        .map(|r| (r.job.clone(), r.trigger.as_str(), r.status.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn fires_each_due_tick_once_and_plans_the_next() {
+    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
+    let scheduler = f.scheduler(SchedulerConfig::default());
+
+    assert_eq!(scheduler.tick().unwrap(), Some(at("2026-03-01T10:10:00Z")));
+    assert!(f.runs().is_empty());
+
+    f.clock.set(at("2026-03-01T10:10:00Z"));
+    assert_eq!(scheduler.tick().unwrap(), Some(at("2026-03-01T10:15:00Z")));
+    f.settle(&scheduler).await;
+    // Ticking again at the same moment does not fire twice.
+    scheduler.tick().unwrap();
+    f.settle(&scheduler).await;
+    assert_eq!(statuses(&f.runs()), [("every5".to_owned(), "schedule", "succeeded")]);
+    let state = f.jobs.catalog().schedule_state("every5").unwrap().unwrap();
+    assert_eq!(state.next_run_at, Some(at("2026-03-01T10:15:00Z")));
+}
+
+#[tokio::test]
+async fn a_restart_after_downtime_runs_once_not_a_burst() {
+    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
+    f.scheduler(SchedulerConfig::default()).tick().unwrap();
+    // Down for three hours: 36 ticks missed.
+    f.clock.set(at("2026-03-01T13:07:30Z"));
+    let restarted = f.scheduler(SchedulerConfig::default());
+    assert_eq!(restarted.tick().unwrap(), Some(at("2026-03-01T13:10:00Z")));
+    f.settle(&restarted).await;
+    restarted.tick().unwrap();
+    f.settle(&restarted).await;
+    assert_eq!(statuses(&f.runs()), [("every5".to_owned(), "schedule", "succeeded")]);
+}
+
+#[tokio::test]
+async fn paused_jobs_do_not_fire_and_resume_from_now() {
+    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
+    let scheduler = f.scheduler(SchedulerConfig::default());
+    scheduler.tick().unwrap();
+    f.jobs.alter_job("every5", JobChange::Pause).unwrap();
+    f.clock.set(at("2026-03-01T11:00:00Z"));
+    assert_eq!(scheduler.tick().unwrap(), None);
+    assert!(f.runs().is_empty());
+    let state = f.jobs.catalog().schedule_state("every5").unwrap().unwrap();
+    assert_eq!(state.next_run_at, None);
+
+    f.jobs.alter_job("every5", JobChange::Resume).unwrap();
+    assert_eq!(scheduler.tick().unwrap(), Some(at("2026-03-01T11:05:00Z")));
+    assert!(f.runs().is_empty(), "ticks missed while paused do not fire");
+}
+
+#[tokio::test]
+async fn the_pool_bounds_concurrent_runs_and_due_jobs_wait_for_a_slot() {
+    let f = Fixture::new(&[("a", "EVERY 5 MINUTES"), ("b", "EVERY 5 MINUTES")]).await;
+    let scheduler = f.scheduler(SchedulerConfig {
+        max_concurrent_runs: 1,
+        ..SchedulerConfig::default()
+    });
+    scheduler.tick().unwrap();
+    f.clock.set(at("2026-03-01T10:10:00Z"));
+    scheduler.tick().unwrap();
+    // One run started; the other job is still due.
+    assert_eq!(scheduler.in_flight.lock().unwrap().len(), 1);
+    let waiting = ["a", "b"]
+        .into_iter()
+        .filter(|job| {
+            let state = f.jobs.catalog().schedule_state(job).unwrap().unwrap();
+            state.next_run_at == Some(at("2026-03-01T10:10:00Z"))
+        })
+        .count();
+    assert_eq!(waiting, 1);
+    f.settle(&scheduler).await;
+    scheduler.tick().unwrap();
+    f.settle(&scheduler).await;
+    let mut done = statuses(&f.runs());
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            ("a".to_owned(), "schedule", "succeeded"),
+            ("b".to_owned(), "schedule", "succeeded")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_tick_while_the_job_runs_is_recorded_as_skipped() {
+    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
+    let scheduler = f.scheduler(SchedulerConfig::default());
+    scheduler.tick().unwrap();
+    f.clock.set(at("2026-03-01T10:10:00Z"));
+    // A manual run holds the job while the tick comes.
+    let claimed = f.jobs.hold_running("every5");
+    scheduler.tick().unwrap();
+    drop(claimed);
+    let runs = f.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Skipped);
+    assert!(runs[0].error.as_deref().unwrap().contains("still running"), "{runs:?}");
+    let state = f.jobs.catalog().schedule_state("every5").unwrap().unwrap();
+    assert_eq!(state.next_run_at, Some(at("2026-03-01T10:15:00Z")));
+}

@@ -1,0 +1,169 @@
+//! The Prometheus endpoint: `GET /metrics` on `--metrics-listen`, in the
+//! OpenMetrics text format. Run counters come from the engine; connection
+//! status, jobs and catalog size are read at every scrape.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use sluice_catalog::{Catalog, ConnectionStatus};
+use sluice_engine::jobs::JobManager;
+use sluice_engine::metrics::EngineMetrics;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    connection: String,
+    connection_type: String,
+}
+
+/// Everything `/metrics` reports.
+pub struct Exporter {
+    registry: Registry,
+    catalog: Arc<Catalog>,
+    catalog_dir: PathBuf,
+    jobs: Arc<JobManager>,
+    connection_up: Family<ConnectionLabels, Gauge>,
+    job_count: Gauge,
+    running: Gauge,
+    catalog_bytes: Gauge,
+}
+
+impl Exporter {
+    /// An exporter of `engine`'s metrics and the catalog's state.
+    pub fn new(engine: &EngineMetrics, catalog: Arc<Catalog>, catalog_dir: &Path, jobs: Arc<JobManager>) -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        engine.register(&mut registry);
+        let mut exporter = Self {
+            registry,
+            catalog,
+            catalog_dir: catalog_dir.to_owned(),
+            jobs,
+            connection_up: Family::default(),
+            job_count: Gauge::default(),
+            running: Gauge::default(),
+            catalog_bytes: Gauge::default(),
+        };
+        exporter.registry.register(
+            "connection_up",
+            "1 when the connection's last test succeeded, 0 when it failed",
+            exporter.connection_up.clone(),
+        );
+        exporter
+            .registry
+            .register("jobs", "ETL jobs defined", exporter.job_count.clone());
+        exporter
+            .registry
+            .register("runs_running", "Runs in progress", exporter.running.clone());
+        exporter.registry.register_with_unit(
+            "catalog_size",
+            "Bytes of the catalog on disk",
+            Unit::Bytes,
+            exporter.catalog_bytes.clone(),
+        );
+        exporter
+    }
+
+    /// The metrics text, with the gauges read now.
+    pub fn render(&self) -> Result<String, String> {
+        self.connection_up.clear();
+        for connection in self.catalog.connections().map_err(|e| e.to_string())? {
+            let up = i64::from(connection.status == ConnectionStatus::Ok);
+            self.connection_up
+                .get_or_create(&ConnectionLabels {
+                    connection: connection.name,
+                    connection_type: connection.kind,
+                })
+                .set(up);
+        }
+        self.job_count
+            .set(self.catalog.jobs().map_err(|e| e.to_string())?.len() as i64);
+        self.running.set(self.jobs.live_runs().len() as i64);
+        self.catalog_bytes.set(dir_size(&self.catalog_dir) as i64);
+        let mut text = String::new();
+        encode(&mut text, &self.registry).map_err(|e| e.to_string())?;
+        Ok(text)
+    }
+}
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| match entry.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&entry.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Serves `/metrics` until the process ends.
+pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(error = %e, "metrics endpoint could not accept a connection");
+                continue;
+            }
+        };
+        let exporter = exporter.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| respond(exporter.clone(), request));
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(socket), service)
+                .await
+            {
+                debug!(%peer, error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn respond(exporter: Arc<Exporter>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let reply = |status: StatusCode, content_type: &str, body: String| {
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_str(content_type).expect("a valid header value"),
+        );
+        response
+    };
+    if request.method() != Method::GET || request.uri().path() != "/metrics" {
+        return Ok(reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "Sluice serves metrics at GET /metrics\n".into(),
+        ));
+    }
+    Ok(match exporter.render() {
+        Ok(text) => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            text,
+        ),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            format!("metrics unavailable: {e}\n"),
+        ),
+    })
+}
