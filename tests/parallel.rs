@@ -151,6 +151,18 @@ async fn parallel_runs_load_exactly_what_serial_runs_load() {
     assert!(message.contains("cannot be read by parallel streams"), "{message}");
     let jobs = rows(&client, "SELECT count(*) FROM sluice.jobs").await;
     assert_eq!(jobs[0][0].as_deref(), Some("5"), "nothing half-saved");
+
+    // ALTER checks the source too.
+    client
+        .batch_execute(
+            "CREATE ETL JOB from_files FROM files.files.t SNAPSHOT; ALTER ETL JOB serial SET (parallelism = 2);",
+        )
+        .await
+        .unwrap();
+    let message = expect_err(&client, "ALTER ETL JOB from_files SET (parallelism = 2)", "22023").await;
+    assert!(message.contains("cannot be read by parallel streams"), "{message}");
+    let again = rows(&client, "RUN ETL JOB serial").await;
+    assert_eq!(again[0][2].as_deref(), Some("3700"), "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,16 @@ use super::parse_lookback::LookbackClauses;
 pub const WAREHOUSE: &str = "warehouse";
 
 /// Words that end a schedule clause: the next clause starts.
-const CLAUSES: &[&str] = &["WITH", "COLUMNS", "INTO", "INCREMENTAL", "SNAPSHOT", "SCHEDULE"];
+const CLAUSES: &[&str] = &[
+    "WITH",
+    "COLUMNS",
+    "INTO",
+    "INCREMENTAL",
+    "SNAPSHOT",
+    "SCHEDULE",
+    "LOOKBACK",
+    "DEDUPE",
+];
 
 impl StatementParser<'_> {
     /// After `CREATE ETL JOB`.
@@ -375,7 +384,7 @@ mod tests {
             ),
             (
                 "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallel = 2)",
-                "batch_rows, parallelism",
+                "catch_up, parallelism",
             ),
             (
                 "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallelism = 17)",
