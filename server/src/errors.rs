@@ -5,6 +5,7 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::error::{ErrorInfo, PgWireError};
 use sluice_catalog::{CatalogError, ObjectKind};
+use sluice_engine::destinations::DestinationError;
 use sluice_engine::sources::SourceError;
 use sluice_engine::{ConnectFailureKind, EngineError};
 
@@ -92,6 +93,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::NotADestination { .. } => error("0A000", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),
         EngineError::Extract { .. } => error("58000", message, None),
+        EngineError::Destination(DestinationError::Unsupported { .. }) => error("0A000", message, None),
         EngineError::Destination(_) => error("58030", message, None),
     }
 }

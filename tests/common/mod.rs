@@ -16,6 +16,8 @@
 //!   run as that user.
 #![allow(dead_code)]
 
+pub mod emulators;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -19,10 +19,12 @@ pub enum JobSetting {
     MaxRetries(u32),
     /// What the scheduler does with ticks missed while Sluice was down.
     CatchUp(CatchUp),
+    /// Parallel source streams (1 to 16; PostgreSQL sources).
+    Parallelism(u32),
 }
 
 /// The settings a job accepts, for error messages.
-pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up";
+pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -34,6 +36,7 @@ impl JobSetting {
         match name.to_ascii_lowercase().as_str() {
             "batch_rows" => number(1, 1_000_000).map(JobSetting::BatchRows),
             "max_retries" => number(0, 20).map(JobSetting::MaxRetries),
+            "parallelism" => number(1, 16).map(JobSetting::Parallelism),
             "catch_up" => match value {
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("once") => Ok(JobSetting::CatchUp(CatchUp::Once)),
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("skip") => Ok(JobSetting::CatchUp(CatchUp::Skip)),
@@ -51,6 +54,7 @@ impl JobSetting {
             JobSetting::BatchRows(rows) => job.batch_rows = rows,
             JobSetting::MaxRetries(n) => job.max_retries = n,
             JobSetting::CatchUp(policy) => job.catch_up = policy,
+            JobSetting::Parallelism(n) => job.parallelism = Some(n),
         }
     }
 }
@@ -76,6 +80,8 @@ mod tests {
         for (name, value, needle) in [
             ("batch_rows", SettingValue::Number(0), "between 1 and 1000000"),
             ("max_retries", SettingValue::Number(21), "between 0 and 20"),
+            ("parallelism", SettingValue::Number(17), "between 1 and 16"),
+            ("parallelism", SettingValue::Number(0), "between 1 and 16"),
             ("max_retries", SettingValue::Text("3".into()), "whole number"),
             ("catch_up", SettingValue::Text("always".into()), "'once' or 'skip'"),
             ("parallel", SettingValue::Number(2), "valid settings: batch_rows"),
