@@ -252,3 +252,56 @@ async fn a_cancelled_run_commits_nothing() {
     expect_err(&client, &format!("CANCEL ETL RUN {run_id}"), "55000").await;
     expect_err(&client, "CANCEL ETL RUN 999999", "42704").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_lookback_runs_still_loads_late_rows_exactly_once() {
+    let pg = start_pg();
+    let mut sluice = Sluice::start();
+    let mut client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}'); \
+             CREATE ETL JOB events_late FROM shop.public.events INTO warehouse.events_late INCREMENTAL BY at ALL \
+             LOOKBACK 1 HOUR DEDUPE ON (id);",
+            pg.port
+        ))
+        .await
+        .unwrap();
+    let mut next_id = 1;
+    for (round, delay_ms) in [40u64, 300, 900].into_iter().enumerate() {
+        // Late rows: ids far from the others, with a cursor half an hour
+        // before the newest row so far, inside the one-hour lookback.
+        if next_id > 1 {
+            pg.psql_admin_db(
+                "shop",
+                &format!(
+                    "INSERT INTO events SELECT 100000000 + {round} * 1000 + g, 'late', \
+                     (SELECT max(at) FROM events) - interval '30 minutes' FROM generate_series(1, 500) g;"
+                ),
+            );
+        }
+        insert_rows(&pg, next_id);
+        next_id += ROWS_PER_BATCH_OF_INSERTS;
+        rows(&client, "RUN ETL JOB events_late ASYNC").await;
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        sluice.kill9();
+        sluice.restart();
+        client = sluice.client().await;
+        // Twice: the second run re-reads the window and must add nothing.
+        let summary = rows(&client, "RUN ETL JOB events_late").await;
+        assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+        let again = rows(&client, "RUN ETL JOB events_late").await;
+        assert_eq!(again[0][2].as_deref(), Some("0"), "round {round}: {again:?}");
+        assert_eq!(
+            warehouse_fingerprint(&client, "events_late").await,
+            source_fingerprint(&pg),
+            "round {round} (kill after {delay_ms} ms)"
+        );
+    }
+    let late = rows(
+        &client,
+        "SELECT count(*) FROM warehouse.events_late WHERE payload = 'late'",
+    )
+    .await;
+    assert_eq!(late[0][0].as_deref(), Some("1000"), "late rows of rounds 1 and 2");
+}

@@ -45,13 +45,7 @@ async fn pg_setup() -> (PgServer, Sluice, Client) {
     pg.psql_admin_db("shop", PG_FIXTURE);
     let sluice = Sluice::start();
     let client = sluice.client().await;
-    client
-        .batch_execute(&format!(
-            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}')",
-            pg.port
-        ))
-        .await
-        .unwrap();
+    create_shop_connection(&client, &pg).await;
     (pg, sluice, client)
 }
 

@@ -29,18 +29,8 @@ async fn setup() -> (PgServer, Sluice, Client) {
     pg.psql_admin_db("shop", ORDERS);
     let sluice = Sluice::start();
     let client = sluice.client().await;
-    client
-        .batch_execute(&format!(
-            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}')",
-            pg.port
-        ))
-        .await
-        .unwrap();
+    create_shop_connection(&client, &pg).await;
     (pg, sluice, client)
-}
-
-async fn one(client: &Client, sql: &str) -> String {
-    rows(client, sql).await[0][0].clone().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -361,4 +351,161 @@ async fn every_kind_of_value_arrives_exactly_through_a_run() {
     // The wire shows negative zero as 0; the stored value keeps its sign.
     let sign = rows(&client, "SELECT 1.0 / f8 < 0 FROM warehouse.bq_kinds WHERE id = 1").await;
     assert_eq!(sign[0][0].as_deref(), Some("t"), "negative zero keeps its sign");
+}
+
+#[tokio::test]
+async fn lookback_loads_late_rows_once_and_skips_rows_read_again() {
+    let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE events (id bigint PRIMARY KEY, kind text, at timestamptz NOT NULL); \
+         INSERT INTO events SELECT g, 'on time', timestamptz '2024-01-01 12:00:00+00' + g * interval '1 minute' \
+         FROM generate_series(1, 100) g;",
+    );
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}'); \
+             CREATE ETL JOB events FROM shop.public.events INCREMENTAL BY at ALL LOOKBACK '2 hours' DEDUPE ON (id);",
+            pg.port
+        ))
+        .await
+        .unwrap();
+    let first = rows(&client, "RUN ETL JOB events").await;
+    assert_eq!(first[0][2].as_deref(), Some("100"));
+    assert_eq!(first[0][6].as_deref(), Some("2024-01-01T13:40:00Z"));
+
+    // Late rows with a cursor inside the window (after 11:40), one outside
+    // it, and one new row.
+    pg.psql_admin_db(
+        "shop",
+        "INSERT INTO events SELECT g, 'late', timestamptz '2024-01-01 13:00:00+00' FROM generate_series(101, 110) g; \
+         INSERT INTO events VALUES (111, 'too late', '2024-01-01 10:00:00+00'), (112, 'new', '2024-01-01 14:00:00+00');",
+    );
+    let second = rows(&client, "RUN ETL JOB events").await;
+    assert_eq!(
+        (
+            second[0][2].as_deref(),
+            second[0][5].as_deref(),
+            second[0][6].as_deref()
+        ),
+        (Some("11"), Some("2024-01-01T13:40:00Z"), Some("2024-01-01T14:00:00Z")),
+        "only the late rows in the window and the new one are loaded: {second:?}"
+    );
+    let third = rows(&client, "RUN ETL JOB events").await;
+    assert_eq!(
+        third[0][2].as_deref(),
+        Some("0"),
+        "rows read again are not loaded again"
+    );
+    assert_eq!(
+        third[0][6].as_deref(),
+        Some("2024-01-01T14:00:00Z"),
+        "the watermark never moves back"
+    );
+
+    let loaded = rows(
+        &client,
+        "SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE kind = 'late'), max(id) FILTER (WHERE id <> 112) \
+         FROM warehouse.bq_events",
+    )
+    .await;
+    assert_eq!(
+        loaded[0],
+        [
+            Some("111".into()),
+            Some("111".into()),
+            Some("10".into()),
+            Some("110".into())
+        ],
+        "row 111 is older than the window and stays behind"
+    );
+
+    // The lookback is part of the definition.
+    let shown = one(&client, "SELECT load FROM sluice.jobs").await;
+    assert_eq!(shown, "INCREMENTAL BY at ALL LOOKBACK 2 HOURS DEDUPE ON (id)");
+    let create = rows(&client, "SHOW CREATE ETL JOB events").await;
+    assert!(
+        create[0][1]
+            .as_deref()
+            .unwrap()
+            .contains("INCREMENTAL BY at ALL LOOKBACK 2 HOURS DEDUPE ON (id) SCHEDULE"),
+        "{create:?}"
+    );
+
+    // Validation at CREATE: nothing is saved when something is wrong.
+    let message = expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.events INCREMENTAL BY at ALL LOOKBACK 2 HOURS DEDUPE ON (nope)",
+        "42703",
+    )
+    .await;
+    assert!(message.contains("nope") && message.contains("kind"), "{message}");
+    let message = expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.events (id, at) INCREMENTAL BY at ALL LOOKBACK 2 HOURS DEDUPE ON (kind)",
+        "22023",
+    )
+    .await;
+    assert!(message.contains("loaded columns"), "{message}");
+    let message = expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.events INCREMENTAL BY at ALL LOOKBACK 500 DEDUPE ON (id)",
+        "22023",
+    )
+    .await;
+    assert!(message.contains("2 HOURS"), "{message}");
+    let message = expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.events INCREMENTAL BY id ALL LOOKBACK 2 HOURS DEDUPE ON (id)",
+        "22023",
+    )
+    .await;
+    assert!(message.contains("LOOKBACK 1000"), "{message}");
+    expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.events SNAPSHOT LOOKBACK 2 HOURS DEDUPE ON (id)",
+        "42601",
+    )
+    .await;
+    expect_err(
+        &client,
+        "CREATE ETL JOB bad FROM shop.public.events INCREMENTAL BY at ALL LOOKBACK 0 HOURS DEDUPE ON (id)",
+        "42601",
+    )
+    .await;
+    assert_eq!(one(&client, "SELECT count(*) FROM sluice.jobs").await, "1");
+
+    // An integer cursor looks back a number of values.
+    client
+        .batch_execute(
+            "CREATE ETL JOB by_id FROM shop.public.events INTO warehouse.by_id INCREMENTAL BY id ALL LOOKBACK 5 DEDUPE ON (id)",
+        )
+        .await
+        .unwrap();
+    let by_id = |sql: &'static str| {
+        let client = &client;
+        async move { rows(client, sql).await[0][2].clone().unwrap() }
+    };
+    assert_eq!(by_id("RUN ETL JOB by_id").await, "112");
+    pg.psql_admin_db(
+        "shop",
+        "INSERT INTO events VALUES (115, 'x', now()), (120, 'x', now());",
+    );
+    assert_eq!(by_id("RUN ETL JOB by_id").await, "2");
+    // 117 is within 5 of the watermark 120, 113 is not.
+    pg.psql_admin_db(
+        "shop",
+        "INSERT INTO events VALUES (117, 'late', now()), (113, 'too late', now());",
+    );
+    assert_eq!(by_id("RUN ETL JOB by_id").await, "1");
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT count(*), count(DISTINCT id), max(id) FILTER (WHERE id < 115) FROM warehouse.by_id"
+        )
+        .await[0],
+        [Some("115".into()), Some("115".into()), Some("112".into())]
+    );
 }

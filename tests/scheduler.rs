@@ -27,18 +27,8 @@ async fn setup(args: &[&str]) -> (PgServer, Sluice, Client) {
     pg.psql_admin_db("shop", EVENTS);
     let sluice = Sluice::start_with(args, &[]);
     let client = sluice.client().await;
-    client
-        .batch_execute(&format!(
-            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}')",
-            pg.port
-        ))
-        .await
-        .unwrap();
+    create_shop_connection(&client, &pg).await;
     (pg, sluice, client)
-}
-
-async fn one(client: &Client, sql: &str) -> String {
-    rows(client, sql).await[0][0].clone().unwrap_or_default()
 }
 
 /// Polls `sql` (one value) until `done` accepts it; panics after `timeout`.
@@ -263,7 +253,7 @@ async fn an_interrupted_scheduled_run_is_re_run_once_after_a_crash() {
     let (pg, mut sluice, client) = setup(&[]).await;
     pg.psql_admin_db(
         "shop",
-        "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, (SELECT pg_sleep(2)) s;
+        "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, (SELECT pg_sleep(4)) s;
          GRANT SELECT ON public.slow_events TO etl;",
     );
     client

@@ -40,9 +40,35 @@ pub enum IncrementalStart {
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum LoadType {
     /// Append rows whose cursor is past the watermark.
-    Incremental { cursor: String, start: IncrementalStart },
+    Incremental {
+        cursor: String,
+        start: IncrementalStart,
+        /// Re-read a trailing window and drop rows already loaded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lookback: Option<Lookback>,
+    },
     /// Replace the whole destination table atomically.
     Snapshot,
+}
+
+/// `LOOKBACK ... DEDUPE ON (...)`: each run re-reads the cursor range
+/// `(watermark - window, watermark]` again and loads only the rows whose
+/// dedupe key the destination does not hold yet in that range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookback {
+    pub window: LookbackWindow,
+    /// The columns that identify a row.
+    pub dedupe_on: Vec<String>,
+}
+
+/// How far before the watermark a run starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookbackWindow {
+    /// A duration, for timestamp and date cursors (whole days for dates).
+    Seconds(u64),
+    /// A number of cursor values, for integer cursors.
+    Values(u64),
 }
 
 /// A user override of a column's destination type.
@@ -95,6 +121,9 @@ pub struct JobRecord {
     pub schedule: String,
     /// Rows per Arrow batch while extracting.
     pub batch_rows: u32,
+    /// Parallel source streams (`WITH (parallelism = n)`); `None` is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
     /// Retries of a failed scheduled run; transient errors only.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
@@ -115,9 +144,52 @@ impl JobRecord {
 
 impl Record for JobRecord {
     const FAMILY: &'static str = "jobs";
-    const VERSION: u32 = 1;
+    /// 2: incremental loads may carry a `lookback`, jobs a `parallelism`
+    /// (both absent in version 1).
+    const VERSION: u32 = 2;
+
+    fn migrate(version: u32, data: serde_json::Value) -> std::result::Result<serde_json::Value, String> {
+        match version {
+            // Version 1 had neither lookback nor parallelism; absent reads as none.
+            1 => Ok(data),
+            v => Err(format!("no migration from job record version {v} to {}", Self::VERSION)),
+        }
+    }
 
     fn key(&self) -> String {
         self.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{decode, encode};
+
+    const VERSION_1: &str = r#"{"v":1,"data":{"name":"j","source":{"connection":"c","schema":"public","table":"t","columns":null},
+        "destination":{"connection":null,"table":"bq_t"},"load":{"type":"incremental","cursor":"at","start":"all"},
+        "column_overrides":[],"schedule":"MANUAL","batch_rows":8192,"paused":false,
+        "created_at":"2024-01-01T00:00:00Z","updated_at":"2024-01-01T00:00:00Z"}}"#;
+
+    #[test]
+    fn version_1_jobs_load_without_a_lookback_and_new_ones_keep_it() {
+        let mut job: JobRecord = decode(b"j", VERSION_1.as_bytes()).unwrap();
+        assert_eq!(
+            job.load,
+            LoadType::Incremental {
+                cursor: "at".into(),
+                start: IncrementalStart::All,
+                lookback: None
+            }
+        );
+        job.load = LoadType::Incremental {
+            cursor: "at".into(),
+            start: IncrementalStart::All,
+            lookback: Some(Lookback {
+                window: LookbackWindow::Seconds(7200),
+                dedupe_on: vec!["id".into()],
+            }),
+        };
+        assert_eq!(decode::<JobRecord>(b"j", &encode(&job)).unwrap(), job);
     }
 }

@@ -188,10 +188,12 @@ fn job(name: &str, connection: &str) -> JobRecord {
         load: LoadType::Incremental {
             cursor: "updated_at".into(),
             start: IncrementalStart::BackfillDays(90),
+            lookback: None,
         },
         column_overrides: vec![],
         schedule: "MANUAL".into(),
         batch_rows: 8192,
+        parallelism: None,
         max_retries: 3,
         catch_up: Default::default(),
         paused: false,

@@ -12,7 +12,7 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContex
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use pgwire::tokio::process_socket;
 use sluice_catalog::{Catalog, CatalogError, MasterKey};
-use sluice_engine::destinations::{DestinationError, LocalWarehouse, WarehouseSchema};
+use sluice_engine::destinations::{DestinationError, LocalWarehouse, WarehouseSchema, display_location};
 use sluice_engine::jobs::JobManager;
 use sluice_engine::metrics::EngineMetrics;
 use sluice_engine::scheduler::{Scheduler, SchedulerConfig, SystemClock};
@@ -43,6 +43,8 @@ const WAREHOUSE_DIR: &str = "warehouse";
 pub struct ServeConfig {
     pub listen: String,
     pub data_dir: PathBuf,
+    /// The warehouse location; `None` is `DATA_DIR/warehouse`.
+    pub warehouse: Option<String>,
     pub user: String,
     /// From `SLUICE_PASSWORD`; when `None` a stored or generated one is used.
     pub password: Option<String>,
@@ -69,7 +71,7 @@ pub enum StartupError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("local warehouse: {0}")]
+    #[error("warehouse: {0}")]
     Warehouse(#[from] DestinationError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
@@ -109,7 +111,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     let catalog = Arc::new(Catalog::open(&catalog_dir, key)?);
     let auth = Arc::new(admin_auth(&catalog, &config)?);
     let connections = Arc::new(ConnectionManager::new(catalog.clone(), config.connect_timeout));
-    let warehouse = LocalWarehouse::open_dir(&config.data_dir.join(WAREHOUSE_DIR))?;
+    let warehouse = match &config.warehouse {
+        Some(location) => {
+            info!(location = %display_location(location), "warehouse");
+            LocalWarehouse::open(location)?
+        }
+        None => LocalWarehouse::open_dir(&config.data_dir.join(WAREHOUSE_DIR))?,
+    };
     let engine_metrics = Arc::new(EngineMetrics::default());
     let jobs = Arc::new(
         JobManager::new(connections.clone(), Arc::new(warehouse.clone()))

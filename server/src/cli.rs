@@ -32,6 +32,12 @@ struct ServeArgs {
     /// Directory for the catalog and the local warehouse.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     data_dir: PathBuf,
+    /// Where the warehouse keeps its tables: s3://bucket/prefix,
+    /// az://container/prefix, gs://bucket/prefix or a local directory
+    /// [default: DATA_DIR/warehouse]. Credentials come from the cloud's usual
+    /// environment variables (AWS_*, AZURE_*, GOOGLE_*).
+    #[arg(long, env = "SLUICE_WAREHOUSE")]
+    warehouse: Option<String>,
     /// The admin user name (its password comes from SLUICE_PASSWORD, or is
     /// generated and printed on first start).
     #[arg(long, env = "SLUICE_USER", default_value = "admin")]
@@ -101,6 +107,7 @@ pub async fn main() -> i32 {
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
+        warehouse: args.warehouse.filter(|w| !w.is_empty()),
         user: args.user,
         password: std::env::var("SLUICE_PASSWORD").ok().filter(|p| !p.is_empty()),
         master_key: std::env::var("SLUICE_MASTER_KEY").ok().filter(|k| !k.is_empty()),

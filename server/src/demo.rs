@@ -22,6 +22,7 @@ fn jobs() -> [(&'static str, &'static str, LoadType); 3] {
             LoadType::Incremental {
                 cursor: "updated_at".into(),
                 start: IncrementalStart::All,
+                lookback: None,
             },
         ),
         ("demo_customers", "customers", LoadType::Snapshot),

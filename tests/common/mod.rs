@@ -16,6 +16,8 @@
 //!   run as that user.
 #![allow(dead_code)]
 
+pub mod emulators;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -252,6 +254,22 @@ pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
             _ => None,
         })
         .collect()
+}
+
+/// The first value of the first row of a simple query ("" for NULL).
+pub async fn one(client: &Client, sql: &str) -> String {
+    rows(client, sql).await[0][0].clone().unwrap_or_default()
+}
+
+/// `CREATE CONNECTION shop TYPE postgres` to `pg`'s `shop` database as `etl`.
+pub async fn create_shop_connection(client: &Client, pg: &PgServer) {
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}')",
+            pg.port
+        ))
+        .await
+        .unwrap();
 }
 
 /// Files under `dir` (recursively) whose bytes contain `needle`.

@@ -15,10 +15,13 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::object_store;
 use datafusion::parquet::errors::ParquetError;
+use datafusion::scalar::ScalarValue;
 
-pub use warehouse::{FileLimits, LocalWarehouse, WarehouseSchema};
+pub use warehouse::{FileLimits, LocalWarehouse, WarehouseSchema, display_location};
 
 /// How a load changes its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +123,19 @@ pub enum DestinationError {
     Parquet(#[from] ParquetError),
     #[error("arrow error: {0}")]
     Arrow(#[from] ArrowError),
+    /// The task encoding a load's files ended without a result.
+    #[error("the Parquet encoder of the load stopped unexpectedly")]
+    EncoderStopped,
+    /// The warehouse location cannot be used.
+    #[error("invalid warehouse location \"{location}\": {reason}")]
+    InvalidLocation { location: String, reason: String },
+    /// Reading the table back failed.
+    #[error("query error: {0}")]
+    Query(#[from] DataFusionError),
+    /// The destination cannot do this; the job needs another destination
+    /// or has to do without the feature.
+    #[error("the destination of table \"{table}\" does not support {feature}")]
+    Unsupported { table: String, feature: &'static str },
 }
 
 /// A place ETL jobs load tables into.
@@ -137,6 +153,24 @@ pub trait Destination: Send + Sync {
     /// watermark, where the destination records it); `None` if it did not.
     /// Start-up reconciliation asks this for runs a crash interrupted.
     async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError>;
+
+    /// The `key_columns` of the committed rows whose `cursor` column is past
+    /// `after` (of every row when `None`), in the table's types: the rows a
+    /// `LOOKBACK` run reads again. Destinations that cannot read rows back
+    /// keep this default, which refuses.
+    async fn loaded_keys(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        cursor: &str,
+        after: Option<&ScalarValue>,
+    ) -> Result<SendableRecordBatchStream, DestinationError> {
+        let _ = (key_columns, cursor, after);
+        Err(DestinationError::Unsupported {
+            table: table.to_owned(),
+            feature: "reading loaded keys back (LOOKBACK ... DEDUPE ON)",
+        })
+    }
 
     /// Starts loading run `run_id` into an existing table.
     async fn begin(

@@ -8,13 +8,13 @@ use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sluice_catalog::{
     CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource,
-    LoadType,
+    LoadType, Lookback,
 };
 use tracing::{info, warn};
 
 use super::settings::JobSetting;
-use super::{JobManager, window};
-use crate::destinations::{TableLayout, TableSetup, TableSpec};
+use super::{JobManager, split, window};
+use crate::destinations::{Destination, DestinationError, TableLayout, TableSetup, TableSpec};
 use crate::error::EngineError;
 use crate::scheduler::Schedule;
 use crate::sources::{TableDescription, TableRef};
@@ -193,6 +193,34 @@ fn override_type(text: &str) -> Result<DataType, EngineError> {
     })
 }
 
+/// Checks `LOOKBACK ... DEDUPE ON`: the window fits the cursor, the dedupe
+/// columns are loaded, and the destination can read keys back.
+async fn check_lookback(
+    lookback: &Lookback,
+    cursor: &str,
+    columns: &JobColumns,
+    destination: &dyn Destination,
+    table: &str,
+) -> Result<(), EngineError> {
+    let position = columns.position(cursor).expect("the cursor was checked");
+    window::check_lookback(&lookback.window, cursor, columns.schema.field(position).data_type())?;
+    for name in &lookback.dedupe_on {
+        if columns.position(name).is_none() {
+            if columns.description.columns.iter().any(|c| &c.name == name) {
+                return Err(EngineError::InvalidJob {
+                    message: format!("the DEDUPE ON column \"{name}\" must be one of the loaded columns"),
+                });
+            }
+            return Err(unknown_column(&columns.description, name));
+        }
+    }
+    // A table that does not exist yet is created empty: nothing to read back.
+    match destination.loaded_keys(table, &lookback.dedupe_on, cursor, None).await {
+        Ok(_) | Err(DestinationError::TableNotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether a column can drive incremental loads.
 fn is_orderable_cursor(bigquery: &BigQueryType) -> bool {
     matches!(
@@ -247,6 +275,7 @@ impl JobManager {
             column_overrides: request.column_overrides,
             schedule: request.schedule.to_string(),
             batch_rows: DEFAULT_BATCH_ROWS,
+            parallelism: None,
             max_retries: DEFAULT_MAX_RETRIES,
             catch_up: CatchUp::default(),
             paused: false,
@@ -264,7 +293,7 @@ impl JobManager {
         };
         let description = self.connections.describe(&job.source.connection, &table).await?;
         let columns = JobColumns::resolve(&job, description)?;
-        if let LoadType::Incremental { cursor, start } = &job.load {
+        if let LoadType::Incremental { cursor, start, .. } = &job.load {
             let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
                 message: format!("the cursor column \"{cursor}\" must be one of the loaded columns"),
             })?;
@@ -286,7 +315,18 @@ impl JobManager {
             }
             window::first_low(start, &columns.schema.field(position).data_type().clone(), now)?;
         }
+        if job.parallelism.is_some_and(|n| n > 1) {
+            self.check_parallelism(&job, &columns)?;
+        }
         let destination = self.destination(job.destination.connection.as_deref())?;
+        if let LoadType::Incremental {
+            cursor,
+            lookback: Some(lookback),
+            ..
+        } = &job.load
+        {
+            check_lookback(lookback, cursor, &columns, destination.as_ref(), &job.destination.table).await?;
+        }
         let spec = TableSpec {
             name: job.destination.table.clone(),
             schema: columns.schema.clone(),
@@ -312,6 +352,35 @@ impl JobManager {
         Ok(CreateJobOutcome::Created)
     }
 
+    /// Checks that the source can be read by parallel streams, split on a
+    /// suitable column.
+    fn check_parallelism(&self, job: &JobRecord, columns: &JobColumns) -> Result<(), EngineError> {
+        self.check_parallel_source(job)?;
+        let cursor = match &job.load {
+            LoadType::Incremental { cursor, .. } => Some(cursor.as_str()),
+            LoadType::Snapshot => None,
+        };
+        split::split_column(&columns.description, cursor).map(drop)
+    }
+
+    /// Checks that the job's source can be read by parallel streams at all.
+    fn check_parallel_source(&self, job: &JobRecord) -> Result<(), EngineError> {
+        if !self
+            .connections
+            .source(&job.source.connection)?
+            .supports_parallel_scan()
+        {
+            return Err(EngineError::InvalidJob {
+                message: format!(
+                    "connection \"{}\" cannot be read by parallel streams (WITH (parallelism = n) needs a PostgreSQL \
+                     source); leave out parallelism",
+                    job.source.connection
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Changes what can change without touching the destination table.
     pub fn alter_job(&self, name: &str, change: JobChange) -> Result<(), EngineError> {
         let mut job = self.catalog().job(name)?;
@@ -327,6 +396,12 @@ impl JobManager {
                             layout.name()
                         ),
                     });
+                }
+                if settings
+                    .iter()
+                    .any(|s| matches!(s, JobSetting::Parallelism(n) if *n > 1))
+                {
+                    self.check_parallel_source(&job)?;
                 }
                 settings.into_iter().for_each(|s| s.apply(&mut job))
             }

@@ -1,12 +1,14 @@
 //! ETL jobs: definition and validation, and runs that move rows from a
 //! source into a destination exactly once.
 
+mod dedupe;
 mod define;
 mod health;
 mod progress;
 mod reconcile;
 mod runner;
 mod settings;
+mod split;
 mod window;
 
 use std::collections::{BTreeSet, HashMap};

@@ -89,3 +89,28 @@ pub struct LiveRun {
     /// Time left, when the source estimated the row count (snapshots).
     pub eta: Option<Duration>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_comes_from_the_estimate_and_the_rate_so_far() {
+        let progress = LiveProgress::new();
+        assert_eq!(progress.snapshot(7).eta, None, "no estimate, no ETA");
+        progress.expect_rows(Some(1_000));
+        assert_eq!(progress.snapshot(7).eta, None, "no rows yet, no rate");
+        std::thread::sleep(Duration::from_millis(50));
+        progress.set_rows(250);
+        progress.set_phase(RunPhase::Extracting);
+        let live = progress.snapshot(7);
+        assert_eq!((live.run_id, live.rows, live.phase), (7, 250, RunPhase::Extracting));
+        // 750 rows left at the rate so far: three times the elapsed time.
+        let eta = live.eta.expect("an ETA").as_secs_f64();
+        let expected = 3.0 * live.elapsed.as_secs_f64();
+        assert!((eta - expected).abs() < expected * 0.2, "{eta} vs {expected}");
+        // Past the estimate the ETA is zero, never negative.
+        progress.set_rows(1_500);
+        assert_eq!(progress.snapshot(7).eta, Some(Duration::ZERO));
+    }
+}

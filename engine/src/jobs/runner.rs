@@ -13,9 +13,10 @@ use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Wate
 use tokio::sync::Notify;
 use tracing::{Instrument, info, info_span, warn};
 
+use super::dedupe::Deduper;
 use super::define::JobColumns;
 use super::progress::{LiveProgress, LiveRun, RunPhase};
-use super::{ActiveRun, JobManager, window};
+use super::{ActiveRun, JobManager, split, window};
 use crate::destinations::WriteMode;
 use crate::error::EngineError;
 use crate::failpoint;
@@ -211,7 +212,7 @@ impl JobManager {
         // Plan: fix the lower bound and save it before any data moves.
         let (mode, cursor, low) = match &job.load {
             LoadType::Snapshot => (WriteMode::Replace, None, None),
-            LoadType::Incremental { cursor, start } => {
+            LoadType::Incremental { cursor, start, .. } => {
                 let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
                     message: format!("the cursor column \"{cursor}\" is no longer loaded"),
                 })?;
@@ -226,11 +227,23 @@ impl JobManager {
                 (WriteMode::Append, Some((cursor.clone(), position)), low)
             }
         };
-        let filter = match (&cursor, &low) {
-            (Some((name, _)), Some(low)) => {
+        // A lookback run starts reading that much before the watermark.
+        let lookback = match &job.load {
+            LoadType::Incremental {
+                lookback: Some(lookback),
+                ..
+            } => Some(lookback),
+            _ => None,
+        };
+        let read_from = match (&low, lookback) {
+            (Some(low), Some(lookback)) => Some(window::minus(low, &lookback.window)?),
+            _ => low.clone(),
+        };
+        let filter = match (&cursor, &read_from) {
+            (Some((name, _)), Some(from)) => {
                 let dialect = source.dialect();
-                let literal = dialect.literal(low).ok_or_else(|| EngineError::InvalidJob {
-                    message: format!("cannot write the watermark {low} as a literal for the source"),
+                let literal = dialect.literal(from).ok_or_else(|| EngineError::InvalidJob {
+                    message: format!("cannot write the watermark {from} as a literal for the source"),
                 })?;
                 Some(format!("{} > {literal}", dialect.quote_ident(name)))
             }
@@ -241,6 +254,22 @@ impl JobManager {
 
         let destination = self.destination(job.destination.connection.as_deref())?;
         let mut transaction = destination.begin(&job.destination.table, run.id, mode).await?;
+        // Keys read after `begin`: a load committed in between makes this
+        // run's commit fail, so they are those of the version it builds on.
+        let mut deduper = match (lookback, &cursor) {
+            (Some(lookback), Some((cursor, _))) => {
+                let mut deduper = Deduper::new(&columns.schema, &lookback.dedupe_on)?;
+                deduper
+                    .remember(
+                        destination
+                            .loaded_keys(&job.destination.table, &lookback.dedupe_on, cursor, read_from.as_ref())
+                            .await?,
+                    )
+                    .await?;
+                Some(deduper)
+            }
+            _ => None,
+        };
         let request = ScanRequest {
             batch_rows: Some(job.batch_rows as usize),
             columns: columns.indexes.clone(),
@@ -250,14 +279,19 @@ impl JobManager {
         let cursor_position = cursor.as_ref().map(|c| c.1);
         live.set_phase(RunPhase::Extracting);
         let copied = async {
-            let mut stream =
-                source
-                    .scan(&columns.description, &request)
-                    .await
-                    .map_err(|error| EngineError::Source {
-                        connection: job.source.connection.clone(),
-                        error,
-                    })?;
+            let scan = match job.parallelism.filter(|&n| n > 1) {
+                Some(parts) => {
+                    let split = split::split_column(&columns.description, cursor.as_ref().map(|c| c.0.as_str()))?;
+                    source
+                        .scan_parallel(&columns.description, &request, split, parts as usize)
+                        .await
+                }
+                None => source.scan(&columns.description, &request).await,
+            };
+            let mut stream = scan.map_err(|error| EngineError::Source {
+                connection: job.source.connection.clone(),
+                error,
+            })?;
             let mut high = None;
             loop {
                 let batch = tokio::select! {
@@ -271,6 +305,13 @@ impl JobManager {
                 )?;
                 if let Some(position) = cursor_position {
                     high = window::greater(high, window::column_max(batch.column(position)));
+                }
+                let batch = match &mut deduper {
+                    Some(deduper) => deduper.retain_new(batch)?,
+                    None => batch,
+                };
+                if batch.num_rows() == 0 {
+                    continue;
                 }
                 run.rows += batch.num_rows() as u64;
                 live.set_rows(run.rows);
@@ -293,6 +334,12 @@ impl JobManager {
                 return Err(e);
             }
         };
+        if let Some(deduper) = &deduper {
+            info!(
+                skipped = deduper.skipped,
+                "rows re-read within the lookback window were already loaded"
+            );
+        }
         // The window's upper bound: the largest cursor value read, or the
         // lower bound when no rows arrived.
         let reached = window::greater(low, high);

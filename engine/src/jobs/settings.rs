@@ -21,6 +21,8 @@ pub enum JobSetting {
     MaxRetries(u32),
     /// What the scheduler does with ticks missed while Sluice was down.
     CatchUp(CatchUp),
+    /// Parallel source streams (1 to 16; PostgreSQL sources).
+    Parallelism(u32),
     /// Days after which a partition of the new destination table expires.
     PartitionExpirationDays(u32),
     /// Whether queries of the new destination table must filter on its partitions.
@@ -31,7 +33,7 @@ pub enum JobSetting {
 
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str =
-    "batch_rows, max_retries, catch_up, partition_expiration_days, require_partition_filter, cluster_by";
+    "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -43,6 +45,7 @@ impl JobSetting {
         match name.to_ascii_lowercase().as_str() {
             "batch_rows" => number(1, 1_000_000).map(JobSetting::BatchRows),
             "max_retries" => number(0, 20).map(JobSetting::MaxRetries),
+            "parallelism" => number(1, 16).map(JobSetting::Parallelism),
             "catch_up" => match value {
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("once") => Ok(JobSetting::CatchUp(CatchUp::Once)),
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("skip") => Ok(JobSetting::CatchUp(CatchUp::Skip)),
@@ -74,6 +77,7 @@ impl JobSetting {
             JobSetting::BatchRows(_) => "batch_rows",
             JobSetting::MaxRetries(_) => "max_retries",
             JobSetting::CatchUp(_) => "catch_up",
+            JobSetting::Parallelism(_) => "parallelism",
             JobSetting::PartitionExpirationDays(_) => "partition_expiration_days",
             JobSetting::RequirePartitionFilter(_) => "require_partition_filter",
             JobSetting::ClusterBy(_) => "cluster_by",
@@ -87,6 +91,7 @@ impl JobSetting {
             JobSetting::BatchRows(rows) => job.batch_rows = rows,
             JobSetting::MaxRetries(n) => job.max_retries = n,
             JobSetting::CatchUp(policy) => job.catch_up = policy,
+            JobSetting::Parallelism(n) => job.parallelism = Some(n),
             JobSetting::PartitionExpirationDays(_)
             | JobSetting::RequirePartitionFilter(_)
             | JobSetting::ClusterBy(_) => {}
@@ -99,7 +104,10 @@ impl JobSetting {
             JobSetting::PartitionExpirationDays(days) => layout.partition_expiration_days = Some(*days),
             JobSetting::RequirePartitionFilter(required) => layout.require_partition_filter = *required,
             JobSetting::ClusterBy(columns) => layout.cluster_by = columns.clone(),
-            JobSetting::BatchRows(_) | JobSetting::MaxRetries(_) | JobSetting::CatchUp(_) => return false,
+            JobSetting::BatchRows(_)
+            | JobSetting::MaxRetries(_)
+            | JobSetting::CatchUp(_)
+            | JobSetting::Parallelism(_) => return false,
         }
         true
     }
@@ -134,6 +142,8 @@ mod tests {
         for (name, value, needle) in [
             ("batch_rows", SettingValue::Number(0), "between 1 and 1000000"),
             ("max_retries", SettingValue::Number(21), "between 0 and 20"),
+            ("parallelism", SettingValue::Number(17), "between 1 and 16"),
+            ("parallelism", SettingValue::Number(0), "between 1 and 16"),
             ("max_retries", SettingValue::Text("3".into()), "whole number"),
             ("catch_up", SettingValue::Text("always".into()), "'once' or 'skip'"),
             ("parallel", SettingValue::Number(2), "valid settings: batch_rows"),

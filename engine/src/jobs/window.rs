@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{
     DataType, Date32Type, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::scalar::ScalarValue;
-use sluice_catalog::IncrementalStart;
+use sluice_catalog::{IncrementalStart, LookbackWindow};
 
 use crate::error::EngineError;
 
@@ -45,6 +45,62 @@ pub(super) fn first_low(
         }
     }
 }
+
+/// Checks that a lookback window fits the cursor: a duration for timestamps,
+/// whole days for dates, a number of values for integers.
+pub(super) fn check_lookback(window: &LookbackWindow, cursor: &str, cursor_type: &DataType) -> Result<(), EngineError> {
+    let fits = match (window, cursor_type) {
+        (LookbackWindow::Seconds(_), DataType::Timestamp(..)) => true,
+        (LookbackWindow::Seconds(seconds), DataType::Date32) => seconds % SECONDS_PER_DAY == 0,
+        (LookbackWindow::Values(_), DataType::Int16 | DataType::Int32 | DataType::Int64) => true,
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        let hint = match cursor_type {
+            DataType::Date32 => "a whole number of DAYS",
+            DataType::Timestamp(..) => "a duration such as LOOKBACK 2 HOURS",
+            _ => "a number of cursor values without a unit, such as LOOKBACK 1000",
+        };
+        Err(EngineError::InvalidJob {
+            message: format!("the lookback window of cursor \"{cursor}\" ({cursor_type}) must be {hint}"),
+        })
+    }
+}
+
+/// `low` moved back by the lookback window: where a lookback run starts
+/// reading. Saturates at the type's smallest value.
+pub(super) fn minus(low: &ScalarValue, window: &LookbackWindow) -> Result<ScalarValue, EngineError> {
+    use ScalarValue as S;
+    let moved = match (low, *window) {
+        (S::TimestampMicrosecond(Some(v), tz), LookbackWindow::Seconds(seconds)) => S::TimestampMicrosecond(
+            Some(v.saturating_sub(i64::try_from(seconds).unwrap_or(i64::MAX).saturating_mul(1_000_000))),
+            tz.clone(),
+        ),
+        (S::Date32(Some(d)), LookbackWindow::Seconds(seconds)) => {
+            let days = i32::try_from(seconds.div_ceil(SECONDS_PER_DAY)).unwrap_or(i32::MAX);
+            S::Date32(Some(d.saturating_sub(days)))
+        }
+        (S::Int16(Some(v)), LookbackWindow::Values(n)) => {
+            S::Int16(Some(v.saturating_sub(i16::try_from(n).unwrap_or(i16::MAX))))
+        }
+        (S::Int32(Some(v)), LookbackWindow::Values(n)) => {
+            S::Int32(Some(v.saturating_sub(i32::try_from(n).unwrap_or(i32::MAX))))
+        }
+        (S::Int64(Some(v)), LookbackWindow::Values(n)) => {
+            S::Int64(Some(v.saturating_sub(i64::try_from(n).unwrap_or(i64::MAX))))
+        }
+        (other, window) => {
+            return Err(EngineError::InvalidJob {
+                message: format!("a lookback of {window:?} does not apply to the cursor value {other}"),
+            });
+        }
+    };
+    Ok(moved)
+}
+
+const SECONDS_PER_DAY: u64 = 86_400;
 
 /// Reads a stored watermark (or a SINCE value) in the cursor's type.
 pub(super) fn parse(text: &str, cursor: &DataType) -> Result<ScalarValue, EngineError> {
@@ -132,6 +188,35 @@ mod tests {
             .unwrap();
         assert_eq!(text(&date), "2024-04-01");
         assert!(first_low(&IncrementalStart::BackfillDays(1), &DataType::Int64, now).is_err());
+    }
+
+    #[test]
+    fn lookback_moves_the_low_bound_back_in_the_cursor_type() {
+        let tz = Some("UTC".into());
+        let low = ScalarValue::TimestampMicrosecond(Some(10_000_000_000), tz.clone());
+        assert_eq!(
+            minus(&low, &LookbackWindow::Seconds(3600)).unwrap(),
+            ScalarValue::TimestampMicrosecond(Some(10_000_000_000 - 3_600_000_000), tz)
+        );
+        assert_eq!(
+            minus(&ScalarValue::Date32(Some(100)), &LookbackWindow::Seconds(2 * 86_400)).unwrap(),
+            ScalarValue::Date32(Some(98))
+        );
+        assert_eq!(
+            minus(&ScalarValue::Int32(Some(i32::MIN + 1)), &LookbackWindow::Values(5)).unwrap(),
+            ScalarValue::Int32(Some(i32::MIN))
+        );
+        assert_eq!(
+            minus(&ScalarValue::Int64(Some(50)), &LookbackWindow::Values(20)).unwrap(),
+            ScalarValue::Int64(Some(30))
+        );
+        assert!(minus(&ScalarValue::Int64(Some(50)), &LookbackWindow::Seconds(20)).is_err());
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        assert!(check_lookback(&LookbackWindow::Seconds(60), "c", &ts).is_ok());
+        assert!(check_lookback(&LookbackWindow::Values(60), "c", &ts).is_err());
+        assert!(check_lookback(&LookbackWindow::Seconds(3600), "c", &DataType::Date32).is_err());
+        assert!(check_lookback(&LookbackWindow::Seconds(86_400), "c", &DataType::Date32).is_ok());
+        assert!(check_lookback(&LookbackWindow::Values(1), "c", &DataType::Int64).is_ok());
     }
 
     #[test]

@@ -226,6 +226,29 @@ pub trait Source: Send + Sync {
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError>;
 
+    /// Whether [`Source::scan_parallel`] works for this source.
+    fn supports_parallel_scan(&self) -> bool {
+        false
+    }
+
+    /// Streams the same rows as [`Source::scan`], read by up to `parts`
+    /// concurrent streams over ranges of the NOT NULL integer column number
+    /// `split`, all from one snapshot of the source. Sources that cannot keep
+    /// this default, which refuses.
+    async fn scan_parallel(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let _ = (request, split, parts);
+        Err(SourceError::Query {
+            code: Some("0A000".into()),
+            message: format!("{} cannot be read by parallel streams", description.table),
+        })
+    }
+
     /// The query [`Source::scan`] sends for `request`, for EXPLAIN.
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String;
 }

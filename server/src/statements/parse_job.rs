@@ -7,12 +7,22 @@ use sluice_engine::scheduler::{Schedule, ScheduleError};
 
 use super::ast::SluiceStatement;
 use super::parse::{PResult, ParseError, StatementParser};
+use super::parse_lookback::LookbackClauses;
 
 /// The name `INTO` uses for the built-in local warehouse.
 pub const WAREHOUSE: &str = "warehouse";
 
 /// Words that end a schedule clause: the next clause starts.
-const CLAUSES: &[&str] = &["WITH", "COLUMNS", "INTO", "INCREMENTAL", "SNAPSHOT", "SCHEDULE"];
+const CLAUSES: &[&str] = &[
+    "WITH",
+    "COLUMNS",
+    "INTO",
+    "INCREMENTAL",
+    "SNAPSHOT",
+    "SCHEDULE",
+    "LOOKBACK",
+    "DEDUPE",
+];
 
 impl StatementParser<'_> {
     /// After `CREATE ETL JOB`.
@@ -40,6 +50,7 @@ impl StatementParser<'_> {
         let mut column_overrides = Vec::new();
         let mut schedule = Schedule::manual();
         let mut settings = Vec::new();
+        let mut lookback = LookbackClauses::default();
         loop {
             if self.word("INTO") {
                 let first = self.name("destination table")?;
@@ -68,7 +79,11 @@ impl StatementParser<'_> {
                 } else {
                     IncrementalStart::BackfillDays(DEFAULT_BACKFILL_DAYS)
                 };
-                load = Some(LoadType::Incremental { cursor, start });
+                load = Some(LoadType::Incremental {
+                    cursor,
+                    start,
+                    lookback: None,
+                });
             } else if self.word("SNAPSHOT") {
                 load = Some(LoadType::Snapshot);
             } else if self.word("COLUMNS") {
@@ -79,11 +94,12 @@ impl StatementParser<'_> {
                 schedule = self.schedule()?;
             } else if self.word("WITH") {
                 settings.extend(self.job_settings()?);
-            } else {
+            } else if !self.lookback_clause(&mut lookback)? {
                 break;
             }
         }
         let load = load.ok_or_else(|| self.error("expected INCREMENTAL BY column or SNAPSHOT".into()))?;
+        let load = self.with_lookback(load, lookback)?;
         Ok(SluiceStatement::CreateJob(Box::new(CreateJob {
             name,
             if_not_exists,
@@ -252,7 +268,8 @@ mod tests {
             j.load,
             LoadType::Incremental {
                 cursor: "created_at".into(),
-                start: IncrementalStart::BackfillDays(30)
+                start: IncrementalStart::BackfillDays(30),
+                lookback: None
             }
         );
         assert_eq!(j.column_overrides[0].bigquery_type, "NUMERIC(12, 2)");
@@ -260,6 +277,10 @@ mod tests {
         assert_eq!(j.column_overrides[1].bigquery_type, "STRING");
         assert_eq!(j.schedule.to_string(), "DAILY AT '02:00' TIMEZONE 'Europe/Warsaw'");
         assert_eq!(j.settings, [JobSetting::BatchRows(1000)]);
+        assert_eq!(
+            job("CREATE ETL JOB p FROM c.s.t SNAPSHOT WITH (parallelism = 4, batch_rows = 10)").settings,
+            [JobSetting::Parallelism(4), JobSetting::BatchRows(10)]
+        );
     }
 
     #[test]
@@ -271,14 +292,16 @@ mod tests {
             job("create etl job i from c.s.t incremental by id all").load,
             LoadType::Incremental {
                 cursor: "id".into(),
-                start: IncrementalStart::All
+                start: IncrementalStart::All,
+                lookback: None
             }
         );
         assert_eq!(
             job("CREATE ETL JOB i FROM c.s.t INCREMENTAL BY d").load,
             LoadType::Incremental {
                 cursor: "d".into(),
-                start: IncrementalStart::BackfillDays(90)
+                start: IncrementalStart::BackfillDays(90),
+                lookback: None
             }
         );
         assert_eq!(
@@ -359,7 +382,18 @@ mod tests {
                 "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (catch_up = 'never')",
                 "'once' or 'skip'",
             ),
-            ("CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallel = 2)", "batch_rows"),
+            (
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallel = 2)",
+                "catch_up, parallelism",
+            ),
+            (
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallelism = 17)",
+                "between 1 and 16",
+            ),
+            (
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (parallelism = 0)",
+                "between 1 and 16",
+            ),
         ] {
             let err = parse(sql).unwrap_err();
             assert!(err.message.contains(needle), "{sql}: {err:?}");

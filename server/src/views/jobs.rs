@@ -12,6 +12,8 @@ use sluice_catalog::{
 use sluice_engine::jobs::{Health, LiveRun, consecutive_failures};
 use sluice_engine::scheduler;
 
+use crate::statements::lookback_sql;
+
 use super::{batch, quote_ident, strings, text, timestamps, timestamptz};
 
 /// `sluice.jobs` and `SHOW ETL JOBS`.
@@ -39,13 +41,22 @@ pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
 fn load_sql(load: &LoadType) -> String {
     match load {
         LoadType::Snapshot => "SNAPSHOT".into(),
-        LoadType::Incremental { cursor, start } => {
+        LoadType::Incremental {
+            cursor,
+            start,
+            lookback,
+        } => {
             let start = match start {
                 IncrementalStart::BackfillDays(days) => format!("BACKFILL {days} DAYS"),
                 IncrementalStart::Since(value) => format!("SINCE '{}'", value.replace('\'', "''")),
                 IncrementalStart::All => "ALL".into(),
             };
-            format!("INCREMENTAL BY {} {start}", quote_ident(cursor))
+            let mut sql = format!("INCREMENTAL BY {} {start}", quote_ident(cursor));
+            if let Some(lookback) = lookback {
+                sql.push(' ');
+                sql.push_str(&lookback_sql(lookback, quote_ident));
+            }
+            sql
         }
     }
 }
@@ -260,12 +271,16 @@ pub fn create_job_sql(job: &JobRecord) -> String {
         sql.push_str(&format!(" COLUMNS ({})", overrides.join(", ")));
     }
     sql.push_str(&format!(
-        " SCHEDULE {} WITH (batch_rows = {}, max_retries = {}, catch_up = '{}');",
+        " SCHEDULE {} WITH (batch_rows = {}, max_retries = {}, catch_up = '{}'",
         job.schedule,
         job.batch_rows,
         job.max_retries,
         job.catch_up.as_str()
     ));
+    if let Some(parallelism) = job.parallelism {
+        sql.push_str(&format!(", parallelism = {parallelism}"));
+    }
+    sql.push_str(");");
     sql
 }
 

@@ -5,6 +5,7 @@
 mod copy_binary;
 mod dialect;
 mod metadata;
+mod parallel;
 mod source;
 
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, IntervalUnit, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, IntervalUnit, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
@@ -18,7 +18,7 @@ use tracing::debug;
 
 use super::copy_binary::{BATCH_ROWS, CopyDecoder, DecodeError, Wire};
 use super::dialect::DIALECT;
-use super::{Endpoint, PgConnection, metadata, query_error};
+use super::{Endpoint, PgConnection, metadata, parallel, query_error};
 use crate::options::ResolvedOptions;
 use crate::sources::{ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
 
@@ -36,7 +36,7 @@ struct PostgresSource {
 /// Settings of every scan session: the text form of values read as text
 /// does not depend on server or role defaults, literals mean what the
 /// dialect writes, and nothing can be written.
-const SCAN_SESSION: &str = "SET standard_conforming_strings = on; SET DateStyle = 'ISO, MDY'; \
+pub(super) const SCAN_SESSION: &str = "SET standard_conforming_strings = on; SET DateStyle = 'ISO, MDY'; \
                             SET IntervalStyle = postgres; SET TimeZone = 'UTC'; SET extra_float_digits = 3; \
                             SET bytea_output = hex; SET default_transaction_read_only = on";
 
@@ -72,64 +72,100 @@ impl Source for PostgresSource {
         description: &TableDescription,
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError> {
-        if let Some(bad) = request.columns.iter().find(|&&i| i >= description.columns.len()) {
-            return Err(SourceError::Query {
-                code: None,
-                message: format!("{} has no column number {bad}", description.table),
-            });
-        }
-        let (query, reads) = plan(description, request);
-        let wires = reads
-            .into_iter()
-            .map(|(column, read)| {
-                read.wire.ok_or_else(|| SourceError::Query {
-                    code: Some("0A000".into()),
-                    message: format!(
-                        "column \"{}\": Arrow type {} cannot be read from PostgreSQL",
-                        column.name, column.mapping.arrow
-                    ),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let schema = description
-            .arrow_schema()
-            .project(&request.columns)
-            .map_err(|e| SourceError::Query {
-                code: None,
-                message: e.to_string(),
-            })?;
-        let schema = Arc::new(schema);
-        let decoder =
-            CopyDecoder::new(schema.clone(), &wires, request.batch_rows.unwrap_or(BATCH_ROWS)).map_err(decode_error)?;
-        debug!(table = %description.table, %query, "PostgreSQL scan");
+        let prepared = prepare(description, request)?;
+        debug!(table = %description.table, query = %prepared.query, "PostgreSQL scan");
         let connection = self.endpoint.connect().await?;
-        let client = &connection.client;
-        let started = async {
-            client.batch_execute(SCAN_SESSION).await?;
-            client
-                .copy_out(format!("COPY ({query}) TO STDOUT (FORMAT binary)").as_str())
-                .await
-        }
-        .await;
-        let copy = match started {
-            Ok(copy) => copy,
-            Err(err) => {
-                connection.close();
-                return Err(query_error(err));
-            }
-        };
-        let scan = Scan {
-            connection,
-            copy: Box::pin(copy),
-            decoder,
-        };
-        let stream = futures::stream::try_unfold(Some(scan), next_batch);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+        copy(connection, SCAN_SESSION, prepared).await
+    }
+
+    fn supports_parallel_scan(&self) -> bool {
+        true
+    }
+
+    async fn scan_parallel(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        parallel::scan(&self.endpoint, description, request, split, parts).await
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
         plan(description, request).0
     }
+}
+
+/// A scan ready to start: its query, output schema and decoder.
+pub(super) struct PreparedScan {
+    pub query: String,
+    pub schema: SchemaRef,
+    decoder: CopyDecoder,
+}
+
+/// Plans a scan, refusing columns that do not exist or cannot be read.
+pub(super) fn prepare(description: &TableDescription, request: &ScanRequest) -> Result<PreparedScan, SourceError> {
+    if let Some(bad) = request.columns.iter().find(|&&i| i >= description.columns.len()) {
+        return Err(SourceError::Query {
+            code: None,
+            message: format!("{} has no column number {bad}", description.table),
+        });
+    }
+    let (query, reads) = plan(description, request);
+    let wires = reads
+        .into_iter()
+        .map(|(column, read)| {
+            read.wire.ok_or_else(|| SourceError::Query {
+                code: Some("0A000".into()),
+                message: format!(
+                    "column \"{}\": Arrow type {} cannot be read from PostgreSQL",
+                    column.name, column.mapping.arrow
+                ),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = description
+        .arrow_schema()
+        .project(&request.columns)
+        .map_err(|e| SourceError::Query {
+            code: None,
+            message: e.to_string(),
+        })?;
+    let schema = Arc::new(schema);
+    let decoder =
+        CopyDecoder::new(schema.clone(), &wires, request.batch_rows.unwrap_or(BATCH_ROWS)).map_err(decode_error)?;
+    Ok(PreparedScan { query, schema, decoder })
+}
+
+/// Runs `setup` on `connection`, then streams the scan's `COPY`.
+pub(super) async fn copy(
+    connection: PgConnection,
+    setup: &str,
+    scan: PreparedScan,
+) -> Result<SendableRecordBatchStream, SourceError> {
+    let client = &connection.client;
+    let started = async {
+        client.batch_execute(setup).await?;
+        client
+            .copy_out(format!("COPY ({}) TO STDOUT (FORMAT binary)", scan.query).as_str())
+            .await
+    }
+    .await;
+    let copy = match started {
+        Ok(copy) => copy,
+        Err(err) => {
+            connection.close();
+            return Err(query_error(err));
+        }
+    };
+    let state = Scan {
+        connection,
+        copy: Box::pin(copy),
+        decoder: scan.decoder,
+    };
+    let stream = futures::stream::try_unfold(Some(state), next_batch);
+    Ok(Box::pin(RecordBatchStreamAdapter::new(scan.schema, stream)))
 }
 
 /// A running scan. Dropping it before the end aborts the `COPY`.

@@ -4,19 +4,12 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::object_store::buffered::BufWriter;
 use datafusion::object_store::{self, ObjectStoreExt};
-use datafusion::parquet::arrow::AsyncArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
 
+use super::encode::Encoder;
 use super::manifest::{DataFile, Manifest};
 use super::{LocalWarehouse, schema_differences};
 use crate::destinations::{CommitReport, DestinationError, LoadTransaction, WriteMode};
-
-/// Buffered rows are written out as a row group once they take this much
-/// memory, so that a wide table never holds more than this per open file.
-const ROW_GROUP_MEMORY: usize = 16 << 20;
 
 /// The run that wrote a data file, from its name.
 pub(super) fn run_of(name: &str) -> Option<u64> {
@@ -30,29 +23,23 @@ pub(super) struct WarehouseLoad {
     mode: WriteMode,
     /// The version this load started from; it publishes the next one.
     base: Manifest,
-    /// Tells this load's files from those of other attempts of the same run.
-    token: String,
-    open: Option<OpenFile>,
-    finished: Vec<DataFile>,
-}
-
-struct OpenFile {
-    name: String,
-    writer: AsyncArrowWriter<BufWriter>,
-    rows: usize,
+    /// Encodes the batches into this load's Parquet files.
+    encoder: Encoder,
 }
 
 impl WarehouseLoad {
     pub fn new(warehouse: LocalWarehouse, table: &str, run_id: u64, mode: WriteMode, base: Manifest) -> Self {
+        // The token tells this load's files from those of other attempts of
+        // the same run.
+        let prefix = format!("run-{run_id}-{:016x}", rand::random::<u64>());
+        let encoder = Encoder::start(warehouse.clone(), table, prefix, base.schema.clone());
         Self {
             warehouse,
             table: table.to_owned(),
             run_id,
             mode,
             base,
-            token: format!("{:016x}", rand::random::<u64>()),
-            open: None,
-            finished: Vec::new(),
+            encoder,
         }
     }
 
@@ -73,40 +60,10 @@ impl WarehouseLoad {
         Ok(RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)
     }
 
-    fn open_file(&self) -> Result<OpenFile, DestinationError> {
-        let name = format!("run-{}-{}-{:05}.parquet", self.run_id, self.token, self.finished.len());
-        let path = self.warehouse.data_path(&self.table, &name);
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
-        let writer = AsyncArrowWriter::try_new(
-            BufWriter::new(self.warehouse.store.clone(), path),
-            self.base.schema.clone(),
-            Some(properties),
-        )?;
-        Ok(OpenFile { name, writer, rows: 0 })
-    }
-
-    async fn finish_file(&mut self) -> Result<(), DestinationError> {
-        if let Some(mut file) = self.open.take() {
-            file.writer.finish().await?;
-            self.finished.push(DataFile {
-                name: file.name,
-                rows: file.rows as u64,
-                bytes: file.writer.bytes_written() as u64,
-            });
-        }
-        Ok(())
-    }
-
-    /// Deletes everything this load wrote.
-    async fn discard(&mut self) -> Result<(), DestinationError> {
-        if let Some(file) = self.open.take() {
-            file.writer.into_inner().abort().await?;
-        }
-        let paths = self
-            .finished
-            .drain(..)
+    /// Deletes finished files of this load.
+    async fn delete(&self, files: &[DataFile]) -> Result<(), DestinationError> {
+        let paths = files
+            .iter()
             .map(|file| self.warehouse.data_path(&self.table, &file.name))
             .collect();
         self.warehouse.delete_all(paths).await
@@ -124,33 +81,29 @@ impl WarehouseLoad {
 impl LoadTransaction for WarehouseLoad {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
         let batch = self.conform(batch)?;
-        let limits = self.warehouse.limits;
-        let max_rows = limits.max_rows.max(1);
-        let mut offset = 0;
-        while offset < batch.num_rows() {
-            if self.open.is_none() {
-                self.open = Some(self.open_file()?);
-            }
-            let file = self.open.as_mut().expect("a file is open");
-            let rows = (max_rows - file.rows).min(batch.num_rows() - offset);
-            file.writer.write(&batch.slice(offset, rows)).await?;
-            file.rows += rows;
-            offset += rows;
-            if file.rows >= max_rows || file.writer.bytes_written() + file.writer.in_progress_size() >= limits.max_bytes
-            {
-                self.finish_file().await?;
-            } else if file.writer.memory_size() >= ROW_GROUP_MEMORY {
-                file.writer.flush().await?;
-            }
-        }
-        Ok(())
+        self.encoder.write(batch).await
     }
 
     async fn commit(mut self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
-        self.finish_file().await?;
-        let warehouse = self.warehouse.clone();
+        let finished = self.encoder.finish().await?;
+        self.publish(finished, watermark).await
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), DestinationError> {
+        self.encoder.discard().await
+    }
+}
+
+impl WarehouseLoad {
+    /// Publishes the next manifest version with `finished` files.
+    async fn publish(
+        &self,
+        finished: Vec<DataFile>,
+        watermark: Option<String>,
+    ) -> Result<CommitReport, DestinationError> {
+        let warehouse = &self.warehouse;
         // A concurrent load's clean-up may have taken this load's files.
-        for file in &self.finished {
+        for file in &finished {
             match warehouse
                 .store
                 .head(&warehouse.data_path(&self.table, &file.name))
@@ -167,7 +120,7 @@ impl LoadTransaction for WarehouseLoad {
             WriteMode::Append => self.base.files.clone(),
             WriteMode::Replace => Vec::new(),
         };
-        files.extend(self.finished.iter().cloned());
+        files.extend(finished.iter().cloned());
         let manifest = Manifest {
             version: self.base.version + 1,
             schema: self.base.schema.clone(),
@@ -180,7 +133,7 @@ impl LoadTransaction for WarehouseLoad {
             Ok(()) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 let conflict = self.conflict(format!("version {} was published by another load", manifest.version));
-                if let Err(e) = self.discard().await {
+                if let Err(e) = self.delete(&finished).await {
                     tracing::warn!(table = %self.table, error = %e, "could not delete the files of a conflicting load");
                 }
                 return Err(conflict);
@@ -191,13 +144,9 @@ impl LoadTransaction for WarehouseLoad {
             tracing::warn!(table = %self.table, error = %e, "could not clean up after a commit");
         }
         Ok(CommitReport {
-            rows: self.finished.iter().map(|f| f.rows).sum(),
-            bytes: self.finished.iter().map(|f| f.bytes).sum(),
-            files: self.finished.len(),
+            rows: finished.iter().map(|f| f.rows).sum(),
+            bytes: finished.iter().map(|f| f.bytes).sum(),
+            files: finished.len(),
         })
-    }
-
-    async fn abort(mut self: Box<Self>) -> Result<(), DestinationError> {
-        self.discard().await
     }
 }

@@ -1,5 +1,6 @@
 //! The local Parquet warehouse: tables as Parquet files plus versioned
-//! manifests, in any object store (a local directory today).
+//! manifests, in any object store: a local directory, S3, Azure Blob Storage or
+//! GCS (see [`LocalWarehouse::open`]).
 //!
 //! Layout under the warehouse prefix:
 //!
@@ -17,7 +18,9 @@
 //! leftovers of aborted or crashed loads: never read, and deleted when the
 //! next load begins or commits.
 
+mod encode;
 mod load;
+mod location;
 mod manifest;
 mod read;
 #[cfg(test)]
@@ -28,11 +31,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::{Path, PathPart};
 use datafusion::object_store::{self, ObjectStore, ObjectStoreExt, PutMode};
+use datafusion::prelude::{SessionContext, ident, lit};
+use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 
+pub use location::display_location;
 pub use read::WarehouseSchema;
 
 use super::compare::schema_differences;
@@ -346,6 +353,29 @@ impl Destination for LocalWarehouse {
             .committed_state(table)
             .await?
             .filter(|state| state.run_id == run_id))
+    }
+
+    async fn loaded_keys(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        cursor: &str,
+        after: Option<&ScalarValue>,
+    ) -> Result<SendableRecordBatchStream, DestinationError> {
+        check_table_name(table)?;
+        let manifest = self
+            .latest_manifest(table)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
+        let provider = read::WarehouseTable::new(self.clone(), table, manifest);
+        let mut rows = SessionContext::new().read_table(Arc::new(provider))?;
+        if let Some(after) = after {
+            rows = rows.filter(ident(cursor).gt(lit(after.clone())))?;
+        }
+        Ok(rows
+            .select(key_columns.iter().map(ident).collect::<Vec<_>>())?
+            .execute_stream()
+            .await?)
     }
 
     async fn begin(

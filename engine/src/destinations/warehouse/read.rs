@@ -63,11 +63,7 @@ impl SchemaProvider for WarehouseSchema {
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         self.warehouse.note_table(name, manifest.is_some());
         Ok(manifest.map(|manifest| {
-            Arc::new(WarehouseTable {
-                warehouse: self.warehouse.clone(),
-                table: name.to_owned(),
-                manifest,
-            }) as Arc<dyn TableProvider>
+            Arc::new(WarehouseTable::new(self.warehouse.clone(), name, manifest)) as Arc<dyn TableProvider>
         }))
     }
 
@@ -83,10 +79,21 @@ impl SchemaProvider for WarehouseSchema {
 }
 
 /// One version of a table: a Parquet listing of exactly its manifest's files.
-struct WarehouseTable {
+pub(super) struct WarehouseTable {
     warehouse: LocalWarehouse,
     table: String,
     manifest: Manifest,
+}
+
+impl WarehouseTable {
+    /// The version `manifest` of `table`.
+    pub(super) fn new(warehouse: LocalWarehouse, table: &str, manifest: Manifest) -> Self {
+        Self {
+            warehouse,
+            table: table.to_owned(),
+            manifest,
+        }
+    }
 }
 
 impl fmt::Debug for WarehouseTable {

@@ -88,6 +88,18 @@ async fn query_text(warehouse: &LocalWarehouse, sql: &str) -> String {
     pretty_format_batches(&query(warehouse, sql).await).unwrap().to_string()
 }
 
+/// Waits until the table's data directory holds `n` files (writes are
+/// encoded in a background task).
+async fn wait_for_data_files(warehouse: &LocalWarehouse, n: usize) {
+    for _ in 0..500 {
+        if data_files(warehouse, "orders").await.len() == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{:?} instead of {n} data files", data_files(warehouse, "orders").await);
+}
+
 async fn count(warehouse: &LocalWarehouse, table: &str) -> String {
     query_text(warehouse, &format!("SELECT count(*) AS n FROM warehouse.\"{table}\"")).await
 }
@@ -214,7 +226,8 @@ async fn crash_leftovers_are_invisible_and_cleaned_by_the_next_begin() {
     let mut transaction = warehouse.begin("orders", 2, WriteMode::Append).await.unwrap();
     transaction.write(orders(&[2, 3, 4, 5, 6])).await.unwrap();
     drop(transaction);
-    assert_eq!(data_files(&warehouse, "orders").await.len(), 3);
+    // The encoder task finishes the queued batch in the background.
+    wait_for_data_files(&warehouse, 3).await;
     assert_eq!(count(&warehouse, "orders").await, count_is(1));
     assert_eq!(warehouse.committed_state("orders").await.unwrap().unwrap().run_id, 1);
 
@@ -250,6 +263,7 @@ async fn a_load_whose_files_were_cleaned_up_does_not_commit() {
     });
     let mut stale = warehouse.begin("orders", 1, WriteMode::Append).await.unwrap();
     stale.write(orders(&[1])).await.unwrap();
+    wait_for_data_files(&warehouse, 1).await;
     // A later run starting meanwhile takes run 1's files for leftovers.
     let later = warehouse.begin("orders", 2, WriteMode::Append).await.unwrap();
     let error = stale.commit(None).await.unwrap_err();

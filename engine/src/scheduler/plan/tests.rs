@@ -29,6 +29,7 @@ fn job(schedule: &str) -> JobRecord {
         column_overrides: vec![],
         schedule: schedule.parse::<Schedule>().unwrap().to_string(),
         batch_rows: 8192,
+        parallelism: None,
         max_retries: 3,
         catch_up: CatchUp::Once,
         paused: false,

@@ -1,0 +1,149 @@
+//! Parallel scans (`WITH (parallelism = n)`): one coordinating session opens
+//! a repeatable-read transaction, exports its snapshot and reads the split
+//! column's range under the scan's filter; `n` sessions import that snapshot
+//! and each `COPY`s one key range, so together they read exactly the rows a
+//! single scan would. Their batches are merged as they arrive, each stream
+//! decoded in its own task.
+
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use futures::StreamExt;
+use tracing::debug;
+
+use super::dialect::DIALECT;
+use super::source::{SCAN_SESSION, copy, prepare};
+use super::{Endpoint, query_error};
+use crate::sources::{Dialect, ScanRequest, SourceError, TableDescription};
+
+/// Batches buffered per stream between its task and the consumer.
+const BUFFERED_BATCHES: usize = 2;
+
+/// Streams `request` as up to `parts` range scans over column `split`.
+pub(super) async fn scan(
+    endpoint: &Endpoint,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: usize,
+    parts: usize,
+) -> Result<SendableRecordBatchStream, SourceError> {
+    let column = description.columns.get(split).ok_or_else(|| SourceError::Query {
+        code: None,
+        message: format!("{} has no column number {split}", description.table),
+    })?;
+    let column = DIALECT.quote_ident(&column.name);
+    let table = format!(
+        "{}.{}",
+        DIALECT.quote_ident(&description.table.schema),
+        DIALECT.quote_ident(&description.table.name)
+    );
+    let filter = request
+        .filter
+        .as_deref()
+        .map(|f| format!(" WHERE {f}"))
+        .unwrap_or_default();
+
+    let coordinator = endpoint.connect().await?;
+    let range = async {
+        coordinator
+            .client
+            .batch_execute(&format!(
+                "{SCAN_SESSION}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+            ))
+            .await?;
+        coordinator
+            .client
+            .query_one(
+                &format!("SELECT pg_export_snapshot(), min({column})::int8, max({column})::int8 FROM {table}{filter}"),
+                &[],
+            )
+            .await
+    }
+    .await;
+    // Sessions dropped on an early return end with their transactions.
+    let row = range.map_err(query_error)?;
+    let snapshot: String = row.get(0);
+    let conditions = match (row.get::<_, Option<i64>>(1), row.get::<_, Option<i64>>(2)) {
+        (Some(min), Some(max)) => ranges(&column, min, max, parts),
+        _ => vec![None],
+    };
+    debug!(table = %description.table, ranges = conditions.len(), "PostgreSQL parallel scan");
+    let setup = format!(
+        "{SCAN_SESSION}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+        snapshot.replace('\'', "''")
+    );
+    let mut streams = Vec::with_capacity(conditions.len());
+    for condition in conditions {
+        let filter = match (&request.filter, condition) {
+            (Some(filter), Some(condition)) => Some(format!("({filter}) AND {condition}")),
+            (filter, condition) => condition.or_else(|| filter.clone()),
+        };
+        let part = ScanRequest {
+            filter,
+            ..request.clone()
+        };
+        let prepared = prepare(description, &part)?;
+        // Every stream has imported the snapshot once its COPY started.
+        streams.push(copy(endpoint.connect().await?, &setup, prepared).await?);
+    }
+    coordinator.close();
+
+    let schema = streams[0].schema();
+    let mut merged = RecordBatchReceiverStream::builder(schema, BUFFERED_BATCHES * streams.len());
+    for mut stream in streams {
+        let tx = merged.tx();
+        merged.spawn(async move {
+            while let Some(batch) = stream.next().await {
+                if tx.send(Ok(batch?)).await.is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(merged.build())
+}
+
+/// Conditions on `column` that split `[min, max]` into up to `parts` ranges
+/// of about equal width. The first and last are open-ended, so together they
+/// cover every value; `None` when one range is all there is.
+fn ranges(column: &str, min: i64, max: i64, parts: usize) -> Vec<Option<String>> {
+    let span = i128::from(max) - i128::from(min) + 1;
+    let parts = (parts.max(1) as i128).min(span.max(1));
+    let bounds: Vec<i64> = (1..parts)
+        .map(|i| (i128::from(min) + span * i / parts) as i64)
+        .collect();
+    (0..bounds.len() + 1)
+        .map(|i| {
+            let lower = i.checked_sub(1).map(|j| bounds[j]);
+            match (lower, bounds.get(i)) {
+                (None, None) => None,
+                (None, Some(upper)) => Some(format!("{column} < {upper}")),
+                (Some(lower), None) => Some(format!("{column} >= {lower}")),
+                (Some(lower), Some(upper)) => Some(format!("{column} >= {lower} AND {column} < {upper}")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_every_value_once() {
+        assert_eq!(
+            ranges("id", 1, 100, 4),
+            [
+                Some("id < 26".to_owned()),
+                Some("id >= 26 AND id < 51".to_owned()),
+                Some("id >= 51 AND id < 76".to_owned()),
+                Some("id >= 76".to_owned()),
+            ]
+        );
+        assert_eq!(ranges("id", 5, 5, 8), [None], "one value, one range");
+        assert_eq!(ranges("id", 1, 3, 16).len(), 3, "no empty ranges");
+        let wide = ranges("id", i64::MIN, i64::MAX, 2);
+        assert_eq!(wide, [Some("id < 0".to_owned()), Some("id >= 0".to_owned())]);
+        assert_eq!(ranges("id", -10, 10, 1), [None]);
+    }
+}

@@ -1,0 +1,162 @@
+//! Object-store emulators for the cloud warehouse tests: S3 by moto and
+//! Azure Blob Storage by Azurite, each on a free loopback port in its own
+//! temp dir, killed on `Drop` (each is a single process: moto_server is
+//! Python, azurite-blob is node). The tools are installed (once, cached) by
+//! `scripts/install-emulators.sh`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::{accepts_tcp, free_port, output_text, tail};
+
+/// Azurite's well-known development account and key.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The directory the emulators are installed in, installing them if needed.
+fn tools() -> &'static PathBuf {
+    static TOOLS: OnceLock<PathBuf> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-emulators.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("run install-emulators.sh");
+        assert!(
+            out.status.success(),
+            "installing the emulators failed:\n{}",
+            output_text(&out)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// A running emulator.
+pub struct Emulator {
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+    _tmp: TempDir,
+}
+
+impl Emulator {
+    /// moto's S3 server; any access key and secret are accepted.
+    pub fn moto() -> Emulator {
+        let bin = tools().join("moto-venv/bin/moto_server");
+        Self::spawn("moto", |port, _| {
+            let mut cmd = Command::new(&bin);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            cmd
+        })
+    }
+
+    /// Azurite's blob service with the development account.
+    pub fn azurite() -> Emulator {
+        let bin = tools().join("azurite/node_modules/.bin/azurite-blob");
+        Self::spawn("azurite", |port, dir| {
+            let mut cmd = Command::new(&bin);
+            cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+                .args([
+                    "--inMemoryPersistence",
+                    "--disableTelemetry",
+                    "--skipApiVersionCheck",
+                    "--loose",
+                ])
+                .current_dir(dir);
+            cmd
+        })
+    }
+
+    fn spawn(name: &str, command: impl Fn(u16, &std::path::Path) -> Command) -> Emulator {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("sluice-{name}-"))
+            .tempdir()
+            .unwrap();
+        let log = tmp.path().join(format!("{name}.log"));
+        for _ in 0..4 {
+            let port = free_port();
+            let file = std::fs::File::create(&log).unwrap();
+            let mut child = command(port, tmp.path())
+                .stdin(Stdio::null())
+                .stdout(file.try_clone().unwrap())
+                .stderr(file)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {name}: {e}"));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if accepts_tcp(port) {
+                    return Emulator {
+                        port,
+                        child,
+                        log,
+                        _tmp: tmp,
+                    };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            stop(&mut child);
+        }
+        panic!(
+            "{name} did not start:\n{}",
+            tail(&std::fs::read_to_string(&log).unwrap_or_default(), 50)
+        );
+    }
+
+    /// The endpoint URL (`http://127.0.0.1:port`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates an S3 bucket (moto).
+    pub fn create_bucket(&self, bucket: &str) {
+        self.python(&format!(
+            "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='a', \
+             aws_secret_access_key='b', region_name='us-east-1').create_bucket(Bucket='{bucket}')",
+            self.endpoint()
+        ));
+    }
+
+    /// Creates a blob container (Azurite).
+    pub fn create_container(&self, container: &str) {
+        self.python(&format!(
+            "from azure.storage.blob import BlobServiceClient; BlobServiceClient.from_connection_string(\
+             'DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};\
+             BlobEndpoint={}/{AZURITE_ACCOUNT};').create_container('{container}')",
+            self.endpoint()
+        ));
+    }
+
+    fn python(&self, code: &str) {
+        let out = Command::new(tools().join("moto-venv/bin/python"))
+            .args(["-c", code])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{code}:\n{}", output_text(&out));
+    }
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- emulator log {} ---\n{}",
+                self.log.display(),
+                tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 40)
+            );
+        }
+        stop(&mut self.child);
+    }
+}
