@@ -11,13 +11,7 @@ use tokio_postgres::Client;
 
 async fn setup(pg: &PgServer, sluice: &Sluice) -> Client {
     let client = sluice.client().await;
-    client
-        .batch_execute(&format!(
-            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}')",
-            pg.port
-        ))
-        .await
-        .unwrap();
+    create_shop_connection(&client, pg).await;
     client
 }
 

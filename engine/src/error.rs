@@ -135,10 +135,13 @@ impl EngineError {
                 SourceError::Query { code: None, .. } | SourceError::NotFound { .. } => false,
             },
             EngineError::Extract { .. } => true,
-            EngineError::Destination(error) => matches!(
-                error,
-                DestinationError::ObjectStore(_) | DestinationError::Conflict { .. }
-            ),
+            EngineError::Destination(error) => match error {
+                DestinationError::ObjectStore(_) | DestinationError::Conflict { .. } => true,
+                DestinationError::Remote { reason, .. } => {
+                    crate::destinations::TRANSIENT_REMOTE_REASONS.contains(&reason.as_str())
+                }
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -205,5 +208,16 @@ mod tests {
         );
         assert!(!EngineError::InvalidJob { message: "bad".into() }.is_transient());
         assert!(!EngineError::Cancelled { run_id: 1 }.is_transient());
+        let remote = |reason: &str| {
+            EngineError::Destination(DestinationError::Remote {
+                service: "BigQuery",
+                job_id: None,
+                reason: reason.into(),
+                message: "m".into(),
+            })
+        };
+        assert!(remote("backendError").is_transient());
+        assert!(!remote("accessDenied").is_transient());
+        assert!(!remote("invalid").is_transient());
     }
 }

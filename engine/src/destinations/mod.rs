@@ -86,6 +86,16 @@ pub struct CommitReport {
     pub files: usize,
 }
 
+/// Reasons a remote service gives for failures that may pass by themselves.
+pub const TRANSIENT_REMOTE_REASONS: &[&str] = &[
+    "backendError",
+    "rateLimitExceeded",
+    "internalError",
+    "timeout",
+    "transport",
+    "badResponse",
+];
+
 /// Why a destination could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {

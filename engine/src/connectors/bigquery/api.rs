@@ -89,10 +89,7 @@ impl ApiError {
     /// Whether repeating the same request may succeed.
     pub(super) fn retryable(&self) -> bool {
         matches!(self.status, Some(429 | 500 | 502 | 503 | 504))
-            || matches!(
-                self.reason.as_str(),
-                "backendError" | "rateLimitExceeded" | "internalError" | "timeout" | "transport" | "badResponse"
-            )
+            || crate::destinations::TRANSIENT_REMOTE_REASONS.contains(&self.reason.as_str())
     }
 
     pub(super) fn is_not_found(&self) -> bool {
