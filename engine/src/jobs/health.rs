@@ -53,3 +53,81 @@ pub fn consecutive_failures(runs: &[RunRecord]) -> u32 {
         .take_while(|r| r.status == RunStatus::Failed)
         .count() as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use sluice_catalog::RunStatus::{Failed, Skipped, Succeeded};
+    use sluice_catalog::{JobDestination, JobSource, LoadType, RunTrigger};
+
+    use super::*;
+
+    fn job() -> JobRecord {
+        JobRecord {
+            name: "j".into(),
+            source: JobSource {
+                connection: "shop".into(),
+                schema: "public".into(),
+                table: "t".into(),
+                columns: None,
+            },
+            destination: JobDestination {
+                connection: Some("wh".into()),
+                table: "t".into(),
+            },
+            load: LoadType::Snapshot,
+            column_overrides: vec![],
+            schedule: "MANUAL".into(),
+            batch_rows: 8192,
+            max_retries: 3,
+            catch_up: Default::default(),
+            parallelism: None,
+            paused: false,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn runs(statuses: &[RunStatus]) -> Vec<RunRecord> {
+        statuses
+            .iter()
+            .enumerate()
+            .map(|(i, status)| {
+                let mut run = RunRecord::start(i as u64 + 1, "j", RunTrigger::Schedule);
+                run.status = *status;
+                run
+            })
+            .collect()
+    }
+
+    #[test]
+    fn failing_after_three_failures_in_a_row_skips_ignored() {
+        let job = job();
+        assert_eq!(
+            Health::of(&job, &runs(&[Failed, Failed, Succeeded]), &[]),
+            Health::Healthy
+        );
+        assert_eq!(
+            Health::of(&job, &runs(&[Succeeded, Failed, Skipped, Failed, Skipped, Failed]), &[]),
+            Health::Failing { consecutive: 3 }
+        );
+        assert_eq!(consecutive_failures(&runs(&[Failed, Succeeded, Failed, Failed])), 2);
+    }
+
+    #[test]
+    fn a_failed_connection_of_the_job_shows() {
+        let job = job();
+        assert_eq!(
+            Health::of(&job, &runs(&[Succeeded]), &["wh".into()]),
+            Health::ConnectionFailed {
+                connection: "wh".into()
+            }
+        );
+        assert_eq!(Health::of(&job, &[], &["other".into()]), Health::Healthy);
+        // Failing runs say more than a failed connection.
+        assert_eq!(
+            Health::of(&job, &runs(&[Failed, Failed, Failed]), &["shop".into()]).as_str(),
+            "failing"
+        );
+    }
+}
