@@ -111,7 +111,10 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
 
 fn connect_error(kind: ConnectFailureKind, message: String) -> ErrorInfo {
     let (code, hint) = match kind {
-        ConnectFailureKind::BadPassword => ("28P01", "Check the user and password options."),
+        ConnectFailureKind::BadPassword => (
+            "28P01",
+            "Check the credentials: the user and password options, or the service-account key.",
+        ),
         ConnectFailureKind::UnknownDatabase => ("3D000", "Check the database option."),
         ConnectFailureKind::Dns => ("08001", "Check the host option."),
         ConnectFailureKind::Refused => (
