@@ -14,6 +14,17 @@ fn open(dir: &Path) -> Catalog {
     Catalog::open(dir, key()).unwrap()
 }
 
+/// Saves connection `shop` with an inline password secret.
+fn create_shop(catalog: &Catalog, password: &str) {
+    let secret = (
+        Catalog::inline_secret_name("shop", "password"),
+        SecretValue::new(password),
+    );
+    catalog
+        .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
+        .unwrap();
+}
+
 fn connection(name: &str, identity: &str, password: OptionValue) -> ConnectionRecord {
     let mut options = BTreeMap::new();
     options.insert("host".to_string(), OptionValue::Text("db".into()));
@@ -150,10 +161,7 @@ fn secrets_in_use_cannot_be_dropped() {
 fn drop_connection_refuses_while_jobs_use_it_and_cascades() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = open(dir.path());
-    let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("pw"));
-    catalog
-        .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
-        .unwrap();
+    create_shop(&catalog, "pw");
     catalog.create_job(&job("orders_daily", "shop")).unwrap();
     assert!(
         catalog.connection("shop").unwrap().last_used_at.is_some(),
@@ -207,10 +215,7 @@ fn runs_get_increasing_ids_and_finish_with_their_watermark_atomically() {
     let dir = tempfile::tempdir().unwrap();
     {
         let catalog = open(dir.path());
-        let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("pw"));
-        catalog
-            .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
-            .unwrap();
+        create_shop(&catalog, "pw");
         catalog.create_job(&job("j", "shop")).unwrap();
         let first = catalog.start_run("j", RunTrigger::Manual).unwrap();
         let mut second = catalog.start_run("j", RunTrigger::Schedule).unwrap();
@@ -251,10 +256,7 @@ fn runs_get_increasing_ids_and_finish_with_their_watermark_atomically() {
 fn replace_connection_swaps_inline_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = open(dir.path());
-    let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("old"));
-    catalog
-        .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
-        .unwrap();
+    create_shop(&catalog, "old");
     catalog.create_secret("named", &SecretValue::new("new"), false).unwrap();
     let named = OptionValue::Secret {
         name: "named".into(),
@@ -274,10 +276,7 @@ fn replace_connection_swaps_inline_secrets() {
 fn status_updates_are_persisted() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = open(dir.path());
-    let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("pw"));
-    catalog
-        .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
-        .unwrap();
+    create_shop(&catalog, "pw");
     let update = StatusUpdate {
         status: ConnectionStatus::Failed,
         tested_at: Utc::now(),
@@ -328,10 +327,7 @@ fn concurrent_creates_of_one_name_have_one_winner() {
 fn prunes_the_oldest_finished_runs_and_keeps_running_ones() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = open(dir.path());
-    let secret = (Catalog::inline_secret_name("shop", "password"), SecretValue::new("pw"));
-    catalog
-        .create_connection(&connection("shop", "pg://a", inline("shop")), &[secret])
-        .unwrap();
+    create_shop(&catalog, "pw");
     catalog.create_job(&job("j", "shop")).unwrap();
     catalog.create_job(&job("other", "shop")).unwrap();
     let mut ids = Vec::new();
