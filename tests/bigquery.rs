@@ -1,7 +1,8 @@
 //! BigQuery as a destination, end to end against a local fake of the
 //! BigQuery REST API (`tests/fake_bigquery`): connection test, table set-up,
-//! snapshot and incremental loads through media uploads, exact types,
-//! retries, error reporting and exactly-once across kill -9.
+//! snapshot and incremental loads through media uploads and through a
+//! staging bucket, exact types, retries, error reporting and exactly-once
+//! across kill -9.
 
 mod common;
 mod fake_bigquery;
@@ -47,7 +48,11 @@ async fn setup(extra_env: &[(&str, &str)]) -> Env {
     let fake = FakeBigQuery::start().await;
     let keys = tempfile::tempdir().unwrap();
     let key_file = fake.write_key_file(keys.path());
-    let mut envs = vec![("SLUICE_BIGQUERY_ENDPOINT", fake.url.as_str())];
+    let gcs = fake.gcs_url();
+    let mut envs = vec![
+        ("SLUICE_BIGQUERY_ENDPOINT", fake.url.as_str()),
+        ("SLUICE_GCS_ENDPOINT", gcs.as_str()),
+    ];
     envs.extend_from_slice(extra_env);
     let sluice = Sluice::start_with(&[], &envs);
     let client = sluice.client().await;
@@ -585,4 +590,213 @@ async fn describe_and_select_through_the_connection() {
     );
     let tables = rows(&env.client, "SHOW TABLES FROM wh.raw_data").await;
     assert_eq!(tables.len(), 1, "staging tables are not listed: {tables:?}");
+}
+
+/// The statement that creates connection `name` like `wh` (which must be
+/// dropped first: both load the same dataset), staging its chunks in `bucket`.
+fn staged_connection(env: &Env, name: &str, bucket: &str) -> String {
+    format!(
+        "CREATE CONNECTION {name} TYPE bigquery OPTIONS (project '{PROJECT}', dataset 'raw_data', location 'EU', \
+         credentials_file '{}', connect_timeout 2, staging_bucket '{bucket}')",
+        env._keys.path().join("sa.json").display()
+    )
+}
+
+/// The load jobs the fake ran, as their `configuration.load`.
+fn load_jobs(fake: &FakeBigQuery) -> Vec<serde_json::Value> {
+    fake.state()
+        .jobs
+        .values()
+        .filter_map(|job| job.pointer("/configuration/load").cloned())
+        .collect()
+}
+
+#[tokio::test]
+async fn loads_through_a_staging_bucket_land_exactly_and_leave_nothing_behind() {
+    let env = setup(&[
+        ("SLUICE_BIGQUERY_CHUNK_BYTES", "2000"),
+        ("SLUICE_BIGQUERY_URIS_PER_JOB", "3"),
+    ])
+    .await;
+    env.client.batch_execute("DROP CONNECTION wh").await.unwrap();
+    env.client
+        .batch_execute(&staged_connection(&env, "staged", "gs://stage/loads/tmp"))
+        .await
+        .unwrap();
+    // The connection test wrote and deleted a probe object.
+    let probes = env.fake.state().gcs.written.clone();
+    assert!(
+        probes.len() == 1 && probes[0].starts_with("gs://stage/loads/tmp/_sluice_probe_"),
+        "{probes:?}"
+    );
+    assert!(env.fake.objects("stage").is_empty());
+
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO staged.orders INCREMENTAL BY updated_at ALL \
+             WITH (batch_rows = 100)",
+        )
+        .await
+        .unwrap();
+    let summary = rows(&env.client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    assert_eq!(summary[0][2].as_deref(), Some("500"));
+    let loaded = table_rows(&env.fake, "orders");
+    assert_eq!(loaded.len(), 500);
+    assert!(loaded.contains(&"1|1.25|open|2024-03-01T00:01:00Z".to_string()));
+    let mut ids: Vec<&str> = loaded.iter().map(|r| r.split('|').next().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 500, "no row twice");
+
+    // Every chunk went through the bucket, several to a load job.
+    assert_eq!(env.fake.count_requests("/upload/"), 0);
+    let mut staged: Vec<String> = env.fake.state().gcs.written[1..].to_vec();
+    staged.sort();
+    let jobs = load_jobs(&env.fake);
+    let mut uris: Vec<String> = jobs
+        .iter()
+        .flat_map(|load| load["sourceUris"].as_array().unwrap().clone())
+        .map(|uri| uri.as_str().unwrap().to_owned())
+        .collect();
+    uris.sort();
+    assert_eq!(uris, staged, "each staged chunk is loaded once");
+    assert!(staged.len() > 3, "{} chunks", staged.len());
+    assert_eq!(jobs.len(), staged.len().div_ceil(3), "{jobs:?}");
+    assert!(
+        uris.iter()
+            .all(|u| u.starts_with("gs://stage/loads/tmp/sluice_orders_") && u.ends_with(".parquet")),
+        "{uris:?}"
+    );
+    assert!(env.fake.objects("stage").is_empty(), "{:?}", env.fake.objects("stage"));
+    assert!(staging_tables(&env.fake).is_empty());
+
+    // A snapshot replaces through the bucket too.
+    env.client
+        .batch_execute("CREATE ETL JOB snap FROM shop.public.orders (id, status) INTO staged.orders_copy SNAPSHOT")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let summary = rows(&env.client, "RUN ETL JOB snap").await;
+        assert_eq!(summary[0][2].as_deref(), Some("500"), "{summary:?}");
+    }
+    assert_eq!(table_rows(&env.fake, "orders_copy").len(), 500);
+    assert!(env.fake.objects("stage").is_empty());
+}
+
+#[tokio::test]
+async fn a_bucket_that_cannot_be_written_is_refused_and_a_failed_run_cleans_up() {
+    let env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "2000")]).await;
+    env.client.batch_execute("DROP CONNECTION wh").await.unwrap();
+    env.fake.state().gcs.read_only.insert("locked".into());
+    let err = expect_err(
+        &env.client,
+        &staged_connection(&env, "locked", "gs://locked/x"),
+        "08001",
+    )
+    .await;
+    assert!(
+        err.contains("storage.objects.create") && err.contains("gs://locked/x") && err.contains("accessDenied"),
+        "{err}"
+    );
+    let err = expect_err(
+        &env.client,
+        &staged_connection(&env, "bad", "s3://k:hunter2@b/x"),
+        "08001",
+    )
+    .await;
+    assert!(err.contains("gs://bucket/prefix") && !err.contains("hunter2"), "{err}");
+    assert_eq!(
+        rows(
+            &env.client,
+            "SELECT count(*) FROM sluice.connections WHERE name IN ('locked', 'bad')"
+        )
+        .await[0][0]
+            .as_deref(),
+        Some("0")
+    );
+
+    // A load job BigQuery refuses fails the run; its staged chunks are deleted.
+    env.client
+        .batch_execute(&staged_connection(&env, "staged", "gs://stage"))
+        .await
+        .unwrap();
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO staged.orders INCREMENTAL BY updated_at ALL",
+        )
+        .await
+        .unwrap();
+    env.fake.inject(
+        Method::POST,
+        "/bigquery/v2/projects/test-project/jobs",
+        FaultKind::Status(400, "invalid"),
+        1,
+    );
+    let err = expect_err(&env.client, "RUN ETL JOB orders_inc", "58030").await;
+    assert!(err.contains("invalid: injected 400 invalid"), "{err}");
+    assert!(
+        env.fake.state().gcs.written.iter().any(|uri| uri.ends_with(".parquet")),
+        "a chunk was staged"
+    );
+    assert!(env.fake.objects("stage").is_empty(), "{:?}", env.fake.objects("stage"));
+    assert!(staging_tables(&env.fake).is_empty());
+    let summary = rows(&env.client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][2].as_deref(), Some("500"), "{summary:?}");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500);
+}
+
+#[tokio::test]
+async fn kill_9_while_staging_then_rerun_loads_every_row_once() {
+    let mut env = setup(&[
+        ("SLUICE_BIGQUERY_CHUNK_BYTES", "3000"),
+        ("SLUICE_BIGQUERY_URIS_PER_JOB", "2"),
+    ])
+    .await;
+    env.client.batch_execute("DROP CONNECTION wh").await.unwrap();
+    env.client
+        .batch_execute(&staged_connection(&env, "staged", "gs://stage/p"))
+        .await
+        .unwrap();
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO staged.orders INCREMENTAL BY updated_at ALL \
+             WITH (batch_rows = 50)",
+        )
+        .await
+        .unwrap();
+    // Slow the object writes so the kill lands mid-run, after a load job.
+    env.fake.inject(
+        Method::PUT,
+        "/storage/",
+        FaultKind::LateAnswer(Duration::from_millis(300)),
+        100,
+    );
+    rows(&env.client, "RUN ETL JOB orders_inc ASYNC").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while load_jobs(&env.fake).is_empty() || env.fake.objects("stage").len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the run did not start staging");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.sluice.kill9();
+    assert_eq!(
+        env.fake.table("raw_data", "orders").unwrap().num_rows(),
+        0,
+        "nothing committed"
+    );
+    assert!(!env.fake.objects("stage").is_empty(), "the crash left staged chunks");
+    env.fake.state().faults.clear();
+    env.sluice.restart();
+    let client = env.sluice.client().await;
+    let run = rows(&client, "SELECT status FROM sluice.runs").await;
+    assert_eq!(run[0][0].as_deref(), Some("failed"), "{run:?}");
+    assert!(
+        env.fake.objects("stage").is_empty(),
+        "reconcile deleted them: {:?}",
+        env.fake.objects("stage")
+    );
+    assert!(staging_tables(&env.fake).is_empty());
+    let again = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(again[0][2].as_deref(), Some("500"), "{again:?}");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500);
+    assert!(env.fake.objects("stage").is_empty());
 }

@@ -6,8 +6,11 @@
 //! list/get/insert/patch/delete, jobs insert/get (load jobs through the
 //! multipart upload endpoint, copy jobs), and jobs.query/getQueryResults
 //! for `SELECT columns FROM dataset.table [LIMIT n]`. Jobs finish at once.
+//! Cloud Storage, for staging buckets, is in [`gcs`].
 
 #![allow(dead_code)]
+
+pub mod gcs;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -96,6 +99,8 @@ pub struct State {
     /// Results of queries by job id: the rows as `{"f": [...]}` values
     /// (TIMESTAMPs as integer microseconds), and the TIMESTAMP columns.
     pub query_results: BTreeMap<String, (Vec<Value>, Vec<usize>)>,
+    /// The staging buckets' objects.
+    pub gcs: gcs::Storage,
 }
 
 /// Rows per page of query results.
@@ -280,6 +285,9 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
             "unauthorized",
             "Request is missing required authentication credential.",
         );
+    }
+    if let Some(rest) = path.strip_prefix("/storage/") {
+        return gcs::route(&mut s.gcs, method, rest, uri.query(), body);
     }
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let json_body = || serde_json::from_slice::<Value>(body);
@@ -589,13 +597,16 @@ fn insert_job(s: &mut State, project: &str, mut job: Value, media: Option<Vec<u8
         );
     }
     let outcome = if let Some(load) = job.pointer("/configuration/load").cloned() {
-        match media {
-            None => Err((
+        let files = match (media, load.get("sourceUris").and_then(Value::as_array)) {
+            (Some(media), None) => Ok(vec![media]),
+            (None, Some(uris)) => gcs::read_uris(&s.gcs, uris),
+            (Some(_), Some(_)) => Err(("invalid", "an uploaded load job takes no sourceUris".to_owned())),
+            (None, None) => Err((
                 "invalid",
                 "a load job without sourceUris needs the upload endpoint".to_owned(),
             )),
-            Some(media) => run_load(s, &load, media),
-        }
+        };
+        files.and_then(|files| run_load(s, &load, files))
     } else if let Some(copy) = job.pointer("/configuration/copy").cloned() {
         run_copy(s, &copy)
     } else {
@@ -643,7 +654,7 @@ fn table_key(reference: Option<&Value>) -> Result<(String, String), (&'static st
     }
 }
 
-fn run_load(s: &mut State, load: &Value, media: Vec<u8>) -> Result<(), (&'static str, String)> {
+fn run_load(s: &mut State, load: &Value, files: Vec<Vec<u8>>) -> Result<(), (&'static str, String)> {
     let write = disposition(
         load,
         "writeDisposition",
@@ -670,15 +681,17 @@ fn run_load(s: &mut State, load: &Value, media: Vec<u8>) -> Result<(), (&'static
     let Some(table) = s.tables.get(&key) else {
         return Err(("notFound", format!("Not found: Table {}.{}", key.0, key.1)));
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(media))
-        .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?
-        .build()
-        .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?;
-    let batches: Vec<RecordBatch> = reader
-        .collect::<Result<_, _>>()
-        .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?;
-    if let Some(first) = batches.first() {
-        check_columns(&table.resource, first.schema().as_ref())?;
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    for file in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(file))
+            .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?
+            .build()
+            .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?;
+            check_columns(&table.resource, batch.schema().as_ref())?;
+            batches.push(batch);
+        }
     }
     let table = s.tables.get_mut(&key).expect("checked");
     if write == "WRITE_TRUNCATE" {

@@ -20,6 +20,7 @@ use tracing::info;
 
 use super::Settings;
 use super::auth::TokenSource;
+use super::bucket::StagingBucket;
 use super::retry::retrying;
 use crate::connectors::{error_chain, network_failure_kind};
 use crate::destinations::DestinationError;
@@ -127,6 +128,8 @@ pub(super) struct Api {
     client: Client,
     pub http: reqwest::Client,
     pub tokens: TokenSource,
+    /// The connection's `staging_bucket`, when it has one.
+    pub bucket: Option<std::sync::Arc<StagingBucket>>,
 }
 
 impl Api {
@@ -163,11 +166,18 @@ impl Api {
             .build_from_authenticator(std::sync::Arc::new(tokens.clone()))
             .await
             .map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, error_chain(&e)))?;
+        let bucket = settings
+            .staging_bucket
+            .as_ref()
+            .map(|url| StagingBucket::open(url, tokens.clone(), settings.timeout).map(std::sync::Arc::new))
+            .transpose()
+            .map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, e))?;
         Ok(Self {
             settings,
             client,
             http,
             tokens,
+            bucket,
         })
     }
 

@@ -10,8 +10,10 @@ use gcp_bigquery_client::yup_oauth2::{self, ApplicationDefaultCredentialsFlowOpt
 
 use super::Credentials;
 
-/// The scope every call needs.
+/// The scope every BigQuery call needs.
 const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
+/// The scope of the staging bucket's reads, writes and deletes.
+const STORAGE_SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 
 /// A source of access tokens (cached and refreshed by `yup-oauth2`).
 #[derive(Clone)]
@@ -44,10 +46,19 @@ impl TokenSource {
         Ok(Self { inner })
     }
 
-    /// A current access token.
+    /// A current access token for BigQuery.
     pub(super) async fn token(&self) -> Result<String, BQError> {
+        self.token_for(SCOPE).await
+    }
+
+    /// A current access token for Cloud Storage.
+    pub(super) async fn storage_token(&self) -> Result<String, BQError> {
+        self.token_for(STORAGE_SCOPE).await
+    }
+
+    async fn token_for(&self, scope: &str) -> Result<String, BQError> {
         self.inner
-            .token(&[SCOPE])
+            .token(&[scope])
             .await?
             .token()
             .map(str::to_owned)

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use super::api::{Api, ApiError, job_error};
 use super::load::BigQueryLoad;
 use super::schema;
+use super::ship;
 use super::{Session, Settings};
 use crate::destinations::{
     CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode,
@@ -220,7 +221,8 @@ impl Destination for BigQueryDestination {
 
     /// A run committed when its commit copy job finished without error.
     /// The run's staging table is deleted first, so that a copy job that
-    /// had not reached BigQuery yet can no longer succeed after this answer.
+    /// had not reached BigQuery yet can no longer succeed after this answer
+    /// (and so are the chunks it staged in the bucket).
     async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError> {
         let api = self.api().await?;
         let Some((_, token)) = self.table_and_token(&api, table).await? else {
@@ -230,6 +232,7 @@ impl Destination for BigQueryDestination {
         api.delete_table(&names.staging)
             .await
             .map_err(|e| e.into_destination(None))?;
+        ship::clean_up_run(&api, &names).await;
         let commit = names.commit_job();
         let Some(job) = api
             .get_job(&commit)

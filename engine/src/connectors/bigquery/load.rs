@@ -1,7 +1,7 @@
-//! One run's load into BigQuery: batches become Parquet chunks, each chunk
-//! a load job (deterministic id `<run prefix>_c<n>`) into the run's staging
-//! table; the commit is one copy job (`<run prefix>_commit`) from the
-//! staging table into the target, appending or replacing atomically.
+//! One run's load into BigQuery: batches become Parquet chunks, shipped by
+//! [`Shipper`] in load jobs (deterministic ids `<run prefix>_c<n>`) into the
+//! run's staging table; the commit is one copy job (`<run prefix>_commit`)
+//! from the staging table into the target, appending or replacing atomically.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 use super::api::{Api, ApiError, job_error};
 use super::destination::RunNames;
+use super::ship::Shipper;
 use crate::destinations::{CommitReport, DestinationError, LoadTransaction, WriteMode};
 
 /// Parquet bytes per load job unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
@@ -46,8 +47,10 @@ pub(super) struct BigQueryLoad {
     /// The chunk being written, with the schema its batches are cast to
     /// (in a mutex only so that the load is `Sync`; never contended).
     writer: Mutex<Option<(ArrowWriter<Vec<u8>>, SchemaRef)>>,
-    /// Submitted chunk jobs, waited for at commit.
+    shipper: Shipper,
+    /// Submitted load jobs, waited for at commit.
     submitted: Vec<(String, Job)>,
+    chunks: usize,
     rows: u64,
     uploaded_bytes: u64,
 }
@@ -55,6 +58,7 @@ pub(super) struct BigQueryLoad {
 impl BigQueryLoad {
     pub(super) fn new(api: Arc<Api>, table: String, names: RunNames, mode: WriteMode) -> Self {
         Self {
+            shipper: Shipper::new(api.clone(), &names),
             api,
             table,
             names,
@@ -62,6 +66,7 @@ impl BigQueryLoad {
             chunk_bytes: chunk_bytes(),
             writer: Mutex::new(None),
             submitted: Vec::new(),
+            chunks: 0,
             rows: 0,
             uploaded_bytes: 0,
         }
@@ -71,14 +76,24 @@ impl BigQueryLoad {
         TableReference::new(&self.api.settings.project, &self.api.settings.dataset, table)
     }
 
-    /// Ends the current chunk and submits its load job.
-    async fn flush(&mut self) -> Result<(), DestinationError> {
-        let Some((writer, _)) = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take() else {
+    /// Ends the current chunk and ships it, then submits a load job if one
+    /// is due (`last`: at the end of the run).
+    async fn flush(&mut self, last: bool) -> Result<(), DestinationError> {
+        if let Some((writer, _)) = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            let data = writer.into_inner()?;
+            let bytes = data.len();
+            self.shipper
+                .add(data, "parquet")
+                .await
+                .map_err(|e| e.into_destination(None))?;
+            self.chunks += 1;
+            self.uploaded_bytes += bytes as u64;
+            info!(table = %self.table, bytes, "wrote a chunk for BigQuery");
+        }
+        if !self.shipper.due(last) {
             return Ok(());
-        };
-        let data = writer.into_inner()?;
-        let chunk = self.submitted.len();
-        let job_id = self.names.chunk_job(chunk);
+        }
+        let job_id = self.names.chunk_job(self.submitted.len());
         let settings = &self.api.settings;
         let job = json!({
             "jobReference": {"projectId": settings.project, "jobId": job_id, "location": settings.location},
@@ -95,12 +110,11 @@ impl BigQueryLoad {
             }
         });
         let submitted = self
-            .api
-            .upload_load_job(&job, &job_id, &data)
+            .shipper
+            .submit(job, &job_id)
             .await
             .map_err(|e| e.into_destination(Some(job_id.clone())))?;
-        self.uploaded_bytes += data.len() as u64;
-        info!(table = %self.table, job_id = %job_id, bytes = data.len(), "uploaded a chunk to BigQuery");
+        info!(table = %self.table, job_id = %job_id, "submitted a BigQuery load job");
         self.submitted.push((job_id, submitted));
         Ok(())
     }
@@ -120,10 +134,12 @@ impl BigQueryLoad {
         Ok(())
     }
 
+    /// Deletes the run's staging table and staged chunks.
     async fn drop_staging(&self) {
         if let Err(e) = self.api.delete_table(&self.names.staging).await {
             warn!(table = %self.names.staging, error = %e, "could not delete a staging table (it expires by itself)");
         }
+        self.shipper.clean_up().await;
     }
 }
 
@@ -148,7 +164,7 @@ impl LoadTransaction for BigQueryLoad {
         };
         self.rows += rows;
         if full {
-            self.flush().await?;
+            self.flush(false).await?;
         }
         Ok(())
     }
@@ -169,8 +185,7 @@ impl BigQueryLoad {
     /// Loads the last chunk, waits for every chunk job, then copies the
     /// staging table into the target in one job.
     async fn publish(&mut self, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
-        self.flush().await?;
-        let chunks = self.submitted.len();
+        self.flush(true).await?;
         self.wait_chunks().await?;
         let job_id = self.names.commit_job();
         let settings = &self.api.settings;
@@ -209,7 +224,7 @@ impl BigQueryLoad {
         Ok(CommitReport {
             rows: self.rows,
             bytes: self.uploaded_bytes,
-            files: chunks,
+            files: self.chunks,
         })
     }
 }

@@ -2,15 +2,18 @@
 //! exactly-once batch loads (see `docs/bigquery.md`).
 //!
 //! Metadata calls go through `gcp-bigquery-client`; load jobs with their
-//! Parquet payload go through the media upload endpoint in [`upload`], with
-//! the same OAuth token.
+//! Parquet payload go through the media upload endpoint in [`upload`], or
+//! reference chunks staged in a Cloud Storage bucket ([`bucket`]), with the
+//! same credentials.
 
 mod api;
 mod auth;
+mod bucket;
 mod destination;
 mod load;
 mod retry;
 mod schema;
+mod ship;
 mod source;
 mod upload;
 
@@ -82,6 +85,8 @@ pub(super) struct Settings {
     pub endpoint: String,
     /// Bounds connecting and each API answer (uploads get more).
     pub timeout: Duration,
+    /// Where chunks are staged instead of uploaded with their load jobs.
+    pub staging_bucket: Option<bucket::BucketUrl>,
 }
 
 impl Settings {
@@ -96,9 +101,10 @@ impl Settings {
             (None, Some(secret)) => Credentials::ServiceAccountKey(secret.expose().to_owned()),
             (None, None) => Credentials::ApplicationDefault,
         };
-        if options.text("staging_bucket").is_some() {
-            return Err("staging_bucket is not supported yet; leave it out to load through the media upload".into());
-        }
+        let staging_bucket = options
+            .text("staging_bucket")
+            .map(bucket::BucketUrl::parse)
+            .transpose()?;
         let endpoint = std::env::var("SLUICE_BIGQUERY_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
         Ok(Self {
             project: options.text("project").unwrap_or_default().to_owned(),
@@ -107,6 +113,7 @@ impl Settings {
             credentials,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             timeout,
+            staging_bucket,
         })
     }
 }
@@ -144,11 +151,16 @@ struct BigQueryConnector;
 #[async_trait]
 impl Connector for BigQueryConnector {
     /// Signs in, then checks that the dataset exists in the connection's
-    /// location, creating it when missing (which proves the permission).
+    /// location, creating it when missing (which proves the permission),
+    /// and that the staging bucket, if any, takes and deletes an object.
     async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
         let settings =
             Settings::new(options, timeout).map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, e))?;
         let api = api::Api::connect(settings).await?;
-        api.ensure_dataset().await.map_err(|e| e.into_connect_failure())
+        api.ensure_dataset().await.map_err(|e| e.into_connect_failure())?;
+        match &api.bucket {
+            Some(bucket) => bucket.probe().await.map_err(|e| e.into_connect_failure()),
+            None => Ok(()),
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! Load jobs with their data in the request: the media upload endpoint
-//! (`uploadType=multipart`), which `gcp-bigquery-client` lacks. No bucket
-//! is needed; each request carries one job's file.
+//! Load jobs submitted as their JSON resource, which `gcp-bigquery-client`
+//! cannot send (its model lacks `parquetOptions`): with the file in the
+//! request through the media upload endpoint (`uploadType=multipart`, no
+//! bucket needed), or naming files staged in Cloud Storage.
 
 use std::time::Duration;
 
@@ -24,9 +25,48 @@ impl Api {
             "{}/upload/bigquery/v2/projects/{}/jobs?uploadType=multipart",
             self.settings.endpoint, self.settings.project
         );
-        let body = multipart_body(job, data);
         let timeout = self.settings.timeout + Duration::from_secs(data.len() as u64 / MIN_BYTES_PER_SECOND);
-        retrying("jobs.insert (upload)", || async {
+        let content_type = format!("multipart/related; boundary={BOUNDARY}");
+        self.post_job(
+            "jobs.insert (upload)",
+            &url,
+            &content_type,
+            multipart_body(job, data),
+            timeout,
+            job_id,
+        )
+        .await
+    }
+
+    /// Submits job `job_id` whose resource names its files (`sourceUris`);
+    /// safe to repeat like [`Api::upload_load_job`].
+    pub(super) async fn insert_job_resource(&self, job: &Value, job_id: &str) -> Result<Job, ApiError> {
+        let url = format!(
+            "{}/bigquery/v2/projects/{}/jobs",
+            self.settings.endpoint, self.settings.project
+        );
+        let body = job.to_string().into_bytes();
+        self.post_job(
+            "jobs.insert",
+            &url,
+            "application/json",
+            body,
+            self.settings.timeout,
+            job_id,
+        )
+        .await
+    }
+
+    async fn post_job(
+        &self,
+        what: &str,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+        job_id: &str,
+    ) -> Result<Job, ApiError> {
+        retrying(what, || async {
             let token = self
                 .tokens
                 .token()
@@ -34,13 +74,10 @@ impl Api {
                 .map_err(|e| ApiError::new("authError", e.to_string()))?;
             let response = self
                 .http
-                .post(&url)
+                .post(url)
                 .bearer_auth(token)
                 .timeout(timeout)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    format!("multipart/related; boundary={BOUNDARY}"),
-                )
+                .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body.clone())
                 .send()
                 .await
@@ -49,7 +86,7 @@ impl Api {
             let text = response.text().await.map_err(|e| ApiError::from_http(&e))?;
             if status.is_success() {
                 return serde_json::from_str::<Job>(&text)
-                    .map_err(|e| ApiError::new("badResponse", format!("unexpected answer to a load job upload: {e}")));
+                    .map_err(|e| ApiError::new("badResponse", format!("unexpected answer to {what}: {e}")));
             }
             let error = error_of(status.as_u16(), &text);
             if error.is_duplicate() {

@@ -1,0 +1,130 @@
+//! How a run's finished chunks reach BigQuery: each in its own load job's
+//! request (media upload), or staged in the connection's bucket and named
+//! by `sourceUris`, many chunks to a load job (so that a large run stays a
+//! few table operations).
+
+use std::sync::Arc;
+
+use gcp_bigquery_client::model::job::Job;
+use object_store::path::Path;
+use serde_json::{Value, json};
+use tracing::warn;
+
+use super::api::{Api, ApiError};
+use super::bucket::StagingBucket;
+use super::destination::RunNames;
+
+/// Staged chunks per load job unless `SLUICE_BIGQUERY_URIS_PER_JOB` says
+/// otherwise (BigQuery takes up to 10,000 URIs and 15 TB per load job).
+const DEFAULT_URIS_PER_JOB: usize = 1_000;
+
+fn uris_per_job() -> usize {
+    std::env::var("SLUICE_BIGQUERY_URIS_PER_JOB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| (1..=10_000).contains(&n))
+        .unwrap_or(DEFAULT_URIS_PER_JOB)
+}
+
+enum Route {
+    /// The chunk waiting for its load job's upload.
+    Upload(Option<Vec<u8>>),
+    /// Chunks staged in `folder`; the URIs not loaded yet.
+    Bucket {
+        bucket: Arc<StagingBucket>,
+        folder: Path,
+        staged: usize,
+        pending: Vec<String>,
+        per_job: usize,
+    },
+}
+
+/// One run's way of shipping its chunks.
+pub(super) struct Shipper {
+    api: Arc<Api>,
+    route: Route,
+}
+
+impl Shipper {
+    pub(super) fn new(api: Arc<Api>, names: &RunNames) -> Self {
+        let route = match &api.bucket {
+            Some(bucket) => Route::Bucket {
+                folder: bucket.run_folder(&names.job_prefix),
+                bucket: bucket.clone(),
+                staged: 0,
+                pending: Vec::new(),
+                per_job: uris_per_job(),
+            },
+            None => Route::Upload(None),
+        };
+        Self { api, route }
+    }
+
+    /// Takes a finished chunk (file name extension `extension`), staging it
+    /// at once when there is a bucket.
+    pub(super) async fn add(&mut self, chunk: Vec<u8>, extension: &str) -> Result<(), ApiError> {
+        match &mut self.route {
+            Route::Upload(slot) => *slot = Some(chunk),
+            Route::Bucket {
+                bucket,
+                folder,
+                staged,
+                pending,
+                ..
+            } => {
+                let path = folder.clone().join(format!("c{staged}.{extension}").as_str());
+                bucket.put(&path, chunk).await?;
+                *staged += 1;
+                pending.push(bucket.uri(&path));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a load job is due; `last` at the end of the run.
+    pub(super) fn due(&self, last: bool) -> bool {
+        match &self.route {
+            Route::Upload(chunk) => chunk.is_some(),
+            Route::Bucket { pending, per_job, .. } => pending.len() >= *per_job || (last && !pending.is_empty()),
+        }
+    }
+
+    /// Submits load job `job_id` (`job` is its resource, without files) for
+    /// the chunks taken since the last one. Safe to repeat: a job of that id
+    /// that exists already is returned.
+    pub(super) async fn submit(&mut self, mut job: Value, job_id: &str) -> Result<Job, ApiError> {
+        match &mut self.route {
+            Route::Upload(slot) => {
+                let chunk = slot.take().unwrap_or_default();
+                self.api.upload_load_job(&job, job_id, &chunk).await
+            }
+            Route::Bucket { pending, .. } => {
+                job["configuration"]["load"]["sourceUris"] = json!(pending);
+                let submitted = self.api.insert_job_resource(&job, job_id).await?;
+                pending.clear();
+                Ok(submitted)
+            }
+        }
+    }
+
+    /// Deletes the run's staged chunks, if any.
+    pub(super) async fn clean_up(&self) {
+        if let Route::Bucket { bucket, folder, .. } = &self.route {
+            delete_staged(bucket, folder).await;
+        }
+    }
+}
+
+/// Deletes what a run (say, one that crashed) staged in the connection's
+/// bucket; a failure is only logged (the objects are then left behind).
+pub(super) async fn clean_up_run(api: &Api, names: &RunNames) {
+    if let Some(bucket) = &api.bucket {
+        delete_staged(bucket, &bucket.run_folder(&names.job_prefix)).await;
+    }
+}
+
+async fn delete_staged(bucket: &StagingBucket, folder: &Path) {
+    if let Err(e) = bucket.delete_folder(folder).await {
+        warn!(folder = %bucket.uri(folder), error = %e, "could not delete staged chunks; delete them by hand");
+    }
+}
