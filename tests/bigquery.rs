@@ -490,27 +490,31 @@ async fn a_crash_between_bigquery_commit_and_catalog_update_is_reconciled() {
     assert_eq!(table_rows(&env.fake, "orders").len(), 500);
 }
 
-#[tokio::test]
-async fn kill_9_mid_run_then_rerun_loads_every_row_once() {
-    let mut env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "3000")]).await;
+/// Runs job `orders_inc` (into `connection`, in batches of 50 rows) with
+/// `slow` requests (method, path piece) answered late, kills Sluice with
+/// -9 once `started` holds, and restarts it: the run failed, nothing was
+/// committed, the reconcile at start-up removed what the crash left (the
+/// staging table and staged chunks), and a re-run loads every row once.
+async fn kill_9_mid_run_then_rerun(
+    mut env: Env,
+    connection: &str,
+    slow: (Method, &str),
+    started: impl Fn(&FakeBigQuery) -> bool,
+) {
+    let leftovers = |fake: &FakeBigQuery| [staging_tables(fake), fake.objects("stage")].concat();
     env.client
-        .batch_execute(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL WITH (batch_rows = 50)",
-        )
+        .batch_execute(&format!(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO {connection}.orders INCREMENTAL BY updated_at ALL \
+             WITH (batch_rows = 50)"
+        ))
         .await
         .unwrap();
-    // Slow the chunk uploads so the kill lands mid-run, after some chunks
-    // were loaded into the run's staging table.
-    env.fake.inject(
-        Method::POST,
-        "/upload/",
-        FaultKind::LateAnswer(Duration::from_millis(300)),
-        100,
-    );
+    env.fake
+        .inject(slow.0, slow.1, FaultKind::LateAnswer(Duration::from_millis(300)), 100);
     rows(&env.client, "RUN ETL JOB orders_inc ASYNC").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while env.fake.count_requests("/upload/") < 3 {
-        assert!(std::time::Instant::now() < deadline, "the run did not start uploading");
+    while !started(&env.fake) {
+        assert!(std::time::Instant::now() < deadline, "the run did not start loading");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     env.sluice.kill9();
@@ -519,18 +523,31 @@ async fn kill_9_mid_run_then_rerun_loads_every_row_once() {
         0,
         "nothing committed"
     );
+    assert!(!leftovers(&env.fake).is_empty(), "the crash left a staging table");
     env.fake.state().faults.clear();
     env.sluice.restart();
     let client = env.sluice.client().await;
     let run = rows(&client, "SELECT status FROM sluice.runs").await;
     assert_eq!(run[0][0].as_deref(), Some("failed"), "{run:?}");
     assert!(
-        staging_tables(&env.fake).is_empty(),
-        "reconcile removed the staging table"
+        leftovers(&env.fake).is_empty(),
+        "reconcile removed {:?}",
+        leftovers(&env.fake)
     );
     let again = rows(&client, "RUN ETL JOB orders_inc").await;
     assert_eq!(again[0][2].as_deref(), Some("500"), "{again:?}");
     assert_eq!(table_rows(&env.fake, "orders").len(), 500);
+    assert!(leftovers(&env.fake).is_empty());
+}
+
+#[tokio::test]
+async fn kill_9_mid_run_then_rerun_loads_every_row_once() {
+    let env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "3000")]).await;
+    // The kill lands after some chunks were loaded into the run's staging table.
+    kill_9_mid_run_then_rerun(env, "wh", (Method::POST, "/upload/"), |fake| {
+        fake.count_requests("/upload/") >= 3
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -747,7 +764,7 @@ async fn a_bucket_that_cannot_be_written_is_refused_and_a_failed_run_cleans_up()
 
 #[tokio::test]
 async fn kill_9_while_staging_then_rerun_loads_every_row_once() {
-    let mut env = setup(&[
+    let env = setup(&[
         ("SLUICE_BIGQUERY_CHUNK_BYTES", "3000"),
         ("SLUICE_BIGQUERY_URIS_PER_JOB", "2"),
     ])
@@ -757,46 +774,9 @@ async fn kill_9_while_staging_then_rerun_loads_every_row_once() {
         .batch_execute(&staged_connection(&env, "staged", "gs://stage/p"))
         .await
         .unwrap();
-    env.client
-        .batch_execute(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO staged.orders INCREMENTAL BY updated_at ALL \
-             WITH (batch_rows = 50)",
-        )
-        .await
-        .unwrap();
-    // Slow the object writes so the kill lands mid-run, after a load job.
-    env.fake.inject(
-        Method::PUT,
-        "/storage/",
-        FaultKind::LateAnswer(Duration::from_millis(300)),
-        100,
-    );
-    rows(&env.client, "RUN ETL JOB orders_inc ASYNC").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while load_jobs(&env.fake).is_empty() || env.fake.objects("stage").len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "the run did not start staging");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    env.sluice.kill9();
-    assert_eq!(
-        env.fake.table("raw_data", "orders").unwrap().num_rows(),
-        0,
-        "nothing committed"
-    );
-    assert!(!env.fake.objects("stage").is_empty(), "the crash left staged chunks");
-    env.fake.state().faults.clear();
-    env.sluice.restart();
-    let client = env.sluice.client().await;
-    let run = rows(&client, "SELECT status FROM sluice.runs").await;
-    assert_eq!(run[0][0].as_deref(), Some("failed"), "{run:?}");
-    assert!(
-        env.fake.objects("stage").is_empty(),
-        "reconcile deleted them: {:?}",
-        env.fake.objects("stage")
-    );
-    assert!(staging_tables(&env.fake).is_empty());
-    let again = rows(&client, "RUN ETL JOB orders_inc").await;
-    assert_eq!(again[0][2].as_deref(), Some("500"), "{again:?}");
-    assert_eq!(table_rows(&env.fake, "orders").len(), 500);
-    assert!(env.fake.objects("stage").is_empty());
+    // The kill lands after a load job, with more chunks staged.
+    kill_9_mid_run_then_rerun(env, "staged", (Method::PUT, "/storage/"), |fake| {
+        !load_jobs(fake).is_empty() && fake.objects("stage").len() >= 3
+    })
+    .await;
 }
