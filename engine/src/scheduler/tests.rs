@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice_catalog::{Catalog, JobDestination, JobSource, LoadType, MasterKey, OptionValue, RunRecord, RunStatus};
+use sluice_catalog::{
+    Catalog, JobDestination, JobSource, LoadType, MasterKey, OptionValue, RunRecord, RunStatus, RunTrigger,
+};
 
 use super::{ManualClock, Scheduler, SchedulerConfig};
 use crate::destinations::LocalWarehouse;
+use crate::error::EngineError;
 use crate::jobs::{CreateJob, JobChange, JobManager};
 use crate::metrics::EngineMetrics;
 use crate::{ConnectionManager, CreateConnection};
@@ -170,14 +173,17 @@ async fn the_pool_bounds_concurrent_runs_and_due_jobs_wait_for_a_slot() {
     scheduler.tick().unwrap();
     // One run started; the other job is still due.
     assert_eq!(scheduler.in_flight.lock().unwrap().len(), 1);
-    let waiting = ["a", "b"]
+    let waiting: Vec<&str> = ["a", "b"]
         .into_iter()
         .filter(|job| {
             let state = f.jobs.catalog().schedule_state(job).unwrap().unwrap();
             state.next_run_at == Some(at("2026-03-01T10:10:00Z"))
         })
-        .count();
-    assert_eq!(waiting, 1);
+        .collect();
+    assert_eq!(waiting.len(), 1);
+    // The waiting job's run is visible as queued, and keeps its id.
+    let queued = f.runs().into_iter().find(|r| r.job == waiting[0]).unwrap();
+    assert_eq!(queued.status, RunStatus::Queued);
     f.settle(&scheduler).await;
     scheduler.tick().unwrap();
     f.settle(&scheduler).await;
@@ -189,6 +195,82 @@ async fn the_pool_bounds_concurrent_runs_and_due_jobs_wait_for_a_slot() {
             ("a".to_owned(), "schedule", "succeeded"),
             ("b".to_owned(), "schedule", "succeeded")
         ]
+    );
+    assert_eq!(f.jobs.catalog().run(queued.id).unwrap().status, RunStatus::Succeeded);
+}
+
+/// Two jobs due at 10:10 with one slot, the second one queued behind a
+/// held first one; returns the queued run.
+async fn one_queued_behind_another(f: &Fixture, scheduler: &Arc<Scheduler>) -> RunRecord {
+    scheduler.tick().unwrap();
+    f.clock.set(at("2026-03-01T10:10:00Z"));
+    scheduler.in_flight.lock().unwrap().insert("other".into(), vec![]);
+    scheduler.tick().unwrap();
+    let runs = f.runs();
+    assert_eq!(statuses(&runs), [("every5".to_owned(), "schedule", "queued")]);
+    runs.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn a_queued_run_can_be_cancelled_and_its_tick_is_not_run() {
+    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
+    let scheduler = f.scheduler(SchedulerConfig {
+        max_concurrent_runs: 1,
+        ..SchedulerConfig::default()
+    });
+    let queued = one_queued_behind_another(&f, &scheduler).await;
+    f.jobs.cancel_run(queued.id).unwrap();
+    assert!(matches!(
+        f.jobs.cancel_run(queued.id),
+        Err(EngineError::RunNotRunning {
+            status: "cancelled",
+            ..
+        })
+    ));
+    scheduler.in_flight.lock().unwrap().clear();
+    scheduler.tick().unwrap();
+    f.settle(&scheduler).await;
+    assert_eq!(statuses(&f.runs()), [("every5".to_owned(), "schedule", "cancelled")]);
+    let state = f.jobs.catalog().schedule_state("every5").unwrap().unwrap();
+    assert_eq!(state.next_run_at, Some(at("2026-03-01T10:15:00Z")), "the tick is done");
+}
+
+#[tokio::test]
+async fn a_queued_run_of_a_paused_job_ends_skipped() {
+    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
+    let scheduler = f.scheduler(SchedulerConfig {
+        max_concurrent_runs: 1,
+        ..SchedulerConfig::default()
+    });
+    let queued = one_queued_behind_another(&f, &scheduler).await;
+    f.jobs.alter_job("every5", JobChange::Pause).unwrap();
+    scheduler.tick().unwrap();
+    let run = f.jobs.catalog().run(queued.id).unwrap();
+    assert_eq!(run.status, RunStatus::Skipped);
+    assert!(run.error.unwrap().contains("no longer due"));
+}
+
+#[tokio::test]
+async fn queued_runs_of_a_stopped_server_end_skipped_and_the_tick_runs_after_restart() {
+    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
+    let scheduler = f.scheduler(SchedulerConfig {
+        max_concurrent_runs: 1,
+        ..SchedulerConfig::default()
+    });
+    let queued = one_queued_behind_another(&f, &scheduler).await;
+    drop(scheduler);
+    assert!(f.jobs.reconcile().await.unwrap().is_empty(), "nothing to re-run");
+    let run = f.jobs.catalog().run(queued.id).unwrap();
+    assert_eq!(run.status, RunStatus::Skipped);
+    assert!(run.error.unwrap().contains("stopped before the run started"));
+    let restarted = f.scheduler(SchedulerConfig::default());
+    restarted.tick().unwrap();
+    f.settle(&restarted).await;
+    let runs = f.runs();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (runs[1].trigger, runs[1].status),
+        (RunTrigger::Schedule, RunStatus::Succeeded)
     );
 }
 
