@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice_catalog::{JobRecord, RunRecord, RunStatus, RunTrigger, ScheduleState};
+use sluice_catalog::{JobRecord, OptionValue, RunRecord, RunStatus, RunTrigger, ScheduleState};
 use tracing::{Instrument, info, info_span, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -22,6 +22,7 @@ pub use schedule::{Schedule, ScheduleError};
 use crate::error::EngineError;
 use crate::jobs::JobManager;
 use crate::metrics::EngineMetrics;
+use crate::options::MAX_CONCURRENT_RUNS;
 use plan::{Action, Situation};
 
 /// The longest the scheduler sleeps without looking at the catalog again.
@@ -32,7 +33,8 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 pub struct SchedulerConfig {
     /// Scheduled runs in progress at once, over all jobs.
     pub max_concurrent_runs: usize,
-    /// Scheduled runs in progress at once that use the same connection.
+    /// Scheduled runs in progress at once that use the same connection,
+    /// unless its `max_concurrent_runs` option says otherwise.
     pub max_runs_per_connection: usize,
     pub backoff: Backoff,
 }
@@ -172,7 +174,7 @@ impl Scheduler {
             }
             Action::Run { trigger, attempt, due } => {
                 let run_id = self.queue(&job.name, trigger)?;
-                if !self.try_reserve(job) {
+                if !self.try_reserve(job)? {
                     // No free slot: stay due and queued; a finishing run wakes us.
                     return Ok(None);
                 }
@@ -210,21 +212,32 @@ impl Scheduler {
     }
 
     /// Takes a pool slot and a slot on each of the job's connections.
-    fn try_reserve(&self, job: &JobRecord) -> bool {
+    fn try_reserve(&self, job: &JobRecord) -> Result<bool, EngineError> {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if in_flight.contains_key(&job.name) || in_flight.len() >= self.config.max_concurrent_runs {
-            return false;
+            return Ok(false);
         }
         let connections: Vec<String> = job.connections().map(str::to_owned).collect();
-        let busy = |c: &String| in_flight.values().filter(|used| used.contains(c)).count();
-        if connections
-            .iter()
-            .any(|c| busy(c) >= self.config.max_runs_per_connection)
-        {
-            return false;
+        for connection in &connections {
+            let busy = in_flight.values().filter(|used| used.contains(connection)).count();
+            if busy >= self.connection_limit(connection)? {
+                return Ok(false);
+            }
         }
         in_flight.insert(job.name.clone(), connections);
-        true
+        Ok(true)
+    }
+
+    /// Scheduled runs that may use `connection` at once: its
+    /// `max_concurrent_runs` option, else the server's default.
+    fn connection_limit(&self, connection: &str) -> Result<usize, EngineError> {
+        let option = self.jobs.catalog().find_connection(connection)?.and_then(|record| {
+            match record.options.get(MAX_CONCURRENT_RUNS.name) {
+                Some(OptionValue::Integer(n)) => usize::try_from(*n).ok(),
+                _ => None,
+            }
+        });
+        Ok(option.unwrap_or(self.config.max_runs_per_connection))
     }
 
     fn spawn_run(self: &Arc<Self>, job: JobRecord, run_id: u64, attempt: u32) {

@@ -15,7 +15,7 @@ use crate::destinations::LocalWarehouse;
 use crate::error::EngineError;
 use crate::jobs::{CreateJob, JobChange, JobManager};
 use crate::metrics::EngineMetrics;
-use crate::{ConnectionManager, CreateConnection};
+use crate::{AlterConnection, ConnectionManager, CreateConnection};
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -23,6 +23,7 @@ fn at(text: &str) -> DateTime<Utc> {
 
 struct Fixture {
     jobs: Arc<JobManager>,
+    connections: Arc<ConnectionManager>,
     clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
@@ -49,7 +50,7 @@ impl Fixture {
             .await
             .unwrap();
         let warehouse = LocalWarehouse::open_dir(&dir.path().join("warehouse")).unwrap();
-        let manager = Arc::new(JobManager::new(connections, Arc::new(warehouse)));
+        let manager = Arc::new(JobManager::new(connections.clone(), Arc::new(warehouse)));
         for (name, schedule) in jobs {
             manager
                 .create_job(CreateJob {
@@ -75,6 +76,7 @@ impl Fixture {
         }
         Self {
             jobs: manager,
+            connections,
             clock: Arc::new(ManualClock::new(at("2026-03-01T10:07:00Z"))),
             _dir: dir,
         }
@@ -290,4 +292,30 @@ async fn a_tick_while_the_job_runs_is_recorded_as_skipped() {
     assert!(runs[0].error.as_deref().unwrap().contains("still running"), "{runs:?}");
     let state = f.jobs.catalog().schedule_state("every5").unwrap().unwrap();
     assert_eq!(state.next_run_at, Some(at("2026-03-01T10:15:00Z")));
+}
+
+#[tokio::test]
+async fn a_connection_option_limits_its_concurrent_scheduled_runs() {
+    let f = Fixture::new(&[("a", "EVERY 5 MINUTES"), ("b", "EVERY 5 MINUTES")]).await;
+    let limit = |n: i64| AlterConnection {
+        name: "files".into(),
+        set: BTreeMap::from([("max_concurrent_runs".to_owned(), OptionValue::Integer(n))]),
+        reset: vec![],
+        validate: true,
+    };
+    f.connections.alter(limit(1)).await.unwrap();
+    // The server default (2 per connection) would let both jobs run.
+    let scheduler = f.scheduler(SchedulerConfig::default());
+    scheduler.tick().unwrap();
+    f.clock.set(at("2026-03-01T10:10:00Z"));
+    scheduler.tick().unwrap();
+    assert_eq!(scheduler.in_flight.lock().unwrap().len(), 1);
+    assert_eq!(scheduler.queued.lock().unwrap().len(), 1, "the other job waits");
+    f.settle(&scheduler).await;
+
+    f.connections.alter(limit(2)).await.unwrap();
+    f.clock.set(at("2026-03-01T10:15:00Z"));
+    scheduler.tick().unwrap();
+    assert_eq!(scheduler.in_flight.lock().unwrap().len(), 2);
+    f.settle(&scheduler).await;
 }
