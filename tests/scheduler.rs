@@ -31,6 +31,18 @@ async fn setup(args: &[&str]) -> (PgServer, Sluice, Client) {
     (pg, sluice, client)
 }
 
+/// A view `slow_events` over `events` that takes `seconds` to read.
+fn create_slow_view(pg: &PgServer, seconds: u32) {
+    pg.psql_admin_db(
+        "shop",
+        &format!(
+            "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, \
+             (SELECT pg_sleep({seconds})) s;
+             GRANT SELECT ON public.slow_events TO etl;"
+        ),
+    );
+}
+
 /// Polls `sql` (one value) until `done` accepts it; panics after `timeout`.
 async fn wait_for(client: &Client, sql: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + timeout;
@@ -143,11 +155,7 @@ async fn scheduled_incremental_runs_pick_up_new_rows_exactly_once() {
 async fn a_tick_while_the_job_is_running_is_skipped_not_overlapped() {
     let (pg, _sluice, client) = setup(&[]).await;
     // Reading this view takes 3 s, longer than the 1 s schedule.
-    pg.psql_admin_db(
-        "shop",
-        "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, (SELECT pg_sleep(3)) s;
-         GRANT SELECT ON public.slow_events TO etl;",
-    );
+    create_slow_view(&pg, 3);
     client
         .batch_execute("CREATE ETL JOB slow FROM shop.public.slow_events SNAPSHOT SCHEDULE CRON '* * * * * *'")
         .await
@@ -189,11 +197,7 @@ async fn a_tick_while_the_job_is_running_is_skipped_not_overlapped() {
 #[tokio::test]
 async fn due_runs_queue_for_a_free_slot_and_a_queued_run_can_be_cancelled() {
     let (pg, _sluice, client) = setup(&["--max-concurrent-runs", "1"]).await;
-    pg.psql_admin_db(
-        "shop",
-        "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, (SELECT pg_sleep(3)) s;
-         GRANT SELECT ON public.slow_events TO etl;",
-    );
+    create_slow_view(&pg, 3);
     client
         .batch_execute(
             "CREATE ETL JOB slow FROM shop.public.slow_events SNAPSHOT SCHEDULE CRON '* * * * * *';
@@ -308,11 +312,7 @@ async fn transient_failures_are_retried_with_backoff_and_flag_the_job() {
 #[tokio::test]
 async fn an_interrupted_scheduled_run_is_re_run_once_after_a_crash() {
     let (pg, mut sluice, client) = setup(&[]).await;
-    pg.psql_admin_db(
-        "shop",
-        "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, (SELECT pg_sleep(4)) s;
-         GRANT SELECT ON public.slow_events TO etl;",
-    );
+    create_slow_view(&pg, 4);
     client
         .batch_execute(
             "CREATE ETL JOB slow FROM shop.public.slow_events INCREMENTAL BY created_at ALL \

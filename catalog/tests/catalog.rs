@@ -210,13 +210,19 @@ fn job(name: &str, connection: &str) -> JobRecord {
     }
 }
 
+/// A catalog with the `shop` connection and one job on it.
+fn open_with_job(dir: &Path, name: &str) -> Catalog {
+    let catalog = open(dir);
+    create_shop(&catalog, "pw");
+    catalog.create_job(&job(name, "shop")).unwrap();
+    catalog
+}
+
 #[test]
 fn runs_get_increasing_ids_and_finish_with_their_watermark_atomically() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let catalog = open(dir.path());
-        create_shop(&catalog, "pw");
-        catalog.create_job(&job("j", "shop")).unwrap();
+        let catalog = open_with_job(dir.path(), "j");
         let first = catalog.start_run("j", RunTrigger::Manual).unwrap();
         let mut second = catalog.start_run("j", RunTrigger::Schedule).unwrap();
         assert_eq!((first.id, second.id), (1, 2));
@@ -326,9 +332,7 @@ fn concurrent_creates_of_one_name_have_one_winner() {
 #[test]
 fn prunes_the_oldest_finished_runs_and_keeps_running_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let catalog = open(dir.path());
-    create_shop(&catalog, "pw");
-    catalog.create_job(&job("j", "shop")).unwrap();
+    let catalog = open_with_job(dir.path(), "j");
     catalog.create_job(&job("other", "shop")).unwrap();
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -352,9 +356,7 @@ fn prunes_the_oldest_finished_runs_and_keeps_running_ones() {
 #[test]
 fn a_queued_run_starts_once_or_ends_without_running() {
     let dir = tempfile::tempdir().unwrap();
-    let catalog = open(dir.path());
-    create_shop(&catalog, "pw");
-    catalog.create_job(&job("j", "shop")).unwrap();
+    let catalog = open_with_job(dir.path(), "j");
 
     let queued = catalog.queue_run("j", RunTrigger::Schedule).unwrap();
     assert_eq!(queued.status, RunStatus::Queued);

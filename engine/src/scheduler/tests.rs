@@ -201,26 +201,26 @@ async fn the_pool_bounds_concurrent_runs_and_due_jobs_wait_for_a_slot() {
     assert_eq!(f.jobs.catalog().run(queued.id).unwrap().status, RunStatus::Succeeded);
 }
 
-/// Two jobs due at 10:10 with one slot, the second one queued behind a
-/// held first one; returns the queued run.
-async fn one_queued_behind_another(f: &Fixture, scheduler: &Arc<Scheduler>) -> RunRecord {
+/// A job due at 10:10 queued behind another run that holds the only slot.
+async fn one_queued_behind_another() -> (Fixture, Arc<Scheduler>, RunRecord) {
+    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
+    let scheduler = f.scheduler(SchedulerConfig {
+        max_concurrent_runs: 1,
+        ..SchedulerConfig::default()
+    });
     scheduler.tick().unwrap();
     f.clock.set(at("2026-03-01T10:10:00Z"));
     scheduler.in_flight.lock().unwrap().insert("other".into(), vec![]);
     scheduler.tick().unwrap();
     let runs = f.runs();
     assert_eq!(statuses(&runs), [("every5".to_owned(), "schedule", "queued")]);
-    runs.into_iter().next().unwrap()
+    let queued = runs.into_iter().next().unwrap();
+    (f, scheduler, queued)
 }
 
 #[tokio::test]
 async fn a_queued_run_can_be_cancelled_and_its_tick_is_not_run() {
-    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
-    let scheduler = f.scheduler(SchedulerConfig {
-        max_concurrent_runs: 1,
-        ..SchedulerConfig::default()
-    });
-    let queued = one_queued_behind_another(&f, &scheduler).await;
+    let (f, scheduler, queued) = one_queued_behind_another().await;
     f.jobs.cancel_run(queued.id).unwrap();
     assert!(matches!(
         f.jobs.cancel_run(queued.id),
@@ -239,12 +239,7 @@ async fn a_queued_run_can_be_cancelled_and_its_tick_is_not_run() {
 
 #[tokio::test]
 async fn a_queued_run_of_a_paused_job_ends_skipped() {
-    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
-    let scheduler = f.scheduler(SchedulerConfig {
-        max_concurrent_runs: 1,
-        ..SchedulerConfig::default()
-    });
-    let queued = one_queued_behind_another(&f, &scheduler).await;
+    let (f, scheduler, queued) = one_queued_behind_another().await;
     f.jobs.alter_job("every5", JobChange::Pause).unwrap();
     scheduler.tick().unwrap();
     let run = f.jobs.catalog().run(queued.id).unwrap();
@@ -254,12 +249,7 @@ async fn a_queued_run_of_a_paused_job_ends_skipped() {
 
 #[tokio::test]
 async fn queued_runs_of_a_stopped_server_end_skipped_and_the_tick_runs_after_restart() {
-    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
-    let scheduler = f.scheduler(SchedulerConfig {
-        max_concurrent_runs: 1,
-        ..SchedulerConfig::default()
-    });
-    let queued = one_queued_behind_another(&f, &scheduler).await;
+    let (f, scheduler, queued) = one_queued_behind_another().await;
     drop(scheduler);
     assert!(f.jobs.reconcile().await.unwrap().is_empty(), "nothing to re-run");
     let run = f.jobs.catalog().run(queued.id).unwrap();
