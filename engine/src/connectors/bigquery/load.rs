@@ -49,8 +49,7 @@ pub(super) struct BigQueryLoad {
     /// Submitted chunk jobs, waited for at commit.
     submitted: Vec<(String, Job)>,
     rows: u64,
-    uploaded_bytes: u64,
-    /// Bytes uploaded and jobs done, for progress reports.
+    /// Bytes uploaded and jobs done, for the commit report and progress.
     shipping: Arc<ShipProgress>,
 }
 
@@ -65,7 +64,6 @@ impl BigQueryLoad {
             writer: Mutex::new(None),
             submitted: Vec::new(),
             rows: 0,
-            uploaded_bytes: 0,
             shipping: Arc::default(),
         }
     }
@@ -104,7 +102,6 @@ impl BigQueryLoad {
             .await
             .map_err(|e| e.into_destination(Some(job_id.clone())))?;
         drop(uploading);
-        self.uploaded_bytes += data.len() as u64;
         self.shipping.uploaded(data.len() as u64);
         self.shipping.job_submitted();
         info!(table = %self.table, job_id = %job_id, bytes = data.len(), "uploaded a chunk to BigQuery");
@@ -224,7 +221,7 @@ impl BigQueryLoad {
         info!(table = %self.table, job_id = %job_id, rows = self.rows, watermark = ?watermark, "committed a load to BigQuery");
         Ok(CommitReport {
             rows: self.rows,
-            bytes: self.uploaded_bytes,
+            bytes: self.shipping.snapshot().bytes_uploaded,
             files: chunks,
         })
     }
