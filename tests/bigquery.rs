@@ -99,6 +99,45 @@ fn batch_rows(batch: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
+/// `orders_inc`: `orders` loaded incrementally into `wh.orders`.
+async fn create_orders_inc(client: &Client, batch_rows: u32) {
+    client
+        .batch_execute(&format!(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL \
+             WITH (batch_rows = {batch_rows})"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Starts a run of `job` with slow chunk uploads and kills Sluice with
+/// kill -9 once `uploads` more chunks are on their way: mid-run, before the
+/// commit (the table is unchanged). Restarts Sluice and returns a client.
+async fn kill_mid_upload(env: &mut Env, job: &str, uploads: usize) -> Client {
+    env.fake.inject(
+        Method::POST,
+        "/upload/",
+        FaultKind::LateAnswer(Duration::from_millis(300)),
+        100,
+    );
+    let target = env.fake.count_requests("/upload/") + uploads;
+    let before = table_rows(&env.fake, "orders");
+    rows(&env.client, &format!("RUN ETL JOB {job} ASYNC")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while env.fake.count_requests("/upload/") < target {
+        assert!(std::time::Instant::now() < deadline, "the run did not start uploading");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.sluice.kill9();
+    assert_eq!(table_rows(&env.fake, "orders"), before, "nothing committed");
+    env.fake.state().faults.clear();
+    env.sluice.restart();
+    let client = env.sluice.client().await;
+    let killed = rows(&client, "SELECT status FROM sluice.runs ORDER BY run_id DESC LIMIT 1").await;
+    assert_eq!(killed[0][0].as_deref(), Some("failed"), "{killed:?}");
+    client
+}
+
 fn staging_tables(fake: &FakeBigQuery) -> Vec<String> {
     fake.table_names("raw_data")
         .into_iter()
@@ -390,12 +429,7 @@ async fn an_incompatible_table_is_refused_and_nothing_is_left_behind() {
 #[tokio::test]
 async fn transient_failures_are_retried_and_lost_answers_never_load_twice() {
     let env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "4000")]).await;
-    env.client
-        .batch_execute(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL WITH (batch_rows = 100)",
-        )
-        .await
-        .unwrap();
+    create_orders_inc(&env.client, 100).await;
     env.fake
         .inject(Method::POST, "/upload/", FaultKind::Status(429, "rateLimitExceeded"), 2);
     env.fake
@@ -488,37 +522,9 @@ async fn a_crash_between_bigquery_commit_and_catalog_update_is_reconciled() {
 #[tokio::test]
 async fn kill_9_mid_run_then_rerun_loads_every_row_once() {
     let mut env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "3000")]).await;
-    env.client
-        .batch_execute(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL WITH (batch_rows = 50)",
-        )
-        .await
-        .unwrap();
-    // Slow the chunk uploads so the kill lands mid-run, after some chunks
-    // were loaded into the run's staging table.
-    env.fake.inject(
-        Method::POST,
-        "/upload/",
-        FaultKind::LateAnswer(Duration::from_millis(300)),
-        100,
-    );
-    rows(&env.client, "RUN ETL JOB orders_inc ASYNC").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while env.fake.count_requests("/upload/") < 3 {
-        assert!(std::time::Instant::now() < deadline, "the run did not start uploading");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    env.sluice.kill9();
-    assert_eq!(
-        env.fake.table("raw_data", "orders").unwrap().num_rows(),
-        0,
-        "nothing committed"
-    );
-    env.fake.state().faults.clear();
-    env.sluice.restart();
-    let client = env.sluice.client().await;
-    let run = rows(&client, "SELECT status FROM sluice.runs").await;
-    assert_eq!(run[0][0].as_deref(), Some("failed"), "{run:?}");
+    create_orders_inc(&env.client, 50).await;
+    // The kill lands after some chunks were loaded into the run's staging table.
+    let client = kill_mid_upload(&mut env, "orders_inc", 3).await;
     assert!(
         staging_tables(&env.fake).is_empty(),
         "reconcile removed the staging table"
@@ -590,12 +596,7 @@ async fn describe_and_select_through_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_and_notices_show_bytes_uploaded_and_load_jobs_done() {
     let env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "3000")]).await;
-    env.client
-        .batch_execute(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL WITH (batch_rows = 50)",
-        )
-        .await
-        .unwrap();
+    create_orders_inc(&env.client, 50).await;
     env.fake.state().job_delay = Some(Duration::from_millis(1500));
     let query =
         "SELECT phase, bytes_uploaded, load_jobs_done, load_jobs_total FROM sluice.runs WHERE status = 'running'";
@@ -778,31 +779,7 @@ async fn lookback_loads_late_rows_once_reading_loaded_keys_back_from_bigquery() 
 
     // A kill -9 mid-run, then a re-run: the late rows still arrive once.
     insert_late_and_new_rows(&env.pg, 20_000);
-    env.fake.inject(
-        Method::POST,
-        "/upload/",
-        FaultKind::LateAnswer(Duration::from_millis(300)),
-        100,
-    );
-    let uploads = env.fake.count_requests("/upload/");
-    let before = fake_fingerprint(&env.fake, "orders");
-    rows(&env.client, "RUN ETL JOB orders_late ASYNC").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while env.fake.count_requests("/upload/") < uploads + 1 {
-        assert!(std::time::Instant::now() < deadline, "the run did not start uploading");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    env.sluice.kill9();
-    assert_eq!(
-        fake_fingerprint(&env.fake, "orders"),
-        before,
-        "killed before its commit"
-    );
-    env.fake.state().faults.clear();
-    env.sluice.restart();
-    let client = env.sluice.client().await;
-    let killed = rows(&client, "SELECT status FROM sluice.runs ORDER BY run_id DESC LIMIT 1").await;
-    assert_eq!(killed[0][0].as_deref(), Some("failed"), "{killed:?}");
+    let client = kill_mid_upload(&mut env, "orders_late", 1).await;
     let summary = rows(&client, "RUN ETL JOB orders_late").await;
     assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
     let again = rows(&client, "RUN ETL JOB orders_late").await;
