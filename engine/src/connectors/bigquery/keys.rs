@@ -1,12 +1,17 @@
 //! Reading loaded keys back for `LOOKBACK ... DEDUPE ON`: one parameterised
 //! query, `SELECT keys FROM dataset.table WHERE cursor > @after`, read page
-//! by page into batches of the table's own types.
+//! by page into batches of the table's own types. The query runs when the
+//! stream is first polled (a stream that is only opened, as `CREATE ETL JOB`
+//! does to check support, costs nothing), and not at all for an empty table.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::scalar::ScalarValue;
+use futures::TryStreamExt;
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
 use gcp_bigquery_client::model::query_parameter_type::QueryParameterType;
 use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
@@ -31,6 +36,7 @@ pub(super) async fn loaded_keys(
         .await
         .map_err(remote)?
         .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
+    let empty = found.num_rows.as_deref() == Some("0") && found.streaming_buffer.is_none();
     let fields = found.schema.fields.unwrap_or_default();
     let columns = key_columns
         .iter()
@@ -60,10 +66,25 @@ pub(super) async fn loaded_keys(
             feature: "LOOKBACK on a cursor of this type",
         })?);
     }
-    info!(table, query = %sql, "reading loaded keys back from BigQuery");
-    query_stream(api, &sql, parameters, Arc::new(Schema::new(columns)))
-        .await
-        .map_err(remote)
+    let schema = Arc::new(Schema::new(columns));
+    if empty {
+        return Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::empty(),
+        )));
+    }
+    let query = {
+        let schema = schema.clone();
+        let table = table.to_owned();
+        async move {
+            info!(table, query = %sql, "reading loaded keys back from BigQuery");
+            query_stream(api, &sql, parameters, schema)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(remote(e))))
+        }
+    };
+    let keys = futures::stream::once(query).try_flatten();
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, keys)))
 }
 
 /// A cursor value as a named query parameter; `None` for a NULL or a type
