@@ -767,6 +767,12 @@ async fn lookback_loads_late_rows_once_reading_loaded_keys_back_from_bigquery() 
     assert!(env.fake.state().queries.is_empty());
 
     insert_late_and_new_rows(&env.pg, 10_000);
+    // A refused key query fails the run with BigQuery's reason, loading nothing.
+    env.fake
+        .inject(Method::POST, "/queries", FaultKind::Status(403, "accessDenied"), 1);
+    let err = expect_err(&env.client, "RUN ETL JOB orders_late", "42501").await;
+    assert!(err.contains("accessDenied: injected 403"), "{err}");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500);
     let summary = rows(&env.client, "RUN ETL JOB orders_late").await;
     assert_eq!(
         summary[0][2].as_deref(),

@@ -70,7 +70,11 @@ async fn loads_into_real_bigquery() {
     assert_eq!(again[0][2].as_deref(), Some("0"));
     assert_eq!(late[0][2].as_deref(), Some("10"), "{late:?}");
     assert_eq!(shipped[0][0], shipped[0][1], "{shipped:?}");
-    assert_eq!(shipped[0][1].as_deref(), Some("2"), "one chunk and the copy job: {shipped:?}");
+    assert_eq!(
+        shipped[0][1].as_deref(),
+        Some("2"),
+        "one chunk and the copy job: {shipped:?}"
+    );
     dropped.unwrap();
 }
 
