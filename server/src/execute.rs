@@ -336,7 +336,7 @@ async fn run_with_progress(
     }
 }
 
-/// A progress NOTICE: rows and rate, and while the destination reports
+/// A progress NOTICE: rows and rate, and where the destination reports
 /// them, the phase, bytes uploaded and load jobs done out of submitted.
 fn progress_message(p: Progress, live: Option<&LiveRun>) -> String {
     let (rows, elapsed) = live.map_or((p.rows, p.elapsed), |l| (l.rows.max(p.rows), l.elapsed));
@@ -350,12 +350,13 @@ fn progress_message(p: Progress, live: Option<&LiveRun>) -> String {
         && let Some(shipped) = live.shipped
     {
         message.push_str(&format!(
-            ", {}, {} bytes uploaded, load jobs {}/{}",
+            ", {}, {} bytes uploaded",
             live.phase.as_str(),
-            shipped.bytes_uploaded,
-            shipped.jobs_done,
-            shipped.jobs_total
+            shipped.bytes_uploaded
         ));
+        if let Some(jobs) = shipped.jobs {
+            message.push_str(&format!(", load jobs {}/{}", jobs.done, jobs.total));
+        }
     }
     message
 }

@@ -26,7 +26,7 @@ use datafusion::scalar::ScalarValue;
 /// Destination-specific table layout settings of a job.
 pub use sluice_catalog::TableLayout;
 
-pub use shipping::{Activity, Busy, ShipProgress, Shipped};
+pub use shipping::{Activity, Busy, LoadJobs, ShipProgress, Shipped};
 pub use warehouse::{FileLimits, LocalWarehouse, WarehouseSchema, display_location};
 
 /// How a load changes its table.
@@ -201,8 +201,8 @@ pub trait LoadTransaction: Send {
     /// Discards everything written.
     async fn abort(self: Box<Self>) -> Result<(), DestinationError>;
 
-    /// The counters of what this load has shipped, for destinations that
-    /// upload data and wait for remote load jobs; `None` for the others.
+    /// The counters of what this load has uploaded (and of its load jobs,
+    /// where the destination runs them); `None` if it does not count.
     fn shipping(&self) -> Option<Arc<ShipProgress>> {
         None
     }

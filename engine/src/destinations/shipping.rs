@@ -1,6 +1,7 @@
-//! How far a load into a remote destination has got: bytes uploaded and
-//! load jobs done out of those submitted, updated by the load as it goes and
-//! read by the runner for `sluice.runs` and progress NOTICEs.
+//! How far a load has got in its destination: bytes uploaded (or written)
+//! and, for destinations that run load jobs, jobs done out of those
+//! submitted; updated by the load as it goes and read by the runner for
+//! `sluice.runs` and progress NOTICEs.
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
@@ -16,6 +17,8 @@ pub enum Activity {
 /// A load's shipping counters, shared between the load and the runner.
 #[derive(Debug, Default)]
 pub struct ShipProgress {
+    /// Whether the destination runs load jobs (else only bytes count).
+    counts_jobs: bool,
     bytes_uploaded: AtomicU64,
     jobs_total: AtomicU64,
     jobs_done: AtomicU64,
@@ -27,10 +30,17 @@ pub struct ShipProgress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shipped {
     pub bytes_uploaded: u64,
-    pub jobs_done: u64,
-    /// Jobs submitted so far (final once the load waits for them).
-    pub jobs_total: u64,
+    /// `None` for destinations without load jobs.
+    pub jobs: Option<LoadJobs>,
     pub activity: Option<Activity>,
+}
+
+/// Load jobs of a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadJobs {
+    pub done: u64,
+    /// Jobs submitted so far (final once the load waits for them).
+    pub total: u64,
 }
 
 /// Marks an activity until dropped.
@@ -43,6 +53,14 @@ impl Drop for Busy<'_> {
 }
 
 impl ShipProgress {
+    /// Counters of a destination that runs load jobs.
+    pub fn with_jobs() -> Self {
+        Self {
+            counts_jobs: true,
+            ..Self::default()
+        }
+    }
+
     /// Counts `bytes` more as uploaded.
     pub fn uploaded(&self, bytes: u64) {
         self.bytes_uploaded.fetch_add(bytes, Ordering::Relaxed);
@@ -71,8 +89,10 @@ impl ShipProgress {
     pub fn snapshot(&self) -> Shipped {
         Shipped {
             bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
-            jobs_done: self.jobs_done.load(Ordering::Relaxed),
-            jobs_total: self.jobs_total.load(Ordering::Relaxed),
+            jobs: self.counts_jobs.then(|| LoadJobs {
+                done: self.jobs_done.load(Ordering::Relaxed),
+                total: self.jobs_total.load(Ordering::Relaxed),
+            }),
             activity: match self.activity.load(Ordering::Relaxed) {
                 1 => Some(Activity::Uploading),
                 2 => Some(Activity::Loading),
@@ -88,7 +108,7 @@ mod tests {
 
     #[test]
     fn counts_and_shows_the_activity_while_busy() {
-        let progress = ShipProgress::default();
+        let progress = ShipProgress::with_jobs();
         progress.uploaded(100);
         progress.job_submitted();
         {
@@ -98,10 +118,16 @@ mod tests {
             progress.uploaded(20);
             let now = progress.snapshot();
             assert_eq!(
-                (now.bytes_uploaded, now.jobs_done, now.jobs_total, now.activity),
-                (120, 1, 2, Some(Activity::Loading))
+                (now.bytes_uploaded, now.jobs, now.activity),
+                (120, Some(LoadJobs { done: 1, total: 2 }), Some(Activity::Loading))
             );
         }
         assert_eq!(progress.snapshot().activity, None, "idle once the guard is dropped");
+        let bytes_only = ShipProgress::default();
+        bytes_only.uploaded(5);
+        assert_eq!(
+            (bytes_only.snapshot().bytes_uploaded, bytes_only.snapshot().jobs),
+            (5, None)
+        );
     }
 }

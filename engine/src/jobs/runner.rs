@@ -206,8 +206,8 @@ impl JobManager {
         run.finished_at = Some(Utc::now());
         if let Some(shipped) = active.progress.shipped() {
             run.bytes_uploaded = Some(shipped.bytes_uploaded);
-            run.load_jobs_done = Some(shipped.jobs_done);
-            run.load_jobs_total = Some(shipped.jobs_total);
+            run.load_jobs_done = shipped.jobs.map(|jobs| jobs.done);
+            run.load_jobs_total = shipped.jobs.map(|jobs| jobs.total);
         }
         let outcome = self.settle(name, &mut run, result);
         drop(guard);

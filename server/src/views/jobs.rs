@@ -187,12 +187,12 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun]) -> RecordBatch {
         .collect();
     let rows = |r: &RunRecord, l: &Option<&LiveRun>| l.map_or(r.rows, |l| l.rows.max(r.rows)) as i64;
     // Shipping counters: live while running, as recorded afterwards.
-    let shipped = |counter: fn(&Shipped) -> u64, recorded: fn(&RunRecord) -> Option<u64>| -> ArrayRef {
+    let shipped = |counter: fn(&Shipped) -> Option<u64>, recorded: fn(&RunRecord) -> Option<u64>| -> ArrayRef {
         Arc::new(
             runs.iter()
                 .zip(&live)
                 .map(|(r, l)| match l {
-                    Some(l) => l.shipped.as_ref().map(counter),
+                    Some(l) => l.shipped.as_ref().and_then(counter),
                     None => recorded(r),
                 })
                 .map(|n| n.map(|n| n as i64))
@@ -229,9 +229,9 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun]) -> RecordBatch {
                     .map(|l| l.and_then(|l| l.eta).map(|eta| eta.as_secs_f64()))
                     .collect::<Float64Array>(),
             ),
-            shipped(|s| s.bytes_uploaded, |r| r.bytes_uploaded),
-            shipped(|s| s.jobs_done, |r| r.load_jobs_done),
-            shipped(|s| s.jobs_total, |r| r.load_jobs_total),
+            shipped(|s| Some(s.bytes_uploaded), |r| r.bytes_uploaded),
+            shipped(|s| s.jobs.map(|j| j.done), |r| r.load_jobs_done),
+            shipped(|s| s.jobs.map(|j| j.total), |r| r.load_jobs_total),
         ],
     )
 }

@@ -64,7 +64,7 @@ impl BigQueryLoad {
             writer: Mutex::new(None),
             submitted: Vec::new(),
             rows: 0,
-            shipping: Arc::default(),
+            shipping: Arc::new(ShipProgress::with_jobs()),
         }
     }
 
