@@ -204,6 +204,7 @@ fn job(name: &str, connection: &str) -> JobRecord {
         parallelism: None,
         max_retries: 3,
         catch_up: Default::default(),
+        layout: Default::default(),
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),

@@ -204,6 +204,11 @@ impl JobManager {
         let span = info_span!("etl_run", job = name, run_id = run.id);
         let result = self.execute(&job, &mut run, &active, progress).instrument(span).await;
         run.finished_at = Some(Utc::now());
+        if let Some(shipped) = active.progress.shipped() {
+            run.bytes_uploaded = Some(shipped.bytes_uploaded);
+            run.load_jobs_done = shipped.jobs.map(|jobs| jobs.done);
+            run.load_jobs_total = shipped.jobs.map(|jobs| jobs.total);
+        }
         let outcome = self.settle(name, &mut run, result);
         drop(guard);
         self.metrics.run_finished(&run);
@@ -313,6 +318,7 @@ impl JobManager {
 
         let destination = self.destination(job.destination.connection.as_deref())?;
         let mut transaction = destination.begin(&job.destination.table, run.id, mode).await?;
+        live.track(transaction.shipping());
         // Keys read after `begin`: a load committed in between makes this
         // run's commit fail, so they are those of the version it builds on.
         let mut deduper = match (lookback, &cursor) {

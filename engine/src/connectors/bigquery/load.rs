@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use super::api::{Api, ApiError, job_error};
 use super::destination::RunNames;
-use crate::destinations::{CommitReport, DestinationError, LoadTransaction, WriteMode};
+use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
 
 /// Parquet bytes per load job unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
 /// otherwise: large enough that a run is a few jobs (BigQuery allows 1,500
@@ -49,7 +49,8 @@ pub(super) struct BigQueryLoad {
     /// Submitted chunk jobs, waited for at commit.
     submitted: Vec<(String, Job)>,
     rows: u64,
-    uploaded_bytes: u64,
+    /// Bytes uploaded and jobs done, for the commit report and progress.
+    shipping: Arc<ShipProgress>,
 }
 
 impl BigQueryLoad {
@@ -63,7 +64,7 @@ impl BigQueryLoad {
             writer: Mutex::new(None),
             submitted: Vec::new(),
             rows: 0,
-            uploaded_bytes: 0,
+            shipping: Arc::new(ShipProgress::with_jobs()),
         }
     }
 
@@ -94,12 +95,15 @@ impl BigQueryLoad {
                 }
             }
         });
+        let uploading = self.shipping.busy(Activity::Uploading);
         let submitted = self
             .api
             .upload_load_job(&job, &job_id, &data)
             .await
             .map_err(|e| e.into_destination(Some(job_id.clone())))?;
-        self.uploaded_bytes += data.len() as u64;
+        drop(uploading);
+        self.shipping.uploaded(data.len() as u64);
+        self.shipping.job_submitted();
         info!(table = %self.table, job_id = %job_id, bytes = data.len(), "uploaded a chunk to BigQuery");
         self.submitted.push((job_id, submitted));
         Ok(())
@@ -107,6 +111,7 @@ impl BigQueryLoad {
 
     /// Waits for every chunk job; the first failure is the error.
     async fn wait_chunks(&mut self) -> Result<(), DestinationError> {
+        let _loading = self.shipping.busy(Activity::Loading);
         for (job_id, job) in std::mem::take(&mut self.submitted) {
             let done = self
                 .api
@@ -116,6 +121,7 @@ impl BigQueryLoad {
             if let Some(error) = job_error(&done) {
                 return Err(error.into_destination(Some(job_id)));
             }
+            self.shipping.job_done();
         }
         Ok(())
     }
@@ -163,6 +169,10 @@ impl LoadTransaction for BigQueryLoad {
         self.drop_staging().await;
         Ok(())
     }
+
+    fn shipping(&self) -> Option<Arc<ShipProgress>> {
+        Some(self.shipping.clone())
+    }
 }
 
 impl BigQueryLoad {
@@ -200,15 +210,18 @@ impl BigQueryLoad {
             ..Default::default()
         };
         let remote = |e: ApiError| e.into_destination(Some(job_id.clone()));
+        let _loading = self.shipping.busy(Activity::Loading);
         let submitted = self.api.insert_job(&job, &job_id).await.map_err(remote)?;
+        self.shipping.job_submitted();
         let done = self.api.wait_job(submitted, &job_id).await.map_err(remote)?;
         if let Some(error) = job_error(&done) {
             return Err(remote(error));
         }
+        self.shipping.job_done();
         info!(table = %self.table, job_id = %job_id, rows = self.rows, watermark = ?watermark, "committed a load to BigQuery");
         Ok(CommitReport {
             rows: self.rows,
-            bytes: self.uploaded_bytes,
+            bytes: self.shipping.snapshot().bytes_uploaded,
             files: chunks,
         })
     }

@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod destination;
+mod keys;
 mod load;
 mod retry;
 mod schema;
