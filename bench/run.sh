@@ -3,6 +3,9 @@
 # the same run on the same PostgreSQL.
 #
 #   bench/run.sh [ROWS ...]      default: 1000000   (e.g. bench/run.sh 1000000 10000000)
+#   BENCH_BIN=path               measure this sluice binary instead of building one
+#   BENCH_REPEAT=n               runs of each step (default 3): the median time is
+#                                reported, and the highest peak RSS and heap
 #
 # For each size it creates a table (id bigint, created_at timestamptz (indexed: the cursor),
 # customer_id int, amount numeric(12,2), status text, note text) in a temporary
@@ -20,9 +23,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 SIZES=("${@:-1000000}")
+REPEAT=${BENCH_REPEAT:-3}
 
-cargo build --release --quiet
-BIN="$CARGO_TARGET_DIR/release/sluice"
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN # a binary built elsewhere, e.g. to compare two builds
+else
+  cargo build --release --quiet
+  BIN="$CARGO_TARGET_DIR/release/sluice"
+fi
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 WORK=$(mktemp -d /tmp/sluice-bench-XXXXXX)
 chmod 755 "$WORK"
@@ -48,6 +56,7 @@ trap cleanup EXIT
 pgsql() { "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
 slsql() { PGPASSWORD=bench "$PGBIN/psql" -X -q -At -h 127.0.0.1 -p "$SLPORT" -U admin -d sluice -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 reset_peak() { echo 5 > "/proc/$SLUICE_PID/clear_refs"; }
 peak_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
 anon_kb() { awk '/RssAnon/ {print $2}' "/proc/$SLUICE_PID/status"; }
@@ -73,23 +82,43 @@ for N in "${SIZES[@]}"; do
   pgsql -c "CREATE INDEX ON t (created_at)"
   pgsql -c "VACUUM ANALYZE t"
   MB=$(pgsql -At -c "\\copy (select * from t) to stdout with (format binary)" | wc -c | awk '{printf "%.1f", $1/1048576}')
-  t0=$(now); pgsql -c "\\copy (select * from t) to /dev/null with (format binary)"; t1=$(now)
-  COPY_S=$(echo "$t1 - $t0" | bc -l)
   report() { # step rows seconds peak heap
     printf '%-13s %12d %10.3f %12.0f %10.1f %12s %12s %8.2f\n' "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)" \
       "$(echo "$MB / $3" | bc -l)" "$4" "$5" "$(echo "$3 / $COPY_S" | bc -l)"
   }
+  times=()
+  for _ in $(seq "$REPEAT"); do
+    t0=$(now); pgsql -c "\\copy (select * from t) to /dev/null with (format binary)"; t1=$(now)
+    times+=("$(echo "$t1 - $t0" | bc -l)")
+  done
+  COPY_S=$(median "${times[@]}")
   report copy-limit "$N" "$COPY_S" - -
 
-  slsql -c "DROP ETL JOB IF EXISTS snap; DROP ETL JOB IF EXISTS snap2; DROP ETL JOB IF EXISTS inc" >/dev/null 2>&1
+  slsql -c "DROP ETL JOB IF EXISTS snap; DROP ETL JOB IF EXISTS snap2" >/dev/null 2>&1
   slsql -c "CREATE ETL JOB snap FROM bench.public.t INTO warehouse.t_snap_$N SNAPSHOT" \
-        -c "CREATE ETL JOB snap2 FROM bench.public.t INTO warehouse.t_snap2_$N SNAPSHOT WITH (parallelism = 2)" \
-        -c "CREATE ETL JOB inc FROM bench.public.t INTO warehouse.t_inc_$N INCREMENTAL BY created_at ALL"
-  for job in snap snap2 inc; do
-    case $job in snap) step=snapshot ;; snap2) step=snapshot-par2 ;; inc) step=incremental ;; esac
-    reset_peak; start_heap; t0=$(now); slsql -c "RUN ETL JOB $job" >/dev/null 2>&1; t1=$(now)
-    report "$step" "$N" "$(echo "$t1 - $t0" | bc -l)" "$(peak_mb)" "$(heap_mb)"
+        -c "CREATE ETL JOB snap2 FROM bench.public.t INTO warehouse.t_snap2_$N SNAPSHOT WITH (parallelism = 2)"
+  for step in snapshot snapshot-par2 incremental no-op-incr; do
+    times=(); peak=0; heap=0
+    for r in $(seq "$REPEAT"); do
+      case $step in
+        snapshot) job=snap ;;
+        snapshot-par2) job=snap2 ;;
+        incremental) # a new job each time: its first run loads all rows
+          job=inc
+          slsql -c "DROP ETL JOB IF EXISTS inc" >/dev/null 2>&1
+          slsql -c "CREATE ETL JOB inc FROM bench.public.t INTO warehouse.t_inc_${N}_$r INCREMENTAL BY created_at ALL" ;;
+        no-op-incr) job=inc ;; # the last incremental job, which has loaded everything
+      esac
+      reset_peak; start_heap; t0=$(now); slsql -c "RUN ETL JOB $job" >/dev/null 2>&1; t1=$(now)
+      times+=("$(echo "$t1 - $t0" | bc -l)")
+      p=$(peak_mb); h=$(heap_mb)
+      (( p > peak )) && peak=$p
+      (( h > heap )) && heap=$h
+    done
+    if [ "$step" = no-op-incr ]; then
+      printf '%-13s %12d %10.3f %12s %10s %12s %12s %8s\n' no-op-incr 0 "$(median "${times[@]}")" - - "$peak" "$heap" -
+    else
+      report "$step" "$N" "$(median "${times[@]}")" "$peak" "$heap"
+    fi
   done
-  reset_peak; start_heap; t0=$(now); slsql -c "RUN ETL JOB inc" >/dev/null 2>&1; t1=$(now)
-  printf '%-13s %12d %10.3f %12s %10s %12s %12s %8s\n' no-op-incr 0 "$(echo "$t1 - $t0" | bc -l)" - - "$(peak_mb)" "$(heap_mb)" -
 done

@@ -104,6 +104,56 @@ fn batch_rows(batch: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
+/// `orders_inc`: `orders` loaded incrementally into `wh.orders`.
+async fn create_orders_inc(client: &Client, batch_rows: u32) {
+    client
+        .batch_execute(&format!(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL \
+             WITH (batch_rows = {batch_rows})"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Starts a run of `job` with slow chunk uploads and kills Sluice with
+/// kill -9 once `uploads` more chunks are on their way: mid-run, before the
+/// commit (the table is unchanged). Restarts Sluice and returns a client.
+async fn kill_mid_upload(env: &mut Env, job: &str, uploads: usize) -> Client {
+    let target = env.fake.count_requests("/upload/") + uploads;
+    kill_mid_run(env, job, (Method::POST, "/upload/"), |fake| {
+        fake.count_requests("/upload/") >= target
+    })
+    .await
+}
+
+/// Starts a run of `job` with `slow` requests (method, path piece) answered
+/// late and kills Sluice with kill -9 once `started` holds, before the
+/// commit (the table is unchanged). Restarts Sluice and returns a client.
+async fn kill_mid_run(
+    env: &mut Env,
+    job: &str,
+    slow: (Method, &str),
+    started: impl Fn(&FakeBigQuery) -> bool,
+) -> Client {
+    env.fake
+        .inject(slow.0, slow.1, FaultKind::LateAnswer(Duration::from_millis(300)), 100);
+    let before = table_rows(&env.fake, "orders");
+    rows(&env.client, &format!("RUN ETL JOB {job} ASYNC")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !started(&env.fake) {
+        assert!(std::time::Instant::now() < deadline, "the run did not start loading");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.sluice.kill9();
+    assert_eq!(table_rows(&env.fake, "orders"), before, "nothing committed");
+    env.fake.state().faults.clear();
+    env.sluice.restart();
+    let client = env.sluice.client().await;
+    let killed = rows(&client, "SELECT status FROM sluice.runs ORDER BY run_id DESC LIMIT 1").await;
+    assert_eq!(killed[0][0].as_deref(), Some("failed"), "{killed:?}");
+    client
+}
+
 fn staging_tables(fake: &FakeBigQuery) -> Vec<String> {
     fake.table_names("raw_data")
         .into_iter()
@@ -395,12 +445,7 @@ async fn an_incompatible_table_is_refused_and_nothing_is_left_behind() {
 #[tokio::test]
 async fn transient_failures_are_retried_and_lost_answers_never_load_twice() {
     let env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "4000")]).await;
-    env.client
-        .batch_execute(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL WITH (batch_rows = 100)",
-        )
-        .await
-        .unwrap();
+    create_orders_inc(&env.client, 100).await;
     env.fake
         .inject(Method::POST, "/upload/", FaultKind::Status(429, "rateLimitExceeded"), 2);
     env.fake
@@ -490,64 +535,19 @@ async fn a_crash_between_bigquery_commit_and_catalog_update_is_reconciled() {
     assert_eq!(table_rows(&env.fake, "orders").len(), 500);
 }
 
-/// Runs job `orders_inc` (into `connection`, in batches of 50 rows) with
-/// `slow` requests (method, path piece) answered late, kills Sluice with
-/// -9 once `started` holds, and restarts it: the run failed, nothing was
-/// committed, the reconcile at start-up removed what the crash left (the
-/// staging table and staged chunks), and a re-run loads every row once.
-async fn kill_9_mid_run_then_rerun(
-    mut env: Env,
-    connection: &str,
-    slow: (Method, &str),
-    started: impl Fn(&FakeBigQuery) -> bool,
-) {
-    let leftovers = |fake: &FakeBigQuery| [staging_tables(fake), fake.objects("stage")].concat();
-    env.client
-        .batch_execute(&format!(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO {connection}.orders INCREMENTAL BY updated_at ALL \
-             WITH (batch_rows = 50)"
-        ))
-        .await
-        .unwrap();
-    env.fake
-        .inject(slow.0, slow.1, FaultKind::LateAnswer(Duration::from_millis(300)), 100);
-    rows(&env.client, "RUN ETL JOB orders_inc ASYNC").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !started(&env.fake) {
-        assert!(std::time::Instant::now() < deadline, "the run did not start loading");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    env.sluice.kill9();
-    assert_eq!(
-        env.fake.table("raw_data", "orders").unwrap().num_rows(),
-        0,
-        "nothing committed"
-    );
-    assert!(!leftovers(&env.fake).is_empty(), "the crash left a staging table");
-    env.fake.state().faults.clear();
-    env.sluice.restart();
-    let client = env.sluice.client().await;
-    let run = rows(&client, "SELECT status FROM sluice.runs").await;
-    assert_eq!(run[0][0].as_deref(), Some("failed"), "{run:?}");
+#[tokio::test]
+async fn kill_9_mid_run_then_rerun_loads_every_row_once() {
+    let mut env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "3000")]).await;
+    create_orders_inc(&env.client, 50).await;
+    // The kill lands after some chunks were loaded into the run's staging table.
+    let client = kill_mid_upload(&mut env, "orders_inc", 3).await;
     assert!(
-        leftovers(&env.fake).is_empty(),
-        "reconcile removed {:?}",
-        leftovers(&env.fake)
+        staging_tables(&env.fake).is_empty(),
+        "reconcile removed the staging table"
     );
     let again = rows(&client, "RUN ETL JOB orders_inc").await;
     assert_eq!(again[0][2].as_deref(), Some("500"), "{again:?}");
     assert_eq!(table_rows(&env.fake, "orders").len(), 500);
-    assert!(leftovers(&env.fake).is_empty());
-}
-
-#[tokio::test]
-async fn kill_9_mid_run_then_rerun_loads_every_row_once() {
-    let env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "3000")]).await;
-    // The kill lands after some chunks were loaded into the run's staging table.
-    kill_9_mid_run_then_rerun(env, "wh", (Method::POST, "/upload/"), |fake| {
-        fake.count_requests("/upload/") >= 3
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -607,6 +607,229 @@ async fn describe_and_select_through_the_connection() {
     );
     let tables = rows(&env.client, "SHOW TABLES FROM wh.raw_data").await;
     assert_eq!(tables.len(), 1, "staging tables are not listed: {tables:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_notices_show_bytes_uploaded_and_load_jobs_done() {
+    let env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "3000")]).await;
+    create_orders_inc(&env.client, 50).await;
+    env.fake.state().job_delay = Some(Duration::from_millis(1500));
+    let query =
+        "SELECT phase, bytes_uploaded, load_jobs_done, load_jobs_total FROM sluice.runs WHERE status = 'running'";
+    // The run in psql (which prints the NOTICEs); sluice.runs watched from
+    // this session meanwhile.
+    let (output, seen) = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let run = scope.spawn(|| env.sluice.psql("RUN ETL JOB orders_inc;"));
+            let mut seen = Vec::new();
+            while !run.is_finished() {
+                let now = tokio::runtime::Handle::current().block_on(rows(&env.client, query));
+                seen.extend(now);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (run.join().unwrap(), seen)
+        })
+    });
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let number = |v: &Option<String>| v.as_deref().map(|n| n.parse::<u64>().unwrap());
+    let counters: Vec<(u64, u64, u64)> = seen
+        .iter()
+        .filter(|r| r[1].is_some())
+        .map(|r| (number(&r[1]).unwrap(), number(&r[2]).unwrap(), number(&r[3]).unwrap()))
+        .collect();
+    assert!(
+        counters
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2),
+        "counters only grow: {counters:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|r| r[0].as_deref() == Some("loading") && number(&r[2]) < number(&r[3])),
+        "the wait for load jobs is visible: {seen:?}"
+    );
+    // At the end: every chunk's load job and the commit's copy job done,
+    // every byte of the chunks counted.
+    let uploads = env.fake.count_requests("/upload/") as u64;
+    assert!(uploads > 1, "{uploads} chunks");
+    let end = rows(
+        &env.client,
+        "SELECT bytes, bytes_uploaded, load_jobs_done, load_jobs_total, phase FROM sluice.runs",
+    )
+    .await;
+    assert_eq!(end[0][0], end[0][1], "bytes uploaded are the run's bytes: {end:?}");
+    assert_eq!(number(&end[0][2]), Some(uploads + 1), "{end:?}");
+    assert_eq!(number(&end[0][3]), Some(uploads + 1), "{end:?}");
+    assert_eq!(end[0][4], None, "no phase once finished");
+    let notices = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        notices
+            .lines()
+            .any(|l| l.contains(", loading, ") && l.contains("bytes uploaded, load jobs ")),
+        "{notices}"
+    );
+
+    // The local warehouse counts the bytes it writes; it has no load jobs.
+    env.client
+        .batch_execute("CREATE ETL JOB local FROM shop.public.orders INTO warehouse.orders SNAPSHOT")
+        .await
+        .unwrap();
+    rows(&env.client, "RUN ETL JOB local").await;
+    let local = rows(
+        &env.client,
+        "SELECT bytes, bytes_uploaded, load_jobs_done, load_jobs_total FROM sluice.runs WHERE job = 'local'",
+    )
+    .await;
+    assert!(number(&local[0][0]) > Some(0), "{local:?}");
+    assert_eq!(local[0][0], local[0][1], "{local:?}");
+    assert_eq!(local[0][2..], [None, None]);
+}
+
+#[tokio::test]
+async fn show_create_keeps_the_table_layout_and_recreates_the_same_job() {
+    let env = setup(&[]).await;
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL \
+             WITH (partition_expiration_days = 90, require_partition_filter = true, cluster_by = 'status, id')",
+        )
+        .await
+        .unwrap();
+    let shown = rows(&env.client, "SHOW CREATE ETL JOB orders_inc").await[0][1]
+        .clone()
+        .unwrap();
+    assert!(
+        shown.ends_with(
+            ", partition_expiration_days = 90, require_partition_filter = true, cluster_by = 'status, id');"
+        ),
+        "{shown}"
+    );
+    // Run as SQL, the statement makes the same job and the same table.
+    let first = env.fake.table("raw_data", "orders").unwrap().resource;
+    env.client.batch_execute("DROP ETL JOB orders_inc").await.unwrap();
+    assert!(env.fake.table("raw_data", "orders").is_none());
+    env.client.batch_execute(&shown).await.unwrap();
+    let again = rows(&env.client, "SHOW CREATE ETL JOB orders_inc").await[0][1]
+        .clone()
+        .unwrap();
+    assert_eq!(again, shown);
+    let second = env.fake.table("raw_data", "orders").unwrap().resource;
+    for layout in ["timePartitioning", "requirePartitionFilter", "clustering", "schema"] {
+        assert_eq!(first[layout], second[layout], "{layout}");
+    }
+    assert_eq!(second["clustering"], json!({"fields": ["status", "id"]}));
+
+    // Jobs without layout settings show none.
+    env.client
+        .batch_execute("CREATE ETL JOB plain FROM shop.public.orders INTO wh.plain SNAPSHOT")
+        .await
+        .unwrap();
+    let plain = rows(&env.client, "SHOW CREATE ETL JOB plain").await[0][1]
+        .clone()
+        .unwrap();
+    assert!(!plain.contains("partition") && !plain.contains("cluster_by"), "{plain}");
+}
+
+/// `count(*)|count(DISTINCT id)|sum(id)` of the source's orders.
+fn source_fingerprint(pg: &PgServer) -> String {
+    pg.psql_admin_db("shop", "SELECT count(*), count(DISTINCT id), sum(id) FROM orders")
+        .trim()
+        .to_owned()
+}
+
+/// The same of a fake table's rows (id first).
+fn fake_fingerprint(fake: &FakeBigQuery, table: &str) -> String {
+    let ids: Vec<i64> = table_rows(fake, table)
+        .iter()
+        .map(|r| r.split('|').next().unwrap().parse().unwrap())
+        .collect();
+    let distinct: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    format!("{}|{}|{}", ids.len(), distinct.len(), ids.iter().sum::<i64>())
+}
+
+/// Late rows: ids from `first`, with a cursor half an hour before the
+/// newest row, inside a one-hour lookback; and 20 new rows after it.
+fn insert_late_and_new_rows(pg: &PgServer, first: i64) {
+    pg.psql_admin_db(
+        "shop",
+        &format!(
+            "INSERT INTO orders SELECT {first} + g, g, 'late', (SELECT max(updated_at) FROM orders) - interval '30 minutes' \
+             FROM generate_series(0, 49) g;
+             INSERT INTO orders SELECT {first} + 1000 + g, g, 'new', (SELECT max(updated_at) FROM orders) + g * interval '1 second' \
+             FROM generate_series(1, 20) g;"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn lookback_loads_late_rows_once_reading_loaded_keys_back_from_bigquery() {
+    let mut env = setup(&[("SLUICE_BIGQUERY_CHUNK_BYTES", "3000")]).await;
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB orders_late FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL \
+             LOOKBACK 1 HOUR DEDUPE ON (id) WITH (batch_rows = 50)",
+        )
+        .await
+        .unwrap();
+    let summary = rows(&env.client, "RUN ETL JOB orders_late").await;
+    assert_eq!(summary[0][2].as_deref(), Some("500"), "{summary:?}");
+    assert!(env.fake.state().queries.is_empty(), "an empty table is not queried");
+    // Checking that a job can read keys back runs no query either.
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB adopting FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL \
+             LOOKBACK 1 HOUR DEDUPE ON (id); DROP ETL JOB adopting KEEP DATA;",
+        )
+        .await
+        .unwrap();
+    assert!(env.fake.state().queries.is_empty());
+
+    insert_late_and_new_rows(&env.pg, 10_000);
+    // A refused key query fails the run with BigQuery's reason, loading nothing.
+    env.fake
+        .inject(Method::POST, "/queries", FaultKind::Status(403, "accessDenied"), 1);
+    let err = expect_err(&env.client, "RUN ETL JOB orders_late", "42501").await;
+    assert!(err.contains("accessDenied: injected 403"), "{err}");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500);
+    let summary = rows(&env.client, "RUN ETL JOB orders_late").await;
+    assert_eq!(
+        summary[0][2].as_deref(),
+        Some("70"),
+        "late and new rows only: {summary:?}"
+    );
+    let again = rows(&env.client, "RUN ETL JOB orders_late").await;
+    assert_eq!(again[0][2].as_deref(), Some("0"), "{again:?}");
+    assert_eq!(fake_fingerprint(&env.fake, "orders"), source_fingerprint(&env.pg));
+    // The keys were read with a parameterised query from the lookback
+    // window's start (the watermark 08:20 minus one hour).
+    let query = env.fake.state().queries.last().cloned().unwrap();
+    assert_eq!(
+        query["query"],
+        json!("SELECT `id` FROM `raw_data`.`orders` WHERE `updated_at` > @after")
+    );
+    assert_eq!(query["parameterMode"], json!("NAMED"));
+    assert_eq!(query["queryParameters"][0]["name"], json!("after"));
+    assert_eq!(query["queryParameters"][0]["parameterType"]["type"], json!("TIMESTAMP"));
+
+    // A kill -9 mid-run, then a re-run: the late rows still arrive once.
+    insert_late_and_new_rows(&env.pg, 20_000);
+    let client = kill_mid_upload(&mut env, "orders_late", 1).await;
+    let summary = rows(&client, "RUN ETL JOB orders_late").await;
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    let again = rows(&client, "RUN ETL JOB orders_late").await;
+    assert_eq!(again[0][2].as_deref(), Some("0"), "{again:?}");
+    assert_eq!(fake_fingerprint(&env.fake, "orders"), source_fingerprint(&env.pg));
+    let late = table_rows(&env.fake, "orders")
+        .iter()
+        .filter(|r| r.contains("|late|"))
+        .count();
+    assert_eq!(late, 100, "late rows of both rounds, once each");
+    // The window's 130 keys came in two pages.
+    assert!(
+        env.fake
+            .count_requests("GET /bigquery/v2/projects/test-project/queries/")
+            > 0
+    );
 }
 
 /// The statement that creates connection `name` like `wh` (which must be
@@ -764,7 +987,7 @@ async fn a_bucket_that_cannot_be_written_is_refused_and_a_failed_run_cleans_up()
 
 #[tokio::test]
 async fn kill_9_while_staging_then_rerun_loads_every_row_once() {
-    let env = setup(&[
+    let mut env = setup(&[
         ("SLUICE_BIGQUERY_CHUNK_BYTES", "3000"),
         ("SLUICE_BIGQUERY_URIS_PER_JOB", "2"),
     ])
@@ -774,9 +997,25 @@ async fn kill_9_while_staging_then_rerun_loads_every_row_once() {
         .batch_execute(&staged_connection(&env, "staged", "gs://stage/p"))
         .await
         .unwrap();
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO staged.orders INCREMENTAL BY updated_at ALL \
+             WITH (batch_rows = 50)",
+        )
+        .await
+        .unwrap();
     // The kill lands after a load job, with more chunks staged.
-    kill_9_mid_run_then_rerun(env, "staged", (Method::PUT, "/storage/"), |fake| {
+    let client = kill_mid_run(&mut env, "orders_inc", (Method::PUT, "/storage/"), |fake| {
         !load_jobs(fake).is_empty() && fake.objects("stage").len() >= 3
     })
     .await;
+    assert!(
+        env.fake.objects("stage").is_empty() && staging_tables(&env.fake).is_empty(),
+        "reconcile removed the staged chunks and the staging table: {:?}",
+        env.fake.objects("stage")
+    );
+    let again = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(again[0][2].as_deref(), Some("500"), "{again:?}");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 500);
+    assert!(env.fake.objects("stage").is_empty());
 }

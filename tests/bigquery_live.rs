@@ -35,7 +35,8 @@ async fn loads_into_real_bigquery() {
         .batch_execute(&format!(
             "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}');
              CREATE CONNECTION wh TYPE bigquery OPTIONS (project '{project}', dataset '{dataset}', location '{location}', credentials_file '{key_file}');
-             CREATE ETL JOB inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY at ALL;
+             CREATE ETL JOB inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY at ALL
+                 LOOKBACK 1 HOUR DEDUPE ON (id) WITH (require_partition_filter = true);
              CREATE ETL JOB snap FROM shop.public.orders INTO wh.orders_snap SNAPSHOT;",
             pg.port
         ))
@@ -44,6 +45,19 @@ async fn loads_into_real_bigquery() {
     let first = rows(&client, "RUN ETL JOB inc").await;
     let snap = rows(&client, "RUN ETL JOB snap").await;
     let again = rows(&client, "RUN ETL JOB inc").await;
+    // Late rows inside the lookback window: the keys are read back with a
+    // parameterised query that satisfies the partition filter.
+    pg.psql_admin_db(
+        "shop",
+        "INSERT INTO orders SELECT 1000 + g, g, ARRAY['late'], (SELECT max(at) FROM orders) - interval '30 minutes'
+         FROM generate_series(1, 10) g;",
+    );
+    let late = rows(&client, "RUN ETL JOB inc").await;
+    let shipped = rows(
+        &client,
+        "SELECT load_jobs_done, load_jobs_total FROM sluice.runs WHERE job = 'inc' ORDER BY run_id LIMIT 1",
+    )
+    .await;
     // Clean up before asserting, so a failure leaves nothing behind.
     client
         .batch_execute("DROP ETL JOB inc; DROP ETL JOB snap;")
@@ -54,6 +68,13 @@ async fn loads_into_real_bigquery() {
     assert_eq!(first[0][2].as_deref(), Some("100"));
     assert_eq!(snap[0][2].as_deref(), Some("100"), "{snap:?}");
     assert_eq!(again[0][2].as_deref(), Some("0"));
+    assert_eq!(late[0][2].as_deref(), Some("10"), "{late:?}");
+    assert_eq!(shipped[0][0], shipped[0][1], "{shipped:?}");
+    assert_eq!(
+        shipped[0][1].as_deref(),
+        Some("2"),
+        "one chunk and the copy job: {shipped:?}"
+    );
     dropped.unwrap();
 }
 

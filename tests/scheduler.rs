@@ -31,6 +31,18 @@ async fn setup(args: &[&str]) -> (PgServer, Sluice, Client) {
     (pg, sluice, client)
 }
 
+/// A view `slow_events` over `events` that takes `seconds` to read.
+fn create_slow_view(pg: &PgServer, seconds: u32) {
+    pg.psql_admin_db(
+        "shop",
+        &format!(
+            "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, \
+             (SELECT pg_sleep({seconds})) s;
+             GRANT SELECT ON public.slow_events TO etl;"
+        ),
+    );
+}
+
 /// Polls `sql` (one value) until `done` accepts it; panics after `timeout`.
 async fn wait_for(client: &Client, sql: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + timeout;
@@ -143,11 +155,7 @@ async fn scheduled_incremental_runs_pick_up_new_rows_exactly_once() {
 async fn a_tick_while_the_job_is_running_is_skipped_not_overlapped() {
     let (pg, _sluice, client) = setup(&[]).await;
     // Reading this view takes 3 s, longer than the 1 s schedule.
-    pg.psql_admin_db(
-        "shop",
-        "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, (SELECT pg_sleep(3)) s;
-         GRANT SELECT ON public.slow_events TO etl;",
-    );
+    create_slow_view(&pg, 3);
     client
         .batch_execute("CREATE ETL JOB slow FROM shop.public.slow_events SNAPSHOT SCHEDULE CRON '* * * * * *'")
         .await
@@ -184,6 +192,59 @@ async fn a_tick_while_the_job_is_running_is_skipped_not_overlapped() {
         );
         assert_eq!(row[1].as_deref(), Some("t"));
     }
+}
+
+#[tokio::test]
+async fn due_runs_queue_for_a_free_slot_and_a_queued_run_can_be_cancelled() {
+    let (pg, _sluice, client) = setup(&["--max-concurrent-runs", "1"]).await;
+    create_slow_view(&pg, 3);
+    client
+        .batch_execute(
+            "CREATE ETL JOB slow FROM shop.public.slow_events SNAPSHOT SCHEDULE CRON '* * * * * *';
+             CREATE ETL JOB fast FROM shop.public.events SNAPSHOT SCHEDULE CRON '* * * * * *';",
+        )
+        .await
+        .unwrap();
+    // While one job holds the only slot the other waits, visibly queued;
+    // cancel queued runs until one is cancelled before it could start.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let cancelled = loop {
+        assert!(Instant::now() < deadline, "no run was seen queued");
+        let queued = one(
+            &client,
+            "SELECT coalesce(max(run_id)::text, '') FROM sluice.runs WHERE status = 'queued'",
+        )
+        .await;
+        if !queued.is_empty() {
+            match client.batch_execute(&format!("CANCEL ETL RUN {queued}")).await {
+                Ok(()) => break queued,
+                // It started (or ended) between the query and the cancel.
+                Err(e) => assert_eq!(e.code().unwrap().code(), "55000", "{e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let run = rows(
+        &client,
+        &format!("SELECT status, error, rows FROM sluice.runs WHERE run_id = {cancelled}"),
+    )
+    .await;
+    assert_eq!(run[0][0].as_deref(), Some("cancelled"), "{run:?}");
+    assert!(run[0][1].as_deref().unwrap().contains("before it started"), "{run:?}");
+    assert_eq!(run[0][2].as_deref(), Some("0"));
+    // The pool holds: never two runs at once, and both jobs still get runs.
+    for _ in 0..10 {
+        let running = one(&client, "SELECT count(*) FROM sluice.runs WHERE status = 'running'").await;
+        assert!(running == "0" || running == "1", "{running}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    wait_for(
+        &client,
+        "SELECT count(DISTINCT job) FROM sluice.runs WHERE status = 'succeeded'",
+        Duration::from_secs(30),
+        |v| v == "2",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -251,11 +312,7 @@ async fn transient_failures_are_retried_with_backoff_and_flag_the_job() {
 #[tokio::test]
 async fn an_interrupted_scheduled_run_is_re_run_once_after_a_crash() {
     let (pg, mut sluice, client) = setup(&[]).await;
-    pg.psql_admin_db(
-        "shop",
-        "CREATE VIEW public.slow_events AS SELECT e.id, e.created_at FROM public.events e, (SELECT pg_sleep(4)) s;
-         GRANT SELECT ON public.slow_events TO etl;",
-    );
+    create_slow_view(&pg, 4);
     client
         .batch_execute(
             "CREATE ETL JOB slow FROM shop.public.slow_events INCREMENTAL BY created_at ALL \

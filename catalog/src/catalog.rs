@@ -392,7 +392,8 @@ impl Catalog {
         batch.commit()
     }
 
-    /// Drops a job and its watermark; its run history stays.
+    /// Drops a job and its watermark; its run history stays, with runs still
+    /// queued marked cancelled.
     pub fn drop_job(&self, name: &str, if_exists: bool) -> Result<Option<JobRecord>> {
         let _guard = self.lock();
         let Some(job) = self.find_job(name)? else {
@@ -406,6 +407,14 @@ impl Catalog {
         batch.delete::<JobRecord>(name);
         batch.delete::<Watermark>(name);
         batch.delete::<ScheduleState>(name);
+        for mut run in self.runs(Some(name))? {
+            if run.status == RunStatus::Queued {
+                run.status = RunStatus::Cancelled;
+                run.finished_at = Some(Utc::now());
+                run.error = Some("the job was dropped before the run started".into());
+                batch.put(&run);
+            }
+        }
         batch.commit()?;
         Ok(Some(job))
     }
@@ -424,6 +433,43 @@ impl Catalog {
             run.finished_at = Some(run.started_at);
             run.error = Some(reason.into());
         })
+    }
+
+    /// Records a due run that waits for a free slot; it keeps its id when
+    /// it starts ([`start_queued_run`](Self::start_queued_run)).
+    pub fn queue_run(&self, job: &str, trigger: RunTrigger) -> Result<RunRecord> {
+        self.new_run(job, trigger, |run| run.status = RunStatus::Queued)
+    }
+
+    /// Starts queued run `id` now; `None` if it is no longer queued (it was
+    /// cancelled or settled meanwhile).
+    pub fn start_queued_run(&self, id: u64) -> Result<Option<RunRecord>> {
+        self.settle_queued_run(id, |run| {
+            run.status = RunStatus::Running;
+            run.started_at = Utc::now();
+        })
+    }
+
+    /// Ends queued run `id` without running it, as `status` (cancelled or
+    /// skipped) with `reason`; `None` if it is no longer queued.
+    pub fn end_queued_run(&self, id: u64, status: RunStatus, reason: &str) -> Result<Option<RunRecord>> {
+        self.settle_queued_run(id, |run| {
+            run.status = status;
+            run.finished_at = Some(Utc::now());
+            run.error = Some(reason.into());
+        })
+    }
+
+    /// Changes run `id` with `change` if it is still queued, atomically.
+    fn settle_queued_run(&self, id: u64, change: impl FnOnce(&mut RunRecord)) -> Result<Option<RunRecord>> {
+        let _guard = self.lock();
+        let mut run = self.run(id)?;
+        if run.status != RunStatus::Queued {
+            return Ok(None);
+        }
+        change(&mut run);
+        self.update_run(&run)?;
+        Ok(Some(run))
     }
 
     /// Saves a new run under the next id, shaped by `shape`.

@@ -109,6 +109,28 @@ fn default_max_retries() -> u32 {
     DEFAULT_MAX_RETRIES
 }
 
+/// Destination-specific layout of the table a job creates (BigQuery:
+/// partition expiration, partition filter, clustering), from its `WITH (...)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableLayout {
+    /// Days after which a time partition expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_expiration_days: Option<u32>,
+    /// Whether queries must filter on the partitioning column.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_partition_filter: bool,
+    /// Clustering columns, replacing the default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_by: Vec<String>,
+}
+
+impl TableLayout {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// A saved ETL job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -130,6 +152,9 @@ pub struct JobRecord {
     /// What the scheduler does with ticks missed while Sluice was down.
     #[serde(default)]
     pub catch_up: CatchUp,
+    /// The destination table's layout settings, as given at creation.
+    #[serde(default, skip_serializing_if = "TableLayout::is_default")]
+    pub layout: TableLayout,
     pub paused: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -145,13 +170,14 @@ impl JobRecord {
 impl Record for JobRecord {
     const FAMILY: &'static str = "jobs";
     /// 2: incremental loads may carry a `lookback`, jobs a `parallelism`
-    /// (both absent in version 1).
-    const VERSION: u32 = 2;
+    /// (both absent in version 1). 3: jobs may carry a table `layout`.
+    const VERSION: u32 = 3;
 
     fn migrate(version: u32, data: serde_json::Value) -> std::result::Result<serde_json::Value, String> {
         match version {
-            // Version 1 had neither lookback nor parallelism; absent reads as none.
-            1 => Ok(data),
+            // Version 1 had neither lookback nor parallelism, version 2 no
+            // layout; absent reads as none.
+            1 | 2 => Ok(data),
             v => Err(format!("no migration from job record version {v} to {}", Self::VERSION)),
         }
     }
@@ -190,6 +216,21 @@ mod tests {
                 dedupe_on: vec!["id".into()],
             }),
         };
+        assert_eq!(decode::<JobRecord>(b"j", &encode(&job)).unwrap(), job);
+    }
+
+    #[test]
+    fn version_2_jobs_load_with_the_default_layout_and_new_ones_keep_theirs() {
+        let version_2 = VERSION_1.replace(r#"{"v":1,"#, r#"{"v":2,"#);
+        let mut job: JobRecord = decode(b"j", version_2.as_bytes()).unwrap();
+        assert_eq!(job.layout, TableLayout::default());
+        job.layout = TableLayout {
+            partition_expiration_days: Some(30),
+            require_partition_filter: true,
+            cluster_by: vec!["id".into(), "at".into()],
+        };
+        assert_eq!(decode::<JobRecord>(b"j", &encode(&job)).unwrap(), job);
+        job.layout.cluster_by.clear();
         assert_eq!(decode::<JobRecord>(b"j", &encode(&job)).unwrap(), job);
     }
 }

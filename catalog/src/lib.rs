@@ -24,7 +24,7 @@ pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
 pub use job::{
     CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType,
-    Lookback, LookbackWindow,
+    Lookback, LookbackWindow, TableLayout,
 };
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};

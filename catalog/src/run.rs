@@ -79,6 +79,15 @@ pub struct RunRecord {
     /// The inclusive upper bound of the window, as cursor text.
     pub watermark_to: Option<String>,
     pub error: Option<String>,
+    /// Bytes the load uploaded, from destinations that report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_uploaded: Option<u64>,
+    /// Load jobs finished, from destinations that run load jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_jobs_done: Option<u64>,
+    /// Load jobs submitted, from destinations that run load jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_jobs_total: Option<u64>,
 }
 
 impl RunRecord {
@@ -96,6 +105,9 @@ impl RunRecord {
             watermark_from: None,
             watermark_to: None,
             error: None,
+            bytes_uploaded: None,
+            load_jobs_done: None,
+            load_jobs_total: None,
         }
     }
 }
@@ -107,7 +119,17 @@ pub fn run_key(id: u64) -> String {
 
 impl Record for RunRecord {
     const FAMILY: &'static str = "runs";
-    const VERSION: u32 = 1;
+    /// 2: runs may carry `bytes_uploaded`, `load_jobs_done` and
+    /// `load_jobs_total` (absent in version 1).
+    const VERSION: u32 = 2;
+
+    fn migrate(version: u32, data: serde_json::Value) -> std::result::Result<serde_json::Value, String> {
+        match version {
+            // Absent counters read as not reported.
+            1 => Ok(data),
+            v => Err(format!("no migration from run record version {v} to {}", Self::VERSION)),
+        }
+    }
 
     fn key(&self) -> String {
         run_key(self.id)
@@ -131,5 +153,29 @@ impl Record for Watermark {
 
     fn key(&self) -> String {
         self.job.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{decode, encode};
+
+    const VERSION_1: &str = r#"{"v":1,"data":{"id":3,"job":"j","status":"succeeded","trigger":"manual",
+        "started_at":"2024-01-01T00:00:00Z","finished_at":"2024-01-01T00:00:05Z","rows":10,"bytes":200,
+        "watermark_from":null,"watermark_to":"5","error":null}}"#;
+
+    #[test]
+    fn version_1_runs_load_without_shipping_counters_and_new_ones_keep_them() {
+        let mut run: RunRecord = decode(b"3", VERSION_1.as_bytes()).unwrap();
+        assert_eq!((run.id, run.rows, run.bytes), (3, 10, 200));
+        assert_eq!(
+            (run.bytes_uploaded, run.load_jobs_done, run.load_jobs_total),
+            (None, None, None)
+        );
+        run.bytes_uploaded = Some(200);
+        run.load_jobs_done = Some(2);
+        run.load_jobs_total = Some(3);
+        assert_eq!(decode::<RunRecord>(b"3", &encode(&run)).unwrap(), run);
     }
 }

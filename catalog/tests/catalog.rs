@@ -204,19 +204,26 @@ fn job(name: &str, connection: &str) -> JobRecord {
         parallelism: None,
         max_retries: 3,
         catch_up: Default::default(),
+        layout: Default::default(),
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),
     }
 }
 
+/// A catalog with the `shop` connection and one job on it.
+fn open_with_job(dir: &Path, name: &str) -> Catalog {
+    let catalog = open(dir);
+    create_shop(&catalog, "pw");
+    catalog.create_job(&job(name, "shop")).unwrap();
+    catalog
+}
+
 #[test]
 fn runs_get_increasing_ids_and_finish_with_their_watermark_atomically() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let catalog = open(dir.path());
-        create_shop(&catalog, "pw");
-        catalog.create_job(&job("j", "shop")).unwrap();
+        let catalog = open_with_job(dir.path(), "j");
         let first = catalog.start_run("j", RunTrigger::Manual).unwrap();
         let mut second = catalog.start_run("j", RunTrigger::Schedule).unwrap();
         assert_eq!((first.id, second.id), (1, 2));
@@ -326,9 +333,7 @@ fn concurrent_creates_of_one_name_have_one_winner() {
 #[test]
 fn prunes_the_oldest_finished_runs_and_keeps_running_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let catalog = open(dir.path());
-    create_shop(&catalog, "pw");
-    catalog.create_job(&job("j", "shop")).unwrap();
+    let catalog = open_with_job(dir.path(), "j");
     catalog.create_job(&job("other", "shop")).unwrap();
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -347,4 +352,44 @@ fn prunes_the_oldest_finished_runs_and_keeps_running_ones() {
     assert_eq!(left, [ids[3], ids[4], skipped.id, running.id]);
     assert_eq!(catalog.runs(Some("other")).unwrap()[0].id, other.id);
     assert_eq!(catalog.prune_runs("j", 3).unwrap(), 0);
+}
+
+#[test]
+fn a_queued_run_starts_once_or_ends_without_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_with_job(dir.path(), "j");
+
+    let queued = catalog.queue_run("j", RunTrigger::Schedule).unwrap();
+    assert_eq!(queued.status, RunStatus::Queued);
+    assert_eq!(catalog.run(queued.id).unwrap().status, RunStatus::Queued);
+    let started = catalog.start_queued_run(queued.id).unwrap().expect("still queued");
+    assert_eq!((started.id, started.status), (queued.id, RunStatus::Running));
+    assert!(started.started_at >= queued.started_at);
+    assert_eq!(catalog.start_queued_run(queued.id).unwrap(), None, "starts only once");
+    let reason = "no longer due";
+    assert_eq!(
+        catalog.end_queued_run(queued.id, RunStatus::Skipped, reason).unwrap(),
+        None
+    );
+
+    let second = catalog.queue_run("j", RunTrigger::Schedule).unwrap();
+    let cancelled = catalog
+        .end_queued_run(second.id, RunStatus::Cancelled, "cancelled by the user")
+        .unwrap()
+        .expect("still queued");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert!(cancelled.finished_at.is_some());
+    assert_eq!(catalog.start_queued_run(second.id).unwrap(), None);
+    assert_eq!(catalog.run(second.id).unwrap().status, RunStatus::Cancelled);
+
+    let third = catalog.queue_run("j", RunTrigger::Schedule).unwrap();
+    catalog.drop_job("j", false).unwrap();
+    let dropped = catalog.run(third.id).unwrap();
+    assert_eq!(dropped.status, RunStatus::Cancelled);
+    assert!(dropped.error.unwrap().contains("dropped"));
+    assert_eq!(
+        catalog.run(started.id).unwrap().status,
+        RunStatus::Running,
+        "only queued runs change"
+    );
 }

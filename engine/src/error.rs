@@ -115,6 +115,10 @@ pub enum EngineError {
 
     #[error("run {run_id} is not running (it is {status})")]
     RunNotRunning { run_id: u64, status: &'static str },
+
+    /// A queued run that was cancelled or settled before its turn came.
+    #[error("run {run_id} is no longer queued (it is {status})")]
+    RunNotQueued { run_id: u64, status: &'static str },
 }
 
 impl EngineError {

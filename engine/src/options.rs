@@ -90,6 +90,14 @@ impl OptionSpec {
     }
 }
 
+/// The option every connection type that jobs use accepts: how many
+/// scheduled runs may use the connection at once.
+pub const MAX_CONCURRENT_RUNS: OptionSpec = OptionSpec::optional(
+    "max_concurrent_runs",
+    OptionKind::Integer { min: 1, max: 1000 },
+    "scheduled runs that may use this connection at once (default: the server's --max-runs-per-connection)",
+);
+
 /// Options after validation, ready to be saved.
 #[derive(Debug, Default)]
 pub struct PreparedOptions {

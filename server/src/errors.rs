@@ -88,7 +88,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::Connect { failure, .. } => connect_error(failure.kind, message),
         EngineError::InvalidJob { .. } => error("22023", message, None),
         EngineError::Cancelled { .. } => error("57014", message, None),
-        EngineError::RunNotRunning { .. } => error("55000", message, None),
+        EngineError::RunNotRunning { .. } | EngineError::RunNotQueued { .. } => error("55000", message, None),
         EngineError::UnknownColumn { .. } => error("42703", message, None),
         EngineError::NotADestination { .. } => error("0A000", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),

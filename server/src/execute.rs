@@ -13,7 +13,7 @@ use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::NoticeResponse;
 use sluice_catalog::{ConnectionStatus, RunRecord, RunTrigger};
-use sluice_engine::jobs::{CreateJobOutcome, Progress};
+use sluice_engine::jobs::{CreateJobOutcome, LiveRun, Progress};
 use sluice_engine::sources::TableRef;
 use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
@@ -328,16 +328,37 @@ async fn run_with_progress(
             _ = ticker.tick() => {
                 let progress = *latest.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(p) = progress {
-                    let seconds = p.elapsed.as_secs_f64().max(0.001);
-                    let message = format!(
-                        "run {}: {} rows, {:.0} rows/s, {:.1} s",
-                        p.run_id, p.rows, p.rows as f64 / seconds, seconds
-                    );
-                    send_notice(client, "00000", message).await;
+                    let live = state.jobs.live_runs().into_iter().find(|l| l.run_id == p.run_id);
+                    send_notice(client, "00000", progress_message(p, live.as_ref())).await;
                 }
             }
         }
     }
+}
+
+/// A progress NOTICE: rows and rate, and where the destination reports
+/// them, the phase, bytes uploaded and load jobs done out of submitted.
+fn progress_message(p: Progress, live: Option<&LiveRun>) -> String {
+    let (rows, elapsed) = live.map_or((p.rows, p.elapsed), |l| (l.rows.max(p.rows), l.elapsed));
+    let seconds = elapsed.as_secs_f64().max(0.001);
+    let mut message = format!(
+        "run {}: {rows} rows, {:.0} rows/s, {seconds:.1} s",
+        p.run_id,
+        rows as f64 / seconds
+    );
+    if let Some(live) = live
+        && let Some(shipped) = live.shipped
+    {
+        message.push_str(&format!(
+            ", {}, {} bytes uploaded",
+            live.phase.as_str(),
+            shipped.bytes_uploaded
+        ));
+        if let Some(jobs) = shipped.jobs {
+            message.push_str(&format!(", load jobs {}/{}", jobs.done, jobs.total));
+        }
+    }
+    message
 }
 
 async fn send_notice(client: &mut dyn HookClient, code: &str, message: String) {

@@ -5,7 +5,9 @@
 //! Calls: the OAuth token endpoint, datasets get/insert, tables
 //! list/get/insert/patch/delete, jobs insert/get (load jobs through the
 //! multipart upload endpoint, copy jobs), and jobs.query/getQueryResults
-//! for `SELECT columns FROM dataset.table [LIMIT n]`. Jobs finish at once.
+//! for `SELECT columns FROM dataset.table [WHERE column > @p] [LIMIT n]`
+//! with named query parameters. Jobs finish at once,
+//! or show RUNNING for `job_delay` after they were inserted.
 //! Cloud Storage, for staging buckets, is in [`gcs`].
 
 #![allow(dead_code)]
@@ -16,13 +18,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
@@ -99,6 +102,12 @@ pub struct State {
     /// Results of queries by job id: the rows as `{"f": [...]}` values
     /// (TIMESTAMPs as integer microseconds), and the TIMESTAMP columns.
     pub query_results: BTreeMap<String, (Vec<Value>, Vec<usize>)>,
+    /// How long a job shows RUNNING after it was inserted (none: DONE at once).
+    pub job_delay: Option<Duration>,
+    /// The body of every jobs.query request, in order.
+    pub queries: Vec<Value>,
+    /// When each delayed job shows DONE, by job id.
+    pub done_at: BTreeMap<String, Instant>,
     /// The staging buckets' objects.
     pub gcs: gcs::Storage,
 }
@@ -357,7 +366,12 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
             }
             let sql = request.get("query").and_then(Value::as_str).unwrap_or_default();
             let int64 = request.pointer("/formatOptions/useInt64Timestamp") == Some(&json!(true));
-            match run_query(s, sql) {
+            s.queries.push(request.clone());
+            let parameters = match query_parameters(&request) {
+                Ok(parameters) => parameters,
+                Err(message) => return error(400, "invalid", message),
+            };
+            match run_query(s, sql, &parameters) {
                 Ok(result) => {
                     let id = format!("fake_query_{}", s.query_results.len() + 1);
                     s.query_results.insert(id.clone(), result);
@@ -442,7 +456,7 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
             }
         }
         ("GET", ["bigquery", "v2", "projects", p, "jobs", id]) => match s.jobs.get(*id) {
-            Some(job) => ok(job.clone()),
+            Some(job) => ok(as_seen(s, id, job)),
             None => error(404, "notFound", format!("Not found: Job {p}:{id}")),
         },
         ("POST", ["bigquery", "v2", "projects", p, "jobs"]) => {
@@ -623,8 +637,21 @@ fn insert_job(s: &mut State, project: &str, mut job: Value, media: Option<Vec<u8
     }
     job["id"] = json!(format!("{project}:{id}"));
     let job = job_done(job, outcome.err());
-    s.jobs.insert(id, job.clone());
-    ok(job)
+    if let Some(delay) = s.job_delay {
+        s.done_at.insert(id.clone(), Instant::now() + delay);
+    }
+    let seen = as_seen(s, &id, &job);
+    s.jobs.insert(id, job);
+    ok(seen)
+}
+
+/// A job as jobs.get shows it now: RUNNING until its delay has passed.
+fn as_seen(s: &State, id: &str, job: &Value) -> Value {
+    let mut job = job.clone();
+    if s.done_at.get(id).is_some_and(|at| Instant::now() < *at) {
+        job["status"] = json!({"state": "RUNNING"});
+    }
+    job
 }
 
 fn disposition(config: &Value, key: &str, allowed: &[&str], default: &str) -> Result<String, (&'static str, String)> {
@@ -845,19 +872,129 @@ fn e_notation_seconds(micros: i64) -> String {
     format!("{sign}{first}.{}E{exponent}", if rest.is_empty() { "0" } else { rest })
 }
 
-/// Runs `SELECT item, ... FROM `dataset`.`table` [LIMIT n]`, where an item
-/// is `` `column` ``, `` TO_JSON_STRING(`column`) AS `column` `` or `1 AS _`;
-/// values are formatted as the REST API does with `useInt64Timestamp`.
-fn run_query(s: &State, sql: &str) -> Result<(Vec<Value>, Vec<usize>), String> {
+/// A named query parameter: its type and value as text.
+#[derive(Debug, Clone)]
+pub struct QueryParameter {
+    pub r#type: String,
+    pub value: String,
+}
+
+const PARAMETER_TYPES: &[&str] = &[
+    "STRING",
+    "BYTES",
+    "INT64",
+    "FLOAT64",
+    "NUMERIC",
+    "BIGNUMERIC",
+    "BOOL",
+    "TIMESTAMP",
+    "DATE",
+    "TIME",
+    "DATETIME",
+];
+
+/// The named parameters of a jobs.query request, checked as BigQuery does.
+fn query_parameters(request: &Value) -> Result<BTreeMap<String, QueryParameter>, String> {
+    let Some(list) = request.get("queryParameters").and_then(Value::as_array) else {
+        return Ok(BTreeMap::new());
+    };
+    if request.get("parameterMode").and_then(Value::as_str) != Some("NAMED") {
+        return Err("parameterMode must be NAMED for named query parameters".into());
+    }
+    let mut parameters = BTreeMap::new();
+    for parameter in list {
+        let name = parameter
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("Query parameters must have names when parameterMode is NAMED")?;
+        let ty = parameter
+            .pointer("/parameterType/type")
+            .and_then(Value::as_str)
+            .ok_or(format!("Query parameter '{name}' has no parameterType.type"))?;
+        if !PARAMETER_TYPES.contains(&ty) {
+            return Err(format!("Invalid value for parameterType.type: {ty}"));
+        }
+        let value = parameter
+            .pointer("/parameterValue/value")
+            .and_then(Value::as_str)
+            .ok_or(format!("Query parameter '{name}' has no parameterValue.value"))?;
+        parameters.insert(
+            name.to_owned(),
+            QueryParameter {
+                r#type: ty.to_owned(),
+                value: value.to_owned(),
+            },
+        );
+    }
+    Ok(parameters)
+}
+
+/// `` `column` > @parameter ``: the rows of a batch it keeps.
+fn greater_than(
+    condition: &str,
+    fields: &[Value],
+    parameters: &BTreeMap<String, QueryParameter>,
+    batch: &RecordBatch,
+) -> Result<datafusion::arrow::array::BooleanArray, String> {
+    use datafusion::arrow::array::{Scalar, StringArray};
+    use datafusion::arrow::compute::kernels::cmp::gt;
+    let (column, parameter) = condition
+        .split_once(" > @")
+        .ok_or("the fake evaluates WHERE `column` > @parameter only")?;
+    let column = column.trim().trim_matches('`');
+    let parameter = parameters
+        .get(parameter.trim())
+        .ok_or(format!("Query parameter '{}' not found", parameter.trim()))?;
+    let field_type = fields
+        .iter()
+        .find(|f| f["name"] == json!(column))
+        .and_then(|f| f["type"].as_str())
+        .ok_or(format!("Unrecognized name: {column}"))?;
+    let normalized = match field_type {
+        "INTEGER" => "INT64",
+        "FLOAT" => "FLOAT64",
+        "BOOLEAN" => "BOOL",
+        other => other,
+    };
+    if normalized != parameter.r#type {
+        return Err(format!(
+            "No matching signature for operator > for argument types: {normalized}, {}",
+            parameter.r#type
+        ));
+    }
+    let values = batch
+        .column_by_name(column)
+        .ok_or(format!("Unrecognized name: {column}"))?;
+    let bound = cast(&StringArray::from(vec![parameter.value.as_str()]), values.data_type())
+        .map_err(|e| format!("Invalid {} parameter value {}: {e}", parameter.r#type, parameter.value))?;
+    if bound.is_null(0) {
+        return Err(format!(
+            "Invalid {} parameter value {}",
+            parameter.r#type, parameter.value
+        ));
+    }
+    gt(values, &Scalar::new(bound)).map_err(|e| e.to_string())
+}
+
+/// Runs `SELECT item, ... FROM `dataset`.`table` [WHERE `column` > @p]
+/// [LIMIT n]`, where an item is `` `column` ``, `` TO_JSON_STRING(`column`)
+/// AS `column` `` or `1 AS _`; values are formatted as the REST API does
+/// with `useInt64Timestamp`.
+fn run_query(
+    s: &State,
+    sql: &str,
+    parameters: &BTreeMap<String, QueryParameter>,
+) -> Result<(Vec<Value>, Vec<usize>), String> {
     let rest = sql.strip_prefix("SELECT ").ok_or("the fake runs SELECT only")?;
     let (list, rest) = rest.split_once(" FROM ").ok_or("no FROM")?;
     let (table, limit) = match rest.split_once(" LIMIT ") {
         Some((table, limit)) => (table, Some(limit.trim().parse::<usize>().map_err(|e| e.to_string())?)),
         None => (rest, None),
     };
-    if table.contains(" WHERE ") {
-        return Err("the fake does not evaluate WHERE".into());
-    }
+    let (table, condition) = match table.split_once(" WHERE ") {
+        Some((table, condition)) => (table, Some(condition)),
+        None => (table, None),
+    };
     let unquote = |t: &str| t.trim().trim_matches('`').to_owned();
     let (dataset, table) = table.split_once("`.`").ok_or("expected `dataset`.`table`")?;
     let key = (unquote(dataset), unquote(table));
@@ -872,9 +1009,21 @@ fn run_query(s: &State, sql: &str) -> Result<(Vec<Value>, Vec<usize>), String> {
             None => (unquote(item), false),
         })
         .collect();
+    let fields = stored
+        .resource
+        .pointer("/schema/fields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut rows = Vec::new();
     for batch in &stored.batches {
+        let kept = condition
+            .map(|c| greater_than(c, &fields, parameters, batch))
+            .transpose()?;
         for row in 0..batch.num_rows() {
+            if kept.as_ref().is_some_and(|k| !(k.is_valid(row) && k.value(row))) {
+                continue;
+            }
             let cells: Vec<Value> = items
                 .iter()
                 .map(|(name, json)| {
@@ -891,12 +1040,6 @@ fn run_query(s: &State, sql: &str) -> Result<(Vec<Value>, Vec<usize>), String> {
     if let Some(limit) = limit {
         rows.truncate(limit);
     }
-    let fields = stored
-        .resource
-        .pointer("/schema/fields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let timestamps = items
         .iter()
         .enumerate()

@@ -9,7 +9,10 @@
 //! [`WarehouseSchema`].
 
 mod compare;
+mod shipping;
 mod warehouse;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -20,7 +23,10 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::object_store;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::scalar::ScalarValue;
+/// Destination-specific table layout settings of a job.
+pub use sluice_catalog::TableLayout;
 
+pub use shipping::{Activity, Busy, LoadJobs, ShipProgress, Shipped};
 pub use warehouse::{FileLimits, LocalWarehouse, WarehouseSchema, display_location};
 
 /// How a load changes its table.
@@ -47,17 +53,6 @@ pub struct TableSpec {
     pub primary_key: Vec<String>,
     /// Destination-specific settings from the job's `WITH (...)`.
     pub layout: TableLayout,
-}
-
-/// Destination-specific table layout settings of a job.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableLayout {
-    /// Days after which a time partition expires.
-    pub partition_expiration_days: Option<u32>,
-    /// Whether queries must filter on the partitioning column.
-    pub require_partition_filter: bool,
-    /// Clustering columns, replacing the default.
-    pub cluster_by: Vec<String>,
 }
 
 /// What [`Destination::ensure_table`] did.
@@ -205,4 +200,10 @@ pub trait LoadTransaction: Send {
 
     /// Discards everything written.
     async fn abort(self: Box<Self>) -> Result<(), DestinationError>;
+
+    /// The counters of what this load has uploaded (and of its load jobs,
+    /// where the destination runs them); `None` if it does not count.
+    fn shipping(&self) -> Option<Arc<ShipProgress>> {
+        None
+    }
 }

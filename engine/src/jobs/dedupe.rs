@@ -12,9 +12,11 @@ use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
+use crate::destinations::DestinationError;
 use crate::error::EngineError;
 
 /// The keys loaded so far in the window, and the filter for new rows.
@@ -54,7 +56,7 @@ impl Deduper {
     /// Remembers the keys of a stream of key-column batches (the
     /// destination's, in the window).
     pub async fn remember(&mut self, mut keys: SendableRecordBatchStream) -> Result<(), EngineError> {
-        while let Some(batch) = keys.try_next().await.map_err(extract)? {
+        while let Some(batch) = keys.try_next().await.map_err(read_error)? {
             let columns = batch
                 .columns()
                 .iter()
@@ -88,6 +90,18 @@ impl Deduper {
             return Ok(batch);
         }
         filter_record_batch(&batch, &keep).map_err(extract)
+    }
+}
+
+/// A failed read of the destination's keys: the destination's own error
+/// when it is one (a remote refusal keeps its reason and SQLSTATE).
+fn read_error(error: DataFusionError) -> EngineError {
+    match error {
+        DataFusionError::External(e) => match e.downcast::<DestinationError>() {
+            Ok(e) => EngineError::Destination(*e),
+            Err(e) => extract(e),
+        },
+        other => extract(other),
     }
 }
 

@@ -261,7 +261,6 @@ impl JobManager {
                 .into())
             };
         }
-        let mut layout = TableLayout::default();
         let mut destination = request.destination;
         if destination.table.is_empty() {
             destination.table = format!("bq_{}", request.source.table);
@@ -278,14 +277,13 @@ impl JobManager {
             parallelism: None,
             max_retries: DEFAULT_MAX_RETRIES,
             catch_up: CatchUp::default(),
+            layout: TableLayout::default(),
             paused: false,
             created_at: now,
             updated_at: now,
         };
         for setting in request.settings {
-            if !setting.apply_layout(&mut layout) {
-                setting.apply(&mut job);
-            }
+            setting.apply(&mut job);
         }
         let table = TableRef {
             schema: job.source.schema.clone(),
@@ -336,7 +334,7 @@ impl JobManager {
                 LoadType::Snapshot => None,
             },
             primary_key: columns.primary_key(),
-            layout,
+            layout: job.layout.clone(),
         };
         let setup = destination.ensure_table(&spec).await?;
         if let Err(e) = self.catalog().create_job(&job) {
@@ -389,7 +387,7 @@ impl JobManager {
             JobChange::Resume => job.paused = false,
             JobChange::Schedule(schedule) => job.schedule = schedule.to_string(),
             JobChange::Set(settings) => {
-                if let Some(layout) = settings.iter().find(|s| s.apply_layout(&mut TableLayout::default())) {
+                if let Some(layout) = settings.iter().find(|s| s.is_layout()) {
                     return Err(EngineError::InvalidJob {
                         message: format!(
                             "{} sets the destination table's layout when the job creates the table; it cannot be altered",

@@ -81,6 +81,7 @@ mod tests {
             batch_rows: 8192,
             max_retries: 3,
             catch_up: Default::default(),
+            layout: Default::default(),
             parallelism: None,
             paused: false,
             created_at: Utc::now(),

@@ -1,8 +1,10 @@
 //! Live progress of running runs, for `sluice.runs`.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::destinations::{Activity, ShipProgress, Shipped};
 
 /// What a run is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +15,10 @@ pub enum RunPhase {
     Extracting,
     /// Publishing the load in the destination.
     Committing,
+    /// Sending a chunk of data to the destination (whenever it does).
+    Uploading,
+    /// Waiting for the destination's load jobs (at commit).
+    Loading,
 }
 
 impl RunPhase {
@@ -22,6 +28,8 @@ impl RunPhase {
             RunPhase::Planning => "planning",
             RunPhase::Extracting => "extracting",
             RunPhase::Committing => "committing",
+            RunPhase::Uploading => "uploading",
+            RunPhase::Loading => "loading",
         }
     }
 }
@@ -34,6 +42,8 @@ pub(super) struct LiveProgress {
     phase: Mutex<RunPhase>,
     /// Rows the run expects in all, when the source gave an estimate.
     expected_rows: Mutex<Option<u64>>,
+    /// What the load has shipped, when its destination reports it.
+    shipping: Mutex<Option<Arc<ShipProgress>>>,
 }
 
 impl LiveProgress {
@@ -43,6 +53,7 @@ impl LiveProgress {
             rows: AtomicU64::new(0),
             phase: Mutex::new(RunPhase::Planning),
             expected_rows: Mutex::new(None),
+            shipping: Mutex::new(None),
         }
     }
 
@@ -58,6 +69,17 @@ impl LiveProgress {
         *self.expected_rows.lock().unwrap_or_else(|p| p.into_inner()) = rows;
     }
 
+    /// Follows the shipping counters of the run's load.
+    pub(super) fn track(&self, shipping: Option<Arc<ShipProgress>>) {
+        *self.shipping.lock().unwrap_or_else(|p| p.into_inner()) = shipping;
+    }
+
+    /// What the load has shipped so far, if its destination reports it.
+    pub(super) fn shipped(&self) -> Option<Shipped> {
+        let shipping = self.shipping.lock().unwrap_or_else(|p| p.into_inner());
+        shipping.as_ref().map(|s| s.snapshot())
+    }
+
     /// A consistent copy for display.
     pub(super) fn snapshot(&self, run_id: u64) -> LiveRun {
         let elapsed = self.started.elapsed();
@@ -67,13 +89,21 @@ impl LiveProgress {
         let eta = expected
             .filter(|_| rows > 0)
             .map(|expected| Duration::from_secs_f64(expected.saturating_sub(rows) as f64 / rows_per_second));
+        let shipped = self.shipped();
+        // What the destination waits for is more telling than the step.
+        let phase = match shipped.and_then(|s| s.activity) {
+            Some(Activity::Uploading) => RunPhase::Uploading,
+            Some(Activity::Loading) => RunPhase::Loading,
+            None => *self.phase.lock().unwrap_or_else(|p| p.into_inner()),
+        };
         LiveRun {
             run_id,
             rows,
             elapsed,
             rows_per_second,
-            phase: *self.phase.lock().unwrap_or_else(|p| p.into_inner()),
+            phase,
             eta,
+            shipped,
         }
     }
 }
@@ -88,6 +118,8 @@ pub struct LiveRun {
     pub phase: RunPhase,
     /// Time left, when the source estimated the row count (snapshots).
     pub eta: Option<Duration>,
+    /// Bytes uploaded and load jobs done, from destinations that report them.
+    pub shipped: Option<Shipped>,
 }
 
 #[cfg(test)]
@@ -112,5 +144,22 @@ mod tests {
         // Past the estimate the ETA is zero, never negative.
         progress.set_rows(1_500);
         assert_eq!(progress.snapshot(7).eta, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn the_destinations_activity_shows_as_the_phase() {
+        let progress = LiveProgress::new();
+        progress.set_phase(RunPhase::Committing);
+        assert_eq!(progress.snapshot(1).shipped, None, "the destination reports nothing");
+        let shipping = Arc::new(ShipProgress::default());
+        progress.track(Some(shipping.clone()));
+        shipping.uploaded(10);
+        assert_eq!(progress.snapshot(1).phase, RunPhase::Committing);
+        let busy = shipping.busy(Activity::Loading);
+        let live = progress.snapshot(1);
+        assert_eq!(live.phase, RunPhase::Loading);
+        assert_eq!(live.shipped.map(|s| s.bytes_uploaded), Some(10));
+        drop(busy);
+        assert_eq!(progress.snapshot(1).phase, RunPhase::Committing);
     }
 }

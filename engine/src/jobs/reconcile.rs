@@ -1,5 +1,6 @@
 //! What a crash left behind: runs still `running` in the catalog from an
-//! earlier process, settled with what their destination committed.
+//! earlier process, settled with what their destination committed, and
+//! runs still `queued`, which never started.
 
 use chrono::Utc;
 use sluice_catalog::{LoadType, RunRecord, RunStatus, Watermark};
@@ -18,6 +19,11 @@ impl JobManager {
         let mut interrupted = Vec::new();
         for run in self.catalog().runs(None)?.into_iter().filter(|r| !r.status.is_final()) {
             let (job, run_id) = (run.job.clone(), run.id);
+            if run.status == RunStatus::Queued {
+                // Never started: the scheduler plans the tick again.
+                self.end_queued_run(run_id, RunStatus::Skipped, "Sluice stopped before the run started")?;
+                continue;
+            }
             match self.settle_run(run).await {
                 Ok(failed) => interrupted.extend(failed),
                 Err(e) => {

@@ -33,6 +33,15 @@ pub struct Progress {
 /// A finished run, as recorded in the catalog.
 pub type RunSummary = RunRecord;
 
+/// Where a run's record comes from.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// A new run, saved as running now.
+    New(RunTrigger),
+    /// A run the scheduler queued, which keeps its id.
+    Queued(u64),
+}
+
 /// Removes a job from the running set when its run ends, however it ends.
 pub(crate) struct RunningGuard<'a> {
     manager: &'a JobManager,
@@ -69,22 +78,36 @@ impl JobManager {
             .collect()
     }
 
-    /// Asks a running run to stop; it ends `cancelled` with nothing committed.
+    /// Asks a running run to stop; it ends `cancelled` with nothing
+    /// committed. A queued run is cancelled before it starts.
     pub fn cancel_run(&self, run_id: u64) -> Result<(), EngineError> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        match running.values().find(|a| a.run_id == run_id) {
-            Some(active) => {
-                active.cancel.notify_one();
-                Ok(())
-            }
-            None => {
-                let run = self.catalog().run(run_id)?;
-                Err(EngineError::RunNotRunning {
-                    run_id,
-                    status: run.status.as_str(),
-                })
-            }
+        if let Some(active) = running.values().find(|a| a.run_id == run_id) {
+            active.cancel.notify_one();
+            return Ok(());
         }
+        drop(running);
+        let run = self.catalog().run(run_id)?;
+        if run.status == RunStatus::Queued
+            && self.end_queued_run(run_id, RunStatus::Cancelled, "cancelled before it started")?
+        {
+            return Ok(());
+        }
+        Err(EngineError::RunNotRunning {
+            run_id,
+            status: self.catalog().run(run_id)?.status.as_str(),
+        })
+    }
+
+    /// Ends a queued run without running it (see
+    /// [`Catalog::end_queued_run`](sluice_catalog::Catalog::end_queued_run));
+    /// false if it was no longer queued.
+    pub(crate) fn end_queued_run(&self, run_id: u64, status: RunStatus, reason: &str) -> Result<bool, EngineError> {
+        let Some(run) = self.catalog().end_queued_run(run_id, status, reason)? else {
+            return Ok(false);
+        };
+        self.metrics.run_finished(&run);
+        Ok(true)
     }
 
     fn claim(&self, job: &str, run_id: u64) -> Result<(RunningGuard<'_>, ActiveRun), EngineError> {
@@ -118,15 +141,51 @@ impl JobManager {
         trigger: RunTrigger,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<RunSummary, EngineError> {
+        self.run_as(name, Start::New(trigger), progress).await
+    }
+
+    /// Runs queued run `run_id` of job `name` now (see
+    /// [`Catalog::queue_run`](sluice_catalog::Catalog::queue_run)). If the
+    /// job is running already the queued run ends `skipped`; one cancelled
+    /// while queued is [`EngineError::RunNotQueued`].
+    pub async fn run_queued(&self, name: &str, run_id: u64) -> Result<RunSummary, EngineError> {
+        self.run_as(name, Start::Queued(run_id), &|_| {}).await
+    }
+
+    async fn run_as(
+        &self,
+        name: &str,
+        start: Start,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<RunSummary, EngineError> {
         let job = self.catalog().job(name)?;
         if let Some(existing) = self.running_run(name) {
+            if let Start::Queued(queued) = start {
+                let reason = format!("run {existing} of this job was still running");
+                self.end_queued_run(queued, RunStatus::Skipped, &reason)?;
+            }
             return Err(EngineError::JobRunning {
                 job: name.into(),
                 run_id: existing,
             });
         }
-        self.settle_interrupted(name).await?;
-        let mut run = self.catalog().start_run(name, trigger)?;
+        if let Err(e) = self.settle_interrupted(name).await {
+            if let Start::Queued(queued) = start {
+                self.end_queued_run(queued, RunStatus::Failed, &e.to_string())?;
+            }
+            return Err(e);
+        }
+        let mut run = match start {
+            Start::New(trigger) => self.catalog().start_run(name, trigger)?,
+            Start::Queued(run_id) => {
+                self.catalog()
+                    .start_queued_run(run_id)?
+                    .ok_or_else(|| EngineError::RunNotQueued {
+                        run_id,
+                        status: self.catalog().run(run_id).map_or("gone", |r| r.status.as_str()),
+                    })?
+            }
+        };
         let (guard, active) = match self.claim(name, run.id) {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -145,6 +204,11 @@ impl JobManager {
         let span = info_span!("etl_run", job = name, run_id = run.id);
         let result = self.execute(&job, &mut run, &active, progress).instrument(span).await;
         run.finished_at = Some(Utc::now());
+        if let Some(shipped) = active.progress.shipped() {
+            run.bytes_uploaded = Some(shipped.bytes_uploaded);
+            run.load_jobs_done = shipped.jobs.map(|jobs| jobs.done);
+            run.load_jobs_total = shipped.jobs.map(|jobs| jobs.total);
+        }
         let outcome = self.settle(name, &mut run, result);
         drop(guard);
         self.metrics.run_finished(&run);
@@ -254,6 +318,7 @@ impl JobManager {
 
         let destination = self.destination(job.destination.connection.as_deref())?;
         let mut transaction = destination.begin(&job.destination.table, run.id, mode).await?;
+        live.track(transaction.shipping());
         // Keys read after `begin`: a load committed in between makes this
         // run's commit fail, so they are those of the version it builds on.
         let mut deduper = match (lookback, &cursor) {

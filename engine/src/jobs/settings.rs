@@ -3,8 +3,6 @@
 
 use sluice_catalog::{CatchUp, JobRecord};
 
-use crate::destinations::TableLayout;
-
 /// A setting's value as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettingValue {
@@ -84,32 +82,26 @@ impl JobSetting {
         }
     }
 
-    /// Sets it on a job; table layout settings are not kept with the job
-    /// (see [`apply_layout`](Self::apply_layout)).
+    /// Sets it on a job (layout settings on the job's table layout).
     pub fn apply(self, job: &mut JobRecord) {
         match self {
             JobSetting::BatchRows(rows) => job.batch_rows = rows,
             JobSetting::MaxRetries(n) => job.max_retries = n,
             JobSetting::CatchUp(policy) => job.catch_up = policy,
             JobSetting::Parallelism(n) => job.parallelism = Some(n),
-            JobSetting::PartitionExpirationDays(_)
-            | JobSetting::RequirePartitionFilter(_)
-            | JobSetting::ClusterBy(_) => {}
+            JobSetting::PartitionExpirationDays(days) => job.layout.partition_expiration_days = Some(days),
+            JobSetting::RequirePartitionFilter(required) => job.layout.require_partition_filter = required,
+            JobSetting::ClusterBy(columns) => job.layout.cluster_by = columns,
         }
     }
 
-    /// Sets a destination table layout setting; `false` for other settings.
-    pub fn apply_layout(&self, layout: &mut TableLayout) -> bool {
-        match self {
-            JobSetting::PartitionExpirationDays(days) => layout.partition_expiration_days = Some(*days),
-            JobSetting::RequirePartitionFilter(required) => layout.require_partition_filter = *required,
-            JobSetting::ClusterBy(columns) => layout.cluster_by = columns.clone(),
-            JobSetting::BatchRows(_)
-            | JobSetting::MaxRetries(_)
-            | JobSetting::CatchUp(_)
-            | JobSetting::Parallelism(_) => return false,
-        }
-        true
+    /// Whether it sets the destination table's layout (fixed once the
+    /// table is made).
+    pub fn is_layout(&self) -> bool {
+        matches!(
+            self,
+            JobSetting::PartitionExpirationDays(_) | JobSetting::RequirePartitionFilter(_) | JobSetting::ClusterBy(_)
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice_catalog::{JobRecord, RunRecord, RunTrigger, ScheduleState};
+use sluice_catalog::{JobRecord, OptionValue, RunRecord, RunStatus, RunTrigger, ScheduleState};
 use tracing::{Instrument, info, info_span, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -22,6 +22,7 @@ pub use schedule::{Schedule, ScheduleError};
 use crate::error::EngineError;
 use crate::jobs::JobManager;
 use crate::metrics::EngineMetrics;
+use crate::options::MAX_CONCURRENT_RUNS;
 use plan::{Action, Situation};
 
 /// The longest the scheduler sleeps without looking at the catalog again.
@@ -32,7 +33,8 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 pub struct SchedulerConfig {
     /// Scheduled runs in progress at once, over all jobs.
     pub max_concurrent_runs: usize,
-    /// Scheduled runs in progress at once that use the same connection.
+    /// Scheduled runs in progress at once that use the same connection,
+    /// unless its `max_concurrent_runs` option says otherwise.
     pub max_runs_per_connection: usize,
     pub backoff: Backoff,
 }
@@ -56,6 +58,8 @@ pub struct Scheduler {
     started_at: DateTime<Utc>,
     /// Scheduled runs in flight: job name -> the connections it uses.
     in_flight: Mutex<HashMap<String, Vec<String>>>,
+    /// Due runs waiting for a slot: job name -> the queued run's id.
+    queued: Mutex<HashMap<String, u64>>,
     /// Serialises reads and writes of schedule states.
     states: Mutex<()>,
 }
@@ -75,6 +79,7 @@ impl Scheduler {
             config,
             metrics,
             in_flight: Mutex::new(HashMap::new()),
+            queued: Mutex::new(HashMap::new()),
             states: Mutex::new(()),
         })
     }
@@ -155,22 +160,28 @@ impl Scheduler {
             running: self.jobs.running_run(&job.name),
         });
         match decision.action {
-            Action::Wait => {}
+            Action::Wait => {
+                self.unqueue(&job.name, "the job is no longer due (paused, or its schedule changed)")?;
+            }
             Action::Skip { reason } => {
-                let trigger = RunTrigger::Schedule;
-                let run = catalog.skip_run(&job.name, trigger, &reason)?;
-                self.metrics.run_finished(&run);
+                // A queued run of the tick becomes its skip record.
+                if !self.unqueue(&job.name, &reason)? {
+                    let run = catalog.skip_run(&job.name, RunTrigger::Schedule, &reason)?;
+                    self.metrics.run_finished(&run);
+                }
                 self.jobs.prune_runs(&job.name);
-                info!(job = %job.name, run_id = run.id, %reason, "scheduled tick skipped");
+                info!(job = %job.name, %reason, "scheduled tick skipped");
             }
             Action::Run { trigger, attempt, due } => {
-                if !self.try_reserve(job) {
-                    // No free slot: stay due; a finishing run wakes us.
+                let run_id = self.queue(&job.name, trigger)?;
+                if !self.try_reserve(job)? {
+                    // No free slot: stay due and queued; a finishing run wakes us.
                     return Ok(None);
                 }
+                self.queued.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.name);
                 self.metrics
                     .scheduler_lateness((now - due).to_std().unwrap_or_default());
-                self.spawn_run(job.clone(), trigger, attempt);
+                self.spawn_run(job.clone(), run_id, attempt);
             }
         }
         if state.as_ref() != Some(&decision.state) {
@@ -179,30 +190,62 @@ impl Scheduler {
         Ok(decision.state.due_at())
     }
 
-    /// Takes a pool slot and a slot on each of the job's connections.
-    fn try_reserve(&self, job: &JobRecord) -> bool {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if in_flight.contains_key(&job.name) || in_flight.len() >= self.config.max_concurrent_runs {
-            return false;
+    /// The job's queued run, queued now if it has none.
+    fn queue(&self, job: &str, trigger: RunTrigger) -> Result<u64, EngineError> {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&run_id) = queued.get(job) {
+            return Ok(run_id);
         }
-        let connections: Vec<String> = job.connections().map(str::to_owned).collect();
-        let busy = |c: &String| in_flight.values().filter(|used| used.contains(c)).count();
-        if connections
-            .iter()
-            .any(|c| busy(c) >= self.config.max_runs_per_connection)
-        {
-            return false;
-        }
-        in_flight.insert(job.name.clone(), connections);
-        true
+        let run = self.jobs.catalog().queue_run(job, trigger)?;
+        queued.insert(job.to_owned(), run.id);
+        Ok(run.id)
     }
 
-    fn spawn_run(self: &Arc<Self>, job: JobRecord, trigger: RunTrigger, attempt: u32) {
+    /// Ends the job's queued run, if any, as skipped for `reason`; true if
+    /// there was one still queued.
+    fn unqueue(&self, job: &str, reason: &str) -> Result<bool, EngineError> {
+        let run_id = self.queued.lock().unwrap_or_else(|p| p.into_inner()).remove(job);
+        match run_id {
+            Some(run_id) => self.jobs.end_queued_run(run_id, RunStatus::Skipped, reason),
+            None => Ok(false),
+        }
+    }
+
+    /// Takes a pool slot and a slot on each of the job's connections.
+    fn try_reserve(&self, job: &JobRecord) -> Result<bool, EngineError> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if in_flight.contains_key(&job.name) || in_flight.len() >= self.config.max_concurrent_runs {
+            return Ok(false);
+        }
+        let connections: Vec<String> = job.connections().map(str::to_owned).collect();
+        for connection in &connections {
+            let busy = in_flight.values().filter(|used| used.contains(connection)).count();
+            if busy >= self.connection_limit(connection)? {
+                return Ok(false);
+            }
+        }
+        in_flight.insert(job.name.clone(), connections);
+        Ok(true)
+    }
+
+    /// Scheduled runs that may use `connection` at once: its
+    /// `max_concurrent_runs` option, else the server's default.
+    fn connection_limit(&self, connection: &str) -> Result<usize, EngineError> {
+        let option = self.jobs.catalog().find_connection(connection)?.and_then(|record| {
+            match record.options.get(MAX_CONCURRENT_RUNS.name) {
+                Some(OptionValue::Integer(n)) => usize::try_from(*n).ok(),
+                _ => None,
+            }
+        });
+        Ok(option.unwrap_or(self.config.max_runs_per_connection))
+    }
+
+    fn spawn_run(self: &Arc<Self>, job: JobRecord, run_id: u64, attempt: u32) {
         let this = Arc::clone(self);
-        let span = info_span!("scheduled_run", job = %job.name, attempt);
+        let span = info_span!("scheduled_run", job = %job.name, run_id, attempt);
         tokio::spawn(
             async move {
-                let result = this.jobs.run_job(&job.name, trigger, &|_| {}).await;
+                let result = this.jobs.run_queued(&job.name, run_id).await;
                 if let Err(e) = this.after_run(&job, attempt, result.err()) {
                     warn!(error = %e, "could not record the outcome of a scheduled run");
                 }
@@ -219,11 +262,15 @@ impl Scheduler {
     /// Plans a retry after a transient failure.
     fn after_run(&self, job: &JobRecord, attempt: u32, error: Option<EngineError>) -> Result<(), EngineError> {
         let Some(error) = error else { return Ok(()) };
-        if let EngineError::JobRunning { run_id, .. } = &error {
-            // A manual run started between the decision and this run.
-            let reason = format!("run {run_id} of this job was still running");
-            self.jobs.catalog().skip_run(&job.name, RunTrigger::Schedule, &reason)?;
-            return Ok(());
+        match &error {
+            // A manual run started between the decision and this run: the
+            // queued run ended skipped.
+            EngineError::JobRunning { .. } => return Ok(()),
+            EngineError::RunNotQueued { run_id, .. } => {
+                info!(job = %job.name, run_id, "a queued run was cancelled before it started");
+                return Ok(());
+            }
+            _ => {}
         }
         let _states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         let catalog = self.jobs.catalog();

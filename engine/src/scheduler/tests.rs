@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice_catalog::{Catalog, JobDestination, JobSource, LoadType, MasterKey, OptionValue, RunRecord, RunStatus};
+use sluice_catalog::{
+    Catalog, JobDestination, JobSource, LoadType, MasterKey, OptionValue, RunRecord, RunStatus, RunTrigger,
+};
 
 use super::{ManualClock, Scheduler, SchedulerConfig};
 use crate::destinations::LocalWarehouse;
+use crate::error::EngineError;
 use crate::jobs::{CreateJob, JobChange, JobManager};
 use crate::metrics::EngineMetrics;
-use crate::{ConnectionManager, CreateConnection};
+use crate::{AlterConnection, ConnectionManager, CreateConnection};
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -20,6 +23,7 @@ fn at(text: &str) -> DateTime<Utc> {
 
 struct Fixture {
     jobs: Arc<JobManager>,
+    connections: Arc<ConnectionManager>,
     clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
@@ -46,7 +50,7 @@ impl Fixture {
             .await
             .unwrap();
         let warehouse = LocalWarehouse::open_dir(&dir.path().join("warehouse")).unwrap();
-        let manager = Arc::new(JobManager::new(connections, Arc::new(warehouse)));
+        let manager = Arc::new(JobManager::new(connections.clone(), Arc::new(warehouse)));
         for (name, schedule) in jobs {
             manager
                 .create_job(CreateJob {
@@ -72,6 +76,7 @@ impl Fixture {
         }
         Self {
             jobs: manager,
+            connections,
             clock: Arc::new(ManualClock::new(at("2026-03-01T10:07:00Z"))),
             _dir: dir,
         }
@@ -170,14 +175,17 @@ async fn the_pool_bounds_concurrent_runs_and_due_jobs_wait_for_a_slot() {
     scheduler.tick().unwrap();
     // One run started; the other job is still due.
     assert_eq!(scheduler.in_flight.lock().unwrap().len(), 1);
-    let waiting = ["a", "b"]
+    let waiting: Vec<&str> = ["a", "b"]
         .into_iter()
         .filter(|job| {
             let state = f.jobs.catalog().schedule_state(job).unwrap().unwrap();
             state.next_run_at == Some(at("2026-03-01T10:10:00Z"))
         })
-        .count();
-    assert_eq!(waiting, 1);
+        .collect();
+    assert_eq!(waiting.len(), 1);
+    // The waiting job's run is visible as queued, and keeps its id.
+    let queued = f.runs().into_iter().find(|r| r.job == waiting[0]).unwrap();
+    assert_eq!(queued.status, RunStatus::Queued);
     f.settle(&scheduler).await;
     scheduler.tick().unwrap();
     f.settle(&scheduler).await;
@@ -189,6 +197,72 @@ async fn the_pool_bounds_concurrent_runs_and_due_jobs_wait_for_a_slot() {
             ("a".to_owned(), "schedule", "succeeded"),
             ("b".to_owned(), "schedule", "succeeded")
         ]
+    );
+    assert_eq!(f.jobs.catalog().run(queued.id).unwrap().status, RunStatus::Succeeded);
+}
+
+/// A job due at 10:10 queued behind another run that holds the only slot.
+async fn one_queued_behind_another() -> (Fixture, Arc<Scheduler>, RunRecord) {
+    let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
+    let scheduler = f.scheduler(SchedulerConfig {
+        max_concurrent_runs: 1,
+        ..SchedulerConfig::default()
+    });
+    scheduler.tick().unwrap();
+    f.clock.set(at("2026-03-01T10:10:00Z"));
+    scheduler.in_flight.lock().unwrap().insert("other".into(), vec![]);
+    scheduler.tick().unwrap();
+    let runs = f.runs();
+    assert_eq!(statuses(&runs), [("every5".to_owned(), "schedule", "queued")]);
+    let queued = runs.into_iter().next().unwrap();
+    (f, scheduler, queued)
+}
+
+#[tokio::test]
+async fn a_queued_run_can_be_cancelled_and_its_tick_is_not_run() {
+    let (f, scheduler, queued) = one_queued_behind_another().await;
+    f.jobs.cancel_run(queued.id).unwrap();
+    assert!(matches!(
+        f.jobs.cancel_run(queued.id),
+        Err(EngineError::RunNotRunning {
+            status: "cancelled",
+            ..
+        })
+    ));
+    scheduler.in_flight.lock().unwrap().clear();
+    scheduler.tick().unwrap();
+    f.settle(&scheduler).await;
+    assert_eq!(statuses(&f.runs()), [("every5".to_owned(), "schedule", "cancelled")]);
+    let state = f.jobs.catalog().schedule_state("every5").unwrap().unwrap();
+    assert_eq!(state.next_run_at, Some(at("2026-03-01T10:15:00Z")), "the tick is done");
+}
+
+#[tokio::test]
+async fn a_queued_run_of_a_paused_job_ends_skipped() {
+    let (f, scheduler, queued) = one_queued_behind_another().await;
+    f.jobs.alter_job("every5", JobChange::Pause).unwrap();
+    scheduler.tick().unwrap();
+    let run = f.jobs.catalog().run(queued.id).unwrap();
+    assert_eq!(run.status, RunStatus::Skipped);
+    assert!(run.error.unwrap().contains("no longer due"));
+}
+
+#[tokio::test]
+async fn queued_runs_of_a_stopped_server_end_skipped_and_the_tick_runs_after_restart() {
+    let (f, scheduler, queued) = one_queued_behind_another().await;
+    drop(scheduler);
+    assert!(f.jobs.reconcile().await.unwrap().is_empty(), "nothing to re-run");
+    let run = f.jobs.catalog().run(queued.id).unwrap();
+    assert_eq!(run.status, RunStatus::Skipped);
+    assert!(run.error.unwrap().contains("stopped before the run started"));
+    let restarted = f.scheduler(SchedulerConfig::default());
+    restarted.tick().unwrap();
+    f.settle(&restarted).await;
+    let runs = f.runs();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (runs[1].trigger, runs[1].status),
+        (RunTrigger::Schedule, RunStatus::Succeeded)
     );
 }
 
@@ -208,4 +282,30 @@ async fn a_tick_while_the_job_runs_is_recorded_as_skipped() {
     assert!(runs[0].error.as_deref().unwrap().contains("still running"), "{runs:?}");
     let state = f.jobs.catalog().schedule_state("every5").unwrap().unwrap();
     assert_eq!(state.next_run_at, Some(at("2026-03-01T10:15:00Z")));
+}
+
+#[tokio::test]
+async fn a_connection_option_limits_its_concurrent_scheduled_runs() {
+    let f = Fixture::new(&[("a", "EVERY 5 MINUTES"), ("b", "EVERY 5 MINUTES")]).await;
+    let limit = |n: i64| AlterConnection {
+        name: "files".into(),
+        set: BTreeMap::from([("max_concurrent_runs".to_owned(), OptionValue::Integer(n))]),
+        reset: vec![],
+        validate: true,
+    };
+    f.connections.alter(limit(1)).await.unwrap();
+    // The server default (2 per connection) would let both jobs run.
+    let scheduler = f.scheduler(SchedulerConfig::default());
+    scheduler.tick().unwrap();
+    f.clock.set(at("2026-03-01T10:10:00Z"));
+    scheduler.tick().unwrap();
+    assert_eq!(scheduler.in_flight.lock().unwrap().len(), 1);
+    assert_eq!(scheduler.queued.lock().unwrap().len(), 1, "the other job waits");
+    f.settle(&scheduler).await;
+
+    f.connections.alter(limit(2)).await.unwrap();
+    f.clock.set(at("2026-03-01T10:15:00Z"));
+    scheduler.tick().unwrap();
+    assert_eq!(scheduler.in_flight.lock().unwrap().len(), 2);
+    f.settle(&scheduler).await;
 }

@@ -4,11 +4,12 @@
 use std::sync::{Arc, LazyLock};
 
 use chrono::Utc;
-use datafusion::arrow::array::{BooleanArray, Float64Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_catalog::{
     Catalog, CatalogError, ConnectionStatus, IncrementalStart, JobRecord, LoadType, RunRecord, RunStatus,
 };
+use sluice_engine::destinations::Shipped;
 use sluice_engine::jobs::{Health, LiveRun, consecutive_failures};
 use sluice_engine::scheduler;
 
@@ -172,6 +173,9 @@ pub static RUNS: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("phase"),
         Field::new("rows_per_second", DataType::Float64, true),
         Field::new("eta_seconds", DataType::Float64, true),
+        Field::new("bytes_uploaded", DataType::Int64, true),
+        Field::new("load_jobs_done", DataType::Int64, true),
+        Field::new("load_jobs_total", DataType::Int64, true),
     ]))
 });
 
@@ -182,6 +186,19 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun]) -> RecordBatch {
         .map(|r| live.iter().find(|l| l.run_id == r.id && r.status == RunStatus::Running))
         .collect();
     let rows = |r: &RunRecord, l: &Option<&LiveRun>| l.map_or(r.rows, |l| l.rows.max(r.rows)) as i64;
+    // Shipping counters: live while running, as recorded afterwards.
+    let shipped = |counter: fn(&Shipped) -> Option<u64>, recorded: fn(&RunRecord) -> Option<u64>| -> ArrayRef {
+        Arc::new(
+            runs.iter()
+                .zip(&live)
+                .map(|(r, l)| match l {
+                    Some(l) => l.shipped.as_ref().and_then(counter),
+                    None => recorded(r),
+                })
+                .map(|n| n.map(|n| n as i64))
+                .collect::<Int64Array>(),
+        )
+    };
     batch(
         &RUNS,
         vec![
@@ -212,6 +229,9 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun]) -> RecordBatch {
                     .map(|l| l.and_then(|l| l.eta).map(|eta| eta.as_secs_f64()))
                     .collect::<Float64Array>(),
             ),
+            shipped(|s| Some(s.bytes_uploaded), |r| r.bytes_uploaded),
+            shipped(|s| s.jobs.map(|j| j.done), |r| r.load_jobs_done),
+            shipped(|s| s.jobs.map(|j| j.total), |r| r.load_jobs_total),
         ],
     )
 }
@@ -279,6 +299,19 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     ));
     if let Some(parallelism) = job.parallelism {
         sql.push_str(&format!(", parallelism = {parallelism}"));
+    }
+    let layout = &job.layout;
+    if let Some(days) = layout.partition_expiration_days {
+        sql.push_str(&format!(", partition_expiration_days = {days}"));
+    }
+    if layout.require_partition_filter {
+        sql.push_str(", require_partition_filter = true");
+    }
+    if !layout.cluster_by.is_empty() {
+        sql.push_str(&format!(
+            ", cluster_by = '{}'",
+            layout.cluster_by.join(", ").replace('\'', "''")
+        ));
     }
     sql.push_str(");");
     sql

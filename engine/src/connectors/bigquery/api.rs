@@ -10,6 +10,7 @@ use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
 use gcp_bigquery_client::model::job::Job;
+use gcp_bigquery_client::model::query_parameter::QueryParameter;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::query_response::QueryResponse;
 use gcp_bigquery_client::model::table::Table;
@@ -325,10 +326,15 @@ impl Api {
         }
     }
 
-    /// Starts a standard-SQL query and returns its first page (which may
-    /// say the query is not complete yet). Queries are billed by BigQuery.
-    pub(super) async fn query(&self, sql: &str) -> Result<QueryResponse, ApiError> {
+    /// Starts a standard-SQL query with named `parameters` (`@name` in the
+    /// SQL) and returns its first page (which may say the query is not
+    /// complete yet). Queries are billed by BigQuery.
+    pub(super) async fn query(&self, sql: &str, parameters: Vec<QueryParameter>) -> Result<QueryResponse, ApiError> {
         let mut request = QueryRequest::new(sql);
+        if !parameters.is_empty() {
+            request.parameter_mode = Some("NAMED".into());
+            request.query_parameters = Some(parameters);
+        }
         request.use_legacy_sql = false;
         request.location = Some(self.settings.location.clone());
         request.format_options = Some(DataFormatOptions {

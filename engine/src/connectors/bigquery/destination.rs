@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::scalar::ScalarValue;
 use gcp_bigquery_client::model::clustering::Clustering;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
@@ -14,9 +16,8 @@ use tracing::{info, warn};
 
 use super::api::{Api, ApiError, job_error};
 use super::load::BigQueryLoad;
-use super::schema;
-use super::ship;
 use super::{Session, Settings};
+use super::{keys, schema, ship};
 use crate::destinations::{
     CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode,
 };
@@ -249,6 +250,17 @@ impl Destination for BigQueryDestination {
             run_id,
             watermark: None,
         }))
+    }
+
+    /// Through one parameterised query (billed by BigQuery as any query).
+    async fn loaded_keys(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        cursor: &str,
+        after: Option<&ScalarValue>,
+    ) -> Result<SendableRecordBatchStream, DestinationError> {
+        keys::loaded_keys(self.api().await?, table, key_columns, cursor, after).await
     }
 
     async fn begin(

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::api::{Api, ApiError, job_error};
 use super::destination::RunNames;
 use super::ship::Shipper;
-use crate::destinations::{CommitReport, DestinationError, LoadTransaction, WriteMode};
+use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
 
 /// Parquet bytes per load job unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
 /// otherwise: large enough that a run is a few jobs (BigQuery allows 1,500
@@ -52,7 +52,8 @@ pub(super) struct BigQueryLoad {
     submitted: Vec<(String, Job)>,
     chunks: usize,
     rows: u64,
-    uploaded_bytes: u64,
+    /// Bytes uploaded and jobs done, for the commit report and progress.
+    shipping: Arc<ShipProgress>,
 }
 
 impl BigQueryLoad {
@@ -68,7 +69,7 @@ impl BigQueryLoad {
             submitted: Vec::new(),
             chunks: 0,
             rows: 0,
-            uploaded_bytes: 0,
+            shipping: Arc::new(ShipProgress::with_jobs()),
         }
     }
 
@@ -82,12 +83,15 @@ impl BigQueryLoad {
         if let Some((writer, _)) = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             let data = writer.into_inner()?;
             let bytes = data.len();
-            self.shipper
+            let uploading = self.shipping.busy(Activity::Uploading);
+            let sent = self
+                .shipper
                 .add(data, "parquet")
                 .await
                 .map_err(|e| e.into_destination(None))?;
+            drop(uploading);
+            self.shipping.uploaded(sent);
             self.chunks += 1;
-            self.uploaded_bytes += bytes as u64;
             info!(table = %self.table, bytes, "wrote a chunk for BigQuery");
         }
         if !self.shipper.due(last) {
@@ -109,11 +113,15 @@ impl BigQueryLoad {
                 }
             }
         });
-        let submitted = self
+        let uploading = self.shipping.busy(Activity::Uploading);
+        let (submitted, sent) = self
             .shipper
             .submit(job, &job_id)
             .await
             .map_err(|e| e.into_destination(Some(job_id.clone())))?;
+        drop(uploading);
+        self.shipping.uploaded(sent);
+        self.shipping.job_submitted();
         info!(table = %self.table, job_id = %job_id, "submitted a BigQuery load job");
         self.submitted.push((job_id, submitted));
         Ok(())
@@ -121,6 +129,7 @@ impl BigQueryLoad {
 
     /// Waits for every chunk job; the first failure is the error.
     async fn wait_chunks(&mut self) -> Result<(), DestinationError> {
+        let _loading = self.shipping.busy(Activity::Loading);
         for (job_id, job) in std::mem::take(&mut self.submitted) {
             let done = self
                 .api
@@ -130,6 +139,7 @@ impl BigQueryLoad {
             if let Some(error) = job_error(&done) {
                 return Err(error.into_destination(Some(job_id)));
             }
+            self.shipping.job_done();
         }
         Ok(())
     }
@@ -179,6 +189,10 @@ impl LoadTransaction for BigQueryLoad {
         self.drop_staging().await;
         Ok(())
     }
+
+    fn shipping(&self) -> Option<Arc<ShipProgress>> {
+        Some(self.shipping.clone())
+    }
 }
 
 impl BigQueryLoad {
@@ -215,15 +229,18 @@ impl BigQueryLoad {
             ..Default::default()
         };
         let remote = |e: ApiError| e.into_destination(Some(job_id.clone()));
+        let _loading = self.shipping.busy(Activity::Loading);
         let submitted = self.api.insert_job(&job, &job_id).await.map_err(remote)?;
+        self.shipping.job_submitted();
         let done = self.api.wait_job(submitted, &job_id).await.map_err(remote)?;
         if let Some(error) = job_error(&done) {
             return Err(remote(error));
         }
+        self.shipping.job_done();
         info!(table = %self.table, job_id = %job_id, rows = self.rows, watermark = ?watermark, "committed a load to BigQuery");
         Ok(CommitReport {
             rows: self.rows,
-            bytes: self.uploaded_bytes,
+            bytes: self.shipping.snapshot().bytes_uploaded,
             files: self.chunks,
         })
     }

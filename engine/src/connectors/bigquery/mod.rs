@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod bucket;
 mod destination;
+mod keys;
 mod load;
 mod retry;
 mod schema;
@@ -27,7 +28,7 @@ use crate::connection_types::{Category, ConnectionType, TypeStatus};
 use crate::connectors::Connector;
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::{Integer, Secret, Text};
-use crate::options::{OptionSpec as O, ResolvedOptions};
+use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 
 pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
     name: "bigquery",
@@ -54,6 +55,7 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
             Integer { min: 1, max: 3600 },
             "seconds to wait for a connection and for each API answer (default: the server's --connect-timeout)",
         ),
+        MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["project", "dataset"],
     connector: Some(&BigQueryConnector),

@@ -61,10 +61,14 @@ impl Shipper {
     }
 
     /// Takes a finished chunk (file name extension `extension`), staging it
-    /// at once when there is a bucket.
-    pub(super) async fn add(&mut self, chunk: Vec<u8>, extension: &str) -> Result<(), ApiError> {
+    /// at once when there is a bucket; the bytes sent now.
+    pub(super) async fn add(&mut self, chunk: Vec<u8>, extension: &str) -> Result<u64, ApiError> {
+        let bytes = chunk.len() as u64;
         match &mut self.route {
-            Route::Upload(slot) => *slot = Some(chunk),
+            Route::Upload(slot) => {
+                *slot = Some(chunk);
+                Ok(0)
+            }
             Route::Bucket {
                 bucket,
                 folder,
@@ -76,9 +80,9 @@ impl Shipper {
                 bucket.put(&path, chunk).await?;
                 *staged += 1;
                 pending.push(bucket.uri(&path));
+                Ok(bytes)
             }
         }
-        Ok(())
     }
 
     /// Whether a load job is due; `last` at the end of the run.
@@ -90,19 +94,20 @@ impl Shipper {
     }
 
     /// Submits load job `job_id` (`job` is its resource, without files) for
-    /// the chunks taken since the last one. Safe to repeat: a job of that id
-    /// that exists already is returned.
-    pub(super) async fn submit(&mut self, mut job: Value, job_id: &str) -> Result<Job, ApiError> {
+    /// the chunks taken since the last one, and says how many bytes went with
+    /// it. Safe to repeat: a job of that id that exists already is returned.
+    pub(super) async fn submit(&mut self, mut job: Value, job_id: &str) -> Result<(Job, u64), ApiError> {
         match &mut self.route {
             Route::Upload(slot) => {
                 let chunk = slot.take().unwrap_or_default();
-                self.api.upload_load_job(&job, job_id, &chunk).await
+                let submitted = self.api.upload_load_job(&job, job_id, &chunk).await?;
+                Ok((submitted, chunk.len() as u64))
             }
             Route::Bucket { pending, .. } => {
                 job["configuration"]["load"]["sourceUris"] = json!(pending);
                 let submitted = self.api.insert_job_resource(&job, job_id).await?;
                 pending.clear();
-                Ok(submitted)
+                Ok((submitted, 0))
             }
         }
     }

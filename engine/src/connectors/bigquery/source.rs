@@ -16,6 +16,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::scalar::ScalarValue;
 use gcp_bigquery_client::model::field_type::FieldType;
+use gcp_bigquery_client::model::query_parameter::QueryParameter;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_row::TableRow;
 use serde_json::Value;
@@ -42,9 +43,9 @@ struct BigQuerySource {
     session: Session,
 }
 
-struct BigQueryDialect;
+pub(super) struct BigQueryDialect;
 
-static DIALECT: BigQueryDialect = BigQueryDialect;
+pub(super) static DIALECT: BigQueryDialect = BigQueryDialect;
 
 impl Dialect for BigQueryDialect {
     fn quote_ident(&self, ident: &str) -> String {
@@ -188,26 +189,7 @@ impl Source for BigQuerySource {
                     })?,
             );
         let query = self.scan_query(description, request);
-        let first = api.query(&query).await.map_err(query_error)?;
-        let job_id = first
-            .job_reference
-            .and_then(|r| r.job_id)
-            .ok_or_else(|| SourceError::Query {
-                code: None,
-                message: "BigQuery answered a query without a job id".into(),
-            })?;
-        let state = Page {
-            api,
-            schema: schema.clone(),
-            job_id,
-            next: Some(if first.job_complete == Some(true) {
-                Fetched::Rows(first.rows.unwrap_or_default(), first.page_token)
-            } else {
-                Fetched::Pending(None)
-            }),
-        };
-        let stream = futures::stream::try_unfold(state, next_page);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+        query_stream(api, &query, Vec::new(), schema).await.map_err(query_error)
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
@@ -235,6 +217,33 @@ impl Source for BigQuerySource {
         }
         query
     }
+}
+
+/// Runs a query with named `parameters` and streams its rows, page by page,
+/// as batches of `schema` (one field per select-list item).
+pub(super) async fn query_stream(
+    api: Arc<Api>,
+    sql: &str,
+    parameters: Vec<QueryParameter>,
+    schema: SchemaRef,
+) -> Result<SendableRecordBatchStream, ApiError> {
+    let first = api.query(sql, parameters).await?;
+    let job_id = first
+        .job_reference
+        .and_then(|r| r.job_id)
+        .ok_or_else(|| ApiError::new("badResponse", "BigQuery answered a query without a job id"))?;
+    let state = Page {
+        api,
+        schema: schema.clone(),
+        job_id,
+        next: Some(if first.job_complete == Some(true) {
+            Fetched::Rows(first.rows.unwrap_or_default(), first.page_token)
+        } else {
+            Fetched::Pending(None)
+        }),
+    };
+    let stream = futures::stream::try_unfold(state, next_page);
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
 }
 
 /// What the next step of a scan reads.
@@ -296,7 +305,7 @@ fn source_type(field: &TableFieldSchema) -> String {
 
 /// How a BigQuery column is read: scalar types as their Arrow type; arrays,
 /// records and the rest as text (arrays and records as JSON).
-fn mapping(field: &TableFieldSchema) -> TypeMapping {
+pub(super) fn mapping(field: &TableFieldSchema) -> TypeMapping {
     let text = |bigquery: BigQueryType| (DataType::Utf8, bigquery);
     let repeated = field.mode.as_deref() == Some("REPEATED");
     let (arrow, bigquery) = match (&field.r#type, repeated) {

@@ -32,7 +32,7 @@ use crate::connection_types::{Category, ConnectionType, TypeStatus};
 use crate::connectors::Connector;
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::Text;
-use crate::options::{OptionSpec as O, ResolvedOptions};
+use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 
 /// The one schema of a local directory.
 const SCHEMA: &str = "files";
@@ -42,12 +42,15 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
     display_name: "Local directory",
     category: Category::Files,
     status: TypeStatus::Available,
-    options: &[O::required(
-        "path",
-        Text,
-        "directory of CSV, NDJSON or Parquet files; a relative path is resolved against the server's working \
-         directory",
-    )],
+    options: &[
+        O::required(
+            "path",
+            Text,
+            "directory of CSV, NDJSON or Parquet files; a relative path is resolved against the server's working \
+             directory",
+        ),
+        MAX_CONCURRENT_RUNS,
+    ],
     identity_options: &["path"],
     connector: Some(&LocalConnector),
     source: Some(source::open),

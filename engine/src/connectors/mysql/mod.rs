@@ -16,7 +16,7 @@ use crate::connection_types::{Category, ConnectionType, TypeStatus};
 use crate::connectors::Connector;
 use crate::error::ConnectFailure;
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
-use crate::options::{OptionSpec as O, ResolvedOptions};
+use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use endpoint::{Endpoint, classify};
 
 const SSL_MODES: &[&str] = &["disabled", "preferred", "required", "verify_ca", "verify_identity"];
@@ -47,6 +47,7 @@ const OPTIONS: &[O] = &[
         Integer { min: 1, max: 3600 },
         "seconds to wait for a connection (default: the server's --connect-timeout)",
     ),
+    MAX_CONCURRENT_RUNS,
 ];
 
 const IDENTITY: &[&str] = &["host", "port", "database", "user"];

@@ -21,7 +21,7 @@ use crate::connection_types::{Category, ConnectionType, TypeStatus};
 use crate::connectors::{Connector, error_chain, network_failure_kind};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
-use crate::options::{OptionSpec as O, ResolvedOptions};
+use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use crate::sources::SourceError;
 use crate::tls::{self, Verify};
 
@@ -49,6 +49,7 @@ pub(crate) static POSTGRES: ConnectionType = ConnectionType {
             Integer { min: 1, max: 3600 },
             "seconds to wait for a connection (default: the server's --connect-timeout)",
         ),
+        MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["host", "port", "database", "user"],
     connector: Some(&PostgresConnector),

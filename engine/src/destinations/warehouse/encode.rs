@@ -3,6 +3,8 @@
 //! Batches reach the task through a small bounded channel (back-pressure
 //! keeps memory flat); files roll at the warehouse's file limits.
 
+use std::sync::Arc;
+
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::object_store::buffered::BufWriter;
@@ -14,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::LocalWarehouse;
 use super::manifest::DataFile;
-use crate::destinations::DestinationError;
+use crate::destinations::{DestinationError, ShipProgress};
 
 /// Buffered rows are written out as a row group once they take this much
 /// memory, so that a wide table never holds more than this per open file.
@@ -35,12 +37,15 @@ enum Work {
 pub(super) struct Encoder {
     queue: Option<mpsc::Sender<Work>>,
     task: Option<JoinHandle<Result<Vec<DataFile>, DestinationError>>>,
+    /// Bytes of the files finished so far.
+    written: Arc<ShipProgress>,
 }
 
 impl Encoder {
     /// Starts encoding files named `<prefix>-<n>.parquet` into `table`.
     pub fn start(warehouse: LocalWarehouse, table: &str, prefix: String, schema: SchemaRef) -> Self {
         let (queue, work) = mpsc::channel(QUEUED_BATCHES);
+        let written = Arc::new(ShipProgress::default());
         let files = ParquetFiles {
             warehouse,
             table: table.to_owned(),
@@ -48,11 +53,18 @@ impl Encoder {
             schema,
             open: None,
             finished: Vec::new(),
+            written: written.clone(),
         };
         Self {
             queue: Some(queue),
             task: Some(tokio::spawn(files.run(work))),
+            written,
         }
+    }
+
+    /// The count of bytes written, growing as files are finished.
+    pub fn written(&self) -> Arc<ShipProgress> {
+        self.written.clone()
     }
 
     /// Queues a batch; waits while the queue is full.
@@ -115,6 +127,8 @@ struct ParquetFiles {
     schema: SchemaRef,
     open: Option<OpenFile>,
     finished: Vec<DataFile>,
+    /// Bytes of the finished files, shared with the [`Encoder`].
+    written: Arc<ShipProgress>,
 }
 
 struct OpenFile {
@@ -194,6 +208,7 @@ impl ParquetFiles {
     async fn finish_file(&mut self) -> Result<(), DestinationError> {
         if let Some(mut file) = self.open.take() {
             file.writer.finish().await?;
+            self.written.uploaded(file.writer.bytes_written() as u64);
             self.finished.push(DataFile {
                 name: file.name,
                 rows: file.rows as u64,

@@ -1,6 +1,8 @@
 //! One load into a warehouse table: batches stream into Parquet files that
 //! roll at the file limits, then the next manifest version publishes them.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::Utc;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -9,7 +11,7 @@ use datafusion::object_store::{self, ObjectStoreExt};
 use super::encode::Encoder;
 use super::manifest::{DataFile, Manifest};
 use super::{LocalWarehouse, schema_differences};
-use crate::destinations::{CommitReport, DestinationError, LoadTransaction, WriteMode};
+use crate::destinations::{CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
 
 /// The run that wrote a data file, from its name.
 pub(super) fn run_of(name: &str) -> Option<u64> {
@@ -91,6 +93,10 @@ impl LoadTransaction for WarehouseLoad {
 
     async fn abort(mut self: Box<Self>) -> Result<(), DestinationError> {
         self.encoder.discard().await
+    }
+
+    fn shipping(&self) -> Option<Arc<ShipProgress>> {
+        Some(self.encoder.written())
     }
 }
 

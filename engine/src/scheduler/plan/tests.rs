@@ -32,6 +32,7 @@ fn job(schedule: &str) -> JobRecord {
         parallelism: None,
         max_retries: 3,
         catch_up: CatchUp::Once,
+        layout: Default::default(),
         paused: false,
         created_at: at("2026-01-01T00:00:00Z"),
         updated_at: at("2026-01-01T00:00:00Z"),
