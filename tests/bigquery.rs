@@ -106,9 +106,14 @@ fn batch_rows(batch: &RecordBatch) -> Vec<String> {
 
 /// `orders_inc`: `orders` loaded incrementally into `wh.orders`.
 async fn create_orders_inc(client: &Client, batch_rows: u32) {
+    create_orders_inc_into(client, "wh", batch_rows).await;
+}
+
+/// `orders_inc`: `orders` loaded incrementally into `<connection>.orders`.
+async fn create_orders_inc_into(client: &Client, connection: &str, batch_rows: u32) {
     client
         .batch_execute(&format!(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL \
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO {connection}.orders INCREMENTAL BY updated_at ALL \
              WITH (batch_rows = {batch_rows})"
         ))
         .await
@@ -842,6 +847,22 @@ fn staged_connection(env: &Env, name: &str, bucket: &str) -> String {
     )
 }
 
+/// [`setup`] with connection `staged` (staging in `bucket`) instead of
+/// `wh`, chunks of `chunk_bytes` and `uris_per_job` chunks per load job.
+async fn setup_staged(bucket: &str, chunk_bytes: &str, uris_per_job: &str) -> Env {
+    let env = setup(&[
+        ("SLUICE_BIGQUERY_CHUNK_BYTES", chunk_bytes),
+        ("SLUICE_BIGQUERY_URIS_PER_JOB", uris_per_job),
+    ])
+    .await;
+    env.client.batch_execute("DROP CONNECTION wh").await.unwrap();
+    env.client
+        .batch_execute(&staged_connection(&env, "staged", bucket))
+        .await
+        .unwrap();
+    env
+}
+
 /// The load jobs the fake ran, as their `configuration.load`.
 fn load_jobs(fake: &FakeBigQuery) -> Vec<serde_json::Value> {
     fake.state()
@@ -853,16 +874,7 @@ fn load_jobs(fake: &FakeBigQuery) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn loads_through_a_staging_bucket_land_exactly_and_leave_nothing_behind() {
-    let env = setup(&[
-        ("SLUICE_BIGQUERY_CHUNK_BYTES", "2000"),
-        ("SLUICE_BIGQUERY_URIS_PER_JOB", "3"),
-    ])
-    .await;
-    env.client.batch_execute("DROP CONNECTION wh").await.unwrap();
-    env.client
-        .batch_execute(&staged_connection(&env, "staged", "gs://stage/loads/tmp"))
-        .await
-        .unwrap();
+    let env = setup_staged("gs://stage/loads/tmp", "2000", "3").await;
     // The connection test wrote and deleted a probe object.
     let probes = env.fake.state().gcs.written.clone();
     assert!(
@@ -871,13 +883,7 @@ async fn loads_through_a_staging_bucket_land_exactly_and_leave_nothing_behind() 
     );
     assert!(env.fake.objects("stage").is_empty());
 
-    env.client
-        .batch_execute(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO staged.orders INCREMENTAL BY updated_at ALL \
-             WITH (batch_rows = 100)",
-        )
-        .await
-        .unwrap();
+    create_orders_inc_into(&env.client, "staged", 100).await;
     let summary = rows(&env.client, "RUN ETL JOB orders_inc").await;
     assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
     assert_eq!(summary[0][2].as_deref(), Some("500"));
@@ -987,23 +993,8 @@ async fn a_bucket_that_cannot_be_written_is_refused_and_a_failed_run_cleans_up()
 
 #[tokio::test]
 async fn kill_9_while_staging_then_rerun_loads_every_row_once() {
-    let mut env = setup(&[
-        ("SLUICE_BIGQUERY_CHUNK_BYTES", "3000"),
-        ("SLUICE_BIGQUERY_URIS_PER_JOB", "2"),
-    ])
-    .await;
-    env.client.batch_execute("DROP CONNECTION wh").await.unwrap();
-    env.client
-        .batch_execute(&staged_connection(&env, "staged", "gs://stage/p"))
-        .await
-        .unwrap();
-    env.client
-        .batch_execute(
-            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO staged.orders INCREMENTAL BY updated_at ALL \
-             WITH (batch_rows = 50)",
-        )
-        .await
-        .unwrap();
+    let mut env = setup_staged("gs://stage/p", "3000", "2").await;
+    create_orders_inc_into(&env.client, "staged", 50).await;
     // The kill lands after a load job, with more chunks staged.
     let client = kill_mid_run(&mut env, "orders_inc", (Method::PUT, "/storage/"), |fake| {
         !load_jobs(fake).is_empty() && fake.objects("stage").len() >= 3
