@@ -337,6 +337,12 @@ async fn snapshot_job_replaces_the_table_atomically() {
 #[tokio::test]
 async fn types_arrive_exactly() {
     let env = setup(&[]).await;
+    types_arrive_exactly_through(&env, "wh").await;
+}
+
+/// Loads a table of every special type through `connection` and checks
+/// the table made and the values loaded.
+async fn types_arrive_exactly_through(env: &Env, connection: &str) {
     env.pg.psql_admin_db(
         "shop",
         "CREATE TABLE kinds (id int PRIMARY KEY, n numeric(12,2), big numeric(50,20), at timestamptz, local timestamp,
@@ -347,7 +353,9 @@ async fn types_arrive_exactly() {
            (2, -0.01, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
     );
     env.client
-        .batch_execute("CREATE ETL JOB kinds FROM shop.public.kinds INTO wh.kinds SNAPSHOT")
+        .batch_execute(&format!(
+            "CREATE ETL JOB kinds FROM shop.public.kinds INTO {connection}.kinds SNAPSHOT"
+        ))
         .await
         .unwrap();
     let fields = env.fake.table("raw_data", "kinds").unwrap().resource["schema"]["fields"].clone();
@@ -380,8 +388,8 @@ async fn types_arrive_exactly() {
     );
     let summary = rows(&env.client, "RUN ETL JOB kinds").await;
     assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
-    // The fake accepted each column only with the Parquet logical type
-    // BigQuery reads as the column's type; the values are exact.
+    // The fake accepted each column only with the Parquet or Avro logical
+    // type BigQuery reads as the column's type; the values are exact.
     assert_eq!(
         table_rows(&env.fake, "kinds"),
         [
@@ -840,9 +848,14 @@ async fn lookback_loads_late_rows_once_reading_loaded_keys_back_from_bigquery() 
 /// The statement that creates connection `name` like `wh` (which must be
 /// dropped first: both load the same dataset), staging its chunks in `bucket`.
 fn staged_connection(env: &Env, name: &str, bucket: &str) -> String {
+    bigquery_connection(env, name, &format!("staging_bucket '{bucket}'"))
+}
+
+/// The statement that creates connection `name` like `wh`, with `options` more.
+fn bigquery_connection(env: &Env, name: &str, options: &str) -> String {
     format!(
         "CREATE CONNECTION {name} TYPE bigquery OPTIONS (project '{PROJECT}', dataset 'raw_data', location 'EU', \
-         credentials_file '{}', connect_timeout 2, staging_bucket '{bucket}')",
+         credentials_file '{}', connect_timeout 2, {options})",
         env._keys.path().join("sa.json").display()
     )
 }
@@ -1008,5 +1021,39 @@ async fn kill_9_while_staging_then_rerun_loads_every_row_once() {
     let again = rows(&client, "RUN ETL JOB orders_inc").await;
     assert_eq!(again[0][2].as_deref(), Some("500"), "{again:?}");
     assert_eq!(table_rows(&env.fake, "orders").len(), 500);
+    assert!(env.fake.objects("stage").is_empty());
+}
+
+#[tokio::test]
+async fn types_arrive_exactly_in_avro_chunks() {
+    let env = setup(&[]).await;
+    env.client.batch_execute("DROP CONNECTION wh").await.unwrap();
+    let err = expect_err(
+        &env.client,
+        &bigquery_connection(&env, "csv", "chunk_format 'csv'"),
+        "08001",
+    )
+    .await;
+    assert!(
+        err.contains("chunk_format 'csv' is not one of 'parquet', 'avro'"),
+        "{err}"
+    );
+    env.client
+        .batch_execute(&bigquery_connection(
+            &env,
+            "avro",
+            "chunk_format 'avro', staging_bucket 'gs://stage/avro'",
+        ))
+        .await
+        .unwrap();
+    types_arrive_exactly_through(&env, "avro").await;
+    let jobs = load_jobs(&env.fake);
+    assert!(!jobs.is_empty());
+    for load in jobs {
+        assert_eq!(load["sourceFormat"], json!("AVRO"), "{load}");
+        assert_eq!(load["useAvroLogicalTypes"], json!(true), "{load}");
+        let uris = load["sourceUris"].as_array().unwrap();
+        assert!(uris.iter().all(|u| u.as_str().unwrap().ends_with(".avro")), "{load}");
+    }
     assert!(env.fake.objects("stage").is_empty());
 }

@@ -694,29 +694,29 @@ fn run_load(s: &mut State, load: &Value, files: Vec<Vec<u8>>) -> Result<(), (&'s
         &["CREATE_NEVER", "CREATE_IF_NEEDED"],
         "CREATE_IF_NEEDED",
     )?;
-    let format = load.get("sourceFormat").and_then(Value::as_str).unwrap_or("CSV");
-    if format != "PARQUET" {
-        return Err(("invalid", format!("the fake only reads PARQUET, not {format}")));
-    }
-    if load.pointer("/parquetOptions/enableListInference") != Some(&json!(true)) {
-        return Err((
-            "invalid",
-            "parquetOptions.enableListInference is needed for REPEATED columns".into(),
-        ));
-    }
+    let avro = match load.get("sourceFormat").and_then(Value::as_str).unwrap_or("CSV") {
+        "PARQUET" if load.pointer("/parquetOptions/enableListInference") == Some(&json!(true)) => false,
+        "PARQUET" => {
+            return Err((
+                "invalid",
+                "parquetOptions.enableListInference is needed for REPEATED columns".into(),
+            ));
+        }
+        // Without it, BigQuery reads decimals as BYTES and timestamps as INTEGER.
+        "AVRO" if load.get("useAvroLogicalTypes") == Some(&json!(true)) => true,
+        "AVRO" => return Err(("invalid", "useAvroLogicalTypes is needed for logical types".into())),
+        other => return Err(("invalid", format!("the fake only reads PARQUET and AVRO, not {other}"))),
+    };
     let key = table_key(load.get("destinationTable"))?;
     let Some(table) = s.tables.get(&key) else {
         return Err(("notFound", format!("Not found: Table {}.{}", key.0, key.1)));
     };
     let mut batches: Vec<RecordBatch> = Vec::new();
     for file in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(file))
-            .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?
-            .build()
+        let decoded = if avro { read_avro(file) } else { read_parquet(file) }
             .map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| ("invalid", format!("Error while reading data, error message: {e}")))?;
-            check_columns(&table.resource, batch.schema().as_ref())?;
+        for batch in decoded {
+            check_columns(&table.resource, batch.schema().as_ref(), avro)?;
             batches.push(batch);
         }
     }
@@ -728,9 +728,24 @@ fn run_load(s: &mut State, load: &Value, files: Vec<Vec<u8>>) -> Result<(), (&'s
     Ok(())
 }
 
-/// Whether Parquet columns (read as Arrow) load into the table's columns
-/// as BigQuery reads them: the logical types decide.
-fn check_columns(table: &Value, schema: &Schema) -> Result<(), (&'static str, String)> {
+fn read_parquet(file: Vec<u8>) -> Result<Vec<RecordBatch>, datafusion::arrow::error::ArrowError> {
+    ParquetRecordBatchReaderBuilder::try_new(Bytes::from(file))?
+        .build()?
+        .collect()
+}
+
+/// An Avro Object Container File, timestamps with the `UTC` zone as
+/// Parquet's read back.
+fn read_avro(file: Vec<u8>) -> Result<Vec<RecordBatch>, datafusion::arrow::error::ArrowError> {
+    arrow_avro::reader::ReaderBuilder::new()
+        .with_tz(arrow_avro::codec::Tz::Utc)
+        .build(std::io::Cursor::new(file))?
+        .collect()
+}
+
+/// Whether Parquet or Avro columns (read as Arrow) load into the table's
+/// columns as BigQuery reads them: the logical types decide.
+fn check_columns(table: &Value, schema: &Schema, avro: bool) -> Result<(), (&'static str, String)> {
     let fields = table
         .pointer("/schema/fields")
         .and_then(Value::as_array)
@@ -752,7 +767,7 @@ fn check_columns(table: &Value, schema: &Schema) -> Result<(), (&'static str, St
         let ty = field.get("type").and_then(Value::as_str).unwrap_or_default();
         let mode = field.get("mode").and_then(Value::as_str).unwrap_or("NULLABLE");
         let data_type = match (mode, column.data_type()) {
-            ("REPEATED", DataType::List(element)) if element.name() == "element" => element.data_type(),
+            ("REPEATED", DataType::List(element)) if avro || element.name() == "element" => element.data_type(),
             ("REPEATED", other) => {
                 return Err((
                     "invalid",

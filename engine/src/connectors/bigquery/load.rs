@@ -1,4 +1,5 @@
-//! One run's load into BigQuery: batches become Parquet chunks, shipped by
+//! One run's load into BigQuery: batches become [`ChunkWriter`] files (Parquet
+//! or Avro), shipped by
 //! [`Shipper`] in load jobs (deterministic ids `<run prefix>_c<n>`) into the
 //! run's staging table; the commit is one copy job (`<run prefix>_commit`)
 //! from the staging table into the target, appending or replacing atomically.
@@ -7,11 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::Compression;
-use datafusion::parquet::file::properties::WriterProperties;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::job_configuration::JobConfiguration;
 use gcp_bigquery_client::model::job_configuration_table_copy::JobConfigurationTableCopy;
@@ -21,6 +17,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::api::{Api, ApiError, job_error};
+use super::chunk::ChunkWriter;
 use super::destination::RunNames;
 use super::ship::Shipper;
 use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
@@ -44,9 +41,9 @@ pub(super) struct BigQueryLoad {
     names: RunNames,
     mode: WriteMode,
     chunk_bytes: usize,
-    /// The chunk being written, with the schema its batches are cast to
-    /// (in a mutex only so that the load is `Sync`; never contended).
-    writer: Mutex<Option<(ArrowWriter<Vec<u8>>, SchemaRef)>>,
+    /// The chunk being written (in a mutex only so that the load is `Sync`;
+    /// never contended).
+    writer: Mutex<Option<ChunkWriter>>,
     shipper: Shipper,
     /// Submitted load jobs, waited for at commit.
     submitted: Vec<(String, Job)>,
@@ -80,13 +77,14 @@ impl BigQueryLoad {
     /// Ends the current chunk and ships it, then submits a load job if one
     /// is due (`last`: at the end of the run).
     async fn flush(&mut self, last: bool) -> Result<(), DestinationError> {
-        if let Some((writer, _)) = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
-            let data = writer.into_inner()?;
+        let format = self.api.settings.chunk_format;
+        if let Some(writer) = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            let data = writer.finish()?;
             let bytes = data.len();
             let uploading = self.shipping.busy(Activity::Uploading);
             let sent = self
                 .shipper
-                .add(data, "parquet")
+                .add(data, format.extension())
                 .await
                 .map_err(|e| e.into_destination(None))?;
             drop(uploading);
@@ -99,19 +97,13 @@ impl BigQueryLoad {
         }
         let job_id = self.names.chunk_job(self.submitted.len());
         let settings = &self.api.settings;
+        let mut load = format.load_settings();
+        load["destinationTable"] = json!(self.table_ref(&self.names.staging));
+        load["createDisposition"] = json!("CREATE_NEVER");
+        load["writeDisposition"] = json!("WRITE_APPEND");
         let job = json!({
             "jobReference": {"projectId": settings.project, "jobId": job_id, "location": settings.location},
-            "configuration": {
-                "labels": {"sluice_load": "chunk"},
-                "load": {
-                    "destinationTable": self.table_ref(&self.names.staging),
-                    "sourceFormat": "PARQUET",
-                    "parquetOptions": {"enableListInference": true},
-                    "decimalTargetTypes": ["NUMERIC", "BIGNUMERIC"],
-                    "createDisposition": "CREATE_NEVER",
-                    "writeDisposition": "WRITE_APPEND",
-                }
-            }
+            "configuration": {"labels": {"sluice_load": "chunk"}, "load": load}
         });
         let uploading = self.shipping.busy(Activity::Uploading);
         let (submitted, sent) = self
@@ -163,14 +155,11 @@ impl LoadTransaction for BigQueryLoad {
         let full = {
             let slot = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner);
             if slot.is_none() {
-                let schema = parquet_schema(&batch.schema());
-                let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-                let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?;
-                *slot = Some((writer, schema));
+                *slot = Some(ChunkWriter::new(self.api.settings.chunk_format, &batch.schema())?);
             }
-            let (writer, schema) = slot.as_mut().expect("set above");
-            writer.write(&conform(batch, schema)?)?;
-            writer.bytes_written() + writer.in_progress_size() >= self.chunk_bytes
+            let writer = slot.as_mut().expect("set above");
+            writer.write(batch)?;
+            writer.size() >= self.chunk_bytes
         };
         self.rows += rows;
         if full {
@@ -244,36 +233,4 @@ impl BigQueryLoad {
             files: self.chunks,
         })
     }
-}
-
-/// The schema chunks are written with: list elements named `element`, as
-/// the Parquet LIST spec has them, so that BigQuery's list inference reads
-/// them as REPEATED columns.
-fn parquet_schema(schema: &Schema) -> SchemaRef {
-    fn field(f: &FieldRef) -> Field {
-        let data_type = match f.data_type() {
-            DataType::List(element) => DataType::List(Arc::new(field(element).with_name("element"))),
-            DataType::LargeList(element) => DataType::LargeList(Arc::new(field(element).with_name("element"))),
-            other => other.clone(),
-        };
-        f.as_ref().clone().with_data_type(data_type)
-    }
-    Arc::new(Schema::new(schema.fields().iter().map(field).collect::<Vec<_>>()))
-}
-
-/// `batch` with `schema`'s field names (only list element names differ).
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, DestinationError> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(array, field)| {
-            if array.data_type() == field.data_type() {
-                Ok(array.clone())
-            } else {
-                cast(array, field.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

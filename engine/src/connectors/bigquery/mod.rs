@@ -2,13 +2,14 @@
 //! exactly-once batch loads (see `docs/bigquery.md`).
 //!
 //! Metadata calls go through `gcp-bigquery-client`; load jobs with their
-//! Parquet payload go through the media upload endpoint in [`upload`], or
+//! Parquet or Avro chunks ([`chunk`]) go through the media upload endpoint in [`upload`], or
 //! reference chunks staged in a Cloud Storage bucket ([`bucket`]), with the
 //! same credentials.
 
 mod api;
 mod auth;
 mod bucket;
+mod chunk;
 mod destination;
 mod keys;
 mod load;
@@ -50,6 +51,12 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
             "service-account JSON key, or 'application_default'",
         ),
         O::optional("staging_bucket", Text, "gs://bucket/prefix used to stage large loads"),
+        O::with_default(
+            "chunk_format",
+            Text,
+            "parquet",
+            "file format of loaded chunks: parquet or avro",
+        ),
         O::optional(
             "connect_timeout",
             Integer { min: 1, max: 3600 },
@@ -89,6 +96,8 @@ pub(super) struct Settings {
     pub timeout: Duration,
     /// Where chunks are staged instead of uploaded with their load jobs.
     pub staging_bucket: Option<bucket::BucketUrl>,
+    /// How chunks are encoded.
+    pub chunk_format: chunk::ChunkFormat,
 }
 
 impl Settings {
@@ -107,6 +116,7 @@ impl Settings {
             .text("staging_bucket")
             .map(bucket::BucketUrl::parse)
             .transpose()?;
+        let chunk_format = chunk::ChunkFormat::parse(options.text("chunk_format").unwrap_or("parquet"))?;
         let endpoint = std::env::var("SLUICE_BIGQUERY_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
         Ok(Self {
             project: options.text("project").unwrap_or_default().to_owned(),
@@ -116,6 +126,7 @@ impl Settings {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             timeout,
             staging_bucket,
+            chunk_format,
         })
     }
 }

@@ -1,0 +1,187 @@
+//! The files a run's rows travel in: Parquet (the default) or Avro Object
+//! Container Files (connection option `chunk_format`), each with the
+//! logical types BigQuery reads as the table's column types, and the load
+//! job settings that go with the format.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_avro::compression::CompressionCodec;
+use arrow_avro::writer::{AvroWriter, WriterBuilder};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use serde_json::{Value, json};
+
+use crate::destinations::DestinationError;
+
+/// How chunks are encoded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum ChunkFormat {
+    Parquet,
+    Avro,
+}
+
+impl ChunkFormat {
+    pub(super) fn parse(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "parquet" => Ok(Self::Parquet),
+            "avro" => Ok(Self::Avro),
+            other => Err(format!("chunk_format '{other}' is not one of 'parquet', 'avro'")),
+        }
+    }
+
+    pub(super) fn extension(self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Avro => "avro",
+        }
+    }
+
+    /// The load configuration's settings for this format: Parquet lists
+    /// read as REPEATED columns, Avro logical types read as the types they
+    /// name, and decimals as NUMERIC or, when they do not fit, BIGNUMERIC.
+    pub(super) fn load_settings(self) -> Value {
+        match self {
+            Self::Parquet => json!({
+                "sourceFormat": "PARQUET",
+                "parquetOptions": {"enableListInference": true},
+                "decimalTargetTypes": ["NUMERIC", "BIGNUMERIC"],
+            }),
+            Self::Avro => json!({
+                "sourceFormat": "AVRO",
+                "useAvroLogicalTypes": true,
+                "decimalTargetTypes": ["NUMERIC", "BIGNUMERIC"],
+            }),
+        }
+    }
+}
+
+/// A `Vec` that counts what was written into it, so that the Avro writer's
+/// output size is known without taking the writer apart.
+struct Counted(Vec<u8>, Arc<AtomicUsize>);
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        self.1.fetch_add(buf.len(), Ordering::Relaxed);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Encoder {
+    Parquet(Box<ArrowWriter<Vec<u8>>>),
+    Avro(AvroWriter<Counted>, Arc<AtomicUsize>),
+}
+
+/// The chunk being written, with the schema its batches are cast to.
+pub(super) struct ChunkWriter {
+    schema: SchemaRef,
+    encoder: Encoder,
+}
+
+impl ChunkWriter {
+    /// A chunk for batches of `schema`.
+    pub(super) fn new(format: ChunkFormat, schema: &Schema) -> Result<Self, DestinationError> {
+        let schema = chunk_schema(schema, format);
+        let encoder = match format {
+            ChunkFormat::Parquet => {
+                let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                Encoder::Parquet(Box::new(ArrowWriter::try_new(
+                    Vec::new(),
+                    schema.clone(),
+                    Some(properties),
+                )?))
+            }
+            ChunkFormat::Avro => {
+                let size = Arc::new(AtomicUsize::new(0));
+                let writer = WriterBuilder::new(schema.as_ref().clone())
+                    .with_compression(Some(CompressionCodec::Deflate))
+                    .build(Counted(Vec::new(), size.clone()))
+                    .map_err(datafusion::arrow::error::ArrowError::from)?;
+                Encoder::Avro(writer, size)
+            }
+        };
+        Ok(Self { schema, encoder })
+    }
+
+    pub(super) fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
+        let batch = conform(batch, &self.schema)?;
+        match &mut self.encoder {
+            Encoder::Parquet(writer) => writer.write(&batch)?,
+            Encoder::Avro(writer, _) => writer
+                .write(&batch)
+                .map_err(datafusion::arrow::error::ArrowError::from)?,
+        }
+        Ok(())
+    }
+
+    /// The chunk's size so far (encoded, or about to be).
+    pub(super) fn size(&self) -> usize {
+        match &self.encoder {
+            Encoder::Parquet(writer) => writer.bytes_written() + writer.in_progress_size(),
+            Encoder::Avro(_, size) => size.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The finished file.
+    pub(super) fn finish(self) -> Result<Vec<u8>, DestinationError> {
+        match self.encoder {
+            Encoder::Parquet(writer) => Ok(writer.into_inner()?),
+            Encoder::Avro(mut writer, _) => {
+                writer.finish().map_err(datafusion::arrow::error::ArrowError::from)?;
+                Ok(writer.into_inner().0)
+            }
+        }
+    }
+}
+
+/// The schema chunks are written with. Parquet: list elements named
+/// `element`, as the Parquet LIST spec has them, so that BigQuery's list
+/// inference reads them as REPEATED columns. Avro: arrays of non-null items
+/// (BigQuery's REPEATED columns hold no NULLs).
+fn chunk_schema(schema: &Schema, format: ChunkFormat) -> SchemaRef {
+    fn element(f: &FieldRef, format: ChunkFormat) -> Field {
+        let element = field(f, format);
+        match format {
+            ChunkFormat::Parquet => element.with_name("element"),
+            ChunkFormat::Avro => element.with_nullable(false),
+        }
+    }
+    fn field(f: &FieldRef, format: ChunkFormat) -> Field {
+        let data_type = match f.data_type() {
+            DataType::List(item) => DataType::List(Arc::new(element(item, format))),
+            DataType::LargeList(item) => DataType::LargeList(Arc::new(element(item, format))),
+            other => other.clone(),
+        };
+        f.as_ref().clone().with_data_type(data_type)
+    }
+    Arc::new(Schema::new(
+        schema.fields().iter().map(|f| field(f, format)).collect::<Vec<_>>(),
+    ))
+}
+
+/// `batch` with `schema`'s field names and list item nullability.
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, DestinationError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(array, field)| {
+            if array.data_type() == field.data_type() {
+                Ok(array.clone())
+            } else {
+                cast(array, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
