@@ -278,10 +278,51 @@ async fn psql_shows_run_progress_notices() {
     let output = sluice.psql("RUN ETL JOB orders_all;");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let notices = String::from_utf8_lossy(&output.stderr);
-    assert!(notices.contains("NOTICE:  run 1 succeeded: 1000 rows in "), "{notices}");
-    assert!(notices.contains("rows/s)"), "{notices}");
+    assert!(notices.contains("NOTICE:  run 1 succeeded: 1000 rows, "), "{notices}");
+    assert!(
+        notices.contains(" MB stored in ") && notices.contains("rows/s)"),
+        "{notices}"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("succeeded") && stdout.contains("1000"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_long_run_sends_a_progress_notice_every_second() {
+    let (pg, sluice, client) = setup().await;
+    // 600 rows produced 5 ms apart, extracted in batches of 50: about 3 s.
+    pg.psql_admin_db(
+        "shop",
+        "CREATE VIEW public.trickle AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 600) g, \
+         LATERAL (SELECT pg_sleep(0.005) WHERE g > 0) s;
+         GRANT SELECT ON public.trickle TO etl;",
+    );
+    client
+        .batch_execute("CREATE ETL JOB trickle FROM shop.public.trickle SNAPSHOT WITH (batch_rows = 50)")
+        .await
+        .unwrap();
+    let output = sluice.psql("RUN ETL JOB trickle;");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let notices = String::from_utf8_lossy(&output.stderr);
+    let progress: Vec<(u64, f64)> = notices
+        .lines()
+        .filter_map(|line| line.split_once("NOTICE:  run 1: ").map(|(_, rest)| rest))
+        .map(|rest| {
+            let fields: Vec<&str> = rest.split(", ").collect();
+            let rows = fields[0].strip_suffix(" rows").unwrap().parse().unwrap();
+            let mb = fields[1].strip_suffix(" MB read").unwrap().parse().unwrap();
+            assert!(fields[2].ends_with(" rows/s") && fields[3].ends_with(" s"), "{rest}");
+            (rows, mb)
+        })
+        .collect();
+    assert!(progress.len() >= 2, "{notices}");
+    assert!(
+        progress.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1),
+        "{notices}"
+    );
+    let (rows, mb) = *progress.last().unwrap();
+    assert!(rows > 0 && rows < 600 && mb > 0.0, "{notices}");
+    assert!(notices.contains("NOTICE:  run 1 succeeded: 600 rows, "), "{notices}");
 }
 
 #[tokio::test]

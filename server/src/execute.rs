@@ -240,10 +240,11 @@ pub async fn execute(
                 .map_or(0.0, |f| (f - run.started_at).num_milliseconds() as f64 / 1000.0);
             let rate = run.rows as f64 / seconds.max(0.001);
             let message = format!(
-                "run {} {}: {} rows in {seconds:.1} s ({rate:.0} rows/s)",
+                "run {} {}: {} rows, {:.1} MB stored in {seconds:.1} s ({rate:.0} rows/s)",
                 run.id,
                 run.status.as_str(),
-                run.rows
+                run.rows,
+                run.bytes as f64 / 1e6
             );
             send_notice(client, "00000", message).await;
             rows(views::run_summary(&run), format)?
@@ -336,13 +337,15 @@ async fn run_with_progress(
     }
 }
 
-/// A progress NOTICE: rows and rate, and where the destination reports
-/// them, the phase, bytes uploaded and load jobs done out of submitted.
+/// A progress NOTICE: rows, MB read and rate, and where the destination
+/// reports them, the phase, bytes uploaded and load jobs done out of
+/// submitted.
 fn progress_message(p: Progress, live: Option<&LiveRun>) -> String {
     let (rows, elapsed) = live.map_or((p.rows, p.elapsed), |l| (l.rows.max(p.rows), l.elapsed));
     let seconds = elapsed.as_secs_f64().max(0.001);
+    let read = live.map_or(String::new(), |l| format!(", {:.1} MB read", l.bytes_read as f64 / 1e6));
     let mut message = format!(
-        "run {}: {rows} rows, {:.0} rows/s, {seconds:.1} s",
+        "run {}: {rows} rows{read}, {:.0} rows/s, {seconds:.1} s",
         p.run_id,
         rows as f64 / seconds
     );

@@ -39,6 +39,8 @@ impl RunPhase {
 pub(super) struct LiveProgress {
     started: Instant,
     rows: AtomicU64,
+    /// Arrow (in-memory) bytes of the rows read from the source.
+    bytes_read: AtomicU64,
     phase: Mutex<RunPhase>,
     /// Rows the run expects in all, when the source gave an estimate.
     expected_rows: Mutex<Option<u64>>,
@@ -51,6 +53,7 @@ impl LiveProgress {
         Self {
             started: Instant::now(),
             rows: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
             phase: Mutex::new(RunPhase::Planning),
             expected_rows: Mutex::new(None),
             shipping: Mutex::new(None),
@@ -59,6 +62,11 @@ impl LiveProgress {
 
     pub(super) fn set_rows(&self, rows: u64) {
         self.rows.store(rows, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` more read from the source.
+    pub(super) fn add_bytes_read(&self, bytes: u64) {
+        self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(super) fn set_phase(&self, phase: RunPhase) {
@@ -99,6 +107,7 @@ impl LiveProgress {
         LiveRun {
             run_id,
             rows,
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
             elapsed,
             rows_per_second,
             phase,
@@ -113,6 +122,8 @@ impl LiveProgress {
 pub struct LiveRun {
     pub run_id: u64,
     pub rows: u64,
+    /// Arrow (in-memory) bytes of the rows read from the source so far.
+    pub bytes_read: u64,
     pub elapsed: Duration,
     pub rows_per_second: f64,
     pub phase: RunPhase,

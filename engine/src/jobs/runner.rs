@@ -368,6 +368,7 @@ impl JobManager {
                     batch.map_err(|e| EngineError::Extract { message: e.to_string() })?,
                     &columns,
                 )?;
+                live.add_bytes_read(batch.get_array_memory_size() as u64);
                 if let Some(position) = cursor_position {
                     high = window::greater(high, window::column_max(batch.column(position)));
                 }

@@ -396,8 +396,8 @@ enum Decoder {
     Oid(Int64Builder),
     Float4(Float32Builder),
     Float8(Float64Builder),
-    Decimal128(Decimal128Builder, NumericTarget),
-    Decimal256(Decimal256Builder, NumericTarget),
+    Decimal128(Decimal128Builder, NumericTarget<i128>),
+    Decimal256(Decimal256Builder, NumericTarget<i256>),
     Text(StringBuilder),
     Jsonb(StringBuilder),
     NumericText(StringBuilder),
@@ -471,14 +471,7 @@ impl Decoder {
             Decoder::Oid(b) => b.append_value(i64::from(u32::from_be_bytes(exact(bytes, "oid")?))),
             Decoder::Float4(b) => b.append_value(f32::from_be_bytes(exact(bytes, "real")?)),
             Decoder::Float8(b) => b.append_value(f64::from_be_bytes(exact(bytes, "double precision")?)),
-            Decoder::Decimal128(b, target) => {
-                let value = target.decode(bytes)?;
-                // `decode` keeps values below 10^precision, at most 10^38.
-                let value = value
-                    .to_i128()
-                    .ok_or_else(|| unrepresentable(numeric_text(bytes), target.name.clone()))?;
-                b.append_value(value)
-            }
+            Decoder::Decimal128(b, target) => b.append_value(target.decode(bytes)?),
             Decoder::Decimal256(b, target) => b.append_value(target.decode(bytes)?),
             Decoder::Text(b) => b.append_value(utf8(bytes)?),
             Decoder::Jsonb(b) => match bytes.split_first() {
@@ -667,11 +660,76 @@ fn interval(bytes: &[u8]) -> Result<IntervalMonthDayNano, Problem> {
     Ok(IntervalMonthDayNano::new(months, days, nanoseconds))
 }
 
-/// The Arrow decimal type a numeric column is read as.
-struct NumericTarget {
+/// The integer a decimal is accumulated in: `i128` for Decimal128 (a
+/// precision of at most 38 digits), `i256` for Decimal256. Decoding in the
+/// narrower type where it fits is several times faster.
+trait DecimalInt: Copy + PartialOrd {
+    const ZERO: Self;
+    /// 10^exponent, or `None` when it does not fit.
+    fn pow10(exponent: u32) -> Option<Self>;
+    fn from_i32(value: i32) -> Self;
+    fn checked_mul(self, other: Self) -> Option<Self>;
+    fn checked_add(self, other: Self) -> Option<Self>;
+    fn wrapping_neg(self) -> Self;
+}
+
+/// 10^0 ..= 10^38, every power of ten an `i128` holds.
+const POW10_I128: [i128; 39] = {
+    let mut table = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+impl DecimalInt for i128 {
+    const ZERO: Self = 0;
+    fn pow10(exponent: u32) -> Option<Self> {
+        POW10_I128.get(exponent as usize).copied()
+    }
+    fn from_i32(value: i32) -> Self {
+        i128::from(value)
+    }
+    fn checked_mul(self, other: Self) -> Option<Self> {
+        i128::checked_mul(self, other)
+    }
+    fn checked_add(self, other: Self) -> Option<Self> {
+        i128::checked_add(self, other)
+    }
+    fn wrapping_neg(self) -> Self {
+        i128::wrapping_neg(self)
+    }
+}
+
+impl DecimalInt for i256 {
+    const ZERO: Self = i256::ZERO;
+    fn pow10(exponent: u32) -> Option<Self> {
+        i256::from_i128(10).checked_pow(exponent)
+    }
+    fn from_i32(value: i32) -> Self {
+        i256::from_i128(i128::from(value))
+    }
+    fn checked_mul(self, other: Self) -> Option<Self> {
+        i256::checked_mul(self, other)
+    }
+    fn checked_add(self, other: Self) -> Option<Self> {
+        i256::checked_add(self, other)
+    }
+    fn wrapping_neg(self) -> Self {
+        i256::wrapping_neg(self)
+    }
+}
+
+/// The Arrow decimal type a numeric column is read as, with `T` its
+/// integer.
+struct NumericTarget<T> {
     scale: i32,
     /// 10^precision: every value's magnitude must stay below it.
-    limit: i256,
+    limit: T,
+    /// Numeric digits are base 10000.
+    base: T,
     /// The type's name, for errors.
     name: String,
 }
@@ -681,20 +739,19 @@ const NUMERIC_NEGATIVE: u16 = 0x4000;
 const NUMERIC_NAN: u16 = 0xC000;
 const NUMERIC_PLUS_INFINITY: u16 = 0xD000;
 const NUMERIC_MINUS_INFINITY: u16 = 0xF000;
-/// Numeric digits are base 10000.
-const NBASE: i256 = i256::from_i128(10_000);
 
-impl NumericTarget {
+impl<T: DecimalInt> NumericTarget<T> {
     fn new(precision: u8, scale: i8, arrow: &DataType) -> Option<Self> {
         Some(Self {
             scale: i32::from(scale),
-            limit: pow10(u32::from(precision))?,
+            limit: T::pow10(u32::from(precision))?,
+            base: T::from_i32(10_000),
             name: format!("an Arrow {arrow}"),
         })
     }
 
     /// The value as an integer scaled by 10^scale: exact, or an error.
-    fn decode(&self, bytes: &[u8]) -> Result<i256, Problem> {
+    fn decode(&self, bytes: &[u8]) -> Result<T, Problem> {
         let malformed = Problem::Malformed("numeric");
         let mut reader = Reader::new(bytes);
         let (Some(count), Some(weight), Some(sign), Some(_display_scale)) =
@@ -713,8 +770,9 @@ impl NumericTarget {
         let out_of_range = || unrepresentable(format!("numeric {}", numeric_text(bytes)), self.name.clone());
         // Digit i is worth digit * 10000^(weight - i), that is digit *
         // 10^exponent once scaled. Horner's rule over the digits that reach
-        // the scale; digits below it must be zero.
-        let mut accumulator = i256::ZERO;
+        // the scale; digits below it must be zero. The accumulator only
+        // grows, so overflowing `T` means the value is out of range.
+        let mut accumulator = T::ZERO;
         let mut last_exponent = None;
         for i in 0..i32::from(count) {
             let digit = reader
@@ -723,14 +781,14 @@ impl NumericTarget {
                 .ok_or(Problem::Malformed("numeric"))?;
             let exponent = 4 * (i32::from(weight) - i) + self.scale;
             let (factor, addend) = if exponent >= 0 {
-                (NBASE, i32::from(digit))
+                (self.base, i32::from(digit))
             } else if exponent > -4 {
                 let divisor = 10i32.pow(exponent.unsigned_abs());
                 if i32::from(digit) % divisor != 0 {
                     return Err(out_of_range());
                 }
                 (
-                    pow10((4 + exponent) as u32).ok_or_else(out_of_range)?,
+                    T::pow10((4 + exponent) as u32).ok_or_else(out_of_range)?,
                     i32::from(digit) / divisor,
                 )
             } else if digit == 0 {
@@ -740,7 +798,7 @@ impl NumericTarget {
             };
             accumulator = accumulator
                 .checked_mul(factor)
-                .and_then(|a| a.checked_add(i256::from_i128(i128::from(addend))))
+                .and_then(|a| a.checked_add(T::from_i32(addend)))
                 .ok_or_else(out_of_range)?;
             last_exponent = Some(exponent.max(0));
         }
@@ -749,19 +807,15 @@ impl NumericTarget {
         }
         let scaled = match last_exponent {
             Some(exponent) => accumulator
-                .checked_mul(pow10(exponent as u32).ok_or_else(out_of_range)?)
+                .checked_mul(T::pow10(exponent as u32).ok_or_else(out_of_range)?)
                 .ok_or_else(out_of_range)?,
-            None => i256::ZERO,
+            None => T::ZERO,
         };
         if scaled >= self.limit {
             return Err(out_of_range());
         }
         Ok(if negative { scaled.wrapping_neg() } else { scaled })
     }
-}
-
-fn pow10(exponent: u32) -> Option<i256> {
-    i256::from_i128(10).checked_pow(exponent)
 }
 
 /// A binary numeric as decimal text, for error messages.
@@ -857,13 +911,25 @@ mod tests {
         .concat()
     }
 
+    /// Decodes as Decimal256, and where the precision allows as
+    /// Decimal128 too, checking that both agree.
     fn decode(text_or_bytes: &[u8], precision: u8, scale: i8) -> Result<String, String> {
         let arrow = DataType::Decimal256(precision, scale);
-        let target = NumericTarget::new(precision, scale, &arrow).unwrap();
-        target
+        let target = NumericTarget::<i256>::new(precision, scale, &arrow).unwrap();
+        let wide = target
             .decode(text_or_bytes)
             .map(|v| v.to_string())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        if precision <= 38 {
+            let arrow = DataType::Decimal128(precision, scale);
+            let target = NumericTarget::<i128>::new(precision, scale, &arrow).unwrap();
+            let narrow = target
+                .decode(text_or_bytes)
+                .map(|v| v.to_string())
+                .map_err(|e| e.to_string().replace("Decimal128", "Decimal256"));
+            assert_eq!(narrow, wide, "Decimal128 and Decimal256 disagree");
+        }
+        wide
     }
 
     #[test]
