@@ -1057,3 +1057,39 @@ async fn types_arrive_exactly_in_avro_chunks() {
     }
     assert!(env.fake.objects("stage").is_empty());
 }
+
+#[tokio::test]
+async fn a_large_chunk_resumes_after_a_lost_piece_without_sending_it_again() {
+    let env = setup(&[
+        ("SLUICE_BIGQUERY_RESUMABLE_BYTES", "262144"),
+        ("SLUICE_BIGQUERY_UPLOAD_PIECE_BYTES", "262144"),
+    ])
+    .await;
+    env.pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE blobs (id int PRIMARY KEY, body text NOT NULL);
+         INSERT INTO blobs SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 20000) g;",
+    );
+    env.client
+        .batch_execute("CREATE ETL JOB blobs FROM shop.public.blobs INTO wh.blobs SNAPSHOT")
+        .await
+        .unwrap();
+    // The answer to the first piece is lost: Sluice asks how much arrived
+    // and goes on from there.
+    env.fake.inject(
+        Method::PUT,
+        "uploadType=resumable",
+        FaultKind::LateAnswer(Duration::from_secs(5)),
+        1,
+    );
+    let summary = rows(&env.client, "RUN ETL JOB blobs").await;
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    assert_eq!(table_rows(&env.fake, "blobs").len(), 20_000);
+    assert_eq!(env.fake.count_requests("uploadType=multipart"), 0);
+    let state = env.fake.state();
+    let totals: usize = state.uploads.open.values().map(|(_, total, _)| total).sum();
+    assert!(totals > 3 * 262_144, "several pieces: {totals} bytes");
+    assert_eq!(state.uploads.bytes_received, totals, "no byte was sent twice");
+    assert!(state.uploads.status_queries >= 1);
+    assert!(state.faults.iter().all(|f| f.times == 0));
+}

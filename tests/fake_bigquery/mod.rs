@@ -8,11 +8,13 @@
 //! for `SELECT columns FROM dataset.table [WHERE column > @p] [LIMIT n]`
 //! with named query parameters. Jobs finish at once,
 //! or show RUNNING for `job_delay` after they were inserted.
-//! Cloud Storage, for staging buckets, is in [`gcs`].
+//! Cloud Storage, for staging buckets, is in [`gcs`]; resumable uploads in
+//! [`resumable`].
 
 #![allow(dead_code)]
 
 pub mod gcs;
+pub mod resumable;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -110,6 +112,8 @@ pub struct State {
     pub done_at: BTreeMap<String, Instant>,
     /// The staging buckets' objects.
     pub gcs: gcs::Storage,
+    /// Resumable upload sessions.
+    pub uploads: resumable::Sessions,
 }
 
 /// Rows per page of query results.
@@ -464,6 +468,11 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                 return error(400, "parseError", "Parse error");
             };
             insert_job(s, p, job, None)
+        }
+        ("POST" | "PUT", ["upload", "bigquery", "v2", "projects", p, "jobs"])
+            if uri.query().unwrap_or_default().contains("uploadType=resumable") =>
+        {
+            resumable::route(s, method, p, uri, headers, body)
         }
         ("POST", ["upload", "bigquery", "v2", "projects", p, "jobs"]) => {
             if !uri.query().unwrap_or_default().contains("uploadType=multipart") {

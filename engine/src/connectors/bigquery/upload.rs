@@ -1,7 +1,8 @@
 //! Load jobs submitted as their JSON resource, which `gcp-bigquery-client`
 //! cannot send (its model lacks `parquetOptions`): with the file in the
 //! request through the media upload endpoint (`uploadType=multipart`, no
-//! bucket needed), or naming files staged in Cloud Storage.
+//! bucket needed; large files resumably, see [`super::resumable`]), or naming
+//! files staged in Cloud Storage.
 
 use std::time::Duration;
 
@@ -16,16 +17,24 @@ const BOUNDARY: &str = "sluice_load_job_boundary_5f1c0a";
 /// Upload bandwidth assumed when bounding an upload's time.
 const MIN_BYTES_PER_SECOND: u64 = 1 << 20;
 
+/// How long sending `bytes` may take.
+pub(super) fn upload_timeout(api: &Api, bytes: usize) -> Duration {
+    api.settings.timeout + Duration::from_secs(bytes as u64 / MIN_BYTES_PER_SECOND)
+}
+
 impl Api {
     /// Submits load job `job_id` (`job` is its JSON resource) with `data` as
     /// the file to load. Repeating it is safe: when a job of that id exists
     /// (an earlier attempt reached BigQuery), that job is returned.
     pub(super) async fn upload_load_job(&self, job: &Value, job_id: &str, data: &[u8]) -> Result<Job, ApiError> {
+        if data.len() >= super::resumable::threshold() {
+            return self.upload_resumable(job, job_id, data).await;
+        }
         let url = format!(
             "{}/upload/bigquery/v2/projects/{}/jobs?uploadType=multipart",
             self.settings.endpoint, self.settings.project
         );
-        let timeout = self.settings.timeout + Duration::from_secs(data.len() as u64 / MIN_BYTES_PER_SECOND);
+        let timeout = upload_timeout(self, data.len());
         let content_type = format!("multipart/related; boundary={BOUNDARY}");
         self.post_job(
             "jobs.insert (upload)",
@@ -67,23 +76,13 @@ impl Api {
         job_id: &str,
     ) -> Result<Job, ApiError> {
         retrying(what, || async {
-            let token = self
-                .tokens
-                .token()
-                .await
-                .map_err(|e| ApiError::new("authError", e.to_string()))?;
-            let response = self
+            let request = self
                 .http
                 .post(url)
-                .bearer_auth(token)
                 .timeout(timeout)
                 .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body.clone())
-                .send()
-                .await
-                .map_err(|e| ApiError::from_http(&e))?;
-            let status = response.status();
-            let text = response.text().await.map_err(|e| ApiError::from_http(&e))?;
+                .body(body.clone());
+            let (status, _, text) = self.send(request).await?;
             if status.is_success() {
                 return serde_json::from_str::<Job>(&text)
                     .map_err(|e| ApiError::new("badResponse", format!("unexpected answer to {what}: {e}")));
@@ -95,6 +94,30 @@ impl Api {
             Err(error)
         })
         .await
+    }
+}
+
+impl Api {
+    /// Sends a request with a current token: the answer's status, headers
+    /// and text.
+    pub(super) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, String), ApiError> {
+        let token = self
+            .tokens
+            .token()
+            .await
+            .map_err(|e| ApiError::new("authError", e.to_string()))?;
+        let response = request
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_http(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(|e| ApiError::from_http(&e))?;
+        Ok((status, headers, text))
     }
 }
 
@@ -111,7 +134,7 @@ fn multipart_body(job: &Value, data: &[u8]) -> Vec<u8> {
 
 /// BigQuery's error JSON (`{"error": {"code", "message", "errors": [{"reason"}]}}`),
 /// or the status and text of an answer that is not one.
-fn error_of(status: u16, text: &str) -> ApiError {
+pub(super) fn error_of(status: u16, text: &str) -> ApiError {
     let parsed: Option<Value> = serde_json::from_str(text).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let reason = error
