@@ -48,7 +48,12 @@ impl Api {
     /// safe to repeat like a multipart upload (an existing job of that id is
     /// returned).
     pub(super) async fn upload_resumable(&self, job: &Value, job_id: &str, data: &[u8]) -> Result<Job, ApiError> {
-        let session = self.open_session(job, data.len()).await?;
+        let session = match self.open_session(job, data.len()).await {
+            Ok(session) => session,
+            // An earlier attempt's job (the id may be checked up front).
+            Err(error) if error.is_duplicate() => return self.get_job(job_id).await?.ok_or(error),
+            Err(error) => return Err(error),
+        };
         let total = data.len();
         let piece = piece_bytes();
         let at = AtomicUsize::new(0);
