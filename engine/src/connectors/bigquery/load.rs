@@ -1,8 +1,8 @@
-//! One run's load into BigQuery: batches become [`ChunkWriter`] files (Parquet
-//! or Avro), shipped by
-//! [`Shipper`] in load jobs (deterministic ids `<run prefix>_c<n>`) into the
-//! run's staging table; the commit is one copy job (`<run prefix>_commit`)
-//! from the staging table into the target, appending or replacing atomically.
+//! One run's load into BigQuery: batches become [`ChunkWriter`] files
+//! (Parquet or Avro), shipped by [`Shipper`] in load jobs (deterministic ids
+//! `<run prefix>_c<n>`) into the run's staging table; the commit is one copy
+//! job (`<run prefix>_commit`) from the staging table into the target,
+//! appending or replacing atomically.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -22,7 +22,7 @@ use super::destination::RunNames;
 use super::ship::Shipper;
 use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
 
-/// Parquet bytes per load job unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
+/// Bytes per chunk unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
 /// otherwise: large enough that a run is a few jobs (BigQuery allows 1,500
 /// table operations a day per table), small enough to hold in memory.
 const DEFAULT_CHUNK_BYTES: usize = 128 << 20;
