@@ -25,6 +25,14 @@ const ROW_GROUP_MEMORY: usize = 16 << 20;
 /// Batches waiting for the encoder.
 const QUEUED_BATCHES: usize = 4;
 
+/// A file is written out in parts of this size (a multipart upload in a
+/// cloud store; S3 needs at least 5 MiB a part)...
+const PART_BYTES: usize = 8 << 20;
+/// ...at most this many at once, so that a slow cloud store holds at most
+/// 16 MiB of a file in flight (`object_store`'s default is eight 10 MiB
+/// parts: 80 MiB).
+const PARTS_IN_FLIGHT: usize = 2;
+
 enum Work {
     Batch(RecordBatch),
     /// Finish the last file and return the files.
@@ -198,7 +206,8 @@ impl ParquetFiles {
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
         let writer = AsyncArrowWriter::try_new(
-            BufWriter::new(self.warehouse.store.clone(), path),
+            BufWriter::with_capacity(self.warehouse.store.clone(), path, PART_BYTES)
+                .with_max_concurrency(PARTS_IN_FLIGHT),
             self.schema.clone(),
             Some(properties),
         )?;
