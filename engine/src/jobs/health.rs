@@ -29,8 +29,8 @@ impl Health {
         }
     }
 
-    /// Judges a job from its runs (oldest first; skipped ticks ignored) and
-    /// the names of connections whose last test failed.
+    /// Judges a job from its finished runs (oldest first; skipped ticks
+    /// ignored) and the names of connections whose last test failed.
     pub fn of(job: &JobRecord, runs: &[RunRecord], failed_connections: &[String]) -> Self {
         let consecutive = consecutive_failures(runs);
         if consecutive >= FAILING_AFTER {
@@ -45,11 +45,13 @@ impl Health {
     }
 }
 
-/// Failed runs at the end of `runs` (oldest first), skipped ticks ignored.
+/// Failed runs at the end of `runs` (oldest first). Skipped ticks and runs
+/// not finished yet (queued or running) are ignored: a retry in progress
+/// does not make a failing job healthy.
 pub fn consecutive_failures(runs: &[RunRecord]) -> u32 {
     runs.iter()
         .rev()
-        .filter(|r| r.status != RunStatus::Skipped)
+        .filter(|r| r.status.is_final() && r.status != RunStatus::Skipped)
         .take_while(|r| r.status == RunStatus::Failed)
         .count() as u32
 }
@@ -57,7 +59,7 @@ pub fn consecutive_failures(runs: &[RunRecord]) -> u32 {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use sluice_catalog::RunStatus::{Failed, Skipped, Succeeded};
+    use sluice_catalog::RunStatus::{Failed, Queued, Running, Skipped, Succeeded};
     use sluice_catalog::{JobDestination, JobSource, LoadType, RunTrigger};
 
     use super::*;
@@ -113,6 +115,21 @@ mod tests {
             Health::Failing { consecutive: 3 }
         );
         assert_eq!(consecutive_failures(&runs(&[Failed, Succeeded, Failed, Failed])), 2);
+    }
+
+    #[test]
+    fn unfinished_runs_do_not_end_a_failing_streak() {
+        let job = job();
+        for unfinished in [Queued, Running] {
+            assert_eq!(
+                Health::of(&job, &runs(&[Failed, Failed, Failed, unfinished]), &[]),
+                Health::Failing { consecutive: 3 }
+            );
+        }
+        assert_eq!(
+            Health::of(&job, &runs(&[Failed, Failed, Failed, Succeeded, Running]), &[]),
+            Health::Healthy
+        );
     }
 
     #[test]
