@@ -1034,7 +1034,9 @@ impl Sluice {
                     tail(&self.log_contents(), 200)
                 ));
             }
-            if accepts_tcp(self.port) {
+            // The log line proves the port is this server's, not another
+            // process's that took the free port meanwhile.
+            if accepts_tcp(self.port) && self.printed_listening() {
                 if !self.opts.wait_for_login {
                     return Ok(());
                 }
@@ -1055,6 +1057,13 @@ impl Sluice {
             }
             thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether this start's log says the server listens on its port.
+    fn printed_listening(&self) -> bool {
+        let log = self.log_contents();
+        let this_start = log.rsplit("===== harness: starting sluice").next().unwrap_or_default();
+        this_start.contains(&format!("listening on 127.0.0.1:{} ", self.port))
     }
 
     fn kill_child(&mut self) {
