@@ -154,6 +154,24 @@ pub trait Dialect: Send + Sync {
     fn literal(&self, value: &ScalarValue) -> Option<String>;
 }
 
+/// The `SELECT` of a scan in any dialect: the select `list` (empty for none,
+/// as PostgreSQL allows) from the quoted table `from`, with the request's
+/// filter and limit.
+pub fn scan_sql(list: &str, from: &str, request: &ScanRequest) -> String {
+    let mut sql = if list.is_empty() {
+        format!("SELECT FROM {from}")
+    } else {
+        format!("SELECT {list} FROM {from}")
+    };
+    if let Some(filter) = &request.filter {
+        sql.push_str(&format!(" WHERE {filter}"));
+    }
+    if let Some(limit) = request.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    sql
+}
+
 /// `ident` between `quote` characters, any `quote` inside doubled: the
 /// identifier quoting of every SQL dialect Sluice reads.
 pub fn quote_with(ident: &str, quote: char) -> String {

@@ -26,7 +26,7 @@ use super::api::{Api, ApiError};
 use crate::options::ResolvedOptions;
 use crate::sources::{
     ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef,
-    integer_literal,
+    integer_literal, scan_sql,
 };
 use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
 
@@ -204,18 +204,12 @@ impl Source for BigQuerySource {
         } else {
             columns.join(", ")
         };
-        let mut query = format!(
-            "SELECT {list} FROM {}.{}",
+        let from = format!(
+            "{}.{}",
             DIALECT.quote_ident(&description.table.schema),
             DIALECT.quote_ident(&description.table.name)
         );
-        if let Some(filter) = &request.filter {
-            query.push_str(&format!(" WHERE {filter}"));
-        }
-        if let Some(limit) = request.limit {
-            query.push_str(&format!(" LIMIT {limit}"));
-        }
-        query
+        scan_sql(&list, &from, request)
     }
 }
 

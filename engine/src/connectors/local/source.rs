@@ -42,6 +42,7 @@ use super::{Directory, SCHEMA, convert};
 use crate::options::ResolvedOptions;
 use crate::sources::{
     ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest,
+    scan_sql,
 };
 use crate::type_mapping::arrow::map;
 
@@ -248,14 +249,7 @@ impl Source for LocalSource {
         } else {
             columns.join(", ")
         };
-        let mut sql = format!("SELECT {list} FROM {}", d.quote_ident(&description.table.name));
-        if let Some(filter) = &request.filter {
-            sql.push_str(&format!(" WHERE {filter}"));
-        }
-        if let Some(limit) = request.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
-        sql
+        scan_sql(&list, &d.quote_ident(&description.table.name), request)
     }
 }
 

@@ -20,7 +20,9 @@ use super::dialect::MysqlDialect;
 use super::endpoint::{Endpoint, query_error};
 use super::metadata;
 use crate::options::ResolvedOptions;
-use crate::sources::{ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
+use crate::sources::{
+    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, scan_sql,
+};
 
 /// Rows per record batch of a scan.
 pub(crate) const BATCH_ROWS: usize = 8192;
@@ -207,18 +209,12 @@ impl Source for MysqlSource {
         } else {
             columns.join(", ")
         };
-        let mut sql = format!(
-            "SELECT {list} FROM {}.{}",
+        let from = format!(
+            "{}.{}",
             MysqlDialect.quote_ident(&description.table.schema),
             MysqlDialect.quote_ident(&description.table.name)
         );
-        if let Some(filter) = &request.filter {
-            sql.push_str(&format!(" WHERE {filter}"));
-        }
-        if let Some(limit) = request.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
-        sql
+        scan_sql(&list, &from, request)
     }
 }
 

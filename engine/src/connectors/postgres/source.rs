@@ -20,7 +20,9 @@ use super::copy_binary::{BATCH_ROWS, CopyDecoder, DecodeError, Wire};
 use super::dialect::DIALECT;
 use super::{Endpoint, PgConnection, metadata, parallel, query_error};
 use crate::options::ResolvedOptions;
-use crate::sources::{ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
+use crate::sources::{
+    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, scan_sql,
+};
 
 /// Opens a PostgreSQL connection's options as a source.
 pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
@@ -227,20 +229,12 @@ fn plan<'a>(description: &'a TableDescription, request: &ScanRequest) -> (String
         .map(|column| (column, column_read(column)))
         .collect();
     let list: Vec<&str> = reads.iter().map(|(_, read)| read.expression.as_str()).collect();
-    let mut query = format!(
-        "SELECT{}{} FROM {}.{}",
-        if list.is_empty() { "" } else { " " },
-        list.join(", "),
+    let from = format!(
+        "{}.{}",
         DIALECT.quote_ident(&description.table.schema),
         DIALECT.quote_ident(&description.table.name),
     );
-    if let Some(filter) = &request.filter {
-        query.push_str(&format!(" WHERE {filter}"));
-    }
-    if let Some(limit) = request.limit {
-        query.push_str(&format!(" LIMIT {limit}"));
-    }
-    (query, reads)
+    (scan_sql(&list.join(", "), &from, request), reads)
 }
 
 /// Columns whose type already arrives in the format of their Arrow type
