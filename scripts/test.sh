@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite (unit, integration and doc tests).
 # Integration tests start their own PostgreSQL and MariaDB servers on free
-# ports in temp dirs (see tests/common/mod.rs); when run as root they drop to
+# ports in temp dirs (see tests/it/common/mod.rs); when run as root they drop to
 # the postgres/mysql users with runuser.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,6 +1,6 @@
 //! Secret values never show up in output, errors, logs or the data dir.
 
-mod common;
+use crate::common;
 
 use common::*;
 use tokio_postgres::SimpleQueryMessage;

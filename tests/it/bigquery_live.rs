@@ -5,7 +5,7 @@
 //! dataset (`sluice_test_<random>`, location `SLUICE_BQ_TEST_LOCATION` or
 //! US) and drops it at the end.
 
-mod common;
+use crate::common;
 
 use common::*;
 

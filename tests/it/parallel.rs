@@ -2,7 +2,7 @@
 //! key ranges of one snapshot load exactly the rows a serial run loads, and
 //! stay exactly-once across kill -9.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! against real PostgreSQL, watched through psql-visible tables and the
 //! Prometheus endpoint.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,8 +1,8 @@
 //! Shared integration-test harness: real PostgreSQL and MariaDB servers and
 //! the `sluice` binary, each started on its own free port in its own temp dir.
 //!
-//! Every test file includes this with `mod common;`. Each test binary compiles
-//! the module separately and uses only part of it, hence the `dead_code` allow.
+//! Every test module uses this through `crate::common`; each uses only part
+//! of it, hence the `dead_code` allow.
 //!
 //! * [`PgServer::start`], [`MariaDb::start`] and [`Sluice::start`] are
 //!   synchronous (they shell out and poll); call them from sync or async tests

@@ -1,7 +1,7 @@
 //! Connection management end to end: a real `sluice` process, real
 //! PostgreSQL and MariaDB servers, driven through tokio-postgres and psql.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

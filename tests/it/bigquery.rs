@@ -4,8 +4,8 @@
 //! staging bucket, exact types, retries, error reporting and exactly-once
 //! across kill -9.
 
-mod common;
-mod fake_bigquery;
+use crate::common;
+use crate::fake_bigquery;
 
 use std::time::Duration;
 

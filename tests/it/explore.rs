@@ -2,7 +2,7 @@
 //! DESCRIBE and live SELECTs with pushdown, against real PostgreSQL and
 //! MariaDB servers.
 
-mod common;
+use crate::common;
 
 use common::*;
 use tokio_postgres::Client;

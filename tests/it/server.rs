@@ -1,6 +1,6 @@
 //! The wire front end: authentication, protocols, plain SQL, errors, psql.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

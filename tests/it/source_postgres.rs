@@ -2,7 +2,7 @@
 //! descriptions, exact round trips of values through binary `COPY`, refused
 //! values, pushdown through DataFusion and hostile names.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! servers: ```sql blocks must succeed through psql, ```sql-error CODE
 //! blocks must fail with that SQLSTATE.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -1,7 +1,7 @@
 //! The README's demo: a fresh Sluice sets up the bundled sample data as a
 //! connection and jobs, and examples/quickstart.sql runs through psql.
 
-mod common;
+use crate::common;
 
 use common::*;
 

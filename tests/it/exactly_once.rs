@@ -3,7 +3,7 @@
 //! catalog update, cut the source connection mid-run; after a restart and a
 //! re-run the warehouse equals the source row for row.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

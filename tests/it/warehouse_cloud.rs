@@ -3,7 +3,7 @@
 //! replaces and SQL over the tables, across a restart; credentials come from
 //! the environment and never reach the log.
 
-mod common;
+use crate::common;
 
 use common::emulators::{AZURITE_ACCOUNT, AZURITE_KEY, Emulator};
 use common::*;

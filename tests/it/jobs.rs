@@ -1,7 +1,7 @@
 //! ETL jobs end to end: define, run and inspect jobs from a Postgres client,
 //! moving rows from real PostgreSQL and MariaDB into the local warehouse.
 
-mod common;
+use crate::common;
 
 use common::*;
 use tokio_postgres::Client;

@@ -2,7 +2,7 @@
 //! column descriptions from `information_schema`, exact values through
 //! `scan`, and filters and limits pushed down from DataFusion.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Proves the test harness itself works against the real servers.
 
-mod common;
+use crate::common;
 
 use common::{MariaDb, PgServer, free_port};
 

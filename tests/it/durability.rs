@@ -1,6 +1,6 @@
 //! The catalog survives kill -9 while many clients write to it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

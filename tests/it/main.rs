@@ -1,0 +1,24 @@
+//! Integration tests: one test crate (one link), a module per area.
+//! Servers are started per test by the harness in `common`.
+
+mod common;
+mod fake_bigquery;
+
+mod bigquery;
+mod bigquery_live;
+mod connections;
+mod demo;
+mod docs_examples;
+mod durability;
+mod exactly_once;
+mod explore;
+mod harness;
+mod jobs;
+mod parallel;
+mod redaction;
+mod scheduler;
+mod server;
+mod source_local;
+mod source_mysql;
+mod source_postgres;
+mod warehouse_cloud;
