@@ -10,6 +10,7 @@ mod connections;
 mod demo;
 mod docs_examples;
 mod durability;
+mod durability_runs;
 mod exactly_once;
 mod explore;
 mod harness;

@@ -97,6 +97,9 @@ impl JobColumns {
                 return Err(unknown_column(&description, &o.column));
             }
         }
+        if let LoadType::Incremental { cursor, .. } = &job.load {
+            check_cursor_override(&description, &fields, cursor)?;
+        }
         Ok(Self {
             schema: Arc::new(Schema::new(fields)),
             indexes,
@@ -124,6 +127,29 @@ impl JobColumns {
             .iter()
             .position(|&i| self.description.columns[i].name == name)
     }
+}
+
+/// Refuses a `COLUMNS` override that changes how the cursor compares: the
+/// watermark's low mark is read as the source's type and its high mark
+/// would be the converted value (`'9' > '10'` as text, a timestamp cut to
+/// its day as a date), so the window would skip or repeat rows.
+fn check_cursor_override(description: &TableDescription, fields: &[Field], cursor: &str) -> Result<(), EngineError> {
+    let (Some(column), Some(field)) = (
+        description.columns.iter().find(|c| c.name == cursor),
+        fields.iter().find(|f| f.name() == cursor),
+    ) else {
+        return Ok(());
+    };
+    if field.data_type() == &column.mapping.arrow {
+        return Ok(());
+    }
+    Err(EngineError::InvalidJob {
+        message: format!(
+            "the cursor column \"{cursor}\" ({}) cannot be loaded as another type: the watermark compares source values; \
+             leave \"{cursor}\" out of COLUMNS (...) or give it the type {}",
+            column.source_type, column.mapping.bigquery
+        ),
+    })
 }
 
 fn unknown_column(description: &TableDescription, name: &str) -> EngineError {
