@@ -10,7 +10,7 @@ use crate::admin::AdminCredentials;
 use crate::connection::{ConnectionRecord, StatusUpdate};
 use crate::crypto::MasterKey;
 use crate::error::{CatalogError, ObjectKind, Result};
-use crate::job::JobRecord;
+use crate::job::{JobDestination, JobRecord};
 use crate::record::Record;
 use crate::run::{RunRecord, RunStatus, RunTrigger, Watermark, run_key};
 use crate::schedule_state::ScheduleState;
@@ -367,11 +367,28 @@ impl Catalog {
         self.find_job(name)?.ok_or_else(|| not_found(ObjectKind::Job, name))
     }
 
+    /// The job that loads `destination`'s table, if any (a table has one
+    /// job: two would delete each other's files and watermarks).
+    pub fn table_owner(&self, destination: &JobDestination) -> Result<Option<String>> {
+        Ok(self
+            .jobs()?
+            .into_iter()
+            .find(|job| &job.destination == destination)
+            .map(|job| job.name))
+    }
+
     /// Saves a new job and marks its connections used, in one atomic write.
+    /// Refuses a name that is taken and a table another job loads.
     pub fn create_job(&self, job: &JobRecord) -> Result<()> {
         let _guard = self.lock();
         if self.find_job(&job.name)?.is_some() {
             return Err(already_exists(ObjectKind::Job, &job.name));
+        }
+        if let Some(owner) = self.table_owner(&job.destination)? {
+            return Err(CatalogError::TableTaken {
+                table: job.destination.table.clone(),
+                job: owner,
+            });
         }
         let mut batch = self.store.batch();
         for name in job.connections() {

@@ -39,6 +39,12 @@ pub enum CatalogError {
         identity: String,
     },
 
+    /// Another job already loads the destination table.
+    #[error(
+        "destination table \"{table}\" is already loaded by ETL job \"{job}\"; load this job into another table, or drop ETL job \"{job}\" first"
+    )]
+    TableTaken { table: String, job: String },
+
     /// The object is still used by others.
     #[error("cannot drop {kind} \"{name}\" because {} depend on it: {}", dependent_kind_plural(*dependent_kind), quoted(dependents))]
     InUse {

@@ -191,7 +191,7 @@ fn job(name: &str, connection: &str) -> JobRecord {
         },
         destination: JobDestination {
             connection: None,
-            table: "bq_orders".into(),
+            table: format!("bq_{name}"),
         },
         load: LoadType::Incremental {
             cursor: "updated_at".into(),

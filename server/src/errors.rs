@@ -155,7 +155,7 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
                 kind.to_string().to_uppercase()
             )),
         ),
-        CatalogError::DuplicateCredentials { .. } => error("42710", message, None),
+        CatalogError::DuplicateCredentials { .. } | CatalogError::TableTaken { .. } => error("42710", message, None),
         CatalogError::InUse { kind, .. } => {
             let hint = match kind {
                 ObjectKind::Connection => "Use DROP CONNECTION ... CASCADE to drop them too.",

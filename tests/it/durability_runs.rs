@@ -90,3 +90,37 @@ async fn cursor_overrides_that_change_how_the_cursor_compares_are_refused() {
     rows(&client, "RUN ETL JOB by_at").await;
     assert_eq!(loaded(&client, "bq_events").await, ("20".into(), "20".into()));
 }
+
+#[tokio::test]
+async fn a_second_job_into_a_table_another_job_loads_is_refused() {
+    let pg = start_pg();
+    insert(&pg, 1, 5);
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute("CREATE ETL JOB first FROM shop.public.events INTO warehouse.shared INCREMENTAL BY id ALL")
+        .await
+        .unwrap();
+    rows(&client, "RUN ETL JOB first").await;
+    let message = expect_err(
+        &client,
+        "CREATE ETL JOB second FROM shop.public.events INTO warehouse.shared SNAPSHOT",
+        "42710",
+    )
+    .await;
+    assert!(
+        message.contains("\"shared\"") && message.contains("\"first\""),
+        "{message}"
+    );
+    assert_eq!(one(&client, "SELECT count(*) FROM sluice.jobs").await, "1");
+    assert_eq!(loaded(&client, "shared").await, ("5".into(), "5".into()));
+    // Once the owner is dropped (keeping its data), the table is free.
+    client
+        .batch_execute(
+            "DROP ETL JOB first KEEP DATA; \
+             CREATE ETL JOB second FROM shop.public.events INTO warehouse.shared SNAPSHOT",
+        )
+        .await
+        .unwrap();
+}

@@ -362,6 +362,15 @@ impl JobManager {
             primary_key: columns.primary_key(),
             layout: job.layout.clone(),
         };
+        // Checked again when the job is saved; here so that another job's
+        // table is not touched.
+        if let Some(owner) = self.catalog().table_owner(&job.destination)? {
+            return Err(sluice_catalog::CatalogError::TableTaken {
+                table: job.destination.table.clone(),
+                job: owner,
+            }
+            .into());
+        }
         let setup = destination.ensure_table(&spec).await?;
         if let Err(e) = self.catalog().create_job(&job) {
             if setup == TableSetup::Created
@@ -460,7 +469,12 @@ impl JobManager {
             return Ok(false);
         };
         self.notify_changed();
-        if !keep_data {
+        // Catalogs from before one job per table may share a table.
+        let shared = self.catalog().table_owner(&job.destination)?;
+        if let Some(owner) = &shared {
+            warn!(job = name, table = %job.destination.table, other_job = %owner, "the destination table is kept: another job loads it");
+        }
+        if !keep_data && shared.is_none() {
             self.destination(job.destination.connection.as_deref())?
                 .drop_table(&job.destination.table)
                 .await?;
