@@ -116,6 +116,14 @@ pub enum EngineError {
     #[error("run {run_id} is not running (it is {status})")]
     RunNotRunning { run_id: u64, status: &'static str },
 
+    /// A run's task panicked; the run was settled like one a crash interrupted.
+    #[error("run {run_id} stopped on an internal error ({message}); it was settled as after a crash")]
+    RunPanicked { run_id: u64, message: String },
+
+    /// A test failure point (`SLUICE_FAILPOINTS`) failed the step.
+    #[error("failpoint {name} failed the step")]
+    Failpoint { name: String },
+
     /// A queued run that was cancelled or settled before its turn came.
     #[error("run {run_id} is no longer queued (it is {status})")]
     RunNotQueued { run_id: u64, status: &'static str },

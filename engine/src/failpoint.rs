@@ -1,14 +1,38 @@
-//! Crash points for testing exactly-once delivery.
+//! Failure points for testing exactly-once delivery and recovery.
 //!
-//! `SLUICE_FAILPOINTS=name[,name...]` makes the process abort (as a kill -9
-//! would stop it) when it reaches a named point. Unset, a point costs one
-//! environment lookup. Points: `after_destination_commit` (the destination
-//! has committed a run's load, the catalog has not recorded it yet).
+//! `SLUICE_FAILPOINTS=name[:action][,name[:action]...]` makes the process
+//! fail when it reaches a named point. The action is `abort` (the default:
+//! the process stops as a kill -9 would stop it), `panic` (the task panics)
+//! or `error` (the step fails with [`EngineError::Failpoint`]). Unset, a
+//! point costs one environment lookup. Points:
+//!
+//! - `run_start`: a run has been saved as running and claimed its job.
+//! - `after_destination_commit`: the destination has committed a run's load,
+//!   the catalog has not recorded it yet.
+//! - `catalog_finish_run`: the catalog write that records a finished run
+//!   (as when the disk is full).
 
-/// Aborts the process when `name` is listed in `SLUICE_FAILPOINTS`.
-pub fn hit(name: &str) {
-    if std::env::var("SLUICE_FAILPOINTS").is_ok_and(|points| points.split(',').any(|p| p.trim() == name)) {
-        tracing::error!(failpoint = name, "failpoint hit: aborting the process");
-        std::process::abort();
+use crate::error::EngineError;
+
+/// Fails as `SLUICE_FAILPOINTS` says when `name` is listed there.
+pub fn hit(name: &str) -> Result<(), EngineError> {
+    let Ok(points) = std::env::var("SLUICE_FAILPOINTS") else {
+        return Ok(());
+    };
+    let action = points.split(',').find_map(|point| {
+        let (point, action) = point.split_once(':').unwrap_or((point, "abort"));
+        (point.trim() == name).then(|| action.trim().to_owned())
+    });
+    match action.as_deref() {
+        None => Ok(()),
+        Some("panic") => panic!("failpoint {name} hit"),
+        Some("error") => {
+            tracing::error!(failpoint = name, "failpoint hit: failing the step");
+            Err(EngineError::Failpoint { name: name.to_owned() })
+        }
+        Some(_) => {
+            tracing::error!(failpoint = name, "failpoint hit: aborting the process");
+            std::process::abort();
+        }
     }
 }

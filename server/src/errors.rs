@@ -92,6 +92,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::UnknownColumn { .. } => error("42703", message, None),
         EngineError::NotADestination { .. } => error("0A000", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),
+        EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),
         EngineError::Extract { .. } => error("58000", message, None),
         EngineError::Destination(DestinationError::Remote { reason, job_id, .. }) => {
             let code = match reason.as_str() {

@@ -124,3 +124,66 @@ async fn a_second_job_into_a_table_another_job_loads_is_refused() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_panicking_run_is_settled_and_its_job_keeps_running_on_schedule() {
+    let pg = start_pg();
+    insert(&pg, 1, 5);
+    let sluice = Sluice::start_with(&[], &[("SLUICE_FAILPOINTS", "run_start:panic")]);
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB events FROM shop.public.events INCREMENTAL BY id ALL SCHEDULE CRON '* * * * * *'",
+        )
+        .await
+        .unwrap();
+    // Each scheduled run panics; the slot comes back and the next tick runs.
+    wait_for(
+        &client,
+        "SELECT count(*) FROM sluice.runs WHERE trigger = 'schedule' AND status = 'failed' \
+         AND error LIKE 'interrupted: run % stopped on an internal error (failpoint run_start hit)%'",
+        Duration::from_secs(30),
+        |v| v.parse::<i64>().unwrap() >= 3,
+    )
+    .await;
+    client.batch_execute("ALTER ETL JOB events PAUSE").await.unwrap();
+    let nothing_running = "SELECT count(*) FROM sluice.runs WHERE status IN ('running', 'queued')";
+    wait_for(&client, nothing_running, Duration::from_secs(10), |v| v == "0").await;
+    // A manual run reports the panic; the session survives it.
+    let message = expect_err(&client, "RUN ETL JOB events", "XX000").await;
+    assert!(message.contains("internal error"), "{message}");
+    assert_eq!(one(&client, nothing_running).await, "0");
+}
+
+#[tokio::test]
+async fn a_failed_catalog_write_after_the_commit_is_settled_before_the_job_runs_again() {
+    let pg = start_pg();
+    insert(&pg, 1, 30);
+    let mut sluice = Sluice::start_with(&[], &[("SLUICE_FAILPOINTS", "catalog_finish_run:error")]);
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute("CREATE ETL JOB events FROM shop.public.events INCREMENTAL BY id ALL")
+        .await
+        .unwrap();
+    // The load commits; recording it fails (as on a full disk).
+    expect_err(&client, "RUN ETL JOB events", "XX000").await;
+    assert_eq!(loaded(&client, "bq_events").await, ("30".into(), "30".into()));
+    insert(&pg, 31, 40);
+    // The run cannot be settled yet, so no new run starts from the old watermark.
+    expect_err(&client, "RUN ETL JOB events", "XX000").await;
+    assert_eq!(one(&client, "SELECT count(*) FROM sluice.runs").await, "1");
+    assert_eq!(loaded(&client, "bq_events").await, ("30".into(), "30".into()));
+
+    // With the disk writable again, start-up adopts the committed run.
+    sluice.terminate();
+    sluice.opts.envs.clear();
+    sluice.restart();
+    let client = sluice.client().await;
+    let run = rows(&client, "SELECT status, watermark_to FROM sluice.runs").await;
+    assert_eq!(run, [[Some("succeeded".into()), Some("30".into())]]);
+    let summary = rows(&client, "RUN ETL JOB events").await;
+    assert_eq!(summary[0][2].as_deref(), Some("10"), "{summary:?}");
+    assert_eq!(loaded(&client, "bq_events").await, ("40".into(), "40".into()));
+}

@@ -8,6 +8,11 @@ use tracing::{info, warn};
 
 use super::JobManager;
 use crate::error::EngineError;
+use crate::failpoint;
+
+/// Why a run that ended without a recorded end and without a committed
+/// load was marked failed.
+pub(super) const INTERRUPTED: &str = "interrupted: Sluice stopped during the run; nothing of it was committed";
 
 impl JobManager {
     /// Settles runs that were in progress when Sluice stopped (see
@@ -24,7 +29,7 @@ impl JobManager {
                 self.end_queued_run(run_id, RunStatus::Skipped, "Sluice stopped before the run started")?;
                 continue;
             }
-            match self.settle_run(run).await {
+            match self.settle_run(run, INTERRUPTED).await {
                 Ok(failed) => interrupted.extend(failed),
                 Err(e) => {
                     warn!(job = %job, run_id, error = %e, "could not settle an interrupted run; will retry before the job runs again");
@@ -51,18 +56,44 @@ impl JobManager {
                 continue;
             }
             if !run.status.is_final() {
-                self.settle_run(run).await?;
+                self.settle_run(run, INTERRUPTED).await?;
             }
             self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
         }
         Ok(())
     }
 
+    /// Settles run `run_id`, whose task ended without recording its end (it
+    /// panicked, or the catalog write failed), as a crash would be settled;
+    /// returns the settled run. When that fails too the run stays
+    /// unsettled, and the job does not run again before it is settled.
+    pub(super) async fn settle_abandoned(&self, run_id: u64, reason: &str) -> Option<RunRecord> {
+        self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id);
+        let settled = async {
+            let run = self.catalog().run(run_id)?;
+            if !run.status.is_final() {
+                self.settle_run(run, reason).await?;
+            }
+            Ok::<_, EngineError>(self.catalog().run(run_id)?)
+        }
+        .await;
+        match settled {
+            Ok(run) => {
+                self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
+                Some(run)
+            }
+            Err(e) => {
+                warn!(run_id, error = %e, "could not settle the run; will retry before the job runs again");
+                None
+            }
+        }
+    }
+
     /// A run whose load the destination committed is recorded as succeeded
     /// with its watermark (the crash came between the destination commit and
-    /// the catalog update); any other is marked failed, nothing of it
-    /// visible, and returned.
-    async fn settle_run(&self, mut run: RunRecord) -> Result<Option<RunRecord>, EngineError> {
+    /// the catalog update); any other is marked failed with `reason`,
+    /// nothing of it visible, and returned.
+    async fn settle_run(&self, mut run: RunRecord, reason: &str) -> Result<Option<RunRecord>, EngineError> {
         run.finished_at = Some(Utc::now());
         let committed = match self.catalog().find_job(&run.job)? {
             Some(job) => {
@@ -88,13 +119,15 @@ impl JobManager {
                     }),
                     _ => None,
                 };
+                failpoint::hit("catalog_finish_run")?;
                 self.catalog().finish_run(&run, watermark.as_ref())?;
                 info!(job = %run.job, run_id = run.id, "adopted a run the destination had committed before a restart");
                 Ok(None)
             }
             None => {
                 run.status = RunStatus::Failed;
-                run.error = Some("interrupted: Sluice stopped during the run; nothing of it was committed".into());
+                run.error = Some(reason.to_owned());
+                failpoint::hit("catalog_finish_run")?;
                 self.catalog().finish_run(&run, None)?;
                 warn!(job = %run.job, run_id = run.id, "marked an interrupted run failed");
                 Ok(Some(run))

@@ -2,20 +2,23 @@
 //! commit the destination with the watermark, then record both in the
 //! catalog. The watermark moves only after the destination committed.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
 use tokio::sync::Notify;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use super::dedupe::Deduper;
 use super::define::JobColumns;
 use super::progress::{LiveProgress, LiveRun, RunPhase};
+use super::reconcile::INTERRUPTED;
 use super::{ActiveRun, JobManager, split, window};
 use crate::destinations::WriteMode;
 use crate::error::EngineError;
@@ -55,6 +58,26 @@ impl Drop for RunningGuard<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.job);
+    }
+}
+
+/// Hands a run to reconciliation (the unsettled set) if its task stops
+/// before the run's end was recorded, as when the future is dropped.
+struct UnsettledUnlessRecorded<'a> {
+    manager: &'a JobManager,
+    run_id: u64,
+    recorded: bool,
+}
+
+impl Drop for UnsettledUnlessRecorded<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.manager
+                .unsettled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.run_id);
+        }
     }
 }
 
@@ -201,15 +224,58 @@ impl JobManager {
             rows: 0,
             elapsed: Duration::ZERO,
         });
-        let span = info_span!("etl_run", job = name, run_id = run.id);
-        let result = self.execute(&job, &mut run, &active, progress).instrument(span).await;
+        let run_id = run.id;
+        let mut unsettled = UnsettledUnlessRecorded {
+            manager: self,
+            run_id,
+            recorded: false,
+        };
+        let span = info_span!("etl_run", job = name, run_id);
+        let result = AssertUnwindSafe(self.execute(&job, &mut run, &active, progress).instrument(span))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(EngineError::RunPanicked {
+                    run_id,
+                    message: panic_message(panic.as_ref()),
+                })
+            });
         run.finished_at = Some(Utc::now());
         if let Some(shipped) = active.progress.shipped() {
             run.bytes_uploaded = Some(shipped.bytes_uploaded);
             run.load_jobs_done = shipped.jobs.map(|jobs| jobs.done);
             run.load_jobs_total = shipped.jobs.map(|jobs| jobs.total);
         }
-        let outcome = self.settle(name, &mut run, result);
+        let outcome = match result {
+            // The panic may have come after the destination committed:
+            // settle it as a crash would be, from what the destination says.
+            Err(panicked @ EngineError::RunPanicked { .. }) => {
+                error!(job = name, run_id, error = %panicked, "run panicked");
+                let reason = format!("interrupted: {panicked}");
+                if let Some(settled) = self.settle_abandoned(run_id, &reason).await {
+                    run = settled;
+                }
+                Err(panicked)
+            }
+            result => match self.record_end(name, &mut run, &result) {
+                Ok(()) => result.map(|_| run.clone()),
+                Err(write) => {
+                    warn!(job = name, run_id, error = %write, "could not record how the run ended; settling it as after a crash");
+                    let reason = result
+                        .as_ref()
+                        .err()
+                        .map_or(INTERRUPTED.to_owned(), ToString::to_string);
+                    match self.settle_abandoned(run_id, &reason).await {
+                        Some(settled) => {
+                            run = settled;
+                            result.map(|_| run.clone())
+                        }
+                        None => Err(write),
+                    }
+                }
+            },
+        };
+        unsettled.recorded = true;
         drop(guard);
         self.metrics.run_finished(&run);
         self.prune_runs(name);
@@ -217,16 +283,18 @@ impl JobManager {
         outcome
     }
 
-    /// Records how a run ended, with its watermark when it succeeded.
-    fn settle(
+    /// Records how a run ended, with its watermark when it succeeded; an
+    /// error is the failed catalog write.
+    fn record_end(
         &self,
         name: &str,
         run: &mut RunRecord,
-        result: Result<Option<Watermark>, EngineError>,
-    ) -> Result<RunSummary, EngineError> {
+        result: &Result<Option<Watermark>, EngineError>,
+    ) -> Result<(), EngineError> {
         match result {
             Ok(watermark) => {
                 run.status = RunStatus::Succeeded;
+                failpoint::hit("catalog_finish_run")?;
                 self.catalog().finish_run(run, watermark.as_ref())?;
                 info!(
                     job = name,
@@ -235,7 +303,6 @@ impl JobManager {
                     bytes = run.bytes,
                     "run succeeded"
                 );
-                Ok(run.clone())
             }
             Err(e) => {
                 run.status = if matches!(e, EngineError::Cancelled { .. }) {
@@ -244,11 +311,12 @@ impl JobManager {
                     RunStatus::Failed
                 };
                 run.error = Some(e.to_string());
+                failpoint::hit("catalog_finish_run")?;
                 self.catalog().finish_run(run, None)?;
                 warn!(job = name, run_id = run.id, error = %e, "run failed");
-                Err(e)
             }
         }
+        Ok(())
     }
 
     /// Moves the rows; returns the watermark to record with the run.
@@ -259,6 +327,7 @@ impl JobManager {
         active: &ActiveRun,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<Option<Watermark>, EngineError> {
+        failpoint::hit("run_start")?;
         let started = Instant::now();
         let cancel = &active.cancel;
         let live = &active.progress;
@@ -413,7 +482,7 @@ impl JobManager {
         self.catalog().update_run(run)?;
         live.set_phase(RunPhase::Committing);
         let report = transaction.commit(run.watermark_to.clone()).await?;
-        failpoint::hit("after_destination_commit");
+        failpoint::hit("after_destination_commit")?;
         run.bytes = report.bytes;
         Ok(run
             .watermark_to
@@ -426,6 +495,15 @@ impl JobManager {
                 updated_at: Utc::now(),
             }))
     }
+}
+
+/// The message a panic carried, when it is text.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Casts a source batch to the job's destination schema (type overrides).

@@ -243,17 +243,18 @@ impl Scheduler {
     fn spawn_run(self: &Arc<Self>, job: JobRecord, run_id: u64, attempt: u32) {
         let this = Arc::clone(self);
         let span = info_span!("scheduled_run", job = %job.name, run_id, attempt);
+        // Released when the task ends, however it ends (a panic included).
+        let slot = Slot {
+            scheduler: Arc::clone(self),
+            job: job.name.clone(),
+        };
         tokio::spawn(
             async move {
+                let _slot = slot;
                 let result = this.jobs.run_queued(&job.name, run_id).await;
                 if let Err(e) = this.after_run(&job, attempt, result.err()) {
                     warn!(error = %e, "could not record the outcome of a scheduled run");
                 }
-                this.in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&job.name);
-                this.jobs.notify_changed();
             }
             .instrument(span),
         );
@@ -287,6 +288,24 @@ impl Scheduler {
             None => warn!(job = %job.name, error = %error, "scheduled run failed; no retry"),
         }
         Ok(())
+    }
+}
+
+/// A job's place in the pool of scheduled runs (see
+/// [`Scheduler::try_reserve`]), given back when dropped.
+struct Slot {
+    scheduler: Arc<Scheduler>,
+    job: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.scheduler
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.job);
+        self.scheduler.jobs.notify_changed();
     }
 }
 
