@@ -122,6 +122,12 @@ impl WarehouseLoad {
                 Err(e) => return Err(e.into()),
             }
         }
+        // The files are on disk before a manifest names them.
+        let paths: Vec<_> = finished
+            .iter()
+            .map(|file| warehouse.data_path(&self.table, &file.name))
+            .collect();
+        warehouse.sync(&paths).await?;
         let mut files = match self.mode {
             WriteMode::Append => self.base.files.clone(),
             WriteMode::Replace => Vec::new(),

@@ -23,6 +23,7 @@ mod load;
 mod location;
 mod manifest;
 mod read;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +47,7 @@ use super::compare::schema_differences;
 use super::{CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode};
 use load::WarehouseLoad;
 use manifest::Manifest;
+use sync::LocalDisk;
 
 /// How many manifest versions (with their files) a table keeps readable.
 const RETAINED_VERSIONS: usize = 2;
@@ -77,6 +79,8 @@ pub struct LocalWarehouse {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     limits: FileLimits,
+    /// The local directory, when the store is one: commits sync to it.
+    disk: Option<LocalDisk>,
     shared: Arc<Shared>,
 }
 
@@ -95,8 +99,15 @@ impl LocalWarehouse {
             store: "LocalFileSystem",
             source: Box::new(source),
         })?;
-        let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
-        Ok(Self::new(Arc::new(store), Path::ROOT))
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true));
+        let root = std::fs::canonicalize(dir).map_err(|source| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(source),
+        })?;
+        Ok(Self {
+            disk: Some(LocalDisk::new(store.clone(), root)),
+            ..Self::new(store, Path::ROOT)
+        })
     }
 
     /// A warehouse under `prefix` of `store`.
@@ -107,6 +118,7 @@ impl LocalWarehouse {
             store,
             prefix,
             limits: FileLimits::default(),
+            disk: None,
             shared: Arc::new(Shared {
                 url,
                 tables: RwLock::default(),
@@ -185,12 +197,22 @@ impl LocalWarehouse {
         }
     }
 
-    /// Publishes `manifest` unless its version exists already.
+    /// Publishes `manifest` unless its version exists already; in a local
+    /// directory, it is on disk when this returns.
     async fn publish(&self, table: &str, manifest: &Manifest) -> Result<(), object_store::Error> {
         let json = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
         let path = self.manifest_path(table, manifest.version);
         self.store.put_opts(&path, json.into(), PutMode::Create.into()).await?;
-        Ok(())
+        self.sync(&[path]).await
+    }
+
+    /// In a local directory, syncs `files` and their directories to disk
+    /// (other stores make a finished put durable themselves).
+    async fn sync(&self, files: &[Path]) -> Result<(), object_store::Error> {
+        match &self.disk {
+            Some(disk) => disk.sync(files).await,
+            None => Ok(()),
+        }
     }
 
     /// Deletes `paths`; already deleted ones are fine.

@@ -573,3 +573,43 @@ async fn logical_types_round_trip_exactly() {
     assert_eq!(concat_batches(&batch.schema(), &from_sql).unwrap(), batch);
     assert_eq!(from_sql[0].schema(), batch.schema());
 }
+
+#[tokio::test]
+async fn a_commit_syncs_its_files_and_directories_before_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+    load(&warehouse, 1, WriteMode::Append, &[orders(&[1, 2])]).await;
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let synced: Vec<std::path::PathBuf> = sync::SYNCED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.starts_with(&root))
+        .cloned()
+        .collect();
+    let table = root.join("orders");
+    let data: Vec<_> = std::fs::read_dir(table.join(DATA_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!data.is_empty());
+    for file in &data {
+        assert!(synced.contains(file), "data file {file:?} not synced: {synced:?}");
+    }
+    let manifest = table.join(MANIFEST_DIR).join(manifest::file_name(1));
+    for path in [
+        manifest.clone(),
+        table.join(DATA_DIR),
+        table.join(MANIFEST_DIR),
+        table.clone(),
+        root.clone(),
+    ] {
+        assert!(synced.contains(&path), "{path:?} not synced: {synced:?}");
+    }
+    // Data files are synced before the manifest that names them.
+    let first_manifest_sync = synced.iter().position(|p| p == &manifest).unwrap();
+    assert!(
+        data.iter()
+            .all(|f| synced.iter().position(|p| p == f).unwrap() < first_manifest_sync)
+    );
+}
