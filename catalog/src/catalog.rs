@@ -34,6 +34,21 @@ impl Record for KeyCheck {
 
 const KEY_CHECK_PLAIN: &[u8] = b"sluice master key check";
 
+/// This catalog's random identity (see [`Catalog::instance_id`]).
+#[derive(Serialize, Deserialize)]
+struct Instance {
+    id: String,
+}
+
+impl Record for Instance {
+    const FAMILY: &'static str = "meta";
+    const VERSION: u32 = 1;
+
+    fn key(&self) -> String {
+        "instance".into()
+    }
+}
+
 /// What [`Catalog::drop_connection`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DropOutcome {
@@ -52,19 +67,31 @@ pub struct Catalog {
     store: Store,
     key: MasterKey,
     writer: Mutex<()>,
+    instance: String,
 }
 
 impl Catalog {
     /// Opens the catalog in `dir`, creating it when missing, and checks that
     /// `key` is the key its secrets were sealed with.
     pub fn open(dir: &Path, key: MasterKey) -> Result<Self> {
+        let store = Store::open(dir)?;
+        let instance = instance_id(&store)?;
         let catalog = Self {
-            store: Store::open(dir)?,
+            store,
             key,
             writer: Mutex::new(()),
+            instance,
         };
         catalog.check_key()?;
         Ok(catalog)
+    }
+
+    /// A random id made when this catalog was created (or first opened by a
+    /// version that has it). A new or reset catalog gets a new one, so names
+    /// made from it and run ids (BigQuery job ids) never repeat those of an
+    /// earlier catalog, though run ids start again at 1.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
     }
 
     fn check_key(&self) -> Result<()> {
@@ -594,6 +621,20 @@ impl Catalog {
         batch.put(watermark);
         batch.commit()
     }
+}
+
+/// The catalog's instance id, made and saved the first time.
+fn instance_id(store: &Store) -> Result<String> {
+    if let Some(instance) = store.get::<Instance>("instance")? {
+        return Ok(instance.id);
+    }
+    let instance = Instance {
+        id: format!("{:016x}", rand::random::<u64>()),
+    };
+    let mut batch = store.batch();
+    batch.put(&instance);
+    batch.commit()?;
+    Ok(instance.id)
 }
 
 /// The next run id, kept in `meta`.

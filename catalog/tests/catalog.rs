@@ -393,3 +393,25 @@ fn a_queued_run_starts_once_or_ends_without_running() {
         "only queued runs change"
     );
 }
+
+#[test]
+fn a_table_has_one_job_and_the_catalog_one_instance_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_with_job(dir.path(), "first");
+    let mut second = job("second", "shop");
+    second.destination.table = "bq_first".into();
+    match catalog.create_job(&second) {
+        Err(CatalogError::TableTaken { table, job }) => {
+            assert_eq!((table.as_str(), job.as_str()), ("bq_first", "first"))
+        }
+        other => panic!("expected TableTaken, got {other:?}"),
+    }
+    let instance = catalog.instance_id().to_owned();
+    assert_eq!(instance.len(), 16);
+    drop(catalog);
+    let reopened = open(dir.path());
+    assert_eq!(reopened.instance_id(), instance, "kept across restarts");
+    let other = tempfile::tempdir().unwrap();
+    let fresh = open_with_job(other.path(), "first");
+    assert_ne!(fresh.instance_id(), instance, "a new catalog gets a new id");
+}

@@ -77,8 +77,10 @@ pub struct ConnectionType {
 pub type SourceFactory = fn(&ResolvedOptions, Duration) -> Arc<dyn Source>;
 
 /// Builds a [`Destination`] from a connection's resolved options;
-/// `timeout` bounds every connection attempt.
-pub type DestinationFactory = fn(&ResolvedOptions, Duration) -> Result<Arc<dyn Destination>, EngineError>;
+/// `timeout` bounds every connection attempt; `instance` is the catalog's
+/// [instance id](sluice_catalog::Catalog::instance_id), for names that must
+/// never repeat across catalogs.
+pub type DestinationFactory = fn(&ResolvedOptions, Duration, &str) -> Result<Arc<dyn Destination>, EngineError>;
 
 impl ConnectionType {
     /// The identity of a connection with these (prepared) options.

@@ -253,7 +253,7 @@ impl ConnectionManager {
             kind: kind.name.into(),
         })?;
         let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
-        factory(&resolved, self.timeout_for(&resolved))
+        factory(&resolved, self.timeout_for(&resolved), self.catalog.instance_id())
     }
 
     fn timeout_for(&self, resolved: &ResolvedOptions) -> Duration {

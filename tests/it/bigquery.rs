@@ -56,6 +56,18 @@ async fn setup(extra_env: &[(&str, &str)]) -> Env {
     envs.extend_from_slice(extra_env);
     let sluice = Sluice::start_with(&[], &envs);
     let client = sluice.client().await;
+    create_connections(&client, &pg, &key_file).await;
+    Env {
+        pg,
+        fake,
+        sluice,
+        client,
+        _keys: keys,
+    }
+}
+
+/// The `shop` and `wh` connections.
+async fn create_connections(client: &Client, pg: &PgServer, key_file: &std::path::Path) {
     client
         .batch_execute(&format!(
             "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}');
@@ -66,13 +78,6 @@ async fn setup(extra_env: &[(&str, &str)]) -> Env {
         ))
         .await
         .unwrap();
-    Env {
-        pg,
-        fake,
-        sluice,
-        client,
-        _keys: keys,
-    }
 }
 
 /// Every row of a fake table as text, `|`-separated, sorted.
@@ -1093,4 +1098,106 @@ async fn a_large_chunk_resumes_after_a_lost_piece_without_sending_it_again() {
     assert_eq!(state.uploads.bytes_received, totals, "no byte was sent twice");
     assert!(state.uploads.status_queries >= 1);
     assert!(state.faults.iter().all(|f| f.times == 0));
+}
+
+#[tokio::test]
+async fn a_reset_catalog_never_reuses_a_bigquery_job_id() {
+    let mut env = setup(&[]).await;
+    create_orders_inc(&env.client, 8192).await;
+    let summary = rows(&env.client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][2].as_deref(), Some("500"), "{summary:?}");
+    let first_jobs: Vec<String> = env.fake.state().jobs.keys().cloned().collect();
+
+    // A new, empty catalog: run ids start again at 1.
+    env.sluice.terminate();
+    std::fs::remove_dir_all(env.sluice.data_dir().join("catalog")).unwrap();
+    env.sluice.restart();
+    let client = env.sluice.client().await;
+    let key_file = env.fake.write_key_file(env._keys.path());
+    create_connections(&client, &env.pg, &key_file).await;
+    create_orders_inc(&client, 8192).await;
+    let summary = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][0].as_deref(), Some("1"), "the same run id: {summary:?}");
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    // The new catalog loads from the start again: every row arrives a second time.
+    assert_eq!(table_rows(&env.fake, "orders").len(), 1000);
+    let jobs = env.fake.state().jobs.clone();
+    let new_jobs: Vec<&String> = jobs.keys().filter(|id| !first_jobs.contains(id)).collect();
+    assert!(
+        new_jobs.iter().any(|id| id.ends_with("_commit")),
+        "a new commit job id: {new_jobs:?} (first: {first_jobs:?})"
+    );
+}
+
+#[tokio::test]
+async fn a_restored_catalog_meeting_an_earlier_job_id_fails_loudly_instead_of_losing_rows() {
+    let mut env = setup(&[]).await;
+    create_orders_inc(&env.client, 8192).await;
+    rows(&env.client, "RUN ETL JOB orders_inc").await;
+    // A backup of the catalog after run 1.
+    env.sluice.terminate();
+    let catalog = env.sluice.data_dir().join("catalog");
+    let backup = tempfile::tempdir().unwrap();
+    let saved = backup.path().join("catalog");
+    assert!(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&catalog)
+            .arg(&saved)
+            .status()
+            .unwrap()
+            .success()
+    );
+    env.sluice.restart();
+    let client = env.sluice.client().await;
+    env.pg.psql_admin_db(
+        "shop",
+        "INSERT INTO orders SELECT g, g, 'new', timestamptz '2024-03-05 00:00:00+00' + g * interval '1 second' FROM generate_series(501, 520) g",
+    );
+    let summary = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][0].as_deref(), Some("2"), "{summary:?}");
+    // Restored, the catalog gives out run id 2 again, whose jobs BigQuery
+    // remembers (from a while ago).
+    env.sluice.terminate();
+    std::fs::remove_dir_all(&catalog).unwrap();
+    assert!(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&saved)
+            .arg(&catalog)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let hour_ago = (std::time::SystemTime::now() - Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    for job in env.fake.state().jobs.values_mut() {
+        job["statistics"]["creationTime"] = json!(hour_ago);
+    }
+    env.sluice.restart();
+    let client = env.sluice.client().await;
+    env.pg.psql_admin_db(
+        "shop",
+        "INSERT INTO orders SELECT g, g, 'newer', timestamptz '2024-03-06 00:00:00+00' + g * interval '1 second' FROM generate_series(521, 530) g",
+    );
+    let message = expect_err(&client, "RUN ETL JOB orders_inc", "58030").await;
+    assert!(message.contains("already has a job with this run's id"), "{message}");
+    let run = rows(
+        &client,
+        "SELECT run_id, status FROM sluice.runs ORDER BY run_id DESC LIMIT 1",
+    )
+    .await;
+    assert_eq!(
+        run[0],
+        [Some("2".into()), Some("failed".into())],
+        "never recorded as loaded"
+    );
+    // The next run ids are new to BigQuery: nothing is lost (the rows of the
+    // lost run 2 are loaded again, as the restored watermark says).
+    let summary = rows(&client, "RUN ETL JOB orders_inc").await;
+    assert_eq!(summary[0][2].as_deref(), Some("30"), "{summary:?}");
+    assert_eq!(table_rows(&env.fake, "orders").len(), 550);
 }

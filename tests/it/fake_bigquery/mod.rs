@@ -645,6 +645,11 @@ fn insert_job(s: &mut State, project: &str, mut job: Value, media: Option<Vec<u8
         return error(400, "invalid", message.clone());
     }
     job["id"] = json!(format!("{project}:{id}"));
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    job["statistics"] = json!({"creationTime": created.to_string()});
     let job = job_done(job, outcome.err());
     if let Some(delay) = s.job_delay {
         s.done_at.insert(id.clone(), Instant::now() + delay);

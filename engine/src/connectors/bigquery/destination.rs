@@ -34,7 +34,11 @@ const MAX_CLUSTER_COLUMNS: usize = 4;
 
 /// Opens a BigQuery connection as a destination; signing in waits for the
 /// first call.
-pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Result<Arc<dyn Destination>, EngineError> {
+pub(super) fn open(
+    options: &ResolvedOptions,
+    timeout: Duration,
+    instance: &str,
+) -> Result<Arc<dyn Destination>, EngineError> {
     let session = Session::new(options, timeout);
     if let Err(message) = &session.settings {
         return Err(EngineError::InvalidOption {
@@ -42,32 +46,40 @@ pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Result<Arc<d
             message: message.clone(),
         });
     }
-    Ok(Arc::new(BigQueryDestination { session }))
+    Ok(Arc::new(BigQueryDestination {
+        session,
+        instance: instance.to_owned(),
+    }))
 }
 
 struct BigQueryDestination {
     session: Session,
+    /// The catalog's instance id, in every job and staging name: run ids
+    /// start again in a new catalog, BigQuery job ids are kept for months.
+    instance: String,
 }
 
 /// The names and job ids of one run's load of a table.
 pub(super) struct RunNames {
     /// The per-run table the chunks load into.
     pub staging: String,
-    /// `sluice_<table>_<token>_r<run>`: chunk jobs add `_c<n>`, the commit
-    /// copy job adds `_commit`.
+    /// `sluice_<table>_<token>_<instance>_r<run>`: chunk jobs add `_c<n>`,
+    /// the commit copy job adds `_commit`.
     pub job_prefix: String,
 }
 
 impl RunNames {
-    fn new(table: &str, token: &str, run_id: u64) -> Self {
+    /// The names of run `run_id` of catalog `instance` into the table
+    /// labelled `token`: unique as long as BigQuery remembers job ids.
+    fn new(table: &str, token: &str, instance: &str, run_id: u64) -> Self {
         let readable: String = table
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(64)
             .collect();
         Self {
-            staging: format!("_sluice_staging_{token}_r{run_id}"),
-            job_prefix: format!("sluice_{readable}_{token}_r{run_id}"),
+            staging: format!("_sluice_staging_{token}_{instance}_r{run_id}"),
+            job_prefix: format!("sluice_{readable}_{token}_{instance}_r{run_id}"),
         }
     }
 
@@ -229,7 +241,7 @@ impl Destination for BigQueryDestination {
         let Some((_, token)) = self.table_and_token(&api, table).await? else {
             return Ok(None);
         };
-        let names = RunNames::new(table, &token, run_id);
+        let names = RunNames::new(table, &token, &self.instance, run_id);
         api.delete_table(&names.staging)
             .await
             .map_err(|e| e.into_destination(None))?;
@@ -274,7 +286,7 @@ impl Destination for BigQueryDestination {
             .table_and_token(&api, table)
             .await?
             .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
-        let names = RunNames::new(table, &token, run_id);
+        let names = RunNames::new(table, &token, &self.instance, run_id);
         // The staging table has the target's layout, so that the copy job
         // moves rows between tables of one shape.
         let staging = Table {

@@ -5,6 +5,7 @@
 //! appending or replacing atomically.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -26,6 +27,10 @@ use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransact
 /// otherwise: large enough that a run is a few jobs (BigQuery allows 1,500
 /// table operations a day per table), small enough to hold in memory.
 const DEFAULT_CHUNK_BYTES: usize = 128 << 20;
+
+/// How much earlier than the load's start BigQuery's clock may date one of
+/// its jobs (clock skew).
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 fn chunk_bytes() -> usize {
     std::env::var("SLUICE_BIGQUERY_CHUNK_BYTES")
@@ -51,6 +56,8 @@ pub(super) struct BigQueryLoad {
     rows: u64,
     /// Bytes uploaded and jobs done, for the commit report and progress.
     shipping: Arc<ShipProgress>,
+    /// When the load began: none of its jobs is older.
+    began: SystemTime,
 }
 
 impl BigQueryLoad {
@@ -67,6 +74,7 @@ impl BigQueryLoad {
             chunks: 0,
             rows: 0,
             shipping: Arc::new(ShipProgress::with_jobs()),
+            began: SystemTime::now(),
         }
     }
 
@@ -112,6 +120,7 @@ impl BigQueryLoad {
             .await
             .map_err(|e| e.into_destination(Some(job_id.clone())))?;
         drop(uploading);
+        self.check_staging_job(&submitted, &job_id)?;
         self.shipping.uploaded(sent);
         self.shipping.job_submitted();
         info!(table = %self.table, job_id = %job_id, "submitted a BigQuery load job");
@@ -134,6 +143,57 @@ impl BigQueryLoad {
             self.shipping.job_done();
         }
         Ok(())
+    }
+
+    /// Checks that a job BigQuery answered with loads into (a chunk) or
+    /// copies out of (the commit) this run's staging table, and is not
+    /// older than this load. A job id that BigQuery knew already is
+    /// answered with that earlier job (a catalog restored from a backup
+    /// gives out run ids again); one of another load must never pass for
+    /// this run's.
+    fn check_staging_job(&self, job: &Job, job_id: &str) -> Result<(), DestinationError> {
+        let created = job
+            .statistics
+            .as_ref()
+            .and_then(|s| s.creation_time.as_deref())
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        if let Some(created) = created.filter(|&created| created + CLOCK_SKEW < self.began) {
+            let at = chrono::DateTime::<chrono::Utc>::from(created);
+            return Err(DestinationError::Remote {
+                service: "BigQuery",
+                job_id: Some(job_id.to_owned()),
+                reason: "duplicate".into(),
+                message: format!(
+                    "BigQuery already has a job with this run's id, created at {at} by an earlier load \
+                     (was the catalog restored from a backup?); nothing of the run was loaded"
+                ),
+            });
+        }
+        let config = job.configuration.as_ref();
+        let staging = config
+            .and_then(|c| c.copy.as_ref())
+            .and_then(|copy| copy.source_table.as_ref())
+            .or_else(|| {
+                config
+                    .and_then(|c| c.load.as_ref())
+                    .and_then(|load| load.destination_table.as_ref())
+            })
+            .map(|table| table.table_id.as_str());
+        if staging == Some(self.names.staging.as_str()) {
+            return Ok(());
+        }
+        Err(DestinationError::Remote {
+            service: "BigQuery",
+            job_id: Some(job_id.to_owned()),
+            reason: "duplicate".into(),
+            message: format!(
+                "BigQuery already has a job with this run's id that does not load its staging table {} (it uses {}); \
+                 nothing of the run was loaded",
+                self.names.staging,
+                staging.unwrap_or("no table")
+            ),
+        })
     }
 
     /// Deletes the run's staging table and staged chunks.
@@ -220,6 +280,7 @@ impl BigQueryLoad {
         let remote = |e: ApiError| e.into_destination(Some(job_id.clone()));
         let _loading = self.shipping.busy(Activity::Loading);
         let submitted = self.api.insert_job(&job, &job_id).await.map_err(remote)?;
+        self.check_staging_job(&submitted, &job_id)?;
         self.shipping.job_submitted();
         let done = self.api.wait_job(submitted, &job_id).await.map_err(remote)?;
         if let Some(error) = job_error(&done) {
