@@ -615,9 +615,21 @@ impl Catalog {
     }
 
     /// Saves a watermark on its own (start-up reconciliation with what the
-    /// destination committed).
+    /// destination committed), and makes sure run ids continue after the
+    /// run that set it: a catalog restored from a backup would otherwise
+    /// give out run ids the destination has seen.
     pub fn set_watermark(&self, watermark: &Watermark) -> Result<()> {
+        let _guard = self.lock();
         let mut batch = self.store.batch();
+        let next = self
+            .store
+            .get::<RunSequence>("run_sequence")?
+            .map_or(1, |sequence| sequence.next);
+        if next <= watermark.run_id {
+            batch.put(&RunSequence {
+                next: watermark.run_id + 1,
+            });
+        }
         batch.put(watermark);
         batch.commit()
     }

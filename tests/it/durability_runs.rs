@@ -187,3 +187,56 @@ async fn a_failed_catalog_write_after_the_commit_is_settled_before_the_job_runs_
     assert_eq!(summary[0][2].as_deref(), Some("10"), "{summary:?}");
     assert_eq!(loaded(&client, "bq_events").await, ("40".into(), "40".into()));
 }
+
+/// Copies directory `from` to `to` (which must not exist).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a {from:?} {to:?}");
+}
+
+#[tokio::test]
+async fn a_catalog_restored_from_a_backup_continues_from_the_destination_without_duplicates() {
+    let pg = start_pg();
+    insert(&pg, 1, 10);
+    let mut sluice = Sluice::start();
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute("CREATE ETL JOB events FROM shop.public.events INCREMENTAL BY id ALL")
+        .await
+        .unwrap();
+    rows(&client, "RUN ETL JOB events").await;
+
+    // A backup of the catalog, taken with the server stopped.
+    sluice.terminate();
+    let backup = tempfile::tempdir().unwrap();
+    let catalog = sluice.data_dir().join("catalog");
+    copy_dir(&catalog, &backup.path().join("catalog"));
+    sluice.restart();
+    let client = sluice.client().await;
+    insert(&pg, 11, 20);
+    let summary = rows(&client, "RUN ETL JOB events").await;
+    assert_eq!(summary[0][2].as_deref(), Some("10"), "{summary:?}");
+
+    // Restore the older catalog: its watermark is 10, the table holds 20 rows.
+    sluice.terminate();
+    std::fs::remove_dir_all(&catalog).unwrap();
+    copy_dir(&backup.path().join("catalog"), &catalog);
+    sluice.restart();
+    let client = sluice.client().await;
+    assert_eq!(one(&client, "SELECT watermark FROM sluice.jobs").await, "20");
+    insert(&pg, 21, 25);
+    let summary = rows(&client, "RUN ETL JOB events").await;
+    assert_eq!(summary[0][2].as_deref(), Some("5"), "{summary:?}");
+    let run_id: u64 = summary[0][0].as_deref().unwrap().parse().unwrap();
+    assert!(
+        run_id > 2,
+        "run ids continue after the destination's last run: {run_id}"
+    );
+    assert_eq!(loaded(&client, "bq_events").await, ("25".into(), "25".into()));
+}

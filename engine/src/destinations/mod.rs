@@ -70,6 +70,8 @@ pub struct CommitState {
     pub run_id: u64,
     /// The watermark the load committed with.
     pub watermark: Option<String>,
+    /// When the load committed, where the destination records it.
+    pub committed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What one commit published.
@@ -158,6 +160,14 @@ pub trait Destination: Send + Sync {
     /// watermark, where the destination records it); `None` if it did not.
     /// Start-up reconciliation asks this for runs a crash interrupted.
     async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError>;
+
+    /// What the table's last committed load recorded, for destinations
+    /// that record the run and its watermark with the data; `None` when
+    /// never loaded or not recorded. Start-up compares it with the
+    /// catalog's watermarks (a catalog restored from a backup is behind).
+    async fn last_commit(&self, _table: &str) -> Result<Option<CommitState>, DestinationError> {
+        Ok(None)
+    }
 
     /// The `key_columns` of the committed rows whose `cursor` column is past
     /// `after` (of every row when `None`), in the table's types: the rows a

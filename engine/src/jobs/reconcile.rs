@@ -1,6 +1,10 @@
-//! What a crash left behind: runs still `running` in the catalog from an
-//! earlier process, settled with what their destination committed, and
-//! runs still `queued`, which never started.
+//! What a crash or a restore left behind: runs still `running` in the
+//! catalog (from an earlier process, or a run whose end could not be
+//! recorded), settled with what their destination committed; runs still
+//! `queued`, which never started; and watermarks that differ from what the
+//! destination's last load recorded.
+
+use std::collections::BTreeSet;
 
 use chrono::Utc;
 use sluice_catalog::{LoadType, RunRecord, RunStatus, Watermark};
@@ -37,7 +41,69 @@ impl JobManager {
                 }
             }
         }
+        self.align_watermarks().await?;
         Ok(interrupted)
+    }
+
+    /// Aligns each incremental job's watermark with the one its
+    /// destination's last committed load recorded, where the destination
+    /// records it (the local warehouse, in its manifest). They differ when
+    /// the catalog was restored from a backup (it is behind: its runs would
+    /// load rows again) or the table was (it is ahead: rows would be
+    /// missing); the destination holds exactly the rows up to its
+    /// watermark, so the next run reads from there. Loads from before the
+    /// job was created (a table kept from a dropped job) are not adopted.
+    async fn align_watermarks(&self) -> Result<(), EngineError> {
+        let pending: BTreeSet<String> = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|&run_id| self.catalog().run(run_id).ok().map(|run| run.job))
+            .collect();
+        for job in self.catalog().jobs()? {
+            if job.load == LoadType::Snapshot || pending.contains(&job.name) {
+                continue;
+            }
+            let last = match self.destination(job.destination.connection.as_deref()) {
+                Ok(destination) => destination
+                    .last_commit(&job.destination.table)
+                    .await
+                    .map_err(EngineError::from),
+                Err(e) => Err(e),
+            };
+            let state = match last {
+                Ok(Some(state)) => state,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(job = %job.name, error = %e, "could not compare the watermark with the destination's");
+                    continue;
+                }
+            };
+            let Some(value) = state.watermark else { continue };
+            if state.committed_at.is_some_and(|at| at < job.created_at) {
+                continue;
+            }
+            let ours = self.catalog().watermark(&job.name)?;
+            if ours.as_ref().is_some_and(|w| w.value == value) {
+                continue;
+            }
+            warn!(
+                job = %job.name,
+                catalog = ours.as_ref().map_or("none", |w| w.value.as_str()),
+                destination = %value,
+                run_id = state.run_id,
+                "the catalog's watermark differs from the one the destination's last load recorded \
+                 (a catalog or table restored from a backup?); the job continues from the destination's"
+            );
+            self.catalog().set_watermark(&Watermark {
+                job: job.name.clone(),
+                value,
+                run_id: state.run_id,
+                updated_at: Utc::now(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Settles the interrupted runs of `job` that start-up could not; an

@@ -261,6 +261,7 @@ impl Destination for BigQueryDestination {
         Ok(job_error(&job).is_none().then_some(CommitState {
             run_id,
             watermark: None,
+            committed_at: None,
         }))
     }
 

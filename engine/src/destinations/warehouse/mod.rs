@@ -296,6 +296,7 @@ impl LocalWarehouse {
             Some(CommitState {
                 run_id: manifest.run_id?,
                 watermark: manifest.watermark,
+                committed_at: Some(manifest.committed_at),
             })
         }))
     }
@@ -375,6 +376,10 @@ impl Destination for LocalWarehouse {
             .committed_state(table)
             .await?
             .filter(|state| state.run_id == run_id))
+    }
+
+    async fn last_commit(&self, table: &str) -> Result<Option<CommitState>, DestinationError> {
+        self.committed_state(table).await
     }
 
     async fn loaded_keys(
