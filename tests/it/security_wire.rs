@@ -498,3 +498,46 @@ fn accept_errors_back_off_instead_of_spinning() {
         sluice.log_contents()
     );
 }
+
+#[tokio::test]
+async fn source_connections_verify_tls_by_default() {
+    let pg = PgServer::start();
+    // A self-signed certificate: it encrypts, but nobody vouches for it.
+    let (cert, key) = certificate(&pg.dir, "rsa:2048");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let status = Command::new("chown")
+            .args(["postgres:postgres", &cert, &key])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    pg.psql_admin(&format!(
+        "ALTER SYSTEM SET ssl_cert_file = '{cert}';\nALTER SYSTEM SET ssl_key_file = '{key}';\nALTER SYSTEM SET ssl = on;\nSELECT pg_reload_conf();\n"
+    ));
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    let options = format!(
+        "host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}'",
+        pg.port
+    );
+    let message = expect_err(
+        &client,
+        &format!("CREATE CONNECTION unverified TYPE postgres OPTIONS ({options})"),
+        "08001",
+    )
+    .await;
+    assert!(message.contains("certificate"), "{message}");
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION encrypted TYPE postgres OPTIONS ({options}, sslmode 'prefer')"
+        ))
+        .await
+        .unwrap();
+    let saved = one(
+        &client,
+        "SELECT options FROM sluice.connections WHERE name = 'encrypted'",
+    )
+    .await;
+    assert!(saved.contains("sslmode 'prefer'"), "{saved}");
+}
