@@ -287,17 +287,20 @@ impl<S> PreAuthLimit<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for PreAuthLimit<S> {
+    /// Once the budget is spent, the next read fails (so at most one read
+    /// buffer's worth arrives past it).
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.remaining == Some(0) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("more than {PRE_AUTH_BYTES} bytes sent before authentication"),
+            )));
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
         let read = buf.filled().len() - before;
         if let Some(remaining) = self.remaining.as_mut() {
-            *remaining = remaining.checked_sub(read).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("more than {PRE_AUTH_BYTES} bytes sent before authentication"),
-                )
-            })?;
+            *remaining = remaining.saturating_sub(read);
         }
         Poll::Ready(Ok(()))
     }
