@@ -77,7 +77,7 @@ pub fn server_first(
                 "client did not use the offered channel binding",
             ));
         }
-        (flag, true) if flag == format!("p={CHANNEL_BINDING_TYPE}") => {
+        (flag, true) if flag.strip_prefix("p=") == Some(CHANNEL_BINDING_TYPE) => {
             binding.ok_or(ScramError::ChannelBinding("not available on this connection"))?
         }
         (_, true) => {

@@ -411,7 +411,7 @@ async fn idle_sockets_and_huge_pre_auth_messages_cannot_starve_the_server() {
     let pid = sluice.pid().unwrap();
     let baseline = rss_kib(pid);
 
-    let idle: Vec<TcpStream> = (0..1500)
+    let mut idle: Vec<TcpStream> = (0..1500)
         .map(|_| TcpStream::connect(("127.0.0.1", sluice.port)).expect("connect an idle socket"))
         .collect();
 
@@ -446,7 +446,7 @@ async fn idle_sockets_and_huge_pre_auth_messages_cannot_starve_the_server() {
     assert!(grown < 64 * 1024, "server RSS grew by {grown} KiB");
 
     // The idle sockets still open on the server side close within 10 s.
-    let mut last = idle.into_iter().last().unwrap();
+    let mut last = idle.pop().unwrap();
     last.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let started = Instant::now();
     let mut byte = [0u8; 1];
