@@ -189,19 +189,52 @@ async fn the_stored_verifier_is_not_the_salted_password() {
     sluice.client().await;
 }
 
+/// Opens the catalog's RocksDB directly (the server must be stopped).
+fn raw_catalog(data: &Path) -> rocksdb::DB {
+    let path = data.join("catalog");
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), &path).unwrap();
+    rocksdb::DB::open_cf(&rocksdb::Options::default(), &path, families).unwrap()
+}
+
+#[tokio::test]
+async fn salted_password_records_of_older_versions_migrate_and_keep_their_password() {
+    let mut sluice = Sluice::start();
+    sluice.terminate();
+    let data = sluice.data_dir().to_owned();
+    // What an older Sluice stored: record version 1 with the salted password.
+    let legacy_password = "legacy password 1";
+    let salt = "00112233445566778899aabbccddeeff";
+    let (salted, stored_key) = salted_password_and_stored_key(legacy_password, salt);
+    {
+        let db = raw_catalog(&data);
+        let record = serde_json::json!({
+            "v": 1,
+            "data": {"user": "admin", "salt": salt, "salted_password": salted, "iterations": 4096}
+        });
+        db.put_cf(db.cf_handle("meta").unwrap(), "admin", record.to_string())
+            .unwrap();
+    }
+    // Restarted without SLUICE_PASSWORD: the migrated record logs in with
+    // the old password (the harness's readiness probe uses it).
+    sluice.opts = sluice.opts.clone().env_remove("SLUICE_PASSWORD");
+    sluice.opts.password = legacy_password.into();
+    sluice.restart();
+    sluice.client().await;
+    sluice.terminate();
+    let db = raw_catalog(&data);
+    let record: serde_json::Value =
+        serde_json::from_slice(&db.get_cf(db.cf_handle("meta").unwrap(), "admin").unwrap().unwrap()).unwrap();
+    assert_eq!(record["v"], 2, "{record}");
+    assert_eq!(record["data"]["stored_key"], stored_key.as_str(), "{record}");
+    assert!(!record.to_string().contains(&salted), "{record}");
+}
+
 /// Starts a SCRAM exchange as `user` on a raw socket; returns the salt the
 /// server sends.
 fn salt_offered_to(port: u16, user: &str) -> String {
     let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut body = 196608u32.to_be_bytes().to_vec();
-    for part in ["user", user, "database", "sluice", ""] {
-        body.extend_from_slice(part.as_bytes());
-        body.push(0);
-    }
-    let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    startup.extend(body);
-    socket.write_all(&startup).unwrap();
+    socket.write_all(&startup_packet(user)).unwrap();
     let sasl = read_message(&mut socket);
     assert_eq!(sasl.0, b'R');
     let first = b"n,,n=,r=fyko+d2lbbFgONRv9qkxdawL";
@@ -440,7 +473,7 @@ async fn idle_sockets_and_huge_pre_auth_messages_cannot_starve_the_server() {
     // Let the server drain its accept queue, then log in for real.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let client = sluice.client().await;
-    assert_eq!(first_value(&client.simple_query("SELECT 1").await.unwrap()), "1");
+    assert_eq!(one(&client, "SELECT 1").await, "1");
     assert!(sluice.is_running());
     let grown = rss_kib(pid).saturating_sub(baseline);
     assert!(grown < 64 * 1024, "server RSS grew by {grown} KiB");
@@ -453,16 +486,6 @@ async fn idle_sockets_and_huge_pre_auth_messages_cannot_starve_the_server() {
     let _ = last.read(&mut byte);
     assert!(started.elapsed() < Duration::from_secs(12), "{:?}", started.elapsed());
     sluice.terminate();
-}
-
-fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> String {
-    messages
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .expect("one row")
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
