@@ -2,7 +2,8 @@
 //! the background tasks, then accept clients until shut down.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
-use pgwire::tokio::process_socket;
+use pgwire::api::RandomPidSecretKeyGenerator;
+use pgwire::api::auth::DefaultServerParameterProvider;
 use sluice_catalog::{Catalog, CatalogError, MasterKey};
 use sluice_engine::destinations::{DestinationError, LocalWarehouse, WarehouseSchema, display_location};
 use sluice_engine::jobs::JobManager;
@@ -18,15 +20,18 @@ use sluice_engine::metrics::EngineMetrics;
 use sluice_engine::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use sluice_engine::{ConnectionManager, EngineError};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use crate::auth::{self, AdminAuth};
+use crate::auth::{self, AdminAuth, SCRAM_ITERATIONS};
 use crate::demo;
 use crate::handler::SluiceHandlers;
+use crate::listener::{self, Limits};
+use crate::login::LoginPolicy;
 use crate::metrics::{self, Exporter};
 use crate::source_catalogs::SluiceCatalogList;
 use crate::system_tables::{self, SystemSchema};
+use crate::throttle::LoginThrottle;
+use crate::tls;
 use crate::wide_decimals::WideDecimalsAsText;
 
 /// The SQL catalog (database) name clients see.
@@ -53,6 +58,11 @@ pub struct ServeConfig {
     pub master_key_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not negotiate TLS.
+    pub require_tls: bool,
+    /// Start even when the data dir is readable by other users.
+    pub allow_readable_data_dir: bool,
+    pub limits: Limits,
     pub connect_timeout: Duration,
     pub retest_interval: Duration,
     /// Sample files to set up as a demo on an empty catalog.
@@ -86,18 +96,15 @@ pub struct AppState {
     pub connections: Arc<ConnectionManager>,
     pub jobs: Arc<JobManager>,
     pub ctx: Arc<SessionContext>,
-    pub auth: Arc<AdminAuth>,
+    /// How clients log in.
+    pub login: Arc<LoginPolicy>,
     /// pgwire's registry of live connections, for cancel requests.
     pub wire_connections: Arc<pgwire::api::ConnectionManager>,
-    pub tls_cert_pem: Option<Vec<u8>>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::Io {
-        what: format!("cannot create data dir {}", config.data_dir.display()),
-        source,
-    })?;
+    private_data_dir(&config.data_dir, config.allow_readable_data_dir)?;
     let key = match &config.master_key {
         Some(hex) => MasterKey::from_hex(hex)?,
         None => MasterKey::load_or_create_file(
@@ -109,7 +116,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     };
     let catalog_dir = config.data_dir.join("catalog");
     let catalog = Arc::new(Catalog::open(&catalog_dir, key)?);
-    let auth = Arc::new(admin_auth(&catalog, &config)?);
+    let auth = admin_auth(&catalog, &config)?;
     let connections = Arc::new(ConnectionManager::new(catalog.clone(), config.connect_timeout));
     let warehouse = match &config.warehouse {
         Some(location) => {
@@ -157,10 +164,24 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         None => None,
     };
 
-    let (tls, tls_cert_pem) = match (&config.tls_cert, &config.tls_key) {
+    let (tls, channel_binding) = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
-            let (acceptor, pem) = tls_acceptor(cert, key)?;
-            (Some(acceptor), Some(pem))
+            let (acceptor, pem) = tls::acceptor(cert, key)?;
+            let binding = tls::channel_binding(&pem)
+                .inspect_err(|reason| {
+                    println!(
+                        "Warning: SCRAM-SHA-256-PLUS (channel binding) is unavailable: certificate {} cannot be bound to: {reason}",
+                        cert.display()
+                    );
+                    warn!(certificate = %cert.display(), %reason, "SCRAM-SHA-256-PLUS (channel binding) is unavailable");
+                })
+                .ok();
+            (Some(acceptor), binding)
+        }
+        (None, None) if config.require_tls => {
+            return Err(StartupError::Config(
+                "--require-tls needs a certificate: give --tls-cert and --tls-key".into(),
+            ));
         }
         (None, None) => (None, None),
         _ => {
@@ -169,13 +190,25 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
             ));
         }
     };
+    let wire_connections = Arc::new(pgwire::api::ConnectionManager::new());
+    let mut parameters = DefaultServerParameterProvider::default();
+    parameters.server_version = format!("16.6 (Sluice {})", env!("CARGO_PKG_VERSION"));
+    parameters.scram_iterations = SCRAM_ITERATIONS as usize;
+    let login = Arc::new(LoginPolicy {
+        auth,
+        throttle: LoginThrottle::default(),
+        channel_binding,
+        require_tls: config.require_tls,
+        parameters,
+        connections: wire_connections.clone(),
+        pids: RandomPidSecretKeyGenerator::default(),
+    });
     let state = Arc::new(AppState {
         connections,
         jobs,
         ctx,
-        auth,
-        wire_connections: Arc::new(pgwire::api::ConnectionManager::new()),
-        tls_cert_pem,
+        login,
+        wire_connections,
     });
 
     let listener = TcpListener::bind(&config.listen)
@@ -188,34 +221,24 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         what: "listener".into(),
         source,
     })?;
-    announce(&config, address, tls.is_some(), &state.auth);
+    announce(&config, address, tls.is_some(), &state.login.auth);
     if let Some(metrics) = metrics_address {
         println!("Metrics at http://{metrics}/metrics");
         info!(address = %metrics, "metrics endpoint listening");
     }
 
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let handlers = Arc::new(SluiceHandlers::new(state.clone()));
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = process_socket(socket, tls, handlers).await {
-                            warn!(%peer, error = %e, "client connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => warn!(error = %e, "could not accept a client connection"),
-            },
-            () = &mut shutdown => {
-                info!("shutting down");
-                return Ok(());
-            }
-        }
-    }
+    listener::accept_until(
+        listener,
+        tls,
+        config.limits.clone(),
+        || SluiceHandlers::new(state.clone()),
+        async {
+            shutdown_signal().await;
+            info!("shutting down");
+        },
+    )
+    .await;
+    Ok(())
 }
 
 fn announce(config: &ServeConfig, address: SocketAddr, tls: bool, auth: &AdminAuth) {
@@ -243,7 +266,12 @@ fn admin_auth(catalog: &Catalog, config: &ServeConfig) -> Result<AdminAuth, Star
             catalog.set_admin_credentials(&credentials)?;
             credentials
         }
-        (None, Some(stored)) if stored.user == config.user => stored,
+        (None, Some(stored)) if stored.user == config.user => {
+            // Rewrites a record read through a migration in the current
+            // version (older ones held the salted password).
+            catalog.set_admin_credentials(&stored)?;
+            stored
+        }
         (None, Some(stored)) => {
             return Err(StartupError::Config(format!(
                 "this data dir's admin user is \"{}\"; start with --user {} or set SLUICE_PASSWORD to create \"{}\"",
@@ -297,24 +325,43 @@ fn session_context(
     Ok(ctx)
 }
 
-fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<(TlsAcceptor, Vec<u8>), StartupError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let pem = std::fs::read(cert).map_err(|source| StartupError::Io {
-        what: format!("cannot read {}", cert.display()),
-        source,
-    })?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StartupError::Tls(format!("{}: {e}", cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| StartupError::Tls(format!("{}: {e}", key.display())))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StartupError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| StartupError::Tls(e.to_string()))?;
-    Ok((TlsAcceptor::from(Arc::new(config)), pem))
+/// Creates the data dir mode 0700 and makes every file Sluice creates
+/// private (umask 077); refuses a data dir other users can read unless
+/// `allow_readable` is set, then warns.
+fn private_data_dir(dir: &Path, allow_readable: bool) -> Result<(), StartupError> {
+    // SAFETY: umask only sets the process's file creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StartupError::Io {
+            what: format!("cannot create data dir {}", dir.display()),
+            source,
+        })?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|source| StartupError::Io {
+            what: format!("cannot inspect data dir {}", dir.display()),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let problem = format!(
+        "data dir {} is accessible by other users (mode {:o}); run chmod 700 on it",
+        dir.display(),
+        mode & 0o777
+    );
+    if !allow_readable {
+        return Err(StartupError::Config(format!(
+            "{problem}, or start with --allow-readable-data-dir to accept the risk"
+        )));
+    }
+    println!("WARNING: {problem} (started anyway: --allow-readable-data-dir)");
+    warn!(data_dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "data dir is accessible by other users");
+    Ok(())
 }
 
 async fn shutdown_signal() {

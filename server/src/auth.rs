@@ -1,22 +1,28 @@
-//! SCRAM-SHA-256 authentication of the admin user.
+//! The admin user's SCRAM-SHA-256 verifier and password hashing.
 
-use async_trait::async_trait;
 use pgwire::api::auth::sasl::scram::gen_salted_password;
-use pgwire::api::auth::{AuthSource, LoginInfo, Password};
-use pgwire::error::PgWireResult;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use sluice_catalog::AdminCredentials;
 
+use crate::scram::{Verifier, hmac_sha256};
+
 /// PBKDF2 iterations, as PostgreSQL's default `scram_iterations`.
 pub const SCRAM_ITERATIONS: u32 = 4096;
 
-/// Answers SCRAM logins from the stored admin credentials.
-#[derive(Debug)]
+/// Answers "what does this user's SCRAM exchange check against".
+#[derive(Clone)]
 pub struct AdminAuth {
     user: String,
-    salt: Vec<u8>,
-    salted_password: Vec<u8>,
+    verifier: Verifier,
+}
+
+impl std::fmt::Debug for AdminAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminAuth")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminAuth {
@@ -24,8 +30,13 @@ impl AdminAuth {
     pub fn from_credentials(credentials: &AdminCredentials) -> Option<Self> {
         Some(Self {
             user: credentials.user.clone(),
-            salt: hex_decode(&credentials.salt)?,
-            salted_password: hex_decode(&credentials.salted_password)?,
+            verifier: Verifier {
+                salt: hex::decode(&credentials.salt).ok()?,
+                iterations: credentials.iterations,
+                stored_key: hex::decode(&credentials.stored_key).ok()?,
+                server_key: hex::decode(&credentials.server_key).ok()?,
+                exists: true,
+            },
         })
     }
 
@@ -33,29 +44,32 @@ impl AdminAuth {
     pub fn user(&self) -> &str {
         &self.user
     }
+
+    /// The verifier to check `user`'s login against. An unknown user gets a
+    /// made-up one whose salt is stable (derived from the server key and the
+    /// name, as PostgreSQL derives it from a server secret), so that the
+    /// exchange does not reveal which users exist.
+    pub fn verifier(&self, user: &str) -> Verifier {
+        if user == self.user {
+            return self.verifier.clone();
+        }
+        let mut salt = hmac_sha256(&self.verifier.server_key, &format!("sluice mock salt\0{user}"));
+        salt.truncate(self.verifier.salt.len().clamp(16, 32));
+        Verifier {
+            salt,
+            iterations: self.verifier.iterations,
+            stored_key: vec![0; 32],
+            server_key: vec![0; 32],
+            exists: false,
+        }
+    }
 }
 
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect()
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hashes a password for storage the way SCRAM-SHA-256 needs it.
+/// Hashes a password into the SCRAM-SHA-256 verifier that is stored.
 pub fn hash_password(user: &str, password: &str) -> AdminCredentials {
     let salt: [u8; 16] = rand::random();
     let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS as usize);
-    AdminCredentials {
-        user: user.into(),
-        salt: hex_encode(&salt),
-        salted_password: hex_encode(&salted),
-        iterations: SCRAM_ITERATIONS,
-    }
+    AdminCredentials::from_salted_password(user, &salt, SCRAM_ITERATIONS, &salted)
 }
 
 /// A random password for first start.
@@ -67,32 +81,18 @@ pub fn generate_password() -> String {
         .collect()
 }
 
-#[async_trait]
-impl AuthSource for AdminAuth {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        if login.user() == Some(self.user.as_str()) {
-            return Ok(Password::new(Some(self.salt.clone()), self.salted_password.clone()));
-        }
-        // Unknown users get a random verifier, so that their login fails
-        // exactly like a wrong password and does not reveal who exists.
-        let salt: [u8; 16] = rand::random();
-        let bogus: [u8; 32] = rand::random();
-        Ok(Password::new(Some(salt.to_vec()), bogus.to_vec()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn stored_credentials_round_trip_without_the_password() {
-        let credentials = hash_password("admin", "correct horse");
-        assert!(!credentials.salted_password.contains("correct"));
-        let auth = AdminAuth::from_credentials(&credentials).unwrap();
-        assert_eq!(auth.user(), "admin");
-        let salt = hex_decode(&credentials.salt).unwrap();
-        assert_eq!(auth.salted_password, gen_salted_password("correct horse", &salt, 4096));
-        assert_ne!(auth.salted_password, gen_salted_password("wrong", &salt, 4096));
+    fn unknown_users_get_a_stable_salt_of_their_own() {
+        let auth = AdminAuth::from_credentials(&hash_password("admin", "correct horse")).unwrap();
+        assert!(auth.verifier("admin").exists);
+        let ghost = auth.verifier("ghost");
+        assert!(!ghost.exists);
+        assert_eq!(ghost.salt, auth.verifier("ghost").salt);
+        assert_ne!(ghost.salt, auth.verifier("other").salt);
+        assert_eq!(ghost.salt.len(), auth.verifier("admin").salt.len());
     }
 }

@@ -9,6 +9,7 @@ use sluice_engine::jobs::DEFAULT_KEEP_RUNS;
 use sluice_engine::scheduler::{Backoff, SchedulerConfig};
 
 use crate::app::{self, ServeConfig};
+use crate::listener::Limits;
 
 /// Sluice: a SQL-first ETL engine that speaks the Postgres wire protocol.
 #[derive(Debug, Parser)]
@@ -53,6 +54,23 @@ struct ServeArgs {
     /// PEM private key for TLS (with --tls-cert).
     #[arg(long, env = "SLUICE_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    // --- Authentication, data dir and connection limits ---
+    /// Refuse clients that do not use TLS (needs --tls-cert and --tls-key).
+    #[arg(long, env = "SLUICE_REQUIRE_TLS")]
+    require_tls: bool,
+    /// Start even when the data dir is readable by other users (warns);
+    /// without it such a data dir is refused.
+    #[arg(long, env = "SLUICE_ALLOW_READABLE_DATA_DIR")]
+    allow_readable_data_dir: bool,
+    /// Client connections open at once, logged in or not; more are refused
+    /// with SQLSTATE 53300.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 100)]
+    max_connections: usize,
+    /// Connections still logging in at once; a new one closes the one that
+    /// has waited longest. A login must finish within 10 seconds.
+    #[arg(long, env = "SLUICE_MAX_UNAUTHENTICATED", default_value_t = 16)]
+    max_unauthenticated: usize,
+    // --- end of authentication, data dir and connection limits ---
     /// Seconds a live connection test may take.
     #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value_t = 10)]
     connect_timeout: u64,
@@ -114,6 +132,13 @@ pub async fn main() -> i32 {
         master_key_file: args.master_key_file,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        require_tls: args.require_tls,
+        allow_readable_data_dir: args.allow_readable_data_dir,
+        limits: Limits {
+            max_connections: args.max_connections.max(1),
+            max_unauthenticated: args.max_unauthenticated.max(1),
+            ..Limits::default()
+        },
         connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
         retest_interval: Duration::from_secs(args.retest_interval.max(1)),
         demo_dir: Some(PathBuf::from(args.demo_dir)).filter(|d| !d.as_os_str().is_empty()),

@@ -8,10 +8,7 @@ use async_trait::async_trait;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::Parser as DfParser;
 use futures::Sink;
-use pgwire::api::auth::DefaultServerParameterProvider;
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -23,9 +20,9 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use crate::app::AppState;
-use crate::auth::SCRAM_ITERATIONS;
 use crate::errors::{StatementError, map_session_error};
 use crate::execute::{execute, result_fields};
+use crate::login::LoginHandler;
 use crate::statements::{self, is_sluice_statement, split_statements};
 
 type DfStatement = <DfSessionService as ExtendedQueryHandler>::Statement;
@@ -60,19 +57,7 @@ impl PgWireServerHandlers for SluiceHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        let mut scram = ScramAuth::new(self.state.auth.clone());
-        scram.set_iterations(SCRAM_ITERATIONS as usize);
-        if let Some(cert) = &self.state.tls_cert_pem {
-            // Enables SCRAM-SHA-256-PLUS channel binding over TLS.
-            let _ = scram.configure_certificate(cert);
-        }
-        let mut parameters = DefaultServerParameterProvider::default();
-        parameters.server_version = format!("16.6 (Sluice {})", env!("CARGO_PKG_VERSION"));
-        Arc::new(
-            SASLAuthStartupHandler::new(Arc::new(parameters))
-                .with_scram(scram)
-                .with_connection_manager(self.state.wire_connections.clone()),
-        )
+        Arc::new(LoginHandler::new(self.state.login.clone()))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {

@@ -56,7 +56,7 @@ async fn postgres_connections_are_tested_before_they_are_saved() {
     assert_eq!(row[0].as_deref(), Some("postgres"));
     let options = row[1].clone().unwrap();
     assert!(
-        options.contains(&format!("port {}", pg.port)) && options.contains("sslmode 'prefer'"),
+        options.contains(&format!("port {}", pg.port)) && options.contains("sslmode 'verify-if-offered'"),
         "defaults filled in: {options}"
     );
     assert!(

@@ -18,6 +18,7 @@ mod jobs;
 mod parallel;
 mod redaction;
 mod scheduler;
+mod security_wire;
 mod server;
 mod source_local;
 mod source_mysql;

@@ -13,10 +13,21 @@ use crate::sources::SourceError;
 use crate::tls;
 
 /// The connection attempts one `ssl_mode` makes, in order: a later attempt
-/// runs only when the one before failed to negotiate TLS (`preferred`).
+/// runs only when the one before failed as `fallback` allows.
 #[derive(Debug, Clone)]
 pub(super) struct Endpoint {
     attempts: Vec<OptsBuilder>,
+    fallback: Fallback,
+}
+
+/// When a TLS attempt may be retried in plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fallback {
+    /// After any TLS failure (`preferred`, which does not verify anyway).
+    AnyTlsFailure,
+    /// Only when the server does not offer TLS (`verify_if_offered`): a
+    /// certificate that fails verification is never bypassed.
+    ServerWithoutTls,
 }
 
 impl Endpoint {
@@ -39,14 +50,20 @@ impl Endpoint {
             .with_danger_accept_invalid_certs(true)
             .with_danger_skip_domain_validation(true);
         let verified = SslOpts::default().with_root_certs(ca.unwrap_or_default());
-        let attempts = match options.text("ssl_mode").unwrap_or("preferred") {
+        let mode = options.text("ssl_mode").unwrap_or("verify_if_offered");
+        let fallback = match mode {
+            "verify_if_offered" => Fallback::ServerWithoutTls,
+            _ => Fallback::AnyTlsFailure,
+        };
+        let attempts = match mode {
             "disabled" => vec![base],
+            "verify_if_offered" => vec![base.clone().ssl_opts(verified), base],
             "preferred" => vec![base.clone().ssl_opts(encrypt_only), base],
             "required" => vec![base.ssl_opts(encrypt_only)],
             "verify_ca" => vec![base.ssl_opts(verified.with_danger_skip_domain_validation(true))],
             _ => vec![base.ssl_opts(verified)],
         };
-        Self { attempts }
+        Self { attempts, fallback }
     }
 
     /// Opens a connection, giving up after `timeout`.
@@ -58,8 +75,14 @@ impl Endpoint {
                 match Conn::new(Opts::from(opts.clone())).await {
                     Ok(conn) => return Ok(conn),
                     Err(err) => {
+                        let server_without_tls =
+                            matches!(err, mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer));
                         last = classify(err);
-                        if last.kind != ConnectFailureKind::Tls {
+                        let retry = match self.fallback {
+                            Fallback::AnyTlsFailure => last.kind == ConnectFailureKind::Tls,
+                            Fallback::ServerWithoutTls => server_without_tls,
+                        };
+                        if !retry {
                             break;
                         }
                     }

@@ -19,7 +19,17 @@ use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use endpoint::{Endpoint, classify};
 
-const SSL_MODES: &[&str] = &["disabled", "preferred", "required", "verify_ca", "verify_identity"];
+/// The mysql client's modes plus the default, `verify_if_offered`: TLS
+/// checked like `verify_identity` when the server offers it, plaintext when
+/// it does not.
+const SSL_MODES: &[&str] = &[
+    "disabled",
+    "preferred",
+    "required",
+    "verify_ca",
+    "verify_identity",
+    "verify_if_offered",
+];
 
 const OPTIONS: &[O] = &[
     O::required("host", Text, "server host name or address"),
@@ -34,8 +44,8 @@ const OPTIONS: &[O] = &[
     O::with_default(
         "ssl_mode",
         Enum(SSL_MODES),
-        "preferred",
-        "TLS mode, as the mysql client's --ssl-mode",
+        "verify_if_offered",
+        "TLS mode, as the mysql client's --ssl-mode; the default verifies the certificate and host name when the server offers TLS",
     ),
     O::optional(
         "ssl_ca",

@@ -25,7 +25,16 @@ use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use crate::sources::SourceError;
 use crate::tls::{self, Verify};
 
-const SSL_MODES: &[&str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
+/// libpq's modes plus the default, `verify-if-offered`: TLS checked like
+/// `verify-full` when the server offers it, plaintext when it does not.
+const SSL_MODES: &[&str] = &[
+    "disable",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+    "verify-if-offered",
+];
 
 pub(crate) static POSTGRES: ConnectionType = ConnectionType {
     name: "postgres",
@@ -38,7 +47,12 @@ pub(crate) static POSTGRES: ConnectionType = ConnectionType {
         O::required("database", Text, "database name"),
         O::required("user", Text, "user name"),
         O::optional("password", Secret, "password"),
-        O::with_default("sslmode", Enum(SSL_MODES), "prefer", "TLS mode, as libpq's sslmode"),
+        O::with_default(
+            "sslmode",
+            Enum(SSL_MODES),
+            "verify-if-offered",
+            "TLS mode, as libpq's sslmode; the default verifies the certificate and host name when the server offers TLS",
+        ),
         O::optional(
             "sslrootcert",
             Text,
@@ -113,8 +127,9 @@ impl Endpoint {
         if let Some(password) = options.secret("password") {
             config.password(password.expose());
         }
-        let (ssl_mode, verify) = match options.text("sslmode").unwrap_or("prefer") {
+        let (ssl_mode, verify) = match options.text("sslmode").unwrap_or("verify-if-offered") {
             "disable" => (SslMode::Disable, None),
+            "verify-if-offered" => (SslMode::Prefer, Some(Verify::ChainAndHost)),
             "prefer" => (SslMode::Prefer, Some(Verify::Nothing)),
             "require" => (SslMode::Require, Some(Verify::Nothing)),
             "verify-ca" => (SslMode::Require, Some(Verify::Chain)),

@@ -1,0 +1,198 @@
+//! The start-up handshake: the TLS policy, SCRAM-SHA-256(-PLUS) against the
+//! stored verifier, and logging and throttling of failed logins.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Sink, SinkExt};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::{
+    ClientInfo, ConnectionHandle, ConnectionManager, METADATA_USER, PgWireConnectionState, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tracing::warn;
+
+use crate::auth::AdminAuth;
+use crate::scram::{self, AwaitingClientFinal, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramError};
+use crate::throttle::LoginThrottle;
+
+/// How clients log in; shared by every connection.
+pub struct LoginPolicy {
+    pub auth: AdminAuth,
+    pub throttle: LoginThrottle,
+    /// The `tls-server-end-point` hash of the server certificate, when TLS
+    /// is configured and the certificate allows channel binding.
+    pub channel_binding: Option<Vec<u8>>,
+    /// Refuse sessions that did not negotiate TLS.
+    pub require_tls: bool,
+    pub parameters: DefaultServerParameterProvider,
+    /// pgwire's registry of live connections, for cancel requests.
+    pub connections: Arc<ConnectionManager>,
+    pub pids: RandomPidSecretKeyGenerator,
+}
+
+/// Where one connection's login stands.
+enum Exchange {
+    AwaitingStartup,
+    AwaitingClientFirst { mechanisms: Vec<String> },
+    AwaitingClientFinal(Box<AwaitingClientFinal>),
+    Over,
+}
+
+/// One connection's start-up handler.
+pub struct LoginHandler {
+    policy: Arc<LoginPolicy>,
+    exchange: Mutex<Exchange>,
+}
+
+impl LoginHandler {
+    pub fn new(policy: Arc<LoginPolicy>) -> Self {
+        Self {
+            policy,
+            exchange: Mutex::new(Exchange::AwaitingStartup),
+        }
+    }
+
+    fn take_exchange(&self) -> Exchange {
+        std::mem::replace(
+            &mut *self.exchange.lock().unwrap_or_else(|p| p.into_inner()),
+            Exchange::Over,
+        )
+    }
+
+    fn set_exchange(&self, exchange: Exchange) {
+        *self.exchange.lock().unwrap_or_else(|p| p.into_inner()) = exchange;
+    }
+
+    /// Logs and counts a failed login; the client learns only that it failed.
+    fn failed<C: ClientInfo>(&self, client: &C, reason: &dyn std::fmt::Display) -> PgWireError {
+        let user = user_of(client);
+        let peer = client.socket_addr();
+        warn!(user, %peer, %reason, "login failed");
+        self.policy.throttle.failed(peer.ip());
+        fatal("28P01", format!("password authentication failed for user \"{user}\""))
+    }
+
+    async fn on_client_first<C>(
+        &self,
+        client: &mut C,
+        msg: PasswordMessageFamily,
+        offered: &[String],
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let initial = msg
+            .into_sasl_initial_response()
+            .map_err(|_| self.failed(client, &ScramError::Malformed("not a SASL initial response")))?;
+        if !offered.contains(&initial.auth_method) {
+            let reason = format!("mechanism {} was not offered", initial.auth_method);
+            return Err(self.failed(client, &reason));
+        }
+        tokio::time::sleep(self.policy.throttle.delay(client.socket_addr().ip())).await;
+        let binding = self.policy.channel_binding.as_deref().filter(|_| client.is_secure());
+        let verifier = self.policy.auth.verifier(&user_of(client));
+        let data = initial.data.unwrap_or_default();
+        let (server_first, waiting) =
+            scram::server_first(&initial.auth_method, &data, binding, verifier).map_err(|e| self.failed(client, &e))?;
+        self.set_exchange(Exchange::AwaitingClientFinal(Box::new(waiting)));
+        client
+            .send(PgWireBackendMessage::Authentication(Authentication::SASLContinue(
+                Bytes::from(server_first),
+            )))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_client_final<C>(
+        &self,
+        client: &mut C,
+        msg: PasswordMessageFamily,
+        waiting: AwaitingClientFinal,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let response = msg
+            .into_sasl_response()
+            .map_err(|_| self.failed(client, &ScramError::Malformed("not a SASL response")))?;
+        let server_final = waiting.finish(&response.data).map_err(|e| self.failed(client, &e))?;
+        self.policy.throttle.succeeded(client.socket_addr().ip());
+        client
+            .send(PgWireBackendMessage::Authentication(Authentication::SASLFinal(
+                Bytes::from(server_final),
+            )))
+            .await?;
+        let (pid, secret_key) = self.policy.pids.generate(&*client);
+        let (handle, guard) = self.policy.connections.register(pid, secret_key.clone());
+        client.set_pid_and_secret_key(pid, secret_key);
+        client.session_extensions().insert::<Arc<ConnectionHandle>>(handle);
+        client.session_extensions().insert(guard);
+        finish_authentication(client, &self.policy.parameters).await
+    }
+}
+
+#[async_trait]
+impl StartupHandler for LoginHandler {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match (self.take_exchange(), message) {
+            (Exchange::AwaitingStartup, PgWireFrontendMessage::Startup(startup)) => {
+                protocol_negotiation(client, &startup).await?;
+                save_startup_parameters_to_metadata(client, &startup);
+                if self.policy.require_tls && !client.is_secure() {
+                    warn!(user = user_of(client), peer = %client.socket_addr(), reason = "TLS required", "login failed");
+                    return Err(fatal(
+                        "28000",
+                        "this server accepts only TLS connections (--require-tls); connect with sslmode=require or stricter"
+                            .into(),
+                    ));
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                let mut mechanisms = Vec::new();
+                if client.is_secure() && self.policy.channel_binding.is_some() {
+                    mechanisms.push(SCRAM_SHA_256_PLUS.to_owned());
+                }
+                mechanisms.push(SCRAM_SHA_256.to_owned());
+                self.set_exchange(Exchange::AwaitingClientFirst {
+                    mechanisms: mechanisms.clone(),
+                });
+                client
+                    .send(PgWireBackendMessage::Authentication(Authentication::SASL(mechanisms)))
+                    .await?;
+                Ok(())
+            }
+            (Exchange::AwaitingClientFirst { mechanisms }, PgWireFrontendMessage::PasswordMessageFamily(msg)) => {
+                self.on_client_first(client, msg, &mechanisms).await
+            }
+            (Exchange::AwaitingClientFinal(waiting), PgWireFrontendMessage::PasswordMessageFamily(msg)) => {
+                self.on_client_final(client, msg, *waiting).await
+            }
+            _ => Err(self.failed(client, &"unexpected message during authentication")),
+        }
+    }
+}
+
+fn user_of<C: ClientInfo>(client: &C) -> String {
+    client.metadata().get(METADATA_USER).cloned().unwrap_or_default()
+}
+
+fn fatal(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message)))
+}
