@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Framed, FramedParts};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Bytes a client may send before it is authenticated (the start-up packet,
 /// itself at most 10,000 bytes, and the SCRAM messages).
@@ -41,7 +41,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections still logging in at most; a new one closes the oldest.
     pub max_unauthenticated: usize,
-    /// Time from accept to a completed login.
+    /// Time a connection still logging in may keep the server waiting for
+    /// its next message (from accept, then from each message handled).
     pub login_timeout: Duration,
 }
 
@@ -102,8 +103,12 @@ pub async fn accept_until<H, F>(
         let tls = tls.clone();
         let timeout = limits.login_timeout;
         tokio::spawn(async move {
-            if let Err(e) = serve_client(socket, peer, tls, handlers, login, timeout, permit).await {
-                debug!(%peer, error = %e, "client connection ended with an error");
+            match serve_client(socket, peer, tls, handlers, login, timeout, permit).await {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    info!(%peer, reason = %e, "closed a connection that did not log in");
+                }
+                Err(e) => debug!(%peer, error = %e, "client connection ended with an error"),
+                Ok(()) => {}
             }
         });
     }
@@ -137,7 +142,10 @@ async fn serve_client<H: PgWireServerHandlers>(
     timeout: Duration,
     _permit: OwnedSemaphorePermit,
 ) -> io::Result<()> {
-    let deadline = Instant::now() + timeout;
+    // The deadline runs while the server waits for the client, and restarts
+    // after each message it handled: a socket that says nothing is closed,
+    // but a login slowed down by a busy server is not.
+    let mut deadline = Instant::now() + timeout;
     let mut login = Some(login);
     let negotiated = tokio::select! {
         negotiated = negotiate_tls(socket, tls) => negotiated?,
@@ -202,6 +210,7 @@ async fn serve_client<H: PgWireServerHandlers>(
             login = None;
             socket.get_mut().lift();
         }
+        deadline = Instant::now() + timeout;
     }
 }
 
