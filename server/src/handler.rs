@@ -24,7 +24,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use crate::app::AppState;
 use crate::auth::SCRAM_ITERATIONS;
-use crate::errors::{StatementError, map_session_error};
+use crate::errors::{StatementError, map_row_errors, map_session_error};
 use crate::execute::{execute, result_fields};
 use crate::statements::{self, is_sluice_statement, split_statements};
 
@@ -120,6 +120,7 @@ impl SimpleQueryHandler for SluiceSession {
             } else {
                 <DfSessionService as SimpleQueryHandler>::do_query(&self.df, client, piece.text)
                     .await
+                    .map(|responses| responses.into_iter().map(map_row_errors).collect())
                     .map_err(error_info)
             };
             match result {
@@ -165,6 +166,7 @@ impl ExtendedQueryHandler for SluiceSession {
         }
         <DfSessionService as ExtendedQueryHandler>::do_query(&self.df, client, portal, max_rows)
             .await
+            .map(map_row_errors)
             .map_err(map_session_error)
     }
 }
