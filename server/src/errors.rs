@@ -100,6 +100,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
             let code = match reason.as_str() {
                 "accessDenied" => "42501",
                 "quotaExceeded" | "rateLimitExceeded" => "53400",
+                "timeout" | "transport" => "08006",
                 _ => "58030",
             };
             let hint = job_id
