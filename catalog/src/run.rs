@@ -88,6 +88,9 @@ pub struct RunRecord {
     /// Load jobs submitted, from destinations that run load jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_jobs_total: Option<u64>,
+    /// The SQLSTATE of `error`, for runs that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
 }
 
 impl RunRecord {
@@ -108,6 +111,7 @@ impl RunRecord {
             bytes_uploaded: None,
             load_jobs_done: None,
             load_jobs_total: None,
+            sqlstate: None,
         }
     }
 }

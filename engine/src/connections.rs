@@ -14,7 +14,7 @@ use crate::connection_types::{self, ConnectionType, TypeStatus};
 use crate::destinations::Destination;
 use crate::error::{ConnectFailure, EngineError};
 use crate::options::{self, PreparedOptions, ResolvedOptions};
-use crate::sources::Source;
+use crate::sources::{Scrubbed, Source};
 
 /// A `CREATE CONNECTION` request.
 #[derive(Debug)]
@@ -109,6 +109,7 @@ impl ConnectionManager {
         }
         let kind = available_type(&request.type_name)?;
         let prepared = options::prepare(kind.name, kind.options, &request.name, request.options)?;
+        self.check_secret_references(&request.name, &prepared)?;
         let status = self
             .check_live(&request.name, kind, &prepared, request.validate)
             .await?;
@@ -148,8 +149,11 @@ impl ConnectionManager {
                 return Err(options::unknown_option(kind.name, kind.options, name));
             }
         }
+        let repeated: Vec<String> = request.set.keys().cloned().collect();
         merged.extend(request.set);
         let prepared = options::prepare(kind.name, kind.options, &old.name, merged)?;
+        self.check_secret_references(&old.name, &prepared)?;
+        check_secrets_follow_endpoint(&old, &prepared, &repeated)?;
         let status = self.check_live(&old.name, kind, &prepared, request.validate).await?;
         let now = Utc::now();
         let record = ConnectionRecord {
@@ -241,7 +245,10 @@ impl ConnectionManager {
             kind: kind.name.into(),
         })?;
         let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
-        Ok(factory(&resolved, self.timeout_for(&resolved)))
+        Ok(Arc::new(Scrubbed::new(
+            factory(&resolved, self.timeout_for(&resolved)),
+            resolved.scrubber(),
+        )))
     }
 
     /// Opens a saved connection as a destination of ETL jobs.
@@ -261,6 +268,33 @@ impl ConnectionManager {
             .integer("connect_timeout")
             .map(|s| Duration::from_secs(s.unsigned_abs()))
             .unwrap_or(self.connect_timeout)
+    }
+
+    /// Refuses `SECRET name` references to inline secrets: those belong to
+    /// the connection they were given in (and die with it).
+    fn check_secret_references(&self, connection: &str, prepared: &PreparedOptions) -> Result<(), EngineError> {
+        let referenced: Vec<&str> = prepared
+            .options
+            .values()
+            .filter_map(|value| match value {
+                OptionValue::Secret { name, owned: false } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if referenced.is_empty() {
+            return Ok(());
+        }
+        let named = self.catalog.secrets()?;
+        for secret in referenced {
+            let is_named = named.iter().any(|s| s.name == secret);
+            if !is_named && self.catalog.secret_value(secret).is_ok() {
+                return Err(EngineError::ForeignSecret {
+                    connection: connection.into(),
+                    secret: secret.into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn check_record(&self, record: &ConnectionRecord) -> Result<(), EngineError> {
@@ -295,7 +329,7 @@ impl ConnectionManager {
             .await
             .map_err(|failure| {
                 let failure = ConnectFailure {
-                    detail: scrub(&failure.detail, resolved),
+                    detail: resolved.scrubber().scrub(&failure.detail),
                     ..failure
                 };
                 warn!(connection = name, kind = ?failure.kind, detail = %failure.detail, "connection test failed");
@@ -319,12 +353,35 @@ fn available_type(name: &str) -> Result<&'static ConnectionType, EngineError> {
     }
 }
 
-/// Removes any secret value that a driver may have echoed into a message.
-fn scrub(detail: &str, resolved: &ResolvedOptions) -> String {
-    resolved
-        .secrets()
-        .filter(|s| !s.expose().is_empty())
-        .fold(detail.to_owned(), |text, secret| {
-            text.replace(secret.expose(), "********")
-        })
+/// Options that say where a connection's secrets are sent.
+const ENDPOINT_OPTIONS: &[&str] = &["host", "port", "user"];
+
+/// Refuses an ALTER that moves a connection to another host, port or user
+/// while keeping its stored secrets: they would be sent to the new endpoint
+/// without the user having given them for it. `repeated` are the options
+/// the ALTER sets.
+fn check_secrets_follow_endpoint(
+    old: &ConnectionRecord,
+    new: &PreparedOptions,
+    repeated: &[String],
+) -> Result<(), EngineError> {
+    let changed: Vec<String> = ENDPOINT_OPTIONS
+        .iter()
+        .filter(|name| old.options.get(**name) != new.options.get(**name))
+        .map(|name| (*name).to_owned())
+        .collect();
+    let kept: Vec<String> = new
+        .options
+        .iter()
+        .filter(|(name, value)| matches!(value, OptionValue::Secret { .. }) && !repeated.contains(name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if changed.is_empty() || kept.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::SecretNotRepeated {
+        connection: old.name.clone(),
+        changed,
+        secrets: kept,
+    })
 }

@@ -1,5 +1,9 @@
 //! Engine errors. The server maps each variant to a SQLSTATE once.
 
+use std::error::Error;
+use std::sync::OnceLock;
+
+use datafusion::error::DataFusionError;
 use sluice_catalog::CatalogError;
 
 use crate::destinations::DestinationError;
@@ -104,8 +108,34 @@ pub enum EngineError {
     #[error("ETL job \"{job}\" is already running (run {run_id}); wait for it or CANCEL ETL RUN {run_id}")]
     JobRunning { job: String, run_id: u64 },
 
+    /// Source rows that could not be turned into the job's columns: a
+    /// deterministic failure, never retried.
     #[error("reading from the source failed: {message}")]
     Extract { message: String },
+
+    /// A connection option names, as `SECRET name`, the inline secret of a
+    /// connection (its own or another's).
+    #[error(
+        "connection \"{connection}\" cannot use secret \"{secret}\": it is the inline secret of a connection and belongs to that connection alone"
+    )]
+    ForeignSecret { connection: String, secret: String },
+
+    /// `ALTER CONNECTION` moves a connection to another endpoint but keeps
+    /// stored secrets, which would then be sent to the new endpoint.
+    #[error(
+        "ALTER CONNECTION {connection} changes {} but keeps the stored {}; give {} again in the same ALTER, so the old secret is never sent to the new server",
+        changed.join(", "), secrets.join(", "), secrets.join(", ")
+    )]
+    SecretNotRepeated {
+        connection: String,
+        changed: Vec<String>,
+        secrets: Vec<String>,
+    },
+
+    /// A date or time computed from a job's definition falls outside the
+    /// range of dates.
+    #[error("{message}")]
+    DatetimeOverflow { message: String },
 
     #[error(transparent)]
     Destination(#[from] DestinationError),
@@ -146,7 +176,6 @@ impl EngineError {
                     .any(|class| code.starts_with(class)),
                 SourceError::Query { code: None, .. } | SourceError::NotFound { .. } => false,
             },
-            EngineError::Extract { .. } => true,
             EngineError::Destination(error) => match error {
                 DestinationError::ObjectStore(_) | DestinationError::Conflict { .. } => true,
                 DestinationError::Remote { reason, .. } => {
@@ -157,6 +186,62 @@ impl EngineError {
             _ => false,
         }
     }
+}
+
+impl EngineError {
+    /// A scan stream's error with its type restored: the [`SourceError`] or
+    /// [`EngineError`] a source wrapped into DataFusion, anything else as
+    /// [`EngineError::Extract`].
+    pub fn from_scan(connection: &str, error: DataFusionError) -> Self {
+        let source = |error: SourceError| EngineError::Source {
+            connection: connection.into(),
+            error,
+        };
+        let error = match error {
+            DataFusionError::External(inner) => match inner.downcast::<SourceError>() {
+                Ok(typed) => return source(*typed),
+                Err(inner) => match inner.downcast::<EngineError>() {
+                    Ok(typed) => return *typed,
+                    Err(inner) => DataFusionError::External(inner),
+                },
+            },
+            other => other,
+        };
+        match find_cause::<SourceError>(&error) {
+            Some(typed) => source(typed.clone()),
+            None => EngineError::Extract {
+                message: error.strip_backtrace(),
+            },
+        }
+    }
+
+    /// The SQLSTATE of this error, as the registered mapping (see
+    /// [`set_sqlstate_mapping`]) gives it; `None` before one is registered.
+    pub fn sqlstate(&self) -> Option<String> {
+        SQLSTATE_MAPPING.get().map(|map| map(self))
+    }
+}
+
+static SQLSTATE_MAPPING: OnceLock<fn(&EngineError) -> String> = OnceLock::new();
+
+/// Registers the one mapping from errors to SQLSTATEs (the server's), so
+/// that run records keep the SQLSTATE of the error that ended them. Only
+/// the first registration counts.
+pub fn set_sqlstate_mapping(map: fn(&EngineError) -> String) {
+    let _ = SQLSTATE_MAPPING.set(map);
+}
+
+/// The first error of type `T` in the chain of `error` and its sources
+/// (DataFusion wraps errors in `External`, `Shared`, `ArrowError` ...).
+pub fn find_cause<'a, T: Error + 'static>(error: &'a (dyn Error + 'static)) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 impl ConnectFailureKind {
@@ -212,11 +297,15 @@ mod tests {
             })
             .is_transient()
         );
+        assert!(query(Some("40001")).is_transient(), "serialization failure");
+        assert!(!query(Some("22003")).is_transient(), "NaN or out of range");
+        assert!(!query(Some("2202E")).is_transient(), "array subscript");
         assert!(
-            EngineError::Extract {
-                message: "reset".into()
+            !EngineError::Extract {
+                message: "cannot cast".into()
             }
-            .is_transient()
+            .is_transient(),
+            "a conversion fails again"
         );
         assert!(!EngineError::InvalidJob { message: "bad".into() }.is_transient());
         assert!(!EngineError::Cancelled { run_id: 1 }.is_transient());
@@ -231,5 +320,39 @@ mod tests {
         assert!(remote("backendError").is_transient());
         assert!(!remote("accessDenied").is_transient());
         assert!(!remote("invalid").is_transient());
+    }
+
+    #[test]
+    fn scan_errors_keep_their_type_through_datafusion() {
+        let nan = SourceError::Query {
+            code: Some("22003".into()),
+            message: "column \"n\": numeric 'NaN' cannot be represented".into(),
+        };
+        let direct = EngineError::from_scan("shop", DataFusionError::External(Box::new(nan.clone())));
+        assert!(
+            matches!(&direct, EngineError::Source { connection, error: SourceError::Query { code: Some(c), .. } } if connection == "shop" && c == "22003"),
+            "{direct:?}"
+        );
+        assert!(!direct.is_transient());
+        let wrapped = DataFusionError::Context(
+            "scan".into(),
+            Box::new(DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::ExternalError(Box::new(
+                    DataFusionError::External(Box::new(nan)),
+                ))),
+                None,
+            )),
+        );
+        assert!(matches!(
+            EngineError::from_scan("shop", wrapped),
+            EngineError::Source {
+                error: SourceError::Query { .. },
+                ..
+            }
+        ));
+        assert!(matches!(
+            EngineError::from_scan("shop", DataFusionError::Execution("x".into())),
+            EngineError::Extract { .. }
+        ));
     }
 }

@@ -15,9 +15,10 @@ pub mod jobs;
 pub mod metrics;
 pub mod options;
 pub mod scheduler;
+pub mod scrub;
 pub mod sources;
 mod tls;
 pub mod type_mapping;
 
 pub use connections::{AlterConnection, ConnectionManager, CreateConnection, CreateOutcome, TestOutcome};
-pub use error::{ConnectFailure, ConnectFailureKind, EngineError};
+pub use error::{ConnectFailure, ConnectFailureKind, EngineError, find_cause, set_sqlstate_mapping};

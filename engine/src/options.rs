@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use sluice_catalog::{Catalog, OptionValue, SecretValue};
 
 use crate::error::EngineError;
+use crate::scrub::Scrubber;
 
 /// The type of one option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +287,11 @@ impl ResolvedOptions {
             Resolved::Secret(s) => Some(s),
             Resolved::Plain(_) => None,
         })
+    }
+
+    /// A scrubber for the secret values of these options.
+    pub fn scrubber(&self) -> Scrubber {
+        Scrubber::new(self.secrets().cloned().collect())
     }
 }
 

@@ -126,6 +126,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         None => LocalWarehouse::open_dir(&config.data_dir.join(WAREHOUSE_DIR))?,
     };
     let engine_metrics = Arc::new(EngineMetrics::default());
+    sluice_engine::set_sqlstate_mapping(crate::errors::engine_sqlstate);
     let jobs = Arc::new(
         JobManager::new(connections.clone(), Arc::new(warehouse.clone()))
             .with_metrics(engine_metrics.clone())

@@ -3,13 +3,15 @@
 
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
+use futures::TryStreamExt;
+use pgwire::api::results::Response;
 use pgwire::error::{ErrorInfo, PgWireError};
 use sluice_catalog::{CatalogError, ObjectKind};
 use sluice_engine::destinations::DestinationError;
 use sluice_engine::sources::SourceError;
-use sluice_engine::{ConnectFailureKind, EngineError};
+use sluice_engine::{ConnectFailureKind, EngineError, find_cause};
 
-use crate::statements::ParseError;
+use crate::statements::{ParseError, ParseErrorKind};
 
 /// Errors of one statement, before they become an ErrorResponse.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +45,12 @@ impl StatementError {
     pub fn into_error_info(self, offset: usize) -> ErrorInfo {
         match self {
             StatementError::Parse(e) => {
-                let mut info = error("42601", e.message, None);
+                let code = match e.kind {
+                    ParseErrorKind::Syntax => "42601",
+                    ParseErrorKind::NumberOutOfRange => "22003",
+                    ParseErrorKind::DatetimeOutOfRange => "22008",
+                };
+                let mut info = error(code, e.message, None);
                 info.position = e.position.map(|p| (p + offset).to_string());
                 info
             }
@@ -73,18 +80,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::Source {
             error: source_error,
             connection,
-        } => match source_error {
-            SourceError::NotFound { kind, .. } => {
-                let code = if *kind == "column" { "42703" } else { "42704" };
-                error(
-                    code,
-                    message,
-                    Some(format!("SHOW TABLES FROM {connection} lists what exists.")),
-                )
-            }
-            SourceError::Connect(failure) => connect_error(failure.kind, message),
-            SourceError::Query { code, .. } => error(code.as_deref().unwrap_or("XX000"), message, None),
-        },
+        } => source_error_info(source_error, message, Some(connection)),
         EngineError::Connect { failure, .. } => connect_error(failure.kind, message),
         EngineError::InvalidJob { .. } => error("22023", message, None),
         EngineError::Cancelled { .. } => error("57014", message, None),
@@ -93,11 +89,19 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::NotADestination { .. } => error("0A000", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),
         EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),
-        EngineError::Extract { .. } => error("58000", message, None),
+        EngineError::Extract { .. } => error("22000", message, None),
+        EngineError::ForeignSecret { .. } => error(
+            "42501",
+            message,
+            Some("CREATE SECRET a named secret and use SECRET name in every connection that shares it.".into()),
+        ),
+        EngineError::SecretNotRepeated { .. } => error("28000", message, None),
+        EngineError::DatetimeOverflow { .. } => error("22008", message, None),
         EngineError::Destination(DestinationError::Remote { reason, job_id, .. }) => {
             let code = match reason.as_str() {
                 "accessDenied" => "42501",
                 "quotaExceeded" | "rateLimitExceeded" => "53400",
+                "timeout" | "transport" => "08006",
                 _ => "58030",
             };
             let hint = job_id
@@ -107,6 +111,26 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         }
         EngineError::Destination(DestinationError::Unsupported { .. }) => error("0A000", message, None),
         EngineError::Destination(_) => error("58030", message, None),
+    }
+}
+
+/// The SQLSTATE of an engine error: what run records keep (registered
+/// with [`sluice_engine::set_sqlstate_mapping`] at start-up).
+pub fn engine_sqlstate(e: &EngineError) -> String {
+    engine_error(e).code
+}
+
+/// A source's error; `connection` names it where known (plain SQL scans
+/// reach here without it).
+fn source_error_info(e: &SourceError, message: String, connection: Option<&str>) -> ErrorInfo {
+    match e {
+        SourceError::NotFound { kind, .. } => {
+            let code = if *kind == "column" { "42703" } else { "42704" };
+            let hint = connection.map(|c| format!("SHOW TABLES FROM {c} lists what exists."));
+            error(code, message, hint)
+        }
+        SourceError::Connect(failure) => connect_error(failure.kind, message),
+        SourceError::Query { code, .. } => error(code.as_deref().unwrap_or("XX000"), message, None),
     }
 }
 
@@ -171,10 +195,11 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
 }
 
 fn datafusion_error(e: &DataFusionError) -> ErrorInfo {
-    if let DataFusionError::External(inner) = e.find_root()
-        && let Some(engine) = inner.downcast_ref::<EngineError>()
-    {
+    if let Some(engine) = find_cause::<EngineError>(e) {
         return engine_error(engine);
+    }
+    if let Some(source) = find_cause::<SourceError>(e) {
+        return source_error_info(source, source.to_string(), None);
     }
     let message = e.strip_backtrace();
     let code = match e.find_root() {
@@ -201,6 +226,20 @@ pub fn map_session_error(e: PgWireError) -> PgWireError {
                 error("XX000", inner.to_string(), None)
             };
             PgWireError::UserError(Box::new(info))
+        }
+        other => other,
+    }
+}
+
+/// A query response whose rows fail while they stream (a source error in
+/// the middle of a scan) with the same SQLSTATEs as errors before the first
+/// row.
+pub fn map_row_errors(response: Response) -> Response {
+    match response {
+        Response::Query(mut query) => {
+            let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
+            query.data_rows = Box::pin(rows.map_err(map_session_error));
+            Response::Query(query)
         }
         other => other,
     }

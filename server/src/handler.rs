@@ -20,7 +20,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use crate::app::AppState;
-use crate::errors::{StatementError, map_session_error};
+use crate::errors::{StatementError, map_row_errors, map_session_error};
 use crate::execute::{execute, result_fields};
 use crate::login::LoginHandler;
 use crate::statements::{self, is_sluice_statement, split_statements};
@@ -105,6 +105,7 @@ impl SimpleQueryHandler for SluiceSession {
             } else {
                 <DfSessionService as SimpleQueryHandler>::do_query(&self.df, client, piece.text)
                     .await
+                    .map(|responses| responses.into_iter().map(map_row_errors).collect())
                     .map_err(error_info)
             };
             match result {
@@ -150,6 +151,7 @@ impl ExtendedQueryHandler for SluiceSession {
         }
         <DfSessionService as ExtendedQueryHandler>::do_query(&self.df, client, portal, max_rows)
             .await
+            .map(map_row_errors)
             .map_err(map_session_error)
     }
 }

@@ -6,6 +6,7 @@ mod fake_bigquery;
 
 mod bigquery;
 mod bigquery_live;
+mod bq_token;
 mod connections;
 mod demo;
 mod docs_examples;
@@ -18,6 +19,7 @@ mod jobs;
 mod parallel;
 mod redaction;
 mod scheduler;
+mod security_errors;
 mod security_wire;
 mod server;
 mod source_local;

@@ -311,6 +311,7 @@ impl JobManager {
                     RunStatus::Failed
                 };
                 run.error = Some(e.to_string());
+                run.sqlstate = e.sqlstate();
                 failpoint::hit("catalog_finish_run")?;
                 self.catalog().finish_run(run, None)?;
                 warn!(job = name, run_id = run.id, error = %e, "run failed");
@@ -434,7 +435,7 @@ impl JobManager {
                 };
                 let Some(batch) = batch else { break };
                 let batch = conform(
-                    batch.map_err(|e| EngineError::Extract { message: e.to_string() })?,
+                    batch.map_err(|e| EngineError::from_scan(&job.source.connection, e))?,
                     &columns,
                 )?;
                 live.add_bytes_read(batch.get_array_memory_size() as u64);

@@ -27,7 +27,13 @@ pub(super) fn first_low(
         IncrementalStart::All => Ok(None),
         IncrementalStart::Since(text) => parse(text, cursor).map(Some),
         IncrementalStart::BackfillDays(days) => {
-            let from = now - Duration::days(i64::from(*days));
+            let from = Duration::try_days(i64::from(*days))
+                .and_then(|back| now.checked_sub_signed(back))
+                .ok_or_else(|| EngineError::DatetimeOverflow {
+                    message: format!(
+                        "BACKFILL {days} DAYS reaches before the earliest date; use a shorter backfill or ALL"
+                    ),
+                })?;
             Ok(Some(match cursor {
                 DataType::Timestamp(TimeUnit::Microsecond, tz) => {
                     ScalarValue::TimestampMicrosecond(Some(from.timestamp_micros()), tz.clone())
@@ -170,6 +176,16 @@ mod tests {
             ScalarValue::Date32(Some(19783))
         );
         assert!(parse("yesterday", &DataType::Date32).is_err());
+    }
+
+    #[test]
+    fn a_backfill_beyond_the_range_of_dates_is_an_error_not_a_panic() {
+        let start = IncrementalStart::BackfillDays(u32::MAX);
+        let cursor = DataType::Timestamp(TimeUnit::Microsecond, None);
+        assert!(matches!(
+            first_low(&start, &cursor, Utc::now()),
+            Err(EngineError::DatetimeOverflow { .. })
+        ));
     }
 
     #[test]

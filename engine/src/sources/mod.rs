@@ -8,6 +8,7 @@
 mod describe;
 mod nearby;
 mod pushdown;
+mod scrubbed;
 mod table;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 pub use describe::{LoadRecommendation, TimestampCandidate};
 pub use nearby::closest;
+pub use scrubbed::Scrubbed;
 pub use table::SourceTable;
 
 use crate::error::ConnectFailure;
@@ -195,6 +197,18 @@ pub fn integer_literal(value: &ScalarValue) -> Option<String> {
     }
 }
 
+/// The longest excerpt of a source value that an error message shows.
+const EXCERPT_CHARS: usize = 64;
+
+/// A source value as an error message shows it: whole when short, else its
+/// start and its length, so a row value in an error is never a document.
+pub fn excerpt(value: &str) -> String {
+    match value.char_indices().nth(EXCERPT_CHARS) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}... ({} bytes in all)", &value[..end], value.len()),
+    }
+}
+
 /// Why a source could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
@@ -269,4 +283,18 @@ pub trait Source: Send + Sync {
 
     /// The query [`Source::scan`] sends for `request`, for EXPLAIN.
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_in_error_messages() {
+        assert_eq!(excerpt("short"), "short");
+        let document = "é".repeat(10_000);
+        let shown = excerpt(&document);
+        assert!(shown.starts_with(&"é".repeat(EXCERPT_CHARS)), "{shown}");
+        assert!(shown.ends_with("... (20000 bytes in all)"), "{shown}");
+    }
 }

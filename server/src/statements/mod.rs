@@ -10,6 +10,6 @@ mod parse_lookback;
 mod split;
 
 pub use ast::SluiceStatement;
-pub use parse::{ParseError, is_sluice_statement, parse};
+pub use parse::{ParseError, ParseErrorKind, is_sluice_statement, parse};
 pub use parse_lookback::lookback_sql;
 pub use split::split_statements;

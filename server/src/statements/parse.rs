@@ -17,6 +17,17 @@ pub struct ParseError {
     pub message: String,
     /// 1-based character position in the statement, when known.
     pub position: Option<usize>,
+    pub kind: ParseErrorKind,
+}
+
+/// What is wrong with a statement that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    Syntax,
+    /// A number too large for its place.
+    NumberOutOfRange,
+    /// A number of days that leaves the range of dates.
+    DatetimeOutOfRange,
 }
 
 /// The leading words of every Sluice statement.
@@ -86,6 +97,7 @@ pub fn parse(sql: &str) -> Result<SluiceStatement, ParseError> {
         .map_err(|e| ParseError {
             message: e.to_string(),
             position: None,
+            kind: ParseErrorKind::Syntax,
         })?;
     let mut p = StatementParser { parser, sql };
     let statement = p.statement()?;
@@ -239,6 +251,11 @@ impl StatementParser<'_> {
     fn create_secret(&mut self) -> PResult<SluiceStatement> {
         let if_not_exists = self.words(&["IF", "NOT", "EXISTS"]);
         let name = self.name("secret name")?;
+        if name.contains('/') {
+            return Err(self.error(format!(
+                "secret name \"{name}\" contains '/', which is reserved for the inline secrets of connections"
+            )));
+        }
         self.expect_word("AS")?;
         let value = self.string("the secret value as a string literal")?;
         Ok(SluiceStatement::CreateSecret {
@@ -465,6 +482,16 @@ impl StatementParser<'_> {
         ParseError {
             message: format!("syntax error: {message}"),
             position,
+            kind: ParseErrorKind::Syntax,
+        }
+    }
+
+    /// An error of `kind` other than syntax, at the next token's position.
+    pub(super) fn out_of_range(&self, kind: ParseErrorKind, message: String) -> ParseError {
+        ParseError {
+            message,
+            kind,
+            ..self.error(String::new())
         }
     }
 

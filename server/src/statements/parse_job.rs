@@ -6,7 +6,7 @@ use sluice_engine::jobs::{CreateJob, JobChange, JobSetting, SettingValue};
 use sluice_engine::scheduler::{Schedule, ScheduleError};
 
 use super::ast::SluiceStatement;
-use super::parse::{PResult, ParseError, StatementParser};
+use super::parse::{PResult, ParseError, ParseErrorKind, StatementParser};
 use super::parse_lookback::LookbackClauses;
 
 /// The name `INTO` uses for the built-in local warehouse.
@@ -68,6 +68,14 @@ impl StatementParser<'_> {
                 let cursor = self.name("cursor column")?;
                 let start = if self.word("BACKFILL") {
                     let days = self.whole_number("number of days")?;
+                    if days > MAX_BACKFILL_DAYS {
+                        return Err(self.out_of_range(
+                            ParseErrorKind::DatetimeOutOfRange,
+                            format!(
+                                "BACKFILL {days} DAYS reaches too far back: at most {MAX_BACKFILL_DAYS} days (about 1000 years); write INCREMENTAL BY {cursor} ALL to read every row"
+                            ),
+                        ));
+                    }
                     if !self.word("DAYS") {
                         self.expect_word("DAY")?;
                     }
@@ -189,6 +197,7 @@ impl StatementParser<'_> {
         text.parse().map_err(|e: ScheduleError| ParseError {
             message: format!("syntax error: invalid schedule: {e}"),
             position: at_start.position,
+            kind: ParseErrorKind::Syntax,
         })
     }
 
@@ -222,6 +231,10 @@ impl StatementParser<'_> {
                     self.parser.next_token();
                     Ok(n)
                 }
+                Err(_) if text.bytes().all(|b| b.is_ascii_digit()) => Err(self.out_of_range(
+                    ParseErrorKind::NumberOutOfRange,
+                    format!("{text} is out of range for {what} (at most {})", u32::MAX),
+                )),
                 Err(_) => Err(self.error(format!("expected {what}, found {text}"))),
             },
             other => Err(self.error(format!("expected {what}, found \"{other}\""))),
@@ -231,6 +244,10 @@ impl StatementParser<'_> {
 
 /// The backfill window of `INCREMENTAL BY col` without a start clause.
 pub const DEFAULT_BACKFILL_DAYS: u32 = 90;
+
+/// The longest backfill window: about 1000 years, so the start stays a date
+/// every source and destination accepts.
+pub const MAX_BACKFILL_DAYS: u32 = 365_000;
 
 #[cfg(test)]
 mod tests {

@@ -176,6 +176,7 @@ pub static RUNS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("bytes_uploaded", DataType::Int64, true),
         Field::new("load_jobs_done", DataType::Int64, true),
         Field::new("load_jobs_total", DataType::Int64, true),
+        text("sqlstate"),
     ]))
 });
 
@@ -232,6 +233,7 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun]) -> RecordBatch {
             shipped(|s| Some(s.bytes_uploaded), |r| r.bytes_uploaded),
             shipped(|s| s.jobs.map(|j| j.done), |r| r.load_jobs_done),
             shipped(|s| s.jobs.map(|j| j.total), |r| r.load_jobs_total),
+            strings(runs.iter().map(|r| r.sqlstate.as_deref())),
         ],
     )
 }

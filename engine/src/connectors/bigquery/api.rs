@@ -52,7 +52,9 @@ impl ApiError {
         }
     }
 
-    fn from_bq(error: BQError) -> Self {
+    /// The error of a `gcp-bigquery-client` call or a token fetch; a
+    /// network failure or timeout (of the token endpoint too) is retryable.
+    pub(super) fn from_bq(error: BQError) -> Self {
         match error {
             BQError::ResponseError { error } => {
                 let nested = error.error;
@@ -68,7 +70,10 @@ impl ApiError {
                 }
             }
             BQError::RequestError(e) => Self::from_http(&e),
-            other => Self::new("authError", error_chain(&other)),
+            other => match network_failure_kind(&other) {
+                Some(failure) => Self::new(network_reason(failure), error_chain(&other)),
+                None => Self::new("authError", error_chain(&other)),
+            },
         }
     }
 
@@ -86,6 +91,16 @@ impl ApiError {
             reason: reason.into(),
             message: error_chain(e),
         }
+    }
+
+    /// The error for a failed sign-in: a network failure or timeout stays
+    /// retryable, anything else is a credentials problem.
+    pub(super) fn from_connect(failure: ConnectFailure) -> Self {
+        let reason = match failure.kind {
+            ConnectFailureKind::BadPassword | ConnectFailureKind::UnknownDatabase => "authError",
+            kind => network_reason(kind),
+        };
+        Self::new(reason, failure.detail)
     }
 
     /// Whether repeating the same request may succeed.
@@ -123,6 +138,14 @@ impl ApiError {
     }
 }
 
+/// The error reason of a network failure: `timeout` or `transport`.
+pub(super) fn network_reason(kind: ConnectFailureKind) -> &'static str {
+    match kind {
+        ConnectFailureKind::Timeout => "timeout",
+        _ => "transport",
+    }
+}
+
 /// A signed-in BigQuery client for one connection.
 pub(super) struct Api {
     pub settings: Settings,
@@ -136,25 +159,15 @@ pub(super) struct Api {
 impl Api {
     /// Signs in (fetching a first token, which checks the credentials).
     pub(super) async fn connect(settings: Settings) -> Result<Self, ConnectFailure> {
-        let tokens = TokenSource::new(&settings.credentials)
+        let tokens = TokenSource::new(&settings.credentials, settings.timeout)
             .await
             .map_err(|e| ConnectFailure::new(ConnectFailureKind::BadPassword, e))?;
-        let first = tokio::time::timeout(settings.timeout, tokens.token()).await;
-        match first {
-            Err(_) => {
-                return Err(ConnectFailure::new(
-                    ConnectFailureKind::Timeout,
-                    format!("no access token within {} s", settings.timeout.as_secs()),
-                ));
-            }
-            Ok(Err(e)) => {
-                let kind = network_failure_kind(&e).unwrap_or(ConnectFailureKind::BadPassword);
-                return Err(ConnectFailure::new(
-                    kind,
-                    format!("Google sign-in failed: {}", error_chain(&e)),
-                ));
-            }
-            Ok(Ok(_)) => {}
+        if let Err(e) = tokens.token().await {
+            let kind = network_failure_kind(&e).unwrap_or(ConnectFailureKind::BadPassword);
+            return Err(ConnectFailure::new(
+                kind,
+                format!("Google sign-in failed: {}", error_chain(&e)),
+            ));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(settings.timeout)

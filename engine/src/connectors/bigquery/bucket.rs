@@ -15,7 +15,7 @@ use object_store::{ClientOptions, CredentialProvider, ObjectStore, ObjectStoreEx
 use tracing::info;
 use url::Url;
 
-use super::api::ApiError;
+use super::api::{ApiError, network_reason};
 use super::auth::TokenSource;
 use crate::connectors::error_chain;
 
@@ -200,7 +200,11 @@ impl StagingBucket {
             ),
             _ => (
                 None,
-                "storageError",
+                // A stalled token endpoint or network stays retryable.
+                match crate::connectors::network_failure_kind(&error) {
+                    Some(kind) => network_reason(kind),
+                    None => "storageError",
+                },
                 format!("Cloud Storage failed on {uri}: {}", error_chain(&error)),
             ),
         };

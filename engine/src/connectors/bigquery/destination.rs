@@ -94,12 +94,10 @@ impl RunNames {
 
 impl BigQueryDestination {
     async fn api(&self) -> Result<Arc<Api>, DestinationError> {
-        self.session.api().await.map_err(|failure| DestinationError::Remote {
-            service: "BigQuery",
-            job_id: None,
-            reason: failure.kind.label().into(),
-            message: failure.detail,
-        })
+        self.session
+            .api()
+            .await
+            .map_err(|failure| ApiError::from_connect(failure).into_destination(None))
     }
 
     /// The table and its job-id token, labelling an adopted table that has none.

@@ -104,11 +104,7 @@ impl Api {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, String), ApiError> {
-        let token = self
-            .tokens
-            .token()
-            .await
-            .map_err(|e| ApiError::new("authError", e.to_string()))?;
+        let token = self.tokens.token().await.map_err(ApiError::from_bq)?;
         let response = request
             .bearer_auth(token)
             .send()

@@ -13,7 +13,12 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, TimeUnit, i256};
 use mysql_async::Value;
 
-use crate::sources::SourceError;
+use crate::sources::{SourceError, excerpt};
+
+/// A value as an error message shows it: at most an excerpt.
+fn shown(value: &Value) -> String {
+    excerpt(&format!("{value:?}"))
+}
 
 /// SQLSTATE of a value that is not a valid date or time.
 const INVALID_DATETIME: &str = "22007";
@@ -106,8 +111,8 @@ impl ColumnDecoder {
             code: Some(code.to_owned()),
             message: format!("{label}: {what}"),
         };
-        let unexpected = || error(DATA_EXCEPTION, format!("unexpected value {value:?}"));
-        let out_of_range = |target: &str| error(OUT_OF_RANGE, format!("{value:?} does not fit {target}"));
+        let unexpected = || error(DATA_EXCEPTION, format!("unexpected value {}", shown(value)));
+        let out_of_range = |target: &str| error(OUT_OF_RANGE, format!("{} does not fit {target}", shown(value)));
         match &mut self.builder {
             Builder::Boolean(b) => b.append_value(integer(value).ok_or_else(unexpected)? != 0),
             Builder::Int8(b) => b.append_value(fit(value).ok_or_else(|| out_of_range("Int8"))?),
@@ -214,7 +219,7 @@ fn unscaled(value: &Value, precision: u8, scale: i8) -> Result<String, String> {
     let text = match value {
         Value::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
         other => integer(other)
-            .ok_or_else(|| format!("{other:?} is not a decimal"))?
+            .ok_or_else(|| format!("{} is not a decimal", shown(other)))?
             .to_string(),
     };
     let not_decimal = || format!("'{text}' is not a decimal number");
@@ -248,7 +253,7 @@ fn unscaled(value: &Value, precision: u8, scale: i8) -> Result<String, String> {
 /// A DATE, DATETIME or TIMESTAMP value; zero and invalid dates are refused.
 fn datetime(value: &Value) -> Result<NaiveDateTime, String> {
     let Value::Date(year, month, day, hour, minute, second, micros) = *value else {
-        return Err(format!("unexpected value {value:?}"));
+        return Err(format!("unexpected value {}", shown(value)));
     };
     let text = format!("{year:04}-{month:02}-{day:02}");
     if year == 0 && month == 0 && day == 0 {

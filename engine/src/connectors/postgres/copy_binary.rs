@@ -19,6 +19,8 @@ use datafusion::arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNano, Int
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
+use crate::sources::excerpt;
+
 /// Rows per record batch a scan emits.
 pub(crate) const BATCH_ROWS: usize = 8192;
 
@@ -120,9 +122,10 @@ impl Problem {
     }
 }
 
+/// `value` (shown as an excerpt) cannot become `target`.
 fn unrepresentable(value: impl Into<String>, target: impl Into<String>) -> Problem {
     Problem::Unrepresentable {
-        value: value.into(),
+        value: excerpt(&value.into()),
         target: target.into(),
     }
 }
@@ -967,6 +970,14 @@ mod tests {
             Err("numeric 5 cannot be represented as an Arrow Decimal256(3, -2); such values are refused".into())
         );
         assert_eq!(decode(&numeric("500"), 3, -2), Ok("5".into()));
+    }
+
+    #[test]
+    fn huge_values_appear_in_errors_as_excerpts() {
+        let huge = "9".repeat(5000);
+        let err = decode(&numeric(&huge), 10, 2).unwrap_err();
+        assert!(err.len() < 300, "{} bytes: {err}", err.len());
+        assert!(err.contains("... (5008 bytes in all)"), "{err}");
     }
 
     #[test]

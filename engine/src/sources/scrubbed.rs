@@ -1,0 +1,141 @@
+//! A source whose errors never carry the connection's secret values: what
+//! a driver echoes (a password in a connection string, a key in a URL) is
+//! scrubbed before the error reaches a run record, a client or a log.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::TryStreamExt;
+
+use super::{Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
+use crate::error::ConnectFailure;
+use crate::scrub::Scrubber;
+
+/// `inner` with every error scrubbed of the secrets `scrubber` knows.
+pub struct Scrubbed {
+    inner: Arc<dyn Source>,
+    scrubber: Scrubber,
+}
+
+impl Scrubbed {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Source>, scrubber: Scrubber) -> Self {
+        Self { inner, scrubber }
+    }
+
+    fn clean(&self, error: SourceError) -> SourceError {
+        scrub_error(&self.scrubber, error)
+    }
+
+    fn clean_stream(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        let scrubber = self.scrubber.clone();
+        let schema = stream.schema();
+        let stream = stream.map_err(move |e| match e {
+            DataFusionError::External(inner) => match inner.downcast::<SourceError>() {
+                Ok(error) => DataFusionError::External(Box::new(scrub_error(&scrubber, *error))),
+                Err(inner) => DataFusionError::External(inner),
+            },
+            other => other,
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    }
+}
+
+/// `error` with secret values removed from its texts.
+pub fn scrub_error(scrubber: &Scrubber, error: SourceError) -> SourceError {
+    match error {
+        SourceError::NotFound { kind, name, nearby } => SourceError::NotFound {
+            kind,
+            name: scrubber.scrub(&name),
+            nearby,
+        },
+        SourceError::Connect(failure) => SourceError::Connect(ConnectFailure {
+            detail: scrubber.scrub(&failure.detail),
+            ..failure
+        }),
+        SourceError::Query { code, message } => SourceError::Query {
+            code,
+            message: scrubber.scrub(&message),
+        },
+    }
+}
+
+#[async_trait]
+impl Source for Scrubbed {
+    fn dialect(&self) -> &'static dyn Dialect {
+        self.inner.dialect()
+    }
+
+    async fn schemas(&self) -> Result<Vec<String>, SourceError> {
+        self.inner.schemas().await.map_err(|e| self.clean(e))
+    }
+
+    async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
+        self.inner.tables(schema).await.map_err(|e| self.clean(e))
+    }
+
+    async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
+        self.inner.describe(table).await.map_err(|e| self.clean(e))
+    }
+
+    async fn scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        match self.inner.scan(description, request).await {
+            Ok(stream) => Ok(self.clean_stream(stream)),
+            Err(e) => Err(self.clean(e)),
+        }
+    }
+
+    fn supports_parallel_scan(&self) -> bool {
+        self.inner.supports_parallel_scan()
+    }
+
+    async fn scan_parallel(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        match self.inner.scan_parallel(description, request, split, parts).await {
+            Ok(stream) => Ok(self.clean_stream(stream)),
+            Err(e) => Err(self.clean(e)),
+        }
+    }
+
+    fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
+        self.inner.scan_query(description, request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_catalog::SecretValue;
+
+    use super::*;
+    use crate::error::ConnectFailureKind;
+
+    #[test]
+    fn every_text_of_an_error_is_scrubbed() {
+        let scrubber = Scrubber::new(vec![SecretValue::new("hunter2")]);
+        let query = scrub_error(
+            &scrubber,
+            SourceError::Query {
+                code: Some("28P01".into()),
+                message: "password hunter2 rejected".into(),
+            },
+        );
+        assert_eq!(query.to_string(), "password ******** rejected");
+        let connect = scrub_error(
+            &scrubber,
+            SourceError::Connect(ConnectFailure::new(ConnectFailureKind::Other, "url user:hunter2@db")),
+        );
+        assert!(!connect.to_string().contains("hunter2"), "{connect}");
+    }
+}
