@@ -10,6 +10,8 @@ mod execute;
 mod handler;
 mod metrics;
 mod source_catalogs;
+mod sql_guard;
+mod sql_session;
 mod statements;
 mod system_tables;
 mod views;

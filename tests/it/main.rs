@@ -17,6 +17,7 @@ mod jobs;
 mod parallel;
 mod redaction;
 mod scheduler;
+mod security_sql;
 mod server;
 mod source_local;
 mod source_mysql;
