@@ -1,13 +1,23 @@
 //! The DataFusion sessions behind plain SQL: one shared state (catalogs,
 //! runtime and its bounded memory pool) and a session per client with its
-//! own settings, and the per-statement `statement_timeout`.
+//! own settings; statements run on a runtime of their own, each until its
+//! `statement_timeout`.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use datafusion::common::Result;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::runtime::SpawnedTask;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -19,6 +29,7 @@ use sluice_catalog::Catalog;
 use sluice_engine::ConnectionManager;
 use sluice_engine::destinations::WarehouseSchema;
 use sluice_engine::jobs::JobManager;
+use tokio::runtime::{Handle, Runtime};
 use tokio::time::Instant;
 
 use crate::app::{DATABASE, StartupError, WAREHOUSE_SCHEMA};
@@ -55,6 +66,7 @@ pub fn session_context(
         .with_runtime_env(runtime)
         .with_catalog_list(Arc::new(SluiceCatalogList::new(connections)))
         .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(CooperativeJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.add_analyzer_rule(Arc::new(WideDecimalsAsText));
@@ -69,6 +81,37 @@ pub fn session_context(
         .register_schema(WAREHOUSE_SCHEMA, Arc::new(warehouse))
         .map_err(|e| StartupError::Config(format!("warehouse set-up failed: {e}")))?;
     Ok(ctx)
+}
+
+/// Makes every join yield to the scheduler while it produces rows.
+///
+/// A join can turn one input batch into millions of rows without polling
+/// its inputs, the only place DataFusion gives the scheduler a turn; until
+/// then its task cannot be cancelled (by `statement_timeout`) or share its
+/// thread. Wrapped in `CooperativeExec`, it yields every few batches.
+#[derive(Debug)]
+struct CooperativeJoins;
+
+impl PhysicalOptimizerRule for CooperativeJoins {
+    fn name(&self) -> &str {
+        "CooperativeJoins"
+    }
+
+    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            if node.children().len() < 2 {
+                return Ok(Transformed::no(node));
+            }
+            Ok(Transformed::yes(
+                Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
+            ))
+        })
+        .data()
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }
 
 /// One client's session: the shared catalogs, runtime and memory pool, and
@@ -98,6 +141,35 @@ fn timed_out() -> PgWireError {
     PgWireError::UserError(Box::new(StatementError::StatementTimeout.into_error_info(0)))
 }
 
+/// The runtime plain-SQL queries run on, apart from the one serving the wire
+/// protocol: a query that computes without yielding cannot starve the
+/// server's other clients, or its own session's `statement_timeout`.
+fn query_runtime() -> &'static Handle {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .thread_name("sluice-query")
+                .enable_all()
+                .build()
+                .expect("the query runtime starts")
+        })
+        .handle()
+}
+
+/// Polls a future with the query runtime as the current one, so the tasks
+/// DataFusion spawns while planning and starting a query run there.
+struct OnQueryRuntime<F: Future>(Pin<Box<F>>);
+
+impl<F: Future> Future for OnQueryRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _entered = query_runtime().enter();
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// Runs plain-SQL statements (planning, and then streaming their rows) until
 /// `deadline`; past it the statement is cancelled with 57014 and its
 /// resources are freed. Errors while streaming get their SQLSTATE too.
@@ -105,6 +177,7 @@ pub async fn run_until<F>(deadline: Option<Instant>, statements: F) -> PgWireRes
 where
     F: Future<Output = PgWireResult<Vec<Response>>>,
 {
+    let statements = OnQueryRuntime(Box::pin(statements));
     let responses = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, statements)
             .await
@@ -118,20 +191,36 @@ where
         .collect())
 }
 
-/// Ends the rows of `response` at `deadline` and maps their errors.
+/// Rows computed ahead of the client, per statement.
+const ROWS_AHEAD: usize = 64;
+
+/// Computes the rows of `response` on the query runtime, ends them at
+/// `deadline` and maps their errors.
 fn until(deadline: Option<Instant>, response: Response) -> Response {
     let Response::Query(query) = response else {
         return response;
     };
-    let (command_tag, row_schema, data_rows) = (query.command_tag, query.row_schema, query.data_rows);
-    let rows = futures::stream::unfold(Some(data_rows), move |rows| async move {
-        let mut rows = rows?;
+    let (command_tag, row_schema, mut data_rows) = (query.command_tag, query.row_schema, query.data_rows);
+    let (sender, receiver) = tokio::sync::mpsc::channel(ROWS_AHEAD);
+    let computing = {
+        let _entered = query_runtime().enter();
+        // Aborted when dropped: when the client goes or the deadline passes.
+        SpawnedTask::spawn(async move {
+            while let Some(row) = data_rows.next().await {
+                if sender.send(row).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let rows = futures::stream::unfold(Some((receiver, computing)), move |state| async move {
+        let (mut receiver, computing) = state?;
         let next = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, rows.next()).await,
-            None => Ok(rows.next().await),
+            Some(deadline) => tokio::time::timeout_at(deadline, receiver.recv()).await,
+            None => Ok(receiver.recv().await),
         };
         match next {
-            Ok(Some(Ok(row))) => Some((Ok(row), Some(rows))),
+            Ok(Some(Ok(row))) => Some((Ok(row), Some((receiver, computing)))),
             Ok(Some(Err(e))) => Some((Err(map_session_error(e)), None)),
             Ok(None) => None,
             Err(_) => Some((Err(timed_out()), None)),
