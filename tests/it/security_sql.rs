@@ -149,9 +149,22 @@ async fn statements_time_out_by_default_and_per_session() {
     // Another session keeps the server's default.
     let other = sluice.client().await;
     assert_eq!(one(&other, "SHOW statement_timeout").await, "2000ms");
-    // 0 disables it: a statement longer than the default completes.
     other.batch_execute("SET statement_timeout = 0").await.unwrap();
     assert_eq!(one(&other, "SHOW statement_timeout").await, "0");
+
+    // While one session runs away, the others are answered at once.
+    client.batch_execute("SET statement_timeout = '4s'").await.unwrap();
+    let runaway = tokio::spawn(async move { expect_err(&client, RUNAWAY, "57014").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    assert_eq!(one(&other, "SELECT 1").await, "1");
+    assert!(rows(&other, "SHOW CONNECTIONS").await.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    runaway.await.unwrap();
 }
 
 const WIDE: &str = "
