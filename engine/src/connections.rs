@@ -10,6 +10,7 @@ use futures::future::join_all;
 use sluice_catalog::{Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, OptionValue, StatusUpdate};
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::allowed_paths::AllowedPaths;
 use crate::connection_types::{self, ConnectionType, TypeStatus};
 use crate::destinations::Destination;
 use crate::error::{ConnectFailure, EngineError};
@@ -76,6 +77,7 @@ impl TestOutcome {
 pub struct ConnectionManager {
     catalog: Arc<Catalog>,
     connect_timeout: Duration,
+    allowed_paths: AllowedPaths,
 }
 
 impl ConnectionManager {
@@ -85,6 +87,15 @@ impl ConnectionManager {
         Self {
             catalog,
             connect_timeout,
+            allowed_paths: AllowedPaths::any(),
+        }
+    }
+
+    /// Refuses connections whose path options name files outside `allowed`.
+    pub fn with_allowed_paths(self, allowed: AllowedPaths) -> Self {
+        Self {
+            allowed_paths: allowed,
+            ..self
         }
     }
 
@@ -244,7 +255,7 @@ impl ConnectionManager {
             connection: record.name.clone(),
             kind: kind.name.into(),
         })?;
-        let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
+        let resolved = self.resolve_saved(&record)?;
         Ok(Arc::new(Scrubbed::new(
             factory(&resolved, self.timeout_for(&resolved)),
             resolved.scrubber(),
@@ -259,7 +270,7 @@ impl ConnectionManager {
             connection: record.name.clone(),
             kind: kind.name.into(),
         })?;
-        let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
+        let resolved = self.resolve_saved(&record)?;
         factory(&resolved, self.timeout_for(&resolved), self.catalog.instance_id())
     }
 
@@ -299,10 +310,17 @@ impl ConnectionManager {
 
     async fn check_record(&self, record: &ConnectionRecord) -> Result<(), EngineError> {
         let kind = available_type(&record.kind)?;
-        let resolved = ResolvedOptions::resolve(&record.options, &[], &self.catalog)?;
+        let resolved = self.resolve_saved(record)?;
         self.run_test(&record.name, kind, &resolved)
             .instrument(info_span!("test_connection", connection = %record.name, kind = kind.name))
             .await
+    }
+
+    /// A saved connection's options, refused when a path option names a
+    /// file outside the allowed directories.
+    fn resolve_saved(&self, record: &ConnectionRecord) -> Result<ResolvedOptions, EngineError> {
+        self.allowed_paths.check_options(&record.options)?;
+        ResolvedOptions::resolve(&record.options, &[], &self.catalog)
     }
 
     async fn check_live(
@@ -312,6 +330,7 @@ impl ConnectionManager {
         prepared: &PreparedOptions,
         validate: bool,
     ) -> Result<ConnectionStatus, EngineError> {
+        self.allowed_paths.check_options(&prepared.options)?;
         if !validate {
             return Ok(ConnectionStatus::Unknown);
         }

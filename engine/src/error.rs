@@ -67,6 +67,9 @@ pub enum EngineError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 
+    #[error(transparent)]
+    PathNotAllowed(#[from] crate::allowed_paths::PathNotAllowed),
+
     #[error("unknown connection type \"{name}\"; known types: {}", known.join(", "))]
     UnknownConnectionType { name: String, known: Vec<String> },
 

@@ -4,6 +4,7 @@
 //! The engine knows nothing about the wire protocol; the server turns its
 //! typed errors into SQLSTATEs.
 
+pub mod allowed_paths;
 pub mod connection_types;
 pub mod connections;
 mod connectors;

@@ -7,13 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion::prelude::SessionContext;
 use pgwire::api::RandomPidSecretKeyGenerator;
 use pgwire::api::auth::DefaultServerParameterProvider;
 use sluice_catalog::{Catalog, CatalogError, MasterKey};
+use sluice_engine::allowed_paths::AllowedPaths;
 use sluice_engine::destinations::{DestinationError, LocalWarehouse, WarehouseSchema, display_location};
 use sluice_engine::jobs::JobManager;
 use sluice_engine::metrics::EngineMetrics;
@@ -28,11 +26,9 @@ use crate::handler::SluiceHandlers;
 use crate::listener::{self, Limits};
 use crate::login::LoginPolicy;
 use crate::metrics::{self, Exporter};
-use crate::source_catalogs::SluiceCatalogList;
-use crate::system_tables::{self, SystemSchema};
+use crate::sql_session::session_context;
 use crate::throttle::LoginThrottle;
 use crate::tls;
-use crate::wide_decimals::WideDecimalsAsText;
 
 /// The SQL catalog (database) name clients see.
 pub const DATABASE: &str = "sluice";
@@ -72,6 +68,13 @@ pub struct ServeConfig {
     pub keep_runs: usize,
     /// Address of the Prometheus endpoint; `None` disables it.
     pub metrics_listen: Option<String>,
+    /// Bytes of memory plain SQL queries share.
+    pub query_memory: usize,
+    /// Default `statement_timeout` of plain SQL; `None` disables it.
+    pub statement_timeout: Option<Duration>,
+    /// Directories whose files connection options may name; `None` is the
+    /// data dir, the working directory and the demo dir.
+    pub allowed_paths: Option<Vec<PathBuf>>,
 }
 
 /// Why Sluice could not start.
@@ -95,9 +98,12 @@ pub enum StartupError {
 pub struct AppState {
     pub connections: Arc<ConnectionManager>,
     pub jobs: Arc<JobManager>,
+    /// The shared plain-SQL session each client's session is built from.
     pub ctx: Arc<SessionContext>,
     /// How clients log in.
     pub login: Arc<LoginPolicy>,
+    /// Each session's `statement_timeout` until it sets its own.
+    pub statement_timeout: Option<Duration>,
     /// pgwire's registry of live connections, for cancel requests.
     pub wire_connections: Arc<pgwire::api::ConnectionManager>,
 }
@@ -117,7 +123,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     let catalog_dir = config.data_dir.join("catalog");
     let catalog = Arc::new(Catalog::open(&catalog_dir, key)?);
     let auth = admin_auth(&catalog, &config)?;
-    let connections = Arc::new(ConnectionManager::new(catalog.clone(), config.connect_timeout));
+    let connections = Arc::new(
+        ConnectionManager::new(catalog.clone(), config.connect_timeout).with_allowed_paths(allowed_paths(&config)),
+    );
     let warehouse = match &config.warehouse {
         Some(location) => {
             info!(location = %display_location(location), "warehouse");
@@ -137,6 +145,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         connections.clone(),
         jobs.clone(),
         WarehouseSchema::new(warehouse).await?,
+        config.query_memory,
     )?);
     let interrupted = jobs.reconcile().await?;
     if let Some(dir) = &config.demo_dir {
@@ -209,6 +218,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         jobs,
         ctx,
         login,
+        statement_timeout: config.statement_timeout,
         wire_connections,
     });
 
@@ -295,35 +305,16 @@ fn admin_auth(catalog: &Catalog, config: &ServeConfig) -> Result<AdminAuth, Star
     })
 }
 
-/// The DataFusion session behind plain SQL: pg_catalog for clients, the
-/// read-only `sluice` system schema, and every source connection as a catalog.
-fn session_context(
-    catalog: Arc<Catalog>,
-    connections: Arc<ConnectionManager>,
-    jobs: Arc<JobManager>,
-    warehouse: WarehouseSchema,
-) -> Result<SessionContext, StartupError> {
-    let config = SessionConfig::new()
-        .with_information_schema(true)
-        .with_default_catalog_and_schema(DATABASE, "public");
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_catalog_list(Arc::new(SluiceCatalogList::new(connections)))
-        .with_default_features()
-        .build();
-    let ctx = SessionContext::new_with_state(state);
-    ctx.add_analyzer_rule(Arc::new(WideDecimalsAsText));
-    setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
-        .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
-    ctx.catalog(DATABASE)
-        .expect("the default catalog exists")
-        .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog, jobs)))
-        .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
-    ctx.catalog(DATABASE)
-        .expect("the default catalog exists")
-        .register_schema(WAREHOUSE_SCHEMA, Arc::new(warehouse))
-        .map_err(|e| StartupError::Config(format!("warehouse set-up failed: {e}")))?;
-    Ok(ctx)
+/// The directories connection options may name files in.
+fn allowed_paths(config: &ServeConfig) -> AllowedPaths {
+    match &config.allowed_paths {
+        Some(dirs) => AllowedPaths::new(dirs.iter().cloned()),
+        None => AllowedPaths::new(
+            [config.data_dir.clone(), PathBuf::from(".")]
+                .into_iter()
+                .chain(config.demo_dir.clone()),
+        ),
+    }
 }
 
 /// Creates the data dir mode 0700 and makes every file Sluice creates

@@ -103,6 +103,28 @@ struct ServeArgs {
     /// Log format on stderr (level from SLUICE_LOG, default info).
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+    /// Memory all plain SQL queries share (K, M or G suffix); sorts and
+    /// aggregations beyond it spill to disk, other queries fail with 53200.
+    /// ETL jobs are not counted.
+    #[arg(long, env = "SLUICE_QUERY_MEMORY", default_value = "1G", value_parser = parse_query_memory)]
+    query_memory: usize,
+    /// Default statement_timeout of plain SQL in seconds (a session changes
+    /// it with SET statement_timeout); 0 disables it.
+    #[arg(long, env = "SLUICE_STATEMENT_TIMEOUT", default_value_t = 300)]
+    statement_timeout: u64,
+    /// Comma-separated directories whose files connection options (path,
+    /// credentials_file, sslrootcert, ssl_ca) may name [default: the data
+    /// dir, the working directory and the demo dir].
+    #[arg(long, env = "SLUICE_ALLOWED_PATHS", value_delimiter = ',')]
+    allowed_paths: Option<Vec<PathBuf>>,
+}
+
+fn parse_query_memory(value: &str) -> Result<usize, String> {
+    match datafusion::prelude::SessionContext::parse_capacity_limit("--query-memory", value) {
+        Ok(0) => Err("must be more than 0".into()),
+        Ok(bytes) => Ok(bytes),
+        Err(e) => Err(e.message().into_owned()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -152,6 +174,16 @@ pub async fn main() -> i32 {
         },
         keep_runs: args.keep_runs.max(1),
         metrics_listen: Some(args.metrics_listen).filter(|m| !m.is_empty()),
+        query_memory: args.query_memory,
+        statement_timeout: Some(Duration::from_secs(args.statement_timeout)).filter(|t| !t.is_zero()),
+        allowed_paths: args
+            .allowed_paths
+            .map(|dirs| {
+                dirs.into_iter()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|dirs| !dirs.is_empty()),
     };
     match app::serve(config).await {
         Ok(()) => 0,

@@ -24,6 +24,11 @@ pub enum StatementError {
     DataFusion(#[from] DataFusionError),
     #[error("{0}")]
     Internal(String),
+    /// Plain SQL that would write or change shared state.
+    #[error(transparent)]
+    Refused(#[from] crate::sql_guard::Refused),
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
 }
 
 impl From<CatalogError> for StatementError {
@@ -57,6 +62,16 @@ impl StatementError {
             StatementError::Engine(e) => engine_error(&e),
             StatementError::DataFusion(e) => datafusion_error(&e),
             StatementError::Internal(message) => error("XX000", message, None),
+            StatementError::Refused(e) => error(
+                "42501",
+                e.to_string(),
+                Some("Sluice's own statements (CREATE CONNECTION, CREATE ETL JOB, ...) change the catalog; only ETL jobs write the warehouse.".into()),
+            ),
+            StatementError::StatementTimeout => error(
+                "57014",
+                StatementError::StatementTimeout.to_string(),
+                Some("SET statement_timeout (0 disables it) or the --statement-timeout flag sets the limit.".into()),
+            ),
         }
     }
 }
@@ -65,6 +80,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
     let message = e.to_string();
     match e {
         EngineError::Catalog(c) => catalog_error(c),
+        EngineError::PathNotAllowed(_) => error("42501", message, None),
         EngineError::UnknownConnectionType { .. } => error(
             "42704",
             message,
@@ -208,10 +224,11 @@ fn datafusion_error(e: &DataFusionError) -> ErrorInfo {
         DataFusionError::SchemaError(..) => "42703",
         DataFusionError::Plan(m) if m.contains("not found") => "42P01",
         DataFusionError::Plan(_) => "42000",
-        DataFusionError::ResourcesExhausted(_) => "53000",
+        DataFusionError::ResourcesExhausted(_) => "53200",
         _ => "XX000",
     };
-    error(code, message, None)
+    let hint = (code == "53200").then(|| "Plain SQL shares the --query-memory pool; narrow the query.".to_owned());
+    error(code, message, hint)
 }
 
 /// Gives errors coming out of the DataFusion session proper SQLSTATEs.
@@ -226,20 +243,6 @@ pub fn map_session_error(e: PgWireError) -> PgWireError {
                 error("XX000", inner.to_string(), None)
             };
             PgWireError::UserError(Box::new(info))
-        }
-        other => other,
-    }
-}
-
-/// A query response whose rows fail while they stream (a source error in
-/// the middle of a scan) with the same SQLSTATEs as errors before the first
-/// row.
-pub fn map_row_errors(response: Response) -> Response {
-    match response {
-        Response::Query(mut query) => {
-            let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
-            query.data_rows = Box::pin(rows.map_err(map_session_error));
-            Response::Query(query)
         }
         other => other,
     }

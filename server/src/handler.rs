@@ -3,10 +3,14 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use datafusion_postgres::DfSessionService;
 use datafusion_postgres::Parser as DfParser;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::Sink;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
@@ -20,9 +24,11 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use crate::app::AppState;
-use crate::errors::{StatementError, map_row_errors, map_session_error};
+use crate::errors::{StatementError, map_session_error};
 use crate::execute::{execute, result_fields};
 use crate::login::LoginHandler;
+use crate::sql_guard::{self, SqlGuardHook};
+use crate::sql_session::{client_context, run_until, set_default_statement_timeout, statement_deadline};
 use crate::statements::{self, is_sluice_statement, split_statements};
 
 type DfStatement = <DfSessionService as ExtendedQueryHandler>::Statement;
@@ -36,12 +42,22 @@ pub struct SluiceHandlers {
 impl SluiceHandlers {
     /// Handlers for a new client connection.
     pub fn new(state: Arc<AppState>) -> Self {
-        let df = Arc::new(DfSessionService::new(state.ctx.clone()));
+        // The guard comes first: it refuses writes before any other hook or
+        // DataFusion sees them.
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(SqlGuardHook),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        let ctx = Arc::new(client_context(&state.ctx));
+        let df = Arc::new(DfSessionService::new_with_hooks(ctx, hooks));
         let parser = Arc::new(SluiceQueryParser { df: df.query_parser() });
         let session = Arc::new(SluiceSession {
             state: state.clone(),
             df,
             parser,
+            defaults_set: AtomicBool::new(false),
         });
         Self { state, session }
     }
@@ -70,6 +86,18 @@ pub struct SluiceSession {
     state: Arc<AppState>,
     df: Arc<DfSessionService>,
     parser: Arc<SluiceQueryParser>,
+    /// Whether the server's session defaults were given to the client.
+    defaults_set: AtomicBool,
+}
+
+impl SluiceSession {
+    /// Gives the client the server's session defaults before its first
+    /// statement runs.
+    fn set_defaults<C: ClientInfo>(&self, client: &mut C) {
+        if !self.defaults_set.swap(true, Ordering::Relaxed) {
+            set_default_statement_timeout(client, self.state.statement_timeout);
+        }
+    }
 }
 
 fn error_info(e: PgWireError) -> ErrorInfo {
@@ -92,6 +120,7 @@ impl SimpleQueryHandler for SluiceSession {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.set_defaults(client);
         let mut responses = Vec::new();
         for piece in split_statements(query) {
             let result = if is_sluice_statement(piece.text) {
@@ -103,10 +132,9 @@ impl SimpleQueryHandler for SluiceSession {
                     .map(|r| vec![r])
                     .map_err(|e| e.into_error_info(piece.char_offset))
             } else {
-                <DfSessionService as SimpleQueryHandler>::do_query(&self.df, client, piece.text)
-                    .await
-                    .map(|responses| responses.into_iter().map(map_row_errors).collect())
-                    .map_err(error_info)
+                let deadline = statement_deadline(client);
+                let statement = <DfSessionService as SimpleQueryHandler>::do_query(&self.df, client, piece.text);
+                run_until(deadline, statement).await.map_err(error_info)
             };
             match result {
                 Ok(done) => responses.extend(done),
@@ -149,10 +177,15 @@ impl ExtendedQueryHandler for SluiceSession {
                 .await
                 .map_err(|e| user_error(e, 0));
         }
-        <DfSessionService as ExtendedQueryHandler>::do_query(&self.df, client, portal, max_rows)
-            .await
-            .map(map_row_errors)
-            .map_err(map_session_error)
+        self.set_defaults(client);
+        let deadline = statement_deadline(client);
+        let statement = async {
+            <DfSessionService as ExtendedQueryHandler>::do_query(&self.df, client, portal, max_rows)
+                .await
+                .map(|response| vec![response])
+        };
+        let mut responses = run_until(deadline, statement).await?;
+        Ok(responses.remove(0))
     }
 }
 
@@ -174,7 +207,11 @@ impl QueryParser for SluiceQueryParser {
             statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return Ok(Some((sql.to_owned(), None)));
         }
-        self.df.parse_sql(client, sql, types).await.map_err(map_session_error)
+        let parsed = self.df.parse_sql(client, sql, types).await.map_err(map_session_error)?;
+        if let Some((_, Some((_, plan)))) = &parsed {
+            sql_guard::check_plan(plan).map_err(|e| user_error(e.into(), 0))?;
+        }
+        Ok(parsed)
     }
 
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {

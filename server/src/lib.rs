@@ -13,6 +13,8 @@ mod login;
 mod metrics;
 mod scram;
 mod source_catalogs;
+mod sql_guard;
+mod sql_session;
 mod statements;
 mod system_tables;
 mod throttle;

@@ -21,6 +21,7 @@ mod redaction;
 mod scheduler;
 mod security_errors;
 mod security_wire;
+mod security_sql;
 mod server;
 mod source_local;
 mod source_mysql;

@@ -911,6 +911,18 @@ impl SluiceOpts {
     }
 }
 
+/// The binary under test: `SLUICE_TEST_BIN` when set (a copy, safe from other
+/// builds sharing the target dir), else the one cargo built.
+fn sluice_binary() -> String {
+    std::env::var("SLUICE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_owned())
+}
+
+/// `--allowed-paths` for tests: the system temp dir and the working directory.
+fn allowed_test_paths() -> String {
+    let cwd = std::env::current_dir().expect("working directory");
+    format!("{},{}", std::env::temp_dir().display(), cwd.display())
+}
+
 /// The `sluice` binary running as a child process.
 ///
 /// Layout: `<tmp>/data` is the data dir, `<tmp>/sluice.log` gets stdout and
@@ -997,7 +1009,7 @@ impl Sluice {
         let _ = writeln!(log, "===== harness: starting sluice on 127.0.0.1:{} =====", self.port);
         let log_err = log.try_clone().map_err(|e| format!("clone log fd: {e}"))?;
 
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let mut cmd = Command::new(sluice_binary());
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
@@ -1009,6 +1021,8 @@ impl Sluice {
             .env("SLUICE_DEMO_DIR", "")
             // Metrics on a free port; `metrics_url()` finds it in the log.
             .env("SLUICE_METRICS_LISTEN", "127.0.0.1:0")
+            // Tests keep their local files in temp dirs; the demo lives under the cwd.
+            .env("SLUICE_ALLOWED_PATHS", allowed_test_paths())
             .env_remove("SLUICE_MASTER_KEY");
         for (k, v) in &self.opts.envs {
             cmd.env(k, v);
@@ -1017,9 +1031,7 @@ impl Sluice {
             cmd.env_remove(k);
         }
         cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", env!("CARGO_BIN_EXE_sluice")))?;
+        let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", sluice_binary()))?;
         self.child = Some(child);
 
         let deadline = Instant::now() + self.opts.timeout;

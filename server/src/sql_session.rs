@@ -1,0 +1,232 @@
+//! The DataFusion sessions behind plain SQL: one shared state (catalogs,
+//! runtime and its bounded memory pool) and a session per client with its
+//! own settings; statements run on a runtime of their own, each until its
+//! `statement_timeout`.
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use datafusion::common::Result;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::runtime::SpawnedTask;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use futures::StreamExt;
+use pgwire::api::ClientInfo;
+use pgwire::api::results::{QueryResponse, Response};
+use pgwire::error::{PgWireError, PgWireResult};
+use sluice_catalog::Catalog;
+use sluice_engine::ConnectionManager;
+use sluice_engine::destinations::WarehouseSchema;
+use sluice_engine::jobs::JobManager;
+use tokio::runtime::{Handle, Runtime};
+use tokio::time::Instant;
+
+use crate::app::{DATABASE, StartupError, WAREHOUSE_SCHEMA};
+use crate::errors::{StatementError, map_session_error};
+use crate::source_catalogs::SluiceCatalogList;
+use crate::system_tables::{self, SystemSchema};
+use crate::wide_decimals::WideDecimalsAsText;
+
+/// Where datafusion-postgres keeps a session's `statement_timeout` (in
+/// milliseconds; absent means no timeout) in the client's metadata.
+const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
+
+/// The shared DataFusion session behind plain SQL: pg_catalog for clients,
+/// the read-only `sluice` system schema, the warehouse, and every source
+/// connection as a catalog. Queries share a fair spill pool of
+/// `query_memory` bytes; operators that can spill use the OS temp dir.
+/// ETL jobs run their own sessions, outside this pool.
+pub fn session_context(
+    catalog: Arc<Catalog>,
+    connections: Arc<ConnectionManager>,
+    jobs: Arc<JobManager>,
+    warehouse: WarehouseSchema,
+    query_memory: usize,
+) -> Result<SessionContext, StartupError> {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema(DATABASE, "public");
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(query_memory)))
+        .build_arc()
+        .map_err(|e| StartupError::Config(format!("query runtime set-up failed: {e}")))?;
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_catalog_list(Arc::new(SluiceCatalogList::new(connections)))
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(CooperativeJoins))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    ctx.add_analyzer_rule(Arc::new(WideDecimalsAsText));
+    setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+        .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
+    ctx.catalog(DATABASE)
+        .expect("the default catalog exists")
+        .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog, jobs)))
+        .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
+    ctx.catalog(DATABASE)
+        .expect("the default catalog exists")
+        .register_schema(WAREHOUSE_SCHEMA, Arc::new(warehouse))
+        .map_err(|e| StartupError::Config(format!("warehouse set-up failed: {e}")))?;
+    Ok(ctx)
+}
+
+/// Makes every join yield to the scheduler while it produces rows.
+///
+/// A join can turn one input batch into millions of rows without polling
+/// its inputs, the only place DataFusion gives the scheduler a turn; until
+/// then its task cannot be cancelled (by `statement_timeout`) or share its
+/// thread. Wrapped in `CooperativeExec`, it yields every few batches.
+#[derive(Debug)]
+struct CooperativeJoins;
+
+impl PhysicalOptimizerRule for CooperativeJoins {
+    fn name(&self) -> &str {
+        "CooperativeJoins"
+    }
+
+    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            if node.children().len() < 2 {
+                return Ok(Transformed::no(node));
+            }
+            Ok(Transformed::yes(
+                Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
+            ))
+        })
+        .data()
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// One client's session: the shared catalogs, runtime and memory pool, and
+/// its own copy of the settings, so `SET datafusion.*` stays in the session.
+pub fn client_context(shared: &SessionContext) -> SessionContext {
+    SessionContext::new_with_state(SessionStateBuilder::new_from_existing(shared.state()).build())
+}
+
+/// Gives a new session the server's default `statement_timeout` (`None`:
+/// no timeout); `SET statement_timeout` changes it afterwards.
+pub fn set_default_statement_timeout<C: ClientInfo + ?Sized>(client: &mut C, timeout: Option<Duration>) {
+    if let Some(timeout) = timeout {
+        client
+            .metadata_mut()
+            .insert(STATEMENT_TIMEOUT_KEY.into(), timeout.as_millis().to_string());
+    }
+}
+
+/// When a statement starting now must end, by the session's
+/// `statement_timeout`.
+pub fn statement_deadline<C: ClientInfo + ?Sized>(client: &C) -> Option<Instant> {
+    let millis = client.metadata().get(STATEMENT_TIMEOUT_KEY)?.parse::<u64>().ok()?;
+    Some(Instant::now() + Duration::from_millis(millis))
+}
+
+fn timed_out() -> PgWireError {
+    PgWireError::UserError(Box::new(StatementError::StatementTimeout.into_error_info(0)))
+}
+
+/// The runtime plain-SQL queries run on, apart from the one serving the wire
+/// protocol: a query that computes without yielding cannot starve the
+/// server's other clients, or its own session's `statement_timeout`.
+fn query_runtime() -> &'static Handle {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .thread_name("sluice-query")
+                .enable_all()
+                .build()
+                .expect("the query runtime starts")
+        })
+        .handle()
+}
+
+/// Polls a future with the query runtime as the current one, so the tasks
+/// DataFusion spawns while planning and starting a query run there.
+struct OnQueryRuntime<F: Future>(Pin<Box<F>>);
+
+impl<F: Future> Future for OnQueryRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _entered = query_runtime().enter();
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// Runs plain-SQL statements (planning, and then streaming their rows) until
+/// `deadline`; past it the statement is cancelled with 57014 and its
+/// resources are freed. Errors while streaming get their SQLSTATE too.
+pub async fn run_until<F>(deadline: Option<Instant>, statements: F) -> PgWireResult<Vec<Response>>
+where
+    F: Future<Output = PgWireResult<Vec<Response>>>,
+{
+    let statements = OnQueryRuntime(Box::pin(statements));
+    let responses = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, statements)
+            .await
+            .map_err(|_| timed_out())?,
+        None => statements.await,
+    }
+    .map_err(map_session_error)?;
+    Ok(responses
+        .into_iter()
+        .map(|response| until(deadline, response))
+        .collect())
+}
+
+/// Rows computed ahead of the client, per statement.
+const ROWS_AHEAD: usize = 64;
+
+/// Computes the rows of `response` on the query runtime, ends them at
+/// `deadline` and maps their errors.
+fn until(deadline: Option<Instant>, response: Response) -> Response {
+    let Response::Query(query) = response else {
+        return response;
+    };
+    let (command_tag, row_schema, mut data_rows) = (query.command_tag, query.row_schema, query.data_rows);
+    let (sender, receiver) = tokio::sync::mpsc::channel(ROWS_AHEAD);
+    let computing = {
+        let _entered = query_runtime().enter();
+        // Aborted when dropped: when the client goes or the deadline passes.
+        SpawnedTask::spawn(async move {
+            while let Some(row) = data_rows.next().await {
+                if sender.send(row).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let rows = futures::stream::unfold(Some((receiver, computing)), move |state| async move {
+        let (mut receiver, computing) = state?;
+        let next = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, receiver.recv()).await,
+            None => Ok(receiver.recv().await),
+        };
+        match next {
+            Ok(Some(Ok(row))) => Some((Ok(row), Some((receiver, computing)))),
+            Ok(Some(Err(e))) => Some((Err(map_session_error(e)), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(timed_out()), None)),
+        }
+    });
+    let mut wrapped = QueryResponse::new(row_schema, rows);
+    wrapped.set_command_tag(&command_tag);
+    Response::Query(wrapped)
+}
