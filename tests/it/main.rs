@@ -6,6 +6,7 @@ mod fake_bigquery;
 
 mod bigquery;
 mod bigquery_live;
+mod bigquery_restore;
 mod connections;
 mod demo;
 mod docs_examples;

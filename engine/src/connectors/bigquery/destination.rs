@@ -12,7 +12,7 @@ use datafusion::scalar::ScalarValue;
 use gcp_bigquery_client::model::clustering::Clustering;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::api::{Api, ApiError, job_error};
 use super::load::BigQueryLoad;
@@ -289,7 +289,8 @@ impl Destination for BigQueryDestination {
             .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
         let names = RunNames::new(table, &token, &self.instance, run_id);
         // The staging table has the target's layout, so that the copy job
-        // moves rows between tables of one shape.
+        // moves rows between tables of one shape. It is created with the
+        // first load job: a run that reads no rows touches no table.
         let staging = Table {
             schema: target.schema.clone(),
             time_partitioning: target.time_partitioning.clone().map(|p| TimePartitioning {
@@ -308,12 +309,6 @@ impl Destination for BigQueryDestination {
             )
         }
         .expiration_time(SystemTime::now() + STAGING_LIFETIME);
-        let remote = |e: ApiError| e.into_destination(None);
-        if !api.create_table(&staging).await.map_err(remote)? {
-            warn!(table = %names.staging, "replacing a leftover staging table");
-            api.delete_table(&names.staging).await.map_err(remote)?;
-            api.create_table(&staging).await.map_err(remote)?;
-        }
-        Ok(Box::new(BigQueryLoad::new(api, table.into(), names, mode)))
+        Ok(Box::new(BigQueryLoad::new(api, table.into(), names, mode, staging)))
     }
 }
