@@ -17,7 +17,7 @@ use tracing::info;
 use super::api::{Api, ApiError, job_error};
 use super::load::BigQueryLoad;
 use super::{Session, Settings};
-use super::{keys, schema, ship};
+use super::{keys, record, schema, ship};
 use crate::destinations::{
     CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode,
 };
@@ -66,12 +66,15 @@ pub(super) struct RunNames {
     /// `sluice_<table>_<token>_<instance>_r<run>`: chunk jobs add `_c<n>`,
     /// the commit copy job adds `_commit`.
     pub job_prefix: String,
+    /// The catalog's instance id and the run's id.
+    pub instance: String,
+    pub run_id: u64,
 }
 
 impl RunNames {
     /// The names of run `run_id` of catalog `instance` into the table
     /// labelled `token`: unique as long as BigQuery remembers job ids.
-    fn new(table: &str, token: &str, instance: &str, run_id: u64) -> Self {
+    pub(super) fn new(table: &str, token: &str, instance: &str, run_id: u64) -> Self {
         let readable: String = table
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -80,6 +83,8 @@ impl RunNames {
         Self {
             staging: format!("_sluice_staging_{token}_{instance}_r{run_id}"),
             job_prefix: format!("sluice_{readable}_{token}_{instance}_r{run_id}"),
+            instance: instance.to_owned(),
+            run_id,
         }
     }
 
@@ -265,6 +270,26 @@ impl Destination for BigQueryDestination {
         }))
     }
 
+    /// From the table's labels (see [`record`]); loads of other catalogs
+    /// are not adopted.
+    async fn last_commit(&self, table: &str) -> Result<Option<CommitState>, DestinationError> {
+        let api = self.api().await?;
+        let Some(target) = api.get_table(table).await.map_err(|e| e.into_destination(None))? else {
+            return Ok(None);
+        };
+        let Some(token) = target.labels.as_ref().and_then(|l| l.get(TOKEN_LABEL)).cloned() else {
+            return Ok(None);
+        };
+        Ok(record::last_load(&api, table, &token, &target)
+            .await?
+            .filter(|load| load.instance == self.instance)
+            .map(|load| CommitState {
+                run_id: load.run_id,
+                watermark: load.watermark,
+                committed_at: Some(load.at),
+            }))
+    }
+
     /// Through one parameterised query (billed by BigQuery as any query).
     async fn loaded_keys(
         &self,
@@ -309,6 +334,13 @@ impl Destination for BigQueryDestination {
             )
         }
         .expiration_time(SystemTime::now() + STAGING_LIFETIME);
-        Ok(Box::new(BigQueryLoad::new(api, table.into(), names, mode, staging)))
+        Ok(Box::new(BigQueryLoad::new(
+            api,
+            table.into(),
+            token,
+            names,
+            mode,
+            staging,
+        )))
     }
 }

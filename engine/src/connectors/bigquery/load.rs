@@ -5,7 +5,8 @@
 //! appending or replacing atomically. The staging table is created with
 //! the first load job: an append that read no rows commits without
 //! touching any table (BigQuery counts table operations per table and
-//! day).
+//! day). An incremental commit records itself in the target's labels
+//! around its copy job (see [`record`](super::record)).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +25,7 @@ use tracing::{info, warn};
 use super::api::{Api, ApiError, job_error};
 use super::chunk::ChunkWriter;
 use super::destination::RunNames;
+use super::record::{self, LoadRecord};
 use super::ship::Shipper;
 use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
 
@@ -47,6 +49,8 @@ fn chunk_bytes() -> usize {
 pub(super) struct BigQueryLoad {
     api: Arc<Api>,
     table: String,
+    /// The target's job-id token.
+    token: String,
     names: RunNames,
     mode: WriteMode,
     /// The staging table, until it is created.
@@ -67,11 +71,19 @@ pub(super) struct BigQueryLoad {
 }
 
 impl BigQueryLoad {
-    pub(super) fn new(api: Arc<Api>, table: String, names: RunNames, mode: WriteMode, staging: Table) -> Self {
+    pub(super) fn new(
+        api: Arc<Api>,
+        table: String,
+        token: String,
+        names: RunNames,
+        mode: WriteMode,
+        staging: Table,
+    ) -> Self {
         Self {
             shipper: Shipper::new(api.clone(), &names),
             api,
             table,
+            token,
             names,
             mode,
             staging: Some(staging),
@@ -272,7 +284,8 @@ impl LoadTransaction for BigQueryLoad {
 
 impl BigQueryLoad {
     /// Loads the last chunk, waits for every chunk job, then copies the
-    /// staging table into the target in one job. An append of no rows
+    /// staging table into the target in one job, recording an incremental
+    /// load in the target's labels before and after. An append of no rows
     /// has nothing to publish: the target already holds every row up to
     /// the watermark, which did not move.
     async fn publish(&mut self, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
@@ -287,6 +300,12 @@ impl BigQueryLoad {
         self.flush(true).await?;
         self.wait_chunks().await?;
         self.create_staging().await?;
+        let load = watermark
+            .clone()
+            .map(|watermark| LoadRecord::new(&self.names.instance, self.names.run_id, Some(watermark)));
+        if let Some(load) = &load {
+            record::mark_pending(&self.api, &self.table, &self.token, load).await?;
+        }
         let job_id = self.names.commit_job();
         let settings = &self.api.settings;
         let job = Job {
@@ -324,6 +343,11 @@ impl BigQueryLoad {
             return Err(remote(error));
         }
         self.shipping.job_done();
+        if let Some(load) = &load
+            && let Err(e) = record::mark_committed(&self.api, &self.table, load).await
+        {
+            warn!(table = %self.table, error = %e, "could not record the committed load in the table's labels (the pending record and the commit job still say it)");
+        }
         info!(table = %self.table, job_id = %job_id, rows = self.rows, watermark = ?watermark, "committed a load to BigQuery");
         Ok(CommitReport {
             rows: self.rows,
