@@ -182,6 +182,10 @@ async fn a_restored_catalog_that_start_up_could_not_align_is_refused_at_commit()
     );
     env.sluice.restart();
     let client = env.sluice.client().await;
+    assert!(
+        env.fake.state().faults.iter().all(|f| f.times == 0),
+        "start-up asked for the table"
+    );
     let message = expect_err(&client, "RUN ETL JOB orders_inc", "58030").await;
     assert!(
         message.contains("last loaded by run 2") && message.contains("Restart Sluice"),
