@@ -3,8 +3,6 @@
 
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
-use futures::TryStreamExt;
-use pgwire::api::results::Response;
 use pgwire::error::{ErrorInfo, PgWireError};
 use sluice_catalog::{CatalogError, ObjectKind};
 use sluice_engine::destinations::DestinationError;

@@ -32,17 +32,17 @@ SELECT g, g * 1.25, CASE WHEN g % 2 = 0 THEN 'paid' ELSE 'open' END,
 FROM generate_series(1, 500) g;
 ";
 
-struct Env {
-    pg: PgServer,
-    fake: FakeBigQuery,
-    sluice: Sluice,
-    client: Client,
+pub(crate) struct Env {
+    pub(crate) pg: PgServer,
+    pub(crate) fake: FakeBigQuery,
+    pub(crate) sluice: Sluice,
+    pub(crate) client: Client,
     _keys: tempfile::TempDir,
 }
 
 /// PostgreSQL with `orders`, the fake, Sluice pointed at the fake, and the
 /// `shop` and `wh` connections.
-async fn setup(extra_env: &[(&str, &str)]) -> Env {
+pub(crate) async fn setup(extra_env: &[(&str, &str)]) -> Env {
     let pg = PgServer::start();
     pg.psql_admin_db("shop", ORDERS);
     let fake = FakeBigQuery::start().await;
@@ -81,7 +81,7 @@ async fn create_connections(client: &Client, pg: &PgServer, key_file: &std::path
 }
 
 /// Every row of a fake table as text, `|`-separated, sorted.
-fn table_rows(fake: &FakeBigQuery, table: &str) -> Vec<String> {
+pub(crate) fn table_rows(fake: &FakeBigQuery, table: &str) -> Vec<String> {
     let table = fake.table("raw_data", table).expect("the table exists");
     let mut rows = Vec::new();
     for batch in &table.batches {
@@ -110,7 +110,7 @@ fn batch_rows(batch: &RecordBatch) -> Vec<String> {
 }
 
 /// `orders_inc`: `orders` loaded incrementally into `wh.orders`.
-async fn create_orders_inc(client: &Client, batch_rows: u32) {
+pub(crate) async fn create_orders_inc(client: &Client, batch_rows: u32) {
     create_orders_inc_into(client, "wh", batch_rows).await;
 }
 
@@ -749,14 +749,14 @@ async fn show_create_keeps_the_table_layout_and_recreates_the_same_job() {
 }
 
 /// `count(*)|count(DISTINCT id)|sum(id)` of the source's orders.
-fn source_fingerprint(pg: &PgServer) -> String {
+pub(crate) fn source_fingerprint(pg: &PgServer) -> String {
     pg.psql_admin_db("shop", "SELECT count(*), count(DISTINCT id), sum(id) FROM orders")
         .trim()
         .to_owned()
 }
 
 /// The same of a fake table's rows (id first).
-fn fake_fingerprint(fake: &FakeBigQuery, table: &str) -> String {
+pub(crate) fn fake_fingerprint(fake: &FakeBigQuery, table: &str) -> String {
     let ids: Vec<i64> = table_rows(fake, table)
         .iter()
         .map(|r| r.split('|').next().unwrap().parse().unwrap())
@@ -1176,6 +1176,13 @@ async fn a_restored_catalog_meeting_an_earlier_job_id_fails_loudly_instead_of_lo
         .to_string();
     for job in env.fake.state().jobs.values_mut() {
         job["statistics"]["creationTime"] = json!(hour_ago);
+    }
+    // Without the table's record of its last load (labels removed by hand),
+    // start-up cannot align the watermark; the job ids still catch it.
+    for table in env.fake.state().tables.values_mut() {
+        if let Some(labels) = table.resource["labels"].as_object_mut() {
+            labels.retain(|key, _| !key.starts_with("sluice_committed") && !key.starts_with("sluice_pending"));
+        }
     }
     env.sluice.restart();
     let client = env.sluice.client().await;

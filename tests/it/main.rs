@@ -6,6 +6,7 @@ mod fake_bigquery;
 
 mod bigquery;
 mod bigquery_live;
+mod bigquery_restore;
 mod bq_token;
 mod connections;
 mod demo;
@@ -20,8 +21,8 @@ mod parallel;
 mod redaction;
 mod scheduler;
 mod security_errors;
-mod security_wire;
 mod security_sql;
+mod security_wire;
 mod server;
 mod source_local;
 mod source_mysql;

@@ -47,7 +47,8 @@ impl JobManager {
 
     /// Aligns each incremental job's watermark with the one its
     /// destination's last committed load recorded, where the destination
-    /// records it (the local warehouse, in its manifest). They differ when
+    /// records it (the local warehouse in its manifest, BigQuery in the
+    /// table's labels). They differ when
     /// the catalog was restored from a backup (it is behind: its runs would
     /// load rows again) or the table was (it is ahead: rows would be
     /// missing); the destination holds exactly the rows up to its

@@ -445,8 +445,21 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                     };
                     match s.tables.get_mut(&key) {
                         Some(table) => {
-                            if let Some(labels) = patch.get("labels") {
-                                table.resource["labels"] = labels.clone();
+                            if let Some(labels) = patch.get("labels").and_then(Value::as_object) {
+                                // Labels merge; a null value deletes one.
+                                let mut merged = table.resource["labels"].as_object().cloned().unwrap_or_default();
+                                for (key, value) in labels {
+                                    if value.is_null() {
+                                        merged.remove(key);
+                                    } else {
+                                        merged.insert(key.clone(), value.clone());
+                                    }
+                                }
+                                let merged = Value::Object(merged);
+                                if let Err(message) = check_labels(&merged) {
+                                    return error(400, "invalid", message);
+                                }
+                                table.resource["labels"] = merged;
                             }
                             if let Some(description) = patch.get("description") {
                                 table.resource["description"] = description.clone();
@@ -504,8 +517,41 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
     }
 }
 
+/// Checks labels as BigQuery does: at most 64; keys of 1 to 63 lowercase
+/// letters, digits, `_` and `-`, starting with a letter; values of up to 63
+/// of those.
+fn check_labels(labels: &Value) -> Result<(), String> {
+    let Some(labels) = labels.as_object() else {
+        return Ok(());
+    };
+    if labels.len() > 64 {
+        return Err(format!("Too many labels: {} (at most 64)", labels.len()));
+    }
+    let allowed = |text: &str| {
+        text.len() <= 63
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    };
+    for (key, value) in labels {
+        let value = value
+            .as_str()
+            .ok_or_else(|| format!("Label {key} has a value that is not a string"))?;
+        if key.is_empty() || !key.starts_with(|c: char| c.is_ascii_lowercase()) || !allowed(key) {
+            return Err(format!("Invalid label key: {key}"));
+        }
+        if !allowed(value) {
+            return Err(format!("Invalid label value: {value} (label {key})"));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a table resource's schema and layout as tables.insert does.
 fn check_table(table: &Value) -> Result<(), String> {
+    if let Some(labels) = table.get("labels") {
+        check_labels(labels)?;
+    }
     let fields = table
         .pointer("/schema/fields")
         .and_then(Value::as_array)

@@ -12,12 +12,12 @@ use datafusion::scalar::ScalarValue;
 use gcp_bigquery_client::model::clustering::Clustering;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::api::{Api, ApiError, job_error};
 use super::load::BigQueryLoad;
 use super::{Session, Settings};
-use super::{keys, schema, ship};
+use super::{keys, record, schema, ship};
 use crate::destinations::{
     CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode,
 };
@@ -66,12 +66,15 @@ pub(super) struct RunNames {
     /// `sluice_<table>_<token>_<instance>_r<run>`: chunk jobs add `_c<n>`,
     /// the commit copy job adds `_commit`.
     pub job_prefix: String,
+    /// The catalog's instance id and the run's id.
+    pub instance: String,
+    pub run_id: u64,
 }
 
 impl RunNames {
     /// The names of run `run_id` of catalog `instance` into the table
     /// labelled `token`: unique as long as BigQuery remembers job ids.
-    fn new(table: &str, token: &str, instance: &str, run_id: u64) -> Self {
+    pub(super) fn new(table: &str, token: &str, instance: &str, run_id: u64) -> Self {
         let readable: String = table
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -80,6 +83,8 @@ impl RunNames {
         Self {
             staging: format!("_sluice_staging_{token}_{instance}_r{run_id}"),
             job_prefix: format!("sluice_{readable}_{token}_{instance}_r{run_id}"),
+            instance: instance.to_owned(),
+            run_id,
         }
     }
 
@@ -263,6 +268,26 @@ impl Destination for BigQueryDestination {
         }))
     }
 
+    /// From the table's labels (see [`record`]); loads of other catalogs
+    /// are not adopted.
+    async fn last_commit(&self, table: &str) -> Result<Option<CommitState>, DestinationError> {
+        let api = self.api().await?;
+        let Some(target) = api.get_table(table).await.map_err(|e| e.into_destination(None))? else {
+            return Ok(None);
+        };
+        let Some(token) = target.labels.as_ref().and_then(|l| l.get(TOKEN_LABEL)).cloned() else {
+            return Ok(None);
+        };
+        Ok(record::last_load(&api, table, &token, &target)
+            .await?
+            .filter(|load| load.instance == self.instance)
+            .map(|load| CommitState {
+                run_id: load.run_id,
+                watermark: load.watermark,
+                committed_at: Some(load.at),
+            }))
+    }
+
     /// Through one parameterised query (billed by BigQuery as any query).
     async fn loaded_keys(
         &self,
@@ -287,7 +312,8 @@ impl Destination for BigQueryDestination {
             .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
         let names = RunNames::new(table, &token, &self.instance, run_id);
         // The staging table has the target's layout, so that the copy job
-        // moves rows between tables of one shape.
+        // moves rows between tables of one shape. It is created with the
+        // first load job: a run that reads no rows touches no table.
         let staging = Table {
             schema: target.schema.clone(),
             time_partitioning: target.time_partitioning.clone().map(|p| TimePartitioning {
@@ -306,12 +332,13 @@ impl Destination for BigQueryDestination {
             )
         }
         .expiration_time(SystemTime::now() + STAGING_LIFETIME);
-        let remote = |e: ApiError| e.into_destination(None);
-        if !api.create_table(&staging).await.map_err(remote)? {
-            warn!(table = %names.staging, "replacing a leftover staging table");
-            api.delete_table(&names.staging).await.map_err(remote)?;
-            api.create_table(&staging).await.map_err(remote)?;
-        }
-        Ok(Box::new(BigQueryLoad::new(api, table.into(), names, mode)))
+        Ok(Box::new(BigQueryLoad::new(
+            api,
+            table.into(),
+            token,
+            names,
+            mode,
+            staging,
+        )))
     }
 }

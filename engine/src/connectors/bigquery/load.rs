@@ -2,7 +2,11 @@
 //! (Parquet or Avro), shipped by [`Shipper`] in load jobs (deterministic ids
 //! `<run prefix>_c<n>`) into the run's staging table; the commit is one copy
 //! job (`<run prefix>_commit`) from the staging table into the target,
-//! appending or replacing atomically.
+//! appending or replacing atomically. The staging table is created with
+//! the first load job: an append that read no rows commits without
+//! touching any table (BigQuery counts table operations per table and
+//! day). An incremental commit records itself in the target's labels
+//! around its copy job (see [`record`](super::record)).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +17,7 @@ use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::job_configuration::JobConfiguration;
 use gcp_bigquery_client::model::job_configuration_table_copy::JobConfigurationTableCopy;
 use gcp_bigquery_client::model::job_reference::JobReference;
+use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::table_reference::TableReference;
 use serde_json::json;
 use tracing::{info, warn};
@@ -20,6 +25,7 @@ use tracing::{info, warn};
 use super::api::{Api, ApiError, job_error};
 use super::chunk::ChunkWriter;
 use super::destination::RunNames;
+use super::record::{self, LoadRecord};
 use super::ship::Shipper;
 use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
 
@@ -43,8 +49,12 @@ fn chunk_bytes() -> usize {
 pub(super) struct BigQueryLoad {
     api: Arc<Api>,
     table: String,
+    /// The target's job-id token.
+    token: String,
     names: RunNames,
     mode: WriteMode,
+    /// The staging table, until it is created.
+    staging: Option<Table>,
     chunk_bytes: usize,
     /// The chunk being written (in a mutex only so that the load is `Sync`;
     /// never contended).
@@ -61,13 +71,22 @@ pub(super) struct BigQueryLoad {
 }
 
 impl BigQueryLoad {
-    pub(super) fn new(api: Arc<Api>, table: String, names: RunNames, mode: WriteMode) -> Self {
+    pub(super) fn new(
+        api: Arc<Api>,
+        table: String,
+        token: String,
+        names: RunNames,
+        mode: WriteMode,
+        staging: Table,
+    ) -> Self {
         Self {
             shipper: Shipper::new(api.clone(), &names),
             api,
             table,
+            token,
             names,
             mode,
+            staging: Some(staging),
             chunk_bytes: chunk_bytes(),
             writer: Mutex::new(None),
             submitted: Vec::new(),
@@ -103,6 +122,7 @@ impl BigQueryLoad {
         if !self.shipper.due(last) {
             return Ok(());
         }
+        self.create_staging().await?;
         let job_id = self.names.chunk_job(self.submitted.len());
         let settings = &self.api.settings;
         let mut load = format.load_settings();
@@ -196,9 +216,27 @@ impl BigQueryLoad {
         })
     }
 
-    /// Deletes the run's staging table and staged chunks.
+    /// Creates the run's staging table, once; a leftover of the same name
+    /// (from a crashed attempt) is replaced.
+    async fn create_staging(&mut self) -> Result<(), DestinationError> {
+        let Some(staging) = &self.staging else {
+            return Ok(());
+        };
+        let remote = |e: ApiError| e.into_destination(None);
+        if !self.api.create_table(staging).await.map_err(remote)? {
+            warn!(table = %self.names.staging, "replacing a leftover staging table");
+            self.api.delete_table(&self.names.staging).await.map_err(remote)?;
+            self.api.create_table(staging).await.map_err(remote)?;
+        }
+        self.staging = None;
+        Ok(())
+    }
+
+    /// Deletes the run's staging table, if it was created, and staged chunks.
     async fn drop_staging(&self) {
-        if let Err(e) = self.api.delete_table(&self.names.staging).await {
+        if self.staging.is_none()
+            && let Err(e) = self.api.delete_table(&self.names.staging).await
+        {
             warn!(table = %self.names.staging, error = %e, "could not delete a staging table (it expires by itself)");
         }
         self.shipper.clean_up().await;
@@ -246,10 +284,28 @@ impl LoadTransaction for BigQueryLoad {
 
 impl BigQueryLoad {
     /// Loads the last chunk, waits for every chunk job, then copies the
-    /// staging table into the target in one job.
+    /// staging table into the target in one job, recording an incremental
+    /// load in the target's labels before and after. An append of no rows
+    /// has nothing to publish: the target already holds every row up to
+    /// the watermark, which did not move.
     async fn publish(&mut self, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
+        if self.rows == 0 && self.mode == WriteMode::Append {
+            info!(table = %self.table, "no rows to load; BigQuery left untouched");
+            return Ok(CommitReport {
+                rows: 0,
+                bytes: 0,
+                files: 0,
+            });
+        }
         self.flush(true).await?;
         self.wait_chunks().await?;
+        self.create_staging().await?;
+        let load = watermark
+            .clone()
+            .map(|watermark| LoadRecord::new(&self.names.instance, self.names.run_id, Some(watermark)));
+        if let Some(load) = &load {
+            record::mark_pending(&self.api, &self.table, &self.token, load).await?;
+        }
         let job_id = self.names.commit_job();
         let settings = &self.api.settings;
         let job = Job {
@@ -287,6 +343,11 @@ impl BigQueryLoad {
             return Err(remote(error));
         }
         self.shipping.job_done();
+        if let Some(load) = &load
+            && let Err(e) = record::mark_committed(&self.api, &self.table, load).await
+        {
+            warn!(table = %self.table, error = %e, "could not record the committed load in the table's labels (the pending record and the commit job still say it)");
+        }
         info!(table = %self.table, job_id = %job_id, rows = self.rows, watermark = ?watermark, "committed a load to BigQuery");
         Ok(CommitReport {
             rows: self.rows,

@@ -13,6 +13,7 @@ mod chunk;
 mod destination;
 mod keys;
 mod load;
+mod record;
 mod resumable;
 mod retry;
 mod schema;
