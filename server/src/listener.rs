@@ -30,6 +30,10 @@ use tracing::{debug, info, warn};
 /// itself at most 10,000 bytes, and the SCRAM messages).
 pub const PRE_AUTH_BYTES: usize = 16 * 1024;
 
+/// Time from a client's first message to a completed login (PostgreSQL's
+/// default `authentication_timeout`).
+const LOGIN_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The first pause after a failed accept; it doubles up to a second.
 const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
@@ -41,8 +45,7 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections still logging in at most; a new one closes the oldest.
     pub max_unauthenticated: usize,
-    /// Time a connection still logging in may keep the server waiting for
-    /// its next message (from accept, then from each message handled).
+    /// Time from accept (TLS handshake included) to a client's first message.
     pub login_timeout: Duration,
 }
 
@@ -142,10 +145,11 @@ async fn serve_client<H: PgWireServerHandlers>(
     timeout: Duration,
     _permit: OwnedSemaphorePermit,
 ) -> io::Result<()> {
-    // The deadline runs while the server waits for the client, and restarts
-    // after each message it handled: a socket that says nothing is closed,
-    // but a login slowed down by a busy server is not.
+    // A socket that says nothing is closed after `timeout`; once it has
+    // spoken, the rest of the login (SCRAM, whose client side is slow on a
+    // busy machine) gets PostgreSQL's `authentication_timeout`.
     let mut deadline = Instant::now() + timeout;
+    let mut spoke = false;
     let mut login = Some(login);
     let negotiated = tokio::select! {
         negotiated = negotiate_tls(socket, tls) => negotiated?,
@@ -210,7 +214,10 @@ async fn serve_client<H: PgWireServerHandlers>(
             login = None;
             socket.get_mut().lift();
         }
-        deadline = Instant::now() + timeout;
+        if !spoke {
+            spoke = true;
+            deadline = Instant::now() + LOGIN_EXCHANGE_TIMEOUT;
+        }
     }
 }
 

@@ -58,7 +58,7 @@ async fn a_nan_fails_the_run_with_its_sqlstate_and_is_never_retried() {
     // A data error fails again on every try: the scheduler must not retry.
     client
         .batch_execute(
-            "CREATE ETL JOB ticking FROM shop.public.measures SNAPSHOT \
+            "CREATE ETL JOB ticking FROM shop.public.measures INTO ticking_measures SNAPSHOT \
              SCHEDULE CRON '*/3 * * * * *' WITH (max_retries = 3)",
         )
         .await
