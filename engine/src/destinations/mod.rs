@@ -143,6 +143,10 @@ pub enum DestinationError {
     /// or has to do without the feature.
     #[error("the destination of table \"{table}\" does not support {feature}")]
     Unsupported { table: String, feature: &'static str },
+    /// A column's type has no column type in the destination; `reason`
+    /// names the column and the override that loads it.
+    #[error("destination table \"{table}\" cannot hold a column: {reason}")]
+    UnsupportedColumnType { table: String, reason: String },
 }
 
 /// A place ETL jobs load tables into.

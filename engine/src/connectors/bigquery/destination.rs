@@ -202,8 +202,10 @@ fn new_token() -> String {
 impl Destination for BigQueryDestination {
     async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSetup, DestinationError> {
         let api = self.api().await?;
-        let wanted = schema::table_schema(&spec.schema)
-            .map_err(|message| ApiError::new("invalid", message).into_destination(None))?;
+        let wanted = schema::table_schema(&spec.schema).map_err(|reason| DestinationError::UnsupportedColumnType {
+            table: spec.name.clone(),
+            reason,
+        })?;
         api.ensure_dataset().await.map_err(|e| e.into_destination(None))?;
         let table = Self::new_table(&api.settings, spec, wanted.clone())?;
         let created = api.create_table(&table).await.map_err(|e| e.into_destination(None))?;
