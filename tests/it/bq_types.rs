@@ -187,3 +187,22 @@ async fn an_interval_beyond_bigquery_range_is_refused_naming_the_column() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_that_does_not_fit_is_sluices_own_error() {
+    let env = bigquery::setup(&[]).await;
+    let err = env
+        .client
+        .batch_execute(
+            "CREATE ETL JOB orders_bad FROM shop.public.orders INTO wh.orders_bad SNAPSHOT WITH (cluster_by = 'nope')",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22023", "{err:?}");
+    let message = err.as_db_error().unwrap().message().to_owned();
+    assert!(
+        message.contains("cluster_by column \"nope\"") && !message.contains("BigQuery failed"),
+        "{message}"
+    );
+    assert!(env.fake.table("raw_data", "orders_bad").is_none());
+}

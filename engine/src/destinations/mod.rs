@@ -147,6 +147,10 @@ pub enum DestinationError {
     /// names the column and the override that loads it.
     #[error("destination table \"{table}\" cannot hold a column: {reason}")]
     UnsupportedColumnType { table: String, reason: String },
+    /// The job's table layout settings (partitioning, clustering) do not
+    /// fit its columns; `reason` names the setting.
+    #[error("destination table \"{table}\": {reason}")]
+    InvalidLayout { table: String, reason: String },
 }
 
 /// A place ETL jobs load tables into.

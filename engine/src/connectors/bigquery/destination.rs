@@ -133,7 +133,10 @@ impl BigQueryDestination {
         spec: &TableSpec,
         schema: gcp_bigquery_client::model::table_schema::TableSchema,
     ) -> Result<Table, DestinationError> {
-        let invalid = |message: String| ApiError::new("invalid", message).into_destination(None);
+        let invalid = |reason: String| DestinationError::InvalidLayout {
+            table: spec.name.clone(),
+            reason,
+        };
         let mut table = Table::new(&settings.project, &settings.dataset, &spec.name, schema)
             .description(&format!("Loaded by Sluice ETL job {}", spec.job))
             .label(TOKEN_LABEL, &new_token());
