@@ -28,4 +28,5 @@ mod server;
 mod source_local;
 mod source_mysql;
 mod source_postgres;
+mod trust_store;
 mod warehouse_cloud;
