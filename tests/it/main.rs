@@ -7,6 +7,7 @@ mod fake_bigquery;
 mod bigquery;
 mod bigquery_live;
 mod bigquery_restore;
+mod bq_budget;
 mod bq_token;
 mod bq_types;
 mod connections;

@@ -164,6 +164,12 @@ pub trait Destination: Send + Sync {
     /// Drops the table and all its data.
     async fn drop_table(&self, table: &str) -> Result<(), DestinationError>;
 
+    /// Checks that `schedule` fits the destination's per-table quotas
+    /// (BigQuery's daily table operations); the error says what fits.
+    fn check_schedule(&self, _table: &str, _schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Whether run `run_id` committed a load of the table (and with which
     /// watermark, where the destination records it); `None` if it did not.
     /// Start-up reconciliation asks this for runs a crash interrupted.

@@ -339,6 +339,9 @@ impl JobManager {
             self.check_parallelism(&job, &columns)?;
         }
         let destination = self.destination(job.destination.connection.as_deref())?;
+        destination
+            .check_schedule(&job.destination.table, &request.schedule)
+            .map_err(|message| EngineError::InvalidJob { message })?;
         if let LoadType::Incremental {
             cursor,
             lookback: Some(lookback),
@@ -416,7 +419,12 @@ impl JobManager {
         match change {
             JobChange::Pause => job.paused = true,
             JobChange::Resume => job.paused = false,
-            JobChange::Schedule(schedule) => job.schedule = schedule.to_string(),
+            JobChange::Schedule(schedule) => {
+                self.destination(job.destination.connection.as_deref())?
+                    .check_schedule(&job.destination.table, &schedule)
+                    .map_err(|message| EngineError::InvalidJob { message })?;
+                job.schedule = schedule.to_string();
+            }
             JobChange::Set(settings) => {
                 if let Some(layout) = settings.iter().find(|s| s.is_layout()) {
                     return Err(EngineError::InvalidJob {

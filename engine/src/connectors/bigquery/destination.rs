@@ -203,6 +203,10 @@ fn new_token() -> String {
 
 #[async_trait]
 impl Destination for BigQueryDestination {
+    fn check_schedule(&self, table: &str, schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+        super::budget::check_schedule(schedule, table, chrono::Utc::now())
+    }
+
     async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSetup, DestinationError> {
         let api = self.api().await?;
         let wanted = schema::table_schema(&spec.schema).map_err(|reason| DestinationError::UnsupportedColumnType {
