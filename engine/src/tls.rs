@@ -3,7 +3,7 @@
 //! `verify-ca` checks the chain, `verify-full` also checks the host name.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -11,6 +11,8 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use tracing::warn;
 
 use crate::error::{ConnectFailure, ConnectFailureKind};
 
@@ -35,8 +37,57 @@ pub(crate) fn install_default_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A client configuration for `verify`, trusting the web PKI roots plus the
-/// PEM certificates in `root_cert` when given.
+/// The certificates the operating system trusts, read once per process:
+/// the files `SSL_CERT_FILE` / `SSL_CERT_DIR` name when set, else the
+/// platform's store (`rustls-native-certs`). Certificates rustls cannot use
+/// as trust anchors are left out, with a warning.
+pub(crate) fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            warn!(%error, "could not read some of the system's trusted certificates");
+        }
+        found
+            .certs
+            .into_iter()
+            .filter(|cert| RootCertStore::empty().add(cert.clone()).is_ok())
+            .collect()
+    })
+}
+
+/// Object store client options that also trust the system's store (the
+/// stores' HTTP client bundles the web PKI roots).
+pub(crate) fn with_system_roots(options: object_store::ClientOptions) -> object_store::ClientOptions {
+    system_roots()
+        .iter()
+        .filter_map(|cert| object_store::Certificate::from_der(cert).ok())
+        .fold(options, object_store::ClientOptions::with_root_certificate)
+}
+
+/// The roots a verified connection trusts: the PEM certificates in
+/// `root_cert` alone when given (as libpq's `sslrootcert`), else the
+/// system's store plus the bundled web PKI roots.
+pub(crate) fn trusted_roots(root_cert: Option<&str>) -> Result<RootCertStore, ConnectFailure> {
+    let tls_error = |detail: String| ConnectFailure::new(ConnectFailureKind::Tls, detail);
+    let mut roots = RootCertStore::empty();
+    let Some(path) = root_cert else {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        roots.add_parsable_certificates(system_roots().iter().cloned());
+        return Ok(roots);
+    };
+    for cert in CertificateDer::pem_file_iter(Path::new(path))
+        .map_err(|e| tls_error(format!("cannot read root certificate file {path}: {e}")))?
+    {
+        let cert = cert.map_err(|e| tls_error(format!("bad certificate in {path}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| tls_error(format!("bad certificate in {path}: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// A client configuration for `verify`, trusting [`trusted_roots`].
 pub(crate) fn client_config(verify: Verify, root_cert: Option<&str>) -> Result<ClientConfig, ConnectFailure> {
     let tls_error = |detail: String| ConnectFailure::new(ConnectFailureKind::Tls, detail);
     let builder = ClientConfig::builder_with_provider(provider())
@@ -45,18 +96,7 @@ pub(crate) fn client_config(verify: Verify, root_cert: Option<&str>) -> Result<C
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
         Verify::Nothing => Arc::new(EncryptOnly(provider())),
         Verify::Chain | Verify::ChainAndHost => {
-            let mut roots = RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            if let Some(path) = root_cert {
-                for cert in CertificateDer::pem_file_iter(Path::new(path))
-                    .map_err(|e| tls_error(format!("cannot read root certificate file {path}: {e}")))?
-                {
-                    let cert = cert.map_err(|e| tls_error(format!("bad certificate in {path}: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| tls_error(format!("bad certificate in {path}: {e}")))?;
-                }
-            }
+            let roots = trusted_roots(root_cert)?;
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| tls_error(e.to_string()))?;

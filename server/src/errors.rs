@@ -123,7 +123,10 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
                 .map(|id| format!("The job id finds the job in the BigQuery console or with `bq show -j {id}`."));
             error(code, message, hint)
         }
-        EngineError::Destination(DestinationError::Unsupported { .. }) => error("0A000", message, None),
+        EngineError::Destination(
+            DestinationError::Unsupported { .. } | DestinationError::UnsupportedColumnType { .. },
+        ) => error("0A000", message, None),
+        EngineError::Destination(DestinationError::InvalidLayout { .. }) => error("22023", message, None),
         EngineError::Destination(_) => error("58030", message, None),
     }
 }

@@ -143,6 +143,14 @@ pub enum DestinationError {
     /// or has to do without the feature.
     #[error("the destination of table \"{table}\" does not support {feature}")]
     Unsupported { table: String, feature: &'static str },
+    /// A column's type has no column type in the destination; `reason`
+    /// names the column and the override that loads it.
+    #[error("destination table \"{table}\" cannot hold a column: {reason}")]
+    UnsupportedColumnType { table: String, reason: String },
+    /// The job's table layout settings (partitioning, clustering) do not
+    /// fit its columns; `reason` names the setting.
+    #[error("destination table \"{table}\": {reason}")]
+    InvalidLayout { table: String, reason: String },
 }
 
 /// A place ETL jobs load tables into.
@@ -155,6 +163,12 @@ pub trait Destination: Send + Sync {
 
     /// Drops the table and all its data.
     async fn drop_table(&self, table: &str) -> Result<(), DestinationError>;
+
+    /// Checks that `schedule` fits the destination's per-table quotas
+    /// (BigQuery's daily table operations); the error says what fits.
+    fn check_schedule(&self, _table: &str, _schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+        Ok(())
+    }
 
     /// Whether run `run_id` committed a load of the table (and with which
     /// watermark, where the destination records it); `None` if it did not.

@@ -18,7 +18,7 @@ use crate::destinations::{Destination, DestinationError, TableLayout, TableSetup
 use crate::error::EngineError;
 use crate::scheduler::Schedule;
 use crate::sources::{TableDescription, TableRef};
-use crate::type_mapping::BigQueryType;
+use crate::type_mapping::{BigQueryType, TYPE_METADATA};
 
 /// A `CREATE ETL JOB` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +33,6 @@ pub struct CreateJob {
     pub schedule: Schedule,
     pub settings: Vec<JobSetting>,
 }
-
-/// Field metadata marking a text column that holds JSON documents, so that
-/// destinations with a JSON type (BigQuery) can use it.
-pub const JSON_METADATA: (&str, &str) = ("sluice.type", "JSON");
 
 /// Default rows per extracted batch.
 pub const DEFAULT_BATCH_ROWS: u32 = 8192;
@@ -70,9 +66,9 @@ impl JobColumns {
                 column.mapping.arrow.clone(),
                 column.nullable || column.mapping.repeated,
             );
-            let mut json = column.mapping.bigquery == BigQueryType::Json;
+            let mut tag = column.mapping.type_tag();
             if let Some(o) = job.column_overrides.iter().find(|o| o.column == column.name) {
-                json = o.bigquery_type.trim().eq_ignore_ascii_case("JSON");
+                tag = o.bigquery_type.trim().eq_ignore_ascii_case("JSON").then_some("JSON");
                 let target = override_type(&o.bigquery_type)?;
                 if !can_cast_types(&column.mapping.arrow, &target) {
                     return Err(EngineError::InvalidJob {
@@ -87,8 +83,8 @@ impl JobColumns {
                     field = field.with_nullable(!required);
                 }
             }
-            if json {
-                field = field.with_metadata([(JSON_METADATA.0.to_owned(), JSON_METADATA.1.to_owned())].into());
+            if let Some(tag) = tag {
+                field = field.with_metadata([(TYPE_METADATA.to_owned(), tag.to_owned())].into());
             }
             fields.push(field);
         }
@@ -343,6 +339,9 @@ impl JobManager {
             self.check_parallelism(&job, &columns)?;
         }
         let destination = self.destination(job.destination.connection.as_deref())?;
+        destination
+            .check_schedule(&job.destination.table, &request.schedule)
+            .map_err(|message| EngineError::InvalidJob { message })?;
         if let LoadType::Incremental {
             cursor,
             lookback: Some(lookback),
@@ -420,7 +419,12 @@ impl JobManager {
         match change {
             JobChange::Pause => job.paused = true,
             JobChange::Resume => job.paused = false,
-            JobChange::Schedule(schedule) => job.schedule = schedule.to_string(),
+            JobChange::Schedule(schedule) => {
+                self.destination(job.destination.connection.as_deref())?
+                    .check_schedule(&job.destination.table, &schedule)
+                    .map_err(|message| EngineError::InvalidJob { message })?;
+                job.schedule = schedule.to_string();
+            }
             JobChange::Set(settings) => {
                 if let Some(layout) = settings.iter().find(|s| s.is_layout()) {
                     return Err(EngineError::InvalidJob {

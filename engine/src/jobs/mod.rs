@@ -19,7 +19,7 @@ use tracing::warn;
 
 use sluice_catalog::Catalog;
 
-pub use define::{CreateJob, CreateJobOutcome, JSON_METADATA, JobChange, JobColumns};
+pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns};
 pub use health::{FAILING_AFTER, Health, consecutive_failures};
 pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::cast;
 use futures::{FutureExt, StreamExt};
 use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
 use tokio::sync::Notify;
@@ -520,12 +519,14 @@ fn conform(batch: RecordBatch, columns: &JobColumns) -> Result<RecordBatch, Engi
             if array.data_type() == field.data_type() {
                 Ok(array.clone())
             } else {
-                cast(array, field.data_type()).map_err(|e| EngineError::Extract {
-                    message: format!(
-                        "column \"{}\" cannot be converted to {}: {e}",
-                        field.name(),
-                        field.data_type()
-                    ),
+                crate::type_mapping::interval::cast_value(array, field.data_type(), field.name()).map_err(|e| {
+                    EngineError::Extract {
+                        message: format!(
+                            "column \"{}\" cannot be converted to {}: {e}",
+                            field.name(),
+                            field.data_type()
+                        ),
+                    }
                 })
             }
         })

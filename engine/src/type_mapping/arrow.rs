@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
 
 use super::{BigQueryType, Confidence, FLOAT32_WARNING, TypeMapping, numeric_target};
 
@@ -19,6 +19,10 @@ const LIST_WARNING: &str =
 /// The caveat of nanosecond times and timestamps.
 const NANOSECOND_WARNING: &str =
     "nanosecond precision: BigQuery keeps microseconds, so values with sub-microsecond digits are refused";
+
+/// The caveat of intervals (PostgreSQL's reach far beyond BigQuery's).
+pub(crate) const INTERVAL_WARNING: &str =
+    "intervals beyond BigQuery's range (10000 years, 3660000 days or 87840000 hours) are refused";
 
 /// Maps an Arrow type as a file's schema gives it.
 pub fn map(data_type: &DataType) -> TypeMapping {
@@ -65,6 +69,7 @@ pub fn map(data_type: &DataType) -> TypeMapping {
         | D::FixedSizeList(element, _)
         | D::ListView(element)
         | D::LargeListView(element) => list(data_type, element.data_type()),
+        D::Interval(IntervalUnit::MonthDayNano) => new(data_type.clone(), Bq::Interval, Medium).warn(INTERVAL_WARNING),
         D::Struct(_) => json(Medium).warn("struct loaded as a JSON object"),
         D::Map(..) => json(Medium).warn("map loaded as a JSON object: keys become strings, duplicate keys are lost"),
         D::Dictionary(_, value) => map(value),
@@ -300,7 +305,7 @@ mod tests {
         for other in [
             D::Null,
             D::Duration(TimeUnit::Second),
-            D::Interval(IntervalUnit::MonthDayNano),
+            D::Interval(IntervalUnit::DayTime),
         ] {
             assert_eq!(summary(other), (D::Utf8, "STRING".into(), Low, 1));
         }

@@ -19,6 +19,7 @@ use std::fmt;
 use datafusion::arrow::datatypes::DataType;
 
 pub mod arrow;
+pub mod interval;
 pub mod mysql;
 pub mod postgres;
 pub mod samples;
@@ -156,6 +157,16 @@ impl TypeMapping {
         }
     }
 
+    /// The [`TYPE_METADATA`] value of this mapping's in-flight field: set
+    /// when the Arrow type alone would load as another BigQuery type.
+    pub fn type_tag(&self) -> Option<&'static str> {
+        match self.bigquery {
+            BigQueryType::Json => Some("JSON"),
+            BigQueryType::Geography => Some("GEOGRAPHY"),
+            _ => None,
+        }
+    }
+
     /// The column type as written in BigQuery DDL, e.g. `ARRAY<INT64>`.
     pub fn bigquery_ddl(&self) -> String {
         if self.repeated {
@@ -164,6 +175,39 @@ impl TypeMapping {
             self.bigquery.to_string()
         }
     }
+}
+
+/// Field metadata key naming the BigQuery type of an in-flight column whose
+/// Arrow type alone implies another: JSON text in `Utf8`, GEOGRAPHY WKB in
+/// `Binary` (see [`TypeMapping::type_tag`]).
+pub const TYPE_METADATA: &str = "sluice.type";
+
+/// The BigQuery type a destination gives an in-flight column (or list
+/// element) of `data_type` with [`TYPE_METADATA`] `tag`: the documented
+/// mappings read backwards, so that the tables in docs/type-mapping.md and
+/// the BigQuery schema a load creates cannot disagree (a test checks every
+/// documented example). An error says why BigQuery cannot load the type.
+pub fn load_type(data_type: &DataType, tag: Option<&str>) -> Result<BigQueryType, String> {
+    let text = |d: &DataType| matches!(d, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let binary = |d: &DataType| matches!(d, DataType::Binary | DataType::LargeBinary | DataType::BinaryView);
+    match tag {
+        Some("JSON") if text(data_type) => return Ok(BigQueryType::Json),
+        Some("GEOGRAPHY") if text(data_type) || binary(data_type) => return Ok(BigQueryType::Geography),
+        _ => {}
+    }
+    // The mapping of a type it would convert to text or to a decimal is
+    // not a type BigQuery loads these values as.
+    let decimal = |d: &DataType| {
+        matches!(
+            d,
+            DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..)
+        )
+    };
+    let mapping = arrow::map(data_type);
+    if mapping.repeated || text(&mapping.arrow) != text(data_type) || decimal(&mapping.arrow) != decimal(data_type) {
+        return Err(format!("{data_type} has no BigQuery column type"));
+    }
+    Ok(mapping.bigquery)
 }
 
 /// The caveat of single-precision floats, which BigQuery only has as FLOAT64.
@@ -438,6 +482,40 @@ mod tests {
             markdown_table("T", &[("x|y".to_owned(), m)]),
             "| T | Arrow | BigQuery | Confidence | Warnings |\n|---|---|---|---|---|\n\
              | `x\\|y` | `Utf8` | `STRING` | low | a \\| b<br>c |\n"
+        );
+    }
+
+    /// Every documented mapping loads into BigQuery as the type the docs
+    /// show: the BigQuery schema code reads types through `load_type`.
+    #[test]
+    fn documented_types_load_as_documented() {
+        let rows = postgres::examples()
+            .into_iter()
+            .map(|(label, column)| (label, postgres::map(&column)))
+            .chain(
+                mysql::examples()
+                    .into_iter()
+                    .map(|(label, column)| (label, mysql::map(&column))),
+            );
+        for (label, mapping) in rows {
+            let in_flight = match &mapping.arrow {
+                DataType::List(element) if mapping.repeated => element.data_type().clone(),
+                other => other.clone(),
+            };
+            assert_eq!(
+                load_type(&in_flight, mapping.type_tag()),
+                Ok(mapping.bigquery),
+                "{label} is documented as {}",
+                mapping.bigquery_ddl()
+            );
+        }
+        assert!(load_type(&DataType::UInt64, None).unwrap_err().contains("UInt64"));
+        assert!(
+            load_type(
+                &DataType::Duration(datafusion::arrow::datatypes::TimeUnit::Second),
+                None
+            )
+            .is_err()
         );
     }
 

@@ -119,7 +119,7 @@ fn map_base(column: &PgColumnType) -> TypeMapping {
         )
         .warn(infinity),
         "interval" => new(DataType::Interval(IntervalUnit::MonthDayNano), Bq::Interval, Medium)
-            .warn("intervals beyond BigQuery's range (10000 years, 3660000 days or 87840000 hours) are refused"),
+            .warn(super::arrow::INTERVAL_WARNING),
         "json" => new(DataType::Utf8, Bq::Json, Medium)
             .warn("BigQuery JSON does not keep key order, duplicate keys or whitespace")
             .warn(json_numbers),

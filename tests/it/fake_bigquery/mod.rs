@@ -868,6 +868,12 @@ fn loads_as(ty: &str, data_type: &DataType) -> bool {
         "DATETIME" => matches!(data_type, DataType::Timestamp(_, None)),
         "DATE" => matches!(data_type, DataType::Date32),
         "TIME" => matches!(data_type, DataType::Time64(_) | DataType::Time32(_)),
+        // BigQuery parses INTERVAL text; GEOGRAPHY from WKT text or WKB bytes.
+        "INTERVAL" => matches!(data_type, DataType::Utf8 | DataType::LargeUtf8),
+        "GEOGRAPHY" => matches!(
+            data_type,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary
+        ),
         _ => false,
     }
 }

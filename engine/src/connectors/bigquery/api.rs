@@ -170,6 +170,7 @@ impl Api {
             ));
         }
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(crate::tls::client_config(crate::tls::Verify::ChainAndHost, None)?)
             .connect_timeout(settings.timeout)
             .timeout(settings.timeout)
             .build()

@@ -97,7 +97,7 @@ pub(super) struct StagingBucket {
 
 impl StagingBucket {
     pub(super) fn open(url: &BucketUrl, tokens: TokenSource, timeout: Duration) -> Result<Self, String> {
-        let options = ClientOptions::new()
+        let options = crate::tls::with_system_roots(ClientOptions::new())
             .with_allow_http(true)
             .with_connect_timeout(timeout)
             .with_timeout(timeout + PUT_ALLOWANCE);

@@ -9,15 +9,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_avro::compression::CompressionCodec;
 use arrow_avro::writer::{AvroWriter, WriterBuilder};
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, IntervalUnit, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
 
 use crate::destinations::DestinationError;
+use crate::type_mapping::interval::{self, IntervalText};
 
 /// How chunks are encoded.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -144,7 +146,10 @@ impl ChunkWriter {
     }
 }
 
-/// The schema chunks are written with. Parquet: list elements named
+/// The schema chunks are written with. Intervals: STRING text in
+/// BigQuery's canonical `Y-M D H:M:S.F` form, which an INTERVAL column
+/// loads (neither file format has a logical type BigQuery reads as
+/// INTERVAL). Parquet: list elements named
 /// `element`, as the Parquet LIST spec has them, so that BigQuery's list
 /// inference reads them as REPEATED columns. Avro: arrays of non-null items
 /// (BigQuery's REPEATED columns hold no NULLs).
@@ -160,6 +165,7 @@ fn chunk_schema(schema: &Schema, format: ChunkFormat) -> SchemaRef {
         let data_type = match f.data_type() {
             DataType::List(item) => DataType::List(Arc::new(element(item, format))),
             DataType::LargeList(item) => DataType::LargeList(Arc::new(element(item, format))),
+            DataType::Interval(IntervalUnit::MonthDayNano) => DataType::Utf8,
             other => other.clone(),
         };
         f.as_ref().clone().with_data_type(data_type)
@@ -167,6 +173,23 @@ fn chunk_schema(schema: &Schema, format: ChunkFormat) -> SchemaRef {
     Arc::new(Schema::new(
         schema.fields().iter().map(|f| field(f, format)).collect::<Vec<_>>(),
     ))
+}
+
+/// `array` as `to`: intervals as BigQuery's canonical text.
+fn convert(array: &ArrayRef, to: &DataType, column: &str) -> Result<ArrayRef, ArrowError> {
+    match (array.data_type(), to) {
+        (DataType::Interval(IntervalUnit::MonthDayNano), DataType::Utf8) => {
+            interval::to_text(array.as_ref(), IntervalText::BigQuery, column)
+        }
+        (DataType::List(from), DataType::List(item)) if matches!(from.data_type(), DataType::Interval(_)) => {
+            let list = array.as_list::<i32>();
+            let values = convert(list.values(), item.data_type(), column)?;
+            let item = Arc::new(item.as_ref().clone().with_nullable(true));
+            let converted = ListArray::try_new(item, list.offsets().clone(), values, list.nulls().cloned())?;
+            cast(&(Arc::new(converted) as ArrayRef), to)
+        }
+        _ => cast(array, to),
+    }
 }
 
 /// `batch` with `schema`'s field names and list item nullability.
@@ -179,7 +202,7 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Destin
             if array.data_type() == field.data_type() {
                 Ok(array.clone())
             } else {
-                cast(array, field.data_type())
+                convert(array, field.data_type(), field.name())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

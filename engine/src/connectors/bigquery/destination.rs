@@ -133,7 +133,10 @@ impl BigQueryDestination {
         spec: &TableSpec,
         schema: gcp_bigquery_client::model::table_schema::TableSchema,
     ) -> Result<Table, DestinationError> {
-        let invalid = |message: String| ApiError::new("invalid", message).into_destination(None);
+        let invalid = |reason: String| DestinationError::InvalidLayout {
+            table: spec.name.clone(),
+            reason,
+        };
         let mut table = Table::new(&settings.project, &settings.dataset, &spec.name, schema)
             .description(&format!("Loaded by Sluice ETL job {}", spec.job))
             .label(TOKEN_LABEL, &new_token());
@@ -200,10 +203,16 @@ fn new_token() -> String {
 
 #[async_trait]
 impl Destination for BigQueryDestination {
+    fn check_schedule(&self, table: &str, schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+        super::budget::check_schedule(schedule, table, chrono::Utc::now())
+    }
+
     async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSetup, DestinationError> {
         let api = self.api().await?;
-        let wanted = schema::table_schema(&spec.schema)
-            .map_err(|message| ApiError::new("invalid", message).into_destination(None))?;
+        let wanted = schema::table_schema(&spec.schema).map_err(|reason| DestinationError::UnsupportedColumnType {
+            table: spec.name.clone(),
+            reason,
+        })?;
         api.ensure_dataset().await.map_err(|e| e.into_destination(None))?;
         let table = Self::new_table(&api.settings, spec, wanted.clone())?;
         let created = api.create_table(&table).await.map_err(|e| e.into_destination(None))?;

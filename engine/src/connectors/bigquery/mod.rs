@@ -9,6 +9,7 @@
 mod api;
 mod auth;
 mod bucket;
+pub mod budget;
 mod chunk;
 mod destination;
 mod keys;

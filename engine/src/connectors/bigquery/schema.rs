@@ -6,7 +6,7 @@ use gcp_bigquery_client::model::field_type::FieldType;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_schema::TableSchema;
 
-use crate::jobs::JSON_METADATA;
+use crate::type_mapping::{self, BigQueryType, TYPE_METADATA};
 
 /// The BigQuery schema of a load's Arrow schema; an error names a column
 /// whose type BigQuery cannot hold.
@@ -24,8 +24,8 @@ fn field_schema(field: &Field) -> Result<TableFieldSchema, String> {
         DataType::List(element) | DataType::LargeList(element) => (element.data_type(), true),
         other => (other, false),
     };
-    let json = field.metadata().get(JSON_METADATA.0).map(String::as_str) == Some(JSON_METADATA.1);
-    let mut schema = TableFieldSchema::new(field.name(), field_type(field.name(), data_type, json)?);
+    let tag = field.metadata().get(TYPE_METADATA).map(String::as_str);
+    let mut schema = TableFieldSchema::new(field.name(), field_type(field.name(), data_type, tag)?);
     if let DataType::Struct(children) = data_type {
         schema.fields = Some(children.iter().map(|c| field_schema(c)).collect::<Result<_, _>>()?);
     }
@@ -42,34 +42,33 @@ fn field_schema(field: &Field) -> Result<TableFieldSchema, String> {
     Ok(schema)
 }
 
-fn field_type(name: &str, data_type: &DataType, json: bool) -> Result<FieldType, String> {
-    Ok(match data_type {
-        DataType::Boolean => FieldType::Boolean,
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32 => FieldType::Integer,
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => FieldType::Float,
-        DataType::Decimal128(p, s) if *s >= 0 && *s <= 9 && i16::from(*p) - i16::from(*s) <= 29 => FieldType::Numeric,
-        DataType::Decimal128(_, s) | DataType::Decimal256(_, s) if *s >= 0 && *s <= 38 => FieldType::Bignumeric,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if json => FieldType::Json,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => FieldType::String,
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
-            FieldType::Bytes
-        }
-        DataType::Date32 | DataType::Date64 => FieldType::Date,
-        DataType::Time32(_) | DataType::Time64(_) => FieldType::Time,
-        DataType::Timestamp(_, Some(_)) => FieldType::Timestamp,
-        DataType::Timestamp(_, None) => FieldType::Datetime,
-        DataType::Struct(_) => FieldType::Record,
-        other => {
-            return Err(format!(
-                "column \"{name}\" has type {other}, which BigQuery cannot load"
-            ));
-        }
+/// The column type of `name`: the documented mapping of its in-flight
+/// type ([`type_mapping::load_type`]), a RECORD for a struct.
+fn field_type(name: &str, data_type: &DataType, tag: Option<&str>) -> Result<FieldType, String> {
+    if let DataType::Struct(_) = data_type {
+        return Ok(FieldType::Record);
+    }
+    let bigquery = type_mapping::load_type(data_type, tag).map_err(|reason| {
+        format!(
+            "column \"{name}\" has type {data_type}, which BigQuery cannot load ({reason}); \
+             load its text with COLUMNS ({name} STRING)"
+        )
+    })?;
+    Ok(match bigquery {
+        BigQueryType::Bool => FieldType::Boolean,
+        BigQueryType::Int64 => FieldType::Integer,
+        BigQueryType::Float64 => FieldType::Float,
+        BigQueryType::Numeric { .. } => FieldType::Numeric,
+        BigQueryType::BigNumeric { .. } => FieldType::Bignumeric,
+        BigQueryType::String => FieldType::String,
+        BigQueryType::Bytes => FieldType::Bytes,
+        BigQueryType::Date => FieldType::Date,
+        BigQueryType::Datetime => FieldType::Datetime,
+        BigQueryType::Time => FieldType::Time,
+        BigQueryType::Timestamp => FieldType::Timestamp,
+        BigQueryType::Json => FieldType::Json,
+        BigQueryType::Interval => FieldType::Interval,
+        BigQueryType::Geography => FieldType::Geography,
     })
 }
 
@@ -183,8 +182,14 @@ mod tests {
                 false,
             ),
             Field::new("local", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-            Field::new("doc", DataType::Utf8, true)
-                .with_metadata([(JSON_METADATA.0.into(), JSON_METADATA.1.into())].into()),
+            Field::new("doc", DataType::Utf8, true).with_metadata([(TYPE_METADATA.into(), "JSON".into())].into()),
+            Field::new(
+                "iv",
+                DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+                true,
+            ),
+            Field::new("place", DataType::Binary, true)
+                .with_metadata([(TYPE_METADATA.into(), "GEOGRAPHY".into())].into()),
             Field::new("raw", DataType::Binary, true),
             Field::new(
                 "tags",
@@ -202,6 +207,8 @@ mod tests {
                 "at TIMESTAMP REQUIRED",
                 "local DATETIME NULLABLE",
                 "doc JSON NULLABLE",
+                "iv INTERVAL NULLABLE",
+                "place GEOGRAPHY NULLABLE",
                 "raw BYTES NULLABLE",
                 "tags STRING REPEATED",
             ]

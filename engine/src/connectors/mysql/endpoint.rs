@@ -45,11 +45,18 @@ impl Endpoint {
             .pass(options.secret("password").map(|p| p.expose().to_owned()))
             .db_name(options.text("database"))
             .prefer_socket(false);
-        let ca = options.text("ssl_ca").map(|path| vec![PathBuf::from(path).into()]);
         let encrypt_only = SslOpts::default()
             .with_danger_accept_invalid_certs(true)
             .with_danger_skip_domain_validation(true);
-        let verified = SslOpts::default().with_root_certs(ca.unwrap_or_default());
+        // ssl_ca alone when given; else the system's store plus the
+        // driver's bundled web PKI roots (as crate::tls::trusted_roots).
+        let verified = match options.text("ssl_ca") {
+            Some(path) => SslOpts::default()
+                .with_root_certs(vec![PathBuf::from(path).into()])
+                .with_disable_built_in_roots(true),
+            None => SslOpts::default()
+                .with_root_certs(tls::system_roots().iter().map(|cert| cert.to_vec().into()).collect()),
+        };
         let mode = options.text("ssl_mode").unwrap_or("verify_if_offered");
         let fallback = match mode {
             "verify_if_offered" => Fallback::ServerWithoutTls,
