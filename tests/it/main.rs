@@ -8,6 +8,7 @@ mod bigquery;
 mod bigquery_live;
 mod bigquery_restore;
 mod bq_token;
+mod commit_guard;
 mod connections;
 mod demo;
 mod docs_examples;

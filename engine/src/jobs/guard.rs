@@ -3,8 +3,8 @@
 //! open on the source is not passed by the watermark before it commits.
 //!
 //! The cap is the earliest of the start of the oldest transaction open on
-//! the source, a replica's replay point and the source's clock, minus the
-//! job's margin for clock skew; the run reads `cursor <= cap`. It is read
+//! the source and a replica's replay point, each minus the job's margin for
+//! clock skew, and the source's clock; the run reads `cursor <= cap`. It is read
 //! before the scan opens its snapshot, so every transaction that started
 //! before the cap has either committed into the snapshot or is still open,
 //! and then holds the cap back itself.
@@ -74,23 +74,34 @@ pub(super) fn decide(settings: &CommitGuard, cursor: &DataType, horizon: Option<
         .open
         .iter()
         .partition(|t| now.saturating_sub(at(&t.started)) <= hold);
-    let mut bound = (now, "newest row".to_owned());
-    if let Some(replay) = horizon.replay.as_ref().map(at).filter(|&r| r < bound.0) {
-        bound = (replay, "replica replay".to_owned());
-    }
-    if let Some(oldest) = held.first().filter(|t| at(&t.started) < bound.0) {
-        bound = (
-            at(&oldest.started),
-            format!(
-                "oldest transaction started {} by pid {}",
-                clock_text(at(&oldest.started)),
-                oldest.holder
-            ),
-        );
-    }
     let margin = i64::try_from(settings.margin_seconds)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000);
+    // The clock bound needs no margin: a transaction that starts after this
+    // reading stamps its rows later on the same clock. One microsecond off
+    // keeps a row stamped in the very same microsecond for the next run.
+    let mut bound = (now.saturating_sub(1), "newest row".to_owned());
+    if let Some(replay) = horizon
+        .replay
+        .as_ref()
+        .map(|r| at(r).saturating_sub(margin))
+        .filter(|&r| r < bound.0)
+    {
+        bound = (replay, "replica replay".to_owned());
+    }
+    if let Some(oldest) = held.first() {
+        let started = at(&oldest.started);
+        if started.saturating_sub(margin) < bound.0 {
+            bound = (
+                started.saturating_sub(margin),
+                format!(
+                    "oldest transaction started {} by pid {}",
+                    clock_text(started),
+                    oldest.holder
+                ),
+            );
+        }
+    }
     let mut reason = bound.1;
     if let Some(grant) = &horizon.blind {
         reason = format!("{reason}; unguarded against other users' transactions: the source user needs {grant}");
@@ -105,10 +116,7 @@ pub(super) fn decide(settings: &CommitGuard, cursor: &DataType, horizon: Option<
         )
     });
     Decision {
-        cap: Some(ScalarValue::TimestampMicrosecond(
-            Some(bound.0.saturating_sub(margin)),
-            tz.clone(),
-        )),
+        cap: Some(ScalarValue::TimestampMicrosecond(Some(bound.0), tz.clone())),
         reason,
         warning,
     }
@@ -171,7 +179,14 @@ mod tests {
         assert!(decision.reason.contains("by pid 7"), "{}", decision.reason);
         assert_eq!(decision.warning, None);
         let idle = decide(&CommitGuard::default(), &zoned(), Some(&horizon(&[])));
-        assert_eq!((cap(&idle), idle.reason.as_str()), (10_000 - 5, "newest row"));
+        assert_eq!(
+            idle.cap,
+            Some(ScalarValue::TimestampMicrosecond(
+                Some(10_000 * S - 1),
+                Some("UTC".into())
+            ))
+        );
+        assert_eq!(idle.reason, "newest row");
     }
 
     #[test]
