@@ -114,7 +114,7 @@ async fn postgres_transaction_open_past_max_hold_stops_holding_the_cap_and_degra
         )
         .await
         .unwrap();
-    let shown = one(&client, "SHOW CREATE ETL JOB events").await;
+    let shown = rows(&client, "SHOW CREATE ETL JOB events").await[0][1].clone().unwrap();
     assert!(
         shown.contains("commit_guard = 'on', guard_margin = '0 seconds', guard_max_hold = '1 seconds'"),
         "{shown}"
@@ -151,10 +151,20 @@ async fn postgres_transaction_open_past_max_hold_stops_holding_the_cap_and_degra
 #[tokio::test]
 async fn postgres_user_without_pg_read_all_stats_is_told_and_runs_record_it() {
     let pg = PgServer::start();
-    pg.psql_admin_db("shop", EVENTS_PG);
+    pg.psql_admin_db(
+        "shop",
+        &format!("{EVENTS_PG} CREATE ROLE reader LOGIN PASSWORD 'reader_pw_123'; GRANT SELECT ON events TO reader;"),
+    );
     let sluice = Sluice::start();
     let client = sluice.client().await;
-    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', \
+             user 'reader', password 'reader_pw_123')",
+            pg.port
+        ))
+        .await
+        .unwrap();
     let output = sluice.psql("CREATE ETL JOB events FROM shop.public.events INCREMENTAL BY updated_at ALL;");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let notices = String::from_utf8_lossy(&output.stderr);
@@ -240,14 +250,16 @@ async fn mariadb_row_committed_late_is_loaded_once() {
 #[tokio::test]
 async fn mariadb_user_without_process_is_told() {
     let maria = MariaDb::start();
-    maria
-        .sql("CREATE TABLE events (id int PRIMARY KEY, updated_at timestamp(6) NOT NULL DEFAULT current_timestamp(6))");
+    maria.sql(
+        "CREATE TABLE events (id int PRIMARY KEY, updated_at timestamp(6) NOT NULL DEFAULT current_timestamp(6)); \
+              CREATE USER 'reader'@'%' IDENTIFIED BY 'reader_pw_123'; GRANT SELECT ON shop.* TO 'reader'@'%';",
+    );
     let sluice = Sluice::start();
     let client = sluice.client().await;
     client
         .batch_execute(&format!(
-            "CREATE CONNECTION crm TYPE mariadb OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', \
-             password '{ETL_PASSWORD}')",
+            "CREATE CONNECTION crm TYPE mariadb OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'reader', \
+             password 'reader_pw_123')",
             maria.port
         ))
         .await
