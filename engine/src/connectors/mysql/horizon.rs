@@ -12,10 +12,11 @@ use crate::sources::{CommitHorizon, OpenTransaction, SourceError, SourceInstant}
 const CLOCK: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED), \
                      TIMESTAMPDIFF(MICROSECOND, '1970-01-01', NOW(6))";
 
-/// Open InnoDB transactions of other sessions, oldest first.
+/// Open InnoDB transactions of other sessions that can write, oldest first.
 const OPEN: &str = "SELECT trx_mysql_thread_id, CAST(UNIX_TIMESTAMP(trx_started) * 1000000 AS SIGNED), \
                     TIMESTAMPDIFF(MICROSECOND, '1970-01-01', trx_started) \
-                    FROM information_schema.innodb_trx WHERE trx_mysql_thread_id <> CONNECTION_ID() \
+                    FROM information_schema.innodb_trx \
+                    WHERE trx_mysql_thread_id <> CONNECTION_ID() AND trx_is_read_only = 0 \
                     ORDER BY trx_started";
 
 /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`: `innodb_trx` needs `PROCESS`.

@@ -10,13 +10,15 @@ use crate::sources::{CommitHorizon, OpenTransaction, SourceError, SourceInstant}
 /// Each instant as UTC and as the wall time of the session's (the server's
 /// default) time zone, in microseconds. Sessions of other backends that hold
 /// a transaction open count, whether or not they have written yet: a
-/// `DEFAULT now()` row is stamped with its transaction's start. Autovacuum
-/// and WAL senders never write user rows.
+/// `DEFAULT now()` row is stamped with its transaction's start. Autovacuum,
+/// WAL senders and Sluice's own read-only scan sessions (which never hold a
+/// transaction id) write no user rows.
 const HORIZON: &str = "\
 WITH clock AS (SELECT now() AS now, current_setting('TimeZone') AS tz), \
 txn AS (SELECT pid, xact_start FROM pg_stat_activity \
          WHERE pid <> pg_backend_pid() AND datname = current_database() AND xact_start IS NOT NULL \
-           AND backend_type NOT IN ('autovacuum worker', 'walsender')), \
+           AND backend_type NOT IN ('autovacuum worker', 'walsender') \
+           AND NOT (application_name = 'sluice' AND backend_xid IS NULL)), \
 replay AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp() END AS at) \
 SELECT (extract(epoch FROM clock.now) * 1000000)::int8, \
        (extract(epoch FROM clock.now AT TIME ZONE clock.tz) * 1000000)::int8, \
