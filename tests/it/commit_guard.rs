@@ -38,6 +38,23 @@ async fn guard_of(client: &Client, run: &str) -> Vec<Option<String>> {
 
 #[tokio::test]
 async fn postgres_row_committed_late_is_loaded_once() {
+    postgres_late_row_scenario("").await;
+}
+
+#[tokio::test]
+async fn postgres_row_committed_late_is_loaded_once_by_parallel_streams() {
+    postgres_late_row_scenario("WITH (parallelism = 2)").await;
+}
+
+#[tokio::test]
+async fn postgres_row_committed_late_is_loaded_once_with_lookback() {
+    postgres_late_row_scenario("LOOKBACK 2 HOURS DEDUPE ON (id)").await;
+}
+
+/// A row stamped in a transaction left open while newer rows commit and a
+/// run reads the table is loaded once, by the run after it commits; `tail`
+/// ends the job's definition.
+async fn postgres_late_row_scenario(tail: &str) {
     let pg = PgServer::start();
     pg.psql_admin_db("shop", EVENTS_PG);
     pg.psql_admin("GRANT pg_read_all_stats TO etl");
@@ -45,7 +62,9 @@ async fn postgres_row_committed_late_is_loaded_once() {
     let client = sluice.client().await;
     create_shop_connection(&client, &pg).await;
     client
-        .batch_execute("CREATE ETL JOB events FROM shop.public.events INCREMENTAL BY updated_at ALL")
+        .batch_execute(&format!(
+            "CREATE ETL JOB events FROM shop.public.events INCREMENTAL BY updated_at ALL {tail}"
+        ))
         .await
         .unwrap();
 
