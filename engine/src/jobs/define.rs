@@ -407,15 +407,8 @@ impl JobManager {
                 Vec::new()
             });
         }
-        let horizon = self
-            .connections
-            .source(&job.source.connection)?
-            .commit_horizon()
-            .await
-            .map_err(|error| EngineError::Source {
-                connection: job.source.connection.clone(),
-                error,
-            })?;
+        let source = self.connections.source(&job.source.connection)?;
+        let horizon = guard::horizon(job, &*source).await?;
         Ok(horizon
             .and_then(|h| h.blind)
             .map(|grant| {

@@ -12,9 +12,10 @@
 use chrono::DateTime;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::scalar::ScalarValue;
-use sluice_catalog::CommitGuard;
+use sluice_catalog::{CommitGuard, JobRecord};
 
-use crate::sources::{CommitHorizon, SourceInstant};
+use crate::error::EngineError;
+use crate::sources::{CommitHorizon, Source, SourceInstant};
 
 /// What the guard decided for one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +36,26 @@ impl Decision {
             warning: None,
         }
     }
+}
+
+/// Asks the job's source (when the guard applies) and decides the cap for a
+/// run on a cursor of type `cursor`; a source that cannot be asked fails the
+/// run.
+pub(super) async fn read(job: &JobRecord, source: &dyn Source, cursor: &DataType) -> Result<Decision, EngineError> {
+    let horizon = if job.guard.enabled && covers(cursor) {
+        horizon(job, source).await?
+    } else {
+        None
+    };
+    Ok(decide(&job.guard, cursor, horizon.as_ref()))
+}
+
+/// What the job's source says about its open transactions.
+pub(super) async fn horizon(job: &JobRecord, source: &dyn Source) -> Result<Option<CommitHorizon>, EngineError> {
+    source.commit_horizon().await.map_err(|error| EngineError::Source {
+        connection: job.source.connection.clone(),
+        error,
+    })
 }
 
 /// Which cursors the guard covers: timestamps, where the cap is a time.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
+use datafusion::scalar::ScalarValue;
 use futures::{FutureExt, StreamExt};
 use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
 use tokio::sync::Notify;
@@ -376,9 +377,7 @@ impl JobManager {
         // The commit guard's cap, read before the scan takes its snapshot.
         let cap = match &cursor {
             Some((_, position)) => {
-                let decision = self
-                    .commit_guard(job, &*source, columns.schema.field(*position).data_type())
-                    .await?;
+                let decision = guard::read(job, &*source, columns.schema.field(*position).data_type()).await?;
                 run.guard_cap = decision.cap.as_ref().map(window::text);
                 run.guard_reason = Some(decision.reason);
                 if let Some(warning) = &decision.warning {
@@ -392,7 +391,7 @@ impl JobManager {
         let filter = match &cursor {
             Some((name, _)) => {
                 let dialect = source.dialect();
-                let bound = |value: &datafusion::scalar::ScalarValue, op: &str| {
+                let bound = |value: &ScalarValue, op: &str| {
                     dialect
                         .literal(value)
                         .map(|literal| format!("{} {op} {literal}", dialect.quote_ident(name)))
@@ -523,27 +522,6 @@ impl JobManager {
                 run_id: run.id,
                 updated_at: Utc::now(),
             }))
-    }
-}
-
-impl JobManager {
-    /// The commit guard's decision for a run of `job` on a cursor of type
-    /// `cursor_type`; a source that cannot be asked fails the run.
-    async fn commit_guard(
-        &self,
-        job: &JobRecord,
-        source: &dyn crate::sources::Source,
-        cursor_type: &datafusion::arrow::datatypes::DataType,
-    ) -> Result<guard::Decision, EngineError> {
-        let horizon = if job.guard.enabled && guard::covers(cursor_type) {
-            source.commit_horizon().await.map_err(|error| EngineError::Source {
-                connection: job.source.connection.clone(),
-                error,
-            })?
-        } else {
-            None
-        };
-        Ok(guard::decide(&job.guard, cursor_type, horizon.as_ref()))
     }
 }
 
