@@ -131,6 +131,34 @@ impl TableLayout {
     }
 }
 
+/// The commit guard of an incremental job (`WITH (commit_guard = 'on',
+/// guard_margin = '5 seconds', guard_max_hold = '1 hour')`): a run reads no
+/// cursor value above the start of the oldest transaction still open on the
+/// source, minus `margin_seconds`, unless that transaction has been open for
+/// more than `max_hold_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitGuard {
+    pub enabled: bool,
+    pub margin_seconds: u64,
+    pub max_hold_seconds: u64,
+}
+
+impl Default for CommitGuard {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            margin_seconds: 5,
+            max_hold_seconds: 3600,
+        }
+    }
+}
+
+impl CommitGuard {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// A saved ETL job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -155,6 +183,9 @@ pub struct JobRecord {
     /// The destination table's layout settings, as given at creation.
     #[serde(default, skip_serializing_if = "TableLayout::is_default")]
     pub layout: TableLayout,
+    /// How incremental runs wait for transactions still open on the source.
+    #[serde(default, skip_serializing_if = "CommitGuard::is_default")]
+    pub guard: CommitGuard,
     pub paused: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

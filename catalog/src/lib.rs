@@ -23,8 +23,8 @@ pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpda
 pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
 pub use job::{
-    CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, IncrementalStart, JobDestination, JobRecord, JobSource, LoadType,
-    Lookback, LookbackWindow, TableLayout,
+    CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, IncrementalStart, JobDestination, JobRecord, JobSource,
+    LoadType, Lookback, LookbackWindow, TableLayout,
 };
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};

@@ -91,6 +91,16 @@ pub struct RunRecord {
     /// The SQLSTATE of `error`, for runs that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
+    /// The commit guard's cap on the cursor, as cursor text, when one applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_cap: Option<String>,
+    /// What set the cap, or why the run was not guarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_reason: Option<String>,
+    /// Set when the guard let rows through that an open transaction could
+    /// still precede: it was held open past `guard_max_hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_warning: Option<String>,
 }
 
 impl RunRecord {
@@ -112,6 +122,9 @@ impl RunRecord {
             load_jobs_done: None,
             load_jobs_total: None,
             sqlstate: None,
+            guard_cap: None,
+            guard_reason: None,
+            guard_warning: None,
         }
     }
 }

@@ -205,6 +205,7 @@ fn job(name: &str, connection: &str) -> JobRecord {
         max_retries: 3,
         catch_up: Default::default(),
         layout: Default::default(),
+        guard: Default::default(),
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),

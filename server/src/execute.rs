@@ -215,8 +215,15 @@ pub async fn execute(
         }
         SluiceStatement::CreateJob(request) => {
             let name = request.name.clone();
-            if state.jobs.create_job(*request).await? == CreateJobOutcome::AlreadyExists {
-                send_notice(client, "42710", format!("ETL job \"{name}\" already exists, skipping")).await;
+            match state.jobs.create_job(*request).await? {
+                CreateJobOutcome::AlreadyExists => {
+                    send_notice(client, "42710", format!("ETL job \"{name}\" already exists, skipping")).await;
+                }
+                CreateJobOutcome::Created { notices } => {
+                    for message in notices {
+                        send_notice(client, "01000", message).await;
+                    }
+                }
             }
             Response::Execution(Tag::new("CREATE ETL JOB"))
         }
@@ -247,6 +254,9 @@ pub async fn execute(
                 run.bytes as f64 / 1e6
             );
             send_notice(client, "00000", message).await;
+            if let Some(warning) = &run.guard_warning {
+                send_notice(client, "01000", format!("commit guard: {warning}")).await;
+            }
             rows(views::run_summary(&run), format)?
         }
         SluiceStatement::RunJob {

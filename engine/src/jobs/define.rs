@@ -13,7 +13,7 @@ use sluice_catalog::{
 use tracing::{info, warn};
 
 use super::settings::JobSetting;
-use super::{JobManager, split, window};
+use super::{JobManager, guard, split, window};
 use crate::destinations::{Destination, DestinationError, TableLayout, TableSetup, TableSpec};
 use crate::error::EngineError;
 use crate::scheduler::Schedule;
@@ -263,7 +263,8 @@ pub enum JobChange {
 /// What `create_job` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateJobOutcome {
-    Created,
+    /// Saved; `notices` say what the job's runs cannot guard against.
+    Created { notices: Vec<String> },
     /// `IF NOT EXISTS` and the name was taken.
     AlreadyExists,
 }
@@ -300,6 +301,7 @@ impl JobManager {
             max_retries: DEFAULT_MAX_RETRIES,
             catch_up: CatchUp::default(),
             layout: TableLayout::default(),
+            guard: Default::default(),
             paused: false,
             created_at: now,
             updated_at: now,
@@ -338,6 +340,7 @@ impl JobManager {
         if job.parallelism.is_some_and(|n| n > 1) {
             self.check_parallelism(&job, &columns)?;
         }
+        let notices = self.guard_notices(&job, &columns).await?;
         let destination = self.destination(job.destination.connection.as_deref())?;
         destination
             .check_schedule(&job.destination.table, &request.schedule)
@@ -381,7 +384,41 @@ impl JobManager {
         }
         self.notify_changed();
         info!(job = %job.name, source = %table, destination = %job.destination.table, "ETL job created");
-        Ok(CreateJobOutcome::Created)
+        Ok(CreateJobOutcome::Created { notices })
+    }
+
+    /// What the commit guard cannot do for the runs of a new incremental
+    /// job: a cursor it does not cover without LOOKBACK, or a source user
+    /// that cannot see other sessions' transactions.
+    async fn guard_notices(&self, job: &JobRecord, columns: &JobColumns) -> Result<Vec<String>, EngineError> {
+        let LoadType::Incremental { cursor, lookback, .. } = &job.load else {
+            return Ok(Vec::new());
+        };
+        if !job.guard.enabled {
+            return Ok(Vec::new());
+        }
+        let position = columns.position(cursor).expect("the cursor was checked");
+        let cursor_type = columns.schema.field(position).data_type();
+        if !guard::covers(cursor_type) {
+            return Ok(if lookback.is_none() {
+                vec![format!("cursor \"{cursor}\": {}", guard::uncovered_reason(cursor_type))]
+            } else {
+                Vec::new()
+            });
+        }
+        let source = self.connections.source(&job.source.connection)?;
+        let horizon = guard::horizon(job, &*source).await?;
+        Ok(horizon
+            .and_then(|h| h.blind)
+            .map(|grant| {
+                format!(
+                    "the user of connection \"{}\" cannot see other sessions' transactions, so runs cannot wait for \
+                     rows they have not committed yet; grant it {grant} (runs record that they ran unguarded)",
+                    job.source.connection
+                )
+            })
+            .into_iter()
+            .collect())
     }
 
     /// Checks that the source can be read by parallel streams, split on a

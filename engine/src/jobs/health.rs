@@ -17,6 +17,9 @@ pub enum Health {
     ConnectionFailed {
         connection: String,
     },
+    /// The last run loaded rows the commit guard could not vouch for (see
+    /// the run's `guard_warning`).
+    Degraded,
 }
 
 impl Health {
@@ -26,6 +29,7 @@ impl Health {
             Health::Healthy => "healthy",
             Health::Failing { .. } => "failing",
             Health::ConnectionFailed { .. } => "connection_failed",
+            Health::Degraded => "degraded",
         }
     }
 
@@ -40,6 +44,7 @@ impl Health {
             Some(connection) => Health::ConnectionFailed {
                 connection: connection.into(),
             },
+            None if last_run_guard_warned(runs) => Health::Degraded,
             None => Health::Healthy,
         }
     }
@@ -54,6 +59,14 @@ pub fn consecutive_failures(runs: &[RunRecord]) -> u32 {
         .filter(|r| r.status.is_final() && r.status != RunStatus::Skipped)
         .take_while(|r| r.status == RunStatus::Failed)
         .count() as u32
+}
+
+/// Whether the last finished run carries a commit-guard warning.
+fn last_run_guard_warned(runs: &[RunRecord]) -> bool {
+    runs.iter()
+        .rev()
+        .find(|r| r.status.is_final() && r.status != RunStatus::Skipped)
+        .is_some_and(|r| r.guard_warning.is_some())
 }
 
 #[cfg(test)]
@@ -84,6 +97,7 @@ mod tests {
             max_retries: 3,
             catch_up: Default::default(),
             layout: Default::default(),
+            guard: Default::default(),
             parallelism: None,
             paused: false,
             created_at: Utc::now(),

@@ -3,6 +3,7 @@
 
 mod dedupe;
 mod define;
+mod guard;
 mod health;
 mod progress;
 mod reconcile;

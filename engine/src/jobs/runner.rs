@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::scalar::ScalarValue;
 use futures::{FutureExt, StreamExt};
 use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
 use tokio::sync::Notify;
@@ -18,7 +19,7 @@ use super::dedupe::Deduper;
 use super::define::JobColumns;
 use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::reconcile::INTERRUPTED;
-use super::{ActiveRun, JobManager, split, window};
+use super::{ActiveRun, JobManager, guard, split, window};
 use crate::destinations::WriteMode;
 use crate::error::EngineError;
 use crate::failpoint;
@@ -372,15 +373,41 @@ impl JobManager {
             (Some(low), Some(lookback)) => Some(window::minus(low, &lookback.window)?),
             _ => low.clone(),
         };
-        let filter = match (&cursor, &read_from) {
-            (Some((name, _)), Some(from)) => {
-                let dialect = source.dialect();
-                let literal = dialect.literal(from).ok_or_else(|| EngineError::InvalidJob {
-                    message: format!("cannot write the watermark {from} as a literal for the source"),
-                })?;
-                Some(format!("{} > {literal}", dialect.quote_ident(name)))
+        // The commit guard's cap, read before the scan takes its snapshot.
+        let cap = match &cursor {
+            Some((_, position)) => {
+                let decision = guard::read(job, &*source, columns.schema.field(*position).data_type()).await?;
+                run.guard_cap = decision.cap.as_ref().map(window::text);
+                run.guard_reason = Some(decision.reason);
+                if let Some(warning) = &decision.warning {
+                    warn!(job = %job.name, run_id = run.id, "{warning}");
+                }
+                run.guard_warning = decision.warning;
+                decision.cap
             }
-            _ => None,
+            None => None,
+        };
+        let filter = match &cursor {
+            Some((name, _)) => {
+                let dialect = source.dialect();
+                let bound = |value: &ScalarValue, op: &str| {
+                    dialect
+                        .literal(value)
+                        .map(|literal| format!("{} {op} {literal}", dialect.quote_ident(name)))
+                        .ok_or_else(|| EngineError::InvalidJob {
+                            message: format!("cannot write the cursor value {value} as a literal for the source"),
+                        })
+                };
+                let conditions = [
+                    read_from.as_ref().map(|v| bound(v, ">")),
+                    cap.as_ref().map(|v| bound(v, "<=")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Result<Vec<_>, _>>()?;
+                (!conditions.is_empty()).then(|| conditions.join(" AND "))
+            }
+            None => None,
         };
         run.watermark_from = low.as_ref().map(window::text);
         self.catalog().update_run(run)?;

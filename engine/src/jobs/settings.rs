@@ -27,11 +27,17 @@ pub enum JobSetting {
     RequirePartitionFilter(bool),
     /// Clustering columns of the new destination table.
     ClusterBy(Vec<String>),
+    /// Whether incremental runs wait for transactions open on the source.
+    CommitGuard(bool),
+    /// Seconds the guard's cap stays below the oldest open transaction.
+    GuardMargin(u64),
+    /// Seconds after which an open transaction stops holding the cap back.
+    GuardMaxHold(u64),
 }
 
 /// The settings a job accepts, for error messages.
-pub const SETTING_NAMES: &str =
-    "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by";
+pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by, \
+     commit_guard, guard_margin, guard_max_hold";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -63,6 +69,18 @@ impl JobSetting {
                 )),
                 _ => Err("cluster_by must be 'column[, column ...]'".into()),
             },
+            "commit_guard" => match value {
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("on") => Ok(JobSetting::CommitGuard(true)),
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("off") => Ok(JobSetting::CommitGuard(false)),
+                _ => Err("commit_guard must be 'on' or 'off'".into()),
+            },
+            "guard_margin" => seconds(value, 86_400)
+                .map(JobSetting::GuardMargin)
+                .ok_or_else(|| "guard_margin must be a duration such as '5 seconds' (at most 1 day)".into()),
+            "guard_max_hold" => seconds(value, 30 * 86_400)
+                .filter(|&s| s > 0)
+                .map(JobSetting::GuardMaxHold)
+                .ok_or_else(|| "guard_max_hold must be a duration such as '1 hour' (at most 30 days)".into()),
             other => Err(format!(
                 "unknown job setting \"{other}\"; valid settings: {SETTING_NAMES}"
             )),
@@ -79,6 +97,9 @@ impl JobSetting {
             JobSetting::PartitionExpirationDays(_) => "partition_expiration_days",
             JobSetting::RequirePartitionFilter(_) => "require_partition_filter",
             JobSetting::ClusterBy(_) => "cluster_by",
+            JobSetting::CommitGuard(_) => "commit_guard",
+            JobSetting::GuardMargin(_) => "guard_margin",
+            JobSetting::GuardMaxHold(_) => "guard_max_hold",
         }
     }
 
@@ -92,6 +113,9 @@ impl JobSetting {
             JobSetting::PartitionExpirationDays(days) => job.layout.partition_expiration_days = Some(days),
             JobSetting::RequirePartitionFilter(required) => job.layout.require_partition_filter = required,
             JobSetting::ClusterBy(columns) => job.layout.cluster_by = columns,
+            JobSetting::CommitGuard(on) => job.guard.enabled = on,
+            JobSetting::GuardMargin(seconds) => job.guard.margin_seconds = seconds,
+            JobSetting::GuardMaxHold(seconds) => job.guard.max_hold_seconds = seconds,
         }
     }
 
@@ -103,6 +127,30 @@ impl JobSetting {
             JobSetting::PartitionExpirationDays(_) | JobSetting::RequirePartitionFilter(_) | JobSetting::ClusterBy(_)
         )
     }
+}
+
+/// A duration setting in whole seconds, at most `max`: a number of seconds
+/// or text such as `'5 seconds'`, `'10 minutes'`, `'1 hour'`.
+fn seconds(value: &SettingValue, max: u64) -> Option<u64> {
+    let seconds = match value {
+        SettingValue::Number(n) => *n,
+        SettingValue::Text(text) => {
+            let mut words = text.split_whitespace();
+            let n: u64 = words.next()?.parse().ok()?;
+            let unit = match words.next().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("s" | "second" | "seconds") => 1,
+                Some("min" | "minute" | "minutes") => 60,
+                Some("h" | "hour" | "hours") => 3600,
+                Some("day" | "days") => 86_400,
+                Some(_) => return None,
+            };
+            if words.next().is_some() {
+                return None;
+            }
+            n.checked_mul(unit)?
+        }
+    };
+    (seconds <= max).then_some(seconds)
 }
 
 #[cfg(test)]
@@ -131,6 +179,18 @@ mod tests {
             JobSetting::parse("require_partition_filter", &SettingValue::Text("TRUE".into())),
             Ok(JobSetting::RequirePartitionFilter(true))
         );
+        assert_eq!(
+            JobSetting::parse("guard_margin", &SettingValue::Text("2 minutes".into())),
+            Ok(JobSetting::GuardMargin(120))
+        );
+        assert_eq!(
+            JobSetting::parse("guard_max_hold", &SettingValue::Text("1 hour".into())),
+            Ok(JobSetting::GuardMaxHold(3600))
+        );
+        assert_eq!(
+            JobSetting::parse("commit_guard", &SettingValue::Text("OFF".into())),
+            Ok(JobSetting::CommitGuard(false))
+        );
         for (name, value, needle) in [
             ("batch_rows", SettingValue::Number(0), "between 1 and 1000000"),
             ("max_retries", SettingValue::Number(21), "between 0 and 20"),
@@ -139,6 +199,17 @@ mod tests {
             ("max_retries", SettingValue::Text("3".into()), "whole number"),
             ("catch_up", SettingValue::Text("always".into()), "'once' or 'skip'"),
             ("parallel", SettingValue::Number(2), "valid settings: batch_rows"),
+            ("commit_guard", SettingValue::Text("maybe".into()), "'on' or 'off'"),
+            (
+                "guard_margin",
+                SettingValue::Text("5 fortnights".into()),
+                "such as '5 seconds'",
+            ),
+            (
+                "guard_max_hold",
+                SettingValue::Text("0 seconds".into()),
+                "such as '1 hour'",
+            ),
         ] {
             let err = JobSetting::parse(name, &value).unwrap_err();
             assert!(err.contains(needle), "{name}: {err}");

@@ -146,6 +146,38 @@ pub struct ScanRequest {
     pub batch_rows: Option<usize>,
 }
 
+/// An instant on the source's clock, in microseconds since 1970 both as UTC
+/// (for `timestamptz`/`TIMESTAMP` cursors) and as the wall time of the
+/// source's default time zone (for `timestamp`/`DATETIME` cursors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceInstant {
+    pub utc_micros: i64,
+    pub wall_micros: i64,
+}
+
+/// A transaction open on the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTransaction {
+    /// Who holds it: the backend pid or connection id.
+    pub holder: i64,
+    pub started: SourceInstant,
+}
+
+/// What a source says about transactions that may still commit rows with
+/// older cursor values (see the commit guard in `docs/load-semantics.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitHorizon {
+    /// The source's clock now.
+    pub now: SourceInstant,
+    /// Transactions open in other sessions, oldest first.
+    pub open: Vec<OpenTransaction>,
+    /// On a read replica, the commit time of the last replayed transaction.
+    pub replay: Option<SourceInstant>,
+    /// Why the source user may not see every open transaction (the grant
+    /// it lacks); `None` when it sees them all.
+    pub blind: Option<String>,
+}
+
 /// How a source spells identifiers and literals in its SQL.
 pub trait Dialect: Send + Sync {
     /// Quotes an identifier so that any name (spaces, quotes, reserved
@@ -279,6 +311,12 @@ pub trait Source: Send + Sync {
             code: Some("0A000".into()),
             message: format!("{} cannot be read by parallel streams", description.table),
         })
+    }
+
+    /// Open transactions and the clock of the source, read in a session of
+    /// its own; `None` for sources without transactions to guard against.
+    async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
+        Ok(None)
     }
 
     /// The query [`Source::scan`] sends for `request`, for EXPLAIN.

@@ -10,7 +10,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
 
-use super::{Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
+use super::{CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
 use crate::error::ConnectFailure;
 use crate::scrub::Scrubber;
 
@@ -90,6 +90,10 @@ impl Source for Scrubbed {
             Ok(stream) => Ok(self.clean_stream(stream)),
             Err(e) => Err(self.clean(e)),
         }
+    }
+
+    async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
+        self.inner.commit_horizon().await.map_err(|e| self.clean(e))
     }
 
     fn supports_parallel_scan(&self) -> bool {

@@ -7,7 +7,7 @@ use chrono::Utc;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_catalog::{
-    Catalog, CatalogError, ConnectionStatus, IncrementalStart, JobRecord, LoadType, RunRecord, RunStatus,
+    Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, RunRecord, RunStatus,
 };
 use sluice_engine::destinations::Shipped;
 use sluice_engine::jobs::{Health, LiveRun, consecutive_failures};
@@ -177,6 +177,9 @@ pub static RUNS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("load_jobs_done", DataType::Int64, true),
         Field::new("load_jobs_total", DataType::Int64, true),
         text("sqlstate"),
+        text("guard_cap"),
+        text("guard_reason"),
+        text("guard_warning"),
     ]))
 });
 
@@ -234,6 +237,9 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun]) -> RecordBatch {
             shipped(|s| s.jobs.map(|j| j.done), |r| r.load_jobs_done),
             shipped(|s| s.jobs.map(|j| j.total), |r| r.load_jobs_total),
             strings(runs.iter().map(|r| r.sqlstate.as_deref())),
+            strings(runs.iter().map(|r| r.guard_cap.as_deref())),
+            strings(runs.iter().map(|r| r.guard_reason.as_deref())),
+            strings(runs.iter().map(|r| r.guard_warning.as_deref())),
         ],
     )
 }
@@ -313,6 +319,15 @@ pub fn create_job_sql(job: &JobRecord) -> String {
         sql.push_str(&format!(
             ", cluster_by = '{}'",
             layout.cluster_by.join(", ").replace('\'', "''")
+        ));
+    }
+    if job.guard != CommitGuard::default() {
+        let guard = &job.guard;
+        sql.push_str(&format!(
+            ", commit_guard = '{}', guard_margin = '{} seconds', guard_max_hold = '{} seconds'",
+            if guard.enabled { "on" } else { "off" },
+            guard.margin_seconds,
+            guard.max_hold_seconds
         ));
     }
     sql.push_str(");");

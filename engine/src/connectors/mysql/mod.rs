@@ -4,6 +4,7 @@
 mod decode;
 mod dialect;
 mod endpoint;
+mod horizon;
 mod metadata;
 mod source;
 

@@ -18,10 +18,11 @@ use tracing::warn;
 use super::decode::ColumnDecoder;
 use super::dialect::MysqlDialect;
 use super::endpoint::{Endpoint, query_error};
-use super::metadata;
+use super::{horizon, metadata};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef,
+    scan_sql,
 };
 
 /// Rows per record batch of a scan.
@@ -195,6 +196,13 @@ impl Source for MysqlSource {
         })
         .map_err(|e: SourceError| DataFusionError::External(Box::new(e)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
+        let mut conn = self.endpoint.connect(self.timeout).await?;
+        let result = horizon::read(&mut conn).await;
+        close(conn).await;
+        result.map(Some)
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {

@@ -4,6 +4,7 @@
 
 mod copy_binary;
 mod dialect;
+mod horizon;
 mod metadata;
 mod parallel;
 mod source;

@@ -18,10 +18,11 @@ use tracing::debug;
 
 use super::copy_binary::{BATCH_ROWS, CopyDecoder, DecodeError, Wire};
 use super::dialect::DIALECT;
-use super::{Endpoint, PgConnection, metadata, parallel, query_error};
+use super::{Endpoint, PgConnection, horizon, metadata, parallel, query_error};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef,
+    scan_sql,
 };
 
 /// Opens a PostgreSQL connection's options as a source.
@@ -92,6 +93,13 @@ impl Source for PostgresSource {
         parts: usize,
     ) -> Result<SendableRecordBatchStream, SourceError> {
         parallel::scan(&self.endpoint, description, request, split, parts).await
+    }
+
+    async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
+        let connection = self.endpoint.connect().await?;
+        let result = horizon::read(&connection.client).await;
+        connection.close();
+        result.map(Some)
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {

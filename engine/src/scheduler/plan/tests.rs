@@ -33,6 +33,7 @@ fn job(schedule: &str) -> JobRecord {
         max_retries: 3,
         catch_up: CatchUp::Once,
         layout: Default::default(),
+        guard: Default::default(),
         paused: false,
         created_at: at("2026-01-01T00:00:00Z"),
         updated_at: at("2026-01-01T00:00:00Z"),
