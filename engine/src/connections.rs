@@ -12,7 +12,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::allowed_paths::AllowedPaths;
 use crate::connection_types::{self, ConnectionType, TypeStatus};
-use crate::destinations::Destination;
+use crate::destinations::{Destination, ScrubbedDestination};
 use crate::error::{ConnectFailure, EngineError};
 use crate::options::{self, PreparedOptions, ResolvedOptions};
 use crate::sources::{Scrubbed, Source};
@@ -271,7 +271,8 @@ impl ConnectionManager {
             kind: kind.name.into(),
         })?;
         let resolved = self.resolve_saved(&record)?;
-        factory(&resolved, self.timeout_for(&resolved), self.catalog.instance_id())
+        let destination = factory(&resolved, self.timeout_for(&resolved), self.catalog.instance_id())?;
+        Ok(Arc::new(ScrubbedDestination::new(destination, resolved.scrubber())))
     }
 
     fn timeout_for(&self, resolved: &ResolvedOptions) -> Duration {

@@ -28,3 +28,4 @@ mod source_local;
 mod source_mysql;
 mod source_postgres;
 mod warehouse_cloud;
+mod secrets_destinations;
