@@ -166,7 +166,9 @@ fn connect_error(kind: ConnectFailureKind, message: String) -> ErrorInfo {
         ),
         ConnectFailureKind::Tls => (
             "08001",
-            "Check the TLS options (sslmode / ssl_mode and the CA file) against what the server offers.",
+            "Check the TLS options against what the server offers: to trust a private or self-signed \
+             certificate, name its CA file (ssl_ca for MySQL/MariaDB, sslrootcert for PostgreSQL); to encrypt \
+             without verifying, use ssl_mode 'preferred' (sslmode 'prefer').",
         ),
         ConnectFailureKind::Other => ("08001", "Check the connection options."),
     };
