@@ -101,6 +101,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::RunNotRunning { .. } | EngineError::RunNotQueued { .. } => error("55000", message, None),
         EngineError::UnknownColumn { .. } => error("42703", message, None),
         EngineError::NotADestination { .. } => error("0A000", message, None),
+        EngineError::ReservedName { .. } => error("42939", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),
         EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),
         EngineError::Extract { .. } => error("22000", message, None),

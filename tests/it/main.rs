@@ -19,6 +19,7 @@ mod harness;
 mod jobs;
 mod parallel;
 mod redaction;
+mod reserved_names;
 mod scheduler;
 mod secrets_destinations;
 mod security_errors;
