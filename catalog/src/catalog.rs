@@ -530,7 +530,7 @@ impl Catalog {
         batch.put(&RunSequence {
             next: sequence.next + 1,
         });
-        batch.put(&run);
+        batch.put(&run).index_run(job, run.id);
         batch.commit()?;
         Ok(run)
     }
@@ -560,14 +560,20 @@ impl Catalog {
             .ok_or_else(|| not_found(ObjectKind::Run, &id.to_string()))
     }
 
-    /// Runs, oldest first; only `job`'s when given.
+    /// Runs, oldest first; only `job`'s when given (read through the run
+    /// index: no other job's runs are read).
     pub fn runs(&self, job: Option<&str>) -> Result<Vec<RunRecord>> {
-        Ok(self
-            .store
-            .scan::<RunRecord>()?
-            .into_iter()
-            .filter(|r| job.is_none_or(|j| r.job == j))
-            .collect())
+        let Some(job) = job else {
+            return self.store.scan::<RunRecord>();
+        };
+        let mut runs = Vec::new();
+        for id in self.store.run_ids(job)? {
+            // Pruned between the index scan and this read: gone, skip it.
+            if let Some(run) = self.store.get::<RunRecord>(&run_key(id))? {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
     }
 
     /// Deletes the oldest finished runs of `job` beyond the newest `keep`;
@@ -585,7 +591,7 @@ impl Catalog {
         }
         let mut batch = self.store.batch();
         for id in &finished[..excess] {
-            batch.delete::<RunRecord>(&run_key(*id));
+            batch.delete::<RunRecord>(&run_key(*id)).unindex_run(job, *id);
         }
         batch.commit()?;
         Ok(excess)

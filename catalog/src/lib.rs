@@ -31,5 +31,6 @@ pub use schedule_state::{PendingRetry, ScheduleState};
 pub use secret::{SecretInfo, SecretValue};
 
 /// The catalog layout version written to `meta`; bumped when column families
-/// or key layouts change, with a migration in `store`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// or key layouts change, with a migration in `store`. 2: the `run_index`
+/// family indexes runs by job.
+pub const SCHEMA_VERSION: u32 = 2;

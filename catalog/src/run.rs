@@ -134,6 +134,16 @@ pub fn run_key(id: u64) -> String {
     format!("{id:020}")
 }
 
+/// A run's key in the run index: the job's name, a NUL, and the run id as
+/// big-endian bytes, so that one job's runs are one key range in run order.
+pub(crate) fn run_index_key(job: &str, id: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(job.len() + 9);
+    key.extend_from_slice(job.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
 impl Record for RunRecord {
     const FAMILY: &'static str = "runs";
     /// 2: runs may carry `bytes_uploaded`, `load_jobs_done` and

@@ -8,9 +8,11 @@ use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, Wri
 use crate::SCHEMA_VERSION;
 use crate::error::{CatalogError, Result};
 use crate::record::{self, Record};
+use crate::run::{RunRecord, run_index_key};
 
-/// Column families, one per kind of record.
-pub(crate) const FAMILIES: [&str; 7] = [
+/// Column families, one per kind of record, plus `run_index`: one empty
+/// value per run under [`run_index_key`], so a job's runs are a prefix scan.
+pub(crate) const FAMILIES: [&str; 8] = [
     "connections",
     "secrets",
     "jobs",
@@ -18,7 +20,10 @@ pub(crate) const FAMILIES: [&str; 7] = [
     "watermarks",
     "schedules",
     "meta",
+    RUN_INDEX,
 ];
+
+const RUN_INDEX: &str = "run_index";
 
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 
@@ -59,7 +64,6 @@ impl Store {
                         key: "schema_version".into(),
                         reason: "not a number".into(),
                     })?;
-                // Layout 1 is the only one so far; later layouts migrate here.
                 if found > SCHEMA_VERSION {
                     return Err(CatalogError::Corrupt {
                         family: "meta",
@@ -69,9 +73,25 @@ impl Store {
                         ),
                     });
                 }
+                if found < 2 {
+                    self.index_runs()?;
+                }
                 Ok(())
             }
         }
+    }
+
+    /// Layout 1 -> 2: indexes every run by job, and records the new layout
+    /// in the same atomic write.
+    fn index_runs(&self) -> Result<()> {
+        let mut batch = self.batch();
+        for run in self.scan::<RunRecord>()? {
+            batch.index_run(&run.job, run.id);
+        }
+        batch
+            .batch
+            .put_cf(self.family("meta"), SCHEMA_VERSION_KEY, SCHEMA_VERSION.to_string());
+        batch.commit()
     }
 
     fn family(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -95,6 +115,29 @@ impl Store {
                 record::decode(&key, &value)
             })
             .collect()
+    }
+
+    /// The ids of `job`'s runs in the run index, in run order: a prefix
+    /// scan that reads no other job's entries.
+    pub fn run_ids(&self, job: &str) -> Result<Vec<u64>> {
+        let prefix = run_index_key(job, 0);
+        let prefix = &prefix[..prefix.len() - 8];
+        let mut ids = Vec::new();
+        let entries = self.db.iterator_cf(
+            self.family(RUN_INDEX),
+            IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        for entry in entries {
+            let (key, _) = entry?;
+            let Some(id) = key.strip_prefix(prefix) else {
+                break;
+            };
+            // Longer: a job whose name continues past a NUL.
+            if let Ok(id) = <[u8; 8]>::try_from(id) {
+                ids.push(u64::from_be_bytes(id));
+            }
+        }
+        Ok(ids)
     }
 
     /// Starts an atomic change.
@@ -131,6 +174,20 @@ impl Batch<'_> {
 
     pub fn delete<R: Record>(&mut self, key: &str) -> &mut Self {
         self.batch.delete_cf(self.store.family(R::FAMILY), key.as_bytes());
+        self
+    }
+
+    /// Adds run `id` of `job` to the run index.
+    pub fn index_run(&mut self, job: &str, id: u64) -> &mut Self {
+        self.batch
+            .put_cf(self.store.family(RUN_INDEX), run_index_key(job, id), []);
+        self
+    }
+
+    /// Removes run `id` of `job` from the run index.
+    pub fn unindex_run(&mut self, job: &str, id: u64) -> &mut Self {
+        self.batch
+            .delete_cf(self.store.family(RUN_INDEX), run_index_key(job, id));
         self
     }
 

@@ -416,3 +416,111 @@ fn a_table_has_one_job_and_the_catalog_one_instance_id() {
     let fresh = open_with_job(other.path(), "first");
     assert_ne!(fresh.instance_id(), instance, "a new catalog gets a new id");
 }
+
+/// The catalog's RocksDB opened directly, to write what an older layout or
+/// a damaged record looks like.
+fn raw_db(dir: &Path) -> rocksdb::DB {
+    let mut opts = rocksdb::Options::default();
+    opts.create_missing_column_families(true);
+    let families = [
+        "connections",
+        "secrets",
+        "jobs",
+        "runs",
+        "watermarks",
+        "schedules",
+        "meta",
+        "run_index",
+    ];
+    rocksdb::DB::open_cf(&opts, dir, families).unwrap()
+}
+
+/// Catalog `dir` with jobs `a` and `b` whose runs interleave: a1 b2 a3 b4 a5.
+fn interleaved_runs(dir: &Path) {
+    let catalog = open_with_job(dir, "a");
+    catalog.create_job(&job("b", "shop")).unwrap();
+    for name in ["a", "b", "a", "b", "a"] {
+        catalog.start_run(name, RunTrigger::Manual).unwrap();
+    }
+}
+
+#[test]
+fn a_jobs_runs_come_in_order_without_reading_other_jobs_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    interleaved_runs(dir.path());
+    {
+        // Damage b's runs: reading one of them fails.
+        let db = raw_db(dir.path());
+        let runs = db.cf_handle("runs").unwrap();
+        db.put_cf(runs, format!("{:020}", 2), b"not a run").unwrap();
+        db.put_cf(runs, format!("{:020}", 4), b"not a run").unwrap();
+    }
+    let catalog = open(dir.path());
+    let ids = |runs: Vec<RunRecord>| runs.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(catalog.runs(Some("a")).unwrap()), vec![1, 3, 5]);
+    assert!(catalog.runs(Some("b")).is_err(), "b's runs are read (and are damaged)");
+    assert!(catalog.runs(None).is_err());
+    assert_eq!(catalog.prune_runs("a", 1).unwrap(), 0, "a's runs are still running");
+    assert!(catalog.runs(Some("nobody")).unwrap().is_empty());
+}
+
+#[test]
+fn pruning_removes_runs_from_their_jobs_index() {
+    let dir = tempfile::tempdir().unwrap();
+    interleaved_runs(dir.path());
+    let catalog = open(dir.path());
+    for mut run in catalog.runs(None).unwrap() {
+        run.status = RunStatus::Succeeded;
+        catalog.finish_run(&run, None).unwrap();
+    }
+    assert_eq!(catalog.prune_runs("a", 1).unwrap(), 2);
+    let ids = |job| {
+        catalog
+            .runs(Some(job))
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!((ids("a"), ids("b")), (vec![5], vec![2, 4]));
+    drop(catalog);
+    let db = raw_db(dir.path());
+    let index = db.cf_handle("run_index").unwrap();
+    let entries = db.iterator_cf(index, rocksdb::IteratorMode::Start).count();
+    assert_eq!(entries, 3, "pruned runs leave no index entries");
+}
+
+#[test]
+fn a_layout_1_catalog_gets_its_runs_indexed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    interleaved_runs(dir.path());
+    {
+        // What layout 1 wrote: runs by id only, no run index.
+        let db = raw_db(dir.path());
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, "schema_version", "1").unwrap();
+        drop(db);
+        let mut db = raw_db(dir.path());
+        db.drop_cf("run_index").unwrap();
+    }
+    {
+        let catalog = open(dir.path());
+        let ids = |job| {
+            catalog
+                .runs(Some(job))
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!((ids("a"), ids("b")), (vec![1, 3, 5], vec![2, 4]));
+        assert_eq!(catalog.start_run("b", RunTrigger::Manual).unwrap().id, 6);
+        assert_eq!(ids("b"), vec![2, 4, 6]);
+    }
+    let db = raw_db(dir.path());
+    let meta = db.cf_handle("meta").unwrap();
+    assert_eq!(
+        db.get_cf(meta, "schema_version").unwrap().as_deref(),
+        Some(SCHEMA_VERSION.to_string().as_bytes())
+    );
+}

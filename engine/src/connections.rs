@@ -12,7 +12,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::allowed_paths::AllowedPaths;
 use crate::connection_types::{self, ConnectionType, TypeStatus};
-use crate::destinations::Destination;
+use crate::destinations::{Destination, ScrubbedDestination};
 use crate::error::{ConnectFailure, EngineError};
 use crate::options::{self, PreparedOptions, ResolvedOptions};
 use crate::sources::{Scrubbed, Source};
@@ -107,6 +107,7 @@ impl ConnectionManager {
     /// Validates, tests (unless `validate` is false) and saves a connection.
     /// Nothing is saved when any step fails.
     pub async fn create(&self, request: CreateConnection) -> Result<CreateOutcome, EngineError> {
+        check_not_reserved(&request.name)?;
         if self.catalog.find_connection(&request.name)?.is_some() {
             return if request.if_not_exists {
                 Ok(CreateOutcome::AlreadyExists)
@@ -271,7 +272,8 @@ impl ConnectionManager {
             kind: kind.name.into(),
         })?;
         let resolved = self.resolve_saved(&record)?;
-        factory(&resolved, self.timeout_for(&resolved), self.catalog.instance_id())
+        let destination = factory(&resolved, self.timeout_for(&resolved), self.catalog.instance_id())?;
+        Ok(Arc::new(ScrubbedDestination::new(destination, resolved.scrubber())))
     }
 
     fn timeout_for(&self, resolved: &ResolvedOptions) -> Duration {
@@ -361,6 +363,33 @@ impl ConnectionManager {
 }
 
 /// Resolves a type name to an available type, or explains why not.
+/// Names SQL already uses, and what each one is: a connection of that name
+/// would be shadowed by it (or make `INTO name.table` ambiguous).
+const RESERVED_NAMES: &[(&str, &str)] = &[
+    (
+        "sluice",
+        "the database and its system tables (sluice.jobs, sluice.runs, ...)",
+    ),
+    ("warehouse", "the built-in local warehouse (warehouse.<table>)"),
+    ("pg_catalog", "the built-in PostgreSQL system catalog schema"),
+    ("information_schema", "the built-in information_schema"),
+    ("public", "the default schema"),
+];
+
+/// Refuses a connection name that collides with a built-in name.
+fn check_not_reserved(name: &str) -> Result<(), EngineError> {
+    match RESERVED_NAMES
+        .iter()
+        .find(|(reserved, _)| name.eq_ignore_ascii_case(reserved))
+    {
+        Some((_, builtin)) => Err(EngineError::ReservedName {
+            name: name.to_owned(),
+            builtin,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn available_type(name: &str) -> Result<&'static ConnectionType, EngineError> {
     let kind = connection_types::lookup(name)?;
     match kind.status {

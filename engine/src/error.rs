@@ -143,6 +143,10 @@ pub enum EngineError {
     #[error(transparent)]
     Destination(#[from] DestinationError),
 
+    /// A connection name that SQL already uses for something built in.
+    #[error("connection name \"{name}\" is reserved: it is {builtin}; choose another name")]
+    ReservedName { name: String, builtin: &'static str },
+
     #[error("run {run_id} was cancelled; nothing of it was committed")]
     Cancelled { run_id: u64 },
 

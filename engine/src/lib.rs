@@ -1,5 +1,6 @@
 //! The Sluice engine: connection types and their drivers, connection
-//! testing, and (later) extraction, loading and scheduling.
+//! testing, sources and destinations, ETL jobs and their runs (extraction
+//! and loading), and the scheduler.
 //!
 //! The engine knows nothing about the wire protocol; the server turns its
 //! typed errors into SQLSTATEs.

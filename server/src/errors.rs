@@ -101,6 +101,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::RunNotRunning { .. } | EngineError::RunNotQueued { .. } => error("55000", message, None),
         EngineError::UnknownColumn { .. } => error("42703", message, None),
         EngineError::NotADestination { .. } => error("0A000", message, None),
+        EngineError::ReservedName { .. } => error("42939", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),
         EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),
         EngineError::Extract { .. } => error("22000", message, None),
@@ -169,7 +170,9 @@ fn connect_error(kind: ConnectFailureKind, message: String) -> ErrorInfo {
         ),
         ConnectFailureKind::Tls => (
             "08001",
-            "Check the TLS options (sslmode / ssl_mode and the CA file) against what the server offers.",
+            "Check the TLS options against what the server offers: to trust a private or self-signed \
+             certificate, name its CA file (ssl_ca for MySQL/MariaDB, sslrootcert for PostgreSQL); to encrypt \
+             without verifying, use ssl_mode 'preferred' (sslmode 'prefer').",
         ),
         ConnectFailureKind::Other => ("08001", "Check the connection options."),
     };

@@ -9,6 +9,7 @@
 //! [`WarehouseSchema`].
 
 mod compare;
+mod scrubbed;
 mod shipping;
 mod warehouse;
 
@@ -26,6 +27,7 @@ use datafusion::scalar::ScalarValue;
 /// Destination-specific table layout settings of a job.
 pub use sluice_catalog::TableLayout;
 
+pub use scrubbed::ScrubbedDestination;
 pub use shipping::{Activity, Busy, LoadJobs, ShipProgress, Shipped};
 pub use warehouse::{FileLimits, LocalWarehouse, WarehouseSchema, display_location};
 

@@ -1,6 +1,7 @@
 //! Views of ETL jobs and runs: `SHOW ETL JOBS` / `sluice.jobs`,
 //! `SHOW ETL RUNS` / `sluice.runs`, `SHOW CREATE ETL JOB`, `RUN ETL JOB`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use chrono::Utc;
@@ -79,10 +80,14 @@ fn destination_sql(job: &JobRecord) -> String {
 
 pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
     let jobs = catalog.jobs()?;
-    let runs = catalog.runs(None)?;
+    // One pass over the runs, grouped by job (runs stay oldest first).
+    let mut by_job: HashMap<String, Vec<RunRecord>> = HashMap::new();
+    for run in catalog.runs(None)? {
+        by_job.entry(run.job.clone()).or_default().push(run);
+    }
     let runs_of: Vec<Vec<RunRecord>> = jobs
         .iter()
-        .map(|j| runs.iter().filter(|r| r.job == j.name).cloned().collect())
+        .map(|j| by_job.remove(&j.name).unwrap_or_default())
         .collect();
     let last: Vec<Option<&RunRecord>> = runs_of.iter().map(|r| r.last()).collect();
     let last_error: Vec<Option<&str>> = runs_of

@@ -605,6 +605,8 @@ pub struct MariaDb {
     pub db: String,
     /// Temp dir root (data dir, socket, logs).
     pub dir: PathBuf,
+    /// The server's self-signed TLS certificate, when started with TLS.
+    pub tls_cert: Option<PathBuf>,
     child: Option<Child>,
     tmp: Option<TempDir>,
 }
@@ -613,6 +615,17 @@ impl MariaDb {
     /// mariadb-install-db + mariadbd on a free port; waits (up to 60 s) until
     /// root can run a query over the socket. Panics with the error log on failure.
     pub fn start() -> MariaDb {
+        Self::start_inner(false)
+    }
+
+    /// Like [`start`](Self::start), with TLS offered under a self-signed
+    /// certificate for `127.0.0.1` and `localhost` (made by `openssl` in the
+    /// temp dir; [`tls_cert`](Self::tls_cert) is its path).
+    pub fn start_with_tls() -> MariaDb {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(tls: bool) -> MariaDb {
         let tmp = server_tempdir("sluice-maria-");
         let dir = tmp.path().to_path_buf();
         chown_to(&dir, "mysql");
@@ -637,6 +650,7 @@ impl MariaDb {
             user: ETL_USER.to_owned(),
             password: ETL_PASSWORD.to_owned(),
             db: ETL_DB.to_owned(),
+            tls_cert: tls.then(|| self_signed_certificate(&dir, "mysql")),
             dir,
             child: None,
             tmp: Some(tmp),
@@ -701,6 +715,12 @@ impl MariaDb {
                 "--log-bin=mysql-bin",
                 "--binlog-format=ROW",
             ])
+            .args(self.tls_cert.iter().flat_map(|cert| {
+                [
+                    format!("--ssl-cert={}", cert.display()),
+                    format!("--ssl-key={}", cert.with_extension("key").display()),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -833,6 +853,38 @@ impl MariaDb {
             );
         }
     }
+}
+
+/// A self-signed certificate (`server.crt`, key `server.key`) in `dir` for
+/// `127.0.0.1` and `localhost`, readable by `owner`: a certificate that
+/// rustls accepts when it is given as the trusted CA itself.
+fn self_signed_certificate(dir: &Path, owner: &str) -> PathBuf {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(out.status.success(), "openssl req failed:\n{}", output_text(&out));
+    chown_to(&cert, owner);
+    chown_to(&key, owner);
+    cert
 }
 
 impl Drop for MariaDb {

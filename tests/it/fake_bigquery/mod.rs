@@ -73,6 +73,9 @@ impl FakeTable {
 pub enum FaultKind {
     /// Answer with this status and BigQuery error reason, doing nothing.
     Status(u16, &'static str),
+    /// Answer with this status, BigQuery error reason and message (a
+    /// service quoting what it was sent), doing nothing.
+    Message(u16, &'static str, String),
     /// Do the request, but answer only after this long (the client has
     /// given up by then: a lost answer).
     LateAnswer(Duration),
@@ -266,6 +269,7 @@ async fn handle(state: Arc<Mutex<State>>, method: Method, uri: Uri, headers: Hea
                     FaultKind::Status(status, reason) => {
                         return error(status, reason, format!("injected {status} {reason}"));
                     }
+                    FaultKind::Message(status, reason, message) => return error(status, reason, message),
                     FaultKind::LateAnswer(delay) => Some(delay),
                 }
             }

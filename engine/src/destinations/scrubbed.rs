@@ -1,0 +1,244 @@
+//! A destination whose errors never carry the connection's secret values:
+//! what a service echoes (a request body, a key from the credentials) is
+//! scrubbed before the error reaches a run record, a client or a log.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::object_store;
+use datafusion::parquet::errors::ParquetError;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::scalar::ScalarValue;
+use futures::TryStreamExt;
+
+use super::{
+    CommitReport, CommitState, Destination, DestinationError, LoadTransaction, ShipProgress, TableSetup, TableSpec,
+    WriteMode,
+};
+use crate::scrub::Scrubber;
+
+/// `inner` with every error scrubbed of the secrets `scrubber` knows.
+pub struct ScrubbedDestination {
+    inner: Arc<dyn Destination>,
+    scrubber: Scrubber,
+}
+
+impl ScrubbedDestination {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Destination>, scrubber: Scrubber) -> Self {
+        Self { inner, scrubber }
+    }
+
+    fn clean(&self, error: DestinationError) -> DestinationError {
+        scrub_destination_error(&self.scrubber, error)
+    }
+}
+
+/// `error` with secret values removed from its texts. Errors of other
+/// libraries that quote a secret keep their kind but become text.
+pub fn scrub_destination_error(scrubber: &Scrubber, error: DestinationError) -> DestinationError {
+    let text = error.to_string();
+    if scrubber.scrub(&text) == text {
+        return error;
+    }
+    let s = |text: &str| scrubber.scrub(text);
+    match error {
+        DestinationError::TableNotFound(table) => DestinationError::TableNotFound(s(&table)),
+        DestinationError::InvalidTableName(table) => DestinationError::InvalidTableName(s(&table)),
+        DestinationError::SchemaMismatch { table, differences } => DestinationError::SchemaMismatch {
+            table: s(&table),
+            differences: differences.iter().map(|d| s(d)).collect(),
+        },
+        DestinationError::Conflict { table, detail } => DestinationError::Conflict {
+            table: s(&table),
+            detail: s(&detail),
+        },
+        DestinationError::CorruptManifest { path, reason } => DestinationError::CorruptManifest {
+            path: s(&path),
+            reason: s(&reason),
+        },
+        DestinationError::Remote {
+            service,
+            job_id,
+            reason,
+            message,
+        } => DestinationError::Remote {
+            service,
+            job_id: job_id.map(|id| s(&id)),
+            reason: s(&reason),
+            message: s(&message),
+        },
+        DestinationError::ObjectStore(e) => DestinationError::ObjectStore(object_store::Error::Generic {
+            store: "object store",
+            source: s(&e.to_string()).into(),
+        }),
+        DestinationError::Parquet(e) => DestinationError::Parquet(ParquetError::General(s(&e.to_string()))),
+        DestinationError::Arrow(e) => DestinationError::Arrow(ArrowError::ExternalError(s(&e.to_string()).into())),
+        DestinationError::InvalidLocation { location, reason } => DestinationError::InvalidLocation {
+            location: s(&location),
+            reason: s(&reason),
+        },
+        DestinationError::Query(e) => DestinationError::Query(scrub_datafusion_error(scrubber, e)),
+        DestinationError::Unsupported { table, feature } => DestinationError::Unsupported {
+            table: s(&table),
+            feature,
+        },
+        DestinationError::EncoderStopped => DestinationError::EncoderStopped,
+    }
+}
+
+/// `error` with secret values removed; a wrapped [`DestinationError`] keeps
+/// its kind (its SQLSTATE), other errors that quote a secret become text.
+fn scrub_datafusion_error(scrubber: &Scrubber, error: DataFusionError) -> DataFusionError {
+    match error {
+        DataFusionError::External(inner) => match inner.downcast::<DestinationError>() {
+            Ok(error) => DataFusionError::External(Box::new(scrub_destination_error(scrubber, *error))),
+            Err(inner) => scrub_datafusion_error_text(scrubber, DataFusionError::External(inner)),
+        },
+        other => scrub_datafusion_error_text(scrubber, other),
+    }
+}
+
+fn scrub_datafusion_error_text(scrubber: &Scrubber, error: DataFusionError) -> DataFusionError {
+    let text = error.to_string();
+    let clean = scrubber.scrub(&text);
+    if clean == text {
+        error
+    } else {
+        DataFusionError::External(clean.into())
+    }
+}
+
+#[async_trait]
+impl Destination for ScrubbedDestination {
+    async fn ensure_table(&self, spec: &TableSpec) -> Result<TableSetup, DestinationError> {
+        self.inner.ensure_table(spec).await.map_err(|e| self.clean(e))
+    }
+
+    async fn drop_table(&self, table: &str) -> Result<(), DestinationError> {
+        self.inner.drop_table(table).await.map_err(|e| self.clean(e))
+    }
+
+    async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError> {
+        self.inner.committed_run(table, run_id).await.map_err(|e| self.clean(e))
+    }
+
+    async fn last_commit(&self, table: &str) -> Result<Option<CommitState>, DestinationError> {
+        self.inner.last_commit(table).await.map_err(|e| self.clean(e))
+    }
+
+    async fn loaded_keys(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        cursor: &str,
+        after: Option<&ScalarValue>,
+    ) -> Result<SendableRecordBatchStream, DestinationError> {
+        let stream = self
+            .inner
+            .loaded_keys(table, key_columns, cursor, after)
+            .await
+            .map_err(|e| self.clean(e))?;
+        let scrubber = self.scrubber.clone();
+        let schema = stream.schema();
+        let stream = stream.map_err(move |e| scrub_datafusion_error(&scrubber, e));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    async fn begin(
+        &self,
+        table: &str,
+        run_id: u64,
+        mode: WriteMode,
+    ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
+        let inner = self.inner.begin(table, run_id, mode).await.map_err(|e| self.clean(e))?;
+        Ok(Box::new(ScrubbedLoad {
+            inner,
+            scrubber: self.scrubber.clone(),
+        }))
+    }
+}
+
+/// A load whose errors are scrubbed like its destination's.
+struct ScrubbedLoad {
+    inner: Box<dyn LoadTransaction>,
+    scrubber: Scrubber,
+}
+
+#[async_trait]
+impl LoadTransaction for ScrubbedLoad {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
+        let scrubber = &self.scrubber;
+        self.inner
+            .write(batch)
+            .await
+            .map_err(|e| scrub_destination_error(scrubber, e))
+    }
+
+    async fn commit(self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
+        let Self { inner, scrubber } = *self;
+        inner
+            .commit(watermark)
+            .await
+            .map_err(|e| scrub_destination_error(&scrubber, e))
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), DestinationError> {
+        let Self { inner, scrubber } = *self;
+        inner.abort().await.map_err(|e| scrub_destination_error(&scrubber, e))
+    }
+
+    fn shipping(&self) -> Option<Arc<ShipProgress>> {
+        self.inner.shipping()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_catalog::SecretValue;
+
+    use super::*;
+
+    #[test]
+    fn every_text_of_a_destination_error_is_scrubbed() {
+        let scrubber = Scrubber::new(vec![SecretValue::new("hunter2")]);
+        let remote = scrub_destination_error(
+            &scrubber,
+            DestinationError::Remote {
+                service: "BigQuery",
+                job_id: Some("job_1".into()),
+                reason: "invalid".into(),
+                message: "request body {\"key\": \"hunter2\"} refused".into(),
+            },
+        );
+        assert!(matches!(remote, DestinationError::Remote { .. }), "{remote:?}");
+        assert_eq!(
+            remote.to_string(),
+            "BigQuery job job_1 failed: invalid: request body {\"key\": \"********\"} refused"
+        );
+        let store = scrub_destination_error(
+            &scrubber,
+            DestinationError::ObjectStore(object_store::Error::Generic {
+                store: "S3",
+                source: "signature for secret hunter2 does not match".into(),
+            }),
+        );
+        assert!(matches!(store, DestinationError::ObjectStore(_)), "{store:?}");
+        assert!(!store.to_string().contains("hunter2"), "{store}");
+        assert!(store.to_string().contains("********"), "{store}");
+        let wrapped = scrub_destination_error(
+            &scrubber,
+            DestinationError::Query(DataFusionError::External(Box::new(DestinationError::Conflict {
+                table: "t".into(),
+                detail: "hunter2".into(),
+            }))),
+        );
+        assert!(!wrapped.to_string().contains("hunter2"), "{wrapped}");
+        let clean = scrub_destination_error(&scrubber, DestinationError::TableNotFound("orders".into()));
+        assert_eq!(clean.to_string(), "destination table \"orders\" does not exist");
+    }
+}
