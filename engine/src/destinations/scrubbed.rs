@@ -53,6 +53,14 @@ pub fn scrub_destination_error(scrubber: &Scrubber, error: DestinationError) -> 
             table: s(&table),
             differences: differences.iter().map(|d| s(d)).collect(),
         },
+        DestinationError::UnsupportedColumnType { table, reason } => DestinationError::UnsupportedColumnType {
+            table: s(&table),
+            reason: s(&reason),
+        },
+        DestinationError::InvalidLayout { table, reason } => DestinationError::InvalidLayout {
+            table: s(&table),
+            reason: s(&reason),
+        },
         DestinationError::Conflict { table, detail } => DestinationError::Conflict {
             table: s(&table),
             detail: s(&detail),
