@@ -131,6 +131,10 @@ impl Destination for ScrubbedDestination {
         self.inner.drop_table(table).await.map_err(|e| self.clean(e))
     }
 
+    fn check_schedule(&self, table: &str, schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+        self.inner.check_schedule(table, schedule)
+    }
+
     async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError> {
         self.inner.committed_run(table, run_id).await.map_err(|e| self.clean(e))
     }
