@@ -20,6 +20,28 @@ fn copy_dir(from: &Path, to: &Path) {
     );
 }
 
+/// Stops Sluice, copies its catalog aside (the backup), starts it again and
+/// adds 20 newer orders at the source; returns the backup and a new client.
+async fn back_up_catalog_and_add_orders(env: &mut Env) -> (tempfile::TempDir, tokio_postgres::Client) {
+    env.sluice.terminate();
+    let backup = tempfile::tempdir().unwrap();
+    copy_dir(&env.sluice.data_dir().join("catalog"), &backup.path().join("catalog"));
+    env.sluice.restart();
+    let client = env.sluice.client().await;
+    env.pg.psql_admin_db(
+        "shop",
+        "INSERT INTO orders SELECT g, g, 'new', timestamptz '2024-03-05 00:00:00+00' + g * interval '1 second' FROM generate_series(501, 520) g",
+    );
+    (backup, client)
+}
+
+/// Puts the backup's catalog in place of the (stopped) server's own.
+fn restore_catalog(env: &Env, backup: &tempfile::TempDir) {
+    let catalog = env.sluice.data_dir().join("catalog");
+    std::fs::remove_dir_all(&catalog).unwrap();
+    copy_dir(&backup.path().join("catalog"), &catalog);
+}
+
 #[tokio::test]
 async fn a_catalog_restored_from_a_backup_continues_from_bigquery_without_duplicates() {
     let mut env = setup(&[]).await;
@@ -28,24 +50,14 @@ async fn a_catalog_restored_from_a_backup_continues_from_bigquery_without_duplic
     assert_eq!(summary[0][2].as_deref(), Some("500"), "{summary:?}");
 
     // A backup of the catalog, taken with the server stopped.
-    env.sluice.terminate();
-    let catalog = env.sluice.data_dir().join("catalog");
-    let backup = tempfile::tempdir().unwrap();
-    copy_dir(&catalog, &backup.path().join("catalog"));
-    env.sluice.restart();
-    let client = env.sluice.client().await;
-    env.pg.psql_admin_db(
-        "shop",
-        "INSERT INTO orders SELECT g, g, 'new', timestamptz '2024-03-05 00:00:00+00' + g * interval '1 second' FROM generate_series(501, 520) g",
-    );
+    let (backup, client) = back_up_catalog_and_add_orders(&mut env).await;
     let summary = rows(&client, "RUN ETL JOB orders_inc").await;
     assert_eq!(summary[0][2].as_deref(), Some("20"), "{summary:?}");
     let watermark = one(&client, "SELECT watermark FROM sluice.jobs").await;
 
     // Restore the older catalog: its watermark is run 1's, the table holds run 2's rows too.
     env.sluice.terminate();
-    std::fs::remove_dir_all(&catalog).unwrap();
-    copy_dir(&backup.path().join("catalog"), &catalog);
+    restore_catalog(&env, &backup);
     env.sluice.restart();
     let client = env.sluice.client().await;
     assert_eq!(
@@ -81,16 +93,7 @@ async fn a_load_whose_label_update_was_lost_after_its_copy_job_is_found_by_a_res
     rows(&env.client, "RUN ETL JOB orders_inc").await;
     let after_run_1 = committed_labels(&env);
     assert_eq!(after_run_1.len(), 2, "{after_run_1:?}");
-    env.sluice.terminate();
-    let catalog = env.sluice.data_dir().join("catalog");
-    let backup = tempfile::tempdir().unwrap();
-    copy_dir(&catalog, &backup.path().join("catalog"));
-    env.sluice.restart();
-    let client = env.sluice.client().await;
-    env.pg.psql_admin_db(
-        "shop",
-        "INSERT INTO orders SELECT g, g, 'new', timestamptz '2024-03-05 00:00:00+00' + g * interval '1 second' FROM generate_series(501, 520) g",
-    );
+    let (backup, client) = back_up_catalog_and_add_orders(&mut env).await;
     rows(&client, "RUN ETL JOB orders_inc").await;
     let watermark = one(&client, "SELECT watermark FROM sluice.jobs").await;
     env.sluice.terminate();
@@ -107,8 +110,7 @@ async fn a_load_whose_label_update_was_lost_after_its_copy_job_is_found_by_a_res
         labels.extend(after_run_1);
     }
     // And the catalog is restored from the backup taken after run 1.
-    std::fs::remove_dir_all(&catalog).unwrap();
-    copy_dir(&backup.path().join("catalog"), &catalog);
+    restore_catalog(&env, &backup);
     env.sluice.restart();
     let client = env.sluice.client().await;
     assert_eq!(one(&client, "SELECT watermark FROM sluice.jobs").await, watermark);
@@ -159,20 +161,10 @@ async fn a_restored_catalog_that_start_up_could_not_align_is_refused_at_commit()
     let mut env = setup(&[]).await;
     create_orders_inc(&env.client, 8192).await;
     rows(&env.client, "RUN ETL JOB orders_inc").await;
-    env.sluice.terminate();
-    let catalog = env.sluice.data_dir().join("catalog");
-    let backup = tempfile::tempdir().unwrap();
-    copy_dir(&catalog, &backup.path().join("catalog"));
-    env.sluice.restart();
-    let client = env.sluice.client().await;
-    env.pg.psql_admin_db(
-        "shop",
-        "INSERT INTO orders SELECT g, g, 'new', timestamptz '2024-03-05 00:00:00+00' + g * interval '1 second' FROM generate_series(501, 520) g",
-    );
+    let (backup, client) = back_up_catalog_and_add_orders(&mut env).await;
     rows(&client, "RUN ETL JOB orders_inc").await;
     env.sluice.terminate();
-    std::fs::remove_dir_all(&catalog).unwrap();
-    copy_dir(&backup.path().join("catalog"), &catalog);
+    restore_catalog(&env, &backup);
     // Start-up cannot read the table: the watermark stays the backup's.
     env.fake.inject(
         axum::http::Method::GET,
