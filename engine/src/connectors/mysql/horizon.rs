@@ -7,10 +7,16 @@ use mysql_async::prelude::Queryable;
 use super::endpoint::query_error;
 use crate::sources::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
 
-/// The clock as UTC and as wall time in the session's (the server's
-/// default) time zone, in microseconds.
-const CLOCK: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED), \
-                     TIMESTAMPDIFF(MICROSECOND, '1970-01-01', NOW(6))";
+/// The clock, one second back, as UTC and as wall time in the session's
+/// (the server's default) time zone, in microseconds.
+///
+/// `information_schema.innodb_trx` is a cache that InnoDB refreshes at most
+/// every 100 ms, so a transaction that began just before this reading can be
+/// missing from it (and one that just committed can still be listed, which
+/// only holds the cap back). Taking the clock a second back keeps the rows of
+/// such a transaction above the cap: they wait for the next run.
+const CLOCK: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(6) - INTERVAL 1 SECOND) * 1000000 AS SIGNED), \
+                     TIMESTAMPDIFF(MICROSECOND, '1970-01-01', NOW(6) - INTERVAL 1 SECOND)";
 
 /// Open InnoDB transactions of other sessions that can write, oldest first.
 const OPEN: &str = "SELECT trx_mysql_thread_id, CAST(UNIX_TIMESTAMP(trx_started) * 1000000 AS SIGNED), \
