@@ -50,6 +50,60 @@ async fn postgres_row_committed_late_is_loaded_once_with_lookback() {
     postgres_late_row_scenario("LOOKBACK 2 HOURS DEDUPE ON (id)").await;
 }
 
+/// On a streaming replica the cap stays at the replay point (minus the
+/// margin) while received WAL waits to be replayed, and follows the clock
+/// once the replica has caught up, so the last rows of an idle primary load.
+#[tokio::test]
+async fn postgres_replica_caps_at_its_replay_point_while_it_lags() {
+    let primary = PgServer::start();
+    primary.psql_admin_db("shop", EVENTS_PG);
+    let replica = primary.start_replica();
+    replica.wait_for_replay("SELECT count(*) FROM public.events", "10");
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    create_shop_connection(&client, &replica).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB events FROM shop.public.events INCREMENTAL BY updated_at ALL \
+             WITH (guard_margin = '1 second')",
+        )
+        .await
+        .unwrap();
+
+    primary.psql_admin("INSERT INTO events (id) SELECT g FROM generate_series(11, 20) g");
+    replica.wait_for_replay("SELECT count(*) FROM public.events", "20");
+    replica.psql_admin("SELECT pg_wal_replay_pause()");
+    primary.psql_admin("INSERT INTO events (id) SELECT g FROM generate_series(21, 25) g");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while replica
+        .psql_admin("SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()")
+        .trim()
+        != "t"
+    {
+        assert!(std::time::Instant::now() < deadline, "the replica received nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Lagging: rows 11-20 were stamped within the margin of the last
+    // replayed commit, so only the hour-old rows load.
+    let first = rows(&client, "RUN ETL JOB events").await;
+    let guard = guard_of(&client, first[0][0].as_deref().unwrap()).await;
+    assert_eq!(first[0][2].as_deref(), Some("10"), "{first:?} {guard:?}");
+    assert_eq!(guard[1].as_deref(), Some("replica replay"), "{guard:?}");
+
+    // Caught up and idle: the replica's clock caps, and the rest loads once.
+    replica.psql_admin("SELECT pg_wal_replay_resume()");
+    replica.wait_for_replay("SELECT count(*) FROM public.events", "25");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = rows(&client, "RUN ETL JOB events").await;
+    let guard = guard_of(&client, second[0][0].as_deref().unwrap()).await;
+    assert_eq!(second[0][2].as_deref(), Some("15"), "{second:?} {guard:?}");
+    assert_eq!(
+        rows(&client, "SELECT count(*), count(DISTINCT id) FROM warehouse.bq_events").await[0],
+        [Some("25".to_owned()), Some("25".to_owned())]
+    );
+}
+
 /// A row stamped in a transaction left open while newer rows commit and a
 /// run reads the table is loaded once, by the run after it commits; `tail`
 /// ends the job's definition.

@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod emulators;
+mod replica;
 
 use std::fs;
 use std::io::{Read, Write};

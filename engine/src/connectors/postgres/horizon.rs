@@ -13,13 +13,21 @@ use crate::sources::{CommitHorizon, OpenTransaction, SourceError, SourceInstant}
 /// `DEFAULT now()` row is stamped with its transaction's start. Autovacuum,
 /// WAL senders and Sluice's own read-only scan sessions (which never hold a
 /// transaction id) write no user rows.
+///
+/// On a replica the primary's open transactions cannot be seen; its replay
+/// point stands in: the last replayed commit while WAL it received waits to
+/// be replayed, its clock once it has replayed everything (an idle primary
+/// writes no commits, so the last one would hold the cap back for ever).
 const HORIZON: &str = "\
 WITH clock AS (SELECT now() AS now, current_setting('TimeZone') AS tz), \
 txn AS (SELECT pid, xact_start FROM pg_stat_activity \
          WHERE pid <> pg_backend_pid() AND datname = current_database() AND xact_start IS NOT NULL \
            AND backend_type NOT IN ('autovacuum worker', 'walsender') \
            AND NOT (application_name = 'sluice' AND backend_xid IS NULL)), \
-replay AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp() END AS at) \
+replay AS (SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL \
+                       WHEN pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn() \
+                         THEN pg_last_xact_replay_timestamp() \
+                       ELSE now() END AS at) \
 SELECT (extract(epoch FROM clock.now) * 1000000)::int8, \
        (extract(epoch FROM clock.now AT TIME ZONE clock.tz) * 1000000)::int8, \
        (SELECT array_agg(pid::int8 ORDER BY xact_start) FROM txn), \
