@@ -14,6 +14,8 @@
 #   snapshot      RUN ETL JOB (SNAPSHOT) into the local warehouse
 #   snapshot-par2 the same with WITH (parallelism = 2): two key-range COPY streams
 #   incremental   first incremental run (all rows), then a no-op run
+#   incr-unguard  the same first run with WITH (commit_guard = 'off'), to show
+#                 what the commit guard costs a run with nothing to guard
 # and prints wall time, rows/s, MB/s (of the binary COPY stream), the server's
 # peak RSS during the step (VmHWM: heap plus the pages of the binary's code
 # that were touched), its peak heap (RssAnon, sampled every 20 ms) and the
@@ -100,7 +102,7 @@ for N in "${SIZES[@]}"; do
   slsql -c "DROP ETL JOB IF EXISTS snap; DROP ETL JOB IF EXISTS snap2" >/dev/null 2>&1
   slsql -c "CREATE ETL JOB snap FROM bench.public.t INTO warehouse.t_snap_$N SNAPSHOT" \
         -c "CREATE ETL JOB snap2 FROM bench.public.t INTO warehouse.t_snap2_$N SNAPSHOT WITH (parallelism = 2)"
-  for step in snapshot snapshot-par2 incremental no-op-incr; do
+  for step in snapshot snapshot-par2 incremental no-op-incr incr-unguard; do
     times=(); cpus=(); peak=0; heap=0
     for r in $(seq "$REPEAT"); do
       case $step in
@@ -111,6 +113,10 @@ for N in "${SIZES[@]}"; do
           slsql -c "DROP ETL JOB IF EXISTS inc" >/dev/null 2>&1
           slsql -c "CREATE ETL JOB inc FROM bench.public.t INTO warehouse.t_inc_${N}_$r INCREMENTAL BY created_at ALL" ;;
         no-op-incr) job=inc ;; # the last incremental job, which has loaded everything
+        incr-unguard)
+          job=incu
+          slsql -c "DROP ETL JOB IF EXISTS incu" >/dev/null 2>&1
+          slsql -c "CREATE ETL JOB incu FROM bench.public.t INTO warehouse.t_incu_${N}_$r INCREMENTAL BY created_at ALL WITH (commit_guard = 'off')" ;;
       esac
       reset_peak; start_heap; c0=$(cpu_s); t0=$(now); slsql -c "RUN ETL JOB $job" >/dev/null 2>&1; t1=$(now)
       times+=("$(echo "$t1 - $t0" | bc -l)"); cpus+=("$(echo "$(cpu_s) - $c0" | bc -l)")
