@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the object-store emulators the cloud warehouse tests start:
+# Installs the emulators the tests start (object stores and BigQuery):
 # moto (S3) in a Python venv, with boto3 and azure-storage-blob to create
 # buckets and containers, and Azurite (Azure Blob) from npm. Idempotent and
 # quick once done; the tools live in SLUICE_EMULATORS_DIR (default
@@ -23,5 +23,24 @@ if [[ ! -e "$dir/azurite/.installed" ]]; then
     mkdir -p "$dir/azurite"
     (cd "$dir/azurite" && npm install --silent --no-audit --no-fund azurite >/dev/null)
     touch "$dir/azurite/.installed"
+fi
+# bqemulator (a BigQuery REST API over DuckDB). It loads DuckDB's spatial and
+# avro extensions at start and would download them: install both from their
+# PyPI wheels into its private HOME first.
+if [[ ! -e "$dir/bqemu-venv/.installed" ]]; then
+    rm -rf "$dir/bqemu-venv" "$dir/bqemu-home"
+    python3 -m venv "$dir/bqemu-venv"
+    "$dir/bqemu-venv/bin/pip" install -q --disable-pip-version-check bqemulator==1.4.0 duckdb==1.5.5 \
+        duckdb-extension-spatial==1.5.5 duckdb-extension-avro==1.5.5 numpy
+    mkdir -p "$dir/bqemu-home"
+    HOME="$dir/bqemu-home" "$dir/bqemu-venv/bin/python" - <<'PY'
+import glob, duckdb
+con = duckdb.connect()
+for name in ("spatial", "avro"):
+    (path,) = glob.glob(f"{__import__('sys').prefix}/lib/python3*/site-packages/duckdb_extension_{name}/extensions/v1.5.5/{name}.duckdb_extension")
+    con.execute(f"INSTALL '{path}'")
+    con.execute(f"LOAD {name}")
+PY
+    touch "$dir/bqemu-venv/.installed"
 fi
 echo "$dir"

@@ -19,7 +19,7 @@ use tokio_postgres::Client;
 
 const PROJECT: &str = "test-project";
 
-const ORDERS: &str = "
+pub(crate) const ORDERS: &str = "
 CREATE TABLE public.orders (
     id bigint PRIMARY KEY,
     amount numeric(12,2),

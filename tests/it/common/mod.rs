@@ -16,6 +16,7 @@
 //!   run as that user.
 #![allow(dead_code)]
 
+pub mod bqemulator;
 pub mod emulators;
 mod replica;
 
