@@ -13,7 +13,8 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::allowed_paths::AllowedPaths;
 use crate::connection_types::{self, ConnectionType, TypeStatus};
 use crate::destinations::{Destination, ScrubbedDestination};
-use crate::error::{ConnectFailure, EngineError};
+use crate::error::EngineError;
+use crate::failure::ConnectFailure;
 use crate::options::{self, PreparedOptions, ResolvedOptions};
 use crate::sources::{Scrubbed, Source};
 

@@ -13,6 +13,7 @@ pub mod destinations;
 mod error;
 mod explore;
 mod failpoint;
+mod failure;
 pub mod jobs;
 pub mod metrics;
 pub mod options;
@@ -23,4 +24,5 @@ mod tls;
 pub mod type_mapping;
 
 pub use connections::{AlterConnection, ConnectionManager, CreateConnection, CreateOutcome, TestOutcome};
-pub use error::{ConnectFailure, ConnectFailureKind, EngineError, find_cause, set_sqlstate_mapping};
+pub use error::{EngineError, find_cause, set_sqlstate_mapping};
+pub use failure::{ConnectFailure, ConnectFailureKind};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::connection_types::ConnectionType;
-use crate::error::ConnectFailure;
+use crate::failure::ConnectFailure;
 use crate::options::ResolvedOptions;
 
 /// A live driver for one connection type.
@@ -46,39 +46,3 @@ pub(crate) static ALL: &[&ConnectionType] = &[
     &planned::DYNAMODB,
     &local::LOCAL,
 ];
-
-/// The error and all its sources, joined with ": ", without repeats.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(err);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    parts.join(": ")
-}
-
-/// Classifies network-level failures found anywhere in an error's chain.
-pub(crate) fn network_failure_kind(
-    err: &(dyn std::error::Error + 'static),
-) -> Option<crate::error::ConnectFailureKind> {
-    use crate::error::ConnectFailureKind as K;
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            let text = io.to_string();
-            return Some(match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => K::Refused,
-                std::io::ErrorKind::TimedOut => K::Timeout,
-                _ if text.contains("lookup address") || text.contains("Name or service not known") => K::Dns,
-                _ if text.contains("certificate") || text.contains("tls") || text.contains("TLS") => K::Tls,
-                _ => K::Other,
-            });
-        }
-        current = e.source();
-    }
-    None
-}

@@ -25,7 +25,7 @@ pub use nearby::closest;
 pub use scrubbed::Scrubbed;
 pub use table::SourceTable;
 
-use crate::error::ConnectFailure;
+use crate::failure::ConnectFailure;
 use crate::type_mapping::TypeMapping;
 
 /// A table (or view) of a source, by schema and name, exactly as the source

@@ -23,9 +23,8 @@ use super::Settings;
 use super::auth::TokenSource;
 use super::bucket::StagingBucket;
 use super::retry::retrying;
-use crate::connectors::{error_chain, network_failure_kind};
 use crate::destinations::DestinationError;
-use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
 
 /// A failed call: the HTTP status when there was an answer, and BigQuery's
 /// error `reason` (`invalid`, `accessDenied`, `notFound`, ...) and message.

@@ -30,7 +30,7 @@ use tokio::sync::OnceCell;
 
 use crate::connection_types::{Category, ConnectionType, TypeStatus};
 use crate::connectors::Connector;
-use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::failure::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::{Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 

@@ -15,7 +15,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::connection_types::{Category, ConnectionType, TypeStatus};
 use crate::connectors::Connector;
-use crate::error::ConnectFailure;
+use crate::failure::ConnectFailure;
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use endpoint::{Endpoint, classify};

@@ -19,8 +19,8 @@ use tokio_postgres::{Client, Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::connection_types::{Category, ConnectionType, TypeStatus};
-use crate::connectors::{Connector, error_chain, network_failure_kind};
-use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::connectors::Connector;
+use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use crate::sources::SourceError;
