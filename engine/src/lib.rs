@@ -17,6 +17,7 @@ mod failure;
 pub mod jobs;
 pub mod metrics;
 pub mod options;
+pub mod schedule;
 pub mod scheduler;
 pub mod scrub;
 pub mod sources;

@@ -168,7 +168,7 @@ pub trait Destination: Send + Sync {
 
     /// Checks that `schedule` fits the destination's per-table quotas
     /// (BigQuery's daily table operations); the error says what fits.
-    fn check_schedule(&self, _table: &str, _schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+    fn check_schedule(&self, _table: &str, _schedule: &crate::schedule::Schedule) -> Result<(), String> {
         Ok(())
     }
 

@@ -131,7 +131,7 @@ impl Destination for ScrubbedDestination {
         self.inner.drop_table(table).await.map_err(|e| self.clean(e))
     }
 
-    fn check_schedule(&self, table: &str, schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+    fn check_schedule(&self, table: &str, schedule: &crate::schedule::Schedule) -> Result<(), String> {
         self.inner.check_schedule(table, schedule)
     }
 
