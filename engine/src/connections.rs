@@ -11,7 +11,8 @@ use sluice_catalog::{Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, O
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::allowed_paths::AllowedPaths;
-use crate::connection_types::{self, ConnectionType, TypeStatus};
+use crate::connection_types::{ConnectionType, TypeStatus};
+use crate::connectors;
 use crate::destinations::{Destination, ScrubbedDestination};
 use crate::error::EngineError;
 use crate::failure::ConnectFailure;
@@ -392,7 +393,7 @@ fn check_not_reserved(name: &str) -> Result<(), EngineError> {
 }
 
 fn available_type(name: &str) -> Result<&'static ConnectionType, EngineError> {
-    let kind = connection_types::lookup(name)?;
+    let kind = connectors::lookup(name)?;
     match kind.status {
         TypeStatus::Available => Ok(kind),
         TypeStatus::Planned => Err(EngineError::UnsupportedConnectionType {

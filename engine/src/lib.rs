@@ -8,7 +8,7 @@
 pub mod allowed_paths;
 pub mod connection_types;
 pub mod connections;
-mod connectors;
+pub mod connectors;
 pub mod destinations;
 mod error;
 mod explore;

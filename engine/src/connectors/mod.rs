@@ -1,5 +1,5 @@
-//! One module per connection type family; each declares its
-//! [`ConnectionType`](crate::connection_types::ConnectionType) entries.
+//! The registry of connection types: one folder per type family, each
+//! declaring its [`ConnectionType`] entries, and the one list of them all.
 
 mod bigquery;
 mod local;
@@ -7,24 +7,11 @@ mod mysql;
 mod planned;
 mod postgres;
 
-use std::time::Duration;
-
-use async_trait::async_trait;
-
 use crate::connection_types::ConnectionType;
-use crate::failure::ConnectFailure;
-use crate::options::ResolvedOptions;
-
-/// A live driver for one connection type.
-#[async_trait]
-pub trait Connector: Send + Sync {
-    /// Opens a connection with these options and checks that it works,
-    /// giving up after `timeout`.
-    async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure>;
-}
+use crate::error::EngineError;
 
 /// Every connection type, in the order `SHOW CONNECTION TYPES` lists them.
-pub(crate) static ALL: &[&ConnectionType] = &[
+static ALL: &[&ConnectionType] = &[
     &postgres::POSTGRES,
     &mysql::MYSQL,
     &mysql::MARIADB,
@@ -46,3 +33,74 @@ pub(crate) static ALL: &[&ConnectionType] = &[
     &planned::DYNAMODB,
     &local::LOCAL,
 ];
+
+/// Every known connection type, in display order.
+pub fn all() -> &'static [&'static ConnectionType] {
+    ALL
+}
+
+/// Looks a type up by name (case-insensitive).
+pub fn lookup(name: &str) -> Result<&'static ConnectionType, EngineError> {
+    let lower = name.to_ascii_lowercase();
+    all()
+        .iter()
+        .copied()
+        .find(|t| t.name == lower)
+        .ok_or_else(|| EngineError::UnknownConnectionType {
+            name: name.into(),
+            known: all().iter().map(|t| t.name.to_string()).collect(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection_types::TypeStatus;
+
+    #[test]
+    fn every_type_of_the_original_system_is_known_once() {
+        let names: Vec<_> = all().iter().map(|t| t.name).collect();
+        for expected in [
+            "postgres",
+            "mysql",
+            "mariadb",
+            "oracle",
+            "sqlserver",
+            "db2",
+            "redshift",
+            "bigquery",
+            "snowflake",
+            "synapse",
+            "teradata",
+            "gcs",
+            "s3",
+            "azure_blob",
+            "mongodb",
+            "cassandra",
+            "redis",
+            "firestore",
+            "dynamodb",
+            "local",
+        ] {
+            assert_eq!(names.iter().filter(|n| **n == expected).count(), 1, "{expected}");
+        }
+        assert_eq!(names.len(), 20);
+    }
+
+    #[test]
+    fn available_types_have_a_driver_and_planned_ones_do_not() {
+        for t in all() {
+            assert_eq!(t.connector.is_some(), t.status == TypeStatus::Available, "{}", t.name);
+            for identity in t.identity_options {
+                assert!(t.options.iter().any(|o| o.name == *identity), "{}: {identity}", t.name);
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive_and_lists_known_types() {
+        assert_eq!(lookup("PostgreS").unwrap().name, "postgres");
+        let err = lookup("postgress").err().unwrap().to_string();
+        assert!(err.contains("postgres, mysql"), "{err}");
+    }
+}

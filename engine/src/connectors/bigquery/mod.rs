@@ -28,8 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use crate::connection_types::{Category, ConnectionType, TypeStatus};
-use crate::connectors::Connector;
+use crate::connection_types::{Category, ConnectionType, Connector, TypeStatus};
 use crate::failure::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::{Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};

@@ -28,8 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::connection_types::{Category, ConnectionType, TypeStatus};
-use crate::connectors::Connector;
+use crate::connection_types::{Category, ConnectionType, Connector, TypeStatus};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::Text;
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
