@@ -15,7 +15,8 @@ use crate::failure::ConnectFailure;
 use crate::options::{OptionSpec, ResolvedOptions};
 use crate::sources::Source;
 
-/// Whether Sluice can use a connection type today.
+/// Whether Sluice can use a connection type today (see
+/// [`ConnectionType::status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeStatus {
     /// Connections of this type are tested live and usable.
@@ -69,13 +70,19 @@ pub struct ConnectionType {
     pub name: &'static str,
     pub display_name: &'static str,
     pub category: Category,
-    pub status: TypeStatus,
     pub options: &'static [OptionSpec],
     /// Options whose values identify the remote end; two connections may not
     /// share them all.
     pub identity_options: &'static [&'static str],
-    /// The live driver, for available types.
-    pub connector: Option<&'static dyn Connector>,
+    /// The live driver; `None` for planned types.
+    pub driver: Option<Driver>,
+}
+
+/// What makes a connection type available: the code that tests, reads and
+/// loads its connections.
+pub struct Driver {
+    /// Tests a connection live.
+    pub connector: &'static dyn Connector,
     /// Opens the connection as a source of tables, for types that are one.
     pub source: Option<SourceFactory>,
     /// Opens the connection as a destination of ETL jobs, for types that are one.
@@ -93,6 +100,14 @@ pub type SourceFactory = fn(&ResolvedOptions, Duration) -> Arc<dyn Source>;
 pub type DestinationFactory = fn(&ResolvedOptions, Duration, &str) -> Result<Arc<dyn Destination>, EngineError>;
 
 impl ConnectionType {
+    /// Available when the type has a driver, planned otherwise.
+    pub fn status(&self) -> TypeStatus {
+        match self.driver {
+            Some(_) => TypeStatus::Available,
+            None => TypeStatus::Planned,
+        }
+    }
+
     /// The identity of a connection with these (prepared) options.
     pub fn identity(&self, options: &BTreeMap<String, OptionValue>) -> Option<String> {
         if self.identity_options.is_empty() {

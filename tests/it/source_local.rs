@@ -329,7 +329,7 @@ async fn create_checks_that_the_directory_can_be_read() {
 
     connections.source("ok", dir.path()).await;
     let types = sluice_engine::connectors::lookup("local").unwrap();
-    assert_eq!(types.status, sluice_engine::connection_types::TypeStatus::Available);
+    assert_eq!(types.status(), sluice_engine::connection_types::TypeStatus::Available);
     assert_eq!(types.identity_options, ["path"]);
 }
 

@@ -166,7 +166,7 @@ pub fn connection_types() -> RecordBatch {
         })
         .collect();
     let categories: Vec<String> = types.iter().map(|t| t.category.to_string()).collect();
-    let statuses: Vec<String> = types.iter().map(|t| t.status.to_string()).collect();
+    let statuses: Vec<String> = types.iter().map(|t| t.status().to_string()).collect();
     batch(
         &CONNECTION_TYPES,
         vec![
