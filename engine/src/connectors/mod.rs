@@ -3,9 +3,11 @@
 
 mod bigquery;
 mod local;
-mod mysql;
+pub mod mysql;
 mod planned;
-mod postgres;
+pub mod postgres;
+#[cfg(test)]
+mod type_docs;
 
 use crate::connection_types::ConnectionType;
 use crate::error::EngineError;

@@ -7,6 +7,7 @@ mod endpoint;
 mod horizon;
 mod metadata;
 mod source;
+pub mod types;
 
 use std::time::Duration;
 

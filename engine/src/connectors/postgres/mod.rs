@@ -8,6 +8,7 @@ mod horizon;
 mod metadata;
 mod parallel;
 mod source;
+pub mod types;
 
 use std::time::Duration;
 
