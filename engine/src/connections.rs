@@ -252,6 +252,17 @@ impl ConnectionManager {
         }
     }
 
+    /// Whether a saved connection can be read as a source, from its record
+    /// and type alone: nothing is decrypted, nothing opened. A path outside
+    /// the allowed directories makes it no source, as [`Self::source`] does.
+    pub fn is_source(&self, name: &str) -> bool {
+        let Ok(record) = self.catalog.connection(name) else {
+            return false;
+        };
+        available_type(&record.kind).is_ok_and(|(_, driver)| driver.source.is_some())
+            && self.allowed_paths.check_options(&record.options).is_ok()
+    }
+
     /// Opens a saved connection as a source of tables.
     pub fn source(&self, name: &str) -> Result<Arc<dyn Source>, EngineError> {
         let record = self.catalog.connection(name)?;
