@@ -24,9 +24,17 @@ pub enum StatementError {
     Internal(String),
     /// Plain SQL that would write or change shared state.
     #[error(transparent)]
-    Refused(#[from] crate::sql_guard::Refused),
+    Refused(#[from] Refused),
     #[error("canceling statement due to statement timeout")]
     StatementTimeout,
+}
+
+/// A statement plain SQL may not run.
+#[derive(Debug, thiserror::Error)]
+#[error("permission denied: {kind} is not allowed; plain SQL in Sluice is read-only")]
+pub struct Refused {
+    /// The statement kind, e.g. `CREATE TABLE` or `COPY`.
+    pub kind: String,
 }
 
 impl From<CatalogError> for StatementError {
