@@ -35,6 +35,36 @@ impl ConnectFailureKind {
         }
     }
 
+    /// The SQLSTATE a client sees for this failure.
+    pub fn sqlstate(self) -> &'static str {
+        match self {
+            ConnectFailureKind::BadPassword => "28P01",
+            ConnectFailureKind::UnknownDatabase => "3D000",
+            _ => "08001",
+        }
+    }
+
+    /// What to check, naming the options involved.
+    pub fn hint(self) -> &'static str {
+        match self {
+            ConnectFailureKind::BadPassword => {
+                "Check the credentials: the user and password options, or the service-account key."
+            }
+            ConnectFailureKind::UnknownDatabase => "Check the database option.",
+            ConnectFailureKind::Dns => "Check the host option.",
+            ConnectFailureKind::Refused => "Check the host and port options and that the server is running.",
+            ConnectFailureKind::Timeout => {
+                "Check that the server is reachable from Sluice, or raise the connect_timeout option."
+            }
+            ConnectFailureKind::Tls => {
+                "Check the TLS options against what the server offers: to trust a private or self-signed \
+                 certificate, name its CA file (ssl_ca for MySQL/MariaDB, sslrootcert for PostgreSQL); to encrypt \
+                 without verifying, use ssl_mode 'preferred' (sslmode 'prefer')."
+            }
+            ConnectFailureKind::Other => "Check the connection options.",
+        }
+    }
+
     /// True for failures that may pass by themselves.
     pub fn is_transient(self) -> bool {
         matches!(

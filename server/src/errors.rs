@@ -152,31 +152,9 @@ fn source_error_info(e: &SourceError, message: String, connection: Option<&str>)
 }
 
 fn connect_error(kind: ConnectFailureKind, message: String) -> ErrorInfo {
-    let (code, hint) = match kind {
-        ConnectFailureKind::BadPassword => (
-            "28P01",
-            "Check the credentials: the user and password options, or the service-account key.",
-        ),
-        ConnectFailureKind::UnknownDatabase => ("3D000", "Check the database option."),
-        ConnectFailureKind::Dns => ("08001", "Check the host option."),
-        ConnectFailureKind::Refused => (
-            "08001",
-            "Check the host and port options and that the server is running.",
-        ),
-        ConnectFailureKind::Timeout => (
-            "08001",
-            "Check that the server is reachable from Sluice, or raise the connect_timeout option.",
-        ),
-        ConnectFailureKind::Tls => (
-            "08001",
-            "Check the TLS options against what the server offers: to trust a private or self-signed \
-             certificate, name its CA file (ssl_ca for MySQL/MariaDB, sslrootcert for PostgreSQL); to encrypt \
-             without verifying, use ssl_mode 'preferred' (sslmode 'prefer').",
-        ),
-        ConnectFailureKind::Other => ("08001", "Check the connection options."),
-    };
+    let hint = kind.hint();
     let hint = format!("{hint} To save a connection without testing it, add WITH (validate = false).");
-    error(code, message, Some(hint))
+    error(kind.sqlstate(), message, Some(hint))
 }
 
 fn catalog_error(e: &CatalogError) -> ErrorInfo {
