@@ -448,3 +448,37 @@ fn check_secrets_follow_endpoint(
         secrets: kept,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_catalog::MasterKey;
+
+    use super::*;
+
+    /// A connection is a source by its type alone; a path outside the
+    /// allowed directories (checked without resolving secrets) is not one.
+    #[tokio::test]
+    async fn is_source_reads_the_record_and_the_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        std::fs::create_dir(&files).unwrap();
+        let key = MasterKey::from_hex(&"22".repeat(32)).unwrap();
+        let catalog = Arc::new(Catalog::open(&dir.path().join("catalog"), key).unwrap());
+        let connections = ConnectionManager::new(catalog.clone(), Duration::from_secs(10));
+        connections
+            .create(CreateConnection {
+                name: "files".into(),
+                type_name: "local".into(),
+                options: BTreeMap::from([("path".to_owned(), OptionValue::Text(files.display().to_string()))]),
+                if_not_exists: false,
+                validate: false,
+            })
+            .await
+            .unwrap();
+        assert!(connections.is_source("files"));
+        assert!(!connections.is_source("nothing"));
+        let elsewhere = ConnectionManager::new(catalog, Duration::from_secs(10))
+            .with_allowed_paths(AllowedPaths::new([dir.path().join("other")]));
+        assert!(!elsewhere.is_source("files"));
+    }
+}
