@@ -1,19 +1,22 @@
-//! The registry of connection types: their options, status and driver.
+//! What a connection type is: its options, status and driver. The list of
+//! types is the registry in [`connectors`](crate::connectors).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sluice_catalog::OptionValue;
 
-use crate::connectors::{self, Connector};
 use crate::destinations::Destination;
 use crate::error::EngineError;
+use crate::failure::ConnectFailure;
 use crate::options::{OptionSpec, ResolvedOptions};
 use crate::sources::Source;
 
-/// Whether Sluice can use a connection type today.
+/// Whether Sluice can use a connection type today (see
+/// [`ConnectionType::status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeStatus {
     /// Connections of this type are tested live and usable.
@@ -53,19 +56,33 @@ impl fmt::Display for Category {
     }
 }
 
+/// A live driver for one connection type.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Opens a connection with these options and checks that it works,
+    /// giving up after `timeout`.
+    async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure>;
+}
+
 /// Everything Sluice knows about one connection type.
 pub struct ConnectionType {
     /// The name used in `TYPE ...`.
     pub name: &'static str,
     pub display_name: &'static str,
     pub category: Category,
-    pub status: TypeStatus,
     pub options: &'static [OptionSpec],
     /// Options whose values identify the remote end; two connections may not
     /// share them all.
     pub identity_options: &'static [&'static str],
-    /// The live driver, for available types.
-    pub connector: Option<&'static dyn Connector>,
+    /// The live driver; `None` for planned types.
+    pub driver: Option<Driver>,
+}
+
+/// What makes a connection type available: the code that tests, reads and
+/// loads its connections.
+pub struct Driver {
+    /// Tests a connection live.
+    pub connector: &'static dyn Connector,
     /// Opens the connection as a source of tables, for types that are one.
     pub source: Option<SourceFactory>,
     /// Opens the connection as a destination of ETL jobs, for types that are one.
@@ -83,6 +100,14 @@ pub type SourceFactory = fn(&ResolvedOptions, Duration) -> Arc<dyn Source>;
 pub type DestinationFactory = fn(&ResolvedOptions, Duration, &str) -> Result<Arc<dyn Destination>, EngineError>;
 
 impl ConnectionType {
+    /// Available when the type has a driver, planned otherwise.
+    pub fn status(&self) -> TypeStatus {
+        match self.driver {
+            Some(_) => TypeStatus::Available,
+            None => TypeStatus::Planned,
+        }
+    }
+
     /// The identity of a connection with these (prepared) options.
     pub fn identity(&self, options: &BTreeMap<String, OptionValue>) -> Option<String> {
         if self.identity_options.is_empty() {
@@ -99,75 +124,5 @@ impl ConnectionType {
             })
             .collect();
         Some(format!("{} ({})", self.name, parts.join(", ")))
-    }
-}
-
-/// Every known connection type, in display order.
-pub fn all() -> &'static [&'static ConnectionType] {
-    connectors::ALL
-}
-
-/// Looks a type up by name (case-insensitive).
-pub fn lookup(name: &str) -> Result<&'static ConnectionType, EngineError> {
-    let lower = name.to_ascii_lowercase();
-    all()
-        .iter()
-        .copied()
-        .find(|t| t.name == lower)
-        .ok_or_else(|| EngineError::UnknownConnectionType {
-            name: name.into(),
-            known: all().iter().map(|t| t.name.to_string()).collect(),
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_type_of_the_original_system_is_known_once() {
-        let names: Vec<_> = all().iter().map(|t| t.name).collect();
-        for expected in [
-            "postgres",
-            "mysql",
-            "mariadb",
-            "oracle",
-            "sqlserver",
-            "db2",
-            "redshift",
-            "bigquery",
-            "snowflake",
-            "synapse",
-            "teradata",
-            "gcs",
-            "s3",
-            "azure_blob",
-            "mongodb",
-            "cassandra",
-            "redis",
-            "firestore",
-            "dynamodb",
-            "local",
-        ] {
-            assert_eq!(names.iter().filter(|n| **n == expected).count(), 1, "{expected}");
-        }
-        assert_eq!(names.len(), 20);
-    }
-
-    #[test]
-    fn available_types_have_a_driver_and_planned_ones_do_not() {
-        for t in all() {
-            assert_eq!(t.connector.is_some(), t.status == TypeStatus::Available, "{}", t.name);
-            for identity in t.identity_options {
-                assert!(t.options.iter().any(|o| o.name == *identity), "{}: {identity}", t.name);
-            }
-        }
-    }
-
-    #[test]
-    fn lookup_is_case_insensitive_and_lists_known_types() {
-        assert_eq!(lookup("PostgreS").unwrap().name, "postgres");
-        let err = lookup("postgress").err().unwrap().to_string();
-        assert!(err.contains("postgres, mysql"), "{err}");
     }
 }

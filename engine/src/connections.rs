@@ -11,9 +11,11 @@ use sluice_catalog::{Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, O
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::allowed_paths::AllowedPaths;
-use crate::connection_types::{self, ConnectionType, TypeStatus};
+use crate::connection_types::{ConnectionType, Driver};
+use crate::connectors;
 use crate::destinations::{Destination, ScrubbedDestination};
-use crate::error::{ConnectFailure, EngineError};
+use crate::error::EngineError;
+use crate::failure::ConnectFailure;
 use crate::options::{self, PreparedOptions, ResolvedOptions};
 use crate::sources::{Scrubbed, Source};
 
@@ -119,11 +121,11 @@ impl ConnectionManager {
                 .into())
             };
         }
-        let kind = available_type(&request.type_name)?;
+        let (kind, driver) = available_type(&request.type_name)?;
         let prepared = options::prepare(kind.name, kind.options, &request.name, request.options)?;
         self.check_secret_references(&request.name, &prepared)?;
         let status = self
-            .check_live(&request.name, kind, &prepared, request.validate)
+            .check_live(&request.name, (kind, driver), &prepared, request.validate)
             .await?;
         let now = Utc::now();
         let record = ConnectionRecord {
@@ -154,7 +156,7 @@ impl ConnectionManager {
     /// before they replace the old ones.
     pub async fn alter(&self, request: AlterConnection) -> Result<ConnectionStatus, EngineError> {
         let old = self.catalog.connection(&request.name)?;
-        let kind = available_type(&old.kind)?;
+        let (kind, driver) = available_type(&old.kind)?;
         let mut merged = old.options.clone();
         for name in &request.reset {
             if merged.remove(name).is_none() && !kind.options.iter().any(|o| o.name == name) {
@@ -166,7 +168,9 @@ impl ConnectionManager {
         let prepared = options::prepare(kind.name, kind.options, &old.name, merged)?;
         self.check_secret_references(&old.name, &prepared)?;
         check_secrets_follow_endpoint(&old, &prepared, &repeated)?;
-        let status = self.check_live(&old.name, kind, &prepared, request.validate).await?;
+        let status = self
+            .check_live(&old.name, (kind, driver), &prepared, request.validate)
+            .await?;
         let now = Utc::now();
         let record = ConnectionRecord {
             identity: kind.identity(&prepared.options),
@@ -248,11 +252,22 @@ impl ConnectionManager {
         }
     }
 
+    /// Whether a saved connection can be read as a source, from its record
+    /// and type alone: nothing is decrypted, nothing opened. A path outside
+    /// the allowed directories makes it no source, as [`Self::source`] does.
+    pub fn is_source(&self, name: &str) -> bool {
+        let Ok(record) = self.catalog.connection(name) else {
+            return false;
+        };
+        available_type(&record.kind).is_ok_and(|(_, driver)| driver.source.is_some())
+            && self.allowed_paths.check_options(&record.options).is_ok()
+    }
+
     /// Opens a saved connection as a source of tables.
     pub fn source(&self, name: &str) -> Result<Arc<dyn Source>, EngineError> {
         let record = self.catalog.connection(name)?;
-        let kind = available_type(&record.kind)?;
-        let factory = kind.source.ok_or_else(|| EngineError::NotASource {
+        let (kind, driver) = available_type(&record.kind)?;
+        let factory = driver.source.ok_or_else(|| EngineError::NotASource {
             connection: record.name.clone(),
             kind: kind.name.into(),
         })?;
@@ -266,8 +281,8 @@ impl ConnectionManager {
     /// Opens a saved connection as a destination of ETL jobs.
     pub fn destination(&self, name: &str) -> Result<Arc<dyn Destination>, EngineError> {
         let record = self.catalog.connection(name)?;
-        let kind = available_type(&record.kind)?;
-        let factory = kind.destination.ok_or_else(|| EngineError::NotADestination {
+        let (kind, driver) = available_type(&record.kind)?;
+        let factory = driver.destination.ok_or_else(|| EngineError::NotADestination {
             connection: record.name.clone(),
             kind: kind.name.into(),
         })?;
@@ -311,9 +326,9 @@ impl ConnectionManager {
     }
 
     async fn check_record(&self, record: &ConnectionRecord) -> Result<(), EngineError> {
-        let kind = available_type(&record.kind)?;
+        let (kind, driver) = available_type(&record.kind)?;
         let resolved = self.resolve_saved(record)?;
-        self.run_test(&record.name, kind, &resolved)
+        self.run_test(&record.name, driver, &resolved)
             .instrument(info_span!("test_connection", connection = %record.name, kind = kind.name))
             .await
     }
@@ -328,7 +343,7 @@ impl ConnectionManager {
     async fn check_live(
         &self,
         name: &str,
-        kind: &ConnectionType,
+        (kind, driver): (&ConnectionType, &Driver),
         prepared: &PreparedOptions,
         validate: bool,
     ) -> Result<ConnectionStatus, EngineError> {
@@ -337,15 +352,15 @@ impl ConnectionManager {
             return Ok(ConnectionStatus::Unknown);
         }
         let resolved = ResolvedOptions::resolve(&prepared.options, &prepared.inline_secrets, &self.catalog)?;
-        self.run_test(name, kind, &resolved)
+        self.run_test(name, driver, &resolved)
             .instrument(info_span!("test_connection", connection = name, kind = kind.name))
             .await?;
         Ok(ConnectionStatus::Ok)
     }
 
-    async fn run_test(&self, name: &str, kind: &ConnectionType, resolved: &ResolvedOptions) -> Result<(), EngineError> {
-        let connector = kind.connector.expect("available types have a connector");
-        connector
+    async fn run_test(&self, name: &str, driver: &Driver, resolved: &ResolvedOptions) -> Result<(), EngineError> {
+        driver
+            .connector
             .test(resolved, self.timeout_for(resolved))
             .await
             .map_err(|failure| {
@@ -362,7 +377,6 @@ impl ConnectionManager {
     }
 }
 
-/// Resolves a type name to an available type, or explains why not.
 /// Names SQL already uses, and what each one is: a connection of that name
 /// would be shadowed by it (or make `INTO name.table` ambiguous).
 const RESERVED_NAMES: &[(&str, &str)] = &[
@@ -390,11 +404,12 @@ fn check_not_reserved(name: &str) -> Result<(), EngineError> {
     }
 }
 
-fn available_type(name: &str) -> Result<&'static ConnectionType, EngineError> {
-    let kind = connection_types::lookup(name)?;
-    match kind.status {
-        TypeStatus::Available => Ok(kind),
-        TypeStatus::Planned => Err(EngineError::UnsupportedConnectionType {
+/// The type of that name and its driver; planned types are refused.
+fn available_type(name: &str) -> Result<(&'static ConnectionType, &'static Driver), EngineError> {
+    let kind = connectors::lookup(name)?;
+    match &kind.driver {
+        Some(driver) => Ok((kind, driver)),
+        None => Err(EngineError::UnsupportedConnectionType {
             name: kind.name.into(),
             status: "planned",
         }),
@@ -432,4 +447,38 @@ fn check_secrets_follow_endpoint(
         changed,
         secrets: kept,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_catalog::MasterKey;
+
+    use super::*;
+
+    /// A connection is a source by its type alone; a path outside the
+    /// allowed directories (checked without resolving secrets) is not one.
+    #[tokio::test]
+    async fn is_source_reads_the_record_and_the_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        std::fs::create_dir(&files).unwrap();
+        let key = MasterKey::from_hex(&"22".repeat(32)).unwrap();
+        let catalog = Arc::new(Catalog::open(&dir.path().join("catalog"), key).unwrap());
+        let connections = ConnectionManager::new(catalog.clone(), Duration::from_secs(10));
+        connections
+            .create(CreateConnection {
+                name: "files".into(),
+                type_name: "local".into(),
+                options: BTreeMap::from([("path".to_owned(), OptionValue::Text(files.display().to_string()))]),
+                if_not_exists: false,
+                validate: false,
+            })
+            .await
+            .unwrap();
+        assert!(connections.is_source("files"));
+        assert!(!connections.is_source("nothing"));
+        let elsewhere = ConnectionManager::new(catalog, Duration::from_secs(10))
+            .with_allowed_paths(AllowedPaths::new([dir.path().join("other")]));
+        assert!(!elsewhere.is_source("files"));
+    }
 }

@@ -7,59 +7,9 @@ use datafusion::error::DataFusionError;
 use sluice_catalog::CatalogError;
 
 use crate::destinations::DestinationError;
+// Re-exported for the connectors that still name them here.
+pub use crate::failure::{ConnectFailure, ConnectFailureKind};
 use crate::sources::SourceError;
-
-/// Why a live connection attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectFailureKind {
-    /// The host name does not resolve.
-    Dns,
-    /// Nothing listens on that host and port.
-    Refused,
-    /// No answer within the timeout.
-    Timeout,
-    /// TLS could not be negotiated or the certificate was not trusted.
-    Tls,
-    /// The server rejected the user name or password.
-    BadPassword,
-    /// The server has no such database.
-    UnknownDatabase,
-    /// Any other refusal from the server or the network.
-    Other,
-}
-
-impl ConnectFailureKind {
-    /// A short label, used in messages and `last_error`.
-    pub fn label(self) -> &'static str {
-        match self {
-            ConnectFailureKind::Dns => "host name not found",
-            ConnectFailureKind::Refused => "connection refused",
-            ConnectFailureKind::Timeout => "timed out",
-            ConnectFailureKind::Tls => "TLS failure",
-            ConnectFailureKind::BadPassword => "authentication failed",
-            ConnectFailureKind::UnknownDatabase => "database does not exist",
-            ConnectFailureKind::Other => "connection failed",
-        }
-    }
-}
-
-/// A failed live test of a connection, with the driver's explanation.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}: {detail}", kind.label())]
-pub struct ConnectFailure {
-    pub kind: ConnectFailureKind,
-    pub detail: String,
-}
-
-impl ConnectFailure {
-    /// A failure of the given kind.
-    pub fn new(kind: ConnectFailureKind, detail: impl Into<String>) -> Self {
-        Self {
-            kind,
-            detail: detail.into(),
-        }
-    }
-}
 
 /// Everything the engine reports to the server.
 #[derive(Debug, thiserror::Error)]
@@ -185,9 +135,7 @@ impl EngineError {
             },
             EngineError::Destination(error) => match error {
                 DestinationError::ObjectStore(_) | DestinationError::Conflict { .. } => true,
-                DestinationError::Remote { reason, .. } => {
-                    crate::destinations::TRANSIENT_REMOTE_REASONS.contains(&reason.as_str())
-                }
+                DestinationError::Remote { diagnosis, .. } => diagnosis.transient,
                 _ => false,
             },
             _ => false,
@@ -251,19 +199,6 @@ pub fn find_cause<'a, T: Error + 'static>(error: &'a (dyn Error + 'static)) -> O
     None
 }
 
-impl ConnectFailureKind {
-    /// True for failures that may pass by themselves.
-    pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            ConnectFailureKind::Refused
-                | ConnectFailureKind::Timeout
-                | ConnectFailureKind::Dns
-                | ConnectFailureKind::Other
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,17 +251,6 @@ mod tests {
         );
         assert!(!EngineError::InvalidJob { message: "bad".into() }.is_transient());
         assert!(!EngineError::Cancelled { run_id: 1 }.is_transient());
-        let remote = |reason: &str| {
-            EngineError::Destination(DestinationError::Remote {
-                service: "BigQuery",
-                job_id: None,
-                reason: reason.into(),
-                message: "m".into(),
-            })
-        };
-        assert!(remote("backendError").is_transient());
-        assert!(!remote("accessDenied").is_transient());
-        assert!(!remote("invalid").is_transient());
     }
 
     #[test]

@@ -1,21 +1,40 @@
-//! The Sluice engine: connection types and their drivers, connection
-//! testing, sources and destinations, ETL jobs and their runs (extraction
-//! and loading), and the scheduler.
+//! The Sluice engine: everything between the server's statements and the
+//! catalog, with no wire-protocol code.
 //!
-//! The engine knows nothing about the wire protocol; the server turns its
-//! typed errors into SQLSTATEs.
+//! - [`connection_types`] says what a connection type is (options, identity,
+//!   [`Driver`](connection_types::Driver)); [`connectors`] is the registry
+//!   of every type, one folder per driver family (PostgreSQL, MySQL/MariaDB,
+//!   local files, BigQuery) holding its live test, [`Source`](sources::Source),
+//!   dialect, type mapping and, for BigQuery, its
+//!   [`Destination`](destinations::Destination).
+//! - [`connections`] creates, alters, tests and drops saved connections and
+//!   opens them as sources and destinations; [`options`] validates and
+//!   resolves their options and secrets.
+//! - [`sources`] turns source tables into DataFusion tables with filters
+//!   pushed down; [`type_mapping`] maps column types to Arrow and BigQuery.
+//! - [`destinations`] holds the load transaction contract and the local
+//!   Parquet warehouse.
+//! - [`jobs`] defines ETL jobs and runs them exactly once (window, copy,
+//!   destination commit, then the catalog); [`scheduler`] runs them on their
+//!   [`schedule`]s with retries.
+//!
+//! Errors are typed ([`EngineError`], [`ConnectFailure`]); the server turns
+//! them into SQLSTATEs. docs/architecture.md walks a run through these
+//! modules.
 
 pub mod allowed_paths;
 pub mod connection_types;
 pub mod connections;
-mod connectors;
+pub mod connectors;
 pub mod destinations;
 mod error;
 mod explore;
 mod failpoint;
+mod failure;
 pub mod jobs;
 pub mod metrics;
 pub mod options;
+pub mod schedule;
 pub mod scheduler;
 pub mod scrub;
 pub mod sources;
@@ -23,4 +42,5 @@ mod tls;
 pub mod type_mapping;
 
 pub use connections::{AlterConnection, ConnectionManager, CreateConnection, CreateOutcome, TestOutcome};
-pub use error::{ConnectFailure, ConnectFailureKind, EngineError, find_cause, set_sqlstate_mapping};
+pub use error::{EngineError, find_cause, set_sqlstate_mapping};
+pub use failure::{ConnectFailure, ConnectFailureKind};

@@ -14,7 +14,7 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 
 use tracing::warn;
 
-use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::failure::{ConnectFailure, ConnectFailureKind};
 
 /// How much of the server's certificate to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

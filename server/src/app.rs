@@ -7,16 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::prelude::SessionContext;
 use pgwire::api::RandomPidSecretKeyGenerator;
 use pgwire::api::auth::DefaultServerParameterProvider;
-use sluice_catalog::{Catalog, CatalogError, MasterKey};
+use sluice_catalog::{Catalog, MasterKey};
+use sluice_engine::ConnectionManager;
 use sluice_engine::allowed_paths::AllowedPaths;
-use sluice_engine::destinations::{DestinationError, LocalWarehouse, WarehouseSchema, display_location};
+use sluice_engine::destinations::{LocalWarehouse, WarehouseSchema, display_location};
 use sluice_engine::jobs::JobManager;
 use sluice_engine::metrics::EngineMetrics;
 use sluice_engine::scheduler::{Scheduler, SchedulerConfig, SystemClock};
-use sluice_engine::{ConnectionManager, EngineError};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -27,14 +26,9 @@ use crate::listener::{self, Limits};
 use crate::login::LoginPolicy;
 use crate::metrics::{self, Exporter};
 use crate::sql_session::session_context;
+use crate::state::{AppState, DATABASE, StartupError};
 use crate::throttle::LoginThrottle;
 use crate::tls;
-
-/// The SQL catalog (database) name clients see.
-pub const DATABASE: &str = "sluice";
-
-/// The schema under which the local warehouse's tables are queried.
-pub const WAREHOUSE_SCHEMA: &str = "warehouse";
 
 /// The local warehouse's directory inside the data dir.
 const WAREHOUSE_DIR: &str = "warehouse";
@@ -75,37 +69,6 @@ pub struct ServeConfig {
     /// Directories whose files connection options may name; `None` is the
     /// data dir, the working directory and the demo dir.
     pub allowed_paths: Option<Vec<PathBuf>>,
-}
-
-/// Why Sluice could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error("warehouse: {0}")]
-    Warehouse(#[from] DestinationError),
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
-    #[error("TLS set-up failed: {0}")]
-    Tls(String),
-    #[error("{0}")]
-    Config(String),
-}
-
-/// State shared by every client connection.
-pub struct AppState {
-    pub connections: Arc<ConnectionManager>,
-    pub jobs: Arc<JobManager>,
-    /// The shared plain-SQL session each client's session is built from.
-    pub ctx: Arc<SessionContext>,
-    /// How clients log in.
-    pub login: Arc<LoginPolicy>,
-    /// Each session's `statement_timeout` until it sets its own.
-    pub statement_timeout: Option<Duration>,
-    /// pgwire's registry of live connections, for cancel requests.
-    pub wire_connections: Arc<pgwire::api::ConnectionManager>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.

@@ -24,9 +24,17 @@ pub enum StatementError {
     Internal(String),
     /// Plain SQL that would write or change shared state.
     #[error(transparent)]
-    Refused(#[from] crate::sql_guard::Refused),
+    Refused(#[from] Refused),
     #[error("canceling statement due to statement timeout")]
     StatementTimeout,
+}
+
+/// A statement plain SQL may not run.
+#[derive(Debug, thiserror::Error)]
+#[error("permission denied: {kind} is not allowed; plain SQL in Sluice is read-only")]
+pub struct Refused {
+    /// The statement kind, e.g. `CREATE TABLE` or `COPY`.
+    pub kind: String,
 }
 
 impl From<CatalogError> for StatementError {
@@ -112,17 +120,8 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         ),
         EngineError::SecretNotRepeated { .. } => error("28000", message, None),
         EngineError::DatetimeOverflow { .. } => error("22008", message, None),
-        EngineError::Destination(DestinationError::Remote { reason, job_id, .. }) => {
-            let code = match reason.as_str() {
-                "accessDenied" => "42501",
-                "quotaExceeded" | "rateLimitExceeded" => "53400",
-                "timeout" | "transport" => "08006",
-                _ => "58030",
-            };
-            let hint = job_id
-                .as_ref()
-                .map(|id| format!("The job id finds the job in the BigQuery console or with `bq show -j {id}`."));
-            error(code, message, hint)
+        EngineError::Destination(DestinationError::Remote { diagnosis, .. }) => {
+            error(diagnosis.sqlstate, message, diagnosis.hint.clone())
         }
         EngineError::Destination(
             DestinationError::Unsupported { .. } | DestinationError::UnsupportedColumnType { .. },
@@ -153,31 +152,9 @@ fn source_error_info(e: &SourceError, message: String, connection: Option<&str>)
 }
 
 fn connect_error(kind: ConnectFailureKind, message: String) -> ErrorInfo {
-    let (code, hint) = match kind {
-        ConnectFailureKind::BadPassword => (
-            "28P01",
-            "Check the credentials: the user and password options, or the service-account key.",
-        ),
-        ConnectFailureKind::UnknownDatabase => ("3D000", "Check the database option."),
-        ConnectFailureKind::Dns => ("08001", "Check the host option."),
-        ConnectFailureKind::Refused => (
-            "08001",
-            "Check the host and port options and that the server is running.",
-        ),
-        ConnectFailureKind::Timeout => (
-            "08001",
-            "Check that the server is reachable from Sluice, or raise the connect_timeout option.",
-        ),
-        ConnectFailureKind::Tls => (
-            "08001",
-            "Check the TLS options against what the server offers: to trust a private or self-signed \
-             certificate, name its CA file (ssl_ca for MySQL/MariaDB, sslrootcert for PostgreSQL); to encrypt \
-             without verifying, use ssl_mode 'preferred' (sslmode 'prefer').",
-        ),
-        ConnectFailureKind::Other => ("08001", "Check the connection options."),
-    };
+    let hint = kind.hint();
     let hint = format!("{hint} To save a connection without testing it, add WITH (validate = false).");
-    error(code, message, Some(hint))
+    error(kind.sqlstate(), message, Some(hint))
 }
 
 fn catalog_error(e: &CatalogError) -> ErrorInfo {

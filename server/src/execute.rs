@@ -18,8 +18,8 @@ use sluice_engine::sources::TableRef;
 use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
 
-use crate::app::AppState;
 use crate::errors::{StatementError, notice};
+use crate::state::AppState;
 use crate::statements::SluiceStatement;
 use crate::views;
 

@@ -23,12 +23,12 @@ use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
-use crate::app::AppState;
 use crate::errors::{StatementError, map_session_error};
 use crate::execute::{execute, result_fields};
 use crate::login::LoginHandler;
 use crate::sql_guard::{self, SqlGuardHook};
 use crate::sql_session::{client_context, run_until, set_default_statement_timeout, statement_deadline};
+use crate::state::AppState;
 use crate::statements::{self, is_sluice_statement, split_statements};
 
 type DfStatement = <DfSessionService as ExtendedQueryHandler>::Statement;

@@ -15,6 +15,7 @@ mod scram;
 mod source_catalogs;
 mod sql_guard;
 mod sql_session;
+mod state;
 mod statements;
 mod system_tables;
 mod throttle;

@@ -27,7 +27,7 @@ impl SluiceCatalogList {
     }
 
     fn is_source(&self, name: &str) -> bool {
-        self.connections.source(name).is_ok()
+        self.connections.is_source(name)
     }
 }
 

@@ -22,19 +22,11 @@ use pgwire::api::ClientInfo;
 use pgwire::api::results::Response;
 use pgwire::error::{PgWireError, PgWireResult};
 
-use crate::errors::StatementError;
+use crate::errors::{Refused, StatementError};
 
 /// Settings under this prefix replace the shared memory pool or the spill
 /// directory, so a session may not change them.
 const RUNTIME_SETTINGS: &str = "datafusion.runtime.";
-
-/// A statement plain SQL may not run.
-#[derive(Debug, thiserror::Error)]
-#[error("permission denied: {kind} is not allowed; plain SQL in Sluice is read-only")]
-pub struct Refused {
-    /// The statement kind, e.g. `CREATE TABLE` or `COPY`.
-    pub kind: String,
-}
 
 /// Refuses `statement` (or a statement nested in it) unless it only reads.
 pub fn check(statement: &Statement) -> Result<(), Refused> {

@@ -32,9 +32,9 @@ use sluice_engine::jobs::JobManager;
 use tokio::runtime::{Handle, Runtime};
 use tokio::time::Instant;
 
-use crate::app::{DATABASE, StartupError, WAREHOUSE_SCHEMA};
 use crate::errors::{StatementError, map_session_error};
 use crate::source_catalogs::SluiceCatalogList;
+use crate::state::{DATABASE, StartupError, WAREHOUSE_SCHEMA};
 use crate::system_tables::{self, SystemSchema};
 use crate::wide_decimals::WideDecimalsAsText;
 

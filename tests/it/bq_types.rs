@@ -7,7 +7,8 @@ use crate::common::*;
 use crate::fake_bigquery::FakeBigQuery;
 
 use serde_json::Value;
-use sluice_engine::type_mapping::{BigQueryType, TypeMapping, mysql, postgres};
+use sluice_engine::connectors::{mysql::types as mysql, postgres::types as postgres};
+use sluice_engine::type_mapping::{BigQueryType, TypeMapping};
 
 /// The type name the BigQuery API reports for a documented type.
 fn api_name(bigquery: BigQueryType) -> &'static str {

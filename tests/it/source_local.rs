@@ -328,8 +328,8 @@ async fn create_checks_that_the_directory_can_be_read() {
     assert!(connections.manager.catalog().connections().unwrap().is_empty());
 
     connections.source("ok", dir.path()).await;
-    let types = sluice_engine::connection_types::lookup("local").unwrap();
-    assert_eq!(types.status, sluice_engine::connection_types::TypeStatus::Available);
+    let types = sluice_engine::connectors::lookup("local").unwrap();
+    assert_eq!(types.status(), sluice_engine::connection_types::TypeStatus::Available);
     assert_eq!(types.identity_options, ["path"]);
 }
 

@@ -17,8 +17,8 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::TryStreamExt;
 use sluice_catalog::{Catalog, MasterKey, OptionValue};
+use sluice_engine::connectors::postgres::types::{PgColumnType, PgTypeKind, map};
 use sluice_engine::sources::{ScanRequest, Source, SourceError, SourceTable, TableDescription, TableKind, TableRef};
-use sluice_engine::type_mapping::postgres::{PgColumnType, PgTypeKind, map};
 use sluice_engine::{ConnectFailureKind, ConnectionManager, CreateConnection};
 
 /// A source for `pg` built the way the server builds one: a connection

@@ -1,30 +1,19 @@
-//! One module per connection type family; each declares its
-//! [`ConnectionType`](crate::connection_types::ConnectionType) entries.
+//! The registry of connection types: one folder per type family, each
+//! declaring its [`ConnectionType`] entries, and the one list of them all.
 
 mod bigquery;
 mod local;
-mod mysql;
+pub mod mysql;
 mod planned;
-mod postgres;
-
-use std::time::Duration;
-
-use async_trait::async_trait;
+pub mod postgres;
+#[cfg(test)]
+mod type_docs;
 
 use crate::connection_types::ConnectionType;
-use crate::error::ConnectFailure;
-use crate::options::ResolvedOptions;
-
-/// A live driver for one connection type.
-#[async_trait]
-pub trait Connector: Send + Sync {
-    /// Opens a connection with these options and checks that it works,
-    /// giving up after `timeout`.
-    async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure>;
-}
+use crate::error::EngineError;
 
 /// Every connection type, in the order `SHOW CONNECTION TYPES` lists them.
-pub(crate) static ALL: &[&ConnectionType] = &[
+static ALL: &[&ConnectionType] = &[
     &postgres::POSTGRES,
     &mysql::MYSQL,
     &mysql::MARIADB,
@@ -47,38 +36,71 @@ pub(crate) static ALL: &[&ConnectionType] = &[
     &local::LOCAL,
 ];
 
-/// The error and all its sources, joined with ": ", without repeats.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(err);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    parts.join(": ")
+/// Every known connection type, in display order.
+pub fn all() -> &'static [&'static ConnectionType] {
+    ALL
 }
 
-/// Classifies network-level failures found anywhere in an error's chain.
-pub(crate) fn network_failure_kind(
-    err: &(dyn std::error::Error + 'static),
-) -> Option<crate::error::ConnectFailureKind> {
-    use crate::error::ConnectFailureKind as K;
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            let text = io.to_string();
-            return Some(match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => K::Refused,
-                std::io::ErrorKind::TimedOut => K::Timeout,
-                _ if text.contains("lookup address") || text.contains("Name or service not known") => K::Dns,
-                _ if text.contains("certificate") || text.contains("tls") || text.contains("TLS") => K::Tls,
-                _ => K::Other,
-            });
+/// Looks a type up by name (case-insensitive).
+pub fn lookup(name: &str) -> Result<&'static ConnectionType, EngineError> {
+    let lower = name.to_ascii_lowercase();
+    all()
+        .iter()
+        .copied()
+        .find(|t| t.name == lower)
+        .ok_or_else(|| EngineError::UnknownConnectionType {
+            name: name.into(),
+            known: all().iter().map(|t| t.name.to_string()).collect(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_of_the_original_system_is_known_once() {
+        let names: Vec<_> = all().iter().map(|t| t.name).collect();
+        for expected in [
+            "postgres",
+            "mysql",
+            "mariadb",
+            "oracle",
+            "sqlserver",
+            "db2",
+            "redshift",
+            "bigquery",
+            "snowflake",
+            "synapse",
+            "teradata",
+            "gcs",
+            "s3",
+            "azure_blob",
+            "mongodb",
+            "cassandra",
+            "redis",
+            "firestore",
+            "dynamodb",
+            "local",
+        ] {
+            assert_eq!(names.iter().filter(|n| **n == expected).count(), 1, "{expected}");
         }
-        current = e.source();
+        assert_eq!(names.len(), 20);
     }
-    None
+
+    #[test]
+    fn identity_options_are_options_of_their_type() {
+        for t in all() {
+            for identity in t.identity_options {
+                assert!(t.options.iter().any(|o| o.name == *identity), "{}: {identity}", t.name);
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive_and_lists_known_types() {
+        assert_eq!(lookup("PostgreS").unwrap().name, "postgres");
+        let err = lookup("postgress").err().unwrap().to_string();
+        assert!(err.contains("postgres, mysql"), "{err}");
+    }
 }

@@ -1,7 +1,7 @@
 //! Connection types known to Sluice whose drivers are still to come. Their
 //! option schemas are final so that `SHOW CONNECTION TYPES` documents them.
 
-use crate::connection_types::{Category, ConnectionType, TypeStatus};
+use crate::connection_types::{Category, ConnectionType};
 use crate::options::OptionKind::{Bool, Integer, Secret, Text};
 use crate::options::OptionSpec as O;
 
@@ -13,12 +13,9 @@ macro_rules! planned {
             name: $name,
             display_name: $display,
             category: $category,
-            status: TypeStatus::Planned,
             options: $options,
             identity_options: &[$($identity),*],
-            connector: None,
-            source: None,
-            destination: None,
+            driver: None,
         };
     };
 }

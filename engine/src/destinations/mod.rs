@@ -85,15 +85,18 @@ pub struct CommitReport {
     pub files: usize,
 }
 
-/// Reasons a remote service gives for failures that may pass by themselves.
-pub const TRANSIENT_REMOTE_REASONS: &[&str] = &[
-    "backendError",
-    "rateLimitExceeded",
-    "internalError",
-    "timeout",
-    "transport",
-    "badResponse",
-];
+/// What a remote service's failure means, as the connector that read it
+/// knows: the engine retries on `transient`, the server reports `sqlstate`
+/// and `hint`, and neither knows the service's own reason strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteDiagnosis {
+    /// Whether the same request may succeed later.
+    pub transient: bool,
+    /// The SQLSTATE a client sees.
+    pub sqlstate: &'static str,
+    /// What to do about it, where the connector knows.
+    pub hint: Option<String>,
+}
 
 /// Why a destination could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -118,13 +121,14 @@ pub enum DestinationError {
     #[error("corrupt manifest {path}: {reason}")]
     CorruptManifest { path: String, reason: String },
     /// A remote service refused a request or failed a job; `reason` and
-    /// `message` are the service's own words.
+    /// `message` are the service's own words, `diagnosis` what they mean.
     #[error("{service} {}failed: {reason}: {message}", job_id.as_ref().map(|id| format!("job {id} ")).unwrap_or_default())]
     Remote {
         service: &'static str,
         job_id: Option<String>,
         reason: String,
         message: String,
+        diagnosis: RemoteDiagnosis,
     },
     #[error("storage error: {0}")]
     ObjectStore(#[from] object_store::Error),
@@ -168,7 +172,7 @@ pub trait Destination: Send + Sync {
 
     /// Checks that `schedule` fits the destination's per-table quotas
     /// (BigQuery's daily table operations); the error says what fits.
-    fn check_schedule(&self, _table: &str, _schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+    fn check_schedule(&self, _table: &str, _schedule: &crate::schedule::Schedule) -> Result<(), String> {
         Ok(())
     }
 

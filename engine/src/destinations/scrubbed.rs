@@ -16,8 +16,8 @@ use datafusion::scalar::ScalarValue;
 use futures::TryStreamExt;
 
 use super::{
-    CommitReport, CommitState, Destination, DestinationError, LoadTransaction, ShipProgress, TableSetup, TableSpec,
-    WriteMode,
+    CommitReport, CommitState, Destination, DestinationError, LoadTransaction, RemoteDiagnosis, ShipProgress,
+    TableSetup, TableSpec, WriteMode,
 };
 use crate::scrub::Scrubber;
 
@@ -74,11 +74,16 @@ pub fn scrub_destination_error(scrubber: &Scrubber, error: DestinationError) -> 
             job_id,
             reason,
             message,
+            diagnosis,
         } => DestinationError::Remote {
             service,
             job_id: job_id.map(|id| s(&id)),
             reason: s(&reason),
             message: s(&message),
+            diagnosis: RemoteDiagnosis {
+                hint: diagnosis.hint.map(|hint| s(&hint)),
+                ..diagnosis
+            },
         },
         DestinationError::ObjectStore(e) => DestinationError::ObjectStore(object_store::Error::Generic {
             store: "object store",
@@ -131,7 +136,7 @@ impl Destination for ScrubbedDestination {
         self.inner.drop_table(table).await.map_err(|e| self.clean(e))
     }
 
-    fn check_schedule(&self, table: &str, schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+    fn check_schedule(&self, table: &str, schedule: &crate::schedule::Schedule) -> Result<(), String> {
         self.inner.check_schedule(table, schedule)
     }
 
@@ -225,9 +230,17 @@ mod tests {
                 job_id: Some("job_1".into()),
                 reason: "invalid".into(),
                 message: "request body {\"key\": \"hunter2\"} refused".into(),
+                diagnosis: RemoteDiagnosis {
+                    transient: false,
+                    sqlstate: "58030",
+                    hint: Some("bq show -j hunter2".into()),
+                },
             },
         );
-        assert!(matches!(remote, DestinationError::Remote { .. }), "{remote:?}");
+        assert!(
+            matches!(&remote, DestinationError::Remote { diagnosis, .. } if diagnosis.hint.as_deref() == Some("bq show -j ********")),
+            "{remote:?}"
+        );
         assert_eq!(
             remote.to_string(),
             "BigQuery job job_1 failed: invalid: request body {\"key\": \"********\"} refused"

@@ -16,7 +16,7 @@ use super::settings::JobSetting;
 use super::{JobManager, guard, split, window};
 use crate::destinations::{Destination, DestinationError, TableLayout, TableSetup, TableSpec};
 use crate::error::EngineError;
-use crate::scheduler::Schedule;
+use crate::schedule::Schedule;
 use crate::sources::{TableDescription, TableRef};
 use crate::type_mapping::{BigQueryType, TYPE_METADATA};
 

@@ -5,7 +5,6 @@
 mod clock;
 mod plan;
 mod retry;
-mod schedule;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,9 +14,9 @@ use chrono::{DateTime, Utc};
 use sluice_catalog::{JobRecord, OptionValue, RunRecord, RunStatus, RunTrigger, ScheduleState};
 use tracing::{Instrument, info, info_span, warn};
 
+pub use crate::schedule::{Schedule, ScheduleError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use retry::Backoff;
-pub use schedule::{Schedule, ScheduleError};
 
 use crate::error::EngineError;
 use crate::jobs::JobManager;

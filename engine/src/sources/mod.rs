@@ -25,7 +25,7 @@ pub use nearby::closest;
 pub use scrubbed::Scrubbed;
 pub use table::SourceTable;
 
-use crate::error::ConnectFailure;
+use crate::failure::ConnectFailure;
 use crate::type_mapping::TypeMapping;
 
 /// A table (or view) of a source, by schema and name, exactly as the source
@@ -186,6 +186,12 @@ pub trait Dialect: Send + Sync {
     /// A literal for `value`, or `None` when it cannot be written safely
     /// (the filter then stays in DataFusion).
     fn literal(&self, value: &ScalarValue) -> Option<String>;
+    /// Whether the source compares this column's values (`=`, `<`, `IN`
+    /// ...) as DataFusion compares their Arrow values; `false` keeps every
+    /// comparison on the column in DataFusion.
+    fn compares_as_arrow(&self, _column: &ColumnInfo) -> bool {
+        true
+    }
 }
 
 /// The `SELECT` of a scan in any dialect: the select `list` (empty for none,

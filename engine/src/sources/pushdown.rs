@@ -35,8 +35,8 @@ enum ColumnClass {
     Text,
 }
 
-fn column_class(column: &ColumnInfo) -> Option<ColumnClass> {
-    if column.mapping.repeated {
+fn column_class(column: &ColumnInfo, dialect: &dyn Dialect) -> Option<ColumnClass> {
+    if column.mapping.repeated || !dialect.compares_as_arrow(column) {
         return None;
     }
     match &column.mapping.arrow {
@@ -51,13 +51,8 @@ fn column_class(column: &ColumnInfo) -> Option<ColumnClass> {
         | DataType::Decimal128(..)
         | DataType::Decimal256(..)
         | DataType::Date32
-        | DataType::Timestamp(..) => Some(ColumnClass::Ordered),
-        // MySQL's tinyint(1) and bit(1) read as booleans, but `= TRUE` at the
-        // source means `= 1` while any non-zero value reads as true.
-        DataType::Boolean => {
-            let source = column.source_type.to_lowercase();
-            (!source.starts_with("tinyint") && !source.starts_with("bit")).then_some(ColumnClass::Ordered)
-        }
+        | DataType::Timestamp(..)
+        | DataType::Boolean => Some(ColumnClass::Ordered),
         DataType::Utf8 | DataType::LargeUtf8 => {
             let source = column.source_type.to_lowercase();
             (source.contains("char") || source.contains("text") || source.contains("utf8") || source == "name")
@@ -82,7 +77,7 @@ impl Translator<'_> {
     fn column(&self, expr: &Expr) -> Option<(String, ColumnClass)> {
         let Expr::Column(column) = expr else { return None };
         let info = self.table.columns.iter().find(|c| c.name == column.name)?;
-        Some((self.dialect.quote_ident(&info.name), column_class(info)?))
+        Some((self.dialect.quote_ident(&info.name), column_class(info, self.dialect)?))
     }
 
     fn literal(&self, expr: &Expr) -> Option<String> {
@@ -297,5 +292,28 @@ mod tests {
         assert_eq!(sql(col("uid").eq(lit("x"))), None, "uuid is text only in Arrow");
         assert_eq!(sql(col("score").gt(lit(1i64))), None, "floats stay in DataFusion");
         assert_eq!(sql(col("id").gt(lit(1i64)).or(col("uid").eq(lit("x")))), None);
+    }
+
+    /// A dialect that compares no column as Arrow does.
+    struct Refusing;
+
+    impl Dialect for Refusing {
+        fn quote_ident(&self, ident: &str) -> String {
+            Quoting.quote_ident(ident)
+        }
+        fn literal(&self, value: &ScalarValue) -> Option<String> {
+            Quoting.literal(value)
+        }
+        fn compares_as_arrow(&self, _column: &ColumnInfo) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn the_dialect_keeps_comparisons_it_would_get_wrong_in_datafusion() {
+        let refused = |expr: Expr| translate(&expr, &table(), &Refusing).map(|t| t.sql);
+        assert_eq!(refused(col("id").gt(lit(5i64))), None);
+        assert_eq!(refused(col("select").eq(lit("a"))), None);
+        assert_eq!(refused(col("id").is_null()), Some("(\"id\" IS NULL)".into()));
     }
 }

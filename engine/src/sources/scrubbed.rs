@@ -11,7 +11,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
 
 use super::{CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
-use crate::error::ConnectFailure;
+use crate::failure::ConnectFailure;
 use crate::scrub::Scrubber;
 
 /// `inner` with every error scrubbed of the secrets `scrubber` knows.
@@ -123,7 +123,7 @@ mod tests {
     use sluice_catalog::SecretValue;
 
     use super::*;
-    use crate::error::ConnectFailureKind;
+    use crate::failure::ConnectFailureKind;
 
     #[test]
     fn every_text_of_an_error_is_scrubbed() {

@@ -1,11 +1,12 @@
 //! Source column types -> in-flight Arrow type -> BigQuery column type.
 //!
-//! Each source dialect ([`postgres`], [`mysql`]) maps a catalog description of
-//! a column type to a [`TypeMapping`]: the Arrow type values travel as, the
+//! Each source type's connector (`connectors/<type>/types.rs`) maps a catalog
+//! description of a column type to a [`TypeMapping`]: the Arrow type values travel as, the
 //! BigQuery type they land as, how sure Sluice is about the choice and what can
 //! go wrong. [`samples`] suggests (never applies) a better type for text
 //! columns from sampled values. docs/type-mapping.md embeds tables rendered
-//! from this code; a unit test keeps them in sync.
+//! from this code and the connectors' `types.rs`; a unit test
+//! (`connectors::type_docs`) keeps them in sync.
 //!
 //! Conventions every mapping follows:
 //! - an Arrow `Utf8` carries the source's own text output of the value
@@ -20,8 +21,6 @@ use datafusion::arrow::datatypes::DataType;
 
 pub mod arrow;
 pub mod interval;
-pub mod mysql;
-pub mod postgres;
 pub mod samples;
 
 /// How sure Sluice is that a mapping is the right one. Ordered from most to
@@ -132,7 +131,7 @@ pub struct TypeMapping {
 
 impl TypeMapping {
     /// A mapping with no warnings.
-    fn new(arrow: DataType, bigquery: BigQueryType, confidence: Confidence) -> Self {
+    pub(crate) fn new(arrow: DataType, bigquery: BigQueryType, confidence: Confidence) -> Self {
         TypeMapping {
             arrow,
             bigquery,
@@ -143,7 +142,7 @@ impl TypeMapping {
     }
 
     /// The same mapping with one more warning.
-    fn warn(mut self, warning: impl Into<String>) -> Self {
+    pub(crate) fn warn(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
         self
     }
@@ -211,7 +210,8 @@ pub fn load_type(data_type: &DataType, tag: Option<&str>) -> Result<BigQueryType
 }
 
 /// The caveat of single-precision floats, which BigQuery only has as FLOAT64.
-const FLOAT32_WARNING: &str = "single-precision value widened to FLOAT64: exact, but 1.1 shows as 1.100000023841858";
+pub(crate) const FLOAT32_WARNING: &str =
+    "single-precision value widened to FLOAT64: exact, but 1.1 shows as 1.100000023841858";
 
 /// NUMERIC holds at most this many decimal places ...
 const NUMERIC_MAX_SCALE: u32 = 9;
@@ -303,7 +303,7 @@ pub fn render_numeric_markdown_table() -> String {
 }
 
 /// Renders `(source type, mapping)` rows as a Markdown table.
-fn markdown_table(source_heading: &str, rows: &[(String, TypeMapping)]) -> String {
+pub(crate) fn markdown_table(source_heading: &str, rows: &[(String, TypeMapping)]) -> String {
     let cell = |text: &str| text.replace('|', "\\|");
     let mut out = format!("| {source_heading} | Arrow | BigQuery | Confidence | Warnings |\n|---|---|---|---|---|\n");
     for (source, mapping) in rows {
@@ -482,77 +482,6 @@ mod tests {
             markdown_table("T", &[("x|y".to_owned(), m)]),
             "| T | Arrow | BigQuery | Confidence | Warnings |\n|---|---|---|---|---|\n\
              | `x\\|y` | `Utf8` | `STRING` | low | a \\| b<br>c |\n"
-        );
-    }
-
-    /// Every documented mapping loads into BigQuery as the type the docs
-    /// show: the BigQuery schema code reads types through `load_type`.
-    #[test]
-    fn documented_types_load_as_documented() {
-        let rows = postgres::examples()
-            .into_iter()
-            .map(|(label, column)| (label, postgres::map(&column)))
-            .chain(
-                mysql::examples()
-                    .into_iter()
-                    .map(|(label, column)| (label, mysql::map(&column))),
-            );
-        for (label, mapping) in rows {
-            let in_flight = match &mapping.arrow {
-                DataType::List(element) if mapping.repeated => element.data_type().clone(),
-                other => other.clone(),
-            };
-            assert_eq!(
-                load_type(&in_flight, mapping.type_tag()),
-                Ok(mapping.bigquery),
-                "{label} is documented as {}",
-                mapping.bigquery_ddl()
-            );
-        }
-        assert!(load_type(&DataType::UInt64, None).unwrap_err().contains("UInt64"));
-        assert!(
-            load_type(
-                &DataType::Duration(datafusion::arrow::datatypes::TimeUnit::Second),
-                None
-            )
-            .is_err()
-        );
-    }
-
-    /// docs/type-mapping.md embeds the rendered tables; they must not drift.
-    #[test]
-    fn docs_are_up_to_date() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/type-mapping.md");
-        let doc = std::fs::read_to_string(path).expect("read docs/type-mapping.md");
-        let sections = [
-            ("numeric", render_numeric_markdown_table()),
-            ("postgres", postgres::render_markdown_table()),
-            ("mysql", mysql::render_markdown_table()),
-        ];
-        let mut expected = doc.clone();
-        for (name, table) in &sections {
-            let begin = format!("<!-- BEGIN GENERATED: {name} -->\n");
-            let end = format!("<!-- END GENERATED: {name} -->");
-            let start = expected
-                .find(&begin)
-                .unwrap_or_else(|| panic!("{path}: missing {begin:?}"))
-                + begin.len();
-            let stop = start
-                + expected[start..]
-                    .find(&end)
-                    .unwrap_or_else(|| panic!("{path}: missing {end:?} after {begin:?}"));
-            expected.replace_range(start..stop, table);
-        }
-        if expected == doc {
-            return;
-        }
-        if std::env::var_os("SLUICE_BLESS").is_some_and(|v| v == "1") {
-            std::fs::write(path, &expected).expect("write docs/type-mapping.md");
-            return;
-        }
-        panic!(
-            "docs/type-mapping.md is out of date with engine/src/type_mapping; regenerate it with \
-             `SLUICE_BLESS=1 cargo test -p sluice-engine type_mapping::tests::docs_are_up_to_date`"
         );
     }
 }

@@ -16,7 +16,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sluice_catalog::{Catalog, CatalogError, ConnectionRecord};
 use sluice_engine::TestOutcome;
-use sluice_engine::connection_types;
+use sluice_engine::connectors;
 
 pub(crate) fn text(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
@@ -145,7 +145,7 @@ pub static CONNECTION_TYPES: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 pub fn connection_types() -> RecordBatch {
-    let types = connection_types::all();
+    let types = connectors::all();
     let options: Vec<String> = types
         .iter()
         .map(|t| {
@@ -166,7 +166,7 @@ pub fn connection_types() -> RecordBatch {
         })
         .collect();
     let categories: Vec<String> = types.iter().map(|t| t.category.to_string()).collect();
-    let statuses: Vec<String> = types.iter().map(|t| t.status.to_string()).collect();
+    let statuses: Vec<String> = types.iter().map(|t| t.status().to_string()).collect();
     batch(
         &CONNECTION_TYPES,
         vec![
@@ -192,7 +192,7 @@ pub static CONNECTION_TYPE_OPTIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 pub fn connection_type_options() -> RecordBatch {
-    let rows: Vec<_> = connection_types::all()
+    let rows: Vec<_> = connectors::all()
         .iter()
         .flat_map(|t| t.options.iter().map(move |o| (t.name, o)))
         .collect();

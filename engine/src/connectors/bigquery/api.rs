@@ -23,9 +23,8 @@ use super::Settings;
 use super::auth::TokenSource;
 use super::bucket::StagingBucket;
 use super::retry::retrying;
-use crate::connectors::{error_chain, network_failure_kind};
 use crate::destinations::DestinationError;
-use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
 
 /// A failed call: the HTTP status when there was an answer, and BigQuery's
 /// error `reason` (`invalid`, `accessDenied`, `notFound`, ...) and message.
@@ -106,7 +105,7 @@ impl ApiError {
     /// Whether repeating the same request may succeed.
     pub(super) fn retryable(&self) -> bool {
         matches!(self.status, Some(429 | 500 | 502 | 503 | 504))
-            || crate::destinations::TRANSIENT_REMOTE_REASONS.contains(&self.reason.as_str())
+            || super::reasons::TRANSIENT.contains(&self.reason.as_str())
     }
 
     pub(super) fn is_not_found(&self) -> bool {
@@ -119,12 +118,7 @@ impl ApiError {
 
     /// The error for a destination operation, naming the job if any.
     pub(super) fn into_destination(self, job_id: Option<String>) -> DestinationError {
-        DestinationError::Remote {
-            service: "BigQuery",
-            job_id,
-            reason: self.reason,
-            message: self.message,
-        }
+        super::reasons::remote_error(job_id, self.reason, self.message)
     }
 
     /// The error for a failed connection test.

@@ -17,7 +17,7 @@ use url::Url;
 
 use super::api::{ApiError, network_reason};
 use super::auth::TokenSource;
-use crate::connectors::error_chain;
+use crate::failure::error_chain;
 
 /// Replaces `https://storage.googleapis.com` (tests point it at a fake).
 const ENDPOINT_VARIABLE: &str = "SLUICE_GCS_ENDPOINT";
@@ -201,7 +201,7 @@ impl StagingBucket {
             _ => (
                 None,
                 // A stalled token endpoint or network stays retryable.
-                match crate::connectors::network_failure_kind(&error) {
+                match crate::failure::network_failure_kind(&error) {
                     Some(kind) => network_reason(kind),
                     None => "storageError",
                 },

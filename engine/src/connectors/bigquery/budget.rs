@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::scheduler::Schedule;
+use crate::schedule::Schedule;
 
 /// BigQuery's table operations per table per day.
 pub const DAILY_TABLE_OPERATIONS: u32 = 1_500;

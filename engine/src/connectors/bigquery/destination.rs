@@ -203,7 +203,7 @@ fn new_token() -> String {
 
 #[async_trait]
 impl Destination for BigQueryDestination {
-    fn check_schedule(&self, table: &str, schedule: &crate::scheduler::Schedule) -> Result<(), String> {
+    fn check_schedule(&self, table: &str, schedule: &crate::schedule::Schedule) -> Result<(), String> {
         super::budget::check_schedule(schedule, table, chrono::Utc::now())
     }
 

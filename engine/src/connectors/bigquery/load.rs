@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use super::api::{Api, ApiError, job_error};
 use super::chunk::ChunkWriter;
 use super::destination::RunNames;
+use super::reasons::remote_error;
 use super::record::{self, LoadRecord};
 use super::ship::Shipper;
 use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
@@ -180,15 +181,14 @@ impl BigQueryLoad {
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
         if let Some(created) = created.filter(|&created| created + CLOCK_SKEW < self.began) {
             let at = chrono::DateTime::<chrono::Utc>::from(created);
-            return Err(DestinationError::Remote {
-                service: "BigQuery",
-                job_id: Some(job_id.to_owned()),
-                reason: "duplicate".into(),
-                message: format!(
+            return Err(remote_error(
+                Some(job_id.to_owned()),
+                "duplicate".into(),
+                format!(
                     "BigQuery already has a job with this run's id, created at {at} by an earlier load \
                      (was the catalog restored from a backup?); nothing of the run was loaded"
                 ),
-            });
+            ));
         }
         let config = job.configuration.as_ref();
         let staging = config
@@ -203,17 +203,16 @@ impl BigQueryLoad {
         if staging == Some(self.names.staging.as_str()) {
             return Ok(());
         }
-        Err(DestinationError::Remote {
-            service: "BigQuery",
-            job_id: Some(job_id.to_owned()),
-            reason: "duplicate".into(),
-            message: format!(
+        Err(remote_error(
+            Some(job_id.to_owned()),
+            "duplicate".into(),
+            format!(
                 "BigQuery already has a job with this run's id that does not load its staging table {} (it uses {}); \
                  nothing of the run was loaded",
                 self.names.staging,
                 staging.unwrap_or("no table")
             ),
-        })
+        ))
     }
 
     /// Creates the run's staging table, once; a leftover of the same name

@@ -14,6 +14,7 @@ mod chunk;
 mod destination;
 mod keys;
 mod load;
+mod reasons;
 mod record;
 mod resumable;
 mod retry;
@@ -28,9 +29,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use crate::connection_types::{Category, ConnectionType, TypeStatus};
-use crate::connectors::Connector;
-use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::connection_types::{Category, ConnectionType, Connector, Driver};
+use crate::failure::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::{Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 
@@ -38,7 +38,6 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
     name: "bigquery",
     display_name: "Google BigQuery",
     category: Category::Warehouse,
-    status: TypeStatus::Available,
     options: &[
         O::required("project", Text, "GCP project id"),
         O::required(
@@ -68,9 +67,11 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["project", "dataset"],
-    connector: Some(&BigQueryConnector),
-    source: Some(source::open),
-    destination: Some(destination::open),
+    driver: Some(Driver {
+        connector: &BigQueryConnector,
+        source: Some(source::open),
+        destination: Some(destination::open),
+    }),
 };
 
 /// Where the BigQuery REST API is; `SLUICE_BIGQUERY_ENDPOINT` replaces it

@@ -19,6 +19,7 @@ use std::fmt::Write;
 
 use super::api::{Api, ApiError, job_error};
 use super::destination::RunNames;
+use super::reasons::remote_error;
 use crate::destinations::DestinationError;
 
 /// `<instance>-<run id>-<microseconds since the epoch>` of the last committed load.
@@ -169,11 +170,10 @@ pub(super) async fn mark_pending(
         .as_ref()
         .filter(|l| l.instance == load.instance && l.run_id >= load.run_id)
     {
-        return Err(DestinationError::Remote {
-            service: "BigQuery",
-            job_id: None,
-            reason: "stale".into(),
-            message: format!(
+        return Err(remote_error(
+            None,
+            "stale".into(),
+            format!(
                 "table {name} was last loaded by run {} (committed at {}, watermark {}), not before this run: the catalog \
                  is older than the table (restored from a backup?). Restart Sluice with BigQuery reachable so that it aligns \
                  the job's watermark with the table's; nothing of this run was loaded",
@@ -181,7 +181,7 @@ pub(super) async fn mark_pending(
                 last.at,
                 last.watermark.as_deref().unwrap_or("not recorded")
             ),
-        });
+        ));
     }
     let mut labels = table.labels.clone().unwrap_or_default();
     if let Some(last) = &last {

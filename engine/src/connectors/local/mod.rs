@@ -28,8 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::connection_types::{Category, ConnectionType, TypeStatus};
-use crate::connectors::Connector;
+use crate::connection_types::{Category, ConnectionType, Connector, Driver};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::Text;
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
@@ -41,7 +40,6 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
     name: "local",
     display_name: "Local directory",
     category: Category::Files,
-    status: TypeStatus::Available,
     options: &[
         O::required(
             "path",
@@ -52,9 +50,11 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["path"],
-    connector: Some(&LocalConnector),
-    source: Some(source::open),
-    destination: None,
+    driver: Some(Driver {
+        connector: &LocalConnector,
+        source: Some(source::open),
+        destination: None,
+    }),
 };
 
 struct LocalConnector;

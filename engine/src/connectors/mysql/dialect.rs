@@ -2,9 +2,10 @@
 //! source sets up (`sql_mode` without `NO_BACKSLASH_ESCAPES`, time zone UTC).
 
 use chrono::{DateTime, Datelike};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::{Dialect, integer_literal, quote_with};
+use crate::sources::{ColumnInfo, Dialect, integer_literal, quote_with};
 
 /// MySQL keeps decimal literals exact up to this many digits ...
 const MAX_DECIMAL_DIGITS: usize = 65;
@@ -46,6 +47,13 @@ impl Dialect for MysqlDialect {
             S::Decimal256(Some(v), _, scale) => decimal(&v.to_string(), *scale),
             _ => None,
         }
+    }
+
+    /// `tinyint(1)` and `bit(1)` read as booleans, but `= TRUE` at the
+    /// source means `= 1` while any non-zero value reads as true.
+    fn compares_as_arrow(&self, column: &ColumnInfo) -> bool {
+        let source = column.source_type.to_lowercase();
+        column.mapping.arrow != DataType::Boolean || !(source.starts_with("tinyint") || source.starts_with("bit"))
     }
 }
 
@@ -100,6 +108,27 @@ mod tests {
 
     fn literal(value: ScalarValue) -> Option<String> {
         MysqlDialect.literal(&value)
+    }
+
+    #[test]
+    fn booleans_read_from_integers_are_not_compared_at_the_source() {
+        let column = |source_type: &str, arrow: DataType| ColumnInfo {
+            name: "flag".into(),
+            ordinal: 1,
+            source_type: source_type.into(),
+            nullable: true,
+            default: None,
+            primary_key_position: None,
+            indexed: false,
+            mapping: crate::type_mapping::TypeMapping::new(
+                arrow,
+                crate::type_mapping::BigQueryType::Bool,
+                crate::type_mapping::Confidence::High,
+            ),
+        };
+        assert!(!MysqlDialect.compares_as_arrow(&column("tinyint(1)", DataType::Boolean)));
+        assert!(!MysqlDialect.compares_as_arrow(&column("bit(1)", DataType::Boolean)));
+        assert!(MysqlDialect.compares_as_arrow(&column("tinyint(4)", DataType::Int8)));
     }
 
     #[test]

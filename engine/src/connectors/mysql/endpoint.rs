@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use mysql_async::{Conn, DriverError, IoError, Opts, OptsBuilder, SslOpts};
 
-use crate::connectors::{error_chain, network_failure_kind};
-use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
 use crate::options::ResolvedOptions;
 use crate::sources::SourceError;
 use crate::tls;

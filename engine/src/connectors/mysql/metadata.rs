@@ -9,8 +9,8 @@ use mysql_async::prelude::{FromValue, Queryable};
 use mysql_async::{Conn, Params, Row, Value};
 
 use super::endpoint::query_error;
+use super::types::{MySqlColumnType, map};
 use crate::sources::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
-use crate::type_mapping::mysql::{MySqlColumnType, map};
 
 /// Databases that belong to the server, never listed as schemas.
 const SYSTEM_SCHEMAS: &str = "('information_schema', 'mysql', 'performance_schema', 'sys')";

@@ -7,15 +7,15 @@ mod endpoint;
 mod horizon;
 mod metadata;
 mod source;
+pub mod types;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 
-use crate::connection_types::{Category, ConnectionType, TypeStatus};
-use crate::connectors::Connector;
-use crate::error::ConnectFailure;
+use crate::connection_types::{Category, ConnectionType, Connector, Driver};
+use crate::failure::ConnectFailure;
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use endpoint::{Endpoint, classify};
@@ -67,24 +67,26 @@ pub(crate) static MYSQL: ConnectionType = ConnectionType {
     name: "mysql",
     display_name: "MySQL",
     category: Category::Relational,
-    status: TypeStatus::Available,
     options: OPTIONS,
     identity_options: IDENTITY,
-    connector: Some(&MysqlConnector),
-    source: Some(source::open),
-    destination: None,
+    driver: Some(Driver {
+        connector: &MysqlConnector,
+        source: Some(source::open),
+        destination: None,
+    }),
 };
 
 pub(crate) static MARIADB: ConnectionType = ConnectionType {
     name: "mariadb",
     display_name: "MariaDB",
     category: Category::Relational,
-    status: TypeStatus::Available,
     options: OPTIONS,
     identity_options: IDENTITY,
-    connector: Some(&MysqlConnector),
-    source: Some(source::open),
-    destination: None,
+    driver: Some(Driver {
+        connector: &MysqlConnector,
+        source: Some(source::open),
+        destination: None,
+    }),
 };
 
 struct MysqlConnector;

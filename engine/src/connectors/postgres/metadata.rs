@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
+use super::types::{PgColumnType, PgTypeKind, map};
 use crate::sources::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
-use crate::type_mapping::postgres::{PgColumnType, PgTypeKind, map};
 
 use super::query_error;
 

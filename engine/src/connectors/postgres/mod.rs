@@ -8,6 +8,7 @@ mod horizon;
 mod metadata;
 mod parallel;
 mod source;
+pub mod types;
 
 use std::time::Duration;
 
@@ -18,9 +19,8 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::connection_types::{Category, ConnectionType, TypeStatus};
-use crate::connectors::{Connector, error_chain, network_failure_kind};
-use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::connection_types::{Category, ConnectionType, Connector, Driver};
+use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use crate::sources::SourceError;
@@ -41,7 +41,6 @@ pub(crate) static POSTGRES: ConnectionType = ConnectionType {
     name: "postgres",
     display_name: "PostgreSQL",
     category: Category::Relational,
-    status: TypeStatus::Available,
     options: &[
         O::required("host", Text, "server host name or address"),
         O::with_default("port", Integer { min: 1, max: 65535 }, "5432", "TCP port"),
@@ -67,9 +66,11 @@ pub(crate) static POSTGRES: ConnectionType = ConnectionType {
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["host", "port", "database", "user"],
-    connector: Some(&PostgresConnector),
-    source: Some(source::open),
-    destination: None,
+    driver: Some(Driver {
+        connector: &PostgresConnector,
+        source: Some(source::open),
+        destination: None,
+    }),
 };
 
 struct PostgresConnector;

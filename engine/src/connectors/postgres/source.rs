@@ -362,8 +362,8 @@ fn canonical(arrow: &DataType) -> Option<(Wire, String)> {
 
 #[cfg(test)]
 mod tests {
+    use crate::connectors::postgres::types::{PgColumnType, PgTypeKind, map};
     use crate::sources::TableKind;
-    use crate::type_mapping::postgres::{PgColumnType, PgTypeKind, map};
 
     use super::*;
 

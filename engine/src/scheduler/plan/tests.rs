@@ -6,7 +6,8 @@ use sluice_catalog::{
 };
 
 use super::{Action, Situation, decide, retry_after_failure};
-use crate::scheduler::{Backoff, Schedule};
+use crate::schedule::Schedule;
+use crate::scheduler::Backoff;
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
 
-use super::{BigQueryType, Confidence, FLOAT32_WARNING, TypeMapping, markdown_table, numeric_target};
+use crate::type_mapping::{BigQueryType, Confidence, FLOAT32_WARNING, TypeMapping, markdown_table, numeric_target};
 
 /// A PostgreSQL column type, as read from the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +119,7 @@ fn map_base(column: &PgColumnType) -> TypeMapping {
         )
         .warn(infinity),
         "interval" => new(DataType::Interval(IntervalUnit::MonthDayNano), Bq::Interval, Medium)
-            .warn(super::arrow::INTERVAL_WARNING),
+            .warn(crate::type_mapping::arrow::INTERVAL_WARNING),
         "json" => new(DataType::Utf8, Bq::Json, Medium)
             .warn("BigQuery JSON does not keep key order, duplicate keys or whitespace")
             .warn(json_numbers),
@@ -644,7 +644,7 @@ mod tests {
 
     #[test]
     fn mode_follows_nullability_and_arrays() {
-        use super::super::Mode;
+        use crate::type_mapping::Mode;
         assert_eq!(map(&base("int4", "integer")).mode(true), Mode::Nullable);
         assert_eq!(map(&base("int4", "integer")).mode(false), Mode::Required);
         assert_eq!(map(&array_of(base("int4", "integer"))).mode(true), Mode::Repeated);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 
-use super::{BigQueryType, Confidence, FLOAT32_WARNING, TypeMapping, markdown_table, numeric_target};
+use crate::type_mapping::{BigQueryType, Confidence, FLOAT32_WARNING, TypeMapping, markdown_table, numeric_target};
 
 /// A MySQL/MariaDB column type, as read from `information_schema.COLUMNS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn mode_follows_nullability() {
-        use super::super::Mode;
+        use crate::type_mapping::Mode;
         assert_eq!(map(&column("int", "int")).mode(true), Mode::Nullable);
         assert_eq!(map(&column("int", "int")).mode(false), Mode::Required);
     }

@@ -1,0 +1,51 @@
+//! What the server's parts share: the names clients see, the state every
+//! client connection uses, and why start-up fails. A leaf: `app` builds it,
+//! the handlers read it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::prelude::SessionContext;
+use sluice_catalog::CatalogError;
+use sluice_engine::destinations::DestinationError;
+use sluice_engine::jobs::JobManager;
+use sluice_engine::{ConnectionManager, EngineError};
+
+use crate::login::LoginPolicy;
+
+/// The SQL catalog (database) name clients see.
+pub const DATABASE: &str = "sluice";
+
+/// The schema under which the local warehouse's tables are queried.
+pub const WAREHOUSE_SCHEMA: &str = "warehouse";
+
+/// Why Sluice could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("warehouse: {0}")]
+    Warehouse(#[from] DestinationError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// State shared by every client connection.
+pub struct AppState {
+    pub connections: Arc<ConnectionManager>,
+    pub jobs: Arc<JobManager>,
+    /// The shared plain-SQL session each client's session is built from.
+    pub ctx: Arc<SessionContext>,
+    /// How clients log in.
+    pub login: Arc<LoginPolicy>,
+    /// Each session's `statement_timeout` until it sets its own.
+    pub statement_timeout: Option<Duration>,
+    /// pgwire's registry of live connections, for cancel requests.
+    pub wire_connections: Arc<pgwire::api::ConnectionManager>,
+}
