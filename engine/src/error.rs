@@ -24,6 +24,10 @@ pub enum ConnectFailureKind {
     BadPassword,
     /// The server has no such database.
     UnknownDatabase,
+    /// The object store has no such bucket or container.
+    UnknownBucket,
+    /// The credentials are valid but may not do what was asked.
+    AccessDenied,
     /// Any other refusal from the server or the network.
     Other,
 }
@@ -38,6 +42,8 @@ impl ConnectFailureKind {
             ConnectFailureKind::Tls => "TLS failure",
             ConnectFailureKind::BadPassword => "authentication failed",
             ConnectFailureKind::UnknownDatabase => "database does not exist",
+            ConnectFailureKind::UnknownBucket => "bucket does not exist",
+            ConnectFailureKind::AccessDenied => "access denied",
             ConnectFailureKind::Other => "connection failed",
         }
     }

@@ -156,9 +156,19 @@ fn connect_error(kind: ConnectFailureKind, message: String) -> ErrorInfo {
     let (code, hint) = match kind {
         ConnectFailureKind::BadPassword => (
             "28P01",
-            "Check the credentials: the user and password options, or the service-account key.",
+            "Check the credentials: the user and password options, the service-account key, or the access key.",
         ),
         ConnectFailureKind::UnknownDatabase => ("3D000", "Check the database option."),
+        ConnectFailureKind::UnknownBucket => (
+            "3D000",
+            "Check the bucket (S3, GCS) or container (Azure) option and that the credentials' project or account \
+             holds it.",
+        ),
+        ConnectFailureKind::AccessDenied => (
+            "42501",
+            "Grant the credentials the permission to list and read objects under the prefix \
+             (docs/sources/object-storage.md lists them per cloud).",
+        ),
         ConnectFailureKind::Dns => ("08001", "Check the host option."),
         ConnectFailureKind::Refused => (
             "08001",

@@ -1,11 +1,15 @@
 //! One module per connection type family; each declares its
 //! [`ConnectionType`](crate::connection_types::ConnectionType) entries.
 
+mod azure_blob;
 mod bigquery;
+mod files;
+mod gcs;
 mod local;
 mod mysql;
 mod planned;
 mod postgres;
+mod s3;
 
 use std::time::Duration;
 
@@ -36,9 +40,9 @@ pub(crate) static ALL: &[&ConnectionType] = &[
     &planned::SNOWFLAKE,
     &planned::SYNAPSE,
     &planned::TERADATA,
-    &planned::GCS,
-    &planned::S3,
-    &planned::AZURE_BLOB,
+    &gcs::GCS,
+    &s3::S3,
+    &azure_blob::AZURE_BLOB,
     &planned::MONGODB,
     &planned::CASSANDRA,
     &planned::REDIS,
