@@ -176,7 +176,11 @@ impl Backend for Container {
     }
 
     fn failure(&self, error: &datafusion::object_store::Error) -> ConnectFailure {
-        files::classify(&self.what(), error)
+        files::classify(
+            &self.what(),
+            "the Storage Blob Data Reader role, or a SAS token with read and list permissions",
+            error,
+        )
     }
 }
 

@@ -22,11 +22,21 @@ const BAD_CREDENTIALS: &[&str] = &[
     "InvalidSecurity",
 ];
 
+/// Service error codes that mean the credentials lack a permission.
+const DENIED: &[&str] = &[
+    "AccessDenied",
+    "AuthorizationPermissionMismatch",
+    "AuthorizationFailure",
+    "AllAccessDisabled",
+    "InsufficientAccountPermissions",
+];
+
 /// Service error codes that mean the bucket or container does not exist.
 const NO_BUCKET: &[&str] = &["NoSuchBucket", "ContainerNotFound", "ResourceNotFound"];
 
-/// Classifies a failed request to `what` (`bucket "b"`, `container "c"`).
-pub(crate) fn classify(what: &str, error: &Error) -> ConnectFailure {
+/// Classifies a failed request to `what` (`bucket "b"`, `container "c"`);
+/// `permission` names what listing needs on that cloud.
+pub(crate) fn classify(what: &str, permission: &str, error: &Error) -> ConnectFailure {
     let text = crate::connectors::error_chain(error);
     let code = xml_field(&text, "Code");
     let message = xml_field(&text, "Message")
@@ -39,9 +49,12 @@ pub(crate) fn classify(what: &str, error: &Error) -> ConnectFailure {
         (None, None) => String::new(),
     };
     let code_is = |list: &[&str]| code.as_deref().is_some_and(|c| list.contains(&c));
+    // Azurite answers a wrong key with AuthorizationFailure; its message,
+    // like Azure's AuthenticationFailed, says what happened.
+    let unauthenticated = message.as_deref().is_some_and(|m| m.contains("failed to authenticate"));
     match error {
         _ if code_is(NO_BUCKET) => ConnectFailure::new(K::UnknownBucket, format!("{what} does not exist{said}")),
-        _ if code_is(BAD_CREDENTIALS) => ConnectFailure::new(
+        _ if code_is(BAD_CREDENTIALS) || unauthenticated => ConnectFailure::new(
             K::BadPassword,
             format!("the credentials were rejected for {what}{said}"),
         ),
@@ -49,9 +62,9 @@ pub(crate) fn classify(what: &str, error: &Error) -> ConnectFailure {
             K::BadPassword,
             format!("the credentials were rejected for {what}{said}"),
         ),
-        Error::PermissionDenied { .. } => ConnectFailure::new(
+        _ if code_is(DENIED) || matches!(error, Error::PermissionDenied { .. }) => ConnectFailure::new(
             K::AccessDenied,
-            format!("access denied to {what}: the credentials may not list its objects{said}"),
+            format!("access denied to {what}: the credentials need {permission}{said}"),
         ),
         Error::NotFound { .. } => ConnectFailure::new(K::UnknownBucket, format!("{what} does not exist{said}")),
         _ => match network_failure_kind(error) {
@@ -109,6 +122,7 @@ mod tests {
         );
         let bad = classify(
             "container \"c\"",
+            "read access",
             &generic(
                 "status code: 403 Forbidden: <Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request.\nRequestId:1</Message></Error>",
             ),
@@ -122,12 +136,17 @@ mod tests {
         );
         let denied = classify(
             "bucket \"b\"",
+            "s3:ListBucket",
             &Error::PermissionDenied {
                 path: "p".into(),
                 source: "<Code>AccessDenied</Code>".to_owned().into(),
             },
         );
         assert_eq!(denied.kind, K::AccessDenied);
+        assert_eq!(
+            denied.detail,
+            "access denied to bucket \"b\": the credentials need s3:ListBucket (AccessDenied)"
+        );
         let other = classify(
             "bucket \"b\"",
             &generic("Server returned non-2xx status code: 500 Internal: oops"),

@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
+use chrono::Utc;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::TableReference;
@@ -45,8 +46,8 @@ use super::dialect::{DataFusionDialect, session};
 use super::listing::{self, DataFile, Entry, Format};
 use super::{Backend, Location, SCHEMA, convert};
 use crate::sources::{
-    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest,
-    scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo,
+    TableKind, TableRef, closest, scan_sql,
 };
 use crate::type_mapping::arrow::map;
 
@@ -303,6 +304,27 @@ impl Source for FileSource {
             converted.map_err(|e| DataFusionError::External(Box::new(e)))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(target, batches)))
+    }
+
+    /// Buckets: the server's clock, with uploads in flight (see
+    /// `docs/sources/object-storage.md`), so that `INCREMENTAL BY
+    /// _modified_at` leaves files stamped within `guard_margin` of now for
+    /// the next run. Local directories are not guarded.
+    async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
+        if !self.backend.pseudo_columns() {
+            return Ok(None);
+        }
+        let now = Utc::now().timestamp_micros();
+        Ok(Some(CommitHorizon {
+            now: SourceInstant {
+                utc_micros: now,
+                wall_micros: now,
+            },
+            open: Vec::new(),
+            replay: None,
+            blind: None,
+            uploads_in_flight: true,
+        }))
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {

@@ -127,6 +127,10 @@ impl Backend for GcsBucket {
     }
 
     fn failure(&self, error: &datafusion::object_store::Error) -> ConnectFailure {
-        files::classify(&self.what(), error)
+        files::classify(
+            &self.what(),
+            "storage.objects.list and storage.objects.get on it (roles/storage.objectViewer)",
+            error,
+        )
     }
 }

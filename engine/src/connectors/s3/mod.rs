@@ -134,6 +134,6 @@ impl Backend for S3Bucket {
     }
 
     fn failure(&self, error: &datafusion::object_store::Error) -> ConnectFailure {
-        files::classify(&self.what(), error)
+        files::classify(&self.what(), "s3:ListBucket and s3:GetObject on it", error)
     }
 }
