@@ -111,6 +111,7 @@ mod tests {
     fn service_codes_decide_the_kind() {
         let missing = classify(
             "bucket \"b\"",
+            "s3:ListBucket",
             &generic(
                 "Server returned non-2xx status code: 404 Not Found: <Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>",
             ),
@@ -149,6 +150,7 @@ mod tests {
         );
         let other = classify(
             "bucket \"b\"",
+            "s3:ListBucket",
             &generic("Server returned non-2xx status code: 500 Internal: oops"),
         );
         assert_eq!(
