@@ -284,6 +284,35 @@ async fn s3_credentials_are_checked_against_iam() {
 
 const ORDERS_CSV: &str = "id,amount,note\n1,10.5,first\n2,20.25,\"with, comma\"\n3,7,third\n";
 
+/// An Avro object container file of two rows.
+fn avro_file() -> Vec<u8> {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("value", DataType::Float64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(StringArray::from(vec![Some("cpu"), None])),
+            Arc::new(Float64Array::from(vec![Some(0.5), Some(2.25)])),
+        ],
+    )
+    .unwrap();
+    let mut writer = arrow_avro::writer::WriterBuilder::new(schema.as_ref().clone())
+        .build::<_, arrow_avro::writer::format::AvroOcfFormat>(Vec::new())
+        .unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+    writer.into_inner()
+}
+
 /// Files of every kind under `in/`.
 fn seed(bucket: &Bucket) {
     bucket.put("in/orders.csv", ORDERS_CSV.as_bytes());
@@ -291,6 +320,7 @@ fn seed(bucket: &Bucket) {
     bucket.put("in/sales/region=eu/part-0.csv", b"id,total\n1,100\n2,200\n");
     bucket.put("in/sales/region=us/part-0.csv", b"id,total\n3,300\n");
     bucket.put("in/book.xlsx", b"PK not really a workbook");
+    bucket.put("in/metrics.avro", &avro_file());
     bucket.put("in/_SUCCESS", b"");
     bucket.put("outside.csv", b"a\n1\n");
 }
@@ -312,7 +342,7 @@ async fn explore(cloud: Cloud) {
     assert_eq!(one(&client, "SHOW SCHEMAS FROM lake").await, "files");
     let tables = rows(&client, "SHOW TABLES FROM lake.files").await;
     let names: Vec<_> = tables.iter().map(|t| t[1].clone().unwrap()).collect();
-    assert_eq!(names, ["book", "logs", "orders", "sales"]);
+    assert_eq!(names, ["book", "logs", "metrics", "orders", "sales"]);
     let orders = tables.iter().find(|t| t[1].as_deref() == Some("orders")).unwrap();
     assert_eq!(
         orders[4].as_deref(),
@@ -353,6 +383,14 @@ async fn explore(cloud: Cloud) {
     assert_eq!(
         preview,
         [["1", "first"], ["2", "with, comma"]].map(|r| r.map(|v| Some(v.to_owned())))
+    );
+    let metrics = rows(&client, "SELECT id, name, value FROM lake.files.metrics ORDER BY id").await;
+    assert_eq!(
+        metrics,
+        [
+            [Some("1".to_owned()), Some("cpu".to_owned()), Some("0.5".to_owned())],
+            [Some("2".to_owned()), None, Some("2.25".to_owned())]
+        ]
     );
     let message = expect_err(&client, "DESCRIBE lake.files.book", "0A000").await;
     assert!(message.contains("Excel"), "{message}");

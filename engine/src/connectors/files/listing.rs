@@ -18,7 +18,7 @@ pub(crate) enum Format {
     /// Newline-delimited JSON objects.
     Json,
     Parquet,
-    /// Listed so that `DESCRIBE` can say it is not read yet.
+    /// Avro object container files.
     Avro,
     /// Listed so that `DESCRIBE` can say it is not read yet.
     Excel,

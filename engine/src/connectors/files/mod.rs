@@ -13,7 +13,7 @@
 //!   that new files can be loaded incrementally;
 //! - data files are `*.csv` (with a header row), `*.json`, `*.ndjson`,
 //!   `*.jsonl` (newline-delimited JSON), each optionally compressed
-//!   (`.gz`, `.bz2`, `.zst`, `.xz`), and `*.parquet`; `*.avro` and Excel
+//!   (`.gz`, `.bz2`, `.zst`, `.xz`), `*.parquet` and `*.avro`; Excel
 //!   files are listed but refused with `0A000`; other files, and names
 //!   starting with `.` or `_`, are ignored;
 //! - when two tables would share a name, files are named by their full file
@@ -25,6 +25,7 @@
 //! Column types come from Parquet footers, or from DataFusion's inference
 //! over the first 1000 rows of CSV and NDJSON files (see [`source`]).
 
+mod avro;
 mod convert;
 mod dialect;
 mod errors;

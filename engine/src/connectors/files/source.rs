@@ -22,8 +22,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::config::TableParquetOptions;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
@@ -44,7 +46,7 @@ use url::Url;
 
 use super::dialect::{DataFusionDialect, session};
 use super::listing::{self, DataFile, Entry, Format};
-use super::{Backend, Location, SCHEMA, convert};
+use super::{Backend, Location, SCHEMA, avro, convert};
 use crate::sources::{
     ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo,
     TableKind, TableRef, closest, scan_sql,
@@ -129,12 +131,12 @@ fn store_session(location: &Location, batch_rows: Option<usize>) -> SessionConte
 /// Refuses the formats that are listed but not read yet.
 fn check_readable(table: &TableRef, format: Format) -> Result<(), SourceError> {
     match format {
-        Format::Csv | Format::Json | Format::Parquet => Ok(()),
-        Format::Avro | Format::Excel => Err(SourceError::Query {
+        Format::Csv | Format::Json | Format::Parquet | Format::Avro => Ok(()),
+        Format::Excel => Err(SourceError::Query {
             code: Some("0A000".into()),
             message: format!(
-                "{table} is made of {} files, which Sluice does not read yet; export them as Parquet, CSV or \
-                 newline-delimited JSON",
+                "{table} is made of {} files, which Sluice does not read yet; export them as Parquet, CSV, Avro \
+                 or newline-delimited JSON",
                 format.name()
             ),
         }),
@@ -276,6 +278,8 @@ impl Source for FileSource {
         let ctx = store_session(&location, request.batch_rows);
         let sql = self.scan_query(description, request);
         let reader = FileReader {
+            store: location.store.clone(),
+            batch_rows: request.batch_rows.unwrap_or(8192),
             ctx,
             table: table.clone(),
             format: entry.format,
@@ -350,6 +354,8 @@ impl Source for FileSource {
 /// skips the file without reading it).
 #[derive(Clone)]
 struct FileReader {
+    store: Arc<dyn ObjectStore>,
+    batch_rows: usize,
     ctx: SessionContext,
     table: TableRef,
     format: Format,
@@ -370,8 +376,20 @@ impl FileReader {
         let name = TableReference::bare(self.table.name.as_str());
         self.ctx.deregister_table(name.clone())?;
         self.ctx.deregister_table(RAW)?;
-        let raw = listing_table(&[file], self.format, file.compression, self.schema.clone())?;
-        self.ctx.register_table(RAW, Arc::new(raw))?;
+        let raw: Arc<dyn TableProvider> = match self.format {
+            Format::Avro => {
+                let (_, batches) = avro::read(self.store.as_ref(), &file.location, self.batch_rows).await?;
+                let batches = avro::conform(&file.location, &self.schema, batches)?;
+                Arc::new(MemTable::try_new(self.schema.clone(), vec![batches])?)
+            }
+            _ => Arc::new(listing_table(
+                &[file],
+                self.format,
+                file.compression,
+                self.schema.clone(),
+            )?),
+        };
+        self.ctx.register_table(RAW, raw)?;
         let d = DataFusionDialect;
         let mut list = vec![format!("{RAW}.*")];
         for field in &self.extra {
@@ -521,6 +539,9 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
     let Some(first) = files.first() else {
         return Ok(Schema::empty());
     };
+    if entry.format == Format::Avro {
+        return Ok(avro::read(location.store.as_ref(), &first.location, 1).await?.0);
+    }
     let mut schemas = Vec::new();
     let mut compressions: Vec<FileCompressionType> = Vec::new();
     for file in &files {
