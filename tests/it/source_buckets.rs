@@ -553,3 +553,55 @@ async fn a_crash_after_the_destination_commit_loads_each_file_once() {
         "secrets stay out of the log"
     );
 }
+
+/// The server is killed between two files of a run: nothing of the run is
+/// committed, and the re-run after the restart loads every file once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_files_then_a_rerun_loads_each_file_once() {
+    let bucket = Bucket::start(Cloud::Azure);
+    bucket.put("in/events/part-001.json", &ndjson(1..=3));
+    bucket.put("in/events/part-002.json", &ndjson(4..=5));
+    let mut sluice = Sluice::start_with(&[], &[("SLUICE_FAILPOINTS", "between_files")]);
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION lake TYPE azure_blob OPTIONS ({}); \
+             CREATE ETL JOB events FROM lake.files.events INTO warehouse.events INCREMENTAL BY _modified_at ALL \
+             WITH (guard_margin '{MARGIN_SECONDS} seconds');",
+            bucket.options(BUCKET, "in")
+        ))
+        .await
+        .unwrap();
+    settle().await;
+    assert!(
+        client.simple_query("RUN ETL JOB events").await.is_err(),
+        "the kill ends the statement"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sluice.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failpoint did not stop the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        sluice.log_contents().contains("failpoint hit"),
+        "killed at the failpoint"
+    );
+    sluice.opts.envs.clear();
+    sluice.restart();
+    let client = sluice.client().await;
+    let interrupted = rows(&client, "SELECT status FROM sluice.runs WHERE job = 'events'").await;
+    assert_eq!(
+        interrupted,
+        [[Some("failed".to_owned())]],
+        "the killed run is settled as failed"
+    );
+    assert_eq!(run(&client, "events").await, "5");
+    assert_eq!(run(&client, "events").await, "0");
+    assert_eq!(
+        rows(&client, "SELECT count(*), count(DISTINCT id) FROM warehouse.events").await[0],
+        ["5", "5"].map(|v| Some(v.to_owned()))
+    );
+}

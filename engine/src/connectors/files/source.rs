@@ -289,10 +289,15 @@ impl Source for FileSource {
             url: location.url.clone(),
             sql,
         };
-        let per_file = futures::stream::iter(entry.files.clone())
-            .then(move |file| {
+        let per_file = futures::stream::iter(entry.files.clone().into_iter().enumerate())
+            .then(move |(index, file)| {
                 let reader = reader.clone();
-                async move { reader.read(&file).await }
+                async move {
+                    if index > 0 {
+                        crate::failpoint::hit("between_files").map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    }
+                    reader.read(&file).await
+                }
             })
             .try_flatten();
         let table = table.clone();
