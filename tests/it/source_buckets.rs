@@ -321,6 +321,7 @@ fn seed(bucket: &Bucket) {
     bucket.put("in/sales/region=us/part-0.csv", b"id,total\n3,300\n");
     bucket.put("in/book.xlsx", b"PK not really a workbook");
     bucket.put("in/metrics.avro", &avro_file());
+    bucket.put("in/tagged.csv", b"id,_file\n1,mine\n");
     bucket.put("in/_SUCCESS", b"");
     bucket.put("outside.csv", b"a\n1\n");
 }
@@ -342,7 +343,7 @@ async fn explore(cloud: Cloud) {
     assert_eq!(one(&client, "SHOW SCHEMAS FROM lake").await, "files");
     let tables = rows(&client, "SHOW TABLES FROM lake.files").await;
     let names: Vec<_> = tables.iter().map(|t| t[1].clone().unwrap()).collect();
-    assert_eq!(names, ["book", "logs", "metrics", "orders", "sales"]);
+    assert_eq!(names, ["book", "logs", "metrics", "orders", "sales", "tagged"]);
     let orders = tables.iter().find(|t| t[1].as_deref() == Some("orders")).unwrap();
     assert_eq!(
         orders[4].as_deref(),
@@ -359,6 +360,14 @@ async fn explore(cloud: Cloud) {
         .find(|c| c[0].as_deref() == Some("_modified_at"))
         .unwrap();
     assert!(modified.contains(&Some("TIMESTAMP".to_owned())), "{modified:?}");
+    let source_types: Vec<_> = described.iter().map(|c| c[2].clone().unwrap()).collect();
+    assert_eq!(
+        source_types[2..],
+        ["key=value folder", "object URL", "object last-modified time"]
+    );
+    // A file's own column wins over a pseudo-column of the same name.
+    let tagged = rows(&client, "SELECT _file, _modified_at IS NOT NULL FROM lake.files.tagged").await;
+    assert_eq!(tagged, [[Some("mine".to_owned()), Some("t".to_owned())]]);
 
     let sales = rows(
         &client,

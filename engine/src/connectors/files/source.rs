@@ -57,9 +57,66 @@ use crate::type_mapping::arrow::map;
 const INFER_ROWS: usize = 1000;
 
 /// The pseudo-column holding each row's file.
-pub(crate) const FILE_COLUMN: &str = "_file";
+const FILE_COLUMN: &str = "_file";
 /// The pseudo-column holding each row's file's last-modified time.
-pub(crate) const MODIFIED_COLUMN: &str = "_modified_at";
+const MODIFIED_COLUMN: &str = "_modified_at";
+
+/// A column the files do not hold, with the value each file gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Virtual {
+    /// The value of the n-th `key=value` folder level.
+    Partition(usize),
+    /// The object's URL.
+    File,
+    /// The object's last-modified time.
+    Modified,
+}
+
+impl Virtual {
+    /// Its `source_type` in a description, which is how a scan knows it.
+    fn source_type(self) -> &'static str {
+        match self {
+            Virtual::Partition(_) => "key=value folder",
+            Virtual::File => "object URL",
+            Virtual::Modified => "object last-modified time",
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            Virtual::Partition(_) | Virtual::File => DataType::Utf8,
+            Virtual::Modified => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+
+    /// The virtual column a described column is, if any.
+    fn of(column: &ColumnInfo, entry: &Entry) -> Option<Self> {
+        [Virtual::File, Virtual::Modified]
+            .into_iter()
+            .chain((0..entry.partition_keys.len()).map(Virtual::Partition))
+            .find(|v| v.source_type() == column.source_type && v.name(entry) == Some(column.name.as_str()))
+    }
+
+    fn name(self, entry: &Entry) -> Option<&str> {
+        match self {
+            Virtual::Partition(i) => entry.partition_keys.get(i).map(String::as_str),
+            Virtual::File => Some(FILE_COLUMN),
+            Virtual::Modified => Some(MODIFIED_COLUMN),
+        }
+    }
+
+    /// Its value for `file`, as a literal of the reader's session.
+    fn literal(self, file: &DataFile, url: &str) -> Option<String> {
+        let value = match self {
+            Virtual::Partition(i) => ScalarValue::Utf8(file.partitions.get(i).cloned()),
+            Virtual::File => ScalarValue::Utf8(Some(format!("{url}{}", file.location))),
+            Virtual::Modified => {
+                ScalarValue::TimestampMicrosecond(Some(file.modified.timestamp_micros()), Some("UTC".into()))
+            }
+        };
+        DataFusionDialect.literal(&value)
+    }
+}
 
 /// The URL the private session reads the connection's store under.
 static STORE_URL: LazyLock<Url> = LazyLock::new(|| Url::parse("sluice://files").expect("a valid URL"));
@@ -102,22 +159,19 @@ impl FileSource {
 
     /// The columns added to the files' own: partition keys, then `_file`
     /// and `_modified_at`; a name the files already have is left out.
-    fn virtual_columns(&self, entry: &Entry, file_columns: &HashSet<&str>) -> Vec<Field> {
-        let mut fields: Vec<Field> = entry
-            .partition_keys
-            .iter()
-            .map(|key| Field::new(key, DataType::Utf8, false))
-            .collect();
+    fn virtual_columns(&self, entry: &Entry, file_columns: &HashSet<&str>) -> Vec<(String, Virtual)> {
+        let mut kinds: Vec<Virtual> = (0..entry.partition_keys.len()).map(Virtual::Partition).collect();
         if self.backend.pseudo_columns() {
-            fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
-            fields.push(Field::new(
-                MODIFIED_COLUMN,
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ));
+            kinds.extend([Virtual::File, Virtual::Modified]);
         }
-        fields.retain(|f| !file_columns.contains(f.name().as_str()));
-        fields
+        let mut columns: Vec<(String, Virtual)> = Vec::new();
+        for kind in kinds {
+            let Some(name) = kind.name(entry) else { continue };
+            if !file_columns.contains(name) && !columns.iter().any(|(n, _)| n == name) {
+                columns.push((name.to_owned(), kind));
+            }
+        }
+        columns
     }
 }
 
@@ -201,22 +255,30 @@ impl Source for FileSource {
             _ => None,
         };
         let names: HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let extra = self.virtual_columns(&entry, &names);
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref())
-            .chain(extra.iter())
+        let files = schema.fields().iter().map(|f| {
+            (
+                f.name().clone(),
+                f.data_type().to_string(),
+                f.data_type().clone(),
+                f.is_nullable(),
+            )
+        });
+        let extra = self
+            .virtual_columns(&entry, &names)
+            .into_iter()
+            .map(|(name, v)| (name, v.source_type().to_owned(), v.data_type(), false));
+        let columns = files
+            .chain(extra)
             .zip(1..)
-            .map(|(field, ordinal)| ColumnInfo {
-                name: field.name().clone(),
+            .map(|((name, source_type, data_type, nullable), ordinal)| ColumnInfo {
+                name,
                 ordinal,
-                source_type: field.data_type().to_string(),
-                nullable: field.is_nullable(),
+                source_type,
+                nullable,
                 default: None,
                 primary_key_position: None,
                 indexed: false,
-                mapping: map(field.data_type()),
+                mapping: map(&data_type),
             })
             .collect();
         Ok(TableDescription {
@@ -256,13 +318,13 @@ impl Source for FileSource {
         );
         let (location, entry) = self.entry(table).await?;
         check_readable(table, entry.format)?;
-        let all: HashSet<&str> = description.columns.iter().map(|c| c.name.as_str()).collect();
-        let extra = self.virtual_columns(&entry, &HashSet::new());
-        let extra: Vec<Field> = extra.into_iter().filter(|f| all.contains(f.name().as_str())).collect();
+        let extra: Vec<(String, Virtual)> = (description.columns.iter())
+            .filter_map(|c| Virtual::of(c, &entry).map(|v| (c.name.clone(), v)))
+            .collect();
         let fields = description
             .columns
             .iter()
-            .filter(|c| !extra.iter().any(|f| f.name() == &c.name))
+            .filter(|c| Virtual::of(c, &entry).is_none())
             .map(|c| {
                 let data_type = DataType::from_str(&c.source_type).map_err(|e| SourceError::Query {
                     code: None,
@@ -285,7 +347,6 @@ impl Source for FileSource {
             format: entry.format,
             schema: file_schema,
             extra,
-            partition_keys: entry.partition_keys.clone(),
             url: location.url.clone(),
             sql,
         };
@@ -367,8 +428,7 @@ struct FileReader {
     /// The files' own columns.
     schema: SchemaRef,
     /// The virtual columns the description has.
-    extra: Vec<Field>,
-    partition_keys: Vec<String>,
+    extra: Vec<(String, Virtual)>,
     url: String,
     sql: String,
 }
@@ -397,19 +457,14 @@ impl FileReader {
         self.ctx.register_table(RAW, raw)?;
         let d = DataFusionDialect;
         let mut list = vec![format!("{RAW}.*")];
-        for field in &self.extra {
-            let value = if field.name() == FILE_COLUMN {
-                ScalarValue::Utf8(Some(format!("{}{}", self.url, file.location)))
-            } else if field.name() == MODIFIED_COLUMN {
-                ScalarValue::TimestampMicrosecond(Some(file.modified.timestamp_micros()), Some("UTC".into()))
-            } else {
-                let at = self.partition_keys.iter().position(|k| k == field.name());
-                ScalarValue::Utf8(at.and_then(|i| file.partitions.get(i)).cloned())
-            };
-            let literal = d.literal(&value).ok_or_else(|| {
-                DataFusionError::Plan(format!("the value {value} of \"{}\" cannot be read", field.name()))
+        for (name, column) in &self.extra {
+            let literal = column.literal(file, &self.url).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "the value of \"{name}\" for {} cannot be written",
+                    file.location
+                ))
             })?;
-            list.push(format!("{literal} AS {}", d.quote_ident(field.name())));
+            list.push(format!("{literal} AS {}", d.quote_ident(name)));
         }
         let view = self
             .ctx
