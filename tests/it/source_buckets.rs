@@ -360,6 +360,14 @@ async fn explore(cloud: Cloud) {
         .find(|c| c[0].as_deref() == Some("_modified_at"))
         .unwrap();
     assert!(modified.contains(&Some("TIMESTAMP".to_owned())), "{modified:?}");
+    let confidence: Vec<_> = described.iter().map(|c| c[9].clone().unwrap()).collect();
+    assert_eq!(
+        confidence,
+        ["medium", "medium", "high", "high", "high"],
+        "CSV types are inferred"
+    );
+    let avro = rows(&client, "DESCRIBE lake.files.metrics").await;
+    assert_eq!(avro[0][9].as_deref(), Some("high"), "Avro types are exact: {avro:?}");
     let source_types: Vec<_> = described.iter().map(|c| c[2].clone().unwrap()).collect();
     assert_eq!(
         source_types[2..],

@@ -51,6 +51,7 @@ use crate::sources::{
     ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo,
     TableKind, TableRef, closest, scan_sql,
 };
+use crate::type_mapping::Confidence;
 use crate::type_mapping::arrow::map;
 
 /// Rows of a CSV or NDJSON file that type inference reads.
@@ -255,22 +256,23 @@ impl Source for FileSource {
             _ => None,
         };
         let names: HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        // Text formats' types are inferred from a sample: at best medium.
+        let inferred = matches!(entry.format, Format::Csv | Format::Json);
         let files = schema.fields().iter().map(|f| {
-            (
-                f.name().clone(),
-                f.data_type().to_string(),
-                f.data_type().clone(),
-                f.is_nullable(),
-            )
+            let mut mapping = map(f.data_type());
+            if inferred {
+                mapping.confidence = mapping.confidence.max(Confidence::Medium);
+            }
+            (f.name().clone(), f.data_type().to_string(), mapping, f.is_nullable())
         });
         let extra = self
             .virtual_columns(&entry, &names)
             .into_iter()
-            .map(|(name, v)| (name, v.source_type().to_owned(), v.data_type(), false));
+            .map(|(name, v)| (name, v.source_type().to_owned(), map(&v.data_type()), false));
         let columns = files
             .chain(extra)
             .zip(1..)
-            .map(|((name, source_type, data_type, nullable), ordinal)| ColumnInfo {
+            .map(|((name, source_type, mapping, nullable), ordinal)| ColumnInfo {
                 name,
                 ordinal,
                 source_type,
@@ -278,7 +280,7 @@ impl Source for FileSource {
                 default: None,
                 primary_key_position: None,
                 indexed: false,
-                mapping: map(&data_type),
+                mapping,
             })
             .collect();
         Ok(TableDescription {
