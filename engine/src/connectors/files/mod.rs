@@ -22,8 +22,9 @@
 //!   `_modified_at` (its last-modified time), for lineage and for
 //!   `INCREMENTAL BY _modified_at`.
 //!
-//! Column types come from Parquet footers, or from DataFusion's inference
-//! over the first 1000 rows of CSV and NDJSON files (see [`source`]).
+//! Column types come from Parquet footers and Avro schemas, or from
+//! DataFusion's inference over the first 1000 rows of CSV and NDJSON files
+//! (see [`source`]).
 
 mod avro;
 mod convert;
