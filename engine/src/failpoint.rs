@@ -11,6 +11,8 @@
 //!   the catalog has not recorded it yet.
 //! - `catalog_finish_run`: the catalog write that records a finished run
 //!   (as when the disk is full).
+//! - `between_files`: a file source scan has read one file and is about to
+//!   open the next (its rows are in the destination's open load).
 
 use crate::error::EngineError;
 

@@ -17,6 +17,10 @@ pub enum ConnectFailureKind {
     BadPassword,
     /// The server has no such database.
     UnknownDatabase,
+    /// The object store has no such bucket or container.
+    UnknownBucket,
+    /// The credentials are valid but may not do what was asked.
+    AccessDenied,
     /// Any other refusal from the server or the network.
     Other,
 }
@@ -31,6 +35,8 @@ impl ConnectFailureKind {
             ConnectFailureKind::Tls => "TLS failure",
             ConnectFailureKind::BadPassword => "authentication failed",
             ConnectFailureKind::UnknownDatabase => "database does not exist",
+            ConnectFailureKind::UnknownBucket => "bucket does not exist",
+            ConnectFailureKind::AccessDenied => "access denied",
             ConnectFailureKind::Other => "connection failed",
         }
     }
@@ -39,7 +45,8 @@ impl ConnectFailureKind {
     pub fn sqlstate(self) -> &'static str {
         match self {
             ConnectFailureKind::BadPassword => "28P01",
-            ConnectFailureKind::UnknownDatabase => "3D000",
+            ConnectFailureKind::UnknownDatabase | ConnectFailureKind::UnknownBucket => "3D000",
+            ConnectFailureKind::AccessDenied => "42501",
             _ => "08001",
         }
     }
@@ -48,9 +55,17 @@ impl ConnectFailureKind {
     pub fn hint(self) -> &'static str {
         match self {
             ConnectFailureKind::BadPassword => {
-                "Check the credentials: the user and password options, or the service-account key."
+                "Check the credentials: the user and password options, the service-account key, or the access key."
             }
             ConnectFailureKind::UnknownDatabase => "Check the database option.",
+            ConnectFailureKind::UnknownBucket => {
+                "Check the bucket (S3, GCS) or container (Azure) option and that the credentials' project or account \
+                 holds it."
+            }
+            ConnectFailureKind::AccessDenied => {
+                "Grant the credentials the permission to list and read objects under the prefix \
+                 (docs/sources/object-storage.md lists them per cloud)."
+            }
             ConnectFailureKind::Dns => "Check the host option.",
             ConnectFailureKind::Refused => "Check the host and port options and that the server is running.",
             ConnectFailureKind::Timeout => {

@@ -394,7 +394,19 @@ async fn options_are_validated_against_the_type() {
         .filter(|t| t[3].as_deref() == Some("available"))
         .map(|t| t[0].clone().unwrap())
         .collect();
-    assert_eq!(available, vec!["postgres", "mysql", "mariadb", "bigquery", "local"]);
+    assert_eq!(
+        available,
+        vec![
+            "postgres",
+            "mysql",
+            "mariadb",
+            "bigquery",
+            "gcs",
+            "s3",
+            "azure_blob",
+            "local"
+        ]
+    );
     let postgres = types.iter().find(|t| t[0].as_deref() == Some("postgres")).unwrap();
     assert!(
         postgres[4].as_deref().unwrap().contains("port integer default 5432"),

@@ -30,6 +30,7 @@ mod security_errors;
 mod security_sql;
 mod security_wire;
 mod server;
+mod source_buckets;
 mod source_local;
 mod source_mysql;
 mod source_postgres;

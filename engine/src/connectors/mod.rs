@@ -1,11 +1,15 @@
 //! The registry of connection types: one folder per type family, each
 //! declaring its [`ConnectionType`] entries, and the one list of them all.
 
+mod azure_blob;
 mod bigquery;
+mod files;
+mod gcs;
 mod local;
 pub mod mysql;
 mod planned;
 pub mod postgres;
+mod s3;
 #[cfg(test)]
 mod type_docs;
 
@@ -25,9 +29,9 @@ static ALL: &[&ConnectionType] = &[
     &planned::SNOWFLAKE,
     &planned::SYNAPSE,
     &planned::TERADATA,
-    &planned::GCS,
-    &planned::S3,
-    &planned::AZURE_BLOB,
+    &gcs::GCS,
+    &s3::S3,
+    &azure_blob::AZURE_BLOB,
     &planned::MONGODB,
     &planned::CASSANDRA,
     &planned::REDIS,

@@ -135,53 +135,6 @@ planned!(
 );
 
 planned!(
-    GCS,
-    "gcs",
-    "Google Cloud Storage",
-    Category::ObjectStorage,
-    ["bucket", "prefix"],
-    &[
-        O::required("bucket", Text, "bucket name"),
-        O::optional("prefix", Text, "key prefix inside the bucket"),
-        O::optional("credentials_file", Text, "path of a service-account JSON key file"),
-        O::optional("credentials", Secret, "service-account JSON key"),
-        O::optional("endpoint", Text, "custom endpoint (emulators)"),
-    ]
-);
-
-planned!(
-    S3,
-    "s3",
-    "Amazon S3",
-    Category::ObjectStorage,
-    ["bucket", "prefix", "endpoint"],
-    &[
-        O::required("bucket", Text, "bucket name"),
-        O::optional("prefix", Text, "key prefix inside the bucket"),
-        O::optional("region", Text, "AWS region"),
-        O::optional("access_key_id", Text, "access key id"),
-        O::optional("secret_access_key", Secret, "secret access key"),
-        O::optional("endpoint", Text, "custom endpoint (MinIO, emulators)"),
-    ]
-);
-
-planned!(
-    AZURE_BLOB,
-    "azure_blob",
-    "Azure Blob Storage",
-    Category::ObjectStorage,
-    ["account", "container", "prefix"],
-    &[
-        O::required("account", Text, "storage account name"),
-        O::required("container", Text, "container name"),
-        O::optional("prefix", Text, "blob name prefix"),
-        O::optional("access_key", Secret, "account access key"),
-        O::optional("sas_token", Secret, "shared access signature"),
-        O::optional("endpoint", Text, "custom endpoint (Azurite)"),
-    ]
-);
-
-planned!(
     MONGODB,
     "mongodb",
     "MongoDB",

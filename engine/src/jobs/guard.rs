@@ -101,7 +101,14 @@ pub(super) fn decide(settings: &CommitGuard, cursor: &DataType, horizon: Option<
     // The clock bound needs no margin: a transaction that starts after this
     // reading stamps its rows later on the same clock. One microsecond off
     // keeps a row stamped in the very same microsecond for the next run.
-    let mut bound = (now.saturating_sub(1), "newest row".to_owned());
+    let mut bound = if horizon.uploads_in_flight {
+        (
+            now.saturating_sub(margin),
+            "files still uploading (guard_margin)".to_owned(),
+        )
+    } else {
+        (now.saturating_sub(1), "newest row".to_owned())
+    };
     if let Some(replay) = horizon
         .replay
         .as_ref()
@@ -175,6 +182,7 @@ mod tests {
                 .collect(),
             replay: None,
             blind: None,
+            uploads_in_flight: false,
         }
     }
 
@@ -208,6 +216,15 @@ mod tests {
             ))
         );
         assert_eq!(idle.reason, "newest row");
+    }
+
+    #[test]
+    fn files_still_uploading_hold_the_cap_a_margin_behind_now() {
+        let mut files = horizon(&[]);
+        files.uploads_in_flight = true;
+        let decision = decide(&CommitGuard::default(), &zoned(), Some(&files));
+        assert_eq!(cap(&decision), 10_000 - 5);
+        assert_eq!(decision.reason, "files still uploading (guard_margin)");
     }
 
     #[test]

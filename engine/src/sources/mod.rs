@@ -176,6 +176,10 @@ pub struct CommitHorizon {
     /// Why the source user may not see every open transaction (the grant
     /// it lacks); `None` when it sees them all.
     pub blind: Option<String>,
+    /// Whether rows may still appear stamped up to `now`: an object store
+    /// stamps a file when its upload starts, so the cap stays the margin
+    /// behind `now`.
+    pub uploads_in_flight: bool,
 }
 
 /// How a source spells identifiers and literals in its SQL.

@@ -1,7 +1,8 @@
-//! Object-store emulators for the cloud warehouse tests: S3 by moto and
-//! Azure Blob Storage by Azurite, each on a free loopback port in its own
-//! temp dir, killed on `Drop` (each is a single process: moto_server is
-//! Python, azurite-blob is node). The tools are installed (once, cached) by
+//! Object-store emulators for the cloud warehouse and bucket source tests:
+//! S3 by moto, Azure Blob Storage by Azurite and GCS by fake-gcs-server,
+//! each on a free loopback port in its own temp dir, killed on `Drop` (each
+//! is a single process: moto_server is Python, azurite-blob is node,
+//! fake-gcs-server is Go). The tools are installed (once, cached) by
 //! `scripts/install-emulators.sh`.
 
 use std::path::PathBuf;
@@ -55,6 +56,41 @@ impl Emulator {
         })
     }
 
+    /// moto's S3 checking signatures against its IAM: creates `bucket`, a
+    /// user allowed everything on S3 and one allowed nothing; returns
+    /// their access keys (id, secret).
+    pub fn moto_iam(bucket: &str) -> (Emulator, (String, String), (String, String)) {
+        let bin = tools().join("moto-venv/bin/moto_server");
+        let moto = Self::spawn("moto-iam", |port, _| {
+            let mut cmd = Command::new(&bin);
+            // The set-up below is the only unauthenticated traffic.
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("INITIAL_NO_AUTH_ACTION_COUNT", "6");
+            cmd
+        });
+        let out = moto.python_output(&format!(
+            "import boto3, json\n\
+             kw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='a', aws_secret_access_key='b')\n\
+             boto3.client('s3', **kw).create_bucket(Bucket='{bucket}')\n\
+             iam = boto3.client('iam', **kw)\n\
+             iam.create_user(UserName='etl')\n\
+             iam.put_user_policy(UserName='etl', PolicyName='all', PolicyDocument=json.dumps({{'Version': '2012-10-17', \
+             'Statement': [{{'Effect': 'Allow', 'Action': 's3:*', 'Resource': '*'}}]}}))\n\
+             etl = iam.create_access_key(UserName='etl')['AccessKey']\n\
+             iam.create_user(UserName='nobody')\n\
+             nobody = iam.create_access_key(UserName='nobody')['AccessKey']\n\
+             print(etl['AccessKeyId'], etl['SecretAccessKey'], nobody['AccessKeyId'], nobody['SecretAccessKey'])",
+            moto.endpoint()
+        ));
+        let keys: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(keys.len(), 4, "{out}");
+        (
+            moto,
+            (keys[0].clone(), keys[1].clone()),
+            (keys[2].clone(), keys[3].clone()),
+        )
+    }
+
     /// Azurite's blob service with the development account.
     pub fn azurite() -> Emulator {
         let bin = tools().join("azurite/node_modules/.bin/azurite-blob");
@@ -67,6 +103,19 @@ impl Emulator {
                     "--skipApiVersionCheck",
                     "--loose",
                 ])
+                .current_dir(dir);
+            cmd
+        })
+    }
+
+    /// fake-gcs-server (GCS's JSON and XML APIs, no authentication).
+    pub fn fake_gcs() -> Emulator {
+        let bin = tools().join("gcs-venv/bin/fake-gcs-server");
+        Self::spawn("fake-gcs", |port, dir| {
+            let mut cmd = Command::new(&bin);
+            cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
+                .args(["-public-host", &format!("127.0.0.1:{port}")])
+                .args(["-backend", "memory", "-log-level", "warn"])
                 .current_dir(dir);
             cmd
         })
@@ -134,12 +183,71 @@ impl Emulator {
         ));
     }
 
+    /// Creates a GCS bucket (fake-gcs-server).
+    pub fn create_gcs_bucket(&self, bucket: &str) {
+        self.python(&format!(
+            "import urllib.request, json; urllib.request.urlopen(urllib.request.Request(\
+             '{}/storage/v1/b?project=test', data=json.dumps({{'name': '{bucket}'}}).encode(), \
+             headers={{'Content-Type': 'application/json'}}))",
+            self.endpoint()
+        ));
+    }
+
+    /// Writes (or replaces) an object in moto's S3.
+    pub fn put_s3(&self, bucket: &str, key: &str, data: &[u8]) {
+        let file = Self::staged(data);
+        self.python(&format!(
+            "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='a', \
+             aws_secret_access_key='b', region_name='us-east-1').upload_file('{}', '{bucket}', '{key}')",
+            self.endpoint(),
+            file.path().display()
+        ));
+    }
+
+    /// Writes (or replaces) a blob in Azurite.
+    pub fn put_blob(&self, container: &str, name: &str, data: &[u8]) {
+        let file = Self::staged(data);
+        self.python(&format!(
+            "from azure.storage.blob import BlobServiceClient; BlobServiceClient.from_connection_string(\
+             'DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};\
+             BlobEndpoint={}/{AZURITE_ACCOUNT};').get_blob_client('{container}', '{name}')\
+             .upload_blob(open('{}', 'rb'), overwrite=True)",
+            self.endpoint(),
+            file.path().display()
+        ));
+    }
+
+    /// Writes (or replaces) an object in fake-gcs-server.
+    pub fn put_gcs(&self, bucket: &str, name: &str, data: &[u8]) {
+        let file = Self::staged(data);
+        self.python(&format!(
+            "import urllib.request, urllib.parse; urllib.request.urlopen(urllib.request.Request(\
+             '{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name=' + urllib.parse.quote('{name}', safe=''), \
+             data=open('{}', 'rb').read(), headers={{'Content-Type': 'application/octet-stream'}}))",
+            self.endpoint(),
+            file.path().display()
+        ));
+    }
+
+    /// `data` in a temp file, for the Python clients to upload.
+    fn staged(data: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, data).unwrap();
+        file
+    }
+
     fn python(&self, code: &str) {
+        self.python_output(code);
+    }
+
+    /// Runs Python with the emulators' clients; its standard output.
+    fn python_output(&self, code: &str) -> String {
         let out = Command::new(tools().join("moto-venv/bin/python"))
             .args(["-c", code])
             .output()
             .unwrap();
         assert!(out.status.success(), "{code}:\n{}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 

@@ -1,40 +1,22 @@
-//! A local directory of CSV, NDJSON and Parquet files, read through
-//! DataFusion and its `object_store` file system (so that object storage
-//! types can share the reading code).
-//!
-//! The model, kept deliberately simple:
-//! - one schema, [`SCHEMA`] (`files`);
-//! - every data file directly in the directory is a table named after its
-//!   file stem (`orders.csv` -> `orders`); a subdirectory whose data files
-//!   (directly inside it) all have one format is one table named after the
-//!   subdirectory, so that new files can later be loaded incrementally;
-//! - data files are `*.csv` (with a header row), `*.json`, `*.ndjson`,
-//!   `*.jsonl` (newline-delimited JSON) and `*.parquet`; other files, and
-//!   names starting with `.` or `_`, are ignored;
-//! - when two tables would share a name, files are named by their full file
-//!   name instead (`orders.csv`, `orders.parquet`).
-//!
-//! Column types come from Parquet footers, or from DataFusion's inference
-//! over the first 1000 rows of CSV and NDJSON files (see [`source`]).
-
-mod convert;
-mod dialect;
-mod listing;
-mod source;
+//! A local directory of data files, read by the shared file source
+//! ([`crate::connectors::files`]) over `object_store`'s local file system.
+//! Unlike buckets, local tables have no `_file` and `_modified_at` columns.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::object_store::local::LocalFileSystem;
+use datafusion::object_store::path::Path as ObjectPath;
 
 use crate::connection_types::{Category, ConnectionType, Connector, Driver};
+use crate::connectors::files::{self, Backend, Location};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::Text;
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
-
-/// The one schema of a local directory.
-const SCHEMA: &str = "files";
+use crate::sources::Source;
 
 pub(crate) static LOCAL: ConnectionType = ConnectionType {
     name: "local",
@@ -52,7 +34,7 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
     identity_options: &["path"],
     driver: Some(Driver {
         connector: &LocalConnector,
-        source: Some(source::open),
+        source: Some(open),
         destination: None,
     }),
 };
@@ -62,11 +44,13 @@ struct LocalConnector;
 #[async_trait]
 impl Connector for LocalConnector {
     async fn test(&self, options: &ResolvedOptions, _timeout: Duration) -> Result<(), ConnectFailure> {
-        let directory = Directory::new(options);
-        tokio::task::spawn_blocking(move || directory.check())
-            .await
-            .map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, e.to_string()))?
+        Directory::new(options).check().await
     }
+}
+
+/// Opens a `local` connection's options as a source.
+fn open(options: &ResolvedOptions, _timeout: Duration) -> Arc<dyn Source> {
+    files::open(Arc::new(Directory::new(options)))
 }
 
 /// The directory a connection reads, as the user wrote it and resolved.
@@ -76,6 +60,41 @@ struct Directory {
     given: String,
     /// Absolute, against the working directory at the time of opening.
     path: PathBuf,
+}
+
+#[async_trait]
+impl Backend for Directory {
+    fn location(&self) -> Result<Location, ConnectFailure> {
+        let prefix = ObjectPath::from_absolute_path(&self.path).map_err(|e| {
+            ConnectFailure::new(
+                ConnectFailureKind::Other,
+                format!("directory {} cannot be read: {e}", self.label()),
+            )
+        })?;
+        Ok(Location {
+            store: Arc::new(LocalFileSystem::new()),
+            prefix,
+            url: "/".into(),
+        })
+    }
+
+    async fn check(&self) -> Result<(), ConnectFailure> {
+        let directory = self.clone();
+        tokio::task::spawn_blocking(move || directory.check_now())
+            .await
+            .map_err(|e| ConnectFailure::new(ConnectFailureKind::Other, e.to_string()))?
+    }
+
+    fn failure(&self, error: &datafusion::object_store::Error) -> ConnectFailure {
+        ConnectFailure::new(
+            ConnectFailureKind::Other,
+            format!("directory {} cannot be read: {error}", self.label()),
+        )
+    }
+
+    fn pseudo_columns(&self) -> bool {
+        false
+    }
 }
 
 impl Directory {
@@ -95,19 +114,19 @@ impl Directory {
     }
 
     /// Checks that the directory exists and can be listed.
-    fn check(&self) -> Result<(), ConnectFailure> {
-        let metadata = std::fs::metadata(&self.path).map_err(|e| self.failure(&e))?;
+    fn check_now(&self) -> Result<(), ConnectFailure> {
+        let metadata = std::fs::metadata(&self.path).map_err(|e| self.io_failure(&e))?;
         if !metadata.is_dir() {
             return Err(ConnectFailure::new(
                 ConnectFailureKind::Other,
                 format!("{} is not a directory", self.label()),
             ));
         }
-        std::fs::read_dir(&self.path).map(drop).map_err(|e| self.failure(&e))
+        std::fs::read_dir(&self.path).map(drop).map_err(|e| self.io_failure(&e))
     }
 
     /// Why the directory could not be read.
-    fn failure(&self, error: &std::io::Error) -> ConnectFailure {
+    fn io_failure(&self, error: &std::io::Error) -> ConnectFailure {
         let what = self.label();
         match error.kind() {
             ErrorKind::NotFound => {

@@ -61,5 +61,6 @@ pub(super) async fn read(conn: &mut Conn) -> Result<CommitHorizon, SourceError> 
             .collect(),
         replay: None,
         blind,
+        uploads_in_flight: false,
     })
 }

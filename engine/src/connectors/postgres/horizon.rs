@@ -68,5 +68,6 @@ pub(super) async fn read(client: &Client) -> Result<CommitHorizon, SourceError> 
         open,
         replay,
         blind: (!sees_all.unwrap_or(false)).then(|| "pg_read_all_stats".to_owned()),
+        uploads_in_flight: false,
     })
 }

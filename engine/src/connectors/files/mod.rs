@@ -1,0 +1,119 @@
+//! One file source over any `object_store` backend: a local directory, an
+//! S3, GCS or Azure Blob bucket prefix. Each backend (`connectors/local`,
+//! `s3`, `gcs`, `azure_blob`) only builds its store and says why a call
+//! failed; listing, formats, schemas and scans are here, read through a
+//! private DataFusion session.
+//!
+//! The model, kept deliberately simple:
+//! - one schema, [`SCHEMA`] (`files`), the connection's prefix;
+//! - every data file directly under the prefix is a table named after its
+//!   stem (`orders.csv.gz` -> `orders`); a folder whose data files (directly
+//!   inside it, or below Hive-style `key=value/` folders, which become text
+//!   columns) all have one format is one table named after the folder, so
+//!   that new files can be loaded incrementally;
+//! - data files are `*.csv` (with a header row), `*.json`, `*.ndjson`,
+//!   `*.jsonl` (newline-delimited JSON), each optionally compressed
+//!   (`.gz`, `.bz2`, `.zst`, `.xz`), `*.parquet` and `*.avro`; Excel
+//!   files are listed but refused with `0A000`; other files, and names
+//!   starting with `.` or `_`, are ignored;
+//! - when two tables would share a name, files are named by their full file
+//!   name instead (`orders.csv`, `orders.parquet`);
+//! - bucket tables have two more columns, `_file` (the object's URL) and
+//!   `_modified_at` (its last-modified time), for lineage and for
+//!   `INCREMENTAL BY _modified_at`.
+//!
+//! Column types come from Parquet footers and Avro schemas, or from
+//! DataFusion's inference over the first 1000 rows of CSV and NDJSON files
+//! (see [`source`]).
+
+mod avro;
+mod convert;
+mod dialect;
+mod errors;
+mod listing;
+mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::object_store::ObjectStore;
+use datafusion::object_store::path::Path;
+use object_store::{ClientOptions, RetryConfig};
+
+pub(crate) use errors::classify;
+pub(crate) use source::open;
+
+use crate::error::ConnectFailure;
+
+/// The one schema of a file connection.
+pub(crate) const SCHEMA: &str = "files";
+
+/// Where a connection's files are.
+#[derive(Debug, Clone)]
+pub(crate) struct Location {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The folder (key prefix) of the tables; empty for the whole bucket.
+    pub(crate) prefix: Path,
+    /// What `_file` puts before an object's path (`s3://bucket/`).
+    pub(crate) url: String,
+}
+
+/// What is specific to one storage backend.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync {
+    /// Builds the store (no request yet), or says why the options cannot.
+    fn location(&self) -> Result<Location, ConnectFailure>;
+
+    /// Checks, before each use, what listing alone would not report well
+    /// (a local directory that is a file, say). Nothing by default.
+    async fn check(&self) -> Result<(), ConnectFailure> {
+        Ok(())
+    }
+
+    /// Why a call to the store failed.
+    fn failure(&self, error: &datafusion::object_store::Error) -> ConnectFailure;
+
+    /// Whether tables carry the `_file` and `_modified_at` columns.
+    fn pseudo_columns(&self) -> bool {
+        true
+    }
+}
+
+/// The test before save: the backend's check, then one page of the prefix
+/// listed, within `timeout`.
+pub(crate) async fn test(backend: &dyn Backend, timeout: Duration) -> Result<(), ConnectFailure> {
+    let run = async {
+        backend.check().await?;
+        let location = backend.location()?;
+        listing::first_page(location.store.as_ref(), &location.prefix)
+            .await
+            .map_err(|e| backend.failure(&e))
+    };
+    tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
+        Err(ConnectFailure::new(
+            crate::error::ConnectFailureKind::Timeout,
+            format!("listing the files took longer than {} seconds", timeout.as_secs()),
+        ))
+    })
+}
+
+/// HTTP settings of the cloud backends: TLS with the system's roots,
+/// `timeout` to connect, and few quick retries so that an unreachable
+/// endpoint is reported within the test's time.
+pub(crate) fn client_options(timeout: Duration) -> (ClientOptions, RetryConfig) {
+    let options = crate::tls::with_system_roots(ClientOptions::new())
+        .with_allow_http(true)
+        .with_connect_timeout(timeout);
+    let retry = RetryConfig {
+        max_retries: 3,
+        retry_timeout: timeout.max(Duration::from_secs(1)),
+        ..RetryConfig::default()
+    };
+    (options, retry)
+}
+
+/// The `prefix` option as a folder path (no leading or trailing `/`).
+pub(crate) fn prefix_path(prefix: Option<&str>) -> Path {
+    Path::from(prefix.unwrap_or_default().trim_matches('/'))
+}

@@ -1,0 +1,759 @@
+//! Files under a prefix as a [`Source`], read through a private DataFusion
+//! session over the backend's `object_store`.
+//!
+//! Column types are the files' own Arrow types (Parquet footers, or
+//! DataFusion's inference over the first [`INFER_ROWS`] rows of CSV and
+//! NDJSON), shown as `source_type`. A scan reads the files one after the
+//! other, in path order: each is registered as a table of exactly those
+//! types (parsed back from `source_type`) under a view adding the virtual
+//! columns, the scan's one `SELECT` in DataFusion SQL runs on it, and each
+//! batch is converted to the mapped types.
+//!
+//! Text formats are read a little differently from their raw inference:
+//! timestamps are read with microseconds, and a CSV timestamp column whose
+//! sampled values all carry a UTC offset (`...Z`, `+02:00`) is read as UTC
+//! instants (`TIMESTAMP`) rather than wall times (`DATETIME`).
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::config::TableParquetOptions;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::object_store::path::Path;
+use datafusion::object_store::{ObjectMeta, ObjectStore};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use futures::{StreamExt, TryStreamExt};
+use tracing::warn;
+use url::Url;
+
+use super::dialect::{DataFusionDialect, session};
+use super::listing::{self, DataFile, Entry, Format};
+use super::{Backend, Location, SCHEMA, avro, convert};
+use crate::sources::{
+    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo,
+    TableKind, TableRef, closest, scan_sql,
+};
+use crate::type_mapping::Confidence;
+use crate::type_mapping::arrow::map;
+
+/// Rows of a CSV or NDJSON file that type inference reads.
+const INFER_ROWS: usize = 1000;
+
+/// The pseudo-column holding each row's file.
+const FILE_COLUMN: &str = "_file";
+/// The pseudo-column holding each row's file's last-modified time.
+const MODIFIED_COLUMN: &str = "_modified_at";
+
+/// A column the files do not hold, with the value each file gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Virtual {
+    /// The value of the n-th `key=value` folder level.
+    Partition(usize),
+    /// The object's URL.
+    File,
+    /// The object's last-modified time.
+    Modified,
+}
+
+impl Virtual {
+    /// Its `source_type` in a description, which is how a scan knows it.
+    fn source_type(self) -> &'static str {
+        match self {
+            Virtual::Partition(_) => "key=value folder",
+            Virtual::File => "object URL",
+            Virtual::Modified => "object last-modified time",
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            Virtual::Partition(_) | Virtual::File => DataType::Utf8,
+            Virtual::Modified => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+
+    /// The virtual column a described column is, if any.
+    fn of(column: &ColumnInfo, entry: &Entry) -> Option<Self> {
+        [Virtual::File, Virtual::Modified]
+            .into_iter()
+            .chain((0..entry.partition_keys.len()).map(Virtual::Partition))
+            .find(|v| v.source_type() == column.source_type && v.name(entry) == Some(column.name.as_str()))
+    }
+
+    fn name(self, entry: &Entry) -> Option<&str> {
+        match self {
+            Virtual::Partition(i) => entry.partition_keys.get(i).map(String::as_str),
+            Virtual::File => Some(FILE_COLUMN),
+            Virtual::Modified => Some(MODIFIED_COLUMN),
+        }
+    }
+
+    /// Its value for `file`, as a literal of the reader's session.
+    fn literal(self, file: &DataFile, url: &str) -> Option<String> {
+        let value = match self {
+            Virtual::Partition(i) => ScalarValue::Utf8(file.partitions.get(i).cloned()),
+            Virtual::File => ScalarValue::Utf8(Some(format!("{url}{}", file.location))),
+            Virtual::Modified => {
+                ScalarValue::TimestampMicrosecond(Some(file.modified.timestamp_micros()), Some("UTC".into()))
+            }
+        };
+        DataFusionDialect.literal(&value)
+    }
+}
+
+/// The URL the private session reads the connection's store under.
+static STORE_URL: LazyLock<Url> = LazyLock::new(|| Url::parse("sluice://files").expect("a valid URL"));
+
+/// Opens a backend as a source.
+pub(crate) fn open(backend: Arc<dyn Backend>) -> Arc<dyn Source> {
+    Arc::new(FileSource { backend })
+}
+
+struct FileSource {
+    backend: Arc<dyn Backend>,
+}
+
+impl FileSource {
+    /// The store and its tables, or why they cannot be listed.
+    async fn entries(&self) -> Result<(Location, Vec<Entry>), SourceError> {
+        self.backend.check().await?;
+        let location = self.backend.location()?;
+        let entries = listing::entries(location.store.as_ref(), &location.prefix)
+            .await
+            .map_err(|e| self.backend.failure(&e))?;
+        Ok((location, entries))
+    }
+
+    /// The table `table` names, or `NotFound` with the names that exist.
+    async fn entry(&self, table: &TableRef) -> Result<(Location, Entry), SourceError> {
+        check_schema(&table.schema)?;
+        let (location, entries) = self.entries().await?;
+        let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+        let entry = entries
+            .into_iter()
+            .find(|e| e.name == table.name)
+            .ok_or_else(|| SourceError::NotFound {
+                kind: "table",
+                name: table.to_string(),
+                nearby: closest(&table.name, names),
+            })?;
+        Ok((location, entry))
+    }
+
+    /// The columns added to the files' own: partition keys, then `_file`
+    /// and `_modified_at`; a name the files already have is left out.
+    fn virtual_columns(&self, entry: &Entry, file_columns: &HashSet<&str>) -> Vec<(String, Virtual)> {
+        let mut kinds: Vec<Virtual> = (0..entry.partition_keys.len()).map(Virtual::Partition).collect();
+        if self.backend.pseudo_columns() {
+            kinds.extend([Virtual::File, Virtual::Modified]);
+        }
+        let mut columns: Vec<(String, Virtual)> = Vec::new();
+        for kind in kinds {
+            let Some(name) = kind.name(entry) else { continue };
+            if !file_columns.contains(name) && !columns.iter().any(|(n, _)| n == name) {
+                columns.push((name.to_owned(), kind));
+            }
+        }
+        columns
+    }
+}
+
+/// A session reading `location`'s store.
+fn store_session(location: &Location, batch_rows: Option<usize>) -> SessionContext {
+    let ctx = session(batch_rows);
+    ctx.register_object_store(&STORE_URL, location.store.clone());
+    ctx
+}
+
+/// Refuses the formats that are listed but not read yet.
+fn check_readable(table: &TableRef, format: Format) -> Result<(), SourceError> {
+    match format {
+        Format::Csv | Format::Json | Format::Parquet | Format::Avro => Ok(()),
+        Format::Excel => Err(SourceError::Query {
+            code: Some("0A000".into()),
+            message: format!(
+                "{table} is made of {} files, which Sluice does not read yet; export them as Parquet, CSV, Avro \
+                 or newline-delimited JSON",
+                format.name()
+            ),
+        }),
+    }
+}
+
+#[async_trait]
+impl Source for FileSource {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DataFusionDialect
+    }
+
+    async fn schemas(&self) -> Result<Vec<String>, SourceError> {
+        self.backend.check().await?;
+        Ok(vec![SCHEMA.to_owned()])
+    }
+
+    async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
+        if let Some(schema) = schema {
+            check_schema(schema)?;
+        }
+        let (location, entries) = self.entries().await?;
+        let mut tables = Vec::new();
+        for entry in entries {
+            let estimated_rows = match entry.format {
+                Format::Parquet => match parquet_rows(location.store.as_ref(), &entry).await {
+                    Ok(rows) => Some(rows),
+                    Err(e) => {
+                        warn!(table = %entry.name, error = %e, "cannot read the row count of a Parquet table");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            tables.push(TableInfo {
+                table: TableRef {
+                    schema: SCHEMA.to_owned(),
+                    name: entry.name.clone(),
+                },
+                kind: TableKind::Table,
+                estimated_rows,
+                size_bytes: i64::try_from(entry.size()).ok(),
+                last_modified: entry.modified(),
+            });
+        }
+        Ok(tables)
+    }
+
+    async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
+        let (location, entry) = self.entry(table).await?;
+        check_readable(table, entry.format)?;
+        let ctx = store_session(&location, None);
+        let schema = file_schema(&ctx, &location, &entry)
+            .await
+            .map_err(|e| read_error(table, e))?;
+        let estimated_rows = match entry.format {
+            Format::Parquet => Some(
+                parquet_rows(location.store.as_ref(), &entry)
+                    .await
+                    .map_err(|e| read_error(table, e))?,
+            ),
+            _ => None,
+        };
+        let names: HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        // Text formats' types are inferred from a sample: at best medium.
+        let inferred = matches!(entry.format, Format::Csv | Format::Json);
+        let files = schema.fields().iter().map(|f| {
+            let mut mapping = map(f.data_type());
+            if inferred {
+                mapping.confidence = mapping.confidence.max(Confidence::Medium);
+            }
+            (f.name().clone(), f.data_type().to_string(), mapping, f.is_nullable())
+        });
+        let extra = self
+            .virtual_columns(&entry, &names)
+            .into_iter()
+            .map(|(name, v)| (name, v.source_type().to_owned(), map(&v.data_type()), false));
+        let columns = files
+            .chain(extra)
+            .zip(1..)
+            .map(|((name, source_type, mapping, nullable), ordinal)| ColumnInfo {
+                name,
+                ordinal,
+                source_type,
+                nullable,
+                default: None,
+                primary_key_position: None,
+                indexed: false,
+                mapping,
+            })
+            .collect();
+        Ok(TableDescription {
+            table: table.clone(),
+            kind: TableKind::Table,
+            columns,
+            estimated_rows,
+        })
+    }
+
+    async fn scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let table = &description.table;
+        let columns = request
+            .columns
+            .iter()
+            .map(|&i| {
+                description
+                    .columns
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| SourceError::NotFound {
+                        kind: "column",
+                        name: format!("#{i} of {table}"),
+                        nearby: description.columns.iter().map(|c| c.name.clone()).collect(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let target = Arc::new(
+            description
+                .arrow_schema()
+                .project(&request.columns)
+                .map_err(|e| read_error(table, e.into()))?,
+        );
+        let (location, entry) = self.entry(table).await?;
+        check_readable(table, entry.format)?;
+        let extra: Vec<(String, Virtual)> = (description.columns.iter())
+            .filter_map(|c| Virtual::of(c, &entry).map(|v| (c.name.clone(), v)))
+            .collect();
+        let fields = description
+            .columns
+            .iter()
+            .filter(|c| Virtual::of(c, &entry).is_none())
+            .map(|c| {
+                let data_type = DataType::from_str(&c.source_type).map_err(|e| SourceError::Query {
+                    code: None,
+                    message: format!(
+                        "column \"{}\" of {table} has an unknown type {}: {e}",
+                        c.name, c.source_type
+                    ),
+                })?;
+                Ok(Field::new(&c.name, data_type, c.nullable))
+            })
+            .collect::<Result<Vec<_>, SourceError>>()?;
+        let file_schema: SchemaRef = Arc::new(Schema::new(fields));
+        let ctx = store_session(&location, request.batch_rows);
+        let sql = self.scan_query(description, request);
+        let reader = FileReader {
+            store: location.store.clone(),
+            batch_rows: request.batch_rows.unwrap_or(8192),
+            ctx,
+            table: table.clone(),
+            format: entry.format,
+            schema: file_schema,
+            extra,
+            url: location.url.clone(),
+            sql,
+        };
+        let per_file = futures::stream::iter(entry.files.clone().into_iter().enumerate())
+            .then(move |(index, file)| {
+                let reader = reader.clone();
+                async move {
+                    if index > 0 {
+                        crate::failpoint::hit("between_files").map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    }
+                    reader.read(&file).await
+                }
+            })
+            .try_flatten();
+        let table = table.clone();
+        let schema = target.clone();
+        let batches = limit_rows(per_file, request.limit).map(move |batch| {
+            let converted = match batch {
+                Ok(batch) => convert::batch(&batch, &columns, &schema).map_err(|message| SourceError::Query {
+                    code: None,
+                    message: format!("cannot read {table}: {message}"),
+                }),
+                Err(e) => Err(read_error(&table, e)),
+            };
+            converted.map_err(|e| DataFusionError::External(Box::new(e)))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(target, batches)))
+    }
+
+    /// Buckets: the server's clock, with uploads in flight (see
+    /// `docs/sources/object-storage.md`), so that `INCREMENTAL BY
+    /// _modified_at` leaves files stamped within `guard_margin` of now for
+    /// the next run. Local directories are not guarded.
+    async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
+        if !self.backend.pseudo_columns() {
+            return Ok(None);
+        }
+        let now = Utc::now().timestamp_micros();
+        Ok(Some(CommitHorizon {
+            now: SourceInstant {
+                utc_micros: now,
+                wall_micros: now,
+            },
+            open: Vec::new(),
+            replay: None,
+            blind: None,
+            uploads_in_flight: true,
+        }))
+    }
+
+    fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
+        let d = DataFusionDialect;
+        let columns: Vec<String> = request
+            .columns
+            .iter()
+            .filter_map(|&i| description.columns.get(i))
+            .map(|c| d.quote_ident(&c.name))
+            .collect();
+        let list = if columns.is_empty() {
+            "1".to_owned()
+        } else {
+            columns.join(", ")
+        };
+        scan_sql(&list, &d.quote_ident(&description.table.name), request)
+    }
+}
+
+/// Reads one file at a time with the scan's query: the file is the table
+/// `raw`, and the query's table is a view over it that adds the partition
+/// values, `_file` and `_modified_at` as constants (so that a filter on them
+/// skips the file without reading it).
+#[derive(Clone)]
+struct FileReader {
+    store: Arc<dyn ObjectStore>,
+    batch_rows: usize,
+    ctx: SessionContext,
+    table: TableRef,
+    format: Format,
+    /// The files' own columns.
+    schema: SchemaRef,
+    /// The virtual columns the description has.
+    extra: Vec<(String, Virtual)>,
+    url: String,
+    sql: String,
+}
+
+/// The name of the file table inside a reader's session.
+const RAW: &str = "__sluice_file";
+
+impl FileReader {
+    async fn read(&self, file: &DataFile) -> Result<SendableRecordBatchStream, DataFusionError> {
+        let name = TableReference::bare(self.table.name.as_str());
+        self.ctx.deregister_table(name.clone())?;
+        self.ctx.deregister_table(RAW)?;
+        let raw: Arc<dyn TableProvider> = match self.format {
+            Format::Avro => {
+                let (_, batches) = avro::read(self.store.as_ref(), &file.location, self.batch_rows).await?;
+                let batches = avro::conform(&file.location, &self.schema, batches)?;
+                Arc::new(MemTable::try_new(self.schema.clone(), vec![batches])?)
+            }
+            _ => Arc::new(listing_table(
+                &[file],
+                self.format,
+                file.compression,
+                self.schema.clone(),
+            )?),
+        };
+        self.ctx.register_table(RAW, raw)?;
+        let d = DataFusionDialect;
+        let mut list = vec![format!("{RAW}.*")];
+        for (name, column) in &self.extra {
+            let literal = column.literal(file, &self.url).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "the value of \"{name}\" for {} cannot be written",
+                    file.location
+                ))
+            })?;
+            list.push(format!("{literal} AS {}", d.quote_ident(name)));
+        }
+        let view = self
+            .ctx
+            .sql(&format!("SELECT {} FROM {RAW}", list.join(", ")))
+            .await?
+            .into_view();
+        self.ctx.register_table(name, view)?;
+        self.ctx.sql(&self.sql).await?.execute_stream().await
+    }
+}
+
+/// At most `limit` rows of `stream`.
+fn limit_rows<S>(stream: S, limit: Option<usize>) -> impl futures::Stream<Item = S::Item> + Send
+where
+    S: futures::Stream<Item = Result<datafusion::arrow::array::RecordBatch, DataFusionError>> + Send,
+{
+    stream.scan(limit.unwrap_or(usize::MAX), |remaining, batch| {
+        let out = (*remaining > 0).then(|| {
+            batch.map(|b| {
+                let take = b.num_rows().min(*remaining);
+                *remaining -= take;
+                b.slice(0, take)
+            })
+        });
+        futures::future::ready(out)
+    })
+}
+
+fn check_schema(schema: &str) -> Result<(), SourceError> {
+    if schema == SCHEMA {
+        Ok(())
+    } else {
+        Err(SourceError::NotFound {
+            kind: "schema",
+            name: schema.to_owned(),
+            nearby: vec![SCHEMA.to_owned()],
+        })
+    }
+}
+
+fn read_error(table: &TableRef, error: DataFusionError) -> SourceError {
+    SourceError::Query {
+        code: None,
+        message: format!("cannot read {table}: {error}"),
+    }
+}
+
+/// How DataFusion reads a format.
+fn file_format(format: Format, compression: FileCompressionType) -> Arc<dyn FileFormat> {
+    match format {
+        Format::Csv => Arc::new(
+            CsvFormat::default()
+                .with_has_header(true)
+                .with_newlines_in_values(true)
+                .with_schema_infer_max_rec(INFER_ROWS)
+                .with_file_compression_type(compression),
+        ),
+        Format::Json => Arc::new(
+            JsonFormat::default()
+                .with_schema_infer_max_rec(INFER_ROWS)
+                .with_file_compression_type(compression),
+        ),
+        Format::Parquet | Format::Avro | Format::Excel => {
+            // The file's own string and binary types, not DataFusion's views.
+            let mut options = TableParquetOptions::default();
+            options.global.schema_force_view_types = false;
+            Arc::new(ParquetFormat::default().with_options(options))
+        }
+    }
+}
+
+/// The URL of an object in a reader's session: every byte of the path but
+/// unreserved ones and `/` percent-encoded (its own escapes too), so that
+/// the URL reads back as the same object path and nothing is taken for a
+/// glob or a query.
+fn object_url(path: &Path) -> String {
+    let mut url = format!("{}/", STORE_URL.as_str().trim_end_matches('/'));
+    for &byte in path.as_ref().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            url.push(char::from(byte));
+        } else {
+            url.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    url
+}
+
+/// `files` (of one compression) as one DataFusion table with `schema`.
+fn listing_table(
+    files: &[&DataFile],
+    format: Format,
+    compression: FileCompressionType,
+    schema: SchemaRef,
+) -> Result<ListingTable, DataFusionError> {
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(object_url(&f.location)))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The files are listed already: no extension filter.
+    let options = ListingOptions::new(file_format(format, compression)).with_file_extension("");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ListingTable::try_new(config)
+}
+
+/// A listed file as the object DataFusion reads.
+fn object(file: &DataFile) -> ObjectMeta {
+    ObjectMeta {
+        location: file.location.clone(),
+        last_modified: file.modified,
+        size: file.size,
+        e_tag: None,
+        version: None,
+    }
+}
+
+/// The rows of a Parquet table, from its files' footers.
+async fn parquet_rows(store: &dyn ObjectStore, entry: &Entry) -> Result<i64, DataFusionError> {
+    let mut rows = 0;
+    for file in entry.files.iter().filter(|f| f.size > 0) {
+        let metadata = DFParquetMetadata::new(store, &object(file)).fetch_metadata().await?;
+        rows += metadata.file_metadata().num_rows();
+    }
+    Ok(rows)
+}
+
+/// The schema the files are read with (see the module documentation):
+/// inferred per compression, then merged.
+async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -> Result<Schema, DataFusionError> {
+    let files: Vec<&DataFile> = entry.files.iter().filter(|f| f.size > 0).collect();
+    let Some(first) = files.first() else {
+        return Ok(Schema::empty());
+    };
+    if entry.format == Format::Avro {
+        return Ok(avro::read(location.store.as_ref(), &first.location, 1).await?.0);
+    }
+    let mut schemas = Vec::new();
+    let mut compressions: Vec<FileCompressionType> = Vec::new();
+    for file in &files {
+        if !compressions.contains(&file.compression) {
+            compressions.push(file.compression);
+        }
+    }
+    for compression in compressions {
+        let objects: Vec<ObjectMeta> = files
+            .iter()
+            .filter(|f| f.compression == compression)
+            .map(|f| object(f))
+            .collect();
+        let inferred = file_format(entry.format, compression)
+            .infer_schema(&ctx.state(), &location.store, &objects)
+            .await?;
+        schemas.push(inferred.as_ref().clone());
+    }
+    let inferred = Schema::try_merge(schemas)?;
+    match entry.format {
+        Format::Json => Ok(microsecond_timestamps(&inferred)),
+        Format::Csv => {
+            let sample: Vec<&DataFile> = files
+                .iter()
+                .filter(|f| f.compression == first.compression)
+                .copied()
+                .collect();
+            zoned_timestamps(ctx, &sample, microsecond_timestamps(&inferred)).await
+        }
+        _ => Ok(inferred),
+    }
+}
+
+/// The schema with second and millisecond timestamps read as microseconds.
+fn microsecond_timestamps(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(TimeUnit::Second | TimeUnit::Millisecond, tz) => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, tz.clone())),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+/// The schema with each CSV timestamp column whose sampled values all carry
+/// a UTC offset read as UTC instants.
+async fn zoned_timestamps(
+    ctx: &SessionContext,
+    files: &[&DataFile],
+    schema: Schema,
+) -> Result<Schema, DataFusionError> {
+    let naive: Vec<(usize, TimeUnit)> = (schema.fields().iter().enumerate())
+        .filter_map(|(i, f)| match f.data_type() {
+            DataType::Timestamp(unit, None) => Some((i, *unit)),
+            _ => None,
+        })
+        .collect();
+    if naive.is_empty() {
+        return Ok(schema);
+    }
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut text_fields = fields.clone();
+    for &(i, _) in &naive {
+        text_fields[i] = fields[i].clone().with_data_type(DataType::Utf8);
+    }
+    let compression = files
+        .first()
+        .map_or(FileCompressionType::UNCOMPRESSED, |f| f.compression);
+    let sample = listing_table(files, Format::Csv, compression, Arc::new(Schema::new(text_fields)))?;
+    ctx.deregister_table("sample")?;
+    ctx.register_table("sample", Arc::new(sample))?;
+    let d = DataFusionDialect;
+    let list: Vec<String> = naive.iter().map(|&(i, _)| d.quote_ident(fields[i].name())).collect();
+    let sql = format!("SELECT {} FROM sample LIMIT {INFER_ROWS}", list.join(", "));
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    for (k, &(i, unit)) in naive.iter().enumerate() {
+        let texts = batches
+            .iter()
+            .map(|b| b.column(k).as_string_opt::<i32>())
+            .collect::<Option<Vec<_>>>();
+        let zoned = texts.is_some_and(|texts| {
+            let mut values = texts.iter().flat_map(|t| t.iter().flatten()).peekable();
+            values.peek().is_some() && values.all(has_offset)
+        });
+        if zoned {
+            fields[i] = fields[i]
+                .clone()
+                .with_data_type(DataType::Timestamp(unit, Some("UTC".into())));
+        }
+    }
+    Ok(Schema::new(fields))
+}
+
+/// Whether a timestamp's text ends with a UTC offset: `Z`, `+hh`, `+hhmm`
+/// or `+hh:mm` (or `-`), after the date.
+fn has_offset(text: &str) -> bool {
+    let text = text.trim();
+    if text.ends_with(['Z', 'z']) {
+        return true;
+    }
+    // The date's own dashes end at byte 10 (yyyy-mm-dd).
+    let Some(sign) = text.rfind(['+', '-']).filter(|&i| i > 10) else {
+        return false;
+    };
+    let offset = &text[sign + 1..];
+    let digits = offset.chars().filter(char::is_ascii_digit).count();
+    match offset.len() {
+        2 | 4 => digits == offset.len(),
+        5 => digits == 4 && offset.as_bytes()[2] == b':',
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_recognised_after_the_date() {
+        for zoned in [
+            "2026-05-01T10:00:00Z",
+            "2026-05-01 10:00:00.123z",
+            "2026-05-01T10:00:00+02:00",
+            "2026-05-01T10:00:00-0530",
+            "2026-05-01T10:00:00+02",
+        ] {
+            assert!(has_offset(zoned), "{zoned}");
+        }
+        for naive in [
+            "2026-05-01T10:00:00",
+            "2026-05-01 10:00:00.5",
+            "2026-05-01",
+            "2026-05-01T10:00:00+2:00",
+        ] {
+            assert!(!has_offset(naive), "{naive}");
+        }
+    }
+
+    #[test]
+    fn object_urls_read_back_as_the_same_object() {
+        for name in ["a b[1]?#.csv", "é 100%.csv", "k=v;x.csv"] {
+            let path = Path::from_iter(["data", name]);
+            let url = object_url(&path);
+            assert!(!url.contains(' ') && !url.contains('#') && !url.contains('?'), "{url}");
+            assert_eq!(ListingTableUrl::parse(&url).unwrap().prefix(), &path, "{name}");
+        }
+    }
+}
