@@ -206,6 +206,8 @@ fn job(name: &str, connection: &str) -> JobRecord {
         catch_up: Default::default(),
         layout: Default::default(),
         guard: Default::default(),
+        on_schema_change: Default::default(),
+        columns: Vec::new(),
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),

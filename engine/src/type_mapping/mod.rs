@@ -23,6 +23,7 @@ pub mod interval;
 pub mod mysql;
 pub mod postgres;
 pub mod samples;
+mod widen;
 
 /// How sure Sluice is that a mapping is the right one. Ordered from most to
 /// least sure, so `max` of two confidences is the weaker one.
@@ -181,6 +182,8 @@ impl TypeMapping {
 /// Arrow type alone implies another: JSON text in `Utf8`, GEOGRAPHY WKB in
 /// `Binary` (see [`TypeMapping::type_tag`]).
 pub const TYPE_METADATA: &str = "sluice.type";
+
+pub use widen::widens;
 
 /// The BigQuery type a destination gives an in-flight column (or list
 /// element) of `data_type` with [`TYPE_METADATA`] `tag`: the documented

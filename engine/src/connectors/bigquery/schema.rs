@@ -144,6 +144,41 @@ pub(super) fn differences(table: &TableSchema, load: &TableSchema) -> Vec<String
     differences
 }
 
+/// The schema `table` needs to take rows of `load` when a job follows a
+/// source schema change, as `tables.patch` allows it: the load's new columns
+/// appended (NULLABLE), REQUIRED columns the load has as NULLABLE relaxed.
+/// `None` when the table takes the load as it is; the error lists what a
+/// patch cannot change (a column's type).
+pub(super) fn evolved(table: &TableSchema, load: &TableSchema) -> Result<Option<TableSchema>, Vec<String>> {
+    if differences(table, load).is_empty() {
+        return Ok(None);
+    }
+    let load_fields = load.fields.as_deref().unwrap_or_default();
+    let find = |name: &str| load_fields.iter().find(|f| f.name.eq_ignore_ascii_case(name));
+    let mut fields: Vec<TableFieldSchema> = table.fields.clone().unwrap_or_default();
+    for field in &mut fields {
+        if mode(field) == "REQUIRED" && find(&field.name).is_none_or(|wanted| mode(wanted) == "NULLABLE") {
+            field.mode = Some("NULLABLE".into());
+        }
+    }
+    for wanted in load_fields {
+        if !fields.iter().any(|f| f.name.eq_ignore_ascii_case(&wanted.name)) {
+            let mut added = wanted.clone();
+            if mode(&added) == "REQUIRED" {
+                added.mode = Some("NULLABLE".into());
+            }
+            fields.push(added);
+        }
+    }
+    let patched = TableSchema::new(fields);
+    let refusals = differences(&patched, load);
+    if refusals.is_empty() {
+        Ok(Some(patched))
+    } else {
+        Err(refusals)
+    }
+}
+
 fn differences_of(existing: &TableFieldSchema, wanted: &TableFieldSchema) -> Vec<String> {
     differences(
         &TableSchema::new(existing.fields.clone().unwrap_or_default()),
@@ -237,6 +272,19 @@ mod tests {
             "{found:?}"
         );
         assert!(found[1].contains("\"new\""), "{found:?}");
+        let mut required = TableFieldSchema::integer("id");
+        required.mode = Some("REQUIRED".into());
+        let nullable_load = table_schema(&Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("new", DataType::Utf8, true),
+        ]))
+        .unwrap();
+        let patched = evolved(&TableSchema::new(vec![required.clone()]), &nullable_load)
+            .unwrap()
+            .unwrap();
+        assert_eq!(names(&patched), ["id INT64 NULLABLE", "new STRING NULLABLE"]);
+        assert!(matches!(evolved(&patched, &nullable_load), Ok(None)));
+        assert_eq!(evolved(&table, &load).unwrap_err().len(), 1);
         let mut required = TableFieldSchema::integer("id");
         required.mode = Some("REQUIRED".into());
         let nullable_load = table_schema(&Schema::new(vec![Field::new("id", DataType::Int64, true)])).unwrap();
