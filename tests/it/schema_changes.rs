@@ -439,7 +439,7 @@ async fn a_failed_load_after_the_patch_does_not_break_the_rerun() {
     };
     src.sql("ALTER TABLE items ADD COLUMN extra text; INSERT INTO items VALUES (3, 30, 'c', 'n3', 'x3');");
     fake.inject(Method::POST, "upload/bigquery", FaultKind::Status(400, "invalid"), 1);
-    let patches = || fake.count_requests("PATCH /bigquery/v2/projects/test-project/datasets/raw_data/tables/items");
+    let patches = || fake.state().schema_patches;
     let before = patches();
     env.client.simple_query("RUN ETL JOB items").await.unwrap_err();
     let failed = rows(
@@ -448,7 +448,7 @@ async fn a_failed_load_after_the_patch_does_not_break_the_rerun() {
     )
     .await;
     assert_eq!(failed[0][0].as_deref(), Some("failed"));
-    assert_eq!(patches(), before + 1, "the table was patched once");
+    assert_eq!(patches(), before + 1, "the columns were patched once");
     assert_eq!(env.loaded("items", &["id"]).await, ["1", "2"], "nothing was loaded");
 
     env.run_in_psql("items");

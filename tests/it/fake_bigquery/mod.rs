@@ -117,6 +117,8 @@ pub struct State {
     pub gcs: gcs::Storage,
     /// Resumable upload sessions.
     pub uploads: resumable::Sessions,
+    /// How many `tables.patch` calls changed a table's columns.
+    pub schema_patches: usize,
 }
 
 /// Rows per page of query results.
@@ -474,6 +476,9 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                                     return error(400, "invalid", message);
                                 }
                                 table.resource["schema"] = json!({ "fields": fields });
+                                let answer = ok(table.resource.clone());
+                                s.schema_patches += 1;
+                                return answer;
                             }
                             ok(table.resource.clone())
                         }
