@@ -298,9 +298,21 @@ async fn follows_changes(source: &str, target: &str) {
     );
     assert_eq!(env.destination_columns("items").await, all);
 
-    let (int, bigint, varchar20, varchar10) = match src {
-        Source::Postgres(_) => ("integer", "bigint", "character varying(20)", "character varying(10)"),
-        Source::MariaDb(_) => ("int(11)", "bigint(20)", "varchar(20)", "varchar(10)"),
+    // Widened: a longer varchar.
+    src.sql(&src.retype("name", "varchar(40)"));
+    src.sql("INSERT INTO items VALUES (6, 60, 'a name longer than twenty', 'x6')");
+    env.run_in_psql("items");
+    assert_eq!(env.loaded("items", &kept).await, src.rows(&kept));
+
+    let (int, bigint, varchar10, varchar20, varchar40) = match src {
+        Source::Postgres(_) => (
+            "integer",
+            "bigint",
+            "character varying(10)",
+            "character varying(20)",
+            "character varying(40)",
+        ),
+        Source::MariaDb(_) => ("int(11)", "bigint(20)", "varchar(10)", "varchar(20)", "varchar(40)"),
     };
     let changes = env.changes("items").await;
     assert_eq!(
@@ -309,12 +321,13 @@ async fn follows_changes(source: &str, target: &str) {
             format!("extra added - {varchar10}"),
             format!("qty widened {int} NOT NULL {bigint} NOT NULL"),
             "note dropped text -".to_owned(),
+            format!("name widened {varchar20} {varchar40}"),
         ]
     );
 
     // Narrowed: refused before anything is written.
     src.sql(&src.retype("name", "varchar(5)"));
-    src.sql("INSERT INTO items VALUES (6, 60, 'f', 'x6')");
+    src.sql("INSERT INTO items VALUES (7, 70, 'g', 'x7')");
     let message = expect_err(&env.client, "RUN ETL JOB items", "55000").await;
     let narrow = match src {
         Source::Postgres(_) => "character varying(5)",
@@ -322,13 +335,13 @@ async fn follows_changes(source: &str, target: &str) {
     };
     for needle in [
         "column \"name\"".to_owned(),
-        format!("was {varchar20}, is now {narrow}"),
+        format!("was {varchar40}, is now {narrow}"),
         "nothing was loaded".into(),
         "DROP ETL JOB items and CREATE ETL JOB items again".into(),
     ] {
         assert!(message.contains(&needle), "{needle}: {message}");
     }
-    assert_eq!(env.loaded("items", &kept).await.len(), 5, "nothing was written");
+    assert_eq!(env.loaded("items", &kept).await.len(), 6, "nothing was written");
     assert_eq!(env.changes("items").await, changes, "no change recorded");
     assert_eq!(
         rows(
@@ -338,10 +351,10 @@ async fn follows_changes(source: &str, target: &str) {
         .await[0],
         [Some("failed".into()), Some("55000".into()), None]
     );
-    assert_eq!(one(&env.client, "SELECT watermark FROM sluice.jobs").await, "5");
+    assert_eq!(one(&env.client, "SELECT watermark FROM sluice.jobs").await, "6");
 
     // Changed back: the waiting row arrives, once.
-    src.sql(&src.retype("name", "varchar(20)"));
+    src.sql(&src.retype("name", "varchar(40)"));
     env.run_in_psql("items");
     assert_eq!(env.loaded("items", &kept).await, src.rows(&kept));
     env.run_in_psql("items");
@@ -456,4 +469,71 @@ async fn a_failed_load_after_the_patch_does_not_break_the_rerun() {
     assert_eq!(env.loaded("items", &all).await, src.rows(&all));
     assert_eq!(patches(), before + 1, "the re-run did not patch again");
     assert_eq!(env.changes("items").await, ["extra added - text"]);
+}
+
+/// `timestamp` to `timestamptz` at the source: the local warehouse follows
+/// it (rows loaded before read as UTC), BigQuery cannot turn a DATETIME
+/// column into a TIMESTAMP one, so the run fails with 55000 and the fix,
+/// and nothing reaches the table.
+async fn timestamp_to_timestamptz(target: &str) {
+    let env = Env::start("postgres", target).await;
+    let src = &env.source;
+    src.sql(
+        "CREATE TABLE events (id int PRIMARY KEY, at timestamp NOT NULL);
+         INSERT INTO events VALUES (1, '2024-03-01 10:00:00'), (2, '2024-03-01 11:30:00.25');",
+    );
+    let into = match env.target {
+        Target::Warehouse => "warehouse.events",
+        Target::BigQuery(..) => "wh.events",
+    };
+    env.client
+        .batch_execute(&format!(
+            "CREATE ETL JOB events FROM src.public.events INTO {into} INCREMENTAL BY id ALL WITH (commit_guard = 'off')"
+        ))
+        .await
+        .unwrap();
+    env.run_in_psql("events");
+    src.sql(
+        "SET TIME ZONE 'UTC'; ALTER TABLE events ALTER COLUMN at TYPE timestamptz;
+         INSERT INTO events VALUES (3, '2024-03-02 09:00:00+02');",
+    );
+    let epochs = |sql: &str| -> Vec<String> { src.sql(sql).lines().map(str::to_owned).collect() };
+    let source = epochs("SELECT id || '|' || (extract(epoch FROM at) * 1000000)::bigint FROM events ORDER BY id");
+    match &env.target {
+        Target::Warehouse => {
+            let notices = env.run_in_psql("events");
+            assert!(notices.contains("column \"at\" widened"), "{notices}");
+            let loaded: Vec<String> = rows(
+                &env.client,
+                "SELECT id, CAST(at AS BIGINT) FROM warehouse.events ORDER BY id",
+            )
+            .await
+            .into_iter()
+            .map(|r| format!("{}|{}", r[0].as_deref().unwrap(), r[1].as_deref().unwrap()))
+            .collect();
+            assert_eq!(loaded, source);
+            assert_eq!(
+                env.changes("events").await,
+                ["at widened timestamp without time zone NOT NULL timestamp with time zone NOT NULL"]
+            );
+        }
+        Target::BigQuery(..) => {
+            let message = expect_err(&env.client, "RUN ETL JOB events", "55000").await;
+            for needle in ["column \"at\"", "DATETIME", "TIMESTAMP", "DROP ETL JOB events"] {
+                assert!(message.contains(needle), "{needle}: {message}");
+            }
+            assert_eq!(env.loaded("events", &["id"]).await, ["1", "2"], "nothing was loaded");
+            assert!(env.changes("events").await.is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn timestamp_to_timestamptz_is_followed_in_the_warehouse() {
+    timestamp_to_timestamptz("warehouse").await;
+}
+
+#[tokio::test]
+async fn timestamp_to_timestamptz_is_refused_by_bigquery() {
+    timestamp_to_timestamptz("bigquery").await;
 }
