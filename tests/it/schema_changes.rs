@@ -326,12 +326,12 @@ async fn follows_changes(source: &str, target: &str) {
     );
 
     // Narrowed: refused before anything is written.
-    src.sql(&src.retype("name", "varchar(5)"));
+    src.sql(&src.retype("name", "varchar(30)"));
     src.sql("INSERT INTO items VALUES (7, 70, 'g', 'x7')");
     let message = expect_err(&env.client, "RUN ETL JOB items", "55000").await;
     let narrow = match src {
-        Source::Postgres(_) => "character varying(5)",
-        Source::MariaDb(_) => "varchar(5)",
+        Source::Postgres(_) => "character varying(30)",
+        Source::MariaDb(_) => "varchar(30)",
     };
     for needle in [
         "column \"name\"".to_owned(),
