@@ -157,7 +157,7 @@ pub(super) fn evolved(table: &TableSchema, load: &TableSchema) -> Result<Option<
     let find = |name: &str| load_fields.iter().find(|f| f.name.eq_ignore_ascii_case(name));
     let mut fields: Vec<TableFieldSchema> = table.fields.clone().unwrap_or_default();
     for field in &mut fields {
-        if mode(field) == "REQUIRED" && find(&field.name).is_none_or(|wanted| mode(wanted) == "NULLABLE") {
+        if mode(field) == "REQUIRED" && find(&field.name).is_some_and(|wanted| mode(wanted) == "NULLABLE") {
             field.mode = Some("NULLABLE".into());
         }
     }
@@ -274,21 +274,39 @@ mod tests {
         assert!(found[1].contains("\"new\""), "{found:?}");
         let mut required = TableFieldSchema::integer("id");
         required.mode = Some("REQUIRED".into());
-        let nullable_load = table_schema(&Schema::new(vec![
+        let nullable_load = table_schema(&Schema::new(vec![Field::new("id", DataType::Int64, true)])).unwrap();
+        assert_eq!(differences(&TableSchema::new(vec![required]), &nullable_load).len(), 1);
+        assert!(differences(&load, &load).is_empty());
+    }
+
+    #[test]
+    fn a_patch_appends_nullable_columns_and_relaxes_required_ones_but_keeps_types() {
+        let mut id = TableFieldSchema::integer("id");
+        id.mode = Some("REQUIRED".into());
+        let mut foreign = TableFieldSchema::string("foreign");
+        foreign.mode = Some("REQUIRED".into());
+        let load = table_schema(&Schema::new(vec![
             Field::new("id", DataType::Int64, true),
             Field::new("new", DataType::Utf8, true),
         ]))
         .unwrap();
-        let patched = evolved(&TableSchema::new(vec![required.clone()]), &nullable_load)
-            .unwrap()
-            .unwrap();
+        let patched = evolved(&TableSchema::new(vec![id.clone()]), &load).unwrap().unwrap();
         assert_eq!(names(&patched), ["id INT64 NULLABLE", "new STRING NULLABLE"]);
-        assert!(matches!(evolved(&patched, &nullable_load), Ok(None)));
-        assert_eq!(evolved(&table, &load).unwrap_err().len(), 1);
-        let mut required = TableFieldSchema::integer("id");
-        required.mode = Some("REQUIRED".into());
-        let nullable_load = table_schema(&Schema::new(vec![Field::new("id", DataType::Int64, true)])).unwrap();
-        assert_eq!(differences(&TableSchema::new(vec![required]), &nullable_load).len(), 1);
-        assert!(differences(&load, &load).is_empty());
+        assert!(matches!(evolved(&patched, &load), Ok(None)), "nothing left to patch");
+        // A REQUIRED column the job does not load is not the job's to relax.
+        let refused = evolved(&TableSchema::new(vec![id, foreign]), &load).unwrap_err();
+        assert!(refused[0].contains("\"foreign\""), "{refused:?}");
+        let datetime = TableSchema::new(vec![TableFieldSchema::date_time("at")]);
+        let timestamp = table_schema(&Schema::new(vec![Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        )]))
+        .unwrap();
+        let refused = evolved(&datetime, &timestamp).unwrap_err();
+        assert!(
+            refused[0].contains("DATETIME") && refused[0].contains("TIMESTAMP"),
+            "{refused:?}"
+        );
     }
 }
