@@ -4,7 +4,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use sluice_catalog::SchemaChangeRecord;
+use sluice_catalog::{SchemaChangeKind, SchemaChangeRecord};
 
 use super::{batch, strings, text, timestamps, timestamptz};
 
@@ -21,6 +21,7 @@ pub static SCHEMA_CHANGES: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// The rows of `sluice.schema_changes`.
 pub fn schema_changes(changes: &[SchemaChangeRecord]) -> RecordBatch {
     batch(
         &SCHEMA_CHANGES,
@@ -41,10 +42,10 @@ pub fn schema_change_notice(change: &SchemaChangeRecord) -> String {
     let before = change.before.as_deref().unwrap_or("absent");
     let after = change.after.as_deref().unwrap_or("dropped");
     let what = match change.kind {
-        sluice_catalog::SchemaChangeKind::Added => "added to the destination as NULLABLE",
-        sluice_catalog::SchemaChangeKind::Dropped => "dropped at the source: kept in the destination, loaded as NULL",
-        sluice_catalog::SchemaChangeKind::Widened => "widened in the destination",
-        sluice_catalog::SchemaChangeKind::Nullable => "made NULLABLE in the destination",
+        SchemaChangeKind::Added => "added to the destination as NULLABLE",
+        SchemaChangeKind::Dropped => "dropped at the source: kept in the destination, loaded as NULL",
+        SchemaChangeKind::Widened => "widened in the destination",
+        SchemaChangeKind::Nullable => "made NULLABLE in the destination",
     };
     format!(
         "source schema change: column \"{}\" {what} ({before} -> {after})",
