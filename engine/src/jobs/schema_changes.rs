@@ -401,9 +401,191 @@ fn parameters(source_type: &str) -> Vec<u64> {
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+    use datafusion::arrow::array::{Array, Int32Array, Int64Array, StringArray};
     use datafusion::arrow::datatypes::TimeUnit;
+    use sluice_catalog::{IncrementalStart, JobDestination, JobSource};
 
     use super::*;
+    use crate::sources::{ColumnInfo, TableKind, TableRef};
+    use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
+
+    fn source_column(name: &str, source_type: &str, arrow: DataType, nullable: bool) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            ordinal: 1,
+            source_type: source_type.into(),
+            nullable,
+            default: None,
+            primary_key_position: None,
+            indexed: false,
+            mapping: TypeMapping {
+                arrow,
+                bigquery: BigQueryType::Int64,
+                repeated: false,
+                confidence: Confidence::High,
+                warnings: vec![],
+            },
+        }
+    }
+
+    fn description(columns: Vec<ColumnInfo>) -> TableDescription {
+        TableDescription {
+            table: TableRef {
+                schema: "public".into(),
+                name: "t".into(),
+            },
+            kind: TableKind::Table,
+            columns,
+            estimated_rows: None,
+        }
+    }
+
+    /// Job `j`, incremental by `id`, having recorded the columns of `created`.
+    fn job(created: Vec<ColumnInfo>) -> JobRecord {
+        let mut job = JobRecord {
+            name: "j".into(),
+            source: JobSource {
+                connection: "shop".into(),
+                schema: "public".into(),
+                table: "t".into(),
+                columns: None,
+            },
+            destination: JobDestination {
+                connection: None,
+                table: "t".into(),
+            },
+            load: LoadType::Incremental {
+                cursor: "id".into(),
+                start: IncrementalStart::All,
+                lookback: None,
+            },
+            column_overrides: vec![],
+            schedule: "MANUAL".into(),
+            batch_rows: 8192,
+            max_retries: 3,
+            catch_up: Default::default(),
+            layout: Default::default(),
+            guard: Default::default(),
+            on_schema_change: Default::default(),
+            columns: Vec::new(),
+            parallelism: None,
+            paused: false,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        job.columns = record(&JobColumns::resolve(&job, description(created)).unwrap());
+        job
+    }
+
+    fn evolve(job: &JobRecord, now: Vec<ColumnInfo>) -> Result<(Evolution, JobColumns), EngineError> {
+        let now = description(now);
+        let loaded = JobColumns::resolve(&without_dropped(job, &now), now)?;
+        compare(job, &loaded).map(|evolution| (evolution, loaded))
+    }
+
+    fn created() -> Vec<ColumnInfo> {
+        vec![
+            source_column("id", "integer", DataType::Int32, false),
+            source_column("qty", "integer", DataType::Int32, false),
+            source_column("note", "text", DataType::Utf8, true),
+        ]
+    }
+
+    #[test]
+    fn added_dropped_and_widened_columns_are_followed_and_rows_arranged() {
+        let job = job(created());
+        let now = vec![
+            source_column("id", "integer", DataType::Int32, false),
+            source_column("extra", "text", DataType::Utf8, true),
+            source_column("qty", "bigint", DataType::Int64, false),
+        ];
+        let (evolution, loaded) = evolve(&job, now).unwrap();
+        let changes: Vec<_> = evolution
+            .changes
+            .iter()
+            .map(|c| format!("{} {} {:?} {:?}", c.column, c.kind.as_str(), c.before, c.after))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                r#"qty widened Some("integer NOT NULL") Some("bigint NOT NULL")"#,
+                r#"note dropped Some("text") None"#,
+                r#"extra added None Some("text")"#,
+            ]
+        );
+        let target: Vec<_> = evolution
+            .target
+            .fields()
+            .iter()
+            .map(|f| format!("{} {} {}", f.name(), f.data_type(), f.is_nullable()))
+            .collect();
+        assert_eq!(
+            target,
+            ["id Int32 false", "qty Int64 false", "note Utf8 true", "extra Utf8 true"]
+        );
+        assert!(evolution.updates(&job));
+        let batch = RecordBatch::try_new(
+            loaded.schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(vec![1])),
+                Arc::new(StringArray::from(vec!["x"])),
+                Arc::new(Int64Array::from(vec![5_000_000_000])),
+            ],
+        )
+        .unwrap();
+        let arranged = evolution.arrange(batch).unwrap();
+        assert_eq!(arranged.schema(), evolution.target);
+        assert_eq!(arranged.column(2).null_count(), 1);
+        assert_eq!(arranged.column(3).as_ref(), &StringArray::from(vec!["x"]) as &dyn Array);
+
+        // The next run finds the job up to date.
+        let mut followed = job.clone();
+        followed.columns = evolution.columns.clone();
+        let now = vec![
+            source_column("id", "integer", DataType::Int32, false),
+            source_column("extra", "text", DataType::Utf8, true),
+            source_column("qty", "bigint", DataType::Int64, false),
+        ];
+        let (again, _) = evolve(&followed, now).unwrap();
+        assert!(again.changes.is_empty() && !again.updates(&followed));
+        assert_eq!(again.target, evolution.target);
+    }
+
+    #[test]
+    fn narrowing_a_dropped_cursor_and_any_change_under_fail_are_refused() {
+        let job = job(created());
+        let refusal = |result: Result<(Evolution, JobColumns), EngineError>| match result {
+            Err(EngineError::SchemaChange { column, change, .. }) => format!("{column}: {change}"),
+            other => panic!("not refused: {:?}", other.map(|(e, _)| e.changes)),
+        };
+        let mut narrowed = created();
+        narrowed[1] = source_column("qty", "smallint", DataType::Int16, false);
+        assert_eq!(
+            refusal(evolve(&job, narrowed)),
+            "qty: was integer, is now smallint: not a widening change"
+        );
+        let without_cursor = created()[1..].to_vec();
+        assert!(refusal(evolve(&job, without_cursor)).contains("the job's cursor"));
+
+        let mut strict = job.clone();
+        strict.on_schema_change = SchemaChangePolicy::Fail;
+        let mut added = created();
+        added.push(source_column("extra", "text", DataType::Utf8, true));
+        assert_eq!(refusal(evolve(&strict, added)), "extra: was absent, is now text");
+        assert!(evolve(&strict, created()).is_ok(), "no change, no failure");
+    }
+
+    #[test]
+    fn a_job_without_recorded_columns_records_todays() {
+        let mut old = job(created());
+        old.columns.clear();
+        old.on_schema_change = SchemaChangePolicy::Fail;
+        let (evolution, loaded) = evolve(&old, created()).unwrap();
+        assert!(evolution.changes.is_empty());
+        assert_eq!(evolution.columns, record(&loaded));
+        assert!(evolution.updates(&old));
+    }
 
     fn column(source_type: &str, arrow: DataType) -> JobColumn {
         JobColumn {
