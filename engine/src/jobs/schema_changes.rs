@@ -577,6 +577,24 @@ mod tests {
     }
 
     #[test]
+    fn a_column_list_keeps_its_dropped_column_and_ignores_new_ones() {
+        let mut listed = job(created());
+        listed.source.columns = Some(vec!["id".into(), "note".into()]);
+        listed.columns = record(&JobColumns::resolve(&listed, description(created())).unwrap());
+        let now = vec![
+            source_column("id", "integer", DataType::Int32, false),
+            source_column("qty", "integer", DataType::Int32, false),
+            source_column("extra", "text", DataType::Utf8, true),
+        ];
+        let (evolution, loaded) = evolve(&listed, now).unwrap();
+        assert_eq!(loaded.schema.fields().len(), 1, "only id is read");
+        let changes: Vec<_> = evolution.changes.iter().map(|c| c.kind.as_str()).collect();
+        assert_eq!(changes, ["dropped"]);
+        let names: Vec<_> = evolution.target.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["id", "note"]);
+    }
+
+    #[test]
     fn a_job_without_recorded_columns_records_todays() {
         let mut old = job(created());
         old.columns.clear();
