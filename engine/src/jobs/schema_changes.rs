@@ -101,91 +101,21 @@ pub(crate) fn compare(job: &JobRecord, loaded: &JobColumns) -> Result<Evolution,
         change,
         fix,
     };
-    let recreate = recreate_fix(job);
     let mut columns = Vec::new();
     let mut changes = Vec::new();
     for old in &job.columns {
-        let Some(new) = current.iter().find(|c| c.name == old.name) else {
-            if !old.dropped {
-                if let Some(role) = key_role(job, &old.name) {
-                    return Err(refuse(
-                        &old.name,
-                        format!("({}) was dropped, and it is the job's {role}", old.source_type),
-                        recreate.clone(),
-                    ));
-                }
-                changes.push(ColumnChange {
-                    column: old.name.clone(),
-                    kind: SchemaChangeKind::Dropped,
-                    before: Some(describe(old)),
-                    after: None,
-                });
-            }
-            columns.push(JobColumn {
-                nullable: true,
-                dropped: true,
-                ..old.clone()
-            });
-            continue;
-        };
-        let retyped = old.source_type != new.source_type || old.source_arrow != new.source_arrow;
-        if retyped || old.dropped {
-            if !old.dropped && !is_widening(old, new) {
-                return Err(refuse(
-                    &old.name,
-                    format!(
-                        "was {}, is now {}: not a widening change",
-                        old.source_type, new.source_type
-                    ),
-                    recreate.clone(),
-                ));
-            }
-            if old.tag != new.tag {
-                return Err(refuse(
-                    &old.name,
-                    format!(
-                        "was {}, is now {}, which loads as another destination type",
-                        old.source_type, new.source_type
-                    ),
-                    recreate.clone(),
-                ));
-            }
-        }
-        let nullable = old.nullable || new.nullable;
-        if old.dropped {
-            changes.push(ColumnChange {
-                column: old.name.clone(),
-                kind: SchemaChangeKind::Added,
-                before: None,
-                after: Some(new.source_type.clone()),
-            });
-        } else if retyped {
-            changes.push(ColumnChange {
-                column: old.name.clone(),
-                kind: SchemaChangeKind::Widened,
-                before: Some(describe(old)),
-                after: Some(describe(new)),
-            });
-        } else if nullable != old.nullable {
-            changes.push(ColumnChange {
-                column: old.name.clone(),
-                kind: SchemaChangeKind::Nullable,
-                before: Some(describe(old)),
-                after: Some(describe(new)),
-            });
-        }
-        columns.push(JobColumn {
-            nullable: nullable || old.dropped,
-            ..new.clone()
-        });
+        let new = current.iter().find(|c| c.name == old.name);
+        let (column, change) = follow(job, old, new).map_err(|change| refuse(&old.name, change, recreate_fix(job)))?;
+        columns.push(column);
+        changes.extend(change);
     }
     for new in current.iter().filter(|c| !job.columns.iter().any(|o| o.name == c.name)) {
-        changes.push(ColumnChange {
-            column: new.name.clone(),
-            kind: SchemaChangeKind::Added,
-            before: None,
-            after: Some(new.source_type.clone()),
-        });
+        changes.push(ColumnChange::new(
+            new,
+            SchemaChangeKind::Added,
+            None,
+            Some(new.source_type.clone()),
+        ));
         columns.push(JobColumn {
             nullable: true,
             ..new.clone()
@@ -215,6 +145,78 @@ pub(crate) fn compare(job: &JobRecord, loaded: &JobColumns) -> Result<Evolution,
         target: Arc::new(Schema::new(fields)),
         sources,
     })
+}
+
+/// What becomes of recorded column `old`, found at the source as `new`
+/// (`None`: dropped there): its next record and the change followed, or
+/// why the job cannot follow it.
+fn follow(
+    job: &JobRecord,
+    old: &JobColumn,
+    new: Option<&JobColumn>,
+) -> Result<(JobColumn, Option<ColumnChange>), String> {
+    let Some(new) = new else {
+        if let Some(role) = key_role(job, &old.name).filter(|_| !old.dropped) {
+            return Err(format!("({}) was dropped, and it is the job's {role}", old.source_type));
+        }
+        let change =
+            (!old.dropped).then(|| ColumnChange::new(old, SchemaChangeKind::Dropped, Some(describe(old)), None));
+        let kept = JobColumn {
+            nullable: true,
+            dropped: true,
+            ..old.clone()
+        };
+        return Ok((kept, change));
+    };
+    let next = JobColumn {
+        nullable: old.nullable || new.nullable || old.dropped,
+        ..new.clone()
+    };
+    if old.dropped {
+        // Back at the source: its destination column is loaded again.
+        if old.tag != new.tag {
+            return Err(another_type(old, new));
+        }
+        let change = ColumnChange::new(new, SchemaChangeKind::Added, None, Some(new.source_type.clone()));
+        return Ok((next, Some(change)));
+    }
+    let retyped = old.source_type != new.source_type || old.source_arrow != new.source_arrow;
+    let kind = if retyped {
+        if !is_widening(old, new) {
+            return Err(format!(
+                "was {}, is now {}: not a widening change",
+                old.source_type, new.source_type
+            ));
+        }
+        if old.tag != new.tag {
+            return Err(another_type(old, new));
+        }
+        SchemaChangeKind::Widened
+    } else if next.nullable != old.nullable {
+        SchemaChangeKind::Nullable
+    } else {
+        return Ok((next, None));
+    };
+    let change = ColumnChange::new(old, kind, Some(describe(old)), Some(describe(new)));
+    Ok((next, Some(change)))
+}
+
+fn another_type(old: &JobColumn, new: &JobColumn) -> String {
+    format!(
+        "was {}, is now {}, which loads as another destination type",
+        old.source_type, new.source_type
+    )
+}
+
+impl ColumnChange {
+    fn new(column: &JobColumn, kind: SchemaChangeKind, before: Option<String>, after: Option<String>) -> Self {
+        Self {
+            column: column.name.clone(),
+            kind,
+            before,
+            after,
+        }
+    }
 }
 
 impl Evolution {
