@@ -10,10 +10,11 @@ use crate::admin::AdminCredentials;
 use crate::connection::{ConnectionRecord, StatusUpdate};
 use crate::crypto::MasterKey;
 use crate::error::{CatalogError, ObjectKind, Result};
-use crate::job::{JobDestination, JobRecord};
+use crate::job::{JobColumn, JobDestination, JobRecord};
 use crate::record::Record;
 use crate::run::{RunRecord, RunStatus, RunTrigger, Watermark, run_key};
 use crate::schedule_state::ScheduleState;
+use crate::schema_change::SchemaChangeRecord;
 use crate::secret::{SecretInfo, SecretRecord, SecretValue};
 use crate::store::Store;
 
@@ -434,6 +435,33 @@ impl Catalog {
         let mut batch = self.store.batch();
         batch.put(job);
         batch.commit()
+    }
+
+    /// Records the source schema changes a run applied to its job's
+    /// destination, with the job's `columns` as they are now, in one
+    /// atomic write (the rest of the job stays as saved: an `ALTER` during
+    /// the run is kept).
+    pub fn record_schema_changes(
+        &self,
+        job: &str,
+        columns: &[JobColumn],
+        changes: &[SchemaChangeRecord],
+    ) -> Result<()> {
+        let _guard = self.lock();
+        let mut record = self.job(job)?;
+        record.columns = columns.to_vec();
+        let mut batch = self.store.batch();
+        batch.put(&record);
+        for change in changes {
+            batch.put(change);
+        }
+        batch.commit()
+    }
+
+    /// Every schema change runs applied, oldest first; they stay when
+    /// their job is dropped, like its runs.
+    pub fn schema_changes(&self) -> Result<Vec<SchemaChangeRecord>> {
+        self.store.scan()
     }
 
     /// Drops a job and its watermark; its run history stays, with runs still

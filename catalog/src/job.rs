@@ -159,6 +159,53 @@ impl CommitGuard {
     }
 }
 
+/// What a run does when the source table no longer matches the job's
+/// columns (`WITH (on_schema_change = 'evolve' | 'fail')`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaChangePolicy {
+    /// Follow added and dropped columns and widened types; fail on the rest.
+    #[default]
+    Evolve,
+    /// Fail the run on any change.
+    Fail,
+}
+
+impl SchemaChangePolicy {
+    /// The lower-case name used in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaChangePolicy::Evolve => "evolve",
+            SchemaChangePolicy::Fail => "fail",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A column the job loads, as it saw the source at `CREATE ETL JOB` and
+/// after each schema change a run followed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobColumn {
+    pub name: String,
+    /// The source's type, as the source writes it (`character varying(20)`).
+    pub source_type: String,
+    /// The Arrow type the source's type maps to (Arrow's type syntax).
+    pub source_arrow: String,
+    /// The destination column's Arrow type (after a `COLUMNS` override).
+    pub arrow: String,
+    /// The destination type tag (e.g. `JSON`) the column carries, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Whether the destination column is NULLABLE.
+    pub nullable: bool,
+    /// Dropped at the source: kept in the destination, loaded as NULL.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
+}
+
 /// A saved ETL job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -186,6 +233,13 @@ pub struct JobRecord {
     /// How incremental runs wait for transactions still open on the source.
     #[serde(default, skip_serializing_if = "CommitGuard::is_default")]
     pub guard: CommitGuard,
+    /// What a run does when the source table changed.
+    #[serde(default, skip_serializing_if = "SchemaChangePolicy::is_default")]
+    pub on_schema_change: SchemaChangePolicy,
+    /// The loaded columns as last seen; empty for jobs saved before Sluice
+    /// recorded them (their next run records them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<JobColumn>,
     pub paused: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -14,6 +14,7 @@ mod job;
 mod record;
 mod run;
 mod schedule_state;
+mod schema_change;
 mod secret;
 mod store;
 
@@ -23,11 +24,12 @@ pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpda
 pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
 pub use job::{
-    CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, IncrementalStart, JobDestination, JobRecord, JobSource,
-    LoadType, Lookback, LookbackWindow, TableLayout,
+    CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, IncrementalStart, JobColumn, JobDestination, JobRecord,
+    JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableLayout,
 };
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};
+pub use schema_change::{SchemaChangeKind, SchemaChangeRecord};
 pub use secret::{SecretInfo, SecretValue};
 
 /// The catalog layout version written to `meta`; bumped when column families

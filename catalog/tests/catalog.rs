@@ -206,6 +206,8 @@ fn job(name: &str, connection: &str) -> JobRecord {
         catch_up: Default::default(),
         layout: Default::default(),
         guard: Default::default(),
+        on_schema_change: Default::default(),
+        columns: Vec::new(),
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),
@@ -431,6 +433,7 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
         "schedules",
         "meta",
         "run_index",
+        "schema_changes",
     ];
     rocksdb::DB::open_cf(&opts, dir, families).unwrap()
 }
@@ -523,4 +526,37 @@ fn a_layout_1_catalog_gets_its_runs_indexed_on_open() {
         db.get_cf(meta, "schema_version").unwrap().as_deref(),
         Some(SCHEMA_VERSION.to_string().as_bytes())
     );
+}
+
+#[test]
+fn schema_changes_are_saved_with_the_jobs_columns_and_outlive_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_with_job(dir.path(), "j");
+    let column = sluice_catalog::JobColumn {
+        name: "extra".into(),
+        source_type: "text".into(),
+        source_arrow: "Utf8".into(),
+        arrow: "Utf8".into(),
+        tag: None,
+        nullable: true,
+        dropped: false,
+    };
+    let change = sluice_catalog::SchemaChangeRecord {
+        job: "j".into(),
+        run_id: 7,
+        seq: 0,
+        column: "extra".into(),
+        kind: sluice_catalog::SchemaChangeKind::Added,
+        before: None,
+        after: Some("text".into()),
+        at: Utc::now(),
+    };
+    catalog
+        .record_schema_changes("j", std::slice::from_ref(&column), std::slice::from_ref(&change))
+        .unwrap();
+    assert_eq!(catalog.job("j").unwrap().columns, [column]);
+    drop(catalog);
+    let catalog = open(dir.path());
+    catalog.drop_job("j", false).unwrap();
+    assert_eq!(catalog.schema_changes().unwrap(), [change]);
 }

@@ -111,6 +111,16 @@ pub enum EngineError {
     #[error("failpoint {name} failed the step")]
     Failpoint { name: String },
 
+    /// The source table changed in a way the job does not follow (or
+    /// its `on_schema_change` is `'fail'`); the run loaded nothing.
+    #[error("the source table of ETL job \"{job}\" changed: column \"{column}\" {change}; nothing was loaded. {fix}")]
+    SchemaChange {
+        job: String,
+        column: String,
+        change: String,
+        fix: String,
+    },
+
     /// A queued run that was cancelled or settled before its turn came.
     #[error("run {run_id} is no longer queued (it is {status})")]
     RunNotQueued { run_id: u64, status: &'static str },

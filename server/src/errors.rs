@@ -113,6 +113,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::JobRunning { .. } => error("55006", message, None),
         EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),
         EngineError::Extract { .. } => error("22000", message, None),
+        EngineError::SchemaChange { .. } => error("55000", message, None),
         EngineError::ForeignSecret { .. } => error(
             "42501",
             message,

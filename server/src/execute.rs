@@ -257,6 +257,9 @@ pub async fn execute(
             if let Some(warning) = &run.guard_warning {
                 send_notice(client, "01000", format!("commit guard: {warning}")).await;
             }
+            for change in catalog.schema_changes()?.iter().filter(|c| c.run_id == run.id) {
+                send_notice(client, "01000", views::schema_change_notice(change)).await;
+            }
             rows(views::run_summary(&run), format)?
         }
         SluiceStatement::RunJob {

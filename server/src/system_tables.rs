@@ -29,12 +29,14 @@ enum View {
     ConnectionTypeOptions,
     Jobs,
     Runs,
+    SchemaChanges,
 }
 
 impl View {
-    const ALL: [(&'static str, View); 6] = [
+    const ALL: [(&'static str, View); 7] = [
         ("jobs", View::Jobs),
         ("runs", View::Runs),
+        ("schema_changes", View::SchemaChanges),
         ("connections", View::Connections),
         ("secrets", View::Secrets),
         ("connection_types", View::ConnectionTypes),
@@ -49,6 +51,7 @@ impl View {
             View::ConnectionTypeOptions => views::CONNECTION_TYPE_OPTIONS.clone(),
             View::Jobs => views::JOBS.clone(),
             View::Runs => views::RUNS.clone(),
+            View::SchemaChanges => views::SCHEMA_CHANGES.clone(),
         }
     }
 
@@ -63,6 +66,10 @@ impl View {
             View::Runs => catalog
                 .runs(None)
                 .map(|r| views::runs(&r, &jobs.live_runs()))
+                .map_err(external),
+            View::SchemaChanges => catalog
+                .schema_changes()
+                .map(|c| views::schema_changes(&c))
                 .map_err(external),
         }
     }

@@ -25,6 +25,7 @@ mod parallel;
 mod redaction;
 mod reserved_names;
 mod scheduler;
+mod schema_changes;
 mod secrets_destinations;
 mod security_errors;
 mod security_sql;

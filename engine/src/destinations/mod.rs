@@ -207,6 +207,22 @@ pub trait Destination: Send + Sync {
         })
     }
 
+    /// Changes the table's columns to `schema` when a job follows a source
+    /// schema change: columns appended as NULLABLE, columns made NULLABLE,
+    /// column types widened ([`crate::type_mapping::widens`]); the rows
+    /// stay as they are. Nothing happens when the table has that schema
+    /// already (a run that failed after changing it is run again). Any
+    /// other difference is a [`DestinationError::SchemaMismatch`] and
+    /// changes nothing. Destinations that cannot change a table keep this
+    /// default, which refuses.
+    async fn evolve_table(&self, table: &str, schema: &SchemaRef) -> Result<(), DestinationError> {
+        let _ = schema;
+        Err(DestinationError::Unsupported {
+            table: table.to_owned(),
+            feature: "changing a table's columns (on_schema_change = 'evolve')",
+        })
+    }
+
     /// Starts loading run `run_id` into an existing table.
     async fn begin(
         &self,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
@@ -164,6 +165,10 @@ impl Destination for ScrubbedDestination {
         let schema = stream.schema();
         let stream = stream.map_err(move |e| scrub_datafusion_error(&scrubber, e));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    async fn evolve_table(&self, table: &str, schema: &SchemaRef) -> Result<(), DestinationError> {
+        self.inner.evolve_table(table, schema).await.map_err(|e| self.clean(e))
     }
 
     async fn begin(

@@ -13,7 +13,7 @@ use sluice_catalog::{
 use tracing::{info, warn};
 
 use super::settings::JobSetting;
-use super::{JobManager, guard, split, window};
+use super::{JobManager, guard, schema_changes, split, window};
 use crate::destinations::{Destination, DestinationError, TableLayout, TableSetup, TableSpec};
 use crate::error::EngineError;
 use crate::schedule::Schedule;
@@ -302,6 +302,8 @@ impl JobManager {
             catch_up: CatchUp::default(),
             layout: TableLayout::default(),
             guard: Default::default(),
+            on_schema_change: Default::default(),
+            columns: Vec::new(),
             paused: false,
             created_at: now,
             updated_at: now,
@@ -315,6 +317,7 @@ impl JobManager {
         };
         let description = self.connections.describe(&job.source.connection, &table).await?;
         let columns = JobColumns::resolve(&job, description)?;
+        job.columns = schema_changes::record(&columns);
         if let LoadType::Incremental { cursor, start, .. } = &job.load {
             let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
                 message: format!("the cursor column \"{cursor}\" must be one of the loaded columns"),

@@ -98,6 +98,8 @@ mod tests {
             catch_up: Default::default(),
             layout: Default::default(),
             guard: Default::default(),
+            on_schema_change: Default::default(),
+            columns: Vec::new(),
             parallelism: None,
             paused: false,
             created_at: Utc::now(),

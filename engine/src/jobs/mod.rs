@@ -8,6 +8,7 @@ mod health;
 mod progress;
 mod reconcile;
 mod runner;
+mod schema_changes;
 mod settings;
 mod split;
 mod window;

@@ -19,7 +19,7 @@ use super::dedupe::Deduper;
 use super::define::JobColumns;
 use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::reconcile::INTERRUPTED;
-use super::{ActiveRun, JobManager, guard, split, window};
+use super::{ActiveRun, JobManager, guard, schema_changes, split, window};
 use crate::destinations::WriteMode;
 use crate::error::EngineError;
 use crate::failpoint;
@@ -338,7 +338,9 @@ impl JobManager {
             name: job.source.table.clone(),
         };
         let description = self.connections.describe(&job.source.connection, &table).await?;
-        let columns = JobColumns::resolve(job, description)?;
+        let columns = JobColumns::resolve(&schema_changes::without_dropped(job, &description), description)?;
+        // Before anything moves: a change the job does not follow fails here.
+        let evolution = schema_changes::compare(job, &columns)?;
         if job.load == LoadType::Snapshot {
             live.expect_rows(columns.description.estimated_rows.and_then(|n| u64::try_from(n).ok()));
         }
@@ -413,6 +415,7 @@ impl JobManager {
         self.catalog().update_run(run)?;
 
         let destination = self.destination(job.destination.connection.as_deref())?;
+        schema_changes::apply(self.catalog(), job, run.id, destination.as_ref(), &evolution).await?;
         let mut transaction = destination.begin(&job.destination.table, run.id, mode).await?;
         live.track(transaction.shipping());
         // Keys read after `begin`: a load committed in between makes this
@@ -477,7 +480,7 @@ impl JobManager {
                 }
                 run.rows += batch.num_rows() as u64;
                 live.set_rows(run.rows);
-                transaction.write(batch).await?;
+                transaction.write(evolution.arrange(batch)?).await?;
                 progress(Progress {
                     run_id: run.id,
                     rows: run.rows,

@@ -1,7 +1,7 @@
 //! The `WITH (name = value, ...)` settings of a job, shared by
 //! `CREATE ETL JOB` and `ALTER ETL JOB ... SET (...)`.
 
-use sluice_catalog::{CatchUp, JobRecord};
+use sluice_catalog::{CatchUp, JobRecord, SchemaChangePolicy};
 
 /// A setting's value as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +33,13 @@ pub enum JobSetting {
     GuardMargin(u64),
     /// Seconds after which an open transaction stops holding the cap back.
     GuardMaxHold(u64),
+    /// What a run does when the source table changed.
+    OnSchemaChange(SchemaChangePolicy),
 }
 
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by, \
-     commit_guard, guard_margin, guard_max_hold";
+     commit_guard, guard_margin, guard_max_hold, on_schema_change";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -81,6 +83,15 @@ impl JobSetting {
                 .filter(|&s| s > 0)
                 .map(JobSetting::GuardMaxHold)
                 .ok_or_else(|| "guard_max_hold must be a duration such as '1 hour' (at most 30 days)".into()),
+            "on_schema_change" => match value {
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("evolve") => {
+                    Ok(JobSetting::OnSchemaChange(SchemaChangePolicy::Evolve))
+                }
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("fail") => {
+                    Ok(JobSetting::OnSchemaChange(SchemaChangePolicy::Fail))
+                }
+                _ => Err("on_schema_change must be 'evolve' or 'fail'".into()),
+            },
             other => Err(format!(
                 "unknown job setting \"{other}\"; valid settings: {SETTING_NAMES}"
             )),
@@ -100,6 +111,7 @@ impl JobSetting {
             JobSetting::CommitGuard(_) => "commit_guard",
             JobSetting::GuardMargin(_) => "guard_margin",
             JobSetting::GuardMaxHold(_) => "guard_max_hold",
+            JobSetting::OnSchemaChange(_) => "on_schema_change",
         }
     }
 
@@ -116,6 +128,7 @@ impl JobSetting {
             JobSetting::CommitGuard(on) => job.guard.enabled = on,
             JobSetting::GuardMargin(seconds) => job.guard.margin_seconds = seconds,
             JobSetting::GuardMaxHold(seconds) => job.guard.max_hold_seconds = seconds,
+            JobSetting::OnSchemaChange(policy) => job.on_schema_change = policy,
         }
     }
 
@@ -191,6 +204,10 @@ mod tests {
             JobSetting::parse("commit_guard", &SettingValue::Text("OFF".into())),
             Ok(JobSetting::CommitGuard(false))
         );
+        assert_eq!(
+            JobSetting::parse("on_schema_change", &SettingValue::Text("FAIL".into())),
+            Ok(JobSetting::OnSchemaChange(SchemaChangePolicy::Fail))
+        );
         for (name, value, needle) in [
             ("batch_rows", SettingValue::Number(0), "between 1 and 1000000"),
             ("max_retries", SettingValue::Number(21), "between 0 and 20"),
@@ -200,6 +217,12 @@ mod tests {
             ("catch_up", SettingValue::Text("always".into()), "'once' or 'skip'"),
             ("parallel", SettingValue::Number(2), "valid settings: batch_rows"),
             ("commit_guard", SettingValue::Text("maybe".into()), "'on' or 'off'"),
+            (
+                "on_schema_change",
+                SettingValue::Text("ignore".into()),
+                "'evolve' or 'fail'",
+            ),
+            ("on_schema_change", SettingValue::Number(1), "'evolve' or 'fail'"),
             (
                 "guard_margin",
                 SettingValue::Text("5 fortnights".into()),

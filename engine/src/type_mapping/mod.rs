@@ -22,6 +22,7 @@ use datafusion::arrow::datatypes::DataType;
 pub mod arrow;
 pub mod interval;
 pub mod samples;
+mod widen;
 
 /// How sure Sluice is that a mapping is the right one. Ordered from most to
 /// least sure, so `max` of two confidences is the weaker one.
@@ -180,6 +181,8 @@ impl TypeMapping {
 /// Arrow type alone implies another: JSON text in `Utf8`, GEOGRAPHY WKB in
 /// `Binary` (see [`TypeMapping::type_tag`]).
 pub const TYPE_METADATA: &str = "sluice.type";
+
+pub use widen::widens;
 
 /// The BigQuery type a destination gives an in-flight column (or list
 /// element) of `data_type` with [`TYPE_METADATA`] `tag`: the documented

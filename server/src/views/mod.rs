@@ -3,9 +3,11 @@
 
 mod explore;
 mod jobs;
+mod schema_changes;
 
 pub use explore::*;
 pub use jobs::*;
+pub use schema_changes::*;
 
 use std::sync::{Arc, LazyLock};
 

@@ -3,7 +3,7 @@
 //! from the uploaded Parquet, and faults to inject.
 //!
 //! Calls: the OAuth token endpoint, datasets get/insert, tables
-//! list/get/insert/patch/delete, jobs insert/get (load jobs through the
+//! list/get/insert/patch (labels, description, columns)/delete, jobs insert/get (load jobs through the
 //! multipart upload endpoint, copy jobs), and jobs.query/getQueryResults
 //! for `SELECT columns FROM dataset.table [WHERE column > @p] [LIMIT n]`
 //! with named query parameters. Jobs finish at once,
@@ -117,6 +117,8 @@ pub struct State {
     pub gcs: gcs::Storage,
     /// Resumable upload sessions.
     pub uploads: resumable::Sessions,
+    /// How many `tables.patch` calls changed a table's columns.
+    pub schema_patches: usize,
 }
 
 /// Rows per page of query results.
@@ -468,6 +470,16 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                             if let Some(description) = patch.get("description") {
                                 table.resource["description"] = description.clone();
                             }
+                            if let Some(fields) = patch.pointer("/schema/fields") {
+                                let current = table.resource.pointer("/schema/fields").cloned().unwrap_or(json!([]));
+                                if let Err(message) = check_schema_patch(&current, fields) {
+                                    return error(400, "invalid", message);
+                                }
+                                table.resource["schema"] = json!({ "fields": fields });
+                                let answer = ok(table.resource.clone());
+                                s.schema_patches += 1;
+                                return answer;
+                            }
                             ok(table.resource.clone())
                         }
                         None => not_found(),
@@ -519,6 +531,60 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
         }
         _ => error(404, "notFound", format!("fake BigQuery has no {method} {path}")),
     }
+}
+
+/// Checks a `tables.patch` of a table's columns as BigQuery does: every
+/// column stays with its type, REQUIRED may become NULLABLE (never the
+/// reverse), and new columns come last and are NULLABLE or REPEATED.
+fn check_schema_patch(current: &Value, patched: &Value) -> Result<(), String> {
+    let (Some(current), Some(patched)) = (current.as_array(), patched.as_array()) else {
+        return Err("schema.fields must be a list".into());
+    };
+    let text = |field: &Value, key: &str, default: &'static str| -> String {
+        field.get(key).and_then(Value::as_str).unwrap_or(default).to_owned()
+    };
+    let canonical = |ty: String| match ty.as_str() {
+        "INT64" => "INTEGER".to_owned(),
+        "FLOAT64" => "FLOAT".to_owned(),
+        "BOOL" => "BOOLEAN".to_owned(),
+        "STRUCT" => "RECORD".to_owned(),
+        _ => ty,
+    };
+    for (i, field) in current.iter().enumerate() {
+        let name = text(field, "name", "");
+        let Some(new) = patched
+            .get(i)
+            .filter(|f| text(f, "name", "").eq_ignore_ascii_case(&name))
+        else {
+            return Err(format!(
+                "Provided Schema does not match Table. Field {name} is missing in new schema"
+            ));
+        };
+        let (old_type, new_type) = (canonical(text(field, "type", "")), canonical(text(new, "type", "")));
+        if old_type != new_type {
+            return Err(format!(
+                "Provided Schema does not match Table. Field {name} has changed type from {old_type} to {new_type}"
+            ));
+        }
+        let (old_mode, new_mode) = (text(field, "mode", "NULLABLE"), text(new, "mode", "NULLABLE"));
+        if old_mode != new_mode && !(old_mode == "REQUIRED" && new_mode == "NULLABLE") {
+            return Err(format!(
+                "Provided Schema does not match Table. Field {name} has changed mode from {old_mode} to {new_mode}"
+            ));
+        }
+    }
+    for new in patched.iter().skip(current.len()) {
+        if !TYPES.contains(&text(new, "type", "").as_str()) {
+            return Err(format!("Invalid field type for field {}", text(new, "name", "")));
+        }
+        if text(new, "mode", "NULLABLE") == "REQUIRED" {
+            return Err(format!(
+                "Provided Schema does not match Table. Cannot add required field {} to an existing schema",
+                text(new, "name", "")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks labels as BigQuery does: at most 64; keys of 1 to 63 lowercase

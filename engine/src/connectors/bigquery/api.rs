@@ -282,7 +282,7 @@ impl Api {
         .await
     }
 
-    /// Changes a table's labels.
+    /// Changes a table's labels or columns.
     pub(super) async fn patch_table(&self, table: &str, patch: Table) -> Result<(), ApiError> {
         retrying("tables.patch", || async {
             self.client

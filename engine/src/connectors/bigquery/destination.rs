@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::scalar::ScalarValue;
 use gcp_bigquery_client::model::clustering::Clustering;
@@ -306,6 +307,40 @@ impl Destination for BigQueryDestination {
         after: Option<&ScalarValue>,
     ) -> Result<SendableRecordBatchStream, DestinationError> {
         keys::loaded_keys(self.api().await?, table, key_columns, cursor, after).await
+    }
+
+    /// One `tables.patch` with the whole new schema, when the table needs one.
+    async fn evolve_table(&self, table: &str, schema: &SchemaRef) -> Result<(), DestinationError> {
+        let api = self.api().await?;
+        let wanted = schema::table_schema(schema).map_err(|reason| DestinationError::UnsupportedColumnType {
+            table: table.to_owned(),
+            reason,
+        })?;
+        let existing = api
+            .get_table(table)
+            .await
+            .map_err(|e| e.into_destination(None))?
+            .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
+        let patched = match schema::evolved(&existing.schema, &wanted) {
+            Ok(None) => return Ok(()),
+            Ok(Some(patched)) => patched,
+            Err(differences) => {
+                return Err(DestinationError::SchemaMismatch {
+                    table: format!("{}.{table}", api.settings.dataset),
+                    differences,
+                });
+            }
+        };
+        let patch = Table {
+            schema: patched,
+            table_reference: existing.table_reference.clone(),
+            ..Table::default()
+        };
+        api.patch_table(table, patch)
+            .await
+            .map_err(|e| e.into_destination(None))?;
+        info!(table, dataset = %api.settings.dataset, "changed the BigQuery table's columns");
+        Ok(())
     }
 
     async fn begin(

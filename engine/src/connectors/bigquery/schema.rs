@@ -144,6 +144,41 @@ pub(super) fn differences(table: &TableSchema, load: &TableSchema) -> Vec<String
     differences
 }
 
+/// The schema `table` needs to take rows of `load` when a job follows a
+/// source schema change, as `tables.patch` allows it: the load's new columns
+/// appended (NULLABLE), REQUIRED columns the load has as NULLABLE relaxed.
+/// `None` when the table takes the load as it is; the error lists what a
+/// patch cannot change (a column's type).
+pub(super) fn evolved(table: &TableSchema, load: &TableSchema) -> Result<Option<TableSchema>, Vec<String>> {
+    if differences(table, load).is_empty() {
+        return Ok(None);
+    }
+    let load_fields = load.fields.as_deref().unwrap_or_default();
+    let find = |name: &str| load_fields.iter().find(|f| f.name.eq_ignore_ascii_case(name));
+    let mut fields: Vec<TableFieldSchema> = table.fields.clone().unwrap_or_default();
+    for field in &mut fields {
+        if mode(field) == "REQUIRED" && find(&field.name).is_some_and(|wanted| mode(wanted) == "NULLABLE") {
+            field.mode = Some("NULLABLE".into());
+        }
+    }
+    for wanted in load_fields {
+        if !fields.iter().any(|f| f.name.eq_ignore_ascii_case(&wanted.name)) {
+            let mut added = wanted.clone();
+            if mode(&added) == "REQUIRED" {
+                added.mode = Some("NULLABLE".into());
+            }
+            fields.push(added);
+        }
+    }
+    let patched = TableSchema::new(fields);
+    let refusals = differences(&patched, load);
+    if refusals.is_empty() {
+        Ok(Some(patched))
+    } else {
+        Err(refusals)
+    }
+}
+
 fn differences_of(existing: &TableFieldSchema, wanted: &TableFieldSchema) -> Vec<String> {
     differences(
         &TableSchema::new(existing.fields.clone().unwrap_or_default()),
@@ -242,5 +277,36 @@ mod tests {
         let nullable_load = table_schema(&Schema::new(vec![Field::new("id", DataType::Int64, true)])).unwrap();
         assert_eq!(differences(&TableSchema::new(vec![required]), &nullable_load).len(), 1);
         assert!(differences(&load, &load).is_empty());
+    }
+
+    #[test]
+    fn a_patch_appends_nullable_columns_and_relaxes_required_ones_but_keeps_types() {
+        let mut id = TableFieldSchema::integer("id");
+        id.mode = Some("REQUIRED".into());
+        let mut foreign = TableFieldSchema::string("foreign");
+        foreign.mode = Some("REQUIRED".into());
+        let load = table_schema(&Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("new", DataType::Utf8, true),
+        ]))
+        .unwrap();
+        let patched = evolved(&TableSchema::new(vec![id.clone()]), &load).unwrap().unwrap();
+        assert_eq!(names(&patched), ["id INT64 NULLABLE", "new STRING NULLABLE"]);
+        assert!(matches!(evolved(&patched, &load), Ok(None)), "nothing left to patch");
+        // A REQUIRED column the job does not load is not the job's to relax.
+        let refused = evolved(&TableSchema::new(vec![id, foreign]), &load).unwrap_err();
+        assert!(refused[0].contains("\"foreign\""), "{refused:?}");
+        let datetime = TableSchema::new(vec![TableFieldSchema::date_time("at")]);
+        let timestamp = table_schema(&Schema::new(vec![Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        )]))
+        .unwrap();
+        let refused = evolved(&datetime, &timestamp).unwrap_err();
+        assert!(
+            refused[0].contains("DATETIME") && refused[0].contains("TIMESTAMP"),
+            "{refused:?}"
+        );
     }
 }

@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::{Path, PathPart};
@@ -43,7 +44,7 @@ use futures::{StreamExt, TryStreamExt};
 pub use location::display_location;
 pub use read::WarehouseSchema;
 
-use super::compare::schema_differences;
+use super::compare::{evolution_refusals, schema_differences};
 use super::{CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode};
 use load::WarehouseLoad;
 use manifest::Manifest;
@@ -403,6 +404,40 @@ impl Destination for LocalWarehouse {
             .select(key_columns.iter().map(ident).collect::<Vec<_>>())?
             .execute_stream()
             .await?)
+    }
+
+    /// A new manifest version with the same files and last load, and the
+    /// new schema; files written before read the new columns as NULL and
+    /// widened ones cast.
+    async fn evolve_table(&self, table: &str, schema: &SchemaRef) -> Result<(), DestinationError> {
+        check_table_name(table)?;
+        let current = self
+            .latest_manifest(table)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
+        if current.schema.fields() == schema.fields() {
+            return Ok(());
+        }
+        let refusals = evolution_refusals(&current.schema, schema);
+        if !refusals.is_empty() {
+            return Err(DestinationError::SchemaMismatch {
+                table: table.to_owned(),
+                differences: refusals,
+            });
+        }
+        let next = Manifest {
+            version: current.version + 1,
+            schema: schema.clone(),
+            ..current
+        };
+        match self.publish(table, &next).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(DestinationError::Conflict {
+                table: table.to_owned(),
+                detail: format!("version {} was published while the schema changed", next.version),
+            }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn begin(

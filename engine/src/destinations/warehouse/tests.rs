@@ -609,3 +609,82 @@ async fn a_commit_syncs_its_files_and_directories_before_it_returns() {
             .all(|f| synced.iter().position(|p| p == f).unwrap() < first_manifest_sync)
     );
 }
+
+#[tokio::test]
+async fn an_evolved_table_reads_old_files_under_the_new_schema_and_keeps_its_last_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = LocalWarehouse::open_dir(dir.path()).unwrap();
+    let narrow = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+    ]));
+    warehouse.ensure_table(&spec("orders", narrow.clone())).await.unwrap();
+    let mut load = warehouse.begin("orders", 1, WriteMode::Append).await.unwrap();
+    load.write(
+        RecordBatch::try_new(
+            narrow.clone(),
+            vec![
+                Arc::new(datafusion::arrow::array::Int32Array::from(vec![7])),
+                Arc::new(TimestampMicrosecondArray::from(vec![1_000_000])),
+            ],
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    load.commit(Some("7".into())).await.unwrap();
+
+    // Widened, relaxed to NULLABLE, one column added.
+    let wide = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("extra", DataType::Utf8, true),
+    ]));
+    warehouse.evolve_table("orders", &wide).await.unwrap();
+    let versions = warehouse.versions("orders").await.unwrap();
+    // Again: nothing to do, no new version.
+    warehouse.evolve_table("orders", &wide).await.unwrap();
+    assert_eq!(warehouse.versions("orders").await.unwrap(), versions);
+    let state = warehouse.committed_state("orders").await.unwrap().unwrap();
+    assert_eq!((state.run_id, state.watermark.as_deref()), (1, Some("7")));
+    let rows = query(&warehouse, "SELECT id, at, extra FROM warehouse.orders").await;
+    assert_eq!(rows[0].schema().field(0).data_type(), &DataType::Int64);
+    let text = pretty_format_batches(&rows).unwrap().to_string();
+    assert!(text.contains("| 7  | 1970-01-01T00:00:01Z |       |"), "{text}");
+
+    // Narrowing, NOT NULL again, removing and adding NOT NULL are refused.
+    for (name, refused) in [
+        ("narrowing", Field::new("id", DataType::Int32, true)),
+        ("not null again", Field::new("id", DataType::Int64, false)),
+    ] {
+        let mut fields: Vec<Field> = wide.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields[0] = refused;
+        let err = warehouse
+            .evolve_table("orders", &Arc::new(Schema::new(fields)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::SchemaMismatch { differences, .. } if differences[0].contains("\"id\"")),
+            "{name}: {err}"
+        );
+    }
+    let removed = Arc::new(Schema::new(vec![wide.field(0).clone(), wide.field(2).clone()]));
+    assert!(warehouse.evolve_table("orders", &removed).await.is_err());
+    let mut fields: Vec<Field> = wide.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("required", DataType::Utf8, false));
+    assert!(
+        warehouse
+            .evolve_table("orders", &Arc::new(Schema::new(fields)))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        warehouse.versions("orders").await.unwrap(),
+        versions,
+        "refusals change nothing"
+    );
+}

@@ -35,6 +35,8 @@ fn job(schedule: &str) -> JobRecord {
         catch_up: CatchUp::Once,
         layout: Default::default(),
         guard: Default::default(),
+        on_schema_change: Default::default(),
+        columns: Vec::new(),
         paused: false,
         created_at: at("2026-01-01T00:00:00Z"),
         updated_at: at("2026-01-01T00:00:00Z"),
