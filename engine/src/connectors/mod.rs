@@ -7,6 +7,8 @@ mod mysql;
 mod planned;
 mod postgres;
 
+pub(crate) use local::{DataFusionDialect, datafusion_session};
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -20,6 +20,7 @@ use super::{
     WriteMode,
 };
 use crate::scrub::Scrubber;
+use crate::sources::{Dialect, QueryBuilder, TextRows};
 
 /// `inner` with every error scrubbed of the secrets `scrubber` knows.
 pub struct ScrubbedDestination {
@@ -153,6 +154,36 @@ impl Destination for ScrubbedDestination {
         let stream = self
             .inner
             .loaded_keys(table, key_columns, cursor, after)
+            .await
+            .map_err(|e| self.clean(e))?;
+        let scrubber = self.scrubber.clone();
+        let schema = stream.schema();
+        let stream = stream.map_err(move |e| scrub_datafusion_error(&scrubber, e));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    fn load_steps(&self, table: &str, mode: WriteMode) -> Vec<String> {
+        self.inner.load_steps(table, mode)
+    }
+
+    fn query_dialect(&self) -> Option<&'static dyn Dialect> {
+        self.inner.query_dialect()
+    }
+
+    async fn query_text(&self, table: &str, sql: QueryBuilder<'_>) -> Result<TextRows, DestinationError> {
+        self.inner.query_text(table, sql).await.map_err(|e| self.clean(e))
+    }
+
+    async fn rows_outside(
+        &self,
+        table: &str,
+        cursor: &str,
+        from: &ScalarValue,
+        to: &ScalarValue,
+    ) -> Result<SendableRecordBatchStream, DestinationError> {
+        let stream = self
+            .inner
+            .rows_outside(table, cursor, from, to)
             .await
             .map_err(|e| self.clean(e))?;
         let scrubber = self.scrubber.clone();

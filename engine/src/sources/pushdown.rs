@@ -214,6 +214,9 @@ mod tests {
     struct Quoting;
 
     impl Dialect for Quoting {
+        fn family(&self) -> crate::sources::SqlFamily {
+            crate::sources::SqlFamily::Postgres
+        }
         fn quote_ident(&self, ident: &str) -> String {
             format!("\"{}\"", ident.replace('"', "\"\""))
         }

@@ -25,7 +25,7 @@ use super::Session;
 use super::api::{Api, ApiError};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef,
+    ColumnInfo, Dialect, ScanRequest, Source, SourceError, SqlFamily, TableDescription, TableInfo, TableKind, TableRef,
     integer_literal, scan_sql,
 };
 use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
@@ -48,6 +48,10 @@ pub(super) struct BigQueryDialect;
 pub(super) static DIALECT: BigQueryDialect = BigQueryDialect;
 
 impl Dialect for BigQueryDialect {
+    fn family(&self) -> SqlFamily {
+        SqlFamily::BigQuery
+    }
+
     fn quote_ident(&self, ident: &str) -> String {
         format!("`{}`", ident.replace('\\', "\\\\").replace('`', "\\`"))
     }

@@ -22,6 +22,8 @@ mod dialect;
 mod listing;
 mod source;
 
+pub(crate) use dialect::{DataFusionDialect, session as datafusion_session};
+
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

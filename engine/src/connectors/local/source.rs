@@ -41,8 +41,8 @@ use super::listing::{self, Entry, Format};
 use super::{Directory, SCHEMA, convert};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest,
-    scan_sql,
+    ColumnInfo, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind,
+    TableRef, TextRows, closest, scan_sql,
 };
 use crate::type_mapping::arrow::map;
 
@@ -61,6 +61,36 @@ struct LocalSource {
 }
 
 impl LocalSource {
+    /// A private session with the table's files registered under the
+    /// table's name, with the column types of its description.
+    async fn context(
+        &self,
+        description: &TableDescription,
+        batch_rows: Option<usize>,
+    ) -> Result<SessionContext, SourceError> {
+        let table = &description.table;
+        let fields = description
+            .columns
+            .iter()
+            .map(|c| {
+                let data_type = DataType::from_str(&c.source_type).map_err(|e| SourceError::Query {
+                    code: None,
+                    message: format!(
+                        "column \"{}\" of {table} has an unknown type {}: {e}",
+                        c.name, c.source_type
+                    ),
+                })?;
+                Ok(Field::new(&c.name, data_type, c.nullable))
+            })
+            .collect::<Result<Vec<_>, SourceError>>()?;
+        let entry = self.entry(table).await?;
+        let ctx = session(batch_rows);
+        let files = listing_table(&entry, Arc::new(Schema::new(fields))).map_err(|e| read_error(table, e))?;
+        ctx.register_table(TableReference::bare(table.name.as_str()), Arc::new(files))
+            .map_err(|e| read_error(table, e))?;
+        Ok(ctx)
+    }
+
     /// The directory's tables, or why it cannot be read.
     async fn entries(&self) -> Result<Vec<Entry>, SourceError> {
         let directory = self.directory.clone();
@@ -198,25 +228,7 @@ impl Source for LocalSource {
                 .project(&request.columns)
                 .map_err(|e| read_error(table, e.into()))?,
         );
-        let fields = description
-            .columns
-            .iter()
-            .map(|c| {
-                let data_type = DataType::from_str(&c.source_type).map_err(|e| SourceError::Query {
-                    code: None,
-                    message: format!(
-                        "column \"{}\" of {table} has an unknown type {}: {e}",
-                        c.name, c.source_type
-                    ),
-                })?;
-                Ok(Field::new(&c.name, data_type, c.nullable))
-            })
-            .collect::<Result<Vec<_>, SourceError>>()?;
-        let entry = self.entry(table).await?;
-        let ctx = session(request.batch_rows);
-        let files = listing_table(&entry, Arc::new(Schema::new(fields))).map_err(|e| read_error(table, e))?;
-        ctx.register_table(TableReference::bare(table.name.as_str()), Arc::new(files))
-            .map_err(|e| read_error(table, e))?;
+        let ctx = self.context(description, request.batch_rows).await?;
         let sql = self.scan_query(description, request);
         let stream = async { ctx.sql(&sql).await?.execute_stream().await }
             .await
@@ -234,6 +246,20 @@ impl Source for LocalSource {
             converted.map_err(|e| DataFusionError::External(Box::new(e)))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(target, batches)))
+    }
+
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let table = &description.table;
+        let ctx = self.context(description, None).await?;
+        let batches = async {
+            ctx.sql(&sql(&DataFusionDialect.quote_ident(&table.name)))
+                .await?
+                .collect()
+                .await
+        }
+        .await
+        .map_err(|e| read_error(table, e))?;
+        TextRows::from_batches(&batches).map_err(|e| read_error(table, e.into()))
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {

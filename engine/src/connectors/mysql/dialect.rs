@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike};
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::{Dialect, integer_literal, quote_with};
+use crate::sources::{Dialect, SqlFamily, integer_literal, quote_with};
 
 /// MySQL keeps decimal literals exact up to this many digits ...
 const MAX_DECIMAL_DIGITS: usize = 65;
@@ -15,6 +15,10 @@ const MAX_DECIMAL_SCALE: i8 = 30;
 pub(super) struct MysqlDialect;
 
 impl Dialect for MysqlDialect {
+    fn family(&self) -> SqlFamily {
+        SqlFamily::MySql
+    }
+
     fn quote_ident(&self, ident: &str) -> String {
         quote_with(ident, '`')
     }
