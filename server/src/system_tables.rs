@@ -29,12 +29,14 @@ enum View {
     ConnectionTypeOptions,
     Jobs,
     Runs,
+    Verifications,
 }
 
 impl View {
-    const ALL: [(&'static str, View); 6] = [
+    const ALL: [(&'static str, View); 7] = [
         ("jobs", View::Jobs),
         ("runs", View::Runs),
+        ("verifications", View::Verifications),
         ("connections", View::Connections),
         ("secrets", View::Secrets),
         ("connection_types", View::ConnectionTypes),
@@ -49,6 +51,7 @@ impl View {
             View::ConnectionTypeOptions => views::CONNECTION_TYPE_OPTIONS.clone(),
             View::Jobs => views::JOBS.clone(),
             View::Runs => views::RUNS.clone(),
+            View::Verifications => views::VERIFICATIONS.clone(),
         }
     }
 
@@ -60,6 +63,7 @@ impl View {
             View::ConnectionTypes => Ok(views::connection_types()),
             View::ConnectionTypeOptions => Ok(views::connection_type_options()),
             View::Jobs => views::jobs(catalog).map_err(external),
+            View::Verifications => views::verifications(catalog).map_err(external),
             View::Runs => catalog
                 .runs(None)
                 .map(|r| views::runs(&r, &jobs.live_runs()))

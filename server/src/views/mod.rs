@@ -2,9 +2,11 @@
 //! shared by its `SHOW` statement and its `sluice.*` system table.
 
 mod explore;
+mod job_ops;
 mod jobs;
 
 pub use explore::*;
+pub use job_ops::*;
 pub use jobs::*;
 
 use std::sync::{Arc, LazyLock};
