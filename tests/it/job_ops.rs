@@ -1,0 +1,361 @@
+//! EXPLAIN, VERIFY and REPAIR ETL JOB through a real client against a real
+//! sluice, with PostgreSQL and MariaDB sources and the local warehouse.
+
+use std::path::Path;
+
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use tokio_postgres::Client;
+
+use crate::common;
+use common::*;
+
+/// Five days of orders, 2024-03-01 to 03-05 (UTC), one every 15 minutes:
+/// 96 a day, ids 97-192 on 03-02.
+const ORDERS: &str = "
+CREATE TABLE public.orders (
+    id bigint PRIMARY KEY,
+    amount numeric(12,2),
+    note text,
+    updated_at timestamptz NOT NULL
+);
+INSERT INTO public.orders
+SELECT g, g * 1.25, CASE WHEN g % 9 = 0 THEN NULL ELSE 'n😀' || g END,
+       timestamptz '2024-03-01 00:00:00+00' + (g - 1) * interval '15 minutes' + interval '1 microsecond'
+FROM generate_series(1, 480) g;
+ANALYZE public.orders;
+";
+
+async fn pg_setup() -> (PgServer, Sluice, Client) {
+    let pg = PgServer::start();
+    pg.psql_admin_db("shop", ORDERS);
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    (pg, sluice, client)
+}
+
+/// EXPLAIN's rows as (step, detail).
+async fn explain(client: &Client, job: &str) -> Vec<(String, String)> {
+    rows(client, &format!("EXPLAIN ETL JOB {job}"))
+        .await
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect()
+}
+
+fn detail<'a>(plan: &'a [(String, String)], step: &str) -> &'a str {
+    plan.iter()
+        .find(|(s, _)| s == step)
+        .map(|(_, d)| d.as_str())
+        .unwrap_or_else(|| panic!("no step {step} in {plan:#?}"))
+}
+
+#[tokio::test]
+async fn explain_shows_queries_window_guard_estimate_and_destination_steps_for_postgres() {
+    let (_pg, _sluice, client) = pg_setup().await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders FROM shop.public.orders INCREMENTAL BY updated_at SINCE '2024-03-02T00:00:00Z'; \
+             CREATE ETL JOB orders_par FROM shop.public.orders INCREMENTAL BY updated_at ALL WITH (parallelism = 2)",
+        )
+        .await
+        .unwrap();
+    let plan = explain(&client, "orders").await;
+    assert!(
+        detail(&plan, "window low").contains("updated_at > 2024-03-02T00:00:00")
+            && detail(&plan, "window low").contains("SINCE"),
+        "{plan:#?}"
+    );
+    let query = detail(&plan, "source query");
+    assert!(
+        query.contains("FROM \"public\".\"orders\"")
+            && query.contains("\"updated_at\" > '2024-03-02")
+            && query.contains("\"updated_at\" <= '"),
+        "{query}"
+    );
+    assert!(detail(&plan, "window cap").starts_with("updated_at <= "), "{plan:#?}");
+    assert!(detail(&plan, "cap reason").starts_with("newest row"), "{plan:#?}");
+    // The planner's estimate for the window: 4 days of 96 rows.
+    let estimate = detail(&plan, "estimate");
+    let about: u64 = estimate.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!((200..=480).contains(&about), "{estimate}");
+    assert!(
+        detail(&plan, "stage").contains("Parquet files under bq_orders/data/"),
+        "{plan:#?}"
+    );
+    assert!(detail(&plan, "commit").contains("next manifest version"), "{plan:#?}");
+    assert!(detail(&plan, "watermark").contains("largest updated_at"), "{plan:#?}");
+
+    // After a run the window starts at the watermark; nothing was loaded by EXPLAIN.
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.bq_orders").await, "0");
+    let run = rows(&client, "RUN ETL JOB orders").await;
+    assert_eq!(run[0][2].as_deref(), Some("384"));
+    let plan = explain(&client, "orders").await;
+    assert!(detail(&plan, "window low").ends_with("(the watermark)"), "{plan:#?}");
+
+    // Parallel streams: one query per split range.
+    let plan = explain(&client, "orders_par").await;
+    let first = detail(&plan, "source query 1/2");
+    let second = detail(&plan, "source query 2/2");
+    assert!(
+        first.contains("\"id\" < 241") && second.contains("\"id\" >= 241"),
+        "{plan:#?}"
+    );
+    assert!(detail(&plan, "job").contains("2 parallel streams"));
+
+    expect_err(&client, "EXPLAIN ETL JOB nope", "42704").await;
+}
+
+#[tokio::test]
+async fn explain_shows_the_plan_for_mariadb() {
+    let maria = MariaDb::start();
+    maria.sql_db(
+        "shop",
+        "CREATE TABLE events (id int PRIMARY KEY, kind varchar(20), at datetime(6) NOT NULL); \
+         INSERT INTO events VALUES (1, 'a', '2024-01-01 00:00:00.000001'), (2, 'b', '2024-01-02 00:00:00'), \
+         (3, NULL, '2024-01-03 12:00:00'); ANALYZE TABLE events;",
+    );
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION crm TYPE mariadb OPTIONS (host '127.0.0.1', port {}, user 'etl', password '{ETL_PASSWORD}'); \
+             CREATE ETL JOB events FROM crm.shop.events INCREMENTAL BY at ALL;",
+            maria.port
+        ))
+        .await
+        .unwrap();
+    let plan = explain(&client, "events").await;
+    assert_eq!(detail(&plan, "window low"), "none: the first run reads every row (ALL)");
+    let query = detail(&plan, "source query");
+    assert!(
+        query.starts_with("SELECT `id`, `kind`, `at` FROM `shop`.`events` WHERE `at` <= TIMESTAMP '"),
+        "{query}"
+    );
+    assert!(detail(&plan, "estimate").starts_with("about "), "{plan:#?}");
+    assert!(detail(&plan, "cap reason").contains("newest row"), "{plan:#?}");
+
+    // VERIFY computes the same checksums in MariaDB and in DataFusion.
+    rows(&client, "RUN ETL JOB events").await;
+    assert!(rows(&client, "VERIFY ETL JOB events").await.is_empty());
+    maria.sql_db("shop", "UPDATE events SET id = 20 WHERE id = 2");
+    let differ = rows(&client, "VERIFY ETL JOB events BY DAY").await;
+    assert_eq!(differ.len(), 1, "{differ:?}");
+    assert_eq!(differ[0][0].as_deref(), Some("2024-01-02"));
+    assert_eq!(
+        (differ[0][1].as_deref(), differ[0][2].as_deref()),
+        (Some("1"), Some("1"))
+    );
+    assert_ne!(
+        differ[0][3], differ[0][4],
+        "same count, other key: the checksum differs"
+    );
+    rows(&client, "REPAIR ETL JOB events FROM '2024-01-02' TO '2024-01-03'").await;
+    assert!(rows(&client, "VERIFY ETL JOB events").await.is_empty());
+    let loaded = rows(&client, "SELECT id FROM warehouse.bq_events ORDER BY id").await;
+    assert_eq!(loaded.concat(), [Some("1".into()), Some("3".into()), Some("20".into())]);
+}
+
+/// Replaces the warehouse table's current version by one whose rows are
+/// `SELECT ... FROM t` (`t`: the current rows), as a hand-made manifest.
+async fn rewrite_table(data_dir: &Path, table: &str, select: &str) {
+    let dir = data_dir.join("warehouse").join(table);
+    let manifests = dir.join("_manifests");
+    let latest = std::fs::read_dir(&manifests)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    let files: Vec<String> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| dir.join("data").join(f["name"].as_str().unwrap()).display().to_string())
+        .collect();
+    let ctx = SessionContext::new();
+    ctx.register_parquet("t", &files[0], ParquetReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 1, "one load, one file");
+    let name = "run-0-0000000000000000-0.parquet";
+    let path = dir.join("data").join(name);
+    ctx.sql(select)
+        .await
+        .unwrap()
+        .write_parquet(
+            path.to_str().unwrap(),
+            DataFrameWriteOptions::new().with_single_file_output(true),
+            None,
+        )
+        .await
+        .unwrap();
+    let rows: usize = ctx
+        .read_parquet(path.to_str().unwrap(), ParquetReadOptions::default())
+        .await
+        .unwrap()
+        .count()
+        .await
+        .unwrap();
+    let version = manifest["version"].as_u64().unwrap() + 1;
+    manifest["version"] = version.into();
+    manifest["files"] = serde_json::json!([{
+        "name": name,
+        "rows": rows,
+        "bytes": std::fs::metadata(&path).unwrap().len(),
+    }]);
+    std::fs::write(
+        manifests.join(format!("{version:020}.json")),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn verify_names_exactly_the_changed_buckets_and_repair_makes_them_equal_again() {
+    let (pg, sluice, client) = pg_setup().await;
+    client
+        .batch_execute("CREATE ETL JOB orders FROM shop.public.orders INCREMENTAL BY updated_at ALL")
+        .await
+        .unwrap();
+    expect_err(&client, "VERIFY ETL JOB orders", "55000").await;
+    rows(&client, "RUN ETL JOB orders").await;
+    let watermark = one(&client, "SELECT watermark_to FROM sluice.runs WHERE job = 'orders'").await;
+
+    // Freshly loaded: every bucket agrees.
+    assert!(rows(&client, "VERIFY ETL JOB orders").await.is_empty());
+    assert!(rows(&client, "VERIFY ETL JOB orders BY HOUR").await.is_empty());
+
+    // Rows 100-102 (2024-03-02) deleted, rows 300 and 301 (2024-03-04) twice.
+    rewrite_table(
+        sluice.data_dir(),
+        "bq_orders",
+        "SELECT * FROM t WHERE id NOT IN (100, 101, 102) UNION ALL SELECT * FROM t WHERE id IN (300, 301)",
+    )
+    .await;
+    let differ = rows(&client, "VERIFY ETL JOB orders BY DAY").await;
+    let buckets: Vec<_> = differ.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(buckets, ["2024-03-02", "2024-03-04"], "{differ:?}");
+    assert_eq!(
+        (differ[0][1].as_deref(), differ[0][2].as_deref()),
+        (Some("96"), Some("93"))
+    );
+    assert_eq!(
+        (differ[1][1].as_deref(), differ[1][2].as_deref()),
+        (Some("96"), Some("98"))
+    );
+    let by_hour = rows(
+        &client,
+        "VERIFY ETL JOB orders BETWEEN '2024-03-02' AND '2024-03-03' BY HOUR",
+    )
+    .await;
+    let hours: Vec<_> = by_hour.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(
+        hours,
+        ["2024-03-02 00:00", "2024-03-02 01:00"],
+        "rows 100-102: 00:45 to 01:15"
+    );
+    let saved = rows(
+        &client,
+        "SELECT bucket_by, buckets, differing FROM sluice.verifications WHERE job = 'orders' ORDER BY verified_at",
+    )
+    .await;
+    assert_eq!(saved.len(), 4);
+    assert_eq!(saved[2], [Some("day".into()), Some("5".into()), Some("2".into())]);
+
+    // Repair one day: only the other bucket still differs.
+    let repair = rows(&client, "REPAIR ETL JOB orders FROM '2024-03-02' TO '2024-03-03'").await;
+    assert_eq!(
+        (repair[0][1].as_deref(), repair[0][2].as_deref()),
+        (Some("succeeded"), Some("96"))
+    );
+    let differ = rows(&client, "VERIFY ETL JOB orders").await;
+    assert_eq!(differ.len(), 1);
+    assert_eq!(differ[0][0].as_deref(), Some("2024-03-04"));
+    rows(
+        &client,
+        "REPAIR ETL JOB orders FROM '2024-03-04T00:00:00Z' TO '2024-03-05'",
+    )
+    .await;
+    assert!(rows(&client, "VERIFY ETL JOB orders").await.is_empty());
+
+    // The destination equals the source row by row; the watermark stayed.
+    let loaded = rows(
+        &client,
+        "SELECT id, CAST(amount AS VARCHAR), note, CAST(updated_at AS BIGINT) FROM warehouse.bq_orders ORDER BY id",
+    )
+    .await;
+    let source = pg.psql_admin_db(
+        "shop",
+        "SELECT id, amount, coalesce(note, '<null>'), (extract(epoch FROM updated_at) * 1000000)::bigint \
+         FROM orders ORDER BY id",
+    );
+    let source: Vec<String> = source.lines().map(str::to_owned).collect();
+    let loaded: Vec<String> = loaded
+        .iter()
+        .map(|r| {
+            format!(
+                "{}|{}|{}|{}",
+                r[0].as_deref().unwrap(),
+                r[1].as_deref().unwrap(),
+                r[2].as_deref().unwrap_or("<null>"),
+                r[3].as_deref().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(loaded, source);
+    let runs = rows(
+        &client,
+        "SELECT trigger, watermark_from, watermark_to FROM sluice.runs WHERE job = 'orders' ORDER BY run_id",
+    )
+    .await;
+    assert_eq!(
+        runs.iter().map(|r| r[0].clone().unwrap()).collect::<Vec<_>>(),
+        ["manual", "repair", "repair"]
+    );
+    let next = rows(&client, "RUN ETL JOB orders").await;
+    assert_eq!(
+        (next[0][2].as_deref(), next[0][5].as_deref()),
+        (Some("0"), Some(watermark.as_str())),
+        "the watermark did not move"
+    );
+}
+
+#[tokio::test]
+async fn repair_and_verify_refuse_what_they_cannot_do() {
+    let (_pg, _sluice, client) = pg_setup().await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB snap FROM shop.public.orders SNAPSHOT; \
+             CREATE ETL JOB inc FROM shop.public.orders INCREMENTAL BY updated_at ALL",
+        )
+        .await
+        .unwrap();
+    expect_err(&client, "VERIFY ETL JOB nope", "42704").await;
+    expect_err(
+        &client,
+        "REPAIR ETL JOB nope FROM '2024-01-01' TO '2024-01-02'",
+        "42704",
+    )
+    .await;
+    expect_err(
+        &client,
+        "REPAIR ETL JOB snap FROM '2024-01-01' TO '2024-01-02'",
+        "0A000",
+    )
+    .await;
+    expect_err(&client, "REPAIR ETL JOB inc FROM '2024-01-01' TO '2024-01-02'", "55000").await;
+    rows(&client, "RUN ETL JOB snap").await;
+    rows(&client, "RUN ETL JOB inc").await;
+    // A snapshot is one bucket: the whole table.
+    assert!(rows(&client, "VERIFY ETL JOB snap").await.is_empty());
+    expect_err(&client, "VERIFY ETL JOB snap BY DAY", "0A000").await;
+    expect_err(&client, "REPAIR ETL JOB inc FROM '2024-03-03' TO '2024-03-02'", "22023").await;
+    let failed = one(
+        &client,
+        "SELECT count(*) FROM sluice.runs WHERE trigger = 'repair' AND status = 'failed'",
+    )
+    .await;
+    assert_eq!(failed, "1", "a refused window is a failed repair run");
+}
