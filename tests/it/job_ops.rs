@@ -57,7 +57,7 @@ async fn explain_shows_queries_window_guard_estimate_and_destination_steps_for_p
     client
         .batch_execute(
             "CREATE ETL JOB orders FROM shop.public.orders INCREMENTAL BY updated_at SINCE '2024-03-02T00:00:00Z'; \
-             CREATE ETL JOB orders_par FROM shop.public.orders INCREMENTAL BY updated_at ALL WITH (parallelism = 2)",
+             CREATE ETL JOB orders_par FROM shop.public.orders INTO par_orders INCREMENTAL BY updated_at ALL WITH (parallelism = 2)",
         )
         .await
         .unwrap();
@@ -327,7 +327,7 @@ async fn repair_and_verify_refuse_what_they_cannot_do() {
     let (_pg, _sluice, client) = pg_setup().await;
     client
         .batch_execute(
-            "CREATE ETL JOB snap FROM shop.public.orders SNAPSHOT; \
+            "CREATE ETL JOB snap FROM shop.public.orders INTO snap_orders SNAPSHOT; \
              CREATE ETL JOB inc FROM shop.public.orders INCREMENTAL BY updated_at ALL",
         )
         .await
