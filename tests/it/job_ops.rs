@@ -359,3 +359,36 @@ async fn repair_and_verify_refuse_what_they_cannot_do() {
     .await;
     assert_eq!(failed, "1", "a refused window is a failed repair run");
 }
+
+/// The examples of docs/operations.md's Explain, Verify and Repair sections
+/// run, in order, through psql.
+#[tokio::test]
+async fn operations_examples_run() {
+    let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE public.orders (id bigint PRIMARY KEY, amount numeric(12,2), updated_at timestamptz); \
+         INSERT INTO public.orders SELECT g, g * 2.5, now() FROM generate_series(1, 10) g; ANALYZE;",
+    );
+    let sluice = Sluice::start();
+    create_shop_connection(&sluice.client().await, &pg).await;
+    let markdown = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let start = markdown.find("\n## Explain\n").expect("an Explain section");
+    let end = start
+        + markdown[start..]
+            .find("\n## Backups\n")
+            .expect("Repair is followed by Backups");
+    let mut ran = 0;
+    for (info, sql) in crate::docs_examples::code_blocks(&markdown[start..end]) {
+        if info == "sql" {
+            let output = sluice.psql(&sql);
+            assert!(
+                output.status.success(),
+                "example failed:\n{sql}\nstderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 3, "the three sections' examples");
+}
