@@ -392,3 +392,97 @@ async fn operations_examples_run() {
     }
     assert_eq!(ran, 3, "the three sections' examples");
 }
+
+/// Text keys (non-ASCII too), date and zoned timestamp cursors: the source
+/// and DataFusion render them alike, so a fresh load verifies clean, and a
+/// changed key shows in its bucket.
+#[tokio::test]
+async fn checksums_agree_across_postgres_mariadb_and_the_warehouse_for_text_dates_and_timestamps() {
+    let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE public.tags (code text PRIMARY KEY, day date NOT NULL, n int); \
+         INSERT INTO public.tags SELECT 'tag-é😀-' || g, date '2024-01-01' + g, g FROM generate_series(1, 60) g;",
+    );
+    let maria = MariaDb::start();
+    maria.sql_db(
+        "shop",
+        "CREATE TABLE tags (code varchar(40) PRIMARY KEY, seen timestamp(6) NOT NULL) CHARACTER SET utf8mb4; \
+         INSERT INTO tags VALUES ('ü-1', '2024-02-01 10:00:00.5'), ('ü-2', '2024-02-01 11:30:00'), \
+         ('x 3', '2024-03-05 00:00:00.000001');",
+    );
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION crm TYPE mariadb OPTIONS (host '127.0.0.1', port {}, user 'etl', password '{ETL_PASSWORD}'); \
+             CREATE ETL JOB pg_tags FROM shop.public.tags INCREMENTAL BY day ALL; \
+             CREATE ETL JOB maria_tags FROM crm.shop.tags INTO maria_tags INCREMENTAL BY seen ALL; \
+             RUN ETL JOB pg_tags; RUN ETL JOB maria_tags;",
+            maria.port
+        ))
+        .await
+        .unwrap();
+    for by in ["", " BY HOUR", " BY MONTH"] {
+        assert!(
+            rows(&client, &format!("VERIFY ETL JOB pg_tags{by}")).await.is_empty(),
+            "{by}"
+        );
+        assert!(
+            rows(&client, &format!("VERIFY ETL JOB maria_tags{by}"))
+                .await
+                .is_empty(),
+            "{by}"
+        );
+    }
+    let buckets = one(
+        &client,
+        "SELECT buckets FROM sluice.verifications WHERE job = 'pg_tags' AND bucket_by = 'month'",
+    )
+    .await;
+    assert_eq!(buckets, "3", "January to March");
+    pg.psql_admin_db("shop", "UPDATE public.tags SET code = 'renamed' WHERE n = 40");
+    let differ = rows(&client, "VERIFY ETL JOB pg_tags BY MONTH").await;
+    assert_eq!(differ.len(), 1);
+    assert_eq!(differ[0][0].as_deref(), Some("2024-02"));
+    maria.sql_db("shop", "DELETE FROM tags WHERE code = 'ü-2'");
+    let differ = rows(&client, "VERIFY ETL JOB maria_tags BY HOUR").await;
+    assert_eq!(differ.len(), 1);
+    assert_eq!(
+        (
+            differ[0][0].as_deref(),
+            differ[0][1].as_deref(),
+            differ[0][2].as_deref()
+        ),
+        (Some("2024-02-01 11:00"), Some("0"), Some("1"))
+    );
+}
+
+/// EXPLAIN shows a BigQuery destination's steps; VERIFY and REPAIR say that
+/// BigQuery destinations cannot do them yet.
+#[tokio::test]
+async fn explain_shows_bigquery_steps_and_verify_and_repair_refuse_bigquery() {
+    let env = crate::bigquery::setup(&[]).await;
+    let client = &env.client;
+    client
+        .batch_execute("CREATE ETL JOB orders_bq FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL")
+        .await
+        .unwrap();
+    let plan = explain(client, "orders_bq").await;
+    assert!(
+        detail(&plan, "stage").contains("test-project.raw_data.orders"),
+        "{plan:#?}"
+    );
+    assert!(detail(&plan, "load jobs").contains("load jobs"), "{plan:#?}");
+    assert!(detail(&plan, "commit").contains("WRITE_APPEND"), "{plan:#?}");
+    rows(client, "RUN ETL JOB orders_bq").await;
+    let message = expect_err(client, "VERIFY ETL JOB orders_bq", "0A000").await;
+    assert!(message.contains("destination"), "{message}");
+    expect_err(
+        client,
+        "REPAIR ETL JOB orders_bq FROM '2024-03-01' TO '2024-03-02'",
+        "0A000",
+    )
+    .await;
+}

@@ -102,13 +102,14 @@ impl JobManager {
             window::parse(&window::text(&to), loaded_type)?,
         );
         let table = &job.destination.table;
+        // The rows outside the window, of the version this load replaces
+        // (the job's runs are the table's only writers, and this is one).
+        let kept = destination
+            .rows_outside(table, &cursor.name, &kept_from, &kept_to)
+            .await?;
         let mut transaction = destination.begin(table, run.id, WriteMode::Replace).await?;
         active.progress.track(transaction.shipping());
         let copied = async {
-            // The rows outside the window, read from the version this load replaces.
-            let kept = destination
-                .rows_outside(table, &cursor.name, &kept_from, &kept_to)
-                .await?;
             copy(kept, &mut *transaction, &active.cancel, run.id, Ok).await?;
             let request = ScanRequest {
                 batch_rows: Some(job.batch_rows as usize),

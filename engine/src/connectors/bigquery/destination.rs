@@ -203,6 +203,29 @@ fn new_token() -> String {
 
 #[async_trait]
 impl Destination for BigQueryDestination {
+    fn load_steps(&self, table: &str, mode: WriteMode) -> Vec<String> {
+        let target = match &self.session.settings {
+            Ok(settings) => format!("{}.{}.{table}", settings.project, settings.dataset),
+            Err(_) => table.to_owned(),
+        };
+        let staging = match self.session.settings.as_ref().map(|s| s.staging_bucket.is_some()) {
+            Ok(true) => "upload chunks to the staging bucket, then",
+            _ => "upload chunks with",
+        };
+        let disposition = match mode {
+            WriteMode::Append => "WRITE_APPEND",
+            WriteMode::Replace => "WRITE_TRUNCATE",
+        };
+        vec![
+            format!("stage: create a per-run staging table _sluice_staging_... beside {target}"),
+            format!("load jobs: {staging} BigQuery load jobs into the staging table (WRITE_APPEND)"),
+            format!(
+                "commit: one copy job with a deterministic id from the staging table into {target} ({disposition}); \
+                 the table's labels record the run and watermark; the staging table is dropped"
+            ),
+        ]
+    }
+
     fn check_schedule(&self, table: &str, schedule: &crate::scheduler::Schedule) -> Result<(), String> {
         super::budget::check_schedule(schedule, table, chrono::Utc::now())
     }
