@@ -486,3 +486,56 @@ async fn explain_shows_bigquery_steps_and_verify_and_repair_refuse_bigquery() {
     )
     .await;
 }
+
+/// A repair never overlaps a run of its job: while one runs it fails with
+/// 55006 and changes nothing; afterwards it runs.
+#[tokio::test]
+async fn repair_fails_with_55006_while_the_job_runs() {
+    let (pg, _sluice, client) = pg_setup().await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders FROM shop.public.orders INCREMENTAL BY updated_at ALL; RUN ETL JOB orders",
+        )
+        .await
+        .unwrap();
+    // A lock at the source holds the next run in its read.
+    let mut config = pg.config();
+    config.dbname("shop");
+    let locker = connect(&config).await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    rows(&client, "RUN ETL JOB orders ASYNC").await;
+    let message = expect_err(
+        &client,
+        "REPAIR ETL JOB orders FROM '2024-03-02' TO '2024-03-03'",
+        "55006",
+    )
+    .await;
+    assert!(message.contains("already running"), "{message}");
+    locker.batch_execute("COMMIT").await.unwrap();
+    let status = loop {
+        let status = one(
+            &client,
+            "SELECT status FROM sluice.runs WHERE job = 'orders' ORDER BY run_id DESC LIMIT 1",
+        )
+        .await;
+        if status != "running" {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, "succeeded");
+    let repair = rows(&client, "REPAIR ETL JOB orders FROM '2024-03-02' TO '2024-03-03'").await;
+    assert_eq!(repair[0][1].as_deref(), Some("succeeded"));
+    assert_eq!(
+        one(
+            &client,
+            "SELECT count(*) FROM sluice.runs WHERE job = 'orders' AND trigger = 'repair'"
+        )
+        .await,
+        "1",
+        "the refused repair left no run"
+    );
+}
