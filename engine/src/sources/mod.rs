@@ -233,6 +233,13 @@ pub trait Dialect: Send + Sync {
     /// A literal for `value`, or `None` when it cannot be written safely
     /// (the filter then stays in DataFusion).
     fn literal(&self, value: &ScalarValue) -> Option<String>;
+
+    /// A literal for a cursor bound in a query Sluice writes whole (a run's
+    /// window, VERIFY, REPAIR), where [`Dialect::literal`] (which also
+    /// decides what DataFusion pushes down) has none.
+    fn bound_literal(&self, value: &ScalarValue) -> Option<String> {
+        self.literal(value)
+    }
 }
 
 /// The `SELECT` of a scan in any dialect: the select `list` (empty for none,

@@ -59,6 +59,18 @@ impl Dialect for BigQueryDialect {
     fn literal(&self, value: &ScalarValue) -> Option<String> {
         integer_literal(value)
     }
+
+    fn bound_literal(&self, value: &ScalarValue) -> Option<String> {
+        let text = |micros: i64, format: &str| {
+            chrono::DateTime::from_timestamp_micros(micros).map(|t| t.format(format).to_string())
+        };
+        match value {
+            ScalarValue::TimestampMicrosecond(Some(v), Some(_)) => text(*v, "TIMESTAMP '%Y-%m-%d %H:%M:%S%.6f+00'"),
+            ScalarValue::TimestampMicrosecond(Some(v), None) => text(*v, "DATETIME '%Y-%m-%d %H:%M:%S%.6f'"),
+            ScalarValue::Date32(Some(days)) => text(i64::from(*days) * 86_400_000_000, "DATE '%Y-%m-%d'"),
+            other => integer_literal(other),
+        }
+    }
 }
 
 fn query_error(error: ApiError) -> SourceError {
