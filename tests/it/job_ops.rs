@@ -501,6 +501,22 @@ async fn bigquery_destinations_explain_and_verify_and_refuse_repair() {
         "0A000",
     )
     .await;
+
+    // A BigQuery source counts its rows in BigQuery too (it has no primary
+    // key: the snapshot is compared by count).
+    client
+        .batch_execute(
+            "CREATE ETL JOB from_bq FROM wh.raw_data.orders INTO warehouse.orders_back SNAPSHOT; RUN ETL JOB from_bq",
+        )
+        .await
+        .unwrap();
+    let before = env.fake.count_requests("/queries");
+    assert!(rows(client, "VERIFY ETL JOB from_bq").await.is_empty());
+    assert_eq!(
+        env.fake.count_requests("/queries"),
+        before + 1,
+        "the count ran in BigQuery"
+    );
 }
 
 /// A repair never overlaps a run of its job: while one runs it fails with

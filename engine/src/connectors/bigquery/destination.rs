@@ -234,54 +234,12 @@ impl Destination for BigQueryDestination {
 
     async fn query_text(&self, table: &str, sql: QueryBuilder<'_>) -> Result<TextRows, DestinationError> {
         let api = self.api().await?;
-        let remote = |e: ApiError| e.into_destination(None);
-        let dataset = self
-            .session
-            .settings
-            .as_ref()
-            .map(|s| s.dataset.clone())
-            .unwrap_or_default();
-        let from = format!("{}.{}", DIALECT.quote_ident(&dataset), DIALECT.quote_ident(table));
-        let first = api.query(&sql(&from), Vec::new()).await.map_err(remote)?;
-        let job_id = first.job_reference.and_then(|r| r.job_id).ok_or_else(|| {
-            remote(ApiError::new(
-                "badResponse",
-                "BigQuery answered a query without a job id",
-            ))
-        })?;
-        let mut text = TextRows {
-            columns: first
-                .schema
-                .and_then(|s| s.fields)
-                .map(|fields| fields.into_iter().map(|f| f.name).collect())
-                .unwrap_or_default(),
-            rows: Vec::new(),
-        };
-        let (mut complete, mut rows, mut token) = (first.job_complete == Some(true), first.rows, first.page_token);
-        loop {
-            if complete {
-                text.rows.extend(rows.take().unwrap_or_default().into_iter().map(|row| {
-                    row.columns
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|cell| match cell.value {
-                            None | Some(serde_json::Value::Null) => None,
-                            Some(serde_json::Value::String(s)) => Some(s),
-                            Some(other) => Some(other.to_string()),
-                        })
-                        .collect()
-                }));
-                if token.as_deref().is_none_or(str::is_empty) {
-                    return Ok(text);
-                }
-            }
-            let page = api.query_results(&job_id, token.clone()).await.map_err(remote)?;
-            complete = page.job_complete == Some(true);
-            rows = page.rows;
-            if complete {
-                token = page.page_token;
-            }
-        }
+        let from = format!(
+            "{}.{}",
+            DIALECT.quote_ident(&api.settings.dataset),
+            DIALECT.quote_ident(table)
+        );
+        api.query_text(&sql(&from)).await.map_err(|e| e.into_destination(None))
     }
 
     fn check_schedule(&self, table: &str, schedule: &crate::scheduler::Schedule) -> Result<(), String> {

@@ -25,8 +25,8 @@ use super::Session;
 use super::api::{Api, ApiError};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, Dialect, ScanRequest, Source, SourceError, SqlFamily, TableDescription, TableInfo, TableKind, TableRef,
-    integer_literal, scan_sql,
+    ColumnInfo, Dialect, QueryBuilder, ScanRequest, Source, SourceError, SqlFamily, TableDescription, TableInfo,
+    TableKind, TableRef, TextRows, integer_literal, scan_sql,
 };
 use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
 
@@ -206,6 +206,16 @@ impl Source for BigQuerySource {
             );
         let query = self.scan_query(description, request);
         query_stream(api, &query, Vec::new(), schema).await.map_err(query_error)
+    }
+
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let api = self.api().await?;
+        let from = format!(
+            "{}.{}",
+            DIALECT.quote_ident(&description.table.schema),
+            DIALECT.quote_ident(&description.table.name)
+        );
+        api.query_text(&sql(&from)).await.map_err(query_error)
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
