@@ -4,11 +4,10 @@
 use chrono::Utc;
 use sluice_catalog::{IncrementalStart, JobRecord, LoadType, LookbackWindow};
 
-use super::define::JobColumns;
 use super::plan::{self, RunPlan};
 use super::{JobManager, split, window};
 use crate::error::EngineError;
-use crate::sources::{Source, TableRef};
+use crate::sources::Source;
 
 /// One row of EXPLAIN: a step of the run and what it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +31,7 @@ impl JobManager {
     /// metadata, open transactions and planner estimate; moves no rows.
     pub async fn explain_job(&self, name: &str) -> Result<Vec<ExplainStep>, EngineError> {
         let job = self.catalog().job(name)?;
-        let source = self.connections.source(&job.source.connection)?;
-        let table = TableRef {
-            schema: job.source.schema.clone(),
-            name: job.source.table.clone(),
-        };
-        let description = self.connections.describe(&job.source.connection, &table).await?;
-        let columns = JobColumns::resolve(&job, description)?;
+        let (source, columns) = self.source_columns(&job).await?;
         let watermark = self.catalog().watermark(name)?.map(|mark| mark.value);
         let plan = plan::plan(&job, watermark.as_deref(), &*source, columns, Utc::now()).await?;
         let source_error = |error| EngineError::Source {

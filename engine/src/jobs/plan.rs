@@ -2,15 +2,17 @@
 //! its watermark and the commit guard. Runs and `EXPLAIN ETL JOB` plan
 //! through the same function, so EXPLAIN shows exactly what a run would do.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use datafusion::scalar::ScalarValue;
 use sluice_catalog::{JobRecord, LoadType, Lookback};
 
 use super::define::JobColumns;
-use super::{guard, window};
+use super::{JobManager, guard, window};
 use crate::destinations::WriteMode;
 use crate::error::EngineError;
-use crate::sources::{Dialect, ScanRequest, Source};
+use crate::sources::{Dialect, ScanRequest, Source, TableRef};
 
 /// What the next run of a job reads.
 pub(super) struct RunPlan {
@@ -43,6 +45,20 @@ impl RunPlan {
     /// The guard's cap, when one applies.
     pub fn cap(&self) -> Option<&ScalarValue> {
         self.guard.as_ref().and_then(|d| d.cap.as_ref())
+    }
+}
+
+impl JobManager {
+    /// The job's source and its loaded columns, resolved against the
+    /// source's table as it is now.
+    pub(super) async fn source_columns(&self, job: &JobRecord) -> Result<(Arc<dyn Source>, JobColumns), EngineError> {
+        let source = self.connections.source(&job.source.connection)?;
+        let table = TableRef {
+            schema: job.source.schema.clone(),
+            name: job.source.table.clone(),
+        };
+        let description = self.connections.describe(&job.source.connection, &table).await?;
+        Ok((source, JobColumns::resolve(job, description)?))
     }
 }
 

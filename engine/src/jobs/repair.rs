@@ -10,14 +10,13 @@ use futures::StreamExt;
 use sluice_catalog::{LoadType, RunRecord, RunTrigger, Watermark};
 use tokio::sync::Notify;
 
-use super::define::JobColumns;
 use super::plan::window_filter;
 use super::runner::{Progress, RunSummary, Work, conform};
 use super::verify::{CursorWindow, source_type};
 use super::{ActiveRun, JobManager, window};
 use crate::destinations::{LoadTransaction, WriteMode};
 use crate::error::EngineError;
-use crate::sources::{ScanRequest, TableRef};
+use crate::sources::ScanRequest;
 
 impl JobManager {
     /// Repairs window `[from, to)` of job `name`'s cursor (see the module
@@ -57,19 +56,13 @@ impl JobManager {
         active: &ActiveRun,
         within: &CursorWindow,
     ) -> Result<Option<Watermark>, EngineError> {
-        let source = self.connections.source(&job.source.connection)?;
-        let table = TableRef {
-            schema: job.source.schema.clone(),
-            name: job.source.table.clone(),
-        };
-        let description = self.connections.describe(&job.source.connection, &table).await?;
-        let columns = JobColumns::resolve(job, description)?;
+        let (source, columns) = self.source_columns(job).await?;
         let loaded = self.loaded(job, &columns)?;
         let mark = self
             .catalog()
             .watermark(&job.name)?
             .ok_or_else(|| EngineError::NothingLoaded { job: job.name.clone() })?;
-        let Some(cursor) = loaded.cursor else {
+        let Some(cursor) = loaded else {
             return Err(EngineError::NothingLoaded { job: job.name.clone() });
         };
         let bound = |text: &Option<String>, data_type| window::parse(text.as_deref().unwrap_or_default(), data_type);

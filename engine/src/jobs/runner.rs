@@ -23,7 +23,6 @@ use super::verify::CursorWindow;
 use super::{ActiveRun, JobManager, split, window};
 use crate::error::EngineError;
 use crate::failpoint;
-use crate::sources::TableRef;
 
 /// How far a running run has got.
 #[derive(Debug, Clone, Copy)]
@@ -359,13 +358,7 @@ impl JobManager {
         let started = Instant::now();
         let cancel = &active.cancel;
         let live = &active.progress;
-        let source = self.connections.source(&job.source.connection)?;
-        let table = TableRef {
-            schema: job.source.schema.clone(),
-            name: job.source.table.clone(),
-        };
-        let description = self.connections.describe(&job.source.connection, &table).await?;
-        let columns = JobColumns::resolve(job, description)?;
+        let (source, columns) = self.source_columns(job).await?;
         if job.load == LoadType::Snapshot {
             live.expect_rows(columns.description.estimated_rows.and_then(|n| u64::try_from(n).ok()));
         }

@@ -15,18 +15,13 @@ use super::define::JobColumns;
 use super::plan::window_filter;
 use super::{JobManager, window};
 use crate::error::EngineError;
-use crate::sources::{BucketSums, BucketUnit, ChecksumQuery, Dialect, TableRef, WHOLE_TABLE, parse_sums};
+use crate::sources::{BucketSums, BucketUnit, ChecksumQuery, Dialect, WHOLE_TABLE, parse_sums};
 
 /// The cursor window the user asked for: `[from, to)`, as cursor text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CursorWindow {
     pub from: Option<String>,
     pub to: Option<String>,
-}
-
-/// What the job loaded: its cursor and the window `(lower, upper]`.
-pub(super) struct Loaded {
-    pub cursor: Option<Cursor>,
 }
 
 /// A job's cursor: its name, position among the loaded columns, and the
@@ -39,9 +34,10 @@ pub(super) struct Cursor {
 }
 
 impl JobManager {
-    /// What `job` has loaded so far; [`EngineError::NothingLoaded`] before
-    /// its first successful run.
-    pub(super) fn loaded(&self, job: &JobRecord, columns: &JobColumns) -> Result<Loaded, EngineError> {
+    /// The cursor of `job` and the window it has loaded so far (`None` for
+    /// a SNAPSHOT); [`EngineError::NothingLoaded`] before its first
+    /// successful run.
+    pub(super) fn loaded(&self, job: &JobRecord, columns: &JobColumns) -> Result<Option<Cursor>, EngineError> {
         let nothing = || EngineError::NothingLoaded { job: job.name.clone() };
         let runs = self.catalog().runs(Some(&job.name))?;
         let loads = || {
@@ -49,7 +45,7 @@ impl JobManager {
                 .filter(|r| r.status == RunStatus::Succeeded && r.trigger != RunTrigger::Repair)
         };
         let LoadType::Incremental { cursor, .. } = &job.load else {
-            return loads().next().map(|_| Loaded { cursor: None }).ok_or_else(nothing);
+            return loads().next().map(|_| None).ok_or_else(nothing);
         };
         let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
             message: format!("the cursor column \"{cursor}\" is no longer loaded"),
@@ -61,14 +57,12 @@ impl JobManager {
             Some(text) => Some(window::parse(text, cursor_type)?),
             None => None,
         };
-        Ok(Loaded {
-            cursor: Some(Cursor {
-                name: cursor.clone(),
-                position,
-                lower,
-                upper: window::parse(&mark.value, cursor_type)?,
-            }),
-        })
+        Ok(Some(Cursor {
+            name: cursor.clone(),
+            position,
+            lower,
+            upper: window::parse(&mark.value, cursor_type)?,
+        }))
     }
 
     /// Compares job `name`'s source and destination over its loaded
@@ -86,14 +80,8 @@ impl JobManager {
             job: name.to_owned(),
             reason,
         };
-        let source = self.connections.source(&job.source.connection)?;
-        let table = TableRef {
-            schema: job.source.schema.clone(),
-            name: job.source.table.clone(),
-        };
-        let description = self.connections.describe(&job.source.connection, &table).await?;
-        let columns = JobColumns::resolve(&job, description)?;
-        let loaded = self.loaded(&job, &columns)?;
+        let (source, columns) = self.source_columns(&job).await?;
+        let cursor = self.loaded(&job, &columns)?;
         let destination = self.destination(job.destination.connection.as_deref())?;
         let destination_dialect = destination
             .query_dialect()
@@ -106,12 +94,12 @@ impl JobManager {
             .iter()
             .filter_map(|key| columns.position(key))
             .collect();
-        if let Some(cursor) = &loaded.cursor
+        if let Some(cursor) = &cursor
             && !checked.contains(&cursor.position)
         {
             checked.push(cursor.position);
         }
-        let bucket = match (&loaded.cursor, by) {
+        let bucket = match (&cursor, by) {
             (Some(cursor), by) if is_time(source_type(&columns, cursor.position)) => {
                 Some((cursor.position, by.unwrap_or(BucketUnit::Day)))
             }
@@ -129,7 +117,7 @@ impl JobManager {
                 ));
             }
         };
-        if loaded.cursor.is_none() && (within.from.is_some() || within.to.is_some()) {
+        if cursor.is_none() && (within.from.is_some() || within.to.is_some()) {
             return Err(unsupported(
                 "a SNAPSHOT job has no cursor window; leave out BETWEEN".into(),
             ));
@@ -138,7 +126,7 @@ impl JobManager {
         // Each side's query, in its own dialect and with its own types.
         let side = |dialect: &dyn Dialect, types: &dyn Fn(usize) -> DataType| {
             let name = |i: usize| columns.schema.field(i).name().clone();
-            let filter = match &loaded.cursor {
+            let filter = match &cursor {
                 Some(cursor) => {
                     let bounds = bounds(cursor, within, &types(cursor.position))?;
                     window_filter(dialect, &cursor.name, bounds.iter().map(|(op, v)| (*op, v.as_ref())))?
