@@ -571,3 +571,49 @@ async fn repair_fails_with_55006_while_the_job_runs() {
         "the refused repair left no run"
     );
 }
+
+/// Local files: EXPLAIN shows the DataFusion query and no estimate; VERIFY
+/// computes the source side in the files' own DataFusion session.
+#[tokio::test]
+async fn local_files_explain_and_verify() {
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    let files = tempfile::tempdir().unwrap();
+    let csv = files.path().join("events.csv");
+    std::fs::write(
+        &csv,
+        "id,kind,at\n1,a,2024-01-01T10:00:00Z\n2,b,2024-01-02T11:30:00.25Z\n3,c,2024-01-02T12:00:00Z\n",
+    )
+    .unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION files TYPE local OPTIONS (path '{}'); \
+             CREATE ETL JOB events FROM files.files.events INCREMENTAL BY at ALL; RUN ETL JOB events",
+            files.path().display()
+        ))
+        .await
+        .unwrap();
+    let plan = explain(&client, "events").await;
+    assert!(
+        detail(&plan, "source query").contains("FROM \"events\" WHERE \"at\" > "),
+        "{plan:#?}"
+    );
+    assert_eq!(detail(&plan, "estimate"), "the source gives no row estimate");
+    assert!(rows(&client, "VERIFY ETL JOB events BY HOUR").await.is_empty());
+    // A row the job never loaded, back-dated into a loaded hour.
+    std::fs::write(
+        &csv,
+        "id,kind,at\n1,a,2024-01-01T10:00:00Z\n2,b,2024-01-02T11:30:00.25Z\n3,c,2024-01-02T12:00:00Z\n4,d,2024-01-02T11:45:00Z\n",
+    )
+    .unwrap();
+    let differ = rows(&client, "VERIFY ETL JOB events BY HOUR").await;
+    assert_eq!(differ.len(), 1, "{differ:?}");
+    assert_eq!(
+        (
+            differ[0][0].as_deref(),
+            differ[0][1].as_deref(),
+            differ[0][2].as_deref()
+        ),
+        (Some("2024-01-02 11:00"), Some("2"), Some("1"))
+    );
+}
