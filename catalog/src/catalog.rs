@@ -17,6 +17,7 @@ use crate::schedule_state::ScheduleState;
 use crate::schema_change::SchemaChangeRecord;
 use crate::secret::{SecretInfo, SecretRecord, SecretValue};
 use crate::store::Store;
+use crate::verification::VerificationRecord;
 
 /// A sealed known value proving that the master key matches this catalog.
 #[derive(Serialize, Deserialize)]
@@ -623,6 +624,18 @@ impl Catalog {
         }
         batch.commit()?;
         Ok(excess)
+    }
+
+    /// Saves the result of a VERIFY.
+    pub fn record_verification(&self, verification: &VerificationRecord) -> Result<()> {
+        let mut batch = self.store.batch();
+        batch.put(verification);
+        batch.commit()
+    }
+
+    /// Every saved VERIFY result, by job, oldest first.
+    pub fn verifications(&self) -> Result<Vec<VerificationRecord>> {
+        self.store.scan()
     }
 
     /// The scheduler's state of a job, if it has one.

@@ -17,6 +17,7 @@ mod schedule_state;
 mod schema_change;
 mod secret;
 mod store;
+mod verification;
 
 pub use admin::AdminCredentials;
 pub use catalog::{Catalog, DropOutcome};
@@ -31,6 +32,7 @@ pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};
 pub use schema_change::{SchemaChangeKind, SchemaChangeRecord};
 pub use secret::{SecretInfo, SecretValue};
+pub use verification::{BucketDifference, VerificationRecord};
 
 /// The catalog layout version written to `meta`; bumped when column families
 /// or key layouts change, with a migration in `store`. 2: the `run_index`

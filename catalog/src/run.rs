@@ -48,6 +48,8 @@ pub enum RunTrigger {
     Schedule,
     /// The scheduler retrying a failed run.
     Retry,
+    /// `REPAIR ETL JOB`: one cursor window loaded again.
+    Repair,
 }
 
 impl RunTrigger {
@@ -57,6 +59,7 @@ impl RunTrigger {
             RunTrigger::Manual => "manual",
             RunTrigger::Schedule => "schedule",
             RunTrigger::Retry => "retry",
+            RunTrigger::Repair => "repair",
         }
     }
 }

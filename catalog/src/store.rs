@@ -12,7 +12,7 @@ use crate::run::{RunRecord, run_index_key};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
 /// value per run under [`run_index_key`], so a job's runs are a prefix scan.
-pub(crate) const FAMILIES: [&str; 9] = [
+pub(crate) const FAMILIES: [&str; 10] = [
     "connections",
     "secrets",
     "jobs",
@@ -22,6 +22,7 @@ pub(crate) const FAMILIES: [&str; 9] = [
     "meta",
     RUN_INDEX,
     "schema_changes",
+    "verifications",
 ];
 
 const RUN_INDEX: &str = "run_index";

@@ -434,6 +434,7 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
         "meta",
         "run_index",
         "schema_changes",
+        "verifications",
     ];
     rocksdb::DB::open_cf(&opts, dir, families).unwrap()
 }

@@ -124,6 +124,18 @@ pub enum EngineError {
     /// A queued run that was cancelled or settled before its turn came.
     #[error("run {run_id} is no longer queued (it is {status})")]
     RunNotQueued { run_id: u64, status: &'static str },
+
+    /// VERIFY or REPAIR of a job that has no watermark yet.
+    #[error("ETL job \"{job}\" has not loaded anything yet; RUN ETL JOB {job} first")]
+    NothingLoaded { job: String },
+
+    /// An operation the job's load type, columns or connections cannot do.
+    #[error("{operation} ETL JOB {job}: {reason}")]
+    OperationNotSupported {
+        operation: &'static str,
+        job: String,
+        reason: String,
+    },
 }
 
 impl EngineError {

@@ -111,6 +111,8 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::NotADestination { .. } => error("0A000", message, None),
         EngineError::ReservedName { .. } => error("42939", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),
+        EngineError::NothingLoaded { .. } => error("55000", message, None),
+        EngineError::OperationNotSupported { .. } => error("0A000", message, None),
         EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),
         EngineError::Extract { .. } => error("22000", message, None),
         EngineError::SchemaChange { .. } => error("55000", message, None),

@@ -42,6 +42,9 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ShowJobs => Some(views::JOBS.clone()),
         SluiceStatement::ShowRuns { .. } => Some(views::RUNS.clone()),
         SluiceStatement::ShowCreateJob { .. } => Some(views::CREATE_JOB.clone()),
+        SluiceStatement::ExplainJob { .. } => Some(views::EXPLAIN.clone()),
+        SluiceStatement::VerifyJob { .. } => Some(views::VERIFY.clone()),
+        SluiceStatement::RepairJob { .. } => Some(views::RUN_SUMMARY.clone()),
         SluiceStatement::CreateJob(_) | SluiceStatement::DropJob { .. } | SluiceStatement::AlterJob { .. } => None,
         SluiceStatement::CreateSecret { .. }
         | SluiceStatement::DropSecret { .. }
@@ -279,6 +282,42 @@ pub async fn execute(
         }
         SluiceStatement::ShowJobs => rows(views::jobs(catalog)?, format)?,
         SluiceStatement::ShowCreateJob { name } => rows(views::create_job(&catalog.job(&name)?), format)?,
+        SluiceStatement::ExplainJob { name } => rows(views::explain(&state.jobs.explain_job(&name).await?), format)?,
+        SluiceStatement::VerifyJob { name, within, by } => {
+            let verification = state.jobs.verify_job(&name, &within, by).await?;
+            let differing = verification.differences.len();
+            let message = match differing {
+                0 => format!(
+                    "ETL job \"{name}\": source and destination agree in all {} buckets",
+                    verification.buckets
+                ),
+                n => format!(
+                    "ETL job \"{name}\": {n} of {} buckets differ; REPAIR ETL JOB {name} FROM ... TO ... reloads a window",
+                    verification.buckets
+                ),
+            };
+            send_notice(client, if differing == 0 { "00000" } else { "01000" }, message).await;
+            rows(views::verify(&verification), format)?
+        }
+        SluiceStatement::RepairJob { name, from, to } => {
+            let jobs = state.jobs.clone();
+            let task = tokio::spawn(async move { jobs.repair_job(&name, from, to, &|_| {}).await });
+            let run = task
+                .await
+                .map_err(|e| StatementError::Internal(format!("the repair stopped unexpectedly: {e}")))??;
+            send_notice(
+                client,
+                "00000",
+                format!(
+                    "run {} {}: {} rows of the window loaded again; the watermark did not move",
+                    run.id,
+                    run.status.as_str(),
+                    run.rows
+                ),
+            )
+            .await;
+            rows(views::run_summary(&run), format)?
+        }
         SluiceStatement::ShowRuns { job } => {
             if let Some(job) = &job {
                 catalog.job(job)?;

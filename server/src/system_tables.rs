@@ -30,13 +30,15 @@ enum View {
     Jobs,
     Runs,
     SchemaChanges,
+    Verifications,
 }
 
 impl View {
-    const ALL: [(&'static str, View); 7] = [
+    const ALL: [(&'static str, View); 8] = [
         ("jobs", View::Jobs),
         ("runs", View::Runs),
         ("schema_changes", View::SchemaChanges),
+        ("verifications", View::Verifications),
         ("connections", View::Connections),
         ("secrets", View::Secrets),
         ("connection_types", View::ConnectionTypes),
@@ -52,6 +54,7 @@ impl View {
             View::Jobs => views::JOBS.clone(),
             View::Runs => views::RUNS.clone(),
             View::SchemaChanges => views::SCHEMA_CHANGES.clone(),
+            View::Verifications => views::VERIFICATIONS.clone(),
         }
     }
 
@@ -63,6 +66,7 @@ impl View {
             View::ConnectionTypes => Ok(views::connection_types()),
             View::ConnectionTypeOptions => Ok(views::connection_type_options()),
             View::Jobs => views::jobs(catalog).map_err(external),
+            View::Verifications => views::verifications(catalog).map_err(external),
             View::Runs => catalog
                 .runs(None)
                 .map(|r| views::runs(&r, &jobs.live_runs()))

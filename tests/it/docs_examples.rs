@@ -7,7 +7,7 @@ use crate::common;
 use common::*;
 
 /// The fenced blocks of a Markdown file: (info string, body).
-fn code_blocks(markdown: &str) -> Vec<(String, String)> {
+pub(crate) fn code_blocks(markdown: &str) -> Vec<(String, String)> {
     let mut blocks = Vec::new();
     let mut current: Option<(String, String)> = None;
     for line in markdown.lines() {

@@ -20,6 +20,7 @@ mod durability_runs;
 mod exactly_once;
 mod explore;
 mod harness;
+mod job_ops;
 mod jobs;
 mod parallel;
 mod redaction;

@@ -24,6 +24,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::object_store;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::scalar::ScalarValue;
+
+use crate::sources::{Dialect, QueryBuilder, TextRows};
 /// Destination-specific table layout settings of a job.
 pub use sluice_catalog::TableLayout;
 
@@ -220,6 +222,53 @@ pub trait Destination: Send + Sync {
         Err(DestinationError::Unsupported {
             table: table.to_owned(),
             feature: "changing a table's columns (on_schema_change = 'evolve')",
+        })
+    }
+
+    /// What a load of `table` in `mode` does, step by step, for EXPLAIN.
+    fn load_steps(&self, table: &str, mode: WriteMode) -> Vec<String> {
+        let publish = match mode {
+            WriteMode::Append => "append",
+            WriteMode::Replace => "replace the table with",
+        };
+        vec![format!(
+            "load: {publish} the rows of the run in \"{table}\" in one transaction"
+        )]
+    }
+
+    /// The SQL dialect of [`Destination::query_text`]; `None` when the
+    /// destination cannot run queries.
+    fn query_dialect(&self) -> Option<&'static dyn Dialect> {
+        None
+    }
+
+    /// Runs the read-only query `sql` builds around the reference to
+    /// `table`, where the data is, and returns its rows as text (VERIFY's
+    /// aggregates). Destinations that cannot keep this default, which
+    /// refuses.
+    async fn query_text(&self, table: &str, sql: QueryBuilder<'_>) -> Result<TextRows, DestinationError> {
+        let _ = sql;
+        Err(DestinationError::Unsupported {
+            table: table.to_owned(),
+            feature: "queries over its rows (VERIFY ETL JOB)",
+        })
+    }
+
+    /// The committed rows whose `cursor` column is outside `[from, to)`
+    /// (NULL included), in the table's schema: what `REPAIR ETL JOB`
+    /// keeps when it replaces the rows of that window. Destinations that
+    /// cannot read rows back keep this default, which refuses.
+    async fn rows_outside(
+        &self,
+        table: &str,
+        cursor: &str,
+        from: &ScalarValue,
+        to: &ScalarValue,
+    ) -> Result<SendableRecordBatchStream, DestinationError> {
+        let _ = (cursor, from, to);
+        Err(DestinationError::Unsupported {
+            table: table.to_owned(),
+            feature: "replacing the rows of a cursor window (REPAIR ETL JOB)",
         })
     }
 

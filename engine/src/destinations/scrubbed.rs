@@ -21,6 +21,7 @@ use super::{
     TableSetup, TableSpec, WriteMode,
 };
 use crate::scrub::Scrubber;
+use crate::sources::{Dialect, QueryBuilder, TextRows};
 
 /// `inner` with every error scrubbed of the secrets `scrubber` knows.
 pub struct ScrubbedDestination {
@@ -169,6 +170,36 @@ impl Destination for ScrubbedDestination {
 
     async fn evolve_table(&self, table: &str, schema: &SchemaRef) -> Result<(), DestinationError> {
         self.inner.evolve_table(table, schema).await.map_err(|e| self.clean(e))
+    }
+
+    fn load_steps(&self, table: &str, mode: WriteMode) -> Vec<String> {
+        self.inner.load_steps(table, mode)
+    }
+
+    fn query_dialect(&self) -> Option<&'static dyn Dialect> {
+        self.inner.query_dialect()
+    }
+
+    async fn query_text(&self, table: &str, sql: QueryBuilder<'_>) -> Result<TextRows, DestinationError> {
+        self.inner.query_text(table, sql).await.map_err(|e| self.clean(e))
+    }
+
+    async fn rows_outside(
+        &self,
+        table: &str,
+        cursor: &str,
+        from: &ScalarValue,
+        to: &ScalarValue,
+    ) -> Result<SendableRecordBatchStream, DestinationError> {
+        let stream = self
+            .inner
+            .rows_outside(table, cursor, from, to)
+            .await
+            .map_err(|e| self.clean(e))?;
+        let scrubber = self.scrubber.clone();
+        let schema = stream.schema();
+        let stream = stream.map_err(move |e| scrub_datafusion_error(&scrubber, e));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 
     async fn begin(

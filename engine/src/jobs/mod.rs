@@ -3,14 +3,18 @@
 
 mod dedupe;
 mod define;
+mod explain;
 mod guard;
 mod health;
+mod plan;
 mod progress;
 mod reconcile;
+mod repair;
 mod runner;
 mod schema_changes;
 mod settings;
 mod split;
+mod verify;
 mod window;
 
 use std::collections::{BTreeSet, HashMap};
@@ -22,10 +26,12 @@ use tracing::warn;
 use sluice_catalog::Catalog;
 
 pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns};
+pub use explain::ExplainStep;
 pub use health::{FAILING_AFTER, Health, consecutive_failures};
 pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};
 pub use settings::{JobSetting, SETTING_NAMES, SettingValue};
+pub use verify::CursorWindow;
 
 use crate::connections::ConnectionManager;
 use crate::destinations::Destination;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::scalar::ScalarValue;
 use futures::{FutureExt, StreamExt};
 use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
 use tokio::sync::Notify;
@@ -17,13 +16,13 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::dedupe::Deduper;
 use super::define::JobColumns;
+use super::plan::{self, RunPlan};
 use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::reconcile::INTERRUPTED;
-use super::{ActiveRun, JobManager, guard, schema_changes, split, window};
-use crate::destinations::WriteMode;
+use super::verify::CursorWindow;
+use super::{ActiveRun, JobManager, schema_changes, split, window};
 use crate::error::EngineError;
 use crate::failpoint;
-use crate::sources::{ScanRequest, TableRef};
 
 /// How far a running run has got.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +34,15 @@ pub struct Progress {
 
 /// A finished run, as recorded in the catalog.
 pub type RunSummary = RunRecord;
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub(super) enum Work {
+    /// Load the next window (or the snapshot).
+    Load,
+    /// Load a cursor window again in place of the destination's rows.
+    Repair(CursorWindow),
+}
 
 /// Where a run's record comes from.
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +172,18 @@ impl JobManager {
         trigger: RunTrigger,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<RunSummary, EngineError> {
-        self.run_as(name, Start::New(trigger), progress).await
+        self.run_as(name, Start::New(trigger), Work::Load, progress).await
+    }
+
+    /// Runs `work` on job `name` as a new run started by `trigger`.
+    pub(super) async fn run_work(
+        &self,
+        name: &str,
+        trigger: RunTrigger,
+        work: Work,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<RunSummary, EngineError> {
+        self.run_as(name, Start::New(trigger), work, progress).await
     }
 
     /// Runs queued run `run_id` of job `name` now (see
@@ -172,13 +191,14 @@ impl JobManager {
     /// job is running already the queued run ends `skipped`; one cancelled
     /// while queued is [`EngineError::RunNotQueued`].
     pub async fn run_queued(&self, name: &str, run_id: u64) -> Result<RunSummary, EngineError> {
-        self.run_as(name, Start::Queued(run_id), &|_| {}).await
+        self.run_as(name, Start::Queued(run_id), Work::Load, &|_| {}).await
     }
 
     async fn run_as(
         &self,
         name: &str,
         start: Start,
+        work: Work,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<RunSummary, EngineError> {
         let job = self.catalog().job(name)?;
@@ -231,7 +251,13 @@ impl JobManager {
             recorded: false,
         };
         let span = info_span!("etl_run", job = name, run_id);
-        let result = AssertUnwindSafe(self.execute(&job, &mut run, &active, progress).instrument(span))
+        let work = async {
+            match &work {
+                Work::Load => self.execute(&job, &mut run, &active, progress).await,
+                Work::Repair(window) => self.repair(&job, &mut run, &active, window).await,
+            }
+        };
+        let result = AssertUnwindSafe(work.instrument(span))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
@@ -332,13 +358,7 @@ impl JobManager {
         let started = Instant::now();
         let cancel = &active.cancel;
         let live = &active.progress;
-        let source = self.connections.source(&job.source.connection)?;
-        let table = TableRef {
-            schema: job.source.schema.clone(),
-            name: job.source.table.clone(),
-        };
-        let description = self.connections.describe(&job.source.connection, &table).await?;
-        let columns = JobColumns::resolve(&schema_changes::without_dropped(job, &description), description)?;
+        let (source, columns) = self.source_columns(job).await?;
         // Before anything moves: a change the job does not follow fails here.
         let evolution = schema_changes::compare(job, &columns)?;
         if job.load == LoadType::Snapshot {
@@ -346,71 +366,26 @@ impl JobManager {
         }
 
         // Plan: fix the lower bound and save it before any data moves.
-        let (mode, cursor, low) = match &job.load {
-            LoadType::Snapshot => (WriteMode::Replace, None, None),
-            LoadType::Incremental { cursor, start, .. } => {
-                let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
-                    message: format!("the cursor column \"{cursor}\" is no longer loaded"),
-                })?;
-                let cursor_type = columns.description.columns[columns.indexes[position]]
-                    .mapping
-                    .arrow
-                    .clone();
-                let low = match self.catalog().watermark(&job.name)? {
-                    Some(mark) => Some(window::parse(&mark.value, &cursor_type)?),
-                    None => window::first_low(start, &cursor_type, run.started_at)?,
-                };
-                (WriteMode::Append, Some((cursor.clone(), position)), low)
+        let watermark = self.catalog().watermark(&job.name)?.map(|mark| mark.value);
+        let plan = plan::plan(job, watermark.as_deref(), &*source, columns, run.started_at).await?;
+        if let Some(decision) = &plan.guard {
+            run.guard_cap = decision.cap.as_ref().map(window::text);
+            run.guard_reason = Some(decision.reason.clone());
+            if let Some(warning) = &decision.warning {
+                warn!(job = %job.name, run_id = run.id, "{warning}");
             }
-        };
-        // A lookback run starts reading that much before the watermark.
-        let lookback = match &job.load {
-            LoadType::Incremental {
-                lookback: Some(lookback),
-                ..
-            } => Some(lookback),
-            _ => None,
-        };
-        let read_from = match (&low, lookback) {
-            (Some(low), Some(lookback)) => Some(window::minus(low, &lookback.window)?),
-            _ => low.clone(),
-        };
-        // The commit guard's cap, read before the scan takes its snapshot.
-        let cap = match &cursor {
-            Some((_, position)) => {
-                let decision = guard::read(job, &*source, columns.schema.field(*position).data_type()).await?;
-                run.guard_cap = decision.cap.as_ref().map(window::text);
-                run.guard_reason = Some(decision.reason);
-                if let Some(warning) = &decision.warning {
-                    warn!(job = %job.name, run_id = run.id, "{warning}");
-                }
-                run.guard_warning = decision.warning;
-                decision.cap
-            }
-            None => None,
-        };
-        let filter = match &cursor {
-            Some((name, _)) => {
-                let dialect = source.dialect();
-                let bound = |value: &ScalarValue, op: &str| {
-                    dialect
-                        .literal(value)
-                        .map(|literal| format!("{} {op} {literal}", dialect.quote_ident(name)))
-                        .ok_or_else(|| EngineError::InvalidJob {
-                            message: format!("cannot write the cursor value {value} as a literal for the source"),
-                        })
-                };
-                let conditions = [
-                    read_from.as_ref().map(|v| bound(v, ">")),
-                    cap.as_ref().map(|v| bound(v, "<=")),
-                ]
-                .into_iter()
-                .flatten()
-                .collect::<Result<Vec<_>, _>>()?;
-                (!conditions.is_empty()).then(|| conditions.join(" AND "))
-            }
-            None => None,
-        };
+            run.guard_warning = decision.warning.clone();
+        }
+        let lookback = RunPlan::lookback(job);
+        let RunPlan {
+            columns,
+            mode,
+            cursor,
+            low,
+            read_from,
+            request,
+            ..
+        } = plan;
         run.watermark_from = low.as_ref().map(window::text);
         self.catalog().update_run(run)?;
 
@@ -433,12 +408,6 @@ impl JobManager {
                 Some(deduper)
             }
             _ => None,
-        };
-        let request = ScanRequest {
-            batch_rows: Some(job.batch_rows as usize),
-            columns: columns.indexes.clone(),
-            filter,
-            limit: None,
         };
         let cursor_position = cursor.as_ref().map(|c| c.1);
         live.set_phase(RunPhase::Extracting);
@@ -537,7 +506,7 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 /// Casts a source batch to the job's destination schema (type overrides).
-fn conform(batch: RecordBatch, columns: &JobColumns) -> Result<RecordBatch, EngineError> {
+pub(super) fn conform(batch: RecordBatch, columns: &JobColumns) -> Result<RecordBatch, EngineError> {
     if batch.schema().fields() == columns.schema.fields() {
         return Ok(batch);
     }

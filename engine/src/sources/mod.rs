@@ -5,6 +5,7 @@
 //! [`SourceTable`] turns any source table into a DataFusion `TableProvider`
 //! with projection, filters and limit pushed into the source query.
 
+mod checksum;
 mod describe;
 mod nearby;
 mod pushdown;
@@ -20,6 +21,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::scalar::ScalarValue;
 use std::sync::Arc;
 
+pub use checksum::{BucketSums, BucketUnit, ChecksumQuery, SqlFamily, WHOLE_TABLE, parse_sums};
 pub use describe::{LoadRecommendation, TimestampCandidate};
 pub use nearby::closest;
 pub use scrubbed::Scrubbed;
@@ -182,8 +184,53 @@ pub struct CommitHorizon {
     pub uploads_in_flight: bool,
 }
 
+/// The rows of a query, every value as text (`None` for NULL).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl TextRows {
+    /// The rows of Arrow `batches`, each value cast to text.
+    pub fn from_batches(
+        batches: &[datafusion::arrow::array::RecordBatch],
+    ) -> Result<Self, datafusion::arrow::error::ArrowError> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::DataType;
+        let mut rows = Vec::new();
+        let mut columns = Vec::new();
+        for batch in batches {
+            columns = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let texts = batch
+                .columns()
+                .iter()
+                .map(|c| cast(c, &DataType::Utf8))
+                .collect::<Result<Vec<_>, _>>()?;
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    texts
+                        .iter()
+                        .map(|c| (!c.is_null(row)).then(|| c.as_string::<i32>().value(row).to_owned()))
+                        .collect(),
+                );
+            }
+        }
+        Ok(Self { columns, rows })
+    }
+}
+
+/// Builds a query around the reference to one table, as the source or
+/// destination that runs it spells that reference.
+pub type QueryBuilder<'a> = &'a (dyn Fn(&str) -> String + Send + Sync);
+
 /// How a source spells identifiers and literals in its SQL.
 pub trait Dialect: Send + Sync {
+    /// Which SQL this is, for queries written per dialect (VERIFY's
+    /// checksums).
+    fn family(&self) -> SqlFamily;
+
     /// Quotes an identifier so that any name (spaces, quotes, reserved
     /// words, unicode) is taken literally.
     fn quote_ident(&self, ident: &str) -> String;
@@ -195,6 +242,13 @@ pub trait Dialect: Send + Sync {
     /// comparison on the column in DataFusion.
     fn compares_as_arrow(&self, _column: &ColumnInfo) -> bool {
         true
+    }
+
+    /// A literal for a cursor bound in a query Sluice writes whole (a run's
+    /// window, VERIFY, REPAIR), where [`Dialect::literal`] (which also
+    /// decides what DataFusion pushes down) has none.
+    fn bound_literal(&self, value: &ScalarValue) -> Option<String> {
+        self.literal(value)
     }
 }
 
@@ -331,6 +385,46 @@ pub trait Source: Send + Sync {
 
     /// The query [`Source::scan`] sends for `request`, for EXPLAIN.
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String;
+
+    /// The queries of the streams [`Source::scan_parallel`] would open for
+    /// the same arguments now, for EXPLAIN (it reads the split column's
+    /// range). Sources without parallel scans keep this default, which
+    /// refuses.
+    async fn parallel_scan_queries(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<Vec<String>, SourceError> {
+        let _ = (request, split, parts);
+        Err(SourceError::Query {
+            code: Some("0A000".into()),
+            message: format!("{} cannot be read by parallel streams", description.table),
+        })
+    }
+
+    /// The source planner's estimate of the rows `request` reads, where
+    /// the source gives one; runs nothing but the planner.
+    async fn estimate_rows(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<Option<u64>, SourceError> {
+        let _ = (description, request);
+        Ok(None)
+    }
+
+    /// Runs the read-only query `sql` builds around the table's reference
+    /// and returns its rows as text: aggregates computed where the data
+    /// is (VERIFY). Sources that cannot keep this default, which refuses.
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let _ = sql;
+        Err(SourceError::Query {
+            code: Some("0A000".into()),
+            message: format!("{} cannot run aggregate queries for VERIFY", description.table),
+        })
+    }
 }
 
 #[cfg(test)]

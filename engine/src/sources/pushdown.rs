@@ -209,6 +209,9 @@ mod tests {
     struct Quoting;
 
     impl Dialect for Quoting {
+        fn family(&self) -> crate::sources::SqlFamily {
+            crate::sources::SqlFamily::Postgres
+        }
         fn quote_ident(&self, ident: &str) -> String {
             format!("\"{}\"", ident.replace('"', "\"\""))
         }
@@ -298,6 +301,9 @@ mod tests {
     struct Refusing;
 
     impl Dialect for Refusing {
+        fn family(&self) -> crate::sources::SqlFamily {
+            crate::sources::SqlFamily::Postgres
+        }
         fn quote_ident(&self, ident: &str) -> String {
             Quoting.quote_ident(ident)
         }

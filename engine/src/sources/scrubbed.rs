@@ -10,7 +10,10 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
 
-use super::{CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
+use super::{
+    CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef,
+    TextRows,
+};
 use crate::failure::ConnectFailure;
 use crate::scrub::Scrubber;
 
@@ -115,6 +118,34 @@ impl Source for Scrubbed {
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
         self.inner.scan_query(description, request)
+    }
+
+    async fn parallel_scan_queries(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<Vec<String>, SourceError> {
+        self.inner
+            .parallel_scan_queries(description, request, split, parts)
+            .await
+            .map_err(|e| self.clean(e))
+    }
+
+    async fn estimate_rows(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<Option<u64>, SourceError> {
+        self.inner
+            .estimate_rows(description, request)
+            .await
+            .map_err(|e| self.clean(e))
+    }
+
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        self.inner.query_text(description, sql).await.map_err(|e| self.clean(e))
     }
 }
 

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use sluice_catalog::{OptionValue, SecretValue};
-use sluice_engine::jobs::{CreateJob, JobChange};
+use sluice_engine::jobs::{CreateJob, CursorWindow, JobChange};
+use sluice_engine::sources::BucketUnit;
 
 /// One parsed Sluice statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,4 +80,14 @@ pub enum SluiceStatement {
     ShowCreateJob { name: String },
     /// `SHOW ETL RUNS [FOR job]`
     ShowRuns { job: Option<String> },
+    /// `EXPLAIN ETL JOB name`
+    ExplainJob { name: String },
+    /// `VERIFY ETL JOB name [BETWEEN 'a' AND 'b'] [BY HOUR | DAY | MONTH]`
+    VerifyJob {
+        name: String,
+        within: CursorWindow,
+        by: Option<BucketUnit>,
+    },
+    /// `REPAIR ETL JOB name FROM 'a' TO 'b'`
+    RepairJob { name: String, from: String, to: String },
 }

@@ -53,6 +53,9 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["SHOW", "ETL", "RUNS"],
     &["SHOW", "CREATE", "ETL"],
     &["SHOW", "TABLES", "FROM"],
+    &["EXPLAIN", "ETL", "JOB"],
+    &["VERIFY", "ETL", "JOB"],
+    &["REPAIR", "ETL", "JOB"],
 ];
 
 /// True when `sql` starts like a Sluice statement (comments and whitespace
@@ -171,6 +174,22 @@ impl StatementParser<'_> {
             let name = self.name("job name")?;
             let asynchronous = self.word("ASYNC");
             return Ok(SluiceStatement::RunJob { name, asynchronous });
+        }
+        if self.words(&["EXPLAIN", "ETL", "JOB"]) {
+            return Ok(SluiceStatement::ExplainJob {
+                name: self.name("job name")?,
+            });
+        }
+        if self.words(&["VERIFY", "ETL", "JOB"]) {
+            return self.verify_job();
+        }
+        if self.words(&["REPAIR", "ETL", "JOB"]) {
+            let name = self.name("job name")?;
+            self.expect_word("FROM")?;
+            let from = self.string("the window's first cursor value as a 'string'")?;
+            self.expect_word("TO")?;
+            let to = self.string("the cursor value that ends the window as a 'string'")?;
+            return Ok(SluiceStatement::RepairJob { name, from, to });
         }
         if self.words(&["CANCEL", "ETL", "RUN"]) {
             return Ok(SluiceStatement::CancelRun {

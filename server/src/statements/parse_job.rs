@@ -2,8 +2,9 @@
 
 use datafusion::sql::sqlparser::tokenizer::Token;
 use sluice_catalog::{ColumnOverride, IncrementalStart, JobDestination, JobSource, LoadType};
-use sluice_engine::jobs::{CreateJob, JobChange, JobSetting, SettingValue};
+use sluice_engine::jobs::{CreateJob, CursorWindow, JobChange, JobSetting, SettingValue};
 use sluice_engine::scheduler::{Schedule, ScheduleError};
+use sluice_engine::sources::BucketUnit;
 
 use super::ast::SluiceStatement;
 use super::parse::{PResult, ParseError, ParseErrorKind, StatementParser};
@@ -147,6 +148,31 @@ impl StatementParser<'_> {
             }
         };
         Ok(SluiceStatement::AlterJob { name, change })
+    }
+
+    /// After `VERIFY ETL JOB`.
+    pub(super) fn verify_job(&mut self) -> PResult<SluiceStatement> {
+        let name = self.name("job name")?;
+        let mut within = CursorWindow::default();
+        if self.word("BETWEEN") {
+            within.from = Some(self.string("the window's first cursor value as a 'string'")?);
+            self.expect_word("AND")?;
+            within.to = Some(self.string("the cursor value that ends the window as a 'string'")?);
+        }
+        let by = if self.word("BY") {
+            Some(if self.word("HOUR") {
+                BucketUnit::Hour
+            } else if self.word("DAY") {
+                BucketUnit::Day
+            } else if self.word("MONTH") {
+                BucketUnit::Month
+            } else {
+                return Err(self.error("expected HOUR, DAY or MONTH after BY".into()));
+            })
+        } else {
+            None
+        };
+        Ok(SluiceStatement::VerifyJob { name, within, by })
     }
 
     /// `col TYPE[(p[, s])] [REQUIRED | NULLABLE]`
@@ -375,6 +401,55 @@ mod tests {
                 .message
                 .contains("cannot change")
         );
+    }
+
+    #[test]
+    fn parses_explain_verify_and_repair() {
+        assert_eq!(
+            parse("explain etl job Orders").unwrap(),
+            SluiceStatement::ExplainJob { name: "orders".into() }
+        );
+        assert_eq!(
+            parse("VERIFY ETL JOB o BETWEEN '2024-01-01' AND '2024-02-01' BY hour").unwrap(),
+            SluiceStatement::VerifyJob {
+                name: "o".into(),
+                within: CursorWindow {
+                    from: Some("2024-01-01".into()),
+                    to: Some("2024-02-01".into())
+                },
+                by: Some(BucketUnit::Hour)
+            }
+        );
+        assert_eq!(
+            parse("VERIFY ETL JOB o").unwrap(),
+            SluiceStatement::VerifyJob {
+                name: "o".into(),
+                within: CursorWindow::default(),
+                by: None
+            }
+        );
+        assert_eq!(
+            parse("REPAIR ETL JOB o FROM '2024-01-01' TO '2024-01-02'").unwrap(),
+            SluiceStatement::RepairJob {
+                name: "o".into(),
+                from: "2024-01-01".into(),
+                to: "2024-01-02".into()
+            }
+        );
+        assert!(
+            parse("VERIFY ETL JOB o BY WEEK")
+                .unwrap_err()
+                .message
+                .contains("HOUR, DAY or MONTH")
+        );
+        assert!(
+            parse("REPAIR ETL JOB o FROM '2024-01-01'")
+                .unwrap_err()
+                .message
+                .contains("expected TO")
+        );
+        assert!(crate::statements::is_sluice_statement("explain etl job o"));
+        assert!(!crate::statements::is_sluice_statement("EXPLAIN SELECT 1"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::bucket::StagingBucket;
 use super::retry::retrying;
 use crate::destinations::DestinationError;
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
+use crate::sources::TextRows;
 
 /// A failed call: the HTTP status when there was an answer, and BigQuery's
 /// error `reason` (`invalid`, `accessDenied`, `notFound`, ...) and message.
@@ -355,6 +356,49 @@ impl Api {
             .query(self.project(), request)
             .await
             .map_err(ApiError::from_bq)
+    }
+
+    /// Runs a small query (an aggregate: its rows are kept in memory) and
+    /// returns every row, each value as text.
+    pub(super) async fn query_text(&self, sql: &str) -> Result<TextRows, ApiError> {
+        let first = self.query(sql, Vec::new()).await?;
+        let job_id = first
+            .job_reference
+            .and_then(|r| r.job_id)
+            .ok_or_else(|| ApiError::new("badResponse", "BigQuery answered a query without a job id"))?;
+        let mut text = TextRows {
+            columns: first
+                .schema
+                .and_then(|s| s.fields)
+                .map(|fields| fields.into_iter().map(|f| f.name).collect())
+                .unwrap_or_default(),
+            rows: Vec::new(),
+        };
+        let (mut complete, mut rows, mut token) = (first.job_complete == Some(true), first.rows, first.page_token);
+        loop {
+            if complete {
+                text.rows.extend(rows.take().unwrap_or_default().into_iter().map(|row| {
+                    row.columns
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|cell| match cell.value {
+                            None | Some(serde_json::Value::Null) => None,
+                            Some(serde_json::Value::String(s)) => Some(s),
+                            Some(other) => Some(other.to_string()),
+                        })
+                        .collect()
+                }));
+                if token.as_deref().is_none_or(str::is_empty) {
+                    return Ok(text);
+                }
+            }
+            let page = self.query_results(&job_id, token.clone()).await?;
+            complete = page.job_complete == Some(true);
+            rows = page.rows;
+            if complete {
+                token = page.page_token;
+            }
+        }
     }
 
     /// A page of a query's results.

@@ -17,6 +17,7 @@ use tracing::info;
 
 use super::api::{Api, ApiError, job_error};
 use super::load::BigQueryLoad;
+use super::source::DIALECT;
 use super::{Session, Settings};
 use super::{keys, record, schema, ship};
 use crate::destinations::{
@@ -24,6 +25,7 @@ use crate::destinations::{
 };
 use crate::error::EngineError;
 use crate::options::ResolvedOptions;
+use crate::sources::{Dialect, QueryBuilder, TextRows};
 
 /// The table label holding the token that makes Sluice's job ids for the
 /// table unique (a re-created table gets a new one).
@@ -204,6 +206,43 @@ fn new_token() -> String {
 
 #[async_trait]
 impl Destination for BigQueryDestination {
+    fn load_steps(&self, table: &str, mode: WriteMode) -> Vec<String> {
+        let target = match &self.session.settings {
+            Ok(settings) => format!("{}.{}.{table}", settings.project, settings.dataset),
+            Err(_) => table.to_owned(),
+        };
+        let staging = match self.session.settings.as_ref().map(|s| s.staging_bucket.is_some()) {
+            Ok(true) => "upload chunks to the staging bucket, then",
+            _ => "upload chunks with",
+        };
+        let disposition = match mode {
+            WriteMode::Append => "WRITE_APPEND",
+            WriteMode::Replace => "WRITE_TRUNCATE",
+        };
+        vec![
+            format!("stage: create a per-run staging table _sluice_staging_... beside {target}"),
+            format!("load jobs: {staging} BigQuery load jobs into the staging table (WRITE_APPEND)"),
+            format!(
+                "commit: one copy job with a deterministic id from the staging table into {target} ({disposition}); \
+                 the table's labels record the run and watermark; the staging table is dropped"
+            ),
+        ]
+    }
+
+    fn query_dialect(&self) -> Option<&'static dyn Dialect> {
+        Some(&DIALECT)
+    }
+
+    async fn query_text(&self, table: &str, sql: QueryBuilder<'_>) -> Result<TextRows, DestinationError> {
+        let api = self.api().await?;
+        let from = format!(
+            "{}.{}",
+            DIALECT.quote_ident(&api.settings.dataset),
+            DIALECT.quote_ident(table)
+        );
+        api.query_text(&sql(&from)).await.map_err(|e| e.into_destination(None))
+    }
+
     fn check_schedule(&self, table: &str, schedule: &crate::schedule::Schedule) -> Result<(), String> {
         super::budget::check_schedule(schedule, table, chrono::Utc::now())
     }

@@ -25,8 +25,8 @@ use super::Session;
 use super::api::{Api, ApiError};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef,
-    integer_literal, scan_sql,
+    ColumnInfo, Dialect, QueryBuilder, ScanRequest, Source, SourceError, SqlFamily, TableDescription, TableInfo,
+    TableKind, TableRef, TextRows, integer_literal, scan_sql,
 };
 use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
 
@@ -48,12 +48,28 @@ pub(super) struct BigQueryDialect;
 pub(super) static DIALECT: BigQueryDialect = BigQueryDialect;
 
 impl Dialect for BigQueryDialect {
+    fn family(&self) -> SqlFamily {
+        SqlFamily::BigQuery
+    }
+
     fn quote_ident(&self, ident: &str) -> String {
         format!("`{}`", ident.replace('\\', "\\\\").replace('`', "\\`"))
     }
 
     fn literal(&self, value: &ScalarValue) -> Option<String> {
         integer_literal(value)
+    }
+
+    fn bound_literal(&self, value: &ScalarValue) -> Option<String> {
+        let text = |micros: i64, format: &str| {
+            chrono::DateTime::from_timestamp_micros(micros).map(|t| t.format(format).to_string())
+        };
+        match value {
+            ScalarValue::TimestampMicrosecond(Some(v), Some(_)) => text(*v, "TIMESTAMP '%Y-%m-%d %H:%M:%S%.6f+00'"),
+            ScalarValue::TimestampMicrosecond(Some(v), None) => text(*v, "DATETIME '%Y-%m-%d %H:%M:%S%.6f'"),
+            ScalarValue::Date32(Some(days)) => text(i64::from(*days) * 86_400_000_000, "DATE '%Y-%m-%d'"),
+            other => integer_literal(other),
+        }
     }
 }
 
@@ -190,6 +206,16 @@ impl Source for BigQuerySource {
             );
         let query = self.scan_query(description, request);
         query_stream(api, &query, Vec::new(), schema).await.map_err(query_error)
+    }
+
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let api = self.api().await?;
+        let from = format!(
+            "{}.{}",
+            DIALECT.quote_ident(&description.table.schema),
+            DIALECT.quote_ident(&description.table.name)
+        );
+        api.query_text(&sql(&from)).await.map_err(query_error)
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {

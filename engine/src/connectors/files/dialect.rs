@@ -5,14 +5,14 @@ use chrono::{DateTime, Datelike, NaiveDateTime};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::{Dialect, integer_literal, quote_with};
+use crate::sources::{Dialect, SqlFamily, integer_literal, quote_with};
 
 /// DataFusion SQL, in a [`session`].
-pub(super) struct DataFusionDialect;
+pub(crate) struct DataFusionDialect;
 
 /// A session to read files in: one partition, so that rows keep their
 /// file order, and UTC as the zone of `TIMESTAMP WITH TIME ZONE` literals.
-pub(super) fn session(batch_rows: Option<usize>) -> SessionContext {
+pub(crate) fn session(batch_rows: Option<usize>) -> SessionContext {
     let mut config = SessionConfig::new().with_target_partitions(1);
     if let Some(rows) = batch_rows {
         config = config.with_batch_size(rows.max(1));
@@ -22,6 +22,10 @@ pub(super) fn session(batch_rows: Option<usize>) -> SessionContext {
 }
 
 impl Dialect for DataFusionDialect {
+    fn family(&self) -> SqlFamily {
+        SqlFamily::DataFusion
+    }
+
     fn quote_ident(&self, ident: &str) -> String {
         quote_with(ident, '"')
     }

@@ -5,8 +5,8 @@
 
 use datafusion::object_store::Error;
 
-use crate::failure::network_failure_kind;
 use crate::error::{ConnectFailure, ConnectFailureKind as K};
+use crate::failure::network_failure_kind;
 
 /// Service error codes that mean the credentials themselves are wrong.
 const BAD_CREDENTIALS: &[&str] = &[

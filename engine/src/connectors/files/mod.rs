@@ -26,6 +26,7 @@
 //! DataFusion's inference over the first 1000 rows of CSV and NDJSON files
 //! (see [`source`]).
 
+mod aggregate;
 mod avro;
 mod convert;
 mod dialect;
@@ -41,6 +42,7 @@ use datafusion::object_store::ObjectStore;
 use datafusion::object_store::path::Path;
 use object_store::{ClientOptions, RetryConfig};
 
+pub(crate) use dialect::{DataFusionDialect, session as datafusion_session};
 pub(crate) use errors::classify;
 pub(crate) use source::open;
 

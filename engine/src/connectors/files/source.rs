@@ -46,10 +46,10 @@ use url::Url;
 
 use super::dialect::{DataFusionDialect, session};
 use super::listing::{self, DataFile, Entry, Format};
-use super::{Backend, Location, SCHEMA, avro, convert};
+use super::{Backend, Location, SCHEMA, aggregate, avro, convert};
 use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo,
-    TableKind, TableRef, closest, scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, SourceInstant,
+    TableDescription, TableInfo, TableKind, TableRef, TextRows, closest, scan_sql,
 };
 use crate::type_mapping::Confidence;
 use crate::type_mapping::arrow::map;
@@ -200,6 +200,19 @@ fn check_readable(table: &TableRef, format: Format) -> Result<(), SourceError> {
 
 #[async_trait]
 impl Source for FileSource {
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let request = ScanRequest {
+            columns: (0..description.columns.len()).collect(),
+            filter: None,
+            limit: None,
+            batch_rows: None,
+        };
+        let rows = self.scan(description, &request).await?;
+        aggregate::query_text(&description.table.name, rows, sql)
+            .await
+            .map_err(|e| read_error(&description.table, e))
+    }
+
     fn dialect(&self) -> &'static dyn Dialect {
         &DataFusionDialect
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Datelike};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::{ColumnInfo, Dialect, integer_literal, quote_with};
+use crate::sources::{ColumnInfo, Dialect, SqlFamily, integer_literal, quote_with};
 
 /// MySQL keeps decimal literals exact up to this many digits ...
 const MAX_DECIMAL_DIGITS: usize = 65;
@@ -16,6 +16,10 @@ const MAX_DECIMAL_SCALE: i8 = 30;
 pub(super) struct MysqlDialect;
 
 impl Dialect for MysqlDialect {
+    fn family(&self) -> SqlFamily {
+        SqlFamily::MySql
+    }
+
     fn quote_ident(&self, ident: &str) -> String {
         quote_with(ident, '`')
     }

@@ -21,8 +21,8 @@ use super::endpoint::{Endpoint, query_error};
 use super::{horizon, metadata};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef,
-    scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
+    TableRef, TextRows, scan_sql,
 };
 
 /// Rows per record batch of a scan.
@@ -205,6 +205,39 @@ impl Source for MysqlSource {
         result.map(Some)
     }
 
+    async fn estimate_rows(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<Option<u64>, SourceError> {
+        let explain = format!("EXPLAIN {}", self.scan_query(description, request));
+        let plan = self.query_text(description, &|_| explain.clone()).await?;
+        // One row per table of the plan: the first is the scanned table.
+        let rows = plan.columns.iter().position(|c| c.eq_ignore_ascii_case("rows"));
+        Ok(rows.and_then(|i| plan.rows.first()?.get(i)?.as_deref()?.parse().ok()))
+    }
+
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let from = format!(
+            "{}.{}",
+            MysqlDialect.quote_ident(&description.table.schema),
+            MysqlDialect.quote_ident(&description.table.name)
+        );
+        let mut conn = self.session().await?;
+        let result = conn.query::<Row, _>(sql(&from)).await;
+        close(conn).await;
+        let rows = result.map_err(query_error)?;
+        Ok(TextRows {
+            columns: rows.first().map_or_else(Vec::new, |row| {
+                row.columns_ref().iter().map(|c| c.name_str().into_owned()).collect()
+            }),
+            rows: rows
+                .iter()
+                .map(|row| (0..row.len()).map(|i| row.as_ref(i).and_then(value_text)).collect())
+                .collect(),
+        })
+    }
+
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
         let columns: Vec<String> = request
             .columns
@@ -223,6 +256,20 @@ impl Source for MysqlSource {
             MysqlDialect.quote_ident(&description.table.name)
         );
         scan_sql(&list, &from, request)
+    }
+}
+
+/// A value of the text protocol as text; `None` for NULL.
+fn value_text(value: &mysql_async::Value) -> Option<String> {
+    use mysql_async::Value as V;
+    match value {
+        V::NULL => None,
+        V::Bytes(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        V::Int(v) => Some(v.to_string()),
+        V::UInt(v) => Some(v.to_string()),
+        V::Float(v) => Some(v.to_string()),
+        V::Double(v) => Some(v.to_string()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
     }
 }
 

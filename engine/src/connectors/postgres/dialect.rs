@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike, NaiveDate};
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::{Dialect, integer_literal, quote_with};
+use crate::sources::{Dialect, SqlFamily, integer_literal, quote_with};
 
 /// The PostgreSQL dialect.
 pub(crate) struct PgDialect;
@@ -13,6 +13,10 @@ pub(crate) struct PgDialect;
 pub(crate) static DIALECT: PgDialect = PgDialect;
 
 impl Dialect for PgDialect {
+    fn family(&self) -> SqlFamily {
+        SqlFamily::Postgres
+    }
+
     fn quote_ident(&self, ident: &str) -> String {
         quote_with(ident, '"')
     }

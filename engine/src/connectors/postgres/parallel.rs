@@ -11,21 +11,19 @@ use futures::StreamExt;
 use tracing::debug;
 
 use super::dialect::DIALECT;
-use super::source::{SCAN_SESSION, copy, prepare};
+use super::source::{SCAN_SESSION, copy, prepare, query};
 use super::{Endpoint, query_error};
 use crate::sources::{Dialect, ScanRequest, SourceError, TableDescription};
 
 /// Batches buffered per stream between its task and the consumer.
 const BUFFERED_BATCHES: usize = 2;
 
-/// Streams `request` as up to `parts` range scans over column `split`.
-pub(super) async fn scan(
-    endpoint: &Endpoint,
+/// The split column and the table, quoted, and the scan's filter clause.
+fn split_parts(
     description: &TableDescription,
     request: &ScanRequest,
     split: usize,
-    parts: usize,
-) -> Result<SendableRecordBatchStream, SourceError> {
+) -> Result<(String, String, String), SourceError> {
     let column = description.columns.get(split).ok_or_else(|| SourceError::Query {
         code: None,
         message: format!("{} has no column number {split}", description.table),
@@ -41,6 +39,65 @@ pub(super) async fn scan(
         .as_deref()
         .map(|f| format!(" WHERE {f}"))
         .unwrap_or_default();
+    Ok((column, table, filter))
+}
+
+/// The request of one range stream: the scan's filter and the range's
+/// condition.
+fn part_request(request: &ScanRequest, condition: Option<String>) -> ScanRequest {
+    let filter = match (&request.filter, condition) {
+        (Some(filter), Some(condition)) => Some(format!("({filter}) AND {condition}")),
+        (filter, condition) => condition.or_else(|| filter.clone()),
+    };
+    ScanRequest {
+        filter,
+        ..request.clone()
+    }
+}
+
+/// The queries the range streams of a parallel scan would run now (the
+/// split column's range read outside a snapshot), for EXPLAIN.
+pub(super) async fn queries(
+    endpoint: &Endpoint,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: usize,
+    parts: usize,
+) -> Result<Vec<String>, SourceError> {
+    let (column, table, filter) = split_parts(description, request, split)?;
+    let connection = endpoint.connect().await?;
+    let row = async {
+        connection.client.batch_execute(SCAN_SESSION).await?;
+        connection
+            .client
+            .query_one(
+                &format!("SELECT min({column})::int8, max({column})::int8 FROM {table}{filter}"),
+                &[],
+            )
+            .await
+    }
+    .await;
+    connection.close();
+    let row = row.map_err(query_error)?;
+    let conditions = match (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) {
+        (Some(min), Some(max)) => ranges(&column, min, max, parts),
+        _ => vec![None],
+    };
+    Ok(conditions
+        .into_iter()
+        .map(|condition| query(description, &part_request(request, condition)))
+        .collect())
+}
+
+/// Streams `request` as up to `parts` range scans over column `split`.
+pub(super) async fn scan(
+    endpoint: &Endpoint,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: usize,
+    parts: usize,
+) -> Result<SendableRecordBatchStream, SourceError> {
+    let (column, table, filter) = split_parts(description, request, split)?;
 
     let coordinator = endpoint.connect().await?;
     let range = async {
@@ -73,15 +130,7 @@ pub(super) async fn scan(
     );
     let mut streams = Vec::with_capacity(conditions.len());
     for condition in conditions {
-        let filter = match (&request.filter, condition) {
-            (Some(filter), Some(condition)) => Some(format!("({filter}) AND {condition}")),
-            (filter, condition) => condition.or_else(|| filter.clone()),
-        };
-        let part = ScanRequest {
-            filter,
-            ..request.clone()
-        };
-        let prepared = prepare(description, &part)?;
+        let prepared = prepare(description, &part_request(request, condition))?;
         // Every stream has imported the snapshot once its COPY started.
         streams.push(copy(endpoint.connect().await?, &setup, prepared).await?);
     }

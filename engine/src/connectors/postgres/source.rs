@@ -21,8 +21,8 @@ use super::dialect::DIALECT;
 use super::{Endpoint, PgConnection, horizon, metadata, parallel, query_error};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef,
-    scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
+    TableRef, TextRows, scan_sql,
 };
 
 /// Opens a PostgreSQL connection's options as a source.
@@ -104,6 +104,55 @@ impl Source for PostgresSource {
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
         plan(description, request).0
+    }
+
+    async fn parallel_scan_queries(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<Vec<String>, SourceError> {
+        parallel::queries(&self.endpoint, description, request, split, parts).await
+    }
+
+    async fn estimate_rows(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<Option<u64>, SourceError> {
+        let explain = format!("EXPLAIN (FORMAT JSON) {}", plan(description, request).0);
+        let rows = self.query_text(description, &|_| explain.clone()).await?;
+        let plan: Option<serde_json::Value> = rows
+            .rows
+            .first()
+            .and_then(|row| row.first().cloned().flatten())
+            .and_then(|json| serde_json::from_str(&json).ok());
+        Ok(plan.and_then(|plan| plan.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64().map(|n| n as u64)))
+    }
+
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let from = format!(
+            "{}.{}",
+            DIALECT.quote_ident(&description.table.schema),
+            DIALECT.quote_ident(&description.table.name)
+        );
+        let connection = self.endpoint.connect().await?;
+        let result = async {
+            connection.client.batch_execute(SCAN_SESSION).await?;
+            connection.client.simple_query(&sql(&from)).await
+        }
+        .await;
+        connection.close();
+        let mut rows = TextRows::default();
+        for message in result.map_err(query_error)? {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                rows.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                rows.rows
+                    .push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect());
+            }
+        }
+        Ok(rows)
     }
 }
 
@@ -229,6 +278,11 @@ struct ColumnRead {
 
 /// The `SELECT` a scan sends, and how each requested column is read.
 /// Column numbers out of range are left out.
+/// The `SELECT` a scan of `request` runs.
+pub(super) fn query(description: &TableDescription, request: &ScanRequest) -> String {
+    plan(description, request).0
+}
+
 fn plan<'a>(description: &'a TableDescription, request: &ScanRequest) -> (String, Vec<(&'a ColumnInfo, ColumnRead)>) {
     let reads: Vec<_> = request
         .columns

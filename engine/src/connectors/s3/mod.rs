@@ -9,8 +9,8 @@ use object_store::aws::AmazonS3Builder;
 
 use crate::connection_types::{Category, ConnectionType, Connector, Driver};
 use crate::connectors::files::{self, Backend, Location};
-use crate::failure::error_chain;
 use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::failure::error_chain;
 use crate::options::OptionKind::{Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use crate::sources::Source;

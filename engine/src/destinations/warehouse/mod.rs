@@ -37,7 +37,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::{Path, PathPart};
 use datafusion::object_store::{self, ObjectStore, ObjectStoreExt, PutMode};
-use datafusion::prelude::{SessionContext, ident, lit};
+use datafusion::prelude::{DataFrame, ident, lit};
 use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 
@@ -46,6 +46,8 @@ pub use read::WarehouseSchema;
 
 use super::compare::{evolution_refusals, schema_differences};
 use super::{CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode};
+use crate::connectors::{DataFusionDialect, datafusion_session};
+use crate::sources::{Dialect, QueryBuilder, TextRows};
 use load::WarehouseLoad;
 use manifest::Manifest;
 use sync::LocalDisk;
@@ -289,6 +291,17 @@ impl LocalWarehouse {
 }
 
 impl LocalWarehouse {
+    /// The rows of the table's current version.
+    async fn read(&self, table: &str) -> Result<DataFrame, DestinationError> {
+        check_table_name(table)?;
+        let manifest = self
+            .latest_manifest(table)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
+        let provider = read::WarehouseTable::new(self.clone(), table, manifest);
+        Ok(datafusion_session(None).read_table(Arc::new(provider))?)
+    }
+
     /// What the last committed load of the table recorded; `None` if it was
     /// never loaded (or does not exist).
     pub async fn committed_state(&self, table: &str) -> Result<Option<CommitState>, DestinationError> {
@@ -390,13 +403,7 @@ impl Destination for LocalWarehouse {
         cursor: &str,
         after: Option<&ScalarValue>,
     ) -> Result<SendableRecordBatchStream, DestinationError> {
-        check_table_name(table)?;
-        let manifest = self
-            .latest_manifest(table)
-            .await?
-            .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
-        let provider = read::WarehouseTable::new(self.clone(), table, manifest);
-        let mut rows = SessionContext::new().read_table(Arc::new(provider))?;
+        let mut rows = self.read(table).await?;
         if let Some(after) = after {
             rows = rows.filter(ident(cursor).gt(lit(after.clone())))?;
         }
@@ -438,6 +445,55 @@ impl Destination for LocalWarehouse {
             }),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn load_steps(&self, table: &str, mode: WriteMode) -> Vec<String> {
+        let files = format!(
+            "stage: write Parquet files under {table}/{DATA_DIR}/ (a new file every {} MB or {} rows)",
+            self.limits.max_bytes >> 20,
+            self.limits.max_rows
+        );
+        let commit = match mode {
+            WriteMode::Append => "the current files plus the new ones",
+            WriteMode::Replace => "only the new files (the table is replaced)",
+        };
+        vec![
+            files,
+            format!(
+                "commit: publish the next manifest version under {table}/{MANIFEST_DIR}/ listing {commit}, with the \
+                 run id and watermark (create-only put: a concurrent load fails instead of overwriting)"
+            ),
+        ]
+    }
+
+    fn query_dialect(&self) -> Option<&'static dyn Dialect> {
+        Some(&DataFusionDialect)
+    }
+
+    async fn query_text(&self, table: &str, sql: QueryBuilder<'_>) -> Result<TextRows, DestinationError> {
+        let rows = self.read(table).await?;
+        let ctx = datafusion_session(None);
+        ctx.register_table("loaded", rows.into_view())?;
+        let batches = ctx.sql(&sql("loaded")).await?.collect().await?;
+        Ok(TextRows::from_batches(&batches)?)
+    }
+
+    async fn rows_outside(
+        &self,
+        table: &str,
+        cursor: &str,
+        from: &ScalarValue,
+        to: &ScalarValue,
+    ) -> Result<SendableRecordBatchStream, DestinationError> {
+        let inside = ident(cursor)
+            .gt_eq(lit(from.clone()))
+            .and(ident(cursor).lt(lit(to.clone())));
+        Ok(self
+            .read(table)
+            .await?
+            .filter(ident(cursor).is_null().or(!inside))?
+            .execute_stream()
+            .await?)
     }
 
     async fn begin(

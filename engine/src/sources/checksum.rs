@@ -1,0 +1,264 @@
+//! VERIFY's aggregate: per bucket of the cursor, the row count and an
+//! order-independent checksum of the key and cursor columns, written in
+//! each SQL dialect so that the source and the destination compute it where
+//! the data is and get the same numbers for the same rows.
+//!
+//! Each value is rendered as canonical text (integers in decimal, dates as
+//! `YYYY-MM-DD`, timestamps as microseconds since 1970: UTC for zoned
+//! timestamps, the wall time for plain ones, which is how Arrow holds them),
+//! NULL as `~`; the texts are joined with `|`; the row's hash is the first
+//! 32 bits of the MD5 of that text, read from its hex digits with `substr`
+//! and `strpos`, which every dialect has; the checksum is their sum.
+
+use datafusion::arrow::datatypes::DataType;
+
+use super::Dialect;
+
+/// Which SQL a dialect writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlFamily {
+    Postgres,
+    MySql,
+    DataFusion,
+    BigQuery,
+}
+
+/// The width of VERIFY's buckets on a time cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketUnit {
+    Hour,
+    Day,
+    Month,
+}
+
+impl BucketUnit {
+    /// The keyword in `BY HOUR | DAY | MONTH`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BucketUnit::Hour => "hour",
+            BucketUnit::Day => "day",
+            BucketUnit::Month => "month",
+        }
+    }
+}
+
+/// The label of the one bucket of an untimed comparison.
+pub const WHOLE_TABLE: &str = "all";
+
+/// One bucket's row count and checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSums {
+    pub bucket: String,
+    pub rows: i64,
+    pub checksum: i128,
+}
+
+/// The aggregate over one table.
+#[derive(Debug, Clone)]
+pub struct ChecksumQuery {
+    /// The checksummed columns and their types, in order.
+    pub columns: Vec<(String, DataType)>,
+    /// The cursor column and type to bucket on, with the bucket width;
+    /// `None`: one bucket for all rows.
+    pub bucket: Option<(String, DataType, BucketUnit)>,
+    /// A condition in the dialect, selecting the compared rows.
+    pub filter: Option<String>,
+}
+
+impl ChecksumQuery {
+    /// The query in `dialect` over the table reference `from`; an error
+    /// names a column whose type has no canonical text.
+    pub fn sql(&self, dialect: &dyn Dialect, from: &str) -> Result<String, String> {
+        let family = dialect.family();
+        let texts = self
+            .columns
+            .iter()
+            .map(|(name, data_type)| {
+                canonical_text(family, &dialect.quote_ident(name), data_type)
+                    .map(|text| format!("COALESCE({text}, '~')"))
+                    .ok_or_else(|| format!("column \"{name}\" of type {data_type} cannot be checksummed"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let hash = if texts.is_empty() {
+            "'00000000'".to_owned()
+        } else {
+            md5_hex(family, &format!("CONCAT({})", texts.join(", '|', ")))
+        };
+        let bucket = match &self.bucket {
+            None => format!("'{WHOLE_TABLE}'"),
+            Some((name, data_type, unit)) => bucket_label(family, &dialect.quote_ident(name), data_type, *unit)
+                .ok_or_else(|| {
+                    format!(
+                        "column \"{name}\" of type {data_type} cannot be bucketed by {}",
+                        unit.as_str()
+                    )
+                })?,
+        };
+        let filter = self.filter.as_ref().map(|f| format!(" WHERE {f}")).unwrap_or_default();
+        Ok(format!(
+            "SELECT b, COUNT(*), SUM({}) FROM (SELECT {bucket} AS b, {hash} AS h FROM {from}{filter}) q GROUP BY b",
+            hex_prefix_value(family, "h")
+        ))
+    }
+}
+
+/// Reads the rows of a checksum query (bucket, count, sum).
+pub fn parse_sums(rows: &[Vec<Option<String>>]) -> Result<Vec<BucketSums>, String> {
+    rows.iter()
+        .map(|row| {
+            let cell = |i: usize| row.get(i).cloned().flatten();
+            let number = |i: usize| {
+                let text = cell(i).unwrap_or_else(|| "0".into());
+                // Sums may come back as decimals with a zero fraction.
+                let whole = text.split('.').next().unwrap_or_default().to_owned();
+                whole
+                    .parse::<i128>()
+                    .map_err(|_| format!("not a whole number in a checksum result: {text}"))
+            };
+            Ok(BucketSums {
+                bucket: cell(0).unwrap_or_else(|| "NULL".into()),
+                rows: i64::try_from(number(1)?).map_err(|e| e.to_string())?,
+                checksum: number(2)?,
+            })
+        })
+        .collect()
+}
+
+/// The canonical text of a value of `data_type` in `family`'s SQL.
+fn canonical_text(family: SqlFamily, column: &str, data_type: &DataType) -> Option<String> {
+    use SqlFamily as F;
+    let as_text = |e: &str| match family {
+        F::Postgres => format!("CAST({e} AS text)"),
+        F::MySql => format!("CAST({e} AS CHAR)"),
+        F::DataFusion => format!("CAST({e} AS VARCHAR)"),
+        F::BigQuery => format!("CAST({e} AS STRING)"),
+    };
+    Some(match data_type {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => as_text(column),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => match family {
+            F::Postgres => format!("CAST({column} AS text)"),
+            F::MySql => format!("CONVERT({column} USING utf8mb4)"),
+            F::DataFusion | F::BigQuery => column.to_owned(),
+        },
+        DataType::Date32 => match family {
+            F::Postgres => format!("to_char({column}, 'YYYY-MM-DD')"),
+            F::MySql => format!("DATE_FORMAT({column}, '%Y-%m-%d')"),
+            F::DataFusion => format!("to_char({column}, '%Y-%m-%d')"),
+            F::BigQuery => format!("FORMAT_DATE('%Y-%m-%d', {column})"),
+        },
+        DataType::Timestamp(_, zone) => match family {
+            F::Postgres => as_text(&format!("CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS bigint)")),
+            // In a session at +00:00, TIMESTAMP values read as UTC.
+            F::MySql => as_text(&format!("TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column})")),
+            F::DataFusion => as_text(&format!("CAST({column} AS BIGINT)")),
+            F::BigQuery if zone.is_some() => as_text(&format!("UNIX_MICROS({column})")),
+            F::BigQuery => as_text(&format!("UNIX_MICROS(TIMESTAMP({column}))")),
+        },
+        _ => return None,
+    })
+}
+
+/// MD5 of a text as 32 lower-case hex digits.
+fn md5_hex(family: SqlFamily, text: &str) -> String {
+    match family {
+        SqlFamily::Postgres => format!("md5({text})"),
+        SqlFamily::MySql => format!("LOWER(MD5({text}))"),
+        SqlFamily::DataFusion => format!("md5({text})"),
+        SqlFamily::BigQuery => format!("TO_HEX(MD5({text}))"),
+    }
+}
+
+/// The number the first 8 hex digits of `hex` stand for (0 to 2^32 - 1).
+fn hex_prefix_value(family: SqlFamily, hex: &str) -> String {
+    const DIGITS: &str = "'0123456789abcdef'";
+    (1..=8)
+        .map(|i| {
+            let digit = format!("SUBSTR({hex}, {i}, 1)");
+            let position = match family {
+                SqlFamily::MySql => format!("LOCATE({digit}, {DIGITS})"),
+                _ => format!("STRPOS({DIGITS}, {digit})"),
+            };
+            let weight = 16_i64.pow(8 - i);
+            // PostgreSQL's integer literals are 32 bits; the sum needs 64.
+            let weight = match family {
+                SqlFamily::Postgres => format!("CAST({weight} AS bigint)"),
+                _ => weight.to_string(),
+            };
+            format!("({position} - 1) * {weight}")
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// The bucket a time cursor value falls in, as text (`2024-03-01 13:00`,
+/// `2024-03-01`, `2024-03`), in UTC for zoned timestamps.
+fn bucket_label(family: SqlFamily, column: &str, data_type: &DataType, unit: BucketUnit) -> Option<String> {
+    let (zoned, date) = match data_type {
+        DataType::Timestamp(_, zone) => (zone.is_some(), false),
+        DataType::Date32 => (false, true),
+        _ => return None,
+    };
+    // A date has no hours: its hour buckets are days.
+    let unit = if date && unit == BucketUnit::Hour {
+        BucketUnit::Day
+    } else {
+        unit
+    };
+    let strftime = match unit {
+        BucketUnit::Hour => "%Y-%m-%d %H:00",
+        BucketUnit::Day => "%Y-%m-%d",
+        BucketUnit::Month => "%Y-%m",
+    };
+    Some(match family {
+        SqlFamily::Postgres => {
+            let pattern = match unit {
+                BucketUnit::Hour => "YYYY-MM-DD HH24:00",
+                BucketUnit::Day => "YYYY-MM-DD",
+                BucketUnit::Month => "YYYY-MM",
+            };
+            format!("to_char({column}, '{pattern}')")
+        }
+        SqlFamily::MySql => format!("DATE_FORMAT({column}, '{strftime}')"),
+        SqlFamily::DataFusion => format!("to_char({column}, '{strftime}')"),
+        SqlFamily::BigQuery if date => format!("FORMAT_DATE('{strftime}', {column})"),
+        SqlFamily::BigQuery if zoned => format!("FORMAT_TIMESTAMP('{strftime}', {column}, 'UTC')"),
+        SqlFamily::BigQuery => format!("FORMAT_DATETIME('{strftime}', {column})"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_parse_from_integer_and_decimal_text() {
+        let rows = vec![vec![Some("2024-01-01".into()), Some("3".into()), Some("12.000".into())]];
+        assert_eq!(
+            parse_sums(&rows).unwrap(),
+            [BucketSums {
+                bucket: "2024-01-01".into(),
+                rows: 3,
+                checksum: 12
+            }]
+        );
+        assert!(parse_sums(&[vec![None, Some("x".into()), None]]).is_err());
+    }
+
+    #[test]
+    fn the_hash_reads_eight_hex_digits() {
+        let sql = hex_prefix_value(SqlFamily::DataFusion, "h");
+        assert_eq!(sql.matches("STRPOS").count(), 8);
+        assert!(
+            sql.ends_with("(STRPOS('0123456789abcdef', SUBSTR(h, 8, 1)) - 1) * 1"),
+            "{sql}"
+        );
+        assert!(hex_prefix_value(SqlFamily::Postgres, "h").contains("CAST(268435456 AS bigint)"));
+    }
+}
