@@ -159,7 +159,7 @@ pub(super) struct Api {
 impl Api {
     /// Signs in (fetching a first token, which checks the credentials).
     pub(super) async fn connect(settings: Settings) -> Result<Self, ConnectFailure> {
-        let tokens = TokenSource::new(&settings.credentials, settings.timeout)
+        let tokens = TokenSource::new(&settings.credentials, settings.impersonate.as_deref(), settings.timeout)
             .await
             .map_err(|e| ConnectFailure::new(ConnectFailureKind::BadPassword, e))?;
         if let Err(e) = tokens.token().await {
