@@ -8,6 +8,7 @@ mod bigquery;
 mod bigquery_live;
 mod bigquery_restore;
 mod bq_budget;
+mod bq_credentials;
 mod bq_token;
 mod bq_types;
 mod commit_guard;
