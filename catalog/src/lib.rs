@@ -16,6 +16,7 @@ mod run;
 mod schedule_state;
 mod secret;
 mod store;
+mod table_ops;
 
 pub use admin::AdminCredentials;
 pub use catalog::{Catalog, DropOutcome};
@@ -29,6 +30,7 @@ pub use job::{
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};
 pub use secret::{SecretInfo, SecretValue};
+pub use table_ops::TableOps;
 
 /// The catalog layout version written to `meta`; bumped when column families
 /// or key layouts change, with a migration in `store`. 2: the `run_index`

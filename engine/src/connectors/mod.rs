@@ -1,7 +1,7 @@
 //! One module per connection type family; each declares its
 //! [`ConnectionType`](crate::connection_types::ConnectionType) entries.
 
-mod bigquery;
+pub(crate) mod bigquery;
 mod local;
 mod mysql;
 mod planned;

@@ -10,6 +10,7 @@ mod reconcile;
 mod runner;
 mod settings;
 mod split;
+mod table_ops;
 mod window;
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,6 +26,7 @@ pub use health::{FAILING_AFTER, Health, consecutive_failures};
 pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};
 pub use settings::{JobSetting, SETTING_NAMES, SettingValue};
+pub use table_ops::{WARN_TABLE_OPS, table_ops_today, table_ops_warning};
 
 use crate::connections::ConnectionManager;
 use crate::destinations::Destination;
