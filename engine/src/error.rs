@@ -24,6 +24,9 @@ pub enum ConnectFailureKind {
     BadPassword,
     /// The server has no such database.
     UnknownDatabase,
+    /// An option does not match what exists at the remote end (a BigQuery
+    /// dataset in another location than the connection's).
+    OptionMismatch,
     /// Any other refusal from the server or the network.
     Other,
 }
@@ -38,6 +41,7 @@ impl ConnectFailureKind {
             ConnectFailureKind::Tls => "TLS failure",
             ConnectFailureKind::BadPassword => "authentication failed",
             ConnectFailureKind::UnknownDatabase => "database does not exist",
+            ConnectFailureKind::OptionMismatch => "option does not match",
             ConnectFailureKind::Other => "connection failed",
         }
     }

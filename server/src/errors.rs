@@ -127,7 +127,9 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::Destination(
             DestinationError::Unsupported { .. } | DestinationError::UnsupportedColumnType { .. },
         ) => error("0A000", message, None),
-        EngineError::Destination(DestinationError::InvalidLayout { .. }) => error("22023", message, None),
+        EngineError::Destination(DestinationError::InvalidLayout { .. } | DestinationError::OptionMismatch { .. }) => {
+            error("22023", message, None)
+        }
         EngineError::Destination(_) => error("58030", message, None),
     }
 }
@@ -174,6 +176,7 @@ fn connect_error(kind: ConnectFailureKind, message: String) -> ErrorInfo {
              certificate, name its CA file (ssl_ca for MySQL/MariaDB, sslrootcert for PostgreSQL); to encrypt \
              without verifying, use ssl_mode 'preferred' (sslmode 'prefer').",
         ),
+        ConnectFailureKind::OptionMismatch => ("22023", "Change the option as the message says."),
         ConnectFailureKind::Other => ("08001", "Check the connection options."),
     };
     let hint = format!("{hint} To save a connection without testing it, add WITH (validate = false).");

@@ -9,6 +9,7 @@ mod bigquery_live;
 mod bigquery_restore;
 mod bq_budget;
 mod bq_credentials;
+mod bq_location;
 mod bq_table_ops;
 mod bq_token;
 mod bq_types;
