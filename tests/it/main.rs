@@ -38,3 +38,4 @@ mod source_postgres;
 mod source_tls;
 mod trust_store;
 mod warehouse_cloud;
+mod warehouse_trust;
