@@ -49,8 +49,7 @@ pub(super) struct TokenSource {
     timeout: Duration,
 }
 
-/// A credentials document, checked: the flow that signs in and the
-/// service account it impersonates, if any.
+/// How a credentials document signs in (`yup-oauth2`'s flows).
 enum Flow {
     ServiceAccount(yup_oauth2::ServiceAccountKey),
     User(AuthorizedUserSecret),
