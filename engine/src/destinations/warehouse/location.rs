@@ -2,9 +2,12 @@
 //! S3, Azure Blob Storage or Google Cloud Storage. Cloud credentials and
 //! settings come from the environment variables `object_store` reads
 //! (`AWS_*`, `AZURE_*`, `GOOGLE_*`); they never appear in a location's text.
-//! Buckets are reached over TLS trusting the system's store plus the
-//! bundled web PKI roots, as every other TLS path of Sluice (object_store's
-//! own client does not read `SSL_CERT_FILE`/`SSL_CERT_DIR`).
+//! Buckets are reached over TLS trusting what every other TLS path trusts
+//! (`crate::tls`): object_store builds its `reqwest` client with
+//! `rustls-tls-native-roots`, which reads the system store with
+//! `rustls-native-certs` (`SSL_CERT_FILE`/`SSL_CERT_DIR` when set), and the
+//! workspace's `reqwest` feature `rustls-tls` adds the bundled web PKI roots
+//! to the same client (`tests/it/warehouse_trust.rs`).
 
 use std::sync::Arc;
 
@@ -12,7 +15,6 @@ use datafusion::object_store::{ObjectStore, ObjectStoreScheme};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::{ClientConfigKey, ClientOptions};
 use url::Url;
 
 use super::LocalWarehouse;
@@ -49,46 +51,15 @@ impl LocalWarehouse {
                 let dir = url.to_file_path().map_err(|()| invalid("not a local path".into()))?;
                 return Self::open_dir(&dir);
             }
-            ObjectStoreScheme::AmazonS3 => Arc::new(
-                AmazonS3Builder::from_env()
-                    .with_client_options(client_options("aws_"))
-                    .with_url(text)
-                    .build()?,
-            ),
-            ObjectStoreScheme::MicrosoftAzure => Arc::new(
-                MicrosoftAzureBuilder::from_env()
-                    .with_client_options(client_options("azure_"))
-                    .with_url(text)
-                    .build()?,
-            ),
-            ObjectStoreScheme::GoogleCloudStorage => Arc::new(
-                GoogleCloudStorageBuilder::from_env()
-                    .with_client_options(client_options("google_"))
-                    .with_url(text)
-                    .build()?,
-            ),
+            ObjectStoreScheme::AmazonS3 => Arc::new(AmazonS3Builder::from_env().with_url(text).build()?),
+            ObjectStoreScheme::MicrosoftAzure => Arc::new(MicrosoftAzureBuilder::from_env().with_url(text).build()?),
+            ObjectStoreScheme::GoogleCloudStorage => {
+                Arc::new(GoogleCloudStorageBuilder::from_env().with_url(text).build()?)
+            }
             _ => return Err(invalid(KNOWN.into())),
         };
         Ok(Self::new(store, prefix))
     }
-}
-
-/// The HTTP client options of a bucket: the system's trusted certificates
-/// added to the bundled roots, and the client settings of the provider's
-/// environment variables (`AWS_ALLOW_HTTP`, `GOOGLE_TIMEOUT`, ...: the
-/// variables whose name after `prefix` is a [`ClientConfigKey`]), read as
-/// the builder's `from_env` reads them (its own options would be replaced).
-fn client_options(prefix: &str) -> ClientOptions {
-    std::env::vars_os()
-        .filter_map(|(name, value)| {
-            let name = name.to_str()?.to_ascii_lowercase();
-            let key: ClientConfigKey = name.strip_prefix(prefix)?.parse().ok()?;
-            Some((key, value.to_str()?.to_owned()))
-        })
-        .fold(
-            crate::tls::with_system_roots(ClientOptions::new()),
-            |options, (key, value)| options.with_config(key, value),
-        )
 }
 
 /// The location without anything that could be a secret.
