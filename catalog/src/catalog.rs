@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::AdminCredentials;
@@ -18,6 +18,7 @@ use crate::schema_change::SchemaChangeRecord;
 use crate::secret::{SecretInfo, SecretRecord, SecretValue};
 use crate::store::Store;
 use crate::verification::VerificationRecord;
+use crate::table_ops::{TableOps, table_ops_key};
 
 /// A sealed known value proving that the master key matches this catalog.
 #[derive(Serialize, Deserialize)]
@@ -573,13 +574,45 @@ impl Catalog {
 
     /// Saves a finished run together with the watermark it reached, in one
     /// atomic write.
+    /// Table operations the run spent (`table_ops`) are added to its
+    /// destination table's count for the UTC day it finished, in the same
+    /// write.
     pub fn finish_run(&self, run: &RunRecord, watermark: Option<&Watermark>) -> Result<()> {
+        let _guard = run.table_ops.is_some_and(|ops| ops > 0).then(|| self.lock());
         let mut batch = self.store.batch();
         batch.put(run);
         if let Some(watermark) = watermark {
             batch.put(watermark);
         }
+        let spent = match (run.table_ops, self.find_job(&run.job)?) {
+            (Some(ops), Some(job)) if ops > 0 => job
+                .destination
+                .connection
+                .map(|connection| (connection, job.destination.table, ops)),
+            _ => None,
+        };
+        if let Some((connection, table, ops)) = spent {
+            let day = run.finished_at.unwrap_or_else(Utc::now).date_naive();
+            let before = self.table_ops(&connection, &table, day)?;
+            batch.put(&TableOps {
+                connection,
+                table,
+                day,
+                ops: before + ops,
+            });
+        }
         batch.commit()
+    }
+
+    /// Table operations spent on `connection`'s `table` on the UTC `day`.
+    pub fn table_ops(&self, connection: &str, table: &str, day: NaiveDate) -> Result<u64> {
+        let found: Option<TableOps> = self.store.get(&table_ops_key(connection, table))?;
+        Ok(found.map_or(0, |count| count.on(day)))
+    }
+
+    /// Every destination table's last counted day of table operations.
+    pub fn all_table_ops(&self) -> Result<Vec<TableOps>> {
+        self.store.scan()
     }
 
     /// One run, or `NotFound`.

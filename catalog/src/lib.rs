@@ -18,6 +18,7 @@ mod schema_change;
 mod secret;
 mod store;
 mod verification;
+mod table_ops;
 
 pub use admin::AdminCredentials;
 pub use catalog::{Catalog, DropOutcome};
@@ -33,6 +34,7 @@ pub use schedule_state::{PendingRetry, ScheduleState};
 pub use schema_change::{SchemaChangeKind, SchemaChangeRecord};
 pub use secret::{SecretInfo, SecretValue};
 pub use verification::{BucketDifference, VerificationRecord};
+pub use table_ops::TableOps;
 
 /// The catalog layout version written to `meta`; bumped when column families
 /// or key layouts change, with a migration in `store`. 2: the `run_index`

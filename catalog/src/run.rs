@@ -104,6 +104,11 @@ pub struct RunRecord {
     /// still precede: it was held open past `guard_max_hold`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard_warning: Option<String>,
+    /// Table operations the run spent on its destination table (jobs that
+    /// write it, failed ones too), from destinations with a daily quota of
+    /// them (BigQuery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_ops: Option<u64>,
 }
 
 impl RunRecord {
@@ -128,6 +133,7 @@ impl RunRecord {
             guard_cap: None,
             guard_reason: None,
             guard_warning: None,
+            table_ops: None,
         }
     }
 }

@@ -12,7 +12,9 @@ use crate::run::{RunRecord, run_index_key};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
 /// value per run under [`run_index_key`], so a job's runs are a prefix scan.
-pub(crate) const FAMILIES: [&str; 10] = [
+/// `table_ops` came later without a layout change: opening an older catalog
+/// creates it empty.
+pub(crate) const FAMILIES: [&str; 11] = [
     "connections",
     "secrets",
     "jobs",
@@ -23,6 +25,7 @@ pub(crate) const FAMILIES: [&str; 10] = [
     RUN_INDEX,
     "schema_changes",
     "verifications",
+    "table_ops",
 ];
 
 const RUN_INDEX: &str = "run_index";

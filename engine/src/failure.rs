@@ -21,6 +21,9 @@ pub enum ConnectFailureKind {
     UnknownBucket,
     /// The credentials are valid but may not do what was asked.
     AccessDenied,
+    /// An option does not match what exists at the remote end (a BigQuery
+    /// dataset in another location than the connection's).
+    OptionMismatch,
     /// Any other refusal from the server or the network.
     Other,
 }
@@ -37,6 +40,7 @@ impl ConnectFailureKind {
             ConnectFailureKind::UnknownDatabase => "database does not exist",
             ConnectFailureKind::UnknownBucket => "bucket does not exist",
             ConnectFailureKind::AccessDenied => "access denied",
+            ConnectFailureKind::OptionMismatch => "option does not match",
             ConnectFailureKind::Other => "connection failed",
         }
     }
@@ -47,6 +51,7 @@ impl ConnectFailureKind {
             ConnectFailureKind::BadPassword => "28P01",
             ConnectFailureKind::UnknownDatabase | ConnectFailureKind::UnknownBucket => "3D000",
             ConnectFailureKind::AccessDenied => "42501",
+            ConnectFailureKind::OptionMismatch => "22023",
             _ => "08001",
         }
     }
@@ -58,6 +63,7 @@ impl ConnectFailureKind {
                 "Check the credentials: the user and password options, the service-account key, or the access key."
             }
             ConnectFailureKind::UnknownDatabase => "Check the database option.",
+            ConnectFailureKind::OptionMismatch => "Change the option as the message says.",
             ConnectFailureKind::UnknownBucket => {
                 "Check the bucket (S3, GCS) or container (Azure) option and that the credentials' project or account \
                  holds it."

@@ -194,15 +194,22 @@ pub async fn main() -> i32 {
     }
 }
 
-/// Libraries that log statement text at debug level.
-const STATEMENT_LOGGING_TARGETS: [&str; 4] = ["sqlparser", "pgwire", "datafusion_postgres", "datafusion_pg_catalog"];
+/// Libraries that log statement text, or (yup_oauth2) Google sign-in
+/// requests with their refresh tokens and client secrets, at debug level.
+const STATEMENT_LOGGING_TARGETS: [&str; 5] = [
+    "sqlparser",
+    "pgwire",
+    "datafusion_postgres",
+    "datafusion_pg_catalog",
+    "yup_oauth2",
+];
 
 fn init_logging(format: LogFormat) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Statement text may hold secrets (CREATE SECRET ... AS '...'), so the
-    // libraries that log it at debug level are held at info whatever the
-    // configured level is.
+    // Statement text may hold secrets (CREATE SECRET ... AS '...'), and so do
+    // sign-in requests, so the libraries that log them at debug level are
+    // held at info whatever the configured level is.
     for quiet in STATEMENT_LOGGING_TARGETS {
         filter = filter.add_directive(format!("{quiet}=info").parse().expect("a valid directive"));
     }

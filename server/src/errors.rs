@@ -129,7 +129,9 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::Destination(
             DestinationError::Unsupported { .. } | DestinationError::UnsupportedColumnType { .. },
         ) => error("0A000", message, None),
-        EngineError::Destination(DestinationError::InvalidLayout { .. }) => error("22023", message, None),
+        EngineError::Destination(DestinationError::InvalidLayout { .. } | DestinationError::OptionMismatch { .. }) => {
+            error("22023", message, None)
+        }
         EngineError::Destination(_) => error("58030", message, None),
     }
 }

@@ -13,7 +13,7 @@ use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::NoticeResponse;
 use sluice_catalog::{ConnectionStatus, RunRecord, RunTrigger};
-use sluice_engine::jobs::{CreateJobOutcome, LiveRun, Progress};
+use sluice_engine::jobs::{CreateJobOutcome, LiveRun, Progress, table_ops_today, table_ops_warning};
 use sluice_engine::sources::TableRef;
 use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
@@ -262,6 +262,13 @@ pub async fn execute(
             }
             for change in catalog.schema_changes()?.iter().filter(|c| c.run_id == run.id) {
                 send_notice(client, "01000", views::schema_change_notice(change)).await;
+            }
+            if run.table_ops.is_some_and(|ops| ops > 0)
+                && let Some(job) = catalog.find_job(&run.job)?
+                && let Some(spent) = table_ops_today(catalog, &job, chrono::Utc::now())?
+                && let Some(warning) = table_ops_warning(&job, spent)
+            {
+                send_notice(client, "01000", warning).await;
             }
             rows(views::run_summary(&run), format)?
         }

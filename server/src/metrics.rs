@@ -24,6 +24,12 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    connection: String,
+    table: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectionLabels {
     connection: String,
     connection_type: String,
@@ -36,6 +42,7 @@ pub struct Exporter {
     catalog_dir: PathBuf,
     jobs: Arc<JobManager>,
     connection_up: Family<ConnectionLabels, Gauge>,
+    table_ops_today: Family<TableLabels, Gauge>,
     job_count: Gauge,
     running: Gauge,
     catalog_bytes: Gauge,
@@ -52,6 +59,7 @@ impl Exporter {
             catalog_dir: catalog_dir.to_owned(),
             jobs,
             connection_up: Family::default(),
+            table_ops_today: Family::default(),
             job_count: Gauge::default(),
             running: Gauge::default(),
             catalog_bytes: Gauge::default(),
@@ -60,6 +68,11 @@ impl Exporter {
             "connection_up",
             "1 when the connection's last test succeeded, 0 when it failed",
             exporter.connection_up.clone(),
+        );
+        exporter.registry.register(
+            "bq_table_ops_today",
+            "Table operations spent on a BigQuery table today (UTC), of BigQuery's 1,500 per table per day",
+            exporter.table_ops_today.clone(),
         );
         exporter
             .registry
@@ -87,6 +100,17 @@ impl Exporter {
                     connection_type: connection.kind,
                 })
                 .set(up);
+        }
+        self.table_ops_today.clear();
+        let today = chrono::Utc::now().date_naive();
+        for count in self.catalog.all_table_ops().map_err(|e| e.to_string())? {
+            let spent = count.on(today) as i64;
+            self.table_ops_today
+                .get_or_create(&TableLabels {
+                    connection: count.connection,
+                    table: count.table,
+                })
+                .set(spent);
         }
         self.job_count
             .set(self.catalog.jobs().map_err(|e| e.to_string())?.len() as i64);

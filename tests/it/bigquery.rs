@@ -203,7 +203,7 @@ async fn connection_test_signs_in_and_creates_the_dataset_in_its_location() {
     let err = expect_err(
         &env.client,
         "CREATE CONNECTION wh3 TYPE bigquery OPTIONS (project 'test-project', dataset 'us_data', location 'EU', credentials SECRET sa)",
-        "08001",
+        "22023",
     )
     .await;
     assert!(err.contains("location US") && err.contains("EU"), "{err}");

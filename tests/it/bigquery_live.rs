@@ -3,7 +3,12 @@
 //! a service-account key file that may create datasets, tables and jobs
 //! there; otherwise it prints a notice and passes. It creates its own
 //! dataset (`sluice_test_<random>`, location `SLUICE_BQ_TEST_LOCATION` or
-//! US) and drops it at the end.
+//! US) and drops it at the end. The new credential types run too when
+//! their variable is set (each skipped otherwise): an `authorized_user`
+//! file in `SLUICE_BQ_TEST_USER_CREDENTIALS`, an `external_account` file in
+//! `SLUICE_BQ_TEST_EXTERNAL_ACCOUNT`, and in `SLUICE_BQ_TEST_IMPERSONATE` a
+//! service account the key's account may impersonate
+//! (`roles/iam.serviceAccountTokenCreator`).
 
 use crate::common;
 
@@ -88,4 +93,91 @@ async fn delete_dataset(project: &str, dataset: &str, key_file: &str) -> Result<
         .delete(project, dataset, true)
         .await
         .map_err(|e| format!("could not delete dataset {project}:{dataset}: {e}"))
+}
+
+/// Loads 20 rows into a new dataset through a connection signed in with
+/// `credentials` (connection options), reads them back through it, and
+/// drops the dataset with the service-account key `key_file`.
+async fn load_with_credentials(project: &str, key_file: &str, kind: &str, credentials: &str) {
+    let location = std::env::var("SLUICE_BQ_TEST_LOCATION").unwrap_or_else(|_| "US".into());
+    let dataset = format!("sluice_test_{kind}_{}", std::process::id());
+    let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE things (id bigint PRIMARY KEY); INSERT INTO things SELECT generate_series(1, 20);
+         GRANT SELECT ON things TO etl;",
+    );
+    let sluice = Sluice::start_with(&[], &[("SLUICE_BIGQUERY_ENDPOINT", "https://bigquery.googleapis.com")]);
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    let created = client
+        .batch_execute(&format!(
+            "CREATE CONNECTION wh TYPE bigquery OPTIONS (project '{project}', dataset '{dataset}', \
+             location '{location}', {credentials});
+             CREATE ETL JOB snap FROM shop.public.things INTO wh.things SNAPSHOT;"
+        ))
+        .await;
+    let run = match &created {
+        Ok(()) => Some(rows(&client, "RUN ETL JOB snap").await),
+        Err(_) => None,
+    };
+    let count = match &created {
+        Ok(()) => Some(one(&client, &format!("SELECT count(*) FROM wh.{dataset}.things")).await),
+        Err(_) => None,
+    };
+    let dropped = delete_dataset(project, &dataset, key_file).await;
+    created.unwrap_or_else(|e| panic!("{kind}: {e:?}"));
+    let run = run.unwrap();
+    assert_eq!(run[0][1].as_deref(), Some("succeeded"), "{kind}: {run:?}");
+    assert_eq!(count.as_deref(), Some("20"), "{kind}");
+    dropped.unwrap();
+}
+
+/// The project, the service-account key (for clean-up) and the file or
+/// account named by `variable`; `None` (with a notice) when any is unset.
+fn live_settings(variable: &str) -> Option<(String, String, String)> {
+    match (
+        std::env::var("SLUICE_BQ_TEST_PROJECT"),
+        std::env::var("GOOGLE_APPLICATION_CREDENTIALS"),
+        std::env::var(variable),
+    ) {
+        (Ok(project), Ok(key_file), Ok(value)) => Some((project, key_file, value)),
+        _ => {
+            eprintln!(
+                "skipped: set SLUICE_BQ_TEST_PROJECT, GOOGLE_APPLICATION_CREDENTIALS (a service-account key, for \
+                 clean-up) and {variable} to run this live BigQuery test"
+            );
+            None
+        }
+    }
+}
+
+/// `gcloud auth application-default login` credentials (`authorized_user`).
+#[tokio::test]
+async fn loads_with_user_credentials() {
+    if let Some((project, key_file, file)) = live_settings("SLUICE_BQ_TEST_USER_CREDENTIALS") {
+        load_with_credentials(&project, &key_file, "user", &format!("credentials_file '{file}'")).await;
+    }
+}
+
+/// A workload identity federation file (`external_account`).
+#[tokio::test]
+async fn loads_with_workload_identity_federation() {
+    if let Some((project, key_file, file)) = live_settings("SLUICE_BQ_TEST_EXTERNAL_ACCOUNT") {
+        load_with_credentials(&project, &key_file, "wif", &format!("credentials_file '{file}'")).await;
+    }
+}
+
+/// The service-account key impersonating another service account.
+#[tokio::test]
+async fn loads_impersonating_a_service_account() {
+    if let Some((project, key_file, account)) = live_settings("SLUICE_BQ_TEST_IMPERSONATE") {
+        load_with_credentials(
+            &project,
+            &key_file,
+            "imp",
+            &format!("credentials_file '{key_file}', impersonate_service_account '{account}'"),
+        )
+        .await;
+    }
 }

@@ -18,7 +18,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed
 /// (`server.pem`, `server.key`).
-fn company_ca(dir: &Path) {
+pub(crate) fn company_ca(dir: &Path) {
     openssl(
         dir,
         &[

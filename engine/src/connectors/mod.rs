@@ -2,7 +2,7 @@
 //! declaring its [`ConnectionType`] entries, and the one list of them all.
 
 mod azure_blob;
-mod bigquery;
+pub(crate) mod bigquery;
 mod files;
 mod gcs;
 mod local;

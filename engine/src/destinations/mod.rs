@@ -159,6 +159,11 @@ pub enum DestinationError {
     /// fit its columns; `reason` names the setting.
     #[error("destination table \"{table}\": {reason}")]
     InvalidLayout { table: String, reason: String },
+    /// A connection option does not match what exists at the destination
+    /// (a BigQuery dataset in another location); `reason` names the object,
+    /// both values and the fix.
+    #[error("{reason}")]
+    OptionMismatch { reason: String },
 }
 
 /// A place ETL jobs load tables into.

@@ -63,6 +63,7 @@ pub fn scrub_destination_error(scrubber: &Scrubber, error: DestinationError) -> 
             table: s(&table),
             reason: s(&reason),
         },
+        DestinationError::OptionMismatch { reason } => DestinationError::OptionMismatch { reason: s(&reason) },
         DestinationError::Conflict { table, detail } => DestinationError::Conflict {
             table: s(&table),
             detail: s(&detail),

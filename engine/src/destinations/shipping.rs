@@ -22,6 +22,8 @@ pub struct ShipProgress {
     bytes_uploaded: AtomicU64,
     jobs_total: AtomicU64,
     jobs_done: AtomicU64,
+    /// Jobs submitted that write the destination table.
+    table_ops: AtomicU64,
     /// 0 idle, 1 uploading, 2 loading.
     activity: AtomicU8,
 }
@@ -32,6 +34,8 @@ pub struct Shipped {
     pub bytes_uploaded: u64,
     /// `None` for destinations without load jobs.
     pub jobs: Option<LoadJobs>,
+    /// Table operations spent on the destination table (with `jobs`).
+    pub table_ops: u64,
     pub activity: Option<Activity>,
 }
 
@@ -76,6 +80,12 @@ impl ShipProgress {
         self.jobs_done.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a submitted job that writes the destination table: one of
+    /// the table's daily operations, whether the job succeeds or not.
+    pub fn table_op(&self) {
+        self.table_ops.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Shows `activity` until the returned guard is dropped.
     pub fn busy(&self, activity: Activity) -> Busy<'_> {
         let code = match activity {
@@ -93,6 +103,7 @@ impl ShipProgress {
                 done: self.jobs_done.load(Ordering::Relaxed),
                 total: self.jobs_total.load(Ordering::Relaxed),
             }),
+            table_ops: self.table_ops.load(Ordering::Relaxed),
             activity: match self.activity.load(Ordering::Relaxed) {
                 1 => Some(Activity::Uploading),
                 2 => Some(Activity::Loading),

@@ -18,7 +18,8 @@ pub enum Health {
         connection: String,
     },
     /// The last run loaded rows the commit guard could not vouch for (see
-    /// the run's `guard_warning`).
+    /// the run's `guard_warning`), or the destination table has spent 80 %
+    /// of its daily table operations.
     Degraded,
 }
 
@@ -34,8 +35,14 @@ impl Health {
     }
 
     /// Judges a job from its finished runs (oldest first; skipped ticks
-    /// ignored) and the names of connections whose last test failed.
-    pub fn of(job: &JobRecord, runs: &[RunRecord], failed_connections: &[String]) -> Self {
+    /// ignored), the names of connections whose last test failed and the
+    /// table operations its destination table spent today, if counted.
+    pub fn of(
+        job: &JobRecord,
+        runs: &[RunRecord],
+        failed_connections: &[String],
+        table_ops_today: Option<u64>,
+    ) -> Self {
         let consecutive = consecutive_failures(runs);
         if consecutive >= FAILING_AFTER {
             return Health::Failing { consecutive };
@@ -45,6 +52,7 @@ impl Health {
                 connection: connection.into(),
             },
             None if last_run_guard_warned(runs) => Health::Degraded,
+            None if table_ops_today.is_some_and(|spent| spent >= super::WARN_TABLE_OPS) => Health::Degraded,
             None => Health::Healthy,
         }
     }
@@ -123,11 +131,16 @@ mod tests {
     fn failing_after_three_failures_in_a_row_skips_ignored() {
         let job = job();
         assert_eq!(
-            Health::of(&job, &runs(&[Failed, Failed, Succeeded]), &[]),
+            Health::of(&job, &runs(&[Failed, Failed, Succeeded]), &[], None),
             Health::Healthy
         );
         assert_eq!(
-            Health::of(&job, &runs(&[Succeeded, Failed, Skipped, Failed, Skipped, Failed]), &[]),
+            Health::of(
+                &job,
+                &runs(&[Succeeded, Failed, Skipped, Failed, Skipped, Failed]),
+                &[],
+                None
+            ),
             Health::Failing { consecutive: 3 }
         );
         assert_eq!(consecutive_failures(&runs(&[Failed, Succeeded, Failed, Failed])), 2);
@@ -138,12 +151,12 @@ mod tests {
         let job = job();
         for unfinished in [Queued, Running] {
             assert_eq!(
-                Health::of(&job, &runs(&[Failed, Failed, Failed, unfinished]), &[]),
+                Health::of(&job, &runs(&[Failed, Failed, Failed, unfinished]), &[], None),
                 Health::Failing { consecutive: 3 }
             );
         }
         assert_eq!(
-            Health::of(&job, &runs(&[Failed, Failed, Failed, Succeeded, Running]), &[]),
+            Health::of(&job, &runs(&[Failed, Failed, Failed, Succeeded, Running]), &[], None),
             Health::Healthy
         );
     }
@@ -152,16 +165,23 @@ mod tests {
     fn a_failed_connection_of_the_job_shows() {
         let job = job();
         assert_eq!(
-            Health::of(&job, &runs(&[Succeeded]), &["wh".into()]),
+            Health::of(&job, &runs(&[Succeeded]), &["wh".into()], None),
             Health::ConnectionFailed {
                 connection: "wh".into()
             }
         );
-        assert_eq!(Health::of(&job, &[], &["other".into()]), Health::Healthy);
+        assert_eq!(Health::of(&job, &[], &["other".into()], None), Health::Healthy);
         // Failing runs say more than a failed connection.
         assert_eq!(
-            Health::of(&job, &runs(&[Failed, Failed, Failed]), &["shop".into()]).as_str(),
+            Health::of(&job, &runs(&[Failed, Failed, Failed]), &["shop".into()], None).as_str(),
             "failing"
         );
+    }
+
+    #[test]
+    fn a_table_near_its_daily_table_operations_is_degraded() {
+        let job = job();
+        assert_eq!(Health::of(&job, &runs(&[Succeeded]), &[], Some(1199)), Health::Healthy);
+        assert_eq!(Health::of(&job, &runs(&[Succeeded]), &[], Some(1200)), Health::Degraded);
     }
 }

@@ -15,6 +15,7 @@ mod schema_changes;
 mod settings;
 mod split;
 mod verify;
+mod table_ops;
 mod window;
 
 use std::collections::{BTreeSet, HashMap};
@@ -32,6 +33,7 @@ pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};
 pub use settings::{JobSetting, SETTING_NAMES, SettingValue};
 pub use verify::CursorWindow;
+pub use table_ops::{WARN_TABLE_OPS, table_ops_today, table_ops_warning};
 
 use crate::connections::ConnectionManager;
 use crate::destinations::Destination;

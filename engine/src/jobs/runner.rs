@@ -271,6 +271,7 @@ impl JobManager {
             run.bytes_uploaded = Some(shipped.bytes_uploaded);
             run.load_jobs_done = shipped.jobs.map(|jobs| jobs.done);
             run.load_jobs_total = shipped.jobs.map(|jobs| jobs.total);
+            run.table_ops = shipped.jobs.map(|_| shipped.table_ops);
         }
         let outcome = match result {
             // The panic may have come after the destination committed:
@@ -302,11 +303,28 @@ impl JobManager {
             },
         };
         unsettled.recorded = true;
+        if run.table_ops.is_some_and(|ops| ops > 0) {
+            self.warn_of_table_ops(&job);
+        }
         drop(guard);
         self.metrics.run_finished(&run);
         self.prune_runs(name);
         self.notify_changed();
         outcome
+    }
+
+    /// Logs a warning when the job's destination table has spent 80 % of
+    /// its daily table operations.
+    fn warn_of_table_ops(&self, job: &JobRecord) {
+        match super::table_ops_today(self.catalog(), job, Utc::now()) {
+            Ok(Some(spent)) => {
+                if let Some(warning) = super::table_ops_warning(job, spent) {
+                    warn!(job = %job.name, spent, "{warning}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(job = %job.name, error = %e, "could not read the table operations spent today"),
+        }
     }
 
     /// Records how a run ended, with its watermark when it succeeded; an

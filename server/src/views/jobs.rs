@@ -12,7 +12,7 @@ use sluice_catalog::{
     SchemaChangePolicy,
 };
 use sluice_engine::destinations::Shipped;
-use sluice_engine::jobs::{Health, LiveRun, consecutive_failures};
+use sluice_engine::jobs::{Health, LiveRun, consecutive_failures, table_ops_today};
 use sluice_engine::scheduler;
 
 use crate::statements::lookback_sql;
@@ -38,6 +38,7 @@ pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("last_error"),
         Field::new("max_retries", DataType::Int64, false),
         text("catch_up"),
+        Field::new("bq_table_ops_today", DataType::Int64, true),
     ]))
 });
 
@@ -107,12 +108,17 @@ pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
         .filter(|c| c.status == ConnectionStatus::Failed)
         .map(|c| c.name)
         .collect();
+    let now = Utc::now();
+    let table_ops = jobs
+        .iter()
+        .map(|j| table_ops_today(catalog, j, now))
+        .collect::<Result<Vec<_>, CatalogError>>()?;
     let health: Vec<Health> = jobs
         .iter()
         .zip(&runs_of)
-        .map(|(job, runs)| Health::of(job, runs, &failed_connections))
+        .zip(&table_ops)
+        .map(|((job, runs), ops)| Health::of(job, runs, &failed_connections, *ops))
         .collect();
-    let now = Utc::now();
     let next_runs = jobs
         .iter()
         .map(|j| {
@@ -158,6 +164,12 @@ pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
                     .collect::<Int64Array>(),
             ),
             strings(jobs.iter().map(|j| Some(j.catch_up.as_str()))),
+            Arc::new(
+                table_ops
+                    .iter()
+                    .map(|ops| ops.map(|ops| ops as i64))
+                    .collect::<Int64Array>(),
+            ),
         ],
     ))
 }

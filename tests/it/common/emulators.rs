@@ -40,6 +40,8 @@ pub(super) fn tools() -> &'static PathBuf {
 /// A running emulator.
 pub struct Emulator {
     pub port: u16,
+    /// `http`, or `https` for [`Emulator::moto_tls`].
+    scheme: &'static str,
     child: Child,
     log: PathBuf,
     _tmp: TempDir,
@@ -89,6 +91,21 @@ impl Emulator {
             (keys[0].clone(), keys[1].clone()),
             (keys[2].clone(), keys[3].clone()),
         )
+    }
+
+    /// moto's S3 server over HTTPS with the certificate `cert` and its `key`.
+    pub fn moto_tls(cert: &std::path::Path, key: &std::path::Path) -> Emulator {
+        let bin = tools().join("moto-venv/bin/moto_server");
+        let mut moto = Self::spawn("moto", |port, _| {
+            let mut cmd = Command::new(&bin);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string(), "-c"])
+                .arg(cert)
+                .arg("-k")
+                .arg(key);
+            cmd
+        });
+        moto.scheme = "https";
+        moto
     }
 
     /// Azurite's blob service with the development account.
@@ -141,6 +158,7 @@ impl Emulator {
                 if accepts_tcp(port) {
                     return Emulator {
                         port,
+                        scheme: "http",
                         child,
                         log,
                         _tmp: tmp,
@@ -159,16 +177,16 @@ impl Emulator {
         );
     }
 
-    /// The endpoint URL (`http://127.0.0.1:port`).
+    /// The endpoint URL (`http://127.0.0.1:port`, `https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// Creates an S3 bucket (moto).
     pub fn create_bucket(&self, bucket: &str) {
         self.python(&format!(
             "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='a', \
-             aws_secret_access_key='b', region_name='us-east-1').create_bucket(Bucket='{bucket}')",
+             aws_secret_access_key='b', region_name='us-east-1', verify=False).create_bucket(Bucket='{bucket}')",
             self.endpoint()
         ));
     }

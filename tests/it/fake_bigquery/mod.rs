@@ -105,6 +105,11 @@ pub struct State {
     pub denied: Option<String>,
     /// How many tokens were handed out.
     pub tokens_issued: usize,
+    /// The bearer tokens accepted besides [`TOKEN`] (tokens of other
+    /// sign-in flows).
+    pub accepted_tokens: Vec<String>,
+    /// `METHOD path` and bearer token of every authorized request.
+    pub bearers: Vec<(String, String)>,
     /// Results of queries by job id: the rows as `{"f": [...]}` values
     /// (TIMESTAMPs as integer microseconds), and the TIMESTAMP columns.
     pub query_results: BTreeMap<String, (Vec<Value>, Vec<usize>)>,
@@ -322,17 +327,20 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
         s.tokens_issued += 1;
         return ok(json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}));
     }
-    let authorized = headers
+    let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Bearer {TOKEN}"));
-    if !authorized {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    if bearer != TOKEN && !s.accepted_tokens.contains(&bearer) {
         return error(
             401,
             "unauthorized",
             "Request is missing required authentication credential.",
         );
     }
+    s.bearers.push((format!("{method} {path}"), bearer));
     if let Some(rest) = path.strip_prefix("/storage/") {
         return gcs::route(&mut s.gcs, method, rest, uri.query(), body);
     }

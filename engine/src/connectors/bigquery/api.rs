@@ -133,6 +133,40 @@ impl ApiError {
     }
 }
 
+/// Why the connection's dataset cannot be used.
+#[derive(Debug)]
+pub(super) enum DatasetError {
+    /// A call failed.
+    Api(ApiError),
+    /// The dataset is in another location than the connection's (found by
+    /// Sluice, not BigQuery); the message names both and the fix.
+    WrongLocation(String),
+}
+
+impl From<ApiError> for DatasetError {
+    fn from(error: ApiError) -> Self {
+        Self::Api(error)
+    }
+}
+
+impl DatasetError {
+    /// The error for a failed connection test.
+    pub(super) fn into_connect_failure(self) -> ConnectFailure {
+        match self {
+            Self::Api(e) => e.into_connect_failure(),
+            Self::WrongLocation(message) => ConnectFailure::new(ConnectFailureKind::OptionMismatch, message),
+        }
+    }
+
+    /// The error for a destination operation.
+    pub(super) fn into_destination(self) -> DestinationError {
+        match self {
+            Self::Api(e) => e.into_destination(None),
+            Self::WrongLocation(reason) => DestinationError::OptionMismatch { reason },
+        }
+    }
+}
+
 /// The error reason of a network failure: `timeout` or `transport`.
 pub(super) fn network_reason(kind: ConnectFailureKind) -> &'static str {
     match kind {
@@ -154,7 +188,7 @@ pub(super) struct Api {
 impl Api {
     /// Signs in (fetching a first token, which checks the credentials).
     pub(super) async fn connect(settings: Settings) -> Result<Self, ConnectFailure> {
-        let tokens = TokenSource::new(&settings.credentials, settings.timeout)
+        let tokens = TokenSource::new(&settings.credentials, settings.impersonate.as_deref(), settings.timeout)
             .await
             .map_err(|e| ConnectFailure::new(ConnectFailureKind::BadPassword, e))?;
         if let Err(e) = tokens.token().await {
@@ -200,7 +234,7 @@ impl Api {
     }
 
     /// Makes sure the dataset exists in the connection's location.
-    pub(super) async fn ensure_dataset(&self) -> Result<(), ApiError> {
+    pub(super) async fn ensure_dataset(&self) -> Result<(), DatasetError> {
         let found = retrying("datasets.get", || async {
             match self.client.dataset().get(self.project(), self.dataset()).await {
                 Ok(dataset) => Ok(Some(dataset)),
@@ -237,15 +271,15 @@ impl Api {
         };
         let location = dataset.location.unwrap_or_default();
         if !location.eq_ignore_ascii_case(&self.settings.location) {
-            return Err(ApiError::new(
-                "invalid",
-                format!(
-                    "dataset {}:{} is in location {location}, but the connection's location is {}; set location '{location}'",
-                    self.project(),
-                    self.dataset(),
-                    self.settings.location
-                ),
-            ));
+            return Err(DatasetError::WrongLocation(format!(
+                "BigQuery dataset {}:{} is in location {location}, but the connection's location option is {}: \
+                 set location '{location}' (ALTER CONNECTION ... SET (location '{location}')), or name a dataset \
+                 in {} with the dataset option",
+                self.project(),
+                self.dataset(),
+                self.settings.location,
+                self.settings.location
+            )));
         }
         Ok(())
     }

@@ -253,7 +253,7 @@ impl Destination for BigQueryDestination {
             table: spec.name.clone(),
             reason,
         })?;
-        api.ensure_dataset().await.map_err(|e| e.into_destination(None))?;
+        api.ensure_dataset().await.map_err(|e| e.into_destination())?;
         let table = Self::new_table(&api.settings, spec, wanted.clone())?;
         let created = api.create_table(&table).await.map_err(|e| e.into_destination(None))?;
         if created {

@@ -335,6 +335,7 @@ impl BigQueryLoad {
         let remote = |e: ApiError| e.into_destination(Some(job_id.clone()));
         let _loading = self.shipping.busy(Activity::Loading);
         let submitted = self.api.insert_job(&job, &job_id).await.map_err(remote)?;
+        self.shipping.table_op();
         self.check_staging_job(&submitted, &job_id)?;
         self.shipping.job_submitted();
         let done = self.api.wait_job(submitted, &job_id).await.map_err(remote)?;

@@ -12,6 +12,7 @@ mod bucket;
 pub mod budget;
 mod chunk;
 mod destination;
+mod impersonate;
 mod keys;
 mod load;
 mod reasons;
@@ -20,6 +21,7 @@ mod resumable;
 mod retry;
 mod schema;
 mod ship;
+mod sign_in_http;
 mod source;
 mod upload;
 
@@ -46,11 +48,21 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
             "dataset that tables are loaded into (created when missing)",
         ),
         O::with_default("location", Text, "US", "dataset location, e.g. EU or europe-west1"),
-        O::optional("credentials_file", Text, "path of a service-account JSON key file"),
+        O::optional(
+            "credentials_file",
+            Text,
+            "path of a credentials JSON file: service-account key, authorized_user, external_account or \
+             impersonated_service_account",
+        ),
         O::optional(
             "credentials",
             Secret,
-            "service-account JSON key, or 'application_default'",
+            "credentials JSON (as credentials_file), or 'application_default'",
+        ),
+        O::optional(
+            "impersonate_service_account",
+            Text,
+            "e-mail of a service account to act as (IAM credentials generateAccessToken)",
         ),
         O::optional("staging_bucket", Text, "gs://bucket/prefix used to stage large loads"),
         O::with_default(
@@ -81,8 +93,10 @@ const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
 /// How Sluice signs in to Google.
 #[derive(Clone)]
 pub(super) enum Credentials {
-    /// A service-account JSON key, read from a file or given as a secret.
-    ServiceAccountKey(String),
+    /// A credentials JSON document (service-account key, `authorized_user`,
+    /// `external_account` or `impersonated_service_account`), read from a
+    /// file or given as a secret.
+    Json(String),
     /// The environment's Application Default Credentials.
     ApplicationDefault,
 }
@@ -94,6 +108,8 @@ pub(super) struct Settings {
     pub dataset: String,
     pub location: String,
     pub credentials: Credentials,
+    /// The service account to act as, if any.
+    pub impersonate: Option<String>,
     /// `https://bigquery.googleapis.com` or its replacement.
     pub endpoint: String,
     /// Bounds connecting and each API answer (uploads get more).
@@ -109,11 +125,11 @@ impl Settings {
     fn new(options: &ResolvedOptions, timeout: Duration) -> Result<Self, String> {
         let credentials = match (options.text("credentials_file"), options.secret("credentials")) {
             (Some(_), Some(_)) => return Err("give either credentials_file or credentials, not both".into()),
-            (Some(path), None) => Credentials::ServiceAccountKey(
+            (Some(path), None) => Credentials::Json(
                 std::fs::read_to_string(path).map_err(|e| format!("cannot read credentials_file '{path}': {e}"))?,
             ),
             (None, Some(secret)) if secret.expose().trim() == "application_default" => Credentials::ApplicationDefault,
-            (None, Some(secret)) => Credentials::ServiceAccountKey(secret.expose().to_owned()),
+            (None, Some(secret)) => Credentials::Json(secret.expose().to_owned()),
             (None, None) => Credentials::ApplicationDefault,
         };
         let staging_bucket = options
@@ -127,6 +143,7 @@ impl Settings {
             dataset: options.text("dataset").unwrap_or_default().to_owned(),
             location: options.text("location").unwrap_or("US").to_owned(),
             credentials,
+            impersonate: options.text("impersonate_service_account").map(str::to_owned),
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             timeout,
             staging_bucket,

@@ -2,6 +2,12 @@
 //! S3, Azure Blob Storage or Google Cloud Storage. Cloud credentials and
 //! settings come from the environment variables `object_store` reads
 //! (`AWS_*`, `AZURE_*`, `GOOGLE_*`); they never appear in a location's text.
+//! Buckets are reached over TLS trusting what every other TLS path trusts
+//! (`crate::tls`): object_store builds its `reqwest` client with
+//! `rustls-tls-native-roots`, which reads the system store with
+//! `rustls-native-certs` (`SSL_CERT_FILE`/`SSL_CERT_DIR` when set), and the
+//! workspace's `reqwest` feature `rustls-tls` adds the bundled web PKI roots
+//! to the same client (`tests/it/warehouse_trust.rs`).
 
 use std::sync::Arc;
 
