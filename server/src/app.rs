@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use datafusion::prelude::SessionContext;
 use pgwire::api::RandomPidSecretKeyGenerator;
-use pgwire::api::auth::DefaultServerParameterProvider;
 use sluice_catalog::{Catalog, CatalogError, MasterKey};
 use sluice_engine::allowed_paths::AllowedPaths;
 use sluice_engine::destinations::{DestinationError, LocalWarehouse, WarehouseSchema, display_location};
@@ -26,6 +25,7 @@ use crate::handler::SluiceHandlers;
 use crate::listener::{self, Limits};
 use crate::login::LoginPolicy;
 use crate::metrics::{self, Exporter};
+use crate::session_settings::ServerDefaults;
 use crate::sql_session::session_context;
 use crate::throttle::LoginThrottle;
 use crate::tls;
@@ -102,8 +102,6 @@ pub struct AppState {
     pub ctx: Arc<SessionContext>,
     /// How clients log in.
     pub login: Arc<LoginPolicy>,
-    /// Each session's `statement_timeout` until it sets its own.
-    pub statement_timeout: Option<Duration>,
     /// pgwire's registry of live connections, for cancel requests.
     pub wire_connections: Arc<pgwire::api::ConnectionManager>,
 }
@@ -201,15 +199,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         }
     };
     let wire_connections = Arc::new(pgwire::api::ConnectionManager::new());
-    let mut parameters = DefaultServerParameterProvider::default();
-    parameters.server_version = format!("16.6 (Sluice {})", env!("CARGO_PKG_VERSION"));
-    parameters.scram_iterations = SCRAM_ITERATIONS as usize;
+    let session_defaults = ServerDefaults {
+        statement_timeout: config.statement_timeout,
+        scram_iterations: SCRAM_ITERATIONS as usize,
+    };
     let login = Arc::new(LoginPolicy {
         auth,
         throttle: LoginThrottle::default(),
         channel_binding,
         require_tls: config.require_tls,
-        parameters,
+        session_defaults,
         connections: wire_connections.clone(),
         pids: RandomPidSecretKeyGenerator::default(),
     });
@@ -218,7 +217,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         jobs,
         ctx,
         login,
-        statement_timeout: config.statement_timeout,
         wire_connections,
     });
 

@@ -34,13 +34,15 @@ use tokio::time::Instant;
 
 use crate::app::{DATABASE, StartupError, WAREHOUSE_SCHEMA};
 use crate::errors::{StatementError, map_session_error};
+use crate::pg_catalog_overlay::PgCatalogOverlay;
+use crate::pg_functions::register_catalog_functions;
 use crate::source_catalogs::SluiceCatalogList;
 use crate::system_tables::{self, SystemSchema};
 use crate::wide_decimals::WideDecimalsAsText;
 
 /// Where datafusion-postgres keeps a session's `statement_timeout` (in
 /// milliseconds; absent means no timeout) in the client's metadata.
-const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
+pub(crate) const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
 
 /// The shared DataFusion session behind plain SQL: pg_catalog for clients,
 /// the read-only `sluice` system schema, the warehouse, and every source
@@ -70,7 +72,16 @@ pub fn session_context(
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.add_analyzer_rule(Arc::new(WideDecimalsAsText));
+    register_catalog_functions(&ctx);
     setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+        .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
+    let pg_catalog = ctx
+        .catalog(DATABASE)
+        .and_then(|c| c.schema("pg_catalog"))
+        .expect("pg_catalog was just set up");
+    ctx.catalog(DATABASE)
+        .expect("the default catalog exists")
+        .register_schema("pg_catalog", Arc::new(PgCatalogOverlay::new(pg_catalog)))
         .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
@@ -118,16 +129,6 @@ impl PhysicalOptimizerRule for CooperativeJoins {
 /// its own copy of the settings, so `SET datafusion.*` stays in the session.
 pub fn client_context(shared: &SessionContext) -> SessionContext {
     SessionContext::new_with_state(SessionStateBuilder::new_from_existing(shared.state()).build())
-}
-
-/// Gives a new session the server's default `statement_timeout` (`None`:
-/// no timeout); `SET statement_timeout` changes it afterwards.
-pub fn set_default_statement_timeout<C: ClientInfo + ?Sized>(client: &mut C, timeout: Option<Duration>) {
-    if let Some(timeout) = timeout {
-        client
-            .metadata_mut()
-            .insert(STATEMENT_TIMEOUT_KEY.into(), timeout.as_millis().to_string());
-    }
 }
 
 /// When a statement starting now must end, by the session's
