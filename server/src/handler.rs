@@ -5,6 +5,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
 use datafusion_postgres::Parser as DfParser;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
@@ -22,12 +23,14 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use crate::app::AppState;
+use crate::copy_out;
 use crate::errors::{StatementError, map_session_error};
 use crate::execute::{execute, result_fields};
 use crate::login::LoginHandler;
 use crate::pg_functions::register_session_functions;
 use crate::pg_rewrite;
 use crate::session_settings::SessionSettings;
+use crate::session_time_zone::set_session_time_zone;
 use crate::settings_hook::{SettingsHook, report_changes};
 use crate::sql_guard::{self, SqlGuardHook};
 use crate::sql_session::{client_context, run_until, statement_deadline};
@@ -57,13 +60,14 @@ impl SluiceHandlers {
         let ctx = client_context(&state.ctx);
         register_session_functions(&ctx, &settings);
         let ctx = Arc::new(ctx);
-        let df = Arc::new(DfSessionService::new_with_hooks(ctx, hooks));
+        let df = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
         let parser = Arc::new(SluiceQueryParser { df: df.query_parser() });
         let session = Arc::new(SluiceSession {
             state: state.clone(),
             df,
             parser,
             settings,
+            ctx,
         });
         Self { state, session }
     }
@@ -96,6 +100,8 @@ pub struct SluiceSession {
     df: Arc<DfSessionService>,
     parser: Arc<SluiceQueryParser>,
     settings: SessionSettings,
+    /// The session's DataFusion context (its time zone follows the settings).
+    ctx: Arc<SessionContext>,
 }
 
 impl SluiceSession {
@@ -109,6 +115,7 @@ impl SluiceSession {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.settings.sync_metadata(client);
+        set_session_time_zone(&self.ctx, &self.settings.time_zone());
         report_changes(&self.settings, client).await
     }
 }
@@ -136,7 +143,15 @@ impl SimpleQueryHandler for SluiceSession {
         let mut responses = Vec::new();
         for piece in split_statements(query) {
             self.sync_settings(client).await?;
-            let result = if is_sluice_statement(piece.text) {
+            let result = if let Some(copy) = copy_out::parse(piece.text) {
+                let deadline = statement_deadline(client);
+                let copying = async {
+                    let copy = copy.map_err(|e| user_error(e, 0))?;
+                    let response = copy.run(&self.ctx, deadline).await.map_err(|e| user_error(e, 0))?;
+                    Ok(vec![Response::CopyOut(response)])
+                };
+                run_until(deadline, copying).await.map_err(error_info)
+            } else if is_sluice_statement(piece.text) {
                 let executed = match statements::parse(piece.text) {
                     Ok(statement) => execute(&self.state, client, statement, &Format::UnifiedText).await,
                     Err(e) => Err(e.into()),

@@ -4,6 +4,7 @@
 mod app;
 mod auth;
 pub mod cli;
+mod copy_out;
 mod demo;
 mod errors;
 mod execute;
@@ -16,6 +17,7 @@ mod pg_functions;
 mod pg_rewrite;
 mod scram;
 mod session_settings;
+mod session_time_zone;
 mod settings_hook;
 mod source_catalogs;
 mod sql_guard;

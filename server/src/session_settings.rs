@@ -181,10 +181,7 @@ const PARAMETERS: &[Parameter] = &[
         "TimeZone",
         "UTC",
         true,
-        Kind::Checked(
-            time_zone,
-            "use a time zone name such as 'UTC' or 'Europe/Berlin', or an offset such as '+02:00'",
-        ),
+        Kind::Checked(time_zone, "use a time zone name such as 'UTC' or 'Europe/Berlin'"),
     ),
     param(
         "transaction_isolation",
@@ -244,13 +241,17 @@ fn date_style(value: &str) -> Option<String> {
     Some(format!("{style}, {order}"))
 }
 
-/// PostgreSQL accepts zone names and offsets; Sluice those that Arrow's
-/// time-zone parser knows (IANA names, `+HH:MM`), as results are rendered
-/// through it. `UTC`, `GMT` and `Z` spellings are normalised to `UTC`.
+/// Time zone names Arrow's time-zone parser knows (IANA names), as results
+/// are rendered through it. Offsets are refused: PostgreSQL reads `'+02:00'`
+/// as a POSIX zone (two hours *west*), a trap better avoided. `UTC`, `GMT`
+/// and `Z` spellings are normalised to `UTC`.
 fn time_zone(value: &str) -> Option<String> {
     let value = value.trim();
     if ["utc", "gmt", "z", "etc/utc", "zulu", "universal"].contains(&value.to_ascii_lowercase().as_str()) {
         return Some("UTC".into());
+    }
+    if value.starts_with(|c: char| c == '+' || c == '-' || c.is_ascii_digit()) {
+        return None;
     }
     value
         .parse::<datafusion::arrow::array::timezone::Tz>()

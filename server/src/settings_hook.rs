@@ -21,6 +21,7 @@ use pgwire::messages::startup::ParameterStatus;
 
 use crate::errors::StatementError;
 use crate::session_settings::{SessionSettings, SettingError};
+use crate::session_time_zone::set_session_time_zone;
 
 /// The settings statements of one session.
 pub struct SettingsHook {
@@ -183,7 +184,7 @@ fn rows_response(fields: Arc<Vec<FieldInfo>>, rows: Vec<Vec<String>>) -> PgWireR
 }
 
 impl SettingsHook {
-    async fn run(&self, action: Action, client: &mut dyn HookClient) -> PgWireResult<Response> {
+    async fn run(&self, action: Action, ctx: &SessionContext, client: &mut dyn HookClient) -> PgWireResult<Response> {
         let response = match action {
             Action::Set(name, value) => {
                 let tag = if value.is_some() { "SET" } else { "RESET" };
@@ -205,6 +206,7 @@ impl SettingsHook {
             }
         };
         self.settings.sync_metadata(client);
+        set_session_time_zone(ctx, &self.settings.time_zone());
         report_changes(&self.settings, client).await?;
         Ok(response)
     }
@@ -237,11 +239,11 @@ impl QueryHook for SettingsHook {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
-        _ctx: &SessionContext,
+        ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         match action(statement)? {
-            Ok(action) => Some(self.run(action, client).await),
+            Ok(action) => Some(self.run(action, ctx, client).await),
             Err(e) => Some(Err(PgWireError::UserError(Box::new(e.into_error_info(0))))),
         }
     }

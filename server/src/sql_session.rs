@@ -36,6 +36,7 @@ use crate::app::{DATABASE, StartupError, WAREHOUSE_SCHEMA};
 use crate::errors::{StatementError, map_session_error};
 use crate::pg_catalog_overlay::PgCatalogOverlay;
 use crate::pg_functions::register_catalog_functions;
+use crate::session_time_zone::SessionTimeZone;
 use crate::source_catalogs::SluiceCatalogList;
 use crate::system_tables::{self, SystemSchema};
 use crate::wide_decimals::WideDecimalsAsText;
@@ -72,6 +73,7 @@ pub fn session_context(
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.add_analyzer_rule(Arc::new(WideDecimalsAsText));
+    ctx.add_analyzer_rule(Arc::new(SessionTimeZone));
     register_catalog_functions(&ctx);
     setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
         .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;

@@ -10,6 +10,7 @@ mod bigquery_restore;
 mod bq_budget;
 mod bq_token;
 mod bq_types;
+mod clients;
 mod commit_guard;
 mod connections;
 mod demo;
