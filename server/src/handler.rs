@@ -35,6 +35,7 @@ use crate::settings_hook::{SettingsHook, report_changes};
 use crate::sql_guard::{self, SqlGuardHook};
 use crate::sql_session::{client_context, run_until, statement_deadline};
 use crate::statements::{self, is_sluice_statement, split_statements};
+use crate::type_modifiers;
 
 type DfStatement = <DfSessionService as ExtendedQueryHandler>::Statement;
 
@@ -256,6 +257,8 @@ impl QueryParser for SluiceQueryParser {
             let parsed = statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return result_fields(&parsed, format.unwrap_or(&Format::UnifiedText));
         }
-        self.df.get_result_schema(statement, format)
+        let fields = self.df.get_result_schema(statement, format)?;
+        let schema = plan.as_ref().map(|(_, plan)| plan.schema().as_arrow());
+        Ok(type_modifiers::describe(fields, schema))
     }
 }

@@ -26,5 +26,6 @@ mod statements;
 mod system_tables;
 mod throttle;
 mod tls;
+mod type_modifiers;
 mod views;
 mod wide_decimals;

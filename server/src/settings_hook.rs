@@ -38,7 +38,12 @@ impl SettingsHook {
 enum Action {
     Set(String, Option<String>),
     ResetAll,
-    Show(String),
+    /// The name as written: `SHOW time zone` and `SHOW myapp.tenant` both
+    /// parse as two words, so it is looked up spaced, then dotted.
+    Show {
+        spaced: String,
+        dotted: String,
+    },
     ShowAll,
     /// Accepted without effect (`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`).
     Nothing(&'static str),
@@ -147,14 +152,15 @@ fn action(statement: &Statement) -> Option<Result<Action, StatementError>> {
             }
         },
         Statement::ShowVariable { variable } => {
-            let name = variable.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(" ");
-            if is_datafusion(&name) {
+            let words: Vec<&str> = variable.iter().map(|i| i.value.as_str()).collect();
+            let (spaced, dotted) = (words.join(" "), words.join("."));
+            if is_datafusion(&dotted) {
                 return None;
             }
-            if name.eq_ignore_ascii_case("all") {
+            if spaced.eq_ignore_ascii_case("all") {
                 Action::ShowAll
             } else {
-                Action::Show(name)
+                Action::Show { spaced, dotted }
             }
         }
         _ => return None,
@@ -184,6 +190,11 @@ fn rows_response(fields: Arc<Vec<FieldInfo>>, rows: Vec<Vec<String>>) -> PgWireR
 }
 
 impl SettingsHook {
+    /// The shown name and value of `SHOW spaced` (or `dotted`).
+    fn show(&self, spaced: &str, dotted: &str) -> Result<(String, String), SettingError> {
+        self.settings.get(spaced).or_else(|_| self.settings.get(dotted))
+    }
+
     async fn run(&self, action: Action, ctx: &SessionContext, client: &mut dyn HookClient) -> PgWireResult<Response> {
         let response = match action {
             Action::Set(name, value) => {
@@ -196,8 +207,8 @@ impl SettingsHook {
                 Response::Execution(Tag::new("RESET"))
             }
             Action::Nothing(tag) => Response::Execution(Tag::new(tag)),
-            Action::Show(name) => {
-                let (shown, value) = self.settings.get(&name).map_err(error)?;
+            Action::Show { spaced, dotted } => {
+                let (shown, value) = self.show(&spaced, &dotted).map_err(error)?;
                 return rows_response(text_fields(&[&shown]), vec![vec![value]]);
             }
             Action::ShowAll => {
@@ -256,8 +267,8 @@ impl QueryHook for SettingsHook {
     ) -> Option<PgWireResult<LogicalPlan>> {
         let plan = match action(statement)? {
             Err(e) => return Some(Err(PgWireError::UserError(Box::new(e.into_error_info(0))))),
-            Ok(Action::Show(name)) => {
-                let shown = self.settings.get(&name).map(|(n, _)| n).unwrap_or(name);
+            Ok(Action::Show { spaced, dotted }) => {
+                let shown = self.show(&spaced, &dotted).map(|(n, _)| n).unwrap_or(dotted);
                 empty_plan(vec![Field::new(shown, DataType::Utf8, false)])
             }
             Ok(Action::ShowAll) => empty_plan(vec![

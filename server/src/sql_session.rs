@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use datafusion::catalog::SchemaProvider;
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::runtime::SpawnedTask;
@@ -39,6 +40,7 @@ use crate::pg_functions::register_catalog_functions;
 use crate::session_time_zone::SessionTimeZone;
 use crate::source_catalogs::SluiceCatalogList;
 use crate::system_tables::{self, SystemSchema};
+use crate::type_modifiers;
 use crate::wide_decimals::WideDecimalsAsText;
 
 /// Where datafusion-postgres keeps a session's `statement_timeout` (in
@@ -57,6 +59,7 @@ pub fn session_context(
     warehouse: WarehouseSchema,
     query_memory: usize,
 ) -> Result<SessionContext, StartupError> {
+    let warehouse: Arc<dyn SchemaProvider> = Arc::new(warehouse);
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema(DATABASE, "public");
@@ -83,7 +86,10 @@ pub fn session_context(
         .expect("pg_catalog was just set up");
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
-        .register_schema("pg_catalog", Arc::new(PgCatalogOverlay::new(pg_catalog)))
+        .register_schema(
+            "pg_catalog",
+            Arc::new(PgCatalogOverlay::new(pg_catalog, warehouse.clone())),
+        )
         .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
@@ -91,7 +97,7 @@ pub fn session_context(
         .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
-        .register_schema(WAREHOUSE_SCHEMA, Arc::new(warehouse))
+        .register_schema(WAREHOUSE_SCHEMA, warehouse)
         .map_err(|e| StartupError::Config(format!("warehouse set-up failed: {e}")))?;
     Ok(ctx)
 }
@@ -229,6 +235,7 @@ fn until(deadline: Option<Instant>, response: Response) -> Response {
             Err(_) => Some((Err(timed_out()), None)),
         }
     });
+    let row_schema = Arc::new(type_modifiers::describe(row_schema.as_ref().clone(), None));
     let mut wrapped = QueryResponse::new(row_schema, rows);
     wrapped.set_command_tag(&command_tag);
     Response::Query(wrapped)

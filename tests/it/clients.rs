@@ -135,6 +135,8 @@ out["copy_query_csv"] = copy(f"COPY (select id, name, amount from {schema}.t ord
 out["copy_table_text"] = sorted(copy(f"COPY {schema}.t (id, name, amount) TO STDOUT").splitlines())
 out["copy_options"] = copy(f"COPY (select id, name from {schema}.t order by id) TO STDOUT WITH (FORMAT csv, DELIMITER ';', NULL 'none', QUOTE '|')")
 out["copy_status"] = cur.statusmessage
+cur.execute(f"select id, at from {schema}.t")
+out["psycopg2_sizes"] = [c.internal_size for c in cur.description]
 out["users"] = list(one("select current_user, session_user, user, current_role"))
 out["login"] = conn.info.user
 out["version"] = one("select version()")[0]
@@ -171,12 +173,18 @@ out["errors"] = [
     sqlstate("SET server_version = '1'"),
 ]
 conn.close()
+try:
+    psycopg2.connect("postgresql://" + url.replace(":", ":wrong", 1))
+except psycopg2.OperationalError as e:
+    out["bad_login_names_user"] = f'for user "{out["login"]}"' in str(e)
 
 with psycopg.connect("postgresql://" + url, autocommit=True) as c3:
     out["psycopg3_text"] = [list(r) for r in c3.execute(f"select id, name, amount from {schema}.t order by id").fetchall()]
     with c3.cursor(binary=True) as b:
         out["psycopg3_binary"] = [list(r) for r in b.execute(f"select id, amount, at from {schema}.t order by id").fetchall()]
     out["psycopg3_zone"] = c3.info.parameter_status("TimeZone") is not None
+    described = c3.execute(f"select id, amount, at from {schema}.t where id = %s", [1]).description
+    out["psycopg3_description"] = [[c.type_code, c.internal_size, c.precision, c.scale] for c in described]
     with c3.cursor().copy(f"COPY (select id, amount, at from {schema}.t order by id) TO STDOUT (FORMAT binary)") as cp:
         cp.set_types(["int8", "numeric", "timestamptz"])
         out["psycopg3_copy_binary"] = [list(r) for r in cp.rows()]
@@ -207,6 +215,9 @@ const SAME_KEYS: &[&str] = &[
     "psycopg3_binary",
     "psycopg3_zone",
     "psycopg3_copy_binary",
+    "psycopg3_description",
+    "psycopg2_sizes",
+    "bad_login_names_user",
     "copy_query_csv",
     "copy_table_text",
     "copy_options",
@@ -241,8 +252,9 @@ async fn python_drivers_sqlalchemy_and_pandas_work_as_on_postgres() {
     );
     assert_eq!(sluice["server_version_num"], "160006");
 
-    // Reflection: the same columns and nullability; types where the
-    // warehouse keeps them (it stores varchar as text).
+    // Reflection: the same columns and nullability; types, numeric
+    // precision and scale included, where the warehouse keeps them (it
+    // stores varchar as text).
     let columns = |v: &Value| -> Vec<(String, bool)> {
         v["columns"]
             .as_array()
@@ -252,7 +264,7 @@ async fn python_drivers_sqlalchemy_and_pandas_work_as_on_postgres() {
             .collect()
     };
     assert_eq!(columns(&sluice), columns(&pg));
-    for i in [0, 3] {
+    for i in [0, 2, 3] {
         assert_eq!(sluice["columns"][i][1], pg["columns"][i][1], "type of column {i}");
     }
 }
@@ -271,6 +283,8 @@ async fn psql_sees_the_login_and_postgres_settings() {
         "select at from warehouse.t where id = 1",
         "-c",
         "show timezone",
+        "-c",
+        "\\d warehouse.t",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
@@ -284,6 +298,7 @@ async fn psql_sees_the_login_and_postgres_settings() {
         lines[2]
     );
     assert_eq!(lines[3], "Asia/Tokyo");
+    assert!(stdout.contains("amount|numeric(12,2)|"), "{stdout}");
     let pg_out = env
         .pg
         .psql_admin("SET TimeZone = 'Asia/Tokyo'; select at from public.t where id = 1;");
