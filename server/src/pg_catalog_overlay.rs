@@ -1,7 +1,9 @@
 //! Corrections to datafusion-pg-catalog's `pg_catalog` tables, as views
 //! over the originals: columns clients' metadata queries read that it lacks
-//! (`pg_class.reloptions`), and the type modifiers of warehouse columns in
-//! `pg_attribute.atttypmod` (`numeric(12,2)`, not `numeric`).
+//! (`pg_class.reloptions`), the type modifiers of warehouse columns in
+//! `pg_attribute.atttypmod` (`numeric(12,2)`, not `numeric`), and
+//! `pg_database` with the one database clients connect to (source
+//! connections are catalogs of it, not databases).
 
 use std::sync::Arc;
 
@@ -13,10 +15,10 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, lit};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, col, lit};
 use datafusion::prelude::SessionContext;
 
-use crate::app::WAREHOUSE_SCHEMA;
+use crate::app::{DATABASE, WAREHOUSE_SCHEMA};
 use crate::type_modifiers;
 
 /// `pg_catalog` with the corrected tables.
@@ -129,6 +131,12 @@ impl SchemaProvider for PgCatalogOverlay {
                 with_columns(name, table, vec![reloptions])?
             }
             "pg_attribute" => self.pg_attribute(table).await?,
+            "pg_database" => {
+                let only_sluice = LogicalPlanBuilder::scan(name, provider_as_source(table), None)?
+                    .filter(col("datname").eq(lit(DATABASE)))?
+                    .build()?;
+                Arc::new(ViewTable::new(only_sluice, None))
+            }
             _ => table,
         };
         Ok(Some(corrected))

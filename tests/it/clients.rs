@@ -285,6 +285,8 @@ async fn psql_sees_the_login_and_postgres_settings() {
         "show timezone",
         "-c",
         "\\d warehouse.t",
+        "-c",
+        "\\l",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
@@ -299,6 +301,9 @@ async fn psql_sees_the_login_and_postgres_settings() {
     );
     assert_eq!(lines[3], "Asia/Tokyo");
     assert!(stdout.contains("amount|numeric(12,2)|"), "{stdout}");
+    // `\l` lists the database, not the source connections (catalogs of it).
+    assert!(stdout.lines().any(|l| l.starts_with("sluice|")), "{stdout}");
+    assert!(!stdout.lines().any(|l| l.starts_with("shop|")), "{stdout}");
     let pg_out = env
         .pg
         .psql_admin("SET TimeZone = 'Asia/Tokyo'; select at from public.t where id = 1;");
