@@ -188,6 +188,18 @@ with psycopg.connect("postgresql://" + url, autocommit=True) as c3:
     with c3.cursor().copy(f"COPY (select id, amount, at from {schema}.t order by id) TO STDOUT (FORMAT binary)") as cp:
         cp.set_types(["int8", "numeric", "timestamptz"])
         out["psycopg3_copy_binary"] = [list(r) for r in cp.rows()]
+    # Settings through the extended protocol: set_config with a parameter,
+    # prepared SHOW and SET, ParameterStatus after each change.
+    c3.execute("select set_config('TimeZone', %s, false)", ["Asia/Tokyo"])
+    c3.execute("select %s::int", [1])
+    out["psycopg3_extended_settings"] = [
+        c3.info.parameter_status("TimeZone"),
+        c3.execute("SHOW TimeZone", prepare=True).fetchone()[0],
+        c3.execute("SET DateStyle = 'SQL, DMY'", prepare=True).statusmessage,
+        c3.info.parameter_status("DateStyle"),
+        c3.execute("RESET DateStyle", prepare=True).statusmessage,
+        c3.info.parameter_status("DateStyle"),
+    ]
 
 print(json.dumps(out, default=str))
 "#;
@@ -216,6 +228,7 @@ const SAME_KEYS: &[&str] = &[
     "psycopg3_zone",
     "psycopg3_copy_binary",
     "psycopg3_description",
+    "psycopg3_extended_settings",
     "psycopg2_sizes",
     "bad_login_names_user",
     "copy_query_csv",
