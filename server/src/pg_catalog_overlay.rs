@@ -53,15 +53,15 @@ impl PgCatalogOverlay {
     /// `pg_attribute` with the warehouse columns' type modifiers.
     async fn pg_attribute(&self, table: Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> {
         let typmods = self.warehouse_typmods().await?;
+        if typmods.is_empty() {
+            return Ok(table);
+        }
         let (Some(class), Some(namespace)) = (
             self.inner.table("pg_class").await?,
             self.inner.table("pg_namespace").await?,
         ) else {
             return Ok(table);
         };
-        if typmods.is_empty() {
-            return Ok(table);
-        }
         let schema = Arc::new(Schema::new(vec![
             Field::new("relname", DataType::Utf8, false),
             Field::new("attname", DataType::Utf8, false),
