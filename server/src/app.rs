@@ -35,6 +35,8 @@ pub const DATABASE: &str = "sluice";
 
 /// The schema under which the local warehouse's tables are queried.
 pub const WAREHOUSE_SCHEMA: &str = "warehouse";
+/// Where unqualified names resolve when no `search_path` schema exists.
+pub const DEFAULT_SCHEMA: &str = "public";
 
 /// The local warehouse's directory inside the data dir.
 const WAREHOUSE_DIR: &str = "warehouse";

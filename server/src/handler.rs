@@ -30,8 +30,7 @@ use crate::login::LoginHandler;
 use crate::pg_functions::register_session_functions;
 use crate::pg_rewrite;
 use crate::session_settings::SessionSettings;
-use crate::session_time_zone::set_session_time_zone;
-use crate::settings_hook::{SettingsHook, report_changes};
+use crate::settings_hook::{SettingsHook, apply_to_context, report_changes};
 use crate::sql_guard::{self, SqlGuardHook};
 use crate::sql_session::{client_context, run_until, statement_deadline};
 use crate::statements::{self, is_sluice_statement, split_statements};
@@ -116,7 +115,7 @@ impl SluiceSession {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.settings.sync_metadata(client);
-        set_session_time_zone(&self.ctx, &self.settings.time_zone());
+        apply_to_context(&self.settings, &self.ctx);
         report_changes(&self.settings, client).await
     }
 }

@@ -13,6 +13,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int16Builder, ListBuilder, StringArray, new_null_array,
 };
 use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
@@ -21,7 +22,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::session_settings::{SessionSettings, version_text};
 
-type Body = dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync;
+type Body = dyn Fn(&[ArrayRef], usize, &ConfigOptions) -> Result<ArrayRef> + Send + Sync;
 
 /// A scalar function over whole argument arrays.
 struct PgFunction {
@@ -67,7 +68,7 @@ impl ScalarUDFImpl for PgFunction {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let arrays = args.args.iter().map(|a| a.to_array(rows)).collect::<Result<Vec<_>>>()?;
-        Ok(ColumnarValue::Array((self.body)(&arrays, rows)?))
+        Ok(ColumnarValue::Array((self.body)(&arrays, rows, &args.config_options)?))
     }
 }
 
@@ -81,7 +82,7 @@ fn function(
         name,
         signature,
         returns,
-        body: Arc::new(body),
+        body: Arc::new(move |args, rows, _| body(args, rows)),
     })
 }
 
@@ -104,6 +105,16 @@ fn texts(array: &ArrayRef) -> Result<StringArray> {
 /// Registers the functions that answer for one session.
 pub fn register_session_functions(ctx: &SessionContext, settings: &SessionSettings) {
     ctx.register_udf(constant("version", version_text));
+    // The schema unqualified names resolve in (the first existing one of
+    // search_path), as the session's DataFusion options hold it.
+    ctx.register_udf(ScalarUDF::new_from_impl(PgFunction {
+        name: "current_schema",
+        signature: Signature::nullary(Volatility::Stable),
+        returns: DataType::Utf8,
+        body: Arc::new(|_, rows, config| {
+            Ok(Arc::new(StringArray::from(vec![config.catalog.default_schema.clone(); rows])) as ArrayRef)
+        }),
+    }));
     for name in ["session_user", "current_user", "current_role", "user"] {
         let settings = settings.clone();
         ctx.register_udf(constant(name, move || settings.user()));

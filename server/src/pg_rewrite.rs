@@ -2,8 +2,9 @@
 //! DataFusion plans, before the statement reaches datafusion-postgres:
 //!
 //! - `current_user`, `session_user`, `user`, `current_role` all call the
-//!   session's `session_user`, and a result column that is one of them is
-//!   named as in PostgreSQL (so `SELECT current_user, session_user` works);
+//!   session's `session_user`, and a result column that is one of them (or
+//!   `current_setting(...)`, `current_schema()`, ...) is named as in
+//!   PostgreSQL (so `SELECT current_user, session_user` works);
 //! - `LIKE p ESCAPE 'c'` with a constant pattern becomes the same pattern
 //!   with DataFusion's backslash escapes;
 //! - a scalar subquery over `pg_catalog` tables inside a `CASE` result
@@ -36,7 +37,15 @@ const VECTOR_COLUMNS: &[&str] = &["indkey", "indclass", "indcollation", "indopti
 /// does not parse here: DataFusion reports the error).
 pub fn rewrite(sql: &str) -> Option<String> {
     let lower = sql.to_ascii_lowercase();
-    let triggers = ["user", "current_role", "escape", "unnest", "generate_subscripts"];
+    let triggers = [
+        "user",
+        "current_",
+        "set_config",
+        "pg_backend_pid",
+        "escape",
+        "unnest",
+        "generate_subscripts",
+    ];
     let catalog_case = lower.contains("case") && lower.contains("pg_");
     if !catalog_case && !triggers.iter().any(|t| lower.contains(t)) {
         return None;
@@ -71,6 +80,34 @@ fn user_register(expr: &Expr) -> Option<String> {
         _ => return None,
     };
     USER_REGISTERS.contains(&name.as_str()).then_some(name)
+}
+
+/// Functions whose result column PostgreSQL names after the function.
+const NAMED_AFTER_FUNCTION: &[&str] = &[
+    "current_schema",
+    "current_database",
+    "current_catalog",
+    "current_setting",
+    "set_config",
+    "pg_backend_pid",
+];
+
+/// The result column name PostgreSQL gives `expr`, for the session
+/// functions DataFusion would name `f()` or `f(Utf8("x"))`.
+fn postgres_column_name(expr: &Expr) -> Option<String> {
+    if let Some(name) = user_register(expr) {
+        return Some(name);
+    }
+    let name = match expr {
+        Expr::Function(function) => function_name(function)?,
+        Expr::Identifier(Ident {
+            value,
+            quote_style: None,
+            ..
+        }) => value.to_ascii_lowercase(),
+        _ => return None,
+    };
+    NAMED_AFTER_FUNCTION.contains(&name.as_str()).then_some(name)
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {
@@ -218,10 +255,20 @@ impl VisitorMut for Rewriter {
                     self.changed |= nulls.changed;
                 }
             }
-            // Name result columns that are user registers as PostgreSQL does.
-            for item in &mut select.projection {
-                if let SelectItem::UnnamedExpr(expr) = item
-                    && let Some(name) = user_register(expr)
+            // Name result columns that are session functions as PostgreSQL
+            // does (`current_user`, `current_setting`), unless two would
+            // share a name (DataFusion needs distinct ones).
+            let names: Vec<Option<String>> = select
+                .projection
+                .iter()
+                .map(|item| match item {
+                    SelectItem::UnnamedExpr(expr) => postgres_column_name(expr),
+                    _ => None,
+                })
+                .collect();
+            for (item, name) in select.projection.iter_mut().zip(&names) {
+                if let (SelectItem::UnnamedExpr(expr), Some(name)) = (&*item, name)
+                    && names.iter().filter(|n| n.as_ref() == Some(name)).count() == 1
                 {
                     *item = SelectItem::ExprWithAlias {
                         expr: expr.clone(),
@@ -312,6 +359,15 @@ mod tests {
              session_user AS \"user\", session_user AS \"current_role\""
         );
         assert_eq!(rewrite("select 1"), None);
+        assert_eq!(
+            rewrite("select current_setting('TimeZone'), current_schema()").unwrap(),
+            "SELECT current_setting('TimeZone') AS \"current_setting\", current_schema() AS \"current_schema\""
+        );
+        assert_eq!(
+            rewrite("select current_setting('a'), current_setting('b')"),
+            None,
+            "two columns would share a name"
+        );
         assert_eq!(rewrite("select \"user\" from t"), None);
     }
 

@@ -469,6 +469,15 @@ impl SessionSettings {
         self.lock().current["session_authorization"].clone()
     }
 
+    /// The schemas of `search_path`, unquoted, without `$user`.
+    pub fn search_path(&self) -> Vec<String> {
+        self.lock().current["search_path"]
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_owned())
+            .filter(|s| !s.is_empty() && s != "$user")
+            .collect()
+    }
+
     /// The session time zone, for rendering `timestamptz`.
     pub fn time_zone(&self) -> String {
         self.lock().current["timezone"].clone()

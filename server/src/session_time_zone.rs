@@ -12,7 +12,6 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::{Column, Result};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::optimizer::AnalyzerRule;
-use datafusion::prelude::SessionContext;
 
 /// Converts the final result's `timestamptz` columns to the session zone.
 #[derive(Debug, Default)]
@@ -58,11 +57,4 @@ impl AnalyzerRule for SessionTimeZone {
     fn name(&self) -> &str {
         "session_time_zone"
     }
-}
-
-/// Makes `zone` the session's time zone for planning and rendering.
-pub fn set_session_time_zone(ctx: &SessionContext, zone: &str) {
-    let state = ctx.state_ref();
-    let mut state = state.write();
-    state.config_mut().options_mut().execution.time_zone = Some(zone.to_owned());
 }

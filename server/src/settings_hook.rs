@@ -19,9 +19,9 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
 
+use crate::app::{DATABASE, DEFAULT_SCHEMA};
 use crate::errors::StatementError;
 use crate::session_settings::{SessionSettings, SettingError};
-use crate::session_time_zone::set_session_time_zone;
 
 /// The settings statements of one session.
 pub struct SettingsHook {
@@ -217,10 +217,31 @@ impl SettingsHook {
             }
         };
         self.settings.sync_metadata(client);
-        set_session_time_zone(ctx, &self.settings.time_zone());
+        apply_to_context(&self.settings, ctx);
         report_changes(&self.settings, client).await?;
         Ok(response)
     }
+}
+
+/// Gives the session's DataFusion context the settings planning depends on:
+/// `TimeZone` (for `now()`, casts and how `timestamptz` results are shown)
+/// and the first schema of `search_path` that exists, where unqualified
+/// table names resolve.
+pub fn apply_to_context(settings: &SessionSettings, ctx: &SessionContext) {
+    let schemas = ctx
+        .catalog(DATABASE)
+        .map(|catalog| catalog.schema_names())
+        .unwrap_or_default();
+    let default_schema = settings
+        .search_path()
+        .into_iter()
+        .find(|s| schemas.contains(s))
+        .unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let options = state.config_mut().options_mut();
+    options.execution.time_zone = Some(settings.time_zone());
+    options.catalog.default_schema = default_schema;
 }
 
 /// Sends ParameterStatus for every reported parameter that changed.

@@ -33,7 +33,7 @@ use sluice_engine::jobs::JobManager;
 use tokio::runtime::{Handle, Runtime};
 use tokio::time::Instant;
 
-use crate::app::{DATABASE, StartupError, WAREHOUSE_SCHEMA};
+use crate::app::{DATABASE, DEFAULT_SCHEMA, StartupError, WAREHOUSE_SCHEMA};
 use crate::errors::{StatementError, map_session_error};
 use crate::pg_catalog_overlay::PgCatalogOverlay;
 use crate::pg_functions::register_catalog_functions;
@@ -62,7 +62,7 @@ pub fn session_context(
     let warehouse: Arc<dyn SchemaProvider> = Arc::new(warehouse);
     let config = SessionConfig::new()
         .with_information_schema(true)
-        .with_default_catalog_and_schema(DATABASE, "public");
+        .with_default_catalog_and_schema(DATABASE, DEFAULT_SCHEMA);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(query_memory)))
         .build_arc()
