@@ -320,8 +320,9 @@ pub struct ServerDefaults {
 
 impl SessionSettings {
     /// The settings of a session that logged in as `user` with the start-up
-    /// packet's `startup` parameters (those Sluice keeps and accepts are
-    /// applied, like PostgreSQL's `options`; others are ignored).
+    /// packet's `startup` parameters: those Sluice keeps and accepts are
+    /// applied, also from `options` (`-c name=value`, `--name=value`, as
+    /// libpq's `PGOPTIONS` sends them); others are ignored.
     pub fn new(server: &ServerDefaults, user: &str, startup: &BTreeMap<String, String>) -> Self {
         let mut defaults = BTreeMap::new();
         for p in PARAMETERS {
@@ -339,7 +340,14 @@ impl SessionSettings {
             };
             defaults.insert(p.name.to_ascii_lowercase(), value);
         }
-        for (name, value) in startup {
+        let from_options = startup
+            .get("options")
+            .map(String::as_str)
+            .map(command_line_settings)
+            .unwrap_or_default();
+        let startup = startup.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let from_options = from_options.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        for (name, value) in startup.chain(from_options) {
             if let Some(p) = lookup(name)
                 && !matches!(p.kind, Kind::ReadOnly)
                 && let Ok(value) = check(p, value)
@@ -505,6 +513,35 @@ impl SessionSettings {
     }
 }
 
+/// `name=value` pairs of a start-up `options` string:
+/// `-c name=value` or `--name=value`, separated by spaces (`\ ` escapes one).
+fn command_line_settings(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => words.push(std::mem::take(&mut word)),
+            c => word.push(c),
+        }
+    }
+    words.push(word);
+    let mut settings = Vec::new();
+    let mut words = words.into_iter().filter(|w| !w.is_empty());
+    while let Some(word) = words.next() {
+        let setting = match word.strip_prefix("--") {
+            Some(setting) => Some(setting.to_owned()),
+            None if word == "-c" => words.next(),
+            None => word.strip_prefix("-c").map(str::to_owned),
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            settings.push((name.replace('-', "_"), value.to_owned()));
+        }
+    }
+    settings
+}
+
 fn check(p: &Parameter, value: &str) -> Result<String, SettingError> {
     match p.kind {
         Kind::Text => Ok(value.to_owned()),
@@ -578,6 +615,22 @@ mod tests {
         assert_eq!(s.get("TimeZone").unwrap(), ("TimeZone".into(), "UTC".into()));
         assert_eq!(s.get("application_name").unwrap().1, "psql");
         assert_eq!(s.user(), "admin");
+    }
+
+    #[test]
+    fn start_up_options_set_parameters() {
+        let server = ServerDefaults {
+            statement_timeout: None,
+            scram_iterations: 4096,
+        };
+        let startup = BTreeMap::from([(
+            "options".to_owned(),
+            "-c statement_timeout=5s --TimeZone=Asia/Tokyo -capplication_name=a\\ b".to_owned(),
+        )]);
+        let s = SessionSettings::new(&server, "admin", &startup);
+        assert_eq!(s.get("statement_timeout").unwrap().1, "5s");
+        assert_eq!(s.time_zone(), "Asia/Tokyo");
+        assert_eq!(s.get("application_name").unwrap().1, "a b");
     }
 
     #[test]

@@ -173,6 +173,12 @@ out["errors"] = [
     sqlstate("SET server_version = '1'"),
 ]
 conn.close()
+with_options = psycopg2.connect("postgresql://" + url, options="-c TimeZone=Asia/Tokyo -c statement_timeout=5s")
+with_options.autocommit = True
+options_cursor = with_options.cursor()
+options_cursor.execute("select current_setting('TimeZone'), current_setting('statement_timeout')")
+out["startup_options"] = list(options_cursor.fetchone()) + [with_options.get_parameter_status("TimeZone")]
+with_options.close()
 try:
     psycopg2.connect("postgresql://" + url.replace(":", ":wrong", 1))
 except psycopg2.OperationalError as e:
@@ -231,6 +237,7 @@ const SAME_KEYS: &[&str] = &[
     "psycopg3_extended_settings",
     "psycopg2_sizes",
     "bad_login_names_user",
+    "startup_options",
     "copy_query_csv",
     "copy_table_text",
     "copy_options",
