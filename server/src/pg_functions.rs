@@ -177,22 +177,26 @@ pub fn register_session_functions(ctx: &SessionContext, settings: &SessionSettin
 
 /// Registers the catalog helpers every session shares.
 pub fn register_catalog_functions(ctx: &SessionContext) {
-    let null_text = |name, args| {
-        function(
-            name,
-            Signature::any(args, Volatility::Stable),
-            DataType::Utf8,
-            |_, rows| Ok(new_null_array(&DataType::Utf8, rows)),
-        )
-    };
-    // Sluice tables have no serial columns, no expression indexes.
-    ctx.register_udf(null_text("pg_get_serial_sequence", 2));
-    ctx.register_udf(function(
-        "pg_get_indexdef",
-        Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(3)], Volatility::Stable),
-        DataType::Utf8,
-        |_, rows| Ok(new_null_array(&DataType::Utf8, rows)),
-    ));
+    // Sluice tables have no serial columns, no expression indexes, no
+    // comments; its functions are DataFusion's, without pg_proc entries.
+    for (name, arities) in [
+        ("pg_get_serial_sequence", &[2][..]),
+        ("pg_get_indexdef", &[1, 3][..]),
+        ("obj_description", &[1, 2][..]),
+        ("col_description", &[2][..]),
+        ("shobj_description", &[2][..]),
+        ("pg_get_function_result", &[1][..]),
+        ("pg_get_function_arguments", &[1][..]),
+        ("pg_get_function_identity_arguments", &[1][..]),
+    ] {
+        let signature = Signature::one_of(
+            arities.iter().map(|n| TypeSignature::Any(*n)).collect(),
+            Volatility::Stable,
+        );
+        ctx.register_udf(function(name, signature, DataType::Utf8, |_, rows| {
+            Ok(new_null_array(&DataType::Utf8, rows))
+        }));
+    }
     for name in [
         "pg_collation_is_visible",
         "pg_type_is_visible",

@@ -307,6 +307,8 @@ async fn psql_sees_the_login_and_postgres_settings() {
         "\\d warehouse.t",
         "-c",
         "\\l",
+        "-c",
+        "\\df",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
