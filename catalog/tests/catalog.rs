@@ -435,6 +435,7 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
         "run_index",
         "schema_changes",
         "verifications",
+        "table_ops",
     ];
     rocksdb::DB::open_cf(&opts, dir, families).unwrap()
 }

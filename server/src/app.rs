@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgwire::api::RandomPidSecretKeyGenerator;
-use pgwire::api::auth::DefaultServerParameterProvider;
 use sluice_catalog::{Catalog, MasterKey};
 use sluice_engine::ConnectionManager;
 use sluice_engine::allowed_paths::AllowedPaths;
@@ -25,6 +24,7 @@ use crate::handler::SluiceHandlers;
 use crate::listener::{self, Limits};
 use crate::login::LoginPolicy;
 use crate::metrics::{self, Exporter};
+use crate::session_settings::ServerDefaults;
 use crate::sql_session::session_context;
 use crate::state::{AppState, DATABASE, StartupError};
 use crate::throttle::LoginThrottle;
@@ -164,15 +164,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         }
     };
     let wire_connections = Arc::new(pgwire::api::ConnectionManager::new());
-    let mut parameters = DefaultServerParameterProvider::default();
-    parameters.server_version = format!("16.6 (Sluice {})", env!("CARGO_PKG_VERSION"));
-    parameters.scram_iterations = SCRAM_ITERATIONS as usize;
+    let session_defaults = ServerDefaults {
+        statement_timeout: config.statement_timeout,
+        scram_iterations: SCRAM_ITERATIONS as usize,
+    };
     let login = Arc::new(LoginPolicy {
         auth,
         throttle: LoginThrottle::default(),
         channel_binding,
         require_tls: config.require_tls,
-        parameters,
+        session_defaults,
         connections: wire_connections.clone(),
         pids: RandomPidSecretKeyGenerator::default(),
     });
@@ -181,7 +182,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         jobs,
         ctx,
         login,
-        statement_timeout: config.statement_timeout,
         wire_connections,
     });
 

@@ -27,6 +27,12 @@ pub enum StatementError {
     Refused(#[from] Refused),
     #[error("canceling statement due to statement timeout")]
     StatementTimeout,
+    /// A bad `SET`, `SHOW` or `RESET` of a session parameter.
+    #[error(transparent)]
+    Setting(#[from] crate::session_settings::SettingError),
+    /// A statement form Sluice does not implement.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A statement plain SQL may not run.
@@ -78,6 +84,16 @@ impl StatementError {
                 StatementError::StatementTimeout.to_string(),
                 Some("SET statement_timeout (0 disables it) or the --statement-timeout flag sets the limit.".into()),
             ),
+            StatementError::Setting(e) => {
+                use crate::session_settings::SettingError;
+                let code = match e {
+                    SettingError::Unknown(_) => "42704",
+                    SettingError::InvalidValue { .. } => "22023",
+                    SettingError::ReadOnly(_) => "55P02",
+                };
+                error(code, e.to_string(), Some(e.hint()))
+            }
+            StatementError::Unsupported(message) => error("0A000", message, None),
         }
     }
 }

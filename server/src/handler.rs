@@ -3,12 +3,11 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
 use datafusion_postgres::Parser as DfParser;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
-use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::Sink;
@@ -23,13 +22,19 @@ use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
+use crate::copy_out;
 use crate::errors::{StatementError, map_session_error};
 use crate::execute::{execute, result_fields};
 use crate::login::LoginHandler;
+use crate::pg_functions::register_session_functions;
+use crate::pg_rewrite;
+use crate::session_settings::SessionSettings;
+use crate::settings_hook::{SettingsHook, apply_to_context, report_changes};
 use crate::sql_guard::{self, SqlGuardHook};
-use crate::sql_session::{client_context, run_until, set_default_statement_timeout, statement_deadline};
+use crate::sql_session::{client_context, run_until, statement_deadline};
 use crate::state::AppState;
 use crate::statements::{self, is_sluice_statement, split_statements};
+use crate::type_modifiers;
 
 type DfStatement = <DfSessionService as ExtendedQueryHandler>::Statement;
 
@@ -42,22 +47,27 @@ pub struct SluiceHandlers {
 impl SluiceHandlers {
     /// Handlers for a new client connection.
     pub fn new(state: Arc<AppState>) -> Self {
+        // Defaults until the login starts the session.
+        let settings = SessionSettings::new(&state.login.session_defaults, "", &Default::default());
         // The guard comes first: it refuses writes before any other hook or
         // DataFusion sees them.
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(SqlGuardHook),
             Arc::new(CursorStatementHook),
-            Arc::new(SetShowHook),
+            Arc::new(SettingsHook::new(settings.clone())),
             Arc::new(TransactionStatementHook),
         ];
-        let ctx = Arc::new(client_context(&state.ctx));
-        let df = Arc::new(DfSessionService::new_with_hooks(ctx, hooks));
+        let ctx = client_context(&state.ctx);
+        register_session_functions(&ctx, &settings);
+        let ctx = Arc::new(ctx);
+        let df = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
         let parser = Arc::new(SluiceQueryParser { df: df.query_parser() });
         let session = Arc::new(SluiceSession {
             state: state.clone(),
             df,
             parser,
-            defaults_set: AtomicBool::new(false),
+            settings,
+            ctx,
         });
         Self { state, session }
     }
@@ -73,7 +83,10 @@ impl PgWireServerHandlers for SluiceHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(LoginHandler::new(self.state.login.clone()))
+        Arc::new(LoginHandler::new(
+            self.state.login.clone(),
+            self.session.settings.clone(),
+        ))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
@@ -86,17 +99,24 @@ pub struct SluiceSession {
     state: Arc<AppState>,
     df: Arc<DfSessionService>,
     parser: Arc<SluiceQueryParser>,
-    /// Whether the server's session defaults were given to the client.
-    defaults_set: AtomicBool,
+    settings: SessionSettings,
+    /// The session's DataFusion context (its time zone follows the settings).
+    ctx: Arc<SessionContext>,
 }
 
 impl SluiceSession {
-    /// Gives the client the server's session defaults before its first
-    /// statement runs.
-    fn set_defaults<C: ClientInfo>(&self, client: &mut C) {
-        if !self.defaults_set.swap(true, Ordering::Relaxed) {
-            set_default_statement_timeout(client, self.state.statement_timeout);
-        }
+    /// Brings the client up to date with the session's settings before a
+    /// statement: the metadata datafusion-postgres reads, and ParameterStatus
+    /// for reported parameters `set_config()` changed.
+    async fn sync_settings<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.settings.sync_metadata(client);
+        apply_to_context(&self.settings, &self.ctx);
+        report_changes(&self.settings, client).await
     }
 }
 
@@ -120,10 +140,18 @@ impl SimpleQueryHandler for SluiceSession {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.set_defaults(client);
         let mut responses = Vec::new();
         for piece in split_statements(query) {
-            let result = if is_sluice_statement(piece.text) {
+            self.sync_settings(client).await?;
+            let result = if let Some(copy) = copy_out::parse(piece.text) {
+                let deadline = statement_deadline(client);
+                let copying = async {
+                    let copy = copy.map_err(|e| user_error(e, 0))?;
+                    let response = copy.run(&self.ctx, deadline).await.map_err(|e| user_error(e, 0))?;
+                    Ok(vec![Response::CopyOut(response)])
+                };
+                run_until(deadline, copying).await.map_err(error_info)
+            } else if is_sluice_statement(piece.text) {
                 let executed = match statements::parse(piece.text) {
                     Ok(statement) => execute(&self.state, client, statement, &Format::UnifiedText).await,
                     Err(e) => Err(e.into()),
@@ -133,7 +161,9 @@ impl SimpleQueryHandler for SluiceSession {
                     .map_err(|e| e.into_error_info(piece.char_offset))
             } else {
                 let deadline = statement_deadline(client);
-                let statement = <DfSessionService as SimpleQueryHandler>::do_query(&self.df, client, piece.text);
+                let rewritten = pg_rewrite::rewrite(piece.text);
+                let sql = rewritten.as_deref().unwrap_or(piece.text);
+                let statement = <DfSessionService as SimpleQueryHandler>::do_query(&self.df, client, sql);
                 run_until(deadline, statement).await.map_err(error_info)
             };
             match result {
@@ -177,7 +207,7 @@ impl ExtendedQueryHandler for SluiceSession {
                 .await
                 .map_err(|e| user_error(e, 0));
         }
-        self.set_defaults(client);
+        self.sync_settings(client).await?;
         let deadline = statement_deadline(client);
         let statement = async {
             <DfSessionService as ExtendedQueryHandler>::do_query(&self.df, client, portal, max_rows)
@@ -207,6 +237,8 @@ impl QueryParser for SluiceQueryParser {
             statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return Ok(Some((sql.to_owned(), None)));
         }
+        let rewritten = pg_rewrite::rewrite(sql);
+        let sql = rewritten.as_deref().unwrap_or(sql);
         let parsed = self.df.parse_sql(client, sql, types).await.map_err(map_session_error)?;
         if let Some((_, Some((_, plan)))) = &parsed {
             sql_guard::check_plan(plan).map_err(|e| user_error(e.into(), 0))?;
@@ -224,6 +256,8 @@ impl QueryParser for SluiceQueryParser {
             let parsed = statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return result_fields(&parsed, format.unwrap_or(&Format::UnifiedText));
         }
-        self.df.get_result_schema(statement, format)
+        let fields = self.df.get_result_schema(statement, format)?;
+        let schema = plan.as_ref().map(|(_, plan)| plan.schema().as_arrow());
+        Ok(type_modifiers::describe(fields, schema))
     }
 }

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
-    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
-    save_startup_parameters_to_metadata,
+    StartupHandler, finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
 };
 use pgwire::api::{
     ClientInfo, ConnectionHandle, ConnectionManager, METADATA_USER, PgWireConnectionState, PidSecretKeyGenerator,
@@ -22,6 +21,7 @@ use tracing::warn;
 
 use crate::auth::AdminAuth;
 use crate::scram::{self, AwaitingClientFinal, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramError};
+use crate::session_settings::{ServerDefaults, SessionSettings};
 use crate::throttle::LoginThrottle;
 
 /// How clients log in; shared by every connection.
@@ -33,7 +33,8 @@ pub struct LoginPolicy {
     pub channel_binding: Option<Vec<u8>>,
     /// Refuse sessions that did not negotiate TLS.
     pub require_tls: bool,
-    pub parameters: DefaultServerParameterProvider,
+    /// The server-wide defaults of every session's settings.
+    pub session_defaults: ServerDefaults,
     /// pgwire's registry of live connections, for cancel requests.
     pub connections: Arc<ConnectionManager>,
     pub pids: RandomPidSecretKeyGenerator,
@@ -51,13 +52,16 @@ enum Exchange {
 pub struct LoginHandler {
     policy: Arc<LoginPolicy>,
     exchange: Mutex<Exchange>,
+    /// The session's settings, started when the login succeeds.
+    settings: SessionSettings,
 }
 
 impl LoginHandler {
-    pub fn new(policy: Arc<LoginPolicy>) -> Self {
+    pub fn new(policy: Arc<LoginPolicy>, settings: SessionSettings) -> Self {
         Self {
             policy,
             exchange: Mutex::new(Exchange::AwaitingStartup),
+            settings,
         }
     }
 
@@ -140,7 +144,8 @@ impl LoginHandler {
         client.set_pid_and_secret_key(pid, secret_key);
         client.session_extensions().insert::<Arc<ConnectionHandle>>(handle);
         client.session_extensions().insert(guard);
-        finish_authentication(client, &self.policy.parameters).await
+        self.settings.start(&self.policy.session_defaults, &*client);
+        finish_authentication(client, &self.settings).await
     }
 }
 

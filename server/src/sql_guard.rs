@@ -60,7 +60,7 @@ impl Visitor for ReadOnly {
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Refused> {
         let allowed = match statement {
             // Every form of SET (`SET a = 1, b = 2`, quoted names) is covered.
-            Statement::Set(_) => !statement
+            Statement::Set(_) | Statement::Reset(_) => !statement
                 .to_string()
                 .replace('"', "")
                 .to_ascii_lowercase()
@@ -113,8 +113,10 @@ impl Visitor for ReadOnly {
 /// `CREATE TABLE` for `Statement::CreateTable`, `SET datafusion.runtime.*`
 /// for a runtime setting: the statement kind in SQL words.
 fn statement_kind(statement: &Statement) -> String {
-    if let Statement::Set(_) = statement {
-        return format!("SET {RUNTIME_SETTINGS}*");
+    match statement {
+        Statement::Set(_) => return format!("SET {RUNTIME_SETTINGS}*"),
+        Statement::Reset(_) => return format!("RESET {RUNTIME_SETTINGS}*"),
+        _ => {}
     }
     let debug = format!("{statement:?}");
     let variant = debug
@@ -195,6 +197,8 @@ mod tests {
             "SHOW statement_timeout",
             "SET statement_timeout = '1s'",
             "SET datafusion.execution.batch_size = 1024",
+            "RESET TimeZone",
+            "RESET ALL",
             "BEGIN",
             "COMMIT",
         ] {
@@ -221,7 +225,7 @@ mod tests {
                 "SET datafusion.runtime.memory_limit = '100G'",
                 "SET datafusion.runtime.*",
             ),
-            ("RESET datafusion.runtime.memory_limit", "RESET"),
+            ("RESET datafusion.runtime.memory_limit", "RESET datafusion.runtime.*"),
         ] {
             assert_eq!(kind_refused(sql).as_deref(), Some(kind), "{sql}");
         }

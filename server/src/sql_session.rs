@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use datafusion::catalog::SchemaProvider;
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::runtime::SpawnedTask;
@@ -32,15 +33,19 @@ use sluice_engine::jobs::JobManager;
 use tokio::runtime::{Handle, Runtime};
 use tokio::time::Instant;
 
+use crate::state::{DATABASE, DEFAULT_SCHEMA, StartupError, WAREHOUSE_SCHEMA};
 use crate::errors::{StatementError, map_session_error};
+use crate::pg_catalog_overlay::PgCatalogOverlay;
+use crate::pg_functions::register_catalog_functions;
+use crate::session_time_zone::SessionTimeZone;
 use crate::source_catalogs::SluiceCatalogList;
-use crate::state::{DATABASE, StartupError, WAREHOUSE_SCHEMA};
 use crate::system_tables::{self, SystemSchema};
+use crate::type_modifiers;
 use crate::wide_decimals::WideDecimalsAsText;
 
 /// Where datafusion-postgres keeps a session's `statement_timeout` (in
 /// milliseconds; absent means no timeout) in the client's metadata.
-const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
+pub(crate) const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
 
 /// The shared DataFusion session behind plain SQL: pg_catalog for clients,
 /// the read-only `sluice` system schema, the warehouse, and every source
@@ -54,9 +59,10 @@ pub fn session_context(
     warehouse: WarehouseSchema,
     query_memory: usize,
 ) -> Result<SessionContext, StartupError> {
+    let warehouse: Arc<dyn SchemaProvider> = Arc::new(warehouse);
     let config = SessionConfig::new()
         .with_information_schema(true)
-        .with_default_catalog_and_schema(DATABASE, "public");
+        .with_default_catalog_and_schema(DATABASE, DEFAULT_SCHEMA);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(query_memory)))
         .build_arc()
@@ -70,7 +76,20 @@ pub fn session_context(
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.add_analyzer_rule(Arc::new(WideDecimalsAsText));
+    ctx.add_analyzer_rule(Arc::new(SessionTimeZone));
+    register_catalog_functions(&ctx);
     setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+        .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
+    let pg_catalog = ctx
+        .catalog(DATABASE)
+        .and_then(|c| c.schema("pg_catalog"))
+        .expect("pg_catalog was just set up");
+    ctx.catalog(DATABASE)
+        .expect("the default catalog exists")
+        .register_schema(
+            "pg_catalog",
+            Arc::new(PgCatalogOverlay::new(pg_catalog, warehouse.clone())),
+        )
         .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
@@ -78,7 +97,7 @@ pub fn session_context(
         .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
-        .register_schema(WAREHOUSE_SCHEMA, Arc::new(warehouse))
+        .register_schema(WAREHOUSE_SCHEMA, warehouse)
         .map_err(|e| StartupError::Config(format!("warehouse set-up failed: {e}")))?;
     Ok(ctx)
 }
@@ -118,16 +137,6 @@ impl PhysicalOptimizerRule for CooperativeJoins {
 /// its own copy of the settings, so `SET datafusion.*` stays in the session.
 pub fn client_context(shared: &SessionContext) -> SessionContext {
     SessionContext::new_with_state(SessionStateBuilder::new_from_existing(shared.state()).build())
-}
-
-/// Gives a new session the server's default `statement_timeout` (`None`:
-/// no timeout); `SET statement_timeout` changes it afterwards.
-pub fn set_default_statement_timeout<C: ClientInfo + ?Sized>(client: &mut C, timeout: Option<Duration>) {
-    if let Some(timeout) = timeout {
-        client
-            .metadata_mut()
-            .insert(STATEMENT_TIMEOUT_KEY.into(), timeout.as_millis().to_string());
-    }
 }
 
 /// When a statement starting now must end, by the session's
@@ -226,6 +235,7 @@ fn until(deadline: Option<Instant>, response: Response) -> Response {
             Err(_) => Some((Err(timed_out()), None)),
         }
     });
+    let row_schema = Arc::new(type_modifiers::describe(row_schema.as_ref().clone(), None));
     let mut wrapped = QueryResponse::new(row_schema, rows);
     wrapped.set_command_tag(&command_tag);
     Response::Query(wrapped)

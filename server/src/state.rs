@@ -3,7 +3,6 @@
 //! the handlers read it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::prelude::SessionContext;
 use sluice_catalog::CatalogError;
@@ -18,6 +17,8 @@ pub const DATABASE: &str = "sluice";
 
 /// The schema under which the local warehouse's tables are queried.
 pub const WAREHOUSE_SCHEMA: &str = "warehouse";
+/// Where unqualified names resolve when no `search_path` schema exists.
+pub const DEFAULT_SCHEMA: &str = "public";
 
 /// Why Sluice could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +45,6 @@ pub struct AppState {
     pub ctx: Arc<SessionContext>,
     /// How clients log in.
     pub login: Arc<LoginPolicy>,
-    /// Each session's `statement_timeout` until it sets its own.
-    pub statement_timeout: Option<Duration>,
     /// pgwire's registry of live connections, for cancel requests.
     pub wire_connections: Arc<pgwire::api::ConnectionManager>,
 }

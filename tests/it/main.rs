@@ -14,6 +14,7 @@ mod bq_location;
 mod bq_table_ops;
 mod bq_token;
 mod bq_types;
+mod clients;
 mod commit_guard;
 mod connections;
 mod demo;

@@ -140,7 +140,7 @@ async fn times_out(client: &Client, extended: bool, limit: Duration) {
 async fn statements_time_out_by_default_and_per_session() {
     let sluice = Sluice::start_with(&["--statement-timeout", "2"], &[]);
     let client = sluice.client().await;
-    assert_eq!(one(&client, "SHOW statement_timeout").await, "2000ms");
+    assert_eq!(one(&client, "SHOW statement_timeout").await, "2s");
     times_out(&client, false, Duration::from_secs(20)).await;
     client.batch_execute("SET statement_timeout = '300ms'").await.unwrap();
     assert_eq!(one(&client, "SHOW statement_timeout").await, "300ms");
@@ -148,7 +148,7 @@ async fn statements_time_out_by_default_and_per_session() {
     times_out(&client, false, Duration::from_secs(10)).await;
     // Another session keeps the server's default.
     let other = sluice.client().await;
-    assert_eq!(one(&other, "SHOW statement_timeout").await, "2000ms");
+    assert_eq!(one(&other, "SHOW statement_timeout").await, "2s");
     other.batch_execute("SET statement_timeout = 0").await.unwrap();
     assert_eq!(one(&other, "SHOW statement_timeout").await, "0");
 
