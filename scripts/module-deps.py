@@ -50,6 +50,9 @@ def root_reexports(src):
         file = os.path.join(src, root_file)
         if os.path.exists(file):
             text = strip_comments(open(file, encoding="utf-8").read())
+            # Inline test modules (at the end of a file) are not architecture,
+            # and their `super::` is one level deeper than the file's.
+            text = re.split(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", text)[0]
             for m in re.finditer(r"\bpub\s+use\s+([^;]+);", text):
                 for path in expand(m.group(1).replace("\n", " ")):
                     parts = path.split("::")
@@ -123,6 +126,9 @@ def graph(src):
             if src_node is None:
                 continue
             text = strip_comments(open(file, encoding="utf-8").read())
+            # Inline test modules (at the end of a file) are not architecture,
+            # and their `super::` is one level deeper than the file's.
+            text = re.split(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", text)[0]
             children = set(re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text, flags=re.M))
             for path in use_paths(text, children):
                 target = resolve(path, here, children)

@@ -17,8 +17,8 @@ use crate::schedule_state::ScheduleState;
 use crate::schema_change::SchemaChangeRecord;
 use crate::secret::{SecretInfo, SecretRecord, SecretValue};
 use crate::store::Store;
-use crate::verification::VerificationRecord;
 use crate::table_ops::{TableOps, table_ops_key};
+use crate::verification::VerificationRecord;
 
 /// A sealed known value proving that the master key matches this catalog.
 #[derive(Serialize, Deserialize)]

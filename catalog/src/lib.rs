@@ -17,8 +17,8 @@ mod schedule_state;
 mod schema_change;
 mod secret;
 mod store;
-mod verification;
 mod table_ops;
+mod verification;
 
 pub use admin::AdminCredentials;
 pub use catalog::{Catalog, DropOutcome};
@@ -33,8 +33,8 @@ pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};
 pub use schema_change::{SchemaChangeKind, SchemaChangeRecord};
 pub use secret::{SecretInfo, SecretValue};
-pub use verification::{BucketDifference, VerificationRecord};
 pub use table_ops::TableOps;
+pub use verification::{BucketDifference, VerificationRecord};
 
 /// The catalog layout version written to `meta`; bumped when column families
 /// or key layouts change, with a migration in `store`. 2: the `run_index`

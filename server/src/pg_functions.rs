@@ -248,7 +248,7 @@ fn int2vector_items(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
 
 /// `json_build_object(k1, v1, ...)` as JSON text.
 fn json_build_object(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return exec_err!("argument list must have even number of elements");
     }
     let mut out = Vec::with_capacity(rows);

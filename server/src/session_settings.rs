@@ -11,7 +11,9 @@ use std::time::Duration;
 use pgwire::api::ClientInfo;
 use pgwire::api::auth::ServerParameterProvider;
 
-use crate::sql_session::STATEMENT_TIMEOUT_KEY;
+/// Where datafusion-postgres keeps a session's `statement_timeout` (in
+/// milliseconds; absent means no timeout) in the client's metadata.
+pub(crate) const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
 
 /// The PostgreSQL release Sluice answers as (drivers parse it).
 pub const PG_VERSION: &str = "16.6";
@@ -286,7 +288,7 @@ fn show_duration(millis: u64) -> String {
         return "0".into();
     }
     for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1_000)] {
-        if millis % size == 0 {
+        if millis.is_multiple_of(size) {
             return format!("{}{unit}", millis / size);
         }
     }

@@ -19,9 +19,9 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
 
-use crate::state::{DATABASE, DEFAULT_SCHEMA};
 use crate::errors::StatementError;
 use crate::session_settings::{SessionSettings, SettingError};
+use crate::state::{DATABASE, DEFAULT_SCHEMA};
 
 /// The settings statements of one session.
 pub struct SettingsHook {

@@ -33,19 +33,16 @@ use sluice_engine::jobs::JobManager;
 use tokio::runtime::{Handle, Runtime};
 use tokio::time::Instant;
 
-use crate::state::{DATABASE, DEFAULT_SCHEMA, StartupError, WAREHOUSE_SCHEMA};
 use crate::errors::{StatementError, map_session_error};
 use crate::pg_catalog_overlay::PgCatalogOverlay;
 use crate::pg_functions::register_catalog_functions;
+use crate::session_settings::STATEMENT_TIMEOUT_KEY;
 use crate::session_time_zone::SessionTimeZone;
 use crate::source_catalogs::SluiceCatalogList;
+use crate::state::{DATABASE, DEFAULT_SCHEMA, StartupError, WAREHOUSE_SCHEMA};
 use crate::system_tables::{self, SystemSchema};
 use crate::type_modifiers;
 use crate::wide_decimals::WideDecimalsAsText;
-
-/// Where datafusion-postgres keeps a session's `statement_timeout` (in
-/// milliseconds; absent means no timeout) in the client's metadata.
-pub(crate) const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
 
 /// The shared DataFusion session behind plain SQL: pg_catalog for clients,
 /// the read-only `sluice` system schema, the warehouse, and every source

@@ -13,8 +13,6 @@ mod s3;
 #[cfg(test)]
 mod type_docs;
 
-pub(crate) use files::{DataFusionDialect, datafusion_session};
-
 use crate::connection_types::ConnectionType;
 use crate::error::EngineError;
 

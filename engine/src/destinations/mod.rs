@@ -130,7 +130,8 @@ pub enum DestinationError {
         job_id: Option<String>,
         reason: String,
         message: String,
-        diagnosis: RemoteDiagnosis,
+        /// Boxed: the error stays small on every `Result` path.
+        diagnosis: Box<RemoteDiagnosis>,
     },
     #[error("storage error: {0}")]
     ObjectStore(#[from] object_store::Error),

@@ -83,10 +83,10 @@ pub fn scrub_destination_error(scrubber: &Scrubber, error: DestinationError) -> 
             job_id: job_id.map(|id| s(&id)),
             reason: s(&reason),
             message: s(&message),
-            diagnosis: RemoteDiagnosis {
+            diagnosis: Box::new(RemoteDiagnosis {
                 hint: diagnosis.hint.map(|hint| s(&hint)),
-                ..diagnosis
-            },
+                ..*diagnosis
+            }),
         },
         DestinationError::ObjectStore(e) => DestinationError::ObjectStore(object_store::Error::Generic {
             store: "object store",
@@ -267,11 +267,11 @@ mod tests {
                 job_id: Some("job_1".into()),
                 reason: "invalid".into(),
                 message: "request body {\"key\": \"hunter2\"} refused".into(),
-                diagnosis: RemoteDiagnosis {
+                diagnosis: Box::new(RemoteDiagnosis {
                     transient: false,
                     sqlstate: "58030",
                     hint: Some("bq show -j hunter2".into()),
-                },
+                }),
             },
         );
         assert!(

@@ -14,8 +14,8 @@ mod runner;
 mod schema_changes;
 mod settings;
 mod split;
-mod verify;
 mod table_ops;
+mod verify;
 mod window;
 
 use std::collections::{BTreeSet, HashMap};
@@ -32,8 +32,8 @@ pub use health::{FAILING_AFTER, Health, consecutive_failures};
 pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};
 pub use settings::{JobSetting, SETTING_NAMES, SettingValue};
-pub use verify::CursorWindow;
 pub use table_ops::{WARN_TABLE_OPS, table_ops_today, table_ops_warning};
+pub use verify::CursorWindow;
 
 use crate::connections::ConnectionManager;
 use crate::destinations::Destination;

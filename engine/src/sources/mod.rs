@@ -6,6 +6,7 @@
 //! with projection, filters and limit pushed into the source query.
 
 mod checksum;
+pub(crate) mod datafusion_sql;
 mod describe;
 mod nearby;
 mod pushdown;

@@ -1,5 +1,5 @@
 //! Azure Blob Storage as a file source: a container prefix read by
-//! [`crate::connectors::files`], signed with the account key, a SAS token
+//! [`files`], signed with the account key, a SAS token
 //! or the parts of a connection string (which also carries the endpoint of
 //! Azurite or a sovereign cloud).
 

@@ -20,7 +20,7 @@ pub(super) const TRANSIENT: &[&str] = &[
 pub(super) fn remote_error(job_id: Option<String>, reason: String, message: String) -> DestinationError {
     DestinationError::Remote {
         service: "BigQuery",
-        diagnosis: diagnose(&reason, job_id.as_deref()),
+        diagnosis: Box::new(diagnose(&reason, job_id.as_deref())),
         job_id,
         reason,
         message,

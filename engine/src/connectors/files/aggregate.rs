@@ -12,7 +12,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::EmptyRecordBatchStream;
 use datafusion::physical_plan::streaming::PartitionStream;
 
-use super::dialect::{DataFusionDialect, session};
+use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::{Dialect, QueryBuilder, TextRows};
 
 /// Runs the query `sql` builds around `name` over `rows`, the table's scan.

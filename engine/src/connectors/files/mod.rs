@@ -29,7 +29,6 @@
 mod aggregate;
 mod avro;
 mod convert;
-mod dialect;
 mod errors;
 mod listing;
 mod source;
@@ -42,7 +41,6 @@ use datafusion::object_store::ObjectStore;
 use datafusion::object_store::path::Path;
 use object_store::{ClientOptions, RetryConfig};
 
-pub(crate) use dialect::{DataFusionDialect, session as datafusion_session};
 pub(crate) use errors::classify;
 pub(crate) use source::open;
 

@@ -44,9 +44,9 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 use url::Url;
 
-use super::dialect::{DataFusionDialect, session};
 use super::listing::{self, DataFile, Entry, Format};
 use super::{Backend, Location, SCHEMA, aggregate, avro, convert};
+use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::{
     ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, SourceInstant,
     TableDescription, TableInfo, TableKind, TableRef, TextRows, closest, scan_sql,

@@ -46,7 +46,7 @@ pub use read::WarehouseSchema;
 
 use super::compare::{evolution_refusals, schema_differences};
 use super::{CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode};
-use crate::connectors::{DataFusionDialect, datafusion_session};
+use crate::sources::datafusion_sql::{DataFusionDialect, session as datafusion_session};
 use crate::sources::{Dialect, QueryBuilder, TextRows};
 use load::WarehouseLoad;
 use manifest::Manifest;

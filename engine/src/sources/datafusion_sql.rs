@@ -1,5 +1,6 @@
-//! DataFusion's own SQL, for the private session that reads the files: the
-//! session is set up here so that the literals mean what they say.
+//! DataFusion's own SQL, for the private sessions that read files (the file
+//! source) and the warehouse (VERIFY): the session is set up here so that
+//! the literals mean what they say.
 
 use chrono::{DateTime, Datelike, NaiveDateTime};
 use datafusion::prelude::{SessionConfig, SessionContext};
