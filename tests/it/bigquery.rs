@@ -530,19 +530,11 @@ async fn a_crash_between_bigquery_commit_and_catalog_update_is_reconciled() {
         .batch_execute("CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL")
         .await
         .unwrap();
-    assert!(env.client.simple_query("RUN ETL JOB orders_inc").await.is_err());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while env.sluice.is_running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the failpoint did not stop the server"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.sluice
+        .run_into_failpoint(&env.client, "RUN ETL JOB orders_inc")
+        .await;
     assert_eq!(table_rows(&env.fake, "orders").len(), 500, "BigQuery has the load");
-    env.sluice.opts.envs.retain(|(k, _)| k != "SLUICE_FAILPOINTS");
-    env.sluice.restart();
-    let client = env.sluice.client().await;
+    let client = env.sluice.restart_without_failpoints().await;
     let run = rows(&client, "SELECT status, watermark_to FROM sluice.runs").await;
     assert_eq!(run[0][0].as_deref(), Some("succeeded"), "adopted: {run:?}");
     assert_eq!(run[0][1].as_deref(), Some("2024-03-01T08:20:00Z"));

@@ -208,18 +208,8 @@ async fn a_crash_after_a_run_that_read_no_rows_loses_and_repeats_nothing() {
     env.sluice.restart();
     let client = env.sluice.client().await;
     // The empty run "commits" (nothing), then Sluice stops before the catalog update.
-    assert!(client.simple_query("RUN ETL JOB orders_inc").await.is_err());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while env.sluice.is_running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the failpoint did not stop the server"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    env.sluice.opts.envs.retain(|(k, _)| k != "SLUICE_FAILPOINTS");
-    env.sluice.restart();
-    let client = env.sluice.client().await;
+    env.sluice.run_into_failpoint(&client, "RUN ETL JOB orders_inc").await;
+    let client = env.sluice.restart_without_failpoints().await;
     let run = rows(&client, "SELECT status FROM sluice.runs ORDER BY run_id DESC LIMIT 1").await;
     assert_eq!(run[0][0].as_deref(), Some("failed"), "nothing was committed: {run:?}");
     assert_eq!(one(&client, "SELECT watermark FROM sluice.jobs").await, watermark);

@@ -8,8 +8,6 @@ use crate::bigquery::ORDERS;
 use crate::common;
 use crate::fake_bigquery::FakeBigQuery;
 
-use std::time::Duration;
-
 use common::bqemulator::BqEmulator;
 use common::*;
 use tokio_postgres::Client;
@@ -153,26 +151,141 @@ async fn a_crash_after_the_emulators_commit_is_reconciled_without_loading_twice(
         .batch_execute("CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL")
         .await
         .unwrap();
-    assert!(env.client.simple_query("RUN ETL JOB orders_inc").await.is_err());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while env.sluice.is_running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the failpoint did not stop the server"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.sluice
+        .run_into_failpoint(&env.client, "RUN ETL JOB orders_inc")
+        .await;
     assert_eq!(
         bigquery_totals(&env, "orders"),
         source_totals(&env, ""),
         "the load committed"
     );
-    env.sluice.opts.envs.retain(|(k, _)| k != "SLUICE_FAILPOINTS");
-    env.sluice.restart();
-    let client = env.sluice.client().await;
+    let client = env.sluice.restart_without_failpoints().await;
     let run = rows(&client, "SELECT status FROM sluice.runs").await;
     assert_eq!(run[0][0].as_deref(), Some("succeeded"), "adopted: {run:?}");
     let again = rows(&client, "RUN ETL JOB orders_inc").await;
     assert_eq!(again[0][2].as_deref(), Some("0"), "nothing is loaded twice");
     assert_eq!(bigquery_totals(&env, "orders"), source_totals(&env, ""));
+}
+
+/// One PostgreSQL column type, a value, and how to read it back as text on
+/// each side (`{c}` stands for the column).
+struct Typed {
+    pg_type: &'static str,
+    value: &'static str,
+    pg_text: &'static str,
+    bigquery_text: &'static str,
+}
+
+const TYPED: &[Typed] = &[
+    Typed {
+        pg_type: "smallint",
+        value: "-7",
+        pg_text: "{c}::text",
+        bigquery_text: "CAST({c} AS STRING)",
+    },
+    Typed {
+        pg_type: "bigint",
+        value: "9007199254740993",
+        pg_text: "{c}::text",
+        bigquery_text: "CAST({c} AS STRING)",
+    },
+    Typed {
+        pg_type: "double precision",
+        value: "1.5",
+        pg_text: "{c}::text",
+        bigquery_text: "CAST({c} AS STRING)",
+    },
+    Typed {
+        pg_type: "boolean",
+        value: "true",
+        pg_text: "{c}::text",
+        bigquery_text: "CAST({c} AS STRING)",
+    },
+    Typed {
+        pg_type: "text",
+        value: "'héllo, \"world\"'",
+        pg_text: "{c}",
+        bigquery_text: "{c}",
+    },
+    Typed {
+        pg_type: "varchar(10)",
+        value: "'ab'",
+        pg_text: "{c}",
+        bigquery_text: "{c}",
+    },
+    Typed {
+        pg_type: "date",
+        value: "'2024-02-29'",
+        pg_text: "{c}::text",
+        bigquery_text: "CAST({c} AS STRING)",
+    },
+    Typed {
+        pg_type: "timestamptz",
+        value: "'2024-03-01 12:34:56.789012+02'",
+        pg_text: "(extract(epoch FROM {c}) * 1000000)::int8::text",
+        bigquery_text: "CAST(UNIX_MICROS({c}) AS STRING)",
+    },
+    Typed {
+        pg_type: "timestamp",
+        value: "'2024-03-01 12:34:56.789012'",
+        pg_text: "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
+        bigquery_text: "FORMAT_DATETIME('%Y-%m-%d %H:%M:%E6S', {c})",
+    },
+    Typed {
+        pg_type: "bytea",
+        value: "'\\x00ff10'",
+        pg_text: "encode({c}, 'base64')",
+        bigquery_text: "TO_BASE64({c})",
+    },
+    Typed {
+        pg_type: "uuid",
+        value: "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+        pg_text: "{c}::text",
+        bigquery_text: "{c}",
+    },
+];
+
+#[tokio::test]
+async fn types_read_back_through_the_emulator_as_the_source_has_them() {
+    let env = setup(&[]).await;
+    let columns: Vec<String> = (0..TYPED.len()).map(|i| format!("c{i} {}", TYPED[i].pg_type)).collect();
+    let values: Vec<&str> = TYPED.iter().map(|t| t.value).collect();
+    env.pg.psql_admin_db(
+        "shop",
+        &format!(
+            "CREATE TABLE typed (id int PRIMARY KEY, {}); INSERT INTO typed VALUES (1, {}), (2{});",
+            columns.join(", "),
+            values.join(", "),
+            ", NULL".repeat(TYPED.len())
+        ),
+    );
+    env.client
+        .batch_execute("CREATE ETL JOB typed FROM shop.public.typed INTO wh.typed SNAPSHOT; RUN ETL JOB typed")
+        .await
+        .unwrap();
+    for (i, t) in TYPED.iter().enumerate() {
+        let column = format!("c{i}");
+        let pg = env
+            .pg
+            .psql_admin_db(
+                "shop",
+                &format!(
+                    "SELECT coalesce({}, 'NULL') FROM typed ORDER BY id",
+                    t.pg_text.replace("{c}", &column)
+                ),
+            )
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        let bigquery: Vec<String> = env
+            .emulator
+            .query(&format!(
+                "SELECT {} FROM `{PROJECT}.raw_data.typed` ORDER BY id",
+                t.bigquery_text.replace("{c}", &column)
+            ))
+            .into_iter()
+            .map(|row| row[0].clone().unwrap_or_else(|| "NULL".into()))
+            .collect();
+        assert_eq!(bigquery, pg, "{}", t.pg_type);
+    }
 }

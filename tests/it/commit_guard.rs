@@ -301,26 +301,41 @@ async fn mariadb_row_committed_late_is_loaded_once() {
     assert!(reason.starts_with("oldest transaction started "), "{reason}");
 
     writer.query_drop("COMMIT").await.unwrap();
+    let thread = writer.id();
     writer.disconnect().await.unwrap();
     // innodb_trx is a cache refreshed at most every 100 ms: a run right
     // after the commit may still see the transaction (and wait one more run);
     // and the cap stays a second behind the clock.
-    wait_until_no_open_transaction(&maria);
+    wait_until_transaction_ended(&maria, thread);
     std::thread::sleep(Duration::from_millis(1100));
     let second = rows(&client, "RUN ETL JOB events").await;
-    assert_eq!(second[0][2].as_deref(), Some("11"), "{second:?}");
+    assert_eq!(
+        second[0][2].as_deref(),
+        Some("11"),
+        "{second:?} {:?} {}",
+        guard_of(&client, second[0][0].as_deref().unwrap()).await,
+        maria.sql("SELECT * FROM information_schema.innodb_trx")
+    );
     assert_eq!(
         rows(&client, "SELECT count(*), count(DISTINCT id) FROM warehouse.bq_events").await[0],
         [Some("21".to_owned()), Some("21".to_owned())]
     );
 }
 
-/// Waits until `information_schema.innodb_trx` lists no transaction.
-fn wait_until_no_open_transaction(maria: &MariaDb) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while maria.sql("SELECT count(*) FROM information_schema.innodb_trx").trim() != "0" {
-        assert!(std::time::Instant::now() < deadline, "a transaction stays open");
-        std::thread::sleep(Duration::from_millis(50));
+/// Waits until `information_schema.innodb_trx` no longer lists a
+/// transaction of connection `thread`.
+fn wait_until_transaction_ended(maria: &MariaDb, thread: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let query = format!("SELECT count(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = {thread}");
+    while maria.sql(&query).trim() != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transaction of connection {thread} stays open: {}",
+            maria.sql("SELECT * FROM information_schema.innodb_trx")
+        );
+        // InnoDB refreshes the list only when it was not read in the last
+        // 100 ms: polling faster would keep it stale for ever.
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

@@ -417,7 +417,7 @@ async fn options_are_validated_against_the_type() {
         "SELECT count(*) FROM sluice.connection_type_options WHERE type = 'bigquery'",
     )
     .await;
-    assert_eq!(bigquery_options.as_deref(), Some("9"));
+    assert_eq!(bigquery_options.as_deref(), Some("10"));
 }
 
 #[tokio::test]

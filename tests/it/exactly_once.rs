@@ -155,16 +155,7 @@ async fn a_crash_between_destination_commit_and_catalog_update_is_reconciled() {
     insert_rows(&pg, 1);
     let mut sluice = Sluice::start_with(&[], &[("SLUICE_FAILPOINTS", "after_destination_commit")]);
     let client = setup(&pg, &sluice).await;
-    let crashed = client.simple_query("RUN ETL JOB events_inc").await;
-    assert!(crashed.is_err(), "the failpoint aborts the server mid-statement");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sluice.is_running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the failpoint did not stop the server"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sluice.run_into_failpoint(&client, "RUN ETL JOB events_inc").await;
     assert!(
         sluice.log_contents().contains("failpoint hit"),
         "the server stopped at the failpoint"

@@ -537,18 +537,7 @@ async fn a_crash_after_the_destination_commit_loads_each_file_once() {
         .await
         .unwrap();
     settle().await;
-    assert!(
-        client.simple_query("RUN ETL JOB events").await.is_err(),
-        "the failpoint stops the server"
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sluice.is_running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the failpoint did not stop the server"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sluice.run_into_failpoint(&client, "RUN ETL JOB events").await;
     sluice.opts.envs.clear();
     sluice.restart();
     let client = sluice.client().await;
@@ -590,18 +579,7 @@ async fn a_kill_between_files_then_a_rerun_loads_each_file_once() {
         .await
         .unwrap();
     settle().await;
-    assert!(
-        client.simple_query("RUN ETL JOB events").await.is_err(),
-        "the kill ends the statement"
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sluice.is_running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the failpoint did not stop the server"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sluice.run_into_failpoint(&client, "RUN ETL JOB events").await;
     assert!(
         sluice.log_contents().contains("failpoint hit"),
         "killed at the failpoint"

@@ -1246,6 +1246,27 @@ impl Sluice {
         }
     }
 
+    /// Runs `sql` on `client`, which reaches a failpoint that aborts the
+    /// server, and waits (up to 20 s) until the process is gone.
+    pub async fn run_into_failpoint(&mut self, client: &Client, sql: &str) {
+        assert!(
+            client.simple_query(sql).await.is_err(),
+            "the failpoint ends the statement: {sql}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.is_running() {
+            assert!(Instant::now() < deadline, "the failpoint did not stop the server");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Restarts the server without `SLUICE_FAILPOINTS` and connects.
+    pub async fn restart_without_failpoints(&mut self) -> Client {
+        self.opts.envs.retain(|(k, _)| k != "SLUICE_FAILPOINTS");
+        self.restart();
+        self.client().await
+    }
+
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))

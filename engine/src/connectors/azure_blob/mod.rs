@@ -3,19 +3,19 @@
 //! or the parts of a connection string (which also carries the endpoint of
 //! Azurite or a sovereign cloud).
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use object_store::azure::MicrosoftAzureBuilder;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
-use crate::connectors::files::{self, Backend, Location};
+use crate::connection_types::{Category, ConnectionType, Driver};
+use crate::connectors::files::{self, Backend, BucketConnector, FromOptions, Location, open_bucket};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::failure::error_chain;
 use crate::options::OptionKind::{Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
-use crate::sources::Source;
 
 pub(crate) static AZURE_BLOB: ConnectionType = ConnectionType {
     name: "azure_blob",
@@ -44,24 +44,11 @@ pub(crate) static AZURE_BLOB: ConnectionType = ConnectionType {
     ],
     identity_options: &["account", "container", "prefix"],
     driver: Some(Driver {
-        connector: &AzureConnector,
-        source: Some(open),
+        connector: &BucketConnector::<Container>(PhantomData),
+        source: Some(open_bucket::<Container>),
         destination: None,
     }),
 };
-
-struct AzureConnector;
-
-#[async_trait]
-impl Connector for AzureConnector {
-    async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
-        files::test(&Container::new(options, timeout), timeout).await
-    }
-}
-
-fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
-    files::open(Arc::new(Container::new(options, timeout)))
-}
 
 /// An Azure Blob connection's options.
 struct Container {
@@ -82,8 +69,8 @@ enum Signing {
     Default,
 }
 
-impl Container {
-    fn new(options: &ResolvedOptions, timeout: Duration) -> Self {
+impl FromOptions for Container {
+    fn from_options(options: &ResolvedOptions, timeout: Duration) -> Self {
         let secret = |name| options.secret(name).map(|s| s.expose().to_owned());
         Self {
             account: options.text("account").unwrap_or_default().to_owned(),
@@ -95,7 +82,9 @@ impl Container {
             timeout,
         }
     }
+}
 
+impl Container {
     fn what(&self) -> String {
         format!("container \"{}\" of account \"{}\"", self.container, self.account)
     }

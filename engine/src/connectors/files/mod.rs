@@ -28,6 +28,7 @@
 
 mod aggregate;
 mod avro;
+mod bucket;
 mod convert;
 mod errors;
 mod listing;
@@ -41,6 +42,7 @@ use datafusion::object_store::ObjectStore;
 use datafusion::object_store::path::Path;
 use object_store::{ClientOptions, RetryConfig};
 
+pub(crate) use bucket::{BucketConnector, FromOptions, open_bucket};
 pub(crate) use errors::classify;
 pub(crate) use source::open;
 

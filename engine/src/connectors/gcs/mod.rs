@@ -2,19 +2,19 @@
 //! [`crate::connectors::files`]. An emulator is reached through the key's
 //! `gcs_base_url` (with `disable_oauth`), as `object_store` reads it.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use object_store::gcp::GoogleCloudStorageBuilder;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
-use crate::connectors::files::{self, Backend, Location};
+use crate::connection_types::{Category, ConnectionType, Driver};
+use crate::connectors::files::{self, Backend, BucketConnector, FromOptions, Location, open_bucket};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::failure::error_chain;
 use crate::options::OptionKind::{Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
-use crate::sources::Source;
 
 pub(crate) static GCS: ConnectionType = ConnectionType {
     name: "gcs",
@@ -37,24 +37,11 @@ pub(crate) static GCS: ConnectionType = ConnectionType {
     ],
     identity_options: &["bucket", "prefix", "credentials_file"],
     driver: Some(Driver {
-        connector: &GcsConnector,
-        source: Some(open),
+        connector: &BucketConnector::<GcsBucket>(PhantomData),
+        source: Some(open_bucket::<GcsBucket>),
         destination: None,
     }),
 };
-
-struct GcsConnector;
-
-#[async_trait]
-impl Connector for GcsConnector {
-    async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
-        files::test(&GcsBucket::new(options, timeout), timeout).await
-    }
-}
-
-fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
-    files::open(Arc::new(GcsBucket::new(options, timeout)))
-}
 
 /// A GCS connection's options.
 struct GcsBucket {
@@ -65,8 +52,8 @@ struct GcsBucket {
     timeout: Duration,
 }
 
-impl GcsBucket {
-    fn new(options: &ResolvedOptions, timeout: Duration) -> Self {
+impl FromOptions for GcsBucket {
+    fn from_options(options: &ResolvedOptions, timeout: Duration) -> Self {
         Self {
             bucket: options.text("bucket").unwrap_or_default().to_owned(),
             prefix: options.text("prefix").map(str::to_owned),
@@ -75,7 +62,9 @@ impl GcsBucket {
             timeout,
         }
     }
+}
 
+impl GcsBucket {
     fn what(&self) -> String {
         format!("bucket \"{}\"", self.bucket)
     }

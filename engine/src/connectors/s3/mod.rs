@@ -1,19 +1,19 @@
 //! Amazon S3 (and S3-compatible stores through `endpoint`) as a file
 //! source: a bucket prefix read by [`crate::connectors::files`].
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use object_store::aws::AmazonS3Builder;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
-use crate::connectors::files::{self, Backend, Location};
+use crate::connection_types::{Category, ConnectionType, Driver};
+use crate::connectors::files::{self, Backend, BucketConnector, FromOptions, Location, open_bucket};
 use crate::error::{ConnectFailure, ConnectFailureKind};
 use crate::failure::error_chain;
 use crate::options::OptionKind::{Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
-use crate::sources::Source;
 
 pub(crate) static S3: ConnectionType = ConnectionType {
     name: "s3",
@@ -47,24 +47,11 @@ pub(crate) static S3: ConnectionType = ConnectionType {
     ],
     identity_options: &["endpoint", "bucket", "prefix", "access_key_id"],
     driver: Some(Driver {
-        connector: &S3Connector,
-        source: Some(open),
+        connector: &BucketConnector::<S3Bucket>(PhantomData),
+        source: Some(open_bucket::<S3Bucket>),
         destination: None,
     }),
 };
-
-struct S3Connector;
-
-#[async_trait]
-impl Connector for S3Connector {
-    async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
-        files::test(&S3Bucket::new(options, timeout), timeout).await
-    }
-}
-
-fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
-    files::open(Arc::new(S3Bucket::new(options, timeout)))
-}
 
 /// An S3 connection's options.
 struct S3Bucket {
@@ -78,8 +65,8 @@ struct S3Bucket {
     timeout: Duration,
 }
 
-impl S3Bucket {
-    fn new(options: &ResolvedOptions, timeout: Duration) -> Self {
+impl FromOptions for S3Bucket {
+    fn from_options(options: &ResolvedOptions, timeout: Duration) -> Self {
         let text = |name| options.text(name).map(str::to_owned);
         let secret = |name| options.secret(name).map(|s| s.expose().to_owned());
         Self {
@@ -93,7 +80,9 @@ impl S3Bucket {
             timeout,
         }
     }
+}
 
+impl S3Bucket {
     fn what(&self) -> String {
         format!("bucket \"{}\"", self.bucket)
     }
