@@ -550,3 +550,22 @@ async fn lookback_loads_late_rows_once_and_skips_rows_read_again() {
         [Some("115".into()), Some("115".into()), Some("112".into())]
     );
 }
+
+/// A clause given twice used to be accepted with the last one winning
+/// (`INCREMENTAL BY a SNAPSHOT` made a snapshot job); now it is a syntax
+/// error naming the clause, in both protocols, and nothing is saved.
+#[tokio::test]
+async fn a_clause_given_twice_is_refused_and_nothing_is_saved() {
+    let (_pg, _sluice, client) = setup().await;
+    for sql in [
+        "CREATE ETL JOB twice FROM shop.public.orders INCREMENTAL BY updated_at SNAPSHOT",
+        "CREATE ETL JOB twice FROM shop.public.orders INTO warehouse.a INTO warehouse.b SNAPSHOT",
+        "CREATE ETL JOB twice FROM shop.public.orders SNAPSHOT SCHEDULE EVERY 1 HOUR SCHEDULE EVERY 2 HOURS",
+    ] {
+        let message = expect_err(&client, sql, "42601").await;
+        assert!(message.contains("is given twice"), "{sql}: {message}");
+        expect_err_extended(&client, sql, "42601").await;
+    }
+    let jobs = rows(&client, "SELECT count(*) FROM sluice.jobs WHERE name = 'twice'").await;
+    assert_eq!(jobs[0][0].as_deref(), Some("0"));
+}

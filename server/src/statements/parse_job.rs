@@ -52,8 +52,10 @@ impl StatementParser<'_> {
         let mut schedule = Schedule::manual();
         let mut settings = Vec::new();
         let mut lookback = LookbackClauses::default();
+        let mut given = Vec::new();
         loop {
             if self.word("INTO") {
+                self.once(&mut given, "INTO")?;
                 let first = self.name("destination table")?;
                 destination = if self.parser.consume_token(&Token::Period) {
                     let table = self.name("destination table")?;
@@ -66,6 +68,7 @@ impl StatementParser<'_> {
                     }
                 };
             } else if self.words(&["INCREMENTAL", "BY"]) {
+                self.once(&mut given, LOAD_CLAUSE)?;
                 let cursor = self.name("cursor column")?;
                 let start = if self.word("BACKFILL") {
                     let days = self.whole_number("number of days")?;
@@ -94,14 +97,18 @@ impl StatementParser<'_> {
                     lookback: None,
                 });
             } else if self.word("SNAPSHOT") {
+                self.once(&mut given, LOAD_CLAUSE)?;
                 load = Some(LoadType::Snapshot);
             } else if self.word("COLUMNS") {
+                self.once(&mut given, "COLUMNS")?;
                 self.expect(Token::LParen)?;
                 column_overrides = self.comma_separated(|p| p.column_override())?;
                 self.expect(Token::RParen)?;
             } else if self.word("SCHEDULE") {
+                self.once(&mut given, "SCHEDULE")?;
                 schedule = self.schedule()?;
             } else if self.word("WITH") {
+                self.once(&mut given, "WITH")?;
                 settings.extend(self.job_settings()?);
             } else if !self.lookback_clause(&mut lookback)? {
                 break;
@@ -124,6 +131,16 @@ impl StatementParser<'_> {
             schedule,
             settings,
         })))
+    }
+
+    /// Refuses a clause of `CREATE ETL JOB` given a second time (the last
+    /// one silently won before).
+    fn once(&self, given: &mut Vec<&'static str>, clause: &'static str) -> PResult<()> {
+        if given.contains(&clause) {
+            return Err(self.error(format!("{clause} is given twice: write it once")));
+        }
+        given.push(clause);
+        Ok(())
     }
 
     /// After `ALTER ETL JOB`.
@@ -267,6 +284,9 @@ impl StatementParser<'_> {
         }
     }
 }
+
+/// The load-type clauses, of which a job has one.
+const LOAD_CLAUSE: &str = "INCREMENTAL BY or SNAPSHOT";
 
 /// The backfill window of `INCREMENTAL BY col` without a start clause.
 pub const DEFAULT_BACKFILL_DAYS: u32 = 90;
@@ -455,6 +475,22 @@ mod tests {
     #[test]
     fn rejects_bad_jobs_with_positions() {
         for (sql, needle) in [
+            (
+                "CREATE ETL JOB j FROM c.s.t INCREMENTAL BY a SNAPSHOT",
+                "INCREMENTAL BY or SNAPSHOT is given twice",
+            ),
+            (
+                "CREATE ETL JOB j FROM c.s.t INTO x INTO y SNAPSHOT",
+                "INTO is given twice",
+            ),
+            (
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE EVERY 1 HOUR SCHEDULE DAILY AT '01:00'",
+                "SCHEDULE is given twice",
+            ),
+            (
+                "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (batch_rows = 10) WITH (parallelism = 2)",
+                "WITH is given twice",
+            ),
             ("CREATE ETL JOB j FROM c.s.t", "INCREMENTAL BY"),
             ("CREATE ETL JOB j FROM c.t SNAPSHOT", "expected ."),
             (
