@@ -254,8 +254,9 @@ async fn postgres_user_without_pg_read_all_stats_is_told_and_runs_record_it() {
     assert!(notices.contains("needs LOOKBACK"), "{notices}");
 }
 
-#[tokio::test]
-async fn mariadb_row_committed_late_is_loaded_once() {
+/// MariaDB with `shop.events` (ten hour-old rows, `updated_at` stamped by
+/// the server), `etl` granted PROCESS, and Sluice with its connection `crm`.
+async fn mariadb_events() -> (MariaDb, Sluice, Client) {
     let maria = MariaDb::start();
     maria.sql(
         "CREATE TABLE events (id int PRIMARY KEY, updated_at timestamp(6) NOT NULL DEFAULT current_timestamp(6)); \
@@ -272,6 +273,12 @@ async fn mariadb_row_committed_late_is_loaded_once() {
         ))
         .await
         .unwrap();
+    (maria, sluice, client)
+}
+
+#[tokio::test]
+async fn mariadb_row_committed_late_is_loaded_once() {
+    let (maria, sluice, client) = mariadb_events().await;
     let output = sluice.psql("CREATE ETL JOB events FROM crm.shop.events INCREMENTAL BY updated_at ALL;");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(!String::from_utf8_lossy(&output.stderr).contains("PROCESS"));
@@ -344,21 +351,9 @@ fn wait_until_transaction_ended(maria: &MariaDb, thread: u32) {
 /// clock, and a row committed in that second waits for the next run.
 #[tokio::test]
 async fn mariadb_cap_stays_behind_the_transaction_list_cache() {
-    let maria = MariaDb::start();
-    maria.sql(
-        "CREATE TABLE events (id int PRIMARY KEY, updated_at timestamp(6) NOT NULL DEFAULT current_timestamp(6)); \
-         INSERT INTO events SELECT seq, now(6) - INTERVAL 1 HOUR + INTERVAL seq SECOND FROM seq_1_to_10; \
-         GRANT PROCESS ON *.* TO 'etl'@'%';",
-    );
-    let sluice = Sluice::start();
-    let client = sluice.client().await;
+    let (maria, _sluice, client) = mariadb_events().await;
     client
-        .batch_execute(&format!(
-            "CREATE CONNECTION crm TYPE mariadb OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', \
-             password '{ETL_PASSWORD}'); \
-             CREATE ETL JOB events FROM crm.shop.events INCREMENTAL BY updated_at ALL;",
-            maria.port
-        ))
+        .batch_execute("CREATE ETL JOB events FROM crm.shop.events INCREMENTAL BY updated_at ALL")
         .await
         .unwrap();
     let run = rows(&client, "RUN ETL JOB events").await;
