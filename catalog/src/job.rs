@@ -1,5 +1,7 @@
 //! ETL job definitions.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -240,6 +242,13 @@ pub struct JobRecord {
     /// recorded them (their next run records them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<JobColumn>,
+    /// Seconds the newest data at the destination may age before the job
+    /// is `stale` (`WITH (freshness_target = '2 hours')`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness_target_seconds: Option<u64>,
+    /// Free-form `key=value` labels (`WITH (labels = 'team=finance')`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     pub paused: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -208,6 +208,8 @@ fn job(name: &str, connection: &str) -> JobRecord {
         guard: Default::default(),
         on_schema_change: Default::default(),
         columns: Vec::new(),
+        freshness_target_seconds: None,
+        labels: Default::default(),
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),

@@ -17,8 +17,8 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use sluice_catalog::{Catalog, ConnectionStatus};
-use sluice_engine::jobs::JobManager;
+use sluice_catalog::{Catalog, ConnectionStatus, JobRecord};
+use sluice_engine::jobs::{JobManager, freshness};
 use sluice_engine::metrics::EngineMetrics;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
@@ -27,6 +27,11 @@ use tracing::{debug, warn};
 struct TableLabels {
     connection: String,
     table: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    job: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +48,8 @@ pub struct Exporter {
     jobs: Arc<JobManager>,
     connection_up: Family<ConnectionLabels, Gauge>,
     table_ops_today: Family<TableLabels, Gauge>,
+    freshness: Family<JobLabels, Gauge>,
+    freshness_target: Family<JobLabels, Gauge>,
     job_count: Gauge,
     running: Gauge,
     catalog_bytes: Gauge,
@@ -60,6 +67,8 @@ impl Exporter {
             jobs,
             connection_up: Family::default(),
             table_ops_today: Family::default(),
+            freshness: Family::default(),
+            freshness_target: Family::default(),
             job_count: Gauge::default(),
             running: Gauge::default(),
             catalog_bytes: Gauge::default(),
@@ -73,6 +82,18 @@ impl Exporter {
             "bq_table_ops_today",
             "Table operations spent on a BigQuery table today (UTC), of BigQuery's 1,500 per table per day",
             exporter.table_ops_today.clone(),
+        );
+        exporter.registry.register_with_unit(
+            "job_freshness",
+            "Age of the newest data the job committed to its destination",
+            Unit::Seconds,
+            exporter.freshness.clone(),
+        );
+        exporter.registry.register_with_unit(
+            "job_freshness_target",
+            "The job's freshness_target: beyond it the job is stale",
+            Unit::Seconds,
+            exporter.freshness_target.clone(),
         );
         exporter
             .registry
@@ -112,13 +133,34 @@ impl Exporter {
                 })
                 .set(spent);
         }
-        self.job_count
-            .set(self.catalog.jobs().map_err(|e| e.to_string())?.len() as i64);
+        let jobs = self.catalog.jobs().map_err(|e| e.to_string())?;
+        self.record_freshness(&jobs)?;
+        self.job_count.set(jobs.len() as i64);
         self.running.set(self.jobs.live_runs().len() as i64);
         self.catalog_bytes.set(dir_size(&self.catalog_dir) as i64);
         let mut text = String::new();
         encode(&mut text, &self.registry).map_err(|e| e.to_string())?;
         Ok(text)
+    }
+
+    /// Sets the freshness gauges of every job that committed data, and the
+    /// target of every job that has one.
+    fn record_freshness(&self, jobs: &[JobRecord]) -> Result<(), String> {
+        self.freshness.clear();
+        self.freshness_target.clear();
+        let now = chrono::Utc::now();
+        for job in jobs {
+            let label = JobLabels { job: job.name.clone() };
+            let watermark = self.catalog.watermark(&job.name).map_err(|e| e.to_string())?;
+            let runs = self.catalog.runs(Some(&job.name)).map_err(|e| e.to_string())?;
+            if let Some(age) = freshness(job, watermark.as_ref(), &runs, now) {
+                self.freshness.get_or_create(&label).set(age.num_seconds());
+            }
+            if let Some(target) = job.freshness_target_seconds {
+                self.freshness_target.get_or_create(&label).set(target as i64);
+            }
+        }
+        Ok(())
     }
 }
 

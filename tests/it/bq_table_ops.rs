@@ -5,8 +5,6 @@
 //! `sluice_bq_table_ops_today` metric; at 80 % of the daily 1,500 the run
 //! warns with a NOTICE and the job's health is `degraded`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,20 +25,6 @@ async fn ops_and_health(client: &tokio_postgres::Client, job: &str) -> (Option<S
     )
     .await;
     (row[0][0].clone(), row[0][1].clone().unwrap())
-}
-
-/// The metrics text.
-fn metrics(url: &str) -> String {
-    let address = url.trim_start_matches("http://").trim_end_matches("/metrics");
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,7 +68,7 @@ async fn table_operations_are_counted_per_table_and_day_and_warned_of_at_80_perc
         "failed"
     );
     assert_eq!(ops_and_health(&env.client, "snap").await.0.as_deref(), Some("3"));
-    let text = metrics(&env.sluice.metrics_url());
+    let text = env.sluice.metrics();
     assert!(
         text.contains(r#"sluice_bq_table_ops_today{connection="wh",table="snap"} 3"#),
         "{text}"

@@ -360,8 +360,8 @@ async fn repair_and_verify_refuse_what_they_cannot_do() {
     assert_eq!(failed, "1", "a refused window is a failed repair run");
 }
 
-/// The examples of docs/operations.md's Explain, Verify and Repair sections
-/// run, in order, through psql.
+/// The examples of docs/operations.md's Freshness, Explain, Verify and
+/// Repair sections run, in order, through psql.
 #[tokio::test]
 async fn operations_examples_run() {
     let pg = PgServer::start();
@@ -373,13 +373,21 @@ async fn operations_examples_run() {
     let sluice = Sluice::start();
     create_shop_connection(&sluice.client().await, &pg).await;
     let markdown = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
-    let start = markdown.find("\n## Explain\n").expect("an Explain section");
-    let end = start
-        + markdown[start..]
-            .find("\n## Backups\n")
-            .expect("Repair is followed by Backups");
+    let section = |from: &str, to: &str| {
+        let start = markdown.find(from).unwrap_or_else(|| panic!("no {from} section"));
+        let end = start
+            + markdown[start..]
+                .find(to)
+                .unwrap_or_else(|| panic!("{to} does not follow {from}"));
+        &markdown[start..end]
+    };
+    let freshness = section("\n## Freshness\n", "\n## Schema changes\n");
+    let explain_to_repair = section("\n## Explain\n", "\n## Backups\n");
     let mut ran = 0;
-    for (info, sql) in crate::docs_examples::code_blocks(&markdown[start..end]) {
+    for (info, sql) in crate::docs_examples::code_blocks(freshness)
+        .into_iter()
+        .chain(crate::docs_examples::code_blocks(explain_to_repair))
+    {
         if info == "sql" {
             let output = sluice.psql(&sql);
             assert!(
@@ -390,7 +398,7 @@ async fn operations_examples_run() {
             ran += 1;
         }
     }
-    assert_eq!(ran, 3, "the three sections' examples");
+    assert_eq!(ran, 4, "the four sections' examples");
 }
 
 /// Text keys (non-ASCII too), date and zoned timestamp cursors: the source

@@ -23,6 +23,7 @@ mod durability;
 mod durability_runs;
 mod exactly_once;
 mod explore;
+mod fleet;
 mod harness;
 mod job_ops;
 mod jobs;

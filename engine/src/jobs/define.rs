@@ -304,6 +304,8 @@ impl JobManager {
             guard: Default::default(),
             on_schema_change: Default::default(),
             columns: Vec::new(),
+            freshness_target_seconds: None,
+            labels: Default::default(),
             paused: false,
             created_at: now,
             updated_at: now,

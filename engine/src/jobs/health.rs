@@ -17,6 +17,9 @@ pub enum Health {
     ConnectionFailed {
         connection: String,
     },
+    /// The newest data at the destination is older than the job's
+    /// `freshness_target`.
+    Stale,
     /// The last run loaded rows the commit guard could not vouch for (see
     /// the run's `guard_warning`), or the destination table has spent 80 %
     /// of its daily table operations.
@@ -30,17 +33,20 @@ impl Health {
             Health::Healthy => "healthy",
             Health::Failing { .. } => "failing",
             Health::ConnectionFailed { .. } => "connection_failed",
+            Health::Stale => "stale",
             Health::Degraded => "degraded",
         }
     }
 
     /// Judges a job from its finished runs (oldest first; skipped ticks
-    /// ignored), the names of connections whose last test failed and the
-    /// table operations its destination table spent today, if counted.
+    /// ignored), the names of connections whose last test failed, whether
+    /// its data is older than its freshness target and the table operations
+    /// its destination table spent today, if counted.
     pub fn of(
         job: &JobRecord,
         runs: &[RunRecord],
         failed_connections: &[String],
+        stale: bool,
         table_ops_today: Option<u64>,
     ) -> Self {
         let consecutive = consecutive_failures(runs);
@@ -51,6 +57,7 @@ impl Health {
             Some(connection) => Health::ConnectionFailed {
                 connection: connection.into(),
             },
+            None if stale => Health::Stale,
             None if last_run_guard_warned(runs) => Health::Degraded,
             None if table_ops_today.is_some_and(|spent| spent >= super::WARN_TABLE_OPS) => Health::Degraded,
             None => Health::Healthy,
@@ -78,14 +85,14 @@ fn last_run_guard_warned(runs: &[RunRecord]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use chrono::Utc;
     use sluice_catalog::RunStatus::{Failed, Queued, Running, Skipped, Succeeded};
     use sluice_catalog::{JobDestination, JobSource, LoadType, RunTrigger};
 
     use super::*;
 
-    fn job() -> JobRecord {
+    pub(in crate::jobs) fn job() -> JobRecord {
         JobRecord {
             name: "j".into(),
             source: JobSource {
@@ -108,6 +115,8 @@ mod tests {
             guard: Default::default(),
             on_schema_change: Default::default(),
             columns: Vec::new(),
+            freshness_target_seconds: None,
+            labels: Default::default(),
             parallelism: None,
             paused: false,
             created_at: Utc::now(),
@@ -131,7 +140,7 @@ mod tests {
     fn failing_after_three_failures_in_a_row_skips_ignored() {
         let job = job();
         assert_eq!(
-            Health::of(&job, &runs(&[Failed, Failed, Succeeded]), &[], None),
+            Health::of(&job, &runs(&[Failed, Failed, Succeeded]), &[], false, None),
             Health::Healthy
         );
         assert_eq!(
@@ -139,6 +148,7 @@ mod tests {
                 &job,
                 &runs(&[Succeeded, Failed, Skipped, Failed, Skipped, Failed]),
                 &[],
+                false,
                 None
             ),
             Health::Failing { consecutive: 3 }
@@ -151,12 +161,18 @@ mod tests {
         let job = job();
         for unfinished in [Queued, Running] {
             assert_eq!(
-                Health::of(&job, &runs(&[Failed, Failed, Failed, unfinished]), &[], None),
+                Health::of(&job, &runs(&[Failed, Failed, Failed, unfinished]), &[], false, None),
                 Health::Failing { consecutive: 3 }
             );
         }
         assert_eq!(
-            Health::of(&job, &runs(&[Failed, Failed, Failed, Succeeded, Running]), &[], None),
+            Health::of(
+                &job,
+                &runs(&[Failed, Failed, Failed, Succeeded, Running]),
+                &[],
+                false,
+                None
+            ),
             Health::Healthy
         );
     }
@@ -165,15 +181,15 @@ mod tests {
     fn a_failed_connection_of_the_job_shows() {
         let job = job();
         assert_eq!(
-            Health::of(&job, &runs(&[Succeeded]), &["wh".into()], None),
+            Health::of(&job, &runs(&[Succeeded]), &["wh".into()], false, None),
             Health::ConnectionFailed {
                 connection: "wh".into()
             }
         );
-        assert_eq!(Health::of(&job, &[], &["other".into()], None), Health::Healthy);
+        assert_eq!(Health::of(&job, &[], &["other".into()], false, None), Health::Healthy);
         // Failing runs say more than a failed connection.
         assert_eq!(
-            Health::of(&job, &runs(&[Failed, Failed, Failed]), &["shop".into()], None).as_str(),
+            Health::of(&job, &runs(&[Failed, Failed, Failed]), &["shop".into()], false, None).as_str(),
             "failing"
         );
     }
@@ -181,7 +197,13 @@ mod tests {
     #[test]
     fn a_table_near_its_daily_table_operations_is_degraded() {
         let job = job();
-        assert_eq!(Health::of(&job, &runs(&[Succeeded]), &[], Some(1199)), Health::Healthy);
-        assert_eq!(Health::of(&job, &runs(&[Succeeded]), &[], Some(1200)), Health::Degraded);
+        assert_eq!(
+            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(1199)),
+            Health::Healthy
+        );
+        assert_eq!(
+            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(1200)),
+            Health::Degraded
+        );
     }
 }

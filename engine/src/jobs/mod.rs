@@ -4,6 +4,7 @@
 mod dedupe;
 mod define;
 mod explain;
+mod freshness;
 mod guard;
 mod health;
 mod plan;
@@ -28,10 +29,11 @@ use sluice_catalog::Catalog;
 
 pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns};
 pub use explain::ExplainStep;
+pub use freshness::{freshness, is_stale};
 pub use health::{FAILING_AFTER, Health, consecutive_failures};
 pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};
-pub use settings::{JobSetting, SETTING_NAMES, SettingValue};
+pub use settings::{JobSetting, SETTING_NAMES, SettingValue, labels_text};
 pub use table_ops::{WARN_TABLE_OPS, table_ops_today, table_ops_warning};
 pub use verify::CursorWindow;
 

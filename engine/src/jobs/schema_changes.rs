@@ -471,6 +471,8 @@ mod tests {
             guard: Default::default(),
             on_schema_change: Default::default(),
             columns: Vec::new(),
+            freshness_target_seconds: None,
+            labels: Default::default(),
             parallelism: None,
             paused: false,
             created_at: Utc::now(),

@@ -1,6 +1,8 @@
 //! The `WITH (name = value, ...)` settings of a job, shared by
 //! `CREATE ETL JOB` and `ALTER ETL JOB ... SET (...)`.
 
+use std::collections::BTreeMap;
+
 use sluice_catalog::{CatchUp, JobRecord, SchemaChangePolicy};
 
 /// A setting's value as written.
@@ -35,11 +37,15 @@ pub enum JobSetting {
     GuardMaxHold(u64),
     /// What a run does when the source table changed.
     OnSchemaChange(SchemaChangePolicy),
+    /// Seconds the newest loaded data may age before the job is `stale`.
+    FreshnessTarget(u64),
+    /// `key=value` labels, replacing the job's labels.
+    Labels(BTreeMap<String, String>),
 }
 
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by, \
-     commit_guard, guard_margin, guard_max_hold, on_schema_change";
+     commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -92,6 +98,14 @@ impl JobSetting {
                 }
                 _ => Err("on_schema_change must be 'evolve' or 'fail'".into()),
             },
+            "freshness_target" => seconds(value, 365 * 86_400)
+                .filter(|&s| s > 0)
+                .map(JobSetting::FreshnessTarget)
+                .ok_or_else(|| "freshness_target must be a duration such as '2 hours' (at most 365 days)".into()),
+            "labels" => match value {
+                SettingValue::Text(text) => labels(text).map(JobSetting::Labels),
+                SettingValue::Number(_) => Err("labels must be text such as 'team=finance, tier=1'".into()),
+            },
             other => Err(format!(
                 "unknown job setting \"{other}\"; valid settings: {SETTING_NAMES}"
             )),
@@ -112,6 +126,8 @@ impl JobSetting {
             JobSetting::GuardMargin(_) => "guard_margin",
             JobSetting::GuardMaxHold(_) => "guard_max_hold",
             JobSetting::OnSchemaChange(_) => "on_schema_change",
+            JobSetting::FreshnessTarget(_) => "freshness_target",
+            JobSetting::Labels(_) => "labels",
         }
     }
 
@@ -129,6 +145,8 @@ impl JobSetting {
             JobSetting::GuardMargin(seconds) => job.guard.margin_seconds = seconds,
             JobSetting::GuardMaxHold(seconds) => job.guard.max_hold_seconds = seconds,
             JobSetting::OnSchemaChange(policy) => job.on_schema_change = policy,
+            JobSetting::FreshnessTarget(seconds) => job.freshness_target_seconds = Some(seconds),
+            JobSetting::Labels(labels) => job.labels = labels,
         }
     }
 
@@ -140,6 +158,40 @@ impl JobSetting {
             JobSetting::PartitionExpirationDays(_) | JobSetting::RequirePartitionFilter(_) | JobSetting::ClusterBy(_)
         )
     }
+}
+
+/// Parses `'key=value, key=value'` labels: keys of lower-case letters,
+/// digits, `_` and `-`; values without `,` or `=`; an empty text clears them.
+fn labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .filter(|(k, v)| !k.is_empty() && !v.contains('='))
+            .ok_or_else(|| format!("label \"{pair}\" must be key=value, as in labels = 'team=finance, tier=1'"))?;
+        let key_ok = key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !key_ok {
+            return Err(format!(
+                "label key \"{key}\" may hold only lower-case letters, digits, '_' and '-'"
+            ));
+        }
+        if labels.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(format!("label \"{key}\" is given twice"));
+        }
+    }
+    Ok(labels)
+}
+
+/// Labels as `sluice.jobs` shows them and `WITH (labels = ...)` takes them.
+pub fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A duration setting in whole seconds, at most `max`: a number of seconds
@@ -208,7 +260,29 @@ mod tests {
             JobSetting::parse("on_schema_change", &SettingValue::Text("FAIL".into())),
             Ok(JobSetting::OnSchemaChange(SchemaChangePolicy::Fail))
         );
+        assert_eq!(
+            JobSetting::parse("freshness_target", &SettingValue::Text("2 hours".into())),
+            Ok(JobSetting::FreshnessTarget(7200))
+        );
+        let Ok(JobSetting::Labels(labels)) =
+            JobSetting::parse("labels", &SettingValue::Text(" team=finance , tier=1".into()))
+        else {
+            panic!("labels did not parse");
+        };
+        assert_eq!(labels_text(&labels), "team=finance,tier=1");
+        assert_eq!(
+            JobSetting::parse("labels", &SettingValue::Text("".into())),
+            Ok(JobSetting::Labels(BTreeMap::new()))
+        );
         for (name, value, needle) in [
+            (
+                "freshness_target",
+                SettingValue::Text("0 seconds".into()),
+                "such as '2 hours'",
+            ),
+            ("labels", SettingValue::Text("team".into()), "must be key=value"),
+            ("labels", SettingValue::Text("Team=x".into()), "lower-case letters"),
+            ("labels", SettingValue::Text("a=1,a=2".into()), "given twice"),
             ("batch_rows", SettingValue::Number(0), "between 1 and 1000000"),
             ("max_retries", SettingValue::Number(21), "between 0 and 20"),
             ("parallelism", SettingValue::Number(17), "between 1 and 16"),

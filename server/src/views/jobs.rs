@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use chrono::Utc;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, IntervalMonthDayNanoArray, RecordBatch,
+};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, Schema, SchemaRef};
 use sluice_catalog::{
     Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, RunRecord, RunStatus,
     SchemaChangePolicy,
 };
 use sluice_engine::destinations::Shipped;
-use sluice_engine::jobs::{Health, LiveRun, consecutive_failures, table_ops_today};
+use sluice_engine::jobs::{Health, LiveRun, consecutive_failures, freshness, is_stale, labels_text, table_ops_today};
 use sluice_engine::scheduler;
 
 use crate::statements::lookback_sql;
@@ -39,8 +41,16 @@ pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("max_retries", DataType::Int64, false),
         text("catch_up"),
         Field::new("bq_table_ops_today", DataType::Int64, true),
+        text("labels"),
+        Field::new("freshness", DataType::Interval(IntervalUnit::MonthDayNano), true),
+        Field::new("freshness_target", DataType::Interval(IntervalUnit::MonthDayNano), true),
     ]))
 });
+
+/// A duration as an `interval` value (hours, minutes and seconds).
+fn interval(duration: chrono::Duration) -> IntervalMonthDayNano {
+    IntervalMonthDayNano::new(0, 0, duration.num_microseconds().unwrap_or(i64::MAX) * 1000)
+}
 
 fn load_sql(load: &LoadType) -> String {
     match load {
@@ -113,11 +123,22 @@ pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
         .iter()
         .map(|j| table_ops_today(catalog, j, now))
         .collect::<Result<Vec<_>, CatalogError>>()?;
+    let watermarks = jobs
+        .iter()
+        .map(|j| catalog.watermark(&j.name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let freshness: Vec<Option<chrono::Duration>> = jobs
+        .iter()
+        .zip(&watermarks)
+        .zip(&runs_of)
+        .map(|((job, watermark), runs)| freshness(job, watermark.as_ref(), runs, now))
+        .collect();
     let health: Vec<Health> = jobs
         .iter()
         .zip(&runs_of)
         .zip(&table_ops)
-        .map(|((job, runs), ops)| Health::of(job, runs, &failed_connections, *ops))
+        .zip(&freshness)
+        .map(|(((job, runs), ops), age)| Health::of(job, runs, &failed_connections, is_stale(job, *age, now), *ops))
         .collect();
     let next_runs = jobs
         .iter()
@@ -129,10 +150,7 @@ pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
             ))
         })
         .collect::<Result<Vec<_>, CatalogError>>()?;
-    let watermarks = jobs
-        .iter()
-        .map(|j| catalog.watermark(&j.name))
-        .collect::<Result<Vec<_>, _>>()?;
+    let labels: Vec<String> = jobs.iter().map(|j| labels_text(&j.labels)).collect();
     let sources: Vec<String> = jobs.iter().map(source_sql).collect();
     let destinations: Vec<String> = jobs.iter().map(destination_sql).collect();
     let loads: Vec<String> = jobs.iter().map(|j| load_sql(&j.load)).collect();
@@ -169,6 +187,21 @@ pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
                     .iter()
                     .map(|ops| ops.map(|ops| ops as i64))
                     .collect::<Int64Array>(),
+            ),
+            strings(labels.iter().map(|l| Some(l.as_str()))),
+            Arc::new(
+                freshness
+                    .iter()
+                    .map(|age| age.map(interval))
+                    .collect::<IntervalMonthDayNanoArray>(),
+            ),
+            Arc::new(
+                jobs.iter()
+                    .map(|j| {
+                        j.freshness_target_seconds
+                            .map(|s| interval(chrono::Duration::seconds(s as i64)))
+                    })
+                    .collect::<IntervalMonthDayNanoArray>(),
             ),
         ],
     ))
@@ -350,6 +383,15 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     }
     if job.on_schema_change != SchemaChangePolicy::default() {
         sql.push_str(&format!(", on_schema_change = '{}'", job.on_schema_change.as_str()));
+    }
+    if let Some(seconds) = job.freshness_target_seconds {
+        sql.push_str(&format!(", freshness_target = '{seconds} seconds'"));
+    }
+    if !job.labels.is_empty() {
+        sql.push_str(&format!(
+            ", labels = '{}'",
+            labels_text(&job.labels).replace('\'', "''")
+        ));
     }
     sql.push_str(");");
     sql

@@ -250,6 +250,21 @@ impl Sluice {
         line.trim_start_matches("Metrics at ").trim().to_owned()
     }
 
+    /// The metrics text, scraped now (with the HTTP response head).
+    pub fn metrics(&self) -> String {
+        let url = self.metrics_url();
+        let address = url.trim_start_matches("http://").trim_end_matches("/metrics");
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
     /// The admin password in effect.
     pub fn password(&self) -> String {
         self.opts.effective_password()

@@ -37,6 +37,8 @@ fn job(schedule: &str) -> JobRecord {
         guard: Default::default(),
         on_schema_change: Default::default(),
         columns: Vec::new(),
+        freshness_target_seconds: None,
+        labels: Default::default(),
         paused: false,
         created_at: at("2026-01-01T00:00:00Z"),
         updated_at: at("2026-01-01T00:00:00Z"),

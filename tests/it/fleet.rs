@@ -1,0 +1,127 @@
+//! Running a fleet of jobs: freshness targets and labels, through a real
+//! client against a real sluice with a PostgreSQL source.
+
+use crate::common::*;
+
+/// Orders whose newest change is three hours old.
+const ORDERS: &str = "
+CREATE TABLE public.orders (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL);
+INSERT INTO public.orders
+SELECT g, now() - interval '3 hours' - g * interval '1 minute' FROM generate_series(1, 50) g;
+";
+
+/// (health, labels, freshness in whole hours, target in seconds) of a job.
+async fn freshness_of(client: &tokio_postgres::Client, job: &str) -> Vec<Option<String>> {
+    rows(
+        client,
+        &format!(
+            "SELECT health, labels, \
+                    CAST(date_part('epoch', freshness) / 3600 AS BIGINT), \
+                    CAST(date_part('epoch', freshness_target) AS BIGINT) \
+             FROM sluice.jobs WHERE name = '{job}'"
+        ),
+    )
+    .await
+    .remove(0)
+}
+
+#[tokio::test]
+async fn a_job_past_its_freshness_target_is_stale_and_says_how_old_its_data_is() {
+    let pg = PgServer::start();
+    pg.psql_admin_db("shop", ORDERS);
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB tight FROM shop.public.orders INTO tight INCREMENTAL BY updated_at ALL \
+                 WITH (freshness_target = '1 hour', labels = 'team=finance, tier=1'); \
+             CREATE ETL JOB loose FROM shop.public.orders INTO loose INCREMENTAL BY updated_at ALL \
+                 WITH (freshness_target = '1 day'); \
+             CREATE ETL JOB snap FROM shop.public.orders INTO snap SNAPSHOT",
+        )
+        .await
+        .unwrap();
+
+    // Nothing committed yet, and the jobs are younger than their targets.
+    assert_eq!(
+        freshness_of(&client, "tight").await,
+        [
+            Some("healthy".into()),
+            Some("team=finance,tier=1".into()),
+            None,
+            Some("3600".into())
+        ]
+    );
+    for job in ["tight", "loose", "snap"] {
+        rows(&client, &format!("RUN ETL JOB {job}")).await;
+    }
+    assert_eq!(
+        freshness_of(&client, "tight").await,
+        [
+            Some("stale".into()),
+            Some("team=finance,tier=1".into()),
+            Some("3".into()),
+            Some("3600".into())
+        ]
+    );
+    assert_eq!(
+        freshness_of(&client, "loose").await,
+        [
+            Some("healthy".into()),
+            Some("".into()),
+            Some("3".into()),
+            Some("86400".into())
+        ]
+    );
+    // A snapshot is as old as its last successful run: moments.
+    assert_eq!(
+        freshness_of(&client, "snap").await,
+        [Some("healthy".into()), Some("".into()), Some("0".into()), None]
+    );
+    assert_eq!(
+        one(
+            &client,
+            "SELECT count(*) FROM sluice.jobs WHERE freshness > interval '2 hours'"
+        )
+        .await,
+        "2"
+    );
+
+    // Both are exported per job.
+    let metrics = sluice.metrics();
+    assert!(
+        metrics.contains(r#"sluice_job_freshness_target_seconds{job="tight"} 3600"#),
+        "{metrics}"
+    );
+    let age: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"sluice_job_freshness_seconds{job="tight"} "#))
+        .unwrap_or_else(|| panic!("no freshness of tight in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!((3 * 3600..4 * 3600).contains(&age), "{age}");
+    assert!(
+        !metrics.contains(r#"sluice_job_freshness_target_seconds{job="snap"}"#),
+        "{metrics}"
+    );
+
+    // Settings and labels survive SHOW CREATE, and a looser target heals.
+    let create = rows(&client, "SHOW CREATE ETL JOB tight").await[0][1].clone().unwrap();
+    assert!(create.contains("freshness_target = '3600 seconds'"), "{create}");
+    assert!(create.contains("labels = 'team=finance,tier=1'"), "{create}");
+    client
+        .batch_execute("ALTER ETL JOB tight SET (freshness_target = '5 hours', labels = 'team=ops')")
+        .await
+        .unwrap();
+    assert_eq!(
+        freshness_of(&client, "tight").await,
+        [
+            Some("healthy".into()),
+            Some("team=ops".into()),
+            Some("3".into()),
+            Some("18000".into())
+        ]
+    );
+    expect_err(&client, "ALTER ETL JOB tight SET (labels = 'Team=ops')", "42601").await;
+}
