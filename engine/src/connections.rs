@@ -159,12 +159,11 @@ impl ConnectionManager {
         let (kind, driver) = available_type(&old.kind)?;
         let mut merged = old.options.clone();
         for name in &request.reset {
-            if merged.remove(name).is_none() && !kind.options.iter().any(|o| o.name == name) {
-                return Err(options::unknown_option(kind.name, kind.options, name));
-            }
+            merged.remove(options::canonical_name(kind.name, kind.options, name)?);
         }
-        let repeated: Vec<String> = request.set.keys().cloned().collect();
-        merged.extend(request.set);
+        let set = options::canonicalize(kind.name, kind.options, request.set)?;
+        let repeated: Vec<String> = set.keys().cloned().collect();
+        merged.extend(set);
         let prepared = options::prepare(kind.name, kind.options, &old.name, merged)?;
         self.check_secret_references(&old.name, &prepared)?;
         check_secrets_follow_endpoint(&old, &prepared, &repeated)?;

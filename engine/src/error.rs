@@ -31,6 +31,10 @@ pub enum EngineError {
     #[error("{message}")]
     InvalidOption { option: String, message: String },
 
+    /// An option name the connection type does not have.
+    #[error("{message}")]
+    UnknownOption { option: String, message: String },
+
     #[error("could not connect to \"{connection}\" ({kind_label}): {detail}", kind_label = failure.kind.label(), detail = failure.detail)]
     Connect {
         connection: String,
@@ -102,6 +106,9 @@ pub enum EngineError {
 
     #[error("run {run_id} is not running (it is {status})")]
     RunNotRunning { run_id: u64, status: &'static str },
+
+    #[error("ETL job \"{job}\" has no running or queued run to cancel")]
+    JobNotRunning { job: String },
 
     /// A run's task panicked; the run was settled like one a crash interrupted.
     #[error("run {run_id} stopped on an internal error ({message}); it was settled as after a crash")]

@@ -116,7 +116,7 @@ pub fn prepare(
     given: BTreeMap<String, OptionValue>,
 ) -> Result<PreparedOptions, EngineError> {
     let mut prepared = PreparedOptions::default();
-    for (name, value) in given {
+    for (name, value) in canonicalize(type_name, specs, given)? {
         let spec = specs
             .iter()
             .find(|s| s.name == name)
@@ -161,12 +161,62 @@ pub fn prepare(
     Ok(prepared)
 }
 
-/// The error for an option that `specs` does not know.
+/// Other names accepted for common options, as (alias, option).
+const ALIASES: &[(&str, &str)] = &[
+    ("ssl_mode", "sslmode"),
+    ("username", "user"),
+    ("hostname", "host"),
+    ("dbname", "database"),
+];
+
+/// The option `name` stands for in `specs`: itself, or the option it is an
+/// alias of; an error (with the closest valid name) when there is none.
+pub fn canonical_name(type_name: &str, specs: &[OptionSpec], name: &str) -> Result<&'static str, EngineError> {
+    let find = |wanted: &str| specs.iter().find(|s| s.name == wanted).map(|s| s.name);
+    find(name)
+        .or_else(|| {
+            ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == name)
+                .and_then(|(_, option)| find(option))
+        })
+        .ok_or_else(|| unknown_option(type_name, specs, name))
+}
+
+/// `given` with aliases replaced by the options they stand for; an option
+/// given twice under two names is an error.
+pub fn canonicalize(
+    type_name: &str,
+    specs: &[OptionSpec],
+    given: BTreeMap<String, OptionValue>,
+) -> Result<BTreeMap<String, OptionValue>, EngineError> {
+    let mut options = BTreeMap::new();
+    for (name, value) in given {
+        let canonical = canonical_name(type_name, specs, &name)?;
+        if options.insert(canonical.to_owned(), value).is_some() {
+            return Err(EngineError::InvalidOption {
+                option: canonical.into(),
+                message: format!("option \"{canonical}\" is given twice (\"{name}\" is another name for it)"),
+            });
+        }
+    }
+    Ok(options)
+}
+
+/// The error for an option that `specs` does not know, naming the closest
+/// valid one when a name is near enough to be a typo.
 pub fn unknown_option(type_name: &str, specs: &[OptionSpec], name: &str) -> EngineError {
-    EngineError::InvalidOption {
+    let closest = specs
+        .iter()
+        .map(|s| (strsim::levenshtein(name, s.name), s.name))
+        .min()
+        .filter(|(distance, option)| *distance <= (option.len() / 3).max(2))
+        .map(|(_, option)| format!("; did you mean \"{option}\"?"))
+        .unwrap_or_default();
+    EngineError::UnknownOption {
         option: name.into(),
         message: format!(
-            "connection type {type_name} has no option \"{name}\"; valid options: {}",
+            "connection type {type_name} has no option \"{name}\"{closest} Valid options: {}",
             specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
         ),
     }
@@ -313,6 +363,35 @@ mod tests {
 
     fn text(s: &str) -> OptionValue {
         OptionValue::Text(s.into())
+    }
+
+    #[test]
+    fn aliases_name_their_options_and_typos_get_the_closest_name() {
+        let prepared = prepare(
+            "postgres",
+            SPECS,
+            "shop",
+            given(&[("hostname", text("db")), ("ssl_mode", text("require"))]),
+        )
+        .unwrap();
+        assert_eq!(prepared.options["host"], text("db"));
+        assert_eq!(prepared.options["sslmode"], text("require"));
+        let twice = prepare(
+            "postgres",
+            SPECS,
+            "shop",
+            given(&[("host", text("a")), ("hostname", text("b"))]),
+        )
+        .unwrap_err();
+        assert!(twice.to_string().contains("given twice"), "{twice}");
+        let typo = prepare("postgres", SPECS, "shop", given(&[("passwrd", text("x"))])).unwrap_err();
+        assert!(matches!(typo, EngineError::UnknownOption { .. }), "{typo:?}");
+        assert!(typo.to_string().contains("did you mean \"password\"?"), "{typo}");
+        let far = prepare("postgres", SPECS, "shop", given(&[("colour", text("x"))])).unwrap_err();
+        assert!(!far.to_string().contains("did you mean"), "{far}");
+        assert!(far.to_string().contains("Valid options: host, port"), "{far}");
+        // An alias of an option the type lacks is unknown, not mapped.
+        assert!(canonical_name("postgres", SPECS, "dbname").is_err());
     }
 
     #[test]

@@ -114,6 +114,11 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
             message,
             Some("SHOW CONNECTION TYPES lists each type's options.".into()),
         ),
+        EngineError::UnknownOption { .. } => error(
+            "42601",
+            message,
+            Some("SHOW CONNECTION TYPES lists each type's options.".into()),
+        ),
         EngineError::NotASource { .. } => error("0A000", message, None),
         EngineError::Source {
             error: source_error,
@@ -122,7 +127,9 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::Connect { failure, .. } => connect_error(failure.kind, message),
         EngineError::InvalidJob { .. } => error("22023", message, None),
         EngineError::Cancelled { .. } => error("57014", message, None),
-        EngineError::RunNotRunning { .. } | EngineError::RunNotQueued { .. } => error("55000", message, None),
+        EngineError::RunNotRunning { .. } | EngineError::RunNotQueued { .. } | EngineError::JobNotRunning { .. } => {
+            error("55000", message, None)
+        }
         EngineError::UnknownColumn { .. } => error("42703", message, None),
         EngineError::NotADestination { .. } => error("0A000", message, None),
         EngineError::ReservedName { .. } => error("42939", message, None),

@@ -38,7 +38,7 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ShowTables { .. } => Some(views::TABLES.clone()),
         SluiceStatement::DescribeSourceTable { .. } => Some(views::DESCRIBE.clone()),
         SluiceStatement::RunJob { .. } => Some(views::RUN_SUMMARY.clone()),
-        SluiceStatement::CancelRun { .. } => None,
+        SluiceStatement::CancelRun { .. } | SluiceStatement::CancelJob { .. } => None,
         SluiceStatement::ShowJobs => Some(views::JOBS.clone()),
         SluiceStatement::ShowRuns { .. } => Some(views::RUNS.clone()),
         SluiceStatement::ShowCreateJob { .. } => Some(views::CREATE_JOB.clone()),
@@ -286,6 +286,11 @@ pub async fn execute(
         SluiceStatement::CancelRun { run_id } => {
             state.jobs.cancel_run(run_id)?;
             Response::Execution(Tag::new("CANCEL ETL RUN"))
+        }
+        SluiceStatement::CancelJob { name } => {
+            let run_id = state.jobs.cancel_job(&name)?;
+            send_notice(client, "00000", format!("cancelled run {run_id} of ETL job \"{name}\"")).await;
+            Response::Execution(Tag::new("CANCEL ETL JOB"))
         }
         SluiceStatement::ShowJobs => rows(views::jobs(catalog)?, format)?,
         SluiceStatement::ShowCreateJob { name } => rows(views::create_job(&catalog.job(&name)?), format)?,

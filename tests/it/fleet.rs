@@ -125,3 +125,112 @@ async fn a_job_past_its_freshness_target_is_stale_and_says_how_old_its_data_is()
     );
     expect_err(&client, "ALTER ETL JOB tight SET (labels = 'Team=ops')", "42601").await;
 }
+
+#[tokio::test]
+async fn options_take_either_syntax_and_common_aliases() {
+    let pg = PgServer::start();
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (hostname = '127.0.0.1', port = {}, dbname 'shop', \
+             username = 'etl', password = '{ETL_PASSWORD}', ssl_mode = 'disable')",
+            pg.port
+        ))
+        .await
+        .unwrap();
+    let create = rows(&client, "SHOW CREATE CONNECTION shop").await[0][1]
+        .clone()
+        .unwrap();
+    for saved in ["host '127.0.0.1'", "database 'shop'", "user 'etl'", "sslmode 'disable'"] {
+        assert!(create.contains(saved), "{saved} in {create}");
+    }
+    // ALTER takes the aliases and CREATE's `OPTIONS` word too.
+    client
+        .batch_execute("ALTER CONNECTION shop SET OPTIONS (connect_timeout = 7, hostname '127.0.0.1', password 'x')")
+        .await
+        .unwrap_err();
+    client
+        .batch_execute(&format!(
+            "ALTER CONNECTION shop SET OPTIONS (connect_timeout = 7, hostname '127.0.0.1', password '{ETL_PASSWORD}')"
+        ))
+        .await
+        .unwrap();
+    let create = rows(&client, "SHOW CREATE CONNECTION shop").await[0][1]
+        .clone()
+        .unwrap();
+    assert!(create.contains("connect_timeout 7"), "{create}");
+    let message = expect_err(&client, "ALTER CONNECTION shop SET (host 'a', hostname 'b')", "22023").await;
+    assert!(message.contains("given twice"), "{message}");
+    let message = expect_err(&client, "ALTER CONNECTION shop RESET (conect_timeout)", "42601").await;
+    assert!(message.contains("did you mean \"connect_timeout\"?"), "{message}");
+    // VALIDATE CONNECTION is TEST CONNECTION.
+    let validated = rows(&client, "VALIDATE CONNECTION shop").await;
+    assert_eq!(validated[0][..2], [Some("shop".into()), Some("ok".into())]);
+    client.batch_execute("VALIDATE CONNECTION shop").await.unwrap();
+}
+
+#[tokio::test]
+async fn cancel_etl_job_stops_the_jobs_running_run() {
+    let pg = PgServer::start();
+    pg.psql_admin_db("shop", ORDERS);
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute("CREATE ETL JOB snap FROM shop.public.orders INTO snap SNAPSHOT")
+        .await
+        .unwrap();
+    expect_err(&client, "CANCEL ETL JOB snap", "55000").await;
+    expect_err(&client, "CANCEL ETL JOB nope", "42704").await;
+
+    // A session holding the table locked keeps the run's read waiting.
+    let port = pg.port;
+    let dir = pg.dir.clone();
+    let locker = std::thread::spawn(move || {
+        let _ = std::process::Command::new(pg_bin_dir().join("psql"))
+            .args([
+                "-X",
+                "-h",
+                dir.to_str().unwrap(),
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "shop",
+            ])
+            .args(["-c", "BEGIN; LOCK TABLE public.orders; SELECT pg_sleep(60); COMMIT"])
+            .output();
+    });
+    let locked = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                  WHERE c.relname = 'orders' AND l.mode = 'AccessExclusiveLock' AND l.granted";
+    while pg.psql_admin_db("shop", locked).trim() != "1" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let run_id = rows(&client, "RUN ETL JOB snap ASYNC").await[0][0].clone().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    client.batch_execute("CANCEL ETL JOB snap").await.unwrap();
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = one(
+            &client,
+            &format!("SELECT status FROM sluice.runs WHERE run_id = {run_id}"),
+        )
+        .await;
+        if status != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "cancelled");
+    pg.psql_admin_db(
+        "shop",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
+    );
+    locker.join().unwrap();
+    expect_err(&client, "CANCEL ETL JOB snap", "55000").await;
+    // Nothing of the cancelled run was committed; the next run loads all.
+    rows(&client, "RUN ETL JOB snap").await;
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.snap").await, "50");
+}

@@ -130,6 +130,28 @@ impl JobManager {
         })
     }
 
+    /// Cancels the running run of `job`, or else its oldest queued run;
+    /// returns the run's id.
+    pub fn cancel_job(&self, job: &str) -> Result<u64, EngineError> {
+        self.catalog().job(job)?;
+        if let Some(run_id) = self.running_run(job) {
+            self.cancel_run(run_id)?;
+            return Ok(run_id);
+        }
+        let queued = self
+            .catalog()
+            .runs(Some(job))?
+            .into_iter()
+            .filter(|r| r.status == RunStatus::Queued)
+            .map(|r| r.id);
+        for run_id in queued {
+            if self.end_queued_run(run_id, RunStatus::Cancelled, "cancelled before it started")? {
+                return Ok(run_id);
+            }
+        }
+        Err(EngineError::JobNotRunning { job: job.into() })
+    }
+
     /// Ends a queued run without running it (see
     /// [`Catalog::end_queued_run`](sluice_catalog::Catalog::end_queued_run));
     /// false if it was no longer queued.
@@ -376,7 +398,9 @@ impl JobManager {
         let started = Instant::now();
         let cancel = &active.cancel;
         let live = &active.progress;
-        let (source, columns) = self.source_columns(job).await?;
+        // Until data moves, a source may wait (a locked table); a cancel
+        // does not wait with it.
+        let (source, columns) = unless_cancelled(cancel, run.id, self.source_columns(job)).await?;
         // Before anything moves: a change the job does not follow fails here.
         let evolution = schema_changes::compare(job, &columns)?;
         if job.load == LoadType::Snapshot {
@@ -385,7 +409,12 @@ impl JobManager {
 
         // Plan: fix the lower bound and save it before any data moves.
         let watermark = self.catalog().watermark(&job.name)?.map(|mark| mark.value);
-        let plan = plan::plan(job, watermark.as_deref(), &*source, columns, run.started_at).await?;
+        let plan = unless_cancelled(
+            cancel,
+            run.id,
+            plan::plan(job, watermark.as_deref(), &*source, columns, run.started_at),
+        )
+        .await?;
         if let Some(decision) = &plan.guard {
             run.guard_cap = decision.cap.as_ref().map(window::text);
             run.guard_reason = Some(decision.reason.clone());
@@ -430,15 +459,18 @@ impl JobManager {
         let cursor_position = cursor.as_ref().map(|c| c.1);
         live.set_phase(RunPhase::Extracting);
         let copied = async {
-            let scan = match job.parallelism.filter(|&n| n > 1) {
-                Some(parts) => {
-                    let split = split::split_column(&columns.description, cursor.as_ref().map(|c| c.0.as_str()))?;
-                    source
-                        .scan_parallel(&columns.description, &request, split, parts as usize)
-                        .await
+            let open = async {
+                match job.parallelism.filter(|&n| n > 1) {
+                    Some(parts) => {
+                        let split = split::split_column(&columns.description, cursor.as_ref().map(|c| c.0.as_str()))?;
+                        Ok(source
+                            .scan_parallel(&columns.description, &request, split, parts as usize)
+                            .await)
+                    }
+                    None => Ok(source.scan(&columns.description, &request).await),
                 }
-                None => source.scan(&columns.description, &request).await,
             };
+            let scan = unless_cancelled(cancel, run.id, open).await?;
             let mut stream = scan.map_err(|error| EngineError::Source {
                 connection: job.source.connection.clone(),
                 error,
@@ -557,5 +589,17 @@ impl JobManager {
     /// Marks `job` as running (as run 0) until the guard is dropped.
     pub(crate) fn hold_running(&self, job: &str) -> RunningGuard<'_> {
         self.claim(job, 0).expect("the job is not running").0
+    }
+}
+
+/// `work`, or [`EngineError::Cancelled`] as soon as the run is cancelled.
+async fn unless_cancelled<T>(
+    cancel: &Notify,
+    run_id: u64,
+    work: impl Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    tokio::select! {
+        result = work => result,
+        () = cancel.notified() => Err(EngineError::Cancelled { run_id }),
     }
 }

@@ -74,6 +74,8 @@ pub enum SluiceStatement {
     RunJob { name: String, asynchronous: bool },
     /// `CANCEL ETL RUN id`
     CancelRun { run_id: u64 },
+    /// `CANCEL ETL JOB name`: its running run, or else its queued one.
+    CancelJob { name: String },
     /// `SHOW ETL JOBS`
     ShowJobs,
     /// `SHOW CREATE ETL JOB name`

@@ -48,6 +48,8 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["DROP", "ETL", "JOB"],
     &["RUN", "ETL", "JOB"],
     &["CANCEL", "ETL", "RUN"],
+    &["CANCEL", "ETL", "JOB"],
+    &["VALIDATE", "CONNECTION"],
     &["ALTER", "ETL", "JOB"],
     &["SHOW", "ETL", "JOBS"],
     &["SHOW", "ETL", "RUNS"],
@@ -196,6 +198,16 @@ impl StatementParser<'_> {
                 run_id: self.whole_number("a run id")?.into(),
             });
         }
+        if self.words(&["CANCEL", "ETL", "JOB"]) {
+            return Ok(SluiceStatement::CancelJob {
+                name: self.name("job name")?,
+            });
+        }
+        if self.words(&["VALIDATE", "CONNECTION"]) {
+            return Ok(SluiceStatement::TestConnection {
+                name: self.name("connection name")?,
+            });
+        }
         if self.word("TEST") {
             if self.word("CONNECTIONS") {
                 return Ok(SluiceStatement::TestConnections);
@@ -309,9 +321,12 @@ impl StatementParser<'_> {
         let mut set = BTreeMap::new();
         let mut reset = Vec::new();
         loop {
+            // `SET (...)` or, as CREATE writes it, `SET OPTIONS (...)`.
             if self.word("SET") {
+                let _ = self.word("OPTIONS");
                 set.extend(self.option_list()?);
             } else if self.word("RESET") {
+                let _ = self.word("OPTIONS");
                 self.expect(Token::LParen)?;
                 reset.extend(self.comma_separated(|p| p.name("option name"))?);
                 self.expect(Token::RParen)?;
@@ -337,6 +352,8 @@ impl StatementParser<'_> {
         self.expect(Token::LParen)?;
         let pairs = self.comma_separated(|p| {
             let name = p.name("option name")?;
+            // `key 'value'` (SQL/MED style) and `key = 'value'` alike.
+            let _ = p.parser.consume_token(&Token::Eq);
             Ok((name, p.option_value()?))
         })?;
         self.expect(Token::RParen)?;
