@@ -18,6 +18,7 @@ use crate::schema_change::SchemaChangeRecord;
 use crate::secret::{SecretInfo, SecretRecord, SecretValue};
 use crate::store::Store;
 use crate::table_ops::{TableOps, table_ops_key};
+use crate::transaction::{Effect, Transaction};
 use crate::verification::VerificationRecord;
 
 /// A sealed known value proving that the master key matches this catalog.
@@ -116,6 +117,19 @@ impl Catalog {
         // A panic while holding the lock cannot leave RocksDB half-written
         // (every change is one batch), so a poisoned lock is safe to reuse.
         self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    // ----- transactions -----
+
+    /// Writes a transaction's staged changes in one synced batch and returns
+    /// the effects to run now that it committed. Fails with `Conflict`
+    /// (nothing written) when another session changed a record the
+    /// transaction read, or added or removed a name in a family it listed.
+    pub fn commit(&self, txn: &Transaction) -> Result<Vec<Effect>> {
+        let _guard = self.lock();
+        let (staged, effects) = txn.take();
+        self.store.apply(staged)?;
+        Ok(effects)
     }
 
     // ----- admin -----

@@ -33,6 +33,12 @@ pub enum StatementError {
     /// A statement form Sluice does not implement.
     #[error("{0}")]
     Unsupported(String),
+    /// A statement that cannot run inside a transaction block.
+    #[error("{0} cannot run inside a transaction block")]
+    InTransactionBlock(&'static str),
+    /// An earlier statement of the transaction block failed.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    TransactionAborted,
 }
 
 /// A statement plain SQL may not run.
@@ -94,6 +100,16 @@ impl StatementError {
                 error(code, e.to_string(), Some(e.hint()))
             }
             StatementError::Unsupported(message) => error("0A000", message, None),
+            StatementError::InTransactionBlock(name) => error(
+                "25001",
+                StatementError::InTransactionBlock(name).to_string(),
+                Some("Run it after COMMIT or ROLLBACK, outside BEGIN ... COMMIT.".into()),
+            ),
+            StatementError::TransactionAborted => error(
+                "25P02",
+                StatementError::TransactionAborted.to_string(),
+                Some("ROLLBACK ends the failed block; nothing it staged was saved.".into()),
+            ),
         }
     }
 }
@@ -206,6 +222,11 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
             };
             error("2BP01", message, Some(hint.into()))
         }
+        CatalogError::Conflict { .. } => error(
+            "40001",
+            message,
+            Some("Run the transaction again: it will see the other session's change.".into()),
+        ),
         CatalogError::Storage(_) | CatalogError::Io { .. } => error("58030", message, None),
         CatalogError::Corrupt { .. } => error("XX001", message, None),
         CatalogError::MasterKey(_) => error("XX000", message, None),

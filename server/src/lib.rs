@@ -27,6 +27,7 @@ mod statements;
 mod system_tables;
 mod throttle;
 mod tls;
+mod transaction_block;
 mod type_modifiers;
 mod views;
 mod wide_decimals;

@@ -8,7 +8,7 @@ use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sluice_catalog::{
     CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource,
-    LoadType, Lookback,
+    LoadType, Lookback, Transaction,
 };
 use tracing::{info, warn};
 
@@ -377,6 +377,14 @@ impl JobManager {
             .into());
         }
         let setup = destination.ensure_table(&spec).await?;
+        if setup == TableSetup::Created {
+            let (destination, table) = (destination.clone(), spec.name.clone());
+            Transaction::on_rollback(Box::pin(async move {
+                if let Err(e) = destination.drop_table(&table).await {
+                    warn!(%table, error = %e, "could not drop the table made for a job that was rolled back");
+                }
+            }));
+        }
         if let Err(e) = self.catalog().create_job(&job) {
             if setup == TableSetup::Created
                 && let Err(drop) = destination.drop_table(&spec.name).await
@@ -519,9 +527,18 @@ impl JobManager {
             warn!(job = name, table = %job.destination.table, other_job = %owner, "the destination table is kept: another job loads it");
         }
         if !keep_data && shared.is_none() {
-            self.destination(job.destination.connection.as_deref())?
-                .drop_table(&job.destination.table)
-                .await?;
+            let destination = self.destination(job.destination.connection.as_deref())?;
+            let table = job.destination.table.clone();
+            if Transaction::active() {
+                // The table goes when the drop commits.
+                Transaction::after_commit(Box::pin(async move {
+                    if let Err(e) = destination.drop_table(&table).await {
+                        warn!(%table, error = %e, "could not drop the table of a dropped ETL job");
+                    }
+                }));
+            } else {
+                destination.drop_table(&table).await?;
+            }
         }
         info!(job = name, keep_data, "ETL job dropped");
         Ok(true)

@@ -91,3 +91,20 @@ pub enum SluiceStatement {
     /// `REPAIR ETL JOB name FROM 'a' TO 'b'`
     RepairJob { name: String, from: String, to: String },
 }
+
+impl SluiceStatement {
+    /// The statement's name when it cannot run inside a transaction block:
+    /// it starts or stops work outside the catalog, or records a live
+    /// result, which a ROLLBACK could not take back.
+    pub fn outside_transactions_only(&self) -> Option<&'static str> {
+        match self {
+            SluiceStatement::RunJob { .. } => Some("RUN ETL JOB"),
+            SluiceStatement::CancelRun { .. } => Some("CANCEL ETL RUN"),
+            SluiceStatement::RepairJob { .. } => Some("REPAIR ETL JOB"),
+            SluiceStatement::VerifyJob { .. } => Some("VERIFY ETL JOB"),
+            SluiceStatement::TestConnection { .. } => Some("TEST CONNECTION"),
+            SluiceStatement::TestConnections => Some("TEST CONNECTIONS"),
+            _ => None,
+        }
+    }
+}
