@@ -166,6 +166,30 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Creates a named secret or gives an existing one a new value
+    /// (`CREATE OR REPLACE SECRET`); false when it already held `value`.
+    /// Connections that use it read the new value from their next use.
+    pub fn replace_secret(&self, name: &str, value: &SecretValue) -> Result<bool> {
+        let _guard = self.lock();
+        let existing = self.store.get::<SecretRecord>(name)?;
+        if let Some(secret) = &existing {
+            if secret.owner.is_some() {
+                return Err(already_exists(ObjectKind::Secret, name));
+            }
+            if self.secret_value(name)? == *value {
+                return Ok(false);
+            }
+        }
+        let mut record = self.seal_secret(name, value, None);
+        if let Some(secret) = existing {
+            record.created_at = secret.created_at;
+        }
+        let mut batch = self.store.batch();
+        batch.put(&record);
+        batch.commit()?;
+        Ok(true)
+    }
+
     /// Drops a named secret, refusing while connections use it.
     pub fn drop_secret(&self, name: &str, if_exists: bool) -> Result<bool> {
         let _guard = self.lock();

@@ -143,6 +143,14 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::NotADestination { .. } => error("0A000", message, None),
         EngineError::ReservedName { .. } => error("42939", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),
+        EngineError::CannotReplace { kind, name, .. } => {
+            let statement = if *kind == "connection" { "CONNECTION" } else { "ETL JOB" };
+            error(
+                "55000",
+                message,
+                Some(format!("DROP {statement} {name} first, then create it again.")),
+            )
+        }
         EngineError::NothingLoaded { .. } => error("55000", message, None),
         EngineError::OperationNotSupported { .. } => error("0A000", message, None),
         EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),

@@ -25,6 +25,11 @@ async fn setup() -> (PgServer, Sluice, Client) {
     (pg, sluice, client)
 }
 
+/// The second value of the first row.
+async fn second(client: &Client, sql: &str) -> String {
+    rows(client, sql).await[0][1].clone().unwrap_or_default()
+}
+
 async fn names(client: &Client, view: &str) -> Vec<String> {
     rows(client, &format!("SELECT name FROM sluice.{view} ORDER BY name"))
         .await
@@ -61,7 +66,10 @@ async fn psql_single_transaction_is_all_or_nothing() {
 
     // Without ON_ERROR_STOP psql goes on: the rest is refused with 25P02
     // and COMMIT answers ROLLBACK.
-    let failing = format!("BEGIN;\n{}CREATE SECRET later AS 'x';\nCOMMIT;\n", pipelines(&pg, "no_such_table"));
+    let failing = format!(
+        "BEGIN;\n{}CREATE SECRET later AS 'x';\nCOMMIT;\n",
+        pipelines(&pg, "no_such_table")
+    );
     std::fs::write(&file, failing).unwrap();
     let out = sluice.psql_args(&["-v", "ON_ERROR_STOP=0", "-f", file.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -225,4 +233,141 @@ async fn the_scheduler_never_sees_an_uncommitted_job() {
         assert!(Instant::now() < deadline, "the committed job never ran");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A pipelines file of `CREATE OR REPLACE` statements.
+fn replaceable_pipelines(pg: &PgServer, schedule: &str, table: &str) -> String {
+    format!(
+        "CREATE OR REPLACE SECRET pg_pass AS '{ETL_PASSWORD}';
+         CREATE OR REPLACE CONNECTION src TYPE postgres
+           OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password SECRET pg_pass);
+         CREATE OR REPLACE ETL JOB copy_t FROM src.public.t INTO warehouse.{table} SNAPSHOT SCHEDULE {schedule};\n",
+        pg.port
+    )
+}
+
+#[tokio::test]
+async fn a_pipelines_file_of_create_or_replace_can_be_applied_again() {
+    let (pg, sluice, client) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipelines.sql");
+    let apply = |sql: String| {
+        std::fs::write(&file, sql).unwrap();
+        sluice.psql_args(&["-1", "-f", file.to_str().unwrap()])
+    };
+
+    let out = apply(replaceable_pipelines(&pg, "MANUAL", "copy_t"));
+    assert!(out.status.success(), "{out:?}");
+    client.batch_execute("RUN ETL JOB copy_t").await.unwrap();
+    let updated = "SELECT updated_at FROM sluice.connections WHERE name = 'src'";
+    let before = one(&client, updated).await;
+
+    // Again, unchanged: nothing happens, each statement says so.
+    let out = apply(replaceable_pipelines(&pg, "MANUAL", "copy_t"));
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for what in ["secret \"pg_pass\"", "connection \"src\"", "ETL job \"copy_t\""] {
+        assert!(stderr.contains(&format!("{what} is unchanged")), "{stderr}");
+    }
+    assert_eq!(one(&client, updated).await, before);
+    assert_eq!(one(&client, "SELECT count(*) FROM sluice.runs").await, "1");
+
+    // A new schedule changes the job in place; its data stays.
+    let out = apply(replaceable_pipelines(&pg, "DAILY AT '02:00'", "copy_t"));
+    assert!(out.status.success(), "{out:?}");
+    let schedule = one(&client, "SELECT schedule FROM sluice.jobs WHERE name = 'copy_t'").await;
+    assert!(schedule.contains("DAILY"), "{schedule}");
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.copy_t").await, "3");
+
+    // A new destination table cannot replace one with data: the error
+    // names it, and nothing of the file is applied.
+    let changed = replaceable_pipelines(&pg, "MANUAL", "elsewhere").replace(ETL_PASSWORD, "other_pw");
+    let out = apply(changed);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot change the destination table of ETL job \"copy_t\""),
+        "{stderr}"
+    );
+    assert!(schedule.contains("DAILY"));
+    client.batch_execute("TEST CONNECTION src").await.unwrap();
+}
+
+#[tokio::test]
+async fn create_or_replace_alters_what_can_change() {
+    let (pg, _sluice, client) = setup().await;
+    create_shop_connection(&client, &pg).await;
+    let options = |timeout: u32, password: &str| {
+        format!(
+            "OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{password}', connect_timeout {timeout})",
+            pg.port
+        )
+    };
+
+    // New options are tested like ALTER CONNECTION; a failing test keeps the old ones.
+    client
+        .batch_execute(&format!(
+            "CREATE OR REPLACE CONNECTION shop TYPE postgres {}",
+            options(7, ETL_PASSWORD)
+        ))
+        .await
+        .unwrap();
+    let created = second(&client, "SHOW CREATE CONNECTION shop").await;
+    assert!(created.contains("connect_timeout 7"), "{created}");
+    expect_err(
+        &client,
+        &format!(
+            "CREATE OR REPLACE CONNECTION shop TYPE postgres {}",
+            options(9, "wrong")
+        ),
+        "28P01",
+    )
+    .await;
+    assert!(
+        second(&client, "SHOW CREATE CONNECTION shop")
+            .await
+            .contains("connect_timeout 7")
+    );
+    // The type cannot change.
+    let message = expect_err(
+        &client,
+        "CREATE OR REPLACE CONNECTION shop TYPE local OPTIONS (path '/tmp')",
+        "55000",
+    )
+    .await;
+    assert!(message.contains("the type (postgres to local)"), "{message}");
+
+    // A job that loaded nothing is made again with another load type.
+    client
+        .batch_execute("CREATE ETL JOB j FROM shop.public.t INTO warehouse.j SNAPSHOT")
+        .await
+        .unwrap();
+    client
+        .batch_execute("CREATE OR REPLACE ETL JOB j FROM shop.public.t (id) INTO warehouse.j INCREMENTAL BY id ALL")
+        .await
+        .unwrap();
+    let definition = second(&client, "SHOW CREATE ETL JOB j").await;
+    assert!(definition.contains("INCREMENTAL BY id"), "{definition}");
+    client.batch_execute("RUN ETL JOB j").await.unwrap();
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.j").await, "3");
+    // Once loaded, the load type is fixed.
+    let message = expect_err(
+        &client,
+        "CREATE OR REPLACE ETL JOB j FROM shop.public.t (id) INTO warehouse.j SNAPSHOT",
+        "55000",
+    )
+    .await;
+    assert!(
+        message.contains("cannot change the load type of ETL job \"j\": it has loaded data"),
+        "{message}"
+    );
+
+    // A secret gets a new value in place.
+    client.batch_execute("CREATE SECRET s AS 'one'").await.unwrap();
+    client
+        .batch_execute("CREATE OR REPLACE SECRET s AS 'two'")
+        .await
+        .unwrap();
+    assert_eq!(names(&client, "secrets").await, ["s"]);
+    expect_err(&client, "CREATE OR REPLACE SECRET IF NOT EXISTS s AS 'x'", "42601").await;
 }

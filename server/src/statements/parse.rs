@@ -34,6 +34,9 @@ pub enum ParseErrorKind {
 const STATEMENT_STARTS: &[&[&str]] = &[
     &["CREATE", "SECRET"],
     &["CREATE", "CONNECTION"],
+    &["CREATE", "OR", "REPLACE", "SECRET"],
+    &["CREATE", "OR", "REPLACE", "CONNECTION"],
+    &["CREATE", "OR", "REPLACE", "ETL", "JOB"],
     &["DROP", "SECRET"],
     &["DROP", "CONNECTION"],
     &["ALTER", "CONNECTION"],
@@ -68,9 +71,10 @@ pub fn is_sluice_statement(sql: &str) -> bool {
         .into_iter()
         .filter(|t| !matches!(t, Token::Whitespace(_)))
         .collect();
+    let longest = STATEMENT_STARTS.iter().map(|start| start.len()).max().unwrap_or(0);
     let words: Vec<String> = tokens
         .iter()
-        .take(3)
+        .take(longest)
         .map(|t| match t {
             Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
             _ => String::new(),
@@ -121,14 +125,15 @@ pub(super) type PResult<T> = std::result::Result<T, ParseError>;
 impl StatementParser<'_> {
     fn statement(&mut self) -> PResult<SluiceStatement> {
         if self.word("CREATE") {
+            let or_replace = self.words(&["OR", "REPLACE"]);
             if self.word("SECRET") {
-                return self.create_secret();
+                return self.create_secret(or_replace);
             }
             if self.words(&["ETL", "JOB"]) {
-                return self.create_job();
+                return self.create_job(or_replace);
             }
             self.expect_word("CONNECTION")?;
-            return self.create_connection();
+            return self.create_connection(or_replace);
         }
         if self.word("DROP") {
             if self.words(&["ETL", "JOB"]) {
@@ -267,8 +272,17 @@ impl StatementParser<'_> {
         Ok(SluiceStatement::ShowConnectionTypes)
     }
 
-    fn create_secret(&mut self) -> PResult<SluiceStatement> {
+    /// `IF NOT EXISTS`, refused after `OR REPLACE`.
+    pub(super) fn if_not_exists(&mut self, or_replace: bool) -> PResult<bool> {
         let if_not_exists = self.words(&["IF", "NOT", "EXISTS"]);
+        if if_not_exists && or_replace {
+            return Err(self.error("OR REPLACE and IF NOT EXISTS cannot be combined".into()));
+        }
+        Ok(if_not_exists)
+    }
+
+    fn create_secret(&mut self, or_replace: bool) -> PResult<SluiceStatement> {
+        let if_not_exists = self.if_not_exists(or_replace)?;
         let name = self.name("secret name")?;
         if name.contains('/') {
             return Err(self.error(format!(
@@ -281,11 +295,12 @@ impl StatementParser<'_> {
             name,
             value: SecretValue::new(value),
             if_not_exists,
+            or_replace,
         })
     }
 
-    fn create_connection(&mut self) -> PResult<SluiceStatement> {
-        let if_not_exists = self.words(&["IF", "NOT", "EXISTS"]);
+    fn create_connection(&mut self, or_replace: bool) -> PResult<SluiceStatement> {
+        let if_not_exists = self.if_not_exists(or_replace)?;
         let name = self.name("connection name")?;
         self.expect_word("TYPE")?;
         let type_name = self.name("connection type")?;
@@ -300,6 +315,7 @@ impl StatementParser<'_> {
             type_name,
             options,
             if_not_exists,
+            or_replace,
             validate,
         })
     }
