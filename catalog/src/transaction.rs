@@ -164,3 +164,75 @@ impl Transaction {
         (staged, effects)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Catalog, CatalogError, MasterKey, SecretValue};
+
+    fn catalog(dir: &tempfile::TempDir) -> Catalog {
+        Catalog::open(dir.path(), MasterKey::from_hex(&"ab".repeat(32)).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn staged_changes_are_seen_inside_the_scope_only_until_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog(&dir);
+        let txn = Transaction::new();
+        txn.scope(async {
+            assert!(catalog.create_secret("s", &SecretValue::new("v"), false).unwrap());
+            assert_eq!(catalog.secrets().unwrap().len(), 1);
+            assert_eq!(catalog.secret_value("s").unwrap(), SecretValue::new("v"));
+        })
+        .await;
+        assert!(catalog.secrets().unwrap().is_empty());
+        assert!(!txn.is_empty());
+        catalog.commit(&txn).unwrap();
+        assert_eq!(catalog.secret_value("s").unwrap(), SecretValue::new("v"));
+    }
+
+    #[tokio::test]
+    async fn a_rolled_back_transaction_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog(&dir);
+        let txn = Transaction::new();
+        txn.scope(async { catalog.create_secret("s", &SecretValue::new("v"), false).unwrap() })
+            .await;
+        assert!(txn.rollback().is_empty());
+        assert!(catalog.secrets().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_name_another_session_took_conflicts_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog(&dir);
+        let (first, second) = (Transaction::new(), Transaction::new());
+        for txn in [&first, &second] {
+            txn.scope(async { catalog.create_secret("s", &SecretValue::new("v"), false).unwrap() })
+                .await;
+        }
+        catalog.commit(&first).unwrap();
+        let Err(error) = catalog.commit(&second) else {
+            panic!("the second commit succeeded");
+        };
+        assert!(
+            matches!(error, CatalogError::Conflict { family: "secrets", .. }),
+            "{error}"
+        );
+        assert_eq!(catalog.secrets().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_listed_family_that_gained_a_name_conflicts_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog(&dir);
+        let txn = Transaction::new();
+        txn.scope(async {
+            assert!(catalog.secrets().unwrap().is_empty());
+            catalog.create_secret("mine", &SecretValue::new("v"), false).unwrap();
+        })
+        .await;
+        catalog.create_secret("theirs", &SecretValue::new("v"), false).unwrap();
+        assert!(matches!(catalog.commit(&txn), Err(CatalogError::Conflict { .. })));
+    }
+}

@@ -594,6 +594,7 @@ mod tests {
             options,
             if_not_exists,
             validate,
+            ..
         } = statement
         else {
             panic!("wrong statement");
@@ -621,9 +622,26 @@ mod tests {
             SluiceStatement::CreateSecret {
                 name: "pw".into(),
                 value: SecretValue::new("it's"),
-                if_not_exists: true
+                if_not_exists: true,
+                or_replace: false
             }
         );
+        assert_eq!(
+            parse("CREATE OR REPLACE SECRET pw AS 'x'").unwrap(),
+            SluiceStatement::CreateSecret {
+                name: "pw".into(),
+                value: SecretValue::new("x"),
+                if_not_exists: false,
+                or_replace: true
+            }
+        );
+        assert!(is_sluice_statement("create or replace etl job j from c.s.t snapshot"));
+        assert!(matches!(
+            parse("CREATE OR REPLACE ETL JOB j FROM c.s.t SNAPSHOT").unwrap(),
+            SluiceStatement::CreateOrReplaceJob(_)
+        ));
+        let err = parse("CREATE OR REPLACE CONNECTION IF NOT EXISTS c TYPE postgres").unwrap_err();
+        assert!(err.message.contains("cannot be combined"), "{}", err.message);
         assert_eq!(
             parse("DROP CONNECTION IF EXISTS shop CASCADE").unwrap(),
             SluiceStatement::DropConnection {
