@@ -22,6 +22,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::TransactionStatus;
 
+use crate::advisory_locks;
 use crate::copy_out;
 use crate::errors::{StatementError, map_session_error};
 use crate::execute::{execute, result_fields};
@@ -59,6 +60,7 @@ impl SluiceHandlers {
         ];
         let ctx = client_context(&state.ctx);
         register_session_functions(&ctx, &settings);
+        advisory_locks::register(&ctx, state.advisory_locks.session());
         let ctx = Arc::new(ctx);
         let df = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
         let parser = Arc::new(SluiceQueryParser { df: df.query_parser() });

@@ -371,3 +371,30 @@ async fn create_or_replace_alters_what_can_change() {
     assert_eq!(names(&client, "secrets").await, ["s"]);
     expect_err(&client, "CREATE OR REPLACE SECRET IF NOT EXISTS s AS 'x'", "42601").await;
 }
+
+#[tokio::test]
+async fn advisory_locks_keep_sessions_apart_until_released_or_disconnected() {
+    let sluice = Sluice::start();
+    let first = sluice.client().await;
+    let second = sluice.client().await;
+
+    assert_eq!(one(&first, "SELECT pg_advisory_lock(42)").await, "");
+    assert_eq!(one(&second, "SELECT pg_try_advisory_lock(42)").await, "f");
+    assert_eq!(one(&second, "SELECT pg_advisory_unlock(42)").await, "f");
+    // Taken twice by its holder, it needs two unlocks.
+    assert_eq!(one(&first, "SELECT pg_try_advisory_lock(42)").await, "t");
+    assert_eq!(one(&first, "SELECT pg_advisory_unlock(42)").await, "t");
+    assert_eq!(one(&second, "SELECT pg_try_advisory_lock(42)").await, "f");
+    assert_eq!(one(&first, "SELECT pg_advisory_unlock(42)").await, "t");
+    assert_eq!(one(&second, "SELECT pg_try_advisory_lock(42)").await, "t");
+    // The two-key form is another lock.
+    assert_eq!(one(&first, "SELECT pg_try_advisory_lock(0, 42)").await, "t");
+
+    // A waiting lock is granted when the holder disconnects.
+    let waiting = tokio::spawn(async move { one(&first, "SELECT pg_advisory_lock(42)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "pg_advisory_lock did not wait");
+    drop(second);
+    let granted = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+    assert_eq!(granted.expect("the lock was never granted").unwrap(), "");
+}
