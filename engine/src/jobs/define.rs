@@ -479,7 +479,10 @@ impl JobManager {
             }
             self.create_job(request).await
         };
-        match in_one_transaction(self.catalog(), remade).await? {
+        let outcome = in_one_transaction(self.catalog(), remade).await?;
+        // The scheduler looked while the change was staged.
+        self.notify_changed();
+        match outcome {
             CreateJobOutcome::Created { .. } => Ok(CreateJobOutcome::Replaced),
             other => Ok(other),
         }
