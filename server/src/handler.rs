@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::Parser as DfParser;
+use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::Sink;
@@ -135,7 +136,7 @@ impl SluiceSession {
     /// Runs a Sluice statement, refusing those a transaction block cannot hold.
     async fn run_sluice(
         &self,
-        client: &mut dyn datafusion_postgres::hooks::HookClient,
+        client: &mut dyn HookClient,
         statement: SluiceStatement,
         format: &Format,
     ) -> Result<Response, StatementError> {
@@ -183,7 +184,7 @@ impl SimpleQueryHandler for SluiceSession {
                     let response = copy.run(&self.ctx, deadline).await.map_err(|e| user_error(e, 0))?;
                     Ok(vec![Response::CopyOut(response)])
                 };
-                run_until(deadline, copying).await.map_err(error_info)
+                self.in_block(run_until(deadline, copying)).await.map_err(error_info)
             } else if is_sluice_statement(piece.text) {
                 let executed = match statements::parse(piece.text) {
                     Ok(statement) => self.run_sluice(client, statement, &Format::UnifiedText).await,
