@@ -154,9 +154,9 @@ pub fn register(ctx: &SessionContext, locks: SessionLocks) {
             };
             let done: Vec<Option<bool>> = keys.into_iter().map(|key| act(&locks, key)).collect();
             Ok(match returns {
-                DataType::Boolean => std::sync::Arc::new(BooleanArray::from(done)) as ArrayRef,
+                DataType::Boolean => Arc::new(BooleanArray::from(done)) as ArrayRef,
                 // void: an empty value, as psql shows PostgreSQL's.
-                _ => std::sync::Arc::new(StringArray::from(vec![Some(""); done.len()])) as ArrayRef,
+                _ => Arc::new(StringArray::from(vec![Some(""); done.len()])) as ArrayRef,
             })
         })
     };
@@ -181,7 +181,7 @@ pub fn register(ctx: &SessionContext, locks: SessionLocks) {
         DataType::Utf8,
         move |_, rows| {
             locks.unlock_all();
-            Ok(std::sync::Arc::new(StringArray::from(vec![Some(""); rows])) as ArrayRef)
+            Ok(Arc::new(StringArray::from(vec![Some(""); rows])) as ArrayRef)
         },
     ));
 }

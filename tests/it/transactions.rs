@@ -398,3 +398,25 @@ async fn advisory_locks_keep_sessions_apart_until_released_or_disconnected() {
     let granted = tokio::time::timeout(Duration::from_secs(10), waiting).await;
     assert_eq!(granted.expect("the lock was never granted").unwrap(), "");
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_inside_a_block_keeps_nothing() {
+    let (pg, sluice, client) = setup().await;
+    create_shop_connection(&client, &pg).await;
+    let leaving = sluice.client().await;
+    leaving
+        .batch_execute(
+            "BEGIN; CREATE SECRET gone AS 'x'; CREATE ETL JOB j FROM shop.public.t INTO warehouse.gone SNAPSHOT",
+        )
+        .await
+        .unwrap();
+    drop(leaving);
+    // The job's new table is dropped once the server sees the disconnect.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.simple_query("SELECT * FROM warehouse.gone").await.is_ok() {
+        assert!(Instant::now() < deadline, "the rolled back job's table stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(names(&client, "secrets").await.is_empty());
+    assert!(names(&client, "jobs").await.is_empty());
+}
