@@ -18,6 +18,7 @@ use crate::schema_change::SchemaChangeRecord;
 use crate::secret::{SecretInfo, SecretRecord, SecretValue};
 use crate::store::Store;
 use crate::table_ops::{TableOps, table_ops_key};
+use crate::transaction::{Effect, Transaction};
 use crate::verification::VerificationRecord;
 
 /// A sealed known value proving that the master key matches this catalog.
@@ -118,6 +119,19 @@ impl Catalog {
         self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    // ----- transactions -----
+
+    /// Writes a transaction's staged changes in one synced batch and returns
+    /// the effects to run now that it committed. Fails with `Conflict`
+    /// (nothing written) when another session changed a record the
+    /// transaction read, or added or removed a name in a family it listed.
+    pub fn commit(&self, txn: &Transaction) -> Result<Vec<Effect>> {
+        let _guard = self.lock();
+        let (staged, effects) = txn.take();
+        self.store.apply(staged)?;
+        Ok(effects)
+    }
+
     // ----- admin -----
 
     /// The stored admin credentials, if any were set.
@@ -148,6 +162,30 @@ impl Catalog {
         }
         let mut batch = self.store.batch();
         batch.put(&self.seal_secret(name, value, None));
+        batch.commit()?;
+        Ok(true)
+    }
+
+    /// Creates a named secret or gives an existing one a new value
+    /// (`CREATE OR REPLACE SECRET`); false when it already held `value`.
+    /// Connections that use it read the new value from their next use.
+    pub fn replace_secret(&self, name: &str, value: &SecretValue) -> Result<bool> {
+        let _guard = self.lock();
+        let existing = self.store.get::<SecretRecord>(name)?;
+        if let Some(secret) = &existing {
+            if secret.owner.is_some() {
+                return Err(already_exists(ObjectKind::Secret, name));
+            }
+            if self.secret_value(name)? == *value {
+                return Ok(false);
+            }
+        }
+        let mut record = self.seal_secret(name, value, None);
+        if let Some(secret) = existing {
+            record.created_at = secret.created_at;
+        }
+        let mut batch = self.store.batch();
+        batch.put(&record);
         batch.commit()?;
         Ok(true)
     }

@@ -54,6 +54,13 @@ pub enum CatalogError {
         dependents: Vec<String>,
     },
 
+    /// Another session changed what a transaction read before it committed.
+    #[error(
+        "could not serialize access: another session changed {} \"{key}\" since this transaction read it; nothing was committed",
+        family_object(family)
+    )]
+    Conflict { family: &'static str, key: String },
+
     #[error("catalog storage error: {0}")]
     Storage(#[from] rocksdb::Error),
 
@@ -85,6 +92,17 @@ fn dependent_kind_plural(kind: ObjectKind) -> &'static str {
         ObjectKind::Secret => "secrets",
         ObjectKind::Job => "ETL jobs",
         ObjectKind::Run => "ETL runs",
+    }
+}
+
+/// What a family's records are, for messages.
+fn family_object(family: &str) -> &str {
+    match family {
+        "connections" => "connection",
+        "secrets" => "secret",
+        "jobs" => "ETL job",
+        "runs" => "ETL run",
+        other => other,
     }
 }
 

@@ -18,6 +18,7 @@ mod schema_change;
 mod secret;
 mod store;
 mod table_ops;
+mod transaction;
 mod verification;
 
 pub use admin::AdminCredentials;
@@ -34,6 +35,7 @@ pub use schedule_state::{PendingRetry, ScheduleState};
 pub use schema_change::{SchemaChangeKind, SchemaChangeRecord};
 pub use secret::{SecretInfo, SecretValue};
 pub use table_ops::TableOps;
+pub use transaction::{Effect, Transaction};
 pub use verification::{BucketDifference, VerificationRecord};
 
 /// The catalog layout version written to `meta`; bumped when column families

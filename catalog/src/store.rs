@@ -9,6 +9,7 @@ use crate::SCHEMA_VERSION;
 use crate::error::{CatalogError, Result};
 use crate::record::{self, Record};
 use crate::run::{RunRecord, run_index_key};
+use crate::transaction::{Staged, Transaction};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
 /// value per run under [`run_index_key`], so a job's runs are a prefix scan.
@@ -93,9 +94,11 @@ impl Store {
         for run in self.scan::<RunRecord>()? {
             batch.index_run(&run.job, run.id);
         }
-        batch
-            .batch
-            .put_cf(self.family("meta"), SCHEMA_VERSION_KEY, SCHEMA_VERSION.to_string());
+        batch.changes.push((
+            "meta",
+            SCHEMA_VERSION_KEY.to_vec(),
+            Some(SCHEMA_VERSION.to_string().into_bytes()),
+        ));
         batch.commit()
     }
 
@@ -103,27 +106,41 @@ impl Store {
         self.db.cf_handle(name).expect("every column family is created at open")
     }
 
-    /// Reads one record.
+    /// Reads one record (through the task's transaction, if any).
     pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>> {
-        self.db
-            .get_cf(self.family(R::FAMILY), key.as_bytes())?
-            .map(|bytes| record::decode(key.as_bytes(), &bytes))
-            .transpose()
+        let stored = || -> Result<Option<Vec<u8>>> { Ok(self.db.get_cf(self.family(R::FAMILY), key.as_bytes())?) };
+        let value = match Transaction::current() {
+            Some(txn) => txn.read(R::FAMILY, key.as_bytes(), stored)?,
+            None => stored()?,
+        };
+        value.map(|bytes| record::decode(key.as_bytes(), &bytes)).transpose()
     }
 
-    /// Reads every record of a family, in key order.
+    /// Reads every record of a family, in key order (through the task's
+    /// transaction, if any).
     pub fn scan<R: Record>(&self) -> Result<Vec<R>> {
+        let entries = self.entries(R::FAMILY)?;
+        let entries = match Transaction::current() {
+            Some(txn) => txn.list(R::FAMILY, entries),
+            None => entries,
+        };
+        entries.iter().map(|(key, value)| record::decode(key, value)).collect()
+    }
+
+    /// Every stored entry of a family, in key order.
+    fn entries(&self, family: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.db
-            .iterator_cf(self.family(R::FAMILY), IteratorMode::Start)
+            .iterator_cf(self.family(family), IteratorMode::Start)
             .map(|item| {
                 let (key, value) = item?;
-                record::decode(&key, &value)
+                Ok((key.into_vec(), value.into_vec()))
             })
             .collect()
     }
 
     /// The ids of `job`'s runs in the run index, in run order: a prefix
-    /// scan that reads no other job's entries.
+    /// scan that reads no other job's entries. Stored entries only: runs
+    /// are never started inside a transaction.
     pub fn run_ids(&self, job: &str) -> Result<Vec<u64>> {
         let prefix = run_index_key(job, 0);
         let prefix = &prefix[..prefix.len() - 8];
@@ -149,8 +166,34 @@ impl Store {
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             store: self,
-            batch: WriteBatch::default(),
+            changes: Vec::new(),
         }
+    }
+
+    /// Writes a transaction's staged changes in one batch, unless a record
+    /// it read, or the names of a family it listed, changed since: then
+    /// nothing is written. The caller holds the writer lock.
+    pub fn apply(&self, staged: Staged) -> Result<()> {
+        for ((family, key), seen) in &staged.read {
+            if self.db.get_cf(self.family(family), key)?.as_deref() != seen.as_deref() {
+                return Err(conflict(family, key));
+            }
+        }
+        for (family, seen) in &staged.listed {
+            let now: std::collections::BTreeSet<Vec<u8>> =
+                self.entries(family)?.into_iter().map(|(key, _)| key).collect();
+            if let Some(key) = now.symmetric_difference(seen).next() {
+                return Err(conflict(family, key));
+            }
+        }
+        let mut batch = WriteBatch::default();
+        for ((family, key), value) in staged.writes {
+            match value {
+                Some(value) => batch.put_cf(self.family(family), key, value),
+                None => batch.delete_cf(self.family(family), key),
+            }
+        }
+        self.write(batch)
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -161,42 +204,59 @@ impl Store {
     }
 }
 
-/// A set of puts and deletes applied all-or-nothing, synced to disk.
+fn conflict(family: &'static str, key: &[u8]) -> CatalogError {
+    CatalogError::Conflict {
+        family,
+        key: String::from_utf8_lossy(key).into_owned(),
+    }
+}
+
+/// A set of puts and deletes applied all-or-nothing, synced to disk; inside
+/// a transaction they are staged until it commits.
 pub(crate) struct Batch<'a> {
     store: &'a Store,
-    batch: WriteBatch,
+    /// Puts (`Some`) and deletes (`None`), in order.
+    changes: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Batch<'_> {
     pub fn put<R: Record>(&mut self, record: &R) -> &mut Self {
-        self.batch.put_cf(
-            self.store.family(R::FAMILY),
-            record.key().as_bytes(),
-            record::encode(record),
-        );
+        self.changes
+            .push((R::FAMILY, record.key().into_bytes(), Some(record::encode(record))));
         self
     }
 
     pub fn delete<R: Record>(&mut self, key: &str) -> &mut Self {
-        self.batch.delete_cf(self.store.family(R::FAMILY), key.as_bytes());
+        self.changes.push((R::FAMILY, key.as_bytes().to_vec(), None));
         self
     }
 
     /// Adds run `id` of `job` to the run index.
     pub fn index_run(&mut self, job: &str, id: u64) -> &mut Self {
-        self.batch
-            .put_cf(self.store.family(RUN_INDEX), run_index_key(job, id), []);
+        self.changes.push((RUN_INDEX, run_index_key(job, id), Some(Vec::new())));
         self
     }
 
     /// Removes run `id` of `job` from the run index.
     pub fn unindex_run(&mut self, job: &str, id: u64) -> &mut Self {
-        self.batch
-            .delete_cf(self.store.family(RUN_INDEX), run_index_key(job, id));
+        self.changes.push((RUN_INDEX, run_index_key(job, id), None));
         self
     }
 
     pub fn commit(self) -> Result<()> {
-        self.store.write(self.batch)
+        if let Some(txn) = Transaction::current() {
+            for (family, key, value) in self.changes {
+                txn.stage(family, key, value);
+            }
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (family, key, value) in self.changes {
+            match value {
+                Some(value) => batch.put_cf(self.store.family(family), key, value),
+                None => batch.delete_cf(self.store.family(family), key),
+            }
+        }
+        self.store.write(batch)
     }
 }

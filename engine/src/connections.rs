@@ -47,6 +47,12 @@ pub enum CreateOutcome {
     },
     /// `IF NOT EXISTS` and the name was taken: nothing changed.
     AlreadyExists,
+    /// `OR REPLACE` with the options the connection has: nothing changed.
+    Unchanged,
+    /// `OR REPLACE` changed the options (tested like `ALTER CONNECTION`).
+    Replaced {
+        status: ConnectionStatus,
+    },
 }
 
 /// The result of testing one saved connection.
@@ -150,6 +156,62 @@ impl ConnectionManager {
                 Ok(CreateOutcome::Created { status })
             }
         }
+    }
+
+    /// `CREATE OR REPLACE CONNECTION`: creates the connection, or changes
+    /// an existing one to the request's options.
+    pub async fn create_or_replace(&self, request: CreateConnection) -> Result<CreateOutcome, EngineError> {
+        check_not_reserved(&request.name)?;
+        match self.catalog.find_connection(&request.name)? {
+            Some(old) => self.replace(old, request).await,
+            None => self.create(request).await,
+        }
+    }
+
+    /// `CREATE OR REPLACE` of an existing connection: nothing when the
+    /// options are the same, else an `ALTER` to exactly the given options.
+    /// The type cannot change.
+    async fn replace(&self, old: ConnectionRecord, request: CreateConnection) -> Result<CreateOutcome, EngineError> {
+        let (kind, _) = available_type(&request.type_name)?;
+        if kind.name != old.kind {
+            return Err(EngineError::CannotReplace {
+                kind: "connection",
+                name: old.name,
+                what: format!("the type ({} to {})", old.kind, kind.name),
+                why: "a connection keeps its type",
+            });
+        }
+        let prepared = options::prepare(kind.name, kind.options, &old.name, request.options.clone())?;
+        if prepared.options == old.options && self.same_inline_secrets(&prepared)? {
+            return Ok(CreateOutcome::Unchanged);
+        }
+        let reset = old
+            .options
+            .keys()
+            .filter(|name| !request.options.contains_key(*name))
+            .cloned()
+            .collect();
+        let status = self
+            .alter(AlterConnection {
+                name: old.name,
+                set: request.options,
+                reset,
+                validate: request.validate,
+            })
+            .await?;
+        Ok(CreateOutcome::Replaced { status })
+    }
+
+    /// Whether the inline secrets hold the values already saved.
+    fn same_inline_secrets(&self, prepared: &PreparedOptions) -> Result<bool, EngineError> {
+        for (name, value) in &prepared.inline_secrets {
+            match self.catalog.secret_value(name) {
+                Ok(saved) if saved == *value => {}
+                Ok(_) | Err(sluice_catalog::CatalogError::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
     }
 
     /// Changes options of a saved connection; the new options are tested

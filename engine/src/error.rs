@@ -65,6 +65,15 @@ pub enum EngineError {
     #[error("ETL job \"{job}\" is already running (run {run_id}); wait for it or CANCEL ETL RUN {run_id}")]
     JobRunning { job: String, run_id: u64 },
 
+    /// `CREATE OR REPLACE` would change what cannot change in place.
+    #[error("CREATE OR REPLACE cannot change {what} of {kind} \"{name}\": {why}")]
+    CannotReplace {
+        kind: &'static str,
+        name: String,
+        what: String,
+        why: &'static str,
+    },
+
     /// Source rows that could not be turned into the job's columns: a
     /// deterministic failure, never retried.
     #[error("reading from the source failed: {message}")]

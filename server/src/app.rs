@@ -183,6 +183,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         ctx,
         login,
         wire_connections,
+        advisory_locks: Default::default(),
     });
 
     let listener = TcpListener::bind(&config.listen)

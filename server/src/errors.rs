@@ -33,6 +33,12 @@ pub enum StatementError {
     /// A statement form Sluice does not implement.
     #[error("{0}")]
     Unsupported(String),
+    /// A statement that cannot run inside a transaction block.
+    #[error("{0} cannot run inside a transaction block")]
+    InTransactionBlock(&'static str),
+    /// An earlier statement of the transaction block failed.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    TransactionAborted,
 }
 
 /// A statement plain SQL may not run.
@@ -94,6 +100,16 @@ impl StatementError {
                 error(code, e.to_string(), Some(e.hint()))
             }
             StatementError::Unsupported(message) => error("0A000", message, None),
+            StatementError::InTransactionBlock(name) => error(
+                "25001",
+                StatementError::InTransactionBlock(name).to_string(),
+                Some("Run it after COMMIT or ROLLBACK, outside BEGIN ... COMMIT.".into()),
+            ),
+            StatementError::TransactionAborted => error(
+                "25P02",
+                StatementError::TransactionAborted.to_string(),
+                Some("ROLLBACK ends the failed block; nothing it staged was saved.".into()),
+            ),
         }
     }
 }
@@ -134,6 +150,14 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::NotADestination { .. } => error("0A000", message, None),
         EngineError::ReservedName { .. } => error("42939", message, None),
         EngineError::JobRunning { .. } => error("55006", message, None),
+        EngineError::CannotReplace { kind, name, .. } => {
+            let statement = if *kind == "connection" { "CONNECTION" } else { "ETL JOB" };
+            error(
+                "55000",
+                message,
+                Some(format!("DROP {statement} {name} first, then create it again.")),
+            )
+        }
         EngineError::NothingLoaded { .. } => error("55000", message, None),
         EngineError::OperationNotSupported { .. } => error("0A000", message, None),
         EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),
@@ -213,6 +237,11 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
             };
             error("2BP01", message, Some(hint.into()))
         }
+        CatalogError::Conflict { .. } => error(
+            "40001",
+            message,
+            Some("Run the transaction again: it will see the other session's change.".into()),
+        ),
         CatalogError::Storage(_) | CatalogError::Io { .. } => error("58030", message, None),
         CatalogError::Corrupt { .. } => error("XX001", message, None),
         CatalogError::MasterKey(_) => error("XX000", message, None),

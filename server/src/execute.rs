@@ -45,7 +45,10 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ExplainJob { .. } => Some(views::EXPLAIN.clone()),
         SluiceStatement::VerifyJob { .. } => Some(views::VERIFY.clone()),
         SluiceStatement::RepairJob { .. } => Some(views::RUN_SUMMARY.clone()),
-        SluiceStatement::CreateJob(_) | SluiceStatement::DropJob { .. } | SluiceStatement::AlterJob { .. } => None,
+        SluiceStatement::CreateJob(_)
+        | SluiceStatement::CreateOrReplaceJob(_)
+        | SluiceStatement::DropJob { .. }
+        | SluiceStatement::AlterJob { .. } => None,
         SluiceStatement::CreateSecret { .. }
         | SluiceStatement::DropSecret { .. }
         | SluiceStatement::CreateConnection { .. }
@@ -75,7 +78,21 @@ pub async fn execute(
         SluiceStatement::CreateSecret {
             name,
             value,
+            or_replace: true,
+            ..
+        } => {
+            if catalog.replace_secret(&name, &value)? {
+                info!(secret = %name, "secret created or replaced");
+            } else {
+                send_notice(client, "00000", format!("secret \"{name}\" is unchanged")).await;
+            }
+            Response::Execution(Tag::new("CREATE SECRET"))
+        }
+        SluiceStatement::CreateSecret {
+            name,
+            value,
             if_not_exists,
+            ..
         } => {
             if catalog.create_secret(&name, &value, if_not_exists)? {
                 info!(secret = %name, "secret created");
@@ -98,6 +115,7 @@ pub async fn execute(
             type_name,
             options,
             if_not_exists,
+            or_replace,
             validate,
         } => {
             let request = CreateConnection {
@@ -107,7 +125,12 @@ pub async fn execute(
                 if_not_exists,
                 validate,
             };
-            match engine.create(request).await? {
+            let outcome = if or_replace {
+                engine.create_or_replace(request).await?
+            } else {
+                engine.create(request).await?
+            };
+            match outcome {
                 CreateOutcome::Created {
                     status: ConnectionStatus::Unknown,
                 } => {
@@ -118,7 +141,10 @@ pub async fn execute(
                     )
                     .await;
                 }
-                CreateOutcome::Created { .. } => {}
+                CreateOutcome::Created { .. } | CreateOutcome::Replaced { .. } => {}
+                CreateOutcome::Unchanged => {
+                    send_notice(client, "00000", format!("connection \"{name}\" is unchanged")).await;
+                }
                 CreateOutcome::AlreadyExists => {
                     send_notice(
                         client,
@@ -218,16 +244,14 @@ pub async fn execute(
         }
         SluiceStatement::CreateJob(request) => {
             let name = request.name.clone();
-            match state.jobs.create_job(*request).await? {
-                CreateJobOutcome::AlreadyExists => {
-                    send_notice(client, "42710", format!("ETL job \"{name}\" already exists, skipping")).await;
-                }
-                CreateJobOutcome::Created { notices } => {
-                    for message in notices {
-                        send_notice(client, "01000", message).await;
-                    }
-                }
-            }
+            let outcome = state.jobs.create_job(*request).await?;
+            report_job_outcome(client, &name, outcome).await;
+            Response::Execution(Tag::new("CREATE ETL JOB"))
+        }
+        SluiceStatement::CreateOrReplaceJob(request) => {
+            let name = request.name.clone();
+            let outcome = state.jobs.create_or_replace_job(*request).await?;
+            report_job_outcome(client, &name, outcome).await;
             Response::Execution(Tag::new("CREATE ETL JOB"))
         }
         SluiceStatement::DropJob {
@@ -340,6 +364,24 @@ pub async fn execute(
             )?
         }
     })
+}
+
+/// NOTICEs for what `CREATE [OR REPLACE] ETL JOB` did.
+async fn report_job_outcome(client: &mut dyn HookClient, name: &str, outcome: CreateJobOutcome) {
+    match outcome {
+        CreateJobOutcome::AlreadyExists => {
+            send_notice(client, "42710", format!("ETL job \"{name}\" already exists, skipping")).await;
+        }
+        CreateJobOutcome::Created { notices } => {
+            for message in notices {
+                send_notice(client, "01000", message).await;
+            }
+        }
+        CreateJobOutcome::Replaced => {}
+        CreateJobOutcome::Unchanged => {
+            send_notice(client, "00000", format!("ETL job \"{name}\" is unchanged")).await;
+        }
+    }
 }
 
 /// Starts a run that goes on after the statement returns; returns its id.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::Parser as DfParser;
+use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
-use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::Sink;
 use pgwire::api::auth::StartupHandler;
@@ -21,7 +21,9 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::response::TransactionStatus;
 
+use crate::advisory_locks;
 use crate::copy_out;
 use crate::errors::{StatementError, map_session_error};
 use crate::execute::{execute, result_fields};
@@ -33,7 +35,8 @@ use crate::settings_hook::{SettingsHook, apply_to_context, report_changes};
 use crate::sql_guard::{self, SqlGuardHook};
 use crate::sql_session::{client_context, run_until, statement_deadline};
 use crate::state::AppState;
-use crate::statements::{self, is_sluice_statement, split_statements};
+use crate::statements::{self, SluiceStatement, is_sluice_statement, split_statements};
+use crate::transaction_block::{self, Block};
 use crate::type_modifiers;
 
 type DfStatement = <DfSessionService as ExtendedQueryHandler>::Statement;
@@ -55,10 +58,10 @@ impl SluiceHandlers {
             Arc::new(SqlGuardHook),
             Arc::new(CursorStatementHook),
             Arc::new(SettingsHook::new(settings.clone())),
-            Arc::new(TransactionStatementHook),
         ];
         let ctx = client_context(&state.ctx);
         register_session_functions(&ctx, &settings);
+        advisory_locks::register(&ctx, state.advisory_locks.session());
         let ctx = Arc::new(ctx);
         let df = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
         let parser = Arc::new(SluiceQueryParser { df: df.query_parser() });
@@ -68,6 +71,7 @@ impl SluiceHandlers {
             parser,
             settings,
             ctx,
+            block: Block::default(),
         });
         Self { state, session }
     }
@@ -102,6 +106,8 @@ pub struct SluiceSession {
     settings: SessionSettings,
     /// The session's DataFusion context (its time zone follows the settings).
     ctx: Arc<SessionContext>,
+    /// BEGIN ... COMMIT.
+    block: Block,
 }
 
 impl SluiceSession {
@@ -117,6 +123,25 @@ impl SluiceSession {
         self.settings.sync_metadata(client);
         apply_to_context(&self.settings, &self.ctx);
         report_changes(&self.settings, client).await
+    }
+
+    /// Runs `work` in the open transaction block's catalog transaction, if any.
+    async fn in_block<F: std::future::Future>(&self, work: F) -> F::Output {
+        match self.block.current() {
+            Some(txn) => txn.scope(work).await,
+            None => work.await,
+        }
+    }
+
+    /// Runs a Sluice statement, refusing those a transaction block cannot hold.
+    async fn run_sluice(
+        &self,
+        client: &mut dyn HookClient,
+        statement: SluiceStatement,
+        format: &Format,
+    ) -> Result<Response, StatementError> {
+        self.block.check_allowed(statement.outside_transactions_only())?;
+        self.in_block(execute(&self.state, client, statement, format)).await
     }
 }
 
@@ -141,19 +166,28 @@ impl SimpleQueryHandler for SluiceSession {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let mut responses = Vec::new();
+        self.block.follow(client.transaction_status());
         for piece in split_statements(query) {
             self.sync_settings(client).await?;
-            let result = if let Some(copy) = copy_out::parse(piece.text) {
+            let result = if let Some(control) = transaction_block::control(piece.text) {
+                self.block
+                    .run(control, &self.state, client)
+                    .await
+                    .map(|r| vec![r])
+                    .map_err(|e| e.into_error_info(piece.char_offset))
+            } else if self.block.is_failed() {
+                Err(StatementError::TransactionAborted.into_error_info(0))
+            } else if let Some(copy) = copy_out::parse(piece.text) {
                 let deadline = statement_deadline(client);
                 let copying = async {
                     let copy = copy.map_err(|e| user_error(e, 0))?;
                     let response = copy.run(&self.ctx, deadline).await.map_err(|e| user_error(e, 0))?;
                     Ok(vec![Response::CopyOut(response)])
                 };
-                run_until(deadline, copying).await.map_err(error_info)
+                self.in_block(run_until(deadline, copying)).await.map_err(error_info)
             } else if is_sluice_statement(piece.text) {
                 let executed = match statements::parse(piece.text) {
-                    Ok(statement) => execute(&self.state, client, statement, &Format::UnifiedText).await,
+                    Ok(statement) => self.run_sluice(client, statement, &Format::UnifiedText).await,
                     Err(e) => Err(e.into()),
                 };
                 executed
@@ -164,11 +198,12 @@ impl SimpleQueryHandler for SluiceSession {
                 let rewritten = pg_rewrite::rewrite(piece.text);
                 let sql = rewritten.as_deref().unwrap_or(piece.text);
                 let statement = <DfSessionService as SimpleQueryHandler>::do_query(&self.df, client, sql);
-                run_until(deadline, statement).await.map_err(error_info)
+                self.in_block(run_until(deadline, statement)).await.map_err(error_info)
             };
             match result {
                 Ok(done) => responses.extend(done),
                 Err(info) => {
+                    self.block.fail();
                     // Like PostgreSQL: the failing statement ends the query string.
                     responses.push(Response::Error(Box::new(info)));
                     break;
@@ -200,10 +235,24 @@ impl ExtendedQueryHandler for SluiceSession {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.block.follow(client.transaction_status());
         let (sql, plan) = &portal.statement.statement;
+        if plan.is_none()
+            && let Some(control) = transaction_block::control(sql)
+        {
+            return self
+                .block
+                .run(control, &self.state, client)
+                .await
+                .map_err(|e| user_error(e, 0));
+        }
+        if self.block.is_failed() {
+            return Err(user_error(StatementError::TransactionAborted, 0));
+        }
         if plan.is_none() && is_sluice_statement(sql) {
             let statement = statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
-            return execute(&self.state, client, statement, &portal.result_column_format)
+            return self
+                .run_sluice(client, statement, &portal.result_column_format)
                 .await
                 .map_err(|e| user_error(e, 0));
         }
@@ -214,7 +263,7 @@ impl ExtendedQueryHandler for SluiceSession {
                 .await
                 .map(|response| vec![response])
         };
-        let mut responses = run_until(deadline, statement).await?;
+        let mut responses = self.in_block(run_until(deadline, statement)).await?;
         Ok(responses.remove(0))
     }
 }
@@ -233,6 +282,12 @@ impl QueryParser for SluiceQueryParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        if transaction_block::control(sql).is_some() {
+            return Ok(Some((sql.to_owned(), None)));
+        }
+        if client.transaction_status() == TransactionStatus::Error {
+            return Err(user_error(StatementError::TransactionAborted, 0));
+        }
         if is_sluice_statement(sql) {
             statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return Ok(Some((sql.to_owned(), None)));

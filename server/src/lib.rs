@@ -1,6 +1,7 @@
 //! The Sluice server: the Postgres wire front end, Sluice statements and the
 //! system tables. It turns engine errors into SQLSTATEs.
 
+mod advisory_locks;
 mod app;
 mod auth;
 pub mod cli;
@@ -27,6 +28,7 @@ mod statements;
 mod system_tables;
 mod throttle;
 mod tls;
+mod transaction_block;
 mod type_modifiers;
 mod views;
 mod wide_decimals;

@@ -72,7 +72,7 @@ impl ScalarUDFImpl for PgFunction {
     }
 }
 
-fn function(
+pub(crate) fn function(
     name: &'static str,
     signature: Signature,
     returns: DataType,

@@ -47,4 +47,6 @@ pub struct AppState {
     pub login: Arc<LoginPolicy>,
     /// pgwire's registry of live connections, for cancel requests.
     pub wire_connections: Arc<pgwire::api::ConnectionManager>,
+    /// `pg_advisory_lock` and friends, shared by all sessions.
+    pub advisory_locks: Arc<crate::advisory_locks::AdvisoryLocks>,
 }

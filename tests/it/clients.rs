@@ -1,6 +1,7 @@
-//! Real clients against a real sluice: psql, and the Python drivers
+//! Real clients against a real sluice: psql, the Python drivers
 //! (psycopg2 with SQLAlchemy 2 and pandas, psycopg 3) from the venv
-//! `scripts/install-clients.sh` creates. Each check runs the same way
+//! `scripts/install-clients.sh` creates, node-postgres (installed by the
+//! same script) and pgjdbc (Debian's libpostgresql-jdbc-java). Each check runs the same way
 //! against the harness' PostgreSQL, and the answers are compared where
 //! Sluice should answer alike.
 
@@ -350,4 +351,175 @@ async fn psql_copies_out_like_postgres() {
     let out = env.sluice.psql("COPY (select 1) TO '/tmp/sluice-copy-out.csv';");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+}
+
+/// node-postgres (`pg`) against `argv[1]` (a URL without scheme) with the
+/// table in schema `argv[2]`: simple and extended queries, the fields'
+/// types and modifiers, a transaction, an error's SQLSTATE.
+const NODE_CHECKS: &str = r#"
+const { Client } = require("pg");
+const [url, schema] = process.argv.slice(1);
+(async () => {
+    const out = {};
+    const c = new Client({ connectionString: "postgresql://" + url });
+    await c.connect();
+    const rows = (r) => r.rows.map((row) => Object.values(row).map((v) => (v instanceof Date ? v.toISOString() : v)));
+    out.simple = rows(await c.query(`select id, name, amount, at from ${schema}.t order by id`));
+    const extended = await c.query(`select id, amount, at from ${schema}.t where id = $1`, [1]);
+    out.extended = rows(extended);
+    out.fields = extended.fields.map((f) => [f.name, f.dataTypeID, f.dataTypeSize, f.dataTypeModifier]);
+    await c.query("BEGIN");
+    out.in_transaction = rows(await c.query(`select count(*) from ${schema}.t`));
+    await c.query("ROLLBACK");
+    try {
+        await c.query(`select * from ${schema}.no_such_table`);
+    } catch (e) {
+        out.error = e.code;
+    }
+    out.user = rows(await c.query("select current_user"))[0][0];
+    await c.end();
+    console.log(JSON.stringify(out));
+})().catch((e) => {
+    console.error(e);
+    process.exit(1);
+});
+"#;
+
+/// Runs a client script with `program args...`; its last stdout line is JSON.
+fn run_json(program: &mut Command) -> Value {
+    let out = program.output().expect("run the client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON from the client ({e}):\n{stdout}"))
+}
+
+fn run_node(url: &str, schema: &str) -> Value {
+    let modules = python()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("node/node_modules");
+    run_json(
+        Command::new("node")
+            .env("NODE_PATH", modules)
+            .arg("-e")
+            .arg(NODE_CHECKS)
+            .args([url, schema]),
+    )
+}
+
+#[tokio::test]
+async fn node_postgres_works_as_on_postgres() {
+    let env = env().await;
+    let pg = run_node(&pg_url(&env.pg), "public");
+    let sluice = run_node(&sluice_url(&env.sluice), "warehouse");
+    for key in ["simple", "extended", "fields", "in_transaction", "error"] {
+        assert_eq!(sluice[key], pg[key], "{key}: sluice vs PostgreSQL");
+    }
+    assert_eq!(sluice["user"], "admin");
+}
+
+/// pgjdbc against `args[0]` (a jdbc URL) as `args[1]`/`args[2]` with the
+/// table in schema `args[3]`: a prepared statement's values and metadata,
+/// `DatabaseMetaData.getColumns`, a rolled back transaction, an error's
+/// SQLSTATE. Prints one JSON object.
+const JAVA_CHECKS: &str = r#"
+import java.sql.*;
+import java.util.*;
+
+public class Checks {
+    static String q(Object v) {
+        return v == null ? "null" : "\"" + v.toString().replace("\\", "\\\\").replace("\"", "\\\"") + "\"";
+    }
+    public static void main(String[] args) throws Exception {
+        String schema = args[3];
+        Map<String, String> out = new LinkedHashMap<>();
+        try (Connection c = DriverManager.getConnection(args[0], args[1], args[2])) {
+            try (PreparedStatement p = c.prepareStatement("select id, name, amount, at from " + schema + ".t where id = ?")) {
+                p.setLong(1, 1);
+                try (ResultSet r = p.executeQuery()) {
+                    r.next();
+                    out.put("values", "[" + q(r.getLong(1)) + "," + q(r.getString(2)) + "," + q(r.getBigDecimal(3).toPlainString())
+                        + "," + q(r.getTimestamp(4).toInstant()) + "]");
+                    ResultSetMetaData m = r.getMetaData();
+                    List<String> meta = new ArrayList<>();
+                    for (int i : new int[] {1, 3, 4}) {
+                        meta.add("[" + q(m.getColumnTypeName(i)) + "," + m.getPrecision(i) + "," + m.getScale(i) + "]");
+                    }
+                    out.put("result_metadata", meta.toString());
+                }
+            }
+            List<String> columns = new ArrayList<>();
+            try (ResultSet r = c.getMetaData().getColumns(null, schema, "t", "%")) {
+                while (r.next()) {
+                    if (!r.getString("COLUMN_NAME").equals("name")) {
+                        columns.add("[" + q(r.getString("COLUMN_NAME")) + "," + q(r.getString("TYPE_NAME")) + ","
+                            + r.getInt("COLUMN_SIZE") + "," + r.getInt("DECIMAL_DIGITS") + "," + q(r.getString("IS_NULLABLE")) + "]");
+                    }
+                }
+            }
+            out.put("get_columns", columns.toString());
+            c.setAutoCommit(false);
+            try (Statement s = c.createStatement(); ResultSet r = s.executeQuery("select count(*) from " + schema + ".t")) {
+                r.next();
+                out.put("in_transaction", q(r.getLong(1)));
+            }
+            c.rollback();
+            c.setAutoCommit(true);
+            try (Statement s = c.createStatement()) {
+                s.executeQuery("select * from " + schema + ".no_such_table");
+            } catch (SQLException e) {
+                out.put("error", q(e.getSQLState()));
+            }
+            out.put("major_version", q(c.getMetaData().getDatabaseMajorVersion()));
+        }
+        StringBuilder json = new StringBuilder("{");
+        for (Map.Entry<String, String> e : out.entrySet()) {
+            if (json.length() > 1) json.append(",");
+            json.append(q(e.getKey())).append(":").append(e.getValue());
+        }
+        System.out.println(json.append("}"));
+    }
+}
+"#;
+
+fn run_java(host_port_db: &str, user: &str, password: &str, schema: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("Checks.java");
+    std::fs::write(&source, JAVA_CHECKS).unwrap();
+    run_json(
+        Command::new("java")
+            .args(["-cp", "/usr/share/java/postgresql.jar"])
+            .arg(&source)
+            .args([&format!("jdbc:postgresql://{host_port_db}"), user, password, schema]),
+    )
+}
+
+#[tokio::test]
+async fn pgjdbc_works_as_on_postgres() {
+    let env = env().await;
+    let pg = run_java(
+        &format!("127.0.0.1:{}/{}", env.pg.port, env.pg.db),
+        &env.pg.user,
+        &env.pg.password,
+        "public",
+    );
+    let sluice = run_java(
+        &format!("127.0.0.1:{}/sluice", env.sluice.port),
+        "admin",
+        &env.sluice.password(),
+        "warehouse",
+    );
+    for key in ["values", "result_metadata", "get_columns", "in_transaction", "error"] {
+        assert_eq!(sluice[key], pg[key], "{key}: sluice vs PostgreSQL");
+    }
+    assert_eq!(sluice["major_version"], "16");
 }

@@ -42,6 +42,7 @@ mod source_local;
 mod source_mysql;
 mod source_postgres;
 mod source_tls;
+mod transactions;
 mod trust_store;
 mod warehouse_cloud;
 mod warehouse_trust;

@@ -8,7 +8,7 @@ use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sluice_catalog::{
     CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource,
-    LoadType, Lookback,
+    LoadType, Lookback, Transaction,
 };
 use tracing::{info, warn};
 
@@ -267,6 +267,45 @@ pub enum CreateJobOutcome {
     Created { notices: Vec<String> },
     /// `IF NOT EXISTS` and the name was taken.
     AlreadyExists,
+    /// `OR REPLACE` with the definition the job has: nothing changed.
+    Unchanged,
+    /// `OR REPLACE` changed the job.
+    Replaced,
+}
+
+impl CreateJob {
+    /// The job record this request defines, before its columns are resolved.
+    fn definition(&self, now: chrono::DateTime<Utc>) -> JobRecord {
+        let mut destination = self.destination.clone();
+        if destination.table.is_empty() {
+            destination.table = format!("bq_{}", self.source.table);
+        }
+        let mut job = JobRecord {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            destination,
+            load: self.load.clone(),
+            column_overrides: self.column_overrides.clone(),
+            schedule: self.schedule.to_string(),
+            batch_rows: DEFAULT_BATCH_ROWS,
+            parallelism: None,
+            max_retries: DEFAULT_MAX_RETRIES,
+            catch_up: CatchUp::default(),
+            layout: TableLayout::default(),
+            guard: Default::default(),
+            on_schema_change: Default::default(),
+            columns: Vec::new(),
+            freshness_target_seconds: None,
+            labels: Default::default(),
+            paused: false,
+            created_at: now,
+            updated_at: now,
+        };
+        for setting in self.settings.iter().cloned() {
+            setting.apply(&mut job);
+        }
+        job
+    }
 }
 
 impl JobManager {
@@ -284,35 +323,8 @@ impl JobManager {
                 .into())
             };
         }
-        let mut destination = request.destination;
-        if destination.table.is_empty() {
-            destination.table = format!("bq_{}", request.source.table);
-        }
         let now = Utc::now();
-        let mut job = JobRecord {
-            name: request.name,
-            source: request.source,
-            destination,
-            load: request.load,
-            column_overrides: request.column_overrides,
-            schedule: request.schedule.to_string(),
-            batch_rows: DEFAULT_BATCH_ROWS,
-            parallelism: None,
-            max_retries: DEFAULT_MAX_RETRIES,
-            catch_up: CatchUp::default(),
-            layout: TableLayout::default(),
-            guard: Default::default(),
-            on_schema_change: Default::default(),
-            columns: Vec::new(),
-            freshness_target_seconds: None,
-            labels: Default::default(),
-            paused: false,
-            created_at: now,
-            updated_at: now,
-        };
-        for setting in request.settings {
-            setting.apply(&mut job);
-        }
+        let mut job = request.definition(now);
         let table = TableRef {
             schema: job.source.schema.clone(),
             name: job.source.table.clone(),
@@ -379,6 +391,14 @@ impl JobManager {
             .into());
         }
         let setup = destination.ensure_table(&spec).await?;
+        if setup == TableSetup::Created {
+            let (destination, table) = (destination.clone(), spec.name.clone());
+            Transaction::on_rollback(Box::pin(async move {
+                if let Err(e) = destination.drop_table(&table).await {
+                    warn!(%table, error = %e, "could not drop the table made for a job that was rolled back");
+                }
+            }));
+        }
         if let Err(e) = self.catalog().create_job(&job) {
             if setup == TableSetup::Created
                 && let Err(drop) = destination.drop_table(&spec.name).await
@@ -390,6 +410,105 @@ impl JobManager {
         self.notify_changed();
         info!(job = %job.name, source = %table, destination = %job.destination.table, "ETL job created");
         Ok(CreateJobOutcome::Created { notices })
+    }
+
+    /// `CREATE OR REPLACE ETL JOB`: creates the job, or changes an existing
+    /// one to the request's definition.
+    pub async fn create_or_replace_job(&self, request: CreateJob) -> Result<CreateJobOutcome, EngineError> {
+        match self.catalog().find_job(&request.name)? {
+            Some(old) => self.replace_job(old, request).await,
+            None => self.create_job(request).await,
+        }
+    }
+
+    /// `CREATE OR REPLACE` of an existing job: nothing when the definition
+    /// is the same; schedule and settings change in place; the source,
+    /// destination, load type, column types or table layout change only
+    /// while the job has loaded nothing (the job is then made again, its
+    /// empty table with it), else the error names what would change.
+    async fn replace_job(&self, old: JobRecord, request: CreateJob) -> Result<CreateJobOutcome, EngineError> {
+        let mut wanted = request.definition(old.created_at);
+        wanted.columns = old.columns.clone();
+        wanted.paused = old.paused;
+        wanted.updated_at = old.updated_at;
+        if wanted == old {
+            return Ok(CreateJobOutcome::Unchanged);
+        }
+        if let Some(run_id) = self.running_run(&old.name) {
+            return Err(EngineError::JobRunning { job: old.name, run_id });
+        }
+        let fixed: Vec<&str> = [
+            (old.source != wanted.source, "the source table or columns"),
+            (old.destination != wanted.destination, "the destination table"),
+            (old.load != wanted.load, "the load type"),
+            (old.column_overrides != wanted.column_overrides, "the column types"),
+            (old.layout != wanted.layout, "the destination table's layout"),
+        ]
+        .into_iter()
+        .filter_map(|(changed, what)| changed.then_some(what))
+        .collect();
+        if fixed.is_empty() {
+            if wanted.schedule != old.schedule {
+                self.destination(wanted.destination.connection.as_deref())?
+                    .check_schedule(&wanted.destination.table, &request.schedule)
+                    .map_err(|message| EngineError::InvalidJob { message })?;
+            }
+            if wanted.parallelism != old.parallelism && wanted.parallelism.is_some_and(|n| n > 1) {
+                self.check_parallel_source(&wanted)?;
+            }
+            wanted.updated_at = Utc::now();
+            self.catalog().replace_job(&wanted)?;
+            self.notify_changed();
+            info!(job = %wanted.name, "ETL job replaced in place");
+            return Ok(CreateJobOutcome::Replaced);
+        }
+        if self.has_loaded(&old)? {
+            return Err(EngineError::CannotReplace {
+                kind: "ETL job",
+                name: old.name,
+                what: fixed.join(", "),
+                why: "it has loaded data",
+            });
+        }
+        // Nothing loaded: the job is made again. Another table goes when
+        // this commits; the same one is emptied now, to be made again with
+        // the new columns.
+        let same_table = old.destination == wanted.destination;
+        let remade = async {
+            self.drop_job(&old.name, false, same_table).await?;
+            if same_table {
+                self.drop_empty_table(&old).await?;
+            }
+            self.create_job(request).await
+        };
+        let outcome = in_one_transaction(self.catalog(), remade).await?;
+        // The scheduler looked while the change was staged.
+        self.notify_changed();
+        match outcome {
+            CreateJobOutcome::Created { .. } => Ok(CreateJobOutcome::Replaced),
+            other => Ok(other),
+        }
+    }
+
+    /// Whether a job ever loaded its destination: a watermark or a
+    /// successful run.
+    fn has_loaded(&self, job: &JobRecord) -> Result<bool, EngineError> {
+        Ok(self.catalog().watermark(&job.name)?.is_some()
+            || self
+                .catalog()
+                .runs(Some(&job.name))?
+                .iter()
+                .any(|run| run.status == sluice_catalog::RunStatus::Succeeded))
+    }
+
+    /// Drops the table of a job that loaded nothing, which the replacing
+    /// job is about to make again.
+    async fn drop_empty_table(&self, job: &JobRecord) -> Result<(), EngineError> {
+        let destination = self.destination(job.destination.connection.as_deref())?;
+        match destination.drop_table(&job.destination.table).await {
+            Ok(()) | Err(DestinationError::TableNotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// What the commit guard cannot do for the runs of a new incremental
@@ -521,11 +640,46 @@ impl JobManager {
             warn!(job = name, table = %job.destination.table, other_job = %owner, "the destination table is kept: another job loads it");
         }
         if !keep_data && shared.is_none() {
-            self.destination(job.destination.connection.as_deref())?
-                .drop_table(&job.destination.table)
-                .await?;
+            let destination = self.destination(job.destination.connection.as_deref())?;
+            let table = job.destination.table.clone();
+            if Transaction::active() {
+                // The table goes when the drop commits.
+                Transaction::after_commit(Box::pin(async move {
+                    if let Err(e) = destination.drop_table(&table).await {
+                        warn!(%table, error = %e, "could not drop the table of a dropped ETL job");
+                    }
+                }));
+            } else {
+                destination.drop_table(&table).await?;
+            }
         }
         info!(job = name, keep_data, "ETL job dropped");
         Ok(true)
+    }
+}
+
+/// Runs `work` in the task's transaction, or in one of its own that commits
+/// when `work` succeeds (several catalog changes that must land together).
+async fn in_one_transaction<T>(
+    catalog: &sluice_catalog::Catalog,
+    work: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    if Transaction::active() {
+        return work.await;
+    }
+    let txn = Transaction::new();
+    match txn.scope(work).await {
+        Ok(value) => {
+            for effect in catalog.commit(&txn)? {
+                effect.await;
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            for effect in txn.rollback() {
+                effect.await;
+            }
+            Err(e)
+        }
     }
 }

@@ -9,22 +9,24 @@ use sluice_engine::sources::BucketUnit;
 /// One parsed Sluice statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SluiceStatement {
-    /// `CREATE SECRET [IF NOT EXISTS] name AS 'value'`
+    /// `CREATE [OR REPLACE] SECRET [IF NOT EXISTS] name AS 'value'`
     CreateSecret {
         name: String,
         value: SecretValue,
         if_not_exists: bool,
+        or_replace: bool,
     },
     /// `DROP SECRET [IF EXISTS] name`
     DropSecret { name: String, if_exists: bool },
     /// `SHOW SECRETS`
     ShowSecrets,
-    /// `CREATE CONNECTION [IF NOT EXISTS] name TYPE t OPTIONS (...) [WITH (validate = false)]`
+    /// `CREATE [OR REPLACE] CONNECTION [IF NOT EXISTS] name TYPE t OPTIONS (...) [WITH (validate = false)]`
     CreateConnection {
         name: String,
         type_name: String,
         options: BTreeMap<String, OptionValue>,
         if_not_exists: bool,
+        or_replace: bool,
         validate: bool,
     },
     /// `ALTER CONNECTION name [SET (...)] [RESET (...)] [WITH (validate = false)]`
@@ -62,6 +64,8 @@ pub enum SluiceStatement {
     },
     /// `CREATE ETL JOB ...`
     CreateJob(Box<CreateJob>),
+    /// `CREATE OR REPLACE ETL JOB ...`
+    CreateOrReplaceJob(Box<CreateJob>),
     /// `ALTER ETL JOB name PAUSE | RESUME | SET SCHEDULE ... | SET (batch_rows = n)`
     AlterJob { name: String, change: JobChange },
     /// `DROP ETL JOB [IF EXISTS] name [KEEP DATA]`
@@ -92,4 +96,22 @@ pub enum SluiceStatement {
     },
     /// `REPAIR ETL JOB name FROM 'a' TO 'b'`
     RepairJob { name: String, from: String, to: String },
+}
+
+impl SluiceStatement {
+    /// The statement's name when it cannot run inside a transaction block:
+    /// it starts or stops work outside the catalog, or records a live
+    /// result, which a ROLLBACK could not take back.
+    pub fn outside_transactions_only(&self) -> Option<&'static str> {
+        match self {
+            SluiceStatement::RunJob { .. } => Some("RUN ETL JOB"),
+            SluiceStatement::CancelRun { .. } => Some("CANCEL ETL RUN"),
+            SluiceStatement::CancelJob { .. } => Some("CANCEL ETL JOB"),
+            SluiceStatement::RepairJob { .. } => Some("REPAIR ETL JOB"),
+            SluiceStatement::VerifyJob { .. } => Some("VERIFY ETL JOB"),
+            SluiceStatement::TestConnection { .. } => Some("TEST CONNECTION"),
+            SluiceStatement::TestConnections => Some("TEST CONNECTIONS"),
+            _ => None,
+        }
+    }
 }

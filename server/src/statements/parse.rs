@@ -34,6 +34,9 @@ pub enum ParseErrorKind {
 const STATEMENT_STARTS: &[&[&str]] = &[
     &["CREATE", "SECRET"],
     &["CREATE", "CONNECTION"],
+    &["CREATE", "OR", "REPLACE", "SECRET"],
+    &["CREATE", "OR", "REPLACE", "CONNECTION"],
+    &["CREATE", "OR", "REPLACE", "ETL", "JOB"],
     &["DROP", "SECRET"],
     &["DROP", "CONNECTION"],
     &["ALTER", "CONNECTION"],
@@ -70,9 +73,10 @@ pub fn is_sluice_statement(sql: &str) -> bool {
         .into_iter()
         .filter(|t| !matches!(t, Token::Whitespace(_)))
         .collect();
+    let longest = STATEMENT_STARTS.iter().map(|start| start.len()).max().unwrap_or(0);
     let words: Vec<String> = tokens
         .iter()
-        .take(3)
+        .take(longest)
         .map(|t| match t {
             Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
             _ => String::new(),
@@ -123,14 +127,15 @@ pub(super) type PResult<T> = std::result::Result<T, ParseError>;
 impl StatementParser<'_> {
     fn statement(&mut self) -> PResult<SluiceStatement> {
         if self.word("CREATE") {
+            let or_replace = self.words(&["OR", "REPLACE"]);
             if self.word("SECRET") {
-                return self.create_secret();
+                return self.create_secret(or_replace);
             }
             if self.words(&["ETL", "JOB"]) {
-                return self.create_job();
+                return self.create_job(or_replace);
             }
             self.expect_word("CONNECTION")?;
-            return self.create_connection();
+            return self.create_connection(or_replace);
         }
         if self.word("DROP") {
             if self.words(&["ETL", "JOB"]) {
@@ -279,8 +284,17 @@ impl StatementParser<'_> {
         Ok(SluiceStatement::ShowConnectionTypes)
     }
 
-    fn create_secret(&mut self) -> PResult<SluiceStatement> {
+    /// `IF NOT EXISTS`, refused after `OR REPLACE`.
+    pub(super) fn if_not_exists(&mut self, or_replace: bool) -> PResult<bool> {
         let if_not_exists = self.words(&["IF", "NOT", "EXISTS"]);
+        if if_not_exists && or_replace {
+            return Err(self.error("OR REPLACE and IF NOT EXISTS cannot be combined".into()));
+        }
+        Ok(if_not_exists)
+    }
+
+    fn create_secret(&mut self, or_replace: bool) -> PResult<SluiceStatement> {
+        let if_not_exists = self.if_not_exists(or_replace)?;
         let name = self.name("secret name")?;
         if name.contains('/') {
             return Err(self.error(format!(
@@ -293,11 +307,12 @@ impl StatementParser<'_> {
             name,
             value: SecretValue::new(value),
             if_not_exists,
+            or_replace,
         })
     }
 
-    fn create_connection(&mut self) -> PResult<SluiceStatement> {
-        let if_not_exists = self.words(&["IF", "NOT", "EXISTS"]);
+    fn create_connection(&mut self, or_replace: bool) -> PResult<SluiceStatement> {
+        let if_not_exists = self.if_not_exists(or_replace)?;
         let name = self.name("connection name")?;
         self.expect_word("TYPE")?;
         let type_name = self.name("connection type")?;
@@ -312,6 +327,7 @@ impl StatementParser<'_> {
             type_name,
             options,
             if_not_exists,
+            or_replace,
             validate,
         })
     }
@@ -595,6 +611,7 @@ mod tests {
             options,
             if_not_exists,
             validate,
+            ..
         } = statement
         else {
             panic!("wrong statement");
@@ -622,9 +639,26 @@ mod tests {
             SluiceStatement::CreateSecret {
                 name: "pw".into(),
                 value: SecretValue::new("it's"),
-                if_not_exists: true
+                if_not_exists: true,
+                or_replace: false
             }
         );
+        assert_eq!(
+            parse("CREATE OR REPLACE SECRET pw AS 'x'").unwrap(),
+            SluiceStatement::CreateSecret {
+                name: "pw".into(),
+                value: SecretValue::new("x"),
+                if_not_exists: false,
+                or_replace: true
+            }
+        );
+        assert!(is_sluice_statement("create or replace etl job j from c.s.t snapshot"));
+        assert!(matches!(
+            parse("CREATE OR REPLACE ETL JOB j FROM c.s.t SNAPSHOT").unwrap(),
+            SluiceStatement::CreateOrReplaceJob(_)
+        ));
+        let err = parse("CREATE OR REPLACE CONNECTION IF NOT EXISTS c TYPE postgres").unwrap_err();
+        assert!(err.message.contains("cannot be combined"), "{}", err.message);
         assert_eq!(
             parse("DROP CONNECTION IF EXISTS shop CASCADE").unwrap(),
             SluiceStatement::DropConnection {

@@ -27,8 +27,8 @@ const CLAUSES: &[&str] = &[
 
 impl StatementParser<'_> {
     /// After `CREATE ETL JOB`.
-    pub(super) fn create_job(&mut self) -> PResult<SluiceStatement> {
-        let if_not_exists = self.words(&["IF", "NOT", "EXISTS"]);
+    pub(super) fn create_job(&mut self, or_replace: bool) -> PResult<SluiceStatement> {
+        let if_not_exists = self.if_not_exists(or_replace)?;
         let name = self.name("job name")?;
         self.expect_word("FROM")?;
         let connection = self.name("connection name")?;
@@ -116,7 +116,7 @@ impl StatementParser<'_> {
         }
         let load = load.ok_or_else(|| self.error("expected INCREMENTAL BY column or SNAPSHOT".into()))?;
         let load = self.with_lookback(load, lookback)?;
-        Ok(SluiceStatement::CreateJob(Box::new(CreateJob {
+        let job = Box::new(CreateJob {
             name,
             if_not_exists,
             source: JobSource {
@@ -130,7 +130,12 @@ impl StatementParser<'_> {
             column_overrides,
             schedule,
             settings,
-        })))
+        });
+        Ok(if or_replace {
+            SluiceStatement::CreateOrReplaceJob(job)
+        } else {
+            SluiceStatement::CreateJob(job)
+        })
     }
 
     /// Refuses a clause of `CREATE ETL JOB` given a second time (the last
