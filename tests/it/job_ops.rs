@@ -390,7 +390,7 @@ async fn operations_examples_run() {
             ran += 1;
         }
     }
-    assert_eq!(ran, 3, "the three sections' examples");
+    assert_eq!(ran, 4, "the three sections' examples");
 }
 
 /// Text keys (non-ASCII too), date and zoned timestamp cursors: the source

@@ -303,6 +303,7 @@ impl JobManager {
             layout: TableLayout::default(),
             guard: Default::default(),
             on_schema_change: Default::default(),
+            verify: Default::default(),
             columns: Vec::new(),
             paused: false,
             created_at: now,

@@ -107,6 +107,7 @@ mod tests {
             layout: Default::default(),
             guard: Default::default(),
             on_schema_change: Default::default(),
+            verify: Default::default(),
             columns: Vec::new(),
             parallelism: None,
             paused: false,

@@ -4,6 +4,7 @@
 mod dedupe;
 mod define;
 mod explain;
+mod file_mark;
 mod guard;
 mod health;
 mod plan;

@@ -1,7 +1,7 @@
 //! The `WITH (name = value, ...)` settings of a job, shared by
 //! `CREATE ETL JOB` and `ALTER ETL JOB ... SET (...)`.
 
-use sluice_catalog::{CatchUp, JobRecord, SchemaChangePolicy};
+use sluice_catalog::{CatchUp, JobRecord, SchemaChangePolicy, VerifySchedule};
 
 /// A setting's value as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +35,13 @@ pub enum JobSetting {
     GuardMaxHold(u64),
     /// What a run does when the source table changed.
     OnSchemaChange(SchemaChangePolicy),
+    /// Whether the scheduler verifies the job after its runs.
+    Verify(VerifySchedule),
 }
 
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by, \
-     commit_guard, guard_margin, guard_max_hold, on_schema_change";
+     commit_guard, guard_margin, guard_max_hold, on_schema_change, verify";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -92,6 +94,13 @@ impl JobSetting {
                 }
                 _ => Err("on_schema_change must be 'evolve' or 'fail'".into()),
             },
+            "verify" => match value {
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("daily") => {
+                    Ok(JobSetting::Verify(VerifySchedule::Daily))
+                }
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("off") => Ok(JobSetting::Verify(VerifySchedule::Off)),
+                _ => Err("verify must be 'daily' or 'off'".into()),
+            },
             other => Err(format!(
                 "unknown job setting \"{other}\"; valid settings: {SETTING_NAMES}"
             )),
@@ -112,6 +121,7 @@ impl JobSetting {
             JobSetting::GuardMargin(_) => "guard_margin",
             JobSetting::GuardMaxHold(_) => "guard_max_hold",
             JobSetting::OnSchemaChange(_) => "on_schema_change",
+            JobSetting::Verify(_) => "verify",
         }
     }
 
@@ -129,6 +139,7 @@ impl JobSetting {
             JobSetting::GuardMargin(seconds) => job.guard.margin_seconds = seconds,
             JobSetting::GuardMaxHold(seconds) => job.guard.max_hold_seconds = seconds,
             JobSetting::OnSchemaChange(policy) => job.on_schema_change = policy,
+            JobSetting::Verify(schedule) => job.verify = schedule,
         }
     }
 

@@ -80,6 +80,14 @@ pub struct TableInfo {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// The column file sources add holding each row's object URL.
+pub const FILE_COLUMN: &str = "_file";
+/// The `source_type` of [`FILE_COLUMN`] in a file source's description.
+pub const FILE_URL_TYPE: &str = "object URL";
+/// The `source_type` of a file source's `_modified_at` column: each
+/// object's last-modified time.
+pub const FILE_MODIFIED_TYPE: &str = "object last-modified time";
+
 /// One column of a described table.
 #[derive(Debug, Clone)]
 pub struct ColumnInfo {

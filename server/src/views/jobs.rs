@@ -9,7 +9,7 @@ use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array,
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_catalog::{
     Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, RunRecord, RunStatus,
-    SchemaChangePolicy,
+    SchemaChangePolicy, VerifySchedule,
 };
 use sluice_engine::destinations::Shipped;
 use sluice_engine::jobs::{Health, LiveRun, consecutive_failures, table_ops_today};
@@ -350,6 +350,9 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     }
     if job.on_schema_change != SchemaChangePolicy::default() {
         sql.push_str(&format!(", on_schema_change = '{}'", job.on_schema_change.as_str()));
+    }
+    if job.verify != VerifySchedule::default() {
+        sql.push_str(&format!(", verify = '{}'", job.verify.as_str()));
     }
     sql.push_str(");");
     sql

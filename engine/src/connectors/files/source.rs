@@ -44,12 +44,13 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 use url::Url;
 
+use super::globs::{self, TableGlob};
 use super::listing::{self, DataFile, Entry, Format};
 use super::{Backend, Location, SCHEMA, aggregate, avro, convert};
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, SourceInstant,
-    TableDescription, TableInfo, TableKind, TableRef, TextRows, closest, scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, QueryBuilder, ScanRequest,
+    Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind, TableRef, TextRows, closest, scan_sql,
 };
 use crate::type_mapping::Confidence;
 use crate::type_mapping::arrow::map;
@@ -57,8 +58,6 @@ use crate::type_mapping::arrow::map;
 /// Rows of a CSV or NDJSON file that type inference reads.
 const INFER_ROWS: usize = 1000;
 
-/// The pseudo-column holding each row's file.
-const FILE_COLUMN: &str = "_file";
 /// The pseudo-column holding each row's file's last-modified time.
 const MODIFIED_COLUMN: &str = "_modified_at";
 
@@ -78,8 +77,8 @@ impl Virtual {
     fn source_type(self) -> &'static str {
         match self {
             Virtual::Partition(_) => "key=value folder",
-            Virtual::File => "object URL",
-            Virtual::Modified => "object last-modified time",
+            Virtual::File => FILE_URL_TYPE,
+            Virtual::Modified => FILE_MODIFIED_TYPE,
         }
     }
 
@@ -122,13 +121,18 @@ impl Virtual {
 /// The URL the private session reads the connection's store under.
 static STORE_URL: LazyLock<Url> = LazyLock::new(|| Url::parse("sluice://files").expect("a valid URL"));
 
-/// Opens a backend as a source.
-pub(crate) fn open(backend: Arc<dyn Backend>) -> Arc<dyn Source> {
-    Arc::new(FileSource { backend })
+/// Opens a backend as a source, with the connection's `tables` option.
+pub(crate) fn open(backend: Arc<dyn Backend>, tables: Option<&str>) -> Arc<dyn Source> {
+    Arc::new(FileSource {
+        backend,
+        tables: tables.map(globs::parse),
+    })
 }
 
 struct FileSource {
     backend: Arc<dyn Backend>,
+    /// The tables the `tables` option maps, when given.
+    tables: Option<Result<Vec<TableGlob>, String>>,
 }
 
 impl FileSource {
@@ -136,10 +140,18 @@ impl FileSource {
     async fn entries(&self) -> Result<(Location, Vec<Entry>), SourceError> {
         self.backend.check().await?;
         let location = self.backend.location()?;
-        let entries = listing::entries(location.store.as_ref(), &location.prefix)
-            .await
-            .map_err(|e| self.backend.failure(&e))?;
-        Ok((location, entries))
+        let (store, prefix) = (location.store.as_ref(), &location.prefix);
+        let entries = match &self.tables {
+            None => listing::entries(store, prefix).await,
+            Some(Ok(tables)) => listing::globbed(store, prefix, tables).await,
+            Some(Err(message)) => {
+                return Err(SourceError::Query {
+                    code: Some("22023".into()),
+                    message: message.clone(),
+                });
+            }
+        };
+        Ok((location, entries.map_err(|e| self.backend.failure(&e))?))
     }
 
     /// The table `table` names, or `NotFound` with the names that exist.
@@ -391,10 +403,10 @@ impl Source for FileSource {
         Ok(Box::pin(RecordBatchStreamAdapter::new(target, batches)))
     }
 
-    /// Buckets: the server's clock, with uploads in flight (see
-    /// `docs/sources/object-storage.md`), so that `INCREMENTAL BY
-    /// _modified_at` leaves files stamped within `guard_margin` of now for
-    /// the next run. Local directories are not guarded.
+    /// Tables with `_modified_at`: the server's clock, with uploads in
+    /// flight (see `docs/sources/object-storage.md`), so that `INCREMENTAL
+    /// BY _modified_at` leaves files stamped within `guard_margin` of now
+    /// for the next run. Without that column there is nothing to guard.
     async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
         if !self.backend.pseudo_columns() {
             return Ok(None);

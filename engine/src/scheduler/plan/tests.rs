@@ -36,6 +36,7 @@ fn job(schedule: &str) -> JobRecord {
         layout: Default::default(),
         guard: Default::default(),
         on_schema_change: Default::default(),
+        verify: Default::default(),
         columns: Vec::new(),
         paused: false,
         created_at: at("2026-01-01T00:00:00Z"),
