@@ -1,25 +1,22 @@
-"""Helper of bench/files.sh: makes the benchmark's objects in moto (S3) and
-reads them back raw.
+"""Helper of bench/files.sh: makes the benchmark's objects and reads them
+back raw.
 
-  files.py put ENDPOINT BUCKET MB    writes ~MB of Parquet under pq/ and ~MB
-                                     of gzipped CSV under csv/, in files of
-                                     at most 64 MB; prints rows per format
+  files.py make DIR MB               (pyarrow) writes ~MB of Parquet under
+                                     DIR/pq/ and ~MB of gzipped CSV under
+                                     DIR/csv/, in files of at most 64 MB;
+                                     prints rows per format
+  files.py put ENDPOINT BUCKET DIR   (boto3) uploads DIR's files to a new bucket
   files.py read ENDPOINT BUCKET PREFIX
-                                     reads every object under PREFIX whole
-                                     (as `aws s3 cp` to /dev/null would);
-                                     prints bytes and seconds
-
-moto checks no signatures, so plain HTTP from the standard library is the
-client; pyarrow (from the bqemulator venv of install-emulators.sh) writes
-the files.
+                                     (boto3) reads every object under PREFIX
+                                     whole (as `aws s3 cp` to /dev/null
+                                     would); prints bytes and seconds
 """
 
 import gzip
 import io
-import re
+import os
 import sys
 import time
-import urllib.request
 
 FILE_MB = 64
 
@@ -57,48 +54,61 @@ def csv_gz_bytes(t):
     return gzip.compress(out.getvalue(), compresslevel=6)
 
 
-def put(endpoint, bucket, key, data):
-    request = urllib.request.Request(f"{endpoint}/{bucket}/{key}", data=data, method="PUT")
-    urllib.request.urlopen(request).read()
-
-
-def fill(endpoint, bucket, folder, encode, extension, total_mb):
+def fill(directory, folder, encode, extension, total_mb):
     """Writes files of ~FILE_MB until ~total_mb; returns the rows written."""
     target = min(FILE_MB, total_mb) * 1024 * 1024
     # Bytes per row, measured on a sample, sizes the files.
     sample = 100_000
     per_row = len(encode(table(0, sample))) / sample
     rows_per_file = max(1, int(target / per_row))
+    os.makedirs(os.path.join(directory, folder), exist_ok=True)
     written, first, n = 0, 0, 0
     while written < total_mb * 1024 * 1024:
         data = encode(table(first, rows_per_file))
-        put(endpoint, bucket, f"{folder}/part-{n:05d}.{extension}", data)
+        with open(os.path.join(directory, folder, f"part-{n:05d}.{extension}"), "wb") as f:
+            f.write(data)
         written += len(data)
         first += rows_per_file
         n += 1
     return first
 
 
+def s3(endpoint):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
+                        region_name="us-east-1")
+
+
+def put(endpoint, bucket, directory):
+    client = s3(endpoint)
+    client.create_bucket(Bucket=bucket)
+    for root, _, names in os.walk(directory):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            client.upload_file(path, bucket, os.path.relpath(path, directory))
+
+
 def read(endpoint, bucket, prefix):
-    listing = urllib.request.urlopen(f"{endpoint}/{bucket}?list-type=2&prefix={prefix}/").read().decode()
-    keys = re.findall(r"<Key>([^<]+)</Key>", listing)
+    client = s3(endpoint)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")["Contents"]]
     started, size = time.monotonic(), 0
     for key in keys:
-        with urllib.request.urlopen(f"{endpoint}/{bucket}/{key}") as response:
-            while chunk := response.read(1 << 20):
-                size += len(chunk)
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        while chunk := body.read(1 << 20):
+            size += len(chunk)
     return size, time.monotonic() - started
 
 
 if __name__ == "__main__":
-    command, endpoint, bucket = sys.argv[1:4]
-    if command == "put":
-        mb = int(sys.argv[4])
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{bucket}", method="PUT")).read()
-        print(fill(endpoint, bucket, "pq", parquet_bytes, "parquet", mb),
-              fill(endpoint, bucket, "csv", csv_gz_bytes, "csv.gz", mb))
+    command = sys.argv[1]
+    if command == "make":
+        directory, mb = sys.argv[2], int(sys.argv[3])
+        print(fill(directory, "pq", parquet_bytes, "parquet", mb), fill(directory, "csv", csv_gz_bytes, "csv.gz", mb))
+    elif command == "put":
+        put(*sys.argv[2:5])
     elif command == "read":
-        size, seconds = read(endpoint, bucket, sys.argv[4])
+        size, seconds = read(*sys.argv[2:5])
         print(size, f"{seconds:.3f}")
     else:
         sys.exit(f"unknown command {command}")

@@ -11,7 +11,8 @@
 # second), the server's peak RSS during the load (VmHWM) and the ratio to the
 # raw read. Targets (issue #11): Parquet within 1.5x of the raw read, peak RSS
 # under 200 MB whatever the file count. Needs python3, and the emulators of
-# scripts/install-emulators.sh (moto; pyarrow from the bqemulator venv).
+# scripts/install-emulators.sh (moto and boto3; pyarrow from the bqemulator
+# venv).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
@@ -24,7 +25,8 @@ else
   BIN="$CARGO_TARGET_DIR/release/sluice"
 fi
 TOOLS=$(bash scripts/install-emulators.sh)
-PY="$TOOLS/bqemu-venv/bin/python"
+PY="$TOOLS/bqemu-venv/bin/python"  # pyarrow
+S3PY="$TOOLS/moto-venv/bin/python" # boto3
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 WORK=$(mktemp -d /tmp/sluice-bench-files-XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -50,7 +52,9 @@ now() { date +%s.%N; }
 peak_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
 
 echo "writing ${MB} MB of Parquet and ${MB} MB of gzipped CSV to moto ..." >&2
-read -r PQ_ROWS CSV_ROWS < <("$PY" bench/files.py put "$ENDPOINT" bench "$MB")
+read -r PQ_ROWS CSV_ROWS < <("$PY" bench/files.py make "$WORK/objects" "$MB")
+"$S3PY" bench/files.py put "$ENDPOINT" bench "$WORK/objects"
+rm -rf "$WORK/objects"
 
 SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN= SLUICE_DEMO_DIR= "$BIN" serve --listen "127.0.0.1:$SLPORT" --data-dir "$WORK/sluice" >"$WORK/sluice.log" 2>&1 &
 SLUICE_PID=$!
@@ -60,12 +64,12 @@ slsql -c "CREATE CONNECTION bench TYPE s3 OPTIONS (bucket 'bench', endpoint '$EN
 printf '%-12s %10s %12s %10s %10s %12s %10s\n' step MB rows seconds MB/s peak_RSS_MB vs_raw
 for format in pq csv; do
   rows=$PQ_ROWS; [ "$format" = csv ] && rows=$CSV_ROWS
-  read -r BYTES RAW_S < <("$PY" bench/files.py read "$ENDPOINT" bench "$format")
+  read -r BYTES RAW_S < <("$S3PY" bench/files.py read "$ENDPOINT" bench "$format")
   OBJ_MB=$(echo "$BYTES / 1048576" | bc -l)
   printf '%-12s %10.1f %12s %10.3f %10.1f %12s %10s\n' "raw-$format" "$OBJ_MB" - "$RAW_S" "$(echo "$OBJ_MB / $RAW_S" | bc -l)" - -
   slsql -c "CREATE ETL JOB load_$format FROM bench.files.$format INTO warehouse.load_$format SNAPSHOT"
   echo 5 > "/proc/$SLUICE_PID/clear_refs"
-  t0=$(now); loaded=$(slsql -c "RUN ETL JOB load_$format" | cut -d'|' -f3); t1=$(now)
+  t0=$(now); loaded=$(slsql -c "RUN ETL JOB load_$format" 2>/dev/null | cut -d'|' -f3); t1=$(now)
   secs=$(echo "$t1 - $t0" | bc -l)
   [ "$loaded" = "$rows" ] || { echo "load_$format loaded $loaded rows, expected $rows" >&2; exit 1; }
   printf '%-12s %10.1f %12s %10.3f %10.1f %12s %10.2f\n' "sluice-$format" "$OBJ_MB" "$rows" "$secs" \
