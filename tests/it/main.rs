@@ -38,6 +38,7 @@ mod security_sql;
 mod security_wire;
 mod server;
 mod source_buckets;
+mod source_file_drift;
 mod source_file_tables;
 mod source_files_once;
 mod source_local;

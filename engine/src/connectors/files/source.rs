@@ -269,9 +269,19 @@ impl Source for FileSource {
         let (location, entry) = self.entry(table).await?;
         check_readable(table, entry.format)?;
         let ctx = store_session(&location, None);
-        let schema = file_schema(&ctx, &location, &entry)
-            .await
-            .map_err(|e| read_error(table, e))?;
+        let schema = match file_schema(&ctx, &location, &entry).await {
+            Ok(schema) => schema,
+            Err(e) => {
+                let conflict = type_conflict(&ctx, &location, &entry).await;
+                return Err(conflict.map_or_else(
+                    || read_error(table, e),
+                    |message| SourceError::Query {
+                        code: Some("42804".into()),
+                        message: format!("cannot read {table}: {message}"),
+                    },
+                ));
+            }
+        };
         let estimated_rows = match entry.format {
             Format::Parquet => Some(
                 parquet_rows(location.store.as_ref(), &entry)
@@ -660,6 +670,42 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
         }
         _ => Ok(inferred),
     }
+}
+
+/// When the files' schemas cannot be merged: the first file with a column
+/// whose type differs from the first file's, named with the column and both
+/// types. `None` when no single file explains the failure.
+async fn type_conflict(ctx: &SessionContext, location: &Location, entry: &Entry) -> Option<String> {
+    let mut first: Option<(&DataFile, SchemaRef)> = None;
+    for file in entry.files.iter().filter(|f| f.size > 0) {
+        let schema = file_format(entry.format, file.compression)
+            .infer_schema(&ctx.state(), &location.store, &[object(file)])
+            .await
+            .ok()?;
+        let Some((base, base_schema)) = &first else {
+            first = Some((file, schema));
+            continue;
+        };
+        for field in schema.fields() {
+            if let Ok(earlier) = base_schema.field_with_name(field.name())
+                && earlier.data_type() != field.data_type()
+            {
+                return Some(format!(
+                    "column \"{}\" is {} in {}{} but {} in {}{}: the files of a table must agree on each column's \
+                     type; move the file out of the table or rewrite it with the column as {}",
+                    field.name(),
+                    earlier.data_type(),
+                    location.url,
+                    base.location,
+                    field.data_type(),
+                    location.url,
+                    file.location,
+                    earlier.data_type()
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The schema with second and millisecond timestamps read as microseconds.
