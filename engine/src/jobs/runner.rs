@@ -463,6 +463,7 @@ impl JobManager {
                 }
                 let batch = conform(batch, &columns)?;
                 live.add_bytes_read(batch.get_array_memory_size() as u64);
+                live.set_files(source.files_read());
                 if let Some(position) = cursor_position {
                     high = window::greater(high, window::column_max(batch.column(position)));
                 }
@@ -482,6 +483,7 @@ impl JobManager {
                     elapsed: started.elapsed(),
                 });
             }
+            live.set_files(source.files_read());
             Ok::<_, EngineError>(high)
         }
         .await;

@@ -16,6 +16,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -49,8 +50,9 @@ use super::listing::{self, DataFile, Entry, Format};
 use super::{Backend, Location, SCHEMA, aggregate, avro, convert};
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, QueryBuilder, ScanRequest,
-    Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind, TableRef, TextRows, closest, scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, QueryBuilder,
+    ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind, TableRef, TextRows,
+    closest, scan_sql,
 };
 use crate::type_mapping::Confidence;
 use crate::type_mapping::arrow::map;
@@ -126,6 +128,7 @@ pub(crate) fn open(backend: Arc<dyn Backend>, tables: Option<&str>) -> Arc<dyn S
     Arc::new(FileSource {
         backend,
         tables: tables.map(globs::parse),
+        files_read: Arc::new(FileCounts::default()),
     })
 }
 
@@ -133,6 +136,15 @@ struct FileSource {
     backend: Arc<dyn Backend>,
     /// The tables the `tables` option maps, when given.
     tables: Option<Result<Vec<TableGlob>, String>>,
+    /// The latest scan's files, read and to read.
+    files_read: Arc<FileCounts>,
+}
+
+/// Files a scan has read to the end, of those it reads.
+#[derive(Debug, Default)]
+struct FileCounts {
+    done: AtomicU64,
+    total: AtomicU64,
 }
 
 impl FileSource {
@@ -387,14 +399,24 @@ impl Source for FileSource {
             url: location.url.clone(),
             sql,
         };
+        let counts = self.files_read.clone();
+        counts.done.store(0, Ordering::Relaxed);
+        counts.total.store(entry.files.len() as u64, Ordering::Relaxed);
         let per_file = futures::stream::iter(entry.files.clone().into_iter().enumerate())
             .then(move |(index, file)| {
                 let reader = reader.clone();
+                let counts = counts.clone();
                 async move {
                     if index > 0 {
                         crate::failpoint::hit("between_files").map_err(|e| DataFusionError::External(Box::new(e)))?;
                     }
-                    reader.read(&file).await
+                    // Counted when its last batch has been taken.
+                    let end = futures::stream::once(async move {
+                        counts.done.fetch_add(1, Ordering::Relaxed);
+                        None
+                    });
+                    let batches = reader.read(&file).await?.map(Some).chain(end);
+                    Ok::<_, DataFusionError>(batches.filter_map(futures::future::ready))
                 }
             })
             .try_flatten();
@@ -432,6 +454,13 @@ impl Source for FileSource {
             blind: None,
             uploads_in_flight: true,
         }))
+    }
+
+    fn files_read(&self) -> Option<FilesRead> {
+        Some(FilesRead {
+            done: self.files_read.done.load(Ordering::Relaxed),
+            total: self.files_read.total.load(Ordering::Relaxed),
+        })
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
@@ -795,7 +824,57 @@ fn has_offset(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::object_store::local::LocalFileSystem;
+
     use super::*;
+    use crate::error::{ConnectFailure, ConnectFailureKind};
+
+    /// A local directory as a backend.
+    struct Dir(std::path::PathBuf);
+
+    #[async_trait]
+    impl Backend for Dir {
+        fn location(&self) -> Result<Location, ConnectFailure> {
+            Ok(Location {
+                store: Arc::new(LocalFileSystem::new()),
+                prefix: Path::from_absolute_path(&self.0).unwrap(),
+                url: "/".into(),
+            })
+        }
+
+        fn failure(&self, error: &datafusion::object_store::Error) -> ConnectFailure {
+            ConnectFailure::new(ConnectFailureKind::Other, error.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn scans_count_the_files_they_have_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("events")).unwrap();
+        for name in ["a.csv", "b.csv", "c.csv"] {
+            std::fs::write(dir.path().join("events").join(name), "id\n1\n").unwrap();
+        }
+        let source = open(Arc::new(Dir(dir.path().to_owned())), None);
+        let table = TableRef {
+            schema: SCHEMA.into(),
+            name: "events".into(),
+        };
+        let description = source.describe(&table).await.unwrap();
+        let request = ScanRequest {
+            columns: (0..description.columns.len()).collect(),
+            filter: None,
+            limit: None,
+            batch_rows: None,
+        };
+        let mut stream = source.scan(&description, &request).await.unwrap();
+        assert_eq!(source.files_read(), Some(FilesRead { done: 0, total: 3 }));
+        let mut rows = 0;
+        while let Some(batch) = stream.next().await {
+            rows += batch.unwrap().num_rows();
+        }
+        assert_eq!(rows, 3);
+        assert_eq!(source.files_read(), Some(FilesRead { done: 3, total: 3 }));
+    }
 
     #[test]
     fn offsets_are_recognised_after_the_date() {
