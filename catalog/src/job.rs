@@ -187,6 +187,32 @@ impl SchemaChangePolicy {
     }
 }
 
+/// How often the scheduler runs `VERIFY ETL JOB` after the job's runs
+/// (`WITH (verify = 'daily' | 'off')`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifySchedule {
+    /// Only when asked.
+    #[default]
+    Off,
+    /// After a run, at most once a day.
+    Daily,
+}
+
+impl VerifySchedule {
+    /// The lower-case name used in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifySchedule::Off => "off",
+            VerifySchedule::Daily => "daily",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// A column the job loads, as it saw the source at `CREATE ETL JOB` and
 /// after each schema change a run followed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +264,9 @@ pub struct JobRecord {
     /// What a run does when the source table changed.
     #[serde(default, skip_serializing_if = "SchemaChangePolicy::is_default")]
     pub on_schema_change: SchemaChangePolicy,
+    /// Whether the scheduler verifies the job after its runs.
+    #[serde(default, skip_serializing_if = "VerifySchedule::is_default")]
+    pub verify: VerifySchedule,
     /// The loaded columns as last seen; empty for jobs saved before Sluice
     /// recorded them (their next run records them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -28,7 +28,7 @@ pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
 pub use job::{
     CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, IncrementalStart, JobColumn, JobDestination, JobRecord,
-    JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableLayout,
+    JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableLayout, VerifySchedule,
 };
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};

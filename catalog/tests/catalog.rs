@@ -207,6 +207,7 @@ fn job(name: &str, connection: &str) -> JobRecord {
         layout: Default::default(),
         guard: Default::default(),
         on_schema_change: Default::default(),
+        verify: Default::default(),
         columns: Vec::new(),
         freshness_target_seconds: None,
         labels: Default::default(),

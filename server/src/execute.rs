@@ -443,13 +443,17 @@ async fn run_with_progress(
     }
 }
 
-/// A progress NOTICE: rows, MB read and rate, and where the destination
+/// A progress NOTICE: rows, MB read (and files read of all, from file
+/// sources) and rate, and where the destination
 /// reports them, the phase, bytes uploaded and load jobs done out of
 /// submitted.
 fn progress_message(p: Progress, live: Option<&LiveRun>) -> String {
     let (rows, elapsed) = live.map_or((p.rows, p.elapsed), |l| (l.rows.max(p.rows), l.elapsed));
     let seconds = elapsed.as_secs_f64().max(0.001);
-    let read = live.map_or(String::new(), |l| format!(", {:.1} MB read", l.bytes_read as f64 / 1e6));
+    let mut read = live.map_or(String::new(), |l| format!(", {:.1} MB read", l.bytes_read as f64 / 1e6));
+    if let Some(files) = live.and_then(|l| l.files) {
+        read.push_str(&format!(", files {}/{}", files.done, files.total));
+    }
     let mut message = format!(
         "run {}: {rows} rows{read}, {:.0} rows/s, {seconds:.1} s",
         p.run_id,

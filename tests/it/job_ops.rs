@@ -398,7 +398,7 @@ async fn operations_examples_run() {
             ran += 1;
         }
     }
-    assert_eq!(ran, 4, "the four sections' examples");
+    assert_eq!(ran, 5, "the four sections' examples");
 }
 
 /// Text keys (non-ASCII too), date and zoned timestamp cursors: the source

@@ -294,6 +294,7 @@ impl CreateJob {
             layout: TableLayout::default(),
             guard: Default::default(),
             on_schema_change: Default::default(),
+            verify: Default::default(),
             columns: Vec::new(),
             freshness_target_seconds: None,
             labels: Default::default(),

@@ -5,7 +5,7 @@ use chrono::Utc;
 use sluice_catalog::{IncrementalStart, JobRecord, LoadType, LookbackWindow};
 
 use super::plan::{self, RunPlan};
-use super::{JobManager, split, window};
+use super::{JobManager, file_mark, split, window};
 use crate::error::EngineError;
 use crate::sources::Source;
 
@@ -160,7 +160,17 @@ fn window_steps(job: &JobRecord, plan: &RunPlan, watermark: Option<&str>) -> Vec
         )];
     };
     let low = match (&plan.low, watermark) {
-        (Some(low), Some(_)) => format!("{cursor} > {} (the watermark)", window::text(low)),
+        (Some(low), Some(mark)) => {
+            let named = file_mark::files(mark).map_or(0, |files| files.len());
+            if plan.files.is_some() && named > 0 {
+                format!(
+                    "{cursor} > {low} (the watermark), or = {low} for files other than the {named} it names",
+                    low = window::text(low)
+                )
+            } else {
+                format!("{cursor} > {} (the watermark)", window::text(low))
+            }
+        }
         (Some(low), None) => {
             let rule = match start {
                 IncrementalStart::BackfillDays(days) => format!("BACKFILL {days} DAYS"),

@@ -114,6 +114,7 @@ pub(super) mod tests {
             layout: Default::default(),
             guard: Default::default(),
             on_schema_change: Default::default(),
+            verify: Default::default(),
             columns: Vec::new(),
             freshness_target_seconds: None,
             labels: Default::default(),

@@ -5,6 +5,7 @@ mod dedupe;
 mod define;
 mod explain;
 mod freshness;
+mod file_mark;
 mod guard;
 mod health;
 mod plan;

@@ -9,6 +9,7 @@ use datafusion::scalar::ScalarValue;
 use sluice_catalog::{JobRecord, LoadType, Lookback};
 
 use super::define::JobColumns;
+use super::file_mark::{self, FileOrigin};
 use super::{JobManager, guard, schema_changes, window};
 use crate::destinations::WriteMode;
 use crate::error::EngineError;
@@ -26,6 +27,9 @@ pub(super) struct RunPlan {
     pub read_from: Option<ScalarValue>,
     /// The commit guard's decision, for cursors.
     pub guard: Option<guard::Decision>,
+    /// Where the scan has each row's file, when the cursor is a file
+    /// source's `_modified_at` (see [`file_mark`]).
+    pub files: Option<FileOrigin>,
     /// The scan: the loaded columns and the window as a source filter.
     pub request: ScanRequest,
 }
@@ -99,16 +103,44 @@ pub(super) async fn plan(
         Some((_, position)) => Some(guard::read(job, source, columns.schema.field(*position).data_type()).await?),
         None => None,
     };
+    // Files by `_modified_at` without a lookback: the watermark names the
+    // files read at its time, and the scan reads each row's file.
+    let file_column = match (&cursor, RunPlan::lookback(job)) {
+        (Some((_, position)), None) => FileOrigin::column(&columns, *position),
+        _ => None,
+    };
+    let mut scanned = columns.indexes.clone();
+    let files = file_column.map(|column| match scanned.iter().position(|&i| i == column) {
+        Some(position) => FileOrigin {
+            position,
+            appended: false,
+        },
+        None => {
+            scanned.push(column);
+            FileOrigin {
+                position: scanned.len() - 1,
+                appended: true,
+            }
+        }
+    });
     let filter = match &cursor {
         Some((name, _)) => {
             let cap = guard.as_ref().and_then(|d| d.cap.as_ref());
-            window_filter(source.dialect(), name, [(">", read_from.as_ref()), ("<=", cap)])?
+            let dialect = source.dialect();
+            match (&files, &low, watermark) {
+                (Some(_), Some(low), Some(mark)) => {
+                    let lower = file_mark::lower_bound(dialect, name, low, &file_mark::files(mark)?)?;
+                    let upper = window_filter(dialect, name, [("<=", cap)])?;
+                    Some(upper.map_or_else(|| lower.clone(), |upper| format!("{lower} AND {upper}")))
+                }
+                _ => window_filter(dialect, name, [(">", read_from.as_ref()), ("<=", cap)])?,
+            }
         }
         None => None,
     };
     let request = ScanRequest {
         batch_rows: Some(job.batch_rows as usize),
-        columns: columns.indexes.clone(),
+        columns: scanned,
         filter,
         limit: None,
     };
@@ -119,6 +151,7 @@ pub(super) async fn plan(
         low,
         read_from,
         guard,
+        files,
         request,
     })
 }

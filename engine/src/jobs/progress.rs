@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::destinations::{Activity, ShipProgress, Shipped};
+use crate::sources::FilesRead;
 
 /// What a run is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub(super) struct LiveProgress {
     expected_rows: Mutex<Option<u64>>,
     /// What the load has shipped, when its destination reports it.
     shipping: Mutex<Option<Arc<ShipProgress>>>,
+    /// Files read of those to read, when the source reads files.
+    files: Mutex<Option<FilesRead>>,
 }
 
 impl LiveProgress {
@@ -57,7 +60,13 @@ impl LiveProgress {
             phase: Mutex::new(RunPhase::Planning),
             expected_rows: Mutex::new(None),
             shipping: Mutex::new(None),
+            files: Mutex::new(None),
         }
+    }
+
+    /// How many files the source has read, of those it reads.
+    pub(super) fn set_files(&self, files: Option<FilesRead>) {
+        *self.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
     }
 
     pub(super) fn set_rows(&self, rows: u64) {
@@ -113,6 +122,7 @@ impl LiveProgress {
             phase,
             eta,
             shipped,
+            files: *self.files.lock().unwrap_or_else(|p| p.into_inner()),
         }
     }
 }
@@ -131,6 +141,8 @@ pub struct LiveRun {
     pub eta: Option<Duration>,
     /// Bytes uploaded and load jobs done, from destinations that report them.
     pub shipped: Option<Shipped>,
+    /// Files read of those to read, from sources that read files.
+    pub files: Option<FilesRead>,
 }
 
 #[cfg(test)]

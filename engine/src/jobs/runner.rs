@@ -16,6 +16,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::dedupe::Deduper;
 use super::define::JobColumns;
+use super::file_mark::Boundary;
 use super::plan::{self, RunPlan};
 use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::reconcile::INTERRUPTED;
@@ -430,9 +431,14 @@ impl JobManager {
             cursor,
             low,
             read_from,
+            files,
             request,
             ..
         } = plan;
+        let mut boundary = match files {
+            Some(_) => Some(Boundary::new(low.clone(), watermark.as_deref())?),
+            None => None,
+        };
         run.watermark_from = low.as_ref().map(window::text);
         self.catalog().update_run(run)?;
 
@@ -482,11 +488,14 @@ impl JobManager {
                     () = cancel.notified() => return Err(EngineError::Cancelled { run_id: run.id }),
                 };
                 let Some(batch) = batch else { break };
-                let batch = conform(
-                    batch.map_err(|e| EngineError::from_scan(&job.source.connection, e))?,
-                    &columns,
-                )?;
+                let mut batch = batch.map_err(|e| EngineError::from_scan(&job.source.connection, e))?;
+                if let (Some(files), Some(boundary), Some(position)) = (files, &mut boundary, cursor_position) {
+                    boundary.observe(batch.column(position), batch.column(files.position))?;
+                    batch = files.strip(batch);
+                }
+                let batch = conform(batch, &columns)?;
                 live.add_bytes_read(batch.get_array_memory_size() as u64);
+                live.set_files(source.files_read());
                 if let Some(position) = cursor_position {
                     high = window::greater(high, window::column_max(batch.column(position)));
                 }
@@ -506,6 +515,7 @@ impl JobManager {
                     elapsed: started.elapsed(),
                 });
             }
+            live.set_files(source.files_read());
             Ok::<_, EngineError>(high)
         }
         .await;
@@ -527,7 +537,10 @@ impl JobManager {
         // The window's upper bound: the largest cursor value read, or the
         // lower bound when no rows arrived.
         let reached = window::greater(low, high);
-        run.watermark_to = reached.as_ref().map(window::text);
+        run.watermark_to = match &boundary {
+            Some(boundary) => boundary.watermark(),
+            None => reached.as_ref().map(window::text),
+        };
         self.catalog().update_run(run)?;
         live.set_phase(RunPhase::Committing);
         let report = transaction.commit(run.watermark_to.clone()).await?;

@@ -470,6 +470,7 @@ mod tests {
             layout: Default::default(),
             guard: Default::default(),
             on_schema_change: Default::default(),
+            verify: Default::default(),
             columns: Vec::new(),
             freshness_target_seconds: None,
             labels: Default::default(),

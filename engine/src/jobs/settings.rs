@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_catalog::{CatchUp, JobRecord, SchemaChangePolicy};
+use sluice_catalog::{CatchUp, JobRecord, SchemaChangePolicy, VerifySchedule};
 
 /// A setting's value as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +41,13 @@ pub enum JobSetting {
     FreshnessTarget(u64),
     /// `key=value` labels, replacing the job's labels.
     Labels(BTreeMap<String, String>),
+    /// Whether the scheduler verifies the job after its runs.
+    Verify(VerifySchedule),
 }
 
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by, \
-     commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels";
+     commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -106,6 +108,13 @@ impl JobSetting {
                 SettingValue::Text(text) => labels(text).map(JobSetting::Labels),
                 SettingValue::Number(_) => Err("labels must be text such as 'team=finance, tier=1'".into()),
             },
+            "verify" => match value {
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("daily") => {
+                    Ok(JobSetting::Verify(VerifySchedule::Daily))
+                }
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("off") => Ok(JobSetting::Verify(VerifySchedule::Off)),
+                _ => Err("verify must be 'daily' or 'off'".into()),
+            },
             other => Err(format!(
                 "unknown job setting \"{other}\"; valid settings: {SETTING_NAMES}"
             )),
@@ -128,6 +137,7 @@ impl JobSetting {
             JobSetting::OnSchemaChange(_) => "on_schema_change",
             JobSetting::FreshnessTarget(_) => "freshness_target",
             JobSetting::Labels(_) => "labels",
+            JobSetting::Verify(_) => "verify",
         }
     }
 
@@ -147,6 +157,7 @@ impl JobSetting {
             JobSetting::OnSchemaChange(policy) => job.on_schema_change = policy,
             JobSetting::FreshnessTarget(seconds) => job.freshness_target_seconds = Some(seconds),
             JobSetting::Labels(labels) => job.labels = labels,
+            JobSetting::Verify(schedule) => job.verify = schedule,
         }
     }
 

@@ -108,8 +108,10 @@ pub(super) fn minus(low: &ScalarValue, window: &LookbackWindow) -> Result<Scalar
 
 const SECONDS_PER_DAY: u64 = 86_400;
 
-/// Reads a stored watermark (or a SINCE value) in the cursor's type.
+/// Reads a stored watermark (or a SINCE value) in the cursor's type; the
+/// files a file job's watermark names are not part of the value.
 pub(super) fn parse(text: &str, cursor: &DataType) -> Result<ScalarValue, EngineError> {
+    let text = super::file_mark::cursor_text(text);
     ScalarValue::try_from_string(text.to_owned(), cursor)
         .ok()
         .filter(|v| !v.is_null())

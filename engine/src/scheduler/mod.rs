@@ -5,13 +5,14 @@
 mod clock;
 mod plan;
 mod retry;
+mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice_catalog::{JobRecord, OptionValue, RunRecord, RunStatus, RunTrigger, ScheduleState};
+use sluice_catalog::{JobRecord, OptionValue, RunRecord, RunStatus, RunTrigger, ScheduleState, VerifySchedule};
 use tracing::{Instrument, info, info_span, warn};
 
 pub use crate::schedule::{Schedule, ScheduleError};
@@ -19,7 +20,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use retry::Backoff;
 
 use crate::error::EngineError;
-use crate::jobs::JobManager;
+use crate::jobs::{CursorWindow, JobManager};
 use crate::metrics::EngineMetrics;
 use crate::options::MAX_CONCURRENT_RUNS;
 use plan::{Action, Situation};
@@ -61,6 +62,8 @@ pub struct Scheduler {
     queued: Mutex<HashMap<String, u64>>,
     /// Serialises reads and writes of schedule states.
     states: Mutex<()>,
+    /// When the scheduler last started verifying each job (`verify = 'daily'`).
+    verify_attempts: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl Scheduler {
@@ -80,6 +83,7 @@ impl Scheduler {
             in_flight: Mutex::new(HashMap::new()),
             queued: Mutex::new(HashMap::new()),
             states: Mutex::new(()),
+            verify_attempts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -137,11 +141,68 @@ impl Scheduler {
                     continue;
                 }
             };
-            if let Some(due) = self.step(&job, &schedule)? {
+            let verify_due = match job.verify {
+                VerifySchedule::Daily => self.verify_if_due(&job)?,
+                VerifySchedule::Off => None,
+            };
+            for due in [self.step(&job, &schedule)?, verify_due].into_iter().flatten() {
                 earliest = Some(earliest.map_or(due, |e| e.min(due)));
             }
         }
         Ok(earliest)
+    }
+
+    /// Starts verifying a `verify = 'daily'` job when it is due and not
+    /// running; returns when it is due next.
+    fn verify_if_due(self: &Arc<Self>, job: &JobRecord) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let catalog = self.jobs.catalog();
+        let last_load = (catalog.runs(Some(&job.name))?.into_iter())
+            .filter(|r| r.status == RunStatus::Succeeded && r.trigger != RunTrigger::Repair)
+            .filter_map(|r| r.finished_at)
+            .max();
+        let attempted = self
+            .verify_attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&job.name)
+            .copied();
+        let verified = (catalog.verifications()?.into_iter())
+            .filter(|v| v.job == job.name)
+            .map(|v| v.verified_at)
+            .chain(attempted)
+            .max();
+        let Some(due) = verify::due(last_load, verified) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if due > now {
+            return Ok(Some(due));
+        }
+        if self.jobs.running_run(&job.name).is_some() {
+            // Its end wakes the scheduler up.
+            return Ok(None);
+        }
+        self.verify_attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.name.clone(), now);
+        let this = Arc::clone(self);
+        let name = job.name.clone();
+        let span = info_span!("scheduled_verify", job = %name);
+        tokio::spawn(
+            async move {
+                match this.jobs.verify_job(&name, &CursorWindow::default(), None).await {
+                    Ok(result) => info!(
+                        buckets = result.buckets,
+                        differing = result.differences.len(),
+                        "scheduled verification done"
+                    ),
+                    Err(e) => warn!(error = %e, "scheduled verification failed; the next one is due a day later"),
+                }
+            }
+            .instrument(span),
+        );
+        Ok(None)
     }
 
     /// Decides and acts for one job; returns when it is due next.

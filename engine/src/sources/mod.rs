@@ -80,6 +80,21 @@ pub struct TableInfo {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// The column file sources add holding each row's object URL.
+pub const FILE_COLUMN: &str = "_file";
+/// The `source_type` of [`FILE_COLUMN`] in a file source's description.
+pub const FILE_URL_TYPE: &str = "object URL";
+/// The `source_type` of a file source's `_modified_at` column: each
+/// object's last-modified time.
+pub const FILE_MODIFIED_TYPE: &str = "object last-modified time";
+
+/// How many of its files a scan has read, of those it reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilesRead {
+    pub done: u64,
+    pub total: u64,
+}
+
 /// One column of a described table.
 #[derive(Debug, Clone)]
 pub struct ColumnInfo {
@@ -386,6 +401,12 @@ pub trait Source: Send + Sync {
 
     /// The query [`Source::scan`] sends for `request`, for EXPLAIN.
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String;
+
+    /// How far the latest scan has got in files, for sources that read
+    /// files; `None` by default.
+    fn files_read(&self) -> Option<FilesRead> {
+        None
+    }
 
     /// The queries of the streams [`Source::scan_parallel`] would open for
     /// the same arguments now, for EXPLAIN (it reads the split column's

@@ -11,8 +11,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
 
 use super::{
-    CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef,
-    TextRows,
+    CommitHorizon, Dialect, FilesRead, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
+    TableRef, TextRows,
 };
 use crate::failure::ConnectFailure;
 use crate::scrub::Scrubber;
@@ -118,6 +118,10 @@ impl Source for Scrubbed {
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
         self.inner.scan_query(description, request)
+    }
+
+    fn files_read(&self) -> Option<FilesRead> {
+        self.inner.files_read()
     }
 
     async fn parallel_scan_queries(

@@ -11,7 +11,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, Schema, SchemaRef};
 use sluice_catalog::{
     Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, RunRecord, RunStatus,
-    SchemaChangePolicy,
+    SchemaChangePolicy, VerifySchedule,
 };
 use sluice_engine::destinations::Shipped;
 use sluice_engine::jobs::{Health, LiveRun, consecutive_failures, freshness, is_stale, labels_text, table_ops_today};
@@ -392,6 +392,9 @@ pub fn create_job_sql(job: &JobRecord) -> String {
             ", labels = '{}'",
             labels_text(&job.labels).replace('\'', "''")
         ));
+    }
+    if job.verify != VerifySchedule::default() {
+        sql.push_str(&format!(", verify = '{}'", job.verify.as_str()));
     }
     sql.push_str(");");
     sql

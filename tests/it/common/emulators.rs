@@ -37,6 +37,11 @@ pub(super) fn tools() -> &'static PathBuf {
     })
 }
 
+/// The Python with the emulators' clients (boto3, azure-storage-blob).
+pub fn python_path() -> PathBuf {
+    tools().join("moto-venv/bin/python")
+}
+
 /// A running emulator.
 pub struct Emulator {
     pub port: u16,

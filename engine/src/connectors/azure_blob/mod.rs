@@ -40,6 +40,7 @@ pub(crate) static AZURE_BLOB: ConnectionType = ConnectionType {
             Secret,
             "storage connection string; without any of the three, the server's Azure identity",
         ),
+        files::TABLES,
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["account", "container", "prefix"],

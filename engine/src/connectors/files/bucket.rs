@@ -25,11 +25,15 @@ pub(crate) struct BucketConnector<B>(pub(crate) PhantomData<fn() -> B>);
 #[async_trait]
 impl<B: FromOptions> Connector for BucketConnector<B> {
     async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
+        super::check_tables(options)?;
         super::test(&B::from_options(options, timeout), timeout).await
     }
 }
 
 /// Opens a connection of a bucket type as a source over backend `B`.
 pub(crate) fn open_bucket<B: FromOptions>(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
-    super::open(Arc::new(B::from_options(options, timeout)))
+    super::open(
+        Arc::new(B::from_options(options, timeout)),
+        options.text(super::TABLES.name),
+    )
 }

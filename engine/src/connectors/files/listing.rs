@@ -10,6 +10,8 @@ use datafusion::object_store::path::Path;
 use datafusion::object_store::{ObjectMeta, ObjectStore};
 use tracing::warn;
 
+use super::globs::TableGlob;
+
 /// A file format of a data file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -199,6 +201,58 @@ pub(crate) async fn entries(
         tables.insert(name, entry);
     }
     Ok(tables.into_values().collect())
+}
+
+/// The tables the `tables` option names under `prefix`, sorted by name:
+/// the data files each pattern matches first, listed as one stream (any
+/// depth). A table's files have the format of its first file in path order;
+/// files of another format are skipped with a warning, and a table without
+/// files is not listed.
+pub(crate) async fn globbed(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    tables: &[TableGlob],
+) -> Result<Vec<Entry>, datafusion::object_store::Error> {
+    use futures::TryStreamExt;
+    let mut found: Vec<Vec<(Format, DataFile)>> = vec![Vec::new(); tables.len()];
+    let mut listed = store.list(under(prefix));
+    while let Some(object) = listed.try_next().await? {
+        let Some(relative) = object
+            .location
+            .prefix_match(prefix)
+            .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"))
+        else {
+            continue;
+        };
+        let Some((format, compression, _)) = object.location.filename().and_then(Format::of) else {
+            continue;
+        };
+        if let Some(i) = tables.iter().position(|t| t.matches(&relative)) {
+            found[i].push((format, data_file(object, compression, Vec::new())));
+        }
+    }
+    let mut entries = Vec::new();
+    for (table, mut files) in tables.iter().zip(found) {
+        files.sort_by(|a, b| a.1.location.cmp(&b.1.location));
+        let Some(&(format, _)) = files.first() else { continue };
+        let files = files
+            .into_iter()
+            .filter_map(|(this, file)| {
+                if this != format {
+                    warn!(table = %table.name, file = %file.location, "file skipped: its format differs from the table's first file's");
+                }
+                (this == format).then_some(file)
+            })
+            .collect();
+        entries.push(Entry {
+            name: table.name.clone(),
+            format,
+            files,
+            partition_keys: Vec::new(),
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
 }
 
 /// A `key=value` folder name, split.
@@ -414,6 +468,52 @@ mod tests {
                     vec!["2025".into(), "eu".into()],
                     FileCompressionType::UNCOMPRESSED
                 ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_tables_option_maps_globs_to_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in [
+            "exports/orders/1.csv.gz",
+            "exports/orders/2.csv",
+            "exports/orders/old/0.csv",
+            "exports/orders/readme.txt",
+            "events/day=1/a.parquet",
+            "events/day=2/b.parquet",
+            "events/c.json",
+            "loose.csv",
+        ] {
+            write(d, name);
+        }
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        let prefix = Path::from_absolute_path(d).unwrap();
+        let tables =
+            super::super::globs::parse("orders=exports/orders/*.csv*, events=events/**/*.parquet, none=nothing/*")
+                .unwrap();
+        let entries = globbed(store.as_ref(), &prefix, &tables).await.unwrap();
+        let found: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let files: Vec<_> = e
+                    .files
+                    .iter()
+                    .map(|f| f.location.filename().unwrap().to_owned())
+                    .collect();
+                (e.name.as_str(), e.format, files)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "events",
+                    Format::Parquet,
+                    vec!["a.parquet".to_owned(), "b.parquet".into()]
+                ),
+                ("orders", Format::Csv, vec!["1.csv.gz".to_owned(), "2.csv".into()]),
             ]
         );
     }

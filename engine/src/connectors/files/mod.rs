@@ -31,6 +31,7 @@ mod avro;
 mod bucket;
 mod convert;
 mod errors;
+mod globs;
 mod listing;
 mod source;
 
@@ -46,7 +47,21 @@ pub(crate) use bucket::{BucketConnector, FromOptions, open_bucket};
 pub(crate) use errors::classify;
 pub(crate) use source::open;
 
-use crate::error::ConnectFailure;
+use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::options::{OptionKind, OptionSpec, ResolvedOptions};
+
+/// The option `tables` every file type has (see [`globs`]).
+pub(crate) const TABLES: OptionSpec = OptionSpec::optional(globs::OPTION, OptionKind::Text, globs::DESCRIPTION);
+
+/// Checks the `tables` option before a connection is saved.
+pub(crate) fn check_tables(options: &ResolvedOptions) -> Result<(), ConnectFailure> {
+    match options.text(globs::OPTION) {
+        Some(value) => globs::parse(value)
+            .map(drop)
+            .map_err(|message| ConnectFailure::new(ConnectFailureKind::OptionMismatch, message)),
+        None => Ok(()),
+    }
+}
 
 /// The one schema of a file connection.
 pub(crate) const SCHEMA: &str = "files";
@@ -94,7 +109,7 @@ pub(crate) async fn test(backend: &dyn Backend, timeout: Duration) -> Result<(),
     };
     tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
         Err(ConnectFailure::new(
-            crate::error::ConnectFailureKind::Timeout,
+            ConnectFailureKind::Timeout,
             format!("listing the files took longer than {} seconds", timeout.as_secs()),
         ))
     })

@@ -16,6 +16,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -44,12 +45,14 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 use url::Url;
 
+use super::globs::{self, TableGlob};
 use super::listing::{self, DataFile, Entry, Format};
 use super::{Backend, Location, SCHEMA, aggregate, avro, convert};
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, SourceInstant,
-    TableDescription, TableInfo, TableKind, TableRef, TextRows, closest, scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, QueryBuilder,
+    ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind, TableRef, TextRows,
+    closest, scan_sql,
 };
 use crate::type_mapping::Confidence;
 use crate::type_mapping::arrow::map;
@@ -57,8 +60,6 @@ use crate::type_mapping::arrow::map;
 /// Rows of a CSV or NDJSON file that type inference reads.
 const INFER_ROWS: usize = 1000;
 
-/// The pseudo-column holding each row's file.
-const FILE_COLUMN: &str = "_file";
 /// The pseudo-column holding each row's file's last-modified time.
 const MODIFIED_COLUMN: &str = "_modified_at";
 
@@ -78,8 +79,8 @@ impl Virtual {
     fn source_type(self) -> &'static str {
         match self {
             Virtual::Partition(_) => "key=value folder",
-            Virtual::File => "object URL",
-            Virtual::Modified => "object last-modified time",
+            Virtual::File => FILE_URL_TYPE,
+            Virtual::Modified => FILE_MODIFIED_TYPE,
         }
     }
 
@@ -122,13 +123,28 @@ impl Virtual {
 /// The URL the private session reads the connection's store under.
 static STORE_URL: LazyLock<Url> = LazyLock::new(|| Url::parse("sluice://files").expect("a valid URL"));
 
-/// Opens a backend as a source.
-pub(crate) fn open(backend: Arc<dyn Backend>) -> Arc<dyn Source> {
-    Arc::new(FileSource { backend })
+/// Opens a backend as a source, with the connection's `tables` option.
+pub(crate) fn open(backend: Arc<dyn Backend>, tables: Option<&str>) -> Arc<dyn Source> {
+    Arc::new(FileSource {
+        backend,
+        tables: tables.map(globs::parse),
+        files_read: Arc::new(FileCounts::default()),
+    })
 }
 
 struct FileSource {
     backend: Arc<dyn Backend>,
+    /// The tables the `tables` option maps, when given.
+    tables: Option<Result<Vec<TableGlob>, String>>,
+    /// The latest scan's files, read and to read.
+    files_read: Arc<FileCounts>,
+}
+
+/// Files a scan has read to the end, of those it reads.
+#[derive(Debug, Default)]
+struct FileCounts {
+    done: AtomicU64,
+    total: AtomicU64,
 }
 
 impl FileSource {
@@ -136,10 +152,18 @@ impl FileSource {
     async fn entries(&self) -> Result<(Location, Vec<Entry>), SourceError> {
         self.backend.check().await?;
         let location = self.backend.location()?;
-        let entries = listing::entries(location.store.as_ref(), &location.prefix)
-            .await
-            .map_err(|e| self.backend.failure(&e))?;
-        Ok((location, entries))
+        let (store, prefix) = (location.store.as_ref(), &location.prefix);
+        let entries = match &self.tables {
+            None => listing::entries(store, prefix).await,
+            Some(Ok(tables)) => listing::globbed(store, prefix, tables).await,
+            Some(Err(message)) => {
+                return Err(SourceError::Query {
+                    code: Some("22023".into()),
+                    message: message.clone(),
+                });
+            }
+        };
+        Ok((location, entries.map_err(|e| self.backend.failure(&e))?))
     }
 
     /// The table `table` names, or `NotFound` with the names that exist.
@@ -257,9 +281,19 @@ impl Source for FileSource {
         let (location, entry) = self.entry(table).await?;
         check_readable(table, entry.format)?;
         let ctx = store_session(&location, None);
-        let schema = file_schema(&ctx, &location, &entry)
-            .await
-            .map_err(|e| read_error(table, e))?;
+        let schema = match file_schema(&ctx, &location, &entry).await {
+            Ok(schema) => schema,
+            Err(e) => {
+                let conflict = type_conflict(&ctx, &location, &entry).await;
+                return Err(conflict.map_or_else(
+                    || read_error(table, e),
+                    |message| SourceError::Query {
+                        code: Some("42804".into()),
+                        message: format!("cannot read {table}: {message}"),
+                    },
+                ));
+            }
+        };
         let estimated_rows = match entry.format {
             Format::Parquet => Some(
                 parquet_rows(location.store.as_ref(), &entry)
@@ -365,14 +399,24 @@ impl Source for FileSource {
             url: location.url.clone(),
             sql,
         };
+        let counts = self.files_read.clone();
+        counts.done.store(0, Ordering::Relaxed);
+        counts.total.store(entry.files.len() as u64, Ordering::Relaxed);
         let per_file = futures::stream::iter(entry.files.clone().into_iter().enumerate())
             .then(move |(index, file)| {
                 let reader = reader.clone();
+                let counts = counts.clone();
                 async move {
                     if index > 0 {
                         crate::failpoint::hit("between_files").map_err(|e| DataFusionError::External(Box::new(e)))?;
                     }
-                    reader.read(&file).await
+                    // Counted when its last batch has been taken.
+                    let end = futures::stream::once(async move {
+                        counts.done.fetch_add(1, Ordering::Relaxed);
+                        None
+                    });
+                    let batches = reader.read(&file).await?.map(Some).chain(end);
+                    Ok::<_, DataFusionError>(batches.filter_map(futures::future::ready))
                 }
             })
             .try_flatten();
@@ -391,10 +435,10 @@ impl Source for FileSource {
         Ok(Box::pin(RecordBatchStreamAdapter::new(target, batches)))
     }
 
-    /// Buckets: the server's clock, with uploads in flight (see
-    /// `docs/sources/object-storage.md`), so that `INCREMENTAL BY
-    /// _modified_at` leaves files stamped within `guard_margin` of now for
-    /// the next run. Local directories are not guarded.
+    /// Tables with `_modified_at`: the server's clock, with uploads in
+    /// flight (see `docs/sources/object-storage.md`), so that `INCREMENTAL
+    /// BY _modified_at` leaves files stamped within `guard_margin` of now
+    /// for the next run. Without that column there is nothing to guard.
     async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
         if !self.backend.pseudo_columns() {
             return Ok(None);
@@ -410,6 +454,13 @@ impl Source for FileSource {
             blind: None,
             uploads_in_flight: true,
         }))
+    }
+
+    fn files_read(&self) -> Option<FilesRead> {
+        Some(FilesRead {
+            done: self.files_read.done.load(Ordering::Relaxed),
+            total: self.files_read.total.load(Ordering::Relaxed),
+        })
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
@@ -650,6 +701,42 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
     }
 }
 
+/// When the files' schemas cannot be merged: the first file with a column
+/// whose type differs from the first file's, named with the column and both
+/// types. `None` when no single file explains the failure.
+async fn type_conflict(ctx: &SessionContext, location: &Location, entry: &Entry) -> Option<String> {
+    let mut first: Option<(&DataFile, SchemaRef)> = None;
+    for file in entry.files.iter().filter(|f| f.size > 0) {
+        let schema = file_format(entry.format, file.compression)
+            .infer_schema(&ctx.state(), &location.store, &[object(file)])
+            .await
+            .ok()?;
+        let Some((base, base_schema)) = &first else {
+            first = Some((file, schema));
+            continue;
+        };
+        for field in schema.fields() {
+            if let Ok(earlier) = base_schema.field_with_name(field.name())
+                && earlier.data_type() != field.data_type()
+            {
+                return Some(format!(
+                    "column \"{}\" is {} in {}{} but {} in {}{}: the files of a table must agree on each column's \
+                     type; move the file out of the table or rewrite it with the column as {}",
+                    field.name(),
+                    earlier.data_type(),
+                    location.url,
+                    base.location,
+                    field.data_type(),
+                    location.url,
+                    file.location,
+                    earlier.data_type()
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// The schema with second and millisecond timestamps read as microseconds.
 fn microsecond_timestamps(schema: &Schema) -> Schema {
     let fields: Vec<Field> = schema
@@ -737,7 +824,57 @@ fn has_offset(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::object_store::local::LocalFileSystem;
+
     use super::*;
+    use crate::error::{ConnectFailure, ConnectFailureKind};
+
+    /// A local directory as a backend.
+    struct Dir(std::path::PathBuf);
+
+    #[async_trait]
+    impl Backend for Dir {
+        fn location(&self) -> Result<Location, ConnectFailure> {
+            Ok(Location {
+                store: Arc::new(LocalFileSystem::new()),
+                prefix: Path::from_absolute_path(&self.0).unwrap(),
+                url: "/".into(),
+            })
+        }
+
+        fn failure(&self, error: &datafusion::object_store::Error) -> ConnectFailure {
+            ConnectFailure::new(ConnectFailureKind::Other, error.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn scans_count_the_files_they_have_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("events")).unwrap();
+        for name in ["a.csv", "b.csv", "c.csv"] {
+            std::fs::write(dir.path().join("events").join(name), "id\n1\n").unwrap();
+        }
+        let source = open(Arc::new(Dir(dir.path().to_owned())), None);
+        let table = TableRef {
+            schema: SCHEMA.into(),
+            name: "events".into(),
+        };
+        let description = source.describe(&table).await.unwrap();
+        let request = ScanRequest {
+            columns: (0..description.columns.len()).collect(),
+            filter: None,
+            limit: None,
+            batch_rows: None,
+        };
+        let mut stream = source.scan(&description, &request).await.unwrap();
+        assert_eq!(source.files_read(), Some(FilesRead { done: 0, total: 3 }));
+        let mut rows = 0;
+        while let Some(batch) = stream.next().await {
+            rows += batch.unwrap().num_rows();
+        }
+        assert_eq!(rows, 3);
+        assert_eq!(source.files_read(), Some(FilesRead { done: 3, total: 3 }));
+    }
 
     #[test]
     fn offsets_are_recognised_after_the_date() {

@@ -33,6 +33,7 @@ pub(crate) static GCS: ConnectionType = ConnectionType {
             Text,
             "path of a service-account JSON key file; without either, application default credentials",
         ),
+        files::TABLES,
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["bucket", "prefix", "credentials_file"],

@@ -1,6 +1,7 @@
 //! A local directory of data files, read by the shared file source
 //! ([`crate::connectors::files`]) over `object_store`'s local file system.
-//! Unlike buckets, local tables have no `_file` and `_modified_at` columns.
+//! Unlike buckets, local tables have the `_file` and `_modified_at` columns
+//! only with the option `file_columns`.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use datafusion::object_store::path::Path as ObjectPath;
 use crate::connection_types::{Category, ConnectionType, Connector, Driver};
 use crate::connectors::files::{self, Backend, Location};
 use crate::error::{ConnectFailure, ConnectFailureKind};
-use crate::options::OptionKind::Text;
+use crate::options::OptionKind::{Bool, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use crate::sources::Source;
 
@@ -29,6 +30,13 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
             "directory of CSV, NDJSON or Parquet files; a relative path is resolved against the server's working \
              directory",
         ),
+        O::optional(
+            "file_columns",
+            Bool,
+            "add the columns _file (the file's path) and _modified_at (its last-modified time) to every table, for \
+             lineage and INCREMENTAL BY _modified_at (default: false)",
+        ),
+        files::TABLES,
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["path"],
@@ -44,13 +52,14 @@ struct LocalConnector;
 #[async_trait]
 impl Connector for LocalConnector {
     async fn test(&self, options: &ResolvedOptions, _timeout: Duration) -> Result<(), ConnectFailure> {
+        files::check_tables(options)?;
         Directory::new(options).check().await
     }
 }
 
 /// Opens a `local` connection's options as a source.
 fn open(options: &ResolvedOptions, _timeout: Duration) -> Arc<dyn Source> {
-    files::open(Arc::new(Directory::new(options)))
+    files::open(Arc::new(Directory::new(options)), options.text(files::TABLES.name))
 }
 
 /// The directory a connection reads, as the user wrote it and resolved.
@@ -60,6 +69,8 @@ struct Directory {
     given: String,
     /// Absolute, against the working directory at the time of opening.
     path: PathBuf,
+    /// Whether tables carry `_file` and `_modified_at`.
+    file_columns: bool,
 }
 
 #[async_trait]
@@ -93,7 +104,7 @@ impl Backend for Directory {
     }
 
     fn pseudo_columns(&self) -> bool {
-        false
+        self.file_columns
     }
 }
 
@@ -101,7 +112,11 @@ impl Directory {
     fn new(options: &ResolvedOptions) -> Self {
         let given = options.text("path").unwrap_or_default().to_owned();
         let path = std::path::absolute(&given).unwrap_or_else(|_| PathBuf::from(&given));
-        Self { given, path }
+        Self {
+            given,
+            path,
+            file_columns: options.flag("file_columns").unwrap_or(false),
+        }
     }
 
     /// The path as given, and where it resolved to when it was relative.

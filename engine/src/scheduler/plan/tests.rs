@@ -36,6 +36,7 @@ fn job(schedule: &str) -> JobRecord {
         layout: Default::default(),
         guard: Default::default(),
         on_schema_change: Default::default(),
+        verify: Default::default(),
         columns: Vec::new(),
         freshness_target_seconds: None,
         labels: Default::default(),
