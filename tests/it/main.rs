@@ -36,6 +36,7 @@ mod security_errors;
 mod security_sql;
 mod security_wire;
 mod server;
+mod source_bigquery;
 mod source_buckets;
 mod source_local;
 mod source_mysql;
