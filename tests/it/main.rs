@@ -11,6 +11,7 @@ mod bq_budget;
 mod bq_credentials;
 mod bq_emulator;
 mod bq_location;
+mod bq_repair;
 mod bq_table_ops;
 mod bq_token;
 mod bq_types;

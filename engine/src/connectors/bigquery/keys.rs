@@ -18,7 +18,7 @@ use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
 use tracing::info;
 
 use super::api::{Api, ApiError};
-use super::source::{DIALECT, PAGE_ROWS, mapping, query_stream};
+use super::source::{DIALECT, mapping, query_stream};
 use crate::destinations::DestinationError;
 use crate::sources::Dialect;
 
@@ -78,7 +78,7 @@ pub(super) async fn loaded_keys(
         let table = table.to_owned();
         async move {
             info!(table, query = %sql, "reading loaded keys back from BigQuery");
-            query_stream(api, &sql, parameters, schema, PAGE_ROWS)
+            query_stream(api, &sql, parameters, schema, None)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(remote(e))))
         }

@@ -37,7 +37,7 @@ const STAGING_PREFIX: &str = "_sluice_staging_";
 
 /// Rows per page of a scan when the request names no batch size: each
 /// page becomes one Arrow batch, so this bounds a scan's memory.
-pub(super) const PAGE_ROWS: usize = 10_000;
+const PAGE_ROWS: usize = 10_000;
 
 pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
     Arc::new(BigQuerySource {
@@ -264,7 +264,7 @@ impl Source for BigQuerySource {
                     })?,
             );
         let query = self.scan_query(description, request);
-        let page_rows = request.batch_rows.unwrap_or(PAGE_ROWS);
+        let page_rows = Some(request.batch_rows.unwrap_or(PAGE_ROWS));
         query_stream(api, &query, Vec::new(), schema, page_rows)
             .await
             .map_err(query_error)
@@ -303,17 +303,18 @@ impl Source for BigQuerySource {
 
 /// Runs a query with named `parameters` and streams its rows as batches of
 /// `schema` (one field per select-list item): one batch per page of at
-/// most `page_rows` rows, the next page asked for (`pageToken`) only when
-/// the stream is polled again, so a scan holds one page at a time.
+/// most `page_rows` rows (BigQuery's own page size, at most about 10 MB,
+/// when `None`), the next page asked for (`pageToken`) only when the
+/// stream is polled again, so a scan holds one page at a time.
 pub(super) async fn query_stream(
     api: Arc<Api>,
     sql: &str,
     parameters: Vec<QueryParameter>,
     schema: SchemaRef,
-    page_rows: usize,
+    page_rows: Option<usize>,
 ) -> Result<SendableRecordBatchStream, ApiError> {
-    let page_rows = i32::try_from(page_rows.max(1)).unwrap_or(i32::MAX);
-    let first = api.query(sql, parameters, Some(page_rows)).await?;
+    let page_rows = page_rows.map(|rows| i32::try_from(rows.max(1)).unwrap_or(i32::MAX));
+    let first = api.query(sql, parameters, page_rows).await?;
     let job_id = first
         .job_reference
         .and_then(|r| r.job_id)
@@ -345,7 +346,7 @@ struct Page {
     api: Arc<Api>,
     schema: SchemaRef,
     job_id: String,
-    page_rows: i32,
+    page_rows: Option<i32>,
     next: Option<Fetched>,
 }
 
@@ -357,7 +358,7 @@ async fn next_page(mut page: Page) -> Result<Option<(RecordBatch, Page)>, DataFu
             Some(Fetched::Pending(token)) => {
                 let results = page
                     .api
-                    .query_results(&page.job_id, token.clone(), Some(page.page_rows))
+                    .query_results(&page.job_id, token.clone(), page.page_rows)
                     .await
                     .map_err(external)?;
                 page.next = Some(if results.job_complete == Some(true) {
