@@ -188,3 +188,34 @@ async fn a_repair_never_overlaps_a_run_of_the_job() {
     assert_eq!(fake_fingerprint(&env.fake, "orders"), source_fingerprint(&env.pg));
     assert!(env.fake.state().scripts.is_empty(), "no repair ran");
 }
+
+/// The same repair against bqemulator, which runs the transaction as a
+/// BigQuery script: the table ends equal to the source.
+#[tokio::test]
+async fn the_emulator_runs_the_repair_transaction() {
+    use crate::bq_emulator::{bigquery_totals, setup, source_totals};
+    let env = setup(&[]).await;
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB orders_inc FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL; \
+             RUN ETL JOB orders_inc",
+        )
+        .await
+        .unwrap();
+    env.emulator
+        .query("DELETE FROM `test-project.raw_data.orders` WHERE id IN (130, 131)");
+    env.pg
+        .psql_admin_db("shop", "UPDATE orders SET amount = 9999.99 WHERE id = 135");
+    assert_ne!(bigquery_totals(&env, "orders"), source_totals(&env, ""));
+    let repair = rows(
+        &env.client,
+        "REPAIR ETL JOB orders_inc FROM '2024-03-01T02:00:00Z' TO '2024-03-01T03:00:00Z'",
+    )
+    .await;
+    assert_eq!(
+        (repair[0][1].as_deref(), repair[0][2].as_deref()),
+        (Some("succeeded"), Some("60")),
+        "{repair:?}"
+    );
+    assert_eq!(bigquery_totals(&env, "orders"), source_totals(&env, ""));
+}

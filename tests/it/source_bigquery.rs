@@ -378,3 +378,94 @@ async fn kill_9_while_reading_pages_then_rerun_loads_every_row_once() {
     assert_eq!(again[0][2].as_deref(), Some("300"), "{again:?}");
     assert_eq!(warehouse_rows(&client, "events").await, expected_rows(1, 300));
 }
+
+/// Adds events `from..=to` to bqemulator's `sales.events`, as
+/// [`expected_rows`] shows them, written as literals.
+fn insert_into_emulator(env: &crate::bq_emulator::Env, from: i64, to: i64) {
+    let values: Vec<String> = expected_rows(from, to)
+        .into_iter()
+        .map(|row| {
+            let row: Vec<String> = row.into_iter().map(Option::unwrap).collect();
+            let [id, ts, dt, day, name]: [String; 5] = row.try_into().unwrap();
+            let name = name.replace('\'', "\\'");
+            format!("({id}, TIMESTAMP '{ts}', DATETIME '{dt}', DATE '{day}', '{name}')")
+        })
+        .collect();
+    env.emulator.query(&format!(
+        "INSERT INTO `{PROJECT}.sales.events` (id, ts, dt, day, name) VALUES {}",
+        values.join(", ")
+    ));
+}
+
+/// The same reads against a second implementation of the REST API,
+/// bqemulator (over DuckDB): datasets beside the connection's, a snapshot
+/// in pages, and incremental jobs by each time type whose literals the
+/// emulator evaluates.
+#[tokio::test]
+async fn the_emulator_is_read_across_datasets_in_both_load_modes() {
+    let env = crate::bq_emulator::setup(&[]).await;
+    env.emulator.query(&format!("CREATE SCHEMA `{PROJECT}.sales`"));
+    env.emulator.query(&format!(
+        "CREATE TABLE `{PROJECT}.sales.events` (id INT64 NOT NULL, ts TIMESTAMP NOT NULL, dt DATETIME, day DATE, \
+         name STRING)"
+    ));
+    insert_into_emulator(&env, 1, 250);
+    let schemas: Vec<_> = rows(&env.client, "SHOW SCHEMAS FROM wh")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert!(
+        schemas.contains(&"sales".to_owned()) && schemas.contains(&"raw_data".to_owned()),
+        "{schemas:?}"
+    );
+    let described: Vec<String> = rows(&env.client, "DESCRIBE wh.sales.events")
+        .await
+        .iter()
+        .map(|r| format!("{} {}", r[0].as_deref().unwrap(), r[2].as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        described
+            .iter()
+            .map(|d| d.split(' ').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["id", "ts", "dt", "day", "name"],
+        "{described:?}"
+    );
+    let picked = rows(
+        &env.client,
+        "SELECT id FROM wh.sales.events WHERE ts > TIMESTAMP '2024-03-01 00:20:00Z' \
+         AND dt <= TIMESTAMP '2024-03-01 00:25:00' AND day >= DATE '2024-03-03' ORDER BY id",
+    )
+    .await;
+    let ids: Vec<_> = picked.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(ids, ["21", "22", "23", "24"]);
+
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB snap FROM wh.sales.events INTO warehouse.snap SNAPSHOT WITH (batch_rows = 40); \
+             RUN ETL JOB snap",
+        )
+        .await
+        .unwrap();
+    assert_eq!(warehouse_rows(&env.client, "snap").await, expected_rows(1, 250));
+    for cursor in ["ts", "dt", "day"] {
+        env.client
+            .batch_execute(&format!(
+                "CREATE ETL JOB by_{cursor} FROM wh.sales.events INTO warehouse.by_{cursor} INCREMENTAL BY {cursor} ALL; \
+                 RUN ETL JOB by_{cursor}"
+            ))
+            .await
+            .unwrap();
+    }
+    insert_into_emulator(&env, 251, 280);
+    for cursor in ["ts", "dt", "day"] {
+        let run = rows(&env.client, &format!("RUN ETL JOB by_{cursor}")).await;
+        assert_eq!(run[0][2].as_deref(), Some("30"), "{cursor}: only the new rows: {run:?}");
+        assert_eq!(
+            warehouse_rows(&env.client, &format!("by_{cursor}")).await,
+            expected_rows(1, 280),
+            "{cursor}"
+        );
+    }
+}
