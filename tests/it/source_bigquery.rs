@@ -165,9 +165,27 @@ async fn every_dataset_of_the_project_is_a_schema_and_filters_push_down_as_typed
         .map(|r| r[0].clone().unwrap())
         .collect();
     assert_eq!(schemas, ["archive", "raw_data", "sales"]);
+    // Rows, bytes and last change from the table's resource.
     let tables = rows(&env.client, "SHOW TABLES FROM bq.sales").await;
     assert_eq!(tables.len(), 1, "{tables:?}");
-    assert!(tables[0].iter().any(|v| v.as_deref() == Some("events")), "{tables:?}");
+    assert_eq!(
+        tables[0][..4],
+        [
+            Some("sales".into()),
+            Some("events".into()),
+            Some("table".into()),
+            Some("30".into())
+        ],
+        "{tables:?}"
+    );
+    assert!(
+        tables[0][4].as_deref().unwrap().parse::<i64>().unwrap() > 0,
+        "{tables:?}"
+    );
+    assert!(
+        tables[0][5].as_deref().unwrap().starts_with("2024-03-01 00:00:00"),
+        "{tables:?}"
+    );
     let all = rows(&env.client, "SHOW TABLES FROM bq").await;
     assert_eq!(all.len(), 2, "tables of every dataset: {all:?}");
     let described: Vec<String> = rows(&env.client, "DESCRIBE bq.sales.events")

@@ -520,6 +520,9 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                     Some(table) => {
                         let mut resource = table.resource.clone();
                         resource["numRows"] = json!(table.num_rows().to_string());
+                        let bytes: usize = table.batches.iter().map(RecordBatch::get_array_memory_size).sum();
+                        resource["numBytes"] = json!(bytes.to_string());
+                        resource["lastModifiedTime"] = json!("1709251200000");
                         ok(resource)
                     }
                     None => not_found(),

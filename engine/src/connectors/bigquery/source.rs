@@ -16,6 +16,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
 use gcp_bigquery_client::model::field_type::FieldType;
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
@@ -168,6 +169,28 @@ fn table_info(dataset: &str, table: TableListTables) -> TableInfo {
     }
 }
 
+/// How many `tables.get` calls `SHOW TABLES` makes at once.
+const STATISTICS_CALLS: usize = 8;
+
+/// `info` with the table's row count, size and last change from its
+/// resource; without them when BigQuery does not answer (the table was
+/// dropped meanwhile, or the caller may list but not get it).
+async fn with_statistics(api: &Api, mut info: TableInfo) -> TableInfo {
+    match api.get_table_in(&info.table.schema, &info.table.name).await {
+        Ok(Some(table)) => {
+            info.estimated_rows = table.num_rows.and_then(|n| n.parse().ok());
+            info.size_bytes = table.num_bytes.and_then(|n| n.parse().ok());
+            info.last_modified = table
+                .last_modified_time
+                .and_then(|ms| ms.parse().ok())
+                .and_then(chrono::DateTime::from_timestamp_millis);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(table = %info.table, error = %e, "no statistics for a BigQuery table"),
+    }
+    info
+}
+
 #[async_trait]
 impl Source for BigQuerySource {
     fn dialect(&self) -> &'static dyn Dialect {
@@ -197,6 +220,13 @@ impl Source for BigQuerySource {
                     .map(|t| table_info(&dataset, t)),
             );
         }
+        // Rows, bytes and last change come with each table's resource
+        // (`tables.get`, free metadata calls), a few at a time.
+        let found = futures::stream::iter(found)
+            .map(|info| with_statistics(&api, info))
+            .buffered(STATISTICS_CALLS)
+            .collect()
+            .await;
         Ok(found)
     }
 
