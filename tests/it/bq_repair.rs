@@ -219,3 +219,52 @@ async fn the_emulator_runs_the_repair_transaction() {
     );
     assert_eq!(bigquery_totals(&env, "orders"), source_totals(&env, ""));
 }
+
+/// kill -9 between BigQuery's commit of a repair and the catalog's record
+/// of it: start-up finds the transaction by its commit job id, records the
+/// repair as succeeded and leaves the watermark where it was (before, it
+/// took the end of the repaired window, and the next run loaded rows again).
+#[tokio::test]
+async fn a_crash_after_the_repair_committed_is_adopted_without_moving_the_watermark() {
+    let mut env = setup(&[("SLUICE_FAILPOINTS", "after_repair_commit")]).await;
+    env.client
+        .batch_execute("CREATE ETL JOB orders_bq FROM shop.public.orders INTO wh.orders INCREMENTAL BY updated_at ALL")
+        .await
+        .unwrap();
+    rows(&env.client, "RUN ETL JOB orders_bq").await;
+    let watermark = rows(
+        &env.client,
+        "SELECT watermark FROM sluice.jobs WHERE name = 'orders_bq'",
+    )
+    .await;
+    damage(&env.fake, 130, 140);
+    env.sluice
+        .run_into_failpoint(
+            &env.client,
+            "REPAIR ETL JOB orders_bq FROM '2024-03-01T02:00:00Z' TO '2024-03-01T03:00:00Z'",
+        )
+        .await;
+    assert_eq!(
+        fake_fingerprint(&env.fake, "orders"),
+        source_fingerprint(&env.pg),
+        "BigQuery committed the repair"
+    );
+    let client = env.sluice.restart_without_failpoints().await;
+    let runs = rows(
+        &client,
+        "SELECT trigger, status FROM sluice.runs WHERE job = 'orders_bq' ORDER BY run_id DESC LIMIT 1",
+    )
+    .await;
+    assert_eq!(
+        runs[0],
+        [Some("repair".into()), Some("succeeded".into())],
+        "adopted: {runs:?}"
+    );
+    assert_eq!(
+        rows(&client, "SELECT watermark FROM sluice.jobs WHERE name = 'orders_bq'").await,
+        watermark
+    );
+    let next = rows(&client, "RUN ETL JOB orders_bq").await;
+    assert_eq!(next[0][2].as_deref(), Some("0"), "nothing loaded again: {next:?}");
+    assert_eq!(fake_fingerprint(&env.fake, "orders"), source_fingerprint(&env.pg));
+}

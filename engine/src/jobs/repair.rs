@@ -150,6 +150,7 @@ impl JobManager {
         }
         // The destination keeps recording the job's watermark, unmoved.
         let report = transaction.commit(Some(mark.value)).await?;
+        crate::failpoint::hit("after_repair_commit")?;
         run.bytes = report.bytes;
         Ok(None)
     }
