@@ -222,8 +222,8 @@ async fn the_emulator_runs_the_repair_transaction() {
 
 /// kill -9 between BigQuery's commit of a repair and the catalog's record
 /// of it: start-up finds the transaction by its commit job id, records the
-/// repair as succeeded and leaves the watermark where it was (before, it
-/// took the end of the repaired window, and the next run loaded rows again).
+/// repair as succeeded, and the watermark stays where it was, so the next
+/// run loads nothing again.
 #[tokio::test]
 async fn a_crash_after_the_repair_committed_is_adopted_without_moving_the_watermark() {
     let mut env = setup(&[("SLUICE_FAILPOINTS", "after_repair_commit")]).await;
