@@ -423,7 +423,9 @@ fn source_type(field: &TableFieldSchema) -> String {
 }
 
 /// How a BigQuery column is read: scalar types as their Arrow type; arrays,
-/// records and the rest as text (arrays and records as JSON).
+/// records and the rest as text (arrays and records as JSON). The BigQuery
+/// type is the one the column loads as into BigQuery again: itself, except
+/// `INTERVAL`, whose text loads as `STRING`.
 pub(super) fn mapping(field: &TableFieldSchema) -> TypeMapping {
     let text = |bigquery: BigQueryType| (DataType::Utf8, bigquery);
     let repeated = field.mode.as_deref() == Some("REPEATED");
@@ -454,17 +456,22 @@ pub(super) fn mapping(field: &TableFieldSchema) -> TypeMapping {
             BigQueryType::Timestamp,
         ),
         (FieldType::Json, _) => text(BigQueryType::Json),
-        (FieldType::Time, _) => text(BigQueryType::Time),
+        (FieldType::Time, _) => (DataType::Time64(TimeUnit::Microsecond), BigQueryType::Time),
         (FieldType::Geography, _) => text(BigQueryType::Geography),
-        (FieldType::Interval, _) => text(BigQueryType::Interval),
+        (FieldType::Interval, _) => text(BigQueryType::String),
         (FieldType::String, _) => text(BigQueryType::String),
     };
+    let interval = !repeated && matches!(field.r#type, FieldType::Interval);
     TypeMapping {
         arrow,
         bigquery,
         repeated,
-        confidence: Confidence::High,
-        warnings: Vec::new(),
+        confidence: if interval { Confidence::Medium } else { Confidence::High },
+        warnings: if interval {
+            vec!["INTERVAL arrives as its text (e.g. 1-2 3 4:5:6) and loads as STRING".into()]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -579,6 +586,50 @@ mod tests {
     fn quotes_names_with_backticks() {
         assert_eq!(DIALECT.quote_ident("a`b"), "`a\\`b`");
         assert_eq!(DIALECT.quote_ident("plain"), "`plain`");
+    }
+
+    /// Every BigQuery type loads into BigQuery again as the type its
+    /// mapping (and so DESCRIBE) names.
+    #[test]
+    fn every_type_loads_into_bigquery_as_its_mapping_says() {
+        use crate::type_mapping::load_type;
+        let all = [
+            FieldType::String,
+            FieldType::Bytes,
+            FieldType::Integer,
+            FieldType::Int64,
+            FieldType::Float,
+            FieldType::Float64,
+            FieldType::Numeric,
+            FieldType::Bignumeric,
+            FieldType::Boolean,
+            FieldType::Bool,
+            FieldType::Timestamp,
+            FieldType::Date,
+            FieldType::Time,
+            FieldType::Datetime,
+            FieldType::Record,
+            FieldType::Struct,
+            FieldType::Geography,
+            FieldType::Json,
+            FieldType::Interval,
+        ];
+        for ty in all {
+            for mode in ["NULLABLE", "REPEATED"] {
+                let field = TableFieldSchema {
+                    mode: Some(mode.into()),
+                    ..TableFieldSchema::new("c", ty.clone())
+                };
+                let mapped = mapping(&field);
+                assert_eq!(
+                    load_type(&mapped.arrow, mapped.type_tag()),
+                    Ok(mapped.bigquery),
+                    "{ty:?} {mode}"
+                );
+            }
+        }
+        let time = TableFieldSchema::new("t", FieldType::Time);
+        assert_eq!(mapping(&time).bigquery, BigQueryType::Time);
     }
 
     fn lit(value: ScalarValue) -> Option<String> {
