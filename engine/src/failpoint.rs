@@ -9,6 +9,8 @@
 //! - `run_start`: a run has been saved as running and claimed its job.
 //! - `after_destination_commit`: the destination has committed a run's load,
 //!   the catalog has not recorded it yet.
+//! - `after_repair_commit`: the destination has committed a repair's load,
+//!   the catalog has not recorded it yet.
 //! - `catalog_finish_run`: the catalog write that records a finished run
 //!   (as when the disk is full).
 //! - `between_files`: a file source scan has read one file and is about to

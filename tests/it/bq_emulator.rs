@@ -14,18 +14,18 @@ use tokio_postgres::Client;
 
 const PROJECT: &str = "test-project";
 
-struct Env {
-    pg: PgServer,
-    emulator: BqEmulator,
-    sluice: Sluice,
-    client: Client,
+pub(crate) struct Env {
+    pub(crate) pg: PgServer,
+    pub(crate) emulator: BqEmulator,
+    pub(crate) sluice: Sluice,
+    pub(crate) client: Client,
     _token: FakeBigQuery,
     _keys: tempfile::TempDir,
 }
 
 /// PostgreSQL with `orders`, the emulator, Sluice pointed at it (with
 /// `extra_env`), and the `shop` and `wh` connections.
-async fn setup(extra_env: &[(&str, &str)]) -> Env {
+pub(crate) async fn setup(extra_env: &[(&str, &str)]) -> Env {
     let pg = PgServer::start();
     pg.psql_admin_db("shop", ORDERS);
     let emulator = BqEmulator::start(PROJECT);
@@ -58,7 +58,7 @@ async fn setup(extra_env: &[(&str, &str)]) -> Env {
 }
 
 /// Count, distinct ids and order-independent sums of `orders` in BigQuery.
-fn bigquery_totals(env: &Env, table: &str) -> Vec<Option<String>> {
+pub(crate) fn bigquery_totals(env: &Env, table: &str) -> Vec<Option<String>> {
     env.emulator
         .query(&format!(
             "SELECT CAST(COUNT(*) AS STRING), CAST(COUNT(DISTINCT id) AS STRING), CAST(SUM(id) AS STRING), \
@@ -70,7 +70,7 @@ fn bigquery_totals(env: &Env, table: &str) -> Vec<Option<String>> {
 
 /// The same totals of `orders` in PostgreSQL, `filter` its WHERE clause (the
 /// emulator writes a NUMERIC as text with all nine decimals).
-fn source_totals(env: &Env, filter: &str) -> Vec<Option<String>> {
+pub(crate) fn source_totals(env: &Env, filter: &str) -> Vec<Option<String>> {
     let line = env.pg.psql_admin_db(
         "shop",
         &format!(

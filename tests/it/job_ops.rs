@@ -469,9 +469,9 @@ async fn checksums_agree_across_postgres_mariadb_and_the_warehouse_for_text_date
 
 /// EXPLAIN shows a BigQuery destination's steps; VERIFY computes the
 /// checksums in BigQuery (the fake runs the query) and names a changed
-/// bucket; REPAIR says that BigQuery destinations cannot do it yet.
+/// bucket (REPAIR into BigQuery: `bq_repair.rs`).
 #[tokio::test]
-async fn bigquery_destinations_explain_and_verify_and_refuse_repair() {
+async fn bigquery_destinations_explain_and_verify() {
     let env = crate::bigquery::setup(&[]).await;
     let client = &env.client;
     client
@@ -503,12 +503,6 @@ async fn bigquery_destinations_explain_and_verify_and_refuse_repair() {
         ),
         (Some("2024-03-01 02:00"), Some("59"), Some("60"))
     );
-    expect_err(
-        client,
-        "REPAIR ETL JOB orders_bq FROM '2024-03-01' TO '2024-03-02'",
-        "0A000",
-    )
-    .await;
 
     // A BigQuery source counts its rows in BigQuery too (it has no primary
     // key: the snapshot is compared by count).

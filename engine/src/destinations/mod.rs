@@ -278,6 +278,25 @@ pub trait Destination: Send + Sync {
         })
     }
 
+    /// Starts a load of run `run_id` whose commit replaces, in one atomic
+    /// step at the destination, the committed rows whose `cursor` column
+    /// is in `[from, to)` with the rows written (`REPAIR ETL JOB`), and
+    /// records the run and watermark as [`LoadTransaction::commit`] does.
+    /// `None` when the destination has no such step: the repair then reads
+    /// the rows outside the window back ([`Destination::rows_outside`]) and
+    /// replaces the whole table with them and the window.
+    async fn begin_window_replace(
+        &self,
+        table: &str,
+        run_id: u64,
+        cursor: &str,
+        from: &ScalarValue,
+        to: &ScalarValue,
+    ) -> Result<Option<Box<dyn LoadTransaction>>, DestinationError> {
+        let _ = (table, run_id, cursor, from, to);
+        Ok(None)
+    }
+
     /// Starts loading run `run_id` into an existing table.
     async fn begin(
         &self,

@@ -203,6 +203,27 @@ impl Destination for ScrubbedDestination {
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 
+    async fn begin_window_replace(
+        &self,
+        table: &str,
+        run_id: u64,
+        cursor: &str,
+        from: &ScalarValue,
+        to: &ScalarValue,
+    ) -> Result<Option<Box<dyn LoadTransaction>>, DestinationError> {
+        let inner = self
+            .inner
+            .begin_window_replace(table, run_id, cursor, from, to)
+            .await
+            .map_err(|e| self.clean(e))?;
+        Ok(inner.map(|inner| {
+            Box::new(ScrubbedLoad {
+                inner,
+                scrubber: self.scrubber.clone(),
+            }) as Box<dyn LoadTransaction>
+        }))
+    }
+
     async fn begin(
         &self,
         table: &str,

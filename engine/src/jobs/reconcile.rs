@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
-use sluice_catalog::{LoadType, RunRecord, RunStatus, Watermark};
+use sluice_catalog::{LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
 use tracing::{info, warn};
 
 use super::JobManager;
@@ -177,7 +177,10 @@ impl JobManager {
                 run.status = RunStatus::Succeeded;
                 // The run saved its watermark before the destination
                 // committed; destinations that record it may say it too.
+                // A repair never moves the watermark (its `watermark_to` is
+                // the end of the repaired window).
                 let watermark = match (&job.load, state.watermark.or_else(|| run.watermark_to.clone())) {
+                    _ if run.trigger == RunTrigger::Repair => None,
                     (LoadType::Incremental { .. }, Some(value)) => Some(Watermark {
                         job: job.name.clone(),
                         value,

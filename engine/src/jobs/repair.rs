@@ -1,6 +1,7 @@
 //! `REPAIR ETL JOB name FROM 'a' TO 'b'`: the rows of the cursor window
 //! `[a, b)` extracted again and put in place of the destination's rows of
-//! that window in one commit. A repair is a run of the job (trigger
+//! that window in one commit (the warehouse: a new version of the table;
+//! BigQuery: one multi-statement transaction). A repair is a run of the job (trigger
 //! `repair`): it never overlaps another run of the job, and it leaves the
 //! watermark where it is (rows past the watermark stay for the next run).
 
@@ -95,15 +96,27 @@ impl JobManager {
             window::parse(&window::text(&to), loaded_type)?,
         );
         let table = &job.destination.table;
-        // The rows outside the window, of the version this load replaces
-        // (the job's runs are the table's only writers, and this is one).
-        let kept = destination
-            .rows_outside(table, &cursor.name, &kept_from, &kept_to)
-            .await?;
-        let mut transaction = destination.begin(table, run.id, WriteMode::Replace).await?;
+        // A destination that replaces a window in place does it at commit;
+        // any other gets the rows outside the window, of the version this
+        // load replaces (the job's runs are the table's only writers, and
+        // this is one), and the window, as a new version of the table.
+        let (mut transaction, kept) = match destination
+            .begin_window_replace(table, run.id, &cursor.name, &kept_from, &kept_to)
+            .await?
+        {
+            Some(transaction) => (transaction, None),
+            None => {
+                let kept = destination
+                    .rows_outside(table, &cursor.name, &kept_from, &kept_to)
+                    .await?;
+                (destination.begin(table, run.id, WriteMode::Replace).await?, Some(kept))
+            }
+        };
         active.progress.track(transaction.shipping());
         let copied = async {
-            copy(kept, &mut *transaction, &active.cancel, run.id, Ok).await?;
+            if let Some(kept) = kept {
+                copy(kept, &mut *transaction, &active.cancel, run.id, Ok).await?;
+            }
             let request = ScanRequest {
                 batch_rows: Some(job.batch_rows as usize),
                 columns: columns.indexes.clone(),
@@ -137,6 +150,7 @@ impl JobManager {
         }
         // The destination keeps recording the job's watermark, unmoved.
         let report = transaction.commit(Some(mark.value)).await?;
+        crate::failpoint::hit("after_repair_commit")?;
         run.bytes = report.bytes;
         Ok(None)
     }

@@ -55,7 +55,11 @@ fn column_class(column: &ColumnInfo, dialect: &dyn Dialect) -> Option<ColumnClas
         | DataType::Boolean => Some(ColumnClass::Ordered),
         DataType::Utf8 | DataType::LargeUtf8 => {
             let source = column.source_type.to_lowercase();
-            (source.contains("char") || source.contains("text") || source.contains("utf8") || source == "name")
+            (source.contains("char")
+                || source.contains("text")
+                || source.contains("utf8")
+                || source == "name"
+                || source == "string")
                 .then_some(ColumnClass::Text)
         }
         _ => None,

@@ -125,6 +125,8 @@ pub struct State {
     pub uploads: resumable::Sessions,
     /// How many `tables.patch` calls changed a table's columns.
     pub schema_patches: usize,
+    /// The SQL of every query job (jobs.insert), in order.
+    pub scripts: Vec<String>,
 }
 
 /// Rows per page of query results.
@@ -197,6 +199,31 @@ impl FakeBigQuery {
 
     pub fn table(&self, dataset: &str, table: &str) -> Option<FakeTable> {
         self.state().tables.get(&(dataset.into(), table.into())).cloned()
+    }
+
+    /// Creates `dataset` (in the EU) if missing and table `table` in it with
+    /// `fields` (a `schema.fields` list) holding `batches`, as if loaded
+    /// by someone else: a source table for Sluice to read.
+    pub fn put_table(&self, dataset: &str, table: &str, fields: Value, batches: Vec<RecordBatch>) {
+        let mut s = self.state();
+        s.datasets.entry(dataset.to_owned()).or_insert_with(|| {
+            json!({"datasetReference": {"projectId": "test-project", "datasetId": dataset},
+                "id": format!("test-project:{dataset}"), "location": "EU"})
+        });
+        let resource = json!({"tableReference": {"projectId": "test-project", "datasetId": dataset, "tableId": table},
+            "schema": {"fields": fields}, "type": "TABLE"});
+        s.tables
+            .insert((dataset.to_owned(), table.to_owned()), FakeTable { resource, batches });
+    }
+
+    /// Adds rows to a table made by [`FakeBigQuery::put_table`].
+    pub fn append_rows(&self, dataset: &str, table: &str, batch: RecordBatch) {
+        let mut s = self.state();
+        let table = s
+            .tables
+            .get_mut(&(dataset.to_owned(), table.to_owned()))
+            .expect("the table exists");
+        table.batches.push(batch);
     }
 
     /// The names of the tables in a dataset.
@@ -315,7 +342,7 @@ async fn answer_checksum_query(state: &Arc<Mutex<State>>, uri: &Uri, sql: &str) 
             let mut s = state.lock().unwrap();
             let id = format!("fake_query_{}", s.query_results.len() + 1);
             s.query_results.insert(id.clone(), (rows, Vec::new()));
-            ok(result_page(&s, &project, &id, 0, true))
+            ok(result_page(&s, &project, &id, 0, PAGE_ROWS, true))
         }
         Err(message) => error(400, "invalidQuery", message),
     }
@@ -347,6 +374,17 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let json_body = || serde_json::from_slice::<Value>(body);
     match (method.as_str(), parts.as_slice()) {
+        ("GET", ["bigquery", "v2", "projects", _, "datasets"]) => {
+            let datasets: Vec<Value> = s
+                .datasets
+                .values()
+                .map(|d| {
+                    json!({"kind": "bigquery#dataset", "id": d["id"], "datasetReference": d["datasetReference"],
+                    "location": d["location"]})
+                })
+                .collect();
+            ok(json!({"kind": "bigquery#datasetList", "etag": "fake", "datasets": datasets}))
+        }
         ("GET", ["bigquery", "v2", "projects", p, "datasets", d]) => match s.datasets.get(*d) {
             Some(dataset) => ok(dataset.clone()),
             None => error(404, "notFound", format!("Not found: Dataset {p}:{d}")),
@@ -417,11 +455,15 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                 Ok(parameters) => parameters,
                 Err(message) => return error(400, "invalid", message),
             };
+            let page_rows = request
+                .get("maxResults")
+                .and_then(Value::as_u64)
+                .map_or(PAGE_ROWS, |n| n as usize);
             match run_query(s, sql, &parameters) {
                 Ok(result) => {
                     let id = format!("fake_query_{}", s.query_results.len() + 1);
                     s.query_results.insert(id.clone(), result);
-                    ok(result_page(s, p, &id, 0, int64))
+                    ok(result_page(s, p, &id, 0, page_rows, int64))
                 }
                 Err(message) => error(400, "invalidQuery", message),
             }
@@ -437,7 +479,12 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(0);
             let int64 = query.contains("formatOptions.useInt64Timestamp=true");
-            ok(result_page(s, p, id, offset, int64))
+            let page_rows = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("maxResults="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(PAGE_ROWS);
+            ok(result_page(s, p, id, offset, page_rows, int64))
         }
         ("POST", ["bigquery", "v2", "projects", p, "datasets", d, "tables"]) => {
             let Ok(table) = json_body() else {
@@ -473,6 +520,9 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                     Some(table) => {
                         let mut resource = table.resource.clone();
                         resource["numRows"] = json!(table.num_rows().to_string());
+                        let bytes: usize = table.batches.iter().map(RecordBatch::get_array_memory_size).sum();
+                        resource["numBytes"] = json!(bytes.to_string());
+                        resource["lastModifiedTime"] = json!("1709251200000");
                         ok(resource)
                     }
                     None => not_found(),
@@ -784,6 +834,8 @@ fn insert_job(s: &mut State, project: &str, mut job: Value, media: Option<Vec<u8
         files.and_then(|files| run_load(s, &load, files))
     } else if let Some(copy) = job.pointer("/configuration/copy").cloned() {
         run_copy(s, &copy)
+    } else if let Some(query) = job.pointer("/configuration/query").cloned() {
+        run_script(s, &query)
     } else {
         return error(
             400,
@@ -984,6 +1036,90 @@ fn loads_as(ty: &str, data_type: &DataType) -> bool {
     }
 }
 
+/// A query job: the multi-statement transaction of a repair, `BEGIN
+/// TRANSACTION; DELETE FROM `d`.`t` WHERE condition; INSERT INTO `d`.`t`
+/// (columns) SELECT columns FROM `d`.`s`; COMMIT TRANSACTION;`, applied all
+/// at once or not at all.
+fn run_script(s: &mut State, query: &Value) -> Result<(), (&'static str, String)> {
+    use datafusion::arrow::compute::{filter_record_batch, not};
+    let invalid = |message: String| ("invalidQuery", message);
+    if query.get("useLegacySql") != Some(&json!(false)) {
+        return Err(invalid("the fake only runs standard SQL (useLegacySql: false)".into()));
+    }
+    let sql = query
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    s.scripts.push(sql.clone());
+    let statements: Vec<&str> = sql.split(";\n").map(|t| t.trim().trim_end_matches(';')).collect();
+    let [begin, delete, insert, commit] = statements.as_slice() else {
+        return Err(invalid(format!(
+            "the fake runs BEGIN; DELETE; INSERT; COMMIT only, not {sql}"
+        )));
+    };
+    if *begin != "BEGIN TRANSACTION" || *commit != "COMMIT TRANSACTION" {
+        return Err(invalid(format!("not one transaction: {sql}")));
+    }
+    let table = |reference: &str| -> Result<(String, String), (&'static str, String)> {
+        let (d, t) = reference
+            .trim()
+            .split_once("`.`")
+            .ok_or_else(|| invalid(format!("expected `dataset`.`table`, not {reference}")))?;
+        Ok((d.trim_matches('`').to_owned(), t.trim_matches('`').to_owned()))
+    };
+    let (target, condition) = delete
+        .strip_prefix("DELETE FROM ")
+        .and_then(|rest| rest.split_once(" WHERE "))
+        .ok_or_else(|| invalid(format!("expected DELETE FROM ... WHERE ..., not {delete}")))?;
+    let target = table(target)?;
+    let (into, select) = insert
+        .strip_prefix("INSERT INTO ")
+        .and_then(|rest| rest.split_once(" SELECT "))
+        .ok_or_else(|| invalid(format!("expected INSERT INTO ... SELECT ..., not {insert}")))?;
+    let (into_table, into_columns) = into
+        .split_once(" (")
+        .ok_or_else(|| invalid(format!("INSERT INTO needs a column list: {insert}")))?;
+    let (select_columns, source) = select
+        .split_once(" FROM ")
+        .ok_or_else(|| invalid(format!("no FROM in {insert}")))?;
+    if table(into_table)? != target || into_columns.trim_end_matches(')') != select_columns {
+        return Err(invalid(format!(
+            "the fake copies the same columns into the same table: {insert}"
+        )));
+    }
+    let source = table(source)?;
+    let stored = s
+        .tables
+        .get(&target)
+        .ok_or_else(|| ("notFound", format!("Not found: Table {}.{}", target.0, target.1)))?;
+    let fields = stored
+        .resource
+        .pointer("/schema/fields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut kept = Vec::new();
+    for batch in &stored.batches {
+        let deleted = where_clause(condition, &fields, &BTreeMap::new(), batch).map_err(invalid)?;
+        // NULL is not deleted.
+        let deleted = match deleted.nulls() {
+            Some(_) => datafusion::arrow::compute::prep_null_mask_filter(&deleted),
+            None => deleted,
+        };
+        kept.push(filter_record_batch(batch, &not(&deleted).unwrap()).unwrap());
+    }
+    let added = s
+        .tables
+        .get(&source)
+        .ok_or_else(|| ("notFound", format!("Not found: Table {}.{}", source.0, source.1)))?
+        .batches
+        .clone();
+    kept.extend(added);
+    s.tables.get_mut(&target).expect("checked").batches = kept;
+    Ok(())
+}
+
 fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {
     let write = disposition(
         copy,
@@ -1024,9 +1160,9 @@ fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {
 
 /// One page of a query's results, from row `offset`; TIMESTAMPs as
 /// integer microseconds or, by default, seconds in E notation.
-fn result_page(s: &State, project: &str, id: &str, offset: usize, int64_timestamps: bool) -> Value {
+fn result_page(s: &State, project: &str, id: &str, offset: usize, page_rows: usize, int64_timestamps: bool) -> Value {
     let (rows, timestamps) = &s.query_results[id];
-    let mut page: Vec<Value> = rows.iter().skip(offset).take(PAGE_ROWS).cloned().collect();
+    let mut page: Vec<Value> = rows.iter().skip(offset).take(page_rows).cloned().collect();
     if !int64_timestamps {
         for row in &mut page {
             for &i in timestamps {
@@ -1040,8 +1176,8 @@ fn result_page(s: &State, project: &str, id: &str, offset: usize, int64_timestam
     let mut answer = json!({"kind": "bigquery#queryResponse", "jobComplete": true,
         "jobReference": {"projectId": project, "jobId": id, "location": "EU"},
         "totalRows": rows.len().to_string(), "rows": page});
-    if offset + PAGE_ROWS < rows.len() {
-        answer["pageToken"] = json!((offset + PAGE_ROWS).to_string());
+    if offset + page_rows < rows.len() {
+        answer["pageToken"] = json!((offset + page_rows).to_string());
     }
     answer
 }
@@ -1116,22 +1252,81 @@ fn query_parameters(request: &Value) -> Result<BTreeMap<String, QueryParameter>,
     Ok(parameters)
 }
 
-/// `` `column` > @parameter ``: the rows of a batch it keeps.
-fn greater_than(
+/// `` `column` op value AND ... ``, each value a named parameter
+/// (`@name`) or a literal (`TIMESTAMP '...'`, `DATETIME '...'`,
+/// `DATE '...'`, an integer, `TRUE`/`FALSE`, `'text'`), typed as BigQuery
+/// types them: the rows of a batch it keeps.
+fn where_clause(
+    condition: &str,
+    fields: &[Value],
+    parameters: &BTreeMap<String, QueryParameter>,
+    batch: &RecordBatch,
+) -> Result<datafusion::arrow::array::BooleanArray, String> {
+    let mut kept: Option<datafusion::arrow::array::BooleanArray> = None;
+    for part in condition.split(" AND ") {
+        let one = comparison(part, fields, parameters, batch)?;
+        kept = Some(match kept {
+            None => one,
+            Some(kept) => datafusion::arrow::compute::and(&kept, &one).map_err(|e| e.to_string())?,
+        });
+    }
+    kept.ok_or_else(|| "empty WHERE".to_owned())
+}
+
+/// A value of a comparison: its BigQuery type and text.
+fn operand(text: &str, parameters: &BTreeMap<String, QueryParameter>) -> Result<QueryParameter, String> {
+    let text = text.trim();
+    if let Some(name) = text.strip_prefix('@') {
+        return parameters
+            .get(name)
+            .cloned()
+            .ok_or(format!("Query parameter '{name}' not found"));
+    }
+    let typed = |ty: &str, value: &str| QueryParameter {
+        r#type: ty.to_owned(),
+        value: value.to_owned(),
+    };
+    for ty in ["TIMESTAMP", "DATETIME", "DATE"] {
+        if let Some(rest) = text.strip_prefix(ty).and_then(|r| r.strip_prefix(' ')) {
+            let value = rest
+                .strip_prefix('\'')
+                .and_then(|r| r.strip_suffix('\''))
+                .ok_or(format!("Syntax error: malformed {ty} literal {rest}"))?;
+            return Ok(typed(ty, value));
+        }
+    }
+    if text == "TRUE" || text == "FALSE" {
+        return Ok(typed("BOOL", &text.to_lowercase()));
+    }
+    if let Some(inner) = text.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+        return Ok(typed("STRING", &inner.replace("\\'", "'").replace("\\\\", "\\")));
+    }
+    if text.parse::<i64>().is_ok() {
+        return Ok(typed("INT64", text));
+    }
+    Err(format!("Syntax error: Unexpected value {text}"))
+}
+
+/// `` `column` op value ``: the rows of a batch it keeps.
+fn comparison(
     condition: &str,
     fields: &[Value],
     parameters: &BTreeMap<String, QueryParameter>,
     batch: &RecordBatch,
 ) -> Result<datafusion::arrow::array::BooleanArray, String> {
     use datafusion::arrow::array::{Scalar, StringArray};
-    use datafusion::arrow::compute::kernels::cmp::gt;
-    let (column, parameter) = condition
-        .split_once(" > @")
-        .ok_or("the fake evaluates WHERE `column` > @parameter only")?;
+    use datafusion::arrow::compute::kernels::cmp;
+    let condition = condition.trim().trim_start_matches('(').trim_end_matches(')');
+    let (column, op, value) = [" >= ", " <= ", " > ", " < ", " = "]
+        .iter()
+        .find_map(|op| {
+            condition
+                .split_once(op)
+                .map(|(column, value)| (column, op.trim(), value))
+        })
+        .ok_or(format!("the fake evaluates `column` op value only, not {condition}"))?;
     let column = column.trim().trim_matches('`');
-    let parameter = parameters
-        .get(parameter.trim())
-        .ok_or(format!("Query parameter '{}' not found", parameter.trim()))?;
+    let value = operand(value, parameters)?;
     let field_type = fields
         .iter()
         .find(|f| f["name"] == json!(column))
@@ -1143,24 +1338,29 @@ fn greater_than(
         "BOOLEAN" => "BOOL",
         other => other,
     };
-    if normalized != parameter.r#type {
+    if normalized != value.r#type {
         return Err(format!(
-            "No matching signature for operator > for argument types: {normalized}, {}",
-            parameter.r#type
+            "No matching signature for operator {op} for argument types: {normalized}, {}",
+            value.r#type
         ));
     }
     let values = batch
         .column_by_name(column)
         .ok_or(format!("Unrecognized name: {column}"))?;
-    let bound = cast(&StringArray::from(vec![parameter.value.as_str()]), values.data_type())
-        .map_err(|e| format!("Invalid {} parameter value {}: {e}", parameter.r#type, parameter.value))?;
+    let bound = cast(&StringArray::from(vec![value.value.as_str()]), values.data_type())
+        .map_err(|e| format!("Invalid {} value {}: {e}", value.r#type, value.value))?;
     if bound.is_null(0) {
-        return Err(format!(
-            "Invalid {} parameter value {}",
-            parameter.r#type, parameter.value
-        ));
+        return Err(format!("Invalid {} value {}", value.r#type, value.value));
     }
-    gt(values, &Scalar::new(bound)).map_err(|e| e.to_string())
+    let bound = Scalar::new(bound);
+    match op {
+        ">=" => cmp::gt_eq(values, &bound),
+        "<=" => cmp::lt_eq(values, &bound),
+        ">" => cmp::gt(values, &bound),
+        "<" => cmp::lt(values, &bound),
+        _ => cmp::eq(values, &bound),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Runs `SELECT item, ... FROM `dataset`.`table` [WHERE `column` > @p]
@@ -1205,7 +1405,7 @@ fn run_query(
     let mut rows = Vec::new();
     for batch in &stored.batches {
         let kept = condition
-            .map(|c| greater_than(c, &fields, parameters, batch))
+            .map(|c| where_clause(c, &fields, parameters, batch))
             .transpose()?;
         for row in 0..batch.num_rows() {
             if kept.as_ref().is_some_and(|k| !(k.is_valid(row) && k.value(row))) {

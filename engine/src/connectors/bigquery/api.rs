@@ -284,15 +284,16 @@ impl Api {
         Ok(())
     }
 
-    /// The table, `None` when it does not exist.
+    /// The table of the connection's dataset, `None` when it does not exist.
     pub(super) async fn get_table(&self, table: &str) -> Result<Option<Table>, ApiError> {
+        self.get_table_in(self.dataset(), table).await
+    }
+
+    /// A table of any dataset of the project, `None` when it (or its
+    /// dataset) does not exist.
+    pub(super) async fn get_table_in(&self, dataset: &str, table: &str) -> Result<Option<Table>, ApiError> {
         retrying("tables.get", || async {
-            match self
-                .client
-                .table()
-                .get(self.project(), self.dataset(), table, None)
-                .await
-            {
+            match self.client.table().get(self.project(), dataset, table, None).await {
                 Ok(table) => Ok(Some(table)),
                 Err(e) => match ApiError::from_bq(e) {
                     e if e.is_not_found() => Ok(None),
@@ -344,8 +345,40 @@ impl Api {
         .await
     }
 
-    /// The tables of the connection's dataset.
-    pub(super) async fn list_tables(&self) -> Result<Vec<TableListTables>, ApiError> {
+    /// The ids of the project's datasets, page by page (`datasets.list`,
+    /// read as JSON: the client's model needs fields a list leaves out).
+    pub(super) async fn list_datasets(&self) -> Result<Vec<String>, ApiError> {
+        let url = format!(
+            "{}/bigquery/v2/projects/{}/datasets",
+            self.settings.endpoint, self.settings.project
+        );
+        let mut datasets = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let page: serde_json::Value = retrying("datasets.list", || async {
+                let mut request = self.http.get(&url);
+                if let Some(token) = &page_token {
+                    request = request.query(&[("pageToken", token)]);
+                }
+                let (status, _, text) = self.send(request).await?;
+                if !status.is_success() {
+                    return Err(super::upload::error_of(status.as_u16(), &text));
+                }
+                serde_json::from_str(&text)
+                    .map_err(|e| ApiError::new("badResponse", format!("unexpected answer to datasets.list: {e}")))
+            })
+            .await?;
+            let ids = page["datasets"].as_array().into_iter().flatten();
+            datasets.extend(ids.filter_map(|d| d.pointer("/datasetReference/datasetId")?.as_str().map(str::to_owned)));
+            match page["nextPageToken"].as_str() {
+                Some(token) if !token.is_empty() => page_token = Some(token.to_owned()),
+                _ => return Ok(datasets),
+            }
+        }
+    }
+
+    /// The tables of a dataset of the project.
+    pub(super) async fn list_tables_in(&self, dataset: &str) -> Result<Vec<TableListTables>, ApiError> {
         let mut tables = Vec::new();
         let mut page_token: Option<String> = None;
         loop {
@@ -356,7 +389,7 @@ impl Api {
                 };
                 self.client
                     .table()
-                    .list(self.project(), self.dataset(), options)
+                    .list(self.project(), dataset, options)
                     .await
                     .map_err(ApiError::from_bq)
             })
@@ -372,8 +405,16 @@ impl Api {
     /// Starts a standard-SQL query with named `parameters` (`@name` in the
     /// SQL) and returns its first page (which may say the query is not
     /// complete yet). Queries are billed by BigQuery.
-    pub(super) async fn query(&self, sql: &str, parameters: Vec<QueryParameter>) -> Result<QueryResponse, ApiError> {
+    /// `max_rows` bounds the rows of each page (BigQuery also bounds a
+    /// page's bytes).
+    pub(super) async fn query(
+        &self,
+        sql: &str,
+        parameters: Vec<QueryParameter>,
+        max_rows: Option<i32>,
+    ) -> Result<QueryResponse, ApiError> {
         let mut request = QueryRequest::new(sql);
+        request.max_results = max_rows;
         if !parameters.is_empty() {
             request.parameter_mode = Some("NAMED".into());
             request.query_parameters = Some(parameters);
@@ -395,7 +436,7 @@ impl Api {
     /// Runs a small query (an aggregate: its rows are kept in memory) and
     /// returns every row, each value as text.
     pub(super) async fn query_text(&self, sql: &str) -> Result<TextRows, ApiError> {
-        let first = self.query(sql, Vec::new()).await?;
+        let first = self.query(sql, Vec::new(), None).await?;
         let job_id = first
             .job_reference
             .and_then(|r| r.job_id)
@@ -426,7 +467,7 @@ impl Api {
                     return Ok(text);
                 }
             }
-            let page = self.query_results(&job_id, token.clone()).await?;
+            let page = self.query_results(&job_id, token.clone(), None).await?;
             complete = page.job_complete == Some(true);
             rows = page.rows;
             if complete {
@@ -440,6 +481,7 @@ impl Api {
         &self,
         job_id: &str,
         page_token: Option<String>,
+        max_rows: Option<i32>,
     ) -> Result<GetQueryResultsResponse, ApiError> {
         retrying("jobs.getQueryResults", || async {
             // No format options here: the client cannot encode them in the
@@ -447,6 +489,7 @@ impl Api {
             let parameters = GetQueryResultsParameters {
                 location: Some(self.settings.location.clone()),
                 page_token: page_token.clone(),
+                max_results: max_rows,
                 timeout_ms: Some(10_000),
                 ..Default::default()
             };

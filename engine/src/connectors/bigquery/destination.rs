@@ -382,11 +382,45 @@ impl Destination for BigQueryDestination {
         Ok(())
     }
 
+    /// The rows go to a staging table; the commit deletes the window's rows
+    /// and inserts the staging table's in one multi-statement transaction.
+    async fn begin_window_replace(
+        &self,
+        table: &str,
+        run_id: u64,
+        cursor: &str,
+        from: &ScalarValue,
+        to: &ScalarValue,
+    ) -> Result<Option<Box<dyn LoadTransaction>>, DestinationError> {
+        let (Some(from), Some(to)) = (DIALECT.literal(from), DIALECT.literal(to)) else {
+            return Ok(None);
+        };
+        let cursor = DIALECT.quote_ident(cursor);
+        let window = format!("{cursor} >= {from} AND {cursor} < {to}");
+        let load = self.open_load(table, run_id, WriteMode::Replace, Some(window)).await?;
+        Ok(Some(load))
+    }
+
     async fn begin(
         &self,
         table: &str,
         run_id: u64,
         mode: WriteMode,
+    ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
+        self.open_load(table, run_id, mode, None).await
+    }
+}
+
+impl BigQueryDestination {
+    /// A load of run `run_id` into `table` through a staging table; with a
+    /// `window` (a condition on the target's rows), the commit replaces
+    /// those rows instead of appending or replacing all of them.
+    async fn open_load(
+        &self,
+        table: &str,
+        run_id: u64,
+        mode: WriteMode,
+        window: Option<String>,
     ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
         let api = self.api().await?;
         let (target, token) = self
@@ -421,6 +455,7 @@ impl Destination for BigQueryDestination {
             token,
             names,
             mode,
+            window,
             staging,
         )))
     }

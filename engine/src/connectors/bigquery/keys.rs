@@ -78,7 +78,7 @@ pub(super) async fn loaded_keys(
         let table = table.to_owned();
         async move {
             info!(table, query = %sql, "reading loaded keys back from BigQuery");
-            query_stream(api, &sql, parameters, schema)
+            query_stream(api, &sql, parameters, schema, None)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(remote(e))))
         }

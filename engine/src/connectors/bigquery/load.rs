@@ -6,7 +6,10 @@
 //! the first load job: an append that read no rows commits without
 //! touching any table (BigQuery counts table operations per table and
 //! day). An incremental commit records itself in the target's labels
-//! around its copy job (see [`record`](super::record)).
+//! around its copy job (see [`record`](super::record)). A repair's load
+//! commits instead with one multi-statement transaction, run as a query job
+//! under the same commit job id: `DELETE` of the window's rows and `INSERT
+//! ... SELECT` from the staging table, both or neither.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +18,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::job_configuration::JobConfiguration;
+use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
 use gcp_bigquery_client::model::job_configuration_table_copy::JobConfigurationTableCopy;
 use gcp_bigquery_client::model::job_reference::JobReference;
 use gcp_bigquery_client::model::table::Table;
@@ -28,7 +32,9 @@ use super::destination::RunNames;
 use super::reasons::remote_error;
 use super::record::{self, LoadRecord};
 use super::ship::Shipper;
+use super::source::DIALECT;
 use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
+use crate::sources::Dialect;
 
 /// Bytes per chunk unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
 /// otherwise: large enough that a run is a few jobs (BigQuery allows 1,500
@@ -54,8 +60,13 @@ pub(super) struct BigQueryLoad {
     token: String,
     names: RunNames,
     mode: WriteMode,
+    /// For a repair: the condition (in BigQuery's SQL) of the target's rows
+    /// the load replaces.
+    window: Option<String>,
     /// The staging table, until it is created.
     staging: Option<Table>,
+    /// The columns of the staging table (and the target).
+    staging_columns: Vec<String>,
     chunk_bytes: usize,
     /// The chunk being written (in a mutex only so that the load is `Sync`;
     /// never contended).
@@ -78,6 +89,7 @@ impl BigQueryLoad {
         token: String,
         names: RunNames,
         mode: WriteMode,
+        window: Option<String>,
         staging: Table,
     ) -> Self {
         Self {
@@ -87,6 +99,8 @@ impl BigQueryLoad {
             token,
             names,
             mode,
+            window,
+            staging_columns: staging.schema.fields.iter().flatten().map(|f| f.name.clone()).collect(),
             staging: Some(staging),
             chunk_bytes: chunk_bytes(),
             writer: Mutex::new(None),
@@ -199,7 +213,14 @@ impl BigQueryLoad {
                     .and_then(|c| c.load.as_ref())
                     .and_then(|load| load.destination_table.as_ref())
             })
-            .map(|table| table.table_id.as_str());
+            .map(|table| table.table_id.as_str())
+            .or_else(|| {
+                // A repair's transaction names the staging table it reads.
+                let script = &config?.query.as_ref()?.query;
+                script
+                    .contains(&DIALECT.quote_ident(&self.names.staging))
+                    .then_some(self.names.staging.as_str())
+            });
         if staging == Some(self.names.staging.as_str()) {
             return Ok(());
         }
@@ -307,29 +328,25 @@ impl BigQueryLoad {
         }
         let job_id = self.names.commit_job();
         let settings = &self.api.settings;
+        let configuration = match &self.window {
+            Some(window) => JobConfiguration {
+                query: Some(JobConfigurationQuery {
+                    query: self.window_transaction(window),
+                    use_legacy_sql: Some(false),
+                    ..Default::default()
+                }),
+                labels: Some([("sluice_load".to_owned(), "repair".to_owned())].into()),
+                ..Default::default()
+            },
+            None => self.copy_configuration(),
+        };
         let job = Job {
             job_reference: Some(JobReference {
                 job_id: Some(job_id.clone()),
                 location: Some(settings.location.clone()),
                 project_id: Some(settings.project.clone()),
             }),
-            configuration: Some(JobConfiguration {
-                copy: Some(JobConfigurationTableCopy {
-                    source_table: Some(self.table_ref(&self.names.staging)),
-                    destination_table: Some(self.table_ref(&self.table)),
-                    create_disposition: Some("CREATE_NEVER".into()),
-                    write_disposition: Some(
-                        match self.mode {
-                            WriteMode::Append => "WRITE_APPEND",
-                            WriteMode::Replace => "WRITE_TRUNCATE",
-                        }
-                        .into(),
-                    ),
-                    ..Default::default()
-                }),
-                labels: Some([("sluice_load".to_owned(), "commit".to_owned())].into()),
-                ..Default::default()
-            }),
+            configuration: Some(configuration),
             ..Default::default()
         };
         let remote = |e: ApiError| e.into_destination(Some(job_id.clone()));
@@ -354,5 +371,40 @@ impl BigQueryLoad {
             bytes: self.shipping.snapshot().bytes_uploaded,
             files: self.chunks,
         })
+    }
+
+    /// The commit of a load: one copy job from the staging table.
+    fn copy_configuration(&self) -> JobConfiguration {
+        JobConfiguration {
+            copy: Some(JobConfigurationTableCopy {
+                source_table: Some(self.table_ref(&self.names.staging)),
+                destination_table: Some(self.table_ref(&self.table)),
+                create_disposition: Some("CREATE_NEVER".into()),
+                write_disposition: Some(
+                    match self.mode {
+                        WriteMode::Append => "WRITE_APPEND",
+                        WriteMode::Replace => "WRITE_TRUNCATE",
+                    }
+                    .into(),
+                ),
+                ..Default::default()
+            }),
+            labels: Some([("sluice_load".to_owned(), "commit".to_owned())].into()),
+            ..Default::default()
+        }
+    }
+
+    /// The commit of a repair: the target's rows of `window` deleted and
+    /// the staging table's rows inserted, in one transaction.
+    fn window_transaction(&self, window: &str) -> String {
+        let dataset = DIALECT.quote_ident(&self.api.settings.dataset);
+        let target = format!("{dataset}.{}", DIALECT.quote_ident(&self.table));
+        let staging = format!("{dataset}.{}", DIALECT.quote_ident(&self.names.staging));
+        let columns: Vec<String> = self.staging_columns.iter().map(|c| DIALECT.quote_ident(c)).collect();
+        let columns = columns.join(", ");
+        format!(
+            "BEGIN TRANSACTION;\nDELETE FROM {target} WHERE {window};\nINSERT INTO {target} ({columns}) \
+             SELECT {columns} FROM {staging};\nCOMMIT TRANSACTION;"
+        )
     }
 }

@@ -1,13 +1,14 @@
-//! A BigQuery connection read as a [`Source`]: its dataset is the one
-//! schema, `DESCRIBE` shows a table's columns, and `SELECT` runs a
-//! standard-SQL query through `jobs.query` (billed by BigQuery as any
-//! query), so a user can check a load from psql.
+//! A BigQuery connection read as a [`Source`]: every dataset of the project
+//! is a schema, `DESCRIBE` shows a table's columns, and `SELECT` and job
+//! runs read through `jobs.query` and `jobs.getQueryResults`, page by page
+//! (billed by BigQuery as any query).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
+use chrono::Datelike;
 use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
@@ -15,9 +16,11 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
 use gcp_bigquery_client::model::field_type::FieldType;
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
+use gcp_bigquery_client::model::table_list_tables::TableListTables;
 use gcp_bigquery_client::model::table_row::TableRow;
 use serde_json::Value;
 
@@ -32,6 +35,10 @@ use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
 
 /// Staging tables of running loads are not shown.
 const STAGING_PREFIX: &str = "_sluice_staging_";
+
+/// Rows per page of a scan when the request names no batch size: each
+/// page becomes one Arrow batch, so this bounds a scan's memory.
+const PAGE_ROWS: usize = 10_000;
 
 pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
     Arc::new(BigQuerySource {
@@ -56,21 +63,57 @@ impl Dialect for BigQueryDialect {
         format!("`{}`", ident.replace('\\', "\\\\").replace('`', "\\`"))
     }
 
+    /// Integers, booleans, strings, and `TIMESTAMP`, `DATETIME` and `DATE`
+    /// literals for times in years 1 to 9999 at microsecond precision
+    /// (BigQuery's range and precision); anything else stays in DataFusion.
     fn literal(&self, value: &ScalarValue) -> Option<String> {
-        integer_literal(value)
-    }
-
-    fn bound_literal(&self, value: &ScalarValue) -> Option<String> {
-        let text = |micros: i64, format: &str| {
-            chrono::DateTime::from_timestamp_micros(micros).map(|t| t.format(format).to_string())
-        };
+        use ScalarValue as S;
         match value {
-            ScalarValue::TimestampMicrosecond(Some(v), Some(_)) => text(*v, "TIMESTAMP '%Y-%m-%d %H:%M:%S%.6f+00'"),
-            ScalarValue::TimestampMicrosecond(Some(v), None) => text(*v, "DATETIME '%Y-%m-%d %H:%M:%S%.6f'"),
-            ScalarValue::Date32(Some(days)) => text(i64::from(*days) * 86_400_000_000, "DATE '%Y-%m-%d'"),
+            S::Boolean(Some(b)) => Some(if *b { "TRUE" } else { "FALSE" }.to_owned()),
+            S::Utf8(Some(s)) | S::LargeUtf8(Some(s)) | S::Utf8View(Some(s)) => Some(string_literal(s)),
+            S::Date32(Some(days)) => time_literal(i64::from(*days).checked_mul(86_400_000_000)?, "DATE '%Y-%m-%d'"),
+            S::TimestampSecond(Some(v), tz) => timestamp_literal(v.checked_mul(1_000_000)?, tz.is_some()),
+            S::TimestampMillisecond(Some(v), tz) => timestamp_literal(v.checked_mul(1_000)?, tz.is_some()),
+            S::TimestampMicrosecond(Some(v), tz) => timestamp_literal(*v, tz.is_some()),
+            S::TimestampNanosecond(Some(v), tz) if v % 1_000 == 0 => timestamp_literal(v / 1_000, tz.is_some()),
             other => integer_literal(other),
         }
     }
+}
+
+/// A `TIMESTAMP` literal in UTC for a value with a time zone, else a
+/// `DATETIME` literal (BigQuery's civil time).
+fn timestamp_literal(micros: i64, with_time_zone: bool) -> Option<String> {
+    if with_time_zone {
+        time_literal(micros, "TIMESTAMP '%Y-%m-%d %H:%M:%S%.6f+00:00'")
+    } else {
+        time_literal(micros, "DATETIME '%Y-%m-%d %H:%M:%S%.6f'")
+    }
+}
+
+/// Microseconds since 1970 in `format`, for years 1 to 9999.
+fn time_literal(micros: i64, format: &str) -> Option<String> {
+    let time = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+    (1..=9999)
+        .contains(&time.year())
+        .then(|| time.format(format).to_string())
+}
+
+/// A quoted string with BigQuery's escapes: backslash, quote and control
+/// characters escaped, so any text reads back as itself.
+fn string_literal(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => quoted.push_str("\\\\"),
+            '\'' => quoted.push_str("\\'"),
+            c if c.is_control() => quoted.push_str(&format!("\\U{:08x}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('\'');
+    quoted
 }
 
 fn query_error(error: ApiError) -> SourceError {
@@ -92,17 +135,60 @@ impl BigQuerySource {
         Ok(self.session.api().await?)
     }
 
-    fn check_schema(api: &Api, schema: &str) -> Result<(), SourceError> {
-        if schema == api.settings.dataset {
-            Ok(())
-        } else {
-            Err(SourceError::NotFound {
+    /// The tables of `dataset`; a dataset that does not exist is a
+    /// [`SourceError::NotFound`] naming the ones that do.
+    async fn tables_of(api: &Api, dataset: &str) -> Result<Vec<TableListTables>, SourceError> {
+        match api.list_tables_in(dataset).await {
+            Ok(tables) => Ok(tables),
+            Err(e) if e.is_not_found() => Err(SourceError::NotFound {
                 kind: "schema",
-                name: schema.into(),
-                nearby: vec![api.settings.dataset.clone()],
-            })
+                name: dataset.into(),
+                nearby: crate::sources::closest(dataset, api.list_datasets().await.unwrap_or_default()),
+            }),
+            Err(e) => Err(query_error(e)),
         }
     }
+}
+
+fn table_info(dataset: &str, table: TableListTables) -> TableInfo {
+    TableInfo {
+        kind: match table.r#type.as_deref() {
+            Some("VIEW") => TableKind::View,
+            Some("MATERIALIZED_VIEW") => TableKind::MaterializedView,
+            Some("EXTERNAL") => TableKind::Foreign,
+            _ if table.time_partitioning.is_some() || table.range_partitioning.is_some() => TableKind::Partitioned,
+            _ => TableKind::Table,
+        },
+        table: TableRef {
+            schema: dataset.to_owned(),
+            name: table.table_reference.table_id,
+        },
+        estimated_rows: None,
+        size_bytes: None,
+        last_modified: None,
+    }
+}
+
+/// How many `tables.get` calls `SHOW TABLES` makes at once.
+const STATISTICS_CALLS: usize = 8;
+
+/// `info` with the table's row count, size and last change from its
+/// resource; without them when BigQuery does not answer (the table was
+/// dropped meanwhile, or the caller may list but not get it).
+async fn with_statistics(api: &Api, mut info: TableInfo) -> TableInfo {
+    match api.get_table_in(&info.table.schema, &info.table.name).await {
+        Ok(Some(table)) => {
+            info.estimated_rows = table.num_rows.and_then(|n| n.parse().ok());
+            info.size_bytes = table.num_bytes.and_then(|n| n.parse().ok());
+            info.last_modified = table
+                .last_modified_time
+                .and_then(|ms| ms.parse().ok())
+                .and_then(chrono::DateTime::from_timestamp_millis);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(table = %info.table, error = %e, "no statistics for a BigQuery table"),
+    }
+    info
 }
 
 #[async_trait]
@@ -111,52 +197,55 @@ impl Source for BigQuerySource {
         &DIALECT
     }
 
+    /// Every dataset of the project.
     async fn schemas(&self) -> Result<Vec<String>, SourceError> {
-        Ok(vec![self.api().await?.settings.dataset.clone()])
+        let mut datasets = self.api().await?.list_datasets().await.map_err(query_error)?;
+        datasets.sort();
+        Ok(datasets)
     }
 
     async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
         let api = self.api().await?;
-        if let Some(schema) = schema {
-            Self::check_schema(&api, schema)?;
+        let datasets = match schema {
+            Some(schema) => vec![schema.to_owned()],
+            None => self.schemas().await?,
+        };
+        let mut found = Vec::new();
+        for dataset in datasets {
+            let tables = Self::tables_of(&api, &dataset).await?;
+            found.extend(
+                tables
+                    .into_iter()
+                    .filter(|t| !t.table_reference.table_id.starts_with(STAGING_PREFIX))
+                    .map(|t| table_info(&dataset, t)),
+            );
         }
-        let tables = api.list_tables().await.map_err(query_error)?;
-        Ok(tables
-            .into_iter()
-            .filter(|t| !t.table_reference.table_id.starts_with(STAGING_PREFIX))
-            .map(|t| TableInfo {
-                table: TableRef {
-                    schema: api.settings.dataset.clone(),
-                    name: t.table_reference.table_id,
-                },
-                kind: match t.r#type.as_deref() {
-                    Some("VIEW") => TableKind::View,
-                    Some("MATERIALIZED_VIEW") => TableKind::MaterializedView,
-                    Some("EXTERNAL") => TableKind::Foreign,
-                    _ if t.time_partitioning.is_some() || t.range_partitioning.is_some() => TableKind::Partitioned,
-                    _ => TableKind::Table,
-                },
-                estimated_rows: None,
-                size_bytes: None,
-                last_modified: None,
-            })
-            .collect())
+        // Rows, bytes and last change come with each table's resource
+        // (`tables.get`, free metadata calls), a few at a time.
+        let found = futures::stream::iter(found)
+            .map(|info| with_statistics(&api, info))
+            .buffered(STATISTICS_CALLS)
+            .collect()
+            .await;
+        Ok(found)
     }
 
     async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
         let api = self.api().await?;
-        Self::check_schema(&api, &table.schema)?;
-        let found = api.get_table(&table.name).await.map_err(query_error)?;
+        let found = api
+            .get_table_in(&table.schema, &table.name)
+            .await
+            .map_err(query_error)?;
         let Some(found) = found else {
-            let names = api
-                .list_tables()
-                .await
-                .map(|t| t.into_iter().map(|t| t.table_reference.table_id).collect())
-                .unwrap_or_default();
+            let names = Self::tables_of(&api, &table.schema)
+                .await?
+                .into_iter()
+                .map(|t| t.table_reference.table_id)
+                .filter(|t| !t.starts_with(STAGING_PREFIX));
             return Err(SourceError::NotFound {
                 kind: "table",
                 name: table.to_string(),
-                nearby: crate::sources::closest(&table.name, names),
+                nearby: crate::sources::closest(&table.name, names.collect()),
             });
         };
         let columns = found
@@ -205,7 +294,10 @@ impl Source for BigQuerySource {
                     })?,
             );
         let query = self.scan_query(description, request);
-        query_stream(api, &query, Vec::new(), schema).await.map_err(query_error)
+        let page_rows = Some(request.batch_rows.unwrap_or(PAGE_ROWS));
+        query_stream(api, &query, Vec::new(), schema, page_rows)
+            .await
+            .map_err(query_error)
     }
 
     async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
@@ -239,15 +331,20 @@ impl Source for BigQuerySource {
     }
 }
 
-/// Runs a query with named `parameters` and streams its rows, page by page,
-/// as batches of `schema` (one field per select-list item).
+/// Runs a query with named `parameters` and streams its rows as batches of
+/// `schema` (one field per select-list item): one batch per page of at
+/// most `page_rows` rows (BigQuery's own page size, at most about 10 MB,
+/// when `None`), the next page asked for (`pageToken`) only when the
+/// stream is polled again, so a scan holds one page at a time.
 pub(super) async fn query_stream(
     api: Arc<Api>,
     sql: &str,
     parameters: Vec<QueryParameter>,
     schema: SchemaRef,
+    page_rows: Option<usize>,
 ) -> Result<SendableRecordBatchStream, ApiError> {
-    let first = api.query(sql, parameters).await?;
+    let page_rows = page_rows.map(|rows| i32::try_from(rows.max(1)).unwrap_or(i32::MAX));
+    let first = api.query(sql, parameters, page_rows).await?;
     let job_id = first
         .job_reference
         .and_then(|r| r.job_id)
@@ -256,6 +353,7 @@ pub(super) async fn query_stream(
         api,
         schema: schema.clone(),
         job_id,
+        page_rows,
         next: Some(if first.job_complete == Some(true) {
             Fetched::Rows(first.rows.unwrap_or_default(), first.page_token)
         } else {
@@ -278,6 +376,7 @@ struct Page {
     api: Arc<Api>,
     schema: SchemaRef,
     job_id: String,
+    page_rows: Option<i32>,
     next: Option<Fetched>,
 }
 
@@ -289,7 +388,7 @@ async fn next_page(mut page: Page) -> Result<Option<(RecordBatch, Page)>, DataFu
             Some(Fetched::Pending(token)) => {
                 let results = page
                     .api
-                    .query_results(&page.job_id, token.clone())
+                    .query_results(&page.job_id, token.clone(), page.page_rows)
                     .await
                     .map_err(external)?;
                 page.next = Some(if results.job_complete == Some(true) {
@@ -324,7 +423,9 @@ fn source_type(field: &TableFieldSchema) -> String {
 }
 
 /// How a BigQuery column is read: scalar types as their Arrow type; arrays,
-/// records and the rest as text (arrays and records as JSON).
+/// records and the rest as text (arrays and records as JSON). The BigQuery
+/// type is the one the column loads as into BigQuery again: itself, except
+/// `INTERVAL`, whose text loads as `STRING`.
 pub(super) fn mapping(field: &TableFieldSchema) -> TypeMapping {
     let text = |bigquery: BigQueryType| (DataType::Utf8, bigquery);
     let repeated = field.mode.as_deref() == Some("REPEATED");
@@ -355,17 +456,22 @@ pub(super) fn mapping(field: &TableFieldSchema) -> TypeMapping {
             BigQueryType::Timestamp,
         ),
         (FieldType::Json, _) => text(BigQueryType::Json),
-        (FieldType::Time, _) => text(BigQueryType::Time),
+        (FieldType::Time, _) => (DataType::Time64(TimeUnit::Microsecond), BigQueryType::Time),
         (FieldType::Geography, _) => text(BigQueryType::Geography),
-        (FieldType::Interval, _) => text(BigQueryType::Interval),
+        (FieldType::Interval, _) => text(BigQueryType::String),
         (FieldType::String, _) => text(BigQueryType::String),
     };
+    let interval = !repeated && matches!(field.r#type, FieldType::Interval);
     TypeMapping {
         arrow,
         bigquery,
         repeated,
-        confidence: Confidence::High,
-        warnings: Vec::new(),
+        confidence: if interval { Confidence::Medium } else { Confidence::High },
+        warnings: if interval {
+            vec!["INTERVAL arrives as its text (e.g. 1-2 3 4:5:6) and loads as STRING".into()]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -480,7 +586,106 @@ mod tests {
     fn quotes_names_with_backticks() {
         assert_eq!(DIALECT.quote_ident("a`b"), "`a\\`b`");
         assert_eq!(DIALECT.quote_ident("plain"), "`plain`");
-        assert_eq!(DIALECT.literal(&ScalarValue::Int64(Some(5))), Some("5".into()));
-        assert_eq!(DIALECT.literal(&ScalarValue::Utf8(Some("x".into()))), None);
+    }
+
+    /// Every BigQuery type loads into BigQuery again as the type its
+    /// mapping (and so DESCRIBE) names.
+    #[test]
+    fn every_type_loads_into_bigquery_as_its_mapping_says() {
+        use crate::type_mapping::load_type;
+        let all = [
+            FieldType::String,
+            FieldType::Bytes,
+            FieldType::Integer,
+            FieldType::Int64,
+            FieldType::Float,
+            FieldType::Float64,
+            FieldType::Numeric,
+            FieldType::Bignumeric,
+            FieldType::Boolean,
+            FieldType::Bool,
+            FieldType::Timestamp,
+            FieldType::Date,
+            FieldType::Time,
+            FieldType::Datetime,
+            FieldType::Record,
+            FieldType::Struct,
+            FieldType::Geography,
+            FieldType::Json,
+            FieldType::Interval,
+        ];
+        for ty in all {
+            for mode in ["NULLABLE", "REPEATED"] {
+                let field = TableFieldSchema {
+                    mode: Some(mode.into()),
+                    ..TableFieldSchema::new("c", ty.clone())
+                };
+                let mapped = mapping(&field);
+                assert_eq!(
+                    load_type(&mapped.arrow, mapped.type_tag()),
+                    Ok(mapped.bigquery),
+                    "{ty:?} {mode}"
+                );
+            }
+        }
+        let time = TableFieldSchema::new("t", FieldType::Time);
+        assert_eq!(mapping(&time).bigquery, BigQueryType::Time);
+    }
+
+    fn lit(value: ScalarValue) -> Option<String> {
+        DIALECT.literal(&value)
+    }
+
+    #[test]
+    fn integers_booleans_and_strings_are_exact() {
+        assert_eq!(lit(ScalarValue::Int64(Some(-5))).as_deref(), Some("-5"));
+        assert_eq!(lit(ScalarValue::Boolean(Some(false))).as_deref(), Some("FALSE"));
+        assert_eq!(
+            lit(ScalarValue::Utf8(Some("it's a \\ \n 🚀".into()))).as_deref(),
+            Some("'it\\'s a \\\\ \\U0000000a 🚀'")
+        );
+        assert_eq!(lit(ScalarValue::Int64(None)), None);
+        assert_eq!(lit(ScalarValue::Float64(Some(1.5))), None, "floats stay in DataFusion");
+    }
+
+    #[test]
+    fn times_are_typed_literals_in_bigquerys_range() {
+        let micros = 1_704_164_645_123_456; // 2024-01-02 03:04:05.123456 UTC
+        assert_eq!(
+            lit(ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))).as_deref(),
+            Some("TIMESTAMP '2024-01-02 03:04:05.123456+00:00'")
+        );
+        assert_eq!(
+            lit(ScalarValue::TimestampMicrosecond(Some(micros), Some("+02:00".into()))).as_deref(),
+            Some("TIMESTAMP '2024-01-02 03:04:05.123456+00:00'"),
+            "the instant, written in UTC"
+        );
+        assert_eq!(
+            lit(ScalarValue::TimestampMicrosecond(Some(micros), None)).as_deref(),
+            Some("DATETIME '2024-01-02 03:04:05.123456'")
+        );
+        assert_eq!(
+            lit(ScalarValue::TimestampNanosecond(Some(micros * 1000), None)).as_deref(),
+            Some("DATETIME '2024-01-02 03:04:05.123456'")
+        );
+        assert_eq!(
+            lit(ScalarValue::TimestampNanosecond(Some(1), None)),
+            None,
+            "no nanoseconds"
+        );
+        assert_eq!(
+            lit(ScalarValue::TimestampSecond(Some(-1), Some("UTC".into()))).as_deref(),
+            Some("TIMESTAMP '1969-12-31 23:59:59.000000+00:00'")
+        );
+        assert_eq!(
+            lit(ScalarValue::Date32(Some(19_783))).as_deref(),
+            Some("DATE '2024-03-01'")
+        );
+        assert_eq!(
+            lit(ScalarValue::Date32(Some(-719_162))).as_deref(),
+            Some("DATE '0001-01-01'")
+        );
+        assert_eq!(lit(ScalarValue::Date32(Some(-719_163))), None, "year 0 is out of range");
+        assert_eq!(lit(ScalarValue::TimestampSecond(Some(i64::MAX), None)), None);
     }
 }
