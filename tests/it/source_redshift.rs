@@ -246,7 +246,10 @@ async fn schemas_tables_and_columns_come_from_the_catalog_views() {
         "{described:?}"
     );
     let updated_at = &described[3];
-    assert_eq!(updated_at[6].as_deref(), Some("recommended"), "{updated_at:?}");
+    assert!(
+        updated_at[6].as_deref().unwrap_or_default().contains("recommended"),
+        "{updated_at:?}"
+    );
 
     let message = expect_err(&client, "DESCRIBE rs.sales.ordres", "42704").await;
     assert!(message.contains("orders"), "{message}");
