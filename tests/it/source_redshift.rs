@@ -10,7 +10,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, NoTls};
 
 const RS_USER: &str = "rs_etl";
 const RS_PASSWORD: &str = "rs_pw_123";
@@ -29,6 +29,12 @@ const NOT_IN_REDSHIFT: &[&str] = &[
     "format_type",
 ];
 
+/// The stand-in: `svv_transactions` shows what `pg_stat_activity` shows the
+/// user, and `svl_user_info` calls `pg_read_all_stats` members
+/// `UNRESTRICTED`, as Redshift shows other users' transactions only to
+/// superusers and users with `SYSLOG ACCESS UNRESTRICTED`; `getdate()` has
+/// no fractional seconds, as Redshift's.
+///
 /// The stand-in: statements logged with their user, the Redshift catalog
 /// views, types and functions Sluice uses, and a login for the connection.
 fn standin() -> PgServer {
@@ -61,6 +67,19 @@ fn standin() -> PgServer {
               AND n.nspname NOT IN ('information_schema');
         GRANT SELECT ON information_schema.svv_tables, information_schema.svv_columns,
                         information_schema.svv_table_info TO {RS_USER};
+        CREATE VIEW information_schema.svv_transactions AS
+            SELECT usename::text AS txn_owner, datname::text AS txn_db, backend_xid::text::bigint AS xid, pid,
+                   xact_start AT TIME ZONE 'UTC' AS txn_start, 'AccessShareLock'::text AS lock_mode,
+                   'relation'::text AS lockable_object_type, NULL::int AS relation, true AS granted
+            FROM pg_stat_activity WHERE xact_start IS NOT NULL;
+        CREATE VIEW information_schema.svl_user_info AS
+            SELECT usename::text, usesysid, usesuper,
+                   CASE WHEN usesuper OR pg_has_role(usename, 'pg_read_all_stats', 'member')
+                        THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslogaccess
+            FROM pg_user;
+        GRANT SELECT ON information_schema.svv_transactions, information_schema.svl_user_info TO {RS_USER};
+        CREATE FUNCTION public.getdate() RETURNS timestamp LANGUAGE sql VOLATILE
+            AS $$SELECT date_trunc('second', clock_timestamp() AT TIME ZONE 'UTC')$$;
         CREATE DOMAIN public.super AS text;
         CREATE DOMAIN public.hllsketch AS text;
         CREATE DOMAIN public.geometry AS bytea;
@@ -477,4 +496,75 @@ async fn kill_9_mid_run_then_rerun_loads_every_row_once() {
     .await;
     assert_ne!(interrupted[0][0].as_deref(), Some("0"), "some kills interrupted a run");
     assert_speaks_redshift(&pg, &["DECLARE sluice_scan CURSOR"]);
+}
+
+/// A session of the `postgres` superuser on the stand-in.
+async fn admin(pg: &PgServer) -> Client {
+    let mut config = pg.config();
+    config.user("postgres").password(pg.admin_password.as_str());
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn the_commit_guard_waits_for_transactions_open_in_svv_transactions() {
+    let pg = standin();
+    insert_orders(&pg, 1, 10);
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    connect_rs(&client, &pg).await;
+    // Without unrestricted system table access the user sees only its own
+    // transactions: the job is created with a NOTICE, its runs say so.
+    let output = sluice.psql(
+        "CREATE ETL JOB orders FROM rs.sales.orders INTO warehouse.orders INCREMENTAL BY updated_at ALL \
+         WITH (guard_margin = '1 second');",
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let notices = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        notices.contains("cannot see other sessions' transactions") && notices.contains("SYSLOG ACCESS UNRESTRICTED"),
+        "{notices}"
+    );
+    pg.psql_admin(&format!("GRANT pg_read_all_stats TO {RS_USER}"));
+
+    // A writer stamps row 100 with its transaction's start and keeps it open
+    // while newer rows commit.
+    let writer = admin(&pg).await;
+    writer
+        .batch_execute("BEGIN; INSERT INTO sales.orders VALUES (100, 'late', 1, now())")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    pg.psql_admin("INSERT INTO sales.orders SELECT g, 'new', 1, now() FROM generate_series(11, 20) g");
+    let first = rows(&client, "RUN ETL JOB orders").await;
+    assert_eq!(first[0][1].as_deref(), Some("succeeded"), "{first:?}");
+    assert_eq!(
+        first[0][2].as_deref(),
+        Some("10"),
+        "only rows older than the open transaction: {first:?}"
+    );
+    let reason = one(
+        &client,
+        &format!(
+            "SELECT guard_reason FROM sluice.runs WHERE run_id = {}",
+            first[0][0].as_deref().unwrap()
+        ),
+    )
+    .await;
+    assert!(reason.starts_with("oldest transaction started "), "{reason}");
+
+    writer.batch_execute("COMMIT").await.unwrap();
+    // getdate() has whole seconds: let the clock pass the newest rows.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = rows(&client, "RUN ETL JOB orders").await;
+    assert_eq!(
+        second[0][2].as_deref(),
+        Some("11"),
+        "the late row and the newer rows: {second:?}"
+    );
+    let third = rows(&client, "RUN ETL JOB orders").await;
+    assert_eq!(third[0][2].as_deref(), Some("0"));
+    assert_eq!(fingerprint(&client, "orders").await, source_fingerprint(&pg));
+    assert_speaks_redshift(&pg, &["FROM svv_transactions"]);
 }

@@ -6,6 +6,7 @@
 
 mod decode;
 mod dialect;
+mod horizon;
 mod metadata;
 mod source;
 pub mod types;

@@ -17,11 +17,12 @@ use tracing::debug;
 
 use super::decode::TextDecoder;
 use super::dialect::DIALECT;
-use super::metadata;
+use super::{horizon, metadata};
 use crate::connectors::postgres::{Endpoint, PgConnection, query_error};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef,
+    scan_sql,
 };
 
 /// Rows per `FETCH` unless the scan asks for another batch size.
@@ -110,6 +111,13 @@ impl Source for RedshiftSource {
         };
         let stream = futures::stream::try_unfold(Some(state), next_batch);
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
+        let connection = self.endpoint.connect().await?;
+        let result = horizon::read(&connection.client).await;
+        connection.close();
+        result.map(Some)
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
