@@ -1,6 +1,6 @@
 //! The commit guard's reading of a Redshift source: its clock and the
 //! transactions open in other sessions of the database (`svv_transactions`,
-//! one row per lock, so grouped by session), in one query. Redshift keeps
+//! one row per lock, so grouped by session), in a few short queries. Redshift keeps
 //! time in UTC: the session is set to UTC and both instants of each reading
 //! are its UTC value, so a `timestamp` cursor is taken to hold UTC times.
 //!
@@ -9,32 +9,64 @@
 //! says the guard is blind, and runs record that they ran unguarded.
 
 use chrono::NaiveDateTime;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::connectors::postgres::query_error;
 use crate::sources::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
 
-/// The clock, whether the user is a superuser or has unrestricted system
-/// table access (`svl_user_info` may show a non-superuser nothing: then
-/// the reading says blind), and each other session with an open transaction
-/// and its start (none: one row with NULLs).
-const HORIZON: &str = "SET timezone TO 'UTC'; \
-SELECT c.now, s.super, u.unrestricted, t.pid, t.started \
-FROM (SELECT getdate() AS now) c \
-CROSS JOIN (SELECT bool_or(usesuper) AS super FROM pg_user WHERE usename = current_user) s \
-CROSS JOIN (SELECT bool_or(syslogaccess = 'UNRESTRICTED') AS unrestricted \
-            FROM svl_user_info WHERE usename = current_user) u \
-LEFT JOIN (SELECT pid, min(txn_start) AS started FROM svv_transactions \
-           WHERE pid <> pg_backend_pid() AND txn_db = current_database() GROUP BY pid) t ON 1 = 1 \
-ORDER BY t.started";
+/// The statements of one reading, each a query of its own (system views
+/// of the leader node and of the compute nodes are never joined), in this
+/// order: the clock first, so a transaction that starts after it stamps its
+/// rows later; then whether the user is a superuser or has unrestricted
+/// system table access (`svl_user_info` may show a non-superuser nothing:
+/// the reading then says blind); then the other sessions with an open
+/// transaction, oldest first.
+const CLOCK: &str = "SET timezone TO 'UTC'; SELECT getdate()";
+const SUPERUSER: &str = "SELECT usesuper FROM pg_user WHERE usename = current_user";
+const UNRESTRICTED: &str = "SELECT syslogaccess FROM svl_user_info WHERE usename = current_user";
+const OPEN: &str = "SELECT pid, min(txn_start) AS started FROM svv_transactions \
+                    WHERE pid <> pg_backend_pid() AND txn_db = current_database() GROUP BY pid ORDER BY started";
 
 /// What a user needs to see other users' transactions.
 const GRANT: &str = "SYSLOG ACCESS UNRESTRICTED (ALTER USER ... SYSLOG ACCESS UNRESTRICTED)";
 
 /// Reads the commit horizon on `client` (a session of its own).
 pub(super) async fn read(client: &Client) -> Result<CommitHorizon, SourceError> {
-    let rows: Vec<_> = client
-        .simple_query(HORIZON)
+    let clock = rows(client, CLOCK).await?;
+    let now = instant(
+        clock
+            .first()
+            .and_then(|r| r.get(0))
+            .ok_or_else(|| unexpected("no clock"))?,
+    )?;
+    let superuser = rows(client, SUPERUSER).await?.first().and_then(|r| r.get(0)) == Some("t");
+    let unrestricted = rows(client, UNRESTRICTED)
+        .await?
+        .first()
+        .and_then(|r| r.get(0))
+        .is_some_and(|access| access.eq_ignore_ascii_case("UNRESTRICTED"));
+    let mut open = Vec::new();
+    for row in rows(client, OPEN).await? {
+        let (Some(pid), Some(started)) = (row.get(0), row.get(1)) else {
+            continue;
+        };
+        open.push(OpenTransaction {
+            holder: pid.parse().map_err(|_| unexpected(pid))?,
+            started: instant(started)?,
+        });
+    }
+    Ok(CommitHorizon {
+        now,
+        open,
+        replay: None,
+        blind: (!(superuser || unrestricted)).then(|| GRANT.to_owned()),
+        uploads_in_flight: false,
+    })
+}
+
+async fn rows(client: &Client, sql: &str) -> Result<Vec<SimpleQueryRow>, SourceError> {
+    Ok(client
+        .simple_query(sql)
         .await
         .map_err(query_error)?
         .into_iter()
@@ -42,26 +74,7 @@ pub(super) async fn read(client: &Client) -> Result<CommitHorizon, SourceError> 
             SimpleQueryMessage::Row(row) => Some(row),
             _ => None,
         })
-        .collect();
-    let first = rows.first().ok_or_else(|| unexpected("no row"))?;
-    let now = instant(first.get(0).ok_or_else(|| unexpected("no clock"))?)?;
-    let sees_all = first.get(1) == Some("t") || first.get(2) == Some("t");
-    let mut open = Vec::new();
-    for row in &rows {
-        if let (Some(pid), Some(started)) = (row.get(3), row.get(4)) {
-            open.push(OpenTransaction {
-                holder: pid.parse().map_err(|_| unexpected(pid))?,
-                started: instant(started)?,
-            });
-        }
-    }
-    Ok(CommitHorizon {
-        now,
-        open,
-        replay: None,
-        blind: (!sees_all).then(|| GRANT.to_owned()),
-        uploads_in_flight: false,
-    })
+        .collect())
 }
 
 /// A `timestamp` in the session's ISO text, as UTC.
@@ -77,7 +90,7 @@ fn instant(text: &str) -> Result<SourceInstant, SourceError> {
 fn unexpected(what: &str) -> SourceError {
     SourceError::Query {
         code: None,
-        message: format!("unexpected answer from svv_transactions: {what}"),
+        message: format!("unexpected answer while reading open transactions: {what}"),
     }
 }
 

@@ -1,9 +1,12 @@
 //! Schemas, tables and columns from Redshift's catalog views: `pg_namespace`
 //! for schemas, `svv_tables` and `svv_table_info` (row estimates, sizes,
-//! sort keys) for tables, `svv_columns` for columns. Every query is a
+//! sort keys; queried on its own and matched by name) for tables,
+//! `svv_columns` for columns. Every query is a
 //! simple query with the names written as literals: Redshift answers the
 //! extended protocol's bind parameters only in text, and a simple query is
 //! what every Redshift version serves.
+
+use std::collections::HashMap;
 
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
@@ -66,32 +69,70 @@ pub(super) async fn schemas(client: &Client) -> Result<Vec<String>, SourceError>
     Ok(names)
 }
 
+/// Statistics `svv_table_info` keeps for a table that holds data.
+#[derive(Default)]
+struct Stats {
+    estimated_rows: Option<i64>,
+    size_bytes: Option<i64>,
+    sort_key: Option<String>,
+}
+
+/// The statistics of the tables `filter` (a condition on `"schema"` and
+/// `"table"`) selects, by schema and name. A query of its own: system views
+/// of the compute nodes are never joined with the leader node's catalog.
+async fn stats(client: &Client, filter: &str) -> Result<HashMap<(String, String), Stats>, SourceError> {
+    let sql = format!(
+        "SELECT \"schema\", \"table\", estimated_visible_rows, tbl_rows, size, sortkey1 FROM svv_table_info WHERE {filter}"
+    );
+    let mut stats = HashMap::new();
+    for row in query(client, &sql).await? {
+        let visible: Option<i64> = number(&row, 2)?;
+        let stored: Option<i64> = number(&row, 3)?;
+        let blocks: Option<i64> = number(&row, 4)?;
+        stats.insert(
+            (text(&row, 0).unwrap_or_default(), text(&row, 1).unwrap_or_default()),
+            Stats {
+                estimated_rows: visible.or(stored),
+                size_bytes: blocks.map(|b| b.saturating_mul(BLOCK_BYTES)),
+                sort_key: text(&row, 5),
+            },
+        );
+    }
+    Ok(stats)
+}
+
 /// Tables and views of `schema` (or of every user schema), with the row
 /// estimate and size `svv_table_info` keeps for tables that hold data.
 pub(super) async fn tables(client: &Client, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
-    let filter = match schema {
-        Some(schema) => format!("t.table_schema = {}", name(schema)?),
-        None => user_schema("t.table_schema"),
+    let (filter, stats_filter) = match schema {
+        Some(schema) => (
+            format!("table_schema = {}", name(schema)?),
+            format!("\"schema\" = {}", name(schema)?),
+        ),
+        None => (user_schema("table_schema"), user_schema("\"schema\"")),
     };
     let sql = format!(
-        "SELECT t.table_schema, t.table_name, t.table_type, i.estimated_visible_rows, i.tbl_rows, i.size \
-         FROM svv_tables t LEFT JOIN svv_table_info i ON i.\"schema\" = t.table_schema AND i.\"table\" = t.table_name \
-         WHERE t.table_catalog = current_database() AND {filter}"
+        "SELECT table_schema, table_name, table_type FROM svv_tables \
+         WHERE table_catalog = current_database() AND {filter}"
     );
+    let listed = query(client, &sql).await?;
+    let mut stats = stats(client, &stats_filter).await?;
     let mut tables = Vec::new();
-    for row in query(client, &sql).await? {
+    for row in listed {
         let kind = table_kind(row.get(2).unwrap_or_default());
-        let visible: Option<i64> = number(&row, 3)?;
-        let stored: Option<i64> = number(&row, 4)?;
-        let blocks: Option<i64> = number(&row, 5)?;
+        let table = TableRef {
+            schema: text(&row, 0).unwrap_or_default(),
+            name: text(&row, 1).unwrap_or_default(),
+        };
+        let stats = stats
+            .remove(&(table.schema.clone(), table.name.clone()))
+            .unwrap_or_default();
+        let stored = kind == TableKind::Table;
         tables.push(TableInfo {
-            table: TableRef {
-                schema: text(&row, 0).unwrap_or_default(),
-                name: text(&row, 1).unwrap_or_default(),
-            },
+            table,
             kind,
-            estimated_rows: visible.or(stored).filter(|_| kind == TableKind::Table),
-            size_bytes: blocks.map(|b| b.saturating_mul(BLOCK_BYTES)),
+            estimated_rows: stats.estimated_rows.filter(|_| stored),
+            size_bytes: stats.size_bytes.filter(|_| stored),
             last_modified: None,
         });
     }
@@ -116,9 +157,8 @@ fn table_kind(table_type: &str) -> TableKind {
 pub(super) async fn describe(client: &Client, table: &TableRef) -> Result<TableDescription, SourceError> {
     let (schema, table_name) = (name(&table.schema)?, name(&table.name)?);
     let relation = format!(
-        "SELECT t.table_type, i.estimated_visible_rows, i.tbl_rows, i.sortkey1 \
-         FROM svv_tables t LEFT JOIN svv_table_info i ON i.\"schema\" = t.table_schema AND i.\"table\" = t.table_name \
-         WHERE t.table_catalog = current_database() AND t.table_schema = {schema} AND t.table_name = {table_name}"
+        "SELECT table_type FROM svv_tables \
+         WHERE table_catalog = current_database() AND table_schema = {schema} AND table_name = {table_name}"
     );
     let Some(relation) = query(client, &relation).await?.into_iter().next() else {
         ensure_schema(client, &table.schema).await?;
@@ -129,10 +169,13 @@ pub(super) async fn describe(client: &Client, table: &TableRef) -> Result<TableD
         });
     };
     let kind = table_kind(relation.get(0).unwrap_or_default());
-    let estimated_rows = number::<i64>(&relation, 1)?
-        .or(number(&relation, 2)?)
-        .filter(|_| kind == TableKind::Table);
-    let sort_key = text(&relation, 3);
+    let stats = stats(client, &format!("\"schema\" = {schema} AND \"table\" = {table_name}"))
+        .await?
+        .into_values()
+        .next()
+        .unwrap_or_default();
+    let estimated_rows = stats.estimated_rows.filter(|_| kind == TableKind::Table);
+    let sort_key = stats.sort_key;
     let columns = format!(
         "SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale, is_nullable, \
                 column_default \
