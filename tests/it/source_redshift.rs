@@ -284,6 +284,13 @@ async fn schemas_tables_and_columns_come_from_the_catalog_views() {
     assert_eq!(picked[0], [Some("996".into()), Some("996.25".into())]);
     let counted = rows(&client, "SELECT count(*) FROM rs.sales.orders").await;
     assert_eq!(counted[0][0].as_deref(), Some("1000"));
+    // A value Arrow cannot hold is refused, naming the column and the value.
+    pg.psql_admin("CREATE TABLE sales.odd (d date); INSERT INTO sales.odd VALUES ('infinity');");
+    let message = expect_err(&client, "SELECT d FROM rs.sales.odd", "22P02").await;
+    assert!(
+        message.contains("column \"d\"") && message.contains("infinity"),
+        "{message}"
+    );
     assert_speaks_redshift(
         &pg,
         &[
