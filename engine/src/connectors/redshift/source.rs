@@ -17,6 +17,7 @@ use tracing::debug;
 
 use super::decode::TextDecoder;
 use super::dialect::DIALECT;
+use super::types::RsColumnType;
 use super::{horizon, metadata};
 use crate::connectors::postgres::{Endpoint, PgConnection, query_error};
 use crate::options::ResolvedOptions;
@@ -191,7 +192,7 @@ fn query(description: &TableDescription, request: &ScanRequest) -> String {
 /// is (its text form is what the decoder reads).
 fn expression(column: &ColumnInfo) -> String {
     let quoted = DIALECT.quote_ident(&column.name);
-    match column.source_type.as_str() {
+    match RsColumnType::named(&column.source_type).canonical() {
         "geometry" | "geography" => format!("ST_AsBinary({quoted})"),
         _ => quoted,
     }
@@ -200,7 +201,7 @@ fn expression(column: &ColumnInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::redshift::types::{RsColumnType, map};
+    use crate::connectors::redshift::types::map;
     use crate::sources::TableKind;
 
     fn column(name: &str, data_type: &str) -> ColumnInfo {
@@ -225,18 +226,22 @@ mod tests {
                 name: "order \"items\"".into(),
             },
             kind: TableKind::Table,
-            columns: vec![column("id", "integer"), column("where", "geography")],
+            columns: vec![
+                column("id", "integer"),
+                column("where", "geography"),
+                column("shape", "GEOMETRY"),
+            ],
             estimated_rows: None,
         };
         let request = ScanRequest {
-            columns: vec![1, 0],
+            columns: vec![1, 2, 0],
             filter: Some("(\"id\" > 5)".into()),
             limit: Some(3),
             batch_rows: None,
         };
         assert_eq!(
             query(&description, &request),
-            "SELECT ST_AsBinary(\"where\"), \"id\" FROM \"sales\".\"order \"\"items\"\"\" WHERE (\"id\" > 5) LIMIT 3"
+            "SELECT ST_AsBinary(\"where\"), ST_AsBinary(\"shape\"), \"id\" FROM \"sales\".\"order \"\"items\"\"\" WHERE (\"id\" > 5) LIMIT 3"
         );
         assert_eq!(
             query(&description, &ScanRequest::default()),
