@@ -140,21 +140,32 @@ fn redshift_statements(pg: &PgServer) -> Vec<String> {
     ours
 }
 
+/// What of `sent` Redshift would refuse: extended-protocol messages (the
+/// only way to ask for binary results) and objects or forms it lacks.
+fn violations(sent: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in sent {
+        let lower = entry.to_lowercase();
+        if ["log:  execute", "log:  bind", "log:  parse"]
+            .iter()
+            .any(|m| lower.contains(m))
+        {
+            found.push(format!("extended protocol: {entry}"));
+        }
+        for word in NOT_IN_REDSHIFT.iter().filter(|w| lower.contains(*w)) {
+            found.push(format!("{word:?}: {entry}"));
+        }
+    }
+    found
+}
+
 /// Every statement of the Redshift connection was a simple query in a form
 /// Redshift serves; `expected` must all have been sent.
 fn assert_speaks_redshift(pg: &PgServer, expected: &[&str]) {
     let sent = redshift_statements(pg);
     assert!(!sent.is_empty(), "the stand-in logged nothing of {RS_USER}");
-    for entry in &sent {
-        let lower = entry.to_lowercase();
-        assert!(
-            !lower.contains("log:  execute") && !lower.contains("log:  bind") && !lower.contains("log:  parse"),
-            "the extended protocol was used (its results may be binary): {entry}"
-        );
-        for word in NOT_IN_REDSHIFT {
-            assert!(!lower.contains(word), "sent {word:?}, which Redshift lacks: {entry}");
-        }
-    }
+    let found = violations(&sent);
+    assert!(found.is_empty(), "sent what Redshift refuses:\n{}", found.join("\n"));
     for needle in expected {
         assert!(
             sent.iter().any(|entry| entry.contains(needle)),
@@ -162,6 +173,31 @@ fn assert_speaks_redshift(pg: &PgServer, expected: &[&str]) {
             sent.join("\n")
         );
     }
+}
+
+/// The log check catches what a PostgreSQL connection sends: the same
+/// user through `TYPE postgres` (binary `COPY`, catalog queries with bind
+/// parameters) is flagged.
+#[tokio::test]
+async fn the_statement_log_check_catches_what_postgres_sends() {
+    let pg = standin();
+    insert_orders(&pg, 1, 3);
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION as_pg TYPE postgres OPTIONS (host '127.0.0.1', port {}, database '{}', \
+             user '{RS_USER}', password '{RS_PASSWORD}', sslmode 'disable')",
+            pg.port, pg.db
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows(&client, "SELECT id FROM as_pg.sales.orders").await.len(), 3);
+    let found = violations(&redshift_statements(&pg)).join("\n");
+    assert!(
+        found.contains("extended protocol") && found.contains("\"copy \""),
+        "{found}"
+    );
 }
 
 #[tokio::test]
