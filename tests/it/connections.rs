@@ -402,6 +402,7 @@ async fn options_are_validated_against_the_type() {
             "postgres",
             "mysql",
             "mariadb",
+            "redshift",
             "bigquery",
             "gcs",
             "s3",

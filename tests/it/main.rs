@@ -47,6 +47,7 @@ mod source_files_once;
 mod source_local;
 mod source_mysql;
 mod source_postgres;
+mod source_redshift;
 mod source_tls;
 mod transactions;
 mod trust_store;

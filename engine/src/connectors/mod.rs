@@ -9,6 +9,7 @@ mod local;
 pub mod mysql;
 mod planned;
 pub mod postgres;
+pub mod redshift;
 mod s3;
 #[cfg(test)]
 mod type_docs;
@@ -24,7 +25,7 @@ static ALL: &[&ConnectionType] = &[
     &planned::ORACLE,
     &planned::SQLSERVER,
     &planned::DB2,
-    &planned::REDSHIFT,
+    &redshift::REDSHIFT,
     &bigquery::BIGQUERY,
     &planned::SNOWFLAKE,
     &planned::SYNAPSE,

@@ -73,21 +73,6 @@ planned!(
 );
 
 planned!(
-    REDSHIFT,
-    "redshift",
-    "Amazon Redshift",
-    Category::Warehouse,
-    ["host", "port", "database", "user"],
-    &[
-        O::required("host", Text, "cluster endpoint"),
-        O::with_default("port", PORT, "5439", "TCP port"),
-        O::required("database", Text, "database name"),
-        O::required("user", Text, "user name"),
-        O::optional("password", Secret, "password"),
-    ]
-);
-
-planned!(
     SNOWFLAKE,
     "snowflake",
     "Snowflake",

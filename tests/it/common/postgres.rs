@@ -42,6 +42,8 @@ pub struct PgServer {
     /// Temp dir root; also the unix socket directory.
     pub dir: PathBuf,
     pub(super) bin: PathBuf,
+    /// Extra `-c name=value` server settings.
+    pub(super) settings: String,
     pub(super) tmp: Option<TempDir>,
 }
 
@@ -49,6 +51,12 @@ impl PgServer {
     /// initdb + pg_ctl start on a free port (~1–3 s). Panics with the server
     /// log on failure.
     pub fn start() -> PgServer {
+        Self::start_with_settings(&[])
+    }
+
+    /// [`start`](Self::start) with extra server settings, each `name=value`
+    /// (no spaces), e.g. `log_statement=all`.
+    pub fn start_with_settings(settings: &[&str]) -> PgServer {
         let tmp = server_tempdir("sluice-pg-");
         let dir = tmp.path().to_path_buf();
         chown_to(&dir, "postgres");
@@ -76,6 +84,7 @@ impl PgServer {
             admin_password,
             dir,
             bin,
+            settings: settings.iter().map(|s| format!(" -c {s}")).collect(),
             tmp: Some(tmp),
         };
         pg.start_on_free_port();
@@ -114,9 +123,10 @@ impl PgServer {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c shared_buffers=32MB -c TimeZone=UTC \
-             -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10",
+             -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.settings
         );
         let out = command_as("postgres", self.bin.join("pg_ctl"))
             .arg("-D")

@@ -37,6 +37,7 @@ impl PgServer {
             admin_password: self.admin_password.clone(),
             dir,
             bin: self.bin.clone(),
+            settings: String::new(),
             tmp: Some(tmp),
         };
         replica.start_on_free_port();

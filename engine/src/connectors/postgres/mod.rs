@@ -3,7 +3,7 @@
 //! (see [`source`]).
 
 mod copy_binary;
-mod dialect;
+pub(crate) mod dialect;
 mod horizon;
 mod metadata;
 mod parallel;
@@ -28,7 +28,7 @@ use crate::tls::{self, Verify};
 
 /// libpq's modes plus the default, `verify-if-offered`: TLS checked like
 /// `verify-full` when the server offers it, plaintext when it does not.
-const SSL_MODES: &[&str] = &[
+pub(crate) const SSL_MODES: &[&str] = &[
     "disable",
     "prefer",
     "require",
@@ -73,7 +73,7 @@ pub(crate) static POSTGRES: ConnectionType = ConnectionType {
     }),
 };
 
-struct PostgresConnector;
+pub(crate) struct PostgresConnector;
 
 #[async_trait]
 impl Connector for PostgresConnector {
@@ -98,7 +98,7 @@ impl Connector for PostgresConnector {
 
 /// How to reach one PostgreSQL server: a connection's options, ready for
 /// any number of connection attempts.
-struct Endpoint {
+pub(crate) struct Endpoint {
     config: Config,
     /// `None` for `sslmode=disable`.
     tls: Option<TlsSettings>,
@@ -112,7 +112,7 @@ struct TlsSettings {
 
 impl Endpoint {
     /// The endpoint of a connection's options; `timeout` bounds each attempt.
-    fn new(options: &ResolvedOptions, timeout: Duration) -> Self {
+    pub(crate) fn new(options: &ResolvedOptions, timeout: Duration) -> Self {
         let mut config = Config::new();
         config
             .host(options.text("host").unwrap_or_default())
@@ -146,7 +146,7 @@ impl Endpoint {
     }
 
     /// Opens a session, giving up after the endpoint's timeout.
-    async fn connect(&self) -> Result<PgConnection, ConnectFailure> {
+    pub(crate) async fn connect(&self) -> Result<PgConnection, ConnectFailure> {
         tokio::time::timeout(self.timeout, self.open())
             .await
             .map_err(|_| timed_out(self.timeout))?
@@ -166,15 +166,15 @@ impl Endpoint {
 /// An open session. Dropping it aborts the session (and whatever query is
 /// in flight, e.g. an unfinished `COPY`); [`PgConnection::close`] ends it
 /// politely.
-struct PgConnection {
-    client: Client,
+pub(crate) struct PgConnection {
+    pub(crate) client: Client,
     driver: Option<JoinHandle<()>>,
 }
 
 impl PgConnection {
     /// Ends the session: the driver task says goodbye to the server and
     /// finishes on its own.
-    fn close(mut self) {
+    pub(crate) fn close(mut self) {
         self.driver = None;
     }
 }
@@ -231,7 +231,7 @@ fn classify(err: tokio_postgres::Error) -> ConnectFailure {
 
 /// A failed query: the server's SQLSTATE and message, or a connection
 /// failure when the session broke.
-fn query_error(err: tokio_postgres::Error) -> SourceError {
+pub(crate) fn query_error(err: tokio_postgres::Error) -> SourceError {
     if let Some(db) = err.as_db_error() {
         return SourceError::Query {
             code: Some(db.code().code().to_owned()),

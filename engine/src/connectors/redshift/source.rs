@@ -1,0 +1,251 @@
+//! A Redshift database as a [`Source`]: metadata from its catalog views, and
+//! each scan as a server-side cursor (`DECLARE ... CURSOR` in a read-only
+//! transaction) fetched `batch_rows` rows at a time in text format and
+//! decoded into Arrow batches, so memory stays bounded by one batch. Every
+//! statement is a simple query. Every operation opens its own session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use tokio_postgres::SimpleQueryMessage;
+use tracing::debug;
+
+use super::decode::TextDecoder;
+use super::dialect::DIALECT;
+use super::types::RsColumnType;
+use super::{horizon, metadata};
+use crate::connectors::postgres::{Endpoint, PgConnection, query_error};
+use crate::options::ResolvedOptions;
+use crate::sources::{
+    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef,
+    scan_sql,
+};
+
+/// Rows per `FETCH` unless the scan asks for another batch size.
+const BATCH_ROWS: usize = 8192;
+
+/// The cursor every scan declares (one per session).
+const CURSOR: &str = "sluice_scan";
+
+/// Settings of every scan session, all of them Redshift configuration
+/// parameters: values' text forms do not depend on server or user defaults,
+/// and floats are written with enough digits to read back exactly.
+const SCAN_SESSION: &str = "SET datestyle TO 'ISO, MDY'; SET timezone TO 'UTC'; SET extra_float_digits TO 2";
+
+/// Opens a Redshift connection's options as a source.
+pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
+    Arc::new(RedshiftSource {
+        endpoint: Endpoint::new(options, timeout),
+    })
+}
+
+struct RedshiftSource {
+    endpoint: Endpoint,
+}
+
+#[async_trait]
+impl Source for RedshiftSource {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DIALECT
+    }
+
+    async fn schemas(&self) -> Result<Vec<String>, SourceError> {
+        let connection = self.endpoint.connect().await?;
+        let result = metadata::schemas(&connection.client).await;
+        connection.close();
+        result
+    }
+
+    async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
+        let connection = self.endpoint.connect().await?;
+        let result = metadata::tables(&connection.client, schema).await;
+        connection.close();
+        result
+    }
+
+    async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
+        let connection = self.endpoint.connect().await?;
+        let result = metadata::describe(&connection.client, table).await;
+        connection.close();
+        result
+    }
+
+    async fn scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        if let Some(bad) = request.columns.iter().find(|&&i| i >= description.columns.len()) {
+            return Err(SourceError::Query {
+                code: None,
+                message: format!("{} has no column number {bad}", description.table),
+            });
+        }
+        let query = query(description, request);
+        let schema =
+            Arc::new(
+                description
+                    .arrow_schema()
+                    .project(&request.columns)
+                    .map_err(|e| SourceError::Query {
+                        code: None,
+                        message: e.to_string(),
+                    })?,
+            );
+        debug!(table = %description.table, %query, "Redshift scan");
+        let connection = self.endpoint.connect().await?;
+        let declare = format!("{SCAN_SESSION}; BEGIN READ ONLY; DECLARE {CURSOR} CURSOR FOR {query}");
+        if let Err(err) = connection.client.batch_execute(&declare).await {
+            connection.close();
+            return Err(query_error(err));
+        }
+        let rows = request.batch_rows.unwrap_or(BATCH_ROWS).max(1);
+        let state = Scan {
+            connection,
+            fetch: format!("FETCH FORWARD {rows} FROM {CURSOR}"),
+            decoder: TextDecoder::new(schema.clone()),
+        };
+        let stream = futures::stream::try_unfold(Some(state), next_batch);
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
+        let connection = self.endpoint.connect().await?;
+        let result = horizon::read(&connection.client).await;
+        connection.close();
+        result.map(Some)
+    }
+
+    fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
+        query(description, request)
+    }
+}
+
+/// A running scan. Dropping it before the end drops the session, which
+/// ends the transaction and its cursor.
+struct Scan {
+    connection: PgConnection,
+    fetch: String,
+    decoder: TextDecoder,
+}
+
+async fn next_batch(state: Option<Scan>) -> Result<Option<(RecordBatch, Option<Scan>)>, DataFusionError> {
+    let Some(scan) = state else {
+        return Ok(None);
+    };
+    let fetched = scan.connection.client.simple_query(&scan.fetch).await;
+    let rows: Vec<_> = fetched
+        .map_err(|e| external(query_error(e)))?
+        .into_iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        let closed = scan
+            .connection
+            .client
+            .batch_execute(&format!("CLOSE {CURSOR}; COMMIT"))
+            .await;
+        scan.connection.close();
+        closed.map_err(|e| external(query_error(e)))?;
+        return Ok(None);
+    }
+    let batch = scan.decoder.decode(&rows).map_err(external)?;
+    Ok(Some((batch, Some(scan))))
+}
+
+fn external(error: SourceError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+/// The `SELECT` a scan of `request` declares its cursor for. Redshift needs
+/// a select list, so a scan of no columns (a count) selects a constant that
+/// the decoder ignores.
+fn query(description: &TableDescription, request: &ScanRequest) -> String {
+    let list: Vec<String> = request
+        .columns
+        .iter()
+        .filter_map(|&i| description.columns.get(i))
+        .map(expression)
+        .collect();
+    let list = if list.is_empty() {
+        "1".to_owned()
+    } else {
+        list.join(", ")
+    };
+    let from = format!(
+        "{}.{}",
+        DIALECT.quote_ident(&description.table.schema),
+        DIALECT.quote_ident(&description.table.name),
+    );
+    scan_sql(&list, &from, request)
+}
+
+/// How one column is selected: spatial values as WKB, everything else as it
+/// is (its text form is what the decoder reads).
+fn expression(column: &ColumnInfo) -> String {
+    let quoted = DIALECT.quote_ident(&column.name);
+    match RsColumnType::named(&column.source_type).canonical() {
+        "geometry" | "geography" => format!("ST_AsBinary({quoted})"),
+        _ => quoted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::redshift::types::map;
+    use crate::sources::TableKind;
+
+    fn column(name: &str, data_type: &str) -> ColumnInfo {
+        let ty = RsColumnType::named(data_type);
+        ColumnInfo {
+            name: name.into(),
+            ordinal: 1,
+            source_type: ty.formatted(),
+            nullable: true,
+            default: None,
+            primary_key_position: None,
+            indexed: false,
+            mapping: map(&ty),
+        }
+    }
+
+    #[test]
+    fn the_query_quotes_names_reads_spatial_values_as_wkb_and_never_selects_nothing() {
+        let description = TableDescription {
+            table: TableRef {
+                schema: "sales".into(),
+                name: "order \"items\"".into(),
+            },
+            kind: TableKind::Table,
+            columns: vec![
+                column("id", "integer"),
+                column("where", "geography"),
+                column("shape", "GEOMETRY"),
+            ],
+            estimated_rows: None,
+        };
+        let request = ScanRequest {
+            columns: vec![1, 2, 0],
+            filter: Some("(\"id\" > 5)".into()),
+            limit: Some(3),
+            batch_rows: None,
+        };
+        assert_eq!(
+            query(&description, &request),
+            "SELECT ST_AsBinary(\"where\"), ST_AsBinary(\"shape\"), \"id\" FROM \"sales\".\"order \"\"items\"\"\" WHERE (\"id\" > 5) LIMIT 3"
+        );
+        assert_eq!(
+            query(&description, &ScanRequest::default()),
+            "SELECT 1 FROM \"sales\".\"order \"\"items\"\"\""
+        );
+    }
+}
