@@ -10,6 +10,7 @@ pub mod mysql;
 mod planned;
 pub mod postgres;
 mod s3;
+pub mod sqlserver;
 #[cfg(test)]
 mod type_docs;
 
@@ -22,12 +23,12 @@ static ALL: &[&ConnectionType] = &[
     &mysql::MYSQL,
     &mysql::MARIADB,
     &planned::ORACLE,
-    &planned::SQLSERVER,
+    &sqlserver::SQLSERVER,
     &planned::DB2,
     &planned::REDSHIFT,
     &bigquery::BIGQUERY,
     &planned::SNOWFLAKE,
-    &planned::SYNAPSE,
+    &sqlserver::SYNAPSE,
     &planned::TERADATA,
     &gcs::GCS,
     &s3::S3,

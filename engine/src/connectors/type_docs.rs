@@ -3,7 +3,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{mysql, postgres};
+use super::{mysql, postgres, sqlserver};
 use crate::type_mapping::{load_type, render_numeric_markdown_table};
 
 /// Every documented mapping loads into BigQuery as the type the docs
@@ -17,6 +17,11 @@ fn documented_types_load_as_documented() {
             mysql::types::examples()
                 .into_iter()
                 .map(|(label, column)| (label, mysql::types::map(&column))),
+        )
+        .chain(
+            sqlserver::types::examples()
+                .into_iter()
+                .map(|(label, column)| (label, sqlserver::types::map(&column))),
         );
     for (label, mapping) in rows {
         let in_flight = match &mapping.arrow {
@@ -49,6 +54,7 @@ fn docs_are_up_to_date() {
         ("numeric", render_numeric_markdown_table()),
         ("postgres", postgres::types::render_markdown_table()),
         ("mysql", mysql::types::render_markdown_table()),
+        ("sqlserver", sqlserver::types::render_markdown_table()),
     ];
     let mut expected = doc.clone();
     for (name, table) in &sections {

@@ -19,6 +19,7 @@
 pub mod bqemulator;
 pub mod emulators;
 mod replica;
+pub mod sqlbridge;
 
 use std::fs;
 use std::io::{Read, Write};
