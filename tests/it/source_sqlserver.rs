@@ -161,6 +161,8 @@ async fn connections_are_tested_before_they_are_saved() {
 async fn explore_describe_and_stream_with_top_and_filters_pushed_down() {
     let (bridge, _sluice, client) = setup(ROWS).await;
     assert_eq!(one(&rows(&client, "SHOW SCHEMAS FROM mssql").await), "dbo");
+    let all = rows(&client, "SHOW TABLES FROM mssql").await;
+    assert_eq!(all.len(), 1, "{all:?}");
     let tables = rows(&client, "SHOW TABLES FROM mssql.dbo").await;
     assert_eq!(tables.len(), 1, "{tables:?}");
     assert_eq!(
@@ -234,10 +236,10 @@ async fn explore_describe_and_stream_with_top_and_filters_pushed_down() {
     let limited = rows(&client, "SELECT id FROM mssql.dbo.orders WHERE id > 19990 LIMIT 3").await;
     assert_eq!(limited.len(), 3);
     // The bridge received the TOP and the filter: only those rows crossed.
-    let log = bridge.log();
     assert!(
-        log.contains("SELECT TOP (3) [id] FROM [dbo].[orders] WHERE ([id] > 19990)"),
-        "{log}"
+        bridge.logged("SELECT TOP (3) [id] FROM [dbo].[orders] WHERE ([id] > 19990)"),
+        "{}",
+        bridge.log()
     );
     // A table that is not there names the one that is.
     let message = expect_err(&client, "DESCRIBE mssql.dbo.order", "42704").await;
@@ -269,7 +271,7 @@ async fn snapshot_and_incremental_jobs_load_every_row_once() {
     let summary = rows(&client, "RUN ETL JOB orders_inc").await;
     assert_eq!(summary[0][2].as_deref(), Some("500"), "{summary:?}");
     assert!(
-        bridge.log().contains(&format!("WHERE [id] > {ROWS}")),
+        bridge.logged(&format!("WHERE [id] > {ROWS}")),
         "the next run reads past the watermark at the source:\n{}",
         bridge.log()
     );
@@ -305,6 +307,44 @@ async fn kill_9_after_the_destination_commit_loads_every_row_once() {
     let summary = rows(&client, "RUN ETL JOB orders_inc").await;
     assert_eq!(summary[0][2].as_deref(), Some("100"), "{summary:?}");
     assert_eq!(loaded(&client, "orders_inc").await, expected(ROWS + 100));
+}
+
+#[tokio::test]
+async fn kill_9_at_any_point_then_rerun_loads_every_row_once() {
+    let (mut bridge, mut sluice, client) = setup(ROWS).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders_inc FROM mssql.dbo.orders INTO warehouse.orders_inc INCREMENTAL BY id ALL \
+             WITH (batch_rows = 1000); \
+             CREATE ETL JOB orders_snap FROM mssql.dbo.orders INTO warehouse.orders_snap SNAPSHOT WITH (batch_rows = 1000);",
+        )
+        .await
+        .unwrap();
+    let mut client = client;
+    let mut n = ROWS;
+    for (round, delay_ms) in [20u64, 150, 400].into_iter().enumerate() {
+        for job in ["orders_inc", "orders_snap"] {
+            rows(&client, &format!("RUN ETL JOB {job} ASYNC")).await;
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            sluice.kill9();
+            sluice.restart();
+            client = sluice.client().await;
+            let unsettled = rows(
+                &client,
+                "SELECT run_id FROM sluice.runs WHERE status IN ('running', 'queued')",
+            )
+            .await;
+            assert!(unsettled.is_empty(), "round {round}: {unsettled:?}");
+        }
+        for job in ["orders_inc", "orders_snap"] {
+            let summary = rows(&client, &format!("RUN ETL JOB {job}")).await;
+            assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+            assert_eq!(loaded(&client, job).await, expected(n), "round {round}: {job}");
+        }
+        n += 1000;
+        bridge.write_table("orders", &orders_csv(n));
+        bridge.restart();
+    }
 }
 
 /// Against a real SQL Server or Synapse when `SLUICE_MSSQL_TEST_URL` is set

@@ -224,6 +224,39 @@ mod tests {
     }
 
     #[test]
+    fn verify_checksums_are_written_in_t_sql() {
+        use datafusion::arrow::datatypes::TimeUnit;
+
+        use crate::sources::{BucketUnit, ChecksumQuery};
+        let query = ChecksumQuery {
+            columns: vec![
+                ("id".into(), DataType::Int64),
+                ("name".into(), DataType::Utf8),
+                ("at".into(), DataType::Timestamp(TimeUnit::Microsecond, None)),
+            ],
+            bucket: Some((
+                "at".into(),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                BucketUnit::Day,
+            )),
+            filter: None,
+        };
+        let sql = query.sql(&SqlServerDialect, "[dbo].[t]").unwrap();
+        for part in [
+            "CAST([id] AS nvarchar(40))",
+            "DATEDIFF_BIG(MICROSECOND, '1970-01-01', [at])",
+            "HASHBYTES('MD5', CAST((CONCAT(",
+            "COLLATE Latin1_General_100_BIN2_UTF8 AS varchar(max))",
+            "CHARINDEX(SUBSTRING(h, 1, 1), '0123456789abcdef')",
+            "FORMAT(SWITCHOFFSET([at], '+00:00'), 'yyyy-MM-dd', 'en-US') AS b",
+            "FROM [dbo].[t]",
+        ] {
+            assert!(sql.contains(part), "{part}: {sql}");
+        }
+        assert!(!sql.contains("SUBSTR("), "{sql}");
+    }
+
+    #[test]
     fn values_finer_than_microseconds_compare_in_datafusion() {
         let column = |source_type: &str| ColumnInfo {
             name: "t".into(),

@@ -19,6 +19,9 @@ const OPEN: &str = "SELECT st.session_id, at.transaction_begin_time FROM sys.dm_
 /// What the source user needs to see other sessions' transactions.
 const GRANT: &str = "VIEW SERVER STATE";
 
+/// What a server without the views (a Synapse pool) needs instead.
+const NO_VIEWS: &str = "a server with sys.dm_tran_active_transactions (Synapse pools have none: use LOOKBACK)";
+
 /// Reads the commit horizon on `client`.
 pub(super) async fn read(client: &mut Session) -> Result<CommitHorizon, SourceError> {
     let clock = rows(client, CLOCK, &[]).await?;
@@ -39,9 +42,8 @@ pub(super) async fn read(client: &mut Session) -> Result<CommitHorizon, SourceEr
         Ok(rows) => (rows, None),
         // No permission to see other sessions, or no such view (a
         // stand-in, or a pool without it).
-        Err(SourceError::Query { code: Some(code), .. }) if code == "42501" || code == "42P01" => {
-            (Vec::new(), Some(GRANT.to_owned()))
-        }
+        Err(SourceError::Query { code: Some(code), .. }) if code == "42501" => (Vec::new(), Some(GRANT.to_owned())),
+        Err(SourceError::Query { code: Some(code), .. }) if code == "42P01" => (Vec::new(), Some(NO_VIEWS.to_owned())),
         Err(e) => return Err(e),
     };
     // The wall clock's offset from UTC now, for the transactions' starts.
