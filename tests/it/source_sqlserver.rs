@@ -285,6 +285,48 @@ async fn snapshot_and_incremental_jobs_load_every_row_once() {
 }
 
 #[tokio::test]
+async fn a_datetime_cursor_reads_past_the_watermark_by_one_microsecond() {
+    let mut bridge = SqlBridge::start_with_events(&[], Some(3000));
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION mssql TYPE sqlserver OPTIONS ({}); \
+             CREATE ETL JOB ev FROM mssql.dbo.events INTO warehouse.ev INCREMENTAL BY at ALL;",
+            options(&bridge, ", trust_server_certificate true")
+        ))
+        .await
+        .unwrap();
+    let described = rows(&client, "DESCRIBE mssql.dbo.events").await;
+    let at = described.iter().find(|r| r[0].as_deref() == Some("at")).unwrap();
+    assert_eq!(
+        (at[2].as_deref(), at[7].as_deref()),
+        (Some("datetime"), Some("DATETIME")),
+        "{at:?}"
+    );
+    let summary = rows(&client, "RUN ETL JOB ev").await;
+    assert_eq!(summary[0][2].as_deref(), Some("3000"), "{summary:?}");
+    // datetime counts 1/300 s: .234 is stored as 70 ticks, 0.233333 s.
+    let value = rows(&client, "SELECT CAST(at AS VARCHAR) FROM warehouse.ev WHERE id = 1234").await;
+    assert_eq!(one(&value), "2024-01-01T00:20:34.233333", "{value:?}");
+    // The source has no sys.dm_tran_active_transactions: the run says so.
+    let guard = rows(&client, "SELECT guard_reason FROM sluice.runs WHERE job = 'ev'").await;
+    assert!(one(&guard).contains("sys.dm_tran_active_transactions"), "{guard:?}");
+    bridge.write_events(3500);
+    bridge.restart();
+    let summary = rows(&client, "RUN ETL JOB ev").await;
+    assert_eq!(summary[0][2].as_deref(), Some("500"), "{summary:?}");
+    // The watermark is 00:50:00 (id 3000); the next window starts a
+    // microsecond past it, against the value the server compares.
+    assert!(
+        bridge.logged("[at] >= CAST('2024-01-01 00:50:00.000001' AS datetime2"),
+        "{}",
+        bridge.log()
+    );
+    assert_eq!(loaded(&client, "ev").await, expected(3500));
+}
+
+#[tokio::test]
 async fn kill_9_after_the_destination_commit_loads_every_row_once() {
     let mut bridge = SqlBridge::start(&[("orders", &orders_csv(ROWS))]);
     let mut sluice = Sluice::start_with(&[], &[("SLUICE_FAILPOINTS", "after_destination_commit")]);

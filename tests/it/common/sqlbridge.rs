@@ -23,6 +23,25 @@ pub const BRIDGE_PASSWORD: &str = "bridge_pw_123";
 /// The one database and schema the bridge serves.
 pub const BRIDGE_DATABASE: &str = "pysqlbridge";
 
+/// Writes a minimal .xlsx (sheet `events`: `id` numbers, `at` date cells).
+const EVENTS_WORKBOOK: &str = r#"
+import datetime, sys, zipfile
+path, n = sys.argv[1], int(sys.argv[2])
+start = datetime.datetime(2024, 1, 1)
+rows = ['<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c><c r="B1" t="inlineStr"><is><t>at</t></is></c></row>']
+for i in range(1, n + 1):
+    at = (start + datetime.timedelta(seconds=i, milliseconds=i % 1000)).isoformat(timespec="milliseconds")
+    rows.append(f'<row r="{i + 1}"><c r="A{i + 1}"><v>{i}</v></c><c r="B{i + 1}" t="d"><v>{at}</v></c></row>')
+main = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+package = "http://schemas.openxmlformats.org/package/2006/relationships"
+with zipfile.ZipFile(path, "w") as z:
+    z.writestr("_rels/.rels", f'<Relationships xmlns="{package}"><Relationship Id="rId1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
+    z.writestr("xl/workbook.xml", f'<workbook {main} xmlns:r="{rel}"><sheets><sheet name="events" sheetId="1" r:id="rId1"/></sheets></workbook>')
+    z.writestr("xl/_rels/workbook.xml.rels", f'<Relationships xmlns="{package}"><Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>')
+    z.writestr("xl/worksheets/sheet1.xml", f'<worksheet {main}><sheetData>{"".join(rows)}</sheetData></worksheet>')
+"#;
+
 /// A running pysqlbridge.
 pub struct SqlBridge {
     pub port: u16,
@@ -33,14 +52,24 @@ pub struct SqlBridge {
 impl SqlBridge {
     /// Serves `tables` (name, CSV text with a header line) on a free port.
     pub fn start(tables: &[(&str, &str)]) -> SqlBridge {
+        Self::start_with_events(tables, None)
+    }
+
+    /// Serves `tables` and, with `Some(n)`, the workbook table `events`
+    /// (see [`Self::write_events`]): CSV text is never typed as a time, a
+    /// workbook's date cells are (`datetime`).
+    pub fn start_with_events(tables: &[(&str, &str)], events: Option<i64>) -> SqlBridge {
         let dir = tempfile::Builder::new().prefix("sluice-sqlbridge-").tempdir().unwrap();
-        let entries: Vec<String> = tables
+        let mut entries: Vec<String> = tables
             .iter()
             .map(|(name, csv)| {
                 std::fs::write(dir.path().join(format!("{name}.csv")), csv).unwrap();
                 format!(r#"{{"name": "{name}", "csv": "{name}.csv"}}"#)
             })
             .collect();
+        if events.is_some() {
+            entries.push(r#"{"excel": "events.xlsx"}"#.to_owned());
+        }
         let config = format!(
             r#"{{"logins": [{{"user": "{BRIDGE_USER}", "password": "${{env:BRIDGE_PW}}"}}], "tables": [{}]}}"#,
             entries.join(", ")
@@ -51,8 +80,24 @@ impl SqlBridge {
             child: None,
             dir,
         };
+        if let Some(n) = events {
+            bridge.write_events(n);
+        }
         bridge.spawn();
         bridge
+    }
+
+    /// Writes the workbook of table `events`: `id` 1..=n and `at` =
+    /// 2024-01-01 plus `id` seconds and `id % 1000` milliseconds (served
+    /// after [`Self::restart`]).
+    pub fn write_events(&self, n: i64) {
+        let out = Command::new(tools().join("sqlbridge-venv/bin/python"))
+            .args(["-c", EVENTS_WORKBOOK])
+            .arg(self.dir.path().join("events.xlsx"))
+            .arg(n.to_string())
+            .output()
+            .expect("run python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Replaces the CSV text of table `name` (served after [`Self::restart`]).
