@@ -122,6 +122,7 @@ async fn connections_are_tested_before_they_are_saved() {
     )
     .await;
     assert!(message.contains("trust_server_certificate"), "{message}");
+    assert!(!message.contains("Config::"), "the driver's API stays out: {message}");
     let closed = common::free_port();
     let message = expect_err(
         &client,
@@ -155,6 +156,18 @@ async fn connections_are_tested_before_they_are_saved() {
         .unwrap();
     let saved = rows(&client, "SELECT name FROM sluice.connections ORDER BY name").await;
     assert_eq!(saved, [[Some("pool".into())]]);
+    // The other encryption levels reach the bridge too (it offers TLS):
+    // 'off' encrypts the login only, 'on' everything. ALTER re-tests.
+    client
+        .batch_execute(&format!(
+            "DROP CONNECTION pool; CREATE CONNECTION modes TYPE sqlserver OPTIONS ({}); \
+             ALTER CONNECTION modes SET (encrypt 'on');",
+            options(&bridge, ", encrypt 'off', trust_server_certificate true")
+        ))
+        .await
+        .unwrap();
+    let saved = rows(&client, "SELECT name FROM sluice.connections ORDER BY name").await;
+    assert_eq!(saved, [[Some("modes".into())]]);
 }
 
 #[tokio::test]
