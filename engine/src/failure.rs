@@ -80,7 +80,8 @@ impl ConnectFailureKind {
             ConnectFailureKind::Tls => {
                 "Check the TLS options against what the server offers: to trust a private or self-signed \
                  certificate, name its CA file (ssl_ca for MySQL/MariaDB, sslrootcert for PostgreSQL); to encrypt \
-                 without verifying, use ssl_mode 'preferred' (sslmode 'prefer')."
+                 without verifying, use ssl_mode 'preferred' (sslmode 'prefer'; trust_server_certificate true for SQL Server \
+                 and Synapse)."
             }
             ConnectFailureKind::Other => "Check the connection options.",
         }

@@ -324,7 +324,7 @@ impl ResolvedOptions {
     }
 
     /// A boolean option.
-    pub fn flag(&self, name: &str) -> Option<bool> {
+    pub fn boolean(&self, name: &str) -> Option<bool> {
         match self.values.get(name)? {
             Resolved::Plain(OptionValue::Bool(b)) => Some(*b),
             _ => None,

@@ -48,6 +48,7 @@ mod source_local;
 mod source_mysql;
 mod source_postgres;
 mod source_redshift;
+mod source_sqlserver;
 mod source_tls;
 mod transactions;
 mod trust_store;

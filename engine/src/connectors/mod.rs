@@ -11,6 +11,7 @@ mod planned;
 pub mod postgres;
 pub mod redshift;
 mod s3;
+pub mod sqlserver;
 #[cfg(test)]
 mod type_docs;
 
@@ -23,12 +24,12 @@ static ALL: &[&ConnectionType] = &[
     &mysql::MYSQL,
     &mysql::MARIADB,
     &planned::ORACLE,
-    &planned::SQLSERVER,
+    &sqlserver::SQLSERVER,
     &planned::DB2,
     &redshift::REDSHIFT,
     &bigquery::BIGQUERY,
     &planned::SNOWFLAKE,
-    &planned::SYNAPSE,
+    &sqlserver::SYNAPSE,
     &planned::TERADATA,
     &gcs::GCS,
     &s3::S3,

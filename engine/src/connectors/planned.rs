@@ -36,28 +36,6 @@ planned!(
 );
 
 planned!(
-    SQLSERVER,
-    "sqlserver",
-    "Microsoft SQL Server",
-    Category::Relational,
-    ["host", "port", "database", "user"],
-    &[
-        O::required("host", Text, "server host name or address"),
-        O::with_default("port", PORT, "1433", "TCP port"),
-        O::required("database", Text, "database name"),
-        O::required("user", Text, "user name"),
-        O::optional("password", Secret, "password"),
-        O::with_default("encrypt", Bool, "true", "encrypt the connection with TLS"),
-        O::with_default(
-            "trust_server_certificate",
-            Bool,
-            "false",
-            "accept any server certificate"
-        ),
-    ]
-);
-
-planned!(
     DB2,
     "db2",
     "IBM Db2",
@@ -86,21 +64,6 @@ planned!(
         O::required("database", Text, "database name"),
         O::optional("schema", Text, "default schema"),
         O::optional("role", Text, "role to assume"),
-    ]
-);
-
-planned!(
-    SYNAPSE,
-    "synapse",
-    "Azure Synapse Analytics",
-    Category::Warehouse,
-    ["host", "port", "database", "user"],
-    &[
-        O::required("host", Text, "workspace SQL endpoint"),
-        O::with_default("port", PORT, "1433", "TCP port"),
-        O::required("database", Text, "database (pool) name"),
-        O::required("user", Text, "user name"),
-        O::optional("password", Secret, "password"),
     ]
 );
 

@@ -3,7 +3,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{mysql, postgres, redshift};
+use super::{mysql, postgres, redshift, sqlserver};
 use crate::type_mapping::{load_type, render_numeric_markdown_table};
 
 /// Every documented mapping loads into BigQuery as the type the docs
@@ -22,6 +22,11 @@ fn documented_types_load_as_documented() {
             redshift::types::examples()
                 .into_iter()
                 .map(|(label, column)| (label, redshift::types::map(&column))),
+        )
+        .chain(
+            sqlserver::types::examples()
+                .into_iter()
+                .map(|(label, column)| (label, sqlserver::types::map(&column))),
         );
     for (label, mapping) in rows {
         let in_flight = match &mapping.arrow {
@@ -55,6 +60,7 @@ fn docs_are_up_to_date() {
         ("postgres", postgres::types::render_markdown_table()),
         ("mysql", mysql::types::render_markdown_table()),
         ("redshift", redshift::types::render_markdown_table()),
+        ("sqlserver", sqlserver::types::render_markdown_table()),
     ];
     let mut expected = doc.clone();
     for (name, table) in &sections {

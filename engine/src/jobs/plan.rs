@@ -168,8 +168,7 @@ pub(super) fn window_filter<'a>(
         .filter_map(|(op, value)| value.map(|v| (op, v)))
         .map(|(op, value)| {
             dialect
-                .bound_literal(value)
-                .map(|literal| format!("{} {op} {literal}", dialect.quote_ident(cursor)))
+                .bound_condition(&dialect.quote_ident(cursor), op, value)
                 .ok_or_else(|| EngineError::InvalidJob {
                     message: format!("cannot write the cursor value {value} as a literal for the source"),
                 })

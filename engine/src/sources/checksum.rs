@@ -21,6 +21,7 @@ pub enum SqlFamily {
     MySql,
     DataFusion,
     BigQuery,
+    SqlServer,
 }
 
 /// The width of VERIFY's buckets on a time cursor.
@@ -132,6 +133,7 @@ fn canonical_text(family: SqlFamily, column: &str, data_type: &DataType) -> Opti
         F::MySql => format!("CAST({e} AS CHAR)"),
         F::DataFusion => format!("CAST({e} AS VARCHAR)"),
         F::BigQuery => format!("CAST({e} AS STRING)"),
+        F::SqlServer => format!("CAST({e} AS nvarchar(40))"),
     };
     Some(match data_type {
         DataType::Int8
@@ -145,13 +147,14 @@ fn canonical_text(family: SqlFamily, column: &str, data_type: &DataType) -> Opti
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => match family {
             F::Postgres => format!("CAST({column} AS text)"),
             F::MySql => format!("CONVERT({column} USING utf8mb4)"),
-            F::DataFusion | F::BigQuery => column.to_owned(),
+            F::DataFusion | F::BigQuery | F::SqlServer => column.to_owned(),
         },
         DataType::Date32 => match family {
             F::Postgres => format!("to_char({column}, 'YYYY-MM-DD')"),
             F::MySql => format!("DATE_FORMAT({column}, '%Y-%m-%d')"),
             F::DataFusion => format!("to_char({column}, '%Y-%m-%d')"),
             F::BigQuery => format!("FORMAT_DATE('%Y-%m-%d', {column})"),
+            F::SqlServer => format!("CONVERT(char(10), {column}, 23)"),
         },
         DataType::Timestamp(_, zone) => match family {
             F::Postgres => as_text(&format!("CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS bigint)")),
@@ -160,6 +163,9 @@ fn canonical_text(family: SqlFamily, column: &str, data_type: &DataType) -> Opti
             F::DataFusion => as_text(&format!("CAST({column} AS BIGINT)")),
             F::BigQuery if zone.is_some() => as_text(&format!("UNIX_MICROS({column})")),
             F::BigQuery => as_text(&format!("UNIX_MICROS(TIMESTAMP({column}))")),
+            // DATEDIFF_BIG counts crossed microsecond boundaries: the value cut
+            // to microseconds, as it loads; a datetimeoffset counts in UTC.
+            F::SqlServer => as_text(&format!("DATEDIFF_BIG(MICROSECOND, '1970-01-01', {column})")),
         },
         _ => return None,
     })
@@ -172,6 +178,10 @@ fn md5_hex(family: SqlFamily, text: &str) -> String {
         SqlFamily::MySql => format!("LOWER(MD5({text}))"),
         SqlFamily::DataFusion => format!("md5({text})"),
         SqlFamily::BigQuery => format!("TO_HEX(MD5({text}))"),
+        // MD5 of the UTF-8 bytes (a UTF-8 collation, SQL Server 2019 and later).
+        SqlFamily::SqlServer => format!(
+            "LOWER(CONVERT(char(32), HASHBYTES('MD5', CAST(({text}) COLLATE Latin1_General_100_BIN2_UTF8 AS varchar(max))), 2))"
+        ),
     }
 }
 
@@ -180,15 +190,19 @@ fn hex_prefix_value(family: SqlFamily, hex: &str) -> String {
     const DIGITS: &str = "'0123456789abcdef'";
     (1..=8)
         .map(|i| {
-            let digit = format!("SUBSTR({hex}, {i}, 1)");
+            let digit = match family {
+                SqlFamily::SqlServer => format!("SUBSTRING({hex}, {i}, 1)"),
+                _ => format!("SUBSTR({hex}, {i}, 1)"),
+            };
             let position = match family {
                 SqlFamily::MySql => format!("LOCATE({digit}, {DIGITS})"),
+                SqlFamily::SqlServer => format!("CHARINDEX({digit}, {DIGITS})"),
                 _ => format!("STRPOS({DIGITS}, {digit})"),
             };
             let weight = 16_i64.pow(8 - i);
             // PostgreSQL's integer literals are 32 bits; the sum needs 64.
             let weight = match family {
-                SqlFamily::Postgres => format!("CAST({weight} AS bigint)"),
+                SqlFamily::Postgres | SqlFamily::SqlServer => format!("CAST({weight} AS bigint)"),
                 _ => weight.to_string(),
             };
             format!("({position} - 1) * {weight}")
@@ -230,6 +244,19 @@ fn bucket_label(family: SqlFamily, column: &str, data_type: &DataType, unit: Buc
         SqlFamily::BigQuery if date => format!("FORMAT_DATE('{strftime}', {column})"),
         SqlFamily::BigQuery if zoned => format!("FORMAT_TIMESTAMP('{strftime}', {column}, 'UTC')"),
         SqlFamily::BigQuery => format!("FORMAT_DATETIME('{strftime}', {column})"),
+        SqlFamily::SqlServer => {
+            let pattern = match unit {
+                BucketUnit::Hour => "yyyy-MM-dd HH:00",
+                BucketUnit::Day => "yyyy-MM-dd",
+                BucketUnit::Month => "yyyy-MM",
+            };
+            let value = if zoned {
+                format!("SWITCHOFFSET({column}, '+00:00')")
+            } else {
+                column.to_owned()
+            };
+            format!("FORMAT({value}, '{pattern}', 'en-US')")
+        }
     })
 }
 

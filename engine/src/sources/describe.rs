@@ -76,10 +76,17 @@ fn name_class(name: &str) -> u32 {
     }
 }
 
+/// A SQL Server `rowversion` column: a counter the server raises on every
+/// insert and update, the best change cursor a table can have.
+fn is_row_version(column: &super::ColumnInfo) -> bool {
+    column.source_type == "rowversion" && column.mapping.bigquery == BigQueryType::Int64
+}
+
 impl TableDescription {
-    /// Timestamp and date columns ranked as incremental cursors: names like
-    /// `updated_at` first, then `created_at`-like ones, indexed and NOT NULL
-    /// columns before others. The first is recommended when its name or an
+    /// Timestamp and date columns ranked as incremental cursors: SQL Server
+    /// row versions first, then names like `updated_at`, then
+    /// `created_at`-like ones, indexed and NOT NULL columns before others.
+    /// The first is recommended when it is a row version or its name or an
     /// index says it tracks changes.
     pub fn timestamp_candidates(&self) -> Vec<TimestampCandidate> {
         let mut ranked: Vec<_> = self
@@ -87,20 +94,33 @@ impl TableDescription {
             .iter()
             .filter(|c| {
                 !c.mapping.repeated
-                    && matches!(
-                        c.mapping.bigquery,
-                        BigQueryType::Timestamp | BigQueryType::Datetime | BigQueryType::Date
-                    )
+                    && (is_row_version(c)
+                        || matches!(
+                            c.mapping.bigquery,
+                            BigQueryType::Timestamp | BigQueryType::Datetime | BigQueryType::Date
+                        ))
             })
-            .map(|c| ((name_class(&c.name), !c.indexed, c.nullable, c.ordinal), c))
+            .map(|c| {
+                (
+                    (
+                        !is_row_version(c),
+                        name_class(&c.name),
+                        !c.indexed,
+                        c.nullable,
+                        c.ordinal,
+                    ),
+                    c,
+                )
+            })
             .collect();
         ranked.sort_by_key(|(key, _)| *key);
         ranked
             .into_iter()
             .enumerate()
-            .map(|(i, ((class, not_indexed, _, _), c))| {
+            .map(|(i, ((not_version, class, not_indexed, _, _), c))| {
                 let mut reasons = Vec::new();
                 match class {
+                    _ if !not_version => reasons.push("row version: the server raises it on every insert and update"),
                     0 => reasons.push("name suggests last change time"),
                     1 => reasons.push("name suggests creation time (misses updates)"),
                     _ => {}
@@ -114,7 +134,7 @@ impl TableDescription {
                 TimestampCandidate {
                     column: c.name.clone(),
                     rank: i as u32 + 1,
-                    recommended: i == 0 && (class < 2 || !not_indexed),
+                    recommended: i == 0 && (!not_version || class < 2 || !not_indexed),
                     reason: reasons.join(", "),
                 }
             })
@@ -209,5 +229,20 @@ mod tests {
         assert_eq!(t.recommended_load(), LoadRecommendation::Snapshot);
         let indexed = table(vec![column("happened", 1, BigQueryType::Timestamp, true, true)]);
         assert_eq!(indexed.recommended_load().describe(), "INCREMENTAL BY happened");
+    }
+
+    #[test]
+    fn a_sql_server_row_version_is_offered_first() {
+        let mut version = column("ver", 3, BigQueryType::Int64, false, false);
+        version.source_type = "rowversion".into();
+        let t = table(vec![
+            column("id", 1, BigQueryType::Int64, true, false),
+            column("updated_at", 2, BigQueryType::Datetime, true, false),
+            version,
+        ]);
+        let candidates = t.timestamp_candidates();
+        let names: Vec<_> = candidates.iter().map(|c| (c.column.as_str(), c.recommended)).collect();
+        assert_eq!(names, [("ver", true), ("updated_at", false)]);
+        assert!(candidates[0].reason.contains("row version"), "{}", candidates[0].reason);
     }
 }

@@ -266,6 +266,14 @@ pub trait Dialect: Send + Sync {
     fn bound_literal(&self, value: &ScalarValue) -> Option<String> {
         self.literal(value)
     }
+
+    /// The condition `column op value` (`op` one of `>`, `>=`, `<`, `<=`)
+    /// bounding a run's window on the quoted `column`; sources that load a
+    /// column coarser than they compare it write it against the loaded value.
+    fn bound_condition(&self, column: &str, op: &str, value: &ScalarValue) -> Option<String> {
+        self.bound_literal(value)
+            .map(|literal| format!("{column} {op} {literal}"))
+    }
 }
 
 /// The `SELECT` of a scan in any dialect: the select `list` (empty for none,

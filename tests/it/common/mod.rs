@@ -24,6 +24,7 @@ mod mariadb;
 mod postgres;
 mod replica;
 mod sluice;
+pub mod sqlbridge;
 
 use std::fs;
 use std::io::{Read, Write};

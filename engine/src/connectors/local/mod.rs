@@ -115,7 +115,7 @@ impl Directory {
         Self {
             given,
             path,
-            file_columns: options.flag("file_columns").unwrap_or(false),
+            file_columns: options.boolean("file_columns").unwrap_or(false),
         }
     }
 

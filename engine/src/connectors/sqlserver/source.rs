@@ -1,0 +1,299 @@
+//! A SQL Server or Synapse database as a [`Source`]: its schemas are the
+//! schemas, and a scan streams one `SELECT` as Arrow batches, decoded in a
+//! task that owns the session and hands batches over a bounded channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::TryStreamExt;
+use tiberius::QueryItem;
+use tokio::sync::mpsc;
+
+use super::decode::ColumnDecoder;
+use super::dialect::SqlServerDialect;
+use super::endpoint::{Endpoint, Session, query_error};
+use super::metadata::{self, value_text};
+use super::{horizon, types};
+use crate::options::ResolvedOptions;
+use crate::sources::{
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
+    TableRef, TextRows,
+};
+
+/// Rows per record batch of a scan.
+const BATCH_ROWS: usize = 8192;
+
+/// Batches decoded ahead of the consumer.
+const BATCHES_AHEAD: usize = 2;
+
+/// Every session reads values whole (`text`, `ntext` and `image` are cut
+/// at 4 KB by default over TDS) and without row-count messages.
+const SESSION: &str = "SET TEXTSIZE 2147483647; SET NOCOUNT ON;";
+
+/// Opens a SQL Server/Synapse connection's options as a source.
+pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
+    Arc::new(SqlServerSource {
+        endpoint: Endpoint::new(options),
+        timeout,
+    })
+}
+
+struct SqlServerSource {
+    endpoint: Endpoint,
+    timeout: Duration,
+}
+
+impl SqlServerSource {
+    /// A session with the reading settings.
+    async fn session(&self) -> Result<Session, SourceError> {
+        let mut client = self.endpoint.connect(self.timeout).await?;
+        client
+            .simple_query(SESSION)
+            .await
+            .map_err(query_error)?
+            .into_results()
+            .await
+            .map_err(query_error)?;
+        Ok(client)
+    }
+
+    /// The user schemas, or `NotFound` when `schema` is not one of them.
+    async fn visible(&self, client: &mut Session, schema: Option<&str>) -> Result<Vec<String>, SourceError> {
+        let visible = metadata::schemas(client).await?;
+        match schema {
+            Some(schema) if !visible.iter().any(|s| s == schema) => {
+                Err(metadata::not_found("schema", schema.to_owned(), schema, visible))
+            }
+            _ => Ok(visible),
+        }
+    }
+
+    async fn describe_on(&self, client: &mut Session, table: &TableRef) -> Result<TableDescription, SourceError> {
+        self.visible(client, Some(&table.schema)).await?;
+        match metadata::table(client, table).await? {
+            Some(info) => metadata::describe(client, info).await,
+            None => {
+                let names = metadata::tables(client, Some(&table.schema))
+                    .await?
+                    .into_iter()
+                    .map(|t| t.table.name)
+                    .collect();
+                Err(metadata::not_found("table", table.to_string(), &table.name, names))
+            }
+        }
+    }
+
+    /// `[schema].[table]`.
+    fn from(description: &TableDescription) -> String {
+        format!(
+            "{}.{}",
+            SqlServerDialect.quote_ident(&description.table.schema),
+            SqlServerDialect.quote_ident(&description.table.name)
+        )
+    }
+}
+
+/// Closes a session whose work is done; a failed goodbye changes nothing.
+async fn close(client: Session) {
+    let _ = client.close().await;
+}
+
+#[async_trait]
+impl Source for SqlServerSource {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &SqlServerDialect
+    }
+
+    async fn schemas(&self) -> Result<Vec<String>, SourceError> {
+        let mut client = self.session().await?;
+        let result = self.visible(&mut client, None).await;
+        close(client).await;
+        result
+    }
+
+    async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
+        let mut client = self.session().await?;
+        let result = async {
+            self.visible(&mut client, schema).await?;
+            metadata::tables(&mut client, schema).await
+        }
+        .await;
+        close(client).await;
+        result
+    }
+
+    async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
+        let mut client = self.session().await?;
+        let result = self.describe_on(&mut client, table).await;
+        close(client).await;
+        result
+    }
+
+    async fn scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let names = || description.columns.iter().map(|c| c.name.clone()).collect();
+        let columns = request
+            .columns
+            .iter()
+            .map(|&i| {
+                description.columns.get(i).ok_or_else(|| SourceError::NotFound {
+                    kind: "column",
+                    name: format!("#{i} of {}", description.table),
+                    nearby: names(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let projected = description.arrow_schema().project(&request.columns);
+        let schema: SchemaRef = Arc::new(projected.map_err(|e| SourceError::Query {
+            code: None,
+            message: e.to_string(),
+        })?);
+        let decoders = columns
+            .iter()
+            .map(|c| {
+                ColumnDecoder::new(
+                    format!("column \"{}\" of {}", c.name, description.table),
+                    &c.mapping.arrow,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sql = self.scan_query(description, request);
+        let client = self.session().await?;
+        let reader = Reader {
+            batch_rows: request.batch_rows.unwrap_or(BATCH_ROWS).max(1),
+            decoders,
+            schema: schema.clone(),
+        };
+        let (sender, receiver) = mpsc::channel(BATCHES_AHEAD);
+        // Dropping the stream drops the receiver: the task stops at its next
+        // batch and closes the session, which ends the query on the server.
+        tokio::spawn(reader.run(client, sql, sender));
+        let batches = futures::stream::unfold(receiver, |mut receiver| async move {
+            let batch = receiver.recv().await?;
+            Some((batch, receiver))
+        })
+        .map_err(|e: SourceError| DataFusionError::External(Box::new(e)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
+        let mut client = self.session().await?;
+        let result = horizon::read(&mut client).await;
+        close(client).await;
+        result.map(Some)
+    }
+
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let mut client = self.session().await?;
+        let result = metadata::rows(&mut client, &sql(&Self::from(description)), &[]).await;
+        close(client).await;
+        let rows = result?;
+        Ok(TextRows {
+            columns: rows.first().map_or_else(Vec::new, |row| {
+                row.columns().iter().map(|c| c.name().to_owned()).collect()
+            }),
+            rows: rows
+                .iter()
+                .map(|row| row.cells().map(|(_, value)| value_text(value)).collect())
+                .collect(),
+        })
+    }
+
+    fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
+        let columns: Vec<String> = request
+            .columns
+            .iter()
+            .filter_map(|&i| description.columns.get(i))
+            .map(select_expression)
+            .collect();
+        let list = if columns.is_empty() {
+            "1".to_owned()
+        } else {
+            columns.join(", ")
+        };
+        let top = request.limit.map(|n| format!("TOP ({n}) ")).unwrap_or_default();
+        let mut sql = format!("SELECT {top}{list} FROM {}", Self::from(description));
+        if let Some(filter) = &request.filter {
+            sql.push_str(&format!(" WHERE {filter}"));
+        }
+        sql
+    }
+}
+
+/// How a column is selected so that its value arrives as the mapping
+/// expects (see the conversions listed in [`types`]).
+fn select_expression(column: &ColumnInfo) -> String {
+    let name = SqlServerDialect.quote_ident(&column.name);
+    types::select_expression(&name, &column.source_type)
+}
+
+/// Decodes the rows of one scan into batches.
+struct Reader {
+    batch_rows: usize,
+    decoders: Vec<ColumnDecoder>,
+    schema: SchemaRef,
+}
+
+impl Reader {
+    /// Runs `sql` on `client` and sends its rows batch by batch, then an
+    /// error if one stopped it; returns when done or when nobody listens.
+    async fn run(mut self, mut client: Session, sql: String, sender: mpsc::Sender<Result<RecordBatch, SourceError>>) {
+        let result = async {
+            let mut stream = client.simple_query(sql).await.map_err(query_error)?;
+            let mut count = 0;
+            while let Some(item) = stream.try_next().await.map_err(query_error)? {
+                let QueryItem::Row(row) = item else { continue };
+                if row.len() < self.decoders.len() {
+                    return Err(SourceError::Query {
+                        code: None,
+                        message: format!(
+                            "the server sent {} columns for {} selected",
+                            row.len(),
+                            self.decoders.len()
+                        ),
+                    });
+                }
+                for (decoder, (_, value)) in self.decoders.iter_mut().zip(row.cells()) {
+                    decoder.append(value)?;
+                }
+                count += 1;
+                if count == self.batch_rows {
+                    if sender.send(self.batch(count)).await.is_err() {
+                        return Ok(());
+                    }
+                    count = 0;
+                }
+            }
+            if count > 0 {
+                let _ = sender.send(self.batch(count)).await;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            let _ = sender.send(Err(error)).await;
+        }
+        // Dropped, not closed: closing would first read what the server
+        // still sends of an abandoned result.
+        drop(client);
+    }
+
+    /// The `rows` decoded since the last batch.
+    fn batch(&mut self, rows: usize) -> Result<RecordBatch, SourceError> {
+        let arrays = self.decoders.iter_mut().map(ColumnDecoder::finish).collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options).map_err(|e| SourceError::Query {
+            code: None,
+            message: e.to_string(),
+        })
+    }
+}
