@@ -401,6 +401,7 @@ async fn options_are_validated_against_the_type() {
             "mysql",
             "mariadb",
             "bigquery",
+            "snowflake",
             "gcs",
             "s3",
             "azure_blob",

@@ -10,6 +10,7 @@ pub mod mysql;
 mod planned;
 pub mod postgres;
 mod s3;
+pub mod snowflake;
 #[cfg(test)]
 mod type_docs;
 
@@ -26,7 +27,7 @@ static ALL: &[&ConnectionType] = &[
     &planned::DB2,
     &planned::REDSHIFT,
     &bigquery::BIGQUERY,
-    &planned::SNOWFLAKE,
+    &snowflake::SNOWFLAKE,
     &planned::SYNAPSE,
     &planned::TERADATA,
     &gcs::GCS,

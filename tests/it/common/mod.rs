@@ -18,6 +18,7 @@
 
 pub mod bqemulator;
 pub mod emulators;
+pub mod fakesnow;
 mod replica;
 
 use std::fs;

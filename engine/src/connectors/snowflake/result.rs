@@ -1,0 +1,356 @@
+//! A statement's result: the rows Snowflake sends inline, then each chunk
+//! fetched from its URL (with the `qrmk` or chunk headers) only when the
+//! previous one is read, so one chunk at a time is in memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Cursor, Read};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::ipc::reader::StreamReader;
+use futures::Stream;
+use reqwest::Client;
+use serde_json::Value;
+
+use super::client::{RowType, transport_failure};
+use super::decode;
+use crate::sources::{SourceError, TextRows};
+
+/// Attempts at one chunk before the scan fails.
+const CHUNK_ATTEMPTS: u32 = 3;
+
+/// A chunk of a result still to fetch.
+#[derive(Debug, Clone)]
+pub(super) struct Chunk {
+    pub(super) url: String,
+    /// What the answer announced, to check what arrives.
+    pub(super) rows: Option<u64>,
+}
+
+/// One statement's result.
+pub(super) struct ResultSet {
+    pub(super) rowtype: Vec<RowType>,
+    /// The first rows, as an Arrow IPC stream.
+    pub(super) inline: Option<Vec<u8>>,
+    /// The rows of a statement Snowflake answers in JSON (DDL, DML).
+    pub(super) json_rows: Option<Vec<Vec<Value>>>,
+    pub(super) chunks: Vec<Chunk>,
+    /// Headers every chunk request sends.
+    pub(super) headers: HashMap<String, String>,
+    pub(super) http: Client,
+}
+
+impl ResultSet {
+    /// The Arrow batches of the result as Snowflake encodes them, inline
+    /// rows first, then chunk by chunk.
+    pub(super) fn batches(self) -> impl Stream<Item = Result<RecordBatch, SourceError>> + Send + 'static {
+        let state = Reader {
+            current: None,
+            inline: self.inline,
+            chunks: self.chunks.into(),
+            headers: self.headers,
+            http: self.http,
+        };
+        futures::stream::try_unfold(state, |mut state| async move {
+            let batch = state.next().await?;
+            Ok(batch.map(|batch| (batch, state)))
+        })
+    }
+
+    /// Every row as text (`None` for NULL): for metadata queries, whose
+    /// results are small.
+    pub(super) async fn text_rows(self) -> Result<TextRows, SourceError> {
+        use futures::TryStreamExt;
+        let columns: Vec<String> = self.rowtype.iter().map(|c| c.name.clone()).collect();
+        if let Some(rows) = &self.json_rows {
+            let rows = rows
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|v| match v {
+                            Value::Null => None,
+                            Value::String(s) => Some(s.clone()),
+                            other => Some(other.to_string()),
+                        })
+                        .collect()
+                })
+                .collect();
+            return Ok(TextRows { columns, rows });
+        }
+        let batches: Vec<RecordBatch> = self
+            .batches()
+            .and_then(|batch| async move { decode::natural(&batch) })
+            .try_collect()
+            .await?;
+        let mut text = TextRows::from_batches(&batches).map_err(|e| SourceError::Query {
+            code: None,
+            message: format!("cannot read a Snowflake result as text: {e}"),
+        })?;
+        text.columns = columns;
+        Ok(text)
+    }
+}
+
+/// Where a result is being read.
+struct Reader {
+    current: Option<StreamReader<Cursor<Vec<u8>>>>,
+    inline: Option<Vec<u8>>,
+    chunks: VecDeque<Chunk>,
+    headers: HashMap<String, String>,
+    http: Client,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Result<Option<RecordBatch>, SourceError> {
+        loop {
+            if let Some(reader) = &mut self.current {
+                match reader.next() {
+                    Some(batch) => return batch.map(Some).map_err(arrow_error),
+                    None => self.current = None,
+                }
+            }
+            let bytes = match self.inline.take() {
+                Some(bytes) => bytes,
+                None => match self.chunks.pop_front() {
+                    Some(chunk) => self.fetch(&chunk).await?,
+                    None => return Ok(None),
+                },
+            };
+            if !bytes.is_empty() {
+                self.current = Some(StreamReader::try_new(Cursor::new(bytes), None).map_err(arrow_error)?);
+            }
+        }
+    }
+
+    /// One chunk's bytes, unzipped, retried on transient failures.
+    async fn fetch(&self, chunk: &Chunk) -> Result<Vec<u8>, SourceError> {
+        let mut attempt = 1;
+        loop {
+            match self.fetch_once(chunk).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(SourceError::Connect(failure)) if attempt < CHUNK_ATTEMPTS && failure.kind.is_transient() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn fetch_once(&self, chunk: &Chunk) -> Result<Vec<u8>, SourceError> {
+        let mut request = self.http.get(&chunk.url);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| SourceError::Connect(transport_failure(e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let failure = crate::failure::ConnectFailure::new(
+                if status.is_server_error() {
+                    crate::failure::ConnectFailureKind::Other
+                } else {
+                    crate::failure::ConnectFailureKind::AccessDenied
+                },
+                format!(
+                    "a result chunk of {} rows answered HTTP {status}",
+                    rows_text(chunk.rows)
+                ),
+            );
+            return Err(SourceError::Connect(failure));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| SourceError::Connect(transport_failure(e)))?;
+        unzip(body.to_vec())
+    }
+}
+
+fn rows_text(rows: Option<u64>) -> String {
+    rows.map_or_else(|| "unknown".into(), |r| r.to_string())
+}
+
+/// The bytes of a chunk, gunzipped when they are gzip (Snowflake stores
+/// chunks compressed without always saying so in `Content-Encoding`).
+fn unzip(bytes: Vec<u8>) -> Result<Vec<u8>, SourceError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .read_to_end(&mut out)
+        .map_err(|e| SourceError::Query {
+            code: Some("XX001".into()),
+            message: format!("a Snowflake result chunk is not valid gzip: {e}"),
+        })?;
+    Ok(out)
+}
+
+fn arrow_error(error: datafusion::arrow::error::ArrowError) -> SourceError {
+    SourceError::Query {
+        code: Some("XX001".into()),
+        message: format!("cannot read Snowflake's Arrow result: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use base64::Engine;
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::arrow::ipc::writer::StreamWriter;
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::super::client::QueryData;
+
+    const KEY: &str = "c29tZSBrZXk=";
+
+    /// An Arrow IPC stream of one batch of `ids`, as Snowflake encodes a
+    /// NUMBER(38,0) column.
+    fn ipc(ids: &[i64]) -> Vec<u8> {
+        let field = Field::new("ID", DataType::Int64, true).with_metadata(
+            [
+                ("logicalType".to_string(), "FIXED".to_string()),
+                ("scale".to_string(), "0".to_string()),
+            ]
+            .into(),
+        );
+        let schema = Arc::new(Schema::new(vec![field]));
+        let batch = datafusion::arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(ids.to_vec()))],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut out, &schema).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        out
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// Serves the chunks: `/chunk/0` gzipped and only with the `qrmk`
+    /// header, `/chunk/1` plain after failing once with 503. Counts the
+    /// requests answered with data.
+    async fn chunk_server(served: Arc<AtomicUsize>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let failed_once = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let (served, failed_once) = (served.clone(), failed_once.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = socket.read(&mut buffer).await.unwrap();
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buffer[..n]);
+                    }
+                    let request = String::from_utf8_lossy(&request).to_lowercase();
+                    let keyed = request.contains(&format!(
+                        "x-amz-server-side-encryption-customer-key: {}",
+                        KEY.to_lowercase()
+                    )) && request.contains("x-amz-server-side-encryption-customer-algorithm: aes256");
+                    let (status, body) = if request.starts_with("get /chunk/0 ") && keyed {
+                        served.fetch_add(1, Ordering::SeqCst);
+                        ("200 OK", gzip(&ipc(&[3, 4])))
+                    } else if request.starts_with("get /chunk/1 ") && failed_once.fetch_add(1, Ordering::SeqCst) == 0 {
+                        ("503 Service Unavailable", Vec::new())
+                    } else if request.starts_with("get /chunk/1 ") && keyed {
+                        served.fetch_add(1, Ordering::SeqCst);
+                        ("200 OK", ipc(&[5, 6]))
+                    } else {
+                        ("403 Forbidden", Vec::new())
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    socket.write_all(head.as_bytes()).await.unwrap();
+                    socket.write_all(&body).await.unwrap();
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        format!("http://{address}")
+    }
+
+    /// A query answer in the shape Snowflake sends for a large result: the
+    /// first rows inline, the rest in chunks with a `qrmk` key.
+    fn answer(base: &str) -> QueryData {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(ipc(&[1, 2]));
+        serde_json::from_value(serde_json::json!({
+            "parameters": [{"name": "TIMEZONE", "value": "UTC"}],
+            "rowtype": [{"name": "ID", "type": "fixed", "precision": 38, "scale": 0, "nullable": true}],
+            "rowsetBase64": encoded,
+            "total": 6,
+            "returned": 2,
+            "queryId": "01b2c3d4-0000-1111-0000-000000000001",
+            "queryResultFormat": "arrow",
+            "qrmk": KEY,
+            "chunks": [
+                {"url": format!("{base}/chunk/0"), "rowCount": 2, "uncompressedSize": 400, "compressedSize": 200},
+                {"url": format!("{base}/chunk/1"), "rowCount": 2, "uncompressedSize": 400, "compressedSize": 400}
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn ids(batch: &datafusion::arrow::array::RecordBatch) -> Vec<i64> {
+        batch.column(0).as_primitive::<Int64Type>().values().to_vec()
+    }
+
+    #[tokio::test]
+    async fn chunks_are_fetched_in_order_one_at_a_time_with_the_key() {
+        let served = Arc::new(AtomicUsize::new(0));
+        let base = chunk_server(served.clone()).await;
+        let result = answer(&base).into_result(reqwest::Client::new()).unwrap();
+        let mut batches = Box::pin(result.batches());
+        assert_eq!(ids(&batches.next().await.unwrap().unwrap()), [1, 2]);
+        assert_eq!(
+            served.load(Ordering::SeqCst),
+            0,
+            "no chunk is fetched before the inline rows are read"
+        );
+        assert_eq!(ids(&batches.next().await.unwrap().unwrap()), [3, 4]);
+        assert_eq!(
+            served.load(Ordering::SeqCst),
+            1,
+            "the second chunk waits for the first to be read"
+        );
+        assert_eq!(ids(&batches.next().await.unwrap().unwrap()), [5, 6], "a 503 is retried");
+        assert!(batches.next().await.is_none());
+        assert_eq!(served.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_chunk_fails_the_result() {
+        let served = Arc::new(AtomicUsize::new(0));
+        let base = chunk_server(served).await;
+        let mut data = answer(&base);
+        // Without the key, the store refuses the chunk.
+        data.qrmk = None;
+        let result = data.into_result(reqwest::Client::new()).unwrap();
+        let outcome: Vec<_> = result.batches().collect().await;
+        assert!(outcome[0].is_ok());
+        let error = outcome[1].as_ref().unwrap_err().to_string();
+        assert!(error.contains("403"), "{error}");
+    }
+}
