@@ -11,6 +11,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StructArray, Time64MicrosecondArray,
     TimestampMicrosecondArray,
 };
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 
@@ -132,6 +133,8 @@ fn timestamp(array: &ArrayRef, scale: u32, zone: Option<&str>) -> Result<ArrayRe
         DataType::Struct(_) => {
             let parts: &StructArray = array.as_struct();
             let epoch = parts.column_by_name("epoch").ok_or("timestamp struct without epoch")?;
+            // A NULL may be marked on the struct or only on its epoch.
+            let nulls = NullBuffer::union(parts.nulls(), epoch.nulls());
             match parts.column_by_name("fraction") {
                 Some(fraction) => {
                     let seconds = cast(epoch, &DataType::Int64).map_err(|e| e.to_string())?;
@@ -140,8 +143,12 @@ fn timestamp(array: &ArrayRef, scale: u32, zone: Option<&str>) -> Result<ArrayRe
                     let nanos = nanos.as_primitive::<Int64Type>();
                     let mut values = Vec::with_capacity(parts.len());
                     for i in 0..parts.len() {
+                        if nulls.as_ref().is_some_and(|v| v.is_null(i)) {
+                            values.push(0);
+                            continue;
+                        }
                         let (s, n) = (seconds.value(i), nanos.value(i));
-                        if parts.is_valid(i) && n % 1000 != 0 {
+                        if n % 1000 != 0 {
                             return Err("a value has digits below a microsecond, which BigQuery cannot hold".into());
                         }
                         values.push(
@@ -150,11 +157,11 @@ fn timestamp(array: &ArrayRef, scale: u32, zone: Option<&str>) -> Result<ArrayRe
                                 .ok_or("value out of range")?,
                         );
                     }
-                    Int64Array::new(values.into(), parts.nulls().cloned())
+                    Int64Array::new(values.into(), nulls)
                 }
                 None => {
                     let scaled = micros(epoch, scale)?;
-                    Int64Array::new(scaled.values().clone(), parts.nulls().cloned())
+                    Int64Array::new(scaled.values().clone(), nulls)
                 }
             }
         }
@@ -243,6 +250,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(refused.contains("below a microsecond"), "{refused}");
+    }
+
+    #[test]
+    fn a_null_marked_only_on_the_epoch_is_null() {
+        // fakesnow's timestamp structs have no validity of their own.
+        let fields = Fields::from(vec![
+            Field::new("epoch", DataType::Int64, true),
+            Field::new("fraction", DataType::Int32, true),
+        ]);
+        let parts = StructArray::new(
+            fields.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+                Arc::new(Int32Array::from(vec![Some(0), None])),
+            ],
+            None,
+        );
+        let array = natural_column(
+            snowflake_field("ts", DataType::Struct(fields), "TIMESTAMP_NTZ", 9),
+            Arc::new(parts),
+        )
+        .unwrap();
+        assert!(array.is_valid(0));
+        assert!(array.is_null(1));
     }
 
     #[test]

@@ -6,7 +6,11 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{Cursor, Read};
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::ipc::convert::try_schema_from_flatbuffer_bytes;
 use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions, write_message};
 use futures::Stream;
 use reqwest::Client;
 use serde_json::Value;
@@ -14,6 +18,9 @@ use serde_json::Value;
 use super::client::{RowType, transport_failure};
 use super::decode;
 use crate::sources::{SourceError, TextRows};
+
+/// What starts each message of an IPC stream (since Arrow 0.15).
+const CONTINUATION_MARKER: [u8; 4] = [0xff; 4];
 
 /// Attempts at one chunk before the scan fails.
 const CHUNK_ATTEMPTS: u32 = 3;
@@ -116,7 +123,7 @@ impl Reader {
                 },
             };
             if !bytes.is_empty() {
-                self.current = Some(StreamReader::try_new(Cursor::new(bytes), None).map_err(arrow_error)?);
+                self.current = Some(open_stream(bytes).map_err(arrow_error)?);
             }
         }
     }
@@ -168,6 +175,59 @@ impl Reader {
     }
 }
 
+/// A reader of one IPC stream whose schema is relaxed first: every field
+/// inside a struct becomes nullable. Snowflake's connectors read timestamp
+/// structs whose children hold nulls under a valid parent (fakesnow sends
+/// them so), which Arrow's validation would otherwise refuse; the batches'
+/// own bytes are read unchanged and validated as usual.
+fn open_stream(bytes: Vec<u8>) -> Result<StreamReader<Cursor<Vec<u8>>>, ArrowError> {
+    let truncated = || ArrowError::ParseError("the result ends inside its schema".into());
+    let (length_at, start) = if bytes.starts_with(&CONTINUATION_MARKER) {
+        (4, 8)
+    } else {
+        (0, 4)
+    };
+    let length = bytes.get(length_at..start).ok_or_else(truncated)?;
+    let length =
+        usize::try_from(i32::from_le_bytes(length.try_into().map_err(|_| truncated())?)).map_err(|_| truncated())?;
+    let end = start
+        .checked_add(length)
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(truncated)?;
+    let schema = try_schema_from_flatbuffer_bytes(&bytes[start..end])?;
+    let relaxed = Schema::new_with_metadata(
+        schema.fields().iter().map(|f| relax(f, false)).collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    );
+    let options = IpcWriteOptions::default();
+    let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+        &relaxed,
+        &mut DictionaryTracker::new(false),
+        &options,
+    );
+    let mut stream = Vec::with_capacity(bytes.len() - end + 256);
+    write_message(&mut stream, encoded, &options)?;
+    stream.extend_from_slice(&bytes[end..]);
+    StreamReader::try_new(Cursor::new(stream), None)
+}
+
+/// `field` with every field below a struct nullable (`nested`: whether
+/// `field` itself is one).
+fn relax(field: &Field, nested: bool) -> Field {
+    let field = if nested {
+        field.clone().with_nullable(true)
+    } else {
+        field.clone()
+    };
+    match field.data_type() {
+        DataType::Struct(children) => {
+            let children: Fields = children.iter().map(|c| relax(c, true)).collect();
+            field.with_data_type(DataType::Struct(children))
+        }
+        _ => field,
+    }
+}
+
 fn rows_text(rows: Option<u64>) -> String {
     rows.map_or_else(|| "unknown".into(), |r| r.to_string())
 }
@@ -188,7 +248,7 @@ fn unzip(bytes: Vec<u8>) -> Result<Vec<u8>, SourceError> {
     Ok(out)
 }
 
-fn arrow_error(error: datafusion::arrow::error::ArrowError) -> SourceError {
+fn arrow_error(error: ArrowError) -> SourceError {
     SourceError::Query {
         code: Some("XX001".into()),
         message: format!("cannot read Snowflake's Arrow result: {error}"),
