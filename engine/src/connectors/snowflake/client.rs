@@ -13,7 +13,7 @@ use sluice_catalog::SecretValue;
 use url::Url;
 
 use super::keypair;
-use super::result::{Chunk, ResultSet};
+use super::result::{Chunk, ResultSet, Rowset};
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
 use crate::options::ResolvedOptions;
 use crate::sources::SourceError;
@@ -331,6 +331,10 @@ pub(super) struct QueryData {
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct RowType {
     pub(super) name: String,
+    /// Snowflake's type: `fixed`, `real`, `text`, `timestamp_ntz`...
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    pub(super) scale: Option<i32>,
 }
 
 #[derive(Deserialize)]
@@ -341,8 +345,9 @@ struct ChunkInfo {
 }
 
 impl QueryData {
-    /// The result this answer describes: Arrow inline and in chunks, or
-    /// (for statements other than queries) JSON rows.
+    /// The result this answer describes: Arrow, or JSON rows (Snowflake
+    /// answers DDL and DML in JSON, and queries too where a client does not
+    /// get Arrow), inline and in chunks.
     pub(super) fn into_result(self, http: Client) -> Result<ResultSet, SourceError> {
         let inline = match self.rowset_base64.as_deref() {
             None | Some("") => None,
@@ -357,17 +362,14 @@ impl QueryData {
                 )
             }
         };
-        let format = self.query_result_format.as_deref().unwrap_or("arrow");
-        let json_rows = match (format.eq_ignore_ascii_case("json"), self.rowset) {
-            (true, rows) => Some(rows.unwrap_or_default()),
-            (false, _) => None,
+        let json = self
+            .query_result_format
+            .as_deref()
+            .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+        let inline = match (json, inline) {
+            (true, _) => self.rowset.filter(|rows| !rows.is_empty()).map(Rowset::Json),
+            (false, bytes) => bytes.map(Rowset::Arrow),
         };
-        if json_rows.is_some() && !self.chunks.is_empty() {
-            return Err(SourceError::Query {
-                code: Some("0A000".into()),
-                message: "Snowflake sent a large result as JSON; Sluice reads query results as Arrow".into(),
-            });
-        }
         let mut headers = self.chunk_headers.unwrap_or_default();
         if headers.is_empty()
             && let Some(key) = self.qrmk
@@ -380,8 +382,8 @@ impl QueryData {
         }
         Ok(ResultSet {
             rowtype: self.rowtype,
+            json,
             inline,
-            json_rows,
             chunks: self
                 .chunks
                 .into_iter()

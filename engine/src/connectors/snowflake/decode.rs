@@ -8,13 +8,16 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StructArray, Time64MicrosecondArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array,
+    RecordBatch, StringArray, StructArray, Time64MicrosecondArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 
+use serde_json::Value;
+
+use super::client::RowType;
 use crate::sources::SourceError;
 
 /// The batch with every column in plain Arrow types.
@@ -171,6 +174,141 @@ fn timestamp(array: &ArrayRef, scale: u32, zone: Option<&str>) -> Result<ArrayRe
     Ok(Arc::new(timestamps.with_timezone_opt(zone)))
 }
 
+/// Rows Snowflake sent as JSON (each value its text, or NULL) as a batch
+/// in the same plain Arrow types [`natural`] gives: NUMBER as
+/// `Decimal128(38, scale)`, DATE from days, TIME and timestamps from
+/// `seconds.fraction` (TIMESTAMP_TZ's trailing offset dropped: the seconds
+/// are UTC), BINARY from hex, everything else as text.
+pub(super) fn json_batch(rowtype: &[RowType], rows: &[Vec<Value>]) -> Result<RecordBatch, SourceError> {
+    let mut fields = Vec::with_capacity(rowtype.len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(rowtype.len());
+    for (i, column) in rowtype.iter().enumerate() {
+        let mut texts = Vec::with_capacity(rows.len());
+        for row in rows {
+            texts.push(match row.get(i) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(text)) => Some(text.clone()),
+                Some(other) => Some(other.to_string()),
+            });
+        }
+        let array = json_column(column, &texts).map_err(|message| SourceError::Query {
+            code: Some("22000".into()),
+            message: format!("column \"{}\": {message}", column.name),
+        })?;
+        fields.push(Field::new(&column.name, array.data_type().clone(), true));
+        columns.push(array);
+    }
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
+    )
+    .map_err(|e| SourceError::Query {
+        code: None,
+        message: e.to_string(),
+    })
+}
+
+fn json_column(column: &RowType, texts: &[Option<String>]) -> Result<ArrayRef, String> {
+    let bad = |value: &str| format!("cannot read {value:?} as {}", column.kind);
+    let each = |parse: &dyn Fn(&str) -> Option<i64>| -> Result<Vec<Option<i64>>, String> {
+        texts
+            .iter()
+            .map(|t| t.as_deref().map(|v| parse(v).ok_or_else(|| bad(v))).transpose())
+            .collect()
+    };
+    let micros = |text: &str| scaled(text.split_whitespace().next()?, 9).and_then(exact_micros);
+    Ok(match column.kind.to_ascii_lowercase().as_str() {
+        "fixed" => {
+            let scale = column.scale.unwrap_or(0);
+            let out_of_range = || format!("scale {scale} is out of range");
+            let scale8 = i8::try_from(scale).map_err(|_| out_of_range())?;
+            let places = u32::try_from(scale).map_err(|_| out_of_range())?;
+            let values: Vec<Option<i128>> = texts
+                .iter()
+                .map(|t| {
+                    t.as_deref()
+                        .map(|v| scaled(v, places).ok_or_else(|| bad(v)))
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()?;
+            Arc::new(
+                Decimal128Array::from(values)
+                    .with_precision_and_scale(38, scale8)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        "real" => {
+            let values: Vec<Option<f64>> = texts
+                .iter()
+                .map(|t| t.as_deref().map(|v| v.parse().map_err(|_| bad(v))).transpose())
+                .collect::<Result<_, _>>()?;
+            Arc::new(Float64Array::from(values))
+        }
+        "boolean" => {
+            let values: Vec<Option<bool>> = texts
+                .iter()
+                .map(|t| {
+                    t.as_deref()
+                        .map(|v| match v.to_ascii_lowercase().as_str() {
+                            "1" | "true" => Ok(true),
+                            "0" | "false" => Ok(false),
+                            _ => Err(bad(v)),
+                        })
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()?;
+            Arc::new(BooleanArray::from(values))
+        }
+        "date" => {
+            let days = each(&|v| v.parse::<i32>().ok().map(i64::from))?;
+            Arc::new(Date32Array::from(
+                days.into_iter().map(|d| d.map(|d| d as i32)).collect::<Vec<_>>(),
+            ))
+        }
+        "time" => Arc::new(Time64MicrosecondArray::from(each(&micros)?)),
+        "timestamp_ntz" => Arc::new(TimestampMicrosecondArray::from(each(&micros)?)),
+        "timestamp_ltz" | "timestamp_tz" => {
+            Arc::new(TimestampMicrosecondArray::from(each(&micros)?).with_timezone("UTC"))
+        }
+        "binary" => {
+            let values: Vec<Option<Vec<u8>>> = texts
+                .iter()
+                .map(|t| t.as_deref().map(|v| hex::decode(v).map_err(|_| bad(v))).transpose())
+                .collect::<Result<_, _>>()?;
+            Arc::new(BinaryArray::from_iter(values))
+        }
+        _ => Arc::new(StringArray::from(texts.to_vec())),
+    })
+}
+
+/// A decimal text (`-12.5`) as an integer of units of 10^-`places`
+/// (`places` 9: nanoseconds of `seconds.fraction`); `None` when it has more
+/// digits after the point than that keeps exactly, or is not a number.
+fn scaled(text: &str, places: u32) -> Option<i128> {
+    let places = places as usize;
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (integer, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let kept = fraction.trim_end_matches('0');
+    if kept.len() > places
+        || integer.is_empty() && fraction.is_empty()
+        || !integer.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let text = format!("{}{kept:0<places$}", if integer.is_empty() { "0" } else { integer });
+    let value: i128 = text.parse().ok()?;
+    Some(if negative { -value } else { value })
+}
+
+/// Nanoseconds as microseconds, refusing digits below a microsecond.
+fn exact_micros(nanos: i128) -> Option<i64> {
+    (nanos % 1000 == 0).then(|| i64::try_from(nanos / 1000).ok()).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -274,6 +412,62 @@ mod tests {
         .unwrap();
         assert!(array.is_valid(0));
         assert!(array.is_null(1));
+    }
+
+    #[test]
+    fn json_rows_decode_as_arrow_rows_do() {
+        let rowtype: Vec<RowType> = serde_json::from_value(serde_json::json!([
+            {"name": "N", "type": "fixed", "scale": 2},
+            {"name": "F", "type": "real"},
+            {"name": "B", "type": "boolean"},
+            {"name": "D", "type": "date"},
+            {"name": "T", "type": "time", "scale": 9},
+            {"name": "TS", "type": "timestamp_ntz", "scale": 9},
+            {"name": "TZ", "type": "timestamp_tz", "scale": 9},
+            {"name": "BIN", "type": "binary"},
+            {"name": "V", "type": "variant"}
+        ]))
+        .unwrap();
+        let rows: Vec<Vec<Value>> = serde_json::from_value(serde_json::json!([
+            [
+                "-12.50",
+                "1.5",
+                "1",
+                "19724",
+                "36672.345000000",
+                "1704164645.123456000",
+                "1704164645.500000000 1560",
+                "6869",
+                "{\"a\":1}"
+            ],
+            [null, null, null, null, null, null, null, null, null]
+        ]))
+        .unwrap();
+        let batch = json_batch(&rowtype, &rows).unwrap();
+        let text: Vec<String> = batch
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8).unwrap().as_string::<i32>().value(0).to_owned())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "-12.50",
+                "1.5",
+                "true",
+                "2024-01-02",
+                "10:11:12.345",
+                "2024-01-02T03:04:05.123456",
+                "2024-01-02T03:04:05.500Z",
+                "hi",
+                "{\"a\":1}"
+            ]
+            .map(|s| s.to_owned())
+        );
+        assert!(batch.columns().iter().all(|c| c.is_null(1)));
+        let nanos_only: Vec<Vec<Value>> = vec![vec![Value::from("1.000000001")]];
+        let error = json_batch(&rowtype[5..6], &nanos_only).unwrap_err().to_string();
+        assert!(error.contains("cannot read"), "{error}");
     }
 
     #[test]

@@ -33,13 +33,21 @@ pub(super) struct Chunk {
     pub(super) rows: Option<u64>,
 }
 
+/// Rows as one answer or chunk carries them.
+pub(super) enum Rowset {
+    /// An Arrow IPC stream.
+    Arrow(Vec<u8>),
+    /// Rows of JSON values (text or NULL), in Snowflake's text encoding.
+    Json(Vec<Vec<Value>>),
+}
+
 /// One statement's result.
 pub(super) struct ResultSet {
     pub(super) rowtype: Vec<RowType>,
-    /// The first rows, as an Arrow IPC stream.
-    pub(super) inline: Option<Vec<u8>>,
-    /// The rows of a statement Snowflake answers in JSON (DDL, DML).
-    pub(super) json_rows: Option<Vec<Vec<Value>>>,
+    /// Whether the rows (inline and in chunks) are JSON, not Arrow.
+    pub(super) json: bool,
+    /// The first rows.
+    pub(super) inline: Option<Rowset>,
     pub(super) chunks: Vec<Chunk>,
     /// Headers every chunk request sends.
     pub(super) headers: HashMap<String, String>,
@@ -47,11 +55,13 @@ pub(super) struct ResultSet {
 }
 
 impl ResultSet {
-    /// The Arrow batches of the result as Snowflake encodes them, inline
-    /// rows first, then chunk by chunk.
+    /// The Arrow batches of the result as Snowflake encodes them (JSON rows
+    /// already decoded), inline rows first, then chunk by chunk.
     pub(super) fn batches(self) -> impl Stream<Item = Result<RecordBatch, SourceError>> + Send + 'static {
         let state = Reader {
             current: None,
+            rowtype: self.rowtype,
+            json: self.json,
             inline: self.inline,
             chunks: self.chunks.into(),
             headers: self.headers,
@@ -68,21 +78,6 @@ impl ResultSet {
     pub(super) async fn text_rows(self) -> Result<TextRows, SourceError> {
         use futures::TryStreamExt;
         let columns: Vec<String> = self.rowtype.iter().map(|c| c.name.clone()).collect();
-        if let Some(rows) = &self.json_rows {
-            let rows = rows
-                .iter()
-                .map(|row| {
-                    row.iter()
-                        .map(|v| match v {
-                            Value::Null => None,
-                            Value::String(s) => Some(s.clone()),
-                            other => Some(other.to_string()),
-                        })
-                        .collect()
-                })
-                .collect();
-            return Ok(TextRows { columns, rows });
-        }
         let batches: Vec<RecordBatch> = self
             .batches()
             .and_then(|batch| async move { decode::natural(&batch) })
@@ -100,7 +95,9 @@ impl ResultSet {
 /// Where a result is being read.
 struct Reader {
     current: Option<StreamReader<Cursor<Vec<u8>>>>,
-    inline: Option<Vec<u8>>,
+    rowtype: Vec<RowType>,
+    json: bool,
+    inline: Option<Rowset>,
     chunks: VecDeque<Chunk>,
     headers: HashMap<String, String>,
     http: Client,
@@ -115,21 +112,24 @@ impl Reader {
                     None => self.current = None,
                 }
             }
-            let bytes = match self.inline.take() {
-                Some(bytes) => bytes,
+            let rowset = match self.inline.take() {
+                Some(rowset) => rowset,
                 None => match self.chunks.pop_front() {
                     Some(chunk) => self.fetch(&chunk).await?,
                     None => return Ok(None),
                 },
             };
-            if !bytes.is_empty() {
-                self.current = Some(open_stream(bytes).map_err(arrow_error)?);
+            match rowset {
+                Rowset::Arrow(bytes) if bytes.is_empty() => {}
+                Rowset::Arrow(bytes) => self.current = Some(open_stream(bytes).map_err(arrow_error)?),
+                Rowset::Json(rows) if rows.is_empty() => {}
+                Rowset::Json(rows) => return decode::json_batch(&self.rowtype, &rows).map(Some),
             }
         }
     }
 
-    /// One chunk's bytes, unzipped, retried on transient failures.
-    async fn fetch(&self, chunk: &Chunk) -> Result<Vec<u8>, SourceError> {
+    /// One chunk's rows, unzipped, retried on transient failures.
+    async fn fetch(&self, chunk: &Chunk) -> Result<Rowset, SourceError> {
         let mut attempt = 1;
         loop {
             match self.fetch_once(chunk).await {
@@ -143,7 +143,7 @@ impl Reader {
         }
     }
 
-    async fn fetch_once(&self, chunk: &Chunk) -> Result<Vec<u8>, SourceError> {
+    async fn fetch_once(&self, chunk: &Chunk) -> Result<Rowset, SourceError> {
         let mut request = self.http.get(&chunk.url);
         for (name, value) in &self.headers {
             request = request.header(name, value);
@@ -171,7 +171,21 @@ impl Reader {
             .bytes()
             .await
             .map_err(|e| SourceError::Connect(transport_failure(e)))?;
-        unzip(body.to_vec())
+        let bytes = unzip(body.to_vec())?;
+        if !self.json {
+            return Ok(Rowset::Arrow(bytes));
+        }
+        // A JSON chunk is the rows without the enclosing brackets.
+        let mut list = Vec::with_capacity(bytes.len() + 2);
+        list.push(b'[');
+        list.extend_from_slice(&bytes);
+        list.push(b']');
+        serde_json::from_slice(&list)
+            .map(Rowset::Json)
+            .map_err(|e| SourceError::Query {
+                code: Some("XX001".into()),
+                message: format!("a Snowflake result chunk is not JSON rows: {e}"),
+            })
     }
 }
 
@@ -333,6 +347,9 @@ mod tests {
                         ("200 OK", gzip(&ipc(&[3, 4])))
                     } else if request.starts_with("get /chunk/1 ") && failed_once.fetch_add(1, Ordering::SeqCst) == 0 {
                         ("503 Service Unavailable", Vec::new())
+                    } else if request.starts_with("get /json/0 ") && keyed {
+                        served.fetch_add(1, Ordering::SeqCst);
+                        ("200 OK", gzip(b"[\"3\"],\n[null]"))
                     } else if request.starts_with("get /chunk/1 ") && keyed {
                         served.fetch_add(1, Ordering::SeqCst);
                         ("200 OK", ipc(&[5, 6]))
@@ -398,6 +415,31 @@ mod tests {
         assert_eq!(ids(&batches.next().await.unwrap().unwrap()), [5, 6], "a 503 is retried");
         assert!(batches.next().await.is_none());
         assert_eq!(served.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn json_results_are_read_inline_and_from_chunks() {
+        let served = Arc::new(AtomicUsize::new(0));
+        let base = chunk_server(served).await;
+        let data: QueryData = serde_json::from_value(serde_json::json!({
+            "rowtype": [{"name": "ID", "type": "fixed", "precision": 38, "scale": 0, "nullable": true}],
+            "rowset": [["1"], ["2"]],
+            "queryResultFormat": "json",
+            "qrmk": KEY,
+            "chunks": [{"url": format!("{base}/json/0"), "rowCount": 2}]
+        }))
+        .unwrap();
+        let text = data
+            .into_result(reqwest::Client::new())
+            .unwrap()
+            .text_rows()
+            .await
+            .unwrap();
+        assert_eq!(text.columns, ["ID"]);
+        assert_eq!(
+            text.rows,
+            [Some("1"), Some("2"), Some("3"), None].map(|v| vec![v.map(str::to_owned)])
+        );
     }
 
     #[tokio::test]
