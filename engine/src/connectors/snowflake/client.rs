@@ -216,8 +216,10 @@ impl Session {
                 })?;
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
-            let mut url = self.base.clone();
-            url.set_path(&result_url);
+            let url = self.base.join(&result_url).map_err(|e| SourceError::Query {
+                code: Some("XX000".into()),
+                message: format!("Snowflake named a result URL that is not one ({e})"),
+            })?;
             let response = self
                 .http
                 .get(url)

@@ -217,7 +217,7 @@ fn json_column(column: &RowType, texts: &[Option<String>]) -> Result<ArrayRef, S
             .map(|t| t.as_deref().map(|v| parse(v).ok_or_else(|| bad(v))).transpose())
             .collect()
     };
-    let micros = |text: &str| scaled(text.split_whitespace().next()?, 9).and_then(exact_micros);
+    let instant = |text: &str| scaled(text.split_whitespace().next()?, 9).and_then(exact_micros);
     Ok(match column.kind.to_ascii_lowercase().as_str() {
         "fixed" => {
             let scale = column.scale.unwrap_or(0);
@@ -266,10 +266,10 @@ fn json_column(column: &RowType, texts: &[Option<String>]) -> Result<ArrayRef, S
                 days.into_iter().map(|d| d.map(|d| d as i32)).collect::<Vec<_>>(),
             ))
         }
-        "time" => Arc::new(Time64MicrosecondArray::from(each(&micros)?)),
-        "timestamp_ntz" => Arc::new(TimestampMicrosecondArray::from(each(&micros)?)),
+        "time" => Arc::new(Time64MicrosecondArray::from(each(&instant)?)),
+        "timestamp_ntz" => Arc::new(TimestampMicrosecondArray::from(each(&instant)?)),
         "timestamp_ltz" | "timestamp_tz" => {
-            Arc::new(TimestampMicrosecondArray::from(each(&micros)?).with_timezone("UTC"))
+            Arc::new(TimestampMicrosecondArray::from(each(&instant)?).with_timezone("UTC"))
         }
         "binary" => {
             let values: Vec<Option<Vec<u8>>> = texts

@@ -5,7 +5,8 @@
 use chrono::{DateTime, Datelike};
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::{Dialect, SqlFamily, integer_literal, quote_with};
+use crate::sources::{ColumnInfo, Dialect, SqlFamily, integer_literal, quote_with};
+use crate::type_mapping::BigQueryType;
 
 /// NUMBER holds at most this many digits.
 const MAX_DIGITS: usize = 38;
@@ -53,6 +54,17 @@ impl Dialect for SnowflakeDialect {
             S::Decimal256(Some(v), _, scale) => decimal(&v.to_string(), *scale),
             _ => None,
         }
+    }
+
+    /// Columns read in another form than Snowflake stores them (VARIANT,
+    /// OBJECT, ARRAY and VECTOR as JSON text, spatial values as WKB) are
+    /// compared in DataFusion: at the source, `= '{"a":1}'` would compare a
+    /// VARIANT with a string.
+    fn compares_as_arrow(&self, column: &ColumnInfo) -> bool {
+        let source = column.source_type.to_ascii_uppercase();
+        !matches!(column.mapping.bigquery, BigQueryType::Json | BigQueryType::Geography)
+            && !source.starts_with("GEOMETRY")
+            && !source.starts_with("VECTOR")
     }
 }
 
@@ -116,6 +128,34 @@ mod tests {
     fn identifiers_are_double_quoted_and_keep_case() {
         assert_eq!(SnowflakeDialect.quote_ident("Order"), "\"Order\"");
         assert_eq!(SnowflakeDialect.quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn converted_columns_are_compared_in_datafusion() {
+        let column = |source_type: &str| {
+            let data_type = super::super::types::SnowflakeColumnType {
+                data_type: source_type.into(),
+                precision: None,
+                scale: None,
+                length: None,
+            };
+            ColumnInfo {
+                name: "c".into(),
+                ordinal: 1,
+                source_type: source_type.into(),
+                nullable: true,
+                default: None,
+                primary_key_position: None,
+                indexed: false,
+                mapping: super::super::types::map(&data_type),
+            }
+        };
+        for converted in ["VARIANT", "OBJECT", "ARRAY", "GEOGRAPHY", "GEOMETRY", "VECTOR"] {
+            assert!(!SnowflakeDialect.compares_as_arrow(&column(converted)), "{converted}");
+        }
+        for plain in ["TEXT", "DATE", "TIMESTAMP_NTZ", "FLOAT"] {
+            assert!(SnowflakeDialect.compares_as_arrow(&column(plain)), "{plain}");
+        }
     }
 
     #[test]
