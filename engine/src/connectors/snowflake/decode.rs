@@ -465,7 +465,7 @@ mod tests {
             .map(|s| s.to_owned())
         );
         assert!(batch.columns().iter().all(|c| c.is_null(1)));
-        let nanos_only: Vec<Vec<Value>> = vec![vec![Value::from("1.000000001")]];
+        let nanos_only = [vec![Value::from("1.000000001")]];
         let error = json_batch(&rowtype[5..6], &nanos_only).unwrap_err().to_string();
         assert!(error.contains("cannot read"), "{error}");
     }

@@ -68,7 +68,7 @@ impl ResultSet {
             http: self.http,
         };
         futures::stream::try_unfold(state, |mut state| async move {
-            let batch = state.next().await?;
+            let batch = state.next_batch().await?;
             Ok(batch.map(|batch| (batch, state)))
         })
     }
@@ -104,7 +104,7 @@ struct Reader {
 }
 
 impl Reader {
-    async fn next(&mut self) -> Result<Option<RecordBatch>, SourceError> {
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>, SourceError> {
         loop {
             if let Some(reader) = &mut self.current {
                 match reader.next() {

@@ -73,7 +73,8 @@ impl Source for SnowflakeSource {
     }
 
     async fn schemas(&self) -> Result<Vec<String>, SourceError> {
-        metadata::schemas(&*self.session().await?).await
+        let session = self.session().await?;
+        metadata::schemas(&session).await
     }
 
     async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
@@ -128,6 +129,20 @@ impl Source for SnowflakeSource {
             })
             .map_err(|e: SourceError| DataFusionError::External(Box::new(e)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    /// `ROW_COUNT` from `INFORMATION_SCHEMA.TABLES` for a scan without a
+    /// filter (capped by its limit); Sluice runs no planner query for more.
+    async fn estimate_rows(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<Option<u64>, SourceError> {
+        if request.filter.is_some() {
+            return Ok(None);
+        }
+        let rows = description.estimated_rows.and_then(|r| u64::try_from(r).ok());
+        Ok(rows.map(|r| request.limit.map_or(r, |limit| r.min(limit as u64))))
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
