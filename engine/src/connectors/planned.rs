@@ -51,23 +51,6 @@ planned!(
 );
 
 planned!(
-    SNOWFLAKE,
-    "snowflake",
-    "Snowflake",
-    Category::Warehouse,
-    ["account", "database", "user"],
-    &[
-        O::required("account", Text, "account identifier"),
-        O::required("user", Text, "user name"),
-        O::optional("password", Secret, "password"),
-        O::optional("warehouse", Text, "virtual warehouse"),
-        O::required("database", Text, "database name"),
-        O::optional("schema", Text, "default schema"),
-        O::optional("role", Text, "role to assume"),
-    ]
-);
-
-planned!(
     TERADATA,
     "teradata",
     "Teradata",

@@ -3,7 +3,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{mysql, postgres, redshift, sqlserver};
+use super::{mysql, postgres, redshift, snowflake, sqlserver};
 use crate::type_mapping::{load_type, render_numeric_markdown_table};
 
 /// Every documented mapping loads into BigQuery as the type the docs
@@ -12,21 +12,26 @@ use crate::type_mapping::{load_type, render_numeric_markdown_table};
 fn documented_types_load_as_documented() {
     let rows = postgres::types::examples()
         .into_iter()
-        .map(|(label, column)| (label, postgres::types::map(&column)))
+        .map(|(label, column)| (label.to_owned(), postgres::types::map(&column)))
         .chain(
             mysql::types::examples()
                 .into_iter()
-                .map(|(label, column)| (label, mysql::types::map(&column))),
+                .map(|(label, column)| (label.to_owned(), mysql::types::map(&column))),
         )
         .chain(
             redshift::types::examples()
                 .into_iter()
-                .map(|(label, column)| (label, redshift::types::map(&column))),
+                .map(|(label, column)| (label.to_owned(), redshift::types::map(&column))),
         )
         .chain(
             sqlserver::types::examples()
                 .into_iter()
-                .map(|(label, column)| (label, sqlserver::types::map(&column))),
+                .map(|(label, column)| (label.to_owned(), sqlserver::types::map(&column))),
+        )
+        .chain(
+            snowflake::types::examples()
+                .into_iter()
+                .map(|(label, column)| (label, snowflake::types::map(&column))),
         );
     for (label, mapping) in rows {
         let in_flight = match &mapping.arrow {
@@ -61,6 +66,7 @@ fn docs_are_up_to_date() {
         ("mysql", mysql::types::render_markdown_table()),
         ("redshift", redshift::types::render_markdown_table()),
         ("sqlserver", sqlserver::types::render_markdown_table()),
+        ("snowflake", snowflake::types::render_markdown_table()),
     ];
     let mut expected = doc.clone();
     for (name, table) in &sections {

@@ -20,6 +20,7 @@
 
 pub mod bqemulator;
 pub mod emulators;
+pub mod fakesnow;
 mod mariadb;
 mod postgres;
 mod replica;
