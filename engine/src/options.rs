@@ -273,6 +273,14 @@ impl ResolvedOptions {
         }
     }
 
+    /// A boolean option.
+    pub fn boolean(&self, name: &str) -> Option<bool> {
+        match self.values.get(name)? {
+            Resolved::Plain(OptionValue::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
     /// A secret option's plain value.
     pub fn secret(&self, name: &str) -> Option<&SecretValue> {
         match self.values.get(name)? {

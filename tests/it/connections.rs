@@ -404,6 +404,7 @@ async fn options_are_validated_against_the_type() {
             "gcs",
             "s3",
             "azure_blob",
+            "redis",
             "local"
         ]
     );

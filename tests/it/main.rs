@@ -40,6 +40,7 @@ mod source_buckets;
 mod source_local;
 mod source_mysql;
 mod source_postgres;
+mod source_redis;
 mod source_tls;
 mod trust_store;
 mod warehouse_cloud;

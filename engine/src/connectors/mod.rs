@@ -3,12 +3,14 @@
 
 mod azure_blob;
 pub(crate) mod bigquery;
+mod documents;
 mod files;
 mod gcs;
 mod local;
 pub mod mysql;
 mod planned;
 pub mod postgres;
+mod redis;
 mod s3;
 #[cfg(test)]
 mod type_docs;
@@ -34,7 +36,7 @@ static ALL: &[&ConnectionType] = &[
     &azure_blob::AZURE_BLOB,
     &planned::MONGODB,
     &planned::CASSANDRA,
-    &planned::REDIS,
+    &redis::REDIS,
     &planned::FIRESTORE,
     &planned::DYNAMODB,
     &local::LOCAL,

@@ -167,22 +167,6 @@ planned!(
 );
 
 planned!(
-    REDIS,
-    "redis",
-    "Redis",
-    Category::NoSql,
-    ["host", "port", "database"],
-    &[
-        O::required("host", Text, "server host name or address"),
-        O::with_default("port", PORT, "6379", "TCP port"),
-        O::with_default("database", Integer { min: 0, max: 1024 }, "0", "database number"),
-        O::optional("user", Text, "ACL user name"),
-        O::optional("password", Secret, "password"),
-        O::with_default("tls", Bool, "false", "use TLS"),
-    ]
-);
-
-planned!(
     FIRESTORE,
     "firestore",
     "Google Firestore",

@@ -18,6 +18,7 @@
 
 pub mod bqemulator;
 pub mod emulators;
+pub mod redis;
 mod replica;
 
 use std::fs;
