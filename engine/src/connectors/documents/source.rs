@@ -42,8 +42,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     async fn sample(&self, table: &str, n: usize) -> Result<(Vec<Document>, Shape), SourceError>;
 
     /// Every document of `table`, read as `description` (made from a
-    /// sample by this module) says, `page` documents at a time or so.
-    fn read(&self, table: &str, description: &TableDescription, page: usize) -> Pages;
+    /// sample by this module) says, a page at a time (the store's own
+    /// page size).
+    fn read(&self, table: &str, description: &TableDescription) -> Pages;
 
     /// What [`Store::read`] sends the store, for EXPLAIN.
     fn read_text(&self, table: &str) -> String;
@@ -118,8 +119,7 @@ impl<S: Store> Source for DocumentSource<S> {
         let table = description.table.clone();
         convert::specs(&table, &description.columns)?;
         let schema = description.arrow_schema();
-        let page = request.batch_rows.unwrap_or(1000).clamp(1, 10_000);
-        let pages = self.store.read(&table.name, description, page);
+        let pages = self.store.read(&table.name, description);
         let (columns, mapping, batch_schema) = (description.columns.clone(), self.mapping, schema.clone());
         let batches = pages.map(move |page| {
             let documents = page?;

@@ -126,6 +126,7 @@ pub(super) fn classify(error: &RedisError) -> ConnectFailure {
         _ => network_failure_kind(error).unwrap_or(K::Other),
     };
     let detail = match kind {
+        K::BadPassword if code.is_empty() => format!("the Redis server refused the user or password: {detail}"),
         K::BadPassword => format!("the Redis server refused the user or password ({code}): {detail}"),
         K::AccessDenied => format!("the Redis user may not run a command Sluice needs (SCAN, TYPE, reads): {detail}"),
         _ => detail,

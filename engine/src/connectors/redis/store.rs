@@ -216,7 +216,7 @@ impl Store for RedisStore {
         Ok((docs, kind.shape(warnings)))
     }
 
-    fn read(&self, table: &str, description: &TableDescription, page: usize) -> Pages {
+    fn read(&self, table: &str, description: &TableDescription) -> Pages {
         let kind = description
             .columns
             .iter()
@@ -231,7 +231,7 @@ impl Store for RedisStore {
             }),
         };
         let endpoint = self.endpoint.clone();
-        let count = self.scan_count.max(page);
+        let count = self.scan_count;
         let state = start.map(|(pattern, kind)| ReadState {
             connection: None,
             scan: KeyScan::new(pattern, count),
