@@ -405,6 +405,7 @@ async fn options_are_validated_against_the_type() {
             "s3",
             "azure_blob",
             "redis",
+            "dynamodb",
             "local"
         ]
     );

@@ -37,6 +37,7 @@ mod security_sql;
 mod security_wire;
 mod server;
 mod source_buckets;
+mod source_dynamodb;
 mod source_local;
 mod source_mysql;
 mod source_postgres;

@@ -4,6 +4,7 @@
 mod azure_blob;
 pub(crate) mod bigquery;
 mod documents;
+mod dynamodb;
 mod files;
 mod gcs;
 mod local;
@@ -38,7 +39,7 @@ static ALL: &[&ConnectionType] = &[
     &planned::CASSANDRA,
     &redis::REDIS,
     &planned::FIRESTORE,
-    &planned::DYNAMODB,
+    &dynamodb::DYNAMODB,
     &local::LOCAL,
 ];
 

@@ -179,17 +179,3 @@ planned!(
         O::optional("credentials", Secret, "service-account JSON key"),
     ]
 );
-
-planned!(
-    DYNAMODB,
-    "dynamodb",
-    "Amazon DynamoDB",
-    Category::NoSql,
-    ["region", "endpoint"],
-    &[
-        O::required("region", Text, "AWS region"),
-        O::optional("access_key_id", Text, "access key id"),
-        O::optional("secret_access_key", Secret, "secret access key"),
-        O::optional("endpoint", Text, "custom endpoint (DynamoDB Local)"),
-    ]
-);

@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod bqemulator;
+pub mod dynamodb;
 pub mod emulators;
 pub mod redis;
 mod replica;

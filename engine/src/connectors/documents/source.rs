@@ -121,7 +121,13 @@ impl<S: Store> Source for DocumentSource<S> {
         let schema = description.arrow_schema();
         let pages = self.store.read(&table.name, description);
         let (columns, mapping, batch_schema) = (description.columns.clone(), self.mapping, schema.clone());
-        let batches = pages.map(move |page| {
+        let batches = pages.enumerate().map(move |(index, page)| {
+            if index > 0 {
+                crate::failpoint::hit("between_pages").map_err(|e| SourceError::Query {
+                    code: Some("XX000".into()),
+                    message: e.to_string(),
+                })?;
+            }
             let documents = page?;
             convert::to_batch(&table, &documents, &columns, &batch_schema, &mapping)
         });

@@ -84,16 +84,18 @@ impl KeyScan {
     }
 }
 
-/// Where a read is: its connection, scan and the pages it returned.
+/// Where a read is: its connection and scan.
 struct ReadState {
     connection: Option<MultiplexedConnection>,
     scan: KeyScan,
     kind: KeyKind,
-    pages: usize,
 }
 
 /// The types of `keys`, by one pipeline of `TYPE`.
 async fn types(connection: &mut MultiplexedConnection, keys: &[Vec<u8>]) -> Result<Vec<String>, SourceError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     for key in keys {
         pipe.cmd("TYPE").arg(key);
@@ -236,7 +238,6 @@ impl Store for RedisStore {
             connection: None,
             scan: KeyScan::new(pattern, count),
             kind,
-            pages: 0,
         });
         futures::stream::try_unfold(Some(state), move |state| {
             let endpoint = endpoint.clone();
@@ -252,15 +253,8 @@ impl Store for RedisStore {
                     if keys.is_empty() {
                         continue;
                     }
-                    if state.pages > 0 {
-                        crate::failpoint::hit("between_pages").map_err(|e| SourceError::Query {
-                            code: Some("XX000".into()),
-                            message: e.to_string(),
-                        })?;
-                    }
                     let kinds = types(&mut connection, &keys).await?;
                     let docs = documents(&mut connection, &keys, &kinds, state.kind).await?;
-                    state.pages += 1;
                     state.connection = Some(connection);
                     return Ok(Some((docs, Some(Ok(state)))));
                 }
