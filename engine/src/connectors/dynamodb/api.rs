@@ -18,7 +18,8 @@ const ATTEMPTS: u32 = 8;
 /// Where and as whom requests go.
 #[derive(Clone)]
 pub(super) struct Api {
-    http: reqwest::Client,
+    /// The HTTP client with Sluice's trusted roots, or why it cannot be built.
+    http: Result<reqwest::Client, ConnectFailure>,
     url: String,
     host: String,
     region: String,
@@ -130,11 +131,14 @@ impl Api {
                 _ => None,
             },
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout.max(Duration::from_secs(60)))
-            .build()
-            .unwrap_or_default();
+        let http = crate::tls::client_config(crate::tls::Verify::ChainAndHost, None).and_then(|tls| {
+            reqwest::Client::builder()
+                .use_preconfigured_tls(tls)
+                .connect_timeout(timeout)
+                .timeout(timeout.max(Duration::from_secs(60)))
+                .build()
+                .map_err(|e| ConnectFailure::new(ConnectFailureKind::Tls, error_chain(&e)))
+        });
         Self {
             http,
             url,
@@ -196,7 +200,8 @@ impl Api {
         .and_then(|r| sign(r, &signing))
         .map_err(|e| ApiError::Connect(ConnectFailure::new(ConnectFailureKind::Other, e.to_string())))?;
         let (instructions, _) = signable.into_parts();
-        let mut request = self.http.post(&self.url).body(payload.clone());
+        let http = self.http.as_ref().map_err(|e| ApiError::Connect(e.clone()))?;
+        let mut request = http.post(&self.url).body(payload.clone());
         for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
             request = request.header(*name, *value);
         }
