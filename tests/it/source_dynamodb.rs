@@ -141,6 +141,33 @@ async fn a_parallel_scan_snapshot_and_an_incremental_job_load_each_item_once() {
     );
 }
 
+#[tokio::test]
+async fn rejected_keys_are_28p01_and_good_ones_are_saved() {
+    let (dynamo, (key, secret)) = Dynamo::start_checking_keys();
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    let endpoint = dynamo.endpoint();
+    let message = expect_err(
+        &client,
+        &format!(
+            "CREATE CONNECTION dyn TYPE dynamodb OPTIONS (endpoint '{endpoint}', access_key_id 'AKIAWRONG', secret_access_key 'wrong-secret')"
+        ),
+        "28P01",
+    )
+    .await;
+    assert!(!message.contains("wrong-secret"), "{message}");
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION dyn TYPE dynamodb OPTIONS (endpoint '{endpoint}', access_key_id '{key}', secret_access_key '{secret}')"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&client, "SHOW TABLES FROM dyn.dynamodb").await[0][1].as_deref(),
+        Some("orders")
+    );
+}
+
 /// The server is killed between two pages of a scan: nothing of the run is
 /// committed, and the re-run after the restart loads every item once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,8 @@ impl ApiError {
                     "UnrecognizedClientException"
                     | "InvalidSignatureException"
                     | "MissingAuthenticationTokenException"
+                    | "InvalidClientTokenId"
+                    | "SignatureDoesNotMatch"
                     | "ExpiredTokenException" => K::BadPassword,
                     "AccessDeniedException" => K::AccessDenied,
                     _ => K::Other,
@@ -228,12 +230,61 @@ impl Api {
         if status == 200 {
             return Ok(json);
         }
-        let kind = json["__type"].as_str().unwrap_or("UnknownError");
+        // DynamoDB answers JSON; IAM-style refusals (and moto's) are XML.
+        let kind = json["__type"]
+            .as_str()
+            .or_else(|| xml_element(&text, "Code"))
+            .unwrap_or("UnknownError");
         let kind = kind.rsplit('#').next().unwrap_or(kind).to_owned();
         let message = json["message"]
             .as_str()
             .or(json["Message"].as_str())
+            .or_else(|| xml_element(&text, "Message"))
             .map_or_else(|| crate::sources::excerpt(&text), str::to_owned);
         Err(ApiError::Service { kind, message, status })
+    }
+}
+
+/// The text of the first `<name>` element of an XML error answer.
+fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_in_json_and_xml_are_classified() {
+        let xml = "<ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code><Message>bad key</Message>\
+                   </Error></Errors></ErrorResponse>";
+        assert_eq!(xml_element(xml, "Code"), Some("InvalidClientTokenId"));
+        assert_eq!(xml_element(xml, "Message"), Some("bad key"));
+        assert_eq!(xml_element("{}", "Code"), None);
+        let refused = |kind: &str| ApiError::Service {
+            kind: kind.into(),
+            message: "m".into(),
+            status: 400,
+        };
+        assert_eq!(
+            refused("InvalidClientTokenId").failure().kind,
+            ConnectFailureKind::BadPassword
+        );
+        assert_eq!(
+            refused("UnrecognizedClientException").failure().kind,
+            ConnectFailureKind::BadPassword
+        );
+        assert_eq!(
+            refused("AccessDeniedException").failure().kind,
+            ConnectFailureKind::AccessDenied
+        );
+        let throttled = refused("ProvisionedThroughputExceededException").source_error(Some("t"));
+        assert!(matches!(throttled, SourceError::Query { code: Some(c), .. } if c == "53000"));
+        assert!(matches!(
+            refused("ResourceNotFoundException").source_error(Some("t")),
+            SourceError::NotFound { .. }
+        ));
     }
 }
