@@ -15,6 +15,8 @@
 //!   (as when the disk is full).
 //! - `between_files`: a file source scan has read one file and is about to
 //!   open the next (its rows are in the destination's open load).
+//! - `between_pages`: a document store scan (Redis, DynamoDB) has read one page of
+//!   documents and is about to return the next.
 
 use crate::error::EngineError;
 

@@ -408,6 +408,8 @@ async fn options_are_validated_against_the_type() {
             "gcs",
             "s3",
             "azure_blob",
+            "redis",
+            "dynamodb",
             "local"
         ]
     );

@@ -3,6 +3,8 @@
 
 mod azure_blob;
 pub(crate) mod bigquery;
+mod documents;
+mod dynamodb;
 mod files;
 mod gcs;
 mod local;
@@ -10,6 +12,7 @@ pub mod mysql;
 mod planned;
 pub mod postgres;
 pub mod redshift;
+mod redis;
 mod s3;
 pub mod snowflake;
 pub mod sqlserver;
@@ -37,9 +40,9 @@ static ALL: &[&ConnectionType] = &[
     &azure_blob::AZURE_BLOB,
     &planned::MONGODB,
     &planned::CASSANDRA,
-    &planned::REDIS,
+    &redis::REDIS,
     &planned::FIRESTORE,
-    &planned::DYNAMODB,
+    &dynamodb::DYNAMODB,
     &local::LOCAL,
 ];
 

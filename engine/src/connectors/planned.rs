@@ -98,22 +98,6 @@ planned!(
 );
 
 planned!(
-    REDIS,
-    "redis",
-    "Redis",
-    Category::NoSql,
-    ["host", "port", "database"],
-    &[
-        O::required("host", Text, "server host name or address"),
-        O::with_default("port", PORT, "6379", "TCP port"),
-        O::with_default("database", Integer { min: 0, max: 1024 }, "0", "database number"),
-        O::optional("user", Text, "ACL user name"),
-        O::optional("password", Secret, "password"),
-        O::with_default("tls", Bool, "false", "use TLS"),
-    ]
-);
-
-planned!(
     FIRESTORE,
     "firestore",
     "Google Firestore",
@@ -124,19 +108,5 @@ planned!(
         O::with_default("database", Text, "(default)", "database id"),
         O::optional("credentials_file", Text, "path of a service-account JSON key file"),
         O::optional("credentials", Secret, "service-account JSON key"),
-    ]
-);
-
-planned!(
-    DYNAMODB,
-    "dynamodb",
-    "Amazon DynamoDB",
-    Category::NoSql,
-    ["region", "endpoint"],
-    &[
-        O::required("region", Text, "AWS region"),
-        O::optional("access_key_id", Text, "access key id"),
-        O::optional("secret_access_key", Secret, "secret access key"),
-        O::optional("endpoint", Text, "custom endpoint (DynamoDB Local)"),
     ]
 );

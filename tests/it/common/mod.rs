@@ -19,10 +19,12 @@
 #![allow(dead_code)]
 
 pub mod bqemulator;
+pub mod dynamodb;
 pub mod emulators;
-pub mod fakesnow;
 mod mariadb;
 mod postgres;
+pub mod fakesnow;
+pub mod redis;
 mod replica;
 mod sluice;
 pub mod sqlbridge;

@@ -1,0 +1,220 @@
+//! Any document store as a [`Source`]: the store lists its tables, samples
+//! documents and streams them in pages; this module infers the columns,
+//! converts pages into batches and runs the scan's projection, filter and
+//! limit over them in a private DataFusion session (the store's own
+//! filtering, where it has any, is the store's business).
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::convert;
+use super::infer::{Shape, infer};
+use super::mapping::Mapping;
+use super::value::Document;
+use crate::sources::datafusion_sql::{DataFusionDialect, session};
+use crate::sources::{
+    Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest, scan_sql,
+};
+
+/// Documents of a table, a page at a time.
+pub(crate) type Pages = BoxStream<'static, Result<Vec<Document>, SourceError>>;
+
+/// What one store does: everything about its documents, nothing about rows.
+#[async_trait]
+pub(crate) trait Store: Send + Sync + 'static {
+    /// The one schema its tables are in.
+    fn schema(&self) -> String;
+
+    /// Its tables (a connection may check the store is reachable first).
+    async fn tables(&self) -> Result<Vec<TableInfo>, SourceError>;
+
+    /// Up to `n` documents of `table` and what the store knows of its
+    /// shape; `table` is one of [`Store::tables`].
+    async fn sample(&self, table: &str, n: usize) -> Result<(Vec<Document>, Shape), SourceError>;
+
+    /// Every document of `table`, read as `description` (made from a
+    /// sample by this module) says, a page at a time (the store's own
+    /// page size).
+    fn read(&self, table: &str, description: &TableDescription) -> Pages;
+
+    /// What [`Store::read`] sends the store, for EXPLAIN.
+    fn read_text(&self, table: &str) -> String;
+}
+
+/// A store as a source with the connection's mapping options.
+pub(crate) struct DocumentSource<S> {
+    pub(crate) store: Arc<S>,
+    pub(crate) mapping: Mapping,
+}
+
+impl<S: Store> DocumentSource<S> {
+    fn check_schema(&self, schema: &str) -> Result<(), SourceError> {
+        if schema == self.store.schema() {
+            Ok(())
+        } else {
+            Err(SourceError::NotFound {
+                kind: "schema",
+                name: schema.to_owned(),
+                nearby: vec![self.store.schema()],
+            })
+        }
+    }
+}
+
+/// The name of the table inside a scan's private session.
+const SCANNED: &str = "documents";
+
+#[async_trait]
+impl<S: Store> Source for DocumentSource<S> {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DataFusionDialect
+    }
+
+    async fn schemas(&self) -> Result<Vec<String>, SourceError> {
+        self.store.tables().await?;
+        Ok(vec![self.store.schema()])
+    }
+
+    async fn tables(&self, schema: Option<&str>) -> Result<Vec<TableInfo>, SourceError> {
+        if let Some(schema) = schema {
+            self.check_schema(schema)?;
+        }
+        self.store.tables().await
+    }
+
+    async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
+        self.check_schema(&table.schema)?;
+        let tables = self.store.tables().await?;
+        let info = tables
+            .iter()
+            .find(|t| t.table.name == table.name)
+            .ok_or_else(|| SourceError::NotFound {
+                kind: "table",
+                name: table.to_string(),
+                nearby: closest(&table.name, tables.iter().map(|t| t.table.name.clone()).collect()),
+            })?;
+        let (sample, shape) = self.store.sample(&table.name, self.mapping.sample).await?;
+        Ok(TableDescription {
+            table: table.clone(),
+            kind: TableKind::Table,
+            columns: infer(&sample, &shape, &self.mapping),
+            estimated_rows: info.estimated_rows,
+        })
+    }
+
+    async fn scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let table = description.table.clone();
+        convert::specs(&table, &description.columns)?;
+        let schema = description.arrow_schema();
+        let pages = self.store.read(&table.name, description);
+        let (columns, mapping, batch_schema) = (description.columns.clone(), self.mapping, schema.clone());
+        let batches = pages.enumerate().map(move |(index, page)| {
+            if index > 0 {
+                crate::failpoint::hit("between_pages").map_err(|e| SourceError::Query {
+                    code: Some("XX000".into()),
+                    message: e.to_string(),
+                })?;
+            }
+            let documents = page?;
+            convert::to_batch(&table, &documents, &columns, &batch_schema, &mapping)
+        });
+        let batches = batches.map(|b| b.map_err(|e| DataFusionError::External(Box::new(e))));
+        let whole: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), batches));
+        let ctx = session(request.batch_rows);
+        let provider = StreamingTable::try_new(schema.clone(), vec![Arc::new(Once::new(schema, whole))])
+            .map_err(|e| plan_error(&description.table, e))?;
+        ctx.register_table(SCANNED, Arc::new(provider))
+            .map_err(|e| plan_error(&description.table, e))?;
+        let sql = scan_sql(&select_list(description, request), SCANNED, request);
+        let frame = ctx.sql(&sql).await.map_err(|e| plan_error(&description.table, e))?;
+        frame
+            .execute_stream()
+            .await
+            .map_err(|e| plan_error(&description.table, e))
+    }
+
+    fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
+        let filter = scan_sql(&select_list(description, request), SCANNED, request);
+        format!(
+            "{}, then in Sluice: {filter}",
+            self.store.read_text(&description.table.name)
+        )
+    }
+}
+
+/// The quoted columns a scan selects (`1` for none).
+fn select_list(description: &TableDescription, request: &ScanRequest) -> String {
+    let d = DataFusionDialect;
+    let columns: Vec<String> = request
+        .columns
+        .iter()
+        .filter_map(|&i| description.columns.get(i))
+        .map(|c| d.quote_ident(&c.name))
+        .collect();
+    if columns.is_empty() {
+        "1".to_owned()
+    } else {
+        columns.join(", ")
+    }
+}
+
+fn plan_error(table: &TableRef, error: DataFusionError) -> SourceError {
+    SourceError::Query {
+        code: Some("XX000".into()),
+        message: format!("cannot plan the scan of {table}: {}", error.strip_backtrace()),
+    }
+}
+
+/// A stream that a streaming table runs once.
+struct Once {
+    schema: SchemaRef,
+    stream: Mutex<Option<SendableRecordBatchStream>>,
+}
+
+impl Once {
+    fn new(schema: SchemaRef, stream: SendableRecordBatchStream) -> Self {
+        Self {
+            schema,
+            stream: Mutex::new(Some(stream)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Once {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("documents")
+    }
+}
+
+impl PartitionStream for Once {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let taken = self.stream.lock().ok().and_then(|mut s| s.take());
+        match taken {
+            Some(stream) => stream,
+            None => {
+                let error = DataFusionError::Internal("a document scan runs once".into());
+                Box::pin(RecordBatchStreamAdapter::new(
+                    self.schema.clone(),
+                    futures::stream::once(async move { Err(error) }),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! DynamoDB's JSON API over reqwest, each request signed with SigV4 by
+//! `aws-sigv4`; throttling answered with exponential backoff.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use serde_json::Value as Json;
+
+use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
+use crate::options::ResolvedOptions;
+use crate::sources::SourceError;
+
+/// Attempts of a throttled request before the run fails (transiently).
+const ATTEMPTS: u32 = 8;
+
+/// Where and as whom requests go.
+#[derive(Clone)]
+pub(super) struct Api {
+    /// The HTTP client with Sluice's trusted roots, or why it cannot be built.
+    http: Result<reqwest::Client, ConnectFailure>,
+    url: String,
+    host: String,
+    region: String,
+    credentials: Option<Credentials>,
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub(super) enum ApiError {
+    /// The service answered with an error `kind` (the `__type` after `#`).
+    Service { kind: String, message: String, status: u16 },
+    /// No answer, or no credentials.
+    Connect(ConnectFailure),
+}
+
+impl ApiError {
+    /// As a failed connection test.
+    pub(super) fn failure(&self) -> ConnectFailure {
+        use ConnectFailureKind as K;
+        match self {
+            ApiError::Connect(failure) => failure.clone(),
+            ApiError::Service { kind, message, .. } => {
+                let k = match kind.as_str() {
+                    "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "MissingAuthenticationTokenException"
+                    | "InvalidClientTokenId"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredTokenException" => K::BadPassword,
+                    "AccessDeniedException" => K::AccessDenied,
+                    _ => K::Other,
+                };
+                ConnectFailure::new(k, format!("DynamoDB answered {kind}: {message}"))
+            }
+        }
+    }
+
+    /// As a source error: throttling and server errors transient (`53000`,
+    /// `58000`), a missing table `NotFound`.
+    pub(super) fn source_error(self, table: Option<&str>) -> SourceError {
+        match &self {
+            ApiError::Service { kind, message, status } => match kind.as_str() {
+                "ResourceNotFoundException" => SourceError::NotFound {
+                    kind: "table",
+                    name: table.unwrap_or_default().to_owned(),
+                    nearby: vec![],
+                },
+                _ if throttled(kind) => SourceError::Query {
+                    code: Some("53000".into()),
+                    message: format!("DynamoDB kept throttling after {ATTEMPTS} attempts ({kind}): {message}"),
+                },
+                _ if *status >= 500 => SourceError::Query {
+                    code: Some("58000".into()),
+                    message: format!("DynamoDB failed ({kind}): {message}"),
+                },
+                _ => match self.failure() {
+                    f if f.kind != ConnectFailureKind::Other => SourceError::Connect(f),
+                    f => SourceError::Query {
+                        code: Some("58000".into()),
+                        message: f.detail,
+                    },
+                },
+            },
+            ApiError::Connect(failure) => SourceError::Connect(failure.clone()),
+        }
+    }
+}
+
+fn throttled(kind: &str) -> bool {
+    matches!(
+        kind,
+        "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded"
+    )
+}
+
+impl Api {
+    pub(super) fn new(options: &ResolvedOptions, timeout: Duration) -> Self {
+        let region = options.text("region").unwrap_or("us-east-1").to_owned();
+        let url = options
+            .text("endpoint")
+            .map(|e| e.trim_end_matches('/').to_owned() + "/")
+            .unwrap_or_else(|| format!("https://dynamodb.{region}.amazonaws.com/"));
+        let host = url::Url::parse(&url)
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.to_owned();
+                Some(match u.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            })
+            .unwrap_or_default();
+        let secret = |name: &str| options.secret(name).map(|s| s.expose().to_owned());
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let credentials = match (options.text("access_key_id"), secret("secret_access_key")) {
+            (Some(key), Some(secret_key)) => Some(Credentials::new(
+                key,
+                secret_key,
+                secret("session_token"),
+                None,
+                "sluice",
+            )),
+            _ => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+                (Some(key), Some(secret_key)) => Some(Credentials::new(
+                    key,
+                    secret_key,
+                    env("AWS_SESSION_TOKEN"),
+                    None,
+                    "environment",
+                )),
+                _ => None,
+            },
+        };
+        let http = crate::tls::client_config(crate::tls::Verify::ChainAndHost, None).and_then(|tls| {
+            reqwest::Client::builder()
+                .use_preconfigured_tls(tls)
+                .connect_timeout(timeout)
+                .timeout(timeout.max(Duration::from_secs(60)))
+                .build()
+                .map_err(|e| ConnectFailure::new(ConnectFailureKind::Tls, error_chain(&e)))
+        });
+        Self {
+            http,
+            url,
+            host,
+            region,
+            credentials,
+        }
+    }
+
+    /// Calls `operation` (`Scan`, `ListTables`, ...) with `body`, retrying
+    /// throttled and 5xx answers with exponential backoff.
+    pub(super) async fn call(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=ATTEMPTS {
+            match self.once(operation, body).await {
+                Err(ApiError::Service { kind, status, .. })
+                    if attempt < ATTEMPTS && (throttled(&kind) || status >= 500) =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn once(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
+        let credentials = self.credentials.as_ref().ok_or_else(|| {
+            ApiError::Connect(ConnectFailure::new(
+                ConnectFailureKind::BadPassword,
+                "no AWS credentials: give access_key_id and secret_access_key, or set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY in the server's environment",
+            ))
+        })?;
+        let payload = body.to_string();
+        let target = format!("DynamoDB_20120810.{operation}");
+        let headers = [
+            ("content-type", "application/x-amz-json-1.0"),
+            ("x-amz-target", target.as_str()),
+            ("host", self.host.as_str()),
+        ];
+        let identity = credentials.clone().into();
+        let signing = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("dynamodb")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| ApiError::Connect(ConnectFailure::new(ConnectFailureKind::Other, e.to_string())))?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            self.url.as_str(),
+            headers.iter().copied(),
+            SignableBody::Bytes(payload.as_bytes()),
+        )
+        .and_then(|r| sign(r, &signing))
+        .map_err(|e| ApiError::Connect(ConnectFailure::new(ConnectFailureKind::Other, e.to_string())))?;
+        let (instructions, _) = signable.into_parts();
+        let http = self.http.as_ref().map_err(|e| ApiError::Connect(e.clone()))?;
+        let mut request = http.post(&self.url).body(payload.clone());
+        for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
+            request = request.header(*name, *value);
+        }
+        for header in instructions.headers() {
+            request = request.header(header.0, header.1);
+        }
+        let response = request.send().await.map_err(|e| {
+            let kind = network_failure_kind(&e).unwrap_or(if e.is_timeout() {
+                ConnectFailureKind::Timeout
+            } else {
+                ConnectFailureKind::Other
+            });
+            ApiError::Connect(ConnectFailure::new(
+                kind,
+                format!("DynamoDB at {}: {}", self.url, error_chain(&e)),
+            ))
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ApiError::Connect(ConnectFailure::new(ConnectFailureKind::Other, error_chain(&e))))?;
+        let json: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+        if status == 200 {
+            return Ok(json);
+        }
+        // DynamoDB answers JSON; IAM-style refusals (and moto's) are XML.
+        let kind = json["__type"]
+            .as_str()
+            .or_else(|| xml_element(&text, "Code"))
+            .unwrap_or("UnknownError");
+        let kind = kind.rsplit('#').next().unwrap_or(kind).to_owned();
+        let message = json["message"]
+            .as_str()
+            .or(json["Message"].as_str())
+            .or_else(|| xml_element(&text, "Message"))
+            .map_or_else(|| crate::sources::excerpt(&text), str::to_owned);
+        Err(ApiError::Service { kind, message, status })
+    }
+}
+
+/// The text of the first `<name>` element of an XML error answer.
+fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_in_json_and_xml_are_classified() {
+        let xml = "<ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code><Message>bad key</Message>\
+                   </Error></Errors></ErrorResponse>";
+        assert_eq!(xml_element(xml, "Code"), Some("InvalidClientTokenId"));
+        assert_eq!(xml_element(xml, "Message"), Some("bad key"));
+        assert_eq!(xml_element("{}", "Code"), None);
+        let refused = |kind: &str| ApiError::Service {
+            kind: kind.into(),
+            message: "m".into(),
+            status: 400,
+        };
+        assert_eq!(
+            refused("InvalidClientTokenId").failure().kind,
+            ConnectFailureKind::BadPassword
+        );
+        assert_eq!(
+            refused("UnrecognizedClientException").failure().kind,
+            ConnectFailureKind::BadPassword
+        );
+        assert_eq!(
+            refused("AccessDeniedException").failure().kind,
+            ConnectFailureKind::AccessDenied
+        );
+        let throttled = refused("ProvisionedThroughputExceededException").source_error(Some("t"));
+        assert!(matches!(throttled, SourceError::Query { code: Some(c), .. } if c == "53000"));
+        assert!(matches!(
+            refused("ResourceNotFoundException").source_error(Some("t")),
+            SourceError::NotFound { .. }
+        ));
+    }
+}
