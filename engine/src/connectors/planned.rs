@@ -2,7 +2,7 @@
 //! option schemas are final so that `SHOW CONNECTION TYPES` documents them.
 
 use crate::connection_types::{Category, ConnectionType};
-use crate::options::OptionKind::{Bool, Integer, Secret, Text};
+use crate::options::OptionKind::{Integer, Secret, Text};
 use crate::options::OptionSpec as O;
 
 const PORT: crate::options::OptionKind = Integer { min: 1, max: 65535 };

@@ -4,8 +4,8 @@
 mod dedupe;
 mod define;
 mod explain;
-mod freshness;
 mod file_mark;
+mod freshness;
 mod guard;
 mod health;
 mod plan;

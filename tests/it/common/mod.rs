@@ -21,9 +21,9 @@
 pub mod bqemulator;
 pub mod dynamodb;
 pub mod emulators;
+pub mod fakesnow;
 mod mariadb;
 mod postgres;
-pub mod fakesnow;
 pub mod redis;
 mod replica;
 mod sluice;
