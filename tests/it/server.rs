@@ -112,7 +112,8 @@ async fn plain_sql_and_client_startup_queries_work() {
 async fn syntax_errors_carry_positions_and_stop_the_query_string() {
     let sluice = Sluice::start();
     let client = sluice.client().await;
-    let sql = "CREATE SECRET a AS 'x'; CREATE CONNECTION c TYPE postgres OPTIONS (host = 'h'); CREATE SECRET b AS 'y'";
+    let sql =
+        "CREATE SECRET a AS 'x'; CREATE CONNECTION c TYPE postgres OPTIONS (host 'h' @ 'i'); CREATE SECRET b AS 'y'";
     let err = client.batch_execute(sql).await.unwrap_err();
     let db = err.as_db_error().unwrap();
     assert_eq!(db.code().code(), "42601");
@@ -120,7 +121,7 @@ async fn syntax_errors_carry_positions_and_stop_the_query_string() {
         Some(tokio_postgres::error::ErrorPosition::Original(p)) => *p as usize,
         other => panic!("no position: {other:?}"),
     };
-    assert_eq!(&sql[position - 1..position], "=", "position {position} in {sql}");
+    assert_eq!(&sql[position - 1..position], "@", "position {position} in {sql}");
     let secrets = client.simple_query("SELECT name FROM sluice.secrets").await.unwrap();
     let names: Vec<_> = secrets
         .iter()

@@ -688,8 +688,17 @@ mod tests {
     }
 
     #[test]
+    fn equals_signs_are_optional_in_options() {
+        assert_eq!(
+            parse("CREATE CONNECTION shop TYPE postgres OPTIONS (host = 'x', port 5)").unwrap(),
+            parse("CREATE CONNECTION shop TYPE postgres OPTIONS (host 'x', port = 5)").unwrap()
+        );
+    }
+
+    #[test]
     fn syntax_errors_carry_the_position() {
-        let err = parse("CREATE CONNECTION shop TYPE postgres OPTIONS (host = 'x')").unwrap_err();
+        // `host = 'x'` is valid too (see `equals_signs_are_optional_in_options`).
+        let err = parse("CREATE CONNECTION shop TYPE postgres OPTIONS (host @ 'x')").unwrap_err();
         assert_eq!(err.position, Some(52), "{err:?}");
         assert!(err.message.contains("option value"), "{err:?}");
         let err = parse("CREATE CONNECTION shop\n  OPTIONS (host 'x')").unwrap_err();
