@@ -211,12 +211,15 @@ fn conflict(family: &'static str, key: &[u8]) -> CatalogError {
     }
 }
 
+/// One put (`Some(value)`) or delete (`None`) of a key in a column family.
+type Change = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
 /// A set of puts and deletes applied all-or-nothing, synced to disk; inside
 /// a transaction they are staged until it commits.
 pub(crate) struct Batch<'a> {
     store: &'a Store,
-    /// Puts (`Some`) and deletes (`None`), in order.
-    changes: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
+    /// Puts and deletes, in order.
+    changes: Vec<Change>,
 }
 
 impl Batch<'_> {

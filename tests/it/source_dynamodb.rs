@@ -16,7 +16,7 @@ fn order(id: u32, version: u32) -> Value {
         "version": {"N": version.to_string()},
         "lines": {"L": [{"M": {"sku": {"S": "x"}, "qty": {"N": "2"}}}]},
     });
-    if id % 2 == 0 {
+    if id.is_multiple_of(2) {
         item["note"] = json!({"S": "gift"});
     }
     item

@@ -107,7 +107,7 @@ pub(crate) fn infer(sample: &[Document], shape: &Shape, mapping: &Mapping) -> Ve
     let mut fields: BTreeMap<&str, FieldStats> = BTreeMap::new();
     for doc in &own {
         for name in doc.fields.keys() {
-            if !keys.contains(name.as_str()) && !(mapping.document_column() && name == DOCUMENT_COLUMN) {
+            if !(keys.contains(name.as_str()) || (mapping.document_column() && name == DOCUMENT_COLUMN)) {
                 fields.entry(name).or_default();
             }
         }

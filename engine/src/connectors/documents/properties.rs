@@ -137,10 +137,10 @@ proptest! {
                         }
                         let column = columns.iter().position(|c| c.name == *name);
                         let in_column = column.is_some_and(|i| !batch.column(i).is_null(row));
-                        if let Some(i) = column.filter(|_| in_column) {
-                            if target(&columns[i]) == Some(Target::Json) {
-                                prop_assert_eq!(batch.column(i).as_string::<i32>().value(row), value.to_json().to_string());
-                            }
+                        if let Some(i) = column.filter(|_| in_column)
+                            && target(&columns[i]) == Some(Target::Json)
+                        {
+                            prop_assert_eq!(batch.column(i).as_string::<i32>().value(row), value.to_json().to_string());
                         }
                         prop_assert!(
                             in_column || kept.is_some() || mapping.on_mismatch == OnMismatch::Null,

@@ -276,13 +276,13 @@ mod tests {
         let a = decode(
             "decimal(12,2)",
             &[
-                ColumnData::Numeric(Some(Numeric::new_with_scale(-1_234_567_890_12, 2))),
+                ColumnData::Numeric(Some(Numeric::new_with_scale(-123_456_789_012, 2))),
                 ColumnData::Numeric(Some(Numeric::new_with_scale(5, 0))),
                 ColumnData::Numeric(None),
             ],
         );
         let d = a.as_primitive::<Decimal128Type>();
-        assert_eq!((d.value(0), d.value(1)), (-1_234_567_890_12, 500));
+        assert_eq!((d.value(0), d.value(1)), (-123_456_789_012, 500));
         let max = 10_i128.pow(38) - 1;
         let a = decode(
             "numeric(38,10)",
@@ -296,11 +296,11 @@ mod tests {
         let a = decode(
             "money",
             &[
-                ColumnData::Numeric(Some(Numeric::new_with_scale(922_337_203_685_477_5807, 4))),
+                ColumnData::Numeric(Some(Numeric::new_with_scale(9_223_372_036_854_775_807, 4))),
                 ColumnData::Numeric(None),
             ],
         );
-        assert_eq!(a.as_primitive::<Decimal128Type>().value(0), 922_337_203_685_477_5807);
+        assert_eq!(a.as_primitive::<Decimal128Type>().value(0), 9_223_372_036_854_775_807);
         assert!(rescale(12345, 4, 2).is_none(), "digits would be lost");
     }
 
