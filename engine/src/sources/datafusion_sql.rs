@@ -6,6 +6,7 @@ use chrono::{DateTime, Datelike, NaiveDateTime};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
+use super::decimal_text::decimal_text;
 use crate::sources::{Dialect, SqlFamily, integer_literal, quote_with};
 
 /// DataFusion SQL, in a [`session`].
@@ -90,21 +91,11 @@ fn timestamp(micros: i64, zoned: bool) -> Option<String> {
 /// An exact decimal literal of the value's own precision and scale, from
 /// the unscaled integer's text.
 fn decimal(unscaled: &str, precision: u8, scale: i8) -> Option<String> {
-    let (sign, digits) = match unscaled.strip_prefix('-') {
-        Some(digits) => ("-", digits),
-        None => ("", unscaled),
-    };
     if scale < 0 || scale.unsigned_abs() > precision {
         return None;
     }
     let scale = usize::from(scale.unsigned_abs());
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (integer, fraction) = padded.split_at(padded.len() - scale);
-    let text = if fraction.is_empty() {
-        format!("{sign}{integer}")
-    } else {
-        format!("{sign}{integer}.{fraction}")
-    };
+    let text = decimal_text(unscaled, scale);
     Some(format!("CAST('{text}' AS DECIMAL({precision}, {scale}))"))
 }
 

@@ -7,6 +7,7 @@
 
 mod checksum;
 pub(crate) mod datafusion_sql;
+pub(crate) mod decimal_text;
 mod describe;
 mod nearby;
 mod pushdown;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Datelike};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::scalar::ScalarValue;
 
+use crate::sources::decimal_text::{decimal_text, digit_count};
 use crate::sources::{ColumnInfo, Dialect, SqlFamily, integer_literal, quote_with};
 
 /// MySQL keeps decimal literals exact up to this many digits ...
@@ -87,21 +88,8 @@ fn timestamp(micros: i64) -> Option<String> {
 
 /// An exact decimal literal from an unscaled integer's text.
 fn decimal(unscaled: &str, scale: i8) -> Option<String> {
-    let (sign, digits) = match unscaled.strip_prefix('-') {
-        Some(digits) => ("-", digits),
-        None => ("", unscaled),
-    };
-    if !(0..=MAX_DECIMAL_SCALE).contains(&scale) || digits.len() > MAX_DECIMAL_DIGITS {
-        return None;
-    }
-    let scale = scale as usize;
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (integer, fraction) = padded.split_at(padded.len() - scale);
-    Some(if fraction.is_empty() {
-        format!("{sign}{integer}")
-    } else {
-        format!("{sign}{integer}.{fraction}")
-    })
+    ((0..=MAX_DECIMAL_SCALE).contains(&scale) && digit_count(unscaled) <= MAX_DECIMAL_DIGITS)
+        .then(|| decimal_text(unscaled, scale as usize))
 }
 
 #[cfg(test)]

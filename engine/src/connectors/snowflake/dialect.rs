@@ -5,6 +5,7 @@
 use chrono::{DateTime, Datelike};
 use datafusion::scalar::ScalarValue;
 
+use crate::sources::decimal_text::{decimal_text, digit_count};
 use crate::sources::{ColumnInfo, Dialect, SqlFamily, integer_literal, quote_with};
 use crate::type_mapping::BigQueryType;
 
@@ -99,21 +100,7 @@ fn timestamp(micros: i64, zoned: bool) -> Option<String> {
 
 /// An exact NUMBER literal from an unscaled integer's text.
 fn decimal(unscaled: &str, scale: i8) -> Option<String> {
-    let (sign, digits) = match unscaled.strip_prefix('-') {
-        Some(digits) => ("-", digits),
-        None => ("", unscaled),
-    };
-    if !(0..=37).contains(&scale) || digits.len() > MAX_DIGITS {
-        return None;
-    }
-    let scale = scale as usize;
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (integer, fraction) = padded.split_at(padded.len() - scale);
-    Some(if fraction.is_empty() {
-        format!("{sign}{integer}")
-    } else {
-        format!("{sign}{integer}.{fraction}")
-    })
+    ((0..=37).contains(&scale) && digit_count(unscaled) <= MAX_DIGITS).then(|| decimal_text(unscaled, scale as usize))
 }
 
 #[cfg(test)]
