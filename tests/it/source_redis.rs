@@ -262,6 +262,36 @@ async fn an_incremental_job_loads_each_change_once() {
     );
 }
 
+/// Redis has no aggregate query: VERIFY computes the source's checksums in
+/// Sluice over a full scan, and names the day of a key that changed.
+#[tokio::test]
+async fn verify_checksums_a_scan_and_names_a_changed_day() {
+    let (redis, _sluice, client) = setup("").await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB users_inc FROM cache.db0.users INTO warehouse.users INCREMENTAL BY updated_at ALL; \
+             CREATE ETL JOB users_snap FROM cache.db0.users INTO warehouse.users_snap SNAPSHOT",
+        )
+        .await
+        .unwrap();
+    assert_eq!(run(&client, "users_inc").await, "5");
+    assert_eq!(run(&client, "users_snap").await, "5");
+    assert!(rows(&client, "VERIFY ETL JOB users_inc").await.is_empty());
+    assert!(rows(&client, "VERIFY ETL JOB users_snap").await.is_empty());
+    assert_eq!(
+        one(
+            &client,
+            "SELECT buckets FROM sluice.verifications WHERE job = 'users_inc'"
+        )
+        .await,
+        "5"
+    );
+    redis.run(&[&["HSET", "user:4", "updated_at", "2024-01-04T11:00:00Z"]]);
+    let differ = rows(&client, "VERIFY ETL JOB users_inc").await;
+    let days: Vec<_> = differ.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(days, ["2024-01-04"], "{differ:?}");
+}
+
 /// With a sample of one key, whichever of `42` and `hello` is sampled, the
 /// other does not fit the `value` column inferred from it.
 #[tokio::test]

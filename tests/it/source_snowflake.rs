@@ -387,3 +387,50 @@ async fn a_kill_during_a_run_then_a_rerun_loads_each_row_once() {
         ["3", "3"].map(|v| Some(v.to_owned()))
     );
 }
+
+/// VERIFY computes the source's checksums in Snowflake's SQL (fakesnow runs
+/// it) and agrees with the warehouse; a changed cursor shows in its day,
+/// and REPAIR of that day makes the two equal again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_repair_compute_in_snowflake_sql() {
+    let fake = FakeSnow::start();
+    seed_orders(&fake, "SHOP");
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    create(&client, "sf", &options(&fake, "SHOP")).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders_snap FROM sf.\"PUBLIC\".\"ORDERS\" INTO warehouse.orders_snap SNAPSHOT; \
+             CREATE ETL JOB orders_inc FROM sf.\"PUBLIC\".\"ORDERS\" INTO warehouse.orders_inc \
+             INCREMENTAL BY \"UPDATED_AT\" ALL;",
+        )
+        .await
+        .unwrap();
+    run(&client, "orders_snap").await;
+    run(&client, "orders_inc").await;
+    for verify in [
+        "VERIFY ETL JOB orders_inc",
+        "VERIFY ETL JOB orders_inc BY HOUR",
+        "VERIFY ETL JOB orders_inc BY MONTH",
+        "VERIFY ETL JOB orders_snap",
+    ] {
+        assert!(rows(&client, verify).await.is_empty(), "{verify}");
+    }
+    let buckets = one(
+        &client,
+        "SELECT buckets FROM sluice.verifications WHERE job = 'orders_inc' AND bucket_by = 'day'",
+    )
+    .await;
+    assert_eq!(buckets, "3");
+
+    fake.sql(
+        "SHOP",
+        &["UPDATE ORDERS SET UPDATED_AT = '2024-01-02 10:00:00.123457' WHERE ID = 2"],
+    );
+    let differ = rows(&client, "VERIFY ETL JOB orders_inc").await;
+    let days: Vec<_> = differ.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(days, ["2024-01-02"], "{differ:?}");
+    let repair = rows(&client, "REPAIR ETL JOB orders_inc FROM '2024-01-02' TO '2024-01-03'").await;
+    assert_eq!(repair[0][1].as_deref(), Some("succeeded"), "{repair:?}");
+    assert!(rows(&client, "VERIFY ETL JOB orders_inc").await.is_empty());
+}

@@ -22,6 +22,9 @@ pub enum SqlFamily {
     DataFusion,
     BigQuery,
     SqlServer,
+    /// PostgreSQL's, without many-argument `CONCAT` or unbounded `text`.
+    Redshift,
+    Snowflake,
 }
 
 /// The width of VERIFY's buckets on a time cursor.
@@ -83,7 +86,7 @@ impl ChecksumQuery {
         let hash = if texts.is_empty() {
             "'00000000'".to_owned()
         } else {
-            md5_hex(family, &format!("CONCAT({})", texts.join(", '|', ")))
+            md5_hex(family, &concat(family, &texts))
         };
         let bucket = match &self.bucket {
             None => format!("'{WHOLE_TABLE}'"),
@@ -134,6 +137,9 @@ fn canonical_text(family: SqlFamily, column: &str, data_type: &DataType) -> Opti
         F::DataFusion => format!("CAST({e} AS VARCHAR)"),
         F::BigQuery => format!("CAST({e} AS STRING)"),
         F::SqlServer => format!("CAST({e} AS nvarchar(40))"),
+        // Redshift's `text` is VARCHAR(256); this is its longest string.
+        F::Redshift => format!("CAST({e} AS VARCHAR(65535))"),
+        F::Snowflake => format!("CAST({e} AS VARCHAR)"),
     };
     Some(match data_type {
         DataType::Int8
@@ -147,10 +153,11 @@ fn canonical_text(family: SqlFamily, column: &str, data_type: &DataType) -> Opti
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => match family {
             F::Postgres => format!("CAST({column} AS text)"),
             F::MySql => format!("CONVERT({column} USING utf8mb4)"),
-            F::DataFusion | F::BigQuery | F::SqlServer => column.to_owned(),
+            F::Redshift => as_text(column),
+            F::DataFusion | F::BigQuery | F::SqlServer | F::Snowflake => column.to_owned(),
         },
         DataType::Date32 => match family {
-            F::Postgres => format!("to_char({column}, 'YYYY-MM-DD')"),
+            F::Postgres | F::Redshift | F::Snowflake => format!("to_char({column}, 'YYYY-MM-DD')"),
             F::MySql => format!("DATE_FORMAT({column}, '%Y-%m-%d')"),
             F::DataFusion => format!("to_char({column}, '%Y-%m-%d')"),
             F::BigQuery => format!("FORMAT_DATE('%Y-%m-%d', {column})"),
@@ -166,15 +173,32 @@ fn canonical_text(family: SqlFamily, column: &str, data_type: &DataType) -> Opti
             // DATEDIFF_BIG counts crossed microsecond boundaries: the value cut
             // to microseconds, as it loads; a datetimeoffset counts in UTC.
             F::SqlServer => as_text(&format!("DATEDIFF_BIG(MICROSECOND, '1970-01-01', {column})")),
+            // Whole seconds, then the microseconds of the second (Redshift's
+            // MICROSECONDS part leaves out the whole seconds PostgreSQL's
+            // includes; the remainder is the same in both).
+            F::Redshift => as_text(&format!(
+                "CAST(EXTRACT(EPOCH FROM DATE_TRUNC('second', {column})) AS bigint) * 1000000 \
+                 + CAST(EXTRACT(MICROSECONDS FROM {column}) AS bigint) % 1000000"
+            )),
+            // Zoned values count in UTC.
+            F::Snowflake => as_text(&format!("DATE_PART(EPOCH_MICROSECOND, {column})")),
         },
         _ => return None,
     })
 }
 
+/// The texts joined (Redshift's `CONCAT` takes two arguments only).
+fn concat(family: SqlFamily, texts: &[String]) -> String {
+    match family {
+        SqlFamily::Redshift => format!("({})", texts.join(" || '|' || ")),
+        _ => format!("CONCAT({})", texts.join(", '|', ")),
+    }
+}
+
 /// MD5 of a text as 32 lower-case hex digits.
 fn md5_hex(family: SqlFamily, text: &str) -> String {
     match family {
-        SqlFamily::Postgres => format!("md5({text})"),
+        SqlFamily::Postgres | SqlFamily::Redshift | SqlFamily::Snowflake => format!("md5({text})"),
         SqlFamily::MySql => format!("LOWER(MD5({text}))"),
         SqlFamily::DataFusion => format!("md5({text})"),
         SqlFamily::BigQuery => format!("TO_HEX(MD5({text}))"),
@@ -197,12 +221,13 @@ fn hex_prefix_value(family: SqlFamily, hex: &str) -> String {
             let position = match family {
                 SqlFamily::MySql => format!("LOCATE({digit}, {DIGITS})"),
                 SqlFamily::SqlServer => format!("CHARINDEX({digit}, {DIGITS})"),
+                SqlFamily::Snowflake => format!("POSITION({digit} IN {DIGITS})"),
                 _ => format!("STRPOS({DIGITS}, {digit})"),
             };
             let weight = 16_i64.pow(8 - i);
             // PostgreSQL's integer literals are 32 bits; the sum needs 64.
             let weight = match family {
-                SqlFamily::Postgres | SqlFamily::SqlServer => format!("CAST({weight} AS bigint)"),
+                SqlFamily::Postgres | SqlFamily::SqlServer | SqlFamily::Redshift => format!("CAST({weight} AS bigint)"),
                 _ => weight.to_string(),
             };
             format!("({position} - 1) * {weight}")
@@ -231,7 +256,7 @@ fn bucket_label(family: SqlFamily, column: &str, data_type: &DataType, unit: Buc
         BucketUnit::Month => "%Y-%m",
     };
     Some(match family {
-        SqlFamily::Postgres => {
+        SqlFamily::Postgres | SqlFamily::Redshift => {
             let pattern = match unit {
                 BucketUnit::Hour => "YYYY-MM-DD HH24:00",
                 BucketUnit::Day => "YYYY-MM-DD",
@@ -244,6 +269,24 @@ fn bucket_label(family: SqlFamily, column: &str, data_type: &DataType, unit: Buc
         SqlFamily::BigQuery if date => format!("FORMAT_DATE('{strftime}', {column})"),
         SqlFamily::BigQuery if zoned => format!("FORMAT_TIMESTAMP('{strftime}', {column}, 'UTC')"),
         SqlFamily::BigQuery => format!("FORMAT_DATETIME('{strftime}', {column})"),
+        // Built from the date parts, which read the same in every Snowflake
+        // session (a timestamp's text depends on the output format).
+        SqlFamily::Snowflake => {
+            let value = if zoned {
+                format!("CONVERT_TIMEZONE('UTC', {column})")
+            } else {
+                column.to_owned()
+            };
+            let part = |name: &str, width: usize| format!("LPAD(CAST({name}({value}) AS VARCHAR), {width}, '0')");
+            let mut label = format!("{} || '-' || {}", part("YEAR", 4), part("MONTH", 2));
+            if unit != BucketUnit::Month {
+                label.push_str(&format!(" || '-' || {}", part("DAY", 2)));
+            }
+            if unit == BucketUnit::Hour {
+                label.push_str(&format!(" || ' ' || {} || ':00'", part("HOUR", 2)));
+            }
+            label
+        }
         SqlFamily::SqlServer => {
             let pattern = match unit {
                 BucketUnit::Hour => "yyyy-MM-dd HH:00",
@@ -287,5 +330,31 @@ mod tests {
             "{sql}"
         );
         assert!(hex_prefix_value(SqlFamily::Postgres, "h").contains("CAST(268435456 AS bigint)"));
+    }
+
+    #[test]
+    fn redshift_joins_with_pipes_and_snowflake_buckets_from_date_parts() {
+        let ts = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
+        let texts = [
+            canonical_text(SqlFamily::Redshift, "a", &DataType::Utf8).unwrap(),
+            "b".into(),
+        ];
+        assert_eq!(
+            concat(SqlFamily::Redshift, &texts),
+            "(CAST(a AS VARCHAR(65535)) || '|' || b)"
+        );
+        let epoch = canonical_text(SqlFamily::Redshift, "t", &ts).unwrap();
+        assert!(
+            epoch.contains("DATE_TRUNC('second', t)") && epoch.contains("% 1000000"),
+            "{epoch}"
+        );
+        let hour = bucket_label(SqlFamily::Snowflake, "t", &ts, BucketUnit::Hour).unwrap();
+        assert!(
+            hour.starts_with("LPAD(CAST(YEAR(CONVERT_TIMEZONE('UTC', t)) AS VARCHAR), 4, '0')"),
+            "{hour}"
+        );
+        assert!(hour.ends_with("|| ':00'"), "{hour}");
+        let month = bucket_label(SqlFamily::Snowflake, "d", &DataType::Date32, BucketUnit::Month).unwrap();
+        assert_eq!(month.matches("LPAD").count(), 2, "{month}");
     }
 }

@@ -12,6 +12,7 @@ mod describe;
 mod nearby;
 mod pushdown;
 mod scrubbed;
+pub(crate) mod stream_table;
 mod table;
 
 use std::fmt;

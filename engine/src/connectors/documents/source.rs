@@ -4,15 +4,12 @@
 //! limit over them in a private DataFusion session (the store's own
 //! filtering, where it has any, is the store's business).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::DataFusionError;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
@@ -22,7 +19,8 @@ use super::mapping::Mapping;
 use super::value::Document;
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::{
-    Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest, scan_sql,
+    Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef,
+    TextRows, closest, scan_sql, stream_table,
 };
 
 /// Documents of a table, a page at a time.
@@ -134,14 +132,26 @@ impl<S: Store> Source for DocumentSource<S> {
         let batches = batches.map(|b| b.map_err(|e| DataFusionError::External(Box::new(e))));
         let whole: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), batches));
         let ctx = session(request.batch_rows);
-        let provider = StreamingTable::try_new(schema.clone(), vec![Arc::new(Once::new(schema, whole))])
-            .map_err(|e| plan_error(&description.table, e))?;
-        ctx.register_table(SCANNED, Arc::new(provider))
-            .map_err(|e| plan_error(&description.table, e))?;
+        stream_table::register(&ctx, SCANNED, whole).map_err(|e| plan_error(&description.table, e))?;
         let sql = scan_sql(&select_list(description, request), SCANNED, request);
         let frame = ctx.sql(&sql).await.map_err(|e| plan_error(&description.table, e))?;
         frame
             .execute_stream()
+            .await
+            .map_err(|e| plan_error(&description.table, e))
+    }
+
+    /// VERIFY's aggregates, computed over a full scan in Sluice: a store
+    /// has no aggregate query of its own.
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let request = ScanRequest {
+            columns: (0..description.columns.len()).collect(),
+            filter: None,
+            limit: None,
+            batch_rows: None,
+        };
+        let rows = self.scan(description, &request).await?;
+        stream_table::query_text(&description.table.name, rows, sql)
             .await
             .map_err(|e| plan_error(&description.table, e))
     }
@@ -175,46 +185,5 @@ fn plan_error(table: &TableRef, error: DataFusionError) -> SourceError {
     SourceError::Query {
         code: Some("XX000".into()),
         message: format!("cannot plan the scan of {table}: {}", error.strip_backtrace()),
-    }
-}
-
-/// A stream that a streaming table runs once.
-struct Once {
-    schema: SchemaRef,
-    stream: Mutex<Option<SendableRecordBatchStream>>,
-}
-
-impl Once {
-    fn new(schema: SchemaRef, stream: SendableRecordBatchStream) -> Self {
-        Self {
-            schema,
-            stream: Mutex::new(Some(stream)),
-        }
-    }
-}
-
-impl std::fmt::Debug for Once {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("documents")
-    }
-}
-
-impl PartitionStream for Once {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let taken = self.stream.lock().ok().and_then(|mut s| s.take());
-        match taken {
-            Some(stream) => stream,
-            None => {
-                let error = DataFusionError::Internal("a document scan runs once".into());
-                Box::pin(RecordBatchStreamAdapter::new(
-                    self.schema.clone(),
-                    futures::stream::once(async move { Err(error) }),
-                ))
-            }
-        }
     }
 }

@@ -26,7 +26,6 @@
 //! DataFusion's inference over the first 1000 rows of CSV and NDJSON files
 //! (see [`source`]).
 
-mod aggregate;
 mod avro;
 mod bucket;
 mod convert;

@@ -47,8 +47,9 @@ use url::Url;
 
 use super::globs::{self, TableGlob};
 use super::listing::{self, DataFile, Entry, Format};
-use super::{Backend, Location, SCHEMA, aggregate, avro, convert};
+use super::{Backend, Location, SCHEMA, avro, convert};
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
+use crate::sources::stream_table;
 use crate::sources::{
     ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, QueryBuilder,
     ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind, TableRef, TextRows,
@@ -232,7 +233,7 @@ impl Source for FileSource {
             batch_rows: None,
         };
         let rows = self.scan(description, &request).await?;
-        aggregate::query_text(&description.table.name, rows, sql)
+        stream_table::query_text(&description.table.name, rows, sql)
             .await
             .map_err(|e| read_error(&description.table, e))
     }

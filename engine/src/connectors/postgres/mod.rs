@@ -26,6 +26,8 @@ use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 use crate::sources::SourceError;
 use crate::tls::{self, Verify};
 
+pub(crate) use source::text_rows;
+
 /// libpq's modes plus the default, `verify-if-offered`: TLS checked like
 /// `verify-full` when the server offers it, plaintext when it does not.
 pub(crate) const SSL_MODES: &[&str] = &[

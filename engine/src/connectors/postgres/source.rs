@@ -137,23 +137,29 @@ impl Source for PostgresSource {
             DIALECT.quote_ident(&description.table.schema),
             DIALECT.quote_ident(&description.table.name)
         );
-        let connection = self.endpoint.connect().await?;
-        let result = async {
-            connection.client.batch_execute(SCAN_SESSION).await?;
-            connection.client.simple_query(&sql(&from)).await
-        }
-        .await;
-        connection.close();
-        let mut rows = TextRows::default();
-        for message in result.map_err(query_error)? {
-            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
-                rows.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
-                rows.rows
-                    .push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect());
-            }
-        }
-        Ok(rows)
+        text_rows(&self.endpoint, SCAN_SESSION, &sql(&from)).await
     }
+}
+
+/// The rows of the simple query `sql`, run in a session set up by `setup`,
+/// as text.
+pub(crate) async fn text_rows(endpoint: &Endpoint, setup: &str, sql: &str) -> Result<TextRows, SourceError> {
+    let connection = endpoint.connect().await?;
+    let result = async {
+        connection.client.batch_execute(setup).await?;
+        connection.client.simple_query(sql).await
+    }
+    .await;
+    connection.close();
+    let mut rows = TextRows::default();
+    for message in result.map_err(query_error)? {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            rows.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+            rows.rows
+                .push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect());
+        }
+    }
+    Ok(rows)
 }
 
 /// A scan ready to start: its query, output schema and decoder.

@@ -15,7 +15,7 @@ pub(super) static DIALECT: RedshiftDialect = RedshiftDialect;
 
 impl Dialect for RedshiftDialect {
     fn family(&self) -> SqlFamily {
-        SqlFamily::Postgres
+        SqlFamily::Redshift
     }
 
     fn quote_ident(&self, ident: &str) -> String {

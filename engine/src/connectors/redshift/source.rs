@@ -19,11 +19,11 @@ use super::decode::TextDecoder;
 use super::dialect::DIALECT;
 use super::types::RsColumnType;
 use super::{horizon, metadata};
-use crate::connectors::postgres::{Endpoint, PgConnection, query_error};
+use crate::connectors::postgres::{Endpoint, PgConnection, query_error, text_rows};
 use crate::options::ResolvedOptions;
 use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef,
-    scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
+    TableRef, TextRows, scan_sql,
 };
 
 /// Rows per `FETCH` unless the scan asks for another batch size.
@@ -124,6 +124,10 @@ impl Source for RedshiftSource {
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
         query(description, request)
     }
+
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        text_rows(&self.endpoint, SCAN_SESSION, &sql(&from(&description.table))).await
+    }
 }
 
 /// A running scan. Dropping it before the end drops the session, which
@@ -180,12 +184,16 @@ fn query(description: &TableDescription, request: &ScanRequest) -> String {
     } else {
         list.join(", ")
     };
-    let from = format!(
+    scan_sql(&list, &from(&description.table), request)
+}
+
+/// The quoted reference to `table`.
+fn from(table: &TableRef) -> String {
+    format!(
         "{}.{}",
-        DIALECT.quote_ident(&description.table.schema),
-        DIALECT.quote_ident(&description.table.name),
-    );
-    scan_sql(&list, &from, request)
+        DIALECT.quote_ident(&table.schema),
+        DIALECT.quote_ident(&table.name)
+    )
 }
 
 /// How one column is selected: spatial values as WKB, everything else as it

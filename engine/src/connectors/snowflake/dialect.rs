@@ -16,10 +16,8 @@ const MAX_DIGITS: usize = 38;
 pub(super) struct SnowflakeDialect;
 
 impl Dialect for SnowflakeDialect {
-    /// Snowflake's aggregate SQL for VERIFY is not written yet: the source
-    /// refuses `query_text`, so this family never writes a query.
     fn family(&self) -> SqlFamily {
-        SqlFamily::Postgres
+        SqlFamily::Snowflake
     }
 
     fn quote_ident(&self, ident: &str) -> String {

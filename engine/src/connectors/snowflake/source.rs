@@ -19,7 +19,9 @@ use super::types::select_expression;
 use super::{decode, metadata};
 use crate::failure::ConnectFailure;
 use crate::options::ResolvedOptions;
-use crate::sources::{Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, scan_sql};
+use crate::sources::{
+    Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, TextRows, scan_sql,
+};
 
 /// Opens a Snowflake connection's options as a source.
 pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
@@ -129,6 +131,20 @@ impl Source for SnowflakeSource {
             })
             .map_err(|e: SourceError| DataFusionError::External(Box::new(e)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let session = self.session().await?;
+        let batches: Vec<_> = session
+            .query(&sql(&from_table(&description.table)))
+            .await?
+            .batches()
+            .try_collect()
+            .await?;
+        TextRows::from_batches(&batches).map_err(|e| SourceError::Query {
+            code: None,
+            message: format!("cannot read the result of an aggregate over {}: {e}", description.table),
+        })
     }
 
     /// `ROW_COUNT` from `INFORMATION_SCHEMA.TABLES` for a scan without a
