@@ -15,6 +15,7 @@ mod bq_repair;
 mod bq_table_ops;
 mod bq_token;
 mod bq_types;
+mod cdc_transport;
 mod clients;
 mod commit_guard;
 mod connections;
