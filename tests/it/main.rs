@@ -40,6 +40,7 @@ mod security_sql;
 mod security_wire;
 mod server;
 mod source_bigquery;
+mod source_bigquery_read;
 mod source_buckets;
 mod source_dynamodb;
 mod source_file_drift;

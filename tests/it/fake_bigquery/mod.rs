@@ -1256,7 +1256,7 @@ fn query_parameters(request: &Value) -> Result<BTreeMap<String, QueryParameter>,
 /// (`@name`) or a literal (`TIMESTAMP '...'`, `DATETIME '...'`,
 /// `DATE '...'`, an integer, `TRUE`/`FALSE`, `'text'`), typed as BigQuery
 /// types them: the rows of a batch it keeps.
-fn where_clause(
+pub fn where_clause(
     condition: &str,
     fields: &[Value],
     parameters: &BTreeMap<String, QueryParameter>,
