@@ -12,6 +12,7 @@ mod bq_credentials;
 mod bq_emulator;
 mod bq_location;
 mod bq_repair;
+mod bq_repair_partition;
 mod bq_table_ops;
 mod bq_token;
 mod bq_types;

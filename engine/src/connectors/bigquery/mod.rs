@@ -15,6 +15,7 @@ mod destination;
 mod impersonate;
 mod keys;
 mod load;
+mod partition;
 mod read_api;
 mod reasons;
 mod record;
