@@ -1,6 +1,7 @@
 //! Table scans through the BigQuery Storage Read API: one read session in
 //! Arrow format with the scan's columns and filter, its streams read
-//! concurrently (each holding at most one response in hand, so memory stays
+//! concurrently (each polled for its next response only when the run takes
+//! the last, with HTTP/2 flow control holding back the rest, so memory stays
 //! bounded) and resumed at the row offset they reached when a stream fails.
 //!
 //! The connection option `read_api` chooses: `auto` (the default) reads
@@ -167,6 +168,8 @@ async fn connect(endpoint: &str, timeout: Duration) -> Result<BigQueryReadClient
         .map_err(unusable)?
         .connect_timeout(timeout);
     if endpoint.starts_with("https://") {
+        // tonic's TLS takes rustls' process-wide provider.
+        crate::tls::install_default_provider();
         channel = channel
             .tls_config(ClientTlsConfig::new().with_native_roots())
             .map_err(unusable)?;
@@ -382,6 +385,23 @@ mod tests {
         assert_eq!(schema_message(message.to_vec()), message, "a lone message stays");
         let legacy = [8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
         assert_eq!(schema_message([&legacy[..], &[0, 0, 0, 0]].concat()), legacy);
+    }
+
+    /// TLS is set up with Sluice's rustls provider (no panic for want of
+    /// one); an endpoint that does not answer is a reason to fall back.
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_unusable_not_a_failure() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        for scheme in ["https", "http"] {
+            let endpoint = format!("{scheme}://127.0.0.1:{port}");
+            match connect(&endpoint, Duration::from_secs(2)).await {
+                Err(ReadError::Unusable(reason)) => assert!(reason.contains(&endpoint), "{reason}"),
+                Err(ReadError::Failed(e)) => panic!("{endpoint}: {e}"),
+                Ok(_) => panic!("{endpoint} answered"),
+            }
+        }
     }
 
     #[test]
