@@ -18,7 +18,7 @@ use crate::fake_bigquery::FaultKind;
 
 /// The fake's `orders` without the rows of `drop` and with the row of
 /// `twice` a second time: a damaged destination.
-fn damage(fake: &crate::fake_bigquery::FakeBigQuery, drop: i64, twice: i64) {
+pub(crate) fn damage(fake: &crate::fake_bigquery::FakeBigQuery, drop: i64, twice: i64) {
     let mut s = fake.state();
     let table = s.tables.get_mut(&("raw_data".into(), "orders".into())).unwrap();
     let mut batches: Vec<RecordBatch> = Vec::new();
@@ -34,7 +34,7 @@ fn damage(fake: &crate::fake_bigquery::FakeBigQuery, drop: i64, twice: i64) {
     table.batches = batches;
 }
 
-fn staging_tables(fake: &crate::fake_bigquery::FakeBigQuery) -> Vec<String> {
+pub(crate) fn staging_tables(fake: &crate::fake_bigquery::FakeBigQuery) -> Vec<String> {
     fake.table_names("raw_data")
         .into_iter()
         .filter(|t| t.starts_with("_sluice_staging"))

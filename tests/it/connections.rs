@@ -425,7 +425,8 @@ async fn options_are_validated_against_the_type() {
         "SELECT count(*) FROM sluice.connection_type_options WHERE type = 'bigquery'",
     )
     .await;
-    assert_eq!(bigquery_options.as_deref(), Some("10"));
+    // read_api and read_streams among them.
+    assert_eq!(bigquery_options.as_deref(), Some("12"));
 }
 
 #[tokio::test]

@@ -19,9 +19,9 @@ use fake_bigquery::{FakeBigQuery, FaultKind};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-const PROJECT: &str = "test-project";
+pub(crate) const PROJECT: &str = "test-project";
 /// 2024-03-01 00:00:00 UTC.
-const BASE_MICROS: i64 = 1_709_251_200_000_000;
+pub(crate) const BASE_MICROS: i64 = 1_709_251_200_000_000;
 /// 2024-03-01 in days since 1970.
 const BASE_DAY: i32 = 19_783;
 
@@ -60,7 +60,7 @@ async fn setup(rows: i64, extra_env: &[(&str, &str)]) -> Env {
     }
 }
 
-fn event_fields() -> Value {
+pub(crate) fn event_fields() -> Value {
     json!([
         {"name": "id", "type": "INTEGER", "mode": "REQUIRED"},
         {"name": "ts", "type": "TIMESTAMP", "mode": "REQUIRED"},
@@ -72,7 +72,7 @@ fn event_fields() -> Value {
 
 /// Event `id` happened `id` minutes (and microseconds) after 2024-03-01
 /// 00:00 UTC, on day `(id - 1) / 10` after it.
-fn events(ids: std::ops::RangeInclusive<i64>) -> RecordBatch {
+pub(crate) fn events(ids: std::ops::RangeInclusive<i64>) -> RecordBatch {
     let ids: Vec<i64> = ids.collect();
     let micros: Vec<i64> = ids.iter().map(|id| BASE_MICROS + id * 60_000_001).collect();
     let schema = Schema::new(vec![
@@ -106,7 +106,7 @@ fn events(ids: std::ops::RangeInclusive<i64>) -> RecordBatch {
 }
 
 /// The SQL of every `jobs.query` request Sluice sent so far.
-fn queries(fake: &FakeBigQuery) -> Vec<String> {
+pub(crate) fn queries(fake: &FakeBigQuery) -> Vec<String> {
     fake.state()
         .queries
         .iter()
@@ -125,7 +125,7 @@ async fn warehouse_ids(client: &Client, table: &str) -> Vec<Option<String>> {
 }
 
 /// Every row of a warehouse table, as text, ordered by id.
-async fn warehouse_rows(client: &Client, table: &str) -> Vec<Vec<Option<String>>> {
+pub(crate) async fn warehouse_rows(client: &Client, table: &str) -> Vec<Vec<Option<String>>> {
     rows(
         client,
         &format!(
@@ -137,7 +137,7 @@ async fn warehouse_rows(client: &Client, table: &str) -> Vec<Vec<Option<String>>
 }
 
 /// The rows the fake holds for ids `from..=to`, as [`warehouse_rows`] shows them.
-fn expected_rows(from: i64, to: i64) -> Vec<Vec<Option<String>>> {
+pub(crate) fn expected_rows(from: i64, to: i64) -> Vec<Vec<Option<String>>> {
     (from..=to)
         .map(|id| {
             let micros = BASE_MICROS + id * 60_000_001;
@@ -399,7 +399,7 @@ async fn kill_9_while_reading_pages_then_rerun_loads_every_row_once() {
 
 /// Adds events `from..=to` to bqemulator's `sales.events`, as
 /// [`expected_rows`] shows them, written as literals.
-fn insert_into_emulator(env: &crate::bq_emulator::Env, from: i64, to: i64) {
+pub(crate) fn insert_into_emulator(emulator: &common::bqemulator::BqEmulator, from: i64, to: i64) {
     let values: Vec<String> = expected_rows(from, to)
         .into_iter()
         .map(|row| {
@@ -409,7 +409,7 @@ fn insert_into_emulator(env: &crate::bq_emulator::Env, from: i64, to: i64) {
             format!("({id}, TIMESTAMP '{ts}', DATETIME '{dt}', DATE '{day}', '{name}')")
         })
         .collect();
-    env.emulator.query(&format!(
+    emulator.query(&format!(
         "INSERT INTO `{PROJECT}.sales.events` (id, ts, dt, day, name) VALUES {}",
         values.join(", ")
     ));
@@ -427,7 +427,7 @@ async fn the_emulator_is_read_across_datasets_in_both_load_modes() {
         "CREATE TABLE `{PROJECT}.sales.events` (id INT64 NOT NULL, ts TIMESTAMP NOT NULL, dt DATETIME, day DATE, \
          name STRING)"
     ));
-    insert_into_emulator(&env, 1, 250);
+    insert_into_emulator(&env.emulator, 1, 250);
     let schemas: Vec<_> = rows(&env.client, "SHOW SCHEMAS FROM wh")
         .await
         .into_iter()
@@ -476,7 +476,7 @@ async fn the_emulator_is_read_across_datasets_in_both_load_modes() {
             .await
             .unwrap();
     }
-    insert_into_emulator(&env, 251, 280);
+    insert_into_emulator(&env.emulator, 251, 280);
     for cursor in ["ts", "dt", "day"] {
         let run = rows(&env.client, &format!("RUN ETL JOB by_{cursor}")).await;
         assert_eq!(run[0][2].as_deref(), Some("30"), "{cursor}: only the new rows: {run:?}");

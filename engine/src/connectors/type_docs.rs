@@ -3,7 +3,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{mysql, postgres, redshift, snowflake, sqlserver};
+use super::{bigquery, mysql, postgres, redshift, snowflake, sqlserver};
 use crate::type_mapping::{load_type, render_numeric_markdown_table};
 
 /// Every documented mapping loads into BigQuery as the type the docs
@@ -32,6 +32,11 @@ fn documented_types_load_as_documented() {
             snowflake::types::examples()
                 .into_iter()
                 .map(|(label, column)| (label, snowflake::types::map(&column))),
+        )
+        .chain(
+            bigquery::types::examples()
+                .into_iter()
+                .map(|(label, field)| (label, bigquery::types::mapping(&field))),
         );
     for (label, mapping) in rows {
         let in_flight = match &mapping.arrow {
@@ -67,6 +72,7 @@ fn docs_are_up_to_date() {
         ("redshift", redshift::types::render_markdown_table()),
         ("sqlserver", sqlserver::types::render_markdown_table()),
         ("snowflake", snowflake::types::render_markdown_table()),
+        ("bigquery", bigquery::types::render_markdown_table()),
     ];
     let mut expected = doc.clone();
     for (name, table) in &sections {

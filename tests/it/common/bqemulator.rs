@@ -22,6 +22,9 @@ use super::{accepts_tcp, free_port, output_text, tail};
 pub struct BqEmulator {
     /// The REST root (`http://127.0.0.1:port`), for `SLUICE_BIGQUERY_ENDPOINT`.
     pub url: String,
+    /// The gRPC root (`http://127.0.0.1:port`, the Storage Read API), for
+    /// `SLUICE_BIGQUERY_STORAGE_ENDPOINT`.
+    pub grpc_url: String,
     pub project: String,
     child: Child,
     log: PathBuf,
@@ -54,6 +57,7 @@ impl BqEmulator {
                 if accepts_tcp(rest) {
                     return BqEmulator {
                         url: format!("http://127.0.0.1:{rest}"),
+                        grpc_url: format!("http://127.0.0.1:{grpc}"),
                         project: project.to_owned(),
                         child,
                         log,

@@ -18,6 +18,7 @@
 //!   run as that user.
 #![allow(dead_code)]
 
+pub mod bigquery_read;
 pub mod bqemulator;
 pub mod dynamodb;
 pub mod emulators;

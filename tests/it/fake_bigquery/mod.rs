@@ -1133,21 +1133,40 @@ fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {
         &["CREATE_NEVER", "CREATE_IF_NEEDED"],
         "CREATE_IF_NEEDED",
     )?;
-    let source = table_key(copy.get("sourceTable"))?;
-    let destination = table_key(copy.get("destinationTable"))?;
+    // `table$20240301`: one partition of a time-partitioned table.
+    let decorated = |key: (String, String)| match key.1.split_once('$') {
+        Some((table, partition)) => ((key.0, table.to_owned()), Some(partition.to_owned())),
+        None => (key, None),
+    };
+    let (source, source_partition) = decorated(table_key(copy.get("sourceTable"))?);
+    let (destination, partition) = decorated(table_key(copy.get("destinationTable"))?);
+    if source_partition != partition {
+        return Err((
+            "invalid",
+            "the fake copies a partition only into the same partition".into(),
+        ));
+    }
     let Some(source_table) = s.tables.get(&source) else {
         return Err(("notFound", format!("Not found: Table {}.{}", source.0, source.1)));
     };
-    let rows = source_table.batches.clone();
+    let rows = match &partition {
+        Some(id) => split_partition(source_table, id)?.0,
+        None => source_table.batches.clone(),
+    };
     let Some(target) = s.tables.get_mut(&destination) else {
         return Err((
             "notFound",
             format!("Not found: Table {}.{}", destination.0, destination.1),
         ));
     };
-    match write.as_str() {
-        "WRITE_TRUNCATE" => target.batches = rows,
-        "WRITE_EMPTY" if target.num_rows() > 0 => {
+    match (write.as_str(), &partition) {
+        ("WRITE_TRUNCATE", Some(id)) => {
+            let mut kept = split_partition(target, id)?.1;
+            kept.extend(rows);
+            target.batches = kept;
+        }
+        ("WRITE_TRUNCATE", None) => target.batches = rows,
+        ("WRITE_EMPTY", _) if target.num_rows() > 0 => {
             return Err((
                 "duplicate",
                 format!("Already Exists: Table {}.{}", destination.0, destination.1),
@@ -1156,6 +1175,61 @@ fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {
         _ => target.batches.extend(rows),
     }
     Ok(())
+}
+
+/// A time-partitioned table's rows in partition `id` (`20240301` for a DAY
+/// partition, `2024030102` for an HOUR one) and the others.
+fn split_partition(
+    table: &FakeTable,
+    id: &str,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), (&'static str, String)> {
+    use datafusion::arrow::array::{AsArray, BooleanArray};
+    use datafusion::arrow::datatypes::{Date32Type, TimestampMicrosecondType};
+    let field = table
+        .resource
+        .pointer("/timePartitioning/field")
+        .and_then(Value::as_str);
+    let format = match table.resource.pointer("/timePartitioning/type").and_then(Value::as_str) {
+        Some("DAY") => "%Y%m%d",
+        Some("HOUR") => "%Y%m%d%H",
+        Some("MONTH") => "%Y%m",
+        Some("YEAR") => "%Y",
+        _ => {
+            return Err((
+                "invalid",
+                format!("partition decorator ${id} on a table without time partitioning"),
+            ));
+        }
+    };
+    let field = field.ok_or(("invalid", "the fake splits column-partitioned tables only".to_owned()))?;
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for batch in &table.batches {
+        let column = batch
+            .column_by_name(field)
+            .ok_or(("invalid", format!("no partitioning column {field}")))?;
+        let micros: Vec<Option<i64>> = match column.data_type() {
+            DataType::Date32 => column
+                .as_primitive::<Date32Type>()
+                .iter()
+                .map(|d| d.map(|d| i64::from(d) * 86_400_000_000))
+                .collect(),
+            _ => column.as_primitive::<TimestampMicrosecondType>().iter().collect(),
+        };
+        let keep: BooleanArray = micros
+            .iter()
+            .map(|m| {
+                Some(
+                    m.and_then(chrono::DateTime::from_timestamp_micros)
+                        .map(|t| t.format(format).to_string())
+                        == Some(id.to_owned()),
+                )
+            })
+            .collect();
+        let other = datafusion::arrow::compute::not(&keep).unwrap();
+        inside.push(datafusion::arrow::compute::filter_record_batch(batch, &keep).unwrap());
+        outside.push(datafusion::arrow::compute::filter_record_batch(batch, &other).unwrap());
+    }
+    Ok((inside, outside))
 }
 
 /// One page of a query's results, from row `offset`; TIMESTAMPs as
@@ -1256,7 +1330,7 @@ fn query_parameters(request: &Value) -> Result<BTreeMap<String, QueryParameter>,
 /// (`@name`) or a literal (`TIMESTAMP '...'`, `DATETIME '...'`,
 /// `DATE '...'`, an integer, `TRUE`/`FALSE`, `'text'`), typed as BigQuery
 /// types them: the rows of a batch it keeps.
-fn where_clause(
+pub fn where_clause(
     condition: &str,
     fields: &[Value],
     parameters: &BTreeMap<String, QueryParameter>,

@@ -16,7 +16,8 @@ use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
 use tracing::info;
 
 use super::api::{Api, ApiError, job_error};
-use super::load::BigQueryLoad;
+use super::load::{BigQueryLoad, WindowReplace};
+use super::partition::whole_partition;
 use super::source::DIALECT;
 use super::{Session, Settings};
 use super::{keys, record, schema, ship};
@@ -382,8 +383,11 @@ impl Destination for BigQueryDestination {
         Ok(())
     }
 
-    /// The rows go to a staging table; the commit deletes the window's rows
-    /// and inserts the staging table's in one multi-statement transaction.
+    /// The rows go to a staging table; the commit copies it over the
+    /// target's partition when the window is one whole partition of the
+    /// cursor (`WRITE_TRUNCATE` on `table$20240301`), and otherwise deletes
+    /// the window's rows and inserts the staging table's in one
+    /// multi-statement transaction.
     async fn begin_window_replace(
         &self,
         table: &str,
@@ -392,11 +396,17 @@ impl Destination for BigQueryDestination {
         from: &ScalarValue,
         to: &ScalarValue,
     ) -> Result<Option<Box<dyn LoadTransaction>>, DestinationError> {
+        let (from_value, to_value) = (from, to);
         let (Some(from), Some(to)) = (DIALECT.literal(from), DIALECT.literal(to)) else {
             return Ok(None);
         };
-        let cursor = DIALECT.quote_ident(cursor);
-        let window = format!("{cursor} >= {from} AND {cursor} < {to}");
+        let quoted = DIALECT.quote_ident(cursor);
+        let window = Window {
+            condition: format!("{quoted} >= {from} AND {quoted} < {to}"),
+            cursor,
+            from: from_value,
+            to: to_value,
+        };
         let load = self.open_load(table, run_id, WriteMode::Replace, Some(window)).await?;
         Ok(Some(load))
     }
@@ -411,6 +421,15 @@ impl Destination for BigQueryDestination {
     }
 }
 
+/// The cursor window a repair replaces.
+struct Window<'a> {
+    /// `cursor >= from AND cursor < to` in BigQuery's SQL.
+    condition: String,
+    cursor: &'a str,
+    from: &'a ScalarValue,
+    to: &'a ScalarValue,
+}
+
 impl BigQueryDestination {
     /// A load of run `run_id` into `table` through a staging table; with a
     /// `window` (a condition on the target's rows), the commit replaces
@@ -420,13 +439,17 @@ impl BigQueryDestination {
         table: &str,
         run_id: u64,
         mode: WriteMode,
-        window: Option<String>,
+        window: Option<Window<'_>>,
     ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
         let api = self.api().await?;
         let (target, token) = self
             .table_and_token(&api, table)
             .await?
             .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
+        let window = window.map(|window| WindowReplace {
+            partition: whole_partition(target.time_partitioning.as_ref(), window.cursor, window.from, window.to),
+            condition: window.condition,
+        });
         let names = RunNames::new(table, &token, &self.instance, run_id);
         // The staging table has the target's layout, so that the copy job
         // moves rows between tables of one shape. It is created with the

@@ -18,7 +18,8 @@ use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
 use tracing::info;
 
 use super::api::{Api, ApiError};
-use super::source::{DIALECT, mapping, query_stream};
+use super::source::{DIALECT, query_stream};
+use super::types::mapping;
 use crate::destinations::DestinationError;
 use crate::sources::Dialect;
 

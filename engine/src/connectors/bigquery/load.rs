@@ -53,6 +53,15 @@ fn chunk_bytes() -> usize {
         .unwrap_or(DEFAULT_CHUNK_BYTES)
 }
 
+/// What a repair's commit replaces.
+pub(super) struct WindowReplace {
+    /// The target's rows of the window, as a condition in BigQuery's SQL.
+    pub condition: String,
+    /// The one whole partition the window is (`20240301`), if it is one
+    /// (see [`super::partition`]).
+    pub partition: Option<String>,
+}
+
 pub(super) struct BigQueryLoad {
     api: Arc<Api>,
     table: String,
@@ -60,9 +69,8 @@ pub(super) struct BigQueryLoad {
     token: String,
     names: RunNames,
     mode: WriteMode,
-    /// For a repair: the condition (in BigQuery's SQL) of the target's rows
-    /// the load replaces.
-    window: Option<String>,
+    /// For a repair: the target's rows the load replaces.
+    window: Option<WindowReplace>,
     /// The staging table, until it is created.
     staging: Option<Table>,
     /// The columns of the staging table (and the target).
@@ -89,7 +97,7 @@ impl BigQueryLoad {
         token: String,
         names: RunNames,
         mode: WriteMode,
-        window: Option<String>,
+        window: Option<WindowReplace>,
         staging: Table,
     ) -> Self {
         Self {
@@ -213,7 +221,8 @@ impl BigQueryLoad {
                     .and_then(|c| c.load.as_ref())
                     .and_then(|load| load.destination_table.as_ref())
             })
-            .map(|table| table.table_id.as_str())
+            // A repair's copy names a partition of it (`staging$20240301`).
+            .map(|table| table.table_id.split('$').next().unwrap_or_default())
             .or_else(|| {
                 // A repair's transaction names the staging table it reads.
                 let script = &config?.query.as_ref()?.query;
@@ -329,16 +338,25 @@ impl BigQueryLoad {
         let job_id = self.names.commit_job();
         let settings = &self.api.settings;
         let configuration = match &self.window {
+            // A copy of an empty partition would leave the target's as it
+            // is: a repair that read no rows deletes them in a transaction.
+            Some(WindowReplace {
+                partition: Some(partition),
+                ..
+            }) if self.rows > 0 => JobConfiguration {
+                labels: Some([("sluice_load".to_owned(), "repair".to_owned())].into()),
+                ..self.copy_configuration(Some(partition))
+            },
             Some(window) => JobConfiguration {
                 query: Some(JobConfigurationQuery {
-                    query: self.window_transaction(window),
+                    query: self.window_transaction(&window.condition),
                     use_legacy_sql: Some(false),
                     ..Default::default()
                 }),
                 labels: Some([("sluice_load".to_owned(), "repair".to_owned())].into()),
                 ..Default::default()
             },
-            None => self.copy_configuration(),
+            None => self.copy_configuration(None),
         };
         let job = Job {
             job_reference: Some(JobReference {
@@ -374,11 +392,17 @@ impl BigQueryLoad {
     }
 
     /// The commit of a load: one copy job from the staging table.
-    fn copy_configuration(&self) -> JobConfiguration {
+    /// The copy of the staging table into the target, or of one
+    /// `partition` of it into the same partition of the target.
+    fn copy_configuration(&self, partition: Option<&str>) -> JobConfiguration {
+        let decorated = |table: &str| match partition {
+            Some(partition) => format!("{table}${partition}"),
+            None => table.to_owned(),
+        };
         JobConfiguration {
             copy: Some(JobConfigurationTableCopy {
-                source_table: Some(self.table_ref(&self.names.staging)),
-                destination_table: Some(self.table_ref(&self.table)),
+                source_table: Some(self.table_ref(&decorated(&self.names.staging))),
+                destination_table: Some(self.table_ref(&decorated(&self.table))),
                 create_disposition: Some("CREATE_NEVER".into()),
                 write_disposition: Some(
                     match self.mode {

@@ -15,6 +15,8 @@ mod destination;
 mod impersonate;
 mod keys;
 mod load;
+mod partition;
+mod read_api;
 mod reasons;
 mod record;
 mod resumable;
@@ -23,6 +25,7 @@ mod schema;
 mod ship;
 mod sign_in_http;
 mod source;
+pub(crate) mod types;
 mod upload;
 
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use tokio::sync::OnceCell;
 
 use crate::connection_types::{Category, ConnectionType, Connector, Driver};
 use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::options::OptionKind::{Integer, Secret, Text};
+use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 
 pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
@@ -70,6 +73,18 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
             Text,
             "parquet",
             "file format of loaded chunks: parquet or avro",
+        ),
+        O::with_default(
+            "read_api",
+            Enum(&["auto", "on", "off"]),
+            "auto",
+            "read tables through the Storage Read API: auto (falls back to jobs.query when it cannot), on or off",
+        ),
+        O::with_default(
+            "read_streams",
+            Integer { min: 1, max: 100 },
+            "4",
+            "most Storage Read API streams one scan reads at once",
         ),
         O::optional(
             "connect_timeout",
@@ -118,6 +133,8 @@ pub(super) struct Settings {
     pub staging_bucket: Option<bucket::BucketUrl>,
     /// How chunks are encoded.
     pub chunk_format: chunk::ChunkFormat,
+    /// Whether and how table scans use the Storage Read API.
+    pub read_api: read_api::ReadApi,
 }
 
 impl Settings {
@@ -137,6 +154,10 @@ impl Settings {
             .map(bucket::BucketUrl::parse)
             .transpose()?;
         let chunk_format = chunk::ChunkFormat::parse(options.text("chunk_format").unwrap_or("parquet"))?;
+        let read_api = read_api::ReadApi::new(
+            read_api::ReadApiMode::parse(options.text("read_api").unwrap_or("auto"))?,
+            options.integer("read_streams").unwrap_or(4) as i32,
+        );
         let endpoint = std::env::var("SLUICE_BIGQUERY_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
         Ok(Self {
             project: options.text("project").unwrap_or_default().to_owned(),
@@ -148,6 +169,7 @@ impl Settings {
             timeout,
             staging_bucket,
             chunk_format,
+            read_api,
         })
     }
 }

@@ -17,21 +17,21 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
-use gcp_bigquery_client::model::field_type::FieldType;
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
-use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_list_tables::TableListTables;
 use gcp_bigquery_client::model::table_row::TableRow;
 use serde_json::Value;
 
 use super::Session;
 use super::api::{Api, ApiError};
+use super::read_api::{self, ReadApiMode, ReadError, ReadPlan};
+use super::types::{mapping, source_type};
 use crate::options::ResolvedOptions;
 use crate::sources::{
     ColumnInfo, Dialect, QueryBuilder, ScanRequest, Source, SourceError, SqlFamily, TableDescription, TableInfo,
     TableKind, TableRef, TextRows, integer_literal, scan_sql,
 };
-use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
+use crate::type_mapping::BigQueryType;
 
 /// Staging tables of running loads are not shown.
 const STAGING_PREFIX: &str = "_sluice_staging_";
@@ -293,6 +293,9 @@ impl Source for BigQuerySource {
                         message: e.to_string(),
                     })?,
             );
+        if let Some(stream) = storage_scan(&api, description, request, &schema).await? {
+            return Ok(stream);
+        }
         let query = self.scan_query(description, request);
         let page_rows = Some(request.batch_rows.unwrap_or(PAGE_ROWS));
         query_stream(api, &query, Vec::new(), schema, page_rows)
@@ -329,6 +332,83 @@ impl Source for BigQuerySource {
         );
         scan_sql(&list, &from, request)
     }
+}
+
+/// The scan's rows through the Storage Read API, or `None` when the
+/// connection's `read_api` setting, the request or the service says to use
+/// `jobs.query` instead (see [`read_api`]).
+async fn storage_scan(
+    api: &Api,
+    description: &TableDescription,
+    request: &ScanRequest,
+    schema: &SchemaRef,
+) -> Result<Option<SendableRecordBatchStream>, SourceError> {
+    let settings = &api.settings.read_api;
+    let table = &description.table;
+    let refuse = |reason: String| -> Result<Option<SendableRecordBatchStream>, SourceError> {
+        match settings.mode {
+            ReadApiMode::On => Err(SourceError::Query {
+                code: Some("0A000".into()),
+                message: format!("read_api = 'on' cannot read {table} through the Storage Read API: {reason}"),
+            }),
+            _ => {
+                tracing::info!(%table, %reason, "reading through jobs.query instead of the Storage Read API");
+                Ok(None)
+            }
+        }
+    };
+    if settings.mode == ReadApiMode::Off {
+        return Ok(None);
+    }
+    if let Some(reason) = storage_unsuitable(description, request) {
+        return refuse(reason);
+    }
+    let plan = ReadPlan {
+        project: &api.settings.project,
+        table: format!(
+            "projects/{}/datasets/{}/tables/{}",
+            api.settings.project, table.schema, table.name
+        ),
+        columns: request
+            .columns
+            .iter()
+            .map(|&i| description.columns[i].name.clone())
+            .collect(),
+        row_restriction: request.filter.clone(),
+        schema: schema.clone(),
+    };
+    match read_api::read(settings, &api.tokens, api.settings.timeout, plan).await {
+        Ok(stream) => Ok(Some(stream)),
+        Err(ReadError::Unusable(reason)) => refuse(reason),
+        Err(ReadError::Failed(error)) => Err(error),
+    }
+}
+
+/// Why a scan must go through `jobs.query`: a limit (a query stops
+/// early, a read session reads everything), no columns, a view, or a
+/// column that is read as text (arrays, records, JSON, INTERVAL).
+fn storage_unsuitable(description: &TableDescription, request: &ScanRequest) -> Option<String> {
+    if request.limit.is_some() {
+        return Some("the scan has a LIMIT".into());
+    }
+    if request.columns.is_empty() {
+        return Some("the scan selects no columns".into());
+    }
+    if !matches!(description.kind, TableKind::Table | TableKind::Partitioned) {
+        return Some("it is not a table".into());
+    }
+    request
+        .columns
+        .iter()
+        .filter_map(|&i| description.columns.get(i))
+        .find(|c| {
+            c.source_type.starts_with("ARRAY<")
+                || c.source_type.starts_with("RECORD")
+                || c.source_type.starts_with("STRUCT")
+                || matches!(c.mapping.bigquery, BigQueryType::Json)
+                || c.source_type == "INTERVAL"
+        })
+        .map(|c| format!("column {} ({}) is read as text", c.name, c.source_type))
 }
 
 /// Runs a query with named `parameters` and streams its rows as batches of
@@ -409,77 +489,11 @@ async fn next_page(mut page: Page) -> Result<Option<(RecordBatch, Page)>, DataFu
     }
 }
 
-/// The type as BigQuery DDL writes it, e.g. `ARRAY<INT64>`.
-fn source_type(field: &TableFieldSchema) -> String {
-    let name = serde_json::to_value(&field.r#type)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    if field.mode.as_deref() == Some("REPEATED") {
-        format!("ARRAY<{name}>")
-    } else {
-        name
-    }
-}
-
-/// How a BigQuery column is read: scalar types as their Arrow type; arrays,
-/// records and the rest as text (arrays and records as JSON). The BigQuery
-/// type is the one the column loads as into BigQuery again: itself, except
-/// `INTERVAL`, whose text loads as `STRING`.
-pub(super) fn mapping(field: &TableFieldSchema) -> TypeMapping {
-    let text = |bigquery: BigQueryType| (DataType::Utf8, bigquery);
-    let repeated = field.mode.as_deref() == Some("REPEATED");
-    let (arrow, bigquery) = match (&field.r#type, repeated) {
-        (_, true) | (FieldType::Record | FieldType::Struct, _) => text(BigQueryType::Json),
-        (FieldType::Integer | FieldType::Int64, _) => (DataType::Int64, BigQueryType::Int64),
-        (FieldType::Float | FieldType::Float64, _) => (DataType::Float64, BigQueryType::Float64),
-        (FieldType::Boolean | FieldType::Bool, _) => (DataType::Boolean, BigQueryType::Bool),
-        (FieldType::Numeric, _) => (
-            DataType::Decimal128(38, 9),
-            BigQueryType::Numeric {
-                precision: 38,
-                scale: 9,
-            },
-        ),
-        (FieldType::Bignumeric, _) => (
-            DataType::Decimal256(76, 38),
-            BigQueryType::BigNumeric {
-                precision: 76,
-                scale: 38,
-            },
-        ),
-        (FieldType::Bytes, _) => (DataType::Binary, BigQueryType::Bytes),
-        (FieldType::Date, _) => (DataType::Date32, BigQueryType::Date),
-        (FieldType::Datetime, _) => (DataType::Timestamp(TimeUnit::Microsecond, None), BigQueryType::Datetime),
-        (FieldType::Timestamp, _) => (
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            BigQueryType::Timestamp,
-        ),
-        (FieldType::Json, _) => text(BigQueryType::Json),
-        (FieldType::Time, _) => (DataType::Time64(TimeUnit::Microsecond), BigQueryType::Time),
-        (FieldType::Geography, _) => text(BigQueryType::Geography),
-        (FieldType::Interval, _) => text(BigQueryType::String),
-        (FieldType::String, _) => text(BigQueryType::String),
-    };
-    let interval = !repeated && matches!(field.r#type, FieldType::Interval);
-    TypeMapping {
-        arrow,
-        bigquery,
-        repeated,
-        confidence: if interval { Confidence::Medium } else { Confidence::High },
-        warnings: if interval {
-            vec!["INTERVAL arrives as its text (e.g. 1-2 3 4:5:6) and loads as STRING".into()]
-        } else {
-            Vec::new()
-        },
-    }
-}
-
 /// The select-list expression of a column: arrays and records as JSON text,
 /// JSON as its text.
 fn select_expression(column: &ColumnInfo, quoted: &str) -> String {
     match column.mapping.bigquery {
-        _ if column.mapping.repeated || column.source_type.starts_with("RECORD") => {
+        _ if column.source_type.starts_with("ARRAY<") || column.source_type.starts_with("RECORD") => {
             format!("TO_JSON_STRING({quoted}) AS {quoted}")
         }
         BigQueryType::Json => format!("TO_JSON_STRING({quoted}) AS {quoted}"),
@@ -586,50 +600,6 @@ mod tests {
     fn quotes_names_with_backticks() {
         assert_eq!(DIALECT.quote_ident("a`b"), "`a\\`b`");
         assert_eq!(DIALECT.quote_ident("plain"), "`plain`");
-    }
-
-    /// Every BigQuery type loads into BigQuery again as the type its
-    /// mapping (and so DESCRIBE) names.
-    #[test]
-    fn every_type_loads_into_bigquery_as_its_mapping_says() {
-        use crate::type_mapping::load_type;
-        let all = [
-            FieldType::String,
-            FieldType::Bytes,
-            FieldType::Integer,
-            FieldType::Int64,
-            FieldType::Float,
-            FieldType::Float64,
-            FieldType::Numeric,
-            FieldType::Bignumeric,
-            FieldType::Boolean,
-            FieldType::Bool,
-            FieldType::Timestamp,
-            FieldType::Date,
-            FieldType::Time,
-            FieldType::Datetime,
-            FieldType::Record,
-            FieldType::Struct,
-            FieldType::Geography,
-            FieldType::Json,
-            FieldType::Interval,
-        ];
-        for ty in all {
-            for mode in ["NULLABLE", "REPEATED"] {
-                let field = TableFieldSchema {
-                    mode: Some(mode.into()),
-                    ..TableFieldSchema::new("c", ty.clone())
-                };
-                let mapped = mapping(&field);
-                assert_eq!(
-                    load_type(&mapped.arrow, mapped.type_tag()),
-                    Ok(mapped.bigquery),
-                    "{ty:?} {mode}"
-                );
-            }
-        }
-        let time = TableFieldSchema::new("t", FieldType::Time);
-        assert_eq!(mapping(&time).bigquery, BigQueryType::Time);
     }
 
     fn lit(value: ScalarValue) -> Option<String> {
