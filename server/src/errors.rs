@@ -39,6 +39,9 @@ pub enum StatementError {
     /// An earlier statement of the transaction block failed.
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     TransactionAborted,
+    /// A statement on a table of the `public` schema.
+    #[error(transparent)]
+    PublicTable(crate::public_tables::PublicTableError),
 }
 
 /// A statement plain SQL may not run.
@@ -110,6 +113,14 @@ impl StatementError {
                 StatementError::TransactionAborted.to_string(),
                 Some("ROLLBACK ends the failed block; nothing it staged was saved.".into()),
             ),
+            StatementError::PublicTable(e) => {
+                use crate::public_tables::PublicTableError;
+                let hint = matches!(e, PublicTableError::TooLarge { .. } | PublicTableError::Unsupported(_))
+                    .then(|| "Public tables are a small row store for migration tools' bookkeeping; see docs/clients.md.".to_owned());
+                let mut info = error(e.code(), e.to_string(), hint);
+                info.detail = e.detail();
+                info
+            }
         }
     }
 }

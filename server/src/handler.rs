@@ -30,6 +30,7 @@ use crate::execute::{execute, result_fields};
 use crate::login::LoginHandler;
 use crate::pg_functions::register_session_functions;
 use crate::pg_rewrite;
+use crate::public_tables::{self, PublicStatement};
 use crate::session_settings::SessionSettings;
 use crate::settings_hook::{SettingsHook, apply_to_context, report_changes};
 use crate::sql_guard::{self, SqlGuardHook};
@@ -133,6 +134,17 @@ impl SluiceSession {
         }
     }
 
+    /// Runs a statement on a public table in the open block, or on its own.
+    async fn run_public(
+        &self,
+        statement: &PublicStatement,
+        params: &[Option<String>],
+        format: &Format,
+    ) -> Result<Response, StatementError> {
+        let catalog = self.state.connections.catalog();
+        public_tables::run(&self.ctx, catalog, self.block.current(), statement, params, format).await
+    }
+
     /// Runs a Sluice statement, refusing those a transaction block cannot hold.
     async fn run_sluice(
         &self,
@@ -191,6 +203,11 @@ impl SimpleQueryHandler for SluiceSession {
                     Err(e) => Err(e.into()),
                 };
                 executed
+                    .map(|r| vec![r])
+                    .map_err(|e| e.into_error_info(piece.char_offset))
+            } else if let Some(public) = public_tables::recognise(piece.text) {
+                self.run_public(&public, &[], &Format::UnifiedText)
+                    .await
                     .map(|r| vec![r])
                     .map_err(|e| e.into_error_info(piece.char_offset))
             } else {
@@ -256,6 +273,20 @@ impl ExtendedQueryHandler for SluiceSession {
                 .await
                 .map_err(|e| user_error(e, 0));
         }
+        if plan.is_none()
+            && let Some(public) = public_tables::recognise(sql)
+        {
+            let params = public_tables::bound_values(
+                &portal.parameters,
+                &portal.parameter_format,
+                &portal.statement.parameter_types,
+            )
+            .map_err(|e| user_error(e, 0))?;
+            return self
+                .run_public(&public, &params, &portal.result_column_format)
+                .await
+                .map_err(|e| user_error(e, 0));
+        }
         self.sync_settings(client).await?;
         let deadline = statement_deadline(client);
         let statement = async {
@@ -292,6 +323,15 @@ impl QueryParser for SluiceQueryParser {
             statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return Ok(Some((sql.to_owned(), None)));
         }
+        if let Some(public) = public_tables::recognise(sql) {
+            if public.has_returning() {
+                let refused = StatementError::Unsupported(
+                    "RETURNING on public tables in the extended query protocol; use a simple query".into(),
+                );
+                return Err(user_error(refused, 0));
+            }
+            return Ok(Some((sql.to_owned(), None)));
+        }
         let rewritten = pg_rewrite::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
         let parsed = self.df.parse_sql(client, sql, types).await.map_err(map_session_error)?;
@@ -302,6 +342,12 @@ impl QueryParser for SluiceQueryParser {
     }
 
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        if let (sql, None) = statement
+            && let Some(public) = public_tables::recognise(sql)
+        {
+            // Bound as text; the target column's type casts them.
+            return Ok(vec![Type::TEXT; public.parameter_count()]);
+        }
         self.df.get_parameter_types(statement)
     }
 
@@ -310,6 +356,9 @@ impl QueryParser for SluiceQueryParser {
         if plan.is_none() && is_sluice_statement(sql) {
             let parsed = statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return result_fields(&parsed, format.unwrap_or(&Format::UnifiedText));
+        }
+        if plan.is_none() && public_tables::recognise(sql).is_some() {
+            return Ok(Vec::new());
         }
         let fields = self.df.get_result_schema(statement, format)?;
         let schema = plan.as_ref().map(|(_, plan)| plan.schema().as_arrow());

@@ -29,6 +29,7 @@ mod harness;
 mod job_ops;
 mod jobs;
 mod parallel;
+mod public_tables;
 mod redaction;
 mod reserved_names;
 mod scheduled_verify;
