@@ -28,6 +28,7 @@ mod fleet;
 mod harness;
 mod job_ops;
 mod jobs;
+mod migration_tools;
 mod parallel;
 mod public_tables;
 mod redaction;

@@ -8,7 +8,8 @@
 //! transaction, so a migration's Sluice statements and the tool's
 //! bookkeeping row commit or roll back together. Outside a block each
 //! statement is its own transaction. `SELECT` reads the tables through
-//! DataFusion ([`PublicSchema`]). Tables are small by design: at most
+//! DataFusion ([`PublicSchema`]), which also serves their keys as
+//! `information_schema.table_constraints`. Tables are small by design: at most
 //! [`MAX_ROWS`] rows and [`MAX_BYTES`] bytes each.
 
 mod change;
@@ -35,7 +36,7 @@ use sluice_catalog::{Catalog, Transaction};
 use crate::errors::StatementError;
 use crate::state::DATABASE;
 
-pub use schema::{PublicSchema, SCHEMA};
+pub use schema::{PublicSchema, SCHEMA, TABLE_CONSTRAINTS};
 
 /// The most rows a public table holds.
 pub const MAX_ROWS: usize = 10_000;

@@ -5,20 +5,69 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
-use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use sluice_catalog::{Catalog, CatalogError};
 
 use super::values;
+use crate::state::DATABASE;
 
 /// The name of the schema.
 pub const SCHEMA: &str = "public";
+
+/// The hidden table of this schema that `information_schema.table_constraints`
+/// is rewritten to (`pg_rewrite`): one row per primary key and unique
+/// constraint of the public tables, as PostgreSQL lists them.
+pub const TABLE_CONSTRAINTS: &str = "_sluice_table_constraints";
+
+static CONSTRAINT_COLUMNS: [&str; 9] = [
+    "constraint_catalog",
+    "constraint_schema",
+    "constraint_name",
+    "table_catalog",
+    "table_schema",
+    "table_name",
+    "constraint_type",
+    "is_deferrable",
+    "initially_deferred",
+];
+
+/// The public tables' keys as `information_schema.table_constraints` rows.
+fn table_constraints(catalog: &Catalog) -> Result<RecordBatch> {
+    let mut rows: Vec<[String; 9]> = Vec::new();
+    for table in catalog.public_tables().map_err(external)? {
+        for key in &table.keys {
+            let kind = if key.primary { "PRIMARY KEY" } else { "UNIQUE" };
+            rows.push([
+                DATABASE.into(),
+                SCHEMA.into(),
+                key.name.clone(),
+                DATABASE.into(),
+                SCHEMA.into(),
+                table.name.clone(),
+                kind.into(),
+                "NO".into(),
+                "NO".into(),
+            ]);
+        }
+    }
+    let schema = Arc::new(Schema::new(
+        CONSTRAINT_COLUMNS
+            .iter()
+            .map(|name| Field::new(*name, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let columns = (0..CONSTRAINT_COLUMNS.len())
+        .map(|i| Arc::new(rows.iter().map(|row| Some(row[i].as_str())).collect::<StringArray>()) as ArrayRef)
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
 
 /// The `public` schema.
 pub struct PublicSchema {
@@ -46,6 +95,11 @@ impl SchemaProvider for PublicSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name == TABLE_CONSTRAINTS {
+            let batch = table_constraints(&self.catalog)?;
+            let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+            return Ok(Some(Arc::new(table)));
+        }
         let table = self.catalog.public_table(name).map_err(external)?;
         Ok(table.map(|table| {
             Arc::new(PublicTableProvider {
@@ -57,7 +111,7 @@ impl SchemaProvider for PublicSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        matches!(self.catalog.public_table(name), Ok(Some(_)))
+        name == TABLE_CONSTRAINTS || matches!(self.catalog.public_table(name), Ok(Some(_)))
     }
 }
 
