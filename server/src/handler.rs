@@ -15,7 +15,7 @@ use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
@@ -182,11 +182,17 @@ impl SimpleQueryHandler for SluiceSession {
         for piece in split_statements(query) {
             self.sync_settings(client).await?;
             let result = if let Some(control) = transaction_block::control(piece.text) {
-                self.block
-                    .run(control, &self.state, client)
-                    .await
-                    .map(|r| vec![r])
-                    .map_err(|e| e.into_error_info(piece.char_offset))
+                match self.block.run(control, &self.state, client).await {
+                    Ok(response) => Ok(vec![response]),
+                    // A failed COMMIT ended the block: pgwire learns it from
+                    // a TransactionEnd before the error, so the client is
+                    // idle, not in a failed block, as in PostgreSQL.
+                    Err(e) if self.block.is_idle() => {
+                        responses.push(Response::TransactionEnd(Tag::new("ROLLBACK")));
+                        Err(e.into_error_info(piece.char_offset))
+                    }
+                    Err(e) => Err(e.into_error_info(piece.char_offset)),
+                }
             } else if self.block.is_failed() {
                 Err(StatementError::TransactionAborted.into_error_info(0))
             } else if let Some(copy) = copy_out::parse(piece.text) {
@@ -257,11 +263,13 @@ impl ExtendedQueryHandler for SluiceSession {
         if plan.is_none()
             && let Some(control) = transaction_block::control(sql)
         {
-            return self
-                .block
-                .run(control, &self.state, client)
-                .await
-                .map_err(|e| user_error(e, 0));
+            let result = self.block.run(control, &self.state, client).await;
+            if result.is_err() && self.block.is_idle() {
+                // A failed COMMIT ended the block: the error keeps the
+                // client idle, as in PostgreSQL.
+                client.set_transaction_status(TransactionStatus::Idle);
+            }
+            return result.map_err(|e| user_error(e, 0));
         }
         if self.block.is_failed() {
             return Err(user_error(StatementError::TransactionAborted, 0));

@@ -4,7 +4,8 @@
 //! [`Transaction`]: their catalog changes are staged and written in one
 //! batch at COMMIT, or discarded at ROLLBACK. A failing statement fails the
 //! block: everything but COMMIT and ROLLBACK is refused (`25P02`) and COMMIT
-//! rolls back, as in PostgreSQL. The block follows the transaction status
+//! rolls back, as in PostgreSQL; a COMMIT that fails (`40001`) ends the
+//! block too. The block follows the transaction status
 //! pgwire reports to the client, which it changes from the responses:
 //! `TransactionStart`, `TransactionEnd`, and any error.
 
@@ -98,6 +99,12 @@ impl Block {
         }
     }
 
+    /// Whether no block is open: after a control statement that failed,
+    /// the block ended (a COMMIT that could not commit).
+    pub fn is_idle(&self) -> bool {
+        matches!(&*self.state(), State::Idle)
+    }
+
     /// Whether a statement of the block failed.
     pub fn is_failed(&self) -> bool {
         matches!(&*self.state(), State::Failed(_))
@@ -142,10 +149,10 @@ impl Block {
                     Ok(Response::TransactionEnd(Tag::new("COMMIT")))
                 }
                 Err(e) => {
+                    // As in PostgreSQL, a COMMIT that fails ends the
+                    // transaction: the block is idle again (the handler
+                    // tells pgwire, see `is_idle`).
                     run_effects(txn.rollback()).await;
-                    // The client's block is failed now (pgwire marks it so
-                    // on the error); ROLLBACK ends it.
-                    *self.state() = State::Failed(Transaction::new());
                     Err(e.into())
                 }
             },

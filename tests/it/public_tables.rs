@@ -188,3 +188,43 @@ async fn bookkeeping_rows_commit_and_roll_back_with_sluice_statements() {
     assert_eq!(one(&client, "SELECT count(*) FROM sluice.secrets").await, "1");
     assert_eq!(one(&client, "SELECT count(*) FROM schema_migrations").await, "1");
 }
+
+#[tokio::test]
+async fn a_commit_that_conflicts_ends_the_transaction() {
+    let sluice = Sluice::start();
+    let first = sluice.client().await;
+    let second = sluice.client().await;
+    first
+        .batch_execute("CREATE TABLE schema_migrations (version text PRIMARY KEY)")
+        .await
+        .unwrap();
+
+    // Two blocks add rows to the same table: the second COMMIT conflicts.
+    for (simple, version) in [(true, "1"), (false, "2")] {
+        first
+            .batch_execute(&format!("BEGIN; INSERT INTO schema_migrations VALUES ('{version}')"))
+            .await
+            .unwrap();
+        second
+            .batch_execute(&format!("BEGIN; INSERT INTO schema_migrations VALUES ('{version}x')"))
+            .await
+            .unwrap();
+        first.batch_execute("COMMIT").await.unwrap();
+        if simple {
+            expect_err(&second, "COMMIT", "40001").await;
+        } else {
+            expect_err_extended(&second, "COMMIT", "40001").await;
+        }
+        // As in PostgreSQL the failed COMMIT ended the block: no ROLLBACK
+        // needed, and the next statements run (outside a block).
+        assert_eq!(one(&second, "SELECT count(*) FROM schema_migrations").await, version);
+        second
+            .batch_execute(&format!("INSERT INTO schema_migrations VALUES ('{version}x')"))
+            .await
+            .unwrap();
+        second
+            .batch_execute(&format!("DELETE FROM schema_migrations WHERE version = '{version}x'"))
+            .await
+            .unwrap();
+    }
+}
