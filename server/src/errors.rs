@@ -39,6 +39,12 @@ pub enum StatementError {
     /// An earlier statement of the transaction block failed.
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     TransactionAborted,
+    /// `ROLLBACK TO` or `RELEASE` of a savepoint the block does not have.
+    #[error("savepoint \"{0}\" does not exist")]
+    NoSuchSavepoint(String),
+    /// A savepoint statement outside a transaction block.
+    #[error("{0} can only be used in transaction blocks")]
+    OutsideTransactionBlock(&'static str),
     /// A statement on a table of the `public` schema.
     #[error(transparent)]
     PublicTable(crate::public_tables::PublicTableError),
@@ -112,6 +118,14 @@ impl StatementError {
                 "25P02",
                 StatementError::TransactionAborted.to_string(),
                 Some("ROLLBACK ends the failed block; nothing it staged was saved.".into()),
+            ),
+            StatementError::NoSuchSavepoint(name) => {
+                error("3B001", StatementError::NoSuchSavepoint(name).to_string(), None)
+            }
+            StatementError::OutsideTransactionBlock(name) => error(
+                "25P01",
+                StatementError::OutsideTransactionBlock(name).to_string(),
+                Some("Start a block with BEGIN first.".into()),
             ),
             StatementError::PublicTable(e) => {
                 use crate::public_tables::PublicTableError;

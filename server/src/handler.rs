@@ -182,7 +182,14 @@ impl SimpleQueryHandler for SluiceSession {
         for piece in split_statements(query) {
             self.sync_settings(client).await?;
             let result = if let Some(control) = transaction_block::control(piece.text) {
+                let was_failed = self.block.is_failed();
                 match self.block.run(control, &self.state, client).await {
+                    // ROLLBACK TO SAVEPOINT made a failed block work again:
+                    // pgwire keeps a failed transaction failed through a
+                    // TransactionStart, so it is ended and started again.
+                    Ok(response @ Response::TransactionStart(_)) if was_failed => {
+                        Ok(vec![Response::TransactionEnd(Tag::new("ROLLBACK")), response])
+                    }
                     Ok(response) => Ok(vec![response]),
                     // A failed COMMIT ended the block: pgwire learns it from
                     // a TransactionEnd before the error, so the client is

@@ -5,13 +5,15 @@
 //! batch at COMMIT, or discarded at ROLLBACK. A failing statement fails the
 //! block: everything but COMMIT and ROLLBACK is refused (`25P02`) and COMMIT
 //! rolls back, as in PostgreSQL; a COMMIT that fails (`40001`) ends the
-//! block too. The block follows the transaction status
+//! block too. Savepoints mark points of the staged changes that `ROLLBACK
+//! TO SAVEPOINT` returns to, which also makes a failed block work again.
+//! The block follows the transaction status
 //! pgwire reports to the client, which it changes from the responses:
 //! `TransactionStart`, `TransactionEnd`, and any error.
 
 use std::sync::{Mutex, MutexGuard};
 
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Ident, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::hooks::HookClient;
@@ -26,7 +28,7 @@ use crate::errors::StatementError;
 use crate::state::AppState;
 
 /// A transaction control statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// `BEGIN`, `START TRANSACTION`
     Begin,
@@ -34,10 +36,25 @@ pub enum Control {
     Commit,
     /// `ROLLBACK`, `ABORT` (not `ROLLBACK TO SAVEPOINT`)
     Rollback,
+    /// `SAVEPOINT name`
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`
+    Release(String),
+    /// `ROLLBACK TO [SAVEPOINT] name`
+    RollbackTo(String),
 }
 
 /// The leading words of transaction control statements.
-const CONTROL_WORDS: [&str; 6] = ["begin", "start", "commit", "end", "rollback", "abort"];
+const CONTROL_WORDS: [&str; 8] = [
+    "begin",
+    "start",
+    "commit",
+    "end",
+    "rollback",
+    "abort",
+    "savepoint",
+    "release",
+];
 
 /// Recognises a transaction control statement.
 pub fn control(sql: &str) -> Option<Control> {
@@ -50,7 +67,22 @@ pub fn control(sql: &str) -> Option<Control> {
         [Statement::StartTransaction { .. }] => Some(Control::Begin),
         [Statement::Commit { .. }] => Some(Control::Commit),
         [Statement::Rollback { savepoint: None, .. }] => Some(Control::Rollback),
+        [
+            Statement::Rollback {
+                savepoint: Some(name), ..
+            },
+        ] => Some(Control::RollbackTo(savepoint_name(name))),
+        [Statement::Savepoint { name }] => Some(Control::Savepoint(savepoint_name(name))),
+        [Statement::ReleaseSavepoint { name }] => Some(Control::Release(savepoint_name(name))),
         _ => None,
+    }
+}
+
+/// A savepoint's name, folded to lower case unless quoted.
+fn savepoint_name(name: &Ident) -> String {
+    match name.quote_style {
+        Some(_) => name.value.clone(),
+        None => name.value.to_lowercase(),
     }
 }
 
@@ -159,6 +191,40 @@ impl Block {
             (Control::Commit | Control::Rollback, State::Failed(txn)) | (Control::Rollback, State::Open(txn)) => {
                 run_effects(txn.rollback()).await;
                 Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
+            }
+            (Control::Savepoint(name), State::Open(txn)) => {
+                txn.savepoint(&name);
+                *self.state() = State::Open(txn);
+                Ok(Response::Execution(Tag::new("SAVEPOINT")))
+            }
+            (Control::Release(name), State::Open(txn)) => {
+                let released = txn.release(&name);
+                *self.state() = State::Open(txn);
+                match released {
+                    true => Ok(Response::Execution(Tag::new("RELEASE"))),
+                    false => Err(StatementError::NoSuchSavepoint(name)),
+                }
+            }
+            (Control::RollbackTo(name), State::Open(txn) | State::Failed(txn)) => match txn.rollback_to(&name) {
+                // The block works again, as in PostgreSQL.
+                Some(effects) => {
+                    *self.state() = State::Open(txn);
+                    run_effects(effects).await;
+                    Ok(Response::TransactionStart(Tag::new("ROLLBACK")))
+                }
+                None => {
+                    *self.state() = State::Failed(txn);
+                    Err(StatementError::NoSuchSavepoint(name))
+                }
+            },
+            (Control::Savepoint(_) | Control::Release(_), failed @ State::Failed(_)) => {
+                *self.state() = failed;
+                Err(StatementError::TransactionAborted)
+            }
+            (Control::Savepoint(_), State::Idle) => Err(StatementError::OutsideTransactionBlock("SAVEPOINT")),
+            (Control::Release(_), State::Idle) => Err(StatementError::OutsideTransactionBlock("RELEASE SAVEPOINT")),
+            (Control::RollbackTo(_), State::Idle) => {
+                Err(StatementError::OutsideTransactionBlock("ROLLBACK TO SAVEPOINT"))
             }
             (Control::Commit, State::Idle) => {
                 warn_client(client, "25P01", "there is no transaction in progress").await;

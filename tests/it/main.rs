@@ -33,6 +33,7 @@ mod parallel;
 mod public_tables;
 mod redaction;
 mod reserved_names;
+mod savepoints;
 mod scheduled_verify;
 mod scheduler;
 mod schema_changes;

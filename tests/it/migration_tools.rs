@@ -16,7 +16,7 @@ use crate::common;
 use common::*;
 
 /// The clients directory `install-clients.sh` fills, installed once.
-fn clients_dir() -> PathBuf {
+pub(crate) fn clients_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-clients.sh");
