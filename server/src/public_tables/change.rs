@@ -394,17 +394,21 @@ fn check_keys(table: &PublicTable) -> Result<(), PublicTableError> {
             .collect();
         let mut seen = HashSet::new();
         for row in &table.rows {
-            let values: Vec<&Value> = indexes.iter().map(|&i| &row[i]).collect();
-            if values.iter().any(|v| v.is_null()) {
+            let key_values: Vec<&Value> = indexes.iter().map(|&i| &row[i]).collect();
+            if key_values.iter().any(|v| v.is_null()) {
                 continue;
             }
-            if !seen.insert(serde_json::to_string(&values).unwrap_or_default()) {
+            if !seen.insert(serde_json::to_string(&key_values).unwrap_or_default()) {
                 return Err(PublicTableError::UniqueViolation {
                     constraint: key.name.clone(),
                     detail: format!(
                         "Key ({})=({}) already exists.",
                         key.columns.join(", "),
-                        values.iter().map(|v| values::display(v)).collect::<Vec<_>>().join(", ")
+                        key_values
+                            .iter()
+                            .map(|v| values::display(v))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
             }

@@ -24,7 +24,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     Expr, FromTable, ObjectName, ObjectType, Statement, TableFactor, TableObject, Value, ValueWithSpan,
-    visit_expressions_mut,
+    visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -129,9 +129,8 @@ impl PublicStatement {
 
     /// The number of `$n` parameters the statement takes.
     pub fn parameter_count(&self) -> usize {
-        let mut statement = self.statement.clone();
         let mut count = 0;
-        let _ = visit_expressions_mut(&mut statement, |expr| {
+        let _ = visit_expressions(&self.statement, |expr| {
             if let Some(n) = placeholder(expr) {
                 count = count.max(n);
             }
