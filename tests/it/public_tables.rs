@@ -124,6 +124,14 @@ async fn bookkeeping_tables_keep_rows_and_enforce_their_keys() {
     expect_err(&client, "INSERT INTO no_such_table VALUES (1)", "42P01").await;
     expect_err(&client, "INSERT INTO pgmigrations (nope) VALUES (1)", "42703").await;
     expect_err(&client, "CREATE TABLE t (x jsonb)", "0A000").await;
+    // Other forms stay refused plain SQL.
+    for refused in [
+        "CREATE EXTERNAL TABLE ext STORED AS PARQUET LOCATION '/etc/'",
+        "CREATE TABLE copied AS SELECT 1 AS a",
+        "CREATE TEMPORARY TABLE tmp (a int)",
+    ] {
+        expect_err(&client, refused, "42501").await;
+    }
     expect_err(
         &client,
         "INSERT INTO pgmigrations (name, run_on) SELECT 'n' || value, NOW() FROM generate_series(1, 10001)",

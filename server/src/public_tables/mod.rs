@@ -156,7 +156,20 @@ pub fn recognise(sql: &str) -> Option<PublicStatement> {
         _ => return None,
     };
     let table = match &statement {
-        Statement::CreateTable(create) if !create.temporary && create.query.is_none() => public_name(&create.name)?,
+        // Only a plain definition: `CREATE EXTERNAL TABLE`, `AS query`,
+        // `LIKE`, temporary and replaced tables stay DataFusion's (refused).
+        Statement::CreateTable(create)
+            if !create.external
+                && !create.temporary
+                && !create.or_replace
+                && create.global.is_none()
+                && create.location.is_none()
+                && create.query.is_none()
+                && create.like.is_none()
+                && create.clone.is_none() =>
+        {
+            public_name(&create.name)?
+        }
         Statement::Drop {
             object_type: ObjectType::Table,
             names,
