@@ -11,6 +11,7 @@ use crate::connection::{ConnectionRecord, StatusUpdate};
 use crate::crypto::MasterKey;
 use crate::error::{CatalogError, ObjectKind, Result};
 use crate::job::{JobColumn, JobDestination, JobRecord};
+use crate::public_table::PublicTable;
 use crate::record::Record;
 use crate::run::{RunRecord, RunStatus, RunTrigger, Watermark, run_key};
 use crate::schedule_state::ScheduleState;
@@ -651,6 +652,35 @@ impl Catalog {
     /// Every destination table's last counted day of table operations.
     pub fn all_table_ops(&self) -> Result<Vec<TableOps>> {
         self.store.scan()
+    }
+
+    // ----- public tables -----
+
+    /// A table of the `public` schema with its rows, if it exists.
+    pub fn public_table(&self, name: &str) -> Result<Option<PublicTable>> {
+        self.store.get(name)
+    }
+
+    /// Every table of the `public` schema, in name order.
+    pub fn public_tables(&self) -> Result<Vec<PublicTable>> {
+        self.store.scan()
+    }
+
+    /// Creates or replaces a table of the `public` schema (its definition
+    /// and all its rows).
+    pub fn save_public_table(&self, table: &PublicTable) -> Result<()> {
+        let _guard = self.lock();
+        let mut batch = self.store.batch();
+        batch.put(table);
+        batch.commit()
+    }
+
+    /// Drops a table of the `public` schema.
+    pub fn drop_public_table(&self, name: &str) -> Result<()> {
+        let _guard = self.lock();
+        let mut batch = self.store.batch();
+        batch.delete::<PublicTable>(name);
+        batch.commit()
     }
 
     /// One run, or `NotFound`.

@@ -11,6 +11,7 @@ mod connection;
 mod crypto;
 mod error;
 mod job;
+mod public_table;
 mod record;
 mod run;
 mod schedule_state;
@@ -30,6 +31,7 @@ pub use job::{
     CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, IncrementalStart, JobColumn, JobDestination, JobRecord,
     JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableLayout, VerifySchedule,
 };
+pub use public_table::{PublicColumn, PublicKey, PublicTable, PublicType};
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};
 pub use schema_change::{SchemaChangeKind, SchemaChangeRecord};

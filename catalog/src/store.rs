@@ -13,9 +13,9 @@ use crate::transaction::{Staged, Transaction};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
 /// value per run under [`run_index_key`], so a job's runs are a prefix scan.
-/// `table_ops` came later without a layout change: opening an older catalog
-/// creates it empty.
-pub(crate) const FAMILIES: [&str; 11] = [
+/// `table_ops` and `public_tables` came later without a layout change:
+/// opening an older catalog creates them empty.
+pub(crate) const FAMILIES: [&str; 12] = [
     "connections",
     "secrets",
     "jobs",
@@ -27,6 +27,7 @@ pub(crate) const FAMILIES: [&str; 11] = [
     "schema_changes",
     "verifications",
     "table_ops",
+    "public_tables",
 ];
 
 const RUN_INDEX: &str = "run_index";

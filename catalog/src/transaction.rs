@@ -48,6 +48,17 @@ pub(crate) struct Staged {
     pub listed: BTreeMap<&'static str, BTreeSet<Vec<u8>>>,
     after_commit: Vec<Effect>,
     on_rollback: Vec<Effect>,
+    /// Open savepoints, oldest first.
+    savepoints: Vec<Savepoint>,
+}
+
+/// What a savepoint restores: the staged writes when it was set, and how
+/// many effects were registered then.
+struct Savepoint {
+    name: String,
+    writes: BTreeMap<Key, Option<Vec<u8>>>,
+    after_commit: usize,
+    on_rollback: usize,
 }
 
 tokio::task_local! {
@@ -94,6 +105,47 @@ impl Transaction {
     /// Ends the transaction without writing: its rollback effects, to run.
     pub fn rollback(self) -> Vec<Effect> {
         std::mem::take(&mut self.lock().on_rollback)
+    }
+
+    /// Sets a savepoint (`SAVEPOINT name`); a newer one of the same name
+    /// hides the older until it is released.
+    pub fn savepoint(&self, name: &str) {
+        let mut staged = self.lock();
+        let savepoint = Savepoint {
+            name: name.to_owned(),
+            writes: staged.writes.clone(),
+            after_commit: staged.after_commit.len(),
+            on_rollback: staged.on_rollback.len(),
+        };
+        staged.savepoints.push(savepoint);
+    }
+
+    /// Forgets the newest savepoint named `name` and every later one
+    /// (`RELEASE SAVEPOINT`), keeping the changes; false when there is none.
+    pub fn release(&self, name: &str) -> bool {
+        let mut staged = self.lock();
+        let Some(index) = staged.savepoints.iter().rposition(|s| s.name == name) else {
+            return false;
+        };
+        staged.savepoints.truncate(index);
+        true
+    }
+
+    /// Undoes what was staged since the newest savepoint named `name`
+    /// (`ROLLBACK TO SAVEPOINT`), which stays set; later savepoints go.
+    /// Returns the rollback effects registered since, to run, or `None`
+    /// when there is no such savepoint. Records read since are still
+    /// checked at COMMIT.
+    pub fn rollback_to(&self, name: &str) -> Option<Vec<Effect>> {
+        let mut staged = self.lock();
+        let index = staged.savepoints.iter().rposition(|s| s.name == name)?;
+        staged.savepoints.truncate(index + 1);
+        let savepoint = &staged.savepoints[index];
+        let (writes, after_commit, on_rollback) =
+            (savepoint.writes.clone(), savepoint.after_commit, savepoint.on_rollback);
+        staged.writes = writes;
+        staged.after_commit.truncate(after_commit);
+        Some(staged.on_rollback.split_off(on_rollback))
     }
 
     /// Whether the transaction staged no change.
@@ -200,6 +252,29 @@ mod tests {
             .await;
         assert!(txn.rollback().is_empty());
         assert!(catalog.secrets().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rolling_back_to_a_savepoint_undoes_only_what_came_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog(&dir);
+        let txn = Transaction::new();
+        txn.scope(async {
+            catalog.create_secret("kept", &SecretValue::new("v"), false).unwrap();
+            txn.savepoint("a");
+            catalog.create_secret("undone", &SecretValue::new("v"), false).unwrap();
+            txn.savepoint("b");
+            assert!(txn.rollback_to("a").is_some());
+            assert!(!txn.release("b"), "a later savepoint goes with the rollback");
+            assert_eq!(catalog.secrets().unwrap().len(), 1);
+            catalog.create_secret("again", &SecretValue::new("v"), false).unwrap();
+            assert!(txn.release("a"));
+            assert!(txn.rollback_to("a").is_none());
+        })
+        .await;
+        catalog.commit(&txn).unwrap();
+        let names: Vec<String> = catalog.secrets().unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["again", "kept"]);
     }
 
     #[tokio::test]

@@ -39,6 +39,15 @@ pub enum StatementError {
     /// An earlier statement of the transaction block failed.
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     TransactionAborted,
+    /// `ROLLBACK TO` or `RELEASE` of a savepoint the block does not have.
+    #[error("savepoint \"{0}\" does not exist")]
+    NoSuchSavepoint(String),
+    /// A savepoint statement outside a transaction block.
+    #[error("{0} can only be used in transaction blocks")]
+    OutsideTransactionBlock(&'static str),
+    /// A statement on a table of the `public` schema.
+    #[error(transparent)]
+    PublicTable(crate::public_tables::PublicTableError),
 }
 
 /// A statement plain SQL may not run.
@@ -110,6 +119,22 @@ impl StatementError {
                 StatementError::TransactionAborted.to_string(),
                 Some("ROLLBACK ends the failed block; nothing it staged was saved.".into()),
             ),
+            StatementError::NoSuchSavepoint(name) => {
+                error("3B001", StatementError::NoSuchSavepoint(name).to_string(), None)
+            }
+            StatementError::OutsideTransactionBlock(name) => error(
+                "25P01",
+                StatementError::OutsideTransactionBlock(name).to_string(),
+                Some("Start a block with BEGIN first.".into()),
+            ),
+            StatementError::PublicTable(e) => {
+                use crate::public_tables::PublicTableError;
+                let hint = matches!(e, PublicTableError::TooLarge { .. } | PublicTableError::Unsupported(_))
+                    .then(|| "Public tables are a small row store for migration tools' bookkeeping; see docs/clients.md.".to_owned());
+                let mut info = error(e.code(), e.to_string(), hint);
+                info.detail = e.detail();
+                info
+            }
         }
     }
 }

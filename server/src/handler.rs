@@ -15,7 +15,7 @@ use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
@@ -30,6 +30,7 @@ use crate::execute::{execute, result_fields};
 use crate::login::LoginHandler;
 use crate::pg_functions::register_session_functions;
 use crate::pg_rewrite;
+use crate::public_tables::{self, PublicStatement};
 use crate::session_settings::SessionSettings;
 use crate::settings_hook::{SettingsHook, apply_to_context, report_changes};
 use crate::sql_guard::{self, SqlGuardHook};
@@ -133,6 +134,17 @@ impl SluiceSession {
         }
     }
 
+    /// Runs a statement on a public table in the open block, or on its own.
+    async fn run_public(
+        &self,
+        statement: &PublicStatement,
+        params: &[Option<String>],
+        format: &Format,
+    ) -> Result<Response, StatementError> {
+        let catalog = self.state.connections.catalog();
+        public_tables::run(&self.ctx, catalog, self.block.current(), statement, params, format).await
+    }
+
     /// Runs a Sluice statement, refusing those a transaction block cannot hold.
     async fn run_sluice(
         &self,
@@ -170,11 +182,24 @@ impl SimpleQueryHandler for SluiceSession {
         for piece in split_statements(query) {
             self.sync_settings(client).await?;
             let result = if let Some(control) = transaction_block::control(piece.text) {
-                self.block
-                    .run(control, &self.state, client)
-                    .await
-                    .map(|r| vec![r])
-                    .map_err(|e| e.into_error_info(piece.char_offset))
+                let was_failed = self.block.is_failed();
+                match self.block.run(control, &self.state, client).await {
+                    // ROLLBACK TO SAVEPOINT made a failed block work again:
+                    // pgwire keeps a failed transaction failed through a
+                    // TransactionStart, so it is ended and started again.
+                    Ok(response @ Response::TransactionStart(_)) if was_failed => {
+                        Ok(vec![Response::TransactionEnd(Tag::new("ROLLBACK")), response])
+                    }
+                    Ok(response) => Ok(vec![response]),
+                    // A failed COMMIT ended the block: pgwire learns it from
+                    // a TransactionEnd before the error, so the client is
+                    // idle, not in a failed block, as in PostgreSQL.
+                    Err(e) if self.block.is_idle() => {
+                        responses.push(Response::TransactionEnd(Tag::new("ROLLBACK")));
+                        Err(e.into_error_info(piece.char_offset))
+                    }
+                    Err(e) => Err(e.into_error_info(piece.char_offset)),
+                }
             } else if self.block.is_failed() {
                 Err(StatementError::TransactionAborted.into_error_info(0))
             } else if let Some(copy) = copy_out::parse(piece.text) {
@@ -191,6 +216,11 @@ impl SimpleQueryHandler for SluiceSession {
                     Err(e) => Err(e.into()),
                 };
                 executed
+                    .map(|r| vec![r])
+                    .map_err(|e| e.into_error_info(piece.char_offset))
+            } else if let Some(public) = public_tables::recognise(piece.text) {
+                self.run_public(&public, &[], &Format::UnifiedText)
+                    .await
                     .map(|r| vec![r])
                     .map_err(|e| e.into_error_info(piece.char_offset))
             } else {
@@ -240,11 +270,13 @@ impl ExtendedQueryHandler for SluiceSession {
         if plan.is_none()
             && let Some(control) = transaction_block::control(sql)
         {
-            return self
-                .block
-                .run(control, &self.state, client)
-                .await
-                .map_err(|e| user_error(e, 0));
+            let result = self.block.run(control, &self.state, client).await;
+            if result.is_err() && self.block.is_idle() {
+                // A failed COMMIT ended the block: the error keeps the
+                // client idle, as in PostgreSQL.
+                client.set_transaction_status(TransactionStatus::Idle);
+            }
+            return result.map_err(|e| user_error(e, 0));
         }
         if self.block.is_failed() {
             return Err(user_error(StatementError::TransactionAborted, 0));
@@ -253,6 +285,20 @@ impl ExtendedQueryHandler for SluiceSession {
             let statement = statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return self
                 .run_sluice(client, statement, &portal.result_column_format)
+                .await
+                .map_err(|e| user_error(e, 0));
+        }
+        if plan.is_none()
+            && let Some(public) = public_tables::recognise(sql)
+        {
+            let params = public_tables::bound_values(
+                &portal.parameters,
+                &portal.parameter_format,
+                &portal.statement.parameter_types,
+            )
+            .map_err(|e| user_error(e, 0))?;
+            return self
+                .run_public(&public, &params, &portal.result_column_format)
                 .await
                 .map_err(|e| user_error(e, 0));
         }
@@ -292,6 +338,15 @@ impl QueryParser for SluiceQueryParser {
             statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return Ok(Some((sql.to_owned(), None)));
         }
+        if let Some(public) = public_tables::recognise(sql) {
+            if public.has_returning() {
+                let refused = StatementError::Unsupported(
+                    "RETURNING on public tables in the extended query protocol; use a simple query".into(),
+                );
+                return Err(user_error(refused, 0));
+            }
+            return Ok(Some((sql.to_owned(), None)));
+        }
         let rewritten = pg_rewrite::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
         let parsed = self.df.parse_sql(client, sql, types).await.map_err(map_session_error)?;
@@ -302,6 +357,12 @@ impl QueryParser for SluiceQueryParser {
     }
 
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        if let (sql, None) = statement
+            && let Some(public) = public_tables::recognise(sql)
+        {
+            // Bound as text; the target column's type casts them.
+            return Ok(vec![Type::TEXT; public.parameter_count()]);
+        }
         self.df.get_parameter_types(statement)
     }
 
@@ -310,6 +371,9 @@ impl QueryParser for SluiceQueryParser {
         if plan.is_none() && is_sluice_statement(sql) {
             let parsed = statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
             return result_fields(&parsed, format.unwrap_or(&Format::UnifiedText));
+        }
+        if plan.is_none() && public_tables::recognise(sql).is_some() {
+            return Ok(Vec::new());
         }
         let fields = self.df.get_result_schema(statement, format)?;
         let schema = plan.as_ref().map(|(_, plan)| plan.schema().as_arrow());

@@ -13,7 +13,10 @@
 //!   have no defaults, identity columns or collations;
 //! - `unnest(x.indkey)` and `generate_subscripts(x.indkey, 1)` over the
 //!   `int2vector` columns of `pg_index` (text in the catalog) work on their
-//!   items.
+//!   items;
+//! - `information_schema.table_constraints`, which DataFusion's
+//!   information schema lacks, reads the public tables' keys
+//!   ([`public_tables::TABLE_CONSTRAINTS`]).
 //!
 //! Statements without these forms are passed on unchanged.
 
@@ -27,6 +30,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::pg_functions::INT2VECTOR_ITEMS;
+use crate::public_tables;
 
 /// Special registers that name the session's user.
 const USER_REGISTERS: &[&str] = &["current_user", "session_user", "user", "current_role"];
@@ -45,6 +49,7 @@ pub fn rewrite(sql: &str) -> Option<String> {
         "escape",
         "unnest",
         "generate_subscripts",
+        "table_constraints",
     ];
     let catalog_case = lower.contains("case") && lower.contains("pg_");
     if !catalog_case && !triggers.iter().any(|t| lower.contains(t)) {
@@ -240,6 +245,25 @@ impl VisitorMut for CatalogSubqueriesAsNull {
 
 impl VisitorMut for Rewriter {
     type Break = ();
+
+    fn pre_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<()> {
+        let parts: Vec<String> = relation
+            .0
+            .iter()
+            .filter_map(|part| Some(part.as_ident()?.value.to_ascii_lowercase()))
+            .collect();
+        if let [.., schema, table] = parts.as_slice()
+            && schema == "information_schema"
+            && table == "table_constraints"
+        {
+            *relation = ObjectName::from(vec![
+                Ident::new(public_tables::SCHEMA),
+                Ident::new(public_tables::TABLE_CONSTRAINTS),
+            ]);
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         if let SetExpr::Select(select) = query.body.as_mut() {

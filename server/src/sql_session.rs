@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use crate::errors::{StatementError, map_session_error};
 use crate::pg_catalog_overlay::PgCatalogOverlay;
 use crate::pg_functions::register_catalog_functions;
+use crate::public_tables::{self, PublicSchema};
 use crate::session_settings::STATEMENT_TIMEOUT_KEY;
 use crate::session_time_zone::SessionTimeZone;
 use crate::source_catalogs::SluiceCatalogList;
@@ -88,6 +89,10 @@ pub fn session_context(
             Arc::new(PgCatalogOverlay::new(pg_catalog, warehouse.clone())),
         )
         .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
+    ctx.catalog(DATABASE)
+        .expect("the default catalog exists")
+        .register_schema(public_tables::SCHEMA, Arc::new(PublicSchema::new(catalog.clone())))
+        .map_err(|e| StartupError::Config(format!("public schema set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
         .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog, jobs)))

@@ -4,13 +4,16 @@
 //! [`Transaction`]: their catalog changes are staged and written in one
 //! batch at COMMIT, or discarded at ROLLBACK. A failing statement fails the
 //! block: everything but COMMIT and ROLLBACK is refused (`25P02`) and COMMIT
-//! rolls back, as in PostgreSQL. The block follows the transaction status
+//! rolls back, as in PostgreSQL; a COMMIT that fails (`40001`) ends the
+//! block too. Savepoints mark points of the staged changes that `ROLLBACK
+//! TO SAVEPOINT` returns to, which also makes a failed block work again.
+//! The block follows the transaction status
 //! pgwire reports to the client, which it changes from the responses:
 //! `TransactionStart`, `TransactionEnd`, and any error.
 
 use std::sync::{Mutex, MutexGuard};
 
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Ident, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::hooks::HookClient;
@@ -25,7 +28,7 @@ use crate::errors::StatementError;
 use crate::state::AppState;
 
 /// A transaction control statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// `BEGIN`, `START TRANSACTION`
     Begin,
@@ -33,10 +36,25 @@ pub enum Control {
     Commit,
     /// `ROLLBACK`, `ABORT` (not `ROLLBACK TO SAVEPOINT`)
     Rollback,
+    /// `SAVEPOINT name`
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`
+    Release(String),
+    /// `ROLLBACK TO [SAVEPOINT] name`
+    RollbackTo(String),
 }
 
 /// The leading words of transaction control statements.
-const CONTROL_WORDS: [&str; 6] = ["begin", "start", "commit", "end", "rollback", "abort"];
+const CONTROL_WORDS: [&str; 8] = [
+    "begin",
+    "start",
+    "commit",
+    "end",
+    "rollback",
+    "abort",
+    "savepoint",
+    "release",
+];
 
 /// Recognises a transaction control statement.
 pub fn control(sql: &str) -> Option<Control> {
@@ -49,7 +67,22 @@ pub fn control(sql: &str) -> Option<Control> {
         [Statement::StartTransaction { .. }] => Some(Control::Begin),
         [Statement::Commit { .. }] => Some(Control::Commit),
         [Statement::Rollback { savepoint: None, .. }] => Some(Control::Rollback),
+        [
+            Statement::Rollback {
+                savepoint: Some(name), ..
+            },
+        ] => Some(Control::RollbackTo(savepoint_name(name))),
+        [Statement::Savepoint { name }] => Some(Control::Savepoint(savepoint_name(name))),
+        [Statement::ReleaseSavepoint { name }] => Some(Control::Release(savepoint_name(name))),
         _ => None,
+    }
+}
+
+/// A savepoint's name, folded to lower case unless quoted.
+fn savepoint_name(name: &Ident) -> String {
+    match name.quote_style {
+        Some(_) => name.value.clone(),
+        None => name.value.to_lowercase(),
     }
 }
 
@@ -98,6 +131,12 @@ impl Block {
         }
     }
 
+    /// Whether no block is open: after a control statement that failed,
+    /// the block ended (a COMMIT that could not commit).
+    pub fn is_idle(&self) -> bool {
+        matches!(&*self.state(), State::Idle)
+    }
+
     /// Whether a statement of the block failed.
     pub fn is_failed(&self) -> bool {
         matches!(&*self.state(), State::Failed(_))
@@ -142,16 +181,50 @@ impl Block {
                     Ok(Response::TransactionEnd(Tag::new("COMMIT")))
                 }
                 Err(e) => {
+                    // As in PostgreSQL, a COMMIT that fails ends the
+                    // transaction: the block is idle again (the handler
+                    // tells pgwire, see `is_idle`).
                     run_effects(txn.rollback()).await;
-                    // The client's block is failed now (pgwire marks it so
-                    // on the error); ROLLBACK ends it.
-                    *self.state() = State::Failed(Transaction::new());
                     Err(e.into())
                 }
             },
             (Control::Commit | Control::Rollback, State::Failed(txn)) | (Control::Rollback, State::Open(txn)) => {
                 run_effects(txn.rollback()).await;
                 Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
+            }
+            (Control::Savepoint(name), State::Open(txn)) => {
+                txn.savepoint(&name);
+                *self.state() = State::Open(txn);
+                Ok(Response::Execution(Tag::new("SAVEPOINT")))
+            }
+            (Control::Release(name), State::Open(txn)) => {
+                let released = txn.release(&name);
+                *self.state() = State::Open(txn);
+                match released {
+                    true => Ok(Response::Execution(Tag::new("RELEASE"))),
+                    false => Err(StatementError::NoSuchSavepoint(name)),
+                }
+            }
+            (Control::RollbackTo(name), State::Open(txn) | State::Failed(txn)) => match txn.rollback_to(&name) {
+                // The block works again, as in PostgreSQL.
+                Some(effects) => {
+                    *self.state() = State::Open(txn);
+                    run_effects(effects).await;
+                    Ok(Response::TransactionStart(Tag::new("ROLLBACK")))
+                }
+                None => {
+                    *self.state() = State::Failed(txn);
+                    Err(StatementError::NoSuchSavepoint(name))
+                }
+            },
+            (Control::Savepoint(_) | Control::Release(_), failed @ State::Failed(_)) => {
+                *self.state() = failed;
+                Err(StatementError::TransactionAborted)
+            }
+            (Control::Savepoint(_), State::Idle) => Err(StatementError::OutsideTransactionBlock("SAVEPOINT")),
+            (Control::Release(_), State::Idle) => Err(StatementError::OutsideTransactionBlock("RELEASE SAVEPOINT")),
+            (Control::RollbackTo(_), State::Idle) => {
+                Err(StatementError::OutsideTransactionBlock("ROLLBACK TO SAVEPOINT"))
             }
             (Control::Commit, State::Idle) => {
                 warn_client(client, "25P01", "there is no transaction in progress").await;
