@@ -50,6 +50,14 @@ pub enum EngineError {
     #[error("{message}")]
     InvalidJob { message: String },
 
+    /// `CREATE ETL JOBS` created nothing: these tables failed.
+    #[error(
+        "no ETL jobs were created: {} failed: {}",
+        match failures.len() { 1 => "1 table".to_owned(), n => format!("{n} tables") },
+        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    JobsNotCreated { failures: Vec<crate::jobs::TableFailure> },
+
     #[error("column \"{column}\" does not exist in {table}; its columns are: {}", existing.join(", "))]
     UnknownColumn {
         table: String,

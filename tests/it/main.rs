@@ -25,6 +25,7 @@ mod durability_runs;
 mod exactly_once;
 mod explore;
 mod fleet;
+mod fleet_bulk;
 mod harness;
 mod job_ops;
 mod jobs;

@@ -32,7 +32,13 @@ pub struct CreateJob {
     pub column_overrides: Vec<ColumnOverride>,
     pub schedule: Schedule,
     pub settings: Vec<JobSetting>,
+    /// Whether `INCREMENTAL BY` named its start (`BACKFILL`, `SINCE` or
+    /// `ALL`); when not, the start is the default window, and a NOTICE says so.
+    pub start_given: bool,
 }
+
+/// The backfill window of `INCREMENTAL BY col` without a start clause.
+pub const DEFAULT_BACKFILL_DAYS: u32 = 90;
 
 /// Default rows per extracted batch.
 pub const DEFAULT_BATCH_ROWS: u32 = 8192;
@@ -358,7 +364,16 @@ impl JobManager {
         if job.parallelism.is_some_and(|n| n > 1) {
             self.check_parallelism(&job, &columns)?;
         }
-        let notices = self.guard_notices(&job, &columns).await?;
+        let mut notices = self.guard_notices(&job, &columns).await?;
+        if let LoadType::Incremental { cursor, .. } = &job.load
+            && !request.start_given
+        {
+            notices.push(format!(
+                "ETL job \"{}\" has no BACKFILL, SINCE or ALL: its first run loads the last {DEFAULT_BACKFILL_DAYS} days \
+                 by \"{cursor}\" only; CREATE OR REPLACE it with INCREMENTAL BY {cursor} ALL to load every row",
+                job.name
+            ));
+        }
         let destination = self.destination(job.destination.connection.as_deref())?;
         destination
             .check_schedule(&job.destination.table, &request.schedule)
@@ -661,7 +676,7 @@ impl JobManager {
 
 /// Runs `work` in the task's transaction, or in one of its own that commits
 /// when `work` succeeds (several catalog changes that must land together).
-async fn in_one_transaction<T>(
+pub(super) async fn in_one_transaction<T>(
     catalog: &sluice_catalog::Catalog,
     work: impl std::future::Future<Output = Result<T, EngineError>>,
 ) -> Result<T, EngineError> {

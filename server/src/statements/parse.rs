@@ -61,6 +61,9 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["EXPLAIN", "ETL", "JOB"],
     &["VERIFY", "ETL", "JOB"],
     &["REPAIR", "ETL", "JOB"],
+    &["CREATE", "ETL", "JOBS"],
+    &["ALTER", "ETL", "JOBS"],
+    &["RUN", "ETL", "JOBS"],
 ];
 
 /// True when `sql` starts like a Sluice statement (comments and whitespace
@@ -126,6 +129,9 @@ pub(super) type PResult<T> = std::result::Result<T, ParseError>;
 
 impl StatementParser<'_> {
     fn statement(&mut self) -> PResult<SluiceStatement> {
+        if let Some(statement) = self.fleet_statement()? {
+            return Ok(statement);
+        }
         if self.word("CREATE") {
             let or_replace = self.words(&["OR", "REPLACE"]);
             if self.word("SECRET") {
@@ -141,7 +147,12 @@ impl StatementParser<'_> {
             if self.words(&["ETL", "JOB"]) {
                 let if_exists = self.words(&["IF", "EXISTS"]);
                 let name = self.name("job name")?;
-                let keep_data = self.words(&["KEEP", "DATA"]);
+                // The data stays unless `WITH DATA` says otherwise; `KEEP
+                // DATA` says it explicitly.
+                let keep_data = !self.words(&["WITH", "DATA"]);
+                if keep_data {
+                    self.words(&["KEEP", "DATA"]);
+                }
                 return Ok(SluiceStatement::DropJob {
                     name,
                     if_exists,
@@ -547,7 +558,7 @@ impl StatementParser<'_> {
         }
     }
 
-    fn parser_error(&self, e: ParserError) -> ParseError {
+    pub(super) fn parser_error(&self, e: ParserError) -> ParseError {
         self.error(e.to_string().trim_start_matches("sql parser error: ").to_owned())
     }
 }

@@ -2,11 +2,13 @@
 //! shared by its `SHOW` statement and its `sluice.*` system table.
 
 mod explore;
+mod fleet;
 mod job_ops;
 mod jobs;
 mod schema_changes;
 
 pub use explore::*;
+pub use fleet::*;
 pub use job_ops::*;
 pub use jobs::*;
 pub use schema_changes::*;
