@@ -231,3 +231,45 @@ async fn create_etl_jobs_plans_creates_all_or_none_and_bulk_statements_act_on_a_
     );
     expect_err(&client, "BEGIN; RUN ETL JOBS WHERE true", "25001").await;
 }
+
+#[tokio::test]
+async fn drop_keeps_the_data_unless_with_data_and_the_default_backfill_is_announced() {
+    let pg = PgServer::start();
+    pg.psql_admin_db("shop", SHOP);
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+
+    // Without BACKFILL, SINCE or ALL the 90-day window is said out loud.
+    let output = sluice.psql("CREATE ETL JOB orders FROM shop.public.orders INTO orders INCREMENTAL BY updated_at;");
+    let notices = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{notices}");
+    assert!(
+        notices.contains(
+            "NOTICE:  ETL job \"orders\" has no BACKFILL, SINCE or ALL: its first run loads the last 90 days by \
+             \"updated_at\" only"
+        ),
+        "{notices}"
+    );
+    let output = sluice.psql(
+        "CREATE ETL JOB items FROM shop.public.order_items INTO items INCREMENTAL BY created_at ALL; \
+         CREATE ETL JOB customers FROM shop.public.customers INTO customers SNAPSHOT;",
+    );
+    let notices = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && !notices.contains("BACKFILL"), "{notices}");
+
+    for job in ["orders", "items", "customers"] {
+        rows(&client, &format!("RUN ETL JOB {job}")).await;
+    }
+    // A plain DROP keeps the table and everything loaded; KEEP DATA too.
+    client
+        .batch_execute("DROP ETL JOB orders; DROP ETL JOB items KEEP DATA")
+        .await
+        .unwrap();
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.orders").await, "50");
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.items").await, "20");
+    // WITH DATA deletes it.
+    client.batch_execute("DROP ETL JOB customers WITH DATA").await.unwrap();
+    expect_err(&client, "SELECT count(*) FROM warehouse.customers", "42P01").await;
+    assert!(rows(&client, "SELECT name FROM sluice.jobs").await.is_empty());
+}
