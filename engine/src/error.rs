@@ -11,6 +11,14 @@ use crate::destinations::DestinationError;
 pub use crate::failure::{ConnectFailure, ConnectFailureKind};
 use crate::sources::SourceError;
 
+/// A connection that failed its test with a secret's new value.
+#[derive(Debug, thiserror::Error)]
+#[error("connection \"{connection}\" fails with the new value: {error}")]
+pub struct ConnectionFailure {
+    pub connection: String,
+    pub error: Box<EngineError>,
+}
+
 /// Everything the engine reports to the server.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -57,6 +65,16 @@ pub enum EngineError {
         failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
     JobsNotCreated { failures: Vec<crate::jobs::TableFailure> },
+
+    /// `ALTER SECRET` changed nothing: these connections fail with the new value.
+    #[error(
+        "secret \"{secret}\" was not changed: {}",
+        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    SecretNotChanged {
+        secret: String,
+        failures: Vec<ConnectionFailure>,
+    },
 
     #[error("column \"{column}\" does not exist in {table}; its columns are: {}", existing.join(", "))]
     UnknownColumn {

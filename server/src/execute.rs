@@ -56,6 +56,7 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         | SluiceStatement::AlterJob { .. } => None,
         SluiceStatement::CreateSecret { .. }
         | SluiceStatement::DropSecret { .. }
+        | SluiceStatement::AlterSecret { .. }
         | SluiceStatement::CreateConnection { .. }
         | SluiceStatement::AlterConnection { .. }
         | SluiceStatement::DropConnection { .. } => None,
@@ -105,6 +106,20 @@ pub async fn execute(
                 send_notice(client, "42710", format!("secret \"{name}\" already exists, skipping")).await;
             }
             Response::Execution(Tag::new("CREATE SECRET"))
+        }
+        SluiceStatement::AlterSecret { name, value } => {
+            for outcome in engine.alter_secret(&name, &value).await? {
+                send_notice(
+                    client,
+                    "00000",
+                    format!(
+                        "connection \"{}\" works with the new value of secret \"{name}\"",
+                        outcome.name
+                    ),
+                )
+                .await;
+            }
+            Response::Execution(Tag::new("ALTER SECRET"))
         }
         SluiceStatement::DropSecret { name, if_exists } => {
             if catalog.drop_secret(&name, if_exists)? {

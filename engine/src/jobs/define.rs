@@ -497,7 +497,7 @@ impl JobManager {
             }
             self.create_job(request).await
         };
-        let outcome = in_one_transaction(self.catalog(), remade).await?;
+        let outcome = self.catalog().in_one_transaction(remade).await?;
         // The scheduler looked while the change was staged.
         self.notify_changed();
         match outcome {
@@ -671,31 +671,5 @@ impl JobManager {
         }
         info!(job = name, keep_data, "ETL job dropped");
         Ok(true)
-    }
-}
-
-/// Runs `work` in the task's transaction, or in one of its own that commits
-/// when `work` succeeds (several catalog changes that must land together).
-pub(super) async fn in_one_transaction<T>(
-    catalog: &sluice_catalog::Catalog,
-    work: impl std::future::Future<Output = Result<T, EngineError>>,
-) -> Result<T, EngineError> {
-    if Transaction::active() {
-        return work.await;
-    }
-    let txn = Transaction::new();
-    match txn.scope(work).await {
-        Ok(value) => {
-            for effect in catalog.commit(&txn)? {
-                effect.await;
-            }
-            Ok(value)
-        }
-        Err(e) => {
-            for effect in txn.rollback() {
-                effect.await;
-            }
-            Err(e)
-        }
     }
 }

@@ -6,7 +6,6 @@ use datafusion::arrow::compute::kernels::comparison::like;
 use sluice_catalog::{IncrementalStart, JobDestination, JobSource, LoadType};
 use tracing::info;
 
-use super::define::in_one_transaction;
 use super::settings::JobSetting;
 use super::{CreateJob, CreateJobOutcome, JobChange, JobManager};
 use crate::error::EngineError;
@@ -256,31 +255,33 @@ impl JobManager {
         if request.dry_run {
             return Ok(plans);
         }
-        let created = in_one_transaction(self.catalog(), async {
-            let mut failures = Vec::new();
-            for (plan, table) in plans.iter_mut().zip(&tables) {
-                if plan.action != PlanAction::WouldCreate {
-                    continue;
-                }
-                match self.create_job(request.request(plan, table)).await {
-                    Ok(CreateJobOutcome::Created { notices }) => {
-                        plan.action = PlanAction::Created;
-                        plan.notices = notices;
+        let created = self
+            .catalog()
+            .in_one_transaction(async {
+                let mut failures = Vec::new();
+                for (plan, table) in plans.iter_mut().zip(&tables) {
+                    if plan.action != PlanAction::WouldCreate {
+                        continue;
                     }
-                    Ok(_) => unreachable!("a job without IF NOT EXISTS or OR REPLACE is created or fails"),
-                    Err(e) => failures.push(TableFailure {
-                        table: table.clone(),
-                        error: Box::new(e),
-                    }),
+                    match self.create_job(request.request(plan, table)).await {
+                        Ok(CreateJobOutcome::Created { notices }) => {
+                            plan.action = PlanAction::Created;
+                            plan.notices = notices;
+                        }
+                        Ok(_) => unreachable!("a job without IF NOT EXISTS or OR REPLACE is created or fails"),
+                        Err(e) => failures.push(TableFailure {
+                            table: table.clone(),
+                            error: Box::new(e),
+                        }),
+                    }
                 }
-            }
-            if failures.is_empty() {
-                Ok(plans)
-            } else {
-                Err(EngineError::JobsNotCreated { failures })
-            }
-        })
-        .await?;
+                if failures.is_empty() {
+                    Ok(plans)
+                } else {
+                    Err(EngineError::JobsNotCreated { failures })
+                }
+            })
+            .await?;
         self.notify_changed();
         info!(
             connection = %request.connection,
@@ -293,10 +294,9 @@ impl JobManager {
 
     /// Applies one change to each of `names`, all or none.
     pub async fn alter_jobs(&self, names: &[String], change: &JobChange) -> Result<(), EngineError> {
-        in_one_transaction(self.catalog(), async {
-            names.iter().try_for_each(|name| self.alter_job(name, change.clone()))
-        })
-        .await?;
+        self.catalog()
+            .in_one_transaction(async { names.iter().try_for_each(|name| self.alter_job(name, change.clone())) })
+            .await?;
         self.notify_changed();
         Ok(())
     }

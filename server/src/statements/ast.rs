@@ -16,6 +16,9 @@ pub enum SluiceStatement {
         if_not_exists: bool,
         or_replace: bool,
     },
+    /// `ALTER SECRET name AS 'value'`: saved once every connection using
+    /// it passes a test with the new value.
+    AlterSecret { name: String, value: SecretValue },
     /// `DROP SECRET [IF EXISTS] name`
     DropSecret { name: String, if_exists: bool },
     /// `SHOW SECRETS`

@@ -62,6 +62,7 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["VERIFY", "ETL", "JOB"],
     &["REPAIR", "ETL", "JOB"],
     &["CREATE", "ETL", "JOBS"],
+    &["ALTER", "SECRET"],
     &["ALTER", "ETL", "JOBS"],
     &["RUN", "ETL", "JOBS"],
 ];
@@ -182,6 +183,12 @@ impl StatementParser<'_> {
             });
         }
         if self.word("ALTER") {
+            if self.word("SECRET") {
+                let name = self.name("secret name")?;
+                self.expect_word("AS")?;
+                let value = SecretValue::new(self.string("the secret value as a string literal")?);
+                return Ok(SluiceStatement::AlterSecret { name, value });
+            }
             if self.words(&["ETL", "JOB"]) {
                 return self.alter_job();
             }
