@@ -50,6 +50,7 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::CreateJobs(_) => Some(views::PLANNED_JOBS.clone()),
         SluiceStatement::AlterJobs { .. } => Some(views::CHANGED_JOBS.clone()),
         SluiceStatement::RunJobs { .. } => Some(views::JOB_RUNS.clone()),
+        SluiceStatement::ShowCreateAll { .. } => Some(views::SCRIPT.clone()),
         SluiceStatement::CreateJob(_)
         | SluiceStatement::CreateOrReplaceJob(_)
         | SluiceStatement::DropJob { .. }
@@ -406,9 +407,11 @@ pub async fn execute(
                 JobChange::Resume => "resumed",
                 JobChange::Schedule(_) => "schedule set",
                 JobChange::Set(_) => "settings set",
+                JobChange::Watermark(_) => "watermark set",
             };
             rows(views::changed_jobs(&jobs, change), format)?
         }
+        SluiceStatement::ShowCreateAll { with_state } => rows(views::create_all(catalog, with_state)?, format)?,
         SluiceStatement::RunJobs { selection } => {
             let jobs = selected_jobs(state, &selection).await?;
             rows(views::job_runs(&run_all(state, jobs).await), format)?

@@ -26,6 +26,7 @@ mod exactly_once;
 mod explore;
 mod fleet;
 mod fleet_bulk;
+mod fleet_dump;
 mod fleet_rotation;
 mod harness;
 mod job_ops;

@@ -8,7 +8,7 @@ use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sluice_catalog::{
     CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource,
-    LoadType, Lookback, Transaction,
+    LoadType, Lookback, Transaction, Watermark,
 };
 use tracing::{info, warn};
 
@@ -264,6 +264,9 @@ pub enum JobChange {
     Resume,
     Schedule(Schedule),
     Set(Vec<JobSetting>),
+    /// `SET WATERMARK 'value'`: where the next incremental run starts (a
+    /// restore from `SHOW CREATE ALL WITH STATE`).
+    Watermark(String),
 }
 
 /// What `create_job` did.
@@ -602,6 +605,7 @@ impl JobManager {
                     .map_err(|message| EngineError::InvalidJob { message })?;
                 job.schedule = schedule.to_string();
             }
+            JobChange::Watermark(value) => self.set_watermark(&job, value)?,
             JobChange::Set(settings) => {
                 if let Some(layout) = settings.iter().find(|s| s.is_layout()) {
                     return Err(EngineError::InvalidJob {
@@ -624,6 +628,41 @@ impl JobManager {
         self.catalog().replace_job(&job)?;
         self.notify_changed();
         info!(job = name, "ETL job altered");
+        Ok(())
+    }
+
+    /// Saves `value` as an incremental job's watermark, checked against the
+    /// cursor's type; refused while the job runs.
+    fn set_watermark(&self, job: &JobRecord, value: String) -> Result<(), EngineError> {
+        let LoadType::Incremental { cursor, .. } = &job.load else {
+            return Err(EngineError::InvalidJob {
+                message: format!("ETL job \"{}\" is a snapshot: it has no watermark", job.name),
+            });
+        };
+        if let Some(run_id) = self.running_run(&job.name) {
+            return Err(EngineError::JobRunning {
+                job: job.name.clone(),
+                run_id,
+            });
+        }
+        let cursor_type = job
+            .columns
+            .iter()
+            .find(|c| c.name == *cursor)
+            .and_then(|c| c.source_arrow.parse::<DataType>().ok())
+            .ok_or_else(|| EngineError::InvalidJob {
+                message: format!(
+                    "ETL job \"{}\" has no recorded type for its cursor \"{cursor}\"",
+                    job.name
+                ),
+            })?;
+        window::parse(&value, &cursor_type)?;
+        self.catalog().set_watermark(&Watermark {
+            job: job.name.clone(),
+            value,
+            run_id: 0,
+            updated_at: Utc::now(),
+        })?;
         Ok(())
     }
 

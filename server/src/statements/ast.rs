@@ -105,6 +105,8 @@ pub enum SluiceStatement {
     /// `ALTER ETL JOBS WHERE condition PAUSE | RESUME | SET ...`; the
     /// condition is SQL on the columns of `sluice.jobs`.
     AlterJobs { selection: String, change: JobChange },
+    /// `SHOW CREATE ALL [WITH STATE]`: the script that recreates everything.
+    ShowCreateAll { with_state: bool },
     /// `RUN ETL JOBS WHERE condition`
     RunJobs { selection: String },
 }

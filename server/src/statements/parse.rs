@@ -63,6 +63,7 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["REPAIR", "ETL", "JOB"],
     &["CREATE", "ETL", "JOBS"],
     &["ALTER", "SECRET"],
+    &["SHOW", "CREATE", "ALL"],
     &["ALTER", "ETL", "JOBS"],
     &["RUN", "ETL", "JOBS"],
 ];

@@ -20,6 +20,10 @@ impl StatementParser<'_> {
             let change = self.job_change()?;
             return Ok(Some(SluiceStatement::AlterJobs { selection, change }));
         }
+        if self.words(&["SHOW", "CREATE", "ALL"]) {
+            let with_state = self.words(&["WITH", "STATE"]);
+            return Ok(Some(SluiceStatement::ShowCreateAll { with_state }));
+        }
         if self.words(&["RUN", "ETL", "JOBS"]) {
             let selection = self.selection()?;
             return Ok(Some(SluiceStatement::RunJobs { selection }));

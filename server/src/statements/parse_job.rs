@@ -179,6 +179,8 @@ impl StatementParser<'_> {
             self.expect_word("SET")?;
             if self.word("SCHEDULE") {
                 JobChange::Schedule(self.schedule()?)
+            } else if self.word("WATERMARK") {
+                JobChange::Watermark(self.string("the watermark as a 'string'")?)
             } else if self.word("COLUMNS") || self.word("INTO") || self.word("FROM") {
                 return Err(self.error(
                     "a job's columns, source and destination cannot change: they define the destination table; \
