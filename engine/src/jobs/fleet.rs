@@ -75,6 +75,8 @@ pub struct PlannedJob {
     pub action: PlanAction,
     /// What `CREATE ETL JOB` had to say about the new job.
     pub notices: Vec<String>,
+    /// The cursor is an integer (a row version): the job starts at `ALL`.
+    pub integer_cursor: bool,
 }
 
 /// A table that could not get its job, and why.
@@ -126,7 +128,7 @@ impl CreateJobs {
     }
 
     fn start_for(&self, plan: &PlannedJob) -> IncrementalStart {
-        match (&self.start, plan.reason.contains(INTEGER_CURSOR)) {
+        match (&self.start, plan.integer_cursor) {
             (_, true) => IncrementalStart::All,
             (Some(start), false) => start.clone(),
             (None, false) => IncrementalStart::BackfillDays(super::DEFAULT_BACKFILL_DAYS),
@@ -137,8 +139,9 @@ impl CreateJobs {
 /// Said of an integer cursor (a row version), which starts at `ALL`.
 const INTEGER_CURSOR: &str = "integer cursor: loads all rows first";
 
-/// The load type and its reason for a described table.
-fn recommend(description: &TableDescription) -> (Option<String>, String) {
+/// The cursor (none for a snapshot), the reason and whether the cursor is
+/// an integer, for a described table.
+fn recommend(description: &TableDescription) -> (Option<String>, String, bool) {
     match description.recommended_load() {
         LoadRecommendation::Incremental { cursor } => {
             let candidate = description
@@ -156,11 +159,12 @@ fn recommend(description: &TableDescription) -> (Option<String>, String) {
             } else {
                 candidate
             };
-            (Some(cursor), reason)
+            (Some(cursor), reason, integer)
         }
         LoadRecommendation::Snapshot => (
             None,
             "no timestamp column tracks changes with high confidence: the whole table is copied each run".into(),
+            false,
         ),
     }
 }
@@ -221,10 +225,11 @@ impl JobManager {
                     && j.source.schema == request.schema
                     && j.source.table == *table
             });
-            let (cursor, reason, action) = match covering {
+            let (cursor, reason, integer_cursor, action) = match covering {
                 Some(other) => (
                     None,
                     format!("loaded already by ETL job \"{}\"", other.name),
+                    false,
                     PlanAction::Covered,
                 ),
                 None => {
@@ -237,8 +242,8 @@ impl JobManager {
                         .describe(&request.connection, &table_ref)
                         .await
                         .map_err(|e| failed(table, e))?;
-                    let (cursor, reason) = recommend(&description);
-                    (cursor, reason, PlanAction::WouldCreate)
+                    let (cursor, reason, integer_cursor) = recommend(&description);
+                    (cursor, reason, integer_cursor, PlanAction::WouldCreate)
                 }
             };
             plans.push(PlannedJob {
@@ -250,6 +255,7 @@ impl JobManager {
                 reason,
                 action,
                 notices: Vec::new(),
+                integer_cursor,
             });
         }
         if request.dry_run {
