@@ -273,3 +273,22 @@ async fn drop_keeps_the_data_unless_with_data_and_the_default_backfill_is_announ
     expect_err(&client, "SELECT count(*) FROM warehouse.customers", "42P01").await;
     assert!(rows(&client, "SELECT name FROM sluice.jobs").await.is_empty());
 }
+
+#[tokio::test]
+async fn drop_keeps_a_bigquery_table_unless_with_data() {
+    let env = crate::bigquery::setup(&[]).await;
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB kept FROM shop.public.orders INTO wh.kept SNAPSHOT; \
+             CREATE ETL JOB gone FROM shop.public.orders INTO wh.gone SNAPSHOT",
+        )
+        .await
+        .unwrap();
+    assert!(env.fake.table("raw_data", "kept").is_some() && env.fake.table("raw_data", "gone").is_some());
+    env.client
+        .batch_execute("DROP ETL JOB kept; DROP ETL JOB gone WITH DATA")
+        .await
+        .unwrap();
+    assert!(env.fake.table("raw_data", "kept").is_some());
+    assert!(env.fake.table("raw_data", "gone").is_none());
+}
