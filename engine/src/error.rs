@@ -11,6 +11,14 @@ use crate::destinations::DestinationError;
 pub use crate::failure::{ConnectFailure, ConnectFailureKind};
 use crate::sources::SourceError;
 
+/// A table `CREATE ETL JOBS` could not give a job, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("table \"{table}\": {error}")]
+pub struct TableFailure {
+    pub table: String,
+    pub error: Box<EngineError>,
+}
+
 /// A connection that failed its test with a secret's new value.
 #[derive(Debug, thiserror::Error)]
 #[error("connection \"{connection}\" fails with the new value: {error}")]
@@ -64,7 +72,7 @@ pub enum EngineError {
         match failures.len() { 1 => "1 table".to_owned(), n => format!("{n} tables") },
         failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
-    JobsNotCreated { failures: Vec<crate::jobs::TableFailure> },
+    JobsNotCreated { failures: Vec<TableFailure> },
 
     /// `ALTER SECRET` changed nothing: these connections fail with the new value.
     #[error(

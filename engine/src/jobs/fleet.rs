@@ -8,7 +8,7 @@ use tracing::info;
 
 use super::settings::JobSetting;
 use super::{CreateJob, CreateJobOutcome, JobChange, JobManager};
-use crate::error::EngineError;
+use crate::error::{EngineError, TableFailure};
 use crate::schedule::Schedule;
 use crate::sources::{LoadRecommendation, TableDescription, TableKind, TableRef};
 use crate::type_mapping::BigQueryType;
@@ -77,14 +77,6 @@ pub struct PlannedJob {
     pub notices: Vec<String>,
     /// The cursor is an integer (a row version): the job starts at `ALL`.
     pub integer_cursor: bool,
-}
-
-/// A table that could not get its job, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("table \"{table}\": {error}")]
-pub struct TableFailure {
-    pub table: String,
-    pub error: Box<EngineError>,
 }
 
 impl CreateJobs {

@@ -31,7 +31,7 @@ use sluice_catalog::Catalog;
 
 pub use define::{CreateJob, CreateJobOutcome, DEFAULT_BACKFILL_DAYS, JobChange, JobColumns};
 pub use explain::ExplainStep;
-pub use fleet::{CreateJobs, DEFAULT_NAME_TEMPLATE, PlanAction, PlannedJob, TableFailure};
+pub use fleet::{CreateJobs, DEFAULT_NAME_TEMPLATE, PlanAction, PlannedJob};
 pub use freshness::{freshness, is_stale};
 pub use health::{FAILING_AFTER, Health, consecutive_failures};
 pub use progress::{LiveRun, RunPhase};
