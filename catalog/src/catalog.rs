@@ -122,6 +122,33 @@ impl Catalog {
 
     // ----- transactions -----
 
+    /// Runs `work` in the task's transaction, or in one of its own that
+    /// commits when `work` succeeds and is rolled back (its rollback
+    /// effects run) when it fails: several changes that must land together.
+    pub async fn in_one_transaction<T, E: From<CatalogError>>(
+        &self,
+        work: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> std::result::Result<T, E> {
+        if Transaction::active() {
+            return work.await;
+        }
+        let txn = Transaction::new();
+        match txn.scope(work).await {
+            Ok(value) => {
+                for effect in self.commit(&txn)? {
+                    effect.await;
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                for effect in txn.rollback() {
+                    effect.await;
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Writes a transaction's staged changes in one synced batch and returns
     /// the effects to run now that it committed. Fails with `Conflict`
     /// (nothing written) when another session changed a record the
@@ -189,6 +216,15 @@ impl Catalog {
         batch.put(&record);
         batch.commit()?;
         Ok(true)
+    }
+
+    /// Changes the value of a named secret (not a connection's inline one);
+    /// false when the value is the same.
+    pub fn alter_secret(&self, name: &str, value: &SecretValue) -> Result<bool> {
+        match self.store.get::<SecretRecord>(name)? {
+            Some(secret) if secret.owner.is_none() => self.replace_secret(name, value),
+            _ => Err(not_found(ObjectKind::Secret, name)),
+        }
     }
 
     /// Drops a named secret, refusing while connections use it.
@@ -261,7 +297,8 @@ impl Catalog {
         }
     }
 
-    fn connections_using_secret(&self, secret: &str) -> Result<Vec<String>> {
+    /// The connections whose options name `secret`.
+    pub fn connections_using_secret(&self, secret: &str) -> Result<Vec<String>> {
         Ok(self
             .connections()?
             .into_iter()

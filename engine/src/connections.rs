@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::future::join_all;
-use sluice_catalog::{Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, OptionValue, StatusUpdate};
+use sluice_catalog::{
+    Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, OptionValue, SecretValue, StatusUpdate,
+};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::allowed_paths::AllowedPaths;
 use crate::connection_types::{ConnectionType, Driver};
 use crate::connectors;
 use crate::destinations::{Destination, ScrubbedDestination};
-use crate::error::EngineError;
+use crate::error::{ConnectionFailure, EngineError};
 use crate::failure::ConnectFailure;
 use crate::options::{self, PreparedOptions, ResolvedOptions};
 use crate::sources::{Scrubbed, Source};
@@ -269,6 +271,47 @@ impl ConnectionManager {
         let outcome = TestOutcome::new(name, &result, started.elapsed());
         self.record_outcome(&outcome)?;
         result.map(|()| outcome)
+    }
+
+    /// `ALTER SECRET name AS 'value'`: every connection that uses the secret
+    /// is tested with the new value first; the value is saved only when all
+    /// pass (their results are recorded), else nothing changes and the error
+    /// names each failing connection. Runs in flight keep the old value.
+    pub async fn alter_secret(&self, name: &str, value: &SecretValue) -> Result<Vec<TestOutcome>, EngineError> {
+        let users = self.catalog.connections_using_secret(name)?;
+        let outcomes = self
+            .catalog
+            .in_one_transaction(async {
+                self.catalog.alter_secret(name, value)?;
+                let mut outcomes = Vec::new();
+                let mut failures = Vec::new();
+                for connection in &users {
+                    let record = self.catalog.connection(connection)?;
+                    let started = Instant::now();
+                    let result = self.check_record(&record).await;
+                    outcomes.push(TestOutcome::new(connection, &result, started.elapsed()));
+                    if let Err(e) = result {
+                        failures.push(ConnectionFailure {
+                            connection: connection.clone(),
+                            error: Box::new(e),
+                        });
+                    }
+                }
+                if failures.is_empty() {
+                    Ok(outcomes)
+                } else {
+                    Err(EngineError::SecretNotChanged {
+                        secret: name.to_owned(),
+                        failures,
+                    })
+                }
+            })
+            .await?;
+        for outcome in &outcomes {
+            self.record_outcome(outcome)?;
+        }
+        info!(secret = name, connections = outcomes.len(), "secret changed");
+        Ok(outcomes)
     }
 
     /// Tests every saved connection concurrently and records the results.

@@ -11,6 +11,22 @@ use crate::destinations::DestinationError;
 pub use crate::failure::{ConnectFailure, ConnectFailureKind};
 use crate::sources::SourceError;
 
+/// A table `CREATE ETL JOBS` could not give a job, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("table \"{table}\": {error}")]
+pub struct TableFailure {
+    pub table: String,
+    pub error: Box<EngineError>,
+}
+
+/// A connection that failed its test with a secret's new value.
+#[derive(Debug, thiserror::Error)]
+#[error("connection \"{connection}\" fails with the new value: {error}")]
+pub struct ConnectionFailure {
+    pub connection: String,
+    pub error: Box<EngineError>,
+}
+
 /// Everything the engine reports to the server.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -49,6 +65,24 @@ pub enum EngineError {
 
     #[error("{message}")]
     InvalidJob { message: String },
+
+    /// `CREATE ETL JOBS` created nothing: these tables failed.
+    #[error(
+        "no ETL jobs were created: {} failed: {}",
+        match failures.len() { 1 => "1 table".to_owned(), n => format!("{n} tables") },
+        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    JobsNotCreated { failures: Vec<TableFailure> },
+
+    /// `ALTER SECRET` changed nothing: these connections fail with the new value.
+    #[error(
+        "secret \"{secret}\" was not changed: {}",
+        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    SecretNotChanged {
+        secret: String,
+        failures: Vec<ConnectionFailure>,
+    },
 
     #[error("column \"{column}\" does not exist in {table}; its columns are: {}", existing.join(", "))]
     UnknownColumn {

@@ -83,6 +83,7 @@ async fn set_up(connections: &ConnectionManager, jobs: &JobManager, path: &Path)
             column_overrides: vec![],
             schedule: Schedule::manual(),
             settings: vec![],
+            start_given: true,
         })
         .await?;
     }

@@ -167,6 +167,22 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         } => source_error_info(source_error, message, Some(connection)),
         EngineError::Connect { failure, .. } => connect_error(failure.kind, message),
         EngineError::InvalidJob { .. } => error("22023", message, None),
+        EngineError::SecretNotChanged { failures, .. } => {
+            let code = failures.first().map_or("XX000".into(), |f| engine_error(&f.error).code);
+            error(
+                &code,
+                message,
+                Some("Change the password at the source first (or fix the connections named), then ALTER SECRET again; nothing was saved.".into()),
+            )
+        }
+        EngineError::JobsNotCreated { failures } => {
+            let code = failures.first().map_or("XX000".into(), |f| engine_error(&f.error).code);
+            error(
+                &code,
+                message,
+                Some("Fix or leave out (EXCEPT (...)) the tables named; DRY RUN shows the plan without creating anything.".into()),
+            )
+        }
         EngineError::Cancelled { .. } => error("57014", message, None),
         EngineError::RunNotRunning { .. } | EngineError::RunNotQueued { .. } | EngineError::JobNotRunning { .. } => {
             error("55000", message, None)

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::portal::Format;
@@ -13,7 +13,9 @@ use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::NoticeResponse;
 use sluice_catalog::{ConnectionStatus, RunRecord, RunTrigger};
-use sluice_engine::jobs::{CreateJobOutcome, LiveRun, Progress, table_ops_today, table_ops_warning};
+use sluice_engine::jobs::{
+    CreateJobOutcome, JobChange, LiveRun, PlanAction, Progress, table_ops_today, table_ops_warning,
+};
 use sluice_engine::sources::TableRef;
 use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
@@ -45,12 +47,17 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ExplainJob { .. } => Some(views::EXPLAIN.clone()),
         SluiceStatement::VerifyJob { .. } => Some(views::VERIFY.clone()),
         SluiceStatement::RepairJob { .. } => Some(views::RUN_SUMMARY.clone()),
+        SluiceStatement::CreateJobs(_) => Some(views::PLANNED_JOBS.clone()),
+        SluiceStatement::AlterJobs { .. } => Some(views::CHANGED_JOBS.clone()),
+        SluiceStatement::RunJobs { .. } => Some(views::JOB_RUNS.clone()),
+        SluiceStatement::ShowCreateAll { .. } => Some(views::SCRIPT.clone()),
         SluiceStatement::CreateJob(_)
         | SluiceStatement::CreateOrReplaceJob(_)
         | SluiceStatement::DropJob { .. }
         | SluiceStatement::AlterJob { .. } => None,
         SluiceStatement::CreateSecret { .. }
         | SluiceStatement::DropSecret { .. }
+        | SluiceStatement::AlterSecret { .. }
         | SluiceStatement::CreateConnection { .. }
         | SluiceStatement::AlterConnection { .. }
         | SluiceStatement::DropConnection { .. } => None,
@@ -100,6 +107,20 @@ pub async fn execute(
                 send_notice(client, "42710", format!("secret \"{name}\" already exists, skipping")).await;
             }
             Response::Execution(Tag::new("CREATE SECRET"))
+        }
+        SluiceStatement::AlterSecret { name, value } => {
+            for outcome in engine.alter_secret(&name, &value).await? {
+                send_notice(
+                    client,
+                    "00000",
+                    format!(
+                        "connection \"{}\" works with the new value of secret \"{name}\"",
+                        outcome.name
+                    ),
+                )
+                .await;
+            }
+            Response::Execution(Tag::new("ALTER SECRET"))
         }
         SluiceStatement::DropSecret { name, if_exists } => {
             if catalog.drop_secret(&name, if_exists)? {
@@ -354,6 +375,47 @@ pub async fn execute(
             .await;
             rows(views::run_summary(&run), format)?
         }
+        SluiceStatement::CreateJobs(request) => {
+            let dry_run = request.dry_run;
+            let plans = state.jobs.create_jobs(*request).await?;
+            if !dry_run {
+                for plan in &plans {
+                    let message = match plan.action {
+                        PlanAction::Covered => format!("{}: skipped, {}", plan.source_table, plan.reason),
+                        _ => format!(
+                            "created ETL job \"{}\" for {}: {}{} ({})",
+                            plan.job,
+                            plan.source_table,
+                            plan.load,
+                            plan.cursor.as_ref().map_or(String::new(), |c| format!(" BY {c}")),
+                            plan.reason
+                        ),
+                    };
+                    send_notice(client, "00000", message).await;
+                    for notice in &plan.notices {
+                        send_notice(client, "01000", notice.clone()).await;
+                    }
+                }
+            }
+            rows(views::planned_jobs(&plans), format)?
+        }
+        SluiceStatement::AlterJobs { selection, change } => {
+            let jobs = selected_jobs(state, &selection).await?;
+            state.jobs.alter_jobs(&jobs, &change).await?;
+            let change = match change {
+                JobChange::Pause => "paused",
+                JobChange::Resume => "resumed",
+                JobChange::Schedule(_) => "schedule set",
+                JobChange::Set(_) => "settings set",
+                JobChange::Watermark(_) => "watermark set",
+            };
+            rows(views::changed_jobs(&jobs, change), format)?
+        }
+        SluiceStatement::ShowCreateAll { with_state } => rows(views::create_all(catalog, with_state)?, format)?,
+        SluiceStatement::RunJobs { selection } => {
+            let jobs = selected_jobs(state, &selection).await?;
+            rows(views::job_runs(&run_all(state, jobs).await), format)?
+        }
         SluiceStatement::ShowRuns { job } => {
             if let Some(job) = &job {
                 catalog.job(job)?;
@@ -364,6 +426,46 @@ pub async fn execute(
             )?
         }
     })
+}
+
+/// The names of the jobs whose `sluice.jobs` row meets `condition`.
+async fn selected_jobs(state: &AppState, condition: &str) -> Result<Vec<String>, StatementError> {
+    let query = format!("SELECT name FROM sluice.jobs WHERE {condition} ORDER BY name");
+    let batches = state.ctx.sql(&query).await?.collect().await?;
+    let mut names = Vec::new();
+    for batch in batches {
+        let column = datafusion::arrow::compute::cast(batch.column(0), &datafusion::arrow::datatypes::DataType::Utf8)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        names.extend(column.as_string::<i32>().iter().flatten().map(str::to_owned));
+    }
+    Ok(names)
+}
+
+/// Jobs run at once by `RUN ETL JOBS`.
+const BULK_RUNS_AT_ONCE: usize = 4;
+
+/// Runs `jobs`, a few at a time, each in a task of its own (closing the
+/// session does not stop them); each job's finished run or why it did not
+/// run, in the order of `jobs`.
+async fn run_all(state: &AppState, jobs: Vec<String>) -> Vec<(String, Result<RunRecord, String>)> {
+    use futures::StreamExt;
+    futures::stream::iter(jobs)
+        .map(|job| {
+            let manager = state.jobs.clone();
+            async move {
+                let name = job.clone();
+                let task = tokio::spawn(async move { manager.run_job(&name, RunTrigger::Manual, &|_| {}).await });
+                let outcome = match task.await {
+                    Ok(Ok(run)) => Ok(run),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(format!("the run stopped unexpectedly: {e}")),
+                };
+                (job, outcome)
+            }
+        })
+        .buffered(BULK_RUNS_AT_ONCE)
+        .collect()
+        .await
 }
 
 /// NOTICEs for what `CREATE [OR REPLACE] ETL JOB` did.

@@ -716,7 +716,10 @@ async fn show_create_keeps_the_table_layout_and_recreates_the_same_job() {
     );
     // Run as SQL, the statement makes the same job and the same table.
     let first = env.fake.table("raw_data", "orders").unwrap().resource;
-    env.client.batch_execute("DROP ETL JOB orders_inc").await.unwrap();
+    env.client
+        .batch_execute("DROP ETL JOB orders_inc WITH DATA")
+        .await
+        .unwrap();
     assert!(env.fake.table("raw_data", "orders").is_none());
     env.client.batch_execute(&shown).await.unwrap();
     let again = rows(&env.client, "SHOW CREATE ETL JOB orders_inc").await[0][1]

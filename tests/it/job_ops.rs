@@ -360,8 +360,8 @@ async fn repair_and_verify_refuse_what_they_cannot_do() {
     assert_eq!(failed, "1", "a refused window is a failed repair run");
 }
 
-/// The examples of docs/operations.md's Freshness, Explain, Verify and
-/// Repair sections run, in order, through psql.
+/// The examples of docs/operations.md's Freshness, Many jobs, Explain,
+/// Verify and Repair sections run, in order, through psql.
 #[tokio::test]
 async fn operations_examples_run() {
     let pg = PgServer::start();
@@ -398,7 +398,7 @@ async fn operations_examples_run() {
             ran += 1;
         }
     }
-    assert_eq!(ran, 5, "the four sections' examples");
+    assert_eq!(ran, 6, "the five sections' examples");
 }
 
 /// Text keys (non-ASCII too), date and zoned timestamp cursors: the source

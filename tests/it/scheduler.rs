@@ -487,7 +487,7 @@ async fn bad_schedules_and_settings_are_refused_with_the_reason() {
         "{create}"
     );
     // The shown statement recreates the same job.
-    client.batch_execute("DROP ETL JOB j").await.unwrap();
+    client.batch_execute("DROP ETL JOB j WITH DATA").await.unwrap();
     client.batch_execute(&create).await.unwrap();
     let shown = rows(&client, "SELECT schedule, catch_up, max_retries FROM sluice.jobs").await;
     assert_eq!(

@@ -337,7 +337,7 @@ async fn follows_changes(source: &str, target: &str) {
         "column \"name\"".to_owned(),
         format!("was {varchar40}, is now {narrow}"),
         "nothing was loaded".into(),
-        "DROP ETL JOB items and CREATE ETL JOB items again".into(),
+        "DROP ETL JOB items WITH DATA and CREATE ETL JOB items again".into(),
     ] {
         assert!(message.contains(&needle), "{needle}: {message}");
     }

@@ -133,15 +133,18 @@ async fn dropping_a_job_in_a_rolled_back_block_keeps_its_data() {
         .await
         .unwrap();
     client
-        .batch_execute("BEGIN; DROP ETL JOB j; DROP CONNECTION shop; ROLLBACK")
+        .batch_execute("BEGIN; DROP ETL JOB j WITH DATA; DROP CONNECTION shop; ROLLBACK")
         .await
         .unwrap();
     assert_eq!(names(&client, "jobs").await, ["j"]);
     assert_eq!(names(&client, "connections").await, ["shop"]);
     assert_eq!(one(&client, "SELECT count(*) FROM warehouse.kept").await, "3");
 
-    // Committed, the drop takes the table with it.
-    client.batch_execute("BEGIN; DROP ETL JOB j; COMMIT").await.unwrap();
+    // Committed, a drop WITH DATA takes the table with it.
+    client
+        .batch_execute("BEGIN; DROP ETL JOB j WITH DATA; COMMIT")
+        .await
+        .unwrap();
     assert!(names(&client, "jobs").await.is_empty());
     expect_err(&client, "SELECT * FROM warehouse.kept", "42P01").await;
 }

@@ -8,7 +8,7 @@ use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sluice_catalog::{
     CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource,
-    LoadType, Lookback, Transaction,
+    LoadType, Lookback, Transaction, Watermark,
 };
 use tracing::{info, warn};
 
@@ -32,7 +32,13 @@ pub struct CreateJob {
     pub column_overrides: Vec<ColumnOverride>,
     pub schedule: Schedule,
     pub settings: Vec<JobSetting>,
+    /// Whether `INCREMENTAL BY` named its start (`BACKFILL`, `SINCE` or
+    /// `ALL`); when not, the start is the default window, and a NOTICE says so.
+    pub start_given: bool,
 }
+
+/// The backfill window of `INCREMENTAL BY col` without a start clause.
+pub const DEFAULT_BACKFILL_DAYS: u32 = 90;
 
 /// Default rows per extracted batch.
 pub const DEFAULT_BATCH_ROWS: u32 = 8192;
@@ -258,6 +264,9 @@ pub enum JobChange {
     Resume,
     Schedule(Schedule),
     Set(Vec<JobSetting>),
+    /// `SET WATERMARK 'value'`: where the next incremental run starts (a
+    /// restore from `SHOW CREATE ALL WITH STATE`).
+    Watermark(String),
 }
 
 /// What `create_job` did.
@@ -358,7 +367,16 @@ impl JobManager {
         if job.parallelism.is_some_and(|n| n > 1) {
             self.check_parallelism(&job, &columns)?;
         }
-        let notices = self.guard_notices(&job, &columns).await?;
+        let mut notices = self.guard_notices(&job, &columns).await?;
+        if let LoadType::Incremental { cursor, .. } = &job.load
+            && !request.start_given
+        {
+            notices.push(format!(
+                "ETL job \"{}\" has no BACKFILL, SINCE or ALL: its first run loads the last {DEFAULT_BACKFILL_DAYS} days \
+                 by \"{cursor}\" only; CREATE OR REPLACE it with INCREMENTAL BY {cursor} ALL to load every row",
+                job.name
+            ));
+        }
         let destination = self.destination(job.destination.connection.as_deref())?;
         destination
             .check_schedule(&job.destination.table, &request.schedule)
@@ -482,7 +500,7 @@ impl JobManager {
             }
             self.create_job(request).await
         };
-        let outcome = in_one_transaction(self.catalog(), remade).await?;
+        let outcome = self.catalog().in_one_transaction(remade).await?;
         // The scheduler looked while the change was staged.
         self.notify_changed();
         match outcome {
@@ -587,6 +605,7 @@ impl JobManager {
                     .map_err(|message| EngineError::InvalidJob { message })?;
                 job.schedule = schedule.to_string();
             }
+            JobChange::Watermark(value) => self.set_watermark(&job, value)?,
             JobChange::Set(settings) => {
                 if let Some(layout) = settings.iter().find(|s| s.is_layout()) {
                     return Err(EngineError::InvalidJob {
@@ -609,6 +628,41 @@ impl JobManager {
         self.catalog().replace_job(&job)?;
         self.notify_changed();
         info!(job = name, "ETL job altered");
+        Ok(())
+    }
+
+    /// Saves `value` as an incremental job's watermark, checked against the
+    /// cursor's type; refused while the job runs.
+    fn set_watermark(&self, job: &JobRecord, value: String) -> Result<(), EngineError> {
+        let LoadType::Incremental { cursor, .. } = &job.load else {
+            return Err(EngineError::InvalidJob {
+                message: format!("ETL job \"{}\" is a snapshot: it has no watermark", job.name),
+            });
+        };
+        if let Some(run_id) = self.running_run(&job.name) {
+            return Err(EngineError::JobRunning {
+                job: job.name.clone(),
+                run_id,
+            });
+        }
+        let cursor_type = job
+            .columns
+            .iter()
+            .find(|c| c.name == *cursor)
+            .and_then(|c| c.source_arrow.parse::<DataType>().ok())
+            .ok_or_else(|| EngineError::InvalidJob {
+                message: format!(
+                    "ETL job \"{}\" has no recorded type for its cursor \"{cursor}\"",
+                    job.name
+                ),
+            })?;
+        window::parse(&value, &cursor_type)?;
+        self.catalog().set_watermark(&Watermark {
+            job: job.name.clone(),
+            value,
+            run_id: 0,
+            updated_at: Utc::now(),
+        })?;
         Ok(())
     }
 
@@ -656,31 +710,5 @@ impl JobManager {
         }
         info!(job = name, keep_data, "ETL job dropped");
         Ok(true)
-    }
-}
-
-/// Runs `work` in the task's transaction, or in one of its own that commits
-/// when `work` succeeds (several catalog changes that must land together).
-async fn in_one_transaction<T>(
-    catalog: &sluice_catalog::Catalog,
-    work: impl std::future::Future<Output = Result<T, EngineError>>,
-) -> Result<T, EngineError> {
-    if Transaction::active() {
-        return work.await;
-    }
-    let txn = Transaction::new();
-    match txn.scope(work).await {
-        Ok(value) => {
-            for effect in catalog.commit(&txn)? {
-                effect.await;
-            }
-            Ok(value)
-        }
-        Err(e) => {
-            for effect in txn.rollback() {
-                effect.await;
-            }
-            Err(e)
-        }
     }
 }

@@ -5,6 +5,7 @@ mod dedupe;
 mod define;
 mod explain;
 mod file_mark;
+mod fleet;
 mod freshness;
 mod guard;
 mod health;
@@ -28,8 +29,9 @@ use tracing::warn;
 
 use sluice_catalog::Catalog;
 
-pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns};
+pub use define::{CreateJob, CreateJobOutcome, DEFAULT_BACKFILL_DAYS, JobChange, JobColumns};
 pub use explain::ExplainStep;
+pub use fleet::{CreateJobs, DEFAULT_NAME_TEMPLATE, PlanAction, PlannedJob};
 pub use freshness::{freshness, is_stale};
 pub use health::{FAILING_AFTER, Health, consecutive_failures};
 pub use progress::{LiveRun, RunPhase};

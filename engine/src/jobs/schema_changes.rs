@@ -133,7 +133,7 @@ pub(crate) fn compare(job: &JobRecord, loaded: &JobColumns) -> Result<Evolution,
             ),
             format!(
                 "The job has on_schema_change = 'fail'; ALTER ETL JOB {} SET (on_schema_change = 'evolve') to follow \
-                 the change, or DROP ETL JOB and CREATE ETL JOB again",
+                 the change, or DROP ETL JOB ... WITH DATA and CREATE ETL JOB again",
                 job.name
             ),
         ));
@@ -279,7 +279,7 @@ fn target_fields(columns: &[JobColumn], loaded: &JobColumns) -> Result<(Vec<Fiel
 /// The fix for a change the job cannot follow.
 fn recreate_fix(job: &JobRecord) -> String {
     format!(
-        "Change the column back at the source, or DROP ETL JOB {0} and CREATE ETL JOB {0} again to load the table \
+        "Change the column back at the source, or DROP ETL JOB {0} WITH DATA and CREATE ETL JOB {0} again to load the table \
          with the new definition",
         job.name
     )

@@ -70,6 +70,7 @@ impl Fixture {
                     column_overrides: vec![],
                     schedule: schedule.parse().unwrap(),
                     settings: vec![],
+                    start_given: true,
                 })
                 .await
                 .unwrap();

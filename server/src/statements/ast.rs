@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use sluice_catalog::{OptionValue, SecretValue};
-use sluice_engine::jobs::{CreateJob, CursorWindow, JobChange};
+use sluice_engine::jobs::{CreateJob, CreateJobs, CursorWindow, JobChange};
 use sluice_engine::sources::BucketUnit;
 
 /// One parsed Sluice statement.
@@ -16,6 +16,9 @@ pub enum SluiceStatement {
         if_not_exists: bool,
         or_replace: bool,
     },
+    /// `ALTER SECRET name AS 'value'`: saved once every connection using
+    /// it passes a test with the new value.
+    AlterSecret { name: String, value: SecretValue },
     /// `DROP SECRET [IF EXISTS] name`
     DropSecret { name: String, if_exists: bool },
     /// `SHOW SECRETS`
@@ -68,7 +71,8 @@ pub enum SluiceStatement {
     CreateOrReplaceJob(Box<CreateJob>),
     /// `ALTER ETL JOB name PAUSE | RESUME | SET SCHEDULE ... | SET (batch_rows = n)`
     AlterJob { name: String, change: JobChange },
-    /// `DROP ETL JOB [IF EXISTS] name [KEEP DATA]`
+    /// `DROP ETL JOB [IF EXISTS] name [WITH DATA | KEEP DATA]`: the
+    /// destination table is kept unless `WITH DATA`.
     DropJob {
         name: String,
         if_exists: bool,
@@ -96,6 +100,15 @@ pub enum SluiceStatement {
     },
     /// `REPAIR ETL JOB name FROM 'a' TO 'b'`
     RepairJob { name: String, from: String, to: String },
+    /// `CREATE ETL JOBS FOR TABLES IN conn.schema ...`: one job per table.
+    CreateJobs(Box<CreateJobs>),
+    /// `ALTER ETL JOBS WHERE condition PAUSE | RESUME | SET ...`; the
+    /// condition is SQL on the columns of `sluice.jobs`.
+    AlterJobs { selection: String, change: JobChange },
+    /// `SHOW CREATE ALL [WITH STATE]`: the script that recreates everything.
+    ShowCreateAll { with_state: bool },
+    /// `RUN ETL JOBS WHERE condition`
+    RunJobs { selection: String },
 }
 
 impl SluiceStatement {
@@ -105,6 +118,7 @@ impl SluiceStatement {
     pub fn outside_transactions_only(&self) -> Option<&'static str> {
         match self {
             SluiceStatement::RunJob { .. } => Some("RUN ETL JOB"),
+            SluiceStatement::RunJobs { .. } => Some("RUN ETL JOBS"),
             SluiceStatement::CancelRun { .. } => Some("CANCEL ETL RUN"),
             SluiceStatement::CancelJob { .. } => Some("CANCEL ETL JOB"),
             SluiceStatement::RepairJob { .. } => Some("REPAIR ETL JOB"),

@@ -4,7 +4,10 @@
 //! DataFusion unchanged.
 
 mod ast;
+#[cfg(test)]
+mod docs_parse;
 mod parse;
+mod parse_fleet;
 mod parse_job;
 mod parse_lookback;
 mod split;

@@ -61,6 +61,11 @@ const STATEMENT_STARTS: &[&[&str]] = &[
     &["EXPLAIN", "ETL", "JOB"],
     &["VERIFY", "ETL", "JOB"],
     &["REPAIR", "ETL", "JOB"],
+    &["CREATE", "ETL", "JOBS"],
+    &["ALTER", "SECRET"],
+    &["SHOW", "CREATE", "ALL"],
+    &["ALTER", "ETL", "JOBS"],
+    &["RUN", "ETL", "JOBS"],
 ];
 
 /// True when `sql` starts like a Sluice statement (comments and whitespace
@@ -126,6 +131,9 @@ pub(super) type PResult<T> = std::result::Result<T, ParseError>;
 
 impl StatementParser<'_> {
     fn statement(&mut self) -> PResult<SluiceStatement> {
+        if let Some(statement) = self.fleet_statement()? {
+            return Ok(statement);
+        }
         if self.word("CREATE") {
             let or_replace = self.words(&["OR", "REPLACE"]);
             if self.word("SECRET") {
@@ -141,7 +149,12 @@ impl StatementParser<'_> {
             if self.words(&["ETL", "JOB"]) {
                 let if_exists = self.words(&["IF", "EXISTS"]);
                 let name = self.name("job name")?;
-                let keep_data = self.words(&["KEEP", "DATA"]);
+                // The data stays unless `WITH DATA` says otherwise; `KEEP
+                // DATA` says it explicitly.
+                let keep_data = !self.words(&["WITH", "DATA"]);
+                if keep_data {
+                    self.words(&["KEEP", "DATA"]);
+                }
                 return Ok(SluiceStatement::DropJob {
                     name,
                     if_exists,
@@ -171,6 +184,12 @@ impl StatementParser<'_> {
             });
         }
         if self.word("ALTER") {
+            if self.word("SECRET") {
+                let name = self.name("secret name")?;
+                self.expect_word("AS")?;
+                let value = SecretValue::new(self.string("the secret value as a string literal")?);
+                return Ok(SluiceStatement::AlterSecret { name, value });
+            }
             if self.words(&["ETL", "JOB"]) {
                 return self.alter_job();
             }
@@ -547,7 +566,7 @@ impl StatementParser<'_> {
         }
     }
 
-    fn parser_error(&self, e: ParserError) -> ParseError {
+    pub(super) fn parser_error(&self, e: ParserError) -> ParseError {
         self.error(e.to_string().trim_start_matches("sql parser error: ").to_owned())
     }
 }

@@ -2,7 +2,7 @@
 
 use datafusion::sql::sqlparser::tokenizer::Token;
 use sluice_catalog::{ColumnOverride, IncrementalStart, JobDestination, JobSource, LoadType};
-use sluice_engine::jobs::{CreateJob, CursorWindow, JobChange, JobSetting, SettingValue};
+use sluice_engine::jobs::{CreateJob, CursorWindow, DEFAULT_BACKFILL_DAYS, JobChange, JobSetting, SettingValue};
 use sluice_engine::scheduler::{Schedule, ScheduleError};
 use sluice_engine::sources::BucketUnit;
 
@@ -23,6 +23,11 @@ const CLAUSES: &[&str] = &[
     "SCHEDULE",
     "LOOKBACK",
     "DEDUPE",
+    "BACKFILL",
+    "ALL",
+    "DRY",
+    "LIKE",
+    "EXCEPT",
 ];
 
 impl StatementParser<'_> {
@@ -53,6 +58,7 @@ impl StatementParser<'_> {
         let mut settings = Vec::new();
         let mut lookback = LookbackClauses::default();
         let mut given = Vec::new();
+        let mut start_given = false;
         loop {
             if self.word("INTO") {
                 self.once(&mut given, "INTO")?;
@@ -70,27 +76,9 @@ impl StatementParser<'_> {
             } else if self.words(&["INCREMENTAL", "BY"]) {
                 self.once(&mut given, LOAD_CLAUSE)?;
                 let cursor = self.name("cursor column")?;
-                let start = if self.word("BACKFILL") {
-                    let days = self.whole_number("number of days")?;
-                    if days > MAX_BACKFILL_DAYS {
-                        return Err(self.out_of_range(
-                            ParseErrorKind::DatetimeOutOfRange,
-                            format!(
-                                "BACKFILL {days} DAYS reaches too far back: at most {MAX_BACKFILL_DAYS} days (about 1000 years); write INCREMENTAL BY {cursor} ALL to read every row"
-                            ),
-                        ));
-                    }
-                    if !self.word("DAYS") {
-                        self.expect_word("DAY")?;
-                    }
-                    IncrementalStart::BackfillDays(days)
-                } else if self.word("SINCE") {
-                    IncrementalStart::Since(self.string("a 'date', 'timestamp' or number")?)
-                } else if self.word("ALL") {
-                    IncrementalStart::All
-                } else {
-                    IncrementalStart::BackfillDays(DEFAULT_BACKFILL_DAYS)
-                };
+                let given_start = self.incremental_start()?;
+                start_given = given_start.is_some();
+                let start = given_start.unwrap_or(IncrementalStart::BackfillDays(DEFAULT_BACKFILL_DAYS));
                 load = Some(LoadType::Incremental {
                     cursor,
                     start,
@@ -130,6 +118,7 @@ impl StatementParser<'_> {
             column_overrides,
             schedule,
             settings,
+            start_given,
         });
         Ok(if or_replace {
             SluiceStatement::CreateOrReplaceJob(job)
@@ -138,9 +127,34 @@ impl StatementParser<'_> {
         })
     }
 
+    /// `BACKFILL n DAYS`, `SINCE 'value'` or `ALL`, when one comes next.
+    pub(super) fn incremental_start(&mut self) -> PResult<Option<IncrementalStart>> {
+        Ok(Some(if self.word("BACKFILL") {
+            let days = self.whole_number("number of days")?;
+            if days > MAX_BACKFILL_DAYS {
+                return Err(self.out_of_range(
+                    ParseErrorKind::DatetimeOutOfRange,
+                    format!(
+                        "BACKFILL {days} DAYS reaches too far back: at most {MAX_BACKFILL_DAYS} days (about 1000 years); write ALL to read every row"
+                    ),
+                ));
+            }
+            if !self.word("DAYS") {
+                self.expect_word("DAY")?;
+            }
+            IncrementalStart::BackfillDays(days)
+        } else if self.word("SINCE") {
+            IncrementalStart::Since(self.string("a 'date', 'timestamp' or number")?)
+        } else if self.word("ALL") {
+            IncrementalStart::All
+        } else {
+            return Ok(None);
+        }))
+    }
+
     /// Refuses a clause of `CREATE ETL JOB` given a second time (the last
     /// one silently won before).
-    fn once(&self, given: &mut Vec<&'static str>, clause: &'static str) -> PResult<()> {
+    pub(super) fn once(&self, given: &mut Vec<&'static str>, clause: &'static str) -> PResult<()> {
         if given.contains(&clause) {
             return Err(self.error(format!("{clause} is given twice: write it once")));
         }
@@ -151,7 +165,13 @@ impl StatementParser<'_> {
     /// After `ALTER ETL JOB`.
     pub(super) fn alter_job(&mut self) -> PResult<SluiceStatement> {
         let name = self.name("job name")?;
-        let change = if self.word("PAUSE") {
+        let change = self.job_change()?;
+        Ok(SluiceStatement::AlterJob { name, change })
+    }
+
+    /// `PAUSE | RESUME | SET SCHEDULE ... | SET (...)` of `ALTER ETL JOB(S)`.
+    pub(super) fn job_change(&mut self) -> PResult<JobChange> {
+        Ok(if self.word("PAUSE") {
             JobChange::Pause
         } else if self.word("RESUME") {
             JobChange::Resume
@@ -159,6 +179,8 @@ impl StatementParser<'_> {
             self.expect_word("SET")?;
             if self.word("SCHEDULE") {
                 JobChange::Schedule(self.schedule()?)
+            } else if self.word("WATERMARK") {
+                JobChange::Watermark(self.string("the watermark as a 'string'")?)
             } else if self.word("COLUMNS") || self.word("INTO") || self.word("FROM") {
                 return Err(self.error(
                     "a job's columns, source and destination cannot change: they define the destination table; \
@@ -168,8 +190,7 @@ impl StatementParser<'_> {
             } else {
                 JobChange::Set(self.job_settings()?)
             }
-        };
-        Ok(SluiceStatement::AlterJob { name, change })
+        })
     }
 
     /// After `VERIFY ETL JOB`.
@@ -222,7 +243,7 @@ impl StatementParser<'_> {
     }
 
     /// The schedule clause after `SCHEDULE`, up to the next clause.
-    fn schedule(&mut self) -> PResult<Schedule> {
+    pub(super) fn schedule(&mut self) -> PResult<Schedule> {
         let at_start = self.error(String::new());
         let mut text = String::new();
         loop {
@@ -252,24 +273,36 @@ impl StatementParser<'_> {
     /// `(name = value, ...)` job settings, each validated.
     fn job_settings(&mut self) -> PResult<Vec<JobSetting>> {
         self.expect(Token::LParen)?;
-        let settings = self.comma_separated(|p| {
-            let name = p.name("setting name")?;
-            let _ = p.parser.consume_token(&Token::Eq);
-            let value = match p.parser.peek_token().token {
-                Token::SingleQuotedString(text) => {
-                    p.parser.next_token();
-                    SettingValue::Text(text)
-                }
-                Token::Word(w) if w.quote_style.is_none() => {
-                    p.parser.next_token();
-                    SettingValue::Text(w.value)
-                }
-                _ => SettingValue::Number(p.whole_number("a whole number or a 'word'")?.into()),
-            };
-            JobSetting::parse(&name, &value).map_err(|message| p.error(message))
-        })?;
+        let settings = self.comma_separated(|p| p.job_setting(|_, _| None))?;
         self.expect(Token::RParen)?;
-        Ok(settings)
+        Ok(settings.into_iter().flatten().collect())
+    }
+
+    /// One `name = value` job setting; `other` may take a setting that is
+    /// not a job's (it returns `Some(result)`), which then gives `None`.
+    pub(super) fn job_setting(
+        &mut self,
+        mut other: impl FnMut(&str, &SettingValue) -> Option<Result<(), String>>,
+    ) -> PResult<Option<JobSetting>> {
+        let name = self.name("setting name")?;
+        let _ = self.parser.consume_token(&Token::Eq);
+        let value = match self.parser.peek_token().token {
+            Token::SingleQuotedString(text) => {
+                self.parser.next_token();
+                SettingValue::Text(text)
+            }
+            Token::Word(w) if w.quote_style.is_none() => {
+                self.parser.next_token();
+                SettingValue::Text(w.value)
+            }
+            _ => SettingValue::Number(self.whole_number("a whole number or a 'word'")?.into()),
+        };
+        if let Some(taken) = other(&name, &value) {
+            return taken.map(|()| None).map_err(|message| self.error(message));
+        }
+        JobSetting::parse(&name, &value)
+            .map(Some)
+            .map_err(|message| self.error(message))
     }
 
     pub(super) fn whole_number(&mut self, what: &str) -> PResult<u32> {
@@ -292,9 +325,6 @@ impl StatementParser<'_> {
 
 /// The load-type clauses, of which a job has one.
 const LOAD_CLAUSE: &str = "INCREMENTAL BY or SNAPSHOT";
-
-/// The backfill window of `INCREMENTAL BY col` without a start clause.
-pub const DEFAULT_BACKFILL_DAYS: u32 = 90;
 
 /// The longest backfill window: about 1000 years, so the start stays a date
 /// every source and destination accepts.

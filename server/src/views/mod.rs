@@ -1,12 +1,16 @@
 //! The tables Sluice shows: each view has one schema and one builder,
 //! shared by its `SHOW` statement and its `sluice.*` system table.
 
+mod dump;
 mod explore;
+mod fleet;
 mod job_ops;
 mod jobs;
 mod schema_changes;
 
+pub use dump::*;
 pub use explore::*;
+pub use fleet::*;
 pub use job_ops::*;
 pub use jobs::*;
 pub use schema_changes::*;
@@ -246,12 +250,7 @@ pub static CREATE_STATEMENT: LazyLock<SchemaRef> =
     LazyLock::new(|| Arc::new(Schema::new(vec![text("connection"), text("create_statement")])));
 
 pub fn create_statement(record: &ConnectionRecord) -> RecordBatch {
-    let sql = format!(
-        "CREATE CONNECTION {} TYPE {} OPTIONS ({});",
-        quote_ident(&record.name),
-        record.kind,
-        options_sql(record)
-    );
+    let sql = connection_sql(record);
     batch(
         &CREATE_STATEMENT,
         vec![strings([Some(record.name.as_str())]), strings([Some(sql.as_str())])],
