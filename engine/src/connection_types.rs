@@ -21,6 +21,9 @@ use crate::sources::Source;
 pub enum TypeStatus {
     /// Connections of this type are tested live and usable.
     Available,
+    /// Usable, but verified only against a stand-in of the real server
+    /// (see [`Connector::beta`]).
+    Beta,
     /// Known and documented, but no driver yet: CREATE fails with 0A000.
     Planned,
 }
@@ -29,6 +32,7 @@ impl fmt::Display for TypeStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             TypeStatus::Available => "available",
+            TypeStatus::Beta => "beta",
             TypeStatus::Planned => "planned",
         })
     }
@@ -62,6 +66,12 @@ pub trait Connector: Send + Sync {
     /// Opens a connection with these options and checks that it works,
     /// giving up after `timeout`.
     async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure>;
+
+    /// Whether the driver is `beta`: its tests run against a test double
+    /// of the server, not a real one.
+    fn beta(&self) -> bool {
+        false
+    }
 }
 
 /// Everything Sluice knows about one connection type.
@@ -100,9 +110,10 @@ pub type SourceFactory = fn(&ResolvedOptions, Duration) -> Arc<dyn Source>;
 pub type DestinationFactory = fn(&ResolvedOptions, Duration, &str) -> Result<Arc<dyn Destination>, EngineError>;
 
 impl ConnectionType {
-    /// Available when the type has a driver, planned otherwise.
+    /// Available (or beta) when the type has a driver, planned otherwise.
     pub fn status(&self) -> TypeStatus {
-        match self.driver {
+        match &self.driver {
+            Some(d) if d.connector.beta() => TypeStatus::Beta,
             Some(_) => TypeStatus::Available,
             None => TypeStatus::Planned,
         }

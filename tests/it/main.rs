@@ -55,6 +55,7 @@ mod source_file_drift;
 mod source_file_tables;
 mod source_files_once;
 mod source_local;
+mod source_mongodb;
 mod source_mysql;
 mod source_postgres;
 mod source_redis;

@@ -8,6 +8,7 @@ mod dynamodb;
 mod files;
 mod gcs;
 mod local;
+mod mongodb;
 pub mod mysql;
 mod planned;
 pub mod postgres;
@@ -38,7 +39,7 @@ static ALL: &[&ConnectionType] = &[
     &gcs::GCS,
     &s3::S3,
     &azure_blob::AZURE_BLOB,
-    &planned::MONGODB,
+    &mongodb::MONGODB,
     &planned::CASSANDRA,
     &redis::REDIS,
     &planned::FIRESTORE,

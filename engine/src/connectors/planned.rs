@@ -66,22 +66,6 @@ planned!(
 );
 
 planned!(
-    MONGODB,
-    "mongodb",
-    "MongoDB",
-    Category::NoSql,
-    ["host", "port", "database", "user"],
-    &[
-        O::required("host", Text, "server host name or address"),
-        O::with_default("port", PORT, "27017", "TCP port"),
-        O::required("database", Text, "database name"),
-        O::optional("user", Text, "user name"),
-        O::optional("password", Secret, "password"),
-        O::with_default("auth_source", Text, "admin", "authentication database"),
-    ]
-);
-
-planned!(
     CASSANDRA,
     "cassandra",
     "Apache Cassandra",

@@ -24,6 +24,7 @@ pub mod dynamodb;
 pub mod emulators;
 pub mod fakesnow;
 mod mariadb;
+pub mod mongo_fake;
 mod postgres;
 pub mod redis;
 mod replica;

@@ -1,5 +1,5 @@
 //! The mapping from schemaless documents to rows that every document and
-//! key-value store shares (Redis, DynamoDB): not a connection type, the
+//! key-value store shares (Redis, DynamoDB, MongoDB): not a connection type, the
 //! support their folders build on. `docs/sources/documents.md` is its
 //! user-facing definition.
 //!
@@ -22,6 +22,6 @@ mod value;
 mod properties;
 
 pub(crate) use infer::{KeyField, Shape};
-pub(crate) use mapping::{ColumnSpec, KEEP_DOCUMENT, Mapping, ON_TYPE_MISMATCH, SAMPLE, Target};
+pub(crate) use mapping::{ColumnSpec, DOCUMENT_COLUMN, KEEP_DOCUMENT, Mapping, ON_TYPE_MISMATCH, SAMPLE, Target};
 pub(crate) use source::{DocumentSource, Pages, Store};
 pub(crate) use value::{Document, Value};

@@ -46,6 +46,21 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// What [`Store::read`] sends the store, for EXPLAIN.
     fn read_text(&self, table: &str) -> String;
+
+    /// The documents a scan with `request` needs: a store that can filter,
+    /// project or limit (MongoDB's `find`) narrows the read, never below
+    /// what the request selects, because the scan's filter and limit run
+    /// again on its pages here. By default every document ([`Store::read`]).
+    fn read_request(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> Pages {
+        let _ = request;
+        self.read(table, description)
+    }
+
+    /// What [`Store::read_request`] sends the store, for EXPLAIN.
+    fn read_request_text(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> String {
+        let _ = (description, request);
+        self.read_text(table)
+    }
 }
 
 /// A store as a source with the connection's mapping options.
@@ -117,7 +132,7 @@ impl<S: Store> Source for DocumentSource<S> {
         let table = description.table.clone();
         convert::specs(&table, &description.columns)?;
         let schema = description.arrow_schema();
-        let pages = self.store.read(&table.name, description);
+        let pages = self.store.read_request(&table.name, description, request);
         let (columns, mapping, batch_schema) = (description.columns.clone(), self.mapping, schema.clone());
         let batches = pages.enumerate().map(move |(index, page)| {
             if index > 0 {
@@ -160,7 +175,8 @@ impl<S: Store> Source for DocumentSource<S> {
         let filter = scan_sql(&select_list(description, request), SCANNED, request);
         format!(
             "{}, then in Sluice: {filter}",
-            self.store.read_text(&description.table.name)
+            self.store
+                .read_request_text(&description.table.name, description, request)
         )
     }
 }
