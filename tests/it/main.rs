@@ -45,6 +45,7 @@ mod source_dynamodb;
 mod source_file_drift;
 mod source_file_tables;
 mod source_files_once;
+mod source_firestore;
 mod source_local;
 mod source_mysql;
 mod source_postgres;

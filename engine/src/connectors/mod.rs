@@ -6,6 +6,7 @@ pub(crate) mod bigquery;
 mod documents;
 mod dynamodb;
 mod files;
+mod firestore;
 mod gcs;
 mod local;
 pub mod mysql;
@@ -41,7 +42,7 @@ static ALL: &[&ConnectionType] = &[
     &planned::MONGODB,
     &planned::CASSANDRA,
     &redis::REDIS,
-    &planned::FIRESTORE,
+    &firestore::FIRESTORE,
     &dynamodb::DYNAMODB,
     &local::LOCAL,
 ];

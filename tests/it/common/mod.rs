@@ -22,6 +22,7 @@ pub mod bqemulator;
 pub mod dynamodb;
 pub mod emulators;
 pub mod fakesnow;
+pub mod firestore;
 mod mariadb;
 mod postgres;
 pub mod redis;

@@ -19,6 +19,7 @@ use futures::stream::BoxStream;
 use super::convert;
 use super::infer::{Shape, infer};
 use super::mapping::Mapping;
+use super::pushdown::Pushdown;
 use super::value::Document;
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::{
@@ -48,6 +49,20 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// What [`Store::read`] sends the store, for EXPLAIN.
     fn read_text(&self, table: &str) -> String;
+
+    /// [`Store::read`] for a scan of which the store may evaluate
+    /// `pushdown` itself (it may ignore any of it: Sluice applies the whole
+    /// scan to what it returns). By default, every document.
+    fn read_pushed(&self, table: &str, description: &TableDescription, pushdown: &Pushdown) -> Pages {
+        let _ = pushdown;
+        self.read(table, description)
+    }
+
+    /// What [`Store::read_pushed`] sends the store, for EXPLAIN.
+    fn read_pushed_text(&self, table: &str, pushdown: &Pushdown) -> String {
+        let _ = pushdown;
+        self.read_text(table)
+    }
 }
 
 /// A store as a source with the connection's mapping options.
@@ -119,7 +134,9 @@ impl<S: Store> Source for DocumentSource<S> {
         let table = description.table.clone();
         convert::specs(&table, &description.columns)?;
         let schema = description.arrow_schema();
-        let pages = self.store.read(&table.name, description);
+        let pages = self
+            .store
+            .read_pushed(&table.name, description, &Pushdown::of(description, request));
         let (columns, mapping, batch_schema) = (description.columns.clone(), self.mapping, schema.clone());
         let batches = pages.enumerate().map(move |(index, page)| {
             if index > 0 {
@@ -150,7 +167,8 @@ impl<S: Store> Source for DocumentSource<S> {
         let filter = scan_sql(&select_list(description, request), SCANNED, request);
         format!(
             "{}, then in Sluice: {filter}",
-            self.store.read_text(&description.table.name)
+            self.store
+                .read_pushed_text(&description.table.name, &Pushdown::of(description, request))
         )
     }
 }

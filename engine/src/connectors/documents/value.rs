@@ -17,13 +17,6 @@ pub(crate) enum Value {
     String(String),
     Bytes(Vec<u8>),
     /// An instant, in microseconds since 1970-01-01 UTC.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the model's timestamp: Redis has none, Firestore and MongoDB will decode them"
-        )
-    )]
     Timestamp(i64),
     Array(Vec<Value>),
     Object(BTreeMap<String, Value>),
