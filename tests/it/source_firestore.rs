@@ -219,7 +219,7 @@ async fn every_firestore_type_loads_predictably() {
     assert_eq!(
         loaded,
         [[
-            "2024-05-06 07:08:09.123456+00",
+            "2024-05-06T07:08:09.123456Z",
             r#"{"latitude":52.5,"longitude":13.25}"#,
             "users/ada",
             "00ff",

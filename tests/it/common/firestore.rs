@@ -122,8 +122,32 @@ impl FirestoreEmulator {
             body.len()
         )
         .expect("send");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("read");
+        // The emulator keeps the connection open: read up to Content-Length.
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).expect("read");
+            bytes.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&bytes).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_owned())
+                    })
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let answer = String::from_utf8_lossy(&bytes).to_string();
         let status = answer
             .split_whitespace()
             .nth(1)
