@@ -54,6 +54,7 @@ mod source_dynamodb;
 mod source_file_drift;
 mod source_file_tables;
 mod source_files_once;
+mod source_firestore;
 mod source_local;
 mod source_mongodb;
 mod source_mysql;

@@ -6,6 +6,7 @@ pub(crate) mod bigquery;
 mod documents;
 mod dynamodb;
 mod files;
+mod firestore;
 mod gcs;
 mod local;
 mod mongodb;
@@ -42,7 +43,7 @@ static ALL: &[&ConnectionType] = &[
     &mongodb::MONGODB,
     &planned::CASSANDRA,
     &redis::REDIS,
-    &planned::FIRESTORE,
+    &firestore::FIRESTORE,
     &dynamodb::DYNAMODB,
     &local::LOCAL,
 ];

@@ -80,17 +80,3 @@ planned!(
         O::optional("datacenter", Text, "local datacenter"),
     ]
 );
-
-planned!(
-    FIRESTORE,
-    "firestore",
-    "Google Firestore",
-    Category::NoSql,
-    ["project", "database"],
-    &[
-        O::required("project", Text, "GCP project id"),
-        O::with_default("database", Text, "(default)", "database id"),
-        O::optional("credentials_file", Text, "path of a service-account JSON key file"),
-        O::optional("credentials", Secret, "service-account JSON key"),
-    ]
-);

@@ -23,6 +23,7 @@ pub mod bqemulator;
 pub mod dynamodb;
 pub mod emulators;
 pub mod fakesnow;
+pub mod firestore;
 mod mariadb;
 pub mod mongo_fake;
 mod postgres;

@@ -42,7 +42,7 @@ type SignedIn = yup_oauth2::authenticator::Authenticator<SignInConnector>;
 
 /// A source of access tokens (cached and refreshed by `yup-oauth2`).
 #[derive(Clone)]
-pub(super) struct TokenSource {
+pub(crate) struct TokenSource {
     signed_in: SignedIn,
     impersonation: Option<Arc<Impersonation>>,
     /// How long one token fetch may take.
@@ -61,7 +61,7 @@ impl TokenSource {
     /// as `credentials` and impersonating `impersonate` (a service account's
     /// e-mail) when given; a malformed document is an error here, rejected
     /// credentials at the first token.
-    pub(super) async fn new(
+    pub(crate) async fn new(
         credentials: &Credentials,
         impersonate: Option<&str>,
         timeout: Duration,
@@ -132,7 +132,7 @@ impl TokenSource {
 
     /// A token for `scope`, from the cache or fetched within the timeout;
     /// a fetch that takes longer is an I/O `TimedOut` error.
-    async fn token_for(&self, scope: &str) -> Result<String, BQError> {
+    pub(crate) async fn token_for(&self, scope: &str) -> Result<String, BQError> {
         let fetch = async {
             match &self.impersonation {
                 None => self.signed_in_token(scope).await,

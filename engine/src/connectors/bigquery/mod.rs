@@ -7,7 +7,7 @@
 //! same credentials.
 
 mod api;
-mod auth;
+pub(crate) mod auth;
 mod bucket;
 pub mod budget;
 mod chunk;
@@ -107,13 +107,34 @@ const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
 
 /// How Sluice signs in to Google.
 #[derive(Clone)]
-pub(super) enum Credentials {
+pub(crate) enum Credentials {
     /// A credentials JSON document (service-account key, `authorized_user`,
     /// `external_account` or `impersonated_service_account`), read from a
     /// file or given as a secret.
     Json(String),
     /// The environment's Application Default Credentials.
     ApplicationDefault,
+}
+
+impl Credentials {
+    /// The `credentials_file` or `credentials` option (a JSON document or
+    /// `application_default`); Application Default Credentials when neither
+    /// is given.
+    pub(crate) fn from_options(options: &ResolvedOptions) -> Result<Self, String> {
+        Ok(
+            match (options.text("credentials_file"), options.secret("credentials")) {
+                (Some(_), Some(_)) => return Err("give either credentials_file or credentials, not both".into()),
+                (Some(path), None) => Credentials::Json(
+                    std::fs::read_to_string(path).map_err(|e| format!("cannot read credentials_file '{path}': {e}"))?,
+                ),
+                (None, Some(secret)) if secret.expose().trim() == "application_default" => {
+                    Credentials::ApplicationDefault
+                }
+                (None, Some(secret)) => Credentials::Json(secret.expose().to_owned()),
+                (None, None) => Credentials::ApplicationDefault,
+            },
+        )
+    }
 }
 
 /// A BigQuery connection's settings, checked.
@@ -140,15 +161,7 @@ pub(super) struct Settings {
 impl Settings {
     /// Reads and checks a connection's options.
     fn new(options: &ResolvedOptions, timeout: Duration) -> Result<Self, String> {
-        let credentials = match (options.text("credentials_file"), options.secret("credentials")) {
-            (Some(_), Some(_)) => return Err("give either credentials_file or credentials, not both".into()),
-            (Some(path), None) => Credentials::Json(
-                std::fs::read_to_string(path).map_err(|e| format!("cannot read credentials_file '{path}': {e}"))?,
-            ),
-            (None, Some(secret)) if secret.expose().trim() == "application_default" => Credentials::ApplicationDefault,
-            (None, Some(secret)) => Credentials::Json(secret.expose().to_owned()),
-            (None, None) => Credentials::ApplicationDefault,
-        };
+        let credentials = Credentials::from_options(options)?;
         let staging_bucket = options
             .text("staging_bucket")
             .map(bucket::BucketUrl::parse)

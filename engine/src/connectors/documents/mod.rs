@@ -1,5 +1,5 @@
 //! The mapping from schemaless documents to rows that every document and
-//! key-value store shares (Redis, DynamoDB, MongoDB): not a connection type, the
+//! key-value store shares (Redis, DynamoDB, Firestore, MongoDB): not a connection type, the
 //! support their folders build on. `docs/sources/documents.md` is its
 //! user-facing definition.
 //!
@@ -10,11 +10,14 @@
 //! - [`convert`]: documents into Arrow batches under `on_type_mismatch`.
 //! - [`mapping`]: the connection options `sample`, `keep_document` and
 //!   `on_type_mismatch`, and how a column's `source_type` names its type.
+//! - [`pushdown`]: what of a scan (window bounds, fields, limit) a store
+//!   may evaluate itself.
 //! - [`source`]: a [`Store`] as a [`Source`](crate::sources::Source).
 
 mod convert;
 mod infer;
 mod mapping;
+mod pushdown;
 mod source;
 mod value;
 
@@ -23,5 +26,6 @@ mod properties;
 
 pub(crate) use infer::{KeyField, Shape};
 pub(crate) use mapping::{ColumnSpec, DOCUMENT_COLUMN, KEEP_DOCUMENT, Mapping, ON_TYPE_MISMATCH, SAMPLE, Target};
+pub(crate) use pushdown::{Bound, Op, Pushdown};
 pub(crate) use source::{DocumentSource, Pages, Store};
-pub(crate) use value::{Document, Value};
+pub(crate) use value::{Document, Value, timestamp_text};
