@@ -143,19 +143,15 @@ impl Entry {
                 store
                     .list(Some(&dir))
                     .try_filter_map(move |object| {
-                        let file = match in_folder(&dir, &object) {
-                            Some((this, compression, levels)) => {
-                                let names: Vec<&str> = levels.iter().map(|(k, _)| k.as_str()).collect();
-                                if this == format && names == keys {
-                                    let values = levels.into_iter().map(|(_, v)| v).collect();
-                                    Some(data_file(object, compression, values))
-                                } else {
-                                    warn!(table = %table, file = %object.location, "file skipped: its format or key=value folders differ from the table's");
-                                    None
-                                }
+                        let file = in_folder(&dir, &object).and_then(|(this, compression, levels)| {
+                            let names: Vec<&str> = levels.iter().map(|(k, _)| k.as_str()).collect();
+                            if this != format || names != keys {
+                                warn!(table = %table, file = %object.location, "file skipped: its format or key=value folders differ from the table's");
+                                return None;
                             }
-                            None => None,
-                        };
+                            let values = levels.into_iter().map(|(_, v)| v).collect();
+                            Some(data_file(object, compression, values))
+                        });
                         futures::future::ready(Ok(file))
                     })
                     .boxed()
@@ -188,10 +184,10 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, object: &ObjectMeta) {
+    fn add(&mut self, size: u64, modified: DateTime<Utc>) {
         self.count += 1;
-        self.size += object.size;
-        self.modified = self.modified.max(Some(object.last_modified));
+        self.size += size;
+        self.modified = self.modified.max(Some(modified));
     }
 }
 
@@ -235,7 +231,7 @@ pub(crate) async fn entries(store: &dyn ObjectStore, prefix: &Path) -> Result<Ve
             continue;
         };
         let mut tally = Tally::default();
-        tally.add(&object);
+        tally.add(object.size, object.last_modified);
         candidates.push(Candidate {
             stem: stem.to_owned(),
             file_name: Some(name.clone()),
@@ -324,7 +320,6 @@ pub(crate) async fn globbed(
     let mut found: Vec<Found> = vec![(None, BTreeMap::new()); tables.len()];
     let mut listed = store.list(under(prefix));
     while let Some(object) = listed.try_next().await? {
-        let meta = object.clone();
         let Some((index, format, file)) = globbed_file(prefix, tables, object) else {
             continue;
         };
@@ -332,7 +327,7 @@ pub(crate) async fn globbed(
         if first.as_ref().is_none_or(|(path, _)| file.location < *path) {
             *first = Some((file.location, format));
         }
-        tallies.entry(format).or_default().add(&meta);
+        tallies.entry(format).or_default().add(file.size, file.modified);
     }
     let shared: Arc<[TableGlob]> = tables.to_vec().into();
     let mut entries = Vec::new();
@@ -417,7 +412,7 @@ async fn folder(store: &dyn ObjectStore, dir: &Path) -> Result<Option<(Format, T
         by_keys
             .entry(levels.into_iter().map(|(k, _)| k).collect())
             .or_default()
-            .add(&object);
+            .add(object.size, object.last_modified);
     }
     let Some(format) = format else { return Ok(None) };
     let others = by_keys.len().saturating_sub(1);

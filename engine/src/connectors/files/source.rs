@@ -733,24 +733,40 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
     }
 }
 
-/// When the files' schemas cannot be merged: the first file with a column
-/// whose type differs from the first file's, named with the column and both
-/// types. `None` when no single file explains the failure.
+/// When the files' schemas cannot be merged: a file with a column whose
+/// type differs from the first file's (in path order), named with the
+/// column and both types. Two streamed listings: one finds the first file,
+/// the other compares each file with it. `None` when no single file
+/// explains the failure.
 async fn type_conflict(ctx: &SessionContext, location: &Location, entry: &Entry) -> Option<String> {
-    let mut first: Option<(DataFile, SchemaRef)> = None;
-    let mut files = entry.files(location.store.clone());
+    let non_empty = || {
+        entry
+            .files(location.store.clone())
+            .try_filter(|f| futures::future::ready(f.size > 0))
+    };
+    let base = non_empty()
+        .try_fold(None::<DataFile>, |first, file| {
+            let first = match first {
+                Some(first) if first.location <= file.location => first,
+                _ => file,
+            };
+            futures::future::ready(Ok(Some(first)))
+        })
+        .await
+        .ok()??;
+    let schema_of = async |file: &DataFile| {
+        let state = ctx.state();
+        file_format(entry.format, file.compression)
+            .infer_schema(&state, &location.store, &[object(file)])
+            .await
+    };
+    let base_schema = schema_of(&base).await.ok()?;
+    let mut files = std::pin::pin!(non_empty());
     while let Some(file) = files.try_next().await.ok()? {
-        if file.size == 0 {
+        if file.location == base.location {
             continue;
         }
-        let schema = file_format(entry.format, file.compression)
-            .infer_schema(&ctx.state(), &location.store, &[object(&file)])
-            .await
-            .ok()?;
-        let Some((base, base_schema)) = &first else {
-            first = Some((file, schema));
-            continue;
-        };
+        let schema = schema_of(&file).await.ok()?;
         for field in schema.fields() {
             if let Ok(earlier) = base_schema.field_with_name(field.name())
                 && earlier.data_type() != field.data_type()
