@@ -53,6 +53,7 @@ mod source_buckets;
 mod source_dynamodb;
 mod source_file_drift;
 mod source_file_tables;
+mod source_files_many;
 mod source_files_once;
 mod source_firestore;
 mod source_local;

@@ -33,6 +33,8 @@ mod errors;
 mod globs;
 mod listing;
 mod source;
+#[cfg(test)]
+mod streamed_tests;
 
 use std::sync::Arc;
 use std::time::Duration;

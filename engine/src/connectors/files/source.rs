@@ -255,7 +255,7 @@ impl Source for FileSource {
         let mut tables = Vec::new();
         for entry in entries {
             let estimated_rows = match entry.format {
-                Format::Parquet => match parquet_rows(location.store.as_ref(), &entry).await {
+                Format::Parquet => match parquet_rows(&location.store, &entry).await {
                     Ok(rows) => Some(rows),
                     Err(e) => {
                         warn!(table = %entry.name, error = %e, "cannot read the row count of a Parquet table");
@@ -271,8 +271,8 @@ impl Source for FileSource {
                 },
                 kind: TableKind::Table,
                 estimated_rows,
-                size_bytes: i64::try_from(entry.size()).ok(),
-                last_modified: entry.modified(),
+                size_bytes: i64::try_from(entry.size).ok(),
+                last_modified: entry.modified,
             });
         }
         Ok(tables)
@@ -297,7 +297,7 @@ impl Source for FileSource {
         };
         let estimated_rows = match entry.format {
             Format::Parquet => Some(
-                parquet_rows(location.store.as_ref(), &entry)
+                parquet_rows(&location.store, &entry)
                     .await
                     .map_err(|e| read_error(table, e))?,
             ),
@@ -402,12 +402,20 @@ impl Source for FileSource {
         };
         let counts = self.files_read.clone();
         counts.done.store(0, Ordering::Relaxed);
-        counts.total.store(entry.files.len() as u64, Ordering::Relaxed);
-        let per_file = futures::stream::iter(entry.files.clone().into_iter().enumerate())
+        counts.total.store(entry.count, Ordering::Relaxed);
+        // One listing, streamed: each file is read as it is listed, and the
+        // total is the count of the listing that found the table, raised
+        // when this one finds more.
+        let per_file = entry
+            .files(location.store.clone())
+            .map_err(DataFusionError::from)
+            .enumerate()
             .then(move |(index, file)| {
                 let reader = reader.clone();
                 let counts = counts.clone();
                 async move {
+                    let file = file?;
+                    counts.total.fetch_max(index as u64 + 1, Ordering::Relaxed);
                     if index > 0 {
                         crate::failpoint::hit("between_files").map_err(|e| DataFusionError::External(Box::new(e)))?;
                     }
@@ -650,51 +658,75 @@ fn object(file: &DataFile) -> ObjectMeta {
 }
 
 /// The rows of a Parquet table, from its files' footers.
-async fn parquet_rows(store: &dyn ObjectStore, entry: &Entry) -> Result<i64, DataFusionError> {
+async fn parquet_rows(store: &Arc<dyn ObjectStore>, entry: &Entry) -> Result<i64, DataFusionError> {
     let mut rows = 0;
-    for file in entry.files.iter().filter(|f| f.size > 0) {
-        let metadata = DFParquetMetadata::new(store, &object(file)).fetch_metadata().await?;
-        rows += metadata.file_metadata().num_rows();
+    let mut files = entry.files(store.clone());
+    while let Some(file) = files.try_next().await? {
+        if file.size > 0 {
+            let metadata = DFParquetMetadata::new(store.as_ref(), &object(&file))
+                .fetch_metadata()
+                .await?;
+            rows += metadata.file_metadata().num_rows();
+        }
     }
     Ok(rows)
 }
 
+/// Files whose schemas are inferred together: the listing is read this
+/// many files at a time.
+pub(super) const INFER_CHUNK: usize = 256;
+
 /// The schema the files are read with (see the module documentation):
-/// inferred per compression, then merged.
+/// inferred per compression, [`INFER_CHUNK`] files at a time as they are
+/// listed, then merged. Text formats are sampled: their types come from
+/// the first [`INFER_ROWS`] rows of each compression's first files.
 async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -> Result<Schema, DataFusionError> {
-    let files: Vec<&DataFile> = entry.files.iter().filter(|f| f.size > 0).collect();
-    let Some(first) = files.first() else {
+    let mut chunks = entry
+        .files(location.store.clone())
+        .try_filter(|f| futures::future::ready(f.size > 0))
+        .try_chunks(INFER_CHUNK);
+    let Some(first_chunk) = chunks.try_next().await.map_err(|e| DataFusionError::from(e.1))? else {
         return Ok(Schema::empty());
     };
+    let first = first_chunk[0].clone();
     if entry.format == Format::Avro {
         return Ok(avro::read(location.store.as_ref(), &first.location, 1).await?.0);
     }
-    let mut schemas = Vec::new();
-    let mut compressions: Vec<FileCompressionType> = Vec::new();
-    for file in &files {
-        if !compressions.contains(&file.compression) {
-            compressions.push(file.compression);
+    let text = matches!(entry.format, Format::Csv | Format::Json);
+    let mut merged: Option<Schema> = None;
+    let mut sampled: Vec<FileCompressionType> = Vec::new();
+    let mut chunk = Some(first_chunk.clone());
+    while let Some(files) = chunk {
+        let mut compressions: Vec<FileCompressionType> = Vec::new();
+        for file in &files {
+            if !compressions.contains(&file.compression) && !(text && sampled.contains(&file.compression)) {
+                compressions.push(file.compression);
+            }
         }
+        for compression in compressions {
+            let objects: Vec<ObjectMeta> = files
+                .iter()
+                .filter(|f| f.compression == compression)
+                .map(object)
+                .collect();
+            let inferred = file_format(entry.format, compression)
+                .infer_schema(&ctx.state(), &location.store, &objects)
+                .await?;
+            merged = Some(match merged {
+                None => inferred.as_ref().clone(),
+                Some(schema) => Schema::try_merge([schema, inferred.as_ref().clone()])?,
+            });
+            sampled.push(compression);
+        }
+        chunk = chunks.try_next().await.map_err(|e| DataFusionError::from(e.1))?;
     }
-    for compression in compressions {
-        let objects: Vec<ObjectMeta> = files
-            .iter()
-            .filter(|f| f.compression == compression)
-            .map(|f| object(f))
-            .collect();
-        let inferred = file_format(entry.format, compression)
-            .infer_schema(&ctx.state(), &location.store, &objects)
-            .await?;
-        schemas.push(inferred.as_ref().clone());
-    }
-    let inferred = Schema::try_merge(schemas)?;
+    let inferred = merged.unwrap_or_else(Schema::empty);
     match entry.format {
         Format::Json => Ok(microsecond_timestamps(&inferred)),
         Format::Csv => {
-            let sample: Vec<&DataFile> = files
+            let sample: Vec<&DataFile> = first_chunk
                 .iter()
                 .filter(|f| f.compression == first.compression)
-                .copied()
                 .collect();
             zoned_timestamps(ctx, &sample, microsecond_timestamps(&inferred)).await
         }
@@ -702,20 +734,40 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
     }
 }
 
-/// When the files' schemas cannot be merged: the first file with a column
-/// whose type differs from the first file's, named with the column and both
-/// types. `None` when no single file explains the failure.
+/// When the files' schemas cannot be merged: a file with a column whose
+/// type differs from the first file's (in path order), named with the
+/// column and both types. Two streamed listings: one finds the first file,
+/// the other compares each file with it. `None` when no single file
+/// explains the failure.
 async fn type_conflict(ctx: &SessionContext, location: &Location, entry: &Entry) -> Option<String> {
-    let mut first: Option<(&DataFile, SchemaRef)> = None;
-    for file in entry.files.iter().filter(|f| f.size > 0) {
-        let schema = file_format(entry.format, file.compression)
-            .infer_schema(&ctx.state(), &location.store, &[object(file)])
+    let non_empty = || {
+        entry
+            .files(location.store.clone())
+            .try_filter(|f| futures::future::ready(f.size > 0))
+    };
+    let base = non_empty()
+        .try_fold(None::<DataFile>, |first, file| {
+            let first = match first {
+                Some(first) if first.location <= file.location => first,
+                _ => file,
+            };
+            futures::future::ready(Ok(Some(first)))
+        })
+        .await
+        .ok()??;
+    let schema_of = async |file: &DataFile| {
+        let state = ctx.state();
+        file_format(entry.format, file.compression)
+            .infer_schema(&state, &location.store, &[object(file)])
             .await
-            .ok()?;
-        let Some((base, base_schema)) = &first else {
-            first = Some((file, schema));
+    };
+    let base_schema = schema_of(&base).await.ok()?;
+    let mut files = std::pin::pin!(non_empty());
+    while let Some(file) = files.try_next().await.ok()? {
+        if file.location == base.location {
             continue;
-        };
+        }
+        let schema = schema_of(&file).await.ok()?;
         for field in schema.fields() {
             if let Ok(earlier) = base_schema.field_with_name(field.name())
                 && earlier.data_type() != field.data_type()

@@ -1,0 +1,204 @@
+//! The file source holds no listing in memory: an instrumented store
+//! records, at each read of a file, how many entries the listing that
+//! handed it out had produced past it (listed but not yet processed), and
+//! the biggest listing result returned whole.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::object_store::memory::InMemory;
+use datafusion::object_store::path::Path;
+use datafusion::object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+
+use super::source::open;
+use super::{Backend, Location, SCHEMA};
+use crate::error::{ConnectFailure, ConnectFailureKind};
+use crate::sources::{FilesRead, ScanRequest, TableRef};
+
+/// What the instrumented store saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Entries produced so far, per listing.
+    produced: Vec<usize>,
+    /// Per path: the listing that last produced it, and its position there.
+    listed_at: HashMap<Path, (usize, usize)>,
+    /// The most entries a listing had produced past a file when it was read.
+    max_ahead: usize,
+    /// The most objects one `list_with_delimiter` returned at once.
+    max_whole: usize,
+    reads: usize,
+}
+
+impl Seen {
+    fn read(&mut self, location: &Path) {
+        self.reads += 1;
+        if let Some(&(listing, position)) = self.listed_at.get(location) {
+            let ahead = self.produced[listing] - position - 1;
+            self.max_ahead = self.max_ahead.max(ahead);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Instrumented {
+    inner: InMemory,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl fmt::Display for Instrumented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Instrumented({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Instrumented {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.seen.lock().unwrap().read(location);
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let listing = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.produced.push(0);
+            seen.produced.len() - 1
+        };
+        let seen = self.seen.clone();
+        let prefix = prefix.cloned();
+        self.inner
+            .list(prefix.as_ref())
+            .map_ok(move |object| {
+                let mut seen = seen.lock().unwrap();
+                let position = seen.produced[listing];
+                seen.produced[listing] += 1;
+                // A listing of the object's own path is how a reader finds
+                // it, not a listing that hands files out.
+                if prefix.as_ref() != Some(&object.location) {
+                    seen.listed_at.insert(object.location.clone(), (listing, position));
+                }
+                object
+            })
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        let result = self.inner.list_with_delimiter(prefix).await?;
+        let mut seen = self.seen.lock().unwrap();
+        seen.max_whole = seen.max_whole.max(result.objects.len());
+        // Returned whole: every object is produced at once.
+        seen.produced.push(result.objects.len());
+        let listing = seen.produced.len() - 1;
+        for (position, object) in result.objects.iter().enumerate() {
+            seen.listed_at.insert(object.location.clone(), (listing, position));
+        }
+        Ok(result)
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+struct Bucket(Arc<Instrumented>);
+
+#[async_trait]
+impl Backend for Bucket {
+    fn location(&self) -> std::result::Result<Location, ConnectFailure> {
+        Ok(Location {
+            store: self.0.clone(),
+            prefix: Path::from("landing"),
+            url: "mem://bucket/".into(),
+        })
+    }
+
+    fn failure(&self, error: &datafusion::object_store::Error) -> ConnectFailure {
+        ConnectFailure::new(ConnectFailureKind::Other, error.to_string())
+    }
+}
+
+/// Files in the folder table `events`, more than one listing page.
+const FILES: usize = 1200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_are_processed_as_they_stream_whatever_the_file_count() {
+    let store = Arc::new(Instrumented {
+        inner: InMemory::new(),
+        seen: Arc::default(),
+    });
+    for i in 0..FILES {
+        let path = Path::from(format!("landing/events/part-{i:05}.csv"));
+        store.put(&path, format!("id\n{i}\n").into()).await.unwrap();
+    }
+    let source = open(Arc::new(Bucket(store.clone())), None);
+
+    let tables = source.tables(None).await.unwrap();
+    assert_eq!(tables.len(), 1);
+    assert_eq!(tables[0].size_bytes, Some(store_size(FILES)));
+    let whole = store.seen.lock().unwrap().max_whole;
+    assert!(whole <= 1, "a listing returned {whole} objects at once");
+
+    let table = TableRef {
+        schema: SCHEMA.into(),
+        name: "events".into(),
+    };
+    let description = source.describe(&table).await.unwrap();
+    let ahead = std::mem::take(&mut *store.seen.lock().unwrap()).max_ahead;
+    assert!(
+        ahead <= super::source::INFER_CHUNK,
+        "DESCRIBE had {ahead} files listed but not read"
+    );
+
+    let request = ScanRequest {
+        columns: (0..description.columns.len()).collect(),
+        filter: None,
+        limit: None,
+        batch_rows: None,
+    };
+    let batches: Vec<_> = source
+        .scan(&description, &request)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), FILES);
+    assert_eq!(
+        source.files_read(),
+        Some(FilesRead {
+            done: FILES as u64,
+            total: FILES as u64
+        })
+    );
+    let seen = store.seen.lock().unwrap();
+    assert!(seen.reads >= FILES, "every file is read: {}", seen.reads);
+    assert!(
+        seen.max_ahead <= 2,
+        "the scan had {} files listed but not read",
+        seen.max_ahead
+    );
+}
+
+/// The bytes of the first `n` files.
+fn store_size(n: usize) -> i64 {
+    (0..n).map(|i| format!("id\n{i}\n").len() as i64).sum()
+}
