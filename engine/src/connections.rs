@@ -273,45 +273,33 @@ impl ConnectionManager {
         result.map(|()| outcome)
     }
 
-    /// `ALTER SECRET name AS 'value'`: every connection that uses the secret
-    /// is tested with the new value first; the value is saved only when all
-    /// pass (their results are recorded), else nothing changes and the error
-    /// names each failing connection. Runs in flight keep the old value.
-    pub async fn alter_secret(&self, name: &str, value: &SecretValue) -> Result<Vec<TestOutcome>, EngineError> {
+    /// `ALTER SECRET name AS 'value'`: saves the new value, which the next
+    /// test and run of every connection that uses the secret reads (runs in
+    /// flight keep the old one), then tests those connections at once and
+    /// records each result (`sluice.connections`). Returns each outcome
+    /// with what failed, for the caller to report.
+    pub async fn alter_secret(
+        &self,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<Vec<(TestOutcome, Option<ConnectionFailure>)>, EngineError> {
         let users = self.catalog.connections_using_secret(name)?;
-        let outcomes = self
-            .catalog
-            .in_one_transaction(async {
-                self.catalog.alter_secret(name, value)?;
-                let mut outcomes = Vec::new();
-                let mut failures = Vec::new();
-                for connection in &users {
-                    let record = self.catalog.connection(connection)?;
-                    let started = Instant::now();
-                    let result = self.check_record(&record).await;
-                    outcomes.push(TestOutcome::new(connection, &result, started.elapsed()));
-                    if let Err(e) = result {
-                        failures.push(ConnectionFailure {
-                            connection: connection.clone(),
-                            error: Box::new(e),
-                        });
-                    }
-                }
-                if failures.is_empty() {
-                    Ok(outcomes)
-                } else {
-                    Err(EngineError::SecretNotChanged {
-                        secret: name.to_owned(),
-                        failures,
-                    })
-                }
-            })
-            .await?;
-        for outcome in &outcomes {
-            self.record_outcome(outcome)?;
+        self.catalog.alter_secret(name, value)?;
+        info!(secret = name, connections = users.len(), "secret changed");
+        let mut checks = Vec::new();
+        for connection in users {
+            let record = self.catalog.connection(&connection)?;
+            let started = Instant::now();
+            let result = self.check_record(&record).await;
+            let outcome = TestOutcome::new(&connection, &result, started.elapsed());
+            self.record_outcome(&outcome)?;
+            let failure = result.err().map(|error| ConnectionFailure {
+                connection,
+                error: Box::new(error),
+            });
+            checks.push((outcome, failure));
         }
-        info!(secret = name, connections = outcomes.len(), "secret changed");
-        Ok(outcomes)
+        Ok(checks)
     }
 
     /// Tests every saved connection concurrently and records the results.

@@ -19,7 +19,7 @@ pub struct TableFailure {
     pub error: Box<EngineError>,
 }
 
-/// A connection that failed its test with a secret's new value.
+/// A connection that fails its test with a secret's new value.
 #[derive(Debug, thiserror::Error)]
 #[error("connection \"{connection}\" fails with the new value: {error}")]
 pub struct ConnectionFailure {
@@ -73,16 +73,6 @@ pub enum EngineError {
         failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
     JobsNotCreated { failures: Vec<TableFailure> },
-
-    /// `ALTER SECRET` changed nothing: these connections fail with the new value.
-    #[error(
-        "secret \"{secret}\" was not changed: {}",
-        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-    )]
-    SecretNotChanged {
-        secret: String,
-        failures: Vec<ConnectionFailure>,
-    },
 
     #[error("column \"{column}\" does not exist in {table}; its columns are: {}", existing.join(", "))]
     UnknownColumn {

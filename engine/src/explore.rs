@@ -91,10 +91,8 @@ impl ConnectionManager {
         rows: usize,
     ) -> Result<Vec<RecordBatch>, EngineError> {
         let request = ScanRequest {
-            columns: (0..description.columns.len()).collect(),
-            filter: None,
             limit: Some(rows),
-            batch_rows: None,
+            ..ScanRequest::every_column(description)
         };
         self.with_source(connection, |s| async move {
             let stream = s.scan(description, &request).await?;

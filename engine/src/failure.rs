@@ -131,6 +131,17 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// An HTTP request that got no answer as a connection failure, its message
+/// led by `context` (the service and where it was asked).
+pub(crate) fn request_failure(context: &str, error: &reqwest::Error) -> ConnectFailure {
+    let kind = network_failure_kind(error).unwrap_or(if error.is_timeout() {
+        ConnectFailureKind::Timeout
+    } else {
+        ConnectFailureKind::Other
+    });
+    ConnectFailure::new(kind, format!("{context}: {}", error_chain(error)))
+}
+
 /// Classifies network-level failures found anywhere in an error's chain.
 pub(crate) fn network_failure_kind(err: &(dyn std::error::Error + 'static)) -> Option<ConnectFailureKind> {
     use ConnectFailureKind as K;

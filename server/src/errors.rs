@@ -167,14 +167,6 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         } => source_error_info(source_error, message, Some(connection)),
         EngineError::Connect { failure, .. } => connect_error(failure.kind, message),
         EngineError::InvalidJob { .. } => error("22023", message, None),
-        EngineError::SecretNotChanged { failures, .. } => {
-            let code = failures.first().map_or("XX000".into(), |f| engine_error(&f.error).code);
-            error(
-                &code,
-                message,
-                Some("Change the password at the source first (or fix the connections named), then ALTER SECRET again; nothing was saved.".into()),
-            )
-        }
         EngineError::JobsNotCreated { failures } => {
             let code = failures.first().map_or("XX000".into(), |f| engine_error(&f.error).code);
             error(

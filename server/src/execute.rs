@@ -109,16 +109,17 @@ pub async fn execute(
             Response::Execution(Tag::new("CREATE SECRET"))
         }
         SluiceStatement::AlterSecret { name, value } => {
-            for outcome in engine.alter_secret(&name, &value).await? {
-                send_notice(
-                    client,
-                    "00000",
-                    format!(
-                        "connection \"{}\" works with the new value of secret \"{name}\"",
-                        outcome.name
-                    ),
-                )
-                .await;
+            for (outcome, failure) in engine.alter_secret(&name, &value).await? {
+                match failure {
+                    None => {
+                        let message = format!(
+                            "connection \"{}\" works with the new value of secret \"{name}\"",
+                            outcome.name
+                        );
+                        send_notice(client, "00000", message).await;
+                    }
+                    Some(failure) => send_notice(client, "01000", failure.to_string()).await,
+                }
             }
             Response::Execution(Tag::new("ALTER SECRET"))
         }
@@ -302,11 +303,8 @@ pub async fn execute(
                 run.bytes as f64 / 1e6
             );
             send_notice(client, "00000", message).await;
-            if let Some(warning) = &run.guard_warning {
-                send_notice(client, "01000", format!("commit guard: {warning}")).await;
-            }
-            for change in catalog.schema_changes()?.iter().filter(|c| c.run_id == run.id) {
-                send_notice(client, "01000", views::schema_change_notice(change)).await;
+            for notice in views::run_notices(&run, &catalog.schema_changes()?) {
+                send_notice(client, "01000", notice).await;
             }
             if run.table_ops.is_some_and(|ops| ops > 0)
                 && let Some(job) = catalog.find_job(&run.job)?
@@ -421,7 +419,11 @@ pub async fn execute(
                 catalog.job(job)?;
             }
             rows(
-                views::runs(&catalog.runs(job.as_deref())?, &state.jobs.live_runs()),
+                views::runs(
+                    &catalog.runs(job.as_deref())?,
+                    &state.jobs.live_runs(),
+                    &catalog.schema_changes()?,
+                ),
                 format,
             )?
         }

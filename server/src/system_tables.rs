@@ -67,10 +67,13 @@ impl View {
             View::ConnectionTypeOptions => Ok(views::connection_type_options()),
             View::Jobs => views::jobs(catalog).map_err(external),
             View::Verifications => views::verifications(catalog).map_err(external),
-            View::Runs => catalog
-                .runs(None)
-                .map(|r| views::runs(&r, &jobs.live_runs()))
-                .map_err(external),
+            View::Runs => {
+                let changes = catalog.schema_changes().map_err(external)?;
+                catalog
+                    .runs(None)
+                    .map(|r| views::runs(&r, &jobs.live_runs(), &changes))
+                    .map_err(external)
+            }
             View::SchemaChanges => catalog
                 .schema_changes()
                 .map(|c| views::schema_changes(&c))

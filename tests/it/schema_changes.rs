@@ -537,3 +537,39 @@ async fn timestamp_to_timestamptz_is_followed_in_the_warehouse() {
 async fn timestamp_to_timestamptz_is_refused_by_bigquery() {
     timestamp_to_timestamptz("bigquery").await;
 }
+
+/// A run no session waits for (ASYNC here, scheduled alike) keeps the
+/// NOTICEs it would have sent in `sluice.runs.notices`.
+#[tokio::test]
+async fn an_async_run_keeps_its_schema_change_notices_in_sluice_runs() {
+    let env = Env::start("postgres", "warehouse").await;
+    env.create_job("items", "").await;
+    env.run_in_psql("items");
+    env.source
+        .sql("ALTER TABLE items ADD COLUMN extra varchar(10); INSERT INTO items VALUES (3, 30, 'c', 'n3', 'x3');");
+    env.client.batch_execute("RUN ETL JOB items ASYNC").await.unwrap();
+    let latest = "SELECT status, notices FROM sluice.runs WHERE job = 'items' ORDER BY run_id DESC LIMIT 1";
+    let mut last = rows(&env.client, latest).await;
+    for _ in 0..300 {
+        if last[0][0].as_deref() != Some("running") && last[0][0].as_deref() != Some("queued") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        last = rows(&env.client, latest).await;
+    }
+    assert_eq!(last[0][0].as_deref(), Some("succeeded"), "{last:?}");
+    let notices = last[0][1].clone().unwrap_or_default();
+    assert!(
+        notices.contains("source schema change: column \"extra\" added to the destination as NULLABLE"),
+        "{notices}"
+    );
+    assert_eq!(
+        one(
+            &env.client,
+            "SELECT count(*) FROM sluice.runs WHERE job = 'items' AND notices IS NULL"
+        )
+        .await,
+        "1",
+        "the first run had nothing to say"
+    );
+}

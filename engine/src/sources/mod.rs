@@ -166,6 +166,16 @@ pub struct ScanRequest {
     pub batch_rows: Option<usize>,
 }
 
+impl ScanRequest {
+    /// Every column of `description`, every row.
+    pub fn every_column(description: &TableDescription) -> Self {
+        Self {
+            columns: (0..description.columns.len()).collect(),
+            ..Self::default()
+        }
+    }
+}
+
 /// An instant on the source's clock, in microseconds since 1970 both as UTC
 /// (for `timestamptz`/`TIMESTAMP` cursors) and as the wall time of the
 /// source's default time zone (for `timestamp`/`DATETIME` cursors).

@@ -11,7 +11,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, Schema, SchemaRef};
 use sluice_catalog::{
     Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, RunRecord, RunStatus,
-    SchemaChangePolicy, VerifySchedule,
+    SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
 };
 use sluice_engine::destinations::Shipped;
 use sluice_engine::jobs::{Health, LiveRun, consecutive_failures, freshness, is_stale, labels_text, table_ops_today};
@@ -19,7 +19,7 @@ use sluice_engine::scheduler;
 
 use crate::statements::lookback_sql;
 
-use super::{batch, quote_ident, strings, text, timestamps, timestamptz};
+use super::{batch, quote_ident, schema_change_notice, strings, text, timestamps, timestamptz};
 
 /// `sluice.jobs` and `SHOW ETL JOBS`.
 pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -231,11 +231,25 @@ pub static RUNS: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("guard_cap"),
         text("guard_reason"),
         text("guard_warning"),
+        text("notices"),
     ]))
 });
 
-/// Runs, with the live progress of those still running.
-pub fn runs(runs: &[RunRecord], live: &[LiveRun]) -> RecordBatch {
+/// The warnings a run sends as NOTICEs to the session that ran it: the
+/// commit guard's and each source schema change it followed. They stay in
+/// `sluice.runs.notices` for runs no session waited for (ASYNC, scheduled).
+pub fn run_notices(run: &RunRecord, changes: &[SchemaChangeRecord]) -> Vec<String> {
+    let guard = run.guard_warning.iter().map(|w| format!("commit guard: {w}"));
+    let schema = changes
+        .iter()
+        .filter(|c| c.run_id == run.id && c.job == run.job)
+        .map(schema_change_notice);
+    guard.chain(schema).collect()
+}
+
+/// Runs, with the live progress of those still running and the schema
+/// changes they followed.
+pub fn runs(runs: &[RunRecord], live: &[LiveRun], changes: &[SchemaChangeRecord]) -> RecordBatch {
     let live: Vec<Option<&LiveRun>> = runs
         .iter()
         .map(|r| live.iter().find(|l| l.run_id == r.id && r.status == RunStatus::Running))
@@ -291,6 +305,10 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun]) -> RecordBatch {
             strings(runs.iter().map(|r| r.guard_cap.as_deref())),
             strings(runs.iter().map(|r| r.guard_reason.as_deref())),
             strings(runs.iter().map(|r| r.guard_warning.as_deref())),
+            strings(
+                runs.iter()
+                    .map(|r| Some(run_notices(r, changes).join("\n")).filter(|n| !n.is_empty())),
+            ),
         ],
     )
 }

@@ -160,12 +160,7 @@ impl<S: Store> Source for DocumentSource<S> {
     /// VERIFY's aggregates, computed over a full scan in Sluice: a store
     /// has no aggregate query of its own.
     async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
-        let request = ScanRequest {
-            columns: (0..description.columns.len()).collect(),
-            filter: None,
-            limit: None,
-            batch_rows: None,
-        };
+        let request = ScanRequest::every_column(description);
         let rows = self.scan(description, &request).await?;
         stream_table::query_text(&description.table.name, rows, sql)
             .await

@@ -8,7 +8,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use serde_json::Value as Json;
 
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
+use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
 use crate::options::ResolvedOptions;
 use crate::sources::SourceError;
 
@@ -210,17 +210,10 @@ impl Api {
         for header in instructions.headers() {
             request = request.header(header.0, header.1);
         }
-        let response = request.send().await.map_err(|e| {
-            let kind = network_failure_kind(&e).unwrap_or(if e.is_timeout() {
-                ConnectFailureKind::Timeout
-            } else {
-                ConnectFailureKind::Other
-            });
-            ApiError::Connect(ConnectFailure::new(
-                kind,
-                format!("DynamoDB at {}: {}", self.url, error_chain(&e)),
-            ))
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ApiError::Connect(request_failure(&format!("DynamoDB at {}", self.url), &e)))?;
         let status = response.status().as_u16();
         let text = response
             .text()

@@ -226,12 +226,7 @@ fn check_readable(table: &TableRef, format: Format) -> Result<(), SourceError> {
 #[async_trait]
 impl Source for FileSource {
     async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
-        let request = ScanRequest {
-            columns: (0..description.columns.len()).collect(),
-            filter: None,
-            limit: None,
-            batch_rows: None,
-        };
+        let request = ScanRequest::every_column(description);
         let rows = self.scan(description, &request).await?;
         stream_table::query_text(&description.table.name, rows, sql)
             .await
@@ -913,12 +908,7 @@ mod tests {
             name: "events".into(),
         };
         let description = source.describe(&table).await.unwrap();
-        let request = ScanRequest {
-            columns: (0..description.columns.len()).collect(),
-            filter: None,
-            limit: None,
-            batch_rows: None,
-        };
+        let request = ScanRequest::every_column(&description);
         let mut stream = source.scan(&description, &request).await.unwrap();
         assert_eq!(source.files_read(), Some(FilesRead { done: 0, total: 3 }));
         let mut rows = 0;

@@ -168,12 +168,7 @@ async fn listings_are_processed_as_they_stream_whatever_the_file_count() {
         "DESCRIBE had {ahead} files listed but not read"
     );
 
-    let request = ScanRequest {
-        columns: (0..description.columns.len()).collect(),
-        filter: None,
-        limit: None,
-        batch_rows: None,
-    };
+    let request = ScanRequest::every_column(&description);
     let batches: Vec<_> = source
         .scan(&description, &request)
         .await

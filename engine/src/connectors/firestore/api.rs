@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 
 use crate::connectors::bigquery::Credentials;
 use crate::connectors::bigquery::auth::TokenSource;
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
+use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
 use crate::options::ResolvedOptions;
 use crate::sources::SourceError;
 
@@ -168,17 +168,7 @@ impl Api {
             .json(body)
             .send()
             .await
-            .map_err(|e| {
-                let kind = network_failure_kind(&e).unwrap_or(if e.is_timeout() {
-                    ConnectFailureKind::Timeout
-                } else {
-                    ConnectFailureKind::Other
-                });
-                ApiError::Connect(ConnectFailure::new(
-                    kind,
-                    format!("Firestore at {}: {}", self.documents, error_chain(&e)),
-                ))
-            })?;
+            .map_err(|e| ApiError::Connect(request_failure(&format!("Firestore at {}", self.documents), &e)))?;
         let code = response.status().as_u16();
         let text = response
             .text()

@@ -95,15 +95,6 @@ fn id_key(sample: &[Document]) -> KeyField {
     }
 }
 
-fn all_columns(description: &TableDescription) -> ScanRequest {
-    ScanRequest {
-        columns: (0..description.columns.len()).collect(),
-        filter: None,
-        limit: None,
-        batch_rows: None,
-    }
-}
-
 #[async_trait]
 impl Store for MongoStore {
     fn schema(&self) -> String {
@@ -167,7 +158,7 @@ impl Store for MongoStore {
     }
 
     fn read(&self, table: &str, description: &TableDescription) -> Pages {
-        self.read_request(table, description, &all_columns(description))
+        self.read_request(table, description, &ScanRequest::every_column(description))
     }
 
     fn read_request(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> Pages {
