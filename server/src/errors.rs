@@ -47,7 +47,7 @@ pub enum StatementError {
     OutsideTransactionBlock(&'static str),
     /// A statement on a table of the `public` schema.
     #[error(transparent)]
-    PublicTable(crate::public_tables::PublicTableError),
+    PublicTable(crate::public_table_error::PublicTableError),
 }
 
 /// A statement plain SQL may not run.
@@ -128,7 +128,7 @@ impl StatementError {
                 Some("Start a block with BEGIN first.".into()),
             ),
             StatementError::PublicTable(e) => {
-                use crate::public_tables::PublicTableError;
+                use crate::public_table_error::PublicTableError;
                 let hint = matches!(e, PublicTableError::TooLarge { .. } | PublicTableError::Unsupported(_))
                     .then(|| "Public tables are a small row store for migration tools' bookkeeping; see docs/clients.md.".to_owned());
                 let mut info = error(e.code(), e.to_string(), hint);

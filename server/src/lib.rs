@@ -16,6 +16,7 @@ mod metrics;
 mod pg_catalog_overlay;
 mod pg_functions;
 mod pg_rewrite;
+mod public_table_error;
 mod public_tables;
 mod scram;
 mod session_settings;

@@ -68,7 +68,9 @@ async fn kill_9_during_concurrent_creates_loses_no_acknowledged_connection() {
                     options.contains(&format!("password SECRET {name}_pw")),
                     "{name}: {options}"
                 );
-                assert_eq!(row.get(2), Some("unknown"));
+                // Untested, unless the background re-test (every 300 s)
+                // reached it on a slow machine: its made-up host then fails.
+                assert!(matches!(row.get(2), Some("unknown" | "failed")), "{name}");
                 saved.insert(name);
             }
         }

@@ -444,7 +444,7 @@ async fn descriptions_map_file_types_to_bigquery() {
         [
             column("id", "Int64", true, "INT64", "Int64"),
             column("kind", "Utf8", true, "STRING", "Utf8"),
-            column("payload", "Struct(\"label\": Utf8, \"x\": Int64)", true, "JSON", "Utf8"),
+            column("payload", "Struct(\"x\": Int64, \"label\": Utf8)", true, "JSON", "Utf8"),
             column("tags", "List(Utf8)", true, "ARRAY<STRING>", "List(Utf8)"),
             column("extra", "Float64", true, "FLOAT64", "Float64"),
         ]
@@ -544,7 +544,7 @@ async fn scans_read_exact_values() {
     assert_eq!(
         rows(&batches),
         strings(&[
-            &[r#"{"label":"a😀","x":1}"#, "[a, b]", "1"],
+            &[r#"{"x":1,"label":"a😀"}"#, "[a, b]", "1"],
             &["NULL", "[]", "2"],
             &["NULL", "NULL", "3"],
         ])

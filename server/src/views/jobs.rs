@@ -255,6 +255,7 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun], changes: &[SchemaChangeRecord]
         .map(|r| live.iter().find(|l| l.run_id == r.id && r.status == RunStatus::Running))
         .collect();
     let rows = |r: &RunRecord, l: &Option<&LiveRun>| l.map_or(r.rows, |l| l.rows.max(r.rows)) as i64;
+    let notices: Vec<String> = runs.iter().map(|r| run_notices(r, changes).join("\n")).collect();
     // Shipping counters: live while running, as recorded afterwards.
     let shipped = |counter: fn(&Shipped) -> Option<u64>, recorded: fn(&RunRecord) -> Option<u64>| -> ArrayRef {
         Arc::new(
@@ -305,10 +306,7 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun], changes: &[SchemaChangeRecord]
             strings(runs.iter().map(|r| r.guard_cap.as_deref())),
             strings(runs.iter().map(|r| r.guard_reason.as_deref())),
             strings(runs.iter().map(|r| r.guard_warning.as_deref())),
-            strings(
-                runs.iter()
-                    .map(|r| Some(run_notices(r, changes).join("\n")).filter(|n| !n.is_empty())),
-            ),
+            strings(notices.iter().map(|n| Some(n.as_str()).filter(|n| !n.is_empty()))),
         ],
     )
 }

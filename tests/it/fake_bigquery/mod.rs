@@ -1177,12 +1177,12 @@ fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// A table's rows split in two: those in a partition and the others.
+type Split = (Vec<RecordBatch>, Vec<RecordBatch>);
+
 /// A time-partitioned table's rows in partition `id` (`20240301` for a DAY
 /// partition, `2024030102` for an HOUR one) and the others.
-fn split_partition(
-    table: &FakeTable,
-    id: &str,
-) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), (&'static str, String)> {
+fn split_partition(table: &FakeTable, id: &str) -> Result<Split, (&'static str, String)> {
     use datafusion::arrow::array::{AsArray, BooleanArray};
     use datafusion::arrow::datatypes::{Date32Type, TimestampMicrosecondType};
     let field = table

@@ -155,9 +155,9 @@ fn constant(expr: &Expr) -> Option<Value> {
         },
         Expr::Cast {
             expr,
-            data_type: DataType::Timestamp(_, zone),
+            data_type: DataType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz),
             ..
-        } if matches!(zone, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
+        } => {
             let Expr::Value(v) = expr.as_ref() else { return None };
             let SqlValue::SingleQuotedString(text) = &v.value else {
                 return None;

@@ -16,7 +16,6 @@ use futures::stream::BoxStream;
 use super::convert;
 use super::infer::{Shape, infer};
 use super::mapping::Mapping;
-use super::pushdown::Pushdown;
 use super::value::Document;
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::{

@@ -679,7 +679,14 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
     let mut chunks = entry
         .files(location.store.clone())
         .try_filter(|f| futures::future::ready(f.size > 0))
-        .try_chunks(INFER_CHUNK);
+        .try_chunks(INFER_CHUNK)
+        // In path order within a chunk, whatever order the store lists in
+        // (a local directory's is the file system's), so that a table of up
+        // to a chunk of files infers the same schema everywhere.
+        .map_ok(|mut files| {
+            files.sort_by(|a, b| a.location.cmp(&b.location));
+            files
+        });
     let Some(first_chunk) = chunks.try_next().await.map_err(|e| DataFusionError::from(e.1))? else {
         return Ok(Schema::empty());
     };
@@ -694,7 +701,7 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
     while let Some(files) = chunk {
         let mut compressions: Vec<FileCompressionType> = Vec::new();
         for file in &files {
-            if !compressions.contains(&file.compression) && !(text && sampled.contains(&file.compression)) {
+            if !(compressions.contains(&file.compression) || text && sampled.contains(&file.compression)) {
                 compressions.push(file.compression);
             }
         }

@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use super::api::Api;
 use super::values;
 use crate::connectors::documents::{Bound, ColumnSpec, Document, KeyField, Op, Pages, Pushdown, Shape, Store, Target};
-use crate::sources::{SourceError, TableDescription, TableInfo, TableKind, TableRef};
+use crate::sources::{ScanRequest, SourceError, TableDescription, TableInfo, TableKind, TableRef};
 
 /// The one schema of a Firestore connection.
 pub(super) const SCHEMA: &str = "firestore";
@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_window_becomes_a_where_filter_ordered_by_its_field_then_name() {
-        let bounds = vec![
+        let bounds = [
             Bound {
                 field: "ts".into(),
                 op: Op::Gt,
