@@ -439,6 +439,7 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
         "schema_changes",
         "verifications",
         "table_ops",
+        "public_tables",
     ];
     rocksdb::DB::open_cf(&opts, dir, families).unwrap()
 }
