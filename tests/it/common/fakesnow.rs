@@ -27,6 +27,12 @@ pub struct FakeSnow {
     _tmp: TempDir,
 }
 
+/// Whether `child` still runs after `wait`.
+fn still_running_after(child: &mut std::process::Child, wait: Duration) -> bool {
+    std::thread::sleep(wait);
+    child.try_wait().unwrap().is_none()
+}
+
 impl FakeSnow {
     /// Starts fakesnow (about 3 s).
     pub fn start() -> FakeSnow {
@@ -46,7 +52,9 @@ impl FakeSnow {
                 .expect("start fakesnow");
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                if accepts_tcp(port) {
+                // Another server may have taken the free port first: then
+                // fakesnow exits for want of its address, soon after.
+                if accepts_tcp(port) && still_running_after(&mut child, Duration::from_millis(500)) {
                     return FakeSnow {
                         url: format!("http://127.0.0.1:{port}"),
                         port,
