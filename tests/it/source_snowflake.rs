@@ -58,7 +58,12 @@ async fn connections_are_tested_before_save() {
 
     // Key-pair authentication signs a JWT (fakesnow accepts any login, so
     // this proves the token is built and sent, not that it is checked).
-    let key = include_str!("../../engine/src/connectors/snowflake/testdata/test_key.p8");
+    let key = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        .output()
+        .expect("openssl is installed");
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap();
     create(
         &client,
         "sf_key",

@@ -83,35 +83,63 @@ mod tests {
 
     use super::*;
 
-    const KEY: &str = include_str!("testdata/test_key.p8");
-    const PUBLIC: &str = include_str!("testdata/test_key.pub");
+    /// `openssl` with `args`, fed `input`; its standard output.
+    fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("openssl")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("openssl is installed");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}");
+        out.stdout
+    }
+
+    /// A fresh RSA key made for the test (no key is committed): the
+    /// private key in PKCS#8 PEM, the public key in PEM, and the
+    /// fingerprint openssl computes for it.
+    fn fresh_key() -> (String, String, String) {
+        let private = openssl(
+            &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            b"",
+        );
+        let public = openssl(&["pkey", "-pubout"], &private);
+        let der = openssl(&["pkey", "-pubout", "-outform", "DER"], &private);
+        let digest = openssl(&["dgst", "-sha256", "-binary"], &der);
+        let fingerprint = openssl(&["base64", "-A"], &digest);
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (
+            text(private),
+            text(public),
+            format!("SHA256:{}", text(fingerprint).trim()),
+        )
+    }
 
     #[test]
     fn the_fingerprint_is_openssls() {
-        // openssl rsa -in test_key.p8 -pubout -outform DER | openssl dgst -sha256 -binary | base64
-        assert_eq!(
-            fingerprint(KEY).unwrap(),
-            "SHA256:SJda3SIwa+9rmwmssoyCWyCjPXg90nVXa0wwzvnKS70="
-        );
+        let (key, _, expected) = fresh_key();
+        assert_eq!(fingerprint(&key).unwrap(), expected);
     }
 
     #[test]
     fn the_token_is_signed_by_the_key_and_names_the_user() {
-        let token = jwt("xy12345.eu-west-1", "etl_user", KEY, 1_700_000_000).unwrap();
+        let (key, public, expected) = fresh_key();
+        let token = jwt("xy12345.eu-west-1", "etl_user", &key, 1_700_000_000).unwrap();
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
         validation.set_required_spec_claims::<&str>(&[]);
         let decoded = jsonwebtoken::decode::<serde_json::Value>(
             &token,
-            &DecodingKey::from_rsa_pem(PUBLIC.as_bytes()).unwrap(),
+            &DecodingKey::from_rsa_pem(public.as_bytes()).unwrap(),
             &validation,
         )
         .unwrap();
         assert_eq!(decoded.claims["sub"], "XY12345.ETL_USER");
-        assert_eq!(
-            decoded.claims["iss"],
-            "XY12345.ETL_USER.SHA256:SJda3SIwa+9rmwmssoyCWyCjPXg90nVXa0wwzvnKS70="
-        );
+        assert_eq!(decoded.claims["iss"], format!("XY12345.ETL_USER.{expected}"));
         assert_eq!(decoded.claims["exp"], 1_700_000_000 + LIFETIME_SECONDS);
     }
 
