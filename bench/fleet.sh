@@ -13,41 +13,10 @@
 # Needs PostgreSQL (initdb, pg_ctl, psql); run as root or as a user that can run initdb.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 TABLES=${1:-200}
 TARGET_S=60
-
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN=$BENCH_BIN
-else
-  cargo build --release --quiet
-  BIN="$CARGO_TARGET_DIR/release/sluice"
-fi
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-WORK=$(mktemp -d /tmp/sluice-fleet-XXXXXX)
-chmod 755 "$WORK"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
-PGPORT=$(free_port)
-mkdir -p "$WORK/pg"
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
-as_pg "$PGBIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/pg.log" \
-  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=off" -w start >/dev/null
-
-SLPORT=$(free_port)
-SLUICE_PID=
-cleanup() {
-  [ -n "$SLUICE_PID" ] && kill "$SLUICE_PID" 2>/dev/null || true
-  as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-pgsql() { "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-slsql() { PGPASSWORD=bench "$PGBIN/psql" -X -q -At -h 127.0.0.1 -p "$SLPORT" -U admin -d sluice -v ON_ERROR_STOP=1 "$@"; }
-now() { date +%s.%N; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 pgsql -c "CREATE SCHEMA fleet" -c "
 DO \$\$ BEGIN
