@@ -743,6 +743,16 @@ impl Catalog {
         Ok(runs)
     }
 
+    /// `job`'s runs, newest first, read one by one through the run index:
+    /// a caller that needs only the latest runs reads only those.
+    pub fn runs_newest_first<'a>(&'a self, job: &str) -> impl Iterator<Item = Result<RunRecord>> + 'a {
+        self.store.run_ids_newest_first(job).filter_map(|id| match id {
+            // Pruned between the index scan and this read: gone, skip it.
+            Ok(id) => self.store.get::<RunRecord>(&run_key(id)).transpose(),
+            Err(e) => Some(Err(e)),
+        })
+    }
+
     /// Deletes the oldest finished runs of `job` beyond the newest `keep`;
     /// returns how many were deleted. Running runs are never deleted.
     pub fn prune_runs(&self, job: &str, keep: usize) -> Result<usize> {

@@ -163,6 +163,30 @@ impl Store {
         Ok(ids)
     }
 
+    /// The ids of `job`'s runs in the run index, newest first, read lazily:
+    /// a reverse prefix scan that stops where the caller stops.
+    pub fn run_ids_newest_first<'a>(&'a self, job: &str) -> impl Iterator<Item = Result<u64>> + 'a {
+        let prefix = run_index_key(job, 0);
+        let prefix = prefix[..prefix.len() - 8].to_vec();
+        let end = run_index_key(job, u64::MAX);
+        self.db
+            .iterator_cf(
+                self.family(RUN_INDEX),
+                IteratorMode::From(&end, rocksdb::Direction::Reverse),
+            )
+            .map_while(move |entry| match entry {
+                Err(e) => Some(Err(e.into())),
+                Ok((key, _)) => key.strip_prefix(prefix.as_slice()).map(|id| Ok(id.to_vec())),
+            })
+            // Longer: a job whose name continues past a NUL.
+            .filter_map(|id| match id {
+                Err(e) => Some(Err(e)),
+                Ok(id) => <[u8; 8]>::try_from(id.as_slice())
+                    .ok()
+                    .map(|id| Ok(u64::from_be_bytes(id))),
+            })
+    }
+
     /// Starts an atomic change.
     pub fn batch(&self) -> Batch<'_> {
         Batch {

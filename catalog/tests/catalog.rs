@@ -474,6 +474,37 @@ fn a_jobs_runs_come_in_order_without_reading_other_jobs_runs() {
 }
 
 #[test]
+fn a_jobs_newest_runs_are_read_without_reading_older_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    interleaved_runs(dir.path());
+    {
+        let catalog = open(dir.path());
+        catalog.create_job(&job("a2", "shop")).unwrap();
+        catalog.start_run("a2", RunTrigger::Manual).unwrap();
+    }
+    {
+        // Damage a's oldest run: a reader that stops early never sees it.
+        let db = raw_db(dir.path());
+        let runs = db.cf_handle("runs").unwrap();
+        db.put_cf(runs, format!("{:020}", 1), b"not a run").unwrap();
+    }
+    let catalog = open(dir.path());
+    let newest: Vec<u64> = catalog.runs_newest_first("a").take(2).map(|r| r.unwrap().id).collect();
+    assert_eq!(newest, vec![5, 3], "a's runs, newest first, not b's nor a2's");
+    assert!(
+        catalog.runs_newest_first("a").nth(2).unwrap().is_err(),
+        "the third is the damaged one"
+    );
+    let ids = |job| {
+        catalog
+            .runs_newest_first(job)
+            .map(|r| r.unwrap().id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!((ids("b"), ids("a2"), ids("nobody")), (vec![4, 2], vec![6], vec![]));
+}
+
+#[test]
 fn pruning_removes_runs_from_their_jobs_index() {
     let dir = tempfile::tempdir().unwrap();
     interleaved_runs(dir.path());

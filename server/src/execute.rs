@@ -335,7 +335,7 @@ pub async fn execute(
             send_notice(client, "00000", format!("cancelled run {run_id} of ETL job \"{name}\"")).await;
             Response::Execution(Tag::new("CANCEL ETL JOB"))
         }
-        SluiceStatement::ShowJobs => rows(views::jobs(catalog)?, format)?,
+        SluiceStatement::ShowJobs => rows(views::jobs(catalog, None)?, format)?,
         SluiceStatement::ShowCreateJob { name } => rows(views::create_job(&catalog.job(&name)?), format)?,
         SluiceStatement::ExplainJob { name } => rows(views::explain(&state.jobs.explain_job(&name).await?), format)?,
         SluiceStatement::VerifyJob { name, within, by } => {

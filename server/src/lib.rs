@@ -27,6 +27,7 @@ mod sql_guard;
 mod sql_session;
 mod state;
 mod statements;
+mod system_filter;
 mod system_tables;
 mod throttle;
 mod tls;

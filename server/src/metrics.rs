@@ -18,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use sluice_catalog::{Catalog, ConnectionStatus, JobRecord};
-use sluice_engine::jobs::{JobManager, freshness};
+use sluice_engine::jobs::{JobManager, deciding_runs, freshness};
 use sluice_engine::metrics::EngineMetrics;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
@@ -152,7 +152,7 @@ impl Exporter {
         for job in jobs {
             let label = JobLabels { job: job.name.clone() };
             let watermark = self.catalog.watermark(&job.name).map_err(|e| e.to_string())?;
-            let runs = self.catalog.runs(Some(&job.name)).map_err(|e| e.to_string())?;
+            let runs = deciding_runs(&self.catalog, &job.name).map_err(|e| e.to_string())?;
             if let Some(age) = freshness(job, watermark.as_ref(), &runs, now) {
                 self.freshness.get_or_create(&label).set(age.num_seconds());
             }

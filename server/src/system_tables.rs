@@ -10,12 +10,12 @@ use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use sluice_catalog::Catalog;
 use sluice_engine::jobs::JobManager;
 
-use crate::views;
+use crate::{system_filter, views};
 
 /// The name of the schema holding the system tables.
 pub const SCHEMA: &str = "sluice";
@@ -58,21 +58,41 @@ impl View {
         }
     }
 
-    fn rows(self, catalog: &Catalog, jobs: &JobManager) -> Result<RecordBatch> {
+    /// The column a scan's filters can pin to names, so that only those
+    /// jobs' records are read.
+    fn name_column(self) -> Option<&'static str> {
+        match self {
+            View::Jobs => Some("name"),
+            View::Runs => Some("job"),
+            _ => None,
+        }
+    }
+
+    /// The view's rows; only the rows named in `only` (by the view's name
+    /// column) when given.
+    fn rows(self, catalog: &Catalog, jobs: &JobManager, only: Option<&[String]>) -> Result<RecordBatch> {
         let external = |e: sluice_catalog::CatalogError| DataFusionError::External(Box::new(e));
         match self {
             View::Connections => views::connections(catalog).map_err(external),
             View::Secrets => views::secrets(catalog).map_err(external),
             View::ConnectionTypes => Ok(views::connection_types()),
             View::ConnectionTypeOptions => Ok(views::connection_type_options()),
-            View::Jobs => views::jobs(catalog).map_err(external),
+            View::Jobs => views::jobs(catalog, only).map_err(external),
             View::Verifications => views::verifications(catalog).map_err(external),
             View::Runs => {
                 let changes = catalog.schema_changes().map_err(external)?;
-                catalog
-                    .runs(None)
-                    .map(|r| views::runs(&r, &jobs.live_runs(), &changes))
-                    .map_err(external)
+                let runs = match only {
+                    None => catalog.runs(None).map_err(external)?,
+                    Some(names) => {
+                        let mut runs = Vec::new();
+                        for job in names.iter().collect::<std::collections::BTreeSet<_>>() {
+                            runs.extend(catalog.runs(Some(job)).map_err(external)?);
+                        }
+                        runs.sort_by_key(|r| r.id);
+                        runs
+                    }
+                };
+                Ok(views::runs(&runs, &jobs.live_runs(), &changes))
             }
             View::SchemaChanges => catalog
                 .schema_changes()
@@ -143,14 +163,27 @@ impl TableProvider for SystemTable {
         TableType::View
     }
 
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        let column = self.view.name_column();
+        Ok(filters
+            .iter()
+            .map(|f| match column {
+                // Inexact: DataFusion still filters the rows the view returns.
+                Some(column) if system_filter::pins(f, column) => TableProviderFilterPushDown::Inexact,
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let rows = self.view.rows(&self.catalog, &self.jobs)?;
+        let only = (self.view.name_column()).and_then(|column| system_filter::names(filters, column));
+        let rows = self.view.rows(&self.catalog, &self.jobs, only.as_deref())?;
         let plan = MemorySourceConfig::try_new_exec(&[vec![rows]], self.schema(), projection.cloned())?;
         Ok(plan)
     }

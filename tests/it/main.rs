@@ -65,6 +65,7 @@ mod source_redshift;
 mod source_snowflake;
 mod source_sqlserver;
 mod source_tls;
+mod system_lookup;
 mod transactions;
 mod trust_store;
 mod warehouse_cloud;

@@ -1,6 +1,6 @@
 //! Whether a job is healthy, from its recent runs and its connections.
 
-use sluice_catalog::{JobRecord, RunRecord, RunStatus};
+use sluice_catalog::{Catalog, CatalogError, JobRecord, RunRecord, RunStatus};
 
 /// Failed runs in a row after which a job is `failing`.
 pub const FAILING_AFTER: u32 = 3;
@@ -63,6 +63,30 @@ impl Health {
             None => Health::Healthy,
         }
     }
+}
+
+/// The runs that decide a job's health, freshness, streak and last error:
+/// its newest runs back to and including the newest successful one, oldest
+/// first. Everything this module and `freshness` look at lies in that
+/// range, so a job with a long history costs a read of its latest runs only.
+pub fn deciding_runs(catalog: &Catalog, job: &str) -> Result<Vec<RunRecord>, CatalogError> {
+    deciding(catalog.runs_newest_first(job))
+}
+
+/// The newest runs back to and including the newest successful one, from
+/// runs given newest first; returned oldest first.
+fn deciding<E>(newest_first: impl Iterator<Item = Result<RunRecord, E>>) -> Result<Vec<RunRecord>, E> {
+    let mut runs = Vec::new();
+    for run in newest_first {
+        let run = run?;
+        let succeeded = run.status == RunStatus::Succeeded;
+        runs.push(run);
+        if succeeded {
+            break;
+        }
+    }
+    runs.reverse();
+    Ok(runs)
 }
 
 /// Failed runs at the end of `runs` (oldest first). Skipped ticks and runs
@@ -135,6 +159,36 @@ pub(super) mod tests {
                 run
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        /// Health, streak, guard warning and freshness read from the
+        /// deciding runs equal those read from the whole history.
+        #[test]
+        fn the_deciding_runs_decide_as_the_whole_history_does(
+            statuses in proptest::collection::vec(0..6usize, 0..40),
+            warned in proptest::collection::vec(proptest::bool::ANY, 40),
+        ) {
+            let all = [Succeeded, Failed, Skipped, Queued, Running, RunStatus::Cancelled];
+            let mut history = runs(&statuses.iter().map(|&s| all[s]).collect::<Vec<_>>());
+            for (run, warned) in history.iter_mut().zip(&warned) {
+                run.finished_at = Some(Utc::now() - chrono::Duration::minutes(100 - run.id as i64));
+                run.guard_warning = warned.then(|| "late commits".to_owned());
+            }
+            let deciding = deciding(history.iter().rev().cloned().map(Ok::<_, ()>)).unwrap();
+            let job = job();
+            let now = Utc::now();
+            proptest::prop_assert_eq!(
+                Health::of(&job, &history, &[], false, None),
+                Health::of(&job, &deciding, &[], false, None)
+            );
+            proptest::prop_assert_eq!(consecutive_failures(&history), consecutive_failures(&deciding));
+            proptest::prop_assert_eq!(
+                crate::jobs::freshness(&job, None, &history, now),
+                crate::jobs::freshness(&job, None, &deciding, now)
+            );
+            proptest::prop_assert_eq!(history.last().map(|r| r.id), deciding.last().map(|r| r.id));
+        }
     }
 
     #[test]

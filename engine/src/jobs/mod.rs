@@ -33,7 +33,7 @@ pub use define::{CreateJob, CreateJobOutcome, DEFAULT_BACKFILL_DAYS, JobChange, 
 pub use explain::ExplainStep;
 pub use fleet::{CreateJobs, DEFAULT_NAME_TEMPLATE, PlanAction, PlannedJob};
 pub use freshness::{freshness, is_stale};
-pub use health::{FAILING_AFTER, Health, consecutive_failures};
+pub use health::{FAILING_AFTER, Health, consecutive_failures, deciding_runs};
 pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};
 pub use settings::{JobSetting, SETTING_NAMES, SettingValue, labels_text};

@@ -1,7 +1,7 @@
 //! Views of ETL jobs and runs: `SHOW ETL JOBS` / `sluice.jobs`,
 //! `SHOW ETL RUNS` / `sluice.runs`, `SHOW CREATE ETL JOB`, `RUN ETL JOB`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use chrono::Utc;
@@ -14,7 +14,9 @@ use sluice_catalog::{
     SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
 };
 use sluice_engine::destinations::Shipped;
-use sluice_engine::jobs::{Health, LiveRun, consecutive_failures, freshness, is_stale, labels_text, table_ops_today};
+use sluice_engine::jobs::{
+    Health, LiveRun, consecutive_failures, deciding_runs, freshness, is_stale, labels_text, table_ops_today,
+};
 use sluice_engine::scheduler;
 
 use crate::statements::lookback_sql;
@@ -90,17 +92,23 @@ fn destination_sql(job: &JobRecord) -> String {
     format!("{}.{}", quote_ident(connection), quote_ident(&job.destination.table))
 }
 
-pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
-    let jobs = catalog.jobs()?;
-    // One pass over the runs, grouped by job (runs stay oldest first).
-    let mut by_job: HashMap<String, Vec<RunRecord>> = HashMap::new();
-    for run in catalog.runs(None)? {
-        by_job.entry(run.job.clone()).or_default().push(run);
-    }
-    let runs_of: Vec<Vec<RunRecord>> = jobs
+pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, CatalogError> {
+    let jobs = match only {
+        None => catalog.jobs()?,
+        Some(names) => {
+            let mut jobs = Vec::new();
+            for name in names.iter().collect::<std::collections::BTreeSet<_>>() {
+                jobs.extend(catalog.find_job(name)?);
+            }
+            jobs
+        }
+    };
+    // Each job's latest runs only: the history before its last success
+    // changes none of the columns.
+    let runs_of = jobs
         .iter()
-        .map(|j| by_job.remove(&j.name).unwrap_or_default())
-        .collect();
+        .map(|j| deciding_runs(catalog, &j.name))
+        .collect::<Result<Vec<_>, CatalogError>>()?;
     let last: Vec<Option<&RunRecord>> = runs_of.iter().map(|r| r.last()).collect();
     let last_error: Vec<Option<&str>> = runs_of
         .iter()
@@ -112,16 +120,24 @@ pub fn jobs(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
                 .and_then(|r| r.error.as_deref())
         })
         .collect();
-    let failed_connections: Vec<String> = catalog
-        .connections()?
-        .into_iter()
+    let connections = catalog.connections()?;
+    let failed_connections: Vec<String> = connections
+        .iter()
         .filter(|c| c.status == ConnectionStatus::Failed)
-        .map(|c| c.name)
+        .map(|c| c.name.clone())
+        .collect();
+    let bigquery: HashSet<&str> = connections
+        .iter()
+        .filter(|c| c.kind == "bigquery")
+        .map(|c| c.name.as_str())
         .collect();
     let now = Utc::now();
     let table_ops = jobs
         .iter()
-        .map(|j| table_ops_today(catalog, j, now))
+        .map(|j| match j.destination.connection.as_deref() {
+            Some(c) if bigquery.contains(c) => table_ops_today(catalog, j, now),
+            _ => Ok(None),
+        })
         .collect::<Result<Vec<_>, CatalogError>>()?;
     let watermarks = jobs
         .iter()

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Many-jobs benchmark (issue #16): what N jobs on one PostgreSQL connection
+# cost the catalog, the system tables and the scheduler.
+#
+#   bench/scale.sh [N ...]       default: 1000 10000
+#   BENCH_BIN=path               measure this sluice binary instead of building one
+#   BENCH_RUNS=r                 manual runs of every job before the measurements
+#                                (default 3), to give the catalog a run history
+#   BENCH_BURST=n                jobs made due at the same minute (default: min(N, 1000))
+#
+# For each N it starts a fresh server, creates N snapshot jobs of one 100-row
+# table (each into its own warehouse table), runs each BENCH_RUNS times, and
+# prints:
+#   create_ms      CREATE ETL JOB, mean per job (one psql session, N statements)
+#   run_ms         RUN ETL JOB of a 100-row table, mean per run
+#   jobs_ms        SELECT * FROM sluice.jobs (median of 5)                target <= 50
+#   show_ms        SHOW ETL JOBS (median of 5)                            target <= 50
+#   lookup_ms      SELECT * FROM sluice.jobs WHERE name = 'jN/2' (median) target <= 5
+#   runs_ms        SELECT * FROM sluice.runs WHERE job = 'jN/2' (median)
+#   burst_s        BENCH_BURST jobs due at the same minute: seconds from the
+#                  minute to the last scheduled start                    target <= 10
+#   catalog_mb     the catalog's size on disk after all of the above
+#   idle_mb        the server's resident memory when idle after the runs (VmRSS)
+#   peak_mb        its peak resident memory over the whole step (VmHWM)
+# psql's own start-up is subtracted from the query times (a `SELECT 1` timed
+# the same way), so they show the server's time. The scheduler starts runs
+# within the limits SLUICE_MAX_CONCURRENT_RUNS and
+# SLUICE_MAX_RUNS_PER_CONNECTION; this bench raises both to the burst size so
+# that the limits do not hide the scheduler's own latency.
+# Needs PostgreSQL (initdb, pg_ctl, psql); run as root or as a user that can run initdb.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SIZES=("${@:-1000 10000}")
+# shellcheck disable=SC2206
+SIZES=(${SIZES[*]})
+RUNS=${BENCH_RUNS:-3}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+ms_since() { echo "($(now) - $1) * 1000" | bc -l; }
+# Median wall milliseconds of a query through psql, psql's start-up subtracted.
+query_ms() {
+  local times=() base=() t0
+  for _ in 1 2 3 4 5; do
+    t0=$(now); slsql -c 'SELECT 1' >/dev/null; base+=("$(ms_since "$t0")")
+    t0=$(now); slsql -c "$1" >/dev/null; times+=("$(ms_since "$t0")")
+  done
+  echo "$(median "${times[@]}") - $(median "${base[@]}")" | bc -l
+}
+
+pgsql -c "CREATE TABLE t (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL, note text);
+          INSERT INTO t SELECT g, now() - g * interval '1 minute', 'row ' || g FROM generate_series(1, 100) g;" >/dev/null
+
+printf '%-7s %9s %8s %8s %8s %9s %8s %8s %10s %8s %8s\n' \
+  jobs create_ms run_ms jobs_ms show_ms lookup_ms runs_ms burst_s catalog_mb idle_mb peak_mb
+for N in "${SIZES[@]}"; do
+  BURST=${BENCH_BURST:-$(( N < 1000 ? N : 1000 ))}
+  DATA="$WORK/sluice-$N"
+  SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN= SLUICE_DEMO_DIR= SLUICE_RETEST_INTERVAL=86400 \
+    SLUICE_MAX_CONCURRENT_RUNS=$BURST SLUICE_MAX_RUNS_PER_CONNECTION=$BURST \
+    "$BIN" serve --listen "127.0.0.1:$SLPORT" --data-dir "$DATA" >"$WORK/sluice-$N.log" 2>&1 &
+  SLUICE_PID=$!
+  for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+  slsql -c "CREATE CONNECTION bench TYPE postgres OPTIONS (host '127.0.0.1', port $PGPORT, database 'postgres', user 'postgres', sslmode 'disable')" >/dev/null
+
+  seq 1 "$N" | awk '{printf "CREATE ETL JOB j%d FROM bench.public.t INTO warehouse.t%d SNAPSHOT;\n", $1, $1}' > "$WORK/create.sql"
+  t0=$(now); slsql -f "$WORK/create.sql" >/dev/null
+  CREATE_MS=$(echo "$(ms_since "$t0") / $N" | bc -l)
+
+  # Runs one after another through one session, so the figure is a run's own cost.
+  for _ in $(seq "$RUNS"); do seq 1 "$N" | awk '{printf "RUN ETL JOB j%d;\n", $1}'; done > "$WORK/run.sql"
+  t0=$(now); slsql -f "$WORK/run.sql" >/dev/null 2>&1
+  RUN_MS=$(echo "$(ms_since "$t0") / ($N * $RUNS)" | bc -l)
+  [ "$RUNS" = 0 ] && RUN_MS=0
+
+  JOBS_MS=$(query_ms "SELECT * FROM sluice.jobs")
+  SHOW_MS=$(query_ms "SHOW ETL JOBS")
+  LOOKUP_MS=$(query_ms "SELECT * FROM sluice.jobs WHERE name = 'j$(( N / 2 ))'")
+  RUNS_MS=$(query_ms "SELECT * FROM sluice.runs WHERE job = 'j$(( N / 2 ))'")
+
+  # The burst: BURST jobs scheduled every minute; the first whole minute
+  # after the change fires them all. Then they are paused again.
+  slsql -c "ALTER ETL JOBS WHERE name IN ($(seq 1 "$BURST" | awk '{printf "%s'"'"'j%d'"'"'", (NR>1?",":""), $1}')) SET SCHEDULE EVERY 1 MINUTES" >/dev/null
+  MINUTE=$(( ($(date +%s) / 60 + 1) * 60 ))
+  for _ in $(seq 240); do
+    started=$(slsql -c "SELECT count(*) FROM sluice.runs WHERE trigger = 'schedule' AND started_at >= to_timestamp($MINUTE)")
+    [ "$started" -ge "$BURST" ] && break
+    sleep 1
+  done
+  BURST_S=$(slsql -c "SELECT extract(epoch FROM max(started_at)) - $MINUTE FROM sluice.runs WHERE trigger = 'schedule' AND started_at >= to_timestamp($MINUTE)")
+  [ "$started" -ge "$BURST" ] || BURST_S="only $started of $BURST started"
+  slsql -c "ALTER ETL JOBS WHERE name LIKE 'j%' PAUSE" >/dev/null
+  sleep 5
+
+  CATALOG_MB=$(du -sm "$DATA/catalog" 2>/dev/null | cut -f1)
+  IDLE_MB=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
+  PEAK_MB=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
+  printf '%-7d %9.1f %8.1f %8.1f %8.1f %9.1f %8.1f %8s %10s %8s %8s\n' "$N" "$CREATE_MS" "$RUN_MS" \
+    "$JOBS_MS" "$SHOW_MS" "$LOOKUP_MS" "$RUNS_MS" "$BURST_S" "$CATALOG_MB" "$IDLE_MB" "$PEAK_MB"
+  kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true; SLUICE_PID=
+done
