@@ -13,17 +13,18 @@
 # prints:
 #   create_ms      CREATE ETL JOB, mean per job (one psql session, N statements)
 #   run_ms         RUN ETL JOB of a 100-row table, mean per run
-#   jobs_ms        SELECT * FROM sluice.jobs (median of 5)                target <= 50
-#   show_ms        SHOW ETL JOBS (median of 5)                            target <= 50
-#   lookup_ms      SELECT * FROM sluice.jobs WHERE name = 'jN/2' (median) target <= 5
-#   runs_ms        SELECT * FROM sluice.runs WHERE job = 'jN/2' (median)
+#   jobs_ms        SELECT * FROM sluice.jobs                              target <= 50
+#   show_ms        SHOW ETL JOBS                                          target <= 50
+#   lookup_ms      SELECT * FROM sluice.jobs WHERE name = 'jN/2'          target <= 5
+#   runs_ms        SELECT * FROM sluice.runs WHERE job = 'jN/2'
+#                  (each query: medians of 5, "server CPU ms/wall ms", the
+#                  wall time with psql's start-up subtracted)
 #   burst_s        BENCH_BURST jobs due at the same minute: seconds from the
 #                  minute to the last scheduled start                    target <= 10
 #   catalog_mb     the catalog's size on disk after all of the above
 #   idle_mb        the server's resident memory when idle after the runs (VmRSS)
 #   peak_mb        its peak resident memory over the whole step (VmHWM)
-# psql's own start-up is subtracted from the query times (a `SELECT 1` timed
-# the same way), so they show the server's time. The scheduler starts runs
+The scheduler starts runs
 # within the limits SLUICE_MAX_CONCURRENT_RUNS and
 # SLUICE_MAX_RUNS_PER_CONNECTION; this bench raises both to the burst size so
 # that the limits do not hide the scheduler's own latency.
@@ -38,20 +39,24 @@ RUNS=${BENCH_RUNS:-3}
 source bench/lib.sh
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 ms_since() { echo "($(now) - $1) * 1000" | bc -l; }
-# Median wall milliseconds of a query through psql, psql's start-up subtracted.
+# CPU nanoseconds the server's threads have used so far.
+cpu_ns() { cat /proc/"$SLUICE_PID"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
+# Median milliseconds of a query: the server's CPU time for it (steady on a
+# busy machine) and the wall time with psql's own start-up subtracted.
 query_ms() {
-  local times=() base=() t0
+  local cpu=() wall=() base=() t0 c0
   for _ in 1 2 3 4 5; do
     t0=$(now); slsql -c 'SELECT 1' >/dev/null; base+=("$(ms_since "$t0")")
-    t0=$(now); slsql -c "$1" >/dev/null; times+=("$(ms_since "$t0")")
+    c0=$(cpu_ns); t0=$(now); slsql -c "$1" >/dev/null; wall+=("$(ms_since "$t0")")
+    cpu+=("$(echo "($(cpu_ns) - $c0) / 1000000" | bc -l)")
   done
-  echo "$(median "${times[@]}") - $(median "${base[@]}")" | bc -l
+  printf '%.1f/%.1f' "$(median "${cpu[@]}")" "$(echo "$(median "${wall[@]}") - $(median "${base[@]}")" | bc -l)"
 }
 
 pgsql -c "CREATE TABLE t (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL, note text);
           INSERT INTO t SELECT g, now() - g * interval '1 minute', 'row ' || g FROM generate_series(1, 100) g;" >/dev/null
 
-printf '%-7s %9s %8s %8s %8s %9s %8s %8s %10s %8s %8s\n' \
+printf '%-7s %9s %8s %13s %13s %13s %13s %8s %10s %8s %8s\n' \
   jobs create_ms run_ms jobs_ms show_ms lookup_ms runs_ms burst_s catalog_mb idle_mb peak_mb
 for N in "${SIZES[@]}"; do
   BURST=${BENCH_BURST:-$(( N < 1000 ? N : 1000 ))}
@@ -95,7 +100,7 @@ for N in "${SIZES[@]}"; do
   CATALOG_MB=$(du -sm "$DATA/catalog" 2>/dev/null | cut -f1)
   IDLE_MB=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
   PEAK_MB=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
-  printf '%-7d %9.1f %8.1f %8.1f %8.1f %9.1f %8.1f %8s %10s %8s %8s\n' "$N" "$CREATE_MS" "$RUN_MS" \
+  printf '%-7d %9.1f %8.1f %13s %13s %13s %13s %8.8s %10s %8s %8s\n' "$N" "$CREATE_MS" "$RUN_MS" \
     "$JOBS_MS" "$SHOW_MS" "$LOOKUP_MS" "$RUNS_MS" "$BURST_S" "$CATALOG_MB" "$IDLE_MB" "$PEAK_MB"
   kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true; SLUICE_PID=
 done

@@ -18,6 +18,7 @@ mod schedule_state;
 mod schema_change;
 mod secret;
 mod store;
+mod store_options;
 mod table_ops;
 mod transaction;
 mod verification;

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::SCHEMA_VERSION;
 use crate::error::{CatalogError, Result};
 use crate::record::{self, Record};
 use crate::run::{RunRecord, run_index_key};
+use crate::store_options;
 use crate::transaction::{Staged, Transaction};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
@@ -42,14 +43,11 @@ pub(crate) struct Store {
 impl Store {
     /// Opens (or creates) the database and checks its layout version.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.set_keep_log_file_num(3);
+        let cache = store_options::block_cache();
         let families = FAMILIES
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        let db = DB::open_cf_descriptors(&opts, path, families)?;
+            .map(|name| ColumnFamilyDescriptor::new(*name, store_options::family(&cache)));
+        let db = DB::open_cf_descriptors(&store_options::database(), path, families)?;
         let store = Self { db };
         store.check_schema_version()?;
         Ok(store)
@@ -286,5 +284,48 @@ impl Batch<'_> {
             }
         }
         self.store.write(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes in every family's memtables.
+    fn memtable_bytes(store: &Store) -> u64 {
+        FAMILIES
+            .iter()
+            .map(|name| {
+                (store.db)
+                    .property_int_value_cf(store.family(name), "rocksdb.cur-size-all-mem-tables")
+                    .unwrap()
+                    .unwrap()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn memtables_stay_bounded_however_much_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let value = vec![b'x'; 1024];
+        let mut peak = 0;
+        // 48 MiB of run records in 1 MiB batches: RocksDB's defaults would
+        // hold all of it in memory (64 MiB memtables).
+        for batch_no in 0..48u64 {
+            let mut batch = WriteBatch::default();
+            for i in 0..1024u64 {
+                batch.put_cf(store.family("runs"), (batch_no * 1024 + i).to_be_bytes(), &value);
+            }
+            store.write(batch).unwrap();
+            peak = peak.max(memtable_bytes(&store));
+        }
+        let bound = (store_options::TOTAL_WRITE_BUFFER_BYTES as u64) * 5 / 4;
+        assert!(peak <= bound, "memtables reached {peak} bytes (bound {bound})");
+        let last = store
+            .db
+            .get_cf(store.family("runs"), (48 * 1024 - 1u64).to_be_bytes())
+            .unwrap();
+        assert_eq!(last.as_deref(), Some(value.as_slice()), "flushed data stays readable");
     }
 }
