@@ -312,3 +312,38 @@ async fn an_incremental_window_is_the_scan_filter_and_each_item_loads_once() {
         ["25", "25", "325"].map(|v| Some(v.to_owned()))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_takes_the_mapping_settings_for_one_read() {
+    let (_dynamo, recorder, _sluice, client) = setup(20, "").await;
+    let columns =
+        |rows: Vec<Vec<Option<String>>>| -> Vec<String> { rows.into_iter().map(|r| r[0].clone().unwrap()).collect() };
+    let plain = columns(rows(&client, "DESCRIBE dyn.dynamodb.events").await);
+    assert!(!plain.contains(&"_document".to_owned()), "{plain:?}");
+    recorder.take("");
+
+    let described = columns(
+        rows(
+            &client,
+            "DESCRIBE dyn.dynamodb.events WITH (sample = 5, keep_document = true, on_type_mismatch = 'null')",
+        )
+        .await,
+    );
+    assert_eq!(described.last().map(String::as_str), Some("_document"), "{described:?}");
+    let scans = recorder.take("Scan");
+    assert_eq!(scans[0]["Limit"], json!(5), "the sample reads 5 items: {scans:?}");
+
+    for (sql, setting) in [
+        (
+            "DESCRIBE dyn.dynamodb.events WITH (on_type_mismatch = 'maybe')",
+            "on_type_mismatch",
+        ),
+        ("DESCRIBE dyn.dynamodb.events WITH (sample = 0)", "sample"),
+        ("DESCRIBE dyn.dynamodb.events WITH (samples = 10)", "samples"),
+    ] {
+        let message = crate::common::expect_err(&client, sql, "22023").await;
+        assert!(message.contains(setting), "{sql}: {message}");
+    }
+    // The connection itself is unchanged.
+    assert_eq!(columns(rows(&client, "DESCRIBE dyn.dynamodb.events").await), plain);
+}
