@@ -347,3 +347,58 @@ async fn describe_takes_the_mapping_settings_for_one_read() {
     // The connection itself is unchanged.
     assert_eq!(columns(rows(&client, "DESCRIBE dyn.dynamodb.events").await), plain);
 }
+
+/// `sample`, `keep_document` and `on_type_mismatch` as job settings win
+/// over the connection's options and show in `SHOW CREATE ETL JOB`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_mapping_settings_win_over_the_connection_options() {
+    let (dynamo, _recorder, _sluice, client) = setup(20, ", on_type_mismatch 'fail', sample 1000").await;
+    // Item 21, put last (moto scans in insertion order), holds text in `qty`.
+    let mut odd = event(21);
+    odd["qty"] = json!({"S": "many"});
+    dynamo.put("events", &[odd]);
+    for (setting, sql) in [
+        ("on_type_mismatch", "on_type_mismatch = 'maybe'"),
+        ("keep_document", "keep_document = 'yes'"),
+        ("sample", "sample = 0"),
+    ] {
+        let message = crate::common::expect_err(
+            &client,
+            &format!("CREATE ETL JOB bad FROM dyn.dynamodb.events INTO warehouse.bad SNAPSHOT WITH ({sql})"),
+            // Refused by the parser, as every job setting's value.
+            "42601",
+        )
+        .await;
+        assert!(message.contains(setting), "{sql}: {message}");
+    }
+    client
+        .batch_execute(
+            "CREATE ETL JOB snap FROM dyn.dynamodb.events INTO warehouse.events_snap SNAPSHOT \
+             WITH (sample = 20, on_type_mismatch = 'null', keep_document = true)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(run(&client, "snap").await, "21");
+    let odd = rows(
+        &client,
+        "SELECT qty, _document FROM warehouse.events_snap WHERE id = 21",
+    )
+    .await;
+    assert_eq!(odd[0][0], None, "{odd:?}");
+    assert!(odd[0][1].as_deref().unwrap().contains(r#""qty":"many""#), "{odd:?}");
+    let create = rows(&client, "SHOW CREATE ETL JOB snap").await;
+    let text = create[0].last().cloned().flatten().unwrap();
+    assert!(
+        text.contains("keep_document = true, on_type_mismatch = 'null', sample = 20);"),
+        "{text}"
+    );
+    // The connection's own option still fails a job without the settings.
+    client
+        .batch_execute(
+            "CREATE ETL JOB strict FROM dyn.dynamodb.events INTO warehouse.events_strict SNAPSHOT WITH (sample = 20)",
+        )
+        .await
+        .unwrap();
+    let failed = crate::common::expect_err(&client, "RUN ETL JOB strict", "2200G").await;
+    assert!(failed.contains("document 21") && failed.contains("\"qty\""), "{failed}");
+}
