@@ -278,6 +278,10 @@ pub struct JobRecord {
     /// Free-form `key=value` labels (`WITH (labels = 'team=finance')`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Connection options of the source changed for this job's reads (a
+    /// document store's `sample`, `keep_document`, `on_type_mismatch`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_settings: BTreeMap<String, crate::OptionValue>,
     pub paused: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -211,6 +211,7 @@ fn job(name: &str, connection: &str) -> JobRecord {
         columns: Vec::new(),
         freshness_target_seconds: None,
         labels: Default::default(),
+        source_settings: Default::default(),
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),

@@ -83,6 +83,10 @@ impl TestOutcome {
     }
 }
 
+/// The connection options a statement may change for one read of a source
+/// (the document stores' mapping): `DESCRIBE ... WITH (sample = 500)`.
+pub const SOURCE_SETTINGS: &[&str] = &["sample", "keep_document", "on_type_mismatch"];
+
 /// Creates, alters, tests and drops connections.
 pub struct ConnectionManager {
     catalog: Arc<Catalog>,
@@ -357,8 +361,45 @@ impl ConnectionManager {
 
     /// Opens a saved connection as a source of tables.
     pub fn source(&self, name: &str) -> Result<Arc<dyn Source>, EngineError> {
-        let record = self.catalog.connection(name)?;
+        self.source_with(name, &BTreeMap::new())
+    }
+
+    /// Opens a saved connection as a source with some of its
+    /// [`SOURCE_SETTINGS`] changed for this read (`DESCRIBE ... WITH (...)`):
+    /// a setting the connection's type does not have, or an invalid value,
+    /// is an `InvalidOption` naming it.
+    pub fn source_with(
+        &self,
+        name: &str,
+        settings: &BTreeMap<String, OptionValue>,
+    ) -> Result<Arc<dyn Source>, EngineError> {
+        let mut record = self.catalog.connection(name)?;
         let (kind, driver) = available_type(&record.kind)?;
+        for (setting, value) in settings {
+            let setting = setting.to_ascii_lowercase();
+            if !SOURCE_SETTINGS.contains(&setting.as_str()) {
+                return Err(EngineError::InvalidOption {
+                    message: format!(
+                        "unknown setting \"{setting}\"; valid settings: {}",
+                        SOURCE_SETTINGS.join(", ")
+                    ),
+                    option: setting,
+                });
+            }
+            let spec = kind
+                .options
+                .iter()
+                .find(|s| s.name == setting)
+                .ok_or_else(|| EngineError::InvalidOption {
+                    message: format!(
+                        "setting \"{setting}\" applies to document sources only; connection {name} is of type {}",
+                        kind.name
+                    ),
+                    option: setting.clone(),
+                })?;
+            let value = crate::options::validated(kind.name, spec, value.clone())?;
+            record.options.insert(setting, value);
+        }
         let factory = driver.source.ok_or_else(|| EngineError::NotASource {
             connection: record.name.clone(),
             kind: kind.name.into(),

@@ -3,11 +3,12 @@
 //! A connection failure met while exploring is recorded in the
 //! connection's status, like a failed `TEST CONNECTION`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
-use sluice_catalog::{ConnectionStatus, StatusUpdate};
+use sluice_catalog::{ConnectionStatus, OptionValue, StatusUpdate};
 
 use crate::connections::ConnectionManager;
 use crate::error::EngineError;
@@ -25,7 +26,22 @@ impl ConnectionManager {
         F: FnOnce(Arc<dyn Source>) -> Fut,
         Fut: Future<Output = Result<T, SourceError>>,
     {
-        let source = self.source(connection)?;
+        self.with_settings(connection, &BTreeMap::new(), op).await
+    }
+
+    /// [`Self::with_source`] on the source opened with `settings`
+    /// ([`ConnectionManager::source_with`]).
+    async fn with_settings<T, F, Fut>(
+        &self,
+        connection: &str,
+        settings: &BTreeMap<String, OptionValue>,
+        op: F,
+    ) -> Result<T, EngineError>
+    where
+        F: FnOnce(Arc<dyn Source>) -> Fut,
+        Fut: Future<Output = Result<T, SourceError>>,
+    {
+        let source = self.source_with(connection, settings)?;
         let result = op(source).await;
         if result.is_ok() {
             self.mark_working(connection);
@@ -79,7 +95,18 @@ impl ConnectionManager {
 
     /// Columns, keys and type mappings of one table.
     pub async fn describe(&self, connection: &str, table: &TableRef) -> Result<TableDescription, EngineError> {
-        self.with_source(connection, |s| async move { s.describe(table).await })
+        self.describe_with(connection, table, &BTreeMap::new()).await
+    }
+
+    /// [`Self::describe`] with some of the source's settings changed
+    /// (`DESCRIBE ... WITH (sample = 500)`).
+    pub async fn describe_with(
+        &self,
+        connection: &str,
+        table: &TableRef,
+        settings: &BTreeMap<String, OptionValue>,
+    ) -> Result<TableDescription, EngineError> {
+        self.with_settings(connection, settings, |s| async move { s.describe(table).await })
             .await
     }
 
@@ -90,11 +117,22 @@ impl ConnectionManager {
         description: &TableDescription,
         rows: usize,
     ) -> Result<Vec<RecordBatch>, EngineError> {
+        self.sample_with(connection, description, rows, &BTreeMap::new()).await
+    }
+
+    /// [`Self::sample`] read with `settings` as in [`Self::describe_with`].
+    pub async fn sample_with(
+        &self,
+        connection: &str,
+        description: &TableDescription,
+        rows: usize,
+        settings: &BTreeMap<String, OptionValue>,
+    ) -> Result<Vec<RecordBatch>, EngineError> {
         let request = ScanRequest {
             limit: Some(rows),
             ..ScanRequest::every_column(description)
         };
-        self.with_source(connection, |s| async move {
+        self.with_settings(connection, settings, |s| async move {
             let stream = s.scan(description, &request).await?;
             stream.try_collect().await.map_err(|e| SourceError::Query {
                 code: None,

@@ -223,6 +223,12 @@ pub fn unknown_option(type_name: &str, specs: &[OptionSpec], name: &str) -> Engi
 }
 
 /// Checks one value against its spec and converts it to the spec's type.
+/// `value` checked against `spec` of connection type `type_name` and put in
+/// its stored form; the error names the option.
+pub fn validated(type_name: &str, spec: &OptionSpec, value: OptionValue) -> Result<OptionValue, EngineError> {
+    normalise(type_name, spec, value)
+}
+
 fn normalise(type_name: &str, spec: &OptionSpec, value: OptionValue) -> Result<OptionValue, EngineError> {
     let invalid = |what: String| EngineError::InvalidOption {
         option: spec.name.into(),

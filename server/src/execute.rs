@@ -234,9 +234,14 @@ pub async fn execute(
             connection,
             schema,
             table,
+            settings,
         } => {
-            let description = engine.describe(&connection, &TableRef { schema, name: table }).await?;
-            let samples = match engine.sample(&connection, &description, DESCRIBE_SAMPLE_ROWS).await {
+            let table = TableRef { schema, name: table };
+            let description = engine.describe_with(&connection, &table, &settings).await?;
+            let samples = match engine
+                .sample_with(&connection, &description, DESCRIBE_SAMPLE_ROWS, &settings)
+                .await
+            {
                 Ok(samples) => samples,
                 Err(e) => {
                     send_notice(client, "01000", format!("could not sample values: {e}")).await;

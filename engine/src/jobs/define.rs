@@ -307,6 +307,7 @@ impl CreateJob {
             columns: Vec::new(),
             freshness_target_seconds: None,
             labels: Default::default(),
+            source_settings: Default::default(),
             paused: false,
             created_at: now,
             updated_at: now,
@@ -339,7 +340,10 @@ impl JobManager {
             schema: job.source.schema.clone(),
             name: job.source.table.clone(),
         };
-        let description = self.connections.describe(&job.source.connection, &table).await?;
+        let description = self
+            .connections
+            .describe_with(&job.source.connection, &table, &job.source_settings)
+            .await?;
         let columns = JobColumns::resolve(&job, description)?;
         job.columns = schema_changes::record(&columns);
         if let LoadType::Incremental { cursor, start, .. } = &job.load {
@@ -549,7 +553,9 @@ impl JobManager {
                 Vec::new()
             });
         }
-        let source = self.connections.source(&job.source.connection)?;
+        let source = self
+            .connections
+            .source_with(&job.source.connection, &job.source_settings)?;
         let horizon = guard::horizon(job, &*source).await?;
         Ok(horizon
             .and_then(|h| h.blind)

@@ -56,12 +56,17 @@ impl JobManager {
     /// The job's source and its loaded columns, resolved against the
     /// source's table as it is now.
     pub(super) async fn source_columns(&self, job: &JobRecord) -> Result<(Arc<dyn Source>, JobColumns), EngineError> {
-        let source = self.connections.source(&job.source.connection)?;
+        let source = self
+            .connections
+            .source_with(&job.source.connection, &job.source_settings)?;
         let table = TableRef {
             schema: job.source.schema.clone(),
             name: job.source.table.clone(),
         };
-        let description = self.connections.describe(&job.source.connection, &table).await?;
+        let description = self
+            .connections
+            .describe_with(&job.source.connection, &table, &job.source_settings)
+            .await?;
         let columns = JobColumns::resolve(&schema_changes::without_dropped(job, &description), description)?;
         Ok((source, columns))
     }

@@ -474,6 +474,7 @@ mod tests {
             columns: Vec::new(),
             freshness_target_seconds: None,
             labels: Default::default(),
+            source_settings: Default::default(),
             parallelism: None,
             paused: false,
             created_at: Utc::now(),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_catalog::{CatchUp, JobRecord, SchemaChangePolicy, VerifySchedule};
+use sluice_catalog::{CatchUp, JobRecord, OptionValue, SchemaChangePolicy, VerifySchedule};
 
 /// A setting's value as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +43,15 @@ pub enum JobSetting {
     Labels(BTreeMap<String, String>),
     /// Whether the scheduler verifies the job after its runs.
     Verify(VerifySchedule),
+    /// A document store's mapping option (`sample`, `keep_document`,
+    /// `on_type_mismatch`) for this job's reads, over the connection's.
+    Source(&'static str, OptionValue),
 }
 
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by, \
-     commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify";
+     commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify, sample, keep_document, \
+     on_type_mismatch";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -104,6 +108,22 @@ impl JobSetting {
                 .filter(|&s| s > 0)
                 .map(JobSetting::FreshnessTarget)
                 .ok_or_else(|| "freshness_target must be a duration such as '2 hours' (at most 365 days)".into()),
+            "sample" => number(1, 100_000).map(|n| JobSetting::Source("sample", OptionValue::Integer(n.into()))),
+            "keep_document" => match value {
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("true") => {
+                    Ok(JobSetting::Source("keep_document", OptionValue::Bool(true)))
+                }
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("false") => {
+                    Ok(JobSetting::Source("keep_document", OptionValue::Bool(false)))
+                }
+                _ => Err("keep_document must be true or false".into()),
+            },
+            "on_type_mismatch" => match value {
+                SettingValue::Text(t) if ["fail", "null", "json"].contains(&t.to_ascii_lowercase().as_str()) => Ok(
+                    JobSetting::Source("on_type_mismatch", OptionValue::Text(t.to_ascii_lowercase())),
+                ),
+                _ => Err("on_type_mismatch must be 'fail', 'null' or 'json'".into()),
+            },
             "labels" => match value {
                 SettingValue::Text(text) => labels(text).map(JobSetting::Labels),
                 SettingValue::Number(_) => Err("labels must be text such as 'team=finance, tier=1'".into()),
@@ -138,6 +158,7 @@ impl JobSetting {
             JobSetting::FreshnessTarget(_) => "freshness_target",
             JobSetting::Labels(_) => "labels",
             JobSetting::Verify(_) => "verify",
+            JobSetting::Source(name, _) => name,
         }
     }
 
@@ -158,6 +179,9 @@ impl JobSetting {
             JobSetting::FreshnessTarget(seconds) => job.freshness_target_seconds = Some(seconds),
             JobSetting::Labels(labels) => job.labels = labels,
             JobSetting::Verify(schedule) => job.verify = schedule,
+            JobSetting::Source(name, value) => {
+                job.source_settings.insert(name.to_owned(), value);
+            }
         }
     }
 

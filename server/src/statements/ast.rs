@@ -59,11 +59,13 @@ pub enum SluiceStatement {
     ShowSchemas { connection: String },
     /// `SHOW TABLES FROM conn[.schema]`
     ShowTables { connection: String, schema: Option<String> },
-    /// `DESCRIBE conn.schema.table`
+    /// `DESCRIBE conn.schema.table [WITH (setting = value, ...)]`
     DescribeSourceTable {
         connection: String,
         schema: String,
         table: String,
+        /// Source settings for this read (`sample`, `keep_document`, `on_type_mismatch`).
+        settings: BTreeMap<String, OptionValue>,
     },
     /// `CREATE ETL JOB ...`
     CreateJob(Box<CreateJob>),

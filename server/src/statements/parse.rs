@@ -93,14 +93,15 @@ pub fn is_sluice_statement(sql: &str) -> bool {
         || is_describe_of_source_table(&words, &tokens)
 }
 
-/// `DESCRIBE a.b.c` (three parts) describes a source table; shorter names
-/// are DataFusion tables and stay with DataFusion.
+/// `DESCRIBE a.b.c [WITH (...)]` (three parts) describes a source table;
+/// shorter names are DataFusion tables and stay with DataFusion.
 fn is_describe_of_source_table(words: &[String], tokens: &[Token]) -> bool {
     words.first().is_some_and(|w| w == "DESCRIBE" || w == "DESC")
         && matches!(
             &tokens[1..],
             [Token::Word(_), Token::Period, Token::Word(_), Token::Period, Token::Word(_), rest @ ..]
                 if rest.iter().all(|t| matches!(t, Token::SemiColon | Token::EOF))
+                    || matches!(rest.first(), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("WITH"))
         )
 }
 
@@ -247,10 +248,16 @@ impl StatementParser<'_> {
             let schema = self.name("schema name")?;
             self.expect(Token::Period)?;
             let table = self.name("table name")?;
+            let settings = if self.word("WITH") {
+                self.option_list()?
+            } else {
+                BTreeMap::new()
+            };
             return Ok(SluiceStatement::DescribeSourceTable {
                 connection,
                 schema,
                 table,
+                settings,
             });
         }
         self.expect_word("SHOW")?;
@@ -729,5 +736,25 @@ mod tests {
         assert!(err.message.contains("more than once"), "{err:?}");
         let err = parse("CREATE CONNECTION c TYPE postgres OPTIONS (port 1.5)").unwrap_err();
         assert!(err.message.contains("whole numbers"), "{err:?}");
+    }
+
+    #[test]
+    fn describe_takes_source_settings() {
+        let sql = "DESCRIBE c.s.t WITH (sample = 5, keep_document true, on_type_mismatch = 'null')";
+        assert!(is_sluice_statement(sql));
+        assert!(!is_sluice_statement("DESCRIBE t WITH (sample = 5)"));
+        assert_eq!(
+            parse(sql).unwrap(),
+            SluiceStatement::DescribeSourceTable {
+                connection: "c".into(),
+                schema: "s".into(),
+                table: "t".into(),
+                settings: BTreeMap::from([
+                    ("sample".to_owned(), OptionValue::Integer(5)),
+                    ("keep_document".to_owned(), OptionValue::Bool(true)),
+                    ("on_type_mismatch".to_owned(), OptionValue::Text("null".into())),
+                ]),
+            }
+        );
     }
 }

@@ -10,8 +10,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, Schema, SchemaRef};
 use sluice_catalog::{
-    Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, RunRecord, RunStatus,
-    SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
+    Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, OptionValue,
+    RunRecord, RunStatus, SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
 };
 use sluice_engine::destinations::Shipped;
 use sluice_engine::jobs::{
@@ -427,6 +427,15 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     }
     if job.verify != VerifySchedule::default() {
         sql.push_str(&format!(", verify = '{}'", job.verify.as_str()));
+    }
+    for (name, value) in &job.source_settings {
+        let value = match value {
+            OptionValue::Text(text) => format!("'{}'", text.replace('\'', "''")),
+            OptionValue::Integer(n) => n.to_string(),
+            OptionValue::Bool(b) => b.to_string(),
+            OptionValue::Secret { .. } => continue,
+        };
+        sql.push_str(&format!(", {name} = {value}"));
     }
     sql.push_str(");");
     sql

@@ -202,7 +202,8 @@ fn mismatch(table: &TableRef, doc: &Document, column: &ColumnInfo, value: &Value
     let fix = if column.primary_key_position.is_some() {
         "every document needs its key".to_owned()
     } else {
-        "set on_type_mismatch 'null' or 'json' on the connection, or give the column another type with COLUMNS"
+        "set on_type_mismatch 'null' or 'json' on the connection or the job, or give the column another type with \
+         COLUMNS"
             .to_owned()
     };
     SourceError::Query {
@@ -235,8 +236,8 @@ fn foreign(table: &TableRef, doc: &Document, reason: &str) -> SourceError {
     SourceError::Query {
         code: Some(MISMATCH_SQLSTATE.into()),
         message: format!(
-            "document {} of {table}: {reason}; set on_type_mismatch 'null' or 'json' on the connection to load its \
-             key alone",
+            "document {} of {table}: {reason}; set on_type_mismatch 'null' or 'json' on the connection or the job \
+             to load its key alone",
             crate::sources::excerpt(&doc.id)
         ),
     }

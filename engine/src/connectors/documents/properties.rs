@@ -207,7 +207,8 @@ fn a_mismatch_names_document_and_field() {
     assert_eq!(
         err,
         "document user:2 of s.t: field \"age\" holds the string value \"forty\", which does not fit column type INT64; \
-         set on_type_mismatch 'null' or 'json' on the connection, or give the column another type with COLUMNS"
+         set on_type_mismatch 'null' or 'json' on the connection or the job, or give the column another type with \
+         COLUMNS"
     );
     let json = Mapping {
         on_mismatch: OnMismatch::Json,

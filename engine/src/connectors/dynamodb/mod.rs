@@ -1,10 +1,12 @@
 //! Amazon DynamoDB through its JSON API, requests signed with SigV4 by
 //! `aws-sigv4` and sent with reqwest: every table is a table of the
-//! `dynamodb` schema, read by parallel `Scan` and mapped to rows by the
+//! `dynamodb` schema, read by parallel `Scan` (or a `Query` when a filter
+//! fixes a partition key; `expression.rs`) and mapped to rows by the
 //! shared document mapping ([`crate::connectors::documents`];
 //! `docs/sources/documents.md`).
 
 mod api;
+mod expression;
 mod items;
 mod store;
 
@@ -127,6 +129,7 @@ fn store(options: &ResolvedOptions, timeout: Duration, only: Option<Vec<String>>
         segments: integer("segments", 1),
         page_size: integer("page_size", 1000),
         consistent_read: options.boolean("consistent_read").unwrap_or(false),
+        described: Default::default(),
     }
 }
 

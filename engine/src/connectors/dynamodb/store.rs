@@ -3,13 +3,17 @@
 //! page in flight), pages merged as they come.
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value as Json, json};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use super::api::Api;
+use super::expression::{self, Expressions, KeyAttribute, Read, TableKeys};
 use super::items;
-use crate::connectors::documents::{ColumnSpec, Document, KeyField, Pages, Shape, Store, Target};
-use crate::sources::{SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
+use crate::connectors::documents::{ColumnSpec, Document, KeyField, Pages, Pushdown, Shape, Store, Target};
+use crate::sources::{ScanRequest, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
 
 /// The one schema of a DynamoDB connection.
 pub(super) const SCHEMA: &str = "dynamodb";
@@ -21,6 +25,8 @@ pub(super) struct DynamoStore {
     pub(super) segments: u32,
     pub(super) page_size: u32,
     pub(super) consistent_read: bool,
+    /// What `DescribeTable` said of each table last, for EXPLAIN.
+    pub(super) described: Described,
 }
 
 impl DynamoStore {
@@ -56,63 +62,88 @@ impl DynamoStore {
         Ok(names)
     }
 
+    /// The table's keys and indexes (`DescribeTable`), remembered for
+    /// EXPLAIN.
+    async fn keys(&self, table: &str) -> Result<TableKeys, SourceError> {
+        let keys = describe(&self.api, table).await?;
+        remember(&self.described, table, &keys);
+        Ok(keys)
+    }
+
     /// The key attributes of `table`: partition key, then sort key.
     async fn key(&self, table: &str) -> Result<Vec<KeyField>, SourceError> {
-        let answer = self
-            .api
-            .call("DescribeTable", &json!({"TableName": table}))
-            .await
-            .map_err(|e| e.source_error(Some(table)))?;
-        let description = &answer["Table"];
-        let types = description["AttributeDefinitions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut key: Vec<(u8, KeyField)> = Vec::new();
-        for element in description["KeySchema"].as_array().into_iter().flatten() {
-            let name = element["AttributeName"].as_str().unwrap_or_default().to_owned();
-            let role = element["KeyType"].as_str().unwrap_or_default();
-            let attribute_type = types
-                .iter()
-                .find(|t| t["AttributeName"].as_str() == Some(name.as_str()))
-                .and_then(|t| t["AttributeType"].as_str())
-                .unwrap_or("S");
-            let target = match attribute_type {
+        let keys = self.keys(table).await?;
+        let Some(own) = keys.schemas.first() else {
+            return Ok(vec![]);
+        };
+        let field = |key: &KeyAttribute, detail: &str| KeyField {
+            name: key.name.clone(),
+            spec: ColumnSpec::new(match key.kind.as_str() {
                 "N" => Target::Int,
                 "B" => Target::Bytes,
                 _ => Target::String,
-            };
-            let (order, detail) = if role == "HASH" {
-                (0, "partition key")
-            } else {
-                (1, "sort key")
-            };
-            key.push((
-                order,
-                KeyField {
-                    name,
-                    spec: ColumnSpec::new(target),
-                    detail: detail.into(),
-                    nullable: false,
-                },
-            ));
-        }
-        key.sort_by_key(|(order, _)| *order);
-        Ok(key.into_iter().map(|(_, k)| k).collect())
+            }),
+            detail: detail.into(),
+            nullable: false,
+        };
+        Ok(std::iter::once(field(&own.partition, "partition key"))
+            .chain(own.sort.iter().map(|k| field(k, "sort key")))
+            .collect())
+    }
+
+    /// How a scan with `request` reads a table with `keys`.
+    fn read_of(&self, description: &TableDescription, request: &ScanRequest, keys: &TableKeys) -> Read {
+        expression::plan(
+            description,
+            &Pushdown::of(description, request),
+            keys,
+            self.consistent_read,
+        )
     }
 }
 
-/// One `Scan` request of a segment.
-fn scan_body(table: &str, limit: u32, consistent: bool, segment: Option<(u32, u32)>, start: Option<&Json>) -> Json {
-    let mut body = json!({"TableName": table, "Limit": limit, "ConsistentRead": consistent});
-    if let Some((segment, total)) = segment {
-        body["Segment"] = json!(segment);
-        body["TotalSegments"] = json!(total);
+/// `DescribeTable`'s keys of `table`.
+async fn describe(api: &Api, table: &str) -> Result<TableKeys, SourceError> {
+    let answer = api
+        .call("DescribeTable", &json!({"TableName": table}))
+        .await
+        .map_err(|e| e.source_error(Some(table)))?;
+    Ok(TableKeys::from_description(&answer["Table"]))
+}
+
+fn remember(described: &Described, table: &str, keys: &TableKeys) {
+    if let Ok(mut described) = described.lock() {
+        described.insert(table.to_owned(), keys.clone());
     }
-    if let Some(start) = start {
-        body["ExclusiveStartKey"] = start.clone();
-    }
-    body
+}
+
+/// The keys of the tables described last, by name.
+pub(super) type Described = Arc<Mutex<HashMap<String, TableKeys>>>;
+
+/// The pages of one `Scan` segment or one `Query`: `body` sent again with
+/// each `LastEvaluatedKey` as `ExclusiveStartKey` until there is none.
+fn pages(api: Api, operation: &'static str, table: String, key: Vec<String>, body: Json) -> Pages {
+    // State: the next page's start key; `None` once the read ended.
+    futures::stream::try_unfold(Some(None::<Json>), move |state| {
+        let (api, table, key, mut body) = (api.clone(), table.clone(), key.clone(), body.clone());
+        async move {
+            let Some(start) = state else { return Ok(None) };
+            if let Some(start) = start {
+                body["ExclusiveStartKey"] = start;
+            }
+            let answer = api
+                .call(operation, &body)
+                .await
+                .map_err(|e| e.source_error(Some(&table)))?;
+            let docs = documents(&table, &answer, &key)?;
+            let next = match answer.get("LastEvaluatedKey") {
+                Some(next) if !next.is_null() => Some(Some(next.clone())),
+                _ => None,
+            };
+            Ok(Some((docs, next)))
+        }
+    })
+    .boxed()
 }
 
 /// The items of one `Scan` answer as documents.
@@ -161,9 +192,13 @@ impl Store for DynamoStore {
         let mut start: Option<Json> = None;
         while docs.len() < n {
             let limit = u32::try_from(n - docs.len()).unwrap_or(u32::MAX).min(1000);
+            let mut body = json!({"TableName": table, "Limit": limit, "ConsistentRead": false});
+            if let Some(start) = &start {
+                body["ExclusiveStartKey"] = start.clone();
+            }
             let answer = self
                 .api
-                .call("Scan", &scan_body(table, limit, false, None, start.as_ref()))
+                .call("Scan", &body)
                 .await
                 .map_err(|e| e.source_error(Some(table)))?;
             docs.extend(documents(table, &answer, &names)?);
@@ -184,38 +219,89 @@ impl Store for DynamoStore {
     }
 
     fn read(&self, table: &str, description: &TableDescription) -> Pages {
-        let key: Vec<String> = description.primary_key().into_iter().map(str::to_owned).collect();
-        let total = self.segments.max(1);
-        let segments = (0..total).map(|segment| {
-            let (api, table, key) = (self.api.clone(), table.to_owned(), key.clone());
-            let (limit, consistent) = (self.page_size, self.consistent_read);
-            let parallel = (total > 1).then_some((segment, total));
-            // State: the next page's start key; `None` once the segment ended.
-            futures::stream::try_unfold(Some(None::<Json>), move |state| {
-                let (api, table, key) = (api.clone(), table.clone(), key.clone());
-                async move {
-                    let Some(start) = state else { return Ok(None) };
-                    let body = scan_body(&table, limit, consistent, parallel, start.as_ref());
-                    let answer = api
-                        .call("Scan", &body)
-                        .await
-                        .map_err(|e| e.source_error(Some(&table)))?;
-                    let docs = documents(&table, &answer, &key)?;
-                    let next = match answer.get("LastEvaluatedKey") {
-                        Some(next) if !next.is_null() => Some(Some(next.clone())),
-                        _ => None,
-                    };
-                    Ok(Some((docs, next)))
-                }
-            })
-            .boxed()
-        });
-        futures::stream::select_all(segments).boxed()
+        self.read_request(table, description, &ScanRequest::every_column(description))
     }
 
     fn read_text(&self, table: &str) -> String {
+        self.scan_text(table, &Expressions::default())
+    }
+
+    /// A `Query` when the scan's filter fixes a partition key, else a
+    /// `Scan` in `segments` parallel segments (each with one page in
+    /// flight, pages merged as they come), with the rest of the filter's
+    /// bounds as the filter expression.
+    fn read_request(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> Pages {
+        let key: Vec<String> = description.primary_key().into_iter().map(str::to_owned).collect();
+        let (api, table, described) = (self.api.clone(), table.to_owned(), self.described.clone());
+        let (description, pushdown) = (description.clone(), Pushdown::of(description, request));
+        let (total, limit, consistent) = (self.segments.max(1), self.page_size, self.consistent_read);
+        let opened = async move {
+            let keys = describe(&api, &table).await?;
+            remember(&described, &table, &keys);
+            let mut body = json!({"TableName": table, "Limit": limit});
+            Ok::<_, SourceError>(match expression::plan(&description, &pushdown, &keys, consistent) {
+                Read::Scan(expressions) => {
+                    body["ConsistentRead"] = json!(consistent);
+                    expressions.add_to(&mut body);
+                    let segments = (0..total).map(|segment| {
+                        let mut body = body.clone();
+                        if total > 1 {
+                            body["Segment"] = json!(segment);
+                            body["TotalSegments"] = json!(total);
+                        }
+                        pages(api.clone(), "Scan", table.clone(), key.clone(), body)
+                    });
+                    futures::stream::select_all(segments).boxed()
+                }
+                Read::Query {
+                    index,
+                    global,
+                    expressions,
+                } => {
+                    if let Some(index) = index {
+                        body["IndexName"] = json!(index);
+                    }
+                    if !global {
+                        body["ConsistentRead"] = json!(consistent);
+                    }
+                    expressions.add_to(&mut body);
+                    pages(api, "Query", table, key, body)
+                }
+            })
+        };
+        futures::stream::once(opened).try_flatten().boxed()
+    }
+
+    fn read_request_text(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> String {
+        let described = self.described.lock().ok().and_then(|d| d.get(table).cloned());
+        let Some(keys) = described else {
+            let read = self.read_of(description, request, &TableKeys { schemas: vec![] });
+            let Read::Scan(expressions) = read else {
+                unreachable!("without keys a read is a scan")
+            };
+            return format!(
+                "{} (a Query instead when DescribeTable shows a key the filter fixes)",
+                self.scan_text(table, &expressions)
+            );
+        };
+        match self.read_of(description, request, &keys) {
+            Read::Scan(expressions) => self.scan_text(table, &expressions),
+            Read::Query { index, expressions, .. } => {
+                let on = index.map(|i| format!(" index {i}")).unwrap_or_default();
+                format!("Query {table}{on} (Limit {}, {})", self.page_size, expressions.text())
+            }
+        }
+    }
+}
+
+impl DynamoStore {
+    fn scan_text(&self, table: &str, expressions: &Expressions) -> String {
+        let filter = Some(expressions.text())
+            .filter(|t| !t.is_empty())
+            .map(|t| format!(", {t}"))
+            .unwrap_or_default();
         format!(
-            "Scan {table} (TotalSegments {}, Limit {}, ConsistentRead {})",
+            "Scan {table} (TotalSegments {}, Limit {}, ConsistentRead {}{filter})",
             self.segments, self.page_size, self.consistent_read
         )
     }

@@ -40,6 +40,7 @@ fn job(schedule: &str) -> JobRecord {
         columns: Vec::new(),
         freshness_target_seconds: None,
         labels: Default::default(),
+        source_settings: Default::default(),
         paused: false,
         created_at: at("2026-01-01T00:00:00Z"),
         updated_at: at("2026-01-01T00:00:00Z"),
