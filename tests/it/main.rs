@@ -62,6 +62,7 @@ mod source_mysql;
 mod source_postgres;
 mod source_redis;
 mod source_redshift;
+mod source_redshift_unload;
 mod source_snowflake;
 mod source_sqlserver;
 mod source_tls;
