@@ -44,8 +44,8 @@ impl Redshift {
         format!(
             "CREATE CONNECTION {name} TYPE redshift OPTIONS (host '127.0.0.1', port {}, database '{}', \
              user '{RS_USER}', password '{RS_PASSWORD}', sslmode 'disable', unload_bucket 's3://{BUCKET}/exports', \
-             unload_endpoint '{}', unload_region 'us-east-1', unload_access_key_id 'a', \
-             unload_secret_access_key 'b'{extra})",
+             unload_endpoint '{}', unload_region 'us-east-1', unload_access_key_id 'unload-key-id', \
+             unload_secret_access_key 'unload-secret-key'{extra})",
             self.proxy.port,
             self.pg.db,
             self.moto.endpoint()
@@ -143,8 +143,11 @@ async fn snapshot_and_incremental_through_unload_equal_the_cursor_path_for_every
                 )),
             "{unload}"
         );
-        assert!(unload.contains("ST_AsBinary(\"geom\")"), "{unload}");
-        assert!(unload.contains("CAST(\"ttz\" AS VARCHAR(65535))"), "{unload}");
+        assert!(unload.contains("ST_AsBinary(\"geom\") AS \"geom\""), "{unload}");
+        assert!(
+            unload.contains("CAST(\"ttz\" AS VARCHAR(65535)) AS \"ttz\""),
+            "{unload}"
+        );
     }
     // The window's literal is quoted inside the UNLOAD's literal.
     assert!(unloads[2].contains("''2024-03-01 00:00:00"), "{}", unloads[2]);

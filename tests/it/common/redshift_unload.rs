@@ -68,10 +68,14 @@ impl UnloadProxy {
             .enable_all()
             .build()
             .unwrap();
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let port = listener.local_addr().unwrap().port();
+        // Bound here, served by the proxy's runtime (a test's runtime may
+        // not block on another).
+        let bound = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        bound.set_nonblocking(true).unwrap();
+        let port = bound.local_addr().unwrap().port();
         let serving = state.clone();
         runtime.spawn(async move {
+            let listener = TcpListener::from_std(bound).unwrap();
             while let Ok((client, _)) = listener.accept().await {
                 let state = serving.clone();
                 tokio::spawn(async move {

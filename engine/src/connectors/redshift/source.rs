@@ -210,6 +210,7 @@ fn unload_query(description: &TableDescription, request: &ScanRequest) -> String
                 &RsColumnType::named(column.source_type.split('(').next().unwrap_or_default()),
                 &column.mapping.arrow,
                 expression(column),
+                &DIALECT.quote_ident(&column.name),
             )
         })
         .collect();

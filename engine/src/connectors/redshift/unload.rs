@@ -249,14 +249,25 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// The select-list expression UNLOAD gets for a column whose cursor
-/// expression is `expression`: types Parquet has no column type for go as
-/// their text, so they load as the cursor path loads them.
-pub(super) fn unload_expression(column_type: &RsColumnType, target: &DataType, expression: String) -> String {
-    match (column_type.canonical(), target) {
+/// The select-list item UNLOAD gets for a column whose cursor expression
+/// is `expression`: types Parquet has no column type for go as their text,
+/// so they load as the cursor path loads them, and every computed value is
+/// named after its column (Parquet columns need distinct names).
+pub(super) fn unload_expression(
+    column_type: &RsColumnType,
+    target: &DataType,
+    expression: String,
+    quoted_name: &str,
+) -> String {
+    let expression = match (column_type.canonical(), target) {
         ("character" | "character varying" | "super", _) => expression,
         (_, DataType::Utf8) => format!("CAST({expression} AS VARCHAR(65535))"),
         _ => expression,
+    };
+    if expression == quoted_name {
+        expression
+    } else {
+        format!("{expression} AS {quoted_name}")
     }
 }
 
