@@ -65,6 +65,7 @@ mod source_redshift;
 mod source_redshift_unload;
 mod source_snowflake;
 mod source_sqlserver;
+mod source_synapse;
 mod source_tls;
 mod transactions;
 mod trust_store;
