@@ -161,6 +161,10 @@ async fn snapshot_and_incremental_through_unload_equal_the_cursor_path_for_every
     assert!(after.is_empty(), "the UNLOAD connection used a cursor: {after:?}");
     assert!(violations(&sent).is_empty(), "{:?}", violations(&sent));
     assert!(rs.leftovers().await.is_empty(), "{:?}", rs.leftovers().await);
+    // The log says which path each scan took.
+    let log = sluice.log_contents();
+    assert_eq!(log.matches("Redshift scan through UNLOAD").count(), 3, "{log}");
+    assert_eq!(log.matches("Redshift scan through a cursor").count(), 1, "{log}");
 }
 
 /// `unload_min_rows` keeps small tables on the cursor path, and a LIMIT
@@ -184,6 +188,7 @@ async fn small_tables_and_limits_stay_on_the_cursor() {
     assert_eq!(run[0][1].as_deref(), Some("succeeded"), "{run:?}");
     assert_eq!(fingerprint(&client, "small").await, source_fingerprint(&rs.pg));
     assert!(rs.proxy.received().is_empty(), "{:?}", rs.proxy.received());
+    assert!(!sluice.log_contents().contains("through UNLOAD"));
 }
 
 /// kill -9 while Redshift is unloading (its files written, the answer not

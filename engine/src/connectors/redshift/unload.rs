@@ -359,8 +359,11 @@ async fn next_batch(mut state: Reading) -> Result<Option<(RecordBatch, Reading)>
             Ok(Some((batch, state)))
         }
         None => {
-            // Every row is read: the folder has done its work.
-            state.active.remove().await?;
+            // Every row is read: the folder has done its work. A folder
+            // that cannot be deleted now is left to the next scan.
+            if let Err(e) = state.active.remove().await {
+                warn!(folder = %state.active.folder, error = %e, "cannot delete an UNLOAD folder after reading it");
+            }
             Ok(None)
         }
     }
@@ -424,6 +427,68 @@ mod tests {
             ),
             "UNLOAD ('SELECT \"id\" FROM \"s\".\"t\" WHERE (\"note\" = ''it''''s a\\\\b'')') TO 's3://b/p/x/' \
              IAM_ROLE 'arn:aws:iam::1:role/r' FORMAT PARQUET PARALLEL ON MAXFILESIZE 256 MB"
+        );
+    }
+
+    fn unload(min_rows: i64) -> Unload {
+        Unload {
+            url: "s3://b/p".into(),
+            iam_role: "r".into(),
+            min_rows,
+            bucket: S3Bucket {
+                bucket: "b".into(),
+                prefix: None,
+                region: None,
+                endpoint: None,
+                access_key_id: None,
+                secret_access_key: None,
+                session_token: None,
+                timeout: Duration::from_secs(1),
+            },
+        }
+    }
+
+    fn table(estimated_rows: Option<i64>) -> TableDescription {
+        TableDescription {
+            table: TableRef {
+                schema: "s".into(),
+                name: "t".into(),
+            },
+            kind: crate::sources::TableKind::Table,
+            columns: Vec::new(),
+            estimated_rows,
+        }
+    }
+
+    #[test]
+    fn only_scans_of_every_row_of_large_enough_tables_unload() {
+        let every = ScanRequest::default();
+        let limited = ScanRequest {
+            limit: Some(5),
+            ..ScanRequest::default()
+        };
+        assert!(unload(0).applies(&table(None), &every));
+        assert!(!unload(0).applies(&table(Some(10)), &limited));
+        assert!(unload(100).applies(&table(Some(100)), &every));
+        assert!(!unload(100).applies(&table(Some(99)), &every));
+        assert!(!unload(100).applies(&table(None), &every));
+    }
+
+    #[test]
+    fn columns_parquet_cannot_type_are_unloaded_as_text_under_their_own_name() {
+        let item = |ty: &str, target: DataType, expression: &str| {
+            unload_expression(&RsColumnType::named(ty), &target, expression.into(), "\"c\"")
+        };
+        assert_eq!(item("integer", DataType::Int32, "\"c\""), "\"c\"");
+        assert_eq!(item("character", DataType::Utf8, "\"c\""), "\"c\"");
+        assert_eq!(item("super", DataType::Utf8, "\"c\""), "\"c\"");
+        assert_eq!(
+            item("time with time zone", DataType::Utf8, "\"c\""),
+            "CAST(\"c\" AS VARCHAR(65535)) AS \"c\""
+        );
+        assert_eq!(
+            item("geometry", DataType::Binary, "ST_AsBinary(\"c\")"),
+            "ST_AsBinary(\"c\") AS \"c\""
         );
     }
 
