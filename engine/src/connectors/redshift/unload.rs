@@ -131,7 +131,7 @@ impl Unload {
             chrono::Utc::now().format("%Y%m%dT%H%M%S"),
             uuid::Uuid::new_v4().simple()
         ));
-        let active = ActiveScan::claim(store.clone(), scan_folder.clone());
+        let mut active = ActiveScan::claim(store.clone(), scan_folder.clone());
         remove_leftovers(store.as_ref(), &table_folder).await;
 
         let target = format!("{}{}/", location.url, scan_folder);
@@ -147,7 +147,6 @@ impl Unload {
             .try_collect()
             .await
             .map_err(|e| self.bucket_error(self.bucket.failure(&e).to_string()))?;
-        let mut active = active;
         let batches: SendableRecordBatchStream = if files.is_empty() {
             active.remove().await.map_err(|e| self.bucket_error(e.to_string()))?;
             Box::pin(RecordBatchStreamAdapter::new(schema.clone(), futures::stream::empty()))
