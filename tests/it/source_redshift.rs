@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 use tokio_postgres::{Client, NoTls};
 
-const RS_USER: &str = "rs_etl";
-const RS_PASSWORD: &str = "rs_pw_123";
+pub(crate) const RS_USER: &str = "rs_etl";
+pub(crate) const RS_PASSWORD: &str = "rs_pw_123";
 
 /// Catalog objects and forms of PostgreSQL that Redshift lacks or refuses.
 const NOT_IN_REDSHIFT: &[&str] = &[
@@ -39,7 +39,7 @@ const NOT_IN_REDSHIFT: &[&str] = &[
 ///
 /// The stand-in: statements logged with their user, the Redshift catalog
 /// views, types and functions Sluice uses, and a login for the connection.
-fn standin() -> PgServer {
+pub(crate) fn standin() -> PgServer {
     let pg = PgServer::start_with_settings(&["log_statement=all", "log_line_prefix=%u:%p:"]);
     pg.psql_admin(&format!(
         r#"
@@ -101,7 +101,7 @@ fn standin() -> PgServer {
 }
 
 /// Inserts orders `from..=to`, one second apart.
-fn insert_orders(pg: &PgServer, from: i64, to: i64) {
+pub(crate) fn insert_orders(pg: &PgServer, from: i64, to: i64) {
     pg.psql_admin(&format!(
         "INSERT INTO sales.orders SELECT g, 'customer ' || g, g % 1000 + 0.25, \
          timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' FROM generate_series({from}, {to}) g;"
@@ -124,7 +124,7 @@ async fn connect_rs(client: &Client, pg: &PgServer) {
 }
 
 /// What the Redshift connection's sessions sent, from the stand-in's log.
-fn redshift_statements(pg: &PgServer) -> Vec<String> {
+pub(crate) fn redshift_statements(pg: &PgServer) -> Vec<String> {
     let mut ours = Vec::new();
     let mut current_is_ours = false;
     for line in pg.log_contents().lines() {
@@ -144,7 +144,7 @@ fn redshift_statements(pg: &PgServer) -> Vec<String> {
 
 /// What of `sent` Redshift would refuse: extended-protocol messages (the
 /// only way to ask for binary results) and objects or forms it lacks.
-fn violations(sent: &[String]) -> Vec<String> {
+pub(crate) fn violations(sent: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     for entry in sent {
         let lower = entry.to_lowercase();
@@ -341,11 +341,8 @@ async fn schemas_tables_and_columns_come_from_the_catalog_views() {
     );
 }
 
-#[tokio::test]
-async fn every_redshift_type_is_described_and_read_as_documented() {
-    let pg = standin();
-    pg.psql_admin(
-        r#"
+/// A table of every Redshift type: one row of values, one of NULLs.
+pub(crate) const ALL_TYPES: &str = r#"
         CREATE TABLE sales.all_types (
             s smallint, i integer, b bigint, d numeric(12,2), r real, f double precision, ok boolean,
             c char(3), v varchar(10), dt date, ts timestamp, tstz timestamptz, t time, ttz timetz,
@@ -358,8 +355,12 @@ async fn every_redshift_type_is_described_and_read_as_documented() {
             decode('0101000000000000000000f03f0000000000000040', 'hex'),
             '{"version":1,"logm":15}', '{"a": [1, 2]}', decode('deadbeef', 'hex'));
         INSERT INTO sales.all_types DEFAULT VALUES;
-        "#,
-    );
+        "#;
+
+#[tokio::test]
+async fn every_redshift_type_is_described_and_read_as_documented() {
+    let pg = standin();
+    pg.psql_admin(ALL_TYPES);
     let sluice = Sluice::start();
     let client = sluice.client().await;
     connect_rs(&client, &pg).await;
@@ -440,7 +441,7 @@ async fn every_redshift_type_is_described_and_read_as_documented() {
     assert_speaks_redshift(&pg, &["ST_AsBinary(\"geom\")", "ST_AsBinary(\"geog\")"]);
 }
 
-async fn fingerprint(client: &Client, table: &str) -> String {
+pub(crate) async fn fingerprint(client: &Client, table: &str) -> String {
     let r = rows(
         client,
         &format!("SELECT count(*), count(DISTINCT id), sum(id) FROM warehouse.{table}"),
@@ -452,7 +453,7 @@ async fn fingerprint(client: &Client, table: &str) -> String {
         .join("|")
 }
 
-fn source_fingerprint(pg: &PgServer) -> String {
+pub(crate) fn source_fingerprint(pg: &PgServer) -> String {
     pg.psql_admin("SELECT count(*), count(DISTINCT id), sum(id) FROM sales.orders")
         .trim()
         .to_owned()

@@ -14,11 +14,11 @@ use common::{Sluice, expect_err, rows};
 use tokio_postgres::Client;
 
 /// Rows of the first load: more than one batch of a scan.
-const ROWS: i64 = 20_000;
+pub(crate) const ROWS: i64 = 20_000;
 
 /// `orders` with ids `1..=n`: a text, a float, a time one second apart per
 /// id from 2024-01-01, and a flag.
-fn orders_csv(n: i64) -> String {
+pub(crate) fn orders_csv(n: i64) -> String {
     let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
         .unwrap()
         .and_hms_opt(0, 0, 0)
@@ -37,7 +37,7 @@ fn orders_csv(n: i64) -> String {
 }
 
 /// The options of a connection to the bridge, with `extra` options.
-fn options(bridge: &SqlBridge, extra: &str) -> String {
+pub(crate) fn options(bridge: &SqlBridge, extra: &str) -> String {
     format!(
         "host '127.0.0.1', port {}, database '{BRIDGE_DATABASE}', user '{BRIDGE_USER}', password '{BRIDGE_PASSWORD}'{extra}",
         bridge.port
@@ -64,7 +64,7 @@ fn one(rows: &[Vec<Option<String>>]) -> String {
 }
 
 /// count, distinct ids and the sum of ids of a warehouse table.
-async fn loaded(client: &Client, table: &str) -> (i64, i64, i64) {
+pub(crate) async fn loaded(client: &Client, table: &str) -> (i64, i64, i64) {
     let r = rows(
         client,
         &format!("SELECT count(*), count(DISTINCT id), coalesce(sum(id), 0) FROM warehouse.{table}"),
@@ -74,7 +74,7 @@ async fn loaded(client: &Client, table: &str) -> (i64, i64, i64) {
     (n(0), n(1), n(2))
 }
 
-fn expected(n: i64) -> (i64, i64, i64) {
+pub(crate) fn expected(n: i64) -> (i64, i64, i64) {
     (n, n, n * (n + 1) / 2)
 }
 

@@ -28,6 +28,7 @@ mod mariadb;
 pub mod mongo_fake;
 mod postgres;
 pub mod redis;
+pub mod redshift_unload;
 mod replica;
 mod sluice;
 pub mod sqlbridge;

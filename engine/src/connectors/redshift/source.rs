@@ -13,11 +13,12 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tokio_postgres::SimpleQueryMessage;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::decode::TextDecoder;
 use super::dialect::DIALECT;
 use super::types::RsColumnType;
+use super::unload::{Unload, unload_expression};
 use super::{horizon, metadata};
 use crate::connectors::postgres::{Endpoint, PgConnection, query_error, text_rows};
 use crate::options::ResolvedOptions;
@@ -41,11 +42,14 @@ const SCAN_SESSION: &str = "SET datestyle TO 'ISO, MDY'; SET timezone TO 'UTC'; 
 pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
     Arc::new(RedshiftSource {
         endpoint: Endpoint::new(options, timeout),
+        unload: Unload::from_options(options, timeout),
     })
 }
 
 struct RedshiftSource {
     endpoint: Endpoint,
+    /// Set when the connection has `unload_bucket`.
+    unload: Option<Unload>,
 }
 
 #[async_trait]
@@ -97,6 +101,13 @@ impl Source for RedshiftSource {
                         message: e.to_string(),
                     })?,
             );
+        if let Some(unload) = self.unload.as_ref().filter(|u| u.applies(description, request)) {
+            let select = unload_query(description, request);
+            return unload
+                .scan(&self.endpoint, &description.table, &select, schema, request)
+                .await;
+        }
+        info!(table = %description.table, "Redshift scan through a cursor");
         debug!(table = %description.table, %query, "Redshift scan");
         let connection = self.endpoint.connect().await?;
         let declare = format!("{SCAN_SESSION}; BEGIN READ ONLY; DECLARE {CURSOR} CURSOR FOR {query}");
@@ -178,6 +189,30 @@ fn query(description: &TableDescription, request: &ScanRequest) -> String {
         .iter()
         .filter_map(|&i| description.columns.get(i))
         .map(expression)
+        .collect();
+    let list = if list.is_empty() {
+        "1".to_owned()
+    } else {
+        list.join(", ")
+    };
+    scan_sql(&list, &from(&description.table), request)
+}
+
+/// The `SELECT` an UNLOAD of `request` writes: the cursor's, with the
+/// columns Parquet has no type for selected as text.
+fn unload_query(description: &TableDescription, request: &ScanRequest) -> String {
+    let list: Vec<String> = request
+        .columns
+        .iter()
+        .filter_map(|&i| description.columns.get(i))
+        .map(|column| {
+            unload_expression(
+                &RsColumnType::named(column.source_type.split('(').next().unwrap_or_default()),
+                &column.mapping.arrow,
+                expression(column),
+                &DIALECT.quote_ident(&column.name),
+            )
+        })
         .collect();
     let list = if list.is_empty() {
         "1".to_owned()

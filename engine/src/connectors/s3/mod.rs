@@ -54,16 +54,17 @@ pub(crate) static S3: ConnectionType = ConnectionType {
     }),
 };
 
-/// An S3 connection's options.
-struct S3Bucket {
-    bucket: String,
-    prefix: Option<String>,
-    region: Option<String>,
-    endpoint: Option<String>,
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    session_token: Option<String>,
-    timeout: Duration,
+/// An S3 connection's options (also the bucket Redshift's `UNLOAD`
+/// writes to, which `connectors/redshift` reads through this backend).
+pub(crate) struct S3Bucket {
+    pub(crate) bucket: String,
+    pub(crate) prefix: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) secret_access_key: Option<String>,
+    pub(crate) session_token: Option<String>,
+    pub(crate) timeout: Duration,
 }
 
 impl FromOptions for S3Bucket {
