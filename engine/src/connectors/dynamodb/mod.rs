@@ -73,6 +73,7 @@ pub(crate) static DYNAMODB: ConnectionType = ConnectionType {
         connector: &DynamoConnector,
         source: Some(open),
         destination: None,
+        cdc: None,
     }),
 };
 

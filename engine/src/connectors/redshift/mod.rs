@@ -51,5 +51,6 @@ pub(crate) static REDSHIFT: ConnectionType = ConnectionType {
         connector: &PostgresConnector,
         source: Some(source::open),
         destination: None,
+        cdc: None,
     }),
 };
