@@ -307,7 +307,7 @@ const WORKLOAD: [&str; 5] = [
      UPDATE items SET n = -5 WHERE id = 5; DELETE FROM items WHERE id = 7; COMMIT;",
     // A large one: thousands of inserts, updates leaving TOASTed values unchanged, deletes.
     "BEGIN; INSERT INTO items SELECT g, g % 7, CASE WHEN g % 50 = 0 THEN big_text(g) END, g * 1.25, \
-       ARRAY['x' || g, NULL], '2024-01-01'::timestamptz + g * interval '1 minute', \
+       ARRAY['x' || g, ''], '2024-01-01'::timestamptz + g * interval '1 minute', \
        jsonb_build_object('g', g), int4send(g), make_interval(days => g), g % 2 = 0, g / 3.0, \
        '2024-01-01'::date + g FROM generate_series(10000, 14000) g; \
      UPDATE items SET n = n + 100 WHERE id % 3 = 0; DELETE FROM items WHERE id % 11 = 0; COMMIT;",
@@ -329,7 +329,7 @@ async fn snapshot_and_stream_equal_the_source_and_resume_after_the_confirmed_pos
            at timestamptz, doc jsonb, raw bytea, span interval, flag boolean, ratio float8, day date); \
          ALTER TABLE items ALTER big SET STORAGE EXTERNAL; \
          INSERT INTO items SELECT g, g, CASE WHEN g % 20 = 0 THEN big_text(g) END, g * 0.5, \
-           ARRAY['a\"b', 'c,d', NULL], '2024-06-01 12:00:00.123456+00'::timestamptz + g * interval '1 hour', \
+           ARRAY['a\"b', 'c,d', ''], '2024-06-01 12:00:00.123456+00'::timestamptz + g * interval '1 hour', \
            jsonb_build_object('k', g, 'l', jsonb_build_array(1, 'two')), '\\x00ff'::bytea || int4send(g), \
            interval '1 year 2 months 3 days 04:05:06.5' * g, g % 3 = 0, g / 7.0, '2000-02-29'::date + g \
            FROM generate_series(1, 2000) g; \
@@ -417,7 +417,10 @@ async fn snapshot_and_stream_equal_the_source_and_resume_after_the_confirmed_pos
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(moved, end_lsn.to_string());
-    stream.close().await.expect("close");
+    tokio::time::timeout(Duration::from_secs(30), stream.close())
+        .await
+        .expect("closed within 30 s")
+        .expect("close");
 
     // A restart from the confirmed position re-delivers exactly the
     // transactions after it, and applying them again changes nothing.
@@ -437,7 +440,10 @@ async fn snapshot_and_stream_equal_the_source_and_resume_after_the_confirmed_pos
     for (id, row) in &source {
         assert_eq!(replica.rows.get(id), Some(row), "row {id} after re-delivery");
     }
-    again.close().await.expect("close");
+    tokio::time::timeout(Duration::from_secs(30), again.close())
+        .await
+        .expect("closed within 30 s")
+        .expect("close");
 
     // Release drops the slot and the publication.
     setup.changes.release(&state).await.expect("release");

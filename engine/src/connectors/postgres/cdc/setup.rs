@@ -140,9 +140,28 @@ pub(super) async fn prepare(
     Ok(())
 }
 
-/// Drops replication slot `slot` if it exists.
+/// How long a slot's last stream may take to let go of it.
+const SLOT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Drops replication slot `slot` if it exists, once the session that
+/// streamed it last has let go (a closed stream's server process may take
+/// a moment to exit); a slot still in use after that is refused (`55006`).
 pub(super) async fn drop_slot(endpoint: &Endpoint, slot: &str) -> Result<(), CdcError> {
     with_session(endpoint, async |connection| {
+        let deadline = tokio::time::Instant::now() + SLOT_RELEASE_WAIT;
+        loop {
+            let active = connection
+                .client
+                .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+                .await
+                .map_err(query_error)?;
+            match active {
+                Some(row) if row.get::<_, bool>(0) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                _ => break,
+            }
+        }
         connection
             .client
             .execute(

@@ -4,7 +4,8 @@
 //! UTC, ISO 8601 intervals, shortest exact floats, hex bytea.
 //!
 //! Values that the mapping refuses in scans are refused here too: NaN and
-//! infinities in numerics, infinite dates and timestamps.
+//! infinities in numerics, infinite dates and timestamps, arrays with NULL
+//! elements or more than one dimension.
 
 use std::sync::Arc;
 
@@ -55,7 +56,12 @@ pub(crate) fn decode(values: &StringArray, data_type: &DataType) -> Result<Array
             let mut elements: Vec<Option<String>> = Vec::new();
             for value in values.iter() {
                 if let Some(value) = value {
-                    elements.extend(array_elements(value)?);
+                    let parsed = array_elements(value)?;
+                    // As in scans: BigQuery arrays cannot hold NULL.
+                    if parsed.iter().any(Option::is_none) {
+                        return Err("an array with a NULL element cannot be loaded; such values are refused".into());
+                    }
+                    elements.extend(parsed);
                 }
                 offsets.push(i32::try_from(elements.len()).map_err(|_| "array values exceed 2^31 elements")?);
             }
@@ -358,17 +364,19 @@ mod tests {
                 .contains("multi-dimensional")
         );
         let list = decode(
-            &StringArray::from(vec![Some("{1,NULL,3}"), None, Some("{}")]),
+            &StringArray::from(vec![Some("{1,2,3}"), None, Some("{}")]),
             &list_of(DataType::Int32),
         )
         .unwrap();
         let list = list.as_list::<i32>();
         assert_eq!(
             list.value(0).as_primitive::<Int32Type>().iter().collect::<Vec<_>>(),
-            [Some(1), None, Some(3)]
+            [Some(1), Some(2), Some(3)]
         );
         assert!(list.is_null(1));
         assert_eq!(list.value(2).len(), 0);
+        let refused = decode(&StringArray::from(vec![Some("{1,NULL}")]), &list_of(DataType::Int32)).unwrap_err();
+        assert!(refused.contains("NULL element"), "{refused}");
     }
 
     /// An array literal as PostgreSQL writes it.
