@@ -7,6 +7,7 @@ use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::AdminCredentials;
+use crate::cdc::CdcState;
 use crate::connection::{ConnectionRecord, StatusUpdate};
 use crate::crypto::MasterKey;
 use crate::error::{CatalogError, ObjectKind, Result};
@@ -542,8 +543,8 @@ impl Catalog {
         self.store.scan()
     }
 
-    /// Drops a job and its watermark; its run history stays, with runs still
-    /// queued marked cancelled.
+    /// Drops a job, its watermark and its CDC state; its run history stays,
+    /// with runs still queued marked cancelled.
     pub fn drop_job(&self, name: &str, if_exists: bool) -> Result<Option<JobRecord>> {
         let _guard = self.lock();
         let Some(job) = self.find_job(name)? else {
@@ -557,6 +558,7 @@ impl Catalog {
         batch.delete::<JobRecord>(name);
         batch.delete::<Watermark>(name);
         batch.delete::<ScheduleState>(name);
+        batch.delete::<CdcState>(name);
         for mut run in self.runs(Some(name))? {
             if run.status == RunStatus::Queued {
                 run.status = RunStatus::Cancelled;
@@ -794,6 +796,24 @@ impl Catalog {
     /// Saves the scheduler's state of a job; `false` (and nothing saved)
     /// when the job no longer exists.
     pub fn set_schedule_state(&self, state: &ScheduleState) -> Result<bool> {
+        let _guard = self.lock();
+        if self.find_job(&state.job)?.is_none() {
+            return Ok(false);
+        }
+        let mut batch = self.store.batch();
+        batch.put(state);
+        batch.commit()?;
+        Ok(true)
+    }
+
+    /// The change-data-capture state of a job, if it has one.
+    pub fn cdc_state(&self, job: &str) -> Result<Option<CdcState>> {
+        self.store.get(job)
+    }
+
+    /// Saves the CDC state of a job; `false` (and nothing saved) when the
+    /// job no longer exists, so a dropped job's state cannot come back.
+    pub fn set_cdc_state(&self, state: &CdcState) -> Result<bool> {
         let _guard = self.lock();
         if self.find_job(&state.job)?.is_none() {
             return Ok(false);

@@ -7,6 +7,7 @@
 
 mod admin;
 mod catalog;
+mod cdc;
 mod connection;
 mod crypto;
 mod error;
@@ -25,6 +26,7 @@ mod verification;
 
 pub use admin::AdminCredentials;
 pub use catalog::{Catalog, DropOutcome};
+pub use cdc::{CdcMode, CdcPhase, CdcState, PendingBatch};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};
 pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};

@@ -14,9 +14,9 @@ use crate::transaction::{Staged, Transaction};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
 /// value per run under [`run_index_key`], so a job's runs are a prefix scan.
-/// `table_ops` and `public_tables` came later without a layout change:
-/// opening an older catalog creates them empty.
-pub(crate) const FAMILIES: [&str; 12] = [
+/// `table_ops`, `public_tables` and `cdc` came later without a layout
+/// change: opening an older catalog creates them empty.
+pub(crate) const FAMILIES: [&str; 13] = [
     "connections",
     "secrets",
     "jobs",
@@ -29,6 +29,7 @@ pub(crate) const FAMILIES: [&str; 12] = [
     "verifications",
     "table_ops",
     "public_tables",
+    "cdc",
 ];
 
 const RUN_INDEX: &str = "run_index";

@@ -441,6 +441,7 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
         "verifications",
         "table_ops",
         "public_tables",
+        "cdc",
     ];
     rocksdb::DB::open_cf(&opts, dir, families).unwrap()
 }
@@ -597,4 +598,30 @@ fn schema_changes_are_saved_with_the_jobs_columns_and_outlive_the_job() {
     let catalog = open(dir.path());
     catalog.drop_job("j", false).unwrap();
     assert_eq!(catalog.schema_changes().unwrap(), [change]);
+}
+
+#[test]
+fn cdc_state_survives_reopen_and_goes_with_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = CdcState {
+        phase: CdcPhase::Snapshotting { run: 3 },
+        slot: Some("sluice_0123abcd_a_1a2b3c4d".into()),
+        publication: Some("sluice_0123abcd_a_1a2b3c4d".into()),
+        created_publication: true,
+        ..CdcState::new("a")
+    };
+    {
+        let catalog = open_with_job(dir.path(), "a");
+        assert_eq!(catalog.cdc_state("a").unwrap(), None);
+        assert!(catalog.set_cdc_state(&state).unwrap());
+        assert!(
+            !catalog.set_cdc_state(&CdcState::new("nope")).unwrap(),
+            "no state for a job that does not exist"
+        );
+    }
+    let catalog = open(dir.path());
+    assert_eq!(catalog.cdc_state("a").unwrap(), Some(state));
+    assert_eq!(catalog.cdc_state("nope").unwrap(), None);
+    catalog.drop_job("a", false).unwrap();
+    assert_eq!(catalog.cdc_state("a").unwrap(), None, "dropped with its job");
 }

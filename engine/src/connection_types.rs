@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sluice_catalog::OptionValue;
 
+use crate::cdc::ChangeSource;
 use crate::destinations::Destination;
 use crate::error::EngineError;
 use crate::failure::ConnectFailure;
@@ -97,7 +98,14 @@ pub struct Driver {
     pub source: Option<SourceFactory>,
     /// Opens the connection as a destination of ETL jobs, for types that are one.
     pub destination: Option<DestinationFactory>,
+    /// Opens the connection as a source of change data capture, for types
+    /// whose change log Sluice reads.
+    pub cdc: Option<ChangeSourceFactory>,
 }
+
+/// Builds a [`ChangeSource`] from a connection's resolved options;
+/// `timeout` bounds every connection attempt.
+pub type ChangeSourceFactory = fn(&ResolvedOptions, Duration) -> Arc<dyn ChangeSource>;
 
 /// Builds a [`Source`] from a connection's resolved options; `timeout`
 /// bounds every connection attempt.

@@ -13,6 +13,7 @@ use sluice_catalog::{
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::allowed_paths::AllowedPaths;
+use crate::cdc::ChangeSource;
 use crate::connection_types::{ConnectionType, Driver};
 use crate::connectors;
 use crate::destinations::{Destination, ScrubbedDestination};
@@ -409,6 +410,18 @@ impl ConnectionManager {
             factory(&resolved, self.timeout_for(&resolved)),
             resolved.scrubber(),
         )))
+    }
+
+    /// Opens a saved connection as a source of change data capture.
+    pub fn change_source(&self, name: &str) -> Result<Arc<dyn ChangeSource>, EngineError> {
+        let record = self.catalog.connection(name)?;
+        let (kind, driver) = available_type(&record.kind)?;
+        let factory = driver.cdc.ok_or_else(|| EngineError::NotAChangeSource {
+            connection: record.name.clone(),
+            kind: kind.name.into(),
+        })?;
+        let resolved = self.resolve_saved(&record)?;
+        Ok(factory(&resolved, self.timeout_for(&resolved)))
     }
 
     /// Opens a saved connection as a destination of ETL jobs.

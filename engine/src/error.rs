@@ -60,6 +60,9 @@ pub enum EngineError {
     #[error("connection \"{connection}\" is of type {kind}, which cannot be read as a source yet")]
     NotASource { connection: String, kind: String },
 
+    #[error("connection \"{connection}\" is of type {kind}, whose changes cannot be captured")]
+    NotAChangeSource { connection: String, kind: String },
+
     #[error("{connection}: {error}")]
     Source { connection: String, error: SourceError },
 

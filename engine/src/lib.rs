@@ -23,6 +23,7 @@
 //! modules.
 
 pub mod allowed_paths;
+pub mod cdc;
 pub mod connection_types;
 pub mod connections;
 pub mod connectors;

@@ -161,6 +161,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
             Some("SHOW CONNECTION TYPES lists each type's options.".into()),
         ),
         EngineError::NotASource { .. } => error("0A000", message, None),
+        EngineError::NotAChangeSource { .. } => error("0A000", message, None),
         EngineError::Source {
             error: source_error,
             connection,

@@ -48,6 +48,7 @@ pub(crate) static AZURE_BLOB: ConnectionType = ConnectionType {
         connector: &BucketConnector::<Container>(PhantomData),
         source: Some(open_bucket::<Container>),
         destination: None,
+        cdc: None,
     }),
 };
 

@@ -98,6 +98,7 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
         connector: &BigQueryConnector,
         source: Some(source::open),
         destination: Some(destination::open),
+        cdc: None,
     }),
 };
 

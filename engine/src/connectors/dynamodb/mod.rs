@@ -75,6 +75,7 @@ pub(crate) static DYNAMODB: ConnectionType = ConnectionType {
         connector: &DynamoConnector,
         source: Some(open),
         destination: None,
+        cdc: None,
     }),
 };
 

@@ -65,6 +65,7 @@ pub(crate) static FIRESTORE: ConnectionType = ConnectionType {
         connector: &FirestoreConnector,
         source: Some(open),
         destination: None,
+        cdc: None,
     }),
 };
 

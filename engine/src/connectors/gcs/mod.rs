@@ -41,6 +41,7 @@ pub(crate) static GCS: ConnectionType = ConnectionType {
         connector: &BucketConnector::<GcsBucket>(PhantomData),
         source: Some(open_bucket::<GcsBucket>),
         destination: None,
+        cdc: None,
     }),
 };
 

@@ -44,6 +44,7 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
         connector: &LocalConnector,
         source: Some(open),
         destination: None,
+        cdc: None,
     }),
 };
 

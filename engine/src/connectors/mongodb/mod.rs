@@ -70,6 +70,7 @@ pub(crate) static MONGODB: ConnectionType = ConnectionType {
         connector: &MongoConnector,
         source: Some(open),
         destination: None,
+        cdc: None,
     }),
 };
 

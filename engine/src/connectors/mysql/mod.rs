@@ -73,6 +73,7 @@ pub(crate) static MYSQL: ConnectionType = ConnectionType {
         connector: &MysqlConnector,
         source: Some(source::open),
         destination: None,
+        cdc: None,
     }),
 };
 
@@ -86,6 +87,7 @@ pub(crate) static MARIADB: ConnectionType = ConnectionType {
         connector: &MysqlConnector,
         source: Some(source::open),
         destination: None,
+        cdc: None,
     }),
 };
 

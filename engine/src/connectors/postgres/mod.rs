@@ -2,6 +2,7 @@
 //! test, and a server's schemas read as a [`Source`](crate::sources::Source)
 //! (see [`source`]).
 
+mod cdc;
 mod copy_binary;
 pub(crate) mod dialect;
 mod horizon;
@@ -72,6 +73,7 @@ pub(crate) static POSTGRES: ConnectionType = ConnectionType {
         connector: &PostgresConnector,
         source: Some(source::open),
         destination: None,
+        cdc: Some(cdc::open),
     }),
 };
 

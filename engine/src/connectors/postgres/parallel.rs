@@ -3,7 +3,8 @@
 //! column's range under the scan's filter; `n` sessions import that snapshot
 //! and each `COPY`s one key range, so together they read exactly the rows a
 //! single scan would. Their batches are merged as they arrive, each stream
-//! decoded in its own task.
+//! decoded in its own task. A CDC first load reads the same way in the
+//! snapshot its replication slot exported (`scan_in_snapshot`).
 
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
@@ -97,20 +98,52 @@ pub(super) async fn scan(
     split: usize,
     parts: usize,
 ) -> Result<SendableRecordBatchStream, SourceError> {
+    scan_in_snapshot(endpoint, None, description, request, Some((split, parts))).await
+}
+
+/// The set-up of a session reading in exported snapshot `snapshot`.
+fn snapshot_setup(snapshot: &str) -> String {
+    format!(
+        "{SCAN_SESSION}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+        snapshot.replace('\'', "''")
+    )
+}
+
+/// Streams `request` in one snapshot: `snapshot` when given (one a
+/// replication slot exported), else one the coordinating session exports.
+/// With `split = Some((column, parts))` up to `parts` range scans over that
+/// column; without, one `COPY`. Returns once every stream's `COPY` has
+/// started, i.e. imported the snapshot: its exporter may end then.
+pub(super) async fn scan_in_snapshot(
+    endpoint: &Endpoint,
+    snapshot: Option<&str>,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: Option<(usize, usize)>,
+) -> Result<SendableRecordBatchStream, SourceError> {
+    let Some((split, parts)) = split else {
+        let setup = snapshot.map_or_else(|| SCAN_SESSION.to_owned(), snapshot_setup);
+        return copy(endpoint.connect().await?, &setup, prepare(description, request)?).await;
+    };
     let (column, table, filter) = split_parts(description, request, split)?;
 
     let coordinator = endpoint.connect().await?;
+    let (setup, exported) = match snapshot {
+        Some(snapshot) => (
+            snapshot_setup(snapshot),
+            format!("'{}'::text", snapshot.replace('\'', "''")),
+        ),
+        None => (
+            format!("{SCAN_SESSION}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            "pg_export_snapshot()".to_owned(),
+        ),
+    };
     let range = async {
-        coordinator
-            .client
-            .batch_execute(&format!(
-                "{SCAN_SESSION}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-            ))
-            .await?;
+        coordinator.client.batch_execute(&setup).await?;
         coordinator
             .client
             .query_one(
-                &format!("SELECT pg_export_snapshot(), min({column})::int8, max({column})::int8 FROM {table}{filter}"),
+                &format!("SELECT {exported}, min({column})::int8, max({column})::int8 FROM {table}{filter}"),
                 &[],
             )
             .await
@@ -124,10 +157,7 @@ pub(super) async fn scan(
         _ => vec![None],
     };
     debug!(table = %description.table, ranges = conditions.len(), "PostgreSQL parallel scan");
-    let setup = format!(
-        "{SCAN_SESSION}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
-        snapshot.replace('\'', "''")
-    );
+    let setup = snapshot_setup(&snapshot);
     let mut streams = Vec::with_capacity(conditions.len());
     for condition in conditions {
         let prepared = prepare(description, &part_request(request, condition))?;

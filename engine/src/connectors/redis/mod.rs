@@ -69,6 +69,7 @@ pub(crate) static REDIS: ConnectionType = ConnectionType {
         connector: &RedisConnector,
         source: Some(open),
         destination: None,
+        cdc: None,
     }),
 };
 

@@ -104,6 +104,7 @@ pub(crate) static REDSHIFT: ConnectionType = ConnectionType {
         connector: &RedshiftConnector,
         source: Some(source::open),
         destination: None,
+        cdc: None,
     }),
 };
 

@@ -51,6 +51,7 @@ pub(crate) static S3: ConnectionType = ConnectionType {
         connector: &BucketConnector::<S3Bucket>(PhantomData),
         source: Some(open_bucket::<S3Bucket>),
         destination: None,
+        cdc: None,
     }),
 };
 

@@ -61,6 +61,7 @@ pub(crate) static SNOWFLAKE: ConnectionType = ConnectionType {
         connector: &SnowflakeConnector,
         source: Some(source::open),
         destination: None,
+        cdc: None,
     }),
 };
 

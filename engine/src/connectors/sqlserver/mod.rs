@@ -68,6 +68,7 @@ pub(crate) static SQLSERVER: ConnectionType = ConnectionType {
         connector: &SqlServerConnector,
         source: Some(source::open),
         destination: None,
+        cdc: None,
     }),
 };
 
@@ -96,6 +97,7 @@ pub(crate) static SYNAPSE: ConnectionType = ConnectionType {
         connector: &SqlServerConnector,
         source: Some(source::open),
         destination: None,
+        cdc: None,
     }),
 };
 

@@ -1,0 +1,356 @@
+//! Change rows as Arrow batches (docs/design/cdc.md 2.4): the job's
+//! columns, all nullable, then `_sluice_op`, `_sluice_position`,
+//! `_sluice_commit_ts` and `_sluice_unchanged`, the names of the columns
+//! whose value the change did not carry (PostgreSQL's unchanged TOAST
+//! values): such a column is NULL in the row *and* named there, so a
+//! destination keeps the stored value instead of writing NULL.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::{CdcError, Position};
+
+/// The change's kind, in `_sluice_op`.
+pub const OP_COLUMN: &str = "_sluice_op";
+/// The change's place in the log, in an order that sorts like the log.
+pub const POSITION_COLUMN: &str = "_sluice_position";
+/// When the change's transaction committed at the source.
+pub const COMMIT_TS_COLUMN: &str = "_sluice_commit_ts";
+/// The columns the change left as they were (NULL when none).
+pub const UNCHANGED_COLUMN: &str = "_sluice_unchanged";
+
+/// What a change row does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Insert,
+    Update,
+    Delete,
+    /// Every row of the table goes; the row carries no values.
+    Truncate,
+}
+
+impl ChangeOp {
+    /// The text in `_sluice_op`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Insert => "insert",
+            ChangeOp::Update => "update",
+            ChangeOp::Delete => "delete",
+            ChangeOp::Truncate => "truncate",
+        }
+    }
+}
+
+/// One column's value in a change, as the source's change log has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeValue {
+    Null,
+    /// The change did not carry the value: it is the one stored before.
+    Unchanged,
+    /// The value in the source's text form.
+    Text(String),
+}
+
+/// Turns a column of text values into an Arrow array of `data_type`,
+/// refusing values that do not fit (the source's text formats).
+pub type TextDecoder = fn(&StringArray, &DataType) -> Result<ArrayRef, String>;
+
+/// The schema of change batches for `columns` (the job's columns).
+pub fn change_schema(columns: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = columns
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+    fields.push(Field::new(POSITION_COLUMN, DataType::Utf8, false));
+    fields.push(Field::new(COMMIT_TS_COLUMN, commit_ts_type(), false));
+    fields.push(Field::new(
+        UNCHANGED_COLUMN,
+        DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+        true,
+    ));
+    Arc::new(Schema::new(fields))
+}
+
+fn commit_ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
+}
+
+/// Collects change rows and cuts them into batches of the change schema.
+pub struct ChangeBatchBuilder {
+    columns: SchemaRef,
+    schema: SchemaRef,
+    decode: TextDecoder,
+    batch_rows: usize,
+    values: Vec<Vec<Option<String>>>,
+    ops: Vec<&'static str>,
+    positions: Vec<String>,
+    commit_ts: Vec<i64>,
+    unchanged: Vec<Option<Vec<String>>>,
+}
+
+impl ChangeBatchBuilder {
+    /// A builder for the job's `columns`, decoding text values with
+    /// `decode`; [`is_full`](Self::is_full) after `batch_rows` rows.
+    pub fn new(columns: SchemaRef, decode: TextDecoder, batch_rows: usize) -> Self {
+        Self {
+            schema: change_schema(&columns),
+            values: vec![Vec::new(); columns.fields().len()],
+            columns,
+            decode,
+            batch_rows: batch_rows.max(1),
+            ops: Vec::new(),
+            positions: Vec::new(),
+            commit_ts: Vec::new(),
+            unchanged: Vec::new(),
+        }
+    }
+
+    /// The schema of the batches built.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Rows collected and not yet built.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Whether a batch's worth of rows is waiting.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.batch_rows
+    }
+
+    /// Adds one change: `values` has one entry per job column, in order.
+    pub fn push(&mut self, op: ChangeOp, position: String, commit_ts_micros: i64, values: Vec<ChangeValue>) {
+        assert_eq!(values.len(), self.values.len(), "one value per job column");
+        let mut unchanged = Vec::new();
+        for (i, value) in values.into_iter().enumerate() {
+            self.values[i].push(match value {
+                ChangeValue::Null => None,
+                ChangeValue::Unchanged => {
+                    unchanged.push(self.columns.field(i).name().clone());
+                    None
+                }
+                ChangeValue::Text(text) => Some(text),
+            });
+        }
+        self.ops.push(op.as_str());
+        self.positions.push(position);
+        self.commit_ts.push(commit_ts_micros);
+        self.unchanged.push((!unchanged.is_empty()).then_some(unchanged));
+    }
+
+    /// Builds the rows collected so far into one batch (`None` when there
+    /// are none) and starts over.
+    pub fn finish(&mut self) -> Result<Option<RecordBatch>, CdcError> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (field, values) in self.columns.fields().iter().zip(&mut self.values) {
+            let text = StringArray::from(std::mem::take(values));
+            let array = (self.decode)(&text, field.data_type()).map_err(|message| CdcError::Decode {
+                column: field.name().clone(),
+                message,
+            })?;
+            arrays.push(array);
+        }
+        arrays.push(Arc::new(StringArray::from(std::mem::take(&mut self.ops))));
+        arrays.push(Arc::new(StringArray::from(std::mem::take(&mut self.positions))));
+        arrays.push(Arc::new(
+            TimestampMicrosecondArray::from(std::mem::take(&mut self.commit_ts)).with_timezone("UTC"),
+        ));
+        let mut unchanged = ListBuilder::new(StringBuilder::new());
+        for names in std::mem::take(&mut self.unchanged) {
+            match names {
+                Some(names) => {
+                    for name in names {
+                        unchanged.values().append_value(name);
+                    }
+                    unchanged.append(true);
+                }
+                None => unchanged.append(false),
+            }
+        }
+        arrays.push(Arc::new(unchanged.finish()));
+        RecordBatch::try_new(self.schema.clone(), arrays)
+            .map(Some)
+            .map_err(|e| CdcError::Unsupported(format!("change batch: {e}")))
+    }
+}
+
+/// A batch of a snapshot scan as change rows: every row an `insert` at
+/// `position` (sequence 0), committed at `commit_ts_micros`.
+pub fn snapshot_changes(batch: &RecordBatch, position: &Position, commit_ts_micros: i64) -> RecordBatch {
+    let schema = change_schema(&batch.schema());
+    let rows = batch.num_rows();
+    let mut arrays = batch.columns().to_vec();
+    arrays.push(Arc::new(StringArray::from(vec![ChangeOp::Insert.as_str(); rows])));
+    arrays.push(Arc::new(StringArray::from(vec![position.row_position(0); rows])));
+    arrays.push(Arc::new(
+        TimestampMicrosecondArray::from(vec![commit_ts_micros; rows]).with_timezone("UTC"),
+    ));
+    arrays.push(datafusion::arrow::array::new_null_array(
+        schema.field(schema.fields().len() - 1).data_type(),
+        rows,
+    ));
+    RecordBatch::try_new(schema, arrays).expect("the change schema extends the batch's own")
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, AsArray, Int64Array};
+    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    use datafusion::arrow::datatypes::Int64Type;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn cast(text: &StringArray, data_type: &DataType) -> Result<ArrayRef, String> {
+        let options = CastOptions {
+            safe: false,
+            ..CastOptions::default()
+        };
+        cast_with_options(text, data_type, &options).map_err(|e| e.to_string())
+    }
+
+    fn columns() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("big", DataType::Utf8, true),
+        ]))
+    }
+
+    fn unchanged(batch: &RecordBatch, row: usize) -> Option<Vec<String>> {
+        let list = batch.column(5).as_list::<i32>();
+        list.is_valid(row).then(|| {
+            let names = list.value(row);
+            names.as_string::<i32>().iter().map(|n| n.unwrap().to_owned()).collect()
+        })
+    }
+
+    #[test]
+    fn unchanged_values_are_named_never_just_null() {
+        let mut builder = ChangeBatchBuilder::new(columns(), cast, 10);
+        let at = Position::postgres_snapshot(0x10);
+        builder.push(
+            ChangeOp::Insert,
+            at.row_position(0),
+            5,
+            vec![ChangeValue::Text("1".into()), ChangeValue::Null],
+        );
+        builder.push(
+            ChangeOp::Update,
+            at.row_position(1),
+            5,
+            vec![ChangeValue::Text("1".into()), ChangeValue::Unchanged],
+        );
+        builder.push(
+            ChangeOp::Truncate,
+            at.row_position(2),
+            5,
+            vec![ChangeValue::Null, ChangeValue::Null],
+        );
+        let batch = builder.finish().unwrap().unwrap();
+        assert!(builder.finish().unwrap().is_none(), "finish starts over");
+        assert_eq!(batch.schema(), builder.schema());
+        assert!(batch.schema().field(0).is_nullable(), "a delete carries only the key");
+        let ops: Vec<_> = batch.column(2).as_string::<i32>().iter().flatten().collect();
+        assert_eq!(ops, ["insert", "update", "truncate"]);
+        assert!(batch.column(1).is_null(0) && batch.column(1).is_null(1));
+        assert_eq!(unchanged(&batch, 0), None, "a NULL is a NULL");
+        assert_eq!(
+            unchanged(&batch, 1),
+            Some(vec!["big".to_owned()]),
+            "an unchanged value is marked"
+        );
+        assert_eq!(batch.column(3).as_string::<i32>().value(1), "0000000000000010-00000001");
+        assert_eq!(batch.column(4).data_type(), &commit_ts_type());
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_names_its_column() {
+        let mut builder = ChangeBatchBuilder::new(columns(), cast, 10);
+        builder.push(
+            ChangeOp::Insert,
+            "p".into(),
+            0,
+            vec![ChangeValue::Text("x".into()), ChangeValue::Null],
+        );
+        let err = builder.finish().unwrap_err();
+        assert!(
+            matches!(&err, CdcError::Decode { column, .. } if column == "id"),
+            "{err}"
+        );
+        assert_eq!(err.sqlstate(), Some("22P02"));
+    }
+
+    #[test]
+    fn snapshot_rows_are_inserts_at_the_snapshot_position() {
+        let batch = RecordBatch::try_new(
+            columns(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec![Some("a"), None])),
+            ],
+        )
+        .unwrap();
+        let changes = snapshot_changes(&batch, &Position::postgres_snapshot(0xAB), 7);
+        assert_eq!(changes.schema(), change_schema(&columns()));
+        assert_eq!(changes.num_rows(), 2);
+        assert_eq!(
+            changes.column(3).as_string::<i32>().value(1),
+            "00000000000000AB-00000000"
+        );
+        assert_eq!(changes.column(2).as_string::<i32>().value(0), "insert");
+        assert!(changes.column(5).is_null(0));
+    }
+
+    proptest! {
+        #[test]
+        fn rows_come_out_as_they_went_in(
+            rows in prop::collection::vec((any::<i64>(), prop::option::of(prop::option::of("[a-z]{0,8}"))), 0..40),
+            batch_rows in 1usize..16,
+        ) {
+            // `None` = unchanged, `Some(None)` = NULL.
+            let mut builder = ChangeBatchBuilder::new(columns(), cast, batch_rows);
+            let mut batches = Vec::new();
+            for (seq, (id, big)) in rows.iter().enumerate() {
+                let big = match big {
+                    None => ChangeValue::Unchanged,
+                    Some(None) => ChangeValue::Null,
+                    Some(Some(text)) => ChangeValue::Text(text.clone()),
+                };
+                builder.push(ChangeOp::Update, format!("{seq:08}"), 0, vec![ChangeValue::Text(id.to_string()), big]);
+                if builder.is_full() {
+                    batches.push(builder.finish().unwrap().unwrap());
+                }
+            }
+            batches.extend(builder.finish().unwrap());
+            let mut out = Vec::new();
+            for batch in &batches {
+                prop_assert!(batch.num_rows() <= batch_rows);
+                for row in 0..batch.num_rows() {
+                    let id = batch.column(0).as_primitive::<Int64Type>().value(row);
+                    let big = batch.column(1).as_string::<i32>();
+                    let big = match unchanged(batch, row) {
+                        Some(names) => { prop_assert_eq!(names, vec!["big".to_owned()]); prop_assert!(big.is_null(row)); None }
+                        None => Some(big.is_valid(row).then(|| big.value(row).to_owned())),
+                    };
+                    out.push((id, big));
+                }
+            }
+            prop_assert_eq!(out, rows);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Change data capture (issue #22, docs/design/cdc.md): what a source that
+//! can stream its change log offers ([`ChangeSource`], [`ChangeStream`]),
+//! the events its stream yields, positions in the log, and change rows as
+//! Arrow batches. The PostgreSQL implementation lives in
+//! `connectors/postgres/cdc/`.
+
+mod batch;
+mod error;
+mod position;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use sluice_catalog::{CdcMode, CdcState};
+
+pub use batch::{
+    COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, OP_COLUMN, POSITION_COLUMN, TextDecoder,
+    UNCHANGED_COLUMN, change_schema, snapshot_changes,
+};
+pub use error::CdcError;
+pub use position::Position;
+
+use crate::sources::TableDescription;
+
+/// What one CDC job captures.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    /// The source table, with the job's columns only, in the job's order;
+    /// the primary key read from it.
+    pub description: TableDescription,
+    pub mode: CdcMode,
+    /// The first load's split column (an index into the description's
+    /// columns) and number of streams, as `WITH (parallelism = n)`.
+    pub parallel: Option<(usize, usize)>,
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+/// One event of a change stream, in log order.
+#[derive(Debug, Clone)]
+pub enum ChangeEvent {
+    /// A transaction starts; `key` is its position (PostgreSQL: its commit
+    /// LSN, with `end_lsn` not yet known and equal to it). A transaction
+    /// the destination already holds (`committed.contains(&key)`) is
+    /// skipped by the caller.
+    Begin { key: Position, commit_ts: DateTime<Utc> },
+    /// Changes of the open transaction, in the [`change_schema`]; a large
+    /// transaction arrives as many batches.
+    Rows(RecordBatch),
+    /// The transaction is complete; `resume` is where the log continues
+    /// after it, the position a destination commits with it.
+    Commit { resume: Position },
+    /// A marker a session wrote into the log (PostgreSQL
+    /// `pg_logical_emit_message(false, prefix, ..)`): every transaction
+    /// committed before it was delivered before it (the drain of a
+    /// scheduled run).
+    Marker { prefix: String, at: Position },
+    /// Nothing is in flight and the log's head is at `head`: with nothing
+    /// staged the caller may confirm it, so an idle source frees its log.
+    Idle { head: Position },
+}
+
+/// A source whose table changes can be captured.
+#[async_trait]
+pub trait ChangeSource: Send + Sync {
+    /// Checks, before anything is saved or created, that the source is set
+    /// up for capturing `capture` (log level, privileges, key, free slot);
+    /// returns notices to show.
+    async fn check(&self, capture: &Capture) -> Result<Vec<String>, CdcError>;
+
+    /// Names the source-side objects of job `state.job` of Sluice
+    /// `instance` and creates those that must exist before the first load
+    /// (PostgreSQL: the publication). Save `state` afterwards.
+    async fn prepare(&self, capture: &Capture, instance: &str, state: &mut CdcState) -> Result<(), CdcError>;
+
+    /// Creates the replication slot and reads the first load consistent
+    /// with it: the rows, as the table's scan schema, and the position the
+    /// stream continues from. Save `state` (phase `Snapshotting`) before.
+    async fn snapshot(
+        &self,
+        capture: &Capture,
+        state: &CdcState,
+    ) -> Result<(SendableRecordBatchStream, Position), CdcError>;
+
+    /// Streams the changes committed after `from`.
+    async fn stream(
+        &self,
+        capture: &Capture,
+        state: &CdcState,
+        from: &Position,
+    ) -> Result<Box<dyn ChangeStream>, CdcError>;
+
+    /// Drops what [`prepare`](Self::prepare) and
+    /// [`snapshot`](Self::snapshot) created (the slot; the publication if
+    /// Sluice created it). Objects already gone are fine.
+    async fn release(&self, state: &CdcState) -> Result<(), CdcError>;
+}
+
+/// An open change stream.
+#[async_trait]
+pub trait ChangeStream: Send {
+    /// The next event; `None` when the source ended the stream.
+    async fn next(&mut self) -> Result<Option<ChangeEvent>, CdcError>;
+
+    /// Tells the source that everything up to `upto` is committed at the
+    /// destination, so it may free its log up to there. Call only after
+    /// the destination's commit.
+    fn confirm(&mut self, upto: &Position);
+
+    /// Ends the stream (the source's replication session with it).
+    async fn close(self: Box<Self>) -> Result<(), CdcError>;
+}
+
+/// The name of the replication slot and publication of job `job` of the
+/// Sluice whose catalog instance id is `instance`:
+/// `sluice_<instance[..8]>_<job, [a-z0-9_] only, ≤ 30>_<hash8(job)>`, at
+/// most 63 characters, so an operator can tell which Sluice and job own
+/// it, and two jobs whose names differ only in other characters do not
+/// share one.
+pub fn source_object_name(instance: &str, job: &str) -> String {
+    let instance: String = instance
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let readable: String = job
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_') => c,
+            _ => '_',
+        })
+        .take(30)
+        .collect();
+    let digest = ring::digest::digest(&ring::digest::SHA256, job.as_bytes());
+    let hash: String = digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sluice_{instance}_{readable}_{hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn source_objects_are_named_for_their_sluice_and_job() {
+        assert_eq!(
+            source_object_name("0123456789abcdef", "orders"),
+            format!("sluice_01234567_orders_{}", &source_object_name("x", "orders")[16..])
+        );
+        let name = source_object_name("0123456789abcdef", "Orders-EU");
+        assert!(name.starts_with("sluice_01234567_orders_eu_"), "{name}");
+        assert_ne!(
+            name,
+            source_object_name("0123456789abcdef", "orders_eu"),
+            "the hash tells them apart"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn source_object_names_are_valid_postgres_identifiers(instance in "[0-9a-f]{16}", job in "\\PC{1,200}") {
+            let name = source_object_name(&instance, &job);
+            prop_assert!(name.len() <= 63, "{}", name);
+            prop_assert!(name.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_')), "{}", name);
+            prop_assert_eq!(&name, &source_object_name(&instance, &job));
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Positions in a source's change log (docs/design/cdc.md 2.1): where a
+//! transaction sits, where a stream resumes after it, and the text each
+//! change row carries in `_sluice_position`, which sorts like the log.
+
+use serde::{Deserialize, Serialize};
+
+/// A point in a source's change log: the key of a transaction (known when
+/// it begins) together with where the log continues after it (known at its
+/// commit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Position {
+    /// PostgreSQL: the commit LSN of a transaction (`Begin.final_lsn`) and
+    /// the end of its commit record (`Commit.end_lsn`), where streaming
+    /// resumes. A snapshot's position has both at the slot's consistent
+    /// point.
+    Postgres { commit_lsn: u64, end_lsn: u64 },
+    /// MySQL/MariaDB: the binlog file, the offset of the transaction's
+    /// first event, the end offset of its last (XID/COMMIT) event, and the
+    /// GTID state after it where the server has GTIDs.
+    MySql {
+        file: String,
+        begin: u64,
+        end: u64,
+        gtid: Option<String>,
+    },
+}
+
+impl Position {
+    /// The position of a PostgreSQL snapshot taken at `consistent_point`:
+    /// every transaction the stream delivers after it is newer.
+    pub fn postgres_snapshot(consistent_point: u64) -> Self {
+        Position::Postgres {
+            commit_lsn: consistent_point,
+            end_lsn: consistent_point,
+        }
+    }
+
+    /// The compact JSON stored with a destination commit and in the catalog.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("positions always serialise")
+    }
+
+    /// Reads [`Position::to_json`]'s text back.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| format!("not a change-log position ({e}): {text}"))
+    }
+
+    /// The `_sluice_position` of change number `seq` of this transaction:
+    /// fixed-width hex, so text order is log order. PostgreSQL
+    /// `00000001A2B3C4D8-0000002A`; MySQL `<file suffix>-<offset>-<seq>`.
+    pub fn row_position(&self, seq: u32) -> String {
+        match self {
+            Position::Postgres { commit_lsn, .. } => format!("{commit_lsn:016X}-{seq:08X}"),
+            Position::MySql { file, begin, .. } => format!("{:010}-{begin:020}-{seq:08X}", file_number(file)),
+        }
+    }
+
+    /// The bound above every change row of this position's transaction.
+    pub fn committed_bound(&self) -> String {
+        self.row_position(u32::MAX)
+    }
+
+    /// Whether the transaction whose key is `transaction` (its position at
+    /// `Begin`) is already contained in what was committed up to `self`:
+    /// the skip rule that makes re-delivery after a crash harmless. A
+    /// position of another source kind never contains it.
+    pub fn contains(&self, transaction: &Position) -> bool {
+        match (self, transaction) {
+            (Position::Postgres { end_lsn, .. }, Position::Postgres { commit_lsn, .. }) => commit_lsn < end_lsn,
+            (
+                Position::MySql { file, end, .. },
+                Position::MySql {
+                    file: t_file,
+                    begin: t_begin,
+                    ..
+                },
+            ) => (file_number(t_file), *t_begin) < (file_number(file), *end),
+            _ => false,
+        }
+    }
+}
+
+/// The sequence number of a binlog file name (`mysql-bin.000042` -> 42).
+fn file_number(file: &str) -> u64 {
+    file.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn json_is_compact_and_round_trips() {
+        let pg = Position::Postgres {
+            commit_lsn: 0x1_A2B3_C4D8,
+            end_lsn: 0x1_A2B3_C500,
+        };
+        assert_eq!(
+            pg.to_json(),
+            r#"{"postgres":{"commit_lsn":7024657624,"end_lsn":7024657664}}"#
+        );
+        assert_eq!(Position::from_json(&pg.to_json()).unwrap(), pg);
+        let my = Position::MySql {
+            file: "mysql-bin.000042".into(),
+            begin: 123_456,
+            end: 123_999,
+            gtid: Some("0-1-77".into()),
+        };
+        assert_eq!(Position::from_json(&my.to_json()).unwrap(), my);
+        assert!(
+            Position::from_json("{}")
+                .unwrap_err()
+                .contains("not a change-log position")
+        );
+    }
+
+    #[test]
+    fn row_positions_have_the_documented_shape() {
+        let pg = Position::postgres_snapshot(0x1_A2B3_C4D8);
+        assert_eq!(pg.row_position(42), "00000001A2B3C4D8-0000002A");
+        assert_eq!(pg.row_position(0), "00000001A2B3C4D8-00000000");
+        assert_eq!(pg.committed_bound(), "00000001A2B3C4D8-FFFFFFFF");
+        let my = Position::MySql {
+            file: "mysql-bin.000042".into(),
+            begin: 123_456,
+            end: 0,
+            gtid: None,
+        };
+        assert_eq!(my.row_position(42), "0000000042-00000000000000123456-0000002A");
+    }
+
+    #[test]
+    fn a_committed_position_contains_its_transaction_and_earlier_ones_only() {
+        let committed = Position::Postgres {
+            commit_lsn: 100,
+            end_lsn: 120,
+        };
+        let begin = Position::postgres_snapshot;
+        assert!(committed.contains(&begin(100)), "the committed transaction itself");
+        assert!(committed.contains(&begin(50)));
+        assert!(!committed.contains(&begin(120)), "the next one starts at the end");
+        let snapshot = Position::postgres_snapshot(100);
+        assert!(
+            !snapshot.contains(&begin(100)),
+            "nothing at the consistent point is in the snapshot"
+        );
+        let at = |file: &str, begin, end| Position::MySql {
+            file: file.into(),
+            begin,
+            end,
+            gtid: None,
+        };
+        let committed = at("bin.000002", 400, 500);
+        assert!(committed.contains(&at("bin.000002", 400, 0)));
+        assert!(committed.contains(&at("bin.000001", 9_000, 0)));
+        assert!(!committed.contains(&at("bin.000002", 500, 0)));
+        assert!(!committed.contains(&at("bin.000003", 4, 0)));
+        assert!(!committed.contains(&begin(1)), "another kind of source");
+    }
+
+    proptest! {
+        #[test]
+        fn row_positions_sort_like_the_log(a in any::<u64>(), s in any::<u32>(), b in any::<u64>(), t in any::<u32>()) {
+            let (x, y) = (Position::postgres_snapshot(a).row_position(s), Position::postgres_snapshot(b).row_position(t));
+            prop_assert_eq!(x.cmp(&y), (a, s).cmp(&(b, t)));
+            prop_assert!(y <= Position::postgres_snapshot(b).committed_bound());
+        }
+
+        #[test]
+        fn binlog_row_positions_sort_like_the_log(
+            f in 0u64..1_000_000, a in any::<u64>(), s in any::<u32>(),
+            g in 0u64..1_000_000, b in any::<u64>(), t in any::<u32>(),
+        ) {
+            let at = |file: u64, begin: u64| Position::MySql { file: format!("mysql-bin.{file:06}"), begin, end: 0, gtid: None };
+            prop_assert_eq!(at(f, a).row_position(s).cmp(&at(g, b).row_position(t)), (f, a, s).cmp(&(g, b, t)));
+        }
+
+        #[test]
+        fn positions_round_trip_through_json(commit in any::<u64>(), end in any::<u64>()) {
+            let position = Position::Postgres { commit_lsn: commit, end_lsn: end };
+            prop_assert_eq!(Position::from_json(&position.to_json()).unwrap(), position);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! What a job needs at the source before and after it streams: the set-up
+//! checks (each failure a typed [`CdcError`] with its SQLSTATE), the
+//! publication, and dropping the slot and publication again.
+
+use sluice_catalog::{CdcMode, CdcState};
+
+use super::super::dialect::DIALECT;
+use super::super::{Endpoint, PgConnection, query_error};
+use crate::cdc::{Capture, CdcError, source_object_name};
+use crate::sources::{Dialect, SourceError, TableKind, TableRef};
+
+/// Runs `work` on a fresh session and closes it.
+async fn with_session<T>(
+    endpoint: &Endpoint,
+    work: impl AsyncFnOnce(&PgConnection) -> Result<T, CdcError>,
+) -> Result<T, CdcError> {
+    let connection = endpoint.connect().await?;
+    let result = work(&connection).await;
+    connection.close();
+    result
+}
+
+fn quoted_table(table: &TableRef) -> String {
+    format!(
+        "{}.{}",
+        DIALECT.quote_ident(&table.schema),
+        DIALECT.quote_ident(&table.name)
+    )
+}
+
+/// `wal_level`, the role's REPLICATION privilege, the table's key or
+/// replica identity, ownership (to create the publication) and a free
+/// replication slot, in that order.
+pub(super) async fn check(endpoint: &Endpoint, capture: &Capture) -> Result<Vec<String>, CdcError> {
+    let table = &capture.description.table;
+    with_session(endpoint, async |connection| {
+        let client = &connection.client;
+        let server = client
+            .query_one(
+                "SELECT current_setting('wal_level'), current_user::text, \
+                        (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), \
+                        (SELECT count(*) FROM pg_replication_slots), \
+                        current_setting('max_replication_slots')::int8",
+                &[],
+            )
+            .await
+            .map_err(query_error)?;
+        let (wal_level, role): (String, String) = (server.get(0), server.get(1));
+        if wal_level != "logical" {
+            return Err(CdcError::WalLevel { found: wal_level });
+        }
+        if !server.get::<_, Option<bool>>(2).unwrap_or(false) {
+            return Err(CdcError::NoReplicationPrivilege { role });
+        }
+        let relation = client
+            .query_opt(
+                "SELECT c.relreplident::text, \
+                        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)), \
+                        pg_has_role(current_user, c.relowner, 'USAGE') \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&table.schema, &table.name],
+            )
+            .await
+            .map_err(query_error)?
+            .ok_or_else(|| SourceError::NotFound {
+                kind: "table",
+                name: table.to_string(),
+                nearby: Vec::new(),
+            })?;
+        let (identity, has_key, owner): (String, bool, bool) = (relation.get(0), relation.get(1), relation.get(2));
+        // NOTHING publishes no update or delete; DEFAULT without a primary
+        // key makes the source refuse them once the table is published;
+        // MERGE needs a key whatever the identity.
+        let keyless = match identity.as_str() {
+            "n" => true,
+            "f" => capture.mode == CdcMode::Merge && !has_key,
+            _ => !has_key,
+        };
+        if keyless {
+            return Err(CdcError::NoKey {
+                table: table.clone(),
+                nothing: identity == "n",
+            });
+        }
+        if !owner {
+            return Err(CdcError::NotTableOwner {
+                role,
+                table: table.clone(),
+            });
+        }
+        let (slots, max): (i64, i64) = (server.get(3), server.get(4));
+        if slots >= max {
+            return Err(CdcError::NoFreeSlot { max });
+        }
+        Ok(Vec::new())
+    })
+    .await
+}
+
+/// Names the job's slot and publication and creates the publication (if it
+/// does not exist yet: a run interrupted after creating it).
+pub(super) async fn prepare(
+    endpoint: &Endpoint,
+    capture: &Capture,
+    instance: &str,
+    state: &mut CdcState,
+) -> Result<(), CdcError> {
+    let name = source_object_name(instance, &state.job);
+    let description = &capture.description;
+    with_session(endpoint, async |connection| {
+        let exists = connection
+            .client
+            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+            .await
+            .map_err(query_error)?
+            .is_some();
+        if !exists {
+            let via_root = if description.kind == TableKind::Partitioned {
+                " WITH (publish_via_partition_root = true)"
+            } else {
+                ""
+            };
+            connection
+                .client
+                .batch_execute(&format!(
+                    "CREATE PUBLICATION {} FOR TABLE {}{via_root}",
+                    DIALECT.quote_ident(&name),
+                    quoted_table(&description.table)
+                ))
+                .await
+                .map_err(query_error)?;
+        }
+        Ok(())
+    })
+    .await?;
+    state.slot = Some(name.clone());
+    state.publication = Some(name);
+    state.created_publication = true;
+    Ok(())
+}
+
+/// How long a slot's last stream may take to let go of it.
+const SLOT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Drops replication slot `slot` if it exists, once the session that
+/// streamed it last has let go (a closed stream's server process may take
+/// a moment to exit); a slot still in use after that is refused (`55006`).
+pub(super) async fn drop_slot(endpoint: &Endpoint, slot: &str) -> Result<(), CdcError> {
+    with_session(endpoint, async |connection| {
+        let deadline = tokio::time::Instant::now() + SLOT_RELEASE_WAIT;
+        loop {
+            let active = connection
+                .client
+                .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+                .await
+                .map_err(query_error)?;
+            match active {
+                Some(row) if row.get::<_, bool>(0) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                _ => break,
+            }
+        }
+        connection
+            .client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(query_error)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Drops the job's slot, and its publication if Sluice created it.
+pub(super) async fn release(endpoint: &Endpoint, state: &CdcState) -> Result<(), CdcError> {
+    if let Some(slot) = &state.slot {
+        drop_slot(endpoint, slot).await?;
+    }
+    if let (Some(publication), true) = (&state.publication, state.created_publication) {
+        with_session(endpoint, async |connection| {
+            connection
+                .client
+                .batch_execute(&format!(
+                    "DROP PUBLICATION IF EXISTS {}",
+                    DIALECT.quote_ident(publication)
+                ))
+                .await
+                .map_err(query_error)
+                .map_err(CdcError::from)
+        })
+        .await?;
+    }
+    Ok(())
+}
