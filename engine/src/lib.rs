@@ -23,6 +23,7 @@
 //! modules.
 
 pub mod allowed_paths;
+mod backoff;
 pub mod connection_types;
 pub mod connections;
 pub mod connectors;
