@@ -333,7 +333,7 @@ pub const MAX_BACKFILL_DAYS: u32 = 365_000;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::statements::parse;
+    use crate::statements::parse_sluice as parse;
 
     fn job(sql: &str) -> CreateJob {
         match parse(sql).unwrap() {
@@ -503,8 +503,8 @@ mod tests {
                 .message
                 .contains("expected TO")
         );
-        assert!(crate::statements::is_sluice_statement("explain etl job o"));
-        assert!(!crate::statements::is_sluice_statement("EXPLAIN SELECT 1"));
+        assert!(crate::statements::parse("explain etl job o").is_some());
+        assert!(crate::statements::parse("EXPLAIN SELECT 1").is_none());
     }
 
     #[test]
