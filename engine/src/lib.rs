@@ -23,6 +23,7 @@
 //! modules.
 
 pub mod allowed_paths;
+mod backoff;
 pub mod cdc;
 pub mod connection_types;
 pub mod connections;

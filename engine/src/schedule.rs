@@ -17,6 +17,8 @@ use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 /// The days `WEEKLY ON` accepts, Monday first, as printed.
 const DAYS: [&str; 7] = [
@@ -192,9 +194,21 @@ fn quote(text: &str) -> String {
 impl FromStr for Schedule {
     type Err = ScheduleError;
 
-    /// Parses a schedule clause (the words after `SCHEDULE`), in any case.
+    /// Parses a schedule clause (the words after `SCHEDULE`), in any case:
+    /// the text the catalog stores.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let mut words = Words::new(text)?;
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
+            .tokenize()
+            .map_err(|e| ScheduleError(format!("{} in the schedule", e.message.to_lowercase())))?;
+        Schedule::from_tokens(&tokens)
+    }
+}
+
+impl Schedule {
+    /// Parses a schedule clause from its SQL tokens: the statement parser
+    /// hands over the clause as it lexed it.
+    pub fn from_tokens(tokens: &[Token]) -> Result<Self, ScheduleError> {
+        let mut words = Words::new(tokens)?;
         let cadence = words.cadence()?;
         let zone = if words.keyword("TIMEZONE") {
             let name = words.string("an IANA time zone name such as 'Europe/Warsaw'")?;
@@ -240,47 +254,20 @@ struct Words {
 }
 
 impl Words {
-    fn new(text: &str) -> Result<Self, ScheduleError> {
+    fn new(tokens: &[Token]) -> Result<Self, ScheduleError> {
         let mut items = std::collections::VecDeque::new();
-        let mut chars = text.chars().peekable();
-        while let Some(&c) = chars.peek() {
-            if c.is_whitespace() {
-                chars.next();
-            } else if c == '\'' {
-                chars.next();
-                let mut value = String::new();
-                loop {
-                    match chars.next() {
-                        Some('\'') if chars.peek() == Some(&'\'') => {
-                            chars.next();
-                            value.push('\'');
-                        }
-                        Some('\'') => break,
-                        Some(c) => value.push(c),
-                        None => return Err(ScheduleError("unterminated quoted string in the schedule".into())),
-                    }
-                }
-                items.push_back(Item::Text(value));
-            } else if c.is_ascii_digit() {
-                let mut digits = String::new();
-                while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                    digits.push(d);
-                    chars.next();
-                }
-                let n = digits
-                    .parse()
-                    .map_err(|_| ScheduleError(format!("{digits} is too large")))?;
-                items.push_back(Item::Number(n));
-            } else if c.is_alphabetic() || c == '_' {
-                let mut word = String::new();
-                while let Some(&w) = chars.peek().filter(|w| w.is_alphanumeric() || **w == '_') {
-                    word.push(w);
-                    chars.next();
-                }
-                items.push_back(Item::Word(word.to_ascii_uppercase()));
-            } else {
-                return Err(ScheduleError(format!("unexpected '{c}' in the schedule")));
-            }
+        for token in tokens {
+            items.push_back(match token {
+                Token::Whitespace(_) | Token::EOF => continue,
+                Token::Word(word) => Item::Word(word.value.to_ascii_uppercase()),
+                Token::SingleQuotedString(text) => Item::Text(text.clone()),
+                Token::Number(digits, _) if digits.bytes().all(|b| b.is_ascii_digit()) => Item::Number(
+                    digits
+                        .parse()
+                        .map_err(|_| ScheduleError(format!("{digits} is too large")))?,
+                ),
+                other => return Err(ScheduleError(format!("unexpected '{other}' in the schedule"))),
+            });
         }
         Ok(Self { items })
     }

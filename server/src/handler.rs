@@ -1,6 +1,7 @@
 //! The pgwire handlers: Sluice statements are recognised and run here;
 //! everything else goes to the DataFusion session unchanged.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ use crate::settings_hook::{SettingsHook, apply_to_context, report_changes};
 use crate::sql_guard::{self, SqlGuardHook};
 use crate::sql_session::{client_context, run_until, statement_deadline};
 use crate::state::AppState;
-use crate::statements::{self, SluiceStatement, is_sluice_statement, split_statements};
+use crate::statements::{self, ParseError, SluiceStatement, split_statements};
 use crate::transaction_block::{self, Block};
 use crate::type_modifiers;
 
@@ -65,7 +66,10 @@ impl SluiceHandlers {
         advisory_locks::register(&ctx, state.advisory_locks.session());
         let ctx = Arc::new(ctx);
         let df = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
-        let parser = Arc::new(SluiceQueryParser { df: df.query_parser() });
+        let parser = Arc::new(SluiceQueryParser {
+            df: df.query_parser(),
+            parsed: ParsedStatements::default(),
+        });
         let session = Arc::new(SluiceSession {
             state: state.clone(),
             df,
@@ -210,8 +214,8 @@ impl SimpleQueryHandler for SluiceSession {
                     Ok(vec![Response::CopyOut(response)])
                 };
                 self.in_block(run_until(deadline, copying)).await.map_err(error_info)
-            } else if is_sluice_statement(piece.text) {
-                let executed = match statements::parse(piece.text) {
+            } else if let Some(parsed) = statements::parse(piece.text) {
+                let executed = match parsed {
                     Ok(statement) => self.run_sluice(client, statement, &Format::UnifiedText).await,
                     Err(e) => Err(e.into()),
                 };
@@ -281,10 +285,12 @@ impl ExtendedQueryHandler for SluiceSession {
         if self.block.is_failed() {
             return Err(user_error(StatementError::TransactionAborted, 0));
         }
-        if plan.is_none() && is_sluice_statement(sql) {
-            let statement = statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
+        if plan.is_none()
+            && let Some(parsed) = self.parser.parsed.get(sql)
+        {
+            let statement = parsed.map_err(|e| user_error(e.into(), 0))?;
             return self
-                .run_sluice(client, statement, &portal.result_column_format)
+                .run_sluice(client, SluiceStatement::clone(&statement), &portal.result_column_format)
                 .await
                 .map_err(|e| user_error(e, 0));
         }
@@ -318,6 +324,38 @@ impl ExtendedQueryHandler for SluiceSession {
 /// datafusion-postgres' parser. Sluice statements are stored without a plan.
 pub struct SluiceQueryParser {
     df: Arc<DfParser>,
+    parsed: ParsedStatements,
+}
+
+/// The Sluice statements this connection's Parse messages parsed, by their
+/// text, so that Describe and Execute do not parse them again. (The stored
+/// statement itself must stay datafusion-postgres' type: its cursor hook
+/// downcasts the portal store to it.)
+#[derive(Default)]
+struct ParsedStatements(std::sync::Mutex<HashMap<String, Arc<SluiceStatement>>>);
+
+impl ParsedStatements {
+    /// How many are kept; when full the cache starts over.
+    const MAX: usize = 256;
+
+    /// The Sluice statement `sql` is, parsed the first time only; `None` for
+    /// plain SQL.
+    fn get(&self, sql: &str) -> Option<Result<Arc<SluiceStatement>, ParseError>> {
+        let cache = || self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(statement) = cache().get(sql) {
+            return Some(Ok(statement.clone()));
+        }
+        let statement = match statements::parse(sql)? {
+            Ok(statement) => Arc::new(statement),
+            Err(e) => return Some(Err(e)),
+        };
+        let mut cache = cache();
+        if cache.len() >= Self::MAX {
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), statement.clone());
+        Some(Ok(statement))
+    }
 }
 
 #[async_trait]
@@ -334,8 +372,8 @@ impl QueryParser for SluiceQueryParser {
         if client.transaction_status() == TransactionStatus::Error {
             return Err(user_error(StatementError::TransactionAborted, 0));
         }
-        if is_sluice_statement(sql) {
-            statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
+        if let Some(parsed) = self.parsed.get(sql) {
+            parsed.map_err(|e| user_error(e.into(), 0))?;
             return Ok(Some((sql.to_owned(), None)));
         }
         if let Some(public) = public_tables::recognise(sql) {
@@ -368,8 +406,10 @@ impl QueryParser for SluiceQueryParser {
 
     fn get_result_schema(&self, statement: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         let (sql, plan) = statement;
-        if plan.is_none() && is_sluice_statement(sql) {
-            let parsed = statements::parse(sql).map_err(|e| user_error(e.into(), 0))?;
+        if plan.is_none()
+            && let Some(parsed) = self.parsed.get(sql)
+        {
+            let parsed = parsed.map_err(|e| user_error(e.into(), 0))?;
             return result_fields(&parsed, format.unwrap_or(&Format::UnifiedText));
         }
         if plan.is_none() && public_tables::recognise(sql).is_some() {
@@ -378,5 +418,26 @@ impl QueryParser for SluiceQueryParser {
         let fields = self.df.get_result_schema(statement, format)?;
         let schema = plan.as_ref().map(|(_, plan)| plan.schema().as_arrow());
         Ok(type_modifiers::describe(fields, schema))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prepared_sluice_statement_is_parsed_once() {
+        let parsed = ParsedStatements::default();
+        let sql = "SHOW CREATE ETL JOB orders";
+        let first = parsed.get(sql).unwrap().unwrap();
+        let again = parsed.get(sql).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "parsed again");
+        assert!(parsed.get("SELECT 1").is_none());
+        assert!(parsed.get("SHOW ETL RUNS FOR").unwrap().is_err());
+        for n in 0..=ParsedStatements::MAX {
+            parsed.get(&format!("RUN ETL JOB j{n}")).unwrap().unwrap();
+        }
+        let kept = parsed.0.lock().unwrap().len();
+        assert!((1..=ParsedStatements::MAX).contains(&kept), "{kept}");
     }
 }

@@ -28,8 +28,7 @@ impl Backoff {
     /// capped at `max`, then scaled by a random factor in [0.8, 1.2] so jobs
     /// that failed together do not retry together.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(20);
-        let nominal = self.base.saturating_mul(1 << exponent).min(self.max);
+        let nominal = crate::backoff::exponential_step(self.base, self.max, attempt);
         nominal.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use super::{is_sluice_statement, parse, split_statements};
+use super::{parse, split_statements};
 
 /// The ```sql blocks of a Markdown file.
 fn sql_blocks(markdown: &str) -> Vec<String> {
@@ -44,12 +44,11 @@ fn markdown_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Why `statement` does not parse, if it does not.
 fn parse_failure(statement: &str) -> Option<String> {
-    if is_sluice_statement(statement) {
-        parse(statement).err().map(|e| e.message)
-    } else {
-        Parser::parse_sql(&PostgreSqlDialect {}, statement)
+    match parse(statement) {
+        Some(parsed) => parsed.err().map(|e| e.message),
+        None => Parser::parse_sql(&PostgreSqlDialect {}, statement)
             .err()
-            .map(|e| e.to_string())
+            .map(|e| e.to_string()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Sluice's own SQL statements: their syntax tree, recognition and parsing.
 //!
-//! Anything that is not a Sluice statement is plain SQL and goes to
-//! DataFusion unchanged.
+//! [`parse`] is the one entry point: `None` for anything that is not a
+//! Sluice statement (plain SQL, which goes to DataFusion unchanged).
 
 mod ast;
 #[cfg(test)]
@@ -13,6 +13,8 @@ mod parse_lookback;
 mod split;
 
 pub use ast::SluiceStatement;
-pub use parse::{ParseError, ParseErrorKind, is_sluice_statement, parse};
+#[cfg(test)]
+pub(crate) use parse::parse_sluice;
+pub use parse::{ParseError, ParseErrorKind, parse};
 pub use parse_lookback::lookback_sql;
 pub use split::split_statements;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use datafusion::sql::sqlparser::ast::Ident;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::Token;
 use sluice_catalog::{OptionValue, SecretValue};
 
 use super::ast::SluiceStatement;
@@ -30,97 +30,29 @@ pub enum ParseErrorKind {
     DatetimeOutOfRange,
 }
 
-/// The leading words of every Sluice statement.
-const STATEMENT_STARTS: &[&[&str]] = &[
-    &["CREATE", "SECRET"],
-    &["CREATE", "CONNECTION"],
-    &["CREATE", "OR", "REPLACE", "SECRET"],
-    &["CREATE", "OR", "REPLACE", "CONNECTION"],
-    &["CREATE", "OR", "REPLACE", "ETL", "JOB"],
-    &["DROP", "SECRET"],
-    &["DROP", "CONNECTION"],
-    &["ALTER", "CONNECTION"],
-    &["TEST", "CONNECTION"],
-    &["TEST", "CONNECTIONS"],
-    &["SHOW", "SECRETS"],
-    &["SHOW", "CONNECTIONS"],
-    &["SHOW", "CONNECTION"],
-    &["SHOW", "CREATE", "CONNECTION"],
-    &["SHOW", "SCHEMAS", "FROM"],
-    &["CREATE", "ETL", "JOB"],
-    &["DROP", "ETL", "JOB"],
-    &["RUN", "ETL", "JOB"],
-    &["CANCEL", "ETL", "RUN"],
-    &["CANCEL", "ETL", "JOB"],
-    &["VALIDATE", "CONNECTION"],
-    &["ALTER", "ETL", "JOB"],
-    &["SHOW", "ETL", "JOBS"],
-    &["SHOW", "ETL", "RUNS"],
-    &["SHOW", "CREATE", "ETL"],
-    &["SHOW", "TABLES", "FROM"],
-    &["EXPLAIN", "ETL", "JOB"],
-    &["VERIFY", "ETL", "JOB"],
-    &["REPAIR", "ETL", "JOB"],
-    &["CREATE", "ETL", "JOBS"],
-    &["ALTER", "SECRET"],
-    &["SHOW", "CREATE", "ALL"],
-    &["ALTER", "ETL", "JOBS"],
-    &["RUN", "ETL", "JOBS"],
-];
-
-/// True when `sql` starts like a Sluice statement (comments and whitespace
-/// skipped), so it must not go to the plain SQL engine.
-pub fn is_sluice_statement(sql: &str) -> bool {
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
-        return false;
-    };
-    let tokens: Vec<Token> = tokens
-        .into_iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .collect();
-    let longest = STATEMENT_STARTS.iter().map(|start| start.len()).max().unwrap_or(0);
-    let words: Vec<String> = tokens
-        .iter()
-        .take(longest)
-        .map(|t| match t {
-            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
-            _ => String::new(),
-        })
-        .collect();
-    STATEMENT_STARTS
-        .iter()
-        .any(|start| words.len() >= start.len() && start.iter().zip(&words).all(|(a, b)| a == b))
-        || is_describe_of_source_table(&words, &tokens)
-}
-
-/// `DESCRIBE a.b.c [WITH (...)]` (three parts) describes a source table;
-/// shorter names are DataFusion tables and stay with DataFusion.
-fn is_describe_of_source_table(words: &[String], tokens: &[Token]) -> bool {
-    words.first().is_some_and(|w| w == "DESCRIBE" || w == "DESC")
-        && matches!(
-            &tokens[1..],
-            [Token::Word(_), Token::Period, Token::Word(_), Token::Period, Token::Word(_), rest @ ..]
-                if rest.iter().all(|t| matches!(t, Token::SemiColon | Token::EOF))
-                    || matches!(rest.first(), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("WITH"))
-        )
-}
-
-/// Parses one Sluice statement.
-pub fn parse(sql: &str) -> Result<SluiceStatement, ParseError> {
-    let parser = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(sql)
-        .map_err(|e| ParseError {
-            message: e.to_string(),
-            position: None,
-            kind: ParseErrorKind::Syntax,
-        })?;
+/// Parses `sql` if it is a Sluice statement: `None` when its leading words
+/// are not Sluice's (plain SQL, for DataFusion), else the statement or why
+/// it does not parse. The one place that decides what is Sluice's.
+pub fn parse(sql: &str) -> Option<Result<SluiceStatement, ParseError>> {
+    // What sqlparser cannot tokenize is not Sluice's; DataFusion says why.
+    let parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).ok()?;
     let mut p = StatementParser { parser, sql };
-    let statement = p.statement()?;
+    let statement = match p.statement() {
+        Ok(Some(statement)) => statement,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+    };
     let _ = p.parser.consume_token(&Token::SemiColon);
-    match p.parser.peek_token().token {
+    Some(match p.parser.peek_token().token {
         Token::EOF => Ok(statement),
         other => Err(p.error(format!("unexpected {other} after the end of the statement"))),
-    }
+    })
+}
+
+/// For tests: parses what must be a Sluice statement.
+#[cfg(test)]
+pub(crate) fn parse_sluice(sql: &str) -> Result<SluiceStatement, ParseError> {
+    parse(sql).unwrap_or_else(|| panic!("not a Sluice statement: {sql}"))
 }
 
 pub(super) struct StatementParser<'a> {
@@ -131,118 +63,82 @@ pub(super) struct StatementParser<'a> {
 pub(super) type PResult<T> = std::result::Result<T, ParseError>;
 
 impl StatementParser<'_> {
-    fn statement(&mut self) -> PResult<SluiceStatement> {
+    /// The statement, or `None` when the leading words are not a Sluice
+    /// statement's (what was consumed then does not matter).
+    fn statement(&mut self) -> PResult<Option<SluiceStatement>> {
         if let Some(statement) = self.fleet_statement()? {
-            return Ok(statement);
+            return Ok(Some(statement));
         }
-        if self.word("CREATE") {
+        Ok(Some(if self.word("CREATE") {
             let or_replace = self.words(&["OR", "REPLACE"]);
             if self.word("SECRET") {
-                return self.create_secret(or_replace);
+                self.create_secret(or_replace)?
+            } else if self.words(&["ETL", "JOB"]) {
+                self.create_job(or_replace)?
+            } else if self.word("CONNECTION") {
+                self.create_connection(or_replace)?
+            } else {
+                return Ok(None);
             }
+        } else if self.word("DROP") {
             if self.words(&["ETL", "JOB"]) {
-                return self.create_job(or_replace);
-            }
-            self.expect_word("CONNECTION")?;
-            return self.create_connection(or_replace);
-        }
-        if self.word("DROP") {
-            if self.words(&["ETL", "JOB"]) {
+                self.drop_job()?
+            } else if self.word("SECRET") {
                 let if_exists = self.words(&["IF", "EXISTS"]);
-                let name = self.name("job name")?;
-                // The data stays unless `WITH DATA` says otherwise; `KEEP
-                // DATA` says it explicitly.
-                let keep_data = !self.words(&["WITH", "DATA"]);
-                if keep_data {
-                    self.words(&["KEEP", "DATA"]);
-                }
-                return Ok(SluiceStatement::DropJob {
-                    name,
-                    if_exists,
-                    keep_data,
-                });
-            }
-            if self.word("SECRET") {
-                let if_exists = self.words(&["IF", "EXISTS"]);
-                return Ok(SluiceStatement::DropSecret {
+                SluiceStatement::DropSecret {
                     name: self.name("secret name")?,
                     if_exists,
-                });
-            }
-            self.expect_word("CONNECTION")?;
-            let if_exists = self.words(&["IF", "EXISTS"]);
-            let name = self.name("connection name")?;
-            let cascade = if self.word("CASCADE") {
-                true
+                }
+            } else if self.word("CONNECTION") {
+                self.drop_connection()?
             } else {
-                self.word("RESTRICT");
-                false
-            };
-            return Ok(SluiceStatement::DropConnection {
-                name,
-                if_exists,
-                cascade,
-            });
-        }
-        if self.word("ALTER") {
+                return Ok(None);
+            }
+        } else if self.word("ALTER") {
             if self.word("SECRET") {
                 let name = self.name("secret name")?;
                 self.expect_word("AS")?;
                 let value = SecretValue::new(self.string("the secret value as a string literal")?);
-                return Ok(SluiceStatement::AlterSecret { name, value });
+                SluiceStatement::AlterSecret { name, value }
+            } else if self.words(&["ETL", "JOB"]) {
+                self.alter_job()?
+            } else if self.word("CONNECTION") {
+                self.alter_connection()?
+            } else {
+                return Ok(None);
             }
-            if self.words(&["ETL", "JOB"]) {
-                return self.alter_job();
-            }
-            self.expect_word("CONNECTION")?;
-            return self.alter_connection();
-        }
-        if self.words(&["RUN", "ETL", "JOB"]) {
+        } else if self.words(&["RUN", "ETL", "JOB"]) {
             let name = self.name("job name")?;
             let asynchronous = self.word("ASYNC");
-            return Ok(SluiceStatement::RunJob { name, asynchronous });
-        }
-        if self.words(&["EXPLAIN", "ETL", "JOB"]) {
-            return Ok(SluiceStatement::ExplainJob {
+            SluiceStatement::RunJob { name, asynchronous }
+        } else if self.words(&["EXPLAIN", "ETL", "JOB"]) {
+            SluiceStatement::ExplainJob {
                 name: self.name("job name")?,
-            });
-        }
-        if self.words(&["VERIFY", "ETL", "JOB"]) {
-            return self.verify_job();
-        }
-        if self.words(&["REPAIR", "ETL", "JOB"]) {
+            }
+        } else if self.words(&["VERIFY", "ETL", "JOB"]) {
+            self.verify_job()?
+        } else if self.words(&["REPAIR", "ETL", "JOB"]) {
             let name = self.name("job name")?;
             self.expect_word("FROM")?;
             let from = self.string("the window's first cursor value as a 'string'")?;
             self.expect_word("TO")?;
             let to = self.string("the cursor value that ends the window as a 'string'")?;
-            return Ok(SluiceStatement::RepairJob { name, from, to });
-        }
-        if self.words(&["CANCEL", "ETL", "RUN"]) {
-            return Ok(SluiceStatement::CancelRun {
+            SluiceStatement::RepairJob { name, from, to }
+        } else if self.words(&["CANCEL", "ETL", "RUN"]) {
+            SluiceStatement::CancelRun {
                 run_id: self.whole_number("a run id")?.into(),
-            });
-        }
-        if self.words(&["CANCEL", "ETL", "JOB"]) {
-            return Ok(SluiceStatement::CancelJob {
-                name: self.name("job name")?,
-            });
-        }
-        if self.words(&["VALIDATE", "CONNECTION"]) {
-            return Ok(SluiceStatement::TestConnection {
-                name: self.name("connection name")?,
-            });
-        }
-        if self.word("TEST") {
-            if self.word("CONNECTIONS") {
-                return Ok(SluiceStatement::TestConnections);
             }
-            self.expect_word("CONNECTION")?;
-            return Ok(SluiceStatement::TestConnection {
+        } else if self.words(&["CANCEL", "ETL", "JOB"]) {
+            SluiceStatement::CancelJob {
+                name: self.name("job name")?,
+            }
+        } else if self.words(&["VALIDATE", "CONNECTION"]) || self.words(&["TEST", "CONNECTION"]) {
+            SluiceStatement::TestConnection {
                 name: self.name("connection name")?,
-            });
-        }
-        if self.word("DESCRIBE") || self.word("DESC") {
+            }
+        } else if self.words(&["TEST", "CONNECTIONS"]) {
+            SluiceStatement::TestConnections
+        } else if (self.word("DESCRIBE") || self.word("DESC")) && self.three_part_name_ends() {
             let connection = self.name("connection name")?;
             self.expect(Token::Period)?;
             let schema = self.name("schema name")?;
@@ -253,61 +149,115 @@ impl StatementParser<'_> {
             } else {
                 BTreeMap::new()
             };
-            return Ok(SluiceStatement::DescribeSourceTable {
+            SluiceStatement::DescribeSourceTable {
                 connection,
                 schema,
                 table,
                 settings,
-            });
+            }
+        } else if self.word("SHOW") {
+            return self.show();
+        } else {
+            return Ok(None);
+        }))
+    }
+
+    /// After `DESCRIBE`: `a.b.c` and the end (or `WITH (...)`) follow. A
+    /// source table has three parts; shorter names are DataFusion tables and
+    /// stay with it.
+    fn three_part_name_ends(&self) -> bool {
+        let token = |i| self.parser.peek_nth_token_ref(i).token.clone();
+        matches!(
+            (token(0), token(1), token(2), token(3), token(4)),
+            (
+                Token::Word(_),
+                Token::Period,
+                Token::Word(_),
+                Token::Period,
+                Token::Word(_)
+            )
+        ) && (5..)
+            .map(token)
+            .find(|t| *t != Token::SemiColon)
+            .is_some_and(|t| t == Token::EOF || matches!(&t, Token::Word(w) if w.value.eq_ignore_ascii_case("WITH")))
+    }
+
+    /// After `DROP ETL JOB`.
+    fn drop_job(&mut self) -> PResult<SluiceStatement> {
+        let if_exists = self.words(&["IF", "EXISTS"]);
+        let name = self.name("job name")?;
+        // The data stays unless `WITH DATA` says otherwise; `KEEP DATA` says
+        // it explicitly.
+        let keep_data = !self.words(&["WITH", "DATA"]);
+        if keep_data {
+            self.words(&["KEEP", "DATA"]);
         }
-        self.expect_word("SHOW")?;
-        if self.words(&["ETL", "JOBS"]) {
-            return Ok(SluiceStatement::ShowJobs);
-        }
-        if self.words(&["ETL", "RUNS"]) {
+        Ok(SluiceStatement::DropJob {
+            name,
+            if_exists,
+            keep_data,
+        })
+    }
+
+    /// After `DROP CONNECTION`.
+    fn drop_connection(&mut self) -> PResult<SluiceStatement> {
+        let if_exists = self.words(&["IF", "EXISTS"]);
+        let name = self.name("connection name")?;
+        let cascade = if self.word("CASCADE") {
+            true
+        } else {
+            self.word("RESTRICT");
+            false
+        };
+        Ok(SluiceStatement::DropConnection {
+            name,
+            if_exists,
+            cascade,
+        })
+    }
+
+    /// After `SHOW`: Sluice's `SHOW ...`, or `None` for a setting's.
+    fn show(&mut self) -> PResult<Option<SluiceStatement>> {
+        Ok(Some(if self.words(&["ETL", "JOBS"]) {
+            SluiceStatement::ShowJobs
+        } else if self.words(&["ETL", "RUNS"]) {
             let job = if self.word("FOR") {
                 Some(self.name("job name")?)
             } else {
                 None
             };
-            return Ok(SluiceStatement::ShowRuns { job });
-        }
-        if self.words(&["CREATE", "ETL", "JOB"]) {
-            return Ok(SluiceStatement::ShowCreateJob {
+            SluiceStatement::ShowRuns { job }
+        } else if self.words(&["CREATE", "ETL"]) {
+            self.expect_word("JOB")?;
+            SluiceStatement::ShowCreateJob {
                 name: self.name("job name")?,
-            });
-        }
-        if self.word("SCHEMAS") {
-            self.expect_word("FROM")?;
-            return Ok(SluiceStatement::ShowSchemas {
+            }
+        } else if self.words(&["CREATE", "CONNECTION"]) {
+            SluiceStatement::ShowCreateConnection {
+                name: self.name("connection name")?,
+            }
+        } else if self.words(&["SCHEMAS", "FROM"]) {
+            SluiceStatement::ShowSchemas {
                 connection: self.name("connection name")?,
-            });
-        }
-        if self.word("TABLES") {
-            self.expect_word("FROM")?;
+            }
+        } else if self.words(&["TABLES", "FROM"]) {
             let connection = self.name("connection name")?;
             let schema = if self.parser.consume_token(&Token::Period) {
                 Some(self.name("schema name")?)
             } else {
                 None
             };
-            return Ok(SluiceStatement::ShowTables { connection, schema });
-        }
-        if self.word("SECRETS") {
-            return Ok(SluiceStatement::ShowSecrets);
-        }
-        if self.word("CONNECTIONS") {
-            return Ok(SluiceStatement::ShowConnections);
-        }
-        if self.word("CREATE") {
-            self.expect_word("CONNECTION")?;
-            return Ok(SluiceStatement::ShowCreateConnection {
-                name: self.name("connection name")?,
-            });
-        }
-        self.expect_word("CONNECTION")?;
-        self.expect_word("TYPES")?;
-        Ok(SluiceStatement::ShowConnectionTypes)
+            SluiceStatement::ShowTables { connection, schema }
+        } else if self.word("SECRETS") {
+            SluiceStatement::ShowSecrets
+        } else if self.word("CONNECTIONS") {
+            SluiceStatement::ShowConnections
+        } else if self.word("CONNECTION") {
+            self.expect_word("TYPES")?;
+            SluiceStatement::ShowConnectionTypes
+        } else {
+            return Ok(None);
+        }))
     }
 
     /// `IF NOT EXISTS`, refused after `OR REPLACE`.
@@ -598,6 +548,7 @@ fn char_position(sql: &str, line: u64, column: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::{parse as recognise, parse_sluice as parse};
 
     fn text(s: &str) -> OptionValue {
         OptionValue::Text(s.into())
@@ -610,8 +561,11 @@ mod tests {
             "  -- hi\n SHOW CONNECTION TYPES",
             "test connections",
             "Show Create Connection x",
+            "describe c.s.t ;",
+            "SHOW CREATE ETL x",
+            "show schemas from c",
         ] {
-            assert!(is_sluice_statement(sql), "{sql}");
+            assert!(recognise(sql).is_some(), "{sql}");
         }
         for sql in [
             "SELECT 1",
@@ -619,8 +573,15 @@ mod tests {
             "CREATE TABLE t (a int)",
             "SHOW \"connections\"",
             "drop table secret",
+            "DESCRIBE s.t",
+            "DESCRIBE c.s.t extra",
+            "SHOW SCHEMAS",
+            "SHOW TABLES",
+            "CREATE OR REPLACE VIEW v AS SELECT 1",
+            "CREATE OR REPLACE ETL JOBS x",
+            "SELECT 'unterminated",
         ] {
-            assert!(!is_sluice_statement(sql), "{sql}");
+            assert!(recognise(sql).is_none(), "{sql}");
         }
     }
 
@@ -678,7 +639,7 @@ mod tests {
                 or_replace: true
             }
         );
-        assert!(is_sluice_statement("create or replace etl job j from c.s.t snapshot"));
+        assert!(recognise("create or replace etl job j from c.s.t snapshot").is_some());
         assert!(matches!(
             parse("CREATE OR REPLACE ETL JOB j FROM c.s.t SNAPSHOT").unwrap(),
             SluiceStatement::CreateOrReplaceJob(_)

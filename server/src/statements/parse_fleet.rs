@@ -116,14 +116,13 @@ mod tests {
     use sluice_engine::jobs::{JobChange, JobSetting};
 
     use super::*;
-    use crate::statements::{is_sluice_statement, parse};
+    use crate::statements::parse_sluice as parse;
 
     #[test]
     fn parses_create_etl_jobs() {
         let sql = "CREATE ETL JOBS FOR TABLES IN shop.public LIKE 'order%' EXCEPT (order_notes, \"Audit\") \
                    INTO wh ALL SCHEDULE DAILY AT '02:00' \
                    WITH (labels = 'team=finance', name_template = 'raw_{table}') DRY RUN";
-        assert!(is_sluice_statement(sql));
         let SluiceStatement::CreateJobs(request) = parse(sql).unwrap() else {
             panic!("wrong statement");
         };

@@ -242,28 +242,26 @@ impl StatementParser<'_> {
         })
     }
 
-    /// The schedule clause after `SCHEDULE`, up to the next clause.
+    /// The schedule clause after `SCHEDULE`, up to the next clause, parsed
+    /// from its tokens by the engine's schedule grammar.
     pub(super) fn schedule(&mut self) -> PResult<Schedule> {
         let at_start = self.error(String::new());
-        let mut text = String::new();
+        let mut tokens = Vec::new();
         loop {
-            let token = self.parser.peek_token().token;
-            let piece = match &token {
+            let token = self.parser.peek_token_ref().token.clone();
+            match &token {
                 Token::EOF | Token::SemiColon => break,
                 Token::Word(w)
                     if w.quote_style.is_none() && CLAUSES.contains(&w.value.to_ascii_uppercase().as_str()) =>
                 {
                     break;
                 }
-                Token::Word(w) => w.value.clone(),
-                Token::SingleQuotedString(s) => format!("'{}'", s.replace('\'', "''")),
-                other => other.to_string(),
-            };
+                _ => {}
+            }
             self.parser.next_token();
-            text.push_str(&piece);
-            text.push(' ');
+            tokens.push(token);
         }
-        text.parse().map_err(|e: ScheduleError| ParseError {
+        Schedule::from_tokens(&tokens).map_err(|e: ScheduleError| ParseError {
             message: format!("syntax error: invalid schedule: {e}"),
             position: at_start.position,
             kind: ParseErrorKind::Syntax,
@@ -333,7 +331,7 @@ pub const MAX_BACKFILL_DAYS: u32 = 365_000;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::statements::parse;
+    use crate::statements::parse_sluice as parse;
 
     fn job(sql: &str) -> CreateJob {
         match parse(sql).unwrap() {
@@ -503,8 +501,8 @@ mod tests {
                 .message
                 .contains("expected TO")
         );
-        assert!(crate::statements::is_sluice_statement("explain etl job o"));
-        assert!(!crate::statements::is_sluice_statement("EXPLAIN SELECT 1"));
+        assert!(crate::statements::parse("explain etl job o").is_some());
+        assert!(crate::statements::parse("EXPLAIN SELECT 1").is_none());
     }
 
     #[test]

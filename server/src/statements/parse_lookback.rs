@@ -126,7 +126,8 @@ pub fn lookback_sql(lookback: &Lookback, quote: impl Fn(&str) -> String) -> Stri
 mod tests {
     use sluice_catalog::IncrementalStart;
 
-    use crate::statements::{SluiceStatement, parse};
+    use crate::statements::SluiceStatement;
+    use crate::statements::parse_sluice as parse;
 
     use super::*;
 

@@ -8,12 +8,19 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use serde_json::Value as Json;
 
+use crate::backoff::Backoff;
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
 use crate::options::ResolvedOptions;
 use crate::sources::SourceError;
 
-/// Attempts of a throttled request before the run fails (transiently).
-const ATTEMPTS: u32 = 8;
+/// How throttled and failed (5xx) requests are repeated before the run
+/// fails (transiently).
+const BACKOFF: Backoff = Backoff {
+    attempts: 8,
+    first_pause: Duration::from_millis(50),
+    max_pause: Duration::from_secs(5),
+    jitter: false,
+};
 
 /// Where and as whom requests go.
 #[derive(Clone)]
@@ -27,11 +34,13 @@ pub(super) struct Api {
 }
 
 /// Why a request failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(super) enum ApiError {
     /// The service answered with an error `kind` (the `__type` after `#`).
+    #[error("DynamoDB answered {kind}: {message}")]
     Service { kind: String, message: String, status: u16 },
     /// No answer, or no credentials.
+    #[error("{0}")]
     Connect(ConnectFailure),
 }
 
@@ -41,7 +50,7 @@ impl ApiError {
         use ConnectFailureKind as K;
         match self {
             ApiError::Connect(failure) => failure.clone(),
-            ApiError::Service { kind, message, .. } => {
+            ApiError::Service { kind, .. } => {
                 let k = match kind.as_str() {
                     "UnrecognizedClientException"
                     | "InvalidSignatureException"
@@ -52,9 +61,14 @@ impl ApiError {
                     "AccessDeniedException" => K::AccessDenied,
                     _ => K::Other,
                 };
-                ConnectFailure::new(k, format!("DynamoDB answered {kind}: {message}"))
+                ConnectFailure::new(k, self.to_string())
             }
         }
+    }
+
+    /// Answers worth another attempt: throttled or a server error.
+    fn retryable(&self) -> bool {
+        matches!(self, ApiError::Service { kind, status, .. } if throttled(kind) || *status >= 500)
     }
 
     /// As a source error: throttling and server errors transient (`53000`,
@@ -69,7 +83,10 @@ impl ApiError {
                 },
                 _ if throttled(kind) => SourceError::Query {
                     code: Some("53000".into()),
-                    message: format!("DynamoDB kept throttling after {ATTEMPTS} attempts ({kind}): {message}"),
+                    message: format!(
+                        "DynamoDB kept throttling after {} attempts ({kind}): {message}",
+                        BACKOFF.attempts
+                    ),
                 },
                 _ if *status >= 500 => SourceError::Query {
                     code: Some("58000".into()),
@@ -153,19 +170,11 @@ impl Api {
     /// Calls `operation` (`Scan`, `ListTables`, ...) with `body`, retrying
     /// throttled and 5xx answers with exponential backoff.
     pub(super) async fn call(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=ATTEMPTS {
-            match self.once(operation, body).await {
-                Err(ApiError::Service { kind, status, .. })
-                    if attempt < ATTEMPTS && (throttled(&kind) || status >= 500) =>
-                {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt returns")
+        BACKOFF
+            .run(&format!("DynamoDB {operation}"), ApiError::retryable, || {
+                self.once(operation, body)
+            })
+            .await
     }
 
     async fn once(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
+use crate::backoff::Backoff;
 use crate::connectors::bigquery::Credentials;
 use crate::connectors::bigquery::auth::TokenSource;
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
@@ -18,8 +19,13 @@ use crate::sources::SourceError;
 
 /// The scope of Firestore's API.
 const SCOPE: &str = "https://www.googleapis.com/auth/datastore";
-/// Attempts of an unavailable or throttled request before the run fails.
-const ATTEMPTS: u32 = 6;
+/// How unavailable and throttled requests are repeated before the run fails.
+const BACKOFF: Backoff = Backoff {
+    attempts: 6,
+    first_pause: Duration::from_millis(100),
+    max_pause: Duration::from_secs(5),
+    jitter: false,
+};
 
 /// Where requests go and as whom.
 #[derive(Clone)]
@@ -46,9 +52,11 @@ enum Auth {
 
 /// Why a request failed: the service's answer (`status` as Google names
 /// it) or no answer.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(super) enum ApiError {
+    #[error("Firestore answered {code} {status}: {message}")]
     Service { code: u16, status: String, message: String },
+    #[error("{0}")]
     Connect(ConnectFailure),
 }
 
@@ -58,37 +66,43 @@ impl ApiError {
         use ConnectFailureKind as K;
         match self {
             ApiError::Connect(failure) => failure.clone(),
-            ApiError::Service { code, status, message } => {
+            ApiError::Service { code, status, .. } => {
                 let kind = match (code, status.as_str()) {
                     (401, _) | (_, "UNAUTHENTICATED") => K::BadPassword,
                     (403, _) | (_, "PERMISSION_DENIED") => K::AccessDenied,
                     (404, _) | (_, "NOT_FOUND") => K::UnknownDatabase,
                     _ => K::Other,
                 };
-                ConnectFailure::new(kind, format!("Firestore answered {code} {status}: {message}"))
+                ConnectFailure::new(kind, self.to_string())
             }
         }
+    }
+
+    /// Answers worth another attempt: throttled, unavailable, internal.
+    fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Service {
+                code: 429 | 500 | 502 | 503 | 504,
+                ..
+            }
+        )
     }
 
     /// As a source error: unavailable, throttled and internal errors
     /// transient (`58000`, `53000`).
     pub(super) fn source_error(self) -> SourceError {
         match &self {
-            ApiError::Service { code, status, message } => match self.failure() {
+            ApiError::Service { code, .. } => match self.failure() {
                 f if f.kind != ConnectFailureKind::Other => SourceError::Connect(f),
                 _ => SourceError::Query {
                     code: Some(if *code == 429 { "53000" } else { "58000" }.into()),
-                    message: format!("Firestore answered {code} {status}: {message}"),
+                    message: self.to_string(),
                 },
             },
             ApiError::Connect(failure) => SourceError::Connect(failure.clone()),
         }
     }
-}
-
-/// Answers worth another attempt: throttled, unavailable, internal.
-fn retried(code: u16) -> bool {
-    matches!(code, 429 | 500 | 502 | 503 | 504)
 }
 
 impl Api {
@@ -126,17 +140,11 @@ impl Api {
     /// POSTs `body` to the documents resource `path` (`:runQuery`,
     /// `:listCollectionIds`), retrying unavailable and throttled answers.
     pub(super) async fn post(&self, path: &str, body: &Json) -> Result<Json, ApiError> {
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1..=ATTEMPTS {
-            match self.once(path, body).await {
-                Err(ApiError::Service { code, .. }) if attempt < ATTEMPTS && retried(code) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt returns")
+        BACKOFF
+            .run(&format!("Firestore {path}"), ApiError::retryable, || {
+                self.once(path, body)
+            })
+            .await
     }
 
     async fn token(&self) -> Result<String, ApiError> {
