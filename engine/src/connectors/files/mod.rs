@@ -54,6 +54,25 @@ use crate::options::{OptionKind, OptionSpec, ResolvedOptions};
 /// The option `tables` every file type has (see [`globs`]).
 pub(crate) const TABLES: OptionSpec = OptionSpec::optional(globs::OPTION, OptionKind::Text, globs::DESCRIPTION);
 
+/// Files a scan reads at once when the connection does not say.
+pub(crate) const DEFAULT_PARALLEL_READS: usize = 4;
+
+/// The option `parallel_reads` every file type has.
+pub(crate) const PARALLEL_READS: OptionSpec = OptionSpec::optional(
+    "parallel_reads",
+    OptionKind::Integer { min: 1, max: 32 },
+    "files a scan reads at once (default: 4); each has at most two batches waiting, so memory grows with this \
+     number, not with the file count",
+);
+
+/// The `parallel_reads` option, or its default.
+pub(crate) fn parallel_reads(options: &ResolvedOptions) -> usize {
+    options
+        .integer(PARALLEL_READS.name)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(DEFAULT_PARALLEL_READS)
+}
+
 /// Checks the `tables` option before a connection is saved.
 pub(crate) fn check_tables(options: &ResolvedOptions) -> Result<(), ConnectFailure> {
     match options.text(globs::OPTION) {
