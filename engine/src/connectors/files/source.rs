@@ -156,13 +156,14 @@ struct FileCounts {
 }
 
 impl FileSource {
-    /// The store and its tables, or why they cannot be listed.
-    async fn entries(&self) -> Result<(Location, Vec<Entry>), SourceError> {
+    /// The store and its tables (only the `wanted` one, when given), or why
+    /// they cannot be listed.
+    async fn entries(&self, wanted: Option<&str>) -> Result<(Location, Vec<Entry>), SourceError> {
         self.backend.check().await?;
         let location = self.backend.location()?;
         let (store, prefix) = (location.store.as_ref(), &location.prefix);
         let entries = match &self.tables {
-            None => listing::entries(store, prefix).await,
+            None => listing::entries(store, prefix, wanted).await,
             Some(Ok(tables)) => listing::globbed(store, prefix, tables).await,
             Some(Err(message)) => {
                 return Err(SourceError::Query {
@@ -177,17 +178,19 @@ impl FileSource {
     /// The table `table` names, or `NotFound` with the names that exist.
     async fn entry(&self, table: &TableRef) -> Result<(Location, Entry), SourceError> {
         check_schema(&table.schema)?;
-        let (location, entries) = self.entries().await?;
+        // Only the table's own folder is listed; every table is listed only
+        // to name those nearby when it does not exist.
+        let (location, entries) = self.entries(Some(&table.name)).await?;
+        if let Some(entry) = entries.into_iter().find(|e| e.name == table.name) {
+            return Ok((location, entry));
+        }
+        let (_, entries) = self.entries(None).await?;
         let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
-        let entry = entries
-            .into_iter()
-            .find(|e| e.name == table.name)
-            .ok_or_else(|| SourceError::NotFound {
-                kind: "table",
-                name: table.to_string(),
-                nearby: closest(&table.name, names),
-            })?;
-        Ok((location, entry))
+        Err(SourceError::NotFound {
+            kind: "table",
+            name: table.to_string(),
+            nearby: closest(&table.name, names),
+        })
     }
 
     /// The columns added to the files' own: partition keys, then `_file`
@@ -253,7 +256,7 @@ impl Source for FileSource {
         if let Some(schema) = schema {
             check_schema(schema)?;
         }
-        let (location, entries) = self.entries().await?;
+        let (location, entries) = self.entries(None).await?;
         let mut tables = Vec::new();
         for entry in entries {
             let estimated_rows = match entry.format {

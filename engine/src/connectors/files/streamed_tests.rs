@@ -41,6 +41,8 @@ struct Seen {
     /// most at once.
     gets: usize,
     max_gets: usize,
+    /// The prefix of every listing, in order.
+    lists: Vec<String>,
 }
 
 impl Seen {
@@ -104,6 +106,7 @@ impl ObjectStore for Instrumented {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let listing = {
             let mut seen = self.seen.lock().unwrap();
+            seen.lists.push(prefix.map(ToString::to_string).unwrap_or_default());
             seen.produced.push(0);
             seen.produced.len() - 1
         };
@@ -128,6 +131,7 @@ impl ObjectStore for Instrumented {
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         let result = self.inner.list_with_delimiter(prefix).await?;
         let mut seen = self.seen.lock().unwrap();
+        seen.lists.push(prefix.map(ToString::to_string).unwrap_or_default());
         seen.max_whole = seen.max_whole.max(result.objects.len());
         // Returned whole: every object is produced at once.
         seen.produced.push(result.objects.len());
@@ -318,4 +322,54 @@ async fn a_file_that_fails_fails_the_scan_among_parallel_reads() {
         results.iter().any(|r| r.is_err()),
         "the bad file's error reaches the scan's consumer"
     );
+}
+
+/// Describing and scanning one table lists the prefix's top level and that
+/// table's folder only, never the other tables' folders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_is_found_by_listing_its_own_folder_only() {
+    let store = slow_store(3).await;
+    for (path, data) in [
+        ("landing/other/a.csv", "id\n1\n"),
+        ("landing/more/b.json", "{\"id\": 1}\n"),
+        ("landing/top.csv", "id\n1\n"),
+        ("landing/events.csv", "id\n1\n"),
+    ] {
+        store.put(&Path::from(path), data.into()).await.unwrap();
+    }
+    let source = open(Arc::new(Bucket(store.clone())), None, 2);
+    let lists = || std::mem::take(&mut store.seen.lock().unwrap().lists);
+
+    let description = source.describe(&events()).await.unwrap();
+    // The folder `events`, not the file `events.csv` (which is `events.csv`).
+    assert_eq!(description.columns[0].name, "id");
+    let described = lists();
+    let request = ScanRequest::every_column(&description);
+    let batches: Vec<_> = source
+        .scan(&description, &request)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 30);
+    for (step, lists) in [("DESCRIBE", described), ("the scan", lists())] {
+        assert!(
+            lists.iter().all(|p| p == "landing" || p == "landing/events"),
+            "{step} listed other folders: {lists:?}"
+        );
+        let folder = lists.iter().filter(|p| *p == "landing/events").count();
+        assert_eq!(
+            folder, 2,
+            "{step} lists the table's folder to find it, then to read it: {lists:?}"
+        );
+    }
+
+    // A table that does not exist still names the ones that do.
+    let missing = TableRef {
+        schema: SCHEMA.into(),
+        name: "event".into(),
+    };
+    let error = source.describe(&missing).await.unwrap_err().to_string();
+    assert!(error.contains("events"), "{error}");
 }
