@@ -10,6 +10,7 @@
 #                                 64 MB); `quick` is 32 MB in files of 4 MB
 #   BENCH_BIN=path                measure this sluice binary instead of
 #                                 building a release one
+#   PARALLEL_READS=n              the connections' parallel_reads (default 4)
 #
 # Prints per step: MB (file bytes), rows, seconds, rows/s, MB/s, the server's
 # peak RSS during the load (VmHWM, reset before each load) and the ratio of
@@ -17,12 +18,12 @@
 # directory; the GET loop for S3). Targets (issue #11): Parquet within 1.5x
 # of the raw read, peak RSS under 200 MB whatever the file count. Needs
 # python3 and the emulators of scripts/install-emulators.sh (moto and boto3;
-# pyarrow from the bqemulator venv). The connections read files with the
-# default parallel_reads (4).
+# pyarrow from the bqemulator venv).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MB=${1:-1024}
 FILE_MB=64
+PARALLEL_READS=${PARALLEL_READS:-4}
 if [ "$MB" = quick ]; then MB=32 FILE_MB=4; fi
 BENCH_NO_PG=1
 # shellcheck source=bench/lib.sh
@@ -49,8 +50,8 @@ SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN= SLUICE_DEMO_DIR= "$BIN" serve --lis
   --data-dir "$WORK/sluice" --allowed-paths "$FILES" >"$WORK/sluice.log" 2>&1 &
 SLUICE_PID=$!
 for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
-slsql -c "CREATE CONNECTION disk TYPE local OPTIONS (path '$FILES')"
-slsql -c "CREATE CONNECTION bucket TYPE s3 OPTIONS (bucket 'bench', endpoint '$ENDPOINT', region 'us-east-1', access_key_id 'bench', secret_access_key 'bench')"
+slsql -c "CREATE CONNECTION disk TYPE local OPTIONS (path '$FILES', parallel_reads $PARALLEL_READS)"
+slsql -c "CREATE CONNECTION bucket TYPE s3 OPTIONS (bucket 'bench', endpoint '$ENDPOINT', region 'us-east-1', access_key_id 'bench', secret_access_key 'bench', parallel_reads $PARALLEL_READS)"
 
 peak_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
 seconds_of() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc -l; }
