@@ -507,6 +507,7 @@ fn read_in_task(
     counts: Arc<FileCounts>,
 ) -> BoxStream<'static, Result<RecordBatch, DataFusionError>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+    let location = file.location.clone();
     let task = tokio::spawn(async move {
         let mut batches = match reader.read(&file).await {
             Ok(batches) => batches,
@@ -534,7 +535,9 @@ fn read_in_task(
                 counts.done.fetch_add(1, Ordering::Relaxed);
                 None
             }
-            Err(e) => Some(Err(DataFusionError::Execution(format!("reading a file failed: {e}")))),
+            Err(e) => Some(Err(DataFusionError::Execution(format!(
+                "reading {location} failed: {e}"
+            )))),
         }
     });
     received.chain(end.filter_map(futures::future::ready)).boxed()
