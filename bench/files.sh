@@ -6,8 +6,10 @@
 # gzip limit), and every object read whole over HTTP with a plain GET loop
 # (as `aws s3 cp` to /dev/null would).
 #
-#   bench/files.sh [MB | quick]   MB of each format (default 1024, in files of
-#                                 64 MB); `quick` is 32 MB in files of 4 MB
+#   bench/files.sh [MB [FILE_MB] | quick]
+#                                 MB of each format (default 1024) in files of
+#                                 FILE_MB (default 64); `quick` is 32 MB in
+#                                 files of 4 MB
 #   BENCH_BIN=path                measure this sluice binary instead of
 #                                 building a release one
 #   PARALLEL_READS=n              the connections' parallel_reads (default 4)
@@ -22,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MB=${1:-1024}
-FILE_MB=64
+FILE_MB=${2:-64}
 PARALLEL_READS=${PARALLEL_READS:-4}
 if [ "$MB" = quick ]; then MB=32 FILE_MB=4; fi
 BENCH_NO_PG=1
@@ -66,7 +68,11 @@ load() {
   slsql -c "CREATE ETL JOB $job FROM $conn.files.$format INTO warehouse.$job SNAPSHOT"
   echo 5 >"/proc/$SLUICE_PID/clear_refs"
   t0=$(now)
-  loaded=$(slsql -c "RUN ETL JOB $job" 2>/dev/null | cut -d'|' -f3)
+  loaded=$(slsql -c "RUN ETL JOB $job" 2>"$WORK/run.err" | cut -d'|' -f3) || {
+    echo "RUN ETL JOB $job failed:" >&2
+    grep -v NOTICE "$WORK/run.err" >&2
+    exit 1
+  }
   t1=$(now)
   [ "$loaded" = "$rows" ] || { echo "$job loaded $loaded rows, expected $rows" >&2; exit 1; }
   secs=$(echo "$t1 - $t0" | bc -l)
