@@ -1,10 +1,10 @@
 """Helper of bench/files.sh: makes the benchmark's objects and reads them
 back raw.
 
-  files.py make DIR MB               (pyarrow) writes ~MB of Parquet under
+  files.py make DIR MB [FILE_MB]     (pyarrow) writes ~MB of Parquet under
                                      DIR/pq/ and ~MB of gzipped CSV under
-                                     DIR/csv/, in files of at most 64 MB;
-                                     prints rows per format
+                                     DIR/csv/, in files of at most FILE_MB
+                                     (default 64); prints rows per format
   files.py put ENDPOINT BUCKET DIR   (boto3) uploads DIR's files to a new bucket
   files.py read ENDPOINT BUCKET PREFIX
                                      (boto3) reads every object under PREFIX
@@ -54,9 +54,9 @@ def csv_gz_bytes(t):
     return gzip.compress(out.getvalue(), compresslevel=6)
 
 
-def fill(directory, folder, encode, extension, total_mb):
-    """Writes files of ~FILE_MB until ~total_mb; returns the rows written."""
-    target = min(FILE_MB, total_mb) * 1024 * 1024
+def fill(directory, folder, encode, extension, total_mb, file_mb=FILE_MB):
+    """Writes files of ~file_mb until ~total_mb; returns the rows written."""
+    target = min(file_mb, total_mb) * 1024 * 1024
     # Bytes per row, measured on a sample, sizes the files.
     sample = 100_000
     per_row = len(encode(table(0, sample))) / sample
@@ -104,7 +104,9 @@ if __name__ == "__main__":
     command = sys.argv[1]
     if command == "make":
         directory, mb = sys.argv[2], int(sys.argv[3])
-        print(fill(directory, "pq", parquet_bytes, "parquet", mb), fill(directory, "csv", csv_gz_bytes, "csv.gz", mb))
+        file_mb = int(sys.argv[4]) if len(sys.argv) > 4 else FILE_MB
+        print(fill(directory, "pq", parquet_bytes, "parquet", mb, file_mb),
+              fill(directory, "csv", csv_gz_bytes, "csv.gz", mb, file_mb))
     elif command == "put":
         put(*sys.argv[2:5])
     elif command == "read":

@@ -1,7 +1,8 @@
 # Shared set-up of the bench scripts (sourced, not run): the release binary
 # (or $BENCH_BIN), a throw-away PostgreSQL on a free port with extra server
-# settings in $PG_EXTRA, a free port for Sluice, clean-up on exit, and psql
-# helpers for both. Sets BIN, PGBIN, WORK, PGPORT, SLPORT, SLUICE_PID.
+# settings in $PG_EXTRA (none with BENCH_NO_PG=1), a free port for Sluice,
+# clean-up on exit (plus $CLEANUP_EXTRA), and psql helpers for both. Sets
+# BIN, PGBIN, WORK, PGPORT, SLPORT, SLUICE_PID.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 
 if [ -n "${BENCH_BIN:-}" ]; then
@@ -16,18 +17,23 @@ chmod 755 "$WORK"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
-PGPORT=$(free_port)
-mkdir -p "$WORK/pg"
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
-as_pg "$PGBIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/pg.log" \
-  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=off ${PG_EXTRA:-}" -w start >/dev/null
+PGPORT=
+if [ -z "${BENCH_NO_PG:-}" ]; then # BENCH_NO_PG=1: a bench without a PostgreSQL source
+  PGPORT=$(free_port)
+  mkdir -p "$WORK/pg"
+  [ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
+  as_pg "$PGBIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/pg.log" \
+    -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=off ${PG_EXTRA:-}" -w start >/dev/null
+fi
 
 SLPORT=$(free_port)
 SLUICE_PID=
+CLEANUP_EXTRA=: # a bench's own clean-up (a command), run first
 cleanup() {
+  $CLEANUP_EXTRA || true
   [ -n "$SLUICE_PID" ] && kill "$SLUICE_PID" 2>/dev/null || true
-  as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1 || true
+  [ -n "$PGPORT" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT

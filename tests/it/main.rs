@@ -57,6 +57,7 @@ mod source_file_drift;
 mod source_file_tables;
 mod source_files_many;
 mod source_files_once;
+mod source_files_parallel;
 mod source_firestore;
 mod source_local;
 mod source_mongodb;

@@ -41,6 +41,7 @@ pub(crate) static AZURE_BLOB: ConnectionType = ConnectionType {
             "storage connection string; without any of the three, the server's Azure identity",
         ),
         files::TABLES,
+        files::PARALLEL_READS,
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["account", "container", "prefix"],

@@ -35,5 +35,6 @@ pub(crate) fn open_bucket<B: FromOptions>(options: &ResolvedOptions, timeout: Du
     super::open(
         Arc::new(B::from_options(options, timeout)),
         options.text(super::TABLES.name),
+        super::parallel_reads(options),
     )
 }

@@ -213,9 +213,15 @@ fn visible(name: &str) -> bool {
     !name.is_empty() && !name.starts_with(['.', '_'])
 }
 
-/// The tables under `prefix`, sorted by name. A folder that cannot be
-/// listed is skipped whole (with a warning), never read in part.
-pub(crate) async fn entries(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<Entry>, ObjectStoreError> {
+/// The tables under `prefix`, sorted by name; with `wanted`, only the
+/// table of that name, if any (the folders that cannot be named so are
+/// not listed). A folder that cannot be listed is skipped whole (with a
+/// warning), never read in part.
+pub(crate) async fn entries(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    wanted: Option<&str>,
+) -> Result<Vec<Entry>, ObjectStoreError> {
     let top = store.list_with_delimiter(under(prefix)).await?;
     let mut candidates = Vec::new();
     let mut objects = top.objects;
@@ -247,7 +253,12 @@ pub(crate) async fn entries(store: &dyn ObjectStore, prefix: &Path) -> Result<Ve
         let Some(name) = dir.filename().map(str::to_owned) else {
             continue;
         };
-        if !visible(&name) {
+        // A folder is the wanted table, or shares its stem with the file
+        // that is (and so decides whether that file keeps its stem).
+        let relevant = wanted.is_none_or(|wanted| {
+            name == wanted || (candidates.iter()).any(|c| c.stem == name && c.file_name.as_deref() == Some(wanted))
+        });
+        if !visible(&name) || !relevant {
             continue;
         }
         match folder(store, &dir).await {
@@ -287,6 +298,9 @@ pub(crate) async fn entries(store: &dyn ObjectStore, prefix: &Path) -> Result<Ve
             modified: candidate.tally.modified,
         };
         tables.insert(name, entry);
+    }
+    if let Some(wanted) = wanted {
+        tables.retain(|name, _| name == wanted);
     }
     Ok(tables.into_values().collect())
 }
@@ -461,7 +475,7 @@ mod tests {
     async fn list(dir: &std::path::Path) -> Vec<Entry> {
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
         let prefix = Path::from_absolute_path(dir).unwrap();
-        entries(store.as_ref(), &prefix).await.unwrap()
+        entries(store.as_ref(), &prefix, None).await.unwrap()
     }
 
     async fn names(dir: &std::path::Path) -> Vec<(String, Format, u64)> {

@@ -54,6 +54,25 @@ use crate::options::{OptionKind, OptionSpec, ResolvedOptions};
 /// The option `tables` every file type has (see [`globs`]).
 pub(crate) const TABLES: OptionSpec = OptionSpec::optional(globs::OPTION, OptionKind::Text, globs::DESCRIPTION);
 
+/// Files a scan reads at once when the connection does not say.
+pub(crate) const DEFAULT_PARALLEL_READS: usize = 4;
+
+/// The option `parallel_reads` every file type has.
+pub(crate) const PARALLEL_READS: OptionSpec = OptionSpec::optional(
+    "parallel_reads",
+    OptionKind::Integer { min: 1, max: 32 },
+    "files a scan reads at once (default: 4); each has at most two batches waiting, so memory grows with this \
+     number, not with the file count",
+);
+
+/// The `parallel_reads` option, or its default.
+pub(crate) fn parallel_reads(options: &ResolvedOptions) -> usize {
+    options
+        .integer(PARALLEL_READS.name)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(DEFAULT_PARALLEL_READS)
+}
+
 /// Checks the `tables` option before a connection is saved.
 pub(crate) fn check_tables(options: &ResolvedOptions) -> Result<(), ConnectFailure> {
     match options.text(globs::OPTION) {
@@ -118,11 +137,15 @@ pub(crate) async fn test(backend: &dyn Backend, timeout: Duration) -> Result<(),
 
 /// HTTP settings of the cloud backends: TLS with the system's roots,
 /// `timeout` to connect, and few quick retries so that an unreachable
-/// endpoint is reported within the test's time.
+/// endpoint is reported within the test's time. A request has no overall
+/// time limit: a file's GET lasts as long as the scan takes to read the
+/// file at its pace (the files read at once share the CPU), and
+/// `object_store`'s default of 30 seconds failed the reads of big files.
 pub(crate) fn client_options(timeout: Duration) -> (ClientOptions, RetryConfig) {
     let options = crate::tls::with_system_roots(ClientOptions::new())
         .with_allow_http(true)
-        .with_connect_timeout(timeout);
+        .with_connect_timeout(timeout)
+        .with_timeout_disabled();
     let retry = RetryConfig {
         max_retries: 3,
         retry_timeout: timeout.max(Duration::from_secs(1)),
@@ -134,4 +157,21 @@ pub(crate) fn client_options(timeout: Duration) -> (ClientOptions, RetryConfig) 
 /// The `prefix` option as a folder path (no leading or trailing `/`).
 pub(crate) fn prefix_path(prefix: Option<&str>) -> Path {
     Path::from(prefix.unwrap_or_default().trim_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::ClientConfigKey;
+
+    use super::*;
+
+    #[test]
+    fn a_slow_read_is_not_cut_off_but_a_connect_is() {
+        let (options, _) = client_options(Duration::from_secs(7));
+        assert_eq!(options.get_config_value(&ClientConfigKey::Timeout), None);
+        assert_eq!(
+            options.get_config_value(&ClientConfigKey::ConnectTimeout).as_deref(),
+            Some("7s")
+        );
+    }
 }

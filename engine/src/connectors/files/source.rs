@@ -3,11 +3,13 @@
 //!
 //! Column types are the files' own Arrow types (Parquet footers, or
 //! DataFusion's inference over the first [`INFER_ROWS`] rows of CSV and
-//! NDJSON), shown as `source_type`. A scan reads the files one after the
-//! other, in path order: each is registered as a table of exactly those
-//! types (parsed back from `source_type`) under a view adding the virtual
-//! columns, the scan's one `SELECT` in DataFusion SQL runs on it, and each
-//! batch is converted to the mapped types.
+//! NDJSON), shown as `source_type`. A scan reads the files as they are
+//! listed, several at once (the connection's `parallel_reads`): each is
+//! registered as a table of exactly those types (parsed back from
+//! `source_type`) under a view adding the virtual columns, the scan's one
+//! `SELECT` in DataFusion SQL runs on it, and each batch is converted to
+//! the mapped types. Batches of one file keep their order; batches of files
+//! read at once interleave.
 //!
 //! Text formats are read a little differently from their raw inference:
 //! timestamps are read with microseconds, and a CSV timestamp column whose
@@ -21,7 +23,7 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
@@ -41,6 +43,7 @@ use datafusion::object_store::{ObjectMeta, ObjectStore};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 use url::Url;
@@ -124,11 +127,13 @@ impl Virtual {
 /// The URL the private session reads the connection's store under.
 static STORE_URL: LazyLock<Url> = LazyLock::new(|| Url::parse("sluice://files").expect("a valid URL"));
 
-/// Opens a backend as a source, with the connection's `tables` option.
-pub(crate) fn open(backend: Arc<dyn Backend>, tables: Option<&str>) -> Arc<dyn Source> {
+/// Opens a backend as a source, with the connection's `tables` option,
+/// reading up to `parallel_reads` files at once.
+pub(crate) fn open(backend: Arc<dyn Backend>, tables: Option<&str>, parallel_reads: usize) -> Arc<dyn Source> {
     Arc::new(FileSource {
         backend,
         tables: tables.map(globs::parse),
+        parallel_reads: parallel_reads.max(1),
         files_read: Arc::new(FileCounts::default()),
     })
 }
@@ -137,6 +142,8 @@ struct FileSource {
     backend: Arc<dyn Backend>,
     /// The tables the `tables` option maps, when given.
     tables: Option<Result<Vec<TableGlob>, String>>,
+    /// Files a scan reads at once.
+    parallel_reads: usize,
     /// The latest scan's files, read and to read.
     files_read: Arc<FileCounts>,
 }
@@ -149,13 +156,14 @@ struct FileCounts {
 }
 
 impl FileSource {
-    /// The store and its tables, or why they cannot be listed.
-    async fn entries(&self) -> Result<(Location, Vec<Entry>), SourceError> {
+    /// The store and its tables (only the `wanted` one, when given), or why
+    /// they cannot be listed.
+    async fn entries(&self, wanted: Option<&str>) -> Result<(Location, Vec<Entry>), SourceError> {
         self.backend.check().await?;
         let location = self.backend.location()?;
         let (store, prefix) = (location.store.as_ref(), &location.prefix);
         let entries = match &self.tables {
-            None => listing::entries(store, prefix).await,
+            None => listing::entries(store, prefix, wanted).await,
             Some(Ok(tables)) => listing::globbed(store, prefix, tables).await,
             Some(Err(message)) => {
                 return Err(SourceError::Query {
@@ -170,17 +178,19 @@ impl FileSource {
     /// The table `table` names, or `NotFound` with the names that exist.
     async fn entry(&self, table: &TableRef) -> Result<(Location, Entry), SourceError> {
         check_schema(&table.schema)?;
-        let (location, entries) = self.entries().await?;
+        // Only the table's own folder is listed; every table is listed only
+        // to name those nearby when it does not exist.
+        let (location, entries) = self.entries(Some(&table.name)).await?;
+        if let Some(entry) = entries.into_iter().find(|e| e.name == table.name) {
+            return Ok((location, entry));
+        }
+        let (_, entries) = self.entries(None).await?;
         let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
-        let entry = entries
-            .into_iter()
-            .find(|e| e.name == table.name)
-            .ok_or_else(|| SourceError::NotFound {
-                kind: "table",
-                name: table.to_string(),
-                nearby: closest(&table.name, names),
-            })?;
-        Ok((location, entry))
+        Err(SourceError::NotFound {
+            kind: "table",
+            name: table.to_string(),
+            nearby: closest(&table.name, names),
+        })
     }
 
     /// The columns added to the files' own: partition keys, then `_file`
@@ -246,7 +256,7 @@ impl Source for FileSource {
         if let Some(schema) = schema {
             check_schema(schema)?;
         }
-        let (location, entries) = self.entries().await?;
+        let (location, entries) = self.entries(None).await?;
         let mut tables = Vec::new();
         for entry in entries {
             let estimated_rows = match entry.format {
@@ -394,36 +404,34 @@ impl Source for FileSource {
             extra,
             url: location.url.clone(),
             sql,
+            planning: Arc::default(),
         };
         let counts = self.files_read.clone();
         counts.done.store(0, Ordering::Relaxed);
         counts.total.store(entry.count, Ordering::Relaxed);
-        // One listing, streamed: each file is read as it is listed, and the
-        // total is the count of the listing that found the table, raised
-        // when this one finds more.
+        // A preview with a LIMIT reads one file at a time, to read no more
+        // than it needs.
+        let parallel = if request.limit.is_some() {
+            1
+        } else {
+            self.parallel_reads
+        };
+        // One listing, streamed: each file is read as it is listed, up to
+        // `parallel` at once, and the total is the count of the listing
+        // that found the table, raised when this one finds more.
         let per_file = entry
             .files(location.store.clone())
             .map_err(DataFusionError::from)
             .enumerate()
-            .then(move |(index, file)| {
-                let reader = reader.clone();
-                let counts = counts.clone();
-                async move {
-                    let file = file?;
-                    counts.total.fetch_max(index as u64 + 1, Ordering::Relaxed);
-                    if index > 0 {
-                        crate::failpoint::hit("between_files").map_err(|e| DataFusionError::External(Box::new(e)))?;
-                    }
-                    // Counted when its last batch has been taken.
-                    let end = futures::stream::once(async move {
-                        counts.done.fetch_add(1, Ordering::Relaxed);
-                        None
-                    });
-                    let batches = reader.read(&file).await?.map(Some).chain(end);
-                    Ok::<_, DataFusionError>(batches.filter_map(futures::future::ready))
+            .map(move |(index, file)| {
+                let file = file?;
+                counts.total.fetch_max(index as u64 + 1, Ordering::Relaxed);
+                if index > 0 {
+                    crate::failpoint::hit("between_files").map_err(|e| DataFusionError::External(Box::new(e)))?;
                 }
+                Ok::<_, DataFusionError>(read_in_task(reader.clone(), file, counts.clone()))
             })
-            .try_flatten();
+            .try_flatten_unordered(parallel);
         let table = table.clone();
         let schema = target.clone();
         let batches = limit_rows(per_file, request.limit).map(move |batch| {
@@ -484,10 +492,71 @@ impl Source for FileSource {
     }
 }
 
-/// Reads one file at a time with the scan's query: the file is the table
-/// `raw`, and the query's table is a view over it that adds the partition
-/// values, `_file` and `_modified_at` as constants (so that a filter on them
-/// skips the file without reading it).
+/// Batches of one file read ahead of the scan's consumer: what bounds a
+/// scan's memory with the number of files read at once.
+const BATCHES_AHEAD: usize = 2;
+
+/// `file`'s batches, read by a task of their own (so that files read at
+/// once decode on all cores) at most [`BATCHES_AHEAD`] batches ahead of
+/// the consumer. The stream ends with an error when the task fails or
+/// panics, never early without one; dropping it stops the task. The file
+/// counts as done once its last batch has been taken.
+fn read_in_task(
+    reader: FileReader,
+    file: DataFile,
+    counts: Arc<FileCounts>,
+) -> BoxStream<'static, Result<RecordBatch, DataFusionError>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+    let location = file.location.clone();
+    let task = tokio::spawn(async move {
+        let mut batches = match reader.read(&file).await {
+            Ok(batches) => batches,
+            Err(e) => {
+                let _ = sender.send(Err(e)).await;
+                return;
+            }
+        };
+        while let Some(batch) = batches.next().await {
+            let failed = batch.is_err();
+            // The consumer is gone (an error elsewhere, a LIMIT reached).
+            if sender.send(batch).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let stop = AbortOnDrop(task.abort_handle());
+    let received = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|batch| (batch, receiver))
+    });
+    let end = futures::stream::once(async move {
+        let _stop = stop;
+        match task.await {
+            Ok(()) => {
+                counts.done.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => Some(Err(DataFusionError::Execution(format!(
+                "reading {location} failed: {e}"
+            )))),
+        }
+    });
+    received.chain(end.filter_map(futures::future::ready)).boxed()
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads one file with the scan's query: the file is the table `raw`, and
+/// the query's table is a view over it that adds the partition values,
+/// `_file` and `_modified_at` as constants (so that a filter on them skips
+/// the file without reading it). Files read at once share the session;
+/// each registers its tables and plans its query in turn.
 #[derive(Clone)]
 struct FileReader {
     store: Arc<dyn ObjectStore>,
@@ -501,6 +570,8 @@ struct FileReader {
     extra: Vec<(String, Virtual)>,
     url: String,
     sql: String,
+    /// Held while one file's tables are registered and its query planned.
+    planning: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The name of the file table inside a reader's session.
@@ -508,9 +579,6 @@ const RAW: &str = "__sluice_file";
 
 impl FileReader {
     async fn read(&self, file: &DataFile) -> Result<SendableRecordBatchStream, DataFusionError> {
-        let name = TableReference::bare(self.table.name.as_str());
-        self.ctx.deregister_table(name.clone())?;
-        self.ctx.deregister_table(RAW)?;
         let raw: Arc<dyn TableProvider> = match self.format {
             Format::Avro => {
                 let (_, batches) = avro::read(self.store.as_ref(), &file.location, self.batch_rows).await?;
@@ -524,6 +592,11 @@ impl FileReader {
                 self.schema.clone(),
             )?),
         };
+        // The plan holds the tables it read: the next file may replace them.
+        let _planning = self.planning.lock().await;
+        let name = TableReference::bare(self.table.name.as_str());
+        self.ctx.deregister_table(name.clone())?;
+        self.ctx.deregister_table(RAW)?;
         self.ctx.register_table(RAW, raw)?;
         let d = DataFusionDialect;
         let mut list = vec![format!("{RAW}.*")];
@@ -542,7 +615,9 @@ impl FileReader {
             .await?
             .into_view();
         self.ctx.register_table(name, view)?;
-        self.ctx.sql(&self.sql).await?.execute_stream().await
+        let plan = self.ctx.sql(&self.sql).await?.create_physical_plan().await?;
+        drop(_planning);
+        datafusion::physical_plan::execute_stream(plan, self.ctx.task_ctx())
     }
 }
 
@@ -909,7 +984,7 @@ mod tests {
         for name in ["a.csv", "b.csv", "c.csv"] {
             std::fs::write(dir.path().join("events").join(name), "id\n1\n").unwrap();
         }
-        let source = open(Arc::new(Dir(dir.path().to_owned())), None);
+        let source = open(Arc::new(Dir(dir.path().to_owned())), None, 2);
         let table = TableRef {
             schema: SCHEMA.into(),
             name: "events".into(),

@@ -1,11 +1,14 @@
 //! The file source holds no listing in memory: an instrumented store
 //! records, at each read of a file, how many entries the listing that
 //! handed it out had produced past it (listed but not yet processed), and
-//! the biggest listing result returned whole.
+//! the biggest listing result returned whole. The same store counts the
+//! GETs in flight at once, to show that files are read in parallel, and
+//! no more of them than the connection allows.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::object_store::memory::InMemory;
@@ -34,6 +37,12 @@ struct Seen {
     /// The most objects one `list_with_delimiter` returned at once.
     max_whole: usize,
     reads: usize,
+    /// GETs of whole objects or ranges (not HEADs) in flight now, and the
+    /// most at once.
+    gets: usize,
+    max_gets: usize,
+    /// The prefix of every listing, in order.
+    lists: Vec<String>,
 }
 
 impl Seen {
@@ -46,10 +55,12 @@ impl Seen {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Instrumented {
     inner: InMemory,
     seen: Arc<Mutex<Seen>>,
+    /// How long each GET takes, as over a network.
+    latency: Duration,
 }
 
 impl fmt::Display for Instrumented {
@@ -69,8 +80,23 @@ impl ObjectStore for Instrumented {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.seen.lock().unwrap().read(location);
-        self.inner.get_opts(location, options).await
+        let head = options.head;
+        {
+            let mut seen = self.seen.lock().unwrap();
+            seen.read(location);
+            if !head {
+                seen.gets += 1;
+                seen.max_gets = seen.max_gets.max(seen.gets);
+            }
+        }
+        if !head {
+            tokio::time::sleep(self.latency).await;
+        }
+        let result = self.inner.get_opts(location, options).await;
+        if !head {
+            self.seen.lock().unwrap().gets -= 1;
+        }
+        result
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
@@ -80,6 +106,7 @@ impl ObjectStore for Instrumented {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let listing = {
             let mut seen = self.seen.lock().unwrap();
+            seen.lists.push(prefix.map(ToString::to_string).unwrap_or_default());
             seen.produced.push(0);
             seen.produced.len() - 1
         };
@@ -104,6 +131,7 @@ impl ObjectStore for Instrumented {
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         let result = self.inner.list_with_delimiter(prefix).await?;
         let mut seen = self.seen.lock().unwrap();
+        seen.lists.push(prefix.map(ToString::to_string).unwrap_or_default());
         seen.max_whole = seen.max_whole.max(result.objects.len());
         // Returned whole: every object is produced at once.
         seen.produced.push(result.objects.len());
@@ -139,17 +167,17 @@ impl Backend for Bucket {
 /// Files in the folder table `events`, more than one listing page.
 const FILES: usize = 1200;
 
+/// Files the scan reads at once.
+const PARALLEL_READS: usize = 4;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listings_are_processed_as_they_stream_whatever_the_file_count() {
-    let store = Arc::new(Instrumented {
-        inner: InMemory::new(),
-        seen: Arc::default(),
-    });
+    let store = Arc::new(Instrumented::default());
     for i in 0..FILES {
         let path = Path::from(format!("landing/events/part-{i:05}.csv"));
         store.put(&path, format!("id\n{i}\n").into()).await.unwrap();
     }
-    let source = open(Arc::new(Bucket(store.clone())), None);
+    let source = open(Arc::new(Bucket(store.clone())), None, PARALLEL_READS);
 
     let tables = source.tables(None).await.unwrap();
     assert_eq!(tables.len(), 1);
@@ -186,8 +214,9 @@ async fn listings_are_processed_as_they_stream_whatever_the_file_count() {
     );
     let seen = store.seen.lock().unwrap();
     assert!(seen.reads >= FILES, "every file is read: {}", seen.reads);
+    // Each of the files read at once, and the one the listing holds next.
     assert!(
-        seen.max_ahead <= 2,
+        seen.max_ahead <= PARALLEL_READS + 1,
         "the scan had {} files listed but not read",
         seen.max_ahead
     );
@@ -196,4 +225,151 @@ async fn listings_are_processed_as_they_stream_whatever_the_file_count() {
 /// The bytes of the first `n` files.
 fn store_size(n: usize) -> i64 {
     (0..n).map(|i| format!("id\n{i}\n").len() as i64).sum()
+}
+
+fn events() -> TableRef {
+    TableRef {
+        schema: SCHEMA.into(),
+        name: "events".into(),
+    }
+}
+
+/// The ids a scan of `events` returns, sorted.
+async fn scanned_ids(source: &dyn crate::sources::Source, limit: Option<usize>) -> Result<Vec<i64>, String> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+
+    let description = source.describe(&events()).await.map_err(|e| e.to_string())?;
+    let mut request = ScanRequest::every_column(&description);
+    request.columns = vec![0];
+    request.limit = limit;
+    let mut stream = source.scan(&description, &request).await.map_err(|e| e.to_string())?;
+    let mut ids = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let column = batch.column(0).as_primitive::<Int64Type>();
+        ids.extend((0..column.len()).map(|i| column.value(i)));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// A store of `files` CSV files in `events`, ids `10 * file ..` (ten rows
+/// each), whose GETs take 30 ms.
+async fn slow_store(files: usize) -> Arc<Instrumented> {
+    let store = Arc::new(Instrumented {
+        latency: Duration::from_millis(30),
+        ..Instrumented::default()
+    });
+    for file in 0..files {
+        let rows: String = (0..10).map(|i| format!("{}\n", file * 10 + i)).collect();
+        let path = Path::from(format!("landing/events/part-{file:03}.csv"));
+        store.put(&path, format!("id\n{rows}").into()).await.unwrap();
+    }
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_read_in_parallel_up_to_the_limit_each_once() {
+    const FILES: usize = 12;
+    for parallel_reads in [1, 3] {
+        let store = slow_store(FILES).await;
+        let source = open(Arc::new(Bucket(store.clone())), None, parallel_reads);
+        let ids = scanned_ids(source.as_ref(), None).await.unwrap();
+        assert_eq!(ids, (0..FILES as i64 * 10).collect::<Vec<_>>(), "every row once");
+        assert_eq!(
+            source.files_read(),
+            Some(FilesRead {
+                done: FILES as u64,
+                total: FILES as u64
+            })
+        );
+        let most = store.seen.lock().unwrap().max_gets;
+        if parallel_reads == 1 {
+            assert_eq!(most, 1, "one file at a time");
+        } else {
+            assert!(
+                (2..=parallel_reads).contains(&most),
+                "{most} GETs at once, allowed {parallel_reads}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_reads_one_file_at_a_time() {
+    let store = slow_store(6).await;
+    let source = open(Arc::new(Bucket(store.clone())), None, 4);
+    let ids = scanned_ids(source.as_ref(), Some(5)).await.unwrap();
+    assert_eq!(ids.len(), 5);
+    let seen = store.seen.lock().unwrap();
+    assert_eq!(seen.max_gets, 1, "a preview reads no file it does not need");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_fails_fails_the_scan_among_parallel_reads() {
+    let store = slow_store(8).await;
+    let source = open(Arc::new(Bucket(store.clone())), None, 4);
+    let description = source.describe(&events()).await.unwrap();
+    // Listed after DESCRIBE: its id is not the integer the table has.
+    store
+        .put(&Path::from("landing/events/part-004b.csv"), "id\nnot a number\n".into())
+        .await
+        .unwrap();
+    let request = ScanRequest::every_column(&description);
+    let results: Vec<_> = source.scan(&description, &request).await.unwrap().collect().await;
+    assert!(
+        results.iter().any(|r| r.is_err()),
+        "the bad file's error reaches the scan's consumer"
+    );
+}
+
+/// Describing and scanning one table lists the prefix's top level and that
+/// table's folder only, never the other tables' folders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_is_found_by_listing_its_own_folder_only() {
+    let store = slow_store(3).await;
+    for (path, data) in [
+        ("landing/other/a.csv", "id\n1\n"),
+        ("landing/more/b.json", "{\"id\": 1}\n"),
+        ("landing/top.csv", "id\n1\n"),
+        ("landing/events.csv", "id\n1\n"),
+    ] {
+        store.put(&Path::from(path), data.into()).await.unwrap();
+    }
+    let source = open(Arc::new(Bucket(store.clone())), None, 2);
+    let lists = || std::mem::take(&mut store.seen.lock().unwrap().lists);
+
+    let description = source.describe(&events()).await.unwrap();
+    // The folder `events`, not the file `events.csv` (which is `events.csv`).
+    assert_eq!(description.columns[0].name, "id");
+    let described = lists();
+    let request = ScanRequest::every_column(&description);
+    let batches: Vec<_> = source
+        .scan(&description, &request)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 30);
+    for (step, lists) in [("DESCRIBE", described), ("the scan", lists())] {
+        assert!(
+            lists.iter().all(|p| p == "landing" || p == "landing/events"),
+            "{step} listed other folders: {lists:?}"
+        );
+        let folder = lists.iter().filter(|p| *p == "landing/events").count();
+        assert_eq!(
+            folder, 2,
+            "{step} lists the table's folder to find it, then to read it: {lists:?}"
+        );
+    }
+
+    // A table that does not exist still names the ones that do.
+    let missing = TableRef {
+        schema: SCHEMA.into(),
+        name: "event".into(),
+    };
+    let error = source.describe(&missing).await.unwrap_err().to_string();
+    assert!(error.contains("events"), "{error}");
 }

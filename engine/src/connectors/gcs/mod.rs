@@ -34,6 +34,7 @@ pub(crate) static GCS: ConnectionType = ConnectionType {
             "path of a service-account JSON key file; without either, application default credentials",
         ),
         files::TABLES,
+        files::PARALLEL_READS,
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["bucket", "prefix", "credentials_file"],

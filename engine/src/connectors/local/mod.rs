@@ -37,6 +37,7 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
              lineage and INCREMENTAL BY _modified_at (default: false)",
         ),
         files::TABLES,
+        files::PARALLEL_READS,
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["path"],
@@ -60,7 +61,11 @@ impl Connector for LocalConnector {
 
 /// Opens a `local` connection's options as a source.
 fn open(options: &ResolvedOptions, _timeout: Duration) -> Arc<dyn Source> {
-    files::open(Arc::new(Directory::new(options)), options.text(files::TABLES.name))
+    files::open(
+        Arc::new(Directory::new(options)),
+        options.text(files::TABLES.name),
+        files::parallel_reads(options),
+    )
 }
 
 /// The directory a connection reads, as the user wrote it and resolved.

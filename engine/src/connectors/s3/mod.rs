@@ -44,6 +44,7 @@ pub(crate) static S3: ConnectionType = ConnectionType {
         O::optional("secret_access_key", Secret, "secret access key of access_key_id"),
         O::optional("session_token", Secret, "session token of temporary credentials"),
         files::TABLES,
+        files::PARALLEL_READS,
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["endpoint", "bucket", "prefix", "access_key_id"],
