@@ -796,14 +796,7 @@ impl Catalog {
     /// Saves the scheduler's state of a job; `false` (and nothing saved)
     /// when the job no longer exists.
     pub fn set_schedule_state(&self, state: &ScheduleState) -> Result<bool> {
-        let _guard = self.lock();
-        if self.find_job(&state.job)?.is_none() {
-            return Ok(false);
-        }
-        let mut batch = self.store.batch();
-        batch.put(state);
-        batch.commit()?;
-        Ok(true)
+        self.put_while_job_exists(&state.job, state)
     }
 
     /// The change-data-capture state of a job, if it has one.
@@ -814,12 +807,19 @@ impl Catalog {
     /// Saves the CDC state of a job; `false` (and nothing saved) when the
     /// job no longer exists, so a dropped job's state cannot come back.
     pub fn set_cdc_state(&self, state: &CdcState) -> Result<bool> {
+        self.put_while_job_exists(&state.job, state)
+    }
+
+    /// Saves a record that belongs to `job`; `false` (and nothing saved)
+    /// when the job no longer exists. Under the writer lock, so a job
+    /// dropped meanwhile cannot get the record back.
+    fn put_while_job_exists<R: Record>(&self, job: &str, record: &R) -> Result<bool> {
         let _guard = self.lock();
-        if self.find_job(&state.job)?.is_none() {
+        if self.find_job(job)?.is_none() {
             return Ok(false);
         }
         let mut batch = self.store.batch();
-        batch.put(state);
+        batch.put(record);
         batch.commit()?;
         Ok(true)
     }

@@ -702,8 +702,8 @@ mod tests {
     #[test]
     fn describe_takes_source_settings() {
         let sql = "DESCRIBE c.s.t WITH (sample = 5, keep_document true, on_type_mismatch = 'null')";
-        assert!(is_sluice_statement(sql));
-        assert!(!is_sluice_statement("DESCRIBE t WITH (sample = 5)"));
+        assert!(crate::statements::parse(sql).is_some());
+        assert!(crate::statements::parse("DESCRIBE t WITH (sample = 5)").is_none());
         assert_eq!(
             parse(sql).unwrap(),
             SluiceStatement::DescribeSourceTable {

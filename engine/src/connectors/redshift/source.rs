@@ -184,35 +184,28 @@ fn external(error: SourceError) -> DataFusionError {
 /// a select list, so a scan of no columns (a count) selects a constant that
 /// the decoder ignores.
 fn query(description: &TableDescription, request: &ScanRequest) -> String {
-    let list: Vec<String> = request
-        .columns
-        .iter()
-        .filter_map(|&i| description.columns.get(i))
-        .map(expression)
-        .collect();
-    let list = if list.is_empty() {
-        "1".to_owned()
-    } else {
-        list.join(", ")
-    };
-    scan_sql(&list, &from(&description.table), request)
+    select(description, request, expression)
 }
 
 /// The `SELECT` an UNLOAD of `request` writes: the cursor's, with the
 /// columns Parquet has no type for selected as text.
 fn unload_query(description: &TableDescription, request: &ScanRequest) -> String {
-    let list: Vec<String> = request
-        .columns
-        .iter()
+    select(description, request, |column| {
+        unload_expression(
+            &RsColumnType::named(column.source_type.split('(').next().unwrap_or_default()),
+            &column.mapping.arrow,
+            expression(column),
+            &DIALECT.quote_ident(&column.name),
+        )
+    })
+}
+
+/// The `SELECT` of `request` with each requested column as `column_sql`
+/// writes it (`1` when no column is needed).
+fn select(description: &TableDescription, request: &ScanRequest, column_sql: impl Fn(&ColumnInfo) -> String) -> String {
+    let list: Vec<String> = (request.columns.iter())
         .filter_map(|&i| description.columns.get(i))
-        .map(|column| {
-            unload_expression(
-                &RsColumnType::named(column.source_type.split('(').next().unwrap_or_default()),
-                &column.mapping.arrow,
-                expression(column),
-                &DIALECT.quote_ident(&column.name),
-            )
-        })
+        .map(column_sql)
         .collect();
     let list = if list.is_empty() {
         "1".to_owned()
