@@ -50,6 +50,7 @@ mod server;
 mod source_bigquery;
 mod source_bigquery_read;
 mod source_buckets;
+mod source_cassandra;
 mod source_dynamodb;
 mod source_file_drift;
 mod source_file_tables;
