@@ -69,15 +69,17 @@ pub(super) fn read(
     allow_filtering: bool,
 ) -> Read {
     let pushdown = Pushdown::of(description, request);
-    let mut columns: Vec<String> = match &pushdown.fields {
-        Some(fields) => description
-            .columns
-            .iter()
-            .filter(|c| fields.contains(&c.name))
-            .map(|c| c.name.clone())
-            .collect(),
-        None => description.columns.iter().map(|c| c.name.clone()).collect(),
+    // The primary key is always read: a row's conversion needs it (and
+    // errors name the row by it).
+    let wanted = |c: &&crate::sources::ColumnInfo| {
+        c.primary_key_position.is_some() || pushdown.fields.as_ref().is_none_or(|f| f.contains(&c.name))
     };
+    let mut columns: Vec<String> = description
+        .columns
+        .iter()
+        .filter(wanted)
+        .map(|c| c.name.clone())
+        .collect();
     if columns.is_empty() {
         // Nothing needed but the count of rows: read the first key column.
         columns.extend(description.columns.first().map(|c| c.name.clone()));
@@ -187,6 +189,15 @@ mod tests {
         assert_eq!(pushed.key, ["id"]);
         let count = read("shop", "orders", &d, &ScanRequest::default(), false);
         assert_eq!(count.text, r#"SELECT "id" FROM "shop"."orders""#);
+        let without_key = ScanRequest {
+            columns: vec![2],
+            ..ScanRequest::default()
+        };
+        assert_eq!(
+            read("shop", "orders", &d, &without_key, false).text,
+            r#"SELECT "id", "n" FROM "shop"."orders""#,
+            "the key is read with every projection"
+        );
     }
 
     #[test]
