@@ -421,7 +421,7 @@ async fn options_are_validated_against_the_type() {
         .filter(|t| t[3].as_deref() == Some("beta"))
         .map(|t| t[0].clone().unwrap())
         .collect();
-    assert_eq!(beta, ["mongodb"]);
+    assert_eq!(beta, ["mongodb", "cassandra"]);
     let postgres = types.iter().find(|t| t[0].as_deref() == Some("postgres")).unwrap();
     assert!(
         postgres[4].as_deref().unwrap().contains("port integer default 5432"),

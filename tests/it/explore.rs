@@ -235,10 +235,10 @@ async fn postgres_exploration_errors_name_what_exists() {
     expect_err(&client, "SHOW SCHEMAS FROM nowhere", "42704").await;
     client
         .batch_execute(
-            "CREATE CONNECTION offline_src TYPE cassandra OPTIONS (hosts 'h', keyspace 'k') WITH (validate = false)",
+            "CREATE CONNECTION offline_src TYPE teradata OPTIONS (host 'h', user 'u') WITH (validate = false)",
         )
         .await
-        .expect_err("cassandra is not available yet");
+        .expect_err("teradata is not available yet");
     pg.stop();
     let message = expect_err(&client, "SHOW TABLES FROM shop", "08001").await;
     assert!(message.contains("refused"), "{message}");

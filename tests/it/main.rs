@@ -51,6 +51,7 @@ mod server;
 mod source_bigquery;
 mod source_bigquery_read;
 mod source_buckets;
+mod source_cassandra;
 mod source_dynamodb;
 mod source_dynamodb_requests;
 mod source_file_drift;

@@ -3,6 +3,7 @@
 
 mod azure_blob;
 pub(crate) mod bigquery;
+mod cassandra;
 mod documents;
 mod dynamodb;
 mod files;
@@ -41,7 +42,7 @@ static ALL: &[&ConnectionType] = &[
     &s3::S3,
     &azure_blob::AZURE_BLOB,
     &mongodb::MONGODB,
-    &planned::CASSANDRA,
+    &cassandra::CASSANDRA,
     &redis::REDIS,
     &firestore::FIRESTORE,
     &dynamodb::DYNAMODB,

@@ -64,19 +64,3 @@ planned!(
         O::optional("password", Secret, "password"),
     ]
 );
-
-planned!(
-    CASSANDRA,
-    "cassandra",
-    "Apache Cassandra",
-    Category::NoSql,
-    ["hosts", "port", "keyspace"],
-    &[
-        O::required("hosts", Text, "comma-separated contact points"),
-        O::with_default("port", PORT, "9042", "native protocol port"),
-        O::required("keyspace", Text, "keyspace"),
-        O::optional("user", Text, "user name"),
-        O::optional("password", Secret, "password"),
-        O::optional("datacenter", Text, "local datacenter"),
-    ]
-);

@@ -20,6 +20,7 @@
 
 pub mod bigquery_read;
 pub mod bqemulator;
+pub mod cql_fake;
 pub mod dynamodb;
 pub mod emulators;
 pub mod fakesnow;
