@@ -30,6 +30,7 @@ use sluice_catalog::Catalog;
 use sluice_engine::ConnectionManager;
 use sluice_engine::destinations::WarehouseSchema;
 use sluice_engine::jobs::JobManager;
+use sluice_engine::sources::PushDownOffset;
 use tokio::runtime::{Handle, Runtime};
 use tokio::time::Instant;
 
@@ -70,6 +71,7 @@ pub fn session_context(
         .with_runtime_env(runtime)
         .with_catalog_list(Arc::new(SluiceCatalogList::new(connections)))
         .with_default_features()
+        .with_optimizer_rule(Arc::new(PushDownOffset))
         .with_physical_optimizer_rule(Arc::new(CooperativeJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);

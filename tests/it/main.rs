@@ -69,6 +69,7 @@ mod source_redshift;
 mod source_redshift_unload;
 mod source_snowflake;
 mod source_sqlserver;
+mod source_sqlserver_offset;
 mod source_synapse;
 mod source_tls;
 mod system_lookup;

@@ -557,6 +557,7 @@ async fn scans_stream_batches_and_refuse_bad_values() {
         columns: vec![0],
         filter: Some("(`id` <= 12000 OR SLEEP(1) = 0)".into()),
         limit: None,
+        offset: 0,
         batch_rows: None,
     };
     let mut stream = source.scan(&description, &request).await.unwrap();
@@ -617,6 +618,7 @@ async fn scans_stream_batches_and_refuse_bad_values() {
         columns: vec![0],
         filter: Some("`nope` = 1".into()),
         limit: None,
+        offset: 0,
         batch_rows: None,
     };
     match source.scan(&description, &request).await {

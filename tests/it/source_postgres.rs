@@ -564,6 +564,7 @@ async fn scans_round_trip_every_value_exactly() {
         columns: vec![25, 0],
         filter: Some("(\"id\" >= 2)".into()),
         limit: None,
+        offset: 0,
         batch_rows: None,
     };
     let batches = scan(&source, &description, request).await.unwrap();
@@ -680,6 +681,7 @@ async fn values_arrow_cannot_hold_are_refused_naming_the_column() {
             columns: vec![column_of("id"), column_of(column)],
             filter: Some(format!("(\"id\" = {id})")),
             limit: None,
+            offset: 0,
             batch_rows: None,
         };
         let err = scan(&source, &description, request).await.unwrap_err();

@@ -28,8 +28,9 @@ async fn setup(n: i64) -> (SqlBridge, Sluice, Client) {
 }
 
 /// Exploration and live reads of a Synapse connection; `OFFSET m LIMIT n`
-/// reaches the server as `TOP (m + n)` (DataFusion gives a scan no offset;
-/// see docs/sources/sqlserver.md) and returns the right rows.
+/// reaches the server as `TOP (m + n)` (dedicated SQL pools have no
+/// `OFFSET ... FETCH`; see docs/sources/sqlserver.md) and returns the right
+/// rows.
 #[tokio::test]
 async fn synapse_is_explored_and_read_with_top_pushed_down() {
     let (bridge, _sluice, client) = setup(ROWS).await;

@@ -148,6 +148,7 @@ pub(super) async fn plan(
         columns: scanned,
         filter,
         limit: None,
+        offset: 0,
     };
     Ok(RunPlan {
         columns,

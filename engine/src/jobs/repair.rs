@@ -122,6 +122,7 @@ impl JobManager {
                 columns: columns.indexes.clone(),
                 filter,
                 limit: None,
+                offset: 0,
             };
             let scan = source
                 .scan(&columns.description, &request)

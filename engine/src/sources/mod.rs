@@ -10,6 +10,7 @@ pub(crate) mod datafusion_sql;
 pub(crate) mod decimal_text;
 mod describe;
 mod nearby;
+mod offset;
 mod pushdown;
 mod scrubbed;
 pub(crate) mod stream_table;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 pub use checksum::{BucketSums, BucketUnit, ChecksumQuery, SqlFamily, WHOLE_TABLE, parse_sums};
 pub use describe::{LoadRecommendation, TimestampCandidate};
 pub use nearby::closest;
+pub use offset::PushDownOffset;
 pub use scrubbed::Scrubbed;
 pub use table::SourceTable;
 
@@ -162,6 +164,9 @@ pub struct ScanRequest {
     /// A boolean condition in the source's SQL dialect.
     pub filter: Option<String>,
     pub limit: Option<usize>,
+    /// Rows to skip before `limit` counts; never above zero unless the
+    /// source [supports offsets](Source::supports_offset).
+    pub offset: usize,
     /// Rows per batch; the source's default when `None`.
     pub batch_rows: Option<usize>,
 }
@@ -389,6 +394,12 @@ pub trait Source: Send + Sync {
         description: &TableDescription,
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError>;
+
+    /// Whether [`Source::scan`] skips [`ScanRequest::offset`] rows itself;
+    /// only then does a query's `OFFSET` reach the source.
+    fn supports_offset(&self) -> bool {
+        false
+    }
 
     /// Whether [`Source::scan_parallel`] works for this source.
     fn supports_parallel_scan(&self) -> bool {

@@ -99,6 +99,10 @@ impl Source for Scrubbed {
         self.inner.commit_horizon().await.map_err(|e| self.clean(e))
     }
 
+    fn supports_offset(&self) -> bool {
+        self.inner.supports_offset()
+    }
+
     fn supports_parallel_scan(&self) -> bool {
         self.inner.supports_parallel_scan()
     }

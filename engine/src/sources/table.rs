@@ -1,5 +1,6 @@
 //! A source table as a DataFusion `TableProvider`: projection, filters and
-//! limit are pushed into the source query, rows stream as Arrow batches.
+//! limit (and, by [`PushDownOffset`](super::PushDownOffset), an offset) are
+//! pushed into the source query, rows stream as Arrow batches.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct SourceTable {
     source: Arc<dyn Source>,
     description: Arc<TableDescription>,
     schema: SchemaRef,
+    /// Rows every scan skips first.
+    offset: usize,
 }
 
 impl SourceTable {
@@ -36,13 +39,29 @@ impl SourceTable {
             source,
             description: Arc::new(description),
             schema,
+            offset: 0,
         }
+    }
+
+    /// The same table with `skip` more rows skipped by every scan, when the
+    /// source can skip rows itself.
+    pub(super) fn skipping(&self, skip: usize) -> Option<Self> {
+        self.source.supports_offset().then(|| Self {
+            source: self.source.clone(),
+            description: self.description.clone(),
+            schema: self.schema.clone(),
+            offset: self.offset + skip,
+        })
     }
 }
 
 impl fmt::Debug for SourceTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SourceTable({})", self.description.table)
+        write!(f, "SourceTable({})", self.description.table)?;
+        if self.offset > 0 {
+            write!(f, " offset {}", self.offset)?;
+        }
+        Ok(())
     }
 }
 
@@ -88,6 +107,7 @@ impl TableProvider for SourceTable {
             columns: columns.clone(),
             filter: (!conditions.is_empty()).then(|| conditions.join(" AND ")),
             limit,
+            offset: self.offset,
             batch_rows: None,
         };
         let schema = Arc::new(self.schema.project(&columns)?);

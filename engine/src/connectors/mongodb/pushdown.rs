@@ -316,6 +316,7 @@ mod tests {
             columns,
             filter: filter.map(str::to_owned),
             limit,
+            offset: 0,
             batch_rows: None,
         }
     }

@@ -273,6 +273,7 @@ mod tests {
             columns: vec![1, 2, 0],
             filter: Some("(\"id\" > 5)".into()),
             limit: Some(3),
+            offset: 0,
             batch_rows: None,
         };
         assert_eq!(

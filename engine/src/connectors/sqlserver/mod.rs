@@ -66,7 +66,7 @@ pub(crate) static SQLSERVER: ConnectionType = ConnectionType {
     identity_options: IDENTITY,
     driver: Some(Driver {
         connector: &SqlServerConnector,
-        source: Some(source::open),
+        source: Some(source::open_sql_server),
         destination: None,
         cdc: None,
     }),
@@ -95,7 +95,7 @@ pub(crate) static SYNAPSE: ConnectionType = ConnectionType {
     identity_options: IDENTITY,
     driver: Some(Driver {
         connector: &SqlServerConnector,
-        source: Some(source::open),
+        source: Some(source::open_synapse),
         destination: None,
         cdc: None,
     }),

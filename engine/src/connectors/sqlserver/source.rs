@@ -36,17 +36,30 @@ const BATCHES_AHEAD: usize = 2;
 /// at 4 KB by default over TDS) and without row-count messages.
 const SESSION: &str = "SET TEXTSIZE 2147483647; SET NOCOUNT ON;";
 
-/// Opens a SQL Server/Synapse connection's options as a source.
-pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
+/// Opens a SQL Server connection's options as a source.
+pub(super) fn open_sql_server(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
     Arc::new(SqlServerSource {
         endpoint: Endpoint::new(options),
         timeout,
+        offset_fetch: true,
+    })
+}
+
+/// Opens a Synapse connection's options as a source: its dedicated SQL
+/// pools have no `OFFSET ... FETCH`.
+pub(super) fn open_synapse(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
+    Arc::new(SqlServerSource {
+        endpoint: Endpoint::new(options),
+        timeout,
+        offset_fetch: false,
     })
 }
 
 struct SqlServerSource {
     endpoint: Endpoint,
     timeout: Duration,
+    /// Whether the server takes `OFFSET m ROWS FETCH NEXT n ROWS ONLY`.
+    offset_fetch: bool,
 }
 
 impl SqlServerSource {
@@ -108,6 +121,10 @@ async fn close(client: Session) {
 impl Source for SqlServerSource {
     fn dialect(&self) -> &'static dyn Dialect {
         &SqlServerDialect
+    }
+
+    fn supports_offset(&self) -> bool {
+        self.offset_fetch
     }
 
     async fn schemas(&self) -> Result<Vec<String>, SourceError> {
@@ -220,12 +237,32 @@ impl Source for SqlServerSource {
         } else {
             columns.join(", ")
         };
-        let top = request.limit.map(|n| format!("TOP ({n}) ")).unwrap_or_default();
+        let (top, offset) = row_range(request);
         let mut sql = format!("SELECT {top}{list} FROM {}", Self::from(description));
         if let Some(filter) = &request.filter {
             sql.push_str(&format!(" WHERE {filter}"));
         }
+        sql.push_str(&offset);
         sql
+    }
+}
+
+/// The `TOP (n) ` before the select list and the `OFFSET ... FETCH` after
+/// the `WHERE` that read the request's rows. T-SQL takes an offset only
+/// after an `ORDER BY`; `(SELECT NULL)` orders nothing, so the rows skipped
+/// are as unordered as DataFusion's own `OFFSET` over a scan.
+fn row_range(request: &ScanRequest) -> (String, String) {
+    let top = |limit: Option<usize>| limit.map(|n| format!("TOP ({n}) ")).unwrap_or_default();
+    match (request.offset, request.limit) {
+        // `FETCH NEXT 0 ROWS` is an error; no rows is no rows.
+        (0, limit) | (_, limit @ Some(0)) => (top(limit), String::new()),
+        (offset, limit) => {
+            let fetch = limit.map(|n| format!(" FETCH NEXT {n} ROWS ONLY")).unwrap_or_default();
+            (
+                String::new(),
+                format!(" ORDER BY (SELECT NULL) OFFSET {offset} ROWS{fetch}"),
+            )
+        }
     }
 }
 
@@ -295,5 +332,36 @@ impl Reader {
             code: None,
             message: e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(offset: usize, limit: Option<usize>) -> (String, String) {
+        row_range(&ScanRequest {
+            offset,
+            limit,
+            ..ScanRequest::default()
+        })
+    }
+
+    #[test]
+    fn an_offset_is_sent_as_offset_fetch_and_a_bare_limit_as_top() {
+        assert_eq!(range(0, Some(5)), ("TOP (5) ".into(), String::new()));
+        assert_eq!(range(0, None), (String::new(), String::new()));
+        assert_eq!(
+            range(2, Some(3)),
+            (
+                String::new(),
+                " ORDER BY (SELECT NULL) OFFSET 2 ROWS FETCH NEXT 3 ROWS ONLY".into()
+            )
+        );
+        assert_eq!(
+            range(4, None),
+            (String::new(), " ORDER BY (SELECT NULL) OFFSET 4 ROWS".into())
+        );
+        assert_eq!(range(4, Some(0)), ("TOP (0) ".into(), String::new()));
     }
 }
