@@ -25,6 +25,7 @@ mod demo;
 mod docs_examples;
 mod durability;
 mod durability_runs;
+mod dynamodb_parallelism;
 mod exactly_once;
 mod explore;
 mod fleet;

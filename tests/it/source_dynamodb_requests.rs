@@ -17,7 +17,7 @@ use crate::common::{Sluice, rows};
 type Requests = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// A TCP proxy to moto that records each DynamoDB request it forwards.
-struct Recorder {
+pub(crate) struct Recorder {
     endpoint: String,
     requests: Requests,
 }
@@ -40,7 +40,7 @@ impl Recorder {
 
     /// The reads (`Scan`, `Query`) of `operation` since the last call,
     /// oldest first, not counting the sample's scans (`Limit` 1000).
-    fn take(&self, operation: &str) -> Vec<Value> {
+    pub(crate) fn take(&self, operation: &str) -> Vec<Value> {
         let mut requests = self.requests.lock().unwrap();
         let taken = requests
             .iter()
@@ -125,7 +125,7 @@ fn filled(body: &Value, member: &str) -> Option<String> {
 
 /// Item `id`: kind `a` (odd ids) or `b`, `ts` = id / 3 (three items share
 /// most values), a float `total`, an int `qty` and a `note` on every fourth.
-fn event(id: u32) -> Value {
+pub(crate) fn event(id: u32) -> Value {
     let mut item = json!({
         "id": {"N": id.to_string()},
         "kind": {"S": if id % 2 == 1 { "a" } else { "b" }},
@@ -142,7 +142,7 @@ fn event(id: u32) -> Value {
 /// moto with table `events` (key `id`, global index `by_kind` on
 /// `kind`/`ts` holding every attribute) of `items` items, and Sluice with
 /// connection `dyn` through the recorder.
-async fn setup(items: u32, extra: &str) -> (Dynamo, Recorder, Sluice, Client) {
+pub(crate) async fn setup(items: u32, extra: &str) -> (Dynamo, Recorder, Sluice, Client) {
     let dynamo = Dynamo::start();
     dynamo.python(
         "d.create_table(TableName='events', KeySchema=[{'AttributeName': 'id', 'KeyType': 'HASH'}], \
@@ -176,7 +176,7 @@ async fn ids(client: &Client, sql: &str) -> Vec<u32> {
         .collect()
 }
 
-async fn run(client: &Client, job: &str) -> String {
+pub(crate) async fn run(client: &Client, job: &str) -> String {
     let summary = rows(client, &format!("RUN ETL JOB {job}")).await;
     assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{job}: {summary:?}");
     summary[0][2].clone().unwrap()

@@ -573,7 +573,9 @@ impl JobManager {
     /// Checks that the source can be read by parallel streams, split on a
     /// suitable column.
     fn check_parallelism(&self, job: &JobRecord, columns: &JobColumns) -> Result<(), EngineError> {
-        self.check_parallel_source(job)?;
+        if self.check_parallel_source(job)? {
+            return Ok(());
+        }
         let cursor = match &job.load {
             LoadType::Incremental { cursor, .. } => Some(cursor.as_str()),
             LoadType::Snapshot => None,
@@ -581,22 +583,23 @@ impl JobManager {
         split::split_column(&columns.description, cursor).map(drop)
     }
 
-    /// Checks that the job's source can be read by parallel streams at all.
-    fn check_parallel_source(&self, job: &JobRecord) -> Result<(), EngineError> {
-        if !self
-            .connections
-            .source(&job.source.connection)?
-            .supports_parallel_scan()
-        {
+    /// Checks that the job's source can be read by parallel streams at all;
+    /// `true` when it splits the read itself (no split column needed).
+    fn check_parallel_source(&self, job: &JobRecord) -> Result<bool, EngineError> {
+        let source = self.connections.source(&job.source.connection)?;
+        if source.scans_in_segments() {
+            return Ok(true);
+        }
+        if !source.supports_parallel_scan() {
             return Err(EngineError::InvalidJob {
                 message: format!(
                     "connection \"{}\" cannot be read by parallel streams (WITH (parallelism = n) needs a PostgreSQL \
-                     source); leave out parallelism",
+                     or DynamoDB source); leave out parallelism",
                     job.source.connection
                 ),
             });
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Changes what can change without touching the destination table.

@@ -102,6 +102,9 @@ impl JobManager {
         let description = &plan.columns.description;
         let parts = job.parallelism.filter(|&n| n > 1);
         let queries = match parts {
+            Some(parts) if source.scans_in_segments() => {
+                vec![source.segmented_scan_query(description, &plan.request, parts as usize)]
+            }
             Some(parts) => {
                 let column =
                     split::split_column(description, plan.cursor.as_ref().map(|c| c.0.as_str())).map_err(|e| {

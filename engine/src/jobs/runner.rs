@@ -467,6 +467,9 @@ impl JobManager {
         let copied = async {
             let open = async {
                 match job.parallelism.filter(|&n| n > 1) {
+                    Some(parts) if source.scans_in_segments() => Ok(source
+                        .scan_segments(&columns.description, &request, parts as usize)
+                        .await),
                     Some(parts) => {
                         let split = split::split_column(&columns.description, cursor.as_ref().map(|c| c.0.as_str()))?;
                         Ok(source

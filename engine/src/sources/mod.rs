@@ -424,6 +424,33 @@ pub trait Source: Send + Sync {
         })
     }
 
+    /// Whether the source splits a parallel read itself (DynamoDB's Scan
+    /// segments), so a job's `WITH (parallelism = n)` needs no split column
+    /// and runs [`Source::scan_segments`].
+    fn scans_in_segments(&self) -> bool {
+        false
+    }
+
+    /// Streams the same rows as [`Source::scan`], read as `parts` segments
+    /// the source splits itself. Sources that do not split keep this
+    /// default: one scan.
+    async fn scan_segments(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let _ = parts;
+        self.scan(description, request).await
+    }
+
+    /// What [`Source::scan_segments`] sends for the same arguments, for
+    /// EXPLAIN; by default [`Source::scan_query`].
+    fn segmented_scan_query(&self, description: &TableDescription, request: &ScanRequest, parts: usize) -> String {
+        let _ = parts;
+        self.scan_query(description, request)
+    }
+
     /// Open transactions and the clock of the source, read in a session of
     /// its own; `None` for sources without transactions to guard against.
     async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {

@@ -120,6 +120,26 @@ impl Source for Scrubbed {
         }
     }
 
+    fn scans_in_segments(&self) -> bool {
+        self.inner.scans_in_segments()
+    }
+
+    async fn scan_segments(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        match self.inner.scan_segments(description, request, parts).await {
+            Ok(stream) => Ok(self.clean_stream(stream)),
+            Err(e) => Err(self.clean(e)),
+        }
+    }
+
+    fn segmented_scan_query(&self, description: &TableDescription, request: &ScanRequest, parts: usize) -> String {
+        self.inner.segmented_scan_query(description, request, parts)
+    }
+
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
         self.inner.scan_query(description, request)
     }

@@ -61,6 +61,31 @@ pub(crate) trait Store: Send + Sync + 'static {
         let _ = (description, request);
         self.read_text(table)
     }
+
+    /// Whether [`Store::read_segments`] splits a read into parallel
+    /// segments (DynamoDB's parallel Scan).
+    fn reads_in_segments(&self) -> bool {
+        false
+    }
+
+    /// [`Store::read_request`] split into `parts` segments read in
+    /// parallel; by default the one read.
+    fn read_segments(&self, table: &str, description: &TableDescription, request: &ScanRequest, parts: u32) -> Pages {
+        let _ = parts;
+        self.read_request(table, description, request)
+    }
+
+    /// What [`Store::read_segments`] sends the store, for EXPLAIN.
+    fn read_segments_text(
+        &self,
+        table: &str,
+        description: &TableDescription,
+        request: &ScanRequest,
+        parts: u32,
+    ) -> String {
+        let _ = parts;
+        self.read_request_text(table, description, request)
+    }
 }
 
 /// A store as a source with the connection's mapping options.
@@ -129,10 +154,65 @@ impl<S: Store> Source for DocumentSource<S> {
         description: &TableDescription,
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError> {
+        let pages = self.store.read_request(&description.table.name, description, request);
+        self.scan_pages(description, request, pages).await
+    }
+
+    fn scans_in_segments(&self) -> bool {
+        self.store.reads_in_segments()
+    }
+
+    async fn scan_segments(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let parts = u32::try_from(parts).unwrap_or(u32::MAX);
+        let pages = self
+            .store
+            .read_segments(&description.table.name, description, request, parts);
+        self.scan_pages(description, request, pages).await
+    }
+
+    fn segmented_scan_query(&self, description: &TableDescription, request: &ScanRequest, parts: usize) -> String {
+        let parts = u32::try_from(parts).unwrap_or(u32::MAX);
+        let read = self
+            .store
+            .read_segments_text(&description.table.name, description, request, parts);
+        in_sluice(read, description, request)
+    }
+
+    /// VERIFY's aggregates, computed over a full scan in Sluice: a store
+    /// has no aggregate query of its own.
+    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
+        let request = ScanRequest::every_column(description);
+        let rows = self.scan(description, &request).await?;
+        stream_table::query_text(&description.table.name, rows, sql)
+            .await
+            .map_err(|e| plan_error(&description.table, e))
+    }
+
+    fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
+        let read = self
+            .store
+            .read_request_text(&description.table.name, description, request);
+        in_sluice(read, description, request)
+    }
+}
+
+impl<S: Store> DocumentSource<S> {
+    /// The rows of `pages` as `description` maps them, with the scan's
+    /// projection, filter and limit run over them in Sluice.
+    async fn scan_pages(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        pages: Pages,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
         let table = description.table.clone();
         convert::specs(&table, &description.columns)?;
         let schema = description.arrow_schema();
-        let pages = self.store.read_request(&table.name, description, request);
         let (columns, mapping, batch_schema) = (description.columns.clone(), self.mapping, schema.clone());
         let batches = pages.enumerate().map(move |(index, page)| {
             if index > 0 {
@@ -155,25 +235,12 @@ impl<S: Store> Source for DocumentSource<S> {
             .await
             .map_err(|e| plan_error(&description.table, e))
     }
+}
 
-    /// VERIFY's aggregates, computed over a full scan in Sluice: a store
-    /// has no aggregate query of its own.
-    async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
-        let request = ScanRequest::every_column(description);
-        let rows = self.scan(description, &request).await?;
-        stream_table::query_text(&description.table.name, rows, sql)
-            .await
-            .map_err(|e| plan_error(&description.table, e))
-    }
-
-    fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
-        let filter = scan_sql(&select_list(description, request), SCANNED, request);
-        format!(
-            "{}, then in Sluice: {filter}",
-            self.store
-                .read_request_text(&description.table.name, description, request)
-        )
-    }
+/// What a scan sends the store (`read`), then runs in Sluice, for EXPLAIN.
+fn in_sluice(read: String, description: &TableDescription, request: &ScanRequest) -> String {
+    let filter = scan_sql(&select_list(description, request), SCANNED, request);
+    format!("{read}, then in Sluice: {filter}")
 }
 
 /// The quoted columns a scan selects (`1` for none).

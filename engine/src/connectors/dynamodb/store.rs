@@ -223,18 +223,27 @@ impl Store for DynamoStore {
     }
 
     fn read_text(&self, table: &str) -> String {
-        self.scan_text(table, &Expressions::default())
+        self.scan_text(table, &Expressions::default(), self.segments)
+    }
+
+    /// [`Store::read_segments`] in the connection's `segments`.
+    fn read_request(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> Pages {
+        self.read_segments(table, description, request, self.segments)
+    }
+
+    fn reads_in_segments(&self) -> bool {
+        true
     }
 
     /// A `Query` when the scan's filter fixes a partition key, else a
-    /// `Scan` in `segments` parallel segments (each with one page in
-    /// flight, pages merged as they come), with the rest of the filter's
-    /// bounds as the filter expression.
-    fn read_request(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> Pages {
+    /// `Scan` in `parts` parallel segments (each with one page in flight,
+    /// pages merged as they come), with the rest of the filter's bounds as
+    /// the filter expression.
+    fn read_segments(&self, table: &str, description: &TableDescription, request: &ScanRequest, parts: u32) -> Pages {
         let key: Vec<String> = description.primary_key().into_iter().map(str::to_owned).collect();
         let (api, table, described) = (self.api.clone(), table.to_owned(), self.described.clone());
         let (description, pushdown) = (description.clone(), Pushdown::of(description, request));
-        let (total, limit, consistent) = (self.segments.max(1), self.page_size, self.consistent_read);
+        let (total, limit, consistent) = (parts.max(1), self.page_size, self.consistent_read);
         let opened = async move {
             let keys = describe(&api, &table).await?;
             remember(&described, &table, &keys);
@@ -273,6 +282,16 @@ impl Store for DynamoStore {
     }
 
     fn read_request_text(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> String {
+        self.read_segments_text(table, description, request, self.segments)
+    }
+
+    fn read_segments_text(
+        &self,
+        table: &str,
+        description: &TableDescription,
+        request: &ScanRequest,
+        parts: u32,
+    ) -> String {
         let described = self.described.lock().ok().and_then(|d| d.get(table).cloned());
         let Some(keys) = described else {
             let read = self.read_of(description, request, &TableKeys { schemas: vec![] });
@@ -281,11 +300,11 @@ impl Store for DynamoStore {
             };
             return format!(
                 "{} (a Query instead when DescribeTable shows a key the filter fixes)",
-                self.scan_text(table, &expressions)
+                self.scan_text(table, &expressions, parts)
             );
         };
         match self.read_of(description, request, &keys) {
-            Read::Scan(expressions) => self.scan_text(table, &expressions),
+            Read::Scan(expressions) => self.scan_text(table, &expressions, parts),
             Read::Query { index, expressions, .. } => {
                 let on = index.map(|i| format!(" index {i}")).unwrap_or_default();
                 format!("Query {table}{on} (Limit {}, {})", self.page_size, expressions.text())
@@ -295,14 +314,16 @@ impl Store for DynamoStore {
 }
 
 impl DynamoStore {
-    fn scan_text(&self, table: &str, expressions: &Expressions) -> String {
+    fn scan_text(&self, table: &str, expressions: &Expressions, segments: u32) -> String {
         let filter = Some(expressions.text())
             .filter(|t| !t.is_empty())
             .map(|t| format!(", {t}"))
             .unwrap_or_default();
         format!(
             "Scan {table} (TotalSegments {}, Limit {}, ConsistentRead {}{filter})",
-            self.segments, self.page_size, self.consistent_read
+            segments.max(1),
+            self.page_size,
+            self.consistent_read
         )
     }
 }
