@@ -75,6 +75,7 @@ pub(crate) static CASSANDRA: ConnectionType = ConnectionType {
         connector: &CassandraConnector,
         source: Some(open),
         destination: None,
+        cdc: None,
     }),
 };
 

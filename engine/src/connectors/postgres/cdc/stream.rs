@@ -398,8 +398,11 @@ mod tests {
         out.into()
     }
 
-    /// (op, id, big, unchanged columns, position) of each row.
-    fn rows(events: &[ChangeEvent]) -> Vec<(String, Option<i64>, Option<String>, bool, String)> {
+    /// (op, id, big, unchanged columns, position) of one decoded row.
+    type Row = (String, Option<i64>, Option<String>, bool, String);
+
+    /// Every decoded row, in order.
+    fn rows(events: &[ChangeEvent]) -> Vec<Row> {
         let batches: Vec<&RecordBatch> = events
             .iter()
             .filter_map(|e| match e {
