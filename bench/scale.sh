@@ -21,6 +21,8 @@
 #                  wall time with psql's start-up subtracted)
 #   burst_s        BENCH_BURST jobs due at the same minute: seconds from the
 #                  minute to the last scheduled start                    target <= 10
+#   pass_ms        one scheduler pass over all N jobs, mean of the passes during
+#                  the burst (the server's sluice_scheduler_pass_seconds metric)
 #   catalog_mb     the catalog's size on disk after all of the above
 #   idle_mb        the server's resident memory when idle after the runs (VmRSS)
 #   peak_mb        its peak resident memory over the whole step (VmHWM)
@@ -56,12 +58,18 @@ query_ms() {
 pgsql -c "CREATE TABLE t (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL, note text);
           INSERT INTO t SELECT g, now() - g * interval '1 minute', 'row ' || g FROM generate_series(1, 100) g;" >/dev/null
 
-printf '%-7s %9s %8s %13s %13s %13s %13s %8s %10s %8s %8s\n' \
-  jobs create_ms run_ms jobs_ms show_ms lookup_ms runs_ms burst_s catalog_mb idle_mb peak_mb
+# "count sum" of the scheduler's pass-duration histogram so far.
+passes() {
+  curl -s "http://127.0.0.1:$MPORT/metrics" | awk '/^sluice_scheduler_pass_seconds_count/ {c = $2} /^sluice_scheduler_pass_seconds_sum/ {s = $2} END {print c + 0, s + 0}'
+}
+
+printf '%-7s %9s %8s %13s %13s %13s %13s %8s %8s %10s %8s %8s\n' \
+  jobs create_ms run_ms jobs_ms show_ms lookup_ms runs_ms burst_s pass_ms catalog_mb idle_mb peak_mb
 for N in "${SIZES[@]}"; do
   BURST=${BENCH_BURST:-$(( N < 1000 ? N : 1000 ))}
   DATA="$WORK/sluice-$N"
-  SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN= SLUICE_DEMO_DIR= SLUICE_RETEST_INTERVAL=86400 \
+  MPORT=$(free_port)
+  SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN="127.0.0.1:$MPORT" SLUICE_DEMO_DIR= SLUICE_RETEST_INTERVAL=86400 \
     SLUICE_MAX_CONCURRENT_RUNS=$BURST SLUICE_MAX_RUNS_PER_CONNECTION=$BURST \
     "$BIN" serve --listen "127.0.0.1:$SLPORT" --data-dir "$DATA" >"$WORK/sluice-$N.log" 2>&1 &
   SLUICE_PID=$!
@@ -85,6 +93,7 @@ for N in "${SIZES[@]}"; do
 
   # The burst: BURST jobs scheduled every minute; the first whole minute
   # after the change fires them all. Then they are paused again.
+  PASSES0=$(passes)
   slsql -c "ALTER ETL JOBS WHERE name IN ($(seq 1 "$BURST" | awk '{printf "%s'"'"'j%d'"'"'", (NR>1?",":""), $1}')) SET SCHEDULE EVERY 1 MINUTES" >/dev/null
   MINUTE=$(( ($(date +%s) / 60 + 1) * 60 ))
   for _ in $(seq 240); do
@@ -94,13 +103,14 @@ for N in "${SIZES[@]}"; do
   done
   BURST_S=$(slsql -c "SELECT extract(epoch FROM max(started_at)) - $MINUTE FROM sluice.runs WHERE trigger = 'schedule' AND started_at >= to_timestamp($MINUTE)")
   [ "$started" -ge "$BURST" ] || BURST_S="only $started of $BURST started"
+  PASS_MS=$(passes | awk -v before="$PASSES0" 'BEGIN {split(before, b)} {n = $1 - b[1]; printf "%.1f", n > 0 ? ($2 - b[2]) * 1000 / n : 0}')
   slsql -c "ALTER ETL JOBS WHERE name LIKE 'j%' PAUSE" >/dev/null
   sleep 5
 
   CATALOG_MB=$(du -sm "$DATA/catalog" 2>/dev/null | cut -f1)
   IDLE_MB=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
   PEAK_MB=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
-  printf '%-7d %9.1f %8.1f %13s %13s %13s %13s %8.8s %10s %8s %8s\n' "$N" "$CREATE_MS" "$RUN_MS" \
-    "$JOBS_MS" "$SHOW_MS" "$LOOKUP_MS" "$RUNS_MS" "$BURST_S" "$CATALOG_MB" "$IDLE_MB" "$PEAK_MB"
+  printf '%-7d %9.1f %8.1f %13s %13s %13s %13s %8.8s %8s %10s %8s %8s\n' "$N" "$CREATE_MS" "$RUN_MS" \
+    "$JOBS_MS" "$SHOW_MS" "$LOOKUP_MS" "$RUNS_MS" "$BURST_S" "$PASS_MS" "$CATALOG_MB" "$IDLE_MB" "$PEAK_MB"
   kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true; SLUICE_PID=
 done

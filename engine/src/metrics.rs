@@ -36,6 +36,7 @@ pub struct EngineMetrics {
     bytes: Family<JobLabels, Counter>,
     duration: HistogramFamily,
     lateness: Histogram,
+    pass: Histogram,
 }
 
 impl Default for EngineMetrics {
@@ -47,6 +48,8 @@ impl Default for EngineMetrics {
             duration: HistogramFamily::new_with_constructor(duration_histogram),
             // From 10 ms to about 3 minutes.
             lateness: Histogram::new(exponential_buckets(0.01, 2.0, 15)),
+            // From 0.1 ms to about 3 seconds.
+            pass: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
         }
     }
 }
@@ -74,6 +77,12 @@ impl EngineMetrics {
             Unit::Seconds,
             self.lateness.clone(),
         );
+        registry.register_with_unit(
+            "scheduler_pass",
+            "Duration of one scheduler pass over every job",
+            Unit::Seconds,
+            self.pass.clone(),
+        );
     }
 
     /// Counts a finished (or skipped) run.
@@ -100,5 +109,10 @@ impl EngineMetrics {
     /// Records how late a scheduled run started.
     pub fn scheduler_lateness(&self, late: Duration) {
         self.lateness.observe(late.as_secs_f64());
+    }
+
+    /// Records how long one scheduler pass over every job took.
+    pub fn scheduler_pass(&self, took: Duration) {
+        self.pass.observe(took.as_secs_f64());
     }
 }

@@ -439,6 +439,10 @@ async fn the_metrics_endpoint_reports_runs_rows_and_connections() {
         body.contains("# TYPE sluice_scheduler_lateness_seconds histogram"),
         "{body}"
     );
+    assert!(
+        sample(&body, "sluice_scheduler_pass_seconds_count").is_some_and(|passes| passes >= 1.0),
+        "the scheduler's passes are timed: {body}"
+    );
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
 
     let (status, _) = http_get(&url, "/other");

@@ -9,7 +9,7 @@ mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sluice_catalog::{JobRecord, OptionValue, RunRecord, RunStatus, RunTrigger, ScheduleState, VerifySchedule};
@@ -64,6 +64,9 @@ pub struct Scheduler {
     states: Mutex<()>,
     /// When the scheduler last started verifying each job (`verify = 'daily'`).
     verify_attempts: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Schedules parsed so far, by their text: a pass over thousands of
+    /// jobs parses each distinct schedule once, not once per job and pass.
+    schedules: Mutex<HashMap<String, Schedule>>,
 }
 
 impl Scheduler {
@@ -84,6 +87,7 @@ impl Scheduler {
             queued: Mutex::new(HashMap::new()),
             states: Mutex::new(()),
             verify_attempts: Mutex::new(HashMap::new()),
+            schedules: Mutex::new(HashMap::new()),
         })
     }
 
@@ -132,45 +136,90 @@ impl Scheduler {
     /// One pass over every job: starts or skips what is due, saves the
     /// plan, and returns the earliest time something is due next.
     pub fn tick(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let started = Instant::now();
+        let jobs = self.jobs.catalog().jobs()?;
+        {
+            // Forget schedules no job uses any more, now and then.
+            let mut schedules = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+            if schedules.len() > jobs.len() + 64 {
+                schedules.clear();
+            }
+        }
+        let mut verified = None;
         let mut earliest: Option<DateTime<Utc>> = None;
-        for job in self.jobs.catalog().jobs()? {
-            let schedule: Schedule = match job.schedule.parse() {
-                Ok(schedule) => schedule,
-                Err(e) => {
-                    warn!(job = %job.name, error = %e, "cannot read the job's schedule; it is not scheduled");
-                    continue;
-                }
-            };
+        for job in &jobs {
+            let Some(schedule) = self.schedule(job) else { continue };
             let verify_due = match job.verify {
-                VerifySchedule::Daily => self.verify_if_due(&job)?,
+                VerifySchedule::Daily => {
+                    // Read once per pass, and only when a job verifies daily.
+                    let verified = match &mut verified {
+                        Some(verified) => verified,
+                        None => verified.insert(self.last_verifications()?),
+                    };
+                    self.verify_if_due(job, verified.get(&job.name).copied())?
+                }
                 VerifySchedule::Off => None,
             };
-            for due in [self.step(&job, &schedule)?, verify_due].into_iter().flatten() {
+            for due in [self.step(job, &schedule)?, verify_due].into_iter().flatten() {
                 earliest = Some(earliest.map_or(due, |e| e.min(due)));
             }
         }
+        self.metrics.scheduler_pass(started.elapsed());
         Ok(earliest)
     }
 
-    /// Starts verifying a `verify = 'daily'` job when it is due and not
-    /// running; returns when it is due next.
-    fn verify_if_due(self: &Arc<Self>, job: &JobRecord) -> Result<Option<DateTime<Utc>>, EngineError> {
+    /// The job's parsed schedule; `None` (and a warning) when it cannot be read.
+    fn schedule(&self, job: &JobRecord) -> Option<Schedule> {
+        let mut schedules = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(schedule) = schedules.get(&job.schedule) {
+            return Some(schedule.clone());
+        }
+        match job.schedule.parse::<Schedule>() {
+            Ok(schedule) => {
+                schedules.insert(job.schedule.clone(), schedule.clone());
+                Some(schedule)
+            }
+            Err(e) => {
+                warn!(job = %job.name, error = %e, "cannot read the job's schedule; it is not scheduled");
+                None
+            }
+        }
+    }
+
+    /// When each job was last verified.
+    fn last_verifications(&self) -> Result<HashMap<String, DateTime<Utc>>, EngineError> {
+        let mut last = HashMap::new();
+        for verification in self.jobs.catalog().verifications()? {
+            let at = last.entry(verification.job).or_insert(verification.verified_at);
+            *at = (*at).max(verification.verified_at);
+        }
+        Ok(last)
+    }
+
+    /// Starts verifying a `verify = 'daily'` job (last verified at
+    /// `verified`) when it is due and not running; returns when it is due next.
+    fn verify_if_due(
+        self: &Arc<Self>,
+        job: &JobRecord,
+        verified: Option<DateTime<Utc>>,
+    ) -> Result<Option<DateTime<Utc>>, EngineError> {
         let catalog = self.jobs.catalog();
-        let last_load = (catalog.runs(Some(&job.name))?.into_iter())
-            .filter(|r| r.status == RunStatus::Succeeded && r.trigger != RunTrigger::Repair)
-            .filter_map(|r| r.finished_at)
-            .max();
+        // The newest successful load: read newest first, stop at it.
+        let mut last_load = None;
+        for run in catalog.runs_newest_first(&job.name) {
+            let run = run?;
+            if run.status == RunStatus::Succeeded && run.trigger != RunTrigger::Repair && run.finished_at.is_some() {
+                last_load = run.finished_at;
+                break;
+            }
+        }
         let attempted = self
             .verify_attempts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&job.name)
             .copied();
-        let verified = (catalog.verifications()?.into_iter())
-            .filter(|v| v.job == job.name)
-            .map(|v| v.verified_at)
-            .chain(attempted)
-            .max();
+        let verified = verified.into_iter().chain(attempted).max();
         let Some(due) = verify::due(last_load, verified) else {
             return Ok(None);
         };
