@@ -6,6 +6,7 @@
 //! atomically (one RocksDB `WriteBatch`, synced to disk before it returns).
 
 mod admin;
+mod blocking;
 mod catalog;
 mod cdc;
 mod connection;
@@ -25,6 +26,7 @@ mod transaction;
 mod verification;
 
 pub use admin::AdminCredentials;
+pub use blocking::blocking;
 pub use catalog::{Catalog, DropOutcome};
 pub use cdc::{CdcMode, CdcPhase, CdcState, PendingBatch};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};

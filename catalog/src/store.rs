@@ -39,6 +39,9 @@ const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 /// The opened database.
 pub(crate) struct Store {
     db: DB,
+    /// Milliseconds each synced write takes extra, as on a slow disk.
+    #[cfg(test)]
+    slow_disk_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -49,7 +52,11 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, store_options::family(&cache)));
         let db = DB::open_cf_descriptors(&store_options::database(), path, families)?;
-        let store = Self { db };
+        let store = Self {
+            db,
+            #[cfg(test)]
+            slow_disk_ms: Default::default(),
+        };
         store.check_schema_version()?;
         Ok(store)
     }
@@ -220,10 +227,18 @@ impl Store {
         self.write(batch)
     }
 
+    /// Applies `batch` and waits until it is on disk, off the async
+    /// runtime's worker (a slow disk must not stall logins and queries).
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(batch, &opts)?;
+        crate::blocking(|| {
+            #[cfg(test)]
+            std::thread::sleep(std::time::Duration::from_millis(
+                self.slow_disk_ms.load(std::sync::atomic::Ordering::Relaxed),
+            ));
+            self.db.write_opt(batch, &opts)
+        })?;
         Ok(())
     }
 }
@@ -328,5 +343,36 @@ mod tests {
             .get_cf(store.family("runs"), (48 * 1024 - 1u64).to_be_bytes())
             .unwrap();
         assert_eq!(last.as_deref(), Some(value.as_slice()), "flushed data stays readable");
+    }
+
+    #[test]
+    fn a_slow_synced_write_does_not_stall_the_other_tasks_of_its_worker() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        store.slow_disk_ms.store(2000, std::sync::atomic::Ordering::Relaxed);
+        let order = runtime.block_on(async {
+            let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+            let writer = {
+                let (store, done) = (store.clone(), done.clone());
+                tokio::spawn(async move {
+                    let mut batch = WriteBatch::default();
+                    batch.put_cf(store.family("meta"), b"k", b"v");
+                    store.write(batch).unwrap();
+                    done.send("write").unwrap();
+                })
+            };
+            // The writer is now blocked in its write on the only worker.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let other = tokio::spawn(async move { done.send("other task").unwrap() });
+            writer.await.unwrap();
+            other.await.unwrap();
+            [finished.recv().await.unwrap(), finished.recv().await.unwrap()]
+        });
+        assert_eq!(order, ["other task", "write"], "the other task waited for the disk");
     }
 }

@@ -82,10 +82,7 @@ impl SessionLocks {
             }
         };
         // Waiting blocks the thread: let the runtime move its other tasks.
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-            _ => wait(),
-        }
+        sluice_catalog::blocking(wait);
     }
 
     /// Releases one take of `key`; false (as in PostgreSQL, with nothing
