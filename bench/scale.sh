@@ -26,7 +26,7 @@
 #   catalog_mb     the catalog's size on disk after all of the above
 #   idle_mb        the server's resident memory when idle after the runs (VmRSS)
 #   peak_mb        its peak resident memory over the whole step (VmHWM)
-The scheduler starts runs
+# The scheduler starts runs
 # within the limits SLUICE_MAX_CONCURRENT_RUNS and
 # SLUICE_MAX_RUNS_PER_CONNECTION; this bench raises both to the burst size so
 # that the limits do not hide the scheduler's own latency.
