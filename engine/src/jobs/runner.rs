@@ -164,7 +164,9 @@ impl JobManager {
         Ok(true)
     }
 
-    fn claim(&self, job: &str, run_id: u64) -> Result<(RunningGuard<'_>, ActiveRun), EngineError> {
+    /// Marks `job` as running run `run_id` until the guard is dropped (run
+    /// 0: an edit that no run may overlap); refused while it runs.
+    pub(super) fn claim(&self, job: &str, run_id: u64) -> Result<(RunningGuard<'_>, ActiveRun), EngineError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = running.get(job) {
             return Err(EngineError::JobRunning {
