@@ -222,10 +222,18 @@ async fn switching_between_snapshot_and_incremental_loads_every_row_once() {
     let moved = rows(
         &client,
         "SELECT status, watermark_from, coalesce(watermark_to, 'none') FROM sluice.runs \
-         WHERE job = 'items' AND trigger = 'watermark'",
+         WHERE job = 'items' AND trigger = 'watermark' ORDER BY run_id",
     )
     .await;
-    assert_eq!(moved, [[Some("skipped".into()), Some("4".into()), Some("none".into())]]);
+    let none = || Some("none".to_owned());
+    assert_eq!(
+        moved,
+        [
+            [Some("skipped".into()), None, none()],
+            [Some("skipped".into()), Some("4".into()), none()]
+        ],
+        "each switch of load type is recorded"
+    );
     pg.psql_admin_db(
         "shop",
         "DELETE FROM public.items WHERE id = 1; INSERT INTO public.items VALUES (5, 50, 'e', 'n5')",
@@ -243,6 +251,11 @@ async fn switching_between_snapshot_and_incremental_loads_every_row_once() {
         loaded(&client, "id").await,
         ["4", "5"],
         "the start rule's window in place of the rows"
+    );
+    let differences = rows(&client, "VERIFY ETL JOB items").await;
+    assert!(
+        differences.is_empty(),
+        "VERIFY compares the window loaded since the switch: {differences:?}"
     );
 }
 

@@ -247,7 +247,7 @@ impl JobManager {
                 ),
             });
         }
-        if rebased && self.catalog().watermark(&old.name)?.is_some() {
+        if rebased {
             let note = format!(
                 "the load type of ETL job {} changed: the next run loads its start window in place of the table's rows",
                 old.name
