@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::common;
+use crate::fake_bigquery::FakeBigQuery;
 use common::*;
 
 /// PostgreSQL with `shop.public.items` (ids 1 and 2), a sluice with its
@@ -366,4 +367,91 @@ async fn create_or_replace_a_loaded_job_edits_it_or_names_what_cannot_change() {
     .await;
     assert!(message.contains("cannot change the destination table"), "{message}");
     assert_eq!(loaded(&client, "id").await, ["1", "2", "3"]);
+}
+
+/// Into BigQuery (the fake, which checks `tables.patch` as BigQuery does):
+/// an added column comes as NULLABLE, a REQUIRED one relaxes to NULLABLE,
+/// and another type is refused before BigQuery is asked.
+#[tokio::test]
+async fn bigquery_tables_gain_nullable_columns_and_relax_required_ones() {
+    let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE public.items (id int PRIMARY KEY, qty int NOT NULL, name text);
+         INSERT INTO public.items VALUES (1, 10, 'a'), (2, 20, 'b');",
+    );
+    let fake = FakeBigQuery::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let gcs = fake.gcs_url();
+    let sluice = Sluice::start_with(
+        &[],
+        &[
+            ("SLUICE_BIGQUERY_ENDPOINT", fake.url.as_str()),
+            ("SLUICE_GCS_ENDPOINT", gcs.as_str()),
+        ],
+    );
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    let key_file = fake.write_key_file(keys.path());
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION wh TYPE bigquery OPTIONS (project 'test-project', dataset 'raw_data', \
+             location 'EU', credentials_file '{}', connect_timeout 2); \
+             CREATE ETL JOB items FROM shop.public.items (id, qty) INTO wh.items INCREMENTAL BY id ALL \
+             WITH (commit_guard = 'off')",
+            key_file.display()
+        ))
+        .await
+        .unwrap();
+    run(&client).await;
+    let modes = || {
+        let table = fake.table("raw_data", "items").expect("the table exists");
+        table.resource["schema"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {} {}",
+                    f["name"].as_str().unwrap(),
+                    f["type"].as_str().unwrap(),
+                    f["mode"].as_str().unwrap_or("NULLABLE")
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(modes(), ["id INTEGER REQUIRED", "qty INTEGER REQUIRED"]);
+
+    client
+        .batch_execute("ALTER ETL JOB items ADD COLUMN name")
+        .await
+        .unwrap();
+    client
+        .batch_execute("ALTER ETL JOB items SET COLUMNS (id, qty INT64 NULLABLE, name)")
+        .await
+        .unwrap();
+    assert_eq!(
+        modes(),
+        ["id INTEGER REQUIRED", "qty INTEGER NULLABLE", "name STRING NULLABLE"]
+    );
+    let message = expect_err(
+        &client,
+        "ALTER ETL JOB items SET COLUMNS (id, qty STRING, name)",
+        "55000",
+    )
+    .await;
+    assert!(
+        message.contains("column \"qty\" is INT64 in the destination table and cannot become STRING"),
+        "{message}"
+    );
+    pg.psql_admin_db("shop", "INSERT INTO public.items VALUES (3, 30, 'c')");
+    run(&client).await;
+    let rows: usize = fake
+        .table("raw_data", "items")
+        .unwrap()
+        .batches
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 3, "every row loaded once");
 }
