@@ -455,3 +455,31 @@ async fn bigquery_tables_gain_nullable_columns_and_relax_required_ones() {
         .sum();
     assert_eq!(rows, 3, "every row loaded once");
 }
+
+/// A job with LOOKBACK ... DEDUPE ON skips rows already in the table; the
+/// run after RESET WATERMARK replaces those rows, so it skips none.
+#[tokio::test]
+async fn reset_watermark_of_a_lookback_job_reloads_every_row() {
+    let (pg, _sluice, client) = setup().await;
+    pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE public.events (id int PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO public.events VALUES (1, now() - interval '3 hours'), (2, now() - interval '1 minute');",
+    );
+    client
+        .batch_execute(
+            "CREATE ETL JOB events FROM shop.public.events INTO events INCREMENTAL BY at ALL \
+             LOOKBACK '2 hours' DEDUPE ON (id) WITH (commit_guard = 'off'); \
+             RUN ETL JOB events; \
+             ALTER ETL JOB events RESET WATERMARK; \
+             RUN ETL JOB events",
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = rows(&client, "SELECT id FROM warehouse.events ORDER BY id")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "2"]);
+}

@@ -22,6 +22,7 @@ use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::reconcile::INTERRUPTED;
 use super::verify::CursorWindow;
 use super::{ActiveRun, JobManager, schema_changes, split, window};
+use crate::destinations::WriteMode;
 use crate::error::EngineError;
 use crate::failpoint;
 
@@ -450,8 +451,10 @@ impl JobManager {
         live.track(transaction.shipping());
         // Keys read after `begin`: a load committed in between makes this
         // run's commit fail, so they are those of the version it builds on.
+        // A load that replaces the table's rows keeps none of them: nothing
+        // to skip.
         let mut deduper = match (lookback, &cursor) {
-            (Some(lookback), Some((cursor, _))) => {
+            (Some(lookback), Some((cursor, _))) if mode == WriteMode::Append => {
                 let mut deduper = Deduper::new(&columns.schema, &lookback.dedupe_on)?;
                 deduper
                     .remember(
