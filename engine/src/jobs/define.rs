@@ -598,7 +598,7 @@ impl JobManager {
 
     /// Checks that the source can be read by parallel streams, split on a
     /// suitable column.
-    fn check_parallelism(&self, job: &JobRecord, columns: &JobColumns) -> Result<(), EngineError> {
+    pub(super) fn check_parallelism(&self, job: &JobRecord, columns: &JobColumns) -> Result<(), EngineError> {
         if self.check_parallel_source(job)? {
             return Ok(());
         }

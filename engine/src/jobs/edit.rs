@@ -185,6 +185,9 @@ impl JobManager {
         let columns = JobColumns::resolve(&wanted, description)?;
         let now = Utc::now();
         check_cursor(&wanted.load, &columns, now)?;
+        if wanted.parallelism.is_some_and(|n| n > 1) {
+            self.check_parallelism(&wanted, &columns)?;
+        }
         let destination = self.destination(wanted.destination.connection.as_deref())?;
         if let LoadType::Incremental {
             cursor,
