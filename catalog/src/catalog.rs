@@ -848,6 +848,44 @@ impl Catalog {
         batch.put(watermark);
         batch.commit()
     }
+
+    /// Moves a job's watermark by hand (`ALTER ETL JOB ... SET | RESET
+    /// WATERMARK`, a change of load type): saves `job` as given, the
+    /// watermark `to` (`None` deletes it) and a run that records the move
+    /// (trigger `watermark`, status `skipped` as nothing was loaded,
+    /// `watermark_from` the old value, `watermark_to` the new one, `error`
+    /// the `note`), in one write. Returns the run.
+    pub fn move_watermark(&self, job: &JobRecord, to: Option<&str>, note: &str) -> Result<RunRecord> {
+        let _guard = self.lock();
+        self.job(&job.name)?;
+        let sequence = self
+            .store
+            .get::<RunSequence>("run_sequence")?
+            .unwrap_or(RunSequence { next: 1 });
+        let mut run = RunRecord::start(sequence.next, &job.name, RunTrigger::Watermark);
+        run.status = RunStatus::Skipped;
+        run.finished_at = Some(run.started_at);
+        run.watermark_from = self.watermark(&job.name)?.map(|w| w.value);
+        run.watermark_to = to.map(str::to_owned);
+        run.error = Some(note.to_owned());
+        let mut batch = self.store.batch();
+        batch.put(&RunSequence {
+            next: sequence.next + 1,
+        });
+        batch.put(&run).index_run(&job.name, run.id);
+        batch.put(job);
+        match to {
+            Some(value) => batch.put(&Watermark {
+                job: job.name.clone(),
+                value: value.to_owned(),
+                run_id: run.id,
+                updated_at: run.started_at,
+            }),
+            None => batch.delete::<Watermark>(&job.name),
+        };
+        batch.commit()?;
+        Ok(run)
+    }
 }
 
 /// The catalog's instance id, made and saved the first time.

@@ -282,6 +282,12 @@ pub struct JobRecord {
     /// document store's `sample`, `keep_document`, `on_type_mismatch`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub source_settings: BTreeMap<String, crate::OptionValue>,
+    /// Set once the job's watermark was cleared on purpose (`RESET
+    /// WATERMARK`, a change of load type or cursor): a run that starts
+    /// without a watermark then replaces the destination's rows with its
+    /// window instead of appending to them, so that no row is loaded twice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reload: bool,
     pub paused: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -50,6 +50,9 @@ pub enum RunTrigger {
     Retry,
     /// `REPAIR ETL JOB`: one cursor window loaded again.
     Repair,
+    /// `ALTER ETL JOB`: the watermark moved by hand (`SET` or `RESET
+    /// WATERMARK`, a change of load type); nothing was loaded.
+    Watermark,
 }
 
 impl RunTrigger {
@@ -60,6 +63,7 @@ impl RunTrigger {
             RunTrigger::Schedule => "schedule",
             RunTrigger::Retry => "retry",
             RunTrigger::Repair => "repair",
+            RunTrigger::Watermark => "watermark",
         }
     }
 }

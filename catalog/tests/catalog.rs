@@ -212,6 +212,7 @@ fn job(name: &str, connection: &str) -> JobRecord {
         freshness_target_seconds: None,
         labels: Default::default(),
         source_settings: Default::default(),
+        reload: false,
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),

@@ -101,6 +101,11 @@ pub enum EngineError {
         why: &'static str,
     },
 
+    /// An edit of a loaded job (`ALTER ETL JOB`, `CREATE OR REPLACE`) that
+    /// its destination table cannot follow; nothing was changed.
+    #[error("ETL job \"{job}\" cannot change as asked: {reason}")]
+    CannotEdit { job: String, reason: String },
+
     /// Source rows that could not be turned into the job's columns: a
     /// deterministic failure, never retried.
     #[error("reading from the source failed: {message}")]

@@ -192,6 +192,13 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
                 Some(format!("DROP {statement} {name} first, then create it again.")),
             )
         }
+        EngineError::CannotEdit { job, .. } => error(
+            "55000",
+            message,
+            Some(format!(
+                "The destination table only grows: columns may be added (NULLABLE) or no longer loaded, types only relaxed from REQUIRED to NULLABLE. To load it otherwise, DROP ETL JOB {job} WITH DATA and create it again."
+            )),
+        ),
         EngineError::NothingLoaded { .. } => error("55000", message, None),
         EngineError::OperationNotSupported { .. } => error("0A000", message, None),
         EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),

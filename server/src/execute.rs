@@ -54,7 +54,8 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::CreateJob(_)
         | SluiceStatement::CreateOrReplaceJob(_)
         | SluiceStatement::DropJob { .. }
-        | SluiceStatement::AlterJob { .. } => None,
+        | SluiceStatement::AlterJob { .. }
+        | SluiceStatement::EditJob { .. } => None,
         SluiceStatement::CreateSecret { .. }
         | SluiceStatement::DropSecret { .. }
         | SluiceStatement::AlterSecret { .. }
@@ -327,6 +328,12 @@ pub async fn execute(
             let run_id = start_in_background(state, name).await?;
             rows(views::run_summary(&catalog.run(run_id)?), format)?
         }
+        SluiceStatement::EditJob { name, edit } => {
+            for notice in state.jobs.edit_job(&name, edit).await? {
+                send_notice(client, "00000", notice).await;
+            }
+            Response::Execution(Tag::new("ALTER ETL JOB"))
+        }
         SluiceStatement::AlterJob { name, change } => {
             state.jobs.alter_job(&name, change)?;
             Response::Execution(Tag::new("ALTER ETL JOB"))
@@ -486,7 +493,11 @@ async fn report_job_outcome(client: &mut dyn HookClient, name: &str, outcome: Cr
                 send_notice(client, "01000", message).await;
             }
         }
-        CreateJobOutcome::Replaced => {}
+        CreateJobOutcome::Replaced { notices } => {
+            for message in notices {
+                send_notice(client, "00000", message).await;
+            }
+        }
         CreateJobOutcome::Unchanged => {
             send_notice(client, "00000", format!("ETL job \"{name}\" is unchanged")).await;
         }

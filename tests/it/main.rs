@@ -26,6 +26,7 @@ mod docs_examples;
 mod durability;
 mod durability_runs;
 mod dynamodb_parallelism;
+mod edit_jobs;
 mod exactly_once;
 mod explore;
 mod fleet;

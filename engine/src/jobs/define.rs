@@ -8,7 +8,7 @@ use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sluice_catalog::{
     CatchUp, ColumnOverride, DEFAULT_MAX_RETRIES, DropOutcome, IncrementalStart, JobDestination, JobRecord, JobSource,
-    LoadType, Lookback, Transaction, Watermark,
+    LoadType, Lookback, Transaction,
 };
 use tracing::{info, warn};
 
@@ -223,7 +223,7 @@ fn override_type(text: &str) -> Result<DataType, EngineError> {
 
 /// Checks `LOOKBACK ... DEDUPE ON`: the window fits the cursor, the dedupe
 /// columns are loaded, and the destination can read keys back.
-async fn check_lookback(
+pub(super) async fn check_lookback(
     lookback: &Lookback,
     cursor: &str,
     columns: &JobColumns,
@@ -247,6 +247,37 @@ async fn check_lookback(
         Ok(_) | Err(DestinationError::TableNotFound(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Checks an incremental job's cursor: loaded, of an orderable type, with
+/// a start that fits its type.
+pub(super) fn check_cursor(
+    load: &LoadType,
+    columns: &JobColumns,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), EngineError> {
+    let LoadType::Incremental { cursor, start, .. } = load else {
+        return Ok(());
+    };
+    let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
+        message: format!("the cursor column \"{cursor}\" must be one of the loaded columns"),
+    })?;
+    let column = &columns.description.columns[columns.indexes[position]];
+    if column.mapping.repeated || !is_orderable_cursor(&column.mapping.bigquery) {
+        return Err(EngineError::InvalidJob {
+            message: format!(
+                "cursor column \"{cursor}\" is {}; an incremental cursor must be a timestamp, date or integer column",
+                column.source_type
+            ),
+        });
+    }
+    if matches!(start, IncrementalStart::BackfillDays(_)) && column.mapping.bigquery == BigQueryType::Int64 {
+        return Err(EngineError::InvalidJob {
+            message: format!("cursor \"{cursor}\" is an integer: use SINCE <value> or ALL instead of BACKFILL n DAYS"),
+        });
+    }
+    window::first_low(start, &columns.schema.field(position).data_type().clone(), now)?;
+    Ok(())
 }
 
 /// Whether a column can drive incremental loads.
@@ -278,8 +309,9 @@ pub enum CreateJobOutcome {
     AlreadyExists,
     /// `OR REPLACE` with the definition the job has: nothing changed.
     Unchanged,
-    /// `OR REPLACE` changed the job.
-    Replaced,
+    /// `OR REPLACE` changed the job; `notices` say how a loaded job's
+    /// table follows.
+    Replaced { notices: Vec<String> },
 }
 
 impl CreateJob {
@@ -308,6 +340,7 @@ impl CreateJob {
             freshness_target_seconds: None,
             labels: Default::default(),
             source_settings: Default::default(),
+            reload: false,
             paused: false,
             created_at: now,
             updated_at: now,
@@ -346,28 +379,7 @@ impl JobManager {
             .await?;
         let columns = JobColumns::resolve(&job, description)?;
         job.columns = schema_changes::record(&columns);
-        if let LoadType::Incremental { cursor, start, .. } = &job.load {
-            let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
-                message: format!("the cursor column \"{cursor}\" must be one of the loaded columns"),
-            })?;
-            let column = &columns.description.columns[columns.indexes[position]];
-            if column.mapping.repeated || !is_orderable_cursor(&column.mapping.bigquery) {
-                return Err(EngineError::InvalidJob {
-                    message: format!(
-                        "cursor column \"{cursor}\" is {}; an incremental cursor must be a timestamp, date or integer column",
-                        column.source_type
-                    ),
-                });
-            }
-            if matches!(start, IncrementalStart::BackfillDays(_)) && column.mapping.bigquery == BigQueryType::Int64 {
-                return Err(EngineError::InvalidJob {
-                    message: format!(
-                        "cursor \"{cursor}\" is an integer: use SINCE <value> or ALL instead of BACKFILL n DAYS"
-                    ),
-                });
-            }
-            window::first_low(start, &columns.schema.field(position).data_type().clone(), now)?;
-        }
+        check_cursor(&job.load, &columns, now)?;
         if job.parallelism.is_some_and(|n| n > 1) {
             self.check_parallelism(&job, &columns)?;
         }
@@ -445,14 +457,17 @@ impl JobManager {
     }
 
     /// `CREATE OR REPLACE` of an existing job: nothing when the definition
-    /// is the same; schedule and settings change in place; the source,
-    /// destination, load type, column types or table layout change only
-    /// while the job has loaded nothing (the job is then made again, its
-    /// empty table with it), else the error names what would change.
+    /// is the same; schedule and settings change in place; while the job
+    /// has loaded nothing, anything may change (the job is made again, its
+    /// empty table with it); once it has, its columns, column types and
+    /// load type change as the `ALTER ETL JOB` edits would change them
+    /// ([`JobManager::change_definition`]), and the error names what
+    /// cannot change (the source table, the destination table, its layout).
     async fn replace_job(&self, old: JobRecord, request: CreateJob) -> Result<CreateJobOutcome, EngineError> {
         let mut wanted = request.definition(old.created_at);
         wanted.columns = old.columns.clone();
         wanted.paused = old.paused;
+        wanted.reload = old.reload;
         wanted.updated_at = old.updated_at;
         if wanted == old {
             return Ok(CreateJobOutcome::Unchanged);
@@ -460,16 +475,19 @@ impl JobManager {
         if let Some(run_id) = self.running_run(&old.name) {
             return Err(EngineError::JobRunning { job: old.name, run_id });
         }
+        let same_table = (&old.source.connection, &old.source.schema, &old.source.table)
+            == (&wanted.source.connection, &wanted.source.schema, &wanted.source.table);
         let fixed: Vec<&str> = [
-            (old.source != wanted.source, "the source table or columns"),
+            (!same_table, "the source table"),
             (old.destination != wanted.destination, "the destination table"),
-            (old.load != wanted.load, "the load type"),
-            (old.column_overrides != wanted.column_overrides, "the column types"),
             (old.layout != wanted.layout, "the destination table's layout"),
         ]
         .into_iter()
         .filter_map(|(changed, what)| changed.then_some(what))
         .collect();
+        let edited = old.source.columns != wanted.source.columns
+            || old.column_overrides != wanted.column_overrides
+            || old.load != wanted.load;
         if fixed.is_empty() {
             if wanted.schedule != old.schedule {
                 self.destination(wanted.destination.connection.as_deref())?
@@ -479,27 +497,35 @@ impl JobManager {
             if wanted.parallelism != old.parallelism && wanted.parallelism.is_some_and(|n| n > 1) {
                 self.check_parallel_source(&wanted)?;
             }
-            wanted.updated_at = Utc::now();
-            self.catalog().replace_job(&wanted)?;
-            self.notify_changed();
-            info!(job = %wanted.name, "ETL job replaced in place");
-            return Ok(CreateJobOutcome::Replaced);
+            if !edited {
+                wanted.updated_at = Utc::now();
+                self.catalog().replace_job(&wanted)?;
+                self.notify_changed();
+                info!(job = %wanted.name, "ETL job replaced in place");
+                return Ok(CreateJobOutcome::Replaced { notices: Vec::new() });
+            }
         }
         if self.has_loaded(&old)? {
-            return Err(EngineError::CannotReplace {
-                kind: "ETL job",
-                name: old.name,
-                what: fixed.join(", "),
-                why: "it has loaded data",
-            });
+            if !fixed.is_empty() {
+                return Err(EngineError::CannotReplace {
+                    kind: "ETL job",
+                    name: old.name,
+                    what: fixed.join(", "),
+                    why: "it has loaded data",
+                });
+            }
+            let _editing = self.claim(&old.name, 0)?;
+            let (_, current) = self.source_columns(&old).await?;
+            let notices = self.change_definition(old, wanted, current.description).await?;
+            return Ok(CreateJobOutcome::Replaced { notices });
         }
         // Nothing loaded: the job is made again. Another table goes when
         // this commits; the same one is emptied now, to be made again with
         // the new columns.
-        let same_table = old.destination == wanted.destination;
+        let same_destination = old.destination == wanted.destination;
         let remade = async {
-            self.drop_job(&old.name, false, same_table).await?;
-            if same_table {
+            self.drop_job(&old.name, false, same_destination).await?;
+            if same_destination {
                 self.drop_empty_table(&old).await?;
             }
             self.create_job(request).await
@@ -508,7 +534,7 @@ impl JobManager {
         // The scheduler looked while the change was staged.
         self.notify_changed();
         match outcome {
-            CreateJobOutcome::Created { .. } => Ok(CreateJobOutcome::Replaced),
+            CreateJobOutcome::Created { notices } => Ok(CreateJobOutcome::Replaced { notices }),
             other => Ok(other),
         }
     }
@@ -572,7 +598,7 @@ impl JobManager {
 
     /// Checks that the source can be read by parallel streams, split on a
     /// suitable column.
-    fn check_parallelism(&self, job: &JobRecord, columns: &JobColumns) -> Result<(), EngineError> {
+    pub(super) fn check_parallelism(&self, job: &JobRecord, columns: &JobColumns) -> Result<(), EngineError> {
         if self.check_parallel_source(job)? {
             return Ok(());
         }
@@ -666,12 +692,11 @@ impl JobManager {
                 ),
             })?;
         window::parse(&value, &cursor_type)?;
-        self.catalog().set_watermark(&Watermark {
-            job: job.name.clone(),
-            value,
-            run_id: 0,
-            updated_at: Utc::now(),
-        })?;
+        let note = format!(
+            "ALTER ETL JOB {} SET WATERMARK: the next run reads after '{value}'",
+            job.name
+        );
+        self.catalog().move_watermark(job, Some(&value), &note)?;
         Ok(())
     }
 

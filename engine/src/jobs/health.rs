@@ -143,6 +143,7 @@ pub(super) mod tests {
             freshness_target_seconds: None,
             labels: Default::default(),
             source_settings: Default::default(),
+            reload: false,
             parallelism: None,
             paused: false,
             created_at: Utc::now(),

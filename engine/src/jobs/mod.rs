@@ -3,6 +3,7 @@
 
 mod dedupe;
 mod define;
+mod edit;
 mod explain;
 mod file_mark;
 mod fleet;
@@ -30,6 +31,7 @@ use tracing::warn;
 use sluice_catalog::Catalog;
 
 pub use define::{CreateJob, CreateJobOutcome, DEFAULT_BACKFILL_DAYS, JobChange, JobColumns};
+pub use edit::{ColumnSpec, JobEdit};
 pub use explain::ExplainStep;
 pub use fleet::{CreateJobs, DEFAULT_NAME_TEMPLATE, PlanAction, PlannedJob};
 pub use freshness::{freshness, is_stale};

@@ -91,11 +91,14 @@ pub(super) async fn plan(
                 .mapping
                 .arrow
                 .clone();
-            let low = match watermark {
-                Some(mark) => Some(window::parse(mark, &cursor_type)?),
-                None => window::first_low(start, &cursor_type, now)?,
+            let (mode, low) = match watermark {
+                Some(mark) => (WriteMode::Append, Some(window::parse(mark, &cursor_type)?)),
+                // A job re-based by hand loads its start window again in
+                // place of the rows it had.
+                None if job.reload => (WriteMode::Replace, window::first_low(start, &cursor_type, now)?),
+                None => (WriteMode::Append, window::first_low(start, &cursor_type, now)?),
             };
-            (WriteMode::Append, Some((cursor.clone(), position)), low)
+            (mode, Some((cursor.clone(), position)), low)
         }
     };
     // A lookback run starts reading that much before the watermark.

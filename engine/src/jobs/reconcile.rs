@@ -86,7 +86,7 @@ impl JobManager {
                 continue;
             }
             let ours = self.catalog().watermark(&job.name)?;
-            if ours.as_ref().is_some_and(|w| w.value == value) {
+            if ours.as_ref().is_some_and(|w| w.value == value) || self.moved_since(&job.name, state.run_id)? {
                 continue;
             }
             warn!(
@@ -105,6 +105,22 @@ impl JobManager {
             })?;
         }
         Ok(())
+    }
+
+    /// Whether the watermark of `job` was moved by hand (`ALTER ETL JOB ...
+    /// SET | RESET WATERMARK`, a change of load type) after run `run_id`
+    /// committed: the catalog's watermark is then the one to keep.
+    fn moved_since(&self, job: &str, run_id: u64) -> Result<bool, EngineError> {
+        for run in self.catalog().runs_newest_first(job) {
+            let run = run?;
+            if run.id <= run_id {
+                return Ok(false);
+            }
+            if run.trigger == RunTrigger::Watermark {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Settles the interrupted runs of `job` that start-up could not; an

@@ -22,6 +22,7 @@ use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::reconcile::INTERRUPTED;
 use super::verify::CursorWindow;
 use super::{ActiveRun, JobManager, schema_changes, split, window};
+use crate::destinations::WriteMode;
 use crate::error::EngineError;
 use crate::failpoint;
 
@@ -164,7 +165,9 @@ impl JobManager {
         Ok(true)
     }
 
-    fn claim(&self, job: &str, run_id: u64) -> Result<(RunningGuard<'_>, ActiveRun), EngineError> {
+    /// Marks `job` as running run `run_id` until the guard is dropped (run
+    /// 0: an edit that no run may overlap); refused while it runs.
+    pub(super) fn claim(&self, job: &str, run_id: u64) -> Result<(RunningGuard<'_>, ActiveRun), EngineError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = running.get(job) {
             return Err(EngineError::JobRunning {
@@ -448,8 +451,10 @@ impl JobManager {
         live.track(transaction.shipping());
         // Keys read after `begin`: a load committed in between makes this
         // run's commit fail, so they are those of the version it builds on.
+        // A load that replaces the table's rows keeps none of them: nothing
+        // to skip.
         let mut deduper = match (lookback, &cursor) {
-            (Some(lookback), Some((cursor, _))) => {
+            (Some(lookback), Some((cursor, _))) if mode == WriteMode::Append => {
                 let mut deduper = Deduper::new(&columns.schema, &lookback.dedupe_on)?;
                 deduper
                     .remember(

@@ -40,9 +40,16 @@ impl JobManager {
     pub(super) fn loaded(&self, job: &JobRecord, columns: &JobColumns) -> Result<Option<Cursor>, EngineError> {
         let nothing = || EngineError::NothingLoaded { job: job.name.clone() };
         let runs = self.catalog().runs(Some(&job.name))?;
+        // A cleared watermark (RESET WATERMARK, a new load type) starts the
+        // table again: the loads before it are no longer what it holds.
+        let cleared = (runs.iter())
+            .filter(|r| r.trigger == RunTrigger::Watermark && r.watermark_to.is_none())
+            .map(|r| r.id)
+            .max()
+            .unwrap_or(0);
         let loads = || {
             runs.iter()
-                .filter(|r| r.status == RunStatus::Succeeded && r.trigger != RunTrigger::Repair)
+                .filter(|r| r.id > cleared && r.status == RunStatus::Succeeded && r.trigger != RunTrigger::Repair)
         };
         let LoadType::Incremental { cursor, .. } = &job.load else {
             return loads().next().map(|_| None).ok_or_else(nothing);

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use sluice_catalog::{OptionValue, SecretValue};
-use sluice_engine::jobs::{CreateJob, CreateJobs, CursorWindow, JobChange};
+use sluice_engine::jobs::{CreateJob, CreateJobs, CursorWindow, JobChange, JobEdit};
 use sluice_engine::sources::BucketUnit;
 
 /// One parsed Sluice statement.
@@ -73,6 +73,10 @@ pub enum SluiceStatement {
     CreateOrReplaceJob(Box<CreateJob>),
     /// `ALTER ETL JOB name PAUSE | RESUME | SET SCHEDULE ... | SET (batch_rows = n)`
     AlterJob { name: String, change: JobChange },
+    /// `ALTER ETL JOB name ADD COLUMN | DROP COLUMN | SET COLUMNS | SET
+    /// INCREMENTAL BY | SET SNAPSHOT | RESET WATERMARK`: what a loaded job
+    /// loads, followed by its destination table.
+    EditJob { name: String, edit: JobEdit },
     /// `DROP ETL JOB [IF EXISTS] name [WITH DATA | KEEP DATA]`: the
     /// destination table is kept unless `WITH DATA`.
     DropJob {
@@ -127,6 +131,7 @@ impl SluiceStatement {
             SluiceStatement::VerifyJob { .. } => Some("VERIFY ETL JOB"),
             SluiceStatement::TestConnection { .. } => Some("TEST CONNECTION"),
             SluiceStatement::TestConnections => Some("TEST CONNECTIONS"),
+            SluiceStatement::EditJob { .. } => Some("ALTER ETL JOB (a change of columns, load type or watermark)"),
             _ => None,
         }
     }

@@ -2,7 +2,9 @@
 
 use datafusion::sql::sqlparser::tokenizer::Token;
 use sluice_catalog::{ColumnOverride, IncrementalStart, JobDestination, JobSource, LoadType};
-use sluice_engine::jobs::{CreateJob, CursorWindow, DEFAULT_BACKFILL_DAYS, JobChange, JobSetting, SettingValue};
+use sluice_engine::jobs::{
+    ColumnSpec, CreateJob, CursorWindow, DEFAULT_BACKFILL_DAYS, JobChange, JobEdit, JobSetting, SettingValue,
+};
 use sluice_engine::scheduler::{Schedule, ScheduleError};
 use sluice_engine::sources::BucketUnit;
 
@@ -165,8 +167,55 @@ impl StatementParser<'_> {
     /// After `ALTER ETL JOB`.
     pub(super) fn alter_job(&mut self) -> PResult<SluiceStatement> {
         let name = self.name("job name")?;
+        if let Some(edit) = self.job_edit()? {
+            return Ok(SluiceStatement::EditJob { name, edit });
+        }
         let change = self.job_change()?;
         Ok(SluiceStatement::AlterJob { name, change })
+    }
+
+    /// `ADD [COLUMN] col [type] | DROP [COLUMN] col | SET COLUMNS (col
+    /// [type], ...) | SET INCREMENTAL BY col [start] | SET SNAPSHOT | RESET
+    /// WATERMARK` of `ALTER ETL JOB`, when one comes next.
+    fn job_edit(&mut self) -> PResult<Option<JobEdit>> {
+        Ok(Some(if self.word("ADD") {
+            let _ = self.word("COLUMN");
+            JobEdit::AddColumn(self.column_spec()?)
+        } else if self.word("DROP") {
+            let _ = self.word("COLUMN");
+            JobEdit::DropColumn(self.name("column name")?)
+        } else if self.words(&["SET", "COLUMNS"]) {
+            self.expect(Token::LParen)?;
+            let columns = self.comma_separated(|p| p.column_spec())?;
+            self.expect(Token::RParen)?;
+            JobEdit::SetColumns(columns)
+        } else if self.words(&["SET", "INCREMENTAL", "BY"]) {
+            let cursor = self.name("cursor column")?;
+            let start = self
+                .incremental_start()?
+                .unwrap_or(IncrementalStart::BackfillDays(DEFAULT_BACKFILL_DAYS));
+            JobEdit::SetLoad(LoadType::Incremental {
+                cursor,
+                start,
+                lookback: None,
+            })
+        } else if self.words(&["SET", "SNAPSHOT"]) {
+            JobEdit::SetLoad(LoadType::Snapshot)
+        } else if self.words(&["RESET", "WATERMARK"]) {
+            JobEdit::ResetWatermark
+        } else {
+            return Ok(None);
+        }))
+    }
+
+    /// `col [TYPE[(p[, s])] [REQUIRED | NULLABLE]]`
+    fn column_spec(&mut self) -> PResult<ColumnSpec> {
+        let name = self.name("column name")?;
+        let typed = match self.parser.peek_token_ref().token {
+            Token::Comma | Token::RParen | Token::SemiColon | Token::EOF => None,
+            _ => Some(self.column_type(name.clone())?),
+        };
+        Ok(ColumnSpec { name, typed })
     }
 
     /// `PAUSE | RESUME | SET SCHEDULE ... | SET (...)` of `ALTER ETL JOB(S)`.
@@ -181,12 +230,15 @@ impl StatementParser<'_> {
                 JobChange::Schedule(self.schedule()?)
             } else if self.word("WATERMARK") {
                 JobChange::Watermark(self.string("the watermark as a 'string'")?)
-            } else if self.word("COLUMNS") || self.word("INTO") || self.word("FROM") {
+            } else if self.word("COLUMNS") || self.word("INCREMENTAL") || self.word("SNAPSHOT") {
                 return Err(self.error(
-                    "a job's columns, source and destination cannot change: they define the destination table; \
-                     create a new job instead"
+                    "SET COLUMNS, SET INCREMENTAL BY and SET SNAPSHOT change one job at a time: use ALTER ETL JOB name"
                         .into(),
                 ));
+            } else if self.word("INTO") || self.word("FROM") {
+                return Err(
+                    self.error("a job's source and destination tables cannot change: create a new job instead".into())
+                );
             } else {
                 JobChange::Set(self.job_settings()?)
             }
@@ -221,6 +273,11 @@ impl StatementParser<'_> {
     /// `col TYPE[(p[, s])] [REQUIRED | NULLABLE]`
     fn column_override(&mut self) -> PResult<ColumnOverride> {
         let column = self.name("column name")?;
+        self.column_type(column)
+    }
+
+    /// `TYPE[(p[, s])] [REQUIRED | NULLABLE]` of `column`.
+    fn column_type(&mut self, column: String) -> PResult<ColumnOverride> {
         let mut bigquery_type = self.name("a BigQuery type")?.to_ascii_uppercase();
         if self.parser.consume_token(&Token::LParen) {
             let args = self.comma_separated(|p| p.whole_number("precision or scale"))?;
@@ -449,10 +506,57 @@ mod tests {
             ])
         );
         assert!(
-            parse("ALTER ETL JOB j SET COLUMNS (a STRING)")
+            parse("ALTER ETL JOB j SET INTO x")
                 .unwrap_err()
                 .message
                 .contains("cannot change")
+        );
+        let edit = |sql: &str| match parse(sql).unwrap() {
+            SluiceStatement::EditJob { edit, .. } => edit,
+            other => panic!("{other:?}"),
+        };
+        let spec = |name: &str, typed: Option<(&str, Option<bool>)>| ColumnSpec {
+            name: name.into(),
+            typed: typed.map(|(t, required)| ColumnOverride {
+                column: name.into(),
+                bigquery_type: t.into(),
+                required,
+            }),
+        };
+        assert_eq!(
+            edit("ALTER ETL JOB j ADD COLUMN note"),
+            JobEdit::AddColumn(spec("note", None))
+        );
+        assert_eq!(
+            edit("alter etl job j add amount numeric(12, 2) nullable"),
+            JobEdit::AddColumn(spec("amount", Some(("NUMERIC(12, 2)", Some(false)))))
+        );
+        assert_eq!(
+            edit("ALTER ETL JOB j DROP COLUMN note"),
+            JobEdit::DropColumn("note".into())
+        );
+        assert_eq!(
+            edit("ALTER ETL JOB j SET COLUMNS (id, note STRING)"),
+            JobEdit::SetColumns(vec![spec("id", None), spec("note", Some(("STRING", None)))])
+        );
+        assert_eq!(
+            edit("ALTER ETL JOB j SET INCREMENTAL BY id ALL"),
+            JobEdit::SetLoad(LoadType::Incremental {
+                cursor: "id".into(),
+                start: IncrementalStart::All,
+                lookback: None
+            })
+        );
+        assert_eq!(
+            edit("ALTER ETL JOB j SET SNAPSHOT"),
+            JobEdit::SetLoad(LoadType::Snapshot)
+        );
+        assert_eq!(edit("ALTER ETL JOB j RESET WATERMARK"), JobEdit::ResetWatermark);
+        assert!(
+            parse("ALTER ETL JOBS WHERE true SET COLUMNS (a)")
+                .unwrap_err()
+                .message
+                .contains("one job at a time")
         );
     }
 

@@ -41,6 +41,7 @@ fn job(schedule: &str) -> JobRecord {
         freshness_target_seconds: None,
         labels: Default::default(),
         source_settings: Default::default(),
+        reload: false,
         paused: false,
         created_at: at("2026-01-01T00:00:00Z"),
         updated_at: at("2026-01-01T00:00:00Z"),
