@@ -103,7 +103,7 @@ for N in "${SIZES[@]}"; do
   done
   BURST_S=$(slsql -c "SELECT extract(epoch FROM max(started_at)) - $MINUTE FROM sluice.runs WHERE trigger = 'schedule' AND started_at >= to_timestamp($MINUTE)")
   [ "$started" -ge "$BURST" ] || BURST_S="only $started of $BURST started"
-  PASS_MS=$(passes | awk -v before="$PASSES0" 'BEGIN {split(before, b)} {n = $1 - b[1]; printf "%.1f", n > 0 ? ($2 - b[2]) * 1000 / n : 0}')
+  PASS_MS=$(passes | awk -v before="$PASSES0" 'BEGIN {split(before, b)} {n = $1 - b[1]; printf "%.1f", (n > 0 ? ($2 - b[2]) * 1000 / n : 0)}')
   slsql -c "ALTER ETL JOBS WHERE name LIKE 'j%' PAUSE" >/dev/null
   sleep 5
 
