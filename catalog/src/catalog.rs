@@ -70,7 +70,7 @@ pub struct DropOutcome {
 /// (a name is free, nothing depends on an object) holds one writer lock, so
 /// two sessions creating the same name cannot both succeed.
 pub struct Catalog {
-    store: Store,
+    pub(crate) store: Store,
     key: MasterKey,
     writer: Mutex<()>,
     instance: String,
@@ -115,7 +115,7 @@ impl Catalog {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
         // A panic while holding the lock cannot leave RocksDB half-written
         // (every change is one batch), so a poisoned lock is safe to reuse.
         self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -243,6 +243,15 @@ impl Catalog {
                 name: name.into(),
                 dependent_kind: ObjectKind::Connection,
                 dependents: users,
+            });
+        }
+        let alerts = self.alerts_using_secret(name)?;
+        if !alerts.is_empty() {
+            return Err(CatalogError::InUse {
+                kind: ObjectKind::Secret,
+                name: name.into(),
+                dependent_kind: ObjectKind::Alert,
+                dependents: alerts,
             });
         }
         let mut batch = self.store.batch();

@@ -6,6 +6,7 @@
 //! atomically (one RocksDB `WriteBatch`, synced to disk before it returns).
 
 mod admin;
+mod alert;
 mod catalog;
 mod cdc;
 mod connection;
@@ -25,6 +26,7 @@ mod transaction;
 mod verification;
 
 pub use admin::AdminCredentials;
+pub use alert::{AlertEvent, AlertRecord, DeliveryRecord, DeliveryStatus, Incident, SecretHeader, Subject};
 pub use catalog::{Catalog, DropOutcome};
 pub use cdc::{CdcMode, CdcPhase, CdcState, PendingBatch};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};
