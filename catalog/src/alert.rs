@@ -127,7 +127,8 @@ impl Record for Incident {
     }
 }
 
-fn incident_key(subject: Subject, name: &str) -> String {
+/// The key of a job's or connection's incident.
+pub(crate) fn incident_key(subject: Subject, name: &str) -> String {
     match subject {
         Subject::Job => format!("job\0{name}"),
         Subject::Connection => format!("connection\0{name}"),

@@ -7,6 +7,7 @@ use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::AdminCredentials;
+use crate::alert::{Incident, Subject, incident_key};
 use crate::cdc::CdcState;
 use crate::connection::{ConnectionRecord, StatusUpdate};
 use crate::crypto::MasterKey;
@@ -444,7 +445,9 @@ impl Catalog {
         for job in &jobs {
             batch.delete::<JobRecord>(job);
             batch.delete::<Watermark>(job);
+            batch.delete::<Incident>(&incident_key(Subject::Job, job));
         }
+        batch.delete::<Incident>(&incident_key(Subject::Connection, name));
         for secret in record.owned_secret_names() {
             batch.delete::<SecretRecord>(secret);
         }
@@ -552,8 +555,8 @@ impl Catalog {
         self.store.scan()
     }
 
-    /// Drops a job, its watermark and its CDC state; its run history stays,
-    /// with runs still queued marked cancelled.
+    /// Drops a job, its watermark, CDC state and open alert incident; its
+    /// run history stays, with runs still queued marked cancelled.
     pub fn drop_job(&self, name: &str, if_exists: bool) -> Result<Option<JobRecord>> {
         let _guard = self.lock();
         let Some(job) = self.find_job(name)? else {
@@ -568,6 +571,7 @@ impl Catalog {
         batch.delete::<Watermark>(name);
         batch.delete::<ScheduleState>(name);
         batch.delete::<CdcState>(name);
+        batch.delete::<Incident>(&incident_key(Subject::Job, name));
         for mut run in self.runs(Some(name))? {
             if run.status == RunStatus::Queued {
                 run.status = RunStatus::Cancelled;

@@ -345,13 +345,25 @@ impl ConnectionManager {
             tested_at: Utc::now(),
             error: outcome.error.clone(),
         };
-        self.catalog.update_status(&outcome.name, &update)?;
-        if let Some(alerts) = &self.alerts {
-            let failed = matches!(outcome.status, ConnectionStatus::Failed | ConnectionStatus::Error);
-            let error = outcome.error.as_deref().unwrap_or("the test failed");
-            alerts.connection_tested(&outcome.name, failed.then_some(error));
-        }
+        self.record_status(&outcome.name, &update)?;
         Ok(())
+    }
+
+    /// Records a connection's new status (a test, or a run or exploration
+    /// that met a connection failure or worked again) and reports it to
+    /// the alerts.
+    pub(crate) fn record_status(
+        &self,
+        connection: &str,
+        update: &StatusUpdate,
+    ) -> Result<bool, sluice_catalog::CatalogError> {
+        let updated = self.catalog.update_status(connection, update)?;
+        if let Some(alerts) = &self.alerts {
+            let failed = matches!(update.status, ConnectionStatus::Failed | ConnectionStatus::Error);
+            let error = update.error.as_deref().unwrap_or("the test failed");
+            alerts.connection_tested(connection, failed.then_some(error));
+        }
+        Ok(updated)
     }
 
     /// Re-tests every connection every `interval`, forever. Failures are

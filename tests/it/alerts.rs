@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use crate::common::{Sluice, expect_err, free_port, one, rows};
+use crate::common::{PgServer, Sluice, create_shop_connection, expect_err, free_port, one, rows};
 
 /// The secret header's value; it must never come back from Sluice.
 const TOKEN: &str = "tok-s3cr3t-hook-value";
@@ -191,6 +191,87 @@ async fn a_failing_job_notifies_once_and_its_recovery_once() {
     );
     let log = std::fs::read_to_string(sluice.log_path()).unwrap_or_default();
     assert!(!log.contains(TOKEN), "the log shows the secret");
+}
+
+/// Polls `sql` (one value) until it is `expected`; panics after 60 s.
+async fn wait_until(client: &Client, sql: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let value = one(client, sql).await;
+        if value == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: still {value:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_job_notifies_after_its_retries_and_its_source_once() {
+    let receiver = Receiver::start().await;
+    let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE public.events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL); \
+         INSERT INTO public.events SELECT g, now() - interval '1 hour' + g * interval '1 second' FROM generate_series(1, 50) g; \
+         GRANT SELECT ON public.events TO etl;",
+    );
+    let sluice = Sluice::start_with(&["--retry-delay", "1", "--retry-max-delay", "1"], &[]);
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute(&format!(
+            "CREATE ETL JOB events FROM shop.public.events INCREMENTAL BY created_at ALL \
+               SCHEDULE CRON '*/3 * * * * *' WITH (max_retries = 1); \
+             CREATE ALERT failed ON JOB FAILURE NOTIFY WEBHOOK '{url}'; \
+             CREATE ALERT back ON JOB RECOVERED FOR events NOTIFY WEBHOOK '{url}'; \
+             CREATE ALERT source_down ON CONNECTION FAILED FOR shop NOTIFY WEBHOOK '{url}';",
+            url = receiver.url
+        ))
+        .await
+        .unwrap();
+    wait_until(
+        &client,
+        "SELECT count(*) > 0 FROM sluice.runs WHERE status = 'succeeded'",
+        "t",
+    )
+    .await;
+    pg.stop();
+    // Several ticks, each retried once, all failing.
+    wait_until(
+        &client,
+        "SELECT count(*) >= 2 FROM sluice.runs WHERE trigger = 'retry' AND status = 'failed'",
+        "t",
+    )
+    .await;
+    let got = receiver.wait_for(2).await;
+    let events = |got: &[Received]| {
+        got.iter()
+            .map(|r| r.body["event"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut seen = events(&got);
+    seen.sort();
+    assert_eq!(seen, ["connection_failed", "job_failure"], "{got:?}");
+    let failure = got.iter().find(|r| r.body["event"] == "job_failure").unwrap();
+    let run = failure.body["run_id"].to_string();
+    assert_eq!(
+        one(
+            &client,
+            &format!("SELECT trigger FROM sluice.runs WHERE run_id = {run}")
+        )
+        .await,
+        "retry",
+        "the failure is told once the retry failed too"
+    );
+    let down = got.iter().find(|r| r.body["event"] == "connection_failed").unwrap();
+    assert_eq!(down.body["connection"], "shop");
+
+    pg.start_again();
+    wait_until(&client, "SELECT health FROM sluice.jobs", "healthy").await;
+    let got = receiver.wait_for(3).await;
+    assert_eq!(events(&got[2..]), ["job_recovered"], "{got:?}");
+    assert_eq!(got[2].body["incident"], failure.body["incident"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

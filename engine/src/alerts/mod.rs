@@ -12,8 +12,7 @@
 
 mod webhook;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use sluice_catalog::{
@@ -91,7 +90,7 @@ impl AlertNotifier {
         let worker = Worker {
             catalog,
             webhook: Arc::new(Webhook::new(DELIVERY_BACKOFF)),
-            next_id: AtomicU64::new(0),
+            last_id: Mutex::new(0),
         };
         tokio::spawn(worker.run(receiver));
         Arc::new(Self { reports })
@@ -147,7 +146,7 @@ struct Worker {
     webhook: Arc<Webhook>,
     /// The last delivery id given out (ids are microseconds since the
     /// epoch, made unique).
-    next_id: AtomicU64,
+    last_id: Mutex<u64>,
 }
 
 impl Worker {
@@ -246,10 +245,8 @@ impl Worker {
 
     fn next_id(&self) -> u64 {
         let now = u64::try_from(Utc::now().timestamp_micros()).unwrap_or(0);
-        let previous = self
-            .next_id
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
-            .unwrap_or_else(|last| last);
-        now.max(previous + 1)
+        let mut last = self.last_id.lock().unwrap_or_else(|p| p.into_inner());
+        *last = now.max(*last + 1);
+        *last
     }
 }

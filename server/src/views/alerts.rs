@@ -26,8 +26,7 @@ pub static ALERTS: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub fn alerts(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
     let alerts = catalog.alerts()?;
     let webhooks: Vec<String> = alerts.iter().map(|a| shown_url(&a.webhook_url)).collect();
-    let header = |a: &sluice_catalog::AlertRecord| a.secret_header.clone();
-    let headers: Vec<_> = alerts.iter().map(header).collect();
+    let headers: Vec<_> = alerts.iter().map(|a| a.secret_header.as_ref()).collect();
     Ok(batch(
         &ALERTS,
         vec![
@@ -35,8 +34,8 @@ pub fn alerts(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
             strings(alerts.iter().map(|a| Some(a.event.as_sql()))),
             strings(alerts.iter().map(|a| a.target.as_deref())),
             strings(webhooks.iter().map(|w| Some(w.as_str()))),
-            strings(headers.iter().map(|h| h.as_ref().map(|h| h.header.as_str()))),
-            strings(headers.iter().map(|h| h.as_ref().map(|h| h.secret.as_str()))),
+            strings(headers.iter().map(|h| h.map(|h| h.header.as_str()))),
+            strings(headers.iter().map(|h| h.map(|h| h.secret.as_str()))),
             timestamps(alerts.iter().map(|a| Some(a.created_at))),
         ],
     ))
