@@ -358,7 +358,7 @@ impl ConnectionManager {
         update: &StatusUpdate,
     ) -> Result<bool, sluice_catalog::CatalogError> {
         let updated = self.catalog.update_status(connection, update)?;
-        if let Some(alerts) = &self.alerts {
+        if let Some(alerts) = self.alerts.as_ref().filter(|_| updated) {
             let failed = matches!(update.status, ConnectionStatus::Failed | ConnectionStatus::Error);
             let error = update.error.as_deref().unwrap_or("the test failed");
             alerts.connection_tested(connection, failed.then_some(error));
