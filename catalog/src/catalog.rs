@@ -7,6 +7,7 @@ use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::AdminCredentials;
+use crate::alert::{Incident, Subject, incident_key};
 use crate::cdc::CdcState;
 use crate::connection::{ConnectionRecord, StatusUpdate};
 use crate::crypto::MasterKey;
@@ -70,7 +71,7 @@ pub struct DropOutcome {
 /// (a name is free, nothing depends on an object) holds one writer lock, so
 /// two sessions creating the same name cannot both succeed.
 pub struct Catalog {
-    store: Store,
+    pub(crate) store: Store,
     key: MasterKey,
     writer: Mutex<()>,
     instance: String,
@@ -115,7 +116,7 @@ impl Catalog {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
         // A panic while holding the lock cannot leave RocksDB half-written
         // (every change is one batch), so a poisoned lock is safe to reuse.
         self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -243,6 +244,15 @@ impl Catalog {
                 name: name.into(),
                 dependent_kind: ObjectKind::Connection,
                 dependents: users,
+            });
+        }
+        let alerts = self.alerts_using_secret(name)?;
+        if !alerts.is_empty() {
+            return Err(CatalogError::InUse {
+                kind: ObjectKind::Secret,
+                name: name.into(),
+                dependent_kind: ObjectKind::Alert,
+                dependents: alerts,
             });
         }
         let mut batch = self.store.batch();
@@ -435,7 +445,9 @@ impl Catalog {
         for job in &jobs {
             batch.delete::<JobRecord>(job);
             batch.delete::<Watermark>(job);
+            batch.delete::<Incident>(&incident_key(Subject::Job, job));
         }
+        batch.delete::<Incident>(&incident_key(Subject::Connection, name));
         for secret in record.owned_secret_names() {
             batch.delete::<SecretRecord>(secret);
         }
@@ -543,8 +555,8 @@ impl Catalog {
         self.store.scan()
     }
 
-    /// Drops a job, its watermark and its CDC state; its run history stays,
-    /// with runs still queued marked cancelled.
+    /// Drops a job, its watermark, CDC state and open alert incident; its
+    /// run history stays, with runs still queued marked cancelled.
     pub fn drop_job(&self, name: &str, if_exists: bool) -> Result<Option<JobRecord>> {
         let _guard = self.lock();
         let Some(job) = self.find_job(name)? else {
@@ -559,6 +571,7 @@ impl Catalog {
         batch.delete::<Watermark>(name);
         batch.delete::<ScheduleState>(name);
         batch.delete::<CdcState>(name);
+        batch.delete::<Incident>(&incident_key(Subject::Job, name));
         for mut run in self.runs(Some(name))? {
             if run.status == RunStatus::Queued {
                 run.status = RunStatus::Cancelled;

@@ -9,6 +9,7 @@ pub enum ObjectKind {
     Secret,
     Job,
     Run,
+    Alert,
 }
 
 impl fmt::Display for ObjectKind {
@@ -18,6 +19,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Secret => "secret",
             ObjectKind::Job => "ETL job",
             ObjectKind::Run => "ETL run",
+            ObjectKind::Alert => "alert",
         })
     }
 }
@@ -92,6 +94,7 @@ fn dependent_kind_plural(kind: ObjectKind) -> &'static str {
         ObjectKind::Secret => "secrets",
         ObjectKind::Job => "ETL jobs",
         ObjectKind::Run => "ETL runs",
+        ObjectKind::Alert => "alerts",
     }
 }
 
@@ -102,6 +105,7 @@ fn family_object(family: &str) -> &str {
         "secrets" => "secret",
         "jobs" => "ETL job",
         "runs" => "ETL run",
+        "alerts" => "alert",
         other => other,
     }
 }

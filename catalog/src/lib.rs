@@ -7,6 +7,7 @@
 
 mod admin;
 mod blocking;
+mod alert;
 mod catalog;
 mod cdc;
 mod connection;
@@ -27,6 +28,7 @@ mod verification;
 
 pub use admin::AdminCredentials;
 pub use blocking::blocking;
+pub use alert::{AlertEvent, AlertRecord, DeliveryRecord, DeliveryStatus, Incident, SecretHeader, Subject};
 pub use catalog::{Catalog, DropOutcome};
 pub use cdc::{CdcMode, CdcPhase, CdcState, PendingBatch};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};

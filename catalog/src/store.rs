@@ -14,9 +14,9 @@ use crate::transaction::{Staged, Transaction};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
 /// value per run under [`run_index_key`], so a job's runs are a prefix scan.
-/// `table_ops`, `public_tables` and `cdc` came later without a layout
+/// `table_ops`, `public_tables`, `cdc` and the `alert*` families came later without a layout
 /// change: opening an older catalog creates them empty.
-pub(crate) const FAMILIES: [&str; 13] = [
+pub(crate) const FAMILIES: [&str; 16] = [
     "connections",
     "secrets",
     "jobs",
@@ -30,6 +30,9 @@ pub(crate) const FAMILIES: [&str; 13] = [
     "table_ops",
     "public_tables",
     "cdc",
+    "alerts",
+    "alert_incidents",
+    "alert_deliveries",
 ];
 
 const RUN_INDEX: &str = "run_index";

@@ -626,3 +626,88 @@ fn cdc_state_survives_reopen_and_goes_with_its_job() {
     catalog.drop_job("a", false).unwrap();
     assert_eq!(catalog.cdc_state("a").unwrap(), None, "dropped with its job");
 }
+
+fn alert(name: &str, event: AlertEvent, target: Option<&str>, secret: Option<&str>) -> AlertRecord {
+    AlertRecord {
+        name: name.into(),
+        event,
+        target: target.map(Into::into),
+        webhook_url: "https://hooks.example.com/x".into(),
+        secret_header: secret.map(|s| SecretHeader {
+            header: "X-Token".into(),
+            secret: s.into(),
+        }),
+        created_at: Utc::now(),
+    }
+}
+
+#[test]
+fn alerts_need_their_target_and_secret_and_keep_the_secret_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_with_job(dir.path(), "orders");
+    let refused = |record: AlertRecord| catalog.create_alert(&record, false).unwrap_err().to_string();
+    assert_eq!(
+        refused(alert("a", AlertEvent::JobFailure, Some("nope"), None)),
+        "ETL job \"nope\" does not exist"
+    );
+    assert_eq!(
+        refused(alert("a", AlertEvent::ConnectionFailed, Some("orders"), None)),
+        "connection \"orders\" does not exist"
+    );
+    assert_eq!(
+        refused(alert("a", AlertEvent::JobFailure, None, Some("token"))),
+        "secret \"token\" does not exist"
+    );
+    assert!(catalog.alerts().unwrap().is_empty());
+
+    catalog
+        .create_secret("token", &SecretValue::new("t0k3n"), false)
+        .unwrap();
+    let pager = alert("a", AlertEvent::JobFailure, Some("orders"), Some("token"));
+    assert!(catalog.create_alert(&pager, false).unwrap());
+    assert!(!catalog.create_alert(&pager, true).unwrap(), "IF NOT EXISTS");
+    assert_eq!(refused(pager.clone()), "alert \"a\" already exists");
+    assert_eq!(
+        catalog.drop_secret("token", false).unwrap_err().to_string(),
+        "cannot drop secret \"token\" because alerts depend on it: \"a\""
+    );
+    drop(catalog);
+    let catalog = open(dir.path());
+    assert_eq!(catalog.alerts().unwrap(), vec![pager]);
+    assert!(!all_files_contain(dir.path(), b"t0k3n"), "the header's value is sealed");
+    assert!(catalog.drop_alert("a", false).unwrap());
+    assert!(!catalog.drop_alert("a", true).unwrap());
+    assert!(catalog.drop_secret("token", false).unwrap());
+}
+
+#[test]
+fn an_incident_stays_open_until_closed_and_goes_with_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_with_job(dir.path(), "orders");
+    let incident = Incident {
+        subject: Subject::Job,
+        name: "orders".into(),
+        key: "job/orders/run/7".into(),
+        opened_at: Utc::now(),
+        run_id: Some(7),
+    };
+    catalog.open_incident(&incident).unwrap();
+    assert_eq!(
+        catalog.incident(Subject::Job, "orders").unwrap(),
+        Some(incident.clone())
+    );
+    assert_eq!(catalog.incident(Subject::Connection, "orders").unwrap(), None);
+    assert_eq!(
+        catalog.close_incident(Subject::Job, "orders").unwrap(),
+        Some(incident.clone())
+    );
+    assert_eq!(catalog.close_incident(Subject::Job, "orders").unwrap(), None);
+
+    catalog.open_incident(&incident).unwrap();
+    catalog.drop_job("orders", false).unwrap();
+    assert_eq!(
+        catalog.incident(Subject::Job, "orders").unwrap(),
+        None,
+        "dropped with its job"
+    );
+}

@@ -12,6 +12,7 @@ use sluice_catalog::{
 };
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::alerts::AlertNotifier;
 use crate::allowed_paths::AllowedPaths;
 use crate::cdc::ChangeSource;
 use crate::connection_types::{ConnectionType, Driver};
@@ -93,6 +94,7 @@ pub struct ConnectionManager {
     catalog: Arc<Catalog>,
     connect_timeout: Duration,
     allowed_paths: AllowedPaths,
+    alerts: Option<Arc<AlertNotifier>>,
 }
 
 impl ConnectionManager {
@@ -103,7 +105,22 @@ impl ConnectionManager {
             catalog,
             connect_timeout,
             allowed_paths: AllowedPaths::any(),
+            alerts: None,
         }
+    }
+
+    /// Reports connection tests, and through the job manager run outcomes,
+    /// to `alerts`.
+    pub fn with_alerts(self, alerts: Arc<AlertNotifier>) -> Self {
+        Self {
+            alerts: Some(alerts),
+            ..self
+        }
+    }
+
+    /// The notifier that alerts are sent through, when there is one.
+    pub fn alerts(&self) -> Option<&Arc<AlertNotifier>> {
+        self.alerts.as_ref()
     }
 
     /// Refuses connections whose path options name files outside `allowed`.
@@ -328,8 +345,25 @@ impl ConnectionManager {
             tested_at: Utc::now(),
             error: outcome.error.clone(),
         };
-        self.catalog.update_status(&outcome.name, &update)?;
+        self.record_status(&outcome.name, &update)?;
         Ok(())
+    }
+
+    /// Records a connection's new status (a test, or a run or exploration
+    /// that met a connection failure or worked again) and reports it to
+    /// the alerts.
+    pub(crate) fn record_status(
+        &self,
+        connection: &str,
+        update: &StatusUpdate,
+    ) -> Result<bool, sluice_catalog::CatalogError> {
+        let updated = self.catalog.update_status(connection, update)?;
+        if let Some(alerts) = self.alerts.as_ref().filter(|_| updated) {
+            let failed = matches!(update.status, ConnectionStatus::Failed | ConnectionStatus::Error);
+            let error = update.error.as_deref().unwrap_or("the test failed");
+            alerts.connection_tested(connection, failed.then_some(error));
+        }
+        Ok(updated)
     }
 
     /// Re-tests every connection every `interval`, forever. Failures are

@@ -69,6 +69,10 @@ pub enum EngineError {
     #[error("{message}")]
     InvalidJob { message: String },
 
+    /// A `CREATE ALERT` the engine refuses: its webhook URL or header.
+    #[error("{message}")]
+    InvalidAlert { message: String },
+
     /// `CREATE ETL JOBS` created nothing: these tables failed.
     #[error(
         "no ETL jobs were created: {} failed: {}",

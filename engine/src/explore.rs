@@ -53,7 +53,7 @@ impl ConnectionManager {
                     tested_at: Utc::now(),
                     error: Some(failure.to_string()),
                 };
-                if let Err(e) = self.catalog().update_status(connection, &update) {
+                if let Err(e) = self.record_status(connection, &update) {
                     tracing::warn!(connection, error = %e, "could not record the connection failure");
                 }
             }
@@ -76,7 +76,7 @@ impl ConnectionManager {
                 tested_at: Utc::now(),
                 error: None,
             };
-            if let Err(e) = self.catalog().update_status(connection, &update) {
+            if let Err(e) = self.record_status(connection, &update) {
                 tracing::warn!(connection, error = %e, "could not record that the connection works again");
             }
         }

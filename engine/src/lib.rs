@@ -16,12 +16,14 @@
 //!   Parquet warehouse.
 //! - [`jobs`] defines ETL jobs and runs them exactly once (window, copy,
 //!   destination commit, then the catalog); [`scheduler`] runs them on their
-//!   [`schedule`]s with retries.
+//!   [`schedule`]s with retries; [`alerts`] tells webhooks when runs fail
+//!   or recover and connections fail.
 //!
 //! Errors are typed ([`EngineError`], [`ConnectFailure`]); the server turns
 //! them into SQLSTATEs. docs/architecture.md walks a run through these
 //! modules.
 
+pub mod alerts;
 pub mod allowed_paths;
 mod backoff;
 pub mod cdc;

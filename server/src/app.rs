@@ -10,6 +10,7 @@ use std::time::Duration;
 use pgwire::api::RandomPidSecretKeyGenerator;
 use sluice_catalog::{Catalog, MasterKey};
 use sluice_engine::ConnectionManager;
+use sluice_engine::alerts::AlertNotifier;
 use sluice_engine::allowed_paths::AllowedPaths;
 use sluice_engine::destinations::{LocalWarehouse, WarehouseSchema, display_location};
 use sluice_engine::jobs::JobManager;
@@ -87,7 +88,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     let catalog = Arc::new(Catalog::open(&catalog_dir, key)?);
     let auth = admin_auth(&catalog, &config)?;
     let connections = Arc::new(
-        ConnectionManager::new(catalog.clone(), config.connect_timeout).with_allowed_paths(allowed_paths(&config)),
+        ConnectionManager::new(catalog.clone(), config.connect_timeout)
+            .with_allowed_paths(allowed_paths(&config))
+            .with_alerts(AlertNotifier::start(catalog.clone())),
     );
     let warehouse = match &config.warehouse {
         Some(location) => {

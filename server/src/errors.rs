@@ -168,6 +168,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         } => source_error_info(source_error, message, Some(connection)),
         EngineError::Connect { failure, .. } => connect_error(failure.kind, message),
         EngineError::InvalidJob { .. } => error("22023", message, None),
+        EngineError::InvalidAlert { .. } => error("22023", message, None),
         EngineError::JobsNotCreated { failures } => {
             let code = failures.first().map_or("XX000".into(), |f| engine_error(&f.error).code);
             error(
@@ -259,6 +260,7 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
                 ObjectKind::Secret => "SHOW SECRETS",
                 ObjectKind::Job => "SHOW ETL JOBS",
                 ObjectKind::Run => "SHOW ETL RUNS",
+                ObjectKind::Alert => "SHOW ALERTS",
             };
             error("42704", message, Some(format!("{list} lists the existing ones.")))
         }

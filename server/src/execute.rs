@@ -51,6 +51,8 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::AlterJobs { .. } => Some(views::CHANGED_JOBS.clone()),
         SluiceStatement::RunJobs { .. } => Some(views::JOB_RUNS.clone()),
         SluiceStatement::ShowCreateAll { .. } => Some(views::SCRIPT.clone()),
+        SluiceStatement::ShowAlerts => Some(views::ALERTS.clone()),
+        SluiceStatement::CreateAlert(_) | SluiceStatement::DropAlert { .. } => None,
         SluiceStatement::CreateJob(_)
         | SluiceStatement::CreateOrReplaceJob(_)
         | SluiceStatement::DropJob { .. }
@@ -133,6 +135,24 @@ pub async fn execute(
             Response::Execution(Tag::new("DROP SECRET"))
         }
         SluiceStatement::ShowSecrets => rows(views::secrets(catalog)?, format)?,
+        SluiceStatement::CreateAlert(request) => {
+            let name = request.name.clone();
+            if sluice_engine::alerts::create_alert(catalog, *request)? {
+                info!(alert = %name, "alert created");
+            } else {
+                send_notice(client, "42710", format!("alert \"{name}\" already exists, skipping")).await;
+            }
+            Response::Execution(Tag::new("CREATE ALERT"))
+        }
+        SluiceStatement::DropAlert { name, if_exists } => {
+            if catalog.drop_alert(&name, if_exists)? {
+                info!(alert = %name, "alert dropped");
+            } else {
+                send_notice(client, "00000", format!("alert \"{name}\" does not exist, skipping")).await;
+            }
+            Response::Execution(Tag::new("DROP ALERT"))
+        }
+        SluiceStatement::ShowAlerts => rows(views::alerts(catalog)?, format)?,
         SluiceStatement::CreateConnection {
             name,
             type_name,

@@ -31,10 +31,12 @@ enum View {
     Runs,
     SchemaChanges,
     Verifications,
+    Alerts,
+    AlertDeliveries,
 }
 
 impl View {
-    const ALL: [(&'static str, View); 8] = [
+    const ALL: [(&'static str, View); 10] = [
         ("jobs", View::Jobs),
         ("runs", View::Runs),
         ("schema_changes", View::SchemaChanges),
@@ -43,6 +45,8 @@ impl View {
         ("secrets", View::Secrets),
         ("connection_types", View::ConnectionTypes),
         ("connection_type_options", View::ConnectionTypeOptions),
+        ("alerts", View::Alerts),
+        ("alert_deliveries", View::AlertDeliveries),
     ];
 
     fn schema(self) -> SchemaRef {
@@ -55,6 +59,8 @@ impl View {
             View::Runs => views::RUNS.clone(),
             View::SchemaChanges => views::SCHEMA_CHANGES.clone(),
             View::Verifications => views::VERIFICATIONS.clone(),
+            View::Alerts => views::ALERTS.clone(),
+            View::AlertDeliveries => views::ALERT_DELIVERIES.clone(),
         }
     }
 
@@ -79,6 +85,8 @@ impl View {
             View::ConnectionTypeOptions => Ok(views::connection_type_options()),
             View::Jobs => views::jobs(catalog, only).map_err(external),
             View::Verifications => views::verifications(catalog).map_err(external),
+            View::Alerts => views::alerts(catalog).map_err(external),
+            View::AlertDeliveries => views::alert_deliveries(catalog).map_err(external),
             View::Runs => {
                 let changes = catalog.schema_changes().map_err(external)?;
                 let runs = match only {

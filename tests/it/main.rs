@@ -4,6 +4,7 @@
 mod common;
 mod fake_bigquery;
 
+mod alerts;
 mod bigquery;
 mod bigquery_live;
 mod bigquery_restore;

@@ -101,6 +101,11 @@ impl JobManager {
         self
     }
 
+    /// The notifier that run outcomes are reported to, when there is one.
+    pub(crate) fn alerts(&self) -> Option<&Arc<crate::alerts::AlertNotifier>> {
+        self.connections.alerts()
+    }
+
     pub(crate) fn catalog(&self) -> &Arc<Catalog> {
         self.connections.catalog()
     }

@@ -333,6 +333,9 @@ impl JobManager {
             self.warn_of_table_ops(&job);
         }
         drop(guard);
+        if let Some(alerts) = self.alerts() {
+            alerts.run_ended(&run);
+        }
         self.metrics.run_finished(&run);
         self.prune_runs(name);
         self.notify_changed();

@@ -361,7 +361,7 @@ impl Scheduler {
             async move {
                 let _slot = slot;
                 let result = this.jobs.run_queued(&job.name, run_id).await;
-                if let Err(e) = this.after_run(&job, attempt, result.err()) {
+                if let Err(e) = this.after_run(&job, run_id, attempt, result.err()) {
                     warn!(error = %e, "could not record the outcome of a scheduled run");
                 }
             }
@@ -369,8 +369,15 @@ impl Scheduler {
         );
     }
 
-    /// Plans a retry after a transient failure.
-    fn after_run(&self, job: &JobRecord, attempt: u32, error: Option<EngineError>) -> Result<(), EngineError> {
+    /// Plans a retry after a transient failure; reports a failure no retry
+    /// follows to the alerts.
+    fn after_run(
+        &self,
+        job: &JobRecord,
+        run_id: u64,
+        attempt: u32,
+        error: Option<EngineError>,
+    ) -> Result<(), EngineError> {
         let Some(error) = error else { return Ok(()) };
         match &error {
             // A manual run started between the decision and this run: the
@@ -384,17 +391,25 @@ impl Scheduler {
         }
         let _states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         let catalog = self.jobs.catalog();
-        let Some(mut state) = catalog.schedule_state(&job.name)? else {
-            return Ok(());
-        };
-        let now = self.clock.now();
-        match plan::retry_after_failure(job, attempt, error.is_transient(), now, &self.config.backoff) {
-            Some(retry) => {
+        let retry = plan::retry_after_failure(
+            job,
+            attempt,
+            error.is_transient(),
+            self.clock.now(),
+            &self.config.backoff,
+        );
+        match (catalog.schedule_state(&job.name)?, retry) {
+            (Some(mut state), Some(retry)) => {
                 info!(job = %job.name, attempt = retry.attempt, at = %retry.at, error = %error, "run failed; retry planned");
                 state.retry = Some(retry);
                 catalog.set_schedule_state(&state)?;
             }
-            None => warn!(job = %job.name, error = %error, "scheduled run failed; no retry"),
+            _ => {
+                warn!(job = %job.name, error = %error, "scheduled run failed; no retry");
+                if let Some(alerts) = self.jobs.alerts() {
+                    alerts.run_failed(&job.name, run_id, &error.to_string());
+                }
+            }
         }
         Ok(())
     }

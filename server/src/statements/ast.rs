@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use sluice_catalog::{OptionValue, SecretValue};
+use sluice_engine::alerts::CreateAlert;
 use sluice_engine::jobs::{CreateJob, CreateJobs, CursorWindow, JobChange, JobEdit};
 use sluice_engine::sources::BucketUnit;
 
@@ -115,6 +116,12 @@ pub enum SluiceStatement {
     ShowCreateAll { with_state: bool },
     /// `RUN ETL JOBS WHERE condition`
     RunJobs { selection: String },
+    /// `CREATE ALERT [IF NOT EXISTS] name ON event [FOR name] NOTIFY WEBHOOK 'url' [WITH (...)]`
+    CreateAlert(Box<CreateAlert>),
+    /// `DROP ALERT [IF EXISTS] name`
+    DropAlert { name: String, if_exists: bool },
+    /// `SHOW ALERTS`
+    ShowAlerts,
 }
 
 impl SluiceStatement {

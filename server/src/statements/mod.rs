@@ -7,6 +7,7 @@ mod ast;
 #[cfg(test)]
 mod docs_parse;
 mod parse;
+mod parse_alert;
 mod parse_fleet;
 mod parse_job;
 mod parse_lookback;

@@ -1,6 +1,7 @@
 //! The tables Sluice shows: each view has one schema and one builder,
 //! shared by its `SHOW` statement and its `sluice.*` system table.
 
+mod alerts;
 mod dump;
 mod explore;
 mod fleet;
@@ -8,6 +9,7 @@ mod job_ops;
 mod jobs;
 mod schema_changes;
 
+pub use alerts::*;
 pub use dump::*;
 pub use explore::*;
 pub use fleet::*;
