@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 use sluice_catalog::{
-    Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, OptionValue, SecretValue, StatusUpdate,
+    Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, ExternalSecret, OptionValue, SecretValue, StatusUpdate,
 };
 use tracing::{Instrument, info, info_span, warn};
 
@@ -20,6 +20,7 @@ use crate::destinations::{Destination, ScrubbedDestination};
 use crate::error::{ConnectionFailure, EngineError};
 use crate::failure::ConnectFailure;
 use crate::options::{self, PreparedOptions, ResolvedOptions};
+use crate::secret_stores::SecretStores;
 use crate::sources::{Scrubbed, Source};
 
 /// A `CREATE CONNECTION` request.
@@ -93,6 +94,7 @@ pub struct ConnectionManager {
     catalog: Arc<Catalog>,
     connect_timeout: Duration,
     allowed_paths: AllowedPaths,
+    secret_stores: SecretStores,
 }
 
 impl ConnectionManager {
@@ -103,15 +105,32 @@ impl ConnectionManager {
             catalog,
             connect_timeout,
             allowed_paths: AllowedPaths::any(),
+            secret_stores: SecretStores::new(connect_timeout),
         }
     }
 
-    /// Refuses connections whose path options name files outside `allowed`.
+    /// Refuses connections whose path options, and secrets read from
+    /// files, name files outside `allowed`.
     pub fn with_allowed_paths(self, allowed: AllowedPaths) -> Self {
         Self {
+            secret_stores: self.secret_stores.with_allowed_paths(allowed.clone()),
             allowed_paths: allowed,
             ..self
         }
+    }
+
+    /// Reuses values fetched from external secret stores for `ttl`.
+    pub fn with_secret_cache_ttl(self, ttl: Duration) -> Self {
+        Self {
+            secret_stores: self.secret_stores.with_ttl(ttl),
+            ..self
+        }
+    }
+
+    /// Refuses an external secret the server may not read (a file outside
+    /// the allowed paths), before `CREATE SECRET ... FROM` saves it.
+    pub fn check_external_secret(&self, external: &ExternalSecret) -> Result<(), EngineError> {
+        Ok(self.secret_stores.check(external)?)
     }
 
     /// The catalog this manager writes to.
@@ -483,7 +502,7 @@ impl ConnectionManager {
     /// file outside the allowed directories.
     fn resolve_saved(&self, record: &ConnectionRecord) -> Result<ResolvedOptions, EngineError> {
         self.allowed_paths.check_options(&record.options)?;
-        ResolvedOptions::resolve(&record.options, &[], &self.catalog)
+        ResolvedOptions::resolve(&record.options, &[], &self.catalog, &self.secret_stores)
     }
 
     async fn check_live(
@@ -497,7 +516,12 @@ impl ConnectionManager {
         if !validate {
             return Ok(ConnectionStatus::Unknown);
         }
-        let resolved = ResolvedOptions::resolve(&prepared.options, &prepared.inline_secrets, &self.catalog)?;
+        let resolved = ResolvedOptions::resolve(
+            &prepared.options,
+            &prepared.inline_secrets,
+            &self.catalog,
+            &self.secret_stores,
+        )?;
         self.run_test(name, driver, &resolved)
             .instrument(info_span!("test_connection", connection = name, kind = kind.name))
             .await?;

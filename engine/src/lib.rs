@@ -23,6 +23,7 @@
 //! modules.
 
 pub mod allowed_paths;
+mod aws_json;
 mod backoff;
 pub mod cdc;
 pub mod connection_types;
@@ -39,6 +40,7 @@ pub mod options;
 pub mod schedule;
 pub mod scheduler;
 pub mod scrub;
+pub mod secret_stores;
 pub mod sources;
 mod tls;
 pub mod type_mapping;

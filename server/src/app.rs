@@ -69,6 +69,8 @@ pub struct ServeConfig {
     /// Directories whose files connection options may name; `None` is the
     /// data dir, the working directory and the demo dir.
     pub allowed_paths: Option<Vec<PathBuf>>,
+    /// How long a value fetched from an external secret store is reused.
+    pub secret_cache_ttl: Duration,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -87,7 +89,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     let catalog = Arc::new(Catalog::open(&catalog_dir, key)?);
     let auth = admin_auth(&catalog, &config)?;
     let connections = Arc::new(
-        ConnectionManager::new(catalog.clone(), config.connect_timeout).with_allowed_paths(allowed_paths(&config)),
+        ConnectionManager::new(catalog.clone(), config.connect_timeout)
+            .with_allowed_paths(allowed_paths(&config))
+            .with_secret_cache_ttl(config.secret_cache_ttl),
     );
     let warehouse = match &config.warehouse {
         Some(location) => {

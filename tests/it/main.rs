@@ -28,6 +28,7 @@ mod durability_runs;
 mod dynamodb_parallelism;
 mod exactly_once;
 mod explore;
+mod external_secrets;
 mod fleet;
 mod fleet_bulk;
 mod fleet_dump;

@@ -10,6 +10,7 @@ mod parse;
 mod parse_fleet;
 mod parse_job;
 mod parse_lookback;
+mod parse_secret;
 mod split;
 
 pub use ast::SluiceStatement;

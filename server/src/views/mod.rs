@@ -120,12 +120,15 @@ pub fn connections(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
     ))
 }
 
-/// `sluice.secrets` and `SHOW SECRETS`: names only, never values.
+/// `sluice.secrets` and `SHOW SECRETS`: names, and for external secrets
+/// the store (`kind`) and reference, never values.
 pub static SECRETS: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         text("name"),
         timestamptz("created_at"),
         text_list("used_by"),
+        text("kind"),
+        text("reference"),
     ]))
 });
 
@@ -137,6 +140,12 @@ pub fn secrets(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
             strings(secrets.iter().map(|s| Some(s.name.as_str()))),
             timestamps(secrets.iter().map(|s| Some(s.created_at))),
             lists(secrets.iter().map(|s| s.used_by.clone())),
+            strings(
+                secrets
+                    .iter()
+                    .map(|s| Some(s.external.as_ref().map_or("stored", |e| e.kind()))),
+            ),
+            strings(secrets.iter().map(|s| s.external.as_ref().map(|e| e.reference()))),
         ],
     ))
 }
