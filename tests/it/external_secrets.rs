@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::common::*;
+use crate::common::{emulators, secret_manager};
 
 /// A role of the test PostgreSQL that logs in with `password`, reading
 /// `public.orders` of the `shop` database.
@@ -168,4 +169,137 @@ async fn a_rotated_file_secret_is_used_after_the_cache_ttl_without_a_restart() {
     .await;
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert!(runs.iter().all(|r| r[0].as_deref() == Some("succeeded")), "{runs:?}");
+}
+
+#[tokio::test]
+async fn gcp_secret_manager_values_come_with_application_default_credentials() {
+    const FIRST: &str = "Gcp-Held-Password-1";
+    const SECOND: &str = "Gcp-Held-Password-2";
+    let version = "projects/p/secrets/pg/versions/latest";
+    // The BigQuery fake serves the token endpoint of the service-account key.
+    let google = crate::fake_bigquery::FakeBigQuery::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = google.write_key_file(keys.path());
+    let manager = secret_manager::FakeSecretManager::start(crate::fake_bigquery::TOKEN);
+    manager.put(version, FIRST);
+    manager
+        .state()
+        .denied
+        .insert("projects/p/secrets/locked/versions/1".into());
+    let pg = PgServer::start();
+    add_role(&pg, "by_gcp", FIRST);
+    let sluice = Sluice::start_with(
+        &["--secret-cache-ttl", "1"],
+        &[
+            ("GOOGLE_APPLICATION_CREDENTIALS", &key_file.display().to_string()),
+            ("SLUICE_GCP_SECRET_MANAGER_ENDPOINT", &manager.url),
+        ],
+    );
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SECRET pw FROM GCP SECRET MANAGER '{version}';
+             CREATE CONNECTION gcp_pg TYPE postgres OPTIONS ({})",
+            pg_options(&pg, "by_gcp", "pw")
+        ))
+        .await
+        .unwrap();
+    assert!(
+        manager.state().requests.contains(&format!("/v1/{version}:access")),
+        "{:?}",
+        manager.state().requests
+    );
+
+    // A new version is used after the cache TTL, without a restart.
+    manager.put(version, SECOND);
+    pg.psql_admin_db("shop", &format!("ALTER ROLE by_gcp PASSWORD '{SECOND}'"));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    client.batch_execute("TEST CONNECTION gcp_pg").await.unwrap();
+
+    // Missing (404) and forbidden (403) versions are 28000s naming the reference.
+    client
+        .batch_execute(
+            "CREATE SECRET missing FROM GCP SECRET MANAGER 'projects/p/secrets/none/versions/1';
+             CREATE SECRET locked FROM GCP SECRET MANAGER 'projects/p/secrets/locked/versions/1'",
+        )
+        .await
+        .unwrap();
+    for (secret, expected) in [("missing", "does not exist"), ("locked", "permission denied")] {
+        let err = expect_err(
+            &client,
+            &format!(
+                "CREATE CONNECTION c_{secret} TYPE postgres OPTIONS ({})",
+                pg_options(&pg, "etl", secret)
+            ),
+            "28000",
+        )
+        .await;
+        assert!(
+            err.contains("GCP Secret Manager secret projects/p/secrets/") && err.contains(expected),
+            "{err}"
+        );
+    }
+    for value in [FIRST, SECOND] {
+        assert!(files_containing(sluice.data_dir(), value.as_bytes()).is_empty());
+        assert!(!sluice.log_contents().contains(value));
+    }
+}
+
+#[tokio::test]
+async fn aws_secrets_manager_values_are_read_with_signed_requests() {
+    const VALUE: &str = "Aws-Held-Password-1";
+    let moto = emulators::Emulator::moto();
+    let program = format!(
+        "import boto3\n\
+         c = boto3.client('secretsmanager', endpoint_url='{}', region_name='eu-west-1', \
+         aws_access_key_id='test', aws_secret_access_key='test')\n\
+         print(c.create_secret(Name='pg-password', SecretString='{VALUE}')['ARN'])",
+        moto.endpoint()
+    );
+    let out = std::process::Command::new(emulators::python_path())
+        .args(["-c", &program])
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let arn = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(arn.starts_with("arn:aws:secretsmanager:eu-west-1:"), "{arn}");
+    let pg = PgServer::start();
+    add_role(&pg, "by_aws", VALUE);
+    let sluice = Sluice::start_with(
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("SLUICE_AWS_SECRETS_MANAGER_ENDPOINT", &moto.endpoint()),
+        ],
+    );
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SECRET pw FROM AWS SECRETS MANAGER '{arn}';
+             CREATE SECRET missing FROM AWS SECRETS MANAGER 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:none-AbCdEf';
+             CREATE CONNECTION aws_pg TYPE postgres OPTIONS ({})",
+            pg_options(&pg, "by_aws", "pw")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        one(&client, "SELECT status FROM sluice.connections WHERE name = 'aws_pg'").await,
+        "ok"
+    );
+    let err = expect_err(
+        &client,
+        &format!(
+            "CREATE CONNECTION nope TYPE postgres OPTIONS ({})",
+            pg_options(&pg, "etl", "missing")
+        ),
+        "28000",
+    )
+    .await;
+    assert!(
+        err.contains("AWS Secrets Manager secret arn:aws:secretsmanager:eu-west-1:123456789012:secret:none-AbCdEf"),
+        "{err}"
+    );
+    assert!(files_containing(sluice.data_dir(), VALUE.as_bytes()).is_empty());
+    assert!(!sluice.log_contents().contains(VALUE));
 }
