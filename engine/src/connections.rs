@@ -127,6 +127,15 @@ impl ConnectionManager {
         }
     }
 
+    /// Signs in to Google Secret Manager with the credentials JSON in
+    /// `file` instead of Application Default Credentials.
+    pub fn with_gcp_secret_manager_credentials(self, file: Option<std::path::PathBuf>) -> Self {
+        Self {
+            secret_stores: self.secret_stores.with_gcp_credentials(file),
+            ..self
+        }
+    }
+
     /// Refuses an external secret the server may not read (a file outside
     /// the allowed paths), before `CREATE SECRET ... FROM` saves it.
     pub fn check_external_secret(&self, external: &ExternalSecret) -> Result<(), EngineError> {

@@ -122,6 +122,11 @@ struct ServeArgs {
     /// every use.
     #[arg(long, env = "SLUICE_SECRET_CACHE_TTL", default_value_t = 300)]
     secret_cache_ttl: u64,
+    /// A service-account key (or other Google credentials JSON) file for
+    /// reading secrets FROM GCP SECRET MANAGER [default: Application
+    /// Default Credentials].
+    #[arg(long, env = "SLUICE_GCP_SECRET_MANAGER_CREDENTIALS")]
+    gcp_secret_manager_credentials: Option<PathBuf>,
 }
 
 fn parse_query_memory(value: &str) -> Result<usize, String> {
@@ -190,6 +195,9 @@ pub async fn main() -> i32 {
             })
             .filter(|dirs| !dirs.is_empty()),
         secret_cache_ttl: Duration::from_secs(args.secret_cache_ttl),
+        gcp_secret_manager_credentials: args
+            .gcp_secret_manager_credentials
+            .filter(|path| !path.as_os_str().is_empty()),
     };
     match app::serve(config).await {
         Ok(()) => 0,

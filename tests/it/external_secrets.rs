@@ -239,6 +239,20 @@ async fn gcp_secret_manager_values_come_with_application_default_credentials() {
             "{err}"
         );
     }
+    // A key file given to the server instead of Application Default Credentials.
+    let mut sluice = sluice;
+    sluice.opts = sluice
+        .opts
+        .clone()
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .arg("--gcp-secret-manager-credentials")
+        .arg(&key_file.display().to_string());
+    sluice.restart();
+    let client = sluice.client().await;
+    let requests = manager.state().requests.len();
+    client.batch_execute("TEST CONNECTION gcp_pg").await.unwrap();
+    assert_eq!(manager.state().requests.len(), requests + 1);
+
     for value in [FIRST, SECOND] {
         assert!(files_containing(sluice.data_dir(), value.as_bytes()).is_empty());
         assert!(!sluice.log_contents().contains(value));

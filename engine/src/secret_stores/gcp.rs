@@ -1,9 +1,10 @@
 //! Google Secret Manager: `projects.secrets.versions.access` over REST
 //! (`GET /v1/{name}:access`, the value base64 in `payload.data`), signed in
-//! with the environment's Application Default Credentials through the
-//! BigQuery connector's token source. `SLUICE_GCP_SECRET_MANAGER_ENDPOINT`
+//! with a given service-account key file or the environment's Application
+//! Default Credentials through the BigQuery connector's token source. `SLUICE_GCP_SECRET_MANAGER_ENDPOINT`
 //! replaces the endpoint (tests point it at a local fake).
 
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
@@ -19,12 +20,26 @@ const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com";
 const ENDPOINT_VARIABLE: &str = "SLUICE_GCP_SECRET_MANAGER_ENDPOINT";
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
-/// The value of the secret version `name` (`projects/p/secrets/s/versions/v`).
-pub(super) async fn access(name: &str, timeout: Duration) -> Result<SecretValue, SecretFetchProblem> {
+/// The value of the secret version `name` (`projects/p/secrets/s/versions/v`),
+/// signed in as the credentials JSON in `key_file`, else with Application
+/// Default Credentials.
+pub(super) async fn access(
+    name: &str,
+    key_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<SecretValue, SecretFetchProblem> {
     let sign_in = |e: String| SecretFetchProblem::Forbidden(format!("cannot sign in to Google: {e}"));
-    let tokens = TokenSource::new(&Credentials::ApplicationDefault, None, timeout)
-        .await
-        .map_err(sign_in)?;
+    let credentials = match key_file {
+        Some(path) => Credentials::Json(std::fs::read_to_string(path).map_err(|e| {
+            sign_in(format!(
+                "cannot read the credentials file {}: {}",
+                path.display(),
+                e.kind()
+            ))
+        })?),
+        None => Credentials::ApplicationDefault,
+    };
+    let tokens = TokenSource::new(&credentials, None, timeout).await.map_err(sign_in)?;
     let token = tokens.token_for(SCOPE).await.map_err(|e| sign_in(e.to_string()))?;
     let endpoint = std::env::var(ENDPOINT_VARIABLE).unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
     let endpoint = endpoint.trim_end_matches('/');

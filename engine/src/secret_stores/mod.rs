@@ -9,6 +9,7 @@ mod gcp;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,9 @@ pub struct SecretStores {
     allowed_paths: AllowedPaths,
     ttl: Duration,
     timeout: Duration,
+    /// A service-account key file for Google Secret Manager; `None` uses
+    /// Application Default Credentials.
+    gcp_credentials: Option<PathBuf>,
     cache: Arc<Mutex<HashMap<ExternalSecret, (Instant, SecretValue)>>>,
 }
 
@@ -50,6 +54,7 @@ impl SecretStores {
             allowed_paths: AllowedPaths::any(),
             ttl: DEFAULT_CACHE_TTL,
             timeout,
+            gcp_credentials: None,
             cache: Arc::default(),
         }
     }
@@ -58,6 +63,16 @@ impl SecretStores {
     pub fn with_allowed_paths(self, allowed: AllowedPaths) -> Self {
         Self {
             allowed_paths: allowed,
+            ..self
+        }
+    }
+
+    /// Signs in to Google Secret Manager with the service-account key (or
+    /// other credentials JSON) in `file` instead of Application Default
+    /// Credentials.
+    pub fn with_gcp_credentials(self, file: Option<PathBuf>) -> Self {
+        Self {
+            gcp_credentials: file,
             ..self
         }
     }
@@ -110,7 +125,9 @@ impl SecretStores {
                     .map_err(|e| SecretFetchProblem::Forbidden(e.to_string()))?;
                 read_file(path)
             }
-            ExternalSecret::GcpSecretManager(name) => on_own_thread(gcp::access(name, self.timeout)),
+            ExternalSecret::GcpSecretManager(name) => {
+                on_own_thread(gcp::access(name, self.gcp_credentials.as_deref(), self.timeout))
+            }
             ExternalSecret::AwsSecretsManager(id) => on_own_thread(aws::get_secret_value(id, self.timeout)),
         }
     }
