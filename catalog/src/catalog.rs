@@ -18,7 +18,7 @@ use crate::record::Record;
 use crate::run::{RunRecord, RunStatus, RunTrigger, Watermark, run_key};
 use crate::schedule_state::ScheduleState;
 use crate::schema_change::SchemaChangeRecord;
-use crate::secret::{SecretInfo, SecretRecord, SecretValue};
+use crate::secret::{SecretContent, SecretInfo, SecretRecord, SecretSource, SecretValue};
 use crate::store::Store;
 use crate::table_ops::{TableOps, table_ops_key};
 use crate::transaction::{Effect, Transaction};
@@ -182,6 +182,12 @@ impl Catalog {
     /// Creates a named secret. Returns false when it existed and
     /// `if_not_exists` was given.
     pub fn create_secret(&self, name: &str, value: &SecretValue, if_not_exists: bool) -> Result<bool> {
+        self.create_secret_with(name, &SecretContent::Value(value.clone()), if_not_exists)
+    }
+
+    /// Creates a named secret holding a value or naming an external one.
+    /// Returns false when it existed and `if_not_exists` was given.
+    pub fn create_secret_with(&self, name: &str, content: &SecretContent, if_not_exists: bool) -> Result<bool> {
         let _guard = self.lock();
         if self.store.get::<SecretRecord>(name)?.is_some() {
             return if if_not_exists {
@@ -191,7 +197,7 @@ impl Catalog {
             };
         }
         let mut batch = self.store.batch();
-        batch.put(&self.seal_secret(name, value, None));
+        batch.put(&self.secret_record(name, content, None));
         batch.commit()?;
         Ok(true)
     }
@@ -200,17 +206,23 @@ impl Catalog {
     /// (`CREATE OR REPLACE SECRET`); false when it already held `value`.
     /// Connections that use it read the new value from their next use.
     pub fn replace_secret(&self, name: &str, value: &SecretValue) -> Result<bool> {
+        self.replace_secret_with(name, &SecretContent::Value(value.clone()))
+    }
+
+    /// [`Catalog::replace_secret`] with a value or an external reference;
+    /// false when the secret already held `content`.
+    pub fn replace_secret_with(&self, name: &str, content: &SecretContent) -> Result<bool> {
         let _guard = self.lock();
         let existing = self.store.get::<SecretRecord>(name)?;
         if let Some(secret) = &existing {
             if secret.owner.is_some() {
                 return Err(already_exists(ObjectKind::Secret, name));
             }
-            if self.secret_value(name)? == *value {
+            if self.secret(name)? == *content {
                 return Ok(false);
             }
         }
-        let mut record = self.seal_secret(name, value, None);
+        let mut record = self.secret_record(name, content, None);
         if let Some(secret) = existing {
             record.created_at = secret.created_at;
         }
@@ -275,23 +287,43 @@ impl Catalog {
                     .filter(|c| c.secret_names().any(|n| n == s.name))
                     .map(|c| c.name.clone())
                     .collect(),
+                external: match s.source {
+                    SecretSource::Stored(_) => None,
+                    SecretSource::External(external) => Some(external),
+                },
                 name: s.name,
                 created_at: s.created_at,
             })
             .collect())
     }
 
-    /// Decrypts a secret for handing to a driver.
-    pub fn secret_value(&self, name: &str) -> Result<SecretValue> {
+    /// A secret's value, decrypted, or its external reference.
+    pub fn secret(&self, name: &str) -> Result<SecretContent> {
         let secret = self
             .store
             .get::<SecretRecord>(name)?
             .ok_or_else(|| not_found(ObjectKind::Secret, name))?;
-        let sealed = hex::decode(&secret.sealed).map_err(|e| corrupt_secret(name, e))?;
+        let sealed = match secret.source {
+            SecretSource::External(external) => return Ok(SecretContent::External(external)),
+            SecretSource::Stored(sealed) => sealed,
+        };
+        let sealed = hex::decode(&sealed).map_err(|e| corrupt_secret(name, e))?;
         let plain = self.key.open(name, &sealed)?;
         String::from_utf8(plain)
-            .map(SecretValue::new)
+            .map(|plain| SecretContent::Value(SecretValue::new(plain)))
             .map_err(|e| corrupt_secret(name, e))
+    }
+
+    /// Decrypts a stored secret for handing to a driver; an external one
+    /// is `ExternalSecret` (the engine fetches those).
+    pub fn secret_value(&self, name: &str) -> Result<SecretValue> {
+        match self.secret(name)? {
+            SecretContent::Value(value) => Ok(value),
+            SecretContent::External(external) => Err(CatalogError::ExternalSecret {
+                name: name.into(),
+                external,
+            }),
+        }
     }
 
     /// The name under which an inline secret of a connection option is kept.
@@ -300,9 +332,18 @@ impl Catalog {
     }
 
     fn seal_secret(&self, name: &str, value: &SecretValue, owner: Option<&str>) -> SecretRecord {
+        self.secret_record(name, &SecretContent::Value(value.clone()), owner)
+    }
+
+    fn secret_record(&self, name: &str, content: &SecretContent, owner: Option<&str>) -> SecretRecord {
         SecretRecord {
             name: name.into(),
-            sealed: hex::encode(self.key.seal(name, value.expose().as_bytes())),
+            source: match content {
+                SecretContent::Value(value) => {
+                    SecretSource::Stored(hex::encode(self.key.seal(name, value.expose().as_bytes())))
+                }
+                SecretContent::External(external) => SecretSource::External(external.clone()),
+            },
             created_at: Utc::now(),
             owner: owner.map(str::to_owned),
         }

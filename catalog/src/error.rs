@@ -76,6 +76,13 @@ pub enum CatalogError {
     #[error("{0}")]
     MasterKey(String),
 
+    /// A stored value was asked of a secret kept in an external store.
+    #[error("secret \"{name}\" is kept in {external}, not in Sluice; it is fetched when a connection uses it")]
+    ExternalSecret {
+        name: String,
+        external: crate::secret::ExternalSecret,
+    },
+
     #[error("could not {action} the catalog at {path}: {source}")]
     Io {
         action: &'static str,

@@ -42,7 +42,7 @@ pub use public_table::{PublicColumn, PublicKey, PublicTable, PublicType};
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};
 pub use schema_change::{SchemaChangeKind, SchemaChangeRecord};
-pub use secret::{SecretInfo, SecretValue};
+pub use secret::{ExternalSecret, SecretContent, SecretInfo, SecretValue};
 pub use table_ops::TableOps;
 pub use transaction::{Effect, Transaction};
 pub use verification::{BucketDifference, VerificationRecord};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 use sluice_catalog::{
-    Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, OptionValue, SecretValue, StatusUpdate,
+    Catalog, ConnectionRecord, ConnectionStatus, DropOutcome, ExternalSecret, OptionValue, SecretValue, StatusUpdate,
 };
 use tracing::{Instrument, info, info_span, warn};
 
@@ -21,6 +21,7 @@ use crate::destinations::{Destination, ScrubbedDestination};
 use crate::error::{ConnectionFailure, EngineError};
 use crate::failure::ConnectFailure;
 use crate::options::{self, PreparedOptions, ResolvedOptions};
+use crate::secret_stores::SecretStores;
 use crate::sources::{Scrubbed, Source};
 
 /// A `CREATE CONNECTION` request.
@@ -95,6 +96,7 @@ pub struct ConnectionManager {
     connect_timeout: Duration,
     allowed_paths: AllowedPaths,
     alerts: Option<Arc<AlertNotifier>>,
+    secret_stores: SecretStores,
 }
 
 impl ConnectionManager {
@@ -106,6 +108,7 @@ impl ConnectionManager {
             connect_timeout,
             allowed_paths: AllowedPaths::any(),
             alerts: None,
+            secret_stores: SecretStores::new(connect_timeout),
         }
     }
 
@@ -123,12 +126,37 @@ impl ConnectionManager {
         self.alerts.as_ref()
     }
 
-    /// Refuses connections whose path options name files outside `allowed`.
+    /// Refuses connections whose path options, and secrets read from
+    /// files, name files outside `allowed`.
     pub fn with_allowed_paths(self, allowed: AllowedPaths) -> Self {
         Self {
+            secret_stores: self.secret_stores.with_allowed_paths(allowed.clone()),
             allowed_paths: allowed,
             ..self
         }
+    }
+
+    /// Reuses values fetched from external secret stores for `ttl`.
+    pub fn with_secret_cache_ttl(self, ttl: Duration) -> Self {
+        Self {
+            secret_stores: self.secret_stores.with_ttl(ttl),
+            ..self
+        }
+    }
+
+    /// Signs in to Google Secret Manager with the credentials JSON in
+    /// `file` instead of Application Default Credentials.
+    pub fn with_gcp_secret_manager_credentials(self, file: Option<std::path::PathBuf>) -> Self {
+        Self {
+            secret_stores: self.secret_stores.with_gcp_credentials(file),
+            ..self
+        }
+    }
+
+    /// Refuses an external secret the server may not read (a file outside
+    /// the allowed paths), before `CREATE SECRET ... FROM` saves it.
+    pub fn check_external_secret(&self, external: &ExternalSecret) -> Result<(), EngineError> {
+        Ok(self.secret_stores.check(external)?)
     }
 
     /// The catalog this manager writes to.
@@ -517,7 +545,7 @@ impl ConnectionManager {
     /// file outside the allowed directories.
     fn resolve_saved(&self, record: &ConnectionRecord) -> Result<ResolvedOptions, EngineError> {
         self.allowed_paths.check_options(&record.options)?;
-        ResolvedOptions::resolve(&record.options, &[], &self.catalog)
+        ResolvedOptions::resolve(&record.options, &[], &self.catalog, &self.secret_stores)
     }
 
     async fn check_live(
@@ -531,7 +559,12 @@ impl ConnectionManager {
         if !validate {
             return Ok(ConnectionStatus::Unknown);
         }
-        let resolved = ResolvedOptions::resolve(&prepared.options, &prepared.inline_secrets, &self.catalog)?;
+        let resolved = ResolvedOptions::resolve(
+            &prepared.options,
+            &prepared.inline_secrets,
+            &self.catalog,
+            &self.secret_stores,
+        )?;
         self.run_test(name, driver, &resolved)
             .instrument(info_span!("test_connection", connection = name, kind = kind.name))
             .await?;

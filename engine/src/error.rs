@@ -134,6 +134,15 @@ pub enum EngineError {
         secrets: Vec<String>,
     },
 
+    /// A secret kept in an external store could not be read when a
+    /// connection needed it. Names the reference, never the value.
+    #[error("secret \"{secret}\" could not be read from {external}: {problem}")]
+    ExternalSecret {
+        secret: String,
+        external: sluice_catalog::ExternalSecret,
+        problem: crate::secret_stores::SecretFetchProblem,
+    },
+
     /// A date or time computed from a job's definition falls outside the
     /// range of dates.
     #[error("{message}")]

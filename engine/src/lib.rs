@@ -25,6 +25,7 @@
 
 pub mod alerts;
 pub mod allowed_paths;
+mod aws_json;
 mod backoff;
 pub mod cdc;
 pub mod connection_types;
@@ -41,6 +42,7 @@ pub mod options;
 pub mod schedule;
 pub mod scheduler;
 pub mod scrub;
+pub mod secret_stores;
 pub mod sources;
 mod tls;
 pub mod type_mapping;

@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use sluice_catalog::{Catalog, OptionValue, SecretValue};
+use sluice_catalog::{Catalog, OptionValue, SecretContent, SecretValue};
 
 use crate::error::EngineError;
 use crate::scrub::Scrubber;
+use crate::secret_stores::SecretStores;
 
 /// The type of one option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,17 +295,28 @@ enum Resolved {
 impl ResolvedOptions {
     /// Resolves secret references through the catalog, preferring values
     /// given inline in the same statement (not yet saved).
+    /// Secrets kept in an external store are fetched through `stores`.
     pub fn resolve(
         options: &BTreeMap<String, OptionValue>,
         inline: &[(String, SecretValue)],
         catalog: &Catalog,
+        stores: &SecretStores,
     ) -> Result<Self, EngineError> {
         let mut values = BTreeMap::new();
         for (name, value) in options {
             let resolved = match value {
                 OptionValue::Secret { name: secret, .. } => match inline.iter().find(|(n, _)| n == secret) {
                     Some((_, value)) => Resolved::Secret(value.clone()),
-                    None => Resolved::Secret(catalog.secret_value(secret)?),
+                    None => Resolved::Secret(match catalog.secret(secret)? {
+                        SecretContent::Value(value) => value,
+                        SecretContent::External(external) => {
+                            stores.fetch(&external).map_err(|problem| EngineError::ExternalSecret {
+                                secret: secret.clone(),
+                                external,
+                                problem,
+                            })?
+                        }
+                    }),
                 },
                 other => Resolved::Plain(other.clone()),
             };

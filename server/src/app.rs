@@ -70,6 +70,11 @@ pub struct ServeConfig {
     /// Directories whose files connection options may name; `None` is the
     /// data dir, the working directory and the demo dir.
     pub allowed_paths: Option<Vec<PathBuf>>,
+    /// How long a value fetched from an external secret store is reused.
+    pub secret_cache_ttl: Duration,
+    /// Google credentials JSON for Secret Manager; `None` is Application
+    /// Default Credentials.
+    pub gcp_secret_manager_credentials: Option<PathBuf>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -90,7 +95,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     let connections = Arc::new(
         ConnectionManager::new(catalog.clone(), config.connect_timeout)
             .with_allowed_paths(allowed_paths(&config))
-            .with_alerts(AlertNotifier::start(catalog.clone())),
+            .with_alerts(AlertNotifier::start(catalog.clone()))
+            .with_secret_cache_ttl(config.secret_cache_ttl)
+            .with_gcp_secret_manager_credentials(config.gcp_secret_manager_credentials.clone()),
     );
     let warehouse = match &config.warehouse {
         Some(location) => {

@@ -117,6 +117,16 @@ struct ServeArgs {
     /// dir, the working directory and the demo dir].
     #[arg(long, env = "SLUICE_ALLOWED_PATHS", value_delimiter = ',')]
     allowed_paths: Option<Vec<PathBuf>>,
+    /// Seconds a value fetched from an external secret store (CREATE
+    /// SECRET ... FROM) is reused before it is fetched again; 0 fetches at
+    /// every use.
+    #[arg(long, env = "SLUICE_SECRET_CACHE_TTL", default_value_t = 300)]
+    secret_cache_ttl: u64,
+    /// A service-account key (or other Google credentials JSON) file for
+    /// reading secrets FROM GCP SECRET MANAGER [default: Application
+    /// Default Credentials].
+    #[arg(long, env = "SLUICE_GCP_SECRET_MANAGER_CREDENTIALS")]
+    gcp_secret_manager_credentials: Option<PathBuf>,
 }
 
 fn parse_query_memory(value: &str) -> Result<usize, String> {
@@ -184,6 +194,10 @@ pub async fn main() -> i32 {
                     .collect::<Vec<_>>()
             })
             .filter(|dirs| !dirs.is_empty()),
+        secret_cache_ttl: Duration::from_secs(args.secret_cache_ttl),
+        gcp_secret_manager_credentials: args
+            .gcp_secret_manager_credentials
+            .filter(|path| !path.as_os_str().is_empty()),
     };
     match app::serve(config).await {
         Ok(()) => 0,

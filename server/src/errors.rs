@@ -211,6 +211,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
             Some("CREATE SECRET a named secret and use SECRET name in every connection that shares it.".into()),
         ),
         EngineError::SecretNotRepeated { .. } => error("28000", message, None),
+        EngineError::ExternalSecret { problem, .. } => external_secret_error(problem, message),
         EngineError::DatetimeOverflow { .. } => error("22008", message, None),
         EngineError::Destination(DestinationError::Remote { diagnosis, .. }) => {
             error(diagnosis.sqlstate, message, diagnosis.hint.clone())
@@ -288,6 +289,25 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
         CatalogError::Storage(_) | CatalogError::Io { .. } => error("58030", message, None),
         CatalogError::Corrupt { .. } => error("XX001", message, None),
         CatalogError::MasterKey(_) => error("XX000", message, None),
+        CatalogError::ExternalSecret { .. } => error("55000", message, None),
+    }
+}
+
+/// A secret an external store did not give: `28000` when it is missing or
+/// refused (fix the reference or the permission), `08001` when the store
+/// could not be reached.
+fn external_secret_error(problem: &sluice_engine::secret_stores::SecretFetchProblem, message: String) -> ErrorInfo {
+    use sluice_engine::secret_stores::SecretFetchProblem as P;
+    match problem {
+        P::NotFound | P::Forbidden(_) => error(
+            "28000",
+            message,
+            Some(
+                "Fix the secret's reference (CREATE OR REPLACE SECRET ... FROM ...) or the server's access to it."
+                    .into(),
+            ),
+        ),
+        P::Unavailable(_) => error("08001", message, None),
     }
 }
 

@@ -12,7 +12,7 @@ use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::NoticeResponse;
-use sluice_catalog::{ConnectionStatus, RunRecord, RunTrigger};
+use sluice_catalog::{ConnectionStatus, RunRecord, RunTrigger, SecretContent};
 use sluice_engine::jobs::{
     CreateJobOutcome, JobChange, LiveRun, PlanAction, Progress, table_ops_today, table_ops_warning,
 };
@@ -59,6 +59,7 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         | SluiceStatement::AlterJob { .. }
         | SluiceStatement::EditJob { .. } => None,
         SluiceStatement::CreateSecret { .. }
+        | SluiceStatement::CreateSecretFrom { .. }
         | SluiceStatement::DropSecret { .. }
         | SluiceStatement::AlterSecret { .. }
         | SluiceStatement::CreateConnection { .. }
@@ -105,6 +106,27 @@ pub async fn execute(
             ..
         } => {
             if catalog.create_secret(&name, &value, if_not_exists)? {
+                info!(secret = %name, "secret created");
+            } else {
+                send_notice(client, "42710", format!("secret \"{name}\" already exists, skipping")).await;
+            }
+            Response::Execution(Tag::new("CREATE SECRET"))
+        }
+        SluiceStatement::CreateSecretFrom {
+            name,
+            external,
+            if_not_exists,
+            or_replace,
+        } => {
+            engine.check_external_secret(&external)?;
+            let content = SecretContent::External(external);
+            if or_replace {
+                if catalog.replace_secret_with(&name, &content)? {
+                    info!(secret = %name, "secret created or replaced");
+                } else {
+                    send_notice(client, "00000", format!("secret \"{name}\" is unchanged")).await;
+                }
+            } else if catalog.create_secret_with(&name, &content, if_not_exists)? {
                 info!(secret = %name, "secret created");
             } else {
                 send_notice(client, "42710", format!("secret \"{name}\" already exists, skipping")).await;

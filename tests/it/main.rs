@@ -30,6 +30,7 @@ mod dynamodb_parallelism;
 mod edit_jobs;
 mod exactly_once;
 mod explore;
+mod external_secrets;
 mod fleet;
 mod fleet_bulk;
 mod fleet_dump;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_catalog::{OptionValue, SecretValue};
+use sluice_catalog::{ExternalSecret, OptionValue, SecretValue};
 use sluice_engine::alerts::CreateAlert;
 use sluice_engine::jobs::{CreateJob, CreateJobs, CursorWindow, JobChange, JobEdit};
 use sluice_engine::sources::BucketUnit;
@@ -14,6 +14,14 @@ pub enum SluiceStatement {
     CreateSecret {
         name: String,
         value: SecretValue,
+        if_not_exists: bool,
+        or_replace: bool,
+    },
+    /// `CREATE [OR REPLACE] SECRET [IF NOT EXISTS] name FROM ENV | FILE |
+    /// GCP SECRET MANAGER | AWS SECRETS MANAGER 'reference'`
+    CreateSecretFrom {
+        name: String,
+        external: ExternalSecret,
         if_not_exists: bool,
         or_replace: bool,
     },

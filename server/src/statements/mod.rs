@@ -11,6 +11,7 @@ mod parse_alert;
 mod parse_fleet;
 mod parse_job;
 mod parse_lookback;
+mod parse_secret;
 mod split;
 
 pub use ast::SluiceStatement;

@@ -280,6 +280,14 @@ impl StatementParser<'_> {
                 "secret name \"{name}\" contains '/', which is reserved for the inline secrets of connections"
             )));
         }
+        if self.word("FROM") {
+            return Ok(SluiceStatement::CreateSecretFrom {
+                name,
+                external: self.external_secret()?,
+                if_not_exists,
+                or_replace,
+            });
+        }
         self.expect_word("AS")?;
         let value = self.string("the secret value as a string literal")?;
         Ok(SluiceStatement::CreateSecret {

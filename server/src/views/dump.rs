@@ -48,11 +48,14 @@ pub fn connection_sql(record: &ConnectionRecord) -> String {
 pub fn create_all(catalog: &Catalog, state: bool) -> Result<RecordBatch, CatalogError> {
     let mut script = Vec::new();
     for secret in catalog.secrets()? {
-        script.push(format!(
-            "CREATE SECRET {} AS :'{}';",
-            quote_ident(&secret.name),
-            variable(&secret.name)
-        ));
+        script.push(match &secret.external {
+            Some(external) => format!("CREATE SECRET {} {};", quote_ident(&secret.name), external.to_sql()),
+            None => format!(
+                "CREATE SECRET {} AS :'{}';",
+                quote_ident(&secret.name),
+                variable(&secret.name)
+            ),
+        });
     }
     for connection in catalog.connections()? {
         script.push(connection_sql(&connection));

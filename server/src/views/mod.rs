@@ -122,12 +122,15 @@ pub fn connections(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
     ))
 }
 
-/// `sluice.secrets` and `SHOW SECRETS`: names only, never values.
+/// `sluice.secrets` and `SHOW SECRETS`: names, and for external secrets
+/// the store (`kind`) and reference, never values.
 pub static SECRETS: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         text("name"),
         timestamptz("created_at"),
         text_list("used_by"),
+        text("kind"),
+        text("reference"),
     ]))
 });
 
@@ -139,6 +142,12 @@ pub fn secrets(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
             strings(secrets.iter().map(|s| Some(s.name.as_str()))),
             timestamps(secrets.iter().map(|s| Some(s.created_at))),
             lists(secrets.iter().map(|s| s.used_by.clone())),
+            strings(
+                secrets
+                    .iter()
+                    .map(|s| Some(s.external.as_ref().map_or("stored", |e| e.kind()))),
+            ),
+            strings(secrets.iter().map(|s| s.external.as_ref().map(|e| e.reference()))),
         ],
     ))
 }

@@ -31,6 +31,7 @@ mod postgres;
 pub mod redis;
 pub mod redshift_unload;
 mod replica;
+pub mod secret_manager;
 mod sluice;
 pub mod sqlbridge;
 

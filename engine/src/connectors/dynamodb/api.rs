@@ -1,13 +1,12 @@
-//! DynamoDB's JSON API over reqwest, each request signed with SigV4 by
-//! `aws-sigv4`; throttling answered with exponential backoff.
+//! DynamoDB's JSON API over reqwest, each request signed with SigV4
+//! ([`crate::aws_json`]); throttling answered with exponential backoff.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use serde_json::Value as Json;
 
+use crate::aws_json::{self, AwsEndpoint, PostError};
 use crate::backoff::Backoff;
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
 use crate::options::ResolvedOptions;
@@ -27,9 +26,7 @@ const BACKOFF: Backoff = Backoff {
 pub(super) struct Api {
     /// The HTTP client with Sluice's trusted roots, or why it cannot be built.
     http: Result<reqwest::Client, ConnectFailure>,
-    url: String,
-    host: String,
-    region: String,
+    endpoint: AwsEndpoint,
     credentials: Option<Credentials>,
 }
 
@@ -114,41 +111,12 @@ fn throttled(kind: &str) -> bool {
 
 impl Api {
     pub(super) fn new(options: &ResolvedOptions, timeout: Duration) -> Self {
-        let region = options.text("region").unwrap_or("us-east-1").to_owned();
-        let url = options
-            .text("endpoint")
-            .map(|e| e.trim_end_matches('/').to_owned() + "/")
-            .unwrap_or_else(|| format!("https://dynamodb.{region}.amazonaws.com/"));
-        let host = url::Url::parse(&url)
-            .ok()
-            .and_then(|u| {
-                let host = u.host_str()?.to_owned();
-                Some(match u.port() {
-                    Some(port) => format!("{host}:{port}"),
-                    None => host,
-                })
-            })
-            .unwrap_or_default();
+        let region = options.text("region").unwrap_or("us-east-1");
+        let endpoint = AwsEndpoint::new("dynamodb", region, options.text("endpoint"));
         let secret = |name: &str| options.secret(name).map(|s| s.expose().to_owned());
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let credentials = match (options.text("access_key_id"), secret("secret_access_key")) {
-            (Some(key), Some(secret_key)) => Some(Credentials::new(
-                key,
-                secret_key,
-                secret("session_token"),
-                None,
-                "sluice",
-            )),
-            _ => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-                (Some(key), Some(secret_key)) => Some(Credentials::new(
-                    key,
-                    secret_key,
-                    env("AWS_SESSION_TOKEN"),
-                    None,
-                    "environment",
-                )),
-                _ => None,
-            },
+        let given = match (options.text("access_key_id"), secret("secret_access_key")) {
+            (Some(key), Some(secret_key)) => Some((key, secret_key, secret("session_token"))),
+            _ => None,
         };
         let http = crate::tls::client_config(crate::tls::Verify::ChainAndHost, None).and_then(|tls| {
             reqwest::Client::builder()
@@ -160,10 +128,8 @@ impl Api {
         });
         Self {
             http,
-            url,
-            host,
-            region,
-            credentials,
+            endpoint,
+            credentials: aws_json::credentials(given),
         }
     }
 
@@ -185,49 +151,24 @@ impl Api {
                  AWS_SECRET_ACCESS_KEY in the server's environment",
             ))
         })?;
-        let payload = body.to_string();
-        let target = format!("DynamoDB_20120810.{operation}");
-        let headers = [
-            ("content-type", "application/x-amz-json-1.0"),
-            ("x-amz-target", target.as_str()),
-            ("host", self.host.as_str()),
-        ];
-        let identity = credentials.clone().into();
-        let signing = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("dynamodb")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| ApiError::Connect(ConnectFailure::new(ConnectFailureKind::Other, e.to_string())))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            self.url.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(payload.as_bytes()),
-        )
-        .and_then(|r| sign(r, &signing))
-        .map_err(|e| ApiError::Connect(ConnectFailure::new(ConnectFailureKind::Other, e.to_string())))?;
-        let (instructions, _) = signable.into_parts();
         let http = self.http.as_ref().map_err(|e| ApiError::Connect(e.clone()))?;
-        let mut request = http.post(&self.url).body(payload.clone());
-        for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
-            request = request.header(*name, *value);
-        }
-        for header in instructions.headers() {
-            request = request.header(header.0, header.1);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ApiError::Connect(request_failure(&format!("DynamoDB at {}", self.url), &e)))?;
-        let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| ApiError::Connect(ConnectFailure::new(ConnectFailureKind::Other, error_chain(&e))))?;
+        let target = format!("DynamoDB_20120810.{operation}");
+        let (status, text) = aws_json::post(
+            http,
+            &self.endpoint,
+            credentials,
+            "application/x-amz-json-1.0",
+            &target,
+            body.to_string(),
+        )
+        .await
+        .map_err(|e| {
+            ApiError::Connect(match e {
+                PostError::Sign(message) => ConnectFailure::new(ConnectFailureKind::Other, message),
+                PostError::Send(e) => request_failure(&format!("DynamoDB at {}", self.endpoint.url), &e),
+                PostError::Read(e) => ConnectFailure::new(ConnectFailureKind::Other, error_chain(&e)),
+            })
+        })?;
         let json: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
         if status == 200 {
             return Ok(json);
