@@ -16,7 +16,7 @@ use sluice_catalog::{CdcMode, CdcState};
 
 pub use batch::{
     COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, OP_COLUMN, POSITION_COLUMN, TextDecoder,
-    UNCHANGED_COLUMN, change_schema, snapshot_changes,
+    UNCHANGED_COLUMN, change_schema, change_table_schema, snapshot_changes,
 };
 pub use error::CdcError;
 pub use position::Position;
