@@ -95,6 +95,11 @@ pub trait ChangeSource: Send + Sync {
     /// [`snapshot`](Self::snapshot) created (the slot; the publication if
     /// Sluice created it). Objects already gone are fine.
     async fn release(&self, state: &CdcState) -> Result<(), CdcError>;
+
+    /// Writes a [`ChangeEvent::Marker`] with `prefix` into the change log:
+    /// a stream delivers it after every transaction committed before this
+    /// call, which is how a scheduled run knows it has drained the log.
+    async fn mark(&self, prefix: &str) -> Result<(), CdcError>;
 }
 
 /// An open change stream.

@@ -1,6 +1,7 @@
 //! ETL jobs: definition and validation, and runs that move rows from a
 //! source into a destination exactly once.
 
+mod cdc;
 mod dedupe;
 mod define;
 mod explain;
@@ -29,6 +30,7 @@ use tracing::warn;
 
 use sluice_catalog::Catalog;
 
+pub use cdc::cdc_mode_sql;
 pub use define::{CreateJob, CreateJobOutcome, DEFAULT_BACKFILL_DAYS, JobChange, JobColumns};
 pub use explain::ExplainStep;
 pub use fleet::{CreateJobs, DEFAULT_NAME_TEMPLATE, PlanAction, PlannedJob};

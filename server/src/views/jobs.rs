@@ -57,6 +57,7 @@ fn interval(duration: chrono::Duration) -> IntervalMonthDayNano {
 fn load_sql(load: &LoadType) -> String {
     match load {
         LoadType::Snapshot => "SNAPSHOT".into(),
+        LoadType::Cdc { mode } => format!("CDC {}", sluice_engine::jobs::cdc_mode_sql(*mode)),
         LoadType::Incremental {
             cursor,
             start,

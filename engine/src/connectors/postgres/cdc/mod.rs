@@ -110,6 +110,10 @@ impl ChangeSource for PostgresChangeSource {
     async fn release(&self, state: &CdcState) -> Result<(), CdcError> {
         setup::release(&self.endpoint, state).await
     }
+
+    async fn mark(&self, prefix: &str) -> Result<(), CdcError> {
+        setup::mark(&self.endpoint, prefix).await
+    }
 }
 
 /// The slot and publication `prepare` named.
