@@ -118,6 +118,18 @@ async fn cdc_jobs_follow_every_change_shape_in_both_modes() {
         "3 first-load rows, then 3 inserts (one the key change's), 3 updates, 2 deletes (one the key change's)"
     );
 
+    // The WAL each slot holds back, as measured at the end of the run.
+    let lag = rows(
+        &client,
+        "SELECT name, lag_bytes FROM sluice.jobs WHERE name LIKE 'items_%' ORDER BY name",
+    )
+    .await;
+    assert_eq!(lag.len(), 2);
+    for row in &lag {
+        let bytes: u64 = row[1].as_deref().expect("lag_bytes of a CDC job").parse().unwrap();
+        assert!(bytes < 1 << 20, "{row:?}");
+    }
+
     // Nothing new: the run ends at its marker and changes nothing.
     run_both(&client).await;
     assert_equal(&pg, &client, "an idle run").await;

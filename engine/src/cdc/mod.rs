@@ -100,6 +100,10 @@ pub trait ChangeSource: Send + Sync {
     /// a stream delivers it after every transaction committed before this
     /// call, which is how a scheduled run knows it has drained the log.
     async fn mark(&self, prefix: &str) -> Result<(), CdcError>;
+
+    /// How many bytes of change log the job's slot holds back at the
+    /// source; `None` when it has none.
+    async fn retained(&self, state: &CdcState) -> Result<Option<u64>, CdcError>;
 }
 
 /// An open change stream.

@@ -162,6 +162,13 @@ impl JobManager {
         };
         state.phase = CdcPhase::Streaming;
         state.position = Some(last.to_json());
+        match changes.retained(&state).await {
+            Ok(bytes) => {
+                state.lag_bytes = bytes;
+                state.checked_at = Some(Utc::now());
+            }
+            Err(e) => warn!(job = %job.name, error = %e, "could not measure the WAL the slot holds back"),
+        }
         self.catalog().set_cdc_state(&state)?;
         Ok(())
     }

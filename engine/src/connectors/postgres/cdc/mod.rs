@@ -114,6 +114,13 @@ impl ChangeSource for PostgresChangeSource {
     async fn mark(&self, prefix: &str) -> Result<(), CdcError> {
         setup::mark(&self.endpoint, prefix).await
     }
+
+    async fn retained(&self, state: &CdcState) -> Result<Option<u64>, CdcError> {
+        match &state.slot {
+            Some(slot) => setup::retained(&self.endpoint, slot).await,
+            None => Ok(None),
+        }
+    }
 }
 
 /// The slot and publication `prepare` named.

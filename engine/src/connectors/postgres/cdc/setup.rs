@@ -189,6 +189,26 @@ pub(super) async fn drop_slot(endpoint: &Endpoint, slot: &str) -> Result<(), Cdc
     .await
 }
 
+/// The bytes of WAL slot `slot` holds back (from its confirmed position to
+/// the current end of the WAL); `None` when the slot does not exist.
+pub(super) async fn retained(endpoint: &Endpoint, slot: &str) -> Result<Option<u64>, CdcError> {
+    with_session(endpoint, async |connection| {
+        let row = connection
+            .client
+            .query_opt(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(query_error)?;
+        Ok(row
+            .and_then(|row| row.get::<_, Option<i64>>(0))
+            .map(|bytes| bytes.max(0) as u64))
+    })
+    .await
+}
+
 /// Drops the job's slot, and its publication if Sluice created it.
 pub(super) async fn release(endpoint: &Endpoint, state: &CdcState) -> Result<(), CdcError> {
     if let Some(slot) = &state.slot {
