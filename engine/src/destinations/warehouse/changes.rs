@@ -104,10 +104,10 @@ impl Columns {
         })
     }
 
-    /// The key bytes of every row of `key_columns`.
-    fn keys(&self, key_columns: Vec<ArrayRef>) -> Result<Vec<Vec<u8>>, DestinationError> {
+    /// The key bytes of each of the `rows` rows of `key_columns`.
+    fn keys(&self, key_columns: Vec<ArrayRef>, rows: usize) -> Result<Vec<Vec<u8>>, DestinationError> {
         if self.key.is_empty() {
-            return Ok(vec![Vec::new(); key_columns.first().map_or(0, |c| c.len())]);
+            return Ok(vec![Vec::new(); rows]);
         }
         let rows = self.keys.convert_columns(&key_columns)?;
         Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
@@ -276,9 +276,10 @@ impl ChangeLoad {
             return Err(self.invalid("a change batch whose _sluice_* columns have other types".into()));
         };
         let commit_ts = column(COMMIT_TS_COLUMN)?;
-        let keys = self
-            .columns
-            .keys(self.columns.key.iter().map(|&k| Arc::clone(data[k])).collect())?;
+        let keys = self.columns.keys(
+            self.columns.key.iter().map(|&k| Arc::clone(data[k])).collect(),
+            batch.num_rows(),
+        )?;
         let mut changes = Vec::with_capacity(batch.num_rows());
         for (row, key) in keys.into_iter().enumerate() {
             let op = ChangeOp::parse(ops.value(row))
@@ -408,13 +409,12 @@ impl ChangeLoad {
 
     fn key_columns_of(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>, DestinationError> {
         let columns = &self.columns;
-        columns.keys(
-            columns
-                .key
-                .iter()
-                .map(|&k| batch.column(columns.data[k]).clone())
-                .collect(),
-        )
+        let key_columns = columns
+            .key
+            .iter()
+            .map(|&k| batch.column(columns.data[k]).clone())
+            .collect();
+        columns.keys(key_columns, batch.num_rows())
     }
 
     /// Encodes `rows` (with their ops, for `HISTORY`) in the table schema.
@@ -485,6 +485,13 @@ impl ChangeLoad {
             CdcMode::History => {
                 let mut versions = Versions::default();
                 if changes.iter().any(|c| !c.unchanged.is_empty()) {
+                    if self.columns.key.is_empty() {
+                        return Err(self.invalid(
+                            "a change leaves a value unchanged, but the table has no key to find the stored one \
+                             (use REPLICA IDENTITY FULL at the source)"
+                                .into(),
+                        ));
+                    }
                     let touched: HashSet<&[u8]> = changes
                         .iter()
                         .filter(|c| c.op != ChangeOp::Truncate)
@@ -828,6 +835,39 @@ mod tests {
             "{error}"
         );
         assert_eq!(warehouse.committed_state("t").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn history_without_a_key_appends_changes_and_refuses_unchanged_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = warehouse(&dir, CdcMode::History).await;
+        let mut changes = Changes::new();
+        changes.push(ChangeOp::Update, Some(1), text("a"), ChangeValue::Unchanged);
+        let at = changes.commit();
+        let keyless = ChangeSpec {
+            mode: CdcMode::History,
+            key: Vec::new(),
+        };
+        let mut load = warehouse.begin_changes("t", 1, &keyless).await.unwrap();
+        for batch in changes.batches() {
+            load.write(batch).await.unwrap();
+        }
+        let error = load.commit(Some(at)).await.unwrap_err();
+        assert!(
+            matches!(&error, DestinationError::Changes { reason, .. } if reason.contains("REPLICA IDENTITY FULL")),
+            "{error}"
+        );
+        assert_eq!(warehouse.committed_state("t").await.unwrap(), None);
+
+        // Without unchanged values every change is appended.
+        changes.push(ChangeOp::Insert, Some(1), text("a"), text("big"));
+        let at = changes.commit();
+        let mut load = warehouse.begin_changes("t", 2, &keyless).await.unwrap();
+        for batch in changes.batches() {
+            load.write(batch).await.unwrap();
+        }
+        load.commit(Some(at)).await.unwrap();
+        assert_eq!(rows(&warehouse, "t").await, BTreeMap::from([(1, row("a", "big"))]));
     }
 
     #[tokio::test]
