@@ -103,7 +103,17 @@ impl ChangeSource for PostgresChangeSource {
                 from.to_json()
             )));
         };
-        let client = connect(&self.endpoint, slot, publication, Some(Lsn(*end_lsn))).await?;
+        // The session of a Sluice that was killed may hold the slot
+        // (`55006`) until its server process notices.
+        let deadline = tokio::time::Instant::now() + setup::SLOT_RELEASE_WAIT;
+        let client = loop {
+            match connect(&self.endpoint, slot, publication, Some(Lsn(*end_lsn))).await {
+                Err(e) if e.sqlstate() == Some("55006") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                result => break result?,
+            }
+        };
         Ok(Box::new(stream::PgChangeStream::new(client, capture)))
     }
 

@@ -155,7 +155,7 @@ pub(super) async fn prepare(
 }
 
 /// How long a slot's last stream may take to let go of it.
-const SLOT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const SLOT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Drops replication slot `slot` if it exists, once the session that
 /// streamed it last has let go (a closed stream's server process may take
