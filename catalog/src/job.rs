@@ -51,6 +51,10 @@ pub enum LoadType {
     },
     /// Replace the whole destination table atomically.
     Snapshot,
+    /// Change data capture: the first run loads a snapshot consistent
+    /// with the source's change log, later runs apply the changes logged
+    /// since (docs/cdc.md).
+    Cdc { mode: crate::CdcMode },
 }
 
 /// `LOOKBACK ... DEDUPE ON (...)`: each run re-reads the cursor range

@@ -66,6 +66,13 @@ pub enum EngineError {
     #[error("{connection}: {error}")]
     Source { connection: String, error: SourceError },
 
+    /// Change data capture could not be set up or continue at the source.
+    #[error("{connection}: {error}")]
+    ChangeCapture {
+        connection: String,
+        error: crate::cdc::CdcError,
+    },
+
     #[error("{message}")]
     InvalidJob { message: String },
 

@@ -81,6 +81,7 @@ impl StatementError {
                     ParseErrorKind::Syntax => "42601",
                     ParseErrorKind::NumberOutOfRange => "22003",
                     ParseErrorKind::DatetimeOutOfRange => "22008",
+                    ParseErrorKind::FeatureNotSupported => "0A000",
                 };
                 let mut info = error(code, e.message, None);
                 info.position = e.position.map(|p| (p + offset).to_string());
@@ -162,6 +163,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         ),
         EngineError::NotASource { .. } => error("0A000", message, None),
         EngineError::NotAChangeSource { .. } => error("0A000", message, None),
+        EngineError::ChangeCapture { error: cdc, .. } => error(cdc.sqlstate().unwrap_or("58000"), message, cdc.hint()),
         EngineError::Source {
             error: source_error,
             connection,

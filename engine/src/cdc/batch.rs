@@ -12,6 +12,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use sluice_catalog::CdcMode;
+
 use super::{CdcError, Position};
 
 /// The change's kind, in `_sluice_op`.
@@ -34,6 +36,13 @@ pub enum ChangeOp {
 }
 
 impl ChangeOp {
+    /// The op whose `_sluice_op` text is `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [ChangeOp::Insert, ChangeOp::Update, ChangeOp::Delete, ChangeOp::Truncate]
+            .into_iter()
+            .find(|op| op.as_str() == text)
+    }
+
     /// The text in `_sluice_op`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,6 +83,24 @@ pub fn change_schema(columns: &Schema) -> SchemaRef {
         DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
         true,
     ));
+    Arc::new(Schema::new(fields))
+}
+
+/// The schema of the destination table of a CDC job over `columns`: the
+/// columns, all nullable, then (`HISTORY` only) `_sluice_op`, then
+/// `_sluice_position` and `_sluice_commit_ts` of the row's change (`MERGE`:
+/// of the last change of its key).
+pub fn change_table_schema(columns: &Schema, mode: CdcMode) -> SchemaRef {
+    let mut fields: Vec<Field> = columns
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    if mode == CdcMode::History {
+        fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+    }
+    fields.push(Field::new(POSITION_COLUMN, DataType::Utf8, false));
+    fields.push(Field::new(COMMIT_TS_COLUMN, commit_ts_type(), false));
     Arc::new(Schema::new(fields))
 }
 

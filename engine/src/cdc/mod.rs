@@ -16,7 +16,7 @@ use sluice_catalog::{CdcMode, CdcState};
 
 pub use batch::{
     COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, OP_COLUMN, POSITION_COLUMN, TextDecoder,
-    UNCHANGED_COLUMN, change_schema, snapshot_changes,
+    UNCHANGED_COLUMN, change_schema, change_table_schema, snapshot_changes,
 };
 pub use error::CdcError;
 pub use position::Position;
@@ -95,6 +95,15 @@ pub trait ChangeSource: Send + Sync {
     /// [`snapshot`](Self::snapshot) created (the slot; the publication if
     /// Sluice created it). Objects already gone are fine.
     async fn release(&self, state: &CdcState) -> Result<(), CdcError>;
+
+    /// Writes a [`ChangeEvent::Marker`] with `prefix` into the change log:
+    /// a stream delivers it after every transaction committed before this
+    /// call, which is how a scheduled run knows it has drained the log.
+    async fn mark(&self, prefix: &str) -> Result<(), CdcError>;
+
+    /// How many bytes of change log the job's slot holds back at the
+    /// source; `None` when it has none.
+    async fn retained(&self, state: &CdcState) -> Result<Option<u64>, CdcError>;
 }
 
 /// An open change stream.

@@ -31,7 +31,7 @@ pub use sluice_catalog::TableLayout;
 
 pub use scrubbed::ScrubbedDestination;
 pub use shipping::{Activity, Busy, LoadJobs, ShipProgress, Shipped};
-pub use warehouse::{FileLimits, LocalWarehouse, WarehouseSchema, display_location};
+pub use warehouse::{CURRENT_VIEW_SUFFIX, FileLimits, LocalWarehouse, WarehouseSchema, display_location};
 
 /// How a load changes its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,15 @@ pub struct TableSpec {
 }
 
 /// What [`Destination::ensure_table`] did.
+/// How a change-data-capture job applies its change batches
+/// ([`Destination::begin_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSpec {
+    pub mode: sluice_catalog::CdcMode,
+    /// The columns that identify a row (the source's primary key).
+    pub key: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableSetup {
     /// The table was made now; the caller drops it if it cannot go on.
@@ -165,6 +174,9 @@ pub enum DestinationError {
     /// both values and the fix.
     #[error("{reason}")]
     OptionMismatch { reason: String },
+    /// Captured changes that cannot be applied as they are.
+    #[error("destination table \"{table}\" cannot apply the captured changes: {reason}")]
+    Changes { table: String, reason: String },
 }
 
 /// A place ETL jobs load tables into.
@@ -298,6 +310,23 @@ pub trait Destination: Send + Sync {
     }
 
     /// Starts loading run `run_id` into an existing table.
+    /// Starts applying captured changes to `table`: the transaction's
+    /// batches are change rows ([`crate::cdc::change_schema`]) in log order,
+    /// and its commit publishes them atomically with the source position
+    /// (as JSON) the next batch continues after.
+    async fn begin_changes(
+        &self,
+        table: &str,
+        run_id: u64,
+        spec: &ChangeSpec,
+    ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
+        let _ = (run_id, spec);
+        Err(DestinationError::Unsupported {
+            table: table.to_owned(),
+            feature: "applying captured changes (CDC)",
+        })
+    }
+
     async fn begin(
         &self,
         table: &str,

@@ -17,8 +17,8 @@ use datafusion::scalar::ScalarValue;
 use futures::TryStreamExt;
 
 use super::{
-    CommitReport, CommitState, Destination, DestinationError, LoadTransaction, RemoteDiagnosis, ShipProgress,
-    TableSetup, TableSpec, WriteMode,
+    ChangeSpec, CommitReport, CommitState, Destination, DestinationError, LoadTransaction, RemoteDiagnosis,
+    ShipProgress, TableSetup, TableSpec, WriteMode,
 };
 use crate::scrub::Scrubber;
 use crate::sources::{Dialect, QueryBuilder, TextRows};
@@ -64,6 +64,10 @@ pub fn scrub_destination_error(scrubber: &Scrubber, error: DestinationError) -> 
             reason: s(&reason),
         },
         DestinationError::OptionMismatch { reason } => DestinationError::OptionMismatch { reason: s(&reason) },
+        DestinationError::Changes { table, reason } => DestinationError::Changes {
+            table: s(&table),
+            reason: s(&reason),
+        },
         DestinationError::Conflict { table, detail } => DestinationError::Conflict {
             table: s(&table),
             detail: s(&detail),
@@ -231,6 +235,23 @@ impl Destination for ScrubbedDestination {
         mode: WriteMode,
     ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
         let inner = self.inner.begin(table, run_id, mode).await.map_err(|e| self.clean(e))?;
+        Ok(Box::new(ScrubbedLoad {
+            inner,
+            scrubber: self.scrubber.clone(),
+        }))
+    }
+
+    async fn begin_changes(
+        &self,
+        table: &str,
+        run_id: u64,
+        spec: &ChangeSpec,
+    ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
+        let inner = self
+            .inner
+            .begin_changes(table, run_id, spec)
+            .await
+            .map_err(|e| self.clean(e))?;
         Ok(Box::new(ScrubbedLoad {
             inner,
             scrubber: self.scrubber.clone(),

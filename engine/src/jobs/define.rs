@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use super::settings::JobSetting;
 use super::{JobManager, guard, schema_changes, split, window};
+use crate::cdc::change_table_schema;
 use crate::destinations::{Destination, DestinationError, TableLayout, TableSetup, TableSpec};
 use crate::error::EngineError;
 use crate::schedule::Schedule;
@@ -379,11 +380,16 @@ impl JobManager {
             .await?;
         let columns = JobColumns::resolve(&job, description)?;
         job.columns = schema_changes::record(&columns);
+        let cdc_notices = match job.load {
+            LoadType::Cdc { mode } => self.check_cdc(&job, mode, &columns).await?,
+            _ => Vec::new(),
+        };
         check_cursor(&job.load, &columns, now)?;
         if job.parallelism.is_some_and(|n| n > 1) {
             self.check_parallelism(&job, &columns)?;
         }
         let mut notices = self.guard_notices(&job, &columns).await?;
+        notices.extend(cdc_notices);
         if let LoadType::Incremental { cursor, .. } = &job.load
             && !request.start_given
         {
@@ -407,11 +413,14 @@ impl JobManager {
         }
         let spec = TableSpec {
             name: job.destination.table.clone(),
-            schema: columns.schema.clone(),
+            schema: match job.load {
+                LoadType::Cdc { mode } => change_table_schema(&columns.schema, mode),
+                _ => columns.schema.clone(),
+            },
             job: job.name.clone(),
             cursor: match &job.load {
                 LoadType::Incremental { cursor, .. } => Some(cursor.clone()),
-                LoadType::Snapshot => None,
+                LoadType::Snapshot | LoadType::Cdc { .. } => None,
             },
             primary_key: columns.primary_key(),
             layout: job.layout.clone(),
@@ -604,7 +613,7 @@ impl JobManager {
         }
         let cursor = match &job.load {
             LoadType::Incremental { cursor, .. } => Some(cursor.as_str()),
-            LoadType::Snapshot => None,
+            LoadType::Snapshot | LoadType::Cdc { .. } => None,
         };
         split::split_column(&columns.description, cursor).map(drop)
     }
@@ -718,6 +727,13 @@ impl JobManager {
                 job: name.into(),
                 run_id: run,
             });
+        }
+        // A CDC job's slot and publication go first: a job whose source
+        // cannot be reached stays, so nothing holds WAL unknown to Sluice.
+        if let Some(job) = self.catalog().find_job(name)?
+            && matches!(job.load, LoadType::Cdc { .. })
+        {
+            self.release_cdc(&job).await?;
         }
         let Some(job) = self.catalog().drop_job(name, if_exists)? else {
             return Ok(false);

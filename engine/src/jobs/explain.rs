@@ -5,7 +5,7 @@ use chrono::Utc;
 use sluice_catalog::{IncrementalStart, JobRecord, LoadType, LookbackWindow};
 
 use super::plan::{self, RunPlan};
-use super::{JobManager, file_mark, split, window};
+use super::{JobManager, cdc_mode_sql, file_mark, split, window};
 use crate::error::EngineError;
 use crate::sources::Source;
 
@@ -140,6 +140,7 @@ fn summary(job: &JobRecord) -> String {
     let load = match &job.load {
         LoadType::Incremental { cursor, .. } => format!("incremental by {cursor}"),
         LoadType::Snapshot => "snapshot".to_owned(),
+        LoadType::Cdc { mode } => format!("change data capture ({})", cdc_mode_sql(*mode).to_lowercase()),
     };
     format!(
         "{load} from {}.{}.{} into {}.{}{}",

@@ -18,7 +18,7 @@ pub fn freshness(
     let newest = match (&job.load, watermark) {
         (LoadType::Incremental { .. }, Some(w)) => cursor_time(&w.value).or_else(|| last_success(runs)),
         (LoadType::Incremental { .. }, None) => None,
-        (LoadType::Snapshot, _) => last_success(runs),
+        (LoadType::Snapshot | LoadType::Cdc { .. }, _) => last_success(runs),
     }?;
     Some((now - newest).max(Duration::zero()))
 }

@@ -1,6 +1,7 @@
 //! ETL jobs: definition and validation, and runs that move rows from a
 //! source into a destination exactly once.
 
+mod cdc;
 mod dedupe;
 mod define;
 mod edit;
@@ -30,6 +31,7 @@ use tracing::warn;
 
 use sluice_catalog::Catalog;
 
+pub use cdc::cdc_mode_sql;
 pub use define::{CreateJob, CreateJobOutcome, DEFAULT_BACKFILL_DAYS, JobChange, JobColumns};
 pub use edit::{ColumnSpec, JobEdit};
 pub use explain::ExplainStep;

@@ -83,6 +83,11 @@ pub(super) async fn plan(
 ) -> Result<RunPlan, EngineError> {
     let (mode, cursor, low) = match &job.load {
         LoadType::Snapshot => (WriteMode::Replace, None, None),
+        LoadType::Cdc { .. } => {
+            return Err(EngineError::InvalidJob {
+                message: format!("ETL job \"{}\" captures changes: it has no scan plan", job.name),
+            });
+        }
         LoadType::Incremental { cursor, start, .. } => {
             let position = columns.position(cursor).ok_or_else(|| EngineError::InvalidJob {
                 message: format!("the cursor column \"{cursor}\" is no longer loaded"),

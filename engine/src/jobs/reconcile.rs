@@ -63,7 +63,7 @@ impl JobManager {
             .filter_map(|&run_id| self.catalog().run(run_id).ok().map(|run| run.job))
             .collect();
         for job in self.catalog().jobs()? {
-            if job.load == LoadType::Snapshot || pending.contains(&job.name) {
+            if !matches!(job.load, LoadType::Incremental { .. }) || pending.contains(&job.name) {
                 continue;
             }
             let last = match self.destination(job.destination.connection.as_deref()) {

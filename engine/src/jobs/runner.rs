@@ -402,6 +402,11 @@ impl JobManager {
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<Option<Watermark>, EngineError> {
         failpoint::hit("run_start")?;
+        if let LoadType::Cdc { mode } = job.load {
+            // The destination holds the position: no watermark to record.
+            self.execute_cdc(job, mode, run, active).await?;
+            return Ok(None);
+        }
         let started = Instant::now();
         let cancel = &active.cancel;
         let live = &active.progress;

@@ -1,7 +1,7 @@
 //! Parsing `CREATE ETL JOB` and its schedule clause.
 
 use datafusion::sql::sqlparser::tokenizer::Token;
-use sluice_catalog::{ColumnOverride, IncrementalStart, JobDestination, JobSource, LoadType};
+use sluice_catalog::{CdcMode, ColumnOverride, IncrementalStart, JobDestination, JobSource, LoadType};
 use sluice_engine::jobs::{
     ColumnSpec, CreateJob, CursorWindow, DEFAULT_BACKFILL_DAYS, JobChange, JobEdit, JobSetting, SettingValue,
 };
@@ -22,6 +22,8 @@ const CLAUSES: &[&str] = &[
     "INTO",
     "INCREMENTAL",
     "SNAPSHOT",
+    "CDC",
+    "CONTINUOUS",
     "SCHEDULE",
     "LOOKBACK",
     "DEDUPE",
@@ -89,6 +91,22 @@ impl StatementParser<'_> {
             } else if self.word("SNAPSHOT") {
                 self.once(&mut given, LOAD_CLAUSE)?;
                 load = Some(LoadType::Snapshot);
+            } else if self.word("CDC") {
+                self.once(&mut given, LOAD_CLAUSE)?;
+                let mode = if self.word("HISTORY") {
+                    CdcMode::History
+                } else {
+                    self.word("MERGE");
+                    CdcMode::Merge
+                };
+                load = Some(LoadType::Cdc { mode });
+            } else if self.word("CONTINUOUS") {
+                return Err(self.out_of_range(
+                    ParseErrorKind::FeatureNotSupported,
+                    "CONTINUOUS change data capture is not implemented yet: give a CDC job a SCHEDULE (each run \
+                     applies the changes committed so far) or run it with RUN ETL JOB"
+                        .into(),
+                ));
             } else if self.word("COLUMNS") {
                 self.once(&mut given, "COLUMNS")?;
                 self.expect(Token::LParen)?;
@@ -104,7 +122,7 @@ impl StatementParser<'_> {
                 break;
             }
         }
-        let load = load.ok_or_else(|| self.error("expected INCREMENTAL BY column or SNAPSHOT".into()))?;
+        let load = load.ok_or_else(|| self.error("expected INCREMENTAL BY column, SNAPSHOT or CDC".into()))?;
         let load = self.with_lookback(load, lookback)?;
         let job = Box::new(CreateJob {
             name,
@@ -379,7 +397,7 @@ impl StatementParser<'_> {
 }
 
 /// The load-type clauses, of which a job has one.
-const LOAD_CLAUSE: &str = "INCREMENTAL BY or SNAPSHOT";
+const LOAD_CLAUSE: &str = "INCREMENTAL BY, SNAPSHOT or CDC";
 
 /// The longest backfill window: about 1000 years, so the start stays a date
 /// every source and destination accepts.
@@ -395,6 +413,27 @@ mod tests {
             SluiceStatement::CreateJob(job) => *job,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn parses_cdc_jobs_and_refuses_continuous() {
+        let cdc = |sql: &str| job(sql).load;
+        assert_eq!(
+            cdc("CREATE ETL JOB j FROM pg.public.t CDC"),
+            LoadType::Cdc { mode: CdcMode::Merge }
+        );
+        assert_eq!(
+            cdc("CREATE ETL JOB j FROM pg.public.t CDC MERGE INTO t2"),
+            LoadType::Cdc { mode: CdcMode::Merge }
+        );
+        let j = job("CREATE ETL JOB j FROM pg.public.t CDC HISTORY SCHEDULE EVERY 5 MINUTES INTO h");
+        assert_eq!(j.load, LoadType::Cdc { mode: CdcMode::History });
+        assert_eq!(j.destination.table, "h");
+        let err = parse("CREATE ETL JOB j FROM pg.public.t CDC CONTINUOUS").unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::FeatureNotSupported);
+        assert!(err.message.contains("SCHEDULE"), "{}", err.message);
+        let err = parse("CREATE ETL JOB j FROM pg.public.t CDC SNAPSHOT").unwrap_err();
+        assert!(err.message.contains("is given twice"), "{}", err.message);
     }
 
     #[test]
@@ -614,7 +653,7 @@ mod tests {
         for (sql, needle) in [
             (
                 "CREATE ETL JOB j FROM c.s.t INCREMENTAL BY a SNAPSHOT",
-                "INCREMENTAL BY or SNAPSHOT is given twice",
+                "INCREMENTAL BY, SNAPSHOT or CDC is given twice",
             ),
             (
                 "CREATE ETL JOB j FROM c.s.t INTO x INTO y SNAPSHOT",

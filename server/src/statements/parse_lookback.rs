@@ -90,6 +90,11 @@ impl StatementParser<'_> {
             (LoadType::Snapshot, ..) => Err(self.error(
                 "LOOKBACK and DEDUPE ON apply to INCREMENTAL BY loads only (a SNAPSHOT reads everything anyway)".into(),
             )),
+            (LoadType::Cdc { .. }, ..) => Err(self.error(
+                "LOOKBACK and DEDUPE ON apply to INCREMENTAL BY loads only (CDC applies each change once by its \
+                 position)"
+                    .into(),
+            )),
             (LoadType::Incremental { cursor, start, .. }, Some(window), Some(dedupe_on)) => Ok(LoadType::Incremental {
                 cursor,
                 start,

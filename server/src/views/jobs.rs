@@ -46,6 +46,7 @@ pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("labels"),
         Field::new("freshness", DataType::Interval(IntervalUnit::MonthDayNano), true),
         Field::new("freshness_target", DataType::Interval(IntervalUnit::MonthDayNano), true),
+        Field::new("lag_bytes", DataType::Int64, true),
     ]))
 });
 
@@ -57,6 +58,7 @@ fn interval(duration: chrono::Duration) -> IntervalMonthDayNano {
 fn load_sql(load: &LoadType) -> String {
     match load {
         LoadType::Snapshot => "SNAPSHOT".into(),
+        LoadType::Cdc { mode } => format!("CDC {}", sluice_engine::jobs::cdc_mode_sql(*mode)),
         LoadType::Incremental {
             cursor,
             start,
@@ -170,6 +172,13 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
     let sources: Vec<String> = jobs.iter().map(source_sql).collect();
     let destinations: Vec<String> = jobs.iter().map(destination_sql).collect();
     let loads: Vec<String> = jobs.iter().map(|j| load_sql(&j.load)).collect();
+    let lag_bytes = jobs
+        .iter()
+        .map(|j| match j.load {
+            LoadType::Cdc { .. } => Ok(catalog.cdc_state(&j.name)?.and_then(|s| s.lag_bytes).map(|b| b as i64)),
+            _ => Ok(None),
+        })
+        .collect::<Result<Int64Array, CatalogError>>()?;
     Ok(batch(
         &JOBS,
         vec![
@@ -219,6 +228,7 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
                     })
                     .collect::<IntervalMonthDayNanoArray>(),
             ),
+            Arc::new(lag_bytes),
         ],
     ))
 }

@@ -61,22 +61,6 @@ impl WarehouseLoad {
         // Checks NOT NULL columns for nulls.
         Ok(RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)
     }
-
-    /// Deletes finished files of this load.
-    async fn delete(&self, files: &[DataFile]) -> Result<(), DestinationError> {
-        let paths = files
-            .iter()
-            .map(|file| self.warehouse.data_path(&self.table, &file.name))
-            .collect();
-        self.warehouse.delete_all(paths).await
-    }
-
-    fn conflict(&self, detail: String) -> DestinationError {
-        DestinationError::Conflict {
-            table: self.table.clone(),
-            detail,
-        }
-    }
 }
 
 #[async_trait]
@@ -107,58 +91,88 @@ impl WarehouseLoad {
         finished: Vec<DataFile>,
         watermark: Option<String>,
     ) -> Result<CommitReport, DestinationError> {
-        let warehouse = &self.warehouse;
-        // A concurrent load's clean-up may have taken this load's files.
-        for file in &finished {
-            match warehouse
-                .store
-                .head(&warehouse.data_path(&self.table, &file.name))
-                .await
-            {
-                Ok(_) => {}
-                Err(object_store::Error::NotFound { .. }) => {
-                    return Err(self.conflict(format!("data file {} was deleted before the commit", file.name)));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // The files are on disk before a manifest names them.
-        let paths: Vec<_> = finished
-            .iter()
-            .map(|file| warehouse.data_path(&self.table, &file.name))
-            .collect();
-        warehouse.sync(&paths).await?;
-        let mut files = match self.mode {
+        let kept = match self.mode {
             WriteMode::Append => self.base.files.clone(),
             WriteMode::Replace => Vec::new(),
         };
-        files.extend(finished.iter().cloned());
-        let manifest = Manifest {
-            version: self.base.version + 1,
-            schema: self.base.schema.clone(),
-            files,
-            run_id: Some(self.run_id),
+        publish_next(
+            &self.warehouse,
+            &self.table,
+            self.run_id,
+            self.base.clone(),
+            kept,
+            finished,
             watermark,
-            committed_at: Utc::now(),
-        };
-        match warehouse.publish(&self.table, &manifest).await {
-            Ok(()) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                let conflict = self.conflict(format!("version {} was published by another load", manifest.version));
-                if let Err(e) = self.delete(&finished).await {
-                    tracing::warn!(table = %self.table, error = %e, "could not delete the files of a conflicting load");
-                }
-                return Err(conflict);
+        )
+        .await
+    }
+}
+
+/// Publishes version `base.version + 1` of `table` (with `base`'s schema
+/// and change layout), listing the `kept` files of earlier versions and
+/// the `finished` files of run `run_id`, with `watermark`. A concurrent
+/// publication of that version fails it as a conflict, its files deleted.
+pub(super) async fn publish_next(
+    warehouse: &LocalWarehouse,
+    table: &str,
+    run_id: u64,
+    base: Manifest,
+    kept: Vec<DataFile>,
+    finished: Vec<DataFile>,
+    watermark: Option<String>,
+) -> Result<CommitReport, DestinationError> {
+    let conflict = |detail: String| DestinationError::Conflict {
+        table: table.to_owned(),
+        detail,
+    };
+    // A concurrent load's clean-up may have taken this load's files.
+    for file in &finished {
+        match warehouse.store.head(&warehouse.data_path(table, &file.name)).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(conflict(format!(
+                    "data file {} was deleted before the commit",
+                    file.name
+                )));
             }
             Err(e) => return Err(e.into()),
         }
-        if let Err(e) = warehouse.collect_garbage(&self.table, self.run_id).await {
-            tracing::warn!(table = %self.table, error = %e, "could not clean up after a commit");
-        }
-        Ok(CommitReport {
-            rows: finished.iter().map(|f| f.rows).sum(),
-            bytes: finished.iter().map(|f| f.bytes).sum(),
-            files: finished.len(),
-        })
     }
+    // The files are on disk before a manifest names them.
+    let paths: Vec<_> = finished
+        .iter()
+        .map(|file| warehouse.data_path(table, &file.name))
+        .collect();
+    warehouse.sync(&paths).await?;
+    let mut files = kept;
+    files.extend(finished.iter().cloned());
+    let manifest = Manifest {
+        version: base.version + 1,
+        files,
+        run_id: Some(run_id),
+        watermark,
+        committed_at: Utc::now(),
+        ..base
+    };
+    match warehouse.publish(table, &manifest).await {
+        Ok(()) => {}
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            if let Err(e) = warehouse.delete_all(paths).await {
+                tracing::warn!(table = %table, error = %e, "could not delete the files of a conflicting load");
+            }
+            return Err(conflict(format!(
+                "version {} was published by another load",
+                manifest.version
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Err(e) = warehouse.collect_garbage(table, run_id).await {
+        tracing::warn!(table = %table, error = %e, "could not clean up after a commit");
+    }
+    Ok(CommitReport {
+        rows: finished.iter().map(|f| f.rows).sum(),
+        bytes: finished.iter().map(|f| f.bytes).sum(),
+        files: finished.len(),
+    })
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
+use sluice_catalog::CdcMode;
 
 /// One version of a table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +22,18 @@ pub(super) struct Manifest {
     pub run_id: Option<u64>,
     pub watermark: Option<String>,
     pub committed_at: DateTime<Utc>,
+    /// How captured changes are applied, for tables a CDC job writes
+    /// (absent in manifests written before change data capture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ChangeLayout>,
+}
+
+/// The change-data-capture layout of a table: its mode and the key that
+/// identifies a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ChangeLayout {
+    pub mode: CdcMode,
+    pub key: Vec<String>,
 }
 
 /// One finished Parquet file.
@@ -41,6 +54,7 @@ impl Manifest {
             run_id: None,
             watermark: None,
             committed_at: Utc::now(),
+            changes: None,
         }
     }
 }

@@ -18,6 +18,7 @@
 //! leftovers of aborted or crashed loads: never read, and deleted when the
 //! next load begins or commits.
 
+mod changes;
 mod encode;
 mod load;
 mod location;
@@ -42,12 +43,15 @@ use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 
 pub use location::display_location;
-pub use read::WarehouseSchema;
+pub use read::{CURRENT_VIEW_SUFFIX, WarehouseSchema};
 
 use super::compare::{evolution_refusals, schema_differences};
-use super::{CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode};
+use super::{
+    ChangeSpec, CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode,
+};
 use crate::sources::datafusion_sql::{DataFusionDialect, session as datafusion_session};
 use crate::sources::{Dialect, QueryBuilder, TextRows};
+use changes::ChangeLoad;
 use load::WarehouseLoad;
 use manifest::Manifest;
 use sync::LocalDisk;
@@ -509,5 +513,20 @@ impl Destination for LocalWarehouse {
             .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
         self.collect_garbage(table, run_id).await?;
         Ok(Box::new(WarehouseLoad::new(self.clone(), table, run_id, mode, base)))
+    }
+
+    async fn begin_changes(
+        &self,
+        table: &str,
+        run_id: u64,
+        spec: &ChangeSpec,
+    ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
+        check_table_name(table)?;
+        let base = self
+            .latest_manifest(table)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
+        self.collect_garbage(table, run_id).await?;
+        Ok(Box::new(ChangeLoad::new(self.clone(), table, run_id, spec, base)?))
     }
 }

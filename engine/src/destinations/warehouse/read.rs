@@ -17,9 +17,14 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 
-use super::manifest::Manifest;
+use sluice_catalog::CdcMode;
+
+use super::manifest::{ChangeLayout, Manifest};
 use super::{LocalWarehouse, check_table_name};
+use crate::cdc::{OP_COLUMN, POSITION_COLUMN};
 use crate::destinations::DestinationError;
+use crate::sources::datafusion_sql::session as datafusion_session;
+use crate::sources::quote_with;
 
 /// The warehouse's tables as a DataFusion schema (register it in a catalog,
 /// e.g. as `warehouse`). Each query reads the table's latest version.
@@ -62,9 +67,19 @@ impl SchemaProvider for WarehouseSchema {
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         self.warehouse.note_table(name, manifest.is_some());
-        Ok(manifest.map(|manifest| {
-            Arc::new(WarehouseTable::new(self.warehouse.clone(), name, manifest)) as Arc<dyn TableProvider>
-        }))
+        if let Some(manifest) = manifest {
+            return Ok(Some(Arc::new(WarehouseTable::new(
+                self.warehouse.clone(),
+                name,
+                manifest,
+            ))));
+        }
+        match name.strip_suffix(CURRENT_VIEW_SUFFIX) {
+            Some(history) if !history.is_empty() && check_table_name(history).is_ok() => {
+                current_view(&self.warehouse, history).await
+            }
+            _ => Ok(None),
+        }
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -76,6 +91,55 @@ impl SchemaProvider for WarehouseSchema {
             .unwrap_or_else(PoisonError::into_inner);
         tables.contains(name)
     }
+}
+
+/// `<table>_current` reads the latest state of `HISTORY` table `<table>`.
+pub const CURRENT_VIEW_SUFFIX: &str = "_current";
+
+/// The latest state of `HISTORY` table `history` (when it is one, with a
+/// key): per key its last change after the last `truncate`, unless that
+/// change is a `delete`; without `_sluice_op`.
+async fn current_view(warehouse: &LocalWarehouse, history: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+    let manifest = warehouse
+        .latest_manifest(history)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let Some(manifest) = manifest else {
+        return Ok(None);
+    };
+    let key = match &manifest.changes {
+        Some(ChangeLayout {
+            mode: CdcMode::History,
+            key,
+        }) if !key.is_empty() => key.clone(),
+        _ => return Ok(None),
+    };
+    let q = |name: &str| quote_with(name, '"');
+    let columns: Vec<String> = manifest
+        .schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != OP_COLUMN)
+        .map(|f| q(f.name()))
+        .collect();
+    let keys: Vec<String> = key.iter().map(|k| q(k)).collect();
+    let (op, position) = (q(OP_COLUMN), q(POSITION_COLUMN));
+    let sql = format!(
+        "SELECT {columns} FROM (\
+           SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {position} DESC) AS \"_sluice_rank\" \
+           FROM history \
+           WHERE {op} <> 'truncate' AND {position} > \
+             (SELECT coalesce(max({position}), '') FROM history WHERE {op} = 'truncate')\
+         ) WHERE \"_sluice_rank\" = 1 AND {op} <> 'delete'",
+        columns = columns.join(", "),
+        keys = keys.join(", "),
+    );
+    let ctx = datafusion_session(None);
+    ctx.register_table(
+        "history",
+        Arc::new(WarehouseTable::new(warehouse.clone(), history, manifest)),
+    )?;
+    Ok(Some(ctx.sql(&sql).await?.into_view()))
 }
 
 /// One version of a table: a Parquet listing of exactly its manifest's files.

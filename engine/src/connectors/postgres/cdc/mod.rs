@@ -103,12 +103,33 @@ impl ChangeSource for PostgresChangeSource {
                 from.to_json()
             )));
         };
-        let client = connect(&self.endpoint, slot, publication, Some(Lsn(*end_lsn))).await?;
+        // The session of a Sluice that was killed may hold the slot
+        // (`55006`) until its server process notices.
+        let deadline = tokio::time::Instant::now() + setup::SLOT_RELEASE_WAIT;
+        let client = loop {
+            match connect(&self.endpoint, slot, publication, Some(Lsn(*end_lsn))).await {
+                Err(e) if e.sqlstate() == Some("55006") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                result => break result?,
+            }
+        };
         Ok(Box::new(stream::PgChangeStream::new(client, capture)))
     }
 
     async fn release(&self, state: &CdcState) -> Result<(), CdcError> {
         setup::release(&self.endpoint, state).await
+    }
+
+    async fn mark(&self, prefix: &str) -> Result<(), CdcError> {
+        setup::mark(&self.endpoint, prefix).await
+    }
+
+    async fn retained(&self, state: &CdcState) -> Result<Option<u64>, CdcError> {
+        match &state.slot {
+            Some(slot) => setup::retained(&self.endpoint, slot).await,
+            None => Ok(None),
+        }
     }
 }
 

@@ -20,6 +20,20 @@ async fn with_session<T>(
     result
 }
 
+/// Writes a non-transactional logical message with `prefix` into the WAL:
+/// the slot's stream delivers it after every transaction committed before.
+pub(super) async fn mark(endpoint: &Endpoint, prefix: &str) -> Result<(), CdcError> {
+    with_session(endpoint, async |connection| {
+        connection
+            .client
+            .execute("SELECT pg_logical_emit_message(false, $1::text, ''::text)", &[&prefix])
+            .await
+            .map_err(query_error)?;
+        Ok(())
+    })
+    .await
+}
+
 fn quoted_table(table: &TableRef) -> String {
     format!(
         "{}.{}",
@@ -141,7 +155,7 @@ pub(super) async fn prepare(
 }
 
 /// How long a slot's last stream may take to let go of it.
-const SLOT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const SLOT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Drops replication slot `slot` if it exists, once the session that
 /// streamed it last has let go (a closed stream's server process may take
@@ -171,6 +185,26 @@ pub(super) async fn drop_slot(endpoint: &Endpoint, slot: &str) -> Result<(), Cdc
             .await
             .map_err(query_error)?;
         Ok(())
+    })
+    .await
+}
+
+/// The bytes of WAL slot `slot` holds back (from its confirmed position to
+/// the current end of the WAL); `None` when the slot does not exist.
+pub(super) async fn retained(endpoint: &Endpoint, slot: &str) -> Result<Option<u64>, CdcError> {
+    with_session(endpoint, async |connection| {
+        let row = connection
+            .client
+            .query_opt(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(query_error)?;
+        Ok(row
+            .and_then(|row| row.get::<_, Option<i64>>(0))
+            .map(|bytes| bytes.max(0) as u64))
     })
     .await
 }

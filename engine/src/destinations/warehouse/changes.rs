@@ -1,0 +1,983 @@
+//! Captured changes applied to a warehouse table (docs/cdc.md): a
+//! [`ChangeLoad`] collects one micro-batch of change rows and its commit
+//! publishes the table's next manifest version, with the source position as
+//! its watermark, so readers see the whole batch or none of it.
+//!
+//! - `MERGE` rewrites the table (copy-on-write): one streaming pass copies
+//!   the rows whose key no change touches into new files, then the latest
+//!   version of every touched key follows; deleted keys are left out. A
+//!   `truncate` drops everything before it.
+//! - `HISTORY` appends every change row (`_sluice_op`, `_sluice_position`,
+//!   `_sluice_commit_ts`); `<table>_current` reads the latest state
+//!   (`read.rs`).
+//!
+//! A value the change did not carry (PostgreSQL's unchanged TOAST values,
+//! named in `_sluice_unchanged`) takes the key's stored value, never NULL:
+//! the latest earlier change of the key in the batch, else the row stored
+//! before it (for an `insert` right after the `delete` of a key change,
+//! the deleted row's).
+//!
+//! The batch's change rows are held in memory until the commit; the rows
+//! already stored are streamed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, NullArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::scalar::ScalarValue;
+use futures::TryStreamExt;
+use sluice_catalog::CdcMode;
+
+use super::LocalWarehouse;
+use super::encode::Encoder;
+use super::load::publish_next;
+use super::manifest::{ChangeLayout, DataFile, Manifest};
+use super::read::WarehouseTable;
+use crate::cdc::{COMMIT_TS_COLUMN, ChangeOp, OP_COLUMN, POSITION_COLUMN, UNCHANGED_COLUMN};
+use crate::destinations::{ChangeSpec, CommitReport, DestinationError, LoadTransaction};
+use crate::sources::datafusion_sql::session as datafusion_session;
+
+/// Rows per batch of rows the commit builds.
+const OUTPUT_ROWS: usize = 8192;
+
+/// Where a table keeps what a change writes.
+struct Columns {
+    /// The data columns (every column but Sluice's own), as indexes into
+    /// the table schema.
+    data: Vec<usize>,
+    /// The key columns, as indexes into `data`.
+    key: Vec<usize>,
+    op: Option<usize>,
+    position: usize,
+    commit_ts: usize,
+    /// Turns key values into comparable bytes.
+    keys: RowConverter,
+}
+
+impl Columns {
+    fn of(table: &str, schema: &SchemaRef, layout: &ChangeLayout) -> Result<Self, DestinationError> {
+        let invalid = |reason: String| DestinationError::Changes {
+            table: table.to_owned(),
+            reason,
+        };
+        let find = |name: &str| {
+            schema
+                .index_of(name)
+                .map_err(|_| invalid(format!("the table has no column \"{name}\"")))
+        };
+        let own = [OP_COLUMN, POSITION_COLUMN, COMMIT_TS_COLUMN];
+        let data: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| !own.contains(&schema.field(i).name().as_str()))
+            .collect();
+        let key = layout
+            .key
+            .iter()
+            .map(|name| {
+                let at = find(name)?;
+                data.iter()
+                    .position(|&i| i == at)
+                    .ok_or_else(|| invalid(format!("\"{name}\" cannot be a key column")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if layout.mode == CdcMode::Merge && key.is_empty() {
+            return Err(invalid("MERGE needs the columns of a primary key".into()));
+        }
+        let keys = RowConverter::new(
+            key.iter()
+                .map(|&k| SortField::new(schema.field(data[k]).data_type().clone()))
+                .collect(),
+        )?;
+        Ok(Self {
+            op: match layout.mode {
+                CdcMode::History => Some(find(OP_COLUMN)?),
+                CdcMode::Merge => None,
+            },
+            position: find(POSITION_COLUMN)?,
+            commit_ts: find(COMMIT_TS_COLUMN)?,
+            data,
+            key,
+            keys,
+        })
+    }
+
+    /// The key bytes of each of the `rows` rows of `key_columns`.
+    fn keys(&self, key_columns: Vec<ArrayRef>, rows: usize) -> Result<Vec<Vec<u8>>, DestinationError> {
+        if self.key.is_empty() {
+            return Ok(vec![Vec::new(); rows]);
+        }
+        let rows = self.keys.convert_columns(&key_columns)?;
+        Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
+    }
+}
+
+/// A key's values as last written: its data columns and its change's
+/// position and commit time.
+#[derive(Debug, Clone)]
+struct Stored {
+    values: Vec<ScalarValue>,
+    position: String,
+    commit_ts: ScalarValue,
+}
+
+/// One change row, read from a change batch.
+#[derive(Debug)]
+struct Change {
+    op: ChangeOp,
+    key: Vec<u8>,
+    row: Stored,
+    /// The data columns the change did not carry, as indexes into `values`.
+    unchanged: Vec<usize>,
+}
+
+/// The latest version of each key, as the changes of a batch go by.
+#[derive(Default)]
+struct Versions {
+    /// What the table held before the batch, for the keys it touches
+    /// (`None`: deleted).
+    stored: HashMap<Vec<u8>, Option<Stored>>,
+    /// What the batch made of them, in key order.
+    latest: BTreeMap<Vec<u8>, Option<Stored>>,
+}
+
+impl Versions {
+    fn current(&self, key: &[u8]) -> Option<&Stored> {
+        match self.latest.get(key) {
+            Some(latest) => latest.as_ref(),
+            None => self.stored.get(key).and_then(Option::as_ref),
+        }
+    }
+
+    /// Applies `changes` in order, filling the values they did not carry;
+    /// returns them filled. `names` are the data columns' names.
+    fn apply(&mut self, changes: Vec<Change>, names: &[String]) -> Result<Vec<Change>, String> {
+        let mut removed: Option<Stored> = None;
+        let mut applied = Vec::with_capacity(changes.len());
+        for mut change in changes {
+            let just_removed = removed.take();
+            match change.op {
+                ChangeOp::Truncate => {
+                    self.stored.clear();
+                    self.latest.clear();
+                }
+                ChangeOp::Delete => {
+                    removed = self.current(&change.key).cloned();
+                    self.latest.insert(change.key.clone(), None);
+                }
+                ChangeOp::Insert | ChangeOp::Update => {
+                    if !change.unchanged.is_empty() {
+                        let from = self.current(&change.key).or(just_removed.as_ref()).ok_or_else(|| {
+                            format!(
+                                "the {} at {} leaves column \"{}\" unchanged, but no earlier version of its row is \
+                                 stored",
+                                change.op.as_str(),
+                                change.row.position,
+                                names[change.unchanged[0]]
+                            )
+                        })?;
+                        for &i in &change.unchanged {
+                            change.row.values[i] = from.values[i].clone();
+                        }
+                    }
+                    self.latest.insert(change.key.clone(), Some(change.row.clone()));
+                }
+            }
+            applied.push(change);
+        }
+        Ok(applied)
+    }
+}
+
+/// One micro-batch of changes to a warehouse table.
+pub(super) struct ChangeLoad {
+    warehouse: LocalWarehouse,
+    table: String,
+    run_id: u64,
+    layout: ChangeLayout,
+    /// The version this batch started from; it publishes the next one.
+    base: Manifest,
+    columns: Columns,
+    changes: Vec<Change>,
+}
+
+impl ChangeLoad {
+    pub fn new(
+        warehouse: LocalWarehouse,
+        table: &str,
+        run_id: u64,
+        spec: &ChangeSpec,
+        base: Manifest,
+    ) -> Result<Self, DestinationError> {
+        let layout = ChangeLayout {
+            mode: spec.mode,
+            key: spec.key.clone(),
+        };
+        if let Some(existing) = &base.changes
+            && *existing != layout
+        {
+            return Err(DestinationError::Changes {
+                table: table.to_owned(),
+                reason: format!(
+                    "the table holds {:?} changes keyed by ({}), not {:?} changes keyed by ({})",
+                    existing.mode,
+                    existing.key.join(", "),
+                    layout.mode,
+                    layout.key.join(", ")
+                ),
+            });
+        }
+        let columns = Columns::of(table, &base.schema, &layout)?;
+        Ok(Self {
+            warehouse,
+            table: table.to_owned(),
+            run_id,
+            layout,
+            base,
+            columns,
+            changes: Vec::new(),
+        })
+    }
+
+    fn invalid(&self, reason: String) -> DestinationError {
+        DestinationError::Changes {
+            table: self.table.clone(),
+            reason,
+        }
+    }
+
+    fn data_names(&self) -> Vec<String> {
+        let schema = &self.base.schema;
+        self.columns
+            .data
+            .iter()
+            .map(|&i| schema.field(i).name().clone())
+            .collect()
+    }
+
+    /// The change rows of `batch`, in the change schema.
+    fn read_changes(&self, batch: &RecordBatch) -> Result<Vec<Change>, DestinationError> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| self.invalid(format!("a change batch without column \"{name}\"")))
+        };
+        let names = self.data_names();
+        let data = names
+            .iter()
+            .map(|n| column(n.as_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ops = column(OP_COLUMN)?.as_string_opt::<i32>().cloned();
+        let positions = column(POSITION_COLUMN)?.as_string_opt::<i32>().cloned();
+        let unchanged = column(UNCHANGED_COLUMN)?.as_list_opt::<i32>().cloned();
+        let (Some(ops), Some(positions), Some(unchanged)) = (ops, positions, unchanged) else {
+            return Err(self.invalid("a change batch whose _sluice_* columns have other types".into()));
+        };
+        let commit_ts = column(COMMIT_TS_COLUMN)?;
+        let keys = self.columns.keys(
+            self.columns.key.iter().map(|&k| Arc::clone(data[k])).collect(),
+            batch.num_rows(),
+        )?;
+        let mut changes = Vec::with_capacity(batch.num_rows());
+        for (row, key) in keys.into_iter().enumerate() {
+            let op = ChangeOp::parse(ops.value(row))
+                .ok_or_else(|| self.invalid(format!("unknown change \"{}\"", ops.value(row))))?;
+            let mut not_carried = Vec::new();
+            if unchanged.is_valid(row) {
+                for name in unchanged.value(row).as_string::<i32>().iter().flatten() {
+                    let at = names
+                        .iter()
+                        .position(|n| n == name)
+                        .ok_or_else(|| self.invalid(format!("unchanged column \"{name}\" is not in the table")))?;
+                    not_carried.push(at);
+                }
+            }
+            changes.push(Change {
+                op,
+                key,
+                row: Stored {
+                    values: data
+                        .iter()
+                        .map(|c| ScalarValue::try_from_array(c, row))
+                        .collect::<Result<_, _>>()?,
+                    position: positions.value(row).to_owned(),
+                    commit_ts: ScalarValue::try_from_array(commit_ts, row)?,
+                },
+                unchanged: not_carried,
+            });
+        }
+        Ok(changes)
+    }
+
+    /// Streams the rows of the version this batch started from.
+    async fn stored_rows(
+        &self,
+    ) -> Result<impl futures::Stream<Item = Result<RecordBatch, DestinationError>>, DestinationError> {
+        let provider = WarehouseTable::new(self.warehouse.clone(), &self.table, self.base.clone());
+        let stream = datafusion_session(None)
+            .read_table(Arc::new(provider))?
+            .execute_stream()
+            .await?;
+        Ok(stream.map_err(DestinationError::from))
+    }
+
+    /// The stored row `row` of `batch`.
+    fn stored(&self, batch: &RecordBatch, row: usize) -> Result<Stored, DestinationError> {
+        let position = batch.column(self.columns.position).as_string_opt::<i32>();
+        Ok(Stored {
+            values: self
+                .columns
+                .data
+                .iter()
+                .map(|&i| ScalarValue::try_from_array(batch.column(i), row))
+                .collect::<Result<_, _>>()?,
+            position: position.map(|p| p.value(row).to_owned()).unwrap_or_default(),
+            commit_ts: ScalarValue::try_from_array(batch.column(self.columns.commit_ts), row)?,
+        })
+    }
+
+    /// `MERGE`: copies the untouched rows of the table into `encoder`
+    /// (unless a truncate empties it) and returns the stored rows of the
+    /// touched keys.
+    async fn copy_untouched(
+        &self,
+        touched: &HashSet<&[u8]>,
+        encoder: &mut Encoder,
+    ) -> Result<HashMap<Vec<u8>, Option<Stored>>, DestinationError> {
+        let mut stored = HashMap::new();
+        let mut rows = self.stored_rows().await?;
+        while let Some(batch) = rows.try_next().await? {
+            let keys = self.key_columns_of(&batch)?;
+            let mut keep = Vec::with_capacity(keys.len());
+            for (row, key) in keys.into_iter().enumerate() {
+                let is_touched = touched.contains(key.as_slice());
+                if is_touched {
+                    stored.insert(key, Some(self.stored(&batch, row)?));
+                }
+                keep.push(!is_touched);
+            }
+            let untouched = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+            if untouched.num_rows() > 0 {
+                encoder.write(untouched).await?;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// `HISTORY`: the latest stored version of each touched key (`None`
+    /// when it was deleted, or truncated away).
+    async fn latest_history(
+        &self,
+        touched: &HashSet<&[u8]>,
+    ) -> Result<HashMap<Vec<u8>, Option<Stored>>, DestinationError> {
+        let op_column = self.columns.op.expect("history tables have an op column");
+        let mut latest: HashMap<Vec<u8>, (Stored, bool)> = HashMap::new();
+        let mut truncated_at = String::new();
+        let mut rows = self.stored_rows().await?;
+        while let Some(batch) = rows.try_next().await? {
+            let ops = batch.column(op_column).as_string::<i32>().clone();
+            let positions = batch.column(self.columns.position).as_string::<i32>().clone();
+            let keys = self.key_columns_of(&batch)?;
+            for (row, key) in keys.into_iter().enumerate() {
+                let position = positions.value(row);
+                let op = ops.value(row);
+                if op == ChangeOp::Truncate.as_str() {
+                    if position > truncated_at.as_str() {
+                        truncated_at = position.to_owned();
+                    }
+                    continue;
+                }
+                if !touched.contains(key.as_slice())
+                    || latest.get(&key).is_some_and(|(s, _)| s.position.as_str() >= position)
+                {
+                    continue;
+                }
+                let deleted = op == ChangeOp::Delete.as_str();
+                latest.insert(key, (self.stored(&batch, row)?, deleted));
+            }
+        }
+        Ok(latest
+            .into_iter()
+            .map(|(key, (stored, deleted))| {
+                let live = !deleted && stored.position > truncated_at;
+                (key, live.then_some(stored))
+            })
+            .collect())
+    }
+
+    fn key_columns_of(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>, DestinationError> {
+        let columns = &self.columns;
+        let key_columns = columns
+            .key
+            .iter()
+            .map(|&k| batch.column(columns.data[k]).clone())
+            .collect();
+        columns.keys(key_columns, batch.num_rows())
+    }
+
+    /// Encodes `rows` (with their ops, for `HISTORY`) in the table schema.
+    async fn write_rows(&self, rows: &[(ChangeOp, &Stored)], encoder: &mut Encoder) -> Result<(), DestinationError> {
+        for chunk in rows.chunks(OUTPUT_ROWS) {
+            let batch = self.encode_rows(chunk)?;
+            encoder.write(batch).await?;
+        }
+        Ok(())
+    }
+
+    fn encode_rows(&self, chunk: &[(ChangeOp, &Stored)]) -> Result<RecordBatch, DestinationError> {
+        let schema = &self.base.schema;
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(NullArray::new(0)); schema.fields().len()];
+        for (n, &i) in self.columns.data.iter().enumerate() {
+            arrays[i] = ScalarValue::iter_to_array(chunk.iter().map(|(_, row)| row.values[n].clone()))?;
+        }
+        if let Some(op) = self.columns.op {
+            arrays[op] = ScalarValue::iter_to_array(chunk.iter().map(|(op, _)| ScalarValue::from(op.as_str())))?;
+        }
+        arrays[self.columns.position] =
+            ScalarValue::iter_to_array(chunk.iter().map(|(_, row)| ScalarValue::from(row.position.as_str())))?;
+        arrays[self.columns.commit_ts] =
+            ScalarValue::iter_to_array(chunk.iter().map(|(_, row)| row.commit_ts.clone()))?;
+        let arrays = arrays
+            .into_iter()
+            .zip(schema.fields())
+            .map(|(array, field)| {
+                if array.data_type() == field.data_type() {
+                    Ok(array)
+                } else {
+                    datafusion::arrow::compute::cast(&array, field.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(schema.clone(), arrays)?)
+    }
+
+    /// Applies the batch into `encoder`; the files of the base version the
+    /// next version keeps.
+    async fn apply(&mut self, encoder: &mut Encoder) -> Result<Vec<DataFile>, DestinationError> {
+        let names = self.data_names();
+        let changes = std::mem::take(&mut self.changes);
+        match self.layout.mode {
+            CdcMode::Merge => {
+                // Only what follows the last truncate counts.
+                let start = changes
+                    .iter()
+                    .rposition(|c| c.op == ChangeOp::Truncate)
+                    .map_or(0, |at| at + 1);
+                let truncated = start > 0;
+                let changes: Vec<Change> = changes.into_iter().skip(start).collect();
+                let mut versions = Versions::default();
+                if !truncated {
+                    let touched: HashSet<&[u8]> = changes.iter().map(|c| c.key.as_slice()).collect();
+                    versions.stored = self.copy_untouched(&touched, encoder).await?;
+                }
+                versions.apply(changes, &names).map_err(|reason| self.invalid(reason))?;
+                let latest: Vec<(ChangeOp, &Stored)> = versions
+                    .latest
+                    .values()
+                    .flatten()
+                    .map(|row| (ChangeOp::Update, row))
+                    .collect();
+                self.write_rows(&latest, encoder).await?;
+                Ok(Vec::new())
+            }
+            CdcMode::History => {
+                let mut versions = Versions::default();
+                if changes.iter().any(|c| !c.unchanged.is_empty()) {
+                    if self.columns.key.is_empty() {
+                        return Err(self.invalid(
+                            "a change leaves a value unchanged, but the table has no key to find the stored one \
+                             (use REPLICA IDENTITY FULL at the source)"
+                                .into(),
+                        ));
+                    }
+                    let touched: HashSet<&[u8]> = changes
+                        .iter()
+                        .filter(|c| c.op != ChangeOp::Truncate)
+                        .map(|c| c.key.as_slice())
+                        .collect();
+                    versions.stored = self.latest_history(&touched).await?;
+                }
+                let applied = versions.apply(changes, &names).map_err(|reason| self.invalid(reason))?;
+                let rows: Vec<(ChangeOp, &Stored)> = applied.iter().map(|c| (c.op, &c.row)).collect();
+                self.write_rows(&rows, encoder).await?;
+                Ok(self.base.files.clone())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LoadTransaction for ChangeLoad {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
+        let changes = self.read_changes(&batch)?;
+        self.changes.extend(changes);
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
+        let mut next = self.base.clone();
+        next.changes = Some(self.layout.clone());
+        if self.changes.is_empty() {
+            // Nothing changed: the same files, the new position.
+            let kept = self.base.files.clone();
+            return publish_next(
+                &self.warehouse,
+                &self.table,
+                self.run_id,
+                next,
+                kept,
+                Vec::new(),
+                watermark,
+            )
+            .await;
+        }
+        let prefix = format!("run-{}-{:016x}", self.run_id, rand::random::<u64>());
+        let mut encoder = Encoder::start(self.warehouse.clone(), &self.table, prefix, self.base.schema.clone());
+        let kept = match self.apply(&mut encoder).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                if let Err(discard) = encoder.discard().await {
+                    tracing::warn!(table = %self.table, error = %discard, "could not delete the files of a failed change batch");
+                }
+                return Err(e);
+            }
+        };
+        let finished = encoder.finish().await?;
+        publish_next(
+            &self.warehouse,
+            &self.table,
+            self.run_id,
+            next,
+            kept,
+            finished,
+            watermark,
+        )
+        .await
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), DestinationError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::{AsArray, StringArray};
+    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::prelude::SessionContext;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::cdc::{ChangeBatchBuilder, ChangeValue, Position, change_table_schema};
+    use crate::destinations::{Destination, TableSpec, WarehouseSchema};
+
+    type Row = (Option<String>, Option<String>);
+
+    fn cast(text: &StringArray, data_type: &DataType) -> Result<ArrayRef, String> {
+        let options = CastOptions {
+            safe: false,
+            ..CastOptions::default()
+        };
+        cast_with_options(text, data_type, &options).map_err(|e| e.to_string())
+    }
+
+    fn columns() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("big", DataType::Utf8, true),
+        ]))
+    }
+
+    fn spec(mode: CdcMode) -> ChangeSpec {
+        ChangeSpec {
+            mode,
+            key: vec!["id".into()],
+        }
+    }
+
+    async fn warehouse(dir: &tempfile::TempDir, mode: CdcMode) -> LocalWarehouse {
+        let warehouse = LocalWarehouse::open_dir(dir.path()).unwrap();
+        let table = TableSpec {
+            name: "t".into(),
+            schema: change_table_schema(&columns(), mode),
+            job: "j".into(),
+            cursor: None,
+            primary_key: vec!["id".into()],
+            layout: Default::default(),
+        };
+        warehouse.ensure_table(&table).await.unwrap();
+        warehouse
+    }
+
+    /// Collects change rows of one source transaction after another.
+    struct Changes {
+        builder: ChangeBatchBuilder,
+        lsn: u64,
+        seq: u32,
+    }
+
+    impl Changes {
+        fn new() -> Self {
+            Self {
+                builder: ChangeBatchBuilder::new(columns(), cast, 7),
+                lsn: 0x100,
+                seq: 0,
+            }
+        }
+
+        fn push(&mut self, op: ChangeOp, id: Option<i64>, name: ChangeValue, big: ChangeValue) {
+            let id = id.map_or(ChangeValue::Null, |id| ChangeValue::Text(id.to_string()));
+            let position = Position::postgres_snapshot(self.lsn).row_position(self.seq);
+            self.seq += 1;
+            self.builder.push(op, position, self.lsn as i64, vec![id, name, big]);
+        }
+
+        /// Ends the transaction: its position, as a destination commits it.
+        fn commit(&mut self) -> String {
+            let at = Position::Postgres {
+                commit_lsn: self.lsn,
+                end_lsn: self.lsn + 8,
+            };
+            self.lsn += 16;
+            self.seq = 0;
+            at.to_json()
+        }
+
+        fn batches(&mut self) -> Vec<RecordBatch> {
+            let mut batches = Vec::new();
+            while let Some(batch) = self.builder.finish().unwrap() {
+                batches.push(batch);
+            }
+            batches
+        }
+    }
+
+    fn text(value: &str) -> ChangeValue {
+        ChangeValue::Text(value.into())
+    }
+
+    async fn apply(warehouse: &LocalWarehouse, mode: CdcMode, batches: Vec<RecordBatch>, position: &str) {
+        let mut load = warehouse.begin_changes("t", 1, &spec(mode)).await.unwrap();
+        for batch in batches {
+            load.write(batch).await.unwrap();
+        }
+        load.commit(Some(position.to_owned())).await.unwrap();
+    }
+
+    /// The rows of `table` by id.
+    async fn rows(warehouse: &LocalWarehouse, table: &str) -> BTreeMap<i64, Row> {
+        let ctx = SessionContext::new();
+        let schema = WarehouseSchema::new(warehouse.clone()).await.unwrap();
+        ctx.catalog("datafusion")
+            .unwrap()
+            .register_schema("warehouse", Arc::new(schema))
+            .unwrap();
+        let batches = ctx
+            .sql(&format!("SELECT id, name, big FROM warehouse.\"{table}\""))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut rows = BTreeMap::new();
+        for batch in batches {
+            let ids = batch.column(0).as_primitive::<Int64Type>();
+            let text = |c: usize, row: usize| {
+                let column = batch.column(c).as_string::<i32>();
+                column.is_valid(row).then(|| column.value(row).to_owned())
+            };
+            for row in 0..batch.num_rows() {
+                let duplicate = rows.insert(ids.value(row), (text(1, row), text(2, row)));
+                assert!(duplicate.is_none(), "key {} twice", ids.value(row));
+            }
+        }
+        rows
+    }
+
+    fn row(name: &str, big: &str) -> Row {
+        (Some(name.into()), Some(big.into()))
+    }
+
+    #[tokio::test]
+    async fn merge_upserts_deletes_keeps_unchanged_values_and_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = warehouse(&dir, CdcMode::Merge).await;
+        let mut changes = Changes::new();
+        changes.push(ChangeOp::Insert, Some(1), text("a"), text("big one"));
+        changes.push(ChangeOp::Insert, Some(2), text("b"), text("big two"));
+        changes.push(ChangeOp::Insert, Some(3), text("c"), ChangeValue::Null);
+        let first = changes.commit();
+        apply(&warehouse, CdcMode::Merge, changes.batches(), &first).await;
+        assert_eq!(
+            rows(&warehouse, "t").await,
+            BTreeMap::from([
+                (1, row("a", "big one")),
+                (2, row("b", "big two")),
+                (3, (Some("c".into()), None))
+            ])
+        );
+        assert_eq!(
+            warehouse
+                .committed_state("t")
+                .await
+                .unwrap()
+                .unwrap()
+                .watermark
+                .as_deref(),
+            Some(first.as_str()),
+            "the version records the position it committed"
+        );
+
+        // An update leaving the TOASTed column unchanged, a key change whose
+        // new row leaves it unchanged too, a delete.
+        changes.push(ChangeOp::Update, Some(1), text("a2"), ChangeValue::Unchanged);
+        changes.push(ChangeOp::Delete, Some(2), ChangeValue::Null, ChangeValue::Null);
+        changes.push(ChangeOp::Insert, Some(20), text("b2"), ChangeValue::Unchanged);
+        changes.commit();
+        changes.push(ChangeOp::Delete, Some(3), ChangeValue::Null, ChangeValue::Null);
+        let second = changes.commit();
+        apply(&warehouse, CdcMode::Merge, changes.batches(), &second).await;
+        assert_eq!(
+            rows(&warehouse, "t").await,
+            BTreeMap::from([(1, row("a2", "big one")), (20, row("b2", "big two"))])
+        );
+
+        changes.push(ChangeOp::Insert, Some(4), text("d"), text("x"));
+        changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
+        changes.push(ChangeOp::Insert, Some(5), text("e"), text("y"));
+        let third = changes.commit();
+        apply(&warehouse, CdcMode::Merge, changes.batches(), &third).await;
+        assert_eq!(rows(&warehouse, "t").await, BTreeMap::from([(5, row("e", "y"))]));
+        assert_eq!(
+            warehouse.committed_state("t").await.unwrap().unwrap().watermark,
+            Some(third)
+        );
+    }
+
+    #[tokio::test]
+    async fn history_appends_every_change_and_current_is_the_latest_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = warehouse(&dir, CdcMode::History).await;
+        let mut changes = Changes::new();
+        changes.push(ChangeOp::Insert, Some(1), text("a"), text("big"));
+        changes.push(ChangeOp::Insert, Some(2), text("b"), text("big two"));
+        let first = changes.commit();
+        apply(&warehouse, CdcMode::History, changes.batches(), &first).await;
+        changes.push(ChangeOp::Update, Some(1), text("a2"), ChangeValue::Unchanged);
+        changes.push(ChangeOp::Delete, Some(2), ChangeValue::Null, ChangeValue::Null);
+        let second = changes.commit();
+        apply(&warehouse, CdcMode::History, changes.batches(), &second).await;
+
+        let ctx = SessionContext::new();
+        let schema = WarehouseSchema::new(warehouse.clone()).await.unwrap();
+        ctx.catalog("datafusion")
+            .unwrap()
+            .register_schema("warehouse", Arc::new(schema))
+            .unwrap();
+        let history = ctx
+            .sql("SELECT id, name, big, _sluice_op FROM warehouse.t ORDER BY _sluice_position")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let history = datafusion::arrow::util::pretty::pretty_format_batches(&history)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            history,
+            "+----+------+---------+------------+\n\
+             | id | name | big     | _sluice_op |\n\
+             +----+------+---------+------------+\n\
+             | 1  | a    | big     | insert     |\n\
+             | 2  | b    | big two | insert     |\n\
+             | 1  | a2   | big     | update     |\n\
+             | 2  |      |         | delete     |\n\
+             +----+------+---------+------------+",
+            "the unchanged value is the stored one, never NULL"
+        );
+        assert_eq!(
+            rows(&warehouse, "t_current").await,
+            BTreeMap::from([(1, row("a2", "big"))])
+        );
+
+        changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
+        changes.push(ChangeOp::Insert, Some(3), text("c"), text("z"));
+        let third = changes.commit();
+        apply(&warehouse, CdcMode::History, changes.batches(), &third).await;
+        assert_eq!(
+            rows(&warehouse, "t_current").await,
+            BTreeMap::from([(3, row("c", "z"))])
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_value_without_a_stored_row_fails_and_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = warehouse(&dir, CdcMode::Merge).await;
+        let mut changes = Changes::new();
+        changes.push(ChangeOp::Update, Some(9), text("a"), ChangeValue::Unchanged);
+        let at = changes.commit();
+        let mut load = warehouse.begin_changes("t", 1, &spec(CdcMode::Merge)).await.unwrap();
+        for batch in changes.batches() {
+            load.write(batch).await.unwrap();
+        }
+        let error = load.commit(Some(at)).await.unwrap_err();
+        assert!(
+            matches!(&error, DestinationError::Changes { reason, .. } if reason.contains("\"big\"")),
+            "{error}"
+        );
+        assert_eq!(warehouse.committed_state("t").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn history_without_a_key_appends_changes_and_refuses_unchanged_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = warehouse(&dir, CdcMode::History).await;
+        let mut changes = Changes::new();
+        changes.push(ChangeOp::Update, Some(1), text("a"), ChangeValue::Unchanged);
+        let at = changes.commit();
+        let keyless = ChangeSpec {
+            mode: CdcMode::History,
+            key: Vec::new(),
+        };
+        let mut load = warehouse.begin_changes("t", 1, &keyless).await.unwrap();
+        for batch in changes.batches() {
+            load.write(batch).await.unwrap();
+        }
+        let error = load.commit(Some(at)).await.unwrap_err();
+        assert!(
+            matches!(&error, DestinationError::Changes { reason, .. } if reason.contains("REPLICA IDENTITY FULL")),
+            "{error}"
+        );
+        assert_eq!(warehouse.committed_state("t").await.unwrap(), None);
+
+        // Without unchanged values every change is appended.
+        changes.push(ChangeOp::Insert, Some(1), text("a"), text("big"));
+        let at = changes.commit();
+        let mut load = warehouse.begin_changes("t", 2, &keyless).await.unwrap();
+        for batch in changes.batches() {
+            load.write(batch).await.unwrap();
+        }
+        load.commit(Some(at)).await.unwrap();
+        assert_eq!(rows(&warehouse, "t").await, BTreeMap::from([(1, row("a", "big"))]));
+    }
+
+    #[tokio::test]
+    async fn a_table_keeps_its_change_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = warehouse(&dir, CdcMode::Merge).await;
+        apply(&warehouse, CdcMode::Merge, Vec::new(), "{}").await;
+        let other = ChangeSpec {
+            mode: CdcMode::Merge,
+            key: vec!["name".into()],
+        };
+        let error = warehouse.begin_changes("t", 2, &other).await.err().unwrap();
+        assert!(matches!(error, DestinationError::Changes { .. }), "{error}");
+    }
+
+    /// Random transactions (inserts, updates leaving `big` unchanged,
+    /// deletes, key changes, truncates) applied to a model and to the
+    /// warehouse, in batches of several transactions: equal after every
+    /// commit, in both modes.
+    #[tokio::test]
+    async fn random_changes_match_a_model() {
+        for mode in [CdcMode::Merge, CdcMode::History] {
+            for seed in 0..4 {
+                let dir = tempfile::tempdir().unwrap();
+                let warehouse = warehouse(&dir, mode).await;
+                let mut rng = StdRng::seed_from_u64(seed);
+                let mut model: BTreeMap<i64, Row> = BTreeMap::new();
+                let mut changes = Changes::new();
+                let mut stored_changes = 0;
+                for batch in 0..12 {
+                    let mut position = String::new();
+                    for _ in 0..rng.gen_range(1..4) {
+                        for _ in 0..rng.gen_range(1..6) {
+                            stored_changes += random_change(&mut rng, &mut model, &mut changes);
+                        }
+                        position = changes.commit();
+                    }
+                    apply(&warehouse, mode, changes.batches(), &position).await;
+                    let table = match mode {
+                        CdcMode::Merge => "t",
+                        CdcMode::History => "t_current",
+                    };
+                    assert_eq!(
+                        rows(&warehouse, table).await,
+                        model,
+                        "{mode:?}, seed {seed}, batch {batch}"
+                    );
+                }
+                if mode == CdcMode::History {
+                    let versions = warehouse.latest_manifest("t").await.unwrap().unwrap();
+                    let stored: u64 = versions.files.iter().map(|f| f.rows).sum();
+                    assert_eq!(stored, stored_changes, "every change is a history row");
+                }
+            }
+        }
+    }
+
+    /// Pushes one random change of the model's table; how many change
+    /// rows it took.
+    fn random_change(rng: &mut StdRng, model: &mut BTreeMap<i64, Row>, changes: &mut Changes) -> u64 {
+        let free = |rng: &mut StdRng, model: &BTreeMap<i64, Row>| loop {
+            let id = rng.gen_range(0..1000);
+            if !model.contains_key(&id) {
+                return id;
+            }
+        };
+        let existing = (!model.is_empty()).then(|| *model.keys().nth(rng.gen_range(0..model.len())).unwrap());
+        let value = |rng: &mut StdRng, what: &str| format!("{what} {}", rng.gen_range(0..1000));
+        match (rng.gen_range(0..100), existing) {
+            (0..3, _) => {
+                changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
+                model.clear();
+                1
+            }
+            (3..40, _) | (_, None) => {
+                let id = free(rng, model);
+                let name = rng.gen_bool(0.8).then(|| value(rng, "name"));
+                let big = value(rng, "big");
+                let name_value = name.clone().map_or(ChangeValue::Null, ChangeValue::Text);
+                changes.push(ChangeOp::Insert, Some(id), name_value, text(&big));
+                model.insert(id, (name, Some(big)));
+                1
+            }
+            (40..70, Some(id)) => {
+                let name = value(rng, "name");
+                let big = if rng.gen_bool(0.5) {
+                    ChangeValue::Unchanged
+                } else {
+                    let big = value(rng, "big");
+                    model.get_mut(&id).unwrap().1 = Some(big.clone());
+                    ChangeValue::Text(big)
+                };
+                changes.push(ChangeOp::Update, Some(id), text(&name), big);
+                model.get_mut(&id).unwrap().0 = Some(name);
+                1
+            }
+            (70..85, Some(id)) => {
+                changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
+                model.remove(&id);
+                1
+            }
+            (_, Some(id)) => {
+                let new = free(rng, model);
+                let (_, big) = model.remove(&id).unwrap();
+                changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
+                let name = value(rng, "name");
+                changes.push(ChangeOp::Insert, Some(new), text(&name), ChangeValue::Unchanged);
+                model.insert(new, (Some(name), big));
+                2
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Change-data-capture jobs (docs/cdc.md): the checks at `CREATE`, the runs
+//! and the clean-up at `DROP`.
+//!
+//! A run of a job whose destination holds no position yet takes the first
+//! load: it creates the replication slot, reads the table in the snapshot
+//! the slot exported and commits it with the slot's consistent point. Every
+//! later run drains the change log up to what was committed when it began
+//! (a marker it writes into the log): it applies whole transactions in
+//! micro-batches, each committed at the destination together with its
+//! position, and only then confirms that position to the source. A
+//! transaction at or below the destination's position is skipped, so a
+//! crash anywhere re-delivers from there without duplicates.
+
+use chrono::Utc;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use sluice_catalog::{CdcMode, CdcPhase, CdcState, JobRecord, RunRecord};
+use tracing::{info, warn};
+
+use super::define::JobColumns;
+use super::{ActiveRun, JobManager};
+use crate::cdc::{
+    Capture, CdcError, ChangeEvent, ChangeSource, ChangeStream, Position, change_table_schema, snapshot_changes,
+};
+use crate::destinations::{ChangeSpec, Destination, LoadTransaction, WriteMode};
+use crate::error::EngineError;
+use crate::failpoint;
+use crate::sources::TableDescription;
+
+/// Change rows a micro-batch collects before it commits (at the end of a
+/// transaction).
+const FLUSH_ROWS: u64 = 10_000;
+/// Rows per change batch a stream builds.
+const BATCH_ROWS: usize = 8192;
+
+/// `MERGE` or `HISTORY`, as SQL writes it.
+pub fn cdc_mode_sql(mode: CdcMode) -> &'static str {
+    match mode {
+        CdcMode::Merge => "MERGE",
+        CdcMode::History => "HISTORY",
+    }
+}
+
+/// What a CDC job captures: its columns of the source table.
+pub(super) fn capture(columns: &JobColumns, mode: CdcMode) -> Capture {
+    let description = &columns.description;
+    Capture {
+        description: TableDescription {
+            columns: columns
+                .indexes
+                .iter()
+                .map(|&i| description.columns[i].clone())
+                .collect(),
+            ..description.clone()
+        },
+        mode,
+        parallel: None,
+        batch_rows: BATCH_ROWS,
+    }
+}
+
+fn capture_error(job: &JobRecord) -> impl Fn(CdcError) -> EngineError + '_ {
+    |error| EngineError::ChangeCapture {
+        connection: job.source.connection.clone(),
+        error,
+    }
+}
+
+impl JobManager {
+    /// The checks of `CREATE ETL JOB ... CDC`, before anything is saved:
+    /// what is supported (PostgreSQL into the warehouse, no column type
+    /// overrides) and the source's set-up (`ChangeSource::check`). Returns
+    /// the source's notices.
+    pub(super) async fn check_cdc(
+        &self,
+        job: &JobRecord,
+        mode: CdcMode,
+        columns: &JobColumns,
+    ) -> Result<Vec<String>, EngineError> {
+        let unsupported = |reason: String| {
+            Err(EngineError::OperationNotSupported {
+                operation: "CREATE",
+                job: job.name.clone(),
+                reason,
+            })
+        };
+        if job.destination.connection.is_some() {
+            return unsupported(
+                "change data capture loads into the local warehouse only (INTO table), not into a destination \
+                 connection yet"
+                    .into(),
+            );
+        }
+        if !job.column_overrides.is_empty() {
+            return unsupported("a CDC job loads the source's own column types: leave out COLUMNS (...)".into());
+        }
+        let changes = self.connections.change_source(&job.source.connection)?;
+        changes.check(&capture(columns, mode)).await.map_err(capture_error(job))
+    }
+
+    /// Drops the replication slot and publication a CDC job created.
+    pub(super) async fn release_cdc(&self, job: &JobRecord) -> Result<(), EngineError> {
+        let Some(state) = self.catalog().cdc_state(&job.name)? else {
+            return Ok(());
+        };
+        let changes = self.connections.change_source(&job.source.connection)?;
+        changes.release(&state).await.map_err(capture_error(job))?;
+        info!(job = %job.name, slot = ?state.slot, "released the job's replication slot and publication");
+        Ok(())
+    }
+
+    /// One run of a CDC job: the first load, or a drain of the change log.
+    /// Returns nothing to record as a watermark: the destination holds the
+    /// position.
+    pub(super) async fn execute_cdc(
+        &self,
+        job: &JobRecord,
+        mode: CdcMode,
+        run: &mut RunRecord,
+        active: &ActiveRun,
+    ) -> Result<(), EngineError> {
+        let (_, columns) = self.source_columns(job).await?;
+        let capture = capture(&columns, mode);
+        let changes = self.connections.change_source(&job.source.connection)?;
+        let destination = self.destination(job.destination.connection.as_deref())?;
+        let table = job.destination.table.as_str();
+        let committed = destination
+            .last_commit(table)
+            .await?
+            .and_then(|state| state.watermark)
+            .map(|json| Position::from_json(&json))
+            .transpose()
+            .map_err(|reason| EngineError::InvalidJob {
+                message: format!("destination table \"{table}\" holds no change position: {reason}"),
+            })?;
+        let mut state = self
+            .catalog()
+            .cdc_state(&job.name)?
+            .unwrap_or_else(|| CdcState::new(&job.name));
+        let run_id = run.id;
+        let cancelled = move || EngineError::Cancelled { run_id };
+        let spec = ChangeSpec {
+            mode,
+            key: columns.primary_key(),
+        };
+        let position = match committed {
+            Some(position) => position,
+            None => {
+                let schema = change_table_schema(&columns.schema, mode);
+                let load = self.first_load(job, &capture, &*changes, &*destination, &schema, &spec, &mut state, run);
+                tokio::select! {
+                    position = load => position?,
+                    () = active.cancel.notified() => return Err(cancelled()),
+                }
+            }
+        };
+        let drain = self.drain(job, &capture, &*changes, &*destination, &spec, &state, position, run);
+        let last = tokio::select! {
+            last = drain => last?,
+            () = active.cancel.notified() => return Err(cancelled()),
+        };
+        state.phase = CdcPhase::Streaming;
+        state.position = Some(last.to_json());
+        match changes.retained(&state).await {
+            Ok(bytes) => {
+                state.lag_bytes = bytes;
+                state.checked_at = Some(Utc::now());
+            }
+            Err(e) => warn!(job = %job.name, error = %e, "could not measure the WAL the slot holds back"),
+        }
+        self.catalog().set_cdc_state(&state)?;
+        Ok(())
+    }
+
+    /// Creates the source's objects and the slot, and commits the table as
+    /// of the slot's exported snapshot with the slot's consistent point.
+    #[allow(clippy::too_many_arguments)]
+    async fn first_load(
+        &self,
+        job: &JobRecord,
+        capture: &Capture,
+        changes: &dyn ChangeSource,
+        destination: &dyn Destination,
+        schema: &SchemaRef,
+        spec: &ChangeSpec,
+        state: &mut CdcState,
+        run: &mut RunRecord,
+    ) -> Result<Position, EngineError> {
+        let failed = capture_error(job);
+        if state.slot.is_none() {
+            changes
+                .prepare(capture, self.catalog().instance_id(), state)
+                .await
+                .map_err(&failed)?;
+        }
+        // Saved before the slot exists: a crash leaves a slot the catalog
+        // knows (and the next first load drops and makes again).
+        state.phase = CdcPhase::Snapshotting { run: run.id };
+        self.catalog().set_cdc_state(state)?;
+        let (mut rows, position) = changes.snapshot(capture, state).await.map_err(&failed)?;
+        let table = job.destination.table.as_str();
+        let mut load = destination.begin(table, run.id, WriteMode::Replace).await?;
+        let commit_ts = Utc::now().timestamp_micros();
+        let copied = async {
+            while let Some(batch) = rows.next().await {
+                let batch = batch.map_err(|e| EngineError::from_scan(&job.source.connection, e))?;
+                run.rows += batch.num_rows() as u64;
+                let changes = snapshot_changes(&batch, &position, commit_ts);
+                load.write(table_rows(&changes, schema)?).await?;
+            }
+            Ok::<_, EngineError>(())
+        }
+        .await;
+        if let Err(e) = copied {
+            if let Err(abort) = load.abort().await {
+                warn!(error = %abort, "could not discard the partial first load");
+            }
+            return Err(e);
+        }
+        let report = load.commit(Some(position.to_json())).await?;
+        run.bytes += report.bytes;
+        // An empty change batch records the table's change layout (what
+        // `<table>_current` reads by).
+        destination
+            .begin_changes(table, run.id, spec)
+            .await?
+            .commit(Some(position.to_json()))
+            .await?;
+        state.phase = CdcPhase::Streaming;
+        state.position = Some(position.to_json());
+        self.catalog().set_cdc_state(state)?;
+        info!(job = %job.name, rows = run.rows, position = %position.to_json(), "first load committed");
+        Ok(position)
+    }
+
+    /// Applies the transactions committed after `from` up to a marker
+    /// written now; returns the position the destination holds after.
+    #[allow(clippy::too_many_arguments)]
+    async fn drain(
+        &self,
+        job: &JobRecord,
+        capture: &Capture,
+        changes: &dyn ChangeSource,
+        destination: &dyn Destination,
+        spec: &ChangeSpec,
+        state: &CdcState,
+        from: Position,
+        run: &mut RunRecord,
+    ) -> Result<Position, EngineError> {
+        let failed = capture_error(job);
+        let mut stream = changes.stream(capture, state, &from).await.map_err(&failed)?;
+        let marker = format!("sluice.drain.{}", run.id);
+        changes.mark(&marker).await.map_err(&failed)?;
+        let mut batch = Batch {
+            destination,
+            table: &job.destination.table,
+            spec,
+            run_id: run.id,
+            open: None,
+            rows: 0,
+            last: from.clone(),
+            committed: from,
+        };
+        let mut skipping = false;
+        let drained = async {
+            loop {
+                let event = stream.next().await.map_err(&failed)?.ok_or_else(|| {
+                    failed(CdcError::Replication {
+                        code: None,
+                        message: "the source ended the change stream before the run's marker arrived".into(),
+                    })
+                })?;
+                match event {
+                    ChangeEvent::Begin { key, .. } => skipping = batch.committed.contains(&key),
+                    ChangeEvent::Rows(rows) if !skipping => {
+                        run.rows += rows.num_rows() as u64;
+                        batch.write(rows).await?;
+                    }
+                    ChangeEvent::Commit { resume } if !skipping => {
+                        batch.last = resume;
+                        if batch.rows >= FLUSH_ROWS {
+                            batch.flush(&mut *stream).await?;
+                        }
+                    }
+                    ChangeEvent::Marker { prefix, .. } if prefix == marker => break,
+                    _ => {}
+                }
+            }
+            batch.flush(&mut *stream).await
+        }
+        .await;
+        if let Err(e) = drained {
+            if let Some(open) = batch.open.take()
+                && let Err(abort) = open.abort().await
+            {
+                warn!(error = %abort, "could not discard the uncommitted change batch");
+            }
+            return Err(e);
+        }
+        if let Err(e) = stream.close().await {
+            warn!(job = %job.name, error = %e, "could not close the change stream");
+        }
+        Ok(batch.committed)
+    }
+}
+
+/// The micro-batch a drain is filling.
+struct Batch<'a> {
+    destination: &'a dyn Destination,
+    table: &'a str,
+    spec: &'a ChangeSpec,
+    run_id: u64,
+    open: Option<Box<dyn LoadTransaction>>,
+    /// Change rows in `open`.
+    rows: u64,
+    /// The resume point of the last complete transaction seen.
+    last: Position,
+    /// What the destination holds.
+    committed: Position,
+}
+
+impl Batch<'_> {
+    async fn write(&mut self, rows: RecordBatch) -> Result<(), EngineError> {
+        if self.open.is_none() {
+            self.open = Some(
+                self.destination
+                    .begin_changes(self.table, self.run_id, self.spec)
+                    .await?,
+            );
+        }
+        self.rows += rows.num_rows() as u64;
+        let open = self.open.as_mut().expect("opened above");
+        open.write(rows).await?;
+        Ok(())
+    }
+
+    /// Commits the complete transactions with their position, then
+    /// confirms it to the source.
+    async fn flush(&mut self, stream: &mut dyn ChangeStream) -> Result<(), EngineError> {
+        if self.last == self.committed {
+            return Ok(());
+        }
+        let open = match self.open.take() {
+            Some(open) => open,
+            // Transactions of other tables only: record the position alone.
+            None => {
+                self.destination
+                    .begin_changes(self.table, self.run_id, self.spec)
+                    .await?
+            }
+        };
+        failpoint::hit("cdc_before_batch_commit")?;
+        open.commit(Some(self.last.to_json())).await?;
+        failpoint::hit("cdc_after_batch_commit")?;
+        stream.confirm(&self.last);
+        self.committed = self.last.clone();
+        self.rows = 0;
+        Ok(())
+    }
+}
+
+/// Change rows as the rows of the destination table: its columns, by name.
+fn table_rows(changes: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, EngineError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            changes
+                .column_by_name(field.name())
+                .cloned()
+                .ok_or_else(|| EngineError::InvalidJob {
+                    message: format!("the change rows have no column \"{}\"", field.name()),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns).map_err(crate::destinations::DestinationError::from)?)
+}
