@@ -116,7 +116,7 @@ fn quoted(names: &[String]) -> String {
 fn cursor_of(load: &LoadType) -> Option<&str> {
     match load {
         LoadType::Incremental { cursor, .. } => Some(cursor),
-        LoadType::Snapshot => None,
+        LoadType::Snapshot | LoadType::Cdc { .. } => None,
     }
 }
 
@@ -149,7 +149,7 @@ impl JobManager {
     fn reset_watermark(&self, mut job: JobRecord) -> Result<Vec<String>, EngineError> {
         let LoadType::Incremental { start, .. } = &job.load else {
             return Err(EngineError::InvalidJob {
-                message: format!("ETL job \"{}\" is a snapshot: it has no watermark to reset", job.name),
+                message: format!("ETL job \"{}\" is not incremental: it has no watermark to reset", job.name),
             });
         };
         let start = start_text(start);
@@ -182,6 +182,14 @@ impl JobManager {
         mut wanted: JobRecord,
         description: TableDescription,
     ) -> Result<Vec<String>, EngineError> {
+        if matches!(old.load, LoadType::Cdc { .. }) || matches!(wanted.load, LoadType::Cdc { .. }) {
+            return Err(EngineError::CannotEdit {
+                job: old.name,
+                reason: "a change data capture job's columns and load type cannot change once it has loaded data; \
+                         drop the job and create it again (its replication slot goes with it)"
+                    .into(),
+            });
+        }
         let columns = JobColumns::resolve(&wanted, description)?;
         let now = Utc::now();
         check_cursor(&wanted.load, &columns, now)?;
@@ -237,7 +245,7 @@ impl JobManager {
         if rebased {
             wanted.reload = true;
             notices.push(match &wanted.load {
-                LoadType::Snapshot => format!(
+                LoadType::Snapshot | LoadType::Cdc { .. } => format!(
                     "ETL job \"{}\" is a SNAPSHOT now: its watermark is cleared, and its next run replaces the table's \
                      rows with the source's",
                     wanted.name
