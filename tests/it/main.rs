@@ -23,6 +23,7 @@ mod commit_guard;
 mod connections;
 mod demo;
 mod docs_examples;
+mod document_nested;
 mod durability;
 mod durability_runs;
 mod dynamodb_parallelism;
