@@ -26,6 +26,7 @@ mod docs_examples;
 mod document_nested;
 mod durability;
 mod durability_runs;
+mod dynamodb_credentials;
 mod dynamodb_parallelism;
 mod exactly_once;
 mod explore;

@@ -1,5 +1,6 @@
 //! DynamoDB's JSON API over reqwest, each request signed with SigV4 by
-//! `aws-sigv4`; throttling answered with exponential backoff.
+//! `aws-sigv4` with the credentials of the chain in `credentials.rs`;
+//! throttling answered with exponential backoff.
 
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +9,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use serde_json::Value as Json;
 
+use super::credentials::{self, CredentialChain};
 use crate::backoff::Backoff;
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
 use crate::options::ResolvedOptions;
@@ -30,7 +32,7 @@ pub(super) struct Api {
     url: String,
     host: String,
     region: String,
-    credentials: Option<Credentials>,
+    credentials: CredentialChain,
 }
 
 /// Why a request failed.
@@ -130,8 +132,7 @@ impl Api {
             })
             .unwrap_or_default();
         let secret = |name: &str| options.secret(name).map(|s| s.expose().to_owned());
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let credentials = match (options.text("access_key_id"), secret("secret_access_key")) {
+        let explicit = match (options.text("access_key_id"), secret("secret_access_key")) {
             (Some(key), Some(secret_key)) => Some(Credentials::new(
                 key,
                 secret_key,
@@ -139,17 +140,13 @@ impl Api {
                 None,
                 "sluice",
             )),
-            _ => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-                (Some(key), Some(secret_key)) => Some(Credentials::new(
-                    key,
-                    secret_key,
-                    env("AWS_SESSION_TOKEN"),
-                    None,
-                    "environment",
-                )),
-                _ => None,
-            },
+            _ => None,
         };
+        let credentials = CredentialChain::new(
+            explicit,
+            options.text("profile").map(str::to_owned),
+            credentials::process_env(),
+        );
         let http = crate::tls::client_config(crate::tls::Verify::ChainAndHost, None).and_then(|tls| {
             reqwest::Client::builder()
                 .use_preconfigured_tls(tls)
@@ -178,13 +175,11 @@ impl Api {
     }
 
     async fn once(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
-        let credentials = self.credentials.as_ref().ok_or_else(|| {
-            ApiError::Connect(ConnectFailure::new(
-                ConnectFailureKind::BadPassword,
-                "no AWS credentials: give access_key_id and secret_access_key, or set AWS_ACCESS_KEY_ID and \
-                 AWS_SECRET_ACCESS_KEY in the server's environment",
-            ))
-        })?;
+        let credentials = self
+            .credentials
+            .credentials()
+            .await
+            .map_err(|message| ApiError::Connect(ConnectFailure::new(ConnectFailureKind::BadPassword, message)))?;
         let payload = body.to_string();
         let target = format!("DynamoDB_20120810.{operation}");
         let headers = [
@@ -192,7 +187,7 @@ impl Api {
             ("x-amz-target", target.as_str()),
             ("host", self.host.as_str()),
         ];
-        let identity = credentials.clone().into();
+        let identity = credentials.into();
         let signing = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)

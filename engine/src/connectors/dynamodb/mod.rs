@@ -6,6 +6,7 @@
 //! `docs/sources/documents.md`).
 
 mod api;
+mod credentials;
 mod expression;
 mod items;
 mod store;
@@ -38,10 +39,16 @@ pub(crate) static DYNAMODB: ConnectionType = ConnectionType {
         O::optional(
             "access_key_id",
             Text,
-            "access key id (the server's AWS_* environment when omitted)",
+            "access key id (the AWS credential chain when omitted: environment, shared files, container, instance)",
         ),
         O::optional("secret_access_key", Secret, "secret access key"),
         O::optional("session_token", Secret, "session token of temporary credentials"),
+        O::optional(
+            "profile",
+            Text,
+            "profile of the server's shared AWS credentials/config files, when no keys are given (else AWS_PROFILE, \
+             else default)",
+        ),
         O::optional(
             "tables",
             Text,
