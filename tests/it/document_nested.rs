@@ -1,6 +1,7 @@
 //! Nested document values loaded as RECORD and REPEATED columns through a
-//! job's `COLUMNS`: DynamoDB (moto) and Redis (redis-server) into the
-//! warehouse's nested Parquet, DynamoDB into BigQuery (the fake) as RECORD
+//! job's `COLUMNS`: DynamoDB (moto), Redis (redis-server), Firestore (the
+//! emulator) and MongoDB (the wire-level double) into the warehouse's
+//! nested Parquet, DynamoDB into BigQuery (the fake) as RECORD
 //! and REPEATED fields, `on_type_mismatch` for documents that do not fit,
 //! and the refusals.
 
@@ -9,6 +10,8 @@ use tokio_postgres::Client;
 
 use crate::bigquery::table_rows;
 use crate::common::dynamodb::Dynamo;
+use crate::common::firestore::{FirestoreEmulator, PROJECT};
+use crate::common::mongo_fake::MongoFake;
 use crate::common::redis::{REDIS_PASSWORD, REDIS_USER, RedisServer};
 use crate::common::{PgServer, Sluice, create_shop_connection, expect_err, one, rows};
 use crate::fake_bigquery::FakeBigQuery;
@@ -268,4 +271,84 @@ async fn dynamodb_nested_values_load_into_bigquery_as_record_and_repeated_fields
         rows[0].starts_with("1|{street: Main 1, zip: 1234, geo: {lat: 52.5}}|NULL|[a, b]|"),
         "{rows:?}"
     );
+}
+
+/// The same nested columns from each store, as warehouse rows.
+async fn nested_rows(client: &Client, table: &str) -> Vec<Vec<Option<String>>> {
+    rows(
+        client,
+        &format!(
+            "SELECT address['street'], address['zip'], cardinality(tags), tags[1], visits[1]['at'] \
+             FROM warehouse.{table} ORDER BY address['street'] NULLS LAST"
+        ),
+    )
+    .await
+}
+
+fn expected_rows() -> Vec<Vec<Option<String>>> {
+    let row = |cells: [&str; 5]| cells.map(|c| (c != "NULL").then(|| c.to_owned())).to_vec();
+    vec![
+        row(["Main 1", "1234", "2", "a", "10"]),
+        row(["Side 2", "NULL", "0", "NULL", "NULL"]),
+        row(["NULL", "NULL", "NULL", "NULL", "NULL"]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firestore_maps_and_arrays_load_as_records() {
+    let Some(firestore) = FirestoreEmulator::start() else {
+        return;
+    };
+    firestore.put(
+        "people/p1",
+        json!({
+            "address": {"mapValue": {"fields": {"street": {"stringValue": "Main 1"}, "zip": {"integerValue": "1234"}}}},
+            "tags": {"arrayValue": {"values": [{"stringValue": "a"}, {"stringValue": "b"}]}},
+            "visits": {"arrayValue": {"values": [{"mapValue": {"fields": {"at": {"integerValue": "10"}}}}]}},
+        }),
+    );
+    firestore.put(
+        "people/p2",
+        json!({"address": {"mapValue": {"fields": {"street": {"stringValue": "Side 2"}}}}, "tags": {"arrayValue": {}}}),
+    );
+    firestore.put("people/p3", json!({"name": {"stringValue": "no nesting"}}));
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION fs TYPE firestore OPTIONS (project '{PROJECT}', emulator_host '{}');
+             CREATE ETL JOB people FROM fs.firestore.people INTO warehouse.people SNAPSHOT {COLUMNS}",
+            firestore.host()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(run(&client, "people").await, "3");
+    assert_eq!(nested_rows(&client, "people").await, expected_rows());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_subdocuments_and_arrays_load_as_records() {
+    use mongodb::bson::doc;
+    let fake = MongoFake::start();
+    fake.insert(
+        "shop",
+        "people",
+        vec![
+            doc! {"_id": 1, "address": {"street": "Main 1", "zip": 1234i64}, "tags": ["a", "b"], "visits": [{"at": 10i64}]},
+            doc! {"_id": 2, "address": {"street": "Side 2"}, "tags": []},
+            doc! {"_id": 3, "name": "no nesting"},
+        ],
+    );
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION docs TYPE mongodb OPTIONS (uri '{}');
+             CREATE ETL JOB people FROM docs.shop.people INTO warehouse.people SNAPSHOT {COLUMNS}",
+            fake.uri()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(run(&client, "people").await, "3");
+    assert_eq!(nested_rows(&client, "people").await, expected_rows());
 }
