@@ -27,6 +27,7 @@ mod document_nested;
 mod durability;
 mod durability_runs;
 mod dynamodb_credentials;
+mod dynamodb_index_reads;
 mod dynamodb_parallelism;
 mod exactly_once;
 mod explore;

@@ -66,6 +66,12 @@ pub(crate) static DYNAMODB: ConnectionType = ConnectionType {
             "1000",
             "items per Scan page (Limit)",
         ),
+        O::optional(
+            "index_partitions",
+            Text,
+            "table.index=value|value|..., comma-separated: the complete partition values of an index, so that a read \
+             bounding its sort key (an incremental job's window) is one Query per value instead of a Scan",
+        ),
         O::with_default(
             "consistent_read",
             Bool,
@@ -105,6 +111,11 @@ impl Connector for DynamoConnector {
             SourceError::Connect(failure) => failure,
             other => ConnectFailure::new(ConnectFailureKind::Other, other.to_string()),
         })?;
+        if let Some(text) = options.text("index_partitions") {
+            expression::index_partitions(text).map_err(|e| {
+                ConnectFailure::new(ConnectFailureKind::OptionMismatch, format!("index_partitions: {e}"))
+            })?;
+        }
         if let Some(only) = listed(options) {
             check_listed(&only, &existing)
                 .map_err(|e| ConnectFailure::new(ConnectFailureKind::OptionMismatch, format!("tables: {e}")))?;
@@ -137,6 +148,10 @@ fn store(options: &ResolvedOptions, timeout: Duration, only: Option<Vec<String>>
         segments: integer("segments", 1),
         page_size: integer("page_size", 1000),
         consistent_read: options.boolean("consistent_read").unwrap_or(false),
+        index_partitions: options
+            .text("index_partitions")
+            .and_then(|t| expression::index_partitions(t).ok())
+            .unwrap_or_default(),
         described: Default::default(),
     }
 }
