@@ -56,6 +56,7 @@ mod source_bigquery;
 mod source_bigquery_read;
 mod source_buckets;
 mod source_cassandra;
+mod source_dynalite;
 mod source_dynamodb;
 mod source_dynamodb_requests;
 mod source_file_drift;
