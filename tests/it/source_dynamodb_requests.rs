@@ -92,7 +92,7 @@ async fn forward(client: TcpStream, server: TcpStream, requests: Requests) {
 
 /// An expression of a request with its placeholders filled in, its `AND`
 /// terms sorted (a `BETWEEN` stays whole).
-fn filled(body: &Value, member: &str) -> Option<String> {
+pub(crate) fn filled(body: &Value, member: &str) -> Option<String> {
     let mut text = body[member].as_str()?.to_owned();
     let mut pairs: Vec<(String, String)> = body["ExpressionAttributeNames"]
         .as_object()

@@ -13,12 +13,12 @@ use sluice_catalog::{
 use tracing::{info, warn};
 
 use super::settings::JobSetting;
-use super::{JobManager, guard, schema_changes, split, window};
+use super::{JobManager, guard, nested_type, schema_changes, split, window};
 use crate::cdc::change_table_schema;
 use crate::destinations::{Destination, DestinationError, TableLayout, TableSetup, TableSpec};
 use crate::error::EngineError;
 use crate::schedule::Schedule;
-use crate::sources::{TableDescription, TableRef};
+use crate::sources::{ColumnInfo, TableDescription, TableRef};
 use crate::type_mapping::{BigQueryType, TYPE_METADATA};
 
 /// A `CREATE ETL JOB` request.
@@ -56,7 +56,7 @@ pub struct JobColumns {
 
 impl JobColumns {
     /// Resolves a job's column list and overrides; errors name the column.
-    pub fn resolve(job: &JobRecord, description: TableDescription) -> Result<Self, EngineError> {
+    pub fn resolve(job: &JobRecord, mut description: TableDescription) -> Result<Self, EngineError> {
         let find = |name: &str| description.columns.iter().position(|c| c.name == name);
         let indexes: Vec<usize> = match &job.source.columns {
             None => (0..description.columns.len()).collect(),
@@ -76,6 +76,17 @@ impl JobColumns {
             let mut tag = column.mapping.type_tag();
             if let Some(o) = job.column_overrides.iter().find(|o| o.column == column.name) {
                 tag = o.bigquery_type.trim().eq_ignore_ascii_case("JSON").then_some("JSON");
+                if nested_type::is_nested(&o.bigquery_type) {
+                    let nested = nested_override(column, o)?;
+                    // The source builds the nested values itself.
+                    description.columns[i].mapping.arrow = nested.clone();
+                    field = field.with_data_type(nested);
+                    if let Some(required) = o.required {
+                        field = field.with_nullable(!required);
+                    }
+                    fields.push(field);
+                    continue;
+                }
                 let target = override_type(&o.bigquery_type)?;
                 if !can_cast_types(&column.mapping.arrow, &target) {
                     return Err(EngineError::InvalidJob {
@@ -130,6 +141,23 @@ impl JobColumns {
             .iter()
             .position(|&i| self.description.columns[i].name == name)
     }
+}
+
+/// The Arrow type of a `RECORD(...)` or `REPEATED` override of `column`:
+/// only a JSON column (a document store's nested values) takes one.
+fn nested_override(column: &ColumnInfo, o: &ColumnOverride) -> Result<DataType, EngineError> {
+    if column.mapping.bigquery != BigQueryType::Json || column.mapping.repeated {
+        return Err(EngineError::InvalidJob {
+            message: format!(
+                "column \"{}\" ({}) cannot be loaded as {}: RECORD and REPEATED types are for the JSON columns of \
+                 document and key-value sources",
+                column.name, column.source_type, o.bigquery_type
+            ),
+        });
+    }
+    nested_type::nested_type(&o.bigquery_type).map_err(|reason| EngineError::InvalidJob {
+        message: format!("COLUMNS ({} {}): {reason}", column.name, o.bigquery_type),
+    })
 }
 
 /// Refuses a `COLUMNS` override that changes how the cursor compares: the
@@ -379,6 +407,7 @@ impl JobManager {
             .describe_with(&job.source.connection, &table, &job.source_settings)
             .await?;
         let columns = JobColumns::resolve(&job, description)?;
+        self.check_nested_overrides(&job)?;
         job.columns = schema_changes::record(&columns);
         let cdc_notices = match job.load {
             LoadType::Cdc { mode } => self.check_cdc(&job, mode, &columns).await?,
@@ -616,6 +645,28 @@ impl JobManager {
             LoadType::Snapshot | LoadType::Cdc { .. } => None,
         };
         split::split_column(&columns.description, cursor).map(drop)
+    }
+
+    /// Refuses `RECORD`/`REPEATED` overrides on a source that does not
+    /// build nested values (only document and key-value stores do).
+    fn check_nested_overrides(&self, job: &JobRecord) -> Result<(), EngineError> {
+        let Some(o) = job
+            .column_overrides
+            .iter()
+            .find(|o| nested_type::is_nested(&o.bigquery_type))
+        else {
+            return Ok(());
+        };
+        if self.connections.source(&job.source.connection)?.reads_nested() {
+            return Ok(());
+        }
+        Err(EngineError::InvalidJob {
+            message: format!(
+                "COLUMNS ({} {}): connection \"{}\" cannot load nested types; RECORD and REPEATED are for the JSON \
+                 columns of document and key-value sources (load JSON and use JSON functions)",
+                o.column, o.bigquery_type, job.source.connection
+            ),
+        })
     }
 
     /// Checks that the job's source can be read by parallel streams at all;

@@ -11,6 +11,7 @@ mod fleet;
 mod freshness;
 mod guard;
 mod health;
+mod nested_type;
 mod plan;
 mod progress;
 mod reconcile;

@@ -424,6 +424,14 @@ pub trait Source: Send + Sync {
         })
     }
 
+    /// Whether the source builds Arrow struct and list values itself for a
+    /// JSON column whose description carries such a type (a job's `COLUMNS
+    /// (c RECORD(...))` or `REPEATED` override): document and key-value
+    /// stores do.
+    fn reads_nested(&self) -> bool {
+        false
+    }
+
     /// Whether the source splits a parallel read itself (DynamoDB's Scan
     /// segments), so a job's `WITH (parallelism = n)` needs no split column
     /// and runs [`Source::scan_segments`].

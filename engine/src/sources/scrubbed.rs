@@ -124,6 +124,10 @@ impl Source for Scrubbed {
         self.inner.scans_in_segments()
     }
 
+    fn reads_nested(&self) -> bool {
+        self.inner.reads_nested()
+    }
+
     async fn scan_segments(
         &self,
         description: &TableDescription,

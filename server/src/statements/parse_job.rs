@@ -294,15 +294,10 @@ impl StatementParser<'_> {
         self.column_type(column)
     }
 
-    /// `TYPE[(p[, s])] [REQUIRED | NULLABLE]` of `column`.
+    /// `TYPE [REQUIRED | NULLABLE]` of `column` (the type with its
+    /// precision and scale, or a nested RECORD / REPEATED type).
     fn column_type(&mut self, column: String) -> PResult<ColumnOverride> {
-        let mut bigquery_type = self.name("a BigQuery type")?.to_ascii_uppercase();
-        if self.parser.consume_token(&Token::LParen) {
-            let args = self.comma_separated(|p| p.whole_number("precision or scale"))?;
-            self.expect(Token::RParen)?;
-            let args: Vec<String> = args.iter().map(u32::to_string).collect();
-            bigquery_type = format!("{bigquery_type}({})", args.join(", "));
-        }
+        let bigquery_type = self.override_type()?;
         let required = if self.word("REQUIRED") {
             Some(true)
         } else if self.word("NULLABLE") {
@@ -315,6 +310,38 @@ impl StatementParser<'_> {
             bigquery_type,
             required,
         })
+    }
+
+    /// A `COLUMNS` type as canonical text: `NUMERIC(12, 2)`, `REPEATED
+    /// STRING`, `RECORD(street STRING, tags REPEATED STRING)` (the engine
+    /// checks the names).
+    fn override_type(&mut self) -> PResult<String> {
+        let name = self.name("a BigQuery type")?.to_ascii_uppercase();
+        if name == "REPEATED" {
+            return Ok(format!("REPEATED {}", self.override_type()?));
+        }
+        if !self.parser.consume_token(&Token::LParen) {
+            return Ok(name);
+        }
+        let args = if name == "RECORD" || name == "STRUCT" {
+            self.comma_separated(|p| {
+                let field = p.name("a RECORD field name")?;
+                let field = if field
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    field
+                } else {
+                    format!("\"{}\"", field.replace('"', "\"\""))
+                };
+                Ok(format!("{field} {}", p.override_type()?))
+            })?
+        } else {
+            let args = self.comma_separated(|p| p.whole_number("precision or scale"))?;
+            args.iter().map(u32::to_string).collect()
+        };
+        self.expect(Token::RParen)?;
+        Ok(format!("{name}({})", args.join(", ")))
     }
 
     /// The schedule clause after `SCHEDULE`, up to the next clause, parsed
@@ -434,6 +461,24 @@ mod tests {
         assert!(err.message.contains("SCHEDULE"), "{}", err.message);
         let err = parse("CREATE ETL JOB j FROM pg.public.t CDC SNAPSHOT").unwrap_err();
         assert!(err.message.contains("is given twice"), "{}", err.message);
+    }
+
+    #[test]
+    fn parses_nested_column_types() {
+        let j = job(
+            "CREATE ETL JOB j FROM c.s.t SNAPSHOT COLUMNS (address record(Street STRING, \"Zip Code\" int64), \
+             tags REPEATED string, items REPEATED RECORD(sku STRING, qty INT64) NULLABLE)",
+        );
+        let types: Vec<_> = j.column_overrides.iter().map(|o| o.bigquery_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "RECORD(street STRING, \"Zip Code\" INT64)",
+                "REPEATED STRING",
+                "REPEATED RECORD(sku STRING, qty INT64)"
+            ]
+        );
+        assert_eq!(j.column_overrides[2].required, Some(false));
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl Emulator {
         })
     }
 
-    fn spawn(name: &str, command: impl Fn(u16, &std::path::Path) -> Command) -> Emulator {
+    pub(super) fn spawn(name: &str, command: impl Fn(u16, &std::path::Path) -> Command) -> Emulator {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("sluice-{name}-"))
             .tempdir()

@@ -21,6 +21,7 @@
 pub mod bigquery_read;
 pub mod bqemulator;
 pub mod cql_fake;
+pub mod dynalite;
 pub mod dynamodb;
 pub mod emulators;
 pub mod fakesnow;

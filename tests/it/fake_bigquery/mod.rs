@@ -29,7 +29,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
@@ -970,42 +970,59 @@ fn check_columns(table: &Value, schema: &Schema, avro: bool) -> Result<(), (&'st
         .cloned()
         .unwrap_or_default();
     for column in schema.fields() {
-        let Some(field) = fields
-            .iter()
-            .find(|f| f.get("name").and_then(Value::as_str) == Some(column.name()))
-        else {
+        check_column(&fields, column, avro)?;
+    }
+    Ok(())
+}
+
+/// Whether `column` loads into its field of `fields`; a struct into a
+/// RECORD field whose sub-fields take its children, recursively.
+fn check_column(fields: &[Value], column: &Field, avro: bool) -> Result<(), (&'static str, String)> {
+    let Some(field) = fields
+        .iter()
+        .find(|f| f.get("name").and_then(Value::as_str) == Some(column.name()))
+    else {
+        return Err((
+            "invalid",
+            format!(
+                "Provided Schema does not match Table. Field {} is not in the table",
+                column.name()
+            ),
+        ));
+    };
+    let ty = field.get("type").and_then(Value::as_str).unwrap_or_default();
+    let mode = field.get("mode").and_then(Value::as_str).unwrap_or("NULLABLE");
+    let data_type = match (mode, column.data_type()) {
+        ("REPEATED", DataType::List(element)) if avro || element.name() == "element" => element.data_type(),
+        ("REPEATED", other) => {
             return Err((
                 "invalid",
                 format!(
-                    "Provided Schema does not match Table. Field {} is not in the table",
-                    column.name()
-                ),
-            ));
-        };
-        let ty = field.get("type").and_then(Value::as_str).unwrap_or_default();
-        let mode = field.get("mode").and_then(Value::as_str).unwrap_or("NULLABLE");
-        let data_type = match (mode, column.data_type()) {
-            ("REPEATED", DataType::List(element)) if avro || element.name() == "element" => element.data_type(),
-            ("REPEATED", other) => {
-                return Err((
-                    "invalid",
-                    format!(
-                        "Field {} is REPEATED but the file has {other} (a LIST of `element`s is needed)",
-                        column.name()
-                    ),
-                ));
-            }
-            (_, other) => other,
-        };
-        if !loads_as(ty, data_type) {
-            return Err((
-                "invalid",
-                format!(
-                    "Provided Schema does not match Table. Field {} has changed type from {ty} to {data_type}",
+                    "Field {} is REPEATED but the file has {other} (a LIST of `element`s is needed)",
                     column.name()
                 ),
             ));
         }
+        (_, other) => other,
+    };
+    if let (Some("RECORD" | "STRUCT"), DataType::Struct(children)) = (Some(ty), data_type) {
+        let sub_fields = field
+            .get("fields")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        return children
+            .iter()
+            .try_for_each(|child| check_column(&sub_fields, child, avro));
+    }
+    if !loads_as(ty, data_type) {
+        return Err((
+            "invalid",
+            format!(
+                "Provided Schema does not match Table. Field {} has changed type from {ty} to {data_type}",
+                column.name()
+            ),
+        ));
     }
     Ok(())
 }

@@ -150,7 +150,7 @@ impl ChunkWriter {
 /// BigQuery's canonical `Y-M D H:M:S.F` form, which an INTERVAL column
 /// loads (neither file format has a logical type BigQuery reads as
 /// INTERVAL). Parquet: list elements named
-/// `element`, as the Parquet LIST spec has them, so that BigQuery's list
+/// `element` (inside RECORDs too), as the Parquet LIST spec has them, so that BigQuery's list
 /// inference reads them as REPEATED columns. Avro: arrays of non-null items
 /// (BigQuery's REPEATED columns hold no NULLs).
 fn chunk_schema(schema: &Schema, format: ChunkFormat) -> SchemaRef {
@@ -165,6 +165,7 @@ fn chunk_schema(schema: &Schema, format: ChunkFormat) -> SchemaRef {
         let data_type = match f.data_type() {
             DataType::List(item) => DataType::List(Arc::new(element(item, format))),
             DataType::LargeList(item) => DataType::LargeList(Arc::new(element(item, format))),
+            DataType::Struct(children) => DataType::Struct(children.iter().map(|c| field(c, format)).collect()),
             DataType::Interval(IntervalUnit::MonthDayNano) => DataType::Utf8,
             other => other.clone(),
         };

@@ -201,6 +201,10 @@ impl Source for CassandraSource {
         &DataFusionDialect
     }
 
+    fn reads_nested(&self) -> bool {
+        true
+    }
+
     /// The keyspaces of `system_schema.keyspaces` but the system ones, or
     /// only the `keyspace` option's.
     async fn schemas(&self) -> Result<Vec<String>, SourceError> {

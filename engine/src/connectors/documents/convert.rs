@@ -8,10 +8,12 @@ use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 
 use super::infer::{parse_bool, parse_float, parse_timestamp};
 use super::mapping::{ColumnSpec, Mapping, OnMismatch, Target};
+use super::nested;
 use super::value::{Document, Value};
 use crate::sources::{ColumnInfo, SourceError, TableRef};
 
@@ -23,7 +25,7 @@ pub(crate) const MISMATCH_SQLSTATE: &str = "2200G";
 const EXACT_FLOAT_INT: i64 = 1 << 53;
 
 /// The typed value of one cell, or why the value does not fit.
-enum Cell {
+pub(super) enum Cell {
     Null,
     Bool(bool),
     Int(i64),
@@ -34,7 +36,7 @@ enum Cell {
 }
 
 /// `value` as a cell of a `spec` column, or `None` when it does not fit.
-fn cell(value: &Value, spec: ColumnSpec) -> Option<Cell> {
+pub(super) fn cell(value: &Value, spec: ColumnSpec) -> Option<Cell> {
     let text = match value {
         Value::String(s) if spec.from_text => Some(s.as_str()),
         _ => None,
@@ -58,7 +60,7 @@ fn cell(value: &Value, spec: ColumnSpec) -> Option<Cell> {
 }
 
 /// One column's values, built up row by row.
-enum Builder {
+pub(super) enum Builder {
     Bool(BooleanBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
@@ -68,7 +70,7 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(target: Target, rows: usize) -> Self {
+    pub(super) fn new(target: Target, rows: usize) -> Self {
         match target {
             Target::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
             Target::Int => Builder::Int(Int64Builder::with_capacity(rows)),
@@ -83,7 +85,7 @@ impl Builder {
         }
     }
 
-    fn append(&mut self, cell: Cell) {
+    pub(super) fn append(&mut self, cell: Cell) {
         match (self, cell) {
             (Builder::Bool(b), Cell::Bool(v)) => b.append_value(v),
             (Builder::Int(b), Cell::Int(v)) => b.append_value(v),
@@ -95,7 +97,7 @@ impl Builder {
         }
     }
 
-    fn append_null(&mut self) {
+    pub(super) fn append_null(&mut self) {
         match self {
             Builder::Bool(b) => b.append_null(),
             Builder::Int(b) => b.append_null(),
@@ -106,7 +108,7 @@ impl Builder {
         }
     }
 
-    fn finish(self) -> ArrayRef {
+    pub(super) fn finish(self) -> ArrayRef {
         match self {
             Builder::Bool(mut b) => Arc::new(b.finish()),
             Builder::Int(mut b) => Arc::new(b.finish()),
@@ -147,6 +149,13 @@ pub(crate) fn to_batch(
     let specs = specs(table, columns)?;
     let mut builders: Vec<Builder> = specs.iter().map(|s| Builder::new(s.target, documents.len())).collect();
     let has_document = specs.iter().any(|s| s.target == Target::Document);
+    // The values of the columns a job loads as RECORD or REPEATED, row by
+    // row; built into nested arrays at the end.
+    let mut nested_values: Vec<Option<Vec<Value>>> = columns
+        .iter()
+        .map(|c| nested::is_nested(&c.mapping.arrow).then(|| Vec::with_capacity(documents.len())))
+        .collect();
+    let strict_keys = !has_document && mapping.on_mismatch == OnMismatch::Fail;
     let names: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     for doc in documents {
         if let Some(reason) = &doc.foreign
@@ -163,7 +172,23 @@ pub(crate) fn to_batch(
                 return Err(unknown_field(table, doc, name));
             }
         }
-        for ((column, spec), builder) in columns.iter().zip(&specs).zip(builders.iter_mut()) {
+        for (((column, spec), builder), nested_column) in columns
+            .iter()
+            .zip(&specs)
+            .zip(builders.iter_mut())
+            .zip(nested_values.iter_mut())
+        {
+            if let Some(values) = nested_column {
+                values.push(nested_value(
+                    table,
+                    doc,
+                    column,
+                    *spec,
+                    mapping.on_mismatch,
+                    strict_keys,
+                )?);
+                continue;
+            }
             if spec.target == Target::Document {
                 builder.append(Cell::Text(doc.to_json().to_string()));
                 continue;
@@ -186,11 +211,80 @@ pub(crate) fn to_batch(
             }
         }
     }
-    let arrays = builders.into_iter().map(Builder::finish).collect();
-    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| SourceError::Query {
+    let cannot_build = |e: ArrowError| SourceError::Query {
         code: Some("XX000".into()),
         message: format!("cannot build a batch of {table}: {e}"),
+    };
+    let arrays = builders
+        .into_iter()
+        .zip(nested_values)
+        .zip(schema.fields())
+        .map(|((builder, nested_column), field)| match nested_column {
+            Some(values) => nested::build(field, &values.iter().collect::<Vec<_>>()),
+            None => Ok(builder.finish()),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(cannot_build)?;
+    RecordBatch::try_new(schema.clone(), arrays).map_err(cannot_build)
+}
+
+/// The value of a RECORD or REPEATED column of `doc` (text parsed as
+/// JSON in a store of text); one that does not fit is NULL under
+/// `on_type_mismatch` `null` and `json` (`_document` keeps it), an error
+/// naming where it does not fit under `fail`.
+fn nested_value(
+    table: &TableRef,
+    doc: &Document,
+    column: &ColumnInfo,
+    spec: ColumnSpec,
+    on_mismatch: OnMismatch,
+    strict_keys: bool,
+) -> Result<Value, SourceError> {
+    if doc.foreign.is_some() {
+        return Ok(Value::Null);
+    }
+    let value = match doc.fields.get(&column.name) {
+        Some(Value::String(text)) if spec.from_text => Value::from_text(text),
+        Some(value) => value.clone(),
+        None => Value::Null,
+    };
+    let Some((path, what)) = nested::misfit(&value, &column.mapping.arrow, strict_keys) else {
+        return Ok(value);
+    };
+    if on_mismatch != OnMismatch::Fail {
+        return Ok(Value::Null);
+    }
+    Err(SourceError::Query {
+        code: Some(MISMATCH_SQLSTATE.into()),
+        message: format!(
+            "document {} of {table}: field \"{}{path}\" holds {what}, which does not fit the column's COLUMNS type \
+             ({}); set on_type_mismatch 'null' or 'json' on the connection or the job, or change the type",
+            crate::sources::excerpt(&doc.id),
+            column.name,
+            nested_type_text(&column.mapping.arrow),
+        ),
     })
+}
+
+/// A nested Arrow type as the `COLUMNS` syntax writes it.
+fn nested_type_text(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Struct(fields) => {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), nested_type_text(f.data_type())))
+                .collect();
+            format!("RECORD({})", fields.join(", "))
+        }
+        DataType::List(item) => format!("REPEATED {}", nested_type_text(item.data_type())),
+        DataType::Utf8 => "STRING".into(),
+        DataType::Int64 => "INT64".into(),
+        DataType::Float64 => "FLOAT64".into(),
+        DataType::Boolean => "BOOL".into(),
+        DataType::Binary => "BYTES".into(),
+        DataType::Timestamp(..) => "TIMESTAMP".into(),
+        other => other.to_string(),
+    }
 }
 
 /// The error of a value that does not fit its column.

@@ -7,7 +7,8 @@
 //!   bytes, timestamp, array, object) each store decodes into, and its JSON.
 //! - [`infer`]: columns proposed from a sample of documents, with
 //!   confidence and warnings; the store's key is the primary key.
-//! - [`convert`]: documents into Arrow batches under `on_type_mismatch`.
+//! - [`convert`]: documents into Arrow batches under `on_type_mismatch`;
+//!   [`nested`]: the RECORD and REPEATED columns a job's `COLUMNS` asks for.
 //! - [`mapping`]: the connection options `sample`, `keep_document` and
 //!   `on_type_mismatch`, and how a column's `source_type` names its type.
 //! - [`pushdown`]: what of a scan (window bounds, fields, limit) a store
@@ -17,6 +18,7 @@
 mod convert;
 mod infer;
 mod mapping;
+mod nested;
 mod pushdown;
 mod source;
 mod value;

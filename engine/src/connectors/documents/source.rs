@@ -162,6 +162,10 @@ impl<S: Store> Source for DocumentSource<S> {
         self.store.reads_in_segments()
     }
 
+    fn reads_nested(&self) -> bool {
+        true
+    }
+
     async fn scan_segments(
         &self,
         description: &TableDescription,

@@ -1,11 +1,13 @@
 //! DynamoDB's JSON API over reqwest, each request signed with SigV4
-//! ([`crate::aws_json`]); throttling answered with exponential backoff.
+//! ([`crate::aws_json`]) with the credentials of the chain in
+//! `credentials.rs`; throttling answered with exponential backoff.
 
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use serde_json::Value as Json;
 
+use super::credentials::{self, CredentialChain};
 use crate::aws_json::{self, AwsEndpoint, PostError};
 use crate::backoff::Backoff;
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
@@ -27,7 +29,7 @@ pub(super) struct Api {
     /// The HTTP client with Sluice's trusted roots, or why it cannot be built.
     http: Result<reqwest::Client, ConnectFailure>,
     endpoint: AwsEndpoint,
-    credentials: Option<Credentials>,
+    credentials: CredentialChain,
 }
 
 /// Why a request failed.
@@ -114,10 +116,21 @@ impl Api {
         let region = options.text("region").unwrap_or("us-east-1");
         let endpoint = AwsEndpoint::new("dynamodb", region, options.text("endpoint"));
         let secret = |name: &str| options.secret(name).map(|s| s.expose().to_owned());
-        let given = match (options.text("access_key_id"), secret("secret_access_key")) {
-            (Some(key), Some(secret_key)) => Some((key, secret_key, secret("session_token"))),
+        let explicit = match (options.text("access_key_id"), secret("secret_access_key")) {
+            (Some(key), Some(secret_key)) => Some(Credentials::new(
+                key,
+                secret_key,
+                secret("session_token"),
+                None,
+                "sluice",
+            )),
             _ => None,
         };
+        let credentials = CredentialChain::new(
+            explicit,
+            options.text("profile").map(str::to_owned),
+            credentials::process_env(),
+        );
         let http = crate::tls::client_config(crate::tls::Verify::ChainAndHost, None).and_then(|tls| {
             reqwest::Client::builder()
                 .use_preconfigured_tls(tls)
@@ -129,7 +142,7 @@ impl Api {
         Self {
             http,
             endpoint,
-            credentials: aws_json::credentials(given),
+            credentials,
         }
     }
 
@@ -144,19 +157,17 @@ impl Api {
     }
 
     async fn once(&self, operation: &str, body: &Json) -> Result<Json, ApiError> {
-        let credentials = self.credentials.as_ref().ok_or_else(|| {
-            ApiError::Connect(ConnectFailure::new(
-                ConnectFailureKind::BadPassword,
-                "no AWS credentials: give access_key_id and secret_access_key, or set AWS_ACCESS_KEY_ID and \
-                 AWS_SECRET_ACCESS_KEY in the server's environment",
-            ))
-        })?;
+        let credentials = self
+            .credentials
+            .credentials()
+            .await
+            .map_err(|message| ApiError::Connect(ConnectFailure::new(ConnectFailureKind::BadPassword, message)))?;
         let http = self.http.as_ref().map_err(|e| ApiError::Connect(e.clone()))?;
         let target = format!("DynamoDB_20120810.{operation}");
         let (status, text) = aws_json::post(
             http,
             &self.endpoint,
-            credentials,
+            &credentials,
             "application/x-amz-json-1.0",
             &target,
             body.to_string(),

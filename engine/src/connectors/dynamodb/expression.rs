@@ -240,6 +240,85 @@ pub(super) fn plan(description: &TableDescription, pushdown: &Pushdown, keys: &T
     }
 }
 
+/// A global or local index's partition values, from the connection's
+/// `index_partitions` option (`table.index=v1|v2`): a read that fixes no
+/// partition key but bounds the index's sort key (an incremental job's
+/// window on it) becomes one `Query` of the index per value. Items whose
+/// partition value is not listed are not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct IndexPartitions {
+    pub(super) table: String,
+    pub(super) index: String,
+    pub(super) values: Vec<String>,
+}
+
+/// The `index_partitions` option: `table.index=v1|v2|...` entries
+/// separated by commas.
+pub(super) fn index_partitions(text: &str) -> Result<Vec<IndexPartitions>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let bad = || format!("\"{entry}\" is not table.index=value|value|...");
+            let (target, values) = entry.split_once('=').ok_or_else(bad)?;
+            let (table, index) = target.trim().split_once('.').ok_or_else(bad)?;
+            let values: Vec<String> = values.split('|').map(|v| v.trim().to_owned()).collect();
+            if table.is_empty() || index.is_empty() || values.iter().any(String::is_empty) {
+                return Err(bad());
+            }
+            Ok(IndexPartitions {
+                table: table.to_owned(),
+                index: index.to_owned(),
+                values,
+            })
+        })
+        .collect()
+}
+
+/// The reads of a scan: [`plan`]'s one read, or, when that is a `Scan` and
+/// `partitions` lists the values of an index whose sort key the filter
+/// bounds, one `Query` of that index per value (in the listed order).
+pub(super) fn plan_reads(
+    description: &TableDescription,
+    pushdown: &Pushdown,
+    keys: &TableKeys,
+    consistent: bool,
+    partitions: Option<&IndexPartitions>,
+) -> Vec<Read> {
+    let single = plan(description, pushdown, keys, consistent);
+    let (Read::Scan(_), Some(partitions)) = (&single, partitions) else {
+        return vec![single];
+    };
+    let Some(schema) = keys
+        .schemas
+        .iter()
+        .find(|s| s.index.as_deref() == Some(partitions.index.as_str()))
+    else {
+        return vec![single];
+    };
+    let reads: Vec<Read> = partitions
+        .values
+        .iter()
+        .map(|v| {
+            let value = match (schema.partition.kind.as_str(), v.parse::<i64>()) {
+                ("N", Ok(n)) => Value::Int(n),
+                _ => Value::String(v.clone()),
+            };
+            let mut fixed = pushdown.clone();
+            fixed.bounds.push(Bound {
+                field: schema.partition.name.clone(),
+                op: Op::Eq,
+                value,
+            });
+            plan(description, &fixed, keys, consistent)
+        })
+        .collect();
+    let all_on_index = reads
+        .iter()
+        .all(|r| matches!(r, Read::Query { index: Some(i), .. } if *i == partitions.index));
+    if all_on_index { reads } else { vec![single] }
+}
+
 type Typed<'a> = (&'a Bound, Json);
 
 /// The partition key's equality and the sort key's bounds (one, or a low
@@ -423,6 +502,57 @@ mod tests {
         assert_eq!(read(r#""ts" > 1 OR "ts" < 0"#, false), scan(None, json!({}), json!({})));
         assert_eq!(number(0.1).as_deref(), Some("0.1"));
         assert_eq!(number(1e300), None);
+    }
+
+    #[test]
+    fn listed_index_partitions_make_a_window_one_query_per_value() {
+        let d = description(&[("id", Target::Int), ("kind", Target::String), ("ts", Target::Int)]);
+        let reads = |filter: &str, consistent: bool, option: &str| {
+            let request = crate::sources::ScanRequest {
+                filter: Some(filter.to_owned()),
+                ..crate::sources::ScanRequest::every_column(&d)
+            };
+            let partitions = index_partitions(option).unwrap();
+            let of_table = partitions.iter().find(|p| p.table == "events");
+            plan_reads(&d, &Pushdown::of(&d, &request), &keys(), consistent, of_table)
+        };
+        let window = r#""ts" > 3 AND "ts" <= 9"#;
+        let queries = reads(window, false, "other.x=1, events.by_kind=a|b");
+        let conditions: Vec<String> = queries
+            .iter()
+            .map(|r| match r {
+                Read::Query {
+                    index: Some(index),
+                    expressions,
+                    ..
+                } => format!("{index}: {}", expressions.text()),
+                other => panic!("not a query of the index: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            conditions,
+            [
+                r#"by_kind: KeyConditionExpression kind = {"S":"a"} AND ts BETWEEN {"N":"3"} AND {"N":"9"}"#,
+                r#"by_kind: KeyConditionExpression kind = {"S":"b"} AND ts BETWEEN {"N":"3"} AND {"N":"9"}"#,
+            ]
+        );
+        // Without the option, a consistent read (no global index), a window
+        // not on the index's sort key, or an unknown index: the one Scan.
+        for (filter, consistent, option) in [
+            (window, false, ""),
+            (window, true, "events.by_kind=a|b"),
+            (r#""id" > 3"#, false, "events.by_kind=a|b"),
+            (window, false, "events.nope=a"),
+        ] {
+            let planned = reads(filter, consistent, option);
+            assert!(
+                matches!(planned.as_slice(), [Read::Scan(_)]),
+                "{filter} {option}: {planned:?}"
+            );
+        }
+        for bad in ["events=a", "events.by_kind", "events.by_kind=a||b", ".i=a"] {
+            assert!(index_partitions(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

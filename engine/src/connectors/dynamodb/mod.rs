@@ -6,6 +6,7 @@
 //! `docs/sources/documents.md`).
 
 mod api;
+mod credentials;
 mod expression;
 mod items;
 mod store;
@@ -38,10 +39,16 @@ pub(crate) static DYNAMODB: ConnectionType = ConnectionType {
         O::optional(
             "access_key_id",
             Text,
-            "access key id (the server's AWS_* environment when omitted)",
+            "access key id (the AWS credential chain when omitted: environment, shared files, container, instance)",
         ),
         O::optional("secret_access_key", Secret, "secret access key"),
         O::optional("session_token", Secret, "session token of temporary credentials"),
+        O::optional(
+            "profile",
+            Text,
+            "profile of the server's shared AWS credentials/config files, when no keys are given (else AWS_PROFILE, \
+             else default)",
+        ),
         O::optional(
             "tables",
             Text,
@@ -58,6 +65,12 @@ pub(crate) static DYNAMODB: ConnectionType = ConnectionType {
             Integer { min: 1, max: 10_000 },
             "1000",
             "items per Scan page (Limit)",
+        ),
+        O::optional(
+            "index_partitions",
+            Text,
+            "table.index=value|value|..., comma-separated: the complete partition values of an index, so that a read \
+             bounding its sort key (an incremental job's window) is one Query per value instead of a Scan",
         ),
         O::with_default(
             "consistent_read",
@@ -98,6 +111,11 @@ impl Connector for DynamoConnector {
             SourceError::Connect(failure) => failure,
             other => ConnectFailure::new(ConnectFailureKind::Other, other.to_string()),
         })?;
+        if let Some(text) = options.text("index_partitions") {
+            expression::index_partitions(text).map_err(|e| {
+                ConnectFailure::new(ConnectFailureKind::OptionMismatch, format!("index_partitions: {e}"))
+            })?;
+        }
         if let Some(only) = listed(options) {
             check_listed(&only, &existing)
                 .map_err(|e| ConnectFailure::new(ConnectFailureKind::OptionMismatch, format!("tables: {e}")))?;
@@ -130,6 +148,10 @@ fn store(options: &ResolvedOptions, timeout: Duration, only: Option<Vec<String>>
         segments: integer("segments", 1),
         page_size: integer("page_size", 1000),
         consistent_read: options.boolean("consistent_read").unwrap_or(false),
+        index_partitions: options
+            .text("index_partitions")
+            .and_then(|t| expression::index_partitions(t).ok())
+            .unwrap_or_default(),
         described: Default::default(),
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::api::Api;
-use super::expression::{self, Expressions, KeyAttribute, Read, TableKeys};
+use super::expression::{self, Expressions, IndexPartitions, KeyAttribute, Read, TableKeys};
 use super::items;
 use crate::connectors::documents::{ColumnSpec, Document, KeyField, Pages, Pushdown, Shape, Store, Target};
 use crate::sources::{ScanRequest, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
@@ -25,6 +25,8 @@ pub(super) struct DynamoStore {
     pub(super) segments: u32,
     pub(super) page_size: u32,
     pub(super) consistent_read: bool,
+    /// The `index_partitions` option.
+    pub(super) index_partitions: Vec<IndexPartitions>,
     /// What `DescribeTable` said of each table last, for EXPLAIN.
     pub(super) described: Described,
 }
@@ -92,13 +94,19 @@ impl DynamoStore {
     }
 
     /// How a scan with `request` reads a table with `keys`.
-    fn read_of(&self, description: &TableDescription, request: &ScanRequest, keys: &TableKeys) -> Read {
-        expression::plan(
+    fn read_of(&self, description: &TableDescription, request: &ScanRequest, keys: &TableKeys) -> Vec<Read> {
+        expression::plan_reads(
             description,
             &Pushdown::of(description, request),
             keys,
             self.consistent_read,
+            self.partitions_of(&description.table.name),
         )
+    }
+
+    /// The `index_partitions` entry of `table`.
+    fn partitions_of(&self, table: &str) -> Option<&IndexPartitions> {
+        self.index_partitions.iter().find(|p| p.table == table)
     }
 }
 
@@ -235,48 +243,27 @@ impl Store for DynamoStore {
         true
     }
 
-    /// A `Query` when the scan's filter fixes a partition key, else a
-    /// `Scan` in `parts` parallel segments (each with one page in flight,
-    /// pages merged as they come), with the rest of the filter's bounds as
-    /// the filter expression.
+    /// A `Query` when the scan's filter fixes a partition key (one per
+    /// listed partition value of an index whose sort key it bounds, read
+    /// one after the other), else a `Scan` in `parts` parallel segments
+    /// (each with one page in flight, pages merged as they come), with the
+    /// rest of the filter's bounds as the filter expression.
     fn read_segments(&self, table: &str, description: &TableDescription, request: &ScanRequest, parts: u32) -> Pages {
         let key: Vec<String> = description.primary_key().into_iter().map(str::to_owned).collect();
         let (api, table, described) = (self.api.clone(), table.to_owned(), self.described.clone());
         let (description, pushdown) = (description.clone(), Pushdown::of(description, request));
         let (total, limit, consistent) = (parts.max(1), self.page_size, self.consistent_read);
+        let partitions = self.partitions_of(&table).cloned();
         let opened = async move {
             let keys = describe(&api, &table).await?;
             remember(&described, &table, &keys);
-            let mut body = json!({"TableName": table, "Limit": limit});
-            Ok::<_, SourceError>(match expression::plan(&description, &pushdown, &keys, consistent) {
-                Read::Scan(expressions) => {
-                    body["ConsistentRead"] = json!(consistent);
-                    expressions.add_to(&mut body);
-                    let segments = (0..total).map(|segment| {
-                        let mut body = body.clone();
-                        if total > 1 {
-                            body["Segment"] = json!(segment);
-                            body["TotalSegments"] = json!(total);
-                        }
-                        pages(api.clone(), "Scan", table.clone(), key.clone(), body)
-                    });
-                    futures::stream::select_all(segments).boxed()
-                }
-                Read::Query {
-                    index,
-                    global,
-                    expressions,
-                } => {
-                    if let Some(index) = index {
-                        body["IndexName"] = json!(index);
-                    }
-                    if !global {
-                        body["ConsistentRead"] = json!(consistent);
-                    }
-                    expressions.add_to(&mut body);
-                    pages(api, "Query", table, key, body)
-                }
-            })
+            let body = json!({"TableName": table, "Limit": limit});
+            let reads = expression::plan_reads(&description, &pushdown, &keys, consistent, partitions.as_ref());
+            let streams: Vec<Pages> = reads
+                .into_iter()
+                .map(|read| read_pages(&api, &table, &key, body.clone(), read, total, consistent))
+                .collect();
+            Ok::<_, SourceError>(futures::stream::iter(streams).flatten().boxed())
         };
         futures::stream::once(opened).try_flatten().boxed()
     }
@@ -295,20 +282,67 @@ impl Store for DynamoStore {
         let described = self.described.lock().ok().and_then(|d| d.get(table).cloned());
         let Some(keys) = described else {
             let read = self.read_of(description, request, &TableKeys { schemas: vec![] });
-            let Read::Scan(expressions) = read else {
+            let [Read::Scan(expressions)] = read.as_slice() else {
                 unreachable!("without keys a read is a scan")
             };
             return format!(
                 "{} (a Query instead when DescribeTable shows a key the filter fixes)",
-                self.scan_text(table, &expressions, parts)
+                self.scan_text(table, expressions, parts)
             );
         };
-        match self.read_of(description, request, &keys) {
-            Read::Scan(expressions) => self.scan_text(table, &expressions, parts),
-            Read::Query { index, expressions, .. } => {
-                let on = index.map(|i| format!(" index {i}")).unwrap_or_default();
-                format!("Query {table}{on} (Limit {}, {})", self.page_size, expressions.text())
+        let texts: Vec<String> = self
+            .read_of(description, request, &keys)
+            .into_iter()
+            .map(|read| match read {
+                Read::Scan(expressions) => self.scan_text(table, &expressions, parts),
+                Read::Query { index, expressions, .. } => {
+                    let on = index.map(|i| format!(" index {i}")).unwrap_or_default();
+                    format!("Query {table}{on} (Limit {}, {})", self.page_size, expressions.text())
+                }
+            })
+            .collect();
+        texts.join("; then ")
+    }
+}
+
+/// The pages of one read: a `Scan` in `total` parallel segments, or a
+/// `Query`; `body` has the table and page size.
+fn read_pages(
+    api: &Api,
+    table: &str,
+    key: &[String],
+    mut body: Json,
+    read: Read,
+    total: u32,
+    consistent: bool,
+) -> Pages {
+    match read {
+        Read::Scan(expressions) => {
+            body["ConsistentRead"] = json!(consistent);
+            expressions.add_to(&mut body);
+            let segments = (0..total).map(|segment| {
+                let mut body = body.clone();
+                if total > 1 {
+                    body["Segment"] = json!(segment);
+                    body["TotalSegments"] = json!(total);
+                }
+                pages(api.clone(), "Scan", table.to_owned(), key.to_vec(), body)
+            });
+            futures::stream::select_all(segments).boxed()
+        }
+        Read::Query {
+            index,
+            global,
+            expressions,
+        } => {
+            if let Some(index) = index {
+                body["IndexName"] = json!(index);
             }
+            if !global {
+                body["ConsistentRead"] = json!(consistent);
+            }
+            expressions.add_to(&mut body);
+            pages(api.clone(), "Query", table.to_owned(), key.to_vec(), body)
         }
     }
 }

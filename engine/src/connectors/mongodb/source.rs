@@ -123,4 +123,8 @@ impl Source for MongoSource {
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
         self.store(&description.table.schema).scan_query(description, request)
     }
+
+    fn reads_nested(&self) -> bool {
+        true
+    }
 }
