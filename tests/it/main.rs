@@ -57,6 +57,7 @@ mod source_dynamodb;
 mod source_dynamodb_requests;
 mod source_file_csv;
 mod source_file_drift;
+mod source_file_excel;
 mod source_file_stats;
 mod source_file_tables;
 mod source_files_many;

@@ -14,7 +14,8 @@
 //! - data files are `*.csv` (by default with a header row, see [`csv`]), `*.json`, `*.ndjson`,
 //!   `*.jsonl` (newline-delimited JSON), each optionally compressed
 //!   (`.gz`, `.bz2`, `.zst`, `.xz`), `*.parquet` and `*.avro`; Excel
-//!   files are listed but refused with `0A000`; other files, and names
+//!   workbooks directly under the prefix are one table per sheet
+//!   (`<workbook>_<sheet>`, see [`excel`]); other files, and names
 //!   starting with `.` or `_`, are ignored;
 //! - when two tables would share a name, files are named by their full file
 //!   name instead (`orders.csv`, `orders.parquet`);
@@ -31,6 +32,7 @@ mod bucket;
 mod convert;
 pub(crate) mod csv;
 mod errors;
+mod excel;
 mod globs;
 mod listing;
 mod source;

@@ -49,9 +49,9 @@ use url::Url;
 
 use super::csv::CsvSyntax;
 use super::globs::{self, TableGlob};
-use super::listing::{self, DataFile, Entry, Format};
+use super::listing::{self, DataFile, Entry, Files, Format};
 use super::widen::{self, Disagreement};
-use super::{Backend, Location, SCHEMA, avro, convert};
+use super::{Backend, Location, SCHEMA, avro, convert, excel};
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::stream_table;
 use crate::sources::{
@@ -182,7 +182,9 @@ impl FileSource {
                 });
             }
         };
-        Ok((location, entries.map_err(|e| self.backend.failure(&e))?))
+        let entries = entries.map_err(|e| self.backend.failure(&e))?;
+        let entries = with_sheets(location.store.as_ref(), entries).await;
+        Ok((location, entries))
     }
 
     /// The CSV syntax, or `22023` naming the option that is wrong.
@@ -236,18 +238,49 @@ fn store_session(location: &Location, batch_rows: Option<usize>) -> SessionConte
     ctx
 }
 
-/// Refuses the formats that are listed but not read yet.
-fn check_readable(table: &TableRef, format: Format) -> Result<(), SourceError> {
-    match format {
-        Format::Csv | Format::Json | Format::Parquet | Format::Avro => Ok(()),
-        Format::Excel => Err(SourceError::Query {
+/// Each Excel workbook directly under the prefix as one table per sheet,
+/// `<workbook>_<sheet>` (each workbook read whole to find its sheets). A
+/// workbook that cannot be read stays one table, which reads refuse.
+async fn with_sheets(store: &dyn ObjectStore, entries: Vec<Entry>) -> Vec<Entry> {
+    let mut tables = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Files::One(file) = &entry.files else {
+            tables.push(entry);
+            continue;
+        };
+        if entry.format != Format::Excel {
+            tables.push(entry);
+            continue;
+        }
+        match excel::sheets(store, &file.location).await {
+            Ok(sheets) => tables.extend(sheets.into_iter().map(|sheet| Entry {
+                name: format!("{}_{sheet}", entry.name),
+                sheet: Some(sheet),
+                ..entry.clone()
+            })),
+            Err(e) => {
+                warn!(file = %file.location, error = %e, "Excel workbook cannot be read");
+                tables.push(entry);
+            }
+        }
+    }
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    tables
+}
+
+/// Refuses the tables that are listed but not read: Excel files other
+/// than a readable workbook's sheets.
+fn check_readable(table: &TableRef, entry: &Entry) -> Result<(), SourceError> {
+    match (entry.format, &entry.sheet) {
+        (Format::Excel, None) => Err(SourceError::Query {
             code: Some("0A000".into()),
             message: format!(
-                "{table} is made of {} files, which Sluice does not read yet; export them as Parquet, CSV, Avro \
-                 or newline-delimited JSON",
-                format.name()
+                "{table} is made of {} files Sluice does not read: only a readable workbook directly under the \
+                 prefix is read, one table per sheet (<workbook>_<sheet>); export the sheets as CSV or Parquet",
+                entry.format.name()
             ),
         }),
+        _ => Ok(()),
     }
 }
 
@@ -305,7 +338,7 @@ impl Source for FileSource {
     async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
         let csv = self.csv()?;
         let (location, entry) = self.entry(table).await?;
-        check_readable(table, entry.format)?;
+        check_readable(table, &entry)?;
         let ctx = store_session(&location, None);
         let (schema, disagreements) = match file_schema(&ctx, &location, &entry, csv).await {
             Ok(schema) => (schema, Vec::new()),
@@ -332,8 +365,8 @@ impl Source for FileSource {
             _ => None,
         };
         let names: HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        // Text formats' types are inferred from a sample: at best medium.
-        let inferred = matches!(entry.format, Format::Csv | Format::Json);
+        // Text formats' and sheets' types are inferred: at best medium.
+        let inferred = matches!(entry.format, Format::Csv | Format::Json | Format::Excel);
         let files = schema.fields().iter().map(|f| {
             let mut mapping = map(f.data_type());
             if inferred {
@@ -400,7 +433,7 @@ impl Source for FileSource {
         );
         let csv = self.csv()?;
         let (location, entry) = self.entry(table).await?;
-        check_readable(table, entry.format)?;
+        check_readable(table, &entry)?;
         let extra: Vec<(String, Virtual)> = (description.columns.iter())
             .filter_map(|c| Virtual::of(c, &entry).map(|v| (c.name.clone(), v)))
             .collect();
@@ -428,6 +461,7 @@ impl Source for FileSource {
             ctx,
             table: table.clone(),
             format: entry.format,
+            sheet: entry.sheet.clone(),
             csv,
             schema: file_schema,
             extra,
@@ -593,6 +627,8 @@ struct FileReader {
     ctx: SessionContext,
     table: TableRef,
     format: Format,
+    /// The sheet of an Excel table.
+    sheet: Option<String>,
     csv: CsvSyntax,
     /// The files' own columns.
     schema: SchemaRef,
@@ -612,6 +648,12 @@ impl FileReader {
         let raw: Arc<dyn TableProvider> = match self.format {
             Format::Avro => {
                 let (_, batches) = avro::read(self.store.as_ref(), &file.location, self.batch_rows).await?;
+                let batches = avro::conform(&file.location, &self.schema, batches)?;
+                Arc::new(MemTable::try_new(self.schema.clone(), vec![batches])?)
+            }
+            Format::Excel => {
+                let sheet = self.sheet.as_deref().unwrap_or_default();
+                let (_, batches) = excel::read(self.store.as_ref(), &file.location, sheet, self.batch_rows).await?;
                 let batches = avro::conform(&file.location, &self.schema, batches)?;
                 Arc::new(MemTable::try_new(self.schema.clone(), vec![batches])?)
             }
@@ -801,6 +843,9 @@ async fn file_schema(
     let first = first_chunk[0].clone();
     if entry.format == Format::Avro {
         return Ok(avro::read(location.store.as_ref(), &first.location, 1).await?.0);
+    }
+    if let Some(sheet) = &entry.sheet {
+        return Ok(excel::read(location.store.as_ref(), &first.location, sheet, 1).await?.0);
     }
     let text = matches!(entry.format, Format::Csv | Format::Json);
     let mut merged: Option<Schema> = None;
