@@ -564,16 +564,26 @@ async fn a_crash_after_the_destination_commit_loads_each_file_once() {
 /// committed, and the re-run after the restart loads every file once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_between_files_then_a_rerun_loads_each_file_once() {
-    let bucket = Bucket::start(Cloud::Azure);
+    kill_between_files(Cloud::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gcs_kill_between_files_then_a_rerun_loads_each_file_once() {
+    kill_between_files(Cloud::Gcs).await;
+}
+
+async fn kill_between_files(cloud: Cloud) {
+    let bucket = Bucket::start(cloud);
     bucket.put("in/events/part-001.json", &ndjson(1..=3));
     bucket.put("in/events/part-002.json", &ndjson(4..=5));
     let mut sluice = Sluice::start_with(&[], &[("SLUICE_FAILPOINTS", "between_files")]);
     let client = sluice.client().await;
     client
         .batch_execute(&format!(
-            "CREATE CONNECTION lake TYPE azure_blob OPTIONS ({}); \
+            "CREATE CONNECTION lake TYPE {} OPTIONS ({}); \
              CREATE ETL JOB events FROM lake.files.events INTO warehouse.events INCREMENTAL BY _modified_at ALL \
              WITH (guard_margin '{MARGIN_SECONDS} seconds');",
+            bucket.type_name(),
             bucket.options(BUCKET, "in")
         ))
         .await
@@ -596,7 +606,23 @@ async fn a_kill_between_files_then_a_rerun_loads_each_file_once() {
     assert_eq!(run(&client, "events").await, "5");
     assert_eq!(run(&client, "events").await, "0");
     assert_eq!(
-        rows(&client, "SELECT count(*), count(DISTINCT id) FROM warehouse.events").await[0],
-        ["5", "5"].map(|v| Some(v.to_owned()))
+        rows(
+            &client,
+            "SELECT count(*), count(DISTINCT id), sum(id) FROM warehouse.events"
+        )
+        .await[0],
+        ["5", "5", "15"].map(|v| Some(v.to_owned()))
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT _file, count(*) FROM warehouse.events GROUP BY _file ORDER BY _file"
+        )
+        .await,
+        [
+            [Some(bucket.url("in/events/part-001.json")), Some("3".to_owned())],
+            [Some(bucket.url("in/events/part-002.json")), Some("2".to_owned())]
+        ],
+        "each file's rows once"
     );
 }

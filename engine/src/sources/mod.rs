@@ -80,6 +80,8 @@ pub struct TableInfo {
     /// From statistics, never a full count.
     pub estimated_rows: Option<i64>,
     pub size_bytes: Option<i64>,
+    /// How many files hold the table, for sources made of files.
+    pub files: Option<i64>,
     /// When the source last changed the table, where it knows.
     pub last_modified: Option<DateTime<Utc>>,
 }

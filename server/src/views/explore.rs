@@ -26,6 +26,7 @@ pub static TABLES: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("estimated_rows", DataType::Int64, true),
         Field::new("size_bytes", DataType::Int64, true),
         timestamptz("last_modified"),
+        Field::new("files", DataType::Int64, true),
     ]))
 });
 
@@ -39,6 +40,7 @@ pub fn tables(tables: &[TableInfo]) -> RecordBatch {
             Arc::new(tables.iter().map(|t| t.estimated_rows).collect::<Int64Array>()),
             Arc::new(tables.iter().map(|t| t.size_bytes).collect::<Int64Array>()),
             timestamps(tables.iter().map(|t| t.last_modified)),
+            Arc::new(tables.iter().map(|t| t.files).collect::<Int64Array>()),
         ],
     )
 }

@@ -165,6 +165,7 @@ fn table_info(dataset: &str, table: TableListTables) -> TableInfo {
         },
         estimated_rows: None,
         size_bytes: None,
+        files: None,
         last_modified: None,
     }
 }

@@ -147,6 +147,7 @@ async fn tables(connection: &Connection, keyspace: &str) -> Result<Vec<TableInfo
                 kind: TableKind::Table,
                 estimated_rows: size.map(|s| s.0),
                 size_bytes: size.map(|s| s.1),
+                files: None,
                 last_modified: None,
             }
         })

@@ -188,6 +188,7 @@ impl Store for DynamoStore {
                 kind: TableKind::Table,
                 estimated_rows: None,
                 size_bytes: None,
+                files: None,
                 last_modified: None,
             })
             .collect())

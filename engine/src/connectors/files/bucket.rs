@@ -25,7 +25,7 @@ pub(crate) struct BucketConnector<B>(pub(crate) PhantomData<fn() -> B>);
 #[async_trait]
 impl<B: FromOptions> Connector for BucketConnector<B> {
     async fn test(&self, options: &ResolvedOptions, timeout: Duration) -> Result<(), ConnectFailure> {
-        super::check_tables(options)?;
+        super::check_options(options)?;
         super::test(&B::from_options(options, timeout), timeout).await
     }
 }
@@ -36,5 +36,6 @@ pub(crate) fn open_bucket<B: FromOptions>(options: &ResolvedOptions, timeout: Du
         Arc::new(B::from_options(options, timeout)),
         options.text(super::TABLES.name),
         super::parallel_reads(options),
+        super::csv::CsvSyntax::from_options(options),
     )
 }

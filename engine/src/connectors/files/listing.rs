@@ -32,7 +32,7 @@ pub(crate) enum Format {
     Parquet,
     /// Avro object container files.
     Avro,
-    /// Listed so that `DESCRIBE` can say it is not read yet.
+    /// Excel workbooks: one table per sheet (see `excel`).
     Excel,
 }
 
@@ -127,6 +127,8 @@ pub(crate) struct Entry {
     pub(crate) size: u64,
     /// When the newest of them was last written.
     pub(crate) modified: Option<DateTime<Utc>>,
+    /// The sheet that is the table, for a sheet of an Excel workbook.
+    pub(crate) sheet: Option<String>,
 }
 
 impl Entry {
@@ -296,11 +298,17 @@ pub(crate) async fn entries(
             count: candidate.tally.count,
             size: candidate.tally.size,
             modified: candidate.tally.modified,
+            sheet: None,
         };
         tables.insert(name, entry);
     }
     if let Some(wanted) = wanted {
-        tables.retain(|name, _| name == wanted);
+        // A workbook's sheets are tables named `<workbook>_<sheet>`.
+        tables.retain(|name, entry| {
+            name == wanted
+                || entry.format == Format::Excel
+                    && (wanted.strip_prefix(name.as_str())).is_some_and(|sheet| sheet.starts_with('_'))
+        });
     }
     Ok(tables.into_values().collect())
 }
@@ -367,6 +375,7 @@ pub(crate) async fn globbed(
             count: tally.count,
             size: tally.size,
             modified: tally.modified,
+            sheet: None,
         });
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));

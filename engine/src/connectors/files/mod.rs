@@ -11,10 +11,11 @@
 //!   inside it, or below Hive-style `key=value/` folders, which become text
 //!   columns) all have one format is one table named after the folder, so
 //!   that new files can be loaded incrementally;
-//! - data files are `*.csv` (with a header row), `*.json`, `*.ndjson`,
+//! - data files are `*.csv` (by default with a header row, see [`csv`]), `*.json`, `*.ndjson`,
 //!   `*.jsonl` (newline-delimited JSON), each optionally compressed
 //!   (`.gz`, `.bz2`, `.zst`, `.xz`), `*.parquet` and `*.avro`; Excel
-//!   files are listed but refused with `0A000`; other files, and names
+//!   workbooks directly under the prefix are one table per sheet
+//!   (`<workbook>_<sheet>`, see [`excel`]); other files, and names
 //!   starting with `.` or `_`, are ignored;
 //! - when two tables would share a name, files are named by their full file
 //!   name instead (`orders.csv`, `orders.parquet`);
@@ -29,12 +30,15 @@
 mod avro;
 mod bucket;
 mod convert;
+pub(crate) mod csv;
 mod errors;
+mod excel;
 mod globs;
 mod listing;
 mod source;
 #[cfg(test)]
 mod streamed_tests;
+mod widen;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,14 +77,13 @@ pub(crate) fn parallel_reads(options: &ResolvedOptions) -> usize {
         .unwrap_or(DEFAULT_PARALLEL_READS)
 }
 
-/// Checks the `tables` option before a connection is saved.
-pub(crate) fn check_tables(options: &ResolvedOptions) -> Result<(), ConnectFailure> {
-    match options.text(globs::OPTION) {
-        Some(value) => globs::parse(value)
-            .map(drop)
-            .map_err(|message| ConnectFailure::new(ConnectFailureKind::OptionMismatch, message)),
-        None => Ok(()),
+/// Checks the `tables` and CSV options before a connection is saved.
+pub(crate) fn check_options(options: &ResolvedOptions) -> Result<(), ConnectFailure> {
+    let mismatch = |message| ConnectFailure::new(ConnectFailureKind::OptionMismatch, message);
+    if let Some(value) = options.text(globs::OPTION) {
+        globs::parse(value).map_err(mismatch)?;
     }
+    csv::CsvSyntax::from_options(options).map(drop).map_err(mismatch)
 }
 
 /// The one schema of a file connection.

@@ -30,7 +30,6 @@ use datafusion::common::TableReference;
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -48,9 +47,11 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 use url::Url;
 
+use super::csv::CsvSyntax;
 use super::globs::{self, TableGlob};
-use super::listing::{self, DataFile, Entry, Format};
-use super::{Backend, Location, SCHEMA, avro, convert};
+use super::listing::{self, DataFile, Entry, Files, Format};
+use super::widen::{self, Disagreement};
+use super::{Backend, Location, SCHEMA, avro, convert, excel};
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::stream_table;
 use crate::sources::{
@@ -128,12 +129,19 @@ impl Virtual {
 static STORE_URL: LazyLock<Url> = LazyLock::new(|| Url::parse("sluice://files").expect("a valid URL"));
 
 /// Opens a backend as a source, with the connection's `tables` option,
-/// reading up to `parallel_reads` files at once.
-pub(crate) fn open(backend: Arc<dyn Backend>, tables: Option<&str>, parallel_reads: usize) -> Arc<dyn Source> {
+/// reading up to `parallel_reads` files at once, CSV files in `csv` (or
+/// refusing to read them with the reason the options are wrong).
+pub(crate) fn open(
+    backend: Arc<dyn Backend>,
+    tables: Option<&str>,
+    parallel_reads: usize,
+    csv: Result<CsvSyntax, String>,
+) -> Arc<dyn Source> {
     Arc::new(FileSource {
         backend,
         tables: tables.map(globs::parse),
         parallel_reads: parallel_reads.max(1),
+        csv,
         files_read: Arc::new(FileCounts::default()),
     })
 }
@@ -144,6 +152,8 @@ struct FileSource {
     tables: Option<Result<Vec<TableGlob>, String>>,
     /// Files a scan reads at once.
     parallel_reads: usize,
+    /// The syntax of CSV files, or why the options do not give one.
+    csv: Result<CsvSyntax, String>,
     /// The latest scan's files, read and to read.
     files_read: Arc<FileCounts>,
 }
@@ -172,7 +182,17 @@ impl FileSource {
                 });
             }
         };
-        Ok((location, entries.map_err(|e| self.backend.failure(&e))?))
+        let entries = entries.map_err(|e| self.backend.failure(&e))?;
+        let entries = with_sheets(location.store.as_ref(), entries).await;
+        Ok((location, entries))
+    }
+
+    /// The CSV syntax, or `22023` naming the option that is wrong.
+    fn csv(&self) -> Result<CsvSyntax, SourceError> {
+        self.csv.clone().map_err(|message| SourceError::Query {
+            code: Some("22023".into()),
+            message,
+        })
     }
 
     /// The table `table` names, or `NotFound` with the names that exist.
@@ -218,18 +238,49 @@ fn store_session(location: &Location, batch_rows: Option<usize>) -> SessionConte
     ctx
 }
 
-/// Refuses the formats that are listed but not read yet.
-fn check_readable(table: &TableRef, format: Format) -> Result<(), SourceError> {
-    match format {
-        Format::Csv | Format::Json | Format::Parquet | Format::Avro => Ok(()),
-        Format::Excel => Err(SourceError::Query {
+/// Each Excel workbook directly under the prefix as one table per sheet,
+/// `<workbook>_<sheet>` (each workbook read whole to find its sheets). A
+/// workbook that cannot be read stays one table, which reads refuse.
+async fn with_sheets(store: &dyn ObjectStore, entries: Vec<Entry>) -> Vec<Entry> {
+    let mut tables = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Files::One(file) = &entry.files else {
+            tables.push(entry);
+            continue;
+        };
+        if entry.format != Format::Excel {
+            tables.push(entry);
+            continue;
+        }
+        match excel::sheets(store, &file.location).await {
+            Ok(sheets) => tables.extend(sheets.into_iter().map(|sheet| Entry {
+                name: format!("{}_{sheet}", entry.name),
+                sheet: Some(sheet),
+                ..entry.clone()
+            })),
+            Err(e) => {
+                warn!(file = %file.location, error = %e, "Excel workbook cannot be read");
+                tables.push(entry);
+            }
+        }
+    }
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    tables
+}
+
+/// Refuses the tables that are listed but not read: Excel files other
+/// than a readable workbook's sheets.
+fn check_readable(table: &TableRef, entry: &Entry) -> Result<(), SourceError> {
+    match (entry.format, &entry.sheet) {
+        (Format::Excel, None) => Err(SourceError::Query {
             code: Some("0A000".into()),
             message: format!(
-                "{table} is made of {} files, which Sluice does not read yet; export them as Parquet, CSV, Avro \
-                 or newline-delimited JSON",
-                format.name()
+                "{table} is made of {} files Sluice does not read: only a readable workbook directly under the \
+                 prefix is read, one table per sheet (<workbook>_<sheet>); export the sheets as CSV or Parquet",
+                entry.format.name()
             ),
         }),
+        _ => Ok(()),
     }
 }
 
@@ -277,6 +328,7 @@ impl Source for FileSource {
                 kind: TableKind::Table,
                 estimated_rows,
                 size_bytes: i64::try_from(entry.size).ok(),
+                files: i64::try_from(entry.count).ok(),
                 last_modified: entry.modified,
             });
         }
@@ -284,21 +336,25 @@ impl Source for FileSource {
     }
 
     async fn describe(&self, table: &TableRef) -> Result<TableDescription, SourceError> {
+        let csv = self.csv()?;
         let (location, entry) = self.entry(table).await?;
-        check_readable(table, entry.format)?;
+        check_readable(table, &entry)?;
         let ctx = store_session(&location, None);
-        let schema = match file_schema(&ctx, &location, &entry).await {
-            Ok(schema) => schema,
-            Err(e) => {
-                let conflict = type_conflict(&ctx, &location, &entry).await;
-                return Err(conflict.map_or_else(
-                    || read_error(table, e),
-                    |message| SourceError::Query {
-                        code: Some("42804".into()),
-                        message: format!("cannot read {table}: {message}"),
-                    },
-                ));
-            }
+        let (schema, disagreements) = match file_schema(&ctx, &location, &entry, csv).await {
+            Ok(schema) => (schema, Vec::new()),
+            Err(e) => match widened_schema(&ctx, &location, &entry, csv).await {
+                Some(widened) => widened,
+                None => {
+                    let conflict = type_conflict(&ctx, &location, &entry, csv).await;
+                    return Err(conflict.map_or_else(
+                        || read_error(table, e),
+                        |message| SourceError::Query {
+                            code: Some("42804".into()),
+                            message: format!("cannot read {table}: {message}"),
+                        },
+                    ));
+                }
+            },
         };
         let estimated_rows = match entry.format {
             Format::Parquet => Some(
@@ -309,12 +365,16 @@ impl Source for FileSource {
             _ => None,
         };
         let names: HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        // Text formats' types are inferred from a sample: at best medium.
-        let inferred = matches!(entry.format, Format::Csv | Format::Json);
+        // Text formats' and sheets' types are inferred: at best medium.
+        let inferred = matches!(entry.format, Format::Csv | Format::Json | Format::Excel);
         let files = schema.fields().iter().map(|f| {
             let mut mapping = map(f.data_type());
             if inferred {
                 mapping.confidence = mapping.confidence.max(Confidence::Medium);
+            }
+            if let Some(disagreement) = disagreements.iter().find(|d| &d.column == f.name()) {
+                mapping.confidence = Confidence::Low;
+                mapping.warnings.push(disagreement.warning(&location.url));
             }
             (f.name().clone(), f.data_type().to_string(), mapping, f.is_nullable())
         });
@@ -371,8 +431,9 @@ impl Source for FileSource {
                 .project(&request.columns)
                 .map_err(|e| read_error(table, e.into()))?,
         );
+        let csv = self.csv()?;
         let (location, entry) = self.entry(table).await?;
-        check_readable(table, entry.format)?;
+        check_readable(table, &entry)?;
         let extra: Vec<(String, Virtual)> = (description.columns.iter())
             .filter_map(|c| Virtual::of(c, &entry).map(|v| (c.name.clone(), v)))
             .collect();
@@ -400,6 +461,8 @@ impl Source for FileSource {
             ctx,
             table: table.clone(),
             format: entry.format,
+            sheet: entry.sheet.clone(),
+            csv,
             schema: file_schema,
             extra,
             url: location.url.clone(),
@@ -564,6 +627,9 @@ struct FileReader {
     ctx: SessionContext,
     table: TableRef,
     format: Format,
+    /// The sheet of an Excel table.
+    sheet: Option<String>,
+    csv: CsvSyntax,
     /// The files' own columns.
     schema: SchemaRef,
     /// The virtual columns the description has.
@@ -585,10 +651,15 @@ impl FileReader {
                 let batches = avro::conform(&file.location, &self.schema, batches)?;
                 Arc::new(MemTable::try_new(self.schema.clone(), vec![batches])?)
             }
+            Format::Excel => {
+                let sheet = self.sheet.as_deref().unwrap_or_default();
+                let (_, batches) = excel::read(self.store.as_ref(), &file.location, sheet, self.batch_rows).await?;
+                let batches = avro::conform(&file.location, &self.schema, batches)?;
+                Arc::new(MemTable::try_new(self.schema.clone(), vec![batches])?)
+            }
             _ => Arc::new(listing_table(
                 &[file],
-                self.format,
-                file.compression,
+                (self.format, file.compression, self.csv),
                 self.schema.clone(),
             )?),
         };
@@ -657,12 +728,11 @@ fn read_error(table: &TableRef, error: DataFusionError) -> SourceError {
     }
 }
 
-/// How DataFusion reads a format.
-fn file_format(format: Format, compression: FileCompressionType) -> Arc<dyn FileFormat> {
+/// How DataFusion reads a format (CSV files: in `csv`).
+fn file_format(format: Format, compression: FileCompressionType, csv: CsvSyntax) -> Arc<dyn FileFormat> {
     match format {
         Format::Csv => Arc::new(
-            CsvFormat::default()
-                .with_has_header(true)
+            csv.format()
                 .with_newlines_in_values(true)
                 .with_schema_infer_max_rec(INFER_ROWS)
                 .with_file_compression_type(compression),
@@ -697,11 +767,11 @@ fn object_url(path: &Path) -> String {
     url
 }
 
-/// `files` (of one compression) as one DataFusion table with `schema`.
+/// `files` (of one format, compression and CSV syntax) as one DataFusion
+/// table with `schema`.
 fn listing_table(
     files: &[&DataFile],
-    format: Format,
-    compression: FileCompressionType,
+    (format, compression, csv): (Format, FileCompressionType, CsvSyntax),
     schema: SchemaRef,
 ) -> Result<ListingTable, DataFusionError> {
     let urls = files
@@ -709,7 +779,7 @@ fn listing_table(
         .map(|f| ListingTableUrl::parse(object_url(&f.location)))
         .collect::<Result<Vec<_>, _>>()?;
     // The files are listed already: no extension filter.
-    let options = ListingOptions::new(file_format(format, compression)).with_file_extension("");
+    let options = ListingOptions::new(file_format(format, compression, csv)).with_file_extension("");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
@@ -750,7 +820,12 @@ pub(super) const INFER_CHUNK: usize = 256;
 /// inferred per compression, [`INFER_CHUNK`] files at a time as they are
 /// listed, then merged. Text formats are sampled: their types come from
 /// the first [`INFER_ROWS`] rows of each compression's first files.
-async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -> Result<Schema, DataFusionError> {
+async fn file_schema(
+    ctx: &SessionContext,
+    location: &Location,
+    entry: &Entry,
+    csv: CsvSyntax,
+) -> Result<Schema, DataFusionError> {
     let mut chunks = entry
         .files(location.store.clone())
         .try_filter(|f| futures::future::ready(f.size > 0))
@@ -769,6 +844,9 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
     if entry.format == Format::Avro {
         return Ok(avro::read(location.store.as_ref(), &first.location, 1).await?.0);
     }
+    if let Some(sheet) = &entry.sheet {
+        return Ok(excel::read(location.store.as_ref(), &first.location, sheet, 1).await?.0);
+    }
     let text = matches!(entry.format, Format::Csv | Format::Json);
     let mut merged: Option<Schema> = None;
     let mut sampled: Vec<FileCompressionType> = Vec::new();
@@ -786,7 +864,7 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
                 .filter(|f| f.compression == compression)
                 .map(object)
                 .collect();
-            let inferred = file_format(entry.format, compression)
+            let inferred = file_format(entry.format, compression, csv)
                 .infer_schema(&ctx.state(), &location.store, &objects)
                 .await?;
             merged = Some(match merged {
@@ -805,10 +883,52 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
                 .iter()
                 .filter(|f| f.compression == first.compression)
                 .collect();
-            zoned_timestamps(ctx, &sample, microsecond_timestamps(&inferred)).await
+            zoned_timestamps(ctx, &sample, csv, microsecond_timestamps(&inferred)).await
         }
         _ => Ok(inferred),
     }
+}
+
+/// When a CSV table's files' schemas cannot be merged because files type
+/// columns differently: the schema read from the files' first
+/// [`INFER_CHUNK`] (in path order), each file inferred on its own, with
+/// those columns widened (see [`widen`]), and the files that disagree.
+/// `None` for other formats, or when something else failed.
+async fn widened_schema(
+    ctx: &SessionContext,
+    location: &Location,
+    entry: &Entry,
+    csv: CsvSyntax,
+) -> Option<(Schema, Vec<Disagreement>)> {
+    if entry.format != Format::Csv {
+        return None;
+    }
+    let mut files: Vec<DataFile> = entry
+        .files(location.store.clone())
+        .try_filter(|f| futures::future::ready(f.size > 0))
+        .take(INFER_CHUNK)
+        .try_collect()
+        .await
+        .ok()?;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut schemas = Vec::new();
+    for file in &files {
+        let schema = file_format(Format::Csv, file.compression, csv)
+            .infer_schema(&ctx.state(), &location.store, &[object(file)])
+            .await
+            .ok()?;
+        schemas.push((file.location.clone(), schema.as_ref().clone()));
+    }
+    let (merged, disagreements) = widen::merge(&schemas);
+    if disagreements.is_empty() {
+        return None;
+    }
+    let first = files.first()?.compression;
+    let sample: Vec<&DataFile> = files.iter().filter(|f| f.compression == first).collect();
+    let schema = zoned_timestamps(ctx, &sample, csv, microsecond_timestamps(&merged))
+        .await
+        .ok()?;
+    Some((schema, disagreements))
 }
 
 /// When the files' schemas cannot be merged: a file with a column whose
@@ -816,7 +936,7 @@ async fn file_schema(ctx: &SessionContext, location: &Location, entry: &Entry) -
 /// column and both types. Two streamed listings: one finds the first file,
 /// the other compares each file with it. `None` when no single file
 /// explains the failure.
-async fn type_conflict(ctx: &SessionContext, location: &Location, entry: &Entry) -> Option<String> {
+async fn type_conflict(ctx: &SessionContext, location: &Location, entry: &Entry, csv: CsvSyntax) -> Option<String> {
     let non_empty = || {
         entry
             .files(location.store.clone())
@@ -834,7 +954,7 @@ async fn type_conflict(ctx: &SessionContext, location: &Location, entry: &Entry)
         .ok()??;
     let schema_of = async |file: &DataFile| {
         let state = ctx.state();
-        file_format(entry.format, file.compression)
+        file_format(entry.format, file.compression, csv)
             .infer_schema(&state, &location.store, &[object(file)])
             .await
     };
@@ -888,6 +1008,7 @@ fn microsecond_timestamps(schema: &Schema) -> Schema {
 async fn zoned_timestamps(
     ctx: &SessionContext,
     files: &[&DataFile],
+    csv: CsvSyntax,
     schema: Schema,
 ) -> Result<Schema, DataFusionError> {
     let naive: Vec<(usize, TimeUnit)> = (schema.fields().iter().enumerate())
@@ -907,7 +1028,11 @@ async fn zoned_timestamps(
     let compression = files
         .first()
         .map_or(FileCompressionType::UNCOMPRESSED, |f| f.compression);
-    let sample = listing_table(files, Format::Csv, compression, Arc::new(Schema::new(text_fields)))?;
+    let sample = listing_table(
+        files,
+        (Format::Csv, compression, csv),
+        Arc::new(Schema::new(text_fields)),
+    )?;
     ctx.deregister_table("sample")?;
     ctx.register_table("sample", Arc::new(sample))?;
     let d = DataFusionDialect;
@@ -984,7 +1109,7 @@ mod tests {
         for name in ["a.csv", "b.csv", "c.csv"] {
             std::fs::write(dir.path().join("events").join(name), "id\n1\n").unwrap();
         }
-        let source = open(Arc::new(Dir(dir.path().to_owned())), None, 2);
+        let source = open(Arc::new(Dir(dir.path().to_owned())), None, 2, Ok(CsvSyntax::default()));
         let table = TableRef {
             schema: SCHEMA.into(),
             name: "events".into(),

@@ -20,6 +20,7 @@ use datafusion::object_store::{
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
+use super::csv::CsvSyntax;
 use super::source::open;
 use super::{Backend, Location, SCHEMA};
 use crate::error::{ConnectFailure, ConnectFailureKind};
@@ -177,7 +178,12 @@ async fn listings_are_processed_as_they_stream_whatever_the_file_count() {
         let path = Path::from(format!("landing/events/part-{i:05}.csv"));
         store.put(&path, format!("id\n{i}\n").into()).await.unwrap();
     }
-    let source = open(Arc::new(Bucket(store.clone())), None, PARALLEL_READS);
+    let source = open(
+        Arc::new(Bucket(store.clone())),
+        None,
+        PARALLEL_READS,
+        Ok(CsvSyntax::default()),
+    );
 
     let tables = source.tables(None).await.unwrap();
     assert_eq!(tables.len(), 1);
@@ -274,7 +280,12 @@ async fn files_are_read_in_parallel_up_to_the_limit_each_once() {
     const FILES: usize = 12;
     for parallel_reads in [1, 3] {
         let store = slow_store(FILES).await;
-        let source = open(Arc::new(Bucket(store.clone())), None, parallel_reads);
+        let source = open(
+            Arc::new(Bucket(store.clone())),
+            None,
+            parallel_reads,
+            Ok(CsvSyntax::default()),
+        );
         let ids = scanned_ids(source.as_ref(), None).await.unwrap();
         assert_eq!(ids, (0..FILES as i64 * 10).collect::<Vec<_>>(), "every row once");
         assert_eq!(
@@ -299,7 +310,7 @@ async fn files_are_read_in_parallel_up_to_the_limit_each_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_reads_one_file_at_a_time() {
     let store = slow_store(6).await;
-    let source = open(Arc::new(Bucket(store.clone())), None, 4);
+    let source = open(Arc::new(Bucket(store.clone())), None, 4, Ok(CsvSyntax::default()));
     let ids = scanned_ids(source.as_ref(), Some(5)).await.unwrap();
     assert_eq!(ids.len(), 5);
     let seen = store.seen.lock().unwrap();
@@ -309,7 +320,7 @@ async fn a_limit_reads_one_file_at_a_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_fails_fails_the_scan_among_parallel_reads() {
     let store = slow_store(8).await;
-    let source = open(Arc::new(Bucket(store.clone())), None, 4);
+    let source = open(Arc::new(Bucket(store.clone())), None, 4, Ok(CsvSyntax::default()));
     let description = source.describe(&events()).await.unwrap();
     // Listed after DESCRIBE: its id is not the integer the table has.
     store
@@ -337,7 +348,7 @@ async fn a_table_is_found_by_listing_its_own_folder_only() {
     ] {
         store.put(&Path::from(path), data.into()).await.unwrap();
     }
-    let source = open(Arc::new(Bucket(store.clone())), None, 2);
+    let source = open(Arc::new(Bucket(store.clone())), None, 2, Ok(CsvSyntax::default()));
     let lists = || std::mem::take(&mut store.seen.lock().unwrap().lists);
 
     let description = source.describe(&events()).await.unwrap();

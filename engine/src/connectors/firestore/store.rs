@@ -272,6 +272,7 @@ impl Store for FirestoreStore {
                 kind: TableKind::Table,
                 estimated_rows: None,
                 size_bytes: None,
+                files: None,
                 last_modified: None,
             })
             .collect())

@@ -27,7 +27,7 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
         O::required(
             "path",
             Text,
-            "directory of CSV, NDJSON or Parquet files; a relative path is resolved against the server's working \
+            "directory of CSV, NDJSON, Parquet or Avro files; a relative path is resolved against the server's working \
              directory",
         ),
         O::optional(
@@ -38,6 +38,10 @@ pub(crate) static LOCAL: ConnectionType = ConnectionType {
         ),
         files::TABLES,
         files::PARALLEL_READS,
+        files::csv::HEADER,
+        files::csv::DELIMITER,
+        files::csv::QUOTE,
+        files::csv::ESCAPE,
         MAX_CONCURRENT_RUNS,
     ],
     identity_options: &["path"],
@@ -54,7 +58,7 @@ struct LocalConnector;
 #[async_trait]
 impl Connector for LocalConnector {
     async fn test(&self, options: &ResolvedOptions, _timeout: Duration) -> Result<(), ConnectFailure> {
-        files::check_tables(options)?;
+        files::check_options(options)?;
         Directory::new(options).check().await
     }
 }
@@ -65,6 +69,7 @@ fn open(options: &ResolvedOptions, _timeout: Duration) -> Arc<dyn Source> {
         Arc::new(Directory::new(options)),
         options.text(files::TABLES.name),
         files::parallel_reads(options),
+        files::csv::CsvSyntax::from_options(options),
     )
 }
 

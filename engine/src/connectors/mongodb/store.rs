@@ -129,6 +129,7 @@ impl Store for MongoStore {
                 kind: if view { TableKind::View } else { TableKind::Table },
                 estimated_rows,
                 size_bytes,
+                files: None,
                 last_modified: None,
             });
         }

@@ -92,6 +92,7 @@ fn table_infos(rows: Vec<Row>) -> Result<Vec<TableInfo>, SourceError> {
                     .zip(index)
                     .and_then(|(d, i)| d.checked_add(i))
                     .and_then(|n| i64::try_from(n).ok()),
+                files: None,
                 last_modified: updated.as_ref().and_then(utc),
             })
         })

@@ -79,6 +79,7 @@ fn table_info(row: &Row) -> Result<TableInfo, SourceError> {
         estimated_rows: rows_estimate(kind, estimated_rows),
         // Views and foreign tables store nothing here.
         size_bytes: size_bytes.filter(|_| !matches!(kind, TableKind::View | TableKind::Foreign)),
+        files: None,
         last_modified: row.try_get(5).map_err(query_error)?,
     })
 }

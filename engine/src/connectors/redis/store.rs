@@ -180,6 +180,7 @@ impl Store for RedisStore {
                 kind: TableKind::Table,
                 estimated_rows: None,
                 size_bytes: None,
+                files: None,
                 last_modified: None,
             })
             .collect())

@@ -133,6 +133,7 @@ pub(super) async fn tables(client: &Client, schema: Option<&str>) -> Result<Vec<
             kind,
             estimated_rows: stats.estimated_rows.filter(|_| stored),
             size_bytes: stats.size_bytes.filter(|_| stored),
+            files: None,
             last_modified: None,
         });
     }

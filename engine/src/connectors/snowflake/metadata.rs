@@ -100,6 +100,7 @@ async fn table_infos(session: &Session, filter: &str) -> Result<Vec<TableInfo>, 
                 },
                 estimated_rows: number(row, 3),
                 size_bytes: number(row, 4),
+                files: None,
                 last_modified: text(row, 5)
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                     .map(|t| t.with_timezone(&Utc)),

@@ -80,6 +80,7 @@ pub(super) async fn tables(client: &mut Session, schema: Option<&str>) -> Result
                 },
                 estimated_rows: stat.and_then(|s| s.rows),
                 size_bytes: stat.and_then(|s| s.bytes),
+                files: None,
                 last_modified: None,
                 table,
             }
