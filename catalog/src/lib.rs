@@ -6,8 +6,8 @@
 //! atomically (one RocksDB `WriteBatch`, synced to disk before it returns).
 
 mod admin;
-mod blocking;
 mod alert;
+mod blocking;
 mod catalog;
 mod cdc;
 mod connection;
@@ -27,8 +27,8 @@ mod transaction;
 mod verification;
 
 pub use admin::AdminCredentials;
-pub use blocking::blocking;
 pub use alert::{AlertEvent, AlertRecord, DeliveryRecord, DeliveryStatus, Incident, SecretHeader, Subject};
+pub use blocking::blocking;
 pub use catalog::{Catalog, DropOutcome};
 pub use cdc::{CdcMode, CdcPhase, CdcState, PendingBatch};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};

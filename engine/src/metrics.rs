@@ -37,6 +37,7 @@ pub struct EngineMetrics {
     duration: HistogramFamily,
     lateness: Histogram,
     pass: Histogram,
+    pass_jobs: Histogram,
 }
 
 impl Default for EngineMetrics {
@@ -50,6 +51,8 @@ impl Default for EngineMetrics {
             lateness: Histogram::new(exponential_buckets(0.01, 2.0, 15)),
             // From 0.1 ms to about 3 seconds.
             pass: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
+            // From 1 to about 16,000 jobs.
+            pass_jobs: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
         }
     }
 }
@@ -83,6 +86,11 @@ impl EngineMetrics {
             Unit::Seconds,
             self.pass.clone(),
         );
+        registry.register(
+            "scheduler_pass_jobs",
+            "Jobs one scheduler pass looked at (all of them after a change of jobs, else those due)",
+            self.pass_jobs.clone(),
+        );
     }
 
     /// Counts a finished (or skipped) run.
@@ -111,8 +119,10 @@ impl EngineMetrics {
         self.lateness.observe(late.as_secs_f64());
     }
 
-    /// Records how long one scheduler pass over every job took.
-    pub fn scheduler_pass(&self, took: Duration) {
+    /// Records how long one scheduler pass took and how many jobs it
+    /// looked at.
+    pub fn scheduler_pass(&self, took: Duration, jobs: usize) {
         self.pass.observe(took.as_secs_f64());
+        self.pass_jobs.observe(jobs as f64);
     }
 }

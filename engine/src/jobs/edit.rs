@@ -149,7 +149,10 @@ impl JobManager {
     fn reset_watermark(&self, mut job: JobRecord) -> Result<Vec<String>, EngineError> {
         let LoadType::Incremental { start, .. } = &job.load else {
             return Err(EngineError::InvalidJob {
-                message: format!("ETL job \"{}\" is not incremental: it has no watermark to reset", job.name),
+                message: format!(
+                    "ETL job \"{}\" is not incremental: it has no watermark to reset",
+                    job.name
+                ),
             });
         };
         let start = start_text(start);

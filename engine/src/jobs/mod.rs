@@ -25,6 +25,7 @@ mod verify;
 mod window;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -76,6 +77,9 @@ pub struct JobManager {
     keep_runs: usize,
     /// Signalled when jobs change or a run ends (wakes the scheduler).
     changed: Notify,
+    /// Counts changes of job definitions (not run ends), so the scheduler
+    /// knows when it must look at every job again.
+    definitions: AtomicU64,
 }
 
 impl JobManager {
@@ -89,6 +93,7 @@ impl JobManager {
             metrics: Arc::default(),
             keep_runs: DEFAULT_KEEP_RUNS,
             changed: Notify::new(),
+            definitions: AtomicU64::new(0),
         }
     }
 
@@ -118,9 +123,22 @@ impl JobManager {
         self.changed.notified().await;
     }
 
-    /// Wakes whoever waits in [`changed`](Self::changed).
+    /// Says that job definitions (or their schedule states) changed, and
+    /// wakes whoever waits in [`changed`](Self::changed).
     pub fn notify_changed(&self) {
+        self.definitions.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
+    }
+
+    /// Says that a run ended (a pool slot is free; nothing else changed),
+    /// and wakes whoever waits in [`changed`](Self::changed).
+    pub fn notify_run_ended(&self) {
+        self.changed.notify_one();
+    }
+
+    /// How many times job definitions changed so far.
+    pub fn definitions_generation(&self) -> u64 {
+        self.definitions.load(Ordering::Relaxed)
     }
 
     /// Deletes the job's finished runs beyond the configured history.

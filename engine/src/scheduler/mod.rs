@@ -67,6 +67,21 @@ pub struct Scheduler {
     /// Schedules parsed so far, by their text: a pass over thousands of
     /// jobs parses each distinct schedule once, not once per job and pass.
     schedules: Mutex<HashMap<String, Schedule>>,
+    /// When each job is due next, as the passes so far planned it.
+    agenda: Mutex<Agenda>,
+}
+
+/// What the last passes planned, so that a pass woken by a run's end looks
+/// only at the jobs that are due (or waiting for a slot), not at all of them.
+#[derive(Default)]
+struct Agenda {
+    /// Job name -> when it is due next (a run, a retry or a verification).
+    due: HashMap<String, DateTime<Utc>>,
+    /// The job definitions' generation the last full pass saw.
+    generation: Option<u64>,
+    /// When the last full pass ran (a monotonic instant: a full pass at
+    /// least every `MAX_IDLE` of real time, whatever the clock says).
+    full_at: Option<Instant>,
 }
 
 impl Scheduler {
@@ -88,6 +103,7 @@ impl Scheduler {
             states: Mutex::new(()),
             verify_attempts: Mutex::new(HashMap::new()),
             schedules: Mutex::new(HashMap::new()),
+            agenda: Mutex::default(),
         })
     }
 
@@ -133,12 +149,49 @@ impl Scheduler {
         }
     }
 
-    /// One pass over every job: starts or skips what is due, saves the
-    /// plan, and returns the earliest time something is due next.
+    /// One pass: starts or skips what is due, saves the plan, and returns
+    /// the earliest time something is due next. The pass looks at every job
+    /// when job definitions changed since the last such pass (or it is
+    /// `MAX_IDLE` old); otherwise, as after a run's end, only at the jobs
+    /// due by now and those waiting for a slot.
     pub fn tick(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, EngineError> {
         let started = Instant::now();
-        let jobs = self.jobs.catalog().jobs()?;
-        {
+        let catalog = self.jobs.catalog();
+        let generation = self.jobs.definitions_generation();
+        let now = self.clock.now();
+        let mut agenda = self.agenda.lock().unwrap_or_else(|p| p.into_inner());
+        let full = agenda.generation != Some(generation)
+            || agenda.full_at.is_none_or(|at| started.duration_since(at) >= MAX_IDLE);
+        let jobs = if full {
+            agenda.due.clear();
+            catalog.jobs()?
+        } else {
+            let queued: Vec<String> = self
+                .queued
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            let mut names: Vec<String> = (agenda.due.iter())
+                .filter(|(_, due)| **due <= now)
+                .map(|(name, _)| name.clone())
+                .chain(queued)
+                .collect();
+            names.sort();
+            names.dedup();
+            let mut jobs = Vec::with_capacity(names.len());
+            for name in names {
+                match catalog.find_job(&name)? {
+                    Some(job) => jobs.push(job),
+                    None => {
+                        agenda.due.remove(&name);
+                    }
+                }
+            }
+            jobs
+        };
+        if full {
             // Forget schedules no job uses any more, now and then.
             let mut schedules = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
             if schedules.len() > jobs.len() + 64 {
@@ -146,26 +199,41 @@ impl Scheduler {
             }
         }
         let mut verified = None;
-        let mut earliest: Option<DateTime<Utc>> = None;
         for job in &jobs {
-            let Some(schedule) = self.schedule(job) else { continue };
-            let verify_due = match job.verify {
-                VerifySchedule::Daily => {
-                    // Read once per pass, and only when a job verifies daily.
-                    let verified = match &mut verified {
-                        Some(verified) => verified,
-                        None => verified.insert(self.last_verifications()?),
-                    };
-                    self.verify_if_due(job, verified.get(&job.name).copied())?
-                }
-                VerifySchedule::Off => None,
+            match self.job_pass(job, &mut verified)? {
+                Some(due) => agenda.due.insert(job.name.clone(), due),
+                None => agenda.due.remove(&job.name),
             };
-            for due in [self.step(job, &schedule)?, verify_due].into_iter().flatten() {
-                earliest = Some(earliest.map_or(due, |e| e.min(due)));
-            }
         }
-        self.metrics.scheduler_pass(started.elapsed());
-        Ok(earliest)
+        if full {
+            agenda.generation = Some(generation);
+            agenda.full_at = Some(started);
+        }
+        self.metrics.scheduler_pass(started.elapsed(), jobs.len());
+        Ok(agenda.due.values().min().copied())
+    }
+
+    /// Starts or skips what is due of one job; when it is due next.
+    fn job_pass(
+        self: &Arc<Self>,
+        job: &JobRecord,
+        verified: &mut Option<HashMap<String, DateTime<Utc>>>,
+    ) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let Some(schedule) = self.schedule(job) else {
+            return Ok(None);
+        };
+        let verify_due = match job.verify {
+            VerifySchedule::Daily => {
+                // Read once per pass, and only when a job verifies daily.
+                let verified = match verified {
+                    Some(verified) => verified,
+                    None => verified.insert(self.last_verifications()?),
+                };
+                self.verify_if_due(job, verified.get(&job.name).copied())?
+            }
+            VerifySchedule::Off => None,
+        };
+        Ok([self.step(job, &schedule)?, verify_due].into_iter().flatten().min())
     }
 
     /// The job's parsed schedule; `None` (and a warning) when it cannot be read.
@@ -389,7 +457,7 @@ impl Scheduler {
             }
             _ => {}
         }
-        let _states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         let catalog = self.jobs.catalog();
         let retry = plan::retry_after_failure(
             job,
@@ -403,6 +471,11 @@ impl Scheduler {
                 info!(job = %job.name, attempt = retry.attempt, at = %retry.at, error = %error, "run failed; retry planned");
                 state.retry = Some(retry);
                 catalog.set_schedule_state(&state)?;
+                // The agenda is locked after the states, never while holding them.
+                drop(states);
+                let mut agenda = self.agenda.lock().unwrap_or_else(|p| p.into_inner());
+                let due = agenda.due.entry(job.name.clone()).or_insert(retry.at);
+                *due = (*due).min(retry.at);
             }
             _ => {
                 warn!(job = %job.name, error = %error, "scheduled run failed; no retry");
@@ -429,7 +502,7 @@ impl Drop for Slot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.job);
-        self.scheduler.jobs.notify_changed();
+        self.scheduler.jobs.notify_run_ended();
     }
 }
 

@@ -310,3 +310,58 @@ async fn a_connection_option_limits_its_concurrent_scheduled_runs() {
     assert_eq!(scheduler.in_flight.lock().unwrap().len(), 2);
     f.settle(&scheduler).await;
 }
+
+/// The `sluice_scheduler_pass_jobs` histogram's (count, sum) so far.
+fn passes(metrics: &EngineMetrics) -> (u64, f64) {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("sluice");
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let value = |name: &str| {
+        (text.lines())
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap()
+    };
+    (
+        value("sluice_scheduler_pass_jobs_count") as u64,
+        value("sluice_scheduler_pass_jobs_sum"),
+    )
+}
+
+#[tokio::test]
+async fn a_pass_after_a_run_ends_looks_only_at_due_jobs_and_a_change_at_all() {
+    let f = Fixture::new(&[
+        ("due", "EVERY 5 MINUTES"),
+        ("hourly", "EVERY 1 HOURS"),
+        ("daily", "DAILY AT '03:00'"),
+    ])
+    .await;
+    let metrics = Arc::new(EngineMetrics::default());
+    let scheduler = Scheduler::new(
+        f.jobs.clone(),
+        f.clock.clone(),
+        SchedulerConfig::default(),
+        metrics.clone(),
+    );
+    scheduler.tick().unwrap();
+    assert_eq!(passes(&metrics), (1, 3.0), "the first pass plans every job");
+
+    f.clock.set(at("2026-03-01T10:10:00Z"));
+    scheduler.tick().unwrap();
+    assert_eq!(passes(&metrics), (2, 4.0), "then only the due job");
+    f.settle(&scheduler).await;
+    // The run's end wakes the scheduler: nothing is due, nothing is read.
+    assert_eq!(scheduler.tick().unwrap(), Some(at("2026-03-01T10:15:00Z")));
+    assert_eq!(passes(&metrics), (3, 4.0));
+    assert_eq!(statuses(&f.runs()), [("due".to_owned(), "schedule", "succeeded")]);
+
+    // A change of jobs makes the next pass look at all of them again, and
+    // a paused job leaves the agenda.
+    f.jobs.alter_job("due", JobChange::Pause).unwrap();
+    assert_eq!(scheduler.tick().unwrap(), Some(at("2026-03-01T11:00:00Z")));
+    assert_eq!(passes(&metrics), (4, 7.0));
+    f.clock.set(at("2026-03-01T10:20:00Z"));
+    scheduler.tick().unwrap();
+    assert_eq!(passes(&metrics), (5, 7.0), "the paused job is not looked at");
+    assert_eq!(f.runs().len(), 1);
+}

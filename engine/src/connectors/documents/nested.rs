@@ -101,7 +101,7 @@ pub(super) fn build(field: &Field, values: &[&Value]) -> Result<ArrayRef, ArrowE
                 }
             }
             let offsets = OffsetBuffer::from_lengths(values.iter().map(|v| items(v).len()));
-            let flat: Vec<&Value> = values.iter().flat_map(|v| items(v)).collect();
+            let flat: Vec<&Value> = values.iter().flat_map(items).collect();
             let child = build(item, &flat)?;
             let nulls = NullBuffer::from_iter(values.iter().map(present));
             Ok(Arc::new(ListArray::try_new(item.clone(), offsets, child, Some(nulls))?))

@@ -89,7 +89,7 @@ impl CredentialChain {
                 "environment",
             ));
         }
-        if let Some(found) = self.from_files()? {
+        if let Some(found) = self.shared_files()? {
             return Ok(found);
         }
         let mut cached = self.cached.lock().await;
@@ -119,7 +119,7 @@ impl CredentialChain {
     }
 
     /// The profile's keys in the credentials file, then the config file.
-    fn from_files(&self) -> Result<Option<Credentials>, String> {
+    fn shared_files(&self) -> Result<Option<Credentials>, String> {
         let env = |name: &str| (self.env)(name);
         let named = self.profile.clone().or_else(|| env("AWS_PROFILE"));
         let profile = named.clone().unwrap_or_else(|| "default".into());

@@ -428,7 +428,9 @@ impl ChangeLoad {
 
     fn encode_rows(&self, chunk: &[(ChangeOp, &Stored)]) -> Result<RecordBatch, DestinationError> {
         let schema = &self.base.schema;
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(NullArray::new(0)); schema.fields().len()];
+        let mut arrays: Vec<ArrayRef> = (0..schema.fields().len())
+            .map(|_| Arc::new(NullArray::new(0)) as ArrayRef)
+            .collect();
         for (n, &i) in self.columns.data.iter().enumerate() {
             arrays[i] = ScalarValue::iter_to_array(chunk.iter().map(|(_, row)| row.values[n].clone()))?;
         }
