@@ -8,7 +8,7 @@
 use tokio_postgres::Client;
 
 use crate::common::cql_fake::{CqlFake, Val};
-use crate::common::{Sluice, expect_err, free_port, one, rows};
+use crate::common::{Sluice, describe_summary, expect_err, free_port, one, rows};
 
 /// 2024-01-01T00:00:00Z plus `day` days, in milliseconds.
 fn day(day: i64) -> Val {
@@ -192,19 +192,7 @@ async fn keyspaces_are_schemas_and_tables_are_described_from_system_schema() {
         "the estimate from system.size_estimates: {tables:?}"
     );
     let describe = rows(&client, "DESCRIBE cass.shop.orders").await;
-    let summary: Vec<String> = describe
-        .iter()
-        .map(|r| {
-            format!(
-                "{} | {} | {} | {} | {}",
-                r[0].as_deref().unwrap(),
-                r[2].as_deref().unwrap(),
-                r[5].as_deref().unwrap_or("-"),
-                r[7].as_deref().unwrap(),
-                r[9].as_deref().unwrap()
-            )
-        })
-        .collect();
+    let summary = describe_summary(&describe);
     assert_eq!(
         summary,
         [

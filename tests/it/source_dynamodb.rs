@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tokio_postgres::Client;
 
 use crate::common::dynamodb::Dynamo;
-use crate::common::{Sluice, expect_err, free_port, rows};
+use crate::common::{Sluice, describe_summary, expect_err, free_port, rows};
 
 fn order(id: u32, version: u32) -> Value {
     let mut item = json!({
@@ -76,20 +76,7 @@ async fn tables_are_described_from_a_sample_of_items() {
     let (_dynamo, _sluice, client) = setup(6, "").await;
     let tables = rows(&client, "SHOW TABLES FROM dyn.dynamodb").await;
     assert_eq!(tables[0][1].as_deref(), Some("orders"));
-    let describe: Vec<String> = rows(&client, "DESCRIBE dyn.dynamodb.orders")
-        .await
-        .iter()
-        .map(|r| {
-            format!(
-                "{} | {} | {} | {} | {}",
-                r[0].as_deref().unwrap(),
-                r[2].as_deref().unwrap(),
-                r[5].as_deref().unwrap_or("-"),
-                r[7].as_deref().unwrap(),
-                r[9].as_deref().unwrap()
-            )
-        })
-        .collect();
+    let describe = describe_summary(&rows(&client, "DESCRIBE dyn.dynamodb.orders").await);
     assert_eq!(
         describe,
         [

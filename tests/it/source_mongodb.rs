@@ -9,7 +9,7 @@ use mongodb::bson::{Binary, Bson, DateTime, Decimal128, Document, Timestamp, doc
 use tokio_postgres::Client;
 
 use crate::common::mongo_fake::MongoFake;
-use crate::common::{Sluice, expect_err, free_port, one, rows};
+use crate::common::{Sluice, describe_summary, expect_err, free_port, one, rows};
 
 /// 2024-01-01T00:00:00Z plus `day` days, in milliseconds.
 fn day(day: i64) -> DateTime {
@@ -135,19 +135,7 @@ async fn databases_are_schemas_and_collections_are_described_from_a_sample() {
         "the count from $collStats: {tables:?}"
     );
     let describe = rows(&client, "DESCRIBE docs.shop.orders").await;
-    let summary: Vec<String> = describe
-        .iter()
-        .map(|r| {
-            format!(
-                "{} | {} | {} | {} | {}",
-                r[0].as_deref().unwrap(),
-                r[2].as_deref().unwrap(),
-                r[5].as_deref().unwrap_or("-"),
-                r[7].as_deref().unwrap(),
-                r[9].as_deref().unwrap()
-            )
-        })
-        .collect();
+    let summary = describe_summary(&describe);
     assert_eq!(
         summary,
         [

@@ -5,7 +5,7 @@
 use tokio_postgres::Client;
 
 use crate::common::redis::{REDIS_PASSWORD, REDIS_USER, RedisServer};
-use crate::common::{Sluice, expect_err, free_port, one, rows};
+use crate::common::{Sluice, describe_summary, expect_err, free_port, one, rows};
 
 /// Five users as hashes (one without `email`), a JSON string config and a
 /// list, each under its own pattern.
@@ -141,19 +141,7 @@ async fn tables_are_key_patterns_described_from_a_sample() {
         .collect();
     assert_eq!(tables, ["users", "config", "queues"]);
     let describe: Vec<Vec<Option<String>>> = rows(&client, "DESCRIBE cache.db0.users").await;
-    let summary: Vec<String> = describe
-        .iter()
-        .map(|r| {
-            format!(
-                "{} | {} | {} | {} | {}",
-                r[0].as_deref().unwrap(),
-                r[2].as_deref().unwrap(),
-                r[5].as_deref().unwrap_or("-"),
-                r[7].as_deref().unwrap(),
-                r[9].as_deref().unwrap()
-            )
-        })
-        .collect();
+    let summary = describe_summary(&describe);
     assert_eq!(
         summary,
         [

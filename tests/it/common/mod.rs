@@ -261,6 +261,18 @@ pub async fn expect_err_extended(client: &Client, sql: &str, code: &str) -> Stri
     check_err(sql, code, res)
 }
 
+/// `DESCRIBE` rows as `column | source type | key position | BigQuery type |
+/// confidence`, one string per column (`-` when not in the key).
+pub fn describe_summary(describe: &[Vec<Option<String>>]) -> Vec<String> {
+    describe
+        .iter()
+        .map(|r| {
+            let text = |i: usize| r[i].as_deref().unwrap_or("-");
+            format!("{} | {} | {} | {} | {}", text(0), text(2), text(5), text(7), text(9))
+        })
+        .collect()
+}
+
 /// The rows of a simple query, every value as text (`None` for NULL).
 /// Panics with the error when the query fails.
 pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {

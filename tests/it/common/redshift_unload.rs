@@ -149,11 +149,7 @@ async fn proxy(client: TcpStream, state: Arc<State>) -> Result<(), Failure> {
         }
         let _ = relay.lock().await.shutdown().await;
     });
-    loop {
-        let kind = match from_client.read_u8().await {
-            Ok(kind) => kind,
-            Err(_) => break,
-        };
+    while let Ok(kind) = from_client.read_u8().await {
         let len = from_client.read_u32().await? as usize;
         let mut body = vec![0; len - 4];
         from_client.read_exact(&mut body).await?;
