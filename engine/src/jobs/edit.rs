@@ -120,6 +120,13 @@ fn cursor_of(load: &LoadType) -> Option<&str> {
     }
 }
 
+/// `RESET WATERMARK` on a job of `kind`, which has none.
+fn no_watermark(job: &str, kind: &str) -> EngineError {
+    EngineError::InvalidJob {
+        message: format!("ETL job \"{job}\" is {kind}: it has no watermark to reset"),
+    }
+}
+
 /// A start rule as written in SQL.
 fn start_text(start: &IncrementalStart) -> String {
     match start {
@@ -147,13 +154,15 @@ impl JobManager {
     /// Clears an incremental job's watermark, recorded in its runs; the
     /// next run loads its start window in place of the table's rows.
     fn reset_watermark(&self, mut job: JobRecord) -> Result<Vec<String>, EngineError> {
-        let LoadType::Incremental { start, .. } = &job.load else {
-            return Err(EngineError::InvalidJob {
-                message: format!(
-                    "ETL job \"{}\" is not incremental: it has no watermark to reset",
-                    job.name
-                ),
-            });
+        let start = match &job.load {
+            LoadType::Incremental { start, .. } => start,
+            LoadType::Snapshot => return Err(no_watermark(&job.name, "a snapshot")),
+            LoadType::Cdc { .. } => {
+                return Err(no_watermark(
+                    &job.name,
+                    "a change data capture job (it follows the source's log position)",
+                ));
+            }
         };
         let start = start_text(start);
         job.reload = true;

@@ -80,6 +80,8 @@ pub struct JobManager {
     /// Counts changes of job definitions (not run ends), so the scheduler
     /// knows when it must look at every job again.
     definitions: AtomicU64,
+    /// Jobs whose runs ended since the scheduler last asked.
+    ended: Mutex<BTreeSet<String>>,
 }
 
 impl JobManager {
@@ -94,6 +96,7 @@ impl JobManager {
             keep_runs: DEFAULT_KEEP_RUNS,
             changed: Notify::new(),
             definitions: AtomicU64::new(0),
+            ended: Mutex::default(),
         }
     }
 
@@ -130,10 +133,20 @@ impl JobManager {
         self.changed.notify_one();
     }
 
-    /// Says that a run ended (a pool slot is free; nothing else changed),
-    /// and wakes whoever waits in [`changed`](Self::changed).
-    pub fn notify_run_ended(&self) {
+    /// Says that a run of `job` ended (a pool slot is free, and the job may
+    /// be due for verification; nothing else changed), and wakes whoever
+    /// waits in [`changed`](Self::changed).
+    pub fn notify_run_ended(&self, job: &str) {
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.to_owned());
         self.changed.notify_one();
+    }
+
+    /// The jobs whose runs ended since the last call.
+    pub fn take_ended_runs(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.ended.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// How many times job definitions changed so far.

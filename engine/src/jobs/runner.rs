@@ -338,7 +338,7 @@ impl JobManager {
         }
         self.metrics.run_finished(&run);
         self.prune_runs(name);
-        self.notify_run_ended();
+        self.notify_run_ended(name);
         outcome
     }
 

@@ -153,7 +153,7 @@ impl Scheduler {
     /// the earliest time something is due next. The pass looks at every job
     /// when job definitions changed since the last such pass (or it is
     /// `MAX_IDLE` old); otherwise, as after a run's end, only at the jobs
-    /// due by now and those waiting for a slot.
+    /// due by now, those waiting for a slot and those whose runs ended.
     pub fn tick(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, EngineError> {
         let started = Instant::now();
         let catalog = self.jobs.catalog();
@@ -162,6 +162,7 @@ impl Scheduler {
         let mut agenda = self.agenda.lock().unwrap_or_else(|p| p.into_inner());
         let full = agenda.generation != Some(generation)
             || agenda.full_at.is_none_or(|at| started.duration_since(at) >= MAX_IDLE);
+        let ended = self.jobs.take_ended_runs();
         let jobs = if full {
             agenda.due.clear();
             catalog.jobs()?
@@ -177,6 +178,7 @@ impl Scheduler {
                 .filter(|(_, due)| **due <= now)
                 .map(|(name, _)| name.clone())
                 .chain(queued)
+                .chain(ended)
                 .collect();
             names.sort();
             names.dedup();
@@ -502,7 +504,7 @@ impl Drop for Slot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.job);
-        self.scheduler.jobs.notify_run_ended();
+        self.scheduler.jobs.notify_run_ended(&self.job);
     }
 }
 
