@@ -443,6 +443,9 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
         "table_ops",
         "public_tables",
         "cdc",
+        "alerts",
+        "alert_incidents",
+        "alert_deliveries",
     ];
     rocksdb::DB::open_cf(&opts, dir, families).unwrap()
 }
