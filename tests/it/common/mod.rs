@@ -26,6 +26,7 @@ pub mod dynamodb;
 pub mod emulators;
 pub mod fakesnow;
 pub mod firestore;
+pub mod http;
 mod mariadb;
 pub mod mongo_fake;
 mod postgres;
