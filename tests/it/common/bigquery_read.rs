@@ -80,26 +80,14 @@ impl FakeBigQueryRead {
             state: state.clone(),
             rest: rest.state.clone(),
         };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
+        let (url, shutdown) = super::http::serve_on_own_thread(|listener, stop| async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            tonic::transport::Server::builder()
+                .serve_with_incoming_shutdown(service, incoming, async {
+                    let _ = stop.await;
+                })
+                .await
                 .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let incoming = tonic::transport::server::TcpIncoming::from(listener);
-                tonic::transport::Server::builder()
-                    .serve_with_incoming_shutdown(service, incoming, async {
-                        let _ = stop.await;
-                    })
-                    .await
-                    .unwrap();
-            });
         });
         FakeBigQueryRead {
             url,

@@ -40,7 +40,7 @@ impl FakeSecretManager {
             let token = token.clone();
             async move { access(&state, &token, &uri, &headers) }
         });
-        let (url, shutdown) = crate::common::http::serve_on_own_thread(app);
+        let (url, shutdown) = crate::common::http::serve_axum(app);
         FakeSecretManager {
             url,
             state,

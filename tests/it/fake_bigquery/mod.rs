@@ -157,7 +157,7 @@ impl FakeBigQuery {
             let state = shared.clone();
             async move { handle(state, method, uri, headers, body).await }
         });
-        let (url, shutdown) = crate::common::http::serve_on_own_thread(app);
+        let (url, shutdown) = crate::common::http::serve_axum(app);
         FakeBigQuery {
             url,
             state,
