@@ -28,14 +28,7 @@ pub(super) async fn get_secret_value(id: &str, timeout: Duration) -> Result<Secr
         &region(id),
         std::env::var(ENDPOINT_VARIABLE).ok().as_deref(),
     );
-    let tls = crate::tls::client_config(crate::tls::Verify::ChainAndHost, None)
-        .map_err(|e| SecretFetchProblem::Unavailable(e.detail))?;
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .build()
-        .map_err(|e| SecretFetchProblem::Unavailable(error_chain(&e)))?;
+    let http = super::http_client(timeout)?;
     let (status, text) = aws_json::post(
         &http,
         &endpoint,

@@ -43,14 +43,7 @@ pub(super) async fn access(
     let token = tokens.token_for(SCOPE).await.map_err(|e| sign_in(e.to_string()))?;
     let endpoint = std::env::var(ENDPOINT_VARIABLE).unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
     let endpoint = endpoint.trim_end_matches('/');
-    let tls = crate::tls::client_config(crate::tls::Verify::ChainAndHost, None)
-        .map_err(|e| SecretFetchProblem::Unavailable(e.detail))?;
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .build()
-        .map_err(|e| SecretFetchProblem::Unavailable(error_chain(&e)))?;
+    let http = super::http_client(timeout)?;
     let response = http
         .get(format!("{endpoint}/v1/{name}:access"))
         .bearer_auth(token)

@@ -156,6 +156,19 @@ fn on_own_thread(
 
 /// A secret file's contents without trailing line ends (files written by
 /// `echo` or editors end with one; no password does).
+/// An HTTP client for a secret store: Sluice's trusted roots, the
+/// connect timeout as the whole request's bound.
+fn http_client(timeout: Duration) -> Result<reqwest::Client, SecretFetchProblem> {
+    let tls = crate::tls::client_config(crate::tls::Verify::ChainAndHost, None)
+        .map_err(|e| SecretFetchProblem::Unavailable(e.detail))?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .map_err(|e| SecretFetchProblem::Unavailable(crate::failure::error_chain(&e)))
+}
+
 fn read_file(path: &str) -> Result<SecretValue, SecretFetchProblem> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(SecretValue::new(text.trim_end_matches(['\n', '\r']))),

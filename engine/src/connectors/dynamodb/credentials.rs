@@ -244,32 +244,32 @@ async fn container(uri: &str, token: Option<&str>) -> Result<Credentials, String
 
 /// The instance role's credentials over IMDSv2: a session token (PUT),
 /// the role name, then its credentials.
+/// The body of a successful answer; the error as text otherwise.
+async fn body_text(answer: reqwest::Result<reqwest::Response>) -> Result<String, String> {
+    let answer = answer
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| e.to_string())?;
+    answer.text().await.map_err(|e| e.to_string())
+}
+
 async fn instance_metadata(endpoint: &str) -> Result<Credentials, String> {
     let endpoint = endpoint.trim_end_matches('/');
     let client = http()?;
-    let token = client
-        .put(format!("{endpoint}/latest/api/token"))
-        .header("X-aws-ec2-metadata-token-ttl-seconds", "21600")
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
+    let token = body_text(
+        client
+            .put(format!("{endpoint}/latest/api/token"))
+            .header("X-aws-ec2-metadata-token-ttl-seconds", "21600")
+            .send()
+            .await,
+    )
+    .await?;
     let get = |path: String| {
         client
             .get(format!("{endpoint}/latest/meta-data/iam/security-credentials/{path}"))
             .header("X-aws-ec2-metadata-token", token.as_str())
             .send()
     };
-    let roles = get(String::new())
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
+    let roles = body_text(get(String::new()).await).await?;
     let role = roles
         .lines()
         .next()
