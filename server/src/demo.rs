@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sluice_catalog::{IncrementalStart, JobDestination, JobSource, LoadType, OptionValue};
-use sluice_engine::jobs::{CreateJob, JobManager};
+use sluice_catalog::{IncrementalStart, JobDestination, JobSource, OptionValue};
+use sluice_engine::jobs::{CreateJob, JobManager, LoadRequest};
 use sluice_engine::scheduler::Schedule;
 use sluice_engine::{ConnectionManager, CreateConnection, EngineError};
 use tracing::{info, warn};
@@ -14,19 +14,19 @@ use tracing::{info, warn};
 const CONNECTION: &str = "demo";
 
 /// (job, source table, load)
-fn jobs() -> [(&'static str, &'static str, LoadType); 3] {
+fn jobs() -> [(&'static str, &'static str, LoadRequest); 3] {
     [
         (
             "demo_orders",
             "orders",
-            LoadType::Incremental {
+            LoadRequest::Incremental {
                 cursor: "updated_at".into(),
-                start: IncrementalStart::All,
+                start: Some(IncrementalStart::All),
                 lookback: None,
             },
         ),
-        ("demo_customers", "customers", LoadType::Snapshot),
-        ("demo_products", "products", LoadType::Snapshot),
+        ("demo_customers", "customers", LoadRequest::Snapshot),
+        ("demo_products", "products", LoadRequest::Snapshot),
     ]
 }
 
@@ -75,15 +75,14 @@ async fn set_up(connections: &ConnectionManager, jobs: &JobManager, path: &Path)
                 table: table.into(),
                 columns: None,
             },
-            destination: JobDestination {
+            destination: Some(JobDestination {
                 connection: None,
                 table: name.into(),
-            },
+            }),
             load,
             column_overrides: vec![],
             schedule: Schedule::manual(),
             settings: vec![],
-            start_given: true,
         })
         .await?;
     }

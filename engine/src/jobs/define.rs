@@ -12,6 +12,7 @@ use sluice_catalog::{
 };
 use tracing::{info, warn};
 
+use super::load_request::{DEFAULT_BACKFILL_DAYS, LoadRequest};
 use super::settings::JobSetting;
 use super::{JobManager, guard, nested_type, schema_changes, split, window};
 use crate::cdc::change_table_schema;
@@ -27,19 +28,13 @@ pub struct CreateJob {
     pub name: String,
     pub if_not_exists: bool,
     pub source: JobSource,
-    /// An empty table name means the default `bq_<source table>`.
-    pub destination: JobDestination,
-    pub load: LoadType,
+    /// `INTO`; without it, the warehouse table `bq_<source table>`.
+    pub destination: Option<JobDestination>,
+    pub load: LoadRequest,
     pub column_overrides: Vec<ColumnOverride>,
     pub schedule: Schedule,
     pub settings: Vec<JobSetting>,
-    /// Whether `INCREMENTAL BY` named its start (`BACKFILL`, `SINCE` or
-    /// `ALL`); when not, the start is the default window, and a NOTICE says so.
-    pub start_given: bool,
 }
-
-/// The backfill window of `INCREMENTAL BY col` without a start clause.
-pub const DEFAULT_BACKFILL_DAYS: u32 = 90;
 
 /// Default rows per extracted batch.
 pub const DEFAULT_BATCH_ROWS: u32 = 8192;
@@ -346,15 +341,15 @@ pub enum CreateJobOutcome {
 impl CreateJob {
     /// The job record this request defines, before its columns are resolved.
     fn definition(&self, now: chrono::DateTime<Utc>) -> JobRecord {
-        let mut destination = self.destination.clone();
-        if destination.table.is_empty() {
-            destination.table = format!("bq_{}", self.source.table);
-        }
+        let destination = self.destination.clone().unwrap_or_else(|| JobDestination {
+            connection: None,
+            table: format!("bq_{}", self.source.table),
+        });
         let mut job = JobRecord {
             name: self.name.clone(),
             source: self.source.clone(),
             destination,
-            load: self.load.clone(),
+            load: self.load.clone().resolve(),
             column_overrides: self.column_overrides.clone(),
             schedule: self.schedule.to_string(),
             batch_rows: DEFAULT_BATCH_ROWS,
@@ -420,7 +415,7 @@ impl JobManager {
         let mut notices = self.guard_notices(&job, &columns).await?;
         notices.extend(cdc_notices);
         if let LoadType::Incremental { cursor, .. } = &job.load
-            && !request.start_given
+            && !request.load.start_given()
         {
             notices.push(format!(
                 "ETL job \"{}\" has no BACKFILL, SINCE or ALL: its first run loads the last {DEFAULT_BACKFILL_DAYS} days \

@@ -21,6 +21,7 @@ use sluice_catalog::{
 use tracing::info;
 
 use super::define::{JobColumns, check_cursor, check_lookback};
+use super::load_request::LoadRequest;
 use super::{JobManager, schema_changes};
 use crate::destinations::DestinationError;
 use crate::error::EngineError;
@@ -37,7 +38,7 @@ pub enum JobEdit {
     /// `SET COLUMNS (col [type], ...)`: exactly these, in this order.
     SetColumns(Vec<ColumnSpec>),
     /// `SET INCREMENTAL BY col [start]` or `SET SNAPSHOT`.
-    SetLoad(LoadType),
+    SetLoad(LoadRequest),
     /// `RESET WATERMARK`: the next run loads the start window again.
     ResetWatermark,
 }
@@ -95,7 +96,7 @@ impl JobEdit {
                 wanted.source.columns = Some(specs.iter().map(|s| s.name.clone()).collect());
                 wanted.column_overrides = specs.iter().filter_map(|s| s.typed.clone()).collect();
             }
-            JobEdit::SetLoad(load) => wanted.load = load.clone(),
+            JobEdit::SetLoad(load) => wanted.load = load.clone().resolve(),
             JobEdit::ResetWatermark => {}
         }
         Ok(wanted)

@@ -3,9 +3,10 @@
 
 use datafusion::arrow::array::{Scalar, StringArray};
 use datafusion::arrow::compute::kernels::comparison::like;
-use sluice_catalog::{IncrementalStart, JobDestination, JobSource, LoadType};
+use sluice_catalog::{IncrementalStart, JobDestination, JobSource};
 use tracing::info;
 
+use super::load_request::LoadRequest;
 use super::settings::JobSetting;
 use super::{CreateJob, CreateJobOutcome, JobChange, JobManager};
 use crate::error::{EngineError, TableFailure};
@@ -91,12 +92,12 @@ impl CreateJobs {
     /// The single-job request for one planned table.
     fn request(&self, plan: &PlannedJob, table: &str) -> CreateJob {
         let load = match &plan.cursor {
-            Some(cursor) => LoadType::Incremental {
+            Some(cursor) => LoadRequest::Incremental {
                 cursor: cursor.clone(),
                 start: self.start_for(plan),
                 lookback: None,
             },
-            None => LoadType::Snapshot,
+            None => LoadRequest::Snapshot,
         };
         CreateJob {
             name: plan.job.clone(),
@@ -107,23 +108,24 @@ impl CreateJobs {
                 table: table.to_owned(),
                 columns: None,
             },
-            destination: JobDestination {
+            destination: Some(JobDestination {
                 connection: self.destination.clone(),
                 table: plan.destination_table.clone(),
-            },
+            }),
             load,
             column_overrides: Vec::new(),
             schedule: self.schedule.clone(),
             settings: self.settings.clone(),
-            start_given: self.start.is_some(),
         }
     }
 
-    fn start_for(&self, plan: &PlannedJob) -> IncrementalStart {
-        match (&self.start, plan.integer_cursor) {
-            (_, true) => IncrementalStart::All,
-            (Some(start), false) => start.clone(),
-            (None, false) => IncrementalStart::BackfillDays(super::DEFAULT_BACKFILL_DAYS),
+    /// An integer cursor (a row version) starts at `ALL`; otherwise the
+    /// statement's start, if it gave one.
+    fn start_for(&self, plan: &PlannedJob) -> Option<IncrementalStart> {
+        if plan.integer_cursor {
+            Some(IncrementalStart::All)
+        } else {
+            self.start.clone()
         }
     }
 }

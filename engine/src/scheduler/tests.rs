@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice_catalog::{
-    Catalog, JobDestination, JobSource, LoadType, MasterKey, OptionValue, RunRecord, RunStatus, RunTrigger,
-};
+use sluice_catalog::{Catalog, JobDestination, JobSource, MasterKey, OptionValue, RunRecord, RunStatus, RunTrigger};
 
 use super::{ManualClock, Scheduler, SchedulerConfig};
 use crate::destinations::LocalWarehouse;
 use crate::error::EngineError;
-use crate::jobs::{CreateJob, JobChange, JobManager};
+use crate::jobs::{CreateJob, JobChange, JobManager, LoadRequest};
 use crate::metrics::EngineMetrics;
 use crate::{AlterConnection, ConnectionManager, CreateConnection};
 
@@ -62,15 +60,14 @@ impl Fixture {
                         table: "orders".into(),
                         columns: None,
                     },
-                    destination: JobDestination {
+                    destination: Some(JobDestination {
                         connection: None,
                         table: format!("bq_{name}"),
-                    },
-                    load: LoadType::Snapshot,
+                    }),
+                    load: LoadRequest::Snapshot,
                     column_overrides: vec![],
                     schedule: schedule.parse().unwrap(),
                     settings: vec![],
-                    start_given: true,
                 })
                 .await
                 .unwrap();

@@ -1,9 +1,9 @@
 //! Parsing `CREATE ETL JOB` and its schedule clause.
 
 use datafusion::sql::sqlparser::tokenizer::Token;
-use sluice_catalog::{CdcMode, ColumnOverride, IncrementalStart, JobDestination, JobSource, LoadType};
+use sluice_catalog::{CdcMode, ColumnOverride, IncrementalStart, JobDestination, JobSource};
 use sluice_engine::jobs::{
-    ColumnSpec, CreateJob, CursorWindow, DEFAULT_BACKFILL_DAYS, JobChange, JobEdit, JobSetting, SettingValue,
+    ColumnSpec, CreateJob, CursorWindow, JobChange, JobEdit, JobSetting, LoadRequest, SettingValue,
 };
 use sluice_engine::scheduler::{Schedule, ScheduleError};
 use sluice_engine::sources::BucketUnit;
@@ -52,22 +52,18 @@ impl StatementParser<'_> {
         } else {
             None
         };
-        let mut destination = JobDestination {
-            connection: None,
-            table: String::new(),
-        };
+        let mut destination = None;
         let mut load = None;
         let mut column_overrides = Vec::new();
         let mut schedule = Schedule::manual();
         let mut settings = Vec::new();
         let mut lookback = LookbackClauses::default();
         let mut given = Vec::new();
-        let mut start_given = false;
         loop {
             if self.word("INTO") {
                 self.once(&mut given, "INTO")?;
                 let first = self.name("destination table")?;
-                destination = if self.parser.consume_token(&Token::Period) {
+                destination = Some(if self.parser.consume_token(&Token::Period) {
                     let table = self.name("destination table")?;
                     let connection = (first != WAREHOUSE).then_some(first);
                     JobDestination { connection, table }
@@ -76,21 +72,19 @@ impl StatementParser<'_> {
                         connection: None,
                         table: first,
                     }
-                };
+                });
             } else if self.words(&["INCREMENTAL", "BY"]) {
                 self.once(&mut given, LOAD_CLAUSE)?;
                 let cursor = self.name("cursor column")?;
-                let given_start = self.incremental_start()?;
-                start_given = given_start.is_some();
-                let start = given_start.unwrap_or(IncrementalStart::BackfillDays(DEFAULT_BACKFILL_DAYS));
-                load = Some(LoadType::Incremental {
+                let start = self.incremental_start()?;
+                load = Some(LoadRequest::Incremental {
                     cursor,
                     start,
                     lookback: None,
                 });
             } else if self.word("SNAPSHOT") {
                 self.once(&mut given, LOAD_CLAUSE)?;
-                load = Some(LoadType::Snapshot);
+                load = Some(LoadRequest::Snapshot);
             } else if self.word("CDC") {
                 self.once(&mut given, LOAD_CLAUSE)?;
                 let mode = if self.word("HISTORY") {
@@ -99,7 +93,7 @@ impl StatementParser<'_> {
                     self.word("MERGE");
                     CdcMode::Merge
                 };
-                load = Some(LoadType::Cdc { mode });
+                load = Some(LoadRequest::Cdc { mode });
             } else if self.word("CONTINUOUS") {
                 return Err(self.out_of_range(
                     ParseErrorKind::FeatureNotSupported,
@@ -138,7 +132,6 @@ impl StatementParser<'_> {
             column_overrides,
             schedule,
             settings,
-            start_given,
         });
         Ok(if or_replace {
             SluiceStatement::CreateOrReplaceJob(job)
@@ -209,16 +202,14 @@ impl StatementParser<'_> {
             JobEdit::SetColumns(columns)
         } else if self.words(&["SET", "INCREMENTAL", "BY"]) {
             let cursor = self.name("cursor column")?;
-            let start = self
-                .incremental_start()?
-                .unwrap_or(IncrementalStart::BackfillDays(DEFAULT_BACKFILL_DAYS));
-            JobEdit::SetLoad(LoadType::Incremental {
+            let start = self.incremental_start()?;
+            JobEdit::SetLoad(LoadRequest::Incremental {
                 cursor,
                 start,
                 lookback: None,
             })
         } else if self.words(&["SET", "SNAPSHOT"]) {
-            JobEdit::SetLoad(LoadType::Snapshot)
+            JobEdit::SetLoad(LoadRequest::Snapshot)
         } else if self.words(&["RESET", "WATERMARK"]) {
             JobEdit::ResetWatermark
         } else {
@@ -447,15 +438,15 @@ mod tests {
         let cdc = |sql: &str| job(sql).load;
         assert_eq!(
             cdc("CREATE ETL JOB j FROM pg.public.t CDC"),
-            LoadType::Cdc { mode: CdcMode::Merge }
+            LoadRequest::Cdc { mode: CdcMode::Merge }
         );
         assert_eq!(
             cdc("CREATE ETL JOB j FROM pg.public.t CDC MERGE INTO t2"),
-            LoadType::Cdc { mode: CdcMode::Merge }
+            LoadRequest::Cdc { mode: CdcMode::Merge }
         );
         let j = job("CREATE ETL JOB j FROM pg.public.t CDC HISTORY SCHEDULE EVERY 5 MINUTES INTO h");
-        assert_eq!(j.load, LoadType::Cdc { mode: CdcMode::History });
-        assert_eq!(j.destination.table, "h");
+        assert_eq!(j.load, LoadRequest::Cdc { mode: CdcMode::History });
+        assert_eq!(j.destination.unwrap().table, "h");
         let err = parse("CREATE ETL JOB j FROM pg.public.t CDC CONTINUOUS").unwrap_err();
         assert_eq!(err.kind, ParseErrorKind::FeatureNotSupported);
         assert!(err.message.contains("SCHEDULE"), "{}", err.message);
@@ -496,16 +487,16 @@ mod tests {
         );
         assert_eq!(
             j.destination,
-            JobDestination {
+            Some(JobDestination {
                 connection: None,
                 table: "bq_orders".into()
-            }
+            })
         );
         assert_eq!(
             j.load,
-            LoadType::Incremental {
+            LoadRequest::Incremental {
                 cursor: "created_at".into(),
-                start: IncrementalStart::BackfillDays(30),
+                start: Some(IncrementalStart::BackfillDays(30)),
                 lookback: None
             }
         );
@@ -523,30 +514,30 @@ mod tests {
     #[test]
     fn defaults_and_other_forms() {
         let j = job("CREATE ETL JOB s FROM c.s.t SNAPSHOT");
-        assert_eq!(j.destination.table, "");
+        assert_eq!(j.destination, None, "the engine names the table");
         assert!(j.schedule.is_manual());
         assert_eq!(
             job("create etl job i from c.s.t incremental by id all").load,
-            LoadType::Incremental {
+            LoadRequest::Incremental {
                 cursor: "id".into(),
-                start: IncrementalStart::All,
+                start: Some(IncrementalStart::All),
                 lookback: None
             }
         );
         assert_eq!(
             job("CREATE ETL JOB i FROM c.s.t INCREMENTAL BY d").load,
-            LoadType::Incremental {
+            LoadRequest::Incremental {
                 cursor: "d".into(),
-                start: IncrementalStart::BackfillDays(90),
+                start: None,
                 lookback: None
             }
         );
         assert_eq!(
             job("CREATE ETL JOB i FROM c.s.t INTO wh.x INCREMENTAL BY d SINCE '2024-01-01'").destination,
-            JobDestination {
+            Some(JobDestination {
                 connection: Some("wh".into()),
                 table: "x".into()
-            }
+            })
         );
         for (clause, normalised) in [
             ("EVERY 15 MINUTES", "EVERY 15 MINUTES"),
@@ -625,15 +616,15 @@ mod tests {
         );
         assert_eq!(
             edit("ALTER ETL JOB j SET INCREMENTAL BY id ALL"),
-            JobEdit::SetLoad(LoadType::Incremental {
+            JobEdit::SetLoad(LoadRequest::Incremental {
                 cursor: "id".into(),
-                start: IncrementalStart::All,
+                start: Some(IncrementalStart::All),
                 lookback: None
             })
         );
         assert_eq!(
             edit("ALTER ETL JOB j SET SNAPSHOT"),
-            JobEdit::SetLoad(LoadType::Snapshot)
+            JobEdit::SetLoad(LoadRequest::Snapshot)
         );
         assert_eq!(edit("ALTER ETL JOB j RESET WATERMARK"), JobEdit::ResetWatermark);
         assert!(

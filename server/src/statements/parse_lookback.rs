@@ -1,7 +1,8 @@
 //! The `LOOKBACK window DEDUPE ON (columns)` clauses of `CREATE ETL JOB`.
 
 use datafusion::sql::sqlparser::tokenizer::Token;
-use sluice_catalog::{LoadType, Lookback, LookbackWindow};
+use sluice_catalog::{Lookback, LookbackWindow};
+use sluice_engine::jobs::LoadRequest;
 
 use super::parse::{PResult, StatementParser};
 
@@ -84,22 +85,24 @@ impl StatementParser<'_> {
 
     /// Adds the lookback clauses to the load; they go together, with
     /// `INCREMENTAL` only.
-    pub(super) fn with_lookback(&self, load: LoadType, clauses: LookbackClauses) -> PResult<LoadType> {
+    pub(super) fn with_lookback(&self, load: LoadRequest, clauses: LookbackClauses) -> PResult<LoadRequest> {
         match (load, clauses.window, clauses.dedupe_on) {
             (load, None, None) => Ok(load),
-            (LoadType::Snapshot, ..) => Err(self.error(
+            (LoadRequest::Snapshot, ..) => Err(self.error(
                 "LOOKBACK and DEDUPE ON apply to INCREMENTAL BY loads only (a SNAPSHOT reads everything anyway)".into(),
             )),
-            (LoadType::Cdc { .. }, ..) => Err(self.error(
+            (LoadRequest::Cdc { .. }, ..) => Err(self.error(
                 "LOOKBACK and DEDUPE ON apply to INCREMENTAL BY loads only (CDC applies each change once by its \
                  position)"
                     .into(),
             )),
-            (LoadType::Incremental { cursor, start, .. }, Some(window), Some(dedupe_on)) => Ok(LoadType::Incremental {
-                cursor,
-                start,
-                lookback: Some(Lookback { window, dedupe_on }),
-            }),
+            (LoadRequest::Incremental { cursor, start, .. }, Some(window), Some(dedupe_on)) => {
+                Ok(LoadRequest::Incremental {
+                    cursor,
+                    start,
+                    lookback: Some(Lookback { window, dedupe_on }),
+                })
+            }
             (_, Some(_), None) => Err(self.error(
                 "LOOKBACK needs DEDUPE ON (columns): the columns that tell a re-read row from a new one".into(),
             )),
@@ -136,17 +139,17 @@ mod tests {
 
     use super::*;
 
-    fn load(sql: &str) -> LoadType {
+    fn load(sql: &str) -> LoadRequest {
         match parse(sql).unwrap() {
             SluiceStatement::CreateJob(job) => job.load,
             other => panic!("{other:?}"),
         }
     }
 
-    fn lookback(window: LookbackWindow, dedupe_on: &[&str]) -> LoadType {
-        LoadType::Incremental {
+    fn lookback(window: LookbackWindow, dedupe_on: &[&str]) -> LoadRequest {
+        LoadRequest::Incremental {
             cursor: "at".into(),
-            start: IncrementalStart::All,
+            start: Some(IncrementalStart::All),
             lookback: Some(Lookback {
                 window,
                 dedupe_on: dedupe_on.iter().map(|c| c.to_string()).collect(),
