@@ -25,7 +25,11 @@ fn generate_wal(pg: &PgServer) {
 }
 
 async fn cdc_state(client: &Client, job: &str) -> String {
-    one(client, &format!("SELECT cdc_state FROM sluice.jobs WHERE name = '{job}'")).await
+    one(
+        client,
+        &format!("SELECT cdc_state FROM sluice.jobs WHERE name = '{job}'"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,10 +39,13 @@ async fn the_guardian_gives_up_a_slot_past_max_retained_wal_and_resync_recovers(
     let client = setup(&pg, &sluice).await;
     run_both(&client).await;
     assert_eq!(cdc_state(&client, "items_merge").await, "streaming");
-    let lag: f64 = one(&client, "SELECT lag_seconds FROM sluice.jobs WHERE name = 'items_merge'")
-        .await
-        .parse()
-        .unwrap();
+    let lag: f64 = one(
+        &client,
+        "SELECT lag_seconds FROM sluice.jobs WHERE name = 'items_merge'",
+    )
+    .await
+    .parse()
+    .unwrap();
     assert!((0.0..60.0).contains(&lag), "lag_seconds {lag}");
     let metrics = sluice.metrics();
     for name in ["sluice_cdc_lag_bytes", "sluice_cdc_lag_seconds"] {
@@ -80,7 +87,10 @@ async fn the_guardian_gives_up_a_slot_past_max_retained_wal_and_resync_recovers(
         )
         .await
         .unwrap();
-    let history_before: u64 = one(&client, "SELECT count(*) FROM warehouse.items_h").await.parse().unwrap();
+    let history_before: u64 = one(&client, "SELECT count(*) FROM warehouse.items_h")
+        .await
+        .parse()
+        .unwrap();
     for job in ["items_merge", "items_history"] {
         client.batch_execute(&format!("RESYNC ETL JOB {job}")).await.unwrap();
         assert_eq!(cdc_state(&client, job).await, "streaming");
@@ -120,12 +130,7 @@ async fn the_guardian_gives_up_a_slot_past_max_retained_wal_and_resync_recovers(
         .unwrap();
     let message = expect_err(&client, "RESYNC ETL JOB snap", "0A000").await;
     assert!(message.contains("only a CDC job"), "{message}");
-    let message = expect_err(
-        &client,
-        "ALTER ETL JOB snap SET (max_retained_wal = '1 GB')",
-        "22023",
-    )
-    .await;
+    let message = expect_err(&client, "ALTER ETL JOB snap SET (max_retained_wal = '1 GB')", "22023").await;
     assert!(message.contains("CDC jobs only"), "{message}");
 }
 
@@ -136,7 +141,11 @@ async fn kill_9_at_every_step_of_a_resync_then_rerun_equals_the_source() {
     let mut client = setup(&pg, &sluice).await;
     run_both(&client).await;
     let mut id = 100;
-    for point in ["cdc_resync_released", "cdc_snapshot_before_commit", "cdc_snapshot_committed"] {
+    for point in [
+        "cdc_resync_released",
+        "cdc_snapshot_before_commit",
+        "cdc_snapshot_committed",
+    ] {
         for job in ["items_merge", "items_history"] {
             id += 1;
             pg.psql_admin(&format!(
@@ -146,12 +155,20 @@ async fn kill_9_at_every_step_of_a_resync_then_rerun_equals_the_source() {
             sluice.opts.envs.push(("SLUICE_FAILPOINTS".into(), point.into()));
             sluice.restart();
             client = sluice.client().await;
-            sluice.run_into_failpoint(&client, &format!("RESYNC ETL JOB {job}")).await;
+            sluice
+                .run_into_failpoint(&client, &format!("RESYNC ETL JOB {job}"))
+                .await;
             // Changes while Sluice is down.
-            pg.psql_admin(&format!("DELETE FROM items WHERE id = {id}; UPDATE items SET name = '{point}' WHERE id = 1;"));
+            pg.psql_admin(&format!(
+                "DELETE FROM items WHERE id = {id}; UPDATE items SET name = '{point}' WHERE id = 1;"
+            ));
             client = sluice.restart_without_failpoints().await;
             run(&client, job).await;
-            let table = if job == "items_merge" { "items_m" } else { "items_h_current" };
+            let table = if job == "items_merge" {
+                "items_m"
+            } else {
+                "items_h_current"
+            };
             assert_eq!(
                 warehouse(&client, table).await,
                 source(&pg).await,
@@ -159,6 +176,8 @@ async fn kill_9_at_every_step_of_a_resync_then_rerun_equals_the_source() {
             );
         }
     }
+    // Each job has yet to see the other's last changes.
+    run_both(&client).await;
     assert_equal(&pg, &client, "the kills").await;
     assert_eq!(slots(&pg).lines().count(), 2, "no orphaned slot: {}", slots(&pg));
     pg.psql_admin("UPDATE items SET qty = 1000 WHERE id = 1;");
@@ -169,7 +188,9 @@ async fn kill_9_at_every_step_of_a_resync_then_rerun_equals_the_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_delete_marks_deleted_rows_and_a_reinsert_clears_them() {
     let pg = PgServer::start();
-    pg.psql_admin("CREATE TABLE items (id bigint PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a'), (2, 'b');");
+    pg.psql_admin(
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a'), (2, 'b');",
+    );
     let sluice = Sluice::start();
     let client = sluice.client().await;
     create_shop_connection(&client, &pg).await;
@@ -198,12 +219,24 @@ async fn soft_delete_marks_deleted_rows_and_a_reinsert_clears_them() {
     run(&client, "soft").await;
 
     let marked = "SELECT id, name, _sluice_deleted_at IS NOT NULL FROM warehouse.items_soft ORDER BY id";
-    let row = |id: &str, name: &str, deleted: bool| vec![Some(id.to_owned()), Some(name.to_owned()), Some(if deleted { "t" } else { "f" }.to_owned())];
-    assert_eq!(rows(&client, marked).await, [row("1", "a", false), row("2", "b", false)]);
+    let row = |id: &str, name: &str, deleted: bool| {
+        vec![
+            Some(id.to_owned()),
+            Some(name.to_owned()),
+            Some(if deleted { "t" } else { "f" }.to_owned()),
+        ]
+    };
+    assert_eq!(
+        rows(&client, marked).await,
+        [row("1", "a", false), row("2", "b", false)]
+    );
 
     pg.psql_admin("DELETE FROM items WHERE id = 2; UPDATE items SET name = 'a2' WHERE id = 1;");
     run(&client, "soft").await;
-    assert_eq!(rows(&client, marked).await, [row("1", "a2", false), row("2", "b", true)]);
+    assert_eq!(
+        rows(&client, marked).await,
+        [row("1", "a2", false), row("2", "b", true)]
+    );
     // The mark is the delete's commit time, as _sluice_commit_ts.
     assert_eq!(
         one(
@@ -217,5 +250,8 @@ async fn soft_delete_marks_deleted_rows_and_a_reinsert_clears_them() {
 
     pg.psql_admin("INSERT INTO items VALUES (2, 'b2');");
     run(&client, "soft").await;
-    assert_eq!(rows(&client, marked).await, [row("1", "a2", false), row("2", "b2", false)]);
+    assert_eq!(
+        rows(&client, marked).await,
+        [row("1", "a2", false), row("2", "b2", false)]
+    );
 }

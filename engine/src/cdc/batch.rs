@@ -229,7 +229,13 @@ impl ChangeBatchBuilder {
 /// `commit_ts_micros`.
 pub fn snapshot_changes(batch: &RecordBatch, position: &Position, commit_ts_micros: i64) -> RecordBatch {
     let rows = batch.num_rows();
-    changes_of(batch, ChangeOp::Insert, position.row_position(1), commit_ts_micros, rows)
+    changes_of(
+        batch,
+        ChangeOp::Insert,
+        position.row_position(1),
+        commit_ts_micros,
+        rows,
+    )
 }
 
 /// The `truncate` change row (sequence 0 at `position`) a resync appends
@@ -238,7 +244,13 @@ pub fn snapshot_changes(batch: &RecordBatch, position: &Position, commit_ts_micr
 /// snapshot's scan schema.
 pub fn snapshot_truncate(columns: &SchemaRef, position: &Position, commit_ts_micros: i64) -> RecordBatch {
     let empty = RecordBatch::new_empty(columns.clone());
-    changes_of(&empty, ChangeOp::Truncate, position.row_position(0), commit_ts_micros, 1)
+    changes_of(
+        &empty,
+        ChangeOp::Truncate,
+        position.row_position(0),
+        commit_ts_micros,
+        1,
+    )
 }
 
 /// `rows` change rows of `op` at `position`: `batch`'s rows, or NULLs when

@@ -15,8 +15,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use sluice_catalog::{CdcMode, CdcState};
 
 pub use batch::{
-    COMMIT_TS_COLUMN, ChangeBatchBuilder, DELETED_AT_COLUMN, ChangeOp, ChangeValue, OP_COLUMN, POSITION_COLUMN, TextDecoder,
-    UNCHANGED_COLUMN, change_schema, change_table_schema, snapshot_changes, snapshot_truncate,
+    COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN,
+    TextDecoder, UNCHANGED_COLUMN, change_schema, change_table_schema, snapshot_changes, snapshot_truncate,
 };
 pub use error::CdcError;
 pub use position::Position;

@@ -24,8 +24,7 @@ use super::settings::bytes_text;
 use super::{ActiveRun, JobManager};
 use crate::cdc::{
     Capture, CdcError, ChangeEvent, ChangeSource, ChangeStream, DELETED_AT_COLUMN, Position, Retention,
-    change_table_schema,
-    snapshot_changes, snapshot_truncate,
+    change_table_schema, snapshot_changes, snapshot_truncate,
 };
 use crate::destinations::{ChangeSpec, Destination, LoadTransaction, WriteMode};
 use crate::error::EngineError;
@@ -212,7 +211,15 @@ impl JobManager {
                 // HISTORY keeps what it recorded: a resync appends to it.
                 let append = mode == CdcMode::History && committed.is_some();
                 let load = self.first_load(
-                    job, &capture, &*changes, &*destination, &schema, &spec, append, &mut state, run,
+                    job,
+                    &capture,
+                    &*changes,
+                    &*destination,
+                    &schema,
+                    &spec,
+                    append,
+                    &mut state,
+                    run,
                 );
                 tokio::select! {
                     position = load => position?,
@@ -257,9 +264,9 @@ impl JobManager {
         let retention = changes.retained(state).await.map_err(&failed)?;
         let reason = match retention {
             None => format!("its replication slot \"{slot}\" no longer exists at the source"),
-            Some(Retention { lost: true, .. }) => format!(
-                "the source removed WAL its replication slot \"{slot}\" still needed (wal_status = lost)"
-            ),
+            Some(Retention { lost: true, .. }) => {
+                format!("the source removed WAL its replication slot \"{slot}\" still needed (wal_status = lost)")
+            }
             Some(Retention { held: Some(held), .. }) if held > limit => format!(
                 "its replication slot \"{slot}\" held {held} bytes of WAL, more than max_retained_wal ({}); Sluice \
                  dropped the slot so that the source's disk does not fill",
@@ -322,8 +329,11 @@ impl JobManager {
         let scan_schema = rows.schema();
         let copied = async {
             if append {
-                load.write(table_rows(&snapshot_truncate(&scan_schema, &position, commit_ts), schema)?)
-                    .await?;
+                load.write(table_rows(
+                    &snapshot_truncate(&scan_schema, &position, commit_ts),
+                    schema,
+                )?)
+                .await?;
             }
             while let Some(batch) = rows.next().await {
                 let batch = batch.map_err(|e| EngineError::from_scan(&job.source.connection, e))?;

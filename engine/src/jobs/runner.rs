@@ -283,7 +283,10 @@ impl JobManager {
             match &work {
                 Work::Load => self.execute(&job, &mut run, &active, progress).await,
                 Work::Repair(window) => self.repair(&job, &mut run, &active, window).await,
-                Work::Resync(mode) => self.execute_cdc(&job, *mode, &mut run, &active, true).await.map(|()| None),
+                Work::Resync(mode) => self
+                    .execute_cdc(&job, *mode, &mut run, &active, true)
+                    .await
+                    .map(|()| None),
             }
         };
         let result = AssertUnwindSafe(work.instrument(span))

@@ -383,7 +383,11 @@ mod tests {
                 "such as '2 hours'",
             ),
             ("labels", SettingValue::Text("team".into()), "must be key=value"),
-            ("max_retained_wal", SettingValue::Text("10 parsecs".into()), "such as '500 MB'"),
+            (
+                "max_retained_wal",
+                SettingValue::Text("10 parsecs".into()),
+                "such as '500 MB'",
+            ),
             ("max_retained_wal", SettingValue::Number(0), "such as '500 MB'"),
             ("soft_delete", SettingValue::Number(1), "true or false"),
             ("labels", SettingValue::Text("Team=x".into()), "lower-case letters"),

@@ -465,10 +465,15 @@ impl ChangeLoad {
             ScalarValue::iter_to_array(chunk.iter().map(|(_, row)| row.commit_ts.clone()))?;
         if let Some(deleted_at) = self.columns.deleted_at {
             let field = schema.field(deleted_at);
-            arrays[deleted_at] = ScalarValue::iter_to_array(chunk.iter().map(|(_, row)| match row.deleted {
-                true => Ok(row.commit_ts.clone()),
-                false => ScalarValue::try_from(field.data_type()),
-            }).collect::<Result<Vec<_>, _>>()?)?;
+            arrays[deleted_at] = ScalarValue::iter_to_array(
+                chunk
+                    .iter()
+                    .map(|(_, row)| match row.deleted {
+                        true => Ok(row.commit_ts.clone()),
+                        false => ScalarValue::try_from(field.data_type()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            )?;
         }
         let arrays = arrays
             .into_iter()
@@ -745,13 +750,7 @@ mod tests {
             .unwrap()
             .register_schema("warehouse", Arc::new(schema))
             .unwrap();
-        let batches = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         let mut rows = BTreeMap::new();
         for batch in batches {
             let ids = batch.column(0).as_primitive::<Int64Type>();
