@@ -22,6 +22,33 @@ pub enum CdcMode {
     History,
 }
 
+/// The `WITH (...)` settings of a CDC job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdcSettings {
+    /// `MERGE`: a delete sets `_sluice_deleted_at` instead of removing the
+    /// row (`WITH (soft_delete = true)`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub soft_delete: bool,
+    /// The WAL the job's slot may hold back before the job gives it up
+    /// (`WITH (max_retained_wal = '10 GB')`); `None` is the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retained_wal: Option<u64>,
+}
+
+impl CdcSettings {
+    /// `max_retained_wal` when none is given: 10 GB.
+    pub const DEFAULT_MAX_RETAINED_WAL: u64 = 10 << 30;
+
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The retention limit in effect.
+    pub fn max_retained_wal(&self) -> u64 {
+        self.max_retained_wal.unwrap_or(Self::DEFAULT_MAX_RETAINED_WAL)
+    }
+}
+
 /// Where a CDC job is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
@@ -70,7 +97,9 @@ pub struct CdcState {
     pub position: Option<String>,
     pub pending: Option<PendingBatch>,
     /// How much WAL/binlog the job holds back at the source, and how far
-    /// behind it is, as last measured.
+    /// behind it is, as last measured (`checked_at`): `lag_seconds` is the
+    /// time since the destination was last known to hold everything the
+    /// source had committed (the drain's marker, a snapshot).
     pub lag_bytes: Option<u64>,
     pub lag_seconds: Option<f64>,
     pub checked_at: Option<DateTime<Utc>>,
@@ -91,6 +120,24 @@ impl CdcState {
             lag_bytes: None,
             lag_seconds: None,
             checked_at: None,
+        }
+    }
+
+    /// How far behind the source the destination may be at `now`: the
+    /// measured `lag_seconds` plus the time since it was measured, as
+    /// changes committed since are not at the destination yet.
+    pub fn lag_seconds_at(&self, now: DateTime<Utc>) -> Option<f64> {
+        let since = (now - self.checked_at?).num_milliseconds().max(0) as f64 / 1000.0;
+        Some(self.lag_seconds? + since)
+    }
+
+    /// The phase as `sluice.jobs.cdc_state` shows it.
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase {
+            CdcPhase::Created => "created",
+            CdcPhase::Snapshotting { .. } => "snapshotting",
+            CdcPhase::Streaming => "streaming",
+            CdcPhase::NeedsResync { .. } => "needs resync",
         }
     }
 }

@@ -292,6 +292,9 @@ pub struct JobRecord {
     /// window instead of appending to them, so that no row is loaded twice.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reload: bool,
+    /// The settings of a CDC job (`soft_delete`, `max_retained_wal`).
+    #[serde(default, skip_serializing_if = "crate::CdcSettings::is_default")]
+    pub cdc: crate::CdcSettings,
     pub paused: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

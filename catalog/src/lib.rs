@@ -30,7 +30,7 @@ pub use admin::AdminCredentials;
 pub use alert::{AlertEvent, AlertRecord, DeliveryRecord, DeliveryStatus, Incident, SecretHeader, Subject};
 pub use blocking::blocking;
 pub use catalog::{Catalog, DropOutcome};
-pub use cdc::{CdcMode, CdcPhase, CdcState, PendingBatch};
+pub use cdc::{CdcMode, CdcPhase, CdcSettings, CdcState, PendingBatch};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};
 pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};

@@ -53,6 +53,8 @@ pub enum RunTrigger {
     /// `ALTER ETL JOB`: the watermark moved by hand (`SET` or `RESET
     /// WATERMARK`, a change of load type); nothing was loaded.
     Watermark,
+    /// `RESYNC ETL JOB`: a CDC job's fresh snapshot and new replication slot.
+    Resync,
 }
 
 impl RunTrigger {
@@ -64,6 +66,7 @@ impl RunTrigger {
             RunTrigger::Retry => "retry",
             RunTrigger::Repair => "repair",
             RunTrigger::Watermark => "watermark",
+            RunTrigger::Resync => "resync",
         }
     }
 }

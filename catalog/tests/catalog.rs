@@ -213,6 +213,7 @@ fn job(name: &str, connection: &str) -> JobRecord {
         labels: Default::default(),
         source_settings: Default::default(),
         reload: false,
+        cdc: Default::default(),
         paused: false,
         created_at: Utc::now(),
         updated_at: Utc::now(),

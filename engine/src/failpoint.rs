@@ -17,6 +17,14 @@
 //!   open the next (its rows are in the destination's open load).
 //! - `between_pages`: a document store scan (Redis, DynamoDB) has read one page of
 //!   documents and is about to return the next.
+//! - `cdc_after_batch_commit` / `cdc_before_batch_commit`: a CDC drain's
+//!   micro-batch, around its destination commit (before the confirm).
+//! - `cdc_resync_released`: a resync dropped the job's old slot and
+//!   publication; nothing new exists yet.
+//! - `cdc_snapshot_before_commit`: a CDC first load or resync has written
+//!   the snapshot's rows; the destination has not committed them.
+//! - `cdc_snapshot_committed`: the destination committed the snapshot; the
+//!   catalog still says `snapshotting`.
 
 use crate::error::EngineError;
 

@@ -46,7 +46,7 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ShowCreateJob { .. } => Some(views::CREATE_JOB.clone()),
         SluiceStatement::ExplainJob { .. } => Some(views::EXPLAIN.clone()),
         SluiceStatement::VerifyJob { .. } => Some(views::VERIFY.clone()),
-        SluiceStatement::RepairJob { .. } => Some(views::RUN_SUMMARY.clone()),
+        SluiceStatement::RepairJob { .. } | SluiceStatement::ResyncJob { .. } => Some(views::RUN_SUMMARY.clone()),
         SluiceStatement::CreateJobs(_) => Some(views::PLANNED_JOBS.clone()),
         SluiceStatement::AlterJobs { .. } => Some(views::CHANGED_JOBS.clone()),
         SluiceStatement::RunJobs { .. } => Some(views::JOB_RUNS.clone()),
@@ -425,6 +425,14 @@ pub async fn execute(
                 ),
             )
             .await;
+            rows(views::run_summary(&run), format)?
+        }
+        SluiceStatement::ResyncJob { name } => {
+            let jobs = state.jobs.clone();
+            let task = tokio::spawn(async move { jobs.resync_job(&name, &|_| {}).await });
+            let run = task
+                .await
+                .map_err(|e| StatementError::Internal(format!("the resync stopped unexpectedly: {e}")))??;
             rows(views::run_summary(&run), format)?
         }
         SluiceStatement::CreateJobs(request) => {

@@ -17,7 +17,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use sluice_catalog::{Catalog, ConnectionStatus, JobRecord};
+use sluice_catalog::{Catalog, ConnectionStatus, JobRecord, LoadType};
 use sluice_engine::jobs::{JobManager, deciding_runs, freshness};
 use sluice_engine::metrics::EngineMetrics;
 use tokio::net::TcpListener;
@@ -50,6 +50,8 @@ pub struct Exporter {
     table_ops_today: Family<TableLabels, Gauge>,
     freshness: Family<JobLabels, Gauge>,
     freshness_target: Family<JobLabels, Gauge>,
+    cdc_lag_bytes: Family<JobLabels, Gauge>,
+    cdc_lag_seconds: Family<JobLabels, Gauge>,
     job_count: Gauge,
     running: Gauge,
     catalog_bytes: Gauge,
@@ -69,6 +71,8 @@ impl Exporter {
             table_ops_today: Family::default(),
             freshness: Family::default(),
             freshness_target: Family::default(),
+            cdc_lag_bytes: Family::default(),
+            cdc_lag_seconds: Family::default(),
             job_count: Gauge::default(),
             running: Gauge::default(),
             catalog_bytes: Gauge::default(),
@@ -94,6 +98,18 @@ impl Exporter {
             "The job's freshness_target: beyond it the job is stale",
             Unit::Seconds,
             exporter.freshness_target.clone(),
+        );
+        exporter.registry.register_with_unit(
+            "cdc_lag",
+            "WAL a CDC job's replication slot held back after what its destination confirmed, as last measured",
+            Unit::Bytes,
+            exporter.cdc_lag_bytes.clone(),
+        );
+        exporter.registry.register_with_unit(
+            "cdc_lag",
+            "Time since a CDC job's destination was last known to hold everything its source had committed",
+            Unit::Seconds,
+            exporter.cdc_lag_seconds.clone(),
         );
         exporter
             .registry
@@ -135,6 +151,7 @@ impl Exporter {
         }
         let jobs = self.catalog.jobs().map_err(|e| e.to_string())?;
         self.record_freshness(&jobs)?;
+        self.record_cdc_lag(&jobs)?;
         self.job_count.set(jobs.len() as i64);
         self.running.set(self.jobs.live_runs().len() as i64);
         self.catalog_bytes.set(dir_size(&self.catalog_dir) as i64);
@@ -158,6 +175,26 @@ impl Exporter {
             }
             if let Some(target) = job.freshness_target_seconds {
                 self.freshness_target.get_or_create(&label).set(target as i64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the lag gauges of every CDC job that measured its lag.
+    fn record_cdc_lag(&self, jobs: &[JobRecord]) -> Result<(), String> {
+        self.cdc_lag_bytes.clear();
+        self.cdc_lag_seconds.clear();
+        let now = chrono::Utc::now();
+        for job in jobs.iter().filter(|j| matches!(j.load, LoadType::Cdc { .. })) {
+            let Some(state) = self.catalog.cdc_state(&job.name).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let label = JobLabels { job: job.name.clone() };
+            if let Some(bytes) = state.lag_bytes {
+                self.cdc_lag_bytes.get_or_create(&label).set(bytes as i64);
+            }
+            if let Some(seconds) = state.lag_seconds_at(now) {
+                self.cdc_lag_seconds.get_or_create(&label).set(seconds as i64);
             }
         }
         Ok(())

@@ -18,11 +18,11 @@ const TABLE: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name text, big t
 
 /// `big` values this long are stored out of line (STORAGE EXTERNAL), so an
 /// update that leaves them alone logs them as "unchanged".
-fn big(c: char) -> String {
+pub(crate) fn big(c: char) -> String {
     format!("repeat('{c}', 6000)")
 }
 
-async fn setup(pg: &PgServer, sluice: &Sluice) -> Client {
+pub(crate) async fn setup(pg: &PgServer, sluice: &Sluice) -> Client {
     pg.psql_admin(&format!(
         "{TABLE} INSERT INTO items VALUES (1, 'a', {}, 1), (2, 'b', {}, 2), (3, 'c', NULL, NULL);",
         big('a'),
@@ -40,23 +40,23 @@ async fn setup(pg: &PgServer, sluice: &Sluice) -> Client {
     client
 }
 
-const COLUMNS: &str = "id, name, md5(big), qty";
+pub(crate) const COLUMNS: &str = "id, name, md5(big), qty";
 
-async fn source(pg: &PgServer) -> Vec<Vec<Option<String>>> {
+pub(crate) async fn source(pg: &PgServer) -> Vec<Vec<Option<String>>> {
     rows(&pg.client().await, &format!("SELECT {COLUMNS} FROM items ORDER BY id")).await
 }
 
-async fn warehouse(client: &Client, table: &str) -> Vec<Vec<Option<String>>> {
+pub(crate) async fn warehouse(client: &Client, table: &str) -> Vec<Vec<Option<String>>> {
     rows(client, &format!("SELECT {COLUMNS} FROM warehouse.{table} ORDER BY id")).await
 }
 
-async fn run(client: &Client, job: &str) {
+pub(crate) async fn run(client: &Client, job: &str) {
     if let Err(e) = client.simple_query(&format!("RUN ETL JOB {job}")).await {
         panic!("RUN ETL JOB {job}: {e:?}");
     }
 }
 
-async fn assert_equal(pg: &PgServer, client: &Client, step: &str) {
+pub(crate) async fn assert_equal(pg: &PgServer, client: &Client, step: &str) {
     let expected = source(pg).await;
     assert_eq!(warehouse(client, "items_m").await, expected, "MERGE after {step}");
     assert_eq!(
@@ -66,7 +66,7 @@ async fn assert_equal(pg: &PgServer, client: &Client, step: &str) {
     );
 }
 
-async fn run_both(client: &Client) {
+pub(crate) async fn run_both(client: &Client) {
     run(client, "items_merge").await;
     run(client, "items_history").await;
 }

@@ -24,6 +24,9 @@ pub const POSITION_COLUMN: &str = "_sluice_position";
 pub const COMMIT_TS_COLUMN: &str = "_sluice_commit_ts";
 /// The columns the change left as they were (NULL when none).
 pub const UNCHANGED_COLUMN: &str = "_sluice_unchanged";
+/// `MERGE` with `soft_delete`: when the row's key was deleted at the
+/// source (the delete's commit time), NULL while it exists.
+pub const DELETED_AT_COLUMN: &str = "_sluice_deleted_at";
 
 /// What a change row does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +92,9 @@ pub fn change_schema(columns: &Schema) -> SchemaRef {
 /// The schema of the destination table of a CDC job over `columns`: the
 /// columns, all nullable, then (`HISTORY` only) `_sluice_op`, then
 /// `_sluice_position` and `_sluice_commit_ts` of the row's change (`MERGE`:
-/// of the last change of its key).
-pub fn change_table_schema(columns: &Schema, mode: CdcMode) -> SchemaRef {
+/// of the last change of its key), then (`soft_delete` only)
+/// `_sluice_deleted_at`.
+pub fn change_table_schema(columns: &Schema, mode: CdcMode, soft_delete: bool) -> SchemaRef {
     let mut fields: Vec<Field> = columns
         .fields()
         .iter()
@@ -101,6 +105,9 @@ pub fn change_table_schema(columns: &Schema, mode: CdcMode) -> SchemaRef {
     }
     fields.push(Field::new(POSITION_COLUMN, DataType::Utf8, false));
     fields.push(Field::new(COMMIT_TS_COLUMN, commit_ts_type(), false));
+    if soft_delete {
+        fields.push(Field::new(DELETED_AT_COLUMN, commit_ts_type(), true));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -217,13 +224,51 @@ impl ChangeBatchBuilder {
 }
 
 /// A batch of a snapshot scan as change rows: every row an `insert` at
-/// `position` (sequence 0), committed at `commit_ts_micros`.
+/// `position` (sequence 1, after the `truncate` a resync of a `HISTORY`
+/// table writes before it, [`snapshot_truncate`]), committed at
+/// `commit_ts_micros`.
 pub fn snapshot_changes(batch: &RecordBatch, position: &Position, commit_ts_micros: i64) -> RecordBatch {
-    let schema = change_schema(&batch.schema());
     let rows = batch.num_rows();
-    let mut arrays = batch.columns().to_vec();
-    arrays.push(Arc::new(StringArray::from(vec![ChangeOp::Insert.as_str(); rows])));
-    arrays.push(Arc::new(StringArray::from(vec![position.row_position(0); rows])));
+    changes_of(
+        batch,
+        ChangeOp::Insert,
+        position.row_position(1),
+        commit_ts_micros,
+        rows,
+    )
+}
+
+/// The `truncate` change row (sequence 0 at `position`) a resync appends
+/// to a `HISTORY` table before the snapshot's inserts, so that its
+/// `<table>_current` view starts again from the snapshot. `columns` is the
+/// snapshot's scan schema.
+pub fn snapshot_truncate(columns: &SchemaRef, position: &Position, commit_ts_micros: i64) -> RecordBatch {
+    let empty = RecordBatch::new_empty(columns.clone());
+    changes_of(
+        &empty,
+        ChangeOp::Truncate,
+        position.row_position(0),
+        commit_ts_micros,
+        1,
+    )
+}
+
+/// `rows` change rows of `op` at `position`: `batch`'s rows, or NULLs when
+/// `batch` is empty.
+fn changes_of(batch: &RecordBatch, op: ChangeOp, position: String, commit_ts_micros: i64, rows: usize) -> RecordBatch {
+    let schema = change_schema(&batch.schema());
+    let mut arrays: Vec<ArrayRef> = if batch.num_rows() == rows {
+        batch.columns().to_vec()
+    } else {
+        batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), rows))
+            .collect()
+    };
+    arrays.push(Arc::new(StringArray::from(vec![op.as_str(); rows])));
+    arrays.push(Arc::new(StringArray::from(vec![position; rows])));
     arrays.push(Arc::new(
         TimestampMicrosecondArray::from(vec![commit_ts_micros; rows]).with_timezone("UTC"),
     ));
@@ -337,10 +382,19 @@ mod tests {
         assert_eq!(changes.num_rows(), 2);
         assert_eq!(
             changes.column(3).as_string::<i32>().value(1),
-            "00000000000000AB-00000000"
+            "00000000000000AB-00000001"
         );
         assert_eq!(changes.column(2).as_string::<i32>().value(0), "insert");
         assert!(changes.column(5).is_null(0));
+        let truncate = snapshot_truncate(&columns(), &Position::postgres_snapshot(0xAB), 7);
+        assert_eq!(truncate.schema(), change_schema(&columns()));
+        assert_eq!(truncate.num_rows(), 1);
+        assert_eq!(truncate.column(2).as_string::<i32>().value(0), "truncate");
+        assert!(truncate.column(0).is_null(0));
+        assert!(
+            truncate.column(3).as_string::<i32>().value(0) < changes.column(3).as_string::<i32>().value(0),
+            "the truncate sorts before the snapshot's inserts"
+        );
     }
 
     proptest! {

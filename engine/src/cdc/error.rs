@@ -32,6 +32,13 @@ pub enum CdcError {
     /// A value in the change log does not fit its column's type.
     #[error("column \"{column}\": {message}")]
     Decode { column: String, message: String },
+    /// The job's slot is gone or was given up (WAL retention past
+    /// `max_retained_wal`, a lost slot): only `RESYNC ETL JOB` continues.
+    #[error(
+        "ETL job \"{job}\" needs a resync: {reason}. RESYNC ETL JOB {job} takes a fresh snapshot of the table and \
+         continues from a new slot"
+    )]
+    NeedsResync { job: String, reason: String },
     /// The change log holds something this job cannot follow.
     #[error("{0}")]
     Unsupported(String),
@@ -41,7 +48,7 @@ impl CdcError {
     /// The SQLSTATE a client sees, where there is a fitting one.
     pub fn sqlstate(&self) -> Option<&str> {
         Some(match self {
-            CdcError::WalLevel { .. } => "55000",
+            CdcError::WalLevel { .. } | CdcError::NeedsResync { .. } => "55000",
             CdcError::NoReplicationPrivilege { .. } | CdcError::NotTableOwner { .. } => "42501",
             CdcError::NoKey { .. } => "42P10",
             CdcError::NoFreeSlot { .. } => "53400",

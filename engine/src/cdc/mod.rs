@@ -15,8 +15,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use sluice_catalog::{CdcMode, CdcState};
 
 pub use batch::{
-    COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, OP_COLUMN, POSITION_COLUMN, TextDecoder,
-    UNCHANGED_COLUMN, change_schema, change_table_schema, snapshot_changes,
+    COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN,
+    TextDecoder, UNCHANGED_COLUMN, change_schema, change_table_schema, snapshot_changes, snapshot_truncate,
 };
 pub use error::CdcError;
 pub use position::Position;
@@ -101,9 +101,24 @@ pub trait ChangeSource: Send + Sync {
     /// call, which is how a scheduled run knows it has drained the log.
     async fn mark(&self, prefix: &str) -> Result<(), CdcError>;
 
-    /// How many bytes of change log the job's slot holds back at the
-    /// source; `None` when it has none.
-    async fn retained(&self, state: &CdcState) -> Result<Option<u64>, CdcError>;
+    /// How much change log the job's slot holds back at the source; `None`
+    /// when the slot does not exist.
+    async fn retained(&self, state: &CdcState) -> Result<Option<Retention>, CdcError>;
+}
+
+/// The change log a job's slot holds back at the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Bytes the source keeps for the slot (PostgreSQL: from its
+    /// `restart_lsn`): what `max_retained_wal` limits. `None` when the
+    /// source no longer knows (a lost slot).
+    pub held: Option<u64>,
+    /// Bytes committed after the position the destination confirmed
+    /// (`confirmed_flush_lsn`): `lag_bytes`.
+    pub behind: Option<u64>,
+    /// The source already removed log the slot needs (PostgreSQL
+    /// `wal_status = 'lost'`): only a fresh snapshot can continue.
+    pub lost: bool,
 }
 
 /// An open change stream.

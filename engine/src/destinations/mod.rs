@@ -67,6 +67,8 @@ pub struct ChangeSpec {
     pub mode: sluice_catalog::CdcMode,
     /// The columns that identify a row (the source's primary key).
     pub key: Vec<String>,
+    /// `MERGE`: a delete sets `_sluice_deleted_at` instead of removing the row.
+    pub soft_delete: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,16 +12,19 @@
 //! crash anywhere re-delivers from there without duplicates.
 
 use chrono::Utc;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, new_null_array};
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::StreamExt;
-use sluice_catalog::{CdcMode, CdcPhase, CdcState, JobRecord, RunRecord};
+use sluice_catalog::{CdcMode, CdcPhase, CdcState, JobRecord, LoadType, RunRecord, RunTrigger};
 use tracing::{info, warn};
 
 use super::define::JobColumns;
+use super::runner::{Progress, RunSummary, Work};
+use super::settings::bytes_text;
 use super::{ActiveRun, JobManager};
 use crate::cdc::{
-    Capture, CdcError, ChangeEvent, ChangeSource, ChangeStream, Position, change_table_schema, snapshot_changes,
+    Capture, CdcError, ChangeEvent, ChangeSource, ChangeStream, DELETED_AT_COLUMN, Position, Retention,
+    change_table_schema, snapshot_changes, snapshot_truncate,
 };
 use crate::destinations::{ChangeSpec, Destination, LoadTransaction, WriteMode};
 use crate::error::EngineError;
@@ -57,6 +60,25 @@ pub(super) fn capture(columns: &JobColumns, mode: CdcMode) -> Capture {
         mode,
         parallel: None,
         batch_rows: BATCH_ROWS,
+    }
+}
+
+/// Refuses the CDC settings on jobs they do not apply to (`22023`):
+/// `soft_delete` outside `CDC MERGE`, `max_retained_wal` outside CDC.
+pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
+    let refuse = |what: &str| {
+        Err(EngineError::InvalidJob {
+            message: format!("ETL job \"{}\": {what}", job.name),
+        })
+    };
+    match job.load {
+        LoadType::Cdc { mode: CdcMode::History } if job.cdc.soft_delete => {
+            refuse("soft_delete applies to CDC MERGE only: a HISTORY table keeps every delete as a row already")
+        }
+        LoadType::Cdc { .. } => Ok(()),
+        _ if job.cdc.soft_delete => refuse("soft_delete applies to CDC MERGE jobs only"),
+        _ if job.cdc.max_retained_wal.is_some() => refuse("max_retained_wal applies to CDC jobs only"),
+        _ => Ok(()),
     }
 }
 
@@ -110,26 +132,47 @@ impl JobManager {
         Ok(())
     }
 
-    /// One run of a CDC job: the first load, or a drain of the change log.
-    /// Returns nothing to record as a watermark: the destination holds the
-    /// position.
+    /// `RESYNC ETL JOB name`: a run (trigger `resync`) that drops the job's
+    /// slot and publication, takes a fresh snapshot into the destination
+    /// and drains from the new slot; how a job leaves `needs resync`.
+    /// Refused while the job runs ([`EngineError::JobRunning`]).
+    pub async fn resync_job(
+        &self,
+        name: &str,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<RunSummary, EngineError> {
+        let job = self.catalog().job(name)?;
+        let LoadType::Cdc { mode } = job.load else {
+            return Err(EngineError::OperationNotSupported {
+                operation: "RESYNC",
+                job: name.to_owned(),
+                reason: "only a CDC job has a change stream to restart; RUN ETL JOB instead".into(),
+            });
+        };
+        self.run_work(name, RunTrigger::Resync, Work::Resync(mode), progress)
+            .await
+    }
+
+    /// One run of a CDC job: the first load (or a resync's snapshot), or a
+    /// drain of the change log.
     pub(super) async fn execute_cdc(
         &self,
         job: &JobRecord,
         mode: CdcMode,
         run: &mut RunRecord,
         active: &ActiveRun,
+        resync: bool,
     ) -> Result<(), EngineError> {
         let (_, columns) = self.source_columns(job).await?;
         let capture = capture(&columns, mode);
         let changes = self.connections.change_source(&job.source.connection)?;
         let destination = self.destination(job.destination.connection.as_deref())?;
         let table = job.destination.table.as_str();
-        let committed = destination
-            .last_commit(table)
-            .await?
-            .and_then(|state| state.watermark)
-            .map(|json| Position::from_json(&json))
+        let last = destination.last_commit(table).await?;
+        let committed = last
+            .as_ref()
+            .and_then(|state| state.watermark.as_deref())
+            .map(Position::from_json)
             .transpose()
             .map_err(|reason| EngineError::InvalidJob {
                 message: format!("destination table \"{table}\" holds no change position: {reason}"),
@@ -138,23 +181,55 @@ impl JobManager {
             .catalog()
             .cdc_state(&job.name)?
             .unwrap_or_else(|| CdcState::new(&job.name));
+        let snapshot = match &state.phase {
+            _ if resync => true,
+            CdcPhase::NeedsResync { reason } => {
+                return Err(capture_error(job)(CdcError::NeedsResync {
+                    job: job.name.clone(),
+                    reason: reason.clone(),
+                }));
+            }
+            // An interrupted first load or resync is taken again unless
+            // its destination commit made it.
+            CdcPhase::Snapshotting { run } => last.as_ref().is_none_or(|commit| commit.run_id != *run),
+            CdcPhase::Created | CdcPhase::Streaming => committed.is_none(),
+        };
         let run_id = run.id;
         let cancelled = move || EngineError::Cancelled { run_id };
         let spec = ChangeSpec {
             mode,
             key: columns.primary_key(),
+            soft_delete: job.cdc.soft_delete,
         };
         let position = match committed {
-            Some(position) => position,
-            None => {
-                let schema = change_table_schema(&columns.schema, mode);
-                let load = self.first_load(job, &capture, &*changes, &*destination, &schema, &spec, &mut state, run);
+            Some(position) if !snapshot => {
+                self.guard_retention(job, &*changes, &mut state).await?;
+                position
+            }
+            committed => {
+                let schema = change_table_schema(&columns.schema, mode, spec.soft_delete);
+                // HISTORY keeps what it recorded: a resync appends to it.
+                let append = mode == CdcMode::History && committed.is_some();
+                let load = self.first_load(
+                    job,
+                    &capture,
+                    &*changes,
+                    &*destination,
+                    &schema,
+                    &spec,
+                    append,
+                    &mut state,
+                    run,
+                );
                 tokio::select! {
                     position = load => position?,
                     () = active.cancel.notified() => return Err(cancelled()),
                 }
             }
         };
+        // The destination holds everything committed before the drain's
+        // marker, written just after this.
+        let current_at = Utc::now();
         let drain = self.drain(job, &capture, &*changes, &*destination, &spec, &state, position, run);
         let last = tokio::select! {
             last = drain => last?,
@@ -162,19 +237,62 @@ impl JobManager {
         };
         state.phase = CdcPhase::Streaming;
         state.position = Some(last.to_json());
+        let now = Utc::now();
+        state.lag_seconds = Some((now - current_at).num_milliseconds().max(0) as f64 / 1000.0);
+        state.checked_at = Some(now);
         match changes.retained(&state).await {
-            Ok(bytes) => {
-                state.lag_bytes = bytes;
-                state.checked_at = Some(Utc::now());
-            }
+            Ok(retention) => state.lag_bytes = retention.and_then(|r| r.behind),
             Err(e) => warn!(job = %job.name, error = %e, "could not measure the WAL the slot holds back"),
         }
         self.catalog().set_cdc_state(&state)?;
         Ok(())
     }
 
-    /// Creates the source's objects and the slot, and commits the table as
-    /// of the slot's exported snapshot with the slot's consistent point.
+    /// The WAL guardian, before a run streams: a slot that holds back more
+    /// WAL than the job's `max_retained_wal`, that lost WAL it needs, or
+    /// that is gone is dropped and the job marked `needs resync`; the run
+    /// then fails (not transiently: only `RESYNC ETL JOB` heals it).
+    async fn guard_retention(
+        &self,
+        job: &JobRecord,
+        changes: &dyn ChangeSource,
+        state: &mut CdcState,
+    ) -> Result<(), EngineError> {
+        let failed = capture_error(job);
+        let limit = job.cdc.max_retained_wal();
+        let slot = state.slot.clone().unwrap_or_default();
+        let retention = changes.retained(state).await.map_err(&failed)?;
+        let reason = match retention {
+            None => format!("its replication slot \"{slot}\" no longer exists at the source"),
+            Some(Retention { lost: true, .. }) => {
+                format!("the source removed WAL its replication slot \"{slot}\" still needed (wal_status = lost)")
+            }
+            Some(Retention { held: Some(held), .. }) if held > limit => format!(
+                "its replication slot \"{slot}\" held {held} bytes of WAL, more than max_retained_wal ({}); Sluice \
+                 dropped the slot so that the source's disk does not fill",
+                bytes_text(limit)
+            ),
+            Some(retention) => {
+                state.lag_bytes = retention.behind;
+                return Ok(());
+            }
+        };
+        changes.release(state).await.map_err(&failed)?;
+        warn!(job = %job.name, slot = %slot, reason = %reason, "gave up the job's replication slot");
+        state.phase = CdcPhase::NeedsResync { reason: reason.clone() };
+        state.lag_bytes = None;
+        self.catalog().set_cdc_state(state)?;
+        Err(failed(CdcError::NeedsResync {
+            job: job.name.clone(),
+            reason,
+        }))
+    }
+
+    /// Drops what an earlier slot left (a resync, an interrupted first
+    /// load), creates the source's objects and the slot, and commits the
+    /// table as of the slot's exported snapshot with the slot's consistent
+    /// point: in place of the table's rows, or (`append`, a `HISTORY`
+    /// resync) after them, behind a `truncate` row.
     #[allow(clippy::too_many_arguments)]
     async fn first_load(
         &self,
@@ -184,32 +302,46 @@ impl JobManager {
         destination: &dyn Destination,
         schema: &SchemaRef,
         spec: &ChangeSpec,
+        append: bool,
         state: &mut CdcState,
         run: &mut RunRecord,
     ) -> Result<Position, EngineError> {
         let failed = capture_error(job);
-        if state.slot.is_none() {
-            changes
-                .prepare(capture, self.catalog().instance_id(), state)
-                .await
-                .map_err(&failed)?;
-        }
-        // Saved before the slot exists: a crash leaves a slot the catalog
-        // knows (and the next first load drops and makes again).
+        // Saved before anything at the source changes: a crash from here
+        // on leaves a phase the next run takes the snapshot again from,
+        // and names (slot, publication) it drops first.
         state.phase = CdcPhase::Snapshotting { run: run.id };
+        self.catalog().set_cdc_state(state)?;
+        if state.slot.is_some() {
+            changes.release(state).await.map_err(&failed)?;
+            failpoint::hit("cdc_resync_released")?;
+        }
+        changes
+            .prepare(capture, self.catalog().instance_id(), state)
+            .await
+            .map_err(&failed)?;
         self.catalog().set_cdc_state(state)?;
         let (mut rows, position) = changes.snapshot(capture, state).await.map_err(&failed)?;
         let table = job.destination.table.as_str();
-        let mut load = destination.begin(table, run.id, WriteMode::Replace).await?;
+        let mode = if append { WriteMode::Append } else { WriteMode::Replace };
+        let mut load = destination.begin(table, run.id, mode).await?;
         let commit_ts = Utc::now().timestamp_micros();
+        let scan_schema = rows.schema();
         let copied = async {
+            if append {
+                load.write(table_rows(
+                    &snapshot_truncate(&scan_schema, &position, commit_ts),
+                    schema,
+                )?)
+                .await?;
+            }
             while let Some(batch) = rows.next().await {
                 let batch = batch.map_err(|e| EngineError::from_scan(&job.source.connection, e))?;
                 run.rows += batch.num_rows() as u64;
                 let changes = snapshot_changes(&batch, &position, commit_ts);
                 load.write(table_rows(&changes, schema)?).await?;
             }
-            Ok::<_, EngineError>(())
+            failpoint::hit("cdc_snapshot_before_commit")
         }
         .await;
         if let Err(e) = copied {
@@ -220,6 +352,7 @@ impl JobManager {
         }
         let report = load.commit(Some(position.to_json())).await?;
         run.bytes += report.bytes;
+        failpoint::hit("cdc_snapshot_committed")?;
         // An empty change batch records the table's change layout (what
         // `<table>_current` reads by).
         destination
@@ -230,7 +363,7 @@ impl JobManager {
         state.phase = CdcPhase::Streaming;
         state.position = Some(position.to_json());
         self.catalog().set_cdc_state(state)?;
-        info!(job = %job.name, rows = run.rows, position = %position.to_json(), "first load committed");
+        info!(job = %job.name, rows = run.rows, position = %position.to_json(), append, "snapshot committed");
         Ok(position)
     }
 
@@ -365,13 +498,13 @@ fn table_rows(changes: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, 
     let columns = schema
         .fields()
         .iter()
-        .map(|field| {
-            changes
-                .column_by_name(field.name())
-                .cloned()
-                .ok_or_else(|| EngineError::InvalidJob {
-                    message: format!("the change rows have no column \"{}\"", field.name()),
-                })
+        .map(|field| match changes.column_by_name(field.name()) {
+            Some(column) => Ok(column.clone()),
+            // Snapshot rows exist at the source.
+            None if field.name() == DELETED_AT_COLUMN => Ok(new_null_array(field.data_type(), changes.num_rows())),
+            None => Err(EngineError::InvalidJob {
+                message: format!("the change rows have no column \"{}\"", field.name()),
+            }),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns).map_err(crate::destinations::DestinationError::from)?)

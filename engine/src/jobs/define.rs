@@ -12,6 +12,7 @@ use sluice_catalog::{
 };
 use tracing::{info, warn};
 
+use super::cdc::check_cdc_settings;
 use super::load_request::{DEFAULT_BACKFILL_DAYS, LoadRequest};
 use super::settings::JobSetting;
 use super::{JobManager, guard, nested_type, schema_changes, split, window};
@@ -365,6 +366,7 @@ impl CreateJob {
             labels: Default::default(),
             source_settings: Default::default(),
             reload: false,
+            cdc: Default::default(),
             paused: false,
             created_at: now,
             updated_at: now,
@@ -393,6 +395,7 @@ impl JobManager {
         }
         let now = Utc::now();
         let mut job = request.definition(now);
+        check_cdc_settings(&job)?;
         let table = TableRef {
             schema: job.source.schema.clone(),
             name: job.source.table.clone(),
@@ -438,7 +441,7 @@ impl JobManager {
         let spec = TableSpec {
             name: job.destination.table.clone(),
             schema: match job.load {
-                LoadType::Cdc { mode } => change_table_schema(&columns.schema, mode),
+                LoadType::Cdc { mode } => change_table_schema(&columns.schema, mode, job.cdc.soft_delete),
                 _ => columns.schema.clone(),
             },
             job: job.name.clone(),
@@ -711,7 +714,8 @@ impl JobManager {
                 {
                     self.check_parallel_source(&job)?;
                 }
-                settings.into_iter().for_each(|s| s.apply(&mut job))
+                settings.into_iter().for_each(|s| s.apply(&mut job));
+                check_cdc_settings(&job)?;
             }
         }
         job.updated_at = Utc::now();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
 use futures::{FutureExt, StreamExt};
-use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
+use sluice_catalog::{CdcMode, JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
 use tokio::sync::Notify;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -44,6 +44,8 @@ pub(super) enum Work {
     Load,
     /// Load a cursor window again in place of the destination's rows.
     Repair(CursorWindow),
+    /// A CDC job's fresh snapshot from a new slot (`RESYNC ETL JOB`).
+    Resync(CdcMode),
 }
 
 /// Where a run's record comes from.
@@ -281,6 +283,10 @@ impl JobManager {
             match &work {
                 Work::Load => self.execute(&job, &mut run, &active, progress).await,
                 Work::Repair(window) => self.repair(&job, &mut run, &active, window).await,
+                Work::Resync(mode) => self
+                    .execute_cdc(&job, *mode, &mut run, &active, true)
+                    .await
+                    .map(|()| None),
             }
         };
         let result = AssertUnwindSafe(work.instrument(span))
@@ -404,7 +410,7 @@ impl JobManager {
         failpoint::hit("run_start")?;
         if let LoadType::Cdc { mode } = job.load {
             // The destination holds the position: no watermark to record.
-            self.execute_cdc(job, mode, run, active).await?;
+            self.execute_cdc(job, mode, run, active, false).await?;
             return Ok(None);
         }
         let started = Instant::now();

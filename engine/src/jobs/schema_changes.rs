@@ -476,6 +476,7 @@ mod tests {
             labels: Default::default(),
             source_settings: Default::default(),
             reload: false,
+            cdc: Default::default(),
             parallelism: None,
             paused: false,
             created_at: Utc::now(),

@@ -43,6 +43,10 @@ pub enum JobSetting {
     Labels(BTreeMap<String, String>),
     /// Whether the scheduler verifies the job after its runs.
     Verify(VerifySchedule),
+    /// CDC `MERGE`: deletes set `_sluice_deleted_at` instead of removing rows.
+    SoftDelete(bool),
+    /// CDC: bytes of WAL the job's slot may hold back before it is given up.
+    MaxRetainedWal(u64),
     /// A document store's mapping option (`sample`, `keep_document`,
     /// `on_type_mismatch`) for this job's reads, over the connection's.
     Source(&'static str, OptionValue),
@@ -50,8 +54,8 @@ pub enum JobSetting {
 
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by, \
-     commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify, sample, keep_document, \
-     on_type_mismatch";
+     commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify, soft_delete, \
+     max_retained_wal, sample, keep_document, on_type_mismatch";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -135,6 +139,15 @@ impl JobSetting {
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("off") => Ok(JobSetting::Verify(VerifySchedule::Off)),
                 _ => Err("verify must be 'daily' or 'off'".into()),
             },
+            "soft_delete" => match value {
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("true") => Ok(JobSetting::SoftDelete(true)),
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("false") => Ok(JobSetting::SoftDelete(false)),
+                _ => Err("soft_delete must be true or false".into()),
+            },
+            "max_retained_wal" => bytes(value)
+                .filter(|&b| b > 0)
+                .map(JobSetting::MaxRetainedWal)
+                .ok_or_else(|| "max_retained_wal must be a size such as '500 MB' or '10 GB'".into()),
             other => Err(format!(
                 "unknown job setting \"{other}\"; valid settings: {SETTING_NAMES}"
             )),
@@ -158,6 +171,8 @@ impl JobSetting {
             JobSetting::FreshnessTarget(_) => "freshness_target",
             JobSetting::Labels(_) => "labels",
             JobSetting::Verify(_) => "verify",
+            JobSetting::SoftDelete(_) => "soft_delete",
+            JobSetting::MaxRetainedWal(_) => "max_retained_wal",
             JobSetting::Source(name, _) => name,
         }
     }
@@ -179,6 +194,8 @@ impl JobSetting {
             JobSetting::FreshnessTarget(seconds) => job.freshness_target_seconds = Some(seconds),
             JobSetting::Labels(labels) => job.labels = labels,
             JobSetting::Verify(schedule) => job.verify = schedule,
+            JobSetting::SoftDelete(on) => job.cdc.soft_delete = on,
+            JobSetting::MaxRetainedWal(bytes) => job.cdc.max_retained_wal = Some(bytes),
             JobSetting::Source(name, value) => {
                 job.source_settings.insert(name.to_owned(), value);
             }
@@ -190,7 +207,10 @@ impl JobSetting {
     pub fn is_layout(&self) -> bool {
         matches!(
             self,
-            JobSetting::PartitionExpirationDays(_) | JobSetting::RequirePartitionFilter(_) | JobSetting::ClusterBy(_)
+            JobSetting::PartitionExpirationDays(_)
+                | JobSetting::RequirePartitionFilter(_)
+                | JobSetting::ClusterBy(_)
+                | JobSetting::SoftDelete(_)
         )
     }
 }
@@ -227,6 +247,37 @@ pub fn labels_text(labels: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A size in bytes: a number of bytes or text such as `'500 MB'`,
+/// `'10 GB'`, `'1 kB'` (units of 1024).
+fn bytes(value: &SettingValue) -> Option<u64> {
+    match value {
+        SettingValue::Number(n) => Some(*n),
+        SettingValue::Text(text) => {
+            let text = text.trim();
+            let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+            let n: u64 = text[..split].parse().ok()?;
+            let shift = match text[split..].trim().to_ascii_lowercase().as_str() {
+                "" | "b" | "bytes" => 0,
+                "kb" => 10,
+                "mb" => 20,
+                "gb" => 30,
+                "tb" => 40,
+                _ => return None,
+            };
+            n.checked_mul(1 << shift)
+        }
+    }
+}
+
+/// Bytes as [`bytes`] reads them back: in the largest unit that divides them.
+pub fn bytes_text(bytes: u64) -> String {
+    let (shift, unit) = [(40, "TB"), (30, "GB"), (20, "MB"), (10, "kB")]
+        .into_iter()
+        .find(|&(shift, _)| bytes >= 1 << shift && bytes % (1 << shift) == 0)
+        .unwrap_or((0, "bytes"));
+    format!("{} {unit}", bytes >> shift)
 }
 
 /// A duration setting in whole seconds, at most `max`: a number of seconds
@@ -296,6 +347,22 @@ mod tests {
             Ok(JobSetting::OnSchemaChange(SchemaChangePolicy::Fail))
         );
         assert_eq!(
+            JobSetting::parse("max_retained_wal", &SettingValue::Text("500 MB".into())),
+            Ok(JobSetting::MaxRetainedWal(500 << 20))
+        );
+        assert_eq!(
+            JobSetting::parse("max_retained_wal", &SettingValue::Text("1kB".into())),
+            Ok(JobSetting::MaxRetainedWal(1024))
+        );
+        for size in [1, 1024, 500 << 20, 10 << 30, 3 << 40, 1500] {
+            assert_eq!(bytes(&SettingValue::Text(bytes_text(size))), Some(size), "{size}");
+        }
+        assert_eq!(bytes_text(10 << 30), "10 GB");
+        assert_eq!(
+            JobSetting::parse("soft_delete", &SettingValue::Text("TRUE".into())),
+            Ok(JobSetting::SoftDelete(true))
+        );
+        assert_eq!(
             JobSetting::parse("freshness_target", &SettingValue::Text("2 hours".into())),
             Ok(JobSetting::FreshnessTarget(7200))
         );
@@ -316,6 +383,13 @@ mod tests {
                 "such as '2 hours'",
             ),
             ("labels", SettingValue::Text("team".into()), "must be key=value"),
+            (
+                "max_retained_wal",
+                SettingValue::Text("10 parsecs".into()),
+                "such as '500 MB'",
+            ),
+            ("max_retained_wal", SettingValue::Number(0), "such as '500 MB'"),
+            ("soft_delete", SettingValue::Number(1), "true or false"),
             ("labels", SettingValue::Text("Team=x".into()), "lower-case letters"),
             ("labels", SettingValue::Text("a=1,a=2".into()), "given twice"),
             ("batch_rows", SettingValue::Number(0), "between 1 and 1000000"),

@@ -115,6 +115,8 @@ pub enum SluiceStatement {
     },
     /// `REPAIR ETL JOB name FROM 'a' TO 'b'`
     RepairJob { name: String, from: String, to: String },
+    /// `RESYNC ETL JOB name`: a CDC job's fresh snapshot and new slot.
+    ResyncJob { name: String },
     /// `CREATE ETL JOBS FOR TABLES IN conn.schema ...`: one job per table.
     CreateJobs(Box<CreateJobs>),
     /// `ALTER ETL JOBS WHERE condition PAUSE | RESUME | SET ...`; the
@@ -143,6 +145,7 @@ impl SluiceStatement {
             SluiceStatement::CancelRun { .. } => Some("CANCEL ETL RUN"),
             SluiceStatement::CancelJob { .. } => Some("CANCEL ETL JOB"),
             SluiceStatement::RepairJob { .. } => Some("REPAIR ETL JOB"),
+            SluiceStatement::ResyncJob { .. } => Some("RESYNC ETL JOB"),
             SluiceStatement::VerifyJob { .. } => Some("VERIFY ETL JOB"),
             SluiceStatement::TestConnection { .. } => Some("TEST CONNECTION"),
             SluiceStatement::TestConnections => Some("TEST CONNECTIONS"),

@@ -129,6 +129,10 @@ impl StatementParser<'_> {
             self.expect_word("TO")?;
             let to = self.string("the cursor value that ends the window as a 'string'")?;
             SluiceStatement::RepairJob { name, from, to }
+        } else if self.words(&["RESYNC", "ETL", "JOB"]) {
+            SluiceStatement::ResyncJob {
+                name: self.name("job name")?,
+            }
         } else if self.words(&["CANCEL", "ETL", "RUN"]) {
             SluiceStatement::CancelRun {
                 run_id: self.whole_number("a run id")?.into(),

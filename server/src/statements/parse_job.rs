@@ -668,6 +668,10 @@ mod tests {
                 to: "2024-01-02".into()
             }
         );
+        assert_eq!(
+            parse("resync etl job o").unwrap(),
+            SluiceStatement::ResyncJob { name: "o".into() }
+        );
         assert!(
             parse("VERIFY ETL JOB o BY WEEK")
                 .unwrap_err()

@@ -15,7 +15,7 @@ use sluice_catalog::{
 };
 use sluice_engine::destinations::Shipped;
 use sluice_engine::jobs::{
-    Health, LiveRun, consecutive_failures, deciding_runs, freshness, is_stale, labels_text, table_ops_today,
+    Health, LiveRun, bytes_text, consecutive_failures, deciding_runs, freshness, is_stale, labels_text, table_ops_today,
 };
 use sluice_engine::scheduler;
 
@@ -47,6 +47,8 @@ pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("freshness", DataType::Interval(IntervalUnit::MonthDayNano), true),
         Field::new("freshness_target", DataType::Interval(IntervalUnit::MonthDayNano), true),
         Field::new("lag_bytes", DataType::Int64, true),
+        Field::new("lag_seconds", DataType::Float64, true),
+        Field::new("cdc_state", DataType::Utf8, true),
     ]))
 });
 
@@ -172,13 +174,21 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
     let sources: Vec<String> = jobs.iter().map(source_sql).collect();
     let destinations: Vec<String> = jobs.iter().map(destination_sql).collect();
     let loads: Vec<String> = jobs.iter().map(|j| load_sql(&j.load)).collect();
-    let lag_bytes = jobs
+    let cdc_states = jobs
         .iter()
         .map(|j| match j.load {
-            LoadType::Cdc { .. } => Ok(catalog.cdc_state(&j.name)?.and_then(|s| s.lag_bytes).map(|b| b as i64)),
+            LoadType::Cdc { .. } => catalog.cdc_state(&j.name),
             _ => Ok(None),
         })
-        .collect::<Result<Int64Array, CatalogError>>()?;
+        .collect::<Result<Vec<_>, CatalogError>>()?;
+    let lag_bytes: Int64Array = cdc_states
+        .iter()
+        .map(|s| s.as_ref().and_then(|s| s.lag_bytes).map(|b| b as i64))
+        .collect();
+    let lag_seconds: Float64Array = cdc_states
+        .iter()
+        .map(|s| s.as_ref().and_then(|s| s.lag_seconds_at(now)))
+        .collect();
     Ok(batch(
         &JOBS,
         vec![
@@ -229,6 +239,8 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
                     .collect::<IntervalMonthDayNanoArray>(),
             ),
             Arc::new(lag_bytes),
+            Arc::new(lag_seconds),
+            strings(cdc_states.iter().map(|s| s.as_ref().map(|s| s.phase_name()))),
         ],
     ))
 }
@@ -437,6 +449,12 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     }
     if job.verify != VerifySchedule::default() {
         sql.push_str(&format!(", verify = '{}'", job.verify.as_str()));
+    }
+    if job.cdc.soft_delete {
+        sql.push_str(", soft_delete = true");
+    }
+    if let Some(bytes) = job.cdc.max_retained_wal {
+        sql.push_str(&format!(", max_retained_wal = '{}'", bytes_text(bytes)));
     }
     for (name, value) in &job.source_settings {
         let value = match value {

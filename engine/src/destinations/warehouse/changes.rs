@@ -5,8 +5,10 @@
 //!
 //! - `MERGE` rewrites the table (copy-on-write): one streaming pass copies
 //!   the rows whose key no change touches into new files, then the latest
-//!   version of every touched key follows; deleted keys are left out. A
-//!   `truncate` drops everything before it.
+//!   version of every touched key follows; deleted keys are left out (with
+//!   `soft_delete`: kept, with `_sluice_deleted_at` set to the delete's
+//!   commit time, until the key is inserted again). A `truncate` drops
+//!   everything before it.
 //! - `HISTORY` appends every change row (`_sluice_op`, `_sluice_position`,
 //!   `_sluice_commit_ts`); `<table>_current` reads the latest state
 //!   (`read.rs`).
@@ -37,7 +39,7 @@ use super::encode::Encoder;
 use super::load::publish_next;
 use super::manifest::{ChangeLayout, DataFile, Manifest};
 use super::read::WarehouseTable;
-use crate::cdc::{COMMIT_TS_COLUMN, ChangeOp, OP_COLUMN, POSITION_COLUMN, UNCHANGED_COLUMN};
+use crate::cdc::{COMMIT_TS_COLUMN, ChangeOp, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN, UNCHANGED_COLUMN};
 use crate::destinations::{ChangeSpec, CommitReport, DestinationError, LoadTransaction};
 use crate::sources::datafusion_sql::session as datafusion_session;
 
@@ -54,6 +56,8 @@ struct Columns {
     op: Option<usize>,
     position: usize,
     commit_ts: usize,
+    /// `_sluice_deleted_at`, with `soft_delete`.
+    deleted_at: Option<usize>,
     /// Turns key values into comparable bytes.
     keys: RowConverter,
 }
@@ -69,7 +73,7 @@ impl Columns {
                 .index_of(name)
                 .map_err(|_| invalid(format!("the table has no column \"{name}\"")))
         };
-        let own = [OP_COLUMN, POSITION_COLUMN, COMMIT_TS_COLUMN];
+        let own = [OP_COLUMN, POSITION_COLUMN, COMMIT_TS_COLUMN, DELETED_AT_COLUMN];
         let data: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| !own.contains(&schema.field(i).name().as_str()))
             .collect();
@@ -86,6 +90,9 @@ impl Columns {
         if layout.mode == CdcMode::Merge && key.is_empty() {
             return Err(invalid("MERGE needs the columns of a primary key".into()));
         }
+        if layout.soft_delete && layout.mode != CdcMode::Merge {
+            return Err(invalid("soft_delete applies to MERGE only".into()));
+        }
         let keys = RowConverter::new(
             key.iter()
                 .map(|&k| SortField::new(schema.field(data[k]).data_type().clone()))
@@ -98,6 +105,7 @@ impl Columns {
             },
             position: find(POSITION_COLUMN)?,
             commit_ts: find(COMMIT_TS_COLUMN)?,
+            deleted_at: layout.soft_delete.then(|| find(DELETED_AT_COLUMN)).transpose()?,
             data,
             key,
             keys,
@@ -115,12 +123,14 @@ impl Columns {
 }
 
 /// A key's values as last written: its data columns and its change's
-/// position and commit time.
+/// position and commit time; `deleted` for a soft-deleted row (its
+/// `_sluice_deleted_at` is the delete's commit time).
 #[derive(Debug, Clone)]
 struct Stored {
     values: Vec<ScalarValue>,
     position: String,
     commit_ts: ScalarValue,
+    deleted: bool,
 }
 
 /// One change row, read from a change batch.
@@ -141,14 +151,18 @@ struct Versions {
     stored: HashMap<Vec<u8>, Option<Stored>>,
     /// What the batch made of them, in key order.
     latest: BTreeMap<Vec<u8>, Option<Stored>>,
+    /// A delete keeps the row, marked `deleted` (`MERGE` with `soft_delete`).
+    soft_delete: bool,
 }
 
 impl Versions {
+    /// The key's live version (a soft-deleted row is not one).
     fn current(&self, key: &[u8]) -> Option<&Stored> {
         match self.latest.get(key) {
             Some(latest) => latest.as_ref(),
             None => self.stored.get(key).and_then(Option::as_ref),
         }
+        .filter(|stored| !stored.deleted)
     }
 
     /// Applies `changes` in order, filling the values they did not carry;
@@ -165,7 +179,12 @@ impl Versions {
                 }
                 ChangeOp::Delete => {
                     removed = self.current(&change.key).cloned();
-                    self.latest.insert(change.key.clone(), None);
+                    let marked = self.soft_delete.then(|| Stored {
+                        deleted: true,
+                        values: removed.as_ref().map_or(change.row.values.clone(), |r| r.values.clone()),
+                        ..change.row.clone()
+                    });
+                    self.latest.insert(change.key.clone(), marked);
                 }
                 ChangeOp::Insert | ChangeOp::Update => {
                     if !change.unchanged.is_empty() {
@@ -214,6 +233,7 @@ impl ChangeLoad {
         let layout = ChangeLayout {
             mode: spec.mode,
             key: spec.key.clone(),
+            soft_delete: spec.soft_delete,
         };
         if let Some(existing) = &base.changes
             && *existing != layout
@@ -304,6 +324,7 @@ impl ChangeLoad {
                         .collect::<Result<_, _>>()?,
                     position: positions.value(row).to_owned(),
                     commit_ts: ScalarValue::try_from_array(commit_ts, row)?,
+                    deleted: false,
                 },
                 unchanged: not_carried,
             });
@@ -335,6 +356,7 @@ impl ChangeLoad {
                 .collect::<Result<_, _>>()?,
             position: position.map(|p| p.value(row).to_owned()).unwrap_or_default(),
             commit_ts: ScalarValue::try_from_array(batch.column(self.columns.commit_ts), row)?,
+            deleted: self.columns.deleted_at.is_some_and(|at| batch.column(at).is_valid(row)),
         })
     }
 
@@ -441,6 +463,18 @@ impl ChangeLoad {
             ScalarValue::iter_to_array(chunk.iter().map(|(_, row)| ScalarValue::from(row.position.as_str())))?;
         arrays[self.columns.commit_ts] =
             ScalarValue::iter_to_array(chunk.iter().map(|(_, row)| row.commit_ts.clone()))?;
+        if let Some(deleted_at) = self.columns.deleted_at {
+            let field = schema.field(deleted_at);
+            arrays[deleted_at] = ScalarValue::iter_to_array(
+                chunk
+                    .iter()
+                    .map(|(_, row)| match row.deleted {
+                        true => Ok(row.commit_ts.clone()),
+                        false => ScalarValue::try_from(field.data_type()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            )?;
+        }
         let arrays = arrays
             .into_iter()
             .zip(schema.fields())
@@ -469,7 +503,10 @@ impl ChangeLoad {
                     .map_or(0, |at| at + 1);
                 let truncated = start > 0;
                 let changes: Vec<Change> = changes.into_iter().skip(start).collect();
-                let mut versions = Versions::default();
+                let mut versions = Versions {
+                    soft_delete: self.layout.soft_delete,
+                    ..Versions::default()
+                };
                 if !truncated {
                     let touched: HashSet<&[u8]> = changes.iter().map(|c| c.key.as_slice()).collect();
                     versions.stored = self.copy_untouched(&touched, encoder).await?;
@@ -601,14 +638,19 @@ mod tests {
         ChangeSpec {
             mode,
             key: vec!["id".into()],
+            soft_delete: false,
         }
     }
 
     async fn warehouse(dir: &tempfile::TempDir, mode: CdcMode) -> LocalWarehouse {
+        warehouse_of(dir, &spec(mode)).await
+    }
+
+    async fn warehouse_of(dir: &tempfile::TempDir, spec: &ChangeSpec) -> LocalWarehouse {
         let warehouse = LocalWarehouse::open_dir(dir.path()).unwrap();
         let table = TableSpec {
             name: "t".into(),
-            schema: change_table_schema(&columns(), mode),
+            schema: change_table_schema(&columns(), spec.mode, spec.soft_delete),
             job: "j".into(),
             cursor: None,
             primary_key: vec!["id".into()],
@@ -666,7 +708,11 @@ mod tests {
     }
 
     async fn apply(warehouse: &LocalWarehouse, mode: CdcMode, batches: Vec<RecordBatch>, position: &str) {
-        let mut load = warehouse.begin_changes("t", 1, &spec(mode)).await.unwrap();
+        apply_spec(warehouse, &spec(mode), batches, position).await;
+    }
+
+    async fn apply_spec(warehouse: &LocalWarehouse, spec: &ChangeSpec, batches: Vec<RecordBatch>, position: &str) {
+        let mut load = warehouse.begin_changes("t", 1, spec).await.unwrap();
         for batch in batches {
             load.write(batch).await.unwrap();
         }
@@ -675,19 +721,36 @@ mod tests {
 
     /// The rows of `table` by id.
     async fn rows(warehouse: &LocalWarehouse, table: &str) -> BTreeMap<i64, Row> {
+        query_rows(warehouse, &format!("SELECT id, name, big FROM warehouse.\"{table}\""))
+            .await
+            .into_iter()
+            .map(|(id, (row, _))| (id, row))
+            .collect()
+    }
+
+    /// The rows of a soft-deleting table by id, with whether they are
+    /// marked deleted.
+    async fn marked_rows(warehouse: &LocalWarehouse) -> BTreeMap<i64, (Row, bool)> {
+        query_rows(
+            warehouse,
+            "SELECT id, name, big, CASE WHEN _sluice_deleted_at IS NULL THEN 'live' ELSE 'deleted' END \
+             FROM warehouse.t",
+        )
+        .await
+        .into_iter()
+        .map(|(id, (row, flag))| (id, (row, flag.as_deref() == Some("deleted"))))
+        .collect()
+    }
+
+    /// The rows of `sql` (`id`, two text columns, an optional third) by id.
+    async fn query_rows(warehouse: &LocalWarehouse, sql: &str) -> BTreeMap<i64, (Row, Option<String>)> {
         let ctx = SessionContext::new();
         let schema = WarehouseSchema::new(warehouse.clone()).await.unwrap();
         ctx.catalog("datafusion")
             .unwrap()
             .register_schema("warehouse", Arc::new(schema))
             .unwrap();
-        let batches = ctx
-            .sql(&format!("SELECT id, name, big FROM warehouse.\"{table}\""))
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         let mut rows = BTreeMap::new();
         for batch in batches {
             let ids = batch.column(0).as_primitive::<Int64Type>();
@@ -696,7 +759,8 @@ mod tests {
                 column.is_valid(row).then(|| column.value(row).to_owned())
             };
             for row in 0..batch.num_rows() {
-                let duplicate = rows.insert(ids.value(row), (text(1, row), text(2, row)));
+                let flag = (batch.num_columns() > 3).then(|| text(3, row)).flatten();
+                let duplicate = rows.insert(ids.value(row), ((text(1, row), text(2, row)), flag));
                 assert!(duplicate.is_none(), "key {} twice", ids.value(row));
             }
         }
@@ -847,8 +911,8 @@ mod tests {
         changes.push(ChangeOp::Update, Some(1), text("a"), ChangeValue::Unchanged);
         let at = changes.commit();
         let keyless = ChangeSpec {
-            mode: CdcMode::History,
             key: Vec::new(),
+            ..spec(CdcMode::History)
         };
         let mut load = warehouse.begin_changes("t", 1, &keyless).await.unwrap();
         for batch in changes.batches() {
@@ -878,8 +942,8 @@ mod tests {
         let warehouse = warehouse(&dir, CdcMode::Merge).await;
         apply(&warehouse, CdcMode::Merge, Vec::new(), "{}").await;
         let other = ChangeSpec {
-            mode: CdcMode::Merge,
             key: vec!["name".into()],
+            ..spec(CdcMode::Merge)
         };
         let error = warehouse.begin_changes("t", 2, &other).await.err().unwrap();
         assert!(matches!(error, DestinationError::Changes { .. }), "{error}");
@@ -897,13 +961,14 @@ mod tests {
                 let warehouse = warehouse(&dir, mode).await;
                 let mut rng = StdRng::seed_from_u64(seed);
                 let mut model: BTreeMap<i64, Row> = BTreeMap::new();
+                let mut deleted = BTreeMap::new();
                 let mut changes = Changes::new();
                 let mut stored_changes = 0;
                 for batch in 0..12 {
                     let mut position = String::new();
                     for _ in 0..rng.gen_range(1..4) {
                         for _ in 0..rng.gen_range(1..6) {
-                            stored_changes += random_change(&mut rng, &mut model, &mut changes);
+                            stored_changes += random_change(&mut rng, &mut model, &mut deleted, &mut changes);
                         }
                         position = changes.commit();
                     }
@@ -927,9 +992,49 @@ mod tests {
         }
     }
 
-    /// Pushes one random change of the model's table; how many change
-    /// rows it took.
-    fn random_change(rng: &mut StdRng, model: &mut BTreeMap<i64, Row>, changes: &mut Changes) -> u64 {
+    /// `MERGE` with `soft_delete`, random transactions as above: the table
+    /// holds the model's rows, and the deleted keys (not inserted again
+    /// since, nor truncated) with their last values, marked deleted.
+    #[tokio::test]
+    async fn random_changes_with_soft_delete_match_a_model() {
+        let spec = ChangeSpec {
+            soft_delete: true,
+            ..spec(CdcMode::Merge)
+        };
+        for seed in 0..4 {
+            let dir = tempfile::tempdir().unwrap();
+            let warehouse = warehouse_of(&dir, &spec).await;
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut model: BTreeMap<i64, Row> = BTreeMap::new();
+            let mut deleted: BTreeMap<i64, Row> = BTreeMap::new();
+            let mut changes = Changes::new();
+            for batch in 0..12 {
+                let mut position = String::new();
+                for _ in 0..rng.gen_range(1..4) {
+                    for _ in 0..rng.gen_range(1..6) {
+                        random_change(&mut rng, &mut model, &mut deleted, &mut changes);
+                    }
+                    position = changes.commit();
+                }
+                apply_spec(&warehouse, &spec, changes.batches(), &position).await;
+                let mut expected: BTreeMap<i64, (Row, bool)> =
+                    deleted.iter().map(|(&id, row)| (id, (row.clone(), true))).collect();
+                expected.extend(model.iter().map(|(&id, row)| (id, (row.clone(), false))));
+                assert_eq!(marked_rows(&warehouse).await, expected, "seed {seed}, batch {batch}");
+            }
+            assert!(!deleted.is_empty(), "seed {seed} deleted something");
+        }
+    }
+
+    /// Pushes one random change of the model's table, keeping `deleted`
+    /// (the deleted keys' last rows, until inserted again or truncated);
+    /// how many change rows it took.
+    fn random_change(
+        rng: &mut StdRng,
+        model: &mut BTreeMap<i64, Row>,
+        deleted: &mut BTreeMap<i64, Row>,
+        changes: &mut Changes,
+    ) -> u64 {
         let free = |rng: &mut StdRng, model: &BTreeMap<i64, Row>| loop {
             let id = rng.gen_range(0..1000);
             if !model.contains_key(&id) {
@@ -942,6 +1047,7 @@ mod tests {
             (0..3, _) => {
                 changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
                 model.clear();
+                deleted.clear();
                 1
             }
             (3..40, _) | (_, None) => {
@@ -951,6 +1057,7 @@ mod tests {
                 let name_value = name.clone().map_or(ChangeValue::Null, ChangeValue::Text);
                 changes.push(ChangeOp::Insert, Some(id), name_value, text(&big));
                 model.insert(id, (name, Some(big)));
+                deleted.remove(&id);
                 1
             }
             (40..70, Some(id)) => {
@@ -968,16 +1075,19 @@ mod tests {
             }
             (70..85, Some(id)) => {
                 changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
-                model.remove(&id);
+                deleted.insert(id, model.remove(&id).unwrap());
                 1
             }
             (_, Some(id)) => {
                 let new = free(rng, model);
-                let (_, big) = model.remove(&id).unwrap();
+                let old = model.remove(&id).unwrap();
+                let big = old.1.clone();
+                deleted.insert(id, old);
                 changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
                 let name = value(rng, "name");
                 changes.push(ChangeOp::Insert, Some(new), text(&name), ChangeValue::Unchanged);
                 model.insert(new, (Some(name), big));
+                deleted.remove(&new);
                 2
             }
         }

@@ -34,6 +34,9 @@ pub(super) struct Manifest {
 pub(super) struct ChangeLayout {
     pub mode: CdcMode,
     pub key: Vec<String>,
+    /// Deletes mark rows (`_sluice_deleted_at`) instead of removing them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub soft_delete: bool,
 }
 
 /// One finished Parquet file.

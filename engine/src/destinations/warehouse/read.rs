@@ -111,6 +111,7 @@ async fn current_view(warehouse: &LocalWarehouse, history: &str) -> Result<Optio
         Some(ChangeLayout {
             mode: CdcMode::History,
             key,
+            ..
         }) if !key.is_empty() => key.clone(),
         _ => return Ok(None),
     };

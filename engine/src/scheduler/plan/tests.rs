@@ -42,6 +42,7 @@ fn job(schedule: &str) -> JobRecord {
         labels: Default::default(),
         source_settings: Default::default(),
         reload: false,
+        cdc: Default::default(),
         paused: false,
         created_at: at("2026-01-01T00:00:00Z"),
         updated_at: at("2026-01-01T00:00:00Z"),

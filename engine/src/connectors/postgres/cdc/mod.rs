@@ -19,7 +19,7 @@ use sluice_catalog::CdcState;
 use tokio_postgres::config::{Host, SslMode};
 
 use super::{Endpoint, parallel};
-use crate::cdc::{Capture, CdcError, ChangeSource, ChangeStream, Position};
+use crate::cdc::{Capture, CdcError, ChangeSource, ChangeStream, Position, Retention};
 use crate::failure::{ConnectFailure, ConnectFailureKind};
 use crate::options::ResolvedOptions;
 use crate::sources::ScanRequest;
@@ -125,7 +125,7 @@ impl ChangeSource for PostgresChangeSource {
         setup::mark(&self.endpoint, prefix).await
     }
 
-    async fn retained(&self, state: &CdcState) -> Result<Option<u64>, CdcError> {
+    async fn retained(&self, state: &CdcState) -> Result<Option<Retention>, CdcError> {
         match &state.slot {
             Some(slot) => setup::retained(&self.endpoint, slot).await,
             None => Ok(None),

@@ -6,7 +6,7 @@ use sluice_catalog::{CdcMode, CdcState};
 
 use super::super::dialect::DIALECT;
 use super::super::{Endpoint, PgConnection, query_error};
-use crate::cdc::{Capture, CdcError, source_object_name};
+use crate::cdc::{Capture, CdcError, Retention, source_object_name};
 use crate::sources::{Dialect, SourceError, TableKind, TableRef};
 
 /// Runs `work` on a fresh session and closes it.
@@ -189,22 +189,31 @@ pub(super) async fn drop_slot(endpoint: &Endpoint, slot: &str) -> Result<(), Cdc
     .await
 }
 
-/// The bytes of WAL slot `slot` holds back (from its confirmed position to
-/// the current end of the WAL); `None` when the slot does not exist.
-pub(super) async fn retained(endpoint: &Endpoint, slot: &str) -> Result<Option<u64>, CdcError> {
+/// The WAL slot `slot` holds back: from its `restart_lsn` (what the
+/// server keeps) and from its `confirmed_flush_lsn` (what the destination
+/// has not confirmed) to the current end of the WAL, and whether the server
+/// already removed WAL it needs (`wal_status`, PostgreSQL 13 and later,
+/// read through `to_jsonb` so that older servers answer too); `None` when
+/// the slot does not exist.
+pub(super) async fn retained(endpoint: &Endpoint, slot: &str) -> Result<Option<Retention>, CdcError> {
     with_session(endpoint, async |connection| {
         let row = connection
             .client
             .query_opt(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 \
-                 FROM pg_replication_slots WHERE slot_name = $1",
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::int8, \
+                        pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::int8, \
+                        coalesce(to_jsonb(s) ->> 'wal_status', '') = 'lost' \
+                 FROM pg_replication_slots s WHERE s.slot_name = $1",
                 &[&slot],
             )
             .await
             .map_err(query_error)?;
-        Ok(row
-            .and_then(|row| row.get::<_, Option<i64>>(0))
-            .map(|bytes| bytes.max(0) as u64))
+        let bytes = |row: &tokio_postgres::Row, i: usize| row.get::<_, Option<i64>>(i).map(|b| b.max(0) as u64);
+        Ok(row.map(|row| Retention {
+            held: bytes(&row, 0),
+            behind: bytes(&row, 1),
+            lost: row.get(2),
+        }))
     })
     .await
 }
