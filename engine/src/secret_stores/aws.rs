@@ -71,6 +71,8 @@ pub(super) async fn get_secret_value(id: &str, timeout: Duration) -> Result<Secr
         | "InvalidSignatureException"
         | "ExpiredTokenException"
         | "DecryptionFailure" => SecretFetchProblem::Forbidden(answered),
+        // A refusal without a JSON error body (moto's IAM check answers so).
+        _ if status == 401 || status == 403 => SecretFetchProblem::Forbidden(format!("{answered} (HTTP {status})")),
         _ => SecretFetchProblem::Unavailable(answered),
     })
 }

@@ -149,7 +149,7 @@ impl Connection {
                 let partitioner: Option<(Option<String>,)> = rows
                     .maybe_first_row::<(Option<String>,)>()
                     .map_err(|e| source_error(&e, "system.local"))?;
-                Ok(partitioner.and_then(|p| p.0).as_deref() == Some(super::cql::MURMUR3))
+                Ok::<_, SourceError>(partitioner.and_then(|p| p.0).as_deref() == Some(super::cql::MURMUR3))
             })
             .await
             .copied()
