@@ -25,7 +25,7 @@
 
 pub mod alerts;
 pub mod allowed_paths;
-mod aws_json;
+mod aws;
 mod backoff;
 pub mod cdc;
 pub mod connection_types;

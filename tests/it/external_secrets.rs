@@ -2,7 +2,9 @@
 //! SECRET MANAGER | AWS SECRETS MANAGER '...'`): the catalog keeps the
 //! reference, the value is fetched when a connection is tested or a run
 //! starts, a missing one is a `28000` naming the reference, and a rotated
-//! value is used after the cache TTL without a restart.
+//! value is used after the cache TTL without a restart. AWS Secrets
+//! Manager signs with the server's AWS credential chain, down to a profile
+//! of the shared credentials file.
 
 use std::time::Duration;
 
@@ -316,4 +318,87 @@ async fn aws_secrets_manager_values_are_read_with_signed_requests() {
     );
     assert!(files_containing(sluice.data_dir(), VALUE.as_bytes()).is_empty());
     assert!(!sluice.log_contents().contains(VALUE));
+}
+
+/// Secrets Manager requests signed with the keys of `AWS_PROFILE`'s section
+/// of the shared credentials file (no `AWS_ACCESS_KEY_ID` in the
+/// environment), against moto checking signatures: the `etl` profile's
+/// keys read the secret, the `default` profile's (a user allowed nothing)
+/// are refused, a profile without keys is named.
+#[tokio::test]
+async fn aws_secrets_manager_signs_with_a_profile_of_the_shared_credentials_file() {
+    const VALUE: &str = "Profile-Held-Password-7";
+    let (moto, (etl_id, etl_secret), (nobody_id, nobody_secret)) = emulators::Emulator::moto_iam("unused");
+    let program = format!(
+        "import boto3\n\
+         c = boto3.client('secretsmanager', endpoint_url='{}', region_name='eu-west-1', \
+         aws_access_key_id='{etl_id}', aws_secret_access_key='{etl_secret}')\n\
+         print(c.create_secret(Name='pg-password', SecretString='{VALUE}')['ARN'])",
+        moto.endpoint()
+    );
+    let out = std::process::Command::new(emulators::python_path())
+        .args(["-c", &program])
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let arn = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    std::fs::write(
+        &file,
+        format!(
+            "[default]\naws_access_key_id = {nobody_id}\naws_secret_access_key = {nobody_secret}\n\n\
+             [etl]\naws_access_key_id = {etl_id}\naws_secret_access_key = {etl_secret}\n\n[sso]\nregion = eu-west-1\n"
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let pg = PgServer::start();
+    add_role(&pg, "by_profile", VALUE);
+    let endpoint = moto.endpoint();
+    let start = |profile: Option<&str>| {
+        let mut env = vec![
+            ("AWS_SHARED_CREDENTIALS_FILE", file.as_str()),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("SLUICE_AWS_SECRETS_MANAGER_ENDPOINT", endpoint.as_str()),
+        ];
+        env.extend(profile.map(|p| ("AWS_PROFILE", p)));
+        Sluice::start_with(&[], &env)
+    };
+    let create = format!(
+        "CREATE SECRET pw FROM AWS SECRETS MANAGER '{arn}'; CREATE CONNECTION aws_pg TYPE postgres OPTIONS ({})",
+        pg_options(&pg, "by_profile", "pw")
+    );
+
+    let sluice = start(Some("etl"));
+    let client = sluice.client().await;
+    client.batch_execute(&create).await.unwrap();
+    assert_eq!(
+        one(&client, "SELECT status FROM sluice.connections WHERE name = 'aws_pg'").await,
+        "ok"
+    );
+    assert!(!sluice.log_contents().contains(VALUE));
+    assert!(!sluice.log_contents().contains(&etl_secret));
+    drop(client);
+    drop(sluice);
+
+    let sluice = start(None);
+    let client = sluice.client().await;
+    let refused = expect_err(&client, &create, "28000").await;
+    assert!(
+        refused.contains("permission denied"),
+        "the default profile's user may not: {refused}"
+    );
+    assert!(!refused.contains(&nobody_secret), "{refused}");
+    drop(client);
+    drop(sluice);
+
+    let sluice = start(Some("sso"));
+    let client = sluice.client().await;
+    let missing = expect_err(&client, &create, "28000").await;
+    assert!(
+        missing.contains("the AWS profile \"sso\" has no aws_access_key_id"),
+        "{missing}"
+    );
 }

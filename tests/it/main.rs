@@ -61,6 +61,8 @@ mod source_bigquery;
 mod source_bigquery_read;
 mod source_buckets;
 mod source_cassandra;
+mod source_cassandra_nested;
+mod source_cassandra_ranges;
 mod source_dynalite;
 mod source_dynamodb;
 mod source_dynamodb_requests;

@@ -1,8 +1,9 @@
 //! Cassandra as a source, through the real `scylla` driver inside `sluice`
 //! against the CQL native-protocol double in `common/cql_fake.rs` (no
 //! Cassandra server installs here): the test before save, exploration,
-//! every CQL type, the CQL Sluice sends, snapshot and incremental jobs, and
-//! a kill -9 between two pages. With `SLUICE_CASSANDRA_TEST_URL` set, one
+//! every CQL type, the CQL Sluice sends, snapshot and incremental jobs, a
+//! kill -9 between two pages, and a second node found through
+//! `system.peers`. With `SLUICE_CASSANDRA_TEST_URL` set, one
 //! more test runs against that cluster.
 
 use tokio_postgres::Client;
@@ -423,6 +424,41 @@ async fn a_kill_between_pages_then_a_rerun_loads_each_row_once() {
         .await[0],
         ["45", "45", "1035"].map(|v| Some(v.to_owned()))
     );
+}
+
+/// A two-node cluster given by one contact point: the driver prepares and
+/// runs its topology reads (`system.local`, `system.peers`), finds the
+/// peer on 127.0.0.2, connects to it and sends it reads too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_discovers_a_peer_and_reads_from_it() {
+    let fake = CqlFake::start_nodes(None, 2);
+    seed(&fake, 5);
+    let sluice = Sluice::start();
+    let client = sluice.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION cass TYPE cassandra OPTIONS (hosts '127.0.0.1', port {}, datacenter 'dc1')",
+            fake.port
+        ))
+        .await
+        .unwrap();
+    let topology = fake.queries("FROM system.peers");
+    assert!(
+        topology.iter().any(|q| q.prepared && q.node == "127.0.0.1"),
+        "the control connection executes its prepared peers read: {topology:?}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        assert_eq!(one(&client, "SELECT count(id) FROM cass.shop.orders").await, "5");
+        let reads = fake.queries(r#"FROM "shop"."orders""#);
+        if reads.iter().any(|q| q.node == "127.0.0.2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no read reached the peer 127.0.0.2: {reads:?}"
+        );
+    }
 }
 
 /// Against a real cluster, when `SLUICE_CASSANDRA_TEST_URL` names one as

@@ -677,8 +677,8 @@ impl JobManager {
         if !source.supports_parallel_scan() {
             return Err(EngineError::InvalidJob {
                 message: format!(
-                    "connection \"{}\" cannot be read by parallel streams (WITH (parallelism = n) needs a PostgreSQL \
-                     or DynamoDB source); leave out parallelism",
+                    "connection \"{}\" cannot be read by parallel streams (WITH (parallelism = n) needs a PostgreSQL, \
+                     DynamoDB or Cassandra source); leave out parallelism",
                     job.source.connection
                 ),
             });

@@ -1,5 +1,8 @@
 //! AWS Secrets Manager: `GetSecretValue` over the JSON 1.1 protocol, signed
-//! with the server's `AWS_*` credentials ([`crate::aws_json`]). The region
+//! ([`crate::aws::json`]) with the credentials of the server's AWS chain
+//! ([`crate::aws::credentials`]: environment keys, the shared credentials
+//! and config files in `AWS_PROFILE`'s section, the container endpoint,
+//! the instance metadata service). The region
 //! is the ARN's, else `AWS_REGION` / `AWS_DEFAULT_REGION`, else
 //! `us-east-1`; `SLUICE_AWS_SECRETS_MANAGER_ENDPOINT` replaces the endpoint
 //! (tests point it at moto).
@@ -11,18 +14,18 @@ use serde_json::{Value, json};
 use sluice_catalog::SecretValue;
 
 use super::SecretFetchProblem;
-use crate::aws_json::{self, AwsEndpoint, PostError};
+use crate::aws::credentials::{CredentialChain, process_env};
+use crate::aws::json::{self as aws_json, AwsEndpoint, PostError};
 use crate::failure::error_chain;
 
 const ENDPOINT_VARIABLE: &str = "SLUICE_AWS_SECRETS_MANAGER_ENDPOINT";
 
 /// The current value (`AWSCURRENT`) of the secret `id`, an ARN or a name.
 pub(super) async fn get_secret_value(id: &str, timeout: Duration) -> Result<SecretValue, SecretFetchProblem> {
-    let credentials = aws_json::credentials(None).ok_or_else(|| {
-        SecretFetchProblem::Forbidden(
-            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the server's environment".into(),
-        )
-    })?;
+    let credentials = CredentialChain::new(None, None, process_env())
+        .credentials()
+        .await
+        .map_err(SecretFetchProblem::Forbidden)?;
     let endpoint = AwsEndpoint::new(
         "secretsmanager",
         &region(id),
@@ -68,6 +71,8 @@ pub(super) async fn get_secret_value(id: &str, timeout: Duration) -> Result<Secr
         | "InvalidSignatureException"
         | "ExpiredTokenException"
         | "DecryptionFailure" => SecretFetchProblem::Forbidden(answered),
+        // A refusal without a JSON error body (moto's IAM check answers so).
+        _ if status == 401 || status == 403 => SecretFetchProblem::Forbidden(format!("{answered} (HTTP {status})")),
         _ => SecretFetchProblem::Unavailable(answered),
     })
 }

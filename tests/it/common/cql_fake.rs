@@ -6,15 +6,20 @@
 //! installers download binaries at run time), so this double stands in. It
 //! speaks `OPTIONS`/`SUPPORTED`, `STARTUP` with `READY` or, when it has a
 //! user, `AUTHENTICATE` with `PasswordAuthenticator` (SASL PLAIN),
-//! `REGISTER`, `USE`, and `QUERY` with result paging (the paging state is
-//! the next row's offset). A `SELECT` names columns (or `*`) of one table,
-//! may have `WHERE` terms joined by `AND` (`=` on text, `<`, `<=`, `>`,
-//! `>=` on numbers) and a `LIMIT`. The system tables the driver and Sluice
-//! read (`system.local`, `system.peers`, `system.size_estimates`,
+//! `REGISTER`, `USE`, `QUERY`, and `PREPARE`/`EXECUTE` of statements without
+//! bind markers (the driver prepares its topology reads), with result paging
+//! (the paging state is the next row's offset). A `SELECT` names columns
+//! (or `*`) of one table, may have `WHERE` terms joined by `AND` (`=` on
+//! text, `<`, `<=`, `>`, `>=` on numbers, and the same on
+//! `token(partition key columns)`, computed as Cassandra's
+//! `Murmur3Partitioner` does) and a `LIMIT`. The system tables the driver
+//! and Sluice read (`system.local`, `system.peers`, `system.size_estimates`,
 //! `system_schema.keyspaces`, `.tables`, `.columns`) are made from the
-//! tables it holds. Every `QUERY` is recorded (text, page size, whether it
-//! carried a paging state) so tests assert the CQL Sluice sent.
-//! `PREPARE`/`EXECUTE` are refused: Sluice sends unprepared queries only.
+//! tables it holds. [`CqlFake::start_nodes`] runs several nodes (127.0.0.1,
+//! 127.0.0.2, ... on one port, as the driver expects of peers) over the same
+//! tables, each listing the others in `system.peers` with its share of the
+//! token ring. Every request is recorded (text, page size, whether it
+//! carried a paging state, the node) so tests assert the CQL Sluice sent.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -40,12 +45,16 @@ pub enum Val {
     Map(Vec<(Val, Val)>),
 }
 
-/// One recorded `QUERY`.
+/// One recorded `QUERY` or `EXECUTE`.
 #[derive(Debug, Clone)]
 pub struct Query {
     pub text: String,
     pub page_size: Option<i32>,
     pub paged: bool,
+    /// The address of the node that received it.
+    pub node: String,
+    /// Whether it executed a prepared statement.
+    pub prepared: bool,
 }
 
 struct Table {
@@ -63,32 +72,66 @@ struct State {
     udts: BTreeMap<String, BTreeMap<String, Vec<(String, String)>>>,
     credentials: Option<(String, String)>,
     queries: Vec<Query>,
+    /// Prepared statement texts; a statement's id is its index.
+    prepared: Vec<String>,
+    /// The nodes' addresses, in ring order.
+    nodes: Vec<String>,
+    partitioner: String,
 }
 
-/// A running double; its listener thread lives as long as the test process.
+/// A running double; its listener threads live as long as the test process.
 pub struct CqlFake {
     pub port: u16,
     state: Arc<Mutex<State>>,
 }
 
+/// The partitioner every real cluster of these years uses.
+const MURMUR3: &str = "org.apache.cassandra.dht.Murmur3Partitioner";
+
 impl CqlFake {
-    /// A double that requires `credentials` when given.
+    /// A one-node double that requires `credentials` when given.
     pub fn start(credentials: Option<(&str, &str)>) -> CqlFake {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the CQL double");
-        let port = listener.local_addr().unwrap().port();
+        Self::start_nodes(credentials, 1)
+    }
+
+    /// `count` nodes on 127.0.0.1, 127.0.0.2, ... (one port: the driver
+    /// connects to a peer's address on its contact point's port) serving
+    /// the same tables.
+    pub fn start_nodes(credentials: Option<(&str, &str)>, count: u8) -> CqlFake {
+        let (port, listeners) = (0..20)
+            .find_map(|_| {
+                let first = TcpListener::bind("127.0.0.1:0").expect("bind the CQL double");
+                let port = first.local_addr().unwrap().port();
+                let mut listeners = vec![first];
+                for n in 2..=count {
+                    listeners.push(TcpListener::bind(("127.0.0.".to_owned() + &n.to_string(), port)).ok()?);
+                }
+                Some((port, listeners))
+            })
+            .expect("a port free on every loopback address");
         let state = Arc::new(Mutex::new(State {
             credentials: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
+            nodes: (1..=count).map(|n| format!("127.0.0.{n}")).collect(),
+            partitioner: MURMUR3.to_owned(),
             ..State::default()
         }));
-        let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let state = shared.clone();
-                std::thread::spawn(move || serve(stream, &state));
-            }
-        });
+        for listener in listeners {
+            let shared = state.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { continue };
+                    let state = shared.clone();
+                    std::thread::spawn(move || serve(stream, &state));
+                }
+            });
+        }
         CqlFake { port, state }
+    }
+
+    /// Makes `system.local` name another partitioner (a cluster whose
+    /// tokens are not Murmur3's).
+    pub fn set_partitioner(&self, class: &str) {
+        self.state.lock().unwrap().partitioner = class.to_owned();
     }
 
     /// Creates `keyspace.table` with `columns` (name, kind, CQL type).
@@ -145,11 +188,14 @@ const OPTIONS: u8 = 0x05;
 const SUPPORTED: u8 = 0x06;
 const QUERY: u8 = 0x07;
 const RESULT: u8 = 0x08;
+const PREPARE: u8 = 0x09;
+const EXECUTE: u8 = 0x0A;
 const REGISTER: u8 = 0x0B;
 const AUTH_RESPONSE: u8 = 0x0F;
 const AUTH_SUCCESS: u8 = 0x10;
 
 fn serve(mut stream: TcpStream, state: &Mutex<State>) {
+    let node = stream.local_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     loop {
         let mut header = [0u8; 9];
         if stream.read_exact(&mut header).is_err() {
@@ -162,7 +208,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         if stream.read_exact(&mut body).is_err() {
             return;
         }
-        let (op, reply) = answer(opcode, &body, state);
+        let (op, reply) = answer(opcode, &body, state, &node);
         let mut frame = vec![0x84, 0, stream_id[0], stream_id[1], op];
         frame.extend((reply.len() as u32).to_be_bytes());
         frame.extend(reply);
@@ -178,7 +224,7 @@ fn error(code: i32, message: &str) -> (u8, Vec<u8>) {
     (ERROR, b)
 }
 
-fn answer(opcode: u8, body: &[u8], state: &Mutex<State>) -> (u8, Vec<u8>) {
+fn answer(opcode: u8, body: &[u8], state: &Mutex<State>, node: &str) -> (u8, Vec<u8>) {
     match opcode {
         OPTIONS => {
             let mut b = 2u16.to_be_bytes().to_vec();
@@ -211,20 +257,71 @@ fn answer(opcode: u8, body: &[u8], state: &Mutex<State>) -> (u8, Vec<u8>) {
                 )
             }
         }
-        QUERY => query(body, state),
-        _ => error(0x000A, "this test double answers unprepared QUERY only"),
+        QUERY => {
+            let len = i32::from_be_bytes(body[0..4].try_into().unwrap()) as usize;
+            let text = String::from_utf8_lossy(&body[4..4 + len]).into_owned();
+            query(text, &body[4 + len..], state, node, false)
+        }
+        PREPARE => prepare(body, state, node),
+        EXECUTE => {
+            let len = u16::from_be_bytes([body[0], body[1]]) as usize;
+            let id = u32::from_be_bytes(body[2..2 + len].try_into().unwrap()) as usize;
+            let text = state.lock().unwrap().prepared.get(id).cloned();
+            match text {
+                Some(text) => query(text, &body[2 + len..], state, node, true),
+                None => {
+                    let mut b = 0x2500i32.to_be_bytes().to_vec();
+                    string(&mut b, "unknown prepared statement");
+                    b.extend((len as u16).to_be_bytes());
+                    b.extend(&body[2..2 + len]);
+                    (ERROR, b)
+                }
+            }
+        }
+        _ => error(0x000A, "this test double does not answer that request"),
     }
 }
 
-/// A QUERY frame's text, page size and paging state.
-fn query(body: &[u8], state: &Mutex<State>) -> (u8, Vec<u8>) {
+/// A PREPARE of a statement without bind markers: its id and the columns
+/// its rows will have.
+fn prepare(body: &[u8], state: &Mutex<State>, node: &str) -> (u8, Vec<u8>) {
     let len = i32::from_be_bytes(body[0..4].try_into().unwrap()) as usize;
     let text = String::from_utf8_lossy(&body[4..4 + len]).into_owned();
-    let mut at = 4 + len + 2;
+    if text.contains('?') {
+        return error(0x2200, "this test double prepares statements without bind markers only");
+    }
+    let mut state = state.lock().unwrap();
+    let columns = match select(&state, text.trim(), node) {
+        Ok((columns, _)) => columns,
+        Err(message) => return error(0x2200, &message),
+    };
+    let id = match state.prepared.iter().position(|p| *p == text) {
+        Some(id) => id,
+        None => {
+            state.prepared.push(text);
+            state.prepared.len() - 1
+        }
+    };
+    let mut b = 4i32.to_be_bytes().to_vec();
+    b.extend(4u16.to_be_bytes());
+    b.extend((id as u32).to_be_bytes());
+    // Bind markers: no flags, no columns, no partition key.
+    b.extend([0u8; 12]);
+    metadata(&state, &mut b, &columns, None);
+    (RESULT, b)
+}
+
+/// A QUERY's or EXECUTE's statement `text` run with its query parameters
+/// `body` (consistency, flags, page size, paging state).
+fn query(text: String, body: &[u8], state: &Mutex<State>, node: &str, prepared: bool) -> (u8, Vec<u8>) {
+    let mut at = 2;
     let flags = body[at];
     at += 1;
     if flags & 0x01 != 0 {
-        return error(0x2200, "this test double takes no bound values");
+        if u16::from_be_bytes([body[at], body[at + 1]]) != 0 {
+            return error(0x2200, "this test double takes no bound values");
+        }
+        at += 2;
     }
     let mut page_size = None;
     if flags & 0x04 != 0 {
@@ -242,6 +339,8 @@ fn query(body: &[u8], state: &Mutex<State>) -> (u8, Vec<u8>) {
         text: text.clone(),
         page_size,
         paged: flags & 0x08 != 0,
+        node: node.to_owned(),
+        prepared,
     });
     let state = state.lock().unwrap();
     let trimmed = text.trim();
@@ -254,7 +353,7 @@ fn query(body: &[u8], state: &Mutex<State>) -> (u8, Vec<u8>) {
         string(&mut b, &keyspace);
         return (RESULT, b);
     }
-    match select(&state, trimmed) {
+    match select(&state, trimmed, node) {
         Ok((columns, rows)) => (RESULT, rows_result(&state, &columns, &rows, offset, page_size)),
         Err(message) => error(0x2200, &message),
     }
@@ -295,8 +394,8 @@ fn split_outside_quotes<'a>(text: &'a str, sep: &str) -> Vec<&'a str> {
 
 type Columns = Vec<(String, String)>;
 
-/// Runs a SELECT: its columns (name, CQL type) and rows.
-fn select(state: &State, text: &str) -> Result<(Columns, Vec<Vec<Val>>), String> {
+/// Runs a SELECT on `node`: its columns (name, CQL type) and rows.
+fn select(state: &State, text: &str, node: &str) -> Result<(Columns, Vec<Vec<Val>>), String> {
     let rest = text
         .strip_prefix("SELECT ")
         .ok_or_else(|| format!("cannot run {text}"))?;
@@ -316,15 +415,38 @@ fn select(state: &State, text: &str) -> Result<(Columns, Vec<Vec<Val>>), String>
         unquote(names[0].trim()),
         unquote(names.get(1).ok_or("no keyspace")?.trim()),
     );
-    let (all_columns, mut rows) = table_rows(state, &keyspace, &table)?;
+    let (all_columns, mut rows) = table_rows(state, &keyspace, &table, node)?;
     for condition in conditions {
         let (name, op, value) = ["<=", ">=", "<", ">", "="]
             .iter()
             .find_map(|op| {
                 let parts = split_outside_quotes(condition, op);
-                (parts.len() == 2).then(|| (unquote(parts[0].trim()), *op, parts[1].trim().to_owned()))
+                (parts.len() == 2).then(|| (parts[0].trim(), *op, parts[1].trim().to_owned()))
             })
             .ok_or_else(|| format!("cannot read the condition {condition}"))?;
+        if let Some(arguments) = name.strip_prefix("token(").and_then(|n| n.strip_suffix(')')) {
+            let key = partition_key(state, &keyspace, &table, &all_columns)?;
+            let named: Vec<String> = split_outside_quotes(arguments, ",")
+                .iter()
+                .map(|c| unquote(c.trim()))
+                .collect();
+            let key_names: Vec<String> = key.iter().map(|&i| all_columns[i].0.clone()).collect();
+            if named != key_names {
+                return Err(format!(
+                    "The token function arguments must be in the partition key order: {}",
+                    key_names.join(", ")
+                ));
+            }
+            rows.retain(|row| {
+                let parts: Vec<Vec<u8>> = key
+                    .iter()
+                    .map(|&i| encode(state, &all_columns[i].1, &row[i]).expect("a partition key is never null"))
+                    .collect();
+                matches(&Val::Int(token(&parts)), op, &value)
+            });
+            continue;
+        }
+        let name = unquote(name);
         let i = all_columns
             .iter()
             .position(|c| c.0 == name)
@@ -356,6 +478,100 @@ fn select(state: &State, text: &str) -> Result<(Columns, Vec<Vec<Val>>), String>
     Ok((columns, rows))
 }
 
+/// The positions in `columns` of the partition key of a data table.
+fn partition_key(state: &State, keyspace: &str, table: &str, columns: &Columns) -> Result<Vec<usize>, String> {
+    let t = state
+        .tables
+        .get(keyspace)
+        .and_then(|tables| tables.get(table))
+        .ok_or_else(|| format!("token() of a system table {keyspace}.{table}"))?;
+    Ok(t.columns
+        .iter()
+        .filter(|c| c.1 == "partition_key")
+        .map(|c| columns.iter().position(|d| d.0 == c.0).unwrap())
+        .collect())
+}
+
+/// The token of a partition key of `parts` (each column's serialized
+/// value), as Cassandra's `Murmur3Partitioner` computes it: one column's
+/// value as it is, several as a composite (each as a 2-byte length, the
+/// bytes, a 0 byte), hashed with MurmurHash3 x64 128 (seed 0), the first
+/// 64 bits as a signed integer, `i64::MIN` taken as `i64::MAX`.
+pub fn token(parts: &[Vec<u8>]) -> i64 {
+    let key: Vec<u8> = match parts {
+        [one] => one.clone(),
+        _ => parts
+            .iter()
+            .flat_map(|p| {
+                let mut c = (p.len() as u16).to_be_bytes().to_vec();
+                c.extend(p);
+                c.push(0);
+                c
+            })
+            .collect(),
+    };
+    match murmur3_x64_128_h1(&key) {
+        i64::MIN => i64::MAX,
+        t => t,
+    }
+}
+
+/// The first half of MurmurHash3 x64 128 with seed 0, as Cassandra's
+/// `MurmurHash.hash3_x64_128` computes it, including its one departure
+/// from the reference: the bytes of the tail are sign-extended.
+fn murmur3_x64_128_h1(key: &[u8]) -> i64 {
+    const C1: u64 = 0x87c3_7b91_1142_53d5;
+    const C2: u64 = 0x4cf5_ad43_2745_937f;
+    fn fmix(mut k: u64) -> u64 {
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^ (k >> 33)
+    }
+    let (mut h1, mut h2) = (0u64, 0u64);
+    let blocks = key.chunks_exact(16);
+    let tail = blocks.remainder();
+    for block in blocks {
+        let k1 = u64::from_le_bytes(block[..8].try_into().unwrap());
+        let k2 = u64::from_le_bytes(block[8..].try_into().unwrap());
+        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+        h1 = h1
+            .rotate_left(27)
+            .wrapping_add(h2)
+            .wrapping_mul(5)
+            .wrapping_add(0x52dc_e729);
+        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+        h2 = h2
+            .rotate_left(31)
+            .wrapping_add(h1)
+            .wrapping_mul(5)
+            .wrapping_add(0x3849_5ab5);
+    }
+    // Cassandra reads each tail byte as a signed Java byte widened to long.
+    let signed = |i: usize, shift: usize| ((tail[i] as i8 as i64) << shift) as u64;
+    let (mut k1, mut k2) = (0u64, 0u64);
+    for i in (8..tail.len()).rev() {
+        k2 ^= signed(i, (i - 8) * 8);
+    }
+    if tail.len() > 8 {
+        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+    }
+    for i in (0..tail.len().min(8)).rev() {
+        k1 ^= signed(i, i * 8);
+    }
+    if !tail.is_empty() {
+        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+    }
+    h1 ^= key.len() as u64;
+    h2 ^= key.len() as u64;
+    h1 = h1.wrapping_add(h2);
+    h2 = h2.wrapping_add(h1);
+    h1 = fmix(h1);
+    h2 = fmix(h2);
+    h1.wrapping_add(h2) as i64
+}
+
 fn matches(value: &Val, op: &str, literal: &str) -> bool {
     let ordering = match value {
         Val::Text(s) => s.as_str().partial_cmp(literal.trim_matches('\'')),
@@ -377,10 +593,26 @@ fn text(s: &str) -> Val {
     Val::Text(s.to_owned())
 }
 
-/// The columns and rows of a data table or of a system table made from them.
-fn table_rows(state: &State, keyspace: &str, table: &str) -> Result<(Columns, Vec<Vec<Val>>), String> {
+/// A node's host id: the same on every connection.
+fn host_id(n: usize) -> Val {
+    text(&format!("6c7a5c3e-6bd9-4a0e-9b7a-1f3c2d4e5f{n:02}"))
+}
+
+/// The token a node owns: the nodes split the ring evenly.
+fn node_token(n: usize, count: usize) -> Val {
+    let width = (1i128 << 64) / count as i128;
+    Val::List(vec![text(
+        &(i64::MIN as i128 + width * (n as i128 + 1) - 1).to_string(),
+    )])
+}
+
+/// The columns and rows of a data table or of a system table made from
+/// them, as `node` answers.
+fn table_rows(state: &State, keyspace: &str, table: &str, node: &str) -> Result<(Columns, Vec<Vec<Val>>), String> {
     let cols =
         |list: &[(&str, &str)]| -> Columns { list.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect() };
+    let count = state.nodes.len();
+    let me = state.nodes.iter().position(|n| n == node).unwrap_or(0);
     Ok(match (keyspace, table) {
         ("system", "local") => (
             cols(&[
@@ -392,16 +624,18 @@ fn table_rows(state: &State, keyspace: &str, table: &str) -> Result<(Columns, Ve
                 ("tokens", "set<text>"),
                 ("cluster_name", "text"),
                 ("release_version", "text"),
+                ("partitioner", "text"),
             ]),
             vec![vec![
                 text("local"),
-                text("6c7a5c3e-6bd9-4a0e-9b7a-1f3c2d4e5f60"),
-                text("127.0.0.1"),
+                host_id(me),
+                text(node),
                 text("dc1"),
                 text("rack1"),
-                Val::List(vec![text("0")]),
+                node_token(me, count),
                 text("sluice-test"),
                 text("4.1.0"),
+                text(&state.partitioner),
             ]],
         ),
         ("system", "peers") => (
@@ -413,7 +647,22 @@ fn table_rows(state: &State, keyspace: &str, table: &str) -> Result<(Columns, Ve
                 ("rack", "text"),
                 ("tokens", "set<text>"),
             ]),
-            vec![],
+            state
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| *n != me)
+                .map(|(n, address)| {
+                    vec![
+                        text(address),
+                        host_id(n),
+                        text(address),
+                        text("dc1"),
+                        text("rack1"),
+                        node_token(n, count),
+                    ]
+                })
+                .collect(),
         ),
         ("system", "size_estimates") => {
             let mut rows = vec![];
@@ -500,18 +749,7 @@ fn rows_result(state: &State, columns: &Columns, rows: &[Vec<Val>], offset: usiz
     };
     let more = end < rows.len();
     let mut b = 2i32.to_be_bytes().to_vec();
-    b.extend((0x0001i32 | if more { 0x0002 } else { 0 }).to_be_bytes());
-    b.extend((columns.len() as i32).to_be_bytes());
-    if more {
-        b.extend(4i32.to_be_bytes());
-        b.extend((end as u32).to_be_bytes());
-    }
-    string(&mut b, "ks");
-    string(&mut b, "t");
-    for (name, cql_type) in columns {
-        string(&mut b, name);
-        type_option(state, &mut b, cql_type);
-    }
+    metadata(state, &mut b, columns, more.then_some(end));
     let page = &rows[offset.min(rows.len())..end];
     b.extend((page.len() as i32).to_be_bytes());
     for row in page {
@@ -520,6 +758,23 @@ fn rows_result(state: &State, columns: &Columns, rows: &[Vec<Val>], offset: usiz
         }
     }
     b
+}
+
+/// Rows metadata of `columns`, with the paging state `next` (the next
+/// row's offset) when there are more rows.
+fn metadata(state: &State, b: &mut Vec<u8>, columns: &Columns, next: Option<usize>) {
+    b.extend((0x0001i32 | if next.is_some() { 0x0002 } else { 0 }).to_be_bytes());
+    b.extend((columns.len() as i32).to_be_bytes());
+    if let Some(next) = next {
+        b.extend(4i32.to_be_bytes());
+        b.extend((next as u32).to_be_bytes());
+    }
+    string(b, "ks");
+    string(b, "t");
+    for (name, cql_type) in columns {
+        string(b, name);
+        type_option(state, b, cql_type);
+    }
 }
 
 fn string(b: &mut Vec<u8>, s: &str) {

@@ -63,8 +63,9 @@ impl Emulator {
         })
     }
 
-    /// moto's S3 checking signatures against its IAM: creates `bucket`, a
-    /// user allowed everything on S3 and one allowed nothing; returns
+    /// moto checking signatures against its IAM: creates the S3 `bucket`,
+    /// a user allowed everything on S3 and Secrets Manager and one allowed
+    /// nothing; returns
     /// their access keys (id, secret).
     pub fn moto_iam(bucket: &str) -> (Emulator, (String, String), (String, String)) {
         let bin = tools().join("moto-venv/bin/moto_server");
@@ -82,7 +83,7 @@ impl Emulator {
              iam = boto3.client('iam', **kw)\n\
              iam.create_user(UserName='etl')\n\
              iam.put_user_policy(UserName='etl', PolicyName='all', PolicyDocument=json.dumps({{'Version': '2012-10-17', \
-             'Statement': [{{'Effect': 'Allow', 'Action': 's3:*', 'Resource': '*'}}]}}))\n\
+             'Statement': [{{'Effect': 'Allow', 'Action': ['s3:*', 'secretsmanager:*'], 'Resource': '*'}}]}}))\n\
              etl = iam.create_access_key(UserName='etl')['AccessKey']\n\
              iam.create_user(UserName='nobody')\n\
              nobody = iam.create_access_key(UserName='nobody')['AccessKey']\n\

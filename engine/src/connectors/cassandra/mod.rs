@@ -62,6 +62,13 @@ pub(crate) static CASSANDRA: ConnectionType = ConnectionType {
             "rows per page of a read (the driver's paging state fetches the next)",
         ),
         O::with_default(
+            "split_ranges",
+            Integer { min: 1, max: 16 },
+            "1",
+            "token ranges a scan without a LIMIT reads in parallel (a job's WITH (parallelism = n) reads n); 1 reads \
+             the table with one SELECT",
+        ),
+        O::with_default(
             "incremental_filter",
             Enum(&["client", "allow_filtering"]),
             "client",

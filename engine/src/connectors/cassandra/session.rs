@@ -119,6 +119,8 @@ pub(super) struct Connection {
     pub(super) settings: Settings,
     timeout: Duration,
     session: OnceCell<Session>,
+    /// Whether the cluster's partitioner is Murmur3, read once.
+    murmur3: OnceCell<bool>,
 }
 
 impl Connection {
@@ -127,7 +129,30 @@ impl Connection {
             settings: Settings::from(options),
             timeout,
             session: OnceCell::new(),
+            murmur3: OnceCell::new(),
         }
+    }
+
+    /// Whether scans may be split into ranges of Murmur3 tokens: the
+    /// partitioner of `system.local` is Murmur3 (other partitioners' tokens
+    /// are not 64-bit integers, and a split would miss rows).
+    pub(super) async fn splits_by_token(&self) -> Result<bool, SourceError> {
+        self.murmur3
+            .get_or_try_init(|| async {
+                let session = self.session().await?;
+                let rows = session
+                    .query_unpaged(super::cql::partitioner(), ())
+                    .await
+                    .map_err(|e| source_error(&e, "system.local"))?
+                    .into_rows_result()
+                    .map_err(|e| source_error(&e, "system.local"))?;
+                let partitioner: Option<(Option<String>,)> = rows
+                    .maybe_first_row::<(Option<String>,)>()
+                    .map_err(|e| source_error(&e, "system.local"))?;
+                Ok::<_, SourceError>(partitioner.and_then(|p| p.0).as_deref() == Some(super::cql::MURMUR3))
+            })
+            .await
+            .copied()
     }
 
     pub(super) async fn session(&self) -> Result<&Session, SourceError> {

@@ -2,7 +2,9 @@
 //! tables, described from `system_schema` with the CQL types mapped in
 //! [`super::types`]; scans read pages of CQL rows through a
 //! [`DocumentSource`] over a [`CassandraStore`], which converts them to
-//! Arrow batches and applies the scan's filter and limit in Sluice.
+//! Arrow batches and applies the scan's filter and limit in Sluice. A scan
+//! without a limit on a Murmur3 cluster reads `split_ranges` (or the job's
+//! `parallelism`) token ranges in parallel.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use scylla::statement::Statement;
 use scylla::value::Row;
 
-use super::cql::{self, Read};
+use super::cql::{self, Read, TokenRange};
 use super::session::{Connection, source_error};
 use super::{types, values};
 use crate::connectors::documents::{Document, DocumentSource, Mapping, Pages, Shape, Store};
@@ -39,6 +41,8 @@ pub(super) struct CassandraSource {
     connection: Arc<Connection>,
     page_size: i32,
     window: WindowFilter,
+    /// The `split_ranges` option.
+    split_ranges: u32,
 }
 
 impl CassandraSource {
@@ -53,6 +57,10 @@ impl CassandraSource {
                 Some("allow_filtering") => WindowFilter::AllowFiltering,
                 _ => WindowFilter::Client,
             },
+            split_ranges: options
+                .integer("split_ranges")
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1),
         }
     }
 
@@ -63,6 +71,7 @@ impl CassandraSource {
                 keyspace: keyspace.to_owned(),
                 page_size: self.page_size,
                 window: self.window,
+                split_ranges: self.split_ranges,
             }),
             mapping: Mapping::default(),
         }
@@ -271,6 +280,26 @@ impl Source for CassandraSource {
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
         self.store(&description.table.schema).scan_query(description, request)
     }
+
+    fn scans_in_segments(&self) -> bool {
+        true
+    }
+
+    async fn scan_segments(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        self.store(&description.table.schema)
+            .scan_segments(description, request, parts)
+            .await
+    }
+
+    fn segmented_scan_query(&self, description: &TableDescription, request: &ScanRequest, parts: usize) -> String {
+        self.store(&description.table.schema)
+            .segmented_scan_query(description, request, parts)
+    }
 }
 
 /// One keyspace's tables as a document [`Store`]: its rows are the
@@ -280,22 +309,37 @@ pub(super) struct CassandraStore {
     keyspace: String,
     page_size: i32,
     window: WindowFilter,
+    split_ranges: u32,
 }
 
 impl CassandraStore {
-    fn statement(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> Read {
+    fn statement(
+        &self,
+        table: &str,
+        description: &TableDescription,
+        request: &ScanRequest,
+        range: Option<TokenRange>,
+    ) -> Read {
         cql::read(
             &self.keyspace,
             table,
             description,
             request,
             self.window == WindowFilter::AllowFiltering,
+            range,
         )
     }
 
-    fn pages(&self, read: Read, what: String) -> Pages {
-        let connection = self.connection.clone();
-        let page_size = self.page_size.max(1);
+    /// The token ranges a scan with `request` reads in `parts`, or `None`
+    /// for one `SELECT`: a scan with a limit (a preview reads the first
+    /// pages only), a single part, or a table without a partition key.
+    fn split(description: &TableDescription, request: &ScanRequest, parts: u32) -> Option<Vec<TokenRange>> {
+        (parts > 1 && request.limit.is_none() && !cql::partition_key(description).is_empty())
+            .then(|| cql::ranges(parts))
+    }
+
+    fn pages(connection: Arc<Connection>, page_size: i32, read: Read, what: String) -> Pages {
+        let page_size = page_size.max(1);
         let opened = async move {
             let session = connection.session().await?;
             let mut statement = Statement::new(read.text.clone());
@@ -343,9 +387,40 @@ impl Store for CassandraStore {
         self.read_request(table, description, &ScanRequest::every_column(description))
     }
 
+    /// [`Store::read_segments`] in the connection's `split_ranges`.
     fn read_request(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> Pages {
-        let read = self.statement(table, description, request);
-        self.pages(read, format!("{}.{table}", self.keyspace))
+        self.read_segments(table, description, request, self.split_ranges)
+    }
+
+    fn reads_in_segments(&self) -> bool {
+        true
+    }
+
+    /// One `SELECT` per token range of the ring split in `parts`, all read
+    /// at once (each with the driver's one page in flight, pages merged as
+    /// they come), when the cluster's partitioner is Murmur3; else, or
+    /// without a split ([`CassandraStore::split`]), one `SELECT`.
+    fn read_segments(&self, table: &str, description: &TableDescription, request: &ScanRequest, parts: u32) -> Pages {
+        let what = format!("{}.{table}", self.keyspace);
+        let (connection, page_size) = (self.connection.clone(), self.page_size);
+        let whole = self.statement(table, description, request, None);
+        let Some(ranges) = Self::split(description, request, parts) else {
+            return Self::pages(connection, page_size, whole, what);
+        };
+        let reads: Vec<Read> = ranges
+            .into_iter()
+            .map(|range| self.statement(table, description, request, Some(range)))
+            .collect();
+        let opened = async move {
+            if !connection.splits_by_token().await? {
+                return Ok(Self::pages(connection, page_size, whole, what));
+            }
+            let streams = reads
+                .into_iter()
+                .map(|read| Self::pages(connection.clone(), page_size, read, what.clone()));
+            Ok::<_, SourceError>(futures::stream::select_all(streams).boxed())
+        };
+        futures::stream::once(opened).try_flatten().boxed()
     }
 
     fn read_text(&self, table: &str) -> String {
@@ -353,10 +428,28 @@ impl Store for CassandraStore {
     }
 
     fn read_request_text(&self, table: &str, description: &TableDescription, request: &ScanRequest) -> String {
+        self.read_segments_text(table, description, request, self.split_ranges)
+    }
+
+    fn read_segments_text(
+        &self,
+        table: &str,
+        description: &TableDescription,
+        request: &ScanRequest,
+        parts: u32,
+    ) -> String {
+        let pages = format!("(pages of {} rows)", self.page_size);
+        let Some(ranges) = Self::split(description, request, parts) else {
+            return format!("{} {pages}", self.statement(table, description, request, None).text);
+        };
+        let first = self.statement(table, description, request, ranges.first().copied());
+        let all: Vec<String> = ranges.iter().map(TokenRange::text).collect();
         format!(
-            "{} (pages of {} rows)",
-            self.statement(table, description, request).text,
-            self.page_size
+            "{} token ranges read in parallel, the first {} {pages}; ranges {} (one SELECT without token bounds \
+             when the partitioner is not Murmur3)",
+            ranges.len(),
+            first.text,
+            all.join(", ")
         )
     }
 }

@@ -1,14 +1,14 @@
 //! DynamoDB's JSON API over reqwest, each request signed with SigV4
-//! ([`crate::aws_json`]) with the credentials of the chain in
-//! `credentials.rs`; throttling answered with exponential backoff.
+//! ([`crate::aws::json`]) with the credentials of the chain in
+//! [`crate::aws::credentials`]; throttling answered with exponential backoff.
 
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use serde_json::Value as Json;
 
-use super::credentials::{self, CredentialChain};
-use crate::aws_json::{self, AwsEndpoint, PostError};
+use crate::aws::credentials::{self, CredentialChain};
+use crate::aws::json::{self as aws_json, AwsEndpoint, PostError};
 use crate::backoff::Backoff;
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
 use crate::options::ResolvedOptions;

@@ -6,7 +6,6 @@
 //! `docs/sources/documents.md`).
 
 mod api;
-mod credentials;
 mod expression;
 mod items;
 mod store;

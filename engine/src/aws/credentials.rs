@@ -1,15 +1,15 @@
-//! The AWS credential chain of a DynamoDB connection, in this order (the
-//! first that has credentials wins; `docs/sources/documents.md` documents
-//! it):
+//! The AWS credential chain of a DynamoDB connection and of the AWS
+//! Secrets Manager store, in this order (the first that has credentials
+//! wins; `docs/sources/documents.md` and `docs/security.md` document it):
 //!
 //! 1. the connection's `access_key_id`, `secret_access_key` and
-//!    `session_token` options;
+//!    `session_token` options (DynamoDB only);
 //! 2. the server's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
 //!    `AWS_SESSION_TOKEN`;
 //! 3. the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else
 //!    `~/.aws/credentials`), then the config file (`AWS_CONFIG_FILE`, else
 //!    `~/.aws/config`), in the section of the connection's `profile`
-//!    option, else `AWS_PROFILE`, else `default`; a profile named by the
+//!    option (DynamoDB only), else `AWS_PROFILE`, else `default`; a profile named by the
 //!    option or `AWS_PROFILE` that has no keys is an error;
 //! 4. the container endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`, or
 //!    `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` on `169.254.170.2`, with
@@ -32,7 +32,7 @@ use serde_json::Value as Json;
 use tokio::sync::Mutex;
 
 /// How long a container or instance metadata endpoint may take to answer.
-pub(super) const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(2);
+const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Credentials from an endpoint are fetched again this long before they
 /// expire.
@@ -45,16 +45,16 @@ const IMDS: &str = "http://169.254.169.254";
 const ECS_HOST: &str = "http://169.254.170.2";
 
 /// The server's environment, or a test's.
-pub(super) type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub(crate) type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// The process environment (empty values as unset).
-pub(super) fn process_env() -> Env {
+pub(crate) fn process_env() -> Env {
     Arc::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
 }
 
 /// Where a connection's requests get their credentials.
 #[derive(Clone)]
-pub(super) struct CredentialChain {
+pub(crate) struct CredentialChain {
     /// The connection's own keys.
     explicit: Option<Credentials>,
     /// The connection's `profile` option.
@@ -65,7 +65,7 @@ pub(super) struct CredentialChain {
 }
 
 impl CredentialChain {
-    pub(super) fn new(explicit: Option<Credentials>, profile: Option<String>, env: Env) -> Self {
+    pub(crate) fn new(explicit: Option<Credentials>, profile: Option<String>, env: Env) -> Self {
         Self {
             explicit,
             profile,
@@ -75,7 +75,7 @@ impl CredentialChain {
     }
 
     /// The first credentials of the chain, or why there are none.
-    pub(super) async fn credentials(&self) -> Result<Credentials, String> {
+    pub(crate) async fn credentials(&self) -> Result<Credentials, String> {
         if let Some(explicit) = &self.explicit {
             return Ok(explicit.clone());
         }
@@ -110,9 +110,9 @@ impl CredentialChain {
                 Ok(credentials)
             }
             None => Err(
-                "no AWS credentials: give access_key_id and secret_access_key (or a profile), or give the \
-                         server AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a shared credentials file, or a \
-                         container or instance role"
+                "no AWS credentials: give a DynamoDB connection access_key_id and secret_access_key (or a \
+                         profile), or give the server AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a shared \
+                         credentials file, or a container or instance role"
                     .into(),
             ),
         }

@@ -1,6 +1,6 @@
-//! Requests to AWS services' JSON protocols (DynamoDB, Secrets Manager):
-//! credentials from options or the server's `AWS_*` environment, each POST
-//! signed with SigV4 by `aws-sigv4`.
+//! Requests to AWS services' JSON protocols (DynamoDB, Secrets Manager),
+//! each POST signed with SigV4 by `aws-sigv4` with the credentials of the
+//! chain ([`super::credentials`]).
 
 use std::time::SystemTime;
 
@@ -42,26 +42,6 @@ impl AwsEndpoint {
             region: region.to_owned(),
             service,
         }
-    }
-}
-
-/// The access key given (with its secret and optional session token), else
-/// the server's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
-/// `AWS_SESSION_TOKEN`; `None` when neither is complete.
-pub(crate) fn credentials(given: Option<(&str, String, Option<String>)>) -> Option<Credentials> {
-    if let Some((key, secret, token)) = given {
-        return Some(Credentials::new(key, secret, token, None, "sluice"));
-    }
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-        (Some(key), Some(secret)) => Some(Credentials::new(
-            key,
-            secret,
-            env("AWS_SESSION_TOKEN"),
-            None,
-            "environment",
-        )),
-        _ => None,
     }
 }
 
