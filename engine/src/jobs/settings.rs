@@ -275,7 +275,7 @@ fn bytes(value: &SettingValue) -> Option<u64> {
 pub fn bytes_text(bytes: u64) -> String {
     let (shift, unit) = [(40, "TB"), (30, "GB"), (20, "MB"), (10, "kB")]
         .into_iter()
-        .find(|&(shift, _)| bytes >= 1 << shift && bytes % (1 << shift) == 0)
+        .find(|&(shift, _)| bytes >= 1 << shift && bytes.is_multiple_of(1 << shift))
         .unwrap_or((0, "bytes"));
     format!("{} {unit}", bytes >> shift)
 }

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -234,11 +236,29 @@ impl<S: Store> DocumentSource<S> {
         stream_table::register(&ctx, SCANNED, whole).map_err(|e| plan_error(&description.table, e))?;
         let sql = scan_sql(&select_list(description, request), SCANNED, request);
         let frame = ctx.sql(&sql).await.map_err(|e| plan_error(&description.table, e))?;
-        frame
+        let stream = frame
             .execute_stream()
             .await
-            .map_err(|e| plan_error(&description.table, e))
+            .map_err(|e| plan_error(&description.table, e))?;
+        Ok(if request.columns.is_empty() {
+            row_counts_only(stream)
+        } else {
+            stream
+        })
     }
+}
+
+/// The batches of `stream` (which selects the constant `1`) as batches
+/// without columns: what a scan of no columns (`count(*)`) must return.
+fn row_counts_only(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let schema = Arc::new(Schema::empty());
+    let out = schema.clone();
+    let batches = stream.map(move |batch| {
+        let batch = batch?;
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        Ok::<_, DataFusionError>(RecordBatch::try_new_with_options(out.clone(), vec![], &options)?)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
 }
 
 /// What a scan sends the store (`read`), then runs in Sluice, for EXPLAIN.
