@@ -280,7 +280,7 @@ fn changes_of(batch: &RecordBatch, op: ChangeOp, position: String, commit_ts_mic
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use datafusion::arrow::array::{Array, AsArray, Int64Array};
     use datafusion::arrow::compute::{CastOptions, cast_with_options};
     use datafusion::arrow::datatypes::Int64Type;
@@ -288,7 +288,9 @@ mod tests {
 
     use super::*;
 
-    fn cast(text: &StringArray, data_type: &DataType) -> Result<ArrayRef, String> {
+    /// Text to `data_type`, failing on a value that does not convert: the
+    /// cast the change-batch tests build their batches with.
+    pub(crate) fn cast(text: &StringArray, data_type: &DataType) -> Result<ArrayRef, String> {
         let options = CastOptions {
             safe: false,
             ..CastOptions::default()

@@ -4,7 +4,7 @@
 //! Arrow batches. The PostgreSQL implementation lives in
 //! `connectors/postgres/cdc/`.
 
-mod batch;
+pub(crate) mod batch;
 mod error;
 mod position;
 

@@ -605,26 +605,18 @@ impl LoadTransaction for ChangeLoad {
 mod tests {
     use std::collections::BTreeMap;
 
-    use datafusion::arrow::array::{AsArray, StringArray};
-    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
     use datafusion::prelude::SessionContext;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::cdc::batch::tests::cast;
     use crate::cdc::{ChangeBatchBuilder, ChangeValue, Position, change_table_schema};
     use crate::destinations::{Destination, TableSpec, WarehouseSchema};
 
     type Row = (Option<String>, Option<String>);
-
-    fn cast(text: &StringArray, data_type: &DataType) -> Result<ArrayRef, String> {
-        let options = CastOptions {
-            safe: false,
-            ..CastOptions::default()
-        };
-        cast_with_options(text, data_type, &options).map_err(|e| e.to_string())
-    }
 
     fn columns() -> SchemaRef {
         Arc::new(Schema::new(vec![
