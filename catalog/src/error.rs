@@ -10,6 +10,7 @@ pub enum ObjectKind {
     Job,
     Run,
     Alert,
+    Role,
 }
 
 impl fmt::Display for ObjectKind {
@@ -20,6 +21,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Job => "ETL job",
             ObjectKind::Run => "ETL run",
             ObjectKind::Alert => "alert",
+            ObjectKind::Role => "role",
         })
     }
 }
@@ -102,6 +104,7 @@ fn dependent_kind_plural(kind: ObjectKind) -> &'static str {
         ObjectKind::Job => "ETL jobs",
         ObjectKind::Run => "ETL runs",
         ObjectKind::Alert => "alerts",
+        ObjectKind::Role => "roles",
     }
 }
 

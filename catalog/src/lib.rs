@@ -16,6 +16,7 @@ mod error;
 mod job;
 mod public_table;
 mod record;
+mod role;
 mod run;
 mod schedule_state;
 mod schema_change;
@@ -39,6 +40,7 @@ pub use job::{
     JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableLayout, VerifySchedule,
 };
 pub use public_table::{PublicColumn, PublicKey, PublicTable, PublicType};
+pub use role::{AuditRecord, GrantRecord, Privilege, RoleRecord};
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
 pub use schedule_state::{PendingRetry, ScheduleState};
 pub use schema_change::{SchemaChangeKind, SchemaChangeRecord};

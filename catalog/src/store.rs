@@ -14,9 +14,9 @@ use crate::transaction::{Staged, Transaction};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
 /// value per run under [`run_index_key`], so a job's runs are a prefix scan.
-/// `table_ops`, `public_tables`, `cdc` and the `alert*` families came later without a layout
+/// `table_ops`, `public_tables`, `cdc`, the `alert*` families, `roles`, `grants` and `audit` came later without a layout
 /// change: opening an older catalog creates them empty.
-pub(crate) const FAMILIES: [&str; 16] = [
+pub(crate) const FAMILIES: [&str; 19] = [
     "connections",
     "secrets",
     "jobs",
@@ -33,6 +33,9 @@ pub(crate) const FAMILIES: [&str; 16] = [
     "alerts",
     "alert_incidents",
     "alert_deliveries",
+    "roles",
+    "grants",
+    "audit",
 ];
 
 const RUN_INDEX: &str = "run_index";
@@ -295,6 +298,12 @@ impl Batch<'_> {
             }
             return Ok(());
         }
+        self.commit_now()
+    }
+
+    /// Writes the changes at once, even inside a transaction: what must be
+    /// kept whether the transaction commits or not (the audit trail).
+    pub fn commit_now(self) -> Result<()> {
         let mut batch = WriteBatch::default();
         for (family, key, value) in self.changes {
             match value {

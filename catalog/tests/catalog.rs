@@ -447,6 +447,9 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
         "alerts",
         "alert_incidents",
         "alert_deliveries",
+        "roles",
+        "grants",
+        "audit",
     ];
     rocksdb::DB::open_cf(&opts, dir, families).unwrap()
 }
@@ -713,5 +716,82 @@ fn an_incident_stays_open_until_closed_and_goes_with_its_job() {
         catalog.incident(Subject::Job, "orders").unwrap(),
         None,
         "dropped with its job"
+    );
+}
+
+fn role(name: &str) -> RoleRecord {
+    RoleRecord {
+        name: name.into(),
+        login: true,
+        verifier: Some(AdminCredentials::from_salted_password(name, &[1, 2], 4096, &[3; 32])),
+        created_at: Utc::now(),
+    }
+}
+
+fn grant(role: &str, privilege: Privilege) -> GrantRecord {
+    GrantRecord {
+        database: "sluice".into(),
+        role: role.into(),
+        privilege,
+        granted_by: "admin".into(),
+        granted_at: Utc::now(),
+    }
+}
+
+#[test]
+fn grants_follow_their_role_through_renames_and_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(dir.path());
+    catalog.create_role(&role("alice")).unwrap();
+    assert!(matches!(
+        catalog.create_role(&role("alice")),
+        Err(CatalogError::AlreadyExists { kind: ObjectKind::Role, .. })
+    ));
+    assert!(matches!(
+        catalog.grant(&grant("ghost", Privilege::Usage)),
+        Err(CatalogError::NotFound { kind: ObjectKind::Role, .. })
+    ));
+    assert!(catalog.grant(&grant("alice", Privilege::Usage)).unwrap());
+    assert!(!catalog.grant(&grant("alice", Privilege::Usage)).unwrap());
+    assert!(catalog.grant(&grant("alice", Privilege::Operate)).unwrap());
+    assert_eq!(catalog.privilege("sluice", "alice").unwrap(), Some(Privilege::Operate));
+    assert_eq!(catalog.privilege("other", "alice").unwrap(), None);
+    assert!(catalog.revoke("sluice", "alice", Privilege::Operate).unwrap());
+    assert!(!catalog.revoke("sluice", "alice", Privilege::Operate).unwrap());
+    assert_eq!(catalog.privilege("sluice", "alice").unwrap(), Some(Privilege::Usage));
+
+    catalog.update_role("alice", &role("alicia")).unwrap();
+    assert!(catalog.role("alice").unwrap().is_none());
+    assert_eq!(catalog.privilege("sluice", "alicia").unwrap(), Some(Privilege::Usage));
+    assert_eq!(catalog.privilege("sluice", "alice").unwrap(), None);
+    drop(catalog);
+    let catalog = open(dir.path());
+    let names: Vec<String> = catalog.roles().unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["alicia"]);
+    assert!(catalog.drop_role("alicia", false).unwrap());
+    assert!(catalog.grants().unwrap().is_empty());
+    assert!(!catalog.drop_role("alicia", true).unwrap());
+}
+
+#[test]
+fn the_audit_trail_keeps_the_newest_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(dir.path());
+    let record = |n: u64| AuditRecord {
+        id: 0,
+        at: Utc::now(),
+        role: "alice".into(),
+        database: "sluice".into(),
+        statement: "RUN ETL JOB".into(),
+        object: Some(format!("job{n}")),
+        outcome: "ok".into(),
+    };
+    for n in 1..=5 {
+        assert_eq!(catalog.record_audit(&record(n), 3).unwrap(), n);
+    }
+    let kept: Vec<_> = catalog.audit().unwrap().into_iter().map(|a| (a.id, a.object)).collect();
+    assert_eq!(
+        kept,
+        [(3, Some("job3".into())), (4, Some("job4".into())), (5, Some("job5".into()))]
     );
 }
