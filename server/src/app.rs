@@ -25,6 +25,7 @@ use crate::handler::SluiceHandlers;
 use crate::listener::{self, Limits};
 use crate::login::LoginPolicy;
 use crate::metrics::{self, Exporter};
+use crate::privileges::Access;
 use crate::session_settings::ServerDefaults;
 use crate::sql_session::session_context;
 use crate::state::{AppState, DATABASE, StartupError};
@@ -119,6 +120,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         jobs.clone(),
         WarehouseSchema::new(warehouse).await?,
         config.query_memory,
+        auth.user(),
     )?);
     let interrupted = jobs.reconcile().await?;
     if let Some(dir) = &config.demo_dir {
@@ -140,7 +142,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
                 source,
             })?;
             let bound = listener.local_addr().ok();
-            let exporter = Exporter::new(&engine_metrics, catalog, &catalog_dir, jobs.clone());
+            let exporter = Exporter::new(&engine_metrics, catalog.clone(), &catalog_dir, jobs.clone());
             tokio::spawn(metrics::serve(listener, Arc::new(exporter)));
             bound
         }
@@ -178,8 +180,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         statement_timeout: config.statement_timeout,
         scram_iterations: SCRAM_ITERATIONS as usize,
     };
+    let access = Arc::new(Access::new(catalog.clone(), auth.user()));
     let login = Arc::new(LoginPolicy {
         auth,
+        roles: catalog,
         throttle: LoginThrottle::default(),
         channel_binding,
         require_tls: config.require_tls,
@@ -194,6 +198,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         login,
         wire_connections,
         advisory_locks: Default::default(),
+        access,
     });
 
     let listener = TcpListener::bind(&config.listen)
@@ -245,6 +250,12 @@ fn announce(config: &ServeConfig, address: SocketAddr, tls: bool, auth: &AdminAu
 /// Sets the admin credentials from `SLUICE_PASSWORD`, or uses the stored
 /// ones, or generates a password on first start and prints it once.
 fn admin_auth(catalog: &Catalog, config: &ServeConfig) -> Result<AdminAuth, StartupError> {
+    if catalog.role(&config.user)?.is_some() {
+        return Err(StartupError::Config(format!(
+            "\"{}\" is a role (CREATE ROLE) in this data dir; start the built-in user with another --user, or DROP ROLE it first",
+            config.user
+        )));
+    }
     let credentials = match (&config.password, catalog.admin_credentials()?) {
         (Some(password), _) => {
             let credentials = auth::hash_password(&config.user, password);

@@ -1,4 +1,5 @@
-//! The admin user's SCRAM-SHA-256 verifier and password hashing.
+//! The admin user's SCRAM-SHA-256 verifier and password hashing (for
+//! roles too).
 
 use pgwire::api::auth::sasl::scram::gen_salted_password;
 use rand::Rng;
@@ -30,13 +31,7 @@ impl AdminAuth {
     pub fn from_credentials(credentials: &AdminCredentials) -> Option<Self> {
         Some(Self {
             user: credentials.user.clone(),
-            verifier: Verifier {
-                salt: hex::decode(&credentials.salt).ok()?,
-                iterations: credentials.iterations,
-                stored_key: hex::decode(&credentials.stored_key).ok()?,
-                server_key: hex::decode(&credentials.server_key).ok()?,
-                exists: true,
-            },
+            verifier: verifier_of(credentials)?,
         })
     }
 
@@ -63,6 +58,18 @@ impl AdminAuth {
             exists: false,
         }
     }
+}
+
+/// The verifier of stored credentials (the admin user's or a role's);
+/// `None` when they are not valid hex.
+pub fn verifier_of(credentials: &AdminCredentials) -> Option<Verifier> {
+    Some(Verifier {
+        salt: hex::decode(&credentials.salt).ok()?,
+        iterations: credentials.iterations,
+        stored_key: hex::decode(&credentials.stored_key).ok()?,
+        server_key: hex::decode(&credentials.server_key).ok()?,
+        exists: true,
+    })
 }
 
 /// Hashes a password into the SCRAM-SHA-256 verifier that is stored.

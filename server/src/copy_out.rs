@@ -42,6 +42,13 @@ pub struct CopyOut {
     format: CopyFormat,
 }
 
+impl CopyOut {
+    /// The query whose rows are copied.
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+}
+
 fn unsupported(what: String) -> StatementError {
     StatementError::Unsupported(format!("COPY option {what} is not supported by Sluice"))
 }

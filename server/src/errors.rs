@@ -9,6 +9,7 @@ use sluice_engine::destinations::DestinationError;
 use sluice_engine::sources::SourceError;
 use sluice_engine::{ConnectFailureKind, EngineError, find_cause};
 
+use crate::state::DATABASE;
 use crate::statements::{ParseError, ParseErrorKind};
 
 /// Errors of one statement, before they become an ErrorResponse.
@@ -48,6 +49,22 @@ pub enum StatementError {
     /// A statement on a table of the `public` schema.
     #[error(transparent)]
     PublicTable(crate::public_table_error::PublicTableError),
+    /// The session's role lacks the privilege (`None`: only the superuser may).
+    #[error("permission denied: {kind} needs {}", match needed {
+        Some(p) => format!("{p} on database {DATABASE} (GRANT {p} ON DATABASE {DATABASE} TO {role})"),
+        None => "the superuser: only the built-in user manages roles and grants".to_owned(),
+    })]
+    PermissionDenied {
+        kind: &'static str,
+        needed: Option<sluice_catalog::Privilege>,
+        role: String,
+    },
+    /// A role named like the built-in user.
+    #[error("role \"{0}\" already exists: it is the built-in superuser")]
+    BuiltInRole(String),
+    /// A database other than the one there is.
+    #[error("database \"{0}\" does not exist")]
+    UnknownDatabase(String),
 }
 
 /// A statement plain SQL may not run.
@@ -127,6 +144,13 @@ impl StatementError {
                 "25P01",
                 StatementError::OutsideTransactionBlock(name).to_string(),
                 Some("Start a block with BEGIN first.".into()),
+            ),
+            e @ StatementError::PermissionDenied { .. } => error("42501", e.to_string(), None),
+            e @ StatementError::BuiltInRole(_) => error("42710", e.to_string(), None),
+            e @ StatementError::UnknownDatabase(_) => error(
+                "3D000",
+                e.to_string(),
+                Some(format!("Privileges are granted on database {DATABASE}.")),
             ),
             StatementError::PublicTable(e) => {
                 use crate::public_table_error::PublicTableError;
@@ -264,9 +288,13 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
                 ObjectKind::Job => "SHOW ETL JOBS",
                 ObjectKind::Run => "SHOW ETL RUNS",
                 ObjectKind::Alert => "SHOW ALERTS",
+                ObjectKind::Role => "SELECT * FROM sluice.roles",
             };
             error("42704", message, Some(format!("{list} lists the existing ones.")))
         }
+        CatalogError::AlreadyExists {
+            kind: ObjectKind::Role, ..
+        } => error("42710", message, Some("Choose another name; \\du lists the roles.".into())),
         CatalogError::AlreadyExists { kind, .. } => error(
             "42710",
             message,

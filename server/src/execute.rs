@@ -53,6 +53,11 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         SluiceStatement::ShowCreateAll { .. } => Some(views::SCRIPT.clone()),
         SluiceStatement::ShowAlerts => Some(views::ALERTS.clone()),
         SluiceStatement::CreateAlert(_) | SluiceStatement::DropAlert { .. } => None,
+        SluiceStatement::CreateRole { .. }
+        | SluiceStatement::AlterRole { .. }
+        | SluiceStatement::DropRole { .. }
+        | SluiceStatement::Grant(_)
+        | SluiceStatement::Revoke(_) => None,
         SluiceStatement::CreateJob(_)
         | SluiceStatement::CreateOrReplaceJob(_)
         | SluiceStatement::DropJob { .. }
@@ -175,6 +180,32 @@ pub async fn execute(
             Response::Execution(Tag::new("DROP ALERT"))
         }
         SluiceStatement::ShowAlerts => rows(views::alerts(catalog)?, format)?,
+        SluiceStatement::CreateRole { name, options } => {
+            state.access.roles().create(&name, options)?;
+            Response::Execution(Tag::new("CREATE ROLE"))
+        }
+        SluiceStatement::AlterRole { name, change } => {
+            state.access.roles().alter(&name, change)?;
+            Response::Execution(Tag::new("ALTER ROLE"))
+        }
+        SluiceStatement::DropRole { name, if_exists } => {
+            if !state.access.roles().drop(&name, if_exists)? {
+                send_notice(client, "00000", format!("role \"{name}\" does not exist, skipping")).await;
+            }
+            Response::Execution(Tag::new("DROP ROLE"))
+        }
+        SluiceStatement::Grant(grant) => {
+            for notice in state.access.roles().grant(grant, false)? {
+                send_notice(client, "01007", notice).await;
+            }
+            Response::Execution(Tag::new("GRANT"))
+        }
+        SluiceStatement::Revoke(grant) => {
+            for notice in state.access.roles().grant(grant, true)? {
+                send_notice(client, "01006", notice).await;
+            }
+            Response::Execution(Tag::new("REVOKE"))
+        }
         SluiceStatement::CreateConnection {
             name,
             type_name,

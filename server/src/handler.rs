@@ -31,6 +31,7 @@ use crate::execute::{execute, result_fields};
 use crate::login::LoginHandler;
 use crate::pg_functions::register_session_functions;
 use crate::pg_rewrite;
+use crate::privileges::{self, PrivilegeHook, Requirement, session_user};
 use crate::public_tables::{self, PublicStatement};
 use crate::session_settings::SessionSettings;
 use crate::settings_hook::{SettingsHook, apply_to_context, report_changes};
@@ -58,6 +59,7 @@ impl SluiceHandlers {
         // DataFusion sees them.
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(SqlGuardHook),
+            Arc::new(PrivilegeHook(state.access.clone())),
             Arc::new(CursorStatementHook),
             Arc::new(SettingsHook::new(settings.clone())),
         ];
@@ -138,15 +140,36 @@ impl SluiceSession {
         }
     }
 
+    /// Runs `work` when `user` may do what `requirement` says, and audits
+    /// it; `offset` places syntax errors in the query string.
+    async fn authorized(
+        &self,
+        user: &str,
+        requirement: &Requirement,
+        offset: usize,
+        work: impl Future<Output = Result<Response, StatementError>>,
+    ) -> Result<Response, ErrorInfo> {
+        let result = match self.state.access.check(user, requirement) {
+            Ok(()) => work.await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| e.into_error_info(offset));
+        self.state.access.audit(user, requirement, result.as_ref().map(|_| ()));
+        result
+    }
+
     /// Runs a statement on a public table in the open block, or on its own.
     async fn run_public(
         &self,
+        user: &str,
         statement: &PublicStatement,
         params: &[Option<String>],
         format: &Format,
-    ) -> Result<Response, StatementError> {
+        offset: usize,
+    ) -> Result<Response, ErrorInfo> {
         let catalog = self.state.connections.catalog();
-        public_tables::run(&self.ctx, catalog, self.block.current(), statement, params, format).await
+        let work = public_tables::run(&self.ctx, catalog, self.block.current(), statement, params, format);
+        self.authorized(user, &statement.requirement(), offset, work).await
     }
 
     /// Runs a Sluice statement, refusing those a transaction block cannot hold.
@@ -155,9 +178,15 @@ impl SluiceSession {
         client: &mut dyn HookClient,
         statement: SluiceStatement,
         format: &Format,
-    ) -> Result<Response, StatementError> {
-        self.block.check_allowed(statement.outside_transactions_only())?;
-        self.in_block(execute(&self.state, client, statement, format)).await
+        offset: usize,
+    ) -> Result<Response, ErrorInfo> {
+        let user = session_user(client);
+        let requirement = privileges::requirement(&statement);
+        let work = async {
+            self.block.check_allowed(statement.outside_transactions_only())?;
+            self.in_block(execute(&self.state, client, statement, format)).await
+        };
+        self.authorized(&user, &requirement, offset, work).await
     }
 }
 
@@ -208,25 +237,27 @@ impl SimpleQueryHandler for SluiceSession {
                 Err(StatementError::TransactionAborted.into_error_info(0))
             } else if let Some(copy) = copy_out::parse(piece.text) {
                 let deadline = statement_deadline(client);
+                let user = session_user(client);
                 let copying = async {
                     let copy = copy.map_err(|e| user_error(e, 0))?;
+                    let requirement = privileges::plain_sql_text(copy.query());
+                    self.state.access.check(&user, &requirement).map_err(|e| user_error(e, 0))?;
                     let response = copy.run(&self.ctx, deadline).await.map_err(|e| user_error(e, 0))?;
                     Ok(vec![Response::CopyOut(response)])
                 };
                 self.in_block(run_until(deadline, copying)).await.map_err(error_info)
             } else if let Some(parsed) = statements::parse(piece.text) {
-                let executed = match parsed {
-                    Ok(statement) => self.run_sluice(client, statement, &Format::UnifiedText).await,
-                    Err(e) => Err(e.into()),
-                };
-                executed
-                    .map(|r| vec![r])
-                    .map_err(|e| e.into_error_info(piece.char_offset))
+                match parsed {
+                    Ok(statement) => self
+                        .run_sluice(client, statement, &Format::UnifiedText, piece.char_offset)
+                        .await
+                        .map(|r| vec![r]),
+                    Err(e) => Err(StatementError::from(e).into_error_info(piece.char_offset)),
+                }
             } else if let Some(public) = public_tables::recognise(piece.text) {
-                self.run_public(&public, &[], &Format::UnifiedText)
+                self.run_public(&session_user(client), &public, &[], &Format::UnifiedText, piece.char_offset)
                     .await
                     .map(|r| vec![r])
-                    .map_err(|e| e.into_error_info(piece.char_offset))
             } else {
                 let deadline = statement_deadline(client);
                 let rewritten = pg_rewrite::rewrite(piece.text);
@@ -290,9 +321,9 @@ impl ExtendedQueryHandler for SluiceSession {
         {
             let statement = parsed.map_err(|e| user_error(e.into(), 0))?;
             return self
-                .run_sluice(client, SluiceStatement::clone(&statement), &portal.result_column_format)
+                .run_sluice(client, SluiceStatement::clone(&statement), &portal.result_column_format, 0)
                 .await
-                .map_err(|e| user_error(e, 0));
+                .map_err(|info| PgWireError::UserError(Box::new(info)));
         }
         if plan.is_none()
             && let Some(public) = public_tables::recognise(sql)
@@ -304,9 +335,9 @@ impl ExtendedQueryHandler for SluiceSession {
             )
             .map_err(|e| user_error(e, 0))?;
             return self
-                .run_public(&public, &params, &portal.result_column_format)
+                .run_public(&session_user(client), &public, &params, &portal.result_column_format, 0)
                 .await
-                .map_err(|e| user_error(e, 0));
+                .map_err(|info| PgWireError::UserError(Box::new(info)));
         }
         self.sync_settings(client).await?;
         let deadline = statement_deadline(client);

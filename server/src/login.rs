@@ -17,16 +17,19 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use sluice_catalog::Catalog;
 use tracing::warn;
 
-use crate::auth::AdminAuth;
-use crate::scram::{self, AwaitingClientFinal, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramError};
+use crate::auth::{AdminAuth, verifier_of};
+use crate::scram::{self, AwaitingClientFinal, Verifier, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramError};
 use crate::session_settings::{ServerDefaults, SessionSettings};
 use crate::throttle::LoginThrottle;
 
 /// How clients log in; shared by every connection.
 pub struct LoginPolicy {
     pub auth: AdminAuth,
+    /// The catalog, whose roles log in too.
+    pub roles: Arc<Catalog>,
     pub throttle: LoginThrottle,
     /// The `tls-server-end-point` hash of the server certificate, when TLS
     /// is configured and the certificate allows channel binding.
@@ -38,6 +41,26 @@ pub struct LoginPolicy {
     /// pgwire's registry of live connections, for cancel requests.
     pub connections: Arc<ConnectionManager>,
     pub pids: RandomPidSecretKeyGenerator,
+}
+
+impl LoginPolicy {
+    /// The verifier `user`'s login is checked against: the built-in
+    /// user's, a role's that may log in and has a password, else a made-up
+    /// one that fails the same way whether the role exists or not.
+    fn verifier(&self, user: &str) -> Verifier {
+        if user != self.auth.user() {
+            match self.roles.role(user) {
+                Ok(Some(role)) if role.login => {
+                    if let Some(verifier) = role.verifier.as_ref().and_then(verifier_of) {
+                        return verifier;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => warn!(user, error = %e, "cannot read the role"),
+            }
+        }
+        self.auth.verifier(user)
+    }
 }
 
 /// Where one connection's login stands.
@@ -105,7 +128,7 @@ impl LoginHandler {
         }
         tokio::time::sleep(self.policy.throttle.delay(client.socket_addr().ip())).await;
         let binding = self.policy.channel_binding.as_deref().filter(|_| client.is_secure());
-        let verifier = self.policy.auth.verifier(&user_of(client));
+        let verifier = self.policy.verifier(&user_of(client));
         let data = initial.data.unwrap_or_default();
         let (server_first, waiting) =
             scram::server_first(&initial.auth_method, &data, binding, verifier).map_err(|e| self.failed(client, &e))?;

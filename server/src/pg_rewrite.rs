@@ -14,6 +14,9 @@
 //! - `unnest(x.indkey)` and `generate_subscripts(x.indkey, 1)` over the
 //!   `int2vector` columns of `pg_index` (text in the catalog) work on their
 //!   items;
+//! - `ARRAY(subquery)` over `pg_catalog` tables is an empty array (`'{}'`):
+//!   DataFusion cannot run it, and the one clients send (psql's `\du`, the
+//!   roles a role is a member of) is empty in Sluice;
 //! - `information_schema.table_constraints`, which DataFusion's
 //!   information schema lacks, reads the public tables' keys
 //!   ([`public_tables::TABLE_CONSTRAINTS`]).
@@ -50,6 +53,7 @@ pub fn rewrite(sql: &str) -> Option<String> {
         "unnest",
         "generate_subscripts",
         "table_constraints",
+        "array(",
     ];
     let catalog_case = lower.contains("case") && lower.contains("pg_");
     if !catalog_case && !triggers.iter().any(|t| lower.contains(t)) {
@@ -340,6 +344,15 @@ impl VisitorMut for Rewriter {
             return ControlFlow::Continue(());
         }
         if let Expr::Function(function) = expr
+            && let FunctionArguments::Subquery(query) = &function.args
+            && function_name(function).as_deref() == Some("array")
+            && reads_only_pg_catalog(query)
+        {
+            *expr = Expr::value(Value::SingleQuotedString("{}".into()));
+            self.changed = true;
+            return ControlFlow::Continue(());
+        }
+        if let Expr::Function(function) = expr
             && let Some(name) = function_name(function)
             && let Some(args) = unnamed_args(function)
         {
@@ -415,6 +428,18 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains("(SELECT 1 FROM warehouse.t)"), "{sql}");
+    }
+
+    #[test]
+    fn array_subqueries_over_pg_catalog_are_empty() {
+        let sql = rewrite(
+            "SELECT r.rolname, ARRAY(SELECT b.rolname FROM pg_catalog.pg_auth_members m \
+             JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) WHERE m.member = r.oid) as memberof \
+             FROM pg_catalog.pg_roles r",
+        )
+        .unwrap();
+        assert_eq!(sql, "SELECT r.rolname, '{}' AS memberof FROM pg_catalog.pg_roles r");
+        assert_eq!(rewrite("SELECT ARRAY(SELECT id FROM warehouse.t)"), None);
     }
 
     #[test]

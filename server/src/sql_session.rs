@@ -20,7 +20,6 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use futures::StreamExt;
 use pgwire::api::ClientInfo;
@@ -37,6 +36,7 @@ use tokio::time::Instant;
 use crate::errors::{StatementError, map_session_error};
 use crate::pg_catalog_overlay::PgCatalogOverlay;
 use crate::pg_functions::register_catalog_functions;
+use crate::pg_roles::PgRoles;
 use crate::public_tables::{self, PublicSchema};
 use crate::session_settings::STATEMENT_TIMEOUT_KEY;
 use crate::session_time_zone::SessionTimeZone;
@@ -57,6 +57,7 @@ pub fn session_context(
     jobs: Arc<JobManager>,
     warehouse: WarehouseSchema,
     query_memory: usize,
+    superuser: &str,
 ) -> Result<SessionContext, StartupError> {
     let warehouse: Arc<dyn SchemaProvider> = Arc::new(warehouse);
     let config = SessionConfig::new()
@@ -78,7 +79,11 @@ pub fn session_context(
     ctx.add_analyzer_rule(Arc::new(WideDecimalsAsText));
     ctx.add_analyzer_rule(Arc::new(SessionTimeZone));
     register_catalog_functions(&ctx);
-    setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+    let roles = PgRoles {
+        catalog: catalog.clone(),
+        superuser: superuser.to_owned(),
+    };
+    setup_pg_catalog(&ctx, DATABASE, roles)
         .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
     let pg_catalog = ctx
         .catalog(DATABASE)
@@ -97,7 +102,7 @@ pub fn session_context(
         .map_err(|e| StartupError::Config(format!("public schema set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
-        .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog, jobs)))
+        .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog, jobs, superuser)))
         .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")

@@ -49,4 +49,6 @@ pub struct AppState {
     pub wire_connections: Arc<pgwire::api::ConnectionManager>,
     /// `pg_advisory_lock` and friends, shared by all sessions.
     pub advisory_locks: Arc<crate::advisory_locks::AdvisoryLocks>,
+    /// Privileges of roles, and the audit trail.
+    pub access: Arc<crate::privileges::Access>,
 }

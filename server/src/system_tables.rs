@@ -33,10 +33,13 @@ enum View {
     Verifications,
     Alerts,
     AlertDeliveries,
+    Roles,
+    Grants,
+    Audit,
 }
 
 impl View {
-    const ALL: [(&'static str, View); 10] = [
+    const ALL: [(&'static str, View); 13] = [
         ("jobs", View::Jobs),
         ("runs", View::Runs),
         ("schema_changes", View::SchemaChanges),
@@ -47,6 +50,9 @@ impl View {
         ("connection_type_options", View::ConnectionTypeOptions),
         ("alerts", View::Alerts),
         ("alert_deliveries", View::AlertDeliveries),
+        ("roles", View::Roles),
+        ("grants", View::Grants),
+        ("audit", View::Audit),
     ];
 
     fn schema(self) -> SchemaRef {
@@ -61,6 +67,9 @@ impl View {
             View::Verifications => views::VERIFICATIONS.clone(),
             View::Alerts => views::ALERTS.clone(),
             View::AlertDeliveries => views::ALERT_DELIVERIES.clone(),
+            View::Roles => views::ROLES.clone(),
+            View::Grants => views::GRANTS.clone(),
+            View::Audit => views::AUDIT.clone(),
         }
     }
 
@@ -76,7 +85,8 @@ impl View {
 
     /// The view's rows; only the rows named in `only` (by the view's name
     /// column) when given.
-    fn rows(self, catalog: &Catalog, jobs: &JobManager, only: Option<&[String]>) -> Result<RecordBatch> {
+    fn rows(self, table: &SystemTable, only: Option<&[String]>) -> Result<RecordBatch> {
+        let (catalog, jobs) = (&*table.catalog, &*table.jobs);
         let external = |e: sluice_catalog::CatalogError| DataFusionError::External(Box::new(e));
         match self {
             View::Connections => views::connections(catalog).map_err(external),
@@ -87,6 +97,9 @@ impl View {
             View::Verifications => views::verifications(catalog).map_err(external),
             View::Alerts => views::alerts(catalog).map_err(external),
             View::AlertDeliveries => views::alert_deliveries(catalog).map_err(external),
+            View::Roles => views::roles(catalog, &table.superuser).map_err(external),
+            View::Grants => views::grants(catalog).map_err(external),
+            View::Audit => views::audit(catalog).map_err(external),
             View::Runs => {
                 let changes = catalog.schema_changes().map_err(external)?;
                 let runs = match only {
@@ -114,11 +127,17 @@ impl View {
 pub struct SystemSchema {
     catalog: Arc<Catalog>,
     jobs: Arc<JobManager>,
+    /// The built-in user, shown in `sluice.roles`.
+    superuser: String,
 }
 
 impl SystemSchema {
-    pub fn new(catalog: Arc<Catalog>, jobs: Arc<JobManager>) -> Self {
-        Self { catalog, jobs }
+    pub fn new(catalog: Arc<Catalog>, jobs: Arc<JobManager>, superuser: &str) -> Self {
+        Self {
+            catalog,
+            jobs,
+            superuser: superuser.to_owned(),
+        }
     }
 }
 
@@ -140,6 +159,7 @@ impl SchemaProvider for SystemSchema {
                 view: *view,
                 catalog: self.catalog.clone(),
                 jobs: self.jobs.clone(),
+                superuser: self.superuser.clone(),
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -153,6 +173,7 @@ struct SystemTable {
     view: View,
     catalog: Arc<Catalog>,
     jobs: Arc<JobManager>,
+    superuser: String,
 }
 
 impl std::fmt::Debug for SystemTable {
@@ -191,7 +212,7 @@ impl TableProvider for SystemTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let only = (self.view.name_column()).and_then(|column| system_filter::names(filters, column));
-        let rows = self.view.rows(&self.catalog, &self.jobs, only.as_deref())?;
+        let rows = self.view.rows(self, only.as_deref())?;
         let plan = MemorySourceConfig::try_new_exec(&[vec![rows]], self.schema(), projection.cloned())?;
         Ok(plan)
     }

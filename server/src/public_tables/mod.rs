@@ -31,9 +31,10 @@ use datafusion::sql::sqlparser::parser::Parser;
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, Response, Tag};
-use sluice_catalog::{Catalog, Transaction};
+use sluice_catalog::{Catalog, Privilege, Transaction};
 
 use crate::errors::StatementError;
+use crate::privileges::{Needed, Requirement};
 use crate::state::DATABASE;
 
 pub use schema::{PublicSchema, SCHEMA, TABLE_CONSTRAINTS};
@@ -61,6 +62,22 @@ impl PublicStatement {
             Statement::Update(update) => update.returning.is_some(),
             Statement::Delete(delete) => delete.returning.is_some(),
             _ => false,
+        }
+    }
+
+    /// What it needs: ADMIN, as every change of a definition.
+    pub fn requirement(&self) -> Requirement {
+        let kind = match &self.statement {
+            Statement::CreateTable(_) => "CREATE TABLE",
+            Statement::Drop { .. } => "DROP TABLE",
+            Statement::Insert(_) => "INSERT",
+            Statement::Update(_) => "UPDATE",
+            _ => "DELETE",
+        };
+        Requirement {
+            kind,
+            needed: Needed::Privilege(Privilege::Admin),
+            object: Some(self.table.clone()),
         }
     }
 

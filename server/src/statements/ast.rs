@@ -7,6 +7,8 @@ use sluice_engine::alerts::CreateAlert;
 use sluice_engine::jobs::{CreateJob, CreateJobs, CursorWindow, JobChange, JobEdit};
 use sluice_engine::sources::BucketUnit;
 
+use super::parse_role::{Grant, RoleChange, RoleOptions};
+
 /// One parsed Sluice statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SluiceStatement {
@@ -132,6 +134,16 @@ pub enum SluiceStatement {
     DropAlert { name: String, if_exists: bool },
     /// `SHOW ALERTS`
     ShowAlerts,
+    /// `CREATE ROLE | USER name [WITH] [LOGIN | NOLOGIN] [PASSWORD 'p']`
+    CreateRole { name: String, options: RoleOptions },
+    /// `ALTER ROLE name [WITH] options` or `ALTER ROLE name RENAME TO new`
+    AlterRole { name: String, change: RoleChange },
+    /// `DROP ROLE [IF EXISTS] name`
+    DropRole { name: String, if_exists: bool },
+    /// `GRANT privileges ON DATABASE db TO roles`
+    Grant(Grant),
+    /// `REVOKE privileges ON DATABASE db FROM roles`
+    Revoke(Grant),
 }
 
 impl SluiceStatement {

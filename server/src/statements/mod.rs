@@ -11,6 +11,7 @@ mod parse_alert;
 mod parse_fleet;
 mod parse_job;
 mod parse_lookback;
+mod parse_role;
 mod parse_secret;
 mod split;
 
@@ -19,4 +20,5 @@ pub use ast::SluiceStatement;
 pub(crate) use parse::parse_sluice;
 pub use parse::{ParseError, ParseErrorKind, parse};
 pub use parse_lookback::lookback_sql;
+pub use parse_role::{Grant, RoleChange, RoleOptions};
 pub use split::split_statements;

@@ -7,6 +7,7 @@ mod explore;
 mod fleet;
 mod job_ops;
 mod jobs;
+mod roles;
 mod schema_changes;
 
 pub use alerts::*;
@@ -15,6 +16,7 @@ pub use explore::*;
 pub use fleet::*;
 pub use job_ops::*;
 pub use jobs::*;
+pub use roles::*;
 pub use schema_changes::*;
 
 use std::sync::{Arc, LazyLock};
