@@ -48,6 +48,7 @@ mod parallel;
 mod public_tables;
 mod redaction;
 mod reserved_names;
+mod roles;
 mod savepoints;
 mod scheduled_verify;
 mod scheduler;
