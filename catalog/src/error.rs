@@ -116,6 +116,7 @@ fn family_object(family: &str) -> &str {
         "jobs" => "ETL job",
         "runs" => "ETL run",
         "alerts" => "alert",
+        "roles" => "role",
         other => other,
     }
 }
