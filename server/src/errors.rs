@@ -50,10 +50,7 @@ pub enum StatementError {
     #[error(transparent)]
     PublicTable(crate::public_table_error::PublicTableError),
     /// The session's role lacks the privilege (`None`: only the superuser may).
-    #[error("permission denied: {kind} needs {}", match needed {
-        Some(p) => format!("{p} on database {DATABASE} (GRANT {p} ON DATABASE {DATABASE} TO {role})"),
-        None => "the superuser: only the built-in user manages roles and grants".to_owned(),
-    })]
+    #[error("permission denied: {kind} needs {}", needs(.needed, .role))]
     PermissionDenied {
         kind: &'static str,
         needed: Option<sluice_catalog::Privilege>,
@@ -65,6 +62,14 @@ pub enum StatementError {
     /// A database other than the one there is.
     #[error("database \"{0}\" does not exist")]
     UnknownDatabase(String),
+}
+
+/// What a refused statement needs, and the grant that gives it.
+fn needs(needed: &Option<sluice_catalog::Privilege>, role: &str) -> String {
+    match needed {
+        Some(p) => format!("{p} on database {DATABASE} (GRANT {p} ON DATABASE {DATABASE} TO {role})"),
+        None => "the superuser: only the built-in user manages roles and grants".to_owned(),
+    }
 }
 
 /// A statement plain SQL may not run.

@@ -189,7 +189,7 @@ pub async fn execute(
             Response::Execution(Tag::new("ALTER ROLE"))
         }
         SluiceStatement::DropRole { name, if_exists } => {
-            if !state.access.roles().drop(&name, if_exists)? {
+            if !state.access.roles().drop_role(&name, if_exists)? {
                 send_notice(client, "00000", format!("role \"{name}\" does not exist, skipping")).await;
             }
             Response::Execution(Tag::new("DROP ROLE"))

@@ -55,7 +55,7 @@ impl Roles<'_> {
 
     /// `DROP ROLE`: its grants go with it. False when it did not exist and
     /// `IF EXISTS` was given.
-    pub fn drop(&self, name: &str, if_exists: bool) -> Result<bool, StatementError> {
+    pub fn drop_role(&self, name: &str, if_exists: bool) -> Result<bool, StatementError> {
         self.not_the_superuser(name)?;
         Ok(self.catalog.drop_role(name, if_exists)?)
     }
