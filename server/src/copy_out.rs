@@ -42,13 +42,6 @@ pub struct CopyOut {
     format: CopyFormat,
 }
 
-impl CopyOut {
-    /// The query whose rows are copied.
-    pub fn query(&self) -> &str {
-        &self.query
-    }
-}
-
 fn unsupported(what: String) -> StatementError {
     StatementError::Unsupported(format!("COPY option {what} is not supported by Sluice"))
 }
@@ -161,6 +154,11 @@ fn copy_out(
 }
 
 impl CopyOut {
+    /// The query whose rows are copied.
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
     /// Plans the query on `ctx` and streams its rows as COPY data; rows past
     /// `deadline` end the copy with `statement_timeout`'s error.
     pub async fn run(self, ctx: &SessionContext, deadline: Option<Instant>) -> Result<CopyResponse, StatementError> {
