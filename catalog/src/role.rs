@@ -177,7 +177,11 @@ impl Catalog {
     pub fn drop_role(&self, name: &str, if_exists: bool) -> Result<bool> {
         let _guard = self.lock();
         if self.role(name)?.is_none() {
-            return if if_exists { Ok(false) } else { Err(role_not_found(name)) };
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(role_not_found(name))
+            };
         }
         let mut batch = self.store.batch();
         batch.delete::<RoleRecord>(name);

@@ -745,11 +745,17 @@ fn grants_follow_their_role_through_renames_and_drops() {
     catalog.create_role(&role("alice")).unwrap();
     assert!(matches!(
         catalog.create_role(&role("alice")),
-        Err(CatalogError::AlreadyExists { kind: ObjectKind::Role, .. })
+        Err(CatalogError::AlreadyExists {
+            kind: ObjectKind::Role,
+            ..
+        })
     ));
     assert!(matches!(
         catalog.grant(&grant("ghost", Privilege::Usage)),
-        Err(CatalogError::NotFound { kind: ObjectKind::Role, .. })
+        Err(CatalogError::NotFound {
+            kind: ObjectKind::Role,
+            ..
+        })
     ));
     assert!(catalog.grant(&grant("alice", Privilege::Usage)).unwrap());
     assert!(!catalog.grant(&grant("alice", Privilege::Usage)).unwrap());
@@ -792,6 +798,10 @@ fn the_audit_trail_keeps_the_newest_records() {
     let kept: Vec<_> = catalog.audit().unwrap().into_iter().map(|a| (a.id, a.object)).collect();
     assert_eq!(
         kept,
-        [(3, Some("job3".into())), (4, Some("job4".into())), (5, Some("job5".into()))]
+        [
+            (3, Some("job3".into())),
+            (4, Some("job4".into())),
+            (5, Some("job5".into()))
+        ]
     );
 }

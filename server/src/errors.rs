@@ -299,7 +299,11 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
         }
         CatalogError::AlreadyExists {
             kind: ObjectKind::Role, ..
-        } => error("42710", message, Some("Choose another name; \\du lists the roles.".into())),
+        } => error(
+            "42710",
+            message,
+            Some("Choose another name; \\du lists the roles.".into()),
+        ),
         CatalogError::AlreadyExists { kind, .. } => error(
             "42710",
             message,

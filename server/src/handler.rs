@@ -241,7 +241,10 @@ impl SimpleQueryHandler for SluiceSession {
                 let copying = async {
                     let copy = copy.map_err(|e| user_error(e, 0))?;
                     let requirement = privileges::plain_sql_text(copy.query());
-                    self.state.access.check(&user, &requirement).map_err(|e| user_error(e, 0))?;
+                    self.state
+                        .access
+                        .check(&user, &requirement)
+                        .map_err(|e| user_error(e, 0))?;
                     let response = copy.run(&self.ctx, deadline).await.map_err(|e| user_error(e, 0))?;
                     Ok(vec![Response::CopyOut(response)])
                 };
@@ -255,9 +258,15 @@ impl SimpleQueryHandler for SluiceSession {
                     Err(e) => Err(StatementError::from(e).into_error_info(piece.char_offset)),
                 }
             } else if let Some(public) = public_tables::recognise(piece.text) {
-                self.run_public(&session_user(client), &public, &[], &Format::UnifiedText, piece.char_offset)
-                    .await
-                    .map(|r| vec![r])
+                self.run_public(
+                    &session_user(client),
+                    &public,
+                    &[],
+                    &Format::UnifiedText,
+                    piece.char_offset,
+                )
+                .await
+                .map(|r| vec![r])
             } else {
                 let deadline = statement_deadline(client);
                 let rewritten = pg_rewrite::rewrite(piece.text);
@@ -321,7 +330,12 @@ impl ExtendedQueryHandler for SluiceSession {
         {
             let statement = parsed.map_err(|e| user_error(e.into(), 0))?;
             return self
-                .run_sluice(client, SluiceStatement::clone(&statement), &portal.result_column_format, 0)
+                .run_sluice(
+                    client,
+                    SluiceStatement::clone(&statement),
+                    &portal.result_column_format,
+                    0,
+                )
                 .await
                 .map_err(|info| PgWireError::UserError(Box::new(info)));
         }

@@ -21,7 +21,7 @@ use sluice_catalog::Catalog;
 use tracing::warn;
 
 use crate::auth::{AdminAuth, verifier_of};
-use crate::scram::{self, AwaitingClientFinal, Verifier, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramError};
+use crate::scram::{self, AwaitingClientFinal, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramError, Verifier};
 use crate::session_settings::{ServerDefaults, SessionSettings};
 use crate::throttle::LoginThrottle;
 

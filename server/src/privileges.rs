@@ -75,7 +75,9 @@ pub fn requirement(statement: &SluiceStatement) -> Requirement {
     use SluiceStatement as S;
     let r = Requirement::new;
     match statement {
-        S::CreateSecret { name, .. } | S::CreateSecretFrom { name, .. } => r("CREATE SECRET", P(Admin), Some(name.as_str())),
+        S::CreateSecret { name, .. } | S::CreateSecretFrom { name, .. } => {
+            r("CREATE SECRET", P(Admin), Some(name.as_str()))
+        }
         S::AlterSecret { name, .. } => r("ALTER SECRET", P(Admin), Some(name.as_str())),
         S::DropSecret { name, .. } => r("DROP SECRET", P(Admin), Some(name.as_str())),
         S::ShowSecrets => r("SHOW SECRETS", P(Usage), None),
@@ -217,7 +219,9 @@ pub struct Access {
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Access").field("superuser", &self.superuser).finish_non_exhaustive()
+        f.debug_struct("Access")
+            .field("superuser", &self.superuser)
+            .finish_non_exhaustive()
     }
 }
 

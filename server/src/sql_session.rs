@@ -102,7 +102,10 @@ pub fn session_context(
         .map_err(|e| StartupError::Config(format!("public schema set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")
-        .register_schema(system_tables::SCHEMA, Arc::new(SystemSchema::new(catalog, jobs, superuser)))
+        .register_schema(
+            system_tables::SCHEMA,
+            Arc::new(SystemSchema::new(catalog, jobs, superuser)),
+        )
         .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
     ctx.catalog(DATABASE)
         .expect("the default catalog exists")

@@ -36,7 +36,10 @@ async fn login(sluice: &Sluice, user: &str) -> Client {
 }
 
 async fn login_fails(sluice: &Sluice, user: &str, password: &str) -> String {
-    let err = connect(&config_as(sluice, user, password)).await.err().expect("login succeeded");
+    let err = connect(&config_as(sluice, user, password))
+        .await
+        .err()
+        .expect("login succeeded");
     sqlstate(&err)
 }
 
@@ -56,9 +59,15 @@ async fn each_privilege_allows_its_statements_and_no_more() {
     expect_err(&alice, "COPY (SELECT * FROM sluice.runs) TO STDOUT", "42501").await;
 
     // USAGE: reads and exploring, but no run.
-    admin.batch_execute("GRANT USAGE ON DATABASE sluice TO alice").await.unwrap();
+    admin
+        .batch_execute("GRANT USAGE ON DATABASE sluice TO alice")
+        .await
+        .unwrap();
     assert_eq!(one(&alice, "SELECT count(*) FROM sluice.jobs").await, "3");
-    let extended = alice.query("SELECT name FROM sluice.jobs ORDER BY name", &[]).await.unwrap();
+    let extended = alice
+        .query("SELECT name FROM sluice.jobs ORDER BY name", &[])
+        .await
+        .unwrap();
     assert_eq!(extended.len(), 3);
     alice.batch_execute("SHOW TABLES FROM demo").await.unwrap();
     let denied = expect_err(&alice, "RUN ETL JOB demo_orders", "42501").await;
@@ -69,7 +78,10 @@ async fn each_privilege_allows_its_statements_and_no_more() {
     expect_err_extended(&alice, "RUN ETL JOB demo_orders", "42501").await;
 
     // OPERATE: runs, pauses, cancels, but defines nothing.
-    admin.batch_execute("GRANT OPERATE ON DATABASE sluice TO alice").await.unwrap();
+    admin
+        .batch_execute("GRANT OPERATE ON DATABASE sluice TO alice")
+        .await
+        .unwrap();
     alice.batch_execute("RUN ETL JOB demo_orders").await.unwrap();
     assert_eq!(one(&alice, "SELECT count(*) FROM warehouse.demo_orders").await, "2000");
     alice.batch_execute("ALTER ETL JOB demo_orders PAUSE").await.unwrap();
@@ -78,11 +90,19 @@ async fn each_privilege_allows_its_statements_and_no_more() {
     let denied = expect_err(&alice, &connection, "42501").await;
     assert!(denied.contains("CREATE CONNECTION needs ADMIN"), "{denied}");
     expect_err(&alice, "CREATE SECRET s AS 'x'", "42501").await;
-    expect_err(&alice, "ALTER ETL JOB demo_orders SET SCHEDULE EVERY 5 MINUTES", "42501").await;
+    expect_err(
+        &alice,
+        "ALTER ETL JOB demo_orders SET SCHEDULE EVERY 5 MINUTES",
+        "42501",
+    )
+    .await;
     expect_err(&alice, "CREATE TABLE schema_migrations (version text)", "42501").await;
 
     // ADMIN: defines. Roles stay the superuser's.
-    admin.batch_execute("GRANT ADMIN ON DATABASE sluice TO alice").await.unwrap();
+    admin
+        .batch_execute("GRANT ADMIN ON DATABASE sluice TO alice")
+        .await
+        .unwrap();
     alice.batch_execute(&connection).await.unwrap();
     alice.batch_execute("DROP CONNECTION more").await.unwrap();
     let denied = expect_err(&alice, "CREATE ROLE mallory LOGIN PASSWORD 'x'", "42501").await;
@@ -90,8 +110,17 @@ async fn each_privilege_allows_its_statements_and_no_more() {
     expect_err(&alice, "GRANT ADMIN ON DATABASE sluice TO bob", "42501").await;
 
     // The grants, without secrets.
-    let roles = rows(&admin, "SELECT name, superuser, login, has_password, privilege FROM sluice.roles").await;
-    let text = |r: &[Option<String>]| r.iter().map(|v| v.clone().unwrap_or_default()).collect::<Vec<_>>().join("|");
+    let roles = rows(
+        &admin,
+        "SELECT name, superuser, login, has_password, privilege FROM sluice.roles",
+    )
+    .await;
+    let text = |r: &[Option<String>]| {
+        r.iter()
+            .map(|v| v.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("|")
+    };
     let roles: Vec<String> = roles.iter().map(|r| text(r)).collect();
     assert_eq!(roles, ["admin|t|t|t|", "alice|f|t|t|ADMIN", "bob|f|t|t|"]);
     let grants = rows(&admin, "SELECT role, privilege FROM sluice.grants ORDER BY privilege").await;
@@ -176,7 +205,12 @@ async fn psql_lists_roles_with_du_and_the_audit_names_who_did_what() {
     .await;
     let audit: Vec<String> = audit
         .iter()
-        .map(|r| r.iter().map(|v| v.clone().unwrap_or_default()).collect::<Vec<_>>().join("|"))
+        .map(|r| {
+            r.iter()
+                .map(|v| v.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
         .collect();
     assert_eq!(
         audit,
