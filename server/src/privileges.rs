@@ -108,6 +108,7 @@ pub fn requirement(statement: &SluiceStatement) -> Requirement {
         S::ExplainJob { name } => r("EXPLAIN ETL JOB", P(Usage), Some(name.as_str())),
         S::VerifyJob { name, .. } => r("VERIFY ETL JOB", P(Operate), Some(name.as_str())),
         S::RepairJob { name, .. } => r("REPAIR ETL JOB", P(Operate), Some(name.as_str())),
+        S::ResyncJob { name } => r("RESYNC ETL JOB", P(Operate), Some(name.as_str())),
         S::CreateJobs(_) => r("CREATE ETL JOBS", P(Admin), None),
         S::AlterJobs { change, .. } => {
             let (kind, needed) = alter_job(change, true);
@@ -231,11 +232,6 @@ impl Access {
             catalog,
             superuser: superuser.to_owned(),
         }
-    }
-
-    /// The built-in user's name.
-    pub fn superuser(&self) -> &str {
-        &self.superuser
     }
 
     /// Role management, for the superuser's statements.

@@ -86,7 +86,12 @@ async fn each_privilege_allows_its_statements_and_no_more() {
     assert_eq!(one(&alice, "SELECT count(*) FROM warehouse.demo_orders").await, "2000");
     alice.batch_execute("ALTER ETL JOB demo_orders PAUSE").await.unwrap();
     alice.batch_execute("ALTER ETL JOB demo_orders RESUME").await.unwrap();
-    let connection = format!("CREATE CONNECTION more TYPE local OPTIONS (path '{DEMO_DIR}')");
+    // Another folder: the demo's own is taken by `demo` (42710).
+    let folder = tempfile::tempdir().unwrap();
+    let connection = format!(
+        "CREATE CONNECTION more TYPE local OPTIONS (path '{}')",
+        folder.path().display()
+    );
     let denied = expect_err(&alice, &connection, "42501").await;
     assert!(denied.contains("CREATE CONNECTION needs ADMIN"), "{denied}");
     expect_err(&alice, "CREATE SECRET s AS 'x'", "42501").await;
