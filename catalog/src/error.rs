@@ -68,6 +68,13 @@ pub enum CatalogError {
     #[error("catalog storage error: {0}")]
     Storage(#[from] rocksdb::Error),
 
+    /// The catalog's files were written by a newer RocksDB than this build
+    /// links (Sluice builds before 2026-12-04 bundled RocksDB 11.8).
+    #[error(
+        "the catalog at {path} was written by a newer RocksDB than this build of Sluice reads ({detail}); dump its definitions with SHOW CREATE ALL WITH STATE from the build that wrote it and replay them into a new data directory (docs/operations.md, Upgrades)"
+    )]
+    NewerStorageFormat { path: String, detail: String },
+
     #[error("catalog record {key:?} in {family} is unreadable: {reason}")]
     Corrupt {
         family: &'static str,

@@ -50,6 +50,24 @@ pub(crate) struct Store {
     slow_disk_ms: std::sync::atomic::AtomicU64,
 }
 
+/// RocksDB refuses files of a newer format as corruption; say what it is.
+fn newer_format(path: &Path, error: rocksdb::Error) -> CatalogError {
+    let detail = error.to_string();
+    if is_newer_format(&detail) {
+        CatalogError::NewerStorageFormat {
+            path: path.display().to_string(),
+            detail,
+        }
+    } else {
+        CatalogError::Storage(error)
+    }
+}
+
+/// Whether RocksDB's open error means files of a format it does not know.
+fn is_newer_format(detail: &str) -> bool {
+    detail.contains("unsupported format_version") || detail.contains("Unknown Footer version")
+}
+
 impl Store {
     /// Opens (or creates) the database and checks its layout version.
     pub fn open(path: &Path) -> Result<Self> {
@@ -57,7 +75,8 @@ impl Store {
         let families = FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, store_options::family(&cache)));
-        let db = DB::open_cf_descriptors(&store_options::database(), path, families)?;
+        let db = DB::open_cf_descriptors(&store_options::database(), path, families)
+            .map_err(|e| newer_format(path, e))?;
         let store = Self {
             db,
             #[cfg(test)]
@@ -318,6 +337,18 @@ impl Batch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_of_a_newer_rocksdb_are_told_apart_from_other_open_errors() {
+        // What RocksDB 7.8 said opening a catalog that RocksDB 11.8 had flushed.
+        assert!(is_newer_format(
+            "Corruption: Corrupt or unsupported format_version: 7 in file /d/catalog/MANIFEST-000005"
+        ));
+        assert!(!is_newer_format(
+            "IO error: While lock file: /d/catalog/LOCK: Resource temporarily unavailable"
+        ));
+        assert!(!is_newer_format("Corruption: block checksum mismatch"));
+    }
 
     /// Bytes in every family's memtables.
     fn memtable_bytes(store: &Store) -> u64 {

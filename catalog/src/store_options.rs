@@ -43,5 +43,5 @@ pub(crate) fn family(cache: &Cache) -> Options {
 
 /// The shared block cache.
 pub(crate) fn block_cache() -> Cache {
-    Cache::new_lru_cache(BLOCK_CACHE_BYTES)
+    Cache::new_lru_cache(BLOCK_CACHE_BYTES).expect("an LRU cache of a fixed size")
 }
