@@ -16,7 +16,8 @@ use sluice_catalog::{CdcMode, CdcState};
 
 pub use batch::{
     COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN,
-    TextDecoder, UNCHANGED_COLUMN, change_schema, change_table_schema, snapshot_changes, snapshot_truncate,
+    TextColumns, TextDecoder, UNCHANGED_COLUMN, ValueColumns, change_schema, change_table_schema, snapshot_changes,
+    snapshot_truncate,
 };
 pub use error::CdcError;
 pub use position::Position;
