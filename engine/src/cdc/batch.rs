@@ -198,7 +198,12 @@ impl ChangeBatchBuilder<TextColumns> {
                 ChangeValue::Text(text) => Some(text),
             });
         }
-        self.record(op, position, commit_ts_micros, (!unchanged.is_empty()).then_some(unchanged));
+        self.record(
+            op,
+            position,
+            commit_ts_micros,
+            (!unchanged.is_empty()).then_some(unchanged),
+        );
     }
 }
 
