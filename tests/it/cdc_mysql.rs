@@ -398,6 +398,53 @@ async fn kill_9_at_any_point_of_a_drain_then_rerun_equals_the_source() {
     assert_history_applied_once(&client).await;
 }
 
+/// A job whose binlog file was purged before it ran again cannot continue:
+/// the run fails (`55000`), the job needs a resync, and `RESYNC ETL JOB`
+/// takes a new snapshot and streams on from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_binlog_needs_a_resync_which_recovers() {
+    let maria = MariaDb::start();
+    let sluice = Sluice::start();
+    let client = setup(&maria, &sluice).await;
+    run_both(&client).await;
+    maria.sql("UPDATE items SET name = 'a2' WHERE id = 1; DELETE FROM items WHERE id = 2;");
+    // MariaDB keeps a file until InnoDB no longer needs it for crash
+    // recovery (its binlog checkpoint): purge until the first file is gone.
+    let first = maria.sql("SHOW BINARY LOGS;");
+    let first = first.split('\t').next().unwrap().to_owned();
+    for attempt in 0.. {
+        maria.sql("FLUSH BINARY LOGS;");
+        let head = maria.sql("SHOW MASTER STATUS;");
+        let head = head.split('\t').next().unwrap();
+        maria.sql(&format!("PURGE BINARY LOGS TO '{head}';"));
+        if !maria.sql("SHOW BINARY LOGS;").contains(&first) {
+            break;
+        }
+        assert!(attempt < 40, "{first} was not purged");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for job in ["items_merge", "items_history"] {
+        let message = expect_err(&client, &format!("RUN ETL JOB {job}"), "55000").await;
+        assert!(
+            message.contains("no longer on the source") && message.contains(&format!("RESYNC ETL JOB {job}")),
+            "{message}"
+        );
+        assert_eq!(
+            one(
+                &client,
+                &format!("SELECT cdc_state FROM sluice.jobs WHERE name = '{job}'")
+            )
+            .await,
+            "needs resync"
+        );
+        client.batch_execute(&format!("RESYNC ETL JOB {job}")).await.unwrap();
+    }
+    assert_equal(&maria, &client, "a resync").await;
+    maria.sql("INSERT INTO items VALUES (9, 'i', 9, 9.00, 'large');");
+    run_both(&client).await;
+    assert_equal(&maria, &client, "streaming after the resync").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_checks_refuse_before_saving() {
     let plain = MariaDb::start_without_binlog();
