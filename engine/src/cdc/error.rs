@@ -47,10 +47,11 @@ pub enum CdcError {
     #[error("column \"{column}\": {message}")]
     Decode { column: String, message: String },
     /// The job's slot is gone or was given up (WAL retention past
-    /// `max_retained_wal`, a lost slot): only `RESYNC ETL JOB` continues.
+    /// `max_retained_wal`, a lost slot), or the binlog it continues from
+    /// was purged: only `RESYNC ETL JOB` continues.
     #[error(
         "ETL job \"{job}\" needs a resync: {reason}. RESYNC ETL JOB {job} takes a fresh snapshot of the table and \
-         continues from a new slot"
+         continues from there (from a new slot, for PostgreSQL)"
     )]
     NeedsResync { job: String, reason: String },
     /// The change log holds something this job cannot follow.
