@@ -18,6 +18,7 @@ mod bq_table_ops;
 mod bq_token;
 mod bq_types;
 mod cdc_jobs;
+mod cdc_mysql;
 mod cdc_resync;
 mod cdc_source;
 mod cdc_transport;

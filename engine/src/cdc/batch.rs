@@ -115,34 +115,138 @@ fn commit_ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
 }
 
+/// The job's columns of the change rows a [`ChangeBatchBuilder`] collects:
+/// how their values are held until a batch is built, and how they become
+/// Arrow arrays of the columns' types.
+pub trait ValueColumns: Send {
+    /// One value as the source's change log has it, NULL included.
+    type Value;
+
+    /// Adds `value` to column number `column`.
+    fn append(&mut self, column: usize, value: Self::Value) -> Result<(), CdcError>;
+
+    /// The values added since the last call, one array per field of
+    /// `columns` (the job's columns).
+    fn finish(&mut self, columns: &Schema) -> Result<Vec<ArrayRef>, CdcError>;
+}
+
+/// Values in the source's text form, decoded with a [`TextDecoder`] when
+/// a batch is built (PostgreSQL's pgoutput).
+pub struct TextColumns {
+    decode: TextDecoder,
+    values: Vec<Vec<Option<String>>>,
+}
+
+impl ValueColumns for TextColumns {
+    type Value = Option<String>;
+
+    fn append(&mut self, column: usize, value: Option<String>) -> Result<(), CdcError> {
+        self.values[column].push(value);
+        Ok(())
+    }
+
+    fn finish(&mut self, columns: &Schema) -> Result<Vec<ArrayRef>, CdcError> {
+        columns
+            .fields()
+            .iter()
+            .zip(&mut self.values)
+            .map(|(field, values)| {
+                let text = StringArray::from(std::mem::take(values));
+                (self.decode)(&text, field.data_type()).map_err(|message| CdcError::Decode {
+                    column: field.name().clone(),
+                    message,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Collects change rows and cuts them into batches of the change schema.
-pub struct ChangeBatchBuilder {
+pub struct ChangeBatchBuilder<V: ValueColumns = TextColumns> {
     columns: SchemaRef,
     schema: SchemaRef,
-    decode: TextDecoder,
+    values: V,
     batch_rows: usize,
-    values: Vec<Vec<Option<String>>>,
     ops: Vec<&'static str>,
     positions: Vec<String>,
     commit_ts: Vec<i64>,
     unchanged: Vec<Option<Vec<String>>>,
 }
 
-impl ChangeBatchBuilder {
+impl ChangeBatchBuilder<TextColumns> {
     /// A builder for the job's `columns`, decoding text values with
     /// `decode`; [`is_full`](Self::is_full) after `batch_rows` rows.
     pub fn new(columns: SchemaRef, decode: TextDecoder, batch_rows: usize) -> Self {
+        let values = TextColumns {
+            decode,
+            values: vec![Vec::new(); columns.fields().len()],
+        };
+        Self::with_values(columns, values, batch_rows)
+    }
+
+    /// Adds one change: `values` has one entry per job column, in order.
+    pub fn push(&mut self, op: ChangeOp, position: String, commit_ts_micros: i64, values: Vec<ChangeValue>) {
+        assert_eq!(values.len(), self.values.values.len(), "one value per job column");
+        let mut unchanged = Vec::new();
+        for (i, value) in values.into_iter().enumerate() {
+            self.values.values[i].push(match value {
+                ChangeValue::Null => None,
+                ChangeValue::Unchanged => {
+                    unchanged.push(self.columns.field(i).name().clone());
+                    None
+                }
+                ChangeValue::Text(text) => Some(text),
+            });
+        }
+        self.record(
+            op,
+            position,
+            commit_ts_micros,
+            (!unchanged.is_empty()).then_some(unchanged),
+        );
+    }
+}
+
+impl<V: ValueColumns> ChangeBatchBuilder<V> {
+    /// A builder for the job's `columns` whose values `values` collects;
+    /// [`is_full`](Self::is_full) after `batch_rows` rows.
+    pub fn with_values(columns: SchemaRef, values: V, batch_rows: usize) -> Self {
         Self {
             schema: change_schema(&columns),
-            values: vec![Vec::new(); columns.fields().len()],
             columns,
-            decode,
+            values,
             batch_rows: batch_rows.max(1),
             ops: Vec::new(),
             positions: Vec::new(),
             commit_ts: Vec::new(),
             unchanged: Vec::new(),
         }
+    }
+
+    /// Adds one change that carries every column's value: `values` has
+    /// one entry per job column, in order.
+    pub fn push_values(
+        &mut self,
+        op: ChangeOp,
+        position: String,
+        commit_ts_micros: i64,
+        values: impl IntoIterator<Item = V::Value>,
+    ) -> Result<(), CdcError> {
+        let mut count = 0;
+        for (i, value) in values.into_iter().enumerate() {
+            self.values.append(i, value)?;
+            count += 1;
+        }
+        assert_eq!(count, self.columns.fields().len(), "one value per job column");
+        self.record(op, position, commit_ts_micros, None);
+        Ok(())
+    }
+
+    fn record(&mut self, op: ChangeOp, position: String, commit_ts_micros: i64, unchanged: Option<Vec<String>>) {
+        self.ops.push(op.as_str());
+        self.positions.push(position);
+        self.commit_ts.push(commit_ts_micros);
+        self.unchanged.push(unchanged);
     }
 
     /// The schema of the batches built.
@@ -164,41 +268,13 @@ impl ChangeBatchBuilder {
         self.len() >= self.batch_rows
     }
 
-    /// Adds one change: `values` has one entry per job column, in order.
-    pub fn push(&mut self, op: ChangeOp, position: String, commit_ts_micros: i64, values: Vec<ChangeValue>) {
-        assert_eq!(values.len(), self.values.len(), "one value per job column");
-        let mut unchanged = Vec::new();
-        for (i, value) in values.into_iter().enumerate() {
-            self.values[i].push(match value {
-                ChangeValue::Null => None,
-                ChangeValue::Unchanged => {
-                    unchanged.push(self.columns.field(i).name().clone());
-                    None
-                }
-                ChangeValue::Text(text) => Some(text),
-            });
-        }
-        self.ops.push(op.as_str());
-        self.positions.push(position);
-        self.commit_ts.push(commit_ts_micros);
-        self.unchanged.push((!unchanged.is_empty()).then_some(unchanged));
-    }
-
     /// Builds the rows collected so far into one batch (`None` when there
     /// are none) and starts over.
     pub fn finish(&mut self) -> Result<Option<RecordBatch>, CdcError> {
         if self.is_empty() {
             return Ok(None);
         }
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for (field, values) in self.columns.fields().iter().zip(&mut self.values) {
-            let text = StringArray::from(std::mem::take(values));
-            let array = (self.decode)(&text, field.data_type()).map_err(|message| CdcError::Decode {
-                column: field.name().clone(),
-                message,
-            })?;
-            arrays.push(array);
-        }
+        let mut arrays = self.values.finish(&self.columns)?;
         arrays.push(Arc::new(StringArray::from(std::mem::take(&mut self.ops))));
         arrays.push(Arc::new(StringArray::from(std::mem::take(&mut self.positions))));
         arrays.push(Arc::new(

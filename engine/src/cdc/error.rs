@@ -19,6 +19,20 @@ pub enum CdcError {
     /// publishes no updates or deletes at all.
     #[error("{table} has no primary key or replica identity index{}", if *.nothing { " (REPLICA IDENTITY NOTHING)" } else { "" })]
     NoKey { table: TableRef, nothing: bool },
+    /// A MySQL/MariaDB server setting that change data capture needs
+    /// (`log_bin`, `binlog_format`, `binlog_row_image`) has another value.
+    #[error("{setting} is \"{found}\": change data capture needs {setting} = {wanted}")]
+    BinlogSetting {
+        setting: &'static str,
+        found: String,
+        wanted: &'static str,
+    },
+    /// The MySQL/MariaDB user lacks a privilege reading the binlog needs.
+    #[error("user {user} has no {privilege} privilege: change data capture reads the binlog as a replica does")]
+    NoBinlogPrivilege { user: String, privilege: &'static str },
+    /// MERGE needs a primary key to find a changed row (MySQL/MariaDB).
+    #[error("{table} has no primary key")]
+    NoPrimaryKey { table: TableRef },
     /// Every replication slot is taken.
     #[error("all {max} replication slots are in use (max_replication_slots = {max})")]
     NoFreeSlot { max: i64 },
@@ -33,10 +47,11 @@ pub enum CdcError {
     #[error("column \"{column}\": {message}")]
     Decode { column: String, message: String },
     /// The job's slot is gone or was given up (WAL retention past
-    /// `max_retained_wal`, a lost slot): only `RESYNC ETL JOB` continues.
+    /// `max_retained_wal`, a lost slot), or the binlog it continues from
+    /// was purged: only `RESYNC ETL JOB` continues.
     #[error(
         "ETL job \"{job}\" needs a resync: {reason}. RESYNC ETL JOB {job} takes a fresh snapshot of the table and \
-         continues from a new slot"
+         continues from there (from a new slot, for PostgreSQL)"
     )]
     NeedsResync { job: String, reason: String },
     /// The change log holds something this job cannot follow.
@@ -48,9 +63,11 @@ impl CdcError {
     /// The SQLSTATE a client sees, where there is a fitting one.
     pub fn sqlstate(&self) -> Option<&str> {
         Some(match self {
-            CdcError::WalLevel { .. } | CdcError::NeedsResync { .. } => "55000",
-            CdcError::NoReplicationPrivilege { .. } | CdcError::NotTableOwner { .. } => "42501",
-            CdcError::NoKey { .. } => "42P10",
+            CdcError::WalLevel { .. } | CdcError::BinlogSetting { .. } | CdcError::NeedsResync { .. } => "55000",
+            CdcError::NoReplicationPrivilege { .. }
+            | CdcError::NoBinlogPrivilege { .. }
+            | CdcError::NotTableOwner { .. } => "42501",
+            CdcError::NoKey { .. } | CdcError::NoPrimaryKey { .. } => "42P10",
             CdcError::NoFreeSlot { .. } => "53400",
             CdcError::Source(SourceError::Query { code, .. }) | CdcError::Replication { code, .. } => {
                 return code.as_deref();
@@ -78,6 +95,20 @@ impl CdcError {
             CdcError::NoKey { table, .. } => format!(
                 "add a primary key, or ALTER TABLE {table} REPLICA IDENTITY USING INDEX <unique index>; or use CDC \
                  HISTORY with ALTER TABLE {table} REPLICA IDENTITY FULL (deletes then carry the whole row)"
+            ),
+            CdcError::BinlogSetting { setting: "log_bin", .. } => {
+                "start the server with --log-bin and a --server-id (in its configuration file): a restart is \
+                  needed"
+                    .into()
+            }
+            CdcError::BinlogSetting { setting, wanted, .. } => format!(
+                "run SET GLOBAL {setting} = '{wanted}' and set {setting} = {wanted} in the server's configuration \
+                 file; sessions that are already connected keep the old value until they reconnect"
+            ),
+            CdcError::NoBinlogPrivilege { user, privilege } => format!("run GRANT {privilege} ON *.* TO {user}"),
+            CdcError::NoPrimaryKey { table } => format!(
+                "add a primary key to {table}, or use CDC HISTORY, which appends every change and needs no key \
+                 (a delete's row carries the whole row)"
             ),
             CdcError::NoFreeSlot { .. } => {
                 "raise max_replication_slots (and restart PostgreSQL), or drop an unused slot with \

@@ -16,7 +16,8 @@ use sluice_catalog::{CdcMode, CdcState};
 
 pub use batch::{
     COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN,
-    TextDecoder, UNCHANGED_COLUMN, change_schema, change_table_schema, snapshot_changes, snapshot_truncate,
+    TextColumns, TextDecoder, UNCHANGED_COLUMN, ValueColumns, change_schema, change_table_schema, snapshot_changes,
+    snapshot_truncate,
 };
 pub use error::CdcError;
 pub use position::Position;
@@ -107,7 +108,7 @@ pub trait ChangeSource: Send + Sync {
 }
 
 /// The change log a job's slot holds back at the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retention {
     /// Bytes the source keeps for the slot (PostgreSQL: from its
     /// `restart_lsn`): what `max_retained_wal` limits. `None` when the
@@ -116,9 +117,11 @@ pub struct Retention {
     /// Bytes committed after the position the destination confirmed
     /// (`confirmed_flush_lsn`): `lag_bytes`.
     pub behind: Option<u64>,
-    /// The source already removed log the slot needs (PostgreSQL
-    /// `wal_status = 'lost'`): only a fresh snapshot can continue.
-    pub lost: bool,
+    /// Why the source can no longer continue from the job's position,
+    /// when it already removed log the job needs (PostgreSQL: the slot's
+    /// `wal_status = 'lost'`; MySQL: the binlog file was purged): only a
+    /// fresh snapshot can continue.
+    pub lost: Option<String>,
 }
 
 /// An open change stream.

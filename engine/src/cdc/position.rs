@@ -36,6 +36,20 @@ impl Position {
         }
     }
 
+    /// The position of a MySQL/MariaDB snapshot taken at binlog offset
+    /// `offset` of `file`: the stream continues there (`end`), and the
+    /// first transaction it delivers begins there. The snapshot's own rows
+    /// sort just before that offset (`begin` is one less), so that they
+    /// come before that transaction's changes in `_sluice_position` order.
+    pub fn mysql_snapshot(file: String, offset: u64, gtid: Option<String>) -> Self {
+        Position::MySql {
+            file,
+            begin: offset.saturating_sub(1),
+            end: offset,
+            gtid,
+        }
+    }
+
     /// The compact JSON stored with a destination commit and in the catalog.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("positions always serialise")
@@ -78,6 +92,14 @@ impl Position {
             ) => (file_number(t_file), *t_begin) < (file_number(file), *end),
             _ => false,
         }
+    }
+}
+
+impl Position {
+    /// The order of binlog offset `offset` in file `file` among binlog
+    /// positions: by file sequence number, then offset.
+    pub fn binlog_order(file: &str, offset: u64) -> (u64, u64) {
+        (file_number(file), offset)
     }
 }
 
@@ -159,6 +181,16 @@ mod tests {
         assert!(!committed.contains(&at("bin.000002", 500, 0)));
         assert!(!committed.contains(&at("bin.000003", 4, 0)));
         assert!(!committed.contains(&begin(1)), "another kind of source");
+        let snapshot = Position::mysql_snapshot("bin.000002".into(), 400, None);
+        let first = at("bin.000002", 400, 0);
+        assert!(
+            !snapshot.contains(&first),
+            "the stream starts with the next transaction"
+        );
+        assert!(
+            snapshot.row_position(1) < first.row_position(0),
+            "the snapshot's rows sort before the next transaction's"
+        );
     }
 
     proptest! {

@@ -203,6 +203,8 @@ impl JobManager {
         };
         let position = match committed {
             Some(position) if !snapshot => {
+                // The destination's position is the truth the cache follows.
+                state.position = Some(position.to_json());
                 self.guard_retention(job, &*changes, &mut state).await?;
                 position
             }
@@ -264,9 +266,7 @@ impl JobManager {
         let retention = changes.retained(state).await.map_err(&failed)?;
         let reason = match retention {
             None => format!("its replication slot \"{slot}\" no longer exists at the source"),
-            Some(Retention { lost: true, .. }) => {
-                format!("the source removed WAL its replication slot \"{slot}\" still needed (wal_status = lost)")
-            }
+            Some(Retention { lost: Some(reason), .. }) => reason,
             Some(Retention { held: Some(held), .. }) if held > limit => format!(
                 "its replication slot \"{slot}\" held {held} bytes of WAL, more than max_retained_wal ({}); Sluice \
                  dropped the slot so that the source's disk does not fill",

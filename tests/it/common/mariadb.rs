@@ -39,6 +39,8 @@ pub struct MariaDb {
     pub dir: PathBuf,
     /// The server's self-signed TLS certificate, when started with TLS.
     pub tls_cert: Option<PathBuf>,
+    /// Options after the standard ones (a later option wins).
+    extra_args: Vec<String>,
     child: Option<Child>,
     tmp: Option<TempDir>,
 }
@@ -47,17 +49,23 @@ impl MariaDb {
     /// mariadb-install-db + mariadbd on a free port; waits (up to 60 s) until
     /// root can run a query over the socket. Panics with the error log on failure.
     pub fn start() -> MariaDb {
-        Self::start_inner(false)
+        Self::start_inner(false, &[])
+    }
+
+    /// Like [`start`](Self::start), with the binary log off
+    /// (`--skip-log-bin`).
+    pub fn start_without_binlog() -> MariaDb {
+        Self::start_inner(false, &["--skip-log-bin"])
     }
 
     /// Like [`start`](Self::start), with TLS offered under a self-signed
     /// certificate for `127.0.0.1` and `localhost` (made by `openssl` in the
     /// temp dir; [`tls_cert`](Self::tls_cert) is its path).
     pub fn start_with_tls() -> MariaDb {
-        Self::start_inner(true)
+        Self::start_inner(true, &[])
     }
 
-    fn start_inner(tls: bool) -> MariaDb {
+    fn start_inner(tls: bool, extra_args: &[&str]) -> MariaDb {
         let tmp = server_tempdir("sluice-maria-");
         let dir = tmp.path().to_path_buf();
         chown_to(&dir, "mysql");
@@ -83,6 +91,7 @@ impl MariaDb {
             password: ETL_PASSWORD.to_owned(),
             db: ETL_DB.to_owned(),
             tls_cert: tls.then(|| self_signed_certificate(&dir, "mysql")),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             dir,
             child: None,
             tmp: Some(tmp),
@@ -153,6 +162,7 @@ impl MariaDb {
                     format!("--ssl-key={}", cert.with_extension("key").display()),
                 ]
             }))
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

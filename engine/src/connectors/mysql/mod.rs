@@ -1,6 +1,7 @@
 //! MySQL and MariaDB through `mysql_async`, with TLS by rustls: connection
 //! tests, and the databases of a server read as a [`Source`](crate::sources::Source).
 
+mod cdc;
 mod decode;
 mod dialect;
 mod endpoint;
@@ -73,7 +74,7 @@ pub(crate) static MYSQL: ConnectionType = ConnectionType {
         connector: &MysqlConnector,
         source: Some(source::open),
         destination: None,
-        cdc: None,
+        cdc: Some(cdc::open),
     }),
 };
 
@@ -87,7 +88,7 @@ pub(crate) static MARIADB: ConnectionType = ConnectionType {
         connector: &MysqlConnector,
         source: Some(source::open),
         destination: None,
-        cdc: None,
+        cdc: Some(cdc::open),
     }),
 };
 

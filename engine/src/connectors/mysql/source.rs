@@ -36,7 +36,7 @@ const SESSION: &str = "SET NAMES utf8mb4, time_zone = '+00:00', sql_mode = 'NO_E
                        net_write_timeout = 3600";
 
 /// Spatial types, read as WKB.
-const SPATIAL: &[&str] = &[
+pub(super) const SPATIAL: &[&str] = &[
     "geometry",
     "point",
     "linestring",
@@ -67,9 +67,7 @@ struct MysqlSource {
 impl MysqlSource {
     /// A connection with the reading session set up.
     async fn session(&self) -> Result<Conn, SourceError> {
-        let mut conn = self.endpoint.connect(self.timeout).await?;
-        conn.query_drop(SESSION).await.map_err(query_error)?;
-        Ok(conn)
+        session(&self.endpoint, self.timeout).await
     }
 
     /// The visible schemas, or `NotFound` when `schema` is not one of them.
@@ -140,62 +138,8 @@ impl Source for MysqlSource {
         description: &TableDescription,
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError> {
-        let names = || description.columns.iter().map(|c| c.name.clone()).collect();
-        let columns = request
-            .columns
-            .iter()
-            .map(|&i| {
-                description.columns.get(i).ok_or_else(|| SourceError::NotFound {
-                    kind: "column",
-                    name: format!("#{i} of {}", description.table),
-                    nearby: names(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let projected = description.arrow_schema().project(&request.columns);
-        let schema = Arc::new(projected.map_err(|e| SourceError::Query {
-            code: None,
-            message: e.to_string(),
-        })?);
-        let decoders = columns
-            .iter()
-            .map(|c| {
-                ColumnDecoder::new(
-                    format!("column \"{}\" of {}", c.name, description.table),
-                    &c.mapping.arrow,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let sql = self.scan_query(description, request);
         let conn = self.session().await?;
-        // Armed from here: a scan dropped while the server works is stopped.
-        let mut guard = KillOnDrop {
-            endpoint: self.endpoint.clone(),
-            timeout: self.timeout,
-            thread: conn.id(),
-            armed: true,
-        };
-        let rows = match sql.with(()).stream::<Row, _>(conn).await {
-            Ok(rows) => rows,
-            Err(err) => {
-                // The statement failed: nothing is left running.
-                guard.armed = false;
-                return Err(query_error(err));
-            }
-        };
-        let reader = Reader {
-            batch_rows: request.batch_rows.unwrap_or(BATCH_ROWS).max(1),
-            rows,
-            decoders,
-            schema: schema.clone(),
-            guard,
-        };
-        let batches = futures::stream::try_unfold(reader, |mut reader| async move {
-            let batch = reader.next_batch().await?;
-            Ok(batch.map(|batch| (batch, reader)))
-        })
-        .map_err(|e: SourceError| DataFusionError::External(Box::new(e)));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        scan_on(conn, &self.endpoint, self.timeout, description, request).await
     }
 
     async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
@@ -239,24 +183,103 @@ impl Source for MysqlSource {
     }
 
     fn scan_query(&self, description: &TableDescription, request: &ScanRequest) -> String {
-        let columns: Vec<String> = request
-            .columns
-            .iter()
-            .filter_map(|&i| description.columns.get(i))
-            .map(select_expression)
-            .collect();
-        let list = if columns.is_empty() {
-            "1".to_owned()
-        } else {
-            columns.join(", ")
-        };
-        let from = format!(
-            "{}.{}",
-            MysqlDialect.quote_ident(&description.table.schema),
-            MysqlDialect.quote_ident(&description.table.name)
-        );
-        scan_sql(&list, &from, request)
+        scan_query(description, request)
     }
+}
+
+/// The `SELECT` of a scan.
+fn scan_query(description: &TableDescription, request: &ScanRequest) -> String {
+    let columns: Vec<String> = request
+        .columns
+        .iter()
+        .filter_map(|&i| description.columns.get(i))
+        .map(select_expression)
+        .collect();
+    let list = if columns.is_empty() {
+        "1".to_owned()
+    } else {
+        columns.join(", ")
+    };
+    let from = format!(
+        "{}.{}",
+        MysqlDialect.quote_ident(&description.table.schema),
+        MysqlDialect.quote_ident(&description.table.name)
+    );
+    scan_sql(&list, &from, request)
+}
+
+/// A session set up for reading (UTF-8, UTC, the dialect's `sql_mode`).
+pub(super) async fn session(endpoint: &Endpoint, timeout: Duration) -> Result<Conn, SourceError> {
+    let mut conn = endpoint.connect(timeout).await?;
+    conn.query_drop(SESSION).await.map_err(query_error)?;
+    Ok(conn)
+}
+
+/// Streams `request`'s rows of the table `description` describes through
+/// one `SELECT` on `conn`, a [`session`], in whatever transaction it has
+/// open (the consistent snapshot of a change capture's first load).
+pub(super) async fn scan_on(
+    conn: Conn,
+    endpoint: &Arc<Endpoint>,
+    timeout: Duration,
+    description: &TableDescription,
+    request: &ScanRequest,
+) -> Result<SendableRecordBatchStream, SourceError> {
+    let names = || description.columns.iter().map(|c| c.name.clone()).collect();
+    let columns = request
+        .columns
+        .iter()
+        .map(|&i| {
+            description.columns.get(i).ok_or_else(|| SourceError::NotFound {
+                kind: "column",
+                name: format!("#{i} of {}", description.table),
+                nearby: names(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let projected = description.arrow_schema().project(&request.columns);
+    let schema = Arc::new(projected.map_err(|e| SourceError::Query {
+        code: None,
+        message: e.to_string(),
+    })?);
+    let decoders = columns
+        .iter()
+        .map(|c| {
+            ColumnDecoder::new(
+                format!("column \"{}\" of {}", c.name, description.table),
+                &c.mapping.arrow,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let sql = scan_query(description, request);
+    // Armed from here: a scan dropped while the server works is stopped.
+    let mut guard = KillOnDrop {
+        endpoint: endpoint.clone(),
+        timeout,
+        thread: conn.id(),
+        armed: true,
+    };
+    let rows = match sql.with(()).stream::<Row, _>(conn).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            // The statement failed: nothing is left running.
+            guard.armed = false;
+            return Err(query_error(err));
+        }
+    };
+    let reader = Reader {
+        batch_rows: request.batch_rows.unwrap_or(BATCH_ROWS).max(1),
+        rows,
+        decoders,
+        schema: schema.clone(),
+        guard,
+    };
+    let batches = futures::stream::try_unfold(reader, |mut reader| async move {
+        let batch = reader.next_batch().await?;
+        Ok(batch.map(|batch| (batch, reader)))
+    })
+    .map_err(|e: SourceError| DataFusionError::External(Box::new(e)));
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
 }
 
 /// A value of the text protocol as text; `None` for NULL.
@@ -273,17 +296,22 @@ fn value_text(value: &mysql_async::Value) -> Option<String> {
     }
 }
 
-/// How a column is selected so that its value arrives as the mapping
-/// expects: BIT as an integer, TIME as text, spatial values as WKB.
-fn select_expression(column: &ColumnInfo) -> String {
-    let name = MysqlDialect.quote_ident(&column.name);
-    let base = column
+/// A column's type name without its length or attributes, in lower case:
+/// `int(10) unsigned` -> `int`.
+pub(super) fn base_type(column: &ColumnInfo) -> String {
+    column
         .source_type
         .split(['(', ' '])
         .next()
         .unwrap_or_default()
-        .to_ascii_lowercase();
-    match base.as_str() {
+        .to_ascii_lowercase()
+}
+
+/// How a column is selected so that its value arrives as the mapping
+/// expects: BIT as an integer, TIME as text, spatial values as WKB.
+fn select_expression(column: &ColumnInfo) -> String {
+    let name = MysqlDialect.quote_ident(&column.name);
+    match base_type(column).as_str() {
         "bit" => format!("({name} + 0)"),
         "time" => format!("CAST({name} AS CHAR)"),
         spatial if SPATIAL.contains(&spatial) => format!("ST_AsWKB({name})"),

@@ -212,7 +212,9 @@ pub(super) async fn retained(endpoint: &Endpoint, slot: &str) -> Result<Option<R
         Ok(row.map(|row| Retention {
             held: bytes(&row, 0),
             behind: bytes(&row, 1),
-            lost: row.get(2),
+            lost: row.get::<_, bool>(2).then(|| {
+                format!("the source removed WAL its replication slot \"{slot}\" still needed (wal_status = lost)")
+            }),
         }))
     })
     .await

@@ -1,0 +1,123 @@
+//! MySQL/MariaDB change data capture (docs/cdc.md, docs/design/cdc.md
+//! 2.2): the first load read in a consistent snapshot at known binlog
+//! coordinates ([`snapshot`]), then the row-based binlog from exactly
+//! there, read as a replica with its own `server_id` ([`stream`]). The
+//! source keeps nothing for a job (no slot): the destination holds the
+//! position, and the binlog's own retention decides how long a job may
+//! pause ([`setup::retained`] reports a purged file as lost).
+
+mod setup;
+mod snapshot;
+mod stream;
+mod values;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::execution::SendableRecordBatchStream;
+use mysql_async::BinlogStreamRequest;
+use mysql_async::prelude::Queryable;
+use sluice_catalog::CdcState;
+
+use super::endpoint::Endpoint;
+use super::source;
+use crate::cdc::{Capture, CdcError, ChangeSource, ChangeStream, Position, Retention};
+use crate::failure::{ConnectFailure, ConnectFailureKind};
+use crate::options::ResolvedOptions;
+use stream::{Decoder, Mark, Marks, MySqlChangeStream, binlog_error};
+
+/// Opens a MySQL/MariaDB connection's options as a change source.
+pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn ChangeSource> {
+    Arc::new(MysqlChangeSource {
+        endpoint: Arc::new(Endpoint::new(options)),
+        timeout,
+        marks: Marks::default(),
+    })
+}
+
+struct MysqlChangeSource {
+    endpoint: Arc<Endpoint>,
+    timeout: Duration,
+    /// The drain markers written, for the streams this source opened.
+    marks: Marks,
+}
+
+#[async_trait]
+impl ChangeSource for MysqlChangeSource {
+    async fn check(&self, capture: &Capture) -> Result<Vec<String>, CdcError> {
+        setup::check(self, capture).await
+    }
+
+    /// Gives the job its replica `server_id`; nothing is created at the
+    /// source.
+    async fn prepare(&self, _capture: &Capture, instance: &str, state: &mut CdcState) -> Result<(), CdcError> {
+        state.server_id = Some(setup::server_id(instance, &state.job));
+        Ok(())
+    }
+
+    async fn snapshot(
+        &self,
+        capture: &Capture,
+        _state: &CdcState,
+    ) -> Result<(SendableRecordBatchStream, Position), CdcError> {
+        snapshot::snapshot(self, capture).await
+    }
+
+    async fn stream(
+        &self,
+        capture: &Capture,
+        state: &CdcState,
+        from: &Position,
+    ) -> Result<Box<dyn ChangeStream>, CdcError> {
+        let decoder = Decoder::new(capture, from)?;
+        let (Position::MySql { file, end, .. }, Some(server_id)) = (from, state.server_id) else {
+            return Err(CdcError::Unsupported(format!(
+                "job \"{}\" has no binlog position and replica id yet: take its first load first",
+                state.job
+            )));
+        };
+        let mut conn = self.endpoint.connect(self.timeout).await?;
+        // MariaDB then sends its GTID events instead of BEGIN queries.
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(binlog_error)?;
+        let request = BinlogStreamRequest::new(server_id)
+            .with_filename(file.as_bytes())
+            .with_pos(*end);
+        let binlog = tokio::time::timeout(self.timeout, conn.get_binlog_stream(request))
+            .await
+            .map_err(|_| {
+                CdcError::from(ConnectFailure::new(
+                    ConnectFailureKind::Timeout,
+                    format!("the binlog stream did not start within {} s", self.timeout.as_secs()),
+                ))
+            })?
+            .map_err(binlog_error)?;
+        Ok(Box::new(MySqlChangeStream::new(binlog, decoder, self.marks.clone())))
+    }
+
+    /// Nothing to drop: a replica leaves nothing behind at the source.
+    async fn release(&self, _state: &CdcState) -> Result<(), CdcError> {
+        Ok(())
+    }
+
+    /// Remembers the binlog's head: the job's streams yield the marker
+    /// once they have read up to it.
+    async fn mark(&self, prefix: &str) -> Result<(), CdcError> {
+        let mut conn = source::session(&self.endpoint, self.timeout).await?;
+        let head = setup::head(&mut conn).await;
+        let _ = conn.disconnect().await;
+        let (file, position) = head?;
+        self.marks.lock().expect("marks lock").push(Mark {
+            prefix: prefix.to_owned(),
+            file,
+            position,
+        });
+        Ok(())
+    }
+
+    async fn retained(&self, state: &CdcState) -> Result<Option<Retention>, CdcError> {
+        setup::retained(self, state).await
+    }
+}

@@ -1,0 +1,553 @@
+//! The binlog as [`ChangeEvent`]s: `mysql_async`'s binlog stream (as a
+//! replica with MariaDB's GTID capability, so MariaDB sends its GTID
+//! events), decoded one event at a time by [`Decoder`].
+//!
+//! Transactions: a GTID event (MariaDB 162; MySQL 33/34) or a `BEGIN`
+//! query starts one at the event's offset (its key); an XID event or a
+//! `COMMIT`/`ROLLBACK` query ends it at the end of that event (its resume
+//! point). A transaction without `BEGIN` (MariaDB's GTID flag
+//! `FL_STANDALONE`, MySQL's DDL) is its one statement. Rows of the
+//! captured table become change rows; an update whose primary key changed
+//! becomes a `delete` of the old key and an `insert` of the new row;
+//! `TRUNCATE` of the table is a `truncate` row.
+//!
+//! A drain's marker: [`Marks`] holds the binlog head `mark` read (`SHOW
+//! MASTER STATUS`); the stream yields the marker once it has read up to
+//! that head, between transactions. Everything committed before `mark`
+//! was written before that head.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::MySqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use futures::StreamExt;
+use mysql_async::BinlogStream;
+use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::ColumnType;
+
+use super::super::endpoint::{classify, query_error};
+use super::values::{BinlogColumn, MySqlColumns, refuse_time_fraction};
+use crate::cdc::{Capture, CdcError, ChangeBatchBuilder, ChangeEvent, ChangeOp, ChangeStream, Position};
+use crate::sources::{TableRef, excerpt};
+
+/// MariaDB's GTID event.
+const MARIADB_GTID_EVENT: u8 = 162;
+/// MariaDB's compressed query and rows events (`log_bin_compress`).
+const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
+/// MariaDB's GTID flag: the transaction is one statement, without BEGIN.
+const FL_STANDALONE: u8 = 1;
+/// An event the server made up for the stream (not in the binlog file).
+const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
+
+/// A binlog head a drain waits for.
+#[derive(Debug, Clone)]
+pub(super) struct Mark {
+    pub(super) prefix: String,
+    pub(super) file: String,
+    pub(super) position: u64,
+}
+
+/// The marks written since a stream opened, shared with the source that
+/// writes them.
+pub(super) type Marks = Arc<Mutex<Vec<Mark>>>;
+
+/// An open binlog stream decoded into change events.
+pub(super) struct MySqlChangeStream {
+    binlog: BinlogStream,
+    decoder: Decoder,
+    marks: Marks,
+    ready: VecDeque<ChangeEvent>,
+}
+
+impl MySqlChangeStream {
+    pub(super) fn new(binlog: BinlogStream, decoder: Decoder, marks: Marks) -> Self {
+        Self {
+            binlog,
+            decoder,
+            marks,
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// A mark the stream has read up to, if any (removed from the marks).
+    fn reached_mark(&self) -> Option<ChangeEvent> {
+        let mut marks = self.marks.lock().expect("marks lock");
+        let i = marks
+            .iter()
+            .position(|mark| self.decoder.has_read(&mark.file, mark.position))?;
+        let mark = marks.remove(i);
+        Some(ChangeEvent::Marker {
+            prefix: mark.prefix,
+            at: self.decoder.here(),
+        })
+    }
+}
+
+#[async_trait]
+impl ChangeStream for MySqlChangeStream {
+    async fn next(&mut self) -> Result<Option<ChangeEvent>, CdcError> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            if let Some(marker) = self.reached_mark() {
+                return Ok(Some(marker));
+            }
+            match self.binlog.next().await {
+                Some(event) => {
+                    let event = event.map_err(binlog_error)?;
+                    let binlog = &self.binlog;
+                    self.decoder.push(&event, |id| binlog.get_tme(id), &mut self.ready)?;
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The destination holds the position; the source keeps nothing for
+    /// the job, so there is nothing to tell it.
+    fn confirm(&mut self, _upto: &Position) {}
+
+    async fn close(self: Box<Self>) -> Result<(), CdcError> {
+        self.binlog.close().await.map_err(binlog_error)
+    }
+}
+
+/// A failure of the binlog stream, with the server's SQLSTATE when it sent
+/// one (a purged file is `HY000`, error 1236).
+pub(super) fn binlog_error(err: mysql_async::Error) -> CdcError {
+    match err {
+        mysql_async::Error::Server(server) => CdcError::Replication {
+            code: Some(server.state),
+            message: format!("binlog stream: error {}: {}", server.code, server.message),
+        },
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => CdcError::from(classify(err)),
+        other => CdcError::Source(query_error(other)),
+    }
+}
+
+/// The transaction being decoded.
+struct Open {
+    key: Position,
+    commit_ts: i64,
+    seq: u32,
+    /// No `BEGIN`: the transaction is its one statement.
+    standalone: bool,
+}
+
+/// Turns binlog events into change events for one table.
+pub(super) struct Decoder {
+    table: TableRef,
+    columns: Vec<BinlogColumn>,
+    /// The job's primary key columns, as indexes into `columns`.
+    key: Vec<usize>,
+    builder: ChangeBatchBuilder<MySqlColumns>,
+    /// Where the stream has read to: the end of the last event.
+    file: String,
+    at: u64,
+    open: Option<Open>,
+    /// The table map whose layout was last checked against the job.
+    checked: Option<u64>,
+}
+
+impl Decoder {
+    /// A decoder for `capture`'s table, reading from `from`.
+    pub(super) fn new(capture: &Capture, from: &Position) -> Result<Self, CdcError> {
+        let Position::MySql { file, end, .. } = from else {
+            return Err(CdcError::Unsupported(format!(
+                "{} is not a binlog position",
+                from.to_json()
+            )));
+        };
+        let description = &capture.description;
+        let columns = description
+            .columns
+            .iter()
+            .map(BinlogColumn::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = (0..columns.len())
+            .filter(|&i| description.columns[i].primary_key_position.is_some())
+            .collect();
+        Ok(Self {
+            table: description.table.clone(),
+            columns,
+            key,
+            builder: ChangeBatchBuilder::with_values(
+                description.arrow_schema(),
+                MySqlColumns::new(description)?,
+                capture.batch_rows,
+            ),
+            file: file.clone(),
+            at: *end,
+            open: None,
+            checked: None,
+        })
+    }
+
+    /// Whether the stream has read the binlog up to `(file, position)`,
+    /// with no transaction open.
+    fn has_read(&self, file: &str, position: u64) -> bool {
+        self.open.is_none() && Position::binlog_order(&self.file, self.at) >= Position::binlog_order(file, position)
+    }
+
+    /// Where the stream is.
+    fn here(&self) -> Position {
+        Position::MySql {
+            file: self.file.clone(),
+            begin: self.at,
+            end: self.at,
+            gtid: None,
+        }
+    }
+
+    /// Moves the read position forward to `(file, position)` (never back:
+    /// the server resends a file's format event when it starts a stream
+    /// in the middle of the file).
+    fn advance(&mut self, file: &str, position: u64) {
+        if Position::binlog_order(file, position) > Position::binlog_order(&self.file, self.at) {
+            file.clone_into(&mut self.file);
+            self.at = position;
+        }
+    }
+
+    /// Decodes one binlog event, appending what it yields to `out`;
+    /// `table_map` finds the table map of a rows event.
+    pub(super) fn push<'t>(
+        &mut self,
+        event: &Event,
+        table_map: impl Fn(u64) -> Option<&'t TableMapEvent<'static>>,
+        out: &mut VecDeque<ChangeEvent>,
+    ) -> Result<(), CdcError> {
+        let header = event.header();
+        if header.flags_raw() & LOG_EVENT_ARTIFICIAL_F != 0 || header.log_pos() == 0 {
+            // Made up for the stream: the first rotate and format event.
+            return Ok(());
+        }
+        let end = u64::from(header.log_pos());
+        let start = end.saturating_sub(u64::from(header.event_size()));
+        let timestamp = i64::from(header.timestamp()) * 1_000_000;
+        let kind = header.event_type_raw();
+        if kind == MARIADB_GTID_EVENT {
+            let (gtid, standalone) = mariadb_gtid(event.data(), header.server_id())?;
+            self.begin(start, timestamp, Some(gtid), standalone, out)?;
+        } else if MARIADB_COMPRESSED.contains(&kind) {
+            return Err(CdcError::BinlogSetting {
+                setting: "log_bin_compress",
+                found: "ON".into(),
+                wanted: "OFF",
+            });
+        } else {
+            match event.read_data().map_err(|e| self.broken(e))? {
+                Some(EventData::RotateEvent(rotate)) => {
+                    // The next file starts: nothing more of this one.
+                    let name = rotate.name().into_owned();
+                    self.file = name;
+                    self.at = rotate.position();
+                    return Ok(());
+                }
+                Some(EventData::GtidEvent(gtid)) => {
+                    let sid: String = gtid.sid().iter().map(|b| format!("{b:02x}")).collect();
+                    let gtid = format!("{sid}:{}", gtid.gno());
+                    self.begin(start, timestamp, Some(gtid), true, out)?;
+                }
+                Some(EventData::AnonymousGtidEvent(_)) => self.begin(start, timestamp, None, true, out)?,
+                Some(EventData::QueryEvent(query)) => {
+                    let text = query.query();
+                    let statement = text.trim().trim_end_matches(';').trim();
+                    if statement.eq_ignore_ascii_case("BEGIN") {
+                        if self.open.is_none() {
+                            self.begin(start, timestamp, None, false, out)?;
+                        }
+                        if let Some(open) = &mut self.open {
+                            open.standalone = false;
+                        }
+                    } else if statement.eq_ignore_ascii_case("COMMIT") || statement.eq_ignore_ascii_case("ROLLBACK") {
+                        self.commit(end, out)?;
+                    } else {
+                        if self.open.is_none() {
+                            self.begin(start, timestamp, None, true, out)?;
+                        }
+                        if truncates(statement, &query.schema(), &self.table) {
+                            self.row(ChangeOp::Truncate, None)?;
+                        } else if logged_as_statement(statement, &self.table) {
+                            return Err(CdcError::BinlogSetting {
+                                setting: "binlog_format",
+                                found: format!("STATEMENT or MIXED for the session that ran `{}`", excerpt(statement)),
+                                wanted: "ROW",
+                            });
+                        }
+                        if self.open.as_ref().is_some_and(|open| open.standalone) {
+                            self.commit(end, out)?;
+                        }
+                    }
+                }
+                Some(EventData::XidEvent(_)) => self.commit(end, out)?,
+                Some(EventData::RowsEvent(rows)) => {
+                    let tme = table_map(rows.table_id()).ok_or_else(|| {
+                        CdcError::Unsupported(format!(
+                            "a rows event for table id {} without its table map",
+                            rows.table_id()
+                        ))
+                    })?;
+                    if *tme.database_name() == *self.table.schema && *tme.table_name() == *self.table.name {
+                        self.check_layout(tme)?;
+                        self.rows(&rows, tme)?;
+                        if self.builder.is_full() {
+                            out.extend(self.builder.finish()?.map(ChangeEvent::Rows));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.advance(&self.file.clone(), end);
+        Ok(())
+    }
+
+    fn begin(
+        &mut self,
+        start: u64,
+        timestamp: i64,
+        gtid: Option<String>,
+        standalone: bool,
+        out: &mut VecDeque<ChangeEvent>,
+    ) -> Result<(), CdcError> {
+        if self.open.is_some() {
+            return Err(CdcError::Unsupported(format!(
+                "a transaction began at {}:{start} inside another",
+                self.file
+            )));
+        }
+        let key = Position::MySql {
+            file: self.file.clone(),
+            begin: start,
+            end: start,
+            gtid,
+        };
+        out.push_back(ChangeEvent::Begin {
+            key: key.clone(),
+            commit_ts: DateTime::from_timestamp_micros(timestamp).unwrap_or_default(),
+        });
+        self.open = Some(Open {
+            key,
+            commit_ts: timestamp,
+            seq: 0,
+            standalone,
+        });
+        Ok(())
+    }
+
+    fn commit(&mut self, end: u64, out: &mut VecDeque<ChangeEvent>) -> Result<(), CdcError> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        out.extend(self.builder.finish()?.map(ChangeEvent::Rows));
+        let Position::MySql { file, begin, gtid, .. } = open.key else {
+            unreachable!("binlog transactions have binlog keys")
+        };
+        out.push_back(ChangeEvent::Commit {
+            resume: Position::MySql { file, begin, end, gtid },
+        });
+        Ok(())
+    }
+
+    /// Refuses a table map whose columns no longer fit the job's (the
+    /// table's definition changed): the job's columns are read by their
+    /// place in the row, so never from a layout they do not match.
+    fn check_layout(&mut self, tme: &TableMapEvent<'_>) -> Result<(), CdcError> {
+        if self.checked == Some(tme.table_id()) {
+            return Ok(());
+        }
+        let changed = |why: String| {
+            CdcError::Unsupported(format!(
+                "the binlog's layout of {} does not match the job's columns any more ({why}): the table's definition \
+                 changed, which change data capture does not follow yet; RESYNC ETL JOB after adjusting the job",
+                self.table
+            ))
+        };
+        let count = tme.columns_count() as usize;
+        for i in 0..count {
+            let ty = tme.get_column_type(i).map_err(|e| changed(e.to_string()))?;
+            if ty == Some(ColumnType::MYSQL_TYPE_TIME2) {
+                let fsp = tme.get_column_metadata(i).and_then(|m| m.first().copied()).unwrap_or(0);
+                refuse_time_fraction(&format!("#{}", i + 1), usize::from(fsp))?;
+            }
+        }
+        for column in &self.columns {
+            let ty = (column.index < count)
+                .then(|| tme.get_column_type(column.index).ok().flatten())
+                .flatten();
+            match ty {
+                Some(ty) if column.types.contains(&ty) => {}
+                Some(ty) => return Err(changed(format!("column \"{}\" is logged as {ty:?}", column.name))),
+                None => return Err(changed(format!("column \"{}\" is not in it", column.name))),
+            }
+        }
+        self.checked = Some(tme.table_id());
+        Ok(())
+    }
+
+    fn rows(&mut self, rows: &RowsEventData<'_>, tme: &TableMapEvent<'_>) -> Result<(), CdcError> {
+        for row in rows.rows(tme) {
+            let (before, after) = row.map_err(|e| self.broken(e))?;
+            match (before, after) {
+                (None, Some(after)) => self.row(ChangeOp::Insert, Some(after))?,
+                (Some(before), None) => self.row(ChangeOp::Delete, Some(before))?,
+                (Some(before), Some(after)) => {
+                    if self.key_of(&before) != self.key_of(&after) {
+                        self.row(ChangeOp::Delete, Some(before))?;
+                        self.row(ChangeOp::Insert, Some(after))?;
+                    } else {
+                        self.row(ChangeOp::Update, Some(after))?;
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The primary key values of a row image.
+    fn key_of<'r>(&self, row: &'r BinlogRow) -> Vec<Option<&'r BinlogValue<'r>>> {
+        self.key.iter().map(|&i| row.as_ref(self.columns[i].index)).collect()
+    }
+
+    /// One change row: the job's columns of `image` (none for a truncate).
+    fn row(&mut self, op: ChangeOp, image: Option<BinlogRow>) -> Result<(), CdcError> {
+        let open = self
+            .open
+            .as_mut()
+            .ok_or_else(|| CdcError::Unsupported("a change arrived outside a transaction".into()))?;
+        let position = open.key.row_position(open.seq);
+        let commit_ts = open.commit_ts;
+        open.seq += 1;
+        let values = match image {
+            None => vec![mysql_async::Value::NULL; self.columns.len()],
+            Some(mut image) => self
+                .columns
+                .iter()
+                .map(|column| {
+                    let value = image.take(column.index).ok_or_else(|| CdcError::BinlogSetting {
+                        setting: "binlog_row_image",
+                        found: "not FULL".into(),
+                        wanted: "FULL",
+                    })?;
+                    column.normalize(value)
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        self.builder.push_values(op, position, commit_ts, values)
+    }
+
+    fn broken(&self, e: impl std::fmt::Display) -> CdcError {
+        CdcError::Unsupported(format!("an undecodable binlog event at {}:{}: {e}", self.file, self.at))
+    }
+}
+
+/// A MariaDB GTID event's GTID (`domain-server-sequence`) and whether its
+/// transaction is standalone: sequence number (8 bytes), domain (4 bytes),
+/// flags (1 byte), little-endian.
+fn mariadb_gtid(data: &[u8], server_id: u32) -> Result<(String, bool), CdcError> {
+    let (Some(seq), Some(domain), Some(&flags)) = (data.get(..8), data.get(8..12), data.get(12)) else {
+        return Err(CdcError::Unsupported(format!(
+            "a MariaDB GTID event of {} bytes",
+            data.len()
+        )));
+    };
+    let seq = u64::from_le_bytes(seq.try_into().expect("8 bytes"));
+    let domain = u32::from_le_bytes(domain.try_into().expect("4 bytes"));
+    Ok((format!("{domain}-{server_id}-{seq}"), flags & FL_STANDALONE != 0))
+}
+
+/// Whether `statement` is a change to rows that names `table`'s name:
+/// logged as a statement (by a session whose `binlog_format` was not ROW)
+/// rather than as rows, so its changes cannot be followed.
+fn logged_as_statement(statement: &str, table: &TableRef) -> bool {
+    let first = statement.split_whitespace().next().unwrap_or_default();
+    ["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD"]
+        .iter()
+        .any(|dml| first.eq_ignore_ascii_case(dml))
+        && statement.to_lowercase().contains(&table.name.to_lowercase())
+}
+
+/// Whether `statement`, run with current database `schema`, truncates
+/// `table`.
+fn truncates(statement: &str, schema: &str, table: &TableRef) -> bool {
+    let starts = statement
+        .get(..8)
+        .is_some_and(|word| word.eq_ignore_ascii_case("truncate"));
+    if !starts {
+        return false;
+    }
+    let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, statement) else {
+        return false;
+    };
+    statements.iter().any(|parsed| match parsed {
+        Statement::Truncate(truncate) => truncate.table_names.iter().any(|target| {
+            let parts: Vec<&str> = target
+                .name
+                .0
+                .iter()
+                .filter_map(|part| part.as_ident().map(|ident| ident.value.as_str()))
+                .collect();
+            match parts.as_slice() {
+                [name] => schema == table.schema && *name == table.name,
+                [database, name] => *database == table.schema && *name == table.name,
+                _ => false,
+            }
+        }),
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> TableRef {
+        TableRef {
+            schema: "shop".into(),
+            name: "items".into(),
+        }
+    }
+
+    #[test]
+    fn truncates_of_the_table_are_recognised_however_written() {
+        let t = table();
+        assert!(truncates("TRUNCATE TABLE items", "shop", &t));
+        assert!(truncates("truncate `shop`.`items`", "other", &t));
+        assert!(truncates("TRUNCATE shop.items", "", &t));
+        assert!(
+            !truncates("TRUNCATE TABLE items", "other", &t),
+            "another database's items"
+        );
+        assert!(!truncates("TRUNCATE TABLE items2", "shop", &t));
+        assert!(!truncates("CREATE TABLE items (id int)", "shop", &t));
+        assert!(!truncates("TRUNCATE TABLE Items", "shop", &t), "names are exact");
+    }
+
+    #[test]
+    fn row_changes_logged_as_statements_are_recognised() {
+        let t = table();
+        assert!(logged_as_statement("INSERT INTO items VALUES (1)", &t));
+        assert!(logged_as_statement("update `Items` set qty = 1", &t));
+        assert!(!logged_as_statement("INSERT INTO other VALUES (1)", &t));
+        assert!(!logged_as_statement("CREATE TABLE items2 (id int)", &t));
+    }
+
+    #[test]
+    fn mariadb_gtid_events_give_their_gtid_and_standalone_flag() {
+        // As MariaDB 10.11 sent them: a DML transaction and a DDL statement.
+        let dml = [0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0c, 0, 0, 0];
+        assert_eq!(mariadb_gtid(&dml, 1).unwrap(), ("0-1-7".to_owned(), false));
+        let ddl = [0x0f, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0x29];
+        assert_eq!(mariadb_gtid(&ddl, 3).unwrap(), ("2-3-15".to_owned(), true));
+        assert!(mariadb_gtid(&dml[..10], 1).is_err());
+    }
+}
