@@ -326,7 +326,7 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
             Some("Run the transaction again: it will see the other session's change.".into()),
         ),
         CatalogError::Storage(_) | CatalogError::Io { .. } => error("58030", message, None),
-        CatalogError::Corrupt { .. } => error("XX001", message, None),
+        CatalogError::Corrupt { .. } | CatalogError::NewerStorageFormat { .. } => error("XX001", message, None),
         CatalogError::MasterKey(_) => error("XX000", message, None),
         CatalogError::ExternalSecret { .. } => error("55000", message, None),
     }
