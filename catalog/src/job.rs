@@ -115,25 +115,34 @@ fn default_max_retries() -> u32 {
     DEFAULT_MAX_RETRIES
 }
 
-/// Destination-specific layout of the table a job creates (BigQuery:
-/// partition expiration, partition filter, clustering), from its `WITH (...)`.
+/// Options of the table a job's destination creates (BigQuery:
+/// `partition_expiration_days`, `require_partition_filter`, `cluster_by`),
+/// from the job's `WITH (...)`, by option name. The catalog keeps them
+/// opaque: each destination declares, checks and reads its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TableLayout {
-    /// Days after which a time partition expires.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition_expiration_days: Option<u32>,
-    /// Whether queries must filter on the partitioning column.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub require_partition_filter: bool,
-    /// Clustering columns, replacing the default.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub cluster_by: Vec<String>,
-}
+#[serde(transparent)]
+pub struct TableOptions(BTreeMap<String, serde_json::Value>);
 
-impl TableLayout {
-    fn is_default(&self) -> bool {
-        *self == Self::default()
+impl TableOptions {
+    /// Whether no option is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sets `name` to `value`.
+    pub fn set(&mut self, name: &str, value: serde_json::Value) {
+        self.0.insert(name.to_owned(), value);
+    }
+
+    /// The options, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.0.iter().map(|(name, value)| (name.as_str(), value))
+    }
+
+    /// The options as one JSON object, for a destination to deserialize
+    /// into its own settings type.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.0.clone().into_iter().collect())
     }
 }
 
@@ -259,9 +268,9 @@ pub struct JobRecord {
     /// What the scheduler does with ticks missed while Sluice was down.
     #[serde(default)]
     pub catch_up: CatchUp,
-    /// The destination table's layout settings, as given at creation.
-    #[serde(default, skip_serializing_if = "TableLayout::is_default")]
-    pub layout: TableLayout,
+    /// The destination table's options, as given at creation.
+    #[serde(default, skip_serializing_if = "TableOptions::is_empty")]
+    pub layout: TableOptions,
     /// How incremental runs wait for transactions still open on the source.
     #[serde(default, skip_serializing_if = "CommitGuard::is_default")]
     pub guard: CommitGuard,
@@ -363,14 +372,28 @@ mod tests {
     fn version_2_jobs_load_with_the_default_layout_and_new_ones_keep_theirs() {
         let version_2 = VERSION_1.replace(r#"{"v":1,"#, r#"{"v":2,"#);
         let mut job: JobRecord = decode(b"j", version_2.as_bytes()).unwrap();
-        assert_eq!(job.layout, TableLayout::default());
-        job.layout = TableLayout {
-            partition_expiration_days: Some(30),
-            require_partition_filter: true,
-            cluster_by: vec!["id".into(), "at".into()],
-        };
+        assert!(job.layout.is_empty());
+        job.layout.set("partition_expiration_days", serde_json::json!(30));
+        job.layout.set("cluster_by", serde_json::json!(["id", "at"]));
         assert_eq!(decode::<JobRecord>(b"j", &encode(&job)).unwrap(), job);
-        job.layout.cluster_by.clear();
+        job.layout = TableOptions::default();
         assert_eq!(decode::<JobRecord>(b"j", &encode(&job)).unwrap(), job);
+    }
+
+    #[test]
+    fn a_layout_saved_as_a_struct_reads_back_as_the_same_options() {
+        // Version 3 records written before the options became opaque.
+        let saved = VERSION_1.replace(r#"{"v":1,"#, r#"{"v":3,"#);
+        let mut value: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        value["data"]["layout"] = serde_json::json!({
+            "partition_expiration_days": 30,
+            "require_partition_filter": true,
+            "cluster_by": ["id", "at"]
+        });
+        let job: JobRecord = decode(b"j", value.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            job.layout.to_json(),
+            serde_json::json!({"partition_expiration_days": 30, "require_partition_filter": true, "cluster_by": ["id", "at"]})
+        );
     }
 }

@@ -37,7 +37,7 @@ pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
 pub use job::{
     CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, IncrementalStart, JobColumn, JobDestination, JobRecord,
-    JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableLayout, VerifySchedule,
+    JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableOptions, VerifySchedule,
 };
 pub use public_table::{PublicColumn, PublicKey, PublicTable, PublicType};
 pub use role::{AuditRecord, GrantRecord, Privilege, RoleRecord};

@@ -75,8 +75,8 @@ impl Store {
         let families = FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, store_options::family(&cache)));
-        let db = DB::open_cf_descriptors(&store_options::database(), path, families)
-            .map_err(|e| newer_format(path, e))?;
+        let db =
+            DB::open_cf_descriptors(&store_options::database(), path, families).map_err(|e| newer_format(path, e))?;
         let store = Self {
             db,
             #[cfg(test)]

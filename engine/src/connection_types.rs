@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sluice_catalog::OptionValue;
 
 use crate::cdc::ChangeSource;
-use crate::destinations::Destination;
+use crate::destinations::{Destination, TableOption};
 use crate::error::EngineError;
 use crate::failure::ConnectFailure;
 use crate::options::{OptionSpec, ResolvedOptions};
@@ -97,7 +97,7 @@ pub struct Driver {
     /// Opens the connection as a source of tables, for types that are one.
     pub source: Option<SourceFactory>,
     /// Opens the connection as a destination of ETL jobs, for types that are one.
-    pub destination: Option<DestinationFactory>,
+    pub destination: Option<DestinationDriver>,
     /// Opens the connection as a source of change data capture, for types
     /// whose change log Sluice reads.
     pub cdc: Option<ChangeSourceFactory>,
@@ -116,6 +116,13 @@ pub type SourceFactory = fn(&ResolvedOptions, Duration) -> Arc<dyn Source>;
 /// [instance id](sluice_catalog::Catalog::instance_id), for names that must
 /// never repeat across catalogs.
 pub type DestinationFactory = fn(&ResolvedOptions, Duration, &str) -> Result<Arc<dyn Destination>, EngineError>;
+
+/// What makes a type's connections destinations of ETL jobs.
+pub struct DestinationDriver {
+    pub open: DestinationFactory,
+    /// The options of the tables it creates (a job's `WITH (...)`).
+    pub table_options: &'static [TableOption],
+}
 
 impl ConnectionType {
     /// Available (or beta) when the type has a driver, planned otherwise.

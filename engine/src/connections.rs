@@ -17,7 +17,7 @@ use crate::allowed_paths::AllowedPaths;
 use crate::cdc::ChangeSource;
 use crate::connection_types::{ConnectionType, Driver};
 use crate::connectors;
-use crate::destinations::{Destination, ScrubbedDestination};
+use crate::destinations::{Destination, ScrubbedDestination, TableOption};
 use crate::error::{ConnectionFailure, EngineError};
 use crate::failure::ConnectFailure;
 use crate::options::{self, PreparedOptions, ResolvedOptions};
@@ -486,16 +486,27 @@ impl ConnectionManager {
         Ok(factory(&resolved, self.timeout_for(&resolved)))
     }
 
+    /// The options of the tables connection `name` creates as a destination
+    /// (none for a type that is no destination).
+    pub fn table_options(&self, name: &str) -> Result<&'static [TableOption], EngineError> {
+        let record = self.catalog.connection(name)?;
+        let (_, driver) = available_type(&record.kind)?;
+        Ok(driver.destination.as_ref().map_or(&[], |d| d.table_options))
+    }
+
     /// Opens a saved connection as a destination of ETL jobs.
     pub fn destination(&self, name: &str) -> Result<Arc<dyn Destination>, EngineError> {
         let record = self.catalog.connection(name)?;
         let (kind, driver) = available_type(&record.kind)?;
-        let factory = driver.destination.ok_or_else(|| EngineError::NotADestination {
-            connection: record.name.clone(),
-            kind: kind.name.into(),
-        })?;
+        let factory = driver
+            .destination
+            .as_ref()
+            .ok_or_else(|| EngineError::NotADestination {
+                connection: record.name.clone(),
+                kind: kind.name.into(),
+            })?;
         let resolved = self.resolve_saved(&record)?;
-        let destination = factory(&resolved, self.timeout_for(&resolved), self.catalog.instance_id())?;
+        let destination = (factory.open)(&resolved, self.timeout_for(&resolved), self.catalog.instance_id())?;
         Ok(Arc::new(ScrubbedDestination::new(destination, resolved.scrubber())))
     }
 

@@ -710,7 +710,7 @@ async fn show_create_keeps_the_table_layout_and_recreates_the_same_job() {
         .unwrap();
     assert!(
         shown.ends_with(
-            ", partition_expiration_days = 90, require_partition_filter = true, cluster_by = 'status, id');"
+            ", cluster_by = 'status, id', partition_expiration_days = 90, require_partition_filter = true);"
         ),
         "{shown}"
     );
@@ -741,6 +741,23 @@ async fn show_create_keeps_the_table_layout_and_recreates_the_same_job() {
         .clone()
         .unwrap();
     assert!(!plain.contains("partition") && !plain.contains("cluster_by"), "{plain}");
+
+    // The local warehouse takes no table options: refused, naming who does.
+    let error = env
+        .client
+        .batch_execute("CREATE ETL JOB local FROM shop.public.orders SNAPSHOT WITH (cluster_by = 'id')")
+        .await
+        .unwrap_err();
+    let error = error.as_db_error().unwrap();
+    assert_eq!(error.code().code(), "22023");
+    assert_eq!(
+        error.message(),
+        "cluster_by is an option of bigquery tables; ETL job \"local\" loads into the local warehouse, which takes no table options"
+    );
+    assert_eq!(
+        one(&env.client, "SELECT count(*) FROM sluice.jobs WHERE name = 'local'").await,
+        "0"
+    );
 }
 
 /// `count(*)|count(DISTINCT id)|sum(id)` of the source's orders.

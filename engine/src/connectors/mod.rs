@@ -23,6 +23,7 @@ pub mod sqlserver;
 mod type_docs;
 
 use crate::connection_types::ConnectionType;
+use crate::destinations::TableOption;
 use crate::error::EngineError;
 
 /// Every connection type, in the order `SHOW CONNECTION TYPES` lists them.
@@ -65,6 +66,41 @@ pub fn lookup(name: &str) -> Result<&'static ConnectionType, EngineError> {
             name: name.into(),
             known: all().iter().map(|t| t.name.to_string()).collect(),
         })
+}
+
+/// The destination table options every destination type declares, with
+/// the types that declare each.
+fn table_options() -> impl Iterator<Item = (&'static ConnectionType, &'static TableOption)> {
+    all().iter().flat_map(|kind| {
+        let options = kind.driver.as_ref().and_then(|d| d.destination.as_ref());
+        options
+            .into_iter()
+            .flat_map(|d| d.table_options)
+            .map(move |option| (*kind, option))
+    })
+}
+
+/// The table option called `name` (case-insensitive) of some destination
+/// type, for parsing a job's `WITH (...)`.
+pub fn table_option(name: &str) -> Option<&'static TableOption> {
+    table_options()
+        .map(|(_, option)| option)
+        .find(|option| option.name.eq_ignore_ascii_case(name))
+}
+
+/// The names of every destination's table options, for messages.
+pub fn table_option_names() -> Vec<&'static str> {
+    let mut names: Vec<_> = table_options().map(|(_, option)| option.name).collect();
+    names.dedup();
+    names
+}
+
+/// The types whose tables take option `name`, for messages.
+pub fn table_option_types(name: &str) -> Vec<&'static str> {
+    table_options()
+        .filter(|(_, option)| option.name == name)
+        .map(|(kind, _)| kind.name)
+        .collect()
 }
 
 #[cfg(test)]

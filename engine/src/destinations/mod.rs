@@ -11,6 +11,7 @@
 mod compare;
 mod scrubbed;
 mod shipping;
+mod table_options;
 mod warehouse;
 
 use std::sync::Arc;
@@ -26,8 +27,7 @@ use datafusion::parquet::errors::ParquetError;
 use datafusion::scalar::ScalarValue;
 
 use crate::sources::{Dialect, QueryBuilder, TextRows};
-/// Destination-specific table layout settings of a job.
-pub use sluice_catalog::TableLayout;
+pub use table_options::{SettingValue, TableOption, TableOptions, option_sql};
 
 pub use scrubbed::ScrubbedDestination;
 pub use shipping::{Activity, Busy, LoadJobs, ShipProgress, Shipped};
@@ -55,8 +55,8 @@ pub struct TableSpec {
     pub cursor: Option<String>,
     /// The source's primary key columns that the job loads.
     pub primary_key: Vec<String>,
-    /// Destination-specific settings from the job's `WITH (...)`.
-    pub layout: TableLayout,
+    /// The destination's table options from the job's `WITH (...)`.
+    pub layout: TableOptions,
 }
 
 /// What [`Destination::ensure_table`] did.

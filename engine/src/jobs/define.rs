@@ -17,7 +17,7 @@ use super::load_request::{DEFAULT_BACKFILL_DAYS, LoadRequest};
 use super::settings::JobSetting;
 use super::{JobManager, guard, nested_type, schema_changes, split, window};
 use crate::cdc::change_table_schema;
-use crate::destinations::{Destination, DestinationError, TableLayout, TableSetup, TableSpec};
+use crate::destinations::{Destination, DestinationError, TableOptions, TableSetup, TableSpec};
 use crate::error::EngineError;
 use crate::schedule::Schedule;
 use crate::sources::{ColumnInfo, TableDescription, TableRef};
@@ -357,7 +357,7 @@ impl CreateJob {
             parallelism: None,
             max_retries: DEFAULT_MAX_RETRIES,
             catch_up: CatchUp::default(),
-            layout: TableLayout::default(),
+            layout: TableOptions::default(),
             guard: Default::default(),
             on_schema_change: Default::default(),
             verify: Default::default(),
@@ -396,6 +396,7 @@ impl JobManager {
         let now = Utc::now();
         let mut job = request.definition(now);
         check_cdc_settings(&job)?;
+        self.check_table_options(&job)?;
         let table = TableRef {
             schema: job.source.schema.clone(),
             name: job.source.table.clone(),
@@ -810,5 +811,37 @@ impl JobManager {
         }
         info!(job = name, keep_data, "ETL job dropped");
         Ok(true)
+    }
+}
+
+impl JobManager {
+    /// Refuses table options that the job's destination does not take
+    /// (the local warehouse takes none), naming the types that do.
+    fn check_table_options(&self, job: &JobRecord) -> Result<(), EngineError> {
+        let (allowed, destination) = match job.destination.connection.as_deref() {
+            None => (&[][..], "the local warehouse".to_owned()),
+            Some(name) => (self.connections.table_options(name)?, format!("connection \"{name}\"")),
+        };
+        let Some((name, _)) = job
+            .layout
+            .iter()
+            .find(|(name, _)| !allowed.iter().any(|option| option.name == *name))
+        else {
+            return Ok(());
+        };
+        let takes = match allowed {
+            [] => "takes no table options".to_owned(),
+            some => format!(
+                "takes {}",
+                some.iter().map(|option| option.name).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        Err(EngineError::InvalidJob {
+            message: format!(
+                "{name} is an option of {} tables; ETL job \"{}\" loads into {destination}, which {takes}",
+                crate::connectors::table_option_types(name).join(" and "),
+                job.name
+            ),
+        })
     }
 }

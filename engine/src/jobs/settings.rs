@@ -5,12 +5,7 @@ use std::collections::BTreeMap;
 
 use sluice_catalog::{CatchUp, JobRecord, OptionValue, SchemaChangePolicy, VerifySchedule};
 
-/// A setting's value as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SettingValue {
-    Number(u64),
-    Text(String),
-}
+pub use crate::destinations::SettingValue;
 
 /// One valid job setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,12 +18,9 @@ pub enum JobSetting {
     CatchUp(CatchUp),
     /// Parallel source streams (1 to 16; PostgreSQL sources).
     Parallelism(u32),
-    /// Days after which a partition of the new destination table expires.
-    PartitionExpirationDays(u32),
-    /// Whether queries of the new destination table must filter on its partitions.
-    RequirePartitionFilter(bool),
-    /// Clustering columns of the new destination table.
-    ClusterBy(Vec<String>),
+    /// An option of the table the destination creates, declared by its
+    /// connection type (BigQuery's `cluster_by`), with the value it keeps.
+    Table(&'static str, serde_json::Value),
     /// Whether incremental runs wait for transactions open on the source.
     CommitGuard(bool),
     /// Seconds the guard's cap stays below the oldest open transaction.
@@ -53,7 +45,7 @@ pub enum JobSetting {
 }
 
 /// The settings a job accepts, for error messages.
-pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, partition_expiration_days, require_partition_filter, cluster_by, \
+pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, \
      commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify, soft_delete, \
      max_retained_wal, sample, keep_document, on_type_mismatch";
 
@@ -72,20 +64,6 @@ impl JobSetting {
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("once") => Ok(JobSetting::CatchUp(CatchUp::Once)),
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("skip") => Ok(JobSetting::CatchUp(CatchUp::Skip)),
                 _ => Err("catch_up must be 'once' or 'skip'".into()),
-            },
-            "partition_expiration_days" => number(1, 100_000).map(JobSetting::PartitionExpirationDays),
-            "require_partition_filter" => match value {
-                SettingValue::Text(t) if t.eq_ignore_ascii_case("true") => Ok(JobSetting::RequirePartitionFilter(true)),
-                SettingValue::Text(t) if t.eq_ignore_ascii_case("false") => {
-                    Ok(JobSetting::RequirePartitionFilter(false))
-                }
-                _ => Err("require_partition_filter must be true or false".into()),
-            },
-            "cluster_by" => match value {
-                SettingValue::Text(t) if !t.trim().is_empty() => Ok(JobSetting::ClusterBy(
-                    t.split(',').map(|c| c.trim().to_owned()).collect(),
-                )),
-                _ => Err("cluster_by must be 'column[, column ...]'".into()),
             },
             "commit_guard" => match value {
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("on") => Ok(JobSetting::CommitGuard(true)),
@@ -148,9 +126,13 @@ impl JobSetting {
                 .filter(|&b| b > 0)
                 .map(JobSetting::MaxRetainedWal)
                 .ok_or_else(|| "max_retained_wal must be a size such as '500 MB' or '10 GB'".into()),
-            other => Err(format!(
-                "unknown job setting \"{other}\"; valid settings: {SETTING_NAMES}"
-            )),
+            other => match crate::connectors::table_option(other) {
+                Some(option) => (option.parse)(value).map(|kept| JobSetting::Table(option.name, kept)),
+                None => Err(format!(
+                    "unknown job setting \"{other}\"; valid settings: {SETTING_NAMES}; destination table options: {}",
+                    crate::connectors::table_option_names().join(", ")
+                )),
+            },
         }
     }
 
@@ -161,9 +143,7 @@ impl JobSetting {
             JobSetting::MaxRetries(_) => "max_retries",
             JobSetting::CatchUp(_) => "catch_up",
             JobSetting::Parallelism(_) => "parallelism",
-            JobSetting::PartitionExpirationDays(_) => "partition_expiration_days",
-            JobSetting::RequirePartitionFilter(_) => "require_partition_filter",
-            JobSetting::ClusterBy(_) => "cluster_by",
+            JobSetting::Table(name, _) => name,
             JobSetting::CommitGuard(_) => "commit_guard",
             JobSetting::GuardMargin(_) => "guard_margin",
             JobSetting::GuardMaxHold(_) => "guard_max_hold",
@@ -177,16 +157,14 @@ impl JobSetting {
         }
     }
 
-    /// Sets it on a job (layout settings on the job's table layout).
+    /// Sets it on a job (table options on the job's table layout).
     pub fn apply(self, job: &mut JobRecord) {
         match self {
             JobSetting::BatchRows(rows) => job.batch_rows = rows,
             JobSetting::MaxRetries(n) => job.max_retries = n,
             JobSetting::CatchUp(policy) => job.catch_up = policy,
             JobSetting::Parallelism(n) => job.parallelism = Some(n),
-            JobSetting::PartitionExpirationDays(days) => job.layout.partition_expiration_days = Some(days),
-            JobSetting::RequirePartitionFilter(required) => job.layout.require_partition_filter = required,
-            JobSetting::ClusterBy(columns) => job.layout.cluster_by = columns,
+            JobSetting::Table(name, value) => job.layout.set(name, value),
             JobSetting::CommitGuard(on) => job.guard.enabled = on,
             JobSetting::GuardMargin(seconds) => job.guard.margin_seconds = seconds,
             JobSetting::GuardMaxHold(seconds) => job.guard.max_hold_seconds = seconds,
@@ -205,13 +183,7 @@ impl JobSetting {
     /// Whether it sets the destination table's layout (fixed once the
     /// table is made).
     pub fn is_layout(&self) -> bool {
-        matches!(
-            self,
-            JobSetting::PartitionExpirationDays(_)
-                | JobSetting::RequirePartitionFilter(_)
-                | JobSetting::ClusterBy(_)
-                | JobSetting::SoftDelete(_)
-        )
+        matches!(self, JobSetting::Table(..) | JobSetting::SoftDelete(_))
     }
 }
 
@@ -324,11 +296,11 @@ mod tests {
         );
         assert_eq!(
             JobSetting::parse("cluster_by", &SettingValue::Text("a, b".into())),
-            Ok(JobSetting::ClusterBy(vec!["a".into(), "b".into()]))
+            Ok(JobSetting::Table("cluster_by", serde_json::json!(["a", "b"])))
         );
         assert_eq!(
             JobSetting::parse("require_partition_filter", &SettingValue::Text("TRUE".into())),
-            Ok(JobSetting::RequirePartitionFilter(true))
+            Ok(JobSetting::Table("require_partition_filter", serde_json::json!(true)))
         );
         assert_eq!(
             JobSetting::parse("guard_margin", &SettingValue::Text("2 minutes".into())),

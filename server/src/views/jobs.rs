@@ -13,7 +13,7 @@ use sluice_catalog::{
     Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, OptionValue,
     RunRecord, RunStatus, SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
 };
-use sluice_engine::destinations::Shipped;
+use sluice_engine::destinations::{Shipped, option_sql};
 use sluice_engine::jobs::{
     Health, LiveRun, bytes_text, consecutive_failures, deciding_runs, freshness, is_stale, labels_text, table_ops_today,
 };
@@ -413,18 +413,8 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     if let Some(parallelism) = job.parallelism {
         sql.push_str(&format!(", parallelism = {parallelism}"));
     }
-    let layout = &job.layout;
-    if let Some(days) = layout.partition_expiration_days {
-        sql.push_str(&format!(", partition_expiration_days = {days}"));
-    }
-    if layout.require_partition_filter {
-        sql.push_str(", require_partition_filter = true");
-    }
-    if !layout.cluster_by.is_empty() {
-        sql.push_str(&format!(
-            ", cluster_by = '{}'",
-            layout.cluster_by.join(", ").replace('\'', "''")
-        ));
+    for (name, value) in job.layout.iter() {
+        sql.push_str(&format!(", {name} = {}", option_sql(value)));
     }
     if job.guard != CommitGuard::default() {
         let guard = &job.guard;

@@ -16,6 +16,7 @@ use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
 use tracing::info;
 
 use super::api::{Api, ApiError, job_error};
+use super::layout::TableLayout;
 use super::load::{BigQueryLoad, WindowReplace};
 use super::partition::whole_partition;
 use super::source::DIALECT;
@@ -154,7 +155,7 @@ impl BigQueryDestination {
                 )
             )
         });
-        let layout = &spec.layout;
+        let layout = &TableLayout::from_options(&spec.layout).map_err(invalid)?;
         match partition_field {
             Some(field) => {
                 let mut partitioning = TimePartitioning::per_day().field(field);

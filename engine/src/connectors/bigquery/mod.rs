@@ -14,6 +14,7 @@ mod chunk;
 mod destination;
 mod impersonate;
 mod keys;
+mod layout;
 mod load;
 mod partition;
 mod read_api;
@@ -34,7 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
+use crate::connection_types::{Category, ConnectionType, Connector, DestinationDriver, Driver};
 use crate::failure::{ConnectFailure, ConnectFailureKind};
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
@@ -97,7 +98,10 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
     driver: Some(Driver {
         connector: &BigQueryConnector,
         source: Some(source::open),
-        destination: Some(destination::open),
+        destination: Some(DestinationDriver {
+            open: destination::open,
+            table_options: layout::TABLE_OPTIONS,
+        }),
         cdc: None,
     }),
 };
