@@ -14,9 +14,10 @@
 //! - `unnest(x.indkey)` and `generate_subscripts(x.indkey, 1)` over the
 //!   `int2vector` columns of `pg_index` (text in the catalog) work on their
 //!   items;
-//! - `ARRAY(subquery)` over `pg_catalog` tables is an empty array (`'{}'`):
-//!   DataFusion cannot run it, and the one clients send (psql's `\du`, the
-//!   roles a role is a member of) is empty in Sluice;
+//! - `ARRAY(subquery)` over `pg_auth_members` is an empty array (`'{}'`):
+//!   DataFusion cannot run it, and the roles a role is a member of (psql's
+//!   `\du`) are none in Sluice; other `ARRAY(subquery)`s (psql's `\d`
+//!   over `unnest(reloptions)`) are left to DataFusion;
 //! - `information_schema.table_constraints`, which DataFusion's
 //!   information schema lacks, reads the public tables' keys
 //!   ([`public_tables::TABLE_CONSTRAINTS`]).
@@ -228,6 +229,29 @@ fn reads_only_pg_catalog(query: &Query) -> bool {
     tables.0
 }
 
+/// Whether the query reads `pg_auth_members` (role memberships).
+fn reads_role_memberships(query: &Query) -> bool {
+    struct Memberships(bool);
+    impl Visitor for Memberships {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, table: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, .. } = table
+                && name
+                    .0
+                    .last()
+                    .and_then(|part| part.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_auth_members"))
+            {
+                self.0 = true;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut memberships = Memberships(false);
+    let _ = query.visit(&mut memberships);
+    memberships.0
+}
+
 /// Replaces scalar subqueries over `pg_catalog` with NULL.
 struct CatalogSubqueriesAsNull {
     changed: bool,
@@ -347,6 +371,7 @@ impl VisitorMut for Rewriter {
             && let FunctionArguments::Subquery(query) = &function.args
             && function_name(function).as_deref() == Some("array")
             && reads_only_pg_catalog(query)
+            && reads_role_memberships(query)
         {
             *expr = Expr::value(Value::SingleQuotedString("{}".into()));
             self.changed = true;
@@ -440,6 +465,15 @@ mod tests {
         .unwrap();
         assert_eq!(sql, "SELECT r.rolname, '{}' AS memberof FROM pg_catalog.pg_roles r");
         assert_eq!(rewrite("SELECT ARRAY(SELECT id FROM warehouse.t)"), None);
+        // psql's `\d` table options stay an array for DataFusion.
+        let options = "SELECT array_to_string(c.reloptions || array(SELECT 'toast.' || x \
+             FROM pg_catalog.unnest(tc.reloptions) x), ', ') FROM pg_catalog.pg_class c \
+             LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)";
+        assert!(
+            !rewrite(options).is_some_and(|sql| sql.contains("'{}'")),
+            "{:?}",
+            rewrite(options)
+        );
     }
 
     #[test]
