@@ -38,8 +38,7 @@ async fn login(sluice: &Sluice, user: &str) -> Client {
 async fn login_fails(sluice: &Sluice, user: &str, password: &str) -> String {
     let err = connect(&config_as(sluice, user, password))
         .await
-        .err()
-        .expect("login succeeded");
+        .expect_err("login succeeded");
     sqlstate(&err)
 }
 
