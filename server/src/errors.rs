@@ -9,7 +9,7 @@ use sluice_engine::destinations::DestinationError;
 use sluice_engine::sources::SourceError;
 use sluice_engine::{ConnectFailureKind, EngineError, find_cause};
 
-use crate::state::DATABASE;
+use crate::names::DATABASE;
 use crate::statements::{ParseError, ParseErrorKind};
 
 /// Errors of one statement, before they become an ErrorResponse.

@@ -13,6 +13,7 @@ mod handler;
 mod listener;
 mod login;
 mod metrics;
+mod names;
 mod pg_catalog_overlay;
 mod pg_functions;
 mod pg_rewrite;

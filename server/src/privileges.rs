@@ -27,8 +27,8 @@ use sluice_engine::jobs::JobChange;
 use tracing::warn;
 
 use crate::errors::StatementError;
+use crate::names::DATABASE;
 use crate::roles::Roles;
-use crate::state::DATABASE;
 use crate::statements::SluiceStatement;
 
 /// What a statement needs of the session's role.

@@ -7,7 +7,7 @@ use sluice_catalog::{Catalog, GrantRecord, RoleRecord, SecretValue};
 
 use crate::auth::hash_password;
 use crate::errors::StatementError;
-use crate::state::DATABASE;
+use crate::names::DATABASE;
 use crate::statements::{Grant, RoleChange, RoleOptions};
 
 /// The catalog's roles, next to the built-in superuser.

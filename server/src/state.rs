@@ -12,11 +12,7 @@ use sluice_engine::{ConnectionManager, EngineError};
 
 use crate::login::LoginPolicy;
 
-/// The SQL catalog (database) name clients see.
-pub const DATABASE: &str = "sluice";
-
-/// The schema under which the local warehouse's tables are queried.
-pub const WAREHOUSE_SCHEMA: &str = "warehouse";
+pub use crate::names::{DATABASE, WAREHOUSE_SCHEMA};
 /// Where unqualified names resolve when no `search_path` schema exists.
 pub const DEFAULT_SCHEMA: &str = "public";
 
