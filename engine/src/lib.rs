@@ -36,6 +36,7 @@ mod error;
 mod explore;
 mod failpoint;
 mod failure;
+mod google;
 pub mod jobs;
 pub mod metrics;
 pub mod options;

@@ -12,9 +12,9 @@ use serde_json::Value;
 use sluice_catalog::SecretValue;
 
 use super::SecretFetchProblem;
-use crate::connectors::bigquery::Credentials;
-use crate::connectors::bigquery::auth::TokenSource;
 use crate::failure::error_chain;
+use crate::google::Credentials;
+use crate::google::auth::TokenSource;
 
 const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com";
 const ENDPOINT_VARIABLE: &str = "SLUICE_GCP_SECRET_MANAGER_ENDPOINT";

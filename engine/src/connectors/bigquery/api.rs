@@ -20,11 +20,11 @@ use gcp_bigquery_client::{Client, client_builder::ClientBuilder};
 use tracing::info;
 
 use super::Settings;
-use super::auth::TokenSource;
 use super::bucket::StagingBucket;
 use super::retry::retrying;
 use crate::destinations::DestinationError;
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
+use crate::google::auth::TokenSource;
 use crate::sources::TextRows;
 
 /// A failed call: the HTTP status when there was an answer, and BigQuery's

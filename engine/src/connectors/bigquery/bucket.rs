@@ -16,8 +16,8 @@ use tracing::info;
 use url::Url;
 
 use super::api::{ApiError, network_reason};
-use super::auth::TokenSource;
 use crate::failure::error_chain;
+use crate::google::auth::TokenSource;
 
 /// Replaces `https://storage.googleapis.com` (tests point it at a fake).
 const ENDPOINT_VARIABLE: &str = "SLUICE_GCS_ENDPOINT";

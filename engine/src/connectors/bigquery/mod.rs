@@ -7,12 +7,10 @@
 //! same credentials.
 
 mod api;
-pub(crate) mod auth;
 mod bucket;
 pub mod budget;
 mod chunk;
 mod destination;
-mod impersonate;
 mod keys;
 mod layout;
 mod load;
@@ -24,7 +22,6 @@ mod resumable;
 mod retry;
 mod schema;
 mod ship;
-mod sign_in_http;
 mod source;
 pub(crate) mod types;
 mod upload;
@@ -37,6 +34,7 @@ use tokio::sync::OnceCell;
 
 use crate::connection_types::{Category, ConnectionType, Connector, DestinationDriver, Driver};
 use crate::failure::{ConnectFailure, ConnectFailureKind};
+use crate::google::Credentials;
 use crate::options::OptionKind::{Enum, Integer, Secret, Text};
 use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 
@@ -110,38 +108,6 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
 /// (tests point it at a local fake server).
 const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
 
-/// How Sluice signs in to Google.
-#[derive(Clone)]
-pub(crate) enum Credentials {
-    /// A credentials JSON document (service-account key, `authorized_user`,
-    /// `external_account` or `impersonated_service_account`), read from a
-    /// file or given as a secret.
-    Json(String),
-    /// The environment's Application Default Credentials.
-    ApplicationDefault,
-}
-
-impl Credentials {
-    /// The `credentials_file` or `credentials` option (a JSON document or
-    /// `application_default`); Application Default Credentials when neither
-    /// is given.
-    pub(crate) fn from_options(options: &ResolvedOptions) -> Result<Self, String> {
-        Ok(
-            match (options.text("credentials_file"), options.secret("credentials")) {
-                (Some(_), Some(_)) => return Err("give either credentials_file or credentials, not both".into()),
-                (Some(path), None) => Credentials::Json(
-                    std::fs::read_to_string(path).map_err(|e| format!("cannot read credentials_file '{path}': {e}"))?,
-                ),
-                (None, Some(secret)) if secret.expose().trim() == "application_default" => {
-                    Credentials::ApplicationDefault
-                }
-                (None, Some(secret)) => Credentials::Json(secret.expose().to_owned()),
-                (None, None) => Credentials::ApplicationDefault,
-            },
-        )
-    }
-}
-
 /// A BigQuery connection's settings, checked.
 #[derive(Clone)]
 pub(super) struct Settings {
@@ -166,7 +132,7 @@ pub(super) struct Settings {
 impl Settings {
     /// Reads and checks a connection's options.
     fn new(options: &ResolvedOptions, timeout: Duration) -> Result<Self, String> {
-        let credentials = Credentials::from_options(options)?;
+        let credentials = credentials_from(options)?;
         let staging_bucket = options
             .text("staging_bucket")
             .map(bucket::BucketUrl::parse)
@@ -237,4 +203,11 @@ impl Connector for BigQueryConnector {
             None => Ok(()),
         }
     }
+}
+
+/// The `credentials_file` or `credentials` option of a Google connection
+/// (BigQuery, Firestore).
+pub(crate) fn credentials_from(options: &ResolvedOptions) -> Result<Credentials, String> {
+    let secret = options.secret("credentials");
+    Credentials::from_options(options.text("credentials_file"), secret.map(|s| s.expose()))
 }

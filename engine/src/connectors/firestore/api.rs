@@ -11,9 +11,9 @@ use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
 use crate::backoff::Backoff;
-use crate::connectors::bigquery::Credentials;
-use crate::connectors::bigquery::auth::TokenSource;
 use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
+use crate::google::Credentials;
+use crate::google::auth::TokenSource;
 use crate::options::ResolvedOptions;
 use crate::sources::SourceError;
 
@@ -114,7 +114,7 @@ impl Api {
             None => (
                 "https://firestore.googleapis.com".to_owned(),
                 Auth::Google {
-                    credentials: Credentials::from_options(options),
+                    credentials: crate::connectors::bigquery::credentials_from(options),
                     tokens: Arc::new(OnceCell::new()),
                 },
             ),

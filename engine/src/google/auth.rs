@@ -121,12 +121,12 @@ impl TokenSource {
     }
 
     /// A current access token for BigQuery.
-    pub(super) async fn token(&self) -> Result<String, BQError> {
+    pub(crate) async fn token(&self) -> Result<String, BQError> {
         self.token_for(SCOPE).await
     }
 
     /// A current access token for Cloud Storage.
-    pub(super) async fn storage_token(&self) -> Result<String, BQError> {
+    pub(crate) async fn storage_token(&self) -> Result<String, BQError> {
         self.token_for(STORAGE_SCOPE).await
     }
 
