@@ -146,6 +146,26 @@ impl TableDescription {
         ))
     }
 
+    /// The columns a scan asks for (indexes into [`columns`](Self::columns))
+    /// and their Arrow schema; an index out of range is `NotFound`.
+    pub fn projection(&self, indexes: &[usize]) -> Result<(Vec<&ColumnInfo>, SchemaRef), SourceError> {
+        let columns = indexes
+            .iter()
+            .map(|&i| {
+                self.columns.get(i).ok_or_else(|| SourceError::NotFound {
+                    kind: "column",
+                    name: format!("#{i} of {}", self.table),
+                    nearby: self.columns.iter().map(|c| c.name.clone()).collect(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let schema = self.arrow_schema().project(indexes).map_err(|e| SourceError::Query {
+            code: None,
+            message: e.to_string(),
+        })?;
+        Ok((columns, Arc::new(schema)))
+    }
+
     /// Names of the primary-key columns, in key order.
     pub fn primary_key(&self) -> Vec<&str> {
         let mut key: Vec<_> = self

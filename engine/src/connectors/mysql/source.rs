@@ -225,23 +225,7 @@ pub(super) async fn scan_on(
     description: &TableDescription,
     request: &ScanRequest,
 ) -> Result<SendableRecordBatchStream, SourceError> {
-    let names = || description.columns.iter().map(|c| c.name.clone()).collect();
-    let columns = request
-        .columns
-        .iter()
-        .map(|&i| {
-            description.columns.get(i).ok_or_else(|| SourceError::NotFound {
-                kind: "column",
-                name: format!("#{i} of {}", description.table),
-                nearby: names(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let projected = description.arrow_schema().project(&request.columns);
-    let schema = Arc::new(projected.map_err(|e| SourceError::Query {
-        code: None,
-        message: e.to_string(),
-    })?);
+    let (columns, schema) = description.projection(&request.columns)?;
     let decoders = columns
         .iter()
         .map(|c| {
