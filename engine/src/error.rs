@@ -224,7 +224,9 @@ impl EngineError {
                 SourceError::Query { code: None, .. } | SourceError::NotFound { .. } => false,
             },
             EngineError::Destination(error) => match error {
-                DestinationError::ObjectStore(_) | DestinationError::Conflict { .. } => true,
+                DestinationError::ObjectStore(_)
+                | DestinationError::Conflict { .. }
+                | DestinationError::CopiedFile { .. } => true,
                 DestinationError::Remote { diagnosis, .. } => diagnosis.transient,
                 _ => false,
             },

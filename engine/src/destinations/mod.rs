@@ -26,7 +26,7 @@ use datafusion::object_store;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::{Dialect, QueryBuilder, TextRows};
+use crate::sources::{Dialect, QueryBuilder, TextRows, WholeFile};
 pub use table_options::{SettingValue, TableOption, TableOptions, option_sql};
 
 pub use scrubbed::ScrubbedDestination;
@@ -176,6 +176,10 @@ pub enum DestinationError {
     /// both values and the fix.
     #[error("{reason}")]
     OptionMismatch { reason: String },
+    /// A source file loaded whole could not be copied as it was listed:
+    /// it changed, or its copy is not what its footer said.
+    #[error("cannot load {file} as it is: {reason}")]
+    CopiedFile { file: String, reason: String },
     /// Captured changes that cannot be applied as they are.
     #[error("destination table \"{table}\" cannot apply the captured changes: {reason}")]
     Changes { table: String, reason: String },
@@ -351,6 +355,21 @@ pub trait LoadTransaction: Send {
 
     /// Discards everything written.
     async fn abort(self: Box<Self>) -> Result<(), DestinationError>;
+
+    /// Whether [`LoadTransaction::copy_file`] takes whole Parquet files.
+    fn copies_files(&self) -> bool {
+        false
+    }
+
+    /// Adds the rows of `file` by copying it as it is, its columns being
+    /// the table's except `file.constants`. Destinations that decode every
+    /// row keep this default, which refuses.
+    async fn copy_file(&mut self, file: WholeFile) -> Result<(), DestinationError> {
+        Err(DestinationError::CopiedFile {
+            file: file.url,
+            reason: "this destination does not load files as they are".into(),
+        })
+    }
 
     /// The counters of what this load has uploaded (and of its load jobs,
     /// where the destination runs them); `None` if it does not count.

@@ -21,7 +21,7 @@ use super::{
     ShipProgress, TableSetup, TableSpec, WriteMode,
 };
 use crate::scrub::Scrubber;
-use crate::sources::{Dialect, QueryBuilder, TextRows};
+use crate::sources::{Dialect, QueryBuilder, TextRows, WholeFile};
 
 /// `inner` with every error scrubbed of the secrets `scrubber` knows.
 pub struct ScrubbedDestination {
@@ -64,6 +64,10 @@ pub fn scrub_destination_error(scrubber: &Scrubber, error: DestinationError) -> 
             reason: s(&reason),
         },
         DestinationError::OptionMismatch { reason } => DestinationError::OptionMismatch { reason: s(&reason) },
+        DestinationError::CopiedFile { file, reason } => DestinationError::CopiedFile {
+            file: s(&file),
+            reason: s(&reason),
+        },
         DestinationError::Changes { table, reason } => DestinationError::Changes {
             table: s(&table),
             reason: s(&reason),
@@ -286,6 +290,18 @@ impl LoadTransaction for ScrubbedLoad {
     async fn abort(self: Box<Self>) -> Result<(), DestinationError> {
         let Self { inner, scrubber } = *self;
         inner.abort().await.map_err(|e| scrub_destination_error(&scrubber, e))
+    }
+
+    fn copies_files(&self) -> bool {
+        self.inner.copies_files()
+    }
+
+    async fn copy_file(&mut self, file: WholeFile) -> Result<(), DestinationError> {
+        let scrubber = &self.scrubber;
+        self.inner
+            .copy_file(file)
+            .await
+            .map_err(|e| scrub_destination_error(scrubber, e))
     }
 
     fn shipping(&self) -> Option<Arc<ShipProgress>> {

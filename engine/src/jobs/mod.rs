@@ -23,6 +23,7 @@ mod settings;
 mod split;
 mod table_ops;
 mod verify;
+mod whole_files;
 mod window;
 
 use std::collections::{BTreeSet, HashMap};

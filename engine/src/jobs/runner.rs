@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use sluice_catalog::{CdcMode, JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
 use tokio::sync::Notify;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -21,10 +21,11 @@ use super::plan::{self, RunPlan};
 use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::reconcile::INTERRUPTED;
 use super::verify::CursorWindow;
-use super::{ActiveRun, JobManager, schema_changes, split, window};
+use super::{ActiveRun, JobManager, schema_changes, split, whole_files, window};
 use crate::destinations::WriteMode;
 use crate::error::EngineError;
 use crate::failpoint;
+use crate::sources::ScanPiece;
 
 /// How far a running run has got.
 #[derive(Debug, Clone, Copy)]
@@ -482,21 +483,34 @@ impl JobManager {
             _ => None,
         };
         let cursor_position = cursor.as_ref().map(|c| c.1);
+        let whole = whole_files::schema(job, &columns, &request, &evolution, transaction.as_ref());
         live.set_phase(RunPhase::Extracting);
         let copied = async {
             let open = async {
-                match job.parallelism.filter(|&n| n > 1) {
-                    Some(parts) if source.scans_in_segments() => Ok(source
-                        .scan_segments(&columns.description, &request, parts as usize)
-                        .await),
+                let scan = match job.parallelism.filter(|&n| n > 1) {
+                    Some(parts) if source.scans_in_segments() => {
+                        source
+                            .scan_segments(&columns.description, &request, parts as usize)
+                            .await
+                    }
                     Some(parts) => {
                         let split = split::split_column(&columns.description, cursor.as_ref().map(|c| c.0.as_str()))?;
-                        Ok(source
+                        source
                             .scan_parallel(&columns.description, &request, split, parts as usize)
-                            .await)
+                            .await
                     }
-                    None => Ok(source.scan(&columns.description, &request).await),
-                }
+                    None => {
+                        if let Some(whole) = &whole {
+                            match source.scan_pieces(&columns.description, &request, whole).await {
+                                Ok(Some(pieces)) => return Ok(Ok(pieces)),
+                                Ok(None) => {}
+                                Err(e) => return Ok(Err(e)),
+                            }
+                        }
+                        source.scan(&columns.description, &request).await
+                    }
+                };
+                Ok(scan.map(|batches| batches.map_ok(ScanPiece::Rows).boxed()))
             };
             let scan = unless_cancelled(cancel, run.id, open).await?;
             let mut stream = scan.map_err(|error| EngineError::Source {
@@ -505,12 +519,27 @@ impl JobManager {
             })?;
             let mut high = None;
             loop {
-                let batch = tokio::select! {
-                    batch = stream.next() => batch,
+                let piece = tokio::select! {
+                    piece = stream.next() => piece,
                     () = cancel.notified() => return Err(EngineError::Cancelled { run_id: run.id }),
                 };
-                let Some(batch) = batch else { break };
-                let mut batch = batch.map_err(|e| EngineError::from_scan(&job.source.connection, e))?;
+                let Some(piece) = piece else { break };
+                let mut batch = match piece.map_err(|e| EngineError::from_scan(&job.source.connection, e))? {
+                    ScanPiece::Rows(batch) => batch,
+                    ScanPiece::File(file) => {
+                        live.add_bytes_read(file.meta.size);
+                        live.set_files(source.files_read());
+                        run.rows += file.rows;
+                        live.set_rows(run.rows);
+                        transaction.copy_file(file).await?;
+                        progress(Progress {
+                            run_id: run.id,
+                            rows: run.rows,
+                            elapsed: started.elapsed(),
+                        });
+                        continue;
+                    }
+                };
                 if let (Some(files), Some(boundary), Some(position)) = (files, &mut boundary, cursor_position) {
                     boundary.observe(batch.column(position), batch.column(files.position))?;
                     batch = files.strip(batch);

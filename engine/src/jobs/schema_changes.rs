@@ -225,6 +225,19 @@ impl Evolution {
         self.columns != job.columns
     }
 
+    /// Whether the destination's columns are the `loaded` ones, in their
+    /// order, with their names and types (a NOT NULL one may be NULLABLE
+    /// at the destination): [`Evolution::arrange`] then moves no column.
+    pub fn loads_in_place(&self, loaded: &SchemaRef) -> bool {
+        self.sources.len() == loaded.fields().len()
+            && self.sources.iter().enumerate().all(|(i, source)| *source == Some(i))
+            && (self.target.fields().iter().zip(loaded.fields())).all(|(target, loaded)| {
+                target.name() == loaded.name()
+                    && target.data_type() == loaded.data_type()
+                    && (target.is_nullable() || !loaded.is_nullable())
+            })
+    }
+
     /// A batch of the loaded columns as the destination's columns: in the
     /// destination's order, dropped ones as NULL.
     pub fn arrange(&self, batch: RecordBatch) -> Result<RecordBatch, EngineError> {

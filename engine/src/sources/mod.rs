@@ -15,6 +15,7 @@ mod pushdown;
 mod scrubbed;
 pub(crate) mod stream_table;
 mod table;
+mod whole_file;
 
 use std::fmt;
 
@@ -31,6 +32,7 @@ pub use nearby::closest;
 pub use offset::PushDownOffset;
 pub use scrubbed::Scrubbed;
 pub use table::SourceTable;
+pub use whole_file::{PieceStream, ScanPiece, WholeFile, parquet_footer, same_columns};
 
 use crate::failure::ConnectFailure;
 use crate::type_mapping::TypeMapping;
@@ -416,6 +418,21 @@ pub trait Source: Send + Sync {
         description: &TableDescription,
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError>;
+
+    /// Streams the rows of [`Source::scan`], except that a file holding
+    /// exactly the rows `request` selects, in the columns of `whole` (the
+    /// destination's, one per requested column) or with a value for all
+    /// its rows, comes as a [`ScanPiece::File`] instead of its batches.
+    /// `None` (the default) for sources that read no such files.
+    async fn scan_pieces(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        whole: &SchemaRef,
+    ) -> Result<Option<PieceStream>, SourceError> {
+        let _ = (description, request, whole);
+        Ok(None)
+    }
 
     /// Whether [`Source::scan`] skips [`ScanRequest::offset`] rows itself;
     /// only then does a query's `OFFSET` reach the source.

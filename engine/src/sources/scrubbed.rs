@@ -5,14 +5,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::{
-    CommitHorizon, Dialect, FilesRead, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
-    TableRef, TextRows,
+    CommitHorizon, Dialect, FilesRead, PieceStream, QueryBuilder, ScanRequest, Source, SourceError, TableDescription,
+    TableInfo, TableRef, TextRows,
 };
 use crate::failure::ConnectFailure;
 use crate::scrub::Scrubber;
@@ -36,14 +37,20 @@ impl Scrubbed {
     fn clean_stream(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
         let scrubber = self.scrubber.clone();
         let schema = stream.schema();
-        let stream = stream.map_err(move |e| match e {
-            DataFusionError::External(inner) => match inner.downcast::<SourceError>() {
-                Ok(error) => DataFusionError::External(Box::new(scrub_error(&scrubber, *error))),
-                Err(inner) => DataFusionError::External(inner),
-            },
-            other => other,
-        });
+        let stream = stream.map_err(move |e| scrub_read_error(&scrubber, e));
         Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    }
+}
+
+/// A stream's `error` with the secret values of the source error it carries
+/// removed.
+fn scrub_read_error(scrubber: &Scrubber, error: DataFusionError) -> DataFusionError {
+    match error {
+        DataFusionError::External(inner) => match inner.downcast::<SourceError>() {
+            Ok(error) => DataFusionError::External(Box::new(scrub_error(scrubber, *error))),
+            Err(inner) => DataFusionError::External(inner),
+        },
+        other => other,
     }
 }
 
@@ -91,6 +98,21 @@ impl Source for Scrubbed {
     ) -> Result<SendableRecordBatchStream, SourceError> {
         match self.inner.scan(description, request).await {
             Ok(stream) => Ok(self.clean_stream(stream)),
+            Err(e) => Err(self.clean(e)),
+        }
+    }
+
+    async fn scan_pieces(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        whole: &SchemaRef,
+    ) -> Result<Option<PieceStream>, SourceError> {
+        match self.inner.scan_pieces(description, request, whole).await {
+            Ok(pieces) => {
+                let scrubber = self.scrubber.clone();
+                Ok(pieces.map(|pieces| pieces.map_err(move |e| scrub_read_error(&scrubber, e)).boxed()))
+            }
             Err(e) => Err(self.clean(e)),
         }
     }

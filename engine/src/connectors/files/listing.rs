@@ -93,6 +93,8 @@ pub(crate) struct DataFile {
     pub(crate) compression: FileCompressionType,
     /// Values of the table's partition keys, from the `key=value` folders.
     pub(crate) partitions: Vec<String>,
+    /// The version of the object listed, where the store tags one.
+    pub(crate) e_tag: Option<String>,
 }
 
 /// Where a table's files are listed.
@@ -455,6 +457,7 @@ fn data_file(object: ObjectMeta, compression: FileCompressionType, partitions: V
         modified: object.last_modified,
         compression,
         partitions,
+        e_tag: object.e_tag,
     }
 }
 

@@ -55,9 +55,9 @@ use super::{Backend, Location, SCHEMA, avro, convert, excel};
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::stream_table;
 use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, QueryBuilder,
-    ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind, TableRef, TextRows,
-    closest, scan_sql,
+    ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, PieceStream,
+    QueryBuilder, ScanPiece, ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind,
+    TableRef, TextRows, WholeFile, closest, parquet_footer, same_columns, scan_sql,
 };
 use crate::type_mapping::Confidence;
 use crate::type_mapping::arrow::map;
@@ -112,16 +112,20 @@ impl Virtual {
         }
     }
 
-    /// Its value for `file`, as a literal of the reader's session.
-    fn literal(self, file: &DataFile, url: &str) -> Option<String> {
-        let value = match self {
+    /// Its value for `file`, whose store is at `url`.
+    fn value(self, file: &DataFile, url: &str) -> ScalarValue {
+        match self {
             Virtual::Partition(i) => ScalarValue::Utf8(file.partitions.get(i).cloned()),
             Virtual::File => ScalarValue::Utf8(Some(format!("{url}{}", file.location))),
             Virtual::Modified => {
                 ScalarValue::TimestampMicrosecond(Some(file.modified.timestamp_micros()), Some("UTC".into()))
             }
-        };
-        DataFusionDialect.literal(&value)
+        }
+    }
+
+    /// Its value for `file`, as a literal of the reader's session.
+    fn literal(self, file: &DataFile, url: &str) -> Option<String> {
+        DataFusionDialect.literal(&self.value(file, url))
     }
 }
 
@@ -228,6 +232,230 @@ impl FileSource {
             }
         }
         columns
+    }
+}
+
+impl FileSource {
+    /// The scan's schema and its pieces: each file's rows converted to the
+    /// mapped types, or, with `whole`, the file itself where
+    /// [`WholeFiles`] finds its columns are `whole`'s.
+    async fn pieces(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        whole: Option<&SchemaRef>,
+    ) -> Result<(SchemaRef, PieceStream), SourceError> {
+        let table = &description.table;
+        let columns = request
+            .columns
+            .iter()
+            .map(|&i| {
+                description
+                    .columns
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| SourceError::NotFound {
+                        kind: "column",
+                        name: format!("#{i} of {table}"),
+                        nearby: description.columns.iter().map(|c| c.name.clone()).collect(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let target = Arc::new(
+            description
+                .arrow_schema()
+                .project(&request.columns)
+                .map_err(|e| read_error(table, e.into()))?,
+        );
+        let csv = self.csv()?;
+        let (location, entry) = self.entry(table).await?;
+        check_readable(table, &entry)?;
+        let extra: Vec<(String, Virtual)> = (description.columns.iter())
+            .filter_map(|c| Virtual::of(c, &entry).map(|v| (c.name.clone(), v)))
+            .collect();
+        let fields = description
+            .columns
+            .iter()
+            .filter(|c| Virtual::of(c, &entry).is_none())
+            .map(|c| {
+                let data_type = DataType::from_str(&c.source_type).map_err(|e| SourceError::Query {
+                    code: None,
+                    message: format!(
+                        "column \"{}\" of {table} has an unknown type {}: {e}",
+                        c.name, c.source_type
+                    ),
+                })?;
+                Ok(Field::new(&c.name, data_type, c.nullable))
+            })
+            .collect::<Result<Vec<_>, SourceError>>()?;
+        let file_schema: SchemaRef = Arc::new(Schema::new(fields));
+        let whole = match whole {
+            Some(whole) if entry.format == Format::Parquet => {
+                WholeFiles::new(&columns, &entry, whole, &location.url).map(Arc::new)
+            }
+            _ => None,
+        };
+        let ctx = store_session(&location, request.batch_rows);
+        let sql = self.scan_query(description, request);
+        let reader = FileReader {
+            store: location.store.clone(),
+            batch_rows: request.batch_rows.unwrap_or(8192),
+            ctx,
+            table: table.clone(),
+            format: entry.format,
+            sheet: entry.sheet.clone(),
+            csv,
+            schema: file_schema,
+            extra,
+            url: location.url.clone(),
+            sql,
+            planning: Arc::default(),
+        };
+        let counts = self.files_read.clone();
+        counts.done.store(0, Ordering::Relaxed);
+        counts.total.store(entry.count, Ordering::Relaxed);
+        // A preview with a LIMIT reads one file at a time, to read no more
+        // than it needs.
+        let parallel = if request.limit.is_some() {
+            1
+        } else {
+            self.parallel_reads
+        };
+        // One listing, streamed: each file is read as it is listed, up to
+        // `parallel` at once, and the total is the count of the listing
+        // that found the table, raised when this one finds more.
+        let per_file = entry
+            .files(location.store.clone())
+            .map_err(DataFusionError::from)
+            .enumerate()
+            .map(move |(index, file)| {
+                let file = file?;
+                counts.total.fetch_max(index as u64 + 1, Ordering::Relaxed);
+                if index > 0 {
+                    crate::failpoint::hit("between_files").map_err(|e| DataFusionError::External(Box::new(e)))?;
+                }
+                Ok::<_, DataFusionError>(match &whole {
+                    Some(whole) => whole.clone().whole_or_rows(reader.clone(), file, counts.clone()),
+                    None => read_in_task(reader.clone(), file, counts.clone())
+                        .map_ok(ScanPiece::Rows)
+                        .boxed(),
+                })
+            })
+            .try_flatten_unordered(parallel);
+        let table = table.clone();
+        let schema = target.clone();
+        let pieces = per_file.map(move |piece| {
+            let converted =
+                match piece {
+                    Ok(ScanPiece::Rows(batch)) => convert::batch(&batch, &columns, &schema)
+                        .map(ScanPiece::Rows)
+                        .map_err(|message| SourceError::Query {
+                            code: None,
+                            message: format!("cannot read {table}: {message}"),
+                        }),
+                    Ok(file @ ScanPiece::File(_)) => Ok(file),
+                    Err(e) => Err(read_error(&table, e)),
+                };
+            converted.map_err(|e| DataFusionError::External(Box::new(e)))
+        });
+        Ok((target, pieces.boxed()))
+    }
+}
+
+/// The batch of a piece of a scan that hands no files over.
+fn rows_only(piece: ScanPiece) -> Result<RecordBatch, DataFusionError> {
+    match piece {
+        ScanPiece::Rows(batch) => Ok(batch),
+        ScanPiece::File(file) => Err(DataFusionError::Internal(format!(
+            "the scan handed {} over whole where rows were asked for",
+            file.url
+        ))),
+    }
+}
+
+/// What makes a Parquet file of a scan a [`WholeFile`]: its footer's
+/// columns are the requested file columns with the destination's types
+/// (then every value reads back as the scan would convert it), and the
+/// requested virtual columns have the destination's types too.
+#[derive(Debug)]
+struct WholeFiles {
+    /// The destination fields of the requested file columns, in order.
+    fields: Vec<Field>,
+    /// The requested virtual columns.
+    constants: Vec<(String, Virtual)>,
+    /// The URL of the store, before each file's path.
+    url: String,
+}
+
+impl WholeFiles {
+    /// `None` when no file can come whole: a requested virtual column's
+    /// destination type is not its own.
+    fn new(columns: &[ColumnInfo], entry: &Entry, whole: &SchemaRef, url: &str) -> Option<Self> {
+        if whole.fields().len() != columns.len() {
+            return None;
+        }
+        let mut fields = Vec::new();
+        let mut constants = Vec::new();
+        for (column, field) in columns.iter().zip(whole.fields()) {
+            match Virtual::of(column, entry) {
+                Some(kind) if *field.data_type() == kind.data_type() => {
+                    constants.push((field.name().clone(), kind));
+                }
+                Some(_) => return None,
+                None => fields.push(field.as_ref().clone()),
+            }
+        }
+        Some(Self {
+            fields,
+            constants,
+            url: url.to_owned(),
+        })
+    }
+
+    /// `file` as a [`WholeFile`] when its footer has the columns, else its
+    /// rows read as any file's.
+    fn whole_or_rows(
+        self: Arc<Self>,
+        reader: FileReader,
+        file: DataFile,
+        counts: Arc<FileCounts>,
+    ) -> BoxStream<'static, Result<ScanPiece, DataFusionError>> {
+        futures::stream::once(async move {
+            // A footer that cannot be read fails the file's read as usual.
+            let whole = match file.size {
+                0 => None,
+                _ => self.check(&reader.store, &file).await.ok().flatten(),
+            };
+            match whole {
+                Some(whole) => {
+                    counts.done.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, DataFusionError>(futures::stream::iter([Ok(ScanPiece::File(whole))]).boxed())
+                }
+                None => Ok(read_in_task(reader, file, counts).map_ok(ScanPiece::Rows).boxed()),
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    /// Reads `file`'s footer.
+    async fn check(&self, store: &Arc<dyn ObjectStore>, file: &DataFile) -> Result<Option<WholeFile>, DataFusionError> {
+        let mut meta = object(file);
+        meta.e_tag = file.e_tag.clone();
+        let (schema, rows) = parquet_footer(store.as_ref(), &meta).await?;
+        let wanted: Vec<&Field> = self.fields.iter().collect();
+        if !same_columns(&schema, &wanted) {
+            return Ok(None);
+        }
+        Ok(Some(WholeFile {
+            store: store.clone(),
+            meta,
+            url: format!("{}{}", self.url, file.location),
+            rows,
+            constants: (self.constants.iter())
+                .map(|(name, kind)| (name.clone(), kind.value(file, &self.url)))
+                .collect(),
+        }))
     }
 }
 
@@ -409,105 +637,24 @@ impl Source for FileSource {
         description: &TableDescription,
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError> {
-        let table = &description.table;
-        let columns = request
-            .columns
-            .iter()
-            .map(|&i| {
-                description
-                    .columns
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| SourceError::NotFound {
-                        kind: "column",
-                        name: format!("#{i} of {table}"),
-                        nearby: description.columns.iter().map(|c| c.name.clone()).collect(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let target = Arc::new(
-            description
-                .arrow_schema()
-                .project(&request.columns)
-                .map_err(|e| read_error(table, e.into()))?,
-        );
-        let csv = self.csv()?;
-        let (location, entry) = self.entry(table).await?;
-        check_readable(table, &entry)?;
-        let extra: Vec<(String, Virtual)> = (description.columns.iter())
-            .filter_map(|c| Virtual::of(c, &entry).map(|v| (c.name.clone(), v)))
-            .collect();
-        let fields = description
-            .columns
-            .iter()
-            .filter(|c| Virtual::of(c, &entry).is_none())
-            .map(|c| {
-                let data_type = DataType::from_str(&c.source_type).map_err(|e| SourceError::Query {
-                    code: None,
-                    message: format!(
-                        "column \"{}\" of {table} has an unknown type {}: {e}",
-                        c.name, c.source_type
-                    ),
-                })?;
-                Ok(Field::new(&c.name, data_type, c.nullable))
-            })
-            .collect::<Result<Vec<_>, SourceError>>()?;
-        let file_schema: SchemaRef = Arc::new(Schema::new(fields));
-        let ctx = store_session(&location, request.batch_rows);
-        let sql = self.scan_query(description, request);
-        let reader = FileReader {
-            store: location.store.clone(),
-            batch_rows: request.batch_rows.unwrap_or(8192),
-            ctx,
-            table: table.clone(),
-            format: entry.format,
-            sheet: entry.sheet.clone(),
-            csv,
-            schema: file_schema,
-            extra,
-            url: location.url.clone(),
-            sql,
-            planning: Arc::default(),
-        };
-        let counts = self.files_read.clone();
-        counts.done.store(0, Ordering::Relaxed);
-        counts.total.store(entry.count, Ordering::Relaxed);
-        // A preview with a LIMIT reads one file at a time, to read no more
-        // than it needs.
-        let parallel = if request.limit.is_some() {
-            1
-        } else {
-            self.parallel_reads
-        };
-        // One listing, streamed: each file is read as it is listed, up to
-        // `parallel` at once, and the total is the count of the listing
-        // that found the table, raised when this one finds more.
-        let per_file = entry
-            .files(location.store.clone())
-            .map_err(DataFusionError::from)
-            .enumerate()
-            .map(move |(index, file)| {
-                let file = file?;
-                counts.total.fetch_max(index as u64 + 1, Ordering::Relaxed);
-                if index > 0 {
-                    crate::failpoint::hit("between_files").map_err(|e| DataFusionError::External(Box::new(e)))?;
-                }
-                Ok::<_, DataFusionError>(read_in_task(reader.clone(), file, counts.clone()))
-            })
-            .try_flatten_unordered(parallel);
-        let table = table.clone();
-        let schema = target.clone();
-        let batches = limit_rows(per_file, request.limit).map(move |batch| {
-            let converted = match batch {
-                Ok(batch) => convert::batch(&batch, &columns, &schema).map_err(|message| SourceError::Query {
-                    code: None,
-                    message: format!("cannot read {table}: {message}"),
-                }),
-                Err(e) => Err(read_error(&table, e)),
-            };
-            converted.map_err(|e| DataFusionError::External(Box::new(e)))
-        });
+        let (target, pieces) = self.pieces(description, request, None).await?;
+        let batches = limit_rows(pieces.map(|piece| piece.and_then(rows_only)), request.limit);
         Ok(Box::pin(RecordBatchStreamAdapter::new(target, batches)))
+    }
+
+    /// Parquet files whose columns are `whole`'s come whole (see
+    /// [`WholeFiles`]); a scan with a filter or a limit has none.
+    async fn scan_pieces(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        whole: &SchemaRef,
+    ) -> Result<Option<PieceStream>, SourceError> {
+        if request.filter.is_some() || request.limit.is_some() {
+            return Ok(None);
+        }
+        let (_, pieces) = self.pieces(description, request, Some(whole)).await?;
+        Ok(Some(pieces))
     }
 
     /// Tables with `_modified_at`: the server's clock, with uploads in

@@ -27,7 +27,7 @@ const QUEUED_BATCHES: usize = 4;
 
 /// A file is written out in parts of this size (a multipart upload in a
 /// cloud store; S3 needs at least 5 MiB a part)...
-const PART_BYTES: usize = 5 << 20;
+pub(super) const PART_BYTES: usize = 5 << 20;
 /// ...one at a time while the next part fills, so that a file holds at most
 /// 10 MiB in memory however large it grows (`object_store`'s default, eight
 /// 10 MiB parts, held up to 90 MiB; a profile of a 10,000,000-row load
@@ -224,6 +224,7 @@ impl ParquetFiles {
                 name: file.name,
                 rows: file.rows as u64,
                 bytes: file.writer.bytes_written() as u64,
+                constants: Vec::new(),
             });
         }
         Ok(())

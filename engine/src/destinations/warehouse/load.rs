@@ -8,10 +8,12 @@ use chrono::Utc;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::object_store::{self, ObjectStoreExt};
 
+use super::copy::Copies;
 use super::encode::Encoder;
 use super::manifest::{DataFile, Manifest};
 use super::{LocalWarehouse, schema_differences};
 use crate::destinations::{CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
+use crate::sources::WholeFile;
 
 /// The run that wrote a data file, from its name.
 pub(super) fn run_of(name: &str) -> Option<u64> {
@@ -27,6 +29,8 @@ pub(super) struct WarehouseLoad {
     base: Manifest,
     /// Encodes the batches into this load's Parquet files.
     encoder: Encoder,
+    /// Copies the files loaded as they are.
+    copies: Copies,
 }
 
 impl WarehouseLoad {
@@ -34,7 +38,8 @@ impl WarehouseLoad {
         // The token tells this load's files from those of other attempts of
         // the same run.
         let prefix = format!("run-{run_id}-{:016x}", rand::random::<u64>());
-        let encoder = Encoder::start(warehouse.clone(), table, prefix, base.schema.clone());
+        let encoder = Encoder::start(warehouse.clone(), table, prefix.clone(), base.schema.clone());
+        let copies = Copies::new(warehouse.clone(), table, prefix, base.schema.clone(), encoder.written());
         Self {
             warehouse,
             table: table.to_owned(),
@@ -42,6 +47,7 @@ impl WarehouseLoad {
             mode,
             base,
             encoder,
+            copies,
         }
     }
 
@@ -71,12 +77,35 @@ impl LoadTransaction for WarehouseLoad {
     }
 
     async fn commit(mut self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
-        let finished = self.encoder.finish().await?;
+        let copied = match self.copies.finish().await {
+            Ok(copied) => copied,
+            Err(e) => {
+                self.discard().await;
+                return Err(e);
+            }
+        };
+        let mut finished = match self.encoder.finish().await {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                self.discard().await;
+                return Err(e);
+            }
+        };
+        finished.extend(copied);
         self.publish(finished, watermark).await
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), DestinationError> {
+        self.copies.discard().await?;
         self.encoder.discard().await
+    }
+
+    fn copies_files(&self) -> bool {
+        true
+    }
+
+    async fn copy_file(&mut self, file: WholeFile) -> Result<(), DestinationError> {
+        self.copies.add(file).await
     }
 
     fn shipping(&self) -> Option<Arc<ShipProgress>> {
@@ -85,6 +114,19 @@ impl LoadTransaction for WarehouseLoad {
 }
 
 impl WarehouseLoad {
+    /// Deletes what a failed commit wrote (an encoder that failed has
+    /// deleted its files itself).
+    async fn discard(&mut self) {
+        let copies = self.copies.discard().await;
+        let encoded = match self.encoder.discard().await {
+            Err(DestinationError::EncoderStopped) => Ok(()),
+            other => other,
+        };
+        if let Err(e) = copies.and(encoded) {
+            tracing::warn!(table = %self.table, error = %e, "could not delete the files of a failed load");
+        }
+    }
+
     /// Publishes the next manifest version with `finished` files.
     async fn publish(
         &self,

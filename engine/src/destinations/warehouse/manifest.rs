@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::error::DataFusionError;
+use datafusion::scalar::ScalarValue;
 use serde::{Deserialize, Serialize};
 use sluice_catalog::CdcMode;
 
@@ -45,6 +47,39 @@ pub(super) struct DataFile {
     pub name: String,
     pub rows: u64,
     pub bytes: u64,
+    /// Columns of the table the file does not hold, with one value for all
+    /// its rows: a source file loaded as it is keeps its own columns, and
+    /// its `_file` or `key=value` folder values are kept here (as Delta
+    /// Lake keeps partition values). Empty for the files a load encodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constants: Vec<Constant>,
+}
+
+/// A column's value for every row of a [`DataFile`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Constant {
+    pub column: String,
+    /// The value as Arrow casts it to text, `None` for NULL.
+    pub value: Option<String>,
+}
+
+impl Constant {
+    /// `column`'s `value`.
+    pub fn new(column: &str, value: &ScalarValue) -> Result<Self, DataFusionError> {
+        let value = match value.cast_to(&DataType::Utf8)? {
+            ScalarValue::Utf8(text) => text,
+            other => return Err(DataFusionError::Internal(format!("{other} is not text"))),
+        };
+        Ok(Self {
+            column: column.to_owned(),
+            value,
+        })
+    }
+
+    /// The value as `data_type` (the column's type in the table).
+    pub fn value(&self, data_type: &DataType) -> Result<ScalarValue, DataFusionError> {
+        ScalarValue::Utf8(self.value.clone()).cast_to(data_type)
+    }
 }
 
 impl Manifest {
@@ -97,5 +132,34 @@ mod ipc_schema {
         let bytes = hex::decode(text).map_err(D::Error::custom)?;
         let schema = try_schema_from_flatbuffer_bytes(&bytes).map_err(D::Error::custom)?;
         Ok(Arc::new(schema))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_read_back_as_the_value_they_were_given() {
+        let values = [
+            ScalarValue::Utf8(Some("s3://landing/orders/part-00001.parquet".into())),
+            ScalarValue::Utf8(None),
+            ScalarValue::TimestampMicrosecond(Some(1_764_844_800_123_456), Some("UTC".into())),
+            ScalarValue::TimestampMicrosecond(Some(-1), Some("UTC".into())),
+            ScalarValue::TimestampMicrosecond(None, Some("UTC".into())),
+        ];
+        for value in values {
+            let constant = Constant::new("c", &value).unwrap();
+            let json = serde_json::to_string(&constant).unwrap();
+            let back: Constant = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.value(&value.data_type()).unwrap(), value, "{json}");
+        }
+    }
+
+    #[test]
+    fn files_written_before_constants_read_without_them() {
+        let file: DataFile = serde_json::from_str(r#"{"name":"run-1-00.parquet","rows":3,"bytes":10}"#).unwrap();
+        assert!(file.constants.is_empty());
+        assert!(!serde_json::to_string(&file).unwrap().contains("constants"));
     }
 }

@@ -19,6 +19,7 @@
 //! next load begins or commits.
 
 mod changes;
+mod copy;
 mod encode;
 mod load;
 mod location;

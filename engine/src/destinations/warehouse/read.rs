@@ -1,25 +1,32 @@
 //! Reading the warehouse with SQL: a DataFusion schema whose tables read
 //! exactly the files of their latest manifest.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::project_schema;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl, PartitionedFile,
+};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
 
 use sluice_catalog::CdcMode;
 
-use super::manifest::{ChangeLayout, Manifest};
+use super::manifest::{ChangeLayout, DataFile, Manifest};
 use super::{LocalWarehouse, check_table_name};
 use crate::cdc::{OP_COLUMN, POSITION_COLUMN};
 use crate::destinations::DestinationError;
@@ -197,9 +204,36 @@ impl TableProvider for WarehouseTable {
         state
             .runtime_env()
             .register_object_store(ObjectStoreUrl::parse(url)?.as_ref(), self.warehouse.store.clone());
-        let paths = self
-            .manifest
-            .files
+        let (encoded, copied): (Vec<&DataFile>, Vec<&DataFile>) =
+            self.manifest.files.iter().partition(|file| file.constants.is_empty());
+        let mut plans = Vec::new();
+        if !encoded.is_empty() {
+            plans.push(self.scan_encoded(state, &encoded, projection, filters, limit).await?);
+        }
+        let mut by_constants: BTreeMap<Vec<&str>, Vec<&DataFile>> = BTreeMap::new();
+        for file in copied {
+            let columns = file.constants.iter().map(|c| c.column.as_str()).collect();
+            by_constants.entry(columns).or_default().push(file);
+        }
+        for (columns, files) in by_constants {
+            plans.push(self.scan_copied(state, &columns, &files, projection, limit)?);
+        }
+        UnionExec::try_new(plans)
+    }
+}
+
+impl WarehouseTable {
+    /// The files a load encoded, as a Parquet listing.
+    async fn scan_encoded(
+        &self,
+        state: &dyn Session,
+        files: &[&DataFile],
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let url = &self.warehouse.shared.url;
+        let paths = files
             .iter()
             .map(|file| ListingTableUrl::parse(format!("{url}/{}", self.warehouse.data_path(&self.table, &file.name))))
             .collect::<Result<Vec<_>>>()?;
@@ -210,5 +244,74 @@ impl TableProvider for WarehouseTable {
         ListingTable::try_new(config)?
             .scan(state, projection, filters, limit)
             .await
+    }
+
+    /// Source files loaded as they are, all without the table's `columns`:
+    /// those come from each file's constants, as DataFusion reads the
+    /// values of `key=value` folders.
+    fn scan_copied(
+        &self,
+        state: &dyn Session,
+        columns: &[&str],
+        files: &[&DataFile],
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = &self.manifest.schema;
+        let (held, constant): (Vec<usize>, Vec<usize>) =
+            (0..schema.fields().len()).partition(|&i| !columns.contains(&schema.field(i).name().as_str()));
+        let file_schema = Arc::new(Schema::new(
+            held.iter().map(|&i| schema.field(i).clone()).collect::<Vec<_>>(),
+        ));
+        let constant_fields: Vec<FieldRef> = constant.iter().map(|&i| Arc::new(schema.field(i).clone())).collect();
+        // The scan numbers the table's columns the file's first, then the
+        // constants.
+        let order: Vec<usize> = held.iter().chain(&constant).copied().collect();
+        let wanted = projection
+            .cloned()
+            .unwrap_or_else(|| (0..schema.fields().len()).collect());
+        let indices = wanted
+            .iter()
+            .map(|i| order.iter().position(|o| o == i))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| DataFusionError::Internal(format!("projection {wanted:?} is outside {}", self.table)))?;
+        let files = files
+            .iter()
+            .map(|file| {
+                let values = constant
+                    .iter()
+                    .map(|&i| {
+                        let field = schema.field(i);
+                        let value = file
+                            .constants
+                            .iter()
+                            .find(|c| c.column == *field.name())
+                            .ok_or_else(|| {
+                                DataFusionError::Internal(format!(
+                                    "file {} has no value of {}",
+                                    file.name,
+                                    field.name()
+                                ))
+                            })?;
+                        value.value(field.data_type())
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let path = self.warehouse.data_path(&self.table, &file.name);
+                Ok(PartitionedFile::new(path.to_string(), file.bytes).with_partition_values(values))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let source = ParquetSource::new(
+            TableSchema::builder(file_schema)
+                .with_table_partition_cols(constant_fields)
+                .build(),
+        )
+        .with_table_parquet_options(state.table_options().parquet.clone());
+        let groups = FileGroup::new(files).split_files(state.config().target_partitions().max(1));
+        let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(&self.warehouse.shared.url)?, Arc::new(source))
+            .with_file_groups(groups)
+            .with_projection_indices(Some(indices))?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
     }
 }

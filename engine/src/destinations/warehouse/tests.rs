@@ -16,6 +16,7 @@ use futures::TryStreamExt;
 
 use super::*;
 use crate::destinations::CommitReport;
+use crate::sources::WholeFile;
 
 /// A table spec with nothing but a name and a schema.
 fn spec(name: &str, schema: SchemaRef) -> TableSpec {
@@ -687,4 +688,215 @@ async fn an_evolved_table_reads_old_files_under_the_new_schema_and_keeps_its_las
         versions,
         "refusals change nothing"
     );
+}
+
+/// `orders` columns, then a landed file's URL and time.
+fn landed_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("_file", DataType::Utf8, true),
+        Field::new(
+            "_modified_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+    ]))
+}
+
+/// The instant every landed file was modified at in these tests.
+const LANDED_AT: i64 = 1_764_844_800_000_000;
+
+/// Writes `batch` as Parquet file `name` of `source` (a directory store);
+/// the file as a scan hands it over, claiming `rows` rows.
+async fn landed_file(
+    source: &Arc<dyn datafusion::object_store::ObjectStore>,
+    name: &str,
+    batch: &RecordBatch,
+) -> (WholeFile, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+    let path = datafusion::object_store::path::Path::from(name);
+    source.put(&path, bytes.clone().into()).await.unwrap();
+    let meta = source.head(&path).await.unwrap();
+    let url = format!("s3://landing/{name}");
+    let file = WholeFile {
+        store: source.clone(),
+        meta,
+        url: url.clone(),
+        rows: batch.num_rows() as u64,
+        constants: vec![
+            ("_file".into(), ScalarValue::Utf8(Some(url))),
+            (
+                "_modified_at".into(),
+                ScalarValue::TimestampMicrosecond(Some(LANDED_AT), Some("UTC".into())),
+            ),
+        ],
+    };
+    (file, bytes)
+}
+
+fn source_store(dir: &tempfile::TempDir) -> Arc<dyn datafusion::object_store::ObjectStore> {
+    Arc::new(datafusion::object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap())
+}
+
+async fn landed_warehouse(dir: &tempfile::TempDir) -> LocalWarehouse {
+    let warehouse = LocalWarehouse::open_dir(dir.path()).unwrap();
+    warehouse.ensure_table(&spec("landed", landed_schema())).await.unwrap();
+    warehouse
+}
+
+#[tokio::test]
+async fn whole_files_are_copied_byte_for_byte_and_read_with_their_constants() {
+    let (dir, landing) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let warehouse = landed_warehouse(&dir).await;
+    let source = source_store(&landing);
+    let (first, first_bytes) = landed_file(&source, "in/a.parquet", &orders(&[1, 2])).await;
+    let (second, second_bytes) = landed_file(&source, "in/b.parquet", &orders(&[3])).await;
+
+    let mut load = warehouse.begin("landed", 7, WriteMode::Replace).await.unwrap();
+    assert!(load.copies_files());
+    load.copy_file(first).await.unwrap();
+    load.copy_file(second).await.unwrap();
+    // Rows of the same load that were decoded are encoded beside them.
+    let decoded = RecordBatch::try_new(
+        landed_schema(),
+        vec![
+            Arc::new(Int64Array::from(vec![4])),
+            Arc::new(StringArray::from(vec!["order 4"])),
+            Arc::new(StringArray::from(vec!["s3://landing/in/c.parquet"])),
+            Arc::new(TimestampMicrosecondArray::from(vec![LANDED_AT + 1]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap();
+    load.write(decoded).await.unwrap();
+    let report = load.commit(None).await.unwrap();
+    assert_eq!((report.rows, report.files), (4, 3));
+
+    assert_eq!(
+        query_text(&warehouse, "SELECT * FROM warehouse.landed ORDER BY id").await,
+        "+----+---------+---------------------------+-----------------------------+\n\
+         | id | name    | _file                     | _modified_at                |\n\
+         +----+---------+---------------------------+-----------------------------+\n\
+         | 1  | order 1 | s3://landing/in/a.parquet | 2025-12-04T10:40:00Z        |\n\
+         | 2  | order 2 | s3://landing/in/a.parquet | 2025-12-04T10:40:00Z        |\n\
+         | 3  | order 3 | s3://landing/in/b.parquet | 2025-12-04T10:40:00Z        |\n\
+         | 4  | order 4 | s3://landing/in/c.parquet | 2025-12-04T10:40:00.000001Z |\n\
+         +----+---------+---------------------------+-----------------------------+"
+    );
+    // Constants filter, group and project like any column, alone too.
+    assert_eq!(
+        query_text(
+            &warehouse,
+            "SELECT _file, count(*) AS n FROM warehouse.landed WHERE _modified_at = '2025-12-04T10:40:00Z' \
+             GROUP BY _file ORDER BY _file"
+        )
+        .await,
+        "+---------------------------+---+\n\
+         | _file                     | n |\n\
+         +---------------------------+---+\n\
+         | s3://landing/in/a.parquet | 2 |\n\
+         | s3://landing/in/b.parquet | 1 |\n\
+         +---------------------------+---+"
+    );
+    assert_eq!(count(&warehouse, "landed").await, count_is(4));
+
+    // The copies hold the source files' very bytes.
+    let copies: Vec<String> = (data_files(&warehouse, "landed").await.into_iter())
+        .filter(|name| name.contains("-copy-"))
+        .collect();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    let mut copied = Vec::new();
+    for name in &copies {
+        let path = warehouse.data_path("landed", name);
+        copied.push(
+            warehouse
+                .store
+                .get(&path)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec(),
+        );
+    }
+    assert!(copied.contains(&first_bytes) && copied.contains(&second_bytes));
+}
+
+#[tokio::test]
+async fn a_whole_file_with_other_columns_fails_the_load_and_leaves_nothing() {
+    let (dir, landing) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let warehouse = landed_warehouse(&dir).await;
+    let source = source_store(&landing);
+    let narrow = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("name", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(datafusion::arrow::array::Int32Array::from(vec![1])),
+            Arc::new(StringArray::from(vec!["order 1"])),
+        ],
+    )
+    .unwrap();
+    let (file, _) = landed_file(&source, "in/narrow.parquet", &narrow).await;
+    let mut load = warehouse.begin("landed", 1, WriteMode::Replace).await.unwrap();
+    load.copy_file(file).await.unwrap();
+    let error = load.commit(None).await.unwrap_err();
+    assert!(
+        matches!(&error, DestinationError::CopiedFile { file, .. } if file == "s3://landing/in/narrow.parquet"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("id Int32"), "{error}");
+    assert_eq!(count(&warehouse, "landed").await, count_is(0));
+    assert_eq!(data_files(&warehouse, "landed").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_whole_file_changed_after_its_listing_is_not_loaded() {
+    let (dir, landing) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let warehouse = landed_warehouse(&dir).await;
+    let source = source_store(&landing);
+    let (file, _) = landed_file(&source, "in/a.parquet", &orders(&[1, 2])).await;
+    // Rewritten with other rows after the listing: another entity tag.
+    landed_file(&source, "in/a.parquet", &orders(&[1, 2, 3])).await;
+    let mut load = warehouse.begin("landed", 1, WriteMode::Replace).await.unwrap();
+    load.copy_file(file).await.unwrap();
+    let error = load.commit(None).await.unwrap_err();
+    assert!(error.to_string().contains("changed after it was listed"), "{error}");
+    assert_eq!(data_files(&warehouse, "landed").await, Vec::<String>::new());
+
+    // A listing whose row count the file's footer does not confirm.
+    let (mut file, _) = landed_file(&source, "in/b.parquet", &orders(&[1])).await;
+    file.rows = 5;
+    let mut load = warehouse.begin("landed", 2, WriteMode::Replace).await.unwrap();
+    load.copy_file(file).await.unwrap();
+    let error = load.commit(None).await.unwrap_err();
+    assert!(error.to_string().contains("footer says 1 rows, 5"), "{error}");
+    assert_eq!(data_files(&warehouse, "landed").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_aborted_load_deletes_its_copies() {
+    let (dir, landing) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let warehouse = landed_warehouse(&dir).await;
+    let source = source_store(&landing);
+    let mut load = warehouse.begin("landed", 1, WriteMode::Replace).await.unwrap();
+    for name in [
+        "in/a.parquet",
+        "in/b.parquet",
+        "in/c.parquet",
+        "in/d.parquet",
+        "in/e.parquet",
+    ] {
+        load.copy_file(landed_file(&source, name, &orders(&[1])).await.0)
+            .await
+            .unwrap();
+    }
+    load.abort().await.unwrap();
+    assert_eq!(data_files(&warehouse, "landed").await, Vec::<String>::new());
+    assert_eq!(count(&warehouse, "landed").await, count_is(0));
 }
