@@ -168,6 +168,10 @@ pub struct DeliveryRecord {
     pub run_id: Option<u64>,
     /// The incident's key (see [`Incident`]).
     pub incident: String,
+    /// The failure the message tells of (a failed run's or test's error),
+    /// kept so that a delivery still pending at a restart is sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub attempts: u32,
     pub status: DeliveryStatus,
     /// Why the last attempt failed; never holds a secret.
@@ -313,5 +317,15 @@ impl Catalog {
     /// Every kept delivery, oldest first.
     pub fn deliveries(&self) -> Result<Vec<DeliveryRecord>> {
         self.store.scan()
+    }
+
+    /// The deliveries still pending: being attempted, or (read at start-up)
+    /// cut short by a stop.
+    pub fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
+        Ok(self
+            .deliveries()?
+            .into_iter()
+            .filter(|d| d.status == DeliveryStatus::Pending)
+            .collect())
     }
 }

@@ -8,7 +8,8 @@
 //! alerts; further failures of a failing job or connection notify nothing;
 //! the first success closes the incident and notifies `JOB RECOVERED`
 //! alerts. Each message is delivered by its own task ([`webhook`]), with
-//! retries, every attempt recorded in `alert_deliveries`.
+//! retries, every attempt recorded in `alert_deliveries`; at start-up the
+//! deliveries a stop left pending are started again.
 
 mod webhook;
 
@@ -20,11 +21,11 @@ use sluice_catalog::{
     SecretHeader, Subject,
 };
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::error::EngineError;
-use webhook::{Message, Webhook};
+use webhook::Webhook;
 
 pub use webhook::{check_url, shown_url};
 
@@ -84,7 +85,8 @@ pub struct AlertNotifier {
 }
 
 impl AlertNotifier {
-    /// Starts the notifier's worker on the current tokio runtime.
+    /// Starts the notifier's worker on the current tokio runtime; it first
+    /// resumes the deliveries left pending when the server last stopped.
     pub fn start(catalog: Arc<Catalog>) -> Arc<Self> {
         let (reports, receiver) = mpsc::unbounded_channel();
         let worker = Worker {
@@ -151,6 +153,9 @@ struct Worker {
 
 impl Worker {
     async fn run(self, mut receiver: mpsc::UnboundedReceiver<Report>) {
+        if let Err(e) = self.resume() {
+            warn!(error = %e, "could not resume the alert deliveries left pending");
+        }
         while let Some(report) = receiver.recv().await {
             if let Err(e) = self.handle(report) {
                 warn!(error = %e, "could not decide on alerts");
@@ -220,6 +225,7 @@ impl Worker {
                 subject: incident.name.clone(),
                 run_id,
                 incident: incident.key.clone(),
+                error: error.clone(),
                 attempts: 0,
                 status: DeliveryStatus::Pending,
                 last_error: None,
@@ -228,19 +234,38 @@ impl Worker {
                 finished_at: None,
             };
             self.catalog.save_delivery(&delivery)?;
-            let message = Message {
-                event,
-                alert: alert.name.clone(),
-                subject: incident.name.clone(),
-                run_id,
-                error: error.clone(),
-                incident: incident.key.clone(),
-            };
-            let webhook = self.webhook.clone();
-            let catalog = self.catalog.clone();
-            tokio::spawn(async move { webhook.deliver(&catalog, &alert, delivery, &message).await });
+            self.start_delivery(alert, delivery);
         }
         Ok(())
+    }
+
+    /// Starts again the deliveries that were queued or retrying when the
+    /// server stopped, each with a full round of attempts; one whose alert
+    /// is gone is recorded as failed.
+    fn resume(&self) -> Result<(), EngineError> {
+        let alerts = self.catalog.alerts()?;
+        for mut delivery in self.catalog.pending_deliveries()? {
+            match alerts.iter().find(|a| a.name == delivery.alert) {
+                Some(alert) => {
+                    info!(alert = %alert.name, incident = %delivery.incident, "resuming an alert delivery left pending");
+                    self.start_delivery(alert.clone(), delivery);
+                }
+                None => {
+                    delivery.status = DeliveryStatus::Failed;
+                    delivery.last_error = Some("the alert was dropped before its message was delivered".into());
+                    delivery.finished_at = Some(Utc::now());
+                    self.catalog.save_delivery(&delivery)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers in a task of its own.
+    fn start_delivery(&self, alert: AlertRecord, delivery: DeliveryRecord) {
+        let webhook = self.webhook.clone();
+        let catalog = self.catalog.clone();
+        tokio::spawn(async move { webhook.deliver(&catalog, &alert, delivery).await });
     }
 
     fn next_id(&self) -> u64 {
