@@ -1,5 +1,5 @@
-//! Alerts: webhooks told when a job fails or recovers or a connection
-//! fails, the open incidents that keep them to one message per incident,
+//! Alerts: webhooks told when a job or a connection fails or recovers,
+//! the open incidents that keep them to one message per incident,
 //! and a record of every delivery.
 
 use std::fmt;
@@ -24,6 +24,8 @@ pub enum AlertEvent {
     JobRecovered,
     /// A connection's test failed.
     ConnectionFailed,
+    /// The first passed test of a connection after a failure.
+    ConnectionRecovered,
 }
 
 impl AlertEvent {
@@ -33,6 +35,7 @@ impl AlertEvent {
             AlertEvent::JobFailure => "JOB FAILURE",
             AlertEvent::JobRecovered => "JOB RECOVERED",
             AlertEvent::ConnectionFailed => "CONNECTION FAILED",
+            AlertEvent::ConnectionRecovered => "CONNECTION RECOVERED",
         }
     }
 
@@ -42,6 +45,7 @@ impl AlertEvent {
             AlertEvent::JobFailure => "job_failure",
             AlertEvent::JobRecovered => "job_recovered",
             AlertEvent::ConnectionFailed => "connection_failed",
+            AlertEvent::ConnectionRecovered => "connection_recovered",
         }
     }
 
@@ -49,7 +53,7 @@ impl AlertEvent {
     pub fn subject(self) -> Subject {
         match self {
             AlertEvent::JobFailure | AlertEvent::JobRecovered => Subject::Job,
-            AlertEvent::ConnectionFailed => Subject::Connection,
+            AlertEvent::ConnectionFailed | AlertEvent::ConnectionRecovered => Subject::Connection,
         }
     }
 }

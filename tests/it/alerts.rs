@@ -1,8 +1,8 @@
 //! Alerts through a real client against a real sluice: `CREATE ALERT`,
 //! webhook messages to a local HTTP receiver (payload and secret header),
-//! one message per incident and one on recovery, a receiver that is down,
-//! a delivery a crash cut short sent after the restart, and the secret
-//! header's value never shown.
+//! one message per incident and one on recovery (of a job or a
+//! connection), a receiver that is down, a delivery a crash cut short sent
+//! after the restart, and the secret header's value never shown.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -325,7 +325,7 @@ async fn a_receiver_that_is_down_gets_retries_recorded_as_failed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_connection_test_notifies_once() {
+async fn a_failing_connection_notifies_once_and_its_recovery_once() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("landing");
@@ -335,9 +335,10 @@ async fn a_failing_connection_test_notifies_once() {
     client
         .batch_execute(&format!(
             "CREATE CONNECTION files TYPE local OPTIONS (path '{}'); \
-             CREATE ALERT down ON CONNECTION FAILED FOR files NOTIFY WEBHOOK '{}';",
+             CREATE ALERT down ON CONNECTION FAILED FOR files NOTIFY WEBHOOK '{url}'; \
+             CREATE ALERT up ON CONNECTION RECOVERED FOR files NOTIFY WEBHOOK '{url}';",
             files.display(),
-            receiver.url
+            url = receiver.url
         ))
         .await
         .unwrap();
@@ -353,6 +354,30 @@ async fn a_failing_connection_test_notifies_once() {
     assert_eq!(
         got[0].body["sql"],
         "SELECT * FROM sluice.connections WHERE name = 'files'"
+    );
+
+    // The connection works again: one message closes the incident.
+    std::fs::create_dir(&files).unwrap();
+    for _ in 0..2 {
+        client.batch_execute("TEST CONNECTION files").await.unwrap();
+    }
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got.len(), 2, "one message on recovery: {got:?}");
+    let recovery = &got[1].body;
+    assert_eq!(recovery["event"], "connection_recovered");
+    assert_eq!(recovery["alert"], "up");
+    assert_eq!(recovery["connection"], "files");
+    assert_eq!(recovery["job"], Value::Null);
+    assert_eq!(recovery["error"], Value::Null);
+    assert_eq!(recovery["incident"], got[0].body["incident"]);
+    assert_eq!(recovery["text"], "Sluice: connection \"files\" recovered");
+    assert_eq!(
+        one(
+            &client,
+            "SELECT event || ' ' || status FROM sluice.alert_deliveries WHERE alert = 'up'"
+        )
+        .await,
+        "CONNECTION RECOVERED delivered"
     );
 }
 

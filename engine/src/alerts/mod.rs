@@ -6,10 +6,11 @@
 //! means: a first failure opens an incident (the catalog's
 //! `alert_incidents`) and notifies `JOB FAILURE` / `CONNECTION FAILED`
 //! alerts; further failures of a failing job or connection notify nothing;
-//! the first success closes the incident and notifies `JOB RECOVERED`
-//! alerts. Each message is delivered by its own task ([`webhook`]), with
-//! retries, every attempt recorded in `alert_deliveries`; at start-up the
-//! deliveries a stop left pending are started again.
+//! the first success closes the incident and notifies `JOB RECOVERED` /
+//! `CONNECTION RECOVERED` alerts. Each message is delivered by its own
+//! task ([`webhook`]), with retries, every attempt recorded in
+//! `alert_deliveries`; at start-up the deliveries a stop left pending are
+//! started again.
 
 mod webhook;
 
@@ -199,10 +200,10 @@ impl Worker {
                 catalog.open_incident(&incident)?;
                 self.notify(AlertEvent::ConnectionFailed, &incident, None, Some(error))
             }
-            Report::ConnectionOk { connection } => {
-                catalog.close_incident(Subject::Connection, &connection)?;
-                Ok(())
-            }
+            Report::ConnectionOk { connection } => match catalog.close_incident(Subject::Connection, &connection)? {
+                Some(incident) => self.notify(AlertEvent::ConnectionRecovered, &incident, None, None),
+                None => Ok(()),
+            },
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
-use sluice_catalog::{AlertEvent, AlertRecord, Catalog, DeliveryRecord, DeliveryStatus};
+use sluice_catalog::{AlertEvent, AlertRecord, Catalog, DeliveryRecord, DeliveryStatus, Subject};
 use tracing::{info, warn};
 use url::{Host, Url};
 
@@ -73,8 +73,11 @@ pub(super) fn payload(delivery: &DeliveryRecord) -> Value {
     let subject = &delivery.subject;
     let error = delivery.error.as_deref().unwrap_or("unknown error");
     let (text, sql) = match (delivery.event, delivery.run_id) {
-        (AlertEvent::ConnectionFailed, _) => (
-            format!("Sluice: connection \"{subject}\" failed its test: {error}"),
+        (AlertEvent::ConnectionFailed | AlertEvent::ConnectionRecovered, _) => (
+            match delivery.event {
+                AlertEvent::ConnectionRecovered => format!("Sluice: connection \"{subject}\" recovered"),
+                _ => format!("Sluice: connection \"{subject}\" failed its test: {error}"),
+            },
             format!("SELECT * FROM sluice.connections WHERE name = {}", sql_literal(subject)),
         ),
         (event, run_id) => {
@@ -90,9 +93,9 @@ pub(super) fn payload(delivery: &DeliveryRecord) -> Value {
             (text, sql)
         }
     };
-    let (job, connection) = match delivery.event {
-        AlertEvent::ConnectionFailed => (None, Some(subject)),
-        _ => (Some(subject), None),
+    let (job, connection) = match delivery.event.subject() {
+        Subject::Connection => (None, Some(subject)),
+        Subject::Job => (Some(subject), None),
     };
     json!({
         "text": text,
