@@ -195,9 +195,6 @@ impl Record for DeliveryRecord {
     }
 }
 
-/// Deliveries kept; older ones are deleted when a new one is saved.
-const KEEP_DELIVERIES: usize = 10_000;
-
 impl Catalog {
     /// Saves a new alert. Its target and secret must exist. Returns false
     /// when the name was taken and `if_not_exists` was given.
@@ -304,17 +301,29 @@ impl Catalog {
         Ok(Some(incident))
     }
 
-    /// Saves a delivery (new or updated); deletes the oldest beyond the
-    /// kept history when a new one is added.
-    pub fn save_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
+    /// Saves a new delivery and deletes the oldest ones beyond the newest
+    /// `keep` (at least 1: the new one).
+    pub fn add_delivery(&self, delivery: &DeliveryRecord, keep: usize) -> Result<()> {
+        let _guard = self.lock();
         let mut batch = self.store.batch();
         batch.put(delivery);
-        if delivery.attempts == 0 {
-            let stored = self.store.scan::<DeliveryRecord>()?;
-            for old in stored.iter().take(stored.len().saturating_sub(KEEP_DELIVERIES - 1)) {
-                batch.delete::<DeliveryRecord>(&old.key());
-            }
+        let stored = self.store.scan::<DeliveryRecord>()?;
+        let older = stored.iter().filter(|d| d.id != delivery.id);
+        for old in older.take(stored.len().saturating_sub(keep.max(1) - 1)) {
+            batch.delete::<DeliveryRecord>(&old.key());
         }
+        batch.commit()
+    }
+
+    /// Saves an attempt or the outcome of a delivery; one deleted as too
+    /// old meanwhile stays deleted.
+    pub fn update_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
+        let _guard = self.lock();
+        if self.store.get::<DeliveryRecord>(&delivery.key())?.is_none() {
+            return Ok(());
+        }
+        let mut batch = self.store.batch();
+        batch.put(delivery);
         batch.commit()
     }
 

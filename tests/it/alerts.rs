@@ -534,3 +534,34 @@ async fn a_delivery_pending_at_a_crash_is_sent_once_after_the_restart() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_keep_as_many_rows_as_configured() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start_with(&["--keep-alert-deliveries", "2"], &[]);
+    let client = sluice.client().await;
+    orders_job(&client, dir.path()).await;
+    for name in ["a1", "a2", "a3"] {
+        client
+            .batch_execute(&format!(
+                "CREATE ALERT {name} ON JOB FAILURE NOTIFY WEBHOOK '{}'",
+                receiver.url
+            ))
+            .await
+            .unwrap();
+    }
+    std::fs::remove_file(dir.path().join("orders.csv")).unwrap();
+    assert_eq!(run_orders(&client).await.1, "failed");
+    assert_eq!(receiver.wait_for(3).await.len(), 3, "every alert is told");
+    // The newest two are kept, each finished: the oldest's outcome did not
+    // bring it back.
+    assert_eq!(
+        one(
+            &client,
+            "SELECT string_agg(alert || ' ' || status, ',' ORDER BY id) FROM sluice.alert_deliveries"
+        )
+        .await,
+        "a2 delivered,a3 delivered"
+    );
+}

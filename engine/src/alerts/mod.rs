@@ -61,6 +61,10 @@ pub fn create_alert(catalog: &Catalog, request: CreateAlert) -> Result<bool, Eng
     Ok(catalog.create_alert(&record, request.if_not_exists)?)
 }
 
+/// Deliveries kept in `alert_deliveries` unless told otherwise
+/// (`--keep-alert-deliveries`); the oldest go as new ones come.
+pub const DEFAULT_KEEP_DELIVERIES: usize = 10_000;
+
 /// How patiently one message is delivered: five attempts over about 15
 /// seconds, each attempt bounded by [`webhook::ATTEMPT_TIMEOUT`].
 const DELIVERY_BACKOFF: Backoff = Backoff {
@@ -86,12 +90,14 @@ pub struct AlertNotifier {
 }
 
 impl AlertNotifier {
-    /// Starts the notifier's worker on the current tokio runtime; it first
-    /// resumes the deliveries left pending when the server last stopped.
-    pub fn start(catalog: Arc<Catalog>) -> Arc<Self> {
+    /// Starts the notifier's worker on the current tokio runtime, keeping
+    /// the newest `keep_deliveries` deliveries; it first resumes the
+    /// deliveries left pending when the server last stopped.
+    pub fn start(catalog: Arc<Catalog>, keep_deliveries: usize) -> Arc<Self> {
         let (reports, receiver) = mpsc::unbounded_channel();
         let worker = Worker {
             catalog,
+            keep_deliveries,
             webhook: Arc::new(Webhook::new(DELIVERY_BACKOFF)),
             last_id: Mutex::new(0),
         };
@@ -146,6 +152,7 @@ impl AlertNotifier {
 /// Decides what each report means and starts the deliveries.
 struct Worker {
     catalog: Arc<Catalog>,
+    keep_deliveries: usize,
     webhook: Arc<Webhook>,
     /// The last delivery id given out (ids are microseconds since the
     /// epoch, made unique).
@@ -234,7 +241,7 @@ impl Worker {
                 last_attempt_at: None,
                 finished_at: None,
             };
-            self.catalog.save_delivery(&delivery)?;
+            self.catalog.add_delivery(&delivery, self.keep_deliveries)?;
             self.start_delivery(alert, delivery);
         }
         Ok(())
@@ -255,7 +262,7 @@ impl Worker {
                     delivery.status = DeliveryStatus::Failed;
                     delivery.last_error = Some("the alert was dropped before its message was delivered".into());
                     delivery.finished_at = Some(Utc::now());
-                    self.catalog.save_delivery(&delivery)?;
+                    self.catalog.update_delivery(&delivery)?;
                 }
             }
         }

@@ -228,7 +228,7 @@ impl Webhook {
 }
 
 fn save(catalog: &Catalog, delivery: &DeliveryRecord) {
-    if let Err(e) = catalog.save_delivery(delivery) {
+    if let Err(e) = catalog.update_delivery(delivery) {
         warn!(alert = %delivery.alert, error = %e, "could not record an alert delivery");
     }
 }
