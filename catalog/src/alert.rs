@@ -1,5 +1,5 @@
-//! Alerts: webhooks told when a job fails or recovers or a connection
-//! fails, the open incidents that keep them to one message per incident,
+//! Alerts: webhooks told when a job or a connection fails or recovers,
+//! the open incidents that keep them to one message per incident,
 //! and a record of every delivery.
 
 use std::fmt;
@@ -24,6 +24,8 @@ pub enum AlertEvent {
     JobRecovered,
     /// A connection's test failed.
     ConnectionFailed,
+    /// The first passed test of a connection after a failure.
+    ConnectionRecovered,
 }
 
 impl AlertEvent {
@@ -33,6 +35,7 @@ impl AlertEvent {
             AlertEvent::JobFailure => "JOB FAILURE",
             AlertEvent::JobRecovered => "JOB RECOVERED",
             AlertEvent::ConnectionFailed => "CONNECTION FAILED",
+            AlertEvent::ConnectionRecovered => "CONNECTION RECOVERED",
         }
     }
 
@@ -42,6 +45,7 @@ impl AlertEvent {
             AlertEvent::JobFailure => "job_failure",
             AlertEvent::JobRecovered => "job_recovered",
             AlertEvent::ConnectionFailed => "connection_failed",
+            AlertEvent::ConnectionRecovered => "connection_recovered",
         }
     }
 
@@ -49,7 +53,7 @@ impl AlertEvent {
     pub fn subject(self) -> Subject {
         match self {
             AlertEvent::JobFailure | AlertEvent::JobRecovered => Subject::Job,
-            AlertEvent::ConnectionFailed => Subject::Connection,
+            AlertEvent::ConnectionFailed | AlertEvent::ConnectionRecovered => Subject::Connection,
         }
     }
 }
@@ -168,6 +172,10 @@ pub struct DeliveryRecord {
     pub run_id: Option<u64>,
     /// The incident's key (see [`Incident`]).
     pub incident: String,
+    /// The failure the message tells of (a failed run's or test's error),
+    /// kept so that a delivery still pending at a restart is sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub attempts: u32,
     pub status: DeliveryStatus,
     /// Why the last attempt failed; never holds a secret.
@@ -186,9 +194,6 @@ impl Record for DeliveryRecord {
         format!("{:020}", self.id)
     }
 }
-
-/// Deliveries kept; older ones are deleted when a new one is saved.
-const KEEP_DELIVERIES: usize = 10_000;
 
 impl Catalog {
     /// Saves a new alert. Its target and secret must exist. Returns false
@@ -296,22 +301,44 @@ impl Catalog {
         Ok(Some(incident))
     }
 
-    /// Saves a delivery (new or updated); deletes the oldest beyond the
-    /// kept history when a new one is added.
-    pub fn save_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
+    /// Saves a new delivery and deletes the oldest ones beyond the newest
+    /// `keep` (at least 1: the new one).
+    pub fn add_delivery(&self, delivery: &DeliveryRecord, keep: usize) -> Result<()> {
+        let _guard = self.lock();
         let mut batch = self.store.batch();
         batch.put(delivery);
-        if delivery.attempts == 0 {
-            let stored = self.store.scan::<DeliveryRecord>()?;
-            for old in stored.iter().take(stored.len().saturating_sub(KEEP_DELIVERIES - 1)) {
-                batch.delete::<DeliveryRecord>(&old.key());
-            }
+        let stored = self.store.scan::<DeliveryRecord>()?;
+        let older = stored.iter().filter(|d| d.id != delivery.id);
+        for old in older.take(stored.len().saturating_sub(keep.max(1) - 1)) {
+            batch.delete::<DeliveryRecord>(&old.key());
         }
+        batch.commit()
+    }
+
+    /// Saves an attempt or the outcome of a delivery; one deleted as too
+    /// old meanwhile stays deleted.
+    pub fn update_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
+        let _guard = self.lock();
+        if self.store.get::<DeliveryRecord>(&delivery.key())?.is_none() {
+            return Ok(());
+        }
+        let mut batch = self.store.batch();
+        batch.put(delivery);
         batch.commit()
     }
 
     /// Every kept delivery, oldest first.
     pub fn deliveries(&self) -> Result<Vec<DeliveryRecord>> {
         self.store.scan()
+    }
+
+    /// The deliveries still pending: being attempted, or (read at start-up)
+    /// cut short by a stop.
+    pub fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
+        Ok(self
+            .deliveries()?
+            .into_iter()
+            .filter(|d| d.status == DeliveryStatus::Pending)
+            .collect())
     }
 }

@@ -239,17 +239,23 @@ impl Catalog {
         Ok(held)
     }
 
-    /// Saves an audit record under the next id (returned), deleting the one
-    /// that falls out of the newest `keep`. Written at once, outside any
-    /// transaction: a rolled-back block's statements stay audited.
+    /// Saves an audit record under the next id (returned), deleting the
+    /// ones that fall out of the newest `keep` (at least 1): the one just
+    /// beyond, and any older ones a larger `keep` left. Written at once,
+    /// outside any transaction: a rolled-back block's statements stay
+    /// audited.
     pub fn record_audit(&self, record: &AuditRecord, keep: u64) -> Result<u64> {
         let _guard = self.lock();
         let id = self.store.get::<AuditSequence>("audit_sequence")?.map_or(1, |s| s.next);
         let mut batch = self.store.batch();
         batch.put(&AuditRecord { id, ..record.clone() });
         batch.put(&AuditSequence { next: id + 1 });
-        if id > keep {
-            batch.delete::<AuditRecord>(&format!("{:020}", id - keep));
+        // The kept ids are consecutive: delete down from the newest one
+        // beyond `keep` until one is already gone.
+        let mut old = id.saturating_sub(keep.max(1));
+        while old > 0 && self.store.get::<AuditRecord>(&format!("{old:020}"))?.is_some() {
+            batch.delete::<AuditRecord>(&format!("{old:020}"));
+            old -= 1;
         }
         batch.commit_now()?;
         Ok(id)

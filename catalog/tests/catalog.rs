@@ -804,4 +804,8 @@ fn the_audit_trail_keeps_the_newest_records() {
             (5, Some("job5".into()))
         ]
     );
+    // Keeping fewer from now on deletes the older ones at the next record.
+    assert_eq!(catalog.record_audit(&record(6), 1).unwrap(), 6);
+    let kept: Vec<_> = catalog.audit().unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(kept, [6]);
 }

@@ -62,6 +62,10 @@ pub struct ServeConfig {
     pub scheduler: SchedulerConfig,
     /// Finished runs kept per job.
     pub keep_runs: usize,
+    /// Rows of `sluice.audit` kept.
+    pub keep_audit: u64,
+    /// Rows of `sluice.alert_deliveries` kept.
+    pub keep_alert_deliveries: usize,
     /// Address of the Prometheus endpoint; `None` disables it.
     pub metrics_listen: Option<String>,
     /// Bytes of memory plain SQL queries share.
@@ -96,7 +100,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     let connections = Arc::new(
         ConnectionManager::new(catalog.clone(), config.connect_timeout)
             .with_allowed_paths(allowed_paths(&config))
-            .with_alerts(AlertNotifier::start(catalog.clone()))
+            .with_alerts(AlertNotifier::start(catalog.clone(), config.keep_alert_deliveries))
             .with_secret_cache_ttl(config.secret_cache_ttl)
             .with_gcp_secret_manager_credentials(config.gcp_secret_manager_credentials.clone()),
     );
@@ -180,7 +184,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         statement_timeout: config.statement_timeout,
         scram_iterations: SCRAM_ITERATIONS as usize,
     };
-    let access = Arc::new(Access::new(catalog.clone(), auth.user()));
+    let access = Arc::new(Access::new(catalog.clone(), auth.user(), config.keep_audit));
     let login = Arc::new(LoginPolicy {
         auth,
         roles: catalog,

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use sluice_engine::alerts::DEFAULT_KEEP_DELIVERIES;
 use sluice_engine::jobs::DEFAULT_KEEP_RUNS;
 use sluice_engine::scheduler::{Backoff, SchedulerConfig};
 
 use crate::app::{self, ServeConfig};
 use crate::listener::Limits;
+use crate::privileges::DEFAULT_KEEP_AUDIT;
 
 /// Sluice: a SQL-first ETL engine that speaks the Postgres wire protocol.
 #[derive(Debug, Parser)]
@@ -90,6 +92,12 @@ struct ServeArgs {
     /// Finished runs kept per job; older ones are deleted.
     #[arg(long, env = "SLUICE_KEEP_RUNS", default_value_t = DEFAULT_KEEP_RUNS)]
     keep_runs: usize,
+    /// Rows of sluice.audit kept; older ones are deleted.
+    #[arg(long, env = "SLUICE_KEEP_AUDIT", default_value_t = DEFAULT_KEEP_AUDIT)]
+    keep_audit: u64,
+    /// Rows of sluice.alert_deliveries kept; older ones are deleted.
+    #[arg(long, env = "SLUICE_KEEP_ALERT_DELIVERIES", default_value_t = DEFAULT_KEEP_DELIVERIES)]
+    keep_alert_deliveries: usize,
     /// Seconds before the first retry of a failed scheduled run; each
     /// further retry waits twice as long (with +-20% jitter).
     #[arg(long, env = "SLUICE_RETRY_DELAY", default_value_t = 30)]
@@ -183,6 +191,8 @@ pub async fn main() -> i32 {
             },
         },
         keep_runs: args.keep_runs.max(1),
+        keep_audit: args.keep_audit.max(1),
+        keep_alert_deliveries: args.keep_alert_deliveries.max(1),
         metrics_listen: Some(args.metrics_listen).filter(|m| !m.is_empty()),
         query_memory: args.query_memory,
         statement_timeout: Some(Duration::from_secs(args.statement_timeout)).filter(|t| !t.is_zero()),

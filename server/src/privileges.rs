@@ -204,8 +204,9 @@ pub fn plain_sql(statement: &Statement) -> Requirement {
     }
 }
 
-/// Audit records kept; the oldest goes when a new one is saved.
-const KEEP_AUDIT: u64 = 10_000;
+/// Audit records kept unless told otherwise (`--keep-audit`); the oldest
+/// goes when a new one is saved.
+pub const DEFAULT_KEEP_AUDIT: u64 = 10_000;
 
 /// The session's user, as it logged in.
 pub fn session_user<C: ClientInfo + ?Sized>(client: &C) -> String {
@@ -216,21 +217,27 @@ pub fn session_user<C: ClientInfo + ?Sized>(client: &C) -> String {
 pub struct Access {
     catalog: Arc<Catalog>,
     superuser: String,
+    /// Audit records kept.
+    keep_audit: u64,
 }
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
             .field("superuser", &self.superuser)
+            .field("keep_audit", &self.keep_audit)
             .finish_non_exhaustive()
     }
 }
 
 impl Access {
-    pub fn new(catalog: Arc<Catalog>, superuser: &str) -> Self {
+    /// Checks against `catalog`'s grants; keeps the newest `keep_audit`
+    /// audit records.
+    pub fn new(catalog: Arc<Catalog>, superuser: &str, keep_audit: u64) -> Self {
         Self {
             catalog,
             superuser: superuser.to_owned(),
+            keep_audit,
         }
     }
 
@@ -280,7 +287,7 @@ impl Access {
             object: requirement.object.clone(),
             outcome: outcome.map_or_else(|e| e.code.clone(), |()| "ok".to_owned()),
         };
-        if let Err(e) = self.catalog.record_audit(&record, KEEP_AUDIT) {
+        if let Err(e) = self.catalog.record_audit(&record, self.keep_audit) {
             warn!(error = %e, statement = requirement.kind, "could not record the audit trail");
         }
     }

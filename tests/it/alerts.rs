@@ -1,7 +1,8 @@
 //! Alerts through a real client against a real sluice: `CREATE ALERT`,
 //! webhook messages to a local HTTP receiver (payload and secret header),
-//! one message per incident and one on recovery, a receiver that is down,
-//! and the secret header's value never shown.
+//! one message per incident and one on recovery (of a job or a
+//! connection), a receiver that is down, a delivery a crash cut short sent
+//! after the restart, and the secret header's value never shown.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,11 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
+        Self::start_on(0).await
+    }
+
+    /// A receiver on `port` of 127.0.0.1 (0: any free port).
+    async fn start_on(port: u16) -> Receiver {
         let received = Arc::new(Mutex::new(Vec::new()));
         let shared = received.clone();
         let app = Router::new().route(
@@ -45,7 +51,7 @@ impl Receiver {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { url, received }
@@ -319,7 +325,7 @@ async fn a_receiver_that_is_down_gets_retries_recorded_as_failed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_connection_test_notifies_once() {
+async fn a_failing_connection_notifies_once_and_its_recovery_once() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("landing");
@@ -329,9 +335,10 @@ async fn a_failing_connection_test_notifies_once() {
     client
         .batch_execute(&format!(
             "CREATE CONNECTION files TYPE local OPTIONS (path '{}'); \
-             CREATE ALERT down ON CONNECTION FAILED FOR files NOTIFY WEBHOOK '{}';",
+             CREATE ALERT down ON CONNECTION FAILED FOR files NOTIFY WEBHOOK '{url}'; \
+             CREATE ALERT up ON CONNECTION RECOVERED FOR files NOTIFY WEBHOOK '{url}';",
             files.display(),
-            receiver.url
+            url = receiver.url
         ))
         .await
         .unwrap();
@@ -347,6 +354,30 @@ async fn a_failing_connection_test_notifies_once() {
     assert_eq!(
         got[0].body["sql"],
         "SELECT * FROM sluice.connections WHERE name = 'files'"
+    );
+
+    // The connection works again: one message closes the incident.
+    std::fs::create_dir(&files).unwrap();
+    for _ in 0..2 {
+        client.batch_execute("TEST CONNECTION files").await.unwrap();
+    }
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got.len(), 2, "one message on recovery: {got:?}");
+    let recovery = &got[1].body;
+    assert_eq!(recovery["event"], "connection_recovered");
+    assert_eq!(recovery["alert"], "up");
+    assert_eq!(recovery["connection"], "files");
+    assert_eq!(recovery["job"], Value::Null);
+    assert_eq!(recovery["error"], Value::Null);
+    assert_eq!(recovery["incident"], got[0].body["incident"]);
+    assert_eq!(recovery["text"], "Sluice: connection \"files\" recovered");
+    assert_eq!(
+        one(
+            &client,
+            "SELECT event || ' ' || status FROM sluice.alert_deliveries WHERE alert = 'up'"
+        )
+        .await,
+        "CONNECTION RECOVERED delivered"
     );
 }
 
@@ -460,4 +491,77 @@ async fn bad_alerts_are_refused_and_transactions_stage_them() {
         .await
         .unwrap();
     assert!(rows(&client, "SHOW ALERTS").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_pending_at_a_crash_is_sent_once_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sluice = Sluice::start();
+    let client = sluice.client().await;
+    orders_job(&client, dir.path()).await;
+    let port = free_port();
+    client
+        .batch_execute(&format!(
+            "CREATE ALERT pager ON JOB FAILURE NOTIFY WEBHOOK 'http://127.0.0.1:{port}/hook'"
+        ))
+        .await
+        .unwrap();
+    std::fs::remove_file(dir.path().join("orders.csv")).unwrap();
+    let (run_id, status) = run_orders(&client).await;
+    assert_eq!(status, "failed");
+    // The receiver is down: the delivery is retrying when the server dies.
+    wait_until(
+        &client,
+        "SELECT status || ' ' || (attempts >= 1) FROM sluice.alert_deliveries",
+        "pending true",
+    )
+    .await;
+    sluice.kill9();
+
+    let receiver = Receiver::start_on(port).await;
+    sluice.restart();
+    let client = sluice.client().await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got.len(), 1, "one message: {got:?}");
+    assert_eq!(got[0].body["event"], "job_failure");
+    assert_eq!(got[0].body["run_id"].to_string(), run_id);
+    let error = got[0].body["error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty() && error != "unknown error", "{got:?}");
+    wait_until(
+        &client,
+        "SELECT status || ' ' || count(*) FROM sluice.alert_deliveries GROUP BY status",
+        "delivered 1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_keep_as_many_rows_as_configured() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start_with(&["--keep-alert-deliveries", "2"], &[]);
+    let client = sluice.client().await;
+    orders_job(&client, dir.path()).await;
+    for name in ["a1", "a2", "a3"] {
+        client
+            .batch_execute(&format!(
+                "CREATE ALERT {name} ON JOB FAILURE NOTIFY WEBHOOK '{}'",
+                receiver.url
+            ))
+            .await
+            .unwrap();
+    }
+    std::fs::remove_file(dir.path().join("orders.csv")).unwrap();
+    assert_eq!(run_orders(&client).await.1, "failed");
+    assert_eq!(receiver.wait_for(3).await.len(), 3, "every alert is told");
+    // The newest two are kept, each finished: the oldest's outcome did not
+    // bring it back.
+    assert_eq!(
+        one(
+            &client,
+            "SELECT string_agg(alert || ' ' || status, ',' ORDER BY id) FROM sluice.alert_deliveries"
+        )
+        .await,
+        "a2 delivered,a3 delivered"
+    );
 }

@@ -103,3 +103,120 @@ async fn a_dump_with_state_replayed_on_a_fresh_server_loads_nothing_twice() {
         "55 55 1 55"
     );
 }
+
+/// A secret header value and a webhook path that the dump must not show.
+const HOOK_TOKEN: &str = "tok-dump-s3cr3t";
+const SLACK_PATH: &str = "/services/T0/B0/dump-s3cr3t-path";
+
+/// What the system tables show of roles, grants and alerts (no timestamps).
+async fn teams(client: &tokio_postgres::Client) -> Vec<Vec<Vec<Option<String>>>> {
+    let mut shown = Vec::new();
+    for sql in [
+        "SELECT name, superuser, login, privilege FROM sluice.roles ORDER BY name",
+        "SELECT database, role, privilege, granted_by FROM sluice.grants ORDER BY role, privilege",
+        "SELECT name, event, target, webhook, secret_header, secret FROM sluice.alerts ORDER BY name",
+    ] {
+        shown.push(rows(client, sql).await);
+    }
+    shown
+}
+
+#[tokio::test]
+async fn a_dump_recreates_roles_grants_and_alerts_without_passwords_or_webhook_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orders.csv"), "id,total\n1,10\n").unwrap();
+    let old = Sluice::start();
+    let client = old.client().await;
+    let hook = format!("https://hooks.example.com{SLACK_PATH}");
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE analyst LOGIN PASSWORD 'analyst-pw'; \
+             CREATE ROLE \"Release Bot\" LOGIN PASSWORD 'bot-pw'; \
+             CREATE ROLE deployer NOLOGIN; \
+             GRANT USAGE ON DATABASE sluice TO analyst; \
+             GRANT ALL ON DATABASE sluice TO \"Release Bot\"; \
+             GRANT OPERATE ON DATABASE sluice TO deployer; \
+             CREATE SECRET hook_token AS '{HOOK_TOKEN}'; \
+             CREATE CONNECTION files TYPE local OPTIONS (path '{path}'); \
+             CREATE ETL JOB orders FROM files.files.orders INTO warehouse.orders SNAPSHOT; \
+             CREATE ALERT pager ON JOB FAILURE FOR orders NOTIFY WEBHOOK '{hook}' \
+               WITH (secret_header = 'X-Hook-Token', secret = hook_token); \
+             CREATE ALERT \"All Back\" ON JOB RECOVERED NOTIFY WEBHOOK 'http://127.0.0.1:9/hook'; \
+             CREATE ALERT files_down ON CONNECTION FAILED FOR files NOTIFY WEBHOOK '{hook}';",
+            path = dir.path().display()
+        ))
+        .await
+        .unwrap();
+    let before = teams(&client).await;
+
+    let dump = old.psql_args(&["-At", "-c", "SHOW CREATE ALL"]);
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let script = String::from_utf8(dump.stdout).unwrap();
+    for line in [
+        "CREATE ROLE analyst LOGIN;",
+        "CREATE ROLE \"Release Bot\" LOGIN;",
+        "CREATE ROLE deployer NOLOGIN;",
+        "GRANT USAGE ON DATABASE sluice TO analyst;",
+        "GRANT ADMIN ON DATABASE sluice TO \"Release Bot\";",
+        "CREATE ALERT pager ON JOB FAILURE FOR orders NOTIFY WEBHOOK :'pager_webhook' \
+         WITH (secret_header = 'X-Hook-Token', secret = hook_token);",
+        "CREATE ALERT \"All Back\" ON JOB RECOVERED NOTIFY WEBHOOK :'All_Back_webhook';",
+    ] {
+        assert!(script.contains(line), "{line} in {script}");
+    }
+    for hidden in [
+        HOOK_TOKEN,
+        SLACK_PATH,
+        "analyst-pw",
+        "bot-pw",
+        "SCRAM-SHA-256",
+        "127.0.0.1:9",
+    ] {
+        assert!(!script.contains(hidden), "the dump shows {hidden}: {script}");
+    }
+    // Roles come first: a replay by someone who may not create them stops
+    // before it creates anything.
+    assert!(script.starts_with("CREATE ROLE"), "{script}");
+    assert!(
+        script.find("CREATE ALERT pager").unwrap() > script.find("CREATE ETL JOB orders").unwrap(),
+        "{script}"
+    );
+
+    let fresh = Sluice::start();
+    let file = fresh.data_dir().join("dump.sql");
+    std::fs::write(&file, &script).unwrap();
+    let token = format!("hook_token={HOOK_TOKEN}");
+    let pager = format!("pager_webhook={hook}");
+    let down = format!("files_down_webhook={hook}");
+    let replay = fresh.psql_args(&[
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-v",
+        &token,
+        "-v",
+        &pager,
+        "-v",
+        &down,
+        "-v",
+        "All_Back_webhook=http://127.0.0.1:9/hook",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    let fresh_client = fresh.client().await;
+    assert_eq!(teams(&fresh_client).await, before);
+    let again = fresh.psql_args(&["-At", "-c", "SHOW CREATE ALL"]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), script);
+    // No password came along: the roles exist but cannot log in until one is set.
+    assert_eq!(
+        one(&fresh_client, "SELECT count(*) FROM sluice.roles WHERE has_password").await,
+        "1",
+        "only the built-in user has one"
+    );
+    // A webhook not given with -v fails its alert clearly.
+    let missing =
+        fresh.psql("\\set ON_ERROR_STOP 1\nCREATE ALERT late ON JOB FAILURE NOTIFY WEBHOOK :'late_webhook';\n");
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("expected the webhook URL"), "{stderr}");
+}

@@ -231,3 +231,33 @@ async fn psql_lists_roles_with_du_and_the_audit_names_who_did_what() {
     assert!(!format!("{everything:?}").contains("hunter2"));
     assert!(!format!("{everything:?}").contains("pw-alice"));
 }
+
+#[tokio::test]
+async fn the_audit_keeps_as_many_rows_as_configured() {
+    let mut sluice = Sluice::start_with(&[], &[("SLUICE_KEEP_AUDIT", "3")]);
+    let admin = sluice.client().await;
+    for n in 1..=5 {
+        admin
+            .batch_execute(&format!("CREATE SECRET s{n} AS 'v'"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        one(&admin, "SELECT string_agg(object, ',' ORDER BY id) FROM sluice.audit").await,
+        "s3,s4,s5"
+    );
+    // Fewer from the next start on (the flag wins over the variable): the
+    // next row deletes the older ones.
+    sluice.opts = sluice.opts.clone().arg("--keep-audit").arg("1");
+    sluice.restart();
+    let admin = sluice.client().await;
+    admin.batch_execute("DROP SECRET s1").await.unwrap();
+    assert_eq!(
+        one(
+            &admin,
+            "SELECT string_agg(statement || ' ' || object, ',') FROM sluice.audit"
+        )
+        .await,
+        "DROP SECRET s1"
+    );
+}

@@ -6,9 +6,11 @@
 //! means: a first failure opens an incident (the catalog's
 //! `alert_incidents`) and notifies `JOB FAILURE` / `CONNECTION FAILED`
 //! alerts; further failures of a failing job or connection notify nothing;
-//! the first success closes the incident and notifies `JOB RECOVERED`
-//! alerts. Each message is delivered by its own task ([`webhook`]), with
-//! retries, every attempt recorded in `alert_deliveries`.
+//! the first success closes the incident and notifies `JOB RECOVERED` /
+//! `CONNECTION RECOVERED` alerts. Each message is delivered by its own
+//! task ([`webhook`]), with retries, every attempt recorded in
+//! `alert_deliveries`; at start-up the deliveries a stop left pending are
+//! started again.
 
 mod webhook;
 
@@ -20,11 +22,11 @@ use sluice_catalog::{
     SecretHeader, Subject,
 };
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::error::EngineError;
-use webhook::{Message, Webhook};
+use webhook::Webhook;
 
 pub use webhook::{check_url, shown_url};
 
@@ -59,6 +61,10 @@ pub fn create_alert(catalog: &Catalog, request: CreateAlert) -> Result<bool, Eng
     Ok(catalog.create_alert(&record, request.if_not_exists)?)
 }
 
+/// Deliveries kept in `alert_deliveries` unless told otherwise
+/// (`--keep-alert-deliveries`); the oldest go as new ones come.
+pub const DEFAULT_KEEP_DELIVERIES: usize = 10_000;
+
 /// How patiently one message is delivered: five attempts over about 15
 /// seconds, each attempt bounded by [`webhook::ATTEMPT_TIMEOUT`].
 const DELIVERY_BACKOFF: Backoff = Backoff {
@@ -84,11 +90,14 @@ pub struct AlertNotifier {
 }
 
 impl AlertNotifier {
-    /// Starts the notifier's worker on the current tokio runtime.
-    pub fn start(catalog: Arc<Catalog>) -> Arc<Self> {
+    /// Starts the notifier's worker on the current tokio runtime, keeping
+    /// the newest `keep_deliveries` deliveries; it first resumes the
+    /// deliveries left pending when the server last stopped.
+    pub fn start(catalog: Arc<Catalog>, keep_deliveries: usize) -> Arc<Self> {
         let (reports, receiver) = mpsc::unbounded_channel();
         let worker = Worker {
             catalog,
+            keep_deliveries,
             webhook: Arc::new(Webhook::new(DELIVERY_BACKOFF)),
             last_id: Mutex::new(0),
         };
@@ -143,6 +152,7 @@ impl AlertNotifier {
 /// Decides what each report means and starts the deliveries.
 struct Worker {
     catalog: Arc<Catalog>,
+    keep_deliveries: usize,
     webhook: Arc<Webhook>,
     /// The last delivery id given out (ids are microseconds since the
     /// epoch, made unique).
@@ -151,6 +161,9 @@ struct Worker {
 
 impl Worker {
     async fn run(self, mut receiver: mpsc::UnboundedReceiver<Report>) {
+        if let Err(e) = self.resume() {
+            warn!(error = %e, "could not resume the alert deliveries left pending");
+        }
         while let Some(report) = receiver.recv().await {
             if let Err(e) = self.handle(report) {
                 warn!(error = %e, "could not decide on alerts");
@@ -194,10 +207,10 @@ impl Worker {
                 catalog.open_incident(&incident)?;
                 self.notify(AlertEvent::ConnectionFailed, &incident, None, Some(error))
             }
-            Report::ConnectionOk { connection } => {
-                catalog.close_incident(Subject::Connection, &connection)?;
-                Ok(())
-            }
+            Report::ConnectionOk { connection } => match catalog.close_incident(Subject::Connection, &connection)? {
+                Some(incident) => self.notify(AlertEvent::ConnectionRecovered, &incident, None, None),
+                None => Ok(()),
+            },
         }
     }
 
@@ -220,6 +233,7 @@ impl Worker {
                 subject: incident.name.clone(),
                 run_id,
                 incident: incident.key.clone(),
+                error: error.clone(),
                 attempts: 0,
                 status: DeliveryStatus::Pending,
                 last_error: None,
@@ -227,20 +241,39 @@ impl Worker {
                 last_attempt_at: None,
                 finished_at: None,
             };
-            self.catalog.save_delivery(&delivery)?;
-            let message = Message {
-                event,
-                alert: alert.name.clone(),
-                subject: incident.name.clone(),
-                run_id,
-                error: error.clone(),
-                incident: incident.key.clone(),
-            };
-            let webhook = self.webhook.clone();
-            let catalog = self.catalog.clone();
-            tokio::spawn(async move { webhook.deliver(&catalog, &alert, delivery, &message).await });
+            self.catalog.add_delivery(&delivery, self.keep_deliveries)?;
+            self.start_delivery(alert, delivery);
         }
         Ok(())
+    }
+
+    /// Starts again the deliveries that were queued or retrying when the
+    /// server stopped, each with a full round of attempts; one whose alert
+    /// is gone is recorded as failed.
+    fn resume(&self) -> Result<(), EngineError> {
+        let alerts = self.catalog.alerts()?;
+        for mut delivery in self.catalog.pending_deliveries()? {
+            match alerts.iter().find(|a| a.name == delivery.alert) {
+                Some(alert) => {
+                    info!(alert = %alert.name, incident = %delivery.incident, "resuming an alert delivery left pending");
+                    self.start_delivery(alert.clone(), delivery);
+                }
+                None => {
+                    delivery.status = DeliveryStatus::Failed;
+                    delivery.last_error = Some("the alert was dropped before its message was delivered".into());
+                    delivery.finished_at = Some(Utc::now());
+                    self.catalog.update_delivery(&delivery)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers in a task of its own.
+    fn start_delivery(&self, alert: AlertRecord, delivery: DeliveryRecord) {
+        let webhook = self.webhook.clone();
+        let catalog = self.catalog.clone();
+        tokio::spawn(async move { webhook.deliver(&catalog, &alert, delivery).await });
     }
 
     fn next_id(&self) -> u64 {

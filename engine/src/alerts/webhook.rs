@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
-use sluice_catalog::{AlertEvent, AlertRecord, Catalog, DeliveryRecord, DeliveryStatus};
+use sluice_catalog::{AlertEvent, AlertRecord, Catalog, DeliveryRecord, DeliveryStatus, Subject};
 use tracing::{info, warn};
 use url::{Host, Url};
 
@@ -67,66 +67,47 @@ pub(super) fn check_header_name(name: &str) -> Result<(), EngineError> {
         })
 }
 
-/// What one message says.
-#[derive(Debug, Clone)]
-pub(super) struct Message {
-    pub event: AlertEvent,
-    pub alert: String,
-    /// The job or connection.
-    pub subject: String,
-    pub run_id: Option<u64>,
-    pub error: Option<String>,
-    pub incident: String,
-}
-
-impl Message {
-    /// The JSON body: Slack's `text`, plus the same facts as fields.
-    pub fn payload(&self) -> Value {
-        let (text, sql) = match (self.event, self.run_id) {
-            (AlertEvent::ConnectionFailed, _) => (
-                format!(
-                    "Sluice: connection \"{}\" failed its test: {}",
-                    self.subject,
-                    self.error.as_deref().unwrap_or("unknown error")
-                ),
-                format!(
-                    "SELECT * FROM sluice.connections WHERE name = {}",
-                    sql_literal(&self.subject)
-                ),
-            ),
-            (event, run_id) => {
-                let run = run_id.map_or_else(String::new, |id| format!(" (run {id})"));
-                let text = match event {
-                    AlertEvent::JobRecovered => format!("Sluice: ETL job \"{}\" recovered{run}", self.subject),
-                    _ => format!(
-                        "Sluice: ETL job \"{}\" failed{run}: {}",
-                        self.subject,
-                        self.error.as_deref().unwrap_or("unknown error")
-                    ),
-                };
-                let sql = match run_id {
-                    Some(id) => format!("SELECT * FROM sluice.runs WHERE run_id = {id}"),
-                    None => format!("SELECT * FROM sluice.runs WHERE job = {}", sql_literal(&self.subject)),
-                };
-                (text, sql)
-            }
-        };
-        let (job, connection) = match self.event {
-            AlertEvent::ConnectionFailed => (None, Some(&self.subject)),
-            _ => (Some(&self.subject), None),
-        };
-        json!({
-            "text": text,
-            "event": self.event.as_str(),
-            "alert": self.alert,
-            "job": job,
-            "connection": connection,
-            "run_id": self.run_id,
-            "error": self.error,
-            "incident": self.incident,
-            "sql": sql,
-        })
-    }
+/// The JSON body of a delivery's message: Slack's `text`, plus the same
+/// facts as fields.
+pub(super) fn payload(delivery: &DeliveryRecord) -> Value {
+    let subject = &delivery.subject;
+    let error = delivery.error.as_deref().unwrap_or("unknown error");
+    let (text, sql) = match (delivery.event, delivery.run_id) {
+        (AlertEvent::ConnectionFailed | AlertEvent::ConnectionRecovered, _) => (
+            match delivery.event {
+                AlertEvent::ConnectionRecovered => format!("Sluice: connection \"{subject}\" recovered"),
+                _ => format!("Sluice: connection \"{subject}\" failed its test: {error}"),
+            },
+            format!("SELECT * FROM sluice.connections WHERE name = {}", sql_literal(subject)),
+        ),
+        (event, run_id) => {
+            let run = run_id.map_or_else(String::new, |id| format!(" (run {id})"));
+            let text = match event {
+                AlertEvent::JobRecovered => format!("Sluice: ETL job \"{subject}\" recovered{run}"),
+                _ => format!("Sluice: ETL job \"{subject}\" failed{run}: {error}"),
+            };
+            let sql = match run_id {
+                Some(id) => format!("SELECT * FROM sluice.runs WHERE run_id = {id}"),
+                None => format!("SELECT * FROM sluice.runs WHERE job = {}", sql_literal(subject)),
+            };
+            (text, sql)
+        }
+    };
+    let (job, connection) = match delivery.event.subject() {
+        Subject::Connection => (None, Some(subject)),
+        Subject::Job => (Some(subject), None),
+    };
+    json!({
+        "text": text,
+        "event": delivery.event.as_str(),
+        "alert": delivery.alert,
+        "job": job,
+        "connection": connection,
+        "run_id": delivery.run_id,
+        "error": delivery.error,
+        "incident": delivery.incident,
+        "sql": sql,
+    })
 }
 
 fn sql_literal(text: &str) -> String {
@@ -162,10 +143,10 @@ impl Webhook {
         Self { client, backoff }
     }
 
-    /// Delivers `message` to the alert's webhook, retrying what is worth
-    /// retrying, and records every attempt and the outcome in `delivery`.
-    pub async fn deliver(&self, catalog: &Catalog, alert: &AlertRecord, delivery: DeliveryRecord, message: &Message) {
-        let body = message.payload();
+    /// Delivers `delivery`'s message to the alert's webhook, retrying what
+    /// is worth retrying, and records every attempt and the outcome in it.
+    pub async fn deliver(&self, catalog: &Catalog, alert: &AlertRecord, delivery: DeliveryRecord) {
+        let body = payload(&delivery);
         let delivery = Mutex::new(delivery);
         let result = self
             .backoff
@@ -247,7 +228,7 @@ impl Webhook {
 }
 
 fn save(catalog: &Catalog, delivery: &DeliveryRecord) {
-    if let Err(e) = catalog.save_delivery(delivery) {
+    if let Err(e) = catalog.update_delivery(delivery) {
         warn!(alert = %delivery.alert, error = %e, "could not record an alert delivery");
     }
 }
@@ -288,15 +269,22 @@ mod tests {
 
     #[test]
     fn the_payload_has_slack_text_and_the_run_to_look_at() {
-        let message = Message {
-            event: AlertEvent::JobFailure,
+        let delivery = DeliveryRecord {
+            id: 1,
             alert: "pager".into(),
+            event: AlertEvent::JobFailure,
             subject: "orders".into(),
             run_id: Some(42),
-            error: Some("table \"orders\" does not exist".into()),
             incident: "job/orders/run/42".into(),
+            error: Some("table \"orders\" does not exist".into()),
+            attempts: 0,
+            status: DeliveryStatus::Pending,
+            last_error: None,
+            created_at: Utc::now(),
+            last_attempt_at: None,
+            finished_at: None,
         };
-        let payload = message.payload();
+        let payload = payload(&delivery);
         assert_eq!(
             payload["text"],
             "Sluice: ETL job \"orders\" failed (run 42): table \"orders\" does not exist"

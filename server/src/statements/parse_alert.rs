@@ -1,7 +1,7 @@
 //! Parsing the alert statements: `CREATE ALERT`, `DROP ALERT`, `SHOW ALERTS`.
 
 use datafusion::sql::sqlparser::tokenizer::Token;
-use sluice_catalog::{AlertEvent, SecretHeader};
+use sluice_catalog::{AlertEvent, SecretHeader, Subject};
 use sluice_engine::alerts::CreateAlert;
 
 use super::ast::SluiceStatement;
@@ -37,13 +37,17 @@ impl StatementParser<'_> {
             AlertEvent::JobRecovered
         } else if self.words(&["CONNECTION", "FAILED"]) {
             AlertEvent::ConnectionFailed
+        } else if self.words(&["CONNECTION", "RECOVERED"]) {
+            AlertEvent::ConnectionRecovered
         } else {
-            return Err(self.error("expected JOB FAILURE, JOB RECOVERED or CONNECTION FAILED after ON".into()));
+            return Err(self.error(
+                "expected JOB FAILURE, JOB RECOVERED, CONNECTION FAILED or CONNECTION RECOVERED after ON".into(),
+            ));
         };
         let target = if self.word("FOR") {
-            let what = match event {
-                AlertEvent::ConnectionFailed => "connection name",
-                _ => "job name",
+            let what = match event.subject() {
+                Subject::Connection => "connection name",
+                Subject::Job => "job name",
             };
             Some(self.name(what)?)
         } else {
@@ -146,6 +150,15 @@ mod tests {
         assert_eq!(
             (all.event, all.target, all.secret_header),
             (AlertEvent::ConnectionFailed, None, None)
+        );
+        let SluiceStatement::CreateAlert(back) =
+            parse("CREATE ALERT up ON CONNECTION RECOVERED FOR shop NOTIFY WEBHOOK 'https://h/x'").unwrap()
+        else {
+            panic!("not CREATE ALERT")
+        };
+        assert_eq!(
+            (back.event, back.target.as_deref()),
+            (AlertEvent::ConnectionRecovered, Some("shop"))
         );
         assert_eq!(
             parse("DROP ALERT IF EXISTS pager").unwrap(),

@@ -1,14 +1,16 @@
 //! `SHOW CREATE ALL [WITH STATE]`: one replayable script, one statement a
-//! row, that recreates every secret, connection and job (and, with state,
-//! each job's watermark). Secret values are never shown: each is a psql
-//! variable (`:'name'`) that `psql -v name=... -f dump.sql` fills in, and
-//! that fails clearly when it is not given.
+//! row, that recreates every role and grant, secret, connection, job (and,
+//! with state, each job's watermark) and alert. Secret values and webhook
+//! URLs are never shown: each is a psql variable (`:'name'`) that
+//! `psql -v name=... -f dump.sql` fills in, and that fails clearly when it
+//! is not given. Role passwords are not dumped at all: only their SCRAM
+//! verifiers are stored, and those are not shown either.
 
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use sluice_catalog::{Catalog, CatalogError, ConnectionRecord, OptionValue};
+use sluice_catalog::{AlertRecord, Catalog, CatalogError, ConnectionRecord, OptionValue, RoleRecord};
 
 use super::{batch, create_job_sql, quote_ident, strings, text};
 
@@ -43,10 +45,56 @@ pub fn connection_sql(record: &ConnectionRecord) -> String {
     )
 }
 
-/// The statements that recreate the catalog's secrets, connections and
-/// jobs; with `state`, each incremental job's watermark too.
+/// `CREATE ROLE` without a password: the catalog keeps only its verifier,
+/// which is not shown.
+fn role_sql(role: &RoleRecord) -> String {
+    let login = if role.login { "LOGIN" } else { "NOLOGIN" };
+    format!("CREATE ROLE {} {login};", quote_ident(&role.name))
+}
+
+/// The psql variable that stands for an alert's webhook URL.
+fn webhook_variable(alert: &str) -> String {
+    variable(&format!("{alert}_webhook"))
+}
+
+/// `CREATE ALERT` with its webhook URL as a psql variable (a webhook's path
+/// is often its credential) and its secret header naming its secret.
+fn alert_sql(alert: &AlertRecord) -> String {
+    let target = alert
+        .target
+        .as_ref()
+        .map_or_else(String::new, |t| format!(" FOR {}", quote_ident(t)));
+    let header = alert.secret_header.as_ref().map_or_else(String::new, |h| {
+        format!(
+            " WITH (secret_header = '{}', secret = {})",
+            h.header.replace('\'', "''"),
+            quote_ident(&h.secret)
+        )
+    });
+    format!(
+        "CREATE ALERT {} ON {}{target} NOTIFY WEBHOOK :'{}'{header};",
+        quote_ident(&alert.name),
+        alert.event.as_sql(),
+        webhook_variable(&alert.name)
+    )
+}
+
+/// The statements that recreate the catalog's roles and grants, secrets,
+/// connections, jobs and alerts; with `state`, each incremental job's
+/// watermark too.
 pub fn create_all(catalog: &Catalog, state: bool) -> Result<RecordBatch, CatalogError> {
     let mut script = Vec::new();
+    for role in catalog.roles()? {
+        script.push(role_sql(&role));
+    }
+    for grant in catalog.grants()? {
+        script.push(format!(
+            "GRANT {} ON DATABASE {} TO {};",
+            grant.privilege.as_sql(),
+            quote_ident(&grant.database),
+            quote_ident(&grant.role)
+        ));
+    }
     for secret in catalog.secrets()? {
         script.push(match &secret.external {
             Some(external) => format!("CREATE SECRET {} {};", quote_ident(&secret.name), external.to_sql()),
@@ -73,6 +121,9 @@ pub fn create_all(catalog: &Catalog, state: bool) -> Result<RecordBatch, Catalog
             ));
         }
     }
+    for alert in catalog.alerts()? {
+        script.push(alert_sql(&alert));
+    }
     Ok(batch(&SCRIPT, vec![strings(script.iter().map(|s| Some(s.as_str())))]))
 }
 
@@ -84,5 +135,44 @@ mod tests {
     fn secrets_become_psql_variables() {
         assert_eq!(variable("shop/password"), "shop_password");
         assert_eq!(variable("pg_pass"), "pg_pass");
+    }
+
+    #[test]
+    fn an_alert_replays_as_it_was_created() {
+        let alert = AlertRecord {
+            name: "Team Pager".into(),
+            event: sluice_catalog::AlertEvent::JobFailure,
+            target: Some("orders".into()),
+            webhook_url: "https://hooks.example.com/services/T0/B0/x".into(),
+            secret_header: Some(sluice_catalog::SecretHeader {
+                header: "X-Token".into(),
+                secret: "hook_token".into(),
+            }),
+            created_at: chrono::Utc::now(),
+        };
+        let sql = alert_sql(&alert);
+        assert!(!sql.contains("/services/"), "{sql}");
+        let replayed = sql.replace(":'Team_Pager_webhook'", &format!("'{}'", alert.webhook_url));
+        let crate::statements::SluiceStatement::CreateAlert(parsed) =
+            crate::statements::parse_sluice(&replayed).unwrap()
+        else {
+            panic!("{replayed} is not CREATE ALERT");
+        };
+        assert_eq!(
+            (
+                parsed.name,
+                parsed.event,
+                parsed.target,
+                parsed.webhook_url,
+                parsed.secret_header
+            ),
+            (
+                alert.name,
+                alert.event,
+                alert.target,
+                alert.webhook_url,
+                alert.secret_header
+            )
+        );
     }
 }
