@@ -37,6 +37,7 @@ mod explore;
 mod failpoint;
 mod failure;
 mod google;
+mod memory;
 pub mod jobs;
 pub mod metrics;
 pub mod options;

@@ -340,6 +340,8 @@ impl JobManager {
             self.warn_of_table_ops(&job);
         }
         drop(guard);
+        // Off the runtime's threads: trimming a large heap takes a moment.
+        tokio::task::spawn_blocking(crate::memory::release_freed);
         if let Some(alerts) = self.alerts() {
             alerts.run_ended(&run);
         }
