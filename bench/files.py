@@ -6,10 +6,12 @@ back raw.
                                      DIR/csv/, in files of at most FILE_MB
                                      (default 64); prints rows per format
   files.py put ENDPOINT BUCKET DIR   (boto3) uploads DIR's files to a new bucket
-  files.py read ENDPOINT BUCKET PREFIX
+  files.py read ENDPOINT BUCKET PREFIX [DIR]
                                      (boto3) reads every object under PREFIX
                                      whole (as `aws s3 cp` to /dev/null
-                                     would); prints bytes and seconds
+                                     would), or into files under DIR (as
+                                     `aws s3 cp --recursive DIR` would, no
+                                     fsync); prints bytes and seconds
 """
 
 import gzip
@@ -89,14 +91,19 @@ def put(endpoint, bucket, directory):
             client.upload_file(path, bucket, os.path.relpath(path, directory))
 
 
-def read(endpoint, bucket, prefix):
+def read(endpoint, bucket, prefix, directory=None):
     client = s3(endpoint)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")["Contents"]]
     started, size = time.monotonic(), 0
     for key in keys:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        out = open(os.path.join(directory, key.replace("/", "_")), "wb") if directory else None
         while chunk := body.read(1 << 20):
             size += len(chunk)
+            if out:
+                out.write(chunk)
+        if out:
+            out.close()
     return size, time.monotonic() - started
 
 
@@ -110,7 +117,7 @@ if __name__ == "__main__":
     elif command == "put":
         put(*sys.argv[2:5])
     elif command == "read":
-        size, seconds = read(*sys.argv[2:5])
+        size, seconds = read(*sys.argv[2:6])
         print(size, f"{seconds:.3f}")
     else:
         sys.exit(f"unknown command {command}")

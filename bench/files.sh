@@ -4,7 +4,9 @@
 # from moto's S3, each next to the raw read limit of the same files measured
 # in the same run: `cat` to /dev/null (Parquet), `zcat` to /dev/null (the
 # gzip limit), and every object read whole over HTTP with a plain GET loop
-# (as `aws s3 cp` to /dev/null would).
+# (as `aws s3 cp` to /dev/null would), and into local files (as `aws s3 cp
+# --recursive` to a directory would); and the floor of a durable load, the
+# files copied to another directory and fsynced (`cp` + `sync`).
 #
 #   bench/files.sh [MB [FILE_MB] | quick]
 #                                 MB of each format (default 1024) in files of
@@ -15,9 +17,10 @@
 #   PARALLEL_READS=n              the connections' parallel_reads (default 4)
 #
 # Prints per step: MB (file bytes), rows, seconds, rows/s, MB/s, the server's
-# peak RSS during the load (VmHWM, reset before each load) and the ratio of
-# the load's time to its raw read's (`cat`, or `zcat` for gzip, for the
-# directory; the GET loop for S3). Targets (issue #11): Parquet within 1.5x
+# RSS before the load and its peak during the load (VmHWM, reset before each
+# load) and the ratio of the load's time to its raw read's (`cat`, or `zcat`
+# for gzip, for the directory; the GET loop for S3; the `s3cp` row's ratio is
+# its time over the GET loop's). Targets (issue #11): Parquet within 1.5x
 # of the raw read, peak RSS under 200 MB whatever the file count. Needs
 # python3 and the emulators of scripts/install-emulators.sh (moto and boto3;
 # pyarrow from the bqemulator venv).
@@ -56,16 +59,18 @@ slsql -c "CREATE CONNECTION disk TYPE local OPTIONS (path '$FILES', parallel_rea
 slsql -c "CREATE CONNECTION bucket TYPE s3 OPTIONS (bucket 'bench', endpoint '$ENDPOINT', region 'us-east-1', access_key_id 'bench', secret_access_key 'bench', parallel_reads $PARALLEL_READS)"
 
 peak_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
 seconds_of() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc -l; }
-row() { # step MB rows seconds peak ratio
+row() { # step MB rows seconds start peak ratio
   local rps=-
   [ "$3" = - ] || rps=$(printf '%.0f' "$(echo "$3 / $4" | bc -l)")
-  printf '%-16s %9.1f %11s %9.3f %11s %9.1f %12s %8s\n' "$1" "$2" "$3" "$4" "$rps" "$(echo "$2 / $4" | bc -l)" "$5" "$6"
+  printf '%-16s %9.1f %11s %9.3f %11s %9.1f %12s %12s %8s\n' "$1" "$2" "$3" "$4" "$rps" "$(echo "$2 / $4" | bc -l)" "$5" "$6" "$7"
 }
 # Loads `format` from connection `conn`; prints its row against `raw` seconds.
 load() {
-  local conn=$1 format=$2 rows=$3 mb=$4 raw=$5 job="${1}_${2}" loaded secs t0 t1
+  local conn=$1 format=$2 rows=$3 mb=$4 raw=$5 job="${1}_${2}" loaded secs t0 t1 start
   slsql -c "CREATE ETL JOB $job FROM $conn.files.$format INTO warehouse.$job SNAPSHOT"
+  start=$(rss_mb)
   echo 5 >"/proc/$SLUICE_PID/clear_refs"
   t0=$(now)
   loaded=$(slsql -c "RUN ETL JOB $job" 2>"$WORK/run.err" | cut -d'|' -f3) || {
@@ -76,23 +81,32 @@ load() {
   t1=$(now)
   [ "$loaded" = "$rows" ] || { echo "$job loaded $loaded rows, expected $rows" >&2; exit 1; }
   secs=$(echo "$t1 - $t0" | bc -l)
-  row "sluice-$conn-$format" "$mb" "$rows" "$secs" "$(peak_mb)" "$(printf '%.2f' "$(echo "$secs / $raw" | bc -l)")"
+  row "sluice-$conn-$format" "$mb" "$rows" "$secs" "$start" "$(peak_mb)" "$(printf '%.2f' "$(echo "$secs / $raw" | bc -l)")"
 }
 
-printf '%-16s %9s %11s %9s %11s %9s %12s %8s\n' step MB rows seconds rows/s MB/s peak_RSS_MB vs_raw
+printf '%-16s %9s %11s %9s %11s %9s %12s %12s %8s\n' step MB rows seconds rows/s MB/s start_RSS_MB peak_RSS_MB vs_raw
 for format in pq csv; do
   rows=$PQ_ROWS
   [ "$format" = csv ] && rows=$CSV_ROWS
   mb=$(du -bc "$FILES/$format"/* | tail -1 | awk '{print $1 / 1048576}')
   cat_s=$(seconds_of cat "$FILES/$format"/*)
-  row "cat-$format" "$mb" - "$cat_s" - -
+  row "cat-$format" "$mb" - "$cat_s" - - -
+  # The floor of any durable load: the same bytes copied and fsynced.
+  mkdir -p "$WORK/synced"
+  synced_s=$(seconds_of sh -c "cp $FILES/$format/* $WORK/synced/ && sync $WORK/synced/* $WORK/synced")
+  rm -rf "$WORK/synced"
+  row "cp+fsync-$format" "$mb" - "$synced_s" - - -
   raw=$cat_s
   if [ "$format" = csv ]; then
     raw=$(seconds_of sh -c "zcat $FILES/$format/* > /dev/null")
-    row "zcat-$format" "$mb" "$rows" "$raw" - -
+    row "zcat-$format" "$mb" "$rows" "$raw" - - -
   fi
   load disk "$format" "$rows" "$mb" "$raw"
   read -r _ get_s < <("$S3PY" bench/files.py read "$ENDPOINT" bench "$format")
-  row "get-$format" "$mb" - "$get_s" - -
+  row "get-$format" "$mb" - "$get_s" - - -
+  mkdir -p "$WORK/cp"
+  read -r _ cp_s < <("$S3PY" bench/files.py read "$ENDPOINT" bench "$format" "$WORK/cp")
+  rm -rf "$WORK/cp"
+  row "s3cp-$format" "$mb" - "$cp_s" - - "$(printf '%.2f' "$(echo "$cp_s / $get_s" | bc -l)")"
   load bucket "$format" "$rows" "$mb" "$get_s"
 done
