@@ -15,6 +15,7 @@
 #   BENCH_BIN=path                measure this sluice binary instead of
 #                                 building a release one
 #   PARALLEL_READS=n              the connections' parallel_reads (default 4)
+#   FORMATS="pq csv"              the formats to load (default both)
 #
 # Prints per step: MB (file bytes), rows, seconds, rows/s, MB/s, the server's
 # RSS before the load and its peak during the load (VmHWM, reset before each
@@ -85,7 +86,7 @@ load() {
 }
 
 printf '%-16s %9s %11s %9s %11s %9s %12s %12s %8s\n' step MB rows seconds rows/s MB/s start_RSS_MB peak_RSS_MB vs_raw
-for format in pq csv; do
+for format in ${FORMATS:-pq csv}; do
   rows=$PQ_ROWS
   [ "$format" = csv ] && rows=$CSV_ROWS
   mb=$(du -bc "$FILES/$format"/* | tail -1 | awk '{print $1 / 1048576}')

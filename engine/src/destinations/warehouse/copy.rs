@@ -6,12 +6,17 @@
 //! checked against the table and what the listing said, and the copy is
 //! synced before the next manifest may list it with its constants.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use datafusion::arrow::datatypes::{Field, SchemaRef};
 use datafusion::object_store::buffered::BufWriter;
-use datafusion::object_store::{self, GetOptions, ObjectMeta};
+use datafusion::object_store::{self, GetOptions, GetResultPayload, ObjectMeta};
 use futures::StreamExt;
+
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
@@ -23,6 +28,10 @@ use crate::sources::{WholeFile, parquet_footer, same_columns};
 
 /// Files copied at once by one load.
 const COPIES_AT_ONCE: usize = 4;
+
+/// Bytes of a local source file read per blocking read (`object_store`'s
+/// stream of a local file reads 8 KiB at a time).
+const READ_BYTES: u64 = 4 << 20;
 
 /// The copies of one load.
 pub(super) struct Copies {
@@ -180,15 +189,19 @@ impl Copy {
         }
         let mut writer =
             BufWriter::with_capacity(self.warehouse.store.clone(), path.clone(), PART_BYTES).with_max_concurrency(1);
-        let mut bytes = source.into_stream();
-        let streamed = async {
-            while let Some(chunk) = bytes.next().await {
-                writer.put(chunk?).await?;
+        let copied = match source.payload {
+            GetResultPayload::File(file, _) => copy_file_range(file, source.range, &mut writer).await,
+            GetResultPayload::Stream(mut chunks) => {
+                async {
+                    while let Some(chunk) = chunks.next().await {
+                        writer.put(chunk?).await?;
+                    }
+                    Ok(())
+                }
+                .await
             }
-            Ok::<_, object_store::Error>(())
-        }
-        .await;
-        if let Err(e) = streamed {
+        };
+        if let Err(e) = copied {
             writer.abort().await?;
             return Err(e.into());
         }
@@ -246,4 +259,33 @@ fn column_list<'a>(fields: impl Iterator<Item = &'a Field>) -> String {
         .map(|f| format!("{} {}", f.name(), f.data_type()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Writes `range` of a local `file` to `writer`, [`READ_BYTES`] per read.
+async fn copy_file_range(file: File, range: Range<u64>, writer: &mut BufWriter) -> Result<(), object_store::Error> {
+    let failed = |e: std::io::Error| object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(e),
+    };
+    let mut file = file;
+    let mut offset = range.start;
+    while offset < range.end {
+        let length = READ_BYTES.min(range.end - offset);
+        let chunk;
+        (file, chunk) = tokio::task::spawn_blocking(move || {
+            file.seek(SeekFrom::Start(offset))?;
+            let mut chunk = Vec::with_capacity(usize::try_from(length).unwrap_or(usize::MAX));
+            (&mut file).take(length).read_to_end(&mut chunk)?;
+            Ok::<_, std::io::Error>((file, chunk))
+        })
+        .await
+        .map_err(|e| failed(std::io::Error::other(e)))?
+        .map_err(failed)?;
+        if chunk.is_empty() {
+            return Err(failed(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+        }
+        offset += chunk.len() as u64;
+        writer.put(Bytes::from(chunk)).await?;
+    }
+    Ok(())
 }
