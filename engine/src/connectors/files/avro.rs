@@ -59,3 +59,59 @@ pub(super) fn conform(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_avro::compression::CompressionCodec;
+    use arrow_avro::writer::WriterBuilder;
+    use arrow_avro::writer::format::AvroOcfFormat;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::object_store::memory::InMemory;
+    use datafusion::object_store::{ObjectStoreExt as _, PutPayload};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn files_with_every_block_codec_read_back() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+            ],
+        )
+        .unwrap();
+        let store = InMemory::new();
+        for codec in [
+            None,
+            Some(CompressionCodec::Deflate),
+            Some(CompressionCodec::Snappy),
+            Some(CompressionCodec::ZStandard),
+            Some(CompressionCodec::Bzip2),
+            Some(CompressionCodec::Xz),
+        ] {
+            let mut writer = WriterBuilder::new(schema.as_ref().clone())
+                .with_compression(codec)
+                .build::<_, AvroOcfFormat>(Vec::new())
+                .unwrap();
+            writer.write(&batch).unwrap();
+            writer.finish().unwrap();
+            let path = Path::from(format!("{codec:?}.avro"));
+            store.put(&path, PutPayload::from(writer.into_inner())).await.unwrap();
+            let (read_schema, batches) = read(&store, &path, 2)
+                .await
+                .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            assert_eq!(read_schema, *schema, "{codec:?}");
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            assert_eq!(rows, 3, "{codec:?}");
+            let back = datafusion::arrow::compute::concat_batches(&schema, &conform(&path, &schema, batches).unwrap())
+                .unwrap();
+            assert_eq!(back, batch, "{codec:?}");
+        }
+    }
+}
