@@ -10,7 +10,12 @@ A node is a top-level module of the crate (`jobs`, `sources`, ...); inside
 crate::b::...`, an inline `crate::b::x`, `super::...` leaving A's node, or a
 parent module naming a child module's item). Tests (`#[cfg(test)]` modules
 and `tests.rs` files) count too: a cycle through a test still tangles the
-modules. Exit status 1 when there is a cycle.
+modules.
+
+Two layering rules are checked as well: the connector contract
+(`contract`) names only leaves (modules that name nothing), and no
+connector folder names `jobs`, `connections`, `error` or the registry.
+Exit status 1 when there is a cycle or a broken rule.
 """
 
 import os
@@ -173,6 +178,21 @@ def cycles(edges):
             visit(v)
     return out
 
+CONTRACT = "contract"
+ABOVE_CONNECTORS = {"jobs", "connections", "error", "connectors"}
+
+def layering(edges):
+    """Edges that break the layering rules, as text."""
+    broken = []
+    for dst in sorted(edges.get(CONTRACT, ())):
+        if edges.get(dst):
+            broken.append(f"{CONTRACT} -> {dst}, which is not a leaf (it names {', '.join(sorted(edges[dst]))})")
+    for src in sorted(edges):
+        if src.startswith("connectors/"):
+            for dst in sorted(edges[src] & ABOVE_CONNECTORS):
+                broken.append(f"{src} -> {dst}, above the connectors")
+    return broken
+
 def main():
     srcs = sys.argv[1:] or ["engine/src", "server/src"]
     found = False
@@ -188,6 +208,13 @@ def main():
             print(f"CYCLE: {{{', '.join(comp)}}} via {'; '.join(inner)}")
         if not comps:
             print("no cycles")
+        if CONTRACT in edges:
+            broken = layering(edges)
+            for line in broken:
+                found = True
+                print(f"LAYERING: {line}")
+            if not broken:
+                print(f"{CONTRACT} names only leaves; no connector names {', '.join(sorted(ABOVE_CONNECTORS))}")
     sys.exit(1 if found else 0)
 
 if __name__ == "__main__":

@@ -14,15 +14,15 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::alerts::AlertNotifier;
 use crate::allowed_paths::AllowedPaths;
-use crate::cdc::ChangeSource;
-use crate::connection_types::{ConnectionType, Driver};
 use crate::connectors;
-use crate::destinations::{Destination, ScrubbedDestination, TableOption};
+use crate::contract::{
+    ChangeSource, ConnectFailure, ConnectionType, Destination, Driver, ResolvedOptions, Source, TableOption,
+};
+use crate::destinations::ScrubbedDestination;
 use crate::error::{ConnectionFailure, EngineError};
-use crate::failure::ConnectFailure;
-use crate::options::{self, PreparedOptions, ResolvedOptions};
+use crate::options::{self, PreparedOptions};
 use crate::secret_stores::SecretStores;
-use crate::sources::{Scrubbed, Source};
+use crate::sources::Scrubbed;
 
 /// A `CREATE CONNECTION` request.
 #[derive(Debug)]
@@ -556,7 +556,7 @@ impl ConnectionManager {
     /// file outside the allowed directories.
     fn resolve_saved(&self, record: &ConnectionRecord) -> Result<ResolvedOptions, EngineError> {
         self.allowed_paths.check_options(&record.options)?;
-        ResolvedOptions::resolve(&record.options, &[], &self.catalog, &self.secret_stores)
+        options::resolve(&record.options, &[], &self.catalog, &self.secret_stores)
     }
 
     async fn check_live(
@@ -570,7 +570,7 @@ impl ConnectionManager {
         if !validate {
             return Ok(ConnectionStatus::Unknown);
         }
-        let resolved = ResolvedOptions::resolve(
+        let resolved = options::resolve(
             &prepared.options,
             &prepared.inline_secrets,
             &self.catalog,

@@ -6,10 +6,7 @@ use std::sync::OnceLock;
 use datafusion::error::DataFusionError;
 use sluice_catalog::CatalogError;
 
-use crate::destinations::DestinationError;
-// Re-exported for the connectors that still name them here.
-pub use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::sources::SourceError;
+use crate::contract::{ConnectFailure, DestinationError, SourceError};
 
 /// A table `CREATE ETL JOBS` could not give a job, and why.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +67,7 @@ pub enum EngineError {
     #[error("{connection}: {error}")]
     ChangeCapture {
         connection: String,
-        error: crate::cdc::CdcError,
+        error: crate::contract::CdcError,
     },
 
     #[error("{message}")]
@@ -213,23 +210,8 @@ impl EngineError {
     pub fn is_transient(&self) -> bool {
         match self {
             EngineError::Connect { failure, .. } => failure.kind.is_transient(),
-            EngineError::Source { error, .. } => match error {
-                SourceError::Connect(failure) => failure.kind.is_transient(),
-                // SQLSTATE classes: connection exception, transaction
-                // rollback (serialization, deadlock), insufficient
-                // resources, operator intervention, system error.
-                SourceError::Query { code: Some(code), .. } => ["08", "40", "53", "57", "58"]
-                    .iter()
-                    .any(|class| code.starts_with(class)),
-                SourceError::Query { code: None, .. } | SourceError::NotFound { .. } => false,
-            },
-            EngineError::Destination(error) => match error {
-                DestinationError::ObjectStore(_)
-                | DestinationError::Conflict { .. }
-                | DestinationError::CopiedFile { .. } => true,
-                DestinationError::Remote { diagnosis, .. } => diagnosis.transient,
-                _ => false,
-            },
+            EngineError::Source { error, .. } => error.is_transient(),
+            EngineError::Destination(error) => error.is_transient(),
             _ => false,
         }
     }
@@ -294,6 +276,7 @@ pub fn find_cause<'a, T: Error + 'static>(error: &'a (dyn Error + 'static)) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::ConnectFailureKind;
 
     fn source(error: SourceError) -> EngineError {
         EngineError::Source {

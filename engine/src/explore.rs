@@ -15,7 +15,8 @@ use crate::error::EngineError;
 use datafusion::arrow::array::RecordBatch;
 use futures::TryStreamExt;
 
-use crate::sources::{ScanRequest, Source, SourceError, SourceTable, TableDescription, TableInfo, TableRef};
+use crate::contract::{ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef};
+use crate::sources::SourceTable;
 
 impl ConnectionManager {
     /// Runs `op` on the connection's source, mapping its errors and

@@ -9,96 +9,9 @@ use std::collections::BTreeMap;
 
 use sluice_catalog::{Catalog, OptionValue, SecretContent, SecretValue};
 
+use crate::contract::{OptionKind, OptionSpec, ResolvedOptions};
 use crate::error::EngineError;
-use crate::scrub::Scrubber;
 use crate::secret_stores::SecretStores;
-
-/// The type of one option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OptionKind {
-    Text,
-    Integer {
-        min: i64,
-        max: i64,
-    },
-    Bool,
-    /// One of a fixed set of words.
-    Enum(&'static [&'static str]),
-    /// A secret: `SECRET name` or an inline string stored encrypted.
-    Secret,
-}
-
-impl OptionKind {
-    /// How the type is shown in `SHOW CONNECTION TYPES`.
-    pub fn describe(&self) -> String {
-        match self {
-            OptionKind::Text => "text".into(),
-            OptionKind::Integer { .. } => "integer".into(),
-            OptionKind::Bool => "boolean".into(),
-            OptionKind::Enum(words) => format!("one of {}", words.join("|")),
-            OptionKind::Secret => "secret".into(),
-        }
-    }
-}
-
-/// One option a connection type accepts.
-#[derive(Debug, Clone, Copy)]
-pub struct OptionSpec {
-    pub name: &'static str,
-    pub kind: OptionKind,
-    pub required: bool,
-    /// The value used when the option is not given.
-    pub default: Option<&'static str>,
-    pub description: &'static str,
-}
-
-impl OptionSpec {
-    /// A required option.
-    pub const fn required(name: &'static str, kind: OptionKind, description: &'static str) -> Self {
-        Self {
-            name,
-            kind,
-            required: true,
-            default: None,
-            description,
-        }
-    }
-
-    /// An optional option without a default.
-    pub const fn optional(name: &'static str, kind: OptionKind, description: &'static str) -> Self {
-        Self {
-            name,
-            kind,
-            required: false,
-            default: None,
-            description,
-        }
-    }
-
-    /// An optional option with a default.
-    pub const fn with_default(
-        name: &'static str,
-        kind: OptionKind,
-        default: &'static str,
-        description: &'static str,
-    ) -> Self {
-        Self {
-            name,
-            kind,
-            required: false,
-            default: Some(default),
-            description,
-        }
-    }
-}
-
-/// The option every connection type that jobs use accepts: how many
-/// scheduled runs may use the connection at once.
-pub const MAX_CONCURRENT_RUNS: OptionSpec = OptionSpec::optional(
-    "max_concurrent_runs",
-    OptionKind::Integer { min: 1, max: 1000 },
-    "scheduled runs that may use this connection at once (default: the server's --max-runs-per-connection)",
-);
 
 /// Options after validation, ready to be saved.
 #[derive(Debug, Default)]
@@ -279,35 +192,23 @@ fn normalise(type_name: &str, spec: &OptionSpec, value: OptionValue) -> Result<O
     }
 }
 
-/// Options with secrets decrypted, handed to a driver for one connection
-/// attempt. Never log or display it.
-#[derive(Debug, Default)]
-pub struct ResolvedOptions {
-    values: BTreeMap<String, Resolved>,
-}
-
-#[derive(Debug)]
-enum Resolved {
-    Plain(OptionValue),
-    Secret(SecretValue),
-}
-
-impl ResolvedOptions {
-    /// Resolves secret references through the catalog, preferring values
-    /// given inline in the same statement (not yet saved).
-    /// Secrets kept in an external store are fetched through `stores`.
-    pub fn resolve(
-        options: &BTreeMap<String, OptionValue>,
-        inline: &[(String, SecretValue)],
-        catalog: &Catalog,
-        stores: &SecretStores,
-    ) -> Result<Self, EngineError> {
-        let mut values = BTreeMap::new();
-        for (name, value) in options {
-            let resolved = match value {
-                OptionValue::Secret { name: secret, .. } => match inline.iter().find(|(n, _)| n == secret) {
-                    Some((_, value)) => Resolved::Secret(value.clone()),
-                    None => Resolved::Secret(match catalog.secret(secret)? {
+/// Resolves a connection's options for its driver: secret references are
+/// read through the catalog, preferring values given inline in the same
+/// statement (not yet saved); secrets kept in an external store are
+/// fetched through `stores`.
+pub fn resolve(
+    options: &BTreeMap<String, OptionValue>,
+    inline: &[(String, SecretValue)],
+    catalog: &Catalog,
+    stores: &SecretStores,
+) -> Result<ResolvedOptions, EngineError> {
+    let mut resolved = ResolvedOptions::default();
+    for (name, value) in options {
+        match value {
+            OptionValue::Secret { name: secret, .. } => {
+                let value = match inline.iter().find(|(n, _)| n == secret) {
+                    Some((_, value)) => value.clone(),
+                    None => match catalog.secret(secret)? {
                         SecretContent::Value(value) => value,
                         SecretContent::External(external) => {
                             stores.fetch(&external).map_err(|problem| EngineError::ExternalSecret {
@@ -316,59 +217,14 @@ impl ResolvedOptions {
                                 problem,
                             })?
                         }
-                    }),
-                },
-                other => Resolved::Plain(other.clone()),
-            };
-            values.insert(name.clone(), resolved);
-        }
-        Ok(Self { values })
-    }
-
-    /// A text option.
-    pub fn text(&self, name: &str) -> Option<&str> {
-        match self.values.get(name)? {
-            Resolved::Plain(OptionValue::Text(s)) => Some(s),
-            _ => None,
+                    },
+                };
+                resolved.insert_secret(name.clone(), value);
+            }
+            other => resolved.insert_plain(name.clone(), other.clone()),
         }
     }
-
-    /// An integer option.
-    pub fn integer(&self, name: &str) -> Option<i64> {
-        match self.values.get(name)? {
-            Resolved::Plain(OptionValue::Integer(i)) => Some(*i),
-            _ => None,
-        }
-    }
-
-    /// A boolean option.
-    pub fn boolean(&self, name: &str) -> Option<bool> {
-        match self.values.get(name)? {
-            Resolved::Plain(OptionValue::Bool(b)) => Some(*b),
-            _ => None,
-        }
-    }
-
-    /// A secret option's plain value.
-    pub fn secret(&self, name: &str) -> Option<&SecretValue> {
-        match self.values.get(name)? {
-            Resolved::Secret(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// Every secret value, for scrubbing driver messages.
-    pub fn secrets(&self) -> impl Iterator<Item = &SecretValue> {
-        self.values.values().filter_map(|v| match v {
-            Resolved::Secret(s) => Some(s),
-            Resolved::Plain(_) => None,
-        })
-    }
-
-    /// A scrubber for the secret values of these options.
-    pub fn scrubber(&self) -> Scrubber {
-        Scrubber::new(self.secrets().cloned().collect())
-    }
+    Ok(resolved)
 }
 
 #[cfg(test)]

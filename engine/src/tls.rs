@@ -14,7 +14,7 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 
 use tracing::warn;
 
-use crate::failure::{ConnectFailure, ConnectFailureKind};
+use crate::contract::{ConnectFailure, ConnectFailureKind};
 
 /// How much of the server's certificate to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,9 +5,8 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::error::{ErrorInfo, PgWireError};
 use sluice_catalog::{CatalogError, ObjectKind};
-use sluice_engine::destinations::DestinationError;
-use sluice_engine::sources::SourceError;
-use sluice_engine::{ConnectFailureKind, EngineError, find_cause};
+use sluice_engine::contract::{ConnectFailureKind, DestinationError, SourceError};
+use sluice_engine::{EngineError, find_cause};
 
 use crate::names::DATABASE;
 use crate::statements::{ParseError, ParseErrorKind};
@@ -253,6 +252,11 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::Destination(DestinationError::InvalidLayout { .. } | DestinationError::OptionMismatch { .. }) => {
             error("22023", message, None)
         }
+        EngineError::Destination(DestinationError::InvalidOption { .. }) => error(
+            "22023",
+            message,
+            Some("SHOW CONNECTION TYPES lists each type's options.".into()),
+        ),
         EngineError::Destination(_) => error("58030", message, None),
     }
 }

@@ -13,10 +13,10 @@ use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::NoticeResponse;
 use sluice_catalog::{ConnectionStatus, RunRecord, RunTrigger, SecretContent};
+use sluice_engine::contract::TableRef;
 use sluice_engine::jobs::{
     CreateJobOutcome, JobChange, LiveRun, PlanAction, Progress, table_ops_today, table_ops_warning,
 };
-use sluice_engine::sources::TableRef;
 use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
 

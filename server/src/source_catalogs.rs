@@ -9,7 +9,7 @@ use datafusion::catalog::{
 };
 use datafusion::error::{DataFusionError, Result};
 use sluice_engine::ConnectionManager;
-use sluice_engine::sources::TableRef;
+use sluice_engine::contract::TableRef;
 
 /// The session's catalogs: Sluice's own (system tables, pg_catalog) plus one
 /// per saved connection that can be read as a source.

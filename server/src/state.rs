@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 use sluice_catalog::CatalogError;
-use sluice_engine::destinations::DestinationError;
+use sluice_engine::contract::DestinationError;
 use sluice_engine::jobs::JobManager;
 use sluice_engine::{ConnectionManager, EngineError};
 

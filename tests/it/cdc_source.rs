@@ -15,10 +15,10 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::util::display::array_value_to_string;
 use futures::TryStreamExt;
 use sluice_catalog::{Catalog, CdcMode, CdcState, MasterKey, OptionValue};
-use sluice_engine::cdc::{
-    Capture, CdcError, ChangeEvent, ChangeSource, ChangeStream, OP_COLUMN, Position, UNCHANGED_COLUMN,
+use sluice_engine::cdc::{OP_COLUMN, UNCHANGED_COLUMN};
+use sluice_engine::contract::{
+    Capture, CdcError, ChangeEvent, ChangeSource, ChangeStream, Position, ScanRequest, Source, TableRef,
 };
-use sluice_engine::sources::{ScanRequest, Source, TableRef};
 use sluice_engine::{ConnectionManager, CreateConnection};
 
 use crate::common::PgServer;

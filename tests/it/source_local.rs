@@ -21,8 +21,9 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use sluice_catalog::{Catalog, ConnectionStatus, MasterKey, OptionValue};
-use sluice_engine::sources::{ScanRequest, Source, SourceError, SourceTable, TableDescription, TableRef};
-use sluice_engine::{ConnectFailureKind, ConnectionManager, CreateConnection, CreateOutcome, EngineError};
+use sluice_engine::contract::{ConnectFailureKind, ScanRequest, Source, SourceError, TableDescription, TableRef};
+use sluice_engine::sources::SourceTable;
+use sluice_engine::{ConnectionManager, CreateConnection, CreateOutcome, EngineError};
 
 /// Connections saved in a throwaway catalog.
 struct Connections {
@@ -329,7 +330,7 @@ async fn create_checks_that_the_directory_can_be_read() {
 
     connections.source("ok", dir.path()).await;
     let types = sluice_engine::connectors::lookup("local").unwrap();
-    assert_eq!(types.status(), sluice_engine::connection_types::TypeStatus::Available);
+    assert_eq!(types.status(), sluice_engine::contract::TypeStatus::Available);
     assert_eq!(types.identity_options, ["path"]);
 }
 

@@ -17,8 +17,9 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use sluice_catalog::{Catalog, MasterKey, OptionValue};
-use sluice_engine::sources::{ScanRequest, Source, SourceError, SourceTable, TableKind, TableRef};
-use sluice_engine::{ConnectFailureKind, ConnectionManager, CreateConnection};
+use sluice_engine::contract::{ConnectFailureKind, ScanRequest, Source, SourceError, TableKind, TableRef};
+use sluice_engine::sources::SourceTable;
+use sluice_engine::{ConnectionManager, CreateConnection};
 
 /// Connections saved in a throwaway catalog, opened as sources.
 struct Connections {
@@ -338,7 +339,7 @@ async fn schemas_tables_and_descriptions_come_from_information_schema() {
     // Names are exact: `information_schema` compares them case-insensitively.
     maria.sql("CREATE TABLE crm.`Customers` (upper_id int); CREATE TABLE crm.`CUSTOMERS` (shout int);");
     let columns =
-        |d: sluice_engine::sources::TableDescription| d.columns.into_iter().map(|c| c.name).collect::<Vec<_>>();
+        |d: sluice_engine::contract::TableDescription| d.columns.into_iter().map(|c| c.name).collect::<Vec<_>>();
     assert_eq!(
         columns(source.describe(&table("crm", "Customers")).await.unwrap()),
         ["upper_id"]

@@ -18,8 +18,11 @@ use datafusion::scalar::ScalarValue;
 use futures::TryStreamExt;
 use sluice_catalog::{Catalog, MasterKey, OptionValue};
 use sluice_engine::connectors::postgres::types::{PgColumnType, PgTypeKind, map};
-use sluice_engine::sources::{ScanRequest, Source, SourceError, SourceTable, TableDescription, TableKind, TableRef};
-use sluice_engine::{ConnectFailureKind, ConnectionManager, CreateConnection};
+use sluice_engine::contract::{
+    ConnectFailureKind, ScanRequest, Source, SourceError, TableDescription, TableKind, TableRef,
+};
+use sluice_engine::sources::SourceTable;
+use sluice_engine::{ConnectionManager, CreateConnection};
 
 /// A source for `pg` built the way the server builds one: a connection
 /// saved (and tested) in a catalog, then opened as a source.

@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 
 use sluice_catalog::CdcMode;
 
-use super::{CdcError, Position};
+use crate::contract::{CdcError, Position};
 
 /// The change's kind, in `_sluice_op`.
 pub const OP_COLUMN: &str = "_sluice_op";

@@ -22,8 +22,7 @@ pub mod sqlserver;
 #[cfg(test)]
 mod type_docs;
 
-use crate::connection_types::ConnectionType;
-use crate::destinations::TableOption;
+use crate::contract::{ConnectionType, TableOption};
 use crate::error::EngineError;
 
 /// Every connection type, in the order `SHOW CONNECTION TYPES` lists them.

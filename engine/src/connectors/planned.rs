@@ -1,11 +1,13 @@
 //! Connection types known to Sluice whose drivers are still to come. Their
 //! option schemas are final so that `SHOW CONNECTION TYPES` documents them.
 
-use crate::connection_types::{Category, ConnectionType};
-use crate::options::OptionKind::{Integer, Secret, Text};
-use crate::options::OptionSpec as O;
+use crate::contract::{
+    Category, ConnectionType,
+    OptionKind::{Integer, Secret, Text},
+    OptionSpec as O,
+};
 
-const PORT: crate::options::OptionKind = Integer { min: 1, max: 65535 };
+const PORT: crate::contract::OptionKind = Integer { min: 1, max: 65535 };
 
 macro_rules! planned {
     ($id:ident, $name:literal, $display:literal, $category:expr, [$($identity:literal),*], $options:expr) => {

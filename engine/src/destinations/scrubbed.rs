@@ -16,12 +16,11 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::scalar::ScalarValue;
 use futures::TryStreamExt;
 
-use super::{
-    ChangeSpec, CommitReport, CommitState, Destination, DestinationError, LoadTransaction, RemoteDiagnosis,
-    ShipProgress, TableSetup, TableSpec, WriteMode,
+use crate::contract::{
+    ChangeSpec, CommitReport, CommitState, Destination, DestinationError, Dialect, LoadTransaction, QueryBuilder,
+    RemoteDiagnosis, ShipProgress, TableSetup, TableSpec, TextRows, WholeFile, WriteMode,
 };
 use crate::scrub::Scrubber;
-use crate::sources::{Dialect, QueryBuilder, TextRows, WholeFile};
 
 /// `inner` with every error scrubbed of the secrets `scrubber` knows.
 pub struct ScrubbedDestination {
@@ -64,6 +63,10 @@ pub fn scrub_destination_error(scrubber: &Scrubber, error: DestinationError) -> 
             reason: s(&reason),
         },
         DestinationError::OptionMismatch { reason } => DestinationError::OptionMismatch { reason: s(&reason) },
+        DestinationError::InvalidOption { option, message } => DestinationError::InvalidOption {
+            option,
+            message: s(&message),
+        },
         DestinationError::CopiedFile { file, reason } => DestinationError::CopiedFile {
             file: s(&file),
             reason: s(&reason),

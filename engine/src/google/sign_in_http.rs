@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower_service::Service;
 
-use crate::failure::ConnectFailure;
+use crate::contract::ConnectFailure;
 
 /// The environment variable that moves Google's sign-in hosts.
 const ENDPOINT_VARIABLE: &str = "SLUICE_GOOGLE_AUTH_ENDPOINT";

@@ -22,14 +22,13 @@ use super::define::JobColumns;
 use super::runner::{Progress, RunSummary, Work};
 use super::settings::bytes_text;
 use super::{ActiveRun, JobManager};
-use crate::cdc::{
-    Capture, CdcError, ChangeEvent, ChangeSource, ChangeStream, DELETED_AT_COLUMN, Position, Retention,
-    change_table_schema, snapshot_changes, snapshot_truncate,
+use crate::cdc::{DELETED_AT_COLUMN, change_table_schema, snapshot_changes, snapshot_truncate};
+use crate::contract::{
+    Capture, CdcError, ChangeEvent, ChangeSource, ChangeSpec, ChangeStream, Destination, LoadTransaction, Position,
+    Retention, TableDescription, WriteMode,
 };
-use crate::destinations::{ChangeSpec, Destination, LoadTransaction, WriteMode};
 use crate::error::EngineError;
 use crate::failpoint;
-use crate::sources::TableDescription;
 
 /// Change rows a micro-batch collects before it commits (at the end of a
 /// transaction).
@@ -507,5 +506,5 @@ fn table_rows(changes: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, 
             }),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns).map_err(crate::destinations::DestinationError::from)?)
+    Ok(RecordBatch::try_new(schema.clone(), columns).map_err(crate::contract::DestinationError::from)?)
 }

@@ -16,7 +16,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
-use crate::destinations::DestinationError;
+use crate::contract::DestinationError;
 use crate::error::EngineError;
 
 /// The keys loaded so far in the window, and the filter for new rows.

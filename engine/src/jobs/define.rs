@@ -17,10 +17,11 @@ use super::load_request::{DEFAULT_BACKFILL_DAYS, LoadRequest};
 use super::settings::JobSetting;
 use super::{JobManager, guard, nested_type, schema_changes, split, window};
 use crate::cdc::change_table_schema;
-use crate::destinations::{Destination, DestinationError, TableOptions, TableSetup, TableSpec};
+use crate::contract::{
+    ColumnInfo, Destination, DestinationError, TableDescription, TableOptions, TableRef, TableSetup, TableSpec,
+};
 use crate::error::EngineError;
 use crate::schedule::Schedule;
-use crate::sources::{ColumnInfo, TableDescription, TableRef};
 use crate::type_mapping::{BigQueryType, TYPE_METADATA};
 
 /// A `CREATE ETL JOB` request.

@@ -23,9 +23,8 @@ use tracing::info;
 use super::define::{JobColumns, check_cursor, check_lookback};
 use super::load_request::LoadRequest;
 use super::{JobManager, schema_changes};
-use crate::destinations::DestinationError;
+use crate::contract::{DestinationError, TableDescription};
 use crate::error::EngineError;
-use crate::sources::TableDescription;
 use crate::type_mapping::{TYPE_METADATA, load_type, widens};
 
 /// A change to what a job loads, made by `ALTER ETL JOB`.

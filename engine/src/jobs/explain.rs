@@ -6,8 +6,8 @@ use sluice_catalog::{IncrementalStart, JobRecord, LoadType, LookbackWindow};
 
 use super::plan::{self, RunPlan};
 use super::{JobManager, cdc_mode_sql, file_mark, split, window};
+use crate::contract::Source;
 use crate::error::EngineError;
-use crate::sources::Source;
 
 /// One row of EXPLAIN: a step of the run and what it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl JobManager {
         job: &JobRecord,
         source: &dyn Source,
         plan: &RunPlan,
-    ) -> Result<Vec<ExplainStep>, crate::sources::SourceError> {
+    ) -> Result<Vec<ExplainStep>, crate::contract::SourceError> {
         let description = &plan.columns.description;
         let parts = job.parallelism.filter(|&n| n > 1);
         let queries = match parts {
@@ -108,7 +108,7 @@ impl JobManager {
             Some(parts) => {
                 let column =
                     split::split_column(description, plan.cursor.as_ref().map(|c| c.0.as_str())).map_err(|e| {
-                        crate::sources::SourceError::Query {
+                        crate::contract::SourceError::Query {
                             code: Some("0A000".into()),
                             message: e.to_string(),
                         }

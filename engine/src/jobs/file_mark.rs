@@ -21,8 +21,8 @@ use datafusion::scalar::ScalarValue;
 
 use super::define::JobColumns;
 use super::window;
+use crate::contract::{Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE};
 use crate::error::EngineError;
-use crate::sources::{Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE};
 
 /// What follows the time in a watermark's text, before the files.
 const SEPARATOR: &str = " with files ";

@@ -9,9 +9,10 @@ use tracing::info;
 use super::load_request::LoadRequest;
 use super::settings::JobSetting;
 use super::{CreateJob, CreateJobOutcome, JobChange, JobManager};
+use crate::contract::{TableDescription, TableKind, TableRef};
 use crate::error::{EngineError, TableFailure};
 use crate::schedule::Schedule;
-use crate::sources::{LoadRecommendation, TableDescription, TableKind, TableRef};
+use crate::sources::LoadRecommendation;
 use crate::type_mapping::BigQueryType;
 
 /// The job name of a table unless `name_template` says otherwise.

@@ -14,8 +14,8 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::scalar::ScalarValue;
 use sluice_catalog::{CommitGuard, JobRecord};
 
+use crate::contract::{CommitHorizon, Source, SourceInstant};
 use crate::error::EngineError;
-use crate::sources::{CommitHorizon, Source, SourceInstant};
 
 /// What the guard decided for one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,7 +159,7 @@ fn clock_text(micros: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::OpenTransaction;
+    use crate::contract::OpenTransaction;
 
     const S: i64 = 1_000_000;
 

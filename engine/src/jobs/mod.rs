@@ -50,7 +50,7 @@ pub use table_ops::{WARN_TABLE_OPS, table_ops_today, table_ops_warning};
 pub use verify::CursorWindow;
 
 use crate::connections::ConnectionManager;
-use crate::destinations::Destination;
+use crate::contract::Destination;
 use crate::metrics::EngineMetrics;
 use progress::LiveProgress;
 

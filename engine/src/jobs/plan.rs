@@ -11,9 +11,8 @@ use sluice_catalog::{JobRecord, LoadType, Lookback};
 use super::define::JobColumns;
 use super::file_mark::{self, FileOrigin};
 use super::{JobManager, guard, schema_changes, window};
-use crate::destinations::WriteMode;
+use crate::contract::{Dialect, ScanRequest, Source, TableRef, WriteMode};
 use crate::error::EngineError;
-use crate::sources::{Dialect, ScanRequest, Source, TableRef};
 
 /// What the next run of a job reads.
 pub(super) struct RunPlan {

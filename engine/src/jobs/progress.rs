@@ -4,8 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::destinations::{Activity, ShipProgress, Shipped};
-use crate::sources::FilesRead;
+use crate::contract::{Activity, FilesRead, ShipProgress, Shipped};
 
 /// What a run is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

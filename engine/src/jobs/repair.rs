@@ -15,9 +15,8 @@ use super::plan::window_filter;
 use super::runner::{Progress, RunSummary, Work, conform};
 use super::verify::{CursorWindow, source_type};
 use super::{ActiveRun, JobManager, window};
-use crate::destinations::{LoadTransaction, WriteMode};
+use crate::contract::{LoadTransaction, ScanRequest, WriteMode};
 use crate::error::EngineError;
-use crate::sources::ScanRequest;
 
 impl JobManager {
     /// Repairs window `[from, to)` of job `name`'s cursor (see the module

@@ -22,10 +22,9 @@ use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::reconcile::INTERRUPTED;
 use super::verify::CursorWindow;
 use super::{ActiveRun, JobManager, schema_changes, split, whole_files, window};
-use crate::destinations::WriteMode;
+use crate::contract::{ScanPiece, WriteMode};
 use crate::error::EngineError;
 use crate::failpoint;
-use crate::sources::ScanPiece;
 
 /// How far a running run has got.
 #[derive(Debug, Clone, Copy)]

@@ -17,9 +17,8 @@ use sluice_catalog::{
 use tracing::info;
 
 use super::define::JobColumns;
-use crate::destinations::{Destination, DestinationError};
+use crate::contract::{Destination, DestinationError, TableDescription};
 use crate::error::EngineError;
-use crate::sources::TableDescription;
 use crate::type_mapping::{TYPE_METADATA, widens};
 
 /// One change a run follows.
@@ -422,7 +421,7 @@ mod tests {
     use sluice_catalog::{IncrementalStart, JobDestination, JobSource};
 
     use super::*;
-    use crate::sources::{ColumnInfo, TableKind, TableRef};
+    use crate::contract::{ColumnInfo, TableKind, TableRef};
     use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
 
     fn source_column(name: &str, source_type: &str, arrow: DataType, nullable: bool) -> ColumnInfo {

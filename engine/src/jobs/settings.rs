@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sluice_catalog::{CatchUp, JobRecord, OptionValue, SchemaChangePolicy, VerifySchedule};
 
-pub use crate::destinations::SettingValue;
+pub use crate::contract::SettingValue;
 
 /// One valid job setting.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 
 use datafusion::arrow::datatypes::DataType;
 
+use crate::contract::TableDescription;
 use crate::error::EngineError;
-use crate::sources::TableDescription;
 
 /// The column to split a table on: the first primary-key column, else the
 /// cursor, if it is a NOT NULL integer (a nullable column's NULLs would fall

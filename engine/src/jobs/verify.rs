@@ -14,8 +14,9 @@ use sluice_catalog::{BucketDifference, JobRecord, LoadType, RunStatus, RunTrigge
 use super::define::JobColumns;
 use super::plan::window_filter;
 use super::{JobManager, window};
+use crate::contract::Dialect;
 use crate::error::EngineError;
-use crate::sources::{BucketSums, BucketUnit, ChecksumQuery, Dialect, WHOLE_TABLE, parse_sums};
+use crate::sources::{BucketSums, BucketUnit, ChecksumQuery, WHOLE_TABLE, parse_sums};
 
 /// The cursor window the user asked for: `[from, to)`, as cursor text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

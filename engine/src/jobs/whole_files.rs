@@ -2,15 +2,14 @@
 //! when every row of a file goes to the destination unchanged, so that
 //! copying the file loads exactly what decoding it would.
 //!
-//! [`ScanPiece::File`]: crate::sources::ScanPiece::File
+//! [`ScanPiece::File`]: crate::contract::ScanPiece::File
 
 use datafusion::arrow::datatypes::SchemaRef;
 use sluice_catalog::{JobRecord, LoadType};
 
 use super::define::JobColumns;
 use super::schema_changes::Evolution;
-use crate::destinations::LoadTransaction;
-use crate::sources::ScanRequest;
+use crate::contract::{LoadTransaction, ScanRequest};
 
 /// The destination columns a whole file must have for this run to copy it,
 /// or `None` when the run reads rows only: the destination does not take

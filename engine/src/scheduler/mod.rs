@@ -19,10 +19,10 @@ pub use crate::schedule::{Schedule, ScheduleError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use retry::Backoff;
 
+use crate::contract::MAX_CONCURRENT_RUNS;
 use crate::error::EngineError;
 use crate::jobs::{CursorWindow, JobManager};
 use crate::metrics::EngineMetrics;
-use crate::options::MAX_CONCURRENT_RUNS;
 use plan::{Action, Situation};
 
 /// The longest the scheduler sleeps without looking at the catalog again.

@@ -16,7 +16,7 @@ use sluice_catalog::SecretValue;
 use super::SecretFetchProblem;
 use crate::aws::credentials::{CredentialChain, process_env};
 use crate::aws::json::{self as aws_json, AwsEndpoint, PostError};
-use crate::failure::error_chain;
+use crate::contract::error_chain;
 
 const ENDPOINT_VARIABLE: &str = "SLUICE_AWS_SECRETS_MANAGER_ENDPOINT";
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sluice_catalog::SecretValue;
 
 use super::SecretFetchProblem;
-use crate::failure::error_chain;
+use crate::contract::error_chain;
 use crate::google::Credentials;
 use crate::google::auth::TokenSource;
 

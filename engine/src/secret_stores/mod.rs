@@ -166,7 +166,7 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, SecretFetchProblem>
         .connect_timeout(timeout)
         .timeout(timeout)
         .build()
-        .map_err(|e| SecretFetchProblem::Unavailable(crate::failure::error_chain(&e)))
+        .map_err(|e| SecretFetchProblem::Unavailable(crate::contract::error_chain(&e)))
 }
 
 fn read_file(path: &str) -> Result<SecretValue, SecretFetchProblem> {

@@ -12,20 +12,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::Dialect;
-
-/// Which SQL a dialect writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SqlFamily {
-    Postgres,
-    MySql,
-    DataFusion,
-    BigQuery,
-    SqlServer,
-    /// PostgreSQL's, without many-argument `CONCAT` or unbounded `text`.
-    Redshift,
-    Snowflake,
-}
+use crate::contract::{Dialect, SqlFamily};
 
 /// The width of VERIFY's buckets on a time cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

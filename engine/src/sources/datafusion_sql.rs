@@ -7,7 +7,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use super::decimal_text::decimal_text;
-use crate::sources::{Dialect, SqlFamily, integer_literal, quote_with};
+use crate::contract::{Dialect, SqlFamily, integer_literal, quote_with};
 
 /// DataFusion SQL, in a [`session`].
 pub(crate) struct DataFusionDialect;

@@ -3,7 +3,7 @@
 
 use crate::type_mapping::BigQueryType;
 
-use super::TableDescription;
+use crate::contract::{ColumnInfo, TableDescription};
 
 /// A column that could drive incremental loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +78,7 @@ fn name_class(name: &str) -> u32 {
 
 /// A SQL Server `rowversion` column: a counter the server raises on every
 /// insert and update, the best change cursor a table can have.
-fn is_row_version(column: &super::ColumnInfo) -> bool {
+fn is_row_version(column: &ColumnInfo) -> bool {
     column.source_type == "rowversion" && column.mapping.bigquery == BigQueryType::Int64
 }
 
@@ -157,7 +157,7 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, TimeUnit};
 
     use super::*;
-    use crate::sources::{ColumnInfo, TableKind, TableRef};
+    use crate::contract::{ColumnInfo, TableKind, TableRef};
     use crate::type_mapping::{Confidence, TypeMapping};
 
     fn column(name: &str, ordinal: u32, bigquery: BigQueryType, indexed: bool, nullable: bool) -> ColumnInfo {

@@ -98,7 +98,7 @@ mod tests {
     use datafusion::scalar::ScalarValue;
 
     use super::*;
-    use crate::sources::{
+    use crate::contract::{
         ColumnInfo, Dialect, ScanRequest, Source, SourceError, SqlFamily, TableDescription, TableInfo, TableKind,
         TableRef, integer_literal, quote_with,
     };

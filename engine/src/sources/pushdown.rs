@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
 
-use super::{ColumnInfo, Dialect, TableDescription};
+use crate::contract::{ColumnInfo, Dialect, TableDescription};
 
 /// How faithfully a filter can be evaluated by the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -207,14 +207,14 @@ mod tests {
     use datafusion::scalar::ScalarValue;
 
     use super::*;
-    use crate::sources::{TableKind, TableRef};
+    use crate::contract::{TableKind, TableRef};
     use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
 
     struct Quoting;
 
     impl Dialect for Quoting {
-        fn family(&self) -> crate::sources::SqlFamily {
-            crate::sources::SqlFamily::Postgres
+        fn family(&self) -> crate::contract::SqlFamily {
+            crate::contract::SqlFamily::Postgres
         }
         fn quote_ident(&self, ident: &str) -> String {
             format!("\"{}\"", ident.replace('"', "\"\""))
@@ -305,8 +305,8 @@ mod tests {
     struct Refusing;
 
     impl Dialect for Refusing {
-        fn family(&self) -> crate::sources::SqlFamily {
-            crate::sources::SqlFamily::Postgres
+        fn family(&self) -> crate::contract::SqlFamily {
+            crate::contract::SqlFamily::Postgres
         }
         fn quote_ident(&self, ident: &str) -> String {
             Quoting.quote_ident(ident)

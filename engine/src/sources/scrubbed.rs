@@ -11,11 +11,10 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{
-    CommitHorizon, Dialect, FilesRead, PieceStream, QueryBuilder, ScanRequest, Source, SourceError, TableDescription,
-    TableInfo, TableRef, TextRows,
+use crate::contract::{
+    CommitHorizon, ConnectFailure, Dialect, FilesRead, PieceStream, QueryBuilder, ScanRequest, Source, SourceError,
+    TableDescription, TableInfo, TableRef, TextRows,
 };
-use crate::failure::ConnectFailure;
 use crate::scrub::Scrubber;
 
 /// `inner` with every error scrubbed of the secrets `scrubber` knows.
@@ -208,7 +207,7 @@ mod tests {
     use sluice_catalog::SecretValue;
 
     use super::*;
-    use crate::failure::ConnectFailureKind;
+    use crate::contract::ConnectFailureKind;
 
     #[test]
     fn every_text_of_an_error_is_scrubbed() {

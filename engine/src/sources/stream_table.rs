@@ -14,7 +14,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
 
 use super::datafusion_sql::{DataFusionDialect, session};
-use super::{Dialect, QueryBuilder, TextRows};
+use crate::contract::{Dialect, QueryBuilder, TextRows};
 
 /// Registers `rows` in `ctx` as table `name`, which can be scanned once.
 pub(crate) fn register(

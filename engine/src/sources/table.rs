@@ -20,7 +20,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Par
 use futures::TryStreamExt;
 
 use super::pushdown::{self, Fidelity};
-use super::{ScanRequest, Source, TableDescription};
+use crate::contract::{ScanRequest, Source, TableDescription};
 
 /// One table of a source, queryable with SQL.
 pub struct SourceTable {

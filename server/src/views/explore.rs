@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use sluice_engine::sources::{TableDescription, TableInfo};
+use sluice_engine::contract::{TableDescription, TableInfo};
 use sluice_engine::type_mapping::samples::suggest_from_samples;
 
 use super::{batch, lists, strings, text, text_list, timestamps, timestamptz};

@@ -13,7 +13,7 @@ use sluice_catalog::{
     Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, OptionValue,
     RunRecord, RunStatus, SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
 };
-use sluice_engine::destinations::{Shipped, option_sql};
+use sluice_engine::contract::{Shipped, option_sql};
 use sluice_engine::jobs::{
     Health, LiveRun, bytes_text, consecutive_failures, deciding_runs, freshness, is_stale, labels_text, table_ops_today,
 };

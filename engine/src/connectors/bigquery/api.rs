@@ -22,10 +22,10 @@ use tracing::info;
 use super::Settings;
 use super::bucket::StagingBucket;
 use super::retry::retrying;
-use crate::destinations::DestinationError;
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
+use crate::contract::{
+    ConnectFailure, ConnectFailureKind, DestinationError, TextRows, error_chain, network_failure_kind,
+};
 use crate::google::auth::TokenSource;
-use crate::sources::TextRows;
 
 /// A failed call: the HTTP status when there was an answer, and BigQuery's
 /// error `reason` (`invalid`, `accessDenied`, `notFound`, ...) and message.

@@ -16,7 +16,7 @@ use tracing::info;
 use url::Url;
 
 use super::api::{ApiError, network_reason};
-use crate::failure::error_chain;
+use crate::contract::error_chain;
 use crate::google::auth::TokenSource;
 
 /// Replaces `https://storage.googleapis.com` (tests point it at a fake).
@@ -201,7 +201,7 @@ impl StagingBucket {
             _ => (
                 None,
                 // A stalled token endpoint or network stays retryable.
-                match crate::failure::network_failure_kind(&error) {
+                match crate::contract::network_failure_kind(&error) {
                     Some(kind) => network_reason(kind),
                     None => "storageError",
                 },

@@ -18,7 +18,7 @@ use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
 
-use crate::destinations::DestinationError;
+use crate::contract::DestinationError;
 use crate::type_mapping::interval::{self, IntervalText};
 
 /// How chunks are encoded.

@@ -22,12 +22,10 @@ use super::partition::whole_partition;
 use super::source::DIALECT;
 use super::{Session, Settings};
 use super::{keys, record, schema, ship};
-use crate::destinations::{
-    CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode,
+use crate::contract::{
+    CommitState, Destination, DestinationError, Dialect, LoadTransaction, QueryBuilder, ResolvedOptions, TableSetup,
+    TableSpec, TextRows, WriteMode,
 };
-use crate::error::EngineError;
-use crate::options::ResolvedOptions;
-use crate::sources::{Dialect, QueryBuilder, TextRows};
 
 /// The table label holding the token that makes Sluice's job ids for the
 /// table unique (a re-created table gets a new one).
@@ -43,11 +41,11 @@ pub(super) fn open(
     options: &ResolvedOptions,
     timeout: Duration,
     instance: &str,
-) -> Result<Arc<dyn Destination>, EngineError> {
+) -> Result<Arc<dyn Destination>, DestinationError> {
     let session = Session::new(options, timeout);
     if let Err(message) = &session.settings {
-        return Err(EngineError::InvalidOption {
-            option: "credentials".into(),
+        return Err(DestinationError::InvalidOption {
+            option: "credentials",
             message: message.clone(),
         });
     }

@@ -20,8 +20,7 @@ use tracing::info;
 use super::api::{Api, ApiError};
 use super::source::{DIALECT, query_stream};
 use super::types::mapping;
-use crate::destinations::DestinationError;
-use crate::sources::Dialect;
+use crate::contract::{DestinationError, Dialect};
 
 /// The `key_columns` of `table`'s rows whose `cursor` is past `after`.
 pub(super) async fn loaded_keys(

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::destinations::{SettingValue, TableOption, TableOptions};
+use crate::contract::{SettingValue, TableOption, TableOptions};
 
 /// The options, in the order the docs list them.
 pub const TABLE_OPTIONS: &[TableOption] = &[

@@ -33,8 +33,7 @@ use super::reasons::remote_error;
 use super::record::{self, LoadRecord};
 use super::ship::Shipper;
 use super::source::DIALECT;
-use crate::destinations::{Activity, CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
-use crate::sources::Dialect;
+use crate::contract::{Activity, CommitReport, DestinationError, Dialect, LoadTransaction, ShipProgress, WriteMode};
 
 /// Bytes per chunk unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
 /// otherwise: large enough that a run is a few jobs (BigQuery allows 1,500

@@ -32,11 +32,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use crate::connection_types::{Category, ConnectionType, Connector, DestinationDriver, Driver};
-use crate::failure::{ConnectFailure, ConnectFailureKind};
+use crate::contract::{
+    Category, ConnectFailure, ConnectFailureKind, ConnectionType, Connector, DestinationDriver, Driver,
+    MAX_CONCURRENT_RUNS,
+    OptionKind::{Enum, Integer, Secret, Text},
+    OptionSpec as O, ResolvedOptions,
+};
 use crate::google::Credentials;
-use crate::options::OptionKind::{Enum, Integer, Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
 
 pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
     name: "bigquery",

@@ -27,8 +27,8 @@ use gcp_bigquery_client::google::cloud::bigquery::storage::v1::{
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
+use crate::contract::SourceError;
 use crate::google::auth::TokenSource;
-use crate::sources::SourceError;
 
 /// Where the Storage Read API is; `SLUICE_BIGQUERY_STORAGE_ENDPOINT`
 /// replaces it (tests point it at a local server).

@@ -3,7 +3,7 @@
 //! and the server read these from the error ([`RemoteDiagnosis`]) and never
 //! look at BigQuery's reason strings themselves.
 
-use crate::destinations::{DestinationError, RemoteDiagnosis};
+use crate::contract::{DestinationError, RemoteDiagnosis};
 
 /// Reasons BigQuery (or the transport to it) gives for failures that may
 /// pass by themselves.
@@ -44,10 +44,9 @@ fn diagnose(reason: &str, job_id: Option<&str>) -> RemoteDiagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::EngineError;
 
-    fn remote(reason: &str, job_id: Option<&str>) -> EngineError {
-        EngineError::Destination(remote_error(job_id.map(str::to_owned), reason.into(), "m".into()))
+    fn remote(reason: &str, job_id: Option<&str>) -> DestinationError {
+        remote_error(job_id.map(str::to_owned), reason.into(), "m".into())
     }
 
     #[test]

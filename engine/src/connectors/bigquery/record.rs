@@ -20,7 +20,7 @@ use std::fmt::Write;
 use super::api::{Api, ApiError, job_error};
 use super::destination::RunNames;
 use super::reasons::remote_error;
-use crate::destinations::DestinationError;
+use crate::contract::DestinationError;
 
 /// `<instance>-<run id>-<microseconds since the epoch>` of the last committed load.
 const COMMITTED: &str = "sluice_committed";

@@ -26,10 +26,9 @@ use super::Session;
 use super::api::{Api, ApiError};
 use super::read_api::{self, ReadApiMode, ReadError, ReadPlan};
 use super::types::{mapping, source_type};
-use crate::options::ResolvedOptions;
-use crate::sources::{
-    ColumnInfo, Dialect, QueryBuilder, ScanRequest, Source, SourceError, SqlFamily, TableDescription, TableInfo,
-    TableKind, TableRef, TextRows, integer_literal, scan_sql,
+use crate::contract::{
+    ColumnInfo, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError, SqlFamily, TableDescription,
+    TableInfo, TableKind, TableRef, TextRows, integer_literal, scan_sql,
 };
 use crate::type_mapping::BigQueryType;
 
@@ -143,7 +142,7 @@ impl BigQuerySource {
             Err(e) if e.is_not_found() => Err(SourceError::NotFound {
                 kind: "schema",
                 name: dataset.into(),
-                nearby: crate::sources::closest(dataset, api.list_datasets().await.unwrap_or_default()),
+                nearby: crate::contract::closest(dataset, api.list_datasets().await.unwrap_or_default()),
             }),
             Err(e) => Err(query_error(e)),
         }
@@ -246,7 +245,7 @@ impl Source for BigQuerySource {
             return Err(SourceError::NotFound {
                 kind: "table",
                 name: table.to_string(),
-                nearby: crate::sources::closest(&table.name, names.collect()),
+                nearby: crate::contract::closest(&table.name, names.collect()),
             });
         };
         let columns = found

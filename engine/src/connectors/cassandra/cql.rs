@@ -4,7 +4,7 @@
 //! the token ranges a parallel scan splits the Murmur3 ring into.
 
 use crate::connectors::documents::{Bound, ColumnSpec, Op, Pushdown, Target, Value};
-use crate::sources::{ScanRequest, TableDescription};
+use crate::contract::{ScanRequest, TableDescription};
 
 /// A CQL identifier, always quoted (case-sensitive, any characters).
 pub(super) fn ident(name: &str) -> String {
@@ -117,7 +117,7 @@ pub(super) fn read(
     let pushdown = Pushdown::of(description, request);
     // The primary key is always read: a row's conversion needs it (and
     // errors name the row by it).
-    let wanted = |c: &&crate::sources::ColumnInfo| {
+    let wanted = |c: &&crate::contract::ColumnInfo| {
         c.primary_key_position.is_some() || pushdown.fields.as_ref().is_none_or(|f| f.contains(&c.name))
     };
     let mut columns: Vec<String> = description
@@ -221,7 +221,7 @@ fn condition(description: &TableDescription, bound: &Bound) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::{ColumnInfo, TableKind, TableRef};
+    use crate::contract::{ColumnInfo, TableKind, TableRef};
 
     fn column(name: &str, cql: &str, key: Option<u32>) -> ColumnInfo {
         let (spec, mapping) = super::super::types::map(cql);

@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
-use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::options::OptionKind::{Enum, Integer, Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
-use crate::sources::Source;
+use crate::contract::{
+    Category, ConnectFailure, ConnectFailureKind, ConnectionType, Connector, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Enum, Integer, Secret, Text},
+    OptionSpec as O, ResolvedOptions, Source,
+};
 
 pub(crate) static CASSANDRA: ConnectionType = ConnectionType {
     name: "cassandra",

@@ -11,9 +11,9 @@ use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::statement::Consistency;
 use tokio::sync::OnceCell;
 
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
-use crate::options::ResolvedOptions;
-use crate::sources::SourceError;
+use crate::contract::{
+    ConnectFailure, ConnectFailureKind, ResolvedOptions, SourceError, error_chain, network_failure_kind,
+};
 use crate::tls::{Verify, client_config};
 
 /// The options a session is made of, the password decrypted: kept in

@@ -20,12 +20,11 @@ use super::cql::{self, Read, TokenRange};
 use super::session::{Connection, source_error};
 use super::{types, values};
 use crate::connectors::documents::{Document, DocumentSource, Mapping, Pages, Shape, Store};
-use crate::options::ResolvedOptions;
-use crate::sources::datafusion_sql::DataFusionDialect;
-use crate::sources::{
-    ColumnInfo, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind,
-    TableRef, TextRows, closest,
+use crate::contract::{
+    ColumnInfo, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError, TableDescription, TableInfo,
+    TableKind, TableRef, TextRows, closest,
 };
+use crate::sources::datafusion_sql::DataFusionDialect;
 
 /// How an incremental window reaches Cassandra (the `incremental_filter` option).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

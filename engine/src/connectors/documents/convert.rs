@@ -15,7 +15,7 @@ use super::infer::{parse_bool, parse_float, parse_timestamp};
 use super::mapping::{ColumnSpec, Mapping, OnMismatch, Target};
 use super::nested;
 use super::value::{Document, Value};
-use crate::sources::{ColumnInfo, SourceError, TableRef};
+use crate::contract::{ColumnInfo, SourceError, TableRef};
 
 /// The SQLSTATE of a value that does not fit its column (SQL's
 /// `most_specific_type_mismatch`).
@@ -259,7 +259,7 @@ fn nested_value(
         message: format!(
             "document {} of {table}: field \"{}{path}\" holds {what}, which does not fit the column's COLUMNS type \
              ({}); set on_type_mismatch 'null' or 'json' on the connection or the job, or change the type",
-            crate::sources::excerpt(&doc.id),
+            crate::contract::excerpt(&doc.id),
             column.name,
             nested_type_text(&column.mapping.arrow),
         ),
@@ -304,7 +304,7 @@ fn mismatch(table: &TableRef, doc: &Document, column: &ColumnInfo, value: &Value
         code: Some(MISMATCH_SQLSTATE.into()),
         message: format!(
             "document {} of {table}: field \"{}\" holds {what}, which does not fit column type {}; {fix}",
-            crate::sources::excerpt(&doc.id),
+            crate::contract::excerpt(&doc.id),
             column.name,
             column.mapping.bigquery_ddl(),
         ),
@@ -319,8 +319,8 @@ fn unknown_field(table: &TableRef, doc: &Document, field: &str) -> SourceError {
             "document {} of {table}: field \"{}\" is not a column (no sampled document had it); raise the \
              connection's sample option so that DESCRIBE sees it, set keep_document true to keep it in _document, \
              or on_type_mismatch 'null' to leave it out",
-            crate::sources::excerpt(&doc.id),
-            crate::sources::excerpt(field),
+            crate::contract::excerpt(&doc.id),
+            crate::contract::excerpt(field),
         ),
     }
 }
@@ -332,7 +332,7 @@ fn foreign(table: &TableRef, doc: &Document, reason: &str) -> SourceError {
         message: format!(
             "document {} of {table}: {reason}; set on_type_mismatch 'null' or 'json' on the connection or the job \
              to load its key alone",
-            crate::sources::excerpt(&doc.id)
+            crate::contract::excerpt(&doc.id)
         ),
     }
 }

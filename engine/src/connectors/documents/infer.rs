@@ -8,7 +8,7 @@ use chrono::DateTime;
 
 use super::mapping::{ColumnSpec, DOCUMENT_COLUMN, Mapping, Target};
 use super::value::{Document, Kind, Value};
-use crate::sources::ColumnInfo;
+use crate::contract::ColumnInfo;
 use crate::type_mapping::Confidence;
 
 /// A key column the store defines (never null).

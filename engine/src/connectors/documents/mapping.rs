@@ -3,8 +3,10 @@
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 
-use crate::options::OptionKind::{Bool, Enum, Integer};
-use crate::options::{OptionSpec as O, ResolvedOptions};
+use crate::contract::{
+    OptionKind::{Bool, Enum, Integer},
+    OptionSpec as O, ResolvedOptions,
+};
 use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
 
 /// Documents DESCRIBE reads to propose columns.

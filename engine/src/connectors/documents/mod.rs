@@ -13,7 +13,7 @@
 //!   `on_type_mismatch`, and how a column's `source_type` names its type.
 //! - [`pushdown`]: what of a scan (window bounds, fields, limit) a store
 //!   may evaluate itself.
-//! - [`source`]: a [`Store`] as a [`Source`](crate::sources::Source).
+//! - [`source`]: a [`Store`] as a [`Source`](crate::contract::Source).
 
 mod convert;
 mod infer;

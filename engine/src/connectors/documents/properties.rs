@@ -10,7 +10,7 @@ use super::convert::{MISMATCH_SQLSTATE, to_batch};
 use super::infer::{KeyField, Shape, infer};
 use super::mapping::{ColumnSpec, DOCUMENT_COLUMN, Mapping, OnMismatch, Target};
 use super::value::{Document, Value};
-use crate::sources::{ColumnInfo, SourceError, TableDescription, TableKind, TableRef};
+use crate::contract::{ColumnInfo, SourceError, TableDescription, TableKind, TableRef};
 
 fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -223,7 +223,7 @@ fn a_mismatch_names_document_and_field() {
     );
 }
 
-fn schema_of(columns: &[crate::sources::ColumnInfo]) -> datafusion::arrow::datatypes::SchemaRef {
+fn schema_of(columns: &[crate::contract::ColumnInfo]) -> datafusion::arrow::datatypes::SchemaRef {
     TableDescription {
         table: table(),
         kind: TableKind::Table,

@@ -11,7 +11,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use super::mapping::Target;
 use super::value::Value;
-use crate::sources::{ScanRequest, TableDescription};
+use crate::contract::{ScanRequest, TableDescription};
 
 /// A comparison operator of a [`Bound`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

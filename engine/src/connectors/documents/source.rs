@@ -19,11 +19,12 @@ use super::convert;
 use super::infer::{Shape, infer};
 use super::mapping::Mapping;
 use super::value::Document;
-use crate::sources::datafusion_sql::{DataFusionDialect, session};
-use crate::sources::{
+use crate::contract::{
     Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef,
-    TextRows, closest, scan_sql, stream_table,
+    TextRows, closest, scan_sql,
 };
+use crate::sources::datafusion_sql::{DataFusionDialect, session};
+use crate::sources::stream_table;
 
 /// Documents of a table, a page at a time.
 pub(crate) type Pages = BoxStream<'static, Result<Vec<Document>, SourceError>>;

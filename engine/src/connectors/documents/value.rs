@@ -126,7 +126,7 @@ impl Value {
 
     /// A short text of the value for error messages.
     pub(crate) fn excerpt(&self) -> String {
-        crate::sources::excerpt(&self.to_json().to_string())
+        crate::contract::excerpt(&self.to_json().to_string())
     }
 }
 

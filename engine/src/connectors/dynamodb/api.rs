@@ -10,9 +10,7 @@ use serde_json::Value as Json;
 use crate::aws::credentials::{self, CredentialChain};
 use crate::aws::json::{self as aws_json, AwsEndpoint, PostError};
 use crate::backoff::Backoff;
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
-use crate::options::ResolvedOptions;
-use crate::sources::SourceError;
+use crate::contract::{ConnectFailure, ConnectFailureKind, ResolvedOptions, SourceError, error_chain, request_failure};
 
 /// How throttled and failed (5xx) requests are repeated before the run
 /// fails (transiently).
@@ -194,7 +192,7 @@ impl Api {
             .as_str()
             .or(json["Message"].as_str())
             .or_else(|| xml_element(&text, "Message"))
-            .map_or_else(|| crate::sources::excerpt(&text), str::to_owned);
+            .map_or_else(|| crate::contract::excerpt(&text), str::to_owned);
         Err(ApiError::Service { kind, message, status })
     }
 }

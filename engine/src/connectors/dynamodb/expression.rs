@@ -14,7 +14,7 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value as Json, json};
 
 use crate::connectors::documents::{Bound, ColumnSpec, Op, Pushdown, Target, Value};
-use crate::sources::TableDescription;
+use crate::contract::TableDescription;
 
 /// A key attribute: its name and its declared type (`S`, `N` or `B`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,7 +407,7 @@ fn number(f: f64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::{ColumnInfo, TableKind, TableRef};
+    use crate::contract::{ColumnInfo, TableKind, TableRef};
     use crate::type_mapping::Confidence;
 
     fn description(columns: &[(&str, Target)]) -> TableDescription {
@@ -464,9 +464,9 @@ mod tests {
             ("ok", Target::Bool),
             ("tags", Target::Json),
         ]);
-        let request = crate::sources::ScanRequest {
+        let request = crate::contract::ScanRequest {
             filter: Some(filter.to_owned()),
-            ..crate::sources::ScanRequest::every_column(&d)
+            ..crate::contract::ScanRequest::every_column(&d)
         };
         plan(&d, &Pushdown::of(&d, &request), &keys(), consistent)
     }
@@ -508,9 +508,9 @@ mod tests {
     fn listed_index_partitions_make_a_window_one_query_per_value() {
         let d = description(&[("id", Target::Int), ("kind", Target::String), ("ts", Target::Int)]);
         let reads = |filter: &str, consistent: bool, option: &str| {
-            let request = crate::sources::ScanRequest {
+            let request = crate::contract::ScanRequest {
                 filter: Some(filter.to_owned()),
-                ..crate::sources::ScanRequest::every_column(&d)
+                ..crate::contract::ScanRequest::every_column(&d)
             };
             let partitions = index_partitions(option).unwrap();
             let of_table = partitions.iter().find(|p| p.table == "events");

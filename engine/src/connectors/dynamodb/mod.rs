@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
 use crate::connectors::documents::{DocumentSource, KEEP_DOCUMENT, Mapping, ON_TYPE_MISMATCH, SAMPLE};
-use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::options::OptionKind::{Bool, Integer, Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
-use crate::sources::{Source, SourceError};
+use crate::contract::{
+    Category, ConnectFailure, ConnectFailureKind, ConnectionType, Connector, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Bool, Integer, Secret, Text},
+    OptionSpec as O, ResolvedOptions, Source, SourceError,
+};
 use api::Api;
 use store::{DynamoStore, check_listed};
 

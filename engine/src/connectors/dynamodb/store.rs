@@ -13,7 +13,7 @@ use super::api::Api;
 use super::expression::{self, Expressions, IndexPartitions, KeyAttribute, Read, TableKeys};
 use super::items;
 use crate::connectors::documents::{ColumnSpec, Document, KeyField, Pages, Pushdown, Shape, Store, Target};
-use crate::sources::{ScanRequest, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
+use crate::contract::{ScanRequest, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
 
 /// The one schema of a DynamoDB connection.
 pub(super) const SCHEMA: &str = "dynamodb";

@@ -8,10 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::Backend;
-use crate::connection_types::Connector;
-use crate::error::ConnectFailure;
-use crate::options::ResolvedOptions;
-use crate::sources::Source;
+use crate::contract::{ConnectFailure, Connector, ResolvedOptions, Source};
 
 /// A backend built from a connection's options, bounding its calls by
 /// `timeout`.

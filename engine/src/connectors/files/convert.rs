@@ -15,7 +15,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::writer::{EncoderOptions, make_encoder};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use crate::sources::ColumnInfo;
+use crate::contract::ColumnInfo;
 use crate::type_mapping::BigQueryType;
 
 /// Converts a batch read with the files' types into `schema`, whose fields

@@ -4,8 +4,10 @@
 
 use datafusion::datasource::file_format::csv::CsvFormat;
 
-use crate::options::OptionKind::{Bool, Text};
-use crate::options::{OptionSpec, ResolvedOptions};
+use crate::contract::{
+    OptionKind::{Bool, Text},
+    OptionSpec, ResolvedOptions,
+};
 
 /// The option `header`.
 pub(crate) const HEADER: OptionSpec = OptionSpec::optional(

@@ -5,8 +5,7 @@
 
 use datafusion::object_store::Error;
 
-use crate::error::{ConnectFailure, ConnectFailureKind as K};
-use crate::failure::network_failure_kind;
+use crate::contract::{ConnectFailure, ConnectFailureKind as K, network_failure_kind};
 
 /// Service error codes that mean the credentials themselves are wrong.
 const BAD_CREDENTIALS: &[&str] = &[
@@ -37,7 +36,7 @@ const NO_BUCKET: &[&str] = &["NoSuchBucket", "ContainerNotFound", "ResourceNotFo
 /// Classifies a failed request to `what` (`bucket "b"`, `container "c"`);
 /// `permission` names what listing needs on that cloud.
 pub(crate) fn classify(what: &str, permission: &str, error: &Error) -> ConnectFailure {
-    let text = crate::failure::error_chain(error);
+    let text = crate::contract::error_chain(error);
     let code = xml_field(&text, "Code");
     let message = xml_field(&text, "Message")
         .map(|m| m.lines().next().unwrap_or_default().trim().to_owned())

@@ -52,8 +52,7 @@ pub(crate) use bucket::{BucketConnector, FromOptions, open_bucket};
 pub(crate) use errors::classify;
 pub(crate) use source::open;
 
-use crate::error::{ConnectFailure, ConnectFailureKind};
-use crate::options::{OptionKind, OptionSpec, ResolvedOptions};
+use crate::contract::{ConnectFailure, ConnectFailureKind, OptionKind, OptionSpec, ResolvedOptions};
 
 /// The option `tables` every file type has (see [`globs`]).
 pub(crate) const TABLES: OptionSpec = OptionSpec::optional(globs::OPTION, OptionKind::Text, globs::DESCRIPTION);

@@ -52,13 +52,13 @@ use super::globs::{self, TableGlob};
 use super::listing::{self, DataFile, Entry, Files, Format};
 use super::widen::{self, Disagreement};
 use super::{Backend, Location, SCHEMA, avro, convert, excel};
-use crate::sources::datafusion_sql::{DataFusionDialect, session};
-use crate::sources::stream_table;
-use crate::sources::{
+use crate::contract::{
     ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, PieceStream,
     QueryBuilder, ScanPiece, ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind,
     TableRef, TextRows, WholeFile, closest, parquet_footer, same_columns, scan_sql,
 };
+use crate::sources::datafusion_sql::{DataFusionDialect, session};
+use crate::sources::stream_table;
 use crate::type_mapping::Confidence;
 use crate::type_mapping::arrow::map;
 
@@ -1229,7 +1229,7 @@ mod tests {
     use datafusion::object_store::local::LocalFileSystem;
 
     use super::*;
-    use crate::error::{ConnectFailure, ConnectFailureKind};
+    use crate::contract::{ConnectFailure, ConnectFailureKind};
 
     /// A local directory as a backend.
     struct Dir(std::path::PathBuf);

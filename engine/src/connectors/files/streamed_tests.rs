@@ -23,8 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::csv::CsvSyntax;
 use super::source::open;
 use super::{Backend, Location, SCHEMA};
-use crate::error::{ConnectFailure, ConnectFailureKind};
-use crate::sources::{FilesRead, ScanRequest, TableRef};
+use crate::contract::{ConnectFailure, ConnectFailureKind, FilesRead, ScanRequest, TableRef};
 
 /// What the instrumented store saw.
 #[derive(Debug, Default)]
@@ -243,7 +242,7 @@ fn events() -> TableRef {
 }
 
 /// The ids a scan of `events` returns, sorted.
-async fn scanned_ids(source: &dyn crate::sources::Source, limit: Option<usize>) -> Result<Vec<i64>, String> {
+async fn scanned_ids(source: &dyn crate::contract::Source, limit: Option<usize>) -> Result<Vec<i64>, String> {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;
 

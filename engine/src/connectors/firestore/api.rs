@@ -11,11 +11,9 @@ use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
 use crate::backoff::Backoff;
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, request_failure};
+use crate::contract::{ConnectFailure, ConnectFailureKind, ResolvedOptions, SourceError, error_chain, request_failure};
 use crate::google::Credentials;
 use crate::google::auth::TokenSource;
-use crate::options::ResolvedOptions;
-use crate::sources::SourceError;
 
 /// The scope of Firestore's API.
 const SCOPE: &str = "https://www.googleapis.com/auth/datastore";
@@ -197,7 +195,7 @@ impl Api {
             status: error["status"].as_str().unwrap_or("UNKNOWN").to_owned(),
             message: error["message"]
                 .as_str()
-                .map_or_else(|| crate::sources::excerpt(&text), str::to_owned),
+                .map_or_else(|| crate::contract::excerpt(&text), str::to_owned),
         })
     }
 }

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
 use crate::connectors::documents::{DocumentSource, KEEP_DOCUMENT, Mapping, ON_TYPE_MISMATCH, SAMPLE};
-use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::options::OptionKind::{Integer, Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
-use crate::sources::{Source, SourceError};
+use crate::contract::{
+    Category, ConnectFailure, ConnectFailureKind, ConnectionType, Connector, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Integer, Secret, Text},
+    OptionSpec as O, ResolvedOptions, Source, SourceError,
+};
 use api::Api;
 use store::{FirestoreStore, GROUP_PREFIX};
 

@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use super::api::Api;
 use super::values;
 use crate::connectors::documents::{Bound, ColumnSpec, Document, KeyField, Op, Pages, Pushdown, Shape, Store, Target};
-use crate::sources::{ScanRequest, SourceError, TableDescription, TableInfo, TableKind, TableRef};
+use crate::contract::{ScanRequest, SourceError, TableDescription, TableInfo, TableKind, TableRef};
 
 /// The one schema of a Firestore connection.
 pub(super) const SCHEMA: &str = "firestore";

@@ -17,7 +17,7 @@ pub(super) fn decode(value: &Json) -> Result<Value, String> {
     let Some((kind, inner)) = value.as_object().and_then(|o| o.iter().next()) else {
         return Err(format!(
             "not a Firestore value: {}",
-            crate::sources::excerpt(&value.to_string())
+            crate::contract::excerpt(&value.to_string())
         ));
     };
     Ok(match kind.as_str() {

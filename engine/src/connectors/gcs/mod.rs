@@ -9,12 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use object_store::gcp::GoogleCloudStorageBuilder;
 
-use crate::connection_types::{Category, ConnectionType, Driver};
 use crate::connectors::files::{self, Backend, BucketConnector, FromOptions, Location, open_bucket};
-use crate::error::{ConnectFailure, ConnectFailureKind};
-use crate::failure::error_chain;
-use crate::options::OptionKind::{Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
+use crate::contract::{
+    Category, ConnectFailure, ConnectFailureKind, ConnectionType, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Secret, Text},
+    OptionSpec as O, ResolvedOptions, error_chain,
+};
 
 pub(crate) static GCS: ConnectionType = ConnectionType {
     name: "gcs",

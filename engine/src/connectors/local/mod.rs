@@ -12,12 +12,12 @@ use async_trait::async_trait;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path as ObjectPath;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
 use crate::connectors::files::{self, Backend, Location};
-use crate::error::{ConnectFailure, ConnectFailureKind};
-use crate::options::OptionKind::{Bool, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
-use crate::sources::Source;
+use crate::contract::{
+    Category, ConnectFailure, ConnectFailureKind, ConnectionType, Connector, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Bool, Text},
+    OptionSpec as O, ResolvedOptions, Source,
+};
 
 pub(crate) static LOCAL: ConnectionType = ConnectionType {
     name: "local",

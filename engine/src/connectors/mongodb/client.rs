@@ -8,9 +8,7 @@ use mongodb::options::{ClientOptions, Credential, ServerAddress, Tls, TlsOptions
 use tokio::sync::OnceCell;
 
 use super::errors::connect_failure;
-use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::options::ResolvedOptions;
-use crate::sources::SourceError;
+use crate::contract::{ConnectFailure, ConnectFailureKind, ResolvedOptions, SourceError};
 
 /// One connection's client, made at first use and shared by its
 /// databases (the driver pools connections inside it).

@@ -3,8 +3,7 @@
 
 use mongodb::error::{Error, ErrorKind};
 
-use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::sources::SourceError;
+use crate::contract::{ConnectFailure, ConnectFailureKind, SourceError};
 
 /// MongoDB's `AuthenticationFailed`.
 const AUTHENTICATION_FAILED: i32 = 18;

@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use mongodb::bson::{Bson, DateTime as BsonDateTime, Document, doc};
 
 use crate::connectors::documents::DOCUMENT_COLUMN;
-use crate::sources::{ScanRequest, TableDescription};
+use crate::contract::{ScanRequest, TableDescription};
 
 /// What a scan asks `find` for.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -266,7 +266,7 @@ fn identifiers(expr: &Expr, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::{ColumnInfo, TableKind, TableRef};
+    use crate::contract::{ColumnInfo, TableKind, TableRef};
     use crate::type_mapping::{BigQueryType, Confidence, TypeMapping};
 
     fn column(name: &str, arrow: DataType, nullable: bool) -> ColumnInfo {

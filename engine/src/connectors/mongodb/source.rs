@@ -8,9 +8,10 @@ use super::client::Connection;
 use super::errors::source_error;
 use super::store::MongoStore;
 use crate::connectors::documents::{DocumentSource, Mapping};
-use crate::options::ResolvedOptions;
+use crate::contract::{
+    Dialect, ResolvedOptions, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, closest,
+};
 use crate::sources::datafusion_sql::DataFusionDialect;
-use crate::sources::{Dialect, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, closest};
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
 

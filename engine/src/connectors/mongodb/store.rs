@@ -16,7 +16,7 @@ use super::errors::source_error;
 use super::pushdown::{self, Find};
 use super::values;
 use crate::connectors::documents::{ColumnSpec, Document, KeyField, Pages, Shape, Store, Target, Value};
-use crate::sources::{ScanRequest, SourceError, TableDescription, TableInfo, TableKind, TableRef};
+use crate::contract::{ScanRequest, SourceError, TableDescription, TableInfo, TableKind, TableRef};
 
 pub(super) struct MongoStore {
     pub(super) connection: Arc<Connection>,

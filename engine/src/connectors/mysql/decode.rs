@@ -13,7 +13,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, TimeUnit, i256};
 use mysql_async::Value;
 
-use crate::sources::{SourceError, excerpt};
+use crate::contract::{SourceError, excerpt};
 
 /// A value as an error message shows it: at most an excerpt.
 fn shown(value: &Value) -> String {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use mysql_async::{Conn, DriverError, IoError, Opts, OptsBuilder, SslOpts};
 
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
-use crate::options::ResolvedOptions;
-use crate::sources::SourceError;
+use crate::contract::{
+    ConnectFailure, ConnectFailureKind, ResolvedOptions, SourceError, error_chain, network_failure_kind,
+};
 use crate::tls;
 
 /// The connection attempts one `ssl_mode` makes, in order: a later attempt

@@ -5,7 +5,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::endpoint::query_error;
-use crate::sources::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
+use crate::contract::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
 
 /// The clock, one second back, as UTC and as wall time in the session's
 /// (the server's default) time zone, in microseconds.

@@ -10,7 +10,7 @@ use mysql_async::{Conn, Params, Row, Value};
 
 use super::endpoint::query_error;
 use super::types::{MySqlColumnType, map};
-use crate::sources::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
+use crate::contract::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
 
 /// Databases that belong to the server, never listed as schemas.
 const SYSTEM_SCHEMAS: &str = "('information_schema', 'mysql', 'performance_schema', 'sys')";

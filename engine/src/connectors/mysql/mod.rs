@@ -1,5 +1,5 @@
 //! MySQL and MariaDB through `mysql_async`, with TLS by rustls: connection
-//! tests, and the databases of a server read as a [`Source`](crate::sources::Source).
+//! tests, and the databases of a server read as a [`Source`](crate::contract::Source).
 
 mod cdc;
 mod decode;
@@ -15,10 +15,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
-use crate::failure::ConnectFailure;
-use crate::options::OptionKind::{Enum, Integer, Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
+use crate::contract::{
+    Category, ConnectFailure, ConnectionType, Connector, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Enum, Integer, Secret, Text},
+    OptionSpec as O, ResolvedOptions,
+};
 use endpoint::{Endpoint, classify};
 
 /// The mysql client's modes plus the default, `verify_if_offered`: TLS

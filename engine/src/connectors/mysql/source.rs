@@ -19,10 +19,9 @@ use super::decode::ColumnDecoder;
 use super::dialect::MysqlDialect;
 use super::endpoint::{Endpoint, query_error};
 use super::{horizon, metadata};
-use crate::options::ResolvedOptions;
-use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
-    TableRef, TextRows, scan_sql,
+use crate::contract::{
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError,
+    TableDescription, TableInfo, TableRef, TextRows, scan_sql,
 };
 
 /// Rows per record batch of a scan.

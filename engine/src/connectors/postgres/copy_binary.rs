@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNano, Int
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
-use crate::sources::excerpt;
+use crate::contract::excerpt;
 
 /// Rows per record batch a scan emits.
 pub(crate) const BATCH_ROWS: usize = 8192;

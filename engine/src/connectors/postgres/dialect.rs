@@ -4,12 +4,12 @@
 use chrono::{DateTime, Datelike, NaiveDate};
 use datafusion::scalar::ScalarValue;
 
-use crate::sources::{Dialect, SqlFamily, integer_literal, quote_with};
+use crate::contract::{Dialect, SqlFamily, integer_literal, quote_with};
 
 /// The PostgreSQL dialect.
 pub(crate) struct PgDialect;
 
-/// The one instance, for [`Source::dialect`](crate::sources::Source::dialect).
+/// The one instance, for [`Source::dialect`](crate::contract::Source::dialect).
 pub(crate) static DIALECT: PgDialect = PgDialect;
 
 impl Dialect for PgDialect {

@@ -5,7 +5,7 @@
 use tokio_postgres::Client;
 
 use super::query_error;
-use crate::sources::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
+use crate::contract::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
 
 /// Each instant as UTC and as the wall time of the session's (the server's
 /// default) time zone, in microseconds. Sessions of other backends that hold

@@ -1,5 +1,5 @@
 //! PostgreSQL through `tokio-postgres`, with TLS by rustls: the connection
-//! test, and a server's schemas read as a [`Source`](crate::sources::Source)
+//! test, and a server's schemas read as a [`Source`](crate::contract::Source)
 //! (see [`source`]).
 
 mod cdc;
@@ -20,11 +20,11 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
-use crate::options::OptionKind::{Enum, Integer, Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
-use crate::sources::SourceError;
+use crate::contract::{
+    Category, ConnectFailure, ConnectFailureKind, ConnectionType, Connector, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Enum, Integer, Secret, Text},
+    OptionSpec as O, ResolvedOptions, SourceError, error_chain, network_failure_kind,
+};
 use crate::tls::{self, Verify};
 
 pub(crate) use source::text_rows;

@@ -14,7 +14,7 @@ use tracing::debug;
 use super::dialect::DIALECT;
 use super::source::{SCAN_SESSION, copy, prepare, query};
 use super::{Endpoint, query_error};
-use crate::sources::{Dialect, ScanRequest, SourceError, TableDescription};
+use crate::contract::{Dialect, ScanRequest, SourceError, TableDescription};
 
 /// Batches buffered per stream between its task and the consumer.
 const BUFFERED_BATCHES: usize = 2;

@@ -19,10 +19,9 @@ use tracing::debug;
 use super::copy_binary::{BATCH_ROWS, CopyDecoder, DecodeError, Wire};
 use super::dialect::DIALECT;
 use super::{Endpoint, PgConnection, horizon, metadata, parallel, query_error};
-use crate::options::ResolvedOptions;
-use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
-    TableRef, TextRows, scan_sql,
+use crate::contract::{
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError,
+    TableDescription, TableInfo, TableRef, TextRows, scan_sql,
 };
 
 /// Opens a PostgreSQL connection's options as a source.
@@ -423,7 +422,7 @@ fn canonical(arrow: &DataType) -> Option<(Wire, String)> {
 #[cfg(test)]
 mod tests {
     use crate::connectors::postgres::types::{PgColumnType, PgTypeKind, map};
-    use crate::sources::TableKind;
+    use crate::contract::TableKind;
 
     use super::*;
 

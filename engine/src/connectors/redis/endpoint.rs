@@ -6,9 +6,9 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError};
 
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
-use crate::options::ResolvedOptions;
-use crate::sources::SourceError;
+use crate::contract::{
+    ConnectFailure, ConnectFailureKind, ResolvedOptions, SourceError, error_chain, network_failure_kind,
+};
 
 /// Seconds a single command may take before the read fails.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -13,7 +13,7 @@ use super::endpoint::{Endpoint, source_error};
 use super::kinds::{KEY, KeyKind, text};
 use super::tables::{PatternTable, parse};
 use crate::connectors::documents::{Document, Pages, Shape, Store};
-use crate::sources::{SourceError, TableDescription, TableInfo, TableKind, TableRef};
+use crate::contract::{SourceError, TableDescription, TableInfo, TableKind, TableRef};
 
 pub(super) struct RedisStore {
     pub(super) endpoint: Endpoint,
@@ -135,7 +135,7 @@ async fn documents(
             code: Some("58000".into()),
             message: format!(
                 "cannot read Redis key {}: {message}",
-                crate::sources::excerpt(&text(key))
+                crate::contract::excerpt(&text(key))
             ),
         };
         if let Reply::ServerError(e) = &reply {

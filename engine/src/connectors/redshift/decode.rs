@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use tokio_postgres::SimpleQueryRow;
 
-use crate::sources::{SourceError, excerpt};
+use crate::contract::{SourceError, excerpt};
 
 /// How the texts of one column become its Arrow values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,12 +5,12 @@
 use datafusion::scalar::ScalarValue;
 
 use crate::connectors::postgres::dialect::DIALECT as POSTGRES;
-use crate::sources::{Dialect, SqlFamily};
+use crate::contract::{Dialect, SqlFamily};
 
 /// The Redshift dialect.
 pub(super) struct RedshiftDialect;
 
-/// The one instance, for [`Source::dialect`](crate::sources::Source::dialect).
+/// The one instance, for [`Source::dialect`](crate::contract::Source::dialect).
 pub(super) static DIALECT: RedshiftDialect = RedshiftDialect;
 
 impl Dialect for RedshiftDialect {

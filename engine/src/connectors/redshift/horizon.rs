@@ -12,7 +12,7 @@ use chrono::NaiveDateTime;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::connectors::postgres::query_error;
-use crate::sources::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
+use crate::contract::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
 
 /// The statements of one reading, each a query of its own (system views
 /// of the leader node and of the compute nodes are never joined), in this

@@ -13,7 +13,7 @@ use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 use super::dialect::string;
 use super::types::{RsColumnType, map};
 use crate::connectors::postgres::query_error;
-use crate::sources::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
+use crate::contract::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
 
 /// Schemas that hold user tables, as a condition on a schema name column.
 fn user_schema(column: &str) -> String {

@@ -14,18 +14,17 @@ mod source;
 pub mod types;
 mod unload;
 
-use crate::connection_types::{Category, ConnectionType, Driver};
-use crate::options::OptionKind::{Enum, Integer, Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O};
+use crate::contract::{
+    Category, ConnectFailure, ConnectFailureKind, ConnectionType, Connector, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Enum, Integer, Secret, Text},
+    OptionSpec as O, ResolvedOptions,
+};
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::postgres::{PostgresConnector, SSL_MODES};
-use crate::connection_types::Connector;
-use crate::error::{ConnectFailure, ConnectFailureKind};
-use crate::options::ResolvedOptions;
 
 pub(crate) static REDSHIFT: ConnectionType = ConnectionType {
     name: "redshift",

@@ -21,10 +21,9 @@ use super::types::RsColumnType;
 use super::unload::{Unload, unload_expression};
 use super::{horizon, metadata};
 use crate::connectors::postgres::{Endpoint, PgConnection, query_error, text_rows};
-use crate::options::ResolvedOptions;
-use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
-    TableRef, TextRows, scan_sql,
+use crate::contract::{
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError,
+    TableDescription, TableInfo, TableRef, TextRows, scan_sql,
 };
 
 /// Rows per `FETCH` unless the scan asks for another batch size.
@@ -238,7 +237,7 @@ fn expression(column: &ColumnInfo) -> String {
 mod tests {
     use super::*;
     use crate::connectors::redshift::types::map;
-    use crate::sources::TableKind;
+    use crate::contract::TableKind;
 
     fn column(name: &str, data_type: &str) -> ColumnInfo {
         let ty = RsColumnType::named(data_type);

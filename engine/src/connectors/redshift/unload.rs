@@ -27,9 +27,7 @@ use super::types::RsColumnType;
 use crate::connectors::files::Backend;
 use crate::connectors::postgres::{Endpoint, query_error};
 use crate::connectors::s3::S3Bucket;
-use crate::error::ConnectFailure;
-use crate::options::ResolvedOptions;
-use crate::sources::{ScanRequest, SourceError, TableDescription, TableRef};
+use crate::contract::{ConnectFailure, ResolvedOptions, ScanRequest, SourceError, TableDescription, TableRef};
 
 /// The folder under `unload_bucket` that holds one folder per table.
 const FOLDER: &str = "sluice-unload";
@@ -453,7 +451,7 @@ mod tests {
                 schema: "s".into(),
                 name: "t".into(),
             },
-            kind: crate::sources::TableKind::Table,
+            kind: crate::contract::TableKind::Table,
             columns: Vec::new(),
             estimated_rows,
         }

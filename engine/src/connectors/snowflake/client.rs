@@ -14,9 +14,9 @@ use url::Url;
 
 use super::keypair;
 use super::result::{Chunk, ResultSet, Rowset};
-use crate::failure::{ConnectFailure, ConnectFailureKind, error_chain, network_failure_kind};
-use crate::options::ResolvedOptions;
-use crate::sources::SourceError;
+use crate::contract::{
+    ConnectFailure, ConnectFailureKind, ResolvedOptions, SourceError, error_chain, network_failure_kind,
+};
 
 /// What Sluice calls itself at login.
 const CLIENT_APP_ID: &str = "Sluice";

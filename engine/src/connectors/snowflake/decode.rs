@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 use serde_json::Value;
 
 use super::client::RowType;
-use crate::sources::SourceError;
+use crate::contract::SourceError;
 
 /// The batch with every column in plain Arrow types.
 pub(super) fn natural(batch: &RecordBatch) -> Result<RecordBatch, SourceError> {

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Datelike};
 use datafusion::scalar::ScalarValue;
 
+use crate::contract::{ColumnInfo, Dialect, SqlFamily, integer_literal, quote_with};
 use crate::sources::decimal_text::{decimal_text, digit_count};
-use crate::sources::{ColumnInfo, Dialect, SqlFamily, integer_literal, quote_with};
 use crate::type_mapping::BigQueryType;
 
 /// NUMBER holds at most this many digits.

@@ -8,7 +8,7 @@ use datafusion::scalar::ScalarValue;
 use super::client::Session;
 use super::dialect::SnowflakeDialect;
 use super::types::{SnowflakeColumnType, map};
-use crate::sources::{
+use crate::contract::{
     ColumnInfo, Dialect, SourceError, TableDescription, TableInfo, TableKind, TableRef, TextRows, closest,
 };
 

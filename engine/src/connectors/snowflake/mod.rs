@@ -1,7 +1,7 @@
 //! Snowflake through the REST protocol its own connectors speak
 //! (`/session/v1/login-request`, `/queries/v1/query-request`, result
 //! chunks): connection tests, and a database's schemas read as a
-//! [`Source`](crate::sources::Source) whose scans decode Arrow IPC results
+//! [`Source`](crate::contract::Source) whose scans decode Arrow IPC results
 //! chunk by chunk. See `docs/sources/snowflake.md`.
 
 mod client;
@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
-use crate::failure::ConnectFailure;
-use crate::options::OptionKind::{Integer, Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
+use crate::contract::{
+    Category, ConnectFailure, ConnectionType, Connector, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Integer, Secret, Text},
+    OptionSpec as O, ResolvedOptions,
+};
 use client::Endpoint;
 
 pub(crate) static SNOWFLAKE: ConnectionType = ConnectionType {

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::client::{RowType, transport_failure};
 use super::decode;
-use crate::sources::{SourceError, TextRows};
+use crate::contract::{SourceError, TextRows};
 
 /// What starts each message of an IPC stream (since Arrow 0.15).
 const CONTINUATION_MARKER: [u8; 4] = [0xff; 4];
@@ -154,11 +154,11 @@ impl Reader {
             .map_err(|e| SourceError::Connect(transport_failure(e)))?;
         let status = response.status();
         if !status.is_success() {
-            let failure = crate::failure::ConnectFailure::new(
+            let failure = crate::contract::ConnectFailure::new(
                 if status.is_server_error() {
-                    crate::failure::ConnectFailureKind::Other
+                    crate::contract::ConnectFailureKind::Other
                 } else {
-                    crate::failure::ConnectFailureKind::AccessDenied
+                    crate::contract::ConnectFailureKind::AccessDenied
                 },
                 format!(
                     "a result chunk of {} rows answered HTTP {status}",

@@ -17,10 +17,9 @@ use super::client::{Endpoint, Session};
 use super::dialect::SnowflakeDialect;
 use super::types::select_expression;
 use super::{decode, metadata};
-use crate::failure::ConnectFailure;
-use crate::options::ResolvedOptions;
-use crate::sources::{
-    Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableRef, TextRows, scan_sql,
+use crate::contract::{
+    ConnectFailure, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError, TableDescription,
+    TableInfo, TableRef, TextRows, scan_sql,
 };
 
 /// Opens a Snowflake connection's options as a source.

@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use tiberius::ColumnData;
 use tiberius::time::{Date, DateTime2, Time};
 
-use crate::sources::SourceError;
+use crate::contract::SourceError;
 
 /// Days from 0001-01-01 (`date`, `datetime2`) to 1970-01-01.
 const DAYS_0001_TO_1970: i64 = 719_162;

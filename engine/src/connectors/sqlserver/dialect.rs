@@ -9,8 +9,8 @@
 use chrono::{DateTime, Datelike};
 use datafusion::scalar::ScalarValue;
 
+use crate::contract::{ColumnInfo, Dialect, SqlFamily, integer_literal};
 use crate::sources::decimal_text::{decimal_text, digit_count};
-use crate::sources::{ColumnInfo, Dialect, SqlFamily, integer_literal};
 
 /// SQL Server keeps decimal literals exact up to 38 digits.
 const MAX_DECIMAL_DIGITS: usize = 38;

@@ -9,9 +9,7 @@ use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::options::ResolvedOptions;
-use crate::sources::SourceError;
+use crate::contract::{ConnectFailure, ConnectFailureKind, ResolvedOptions, SourceError};
 use crate::tls;
 
 /// An open TDS session.

@@ -5,7 +5,7 @@
 use super::decode::instant_micros;
 use super::endpoint::Session;
 use super::metadata::rows;
-use crate::sources::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
+use crate::contract::{CommitHorizon, OpenTransaction, SourceError, SourceInstant};
 
 /// The clock as UTC and as the server's wall time.
 const CLOCK: &str = "SELECT SYSUTCDATETIME(), SYSDATETIME()";

@@ -12,7 +12,7 @@ use tiberius::{ColumnData, Row, ToSql};
 
 use super::endpoint::{Session, query_error};
 use super::types::{SqlServerColumnType, map};
-use crate::sources::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
+use crate::contract::{ColumnInfo, SourceError, TableDescription, TableInfo, TableKind, TableRef, closest};
 
 /// Schemas that belong to the server or to its fixed roles.
 const SYSTEM_SCHEMAS: &str =

@@ -1,6 +1,6 @@
 //! Microsoft SQL Server and Azure Synapse Analytics (dedicated and serverless
 //! SQL pools) through `tiberius` over TDS, with TLS by rustls: connection
-//! tests, and one database's schemas read as a [`Source`](crate::sources::Source).
+//! tests, and one database's schemas read as a [`Source`](crate::contract::Source).
 
 mod decode;
 mod dialect;
@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::connection_types::{Category, ConnectionType, Connector, Driver};
-use crate::failure::ConnectFailure;
-use crate::options::OptionKind::{Bool, Enum, Integer, Secret, Text};
-use crate::options::{MAX_CONCURRENT_RUNS, OptionSpec as O, ResolvedOptions};
+use crate::contract::{
+    Category, ConnectFailure, ConnectionType, Connector, Driver, MAX_CONCURRENT_RUNS,
+    OptionKind::{Bool, Enum, Integer, Secret, Text},
+    OptionSpec as O, ResolvedOptions,
+};
 use endpoint::{Endpoint, classify};
 
 /// TDS encryption levels: `off` encrypts the login only, `on` everything

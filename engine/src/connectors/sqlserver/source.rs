@@ -20,10 +20,9 @@ use super::dialect::SqlServerDialect;
 use super::endpoint::{Endpoint, Session, query_error};
 use super::metadata::{self, value_text};
 use super::{horizon, types};
-use crate::options::ResolvedOptions;
-use crate::sources::{
-    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo,
-    TableRef, TextRows,
+use crate::contract::{
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError,
+    TableDescription, TableInfo, TableRef, TextRows,
 };
 
 /// Rows per record batch of a scan.

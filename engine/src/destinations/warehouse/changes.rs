@@ -40,7 +40,7 @@ use super::load::publish_next;
 use super::manifest::{ChangeLayout, DataFile, Manifest};
 use super::read::WarehouseTable;
 use crate::cdc::{COMMIT_TS_COLUMN, ChangeOp, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN, UNCHANGED_COLUMN};
-use crate::destinations::{ChangeSpec, CommitReport, DestinationError, LoadTransaction};
+use crate::contract::{ChangeSpec, CommitReport, DestinationError, LoadTransaction};
 use crate::sources::datafusion_sql::session as datafusion_session;
 
 /// Rows per batch of rows the commit builds.
@@ -613,8 +613,9 @@ mod tests {
 
     use super::*;
     use crate::cdc::batch::tests::cast;
-    use crate::cdc::{ChangeBatchBuilder, ChangeValue, Position, change_table_schema};
-    use crate::destinations::{Destination, TableSpec, WarehouseSchema};
+    use crate::cdc::{ChangeBatchBuilder, ChangeValue, change_table_schema};
+    use crate::contract::{Destination, Position, TableSpec};
+    use crate::destinations::WarehouseSchema;
 
     type Row = (Option<String>, Option<String>);
 

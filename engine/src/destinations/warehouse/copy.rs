@@ -23,8 +23,7 @@ use tokio::task::JoinSet;
 use super::LocalWarehouse;
 use super::encode::PART_BYTES;
 use super::manifest::{Constant, DataFile};
-use crate::destinations::{DestinationError, ShipProgress};
-use crate::sources::{WholeFile, parquet_footer, same_columns};
+use crate::contract::{DestinationError, ShipProgress, WholeFile, parquet_footer, same_columns};
 
 /// Files copied at once by one load.
 const COPIES_AT_ONCE: usize = 4;

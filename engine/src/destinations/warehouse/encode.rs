@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::LocalWarehouse;
 use super::manifest::DataFile;
-use crate::destinations::{DestinationError, ShipProgress};
+use crate::contract::{DestinationError, ShipProgress};
 
 /// Buffered rows are written out as a row group once they take this much
 /// memory, so that a wide table never holds more than this per open file.

@@ -12,8 +12,7 @@ use super::copy::Copies;
 use super::encode::Encoder;
 use super::manifest::{DataFile, Manifest};
 use super::{LocalWarehouse, schema_differences};
-use crate::destinations::{CommitReport, DestinationError, LoadTransaction, ShipProgress, WriteMode};
-use crate::sources::WholeFile;
+use crate::contract::{CommitReport, DestinationError, LoadTransaction, ShipProgress, WholeFile, WriteMode};
 
 /// The run that wrote a data file, from its name.
 pub(super) fn run_of(name: &str) -> Option<u64> {

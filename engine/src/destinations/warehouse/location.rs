@@ -18,7 +18,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use url::Url;
 
 use super::LocalWarehouse;
-use crate::destinations::DestinationError;
+use crate::contract::DestinationError;
 
 impl LocalWarehouse {
     /// The warehouse at `location`: a URL `s3://bucket[/prefix]`,

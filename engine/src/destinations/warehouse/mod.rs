@@ -47,11 +47,11 @@ pub use location::display_location;
 pub use read::{CURRENT_VIEW_SUFFIX, WarehouseSchema};
 
 use super::compare::{evolution_refusals, schema_differences};
-use super::{
-    ChangeSpec, CommitState, Destination, DestinationError, LoadTransaction, TableSetup, TableSpec, WriteMode,
+use crate::contract::{
+    ChangeSpec, CommitState, Destination, DestinationError, Dialect, LoadTransaction, QueryBuilder, TableSetup,
+    TableSpec, TextRows, WriteMode,
 };
 use crate::sources::datafusion_sql::{DataFusionDialect, session as datafusion_session};
-use crate::sources::{Dialect, QueryBuilder, TextRows};
 use changes::ChangeLoad;
 use load::WarehouseLoad;
 use manifest::Manifest;

@@ -29,9 +29,8 @@ use sluice_catalog::CdcMode;
 use super::manifest::{ChangeLayout, DataFile, Manifest};
 use super::{LocalWarehouse, check_table_name};
 use crate::cdc::{OP_COLUMN, POSITION_COLUMN};
-use crate::destinations::DestinationError;
+use crate::contract::{DestinationError, quote_with};
 use crate::sources::datafusion_sql::session as datafusion_session;
-use crate::sources::quote_with;
 
 /// The warehouse's tables as a DataFusion schema (register it in a catalog,
 /// e.g. as `warehouse`). Each query reads the table's latest version.

@@ -15,8 +15,7 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 
 use super::*;
-use crate::destinations::CommitReport;
-use crate::sources::WholeFile;
+use crate::contract::{CommitReport, WholeFile};
 
 /// A table spec with nothing but a name and a schema.
 fn spec(name: &str, schema: SchemaRef) -> TableSpec {

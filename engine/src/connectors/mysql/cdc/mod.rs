@@ -22,9 +22,10 @@ use sluice_catalog::CdcState;
 
 use super::endpoint::Endpoint;
 use super::source;
-use crate::cdc::{Capture, CdcError, ChangeSource, ChangeStream, Position, Retention};
-use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::options::ResolvedOptions;
+use crate::contract::{
+    Capture, CdcError, ChangeSource, ChangeStream, ConnectFailure, ConnectFailureKind, Position, ResolvedOptions,
+    Retention,
+};
 use stream::{Decoder, Mark, Marks, MySqlChangeStream, binlog_error};
 
 /// Opens a MySQL/MariaDB connection's options as a change source.

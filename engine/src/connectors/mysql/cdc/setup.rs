@@ -13,8 +13,8 @@ use super::super::endpoint::query_error;
 use super::super::{metadata, source};
 use super::MysqlChangeSource;
 use super::values::{BinlogColumn, fraction_digits, refuse_time_fraction};
-use crate::cdc::{Capture, CdcError, Position, Retention, source_object_name};
-use crate::sources::SourceError;
+use crate::cdc::source_object_name;
+use crate::contract::{Capture, CdcError, Position, Retention, SourceError};
 
 /// MySQL's errors for a missing privilege on an open connection:
 /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`, and `ER_ACCESS_DENIED_ERROR`, which

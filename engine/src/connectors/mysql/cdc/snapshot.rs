@@ -19,8 +19,7 @@ use super::super::endpoint::query_error;
 use super::super::source;
 use super::MysqlChangeSource;
 use super::setup::head;
-use crate::cdc::{Capture, CdcError, Position};
-use crate::sources::ScanRequest;
+use crate::contract::{Capture, CdcError, Position, ScanRequest};
 
 /// The table's rows in a consistent snapshot, and the binlog position the
 /// stream continues from.

@@ -33,8 +33,8 @@ use mysql_async::consts::ColumnType;
 
 use super::super::endpoint::{classify, query_error};
 use super::values::{BinlogColumn, MySqlColumns, refuse_time_fraction};
-use crate::cdc::{Capture, CdcError, ChangeBatchBuilder, ChangeEvent, ChangeOp, ChangeStream, Position};
-use crate::sources::{TableRef, excerpt};
+use crate::cdc::{ChangeBatchBuilder, ChangeOp};
+use crate::contract::{Capture, CdcError, ChangeEvent, ChangeStream, Position, TableRef, excerpt};
 
 /// MariaDB's GTID event.
 const MARIADB_GTID_EVENT: u8 = 162;

@@ -19,8 +19,8 @@ use mysql_async::consts::ColumnType;
 
 use super::super::decode::ColumnDecoder;
 use super::super::source::{SPATIAL, base_type};
-use crate::cdc::{CdcError, ValueColumns};
-use crate::sources::ColumnInfo;
+use crate::cdc::ValueColumns;
+use crate::contract::{CdcError, ColumnInfo};
 
 /// One job column as the binlog carries it.
 #[derive(Debug, Clone, PartialEq)]
@@ -284,7 +284,7 @@ pub(super) struct MySqlColumns {
 }
 
 impl MySqlColumns {
-    pub(super) fn new(description: &crate::sources::TableDescription) -> Result<Self, CdcError> {
+    pub(super) fn new(description: &crate::contract::TableDescription) -> Result<Self, CdcError> {
         let decoders = description
             .columns
             .iter()

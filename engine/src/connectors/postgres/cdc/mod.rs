@@ -19,10 +19,10 @@ use sluice_catalog::CdcState;
 use tokio_postgres::config::{Host, SslMode};
 
 use super::{Endpoint, parallel};
-use crate::cdc::{Capture, CdcError, ChangeSource, ChangeStream, Position, Retention};
-use crate::failure::{ConnectFailure, ConnectFailureKind};
-use crate::options::ResolvedOptions;
-use crate::sources::ScanRequest;
+use crate::contract::{
+    Capture, CdcError, ChangeSource, ChangeStream, ConnectFailure, ConnectFailureKind, Position, ResolvedOptions,
+    Retention, ScanRequest,
+};
 use crate::tls::Verify;
 
 /// Opens a PostgreSQL connection's options as a change source.
@@ -245,10 +245,10 @@ fn replication_error(error: PgWireError) -> CdcError {
         .filter(|code| code.len() == 5)
         .map(str::to_owned);
     match error {
-        PgWireError::Io(_) | PgWireError::Tls(_) => CdcError::Source(crate::sources::SourceError::Connect(
+        PgWireError::Io(_) | PgWireError::Tls(_) => CdcError::Source(crate::contract::SourceError::Connect(
             ConnectFailure::new(ConnectFailureKind::Other, message),
         )),
-        PgWireError::Auth(_) => CdcError::Source(crate::sources::SourceError::Connect(ConnectFailure::new(
+        PgWireError::Auth(_) => CdcError::Source(crate::contract::SourceError::Connect(ConnectFailure::new(
             ConnectFailureKind::BadPassword,
             message,
         ))),

@@ -6,8 +6,8 @@ use sluice_catalog::{CdcMode, CdcState};
 
 use super::super::dialect::DIALECT;
 use super::super::{Endpoint, PgConnection, query_error};
-use crate::cdc::{Capture, CdcError, Retention, source_object_name};
-use crate::sources::{Dialect, SourceError, TableKind, TableRef};
+use crate::cdc::source_object_name;
+use crate::contract::{Capture, CdcError, Dialect, Retention, SourceError, TableKind, TableRef};
 
 /// Runs `work` on a fresh session and closes it.
 async fn with_session<T>(

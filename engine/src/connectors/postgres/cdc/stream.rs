@@ -18,8 +18,8 @@ use pg_walstream::{LogicalReplicationMessage, LogicalReplicationParser, TupleDat
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 
 use super::{replication_error, text};
-use crate::cdc::{Capture, CdcError, ChangeBatchBuilder, ChangeEvent, ChangeOp, ChangeStream, ChangeValue, Position};
-use crate::sources::TableRef;
+use crate::cdc::{ChangeBatchBuilder, ChangeOp, ChangeValue};
+use crate::contract::{Capture, CdcError, ChangeEvent, ChangeStream, Position, TableRef};
 
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -298,7 +298,7 @@ mod tests {
 
     use super::*;
     use crate::connectors::postgres::types::{PgColumnType, PgTypeKind, map};
-    use crate::sources::{ColumnInfo as SourceColumn, TableDescription, TableKind};
+    use crate::contract::{ColumnInfo as SourceColumn, TableDescription, TableKind};
 
     fn column(name: &str, type_name: &str, key: bool) -> SourceColumn {
         let ty = PgColumnType {

@@ -100,7 +100,7 @@ fn cast(values: &StringArray, data_type: &DataType) -> Result<ArrayRef, String> 
 }
 
 fn bad(value: &str, type_name: &str) -> String {
-    format!("\"{}\" is not a {type_name}", crate::sources::excerpt(value))
+    format!("\"{}\" is not a {type_name}", crate::contract::excerpt(value))
 }
 
 /// `\x0aff` (bytea_output = hex).
@@ -167,7 +167,7 @@ fn seconds_nanos(text: &str) -> Option<i128> {
 /// unquoted `NULL` is NULL, quoted elements are unescaped.
 /// Multi-dimensional arrays are refused, as in scans.
 fn array_elements(value: &str) -> Result<Vec<Option<String>>, String> {
-    let invalid = |why: &str| format!("array {}: {why}", crate::sources::excerpt(value));
+    let invalid = |why: &str| format!("array {}: {why}", crate::contract::excerpt(value));
     // A lower bound other than 1 is written first: `[0:1]={a,b}`.
     let body = match value.strip_prefix('[') {
         Some(_) => value

@@ -1,6 +1,6 @@
 //! Why change data capture cannot start or continue.
 
-use crate::sources::{SourceError, TableRef};
+use crate::contract::{SourceError, TableRef};
 
 /// A failure of a [`ChangeSource`](super::ChangeSource) or its stream. The
 /// set-up checks carry the SQLSTATE and hint the server reports.
@@ -120,8 +120,8 @@ impl CdcError {
     }
 }
 
-impl From<crate::failure::ConnectFailure> for CdcError {
-    fn from(failure: crate::failure::ConnectFailure) -> Self {
+impl From<crate::contract::ConnectFailure> for CdcError {
+    fn from(failure: crate::contract::ConnectFailure) -> Self {
         CdcError::Source(SourceError::Connect(failure))
     }
 }

@@ -1,5 +1,7 @@
-//! What a connection type is: its options, status and driver. The list of
-//! types is the registry in [`connectors`](crate::connectors).
+//! What a connection type is: its options, status and [`Driver`] (the
+//! [`Connector`] that tests it live and the factories of its source,
+//! destination and change source). The list of types is the registry in
+//! `connectors/mod.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,12 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sluice_catalog::OptionValue;
 
-use crate::cdc::ChangeSource;
-use crate::destinations::{Destination, TableOption};
-use crate::error::EngineError;
-use crate::failure::ConnectFailure;
-use crate::options::{OptionSpec, ResolvedOptions};
-use crate::sources::Source;
+use super::change_source::ChangeSource;
+use super::destination::{Destination, DestinationError};
+use super::failure::ConnectFailure;
+use super::options::{OptionSpec, ResolvedOptions};
+use super::source::Source;
+use super::table_options::TableOption;
 
 /// Whether Sluice can use a connection type today (see
 /// [`ConnectionType::status`]).
@@ -115,7 +117,7 @@ pub type SourceFactory = fn(&ResolvedOptions, Duration) -> Arc<dyn Source>;
 /// `timeout` bounds every connection attempt; `instance` is the catalog's
 /// [instance id](sluice_catalog::Catalog::instance_id), for names that must
 /// never repeat across catalogs.
-pub type DestinationFactory = fn(&ResolvedOptions, Duration, &str) -> Result<Arc<dyn Destination>, EngineError>;
+pub type DestinationFactory = fn(&ResolvedOptions, Duration, &str) -> Result<Arc<dyn Destination>, DestinationError>;
 
 /// What makes a type's connections destinations of ETL jobs.
 pub struct DestinationDriver {
