@@ -173,8 +173,8 @@ pub enum EngineError {
     RunPanicked { run_id: u64, message: String },
 
     /// A test failure point (`SLUICE_FAILPOINTS`) failed the step.
-    #[error("failpoint {name} failed the step")]
-    Failpoint { name: String },
+    #[error(transparent)]
+    Failpoint(#[from] crate::failpoint::FailpointHit),
 
     /// The source table changed in a way the job does not follow (or
     /// its `on_schema_change` is `'fail'`); the run loaded nothing.
@@ -218,9 +218,9 @@ impl EngineError {
 }
 
 impl EngineError {
-    /// A scan stream's error with its type restored: the [`SourceError`] or
-    /// [`EngineError`] a source wrapped into DataFusion, anything else as
-    /// [`EngineError::Extract`].
+    /// A scan stream's error with its type restored: the [`SourceError`],
+    /// [`EngineError`] or failure point a source wrapped into DataFusion,
+    /// anything else as [`EngineError::Extract`].
     pub fn from_scan(connection: &str, error: DataFusionError) -> Self {
         let source = |error: SourceError| EngineError::Source {
             connection: connection.into(),
@@ -231,7 +231,10 @@ impl EngineError {
                 Ok(typed) => return source(*typed),
                 Err(inner) => match inner.downcast::<EngineError>() {
                     Ok(typed) => return *typed,
-                    Err(inner) => DataFusionError::External(inner),
+                    Err(inner) => match inner.downcast::<crate::failpoint::FailpointHit>() {
+                        Ok(hit) => return EngineError::Failpoint(*hit),
+                        Err(inner) => DataFusionError::External(inner),
+                    },
                 },
             },
             other => other,
@@ -283,6 +286,19 @@ mod tests {
             connection: "shop".into(),
             error,
         }
+    }
+
+    #[test]
+    fn a_failure_point_in_a_scan_stays_a_failure_point() {
+        let hit = crate::failpoint::FailpointHit {
+            name: "between_files".into(),
+        };
+        let error = EngineError::from_scan("lake", DataFusionError::External(Box::new(hit)));
+        assert!(
+            matches!(&error, EngineError::Failpoint(hit) if hit.name == "between_files"),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), "failpoint between_files failed the step");
     }
 
     #[test]

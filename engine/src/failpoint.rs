@@ -3,8 +3,9 @@
 //! `SLUICE_FAILPOINTS=name[:action][,name[:action]...]` makes the process
 //! fail when it reaches a named point. The action is `abort` (the default:
 //! the process stops as a kill -9 would stop it), `panic` (the task panics)
-//! or `error` (the step fails with [`EngineError::Failpoint`]). Unset, a
-//! point costs one environment lookup. Points:
+//! or `error` (the step fails with [`FailpointHit`]). Unset, a point costs
+//! one environment lookup. This module names no other: connectors use it
+//! too. Points:
 //!
 //! - `run_start`: a run has been saved as running and claimed its job.
 //! - `after_destination_commit`: the destination has committed a run's load,
@@ -26,10 +27,15 @@
 //! - `cdc_snapshot_committed`: the destination committed the snapshot; the
 //!   catalog still says `snapshotting`.
 
-use crate::error::EngineError;
+/// A failure point whose action is `error` was reached.
+#[derive(Debug, thiserror::Error)]
+#[error("failpoint {name} failed the step")]
+pub struct FailpointHit {
+    pub name: String,
+}
 
 /// Fails as `SLUICE_FAILPOINTS` says when `name` is listed there.
-pub fn hit(name: &str) -> Result<(), EngineError> {
+pub fn hit(name: &str) -> Result<(), FailpointHit> {
     let Ok(points) = std::env::var("SLUICE_FAILPOINTS") else {
         return Ok(());
     };
@@ -42,7 +48,7 @@ pub fn hit(name: &str) -> Result<(), EngineError> {
         Some("panic") => panic!("failpoint {name} hit"),
         Some("error") => {
             tracing::error!(failpoint = name, "failpoint hit: failing the step");
-            Err(EngineError::Failpoint { name: name.to_owned() })
+            Err(FailpointHit { name: name.to_owned() })
         }
         Some(_) => {
             tracing::error!(failpoint = name, "failpoint hit: aborting the process");

@@ -232,7 +232,7 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         ),
         EngineError::NothingLoaded { .. } => error("55000", message, None),
         EngineError::OperationNotSupported { .. } => error("0A000", message, None),
-        EngineError::RunPanicked { .. } | EngineError::Failpoint { .. } => error("XX000", message, None),
+        EngineError::RunPanicked { .. } | EngineError::Failpoint(_) => error("XX000", message, None),
         EngineError::Extract { .. } => error("22000", message, None),
         EngineError::SchemaChange { .. } => error("55000", message, None),
         EngineError::ForeignSecret { .. } => error(

@@ -340,7 +340,8 @@ impl JobManager {
                 let changes = snapshot_changes(&batch, &position, commit_ts);
                 load.write(table_rows(&changes, schema)?).await?;
             }
-            failpoint::hit("cdc_snapshot_before_commit")
+            failpoint::hit("cdc_snapshot_before_commit")?;
+            Ok::<_, EngineError>(())
         }
         .await;
         if let Err(e) = copied {
