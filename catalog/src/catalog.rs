@@ -1,5 +1,6 @@
 //! The catalog API used by the engine and the server.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,7 +20,8 @@ use crate::run::{RunRecord, RunStatus, RunTrigger, Watermark, run_key};
 use crate::schedule_state::ScheduleState;
 use crate::schema_change::SchemaChangeRecord;
 use crate::secret::{SecretContent, SecretInfo, SecretRecord, SecretSource, SecretValue};
-use crate::store::Store;
+use crate::store::{Batch, Store};
+use crate::table_jobs::{TableJobs, table_jobs_key};
 use crate::table_ops::{TableOps, table_ops_key};
 use crate::transaction::{Effect, Transaction};
 use crate::verification::VerificationRecord;
@@ -473,20 +475,36 @@ impl Catalog {
                 Err(not_found(ObjectKind::Connection, name))
             };
         };
-        let jobs = self.jobs_using(name)?;
+        let jobs: Vec<JobRecord> = self
+            .jobs()?
+            .into_iter()
+            .filter(|j| j.connections().any(|c| c == name))
+            .collect();
+        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
         if !jobs.is_empty() && !cascade {
             return Err(CatalogError::InUse {
                 kind: ObjectKind::Connection,
                 name: name.into(),
                 dependent_kind: ObjectKind::Job,
-                dependents: jobs,
+                dependents: names,
             });
         }
         let mut batch = self.store.batch();
+        // Jobs of a catalog from before one job per table may share one:
+        // each table's index entry is rewritten once, without all of them.
+        let mut tables: BTreeMap<String, (&JobDestination, Vec<&str>)> = BTreeMap::new();
         for job in &jobs {
-            batch.delete::<JobRecord>(job);
-            batch.delete::<Watermark>(job);
-            batch.delete::<Incident>(&incident_key(Subject::Job, job));
+            batch.delete::<JobRecord>(&job.name);
+            batch.delete::<Watermark>(&job.name);
+            batch.delete::<Incident>(&incident_key(Subject::Job, &job.name));
+            tables
+                .entry(table_jobs_key(&job.destination))
+                .or_insert((&job.destination, Vec::new()))
+                .1
+                .push(&job.name);
+        }
+        for (destination, dropped) in tables.values() {
+            self.unindex_table(&mut batch, destination, dropped)?;
         }
         batch.delete::<Incident>(&incident_key(Subject::Connection, name));
         for secret in record.owned_secret_names() {
@@ -496,7 +514,7 @@ impl Catalog {
         batch.commit()?;
         Ok(DropOutcome {
             dropped: true,
-            dropped_jobs: jobs,
+            dropped_jobs: names,
         })
     }
 
@@ -528,13 +546,39 @@ impl Catalog {
     }
 
     /// The job that loads `destination`'s table, if any (a table has one
-    /// job: two would delete each other's files and watermarks).
+    /// job: two would delete each other's files and watermarks). One read
+    /// of the `table_jobs` index, whatever the number of jobs.
     pub fn table_owner(&self, destination: &JobDestination) -> Result<Option<String>> {
         Ok(self
-            .jobs()?
-            .into_iter()
-            .find(|job| &job.destination == destination)
-            .map(|job| job.name))
+            .table_jobs(destination)?
+            .and_then(|entry| entry.jobs.into_iter().next()))
+    }
+
+    fn table_jobs(&self, destination: &JobDestination) -> Result<Option<TableJobs>> {
+        self.store.get(&table_jobs_key(destination))
+    }
+
+    /// Adds `job` to the index of `destination`'s jobs in `batch`.
+    fn index_table(&self, batch: &mut Batch<'_>, destination: &JobDestination, job: &str) -> Result<()> {
+        let entry = self.table_jobs(destination)?.unwrap_or_else(|| TableJobs {
+            destination: destination.clone(),
+            jobs: Vec::new(),
+        });
+        batch.put(&entry.with(job));
+        Ok(())
+    }
+
+    /// Removes `jobs` from the index of `destination`'s jobs in `batch`.
+    fn unindex_table(&self, batch: &mut Batch<'_>, destination: &JobDestination, jobs: &[&str]) -> Result<()> {
+        if let Some(entry) = self.table_jobs(destination)? {
+            let entry = jobs.iter().fold(entry, |entry, job| entry.without(job));
+            if entry.jobs.is_empty() {
+                batch.delete::<TableJobs>(&table_jobs_key(destination));
+            } else {
+                batch.put(&entry);
+            }
+        }
+        Ok(())
     }
 
     /// Saves a new job and marks its connections used, in one atomic write.
@@ -557,15 +601,20 @@ impl Catalog {
             batch.put(&connection);
         }
         batch.put(job);
+        self.index_table(&mut batch, &job.destination, &job.name)?;
         batch.commit()
     }
 
     /// Replaces a job's definition (ALTER).
     pub fn replace_job(&self, job: &JobRecord) -> Result<()> {
         let _guard = self.lock();
-        self.job(&job.name)?;
+        let old = self.job(&job.name)?;
         let mut batch = self.store.batch();
         batch.put(job);
+        if old.destination != job.destination {
+            self.unindex_table(&mut batch, &old.destination, &[&job.name])?;
+            self.index_table(&mut batch, &job.destination, &job.name)?;
+        }
         batch.commit()
     }
 
@@ -609,6 +658,7 @@ impl Catalog {
         };
         let mut batch = self.store.batch();
         batch.delete::<JobRecord>(name);
+        self.unindex_table(&mut batch, &job.destination, &[name])?;
         batch.delete::<Watermark>(name);
         batch.delete::<ScheduleState>(name);
         batch.delete::<CdcState>(name);

@@ -23,6 +23,7 @@ mod schema_change;
 mod secret;
 mod store;
 mod store_options;
+mod table_jobs;
 mod table_ops;
 mod transaction;
 mod verification;
@@ -51,5 +52,6 @@ pub use verification::{BucketDifference, VerificationRecord};
 
 /// The catalog layout version written to `meta`; bumped when column families
 /// or key layouts change, with a migration in `store`. 2: the `run_index`
-/// family indexes runs by job.
-pub const SCHEMA_VERSION: u32 = 2;
+/// family indexes runs by job. 3: the `table_jobs` family indexes jobs by
+/// destination table.
+pub const SCHEMA_VERSION: u32 = 3;

@@ -7,16 +7,19 @@ use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, WriteBatch, WriteOptions
 
 use crate::SCHEMA_VERSION;
 use crate::error::{CatalogError, Result};
+use crate::job::JobRecord;
 use crate::record::{self, Record};
 use crate::run::{RunRecord, run_index_key};
 use crate::store_options;
+use crate::table_jobs::TableJobs;
 use crate::transaction::{Staged, Transaction};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
 /// value per run under [`run_index_key`], so a job's runs are a prefix scan.
 /// `table_ops`, `public_tables`, `cdc`, the `alert*` families, `roles`, `grants` and `audit` came later without a layout
-/// change: opening an older catalog creates them empty.
-pub(crate) const FAMILIES: [&str; 19] = [
+/// change: opening an older catalog creates them empty. `table_jobs`
+/// (layout 3) indexes jobs by destination table.
+pub(crate) const FAMILIES: [&str; 20] = [
     "connections",
     "secrets",
     "jobs",
@@ -36,6 +39,7 @@ pub(crate) const FAMILIES: [&str; 19] = [
     "roles",
     "grants",
     "audit",
+    "table_jobs",
 ];
 
 const RUN_INDEX: &str = "run_index";
@@ -111,20 +115,38 @@ impl Store {
                         ),
                     });
                 }
-                if found < 2 {
-                    self.index_runs()?;
+                if found < SCHEMA_VERSION {
+                    self.upgrade(found)?;
                 }
                 Ok(())
             }
         }
     }
 
-    /// Layout 1 -> 2: indexes every run by job, and records the new layout
-    /// in the same atomic write.
-    fn index_runs(&self) -> Result<()> {
+    /// Brings a catalog of layout `found` to [`SCHEMA_VERSION`] and records
+    /// the new layout, all in one atomic write. Layout 2 indexes every run
+    /// by job; layout 3 indexes every job by destination table.
+    fn upgrade(&self, found: u32) -> Result<()> {
         let mut batch = self.batch();
-        for run in self.scan::<RunRecord>()? {
-            batch.index_run(&run.job, run.id);
+        if found < 2 {
+            for run in self.scan::<RunRecord>()? {
+                batch.index_run(&run.job, run.id);
+            }
+        }
+        if found < 3 {
+            let mut tables: std::collections::BTreeMap<String, TableJobs> = std::collections::BTreeMap::new();
+            for job in self.scan::<JobRecord>()? {
+                let entry = TableJobs {
+                    destination: job.destination.clone(),
+                    jobs: Vec::new(),
+                };
+                let key = entry.key();
+                let entry = tables.remove(&key).unwrap_or(entry).with(&job.name);
+                tables.insert(key, entry);
+            }
+            for entry in tables.values() {
+                batch.put(entry);
+            }
         }
         batch.changes.push((
             "meta",

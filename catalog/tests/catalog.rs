@@ -425,6 +425,77 @@ fn a_table_has_one_job_and_the_catalog_one_instance_id() {
     assert_ne!(fresh.instance_id(), instance, "a new catalog gets a new id");
 }
 
+#[test]
+fn a_table_is_free_again_once_its_job_or_connection_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_with_job(dir.path(), "first");
+    let table = job("first", "shop").destination;
+    assert_eq!(catalog.table_owner(&table).unwrap().as_deref(), Some("first"));
+    let mut bigquery = job("elsewhere", "shop");
+    bigquery.destination.connection = Some("shop".into());
+    bigquery.destination.table = "bq_first".into();
+    catalog.create_job(&bigquery).unwrap();
+    assert_eq!(
+        catalog.table_owner(&bigquery.destination).unwrap().as_deref(),
+        Some("elsewhere"),
+        "the same table name on another connection is another table"
+    );
+    catalog.drop_job("first", false).unwrap();
+    assert_eq!(catalog.table_owner(&table).unwrap(), None);
+    let mut second = job("second", "shop");
+    second.destination = table.clone();
+    catalog.create_job(&second).unwrap();
+    assert_eq!(catalog.table_owner(&table).unwrap().as_deref(), Some("second"));
+    catalog.drop_connection("shop", false, true).unwrap();
+    assert_eq!(catalog.table_owner(&table).unwrap(), None);
+    assert_eq!(catalog.table_owner(&bigquery.destination).unwrap(), None);
+}
+
+#[test]
+fn a_layout_2_catalog_gets_its_tables_indexed_on_open_shared_tables_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = {
+        let catalog = open_with_job(dir.path(), "a");
+        let mut b = job("b", "shop");
+        b.destination.table = "other".into();
+        catalog.create_job(&b).unwrap();
+        catalog.create_job(&job("c", "shop")).unwrap();
+        job("a", "shop").destination
+    };
+    {
+        // What layout 2 held: no table index, and, from before one job per
+        // table, job `b` loading `a`'s table too.
+        let mut db = raw_db(dir.path());
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, "schema_version", "2").unwrap();
+        let jobs = db.cf_handle("jobs").unwrap();
+        let stored = db.get_cf(jobs, "b").unwrap().unwrap();
+        let moved = String::from_utf8(stored).unwrap().replace("\"other\"", "\"bq_a\"");
+        db.put_cf(jobs, "b", moved).unwrap();
+        db.drop_cf("table_jobs").unwrap();
+    }
+    let catalog = open(dir.path());
+    assert_eq!(catalog.job("b").unwrap().destination, shared);
+    assert_eq!(catalog.table_owner(&shared).unwrap().as_deref(), Some("a"));
+    let other = JobDestination {
+        connection: None,
+        table: "other".into(),
+    };
+    assert_eq!(catalog.table_owner(&other).unwrap(), None, "b moved away from it");
+    catalog.drop_job("a", false).unwrap();
+    assert_eq!(
+        catalog.table_owner(&shared).unwrap().as_deref(),
+        Some("b"),
+        "the table stays owned while one of its jobs is left"
+    );
+    catalog.drop_job("b", false).unwrap();
+    assert_eq!(catalog.table_owner(&shared).unwrap(), None);
+    assert_eq!(
+        catalog.table_owner(&job("c", "shop").destination).unwrap().as_deref(),
+        Some("c")
+    );
+}
+
 /// The catalog's RocksDB opened directly, to write what an older layout or
 /// a damaged record looks like.
 fn raw_db(dir: &Path) -> rocksdb::DB {
@@ -450,6 +521,7 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
         "roles",
         "grants",
         "audit",
+        "table_jobs",
     ];
     rocksdb::DB::open_cf(&opts, dir, families).unwrap()
 }
