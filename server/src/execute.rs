@@ -387,8 +387,8 @@ pub async fn execute(
             }
             if run.table_ops.is_some_and(|ops| ops > 0)
                 && let Some(job) = catalog.find_job(&run.job)?
-                && let Some(spent) = table_ops_today(catalog, &job, chrono::Utc::now())?
-                && let Some(warning) = table_ops_warning(&job, spent)
+                && let Some(ops) = table_ops_today(catalog, &job, chrono::Utc::now())?
+                && let Some(warning) = table_ops_warning(&job, ops)
             {
                 send_notice(client, "01000", warning).await;
             }

@@ -124,6 +124,11 @@ pub struct DestinationDriver {
     pub open: DestinationFactory,
     /// The options of the tables it creates (a job's `WITH (...)`).
     pub table_options: &'static [TableOption],
+    /// The table operations (loads, copies, DML) the service allows on one
+    /// table per UTC day, if it limits them (BigQuery: 1,500). Loads record
+    /// what they spend; the engine shows the day's count, warns at 80 %
+    /// and marks the job degraded.
+    pub table_operations_per_day: Option<u32>,
 }
 
 impl ConnectionType {

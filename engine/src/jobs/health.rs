@@ -47,7 +47,7 @@ impl Health {
         runs: &[RunRecord],
         failed_connections: &[String],
         stale: bool,
-        table_ops_today: Option<u64>,
+        table_ops_today: Option<super::TableOpsToday>,
     ) -> Self {
         let consecutive = consecutive_failures(runs);
         if consecutive >= FAILING_AFTER {
@@ -59,7 +59,7 @@ impl Health {
             },
             None if stale => Health::Stale,
             None if last_run_guard_warned(runs) => Health::Degraded,
-            None if table_ops_today.is_some_and(|spent| spent >= super::WARN_TABLE_OPS) => Health::Degraded,
+            None if table_ops_today.is_some_and(|ops| ops.near_limit()) => Health::Degraded,
             None => Health::Healthy,
         }
     }
@@ -254,13 +254,18 @@ pub(super) mod tests {
 
     #[test]
     fn a_table_near_its_daily_table_operations_is_degraded() {
+        let ops = |spent| crate::jobs::TableOpsToday {
+            spent,
+            limit: 1500,
+            service: "BigQuery",
+        };
         let job = job();
         assert_eq!(
-            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(1199)),
+            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(ops(1199))),
             Health::Healthy
         );
         assert_eq!(
-            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(1200)),
+            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(ops(1200))),
             Health::Degraded
         );
     }

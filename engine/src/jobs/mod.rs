@@ -46,7 +46,7 @@ pub use load_request::{DEFAULT_BACKFILL_DAYS, LoadRequest};
 pub use progress::{LiveRun, RunPhase};
 pub use runner::{Progress, RunSummary};
 pub use settings::{JobSetting, SETTING_NAMES, SettingValue, bytes_text, labels_text};
-pub use table_ops::{WARN_TABLE_OPS, table_ops_today, table_ops_warning};
+pub use table_ops::{TableOpsToday, table_ops_today, table_ops_warning};
 pub use verify::CursorWindow;
 
 use crate::connections::ConnectionManager;

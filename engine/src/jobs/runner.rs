@@ -354,9 +354,9 @@ impl JobManager {
     /// its daily table operations.
     fn warn_of_table_ops(&self, job: &JobRecord) {
         match super::table_ops_today(self.catalog(), job, Utc::now()) {
-            Ok(Some(spent)) => {
-                if let Some(warning) = super::table_ops_warning(job, spent) {
-                    warn!(job = %job.name, spent, "{warning}");
+            Ok(Some(ops)) => {
+                if let Some(warning) = super::table_ops_warning(job, ops) {
+                    warn!(job = %job.name, spent = ops.spent, "{warning}");
                 }
             }
             Ok(None) => {}

@@ -1,7 +1,6 @@
 //! Views of ETL jobs and runs: `SHOW ETL JOBS` / `sluice.jobs`,
 //! `SHOW ETL RUNS` / `sluice.runs`, `SHOW CREATE ETL JOB`, `RUN ETL JOB`.
 
-use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use chrono::Utc;
@@ -130,18 +129,10 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
         .filter(|c| c.status == ConnectionStatus::Failed)
         .map(|c| c.name.clone())
         .collect();
-    let bigquery: HashSet<&str> = connections
-        .iter()
-        .filter(|c| c.kind == "bigquery")
-        .map(|c| c.name.as_str())
-        .collect();
     let now = Utc::now();
     let table_ops = jobs
         .iter()
-        .map(|j| match j.destination.connection.as_deref() {
-            Some(c) if bigquery.contains(c) => table_ops_today(catalog, j, now),
-            _ => Ok(None),
-        })
+        .map(|j| table_ops_today(catalog, j, now))
         .collect::<Result<Vec<_>, CatalogError>>()?;
     let watermarks = jobs
         .iter()
@@ -220,7 +211,7 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
             Arc::new(
                 table_ops
                     .iter()
-                    .map(|ops| ops.map(|ops| ops as i64))
+                    .map(|ops| ops.map(|ops| ops.spent as i64))
                     .collect::<Int64Array>(),
             ),
             strings(labels.iter().map(|l| Some(l.as_str()))),

@@ -101,6 +101,7 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
         destination: Some(DestinationDriver {
             open: destination::open,
             table_options: layout::TABLE_OPTIONS,
+            table_operations_per_day: Some(budget::DAILY_TABLE_OPERATIONS),
         }),
         cdc: None,
     }),
