@@ -118,7 +118,7 @@ async fn table_operations_are_counted_per_table_and_day_and_warned_of_at_80_perc
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(
         warned[0].contains("wh.snap")
-            && warned[0].contains("1200 of BigQuery's 1500")
+            && warned[0].contains("1200 of Google BigQuery's 1500")
             && warned[0].contains("\"snap\""),
         "{warned:?}"
     );
