@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -67,28 +67,44 @@ pub struct DropOutcome {
     pub dropped_jobs: Vec<String>,
 }
 
-/// The catalog: one RocksDB database plus the master key.
+/// The catalog seen from one namespace (database): one RocksDB database
+/// plus the master key, shared by every namespace.
 ///
 /// Reads go straight to RocksDB. Every change that first checks something
-/// (a name is free, nothing depends on an object) holds one writer lock, so
-/// two sessions creating the same name cannot both succeed.
+/// (a name is free, nothing depends on an object) holds one writer lock,
+/// the same for every namespace, so two sessions creating the same name
+/// cannot both succeed.
 pub struct Catalog {
     pub(crate) store: Store,
+    pub(crate) shared: Arc<Shared>,
+    /// `None` for the default namespace.
+    pub(crate) namespace: Option<String>,
+    pub(crate) instance: String,
+}
+
+/// What every namespace's view of the catalog shares.
+pub(crate) struct Shared {
     key: MasterKey,
     writer: Mutex<()>,
-    instance: String,
+    /// The catalog's own instance id (the default namespace's).
+    pub(crate) instance: String,
 }
 
 impl Catalog {
     /// Opens the catalog in `dir`, creating it when missing, and checks that
-    /// `key` is the key its secrets were sealed with.
+    /// `key` is the key its secrets were sealed with. The catalog returned
+    /// is the default namespace's; [`Catalog::namespace`] gives the others.
     pub fn open(dir: &Path, key: MasterKey) -> Result<Self> {
         let store = Store::open(dir)?;
         let instance = instance_id(&store)?;
         let catalog = Self {
             store,
-            key,
-            writer: Mutex::new(()),
+            shared: Arc::new(Shared {
+                key,
+                writer: Mutex::new(()),
+                instance: instance.clone(),
+            }),
+            namespace: None,
             instance,
         };
         catalog.check_key()?;
@@ -98,7 +114,9 @@ impl Catalog {
     /// A random id made when this catalog was created (or first opened by a
     /// version that has it). A new or reset catalog gets a new one, so names
     /// made from it and run ids (BigQuery job ids) never repeat those of an
-    /// earlier catalog, though run ids start again at 1.
+    /// earlier catalog, though run ids start again at 1. Each namespace
+    /// other than the default has its own, derived from the catalog's and
+    /// its name, so such names do not collide between namespaces either.
     pub fn instance_id(&self) -> &str {
         &self.instance
     }
@@ -107,10 +125,10 @@ impl Catalog {
         match self.store.get::<KeyCheck>("key_check")? {
             Some(check) => {
                 let sealed = hex::decode(&check.sealed).map_err(|e| corrupt_secret("key_check", e))?;
-                self.key.open("key_check", &sealed).map(drop)
+                self.shared.key.open("key_check", &sealed).map(drop)
             }
             None => {
-                let sealed = hex::encode(self.key.seal("key_check", KEY_CHECK_PLAIN));
+                let sealed = hex::encode(self.shared.key.seal("key_check", KEY_CHECK_PLAIN));
                 let mut batch = self.store.batch();
                 batch.put(&KeyCheck { sealed });
                 batch.commit()
@@ -121,7 +139,10 @@ impl Catalog {
     pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
         // A panic while holding the lock cannot leave RocksDB half-written
         // (every change is one batch), so a poisoned lock is safe to reuse.
-        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     // ----- transactions -----
@@ -310,7 +331,7 @@ impl Catalog {
             SecretSource::Stored(sealed) => sealed,
         };
         let sealed = hex::decode(&sealed).map_err(|e| corrupt_secret(name, e))?;
-        let plain = self.key.open(name, &sealed)?;
+        let plain = self.shared.key.open(&self.sealed_under(name), &sealed)?;
         String::from_utf8(plain)
             .map(|plain| SecretContent::Value(SecretValue::new(plain)))
             .map_err(|e| corrupt_secret(name, e))
@@ -328,6 +349,17 @@ impl Catalog {
         }
     }
 
+    /// The name a secret's value is sealed under (the associated data of its
+    /// encryption): its name, qualified by the namespace outside the
+    /// default one, so a sealed value moved to another name or namespace
+    /// does not open.
+    fn sealed_under(&self, name: &str) -> String {
+        match &self.namespace {
+            None => name.to_owned(),
+            Some(namespace) => format!("{namespace}\0{name}"),
+        }
+    }
+
     /// The name under which an inline secret of a connection option is kept.
     pub fn inline_secret_name(connection: &str, option: &str) -> String {
         format!("{connection}/{option}")
@@ -341,9 +373,11 @@ impl Catalog {
         SecretRecord {
             name: name.into(),
             source: match content {
-                SecretContent::Value(value) => {
-                    SecretSource::Stored(hex::encode(self.key.seal(name, value.expose().as_bytes())))
-                }
+                SecretContent::Value(value) => SecretSource::Stored(hex::encode(
+                    self.shared
+                        .key
+                        .seal(&self.sealed_under(name), value.expose().as_bytes()),
+                )),
                 SecretContent::External(external) => SecretSource::External(external.clone()),
             },
             created_at: Utc::now(),

@@ -11,6 +11,8 @@ pub enum ObjectKind {
     Run,
     Alert,
     Role,
+    /// A namespace; users see them as databases.
+    Database,
 }
 
 impl fmt::Display for ObjectKind {
@@ -22,6 +24,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Run => "ETL run",
             ObjectKind::Alert => "alert",
             ObjectKind::Role => "role",
+            ObjectKind::Database => "database",
         })
     }
 }
@@ -56,6 +59,14 @@ pub enum CatalogError {
         name: String,
         dependent_kind: ObjectKind,
         dependents: Vec<String>,
+    },
+
+    /// A name that cannot be used for this kind of object.
+    #[error("invalid {kind} name \"{name}\": use {rule}")]
+    InvalidName {
+        kind: ObjectKind,
+        name: String,
+        rule: &'static str,
     },
 
     /// Another session changed what a transaction read before it committed.
@@ -112,6 +123,7 @@ fn dependent_kind_plural(kind: ObjectKind) -> &'static str {
         ObjectKind::Run => "ETL runs",
         ObjectKind::Alert => "alerts",
         ObjectKind::Role => "roles",
+        ObjectKind::Database => "databases",
     }
 }
 

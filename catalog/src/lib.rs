@@ -14,6 +14,7 @@ mod connection;
 mod crypto;
 mod error;
 mod job;
+mod namespace;
 mod public_table;
 mod record;
 mod role;
@@ -40,6 +41,7 @@ pub use job::{
     CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, IncrementalStart, JobColumn, JobDestination, JobRecord,
     JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableOptions, VerifySchedule,
 };
+pub use namespace::{DEFAULT_NAMESPACE, NamespaceRecord, check_namespace_name};
 pub use public_table::{PublicColumn, PublicKey, PublicTable, PublicType};
 pub use role::{AuditRecord, GrantRecord, Privilege, RoleRecord};
 pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};

@@ -2,6 +2,7 @@
 //! atomic batches and the layout version in `meta`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, WriteBatch, WriteOptions};
 
@@ -18,8 +19,9 @@ use crate::transaction::{Staged, Transaction};
 /// value per run under [`run_index_key`], so a job's runs are a prefix scan.
 /// `table_ops`, `public_tables`, `cdc`, the `alert*` families, `roles`, `grants` and `audit` came later without a layout
 /// change: opening an older catalog creates them empty. `table_jobs`
-/// (layout 3) indexes jobs by destination table.
-pub(crate) const FAMILIES: [&str; 20] = [
+/// (layout 3) indexes jobs by destination table. `namespaces` lists the
+/// databases besides the default one.
+pub(crate) const FAMILIES: [&str; 21] = [
     "connections",
     "secrets",
     "jobs",
@@ -40,18 +42,48 @@ pub(crate) const FAMILIES: [&str; 20] = [
     "grants",
     "audit",
     "table_jobs",
+    "namespaces",
 ];
+
+/// The families shared by every namespace (server-wide records: the
+/// layout, the key check, the instance id, the run sequence, roles, grants,
+/// the audit trail and the namespaces themselves). Every other family holds
+/// each namespace's records under its [`namespace_prefix`].
+const GLOBAL_FAMILIES: [&str; 5] = ["meta", "roles", "grants", "audit", "namespaces"];
+
+/// The first byte of every key of a namespace other than the default one.
+/// No UTF-8 text contains it, so every key of the default namespace (names,
+/// or a name then more bytes) sorts before every prefixed key.
+const NAMESPACE_MARK: u8 = 0xFF;
+
+/// The key prefix of namespace `name`'s records: `0xFF name 0x00`; empty
+/// for the default namespace, whose keys are stored as they always were.
+pub(crate) fn namespace_prefix(name: Option<&str>) -> Vec<u8> {
+    match name {
+        None => Vec::new(),
+        Some(name) => {
+            let mut prefix = Vec::with_capacity(name.len() + 2);
+            prefix.push(NAMESPACE_MARK);
+            prefix.extend_from_slice(name.as_bytes());
+            prefix.push(0);
+            prefix
+        }
+    }
+}
 
 const RUN_INDEX: &str = "run_index";
 
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 
-/// The opened database.
+/// The opened database, seen from one namespace: its records in the
+/// per-namespace families, and the global families.
 pub(crate) struct Store {
-    db: DB,
+    db: Arc<DB>,
+    /// This namespace's [`namespace_prefix`].
+    prefix: Vec<u8>,
     /// Milliseconds each synced write takes extra, as on a slow disk.
     #[cfg(test)]
-    slow_disk_ms: std::sync::atomic::AtomicU64,
+    slow_disk_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// RocksDB refuses files of a newer format as corruption; say what it is.
@@ -82,12 +114,57 @@ impl Store {
         let db =
             DB::open_cf_descriptors(&store_options::database(), path, families).map_err(|e| newer_format(path, e))?;
         let store = Self {
-            db,
+            db: Arc::new(db),
+            prefix: Vec::new(),
             #[cfg(test)]
             slow_disk_ms: Default::default(),
         };
         store.check_schema_version()?;
         Ok(store)
+    }
+
+    /// The same database seen from namespace `name` (`None`: the default).
+    pub fn in_namespace(&self, name: Option<&str>) -> Self {
+        Self {
+            db: self.db.clone(),
+            prefix: namespace_prefix(name),
+            #[cfg(test)]
+            slow_disk_ms: self.slow_disk_ms.clone(),
+        }
+    }
+
+    /// The stored key of `key` in `family`: prefixed in a per-namespace family.
+    fn full_key(&self, family: &str, key: &[u8]) -> Vec<u8> {
+        if GLOBAL_FAMILIES.contains(&family) {
+            return key.to_vec();
+        }
+        [self.prefix.as_slice(), key].concat()
+    }
+
+    /// A stored key of `family` without this namespace's prefix, or `None`
+    /// when it belongs to another namespace.
+    fn own_key<'k>(&self, family: &str, stored: &'k [u8]) -> Option<&'k [u8]> {
+        if GLOBAL_FAMILIES.contains(&family) {
+            return Some(stored);
+        }
+        if self.prefix.is_empty() {
+            return (stored.first() != Some(&NAMESPACE_MARK)).then_some(stored);
+        }
+        stored.strip_prefix(self.prefix.as_slice())
+    }
+
+    /// Deletes every record of namespace `name` in the per-namespace
+    /// families, and `also` (its namespace record), in one synced write.
+    pub fn delete_namespace(&self, name: &str, also: Batch<'_>) -> Result<()> {
+        let start = namespace_prefix(Some(name));
+        let mut end = start.clone();
+        *end.last_mut().expect("a prefix ends in a NUL") = 1;
+        let mut batch = WriteBatch::default();
+        for family in FAMILIES.iter().filter(|f| !GLOBAL_FAMILIES.contains(f)) {
+            batch.delete_range_cf(self.family(family), &start, &end);
+        }
+        also.into_write_batch(&mut batch);
+        self.write(batch)
     }
 
     fn check_schema_version(&self) -> Result<()> {
@@ -162,9 +239,10 @@ impl Store {
 
     /// Reads one record (through the task's transaction, if any).
     pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>> {
-        let stored = || -> Result<Option<Vec<u8>>> { Ok(self.db.get_cf(self.family(R::FAMILY), key.as_bytes())?) };
+        let full = self.full_key(R::FAMILY, key.as_bytes());
+        let stored = || -> Result<Option<Vec<u8>>> { Ok(self.db.get_cf(self.family(R::FAMILY), &full)?) };
         let value = match Transaction::current() {
-            Some(txn) => txn.read(R::FAMILY, key.as_bytes(), stored)?,
+            Some(txn) => txn.read(R::FAMILY, &full, stored)?,
             None => stored()?,
         };
         value.map(|bytes| record::decode(key.as_bytes(), &bytes)).transpose()
@@ -178,25 +256,37 @@ impl Store {
             Some(txn) => txn.list(R::FAMILY, entries),
             None => entries,
         };
-        entries.iter().map(|(key, value)| record::decode(key, value)).collect()
+        entries
+            .iter()
+            .filter_map(|(key, value)| self.own_key(R::FAMILY, key).map(|key| (key, value)))
+            .map(|(key, value)| record::decode(key, value))
+            .collect()
     }
 
-    /// Every stored entry of a family, in key order.
+    /// Every stored entry of a family in this namespace, with its stored
+    /// (prefixed) key, in key order.
     fn entries(&self, family: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.db
-            .iterator_cf(self.family(family), IteratorMode::Start)
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((key.into_vec(), value.into_vec()))
-            })
-            .collect()
+        let start = self.full_key(family, b"");
+        let mut entries = Vec::new();
+        let items = self.db.iterator_cf(
+            self.family(family),
+            IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        for item in items {
+            let (key, value) = item?;
+            if self.own_key(family, &key).is_none() {
+                break;
+            }
+            entries.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(entries)
     }
 
     /// The ids of `job`'s runs in the run index, in run order: a prefix
     /// scan that reads no other job's entries. Stored entries only: runs
     /// are never started inside a transaction.
     pub fn run_ids(&self, job: &str) -> Result<Vec<u64>> {
-        let prefix = run_index_key(job, 0);
+        let prefix = self.full_key(RUN_INDEX, &run_index_key(job, 0));
         let prefix = &prefix[..prefix.len() - 8];
         let mut ids = Vec::new();
         let entries = self.db.iterator_cf(
@@ -219,9 +309,9 @@ impl Store {
     /// The ids of `job`'s runs in the run index, newest first, read lazily:
     /// a reverse prefix scan that stops where the caller stops.
     pub fn run_ids_newest_first<'a>(&'a self, job: &str) -> impl Iterator<Item = Result<u64>> + 'a {
-        let prefix = run_index_key(job, 0);
+        let prefix = self.full_key(RUN_INDEX, &run_index_key(job, 0));
         let prefix = prefix[..prefix.len() - 8].to_vec();
-        let end = run_index_key(job, u64::MAX);
+        let end = self.full_key(RUN_INDEX, &run_index_key(job, u64::MAX));
         self.db
             .iterator_cf(
                 self.family(RUN_INDEX),
@@ -310,25 +400,28 @@ pub(crate) struct Batch<'a> {
 
 impl Batch<'_> {
     pub fn put<R: Record>(&mut self, record: &R) -> &mut Self {
-        self.changes
-            .push((R::FAMILY, record.key().into_bytes(), Some(record::encode(record))));
+        let key = self.store.full_key(R::FAMILY, record.key().as_bytes());
+        self.changes.push((R::FAMILY, key, Some(record::encode(record))));
         self
     }
 
     pub fn delete<R: Record>(&mut self, key: &str) -> &mut Self {
-        self.changes.push((R::FAMILY, key.as_bytes().to_vec(), None));
+        let key = self.store.full_key(R::FAMILY, key.as_bytes());
+        self.changes.push((R::FAMILY, key, None));
         self
     }
 
     /// Adds run `id` of `job` to the run index.
     pub fn index_run(&mut self, job: &str, id: u64) -> &mut Self {
-        self.changes.push((RUN_INDEX, run_index_key(job, id), Some(Vec::new())));
+        let key = self.store.full_key(RUN_INDEX, &run_index_key(job, id));
+        self.changes.push((RUN_INDEX, key, Some(Vec::new())));
         self
     }
 
     /// Removes run `id` of `job` from the run index.
     pub fn unindex_run(&mut self, job: &str, id: u64) -> &mut Self {
-        self.changes.push((RUN_INDEX, run_index_key(job, id), None));
+        let key = self.store.full_key(RUN_INDEX, &run_index_key(job, id));
+        self.changes.push((RUN_INDEX, key, None));
         self
     }
 
@@ -346,13 +439,19 @@ impl Batch<'_> {
     /// kept whether the transaction commits or not (the audit trail).
     pub fn commit_now(self) -> Result<()> {
         let mut batch = WriteBatch::default();
+        let store = self.store;
+        self.into_write_batch(&mut batch);
+        store.write(batch)
+    }
+
+    /// Adds the changes to a RocksDB batch.
+    fn into_write_batch(self, batch: &mut WriteBatch) {
         for (family, key, value) in self.changes {
             match value {
                 Some(value) => batch.put_cf(self.store.family(family), key, value),
                 None => batch.delete_cf(self.store.family(family), key),
             }
         }
-        self.store.write(batch)
     }
 }
 

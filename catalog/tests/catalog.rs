@@ -522,6 +522,7 @@ fn raw_db(dir: &Path) -> rocksdb::DB {
         "grants",
         "audit",
         "table_jobs",
+        "namespaces",
     ];
     rocksdb::DB::open_cf(&opts, dir, families).unwrap()
 }
@@ -880,4 +881,44 @@ fn the_audit_trail_keeps_the_newest_records() {
     assert_eq!(catalog.record_audit(&record(6), 1).unwrap(), 6);
     let kept: Vec<_> = catalog.audit().unwrap().into_iter().map(|a| a.id).collect();
     assert_eq!(kept, [6]);
+}
+
+#[test]
+fn namespaces_keep_jobs_runs_and_tables_apart_and_the_default_keys_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let default = open_with_job(dir.path(), "j");
+        default.create_namespace("model_5", false).unwrap();
+        let model_5 = default.namespace("model_5").unwrap();
+        // Same connection, job and destination table names: no clash.
+        create_shop(&model_5, "pw5");
+        model_5.create_job(&job("j", "shop")).unwrap();
+        let first = default.start_run("j", RunTrigger::Manual).unwrap();
+        let second = model_5.start_run("j", RunTrigger::Manual).unwrap();
+        assert!(second.id > first.id, "run ids are unique across namespaces");
+        let ids = |c: &Catalog| c.runs(Some("j")).unwrap().iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(&default), [first.id]);
+        assert_eq!(ids(&model_5), [second.id]);
+        assert_eq!(default.runs(None).unwrap().len(), 1);
+        let newest: Vec<u64> = model_5.runs_newest_first("j").map(|r| r.unwrap().id).collect();
+        assert_eq!(newest, [second.id]);
+        assert_eq!(
+            model_5.table_owner(&job("j", "shop").destination).unwrap().as_deref(),
+            Some("j")
+        );
+        default.drop_job("j", false).unwrap();
+        assert_eq!(
+            model_5.jobs().unwrap().len(),
+            1,
+            "a drop in one namespace leaves the other"
+        );
+    }
+    // The default namespace's keys are stored as before namespaces; the
+    // other's carry the 0xFF name NUL prefix.
+    let db = raw_db(dir.path());
+    let keys: Vec<Vec<u8>> = db
+        .iterator_cf(db.cf_handle("connections").unwrap(), rocksdb::IteratorMode::Start)
+        .map(|item| item.unwrap().0.into_vec())
+        .collect();
+    assert_eq!(keys, [b"shop".to_vec(), b"\xffmodel_5\0shop".to_vec()]);
 }
