@@ -115,7 +115,9 @@ impl Catalog {
             name: name.to_owned(),
             created_at: Utc::now(),
         });
-        batch.commit_now()?;
+        // Clears what a task of a dropped namespace of the same name may
+        // have written after the drop: a new namespace starts empty.
+        self.store.clear_namespace(name, batch)?;
         Ok(true)
     }
 
@@ -135,7 +137,7 @@ impl Catalog {
         for grant in self.grants()?.into_iter().filter(|g| g.database == name) {
             batch.delete::<GrantRecord>(&grant.key());
         }
-        self.store.delete_namespace(name, batch)
+        self.store.clear_namespace(name, batch)
     }
 }
 

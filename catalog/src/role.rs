@@ -196,6 +196,14 @@ impl Catalog {
     pub fn grant(&self, grant: &GrantRecord) -> Result<bool> {
         let _guard = self.lock();
         self.role(&grant.role)?.ok_or_else(|| role_not_found(&grant.role))?;
+        if grant.database != crate::DEFAULT_NAMESPACE
+            && self.store.get::<crate::NamespaceRecord>(&grant.database)?.is_none()
+        {
+            return Err(CatalogError::NotFound {
+                kind: ObjectKind::Database,
+                name: grant.database.clone(),
+            });
+        }
         if self.store.get::<GrantRecord>(&grant.key())?.is_some() {
             return Ok(false);
         }

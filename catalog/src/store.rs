@@ -154,8 +154,9 @@ impl Store {
     }
 
     /// Deletes every record of namespace `name` in the per-namespace
-    /// families, and `also` (its namespace record), in one synced write.
-    pub fn delete_namespace(&self, name: &str, also: Batch<'_>) -> Result<()> {
+    /// families and applies `also` (its namespace record), in one synced
+    /// write.
+    pub fn clear_namespace(&self, name: &str, also: Batch<'_>) -> Result<()> {
         let start = namespace_prefix(Some(name));
         let mut end = start.clone();
         *end.last_mut().expect("a prefix ends in a NUL") = 1;

@@ -12,12 +12,14 @@ use sluice_catalog::RunRecord;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
+    namespace: String,
     job: String,
     status: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
+    namespace: String,
     job: String,
 }
 
@@ -93,15 +95,19 @@ impl EngineMetrics {
         );
     }
 
-    /// Counts a finished (or skipped) run.
-    pub fn run_finished(&self, run: &RunRecord) {
+    /// Counts a finished (or skipped) run of namespace `namespace`.
+    pub fn run_finished(&self, namespace: &str, run: &RunRecord) {
         self.runs
             .get_or_create(&RunLabels {
+                namespace: namespace.to_owned(),
                 job: run.job.clone(),
                 status: run.status.as_str().into(),
             })
             .inc();
-        let job = JobLabels { job: run.job.clone() };
+        let job = JobLabels {
+            namespace: namespace.to_owned(),
+            job: run.job.clone(),
+        };
         if run.status == sluice_catalog::RunStatus::Succeeded {
             self.rows.get_or_create(&job).inc_by(run.rows);
             self.bytes.get_or_create(&job).inc_by(run.bytes);

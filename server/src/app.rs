@@ -9,13 +9,10 @@ use std::time::Duration;
 
 use pgwire::api::RandomPidSecretKeyGenerator;
 use sluice_catalog::{Catalog, MasterKey};
-use sluice_engine::ConnectionManager;
-use sluice_engine::alerts::AlertNotifier;
 use sluice_engine::allowed_paths::AllowedPaths;
-use sluice_engine::destinations::{LocalWarehouse, WarehouseSchema, display_location};
-use sluice_engine::jobs::JobManager;
+use sluice_engine::destinations::{LocalWarehouse, display_location};
 use sluice_engine::metrics::EngineMetrics;
-use sluice_engine::scheduler::{Scheduler, SchedulerConfig, SystemClock};
+use sluice_engine::scheduler::SchedulerConfig;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -25,9 +22,10 @@ use crate::handler::SluiceHandlers;
 use crate::listener::{self, Limits};
 use crate::login::LoginPolicy;
 use crate::metrics::{self, Exporter};
-use crate::privileges::Access;
+use crate::namespaces::{NamespaceSetup, Namespaces};
+use crate::pg_database::Databases;
 use crate::session_settings::ServerDefaults;
-use crate::sql_session::session_context;
+use crate::sql_session::query_runtime_env;
 use crate::state::{AppState, DATABASE, StartupError};
 use crate::throttle::LoginThrottle;
 use crate::tls;
@@ -97,13 +95,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     let catalog_dir = config.data_dir.join("catalog");
     let catalog = Arc::new(Catalog::open(&catalog_dir, key)?);
     let auth = admin_auth(&catalog, &config)?;
-    let connections = Arc::new(
-        ConnectionManager::new(catalog.clone(), config.connect_timeout)
-            .with_allowed_paths(allowed_paths(&config))
-            .with_alerts(AlertNotifier::start(catalog.clone(), config.keep_alert_deliveries))
-            .with_secret_cache_ttl(config.secret_cache_ttl)
-            .with_gcp_secret_manager_credentials(config.gcp_secret_manager_credentials.clone()),
-    );
     let warehouse = match &config.warehouse {
         Some(location) => {
             info!(location = %display_location(location), "warehouse");
@@ -113,32 +104,30 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     };
     let engine_metrics = Arc::new(EngineMetrics::default());
     sluice_engine::set_sqlstate_mapping(crate::errors::engine_sqlstate);
-    let jobs = Arc::new(
-        JobManager::new(connections.clone(), Arc::new(warehouse.clone()))
-            .with_metrics(engine_metrics.clone())
-            .with_run_history(config.keep_runs),
-    );
-    let ctx = Arc::new(session_context(
-        catalog.clone(),
-        connections.clone(),
-        jobs.clone(),
-        WarehouseSchema::new(warehouse).await?,
-        config.query_memory,
-        auth.user(),
-    )?);
-    let interrupted = jobs.reconcile().await?;
+    let setup = NamespaceSetup {
+        connect_timeout: config.connect_timeout,
+        retest_interval: config.retest_interval,
+        allowed_paths: allowed_paths(&config),
+        keep_alert_deliveries: config.keep_alert_deliveries,
+        secret_cache_ttl: config.secret_cache_ttl,
+        gcp_secret_manager_credentials: config.gcp_secret_manager_credentials.clone(),
+        warehouse,
+        metrics: engine_metrics.clone(),
+        keep_runs: config.keep_runs,
+        keep_audit: config.keep_audit,
+        runtime: query_runtime_env(config.query_memory)?,
+        scheduler: config.scheduler.clone(),
+        pool: Arc::default(),
+        databases: Arc::new(Databases {
+            catalog: catalog.clone(),
+            superuser: auth.user().to_owned(),
+        }),
+    };
+    let namespaces = Arc::new(Namespaces::start(catalog.clone(), setup).await?);
     if let Some(dir) = &config.demo_dir {
-        demo::set_up_if_empty(&connections, &jobs, dir).await;
+        let default = namespaces.default_namespace();
+        demo::set_up_if_empty(&default.connections, &default.jobs, dir).await;
     }
-    tokio::spawn(connections.clone().retest_forever(config.retest_interval));
-    let scheduler = Scheduler::new(
-        jobs.clone(),
-        Arc::new(SystemClock),
-        config.scheduler.clone(),
-        engine_metrics.clone(),
-    );
-    scheduler.resume_interrupted(&interrupted)?;
-    tokio::spawn(scheduler.run_forever());
     let metrics_address = match &config.metrics_listen {
         Some(address) => {
             let listener = TcpListener::bind(address).await.map_err(|source| StartupError::Io {
@@ -146,7 +135,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
                 source,
             })?;
             let bound = listener.local_addr().ok();
-            let exporter = Exporter::new(&engine_metrics, catalog.clone(), &catalog_dir, jobs.clone());
+            let exporter = Exporter::new(&engine_metrics, namespaces.clone(), &catalog_dir);
             tokio::spawn(metrics::serve(listener, Arc::new(exporter)));
             bound
         }
@@ -184,7 +173,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         statement_timeout: config.statement_timeout,
         scram_iterations: SCRAM_ITERATIONS as usize,
     };
-    let access = Arc::new(Access::new(catalog.clone(), auth.user(), config.keep_audit));
     let login = Arc::new(LoginPolicy {
         auth,
         roles: catalog,
@@ -194,15 +182,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         session_defaults,
         connections: wire_connections.clone(),
         pids: RandomPidSecretKeyGenerator::default(),
+        namespaces: namespaces.clone(),
     });
     let state = Arc::new(AppState {
-        connections,
-        jobs,
-        ctx,
+        namespaces,
         login,
         wire_connections,
         advisory_locks: Default::default(),
-        access,
     });
 
     let listener = TcpListener::bind(&config.listen)

@@ -8,7 +8,6 @@ use sluice_catalog::{CatalogError, ObjectKind};
 use sluice_engine::contract::{ConnectFailureKind, DestinationError, SourceError};
 use sluice_engine::{EngineError, find_cause};
 
-use crate::names::DATABASE;
 use crate::statements::{ParseError, ParseErrorKind};
 
 /// Errors of one statement, before they become an ErrorResponse.
@@ -49,25 +48,31 @@ pub enum StatementError {
     #[error(transparent)]
     PublicTable(crate::public_table_error::PublicTableError),
     /// The session's role lacks the privilege (`None`: only the superuser may).
-    #[error("permission denied: {kind} needs {}", needs(.needed, .role))]
+    #[error("permission denied: {kind} needs {}", needs(.needed, .database, .role))]
     PermissionDenied {
         kind: &'static str,
         needed: Option<sluice_catalog::Privilege>,
+        /// The session's database.
+        database: String,
         role: String,
     },
     /// A role named like the built-in user.
     #[error("role \"{0}\" already exists: it is the built-in superuser")]
     BuiltInRole(String),
-    /// A database other than the one there is.
-    #[error("database \"{0}\" does not exist")]
-    UnknownDatabase(String),
+    /// A table of another database than the session's.
+    #[error("cross-database references are not implemented: {0}")]
+    CrossDatabase(String),
+    /// A database that cannot be dropped now.
+    #[error("cannot drop database \"{database}\": {reason}")]
+    DatabaseInUse { database: String, reason: String },
 }
 
 /// What a refused statement needs, and the grant that gives it.
-fn needs(needed: &Option<sluice_catalog::Privilege>, role: &str) -> String {
+fn needs(needed: &Option<sluice_catalog::Privilege>, database: &str, role: &str) -> String {
     match needed {
-        Some(p) => format!("{p} on database {DATABASE} (GRANT {p} ON DATABASE {DATABASE} TO {role})"),
-        None => "the superuser: only the built-in user manages roles and grants".to_owned(),
+        Some(p) => format!("{p} on database {database} (GRANT {p} ON DATABASE {database} TO {role})"),
+        None => "the superuser: only the built-in user manages roles, grants and databases and reads sluice_admin"
+            .to_owned(),
     }
 }
 
@@ -151,11 +156,12 @@ impl StatementError {
             ),
             e @ StatementError::PermissionDenied { .. } => error("42501", e.to_string(), None),
             e @ StatementError::BuiltInRole(_) => error("42710", e.to_string(), None),
-            e @ StatementError::UnknownDatabase(_) => error(
-                "3D000",
+            e @ StatementError::CrossDatabase(_) => error(
+                "0A000",
                 e.to_string(),
-                Some(format!("Privileges are granted on database {DATABASE}.")),
+                Some("Connect to that database (dbname in the connection string) to use its tables.".into()),
             ),
+            e @ StatementError::DatabaseInUse { .. } => error("55006", e.to_string(), None),
             StatementError::PublicTable(e) => {
                 use crate::public_table_error::PublicTableError;
                 let hint = matches!(e, PublicTableError::TooLarge { .. } | PublicTableError::Unsupported(_))
@@ -298,9 +304,17 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
                 ObjectKind::Run => "SHOW ETL RUNS",
                 ObjectKind::Alert => "SHOW ALERTS",
                 ObjectKind::Role => "SELECT * FROM sluice.roles",
+                ObjectKind::Database => {
+                    return error("3D000", message, Some("\\l lists the databases.".into()));
+                }
             };
             error("42704", message, Some(format!("{list} lists the existing ones.")))
         }
+        CatalogError::AlreadyExists {
+            kind: ObjectKind::Database,
+            ..
+        } => error("42P04", message, Some("\\l lists the databases.".into())),
+        CatalogError::InvalidName { .. } => error("42602", message, None),
         CatalogError::AlreadyExists {
             kind: ObjectKind::Role, ..
         } => error(
@@ -320,6 +334,7 @@ fn catalog_error(e: &CatalogError) -> ErrorInfo {
         CatalogError::InUse { kind, .. } => {
             let hint = match kind {
                 ObjectKind::Connection => "Use DROP CONNECTION ... CASCADE to drop them too.",
+                ObjectKind::Database => "Use DROP DATABASE ... CASCADE to drop them too.",
                 _ => "Change or drop the dependent objects first.",
             };
             error("2BP01", message, Some(hint.into()))

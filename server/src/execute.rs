@@ -21,6 +21,7 @@ use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
 
 use crate::errors::{StatementError, notice};
+use crate::namespaces::{Namespace, Namespaces};
 use crate::state::AppState;
 use crate::statements::SluiceStatement;
 use crate::views;
@@ -57,7 +58,9 @@ pub fn result_schema(statement: &SluiceStatement) -> Option<SchemaRef> {
         | SluiceStatement::AlterRole { .. }
         | SluiceStatement::DropRole { .. }
         | SluiceStatement::Grant(_)
-        | SluiceStatement::Revoke(_) => None,
+        | SluiceStatement::Revoke(_)
+        | SluiceStatement::CreateDatabase { .. }
+        | SluiceStatement::DropDatabase { .. } => None,
         SluiceStatement::CreateJob(_)
         | SluiceStatement::CreateOrReplaceJob(_)
         | SluiceStatement::DropJob { .. }
@@ -84,11 +87,12 @@ pub fn result_fields(statement: &SluiceStatement, format: &Format) -> PgWireResu
 /// Runs one statement. NOTICEs go to `client` as they happen.
 pub async fn execute(
     state: &AppState,
+    namespace: &Namespace,
     client: &mut dyn HookClient,
     statement: SluiceStatement,
     format: &Format,
 ) -> Result<Response, StatementError> {
-    let engine = &state.connections;
+    let engine = &namespace.connections;
     let catalog = engine.catalog();
     Ok(match statement {
         SluiceStatement::CreateSecret {
@@ -181,30 +185,47 @@ pub async fn execute(
         }
         SluiceStatement::ShowAlerts => rows(views::alerts(catalog)?, format)?,
         SluiceStatement::CreateRole { name, options } => {
-            state.access.roles().create(&name, options)?;
+            namespace.access.roles().create(&name, options)?;
             Response::Execution(Tag::new("CREATE ROLE"))
         }
         SluiceStatement::AlterRole { name, change } => {
-            state.access.roles().alter(&name, change)?;
+            namespace.access.roles().alter(&name, change)?;
             Response::Execution(Tag::new("ALTER ROLE"))
         }
         SluiceStatement::DropRole { name, if_exists } => {
-            if !state.access.roles().drop_role(&name, if_exists)? {
+            if !namespace.access.roles().drop_role(&name, if_exists)? {
                 send_notice(client, "00000", format!("role \"{name}\" does not exist, skipping")).await;
             }
             Response::Execution(Tag::new("DROP ROLE"))
         }
         SluiceStatement::Grant(grant) => {
-            for notice in state.access.roles().grant(grant, false)? {
+            for notice in namespace.access.roles().grant(grant, false)? {
                 send_notice(client, "01007", notice).await;
             }
             Response::Execution(Tag::new("GRANT"))
         }
         SluiceStatement::Revoke(grant) => {
-            for notice in state.access.roles().grant(grant, true)? {
+            for notice in namespace.access.roles().grant(grant, true)? {
                 send_notice(client, "01006", notice).await;
             }
             Response::Execution(Tag::new("REVOKE"))
+        }
+        SluiceStatement::CreateDatabase { name, if_not_exists } => {
+            if !state.namespaces.create(&name, if_not_exists).await? {
+                send_notice(client, "42P04", format!("database \"{name}\" already exists, skipping")).await;
+            }
+            Response::Execution(Tag::new("CREATE DATABASE"))
+        }
+        SluiceStatement::DropDatabase {
+            name,
+            if_exists,
+            cascade,
+        } => {
+            let namespaces = &state.namespaces;
+            if !Namespaces::drop(namespaces, &name, if_exists, cascade, &namespace.name).await? {
+                send_notice(client, "00000", format!("database \"{name}\" does not exist, skipping")).await;
+            }
+            Response::Execution(Tag::new("DROP DATABASE"))
         }
         SluiceStatement::CreateConnection {
             name,
@@ -273,7 +294,7 @@ pub async fn execute(
             if_exists,
             cascade,
         } => {
-            let outcome = state.jobs.drop_connection(&name, if_exists, cascade)?;
+            let outcome = namespace.jobs.drop_connection(&name, if_exists, cascade)?;
             if !outcome.dropped {
                 send_notice(
                     client,
@@ -345,13 +366,13 @@ pub async fn execute(
         }
         SluiceStatement::CreateJob(request) => {
             let name = request.name.clone();
-            let outcome = state.jobs.create_job(*request).await?;
+            let outcome = namespace.jobs.create_job(*request).await?;
             report_job_outcome(client, &name, outcome).await;
             Response::Execution(Tag::new("CREATE ETL JOB"))
         }
         SluiceStatement::CreateOrReplaceJob(request) => {
             let name = request.name.clone();
-            let outcome = state.jobs.create_or_replace_job(*request).await?;
+            let outcome = namespace.jobs.create_or_replace_job(*request).await?;
             report_job_outcome(client, &name, outcome).await;
             Response::Execution(Tag::new("CREATE ETL JOB"))
         }
@@ -360,7 +381,7 @@ pub async fn execute(
             if_exists,
             keep_data,
         } => {
-            if !state.jobs.drop_job(&name, if_exists, keep_data).await? {
+            if !namespace.jobs.drop_job(&name, if_exists, keep_data).await? {
                 send_notice(client, "00000", format!("ETL job \"{name}\" does not exist, skipping")).await;
             }
             Response::Execution(Tag::new("DROP ETL JOB"))
@@ -369,7 +390,7 @@ pub async fn execute(
             name,
             asynchronous: false,
         } => {
-            let run = run_with_progress(state, client, name).await?;
+            let run = run_with_progress(namespace, client, name).await?;
             let seconds = run
                 .finished_at
                 .map_or(0.0, |f| (f - run.started_at).num_milliseconds() as f64 / 1000.0);
@@ -398,33 +419,35 @@ pub async fn execute(
             name,
             asynchronous: true,
         } => {
-            let run_id = start_in_background(state, name).await?;
+            let run_id = start_in_background(namespace, name).await?;
             rows(views::run_summary(&catalog.run(run_id)?), format)?
         }
         SluiceStatement::EditJob { name, edit } => {
-            for notice in state.jobs.edit_job(&name, edit).await? {
+            for notice in namespace.jobs.edit_job(&name, edit).await? {
                 send_notice(client, "00000", notice).await;
             }
             Response::Execution(Tag::new("ALTER ETL JOB"))
         }
         SluiceStatement::AlterJob { name, change } => {
-            state.jobs.alter_job(&name, change)?;
+            namespace.jobs.alter_job(&name, change)?;
             Response::Execution(Tag::new("ALTER ETL JOB"))
         }
         SluiceStatement::CancelRun { run_id } => {
-            state.jobs.cancel_run(run_id)?;
+            namespace.jobs.cancel_run(run_id)?;
             Response::Execution(Tag::new("CANCEL ETL RUN"))
         }
         SluiceStatement::CancelJob { name } => {
-            let run_id = state.jobs.cancel_job(&name)?;
+            let run_id = namespace.jobs.cancel_job(&name)?;
             send_notice(client, "00000", format!("cancelled run {run_id} of ETL job \"{name}\"")).await;
             Response::Execution(Tag::new("CANCEL ETL JOB"))
         }
         SluiceStatement::ShowJobs => rows(views::jobs(catalog, None)?, format)?,
         SluiceStatement::ShowCreateJob { name } => rows(views::create_job(&catalog.job(&name)?), format)?,
-        SluiceStatement::ExplainJob { name } => rows(views::explain(&state.jobs.explain_job(&name).await?), format)?,
+        SluiceStatement::ExplainJob { name } => {
+            rows(views::explain(&namespace.jobs.explain_job(&name).await?), format)?
+        }
         SluiceStatement::VerifyJob { name, within, by } => {
-            let verification = state.jobs.verify_job(&name, &within, by).await?;
+            let verification = namespace.jobs.verify_job(&name, &within, by).await?;
             let differing = verification.differences.len();
             let message = match differing {
                 0 => format!(
@@ -440,7 +463,7 @@ pub async fn execute(
             rows(views::verify(&verification), format)?
         }
         SluiceStatement::RepairJob { name, from, to } => {
-            let jobs = state.jobs.clone();
+            let jobs = namespace.jobs.clone();
             let task = tokio::spawn(async move { jobs.repair_job(&name, from, to, &|_| {}).await });
             let run = task
                 .await
@@ -459,7 +482,7 @@ pub async fn execute(
             rows(views::run_summary(&run), format)?
         }
         SluiceStatement::ResyncJob { name } => {
-            let jobs = state.jobs.clone();
+            let jobs = namespace.jobs.clone();
             let task = tokio::spawn(async move { jobs.resync_job(&name, &|_| {}).await });
             let run = task
                 .await
@@ -468,7 +491,7 @@ pub async fn execute(
         }
         SluiceStatement::CreateJobs(request) => {
             let dry_run = request.dry_run;
-            let plans = state.jobs.create_jobs(*request).await?;
+            let plans = namespace.jobs.create_jobs(*request).await?;
             if !dry_run {
                 for plan in &plans {
                     let message = match plan.action {
@@ -491,8 +514,8 @@ pub async fn execute(
             rows(views::planned_jobs(&plans), format)?
         }
         SluiceStatement::AlterJobs { selection, change } => {
-            let jobs = selected_jobs(state, &selection).await?;
-            state.jobs.alter_jobs(&jobs, &change).await?;
+            let jobs = selected_jobs(namespace, &selection).await?;
+            namespace.jobs.alter_jobs(&jobs, &change).await?;
             let change = match change {
                 JobChange::Pause => "paused",
                 JobChange::Resume => "resumed",
@@ -504,8 +527,8 @@ pub async fn execute(
         }
         SluiceStatement::ShowCreateAll { with_state } => rows(views::create_all(catalog, with_state)?, format)?,
         SluiceStatement::RunJobs { selection } => {
-            let jobs = selected_jobs(state, &selection).await?;
-            rows(views::job_runs(&run_all(state, jobs).await), format)?
+            let jobs = selected_jobs(namespace, &selection).await?;
+            rows(views::job_runs(&run_all(namespace, jobs).await), format)?
         }
         SluiceStatement::ShowRuns { job } => {
             if let Some(job) = &job {
@@ -514,7 +537,7 @@ pub async fn execute(
             rows(
                 views::runs(
                     &catalog.runs(job.as_deref())?,
-                    &state.jobs.live_runs(),
+                    &namespace.jobs.live_runs(),
                     &catalog.schema_changes()?,
                 ),
                 format,
@@ -524,9 +547,9 @@ pub async fn execute(
 }
 
 /// The names of the jobs whose `sluice.jobs` row meets `condition`.
-async fn selected_jobs(state: &AppState, condition: &str) -> Result<Vec<String>, StatementError> {
+async fn selected_jobs(namespace: &Namespace, condition: &str) -> Result<Vec<String>, StatementError> {
     let query = format!("SELECT name FROM sluice.jobs WHERE {condition} ORDER BY name");
-    let batches = state.ctx.sql(&query).await?.collect().await?;
+    let batches = namespace.ctx.sql(&query).await?.collect().await?;
     let mut names = Vec::new();
     for batch in batches {
         let column = datafusion::arrow::compute::cast(batch.column(0), &datafusion::arrow::datatypes::DataType::Utf8)
@@ -542,11 +565,11 @@ const BULK_RUNS_AT_ONCE: usize = 4;
 /// Runs `jobs`, a few at a time, each in a task of its own (closing the
 /// session does not stop them); each job's finished run or why it did not
 /// run, in the order of `jobs`.
-async fn run_all(state: &AppState, jobs: Vec<String>) -> Vec<(String, Result<RunRecord, String>)> {
+async fn run_all(namespace: &Namespace, jobs: Vec<String>) -> Vec<(String, Result<RunRecord, String>)> {
     use futures::StreamExt;
     futures::stream::iter(jobs)
         .map(|job| {
-            let manager = state.jobs.clone();
+            let manager = namespace.jobs.clone();
             async move {
                 let name = job.clone();
                 let task = tokio::spawn(async move { manager.run_job(&name, RunTrigger::Manual, &|_| {}).await });
@@ -586,8 +609,8 @@ async fn report_job_outcome(client: &mut dyn HookClient, name: &str, outcome: Cr
 }
 
 /// Starts a run that goes on after the statement returns; returns its id.
-async fn start_in_background(state: &AppState, name: String) -> Result<u64, StatementError> {
-    let jobs = state.jobs.clone();
+async fn start_in_background(namespace: &Namespace, name: String) -> Result<u64, StatementError> {
+    let jobs = namespace.jobs.clone();
     let (started, run_id) = tokio::sync::oneshot::channel();
     let started = Mutex::new(Some(started));
     let mut task = tokio::spawn(async move {
@@ -614,11 +637,11 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// Runs a job in a task of its own (closing the session does not stop it),
 /// sending a NOTICE with rows and rows/s every second.
 async fn run_with_progress(
-    state: &AppState,
+    namespace: &Namespace,
     client: &mut dyn HookClient,
     name: String,
 ) -> Result<RunRecord, StatementError> {
-    let jobs = state.jobs.clone();
+    let jobs = namespace.jobs.clone();
     let latest = Arc::new(Mutex::new(None::<Progress>));
     let sink = latest.clone();
     let mut task = tokio::spawn(async move {
@@ -636,7 +659,7 @@ async fn run_with_progress(
             _ = ticker.tick() => {
                 let progress = *latest.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(p) = progress {
-                    let live = state.jobs.live_runs().into_iter().find(|l| l.run_id == p.run_id);
+                    let live = namespace.jobs.live_runs().into_iter().find(|l| l.run_id == p.run_id);
                     send_notice(client, "00000", progress_message(p, live.as_ref())).await;
                 }
             }

@@ -6,11 +6,8 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::prelude::SessionContext;
-use datafusion_postgres::Parser as DfParser;
+use datafusion_postgres::DfSessionService;
 use datafusion_postgres::hooks::HookClient;
-use datafusion_postgres::hooks::cursor::CursorStatementHook;
-use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::Sink;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
@@ -24,19 +21,18 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::TransactionStatus;
 
-use crate::advisory_locks;
 use crate::copy_out;
 use crate::errors::{StatementError, map_session_error};
 use crate::execute::{execute, result_fields};
 use crate::login::LoginHandler;
-use crate::pg_functions::register_session_functions;
 use crate::pg_rewrite;
-use crate::privileges::{self, PrivilegeHook, Requirement, session_user};
+use crate::privileges::{self, Requirement, session_user};
 use crate::public_tables::{self, PublicStatement};
+use crate::session_binding::Binding;
 use crate::session_settings::SessionSettings;
-use crate::settings_hook::{SettingsHook, apply_to_context, report_changes};
-use crate::sql_guard::{self, SqlGuardHook};
-use crate::sql_session::{client_context, run_until, statement_deadline};
+use crate::settings_hook::{apply_to_context, report_changes};
+use crate::sql_guard;
+use crate::sql_session::{run_until, statement_deadline};
 use crate::state::AppState;
 use crate::statements::{self, ParseError, SluiceStatement, split_statements};
 use crate::transaction_block::{self, Block};
@@ -55,29 +51,20 @@ impl SluiceHandlers {
     pub fn new(state: Arc<AppState>) -> Self {
         // Defaults until the login starts the session.
         let settings = SessionSettings::new(&state.login.session_defaults, "", &Default::default());
-        // The guard comes first: it refuses writes before any other hook or
-        // DataFusion sees them.
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(SqlGuardHook),
-            Arc::new(PrivilegeHook(state.access.clone())),
-            Arc::new(CursorStatementHook),
-            Arc::new(SettingsHook::new(settings.clone())),
-        ];
-        let ctx = client_context(&state.ctx);
-        register_session_functions(&ctx, &settings);
-        advisory_locks::register(&ctx, state.advisory_locks.session());
-        let ctx = Arc::new(ctx);
-        let df = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
+        let binding = Arc::new(Binding::new(
+            settings.clone(),
+            state.advisory_locks.clone(),
+            state.namespaces.default_namespace(),
+        ));
         let parser = Arc::new(SluiceQueryParser {
-            df: df.query_parser(),
+            binding: binding.clone(),
             parsed: ParsedStatements::default(),
         });
         let session = Arc::new(SluiceSession {
             state: state.clone(),
-            df,
+            binding,
             parser,
             settings,
-            ctx,
             block: Block::default(),
         });
         Self { state, session }
@@ -97,6 +84,7 @@ impl PgWireServerHandlers for SluiceHandlers {
         Arc::new(LoginHandler::new(
             self.state.login.clone(),
             self.session.settings.clone(),
+            self.session.binding.clone(),
         ))
     }
 
@@ -108,11 +96,10 @@ impl PgWireServerHandlers for SluiceHandlers {
 /// One client's query processing.
 pub struct SluiceSession {
     state: Arc<AppState>,
-    df: Arc<DfSessionService>,
+    /// The session's database and its DataFusion session.
+    binding: Arc<Binding>,
     parser: Arc<SluiceQueryParser>,
     settings: SessionSettings,
-    /// The session's DataFusion context (its time zone follows the settings).
-    ctx: Arc<SessionContext>,
     /// BEGIN ... COMMIT.
     block: Block,
 }
@@ -128,7 +115,7 @@ impl SluiceSession {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.settings.sync_metadata(client);
-        apply_to_context(&self.settings, &self.ctx);
+        apply_to_context(&self.settings, &self.binding.current().ctx);
         report_changes(&self.settings, client).await
     }
 
@@ -149,12 +136,13 @@ impl SluiceSession {
         offset: usize,
         work: impl Future<Output = Result<Response, StatementError>>,
     ) -> Result<Response, ErrorInfo> {
-        let result = match self.state.access.check(user, requirement) {
+        let access = self.binding.current().namespace().access.clone();
+        let result = match access.check(user, requirement) {
             Ok(()) => work.await,
             Err(e) => Err(e),
         }
         .map_err(|e| e.into_error_info(offset));
-        self.state.access.audit(user, requirement, result.as_ref().map(|_| ()));
+        access.audit(user, requirement, result.as_ref().map(|_| ()));
         result
     }
 
@@ -167,8 +155,9 @@ impl SluiceSession {
         format: &Format,
         offset: usize,
     ) -> Result<Response, ErrorInfo> {
-        let catalog = self.state.connections.catalog();
-        let work = public_tables::run(&self.ctx, catalog, self.block.current(), statement, params, format);
+        let bound = self.binding.current();
+        let catalog = &bound.namespace().catalog;
+        let work = public_tables::run(&bound.ctx, catalog, self.block.current(), statement, params, format);
         self.authorized(user, &statement.requirement(), offset, work).await
     }
 
@@ -182,9 +171,11 @@ impl SluiceSession {
     ) -> Result<Response, ErrorInfo> {
         let user = session_user(client);
         let requirement = privileges::requirement(&statement);
+        let bound = self.binding.current();
         let work = async {
             self.block.check_allowed(statement.outside_transactions_only())?;
-            self.in_block(execute(&self.state, client, statement, format)).await
+            self.in_block(execute(&self.state, bound.namespace(), client, statement, format))
+                .await
         };
         self.authorized(&user, &requirement, offset, work).await
     }
@@ -216,7 +207,11 @@ impl SimpleQueryHandler for SluiceSession {
             self.sync_settings(client).await?;
             let result = if let Some(control) = transaction_block::control(piece.text) {
                 let was_failed = self.block.is_failed();
-                match self.block.run(control, &self.state, client).await {
+                match self
+                    .block
+                    .run(control, self.binding.current().namespace(), client)
+                    .await
+                {
                     // ROLLBACK TO SAVEPOINT made a failed block work again:
                     // pgwire keeps a failed transaction failed through a
                     // TransactionStart, so it is ended and started again.
@@ -238,14 +233,13 @@ impl SimpleQueryHandler for SluiceSession {
             } else if let Some(copy) = copy_out::parse(piece.text) {
                 let deadline = statement_deadline(client);
                 let user = session_user(client);
+                let bound = self.binding.current();
                 let copying = async {
                     let copy = copy.map_err(|e| user_error(e, 0))?;
-                    let requirement = privileges::plain_sql_text(copy.query());
-                    self.state
-                        .access
-                        .check(&user, &requirement)
-                        .map_err(|e| user_error(e, 0))?;
-                    let response = copy.run(&self.ctx, deadline).await.map_err(|e| user_error(e, 0))?;
+                    let access = &bound.namespace().access;
+                    let requirement = privileges::plain_sql_text(copy.query(), access.database());
+                    access.check(&user, &requirement).map_err(|e| user_error(e, 0))?;
+                    let response = copy.run(&bound.ctx, deadline).await.map_err(|e| user_error(e, 0))?;
                     Ok(vec![Response::CopyOut(response)])
                 };
                 self.in_block(run_until(deadline, copying)).await.map_err(error_info)
@@ -271,7 +265,8 @@ impl SimpleQueryHandler for SluiceSession {
                 let deadline = statement_deadline(client);
                 let rewritten = pg_rewrite::rewrite(piece.text);
                 let sql = rewritten.as_deref().unwrap_or(piece.text);
-                let statement = <DfSessionService as SimpleQueryHandler>::do_query(&self.df, client, sql);
+                let df = self.binding.current().df.clone();
+                let statement = <DfSessionService as SimpleQueryHandler>::do_query(&df, client, sql);
                 self.in_block(run_until(deadline, statement)).await.map_err(error_info)
             };
             match result {
@@ -314,7 +309,10 @@ impl ExtendedQueryHandler for SluiceSession {
         if plan.is_none()
             && let Some(control) = transaction_block::control(sql)
         {
-            let result = self.block.run(control, &self.state, client).await;
+            let result = self
+                .block
+                .run(control, self.binding.current().namespace(), client)
+                .await;
             if result.is_err() && self.block.is_idle() {
                 // A failed COMMIT ended the block: the error keeps the
                 // client idle, as in PostgreSQL.
@@ -355,8 +353,9 @@ impl ExtendedQueryHandler for SluiceSession {
         }
         self.sync_settings(client).await?;
         let deadline = statement_deadline(client);
+        let df = self.binding.current().df.clone();
         let statement = async {
-            <DfSessionService as ExtendedQueryHandler>::do_query(&self.df, client, portal, max_rows)
+            <DfSessionService as ExtendedQueryHandler>::do_query(&df, client, portal, max_rows)
                 .await
                 .map(|response| vec![response])
         };
@@ -368,7 +367,8 @@ impl ExtendedQueryHandler for SluiceSession {
 /// Parses Sluice statements itself and hands everything else to
 /// datafusion-postgres' parser. Sluice statements are stored without a plan.
 pub struct SluiceQueryParser {
-    df: Arc<DfParser>,
+    /// The session's binding, whose parser parses plain SQL.
+    binding: Arc<Binding>,
     parsed: ParsedStatements,
 }
 
@@ -432,7 +432,8 @@ impl QueryParser for SluiceQueryParser {
         }
         let rewritten = pg_rewrite::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
-        let parsed = self.df.parse_sql(client, sql, types).await.map_err(map_session_error)?;
+        let df = self.binding.current().parser.clone();
+        let parsed = df.parse_sql(client, sql, types).await.map_err(map_session_error)?;
         if let Some((_, Some((_, plan)))) = &parsed {
             sql_guard::check_plan(plan).map_err(|e| user_error(e.into(), 0))?;
         }
@@ -446,7 +447,7 @@ impl QueryParser for SluiceQueryParser {
             // Bound as text; the target column's type casts them.
             return Ok(vec![Type::TEXT; public.parameter_count()]);
         }
-        self.df.get_parameter_types(statement)
+        self.binding.current().parser.get_parameter_types(statement)
     }
 
     fn get_result_schema(&self, statement: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
@@ -460,7 +461,7 @@ impl QueryParser for SluiceQueryParser {
         if plan.is_none() && public_tables::recognise(sql).is_some() {
             return Ok(Vec::new());
         }
-        let fields = self.df.get_result_schema(statement, format)?;
+        let fields = self.binding.current().parser.get_result_schema(statement, format)?;
         let schema = plan.as_ref().map(|(_, plan)| plan.schema().as_arrow());
         Ok(type_modifiers::describe(fields, schema))
     }

@@ -1,6 +1,7 @@
 //! The Sluice server: the Postgres wire front end, Sluice statements and the
 //! system tables. It turns engine errors into SQLSTATEs.
 
+mod admin_tables;
 mod advisory_locks;
 mod app;
 mod auth;
@@ -14,7 +15,9 @@ mod listener;
 mod login;
 mod metrics;
 mod names;
+mod namespaces;
 mod pg_catalog_overlay;
+mod pg_database;
 mod pg_functions;
 mod pg_rewrite;
 mod pg_roles;
@@ -23,6 +26,7 @@ mod public_table_error;
 mod public_tables;
 mod roles;
 mod scram;
+mod session_binding;
 mod session_settings;
 mod session_time_zone;
 mod settings_hook;

@@ -11,17 +11,19 @@ use pgwire::api::auth::{
     StartupHandler, finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
 };
 use pgwire::api::{
-    ClientInfo, ConnectionHandle, ConnectionManager, METADATA_USER, PgWireConnectionState, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator,
+    ClientInfo, ConnectionHandle, ConnectionManager, METADATA_DATABASE, METADATA_USER, PgWireConnectionState,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use sluice_catalog::Catalog;
+use sluice_catalog::{Catalog, DEFAULT_NAMESPACE};
 use tracing::warn;
 
 use crate::auth::{AdminAuth, verifier_of};
+use crate::namespaces::{Namespace, Namespaces};
 use crate::scram::{self, AwaitingClientFinal, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramError, Verifier};
+use crate::session_binding::Binding;
 use crate::session_settings::{ServerDefaults, SessionSettings};
 use crate::throttle::LoginThrottle;
 
@@ -41,9 +43,40 @@ pub struct LoginPolicy {
     /// pgwire's registry of live connections, for cancel requests.
     pub connections: Arc<ConnectionManager>,
     pub pids: RandomPidSecretKeyGenerator,
+    /// The databases a login's `dbname` names.
+    pub namespaces: Arc<Namespaces>,
 }
 
 impl LoginPolicy {
+    /// The database `user` logs in to with `dbname`: the namespace of that
+    /// name, or the default one when the client named none of its own
+    /// (no `dbname`, the user's name as libpq defaults to, or `postgres`).
+    /// A role needs a privilege on a database other than the default one;
+    /// without one it learns no more than that it may not connect, whether
+    /// the database exists or not.
+    fn database(&self, user: &str, dbname: Option<&str>) -> Result<Arc<Namespace>, PgWireError> {
+        let name = dbname.filter(|name| !name.is_empty()).unwrap_or(user);
+        let found = self.namespaces.get(name);
+        let superuser = user == self.auth.user();
+        let allowed = superuser
+            || name == DEFAULT_NAMESPACE
+            || (found.is_some() && matches!(self.roles.privilege(name, user), Ok(Some(_))));
+        match found {
+            Some(namespace) if allowed => Ok(namespace),
+            None if name == user || name == "postgres" => Ok(self.namespaces.default_namespace()),
+            None if superuser => Err(fatal_with_hint(
+                "3D000",
+                format!("database \"{name}\" does not exist"),
+                "CREATE DATABASE makes one; \\l lists them.",
+            )),
+            _ => Err(fatal_with_hint(
+                "42501",
+                format!("permission denied for database \"{name}\""),
+                &format!("The superuser grants it with GRANT USAGE ON DATABASE {name} TO {user}."),
+            )),
+        }
+    }
+
     /// The verifier `user`'s login is checked against: the built-in
     /// user's, a role's that may log in and has a password, else a made-up
     /// one that fails the same way whether the role exists or not.
@@ -77,14 +110,17 @@ pub struct LoginHandler {
     exchange: Mutex<Exchange>,
     /// The session's settings, started when the login succeeds.
     settings: SessionSettings,
+    /// The session's database, bound when the login succeeds.
+    binding: Arc<Binding>,
 }
 
 impl LoginHandler {
-    pub fn new(policy: Arc<LoginPolicy>, settings: SessionSettings) -> Self {
+    pub fn new(policy: Arc<LoginPolicy>, settings: SessionSettings, binding: Arc<Binding>) -> Self {
         Self {
             policy,
             exchange: Mutex::new(Exchange::AwaitingStartup),
             settings,
+            binding,
         }
     }
 
@@ -167,6 +203,16 @@ impl LoginHandler {
         client.set_pid_and_secret_key(pid, secret_key);
         client.session_extensions().insert::<Arc<ConnectionHandle>>(handle);
         client.session_extensions().insert(guard);
+        let user = user_of(client);
+        let dbname = client.metadata().get(METADATA_DATABASE).cloned();
+        let namespace = self.policy.database(&user, dbname.as_deref()).inspect_err(|_| {
+            warn!(user, database = dbname.as_deref().unwrap_or(""), peer = %client.socket_addr(), "login refused: database");
+        })?;
+        // Clients read the database they are in from the start-up parameters.
+        client
+            .metadata_mut()
+            .insert(METADATA_DATABASE.to_owned(), namespace.name.clone());
+        self.binding.bind(namespace, &user);
         self.settings.start(&self.policy.session_defaults, &*client);
         finish_authentication(client, &self.settings).await
     }
@@ -223,4 +269,10 @@ fn user_of<C: ClientInfo>(client: &C) -> String {
 
 fn fatal(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message)))
+}
+
+fn fatal_with_hint(code: &str, message: String, hint: &str) -> PgWireError {
+    let mut info = ErrorInfo::new("FATAL".into(), code.into(), message);
+    info.hint = Some(hint.to_owned());
+    PgWireError::UserError(Box::new(info))
 }

@@ -17,25 +17,30 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use sluice_catalog::{Catalog, ConnectionStatus, JobRecord, LoadType};
-use sluice_engine::jobs::{JobManager, deciding_runs, freshness};
+use sluice_catalog::{Catalog, CatalogError, ConnectionStatus, JobRecord, LoadType};
+use sluice_engine::jobs::{deciding_runs, freshness};
 use sluice_engine::metrics::EngineMetrics;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use crate::namespaces::{Namespace, Namespaces};
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableLabels {
+    namespace: String,
     connection: String,
     table: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
+    namespace: String,
     job: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectionLabels {
+    namespace: String,
     connection: String,
     connection_type: String,
 }
@@ -43,9 +48,8 @@ struct ConnectionLabels {
 /// Everything `/metrics` reports.
 pub struct Exporter {
     registry: Registry,
-    catalog: Arc<Catalog>,
+    namespaces: Arc<Namespaces>,
     catalog_dir: PathBuf,
-    jobs: Arc<JobManager>,
     connection_up: Family<ConnectionLabels, Gauge>,
     table_ops_today: Family<TableLabels, Gauge>,
     freshness: Family<JobLabels, Gauge>,
@@ -59,14 +63,13 @@ pub struct Exporter {
 
 impl Exporter {
     /// An exporter of `engine`'s metrics and the catalog's state.
-    pub fn new(engine: &EngineMetrics, catalog: Arc<Catalog>, catalog_dir: &Path, jobs: Arc<JobManager>) -> Self {
+    pub fn new(engine: &EngineMetrics, namespaces: Arc<Namespaces>, catalog_dir: &Path) -> Self {
         let mut registry = Registry::with_prefix("sluice");
         engine.register(&mut registry);
         let mut exporter = Self {
             registry,
-            catalog,
+            namespaces,
             catalog_dir: catalog_dir.to_owned(),
-            jobs,
             connection_up: Family::default(),
             table_ops_today: Family::default(),
             freshness: Family::default(),
@@ -129,47 +132,66 @@ impl Exporter {
     /// The metrics text, with the gauges read now.
     pub fn render(&self) -> Result<String, String> {
         self.connection_up.clear();
-        for connection in self.catalog.connections().map_err(|e| e.to_string())? {
-            let up = i64::from(connection.status == ConnectionStatus::Ok);
-            self.connection_up
-                .get_or_create(&ConnectionLabels {
-                    connection: connection.name,
-                    connection_type: connection.kind,
-                })
-                .set(up);
-        }
         self.table_ops_today.clear();
-        let today = chrono::Utc::now().date_naive();
-        for count in self.catalog.all_table_ops().map_err(|e| e.to_string())? {
-            let spent = count.on(today) as i64;
-            self.table_ops_today
-                .get_or_create(&TableLabels {
-                    connection: count.connection,
-                    table: count.table,
-                })
-                .set(spent);
+        self.freshness.clear();
+        self.freshness_target.clear();
+        self.cdc_lag_bytes.clear();
+        self.cdc_lag_seconds.clear();
+        let (mut job_count, mut running) = (0, 0);
+        for namespace in self.namespaces.all() {
+            let jobs = self.record_namespace(&namespace).map_err(|e| e.to_string())?;
+            job_count += jobs;
+            running += namespace.jobs.live_runs().len();
         }
-        let jobs = self.catalog.jobs().map_err(|e| e.to_string())?;
-        self.record_freshness(&jobs)?;
-        self.record_cdc_lag(&jobs)?;
-        self.job_count.set(jobs.len() as i64);
-        self.running.set(self.jobs.live_runs().len() as i64);
+        self.job_count.set(job_count as i64);
+        self.running.set(running as i64);
         self.catalog_bytes.set(dir_size(&self.catalog_dir) as i64);
         let mut text = String::new();
         encode(&mut text, &self.registry).map_err(|e| e.to_string())?;
         Ok(text)
     }
 
+    /// Sets one namespace's gauges; returns how many jobs it has.
+    fn record_namespace(&self, namespace: &Namespace) -> Result<usize, CatalogError> {
+        let (catalog, name) = (&namespace.catalog, namespace.name.as_str());
+        for connection in catalog.connections()? {
+            let up = i64::from(connection.status == ConnectionStatus::Ok);
+            self.connection_up
+                .get_or_create(&ConnectionLabels {
+                    namespace: name.to_owned(),
+                    connection: connection.name,
+                    connection_type: connection.kind,
+                })
+                .set(up);
+        }
+        let today = chrono::Utc::now().date_naive();
+        for count in catalog.all_table_ops()? {
+            let spent = count.on(today) as i64;
+            self.table_ops_today
+                .get_or_create(&TableLabels {
+                    namespace: name.to_owned(),
+                    connection: count.connection,
+                    table: count.table,
+                })
+                .set(spent);
+        }
+        let jobs = catalog.jobs()?;
+        self.record_freshness(catalog, name, &jobs)?;
+        self.record_cdc_lag(catalog, name, &jobs)?;
+        Ok(jobs.len())
+    }
+
     /// Sets the freshness gauges of every job that committed data, and the
     /// target of every job that has one.
-    fn record_freshness(&self, jobs: &[JobRecord]) -> Result<(), String> {
-        self.freshness.clear();
-        self.freshness_target.clear();
+    fn record_freshness(&self, catalog: &Catalog, namespace: &str, jobs: &[JobRecord]) -> Result<(), CatalogError> {
         let now = chrono::Utc::now();
         for job in jobs {
-            let label = JobLabels { job: job.name.clone() };
-            let watermark = self.catalog.watermark(&job.name).map_err(|e| e.to_string())?;
-            let runs = deciding_runs(&self.catalog, &job.name).map_err(|e| e.to_string())?;
+            let label = JobLabels {
+                namespace: namespace.to_owned(),
+                job: job.name.clone(),
+            };
+            let watermark = catalog.watermark(&job.name)?;
+            let runs = deciding_runs(catalog, &job.name)?;
             if let Some(age) = freshness(job, watermark.as_ref(), &runs, now) {
                 self.freshness.get_or_create(&label).set(age.num_seconds());
             }
@@ -181,15 +203,16 @@ impl Exporter {
     }
 
     /// Sets the lag gauges of every CDC job that measured its lag.
-    fn record_cdc_lag(&self, jobs: &[JobRecord]) -> Result<(), String> {
-        self.cdc_lag_bytes.clear();
-        self.cdc_lag_seconds.clear();
+    fn record_cdc_lag(&self, catalog: &Catalog, namespace: &str, jobs: &[JobRecord]) -> Result<(), CatalogError> {
         let now = chrono::Utc::now();
         for job in jobs.iter().filter(|j| matches!(j.load, LoadType::Cdc { .. })) {
-            let Some(state) = self.catalog.cdc_state(&job.name).map_err(|e| e.to_string())? else {
+            let Some(state) = catalog.cdc_state(&job.name)? else {
                 continue;
             };
-            let label = JobLabels { job: job.name.clone() };
+            let label = JobLabels {
+                namespace: namespace.to_owned(),
+                job: job.name.clone(),
+            };
             if let Some(bytes) = state.lag_bytes {
                 self.cdc_lag_bytes.get_or_create(&label).set(bytes as i64);
             }

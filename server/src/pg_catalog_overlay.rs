@@ -2,8 +2,8 @@
 //! over the originals: columns clients' metadata queries read that it lacks
 //! (`pg_class.reloptions`), the type modifiers of warehouse columns in
 //! `pg_attribute.atttypmod` (`numeric(12,2)`, not `numeric`), and
-//! `pg_database` with the one database clients connect to (source
-//! connections are catalogs of it, not databases).
+//! `pg_database` with the databases the session's role may use
+//! ([`crate::pg_database`]).
 
 use std::sync::Arc;
 
@@ -15,10 +15,11 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, col, lit};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, lit};
 use datafusion::prelude::SessionContext;
 
-use crate::state::{DATABASE, WAREHOUSE_SCHEMA};
+use crate::names::WAREHOUSE_SCHEMA;
+use crate::pg_database::{Databases, PgDatabase};
 use crate::type_modifiers;
 
 /// `pg_catalog` with the corrected tables.
@@ -27,11 +28,24 @@ pub struct PgCatalogOverlay {
     inner: Arc<dyn SchemaProvider>,
     /// The warehouse schema, whose column types give type modifiers.
     warehouse: Arc<dyn SchemaProvider>,
+    databases: Arc<Databases>,
+    /// The database (namespace) whose catalog this is.
+    database: String,
 }
 
 impl PgCatalogOverlay {
-    pub fn new(inner: Arc<dyn SchemaProvider>, warehouse: Arc<dyn SchemaProvider>) -> Self {
-        Self { inner, warehouse }
+    pub fn new(
+        inner: Arc<dyn SchemaProvider>,
+        warehouse: Arc<dyn SchemaProvider>,
+        databases: Arc<Databases>,
+        database: &str,
+    ) -> Self {
+        Self {
+            inner,
+            warehouse,
+            databases,
+            database: database.to_owned(),
+        }
     }
 
     /// `(table, column, typmod)` of every warehouse column with a modifier.
@@ -131,12 +145,7 @@ impl SchemaProvider for PgCatalogOverlay {
                 with_columns(name, table, vec![reloptions])?
             }
             "pg_attribute" => self.pg_attribute(table).await?,
-            "pg_database" => {
-                let only_sluice = LogicalPlanBuilder::scan(name, provider_as_source(table), None)?
-                    .filter(col("datname").eq(lit(DATABASE)))?
-                    .build()?;
-                Arc::new(ViewTable::new(only_sluice, None))
-            }
+            "pg_database" => Arc::new(PgDatabase::new(table, self.databases.clone(), &self.database)),
             _ => table,
         };
         Ok(Some(corrected))

@@ -27,7 +27,7 @@ use sluice_engine::jobs::JobChange;
 use tracing::warn;
 
 use crate::errors::StatementError;
-use crate::names::DATABASE;
+use crate::names::ADMIN_SCHEMA;
 use crate::roles::Roles;
 use crate::statements::SluiceStatement;
 
@@ -124,6 +124,8 @@ pub fn requirement(statement: &SluiceStatement) -> Requirement {
         S::DropRole { name, .. } => r("DROP ROLE", Superuser, Some(name.as_str())),
         S::Grant(grant) => r("GRANT", Superuser, Some(grant.roles.join(", ").as_str())),
         S::Revoke(grant) => r("REVOKE", Superuser, Some(grant.roles.join(", ").as_str())),
+        S::CreateDatabase { name, .. } => r("CREATE DATABASE", Superuser, Some(name.as_str())),
+        S::DropDatabase { name, .. } => r("DROP DATABASE", Superuser, Some(name.as_str())),
     }
 }
 
@@ -143,16 +145,20 @@ fn alter_job(change: &JobChange, many: bool) -> (&'static str, Needed) {
     }
 }
 
-/// What plain SQL needs: USAGE when it reads any table outside
-/// `pg_catalog` and `information_schema` (system tables, the warehouse,
-/// source connections, public tables), else nothing.
-pub fn plain_sql(statement: &Statement) -> Requirement {
-    struct Relations {
+/// What plain SQL run in `database` needs: USAGE when it reads any table
+/// outside `pg_catalog` and `information_schema` (system tables, the
+/// warehouse, source connections, public tables), the superuser for the
+/// `sluice_admin` tables of every database, else nothing.
+pub fn plain_sql(statement: &Statement, database: &str) -> Requirement {
+    struct Relations<'a> {
+        database: &'a str,
         /// Names `WITH` defines in the statement.
         ctes: Vec<String>,
         reads_data: bool,
+        /// Whether it reads `sluice_admin` tables.
+        reads_admin: bool,
     }
-    impl Visitor for Relations {
+    impl Visitor for Relations<'_> {
         type Break = ();
 
         fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
@@ -164,38 +170,57 @@ pub fn plain_sql(statement: &Statement) -> Requirement {
         }
 
         fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+            if self.is_admin(relation) {
+                self.reads_admin = true;
+                return ControlFlow::Break(());
+            }
             if !self.is_metadata(relation) {
                 self.reads_data = true;
-                return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
         }
     }
-    impl Relations {
-        fn is_metadata(&self, relation: &ObjectName) -> bool {
-            let parts: Vec<String> = relation
+    impl Relations<'_> {
+        fn parts(relation: &ObjectName) -> Vec<String> {
+            relation
                 .0
                 .iter()
                 .map(|p| p.as_ident().map_or(String::new(), |i| i.value.to_lowercase()))
-                .collect();
+                .collect()
+        }
+
+        fn is_metadata(&self, relation: &ObjectName) -> bool {
             let metadata = |schema: &str| schema == "pg_catalog" || schema == "information_schema";
-            match parts.as_slice() {
+            match Self::parts(relation).as_slice() {
                 [schema, _] => metadata(schema),
-                [database, schema, _] => database == DATABASE && metadata(schema),
+                [database, schema, _] => database == self.database && metadata(schema),
                 [table] => table.starts_with("pg_") || self.ctes.contains(table),
+                _ => false,
+            }
+        }
+
+        fn is_admin(&self, relation: &ObjectName) -> bool {
+            match Self::parts(relation).as_slice() {
+                [schema, _] => schema == ADMIN_SCHEMA,
+                [database, schema, _] => database == self.database && schema == ADMIN_SCHEMA,
                 _ => false,
             }
         }
     }
     let mut relations = Relations {
+        database,
         ctes: Vec::new(),
         reads_data: false,
+        reads_admin: false,
     };
     let _ = statement.visit(&mut relations);
     let table = match statement {
         Statement::ExplainTable { table_name, .. } => Some(table_name),
         _ => None,
     };
+    if relations.reads_admin || table.is_some_and(|t| relations.is_admin(t)) {
+        return Requirement::new("reading sluice_admin tables", Needed::Superuser, None);
+    }
     let reads_data = relations.reads_data || table.is_some_and(|t| !relations.is_metadata(t));
     if reads_data {
         Requirement::new("reading tables", Needed::Privilege(Privilege::Usage), None)
@@ -241,6 +266,11 @@ impl Access {
         }
     }
 
+    /// The database (namespace) whose privileges this checks.
+    pub fn database(&self) -> &str {
+        self.catalog.namespace_name()
+    }
+
     /// Role management, for the superuser's statements.
     pub fn roles(&self) -> Roles<'_> {
         Roles {
@@ -259,13 +289,14 @@ impl Access {
             Err(StatementError::PermissionDenied {
                 kind: requirement.kind,
                 needed,
+                database: self.database().to_owned(),
                 role: user.to_owned(),
             })
         };
         match requirement.needed {
             Needed::Nothing => Ok(()),
             Needed::Superuser => denied(None),
-            Needed::Privilege(privilege) => match self.catalog.privilege(DATABASE, user)? {
+            Needed::Privilege(privilege) => match self.catalog.privilege(self.database(), user)? {
                 Some(held) if held >= privilege => Ok(()),
                 _ => denied(Some(privilege)),
             },
@@ -282,7 +313,7 @@ impl Access {
             id: 0,
             at: Utc::now(),
             role: user.to_owned(),
-            database: DATABASE.to_owned(),
+            database: self.database().to_owned(),
             statement: requirement.kind.to_owned(),
             object: requirement.object.clone(),
             outcome: outcome.map_or_else(|e| e.code.clone(), |()| "ok".to_owned()),
@@ -295,12 +326,17 @@ impl Access {
 
 /// What plain SQL text needs: the most any of its statements needs (USAGE
 /// when it does not parse: DataFusion reports why).
-pub fn plain_sql_text(sql: &str) -> Requirement {
+pub fn plain_sql_text(sql: &str, database: &str) -> Requirement {
     match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
         Ok(statements) => statements
             .iter()
-            .map(plain_sql)
-            .find(|r| r.needed != Needed::Nothing)
+            .map(|statement| plain_sql(statement, database))
+            .max_by_key(|r| match r.needed {
+                Needed::Nothing => 0,
+                Needed::Privilege(_) => 1,
+                Needed::Superuser => 2,
+            })
+            .filter(|r| r.needed != Needed::Nothing)
             .unwrap_or_else(|| Requirement::new("a query", Needed::Nothing, None)),
         Err(_) => Requirement::new("reading tables", Needed::Privilege(Privilege::Usage), None),
     }
@@ -313,7 +349,7 @@ pub struct PrivilegeHook(pub Arc<Access>);
 
 impl PrivilegeHook {
     fn refused<C: ClientInfo + ?Sized>(&self, statement: &Statement, client: &C) -> Option<PgWireError> {
-        let requirement = plain_sql(statement);
+        let requirement = plain_sql(statement, self.0.database());
         self.0
             .check(&session_user(client), &requirement)
             .err()
@@ -363,7 +399,7 @@ mod tests {
     }
 
     fn plain(sql: &str) -> Needed {
-        plain_sql(&Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0]).needed
+        plain_sql(&Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0], "sluice").needed
     }
 
     #[test]
@@ -388,6 +424,8 @@ mod tests {
             ("DROP ALERT a", admin),
             ("CREATE ROLE r", Needed::Superuser),
             ("GRANT USAGE ON DATABASE sluice TO r", Needed::Superuser),
+            ("CREATE DATABASE model_5", Needed::Superuser),
+            ("DROP DATABASE model_5 CASCADE", Needed::Superuser),
         ] {
             assert_eq!(needs(sql), needed, "{sql}");
         }
@@ -424,5 +462,19 @@ mod tests {
         ] {
             assert_eq!(plain(sql), Needed::Privilege(Privilege::Usage), "{sql}");
         }
+        for sql in [
+            "SELECT * FROM sluice_admin.jobs",
+            "SELECT * FROM sluice.sluice_admin.runs",
+            "SELECT 1 FROM warehouse.orders JOIN sluice_admin.runs ON true",
+        ] {
+            assert_eq!(plain(sql), Needed::Superuser, "{sql}");
+        }
+        let in_model_5 =
+            |sql: &str| plain_sql(&Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0], "model_5").needed;
+        assert_eq!(in_model_5("SELECT * FROM model_5.pg_catalog.pg_class"), Needed::Nothing);
+        assert_eq!(
+            in_model_5("SELECT * FROM sluice.pg_catalog.pg_class"),
+            Needed::Privilege(Privilege::Usage)
+        );
     }
 }

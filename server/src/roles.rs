@@ -7,7 +7,6 @@ use sluice_catalog::{Catalog, GrantRecord, RoleRecord, SecretValue};
 
 use crate::auth::hash_password;
 use crate::errors::StatementError;
-use crate::names::DATABASE;
 use crate::statements::{Grant, RoleChange, RoleOptions};
 
 /// The catalog's roles, next to the built-in superuser.
@@ -62,9 +61,9 @@ impl Roles<'_> {
 
     /// `GRANT` (`revoke` false) or `REVOKE`; NOTICEs for what did not apply.
     pub fn grant(&self, grant: Grant, revoke: bool) -> Result<Vec<String>, StatementError> {
-        if grant.database != DATABASE {
-            return Err(StatementError::UnknownDatabase(grant.database));
-        }
+        // The database must exist (3D000), checked again under the
+        // catalog's lock when granting.
+        self.catalog.namespace(&grant.database)?;
         let mut notices = Vec::new();
         for role in &grant.roles {
             if role == self.superuser {
@@ -75,10 +74,10 @@ impl Roles<'_> {
             }
             for &privilege in &grant.privileges {
                 if revoke {
-                    self.catalog.revoke(DATABASE, role, privilege)?;
+                    self.catalog.revoke(&grant.database, role, privilege)?;
                 } else {
                     self.catalog.grant(&GrantRecord {
-                        database: DATABASE.to_owned(),
+                        database: grant.database.clone(),
                         role: role.clone(),
                         privilege,
                         granted_by: self.superuser.to_owned(),

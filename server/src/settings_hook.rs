@@ -21,7 +21,7 @@ use pgwire::messages::startup::ParameterStatus;
 
 use crate::errors::StatementError;
 use crate::session_settings::{SessionSettings, SettingError};
-use crate::state::{DATABASE, DEFAULT_SCHEMA};
+use crate::state::DEFAULT_SCHEMA;
 
 /// The settings statements of one session.
 pub struct SettingsHook {
@@ -228,8 +228,16 @@ impl SettingsHook {
 /// and the first schema of `search_path` that exists, where unqualified
 /// table names resolve.
 pub fn apply_to_context(settings: &SessionSettings, ctx: &SessionContext) {
+    let database = ctx
+        .state_ref()
+        .read()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone();
     let schemas = ctx
-        .catalog(DATABASE)
+        .catalog(&database)
         .map(|catalog| catalog.schema_names())
         .unwrap_or_default();
     let default_schema = settings

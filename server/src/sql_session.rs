@@ -15,7 +15,7 @@ use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
@@ -25,7 +25,6 @@ use futures::StreamExt;
 use pgwire::api::ClientInfo;
 use pgwire::api::results::{QueryResponse, Response};
 use pgwire::error::{PgWireError, PgWireResult};
-use sluice_catalog::Catalog;
 use sluice_engine::ConnectionManager;
 use sluice_engine::destinations::WarehouseSchema;
 use sluice_engine::jobs::JobManager;
@@ -33,40 +32,52 @@ use sluice_engine::sources::PushDownOffset;
 use tokio::runtime::{Handle, Runtime};
 use tokio::time::Instant;
 
+use crate::admin_tables::AdminSchema;
 use crate::errors::{StatementError, map_session_error};
+use crate::names::ADMIN_SCHEMA;
 use crate::pg_catalog_overlay::PgCatalogOverlay;
+use crate::pg_database::Databases;
 use crate::pg_functions::register_catalog_functions;
 use crate::pg_roles::PgRoles;
 use crate::public_tables::{self, PublicSchema};
 use crate::session_settings::STATEMENT_TIMEOUT_KEY;
 use crate::session_time_zone::SessionTimeZone;
 use crate::source_catalogs::SluiceCatalogList;
-use crate::state::{DATABASE, DEFAULT_SCHEMA, StartupError, WAREHOUSE_SCHEMA};
+use crate::state::{DEFAULT_SCHEMA, StartupError, WAREHOUSE_SCHEMA};
 use crate::system_tables::{self, SystemSchema};
 use crate::type_modifiers;
 use crate::wide_decimals::WideDecimalsAsText;
 
-/// The shared DataFusion session behind plain SQL: pg_catalog for clients,
-/// the read-only `sluice` system schema, the warehouse, and every source
-/// connection as a catalog. Queries share a fair spill pool of
+/// The runtime every namespace's queries share: one fair spill pool of
 /// `query_memory` bytes; operators that can spill use the OS temp dir.
-/// ETL jobs run their own sessions, outside this pool.
+pub fn query_runtime_env(query_memory: usize) -> Result<Arc<RuntimeEnv>, StartupError> {
+    RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(query_memory)))
+        .build_arc()
+        .map_err(|e| StartupError::Config(format!("query runtime set-up failed: {e}")))
+}
+
+/// The shared DataFusion session behind one namespace's plain SQL: its SQL
+/// catalog, named after the namespace, holds pg_catalog for clients, the
+/// read-only `sluice` system schema, the warehouse and the public tables;
+/// every source connection is a catalog; `sluice_admin` has the system
+/// tables of every namespace. Queries run on `runtime`. ETL
+/// jobs run their own sessions, outside its pool.
 pub fn session_context(
-    catalog: Arc<Catalog>,
     connections: Arc<ConnectionManager>,
     jobs: Arc<JobManager>,
     warehouse: WarehouseSchema,
-    query_memory: usize,
-    superuser: &str,
+    runtime: Arc<RuntimeEnv>,
+    databases: Arc<Databases>,
+    admin: AdminSchema,
 ) -> Result<SessionContext, StartupError> {
+    let catalog = connections.catalog().clone();
+    let database = catalog.namespace_name().to_owned();
+    let superuser = databases.superuser.clone();
     let warehouse: Arc<dyn SchemaProvider> = Arc::new(warehouse);
     let config = SessionConfig::new()
         .with_information_schema(true)
-        .with_default_catalog_and_schema(DATABASE, DEFAULT_SCHEMA);
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(query_memory)))
-        .build_arc()
-        .map_err(|e| StartupError::Config(format!("query runtime set-up failed: {e}")))?;
+        .with_default_catalog_and_schema(&database, DEFAULT_SCHEMA);
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
@@ -81,36 +92,31 @@ pub fn session_context(
     register_catalog_functions(&ctx);
     let roles = PgRoles {
         catalog: catalog.clone(),
-        superuser: superuser.to_owned(),
+        superuser: superuser.clone(),
     };
-    setup_pg_catalog(&ctx, DATABASE, roles)
-        .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
-    let pg_catalog = ctx
-        .catalog(DATABASE)
-        .and_then(|c| c.schema("pg_catalog"))
-        .expect("pg_catalog was just set up");
-    ctx.catalog(DATABASE)
-        .expect("the default catalog exists")
-        .register_schema(
-            "pg_catalog",
-            Arc::new(PgCatalogOverlay::new(pg_catalog, warehouse.clone())),
-        )
-        .map_err(|e| StartupError::Config(format!("pg_catalog set-up failed: {e}")))?;
-    ctx.catalog(DATABASE)
-        .expect("the default catalog exists")
+    let failed = |what: &str, e: &dyn std::fmt::Display| StartupError::Config(format!("{what} set-up failed: {e}"));
+    setup_pg_catalog(&ctx, &database, roles).map_err(|e| failed("pg_catalog", &e))?;
+    let sql_catalog = ctx.catalog(&database).expect("the default catalog exists");
+    let pg_catalog = sql_catalog.schema("pg_catalog").expect("pg_catalog was just set up");
+    let overlay = PgCatalogOverlay::new(pg_catalog, warehouse.clone(), databases, &database);
+    sql_catalog
+        .register_schema("pg_catalog", Arc::new(overlay))
+        .map_err(|e| failed("pg_catalog", &e))?;
+    sql_catalog
         .register_schema(public_tables::SCHEMA, Arc::new(PublicSchema::new(catalog.clone())))
-        .map_err(|e| StartupError::Config(format!("public schema set-up failed: {e}")))?;
-    ctx.catalog(DATABASE)
-        .expect("the default catalog exists")
+        .map_err(|e| failed("public schema", &e))?;
+    sql_catalog
         .register_schema(
             system_tables::SCHEMA,
-            Arc::new(SystemSchema::new(catalog, jobs, superuser)),
+            Arc::new(SystemSchema::new(catalog, jobs, &superuser)),
         )
-        .map_err(|e| StartupError::Config(format!("system tables set-up failed: {e}")))?;
-    ctx.catalog(DATABASE)
-        .expect("the default catalog exists")
+        .map_err(|e| failed("system tables", &e))?;
+    sql_catalog
         .register_schema(WAREHOUSE_SCHEMA, warehouse)
-        .map_err(|e| StartupError::Config(format!("warehouse set-up failed: {e}")))?;
+        .map_err(|e| failed("warehouse", &e))?;
+    sql_catalog
+        .register_schema(ADMIN_SCHEMA, Arc::new(admin))
+        .map_err(|e| failed("sluice_admin", &e))?;
     Ok(ctx)
 }
 

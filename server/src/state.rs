@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
-use datafusion::prelude::SessionContext;
 use sluice_catalog::CatalogError;
+use sluice_engine::EngineError;
 use sluice_engine::contract::DestinationError;
-use sluice_engine::jobs::JobManager;
-use sluice_engine::{ConnectionManager, EngineError};
 
 use crate::login::LoginPolicy;
+use crate::namespaces::Namespaces;
 
 pub use crate::names::{DATABASE, WAREHOUSE_SCHEMA};
 /// Where unqualified names resolve when no `search_path` schema exists.
@@ -35,16 +34,12 @@ pub enum StartupError {
 
 /// State shared by every client connection.
 pub struct AppState {
-    pub connections: Arc<ConnectionManager>,
-    pub jobs: Arc<JobManager>,
-    /// The shared plain-SQL session each client's session is built from.
-    pub ctx: Arc<SessionContext>,
+    /// The databases; a session uses the one its login named.
+    pub namespaces: Arc<Namespaces>,
     /// How clients log in.
     pub login: Arc<LoginPolicy>,
     /// pgwire's registry of live connections, for cancel requests.
     pub wire_connections: Arc<pgwire::api::ConnectionManager>,
     /// `pg_advisory_lock` and friends, shared by all sessions.
     pub advisory_locks: Arc<crate::advisory_locks::AdvisoryLocks>,
-    /// Privileges of roles, and the audit trail.
-    pub access: Arc<crate::privileges::Access>,
 }

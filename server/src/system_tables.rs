@@ -147,10 +147,17 @@ impl std::fmt::Debug for SystemSchema {
     }
 }
 
+impl SystemSchema {
+    /// The names of the system tables.
+    pub fn names() -> Vec<String> {
+        View::ALL.iter().map(|(name, _)| (*name).to_owned()).collect()
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        View::ALL.iter().map(|(name, _)| (*name).to_owned()).collect()
+        Self::names()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {

@@ -25,7 +25,7 @@ use sluice_catalog::{Effect, Transaction};
 use tracing::warn;
 
 use crate::errors::StatementError;
-use crate::state::AppState;
+use crate::namespaces::Namespace;
 
 /// A transaction control statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +155,7 @@ impl Block {
     pub async fn run(
         &self,
         control: Control,
-        state: &AppState,
+        namespace: &Namespace,
         client: &mut dyn HookClient,
     ) -> Result<Response, StatementError> {
         let previous = std::mem::take(&mut *self.state());
@@ -173,11 +173,11 @@ impl Block {
                 *self.state() = failed;
                 Err(StatementError::TransactionAborted)
             }
-            (Control::Commit, State::Open(txn)) => match state.connections.catalog().commit(&txn) {
+            (Control::Commit, State::Open(txn)) => match namespace.catalog.commit(&txn) {
                 Ok(effects) => {
                     run_effects(effects).await;
                     // The scheduler sees committed jobs only.
-                    state.jobs.notify_changed();
+                    namespace.jobs.notify_changed();
                     Ok(Response::TransactionEnd(Tag::new("COMMIT")))
                 }
                 Err(e) => {

@@ -45,6 +45,7 @@ mod harness;
 mod job_ops;
 mod jobs;
 mod migration_tools;
+mod namespaces;
 mod parallel;
 mod public_tables;
 mod redaction;

@@ -34,10 +34,13 @@ async fn scram_login_accepts_only_the_admin_password() {
     stranger.user("mallory");
     let err = connect(&stranger).await.expect_err("an unknown user must be refused");
     assert_eq!(sqlstate(&err), "28P01", "{err:?}");
-    // Any database name is accepted.
+    // A database that does not exist is refused after the password check.
     let mut other_db = sluice.config();
     other_db.dbname("whatever");
-    connect(&other_db).await.unwrap();
+    let err = connect(&other_db)
+        .await
+        .expect_err("an unknown database must be refused");
+    assert_eq!(sqlstate(&err), "3D000", "{err:?}");
 }
 
 #[tokio::test]

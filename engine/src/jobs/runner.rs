@@ -163,7 +163,7 @@ impl JobManager {
         let Some(run) = self.catalog().end_queued_run(run_id, status, reason)? else {
             return Ok(false);
         };
-        self.metrics.run_finished(&run);
+        self.metrics.run_finished(self.catalog().namespace_name(), &run);
         Ok(true)
     }
 
@@ -344,7 +344,7 @@ impl JobManager {
         if let Some(alerts) = self.alerts() {
             alerts.run_ended(&run);
         }
-        self.metrics.run_finished(&run);
+        self.metrics.run_finished(self.catalog().namespace_name(), &run);
         self.prune_runs(name);
         self.notify_run_ended(name);
         outcome

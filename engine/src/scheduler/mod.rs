@@ -4,6 +4,7 @@
 
 mod clock;
 mod plan;
+mod pool;
 mod retry;
 mod verify;
 
@@ -17,6 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 pub use crate::schedule::{Schedule, ScheduleError};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use pool::RunPool;
 pub use retry::Backoff;
 
 use crate::contract::MAX_CONCURRENT_RUNS;
@@ -49,15 +51,17 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// Fires jobs on their schedules.
+/// Fires the jobs of one namespace on their schedules.
 pub struct Scheduler {
     jobs: Arc<JobManager>,
+    /// The namespace of `jobs`, its runs' part of the pool's keys.
+    namespace: String,
     clock: Arc<dyn Clock>,
     config: SchedulerConfig,
     metrics: Arc<EngineMetrics>,
     started_at: DateTime<Utc>,
-    /// Scheduled runs in flight: job name -> the connections it uses.
-    in_flight: Mutex<HashMap<String, Vec<String>>>,
+    /// Scheduled runs in flight, shared with the other namespaces' schedulers.
+    pool: Arc<RunPool>,
     /// Due runs waiting for a slot: job name -> the queued run's id.
     queued: Mutex<HashMap<String, u64>>,
     /// Serialises reads and writes of schedule states.
@@ -85,20 +89,34 @@ struct Agenda {
 }
 
 impl Scheduler {
-    /// A scheduler over `jobs`; ticks due before now count as missed.
+    /// A scheduler over `jobs`, with a pool of its own; ticks due before
+    /// now count as missed.
     pub fn new(
         jobs: Arc<JobManager>,
         clock: Arc<dyn Clock>,
         config: SchedulerConfig,
         metrics: Arc<EngineMetrics>,
     ) -> Arc<Self> {
+        Self::in_pool(jobs, clock, config, metrics, Arc::default())
+    }
+
+    /// A scheduler over `jobs` (one namespace's) whose runs take their
+    /// slots in `pool`, shared with the other namespaces' schedulers.
+    pub fn in_pool(
+        jobs: Arc<JobManager>,
+        clock: Arc<dyn Clock>,
+        config: SchedulerConfig,
+        metrics: Arc<EngineMetrics>,
+        pool: Arc<RunPool>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             started_at: clock.now(),
+            namespace: jobs.catalog().namespace_name().to_owned(),
             jobs,
             clock,
             config,
             metrics,
-            in_flight: Mutex::new(HashMap::new()),
+            pool,
             queued: Mutex::new(HashMap::new()),
             states: Mutex::new(()),
             verify_attempts: Mutex::new(HashMap::new()),
@@ -128,9 +146,20 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Runs the scheduler until `stop` resolves (its namespace is dropped)
+    /// or the process ends.
+    pub async fn run_until(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            () = self.run_forever() => {}
+            () = stop => {}
+        }
+    }
+
     /// Runs the scheduler until the process ends.
     pub async fn run_forever(self: Arc<Self>) {
+        let mut freed = self.pool.watch_freed();
         loop {
+            freed.borrow_and_update();
             let next = match self.tick() {
                 Ok(next) => next,
                 Err(e) => {
@@ -145,6 +174,8 @@ impl Scheduler {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.jobs.changed() => {}
+                // The sender lives as long as the pool this scheduler holds.
+                _ = freed.changed() => {}
             }
         }
     }
@@ -346,7 +377,7 @@ impl Scheduler {
                 // A queued run of the tick becomes its skip record.
                 if !self.unqueue(&job.name, &reason)? {
                     let run = catalog.skip_run(&job.name, RunTrigger::Schedule, &reason)?;
-                    self.metrics.run_finished(&run);
+                    self.metrics.run_finished(&self.namespace, &run);
                 }
                 self.jobs.prune_runs(&job.name);
                 info!(job = %job.name, %reason, "scheduled tick skipped");
@@ -390,21 +421,29 @@ impl Scheduler {
         }
     }
 
-    /// Takes a pool slot and a slot on each of the job's connections.
+    /// Takes a pool slot and a slot on each of the job's connections
+    /// (connections are per namespace).
     fn try_reserve(&self, job: &JobRecord) -> Result<bool, EngineError> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if in_flight.contains_key(&job.name) || in_flight.len() >= self.config.max_concurrent_runs {
+        let mut in_flight = self.pool.in_flight();
+        let key = self.run_key(&job.name);
+        if in_flight.contains_key(&key) || in_flight.len() >= self.config.max_concurrent_runs {
             return Ok(false);
         }
         let connections: Vec<String> = job.connections().map(str::to_owned).collect();
         for connection in &connections {
-            let busy = in_flight.values().filter(|used| used.contains(connection)).count();
+            let busy = (in_flight.iter())
+                .filter(|((namespace, _), used)| *namespace == self.namespace && used.contains(connection))
+                .count();
             if busy >= self.connection_limit(connection)? {
                 return Ok(false);
             }
         }
-        in_flight.insert(job.name.clone(), connections);
+        in_flight.insert(key, connections);
         Ok(true)
+    }
+
+    fn run_key(&self, job: &str) -> pool::RunKey {
+        (self.namespace.clone(), job.to_owned())
     }
 
     /// Scheduled runs that may use `connection` at once: its
@@ -499,11 +538,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.scheduler
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.job);
+        self.scheduler.pool.release(&self.scheduler.run_key(&self.job));
         self.scheduler.jobs.notify_run_ended(&self.job);
     }
 }

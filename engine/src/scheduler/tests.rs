@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sluice_catalog::{Catalog, JobDestination, JobSource, MasterKey, OptionValue, RunRecord, RunStatus, RunTrigger};
 
-use super::{ManualClock, Scheduler, SchedulerConfig};
+use super::{ManualClock, RunPool, Scheduler, SchedulerConfig};
 use crate::destinations::LocalWarehouse;
 use crate::error::EngineError;
 use crate::jobs::{CreateJob, JobChange, JobManager, LoadRequest};
@@ -30,13 +30,22 @@ impl Fixture {
     /// A catalog with a `files` connection over one CSV and the given
     /// snapshot jobs, each with `schedule`.
     async fn new(jobs: &[(&str, &str)]) -> Self {
+        Self::in_namespace(jobs, None).await
+    }
+
+    /// [`Fixture::new`] in namespace `namespace` (`None`: the default).
+    async fn in_namespace(jobs: &[(&str, &str)], namespace: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let files = dir.path().join("files");
         std::fs::create_dir(&files).unwrap();
         std::fs::write(files.join("orders.csv"), "id,amount\n1,10\n2,20\n3,30\n").unwrap();
         let key = MasterKey::from_hex(&"22".repeat(32)).unwrap();
-        let catalog = Arc::new(Catalog::open(&dir.path().join("catalog"), key).unwrap());
-        let connections = Arc::new(ConnectionManager::new(catalog, Duration::from_secs(10)));
+        let mut catalog = Catalog::open(&dir.path().join("catalog"), key).unwrap();
+        if let Some(namespace) = namespace {
+            catalog.create_namespace(namespace, false).unwrap();
+            catalog = catalog.namespace(namespace).unwrap();
+        }
+        let connections = Arc::new(ConnectionManager::new(Arc::new(catalog), Duration::from_secs(10)));
         connections
             .create(CreateConnection {
                 name: "files".into(),
@@ -96,7 +105,7 @@ impl Fixture {
     /// Waits until no scheduled run is in flight.
     async fn settle(&self, scheduler: &Scheduler) {
         for _ in 0..500 {
-            if scheduler.in_flight.lock().unwrap().is_empty() {
+            if scheduler.pool.in_flight().is_empty() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -172,7 +181,7 @@ async fn the_pool_bounds_concurrent_runs_and_due_jobs_wait_for_a_slot() {
     f.clock.set(at("2026-03-01T10:10:00Z"));
     scheduler.tick().unwrap();
     // One run started; the other job is still due.
-    assert_eq!(scheduler.in_flight.lock().unwrap().len(), 1);
+    assert_eq!(scheduler.pool.in_flight().len(), 1);
     let waiting: Vec<&str> = ["a", "b"]
         .into_iter()
         .filter(|job| {
@@ -199,6 +208,51 @@ async fn the_pool_bounds_concurrent_runs_and_due_jobs_wait_for_a_slot() {
     assert_eq!(f.jobs.catalog().run(queued.id).unwrap().status, RunStatus::Succeeded);
 }
 
+#[tokio::test]
+async fn namespaces_share_the_pool_and_a_freed_slot_wakes_the_other_namespace() {
+    let default = Fixture::new(&[("a", "EVERY 5 MINUTES")]).await;
+    let model_5 = Fixture::in_namespace(&[("a", "EVERY 5 MINUTES")], Some("model_5")).await;
+    let pool = Arc::new(RunPool::default());
+    let config = SchedulerConfig {
+        max_concurrent_runs: 1,
+        ..SchedulerConfig::default()
+    };
+    let scheduler = |f: &Fixture| {
+        Scheduler::in_pool(
+            f.jobs.clone(),
+            f.clock.clone(),
+            config.clone(),
+            Arc::new(EngineMetrics::default()),
+            pool.clone(),
+        )
+    };
+    let (first, second) = (scheduler(&default), scheduler(&model_5));
+    first.tick().unwrap();
+    second.tick().unwrap();
+    default.clock.set(at("2026-03-01T10:10:00Z"));
+    model_5.clock.set(at("2026-03-01T10:10:00Z"));
+    let mut woken = pool.watch_freed();
+    woken.borrow_and_update();
+    first.tick().unwrap();
+    second.tick().unwrap();
+    assert_eq!(
+        pool.in_flight().keys().cloned().collect::<Vec<_>>(),
+        [("sluice".to_owned(), "a".to_owned())],
+        "model_5's job of the same name waits for the only slot"
+    );
+    assert_eq!(statuses(&model_5.runs()), [("a".to_owned(), "schedule", "queued")]);
+    // The run's end signals every namespace's scheduler.
+    tokio::time::timeout(Duration::from_secs(10), woken.changed())
+        .await
+        .expect("the end of a run signals the schedulers")
+        .unwrap();
+    default.settle(&first).await;
+    second.tick().unwrap();
+    model_5.settle(&second).await;
+    assert_eq!(statuses(&default.runs()), [("a".to_owned(), "schedule", "succeeded")]);
+    assert_eq!(statuses(&model_5.runs()), [("a".to_owned(), "schedule", "succeeded")]);
+}
+
 /// A job due at 10:10 queued behind another run that holds the only slot.
 async fn one_queued_behind_another() -> (Fixture, Arc<Scheduler>, RunRecord) {
     let f = Fixture::new(&[("every5", "EVERY 5 MINUTES")]).await;
@@ -208,7 +262,10 @@ async fn one_queued_behind_another() -> (Fixture, Arc<Scheduler>, RunRecord) {
     });
     scheduler.tick().unwrap();
     f.clock.set(at("2026-03-01T10:10:00Z"));
-    scheduler.in_flight.lock().unwrap().insert("other".into(), vec![]);
+    scheduler
+        .pool
+        .in_flight()
+        .insert(("sluice".into(), "other".into()), vec![]);
     scheduler.tick().unwrap();
     let runs = f.runs();
     assert_eq!(statuses(&runs), [("every5".to_owned(), "schedule", "queued")]);
@@ -227,7 +284,7 @@ async fn a_queued_run_can_be_cancelled_and_its_tick_is_not_run() {
             ..
         })
     ));
-    scheduler.in_flight.lock().unwrap().clear();
+    scheduler.pool.in_flight().clear();
     scheduler.tick().unwrap();
     f.settle(&scheduler).await;
     assert_eq!(statuses(&f.runs()), [("every5".to_owned(), "schedule", "cancelled")]);
@@ -297,14 +354,14 @@ async fn a_connection_option_limits_its_concurrent_scheduled_runs() {
     scheduler.tick().unwrap();
     f.clock.set(at("2026-03-01T10:10:00Z"));
     scheduler.tick().unwrap();
-    assert_eq!(scheduler.in_flight.lock().unwrap().len(), 1);
+    assert_eq!(scheduler.pool.in_flight().len(), 1);
     assert_eq!(scheduler.queued.lock().unwrap().len(), 1, "the other job waits");
     f.settle(&scheduler).await;
 
     f.connections.alter(limit(2)).await.unwrap();
     f.clock.set(at("2026-03-01T10:15:00Z"));
     scheduler.tick().unwrap();
-    assert_eq!(scheduler.in_flight.lock().unwrap().len(), 2);
+    assert_eq!(scheduler.pool.in_flight().len(), 2);
     f.settle(&scheduler).await;
 }
 

@@ -35,7 +35,6 @@ use sluice_catalog::{Catalog, Privilege, Transaction};
 
 use crate::errors::StatementError;
 use crate::privileges::{Needed, Requirement};
-use crate::state::DATABASE;
 
 pub use schema::{PublicSchema, SCHEMA, TABLE_CONSTRAINTS};
 
@@ -52,9 +51,24 @@ pub struct PublicStatement {
     statement: Statement,
     /// The table it changes (the first, for `DROP TABLE a, b`).
     table: String,
+    /// The database its table is qualified with (`db.public.t`), if any:
+    /// it must be the session's.
+    database: Option<String>,
 }
 
 impl PublicStatement {
+    /// Refuses a table of another database than `session_database`, as
+    /// PostgreSQL does (`0A000`).
+    pub fn check_database(&self, session_database: &str) -> Result<(), StatementError> {
+        match &self.database {
+            Some(database) if database != session_database => Err(StatementError::CrossDatabase(format!(
+                "{database}.{SCHEMA}.{}",
+                self.table
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the statement returns rows (`RETURNING`).
     pub fn has_returning(&self) -> bool {
         match &self.statement {
@@ -130,7 +144,11 @@ pub fn recognise(sql: &str) -> Option<PublicStatement> {
             ..
         } => {
             let tables = names.iter().map(public_name).collect::<Option<Vec<_>>>()?;
-            tables.into_iter().next()?
+            let first = tables.first()?.clone();
+            if tables.iter().any(|(database, _)| *database != first.0) {
+                return None;
+            }
+            first
         }
         Statement::Insert(insert) => match &insert.table {
             TableObject::TableName(name) => public_name(name)?,
@@ -145,19 +163,25 @@ pub fn recognise(sql: &str) -> Option<PublicStatement> {
         },
         _ => return None,
     };
-    Some(PublicStatement { statement, table })
+    let (database, table) = table;
+    Some(PublicStatement {
+        statement,
+        table,
+        database,
+    })
 }
 
-fn table_factor_name(factor: &TableFactor) -> Option<String> {
+fn table_factor_name(factor: &TableFactor) -> Option<(Option<String>, String)> {
     match factor {
         TableFactor::Table { name, .. } => public_name(name),
         _ => None,
     }
 }
 
-/// The table's name if `name` is in the `public` schema: `t`, `public.t`
-/// or `sluice.public.t` (unquoted names folded to lower case).
-fn public_name(name: &ObjectName) -> Option<String> {
+/// The database (when given) and the table's name if `name` is in the
+/// `public` schema: `t`, `public.t` or `db.public.t` (unquoted names folded
+/// to lower case).
+fn public_name(name: &ObjectName) -> Option<(Option<String>, String)> {
     let parts = name
         .0
         .iter()
@@ -170,9 +194,9 @@ fn public_name(name: &ObjectName) -> Option<String> {
         })
         .collect::<Option<Vec<_>>>()?;
     match parts.as_slice() {
-        [table] => Some(table.clone()),
-        [schema, table] if schema == SCHEMA => Some(table.clone()),
-        [database, schema, table] if database == DATABASE && schema == SCHEMA => Some(table.clone()),
+        [table] => Some((None, table.clone())),
+        [schema, table] if schema == SCHEMA => Some((None, table.clone())),
+        [database, schema, table] if schema == SCHEMA => Some((Some(database.clone()), table.clone())),
         _ => None,
     }
 }
@@ -260,6 +284,7 @@ pub async fn run(
     params: &[Option<String>],
     format: &Format,
 ) -> Result<Response, StatementError> {
+    statement.check_database(catalog.namespace_name())?;
     let mut statement = statement.clone();
     bind(&mut statement.statement, params)?;
     if let Some(txn) = block {
@@ -297,7 +322,7 @@ async fn execute(
             Ok(Response::Execution(Tag::new("CREATE TABLE")))
         }
         Statement::Drop { names, if_exists, .. } => {
-            let names: Vec<String> = names.iter().filter_map(public_name).collect();
+            let names: Vec<String> = names.iter().filter_map(public_name).map(|(_, name)| name).collect();
             for name in &names {
                 match catalog.public_table(name)? {
                     Some(_) => catalog.drop_public_table(name)?,

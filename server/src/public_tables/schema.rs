@@ -16,7 +16,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use sluice_catalog::{Catalog, CatalogError};
 
 use super::values;
-use crate::state::DATABASE;
 
 /// The name of the schema.
 pub const SCHEMA: &str = "public";
@@ -45,10 +44,10 @@ fn table_constraints(catalog: &Catalog) -> Result<RecordBatch> {
         for key in &table.keys {
             let kind = if key.primary { "PRIMARY KEY" } else { "UNIQUE" };
             rows.push([
-                DATABASE.into(),
+                catalog.namespace_name().into(),
                 SCHEMA.into(),
                 key.name.clone(),
-                DATABASE.into(),
+                catalog.namespace_name().into(),
                 SCHEMA.into(),
                 table.name.clone(),
                 kind.into(),

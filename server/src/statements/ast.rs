@@ -144,6 +144,14 @@ pub enum SluiceStatement {
     Grant(Grant),
     /// `REVOKE privileges ON DATABASE db FROM roles`
     Revoke(Grant),
+    /// `CREATE DATABASE [IF NOT EXISTS] name`: a namespace.
+    CreateDatabase { name: String, if_not_exists: bool },
+    /// `DROP DATABASE [IF EXISTS] name [CASCADE | RESTRICT]`
+    DropDatabase {
+        name: String,
+        if_exists: bool,
+        cascade: bool,
+    },
 }
 
 impl SluiceStatement {
@@ -162,6 +170,8 @@ impl SluiceStatement {
             SluiceStatement::TestConnection { .. } => Some("TEST CONNECTION"),
             SluiceStatement::TestConnections => Some("TEST CONNECTIONS"),
             SluiceStatement::EditJob { .. } => Some("ALTER ETL JOB (a change of columns, load type or watermark)"),
+            SluiceStatement::CreateDatabase { .. } => Some("CREATE DATABASE"),
+            SluiceStatement::DropDatabase { .. } => Some("DROP DATABASE"),
             _ => None,
         }
     }

@@ -10,7 +10,8 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use super::{parse, split_statements};
 
-/// The ```sql blocks of a Markdown file.
+/// The ```sql blocks of a Markdown file, without psql's meta-commands
+/// (`\c model_5`).
 fn sql_blocks(markdown: &str) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut current: Option<(bool, String)> = None;
@@ -22,10 +23,11 @@ fn sql_blocks(markdown: &str) -> Vec<String> {
                     blocks.push(body);
                 }
             }
-            (Some((_, body)), None) => {
+            (Some((_, body)), None) if !line.trim_start().starts_with('\\') => {
                 body.push_str(line);
                 body.push('\n');
             }
+            (Some(_), None) => {}
             (None, None) => {}
         }
     }
@@ -90,7 +92,7 @@ fn a_statement_that_does_not_parse_is_caught() {
     assert!(parse_failure("CREATE ETL JOB j FROM shop.public.orders").is_some());
     assert!(parse_failure("SELECT * FROM orders WHERE").is_some());
     assert_eq!(
-        sql_blocks("```sql\nSELECT 1;\n```\n```sql-error 42601\nx\n```\n"),
+        sql_blocks("```sql\nSELECT 1;\n\\c other\n```\n```sql-error 42601\nx\n```\n"),
         ["SELECT 1;\n"]
     );
 }

@@ -8,6 +8,7 @@ mod ast;
 mod docs_parse;
 mod parse;
 mod parse_alert;
+mod parse_database;
 mod parse_fleet;
 mod parse_job;
 mod parse_lookback;

@@ -77,6 +77,9 @@ impl StatementParser<'_> {
         if let Some(statement) = self.role_statement()? {
             return Ok(Some(statement));
         }
+        if let Some(statement) = self.database_statement()? {
+            return Ok(Some(statement));
+        }
         Ok(Some(if self.word("CREATE") {
             let or_replace = self.words(&["OR", "REPLACE"]);
             if self.word("SECRET") {

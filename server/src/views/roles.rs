@@ -8,7 +8,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_catalog::{Catalog, CatalogError, RoleRecord};
 
 use super::{batch, strings, text, timestamps, timestamptz};
-use crate::state::DATABASE;
 
 /// `sluice.roles`: the built-in superuser first, then every role with the
 /// highest privilege it holds.
@@ -27,7 +26,11 @@ pub fn roles(catalog: &Catalog, superuser: &str) -> Result<RecordBatch, CatalogE
     let roles = catalog.roles()?;
     let mut privileges = Vec::with_capacity(roles.len());
     for role in &roles {
-        privileges.push(catalog.privilege(DATABASE, &role.name)?.map(|p| p.as_sql()));
+        privileges.push(
+            catalog
+                .privilege(catalog.namespace_name(), &role.name)?
+                .map(|p| p.as_sql()),
+        );
     }
     // The superuser's value, then each role's.
     let bools = |superuser: bool, role: fn(&RoleRecord) -> bool| -> ArrayRef {
@@ -50,7 +53,7 @@ pub fn roles(catalog: &Catalog, superuser: &str) -> Result<RecordBatch, CatalogE
     ))
 }
 
-/// `sluice.grants`: one row per privilege granted.
+/// `sluice.grants`: one row per privilege granted on the session's database.
 pub static GRANTS: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         text("database"),
@@ -61,8 +64,12 @@ pub static GRANTS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// The grants on the catalog's database (namespace).
 pub fn grants(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
-    let grants = catalog.grants()?;
+    let database = catalog.namespace_name();
+    let grants: Vec<_> = (catalog.grants()?.into_iter())
+        .filter(|g| g.database == database)
+        .collect();
     Ok(batch(
         &GRANTS,
         vec![
@@ -89,8 +96,12 @@ pub static AUDIT: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// The audit records of the catalog's database (namespace).
 pub fn audit(catalog: &Catalog) -> Result<RecordBatch, CatalogError> {
-    let all = catalog.audit()?;
+    let database = catalog.namespace_name();
+    let all: Vec<_> = (catalog.audit()?.into_iter())
+        .filter(|a| a.database == database)
+        .collect();
     Ok(batch(
         &AUDIT,
         vec![

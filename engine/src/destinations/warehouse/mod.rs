@@ -24,6 +24,7 @@ mod encode;
 mod load;
 mod location;
 mod manifest;
+mod namespaces;
 mod read;
 mod sync;
 #[cfg(test)]

@@ -25,6 +25,11 @@ impl LocalDisk {
         Self { store, root }
     }
 
+    /// The warehouse's directory.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// Syncs `files` to disk, then the directories that hold them and
     /// theirs, up to the warehouse root, so that the files and their names
     /// survive a power cut.

@@ -899,3 +899,22 @@ async fn an_aborted_load_deletes_its_copies() {
     assert_eq!(data_files(&warehouse, "landed").await, Vec::<String>::new());
     assert_eq!(count(&warehouse, "landed").await, count_is(0));
 }
+
+#[tokio::test]
+async fn a_namespace_has_its_own_tables_and_its_drop_deletes_only_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = open(&dir).await;
+    let (a, b) = (root.for_namespace("a").unwrap(), root.for_namespace("b").unwrap());
+    for (warehouse, ids) in [(&root, &[1][..]), (&a, &[1, 2]), (&b, &[1, 2, 3])] {
+        warehouse.ensure_table(&spec("orders", orders_schema())).await.unwrap();
+        load(warehouse, 1, WriteMode::Append, &[orders(ids)]).await;
+    }
+    assert_eq!(count(&a, "orders").await, count_is(2));
+    assert_eq!(count(&root, "orders").await, count_is(1));
+    assert_eq!(root.list_tables().await.unwrap(), BTreeSet::from(["orders".to_owned()]));
+    root.drop_namespace("a").await.unwrap();
+    assert!(!dir.path().join(".namespaces/a").exists(), "its files are deleted");
+    assert!(root.for_namespace("a").unwrap().list_tables().await.unwrap().is_empty());
+    assert_eq!(count(&b, "orders").await, count_is(3));
+    assert_eq!(count(&root, "orders").await, count_is(1));
+}
