@@ -158,7 +158,14 @@ impl Namespaces {
         if !self.root.create_namespace(name, if_not_exists)? {
             return Ok(false);
         }
-        if let Err(e) = self.open(name).await {
+        // Files a crash left between a drop's catalog write and its file
+        // deletion go first: a new database starts empty.
+        let cleared = self.setup.warehouse.drop_namespace(name).await;
+        let opened = match cleared {
+            Ok(()) => self.open(name).await.map(drop).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = opened {
             // Nothing half-made stays: the namespace is empty.
             if let Err(undo) = self.root.drop_namespace(name) {
                 warn!(namespace = name, error = %undo, "could not remove a namespace that failed to start");

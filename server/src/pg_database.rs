@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableType;
@@ -111,24 +111,12 @@ impl PgDatabase {
 
 /// The current database keeps its oid; the k-th other gets it plus k.
 fn oids(column: &ArrayRef, row: usize, n: usize) -> Result<ArrayRef> {
-    Ok(match column.data_type() {
-        DataType::Int32 => {
-            let base = column.as_any().downcast_ref::<Int32Array>().map(|a| a.value(row));
-            let base = base.ok_or_else(|| missing("oid"))?;
-            Arc::new(Int32Array::from_iter_values((0..n as i32).map(|k| base + k)))
-        }
-        DataType::Int64 => {
-            let base = column.as_any().downcast_ref::<Int64Array>().map(|a| a.value(row));
-            let base = base.ok_or_else(|| missing("oid"))?;
-            Arc::new(Int64Array::from_iter_values((0..n as i64).map(|k| base + k)))
-        }
-        DataType::UInt32 => {
-            let base = column.as_any().downcast_ref::<UInt32Array>().map(|a| a.value(row));
-            let base = base.ok_or_else(|| missing("oid"))?;
-            Arc::new(UInt32Array::from_iter_values((0..n as u32).map(|k| base + k)))
-        }
-        other => return Err(DataFusionError::Internal(format!("pg_database.oid is {other}"))),
-    })
+    let base = column
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .ok_or_else(|| missing("oid as int4"))?
+        .value(row);
+    Ok(Arc::new(Int32Array::from_iter_values((0..n as i32).map(|k| base + k))))
 }
 
 fn missing(what: &str) -> DataFusionError {

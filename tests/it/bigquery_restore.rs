@@ -7,19 +7,6 @@ use crate::common::*;
 
 use std::path::Path;
 
-/// Copies a stopped server's catalog directory.
-fn copy_dir(from: &Path, to: &Path) {
-    assert!(
-        std::process::Command::new("cp")
-            .arg("-a")
-            .arg(from)
-            .arg(to)
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
 /// Stops Sluice, copies its catalog aside (the backup), starts it again and
 /// adds 20 newer orders at the source; returns the backup and a new client.
 async fn back_up_catalog_and_add_orders(env: &mut Env) -> (tempfile::TempDir, tokio_postgres::Client) {

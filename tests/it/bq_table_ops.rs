@@ -70,7 +70,7 @@ async fn table_operations_are_counted_per_table_and_day_and_warned_of_at_80_perc
     assert_eq!(ops_and_health(&env.client, "snap").await.0.as_deref(), Some("3"));
     let text = env.sluice.metrics();
     assert!(
-        text.contains(r#"sluice_bq_table_ops_today{connection="wh",table="snap"} 3"#),
+        text.contains(r#"sluice_bq_table_ops_today{namespace="sluice",connection="wh",table="snap"} 3"#),
         "{text}"
     );
 

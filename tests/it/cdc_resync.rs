@@ -50,7 +50,7 @@ async fn the_guardian_gives_up_a_slot_past_max_retained_wal_and_resync_recovers(
     let metrics = sluice.metrics();
     for name in ["sluice_cdc_lag_bytes", "sluice_cdc_lag_seconds"] {
         assert!(
-            metrics.contains(&format!(r#"{name}{{job="items_merge"}} "#)),
+            metrics.contains(&format!(r#"{name}{{namespace="sluice",job="items_merge"}} "#)),
             "{name} in {metrics}"
         );
     }

@@ -188,17 +188,6 @@ async fn a_failed_catalog_write_after_the_commit_is_settled_before_the_job_runs_
     assert_eq!(loaded(&client, "bq_events").await, ("40".into(), "40".into()));
 }
 
-/// Copies directory `from` to `to` (which must not exist).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success(), "cp -a {from:?} {to:?}");
-}
-
 #[tokio::test]
 async fn a_catalog_restored_from_a_backup_continues_from_the_destination_without_duplicates() {
     let pg = start_pg();

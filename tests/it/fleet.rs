@@ -91,18 +91,18 @@ async fn a_job_past_its_freshness_target_is_stale_and_says_how_old_its_data_is()
     // Both are exported per job.
     let metrics = sluice.metrics();
     assert!(
-        metrics.contains(r#"sluice_job_freshness_target_seconds{job="tight"} 3600"#),
+        metrics.contains(r#"sluice_job_freshness_target_seconds{namespace="sluice",job="tight"} 3600"#),
         "{metrics}"
     );
     let age: i64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix(r#"sluice_job_freshness_seconds{job="tight"} "#))
+        .find_map(|l| l.strip_prefix(r#"sluice_job_freshness_seconds{namespace="sluice",job="tight"} "#))
         .unwrap_or_else(|| panic!("no freshness of tight in {metrics}"))
         .parse()
         .unwrap();
     assert!((3 * 3600..4 * 3600).contains(&age), "{age}");
     assert!(
-        !metrics.contains(r#"sluice_job_freshness_target_seconds{job="snap"}"#),
+        !metrics.contains(r#"sluice_job_freshness_target_seconds{namespace="sluice",job="snap"}"#),
         "{metrics}"
     );
 

@@ -172,6 +172,22 @@ async fn a_role_sees_only_the_databases_it_holds_a_grant_on() {
     expect_err(&r, "SELECT * FROM sluice_admin.secrets", "42501").await;
     expect_err(&r, "CREATE DATABASE mine", "42501").await;
     expect_err(&r, "SELECT * FROM model_6.sluice.secrets", "42P01").await;
+    // Each database's dump has its grants; roles are in the default one's.
+    let dump = |rows: Vec<Vec<Option<String>>>| {
+        rows.into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let default_dump = dump(rows(&admin, "SHOW CREATE ALL").await);
+    let model_5_dump = dump(rows(&model_5, "SHOW CREATE ALL").await);
+    assert!(default_dump.contains("CREATE ROLE r LOGIN;"), "{default_dump}");
+    assert!(!default_dump.contains("model_5"), "{default_dump}");
+    assert!(
+        model_5_dump.contains("GRANT USAGE ON DATABASE model_5 TO r;"),
+        "{model_5_dump}"
+    );
+    assert!(!model_5_dump.contains("CREATE ROLE"), "{model_5_dump}");
     // The audit trail records the refusal with the database.
     let audit = rows(
         &admin,
@@ -231,8 +247,13 @@ async fn drop_database_is_refused_while_in_use_and_cascade_removes_everything() 
     assert_eq!(one(&model_5, "SELECT count(*) FROM warehouse.orders").await, "3");
     drop(model_5);
     let admin = sluice.client().await;
+    let kept = tempfile::tempdir().unwrap();
+    let folder = sluice.data_dir().join("warehouse/.namespaces/model_5");
+    copy_dir(&folder, &kept.path().join("model_5"));
     drop_when_closed(&admin, "DROP DATABASE model_5 CASCADE").await;
     assert!(!files.exists(), "its warehouse files are deleted");
+    // As if a crash came between the catalog write and the file deletion.
+    copy_dir(&kept.path().join("model_5"), &folder);
     let err = connect_to(&sluice, "model_5").await.expect_err("dropped");
     assert_eq!(sqlstate(&err), "3D000", "{err:?}");
     admin.batch_execute("DROP DATABASE IF EXISTS model_5").await.unwrap();

@@ -406,28 +406,34 @@ async fn the_metrics_endpoint_reports_runs_rows_and_connections() {
     let (status, body) = http_get(&url, "/metrics");
     assert!(status.contains("200"), "{status}");
     assert_eq!(
-        sample(&body, r#"sluice_runs_total{job="events",status="succeeded"}"#),
+        sample(
+            &body,
+            r#"sluice_runs_total{namespace="sluice",job="events",status="succeeded"}"#
+        ),
         Some(2.0),
         "{body}"
     );
     assert_eq!(
-        sample(&body, r#"sluice_rows_loaded_total{job="events"}"#),
+        sample(&body, r#"sluice_rows_loaded_total{namespace="sluice",job="events"}"#),
         Some(1000.0),
         "{body}"
     );
     assert!(
-        sample(&body, r#"sluice_loaded_bytes_total{job="events"}"#).unwrap() > 0.0,
+        sample(&body, r#"sluice_loaded_bytes_total{namespace="sluice",job="events"}"#).unwrap() > 0.0,
         "{body}"
     );
     assert_eq!(
-        sample(&body, r#"sluice_run_duration_seconds_count{job="events"}"#),
+        sample(
+            &body,
+            r#"sluice_run_duration_seconds_count{namespace="sluice",job="events"}"#
+        ),
         Some(2.0),
         "{body}"
     );
     assert_eq!(
         sample(
             &body,
-            r#"sluice_connection_up{connection="shop",connection_type="postgres"}"#
+            r#"sluice_connection_up{namespace="sluice",connection="shop",connection_type="postgres"}"#
         ),
         Some(1.0),
         "{body}"

@@ -79,15 +79,19 @@ fn alert_sql(alert: &AlertRecord) -> String {
     )
 }
 
-/// The statements that recreate the catalog's roles and grants, secrets,
-/// connections, jobs and alerts; with `state`, each incremental job's
+/// The statements that recreate the database's grants, secrets,
+/// connections, jobs and alerts, and (in the default database, as roles
+/// are server-wide) the roles; with `state`, each incremental job's
 /// watermark too.
 pub fn create_all(catalog: &Catalog, state: bool) -> Result<RecordBatch, CatalogError> {
     let mut script = Vec::new();
-    for role in catalog.roles()? {
-        script.push(role_sql(&role));
+    if catalog.namespace_name() == sluice_catalog::DEFAULT_NAMESPACE {
+        for role in catalog.roles()? {
+            script.push(role_sql(&role));
+        }
     }
-    for grant in catalog.grants()? {
+    let database = catalog.namespace_name();
+    for grant in catalog.grants()?.into_iter().filter(|g| g.database == database) {
         script.push(format!(
             "GRANT {} ON DATABASE {} TO {};",
             grant.privilege.as_sql(),

@@ -333,3 +333,14 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_po
     });
     Ok(client)
 }
+
+/// Copies directory `from` to `to` (which must not exist), as `cp -a`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a {from:?} {to:?}");
+}

@@ -918,3 +918,29 @@ async fn a_namespace_has_its_own_tables_and_its_drop_deletes_only_them() {
     assert_eq!(count(&b, "orders").await, count_is(3));
     assert_eq!(count(&root, "orders").await, count_is(1));
 }
+
+#[tokio::test]
+async fn in_a_bucket_a_namespace_is_a_prefix_and_its_drop_deletes_only_it() {
+    let store: Arc<dyn ObjectStore> = Arc::new(datafusion::object_store::memory::InMemory::new());
+    let root = LocalWarehouse::new(store.clone(), Path::from("wh"));
+    let a = root.for_namespace("a").unwrap();
+    for (warehouse, ids) in [(&root, &[1][..]), (&a, &[1, 2])] {
+        warehouse.ensure_table(&spec("orders", orders_schema())).await.unwrap();
+        load(warehouse, 1, WriteMode::Append, &[orders(ids)]).await;
+    }
+    let names = || async {
+        let listed: Vec<_> = store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        listed
+    };
+    assert!(names().await.iter().any(|n| n.starts_with("wh/.namespaces/a/orders/")));
+    assert_eq!(count(&a, "orders").await, count_is(2));
+    root.drop_namespace("a").await.unwrap();
+    let left = names().await;
+    assert!(left.iter().all(|n| !n.starts_with("wh/.namespaces/")), "{left:?}");
+    assert_eq!(count(&root, "orders").await, count_is(1));
+}
