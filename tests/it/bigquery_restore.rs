@@ -5,8 +5,6 @@
 use crate::bigquery::{Env, create_orders_inc, fake_fingerprint, setup, source_fingerprint, table_rows};
 use crate::common::*;
 
-use std::path::Path;
-
 /// Stops Sluice, copies its catalog aside (the backup), starts it again and
 /// adds 20 newer orders at the source; returns the backup and a new client.
 async fn back_up_catalog_and_add_orders(env: &mut Env) -> (tempfile::TempDir, tokio_postgres::Client) {
