@@ -11,7 +11,7 @@ use datafusion::common::{Column, Result};
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, lit};
 
-use crate::namespaces::Registry;
+use crate::namespace::Registry;
 use crate::system_tables::SystemSchema;
 
 /// The `sluice_admin` schema.

@@ -22,11 +22,13 @@ use crate::handler::SluiceHandlers;
 use crate::listener::{self, Limits};
 use crate::login::LoginPolicy;
 use crate::metrics::{self, Exporter};
+use crate::names::DATABASE;
 use crate::namespaces::{NamespaceSetup, Namespaces};
 use crate::pg_database::Databases;
 use crate::session_settings::ServerDefaults;
 use crate::sql_session::query_runtime_env;
-use crate::state::{AppState, DATABASE, StartupError};
+use crate::startup_error::StartupError;
+use crate::state::AppState;
 use crate::throttle::LoginThrottle;
 use crate::tls;
 

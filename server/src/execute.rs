@@ -21,7 +21,8 @@ use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
 
 use crate::errors::{StatementError, notice};
-use crate::namespaces::{Namespace, Namespaces};
+use crate::namespace::Namespace;
+use crate::namespaces::Namespaces;
 use crate::state::AppState;
 use crate::statements::SluiceStatement;
 use crate::views;

@@ -21,7 +21,8 @@ use sluice_catalog::{Catalog, DEFAULT_NAMESPACE};
 use tracing::warn;
 
 use crate::auth::{AdminAuth, verifier_of};
-use crate::namespaces::{Namespace, Namespaces};
+use crate::namespace::Namespace;
+use crate::namespaces::Namespaces;
 use crate::scram::{self, AwaitingClientFinal, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramError, Verifier};
 use crate::session_binding::Binding;
 use crate::session_settings::{ServerDefaults, SessionSettings};

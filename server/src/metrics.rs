@@ -23,7 +23,8 @@ use sluice_engine::metrics::EngineMetrics;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::namespaces::{Namespace, Namespaces};
+use crate::namespace::Namespace;
+use crate::namespaces::Namespaces;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableLabels {

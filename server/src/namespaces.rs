@@ -2,14 +2,11 @@
 //! background tasks and SQL session. All are started at start-up; `CREATE
 //! DATABASE` starts one more, `DROP DATABASE` stops and deletes one.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::prelude::SessionContext;
 use sluice_catalog::{Catalog, CatalogError, DEFAULT_NAMESPACE, ObjectKind, RunRecord};
 use sluice_engine::ConnectionManager;
 use sluice_engine::alerts::AlertNotifier;
@@ -18,15 +15,15 @@ use sluice_engine::destinations::{LocalWarehouse, WarehouseSchema};
 use sluice_engine::jobs::JobManager;
 use sluice_engine::metrics::EngineMetrics;
 use sluice_engine::scheduler::{RunPool, Scheduler, SchedulerConfig, SystemClock};
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::admin_tables::AdminSchema;
 use crate::errors::StatementError;
+use crate::namespace::{Namespace, Registry};
 use crate::pg_database::Databases;
 use crate::privileges::Access;
 use crate::sql_session::session_context;
-use crate::state::StartupError;
+use crate::startup_error::StartupError;
 
 /// What every namespace is built with: the server's settings.
 pub struct NamespaceSetup {
@@ -48,61 +45,6 @@ pub struct NamespaceSetup {
     pub pool: Arc<RunPool>,
     pub databases: Arc<Databases>,
 }
-
-/// One namespace's state, shared by its sessions.
-pub struct Namespace {
-    pub name: String,
-    pub catalog: Arc<Catalog>,
-    pub connections: Arc<ConnectionManager>,
-    pub jobs: Arc<JobManager>,
-    /// The shared plain-SQL session each client's session is built from.
-    pub ctx: Arc<SessionContext>,
-    /// Privileges on this database, and the audit trail.
-    pub access: Arc<Access>,
-    /// Set to true when the namespace is dropped: its background tasks end.
-    stop: watch::Sender<bool>,
-    /// Sessions connected to it.
-    sessions: AtomicUsize,
-}
-
-impl Namespace {
-    /// Counts a session as connected until the guard is dropped.
-    pub fn enter(self: &Arc<Self>) -> SessionGuard {
-        self.sessions.fetch_add(1, Ordering::SeqCst);
-        SessionGuard(self.clone())
-    }
-
-    fn stop(&self) {
-        self.stop.send_replace(true);
-    }
-
-    /// A future that resolves once the namespace is stopped.
-    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut stop = self.stop.subscribe();
-        async move {
-            // An error means the namespace is gone: stop too.
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        }
-    }
-}
-
-/// A session's place in its namespace (see [`Namespace::enter`]).
-pub struct SessionGuard(Arc<Namespace>);
-
-impl SessionGuard {
-    pub fn namespace(&self) -> &Arc<Namespace> {
-        &self.0
-    }
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// The started namespaces by name, shared with the `sluice_admin` tables.
-pub type Registry = Arc<RwLock<BTreeMap<String, Arc<Namespace>>>>;
 
 /// Every namespace of the server, started.
 pub struct Namespaces {
@@ -223,7 +165,7 @@ impl Namespaces {
                 .insert(name.to_owned(), namespace.clone());
             Err(e)
         };
-        let sessions = namespace.sessions.load(Ordering::SeqCst);
+        let sessions = namespace.sessions();
         if sessions > 0 {
             return refused(in_use(&format!("{sessions} other session(s) are connected to it")));
         }
@@ -300,20 +242,12 @@ impl Namespaces {
             AdminSchema::new(self.open.clone(), &setup.databases.superuser),
         )?);
         let interrupted = jobs.reconcile().await?;
-        let namespace = Arc::new(Namespace {
-            name: name.to_owned(),
-            access: Arc::new(Access::new(
-                catalog.clone(),
-                &setup.databases.superuser,
-                setup.keep_audit,
-            )),
-            catalog,
-            connections,
-            jobs,
-            ctx,
-            stop: watch::channel(false).0,
-            sessions: AtomicUsize::new(0),
-        });
+        let access = Arc::new(Access::new(
+            catalog.clone(),
+            &setup.databases.superuser,
+            setup.keep_audit,
+        ));
+        let namespace = Namespace::new(catalog, connections, jobs, ctx, access);
         self.start_tasks(&namespace, &interrupted)?;
         self.open
             .write()
@@ -342,13 +276,5 @@ impl Namespaces {
         scheduler.resume_interrupted(interrupted)?;
         tokio::spawn(scheduler.run_until(namespace.stopped()));
         Ok(())
-    }
-}
-
-impl std::fmt::Debug for Namespace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Namespace")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
     }
 }

@@ -11,7 +11,7 @@ use datafusion_postgres::{DfSessionService, Parser as DfParser, QueryHook};
 use pgwire::api::query::ExtendedQueryHandler;
 
 use crate::advisory_locks::{self, AdvisoryLocks};
-use crate::namespaces::{Namespace, SessionGuard};
+use crate::namespace::{Namespace, SessionGuard};
 use crate::pg_database::SessionRole;
 use crate::pg_functions::register_session_functions;
 use crate::privileges::PrivilegeHook;

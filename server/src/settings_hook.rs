@@ -20,8 +20,8 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
 
 use crate::errors::StatementError;
+use crate::names::DEFAULT_SCHEMA;
 use crate::session_settings::{SessionSettings, SettingError};
-use crate::state::DEFAULT_SCHEMA;
 
 /// The settings statements of one session.
 pub struct SettingsHook {

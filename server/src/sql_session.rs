@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::admin_tables::AdminSchema;
 use crate::errors::{StatementError, map_session_error};
-use crate::names::ADMIN_SCHEMA;
+use crate::names::{ADMIN_SCHEMA, DEFAULT_SCHEMA, WAREHOUSE_SCHEMA};
 use crate::pg_catalog_overlay::PgCatalogOverlay;
 use crate::pg_database::Databases;
 use crate::pg_functions::register_catalog_functions;
@@ -43,7 +43,7 @@ use crate::public_tables::{self, PublicSchema};
 use crate::session_settings::STATEMENT_TIMEOUT_KEY;
 use crate::session_time_zone::SessionTimeZone;
 use crate::source_catalogs::SluiceCatalogList;
-use crate::state::{DEFAULT_SCHEMA, StartupError, WAREHOUSE_SCHEMA};
+use crate::startup_error::StartupError;
 use crate::system_tables::{self, SystemSchema};
 use crate::type_modifiers;
 use crate::wide_decimals::WideDecimalsAsText;

@@ -8,7 +8,7 @@ use tokio_rustls::TlsAcceptor;
 use x509_certificate::SignatureAlgorithm;
 use x509_certificate::certificate::CapturedX509Certificate;
 
-use crate::state::StartupError;
+use crate::startup_error::StartupError;
 
 /// Builds the acceptor from PEM files; also returns the certificate PEM.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<(TlsAcceptor, Vec<u8>), StartupError> {

@@ -25,7 +25,7 @@ use sluice_catalog::{Effect, Transaction};
 use tracing::warn;
 
 use crate::errors::StatementError;
-use crate::namespaces::Namespace;
+use crate::namespace::Namespace;
 
 /// A transaction control statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
