@@ -26,6 +26,10 @@
 //!   the snapshot's rows; the destination has not committed them.
 //! - `cdc_snapshot_committed`: the destination committed the snapshot; the
 //!   catalog still says `snapshotting`.
+//! - `drop_database_jobs_dropped`: `DROP DATABASE ... CASCADE` dropped the
+//!   database's jobs; its records are not deleted yet.
+//! - `drop_database_records_deleted`: `DROP DATABASE` deleted the
+//!   database's records; its warehouse files are not deleted yet.
 
 /// A failure point whose action is `error` was reached.
 #[derive(Debug, thiserror::Error)]

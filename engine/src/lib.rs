@@ -37,7 +37,7 @@ pub mod contract;
 pub mod destinations;
 mod error;
 mod explore;
-mod failpoint;
+pub mod failpoint;
 mod google;
 pub mod jobs;
 mod memory;

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use datafusion::execution::runtime_env::RuntimeEnv;
 use sluice_catalog::{Catalog, CatalogError, DEFAULT_NAMESPACE, ObjectKind, RunRecord};
-use sluice_engine::ConnectionManager;
 use sluice_engine::alerts::AlertNotifier;
 use sluice_engine::allowed_paths::AllowedPaths;
 use sluice_engine::destinations::{LocalWarehouse, WarehouseSchema};
 use sluice_engine::jobs::JobManager;
 use sluice_engine::metrics::EngineMetrics;
 use sluice_engine::scheduler::{RunPool, Scheduler, SchedulerConfig, SystemClock};
+use sluice_engine::{ConnectionManager, EngineError, failpoint};
 use tracing::{info, warn};
 
 use crate::admin_tables::AdminSchema;
@@ -204,7 +204,9 @@ impl Namespaces {
                 return Err(e.into());
             }
         }
+        failpoint::hit("drop_database_jobs_dropped").map_err(EngineError::from)?;
         self.root.drop_namespace(name)?;
+        failpoint::hit("drop_database_records_deleted").map_err(EngineError::from)?;
         if let Err(e) = self.setup.warehouse.drop_namespace(name).await {
             warn!(namespace = name, error = %e, "could not delete the dropped database's warehouse files");
         }

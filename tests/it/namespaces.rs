@@ -33,7 +33,7 @@ async fn load_orders(sluice: &Sluice, client: &Client, folder: &str, rows: usize
 }
 
 /// Runs `drop` once the sessions just closed are gone from the server.
-async fn drop_when_closed(client: &Client, drop: &str) {
+pub(crate) async fn drop_when_closed(client: &Client, drop: &str) {
     for _ in 0..50 {
         match client.batch_execute(drop).await {
             Err(e) if sqlstate(&e) == "55006" => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
@@ -247,19 +247,59 @@ async fn drop_database_is_refused_while_in_use_and_cascade_removes_everything() 
     assert_eq!(one(&model_5, "SELECT count(*) FROM warehouse.orders").await, "3");
     drop(model_5);
     let admin = sluice.client().await;
-    let kept = tempfile::tempdir().unwrap();
-    let folder = sluice.data_dir().join("warehouse/.namespaces/model_5");
-    copy_dir(&folder, &kept.path().join("model_5"));
     drop_when_closed(&admin, "DROP DATABASE model_5 CASCADE").await;
     assert!(!files.exists(), "its warehouse files are deleted");
-    // As if a crash came between the catalog write and the file deletion.
-    copy_dir(&kept.path().join("model_5"), &folder);
     let err = connect_to(&sluice, "model_5").await.expect_err("dropped");
     assert_eq!(sqlstate(&err), "3D000", "{err:?}");
     admin.batch_execute("DROP DATABASE IF EXISTS model_5").await.unwrap();
 
     // A database of the same name starts empty.
     admin.batch_execute("CREATE DATABASE model_5").await.unwrap();
+    let model_5 = connect_to(&sluice, "model_5").await.unwrap();
+    for table in ["connections", "secrets", "jobs", "runs"] {
+        assert_eq!(
+            one(&model_5, &format!("SELECT count(*) FROM sluice.{table}")).await,
+            "0",
+            "{table}"
+        );
+    }
+    expect_err(&model_5, "SELECT * FROM warehouse.orders", "42P01").await;
+}
+
+/// A database with a connection and a loaded job, then `DROP DATABASE
+/// model_5 CASCADE` into the failure point `point`, and a restart.
+async fn crash_in_drop_database(point: &str) -> (Sluice, Client) {
+    let mut sluice = Sluice::start_with(&[], &[("SLUICE_FAILPOINTS", point)]);
+    let admin = sluice.client().await;
+    admin.batch_execute("CREATE DATABASE model_5").await.unwrap();
+    let model_5 = connect_to(&sluice, "model_5").await.unwrap();
+    load_orders(&sluice, &model_5, "five", 3).await;
+    drop(model_5);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sluice.run_into_failpoint(&admin, "DROP DATABASE model_5 CASCADE").await;
+    let admin = sluice.restart_without_failpoints().await;
+    (sluice, admin)
+}
+
+#[tokio::test]
+async fn a_crash_in_drop_database_leaves_it_whole_or_gone() {
+    // After its jobs were dropped: the database is whole, without them.
+    let (sluice, admin) = crash_in_drop_database("drop_database_jobs_dropped").await;
+    let model_5 = connect_to(&sluice, "model_5").await.unwrap();
+    assert_eq!(one(&model_5, "SELECT count(*) FROM sluice.jobs").await, "0");
+    assert_eq!(one(&model_5, "SELECT count(*) FROM sluice.connections").await, "1");
+    assert_eq!(one(&model_5, "SELECT note FROM notes").await, "five");
+    drop(model_5);
+    drop_when_closed(&admin, "DROP DATABASE model_5").await;
+
+    // After its records were deleted: gone, and made again it is empty
+    // although its warehouse files were left behind.
+    let (sluice, admin) = crash_in_drop_database("drop_database_records_deleted").await;
+    let err = connect_to(&sluice, "model_5").await.expect_err("dropped");
+    assert_eq!(sqlstate(&err), "3D000", "{err:?}");
+    assert!(sluice.data_dir().join("warehouse/.namespaces/model_5").exists());
+    admin.batch_execute("CREATE DATABASE model_5").await.unwrap();
+    assert!(!sluice.data_dir().join("warehouse/.namespaces/model_5/orders").exists());
     let model_5 = connect_to(&sluice, "model_5").await.unwrap();
     for table in ["connections", "secrets", "jobs", "runs"] {
         assert_eq!(

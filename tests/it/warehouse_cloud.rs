@@ -76,6 +76,31 @@ async fn load_and_query(location: &str, envs: &[(&str, &str)], secret: &str) {
     );
     let again = rows(&client, "RUN ETL JOB events_inc").await;
     assert_eq!(again[0][2].as_deref(), Some("0"));
+
+    // A database's tables live under a prefix of their own in the bucket.
+    client.batch_execute("CREATE DATABASE model_5").await.unwrap();
+    let mut config = sluice.config();
+    config.dbname("model_5");
+    let model_5 = connect(&config).await.unwrap();
+    model_5
+        .batch_execute(&format!(
+            "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', user 'etl', password '{ETL_PASSWORD}'); \
+             CREATE ETL JOB events_snap FROM shop.public.events INTO warehouse.snap SNAPSHOT;",
+            pg.port
+        ))
+        .await
+        .unwrap();
+    model_5.batch_execute("RUN ETL JOB events_snap").await.unwrap();
+    pg.psql_admin_db("shop", "DELETE FROM events WHERE id <= 200;");
+    model_5.batch_execute("RUN ETL JOB events_snap").await.unwrap();
+    assert_eq!(one(&model_5, "SELECT count(*) FROM warehouse.snap").await, "19900");
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.snap").await, "20000");
+    drop(model_5);
+    crate::namespaces::drop_when_closed(&client, "DROP DATABASE model_5 CASCADE").await;
+    client.batch_execute("CREATE DATABASE model_5").await.unwrap();
+    let model_5 = connect(&config).await.unwrap();
+    expect_err(&model_5, "SELECT count(*) FROM warehouse.snap", "42P01").await;
+    assert_eq!(one(&client, "SELECT count(*) FROM warehouse.snap").await, "20000");
     assert!(
         files_containing(sluice.data_dir(), secret.as_bytes()).is_empty(),
         "the credentials stay out of the data dir"
