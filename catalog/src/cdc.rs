@@ -33,11 +33,24 @@ pub struct CdcSettings {
     /// (`WITH (max_retained_wal = '10 GB')`); `None` is the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retained_wal: Option<u64>,
+    /// Change rows after which a run commits the transactions it holds
+    /// (`WITH (flush_rows = 10000)`); `None` is the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_rows: Option<u32>,
 }
 
 impl CdcSettings {
     /// `max_retained_wal` when none is given: 10 GB.
     pub const DEFAULT_MAX_RETAINED_WAL: u64 = 10 << 30;
+
+    /// `flush_rows` when none is given.
+    pub const DEFAULT_FLUSH_ROWS: u32 = 10_000;
+
+    /// The micro-batch size in effect: a batch commits at the first
+    /// transaction end after this many change rows.
+    pub fn flush_rows(&self) -> u64 {
+        self.flush_rows.unwrap_or(Self::DEFAULT_FLUSH_ROWS).into()
+    }
 
     pub fn is_default(&self) -> bool {
         *self == Self::default()

@@ -228,3 +228,54 @@ async fn create_checks_refuse_before_saving_and_drop_releases_the_slot() {
     client.batch_execute("DROP ETL JOB j").await.unwrap();
     assert_eq!(pg.psql_admin(owned), "0\n0\n", "dropped with the job");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_rows_commits_smaller_batches_each_exactly_once() {
+    let pg = PgServer::start();
+    let mut sluice = Sluice::start_with(&[], &[("SLUICE_FAILPOINTS", "cdc_after_batch_commit")]);
+    let client = setup(&pg, &sluice).await;
+    client
+        .batch_execute("ALTER ETL JOB items_history SET (flush_rows = 1)")
+        .await
+        .unwrap();
+    let shown = rows(&client, "SHOW CREATE ETL JOB items_history").await[0][1]
+        .clone()
+        .unwrap();
+    assert!(shown.contains(", flush_rows = 1);"), "{shown}");
+    expect_err(
+        &client,
+        "CREATE ETL JOB snap FROM shop.public.items SNAPSHOT WITH (flush_rows = 5)",
+        "22023",
+    )
+    .await;
+    run(&client, "items_history").await;
+    // Three transactions of one change each: with flush_rows = 1 the first
+    // batch holds the first transaction only.
+    pg.psql_admin(
+        "INSERT INTO items VALUES (4, 'd', NULL, 4); INSERT INTO items VALUES (5, 'e', NULL, 5); \
+         UPDATE items SET qty = 30 WHERE id = 3;",
+    );
+    sluice.run_into_failpoint(&client, "RUN ETL JOB items_history").await;
+    let client = sluice.restart_without_failpoints().await;
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM warehouse.items_h").await,
+        "4",
+        "3 first-load rows and the first transaction's change"
+    );
+    run(&client, "items_history").await;
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM warehouse.items_h").await,
+        "6",
+        "every change once"
+    );
+    let ops = rows(
+        &client,
+        "SELECT id, _sluice_op FROM warehouse.items_h WHERE id >= 3 ORDER BY _sluice_position",
+    )
+    .await;
+    assert_eq!(
+        ops,
+        [["3", "insert"], ["4", "insert"], ["5", "insert"], ["3", "update"]]
+            .map(|r| r.map(|v| Some(v.to_owned())).to_vec())
+    );
+}

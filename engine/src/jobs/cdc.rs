@@ -30,9 +30,6 @@ use crate::contract::{
 use crate::error::EngineError;
 use crate::failpoint;
 
-/// Change rows a micro-batch collects before it commits (at the end of a
-/// transaction).
-const FLUSH_ROWS: u64 = 10_000;
 /// Rows per change batch a stream builds.
 const BATCH_ROWS: usize = 8192;
 
@@ -63,7 +60,8 @@ pub(super) fn capture(columns: &JobColumns, mode: CdcMode) -> Capture {
 }
 
 /// Refuses the CDC settings on jobs they do not apply to (`22023`):
-/// `soft_delete` outside `CDC MERGE`, `max_retained_wal` outside CDC.
+/// `soft_delete` outside `CDC MERGE`, `max_retained_wal` and `flush_rows`
+/// outside CDC.
 pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
     let refuse = |what: &str| {
         Err(EngineError::InvalidJob {
@@ -77,6 +75,7 @@ pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
         LoadType::Cdc { .. } => Ok(()),
         _ if job.cdc.soft_delete => refuse("soft_delete applies to CDC MERGE jobs only"),
         _ if job.cdc.max_retained_wal.is_some() => refuse("max_retained_wal applies to CDC jobs only"),
+        _ if job.cdc.flush_rows.is_some() => refuse("flush_rows applies to CDC jobs only"),
         _ => Ok(()),
     }
 }
@@ -412,7 +411,7 @@ impl JobManager {
                     }
                     ChangeEvent::Commit { resume } if !skipping => {
                         batch.last = resume;
-                        if batch.rows >= FLUSH_ROWS {
+                        if batch.rows >= job.cdc.flush_rows() {
                             batch.flush(&mut *stream).await?;
                         }
                     }

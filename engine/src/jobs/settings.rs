@@ -39,6 +39,8 @@ pub enum JobSetting {
     SoftDelete(bool),
     /// CDC: bytes of WAL the job's slot may hold back before it is given up.
     MaxRetainedWal(u64),
+    /// CDC: change rows after which a run commits a micro-batch.
+    FlushRows(u32),
     /// A document store's mapping option (`sample`, `keep_document`,
     /// `on_type_mismatch`) for this job's reads, over the connection's.
     Source(&'static str, OptionValue),
@@ -47,7 +49,7 @@ pub enum JobSetting {
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, \
      commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify, soft_delete, \
-     max_retained_wal, sample, keep_document, on_type_mismatch";
+     max_retained_wal, flush_rows, sample, keep_document, on_type_mismatch";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -122,6 +124,7 @@ impl JobSetting {
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("false") => Ok(JobSetting::SoftDelete(false)),
                 _ => Err("soft_delete must be true or false".into()),
             },
+            "flush_rows" => number(1, 10_000_000).map(JobSetting::FlushRows),
             "max_retained_wal" => bytes(value)
                 .filter(|&b| b > 0)
                 .map(JobSetting::MaxRetainedWal)
@@ -153,6 +156,7 @@ impl JobSetting {
             JobSetting::Verify(_) => "verify",
             JobSetting::SoftDelete(_) => "soft_delete",
             JobSetting::MaxRetainedWal(_) => "max_retained_wal",
+            JobSetting::FlushRows(_) => "flush_rows",
             JobSetting::Source(name, _) => name,
         }
     }
@@ -174,6 +178,7 @@ impl JobSetting {
             JobSetting::Verify(schedule) => job.verify = schedule,
             JobSetting::SoftDelete(on) => job.cdc.soft_delete = on,
             JobSetting::MaxRetainedWal(bytes) => job.cdc.max_retained_wal = Some(bytes),
+            JobSetting::FlushRows(rows) => job.cdc.flush_rows = Some(rows),
             JobSetting::Source(name, value) => {
                 job.source_settings.insert(name.to_owned(), value);
             }
@@ -335,6 +340,10 @@ mod tests {
             Ok(JobSetting::SoftDelete(true))
         );
         assert_eq!(
+            JobSetting::parse("flush_rows", &SettingValue::Number(100_000)),
+            Ok(JobSetting::FlushRows(100_000))
+        );
+        assert_eq!(
             JobSetting::parse("freshness_target", &SettingValue::Text("2 hours".into())),
             Ok(JobSetting::FreshnessTarget(7200))
         );
@@ -362,6 +371,7 @@ mod tests {
             ),
             ("max_retained_wal", SettingValue::Number(0), "such as '500 MB'"),
             ("soft_delete", SettingValue::Number(1), "true or false"),
+            ("flush_rows", SettingValue::Number(0), "between 1 and 10000000"),
             ("labels", SettingValue::Text("Team=x".into()), "lower-case letters"),
             ("labels", SettingValue::Text("a=1,a=2".into()), "given twice"),
             ("batch_rows", SettingValue::Number(0), "between 1 and 1000000"),

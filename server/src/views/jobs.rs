@@ -437,6 +437,9 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     if let Some(bytes) = job.cdc.max_retained_wal {
         sql.push_str(&format!(", max_retained_wal = '{}'", bytes_text(bytes)));
     }
+    if let Some(rows) = job.cdc.flush_rows {
+        sql.push_str(&format!(", flush_rows = {rows}"));
+    }
     for (name, value) in &job.source_settings {
         let value = match value {
             OptionValue::Text(text) => format!("'{}'", text.replace('\'', "''")),
