@@ -254,8 +254,14 @@ async fn drop_database_is_refused_while_in_use_and_cascade_removes_everything() 
     admin.batch_execute("DROP DATABASE IF EXISTS model_5").await.unwrap();
 
     // A database of the same name starts empty.
+    assert_created_empty(&sluice, &admin).await;
+}
+
+/// `CREATE DATABASE model_5` makes a database with nothing in it.
+async fn assert_created_empty(sluice: &Sluice, admin: &Client) {
     admin.batch_execute("CREATE DATABASE model_5").await.unwrap();
-    let model_5 = connect_to(&sluice, "model_5").await.unwrap();
+    assert!(!sluice.data_dir().join("warehouse/.namespaces/model_5/orders").exists());
+    let model_5 = connect_to(sluice, "model_5").await.unwrap();
     for table in ["connections", "secrets", "jobs", "runs"] {
         assert_eq!(
             one(&model_5, &format!("SELECT count(*) FROM sluice.{table}")).await,
@@ -298,15 +304,5 @@ async fn a_crash_in_drop_database_leaves_it_whole_or_gone() {
     let err = connect_to(&sluice, "model_5").await.expect_err("dropped");
     assert_eq!(sqlstate(&err), "3D000", "{err:?}");
     assert!(sluice.data_dir().join("warehouse/.namespaces/model_5").exists());
-    admin.batch_execute("CREATE DATABASE model_5").await.unwrap();
-    assert!(!sluice.data_dir().join("warehouse/.namespaces/model_5/orders").exists());
-    let model_5 = connect_to(&sluice, "model_5").await.unwrap();
-    for table in ["connections", "secrets", "jobs", "runs"] {
-        assert_eq!(
-            one(&model_5, &format!("SELECT count(*) FROM sluice.{table}")).await,
-            "0",
-            "{table}"
-        );
-    }
-    expect_err(&model_5, "SELECT * FROM warehouse.orders", "42P01").await;
+    assert_created_empty(&sluice, &admin).await;
 }
