@@ -306,3 +306,54 @@ async fn a_crash_in_drop_database_leaves_it_whole_or_gone() {
     assert!(sluice.data_dir().join("warehouse/.namespaces/model_5").exists());
     assert_created_empty(&sluice, &admin).await;
 }
+
+#[tokio::test]
+async fn every_database_is_scheduled_and_they_share_the_run_limit() {
+    let sluice = Sluice::start_with(&["--max-concurrent-runs", "1"], &[]);
+    let admin = sluice.client().await;
+    admin
+        .batch_execute("CREATE DATABASE model_5; CREATE DATABASE model_6")
+        .await
+        .unwrap();
+    for (database, folder) in [("model_5", "five"), ("model_6", "six")] {
+        let client = connect_to(&sluice, database).await.unwrap();
+        load_orders(&sluice, &client, folder, 2000).await;
+        client
+            .batch_execute("ALTER ETL JOB orders SET SCHEDULE CRON '* * * * * *'")
+            .await
+            .unwrap();
+    }
+    // Both databases' jobs are due every second; one run at a time over both.
+    let scheduled = "SELECT namespace, count(*) FROM sluice_admin.runs \
+                     WHERE trigger = 'schedule' AND status = 'succeeded' GROUP BY namespace ORDER BY namespace";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let counts = rows(&admin, scheduled).await;
+        let each: Vec<u64> = counts
+            .iter()
+            .map(|r| r[1].as_deref().unwrap().parse().unwrap())
+            .collect();
+        if counts.len() == 2 && each.iter().all(|&n| n >= 3) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "scheduled runs: {counts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for database in ["model_5", "model_6"] {
+        let client = connect_to(&sluice, database).await.unwrap();
+        client.batch_execute("ALTER ETL JOB orders PAUSE").await.unwrap();
+    }
+    let runs = rows(
+        &admin,
+        "SELECT namespace, date_part('epoch', started_at) AS started, date_part('epoch', finished_at) AS finished \
+         FROM sluice_admin.runs WHERE trigger = 'schedule' AND status = 'succeeded' ORDER BY started_at",
+    )
+    .await;
+    let seconds = |v: &Option<String>| v.as_deref().unwrap().parse::<f64>().unwrap();
+    for pair in runs.windows(2) {
+        assert!(
+            seconds(&pair[1][1]) >= seconds(&pair[0][2]),
+            "a run started before the one before it ended: {pair:?}"
+        );
+    }
+}
