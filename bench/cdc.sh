@@ -14,10 +14,12 @@
 #   copy-limit     psql \copy (select * from items) to /dev/null (binary)
 #   snapshot-merge the MERGE job's first run: snapshot and slot
 #   snapshot-hist  the HISTORY job's first run
-# then commits two bursts of changes, one after the other:
+# then commits two bursts of changes, one after the other (small first: a
+# run after the big one pays at the source for re-reading its WAL until the
+# slot's restart_lsn moves past it, see docs/performance.md):
+#   small          ROWS/10 updates in transactions of 100 rows each
 #   big            ROWS updates in one transaction, then ROWS/10 inserts and
 #                  ROWS/10 deletes in one transaction each
-#   small          ROWS/10 updates in transactions of 100 rows each
 # and for each measures:
 #   decode-limit   pg_recvlogical reading the burst through pgoutput from a
 #                  slot that stood where the jobs' slots stood, to /dev/null:
@@ -78,7 +80,7 @@ for N in "${SIZES[@]}"; do
 
   pgsql -c "CREATE PUBLICATION bench_pub FOR TABLE items" >/dev/null
   INSERTS=$((N / 10)); DELETES=$((N / 10)); SMALL=$((N / 10))
-  for burst in big small; do
+  for burst in small big; do
     # The raw reader's slot starts where the jobs' slots stand now.
     pgsql -c "SELECT pg_drop_replication_slot('bench_raw') FROM pg_replication_slots WHERE slot_name = 'bench_raw'" \
           -c "SELECT pg_create_logical_replication_slot('bench_raw', 'pgoutput')" >/dev/null
