@@ -37,6 +37,11 @@ pub struct CdcSettings {
     /// (`WITH (flush_rows = 10000)`); `None` is the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flush_rows: Option<u32>,
+    /// Seconds after which a run commits the changes it holds, and a
+    /// `CONTINUOUS` job checks that it is caught up
+    /// (`WITH (flush_interval = '10 seconds')`); `None` is the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_interval_seconds: Option<u32>,
 }
 
 impl CdcSettings {
@@ -50,6 +55,19 @@ impl CdcSettings {
     /// transaction end after this many change rows.
     pub fn flush_rows(&self) -> u64 {
         self.flush_rows.unwrap_or(Self::DEFAULT_FLUSH_ROWS).into()
+    }
+
+    /// `flush_interval` when none is given: 10 seconds.
+    pub const DEFAULT_FLUSH_INTERVAL_SECONDS: u32 = 10;
+
+    /// The longest a complete transaction waits for its micro-batch to
+    /// commit.
+    pub fn flush_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.flush_interval_seconds
+                .unwrap_or(Self::DEFAULT_FLUSH_INTERVAL_SECONDS)
+                .into(),
+        )
     }
 
     pub fn is_default(&self) -> bool {

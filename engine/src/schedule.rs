@@ -43,6 +43,8 @@ pub struct Schedule {
 enum Cadence {
     /// Never by itself: only `RUN ETL JOB`.
     Manual,
+    /// Always: a change-data-capture job whose stream stays open.
+    Continuous,
     /// Every `count` units, counted from the Unix epoch.
     Every { count: u32, unit: Unit },
     /// A calendar rule, as the text it was written in and the cron pattern
@@ -129,11 +131,25 @@ impl Schedule {
         matches!(self.cadence, Cadence::Manual)
     }
 
+    /// `CONTINUOUS`: a CDC job whose change stream the scheduler keeps open.
+    pub fn continuous() -> Self {
+        Self {
+            cadence: Cadence::Continuous,
+            zone: Tz::UTC,
+        }
+    }
+
+    /// True for `CONTINUOUS`.
+    pub fn is_continuous(&self) -> bool {
+        matches!(self.cadence, Cadence::Continuous)
+    }
+
     /// The first time strictly after `after` that the schedule fires; `None`
-    /// for `MANUAL` (or a cron pattern that never matches again).
+    /// for `MANUAL` and `CONTINUOUS`, which have no ticks (or a cron pattern
+    /// that never matches again).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match &self.cadence {
-            Cadence::Manual => None,
+            Cadence::Manual | Cadence::Continuous => None,
             Cadence::Every { count, unit } => {
                 let step = i64::from(*count) * unit.seconds();
                 let next = (after.timestamp().div_euclid(step) + 1) * step;
@@ -163,6 +179,7 @@ impl fmt::Display for Schedule {
         let at = |t: &NaiveTime| t.format("'%H:%M'").to_string();
         match &self.cadence {
             Cadence::Manual => return f.write_str("MANUAL"),
+            Cadence::Continuous => return f.write_str("CONTINUOUS"),
             Cadence::Every { count, unit } => {
                 let unit = match unit {
                     Unit::Minutes => "MINUTES",
@@ -223,8 +240,14 @@ impl Schedule {
         if let Some(extra) = words.next() {
             return Err(ScheduleError(format!("unexpected {extra} at the end of the schedule")));
         }
-        if matches!(cadence, Cadence::Manual) && zone != Tz::UTC {
-            return Err(ScheduleError("a MANUAL schedule takes no TIMEZONE".into()));
+        match cadence {
+            Cadence::Manual if zone != Tz::UTC => {
+                return Err(ScheduleError("a MANUAL schedule takes no TIMEZONE".into()));
+            }
+            Cadence::Continuous if zone != Tz::UTC => {
+                return Err(ScheduleError("CONTINUOUS takes no TIMEZONE".into()));
+            }
+            _ => {}
         }
         Ok(Schedule { cadence, zone })
     }
@@ -326,6 +349,9 @@ impl Words {
         if self.keyword("MANUAL") {
             return Ok(Cadence::Manual);
         }
+        if self.keyword("CONTINUOUS") {
+            return Ok(Cadence::Continuous);
+        }
         if self.keyword("EVERY") {
             let count = self.number("a number")?;
             let unit = if self.keyword("MINUTES") || self.keyword("MINUTE") {
@@ -397,7 +423,7 @@ impl Words {
             Calendar::Cron { expression }
         } else {
             return Err(self.unexpected(
-                "MANUAL, EVERY n MINUTES|HOURS, HOURLY [AT MINUTE m], DAILY AT 'HH:MM', WEEKLY ON day AT 'HH:MM', \
+                "MANUAL, CONTINUOUS, EVERY n MINUTES|HOURS, HOURLY [AT MINUTE m], DAILY AT 'HH:MM', WEEKLY ON day AT 'HH:MM', \
                  MONTHLY ON n|LAST AT 'HH:MM' or CRON '...'",
             ));
         };

@@ -107,7 +107,6 @@ impl StatementError {
                     ParseErrorKind::Syntax => "42601",
                     ParseErrorKind::NumberOutOfRange => "22003",
                     ParseErrorKind::DatetimeOutOfRange => "22008",
-                    ParseErrorKind::FeatureNotSupported => "0A000",
                 };
                 let mut info = error(code, e.message, None);
                 info.position = e.position.map(|p| (p + offset).to_string());

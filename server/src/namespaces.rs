@@ -173,9 +173,11 @@ impl Namespaces {
             Ok(jobs) => jobs,
             Err(e) => return refused(e.into()),
         };
-        let running = jobs
-            .iter()
-            .find_map(|job| Some((&job.name, namespace.jobs.running_run(&job.name)?)));
+        // A continuous job's stream is always on; CASCADE stops it.
+        let running = jobs.iter().find_map(|job| {
+            let run = namespace.jobs.running_run(&job.name)?;
+            (namespace.jobs.running_stream(&job.name) != Some(run)).then_some((&job.name, run))
+        });
         if let Some((job, run)) = running {
             return refused(in_use(&format!(
                 "ETL job \"{job}\" is running (run {run}); cancel it or wait for it to end"

@@ -520,3 +520,55 @@ async fn create_checks_refuse_before_saving() {
     assert!(message.contains("binlog_format"), "{message}");
     client.batch_execute("DROP ETL JOB j").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_job_streams_the_binlog_and_stops_for_drop() {
+    let maria = MariaDb::start();
+    let sluice = Sluice::start();
+    maria.sql(&format!(
+        "{ITEMS} INSERT INTO items VALUES (1, 'a', 1, 1.50, 'small'), (2, 'b', 2, 2.00, 'large');"
+    ));
+    let client = sluice.client().await;
+    create_connection(&client, &maria, "crm", &maria.user, &maria.password).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB items_history FROM crm.shop.items INTO items_h CDC HISTORY CONTINUOUS \
+             WITH (flush_interval = '1 second')",
+        )
+        .await
+        .unwrap();
+    // No RUN: the scheduler's stream loads the table, then follows the binlog.
+    let streamed = |expected: Vec<Vec<Option<String>>>| {
+        let client = &client;
+        async move {
+            for _ in 0..300 {
+                let current = client
+                    .simple_query("SELECT id, name, qty, price, kind FROM warehouse.items_h_current ORDER BY id")
+                    .await;
+                if current.is_ok() && warehouse(client, "items_h_current").await == expected {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            panic!("the stream did not catch up with {expected:?}");
+        }
+    };
+    streamed(source(&maria)).await;
+    maria.sql(
+        "INSERT INTO items VALUES (3, 'c', 3, 3.00, NULL); UPDATE items SET qty = 10 WHERE id = 1; \
+         DELETE FROM items WHERE id = 2;",
+    );
+    streamed(source(&maria)).await;
+    assert_history_applied_once(&client).await;
+    assert_eq!(
+        one(
+            &client,
+            "SELECT trigger || ' ' || status FROM sluice.runs WHERE job = 'items_history' ORDER BY run_id DESC LIMIT 1"
+        )
+        .await,
+        "schedule running",
+        "one run, the stream, still open"
+    );
+    client.batch_execute("DROP ETL JOB items_history").await.unwrap();
+    assert_eq!(one(&client, "SELECT count(*) FROM sluice.jobs").await, "0");
+}

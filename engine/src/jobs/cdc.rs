@@ -18,14 +18,15 @@ use futures::StreamExt;
 use sluice_catalog::{CdcMode, CdcPhase, CdcState, JobRecord, LoadType, RunRecord, RunTrigger};
 use tracing::{info, warn};
 
+use super::cdc_drain::{Drain, seconds_between};
+use super::continuous::is_continuous;
 use super::define::JobColumns;
 use super::runner::{Progress, RunSummary, Work};
 use super::settings::bytes_text;
 use super::{ActiveRun, JobManager};
 use crate::cdc::{DELETED_AT_COLUMN, change_table_schema, snapshot_changes, snapshot_truncate};
 use crate::contract::{
-    Capture, CdcError, ChangeEvent, ChangeSource, ChangeSpec, ChangeStream, Destination, LoadTransaction, Position,
-    Retention, TableDescription, WriteMode,
+    Capture, CdcError, ChangeSource, ChangeSpec, Destination, Position, Retention, TableDescription, WriteMode,
 };
 use crate::error::EngineError;
 use crate::failpoint;
@@ -60,8 +61,8 @@ pub(super) fn capture(columns: &JobColumns, mode: CdcMode) -> Capture {
 }
 
 /// Refuses the CDC settings on jobs they do not apply to (`22023`):
-/// `soft_delete` outside `CDC MERGE`, `max_retained_wal` and `flush_rows`
-/// outside CDC.
+/// `soft_delete` outside `CDC MERGE`; `CONTINUOUS`, `max_retained_wal`,
+/// `flush_rows` and `flush_interval` outside CDC.
 pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
     let refuse = |what: &str| {
         Err(EngineError::InvalidJob {
@@ -76,11 +77,15 @@ pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
         _ if job.cdc.soft_delete => refuse("soft_delete applies to CDC MERGE jobs only"),
         _ if job.cdc.max_retained_wal.is_some() => refuse("max_retained_wal applies to CDC jobs only"),
         _ if job.cdc.flush_rows.is_some() => refuse("flush_rows applies to CDC jobs only"),
+        _ if job.cdc.flush_interval_seconds.is_some() => refuse("flush_interval applies to CDC jobs only"),
+        _ if is_continuous(job) => {
+            refuse("only a CDC job can be CONTINUOUS (a change stream kept open); give it a SCHEDULE instead")
+        }
         _ => Ok(()),
     }
 }
 
-fn capture_error(job: &JobRecord) -> impl Fn(CdcError) -> EngineError + '_ {
+pub(super) fn capture_error(job: &JobRecord) -> impl Fn(CdcError) -> EngineError + '_ {
     |error| EngineError::ChangeCapture {
         connection: job.source.connection.clone(),
         error,
@@ -147,6 +152,9 @@ impl JobManager {
                 reason: "only a CDC job has a change stream to restart; RUN ETL JOB instead".into(),
             });
         };
+        // A continuous job's stream stops for the resync and starts again
+        // from the new slot after it.
+        let _stopped = self.hold_stream(name).await?;
         self.run_work(name, RunTrigger::Resync, Work::Resync(mode), progress)
             .await
     }
@@ -227,19 +235,23 @@ impl JobManager {
                 }
             }
         };
-        // The destination holds everything committed before the drain's
-        // marker, written just after this.
-        let current_at = Utc::now();
-        let drain = self.drain(job, &capture, &*changes, &*destination, &spec, &state, position, run);
-        let last = tokio::select! {
-            last = drain => last?,
-            () = active.cancel.notified() => return Err(cancelled()),
+        let drain = Drain {
+            job,
+            capture: &capture,
+            changes: &*changes,
+            destination: &*destination,
+            spec: &spec,
+            active,
+            catalog: self.catalog(),
         };
+        let drained = drain.run(&mut state, position, run).await?;
         state.phase = CdcPhase::Streaming;
-        state.position = Some(last.to_json());
+        state.position = Some(drained.committed.to_json());
         let now = Utc::now();
-        state.lag_seconds = Some((now - current_at).num_milliseconds().max(0) as f64 / 1000.0);
-        state.checked_at = Some(now);
+        if let Some(caught_up_at) = drained.caught_up_at {
+            state.lag_seconds = Some(seconds_between(caught_up_at, now));
+            state.checked_at = Some(now);
+        }
         match changes.retained(&state).await {
             Ok(retention) => state.lag_bytes = retention.and_then(|r| r.behind),
             Err(e) => warn!(job = %job.name, error = %e, "could not measure the WAL the slot holds back"),
@@ -364,131 +376,6 @@ impl JobManager {
         self.catalog().set_cdc_state(state)?;
         info!(job = %job.name, rows = run.rows, position = %position.to_json(), append, "snapshot committed");
         Ok(position)
-    }
-
-    /// Applies the transactions committed after `from` up to a marker
-    /// written now; returns the position the destination holds after.
-    #[allow(clippy::too_many_arguments)]
-    async fn drain(
-        &self,
-        job: &JobRecord,
-        capture: &Capture,
-        changes: &dyn ChangeSource,
-        destination: &dyn Destination,
-        spec: &ChangeSpec,
-        state: &CdcState,
-        from: Position,
-        run: &mut RunRecord,
-    ) -> Result<Position, EngineError> {
-        let failed = capture_error(job);
-        let mut stream = changes.stream(capture, state, &from).await.map_err(&failed)?;
-        let marker = format!("sluice.drain.{}", run.id);
-        changes.mark(&marker).await.map_err(&failed)?;
-        let mut batch = Batch {
-            destination,
-            table: &job.destination.table,
-            spec,
-            run_id: run.id,
-            open: None,
-            rows: 0,
-            last: from.clone(),
-            committed: from,
-        };
-        let mut skipping = false;
-        let drained = async {
-            loop {
-                let event = stream.next().await.map_err(&failed)?.ok_or_else(|| {
-                    failed(CdcError::Replication {
-                        code: None,
-                        message: "the source ended the change stream before the run's marker arrived".into(),
-                    })
-                })?;
-                match event {
-                    ChangeEvent::Begin { key, .. } => skipping = batch.committed.contains(&key),
-                    ChangeEvent::Rows(rows) if !skipping => {
-                        run.rows += rows.num_rows() as u64;
-                        batch.write(rows).await?;
-                    }
-                    ChangeEvent::Commit { resume } if !skipping => {
-                        batch.last = resume;
-                        if batch.rows >= job.cdc.flush_rows() {
-                            batch.flush(&mut *stream).await?;
-                        }
-                    }
-                    ChangeEvent::Marker { prefix, .. } if prefix == marker => break,
-                    _ => {}
-                }
-            }
-            batch.flush(&mut *stream).await
-        }
-        .await;
-        if let Err(e) = drained {
-            if let Some(open) = batch.open.take()
-                && let Err(abort) = open.abort().await
-            {
-                warn!(error = %abort, "could not discard the uncommitted change batch");
-            }
-            return Err(e);
-        }
-        if let Err(e) = stream.close().await {
-            warn!(job = %job.name, error = %e, "could not close the change stream");
-        }
-        Ok(batch.committed)
-    }
-}
-
-/// The micro-batch a drain is filling.
-struct Batch<'a> {
-    destination: &'a dyn Destination,
-    table: &'a str,
-    spec: &'a ChangeSpec,
-    run_id: u64,
-    open: Option<Box<dyn LoadTransaction>>,
-    /// Change rows in `open`.
-    rows: u64,
-    /// The resume point of the last complete transaction seen.
-    last: Position,
-    /// What the destination holds.
-    committed: Position,
-}
-
-impl Batch<'_> {
-    async fn write(&mut self, rows: RecordBatch) -> Result<(), EngineError> {
-        if self.open.is_none() {
-            self.open = Some(
-                self.destination
-                    .begin_changes(self.table, self.run_id, self.spec)
-                    .await?,
-            );
-        }
-        self.rows += rows.num_rows() as u64;
-        let open = self.open.as_mut().expect("opened above");
-        open.write(rows).await?;
-        Ok(())
-    }
-
-    /// Commits the complete transactions with their position, then
-    /// confirms it to the source.
-    async fn flush(&mut self, stream: &mut dyn ChangeStream) -> Result<(), EngineError> {
-        if self.last == self.committed {
-            return Ok(());
-        }
-        let open = match self.open.take() {
-            Some(open) => open,
-            // Transactions of other tables only: record the position alone.
-            None => {
-                self.destination
-                    .begin_changes(self.table, self.run_id, self.spec)
-                    .await?
-            }
-        };
-        failpoint::hit("cdc_before_batch_commit")?;
-        open.commit(Some(self.last.to_json())).await?;
-        failpoint::hit("cdc_after_batch_commit")?;
-        stream.confirm(&self.last);
-        self.committed = self.last.clone();
-        self.rows = 0;
-        Ok(())
     }
 }
 

@@ -552,6 +552,7 @@ impl JobManager {
                     why: "it has loaded data",
                 });
             }
+            let _stopped = self.hold_stream(&old.name).await?;
             let _editing = self.claim(&old.name, 0)?;
             let (_, current) = self.source_columns(&old).await?;
             let notices = self.change_definition(old, wanted, current.description).await?;
@@ -699,6 +700,7 @@ impl JobManager {
                     .check_schedule(&job.destination.table, &schedule)
                     .map_err(|message| EngineError::InvalidJob { message })?;
                 job.schedule = schedule.to_string();
+                check_cdc_settings(&job)?;
             }
             JobChange::Watermark(value) => self.set_watermark(&job, value)?,
             JobChange::Set(settings) => {
@@ -722,6 +724,10 @@ impl JobManager {
         }
         job.updated_at = Utc::now();
         self.catalog().replace_job(&job)?;
+        // A stream takes up the change when the scheduler starts it again.
+        if let Some(run_id) = self.stop_stream(name) {
+            info!(job = name, run_id, "the job's stream stops to take up the change");
+        }
         self.notify_changed();
         info!(job = name, "ETL job altered");
         Ok(())
@@ -774,6 +780,7 @@ impl JobManager {
 
     /// Drops a job; unless `keep_data`, its destination table too.
     pub async fn drop_job(&self, name: &str, if_exists: bool, keep_data: bool) -> Result<bool, EngineError> {
+        let _stopped = self.hold_stream(name).await?;
         if let Some(run) = self.running_run(name) {
             return Err(EngineError::JobRunning {
                 job: name.into(),

@@ -141,6 +141,7 @@ impl JobManager {
     /// that say how the destination follows. Refused while the job runs.
     pub async fn edit_job(&self, name: &str, edit: JobEdit) -> Result<Vec<String>, EngineError> {
         let job = self.catalog().job(name)?;
+        let _stopped = self.hold_stream(name).await?;
         let _editing = self.claim(name, 0)?;
         if edit == JobEdit::ResetWatermark {
             return self.reset_watermark(job);

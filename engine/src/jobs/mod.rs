@@ -2,6 +2,8 @@
 //! source into a destination exactly once.
 
 mod cdc;
+mod cdc_drain;
+pub(crate) mod continuous;
 mod dedupe;
 mod define;
 mod edit;
@@ -58,6 +60,9 @@ use progress::LiveProgress;
 #[derive(Clone)]
 struct ActiveRun {
     run_id: u64,
+    /// A continuous job's stream, which a cancel stops (committing what it
+    /// holds) rather than aborts.
+    continuous: bool,
     cancel: Arc<Notify>,
     progress: Arc<LiveProgress>,
 }
@@ -85,6 +90,8 @@ pub struct JobManager {
     definitions: AtomicU64,
     /// Jobs whose runs ended since the scheduler last asked.
     ended: Mutex<BTreeSet<String>>,
+    /// Continuous jobs whose stream a statement keeps stopped.
+    held: Mutex<BTreeSet<String>>,
 }
 
 impl JobManager {
@@ -100,6 +107,7 @@ impl JobManager {
             changed: Notify::new(),
             definitions: AtomicU64::new(0),
             ended: Mutex::default(),
+            held: Mutex::default(),
         }
     }
 

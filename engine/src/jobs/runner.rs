@@ -21,7 +21,7 @@ use super::plan::{self, RunPlan};
 use super::progress::{LiveProgress, LiveRun, RunPhase};
 use super::reconcile::INTERRUPTED;
 use super::verify::CursorWindow;
-use super::{ActiveRun, JobManager, schema_changes, split, whole_files, window};
+use super::{ActiveRun, JobManager, continuous, schema_changes, split, whole_files, window};
 use crate::contract::{ScanPiece, WriteMode};
 use crate::error::EngineError;
 use crate::failpoint;
@@ -114,7 +114,9 @@ impl JobManager {
     }
 
     /// Asks a running run to stop; it ends `cancelled` with nothing
-    /// committed. A queued run is cancelled before it starts.
+    /// committed (a continuous job's stream commits the transactions it
+    /// holds and ends; the scheduler starts it again unless the job is
+    /// paused). A queued run is cancelled before it starts.
     pub fn cancel_run(&self, run_id: u64) -> Result<(), EngineError> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(active) = running.values().find(|a| a.run_id == run_id) {
@@ -170,6 +172,12 @@ impl JobManager {
     /// Marks `job` as running run `run_id` until the guard is dropped (run
     /// 0: an edit that no run may overlap); refused while it runs.
     pub(super) fn claim(&self, job: &str, run_id: u64) -> Result<(RunningGuard<'_>, ActiveRun), EngineError> {
+        self.claim_as(job, run_id, false)
+    }
+
+    /// [`claim`](Self::claim), for a continuous job's stream when
+    /// `continuous`.
+    fn claim_as(&self, job: &str, run_id: u64, continuous: bool) -> Result<(RunningGuard<'_>, ActiveRun), EngineError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = running.get(job) {
             return Err(EngineError::JobRunning {
@@ -179,6 +187,7 @@ impl JobManager {
         }
         let active = ActiveRun {
             run_id,
+            continuous,
             cancel: Arc::new(Notify::new()),
             progress: Arc::new(LiveProgress::new()),
         };
@@ -257,7 +266,8 @@ impl JobManager {
                     })?
             }
         };
-        let (guard, active) = match self.claim(name, run.id) {
+        let continuous = matches!(work, Work::Load) && continuous::streams(&job, run.trigger);
+        let (guard, active) = match self.claim_as(name, run.id, continuous) {
             Ok(claimed) => claimed,
             Err(e) => {
                 run.status = RunStatus::Cancelled;

@@ -41,6 +41,8 @@ pub enum JobSetting {
     MaxRetainedWal(u64),
     /// CDC: change rows after which a run commits a micro-batch.
     FlushRows(u32),
+    /// CDC: seconds after which a run commits the changes it holds.
+    FlushInterval(u32),
     /// A document store's mapping option (`sample`, `keep_document`,
     /// `on_type_mismatch`) for this job's reads, over the connection's.
     Source(&'static str, OptionValue),
@@ -49,7 +51,7 @@ pub enum JobSetting {
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, \
      commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify, soft_delete, \
-     max_retained_wal, flush_rows, sample, keep_document, on_type_mismatch";
+     max_retained_wal, flush_rows, flush_interval, sample, keep_document, on_type_mismatch";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -125,6 +127,10 @@ impl JobSetting {
                 _ => Err("soft_delete must be true or false".into()),
             },
             "flush_rows" => number(1, 10_000_000).map(JobSetting::FlushRows),
+            "flush_interval" => seconds(value, 3_600)
+                .filter(|&s| s > 0)
+                .map(|s| JobSetting::FlushInterval(s as u32))
+                .ok_or_else(|| "flush_interval must be a duration such as '10 seconds' (1 second to 1 hour)".into()),
             "max_retained_wal" => bytes(value)
                 .filter(|&b| b > 0)
                 .map(JobSetting::MaxRetainedWal)
@@ -157,6 +163,7 @@ impl JobSetting {
             JobSetting::SoftDelete(_) => "soft_delete",
             JobSetting::MaxRetainedWal(_) => "max_retained_wal",
             JobSetting::FlushRows(_) => "flush_rows",
+            JobSetting::FlushInterval(_) => "flush_interval",
             JobSetting::Source(name, _) => name,
         }
     }
@@ -179,6 +186,7 @@ impl JobSetting {
             JobSetting::SoftDelete(on) => job.cdc.soft_delete = on,
             JobSetting::MaxRetainedWal(bytes) => job.cdc.max_retained_wal = Some(bytes),
             JobSetting::FlushRows(rows) => job.cdc.flush_rows = Some(rows),
+            JobSetting::FlushInterval(seconds) => job.cdc.flush_interval_seconds = Some(seconds),
             JobSetting::Source(name, value) => {
                 job.source_settings.insert(name.to_owned(), value);
             }

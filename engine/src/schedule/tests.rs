@@ -26,6 +26,7 @@ fn fires(text: &str, from: &str, n: usize) -> Vec<String> {
 fn normalises_every_kind_and_parses_it_back() {
     for (written, canonical) in [
         ("manual", "MANUAL"),
+        ("continuous", "CONTINUOUS"),
         ("every 15 minutes", "EVERY 15 MINUTES"),
         ("EVERY 1 hour", "EVERY 1 HOURS"),
         ("hourly", "HOURLY"),
@@ -46,6 +47,8 @@ fn normalises_every_kind_and_parses_it_back() {
     }
     assert!(schedule("MANUAL").is_manual());
     assert_eq!(schedule("MANUAL").next_after(at("2026-01-01T00:00:00Z")), None);
+    assert!(schedule("CONTINUOUS").is_continuous() && !schedule("CONTINUOUS").is_manual());
+    assert_eq!(schedule("CONTINUOUS").next_after(at("2026-01-01T00:00:00Z")), None);
 }
 
 #[test]
@@ -63,6 +66,7 @@ fn rejects_bad_schedules_with_the_reason() {
         ("CRON '61 * * * *'", "invalid cron expression"),
         ("DAILY AT '01:00' TIMEZONE 'Mars/Olympus'", "unknown time zone"),
         ("MANUAL TIMEZONE 'Europe/Warsaw'", "no TIMEZONE"),
+        ("CONTINUOUS TIMEZONE 'Europe/Warsaw'", "no TIMEZONE"),
         ("DAILY AT '01:00' please", "unexpected"),
         ("CRON '0 3 * * *", "unterminated"),
     ] {

@@ -23,12 +23,16 @@ pub use retry::Backoff;
 
 use crate::contract::MAX_CONCURRENT_RUNS;
 use crate::error::EngineError;
-use crate::jobs::{CursorWindow, JobManager};
+use crate::jobs::{CursorWindow, JobManager, continuous};
 use crate::metrics::EngineMetrics;
 use plan::{Action, Situation};
 
 /// The longest the scheduler sleeps without looking at the catalog again.
 const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// How long a continuous job's stream runs before a failure counts as the
+/// first of a new series (its retry waits the shortest backoff again).
+const STREAM_SETTLED: Duration = Duration::from_secs(10 * 60);
 
 /// Limits and policies of the scheduler.
 #[derive(Debug, Clone)]
@@ -367,7 +371,9 @@ impl Scheduler {
             state: state.as_ref(),
             now,
             started_at: self.started_at,
-            running: self.jobs.running_run(&job.name),
+            // A statement holding a continuous job's stream stopped counts
+            // as a run.
+            running: (self.jobs.running_run(&job.name)).or_else(|| self.jobs.stream_held(&job.name).then_some(0)),
         });
         match decision.action {
             Action::Wait => {
@@ -384,7 +390,10 @@ impl Scheduler {
             }
             Action::Run { trigger, attempt, due } => {
                 let run_id = self.queue(&job.name, trigger)?;
-                if !self.try_reserve(job)? {
+                // A continuous job's stream is always on: it takes no slot
+                // of the bounded pool (the source's replication limits
+                // bound how many there are).
+                if !schedule.is_continuous() && !self.try_reserve(job)? {
                     // No free slot: stay due and queued; a finishing run wakes us.
                     return Ok(None);
                 }
@@ -469,7 +478,15 @@ impl Scheduler {
         tokio::spawn(
             async move {
                 let _slot = slot;
+                let started = Instant::now();
                 let result = this.jobs.run_queued(&job.name, run_id).await;
+                // A stream that ran for a while before it failed starts a
+                // new series of retries.
+                let attempt = if continuous::is_continuous(&job) && started.elapsed() >= STREAM_SETTLED {
+                    0
+                } else {
+                    attempt
+                };
                 if let Err(e) = this.after_run(&job, run_id, attempt, result.err()) {
                     warn!(error = %e, "could not record the outcome of a scheduled run");
                 }
@@ -500,13 +517,31 @@ impl Scheduler {
         }
         let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         let catalog = self.jobs.catalog();
-        let retry = plan::retry_after_failure(
-            job,
-            attempt,
-            error.is_transient(),
-            self.clock.now(),
-            &self.config.backoff,
-        );
+        let continuous = continuous::is_continuous(job);
+        let retry = if continuous {
+            Some(plan::continuous_retry(attempt, self.clock.now(), &self.config.backoff))
+        } else {
+            plan::retry_after_failure(
+                job,
+                attempt,
+                error.is_transient(),
+                self.clock.now(),
+                &self.config.backoff,
+            )
+        };
+        // A stream is retried for ever: report it once per series, when the
+        // failure needs a person (not transient) or retries ran out.
+        let report = if error.is_transient() {
+            attempt == job.max_retries
+        } else {
+            attempt == 0
+        };
+        if continuous && report {
+            warn!(job = %job.name, attempt, error = %error, "the job's stream keeps failing; it is retried");
+            if let Some(alerts) = self.jobs.alerts() {
+                alerts.run_failed(&job.name, run_id, &error.to_string());
+            }
+        }
         match (catalog.schedule_state(&job.name)?, retry) {
             (Some(mut state), Some(retry)) => {
                 info!(job = %job.name, attempt = retry.attempt, at = %retry.at, error = %error, "run failed; retry planned");

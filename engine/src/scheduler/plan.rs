@@ -56,6 +56,9 @@ pub(super) fn decide(s: &Situation<'_>) -> Decision {
     if s.job.paused || s.schedule.is_manual() {
         return wait(planned(None));
     }
+    if s.schedule.is_continuous() {
+        return decide_continuous(s);
+    }
     // A new job, a changed schedule or a resumed job: plan from now, so a
     // change never fires a burst of old ticks.
     let Some(state) = s
@@ -95,6 +98,59 @@ pub(super) fn decide(s: &Situation<'_>) -> Decision {
     Decision {
         state: next,
         action: Action::Run { trigger, attempt, due },
+    }
+}
+
+/// A `CONTINUOUS` job (not paused) has no ticks: its stream runs whenever
+/// it is not running, after a failure once its retry is due.
+fn decide_continuous(s: &Situation<'_>) -> Decision {
+    let retry = s
+        .state
+        .filter(|state| state.schedule == s.job.schedule)
+        .and_then(|state| state.retry);
+    let state = |retry| ScheduleState {
+        job: s.job.name.clone(),
+        schedule: s.job.schedule.clone(),
+        next_run_at: None,
+        retry,
+    };
+    match retry {
+        // Its end wakes the scheduler up.
+        _ if s.running.is_some() => Decision {
+            state: state(retry),
+            action: Action::Wait,
+        },
+        Some(retry) if retry.at > s.now => Decision {
+            state: state(Some(retry)),
+            action: Action::Wait,
+        },
+        Some(retry) => Decision {
+            state: state(None),
+            action: Action::Run {
+                trigger: RunTrigger::Retry,
+                attempt: retry.attempt,
+                due: retry.at,
+            },
+        },
+        None => Decision {
+            state: state(None),
+            action: Action::Run {
+                trigger: RunTrigger::Schedule,
+                attempt: 0,
+                due: s.now,
+            },
+        },
+    }
+}
+
+/// The retry owed after a `CONTINUOUS` job's stream failed at `now` in
+/// attempt `attempt` (0 for a stream that had been running for a while):
+/// always one, after a backoff that grows with the failures in a row.
+pub(super) fn continuous_retry(attempt: u32, now: DateTime<Utc>, backoff: &Backoff) -> PendingRetry {
+    let attempt = attempt.saturating_add(1);
+    PendingRetry {
+        attempt,
+        at: now + backoff.delay(attempt),
     }
 }
 

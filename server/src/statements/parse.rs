@@ -28,8 +28,6 @@ pub enum ParseErrorKind {
     NumberOutOfRange,
     /// A number of days that leaves the range of dates.
     DatetimeOutOfRange,
-    /// Well-formed, but not implemented yet.
-    FeatureNotSupported,
 }
 
 /// Parses `sql` if it is a Sluice statement: `None` when its leading words

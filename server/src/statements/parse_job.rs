@@ -15,6 +15,9 @@ use super::parse_lookback::LookbackClauses;
 /// The name `INTO` uses for the built-in local warehouse.
 pub const WAREHOUSE: &str = "warehouse";
 
+/// `SCHEDULE ...` and `CONTINUOUS`, of which a job has one.
+const SCHEDULE_CLAUSE: &str = "SCHEDULE (or CONTINUOUS)";
+
 /// Words that end a schedule clause: the next clause starts.
 const CLAUSES: &[&str] = &[
     "WITH",
@@ -95,19 +98,16 @@ impl StatementParser<'_> {
                 };
                 load = Some(LoadRequest::Cdc { mode });
             } else if self.word("CONTINUOUS") {
-                return Err(self.out_of_range(
-                    ParseErrorKind::FeatureNotSupported,
-                    "CONTINUOUS change data capture is not implemented yet: give a CDC job a SCHEDULE (each run \
-                     applies the changes committed so far) or run it with RUN ETL JOB"
-                        .into(),
-                ));
+                // In place of a schedule: the scheduler keeps the stream open.
+                self.once(&mut given, SCHEDULE_CLAUSE)?;
+                schedule = Schedule::continuous();
             } else if self.word("COLUMNS") {
                 self.once(&mut given, "COLUMNS")?;
                 self.expect(Token::LParen)?;
                 column_overrides = self.comma_separated(|p| p.column_override())?;
                 self.expect(Token::RParen)?;
             } else if self.word("SCHEDULE") {
-                self.once(&mut given, "SCHEDULE")?;
+                self.once(&mut given, SCHEDULE_CLAUSE)?;
                 schedule = self.schedule()?;
             } else if self.word("WITH") {
                 self.once(&mut given, "WITH")?;
@@ -338,6 +338,10 @@ impl StatementParser<'_> {
     /// The schedule clause after `SCHEDULE`, up to the next clause, parsed
     /// from its tokens by the engine's schedule grammar.
     pub(super) fn schedule(&mut self) -> PResult<Schedule> {
+        // A clause word of its own (`CDC CONTINUOUS`), so read here.
+        if self.word("CONTINUOUS") {
+            return Ok(Schedule::continuous());
+        }
         let at_start = self.error(String::new());
         let mut tokens = Vec::new();
         loop {
@@ -447,9 +451,15 @@ mod tests {
         let j = job("CREATE ETL JOB j FROM pg.public.t CDC HISTORY SCHEDULE EVERY 5 MINUTES INTO h");
         assert_eq!(j.load, LoadRequest::Cdc { mode: CdcMode::History });
         assert_eq!(j.destination.unwrap().table, "h");
-        let err = parse("CREATE ETL JOB j FROM pg.public.t CDC CONTINUOUS").unwrap_err();
-        assert_eq!(err.kind, ParseErrorKind::FeatureNotSupported);
-        assert!(err.message.contains("SCHEDULE"), "{}", err.message);
+        let j = job("CREATE ETL JOB j FROM pg.public.t CDC CONTINUOUS WITH (flush_interval = '2 seconds')");
+        assert!(j.schedule.is_continuous());
+        assert!(
+            job("CREATE ETL JOB j FROM pg.public.t CDC SCHEDULE CONTINUOUS")
+                .schedule
+                .is_continuous()
+        );
+        let err = parse("CREATE ETL JOB j FROM pg.public.t CDC CONTINUOUS SCHEDULE HOURLY").unwrap_err();
+        assert!(err.message.contains("is given twice"), "{}", err.message);
         let err = parse("CREATE ETL JOB j FROM pg.public.t CDC SNAPSHOT").unwrap_err();
         assert!(err.message.contains("is given twice"), "{}", err.message);
     }

@@ -394,9 +394,13 @@ pub fn create_job_sql(job: &JobRecord) -> String {
             .collect();
         sql.push_str(&format!(" COLUMNS ({})", overrides.join(", ")));
     }
+    // `CONTINUOUS` stands where `SCHEDULE ...` does.
+    let schedule = match job.schedule.as_str() {
+        continuous @ "CONTINUOUS" => continuous.to_owned(),
+        schedule => format!("SCHEDULE {schedule}"),
+    };
     sql.push_str(&format!(
-        " SCHEDULE {} WITH (batch_rows = {}, max_retries = {}, catch_up = '{}'",
-        job.schedule,
+        " {schedule} WITH (batch_rows = {}, max_retries = {}, catch_up = '{}'",
         job.batch_rows,
         job.max_retries,
         job.catch_up.as_str()
@@ -439,6 +443,9 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     }
     if let Some(rows) = job.cdc.flush_rows {
         sql.push_str(&format!(", flush_rows = {rows}"));
+    }
+    if let Some(seconds) = job.cdc.flush_interval_seconds {
+        sql.push_str(&format!(", flush_interval = '{seconds} seconds'"));
     }
     for (name, value) in &job.source_settings {
         let value = match value {

@@ -5,7 +5,7 @@ use sluice_catalog::{
     CatchUp, JobDestination, JobRecord, JobSource, LoadType, PendingRetry, RunTrigger, ScheduleState,
 };
 
-use super::{Action, Situation, decide, retry_after_failure};
+use super::{Action, Situation, continuous_retry, decide, retry_after_failure};
 use crate::schedule::Schedule;
 use crate::scheduler::Backoff;
 
@@ -216,4 +216,77 @@ fn retries_only_transient_failures_and_only_max_retries_times() {
         None,
         "max_retries = 3"
     );
+}
+
+#[test]
+fn a_continuous_job_runs_whenever_it_is_not_running_and_never_skips() {
+    let job = job("CONTINUOUS");
+    let start = decide_at(&job, None, "2026-03-01T10:07:00Z", None);
+    assert_eq!(
+        start.action,
+        Action::Run {
+            trigger: RunTrigger::Schedule,
+            attempt: 0,
+            due: at("2026-03-01T10:07:00Z")
+        }
+    );
+    assert_eq!(
+        start.state.due_at(),
+        None,
+        "no tick: the stream's end wakes the scheduler"
+    );
+
+    // While its stream runs (or a statement holds it), nothing happens: no skip record.
+    let running = decide_at(&job, Some(&start.state), "2026-03-01T11:00:00Z", Some(7));
+    assert_eq!(running.action, Action::Wait);
+    let held = decide_at(&job, Some(&start.state), "2026-03-01T11:00:00Z", Some(0));
+    assert_eq!(held.action, Action::Wait);
+
+    // A stream that ended (stopped by ALTER) starts again at once.
+    let again = decide_at(&job, Some(&running.state), "2026-03-01T11:00:01Z", None);
+    assert!(matches!(
+        again.action,
+        Action::Run {
+            trigger: RunTrigger::Schedule,
+            ..
+        }
+    ));
+
+    // After a failure it waits for its retry, then runs it.
+    let failed = state(&job, None, Some((2, "2026-03-01T11:05:00Z")));
+    let waiting = decide_at(&job, Some(&failed), "2026-03-01T11:01:00Z", None);
+    assert_eq!(waiting.action, Action::Wait);
+    assert_eq!(waiting.state.due_at(), Some(at("2026-03-01T11:05:00Z")));
+    let retried = decide_at(&job, Some(&failed), "2026-03-01T11:05:00Z", None);
+    assert_eq!(
+        retried.action,
+        Action::Run {
+            trigger: RunTrigger::Retry,
+            attempt: 2,
+            due: at("2026-03-01T11:05:00Z")
+        }
+    );
+    assert_eq!(retried.state.retry, None);
+
+    // Paused: stopped, and nothing is owed.
+    let mut paused = job.clone();
+    paused.paused = true;
+    let d = decide_at(&paused, Some(&failed), "2026-03-01T11:06:00Z", None);
+    assert_eq!((d.action, d.state.due_at()), (Action::Wait, None));
+}
+
+#[test]
+fn a_failed_stream_is_always_retried_with_a_growing_backoff() {
+    let backoff = Backoff {
+        base: Duration::from_secs(10),
+        max: Duration::from_secs(60),
+    };
+    let now = at("2026-03-01T10:00:00Z");
+    // Retries are not limited by max_retries: a stream is meant to be on.
+    for (attempt, nominal) in [(0, 10.0), (1, 20.0), (5, 60.0), (50, 60.0)] {
+        let retry = continuous_retry(attempt, now, &backoff);
+        assert_eq!(retry.attempt, attempt + 1);
+        let wait = (retry.at - now).num_milliseconds() as f64 / 1000.0;
+        assert!((nominal * 0.8..=nominal * 1.2).contains(&wait), "{attempt}: {wait}");
+    }
 }

@@ -1,0 +1,106 @@
+//! `CONTINUOUS` CDC jobs (docs/cdc.md): the scheduler keeps one run of each
+//! open, a stream that commits micro-batches until it is stopped. A stop
+//! (`PAUSE`, `ALTER`, `CANCEL`) commits the complete transactions it holds
+//! and ends the run; statements that must not overlap the stream (`DROP`,
+//! `RESYNC`, edits) hold the job so the scheduler does not start it again
+//! until they are done.
+
+use std::time::{Duration, Instant};
+
+use sluice_catalog::{JobRecord, LoadType, RunTrigger};
+
+use super::JobManager;
+use crate::error::EngineError;
+
+/// The stored schedule text of a `CONTINUOUS` job.
+const CONTINUOUS: &str = "CONTINUOUS";
+
+/// The longest a statement waits for a job's stream to stop.
+const STOP_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether `job` is `CONTINUOUS`.
+pub(crate) fn is_continuous(job: &JobRecord) -> bool {
+    job.schedule == CONTINUOUS
+}
+
+/// Whether a run of `job` started by `trigger` is its continuous stream:
+/// the scheduler's runs of a `CONTINUOUS` CDC job. A manual run drains
+/// what is committed and ends, as on a schedule.
+pub(super) fn streams(job: &JobRecord, trigger: RunTrigger) -> bool {
+    is_continuous(job)
+        && matches!(job.load, LoadType::Cdc { .. })
+        && matches!(trigger, RunTrigger::Schedule | RunTrigger::Retry)
+}
+
+/// Keeps the scheduler from starting a job's stream while it lives.
+pub(super) struct StreamHold<'a> {
+    manager: &'a JobManager,
+    job: String,
+}
+
+impl Drop for StreamHold<'_> {
+    fn drop(&mut self) {
+        self.manager
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.job);
+        // The scheduler looks at the job again.
+        self.manager.notify_changed();
+    }
+}
+
+impl JobManager {
+    /// Whether a statement holds `job`'s stream stopped (the scheduler
+    /// then treats the job as running).
+    pub fn stream_held(&self, job: &str) -> bool {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).contains(job)
+    }
+
+    /// The run id of `job`'s continuous stream, if it runs.
+    pub fn running_stream(&self, job: &str) -> Option<u64> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running
+            .get(job)
+            .filter(|active| active.continuous)
+            .map(|active| active.run_id)
+    }
+
+    /// Asks `job`'s continuous stream, if it runs, to commit what it holds
+    /// and end; the scheduler starts it again unless the job is paused or
+    /// no longer `CONTINUOUS`. Returns the stream's run id.
+    pub(super) fn stop_stream(&self, job: &str) -> Option<u64> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let active = running.get(job).filter(|active| active.continuous)?;
+        active.cancel.notify_one();
+        Some(active.run_id)
+    }
+
+    /// Stops `job`'s stream, if it runs, and keeps the scheduler from
+    /// starting it again until the hold is dropped. A run that is not the
+    /// stream is left alone (the caller's claim refuses it).
+    pub(super) async fn hold_stream(&self, job: &str) -> Result<StreamHold<'_>, EngineError> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.to_owned());
+        let hold = StreamHold {
+            manager: self,
+            job: job.to_owned(),
+        };
+        let Some(run_id) = self.stop_stream(job) else {
+            return Ok(hold);
+        };
+        let deadline = Instant::now() + STOP_WAIT;
+        while self.running_run(job) == Some(run_id) {
+            if Instant::now() >= deadline {
+                return Err(EngineError::JobRunning {
+                    job: job.to_owned(),
+                    run_id,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(hold)
+    }
+}
