@@ -711,7 +711,7 @@ mod tests {
             ),
             (
                 "CREATE ETL JOB j FROM c.s.t SNAPSHOT SCHEDULE EVERY 1 HOUR SCHEDULE DAILY AT '01:00'",
-                "SCHEDULE is given twice",
+                "SCHEDULE (or CONTINUOUS) is given twice",
             ),
             (
                 "CREATE ETL JOB j FROM c.s.t SNAPSHOT WITH (batch_rows = 10) WITH (parallelism = 2)",
