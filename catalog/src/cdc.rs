@@ -42,6 +42,11 @@ pub struct CdcSettings {
     /// (`WITH (flush_interval = '10 seconds')`); `None` is the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flush_interval_seconds: Option<u32>,
+    /// An existing publication to stream from (PostgreSQL,
+    /// `WITH (publication = 'name')`), for a role that does not own the
+    /// table; `None`: Sluice creates one of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publication: Option<String>,
 }
 
 impl CdcSettings {

@@ -167,6 +167,27 @@ async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_and_drop
     pg.psql_admin("UPDATE items SET qty = 7 WHERE id = 1;");
     until_equal(&pg, &client, "after ALTER").await;
 
+    // CREATE OR REPLACE with new settings restarts it the same way.
+    let second = one(
+        &client,
+        "SELECT run_id FROM sluice.runs WHERE job = 'items_merge' AND status = 'running'",
+    )
+    .await;
+    client
+        .batch_execute(
+            "CREATE OR REPLACE ETL JOB items_merge FROM shop.public.items INTO items_m CDC MERGE CONTINUOUS \
+             WITH (flush_interval = '1 second', flush_rows = 50)",
+        )
+        .await
+        .unwrap();
+    until(
+        &client,
+        &format!("SELECT status FROM sluice.runs WHERE run_id = {second}"),
+        "succeeded",
+    )
+    .await;
+    until(&client, STREAMS, "2").await;
+
     // PAUSE stops it: a change waits; RESUME catches up.
     client.batch_execute("ALTER ETL JOB items_merge PAUSE").await.unwrap();
     until(&client, STREAMS, "1").await;

@@ -484,6 +484,13 @@ async fn create_checks_refuse_before_saving() {
     assert!(message.contains("primary key"), "{message}");
     let message = expect_err(&client, "CREATE ETL JOB j FROM crm.shop.fractions CDC", "0A000").await;
     assert!(message.contains("TIME(2)"), "{message}");
+    let message = expect_err(
+        &client,
+        "CREATE ETL JOB j FROM crm.shop.items CDC WITH (publication = 'items_pub')",
+        "0A000",
+    )
+    .await;
+    assert!(message.contains("PostgreSQL"), "{message}");
     assert_eq!(
         one(&client, "SELECT count(*) FROM sluice.jobs").await,
         "0",

@@ -80,6 +80,7 @@ async fn capture(setup: &Setup, name: &str, mode: CdcMode, parallel: Option<(usi
         mode,
         parallel,
         batch_rows: 500,
+        publication: None,
     }
 }
 

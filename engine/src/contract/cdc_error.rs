@@ -33,6 +33,18 @@ pub enum CdcError {
     /// MERGE needs a primary key to find a changed row (MySQL/MariaDB).
     #[error("{table} has no primary key")]
     NoPrimaryKey { table: TableRef },
+    /// The publication a job names does not exist.
+    #[error("publication \"{name}\" does not exist")]
+    NoPublication { name: String, table: TableRef },
+    /// The publication a job names does not publish the table, or not
+    /// every kind of change.
+    #[error("publication \"{name}\" {problem}")]
+    PublicationIncomplete {
+        name: String,
+        table: TableRef,
+        problem: String,
+        fix: String,
+    },
     /// Every replication slot is taken.
     #[error("all {max} replication slots are in use (max_replication_slots = {max})")]
     NoFreeSlot { max: i64 },
@@ -63,7 +75,11 @@ impl CdcError {
     /// The SQLSTATE a client sees, where there is a fitting one.
     pub fn sqlstate(&self) -> Option<&str> {
         Some(match self {
-            CdcError::WalLevel { .. } | CdcError::BinlogSetting { .. } | CdcError::NeedsResync { .. } => "55000",
+            CdcError::WalLevel { .. }
+            | CdcError::BinlogSetting { .. }
+            | CdcError::NeedsResync { .. }
+            | CdcError::PublicationIncomplete { .. } => "55000",
+            CdcError::NoPublication { .. } => "42704",
             CdcError::NoReplicationPrivilege { .. }
             | CdcError::NoBinlogPrivilege { .. }
             | CdcError::NotTableOwner { .. } => "42501",
@@ -110,6 +126,11 @@ impl CdcError {
                 "add a primary key to {table}, or use CDC HISTORY, which appends every change and needs no key \
                  (a delete's row carries the whole row)"
             ),
+            CdcError::NoPublication { name, table } => format!(
+                "have the table's owner run CREATE PUBLICATION \"{name}\" FOR TABLE {table}, or leave out \
+                 publication so that Sluice creates one (its role must then own the table)"
+            ),
+            CdcError::PublicationIncomplete { fix, .. } => fix.clone(),
             CdcError::NoFreeSlot { .. } => {
                 "raise max_replication_slots (and restart PostgreSQL), or drop an unused slot with \
                  pg_drop_replication_slot"

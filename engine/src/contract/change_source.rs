@@ -24,6 +24,9 @@ pub struct Capture {
     pub parallel: Option<(usize, usize)>,
     /// Rows per batch.
     pub batch_rows: usize,
+    /// An existing publication to stream from (PostgreSQL); `None`: the
+    /// source creates one for the job.
+    pub publication: Option<String>,
 }
 
 /// One event of a change stream, in log order.

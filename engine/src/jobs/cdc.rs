@@ -43,9 +43,10 @@ pub fn cdc_mode_sql(mode: CdcMode) -> &'static str {
 }
 
 /// What a CDC job captures: its columns of the source table.
-pub(super) fn capture(columns: &JobColumns, mode: CdcMode) -> Capture {
+pub(super) fn capture(job: &JobRecord, columns: &JobColumns, mode: CdcMode) -> Capture {
     let description = &columns.description;
     Capture {
+        publication: job.cdc.publication.clone(),
         description: TableDescription {
             columns: columns
                 .indexes
@@ -62,7 +63,7 @@ pub(super) fn capture(columns: &JobColumns, mode: CdcMode) -> Capture {
 
 /// Refuses the CDC settings on jobs they do not apply to (`22023`):
 /// `soft_delete` outside `CDC MERGE`; `CONTINUOUS`, `max_retained_wal`,
-/// `flush_rows` and `flush_interval` outside CDC.
+/// `flush_rows`, `flush_interval` and `publication` outside CDC.
 pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
     let refuse = |what: &str| {
         Err(EngineError::InvalidJob {
@@ -78,6 +79,7 @@ pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
         _ if job.cdc.max_retained_wal.is_some() => refuse("max_retained_wal applies to CDC jobs only"),
         _ if job.cdc.flush_rows.is_some() => refuse("flush_rows applies to CDC jobs only"),
         _ if job.cdc.flush_interval_seconds.is_some() => refuse("flush_interval applies to CDC jobs only"),
+        _ if job.cdc.publication.is_some() => refuse("publication applies to CDC jobs only"),
         _ if is_continuous(job) => {
             refuse("only a CDC job can be CONTINUOUS (a change stream kept open); give it a SCHEDULE instead")
         }
@@ -121,7 +123,10 @@ impl JobManager {
             return unsupported("a CDC job loads the source's own column types: leave out COLUMNS (...)".into());
         }
         let changes = self.connections.change_source(&job.source.connection)?;
-        changes.check(&capture(columns, mode)).await.map_err(capture_error(job))
+        changes
+            .check(&capture(job, columns, mode))
+            .await
+            .map_err(capture_error(job))
     }
 
     /// Drops the replication slot and publication a CDC job created.
@@ -170,7 +175,7 @@ impl JobManager {
         resync: bool,
     ) -> Result<(), EngineError> {
         let (_, columns) = self.source_columns(job).await?;
-        let capture = capture(&columns, mode);
+        let capture = capture(job, &columns, mode);
         let changes = self.connections.change_source(&job.source.connection)?;
         let destination = self.destination(job.destination.connection.as_deref())?;
         let table = job.destination.table.as_str();

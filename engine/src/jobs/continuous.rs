@@ -40,11 +40,14 @@ pub(super) struct StreamHold<'a> {
 
 impl Drop for StreamHold<'_> {
     fn drop(&mut self) {
-        self.manager
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.job);
+        let mut held = self.manager.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(holds) = held.get_mut(&self.job) {
+            *holds -= 1;
+            if *holds == 0 {
+                held.remove(&self.job);
+            }
+        }
+        drop(held);
         // The scheduler looks at the job again.
         self.manager.notify_changed();
     }
@@ -54,7 +57,7 @@ impl JobManager {
     /// Whether a statement holds `job`'s stream stopped (the scheduler
     /// then treats the job as running).
     pub fn stream_held(&self, job: &str) -> bool {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).contains(job)
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).contains_key(job)
     }
 
     /// The run id of `job`'s continuous stream, if it runs.
@@ -80,10 +83,14 @@ impl JobManager {
     /// starting it again until the hold is dropped. A run that is not the
     /// stream is left alone (the caller's claim refuses it).
     pub(super) async fn hold_stream(&self, job: &str) -> Result<StreamHold<'_>, EngineError> {
-        self.held
+        // Counted: a statement may hold a job another statement of it holds
+        // (`CREATE OR REPLACE` dropping the job it replaces).
+        *self
+            .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(job.to_owned());
+            .entry(job.to_owned())
+            .or_default() += 1;
         let hold = StreamHold {
             manager: self,
             job: job.to_owned(),

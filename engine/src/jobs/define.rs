@@ -510,6 +510,8 @@ impl JobManager {
         if wanted == old {
             return Ok(CreateJobOutcome::Unchanged);
         }
+        // A continuous job's stream stops, and starts again with the change.
+        let _stopped = self.hold_stream(&old.name).await?;
         if let Some(run_id) = self.running_run(&old.name) {
             return Err(EngineError::JobRunning { job: old.name, run_id });
         }
@@ -519,6 +521,10 @@ impl JobManager {
             (!same_table, "the source table"),
             (old.destination != wanted.destination, "the destination table"),
             (old.layout != wanted.layout, "the destination table's layout"),
+            (
+                old.cdc.publication != wanted.cdc.publication,
+                "the publication it streams from",
+            ),
         ]
         .into_iter()
         .filter_map(|(changed, what)| changed.then_some(what))
@@ -552,7 +558,6 @@ impl JobManager {
                     why: "it has loaded data",
                 });
             }
-            let _stopped = self.hold_stream(&old.name).await?;
             let _editing = self.claim(&old.name, 0)?;
             let (_, current) = self.source_columns(&old).await?;
             let notices = self.change_definition(old, wanted, current.description).await?;
@@ -709,6 +714,14 @@ impl JobManager {
                         message: format!(
                             "{} sets the destination table's layout when the job creates the table; it cannot be altered",
                             layout.name()
+                        ),
+                    });
+                }
+                if settings.iter().any(|s| matches!(s, JobSetting::Publication(_))) {
+                    return Err(EngineError::InvalidJob {
+                        message: format!(
+                            "ETL job \"{name}\" streams from the publication chosen when it was created; to stream \
+                             from another, drop the job and create it again"
                         ),
                     });
                 }

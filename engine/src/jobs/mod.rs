@@ -90,8 +90,8 @@ pub struct JobManager {
     definitions: AtomicU64,
     /// Jobs whose runs ended since the scheduler last asked.
     ended: Mutex<BTreeSet<String>>,
-    /// Continuous jobs whose stream a statement keeps stopped.
-    held: Mutex<BTreeSet<String>>,
+    /// Continuous jobs whose stream statements keep stopped, and how many.
+    held: Mutex<HashMap<String, usize>>,
 }
 
 impl JobManager {

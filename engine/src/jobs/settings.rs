@@ -43,6 +43,8 @@ pub enum JobSetting {
     FlushRows(u32),
     /// CDC: seconds after which a run commits the changes it holds.
     FlushInterval(u32),
+    /// CDC from PostgreSQL: an existing publication to stream from.
+    Publication(String),
     /// A document store's mapping option (`sample`, `keep_document`,
     /// `on_type_mismatch`) for this job's reads, over the connection's.
     Source(&'static str, OptionValue),
@@ -51,7 +53,7 @@ pub enum JobSetting {
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, \
      commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify, soft_delete, \
-     max_retained_wal, flush_rows, flush_interval, sample, keep_document, on_type_mismatch";
+     max_retained_wal, flush_rows, flush_interval, publication, sample, keep_document, on_type_mismatch";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -131,6 +133,10 @@ impl JobSetting {
                 .filter(|&s| s > 0)
                 .map(|s| JobSetting::FlushInterval(s as u32))
                 .ok_or_else(|| "flush_interval must be a duration such as '10 seconds' (1 second to 1 hour)".into()),
+            "publication" => match value {
+                SettingValue::Text(name) if (1..=63).contains(&name.len()) => Ok(JobSetting::Publication(name.clone())),
+                _ => Err("publication must be the name of an existing publication, such as 'orders_pub'".into()),
+            },
             "max_retained_wal" => bytes(value)
                 .filter(|&b| b > 0)
                 .map(JobSetting::MaxRetainedWal)
@@ -164,6 +170,7 @@ impl JobSetting {
             JobSetting::MaxRetainedWal(_) => "max_retained_wal",
             JobSetting::FlushRows(_) => "flush_rows",
             JobSetting::FlushInterval(_) => "flush_interval",
+            JobSetting::Publication(_) => "publication",
             JobSetting::Source(name, _) => name,
         }
     }
@@ -187,6 +194,7 @@ impl JobSetting {
             JobSetting::MaxRetainedWal(bytes) => job.cdc.max_retained_wal = Some(bytes),
             JobSetting::FlushRows(rows) => job.cdc.flush_rows = Some(rows),
             JobSetting::FlushInterval(seconds) => job.cdc.flush_interval_seconds = Some(seconds),
+            JobSetting::Publication(name) => job.cdc.publication = Some(name),
             JobSetting::Source(name, value) => {
                 job.source_settings.insert(name.to_owned(), value);
             }
@@ -352,6 +360,14 @@ mod tests {
             Ok(JobSetting::FlushRows(100_000))
         );
         assert_eq!(
+            JobSetting::parse("flush_interval", &SettingValue::Text("2 minutes".into())),
+            Ok(JobSetting::FlushInterval(120))
+        );
+        assert_eq!(
+            JobSetting::parse("publication", &SettingValue::Text("orders_pub".into())),
+            Ok(JobSetting::Publication("orders_pub".into()))
+        );
+        assert_eq!(
             JobSetting::parse("freshness_target", &SettingValue::Text("2 hours".into())),
             Ok(JobSetting::FreshnessTarget(7200))
         );
@@ -378,6 +394,16 @@ mod tests {
                 "such as '500 MB'",
             ),
             ("max_retained_wal", SettingValue::Number(0), "such as '500 MB'"),
+            (
+                "flush_interval",
+                SettingValue::Text("2 hours".into()),
+                "1 second to 1 hour",
+            ),
+            (
+                "publication",
+                SettingValue::Number(1),
+                "name of an existing publication",
+            ),
             ("soft_delete", SettingValue::Number(1), "true or false"),
             ("flush_rows", SettingValue::Number(0), "between 1 and 10000000"),
             ("labels", SettingValue::Text("Team=x".into()), "lower-case letters"),

@@ -447,6 +447,9 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     if let Some(seconds) = job.cdc.flush_interval_seconds {
         sql.push_str(&format!(", flush_interval = '{seconds} seconds'"));
     }
+    if let Some(publication) = &job.cdc.publication {
+        sql.push_str(&format!(", publication = '{}'", publication.replace('\'', "''")));
+    }
     for (name, value) in &job.source_settings {
         let value = match value {
             OptionValue::Text(text) => format!("'{}'", text.replace('\'', "''")),

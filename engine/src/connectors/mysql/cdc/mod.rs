@@ -47,6 +47,12 @@ struct MysqlChangeSource {
 #[async_trait]
 impl ChangeSource for MysqlChangeSource {
     async fn check(&self, capture: &Capture) -> Result<Vec<String>, CdcError> {
+        if let Some(publication) = &capture.publication {
+            return Err(CdcError::Unsupported(format!(
+                "publication '{publication}' applies to PostgreSQL sources: MySQL/MariaDB jobs read the binlog, \
+                 which has no publications; leave out publication"
+            )));
+        }
         setup::check(self, capture).await
     }
 

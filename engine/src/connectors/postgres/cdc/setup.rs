@@ -43,8 +43,8 @@ fn quoted_table(table: &TableRef) -> String {
 }
 
 /// `wal_level`, the role's REPLICATION privilege, the table's key or
-/// replica identity, ownership (to create the publication) and a free
-/// replication slot, in that order.
+/// replica identity, ownership (to create the publication) or the named
+/// publication, and a free replication slot, in that order.
 pub(super) async fn check(endpoint: &Endpoint, capture: &Capture) -> Result<Vec<String>, CdcError> {
     let table = &capture.description.table;
     with_session(endpoint, async |connection| {
@@ -97,11 +97,15 @@ pub(super) async fn check(endpoint: &Endpoint, capture: &Capture) -> Result<Vec<
                 nothing: identity == "n",
             });
         }
-        if !owner {
-            return Err(CdcError::NotTableOwner {
-                role,
-                table: table.clone(),
-            });
+        match &capture.publication {
+            Some(name) => check_publication(connection, name, table).await?,
+            None if !owner => {
+                return Err(CdcError::NotTableOwner {
+                    role,
+                    table: table.clone(),
+                });
+            }
+            None => {}
         }
         let (slots, max): (i64, i64) = (server.get(3), server.get(4));
         if slots >= max {
@@ -112,8 +116,65 @@ pub(super) async fn check(endpoint: &Endpoint, capture: &Capture) -> Result<Vec<
     .await
 }
 
+/// That publication `name` exists, publishes `table` and every kind of
+/// change: a publication without deletes would drop them silently.
+async fn check_publication(connection: &PgConnection, name: &str, table: &TableRef) -> Result<(), CdcError> {
+    let publication = connection
+        .client
+        .query_opt(
+            "SELECT pubinsert, pubupdate, pubdelete, to_jsonb(p) ->> 'pubtruncate', \
+                    EXISTS (SELECT 1 FROM pg_publication_tables t \
+                            WHERE t.pubname = p.pubname AND t.schemaname = $2 AND t.tablename = $3) \
+             FROM pg_publication p WHERE p.pubname = $1",
+            &[&name, &table.schema, &table.name],
+        )
+        .await
+        .map_err(query_error)?
+        .ok_or_else(|| CdcError::NoPublication {
+            name: name.to_owned(),
+            table: table.clone(),
+        })?;
+    let incomplete = |problem: String, fix: String| {
+        Err(CdcError::PublicationIncomplete {
+            name: name.to_owned(),
+            table: table.clone(),
+            problem,
+            fix,
+        })
+    };
+    if !publication.get::<_, bool>(4) {
+        return incomplete(
+            format!("does not publish {table}"),
+            format!("have the publication's owner run ALTER PUBLICATION \"{name}\" ADD TABLE {table}"),
+        );
+    }
+    // `pubtruncate` exists from PostgreSQL 11 on.
+    let truncate = publication.get::<_, Option<String>>(3).is_none_or(|t| t == "true");
+    let missing: Vec<&str> = [
+        ("insert", publication.get::<_, bool>(0)),
+        ("update", publication.get::<_, bool>(1)),
+        ("delete", publication.get::<_, bool>(2)),
+        ("truncate", truncate),
+    ]
+    .into_iter()
+    .filter(|(_, published)| !published)
+    .map(|(kind, _)| kind)
+    .collect();
+    if !missing.is_empty() {
+        return incomplete(
+            format!("does not publish {}: those changes would be lost", missing.join(", ")),
+            format!(
+                "have the publication's owner run ALTER PUBLICATION \"{name}\" SET (publish = 'insert, update, \
+                 delete, truncate')"
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Names the job's slot and publication and creates the publication (if it
-/// does not exist yet: a run interrupted after creating it).
+/// does not exist yet: a run interrupted after creating it), unless the
+/// job streams from a publication of its own.
 pub(super) async fn prepare(
     endpoint: &Endpoint,
     capture: &Capture,
@@ -122,6 +183,16 @@ pub(super) async fn prepare(
 ) -> Result<(), CdcError> {
     let name = source_object_name(instance, &state.job);
     let description = &capture.description;
+    if let Some(publication) = &capture.publication {
+        with_session(endpoint, async |connection| {
+            check_publication(connection, publication, &description.table).await
+        })
+        .await?;
+        state.slot = Some(name);
+        state.publication = Some(publication.clone());
+        state.created_publication = false;
+        return Ok(());
+    }
     with_session(endpoint, async |connection| {
         let exists = connection
             .client

@@ -334,6 +334,7 @@ mod tests {
             mode: sluice_catalog::CdcMode::Merge,
             parallel: None,
             batch_rows,
+            publication: None,
         }
     }
 
