@@ -35,6 +35,9 @@ use crate::tls;
 /// The local warehouse's directory inside the data dir.
 const WAREHOUSE_DIR: &str = "warehouse";
 
+/// How long shutdown waits for continuous CDC streams to commit and end.
+const STREAM_STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// Everything `sluice serve` needs to start.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -187,7 +190,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         namespaces: namespaces.clone(),
     });
     let state = Arc::new(AppState {
-        namespaces,
+        namespaces: namespaces.clone(),
         login,
         wire_connections,
         advisory_locks: Default::default(),
@@ -218,6 +221,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
             shutdown_signal().await;
             info!("shutting down");
         },
+    )
+    .await;
+    // Continuous CDC streams commit what they hold and end cleanly.
+    futures::future::join_all(
+        namespaces
+            .all()
+            .iter()
+            .map(|namespace| namespace.jobs.stop_streams(STREAM_STOP_WAIT)),
     )
     .await;
     Ok(())

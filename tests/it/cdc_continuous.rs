@@ -2,7 +2,7 @@
 //! stream per job open against a real PostgreSQL (wal_level=logical); it
 //! commits micro-batches every `flush_interval` with no `RUN ETL JOB`.
 //! `ALTER` restarts the stream, `PAUSE` stops it, `RESUME` catches up,
-//! `RESYNC` and `DROP` stop it first; kill -9 at random points while a
+//! `RESYNC` and `DROP` stop it first, a shutdown ends it cleanly; kill -9 at random points while a
 //! workload runs, each followed by a restart, leaves the destination equal
 //! to the source with every change recorded once.
 
@@ -107,9 +107,9 @@ async fn until(client: &Client, sql: &str, expected: &str) {
 const STREAMS: &str = "SELECT count(*) FROM sluice.runs WHERE status = 'running' AND trigger IN ('schedule', 'retry')";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_and_drop() {
+async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_shutdown_and_drop() {
     let pg = PgServer::start();
-    let sluice = Sluice::start();
+    let mut sluice = Sluice::start();
     let client = continuous_jobs(&pg, &sluice).await;
 
     // The scheduler takes the first load and keeps streaming: no RUN.
@@ -216,6 +216,33 @@ async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_and_drop
         after >= before.parse::<u64>().unwrap() + 2,
         "the stopped stream, the resync, a new stream"
     );
+
+    // A shutdown (SIGTERM) ends the streams cleanly; they start again with
+    // the server and take up what was committed meanwhile.
+    let streams = rows(
+        &client,
+        "SELECT run_id FROM sluice.runs WHERE status = 'running' ORDER BY run_id",
+    )
+    .await;
+    assert_eq!(streams.len(), 2);
+    assert!(sluice.terminate().success());
+    pg.psql_admin("UPDATE items SET qty = 9 WHERE id = 4;");
+    sluice.restart();
+    let client = sluice.client().await;
+    for stream in &streams {
+        let run_id = stream[0].as_deref().unwrap();
+        assert_eq!(
+            one(
+                &client,
+                &format!("SELECT status FROM sluice.runs WHERE run_id = {run_id}")
+            )
+            .await,
+            "succeeded",
+            "run {run_id} stopped at shutdown"
+        );
+    }
+    until_equal(&pg, &client, "after a restart").await;
+    until(&client, STREAMS, "2").await;
 
     // DROP stops the stream and drops its slot.
     client.batch_execute("DROP ETL JOB items_history").await.unwrap();

@@ -5,6 +5,7 @@
 //! `RESYNC`, edits) hold the job so the scheduler does not start it again
 //! until they are done.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sluice_catalog::{JobRecord, LoadType, RunTrigger};
@@ -54,10 +55,32 @@ impl Drop for StreamHold<'_> {
 }
 
 impl JobManager {
-    /// Whether a statement holds `job`'s stream stopped (the scheduler
-    /// then treats the job as running).
+    /// Whether a statement holds `job`'s stream stopped, or Sluice is
+    /// shutting down (the scheduler then treats the job as running).
     pub fn stream_held(&self, job: &str) -> bool {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).contains_key(job)
+        self.closing.load(Ordering::Relaxed) || self.held.lock().unwrap_or_else(|p| p.into_inner()).contains_key(job)
+    }
+
+    /// At shutdown: stops every continuous stream (each commits what it
+    /// holds and ends `succeeded`) and waits up to `wait` for them to end;
+    /// no stream starts again.
+    pub async fn stop_streams(&self, wait: Duration) {
+        self.closing.store(true, Ordering::Relaxed);
+        let streams: Vec<String> = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running
+                .iter()
+                .filter(|(_, active)| active.continuous)
+                .map(|(job, active)| {
+                    active.cancel.notify_one();
+                    job.clone()
+                })
+                .collect()
+        };
+        let deadline = Instant::now() + wait;
+        while streams.iter().any(|job| self.running_stream(job).is_some()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The run id of `job`'s continuous stream, if it runs.

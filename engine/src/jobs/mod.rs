@@ -29,7 +29,7 @@ mod whole_files;
 mod window;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -92,6 +92,8 @@ pub struct JobManager {
     ended: Mutex<BTreeSet<String>>,
     /// Continuous jobs whose stream statements keep stopped, and how many.
     held: Mutex<HashMap<String, usize>>,
+    /// Set at shutdown: no continuous stream starts again.
+    closing: AtomicBool,
 }
 
 impl JobManager {
@@ -108,6 +110,7 @@ impl JobManager {
             definitions: AtomicU64::new(0),
             ended: Mutex::default(),
             held: Mutex::default(),
+            closing: AtomicBool::new(false),
         }
     }
 
