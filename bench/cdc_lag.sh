@@ -21,7 +21,8 @@
 #         rate, how far the destination is behind the source
 #   rss   the server's resident memory
 # and prints per-minute lines (p50/p95/max lag, RSS) and a summary: changes
-# made and applied, changes/s, lag p50/p95/max, RSS at the first and last
+# made and applied (HISTORY: the rows appended; MERGE: whether the table
+# equals the source), changes/s, lag p50/p95/max, RSS at the first and last
 # minute and its peak.
 # Needs PostgreSQL (initdb, pg_ctl, psql, pgbench).
 set -euo pipefail
@@ -40,8 +41,8 @@ SLUICE_PID=$!
 for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
 
 pgsql -c "CREATE TABLE items (id bigint PRIMARY KEY, amount numeric(12,2), note text, updated_at timestamptz NOT NULL);
-          INSERT INTO items SELECT g, (g % 100000) / 100.0, 'item note number ' || g, now() FROM generate_series(1, $ROWS) g;
-          VACUUM ANALYZE items;"
+          INSERT INTO items SELECT g, (g % 100000) / 100.0, 'item note number ' || g, now() FROM generate_series(1, $ROWS) g;"
+pgsql -c "VACUUM ANALYZE items"
 slsql -c "CREATE CONNECTION bench TYPE postgres OPTIONS (host '127.0.0.1', port $PGPORT, database 'postgres', user 'postgres', sslmode 'disable')" \
       -c "CREATE ETL JOB stream FROM bench.public.items INTO warehouse.items_stream CDC $MODE CONTINUOUS WITH (flush_interval = '$FLUSH')"
 TABLE=items_stream
@@ -61,7 +62,8 @@ TPS=$((RATE / 100))
 "$PGBIN/pgbench" -n -h 127.0.0.1 -p "$PGPORT" -U postgres -c 2 -j 1 -R "$TPS" -T "$SECONDS_TOTAL" \
   -f "$WORK/update.sql" postgres >"$WORK/pgbench.log" 2>&1 &
 PGBENCH_PID=$!
-CLEANUP_EXTRA="kill $PGBENCH_PID"
+stop_pgbench() { kill "$PGBENCH_PID" 2>/dev/null; }
+CLEANUP_EXTRA=stop_pgbench
 
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
 : >"$WORK/samples"
@@ -76,8 +78,12 @@ made=$(grep -oP 'number of transactions actually processed: \K[0-9]+' "$WORK/pgb
 made=$((made * 100))
 # Let the stream catch up, then count what it applied.
 sleep 5
-applied=-
-[ -n "$APPLIED_SQL" ] && applied=$(slsql -c "$APPLIED_SQL")
+if [ -n "$APPLIED_SQL" ]; then
+  applied=$(slsql -c "$APPLIED_SQL")
+else # MERGE: the table equals the source
+  [ "$(pgsql -At -c 'SELECT count(*), sum(amount) FROM items')" = "$(slsql -c "SELECT count(*), sum(amount) FROM warehouse.$TABLE")" ] \
+    && applied="all (the table equals the source)" || applied="NOT ALL (the table differs from the source)"
+fi
 
 python3 - "$WORK/samples" "$SECONDS_TOTAL" "$made" "$applied" <<'PY'
 import math, sys

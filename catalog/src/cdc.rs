@@ -47,6 +47,10 @@ pub struct CdcSettings {
     /// table; `None`: Sluice creates one of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publication: Option<String>,
+    /// The replica id a MySQL/MariaDB job reads the binlog as
+    /// (`WITH (server_id = n)`); `None`: one Sluice derives from the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<u32>,
 }
 
 impl CdcSettings {

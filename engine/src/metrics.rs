@@ -120,6 +120,17 @@ impl EngineMetrics {
         }
     }
 
+    /// Counts rows and bytes a continuous CDC stream committed (its run's
+    /// end counts none: it may run for weeks).
+    pub fn stream_committed(&self, namespace: &str, job: &str, rows: u64, bytes: u64) {
+        let job = JobLabels {
+            namespace: namespace.to_owned(),
+            job: job.to_owned(),
+        };
+        self.rows.get_or_create(&job).inc_by(rows);
+        self.bytes.get_or_create(&job).inc_by(bytes);
+    }
+
     /// Records how late a scheduled run started.
     pub fn scheduler_lateness(&self, late: Duration) {
         self.lateness.observe(late.as_secs_f64());

@@ -2,9 +2,12 @@
 //! stream per job open against a real PostgreSQL (wal_level=logical); it
 //! commits micro-batches every `flush_interval` with no `RUN ETL JOB`.
 //! `ALTER` restarts the stream, `PAUSE` stops it, `RESUME` catches up,
-//! `RESYNC` and `DROP` stop it first, a shutdown ends it cleanly; kill -9 at random points while a
-//! workload runs, each followed by a restart, leaves the destination equal
-//! to the source with every change recorded once.
+//! `RESYNC` and `DROP` stop it first, a shutdown ends it cleanly. Kill -9
+//! at ten random points while a random workload runs (inserts, updates,
+//! deletes, key changes, large out-of-line values left unchanged by later
+//! updates, in transactions of 1 to 20 statements), each followed by a
+//! restart, and five cuts of the streams' connections at the source, leave
+//! the destination equal to the source with every change recorded once.
 
 use std::time::{Duration, Instant};
 
@@ -128,6 +131,14 @@ async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_shutdown
     until_equal(&pg, &client, "changes while streaming").await;
     assert_equal(&pg, &client, "changes while streaming").await;
     assert_eq!(one(&client, STREAMS).await, "2", "one stream per job, still open");
+    // The stream's committed rows reach the metrics while it runs: the
+    // 8 change rows (a key change is a delete and an insert).
+    let metrics = sluice.metrics();
+    let loaded = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"sluice_rows_loaded_total{namespace="sluice",job="items_history"} "#))
+        .map(|v| v.trim().to_owned());
+    assert_eq!(loaded.as_deref(), Some("8"), "{metrics}");
 
     // What SQL shows of a stream: its schedule, its lag once a beat came back.
     until(
@@ -295,7 +306,7 @@ impl Rng {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_at_random_points_while_streaming_then_restart_equals_the_source() {
+async fn kill_9_and_cut_connections_at_random_points_while_streaming_equal_the_source() {
     let pg = PgServer::start();
     // A stream that fails while the killed one still holds its slot is
     // retried a second later.
@@ -315,7 +326,7 @@ async fn kill_9_at_random_points_while_streaming_then_restart_equals_the_source(
     // first load's 3 rows, each once.
     let mut changes = 0u64;
     let mut next_id = 100;
-    for kill in 0..10 {
+    for step in 0..15 {
         // A burst of transactions of 1 to 20 changes, with the kill somewhere
         // in it or after it.
         let kill_after = Duration::from_millis(200 + rng.below(1800));
@@ -325,7 +336,7 @@ async fn kill_9_at_random_points_while_streaming_then_restart_equals_the_source(
             let statements = 1 + rng.below(20);
             let mut made = 0;
             for _ in 0..statements {
-                made += match rng.below(4) {
+                made += match rng.below(6) {
                     0 | 1 => {
                         next_id += 1;
                         source_client
@@ -347,7 +358,7 @@ async fn kill_9_at_random_points_while_streaming_then_restart_equals_the_source(
                         )
                         .await
                         .unwrap(),
-                    _ => source_client
+                    3 => source_client
                         .execute(
                             &format!(
                                 "DELETE FROM items WHERE id = (SELECT id FROM items ORDER BY id OFFSET {} LIMIT 1)",
@@ -357,19 +368,57 @@ async fn kill_9_at_random_points_while_streaming_then_restart_equals_the_source(
                         )
                         .await
                         .unwrap(),
+                    // A large value stored out of line: later updates of
+                    // the row leave it "unchanged" in the log.
+                    4 => source_client
+                        .execute(
+                            &format!(
+                                "UPDATE items SET big = repeat(md5(random()::text), 200) WHERE id = (SELECT id FROM \
+                                 items ORDER BY id OFFSET {} LIMIT 1)",
+                                rng.below(50)
+                            ),
+                            &[],
+                        )
+                        .await
+                        .unwrap(),
+                    // A key change: a delete and an insert in HISTORY.
+                    _ => {
+                        next_id += 1;
+                        2 * source_client
+                            .execute(
+                                &format!(
+                                    "UPDATE items SET id = {next_id} WHERE id = (SELECT id FROM items ORDER BY id \
+                                     OFFSET {} LIMIT 1)",
+                                    rng.below(50)
+                                ),
+                                &[],
+                            )
+                            .await
+                            .unwrap()
+                    }
                 };
             }
             source_client.batch_execute("COMMIT").await.unwrap();
             changes += made;
             tokio::time::sleep(Duration::from_millis(rng.below(100))).await;
         }
-        sluice.kill9();
-        println!("kill {kill} after {kill_after:?}, {changes} changes so far");
-        sluice.restart();
-        client = sluice.client().await;
+        if step % 3 == 2 {
+            // The source drops the streams' connections (as a network cut
+            // or a failover would); they are retried.
+            source_client
+                .batch_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+                .await
+                .unwrap();
+            println!("cut {step} after {kill_after:?}, {changes} changes so far");
+        } else {
+            sluice.kill9();
+            println!("kill {step} after {kill_after:?}, {changes} changes so far");
+            sluice.restart();
+            client = sluice.client().await;
+        }
     }
-    until_equal(&pg, &client, "ten kills while streaming").await;
-    assert_equal(&pg, &client, "ten kills while streaming").await;
+    until_equal(&pg, &client, "ten kills and five cuts while streaming").await;
+    assert_equal(&pg, &client, "ten kills and five cuts while streaming").await;
     until(
         &client,
         "SELECT count(*) FROM warehouse.items_h",

@@ -257,6 +257,13 @@ async fn create_checks_refuse_before_saving_and_drop_releases_the_slot() {
         "22023",
     )
     .await;
+    let message = expect_err(
+        &client,
+        "CREATE ETL JOB s FROM shop.public.items CDC WITH (server_id = 7)",
+        "0A000",
+    )
+    .await;
+    assert!(message.contains("MySQL"), "{message}");
     pg.psql_admin("CREATE PUBLICATION items_pub FOR TABLE items;");
     client
         .batch_execute("CREATE ETL JOB s FROM streamer.public.items INTO items_s CDC WITH (publication = 'items_pub')")

@@ -540,7 +540,7 @@ async fn a_continuous_job_streams_the_binlog_and_stops_for_drop() {
     client
         .batch_execute(
             "CREATE ETL JOB items_history FROM crm.shop.items INTO items_h CDC HISTORY CONTINUOUS \
-             WITH (flush_interval = '1 second')",
+             WITH (flush_interval = '1 second', server_id = 4242)",
         )
         .await
         .unwrap();
@@ -576,6 +576,14 @@ async fn a_continuous_job_streams_the_binlog_and_stops_for_drop() {
         "schedule running",
         "one run, the stream, still open"
     );
+    // It reads the binlog as the replica id the job gives.
+    let replicas = maria.sql("SHOW SLAVE HOSTS");
+    assert!(
+        replicas.lines().any(|l| l.split('\t').next() == Some("4242")),
+        "{replicas}"
+    );
+    let shown = rows(&client, "SHOW CREATE ETL JOB items_history").await[0][1].clone().unwrap();
+    assert!(shown.contains("server_id = 4242"), "{shown}");
     client.batch_execute("DROP ETL JOB items_history").await.unwrap();
     assert_eq!(one(&client, "SELECT count(*) FROM sluice.jobs").await, "0");
 }

@@ -81,6 +81,7 @@ async fn capture(setup: &Setup, name: &str, mode: CdcMode, parallel: Option<(usi
         parallel,
         batch_rows: 500,
         publication: None,
+        server_id: None,
     }
 }
 

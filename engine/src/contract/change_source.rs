@@ -27,6 +27,9 @@ pub struct Capture {
     /// An existing publication to stream from (PostgreSQL); `None`: the
     /// source creates one for the job.
     pub publication: Option<String>,
+    /// The replica id to read the binlog as (MySQL/MariaDB); `None`: one
+    /// derived from the job.
+    pub server_id: Option<u32>,
 }
 
 /// One event of a change stream, in log order.

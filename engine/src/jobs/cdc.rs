@@ -47,6 +47,7 @@ pub(super) fn capture(job: &JobRecord, columns: &JobColumns, mode: CdcMode) -> C
     let description = &columns.description;
     Capture {
         publication: job.cdc.publication.clone(),
+        server_id: job.cdc.server_id,
         description: TableDescription {
             columns: columns
                 .indexes
@@ -63,7 +64,8 @@ pub(super) fn capture(job: &JobRecord, columns: &JobColumns, mode: CdcMode) -> C
 
 /// Refuses the CDC settings on jobs they do not apply to (`22023`):
 /// `soft_delete` outside `CDC MERGE`; `CONTINUOUS`, `max_retained_wal`,
-/// `flush_rows`, `flush_interval` and `publication` outside CDC.
+/// `flush_rows`, `flush_interval`, `publication` and `server_id` outside
+/// CDC.
 pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
     let refuse = |what: &str| {
         Err(EngineError::InvalidJob {
@@ -80,6 +82,7 @@ pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
         _ if job.cdc.flush_rows.is_some() => refuse("flush_rows applies to CDC jobs only"),
         _ if job.cdc.flush_interval_seconds.is_some() => refuse("flush_interval applies to CDC jobs only"),
         _ if job.cdc.publication.is_some() => refuse("publication applies to CDC jobs only"),
+        _ if job.cdc.server_id.is_some() => refuse("server_id applies to CDC jobs only"),
         _ if is_continuous(job) => {
             refuse("only a CDC job can be CONTINUOUS (a change stream kept open); give it a SCHEDULE instead")
         }
@@ -248,6 +251,7 @@ impl JobManager {
             spec: &spec,
             active,
             catalog: self.catalog(),
+            metrics: &self.metrics,
         };
         let drained = drain.run(&mut state, position, run).await?;
         state.phase = CdcPhase::Streaming;

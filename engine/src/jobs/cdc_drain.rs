@@ -28,9 +28,11 @@ use crate::contract::{
 };
 use crate::error::EngineError;
 use crate::failpoint;
+use crate::metrics::EngineMetrics;
 
 /// The shortest time between two measurements of the log a continuous
-/// stream's slot holds back (a query at the source).
+/// stream's slot holds back (a query at the source), and between two
+/// returns of freed memory to the system.
 const MEASURE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a drain works with.
@@ -42,6 +44,7 @@ pub(super) struct Drain<'a> {
     pub spec: &'a ChangeSpec,
     pub active: &'a ActiveRun,
     pub catalog: &'a sluice_catalog::Catalog,
+    pub metrics: &'a EngineMetrics,
 }
 
 /// How a drain ended.
@@ -173,7 +176,7 @@ impl Drain<'_> {
                             open.abort().await?;
                         }
                     } else {
-                        batch.flush(stream).await?;
+                        self.flush(batch, stream, run).await?;
                     }
                     info!(job = %self.job.name, run_id = run.id, "the job's stream stopped");
                     return Ok(());
@@ -182,7 +185,7 @@ impl Drain<'_> {
                 Wake::Timer => {
                     let now = Instant::now();
                     if flush_at.is_some_and(|at| at <= now) {
-                        batch.flush(stream).await?;
+                        self.flush(batch, stream, run).await?;
                         self.progress(run);
                     }
                     if beat_at.is_some_and(|at| at <= now) {
@@ -216,13 +219,13 @@ impl Drain<'_> {
                     batch.last = resume;
                     batch.staged_since.get_or_insert_with(Instant::now);
                     if batch.rows >= flush_rows {
-                        batch.flush(stream).await?;
+                        self.flush(batch, stream, run).await?;
                     }
                     self.progress(run);
                 }
                 ChangeEvent::Commit { .. } => skipping = false,
                 ChangeEvent::Marker { prefix, .. } if !continuous && prefix == marker => {
-                    batch.flush(stream).await?;
+                    self.flush(batch, stream, run).await?;
                     return Ok(());
                 }
                 ChangeEvent::Marker { prefix, at } if beat.as_ref().is_some_and(|b| b.prefix == prefix) => {
@@ -232,7 +235,7 @@ impl Drain<'_> {
                         // the next beat settles it.
                         continue;
                     }
-                    batch.flush(stream).await?;
+                    self.flush(batch, stream, run).await?;
                     // Nothing after the destination's position and before
                     // the beat concerns the job: the source may free it.
                     stream.confirm(&at);
@@ -240,6 +243,9 @@ impl Drain<'_> {
                     let measure = measured.elapsed() >= MEASURE_EVERY;
                     if measure {
                         measured = Instant::now();
+                        // A run's end gives freed memory back to the
+                        // system; a stream does not end.
+                        tokio::task::spawn_blocking(crate::memory::release_freed);
                     }
                     self.record_beat(state, &batch.committed, written_at, measure).await?;
                     self.progress(run);
@@ -269,6 +275,23 @@ impl Drain<'_> {
             }
         }
         self.catalog.set_cdc_state(state)?;
+        Ok(())
+    }
+
+    /// Commits what `batch` holds complete (see [`Batch::flush`]); counts
+    /// its bytes in the run, and for a stream in the metrics.
+    async fn flush(
+        &self,
+        batch: &mut Batch<'_>,
+        stream: &mut dyn ChangeStream,
+        run: &mut RunRecord,
+    ) -> Result<(), EngineError> {
+        let (rows, bytes) = batch.flush(stream).await?;
+        run.bytes += bytes;
+        if self.active.continuous && rows > 0 {
+            self.metrics
+                .stream_committed(self.catalog.namespace_name(), &self.job.name, rows, bytes);
+        }
         Ok(())
     }
 
@@ -323,10 +346,11 @@ impl Batch<'_> {
     }
 
     /// Commits the complete transactions with their position, then
-    /// confirms it to the source. Call between transactions only.
-    async fn flush(&mut self, stream: &mut dyn ChangeStream) -> Result<(), EngineError> {
+    /// confirms it to the source; returns the change rows and bytes
+    /// committed. Call between transactions only.
+    async fn flush(&mut self, stream: &mut dyn ChangeStream) -> Result<(u64, u64), EngineError> {
         if self.last == self.committed {
-            return Ok(());
+            return Ok((0, 0));
         }
         let open = match self.open.take() {
             Some(open) => open,
@@ -338,12 +362,12 @@ impl Batch<'_> {
             }
         };
         failpoint::hit("cdc_before_batch_commit")?;
-        open.commit(Some(self.last.to_json())).await?;
+        let report = open.commit(Some(self.last.to_json())).await?;
         failpoint::hit("cdc_after_batch_commit")?;
         stream.confirm(&self.last);
         self.committed = self.last.clone();
-        self.rows = 0;
+        let rows = std::mem::take(&mut self.rows);
         self.staged_since = None;
-        Ok(())
+        Ok((rows, report.bytes))
     }
 }

@@ -354,7 +354,16 @@ impl JobManager {
         if let Some(alerts) = self.alerts() {
             alerts.run_ended(&run);
         }
-        self.metrics.run_finished(self.catalog().namespace_name(), &run);
+        // A stream counted its rows and bytes as it committed them.
+        let counted = match active.continuous {
+            true => RunRecord {
+                rows: 0,
+                bytes: 0,
+                ..run.clone()
+            },
+            false => run.clone(),
+        };
+        self.metrics.run_finished(self.catalog().namespace_name(), &counted);
         self.prune_runs(name);
         self.notify_run_ended(name);
         outcome

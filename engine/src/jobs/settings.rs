@@ -45,6 +45,8 @@ pub enum JobSetting {
     FlushInterval(u32),
     /// CDC from PostgreSQL: an existing publication to stream from.
     Publication(String),
+    /// CDC from MySQL/MariaDB: the replica id the binlog is read as.
+    ServerId(u32),
     /// A document store's mapping option (`sample`, `keep_document`,
     /// `on_type_mismatch`) for this job's reads, over the connection's.
     Source(&'static str, OptionValue),
@@ -53,7 +55,7 @@ pub enum JobSetting {
 /// The settings a job accepts, for error messages.
 pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, \
      commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify, soft_delete, \
-     max_retained_wal, flush_rows, flush_interval, publication, sample, keep_document, on_type_mismatch";
+     max_retained_wal, flush_rows, flush_interval, publication, server_id, sample, keep_document, on_type_mismatch";
 
 impl JobSetting {
     /// Validates one `name = value` pair; the error says what is allowed.
@@ -137,6 +139,7 @@ impl JobSetting {
                 SettingValue::Text(name) if (1..=63).contains(&name.len()) => Ok(JobSetting::Publication(name.clone())),
                 _ => Err("publication must be the name of an existing publication, such as 'orders_pub'".into()),
             },
+            "server_id" => number(1, u64::from(u32::MAX)).map(JobSetting::ServerId),
             "max_retained_wal" => bytes(value)
                 .filter(|&b| b > 0)
                 .map(JobSetting::MaxRetainedWal)
@@ -171,6 +174,7 @@ impl JobSetting {
             JobSetting::FlushRows(_) => "flush_rows",
             JobSetting::FlushInterval(_) => "flush_interval",
             JobSetting::Publication(_) => "publication",
+            JobSetting::ServerId(_) => "server_id",
             JobSetting::Source(name, _) => name,
         }
     }
@@ -195,6 +199,7 @@ impl JobSetting {
             JobSetting::FlushRows(rows) => job.cdc.flush_rows = Some(rows),
             JobSetting::FlushInterval(seconds) => job.cdc.flush_interval_seconds = Some(seconds),
             JobSetting::Publication(name) => job.cdc.publication = Some(name),
+            JobSetting::ServerId(id) => job.cdc.server_id = Some(id),
             JobSetting::Source(name, value) => {
                 job.source_settings.insert(name.to_owned(), value);
             }

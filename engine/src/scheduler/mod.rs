@@ -513,6 +513,9 @@ impl Scheduler {
                 info!(job = %job.name, run_id, "a queued run was cancelled before it started");
                 return Ok(());
             }
+            // A continuous job's stream stopped during its first load (a
+            // PAUSE, an ALTER): not a failure; the scheduler decides again.
+            EngineError::Cancelled { .. } if continuous::is_continuous(job) => return Ok(()),
             _ => {}
         }
         let states = self.states.lock().unwrap_or_else(|p| p.into_inner());

@@ -450,6 +450,9 @@ pub fn create_job_sql(job: &JobRecord) -> String {
     if let Some(publication) = &job.cdc.publication {
         sql.push_str(&format!(", publication = '{}'", publication.replace('\'', "''")));
     }
+    if let Some(id) = job.cdc.server_id {
+        sql.push_str(&format!(", server_id = {id}"));
+    }
     for (name, value) in &job.source_settings {
         let value = match value {
             OptionValue::Text(text) => format!("'{}'", text.replace('\'', "''")),

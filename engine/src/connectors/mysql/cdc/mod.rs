@@ -56,10 +56,14 @@ impl ChangeSource for MysqlChangeSource {
         setup::check(self, capture).await
     }
 
-    /// Gives the job its replica `server_id`; nothing is created at the
-    /// source.
-    async fn prepare(&self, _capture: &Capture, instance: &str, state: &mut CdcState) -> Result<(), CdcError> {
-        state.server_id = Some(setup::server_id(instance, &state.job));
+    /// Gives the job its replica `server_id` (the job's own, or one
+    /// derived from it); nothing is created at the source.
+    async fn prepare(&self, capture: &Capture, instance: &str, state: &mut CdcState) -> Result<(), CdcError> {
+        state.server_id = Some(
+            capture
+                .server_id
+                .unwrap_or_else(|| setup::server_id(instance, &state.job)),
+        );
         Ok(())
     }
 
@@ -78,7 +82,8 @@ impl ChangeSource for MysqlChangeSource {
         from: &Position,
     ) -> Result<Box<dyn ChangeStream>, CdcError> {
         let decoder = Decoder::new(capture, from)?;
-        let (Position::MySql { file, end, .. }, Some(server_id)) = (from, state.server_id) else {
+        // A server_id set since the first load counts from the next stream.
+        let (Position::MySql { file, end, .. }, Some(server_id)) = (from, capture.server_id.or(state.server_id)) else {
             return Err(CdcError::Unsupported(format!(
                 "job \"{}\" has no binlog position and replica id yet: take its first load first",
                 state.job

@@ -39,6 +39,12 @@ struct PostgresChangeSource {
 #[async_trait]
 impl ChangeSource for PostgresChangeSource {
     async fn check(&self, capture: &Capture) -> Result<Vec<String>, CdcError> {
+        if let Some(id) = capture.server_id {
+            return Err(CdcError::Unsupported(format!(
+                "server_id {id} applies to MySQL/MariaDB sources: PostgreSQL jobs stream from a replication slot; \
+                 leave out server_id"
+            )));
+        }
         setup::check(&self.endpoint, capture).await
     }
 

@@ -335,6 +335,7 @@ mod tests {
             parallel: None,
             batch_rows,
             publication: None,
+            server_id: None,
         }
     }
 
