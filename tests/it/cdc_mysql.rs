@@ -582,7 +582,9 @@ async fn a_continuous_job_streams_the_binlog_and_stops_for_drop() {
         replicas.lines().any(|l| l.split('\t').next() == Some("4242")),
         "{replicas}"
     );
-    let shown = rows(&client, "SHOW CREATE ETL JOB items_history").await[0][1].clone().unwrap();
+    let shown = rows(&client, "SHOW CREATE ETL JOB items_history").await[0][1]
+        .clone()
+        .unwrap();
     assert!(shown.contains("server_id = 4242"), "{shown}");
     client.batch_execute("DROP ETL JOB items_history").await.unwrap();
     assert_eq!(one(&client, "SELECT count(*) FROM sluice.jobs").await, "0");

@@ -39,12 +39,7 @@ pub enum CdcError {
     /// The publication a job names does not publish the table, or not
     /// every kind of change.
     #[error("publication \"{name}\" {problem}")]
-    PublicationIncomplete {
-        name: String,
-        table: TableRef,
-        problem: String,
-        fix: String,
-    },
+    PublicationIncomplete { name: String, problem: String, fix: String },
     /// Every replication slot is taken.
     #[error("all {max} replication slots are in use (max_replication_slots = {max})")]
     NoFreeSlot { max: i64 },

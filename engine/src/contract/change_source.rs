@@ -121,7 +121,9 @@ pub struct Retention {
 /// An open change stream.
 #[async_trait]
 pub trait ChangeStream: Send {
-    /// The next event; `None` when the source ended the stream.
+    /// The next event; `None` when the source ended the stream. Must be
+    /// cancel-safe: a drain waits for it alongside its timers and drops the
+    /// future when one fires, so no event may be lost then.
     async fn next(&mut self) -> Result<Option<ChangeEvent>, CdcError>;
 
     /// Tells the source that everything up to `upto` is committed at the

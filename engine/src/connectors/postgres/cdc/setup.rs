@@ -137,7 +137,6 @@ async fn check_publication(connection: &PgConnection, name: &str, table: &TableR
     let incomplete = |problem: String, fix: String| {
         Err(CdcError::PublicationIncomplete {
             name: name.to_owned(),
-            table: table.clone(),
             problem,
             fix,
         })
