@@ -146,6 +146,13 @@ pub struct CdcState {
 }
 
 impl CdcState {
+    /// When the destination was last known to hold everything the source
+    /// had committed, as last measured.
+    pub fn caught_up_at(&self) -> Option<DateTime<Utc>> {
+        let lag = chrono::Duration::milliseconds((self.lag_seconds? * 1000.0) as i64);
+        Some(self.checked_at? - lag)
+    }
+
     /// The state of a job nothing has been created for yet.
     pub fn new(job: &str) -> Self {
         Self {

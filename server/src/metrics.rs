@@ -193,7 +193,11 @@ impl Exporter {
             };
             let watermark = catalog.watermark(&job.name)?;
             let runs = deciding_runs(catalog, &job.name)?;
-            if let Some(age) = freshness(job, watermark.as_ref(), &runs, now) {
+            let cdc = match job.load {
+                LoadType::Cdc { .. } => catalog.cdc_state(&job.name)?,
+                _ => None,
+            };
+            if let Some(age) = freshness(job, watermark.as_ref(), &runs, cdc.as_ref(), now) {
                 self.freshness.get_or_create(&label).set(age.num_seconds());
             }
             if let Some(target) = job.freshness_target_seconds {

@@ -143,7 +143,8 @@ async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_shutdown
     // What SQL shows of a stream: its schedule, its lag once a beat came back.
     until(
         &client,
-        "SELECT count(*) FROM sluice.jobs WHERE schedule = 'CONTINUOUS' AND lag_seconds < 30 AND next_run_at IS NULL",
+        "SELECT count(*) FROM sluice.jobs WHERE schedule = 'CONTINUOUS' AND lag_seconds < 30 AND next_run_at IS NULL \
+         AND freshness < interval '30 seconds'",
         "2",
     )
     .await;

@@ -2,23 +2,28 @@
 //! whether that exceeds the job's `freshness_target`.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
-use sluice_catalog::{JobRecord, LoadType, RunRecord, RunStatus, Watermark};
+use sluice_catalog::{CdcState, JobRecord, LoadType, RunRecord, RunStatus, Watermark};
 
 /// Now minus the newest data committed: for an incremental job with a
 /// timestamp or date cursor, the committed watermark (a cursor without a
-/// time zone is read as UTC, a date as its midnight); otherwise (snapshots,
+/// time zone is read as UTC, a date as its midnight); for a CDC job, when
+/// its destination was last known to hold everything the source had
+/// committed (`cdc`, renewed while a `CONTINUOUS` stream runs) or the end
+/// of its last successful run, whichever is later; otherwise (snapshots,
 /// integer cursors) the end of the last successful run. `None` when nothing
 /// was committed yet.
 pub fn freshness(
     job: &JobRecord,
     watermark: Option<&Watermark>,
     runs: &[RunRecord],
+    cdc: Option<&CdcState>,
     now: DateTime<Utc>,
 ) -> Option<Duration> {
     let newest = match (&job.load, watermark) {
         (LoadType::Incremental { .. }, Some(w)) => cursor_time(&w.value).or_else(|| last_success(runs)),
         (LoadType::Incremental { .. }, None) => None,
-        (LoadType::Snapshot | LoadType::Cdc { .. }, _) => last_success(runs),
+        (LoadType::Cdc { .. }, _) => last_success(runs).max(cdc.and_then(CdcState::caught_up_at)),
+        (LoadType::Snapshot, _) => last_success(runs),
     }?;
     Some((now - newest).max(Duration::zero()))
 }
@@ -104,15 +109,22 @@ mod tests {
             ("2024-05-01 09:00:00", 3),
             ("2024-05-01", 12),
         ] {
-            let age = freshness(&incremental(), Some(&watermark(value)), &runs, now).unwrap();
+            let age = freshness(&incremental(), Some(&watermark(value)), &runs, None, now).unwrap();
             assert_eq!(age.num_hours(), hours, "{value}");
         }
         // An integer cursor says nothing of time: the last commit does.
-        let age = freshness(&incremental(), Some(&watermark("42")), &runs, now).unwrap();
+        let age = freshness(&incremental(), Some(&watermark("42")), &runs, None, now).unwrap();
         assert_eq!(age.num_seconds(), 60);
-        assert_eq!(freshness(&incremental(), None, &runs, now), None);
+        assert_eq!(freshness(&incremental(), None, &runs, None, now), None);
         // A cursor in the future is fresh, not negative.
-        let age = freshness(&incremental(), Some(&watermark("2024-06-01T00:00:00Z")), &runs, now).unwrap();
+        let age = freshness(
+            &incremental(),
+            Some(&watermark("2024-06-01T00:00:00Z")),
+            &runs,
+            None,
+            now,
+        )
+        .unwrap();
         assert_eq!(age, Duration::zero());
     }
 
@@ -122,8 +134,32 @@ mod tests {
         let mut failed = succeeded_at("2024-05-01T11:30:00Z");
         failed.status = RunStatus::Failed;
         let runs = [succeeded_at("2024-05-01T11:00:00Z"), failed];
-        assert_eq!(freshness(&job(), None, &runs, now).unwrap().num_minutes(), 60);
-        assert_eq!(freshness(&job(), None, &[], now), None);
+        assert_eq!(freshness(&job(), None, &runs, None, now).unwrap().num_minutes(), 60);
+        assert_eq!(freshness(&job(), None, &[], None, now), None);
+    }
+
+    #[test]
+    fn a_cdc_job_is_as_old_as_the_moment_it_was_last_caught_up() {
+        let now = at("2024-05-01T12:00:00Z");
+        let mut cdc_job = job();
+        cdc_job.load = LoadType::Cdc {
+            mode: sluice_catalog::CdcMode::Merge,
+        };
+        let runs = [succeeded_at("2024-05-01T10:00:00Z")];
+        // A stream running since: its beat 5 s ago found it 1.5 s behind.
+        let mut state = CdcState::new("j");
+        state.checked_at = Some(at("2024-05-01T11:59:55Z"));
+        state.lag_seconds = Some(1.5);
+        let age = freshness(&cdc_job, None, &runs, Some(&state), now).unwrap();
+        assert_eq!(age.num_milliseconds(), 6_500);
+        // Without a measurement, or one older than the last run: the run.
+        assert_eq!(freshness(&cdc_job, None, &runs, None, now).unwrap().num_hours(), 2);
+        state.checked_at = Some(at("2024-05-01T09:00:00Z"));
+        assert_eq!(
+            freshness(&cdc_job, None, &runs, Some(&state), now).unwrap().num_hours(),
+            2
+        );
+        assert_eq!(freshness(&cdc_job, None, &[], None, now), None);
     }
 
     #[test]

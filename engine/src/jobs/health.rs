@@ -187,8 +187,8 @@ pub(super) mod tests {
             );
             proptest::prop_assert_eq!(consecutive_failures(&history), consecutive_failures(&deciding));
             proptest::prop_assert_eq!(
-                crate::jobs::freshness(&job, None, &history, now),
-                crate::jobs::freshness(&job, None, &deciding, now)
+                crate::jobs::freshness(&job, None, &history, None, now),
+                crate::jobs::freshness(&job, None, &deciding, None, now)
             );
             proptest::prop_assert_eq!(history.last().map(|r| r.id), deciding.last().map(|r| r.id));
         }

@@ -138,11 +138,19 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
         .iter()
         .map(|j| catalog.watermark(&j.name))
         .collect::<Result<Vec<_>, _>>()?;
+    let cdc_states = jobs
+        .iter()
+        .map(|j| match j.load {
+            LoadType::Cdc { .. } => catalog.cdc_state(&j.name),
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>, CatalogError>>()?;
     let freshness: Vec<Option<chrono::Duration>> = jobs
         .iter()
         .zip(&watermarks)
         .zip(&runs_of)
-        .map(|((job, watermark), runs)| freshness(job, watermark.as_ref(), runs, now))
+        .zip(&cdc_states)
+        .map(|(((job, watermark), runs), cdc)| freshness(job, watermark.as_ref(), runs, cdc.as_ref(), now))
         .collect();
     let health: Vec<Health> = jobs
         .iter()
@@ -165,13 +173,6 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
     let sources: Vec<String> = jobs.iter().map(source_sql).collect();
     let destinations: Vec<String> = jobs.iter().map(destination_sql).collect();
     let loads: Vec<String> = jobs.iter().map(|j| load_sql(&j.load)).collect();
-    let cdc_states = jobs
-        .iter()
-        .map(|j| match j.load {
-            LoadType::Cdc { .. } => catalog.cdc_state(&j.name),
-            _ => Ok(None),
-        })
-        .collect::<Result<Vec<_>, CatalogError>>()?;
     let lag_bytes: Int64Array = cdc_states
         .iter()
         .map(|s| s.as_ref().and_then(|s| s.lag_bytes).map(|b| b as i64))
