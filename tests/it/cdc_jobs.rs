@@ -170,6 +170,18 @@ async fn kill_9_between_destination_commit_and_confirm_then_rerun_equals_the_sou
     assert_eq!(one(&client, "SELECT count(*) FROM warehouse.items_h").await, "7");
 }
 
+/// A connection `role` to the `shop` database as source role `role`.
+async fn role_connection(client: &Client, pg: &PgServer, role: &str, password: &str) {
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION {role} TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', \
+             user '{role}', password '{password}')",
+            pg.port
+        ))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_checks_refuse_before_saving_and_drop_releases_the_slot() {
     let replica = PgServer::start_with_settings(&["wal_level=replica"]);
@@ -188,14 +200,7 @@ async fn create_checks_refuse_before_saving_and_drop_releases_the_slot() {
     ));
     client.batch_execute("DROP CONNECTION shop").await.unwrap();
     create_shop_connection(&client, &pg).await;
-    client
-        .batch_execute(&format!(
-            "CREATE CONNECTION plain TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', \
-             user 'plain', password 'plain_pw_123')",
-            pg.port
-        ))
-        .await
-        .unwrap();
+    role_connection(&client, &pg, "plain", "plain_pw_123").await;
     let message = expect_err(&client, "CREATE ETL JOB j FROM plain.public.items CDC", "42501").await;
     assert!(message.contains("REPLICATION"), "{message}");
     let message = expect_err(&client, "CREATE ETL JOB j FROM shop.public.keyless CDC MERGE", "42P10").await;
@@ -228,14 +233,7 @@ async fn create_checks_refuse_before_saving_and_drop_releases_the_slot() {
          CREATE PUBLICATION other_pub FOR TABLE keyless; \
          CREATE PUBLICATION inserts_pub FOR TABLE items WITH (publish = 'insert');",
     );
-    client
-        .batch_execute(&format!(
-            "CREATE CONNECTION streamer TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', \
-             user 'streamer', password 'streamer_pw_1')",
-            pg.port
-        ))
-        .await
-        .unwrap();
+    role_connection(&client, &pg, "streamer", "streamer_pw_1").await;
     let message = expect_err(&client, "CREATE ETL JOB s FROM streamer.public.items CDC", "42501").await;
     assert!(message.contains("does not own"), "{message}");
     for (publication, code, needle) in [
