@@ -43,16 +43,19 @@ async fn until_equal(pg: &PgServer, client: &Client, step: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let expected = source(pg).await;
+        // `None` while a table does not exist yet.
         let merge = try_rows(
             client,
             "SELECT id, name, md5(big), qty FROM warehouse.items_m ORDER BY id",
         )
-        .await;
+        .await
+        .ok();
         let current = try_rows(
             client,
             "SELECT id, name, md5(big), qty FROM warehouse.items_h_current ORDER BY id",
         )
-        .await;
+        .await
+        .ok();
         if merge.as_ref() == Some(&expected) && current.as_ref() == Some(&expected) {
             return;
         }
@@ -70,41 +73,9 @@ async fn until_equal(pg: &PgServer, client: &Client, step: &str) {
     }
 }
 
-/// The rows of `sql`, or `None` while the table does not exist yet.
-async fn try_rows(client: &Client, sql: &str) -> Option<Vec<Vec<Option<String>>>> {
-    let messages = client.simple_query(sql).await.ok()?;
-    Some(
-        messages
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
-                }
-                _ => None,
-            })
-            .collect(),
-    )
-}
-
 /// Waits until `sql` returns `expected`.
 async fn until(client: &Client, sql: &str, expected: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let value = one(client, sql).await;
-        if value == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sql}: {value:?}, not {expected:?}; runs {:#?}",
-            rows(
-                client,
-                "SELECT run_id, job, trigger, status, error FROM sluice.runs ORDER BY run_id"
-            )
-            .await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(client, sql, Duration::from_secs(60), |value| value == expected).await;
 }
 
 const STREAMS: &str = "SELECT count(*) FROM sluice.runs WHERE status = 'running' AND trigger IN ('schedule', 'retry')";

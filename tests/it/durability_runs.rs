@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use tokio_postgres::Client;
@@ -38,20 +38,6 @@ async fn loaded(client: &Client, table: &str) -> (String, String) {
     )
     .await;
     (r[0][0].clone().unwrap(), r[0][1].clone().unwrap())
-}
-
-async fn wait_for(client: &Client, sql: &str, timeout: Duration, done: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done(&one(client, sql).await) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let runs = rows(client, "SELECT run_id, trigger, status, error FROM sluice.runs").await;
-            panic!("timed out waiting for {sql:?}; runs: {runs:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test]

@@ -43,26 +43,6 @@ fn create_slow_view(pg: &PgServer, seconds: u32) {
     );
 }
 
-/// Polls `sql` (one value) until `done` accepts it; panics after `timeout`.
-async fn wait_for(client: &Client, sql: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let value = one(client, sql).await;
-        if done(&value) {
-            return value;
-        }
-        if Instant::now() > deadline {
-            let runs = rows(
-                client,
-                "SELECT run_id, job, trigger, status, rows, error FROM sluice.runs",
-            )
-            .await;
-            panic!("timed out waiting for {sql:?} (last value {value:?}); runs: {runs:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn count_at_least(n: i64) -> impl Fn(&str) -> bool {
     move |v| v.parse::<i64>().is_ok_and(|c| c >= n)
 }

@@ -3,7 +3,7 @@
 //! stay owned (no references to another connection's inline secret, no
 //! stored password sent to a new host, no secret values in run errors).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_postgres::Client;
 
@@ -26,19 +26,6 @@ async fn setup(args: &[&str]) -> (PgServer, Sluice, Client) {
     let client = sluice.client().await;
     create_shop_connection(&client, &pg).await;
     (pg, sluice, client)
-}
-
-/// Polls `sql` (one value) until `done` accepts it; panics after `timeout`.
-async fn wait_for(client: &Client, sql: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let value = one(client, sql).await;
-        if done(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{sql}: still {value:?} after {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test]

@@ -274,13 +274,12 @@ pub fn describe_summary(describe: &[Vec<Option<String>>]) -> Vec<String> {
         .collect()
 }
 
-/// The rows of a simple query, every value as text (`None` for NULL).
-/// Panics with the error when the query fails.
-pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
+/// The rows of a simple query, every value as text (`None` for NULL), or
+/// the error.
+pub async fn try_rows(client: &Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, tokio_postgres::Error> {
+    Ok(client
         .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .await?
         .into_iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(row) => {
@@ -288,7 +287,34 @@ pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
             }
             _ => None,
         })
-        .collect()
+        .collect())
+}
+
+/// The rows of a simple query, every value as text (`None` for NULL).
+/// Panics with the error when the query fails.
+pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    try_rows(client, sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+}
+
+/// Polls `sql` (one value) until `done` accepts it and returns it; panics
+/// after `timeout`, showing the runs.
+pub async fn wait_for(client: &Client, sql: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = one(client, sql).await;
+        if done(&value) {
+            return value;
+        }
+        if Instant::now() > deadline {
+            let runs = rows(
+                client,
+                "SELECT run_id, job, trigger, status, rows, error FROM sluice.runs",
+            )
+            .await;
+            panic!("timed out waiting for {sql:?} (last value {value:?}); runs: {runs:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The first value of the first row of a simple query ("" for NULL).
