@@ -58,6 +58,35 @@ impl Record for Instance {
     }
 }
 
+/// Reads runs newest first, one job after another, through one iterator
+/// over the run index: what listing the latest runs of every job uses.
+pub struct RunCursor<'a> {
+    catalog: &'a Catalog,
+    ids: crate::store::RunIds<'a>,
+}
+
+impl RunCursor<'_> {
+    /// `job`'s runs, newest first, read lazily.
+    pub fn newest_first(&mut self, job: &str) -> impl Iterator<Item = Result<RunRecord>> + '_ {
+        self.ids.seek(job);
+        std::iter::from_fn(move || self.next_run())
+    }
+
+    fn next_run(&mut self) -> Option<Result<RunRecord>> {
+        loop {
+            let id = match self.ids.next_id()? {
+                Ok(id) => id,
+                Err(e) => return Some(Err(e)),
+            };
+            // Pruned between the index scan and this read: gone, skip it.
+            match self.catalog.store.get::<RunRecord>(&run_key(id)) {
+                Ok(None) => continue,
+                found => return found.transpose(),
+            }
+        }
+    }
+}
+
 /// What [`Catalog::drop_connection`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DropOutcome {
@@ -874,7 +903,7 @@ impl Catalog {
             return self.store.scan::<RunRecord>();
         };
         let mut runs = Vec::new();
-        for id in self.store.run_ids(job)? {
+        for id in self.store.run_ids_of(job)? {
             // Pruned between the index scan and this read: gone, skip it.
             if let Some(run) = self.store.get::<RunRecord>(&run_key(id))? {
                 runs.push(run);
@@ -886,11 +915,18 @@ impl Catalog {
     /// `job`'s runs, newest first, read one by one through the run index:
     /// a caller that needs only the latest runs reads only those.
     pub fn runs_newest_first<'a>(&'a self, job: &str) -> impl Iterator<Item = Result<RunRecord>> + 'a {
-        self.store.run_ids_newest_first(job).filter_map(|id| match id {
-            // Pruned between the index scan and this read: gone, skip it.
-            Ok(id) => self.store.get::<RunRecord>(&run_key(id)).transpose(),
-            Err(e) => Some(Err(e)),
-        })
+        let mut cursor = self.run_cursor();
+        cursor.ids.seek(job);
+        std::iter::from_fn(move || cursor.next_run())
+    }
+
+    /// A cursor reading the latest runs of one job after another (see
+    /// [`RunCursor`]).
+    pub fn run_cursor(&self) -> RunCursor<'_> {
+        RunCursor {
+            catalog: self,
+            ids: self.store.run_ids(),
+        }
     }
 
     /// Deletes the oldest finished runs of `job` beyond the newest `keep`;
@@ -931,6 +967,11 @@ impl Catalog {
         self.store.get(job)
     }
 
+    /// The scheduler's state of every job that has one, by job name.
+    pub fn schedule_states(&self) -> Result<Vec<ScheduleState>> {
+        self.store.scan()
+    }
+
     /// Saves the scheduler's state of a job; `false` (and nothing saved)
     /// when the job no longer exists.
     pub fn set_schedule_state(&self, state: &ScheduleState) -> Result<bool> {
@@ -940,6 +981,11 @@ impl Catalog {
     /// The change-data-capture state of a job, if it has one.
     pub fn cdc_state(&self, job: &str) -> Result<Option<CdcState>> {
         self.store.get(job)
+    }
+
+    /// The CDC state of every job that has one, by job name.
+    pub fn cdc_states(&self) -> Result<Vec<CdcState>> {
+        self.store.scan()
     }
 
     /// Saves the CDC state of a job; `false` (and nothing saved) when the
@@ -965,6 +1011,11 @@ impl Catalog {
     /// The committed watermark of a job.
     pub fn watermark(&self, job: &str) -> Result<Option<Watermark>> {
         self.store.get(job)
+    }
+
+    /// The committed watermark of every job that has one, by job name.
+    pub fn watermarks(&self) -> Result<Vec<Watermark>> {
+        self.store.scan()
     }
 
     /// Saves a watermark on its own (start-up reconciliation with what the

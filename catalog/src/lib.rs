@@ -32,7 +32,7 @@ mod verification;
 pub use admin::AdminCredentials;
 pub use alert::{AlertEvent, AlertRecord, DeliveryRecord, DeliveryStatus, Incident, SecretHeader, Subject};
 pub use blocking::blocking;
-pub use catalog::{Catalog, DropOutcome};
+pub use catalog::{Catalog, DropOutcome, RunCursor};
 pub use cdc::{CdcMode, CdcPhase, CdcSettings, CdcState, PendingBatch};
 pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpdate};
 pub use crypto::MasterKey;

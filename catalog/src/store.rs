@@ -286,7 +286,7 @@ impl Store {
     /// The ids of `job`'s runs in the run index, in run order: a prefix
     /// scan that reads no other job's entries. Stored entries only: runs
     /// are never started inside a transaction.
-    pub fn run_ids(&self, job: &str) -> Result<Vec<u64>> {
+    pub fn run_ids_of(&self, job: &str) -> Result<Vec<u64>> {
         let prefix = self.full_key(RUN_INDEX, &run_index_key(job, 0));
         let prefix = &prefix[..prefix.len() - 8];
         let mut ids = Vec::new();
@@ -307,28 +307,14 @@ impl Store {
         Ok(ids)
     }
 
-    /// The ids of `job`'s runs in the run index, newest first, read lazily:
-    /// a reverse prefix scan that stops where the caller stops.
-    pub fn run_ids_newest_first<'a>(&'a self, job: &str) -> impl Iterator<Item = Result<u64>> + 'a {
-        let prefix = self.full_key(RUN_INDEX, &run_index_key(job, 0));
-        let prefix = prefix[..prefix.len() - 8].to_vec();
-        let end = self.full_key(RUN_INDEX, &run_index_key(job, u64::MAX));
-        self.db
-            .iterator_cf(
-                self.family(RUN_INDEX),
-                IteratorMode::From(&end, rocksdb::Direction::Reverse),
-            )
-            .map_while(move |entry| match entry {
-                Err(e) => Some(Err(e.into())),
-                Ok((key, _)) => key.strip_prefix(prefix.as_slice()).map(|id| Ok(id.to_vec())),
-            })
-            // Longer: a job whose name continues past a NUL.
-            .filter_map(|id| match id {
-                Err(e) => Some(Err(e)),
-                Ok(id) => <[u8; 8]>::try_from(id.as_slice())
-                    .ok()
-                    .map(|id| Ok(u64::from_be_bytes(id))),
-            })
+    /// A reverse cursor over the run index (see [`RunIds`]).
+    pub fn run_ids(&self) -> RunIds<'_> {
+        RunIds {
+            store: self,
+            raw: self.db.raw_iterator_cf(self.family(RUN_INDEX)),
+            prefix: Vec::new(),
+            started: false,
+        }
     }
 
     /// Starts an atomic change.
@@ -378,6 +364,46 @@ impl Store {
             self.db.write_opt(batch, &opts)
         })?;
         Ok(())
+    }
+}
+
+/// Run ids from the run index, newest first, one job at a time: one
+/// RocksDB iterator [`RunIds::seek`]s to each job's newest run in turn, so
+/// reading the latest runs of many jobs creates one iterator, not one per
+/// job. Stored entries only: runs are never started inside a transaction.
+pub(crate) struct RunIds<'a> {
+    store: &'a Store,
+    raw: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    /// The index key prefix of the job sought.
+    prefix: Vec<u8>,
+    started: bool,
+}
+
+impl RunIds<'_> {
+    /// Positions the cursor at `job`'s newest run.
+    pub fn seek(&mut self, job: &str) {
+        let end = self.store.full_key(RUN_INDEX, &run_index_key(job, u64::MAX));
+        self.prefix = end[..end.len() - 8].to_vec();
+        self.raw.seek_for_prev(&end);
+        self.started = false;
+    }
+
+    /// The next older run id of the job sought, `None` past its oldest.
+    pub fn next_id(&mut self) -> Option<Result<u64>> {
+        loop {
+            if self.started {
+                self.raw.prev();
+            }
+            self.started = true;
+            if !self.raw.valid() {
+                return self.raw.status().err().map(|e| Err(e.into()));
+            }
+            let id = self.raw.key()?.strip_prefix(self.prefix.as_slice())?;
+            // Longer: a job whose name continues past a NUL.
+            if let Ok(id) = <[u8; 8]>::try_from(id) {
+                return Some(Ok(u64::from_be_bytes(id)));
+            }
+        }
     }
 }
 

@@ -585,6 +585,19 @@ fn a_jobs_newest_runs_are_read_without_reading_older_ones() {
             .collect::<Vec<_>>()
     };
     assert_eq!((ids("b"), ids("a2"), ids("nobody")), (vec![4, 2], vec![6], vec![]));
+    // One cursor over many jobs, in any order, gives each job the same.
+    let mut cursor = catalog.run_cursor();
+    let mut ids = |job| {
+        cursor
+            .newest_first(job)
+            .take(2)
+            .map(|r| r.unwrap().id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (ids("b"), ids("nobody"), ids("a"), ids("a2"), ids("b")),
+        (vec![4, 2], vec![], vec![5, 3], vec![6], vec![4, 2])
+    );
 }
 
 #[test]

@@ -17,8 +17,8 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use sluice_catalog::{Catalog, CatalogError, ConnectionStatus, JobRecord, LoadType};
-use sluice_engine::jobs::{deciding_runs, freshness};
+use sluice_catalog::{CatalogError, ConnectionStatus, JobRecord};
+use sluice_engine::jobs::{Coverage, JobFacts, freshness, job_facts};
 use sluice_engine::metrics::EngineMetrics;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
@@ -177,43 +177,34 @@ impl Exporter {
                 .set(spent);
         }
         let jobs = catalog.jobs()?;
-        self.record_freshness(catalog, name, &jobs)?;
-        self.record_cdc_lag(catalog, name, &jobs)?;
+        let facts = job_facts(catalog, &jobs, Coverage::Every)?;
+        self.record_freshness(name, &jobs, &facts);
+        self.record_cdc_lag(name, &jobs, &facts);
         Ok(jobs.len())
     }
 
     /// Sets the freshness gauges of every job that committed data, and the
     /// target of every job that has one.
-    fn record_freshness(&self, catalog: &Catalog, namespace: &str, jobs: &[JobRecord]) -> Result<(), CatalogError> {
+    fn record_freshness(&self, namespace: &str, jobs: &[JobRecord], facts: &[JobFacts]) {
         let now = chrono::Utc::now();
-        for job in jobs {
+        for (job, facts) in jobs.iter().zip(facts) {
             let label = JobLabels {
                 namespace: namespace.to_owned(),
                 job: job.name.clone(),
             };
-            let watermark = catalog.watermark(&job.name)?;
-            let runs = deciding_runs(catalog, &job.name)?;
-            let cdc = match job.load {
-                LoadType::Cdc { .. } => catalog.cdc_state(&job.name)?,
-                _ => None,
-            };
-            if let Some(age) = freshness(job, watermark.as_ref(), &runs, cdc.as_ref(), now) {
+            if let Some(age) = freshness(job, facts.watermark.as_ref(), &facts.runs, facts.cdc.as_ref(), now) {
                 self.freshness.get_or_create(&label).set(age.num_seconds());
             }
             if let Some(target) = job.freshness_target_seconds {
                 self.freshness_target.get_or_create(&label).set(target as i64);
             }
         }
-        Ok(())
     }
 
     /// Sets the lag gauges of every CDC job that measured its lag.
-    fn record_cdc_lag(&self, catalog: &Catalog, namespace: &str, jobs: &[JobRecord]) -> Result<(), CatalogError> {
+    fn record_cdc_lag(&self, namespace: &str, jobs: &[JobRecord], facts: &[JobFacts]) {
         let now = chrono::Utc::now();
-        for job in jobs.iter().filter(|j| matches!(j.load, LoadType::Cdc { .. })) {
-            let Some(state) = catalog.cdc_state(&job.name)? else {
-                continue;
-            };
+        for (job, state) in jobs.iter().zip(facts).filter_map(|(j, f)| Some((j, f.cdc.as_ref()?))) {
             let label = JobLabels {
                 namespace: namespace.to_owned(),
                 job: job.name.clone(),
@@ -225,7 +216,6 @@ impl Exporter {
                 self.cdc_lag_seconds.get_or_create(&label).set(seconds as i64);
             }
         }
-        Ok(())
     }
 }
 

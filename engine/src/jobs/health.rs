@@ -1,6 +1,6 @@
 //! Whether a job is healthy, from its recent runs and its connections.
 
-use sluice_catalog::{Catalog, CatalogError, JobRecord, RunRecord, RunStatus};
+use sluice_catalog::{JobRecord, RunRecord, RunStatus};
 
 /// Failed runs in a row after which a job is `failing`.
 pub const FAILING_AFTER: u32 = 3;
@@ -65,17 +65,12 @@ impl Health {
     }
 }
 
-/// The runs that decide a job's health, freshness, streak and last error:
-/// its newest runs back to and including the newest successful one, oldest
-/// first. Everything this module and `freshness` look at lies in that
-/// range, so a job with a long history costs a read of its latest runs only.
-pub fn deciding_runs(catalog: &Catalog, job: &str) -> Result<Vec<RunRecord>, CatalogError> {
-    deciding(catalog.runs_newest_first(job))
-}
-
-/// The newest runs back to and including the newest successful one, from
-/// runs given newest first; returned oldest first.
-fn deciding<E>(newest_first: impl Iterator<Item = Result<RunRecord, E>>) -> Result<Vec<RunRecord>, E> {
+/// The runs that decide a job's health, freshness, streak and last error,
+/// from its runs given newest first: its newest runs back to and including
+/// the newest successful one, returned oldest first. Everything this module
+/// and `freshness` look at lies in that range, so a job with a long history
+/// costs a read of its latest runs only.
+pub(super) fn deciding<E>(newest_first: impl Iterator<Item = Result<RunRecord, E>>) -> Result<Vec<RunRecord>, E> {
     let mut runs = Vec::new();
     for run in newest_first {
         let run = run?;

@@ -14,7 +14,8 @@ use sluice_catalog::{
 };
 use sluice_engine::contract::{Shipped, option_sql};
 use sluice_engine::jobs::{
-    Health, LiveRun, bytes_text, consecutive_failures, deciding_runs, freshness, is_stale, labels_text, table_ops_today,
+    Coverage, Health, LiveRun, bytes_text, consecutive_failures, freshness, is_stale, job_facts, labels_text,
+    table_ops_today,
 };
 use sluice_engine::scheduler;
 
@@ -106,17 +107,17 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
             jobs
         }
     };
-    // Each job's latest runs only: the history before its last success
-    // changes none of the columns.
-    let runs_of = jobs
+    let coverage = match only {
+        None => Coverage::Every,
+        Some(_) => Coverage::Some,
+    };
+    let facts = job_facts(catalog, &jobs, coverage)?;
+    let last: Vec<Option<&RunRecord>> = facts.iter().map(|f| f.runs.last()).collect();
+    let last_error: Vec<Option<&str>> = facts
         .iter()
-        .map(|j| deciding_runs(catalog, &j.name))
-        .collect::<Result<Vec<_>, CatalogError>>()?;
-    let last: Vec<Option<&RunRecord>> = runs_of.iter().map(|r| r.last()).collect();
-    let last_error: Vec<Option<&str>> = runs_of
-        .iter()
-        .map(|runs| {
-            runs.iter()
+        .map(|f| {
+            f.runs
+                .iter()
                 .rev()
                 .find(|r| r.status != RunStatus::Skipped)
                 .filter(|r| r.status == RunStatus::Failed)
@@ -134,52 +135,34 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
         .iter()
         .map(|j| table_ops_today(catalog, j, now))
         .collect::<Result<Vec<_>, CatalogError>>()?;
-    let watermarks = jobs
-        .iter()
-        .map(|j| catalog.watermark(&j.name))
-        .collect::<Result<Vec<_>, _>>()?;
-    let cdc_states = jobs
-        .iter()
-        .map(|j| match j.load {
-            LoadType::Cdc { .. } => catalog.cdc_state(&j.name),
-            _ => Ok(None),
-        })
-        .collect::<Result<Vec<_>, CatalogError>>()?;
     let freshness: Vec<Option<chrono::Duration>> = jobs
         .iter()
-        .zip(&watermarks)
-        .zip(&runs_of)
-        .zip(&cdc_states)
-        .map(|(((job, watermark), runs), cdc)| freshness(job, watermark.as_ref(), runs, cdc.as_ref(), now))
+        .zip(&facts)
+        .map(|(job, f)| freshness(job, f.watermark.as_ref(), &f.runs, f.cdc.as_ref(), now))
         .collect();
     let health: Vec<Health> = jobs
         .iter()
-        .zip(&runs_of)
+        .zip(&facts)
         .zip(&table_ops)
         .zip(&freshness)
-        .map(|(((job, runs), ops), age)| Health::of(job, runs, &failed_connections, is_stale(job, *age, now), *ops))
+        .map(|(((job, f), ops), age)| Health::of(job, &f.runs, &failed_connections, is_stale(job, *age, now), *ops))
         .collect();
-    let next_runs = jobs
+    let next_runs: Vec<_> = jobs
         .iter()
-        .map(|j| {
-            Ok(scheduler::next_run_at(
-                j,
-                catalog.schedule_state(&j.name)?.as_ref(),
-                now,
-            ))
-        })
-        .collect::<Result<Vec<_>, CatalogError>>()?;
+        .zip(&facts)
+        .map(|(j, f)| scheduler::next_run_at(j, f.schedule.as_ref(), now))
+        .collect();
     let labels: Vec<String> = jobs.iter().map(|j| labels_text(&j.labels)).collect();
     let sources: Vec<String> = jobs.iter().map(source_sql).collect();
     let destinations: Vec<String> = jobs.iter().map(destination_sql).collect();
     let loads: Vec<String> = jobs.iter().map(|j| load_sql(&j.load)).collect();
-    let lag_bytes: Int64Array = cdc_states
+    let lag_bytes: Int64Array = facts
         .iter()
-        .map(|s| s.as_ref().and_then(|s| s.lag_bytes).map(|b| b as i64))
+        .map(|f| f.cdc.as_ref().and_then(|s| s.lag_bytes).map(|b| b as i64))
         .collect();
-    let lag_seconds: Float64Array = cdc_states
+    let lag_seconds: Float64Array = facts
         .iter()
-        .map(|s| s.as_ref().and_then(|s| s.lag_seconds_at(now)))
+        .map(|f| f.cdc.as_ref().and_then(|s| s.lag_seconds_at(now)))
         .collect();
     Ok(batch(
         &JOBS,
@@ -190,16 +173,16 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
             strings(loads.iter().map(|s| Some(s.as_str()))),
             strings(jobs.iter().map(|j| Some(j.schedule.as_str()))),
             Arc::new(jobs.iter().map(|j| Some(j.paused)).collect::<BooleanArray>()),
-            strings(watermarks.iter().map(|w| w.as_ref().map(|w| w.value.as_str()))),
+            strings(facts.iter().map(|f| f.watermark.as_ref().map(|w| w.value.as_str()))),
             strings(last.iter().map(|r| r.map(|r| r.status.as_str()))),
             timestamps(last.iter().map(|r| r.map(|r| r.started_at))),
             timestamps(jobs.iter().map(|j| Some(j.created_at))),
             timestamps(next_runs.iter().copied()),
             strings(health.iter().map(|h| Some(h.as_str()))),
             Arc::new(
-                runs_of
+                facts
                     .iter()
-                    .map(|r| Some(i64::from(consecutive_failures(r))))
+                    .map(|f| Some(i64::from(consecutive_failures(&f.runs))))
                     .collect::<Int64Array>(),
             ),
             strings(last_error.iter().copied()),
@@ -232,7 +215,7 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
             ),
             Arc::new(lag_bytes),
             Arc::new(lag_seconds),
-            strings(cdc_states.iter().map(|s| s.as_ref().map(|s| s.phase_name()))),
+            strings(facts.iter().map(|f| f.cdc.as_ref().map(|s| s.phase_name()))),
         ],
     ))
 }
