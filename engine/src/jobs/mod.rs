@@ -25,6 +25,7 @@ mod settings;
 mod split;
 mod table_ops;
 mod verify;
+mod wal_guardian;
 mod whole_files;
 mod window;
 
