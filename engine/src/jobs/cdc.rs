@@ -143,6 +143,12 @@ impl JobManager {
         Ok(())
     }
 
+    /// Whether the WAL guardian gave `job`'s slot up (`needs resync`): its
+    /// runs fail until `RESYNC ETL JOB`.
+    pub fn needs_resync(&self, job: &str) -> Result<bool, EngineError> {
+        Ok(self.catalog().cdc_state(job)?.is_some_and(|state| state.needs_resync()))
+    }
+
     /// `RESYNC ETL JOB name`: a run (trigger `resync`) that drops the job's
     /// slot and publication, takes a fresh snapshot into the destination
     /// and drains from the new slot; how a job leaves `needs resync`.
