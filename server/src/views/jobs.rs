@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, Schema, SchemaRef};
 use sluice_catalog::{
-    Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, OptionValue,
+    Catalog, CatalogError, CdcState, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, OptionValue,
     RunRecord, RunStatus, SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
 };
 use sluice_engine::contract::{Shipped, option_sql};
@@ -157,7 +157,18 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
         .zip(&runs_of)
         .zip(&table_ops)
         .zip(&freshness)
-        .map(|(((job, runs), ops), age)| Health::of(job, runs, &failed_connections, is_stale(job, *age, now), *ops))
+        .zip(&cdc_states)
+        .map(|((((job, runs), ops), age), cdc)| {
+            let needs_resync = cdc.as_ref().is_some_and(CdcState::needs_resync);
+            Health::of(
+                job,
+                runs,
+                &failed_connections,
+                is_stale(job, *age, now),
+                *ops,
+                needs_resync,
+            )
+        })
         .collect();
     let next_runs = jobs
         .iter()
