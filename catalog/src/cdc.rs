@@ -178,6 +178,11 @@ impl CdcState {
         Some(self.lag_seconds? + since)
     }
 
+    /// Whether the slot was given up: only `RESYNC ETL JOB` continues.
+    pub fn needs_resync(&self) -> bool {
+        matches!(self.phase, CdcPhase::NeedsResync { .. })
+    }
+
     /// The phase as `sluice.jobs.cdc_state` shows it.
     pub fn phase_name(&self) -> &'static str {
         match self.phase {

@@ -8,12 +8,14 @@
 //! updates, in transactions of 1 to 20 statements), each followed by a
 //! restart, and five cuts of the streams' connections at the source, leave
 //! the destination equal to the source with every change recorded once.
+//! A stream whose slot a long-open transaction holds past
+//! `max_retained_wal` gives the slot up and waits, failed, for `RESYNC`.
 
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::cdc_jobs::{assert_equal, big, source, warehouse};
+use crate::cdc_jobs::{assert_equal, big, cdc_state, generate_wal, slots, source, warehouse};
 use crate::common::*;
 
 const TABLE: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name text, big text, qty int); \
@@ -21,18 +23,19 @@ const TABLE: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name text, big t
                      INSERT INTO items VALUES (1, 'a', NULL, 1), (2, 'b', NULL, 2), (3, 'c', NULL, 3);";
 
 /// Creates the table and two continuous jobs (the names `assert_equal`
-/// compares) that commit every second.
-async fn continuous_jobs(pg: &PgServer, sluice: &Sluice) -> Client {
+/// compares) that commit every second, with `settings` (`, name = value`
+/// ...) too.
+async fn continuous_jobs(pg: &PgServer, sluice: &Sluice, settings: &str) -> Client {
     pg.psql_admin(TABLE);
     let client = sluice.client().await;
     create_shop_connection(&client, pg).await;
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE ETL JOB items_merge FROM shop.public.items INTO items_m CDC MERGE CONTINUOUS \
-               WITH (flush_interval = '1 second'); \
+               WITH (flush_interval = '1 second'{settings}); \
              CREATE ETL JOB items_history FROM shop.public.items INTO items_h CDC HISTORY CONTINUOUS \
-               WITH (flush_interval = '1 second');",
-        )
+               WITH (flush_interval = '1 second'{settings});"
+        ))
         .await
         .unwrap();
     client
@@ -84,7 +87,7 @@ const STREAMS: &str = "SELECT count(*) FROM sluice.runs WHERE status = 'running'
 async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_shutdown_and_drop() {
     let pg = PgServer::start();
     let mut sluice = Sluice::start();
-    let client = continuous_jobs(&pg, &sluice).await;
+    let client = continuous_jobs(&pg, &sluice, "").await;
 
     // The scheduler takes the first load and keeps streaming: no RUN.
     until_equal(&pg, &client, "the first load").await;
@@ -283,7 +286,7 @@ async fn kill_9_and_cut_connections_at_random_points_while_streaming_equal_the_s
     // A stream that fails while the killed one still holds its slot is
     // retried a second later.
     let mut sluice = Sluice::start_with(&["--retry-delay", "1"], &[]);
-    let mut client = continuous_jobs(&pg, &sluice).await;
+    let mut client = continuous_jobs(&pg, &sluice, "").await;
     until_equal(&pg, &client, "the first load").await;
 
     let seed = std::time::SystemTime::now()
@@ -406,5 +409,109 @@ async fn kill_9_and_cut_connections_at_random_points_while_streaming_equal_the_s
         .await,
         "0",
         "no change recorded twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_gives_up_a_slot_a_long_transaction_holds_past_max_retained_wal_and_resync_recovers() {
+    let pg = PgServer::start();
+    // Streams measure their slots at every beat; a stream the scheduler
+    // retried would start again a second after it failed.
+    let sluice = Sluice::start_with(
+        &["--retry-delay", "1", "--retry-max-delay", "1"],
+        &[("SLUICE_CDC_MEASURE_SECONDS", "0")],
+    );
+    let client = continuous_jobs(&pg, &sluice, ", max_retained_wal = '1 MB'").await;
+    client
+        .batch_execute(&format!(
+            "CREATE ALERT failed ON JOB FAILURE NOTIFY WEBHOOK 'http://127.0.0.1:{}/hook'",
+            free_port()
+        ))
+        .await
+        .unwrap();
+    until_equal(&pg, &client, "the first load").await;
+    until(&client, STREAMS, "2").await;
+
+    // A transaction left open holds the slots' restart point back while
+    // the source writes more WAL than the limit.
+    let long = pg.client().await;
+    long.batch_execute("BEGIN; INSERT INTO items VALUES (100, 'long', NULL, 100);")
+        .await
+        .unwrap();
+    pg.psql_admin("UPDATE items SET qty = 10 WHERE id = 1;");
+    for _ in 0..5 {
+        generate_wal(&pg);
+    }
+    for job in ["items_merge", "items_history"] {
+        until(
+            &client,
+            &format!("SELECT cdc_state FROM sluice.jobs WHERE name = '{job}'"),
+            "needs resync",
+        )
+        .await;
+        let failed = rows(
+            &client,
+            &format!("SELECT trigger, error FROM sluice.runs WHERE job = '{job}' AND status = 'failed'"),
+        )
+        .await;
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0][0].as_deref(), Some("schedule"), "the stream's own run failed");
+        let error = failed[0][1].clone().unwrap();
+        assert!(
+            error.contains("more than max_retained_wal (1 MB)") && error.contains(&format!("RESYNC ETL JOB {job}")),
+            "{error}"
+        );
+    }
+    assert_eq!(slots(&pg), "", "both slots were given up");
+    // What streamed before the long transaction stays committed.
+    assert_eq!(
+        one(&client, "SELECT qty FROM warehouse.items_m WHERE id = 1").await,
+        "10"
+    );
+
+    // The jobs wait for a resync: no stream is started again (its retry
+    // would be due within a second), one alert per job, failing.
+    let runs = "SELECT count(*) FROM sluice.runs";
+    let before = one(&client, runs).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        one(&client, runs).await,
+        before,
+        "no run started while the jobs need a resync"
+    );
+    assert_eq!(one(&client, STREAMS).await, "0");
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT subject FROM sluice.alert_deliveries WHERE event = 'JOB FAILURE' ORDER BY subject"
+        )
+        .await,
+        [[Some("items_history".to_owned())], [Some("items_merge".to_owned())]]
+    );
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM sluice.jobs WHERE health = 'failing'").await,
+        "2"
+    );
+
+    // The long transaction commits; a resync takes it with a fresh
+    // snapshot and the streams start again from the new slots.
+    long.batch_execute("COMMIT").await.unwrap();
+    pg.psql_admin("DELETE FROM items WHERE id = 2;");
+    for job in ["items_merge", "items_history"] {
+        client.batch_execute(&format!("RESYNC ETL JOB {job}")).await.unwrap();
+        assert_eq!(cdc_state(&client, job).await, "streaming");
+    }
+    until(&client, STREAMS, "2").await;
+    pg.psql_admin("UPDATE items SET qty = 101 WHERE id = 100;");
+    until_equal(&pg, &client, "after the resync").await;
+    assert_equal(&pg, &client, "after the resync").await;
+    assert_eq!(
+        one(&client, "SELECT name FROM warehouse.items_m WHERE id = 100").await,
+        "long"
+    );
+    assert_eq!(slots(&pg).lines().count(), 2, "a new slot per job");
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM sluice.jobs WHERE health = 'healthy'").await,
+        "2"
     );
 }

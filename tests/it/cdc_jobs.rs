@@ -71,6 +71,27 @@ pub(crate) async fn run_both(client: &Client) {
     run(client, "items_history").await;
 }
 
+/// The replication slots this Sluice owns at the source.
+pub(crate) fn slots(pg: &PgServer) -> String {
+    pg.psql_admin("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'sluice\\_%' ORDER BY 1;")
+}
+
+/// Writes about 400 kB of WAL at the source.
+pub(crate) fn generate_wal(pg: &PgServer) {
+    pg.psql_admin(
+        "CREATE TABLE IF NOT EXISTS filler (v text); \
+         INSERT INTO filler SELECT repeat('x', 200) FROM generate_series(1, 2000);",
+    );
+}
+
+pub(crate) async fn cdc_state(client: &Client, job: &str) -> String {
+    one(
+        client,
+        &format!("SELECT cdc_state FROM sluice.jobs WHERE name = '{job}'"),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_jobs_follow_every_change_shape_in_both_modes() {
     let pg = PgServer::start();

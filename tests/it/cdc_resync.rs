@@ -6,31 +6,8 @@
 //! new slot; a kill -9 at any step of a resync, then a re-run, leaves the
 //! destination equal to the source and one slot per job.
 
-use tokio_postgres::Client;
-
-use crate::cdc_jobs::{assert_equal, big, run, run_both, setup, source, warehouse};
+use crate::cdc_jobs::{assert_equal, big, cdc_state, generate_wal, run, run_both, setup, slots, source, warehouse};
 use crate::common::*;
-
-/// The replication slots this Sluice owns at the source.
-fn slots(pg: &PgServer) -> String {
-    pg.psql_admin("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'sluice\\_%' ORDER BY 1;")
-}
-
-/// Writes about 400 kB of WAL at the source.
-fn generate_wal(pg: &PgServer) {
-    pg.psql_admin(
-        "CREATE TABLE IF NOT EXISTS filler (v text); \
-         INSERT INTO filler SELECT repeat('x', 200) FROM generate_series(1, 2000);",
-    );
-}
-
-async fn cdc_state(client: &Client, job: &str) -> String {
-    one(
-        client,
-        &format!("SELECT cdc_state FROM sluice.jobs WHERE name = '{job}'"),
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guardian_gives_up_a_slot_past_max_retained_wal_and_resync_recovers() {

@@ -22,11 +22,11 @@ use super::cdc_drain::{Drain, seconds_between};
 use super::continuous::is_continuous;
 use super::define::JobColumns;
 use super::runner::{Progress, RunSummary, Work};
-use super::settings::bytes_text;
+use super::wal_guardian;
 use super::{ActiveRun, JobManager};
 use crate::cdc::{DELETED_AT_COLUMN, change_table_schema, snapshot_changes, snapshot_truncate};
 use crate::contract::{
-    Capture, CdcError, ChangeSource, ChangeSpec, Destination, Position, Retention, TableDescription, WriteMode,
+    Capture, CdcError, ChangeSource, ChangeSpec, Destination, Position, TableDescription, WriteMode,
 };
 use crate::error::EngineError;
 use crate::failpoint;
@@ -143,6 +143,12 @@ impl JobManager {
         Ok(())
     }
 
+    /// Whether the WAL guardian gave `job`'s slot up (`needs resync`): its
+    /// runs fail until `RESYNC ETL JOB`.
+    pub fn needs_resync(&self, job: &str) -> Result<bool, EngineError> {
+        Ok(self.catalog().cdc_state(job)?.is_some_and(|state| state.needs_resync()))
+    }
+
     /// `RESYNC ETL JOB name`: a run (trigger `resync`) that drops the job's
     /// slot and publication, takes a fresh snapshot into the destination
     /// and drains from the new slot; how a job leaves `needs resync`.
@@ -219,7 +225,7 @@ impl JobManager {
             Some(position) if !snapshot => {
                 // The destination's position is the truth the cache follows.
                 state.position = Some(position.to_json());
-                self.guard_retention(job, &*changes, &mut state).await?;
+                wal_guardian::check(job, &*changes, self.catalog(), &mut state).await?;
                 position
             }
             committed => {
@@ -267,44 +273,6 @@ impl JobManager {
         }
         self.catalog().set_cdc_state(&state)?;
         Ok(())
-    }
-
-    /// The WAL guardian, before a run streams: a slot that holds back more
-    /// WAL than the job's `max_retained_wal`, that lost WAL it needs, or
-    /// that is gone is dropped and the job marked `needs resync`; the run
-    /// then fails (not transiently: only `RESYNC ETL JOB` heals it).
-    async fn guard_retention(
-        &self,
-        job: &JobRecord,
-        changes: &dyn ChangeSource,
-        state: &mut CdcState,
-    ) -> Result<(), EngineError> {
-        let failed = capture_error(job);
-        let limit = job.cdc.max_retained_wal();
-        let slot = state.slot.clone().unwrap_or_default();
-        let retention = changes.retained(state).await.map_err(&failed)?;
-        let reason = match retention {
-            None => format!("its replication slot \"{slot}\" no longer exists at the source"),
-            Some(Retention { lost: Some(reason), .. }) => reason,
-            Some(Retention { held: Some(held), .. }) if held > limit => format!(
-                "its replication slot \"{slot}\" held {held} bytes of WAL, more than max_retained_wal ({}); Sluice \
-                 dropped the slot so that the source's disk does not fill",
-                bytes_text(limit)
-            ),
-            Some(retention) => {
-                state.lag_bytes = retention.behind;
-                return Ok(());
-            }
-        };
-        changes.release(state).await.map_err(&failed)?;
-        warn!(job = %job.name, slot = %slot, reason = %reason, "gave up the job's replication slot");
-        state.phase = CdcPhase::NeedsResync { reason: reason.clone() };
-        state.lag_bytes = None;
-        self.catalog().set_cdc_state(state)?;
-        Err(failed(CdcError::NeedsResync {
-            job: job.name.clone(),
-            reason,
-        }))
     }
 
     /// Drops what an earlier slot left (a resync, an interrupted first

@@ -8,7 +8,10 @@
 //!   beat marker; when one arrives, every transaction committed before it
 //!   is committed at the destination, which is how the stream knows its lag
 //!   (and, on an idle source, lets the slot move on). A stop commits the
-//!   complete transactions it holds and ends the run.
+//!   complete transactions it holds and ends the run. At most once a
+//!   minute, after a beat, it measures the log its slot holds back, and the
+//!   WAL guardian may give the slot up: the run then fails, the job needs
+//!   a resync.
 //!
 //! A batch commits at the first transaction end after `flush_rows` change
 //! rows, or once its oldest complete transaction has waited
@@ -23,6 +26,7 @@ use tracing::{info, warn};
 
 use super::ActiveRun;
 use super::cdc::capture_error;
+use super::wal_guardian;
 use crate::contract::{
     Capture, CdcError, ChangeEvent, ChangeSource, ChangeSpec, ChangeStream, Destination, LoadTransaction, Position,
 };
@@ -31,9 +35,18 @@ use crate::failpoint;
 use crate::metrics::EngineMetrics;
 
 /// The shortest time between two measurements of the log a continuous
-/// stream's slot holds back (a query at the source), and between two
-/// returns of freed memory to the system.
+/// stream's slot holds back (a query at the source, and the WAL
+/// guardian's look at the slot), and between two returns of freed memory
+/// to the system, unless `SLUICE_CDC_MEASURE_SECONDS` says otherwise (for
+/// tests).
 const MEASURE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn measure_every() -> std::time::Duration {
+    std::env::var("SLUICE_CDC_MEASURE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(MEASURE_EVERY, std::time::Duration::from_secs)
+}
 
 /// What a drain works with.
 pub(super) struct Drain<'a> {
@@ -65,6 +78,14 @@ pub(super) fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 struct Beat {
     prefix: String,
     written_at: DateTime<Utc>,
+}
+
+/// Why the event loop returned.
+enum Ended {
+    /// The drain's marker arrived, or a continuous stream was stopped.
+    Done,
+    /// The WAL guardian gives the slot up, for this reason.
+    GiveUp(String),
 }
 
 /// What woke the drain.
@@ -117,17 +138,27 @@ impl Drain<'_> {
             staged_since: None,
         };
         let mut caught_up_at = (!continuous).then_some(started_at);
-        let drained = self.pass(&mut *stream, &mut batch, state, run, &mut caught_up_at).await;
-        if let Err(e) = drained {
+        let ended = self.pass(&mut *stream, &mut batch, state, run, &mut caught_up_at).await;
+        if !matches!(ended, Ok(Ended::Done)) {
+            // What is committed stays; what is not comes again after a
+            // resync's snapshot, or from the source next time.
             if let Some(open) = batch.open.take()
                 && let Err(abort) = open.abort().await
             {
                 warn!(error = %abort, "could not discard the uncommitted change batch");
             }
-            return Err(e);
         }
+        let give_up = match ended {
+            Ok(Ended::Done) => None,
+            Ok(Ended::GiveUp(reason)) => Some(reason),
+            Err(e) => return Err(e),
+        };
         if let Err(e) = stream.close().await {
             warn!(job = %self.job.name, error = %e, "could not close the change stream");
+        }
+        if let Some(reason) = give_up {
+            // The closed stream has let go of the slot.
+            return Err(wal_guardian::give_up(self.job, self.changes, self.catalog, state, reason).await);
         }
         Ok(Drained {
             committed: batch.committed,
@@ -136,7 +167,8 @@ impl Drain<'_> {
     }
 
     /// The event loop: returns once the drain's marker arrived (everything
-    /// before it committed) or a continuous stream was stopped.
+    /// before it committed), a continuous stream was stopped, or the WAL
+    /// guardian gives a continuous stream's slot up.
     async fn pass(
         &self,
         stream: &mut dyn ChangeStream,
@@ -144,10 +176,11 @@ impl Drain<'_> {
         state: &mut CdcState,
         run: &mut RunRecord,
         caught_up_at: &mut Option<DateTime<Utc>>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Ended, EngineError> {
         let failed = capture_error(self.job);
         let continuous = self.active.continuous;
         let interval = self.job.cdc.flush_interval();
+        let measure_every = measure_every();
         let flush_rows = self.job.cdc.flush_rows();
         let marker = drain_marker(run.id);
         let mut beats = 0u64;
@@ -179,7 +212,7 @@ impl Drain<'_> {
                         self.flush(batch, stream, run).await?;
                     }
                     info!(job = %self.job.name, run_id = run.id, "the job's stream stopped");
-                    return Ok(());
+                    return Ok(Ended::Done);
                 }
                 Wake::Stop => return Err(EngineError::Cancelled { run_id: run.id }),
                 Wake::Timer => {
@@ -226,7 +259,7 @@ impl Drain<'_> {
                 ChangeEvent::Commit { .. } => skipping = false,
                 ChangeEvent::Marker { prefix, .. } if !continuous && prefix == marker => {
                     self.flush(batch, stream, run).await?;
-                    return Ok(());
+                    return Ok(Ended::Done);
                 }
                 ChangeEvent::Marker { prefix, at } if beat.as_ref().is_some_and(|b| b.prefix == prefix) => {
                     let written_at = beat.take().map(|b| b.written_at).expect("matched above");
@@ -240,14 +273,16 @@ impl Drain<'_> {
                     // the beat concerns the job: the source may free it.
                     stream.confirm(&at);
                     *caught_up_at = Some(written_at);
-                    let measure = measured.elapsed() >= MEASURE_EVERY;
+                    let measure = measured.elapsed() >= measure_every;
                     if measure {
                         measured = Instant::now();
                         // A run's end gives freed memory back to the
                         // system; a stream does not end.
                         tokio::task::spawn_blocking(crate::memory::release_freed);
                     }
-                    self.record_beat(state, &batch.committed, written_at, measure).await?;
+                    if let Some(reason) = self.record_beat(state, &batch.committed, written_at, measure).await? {
+                        return Ok(Ended::GiveUp(reason));
+                    }
                     self.progress(run);
                 }
                 _ => {}
@@ -256,26 +291,30 @@ impl Drain<'_> {
     }
 
     /// Saves a continuous stream's position and lag after a beat; with
-    /// `measure`, also the log its slot holds back.
+    /// `measure`, also the log its slot holds back, unless the WAL guardian
+    /// gives the slot up: returns why, and saves nothing.
     async fn record_beat(
         &self,
         state: &mut CdcState,
         committed: &Position,
         caught_up_at: DateTime<Utc>,
         measure: bool,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<String>, EngineError> {
         let now = Utc::now();
         state.position = Some(committed.to_json());
         state.lag_seconds = Some(seconds_between(caught_up_at, now));
         state.checked_at = Some(now);
         if measure {
             match self.changes.retained(state).await {
-                Ok(retention) => state.lag_bytes = retention.and_then(|r| r.behind),
+                Ok(retention) => match wal_guardian::judge(self.job, state, retention) {
+                    Ok(behind) => state.lag_bytes = behind,
+                    Err(reason) => return Ok(Some(reason)),
+                },
                 Err(e) => warn!(job = %self.job.name, error = %e, "could not measure the WAL the slot holds back"),
             }
         }
         self.catalog.set_cdc_state(state)?;
-        Ok(())
+        Ok(None)
     }
 
     /// Commits what `batch` holds complete (see [`Batch::flush`]); counts

@@ -40,17 +40,20 @@ impl Health {
 
     /// Judges a job from its finished runs (oldest first; skipped ticks
     /// ignored), the names of connections whose last test failed, whether
-    /// its data is older than its freshness target and the table operations
-    /// its destination table spent today, if counted.
+    /// its data is older than its freshness target, the table operations
+    /// its destination table spent today, if counted, and whether it is a
+    /// CDC job that needs a resync (failing: its runs fail until then, and
+    /// a `CONTINUOUS` one is not retried).
     pub fn of(
         job: &JobRecord,
         runs: &[RunRecord],
         failed_connections: &[String],
         stale: bool,
         table_ops_today: Option<super::TableOpsToday>,
+        needs_resync: bool,
     ) -> Self {
         let consecutive = consecutive_failures(runs);
-        if consecutive >= FAILING_AFTER {
+        if consecutive >= FAILING_AFTER || needs_resync {
             return Health::Failing { consecutive };
         }
         match job.connections().find(|c| failed_connections.iter().any(|f| f == c)) {
@@ -177,8 +180,8 @@ pub(super) mod tests {
             let job = job();
             let now = Utc::now();
             proptest::prop_assert_eq!(
-                Health::of(&job, &history, &[], false, None),
-                Health::of(&job, &deciding, &[], false, None)
+                Health::of(&job, &history, &[], false, None, false),
+                Health::of(&job, &deciding, &[], false, None, false)
             );
             proptest::prop_assert_eq!(consecutive_failures(&history), consecutive_failures(&deciding));
             proptest::prop_assert_eq!(
@@ -193,7 +196,7 @@ pub(super) mod tests {
     fn failing_after_three_failures_in_a_row_skips_ignored() {
         let job = job();
         assert_eq!(
-            Health::of(&job, &runs(&[Failed, Failed, Succeeded]), &[], false, None),
+            Health::of(&job, &runs(&[Failed, Failed, Succeeded]), &[], false, None, false),
             Health::Healthy
         );
         assert_eq!(
@@ -202,7 +205,8 @@ pub(super) mod tests {
                 &runs(&[Succeeded, Failed, Skipped, Failed, Skipped, Failed]),
                 &[],
                 false,
-                None
+                None,
+                false
             ),
             Health::Failing { consecutive: 3 }
         );
@@ -210,11 +214,27 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_cdc_job_that_needs_a_resync_is_failing_from_its_first_failure() {
+        let job = job();
+        assert_eq!(
+            Health::of(&job, &runs(&[Succeeded, Failed]), &[], false, None, true),
+            Health::Failing { consecutive: 1 }
+        );
+    }
+
+    #[test]
     fn unfinished_runs_do_not_end_a_failing_streak() {
         let job = job();
         for unfinished in [Queued, Running] {
             assert_eq!(
-                Health::of(&job, &runs(&[Failed, Failed, Failed, unfinished]), &[], false, None),
+                Health::of(
+                    &job,
+                    &runs(&[Failed, Failed, Failed, unfinished]),
+                    &[],
+                    false,
+                    None,
+                    false
+                ),
                 Health::Failing { consecutive: 3 }
             );
         }
@@ -224,7 +244,8 @@ pub(super) mod tests {
                 &runs(&[Failed, Failed, Failed, Succeeded, Running]),
                 &[],
                 false,
-                None
+                None,
+                false
             ),
             Health::Healthy
         );
@@ -234,15 +255,26 @@ pub(super) mod tests {
     fn a_failed_connection_of_the_job_shows() {
         let job = job();
         assert_eq!(
-            Health::of(&job, &runs(&[Succeeded]), &["wh".into()], false, None),
+            Health::of(&job, &runs(&[Succeeded]), &["wh".into()], false, None, false),
             Health::ConnectionFailed {
                 connection: "wh".into()
             }
         );
-        assert_eq!(Health::of(&job, &[], &["other".into()], false, None), Health::Healthy);
+        assert_eq!(
+            Health::of(&job, &[], &["other".into()], false, None, false),
+            Health::Healthy
+        );
         // Failing runs say more than a failed connection.
         assert_eq!(
-            Health::of(&job, &runs(&[Failed, Failed, Failed]), &["shop".into()], false, None).as_str(),
+            Health::of(
+                &job,
+                &runs(&[Failed, Failed, Failed]),
+                &["shop".into()],
+                false,
+                None,
+                false
+            )
+            .as_str(),
             "failing"
         );
     }
@@ -256,11 +288,11 @@ pub(super) mod tests {
         };
         let job = job();
         assert_eq!(
-            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(ops(1199))),
+            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(ops(1199)), false),
             Health::Healthy
         );
         assert_eq!(
-            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(ops(1200))),
+            Health::of(&job, &runs(&[Succeeded]), &[], false, Some(ops(1200)), false),
             Health::Degraded
         );
     }

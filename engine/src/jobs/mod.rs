@@ -26,6 +26,7 @@ mod settings;
 mod split;
 mod table_ops;
 mod verify;
+mod wal_guardian;
 mod whole_files;
 mod window;
 

@@ -374,6 +374,8 @@ impl Scheduler {
             // A statement holding a continuous job's stream stopped counts
             // as a run.
             running: (self.jobs.running_run(&job.name)).or_else(|| self.jobs.stream_held(&job.name).then_some(0)),
+            // Read for the jobs it changes the decision of.
+            needs_resync: schedule.is_continuous() && self.jobs.needs_resync(&job.name)?,
         });
         match decision.action {
             Action::Wait => {
@@ -522,7 +524,12 @@ impl Scheduler {
         let catalog = self.jobs.catalog();
         let continuous = continuous::is_continuous(job);
         let retry = if continuous {
-            Some(plan::continuous_retry(attempt, self.clock.now(), &self.config.backoff))
+            plan::continuous_retry(
+                attempt,
+                self.jobs.needs_resync(&job.name)?,
+                self.clock.now(),
+                &self.config.backoff,
+            )
         } else {
             plan::retry_after_failure(
                 job,
@@ -533,13 +540,14 @@ impl Scheduler {
             )
         };
         // A stream is retried for ever: report it once per series, when the
-        // failure needs a person (not transient) or retries ran out.
+        // failure needs a person (not transient) or retries ran out. One
+        // that needs a resync is not retried: reported below.
         let report = if error.is_transient() {
             attempt == job.max_retries
         } else {
             attempt == 0
         };
-        if continuous && report {
+        if continuous && retry.is_some() && report {
             warn!(job = %job.name, attempt, error = %error, "the job's stream keeps failing; it is retried");
             if let Some(alerts) = self.jobs.alerts() {
                 alerts.run_failed(&job.name, run_id, &error.to_string());

@@ -18,6 +18,9 @@ pub(super) struct Situation<'a> {
     pub started_at: DateTime<Utc>,
     /// The job's run in progress, if any.
     pub running: Option<u64>,
+    /// A CDC job whose slot was given up (`needs resync`): its runs fail
+    /// until `RESYNC ETL JOB`.
+    pub needs_resync: bool,
 }
 
 /// What to do now.
@@ -102,7 +105,9 @@ pub(super) fn decide(s: &Situation<'_>) -> Decision {
 }
 
 /// A `CONTINUOUS` job (not paused) has no ticks: its stream runs whenever
-/// it is not running, after a failure once its retry is due.
+/// it is not running, after a failure once its retry is due, and not at
+/// all while it needs a resync (`RESYNC ETL JOB` runs it, then the stream
+/// starts again).
 fn decide_continuous(s: &Situation<'_>) -> Decision {
     let retry = s
         .state
@@ -118,6 +123,11 @@ fn decide_continuous(s: &Situation<'_>) -> Decision {
         // Its end wakes the scheduler up.
         _ if s.running.is_some() => Decision {
             state: state(retry),
+            action: Action::Wait,
+        },
+        // The resync's end wakes the scheduler up.
+        _ if s.needs_resync => Decision {
+            state: state(None),
             action: Action::Wait,
         },
         Some(retry) if retry.at > s.now => Decision {
@@ -145,13 +155,19 @@ fn decide_continuous(s: &Situation<'_>) -> Decision {
 
 /// The retry owed after a `CONTINUOUS` job's stream failed at `now` in
 /// attempt `attempt` (0 for a stream that had been running for a while):
-/// always one, after a backoff that grows with the failures in a row.
-pub(super) fn continuous_retry(attempt: u32, now: DateTime<Utc>, backoff: &Backoff) -> PendingRetry {
+/// one after a backoff that grows with the failures in a row, unless the
+/// job needs a resync (no retry can succeed before it).
+pub(super) fn continuous_retry(
+    attempt: u32,
+    needs_resync: bool,
+    now: DateTime<Utc>,
+    backoff: &Backoff,
+) -> Option<PendingRetry> {
     let attempt = attempt.saturating_add(1);
-    PendingRetry {
+    (!needs_resync).then(|| PendingRetry {
         attempt,
         at: now + backoff.delay(attempt),
-    }
+    })
 }
 
 /// The retry owed after scheduled attempt `attempt` failed at `now`, if the

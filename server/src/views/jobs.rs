@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, Schema, SchemaRef};
 use sluice_catalog::{
-    Catalog, CatalogError, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, OptionValue,
+    Catalog, CatalogError, CdcState, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, OptionValue,
     RunRecord, RunStatus, SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
 };
 use sluice_engine::contract::{Shipped, option_sql};
@@ -145,7 +145,11 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
         .zip(&facts)
         .zip(&table_ops)
         .zip(&freshness)
-        .map(|(((job, f), ops), age)| Health::of(job, &f.runs, &failed_connections, is_stale(job, *age, now), *ops))
+        .map(|(((job, f), ops), age)| {
+            let needs_resync = f.cdc.as_ref().is_some_and(CdcState::needs_resync);
+            let stale = is_stale(job, *age, now);
+            Health::of(job, &f.runs, &failed_connections, stale, *ops, needs_resync)
+        })
         .collect();
     let next_runs: Vec<_> = jobs
         .iter()

@@ -60,6 +60,16 @@ fn state(job: &JobRecord, next: Option<&str>, retry: Option<(u32, &str)>) -> Sch
 
 /// The decision at `now` for a scheduler started at 00:00.
 fn decide_at(job: &JobRecord, state: Option<&ScheduleState>, now: &str, running: Option<u64>) -> super::Decision {
+    decide_for(job, state, now, running, false)
+}
+
+fn decide_for(
+    job: &JobRecord,
+    state: Option<&ScheduleState>,
+    now: &str,
+    running: Option<u64>,
+    needs_resync: bool,
+) -> super::Decision {
     let schedule: Schedule = job.schedule.parse().unwrap();
     decide(&Situation {
         job,
@@ -68,6 +78,7 @@ fn decide_at(job: &JobRecord, state: Option<&ScheduleState>, now: &str, running:
         now: at(now),
         started_at: at("2026-03-01T00:00:00Z"),
         running,
+        needs_resync,
     })
 }
 
@@ -284,9 +295,31 @@ fn a_failed_stream_is_always_retried_with_a_growing_backoff() {
     let now = at("2026-03-01T10:00:00Z");
     // Retries are not limited by max_retries: a stream is meant to be on.
     for (attempt, nominal) in [(0, 10.0), (1, 20.0), (5, 60.0), (50, 60.0)] {
-        let retry = continuous_retry(attempt, now, &backoff);
+        let retry = continuous_retry(attempt, false, now, &backoff).unwrap();
         assert_eq!(retry.attempt, attempt + 1);
         let wait = (retry.at - now).num_milliseconds() as f64 / 1000.0;
         assert!((nominal * 0.8..=nominal * 1.2).contains(&wait), "{attempt}: {wait}");
     }
+}
+
+#[test]
+fn a_continuous_job_that_needs_a_resync_waits_for_it() {
+    let backoff = Backoff::default();
+    // No retry is planned: none could succeed before the resync.
+    assert_eq!(continuous_retry(0, true, at("2026-03-01T10:00:00Z"), &backoff), None);
+    let job = job("CONTINUOUS");
+    for state in [None, Some(state(&job, None, Some((2, "2026-03-01T10:05:00Z"))))] {
+        let waiting = decide_for(&job, state.as_ref(), "2026-03-01T11:00:00Z", None, true);
+        assert_eq!(waiting.action, Action::Wait);
+        assert_eq!(waiting.state.due_at(), None, "the resync's end wakes the scheduler");
+    }
+    // Resynced: the stream starts again at once.
+    let resynced = decide_for(&job, None, "2026-03-01T11:00:00Z", None, false);
+    assert!(matches!(
+        resynced.action,
+        Action::Run {
+            trigger: RunTrigger::Schedule,
+            ..
+        }
+    ));
 }
