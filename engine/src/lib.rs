@@ -40,7 +40,7 @@ mod explore;
 pub mod failpoint;
 mod google;
 pub mod jobs;
-mod memory;
+pub mod memory;
 pub mod metrics;
 pub mod options;
 pub mod schedule;

@@ -129,6 +129,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
         }),
     };
     let namespaces = Arc::new(Namespaces::start(catalog.clone(), setup).await?);
+    tokio::spawn(sluice_engine::memory::release_freed_periodically(
+        sluice_engine::memory::RELEASE_EVERY,
+    ));
     if let Some(dir) = &config.demo_dir {
         let default = namespaces.default_namespace();
         demo::set_up_if_empty(&default.connections, &default.jobs, dir).await;
