@@ -638,4 +638,16 @@ async fn each_stream_writes_its_beats_on_one_kept_session_replaced_when_the_sour
         one(&client, "SELECT count(*) FROM sluice.runs WHERE status = 'failed'").await,
         "0"
     );
+
+    // A stream that ends closes its marker session.
+    client
+        .batch_execute("ALTER ETL JOB items_merge PAUSE; ALTER ETL JOB items_history PAUSE")
+        .await
+        .unwrap();
+    until(&client, STREAMS, "0").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rows(&probe, MARKER_SESSIONS).await.is_empty() {
+        assert!(Instant::now() < deadline, "the marker sessions stay open");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

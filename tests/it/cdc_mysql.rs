@@ -724,4 +724,12 @@ async fn a_stream_reads_the_binlog_head_for_its_beats_on_one_kept_session_replac
         one(&client, "SELECT count(*) FROM sluice.runs WHERE status = 'failed'").await,
         "0"
     );
+
+    // A stream that ends closes its marker session.
+    client.batch_execute("ALTER ETL JOB items_merge PAUSE").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !idle_sessions(&mut probe).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the marker session stays open");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
