@@ -10,6 +10,9 @@
 //! the destination equal to the source with every change recorded once.
 //! A stream whose slot a long-open transaction holds past
 //! `max_retained_wal` gives the slot up and waits, failed, for `RESYNC`.
+//! Each stream writes its beats on one session it keeps (no new session
+//! at the source per beat), replaced when the source ends it, closed when
+//! the stream ends.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -10,7 +10,9 @@
 //! are neither lost nor applied twice; a kill -9 between the destination
 //! commit and the end of the run, or at several moments of large drains,
 //! then a re-run, leaves the destination equal to the source. The
-//! CREATE-time checks refuse before anything is saved.
+//! CREATE-time checks refuse before anything is saved. A continuous
+//! stream reads the binlog head for its beats on one kept connection,
+//! replaced when it is killed.
 
 use std::time::Duration;
 
