@@ -36,7 +36,9 @@ impl<S: Send> KeptSession<S> {
     /// a session kept from before, which the server may have ended or an
     /// idle timeout or a network drop broken meanwhile, that session is
     /// dropped and `work` runs once more on a new one; a failure there is
-    /// returned, and nothing is kept.
+    /// returned, and nothing is kept. (`work` is a cloned `AsyncFnOnce`
+    /// rather than an `AsyncFn`: the futures of the latter, borrowing what
+    /// the closure captures, are not `Send` to the compiler.)
     pub(crate) async fn run<T>(
         &self,
         open: impl AsyncFnOnce() -> Result<S, CdcError>,
