@@ -10,7 +10,11 @@
 //! the destination equal to the source with every change recorded once.
 //! A stream whose slot a long-open transaction holds past
 //! `max_retained_wal` gives the slot up and waits, failed, for `RESYNC`.
+//! Each stream writes its beats on one session it keeps (no new session
+//! at the source per beat), replaced when the source ends it, closed when
+//! the stream ends.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
@@ -514,4 +518,139 @@ async fn a_stream_gives_up_a_slot_a_long_transaction_holds_past_max_retained_wal
         one(&client, "SELECT count(*) FROM sluice.jobs WHERE health = 'healthy'").await,
         "2"
     );
+}
+
+/// Waits until each of the source's `slots` Sluice slots has confirmed a
+/// new position `beats` more times than when asked: a beat that comes back
+/// confirms its marker's position (the test writes nothing meanwhile).
+/// Returns the last positions, to wait from for more.
+async fn confirmed_beats(
+    probe: &Client,
+    slots: usize,
+    beats: usize,
+    from: HashMap<String, String>,
+) -> HashMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut moves: HashMap<String, usize> = HashMap::new();
+    let mut last = from;
+    loop {
+        for row in rows(
+            probe,
+            "SELECT slot_name, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name LIKE 'sluice\\_%'",
+        )
+        .await
+        {
+            let (slot, lsn) = (row[0].clone().unwrap(), row[1].clone().unwrap_or_default());
+            if last.get(&slot) != Some(&lsn) {
+                *moves.entry(slot.clone()).or_default() += usize::from(last.contains_key(&slot));
+                last.insert(slot, lsn);
+            }
+        }
+        if last.len() == slots && last.keys().all(|slot| moves.get(slot).copied().unwrap_or(0) >= beats) {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slots did not confirm {beats} beats: {moves:?} of {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The sessions the source's `shop` database has seen (PostgreSQL 14 and
+/// later count each backend; WAL senders do not count).
+async fn sessions(probe: &Client) -> u64 {
+    one(probe, "SELECT sessions FROM pg_stat_database WHERE datname = 'shop'")
+        .await
+        .parse()
+        .unwrap()
+}
+
+/// The sessions that wrote a marker last (idle, kept), by pid.
+const MARKER_SESSIONS: &str = "SELECT pid FROM pg_stat_activity \
+                               WHERE query LIKE 'SELECT pg_logical_emit_message(%' AND pid <> pg_backend_pid() \
+                               ORDER BY pid";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stream_writes_its_beats_on_one_kept_session_replaced_when_the_source_ends_it() {
+    let pg = PgServer::start();
+    // No measurement of the slots (a session of its own) in this test.
+    let sluice = Sluice::start_with(&[], &[("SLUICE_CDC_MEASURE_SECONDS", "3600")]);
+    let client = continuous_jobs(&pg, &sluice, "").await;
+    until_equal(&pg, &client, "the first load").await;
+    until(&client, STREAMS, "2").await;
+    let streams = rows(
+        &client,
+        "SELECT run_id FROM sluice.runs WHERE status = 'running' ORDER BY run_id",
+    )
+    .await;
+
+    // Two beats per stream have come back: each stream has written a
+    // marker, on the session it keeps.
+    let probe = pg.client().await;
+    let confirmed = confirmed_beats(&probe, 2, 2, HashMap::new()).await;
+    let before = sessions(&probe).await;
+    let markers = rows(&probe, MARKER_SESSIONS).await;
+    // Six more beats per stream: no new session at the source (nothing
+    // else of Sluice's opens one while the streams run and measure
+    // nothing; the probe was opened before), the same two marker sessions.
+    let confirmed = confirmed_beats(&probe, 2, 6, confirmed).await;
+    assert_eq!(
+        sessions(&probe).await - before,
+        0,
+        "twelve beats or more of two streams opened no session"
+    );
+    assert_eq!(rows(&probe, MARKER_SESSIONS).await, markers);
+    assert_eq!(markers.len(), 2, "one kept marker session per stream");
+
+    // The source ends both marker sessions: the next beats open new ones,
+    // the streams go on (the same runs, none failed), take new changes and
+    // stay fresh.
+    probe
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM ({MARKER_SESSIONS}) markers"
+        ))
+        .await
+        .unwrap();
+    pg.psql_admin("UPDATE items SET qty = 30 WHERE id = 3; INSERT INTO items VALUES (6, 'f', NULL, 6);");
+    until_equal(&pg, &client, "after the marker sessions ended").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replaced = rows(&probe, MARKER_SESSIONS).await;
+        if replaced.len() == 2 && replaced.iter().all(|pid| !markers.contains(pid)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new marker sessions: {replaced:?}, ended {markers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    confirmed_beats(&probe, 2, 2, confirmed).await;
+    until(&client, "SELECT count(*) FROM sluice.jobs WHERE lag_seconds < 10", "2").await;
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT run_id FROM sluice.runs WHERE status = 'running' ORDER BY run_id"
+        )
+        .await,
+        streams,
+        "the same streams still run"
+    );
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM sluice.runs WHERE status = 'failed'").await,
+        "0"
+    );
+
+    // A stream that ends closes its marker session.
+    client
+        .batch_execute("ALTER ETL JOB items_merge PAUSE; ALTER ETL JOB items_history PAUSE")
+        .await
+        .unwrap();
+    until(&client, STREAMS, "0").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rows(&probe, MARKER_SESSIONS).await.is_empty() {
+        assert!(Instant::now() < deadline, "the marker sessions stay open");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

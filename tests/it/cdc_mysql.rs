@@ -10,10 +10,13 @@
 //! are neither lost nor applied twice; a kill -9 between the destination
 //! commit and the end of the run, or at several moments of large drains,
 //! then a re-run, leaves the destination equal to the source. The
-//! CREATE-time checks refuse before anything is saved.
+//! CREATE-time checks refuse before anything is saved. A continuous
+//! stream reads the binlog head for its beats on one kept connection,
+//! replaced when it is killed.
 
 use std::time::Duration;
 
+use mysql_async::prelude::Queryable;
 use tokio_postgres::Client;
 
 use crate::common::*;
@@ -588,4 +591,147 @@ async fn a_continuous_job_streams_the_binlog_and_stops_for_drop() {
     assert!(shown.contains("server_id = 4242"), "{shown}");
     client.batch_execute("DROP ETL JOB items_history").await.unwrap();
     assert_eq!(one(&client, "SELECT count(*) FROM sluice.jobs").await, "0");
+}
+
+/// A global status counter of the server.
+async fn status(probe: &mut mysql_async::Conn, name: &str) -> u64 {
+    let row: Option<(String, u64)> = probe
+        .query_first(format!("SHOW GLOBAL STATUS LIKE '{name}'"))
+        .await
+        .unwrap();
+    row.unwrap_or_else(|| panic!("no status {name}")).1
+}
+
+/// Waits until the server has answered `beats` more reads of the binlog's
+/// head (MariaDB counts `SHOW MASTER STATUS` as `Com_show_binlog_status`)
+/// than `from`: one per beat while nothing else reads it. Returns the count.
+async fn heads_read(probe: &mut mysql_async::Conn, beats: u64, from: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let read = status(probe, "Com_show_binlog_status").await;
+        if read >= from + beats {
+            return read;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} beats, not {beats}",
+            read - from
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The connections of `etl` other than the probe's, idle between
+/// statements: the one the markers are read on.
+async fn idle_sessions(probe: &mut mysql_async::Conn) -> Vec<u64> {
+    probe
+        .query(
+            "SELECT ID FROM information_schema.PROCESSLIST \
+             WHERE USER = 'etl' AND COMMAND = 'Sleep' AND ID <> CONNECTION_ID() ORDER BY ID",
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reads_the_binlog_head_for_its_beats_on_one_kept_session_replaced_when_killed() {
+    let maria = MariaDb::start();
+    // No measurement of the binlog (a session of its own) in this test.
+    let sluice = Sluice::start_with(&[], &[("SLUICE_CDC_MEASURE_SECONDS", "3600")]);
+    maria.sql(&format!(
+        "{ITEMS} INSERT INTO items VALUES (1, 'a', 1, 1.50, 'small'), (2, 'b', 2, 2.00, 'large');"
+    ));
+    let client = sluice.client().await;
+    create_connection(&client, &maria, "crm", &maria.user, &maria.password).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB items_merge FROM crm.shop.items INTO items_m CDC MERGE CONTINUOUS \
+             WITH (flush_interval = '1 second')",
+        )
+        .await
+        .unwrap();
+    let streamed = async |step: &str| {
+        for _ in 0..300 {
+            if client.simple_query("SELECT 1 FROM warehouse.items_m").await.is_ok()
+                && warehouse(&client, "items_m").await == source(&maria)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{step}: the stream did not catch up with {:?}", source(&maria));
+    };
+    streamed("the first load").await;
+    let stream = one(
+        &client,
+        "SELECT run_id FROM sluice.runs WHERE job = 'items_merge' AND status = 'running'",
+    )
+    .await;
+
+    // Two beats: the stream has read the head on the session it keeps.
+    let mut probe = mysql_async::Conn::new(mysql_async::Opts::from_url(&maria.url()).unwrap())
+        .await
+        .unwrap();
+    let read = status(&mut probe, "Com_show_binlog_status").await;
+    let read = heads_read(&mut probe, 2, read).await;
+    let before = status(&mut probe, "Connections").await;
+    let marker = idle_sessions(&mut probe).await;
+    // Six more beats: no new connection (nothing else of Sluice's opens
+    // one while the stream runs and measures nothing; the probe was opened
+    // before), the same marker session.
+    let read = heads_read(&mut probe, 6, read).await;
+    assert_eq!(
+        status(&mut probe, "Connections").await - before,
+        0,
+        "six beats or more opened no connection"
+    );
+    assert_eq!(idle_sessions(&mut probe).await, marker);
+    assert_eq!(marker.len(), 1, "one kept marker session");
+
+    // The server kills it: the next beat opens a new one, the stream goes
+    // on (the same run, none failed), takes new changes and stays fresh.
+    probe.query_drop(format!("KILL {}", marker[0])).await.unwrap();
+    maria.sql("UPDATE items SET qty = 20 WHERE id = 2; INSERT INTO items VALUES (3, 'c', 3, 3.00, NULL);");
+    streamed("after the marker session was killed").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let replaced = idle_sessions(&mut probe).await;
+        if replaced.len() == 1 && replaced != marker {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new marker session: {replaced:?}, killed {marker:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    heads_read(&mut probe, 2, read).await;
+    wait_for(
+        &client,
+        "SELECT count(*) FROM sluice.jobs WHERE lag_seconds < 10",
+        Duration::from_secs(60),
+        |n| n == "1",
+    )
+    .await;
+    assert_eq!(
+        one(
+            &client,
+            "SELECT run_id FROM sluice.runs WHERE job = 'items_merge' AND status = 'running'"
+        )
+        .await,
+        stream,
+        "the same stream still runs"
+    );
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM sluice.runs WHERE status = 'failed'").await,
+        "0"
+    );
+
+    // A stream that ends closes its marker session.
+    client.batch_execute("ALTER ETL JOB items_merge PAUSE").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !idle_sessions(&mut probe).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the marker session stays open");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

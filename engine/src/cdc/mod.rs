@@ -1,10 +1,12 @@
 //! Helpers for change-data-capture connectors (issue #22,
-//! docs/design/cdc.md): change rows as Arrow batches, and the names of the
-//! objects a capture creates at its source. What such a connector
+//! docs/design/cdc.md): change rows as Arrow batches, the names of the
+//! objects a capture creates at its source, and the session a change source
+//! keeps for its markers. What such a connector
 //! implements is [`ChangeSource`](crate::contract::ChangeSource); the
 //! PostgreSQL and MySQL implementations live in `connectors/<type>/cdc/`.
 
 pub(crate) mod batch;
+pub(crate) mod kept;
 
 pub use batch::{
     COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN,

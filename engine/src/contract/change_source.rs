@@ -94,6 +94,9 @@ pub trait ChangeSource: Send + Sync {
     /// Writes a [`ChangeEvent::Marker`] with `prefix` into the change log:
     /// a stream delivers it after every transaction committed before this
     /// call, which is how a scheduled run knows it has drained the log.
+    /// A continuous stream marks every `flush_interval` for as long as the
+    /// source lives: implementations keep one session for their markers
+    /// (`cdc::kept::KeptSession`).
     async fn mark(&self, prefix: &str) -> Result<(), CdcError>;
 
     /// How much change log the job's slot holds back at the source; `None`

@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
-use mysql_async::BinlogStreamRequest;
 use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn};
 use sluice_catalog::CdcState;
 
 use super::endpoint::Endpoint;
 use super::source;
+use crate::cdc::kept::KeptSession;
 use crate::contract::{
     Capture, CdcError, ChangeSource, ChangeStream, ConnectFailure, ConnectFailureKind, Position, ResolvedOptions,
     Retention,
@@ -34,6 +35,9 @@ pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Chan
         endpoint: Arc::new(Endpoint::new(options)),
         timeout,
         marks: Marks::default(),
+        // Dropping a connection says goodbye to the server (in a task of
+        // its own).
+        head_session: KeptSession::new(timeout, drop),
     })
 }
 
@@ -42,6 +46,8 @@ struct MysqlChangeSource {
     timeout: Duration,
     /// The drain markers written, for the streams this source opened.
     marks: Marks,
+    /// The session the binlog's head is read on for each marker.
+    head_session: KeptSession<Conn>,
 }
 
 #[async_trait]
@@ -114,13 +120,18 @@ impl ChangeSource for MysqlChangeSource {
         Ok(())
     }
 
-    /// Remembers the binlog's head: the job's streams yield the marker
-    /// once they have read up to it.
+    /// Remembers the binlog's head (read on one session for the source's
+    /// lifetime: a stream's beats do not each open a session at the
+    /// source): the job's streams yield the marker once they have read up
+    /// to it.
     async fn mark(&self, prefix: &str) -> Result<(), CdcError> {
-        let mut conn = source::session(&self.endpoint, self.timeout).await?;
-        let head = setup::head(&mut conn).await;
-        let _ = conn.disconnect().await;
-        let (file, position) = head?;
+        let (file, position) = self
+            .head_session
+            .run(
+                async || Ok(source::session(&self.endpoint, self.timeout).await?),
+                async |conn: &mut Conn| setup::head(conn).await,
+            )
+            .await?;
         self.marks.lock().expect("marks lock").push(Mark {
             prefix: prefix.to_owned(),
             file,

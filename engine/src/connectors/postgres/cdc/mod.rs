@@ -18,7 +18,8 @@ use pgwire_replication::{Lsn, PgWireError, ReplicationClient, ReplicationConfig,
 use sluice_catalog::CdcState;
 use tokio_postgres::config::{Host, SslMode};
 
-use super::{Endpoint, parallel};
+use super::{Endpoint, PgConnection, parallel};
+use crate::cdc::kept::KeptSession;
 use crate::contract::{
     Capture, CdcError, ChangeSource, ChangeStream, ConnectFailure, ConnectFailureKind, Position, ResolvedOptions,
     Retention, ScanRequest,
@@ -29,11 +30,14 @@ use crate::tls::Verify;
 pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn ChangeSource> {
     Arc::new(PostgresChangeSource {
         endpoint: Endpoint::new(options, timeout),
+        markers: KeptSession::new(timeout, PgConnection::close),
     })
 }
 
 struct PostgresChangeSource {
     endpoint: Endpoint,
+    /// The session the markers are written on, closed with the source.
+    markers: KeptSession<PgConnection>,
 }
 
 #[async_trait]
@@ -127,8 +131,15 @@ impl ChangeSource for PostgresChangeSource {
         setup::release(&self.endpoint, state).await
     }
 
+    /// On one session for the source's lifetime: a stream's beats do not
+    /// each open a session at the source.
     async fn mark(&self, prefix: &str) -> Result<(), CdcError> {
-        setup::mark(&self.endpoint, prefix).await
+        self.markers
+            .run(
+                async || Ok(self.endpoint.connect().await?),
+                async |connection: &mut PgConnection| setup::mark(connection, prefix).await,
+            )
+            .await
     }
 
     async fn retained(&self, state: &CdcState) -> Result<Option<Retention>, CdcError> {

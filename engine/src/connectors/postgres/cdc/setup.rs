@@ -20,18 +20,16 @@ async fn with_session<T>(
     result
 }
 
-/// Writes a non-transactional logical message with `prefix` into the WAL:
-/// the slot's stream delivers it after every transaction committed before.
-pub(super) async fn mark(endpoint: &Endpoint, prefix: &str) -> Result<(), CdcError> {
-    with_session(endpoint, async |connection| {
-        connection
-            .client
-            .execute("SELECT pg_logical_emit_message(false, $1::text, ''::text)", &[&prefix])
-            .await
-            .map_err(query_error)?;
-        Ok(())
-    })
-    .await
+/// Writes a non-transactional logical message with `prefix` into the WAL
+/// on `connection`: the slot's stream delivers it after every transaction
+/// committed before.
+pub(super) async fn mark(connection: &PgConnection, prefix: &str) -> Result<(), CdcError> {
+    connection
+        .client
+        .execute("SELECT pg_logical_emit_message(false, $1::text, ''::text)", &[&prefix])
+        .await
+        .map_err(query_error)?;
+    Ok(())
 }
 
 fn quoted_table(table: &TableRef) -> String {
