@@ -270,7 +270,8 @@ pub fn create_statement(record: &ConnectionRecord) -> RecordBatch {
     )
 }
 
-/// PostgreSQL's reserved key words: names that must be quoted.
+/// PostgreSQL's reserved key words: names that must be quoted. Sorted, for
+/// a binary search.
 const RESERVED: &[&str] = &[
     "ALL",
     "ANALYSE",
@@ -357,8 +358,7 @@ pub fn quote_ident(name: &str) -> String {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    let keyword = RESERVED.contains(&name.to_ascii_uppercase().as_str());
-    if plain && !keyword {
+    if plain && RESERVED.binary_search(&name.to_ascii_uppercase().as_str()).is_err() {
         name.to_owned()
     } else {
         format!("\"{}\"", name.replace('"', "\"\""))
@@ -377,5 +377,8 @@ mod tests {
         assert_eq!(quote_ident("public"), "public");
         assert_eq!(quote_ident("a \"b\""), "\"a \"\"b\"\"\"");
         assert_eq!(quote_ident("2x"), "\"2x\"");
+        assert_eq!(quote_ident("all"), "\"all\"");
+        assert_eq!(quote_ident("with"), "\"with\"");
+        assert!(super::RESERVED.is_sorted(), "quote_ident searches it by halves");
     }
 }
