@@ -25,7 +25,11 @@
 #                  the burst (the server's sluice_scheduler_pass_seconds metric)
 #   catalog_mb     the catalog's size on disk after all of the above
 #   idle_mb        the server's resident memory when idle after the runs (VmRSS),
-#                  15 s after the burst (Tokio ends idle blocking threads after 10 s)
+#                  25 s after the burst (Tokio ends idle blocking threads after 10 s;
+#                  the server gives freed heap back every 10 s), and its two parts:
+#   heap_mb        anonymous memory (RssAnon): the heap, stacks, caches
+#   code_mb        file-backed pages (RssFile): the binary's and libraries' code
+#                  and data the server touched, clean and shared with the page cache
 #   threads        the server's threads at that moment
 #   peak_mb        its peak resident memory over the whole step (VmHWM)
 # The scheduler starts runs
@@ -65,8 +69,8 @@ passes() {
   curl -s "http://127.0.0.1:$MPORT/metrics" | awk '/^sluice_scheduler_pass_seconds_count/ {c = $2} /^sluice_scheduler_pass_seconds_sum/ {s = $2} END {print c + 0, s + 0}'
 }
 
-printf '%-7s %9s %8s %13s %13s %13s %13s %8s %8s %10s %8s %8s %8s\n' \
-  jobs create_ms run_ms jobs_ms show_ms lookup_ms runs_ms burst_s pass_ms catalog_mb idle_mb peak_mb threads
+printf '%-7s %9s %8s %13s %13s %13s %13s %8s %8s %10s %8s %8s %8s %8s %8s\n' \
+  jobs create_ms run_ms jobs_ms show_ms lookup_ms runs_ms burst_s pass_ms catalog_mb idle_mb heap_mb code_mb peak_mb threads
 for N in "${SIZES[@]}"; do
   BURST=${BENCH_BURST:-$(( N < 1000 ? N : 1000 ))}
   DATA="$WORK/sluice-$N"
@@ -107,13 +111,16 @@ for N in "${SIZES[@]}"; do
   [ "$started" -ge "$BURST" ] || BURST_S="only $started of $BURST started"
   PASS_MS=$(passes | awk -v before="$PASSES0" 'BEGIN {split(before, b)} {n = $1 - b[1]; printf "%.1f", (n > 0 ? ($2 - b[2]) * 1000 / n : 0)}')
   slsql -c "ALTER ETL JOBS WHERE name LIKE 'j%' PAUSE" >/dev/null
-  sleep 15
+  sleep 25
 
   CATALOG_MB=$(du -sm "$DATA/catalog" 2>/dev/null | cut -f1)
   IDLE_MB=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
+  HEAP_MB=$(awk '/RssAnon/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
+  CODE_MB=$(awk '/RssFile/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
   THREADS=$(awk '/^Threads/ {print $2}' "/proc/$SLUICE_PID/status")
   PEAK_MB=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status")
-  printf '%-7d %9.1f %8.1f %13s %13s %13s %13s %8.8s %8s %10s %8s %8s %8s\n' "$N" "$CREATE_MS" "$RUN_MS" \
-    "$JOBS_MS" "$SHOW_MS" "$LOOKUP_MS" "$RUNS_MS" "$BURST_S" "$PASS_MS" "$CATALOG_MB" "$IDLE_MB" "$PEAK_MB" "$THREADS"
+  printf '%-7d %9.1f %8.1f %13s %13s %13s %13s %8.8s %8s %10s %8s %8s %8s %8s %8s\n' "$N" "$CREATE_MS" "$RUN_MS" \
+    "$JOBS_MS" "$SHOW_MS" "$LOOKUP_MS" "$RUNS_MS" "$BURST_S" "$PASS_MS" "$CATALOG_MB" "$IDLE_MB" "$HEAP_MB" "$CODE_MB" \
+    "$PEAK_MB" "$THREADS"
   kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true; SLUICE_PID=
 done
