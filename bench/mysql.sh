@@ -30,7 +30,9 @@
 #                 rows; a new job each repetition)
 # and prints wall time, rows/s, MB/s (of the client's tab-separated output),
 # the server's peak RSS during the step (VmHWM after clear_refs), the CPU
-# seconds the Sluice server used (user + system) and the ratio to raw-read.
+# seconds the Sluice server used (user + system; for raw-read those of the
+# `mariadb` client), those mariadbd used (what
+# each reader costs the source) and the ratio to raw-read.
 # Each Sluice run is checked to have succeeded with all ROWS rows.
 # Needs MariaDB (mariadb-install-db, mariadbd, mariadb); run as root or as a
 # user that can run mariadbd.
@@ -46,7 +48,10 @@ source bench/lib.sh
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 reset_peak() { echo 5 > "/proc/$SLUICE_PID/clear_refs"; }
 peak_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$SLUICE_PID/stat"; }
+# CPU seconds (user + system) process $1 has used so far.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+cpu_s() { cpu_of "$SLUICE_PID"; }
+db_cpu_s() { cpu_of "$(cat "$MYDIR/mysqld.pid")"; }
 as_my() { if [ "$(id -u)" = 0 ]; then runuser -u mysql -- "$@"; else "$@"; fi; }
 
 MYDIR=$WORK/mariadb
@@ -98,7 +103,7 @@ run_job() {
   fi
 }
 
-printf '%-8s %-11s %12s %10s %12s %8s %12s %8s %9s\n' shape step rows seconds rows/s MB/s peak_RSS_MB cpu_s vs_raw
+printf '%-8s %-11s %12s %10s %12s %8s %12s %8s %9s %9s\n' shape step rows seconds rows/s MB/s peak_RSS_MB cpu_s db_cpu_s vs_raw
 for SHAPE in "${SHAPES[@]}"; do
 for N in "${SIZES[@]}"; do
   myroot bench -e "DROP TABLE IF EXISTS t;
@@ -112,22 +117,24 @@ for N in "${SIZES[@]}"; do
     CREATE INDEX t_created_at ON t (created_at);
     ANALYZE TABLE t;" >/dev/null
   MB=$(mytcp --quick bench -e 'select * from t' | wc -c | awk '{printf "%.1f", $1/1048576}')
-  report() { # step rows seconds peak cpu
-    printf '%-8s %-11s %12d %10.3f %12.0f %8.1f %12s %8s %9.2f\n' "$SHAPE" "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)" \
-      "$(echo "$MB / $3" | bc -l)" "$4" "$5" "$(echo "$3 / $RAW_S" | bc -l)"
+  report() { # step rows seconds peak cpu db_cpus...
+    printf '%-8s %-11s %12d %10.3f %12.0f %8.1f %12s %8s %9.2f %9.2f\n' "$SHAPE" "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)" \
+      "$(echo "$MB / $3" | bc -l)" "$4" "$5" "$(median "${@:6}")" "$(echo "$3 / $RAW_S" | bc -l)"
   }
-  times=()
+  times=(); cpus=(); dbcpus=()
   for _ in $(seq "$REPEAT"); do
-    t0=$(now); mytcp --quick bench -e 'select * from t' >/dev/null; t1=$(now)
-    times+=("$(echo "$t1 - $t0" | bc -l)")
+    d0=$(db_cpu_s); t0=$(now)
+    client=$( { TIMEFORMAT='%U + %S'; time mytcp --quick bench -e 'select * from t' >/dev/null; } 2>&1 )
+    t1=$(now)
+    times+=("$(echo "$t1 - $t0" | bc -l)"); cpus+=("$(echo "$client" | bc -l)"); dbcpus+=("$(echo "$(db_cpu_s) - $d0" | bc -l)")
   done
   RAW_S=$(median "${times[@]}")
-  report raw-read "$N" "$RAW_S" - -
+  report raw-read "$N" "$RAW_S" - "$(printf '%.2f' "$(median "${cpus[@]}")")" "${dbcpus[@]}"
 
   slsql -c "DROP ETL JOB IF EXISTS snap" >/dev/null 2>&1
   slsql -c "CREATE ETL JOB snap FROM my.bench.t INTO warehouse.t_snap_${SHAPE}_$N SNAPSHOT"
   for step in snapshot incremental; do
-    times=(); cpus=(); peak=0
+    times=(); cpus=(); dbcpus=(); peak=0
     for r in $(seq "$REPEAT"); do
       case $step in
         snapshot) job=snap ;;
@@ -136,12 +143,13 @@ for N in "${SIZES[@]}"; do
           slsql -c "DROP ETL JOB IF EXISTS inc" >/dev/null 2>&1
           slsql -c "CREATE ETL JOB inc FROM my.bench.t INTO warehouse.t_inc_${SHAPE}_${N}_$r INCREMENTAL BY created_at ALL" ;;
       esac
-      reset_peak; c0=$(cpu_s); t0=$(now); run_job "$job" "$N"; t1=$(now)
+      reset_peak; c0=$(cpu_s); d0=$(db_cpu_s); t0=$(now); run_job "$job" "$N"; t1=$(now)
       times+=("$(echo "$t1 - $t0" | bc -l)"); cpus+=("$(echo "$(cpu_s) - $c0" | bc -l)")
+      dbcpus+=("$(echo "$(db_cpu_s) - $d0" | bc -l)")
       p=$(peak_mb)
       (( p > peak )) && peak=$p
     done
-    report "$step" "$N" "$(median "${times[@]}")" "$peak" "$(printf '%.2f' "$(median "${cpus[@]}")")"
+    report "$step" "$N" "$(median "${times[@]}")" "$peak" "$(printf '%.2f' "$(median "${cpus[@]}")")" "${dbcpus[@]}"
   done
 
   if [ -n "${BENCH_PERF:-}" ]; then
