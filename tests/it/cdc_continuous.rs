@@ -566,16 +566,19 @@ async fn sessions(probe: &Client) -> u64 {
         .unwrap()
 }
 
-/// The sessions that wrote a marker last (idle, kept), by pid.
+/// The sessions kept for markers and slot measurements (idle, their last
+/// statement one of those), by pid.
 const MARKER_SESSIONS: &str = "SELECT pid FROM pg_stat_activity \
-                               WHERE query LIKE 'SELECT pg_logical_emit_message(%' AND pid <> pg_backend_pid() \
+                               WHERE (query LIKE 'SELECT pg_logical_emit_message(%' \
+                                      OR query LIKE 'SELECT pg_wal_lsn_diff(%') \
+                                 AND pid <> pg_backend_pid() \
                                ORDER BY pid";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stream_writes_its_beats_on_one_kept_session_replaced_when_the_source_ends_it() {
     let pg = PgServer::start();
-    // No measurement of the slots (a session of its own) in this test.
-    let sluice = Sluice::start_with(&[], &[("SLUICE_CDC_MEASURE_SECONDS", "3600")]);
+    // Each beat also measures the slot, on the same kept session.
+    let sluice = Sluice::start_with(&[], &[("SLUICE_CDC_MEASURE_SECONDS", "0")]);
     let client = continuous_jobs(&pg, &sluice, "").await;
     until_equal(&pg, &client, "the first load").await;
     until(&client, STREAMS, "2").await;
@@ -591,9 +594,10 @@ async fn each_stream_writes_its_beats_on_one_kept_session_replaced_when_the_sour
     let confirmed = confirmed_beats(&probe, 2, 2, HashMap::new()).await;
     let before = sessions(&probe).await;
     let markers = rows(&probe, MARKER_SESSIONS).await;
-    // Six more beats per stream: no new session at the source (nothing
-    // else of Sluice's opens one while the streams run and measure
-    // nothing; the probe was opened before), the same two marker sessions.
+    // Six more beats per stream, each with a measurement of the slot: no
+    // new session at the source (nothing else of Sluice's opens one while
+    // the streams run; the probe was opened before), the same two kept
+    // sessions.
     let confirmed = confirmed_beats(&probe, 2, 6, confirmed).await;
     assert_eq!(
         sessions(&probe).await - before,

@@ -636,8 +636,8 @@ async fn idle_sessions(probe: &mut mysql_async::Conn) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_reads_the_binlog_head_for_its_beats_on_one_kept_session_replaced_when_killed() {
     let maria = MariaDb::start();
-    // No measurement of the binlog (a session of its own) in this test.
-    let sluice = Sluice::start_with(&[], &[("SLUICE_CDC_MEASURE_SECONDS", "3600")]);
+    // Each beat also measures the binlog, on the same kept session.
+    let sluice = Sluice::start_with(&[], &[("SLUICE_CDC_MEASURE_SECONDS", "0")]);
     maria.sql(&format!(
         "{ITEMS} INSERT INTO items VALUES (1, 'a', 1, 1.50, 'small'), (2, 'b', 2, 2.00, 'large');"
     ));
@@ -676,9 +676,9 @@ async fn a_stream_reads_the_binlog_head_for_its_beats_on_one_kept_session_replac
     let read = heads_read(&mut probe, 2, read).await;
     let before = status(&mut probe, "Connections").await;
     let marker = idle_sessions(&mut probe).await;
-    // Six more beats: no new connection (nothing else of Sluice's opens
-    // one while the stream runs and measures nothing; the probe was opened
-    // before), the same marker session.
+    // Six more beats, each with a measurement of the binlog: no new
+    // connection (nothing else of Sluice's opens one while the stream runs;
+    // the probe was opened before), the same kept session.
     let read = heads_read(&mut probe, 6, read).await;
     assert_eq!(
         status(&mut probe, "Connections").await - before,

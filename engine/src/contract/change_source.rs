@@ -100,7 +100,9 @@ pub trait ChangeSource: Send + Sync {
     async fn mark(&self, prefix: &str) -> Result<(), CdcError>;
 
     /// How much change log the job's slot holds back at the source; `None`
-    /// when the slot does not exist.
+    /// when the slot does not exist. A continuous stream measures at most
+    /// once a minute: implementations ask on the session they keep for
+    /// their markers.
     async fn retained(&self, state: &CdcState) -> Result<Option<Retention>, CdcError>;
 }
 

@@ -37,7 +37,7 @@ pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Chan
         marks: Marks::default(),
         // Dropping a connection says goodbye to the server (in a task of
         // its own).
-        head_session: KeptSession::new(timeout, drop),
+        kept: KeptSession::new(timeout, drop),
     })
 }
 
@@ -46,8 +46,9 @@ struct MysqlChangeSource {
     timeout: Duration,
     /// The drain markers written, for the streams this source opened.
     marks: Marks,
-    /// The session the binlog's head is read on for each marker.
-    head_session: KeptSession<Conn>,
+    /// The session a stream's repeated statements run on (the binlog's
+    /// head for each marker, the binary logs for each measurement).
+    kept: KeptSession<Conn>,
 }
 
 #[async_trait]
@@ -126,7 +127,7 @@ impl ChangeSource for MysqlChangeSource {
     /// to it.
     async fn mark(&self, prefix: &str) -> Result<(), CdcError> {
         let (file, position) = self
-            .head_session
+            .kept
             .run(
                 async || Ok(source::session(&self.endpoint, self.timeout).await?),
                 async |conn: &mut Conn| setup::head(conn).await,

@@ -194,11 +194,14 @@ pub(super) async fn retained(changes: &MysqlChangeSource, state: &CdcState) -> R
             lost: None,
         }));
     };
-    let mut conn = source::session(&changes.endpoint, changes.timeout).await?;
-    let logs: Result<Vec<Row>, _> = conn.query("SHOW BINARY LOGS").await;
-    let _ = conn.disconnect().await;
+    let logs: Vec<Row> = changes
+        .kept
+        .run(
+            async || Ok(source::session(&changes.endpoint, changes.timeout).await?),
+            async |conn: &mut Conn| conn.query("SHOW BINARY LOGS").await.map_err(failed),
+        )
+        .await?;
     let logs: Vec<(String, u64)> = logs
-        .map_err(failed)?
         .into_iter()
         .filter_map(|row| Some((row.get_opt::<String, _>(0)?.ok()?, row.get_opt::<u64, _>(1)?.ok()?)))
         .collect();

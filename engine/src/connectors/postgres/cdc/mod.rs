@@ -30,14 +30,15 @@ use crate::tls::Verify;
 pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn ChangeSource> {
     Arc::new(PostgresChangeSource {
         endpoint: Endpoint::new(options, timeout),
-        markers: KeptSession::new(timeout, PgConnection::close),
+        kept: KeptSession::new(timeout, PgConnection::close),
     })
 }
 
 struct PostgresChangeSource {
     endpoint: Endpoint,
-    /// The session the markers are written on, closed with the source.
-    markers: KeptSession<PgConnection>,
+    /// The session a stream's repeated statements run on (its markers and
+    /// the measurements of its slot), closed with the source.
+    kept: KeptSession<PgConnection>,
 }
 
 #[async_trait]
@@ -134,7 +135,7 @@ impl ChangeSource for PostgresChangeSource {
     /// On one session for the source's lifetime: a stream's beats do not
     /// each open a session at the source.
     async fn mark(&self, prefix: &str) -> Result<(), CdcError> {
-        self.markers
+        self.kept
             .run(
                 async || Ok(self.endpoint.connect().await?),
                 async |connection: &mut PgConnection| setup::mark(connection, prefix).await,
@@ -144,7 +145,14 @@ impl ChangeSource for PostgresChangeSource {
 
     async fn retained(&self, state: &CdcState) -> Result<Option<Retention>, CdcError> {
         match &state.slot {
-            Some(slot) => setup::retained(&self.endpoint, slot).await,
+            Some(slot) => {
+                self.kept
+                    .run(
+                        async || Ok(self.endpoint.connect().await?),
+                        async |connection: &mut PgConnection| setup::retained(connection, slot).await,
+                    )
+                    .await
+            }
             None => Ok(None),
         }
     }

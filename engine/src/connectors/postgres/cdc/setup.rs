@@ -263,29 +263,26 @@ pub(super) async fn drop_slot(endpoint: &Endpoint, slot: &str) -> Result<(), Cdc
 /// already removed WAL it needs (`wal_status`, PostgreSQL 13 and later,
 /// read through `to_jsonb` so that older servers answer too); `None` when
 /// the slot does not exist.
-pub(super) async fn retained(endpoint: &Endpoint, slot: &str) -> Result<Option<Retention>, CdcError> {
-    with_session(endpoint, async |connection| {
-        let row = connection
-            .client
-            .query_opt(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::int8, \
-                        pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::int8, \
-                        coalesce(to_jsonb(s) ->> 'wal_status', '') = 'lost' \
-                 FROM pg_replication_slots s WHERE s.slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .map_err(query_error)?;
-        let bytes = |row: &tokio_postgres::Row, i: usize| row.get::<_, Option<i64>>(i).map(|b| b.max(0) as u64);
-        Ok(row.map(|row| Retention {
-            held: bytes(&row, 0),
-            behind: bytes(&row, 1),
-            lost: row.get::<_, bool>(2).then(|| {
-                format!("the source removed WAL its replication slot \"{slot}\" still needed (wal_status = lost)")
-            }),
-        }))
-    })
-    .await
+pub(super) async fn retained(connection: &PgConnection, slot: &str) -> Result<Option<Retention>, CdcError> {
+    let row = connection
+        .client
+        .query_opt(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::int8, \
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::int8, \
+                    coalesce(to_jsonb(s) ->> 'wal_status', '') = 'lost' \
+             FROM pg_replication_slots s WHERE s.slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(query_error)?;
+    let bytes = |row: &tokio_postgres::Row, i: usize| row.get::<_, Option<i64>>(i).map(|b| b.max(0) as u64);
+    Ok(row.map(|row| Retention {
+        held: bytes(&row, 0),
+        behind: bytes(&row, 1),
+        lost: row.get::<_, bool>(2).then(|| {
+            format!("the source removed WAL its replication slot \"{slot}\" still needed (wal_status = lost)")
+        }),
+    }))
 }
 
 /// Drops the job's slot, and its publication if Sluice created it.
