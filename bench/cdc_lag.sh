@@ -38,7 +38,7 @@ source bench/lib.sh
 
 SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN= SLUICE_DEMO_DIR= "$BIN" serve --listen "127.0.0.1:$SLPORT" --data-dir "$WORK/sluice" >"$WORK/sluice.log" 2>&1 &
 SLUICE_PID=$!
-for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+wait_for_sluice
 
 pgsql -c "CREATE TABLE items (id bigint PRIMARY KEY, amount numeric(12,2), note text, updated_at timestamptz NOT NULL);
           INSERT INTO items SELECT g, (g % 100000) / 100.0, 'item note number ' || g, now() FROM generate_series(1, $ROWS) g;"

@@ -55,7 +55,7 @@ read -r PQ_ROWS CSV_ROWS < <("$PY" bench/files.py make "$FILES" "$MB" "$FILE_MB"
 SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN= SLUICE_DEMO_DIR= "$BIN" serve --listen "127.0.0.1:$SLPORT" \
   --data-dir "$WORK/sluice" --allowed-paths "$FILES" >"$WORK/sluice.log" 2>&1 &
 SLUICE_PID=$!
-for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+wait_for_sluice
 slsql -c "CREATE CONNECTION disk TYPE local OPTIONS (path '$FILES', parallel_reads $PARALLEL_READS)"
 slsql -c "CREATE CONNECTION bucket TYPE s3 OPTIONS (bucket 'bench', endpoint '$ENDPOINT', region 'us-east-1', access_key_id 'bench', secret_access_key 'bench', parallel_reads $PARALLEL_READS)"
 

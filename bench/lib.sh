@@ -41,3 +41,5 @@ trap cleanup EXIT
 pgsql() { "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
 slsql() { PGPASSWORD=bench "$PGBIN/psql" -X -q -At -h 127.0.0.1 -p "$SLPORT" -U admin -d sluice -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
+# Waits (up to 10 s) until the Sluice just started answers.
+wait_for_sluice() { for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 && return; sleep 0.1; done; }

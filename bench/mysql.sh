@@ -81,7 +81,7 @@ myroot -e "CREATE DATABASE bench CHARACTER SET utf8mb4;
 
 SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN='' SLUICE_DEMO_DIR='' "$BIN" serve --listen "127.0.0.1:$SLPORT" --data-dir "$WORK/sluice" >"$WORK/sluice.log" 2>&1 &
 SLUICE_PID=$!
-for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+wait_for_sluice
 slsql -c "CREATE CONNECTION my TYPE mysql OPTIONS (host '127.0.0.1', port $MYPORT, database 'bench', user 'bench', password '$MYPW', ssl_mode 'disabled')"
 
 # The expression of `note`, by shape.

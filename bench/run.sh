@@ -61,7 +61,7 @@ heap_mb() { kill "$HEAP_PID" 2>/dev/null; wait "$HEAP_PID" 2>/dev/null || true; 
 
 SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN= SLUICE_DEMO_DIR= "$BIN" serve --listen "127.0.0.1:$SLPORT" --data-dir "$WORK/sluice" >"$WORK/sluice.log" 2>&1 &
 SLUICE_PID=$!
-for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+wait_for_sluice
 slsql -c "CREATE CONNECTION bench TYPE postgres OPTIONS (host '127.0.0.1', port $PGPORT, database 'postgres', user 'postgres', sslmode 'disable')"
 
 # The columns after id and created_at, and the expression of each, by shape.

@@ -79,7 +79,7 @@ for N in "${SIZES[@]}"; do
     SLUICE_MAX_CONCURRENT_RUNS=$BURST SLUICE_MAX_RUNS_PER_CONNECTION=$BURST \
     "$BIN" serve --listen "127.0.0.1:$SLPORT" --data-dir "$DATA" >"$WORK/sluice-$N.log" 2>&1 &
   SLUICE_PID=$!
-  for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_for_sluice
   slsql -c "CREATE CONNECTION bench TYPE postgres OPTIONS (host '127.0.0.1', port $PGPORT, database 'postgres', user 'postgres', sslmode 'disable')" >/dev/null
 
   seq 1 "$N" | awk '{printf "CREATE ETL JOB j%d FROM bench.public.t INTO warehouse.t%d SNAPSHOT;\n", $1, $1}' > "$WORK/create.sql"
