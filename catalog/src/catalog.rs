@@ -994,6 +994,24 @@ impl Catalog {
         self.put_while_job_exists(&state.job, state)
     }
 
+    /// Changes the job's saved CDC state with `change`, in one step no
+    /// other catalog write interleaves with (what a run saved meanwhile is
+    /// kept); `false` (and nothing saved) when the job or its state is gone.
+    pub fn update_cdc_state(&self, job: &str, change: impl FnOnce(&mut CdcState)) -> Result<bool> {
+        let _guard = self.lock();
+        if self.find_job(job)?.is_none() {
+            return Ok(false);
+        }
+        let Some(mut state) = self.cdc_state(job)? else {
+            return Ok(false);
+        };
+        change(&mut state);
+        let mut batch = self.store.batch();
+        batch.put(&state);
+        batch.commit()?;
+        Ok(true)
+    }
+
     /// Saves a record that belongs to `job`; `false` (and nothing saved)
     /// when the job no longer exists. Under the writer lock, so a job
     /// dropped meanwhile cannot get the record back.

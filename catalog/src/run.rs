@@ -55,6 +55,9 @@ pub enum RunTrigger {
     Watermark,
     /// `RESYNC ETL JOB`: a CDC job's fresh snapshot and new replication slot.
     Resync,
+    /// The WAL guardian giving up the replication slot of a CDC job that
+    /// was not running (paused, failing, between scheduled runs).
+    Guardian,
 }
 
 impl RunTrigger {
@@ -67,6 +70,7 @@ impl RunTrigger {
             RunTrigger::Repair => "repair",
             RunTrigger::Watermark => "watermark",
             RunTrigger::Resync => "resync",
+            RunTrigger::Guardian => "guardian",
         }
     }
 }

@@ -95,7 +95,8 @@ impl Transaction {
     }
 
     /// Runs `effect` if the current task's transaction is rolled back;
-    /// nothing happens outside a transaction.
+    /// nothing happens outside a transaction. Rollback effects run newest
+    /// first, undoing in the reverse order of the statements.
     pub fn on_rollback(effect: Effect) {
         if let Some(txn) = Self::current() {
             txn.lock().on_rollback.push(effect);
@@ -104,7 +105,9 @@ impl Transaction {
 
     /// Ends the transaction without writing: its rollback effects, to run.
     pub fn rollback(self) -> Vec<Effect> {
-        std::mem::take(&mut self.lock().on_rollback)
+        let mut effects = std::mem::take(&mut self.lock().on_rollback);
+        effects.reverse();
+        effects
     }
 
     /// Sets a savepoint (`SAVEPOINT name`); a newer one of the same name
@@ -133,7 +136,7 @@ impl Transaction {
 
     /// Undoes what was staged since the newest savepoint named `name`
     /// (`ROLLBACK TO SAVEPOINT`), which stays set; later savepoints go.
-    /// Returns the rollback effects registered since, to run, or `None`
+    /// Returns the rollback effects registered since, newest first, to run, or `None`
     /// when there is no such savepoint. Records read since are still
     /// checked at COMMIT.
     pub fn rollback_to(&self, name: &str) -> Option<Vec<Effect>> {
@@ -145,7 +148,9 @@ impl Transaction {
             (savepoint.writes.clone(), savepoint.after_commit, savepoint.on_rollback);
         staged.writes = writes;
         staged.after_commit.truncate(after_commit);
-        Some(staged.on_rollback.split_off(on_rollback))
+        let mut effects = staged.on_rollback.split_off(on_rollback);
+        effects.reverse();
+        Some(effects)
     }
 
     /// Whether the transaction staged no change.
@@ -275,6 +280,31 @@ mod tests {
         catalog.commit(&txn).unwrap();
         let names: Vec<String> = catalog.secrets().unwrap().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["again", "kept"]);
+    }
+
+    #[tokio::test]
+    async fn rollback_effects_run_newest_first() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let effect = |n: u32| -> Effect {
+            let order = Arc::clone(&order);
+            Box::pin(async move { order.lock().unwrap().push(n) })
+        };
+        let txn = Transaction::new();
+        txn.scope(async {
+            Transaction::on_rollback(effect(1));
+            txn.savepoint("a");
+            Transaction::on_rollback(effect(2));
+            Transaction::on_rollback(effect(3));
+        })
+        .await;
+        for effect in txn.rollback_to("a").unwrap() {
+            effect.await;
+        }
+        txn.scope(async { Transaction::on_rollback(effect(4)) }).await;
+        for effect in txn.rollback() {
+            effect.await;
+        }
+        assert_eq!(*order.lock().unwrap(), [3, 2, 4, 1]);
     }
 
     #[tokio::test]

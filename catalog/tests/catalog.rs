@@ -720,6 +720,38 @@ fn cdc_state_survives_reopen_and_goes_with_its_job() {
     assert_eq!(catalog.cdc_state("a").unwrap(), None, "dropped with its job");
 }
 
+#[test]
+fn a_cdc_state_update_changes_only_what_it_sets_on_the_state_saved_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open_with_job(dir.path(), "a");
+    assert!(
+        !catalog.update_cdc_state("a", |s| s.lag_bytes = Some(1)).unwrap(),
+        "no state to update yet"
+    );
+    let saved = CdcState {
+        phase: CdcPhase::Streaming,
+        position: Some("{\"lsn\":\"0/10\"}".into()),
+        ..CdcState::new("a")
+    };
+    assert!(catalog.set_cdc_state(&saved).unwrap());
+    assert!(catalog.update_cdc_state("a", |s| s.lag_bytes = Some(42)).unwrap());
+    assert_eq!(
+        catalog.cdc_state("a").unwrap(),
+        Some(CdcState {
+            lag_bytes: Some(42),
+            ..saved
+        })
+    );
+    assert!(!catalog.update_cdc_state("nope", |s| s.lag_bytes = Some(1)).unwrap());
+    catalog.drop_job("a", false).unwrap();
+    assert!(!catalog.update_cdc_state("a", |s| s.lag_bytes = Some(1)).unwrap());
+    assert_eq!(
+        catalog.cdc_state("a").unwrap(),
+        None,
+        "a dropped job's state does not come back"
+    );
+}
+
 fn alert(name: &str, event: AlertEvent, target: Option<&str>, secret: Option<&str>) -> AlertRecord {
     AlertRecord {
         name: name.into(),

@@ -12,7 +12,8 @@
 //! `max_retained_wal` gives the slot up and waits, failed, for `RESYNC`.
 //! Each stream writes its beats on one session it keeps (no new session
 //! at the source per beat), replaced when the source ends it, closed when
-//! the stream ends.
+//! the stream ends. Inside a transaction block, `DROP` and `ALTER` keep
+//! the stream stopped until the block ends.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -518,6 +519,93 @@ async fn a_stream_gives_up_a_slot_a_long_transaction_holds_past_max_retained_wal
         one(&client, "SELECT count(*) FROM sluice.jobs WHERE health = 'healthy'").await,
         "2"
     );
+}
+
+/// Runs of `job` in progress, as another session sees them.
+async fn running(client: &Client, job: &str) -> String {
+    one(
+        client,
+        &format!("SELECT count(*) FROM sluice.runs WHERE job = '{job}' AND status = 'running'"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_transaction_block_drop_and_alter_keep_the_stream_stopped_until_the_block_ends() {
+    let pg = PgServer::start();
+    let sluice = Sluice::start();
+    let client = continuous_jobs(&pg, &sluice, "").await;
+    until_equal(&pg, &client, "the first load").await;
+    until(&client, STREAMS, "2").await;
+    let block = sluice.client().await;
+
+    // DROP, then COMMIT: no stream of the job runs in between (the
+    // scheduler sees the committed job until COMMIT), and none after.
+    block.batch_execute("BEGIN").await.unwrap();
+    block.batch_execute("DROP ETL JOB items_merge").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        running(&client, "items_merge").await,
+        "0",
+        "no stream while the block is open"
+    );
+    block.batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(running(&client, "items_merge").await, "0");
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM sluice.jobs WHERE name = 'items_merge'").await,
+        "0"
+    );
+    assert_eq!(slots(&pg).lines().count(), 1, "the dropped job's slot is gone");
+
+    // DROP, then ROLLBACK: the job stays; its slot is gone, so it needs a
+    // resync (and waits for it: no stream starts from the missing slot).
+    block.batch_execute("BEGIN").await.unwrap();
+    block.batch_execute("DROP ETL JOB items_history").await.unwrap();
+    assert_eq!(running(&client, "items_history").await, "0");
+    block.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(cdc_state(&client, "items_history").await, "needs resync");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(running(&client, "items_history").await, "0");
+    let runs = rows(
+        &client,
+        "SELECT status FROM sluice.runs WHERE job = 'items_history' AND status NOT IN ('succeeded', 'running')",
+    )
+    .await;
+    assert!(runs.is_empty(), "no stream failed on the missing slot: {runs:?}");
+    client.batch_execute("RESYNC ETL JOB items_history").await.unwrap();
+    until(&client, STREAMS, "1").await;
+    pg.psql_admin("UPDATE items SET qty = 30 WHERE id = 3;");
+    let history = "SELECT qty FROM warehouse.items_h_current WHERE id = 3";
+    until(&client, history, "30").await;
+
+    // ALTER ... PAUSE, then COMMIT: the stream stops at once and does not
+    // start again with the definition committed before the block.
+    block.batch_execute("BEGIN").await.unwrap();
+    block.batch_execute("ALTER ETL JOB items_history PAUSE").await.unwrap();
+    until(&client, STREAMS, "0").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        running(&client, "items_history").await,
+        "0",
+        "not started again inside the block"
+    );
+    block.batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(running(&client, "items_history").await, "0", "paused after COMMIT");
+
+    // RESUME rolled back stays paused; RESUME committed streams again.
+    block.batch_execute("BEGIN").await.unwrap();
+    block.batch_execute("ALTER ETL JOB items_history RESUME").await.unwrap();
+    block.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(running(&client, "items_history").await, "0", "still paused");
+    block.batch_execute("BEGIN").await.unwrap();
+    block.batch_execute("ALTER ETL JOB items_history RESUME").await.unwrap();
+    block.batch_execute("COMMIT").await.unwrap();
+    until(&client, STREAMS, "1").await;
+    pg.psql_admin("UPDATE items SET qty = 31 WHERE id = 3;");
+    until(&client, history, "31").await;
 }
 
 /// Waits until each of the source's `slots` Sluice slots has confirmed a

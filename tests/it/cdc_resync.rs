@@ -4,7 +4,12 @@
 //! JOB` takes a fresh snapshot (MERGE: in place of the table; HISTORY:
 //! appended behind a `truncate`, so the history stays) and streams from a
 //! new slot; a kill -9 at any step of a resync, then a re-run, leaves the
-//! destination equal to the source and one slot per job.
+//! destination equal to the source and one slot per job. Between runs the
+//! guardian watches the slots of jobs that are not running: their
+//! `lag_bytes` follows the source, and a paused job's slot past its limit
+//! is given up by a `guardian` run.
+
+use std::time::Duration;
 
 use crate::cdc_jobs::{assert_equal, big, cdc_state, generate_wal, run, run_both, setup, slots, source, warehouse};
 use crate::common::*;
@@ -12,7 +17,8 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guardian_gives_up_a_slot_past_max_retained_wal_and_resync_recovers() {
     let pg = PgServer::start();
-    let sluice = Sluice::start();
+    // The runs' own looks at the slots, not the between-runs watch's.
+    let sluice = Sluice::start_with(&[], &[("SLUICE_CDC_MEASURE_SECONDS", "3600")]);
     let client = setup(&pg, &sluice).await;
     run_both(&client).await;
     assert_eq!(cdc_state(&client, "items_merge").await, "streaming");
@@ -109,6 +115,108 @@ async fn the_guardian_gives_up_a_slot_past_max_retained_wal_and_resync_recovers(
     assert!(message.contains("only a CDC job"), "{message}");
     let message = expect_err(&client, "ALTER ETL JOB snap SET (max_retained_wal = '1 GB')", "22023").await;
     assert!(message.contains("CDC jobs only"), "{message}");
+}
+
+/// `lag_bytes` of `job`, 0 while NULL.
+async fn lag_bytes(client: &tokio_postgres::Client, job: &str) -> u64 {
+    one(
+        client,
+        &format!("SELECT lag_bytes FROM sluice.jobs WHERE name = '{job}'"),
+    )
+    .await
+    .parse()
+    .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn between_runs_the_guardian_measures_idle_slots_and_gives_up_a_paused_jobs_past_its_limit() {
+    let pg = PgServer::start();
+    let sluice = Sluice::start_with(&[], &[("SLUICE_CDC_MEASURE_SECONDS", "1")]);
+    let client = setup(&pg, &sluice).await;
+    client
+        .batch_execute(&format!(
+            "CREATE ALERT failed ON JOB FAILURE NOTIFY WEBHOOK 'http://127.0.0.1:{}/hook'",
+            free_port()
+        ))
+        .await
+        .unwrap();
+    run_both(&client).await;
+    client
+        .batch_execute("ALTER ETL JOB items_merge SET (max_retained_wal = '1 MB'); ALTER ETL JOB items_merge PAUSE")
+        .await
+        .unwrap();
+    let runs = "SELECT count(*) FROM sluice.runs";
+    let runs_before = one(&client, runs).await;
+
+    // No run reads the slots, yet both jobs' lag_bytes follow the WAL the
+    // source writes (about 400 kB, under the limit).
+    let (merge_before, history_before) = (
+        lag_bytes(&client, "items_merge").await,
+        lag_bytes(&client, "items_history").await,
+    );
+    generate_wal(&pg);
+    let timeout = Duration::from_secs(30);
+    for (job, before) in [("items_merge", merge_before), ("items_history", history_before)] {
+        let sql = format!("SELECT lag_bytes FROM sluice.jobs WHERE name = '{job}'");
+        wait_for(&client, &sql, timeout, |v| {
+            v.parse::<u64>().is_ok_and(|b| b >= before + 300_000)
+        })
+        .await;
+    }
+    assert_eq!(one(&client, runs).await, runs_before, "measuring starts no run");
+    assert_eq!(cdc_state(&client, "items_merge").await, "streaming");
+    assert_eq!(slots(&pg).lines().count(), 2);
+
+    // Past the paused job's limit: its slot is given up by a run of the
+    // guardian, which fails with the reason; the other job keeps its slot.
+    for _ in 0..3 {
+        generate_wal(&pg);
+    }
+    let state = "SELECT cdc_state FROM sluice.jobs WHERE name = 'items_merge'";
+    wait_for(&client, state, timeout, |v| v == "needs resync").await;
+    let failed = rows(
+        &client,
+        "SELECT trigger, status, sqlstate, error FROM sluice.runs WHERE job = 'items_merge' ORDER BY run_id DESC \
+         LIMIT 1",
+    )
+    .await;
+    let [row] = failed.as_slice() else { panic!("{failed:?}") };
+    let [trigger, status, sqlstate, error] = row.as_slice() else {
+        panic!("{row:?}")
+    };
+    assert_eq!(
+        (trigger.as_deref(), status.as_deref(), sqlstate.as_deref()),
+        (Some("guardian"), Some("failed"), Some("55000"))
+    );
+    let error = error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("more than max_retained_wal (1 MB)") && error.contains("RESYNC ETL JOB items_merge"),
+        "{error}"
+    );
+    assert_eq!(slots(&pg).lines().count(), 1, "only the paused job's slot was given up");
+    assert_eq!(cdc_state(&client, "items_history").await, "streaming");
+    assert!(lag_bytes(&client, "items_history").await >= history_before + 1_200_000);
+    assert_eq!(
+        one(&client, "SELECT health FROM sluice.jobs WHERE name = 'items_merge'").await,
+        "failing"
+    );
+    let alerts = "SELECT count(*) FROM sluice.alert_deliveries WHERE event = 'JOB FAILURE' AND subject = 'items_merge'";
+    wait_for(&client, alerts, timeout, |v| v == "1").await;
+    // Given up once: the watch leaves a job that needs a resync alone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM sluice.runs WHERE trigger = 'guardian'").await,
+        "1"
+    );
+
+    pg.psql_admin("UPDATE items SET qty = 21 WHERE id = 1; DELETE FROM items WHERE id = 2;");
+    client
+        .batch_execute("ALTER ETL JOB items_merge RESUME; RESYNC ETL JOB items_merge")
+        .await
+        .unwrap();
+    run(&client, "items_history").await;
+    assert_equal(&pg, &client, "a resync after the guardian gave the slot up").await;
+    assert_eq!(slots(&pg).lines().count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,11 +11,13 @@
 //! transaction at or below the destination's position is skipped, so a
 //! crash anywhere re-delivers from there without duplicates.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use datafusion::arrow::array::{RecordBatch, new_null_array};
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::StreamExt;
-use sluice_catalog::{CdcMode, CdcPhase, CdcState, JobRecord, LoadType, RunRecord, RunTrigger};
+use sluice_catalog::{CdcMode, CdcPhase, CdcState, JobRecord, LoadType, RunRecord, RunTrigger, Transaction};
 use tracing::{info, warn};
 
 use super::cdc_drain::{Drain, seconds_between};
@@ -132,15 +134,36 @@ impl JobManager {
             .map_err(capture_error(job))
     }
 
-    /// Drops the replication slot and publication a CDC job created.
-    pub(super) async fn release_cdc(&self, job: &JobRecord) -> Result<(), EngineError> {
+    /// Drops the replication slot and publication a CDC job created;
+    /// whether it had a slot (PostgreSQL).
+    pub(super) async fn release_cdc(&self, job: &JobRecord) -> Result<bool, EngineError> {
         let Some(state) = self.catalog().cdc_state(&job.name)? else {
-            return Ok(());
+            return Ok(false);
         };
         let changes = self.connections.change_source(&job.source.connection)?;
         changes.release(&state).await.map_err(capture_error(job))?;
         info!(job = %job.name, slot = ?state.slot, "released the job's replication slot and publication");
-        Ok(())
+        Ok(state.slot.is_some())
+    }
+
+    /// Inside a transaction block, marks `job` `needs resync` if the block
+    /// is rolled back: its slot, released by the `DROP` that the rollback
+    /// undoes, is gone at the source whatever the block does. Runs before
+    /// the block's hold on the job's stream ends (rollback effects run
+    /// newest first), so no stream starts from the missing slot.
+    pub(super) fn needs_resync_on_rollback(&self, job: &str) {
+        let catalog = Arc::clone(self.catalog());
+        let job = job.to_owned();
+        Transaction::on_rollback(Box::pin(async move {
+            let reason = "its replication slot was dropped by a DROP ETL JOB that was rolled back".to_owned();
+            let marked = catalog.update_cdc_state(&job, |state| {
+                state.phase = CdcPhase::NeedsResync { reason };
+                state.lag_bytes = None;
+            });
+            if let Err(e) = marked {
+                warn!(job, error = %e, "could not mark the job needs resync after a rolled back DROP");
+            }
+        }));
     }
 
     /// Whether the WAL guardian gave `job`'s slot up (`needs resync`): its

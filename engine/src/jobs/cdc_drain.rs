@@ -34,20 +34,6 @@ use crate::error::EngineError;
 use crate::failpoint;
 use crate::metrics::EngineMetrics;
 
-/// The shortest time between two measurements of the log a continuous
-/// stream's slot holds back (a query at the source, and the WAL
-/// guardian's look at the slot), and between two returns of freed memory
-/// to the system, unless `SLUICE_CDC_MEASURE_SECONDS` says otherwise (for
-/// tests).
-const MEASURE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-fn measure_every() -> std::time::Duration {
-    std::env::var("SLUICE_CDC_MEASURE_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(MEASURE_EVERY, std::time::Duration::from_secs)
-}
-
 /// What a drain works with.
 pub(super) struct Drain<'a> {
     pub job: &'a JobRecord,
@@ -180,7 +166,7 @@ impl Drain<'_> {
         let failed = capture_error(self.job);
         let continuous = self.active.continuous;
         let interval = self.job.cdc.flush_interval();
-        let measure_every = measure_every();
+        let measure_every = wal_guardian::measure_every();
         let flush_rows = self.job.cdc.flush_rows();
         let marker = drain_marker(run.id);
         let mut beats = 0u64;

@@ -5,12 +5,14 @@
 //! `RESYNC`, edits) hold the job so the scheduler does not start it again
 //! until they are done.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice_catalog::{JobRecord, LoadType, RunTrigger};
+use sluice_catalog::{JobRecord, LoadType, RunTrigger, Transaction};
 
-use super::JobManager;
+use super::{Changes, JobManager};
 use crate::error::EngineError;
 
 /// The stored schedule text of a `CONTINUOUS` job.
@@ -34,14 +36,31 @@ pub(super) fn streams(job: &JobRecord, trigger: RunTrigger) -> bool {
 }
 
 /// Keeps the scheduler from starting a job's stream while it lives.
-pub(super) struct StreamHold<'a> {
-    manager: &'a JobManager,
+pub(super) struct StreamHold {
+    held: Arc<Mutex<HashMap<String, usize>>>,
+    changes: Arc<Changes>,
     job: String,
 }
 
-impl Drop for StreamHold<'_> {
+impl StreamHold {
+    /// Keeps the stream stopped until the current transaction block ends
+    /// (`COMMIT`, `ROLLBACK`, a `ROLLBACK TO` a savepoint set before, a
+    /// disconnect), not only while the statement runs: a stream started
+    /// meanwhile would follow the definition committed before the block.
+    fn until_transaction_ends(self) {
+        let hold = Arc::new(Mutex::new(Some(self)));
+        let on_rollback = Arc::clone(&hold);
+        let end = |hold: Arc<Mutex<Option<StreamHold>>>| async move {
+            drop(hold.lock().unwrap_or_else(|p| p.into_inner()).take());
+        };
+        Transaction::after_commit(Box::pin(end(hold)));
+        Transaction::on_rollback(Box::pin(end(on_rollback)));
+    }
+}
+
+impl Drop for StreamHold {
     fn drop(&mut self) {
-        let mut held = self.manager.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(holds) = held.get_mut(&self.job) {
             *holds -= 1;
             if *holds == 0 {
@@ -50,7 +69,7 @@ impl Drop for StreamHold<'_> {
         }
         drop(held);
         // The scheduler looks at the job again.
-        self.manager.notify_changed();
+        self.changes.definitions_changed();
     }
 }
 
@@ -102,10 +121,16 @@ impl JobManager {
         Some(active.run_id)
     }
 
-    /// Stops `job`'s stream, if it runs, and keeps the scheduler from
-    /// starting it again until the hold is dropped. A run that is not the
-    /// stream is left alone (the caller's claim refuses it).
-    pub(super) async fn hold_stream(&self, job: &str) -> Result<StreamHold<'_>, EngineError> {
+    /// Inside a transaction block, keeps `job`'s stream from starting until
+    /// the block ends; nothing outside a block.
+    pub(super) fn hold_until_transaction_ends(&self, job: &str) {
+        if Transaction::active() {
+            self.new_hold(job).until_transaction_ends();
+        }
+    }
+
+    /// Counts a hold on `job`'s stream.
+    fn new_hold(&self, job: &str) -> StreamHold {
         // Counted: a statement may hold a job another statement of it holds
         // (`CREATE OR REPLACE` dropping the job it replaces).
         *self
@@ -114,10 +139,21 @@ impl JobManager {
             .unwrap_or_else(|p| p.into_inner())
             .entry(job.to_owned())
             .or_default() += 1;
-        let hold = StreamHold {
-            manager: self,
+        StreamHold {
+            held: Arc::clone(&self.held),
+            changes: Arc::clone(&self.changes),
             job: job.to_owned(),
-        };
+        }
+    }
+
+    /// Stops `job`'s stream, if it runs, and keeps the scheduler from
+    /// starting it again until the hold is dropped. A run that is not the
+    /// stream is left alone (the caller's claim refuses it).
+    /// Inside a transaction block the stream stays stopped until the block
+    /// ends ([`StreamHold::until_transaction_ends`]).
+    pub(super) async fn hold_stream(&self, job: &str) -> Result<StreamHold, EngineError> {
+        let hold = self.new_hold(job);
+        self.hold_until_transaction_ends(job);
         let Some(run_id) = self.stop_stream(job) else {
             return Ok(hold);
         };

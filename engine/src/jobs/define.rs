@@ -737,7 +737,9 @@ impl JobManager {
         }
         job.updated_at = Utc::now();
         self.catalog().replace_job(&job)?;
-        // A stream takes up the change when the scheduler starts it again.
+        // A stream takes up the change when the scheduler starts it again
+        // (in a transaction block, once the block commits).
+        self.hold_until_transaction_ends(name);
         if let Some(run_id) = self.stop_stream(name) {
             info!(job = name, run_id, "the job's stream stops to take up the change");
         }
@@ -804,8 +806,9 @@ impl JobManager {
         // cannot be reached stays, so nothing holds WAL unknown to Sluice.
         if let Some(job) = self.catalog().find_job(name)?
             && matches!(job.load, LoadType::Cdc { .. })
+            && self.release_cdc(&job).await?
         {
-            self.release_cdc(&job).await?;
+            self.needs_resync_on_rollback(name);
         }
         let Some(job) = self.catalog().drop_job(name, if_exists)? else {
             return Ok(false);

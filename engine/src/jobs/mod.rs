@@ -53,6 +53,7 @@ pub use runner::{Progress, RunSummary};
 pub use settings::{JobSetting, SETTING_NAMES, SettingValue, bytes_text, labels_text};
 pub use table_ops::{TableOpsToday, table_ops_today, table_ops_warning};
 pub use verify::CursorWindow;
+pub use wal_guardian::idle_watch_every;
 
 use crate::connections::ConnectionManager;
 use crate::contract::Destination;
@@ -68,6 +69,24 @@ struct ActiveRun {
     continuous: bool,
     cancel: Arc<Notify>,
     progress: Arc<LiveProgress>,
+}
+
+/// What wakes the scheduler: job definitions changed, or a run ended.
+#[derive(Default)]
+struct Changes {
+    /// Signalled when jobs change or a run ends.
+    notify: Notify,
+    /// Counts changes of job definitions (not run ends), so the scheduler
+    /// knows when it must look at every job again.
+    definitions: AtomicU64,
+}
+
+impl Changes {
+    /// Job definitions (or their schedule states) changed.
+    fn definitions_changed(&self) {
+        self.definitions.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
 }
 
 /// Finished runs kept per job unless configured otherwise.
@@ -86,15 +105,12 @@ pub struct JobManager {
     metrics: Arc<EngineMetrics>,
     /// Finished runs kept per job; older ones are deleted.
     keep_runs: usize,
-    /// Signalled when jobs change or a run ends (wakes the scheduler).
-    changed: Notify,
-    /// Counts changes of job definitions (not run ends), so the scheduler
-    /// knows when it must look at every job again.
-    definitions: AtomicU64,
+    /// What wakes the scheduler, shared with the holds on streams.
+    changes: Arc<Changes>,
     /// Jobs whose runs ended since the scheduler last asked.
     ended: Mutex<BTreeSet<String>>,
     /// Continuous jobs whose stream statements keep stopped, and how many.
-    held: Mutex<HashMap<String, usize>>,
+    held: Arc<Mutex<HashMap<String, usize>>>,
     /// Set at shutdown: no continuous stream starts again.
     closing: AtomicBool,
 }
@@ -109,10 +125,9 @@ impl JobManager {
             unsettled: Mutex::default(),
             metrics: Arc::default(),
             keep_runs: DEFAULT_KEEP_RUNS,
-            changed: Notify::new(),
-            definitions: AtomicU64::new(0),
+            changes: Arc::default(),
             ended: Mutex::default(),
-            held: Mutex::default(),
+            held: Arc::default(),
             closing: AtomicBool::new(false),
         }
     }
@@ -140,14 +155,13 @@ impl JobManager {
 
     /// Waits until jobs change or a run ends.
     pub async fn changed(&self) {
-        self.changed.notified().await;
+        self.changes.notify.notified().await;
     }
 
     /// Says that job definitions (or their schedule states) changed, and
     /// wakes whoever waits in [`changed`](Self::changed).
     pub fn notify_changed(&self) {
-        self.definitions.fetch_add(1, Ordering::Relaxed);
-        self.changed.notify_one();
+        self.changes.definitions_changed();
     }
 
     /// Says that a run of `job` ended (a pool slot is free, and the job may
@@ -158,7 +172,7 @@ impl JobManager {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.to_owned());
-        self.changed.notify_one();
+        self.changes.notify.notify_one();
     }
 
     /// The jobs whose runs ended since the last call.
@@ -168,7 +182,7 @@ impl JobManager {
 
     /// How many times job definitions changed so far.
     pub fn definitions_generation(&self) -> u64 {
-        self.definitions.load(Ordering::Relaxed)
+        self.changes.definitions.load(Ordering::Relaxed)
     }
 
     /// Deletes the job's finished runs beyond the configured history.

@@ -46,6 +46,9 @@ pub(super) enum Work {
     Repair(CursorWindow),
     /// A CDC job's fresh snapshot from a new slot (`RESYNC ETL JOB`).
     Resync(CdcMode),
+    /// The WAL guardian's look at an idle CDC job's slot, which it gives
+    /// up if it is still past its limit, lost or gone.
+    GuardSlot,
 }
 
 /// Where a run's record comes from.
@@ -297,6 +300,7 @@ impl JobManager {
                     .execute_cdc(&job, *mode, &mut run, &active, true)
                     .await
                     .map(|()| None),
+                Work::GuardSlot => self.guard_idle_slot(&job).await.map(|()| None),
             }
         };
         let result = AssertUnwindSafe(work.instrument(span))

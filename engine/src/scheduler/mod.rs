@@ -159,8 +159,30 @@ impl Scheduler {
         }
     }
 
-    /// Runs the scheduler until the process ends.
+    /// Runs the scheduler, and the WAL guardian's watch over the slots of
+    /// CDC jobs between their runs, until the process ends.
     pub async fn run_forever(self: Arc<Self>) {
+        tokio::join!(Arc::clone(&self).fire_due_jobs(), self.watch_idle_slots());
+    }
+
+    /// Looks at the slots of the CDC jobs that are not running, once a
+    /// minute (see [`JobManager::watch_idle_slots`]).
+    async fn watch_idle_slots(&self) {
+        let every = crate::jobs::idle_watch_every();
+        loop {
+            tokio::time::sleep(every).await;
+            match self.jobs.watch_idle_slots().await {
+                Ok(given_up) if given_up.is_empty() => {}
+                Ok(given_up) => {
+                    warn!(jobs = ?given_up, "the WAL guardian gave up the slots of jobs that were not running");
+                }
+                Err(e) => warn!(error = %e, "the WAL guardian could not look at the jobs' slots"),
+            }
+        }
+    }
+
+    /// Fires due jobs, pass after pass.
+    async fn fire_due_jobs(self: Arc<Self>) {
         let mut freed = self.pool.watch_freed();
         loop {
             freed.borrow_and_update();
