@@ -57,4 +57,4 @@ pub use source::{
     TableRef, TextRows, excerpt, integer_literal, quote_with, scan_sql,
 };
 pub use table_options::{SettingValue, TableOption, TableOptions, option_sql};
-pub use whole_file::{PieceStream, ScanPiece, WholeFile, parquet_footer, same_columns};
+pub use whole_file::{PieceStream, ScanPiece, WholeFile, footer_columns, parquet_footer, same_columns};

@@ -11,6 +11,7 @@ use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::error::DataFusionError;
 use datafusion::object_store::{ObjectMeta, ObjectStore};
 use datafusion::parquet::arrow::parquet_to_arrow_schema;
+use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::scalar::ScalarValue;
 use futures::stream::BoxStream;
 
@@ -59,7 +60,11 @@ pub fn same_columns(file: &SchemaRef, wanted: &[&datafusion::arrow::datatypes::F
 /// The Arrow schema and row count of the Parquet file `meta` names, from
 /// its footer (the file's own Arrow schema where it embeds one).
 pub async fn parquet_footer(store: &dyn ObjectStore, meta: &ObjectMeta) -> Result<(SchemaRef, u64), DataFusionError> {
-    let metadata = DFParquetMetadata::new(store, meta).fetch_metadata().await?;
+    footer_columns(&*DFParquetMetadata::new(store, meta).fetch_metadata().await?)
+}
+
+/// The Arrow schema and row count a Parquet footer gives.
+pub fn footer_columns(metadata: &ParquetMetaData) -> Result<(SchemaRef, u64), DataFusionError> {
     let file = metadata.file_metadata();
     let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
     Ok((Arc::new(schema), u64::try_from(file.num_rows()).unwrap_or_default()))

@@ -15,12 +15,17 @@ pub(crate) struct DataFusionDialect;
 /// A session to read files in: one partition, so that rows keep their
 /// file order, and UTC as the zone of `TIMESTAMP WITH TIME ZONE` literals.
 pub(crate) fn session(batch_rows: Option<usize>) -> SessionContext {
+    SessionContext::new_with_config(session_config(batch_rows))
+}
+
+/// The configuration of a [`session`].
+pub(crate) fn session_config(batch_rows: Option<usize>) -> SessionConfig {
     let mut config = SessionConfig::new().with_target_partitions(1);
     if let Some(rows) = batch_rows {
         config = config.with_batch_size(rows.max(1));
     }
     config.options_mut().execution.time_zone = Some("+00:00".to_owned());
-    SessionContext::new_with_config(config)
+    config
 }
 
 impl Dialect for DataFusionDialect {

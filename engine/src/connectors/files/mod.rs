@@ -33,6 +33,7 @@ mod convert;
 pub(crate) mod csv;
 mod errors;
 mod excel;
+mod footers;
 mod globs;
 mod listing;
 mod source;

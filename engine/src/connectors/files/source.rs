@@ -34,7 +34,6 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::object_store::path::Path;
@@ -51,13 +50,13 @@ use super::csv::CsvSyntax;
 use super::globs::{self, TableGlob};
 use super::listing::{self, DataFile, Entry, Files, Format};
 use super::widen::{self, Disagreement};
-use super::{Backend, Location, SCHEMA, avro, convert, excel};
+use super::{Backend, Location, SCHEMA, avro, convert, excel, footers};
 use crate::contract::{
     ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, PieceStream,
     QueryBuilder, ScanPiece, ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind,
-    TableRef, TextRows, WholeFile, closest, parquet_footer, same_columns, scan_sql,
+    TableRef, TextRows, WholeFile, closest, footer_columns, same_columns, scan_sql,
 };
-use crate::sources::datafusion_sql::{DataFusionDialect, session};
+use crate::sources::datafusion_sql::{DataFusionDialect, session, session_config};
 use crate::sources::stream_table;
 use crate::type_mapping::Confidence;
 use crate::type_mapping::arrow::map;
@@ -442,7 +441,7 @@ impl WholeFiles {
     async fn check(&self, store: &Arc<dyn ObjectStore>, file: &DataFile) -> Result<Option<WholeFile>, DataFusionError> {
         let mut meta = object(file);
         meta.e_tag = file.e_tag.clone();
-        let (schema, rows) = parquet_footer(store.as_ref(), &meta).await?;
+        let (schema, rows) = footer_columns(&*footers::footer(store.as_ref(), &self.url, &meta).await?)?;
         let wanted: Vec<&Field> = self.fields.iter().collect();
         if !same_columns(&schema, &wanted) {
             return Ok(None);
@@ -461,7 +460,13 @@ impl WholeFiles {
 
 /// A session reading `location`'s store.
 fn store_session(location: &Location, batch_rows: Option<usize>) -> SessionContext {
-    let ctx = session(batch_rows);
+    let ctx = match footers::runtime(&location.url) {
+        Ok(runtime) => SessionContext::new_with_config_rt(session_config(batch_rows), runtime),
+        Err(e) => {
+            warn!(error = %e, "cannot keep Parquet footers; each read reads them again");
+            session(batch_rows)
+        }
+    };
     ctx.register_object_store(&STORE_URL, location.store.clone());
     ctx
 }
@@ -539,7 +544,7 @@ impl Source for FileSource {
         let mut tables = Vec::new();
         for entry in entries {
             let estimated_rows = match entry.format {
-                Format::Parquet => match parquet_rows(&location.store, &entry).await {
+                Format::Parquet => match parquet_rows(&location, &entry).await {
                     Ok(rows) => Some(rows),
                     Err(e) => {
                         warn!(table = %entry.name, error = %e, "cannot read the row count of a Parquet table");
@@ -586,7 +591,7 @@ impl Source for FileSource {
         };
         let estimated_rows = match entry.format {
             Format::Parquet => Some(
-                parquet_rows(&location.store, &entry)
+                parquet_rows(&location, &entry)
                     .await
                     .map_err(|e| read_error(table, e))?,
             ),
@@ -945,14 +950,13 @@ fn object(file: &DataFile) -> ObjectMeta {
 }
 
 /// The rows of a Parquet table, from its files' footers.
-async fn parquet_rows(store: &Arc<dyn ObjectStore>, entry: &Entry) -> Result<i64, DataFusionError> {
+async fn parquet_rows(location: &Location, entry: &Entry) -> Result<i64, DataFusionError> {
+    let store = &location.store;
     let mut rows = 0;
     let mut files = entry.files(store.clone());
     while let Some(file) = files.try_next().await? {
         if file.size > 0 {
-            let metadata = DFParquetMetadata::new(store.as_ref(), &object(&file))
-                .fetch_metadata()
-                .await?;
+            let metadata = footers::footer(store.as_ref(), &location.url, &object(&file)).await?;
             rows += metadata.file_metadata().num_rows();
         }
     }

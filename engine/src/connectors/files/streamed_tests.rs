@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use datafusion::object_store::memory::InMemory;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 use futures::stream::BoxStream;
@@ -43,6 +43,8 @@ struct Seen {
     max_gets: usize,
     /// The prefix of every listing, in order.
     lists: Vec<String>,
+    /// GETs of a range that reaches the object's end: footer reads.
+    tails: usize,
 }
 
 impl Seen {
@@ -81,6 +83,14 @@ impl ObjectStore for Instrumented {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let head = options.head;
+        let tail = match &options.range {
+            Some(GetRange::Suffix(_) | GetRange::Offset(_)) => true,
+            Some(GetRange::Bounded(range)) => self.inner.head(location).await.is_ok_and(|m| range.end == m.size),
+            None => false,
+        };
+        if tail && !head {
+            self.seen.lock().unwrap().tails += 1;
+        }
         {
             let mut seen = self.seen.lock().unwrap();
             seen.read(location);
@@ -384,4 +394,72 @@ async fn a_table_is_found_by_listing_its_own_folder_only() {
     };
     let error = source.describe(&missing).await.unwrap_err().to_string();
     assert!(error.contains("events"), "{error}");
+}
+
+/// A bucket of its own URL, whose footers no other test shares.
+struct Own(Arc<Instrumented>, &'static str);
+
+#[async_trait]
+impl Backend for Own {
+    fn location(&self) -> std::result::Result<Location, ConnectFailure> {
+        Ok(Location {
+            store: self.0.clone(),
+            prefix: Path::from("landing"),
+            url: self.1.into(),
+        })
+    }
+
+    fn failure(&self, error: &datafusion::object_store::Error) -> ConnectFailure {
+        ConnectFailure::new(ConnectFailureKind::Other, error.to_string())
+    }
+}
+
+/// A Parquet file of the ids `ids`.
+fn parquet(ids: std::ops::Range<i64>) -> PutPayload {
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    let batch = RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from_iter_values(ids)) as _)]).unwrap();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    bytes.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parquet_files_footer_is_read_once_while_it_is_unchanged() {
+    let store = Arc::new(Instrumented::default());
+    for i in 0..3 {
+        let path = Path::from(format!("landing/events/part-{i}.parquet"));
+        store.put(&path, parquet(i * 10..i * 10 + 10)).await.unwrap();
+    }
+    let backend = Arc::new(Own(store.clone(), "mem://footers-once/"));
+    let tails = || std::mem::take(&mut store.seen.lock().unwrap().tails);
+
+    // `CREATE ETL JOB` describes the table: its schema and row count, from
+    // one read of each footer.
+    let source = open(backend.clone(), None, 2, Ok(CsvSyntax::default()));
+    let description = source.describe(&events()).await.unwrap();
+    assert_eq!(description.estimated_rows, Some(30));
+    assert_eq!(tails(), 3, "one read per footer");
+
+    // The next run, on a source of its own, describes and reads every row
+    // without reading a footer again.
+    let source = open(backend.clone(), None, 2, Ok(CsvSyntax::default()));
+    assert_eq!(
+        scanned_ids(source.as_ref(), None).await.unwrap(),
+        (0..30).collect::<Vec<_>>()
+    );
+    assert_eq!(tails(), 0, "the footers were kept");
+
+    // A file that changed is read again, and only that one.
+    store
+        .put(&Path::from("landing/events/part-1.parquet"), parquet(10..25))
+        .await
+        .unwrap();
+    let source = open(backend, None, 2, Ok(CsvSyntax::default()));
+    let ids = scanned_ids(source.as_ref(), None).await.unwrap();
+    assert_eq!(ids.len(), 35);
+    assert_eq!(tails(), 1, "the changed file's footer only");
 }
