@@ -70,6 +70,17 @@ pub enum EngineError {
         error: crate::contract::CdcError,
     },
 
+    /// `DROP ETL JOB` of a CDC job could not drop what the job holds at
+    /// its source (a replication slot): the job stays, unless `FORCE`.
+    #[error("ETL job \"{job}\" is not dropped: {objects} could not be dropped at {connection}: {error}")]
+    SourceObjectsKept {
+        job: String,
+        /// `replication slot "..."`, with `and publication "..."`.
+        objects: String,
+        connection: String,
+        error: Box<crate::contract::CdcError>,
+    },
+
     #[error("{message}")]
     InvalidJob { message: String },
 

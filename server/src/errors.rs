@@ -9,6 +9,7 @@ use sluice_engine::contract::{ConnectFailureKind, DestinationError, SourceError}
 use sluice_engine::{EngineError, find_cause};
 
 use crate::statements::{ParseError, ParseErrorKind};
+use crate::views::quote_ident;
 
 /// Errors of one statement, before they become an ErrorResponse.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +198,14 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::NotASource { .. } => error("0A000", message, None),
         EngineError::NotAChangeSource { .. } => error("0A000", message, None),
         EngineError::ChangeCapture { error: cdc, .. } => error(cdc.sqlstate().unwrap_or("58000"), message, cdc.hint()),
+        EngineError::SourceObjectsKept { job, error: cdc, .. } => error(
+            cdc.sqlstate().unwrap_or("58000"),
+            message,
+            Some(format!(
+                "DROP ETL JOB {} FORCE drops the job anyway and names what to drop at the source by hand.",
+                quote_ident(job)
+            )),
+        ),
         EngineError::Source {
             error: source_error,
             connection,

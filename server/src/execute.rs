@@ -15,7 +15,7 @@ use pgwire::messages::response::NoticeResponse;
 use sluice_catalog::{ConnectionStatus, RunRecord, RunTrigger, SecretContent};
 use sluice_engine::contract::TableRef;
 use sluice_engine::jobs::{
-    CreateJobOutcome, JobChange, LiveRun, PlanAction, Progress, table_ops_today, table_ops_warning,
+    CreateJobOutcome, JobChange, JobDropped, LiveRun, PlanAction, Progress, table_ops_today, table_ops_warning,
 };
 use sluice_engine::{AlterConnection, CreateConnection, CreateOutcome};
 use tracing::info;
@@ -381,9 +381,20 @@ pub async fn execute(
             name,
             if_exists,
             keep_data,
+            force,
         } => {
-            if !namespace.jobs.drop_job(&name, if_exists, keep_data).await? {
-                send_notice(client, "00000", format!("ETL job \"{name}\" does not exist, skipping")).await;
+            match namespace.jobs.drop_job(&name, if_exists, keep_data, force).await? {
+                JobDropped::Dropped => {}
+                JobDropped::Missing => {
+                    send_notice(client, "00000", format!("ETL job \"{name}\" does not exist, skipping")).await;
+                }
+                JobDropped::LeftAtSource { sql } => {
+                    let message = format!(
+                        "ETL job \"{name}\" is dropped, but its source could not drop what the job holds there; \
+                         run this at the source, or its WAL keeps growing: {sql}"
+                    );
+                    send_notice(client, "01000", message).await;
+                }
             }
             Response::Execution(Tag::new("DROP ETL JOB"))
         }

@@ -197,7 +197,7 @@ impl Namespaces {
         // No scheduled run from here on.
         namespace.stop();
         for job in &jobs {
-            if let Err(e) = namespace.jobs.drop_job(&job.name, true, false).await {
+            if let Err(e) = namespace.jobs.drop_job(&job.name, true, false, false).await {
                 // What is left stays usable: the namespace starts again.
                 drop(namespace);
                 if let Err(reopen) = self.open(name).await {

@@ -7,7 +7,8 @@
 //! between the destination commit and the confirm to the source, then a
 //! re-run, leaves the destination equal to the source with no change
 //! applied twice. The CREATE-time checks refuse before anything is saved;
-//! DROP ETL JOB drops the slot and publication.
+//! DROP ETL JOB drops the slot and publication, and refuses while the
+//! source cannot drop them unless FORCE (which names the SQL to run there).
 
 use tokio_postgres::Client;
 
@@ -354,4 +355,59 @@ async fn flush_rows_commits_smaller_batches_each_exactly_once() {
         [["3", "insert"], ["4", "insert"], ["5", "insert"], ["3", "update"]]
             .map(|r| r.map(|v| Some(v.to_owned())).to_vec())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_refuses_while_the_source_cannot_drop_the_slot_and_force_drops_the_job_naming_the_sql() {
+    let pg = PgServer::start();
+    let sluice = Sluice::start();
+    let client = setup(&pg, &sluice).await;
+    run_both(&client).await;
+    let held = slots(&pg);
+    assert_eq!(held.lines().count(), 2);
+    let slot = held
+        .lines()
+        .find(|name| name.contains("_items_merge_"))
+        .expect("the job's slot")
+        .trim()
+        .to_owned();
+
+    pg.stop();
+    let error = client.batch_execute("DROP ETL JOB items_merge").await.unwrap_err();
+    let db = error.as_db_error().expect("a server error");
+    assert!(db.code().code().starts_with("08"), "{:?}: {}", db.code(), db.message());
+    assert!(
+        db.message().contains("ETL job \"items_merge\" is not dropped")
+            && db.message().contains(&format!("replication slot \"{slot}\"")),
+        "{}",
+        db.message()
+    );
+    assert_eq!(
+        db.hint(),
+        Some("DROP ETL JOB items_merge FORCE drops the job anyway and names what to drop at the source by hand.")
+    );
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM sluice.jobs WHERE name = 'items_merge'").await,
+        "1",
+        "nothing dropped"
+    );
+
+    let out = sluice.psql("DROP ETL JOB items_merge FORCE;");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The publication Sluice made has the slot's name.
+    let sql = format!("SELECT pg_drop_replication_slot('{slot}'); DROP PUBLICATION \"{slot}\";");
+    assert!(stderr.contains("NOTICE") && stderr.contains(&sql), "{stderr}");
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM sluice.jobs WHERE name = 'items_merge'").await,
+        "0"
+    );
+
+    // The SQL the notice names drops what the job left.
+    pg.start_again();
+    assert_eq!(slots(&pg), held, "the slot stayed at the source");
+    pg.psql_admin(&sql);
+    assert_eq!(slots(&pg).lines().count(), 1);
+    client.batch_execute("DROP ETL JOB items_history").await.unwrap();
+    assert_eq!(slots(&pg), "");
 }

@@ -33,6 +33,16 @@ use crate::contract::{
 use crate::error::EngineError;
 use crate::failpoint;
 
+/// What `DROP ETL JOB` did at a CDC job's source.
+pub(super) enum Released {
+    /// The job held nothing there (MySQL/MariaDB, or no first load yet).
+    Nothing,
+    /// Its replication slot (and publication) are dropped.
+    Dropped,
+    /// `FORCE`: the source could not drop them; `sql` does, run there.
+    Left { sql: String },
+}
+
 /// Rows per change batch a stream builds.
 const BATCH_ROWS: usize = 8192;
 
@@ -134,16 +144,45 @@ impl JobManager {
             .map_err(capture_error(job))
     }
 
-    /// Drops the replication slot and publication a CDC job created;
-    /// whether it had a slot (PostgreSQL).
-    pub(super) async fn release_cdc(&self, job: &JobRecord) -> Result<bool, EngineError> {
+    /// Drops the replication slot and publication a CDC job created. What
+    /// it did: nothing to drop, dropped, or (`force`, the source could not
+    /// drop them) left at the source, with the SQL that drops them there.
+    pub(super) async fn release_cdc(&self, job: &JobRecord, force: bool) -> Result<Released, EngineError> {
         let Some(state) = self.catalog().cdc_state(&job.name)? else {
-            return Ok(false);
+            return Ok(Released::Nothing);
         };
-        let changes = self.connections.change_source(&job.source.connection)?;
-        changes.release(&state).await.map_err(capture_error(job))?;
-        info!(job = %job.name, slot = ?state.slot, "released the job's replication slot and publication");
-        Ok(state.slot.is_some())
+        let Some(slot) = state.slot.clone() else {
+            return Ok(Released::Nothing);
+        };
+        let released = match self.connections.change_source(&job.source.connection) {
+            Ok(changes) => changes.release(&state).await,
+            Err(EngineError::ChangeCapture { error, .. }) => Err(error),
+            Err(e) => return Err(e),
+        };
+        let publication = state.publication.clone().filter(|_| state.created_publication);
+        match released {
+            Ok(()) => {
+                info!(job = %job.name, slot, "released the job's replication slot and publication");
+                Ok(Released::Dropped)
+            }
+            Err(error) if force => {
+                warn!(job = %job.name, slot, error = %error, "dropped the job, leaving its replication slot at the source");
+                let mut sql = format!("SELECT pg_drop_replication_slot('{slot}');");
+                if let Some(publication) = &publication {
+                    sql.push_str(&format!(" DROP PUBLICATION \"{publication}\";"));
+                }
+                Ok(Released::Left { sql })
+            }
+            Err(error) => Err(EngineError::SourceObjectsKept {
+                job: job.name.clone(),
+                objects: match &publication {
+                    Some(publication) => format!("its replication slot \"{slot}\" and publication \"{publication}\""),
+                    None => format!("its replication slot \"{slot}\""),
+                },
+                connection: job.source.connection.clone(),
+                error: Box::new(error),
+            }),
+        }
     }
 
     /// Inside a transaction block, marks `job` `needs resync` if the block

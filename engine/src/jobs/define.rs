@@ -12,7 +12,7 @@ use sluice_catalog::{
 };
 use tracing::{info, warn};
 
-use super::cdc::check_cdc_settings;
+use super::cdc::{Released, check_cdc_settings};
 use super::load_request::{DEFAULT_BACKFILL_DAYS, LoadRequest};
 use super::settings::JobSetting;
 use super::{JobManager, guard, nested_type, schema_changes, split, window};
@@ -568,7 +568,7 @@ impl JobManager {
         // the new columns.
         let same_destination = old.destination == wanted.destination;
         let remade = async {
-            self.drop_job(&old.name, false, same_destination).await?;
+            self.drop_job(&old.name, false, same_destination, false).await?;
             if same_destination {
                 self.drop_empty_table(&old).await?;
             }
@@ -793,8 +793,16 @@ impl JobManager {
         self.connections.drop_connection(name, if_exists, cascade)
     }
 
-    /// Drops a job; unless `keep_data`, its destination table too.
-    pub async fn drop_job(&self, name: &str, if_exists: bool, keep_data: bool) -> Result<bool, EngineError> {
+    /// Drops a job; unless `keep_data`, its destination table too. A CDC
+    /// job's replication slot and publication go first; when the source
+    /// cannot drop them the job stays, unless `force`.
+    pub async fn drop_job(
+        &self,
+        name: &str,
+        if_exists: bool,
+        keep_data: bool,
+        force: bool,
+    ) -> Result<JobDropped, EngineError> {
         let _stopped = self.hold_stream(name).await?;
         if let Some(run) = self.running_run(name) {
             return Err(EngineError::JobRunning {
@@ -803,15 +811,20 @@ impl JobManager {
             });
         }
         // A CDC job's slot and publication go first: a job whose source
-        // cannot be reached stays, so nothing holds WAL unknown to Sluice.
+        // cannot be reached stays (unless `force`), so nothing holds WAL
+        // unknown to Sluice.
+        let mut left = None;
         if let Some(job) = self.catalog().find_job(name)?
             && matches!(job.load, LoadType::Cdc { .. })
-            && self.release_cdc(&job).await?
         {
-            self.needs_resync_on_rollback(name);
+            match self.release_cdc(&job, force).await? {
+                Released::Nothing => {}
+                Released::Dropped => self.needs_resync_on_rollback(name),
+                Released::Left { sql } => left = Some(sql),
+            }
         }
         let Some(job) = self.catalog().drop_job(name, if_exists)? else {
-            return Ok(false);
+            return Ok(JobDropped::Missing);
         };
         self.notify_changed();
         // Catalogs from before one job per table may share a table.
@@ -834,8 +847,24 @@ impl JobManager {
             }
         }
         info!(job = name, keep_data, "ETL job dropped");
-        Ok(true)
+        Ok(match left {
+            Some(sql) => JobDropped::LeftAtSource { sql },
+            None => JobDropped::Dropped,
+        })
     }
+}
+
+/// What `DROP ETL JOB` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobDropped {
+    /// There was no such job (`IF EXISTS`).
+    Missing,
+    Dropped,
+    /// Dropped with `FORCE` while its source could not drop the job's
+    /// replication slot (and publication): `sql`, run at the source, does.
+    LeftAtSource {
+        sql: String,
+    },
 }
 
 impl JobManager {

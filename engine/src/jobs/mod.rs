@@ -40,7 +40,7 @@ use tracing::warn;
 use sluice_catalog::Catalog;
 
 pub use cdc::cdc_mode_sql;
-pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns};
+pub use define::{CreateJob, CreateJobOutcome, JobChange, JobColumns, JobDropped};
 pub use edit::{ColumnSpec, JobEdit};
 pub use explain::ExplainStep;
 pub use facts::{Coverage, JobFacts, job_facts};

@@ -88,12 +88,14 @@ pub enum SluiceStatement {
     /// INCREMENTAL BY | SET SNAPSHOT | RESET WATERMARK`: what a loaded job
     /// loads, followed by its destination table.
     EditJob { name: String, edit: JobEdit },
-    /// `DROP ETL JOB [IF EXISTS] name [WITH DATA | KEEP DATA]`: the
-    /// destination table is kept unless `WITH DATA`.
+    /// `DROP ETL JOB [IF EXISTS] name [WITH DATA | KEEP DATA] [FORCE]`:
+    /// the destination table is kept unless `WITH DATA`; `FORCE` drops a
+    /// CDC job whose source cannot drop its replication slot.
     DropJob {
         name: String,
         if_exists: bool,
         keep_data: bool,
+        force: bool,
     },
     /// `RUN ETL JOB name [ASYNC]`
     RunJob { name: String, asynchronous: bool },

@@ -205,10 +205,12 @@ impl StatementParser<'_> {
         if keep_data {
             self.words(&["KEEP", "DATA"]);
         }
+        let force = self.words(&["FORCE"]);
         Ok(SluiceStatement::DropJob {
             name,
             if_exists,
             keep_data,
+            force,
         })
     }
 
@@ -604,6 +606,26 @@ mod tests {
         ] {
             assert!(recognise(sql).is_none(), "{sql}");
         }
+    }
+
+    #[test]
+    fn parses_drop_etl_job_with_its_data_and_force() {
+        let drop = |sql: &str| match parse(sql).unwrap() {
+            SluiceStatement::DropJob {
+                name,
+                if_exists,
+                keep_data,
+                force,
+            } => (name, if_exists, keep_data, force),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(drop("DROP ETL JOB j"), ("j".into(), false, true, false));
+        assert_eq!(
+            drop("drop etl job if exists j with data force"),
+            ("j".into(), true, false, true)
+        );
+        assert_eq!(drop("DROP ETL JOB j KEEP DATA FORCE;"), ("j".into(), false, true, true));
+        assert!(parse("DROP ETL JOB j FORCE WITH DATA").is_err(), "FORCE comes last");
     }
 
     #[test]
