@@ -322,7 +322,12 @@ pub trait Destination: Send + Sync {
         Ok(None)
     }
 
-    /// Starts loading run `run_id` into an existing table.
+    /// Whether [`Destination::begin_changes`] applies captured changes
+    /// (what `CREATE ETL JOB ... CDC` checks first).
+    fn supports_changes(&self) -> bool {
+        false
+    }
+
     /// Starts applying captured changes to `table`: the transaction's
     /// batches are change rows ([`crate::cdc::change_schema`]) in log order,
     /// and its commit publishes them atomically with the source position
@@ -340,6 +345,7 @@ pub trait Destination: Send + Sync {
         })
     }
 
+    /// Starts loading run `run_id` into an existing table.
     async fn begin(
         &self,
         table: &str,

@@ -248,6 +248,10 @@ impl Destination for ScrubbedDestination {
         }))
     }
 
+    fn supports_changes(&self) -> bool {
+        self.inner.supports_changes()
+    }
+
     async fn begin_changes(
         &self,
         table: &str,

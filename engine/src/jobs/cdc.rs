@@ -111,7 +111,7 @@ pub(super) fn capture_error(job: &JobRecord) -> impl Fn(CdcError) -> EngineError
 
 impl JobManager {
     /// The checks of `CREATE ETL JOB ... CDC`, before anything is saved:
-    /// what is supported (PostgreSQL into the warehouse, no column type
+    /// what is supported (into the warehouse or BigQuery, no column type
     /// overrides) and the source's set-up (`ChangeSource::check`). Returns
     /// the source's notices.
     pub(super) async fn check_cdc(
@@ -127,11 +127,9 @@ impl JobManager {
                 reason,
             })
         };
-        if job.destination.connection.is_some() {
+        if !self.destination(job.destination.connection.as_deref())?.supports_changes() {
             return unsupported(
-                "change data capture loads into the local warehouse only (INTO table), not into a destination \
-                 connection yet"
-                    .into(),
+                "change data capture loads into the local warehouse (INTO table) or a BigQuery connection only".into(),
             );
         }
         if !job.column_overrides.is_empty() {

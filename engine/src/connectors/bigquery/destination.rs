@@ -17,13 +17,15 @@ use tracing::info;
 
 use super::api::{Api, ApiError, job_error};
 use super::layout::TableLayout;
-use super::load::{BigQueryLoad, WindowReplace};
+use super::load::{BigQueryLoad, ChangeCommit, WindowReplace};
+use super::position::{PositionTable, Recorded};
 use super::partition::whole_partition;
 use super::source::DIALECT;
 use super::{Session, Settings};
-use super::{keys, record, schema, ship};
+use super::{changes, keys, record, schema, ship};
+use crate::cdc::{COMMIT_TS_COLUMN, POSITION_COLUMN};
 use crate::contract::{
-    CommitState, Destination, DestinationError, Dialect, LoadTransaction, QueryBuilder, ResolvedOptions, TableSetup,
+    ChangeSpec, CommitState, Destination, DestinationError, Dialect, LoadTransaction, QueryBuilder, ResolvedOptions, TableSetup,
     TableSpec, TextRows, WriteMode,
 };
 
@@ -88,6 +90,18 @@ impl RunNames {
             job_prefix: format!("sluice_{readable}_{token}_{instance}_r{run_id}"),
             instance: instance.to_owned(),
             run_id,
+        }
+    }
+
+    /// The names of the change batch of this run that commits `position`
+    /// (a run of a continuous CDC job commits many): `_b<hash>` added.
+    pub(super) fn batch(self, position: &str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, position.as_bytes());
+        let hash: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            staging: format!("{}_b{hash}", self.staging),
+            job_prefix: format!("{}_b{hash}", self.job_prefix),
+            ..self
         }
     }
 
@@ -275,13 +289,22 @@ impl Destination for BigQueryDestination {
         }
     }
 
+    /// With a CDC table, its position table and (`HISTORY`) its
+    /// `<table>_current` view.
     async fn drop_table(&self, table: &str) -> Result<(), DestinationError> {
         let api = self.api().await?;
-        if api.delete_table(table).await.map_err(|e| e.into_destination(None))? {
-            Ok(())
-        } else {
-            Err(DestinationError::TableNotFound(table.into()))
+        let remote = |e: ApiError| e.into_destination(None);
+        let found = api.get_table(table).await.map_err(remote)?;
+        if !api.delete_table(table).await.map_err(remote)? {
+            return Err(DestinationError::TableNotFound(table.into()));
         }
+        if let Some(token) = found.as_ref().filter(|t| is_change_table(t)).and_then(token_of) {
+            api.delete_table(&PositionTable::of(table, &token).name)
+                .await
+                .map_err(remote)?;
+            changes::drop_current_view(&api, table, &token).await?;
+        }
+        Ok(())
     }
 
     /// A run committed when its commit copy job finished without error.
@@ -290,7 +313,7 @@ impl Destination for BigQueryDestination {
     /// (and so are the chunks it staged in the bucket).
     async fn committed_run(&self, table: &str, run_id: u64) -> Result<Option<CommitState>, DestinationError> {
         let api = self.api().await?;
-        let Some((_, token)) = self.table_and_token(&api, table).await? else {
+        let Some((target, token)) = self.table_and_token(&api, table).await? else {
             return Ok(None);
         };
         let names = RunNames::new(table, &token, &self.instance, run_id);
@@ -298,6 +321,11 @@ impl Destination for BigQueryDestination {
             .await
             .map_err(|e| e.into_destination(None))?;
         ship::clean_up_run(&api, &names).await;
+        if let Some(recorded) = self.recorded_position(&api, &target, table, &token).await?
+            && recorded.run_id == run_id
+        {
+            return Ok(Some(recorded.commit_state()));
+        }
         let commit = names.commit_job();
         let Some(job) = api
             .get_job(&commit)
@@ -317,16 +345,20 @@ impl Destination for BigQueryDestination {
         }))
     }
 
-    /// From the table's labels (see [`record`]); loads of other catalogs
-    /// are not adopted.
+    /// From the table's labels (see [`record`]), or for a CDC table from
+    /// its position table ([`PositionTable`]); loads of other catalogs are
+    /// not adopted.
     async fn last_commit(&self, table: &str) -> Result<Option<CommitState>, DestinationError> {
         let api = self.api().await?;
         let Some(target) = api.get_table(table).await.map_err(|e| e.into_destination(None))? else {
             return Ok(None);
         };
-        let Some(token) = target.labels.as_ref().and_then(|l| l.get(TOKEN_LABEL)).cloned() else {
+        let Some(token) = token_of(&target) else {
             return Ok(None);
         };
+        if let Some(recorded) = self.recorded_position(&api, &target, table, &token).await? {
+            return Ok(Some(recorded.commit_state()));
+        }
         Ok(record::last_load(&api, table, &token, &target)
             .await?
             .filter(|load| load.instance == self.instance)
@@ -418,6 +450,61 @@ impl Destination for BigQueryDestination {
     ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
         self.open_load(table, run_id, mode, None).await
     }
+
+    fn supports_changes(&self) -> bool {
+        true
+    }
+
+    /// Each batch stages its resolved changes and commits them with one
+    /// query job: a transaction of one `MERGE` (or, `HISTORY`, one
+    /// `INSERT`) and the position record (see [`changes`]).
+    async fn begin_changes(
+        &self,
+        table: &str,
+        run_id: u64,
+        spec: &ChangeSpec,
+    ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
+        let api = self.api().await?;
+        let (target, token) = self
+            .table_and_token(&api, table)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
+        let names = RunNames::new(table, &token, &self.instance, run_id);
+        Ok(Box::new(changes::BigQueryChanges::new(api, table, target, token, names, spec)))
+    }
+}
+
+/// The job-id token of a table, from its labels.
+fn token_of(table: &Table) -> Option<String> {
+    table.labels.as_ref().and_then(|l| l.get(TOKEN_LABEL)).cloned()
+}
+
+/// Whether `table` is a CDC job's (it has the change columns).
+pub(super) fn is_change_table(table: &Table) -> bool {
+    let fields = table.schema.fields.as_deref().unwrap_or_default();
+    [POSITION_COLUMN, COMMIT_TS_COLUMN]
+        .iter()
+        .all(|name| fields.iter().any(|f| f.name == *name))
+}
+
+impl BigQueryDestination {
+    /// What the position table of CDC table `target` records, when it is
+    /// one and a run of this catalog wrote it.
+    async fn recorded_position(
+        &self,
+        api: &Api,
+        target: &Table,
+        table: &str,
+        token: &str,
+    ) -> Result<Option<Recorded>, DestinationError> {
+        if !is_change_table(target) {
+            return Ok(None);
+        }
+        Ok(PositionTable::of(table, token)
+            .read(api)
+            .await?
+            .filter(|recorded| recorded.instance == self.instance))
+    }
 }
 
 /// The cursor window a repair replaces.
@@ -471,6 +558,7 @@ impl BigQueryDestination {
             )
         }
         .expiration_time(SystemTime::now() + STAGING_LIFETIME);
+        let changes = is_change_table(&target).then(|| ChangeCommit::Snapshot(PositionTable::of(table, &token)));
         Ok(Box::new(BigQueryLoad::new(
             api,
             table.into(),
@@ -478,6 +566,7 @@ impl BigQueryDestination {
             names,
             mode,
             window,
+            changes,
             staging,
         )))
     }

@@ -27,13 +27,17 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::api::{Api, ApiError, job_error};
+use super::change_sql::{self, string_literal};
+use super::position::PositionTable;
 use super::chunk::ChunkWriter;
 use super::destination::RunNames;
 use super::reasons::remote_error;
 use super::record::{self, LoadRecord};
 use super::ship::Shipper;
 use super::source::DIALECT;
-use crate::contract::{Activity, CommitReport, DestinationError, Dialect, LoadTransaction, ShipProgress, WriteMode};
+use crate::contract::{
+    Activity, CommitReport, DestinationError, Dialect, LoadTransaction, Position, ShipProgress, WriteMode,
+};
 
 /// Bytes per chunk unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
 /// otherwise: large enough that a run is a few jobs (BigQuery allows 1,500
@@ -50,6 +54,18 @@ fn chunk_bytes() -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(DEFAULT_CHUNK_BYTES)
+}
+
+/// What a CDC load's commit runs instead of a copy job: a transaction
+/// that records the change position with the rows (see
+/// [`position`](super::position)).
+pub(super) enum ChangeCommit {
+    /// A first load into a CDC table: its rows appended or in place of the
+    /// table's, when the commit's watermark is a change position.
+    Snapshot(PositionTable),
+    /// A change batch: this script (which names the staging table when it
+    /// reads it, and the batch's job-id prefix in its position row).
+    Script(String),
 }
 
 /// What a repair's commit replaces.
@@ -70,6 +86,8 @@ pub(super) struct BigQueryLoad {
     mode: WriteMode,
     /// For a repair: the target's rows the load replaces.
     window: Option<WindowReplace>,
+    /// For a CDC table: how the commit records the change position.
+    changes: Option<ChangeCommit>,
     /// The staging table, until it is created.
     staging: Option<Table>,
     /// The columns of the staging table (and the target).
@@ -97,6 +115,7 @@ impl BigQueryLoad {
         names: RunNames,
         mode: WriteMode,
         window: Option<WindowReplace>,
+        changes: Option<ChangeCommit>,
         staging: Table,
     ) -> Self {
         Self {
@@ -107,6 +126,7 @@ impl BigQueryLoad {
             names,
             mode,
             window,
+            changes,
             staging_columns: staging.schema.fields.iter().flatten().map(|f| f.name.clone()).collect(),
             staging: Some(staging),
             chunk_bytes: chunk_bytes(),
@@ -223,11 +243,12 @@ impl BigQueryLoad {
             // A repair's copy names a partition of it (`staging$20240301`).
             .map(|table| table.table_id.split('$').next().unwrap_or_default())
             .or_else(|| {
-                // A repair's transaction names the staging table it reads.
+                // A repair's or CDC commit's transaction names the staging
+                // table it reads, a CDC commit its batch in the position row.
                 let script = &config?.query.as_ref()?.query;
-                script
-                    .contains(&DIALECT.quote_ident(&self.names.staging))
-                    .then_some(self.names.staging.as_str())
+                (script.contains(&DIALECT.quote_ident(&self.names.staging))
+                    || script.contains(&string_literal(&self.names.job_prefix)))
+                .then_some(self.names.staging.as_str())
             });
         if staging == Some(self.names.staging.as_str()) {
             return Ok(());
@@ -317,7 +338,7 @@ impl BigQueryLoad {
     /// has nothing to publish: the target already holds every row up to
     /// the watermark, which did not move.
     async fn publish(&mut self, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
-        if self.rows == 0 && self.mode == WriteMode::Append {
+        if self.rows == 0 && self.mode == WriteMode::Append && self.changes.is_none() {
             info!(table = %self.table, "no rows to load; BigQuery left untouched");
             return Ok(CommitReport {
                 rows: 0,
@@ -327,9 +348,15 @@ impl BigQueryLoad {
         }
         self.flush(true).await?;
         self.wait_chunks().await?;
-        self.create_staging().await?;
+        let script = self.change_script(watermark.as_deref()).await?;
+        // A change batch of no rows reads no staging table.
+        if self.rows > 0 || !matches!(self.changes, Some(ChangeCommit::Script(_))) {
+            self.create_staging().await?;
+        }
+        // A CDC commit records its position itself.
         let load = watermark
             .clone()
+            .filter(|_| script.is_none())
             .map(|watermark| LoadRecord::new(&self.names.instance, self.names.run_id, Some(watermark)));
         if let Some(load) = &load {
             record::mark_pending(&self.api, &self.table, &self.token, load).await?;
@@ -337,6 +364,15 @@ impl BigQueryLoad {
         let job_id = self.names.commit_job();
         let settings = &self.api.settings;
         let configuration = match &self.window {
+            _ if script.is_some() => JobConfiguration {
+                query: Some(JobConfigurationQuery {
+                    query: script.clone().unwrap_or_default(),
+                    use_legacy_sql: Some(false),
+                    ..Default::default()
+                }),
+                labels: Some([("sluice_load".to_owned(), "changes".to_owned())].into()),
+                ..Default::default()
+            },
             // A copy of an empty partition would leave the target's as it
             // is: a repair that read no rows deletes them in a transaction.
             Some(WindowReplace {
@@ -390,7 +426,38 @@ impl BigQueryLoad {
         })
     }
 
-    /// The commit of a load: one copy job from the staging table.
+    /// The transaction of a CDC commit, if this is one: a change batch's
+    /// script, or a first load's rows with the position `watermark` (the
+    /// position table made first). `None` for any other load.
+    async fn change_script(&self, watermark: Option<&str>) -> Result<Option<String>, DestinationError> {
+        match &self.changes {
+            None => Ok(None),
+            Some(ChangeCommit::Script(script)) => Ok(Some(script.clone())),
+            Some(ChangeCommit::Snapshot(positions)) => {
+                let Some(position) = watermark.filter(|w| Position::from_json(w).is_ok()) else {
+                    return Ok(None);
+                };
+                positions.ensure(&self.api, &self.table).await?;
+                let dataset = &self.api.settings.dataset;
+                let mut statements = change_sql::snapshot(
+                    dataset,
+                    &self.table,
+                    &self.names.staging,
+                    &self.staging_columns,
+                    self.mode == WriteMode::Replace,
+                );
+                statements.extend(positions.record(
+                    dataset,
+                    &self.names.instance,
+                    self.names.run_id,
+                    &self.names.job_prefix,
+                    position,
+                ));
+                Ok(Some(change_sql::transaction(&statements)))
+            }
+        }
+    }
+
     /// The copy of the staging table into the target, or of one
     /// `partition` of it into the same partition of the target.
     fn copy_configuration(&self, partition: Option<&str>) -> JobConfiguration {

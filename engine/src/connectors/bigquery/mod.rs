@@ -9,12 +9,15 @@
 mod api;
 mod bucket;
 pub mod budget;
+mod change_sql;
+mod changes;
 mod chunk;
 mod destination;
 mod keys;
 mod layout;
 mod load;
 mod partition;
+mod position;
 mod read_api;
 mod reasons;
 mod record;
@@ -23,6 +26,7 @@ mod retry;
 mod schema;
 mod ship;
 mod source;
+mod staged;
 pub(crate) mod types;
 mod upload;
 

@@ -517,6 +517,10 @@ impl Destination for LocalWarehouse {
         Ok(Box::new(WarehouseLoad::new(self.clone(), table, run_id, mode, base)))
     }
 
+    fn supports_changes(&self) -> bool {
+        true
+    }
+
     async fn begin_changes(
         &self,
         table: &str,

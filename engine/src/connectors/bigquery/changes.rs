@@ -1,0 +1,232 @@
+//! A CDC micro-batch into BigQuery (docs/cdc.md, "BigQuery"): the batch's
+//! change rows are held in memory until the commit, resolved to the rows
+//! it stages ([`staged`](super::staged)), loaded into a per-batch staging
+//! table through the same chunks and load jobs as any load
+//! ([`BigQueryLoad`]), and applied by one query job: a transaction of one
+//! `MERGE` (or, `HISTORY`, one `INSERT`) and the position record
+//! ([`PositionTable`]), so the rows and the position commit together.
+//!
+//! Exactly once: the commit job's id is deterministic (table token,
+//! catalog instance, run, hash of the batch's position), so a retry after
+//! a lost answer finds the job and reads its outcome; a batch delivered
+//! again after a crash is at or below the recorded position, which the
+//! drain skips.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_schema::TableSchema;
+use gcp_bigquery_client::model::view_definition::ViewDefinition;
+use sluice_catalog::CdcMode;
+use std::collections::HashMap;
+use std::time::SystemTime;
+use tracing::info;
+
+use super::api::{Api, ApiError};
+use super::change_sql::{self, CURRENT_VIEW_SUFFIX, ChangeSql};
+use super::destination::RunNames;
+use super::load::{BigQueryLoad, ChangeCommit};
+use super::position::PositionTable;
+use super::schema;
+use super::staged::Stager;
+use crate::cdc::OP_COLUMN;
+use crate::contract::{ChangeSpec, CommitReport, DestinationError, LoadTransaction, WriteMode};
+
+/// The label of a `<table>_current` view Sluice made, with the table's token.
+const VIEW_LABEL: &str = "sluice_view_of";
+/// How long a batch's staging table outlives a crash.
+const STAGING_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+pub(super) struct BigQueryChanges {
+    api: Arc<Api>,
+    table: String,
+    target: Table,
+    token: String,
+    /// The run's names; each batch adds its own part.
+    names: RunNames,
+    spec: ChangeSpec,
+    batches: Vec<RecordBatch>,
+}
+
+impl BigQueryChanges {
+    pub(super) fn new(
+        api: Arc<Api>,
+        table: &str,
+        target: Table,
+        token: String,
+        names: RunNames,
+        spec: &ChangeSpec,
+    ) -> Self {
+        Self {
+            api,
+            table: table.to_owned(),
+            target,
+            token,
+            names,
+            spec: spec.clone(),
+            batches: Vec::new(),
+        }
+    }
+
+    fn invalid(&self, reason: String) -> DestinationError {
+        DestinationError::Changes {
+            table: self.table.clone(),
+            reason,
+        }
+    }
+
+    /// `HISTORY` with a key: makes the `<table>_current` view unless it exists.
+    async fn ensure_current_view(&self, key: &[String]) -> Result<(), DestinationError> {
+        if self.spec.mode != CdcMode::History || key.is_empty() {
+            return Ok(());
+        }
+        let settings = &self.api.settings;
+        let columns: Vec<String> = self
+            .target
+            .schema
+            .fields
+            .iter()
+            .flatten()
+            .map(|f| f.name.clone())
+            .filter(|name| name != OP_COLUMN)
+            .collect();
+        let name = format!("{}{CURRENT_VIEW_SUFFIX}", self.table);
+        let query = change_sql::current_view(&settings.project, &settings.dataset, &self.table, &columns, key);
+        let view = Table {
+            view: Some(ViewDefinition {
+                query,
+                use_legacy_sql: Some(false),
+                user_defined_function_resources: None,
+            }),
+            labels: Some(HashMap::from([(VIEW_LABEL.to_owned(), self.token.clone())])),
+            description: Some(format!(
+                "The latest state of CDC HISTORY table {}, kept by Sluice",
+                self.table
+            )),
+            // BigQuery derives a view's columns from its query.
+            ..Table::new(&settings.project, &settings.dataset, &name, TableSchema::default())
+        };
+        self.api
+            .create_table(&view)
+            .await
+            .map_err(|e| e.into_destination(None))?;
+        Ok(())
+    }
+}
+
+/// Drops the `<table>_current` view of the table labelled `token`, if
+/// Sluice made it for that table.
+pub(super) async fn drop_current_view(api: &Api, table: &str, token: &str) -> Result<(), DestinationError> {
+    let remote = |e: ApiError| e.into_destination(None);
+    let name = format!("{table}{CURRENT_VIEW_SUFFIX}");
+    let Some(view) = api.get_table(&name).await.map_err(remote)? else {
+        return Ok(());
+    };
+    if view.labels.as_ref().and_then(|l| l.get(VIEW_LABEL)) == Some(&token.to_owned()) {
+        api.delete_table(&name).await.map_err(remote)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl LoadTransaction for BigQueryChanges {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
+        if batch.num_rows() > 0 {
+            self.batches.push(batch);
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
+        let position = watermark.ok_or_else(|| self.invalid("a change batch commits with its position".into()))?;
+        // A batch of other tables' transactions only records its position.
+        let stager = self
+            .batches
+            .first()
+            .map(|batch| Stager::new(&self.table, &batch.schema(), &self.spec))
+            .transpose()
+            .map_err(|reason| self.invalid(reason))?;
+        let staged = stager
+            .as_ref()
+            .map(|stager| stager.stage(&self.batches))
+            .transpose()
+            .map_err(|reason| self.invalid(reason))?;
+        let (data, key) = stager
+            .as_ref()
+            .map(|stager| (stager.data_names(), stager.key_names()))
+            .unwrap_or_default();
+        let positions = PositionTable::of(&self.table, &self.token);
+        positions.ensure(&self.api, &self.table).await?;
+        self.ensure_current_view(&self.spec.key).await?;
+
+        let Self {
+            api,
+            table,
+            token,
+            names,
+            spec,
+            ..
+        } = *self;
+        let names = names.batch(&position);
+        let dataset = api.settings.dataset.clone();
+        let sql = ChangeSql {
+            dataset: &dataset,
+            table: &table,
+            staging: &names.staging,
+            data: &data,
+            key: &key,
+            soft_delete: spec.soft_delete,
+        };
+        let mut statements = Vec::new();
+        if staged.as_ref().is_some_and(|s| s.truncated) {
+            statements.push(sql.truncate());
+        }
+        let rows = staged.and_then(|s| s.rows.map(|rows| (rows, s.fills)));
+        if let Some((_, fills)) = &rows {
+            statements.push(match spec.mode {
+                CdcMode::Merge => sql.merge(*fills),
+                CdcMode::History => sql.append_history(*fills),
+            });
+        }
+        statements.extend(positions.record(&dataset, &names.instance, names.run_id, &names.job_prefix, &position));
+        let script = change_sql::transaction(&statements);
+        let staging_schema = match &stager {
+            Some(stager) => {
+                schema::table_schema(&stager.schema()).map_err(|reason| DestinationError::UnsupportedColumnType {
+                    table: table.clone(),
+                    reason,
+                })?
+            }
+            None => TableSchema::default(),
+        };
+        let staging = Table {
+            labels: Some(HashMap::from([("sluice_staging".to_owned(), token.clone())])),
+            ..Table::new(&api.settings.project, &dataset, &names.staging, staging_schema)
+        }
+        .expiration_time(SystemTime::now() + STAGING_LIFETIME);
+        let staged_rows = rows.as_ref().map_or(0, |(rows, _)| rows.num_rows());
+        let job = names.commit_job();
+        let mut load = Box::new(BigQueryLoad::new(
+            api,
+            table.clone(),
+            token,
+            names,
+            WriteMode::Append,
+            None,
+            Some(ChangeCommit::Script(script)),
+            staging,
+        ));
+        if let Some((rows, _)) = rows {
+            load.write(rows).await?;
+        }
+        let report = load.commit(None).await?;
+        info!(table = %table, job_id = %job, staged = staged_rows, position = %position, "applied a change batch in BigQuery");
+        Ok(report)
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), DestinationError> {
+        Ok(())
+    }
+}
