@@ -17,6 +17,7 @@ mod bq_repair_partition;
 mod bq_table_ops;
 mod bq_token;
 mod bq_types;
+mod cdc_bigquery;
 mod cdc_continuous;
 mod cdc_jobs;
 mod cdc_mysql;

@@ -6,7 +6,8 @@
 //! list/get/insert/patch (labels, description, columns)/delete, jobs insert/get (load jobs through the
 //! multipart upload endpoint, copy jobs), and jobs.query/getQueryResults
 //! for `SELECT columns FROM dataset.table [WHERE column > @p] [LIMIT n]`
-//! with named query parameters. Jobs finish at once,
+//! with named query parameters, and query jobs running the transactions
+//! Sluice writes ([`script`]). Jobs finish at once,
 //! or show RUNNING for `job_delay` after they were inserted.
 //! Cloud Storage, for staging buckets, is in [`gcs`]; resumable uploads in
 //! [`resumable`].
@@ -16,6 +17,7 @@
 pub mod checksum;
 pub mod gcs;
 pub mod resumable;
+pub mod script;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -205,6 +207,14 @@ impl FakeBigQuery {
             .get_mut(&(dataset.to_owned(), table.to_owned()))
             .expect("the table exists");
         table.batches.push(batch);
+    }
+
+    /// The rows of a `<table>_current` view, evaluated as its query says.
+    pub fn view_rows(&self, dataset: &str, view: &str) -> Vec<script::Row> {
+        let s = self.state();
+        let table = s.tables.get(&(dataset.into(), view.into())).expect("the view exists");
+        let query = table.resource.pointer("/view/query").and_then(Value::as_str).expect("a view");
+        script::current_rows(&s.tables, query).unwrap()
     }
 
     /// The names of the tables in a dataset.
@@ -484,6 +494,14 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
             if s.tables.contains_key(&key) {
                 return error(409, "duplicate", format!("Already Exists: Table {p}:{d}.{id}"));
             }
+            let mut table = table.clone();
+            if let Some(query) = table.pointer("/view/query").and_then(Value::as_str).map(str::to_owned) {
+                // BigQuery derives a view's columns from its query.
+                match script::view_fields(&s.tables, &query) {
+                    Ok(fields) => table["schema"] = json!({ "fields": fields }),
+                    Err(message) => return error(400, "invalidQuery", message),
+                }
+            }
             s.tables.insert(
                 key,
                 FakeTable {
@@ -689,6 +707,14 @@ fn check_table(table: &Value) -> Result<(), String> {
     if let Some(labels) = table.get("labels") {
         check_labels(labels)?;
     }
+    if let Some(view) = table.get("view") {
+        // A view's columns come from its query, which the fake evaluates
+        // when it reads the view (see `script::current_rows`).
+        if view.get("useLegacySql") != Some(&json!(false)) || view.get("query").and_then(Value::as_str).is_none() {
+            return Err("a view needs a standard SQL query (useLegacySql: false)".into());
+        }
+        return Ok(());
+    }
     let fields = table
         .pointer("/schema/fields")
         .and_then(Value::as_array)
@@ -816,7 +842,7 @@ fn insert_job(s: &mut State, project: &str, mut job: Value, media: Option<Vec<u8
     } else if let Some(copy) = job.pointer("/configuration/copy").cloned() {
         run_copy(s, &copy)
     } else if let Some(query) = job.pointer("/configuration/query").cloned() {
-        run_script(s, &query)
+        script::run_script(s, &query)
     } else {
         return error(
             400,
@@ -1032,90 +1058,6 @@ fn loads_as(ty: &str, data_type: &DataType) -> bool {
         ),
         _ => false,
     }
-}
-
-/// A query job: the multi-statement transaction of a repair, `BEGIN
-/// TRANSACTION; DELETE FROM `d`.`t` WHERE condition; INSERT INTO `d`.`t`
-/// (columns) SELECT columns FROM `d`.`s`; COMMIT TRANSACTION;`, applied all
-/// at once or not at all.
-fn run_script(s: &mut State, query: &Value) -> Result<(), (&'static str, String)> {
-    use datafusion::arrow::compute::{filter_record_batch, not};
-    let invalid = |message: String| ("invalidQuery", message);
-    if query.get("useLegacySql") != Some(&json!(false)) {
-        return Err(invalid("the fake only runs standard SQL (useLegacySql: false)".into()));
-    }
-    let sql = query
-        .get("query")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    s.scripts.push(sql.clone());
-    let statements: Vec<&str> = sql.split(";\n").map(|t| t.trim().trim_end_matches(';')).collect();
-    let [begin, delete, insert, commit] = statements.as_slice() else {
-        return Err(invalid(format!(
-            "the fake runs BEGIN; DELETE; INSERT; COMMIT only, not {sql}"
-        )));
-    };
-    if *begin != "BEGIN TRANSACTION" || *commit != "COMMIT TRANSACTION" {
-        return Err(invalid(format!("not one transaction: {sql}")));
-    }
-    let table = |reference: &str| -> Result<(String, String), (&'static str, String)> {
-        let (d, t) = reference
-            .trim()
-            .split_once("`.`")
-            .ok_or_else(|| invalid(format!("expected `dataset`.`table`, not {reference}")))?;
-        Ok((d.trim_matches('`').to_owned(), t.trim_matches('`').to_owned()))
-    };
-    let (target, condition) = delete
-        .strip_prefix("DELETE FROM ")
-        .and_then(|rest| rest.split_once(" WHERE "))
-        .ok_or_else(|| invalid(format!("expected DELETE FROM ... WHERE ..., not {delete}")))?;
-    let target = table(target)?;
-    let (into, select) = insert
-        .strip_prefix("INSERT INTO ")
-        .and_then(|rest| rest.split_once(" SELECT "))
-        .ok_or_else(|| invalid(format!("expected INSERT INTO ... SELECT ..., not {insert}")))?;
-    let (into_table, into_columns) = into
-        .split_once(" (")
-        .ok_or_else(|| invalid(format!("INSERT INTO needs a column list: {insert}")))?;
-    let (select_columns, source) = select
-        .split_once(" FROM ")
-        .ok_or_else(|| invalid(format!("no FROM in {insert}")))?;
-    if table(into_table)? != target || into_columns.trim_end_matches(')') != select_columns {
-        return Err(invalid(format!(
-            "the fake copies the same columns into the same table: {insert}"
-        )));
-    }
-    let source = table(source)?;
-    let stored = s
-        .tables
-        .get(&target)
-        .ok_or_else(|| ("notFound", format!("Not found: Table {}.{}", target.0, target.1)))?;
-    let fields = stored
-        .resource
-        .pointer("/schema/fields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut kept = Vec::new();
-    for batch in &stored.batches {
-        let deleted = where_clause(condition, &fields, &BTreeMap::new(), batch).map_err(invalid)?;
-        // NULL is not deleted.
-        let deleted = match deleted.nulls() {
-            Some(_) => datafusion::arrow::compute::prep_null_mask_filter(&deleted),
-            None => deleted,
-        };
-        kept.push(filter_record_batch(batch, &not(&deleted).unwrap()).unwrap());
-    }
-    let added = s
-        .tables
-        .get(&source)
-        .ok_or_else(|| ("notFound", format!("Not found: Table {}.{}", source.0, source.1)))?
-        .batches
-        .clone();
-    kept.extend(added);
-    s.tables.get_mut(&target).expect("checked").batches = kept;
-    Ok(())
 }
 
 fn run_copy(s: &mut State, copy: &Value) -> Result<(), (&'static str, String)> {

@@ -161,15 +161,8 @@ impl LoadTransaction for BigQueryChanges {
         positions.ensure(&self.api, &self.table).await?;
         self.ensure_current_view(&self.spec.key).await?;
 
-        let Self {
-            api,
-            table,
-            token,
-            names,
-            spec,
-            ..
-        } = *self;
-        let names = names.batch(&position);
+        let (api, table, token, spec) = (self.api.clone(), self.table.clone(), self.token.clone(), &self.spec);
+        let names = self.names.clone().batch(&position);
         let dataset = api.settings.dataset.clone();
         let sql = ChangeSql {
             dataset: &dataset,

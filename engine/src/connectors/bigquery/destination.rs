@@ -65,6 +65,7 @@ struct BigQueryDestination {
 }
 
 /// The names and job ids of one run's load of a table.
+#[derive(Clone)]
 pub(super) struct RunNames {
     /// The per-run table the chunks load into.
     pub staging: String,

@@ -220,9 +220,15 @@ impl<'a> Stager<'a> {
                 }
                 _ => {
                     if !unchanged.is_empty() {
-                        let from = match current(&latest, truncated) {
-                            Earlier::Gone => just_removed,
-                            found => found,
+                        // The key's live version; an insert's key is not
+                        // stored live at a consistent source, so its
+                        // earlier version, if any, is the row a key change
+                        // just deleted.
+                        let from = match (current(&latest, truncated), row.op) {
+                            (found @ Earlier::InBatch(_), _) => found,
+                            (Earlier::Stored(_), "insert") if !matches!(just_removed, Earlier::Gone) => just_removed,
+                            (Earlier::Gone, _) => just_removed,
+                            (found, _) => found,
                         };
                         match from {
                             Earlier::InBatch(earlier) => {

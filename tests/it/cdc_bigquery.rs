@@ -1,0 +1,255 @@
+//! CDC jobs into BigQuery (issue #22, docs/cdc.md "BigQuery"), end to end
+//! from a real PostgreSQL (wal_level=logical) into the fake BigQuery:
+//! `CDC MERGE` (with and without `soft_delete`) and `CDC HISTORY` with its
+//! `<table>_current` view equal the source row by row after the first load
+//! and after inserts, updates, a primary-key change, a TOASTed value left
+//! unchanged, deletes and a TRUNCATE. Each batch is one query job (a
+//! transaction with the position record); a commit whose answer is lost
+//! is not applied twice, a refused commit fails the run and the next run
+//! applies the batch once, and a kill -9 after the BigQuery commit and
+//! before the catalog records it leaves the tables equal to the source
+//! after a restart and a run.
+
+use std::time::Duration;
+
+use axum::http::Method;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::scalar::ScalarValue;
+
+use crate::bigquery::{Env, setup};
+use crate::cdc_jobs::big;
+use crate::common::*;
+use crate::fake_bigquery::FaultKind;
+use crate::fake_bigquery::script::{Row, batch_rows};
+
+const TABLE: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name text, big text, qty int); \
+                     ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL;";
+const COLUMNS: [&str; 4] = ["id", "name", "big", "qty"];
+const DATASET: &str = "raw_data";
+
+/// The fake, Sluice, `items` at the source and the jobs `items_merge`
+/// (into `wh.items_m`), `items_soft` (`wh.items_s`, soft_delete) and
+/// `items_history` (`wh.items_h`).
+async fn setup_items(extra_env: &[(&str, &str)]) -> Env {
+    let env = setup(extra_env).await;
+    env.pg.psql_admin_db(
+        "shop",
+        &format!(
+            "{TABLE} INSERT INTO items VALUES (1, 'a', {}, 1), (2, 'b', {}, 2), (3, 'c', NULL, NULL);",
+            big('a'),
+            big('b')
+        ),
+    );
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB items_merge FROM shop.public.items INTO wh.items_m CDC MERGE; \
+             CREATE ETL JOB items_soft FROM shop.public.items INTO wh.items_s CDC MERGE WITH (soft_delete = true); \
+             CREATE ETL JOB items_history FROM shop.public.items INTO wh.items_h CDC HISTORY;",
+        )
+        .await
+        .unwrap();
+    env
+}
+
+const JOBS: [&str; 3] = ["items_merge", "items_soft", "items_history"];
+
+async fn run(env: &Env, job: &str) {
+    if let Err(e) = env.client.simple_query(&format!("RUN ETL JOB {job}")).await {
+        panic!("RUN ETL JOB {job}: {e:?}");
+    }
+}
+
+async fn run_all(env: &Env) {
+    for job in JOBS {
+        run(env, job).await;
+    }
+}
+
+/// The source's rows, `id|name|big|qty` with NULL for NULL, by id.
+async fn source(env: &Env) -> Vec<String> {
+    let client = env.pg.client().await;
+    let rows = rows(&client, "SELECT id, name, big, qty FROM items ORDER BY id").await;
+    rows.into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+fn text(value: &ScalarValue) -> String {
+    if value.is_null() {
+        return "NULL".into();
+    }
+    let array = value.to_array().unwrap();
+    ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
+        .unwrap()
+        .value(0)
+        .to_string()
+}
+
+/// `rows` as `id|name|big|qty`, by id; with `marked`, only those whose
+/// `_sluice_deleted_at` is (`Some(true)`) or is not (`Some(false)`) set.
+fn formatted(rows: Vec<Row>, marked: Option<bool>) -> Vec<String> {
+    let mut out: Vec<(i64, String)> = rows
+        .into_iter()
+        .filter(|row| marked.is_none_or(|m| row.get("_sluice_deleted_at").is_some_and(|d| !d.is_null()) == m))
+        .map(|row| {
+            let id: i64 = text(&row["id"]).parse().unwrap();
+            (id, COLUMNS.map(|c| text(&row[c])).join("|"))
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, row)| row).collect()
+}
+
+fn table(env: &Env, name: &str) -> Vec<Row> {
+    let table = env.fake.table(DATASET, name).expect("the table exists");
+    table.batches.iter().flat_map(batch_rows).collect()
+}
+
+async fn assert_equal(env: &Env, step: &str) {
+    let expected = source(env).await;
+    assert_eq!(formatted(table(env, "items_m"), None), expected, "MERGE after {step}");
+    assert_eq!(
+        formatted(table(env, "items_s"), Some(false)),
+        expected,
+        "soft_delete MERGE's live rows after {step}"
+    );
+    assert_eq!(
+        formatted(env.fake.view_rows(DATASET, "items_h_current"), None),
+        expected,
+        "HISTORY's current view after {step}"
+    );
+}
+
+/// The source's changes of the first test, in two rounds.
+fn change(env: &Env, round: usize) {
+    let sql = match round {
+        0 => format!(
+            "INSERT INTO items VALUES (4, 'd', {}, 4); \
+             UPDATE items SET name = 'a2' WHERE id = 1; \
+             UPDATE items SET id = 20, qty = 22 WHERE id = 2; \
+             DELETE FROM items WHERE id = 3; \
+             BEGIN; INSERT INTO items VALUES (5, 'e', NULL, 5); UPDATE items SET qty = 55, big = {} WHERE id = 5; \
+             UPDATE items SET qty = 44 WHERE id = 4; COMMIT;",
+            big('d'),
+            big('e')
+        ),
+        _ => "UPDATE items SET qty = 7 WHERE id = 20; TRUNCATE items; \
+              INSERT INTO items VALUES (6, 'f', NULL, 6), (7, 'g', 'small', 7); UPDATE items SET name = 'f2' WHERE id = 6;"
+            .to_owned(),
+    };
+    env.pg.psql_admin_db("shop", &sql);
+}
+
+/// The commit query jobs' scripts so far.
+fn scripts(env: &Env) -> Vec<String> {
+    env.fake.state().scripts.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_into_bigquery_follows_every_change_shape_with_one_transaction_per_batch() {
+    let env = setup_items(&[]).await;
+    run_all(&env).await;
+    assert_equal(&env, "the first load").await;
+    let first_scripts = scripts(&env);
+    assert!(
+        first_scripts
+            .iter()
+            .all(|s| s.starts_with("BEGIN TRANSACTION;\n") && s.ends_with("COMMIT TRANSACTION;")),
+        "{first_scripts:?}"
+    );
+    let positions: Vec<String> = env
+        .fake
+        .table_names(DATASET)
+        .into_iter()
+        .filter(|t| t.starts_with("_sluice_position_"))
+        .collect();
+    assert_eq!(positions.len(), 3, "one position table per CDC table: {positions:?}");
+    for name in &positions {
+        assert_eq!(table(&env, name).len(), 1, "{name} holds one row");
+    }
+
+    change(&env, 0);
+    run_all(&env).await;
+    assert_equal(&env, "inserts, updates, a key change, an unchanged TOASTed value and a delete").await;
+    let merges: Vec<String> = scripts(&env)[first_scripts.len()..].to_vec();
+    assert_eq!(merges.len(), 3, "one query job per batch: {merges:#?}");
+    assert!(
+        merges.iter().any(|s| s.contains("MERGE `raw_data`.`items_m` T USING")
+            && s.contains("LEFT JOIN `raw_data`.`items_m` F")),
+        "the key change's unchanged value comes from the stored row: {merges:#?}"
+    );
+    assert_eq!(
+        formatted(table(&env, "items_s"), Some(true)),
+        ["2|b|".to_owned() + &"b".repeat(6000) + "|2", "3|c|NULL|NULL".to_owned()],
+        "soft_delete keeps the deleted rows, marked"
+    );
+    let history = table(&env, "items_h");
+    let ops = |op: &str| history.iter().filter(|r| text(&r["_sluice_op"]) == op).count();
+    assert_eq!((ops("insert"), ops("update"), ops("delete")), (6, 3, 2), "every change is a history row");
+
+    change(&env, 1);
+    run_all(&env).await;
+    assert_equal(&env, "an update, a truncate and inserts after it").await;
+    assert!(formatted(table(&env, "items_s"), Some(true)).is_empty(), "a truncate empties the table");
+
+    // Nothing new: each job records its position only.
+    let before = (table(&env, "items_m").len(), table(&env, "items_h").len());
+    run_all(&env).await;
+    assert_eq!((table(&env, "items_m").len(), table(&env, "items_h").len()), before);
+    assert_equal(&env, "a run with nothing new").await;
+
+    // DROP ETL JOB ... WITH DATA drops the position table and the view too.
+    env.client.batch_execute("DROP ETL JOB items_history WITH DATA").await.unwrap();
+    let left = env.fake.table_names(DATASET);
+    assert!(!left.iter().any(|t| t.starts_with("items_h")), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_or_refused_commit_never_applies_a_batch_twice() {
+    let env = setup_items(&[]).await;
+    run_all(&env).await;
+    change(&env, 0);
+    // The commit's answer is lost (the job ran): the retry finds the job.
+    let commit = "POST /bigquery/v2/projects/test-project/jobs";
+    env.fake
+        .inject(Method::POST, commit, FaultKind::LateAnswer(Duration::from_secs(3)), 1);
+    run(&env, "items_history").await;
+    assert_eq!(env.fake.count_requests(commit), 2, "the commit was sent again");
+    let applied = scripts(&env)
+        .iter()
+        .filter(|s| s.contains("INSERT INTO `raw_data`.`items_h` (`id`, `name`, `big`, `qty`, `_sluice_op`"))
+        .count();
+    assert_eq!(applied, 1, "and ran once");
+    // The commit is refused: the run fails, nothing of it is applied.
+    env.fake
+        .inject(Method::POST, commit, FaultKind::Status(400, "invalidQuery"), 1);
+    let error = env.client.simple_query("RUN ETL JOB items_merge").await.unwrap_err();
+    let message = error.as_db_error().expect("a server error").message().to_owned();
+    assert!(message.contains("invalidQuery"), "{message}");
+    assert_eq!(formatted(table(&env, "items_m"), None).len(), 3, "the first load only");
+    run(&env, "items_merge").await;
+    run(&env, "items_soft").await;
+    assert_equal(&env, "a lost answer and a refused commit").await;
+    let history = table(&env, "items_h");
+    assert_eq!(history.len(), 3 + 8, "no change twice in the history");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_the_bigquery_commit_then_restart_and_run_equals_the_source() {
+    let mut env = setup_items(&[("SLUICE_FAILPOINTS", "cdc_after_batch_commit")]).await;
+    // The first loads commit no change batch: no failpoint.
+    run_all(&env).await;
+    change(&env, 0);
+    env.sluice.run_into_failpoint(&env.client, "RUN ETL JOB items_history").await;
+    env.client = env.sluice.restart_without_failpoints().await;
+    change(&env, 1);
+    run_all(&env).await;
+    assert_equal(&env, "a kill after the commit, a restart and a run").await;
+    // 3 first-load rows, 8 changes of the first round, 5 of the second.
+    assert_eq!(table(&env, "items_h").len(), 3 + 8 + 5, "no change is in the history twice");
+}
