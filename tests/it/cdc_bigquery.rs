@@ -216,13 +216,14 @@ async fn a_lost_or_refused_commit_never_applies_a_batch_twice() {
     change(&env, 0);
     // The commit's answer is lost (the job ran): the retry finds the job.
     let commit = "POST /bigquery/v2/projects/test-project/jobs";
+    let commits = env.fake.count_requests(commit);
     env.fake
         .inject(Method::POST, commit, FaultKind::LateAnswer(Duration::from_secs(3)), 1);
     run(&env, "items_history").await;
-    assert_eq!(env.fake.count_requests(commit), 2, "the commit was sent again");
+    assert_eq!(env.fake.count_requests(commit) - commits, 2, "the commit was sent again");
     let applied = scripts(&env)
         .iter()
-        .filter(|s| s.contains("INSERT INTO `raw_data`.`items_h` (`id`, `name`, `big`, `qty`, `_sluice_op`"))
+        .filter(|s| s.contains("INSERT INTO `raw_data`.`items_h` (") && s.contains("` S"))
         .count();
     assert_eq!(applied, 1, "and ran once");
     // The commit is refused: the run fails, nothing of it is applied.
