@@ -405,3 +405,343 @@ impl<'a> Stager<'a> {
         RecordBatch::try_new(schema, arrays).map_err(|e| format!("{} staged rows: {e}", self.table))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::cdc::batch::tests::cast;
+    use crate::cdc::{ChangeBatchBuilder, ChangeValue, change_schema};
+
+    /// `name` and `big` of a row.
+    type Values = (Option<String>, Option<String>);
+
+    fn columns() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("big", DataType::Utf8, true),
+        ]))
+    }
+
+    fn spec(mode: CdcMode, soft_delete: bool) -> ChangeSpec {
+        ChangeSpec {
+            mode,
+            key: vec!["id".into()],
+            soft_delete,
+        }
+    }
+
+    /// Change rows in positions that sort like the log.
+    struct Changes {
+        builder: ChangeBatchBuilder,
+        seq: u32,
+    }
+
+    impl Changes {
+        fn new() -> Self {
+            Self {
+                builder: ChangeBatchBuilder::new(columns(), cast, 4),
+                seq: 0,
+            }
+        }
+
+        fn push(&mut self, op: ChangeOp, id: Option<i64>, name: ChangeValue, big: ChangeValue) {
+            self.seq += 1;
+            let id = id.map_or(ChangeValue::Null, |id| ChangeValue::Text(id.to_string()));
+            self.builder
+                .push(op, format!("{:08}", self.seq), i64::from(self.seq), vec![id, name, big]);
+        }
+
+        fn batches(&mut self) -> Vec<RecordBatch> {
+            self.builder.finish().unwrap().into_iter().collect()
+        }
+    }
+
+    fn text(value: &str) -> ChangeValue {
+        ChangeValue::Text(value.into())
+    }
+
+    /// The staged rows as (op, id, values, filled columns, fill key, deleted).
+    type StagedRow = (String, i64, Values, Vec<String>, Option<i64>, bool);
+
+    fn staged_rows(staged: &Staged) -> Vec<StagedRow> {
+        let Some(batch) = &staged.rows else {
+            return Vec::new();
+        };
+        let string = |name: &str, row: usize| {
+            let column = batch.column_by_name(name).unwrap().as_string::<i32>();
+            column.is_valid(row).then(|| column.value(row).to_owned())
+        };
+        let int = |name: &str, row: usize| {
+            let column = batch.column_by_name(name).unwrap().as_primitive::<Int64Type>();
+            column.is_valid(row).then(|| column.value(row))
+        };
+        (0..batch.num_rows())
+            .map(|row| {
+                let fill = batch.column_by_name(FILL_COLUMN).unwrap().as_list::<i32>().value(row);
+                let fill = fill.as_string::<i32>().iter().flatten().map(str::to_owned).collect();
+                let deleted = batch.column_by_name(DELETED_AT_COLUMN).is_some_and(|c| c.is_valid(row));
+                (
+                    string(OP_COLUMN, row).unwrap(),
+                    // A truncate has no key.
+                    int("id", row).unwrap_or(-1),
+                    (string("name", row), string("big", row)),
+                    fill,
+                    int("_sluice_fill_id", row),
+                    deleted,
+                )
+            })
+            .collect()
+    }
+
+    fn stage(spec: &ChangeSpec, batches: &[RecordBatch]) -> Result<Staged, String> {
+        Stager::new("t", &change_schema(&columns()), spec)?.stage(batches)
+    }
+
+    #[test]
+    fn merge_stages_the_net_change_per_key_and_names_values_to_fill() {
+        let mut changes = Changes::new();
+        changes.push(ChangeOp::Update, Some(1), text("a2"), ChangeValue::Unchanged);
+        changes.push(ChangeOp::Delete, Some(2), ChangeValue::Null, ChangeValue::Null);
+        changes.push(ChangeOp::Insert, Some(20), text("b2"), ChangeValue::Unchanged);
+        changes.push(ChangeOp::Insert, Some(3), text("c"), text("x"));
+        changes.push(ChangeOp::Update, Some(3), text("c2"), ChangeValue::Unchanged);
+        changes.push(ChangeOp::Delete, Some(4), ChangeValue::Null, ChangeValue::Null);
+        let staged = stage(&spec(CdcMode::Merge, false), &changes.batches()).unwrap();
+        assert!(!staged.truncated && staged.fills);
+        let v = |name: &str, big: Option<&str>| (Some(name.to_owned()), big.map(str::to_owned));
+        assert_eq!(
+            staged_rows(&staged),
+            [
+                ("upsert".into(), 1, v("a2", None), vec!["big".into()], Some(1), false),
+                ("delete".into(), 2, (None, None), vec![], None, false),
+                ("upsert".into(), 3, v("c2", Some("x")), vec![], None, false),
+                ("delete".into(), 4, (None, None), vec![], None, false),
+                // The key change's value comes from the deleted key's stored row.
+                ("upsert".into(), 20, v("b2", None), vec!["big".into()], Some(2), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_truncate_drops_what_came_before_and_leaves_nothing_to_fill_from() {
+        let mut changes = Changes::new();
+        changes.push(ChangeOp::Insert, Some(1), text("a"), text("x"));
+        changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
+        changes.push(ChangeOp::Insert, Some(2), text("b"), text("y"));
+        let staged = stage(&spec(CdcMode::Merge, false), &changes.batches()).unwrap();
+        assert!(staged.truncated);
+        assert_eq!(staged_rows(&staged).len(), 1);
+        changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
+        changes.push(ChangeOp::Update, Some(2), text("b"), ChangeValue::Unchanged);
+        let error = stage(&spec(CdcMode::Merge, false), &changes.batches()).unwrap_err();
+        assert!(error.contains("\"big\"") && error.contains("no earlier version"), "{error}");
+    }
+
+    #[test]
+    fn history_stages_every_change_and_a_keyless_one_refuses_unchanged_values() {
+        let mut changes = Changes::new();
+        changes.push(ChangeOp::Insert, Some(1), text("a"), text("x"));
+        changes.push(ChangeOp::Update, Some(1), text("a2"), ChangeValue::Unchanged);
+        changes.push(ChangeOp::Delete, Some(1), ChangeValue::Null, ChangeValue::Null);
+        let batches = changes.batches();
+        let staged = stage(&spec(CdcMode::History, false), &batches).unwrap();
+        let ops: Vec<String> = staged_rows(&staged).into_iter().map(|r| r.0).collect();
+        assert_eq!(ops, ["insert", "update", "delete"]);
+        assert_eq!(staged_rows(&staged)[1].2.1.as_deref(), Some("x"), "filled in the batch");
+        let keyless = ChangeSpec {
+            key: Vec::new(),
+            ..spec(CdcMode::History, false)
+        };
+        let error = stage(&keyless, &batches).unwrap_err();
+        assert!(error.contains("REPLICA IDENTITY FULL"), "{error}");
+        assert!(
+            Stager::new("t", &change_schema(&columns()), &ChangeSpec { key: Vec::new(), ..spec(CdcMode::Merge, false) })
+                .is_err(),
+            "MERGE needs a key"
+        );
+    }
+
+    /// A stored row: its values and whether it is soft-deleted.
+    type Stored = BTreeMap<i64, (Values, bool)>;
+
+    /// What the commit's SQL does with `staged` (docs in `change_sql`):
+    /// `MERGE` against the table as it was before the statement.
+    fn apply_merge(table: &mut Stored, staged: &Staged, soft_delete: bool) -> Result<(), String> {
+        if staged.truncated {
+            table.clear();
+        }
+        let before = table.clone();
+        for (op, id, mut values, fill, fill_key, deleted) in staged_rows(staged) {
+            if !fill.is_empty() {
+                let from = fill_key
+                    .and_then(|k| before.get(&k))
+                    .filter(|(_, deleted)| !*deleted)
+                    .ok_or("not stored")?;
+                for column in &fill {
+                    match column.as_str() {
+                        "name" => values.0 = from.0.0.clone(),
+                        _ => values.1 = from.0.1.clone(),
+                    }
+                }
+            }
+            match (before.contains_key(&id), op.as_str()) {
+                (true, "delete") if soft_delete => table.get_mut(&id).unwrap().1 = true,
+                (true, "delete") => {
+                    table.remove(&id);
+                }
+                (true, _) => {
+                    table.insert(id, (values, deleted));
+                }
+                (false, "delete") if !soft_delete => {}
+                (false, _) => {
+                    table.insert(id, (values, deleted));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `HISTORY`: every staged row appended, values filled from the
+    /// current state before the batch.
+    fn apply_history(history: &mut Vec<(String, i64, Values)>, staged: &Staged) -> Result<(), String> {
+        let before = current(history);
+        for (op, id, mut values, fill, fill_key, _) in staged_rows(staged) {
+            if !fill.is_empty() {
+                let from = fill_key.and_then(|k| before.get(&k)).ok_or("not stored")?;
+                for column in &fill {
+                    match column.as_str() {
+                        "name" => values.0 = from.0.clone(),
+                        _ => values.1 = from.1.clone(),
+                    }
+                }
+            }
+            history.push((op, id, values));
+        }
+        Ok(())
+    }
+
+    fn current(history: &[(String, i64, Values)]) -> BTreeMap<i64, Values> {
+        let mut current = BTreeMap::new();
+        for (op, id, values) in history {
+            match op.as_str() {
+                "truncate" => current.clear(),
+                "delete" => {
+                    current.remove(id);
+                }
+                _ => {
+                    current.insert(*id, values.clone());
+                }
+            }
+        }
+        current
+    }
+
+    /// Pushes one random change of the model's table (as the warehouse's
+    /// tests do): inserts, updates leaving `big` unchanged, deletes, key
+    /// changes whose insert leaves `big` unchanged, truncates.
+    fn random_change(
+        rng: &mut StdRng,
+        model: &mut BTreeMap<i64, Values>,
+        deleted: &mut BTreeMap<i64, Values>,
+        changes: &mut Changes,
+    ) {
+        let free = |rng: &mut StdRng, model: &BTreeMap<i64, Values>| loop {
+            let id = rng.gen_range(0..1000);
+            if !model.contains_key(&id) {
+                return id;
+            }
+        };
+        let existing = (!model.is_empty()).then(|| *model.keys().nth(rng.gen_range(0..model.len())).unwrap());
+        let value = |rng: &mut StdRng, what: &str| format!("{what} {}", rng.gen_range(0..1000));
+        match (rng.gen_range(0..100), existing) {
+            (0..3, _) => {
+                changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
+                model.clear();
+                deleted.clear();
+            }
+            (3..40, _) | (_, None) => {
+                let id = free(rng, model);
+                let (name, big) = (value(rng, "name"), value(rng, "big"));
+                changes.push(ChangeOp::Insert, Some(id), text(&name), text(&big));
+                model.insert(id, (Some(name), Some(big)));
+                deleted.remove(&id);
+            }
+            (40..70, Some(id)) => {
+                let name = value(rng, "name");
+                let big = if rng.gen_bool(0.5) {
+                    ChangeValue::Unchanged
+                } else {
+                    let big = value(rng, "big");
+                    model.get_mut(&id).unwrap().1 = Some(big.clone());
+                    ChangeValue::Text(big)
+                };
+                changes.push(ChangeOp::Update, Some(id), text(&name), big);
+                model.get_mut(&id).unwrap().0 = Some(name);
+            }
+            (70..85, Some(id)) => {
+                changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
+                deleted.insert(id, model.remove(&id).unwrap());
+            }
+            (_, Some(id)) => {
+                let new = free(rng, model);
+                let old = model.remove(&id).unwrap();
+                let big = old.1.clone();
+                deleted.insert(id, old);
+                changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
+                let name = value(rng, "name");
+                changes.push(ChangeOp::Insert, Some(new), text(&name), ChangeValue::Unchanged);
+                model.insert(new, (Some(name), big));
+                deleted.remove(&new);
+            }
+        }
+    }
+
+    /// Random batches staged and applied as the commit's SQL applies them
+    /// equal a model of the source after every batch: `MERGE` with and
+    /// without `soft_delete` (which keeps the deleted keys, marked, with
+    /// their last values), and `HISTORY`'s current state.
+    #[test]
+    fn random_batches_applied_as_the_sql_does_match_a_model() {
+        for (mode, soft_delete) in [(CdcMode::Merge, false), (CdcMode::Merge, true), (CdcMode::History, false)] {
+            let spec = spec(mode, soft_delete);
+            for seed in 0..6 {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let (mut model, mut deleted) = (BTreeMap::new(), BTreeMap::new());
+                let (mut table, mut history) = (Stored::new(), Vec::new());
+                let mut changes = Changes::new();
+                for batch in 0..15 {
+                    for _ in 0..rng.gen_range(1..12) {
+                        random_change(&mut rng, &mut model, &mut deleted, &mut changes);
+                    }
+                    let staged = stage(&spec, &changes.batches()).unwrap();
+                    let context = format!("{mode:?} soft_delete={soft_delete} seed {seed} batch {batch}");
+                    match mode {
+                        CdcMode::Merge => {
+                            apply_merge(&mut table, &staged, soft_delete).unwrap();
+                            let live: BTreeMap<i64, Values> =
+                                table.iter().filter(|(_, r)| !r.1).map(|(k, r)| (*k, r.0.clone())).collect();
+                            assert_eq!(live, model, "{context}");
+                            if soft_delete {
+                                let marked: BTreeMap<i64, Values> =
+                                    table.iter().filter(|(_, r)| r.1).map(|(k, r)| (*k, r.0.clone())).collect();
+                                assert_eq!(marked, deleted, "{context}: the deleted keys, marked");
+                            }
+                        }
+                        CdcMode::History => {
+                            apply_history(&mut history, &staged).unwrap();
+                            assert_eq!(current(&history), model, "{context}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
