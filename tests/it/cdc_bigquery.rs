@@ -6,7 +6,8 @@
 //! unchanged, deletes and a TRUNCATE. Each batch is one query job (a
 //! transaction with the position record); a commit whose answer is lost
 //! is not applied twice, a refused commit fails the run and the next run
-//! applies the batch once, and a kill -9 after the BigQuery commit and
+//! applies the batch once, a resync starts the tables over from a fresh
+//! snapshot, and a kill -9 after the BigQuery commit and
 //! before the catalog records it leaves the tables equal to the source
 //! after a restart and a run.
 
@@ -175,7 +176,11 @@ async fn cdc_into_bigquery_follows_every_change_shape_with_one_transaction_per_b
 
     change(&env, 0);
     run_all(&env).await;
-    assert_equal(&env, "inserts, updates, a key change, an unchanged TOASTed value and a delete").await;
+    assert_equal(
+        &env,
+        "inserts, updates, a key change, an unchanged TOASTed value and a delete",
+    )
+    .await;
     let merges: Vec<String> = scripts(&env)[first_scripts.len()..].to_vec();
     assert_eq!(merges.len(), 3, "one query job per batch: {merges:#?}");
     assert!(
@@ -190,12 +195,19 @@ async fn cdc_into_bigquery_follows_every_change_shape_with_one_transaction_per_b
     );
     let history = table(&env, "items_h");
     let ops = |op: &str| history.iter().filter(|r| text(&r["_sluice_op"]) == op).count();
-    assert_eq!((ops("insert"), ops("update"), ops("delete")), (6, 3, 2), "every change is a history row");
+    assert_eq!(
+        (ops("insert"), ops("update"), ops("delete")),
+        (6, 3, 2),
+        "every change is a history row"
+    );
 
     change(&env, 1);
     run_all(&env).await;
     assert_equal(&env, "an update, a truncate and inserts after it").await;
-    assert!(formatted(table(&env, "items_s"), Some(true)).is_empty(), "a truncate empties the table");
+    assert!(
+        formatted(table(&env, "items_s"), Some(true)).is_empty(),
+        "a truncate empties the table"
+    );
 
     // Nothing new: each job records its position only.
     let before = (table(&env, "items_m").len(), table(&env, "items_h").len());
@@ -203,8 +215,25 @@ async fn cdc_into_bigquery_follows_every_change_shape_with_one_transaction_per_b
     assert_eq!((table(&env, "items_m").len(), table(&env, "items_h").len()), before);
     assert_equal(&env, "a run with nothing new").await;
 
+    // A resync replaces the MERGE tables and appends to the history,
+    // position included.
+    env.pg
+        .psql_admin_db("shop", "INSERT INTO items VALUES (8, 'h', NULL, 8);");
+    for job in JOBS {
+        if let Err(e) = env.client.simple_query(&format!("RESYNC ETL JOB {job}")).await {
+            panic!("RESYNC ETL JOB {job}: {e:?}");
+        }
+    }
+    assert_equal(&env, "a resync").await;
+    env.pg.psql_admin_db("shop", "DELETE FROM items WHERE id = 8;");
+    run_all(&env).await;
+    assert_equal(&env, "a change after the resync").await;
+
     // DROP ETL JOB ... WITH DATA drops the position table and the view too.
-    env.client.batch_execute("DROP ETL JOB items_history WITH DATA").await.unwrap();
+    env.client
+        .batch_execute("DROP ETL JOB items_history WITH DATA")
+        .await
+        .unwrap();
     let left = env.fake.table_names(DATASET);
     assert!(!left.iter().any(|t| t.starts_with("items_h")), "{left:?}");
 }
@@ -220,7 +249,11 @@ async fn a_lost_or_refused_commit_never_applies_a_batch_twice() {
     env.fake
         .inject(Method::POST, commit, FaultKind::LateAnswer(Duration::from_secs(3)), 1);
     run(&env, "items_history").await;
-    assert_eq!(env.fake.count_requests(commit) - commits, 2, "the commit was sent again");
+    assert_eq!(
+        env.fake.count_requests(commit) - commits,
+        2,
+        "the commit was sent again"
+    );
     let applied = scripts(&env)
         .iter()
         .filter(|s| s.contains("INSERT INTO `raw_data`.`items_h` (") && s.contains("` S"))
@@ -246,11 +279,17 @@ async fn kill_9_after_the_bigquery_commit_then_restart_and_run_equals_the_source
     // The first loads commit no change batch: no failpoint.
     run_all(&env).await;
     change(&env, 0);
-    env.sluice.run_into_failpoint(&env.client, "RUN ETL JOB items_history").await;
+    env.sluice
+        .run_into_failpoint(&env.client, "RUN ETL JOB items_history")
+        .await;
     env.client = env.sluice.restart_without_failpoints().await;
     change(&env, 1);
     run_all(&env).await;
     assert_equal(&env, "a kill after the commit, a restart and a run").await;
     // 3 first-load rows, 8 changes of the first round, 5 of the second.
-    assert_eq!(table(&env, "items_h").len(), 3 + 8 + 5, "no change is in the history twice");
+    assert_eq!(
+        table(&env, "items_h").len(),
+        3 + 8 + 5,
+        "no change is in the history twice"
+    );
 }

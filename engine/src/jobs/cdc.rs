@@ -127,7 +127,10 @@ impl JobManager {
                 reason,
             })
         };
-        if !self.destination(job.destination.connection.as_deref())?.supports_changes() {
+        if !self
+            .destination(job.destination.connection.as_deref())?
+            .supports_changes()
+        {
             return unsupported(
                 "change data capture loads into the local warehouse (INTO table) or a BigQuery connection only".into(),
             );

@@ -213,7 +213,11 @@ impl FakeBigQuery {
     pub fn view_rows(&self, dataset: &str, view: &str) -> Vec<script::Row> {
         let s = self.state();
         let table = s.tables.get(&(dataset.into(), view.into())).expect("the view exists");
-        let query = table.resource.pointer("/view/query").and_then(Value::as_str).expect("a view");
+        let query = table
+            .resource
+            .pointer("/view/query")
+            .and_then(Value::as_str)
+            .expect("a view");
         script::current_rows(&s.tables, query).unwrap()
     }
 

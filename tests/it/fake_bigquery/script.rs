@@ -169,7 +169,11 @@ fn insert_values(
     let table = stored(tables, target)?;
     let values = split_top(values);
     if values.len() != columns.len() {
-        return Err(invalid(format!("{} columns but {} values", columns.len(), values.len())));
+        return Err(invalid(format!(
+            "{} columns but {} values",
+            columns.len(),
+            values.len()
+        )));
     }
     let mut row = Row::new();
     for (column, value) in columns.iter().zip(values) {
@@ -279,14 +283,16 @@ fn to_batch(columns: &[String], rows: &[Row]) -> Result<Option<RecordBatch>, Fai
     let mut arrays = Vec::new();
     for column in columns {
         let values: Vec<ScalarValue> = rows.iter().map(|r| r[column].clone()).collect();
-        let data_type = values
-            .iter()
-            .find(|v| !v.is_null())
-            .unwrap_or(&values[0])
-            .data_type();
+        let data_type = values.iter().find(|v| !v.is_null()).unwrap_or(&values[0]).data_type();
         let values = values
             .into_iter()
-            .map(|v| if v.data_type() == data_type { Ok(v) } else { v.cast_to(&data_type) })
+            .map(|v| {
+                if v.data_type() == data_type {
+                    Ok(v)
+                } else {
+                    v.cast_to(&data_type)
+                }
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid(e.to_string()))?;
         let array = ScalarValue::iter_to_array(values).map_err(|e| invalid(e.to_string()))?;
@@ -303,7 +309,11 @@ enum Item {
     /// `` S.`c` ``
     Staged(String),
     /// The fill of an unchanged value from the joined row, checked by `key`.
-    Fill { column: String, key: String, message: String },
+    Fill {
+        column: String,
+        key: String,
+        message: String,
+    },
 }
 
 fn parse_item(item: &str) -> Result<Item, Failure> {
@@ -312,7 +322,9 @@ fn parse_item(item: &str) -> Result<Item, Failure> {
     }
     let bad = || invalid(format!("the fake does not evaluate {item}"));
     let rest = item.strip_prefix("IF('").ok_or_else(bad)?;
-    let (column, rest) = rest.split_once("' IN UNNEST(S.`_sluice_fill`), IF(F.`").ok_or_else(bad)?;
+    let (column, rest) = rest
+        .split_once("' IN UNNEST(S.`_sluice_fill`), IF(F.`")
+        .ok_or_else(bad)?;
     let (key, rest) = rest.split_once("` IS NULL, ERROR(").ok_or_else(bad)?;
     let (message, rest) = rest.split_once("), F.`").ok_or_else(bad)?;
     let expected = format!("{column}`), S.`{column}`) AS `{column}`");
@@ -325,6 +337,10 @@ fn parse_item(item: &str) -> Result<Item, Failure> {
         message: string_literal(message)?,
     })
 }
+
+/// The joined rows, the (joined column, staged column) pairs they match on,
+/// and whether only rows not soft-deleted match.
+type Joined = (Vec<Row>, Vec<(String, String)>, bool);
 
 /// `items FROM staging S [LEFT JOIN f F ON F.k = S._sluice_fill_k AND ...
 /// [AND F._sluice_deleted_at IS NULL]]`: the rows, by the names the items
@@ -343,7 +359,7 @@ fn select_rows(tables: &BTreeMap<Key, super::FakeTable>, items: &str, from: &str
         ),
     };
     let staged = rows_of(tables, &table(staging)?)?;
-    let mut joined: Option<(Vec<Row>, Vec<(String, String)>, bool)> = None;
+    let mut joined: Option<Joined> = None;
     if let Some(join) = join {
         let (source, on) = join
             .split_once(" F ON ")
@@ -374,7 +390,9 @@ fn select_rows(tables: &BTreeMap<Key, super::FakeTable>, items: &str, from: &str
             None => None,
             Some((rows, pairs, live_only)) => {
                 let mut matches = rows.iter().filter(|f| {
-                    pairs.iter().all(|(k, s)| !row[s].is_null() && f.get(k) == Some(&row[s]))
+                    pairs
+                        .iter()
+                        .all(|(k, s)| !row[s].is_null() && f.get(k) == Some(&row[s]))
                         && (!live_only || f.get("_sluice_deleted_at").is_none_or(ScalarValue::is_null))
                 });
                 let first = matches.next();
@@ -398,7 +416,9 @@ fn select_rows(tables: &BTreeMap<Key, super::FakeTable>, items: &str, from: &str
         for item in &items {
             match item {
                 Item::Staged(column) => {
-                    let value = row.get(column).ok_or_else(|| invalid(format!("Unrecognized name: {column}")))?;
+                    let value = row
+                        .get(column)
+                        .ok_or_else(|| invalid(format!("Unrecognized name: {column}")))?;
                     result.insert(column.clone(), value.clone());
                 }
                 Item::Fill { column, key, message } => {
@@ -436,7 +456,9 @@ fn set_list(text: &str) -> Result<Vec<String>, Failure> {
 
 fn merge(tables: &mut BTreeMap<Key, super::FakeTable>, rest: &str, statement: &str) -> Result<(), Failure> {
     let bad = |what: &str| invalid(format!("the fake's MERGE expects {what}: {statement}"));
-    let (target, rest) = rest.split_once(" T USING (SELECT ").ok_or_else(|| bad("T USING (SELECT"))?;
+    let (target, rest) = rest
+        .split_once(" T USING (SELECT ")
+        .ok_or_else(|| bad("T USING (SELECT"))?;
     let target = table(target)?;
     let (source, rest) = rest.split_once(") S ON ").ok_or_else(|| bad(") S ON"))?;
     let (items, from) = source.split_once(" FROM ").ok_or_else(|| bad("FROM"))?;
@@ -446,10 +468,15 @@ fn merge(tables: &mut BTreeMap<Key, super::FakeTable>, rest: &str, statement: &s
     let (delete, rest) = rest
         .split_once(" WHEN MATCHED THEN UPDATE SET ")
         .ok_or_else(|| bad("WHEN MATCHED THEN UPDATE SET"))?;
-    let (update, rest) = rest.split_once(" WHEN NOT MATCHED").ok_or_else(|| bad("WHEN NOT MATCHED"))?;
+    let (update, rest) = rest
+        .split_once(" WHEN NOT MATCHED")
+        .ok_or_else(|| bad("WHEN NOT MATCHED"))?;
     let (insert_upserts_only, rest) = match rest.strip_prefix(" AND S.`_sluice_op` = 'upsert' THEN INSERT (") {
         Some(rest) => (true, rest),
-        None => (false, rest.strip_prefix(" THEN INSERT (").ok_or_else(|| bad("THEN INSERT"))?),
+        None => (
+            false,
+            rest.strip_prefix(" THEN INSERT (").ok_or_else(|| bad("THEN INSERT"))?,
+        ),
     };
     let (names, values) = rest.split_once(") VALUES (").ok_or_else(|| bad("VALUES"))?;
     let values = values.strip_suffix(')').ok_or_else(|| bad("VALUES (...)"))?;
@@ -474,7 +501,11 @@ fn merge(tables: &mut BTreeMap<Key, super::FakeTable>, rest: &str, statement: &s
         .collect::<Result<_, _>>()?;
     let deleted_sets = match delete {
         "DELETE" => None,
-        other => Some(set_list(other.strip_prefix("UPDATE SET ").ok_or_else(|| bad("DELETE or UPDATE SET"))?)?),
+        other => Some(set_list(
+            other
+                .strip_prefix("UPDATE SET ")
+                .ok_or_else(|| bad("DELETE or UPDATE SET"))?,
+        )?),
     };
     let updated = set_list(update)?;
     let source = select_rows(tables, items, from)?;
@@ -484,7 +515,9 @@ fn merge(tables: &mut BTreeMap<Key, super::FakeTable>, rest: &str, statement: &s
     let mut inserted = Vec::new();
     for s in &source {
         let key = key_of(s);
-        let at = target_rows.iter().position(|t| key_of(t) == key && !key.iter().any(ScalarValue::is_null));
+        let at = target_rows
+            .iter()
+            .position(|t| key_of(t) == key && !key.iter().any(ScalarValue::is_null));
         let op = match s.get("_sluice_op") {
             Some(ScalarValue::Utf8(Some(op))) => op.clone(),
             _ => return Err(bad("a source _sluice_op")),
@@ -542,8 +575,15 @@ fn merge(tables: &mut BTreeMap<Key, super::FakeTable>, rest: &str, statement: &s
 /// the table's fields it selects.
 pub fn view_fields(tables: &BTreeMap<Key, super::FakeTable>, query: &str) -> Result<Vec<Value>, String> {
     let (history, columns) = parse_view(query)?;
-    let table = tables.get(&history).ok_or(format!("Not found: Table {}.{}", history.0, history.1))?;
-    let fields = table.resource.pointer("/schema/fields").and_then(Value::as_array).cloned().unwrap_or_default();
+    let table = tables
+        .get(&history)
+        .ok_or(format!("Not found: Table {}.{}", history.0, history.1))?;
+    let fields = table
+        .resource
+        .pointer("/schema/fields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     columns
         .iter()
         .map(|c| {
@@ -574,7 +614,10 @@ fn parse_view(query: &str) -> Result<(Key, Vec<String>), String> {
     let [_, dataset, table] = parts.as_slice() else {
         return Err(bad());
     };
-    Ok(((unquote(dataset), unquote(table)), columns.split(", ").map(unquote).collect()))
+    Ok((
+        (unquote(dataset), unquote(table)),
+        columns.split(", ").map(unquote).collect(),
+    ))
 }
 
 /// The rows of a `<table>_current` view whose query is `query` (exactly
@@ -583,7 +626,9 @@ fn parse_view(query: &str) -> Result<(Key, Vec<String>), String> {
 pub fn current_rows(tables: &BTreeMap<Key, super::FakeTable>, query: &str) -> Result<Vec<Row>, String> {
     let bad = || format!("the fake does not evaluate the view {query}");
     let rest = query.strip_prefix("SELECT ").ok_or_else(bad)?;
-    let (columns, rest) = rest.split_once(" FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY ").ok_or_else(bad)?;
+    let (columns, rest) = rest
+        .split_once(" FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY ")
+        .ok_or_else(bad)?;
     let (keys, rest) = rest
         .split_once(" ORDER BY `_sluice_position` DESC) AS `_sluice_rank` FROM ")
         .ok_or_else(bad)?;

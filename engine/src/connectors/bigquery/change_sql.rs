@@ -109,7 +109,11 @@ impl ChangeSql<'_> {
                 .iter()
                 .map(|k| format!("F.{} = S.{}", q(k), q(&format!("{FILL_KEY_PREFIX}{k}"))))
                 .collect();
-            from.push_str(&format!(" LEFT JOIN {} F ON {}", self.table_ref(stored), on.join(" AND ")));
+            from.push_str(&format!(
+                " LEFT JOIN {} F ON {}",
+                self.table_ref(stored),
+                on.join(" AND ")
+            ));
             if live_only {
                 from.push_str(&format!(" AND F.{} IS NULL", q(DELETED_AT_COLUMN)));
             }

@@ -18,15 +18,15 @@ use tracing::info;
 use super::api::{Api, ApiError, job_error};
 use super::layout::TableLayout;
 use super::load::{BigQueryLoad, ChangeCommit, WindowReplace};
-use super::position::{PositionTable, Recorded};
 use super::partition::whole_partition;
+use super::position::{PositionTable, Recorded};
 use super::source::DIALECT;
 use super::{Session, Settings};
 use super::{changes, keys, record, schema, ship};
 use crate::cdc::{COMMIT_TS_COLUMN, POSITION_COLUMN};
 use crate::contract::{
-    ChangeSpec, CommitState, Destination, DestinationError, Dialect, LoadTransaction, QueryBuilder, ResolvedOptions, TableSetup,
-    TableSpec, TextRows, WriteMode,
+    ChangeSpec, CommitState, Destination, DestinationError, Dialect, LoadTransaction, QueryBuilder, ResolvedOptions,
+    TableSetup, TableSpec, TextRows, WriteMode,
 };
 
 /// The table label holding the token that makes Sluice's job ids for the
@@ -471,7 +471,9 @@ impl Destination for BigQueryDestination {
             .await?
             .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
         let names = RunNames::new(table, &token, &self.instance, run_id);
-        Ok(Box::new(changes::BigQueryChanges::new(api, table, target, token, names, spec)))
+        Ok(Box::new(changes::BigQueryChanges::new(
+            api, table, target, token, names, spec,
+        )))
     }
 }
 

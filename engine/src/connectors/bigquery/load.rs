@@ -10,6 +10,10 @@
 //! commits instead with one multi-statement transaction, run as a query job
 //! under the same commit job id: `DELETE` of the window's rows and `INSERT
 //! ... SELECT` from the staging table, both or neither.
+//! So does a CDC load ([`ChangeCommit`]): a first load's rows with the
+//! change position written into the table's position table, or a change
+//! batch's `MERGE` (see [`changes`](super::changes)); neither records
+//! itself in the labels.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,9 +32,9 @@ use tracing::{info, warn};
 
 use super::api::{Api, ApiError, job_error};
 use super::change_sql::{self, string_literal};
-use super::position::PositionTable;
 use super::chunk::ChunkWriter;
 use super::destination::RunNames;
+use super::position::PositionTable;
 use super::reasons::remote_error;
 use super::record::{self, LoadRecord};
 use super::ship::Shipper;
@@ -108,6 +112,7 @@ pub(super) struct BigQueryLoad {
 }
 
 impl BigQueryLoad {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         api: Arc<Api>,
         table: String,

@@ -68,17 +68,29 @@ impl PositionTable {
             field.mode = Some("REQUIRED".into());
         }
         let settings = &api.settings;
-        let table = Table::new(&settings.project, &settings.dataset, &self.name, TableSchema::new(fields))
-            .description(&format!(
-                "The change position Sluice committed into table {target} (one row, written with each batch)"
-            ));
+        let table = Table::new(
+            &settings.project,
+            &settings.dataset,
+            &self.name,
+            TableSchema::new(fields),
+        )
+        .description(&format!(
+            "The change position Sluice committed into table {target} (one row, written with each batch)"
+        ));
         api.create_table(&table).await.map_err(|e| e.into_destination(None))?;
         Ok(())
     }
 
     /// The statements that record `position`, committed by batch `batch`
     /// (its job-id prefix) of run `run_id` of catalog `instance`.
-    pub(super) fn record(&self, dataset: &str, instance: &str, run_id: u64, batch: &str, position: &str) -> Vec<String> {
+    pub(super) fn record(
+        &self,
+        dataset: &str,
+        instance: &str,
+        run_id: u64,
+        batch: &str,
+        position: &str,
+    ) -> Vec<String> {
         let table = format!("{}.{}", DIALECT.quote_ident(dataset), DIALECT.quote_ident(&self.name));
         let columns: Vec<String> = COLUMNS.iter().map(|c| DIALECT.quote_ident(c)).collect();
         vec![
@@ -147,7 +159,13 @@ mod tests {
         let table = PositionTable::of("items-eu", "0a1b2c");
         assert_eq!(table.name, "_sluice_position_items_eu_0a1b2c");
         assert_eq!(
-            table.record("raw", "00ff", 7, "sluice_items_b1", r#"{"postgres":{"commit_lsn":1,"end_lsn":2}}"#),
+            table.record(
+                "raw",
+                "00ff",
+                7,
+                "sluice_items_b1",
+                r#"{"postgres":{"commit_lsn":1,"end_lsn":2}}"#
+            ),
             [
                 "DELETE FROM `raw`.`_sluice_position_items_eu_0a1b2c` WHERE TRUE",
                 "INSERT INTO `raw`.`_sluice_position_items_eu_0a1b2c` (`instance`, `run_id`, `batch`, `position`, \

@@ -68,7 +68,7 @@ struct Row {
 /// Where a change finds the values it did not carry.
 enum Earlier {
     /// A version written earlier in the batch.
-    InBatch(Row),
+    InBatch(Box<Row>),
     /// The row stored before the batch, of this key.
     Stored(Vec<ScalarValue>),
     /// None: the key is deleted, or the table was truncated.
@@ -116,7 +116,11 @@ impl<'a> Stager<'a> {
     /// per key column.
     pub(super) fn schema(&self) -> SchemaRef {
         let timestamp = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
-        let mut fields: Vec<Field> = self.data.iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        let mut fields: Vec<Field> = self
+            .data
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
         fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
         fields.push(Field::new(POSITION_COLUMN, DataType::Utf8, false));
         fields.push(Field::new(COMMIT_TS_COLUMN, timestamp.clone(), false));
@@ -157,9 +161,11 @@ impl<'a> Stager<'a> {
             self.read(batch, &mut changes)?;
         }
         if self.key.is_empty() && changes.iter().any(|(_, _, unchanged)| !unchanged.is_empty()) {
-            return Err("a change leaves a value unchanged, but the table has no key to find the stored one \
+            return Err(
+                "a change leaves a value unchanged, but the table has no key to find the stored one \
                         (use REPLICA IDENTITY FULL at the source)"
-                .into());
+                    .into(),
+            );
         }
         let mut latest: BTreeMap<Vec<u8>, Row> = BTreeMap::new();
         let mut history = Vec::new();
@@ -168,7 +174,7 @@ impl<'a> Stager<'a> {
         for (key, mut row, unchanged) in changes {
             let just_removed = std::mem::replace(&mut removed, Earlier::Gone);
             let current = |latest: &BTreeMap<Vec<u8>, Row>, truncated: bool| match latest.get(&key) {
-                Some(row) if row.op == UPSERT && row.deleted_at.is_none() => Earlier::InBatch(row.clone()),
+                Some(row) if row.op == UPSERT && row.deleted_at.is_none() => Earlier::InBatch(Box::new(row.clone())),
                 Some(_) => Earlier::Gone,
                 None if truncated => Earlier::Gone,
                 None => Earlier::Stored(self.key.iter().map(|&k| row.values[k].clone()).collect()),
@@ -297,7 +303,10 @@ impl<'a> Stager<'a> {
             return Err("a change batch whose _sluice_* columns have other types".into());
         };
         let commit_ts = column(COMMIT_TS_COLUMN)?;
-        let keys = self.keys(self.key.iter().map(|&k| Arc::clone(data[k])).collect(), batch.num_rows())?;
+        let keys = self.keys(
+            self.key.iter().map(|&k| Arc::clone(data[k])).collect(),
+            batch.num_rows(),
+        )?;
         let scalar = |array: &ArrayRef, row: usize| ScalarValue::try_from_array(array, row).map_err(|e| e.to_string());
         for (row, key) in keys.into_iter().enumerate() {
             let op = ChangeOp::parse(ops.value(row)).ok_or_else(|| format!("unknown change \"{}\"", ops.value(row)))?;
@@ -378,11 +387,18 @@ impl<'a> Stager<'a> {
         arrays.push(Arc::new(datafusion::arrow::array::StringArray::from_iter_values(
             rows.iter().map(|r| r.position.as_str()),
         )));
-        let timestamp = schema.field_with_name(COMMIT_TS_COLUMN).expect("staged").data_type().clone();
+        let timestamp = schema
+            .field_with_name(COMMIT_TS_COLUMN)
+            .expect("staged")
+            .data_type()
+            .clone();
         arrays.push(column(&timestamp, rows.iter().map(|r| r.commit_ts.clone()).collect())?);
         if self.spec.soft_delete {
             let null = ScalarValue::try_from(&timestamp).map_err(failed)?;
-            let values = rows.iter().map(|r| r.deleted_at.clone().unwrap_or_else(|| null.clone())).collect();
+            let values = rows
+                .iter()
+                .map(|r| r.deleted_at.clone().unwrap_or_else(|| null.clone()))
+                .collect();
             arrays.push(column(&timestamp, values)?);
         }
         let mut fill = ListBuilder::new(StringBuilder::new());
@@ -542,7 +558,10 @@ mod tests {
         changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
         changes.push(ChangeOp::Update, Some(2), text("b"), ChangeValue::Unchanged);
         let error = stage(&spec(CdcMode::Merge, false), &changes.batches()).unwrap_err();
-        assert!(error.contains("\"big\"") && error.contains("no earlier version"), "{error}");
+        assert!(
+            error.contains("\"big\"") && error.contains("no earlier version"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -563,8 +582,15 @@ mod tests {
         let error = stage(&keyless, &batches).unwrap_err();
         assert!(error.contains("REPLICA IDENTITY FULL"), "{error}");
         assert!(
-            Stager::new("t", &change_schema(&columns()), &ChangeSpec { key: Vec::new(), ..spec(CdcMode::Merge, false) })
-                .is_err(),
+            Stager::new(
+                "t",
+                &change_schema(&columns()),
+                &ChangeSpec {
+                    key: Vec::new(),
+                    ..spec(CdcMode::Merge, false)
+                }
+            )
+            .is_err(),
             "MERGE needs a key"
         );
     }
@@ -710,7 +736,11 @@ mod tests {
     /// their last values), and `HISTORY`'s current state.
     #[test]
     fn random_batches_applied_as_the_sql_does_match_a_model() {
-        for (mode, soft_delete) in [(CdcMode::Merge, false), (CdcMode::Merge, true), (CdcMode::History, false)] {
+        for (mode, soft_delete) in [
+            (CdcMode::Merge, false),
+            (CdcMode::Merge, true),
+            (CdcMode::History, false),
+        ] {
             let spec = spec(mode, soft_delete);
             for seed in 0..6 {
                 let mut rng = StdRng::seed_from_u64(seed);
@@ -726,12 +756,18 @@ mod tests {
                     match mode {
                         CdcMode::Merge => {
                             apply_merge(&mut table, &staged, soft_delete).unwrap();
-                            let live: BTreeMap<i64, Values> =
-                                table.iter().filter(|(_, r)| !r.1).map(|(k, r)| (*k, r.0.clone())).collect();
+                            let live: BTreeMap<i64, Values> = table
+                                .iter()
+                                .filter(|(_, r)| !r.1)
+                                .map(|(k, r)| (*k, r.0.clone()))
+                                .collect();
                             assert_eq!(live, model, "{context}");
                             if soft_delete {
-                                let marked: BTreeMap<i64, Values> =
-                                    table.iter().filter(|(_, r)| r.1).map(|(k, r)| (*k, r.0.clone())).collect();
+                                let marked: BTreeMap<i64, Values> = table
+                                    .iter()
+                                    .filter(|(_, r)| r.1)
+                                    .map(|(k, r)| (*k, r.0.clone()))
+                                    .collect();
                                 assert_eq!(marked, deleted, "{context}: the deleted keys, marked");
                             }
                         }
