@@ -9,7 +9,8 @@
 //! applies the batch once, a resync starts the tables over from a fresh
 //! snapshot, and a kill -9 after the BigQuery commit and
 //! before the catalog records it leaves the tables equal to the source
-//! after a restart and a run.
+//! after a restart and a run. A `CONTINUOUS` job commits a transaction per
+//! batch within one run.
 
 use std::time::Duration;
 
@@ -292,4 +293,71 @@ async fn kill_9_after_the_bigquery_commit_then_restart_and_run_equals_the_source
         3 + 8 + 5,
         "no change is in the history twice"
     );
+}
+
+/// A `CONTINUOUS` job into BigQuery commits a batch per `flush_interval`
+/// in one run (each its own staging table and commit job) and keeps the
+/// table equal to the source with no `RUN ETL JOB`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_job_commits_one_transaction_per_batch_in_one_run() {
+    let env = setup(&[]).await;
+    env.pg.psql_admin_db(
+        "shop",
+        &format!("{TABLE} INSERT INTO items VALUES (1, 'a', {}, 1);", big('a')),
+    );
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB items_stream FROM shop.public.items INTO wh.items_m CDC MERGE CONTINUOUS \
+             WITH (flush_interval = '1 second')",
+        )
+        .await
+        .unwrap();
+    let until_equal = |step: &'static str| {
+        let env = &env;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let expected = source(env).await;
+                let loaded = env
+                    .fake
+                    .table(DATASET, "items_m")
+                    .map(|t| formatted(t.batches.iter().flat_map(batch_rows).collect(), None));
+                if loaded.as_ref() == Some(&expected) {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{step}: {loaded:?} is not {expected:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    until_equal("the first load").await;
+    for (i, sql) in [
+        "UPDATE items SET name = 'a2' WHERE id = 1; INSERT INTO items VALUES (2, 'b', NULL, 2);".to_owned(),
+        "UPDATE items SET id = 10 WHERE id = 1; DELETE FROM items WHERE id = 2;".to_owned(),
+        format!("INSERT INTO items VALUES (3, 'c', {}, 3);", big('c')),
+    ]
+    .iter()
+    .enumerate()
+    {
+        env.pg.psql_admin_db("shop", sql);
+        until_equal(["an update and an insert", "a key change and a delete", "an insert"][i]).await;
+    }
+    let batches: Vec<String> = scripts(&env)
+        .into_iter()
+        .filter(|s| s.contains("MERGE `raw_data`.`items_m`"))
+        .collect();
+    assert!(batches.len() >= 3, "a batch per change: {batches:#?}");
+    let runs = rows(
+        &env.client,
+        "SELECT count(*) FROM sluice.runs WHERE job = 'items_stream'",
+    )
+    .await;
+    assert_eq!(runs[0][0].as_deref(), Some("1"), "one run streams");
+    env.client
+        .batch_execute("ALTER ETL JOB items_stream PAUSE")
+        .await
+        .unwrap();
 }
