@@ -173,7 +173,12 @@ impl ChangeSql<'_> {
             on = on.join(" AND "),
             op = q(OP_COLUMN),
             delete_op = lit(DELETE),
-            update = set(&columns),
+            // The key is the one matched.
+            update = set(&columns
+                .iter()
+                .filter(|c| !self.key.contains(c))
+                .cloned()
+                .collect::<Vec<_>>()),
             names = names.join(", "),
             values = values.join(", "),
         )
@@ -261,8 +266,8 @@ mod tests {
             sql(&data, &key, false).merge(false),
             "MERGE `raw`.`items` T USING (SELECT S.`id`, S.`name`, S.`_sluice_op`, S.`_sluice_position`, \
              S.`_sluice_commit_ts` FROM `raw`.`stage` S) S ON T.`id` = S.`id` WHEN MATCHED AND S.`_sluice_op` = \
-             'delete' THEN DELETE WHEN MATCHED THEN UPDATE SET `id` = S.`id`, `name` = S.`name`, `_sluice_position` \
-             = S.`_sluice_position`, `_sluice_commit_ts` = S.`_sluice_commit_ts` WHEN NOT MATCHED AND \
+             'delete' THEN DELETE WHEN MATCHED THEN UPDATE SET `name` = S.`name`, `_sluice_position` = \
+             S.`_sluice_position`, `_sluice_commit_ts` = S.`_sluice_commit_ts` WHEN NOT MATCHED AND \
              S.`_sluice_op` = 'upsert' THEN INSERT (`id`, `name`, `_sluice_position`, `_sluice_commit_ts`) VALUES \
              (S.`id`, S.`name`, S.`_sluice_position`, S.`_sluice_commit_ts`)"
         );
