@@ -272,6 +272,32 @@ async fn a_lost_or_refused_commit_never_applies_a_batch_twice() {
     assert_equal(&env, "a lost answer and a refused commit").await;
     let history = table(&env, "items_h");
     assert_eq!(history.len(), 3 + 8, "no change twice in the history");
+
+    // A table of the current view's name that Sluice did not make is not
+    // read as one: the run fails and says so.
+    let fields = serde_json::json!([{"name": "id", "type": "INTEGER"}]);
+    env.fake.put_table(DATASET, "items_x_current", fields, Vec::new());
+    env.client
+        .batch_execute("CREATE ETL JOB items_x FROM shop.public.items INTO wh.items_x CDC HISTORY")
+        .await
+        .unwrap();
+    let error = env.client.simple_query("RUN ETL JOB items_x").await.unwrap_err();
+    let message = error.as_db_error().expect("a server error").message().to_owned();
+    assert!(
+        message.contains("\"items_x_current\" exists that Sluice did not make"),
+        "{message}"
+    );
+    env.fake
+        .state()
+        .tables
+        .remove(&(DATASET.to_owned(), "items_x_current".to_owned()));
+    // The first load committed; the view comes with the next batch.
+    env.pg.psql_admin_db("shop", "UPDATE items SET qty = 111 WHERE id = 1;");
+    run(&env, "items_x").await;
+    assert_eq!(
+        formatted(env.fake.view_rows(DATASET, "items_x_current"), None),
+        source(&env).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

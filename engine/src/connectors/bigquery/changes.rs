@@ -20,7 +20,8 @@ use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::table_schema::TableSchema;
 use gcp_bigquery_client::model::view_definition::ViewDefinition;
 use sluice_catalog::CdcMode;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 use tracing::info;
 
@@ -48,7 +49,12 @@ pub(super) struct BigQueryChanges {
     names: RunNames,
     spec: ChangeSpec,
     batches: Vec<RecordBatch>,
+    /// The position tables (and views) the destination made already.
+    ensured: Ensured,
 }
+
+/// The names of the position tables whose objects a destination made.
+pub(super) type Ensured = Arc<Mutex<HashSet<String>>>;
 
 impl BigQueryChanges {
     pub(super) fn new(
@@ -58,6 +64,7 @@ impl BigQueryChanges {
         token: String,
         names: RunNames,
         spec: &ChangeSpec,
+        ensured: Ensured,
     ) -> Self {
         Self {
             api,
@@ -67,6 +74,7 @@ impl BigQueryChanges {
             names,
             spec: spec.clone(),
             batches: Vec::new(),
+            ensured,
         }
     }
 
@@ -108,10 +116,37 @@ impl BigQueryChanges {
             // BigQuery derives a view's columns from its query.
             ..Table::new(&settings.project, &settings.dataset, &name, TableSchema::default())
         };
-        self.api
-            .create_table(&view)
-            .await
-            .map_err(|e| e.into_destination(None))?;
+        let remote = |e: ApiError| e.into_destination(None);
+        if !self.api.create_table(&view).await.map_err(remote)? {
+            // Made by an earlier batch, unless someone else's.
+            let existing = self.api.get_table(&name).await.map_err(remote)?;
+            if existing.as_ref().and_then(|t| t.labels.as_ref()?.get(VIEW_LABEL)) != Some(&self.token) {
+                return Err(self.invalid(format!(
+                    "a table or view \"{name}\" exists that Sluice did not make as this table's current state: \
+                     rename or drop it"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the position table and (`HISTORY`) the current view unless
+    /// this destination made them already (a run's batches share it).
+    async fn ensure_objects(&self, positions: &PositionTable) -> Result<(), DestinationError> {
+        if self
+            .ensured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&positions.name)
+        {
+            return Ok(());
+        }
+        positions.ensure(&self.api, &self.table).await?;
+        self.ensure_current_view(&self.spec.key).await?;
+        self.ensured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(positions.name.clone());
         Ok(())
     }
 }
@@ -158,8 +193,7 @@ impl LoadTransaction for BigQueryChanges {
             .map(|stager| (stager.data_names(), stager.key_names()))
             .unwrap_or_default();
         let positions = PositionTable::of(&self.table, &self.token);
-        positions.ensure(&self.api, &self.table).await?;
-        self.ensure_current_view(&self.spec.key).await?;
+        self.ensure_objects(&positions).await?;
 
         let (api, table, token, spec) = (self.api.clone(), self.table.clone(), self.token.clone(), &self.spec);
         let names = self.names.clone().batch(&position);

@@ -54,6 +54,7 @@ pub(super) fn open(
     Ok(Arc::new(BigQueryDestination {
         session,
         instance: instance.to_owned(),
+        ensured: changes::Ensured::default(),
     }))
 }
 
@@ -62,6 +63,9 @@ struct BigQueryDestination {
     /// The catalog's instance id, in every job and staging name: run ids
     /// start again in a new catalog, BigQuery job ids are kept for months.
     instance: String,
+    /// The CDC position tables (and views) made, so that a run's batches
+    /// make them once.
+    ensured: changes::Ensured,
 }
 
 /// The names and job ids of one run's load of a table.
@@ -472,7 +476,13 @@ impl Destination for BigQueryDestination {
             .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
         let names = RunNames::new(table, &token, &self.instance, run_id);
         Ok(Box::new(changes::BigQueryChanges::new(
-            api, table, target, token, names, spec,
+            api,
+            table,
+            target,
+            token,
+            names,
+            spec,
+            self.ensured.clone(),
         )))
     }
 }
