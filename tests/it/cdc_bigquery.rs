@@ -273,6 +273,34 @@ async fn a_lost_or_refused_commit_never_applies_a_batch_twice() {
     let history = table(&env, "items_h");
     assert_eq!(history.len(), 3 + 8, "no change twice in the history");
 
+    // A commit behind the recorded position (as a commit job of a failed
+    // run that BigQuery ran after a later run's) changes nothing.
+    let name = env
+        .fake
+        .table_names(DATASET)
+        .into_iter()
+        .find(|t| t.starts_with("_sluice_position_items_m_"))
+        .unwrap();
+    let saved = env.fake.table(DATASET, &name).unwrap().batches;
+    let ahead = {
+        let batch = &saved[0];
+        let bound = batch.schema().index_of("bound").unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[bound] = std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec!["Z"]));
+        datafusion::arrow::array::RecordBatch::try_new(batch.schema(), columns).unwrap()
+    };
+    let key = (DATASET.to_owned(), name.clone());
+    env.fake.state().tables.get_mut(&key).unwrap().batches = vec![ahead];
+    let before = formatted(table(&env, "items_m"), None);
+    env.pg.psql_admin_db("shop", "UPDATE items SET qty = 99 WHERE id = 4;");
+    let error = env.client.simple_query("RUN ETL JOB items_merge").await.unwrap_err();
+    let message = error.as_db_error().expect("a server error").message().to_owned();
+    assert!(message.contains("a later change position than this batch"), "{message}");
+    assert_eq!(formatted(table(&env, "items_m"), None), before, "nothing applied");
+    env.fake.state().tables.get_mut(&key).unwrap().batches = saved;
+    run(&env, "items_merge").await;
+    assert_eq!(formatted(table(&env, "items_m"), None), source(&env).await);
+
     // A table of the current view's name that Sluice did not make is not
     // read as one: the run fails and says so.
     let fields = serde_json::json!([{"name": "id", "type": "INTEGER"}]);

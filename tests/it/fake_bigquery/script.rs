@@ -6,6 +6,8 @@
 //! - `INSERT INTO t (columns) SELECT columns FROM staging` (a repair, a
 //!   CDC first load);
 //! - `INSERT INTO t (columns) VALUES (literals)` (the CDC position row);
+//! - `SELECT IF(EXISTS(SELECT 1 FROM p WHERE `bound` > 'b'), ERROR('...'),
+//!   0)` (a CDC batch's guard against a later recorded position);
 //! - `INSERT INTO t (columns) SELECT items FROM staging S [LEFT JOIN f F
 //!   ON ...]` (a CDC `HISTORY` batch);
 //! - `MERGE t T USING (SELECT items FROM staging S [LEFT JOIN t F ON ...])
@@ -111,7 +113,27 @@ fn run_statement(tables: &mut BTreeMap<Key, super::FakeTable>, statement: &str) 
     if let Some(rest) = statement.strip_prefix("MERGE ") {
         return merge(tables, rest, statement);
     }
+    if let Some(rest) = statement.strip_prefix("SELECT IF(EXISTS(SELECT 1 FROM ") {
+        return guard(tables, rest, statement);
+    }
     Err(invalid(format!("the fake does not run {statement}")))
+}
+
+/// `SELECT IF(EXISTS(SELECT 1 FROM p WHERE `bound` > 'b'), ERROR('m'), 0)`:
+/// fails with `m` when `p` holds a bound past `b`.
+fn guard(tables: &BTreeMap<Key, super::FakeTable>, rest: &str, statement: &str) -> Result<(), Failure> {
+    let bad = || invalid(format!("the fake does not run {statement}"));
+    let (positions, rest) = rest.split_once(" WHERE `bound` > ").ok_or_else(bad)?;
+    let (bound, rest) = rest.split_once("), ERROR(").ok_or_else(bad)?;
+    let message = rest.strip_suffix("), 0)").ok_or_else(bad)?;
+    let (bound, message) = (string_literal(bound)?, string_literal(message)?);
+    let past = rows_of(tables, &table(positions)?)?
+        .iter()
+        .any(|row| match row.get("bound") {
+            Some(ScalarValue::Utf8(Some(recorded))) => *recorded > bound,
+            _ => false,
+        });
+    if past { Err(invalid(message)) } else { Ok(()) }
 }
 
 /// `` `dataset`.`table` `` as a key.

@@ -33,7 +33,7 @@ use super::position::PositionTable;
 use super::schema;
 use super::staged::Stager;
 use crate::cdc::OP_COLUMN;
-use crate::contract::{ChangeSpec, CommitReport, DestinationError, LoadTransaction, WriteMode};
+use crate::contract::{ChangeSpec, CommitReport, DestinationError, LoadTransaction, Position, WriteMode};
 
 /// The label of a `<table>_current` view Sluice made, with the table's token.
 const VIEW_LABEL: &str = "sluice_view_of";
@@ -206,7 +206,13 @@ impl LoadTransaction for BigQueryChanges {
             key: &key,
             soft_delete: spec.soft_delete,
         };
-        let mut statements = Vec::new();
+        let bound = Position::from_json(&position)
+            .map_err(|reason| DestinationError::Changes {
+                table: table.clone(),
+                reason,
+            })?
+            .committed_bound();
+        let mut statements = vec![positions.guard(&dataset, &bound)];
         if staged.as_ref().is_some_and(|s| s.truncated) {
             statements.push(sql.truncate());
         }
@@ -217,7 +223,7 @@ impl LoadTransaction for BigQueryChanges {
                 CdcMode::History => sql.append_history(*fills),
             });
         }
-        statements.extend(positions.record(&dataset, &names.instance, names.run_id, &names.job_prefix, &position));
+        statements.extend(positions.record(&dataset, &names, &position, &bound));
         let script = change_sql::transaction(&statements);
         let staging_schema = match &stager {
             Some(stager) => {

@@ -439,11 +439,16 @@ impl BigQueryLoad {
             None => Ok(None),
             Some(ChangeCommit::Script(script)) => Ok(Some(script.clone())),
             Some(ChangeCommit::Snapshot(positions)) => {
-                let Some(position) = watermark.filter(|w| Position::from_json(w).is_ok()) else {
+                let Some((position, parsed)) =
+                    watermark.and_then(|w| Position::from_json(w).ok().map(|parsed| (w, parsed)))
+                else {
                     return Ok(None);
                 };
                 positions.ensure(&self.api, &self.table).await?;
                 let dataset = &self.api.settings.dataset;
+                // No guard: a snapshot starts over (a resync may follow a
+                // source whose log starts again lower).
+                let bound = parsed.committed_bound();
                 let mut statements = change_sql::snapshot(
                     dataset,
                     &self.table,
@@ -451,13 +456,7 @@ impl BigQueryLoad {
                     &self.staging_columns,
                     self.mode == WriteMode::Replace,
                 );
-                statements.extend(positions.record(
-                    dataset,
-                    &self.names.instance,
-                    self.names.run_id,
-                    &self.names.job_prefix,
-                    position,
-                ));
+                statements.extend(positions.record(dataset, &self.names, position, &bound));
                 Ok(Some(change_sql::transaction(&statements)))
             }
         }

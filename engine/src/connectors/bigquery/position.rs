@@ -13,6 +13,7 @@ use gcp_bigquery_client::model::table_schema::TableSchema;
 
 use super::api::Api;
 use super::change_sql::string_literal;
+use super::destination::RunNames;
 use super::source::DIALECT;
 use crate::contract::{CommitState, DestinationError, Dialect};
 
@@ -41,7 +42,11 @@ impl Recorded {
     }
 }
 
-const COLUMNS: [&str; 5] = ["instance", "run_id", "batch", "position", "committed_at"];
+const COLUMNS: [&str; 6] = ["instance", "run_id", "batch", "position", "bound", "committed_at"];
+/// The message of the `ERROR()` that stops a commit behind the recorded
+/// position.
+const BEHIND: &str = "sluice: the table holds a later change position than this batch (a commit of a failed run \
+                      that BigQuery ran late?); nothing of the batch was applied";
 
 impl PositionTable {
     pub(super) fn of(table: &str, token: &str) -> Self {
@@ -62,6 +67,7 @@ impl PositionTable {
             TableFieldSchema::integer("run_id"),
             TableFieldSchema::string("batch"),
             TableFieldSchema::string("position"),
+            TableFieldSchema::string("bound"),
             TableFieldSchema::timestamp("committed_at"),
         ];
         for field in &mut fields {
@@ -81,26 +87,40 @@ impl PositionTable {
         Ok(())
     }
 
-    /// The statements that record `position`, committed by batch `batch`
-    /// (its job-id prefix) of run `run_id` of catalog `instance`.
-    pub(super) fn record(
-        &self,
-        dataset: &str,
-        instance: &str,
-        run_id: u64,
-        batch: &str,
-        position: &str,
-    ) -> Vec<String> {
-        let table = format!("{}.{}", DIALECT.quote_ident(dataset), DIALECT.quote_ident(&self.name));
+    fn table_ref(&self, dataset: &str) -> String {
+        format!("{}.{}", DIALECT.quote_ident(dataset), DIALECT.quote_ident(&self.name))
+    }
+
+    /// The statement a commit starts with: it fails the transaction when
+    /// the table records a position past `bound` (text that sorts like the
+    /// log, [`Position::committed_bound`](crate::contract::Position::committed_bound)),
+    /// so that a commit job of a failed run that BigQuery runs after a
+    /// later run's commit changes nothing.
+    pub(super) fn guard(&self, dataset: &str, bound: &str) -> String {
+        format!(
+            "SELECT IF(EXISTS(SELECT 1 FROM {} WHERE `bound` > {}), ERROR({}), 0)",
+            self.table_ref(dataset),
+            string_literal(bound),
+            string_literal(BEHIND)
+        )
+    }
+
+    /// The statements that record `position` (whose bound is `bound`),
+    /// committed by batch `batch` (its job-id prefix) of run `run_id` of
+    /// catalog `instance`.
+    pub(super) fn record(&self, dataset: &str, run: &RunNames, position: &str, bound: &str) -> Vec<String> {
+        let table = self.table_ref(dataset);
         let columns: Vec<String> = COLUMNS.iter().map(|c| DIALECT.quote_ident(c)).collect();
         vec![
             format!("DELETE FROM {table} WHERE TRUE"),
             format!(
-                "INSERT INTO {table} ({}) VALUES ({}, {run_id}, {}, {}, CURRENT_TIMESTAMP())",
+                "INSERT INTO {table} ({}) VALUES ({}, {}, {}, {}, {}, CURRENT_TIMESTAMP())",
                 columns.join(", "),
-                string_literal(instance),
-                string_literal(batch),
-                string_literal(position)
+                string_literal(&run.instance),
+                run.run_id,
+                string_literal(&run.job_prefix),
+                string_literal(position),
+                string_literal(bound)
             ),
         ]
     }
@@ -155,23 +175,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_position_is_recorded_in_place_of_the_last() {
+    fn a_position_is_recorded_in_place_of_the_last_behind_a_guard() {
         let table = PositionTable::of("items-eu", "0a1b2c");
         assert_eq!(table.name, "_sluice_position_items_eu_0a1b2c");
+        let run = RunNames::new("items", "0a1b2c", "00ff", 7);
         assert_eq!(
             table.record(
                 "raw",
-                "00ff",
-                7,
-                "sluice_items_b1",
-                r#"{"postgres":{"commit_lsn":1,"end_lsn":2}}"#
+                &run,
+                r#"{"postgres":{"commit_lsn":1,"end_lsn":2}}"#,
+                "0000000000000001-FFFFFFFF"
             ),
             [
                 "DELETE FROM `raw`.`_sluice_position_items_eu_0a1b2c` WHERE TRUE",
                 "INSERT INTO `raw`.`_sluice_position_items_eu_0a1b2c` (`instance`, `run_id`, `batch`, `position`, \
-                 `committed_at`) VALUES ('00ff', 7, 'sluice_items_b1', '{\"postgres\":{\"commit_lsn\":1,\"end_lsn\":2}}', \
-                 CURRENT_TIMESTAMP())"
+                 `bound`, `committed_at`) VALUES ('00ff', 7, 'sluice_items_0a1b2c_00ff_r7', \
+                 '{\"postgres\":{\"commit_lsn\":1,\"end_lsn\":2}}', '0000000000000001-FFFFFFFF', CURRENT_TIMESTAMP())"
             ]
+        );
+        assert_eq!(
+            table.guard("raw", "0000000000000001-FFFFFFFF"),
+            "SELECT IF(EXISTS(SELECT 1 FROM `raw`.`_sluice_position_items_eu_0a1b2c` WHERE `bound` > \
+             '0000000000000001-FFFFFFFF'), ERROR('sluice: the table holds a later change position than this batch (a \
+             commit of a failed run that BigQuery ran late?); nothing of the batch was applied'), 0)"
         );
     }
 }
