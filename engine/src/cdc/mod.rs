@@ -7,6 +7,8 @@
 
 pub(crate) mod batch;
 pub(crate) mod kept;
+#[cfg(test)]
+pub(crate) mod workload;
 
 pub use batch::{
     COMMIT_TS_COLUMN, ChangeBatchBuilder, ChangeOp, ChangeValue, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN,

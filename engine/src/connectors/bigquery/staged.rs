@@ -433,18 +433,10 @@ mod tests {
 
     use super::*;
     use crate::cdc::batch::tests::cast;
+    use crate::cdc::workload::{ChangeLog, Row, columns, random_change, text};
     use crate::cdc::{ChangeBatchBuilder, ChangeValue, change_schema};
 
-    /// `name` and `big` of a row.
-    type Values = (Option<String>, Option<String>);
-
-    fn columns() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-            Field::new("big", DataType::Utf8, true),
-        ]))
-    }
+    type Values = Row;
 
     fn spec(mode: CdcMode, soft_delete: bool) -> ChangeSpec {
         ChangeSpec {
@@ -460,6 +452,15 @@ mod tests {
         seq: u32,
     }
 
+    impl ChangeLog for Changes {
+        fn push(&mut self, op: ChangeOp, id: Option<i64>, name: ChangeValue, big: ChangeValue) {
+            self.seq += 1;
+            let id = id.map_or(ChangeValue::Null, |id| ChangeValue::Text(id.to_string()));
+            self.builder
+                .push(op, format!("{:08}", self.seq), i64::from(self.seq), vec![id, name, big]);
+        }
+    }
+
     impl Changes {
         fn new() -> Self {
             Self {
@@ -468,20 +469,9 @@ mod tests {
             }
         }
 
-        fn push(&mut self, op: ChangeOp, id: Option<i64>, name: ChangeValue, big: ChangeValue) {
-            self.seq += 1;
-            let id = id.map_or(ChangeValue::Null, |id| ChangeValue::Text(id.to_string()));
-            self.builder
-                .push(op, format!("{:08}", self.seq), i64::from(self.seq), vec![id, name, big]);
-        }
-
         fn batches(&mut self) -> Vec<RecordBatch> {
             self.builder.finish().unwrap().into_iter().collect()
         }
-    }
-
-    fn text(value: &str) -> ChangeValue {
-        ChangeValue::Text(value.into())
     }
 
     /// The staged rows as (op, id, values, filled columns, fill key, deleted).
@@ -668,66 +658,6 @@ mod tests {
             }
         }
         current
-    }
-
-    /// Pushes one random change of the model's table (as the warehouse's
-    /// tests do): inserts, updates leaving `big` unchanged, deletes, key
-    /// changes whose insert leaves `big` unchanged, truncates.
-    fn random_change(
-        rng: &mut StdRng,
-        model: &mut BTreeMap<i64, Values>,
-        deleted: &mut BTreeMap<i64, Values>,
-        changes: &mut Changes,
-    ) {
-        let free = |rng: &mut StdRng, model: &BTreeMap<i64, Values>| loop {
-            let id = rng.gen_range(0..1000);
-            if !model.contains_key(&id) {
-                return id;
-            }
-        };
-        let existing = (!model.is_empty()).then(|| *model.keys().nth(rng.gen_range(0..model.len())).unwrap());
-        let value = |rng: &mut StdRng, what: &str| format!("{what} {}", rng.gen_range(0..1000));
-        match (rng.gen_range(0..100), existing) {
-            (0..3, _) => {
-                changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
-                model.clear();
-                deleted.clear();
-            }
-            (3..40, _) | (_, None) => {
-                let id = free(rng, model);
-                let (name, big) = (value(rng, "name"), value(rng, "big"));
-                changes.push(ChangeOp::Insert, Some(id), text(&name), text(&big));
-                model.insert(id, (Some(name), Some(big)));
-                deleted.remove(&id);
-            }
-            (40..70, Some(id)) => {
-                let name = value(rng, "name");
-                let big = if rng.gen_bool(0.5) {
-                    ChangeValue::Unchanged
-                } else {
-                    let big = value(rng, "big");
-                    model.get_mut(&id).unwrap().1 = Some(big.clone());
-                    ChangeValue::Text(big)
-                };
-                changes.push(ChangeOp::Update, Some(id), text(&name), big);
-                model.get_mut(&id).unwrap().0 = Some(name);
-            }
-            (70..85, Some(id)) => {
-                changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
-                deleted.insert(id, model.remove(&id).unwrap());
-            }
-            (_, Some(id)) => {
-                let new = free(rng, model);
-                let old = model.remove(&id).unwrap();
-                let big = old.1.clone();
-                deleted.insert(id, old);
-                changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
-                let name = value(rng, "name");
-                changes.push(ChangeOp::Insert, Some(new), text(&name), ChangeValue::Unchanged);
-                model.insert(new, (Some(name), big));
-                deleted.remove(&new);
-            }
-        }
     }
 
     /// Random batches staged and applied as the commit's SQL applies them

@@ -606,26 +606,17 @@ mod tests {
     use std::collections::BTreeMap;
 
     use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::arrow::datatypes::Int64Type;
     use datafusion::prelude::SessionContext;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
     use super::*;
     use crate::cdc::batch::tests::cast;
+    use crate::cdc::workload::{ChangeLog, Row, columns, random_change, text};
     use crate::cdc::{ChangeBatchBuilder, ChangeValue, change_table_schema};
     use crate::contract::{Destination, Position, TableSpec};
     use crate::destinations::WarehouseSchema;
-
-    type Row = (Option<String>, Option<String>);
-
-    fn columns() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-            Field::new("big", DataType::Utf8, true),
-        ]))
-    }
 
     fn spec(mode: CdcMode) -> ChangeSpec {
         ChangeSpec {
@@ -660,6 +651,15 @@ mod tests {
         seq: u32,
     }
 
+    impl ChangeLog for Changes {
+        fn push(&mut self, op: ChangeOp, id: Option<i64>, name: ChangeValue, big: ChangeValue) {
+            let id = id.map_or(ChangeValue::Null, |id| ChangeValue::Text(id.to_string()));
+            let position = Position::postgres_snapshot(self.lsn).row_position(self.seq);
+            self.seq += 1;
+            self.builder.push(op, position, self.lsn as i64, vec![id, name, big]);
+        }
+    }
+
     impl Changes {
         fn new() -> Self {
             Self {
@@ -667,13 +667,6 @@ mod tests {
                 lsn: 0x100,
                 seq: 0,
             }
-        }
-
-        fn push(&mut self, op: ChangeOp, id: Option<i64>, name: ChangeValue, big: ChangeValue) {
-            let id = id.map_or(ChangeValue::Null, |id| ChangeValue::Text(id.to_string()));
-            let position = Position::postgres_snapshot(self.lsn).row_position(self.seq);
-            self.seq += 1;
-            self.builder.push(op, position, self.lsn as i64, vec![id, name, big]);
         }
 
         /// Ends the transaction: its position, as a destination commits it.
@@ -694,10 +687,6 @@ mod tests {
             }
             batches
         }
-    }
-
-    fn text(value: &str) -> ChangeValue {
-        ChangeValue::Text(value.into())
     }
 
     async fn apply(warehouse: &LocalWarehouse, mode: CdcMode, batches: Vec<RecordBatch>, position: &str) {
@@ -1016,73 +1005,6 @@ mod tests {
                 assert_eq!(marked_rows(&warehouse).await, expected, "seed {seed}, batch {batch}");
             }
             assert!(!deleted.is_empty(), "seed {seed} deleted something");
-        }
-    }
-
-    /// Pushes one random change of the model's table, keeping `deleted`
-    /// (the deleted keys' last rows, until inserted again or truncated);
-    /// how many change rows it took.
-    fn random_change(
-        rng: &mut StdRng,
-        model: &mut BTreeMap<i64, Row>,
-        deleted: &mut BTreeMap<i64, Row>,
-        changes: &mut Changes,
-    ) -> u64 {
-        let free = |rng: &mut StdRng, model: &BTreeMap<i64, Row>| loop {
-            let id = rng.gen_range(0..1000);
-            if !model.contains_key(&id) {
-                return id;
-            }
-        };
-        let existing = (!model.is_empty()).then(|| *model.keys().nth(rng.gen_range(0..model.len())).unwrap());
-        let value = |rng: &mut StdRng, what: &str| format!("{what} {}", rng.gen_range(0..1000));
-        match (rng.gen_range(0..100), existing) {
-            (0..3, _) => {
-                changes.push(ChangeOp::Truncate, None, ChangeValue::Null, ChangeValue::Null);
-                model.clear();
-                deleted.clear();
-                1
-            }
-            (3..40, _) | (_, None) => {
-                let id = free(rng, model);
-                let name = rng.gen_bool(0.8).then(|| value(rng, "name"));
-                let big = value(rng, "big");
-                let name_value = name.clone().map_or(ChangeValue::Null, ChangeValue::Text);
-                changes.push(ChangeOp::Insert, Some(id), name_value, text(&big));
-                model.insert(id, (name, Some(big)));
-                deleted.remove(&id);
-                1
-            }
-            (40..70, Some(id)) => {
-                let name = value(rng, "name");
-                let big = if rng.gen_bool(0.5) {
-                    ChangeValue::Unchanged
-                } else {
-                    let big = value(rng, "big");
-                    model.get_mut(&id).unwrap().1 = Some(big.clone());
-                    ChangeValue::Text(big)
-                };
-                changes.push(ChangeOp::Update, Some(id), text(&name), big);
-                model.get_mut(&id).unwrap().0 = Some(name);
-                1
-            }
-            (70..85, Some(id)) => {
-                changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
-                deleted.insert(id, model.remove(&id).unwrap());
-                1
-            }
-            (_, Some(id)) => {
-                let new = free(rng, model);
-                let old = model.remove(&id).unwrap();
-                let big = old.1.clone();
-                deleted.insert(id, old);
-                changes.push(ChangeOp::Delete, Some(id), ChangeValue::Null, ChangeValue::Null);
-                let name = value(rng, "name");
-                changes.push(ChangeOp::Insert, Some(new), text(&name), ChangeValue::Unchanged);
-                model.insert(new, (Some(name), big));
-                deleted.remove(&new);
-                2
-            }
         }
     }
 }
