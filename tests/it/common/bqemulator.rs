@@ -54,7 +54,10 @@ impl BqEmulator {
                 .expect("start bqemulator");
             let deadline = Instant::now() + Duration::from_secs(90);
             while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                if accepts_tcp(rest) {
+                // Both ports: another process may take the gRPC port (picked
+                // free) before the emulator binds it, which ends the emulator
+                // after its REST port came up; it is started again on others.
+                if accepts_tcp(rest) && accepts_tcp(grpc) {
                     return BqEmulator {
                         url: format!("http://127.0.0.1:{rest}"),
                         grpc_url: format!("http://127.0.0.1:{grpc}"),
