@@ -68,6 +68,17 @@ struct BigQueryDestination {
     ensured: changes::Ensured,
 }
 
+/// `table` as it can stand in the name of a job or of a table of
+/// Sluice's own: ASCII letters and digits, `_` for anything else, at most
+/// 64 characters.
+pub(super) fn readable(table: &str) -> String {
+    table
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(64)
+        .collect()
+}
+
 /// The names and job ids of one run's load of a table.
 #[derive(Clone)]
 pub(super) struct RunNames {
@@ -85,11 +96,7 @@ impl RunNames {
     /// The names of run `run_id` of catalog `instance` into the table
     /// labelled `token`: unique as long as BigQuery remembers job ids.
     pub(super) fn new(table: &str, token: &str, instance: &str, run_id: u64) -> Self {
-        let readable: String = table
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .take(64)
-            .collect();
+        let readable = readable(table);
         Self {
             staging: format!("_sluice_staging_{token}_{instance}_r{run_id}"),
             job_prefix: format!("sluice_{readable}_{token}_{instance}_r{run_id}"),

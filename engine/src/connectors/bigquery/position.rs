@@ -50,13 +50,8 @@ const BEHIND: &str = "sluice: the table holds a later change position than this 
 
 impl PositionTable {
     pub(super) fn of(table: &str, token: &str) -> Self {
-        let readable: String = table
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .take(64)
-            .collect();
         Self {
-            name: format!("_sluice_position_{readable}_{token}"),
+            name: format!("_sluice_position_{}_{token}", super::destination::readable(table)),
         }
     }
 
