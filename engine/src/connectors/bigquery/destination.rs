@@ -134,6 +134,13 @@ impl BigQueryDestination {
             .map_err(|failure| ApiError::from_connect(failure).into_destination(None))
     }
 
+    /// [`Self::table_and_token`] of a table that must exist.
+    async fn existing_table(&self, api: &Api, name: &str) -> Result<(Table, String), DestinationError> {
+        self.table_and_token(api, name)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(name.into()))
+    }
+
     /// The table and its job-id token, labelling an adopted table that has none.
     async fn table_and_token(&self, api: &Api, name: &str) -> Result<Option<(Table, String)>, DestinationError> {
         let remote = |e: ApiError| e.into_destination(None);
@@ -477,10 +484,7 @@ impl Destination for BigQueryDestination {
         spec: &ChangeSpec,
     ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
         let api = self.api().await?;
-        let (target, token) = self
-            .table_and_token(&api, table)
-            .await?
-            .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
+        let (target, token) = self.existing_table(&api, table).await?;
         let names = RunNames::new(table, &token, &self.instance, run_id);
         Ok(Box::new(changes::BigQueryChanges::new(
             api,
@@ -548,10 +552,7 @@ impl BigQueryDestination {
         window: Option<Window<'_>>,
     ) -> Result<Box<dyn LoadTransaction>, DestinationError> {
         let api = self.api().await?;
-        let (target, token) = self
-            .table_and_token(&api, table)
-            .await?
-            .ok_or_else(|| DestinationError::TableNotFound(table.into()))?;
+        let (target, token) = self.existing_table(&api, table).await?;
         let window = window.map(|window| WindowReplace {
             partition: whole_partition(target.time_partitioning.as_ref(), window.cursor, window.from, window.to),
             condition: window.condition,
