@@ -82,6 +82,7 @@ async fn capture(setup: &Setup, name: &str, mode: CdcMode, parallel: Option<(usi
         batch_rows: 500,
         publication: None,
         server_id: None,
+        every_column: true,
     }
 }
 

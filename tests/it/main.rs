@@ -22,6 +22,7 @@ mod cdc_continuous;
 mod cdc_jobs;
 mod cdc_mysql;
 mod cdc_resync;
+mod cdc_schema_changes;
 mod cdc_source;
 mod cdc_transport;
 mod clients;

@@ -30,6 +30,9 @@ pub struct Capture {
     /// The replica id to read the binlog as (MySQL/MariaDB); `None`: one
     /// derived from the job.
     pub server_id: Option<u32>,
+    /// Whether the job loads every column of the table (no column list):
+    /// a column added at the source is then one to follow.
+    pub every_column: bool,
 }
 
 /// One event of a change stream, in log order.
@@ -51,6 +54,14 @@ pub enum ChangeEvent {
     /// committed before it was delivered before it (the drain of a
     /// scheduled run).
     Marker { prefix: String, at: Position },
+    /// The table's definition changed at the source after the layout the
+    /// stream started with (a column added, dropped, renamed or retyped),
+    /// in the open transaction, before its first change that uses the new
+    /// definition; `detail` says what changed. The caller stops reading,
+    /// commits nothing of the open transaction, follows the change (the
+    /// job's `on_schema_change`) and opens a new stream from its committed
+    /// position.
+    SchemaChanged { detail: String },
     /// Nothing is in flight and the log's head is at `head`: with nothing
     /// staged the caller may confirm it, so an idle source frees its log.
     Idle { head: Position },

@@ -256,6 +256,17 @@ pub trait Destination: Send + Sync {
         })
     }
 
+    /// The names of the table's columns, in the table's order: a job that
+    /// follows a schema change keeps them in place ([`Self::evolve_table`]
+    /// appends). Destinations that cannot change a table keep this default,
+    /// which refuses.
+    async fn column_names(&self, table: &str) -> Result<Vec<String>, DestinationError> {
+        Err(DestinationError::Unsupported {
+            table: table.to_owned(),
+            feature: "listing a table's columns",
+        })
+    }
+
     /// What a load of `table` in `mode` does, step by step, for EXPLAIN.
     fn load_steps(&self, table: &str, mode: WriteMode) -> Vec<String> {
         let publish = match mode {

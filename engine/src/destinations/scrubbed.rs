@@ -184,6 +184,10 @@ impl Destination for ScrubbedDestination {
         self.inner.evolve_table(table, schema).await.map_err(|e| self.clean(e))
     }
 
+    async fn column_names(&self, table: &str) -> Result<Vec<String>, DestinationError> {
+        self.inner.column_names(table).await.map_err(|e| self.clean(e))
+    }
+
     fn load_steps(&self, table: &str, mode: WriteMode) -> Vec<String> {
         self.inner.load_steps(table, mode)
     }

@@ -14,22 +14,19 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use datafusion::arrow::array::{RecordBatch, new_null_array};
-use datafusion::arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use sluice_catalog::{CdcMode, CdcPhase, CdcState, JobRecord, LoadType, RunRecord, RunTrigger, Transaction};
 use tracing::{info, warn};
 
 use super::cdc_drain::{Drain, seconds_between};
+use super::cdc_schema::{Followed, by_name};
 use super::continuous::is_continuous;
 use super::define::JobColumns;
 use super::runner::{Progress, RunSummary, Work};
 use super::wal_guardian;
 use super::{ActiveRun, JobManager};
-use crate::cdc::{DELETED_AT_COLUMN, change_table_schema, snapshot_changes, snapshot_truncate};
-use crate::contract::{
-    Capture, CdcError, ChangeSource, ChangeSpec, Destination, Position, TableDescription, WriteMode,
-};
+use crate::cdc::{snapshot_changes, snapshot_truncate};
+use crate::contract::{Capture, CdcError, ChangeSource, Destination, Position, TableDescription, WriteMode};
 use crate::error::EngineError;
 use crate::failpoint;
 
@@ -45,6 +42,10 @@ pub(super) enum Released {
 
 /// Rows per change batch a stream builds.
 const BATCH_ROWS: usize = 8192;
+
+/// How many times a run follows a schema change its stream met before it
+/// gives up (the next run goes on).
+const MAX_SCHEMA_RESTARTS: u32 = 16;
 
 /// `MERGE` or `HISTORY`, as SQL writes it.
 pub fn cdc_mode_sql(mode: CdcMode) -> &'static str {
@@ -71,6 +72,7 @@ pub(super) fn capture(job: &JobRecord, columns: &JobColumns, mode: CdcMode) -> C
         mode,
         parallel: None,
         batch_rows: BATCH_ROWS,
+        every_column: job.source.columns.is_none(),
     }
 }
 
@@ -237,7 +239,9 @@ impl JobManager {
     }
 
     /// One run of a CDC job: the first load (or a resync's snapshot), or a
-    /// drain of the change log.
+    /// drain of the change log. A drain that meets a newer definition of
+    /// the table stops there; the run follows it and drains on from what
+    /// the destination committed.
     pub(super) async fn execute_cdc(
         &self,
         job: &JobRecord,
@@ -246,8 +250,6 @@ impl JobManager {
         active: &ActiveRun,
         resync: bool,
     ) -> Result<(), EngineError> {
-        let (_, columns) = self.source_columns(job).await?;
-        let capture = capture(job, &columns, mode);
         let changes = self.connections.change_source(&job.source.connection)?;
         let destination = self.destination(job.destination.connection.as_deref())?;
         let table = job.destination.table.as_str();
@@ -279,12 +281,8 @@ impl JobManager {
         };
         let run_id = run.id;
         let cancelled = move || EngineError::Cancelled { run_id };
-        let spec = ChangeSpec {
-            mode,
-            key: columns.primary_key(),
-            soft_delete: job.cdc.soft_delete,
-        };
-        let position = match committed {
+        let mut followed = self.follow_cdc_schema(job, mode, (run.id, 0), &*destination).await?;
+        let mut position = match committed {
             Some(position) if !snapshot => {
                 // The destination's position is the truth the cache follows.
                 state.position = Some(position.to_json());
@@ -292,37 +290,44 @@ impl JobManager {
                 position
             }
             committed => {
-                let schema = change_table_schema(&columns.schema, mode, spec.soft_delete);
                 // HISTORY keeps what it recorded: a resync appends to it.
                 let append = mode == CdcMode::History && committed.is_some();
-                let load = self.first_load(
-                    job,
-                    &capture,
-                    &*changes,
-                    &*destination,
-                    &schema,
-                    &spec,
-                    append,
-                    &mut state,
-                    run,
-                );
+                let load = self.first_load(&followed, &*changes, &*destination, append, &mut state, run);
                 tokio::select! {
                     position = load => position?,
                     () = active.cancel.notified() => return Err(cancelled()),
                 }
             }
         };
-        let drain = Drain {
-            job,
-            capture: &capture,
-            changes: &*changes,
-            destination: &*destination,
-            spec: &spec,
-            active,
-            catalog: self.catalog(),
-            metrics: &self.metrics,
+        let mut restarts = 0;
+        let drained = loop {
+            let drain = Drain {
+                job: &followed.job,
+                capture: &followed.capture,
+                changes: &*changes,
+                destination: &*destination,
+                spec: &followed.spec,
+                rows: &followed.changes,
+                active,
+                catalog: self.catalog(),
+                metrics: &self.metrics,
+            };
+            let drained = drain.run(&mut state, position, run).await?;
+            let Some(detail) = &drained.schema_changed else {
+                break drained;
+            };
+            restarts += 1;
+            if restarts > MAX_SCHEMA_RESTARTS {
+                return Err(capture_error(job)(CdcError::Unsupported(format!(
+                    "the table's definition kept changing while the run read its changes ({detail}); run the job again"
+                ))));
+            }
+            info!(job = %job.name, run_id = run.id, detail, "the source table changed: following it");
+            followed = self
+                .follow_cdc_schema(&followed.job, mode, (run.id, followed.followed), &*destination)
+                .await?;
+            position = drained.committed;
         };
-        let drained = drain.run(&mut state, position, run).await?;
         state.phase = CdcPhase::Streaming;
         state.position = Some(drained.committed.to_json());
         let now = Utc::now();
@@ -343,19 +348,22 @@ impl JobManager {
     /// table as of the slot's exported snapshot with the slot's consistent
     /// point: in place of the table's rows, or (`append`, a `HISTORY`
     /// resync) after them, behind a `truncate` row.
-    #[allow(clippy::too_many_arguments)]
     async fn first_load(
         &self,
-        job: &JobRecord,
-        capture: &Capture,
+        followed: &Followed,
         changes: &dyn ChangeSource,
         destination: &dyn Destination,
-        schema: &SchemaRef,
-        spec: &ChangeSpec,
         append: bool,
         state: &mut CdcState,
         run: &mut RunRecord,
     ) -> Result<Position, EngineError> {
+        let Followed {
+            job,
+            capture,
+            spec,
+            table: schema,
+            ..
+        } = followed;
         let failed = capture_error(job);
         // Saved before anything at the source changes: a crash from here
         // on leaves a phase the next run takes the snapshot again from,
@@ -379,17 +387,14 @@ impl JobManager {
         let scan_schema = rows.schema();
         let copied = async {
             if append {
-                load.write(table_rows(
-                    &snapshot_truncate(&scan_schema, &position, commit_ts),
-                    schema,
-                )?)
-                .await?;
+                load.write(by_name(&snapshot_truncate(&scan_schema, &position, commit_ts), schema)?)
+                    .await?;
             }
             while let Some(batch) = rows.next().await {
                 let batch = batch.map_err(|e| EngineError::from_scan(&job.source.connection, e))?;
                 run.rows += batch.num_rows() as u64;
                 let changes = snapshot_changes(&batch, &position, commit_ts);
-                load.write(table_rows(&changes, schema)?).await?;
+                load.write(by_name(&changes, schema)?).await?;
             }
             failpoint::hit("cdc_snapshot_before_commit")?;
             Ok::<_, EngineError>(())
@@ -417,21 +422,4 @@ impl JobManager {
         info!(job = %job.name, rows = run.rows, position = %position.to_json(), append, "snapshot committed");
         Ok(position)
     }
-}
-
-/// Change rows as the rows of the destination table: its columns, by name.
-fn table_rows(changes: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, EngineError> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| match changes.column_by_name(field.name()) {
-            Some(column) => Ok(column.clone()),
-            // Snapshot rows exist at the source.
-            None if field.name() == DELETED_AT_COLUMN => Ok(new_null_array(field.data_type(), changes.num_rows())),
-            None => Err(EngineError::InvalidJob {
-                message: format!("the change rows have no column \"{}\"", field.name()),
-            }),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns).map_err(crate::contract::DestinationError::from)?)
 }

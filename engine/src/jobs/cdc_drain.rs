@@ -20,12 +20,14 @@
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use sluice_catalog::{CdcState, JobRecord, RunRecord};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::ActiveRun;
 use super::cdc::capture_error;
+use super::cdc_schema::by_name;
 use super::wal_guardian;
 use crate::contract::{
     Capture, CdcError, ChangeEvent, ChangeSource, ChangeSpec, ChangeStream, Destination, LoadTransaction, Position,
@@ -41,6 +43,8 @@ pub(super) struct Drain<'a> {
     pub changes: &'a dyn ChangeSource,
     pub destination: &'a dyn Destination,
     pub spec: &'a ChangeSpec,
+    /// The change rows the destination takes.
+    pub rows: &'a SchemaRef,
     pub active: &'a ActiveRun,
     pub catalog: &'a sluice_catalog::Catalog,
     pub metrics: &'a EngineMetrics,
@@ -53,6 +57,9 @@ pub(super) struct Drained {
     /// When the destination last held everything the source had committed
     /// (the drain's marker, or a stream's last beat), if known.
     pub caught_up_at: Option<DateTime<Utc>>,
+    /// The stream met a newer definition of the table (what changed)
+    /// and stopped before it: follow it and drain on from `committed`.
+    pub schema_changed: Option<String>,
 }
 
 /// Seconds from `from` to `to`, never negative.
@@ -72,6 +79,9 @@ enum Ended {
     Done,
     /// The WAL guardian gives the slot up, for this reason.
     GiveUp(String),
+    /// The table's definition changed (what changed): the transaction
+    /// that uses it is not applied.
+    SchemaChanged(String),
 }
 
 /// What woke the drain.
@@ -106,7 +116,7 @@ impl Drain<'_> {
             stream = opened => stream.map_err(&failed)?,
             () = cancel.notified() => {
                 return if continuous {
-                    Ok(Drained { committed: from, caught_up_at: None })
+                    Ok(Drained { committed: from, caught_up_at: None, schema_changed: None })
                 } else {
                     Err(EngineError::Cancelled { run_id })
                 };
@@ -116,6 +126,7 @@ impl Drain<'_> {
             destination: self.destination,
             table: &self.job.destination.table,
             spec: self.spec,
+            schema: self.rows,
             run_id: run.id,
             open: None,
             rows: 0,
@@ -128,15 +139,17 @@ impl Drain<'_> {
         if !matches!(ended, Ok(Ended::Done)) {
             // What is committed stays; what is not comes again after a
             // resync's snapshot, or from the source next time.
+            run.rows -= batch.rows;
             if let Some(open) = batch.open.take()
                 && let Err(abort) = open.abort().await
             {
                 warn!(error = %abort, "could not discard the uncommitted change batch");
             }
         }
-        let give_up = match ended {
-            Ok(Ended::Done) => None,
-            Ok(Ended::GiveUp(reason)) => Some(reason),
+        let (give_up, schema_changed) = match ended {
+            Ok(Ended::Done) => (None, None),
+            Ok(Ended::GiveUp(reason)) => (Some(reason), None),
+            Ok(Ended::SchemaChanged(detail)) => (None, Some(detail)),
             Err(e) => return Err(e),
         };
         if let Err(e) = stream.close().await {
@@ -149,6 +162,7 @@ impl Drain<'_> {
         Ok(Drained {
             committed: batch.committed,
             caught_up_at,
+            schema_changed,
         })
     }
 
@@ -243,6 +257,7 @@ impl Drain<'_> {
                     self.progress(run);
                 }
                 ChangeEvent::Commit { .. } => skipping = false,
+                ChangeEvent::SchemaChanged { detail } if !skipping => return Ok(Ended::SchemaChanged(detail)),
                 ChangeEvent::Marker { prefix, .. } if !continuous && prefix == marker => {
                     self.flush(batch, stream, run).await?;
                     return Ok(Ended::Done);
@@ -343,6 +358,8 @@ struct Batch<'a> {
     destination: &'a dyn Destination,
     table: &'a str,
     spec: &'a ChangeSpec,
+    /// The change rows `open` takes.
+    schema: &'a SchemaRef,
     run_id: u64,
     open: Option<Box<dyn LoadTransaction>>,
     /// Change rows in `open`.
@@ -366,7 +383,7 @@ impl Batch<'_> {
         }
         self.rows += rows.num_rows() as u64;
         let open = self.open.as_mut().expect("opened above");
-        open.write(rows).await?;
+        open.write(by_name(&rows, self.schema)?).await?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 mod cdc;
 mod cdc_drain;
+mod cdc_schema;
 pub(crate) mod continuous;
 mod dedupe;
 mod define;

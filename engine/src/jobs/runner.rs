@@ -485,7 +485,15 @@ impl JobManager {
         self.catalog().update_run(run)?;
 
         let destination = self.destination(job.destination.connection.as_deref())?;
-        schema_changes::apply(self.catalog(), job, run.id, destination.as_ref(), &evolution).await?;
+        schema_changes::apply(
+            self.catalog(),
+            job,
+            (run.id, 0),
+            destination.as_ref(),
+            &evolution,
+            &evolution.target,
+        )
+        .await?;
         let mut transaction = destination.begin(&job.destination.table, run.id, mode).await?;
         live.track(transaction.shipping());
         // Keys read after `begin`: a load committed in between makes this

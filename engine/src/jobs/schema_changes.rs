@@ -298,23 +298,26 @@ fn recreate_fix(job: &JobRecord) -> String {
 }
 
 /// Follows `evolution` before run `run_id` of `job` writes anything: the
-/// destination's columns change first (a no-op when a failed run changed
-/// them already), then the job's recorded columns and the changes are saved
-/// in one catalog write. A destination that cannot follow a change fails
-/// the run with the column and the fix.
+/// destination's columns change first, to `table` (the evolution's target,
+/// with the columns Sluice adds to a CDC table); a no-op when a failed run
+/// changed them already. Then the job's recorded columns and the changes
+/// are saved in one catalog write, numbered from `seq_from` (a run that
+/// follows changes more than once numbers on). A destination that cannot
+/// follow a change fails the run with the column and the fix.
 pub(crate) async fn apply(
     catalog: &Catalog,
     job: &JobRecord,
-    run_id: u64,
+    (run_id, seq_from): (u64, u32),
     destination: &dyn Destination,
     evolution: &Evolution,
+    table: &SchemaRef,
 ) -> Result<(), EngineError> {
     if !evolution.updates(job) {
         return Ok(());
     }
     if !evolution.changes.is_empty() {
         destination
-            .evolve_table(&job.destination.table, &evolution.target)
+            .evolve_table(&job.destination.table, table)
             .await
             .map_err(|e| match e {
                 DestinationError::SchemaMismatch { differences, .. } => {
@@ -346,7 +349,7 @@ pub(crate) async fn apply(
         .map(|(seq, change)| SchemaChangeRecord {
             job: job.name.clone(),
             run_id,
-            seq: seq as u32,
+            seq: seq_from + seq as u32,
             column: change.column.clone(),
             kind: change.kind,
             before: change.before.clone(),

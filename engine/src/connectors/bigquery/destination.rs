@@ -399,6 +399,17 @@ impl Destination for BigQueryDestination {
         keys::loaded_keys(self.api().await?, table, key_columns, cursor, after).await
     }
 
+    async fn column_names(&self, table: &str) -> Result<Vec<String>, DestinationError> {
+        let existing = self
+            .api()
+            .await?
+            .get_table(table)
+            .await
+            .map_err(|e| e.into_destination(None))?
+            .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
+        Ok(existing.schema.fields.iter().flatten().map(|f| f.name.clone()).collect())
+    }
+
     /// One `tables.patch` with the whole new schema, when the table needs one.
     async fn evolve_table(&self, table: &str, schema: &SchemaRef) -> Result<(), DestinationError> {
         let api = self.api().await?;

@@ -453,6 +453,15 @@ impl Destination for LocalWarehouse {
         }
     }
 
+    async fn column_names(&self, table: &str) -> Result<Vec<String>, DestinationError> {
+        check_table_name(table)?;
+        let current = self
+            .latest_manifest(table)
+            .await?
+            .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
+        Ok(current.schema.fields().iter().map(|f| f.name().clone()).collect())
+    }
+
     fn load_steps(&self, table: &str, mode: WriteMode) -> Vec<String> {
         let files = format!(
             "stage: write Parquet files under {table}/{DATA_DIR}/ (a new file every {} MB or {} rows)",

@@ -5,6 +5,7 @@
 //! decoded into change events. The slot's `confirmed_flush_lsn` moves only
 //! when the caller confirms a position its destination committed.
 
+mod layout;
 mod setup;
 mod stream;
 mod text;
@@ -114,6 +115,15 @@ impl ChangeSource for PostgresChangeSource {
                 from.to_json()
             )));
         };
+        // Read before the stream starts: the changes committed up to the
+        // layout's position are of its definition or an older one.
+        let layout = self
+            .kept
+            .run(
+                async || Ok(self.endpoint.connect().await?),
+                async |connection: &mut PgConnection| layout::Layout::read(connection, capture).await,
+            )
+            .await?;
         // The session of a Sluice that was killed may hold the slot
         // (`55006`) until its server process notices.
         let deadline = tokio::time::Instant::now() + setup::SLOT_RELEASE_WAIT;
@@ -125,7 +135,7 @@ impl ChangeSource for PostgresChangeSource {
                 result => break result?,
             }
         };
-        Ok(Box::new(stream::PgChangeStream::new(client, capture)))
+        Ok(Box::new(stream::PgChangeStream::new(client, capture, layout)))
     }
 
     async fn release(&self, state: &CdcState) -> Result<(), CdcError> {

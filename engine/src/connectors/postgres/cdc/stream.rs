@@ -17,6 +17,7 @@ use chrono::DateTime;
 use pg_walstream::{LogicalReplicationMessage, LogicalReplicationParser, TupleData};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 
+use super::layout::Layout;
 use super::{replication_error, text};
 use crate::cdc::{ChangeBatchBuilder, ChangeOp, ChangeValue};
 use crate::contract::{Capture, CdcError, ChangeEvent, ChangeStream, Position, TableRef};
@@ -32,11 +33,19 @@ pub(super) struct PgChangeStream {
 }
 
 impl PgChangeStream {
-    pub(super) fn new(client: ReplicationClient, capture: &Capture) -> Self {
+    /// A stream of `capture`'s table, whose columns were `layout` when it
+    /// opened; when the run described the table differently (it changed in
+    /// between), the stream's first event says so.
+    pub(super) fn new(client: ReplicationClient, capture: &Capture, layout: Layout) -> Self {
+        let ready = layout
+            .differs_from_capture(capture)
+            .map(|detail| ChangeEvent::SchemaChanged { detail })
+            .into_iter()
+            .collect();
         Self {
             client,
-            decoder: Decoder::new(capture),
-            ready: VecDeque::new(),
+            decoder: Decoder::new(capture, layout),
+            ready,
         }
     }
 }
@@ -69,8 +78,10 @@ impl ChangeStream for PgChangeStream {
 /// The captured table as the stream describes it.
 struct Relation {
     id: u32,
-    /// For each job column, its place in the relation's tuples.
-    places: Vec<usize>,
+    /// For each job column, its place in the relation's tuples; `None`:
+    /// not in this relation (a change made before the column was added, or
+    /// after it was dropped), NULL.
+    places: Vec<Option<usize>>,
     /// The places of the replica identity (key) columns.
     key: Vec<usize>,
 }
@@ -78,6 +89,8 @@ struct Relation {
 /// The transaction being decoded.
 struct Open {
     key: Position,
+    /// Its commit's LSN.
+    lsn: u64,
     commit_ts: i64,
     seq: u32,
 }
@@ -88,17 +101,20 @@ pub(super) struct Decoder {
     columns: Vec<String>,
     parser: LogicalReplicationParser,
     relation: Option<Relation>,
+    /// The table's columns when the stream opened.
+    layout: Layout,
     builder: ChangeBatchBuilder,
     open: Option<Open>,
 }
 
 impl Decoder {
-    pub(super) fn new(capture: &Capture) -> Self {
+    pub(super) fn new(capture: &Capture, layout: Layout) -> Self {
         Self {
             table: capture.description.table.clone(),
             columns: capture.description.columns.iter().map(|c| c.name.clone()).collect(),
             parser: LogicalReplicationParser::with_protocol_version(1),
             relation: None,
+            layout,
             builder: ChangeBatchBuilder::new(capture.description.arrow_schema(), text::decode, capture.batch_rows),
             open: None,
         }
@@ -118,7 +134,12 @@ impl Decoder {
                     key: key.clone(),
                     commit_ts: DateTime::from_timestamp_micros(commit_ts).unwrap_or_default(),
                 });
-                self.open = Some(Open { key, commit_ts, seq: 0 });
+                self.open = Some(Open {
+                    key,
+                    lsn: final_lsn.0,
+                    commit_ts,
+                    seq: 0,
+                });
             }
             ReplicationEvent::XLogData { data, .. } => {
                 let message = self
@@ -126,7 +147,7 @@ impl Decoder {
                     .parse_wal_message_bytes(data)
                     .map_err(|e| CdcError::Unsupported(format!("pgoutput message: {e}")))?
                     .message;
-                self.message(message)?;
+                self.message(message, out)?;
                 if self.builder.is_full() {
                     out.extend(self.builder.finish()?.map(ChangeEvent::Rows));
                 }
@@ -153,7 +174,7 @@ impl Decoder {
         Ok(())
     }
 
-    fn message(&mut self, message: LogicalReplicationMessage) -> Result<(), CdcError> {
+    fn message(&mut self, message: LogicalReplicationMessage, out: &mut VecDeque<ChangeEvent>) -> Result<(), CdcError> {
         match message {
             LogicalReplicationMessage::Relation {
                 relation_id,
@@ -162,18 +183,18 @@ impl Decoder {
                 columns,
                 ..
             } if *namespace == *self.table.schema && *relation_name == *self.table.name => {
+                let newer = self.open.as_ref().is_some_and(|open| open.lsn > self.layout.lsn);
+                if newer && let Some(detail) = self.layout.differs_from_relation(&self.table, &columns) {
+                    // The rows before it in the transaction were of the
+                    // old definition; the caller stops here.
+                    out.extend(self.builder.finish()?.map(ChangeEvent::Rows));
+                    out.push_back(ChangeEvent::SchemaChanged { detail });
+                }
                 let places = self
                     .columns
                     .iter()
-                    .map(|name| {
-                        columns.iter().position(|c| *c.name == **name).ok_or_else(|| {
-                            CdcError::Unsupported(format!(
-                                "column \"{name}\" of {} is no longer in the change stream (dropped or renamed)",
-                                self.table
-                            ))
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
+                    .map(|name| columns.iter().position(|c| *c.name == **name))
+                    .collect();
                 let key = (0..columns.len()).filter(|&i| columns[i].is_key()).collect();
                 self.relation = Some(Relation {
                     id: relation_id,
@@ -247,6 +268,9 @@ impl Decoder {
             .iter()
             .zip(&self.columns)
             .map(|(&place, name)| {
+                let Some(place) = place else {
+                    return Ok(ChangeValue::Null);
+                };
                 let column = tuple.columns.get(place).ok_or_else(|| {
                     CdcError::Unsupported(format!("a change of {} has no column \"{name}\"", self.table))
                 })?;
@@ -336,6 +360,7 @@ mod tests {
             batch_rows,
             publication: None,
             server_id: None,
+            every_column: false,
         }
     }
 
@@ -348,17 +373,27 @@ mod tests {
         }
     }
 
+    /// The columns of the test table: one the job does not load, its key
+    /// and a text column.
+    fn relation_columns() -> Vec<ColumnInfo> {
+        vec![
+            ColumnInfo::new(0, "extra".into(), 23, -1),
+            ColumnInfo::new(1, "id".into(), 20, -1),
+            ColumnInfo::new(0, "big".into(), 25, -1),
+        ]
+    }
+
     fn relation(id: u32, name: &str) -> ReplicationEvent {
+        relation_of(id, name, relation_columns())
+    }
+
+    fn relation_of(id: u32, name: &str, columns: Vec<ColumnInfo>) -> ReplicationEvent {
         xlog(LogicalReplicationMessage::Relation {
             relation_id: id,
             namespace: "public".into(),
             relation_name: name.into(),
             replica_identity: b'd',
-            columns: vec![
-                ColumnInfo::new(0, "extra".into(), 23, -1),
-                ColumnInfo::new(1, "id".into(), 20, -1),
-                ColumnInfo::new(0, "big".into(), 25, -1),
-            ],
+            columns,
         })
     }
 
@@ -392,7 +427,7 @@ mod tests {
     }
 
     fn decode(batch_rows: usize, events: Vec<ReplicationEvent>) -> Vec<ChangeEvent> {
-        let mut decoder = Decoder::new(&capture(batch_rows));
+        let mut decoder = Decoder::new(&capture(batch_rows), Layout::of(0, &relation_columns(), false));
         let mut out = VecDeque::new();
         for event in events {
             decoder.push(event, &mut out).unwrap();
@@ -561,20 +596,51 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_column_stops_the_stream_with_its_name() {
-        let mut decoder = Decoder::new(&capture(10));
-        let err = decoder
-            .push(
-                xlog(LogicalReplicationMessage::Relation {
-                    relation_id: 9,
-                    namespace: "public".into(),
-                    relation_name: "items".into(),
-                    replica_identity: b'd',
-                    columns: vec![ColumnInfo::new(1, "id".into(), 20, -1)],
-                }),
-                &mut VecDeque::new(),
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("column \"big\""), "{err}");
+    fn changes_older_than_the_layout_read_missing_columns_as_null() {
+        // Committed before the stream's layout: "big" did not exist yet.
+        let mut decoder = Decoder::new(&capture(10), Layout::of(0x500, &relation_columns(), false));
+        let mut out = VecDeque::new();
+        let old = vec![ColumnInfo::new(0, "extra".into(), 23, -1), ColumnInfo::new(1, "id".into(), 20, -1)];
+        for event in [
+            begin(0x400),
+            relation_of(9, "items", old),
+            xlog(LogicalReplicationMessage::Insert {
+                relation_id: 9,
+                tuple: TupleData::new(vec![ColumnData::null(), ColumnData::text(b"7".to_vec())]),
+            }),
+            commit(0x400),
+        ] {
+            decoder.push(event, &mut out).unwrap();
+        }
+        let out: Vec<ChangeEvent> = out.into();
+        assert!(!out.iter().any(|e| matches!(e, ChangeEvent::SchemaChanged { .. })));
+        assert_eq!(rows(&out), [("insert".into(), Some(7), None, false, "0000000000000400-00000000".into())]);
+    }
+
+    #[test]
+    fn a_newer_definition_stops_the_stream_before_its_first_change() {
+        let mut decoder = Decoder::new(&capture(10), Layout::of(0x500, &relation_columns(), false));
+        let mut out = VecDeque::new();
+        let mut added = relation_columns();
+        added.push(ColumnInfo::new(0, "tag".into(), 25, -1));
+        for event in [
+            relation(9, "items"),
+            begin(0x600),
+            xlog(LogicalReplicationMessage::Insert {
+                relation_id: 9,
+                tuple: tuple([None, Some("1"), Some("a")]),
+            }),
+            relation_of(9, "items", added),
+        ] {
+            decoder.push(event, &mut out).unwrap();
+        }
+        let out: Vec<ChangeEvent> = out.into();
+        assert_eq!(rows(&out).len(), 1, "the rows before it come first");
+        match out.last() {
+            Some(ChangeEvent::SchemaChanged { detail }) => {
+                assert_eq!(detail, "column \"tag\" was added to public.items");
+            }
+            other => panic!("expected a schema change last, got {other:?}"),
+        }
     }
 }
