@@ -24,7 +24,7 @@ use crate::common::*;
 const ITEMS: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(50), qty int, price decimal(10,2), \
                      kind enum('small','large')) ENGINE=InnoDB;";
 
-async fn create_connection(client: &Client, maria: &MariaDb, name: &str, user: &str, password: &str) {
+pub(crate) async fn create_connection(client: &Client, maria: &MariaDb, name: &str, user: &str, password: &str) {
     client
         .batch_execute(&format!(
             "CREATE CONNECTION {name} TYPE mariadb OPTIONS (host '127.0.0.1', port {}, database 'shop', \
@@ -54,8 +54,13 @@ async fn setup(maria: &MariaDb, sluice: &Sluice) -> Client {
 
 /// The source's rows, as text (NULL as `None`).
 fn source(maria: &MariaDb) -> Vec<Vec<Option<String>>> {
+    maria_rows(maria, "SELECT id, name, qty, price, kind FROM items ORDER BY id")
+}
+
+/// The rows `sql` returns at the source, as text (NULL as `None`).
+pub(crate) fn maria_rows(maria: &MariaDb, sql: &str) -> Vec<Vec<Option<String>>> {
     maria
-        .sql("SELECT id, name, qty, price, kind FROM items ORDER BY id")
+        .sql(sql)
         .lines()
         .map(|line| line.split('\t').map(|v| (v != "NULL").then(|| v.to_owned())).collect())
         .collect()

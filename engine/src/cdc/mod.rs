@@ -7,6 +7,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod kept;
+pub(crate) mod layout;
 #[cfg(test)]
 pub(crate) mod workload;
 

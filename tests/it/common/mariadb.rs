@@ -155,6 +155,8 @@ impl MariaDb {
                 "--server-id=1",
                 "--log-bin=mysql-bin",
                 "--binlog-format=ROW",
+                // Column names in the binlog: CDC follows schema changes.
+                "--binlog-row-metadata=FULL",
             ])
             .args(self.tls_cert.iter().flat_map(|cert| {
                 [

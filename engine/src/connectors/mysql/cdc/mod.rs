@@ -6,6 +6,7 @@
 //! position, and the binlog's own retention decides how long a job may
 //! pause ([`setup::retained`] reports a purged file as lost).
 
+mod layout;
 mod setup;
 mod snapshot;
 mod stream;
@@ -88,7 +89,17 @@ impl ChangeSource for MysqlChangeSource {
         state: &CdcState,
         from: &Position,
     ) -> Result<Box<dyn ChangeStream>, CdcError> {
-        let decoder = Decoder::new(capture, from)?;
+        // Read before the stream starts: what was logged before its head
+        // is of its definition or an older one.
+        let layout = self
+            .kept
+            .run(
+                async || Ok(source::session(&self.endpoint, self.timeout).await?),
+                async |conn: &mut Conn| layout::Layout::read(conn, capture).await,
+            )
+            .await?;
+        let changed = layout.differs_from_capture(capture);
+        let decoder = Decoder::new(capture, from, layout)?;
         // A server_id set since the first load counts from the next stream.
         let (Position::MySql { file, end, .. }, Some(server_id)) = (from, capture.server_id.or(state.server_id)) else {
             return Err(CdcError::Unsupported(format!(
@@ -113,7 +124,12 @@ impl ChangeSource for MysqlChangeSource {
                 ))
             })?
             .map_err(binlog_error)?;
-        Ok(Box::new(MySqlChangeStream::new(binlog, decoder, self.marks.clone())))
+        Ok(Box::new(MySqlChangeStream::new(
+            binlog,
+            decoder,
+            self.marks.clone(),
+            changed,
+        )))
     }
 
     /// Nothing to drop: a replica leaves nothing behind at the source.

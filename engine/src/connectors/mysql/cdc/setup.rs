@@ -75,7 +75,7 @@ async fn check_on(changes: &MysqlChangeSource, conn: &mut Conn, capture: &Captur
     let settings: Vec<(String, String)> = conn
         .query(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
-             ('log_bin', 'binlog_format', 'binlog_row_image', 'log_bin_compress')",
+             ('log_bin', 'binlog_format', 'binlog_row_image', 'log_bin_compress', 'binlog_row_metadata')",
         )
         .await
         .map_err(failed)?;
@@ -146,7 +146,17 @@ async fn check_on(changes: &MysqlChangeSource, conn: &mut Conn, capture: &Captur
     for column in &capture.description.columns {
         BinlogColumn::of(column)?;
     }
-    Ok(Vec::new())
+    let mut notices = Vec::new();
+    let metadata = setting("binlog_row_metadata");
+    if !metadata.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("FULL")) {
+        notices.push(format!(
+            "binlog_row_metadata is {}: the binlog does not name the columns of a row, so a column added or dropped \
+             at the source while older changes wait to be read stops the job until RESYNC ETL JOB. SET GLOBAL \
+             binlog_row_metadata = FULL (MariaDB 10.5 and later, MySQL 8.0.1 and later) to follow such changes",
+            metadata.as_deref().unwrap_or("not available")
+        ));
+    }
+    Ok(notices)
 }
 
 /// `'user'@'host'` of `CURRENT_USER()`'s `user@host`.

@@ -26,12 +26,13 @@ use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::StreamExt;
 use mysql_async::BinlogStream;
-use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
+use mysql_async::binlog::events::{Event, EventData, OptionalMetadataField, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 
 use super::super::endpoint::{classify, query_error};
+use super::layout::Layout;
 use super::values::{BinlogColumn, MySqlColumns, refuse_time_fraction};
 use crate::cdc::{ChangeBatchBuilder, ChangeOp};
 use crate::contract::{Capture, CdcError, ChangeEvent, ChangeStream, Position, TableRef, excerpt};
@@ -66,12 +67,14 @@ pub(super) struct MySqlChangeStream {
 }
 
 impl MySqlChangeStream {
-    pub(super) fn new(binlog: BinlogStream, decoder: Decoder, marks: Marks) -> Self {
+    /// A stream read by `decoder`; `changed` says how the table changed
+    /// since the run described it, if it did: the stream's first event.
+    pub(super) fn new(binlog: BinlogStream, decoder: Decoder, marks: Marks, changed: Option<String>) -> Self {
         Self {
             binlog,
             decoder,
             marks,
-            ready: VecDeque::new(),
+            ready: changed.map(|detail| ChangeEvent::SchemaChanged { detail }).into_iter().collect(),
         }
     }
 
@@ -147,6 +150,12 @@ pub(super) struct Decoder {
     columns: Vec<BinlogColumn>,
     /// The job's primary key columns, as indexes into `columns`.
     key: Vec<usize>,
+    /// The table's columns when the stream opened.
+    layout: Layout,
+    /// For each job column, its place in the row images of the table map
+    /// last checked; `None`: not in them (logged before the column was
+    /// added, or after it was dropped), NULL.
+    places: Vec<Option<usize>>,
     builder: ChangeBatchBuilder<MySqlColumns>,
     /// Where the stream has read to: the end of the last event.
     file: String,
@@ -158,7 +167,7 @@ pub(super) struct Decoder {
 
 impl Decoder {
     /// A decoder for `capture`'s table, reading from `from`.
-    pub(super) fn new(capture: &Capture, from: &Position) -> Result<Self, CdcError> {
+    pub(super) fn new(capture: &Capture, from: &Position, layout: Layout) -> Result<Self, CdcError> {
         let Position::MySql { file, end, .. } = from else {
             return Err(CdcError::Unsupported(format!(
                 "{} is not a binlog position",
@@ -176,8 +185,10 @@ impl Decoder {
             .collect();
         Ok(Self {
             table: description.table.clone(),
+            places: columns.iter().map(|c| Some(c.index)).collect(),
             columns,
             key,
+            layout,
             builder: ChangeBatchBuilder::with_values(
                 description.arrow_schema(),
                 MySqlColumns::new(description)?,
@@ -281,6 +292,13 @@ impl Decoder {
                                 found: format!("STATEMENT or MIXED for the session that ran `{}`", excerpt(statement)),
                                 wanted: "ROW",
                             });
+                        } else if self.layout.is_newer(&self.file, start) && redefines(statement, &self.table) {
+                            // Logged after the definition the stream read:
+                            // the caller follows it and reads on.
+                            out.extend(self.builder.finish()?.map(ChangeEvent::Rows));
+                            out.push_back(ChangeEvent::SchemaChanged {
+                                detail: format!("`{}` changed {}", excerpt(statement), self.table),
+                            });
                         }
                         if self.open.as_ref().is_some_and(|open| open.standalone) {
                             self.commit(end, out)?;
@@ -357,17 +375,20 @@ impl Decoder {
         Ok(())
     }
 
-    /// Refuses a table map whose columns no longer fit the job's (the
-    /// table's definition changed): the job's columns are read by their
-    /// place in the row, so never from a layout they do not match.
+    /// Finds the job's columns in a table map: by name where the binlog
+    /// logs names (`binlog_row_metadata = FULL`), else by their place in
+    /// the table as the stream's layout has it, which only a table map of
+    /// as many columns can be read by. Refuses a table map a job column
+    /// cannot be read from (another type, a key column missing).
     fn check_layout(&mut self, tme: &TableMapEvent<'_>) -> Result<(), CdcError> {
         if self.checked == Some(tme.table_id()) {
             return Ok(());
         }
         let changed = |why: String| {
             CdcError::Unsupported(format!(
-                "the binlog's layout of {} does not match the job's columns any more ({why}): the table's definition \
-                 changed, which change data capture does not follow yet; RESYNC ETL JOB after adjusting the job",
+                "the binlog's layout of {} does not match the job's columns ({why}): the table's definition changed \
+                 while older changes were still to be read; SET GLOBAL binlog_row_metadata = FULL so the binlog names \
+                 each column, then RESYNC ETL JOB",
                 self.table
             ))
         };
@@ -379,16 +400,34 @@ impl Decoder {
                 refuse_time_fraction(&format!("#{}", i + 1), usize::from(fsp))?;
             }
         }
-        for column in &self.columns {
-            let ty = (column.index < count)
-                .then(|| tme.get_column_type(column.index).ok().flatten())
-                .flatten();
-            match ty {
+        let places: Vec<Option<usize>> = match column_names(tme) {
+            Some(names) => self
+                .columns
+                .iter()
+                .map(|column| names.iter().position(|name| *name == column.name))
+                .collect(),
+            None if count != self.layout.column_count() => {
+                return Err(changed(format!(
+                    "it logs {count} columns without their names, the table has {}",
+                    self.layout.column_count()
+                )));
+            }
+            None => self.columns.iter().map(|column| Some(column.index)).collect(),
+        };
+        for (i, (column, place)) in self.columns.iter().zip(&places).enumerate() {
+            let Some(place) = *place else {
+                if self.key.contains(&i) {
+                    return Err(changed(format!("key column \"{}\" is not in it", column.name)));
+                }
+                continue;
+            };
+            match tme.get_column_type(place).ok().flatten() {
                 Some(ty) if column.types.contains(&ty) => {}
                 Some(ty) => return Err(changed(format!("column \"{}\" is logged as {ty:?}", column.name))),
                 None => return Err(changed(format!("column \"{}\" is not in it", column.name))),
             }
         }
+        self.places = places;
         self.checked = Some(tme.table_id());
         Ok(())
     }
@@ -415,7 +454,10 @@ impl Decoder {
 
     /// The primary key values of a row image.
     fn key_of<'r>(&self, row: &'r BinlogRow) -> Vec<Option<&'r BinlogValue<'r>>> {
-        self.key.iter().map(|&i| row.as_ref(self.columns[i].index)).collect()
+        self.key
+            .iter()
+            .map(|&i| self.places[i].and_then(|place| row.as_ref(place)))
+            .collect()
     }
 
     /// One change row: the job's columns of `image` (none for a truncate).
@@ -432,8 +474,12 @@ impl Decoder {
             Some(mut image) => self
                 .columns
                 .iter()
-                .map(|column| {
-                    let value = image.take(column.index).ok_or_else(|| CdcError::BinlogSetting {
+                .zip(&self.places)
+                .map(|(column, place)| {
+                    let Some(place) = *place else {
+                        return Ok(mysql_async::Value::NULL);
+                    };
+                    let value = image.take(place).ok_or_else(|| CdcError::BinlogSetting {
                         setting: "binlog_row_image",
                         found: "not FULL".into(),
                         wanted: "FULL",
@@ -469,11 +515,33 @@ fn mariadb_gtid(data: &[u8], server_id: u32) -> Result<(String, bool), CdcError>
 /// logged as a statement (by a session whose `binlog_format` was not ROW)
 /// rather than as rows, so its changes cannot be followed.
 fn logged_as_statement(statement: &str, table: &TableRef) -> bool {
+    names_table(statement, &["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD"], table)
+}
+
+/// Whether `statement` starts with one of `verbs` and names `table`'s name
+/// anywhere.
+fn names_table(statement: &str, verbs: &[&str], table: &TableRef) -> bool {
     let first = statement.split_whitespace().next().unwrap_or_default();
-    ["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD"]
-        .iter()
-        .any(|dml| first.eq_ignore_ascii_case(dml))
+    verbs.iter().any(|verb| first.eq_ignore_ascii_case(verb))
         && statement.to_lowercase().contains(&table.name.to_lowercase())
+}
+
+/// Whether `statement` may change `table`'s definition: DDL that names
+/// its name (a false alarm only costs the stream a restart).
+fn redefines(statement: &str, table: &TableRef) -> bool {
+    names_table(statement, &["ALTER", "RENAME", "DROP", "CREATE"], table)
+}
+
+/// The column names a table map logs (`binlog_row_metadata = FULL`).
+fn column_names(tme: &TableMapEvent<'_>) -> Option<Vec<String>> {
+    tme.iter_optional_meta().find_map(|field| match field {
+        Ok(OptionalMetadataField::ColumnName(names)) => names
+            .iter_names()
+            .map(|name| name.map(|n| n.name().into_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .ok(),
+        _ => None,
+    })
 }
 
 /// Whether `statement`, run with current database `schema`, truncates
@@ -539,6 +607,16 @@ mod tests {
         assert!(logged_as_statement("update `Items` set qty = 1", &t));
         assert!(!logged_as_statement("INSERT INTO other VALUES (1)", &t));
         assert!(!logged_as_statement("CREATE TABLE items2 (id int)", &t));
+    }
+
+    #[test]
+    fn ddl_naming_the_table_is_recognised() {
+        let t = table();
+        assert!(redefines("ALTER TABLE items ADD COLUMN tag text", &t));
+        assert!(redefines("alter table `shop`.`Items` drop column qty", &t));
+        assert!(redefines("RENAME TABLE items TO items_old", &t));
+        assert!(!redefines("ALTER TABLE other ADD COLUMN tag text", &t));
+        assert!(!redefines("INSERT INTO items VALUES (1)", &t));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use pg_walstream::ColumnInfo as RelationColumn;
 
 use super::super::{PgConnection, query_error};
+use crate::cdc::layout::{added, capture_differs, dropped};
 use crate::contract::{Capture, CdcError, TableRef};
 
 /// One live column of the table.
@@ -34,9 +35,6 @@ pub(super) struct Layout {
     /// committed before it is visible to the read.
     pub(super) lsn: u64,
     columns: Vec<LayoutColumn>,
-    /// Whether the job loads every column (no column list), so an added
-    /// column is one to follow.
-    every_column: bool,
 }
 
 impl Layout {
@@ -73,7 +71,6 @@ impl Layout {
         Ok(Self {
             lsn: u64::try_from(lsn).unwrap_or_default(),
             columns,
-            every_column: capture.every_column,
         })
     }
 
@@ -81,21 +78,10 @@ impl Layout {
     /// differ from this layout, if they do: the table changed between the
     /// run's description and the stream's start.
     pub(super) fn differs_from_capture(&self, capture: &Capture) -> Option<String> {
-        let table = &capture.description.table;
-        for column in &capture.description.columns {
-            match self.columns.iter().find(|c| c.name == column.name) {
-                None => return Some(dropped(table, &column.name)),
-                Some(now) if now.type_text != column.source_type => {
-                    return Some(retyped(table, &column.name, &column.source_type, &now.type_text));
-                }
-                Some(_) => {}
-            }
-        }
-        let known = |name: &str| capture.description.columns.iter().any(|c| c.name == name);
-        self.columns
-            .iter()
-            .find(|c| self.every_column && !known(&c.name))
-            .map(|c| added(table, &c.name))
+        capture_differs(
+            capture,
+            self.columns.iter().map(|c| (c.name.as_str(), c.type_text.as_str())),
+        )
     }
 
     /// How a relation message of a change committed after [`Layout::lsn`]
@@ -124,7 +110,7 @@ impl Layout {
 #[cfg(test)]
 impl Layout {
     /// The layout a relation message describes, as of `lsn`.
-    pub(super) fn of(lsn: u64, relation: &[RelationColumn], every_column: bool) -> Self {
+    pub(super) fn of(lsn: u64, relation: &[RelationColumn]) -> Self {
         Self {
             lsn,
             columns: relation
@@ -136,28 +122,16 @@ impl Layout {
                     type_text: c.type_id.to_string(),
                 })
                 .collect(),
-            every_column,
         }
     }
 }
 
-fn dropped(table: &TableRef, column: &str) -> String {
-    format!("column \"{column}\" of {table} was dropped or renamed")
-}
-
-fn added(table: &TableRef, column: &str) -> String {
-    format!("column \"{column}\" was added to {table}")
-}
-
-fn retyped(table: &TableRef, column: &str, was: &str, now: &str) -> String {
-    format!("column \"{column}\" of {table} was {was} and is now {now}")
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn layout(columns: &[(&str, u32, &str)], every_column: bool) -> Layout {
+    fn layout(columns: &[(&str, u32, &str)]) -> Layout {
         Layout {
             lsn: 100,
             columns: columns
@@ -169,7 +143,6 @@ mod tests {
                     type_text: type_text.into(),
                 })
                 .collect(),
-            every_column,
         }
     }
 
@@ -189,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_relation_differs_by_an_added_dropped_or_retyped_column() {
-        let layout = layout(&[("id", 20, "bigint"), ("note", 25, "text")], true);
+        let layout = layout(&[("id", 20, "bigint"), ("note", 25, "text")]);
         assert_eq!(
             layout.differs_from_relation(&table(), &relation(&[("id", 20), ("note", 25)])),
             None

@@ -427,7 +427,7 @@ mod tests {
     }
 
     fn decode(batch_rows: usize, events: Vec<ReplicationEvent>) -> Vec<ChangeEvent> {
-        let mut decoder = Decoder::new(&capture(batch_rows), Layout::of(0, &relation_columns(), false));
+        let mut decoder = Decoder::new(&capture(batch_rows), Layout::of(0, &relation_columns()));
         let mut out = VecDeque::new();
         for event in events {
             decoder.push(event, &mut out).unwrap();
@@ -598,7 +598,7 @@ mod tests {
     #[test]
     fn changes_older_than_the_layout_read_missing_columns_as_null() {
         // Committed before the stream's layout: "big" did not exist yet.
-        let mut decoder = Decoder::new(&capture(10), Layout::of(0x500, &relation_columns(), false));
+        let mut decoder = Decoder::new(&capture(10), Layout::of(0x500, &relation_columns()));
         let mut out = VecDeque::new();
         let old = vec![ColumnInfo::new(0, "extra".into(), 23, -1), ColumnInfo::new(1, "id".into(), 20, -1)];
         for event in [
@@ -619,7 +619,7 @@ mod tests {
 
     #[test]
     fn a_newer_definition_stops_the_stream_before_its_first_change() {
-        let mut decoder = Decoder::new(&capture(10), Layout::of(0x500, &relation_columns(), false));
+        let mut decoder = Decoder::new(&capture(10), Layout::of(0x500, &relation_columns()));
         let mut out = VecDeque::new();
         let mut added = relation_columns();
         added.push(ColumnInfo::new(0, "tag".into(), 25, -1));
