@@ -69,8 +69,14 @@ async fn run_all(env: &Env) {
 
 /// The source's rows, `id|name|big|qty` with NULL for NULL, by id.
 async fn source(env: &Env) -> Vec<String> {
+    source_columns(env, &COLUMNS).await
+}
+
+/// The source's `columns`, `|`-separated with NULL for NULL, by id.
+async fn source_columns(env: &Env, columns: &[&str]) -> Vec<String> {
     let client = env.pg.client().await;
-    let rows = rows(&client, "SELECT id, name, big, qty FROM items ORDER BY id").await;
+    let sql = format!("SELECT {} FROM items ORDER BY id", columns.join(", "));
+    let rows = rows(&client, &sql).await;
     rows.into_iter()
         .map(|row| {
             row.into_iter()
@@ -95,12 +101,22 @@ fn text(value: &ScalarValue) -> String {
 /// `rows` as `id|name|big|qty`, by id; with `marked`, only those whose
 /// `_sluice_deleted_at` is (`Some(true)`) or is not (`Some(false)`) set.
 fn formatted(rows: Vec<Row>, marked: Option<bool>) -> Vec<String> {
+    formatted_columns(rows, &COLUMNS, marked)
+}
+
+/// [`formatted`] of `columns`; a column a row lacks (written before the
+/// column was added) is NULL.
+fn formatted_columns(rows: Vec<Row>, columns: &[&str], marked: Option<bool>) -> Vec<String> {
     let mut out: Vec<(i64, String)> = rows
         .into_iter()
         .filter(|row| marked.is_none_or(|m| row.get("_sluice_deleted_at").is_some_and(|d| !d.is_null()) == m))
         .map(|row| {
             let id: i64 = text(&row["id"]).parse().unwrap();
-            (id, COLUMNS.map(|c| text(&row[c])).join("|"))
+            let values: Vec<String> = columns
+                .iter()
+                .map(|c| row.get(*c).map_or_else(|| "NULL".to_owned(), text))
+                .collect();
+            (id, values.join("|"))
         })
         .collect();
     out.sort();
@@ -414,4 +430,46 @@ async fn a_continuous_job_commits_one_transaction_per_batch_in_one_run() {
         .batch_execute("ALTER ETL JOB items_stream PAUSE")
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_added_and_dropped_at_the_source_are_followed_into_bigquery() {
+    let env = setup_items(&[]).await;
+    run_all(&env).await;
+    assert_equal(&env, "the first load").await;
+
+    env.pg.psql_admin_db(
+        "shop",
+        "INSERT INTO items VALUES (4, 'd', NULL, 4); ALTER TABLE items ADD COLUMN tag text; \
+         INSERT INTO items VALUES (5, 'e', NULL, 5, 't5'); UPDATE items SET tag = 't1' WHERE id = 1;",
+    );
+    run_all(&env).await;
+    let patches = env.fake.state().schema_patches;
+    assert_eq!(patches, 3, "one tables.patch per table adds the column");
+    let columns = ["id", "name", "qty", "tag"];
+    let equal = async |step: &str, columns: &[&str]| {
+        let expected = source_columns(&env, columns).await;
+        assert_eq!(formatted_columns(table(&env, "items_m"), columns, None), expected, "MERGE after {step}");
+        assert_eq!(
+            formatted_columns(table(&env, "items_s"), columns, Some(false)),
+            expected,
+            "soft_delete MERGE after {step}"
+        );
+        assert_eq!(
+            formatted_columns(env.fake.view_rows(DATASET, "items_h_current"), columns, None),
+            expected,
+            "HISTORY's current view after {step}"
+        );
+    };
+    equal("a column added", &columns).await;
+
+    env.pg
+        .psql_admin_db("shop", "ALTER TABLE items DROP COLUMN qty; UPDATE items SET name = 'b2' WHERE id = 2;");
+    run_all(&env).await;
+    equal("a column dropped", &["id", "name", "tag"]).await;
+    assert_eq!(
+        formatted_columns(table(&env, "items_m"), &["id", "qty"], None),
+        ["1|1", "2|NULL", "3|NULL", "4|4", "5|5"],
+        "qty stays, NULL in the row changed after the drop"
+    );
 }

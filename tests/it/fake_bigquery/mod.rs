@@ -3,7 +3,7 @@
 //! from the uploaded Parquet, and faults to inject.
 //!
 //! Calls: the OAuth token endpoint, datasets get/insert, tables
-//! list/get/insert/patch (labels, description, columns)/delete, jobs insert/get (load jobs through the
+//! list/get/insert/patch (labels, description, columns, a view's query)/delete, jobs insert/get (load jobs through the
 //! multipart upload endpoint, copy jobs), and jobs.query/getQueryResults
 //! for `SELECT columns FROM dataset.table [WHERE column > @p] [LIMIT n]`
 //! with named query parameters, and query jobs running the transactions
@@ -558,6 +558,17 @@ fn route(s: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &
                             }
                             if let Some(description) = patch.get("description") {
                                 table.resource["description"] = description.clone();
+                            }
+                            if let Some(view) = patch.get("view") {
+                                if table.resource.get("view").is_none() {
+                                    return error(400, "invalid", "only a view's query can be patched");
+                                }
+                                if view.get("useLegacySql") != Some(&json!(false))
+                                    || view.get("query").and_then(Value::as_str).is_none()
+                                {
+                                    return error(400, "invalid", "a view needs a standard SQL query");
+                                }
+                                table.resource["view"] = view.clone();
                             }
                             if let Some(fields) = patch.pointer("/schema/fields") {
                                 let current = table.resource.pointer("/schema/fields").cloned().unwrap_or(json!([]));

@@ -275,9 +275,23 @@ fn rows_of(tables: &BTreeMap<Key, super::FakeTable>, key: &Key) -> Result<Vec<Ro
     if let Some(query) = table.resource.pointer("/view/query").and_then(Value::as_str) {
         return current_rows(tables, query).map_err(invalid);
     }
+    // A column added by `tables.patch` is NULL in the rows stored before.
+    let columns: Vec<&str> = table
+        .resource
+        .pointer("/schema/fields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
     let mut rows = Vec::new();
     for batch in &table.batches {
-        rows.extend(batch_rows(batch));
+        for mut row in batch_rows(batch) {
+            for column in &columns {
+                row.entry((*column).to_owned()).or_insert(ScalarValue::Null);
+            }
+            rows.push(row);
+        }
     }
     Ok(rows)
 }

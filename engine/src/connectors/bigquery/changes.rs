@@ -49,7 +49,8 @@ pub(super) struct BigQueryChanges {
     names: RunNames,
     spec: ChangeSpec,
     batches: Vec<RecordBatch>,
-    /// The position tables (and views) the destination made already.
+    /// The position tables (and views, by the columns they show) the
+    /// destination made already.
     ensured: Ensured,
 }
 
@@ -85,21 +86,28 @@ impl BigQueryChanges {
         }
     }
 
-    /// `HISTORY` with a key: makes the `<table>_current` view unless it exists.
-    async fn ensure_current_view(&self, key: &[String]) -> Result<(), DestinationError> {
-        if self.spec.mode != CdcMode::History || key.is_empty() {
-            return Ok(());
-        }
-        let settings = &self.api.settings;
-        let columns: Vec<String> = self
-            .target
+    /// The target table's columns but `_sluice_op`: what `<table>_current`
+    /// shows.
+    fn current_columns(&self) -> Vec<String> {
+        self.target
             .schema
             .fields
             .iter()
             .flatten()
             .map(|f| f.name.clone())
             .filter(|name| name != OP_COLUMN)
-            .collect();
+            .collect()
+    }
+
+    /// `HISTORY` with a key: makes the `<table>_current` view, or brings
+    /// the one Sluice made up to the table's columns (a column the job
+    /// added since).
+    async fn ensure_current_view(&self, key: &[String]) -> Result<(), DestinationError> {
+        if self.spec.mode != CdcMode::History || key.is_empty() {
+            return Ok(());
+        }
+        let settings = &self.api.settings;
+        let columns = self.current_columns();
         let name = format!("{}{CURRENT_VIEW_SUFFIX}", self.table);
         let query = change_sql::current_view(&settings.project, &settings.dataset, &self.table, &columns, key);
         let view = Table {
@@ -120,11 +128,20 @@ impl BigQueryChanges {
         if !self.api.create_table(&view).await.map_err(remote)? {
             // Made by an earlier batch, unless someone else's.
             let existing = self.api.get_table(&name).await.map_err(remote)?;
-            if existing.as_ref().and_then(|t| t.labels.as_ref()?.get(VIEW_LABEL)) != Some(&self.token) {
+            let Some(existing) = existing.filter(|t| t.labels.as_ref().and_then(|l| l.get(VIEW_LABEL)) == Some(&self.token))
+            else {
                 return Err(self.invalid(format!(
                     "a table or view \"{name}\" exists that Sluice did not make as this table's current state: \
                      rename or drop it"
                 )));
+            };
+            if existing.view.as_ref().map(|v| &v.query) != view.view.as_ref().map(|v| &v.query) {
+                let patch = Table {
+                    view: view.view.clone(),
+                    table_reference: existing.table_reference.clone(),
+                    ..Table::default()
+                };
+                self.api.patch_table(&name, patch).await.map_err(remote)?;
             }
         }
         Ok(())
@@ -133,20 +150,14 @@ impl BigQueryChanges {
     /// Makes the position table and (`HISTORY`) the current view unless
     /// this destination made them already (a run's batches share it).
     async fn ensure_objects(&self, positions: &PositionTable) -> Result<(), DestinationError> {
-        if self
-            .ensured
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&positions.name)
-        {
+        // The view follows the table's columns: made again when they change.
+        let made = format!("{}({})", positions.name, self.current_columns().join(","));
+        if self.ensured.lock().unwrap_or_else(PoisonError::into_inner).contains(&made) {
             return Ok(());
         }
         positions.ensure(&self.api, &self.table).await?;
         self.ensure_current_view(&self.spec.key).await?;
-        self.ensured
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(positions.name.clone());
+        self.ensured.lock().unwrap_or_else(PoisonError::into_inner).insert(made);
         Ok(())
     }
 }
