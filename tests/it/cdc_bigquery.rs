@@ -10,7 +10,8 @@
 //! snapshot, and a kill -9 after the BigQuery commit and
 //! before the catalog records it leaves the tables equal to the source
 //! after a restart and a run. A `CONTINUOUS` job commits a transaction per
-//! batch within one run.
+//! batch within one run. The same shapes from a real MariaDB into the fake
+//! equal the source in both modes.
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use datafusion::scalar::ScalarValue;
 
 use crate::bigquery::{Env, setup};
 use crate::cdc_jobs::big;
+use crate::cdc_mysql::{create_connection, maria_rows};
 use crate::common::*;
 use crate::fake_bigquery::FaultKind;
 use crate::fake_bigquery::script::{Row, batch_rows};
@@ -472,4 +474,66 @@ async fn columns_added_and_dropped_at_the_source_are_followed_into_bigquery() {
         ["1|1", "2|NULL", "3|NULL", "4|4", "5|5"],
         "qty stays, NULL in the row changed after the drop"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_changes_into_bigquery_equal_the_source_in_both_modes() {
+    let env = setup(&[]).await;
+    let maria = MariaDb::start();
+    maria.sql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(50), qty int, note text) ENGINE=InnoDB; \
+         INSERT INTO items VALUES (1, 'a', 1, 'n1'), (2, 'b', 2, NULL), (3, NULL, NULL, NULL);",
+    );
+    create_connection(&env.client, &maria, "crm", &maria.user, &maria.password).await;
+    env.client
+        .batch_execute(
+            "CREATE ETL JOB m_merge FROM crm.shop.items INTO wh.mitems_m CDC MERGE; \
+             CREATE ETL JOB m_history FROM crm.shop.items INTO wh.mitems_h CDC HISTORY;",
+        )
+        .await
+        .unwrap();
+    let columns = ["id", "name", "qty", "note"];
+    let equal = async |step: &str| {
+        let expected: Vec<String> = maria_rows(&maria, "SELECT id, name, qty, note FROM items ORDER BY id")
+            .into_iter()
+            .map(|row| row.into_iter().map(|v| v.unwrap_or_else(|| "NULL".into())).collect::<Vec<_>>().join("|"))
+            .collect();
+        assert_eq!(formatted_columns(table(&env, "mitems_m"), &columns, None), expected, "MERGE after {step}");
+        assert_eq!(
+            formatted_columns(env.fake.view_rows(DATASET, "mitems_h_current"), &columns, None),
+            expected,
+            "HISTORY's current view after {step}"
+        );
+    };
+    let run_both = async || {
+        run(&env, "m_merge").await;
+        run(&env, "m_history").await;
+    };
+    run_both().await;
+    equal("the first load").await;
+
+    maria.sql(
+        "INSERT INTO items VALUES (4, 'd', 4, 'n4'); UPDATE items SET name = 'a2' WHERE id = 1; \
+         UPDATE items SET id = 20, qty = 22 WHERE id = 2; DELETE FROM items WHERE id = 3; \
+         BEGIN; INSERT INTO items VALUES (5, 'e', NULL, NULL); UPDATE items SET qty = 55, note = 'n5' WHERE id = 5; \
+         UPDATE items SET qty = 44 WHERE id = 4; COMMIT;",
+    );
+    run_both().await;
+    equal("inserts, updates, a key change and a delete").await;
+    let history = table(&env, "mitems_h");
+    let ops = |op: &str| history.iter().filter(|r| text(&r["_sluice_op"]) == op).count();
+    assert_eq!(
+        (ops("insert"), ops("update"), ops("delete")),
+        (6, 3, 2),
+        "3 first-load rows, then 3 inserts (one the key change's), 3 updates, 2 deletes (one the key change's)"
+    );
+
+    maria.sql("TRUNCATE items; INSERT INTO items VALUES (6, 'f', 6, NULL); UPDATE items SET name = 'f2' WHERE id = 6;");
+    run_both().await;
+    equal("TRUNCATE").await;
+    // Nothing new: a run runs no query job.
+    let scripts_before = scripts(&env).len();
+    run_both().await;
+    equal("an idle run").await;
+    assert_eq!(scripts(&env).len(), scripts_before, "an idle run commits nothing");
 }
