@@ -451,7 +451,11 @@ async fn columns_added_and_dropped_at_the_source_are_followed_into_bigquery() {
     let columns = ["id", "name", "qty", "tag"];
     let equal = async |step: &str, columns: &[&str]| {
         let expected = source_columns(&env, columns).await;
-        assert_eq!(formatted_columns(table(&env, "items_m"), columns, None), expected, "MERGE after {step}");
+        assert_eq!(
+            formatted_columns(table(&env, "items_m"), columns, None),
+            expected,
+            "MERGE after {step}"
+        );
         assert_eq!(
             formatted_columns(table(&env, "items_s"), columns, Some(false)),
             expected,
@@ -465,8 +469,10 @@ async fn columns_added_and_dropped_at_the_source_are_followed_into_bigquery() {
     };
     equal("a column added", &columns).await;
 
-    env.pg
-        .psql_admin_db("shop", "ALTER TABLE items DROP COLUMN qty; UPDATE items SET name = 'b2' WHERE id = 2;");
+    env.pg.psql_admin_db(
+        "shop",
+        "ALTER TABLE items DROP COLUMN qty; UPDATE items SET name = 'b2' WHERE id = 2;",
+    );
     run_all(&env).await;
     equal("a column dropped", &["id", "name", "tag"]).await;
     assert_eq!(
@@ -496,9 +502,18 @@ async fn mariadb_changes_into_bigquery_equal_the_source_in_both_modes() {
     let equal = async |step: &str| {
         let expected: Vec<String> = maria_rows(&maria, "SELECT id, name, qty, note FROM items ORDER BY id")
             .into_iter()
-            .map(|row| row.into_iter().map(|v| v.unwrap_or_else(|| "NULL".into())).collect::<Vec<_>>().join("|"))
+            .map(|row| {
+                row.into_iter()
+                    .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
             .collect();
-        assert_eq!(formatted_columns(table(&env, "mitems_m"), &columns, None), expected, "MERGE after {step}");
+        assert_eq!(
+            formatted_columns(table(&env, "mitems_m"), &columns, None),
+            expected,
+            "MERGE after {step}"
+        );
         assert_eq!(
             formatted_columns(env.fake.view_rows(DATASET, "mitems_h_current"), &columns, None),
             expected,

@@ -135,7 +135,11 @@ async fn scheduled_runs_follow_columns_changed_while_older_changes_wait_in_the_s
         .unwrap();
     run(&client, "items_strict").await;
     assert_eq!(
-        rows(&client, "SELECT id, name, qty, n, tag FROM warehouse.items_s ORDER BY id").await,
+        rows(
+            &client,
+            "SELECT id, name, qty, n, tag FROM warehouse.items_s ORDER BY id"
+        )
+        .await,
         Origin::Pg(&pg).rows("id, name, qty, n, tag").await
     );
 
@@ -154,7 +158,13 @@ async fn scheduled_runs_follow_columns_changed_while_older_changes_wait_in_the_s
             "{job}"
         );
     }
-    assert_equal(Origin::Pg(&pg), &client, "id, name, n, tag", "a column dropped and one widened").await;
+    assert_equal(
+        Origin::Pg(&pg),
+        &client,
+        "id, name, n, tag",
+        "a column dropped and one widened",
+    )
+    .await;
     assert_eq!(
         rows(&client, "SELECT id, qty FROM warehouse.items_m ORDER BY id").await,
         [
@@ -188,10 +198,22 @@ async fn a_stream_follows_a_column_added_inside_a_transaction_and_one_dropped_la
          INSERT INTO items VALUES (5, 'e', 5, 50, 't5'); UPDATE items SET tag = 't1', qty = 11 WHERE id = 1; COMMIT; \
          INSERT INTO items VALUES (6, 'f', 6, 60, 't6');",
     );
-    until_equal(Origin::Pg(&pg), &client, "id, name, qty, n, tag", "a column added while streaming").await;
+    until_equal(
+        Origin::Pg(&pg),
+        &client,
+        "id, name, qty, n, tag",
+        "a column added while streaming",
+    )
+    .await;
 
     pg.psql_admin("ALTER TABLE items DROP COLUMN qty; UPDATE items SET name = 'b2' WHERE id = 2;");
-    until_equal(Origin::Pg(&pg), &client, "id, name, n, tag", "a column dropped while streaming").await;
+    until_equal(
+        Origin::Pg(&pg),
+        &client,
+        "id, name, n, tag",
+        "a column dropped while streaming",
+    )
+    .await;
     assert_eq!(
         one(&client, "SELECT qty IS NULL FROM warehouse.items_m WHERE id = 2").await,
         "t",

@@ -62,15 +62,7 @@ impl JobManager {
             &names,
             &change_table_schema(&evolution.target, mode, soft_delete),
         )?;
-        schema_changes::apply(
-            self.catalog(),
-            job,
-            (run_id, followed),
-            destination,
-            &evolution,
-            &table,
-        )
-        .await?;
+        schema_changes::apply(self.catalog(), job, (run_id, followed), destination, &evolution, &table).await?;
         let followed = followed + evolution.changes.len() as u32;
         let job = JobRecord {
             columns: evolution.columns.clone(),
@@ -161,11 +153,8 @@ mod tests {
 
     #[test]
     fn missing_nullable_columns_are_null_and_missing_required_ones_refused() {
-        let rows = RecordBatch::try_new(
-            schema(&[("id", false)]),
-            vec![Arc::new(Int64Array::from(vec![1, 2]))],
-        )
-        .unwrap();
+        let rows =
+            RecordBatch::try_new(schema(&[("id", false)]), vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
         let wider = by_name(&rows, &schema(&[("tag", true), ("id", false)])).unwrap();
         assert_eq!(wider.column(0).null_count(), 2);
         assert_eq!(wider.column(1).as_ref(), rows.column(0).as_ref());

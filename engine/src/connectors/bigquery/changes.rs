@@ -128,7 +128,8 @@ impl BigQueryChanges {
         if !self.api.create_table(&view).await.map_err(remote)? {
             // Made by an earlier batch, unless someone else's.
             let existing = self.api.get_table(&name).await.map_err(remote)?;
-            let Some(existing) = existing.filter(|t| t.labels.as_ref().and_then(|l| l.get(VIEW_LABEL)) == Some(&self.token))
+            let Some(existing) =
+                existing.filter(|t| t.labels.as_ref().and_then(|l| l.get(VIEW_LABEL)) == Some(&self.token))
             else {
                 return Err(self.invalid(format!(
                     "a table or view \"{name}\" exists that Sluice did not make as this table's current state: \
@@ -152,7 +153,12 @@ impl BigQueryChanges {
     async fn ensure_objects(&self, positions: &PositionTable) -> Result<(), DestinationError> {
         // The view follows the table's columns: made again when they change.
         let made = format!("{}({})", positions.name, self.current_columns().join(","));
-        if self.ensured.lock().unwrap_or_else(PoisonError::into_inner).contains(&made) {
+        if self
+            .ensured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&made)
+        {
             return Ok(());
         }
         positions.ensure(&self.api, &self.table).await?;

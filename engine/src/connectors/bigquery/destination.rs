@@ -407,7 +407,13 @@ impl Destination for BigQueryDestination {
             .await
             .map_err(|e| e.into_destination(None))?
             .ok_or_else(|| DestinationError::TableNotFound(table.to_owned()))?;
-        Ok(existing.schema.fields.iter().flatten().map(|f| f.name.clone()).collect())
+        Ok(existing
+            .schema
+            .fields
+            .iter()
+            .flatten()
+            .map(|f| f.name.clone())
+            .collect())
     }
 
     /// One `tables.patch` with the whole new schema, when the table needs one.

@@ -3,11 +3,14 @@
 //! publishes the table's next manifest version, with the source position as
 //! its watermark, so readers see the whole batch or none of it.
 //!
-//! - `MERGE` rewrites the table (copy-on-write): one streaming pass copies
-//!   the rows whose key no change touches into new files, then the latest
-//!   version of every touched key follows; deleted keys are left out (with
-//!   `soft_delete`: kept, with `_sluice_deleted_at` set to the delete's
-//!   commit time, until the key is inserted again). A `truncate` drops
+//! - `MERGE` writes the latest version of every touched key as a delta
+//!   file (merge-on-read, `merged.rs`; a delete as a `delete` row, or with
+//!   `soft_delete` as the row kept with `_sluice_deleted_at` set to the
+//!   delete's commit time, until the key is inserted again). A batch with a
+//!   `truncate`, and one that finds the deltas large enough, rewrites the
+//!   table instead (copy-on-write, which is compaction): one streaming pass
+//!   copies the rows whose key no change touches into new files, then the
+//!   latest version of every touched key follows. A `truncate` drops
 //!   everything before it.
 //! - `HISTORY` appends every change row (`_sluice_op`, `_sluice_position`,
 //!   `_sluice_commit_ts`); `<table>_current` reads the latest state
@@ -20,7 +23,8 @@
 //! the deleted row's).
 //!
 //! The batch's change rows are held in memory until the commit; the rows
-//! already stored are streamed.
+//! already stored are streamed (read only when the batch needs stored
+//! values: a rewrite, an unchanged value, a soft delete).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -38,6 +42,7 @@ use super::LocalWarehouse;
 use super::encode::Encoder;
 use super::load::publish_next;
 use super::manifest::{ChangeLayout, DataFile, Manifest};
+use super::merged::{compaction_due, delta_schema};
 use super::read::WarehouseTable;
 use crate::cdc::{COMMIT_TS_COLUMN, ChangeOp, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN, UNCHANGED_COLUMN};
 use crate::contract::{ChangeSpec, CommitReport, DestinationError, LoadTransaction};
@@ -360,13 +365,12 @@ impl ChangeLoad {
         })
     }
 
-    /// `MERGE`: copies the untouched rows of the table into `encoder`
-    /// (unless a truncate empties it) and returns the stored rows of the
-    /// touched keys.
-    async fn copy_untouched(
+    /// `MERGE`: returns the stored rows of the touched keys; with
+    /// `copy_to` (a rewrite), copies the untouched rows there.
+    async fn read_stored(
         &self,
         touched: &HashSet<&[u8]>,
-        encoder: &mut Encoder,
+        mut copy_to: Option<&mut Encoder>,
     ) -> Result<HashMap<Vec<u8>, Option<Stored>>, DestinationError> {
         let mut stored = HashMap::new();
         let mut rows = self.stored_rows().await?;
@@ -380,9 +384,11 @@ impl ChangeLoad {
                 }
                 keep.push(!is_touched);
             }
-            let untouched = filter_record_batch(&batch, &BooleanArray::from(keep))?;
-            if untouched.num_rows() > 0 {
-                encoder.write(untouched).await?;
+            if let Some(encoder) = copy_to.as_deref_mut() {
+                let untouched = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+                if untouched.num_rows() > 0 {
+                    encoder.write(untouched).await?;
+                }
             }
         }
         Ok(stored)
@@ -439,24 +445,42 @@ impl ChangeLoad {
         columns.keys(key_columns, batch.num_rows())
     }
 
-    /// Encodes `rows` (with their ops, for `HISTORY`) in the table schema.
-    async fn write_rows(&self, rows: &[(ChangeOp, &Stored)], encoder: &mut Encoder) -> Result<(), DestinationError> {
+    /// Encodes `rows` (with their ops, for `HISTORY` and deltas) in the
+    /// table's schema, or (`Writes::Deltas`) a delta file's.
+    async fn write_rows(
+        &self,
+        rows: &[(ChangeOp, &Stored)],
+        into: Writes,
+        encoder: &mut Encoder,
+    ) -> Result<(), DestinationError> {
+        let (schema, op) = match into {
+            Writes::Table => (self.base.schema.clone(), self.columns.op),
+            Writes::Deltas => {
+                let schema = delta_schema(&self.base.schema);
+                let op = schema.fields().len() - 1;
+                (schema, Some(op))
+            }
+        };
         for chunk in rows.chunks(OUTPUT_ROWS) {
-            let batch = self.encode_rows(chunk)?;
+            let batch = self.encode_rows(chunk, &schema, op)?;
             encoder.write(batch).await?;
         }
         Ok(())
     }
 
-    fn encode_rows(&self, chunk: &[(ChangeOp, &Stored)]) -> Result<RecordBatch, DestinationError> {
-        let schema = &self.base.schema;
+    fn encode_rows(
+        &self,
+        chunk: &[(ChangeOp, &Stored)],
+        schema: &SchemaRef,
+        op: Option<usize>,
+    ) -> Result<RecordBatch, DestinationError> {
         let mut arrays: Vec<ArrayRef> = (0..schema.fields().len())
             .map(|_| Arc::new(NullArray::new(0)) as ArrayRef)
             .collect();
         for (n, &i) in self.columns.data.iter().enumerate() {
             arrays[i] = ScalarValue::iter_to_array(chunk.iter().map(|(_, row)| row.values[n].clone()))?;
         }
-        if let Some(op) = self.columns.op {
+        if let Some(op) = op {
             arrays[op] = ScalarValue::iter_to_array(chunk.iter().map(|(op, _)| ScalarValue::from(op.as_str())))?;
         }
         arrays[self.columns.position] =
@@ -489,13 +513,57 @@ impl ChangeLoad {
         Ok(RecordBatch::try_new(schema.clone(), arrays)?)
     }
 
-    /// Applies the batch into `encoder`; the files of the base version the
-    /// next version keeps.
-    async fn apply(&mut self, encoder: &mut Encoder) -> Result<Vec<DataFile>, DestinationError> {
+    /// Where this batch goes: `MERGE` batches into a delta file, unless a
+    /// `truncate` or the deltas' size calls for a rewrite.
+    fn destination(&self) -> Writes {
+        let rewrite = self.changes.iter().any(|c| c.op == ChangeOp::Truncate)
+            || compaction_due(&self.base, self.changes.len() as u64);
+        match self.layout.mode {
+            CdcMode::Merge if !rewrite => Writes::Deltas,
+            _ => Writes::Table,
+        }
+    }
+
+    /// Applies the batch into `encoder` (`into` says which files it
+    /// writes); the files of the base version the next version keeps.
+    async fn apply(&mut self, into: Writes, encoder: &mut Encoder) -> Result<Vec<DataFile>, DestinationError> {
         let names = self.data_names();
         let changes = std::mem::take(&mut self.changes);
-        match self.layout.mode {
-            CdcMode::Merge => {
+        match (self.layout.mode, into) {
+            (CdcMode::Merge, Writes::Deltas) => {
+                let mut versions = Versions {
+                    soft_delete: self.layout.soft_delete,
+                    ..Versions::default()
+                };
+                let needs_stored = changes
+                    .iter()
+                    .any(|c| !c.unchanged.is_empty() || (self.layout.soft_delete && c.op == ChangeOp::Delete));
+                if needs_stored {
+                    let touched: HashSet<&[u8]> = changes.iter().map(|c| c.key.as_slice()).collect();
+                    versions.stored = self.read_stored(&touched, None).await?;
+                }
+                let applied = versions.apply(changes, &names).map_err(|reason| self.invalid(reason))?;
+                // A deleted key's delta row is its delete (its key and position).
+                let deletes: HashMap<&[u8], &Stored> = applied
+                    .iter()
+                    .filter(|c| c.op == ChangeOp::Delete)
+                    .map(|c| (c.key.as_slice(), &c.row))
+                    .collect();
+                let rows = versions
+                    .latest
+                    .iter()
+                    .map(|(key, latest)| match latest {
+                        Some(row) => Ok((ChangeOp::Update, row)),
+                        None => deletes
+                            .get(key.as_slice())
+                            .map(|row| (ChangeOp::Delete, *row))
+                            .ok_or_else(|| self.invalid("a key deleted without a delete".into())),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.write_rows(&rows, Writes::Deltas, encoder).await?;
+                Ok(self.base.files.clone())
+            }
+            (CdcMode::Merge, Writes::Table) => {
                 // Only what follows the last truncate counts.
                 let start = changes
                     .iter()
@@ -509,7 +577,7 @@ impl ChangeLoad {
                 };
                 if !truncated {
                     let touched: HashSet<&[u8]> = changes.iter().map(|c| c.key.as_slice()).collect();
-                    versions.stored = self.copy_untouched(&touched, encoder).await?;
+                    versions.stored = self.read_stored(&touched, Some(encoder)).await?;
                 }
                 versions.apply(changes, &names).map_err(|reason| self.invalid(reason))?;
                 let latest: Vec<(ChangeOp, &Stored)> = versions
@@ -518,10 +586,10 @@ impl ChangeLoad {
                     .flatten()
                     .map(|row| (ChangeOp::Update, row))
                     .collect();
-                self.write_rows(&latest, encoder).await?;
+                self.write_rows(&latest, Writes::Table, encoder).await?;
                 Ok(Vec::new())
             }
-            CdcMode::History => {
+            (CdcMode::History, _) => {
                 let mut versions = Versions::default();
                 if changes.iter().any(|c| !c.unchanged.is_empty()) {
                     if self.columns.key.is_empty() {
@@ -540,11 +608,20 @@ impl ChangeLoad {
                 }
                 let applied = versions.apply(changes, &names).map_err(|reason| self.invalid(reason))?;
                 let rows: Vec<(ChangeOp, &Stored)> = applied.iter().map(|c| (c.op, &c.row)).collect();
-                self.write_rows(&rows, encoder).await?;
+                self.write_rows(&rows, Writes::Table, encoder).await?;
                 Ok(self.base.files.clone())
             }
         }
     }
+}
+
+/// Which files a change batch writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// The table's own (a rewrite of a `MERGE` table, `HISTORY` rows).
+    Table,
+    /// A `MERGE` table's deltas.
+    Deltas,
 }
 
 #[async_trait]
@@ -560,21 +637,16 @@ impl LoadTransaction for ChangeLoad {
         next.changes = Some(self.layout.clone());
         if self.changes.is_empty() {
             // Nothing changed: the same files, the new position.
-            let kept = self.base.files.clone();
-            return publish_next(
-                &self.warehouse,
-                &self.table,
-                self.run_id,
-                next,
-                kept,
-                Vec::new(),
-                watermark,
-            )
-            .await;
+            return publish_next(&self.warehouse, &self.table, self.run_id, next, Vec::new(), watermark).await;
         }
+        let into = self.destination();
+        let schema = match into {
+            Writes::Table => self.base.schema.clone(),
+            Writes::Deltas => delta_schema(&self.base.schema),
+        };
         let prefix = format!("run-{}-{:016x}", self.run_id, rand::random::<u64>());
-        let mut encoder = Encoder::start(self.warehouse.clone(), &self.table, prefix, self.base.schema.clone());
-        let kept = match self.apply(&mut encoder).await {
+        let mut encoder = Encoder::start(self.warehouse.clone(), &self.table, prefix, schema);
+        let kept = match self.apply(into, &mut encoder).await {
             Ok(kept) => kept,
             Err(e) => {
                 if let Err(discard) = encoder.discard().await {
@@ -584,16 +656,16 @@ impl LoadTransaction for ChangeLoad {
             }
         };
         let finished = encoder.finish().await?;
-        publish_next(
-            &self.warehouse,
-            &self.table,
-            self.run_id,
-            next,
-            kept,
-            finished,
-            watermark,
-        )
-        .await
+        next.files = kept;
+        match into {
+            Writes::Deltas => next.deltas.extend(finished.iter().cloned()),
+            Writes::Table => {
+                // A rewrite folds the deltas in.
+                next.deltas.clear();
+                next.files.extend(finished.iter().cloned());
+            }
+        }
+        publish_next(&self.warehouse, &self.table, self.run_id, next, finished, watermark).await
     }
 
     async fn abort(self: Box<Self>) -> Result<(), DestinationError> {
@@ -971,6 +1043,64 @@ mod tests {
                     assert_eq!(stored, stored_changes, "every change is a history row");
                 }
             }
+        }
+    }
+
+    /// `MERGE` batches write deltas, read merged with the table's files,
+    /// until the batch that finds [`MAX_DELTAS`] of them rewrites the table
+    /// (compaction) and the next ones start new deltas.
+    #[tokio::test]
+    async fn merge_batches_write_deltas_until_a_rewrite_folds_them_in() {
+        use super::super::merged::MAX_DELTAS;
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = warehouse(&dir, CdcMode::Merge).await;
+        let mut changes = Changes::new();
+        for id in 0..4 {
+            changes.push(ChangeOp::Insert, Some(id), text("v0"), text("big"));
+        }
+        let position = changes.commit();
+        apply(&warehouse, CdcMode::Merge, changes.batches(), &position).await;
+        let manifest = || async { warehouse.latest_manifest("t").await.unwrap().unwrap() };
+        assert_eq!((manifest().await.files.len(), manifest().await.deltas.len()), (0, 1));
+        for n in 1..=MAX_DELTAS + 2 {
+            // An update leaving `big` unchanged (filled from the stored
+            // row), a delete and an insert of the key.
+            let id = (n % 4) as i64;
+            changes.push(
+                ChangeOp::Update,
+                Some(id),
+                text(&format!("v{n}")),
+                ChangeValue::Unchanged,
+            );
+            changes.push(
+                ChangeOp::Delete,
+                Some((id + 1) % 4),
+                ChangeValue::Null,
+                ChangeValue::Null,
+            );
+            changes.push(
+                ChangeOp::Insert,
+                Some((id + 1) % 4),
+                text(&format!("w{n}")),
+                text("big"),
+            );
+            let position = changes.commit();
+            apply(&warehouse, CdcMode::Merge, changes.batches(), &position).await;
+            let now = manifest().await;
+            // Batch n finds n deltas.
+            match n.cmp(&MAX_DELTAS) {
+                std::cmp::Ordering::Less => assert_eq!((now.files.len(), now.deltas.len()), (0, n + 1), "batch {n}"),
+                std::cmp::Ordering::Equal => {
+                    assert!(!now.files.is_empty() && now.deltas.is_empty(), "batch {n} rewrites")
+                }
+                std::cmp::Ordering::Greater => {
+                    assert_eq!(now.deltas.len(), n - MAX_DELTAS, "batch {n} starts new deltas")
+                }
+            }
+            let rows = rows(&warehouse, "t").await;
+            assert_eq!(rows.len(), 4, "batch {n}: {rows:?}");
+            assert_eq!(rows[&id], row(&format!("v{n}"), "big"), "batch {n}");
+            assert_eq!(rows[&((id + 1) % 4)], row(&format!("w{n}"), "big"), "batch {n}");
         }
     }
 

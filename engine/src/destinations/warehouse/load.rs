@@ -132,34 +132,28 @@ impl WarehouseLoad {
         finished: Vec<DataFile>,
         watermark: Option<String>,
     ) -> Result<CommitReport, DestinationError> {
-        let kept = match self.mode {
-            WriteMode::Append => self.base.files.clone(),
-            WriteMode::Replace => Vec::new(),
-        };
-        publish_next(
-            &self.warehouse,
-            &self.table,
-            self.run_id,
-            self.base.clone(),
-            kept,
-            finished,
-            watermark,
-        )
-        .await
+        let mut next = self.base.clone();
+        if self.mode == WriteMode::Replace {
+            next.files.clear();
+            next.deltas.clear();
+        }
+        next.files.extend(finished.iter().cloned());
+        publish_next(&self.warehouse, &self.table, self.run_id, next, finished, watermark).await
     }
 }
 
-/// Publishes version `base.version + 1` of `table` (with `base`'s schema
-/// and change layout), listing the `kept` files of earlier versions and
-/// the `finished` files of run `run_id`, with `watermark`. A concurrent
-/// publication of that version fails it as a conflict, its files deleted.
+/// Publishes the version after `next` (the version a commit started
+/// from, its files and deltas already those of the new version; its schema
+/// and change layout carry over) with run `run_id` and `watermark`;
+/// `written` are the files of the new version this commit wrote. A
+/// concurrent publication of that version fails it as a conflict, its
+/// files deleted.
 pub(super) async fn publish_next(
     warehouse: &LocalWarehouse,
     table: &str,
     run_id: u64,
-    base: Manifest,
-    kept: Vec<DataFile>,
-    finished: Vec<DataFile>,
+    next: Manifest,
+    written: Vec<DataFile>,
     watermark: Option<String>,
 ) -> Result<CommitReport, DestinationError> {
     let conflict = |detail: String| DestinationError::Conflict {
@@ -167,7 +161,7 @@ pub(super) async fn publish_next(
         detail,
     };
     // A concurrent load's clean-up may have taken this load's files.
-    for file in &finished {
+    for file in &written {
         match warehouse.store.head(&warehouse.data_path(table, &file.name)).await {
             Ok(_) => {}
             Err(object_store::Error::NotFound { .. }) => {
@@ -180,20 +174,17 @@ pub(super) async fn publish_next(
         }
     }
     // The files are on disk before a manifest names them.
-    let paths: Vec<_> = finished
+    let paths: Vec<_> = written
         .iter()
         .map(|file| warehouse.data_path(table, &file.name))
         .collect();
     warehouse.sync(&paths).await?;
-    let mut files = kept;
-    files.extend(finished.iter().cloned());
     let manifest = Manifest {
-        version: base.version + 1,
-        files,
+        version: next.version + 1,
         run_id: Some(run_id),
         watermark,
         committed_at: Utc::now(),
-        ..base
+        ..next
     };
     match warehouse.publish(table, &manifest).await {
         Ok(()) => {}
@@ -212,8 +203,8 @@ pub(super) async fn publish_next(
         tracing::warn!(table = %table, error = %e, "could not clean up after a commit");
     }
     Ok(CommitReport {
-        rows: finished.iter().map(|f| f.rows).sum(),
-        bytes: finished.iter().map(|f| f.bytes).sum(),
-        files: finished.len(),
+        rows: written.iter().map(|f| f.rows).sum(),
+        bytes: written.iter().map(|f| f.bytes).sum(),
+        files: written.len(),
     })
 }

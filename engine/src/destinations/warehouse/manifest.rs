@@ -28,6 +28,12 @@ pub(super) struct Manifest {
     /// (absent in manifests written before change data capture).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<ChangeLayout>,
+    /// A `MERGE` table's changes not yet folded into `files`
+    /// (merge-on-read, `merged.rs`): files of the table's columns and
+    /// `_sluice_op`, each key's latest version per change batch, deletes
+    /// as `delete` rows. Compaction folds them into `files`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<DataFile>,
 }
 
 /// The change-data-capture layout of a table: its mode and the key that
@@ -93,6 +99,7 @@ impl Manifest {
             watermark: None,
             committed_at: Utc::now(),
             changes: None,
+            deltas: Vec::new(),
         }
     }
 }

@@ -24,6 +24,7 @@ mod encode;
 mod load;
 mod location;
 mod manifest;
+mod merged;
 mod namespaces;
 mod read;
 mod sync;
@@ -248,13 +249,8 @@ impl LocalWarehouse {
             .await?;
         let mut live = HashSet::new();
         for &version in kept {
-            live.extend(
-                self.read_manifest(table, version)
-                    .await?
-                    .files
-                    .into_iter()
-                    .map(|f| f.name),
-            );
+            let manifest = self.read_manifest(table, version).await?;
+            live.extend(manifest.files.into_iter().chain(manifest.deltas).map(|f| f.name));
         }
         let garbage: Vec<Path> = self
             .store

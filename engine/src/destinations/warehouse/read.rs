@@ -27,7 +27,7 @@ use datafusion::physical_plan::union::UnionExec;
 use sluice_catalog::CdcMode;
 
 use super::manifest::{ChangeLayout, DataFile, Manifest};
-use super::{LocalWarehouse, check_table_name};
+use super::{LocalWarehouse, check_table_name, merged};
 use crate::cdc::{OP_COLUMN, POSITION_COLUMN};
 use crate::contract::{DestinationError, quote_with};
 use crate::sources::datafusion_sql::session as datafusion_session;
@@ -149,7 +149,8 @@ async fn current_view(warehouse: &LocalWarehouse, history: &str) -> Result<Optio
     Ok(Some(ctx.sql(&sql).await?.into_view()))
 }
 
-/// One version of a table: a Parquet listing of exactly its manifest's files.
+/// One version of a table: a Parquet listing of exactly its manifest's
+/// files (and, for a `MERGE` table with deltas, those merged on read).
 pub(super) struct WarehouseTable {
     warehouse: LocalWarehouse,
     table: String,
@@ -195,6 +196,10 @@ impl TableProvider for WarehouseTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let (false, Some(layout)) = (self.manifest.deltas.is_empty(), &self.manifest.changes) {
+            let scan = (projection, filters, limit);
+            return merged::scan(&self.warehouse, &self.table, &self.manifest, layout, state, scan).await;
+        }
         if self.manifest.files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema(), projection)?)));
         }

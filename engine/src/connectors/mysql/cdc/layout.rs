@@ -25,11 +25,13 @@ impl Layout {
     pub(super) async fn read(conn: &mut Conn, capture: &Capture) -> Result<Self, CdcError> {
         let head = setup::head(conn).await?;
         let table = &capture.description.table;
-        let info = metadata::table(conn, table).await?.ok_or_else(|| SourceError::NotFound {
-            kind: "table",
-            name: table.to_string(),
-            nearby: Vec::new(),
-        })?;
+        let info = metadata::table(conn, table)
+            .await?
+            .ok_or_else(|| SourceError::NotFound {
+                kind: "table",
+                name: table.to_string(),
+                nearby: Vec::new(),
+            })?;
         let columns = metadata::describe(conn, info).await?.columns;
         Ok(Self { head, columns })
     }

@@ -74,7 +74,10 @@ impl MySqlChangeStream {
             binlog,
             decoder,
             marks,
-            ready: changed.map(|detail| ChangeEvent::SchemaChanged { detail }).into_iter().collect(),
+            ready: changed
+                .map(|detail| ChangeEvent::SchemaChanged { detail })
+                .into_iter()
+                .collect(),
         }
     }
 

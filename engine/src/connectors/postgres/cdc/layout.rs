@@ -126,7 +126,6 @@ impl Layout {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +176,9 @@ mod tests {
         let retyped = layout
             .differs_from_relation(&table(), &relation(&[("id", 23), ("note", 25)]))
             .unwrap();
-        assert!(retyped.contains("column \"id\" of public.items changed type"), "{retyped}");
+        assert!(
+            retyped.contains("column \"id\" of public.items changed type"),
+            "{retyped}"
+        );
     }
 }

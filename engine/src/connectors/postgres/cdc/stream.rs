@@ -600,7 +600,10 @@ mod tests {
         // Committed before the stream's layout: "big" did not exist yet.
         let mut decoder = Decoder::new(&capture(10), Layout::of(0x500, &relation_columns()));
         let mut out = VecDeque::new();
-        let old = vec![ColumnInfo::new(0, "extra".into(), 23, -1), ColumnInfo::new(1, "id".into(), 20, -1)];
+        let old = vec![
+            ColumnInfo::new(0, "extra".into(), 23, -1),
+            ColumnInfo::new(1, "id".into(), 20, -1),
+        ];
         for event in [
             begin(0x400),
             relation_of(9, "items", old),
@@ -614,7 +617,16 @@ mod tests {
         }
         let out: Vec<ChangeEvent> = out.into();
         assert!(!out.iter().any(|e| matches!(e, ChangeEvent::SchemaChanged { .. })));
-        assert_eq!(rows(&out), [("insert".into(), Some(7), None, false, "0000000000000400-00000000".into())]);
+        assert_eq!(
+            rows(&out),
+            [(
+                "insert".into(),
+                Some(7),
+                None,
+                false,
+                "0000000000000400-00000000".into()
+            )]
+        );
     }
 
     #[test]
