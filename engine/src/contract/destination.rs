@@ -140,6 +140,10 @@ pub enum DestinationError {
     /// The task encoding a load's files ended without a result.
     #[error("the Parquet encoder of the load stopped unexpectedly")]
     EncoderStopped,
+    /// A change batch larger than its memory budget could not be held on
+    /// local disk (`SLUICE_CDC_SPILL_MB`, the temporary directory `TMPDIR`).
+    #[error("cannot hold the change batch's rows in {path}: {source}")]
+    Spill { path: String, source: std::io::Error },
     /// The warehouse location cannot be used.
     #[error("invalid warehouse location \"{location}\": {reason}")]
     InvalidLocation { location: String, reason: String },

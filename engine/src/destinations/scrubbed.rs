@@ -83,6 +83,10 @@ pub fn scrub_destination_error(scrubber: &Scrubber, error: DestinationError) -> 
             path: s(&path),
             reason: s(&reason),
         },
+        DestinationError::Spill { path, source } => DestinationError::Spill {
+            path: s(&path),
+            source: std::io::Error::new(source.kind(), s(&source.to_string())),
+        },
         DestinationError::Remote {
             service,
             job_id,

@@ -30,7 +30,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, NullArray, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, NullArray, RecordBatch, StringArray,
+};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -44,6 +46,7 @@ use super::load::publish_next;
 use super::manifest::{ChangeLayout, DataFile, Manifest};
 use super::merged::{compaction_due, delta_schema};
 use super::read::WarehouseTable;
+use super::spill::{Groups, Held};
 use crate::cdc::{COMMIT_TS_COLUMN, ChangeOp, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN, UNCHANGED_COLUMN};
 use crate::contract::{ChangeSpec, CommitReport, DestinationError, LoadTransaction};
 use crate::sources::datafusion_sql::session as datafusion_session;
@@ -224,7 +227,26 @@ pub(super) struct ChangeLoad {
     /// The version this batch started from; it publishes the next one.
     base: Manifest,
     columns: Columns,
-    changes: Vec<Change>,
+    /// The batch's change rows, by key (spilled to disk past a budget).
+    held: Held,
+    /// The keys the batch changes.
+    touched: HashSet<Vec<u8>>,
+    /// What the commit must know of the held rows as a whole.
+    seen: Seen,
+    /// Partitions of the held rows that depend on each other.
+    groups: Groups,
+    /// The key of the last row held, when it was a delete (a key change's
+    /// insert that keeps values takes them from that key's row).
+    deleted: Option<Vec<u8>>,
+}
+
+/// What a batch's change rows include.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    truncate: bool,
+    delete: bool,
+    /// A value the change did not carry.
+    unchanged: bool,
 }
 
 impl ChangeLoad {
@@ -262,7 +284,11 @@ impl ChangeLoad {
             layout,
             base,
             columns,
-            changes: Vec::new(),
+            held: Held::new(),
+            touched: HashSet::new(),
+            seen: Seen::default(),
+            groups: Groups::new(),
+            deleted: None,
         })
     }
 
@@ -282,15 +308,31 @@ impl ChangeLoad {
             .collect()
     }
 
-    /// The change rows of `batch`, in the change schema.
-    fn read_changes(&self, batch: &RecordBatch) -> Result<Vec<Change>, DestinationError> {
+    /// The columns of change batch `batch`, checked against the table:
+    /// its data columns, then ops, positions, unchanged columns and
+    /// commit times, and each row's key.
+    #[allow(clippy::type_complexity)]
+    fn change_columns<'b>(
+        &self,
+        batch: &'b RecordBatch,
+    ) -> Result<
+        (
+            Vec<&'b ArrayRef>,
+            StringArray,
+            StringArray,
+            ListArray,
+            &'b ArrayRef,
+            Vec<Vec<u8>>,
+        ),
+        DestinationError,
+    > {
         let column = |name: &str| {
             batch
                 .column_by_name(name)
                 .ok_or_else(|| self.invalid(format!("a change batch without column \"{name}\"")))
         };
-        let names = self.data_names();
-        let data = names
+        let data = self
+            .data_names()
             .iter()
             .map(|n| column(n.as_str()))
             .collect::<Result<Vec<_>, _>>()?;
@@ -305,6 +347,13 @@ impl ChangeLoad {
             self.columns.key.iter().map(|&k| Arc::clone(data[k])).collect(),
             batch.num_rows(),
         )?;
+        Ok((data, ops, positions, unchanged, commit_ts, keys))
+    }
+
+    /// The change rows of `batch`, in the change schema.
+    fn read_changes(&self, batch: &RecordBatch) -> Result<Vec<Change>, DestinationError> {
+        let names = self.data_names();
+        let (data, ops, positions, unchanged, commit_ts, keys) = self.change_columns(batch)?;
         let mut changes = Vec::with_capacity(batch.num_rows());
         for (row, key) in keys.into_iter().enumerate() {
             let op = ChangeOp::parse(ops.value(row))
@@ -365,49 +414,71 @@ impl ChangeLoad {
         })
     }
 
-    /// `MERGE`: returns the stored rows of the touched keys; with
-    /// `copy_to` (a rewrite), copies the untouched rows there.
-    async fn read_stored(
-        &self,
-        touched: &HashSet<&[u8]>,
-        mut copy_to: Option<&mut Encoder>,
-    ) -> Result<HashMap<Vec<u8>, Option<Stored>>, DestinationError> {
-        let mut stored = HashMap::new();
+    /// Holds the stored rows of the touched keys (and, `HISTORY`, the
+    /// stored `truncate` rows) beside the change rows, partition by
+    /// partition; with `copy_to` (a rewrite), copies the untouched rows
+    /// there.
+    async fn hold_stored(&self, mut copy_to: Option<&mut Encoder>) -> Result<Held, DestinationError> {
+        let mut stored = Held::beside(&self.held)?;
         let mut rows = self.stored_rows().await?;
         while let Some(batch) = rows.try_next().await? {
             let keys = self.key_columns_of(&batch)?;
-            let mut keep = Vec::with_capacity(keys.len());
-            for (row, key) in keys.into_iter().enumerate() {
-                let is_touched = touched.contains(key.as_slice());
-                if is_touched {
-                    stored.insert(key, Some(self.stored(&batch, row)?));
+            let everywhere: Vec<bool> = match self.columns.op {
+                Some(op) => {
+                    let ops = batch.column(op).as_string::<i32>();
+                    (0..batch.num_rows())
+                        .map(|row| ops.value(row) == ChangeOp::Truncate.as_str())
+                        .collect()
                 }
-                keep.push(!is_touched);
-            }
+                None => vec![false; batch.num_rows()],
+            };
+            let wanted: Vec<bool> = (keys.iter().zip(&everywhere))
+                .map(|(key, &everywhere)| everywhere || self.touched.contains(key))
+                .collect();
             if let Some(encoder) = copy_to.as_deref_mut() {
-                let untouched = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+                let untouched = filter_record_batch(
+                    &batch,
+                    &BooleanArray::from(wanted.iter().map(|w| !w).collect::<Vec<_>>()),
+                )?;
                 if untouched.num_rows() > 0 {
                     encoder.write(untouched).await?;
                 }
+            }
+            if wanted.iter().any(|&w| w) {
+                let kept = filter_record_batch(&batch, &BooleanArray::from(wanted.clone()))?;
+                let (keys, everywhere): (Vec<Vec<u8>>, Vec<bool>) = (keys.into_iter().zip(everywhere))
+                    .zip(&wanted)
+                    .filter(|(_, w)| **w)
+                    .map(|(pair, _)| pair)
+                    .unzip();
+                stored.push(kept, &keys, &everywhere)?;
             }
         }
         Ok(stored)
     }
 
-    /// `HISTORY`: the latest stored version of each touched key (`None`
-    /// when it was deleted, or truncated away).
-    async fn latest_history(
-        &self,
-        touched: &HashSet<&[u8]>,
-    ) -> Result<HashMap<Vec<u8>, Option<Stored>>, DestinationError> {
+    /// `MERGE`: the stored row of each key in `batches`.
+    fn stored_by_key(&self, batches: &[RecordBatch]) -> Result<HashMap<Vec<u8>, Option<Stored>>, DestinationError> {
+        let mut stored = HashMap::new();
+        for batch in batches {
+            for (row, key) in self.key_columns_of(batch)?.into_iter().enumerate() {
+                stored.insert(key, Some(self.stored(batch, row)?));
+            }
+        }
+        Ok(stored)
+    }
+
+    /// `HISTORY`: the latest stored version of each key of `batches` (the
+    /// history rows of some keys, and every `truncate`): `None` when it was
+    /// deleted, or truncated away.
+    fn latest_history(&self, batches: &[RecordBatch]) -> Result<HashMap<Vec<u8>, Option<Stored>>, DestinationError> {
         let op_column = self.columns.op.expect("history tables have an op column");
         let mut latest: HashMap<Vec<u8>, (Stored, bool)> = HashMap::new();
         let mut truncated_at = String::new();
-        let mut rows = self.stored_rows().await?;
-        while let Some(batch) = rows.try_next().await? {
+        for batch in batches {
             let ops = batch.column(op_column).as_string::<i32>().clone();
             let positions = batch.column(self.columns.position).as_string::<i32>().clone();
-            let keys = self.key_columns_of(&batch)?;
+            let keys = self.key_columns_of(batch)?;
             for (row, key) in keys.into_iter().enumerate() {
                 let position = positions.value(row);
                 let op = ops.value(row);
@@ -417,13 +488,11 @@ impl ChangeLoad {
                     }
                     continue;
                 }
-                if !touched.contains(key.as_slice())
-                    || latest.get(&key).is_some_and(|(s, _)| s.position.as_str() >= position)
-                {
+                if latest.get(&key).is_some_and(|(s, _)| s.position.as_str() >= position) {
                     continue;
                 }
                 let deleted = op == ChangeOp::Delete.as_str();
-                latest.insert(key, (self.stored(&batch, row)?, deleted));
+                latest.insert(key, (self.stored(batch, row)?, deleted));
             }
         }
         Ok(latest
@@ -516,8 +585,7 @@ impl ChangeLoad {
     /// Where this batch goes: `MERGE` batches into a delta file, unless a
     /// `truncate` or the deltas' size calls for a rewrite.
     fn destination(&self) -> Writes {
-        let rewrite = self.changes.iter().any(|c| c.op == ChangeOp::Truncate)
-            || compaction_due(&self.base, self.changes.len() as u64);
+        let rewrite = self.seen.truncate || compaction_due(&self.base, self.held.rows());
         match self.layout.mode {
             CdcMode::Merge if !rewrite => Writes::Deltas,
             _ => Writes::Table,
@@ -525,23 +593,74 @@ impl ChangeLoad {
     }
 
     /// Applies the batch into `encoder` (`into` says which files it
-    /// writes); the files of the base version the next version keeps.
+    /// writes), one partition of the held rows at a time; the files of the
+    /// base version the next version keeps.
     async fn apply(&mut self, into: Writes, encoder: &mut Encoder) -> Result<Vec<DataFile>, DestinationError> {
+        let mode = self.layout.mode;
+        let needs_stored = match (mode, into) {
+            // Nothing stored survives a truncate.
+            (CdcMode::Merge, Writes::Table) => !self.seen.truncate,
+            (CdcMode::Merge, Writes::Deltas) => self.seen.unchanged || (self.layout.soft_delete && self.seen.delete),
+            (CdcMode::History, _) => self.seen.unchanged,
+        };
+        if mode == CdcMode::History && self.seen.unchanged && self.columns.key.is_empty() {
+            return Err(self.invalid(
+                "a change leaves a value unchanged, but the table has no key to find the stored one \
+                 (use REPLICA IDENTITY FULL at the source)"
+                    .into(),
+            ));
+        }
+        let copy_to = (mode == CdcMode::Merge && into == Writes::Table).then_some(&mut *encoder);
+        let mut stored = match needs_stored {
+            true => self.hold_stored(copy_to).await?,
+            false => Held::beside(&self.held)?,
+        };
+        for group in self.groups.of(self.held.partitions()) {
+            let mut changes = Vec::new();
+            let mut stored_rows = Vec::new();
+            for &p in &group {
+                for batch in self.held.take(p)? {
+                    changes.extend(self.read_changes(&batch)?);
+                }
+                stored_rows.extend(stored.take(p)?);
+            }
+            if group.len() > 1 {
+                // Back in log order; a truncate each partition had, once.
+                changes.sort_by(|a, b| a.row.position.cmp(&b.row.position));
+                // (Stored truncates repeat too: only the latest counts.)
+                changes.dedup_by(|a, b| {
+                    a.op == ChangeOp::Truncate && b.op == ChangeOp::Truncate && a.row.position == b.row.position
+                });
+            }
+            self.apply_partition(changes, &stored_rows, into, group[0] == 0, encoder)
+                .await?;
+        }
+        Ok(match (mode, into) {
+            (CdcMode::Merge, Writes::Table) => Vec::new(),
+            _ => self.base.files.clone(),
+        })
+    }
+
+    /// Applies the `changes` of one partition (every change of their keys,
+    /// in order, and every `truncate`) over the `stored` rows of their keys;
+    /// `first` writes what concerns every partition (`HISTORY`'s
+    /// `truncate` rows).
+    async fn apply_partition(
+        &self,
+        changes: Vec<Change>,
+        stored: &[RecordBatch],
+        into: Writes,
+        first: bool,
+        encoder: &mut Encoder,
+    ) -> Result<(), DestinationError> {
         let names = self.data_names();
-        let changes = std::mem::take(&mut self.changes);
+        let mut versions = Versions {
+            soft_delete: self.layout.soft_delete,
+            ..Versions::default()
+        };
         match (self.layout.mode, into) {
             (CdcMode::Merge, Writes::Deltas) => {
-                let mut versions = Versions {
-                    soft_delete: self.layout.soft_delete,
-                    ..Versions::default()
-                };
-                let needs_stored = changes
-                    .iter()
-                    .any(|c| !c.unchanged.is_empty() || (self.layout.soft_delete && c.op == ChangeOp::Delete));
-                if needs_stored {
-                    let touched: HashSet<&[u8]> = changes.iter().map(|c| c.key.as_slice()).collect();
-                    versions.stored = self.read_stored(&touched, None).await?;
-                }
+                versions.stored = self.stored_by_key(stored)?;
                 let applied = versions.apply(changes, &names).map_err(|reason| self.invalid(reason))?;
                 // A deleted key's delta row is its delete (its key and position).
                 let deletes: HashMap<&[u8], &Stored> = applied
@@ -560,8 +679,7 @@ impl ChangeLoad {
                             .ok_or_else(|| self.invalid("a key deleted without a delete".into())),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                self.write_rows(&rows, Writes::Deltas, encoder).await?;
-                Ok(self.base.files.clone())
+                self.write_rows(&rows, Writes::Deltas, encoder).await
             }
             (CdcMode::Merge, Writes::Table) => {
                 // Only what follows the last truncate counts.
@@ -569,16 +687,8 @@ impl ChangeLoad {
                     .iter()
                     .rposition(|c| c.op == ChangeOp::Truncate)
                     .map_or(0, |at| at + 1);
-                let truncated = start > 0;
                 let changes: Vec<Change> = changes.into_iter().skip(start).collect();
-                let mut versions = Versions {
-                    soft_delete: self.layout.soft_delete,
-                    ..Versions::default()
-                };
-                if !truncated {
-                    let touched: HashSet<&[u8]> = changes.iter().map(|c| c.key.as_slice()).collect();
-                    versions.stored = self.read_stored(&touched, Some(encoder)).await?;
-                }
+                versions.stored = self.stored_by_key(stored)?;
                 versions.apply(changes, &names).map_err(|reason| self.invalid(reason))?;
                 let latest: Vec<(ChangeOp, &Stored)> = versions
                     .latest
@@ -586,30 +696,18 @@ impl ChangeLoad {
                     .flatten()
                     .map(|row| (ChangeOp::Update, row))
                     .collect();
-                self.write_rows(&latest, Writes::Table, encoder).await?;
-                Ok(Vec::new())
+                self.write_rows(&latest, Writes::Table, encoder).await
             }
             (CdcMode::History, _) => {
-                let mut versions = Versions::default();
-                if changes.iter().any(|c| !c.unchanged.is_empty()) {
-                    if self.columns.key.is_empty() {
-                        return Err(self.invalid(
-                            "a change leaves a value unchanged, but the table has no key to find the stored one \
-                             (use REPLICA IDENTITY FULL at the source)"
-                                .into(),
-                        ));
-                    }
-                    let touched: HashSet<&[u8]> = changes
-                        .iter()
-                        .filter(|c| c.op != ChangeOp::Truncate)
-                        .map(|c| c.key.as_slice())
-                        .collect();
-                    versions.stored = self.latest_history(&touched).await?;
-                }
+                versions.soft_delete = false;
+                versions.stored = self.latest_history(stored)?;
                 let applied = versions.apply(changes, &names).map_err(|reason| self.invalid(reason))?;
-                let rows: Vec<(ChangeOp, &Stored)> = applied.iter().map(|c| (c.op, &c.row)).collect();
-                self.write_rows(&rows, Writes::Table, encoder).await?;
-                Ok(self.base.files.clone())
+                let rows: Vec<(ChangeOp, &Stored)> = applied
+                    .iter()
+                    .filter(|c| first || c.op != ChangeOp::Truncate)
+                    .map(|c| (c.op, &c.row))
+                    .collect();
+                self.write_rows(&rows, Writes::Table, encoder).await
             }
         }
     }
@@ -627,15 +725,35 @@ enum Writes {
 #[async_trait]
 impl LoadTransaction for ChangeLoad {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
-        let changes = self.read_changes(&batch)?;
-        self.changes.extend(changes);
-        Ok(())
+        // Checked now, so a batch the table cannot take fails here.
+        let (_, ops, _, unchanged, _, keys) = self.change_columns(&batch)?;
+        let mut everywhere = Vec::with_capacity(keys.len());
+        for (row, key) in keys.iter().enumerate() {
+            let op = ChangeOp::parse(ops.value(row))
+                .ok_or_else(|| self.invalid(format!("unknown change \"{}\"", ops.value(row))))?;
+            let truncate = op == ChangeOp::Truncate;
+            let keeps = unchanged.is_valid(row) && !unchanged.value(row).is_empty();
+            self.seen.truncate |= truncate;
+            self.seen.delete |= op == ChangeOp::Delete;
+            self.seen.unchanged |= keeps;
+            if !truncate && !self.touched.contains(key) {
+                self.touched.insert(key.clone());
+            }
+            if let Some(deleted) = self.deleted.take().filter(|_| keeps) {
+                self.groups.link(&deleted, key);
+            }
+            if op == ChangeOp::Delete {
+                self.deleted = Some(key.clone());
+            }
+            everywhere.push(truncate);
+        }
+        self.held.push(batch, &keys, &everywhere)
     }
 
     async fn commit(mut self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
         let mut next = self.base.clone();
         next.changes = Some(self.layout.clone());
-        if self.changes.is_empty() {
+        if self.held.rows() == 0 {
             // Nothing changed: the same files, the new position.
             return publish_next(&self.warehouse, &self.table, self.run_id, next, Vec::new(), watermark).await;
         }
@@ -766,7 +884,24 @@ mod tests {
     }
 
     async fn apply_spec(warehouse: &LocalWarehouse, spec: &ChangeSpec, batches: Vec<RecordBatch>, position: &str) {
-        let mut load = warehouse.begin_changes("t", 1, spec).await.unwrap();
+        apply_held(warehouse, spec, batches, position, None).await;
+    }
+
+    /// [`apply_spec`] holding at most `budget` bytes in memory (`Some(0)`:
+    /// every batch spills to disk).
+    async fn apply_held(
+        warehouse: &LocalWarehouse,
+        spec: &ChangeSpec,
+        batches: Vec<RecordBatch>,
+        position: &str,
+        budget: Option<usize>,
+    ) {
+        let base = warehouse.latest_manifest("t").await.unwrap().unwrap();
+        let mut load = ChangeLoad::new(warehouse.clone(), "t", 1, spec, base).unwrap();
+        if let Some(budget) = budget {
+            load.held = Held::with_budget(budget);
+        }
+        let mut load: Box<dyn LoadTransaction> = Box::new(load);
         for batch in batches {
             load.write(batch).await.unwrap();
         }
@@ -1009,7 +1144,12 @@ mod tests {
     /// commit, in both modes.
     #[tokio::test]
     async fn random_changes_match_a_model() {
-        for mode in [CdcMode::Merge, CdcMode::History] {
+        for (mode, budget) in [
+            (CdcMode::Merge, None),
+            (CdcMode::History, None),
+            (CdcMode::Merge, Some(0)),
+            (CdcMode::History, Some(0)),
+        ] {
             for seed in 0..4 {
                 let dir = tempfile::tempdir().unwrap();
                 let warehouse = warehouse(&dir, mode).await;
@@ -1026,7 +1166,7 @@ mod tests {
                         }
                         position = changes.commit();
                     }
-                    apply(&warehouse, mode, changes.batches(), &position).await;
+                    apply_held(&warehouse, &spec(mode), changes.batches(), &position, budget).await;
                     let table = match mode {
                         CdcMode::Merge => "t",
                         CdcMode::History => "t_current",
@@ -1034,7 +1174,7 @@ mod tests {
                     assert_eq!(
                         rows(&warehouse, table).await,
                         model,
-                        "{mode:?}, seed {seed}, batch {batch}"
+                        "{mode:?}, spill budget {budget:?}, seed {seed}, batch {batch}"
                     );
                 }
                 if mode == CdcMode::History {
@@ -1113,7 +1253,7 @@ mod tests {
             soft_delete: true,
             ..spec(CdcMode::Merge)
         };
-        for seed in 0..4 {
+        for (seed, budget) in [(0, None), (1, None), (2, Some(0)), (3, Some(0))] {
             let dir = tempfile::tempdir().unwrap();
             let warehouse = warehouse_of(&dir, &spec).await;
             let mut rng = StdRng::seed_from_u64(seed);
@@ -1128,7 +1268,7 @@ mod tests {
                     }
                     position = changes.commit();
                 }
-                apply_spec(&warehouse, &spec, changes.batches(), &position).await;
+                apply_held(&warehouse, &spec, changes.batches(), &position, budget).await;
                 let mut expected: BTreeMap<i64, (Row, bool)> =
                     deleted.iter().map(|(&id, row)| (id, (row.clone(), true))).collect();
                 expected.extend(model.iter().map(|(&id, row)| (id, (row.clone(), false))));

@@ -27,6 +27,7 @@ mod manifest;
 mod merged;
 mod namespaces;
 mod read;
+mod spill;
 mod sync;
 #[cfg(test)]
 mod tests;
