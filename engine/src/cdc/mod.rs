@@ -8,6 +8,7 @@
 pub(crate) mod batch;
 pub(crate) mod kept;
 pub(crate) mod layout;
+pub(crate) mod spill;
 #[cfg(test)]
 pub(crate) mod workload;
 

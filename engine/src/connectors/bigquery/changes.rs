@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::table_schema::TableSchema;
 use gcp_bigquery_client::model::view_definition::ViewDefinition;
@@ -31,8 +32,9 @@ use super::destination::RunNames;
 use super::load::{BigQueryLoad, ChangeCommit};
 use super::position::PositionTable;
 use super::schema;
-use super::staged::Stager;
+use super::staged::{Slice, Stager};
 use crate::cdc::OP_COLUMN;
+use crate::cdc::spill::{ChangePushError, Held, HeldChanges};
 use crate::contract::{ChangeSpec, CommitReport, DestinationError, LoadTransaction, Position, WriteMode};
 
 /// The label of a `<table>_current` view Sluice made, with the table's token.
@@ -48,7 +50,10 @@ pub(super) struct BigQueryChanges {
     /// The run's names; each batch adds its own part.
     names: RunNames,
     spec: ChangeSpec,
-    batches: Vec<RecordBatch>,
+    /// The change schema of the batch's rows, once one arrived.
+    schema: Option<SchemaRef>,
+    /// The batch's change rows, by key (spilled to disk past a budget).
+    held: HeldChanges,
     /// The position tables (and views, by the columns they show) the
     /// destination made already.
     ensured: Ensured,
@@ -74,7 +79,8 @@ impl BigQueryChanges {
             token,
             names,
             spec: spec.clone(),
-            batches: Vec::new(),
+            schema: None,
+            held: HeldChanges::new(false),
             ensured,
         }
     }
@@ -185,26 +191,32 @@ pub(super) async fn drop_current_view(api: &Api, table: &str, token: &str) -> Re
 #[async_trait]
 impl LoadTransaction for BigQueryChanges {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
-        if batch.num_rows() > 0 {
-            self.batches.push(batch);
+        if batch.num_rows() == 0 {
+            return Ok(());
         }
-        Ok(())
+        let schema = self.schema.get_or_insert_with(|| batch.schema()).clone();
+        let keys = Stager::new(&self.table, &schema, &self.spec)
+            .and_then(|stager| stager.batch_keys(&batch))
+            .map_err(|reason| self.invalid(reason))?;
+        self.held.push(batch, &keys).map_err(|e| match e {
+            ChangePushError::Held(e) => e,
+            other => self.invalid(other.to_string()),
+        })
     }
 
-    async fn commit(self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
+    async fn commit(mut self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
         let position = watermark.ok_or_else(|| self.invalid("a change batch commits with its position".into()))?;
         // A batch of other tables' transactions only records its position.
         let stager = self
-            .batches
-            .first()
-            .map(|batch| Stager::new(&self.table, &batch.schema(), &self.spec))
-            .transpose()
-            .map_err(|reason| self.invalid(reason))?;
-        let staged = stager
+            .schema
             .as_ref()
-            .map(|stager| stager.stage(&self.batches))
+            .map(|schema| Stager::new(&self.table, schema, &self.spec))
             .transpose()
             .map_err(|reason| self.invalid(reason))?;
+        let staged = match &stager {
+            Some(stager) => Some(stage(&mut self.held, stager).map_err(|e| self.invalid(e))?),
+            None => None,
+        };
         let (data, key) = stager
             .as_ref()
             .map(|stager| (stager.data_names(), stager.key_names()))
@@ -233,8 +245,8 @@ impl LoadTransaction for BigQueryChanges {
         if staged.as_ref().is_some_and(|s| s.truncated) {
             statements.push(sql.truncate());
         }
-        let rows = staged.and_then(|s| s.rows.map(|rows| (rows, s.fills)));
-        if let Some((_, fills)) = &rows {
+        let rows = staged.filter(|s| s.count > 0);
+        if let Some(Spooled { fills, .. }) = &rows {
             statements.push(match spec.mode {
                 CdcMode::Merge => sql.merge(*fills),
                 CdcMode::History => sql.append_history(*fills),
@@ -256,7 +268,7 @@ impl LoadTransaction for BigQueryChanges {
             ..Table::new(&api.settings.project, &dataset, &names.staging, staging_schema)
         }
         .expiration_time(SystemTime::now() + STAGING_LIFETIME);
-        let staged_rows = rows.as_ref().map_or(0, |(rows, _)| rows.num_rows());
+        let staged_rows = rows.as_ref().map_or(0, |rows| rows.count);
         let job = names.commit_job();
         let mut load = Box::new(BigQueryLoad::new(
             api,
@@ -268,8 +280,12 @@ impl LoadTransaction for BigQueryChanges {
             Some(ChangeCommit::Script(script)),
             staging,
         ));
-        if let Some((rows, _)) = rows {
-            load.write(rows).await?;
+        if let Some(mut rows) = rows {
+            for p in 0..rows.rows.partitions() {
+                for batch in rows.rows.take(p)? {
+                    load.write(batch).await?;
+                }
+            }
         }
         let report = load.commit(None).await?;
         info!(table = %table, job_id = %job, staged = staged_rows, position = %position, "applied a change batch in BigQuery");
@@ -279,4 +295,48 @@ impl LoadTransaction for BigQueryChanges {
     async fn abort(self: Box<Self>) -> Result<(), DestinationError> {
         Ok(())
     }
+}
+
+/// A micro-batch's staged rows, in memory or spilled.
+struct Spooled {
+    rows: Held,
+    count: usize,
+    /// `MERGE`: a `truncate` empties the table before the rows apply.
+    truncated: bool,
+    /// Some row takes values from a stored row.
+    fills: bool,
+}
+
+/// Stages the `held` change rows one partition group at a time (every
+/// change of a key in one group), so that memory holds one group's.
+fn stage(held: &mut HeldChanges, stager: &Stager) -> Result<Spooled, String> {
+    let mut spooled = Spooled {
+        rows: Held::new(),
+        count: 0,
+        truncated: false,
+        fills: false,
+    };
+    for group in held.groups.of(held.rows.partitions()) {
+        let mut batches = Vec::new();
+        for &p in &group {
+            batches.extend(held.rows.take(p).map_err(|e| e.to_string())?);
+        }
+        let slice = Slice {
+            several: group.len() > 1,
+            first: group[0] == 0,
+        };
+        let staged = stager.stage(&batches, slice)?;
+        spooled.truncated |= staged.truncated;
+        spooled.fills |= staged.fills;
+        if let Some(rows) = staged.rows {
+            let n = rows.num_rows();
+            spooled.count += n;
+            // One partition: staged rows need no routing.
+            spooled
+                .rows
+                .push(rows, &vec![Vec::new(); n], &vec![false; n])
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(spooled)
 }

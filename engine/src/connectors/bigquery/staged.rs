@@ -50,6 +50,26 @@ pub(super) struct Staged {
     pub fills: bool,
 }
 
+/// Which partitions of a micro-batch's rows ([`crate::cdc::spill`]) a
+/// [`Stager::stage`] call stages.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slice {
+    /// Rows of several partitions: put back in log order first.
+    pub several: bool,
+    /// It includes the first partition, which stages what every partition
+    /// holds (`HISTORY`'s `truncate` rows).
+    pub first: bool,
+}
+
+impl Slice {
+    /// Every row of the batch.
+    #[cfg(test)]
+    pub const WHOLE: Slice = Slice {
+        several: false,
+        first: true,
+    };
+}
+
 /// A change row's values as the batch resolved them.
 #[derive(Debug, Clone)]
 struct Row {
@@ -154,11 +174,35 @@ impl<'a> Stager<'a> {
         self.key.iter().map(|&k| self.data[k].name().clone()).collect()
     }
 
-    /// Stages the change rows of `batches` (the change schema, log order).
-    pub(super) fn stage(&self, batches: &[RecordBatch]) -> Result<Staged, String> {
+    /// The key bytes of each row of change batch `batch`.
+    pub(super) fn batch_keys(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
+        let columns = self
+            .key
+            .iter()
+            .map(|&k| {
+                let name = self.data[k].name();
+                batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| format!("a change batch without column \"{name}\""))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.keys(columns, batch.num_rows())
+    }
+
+    /// Stages the change rows of `batches` (the change schema, log order
+    /// within each partition of `slice`).
+    pub(super) fn stage(&self, batches: &[RecordBatch], slice: Slice) -> Result<Staged, String> {
         let mut changes = Vec::new();
         for batch in batches {
             self.read(batch, &mut changes)?;
+        }
+        if slice.several {
+            // Back in log order; a truncate each partition had, once.
+            changes.sort_by(|a, b| a.1.position.cmp(&b.1.position));
+            changes.dedup_by(|a, b| {
+                a.1.op == b.1.op && a.1.op == ChangeOp::Truncate.as_str() && a.1.position == b.1.position
+            });
         }
         if self.key.is_empty() && changes.iter().any(|(_, _, unchanged)| !unchanged.is_empty()) {
             return Err(
@@ -183,7 +227,7 @@ impl<'a> Stager<'a> {
                 Some(ChangeOp::Truncate) => {
                     latest.clear();
                     truncated = true;
-                    if self.spec.mode == CdcMode::History {
+                    if self.spec.mode == CdcMode::History && slice.first {
                         history.push(row);
                     }
                     continue;
@@ -508,7 +552,7 @@ mod tests {
     }
 
     fn stage(spec: &ChangeSpec, batches: &[RecordBatch]) -> Result<Staged, String> {
-        Stager::new("t", &change_schema(&columns()), spec)?.stage(batches)
+        Stager::new("t", &change_schema(&columns()), spec)?.stage(batches, Slice::WHOLE)
     }
 
     #[test]

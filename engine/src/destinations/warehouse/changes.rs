@@ -26,7 +26,7 @@
 //! already stored are streamed (read only when the batch needs stored
 //! values: a rewrite, an unchanged value, a soft delete).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -46,7 +46,7 @@ use super::load::publish_next;
 use super::manifest::{ChangeLayout, DataFile, Manifest};
 use super::merged::{compaction_due, delta_schema};
 use super::read::WarehouseTable;
-use super::spill::{Groups, Held};
+use crate::cdc::spill::{ChangePushError, Held, HeldChanges};
 use crate::cdc::{COMMIT_TS_COLUMN, ChangeOp, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN, UNCHANGED_COLUMN};
 use crate::contract::{ChangeSpec, CommitReport, DestinationError, LoadTransaction};
 use crate::sources::datafusion_sql::session as datafusion_session;
@@ -228,25 +228,7 @@ pub(super) struct ChangeLoad {
     base: Manifest,
     columns: Columns,
     /// The batch's change rows, by key (spilled to disk past a budget).
-    held: Held,
-    /// The keys the batch changes.
-    touched: HashSet<Vec<u8>>,
-    /// What the commit must know of the held rows as a whole.
-    seen: Seen,
-    /// Partitions of the held rows that depend on each other.
-    groups: Groups,
-    /// The key of the last row held, when it was a delete (a key change's
-    /// insert that keeps values takes them from that key's row).
-    deleted: Option<Vec<u8>>,
-}
-
-/// What a batch's change rows include.
-#[derive(Debug, Default, Clone, Copy)]
-struct Seen {
-    truncate: bool,
-    delete: bool,
-    /// A value the change did not carry.
-    unchanged: bool,
+    held: HeldChanges,
 }
 
 impl ChangeLoad {
@@ -284,11 +266,7 @@ impl ChangeLoad {
             layout,
             base,
             columns,
-            held: Held::new(),
-            touched: HashSet::new(),
-            seen: Seen::default(),
-            groups: Groups::new(),
-            deleted: None,
+            held: HeldChanges::new(true),
         })
     }
 
@@ -419,7 +397,7 @@ impl ChangeLoad {
     /// partition; with `copy_to` (a rewrite), copies the untouched rows
     /// there.
     async fn hold_stored(&self, mut copy_to: Option<&mut Encoder>) -> Result<Held, DestinationError> {
-        let mut stored = Held::beside(&self.held)?;
+        let mut stored = Held::beside(&self.held.rows)?;
         let mut rows = self.stored_rows().await?;
         while let Some(batch) = rows.try_next().await? {
             let keys = self.key_columns_of(&batch)?;
@@ -433,7 +411,7 @@ impl ChangeLoad {
                 None => vec![false; batch.num_rows()],
             };
             let wanted: Vec<bool> = (keys.iter().zip(&everywhere))
-                .map(|(key, &everywhere)| everywhere || self.touched.contains(key))
+                .map(|(key, &everywhere)| everywhere || self.held.touched.as_ref().is_some_and(|t| t.contains(key)))
                 .collect();
             if let Some(encoder) = copy_to.as_deref_mut() {
                 let untouched = filter_record_batch(
@@ -585,7 +563,7 @@ impl ChangeLoad {
     /// Where this batch goes: `MERGE` batches into a delta file, unless a
     /// `truncate` or the deltas' size calls for a rewrite.
     fn destination(&self) -> Writes {
-        let rewrite = self.seen.truncate || compaction_due(&self.base, self.held.rows());
+        let rewrite = self.held.seen.truncate || compaction_due(&self.base, self.held.rows.rows());
         match self.layout.mode {
             CdcMode::Merge if !rewrite => Writes::Deltas,
             _ => Writes::Table,
@@ -597,13 +575,14 @@ impl ChangeLoad {
     /// base version the next version keeps.
     async fn apply(&mut self, into: Writes, encoder: &mut Encoder) -> Result<Vec<DataFile>, DestinationError> {
         let mode = self.layout.mode;
+        let seen = self.held.seen;
         let needs_stored = match (mode, into) {
             // Nothing stored survives a truncate.
-            (CdcMode::Merge, Writes::Table) => !self.seen.truncate,
-            (CdcMode::Merge, Writes::Deltas) => self.seen.unchanged || (self.layout.soft_delete && self.seen.delete),
-            (CdcMode::History, _) => self.seen.unchanged,
+            (CdcMode::Merge, Writes::Table) => !seen.truncate,
+            (CdcMode::Merge, Writes::Deltas) => seen.unchanged || (self.layout.soft_delete && seen.delete),
+            (CdcMode::History, _) => seen.unchanged,
         };
-        if mode == CdcMode::History && self.seen.unchanged && self.columns.key.is_empty() {
+        if mode == CdcMode::History && seen.unchanged && self.columns.key.is_empty() {
             return Err(self.invalid(
                 "a change leaves a value unchanged, but the table has no key to find the stored one \
                  (use REPLICA IDENTITY FULL at the source)"
@@ -613,13 +592,13 @@ impl ChangeLoad {
         let copy_to = (mode == CdcMode::Merge && into == Writes::Table).then_some(&mut *encoder);
         let mut stored = match needs_stored {
             true => self.hold_stored(copy_to).await?,
-            false => Held::beside(&self.held)?,
+            false => Held::beside(&self.held.rows)?,
         };
-        for group in self.groups.of(self.held.partitions()) {
+        for group in self.held.groups.of(self.held.rows.partitions()) {
             let mut changes = Vec::new();
             let mut stored_rows = Vec::new();
             for &p in &group {
-                for batch in self.held.take(p)? {
+                for batch in self.held.rows.take(p)? {
                     changes.extend(self.read_changes(&batch)?);
                 }
                 stored_rows.extend(stored.take(p)?);
@@ -726,34 +705,17 @@ enum Writes {
 impl LoadTransaction for ChangeLoad {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
         // Checked now, so a batch the table cannot take fails here.
-        let (_, ops, _, unchanged, _, keys) = self.change_columns(&batch)?;
-        let mut everywhere = Vec::with_capacity(keys.len());
-        for (row, key) in keys.iter().enumerate() {
-            let op = ChangeOp::parse(ops.value(row))
-                .ok_or_else(|| self.invalid(format!("unknown change \"{}\"", ops.value(row))))?;
-            let truncate = op == ChangeOp::Truncate;
-            let keeps = unchanged.is_valid(row) && !unchanged.value(row).is_empty();
-            self.seen.truncate |= truncate;
-            self.seen.delete |= op == ChangeOp::Delete;
-            self.seen.unchanged |= keeps;
-            if !truncate && !self.touched.contains(key) {
-                self.touched.insert(key.clone());
-            }
-            if let Some(deleted) = self.deleted.take().filter(|_| keeps) {
-                self.groups.link(&deleted, key);
-            }
-            if op == ChangeOp::Delete {
-                self.deleted = Some(key.clone());
-            }
-            everywhere.push(truncate);
-        }
-        self.held.push(batch, &keys, &everywhere)
+        let keys = self.change_columns(&batch)?.5;
+        self.held.push(batch, &keys).map_err(|e| match e {
+            ChangePushError::Held(e) => e,
+            other => self.invalid(other.to_string()),
+        })
     }
 
     async fn commit(mut self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {
         let mut next = self.base.clone();
         next.changes = Some(self.layout.clone());
-        if self.held.rows() == 0 {
+        if self.held.rows.rows() == 0 {
             // Nothing changed: the same files, the new position.
             return publish_next(&self.warehouse, &self.table, self.run_id, next, Vec::new(), watermark).await;
         }
@@ -899,7 +861,7 @@ mod tests {
         let base = warehouse.latest_manifest("t").await.unwrap().unwrap();
         let mut load = ChangeLoad::new(warehouse.clone(), "t", 1, spec, base).unwrap();
         if let Some(budget) = budget {
-            load.held = Held::with_budget(budget);
+            load.held.rows = Held::with_budget(budget);
         }
         let mut load: Box<dyn LoadTransaction> = Box::new(load);
         for batch in batches {

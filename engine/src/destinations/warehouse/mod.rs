@@ -27,7 +27,6 @@ mod manifest;
 mod merged;
 mod namespaces;
 mod read;
-mod spill;
 mod sync;
 #[cfg(test)]
 mod tests;

@@ -9,22 +9,24 @@
 //! that keeps the old key's values) are applied together
 //! ([`Groups`]).
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use tempfile::TempDir;
 
+use super::batch::{ChangeOp, OP_COLUMN, UNCHANGED_COLUMN};
 use crate::contract::DestinationError;
 
 /// How many partitions rows are spilled into.
-pub(super) const PARTITIONS: usize = 64;
+pub(crate) const PARTITIONS: usize = 64;
 
 /// Bytes of Arrow data a change batch holds in memory before it spills
 /// (`SLUICE_CDC_SPILL_MB`, default 32).
@@ -37,7 +39,7 @@ static BUDGET: LazyLock<usize> = LazyLock::new(|| {
 });
 
 /// Rows routed by key, in memory or spilled.
-pub(super) struct Held {
+pub(crate) struct Held {
     place: Place,
     /// Rows pushed (a broadcast row counts once).
     rows: u64,
@@ -69,12 +71,12 @@ struct Spilled {
 
 impl Held {
     /// Nothing held; spills past the configured budget.
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_budget(*BUDGET)
     }
 
     /// Nothing held; spills past `budget` bytes.
-    pub(super) fn with_budget(budget: usize) -> Self {
+    pub(crate) fn with_budget(budget: usize) -> Self {
         Self {
             place: Place::Memory(Vec::new()),
             rows: 0,
@@ -85,7 +87,7 @@ impl Held {
 
     /// Holds the same number of partitions as `other` (rows that go with
     /// `other`'s, partition by partition), spilled if `other` is.
-    pub(super) fn beside(other: &Held) -> Result<Self, DestinationError> {
+    pub(crate) fn beside(other: &Held) -> Result<Self, DestinationError> {
         let mut held = Self::with_budget(other.budget);
         if other.partitions() > 1 {
             held.place = Place::Disk {
@@ -98,12 +100,12 @@ impl Held {
     }
 
     /// How many rows were pushed.
-    pub(super) fn rows(&self) -> u64 {
+    pub(crate) fn rows(&self) -> u64 {
         self.rows
     }
 
     /// How many partitions [`Held::take`] gives.
-    pub(super) fn partitions(&self) -> usize {
+    pub(crate) fn partitions(&self) -> usize {
         match &self.place {
             Place::Memory(_) => 1,
             Place::Disk { .. } => PARTITIONS,
@@ -112,7 +114,7 @@ impl Held {
 
     /// Holds `batch`: its row `i` goes with key `keys[i]`, or to every
     /// partition where `everywhere[i]`.
-    pub(super) fn push(
+    pub(crate) fn push(
         &mut self,
         batch: RecordBatch,
         keys: &[Vec<u8>],
@@ -185,7 +187,7 @@ impl Held {
     }
 
     /// The batches of partition `p`, read back from disk when spilled.
-    pub(super) fn take(&mut self, p: usize) -> Result<Vec<RecordBatch>, DestinationError> {
+    pub(crate) fn take(&mut self, p: usize) -> Result<Vec<RecordBatch>, DestinationError> {
         match &mut self.place {
             Place::Memory(batches) => Ok(std::mem::take(batches).into_iter().map(|r| r.batch).collect()),
             Place::Disk { files, .. } => files[p].read(),
@@ -216,14 +218,97 @@ impl Spilled {
     }
 }
 
+/// The change rows of a micro-batch until its commit, by key, with what
+/// the commit must know of them as a whole.
+pub(crate) struct HeldChanges {
+    pub(crate) rows: Held,
+    /// Partitions of the rows that depend on each other.
+    pub(crate) groups: Groups,
+    pub(crate) seen: Seen,
+    /// The keys the rows change, when the destination asks for them (to
+    /// find their stored rows).
+    pub(crate) touched: Option<HashSet<Vec<u8>>>,
+    /// The key of the last row held, when it was a delete (a key change's
+    /// insert that keeps values takes them from that key's row).
+    deleted: Option<Vec<u8>>,
+}
+
+/// What a micro-batch's change rows include.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Seen {
+    pub(crate) truncate: bool,
+    pub(crate) delete: bool,
+    /// A value a change did not carry.
+    pub(crate) unchanged: bool,
+}
+
+impl HeldChanges {
+    /// Nothing held; `touched` keeps the keys changed.
+    pub(crate) fn new(touched: bool) -> Self {
+        Self {
+            rows: Held::new(),
+            groups: Groups::new(),
+            seen: Seen::default(),
+            touched: touched.then(HashSet::new),
+            deleted: None,
+        }
+    }
+
+    /// Holds `batch`, change rows (the change schema) whose keys are
+    /// `keys`; an unknown change is the error.
+    pub(crate) fn push(&mut self, batch: RecordBatch, keys: &[Vec<u8>]) -> Result<(), ChangePushError> {
+        let ops = batch
+            .column_by_name(OP_COLUMN)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or(ChangePushError::Columns)?
+            .clone();
+        let unchanged = batch
+            .column_by_name(UNCHANGED_COLUMN)
+            .and_then(|c| c.as_list_opt::<i32>())
+            .ok_or(ChangePushError::Columns)?
+            .clone();
+        let mut everywhere = Vec::with_capacity(keys.len());
+        for (row, key) in keys.iter().enumerate() {
+            let op = ChangeOp::parse(ops.value(row)).ok_or_else(|| ChangePushError::Op(ops.value(row).to_owned()))?;
+            let truncate = op == ChangeOp::Truncate;
+            let keeps = unchanged.is_valid(row) && !unchanged.value(row).is_empty();
+            self.seen.truncate |= truncate;
+            self.seen.delete |= op == ChangeOp::Delete;
+            self.seen.unchanged |= keeps;
+            if let Some(touched) = self.touched.as_mut().filter(|t| !truncate && !t.contains(key)) {
+                touched.insert(key.clone());
+            }
+            if let Some(deleted) = self.deleted.take().filter(|_| keeps) {
+                self.groups.link(&deleted, key);
+            }
+            if op == ChangeOp::Delete {
+                self.deleted = Some(key.clone());
+            }
+            everywhere.push(truncate);
+        }
+        self.rows.push(batch, keys, &everywhere).map_err(ChangePushError::Held)
+    }
+}
+
+/// Why change rows could not be held.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChangePushError {
+    #[error("a change batch without _sluice_op and _sluice_unchanged of their types")]
+    Columns,
+    #[error("unknown change \"{0}\"")]
+    Op(String),
+    #[error(transparent)]
+    Held(DestinationError),
+}
+
 /// Partitions applied together: those a change links, as a union-find.
-pub(super) struct Groups {
+pub(crate) struct Groups {
     parent: Vec<usize>,
 }
 
 impl Groups {
     /// Every partition on its own.
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             parent: (0..PARTITIONS).collect(),
         }
@@ -238,13 +323,13 @@ impl Groups {
     }
 
     /// Applies the partitions of keys `a` and `b` together.
-    pub(super) fn link(&mut self, a: &[u8], b: &[u8]) {
+    pub(crate) fn link(&mut self, a: &[u8], b: &[u8]) {
         let (a, b) = (self.root(partition_of(a)), self.root(partition_of(b)));
         self.parent[a.max(b)] = a.min(b);
     }
 
     /// The groups of `partitions` partitions, each in ascending order.
-    pub(super) fn of(&mut self, partitions: usize) -> Vec<Vec<usize>> {
+    pub(crate) fn of(&mut self, partitions: usize) -> Vec<Vec<usize>> {
         let mut groups: Vec<Vec<usize>> = vec![Vec::new(); partitions];
         for p in 0..partitions {
             let root = if partitions == 1 { 0 } else { self.root(p) };
@@ -256,7 +341,7 @@ impl Groups {
 }
 
 /// The partition of `key`.
-pub(super) fn partition_of(key: &[u8]) -> usize {
+pub(crate) fn partition_of(key: &[u8]) -> usize {
     let mut hasher = DefaultHasher::new();
     key.hash(&mut hasher);
     (hasher.finish() % PARTITIONS as u64) as usize
