@@ -41,10 +41,11 @@ use futures::TryStreamExt;
 use sluice_catalog::CdcMode;
 
 use super::LocalWarehouse;
+use super::compaction::{deltas_due, small_files};
 use super::encode::Encoder;
 use super::load::publish_next;
 use super::manifest::{ChangeLayout, DataFile, Manifest};
-use super::merged::{compaction_due, delta_schema};
+use super::merged::delta_schema;
 use super::read::WarehouseTable;
 use crate::cdc::spill::{ChangePushError, Held, HeldChanges};
 use crate::cdc::{COMMIT_TS_COLUMN, ChangeOp, DELETED_AT_COLUMN, OP_COLUMN, POSITION_COLUMN, UNCHANGED_COLUMN};
@@ -563,7 +564,7 @@ impl ChangeLoad {
     /// Where this batch goes: `MERGE` batches into a delta file, unless a
     /// `truncate` or the deltas' size calls for a rewrite.
     fn destination(&self) -> Writes {
-        let rewrite = self.held.seen.truncate || compaction_due(&self.base, self.held.rows.rows());
+        let rewrite = self.held.seen.truncate || deltas_due(&self.base, self.held.rows.rows());
         match self.layout.mode {
             CdcMode::Merge if !rewrite => Writes::Deltas,
             _ => Writes::Table,
@@ -616,8 +617,26 @@ impl ChangeLoad {
         }
         Ok(match (mode, into) {
             (CdcMode::Merge, Writes::Table) => Vec::new(),
-            _ => self.base.files.clone(),
+            (CdcMode::History, _) => self.fold_small_files(encoder).await?,
+            (CdcMode::Merge, Writes::Deltas) => self.base.files.clone(),
         })
+    }
+
+    /// `HISTORY`: writes the rows of the table's small files again into
+    /// `encoder` once there are enough of them; the files kept as they are.
+    async fn fold_small_files(&self, encoder: &mut Encoder) -> Result<Vec<DataFile>, DestinationError> {
+        let Some((folded, kept)) = small_files(&self.base) else {
+            return Ok(self.base.files.clone());
+        };
+        let provider = WarehouseTable::new(self.warehouse.clone(), &self.table, folded);
+        let mut rows = datafusion_session(None)
+            .read_table(Arc::new(provider))?
+            .execute_stream()
+            .await?;
+        while let Some(batch) = rows.try_next().await? {
+            encoder.write(batch).await?;
+        }
+        Ok(kept)
     }
 
     /// Applies the `changes` of one partition (every change of their keys,
@@ -1153,7 +1172,7 @@ mod tests {
     /// (compaction) and the next ones start new deltas.
     #[tokio::test]
     async fn merge_batches_write_deltas_until_a_rewrite_folds_them_in() {
-        use super::super::merged::MAX_DELTAS;
+        use super::super::compaction::MAX_DELTAS;
         let dir = tempfile::tempdir().unwrap();
         let warehouse = warehouse(&dir, CdcMode::Merge).await;
         let mut changes = Changes::new();
@@ -1204,6 +1223,50 @@ mod tests {
             assert_eq!(rows[&id], row(&format!("v{n}"), "big"), "batch {n}");
             assert_eq!(rows[&((id + 1) % 4)], row(&format!("w{n}"), "big"), "batch {n}");
         }
+    }
+
+    /// A `HISTORY` table gains a file per batch until it has
+    /// [`MAX_SMALL_FILES`] small ones; the next batch writes them again with
+    /// its own rows, every row kept.
+    #[tokio::test]
+    async fn history_folds_its_small_files_and_keeps_every_row() {
+        use super::super::compaction::MAX_SMALL_FILES;
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = warehouse(&dir, CdcMode::History).await;
+        let mut changes = Changes::new();
+        let mut most_files = 0;
+        for n in 0..MAX_SMALL_FILES as i64 + 5 {
+            changes.push(ChangeOp::Insert, Some(n), text(&format!("v{n}")), text("big"));
+            if n > 0 {
+                changes.push(
+                    ChangeOp::Update,
+                    Some(n - 1),
+                    text(&format!("u{n}")),
+                    ChangeValue::Unchanged,
+                );
+            }
+            let position = changes.commit();
+            apply(&warehouse, CdcMode::History, changes.batches(), &position).await;
+            let manifest = warehouse.latest_manifest("t").await.unwrap().unwrap();
+            most_files = most_files.max(manifest.files.len());
+            assert!(
+                manifest.files.len() <= MAX_SMALL_FILES,
+                "batch {n}: {} files",
+                manifest.files.len()
+            );
+            let stored: u64 = manifest.files.iter().map(|f| f.rows).sum();
+            assert_eq!(stored, 2 * n as u64 + 1, "batch {n}: every change is a row");
+            let current = rows(&warehouse, "t_current").await;
+            assert_eq!(current.len(), n as usize + 1);
+            assert_eq!(current[&n], row(&format!("v{n}"), "big"));
+            if n > 0 {
+                assert_eq!(current[&(n - 1)], row(&format!("u{n}"), "big"), "batch {n}");
+            }
+        }
+        assert_eq!(
+            most_files, MAX_SMALL_FILES,
+            "the files were folded once they were enough"
+        );
     }
 
     /// `MERGE` with `soft_delete`, random transactions as above: the table

@@ -2,10 +2,9 @@
 //! change batch writes only the latest version of each key it touched (a
 //! delta file, deletes as `delete` rows) instead of rewriting the table,
 //! and a read combines the table's files with its deltas: per key, the row
-//! with the highest `_sluice_position`, unless that row is a delete. Once
-//! the deltas hold a tenth of the table's rows (or [`MAX_DELTAS`] files),
-//! the batch that would add one rewrites the table instead (compaction),
-//! so reads stay fast however many changes arrive.
+//! with the highest `_sluice_position`, unless that row is a delete.
+//! Compaction (`compaction.rs`) folds the deltas in, so reads stay fast
+//! however many changes arrive.
 
 use std::sync::Arc;
 
@@ -22,26 +21,11 @@ use crate::cdc::{OP_COLUMN, POSITION_COLUMN};
 use crate::contract::quote_with;
 use crate::sources::datafusion_sql::session as datafusion_session;
 
-/// At most this many delta files before the table is compacted.
-pub(super) const MAX_DELTAS: usize = 64;
-
-/// Below this many rows in its deltas a table is not compacted for their
-/// share of it (a small table is cheap to read either way).
-const MIN_COMPACTED_ROWS: u64 = 10_000;
-
 /// The schema of a table's delta files: its columns, then `_sluice_op`.
 pub(super) fn delta_schema(table: &Schema) -> SchemaRef {
     let mut fields: Vec<Field> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
     Arc::new(Schema::new(fields))
-}
-
-/// Whether a change batch adding `rows` rows to `manifest`'s deltas should
-/// rewrite the table instead.
-pub(super) fn compaction_due(manifest: &Manifest, rows: u64) -> bool {
-    let table: u64 = manifest.files.iter().map(|f| f.rows).sum();
-    let deltas: u64 = manifest.deltas.iter().map(|f| f.rows).sum::<u64>() + rows;
-    manifest.deltas.len() >= MAX_DELTAS || (deltas >= MIN_COMPACTED_ROWS && deltas * 10 >= table)
 }
 
 /// The rows of version `manifest` of `MERGE` table `table`, whose deltas
@@ -92,39 +76,4 @@ pub(super) async fn scan(
         .into_view()
         .scan(state, projection, filters, limit)
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::destinations::warehouse::manifest::DataFile;
-
-    fn files(rows: &[u64]) -> Vec<DataFile> {
-        rows.iter()
-            .enumerate()
-            .map(|(i, &rows)| DataFile {
-                name: format!("f{i}.parquet"),
-                rows,
-                bytes: rows * 10,
-                constants: Vec::new(),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn compaction_is_due_at_a_tenth_of_the_table_or_at_max_deltas() {
-        let mut manifest = Manifest::empty(Arc::new(Schema::empty()));
-        manifest.files = files(&[1_000_000]);
-        manifest.deltas = files(&[50_000]);
-        assert!(!compaction_due(&manifest, 49_999), "under a tenth");
-        assert!(compaction_due(&manifest, 50_000), "a tenth");
-        manifest.files = files(&[1_000]);
-        manifest.deltas = files(&[500]);
-        assert!(
-            !compaction_due(&manifest, 500),
-            "a small table's deltas wait for 10,000 rows"
-        );
-        manifest.deltas = files(&[1; MAX_DELTAS]);
-        assert!(compaction_due(&manifest, 1), "too many files");
-    }
 }

@@ -19,6 +19,7 @@
 //! next load begins or commits.
 
 mod changes;
+mod compaction;
 mod copy;
 mod encode;
 mod load;
