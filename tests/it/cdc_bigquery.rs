@@ -78,15 +78,7 @@ async fn source(env: &Env) -> Vec<String> {
 async fn source_columns(env: &Env, columns: &[&str]) -> Vec<String> {
     let client = env.pg.client().await;
     let sql = format!("SELECT {} FROM items ORDER BY id", columns.join(", "));
-    let rows = rows(&client, &sql).await;
-    rows.into_iter()
-        .map(|row| {
-            row.into_iter()
-                .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
+    as_lines(rows(&client, &sql).await)
 }
 
 fn text(value: &ScalarValue) -> String {
@@ -500,15 +492,7 @@ async fn mariadb_changes_into_bigquery_equal_the_source_in_both_modes() {
         .unwrap();
     let columns = ["id", "name", "qty", "note"];
     let equal = async |step: &str| {
-        let expected: Vec<String> = maria_rows(&maria, "SELECT id, name, qty, note FROM items ORDER BY id")
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect();
+        let expected = as_lines(maria_rows(&maria, "SELECT id, name, qty, note FROM items ORDER BY id"));
         assert_eq!(
             formatted_columns(table(&env, "mitems_m"), &columns, None),
             expected,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::cdc_jobs::{assert_equal, big, cdc_state, generate_wal, slots, source, warehouse};
+use crate::cdc_schema_changes::{self, Origin};
 use crate::common::*;
 
 const TABLE: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name text, big text, qty int); \
@@ -48,37 +49,7 @@ async fn continuous_jobs(pg: &PgServer, sluice: &Sluice, settings: &str) -> Clie
 
 /// Waits until both destinations equal the source (no run is asked for).
 async fn until_equal(pg: &PgServer, client: &Client, step: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let expected = source(pg).await;
-        // `None` while a table does not exist yet.
-        let merge = try_rows(
-            client,
-            "SELECT id, name, md5(big), qty FROM warehouse.items_m ORDER BY id",
-        )
-        .await
-        .ok();
-        let current = try_rows(
-            client,
-            "SELECT id, name, md5(big), qty FROM warehouse.items_h_current ORDER BY id",
-        )
-        .await
-        .ok();
-        if merge.as_ref() == Some(&expected) && current.as_ref() == Some(&expected) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let runs = rows(
-                client,
-                "SELECT run_id, job, trigger, status, rows, error FROM sluice.runs ORDER BY run_id",
-            )
-            .await;
-            panic!(
-                "{step}: the streams did not catch up: merge {merge:?}, current {current:?}, source {expected:?}; runs {runs:#?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cdc_schema_changes::until_equal(Origin::Pg(pg), client, "id, name, md5(big), qty", step).await;
 }
 
 /// Waits until `sql` returns `expected`.
@@ -86,7 +57,8 @@ async fn until(client: &Client, sql: &str, expected: &str) {
     wait_for(client, sql, Duration::from_secs(60), |value| value == expected).await;
 }
 
-const STREAMS: &str = "SELECT count(*) FROM sluice.runs WHERE status = 'running' AND trigger IN ('schedule', 'retry')";
+pub(crate) const STREAMS: &str =
+    "SELECT count(*) FROM sluice.runs WHERE status = 'running' AND trigger IN ('schedule', 'retry')";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_shutdown_and_drop() {

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use crate::cdc_continuous::STREAMS;
 use crate::cdc_mysql::{create_connection, maria_rows};
 use crate::common::*;
 
 /// Where the test's `items` table lives.
 #[derive(Clone, Copy)]
-enum Origin<'a> {
+pub(crate) enum Origin<'a> {
     Pg(&'a PgServer),
     Maria(&'a MariaDb),
 }
@@ -187,8 +188,7 @@ async fn a_stream_follows_a_column_added_inside_a_transaction_and_one_dropped_la
     let pg = PgServer::start();
     let sluice = Sluice::start();
     let client = jobs(&pg, &sluice, "CONTINUOUS WITH (flush_interval = '1 second')").await;
-    let streams = "SELECT count(*) FROM sluice.runs WHERE status = 'running' AND trigger IN ('schedule', 'retry')";
-    wait_for(&client, streams, Duration::from_secs(60), |n| n == "2").await;
+    wait_for(&client, STREAMS, Duration::from_secs(60), |n| n == "2").await;
     until_equal(Origin::Pg(&pg), &client, "id, name, qty, n", "the first load").await;
 
     // Rows of the old definition and of the new one in one transaction.
@@ -219,13 +219,18 @@ async fn a_stream_follows_a_column_added_inside_a_transaction_and_one_dropped_la
         "t",
         "a row changed after the drop has no qty"
     );
+    assert_streams_followed(&client).await;
+}
+
+/// Both streams followed the column added and the one dropped without
+/// failing or starting again.
+async fn assert_streams_followed(client: &Client) {
     for job in ["items_merge", "items_history"] {
-        assert_eq!(followed(&client, job).await, ["tag added", "qty dropped"], "{job}");
+        assert_eq!(followed(client, job).await, ["tag added", "qty dropped"], "{job}");
     }
-    // The streams followed without failing or starting again.
-    assert_eq!(one(&client, streams).await, "2");
+    assert_eq!(one(client, STREAMS).await, "2");
     assert_eq!(
-        one(&client, "SELECT count(*) FROM sluice.runs WHERE status <> 'running'").await,
+        one(client, "SELECT count(*) FROM sluice.runs WHERE status <> 'running'").await,
         "0",
         "no stream ended"
     );
@@ -306,8 +311,7 @@ async fn a_mariadb_stream_follows_a_column_added_and_one_dropped() {
     let sluice = Sluice::start();
     let origin = Origin::Maria(&maria);
     let client = maria_jobs(&maria, &sluice, "CONTINUOUS WITH (flush_interval = '1 second')").await;
-    let streams = "SELECT count(*) FROM sluice.runs WHERE status = 'running' AND trigger IN ('schedule', 'retry')";
-    wait_for(&client, streams, Duration::from_secs(60), |n| n == "2").await;
+    wait_for(&client, STREAMS, Duration::from_secs(60), |n| n == "2").await;
     until_equal(origin, &client, "id, name, qty", "the first load").await;
 
     origin.sql(
@@ -317,19 +321,11 @@ async fn a_mariadb_stream_follows_a_column_added_and_one_dropped() {
     until_equal(origin, &client, "id, name, qty, tag", "a column added while streaming").await;
     origin.sql("ALTER TABLE items DROP COLUMN qty; UPDATE items SET name = 'b2' WHERE id = 2;");
     until_equal(origin, &client, "id, name, tag", "a column dropped while streaming").await;
-    for job in ["items_merge", "items_history"] {
-        assert_eq!(followed(&client, job).await, ["tag added", "qty dropped"], "{job}");
-    }
-    assert_eq!(one(&client, streams).await, "2");
-    assert_eq!(
-        one(&client, "SELECT count(*) FROM sluice.runs WHERE status <> 'running'").await,
-        "0",
-        "no stream ended"
-    );
+    assert_streams_followed(&client).await;
 }
 
 /// Waits until `columns` of both destinations equal the source's.
-async fn until_equal(origin: Origin<'_>, client: &Client, columns: &str, step: &str) {
+pub(crate) async fn until_equal(origin: Origin<'_>, client: &Client, columns: &str, step: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let expected = origin.rows(columns).await;

@@ -318,6 +318,18 @@ pub async fn wait_for(client: &Client, sql: &str, timeout: Duration, done: impl 
 }
 
 /// The first value of the first row of a simple query ("" for NULL).
+/// `rows` as `|`-separated text, NULL as `NULL`.
+pub fn as_lines(rows: Vec<Vec<Option<String>>>) -> Vec<String> {
+    rows.into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
 pub async fn one(client: &Client, sql: &str) -> String {
     rows(client, sql).await[0][0].clone().unwrap_or_default()
 }

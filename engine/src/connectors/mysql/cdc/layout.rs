@@ -7,10 +7,9 @@
 
 use mysql_async::Conn;
 
-use super::super::metadata;
 use super::setup;
 use crate::cdc::layout::capture_differs;
-use crate::contract::{Capture, CdcError, ColumnInfo, Position, SourceError};
+use crate::contract::{Capture, CdcError, ColumnInfo, Position};
 
 /// The table's columns, read after the binlog's `head`.
 #[derive(Debug, Clone)]
@@ -24,15 +23,7 @@ impl Layout {
     /// Reads the binlog's head, then the table's columns.
     pub(super) async fn read(conn: &mut Conn, capture: &Capture) -> Result<Self, CdcError> {
         let head = setup::head(conn).await?;
-        let table = &capture.description.table;
-        let info = metadata::table(conn, table)
-            .await?
-            .ok_or_else(|| SourceError::NotFound {
-                kind: "table",
-                name: table.to_string(),
-                nearby: Vec::new(),
-            })?;
-        let columns = metadata::describe(conn, info).await?.columns;
+        let columns = setup::describe_whole(conn, &capture.description.table).await?.columns;
         Ok(Self { head, columns })
     }
 

@@ -14,7 +14,7 @@ use super::super::{metadata, source};
 use super::MysqlChangeSource;
 use super::values::{BinlogColumn, fraction_digits, refuse_time_fraction};
 use crate::cdc::source_object_name;
-use crate::contract::{Capture, CdcError, Position, Retention, SourceError};
+use crate::contract::{Capture, CdcError, Position, Retention, SourceError, TableDescription, TableRef};
 
 /// MySQL's errors for a missing privilege on an open connection:
 /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`, and `ER_ACCESS_DENIED_ERROR`, which
@@ -126,14 +126,7 @@ async fn check_on(changes: &MysqlChangeSource, conn: &mut Conn, capture: &Captur
         other => other.map_err(failed)?,
     }
     let table = &capture.description.table;
-    let info = metadata::table(conn, table)
-        .await?
-        .ok_or_else(|| SourceError::NotFound {
-            kind: "table",
-            name: table.to_string(),
-            nearby: Vec::new(),
-        })?;
-    let whole = metadata::describe(conn, info).await?;
+    let whole = describe_whole(conn, table).await?;
     if capture.mode == CdcMode::Merge && !whole.columns.iter().any(|c| c.primary_key_position.is_some()) {
         return Err(CdcError::NoPrimaryKey { table: table.clone() });
     }
@@ -157,6 +150,18 @@ async fn check_on(changes: &MysqlChangeSource, conn: &mut Conn, capture: &Captur
         ));
     }
     Ok(notices)
+}
+
+/// Every column of `table`, the job's or not.
+pub(super) async fn describe_whole(conn: &mut Conn, table: &TableRef) -> Result<TableDescription, CdcError> {
+    let info = metadata::table(conn, table)
+        .await?
+        .ok_or_else(|| SourceError::NotFound {
+            kind: "table",
+            name: table.to_string(),
+            nearby: Vec::new(),
+        })?;
+    Ok(metadata::describe(conn, info).await?)
 }
 
 /// `'user'@'host'` of `CURRENT_USER()`'s `user@host`.
