@@ -29,16 +29,7 @@ async fn setup() -> (PgServer, Sluice, Client) {
 
 /// The destination rows of `warehouse.items` as `|`-separated text by id.
 async fn loaded(client: &Client, columns: &str) -> Vec<String> {
-    rows(client, &format!("SELECT {columns} FROM warehouse.items ORDER BY id"))
-        .await
-        .into_iter()
-        .map(|row| {
-            row.into_iter()
-                .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
+    as_lines(rows(client, &format!("SELECT {columns} FROM warehouse.items ORDER BY id")).await)
 }
 
 /// Runs `items` and checks it succeeded.
