@@ -32,16 +32,20 @@ fn view<'a>(views: &'a [JobView], name: &str) -> &'a JobView {
     views.iter().find(|v| v.job.name == name).unwrap()
 }
 
+fn watermark(job: &str, run_id: u64) -> Watermark {
+    Watermark {
+        job: job.into(),
+        value: format!("2024-01-01 00:00:{:02}", run_id % 60),
+        run_id,
+        updated_at: chrono::DateTime::UNIX_EPOCH,
+    }
+}
+
 fn finish(catalog: &Catalog, mut run: RunRecord, status: RunStatus) -> RunRecord {
     run.status = status;
     run.finished_at = Some(Utc::now());
     run.error = (status == RunStatus::Failed).then(|| "boom".to_owned());
-    let watermark = Watermark {
-        job: run.job.clone(),
-        value: format!("2024-01-01 00:00:{:02}", run.id % 60),
-        run_id: run.id,
-        updated_at: Utc::now(),
-    };
+    let watermark = watermark(&run.job, run.id);
     catalog
         .finish_run(&run, (status == RunStatus::Succeeded).then_some(&watermark))
         .unwrap();
@@ -113,6 +117,8 @@ fn each_write_of_a_job_or_its_runs_shows_in_the_next_listing_and_only_its_job_is
     assert!(view(&listed(&catalog), "a").job.paused);
     catalog.move_watermark(&altered, None, "reset").unwrap();
     assert!(view(&listed(&catalog), "a").facts.watermark.is_none());
+    catalog.set_watermark(&watermark("a", 1)).unwrap();
+    assert_eq!(view(&listed(&catalog), "a").facts.watermark, Some(watermark("a", 1)));
     catalog.record_schema_changes("a", &[], &[]).unwrap();
     let now = listed(&catalog);
     untouched(&now);
@@ -239,6 +245,7 @@ enum Write {
     Skip(usize),
     Prune(usize, usize),
     Schedule(usize),
+    SetWatermark(usize, u64),
     ResetWatermark(usize),
     /// Definitions changed in a transaction block, committed or not.
     Block(Vec<(usize, bool)>, bool),
@@ -248,18 +255,19 @@ enum Write {
 fn write() -> impl Strategy<Value = Write> {
     let job = 0..3usize;
     prop_oneof![
-        job.clone().prop_map(Write::Create),
-        job.clone().prop_map(Write::Drop),
-        job.clone().prop_map(Write::Pause),
-        job.clone().prop_map(Write::Start),
-        (job.clone(), any::<bool>()).prop_map(|(j, ok)| Write::Finish(j, ok)),
-        job.clone().prop_map(Write::Skip),
-        (job.clone(), 0..3usize).prop_map(|(j, keep)| Write::Prune(j, keep)),
-        job.clone().prop_map(Write::Schedule),
-        job.clone().prop_map(Write::ResetWatermark),
-        (proptest::collection::vec((job, any::<bool>()), 1..3), any::<bool>())
+        1 => job.clone().prop_map(Write::Create),
+        1 => job.clone().prop_map(Write::Drop),
+        1 => job.clone().prop_map(Write::Pause),
+        1 => job.clone().prop_map(Write::Start),
+        1 => (job.clone(), any::<bool>()).prop_map(|(j, ok)| Write::Finish(j, ok)),
+        1 => job.clone().prop_map(Write::Skip),
+        1 => (job.clone(), 0..3usize).prop_map(|(j, keep)| Write::Prune(j, keep)),
+        1 => job.clone().prop_map(Write::Schedule),
+        1 => (job.clone(), 1..60u64).prop_map(|(j, run)| Write::SetWatermark(j, run)),
+        1 => job.clone().prop_map(Write::ResetWatermark),
+        1 => (proptest::collection::vec((job, any::<bool>()), 1..3), any::<bool>())
             .prop_map(|(changes, commit)| Write::Block(changes, commit)),
-        Just(Write::List),
+        3 => Just(Write::List),
     ]
 }
 
@@ -295,6 +303,7 @@ fn apply(catalog: &Catalog, runtime: &tokio::runtime::Runtime, write: &Write) {
             };
             catalog.set_schedule_state(&state).unwrap();
         }
+        Write::SetWatermark(j, run) => catalog.set_watermark(&watermark(&name(j), *run)).unwrap(),
         Write::ResetWatermark(j) => {
             if let Some(job) = catalog.find_job(&name(j)).unwrap() {
                 catalog.move_watermark(&job, None, "reset").unwrap();
@@ -321,7 +330,7 @@ fn apply(catalog: &Catalog, runtime: &tokio::runtime::Runtime, write: &Write) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// After any writes, in any order, with listings between them, the
     /// listing equals a fresh read of the store.
