@@ -118,9 +118,7 @@ impl JobCache {
             jobs: None,
         });
         let Some(jobs) = &namespace.jobs else {
-            return Holding::Unknown {
-                stamp: namespace.stamp,
-            };
+            return Holding::Unknown { stamp: namespace.stamp };
         };
         Holding::Jobs(match names {
             None => jobs.iter().map(|(name, entry)| Held::of(name, entry)).collect(),
@@ -236,7 +234,9 @@ mod tests {
 
     fn facts(runs: usize) -> Arc<JobFacts> {
         Arc::new(JobFacts {
-            runs: (0..runs as u64).map(|id| RunRecord::start(id, "j", RunTrigger::Manual)).collect(),
+            runs: (0..runs as u64)
+                .map(|id| RunRecord::start(id, "j", RunTrigger::Manual))
+                .collect(),
             watermark: None,
             cdc: None,
             schedule: None,
@@ -341,7 +341,10 @@ mod tests {
             cache.keep_jobs(prefix, stamp, &[record("a")]).unwrap();
         }
         cache.forget(&touched("jobs", &[other.as_slice(), b"a"].concat()));
-        assert!(held(&cache)[0].record.is_some(), "the default namespace's `a` is another job");
+        assert!(
+            held(&cache)[0].record.is_some(),
+            "the default namespace's `a` is another job"
+        );
         let mut cleared = Touched::default();
         cleared.clear(other.clone());
         cache.forget(&cleared);

@@ -141,7 +141,14 @@ mod tests {
         assert_eq!(touched.records, [job(&a, "orders")].into());
         assert_eq!(
             touched.facts,
-            [job(&[], "w"), job(&[], "s"), job(&a, "c"), job(&[], "indexed"), job(&a, "ran")].into()
+            [
+                job(&[], "w"),
+                job(&[], "s"),
+                job(&a, "c"),
+                job(&[], "indexed"),
+                job(&a, "ran")
+            ]
+            .into()
         );
         assert!(touched.namespaces().is_empty());
     }

@@ -94,13 +94,23 @@ fn each_write_of_a_job_or_its_runs_shows_in_the_next_listing_and_only_its_job_is
     }
     assert_eq!(view(&listed(&catalog), "a").facts.runs.len(), 4);
     assert_eq!(catalog.prune_runs("a", 2).unwrap(), 2);
-    assert_eq!(view(&listed(&catalog), "a").facts.runs.len(), 2, "the success was pruned");
+    assert_eq!(
+        view(&listed(&catalog), "a").facts.runs.len(),
+        2,
+        "the success was pruned"
+    );
 
     catalog.skip_run("a", RunTrigger::Schedule, "busy").unwrap();
     let queued = catalog.queue_run("a", RunTrigger::Schedule).unwrap();
-    assert_eq!(view(&listed(&catalog), "a").facts.runs.last().unwrap().status, RunStatus::Queued);
+    assert_eq!(
+        view(&listed(&catalog), "a").facts.runs.last().unwrap().status,
+        RunStatus::Queued
+    );
     catalog.start_queued_run(queued.id).unwrap();
-    assert_eq!(view(&listed(&catalog), "a").facts.runs.last().unwrap().status, RunStatus::Running);
+    assert_eq!(
+        view(&listed(&catalog), "a").facts.runs.last().unwrap().status,
+        RunStatus::Running
+    );
 
     let state = ScheduleState {
         job: "a".into(),
@@ -127,7 +137,10 @@ fn each_write_of_a_job_or_its_runs_shows_in_the_next_listing_and_only_its_job_is
     let names: Vec<String> = listed(&catalog).iter().map(|v| v.job.name.clone()).collect();
     assert_eq!(names, ["b"]);
     catalog.create_job(&job("a", "shop")).unwrap();
-    assert!(!view(&listed(&catalog), "a").job.paused, "the new job, not the dropped one");
+    assert!(
+        !view(&listed(&catalog), "a").job.paused,
+        "the new job, not the dropped one"
+    );
     catalog.drop_connection("shop", false, true).unwrap();
     assert!(listed(&catalog).is_empty());
 }
@@ -142,9 +155,17 @@ fn a_cdc_jobs_state_shows_as_it_changes() {
     catalog.create_job(&cdc).unwrap();
     assert!(view(&listed(&catalog), "c").facts.cdc.is_none());
     catalog.set_cdc_state(&CdcState::new("c")).unwrap();
-    assert_eq!(view(&listed(&catalog), "c").facts.cdc.as_ref().unwrap().phase, CdcPhase::Created);
-    catalog.update_cdc_state("c", |s| s.phase = CdcPhase::Streaming).unwrap();
-    assert_eq!(view(&listed(&catalog), "c").facts.cdc.as_ref().unwrap().phase, CdcPhase::Streaming);
+    assert_eq!(
+        view(&listed(&catalog), "c").facts.cdc.as_ref().unwrap().phase,
+        CdcPhase::Created
+    );
+    catalog
+        .update_cdc_state("c", |s| s.phase = CdcPhase::Streaming)
+        .unwrap();
+    assert_eq!(
+        view(&listed(&catalog), "c").facts.cdc.as_ref().unwrap().phase,
+        CdcPhase::Streaming
+    );
 }
 
 #[tokio::test]
@@ -189,12 +210,19 @@ fn namespaces_list_their_own_jobs_and_a_dropped_one_comes_back_empty() {
     assert!(!listed(&default)[0].job.paused);
     assert!(listed(&other)[0].job.paused);
     // A write through another view of the namespace shows in this one's.
-    let run = default.namespace("other").unwrap().start_run("j", RunTrigger::Manual).unwrap();
+    let run = default
+        .namespace("other")
+        .unwrap()
+        .start_run("j", RunTrigger::Manual)
+        .unwrap();
     assert_eq!(listed(&other)[0].facts.runs, [run]);
     assert!(listed(&default)[0].facts.runs.is_empty());
 
     default.drop_namespace("other").unwrap();
-    assert!(other.job_views().unwrap().is_empty(), "a dropped namespace lists nothing");
+    assert!(
+        other.job_views().unwrap().is_empty(),
+        "a dropped namespace lists nothing"
+    );
     default.create_namespace("other", false).unwrap();
     assert!(default.namespace("other").unwrap().job_views().unwrap().is_empty());
     assert_eq!(listed(&default).len(), 1);

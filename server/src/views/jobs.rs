@@ -142,10 +142,11 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
             Health::of(job, &f.runs, &failed_connections, stale, *ops, needs_resync)
         })
         .collect();
+    let mut schedules = scheduler::ParsedSchedules::default();
     let next_runs: Vec<_> = jobs
         .iter()
         .zip(&facts)
-        .map(|(j, f)| scheduler::next_run_at(j, f.schedule.as_ref(), now))
+        .map(|(j, f)| scheduler::next_run_at(j, f.schedule.as_ref(), now, &mut schedules))
         .collect();
     let labels: Vec<String> = jobs.iter().map(|j| labels_text(&j.labels)).collect();
     let sources: Vec<String> = jobs.iter().map(|j| source_sql(j)).collect();
