@@ -99,7 +99,9 @@ pub struct DropOutcome {
 /// The catalog seen from one namespace (database): one RocksDB database
 /// plus the master key, shared by every namespace.
 ///
-/// Reads go straight to RocksDB. Every change that first checks something
+/// Reads go straight to RocksDB, except listings of jobs with their facts
+/// ([`Catalog::job_views`]), served from an in-memory copy that every write
+/// keeps exact. Every change that first checks something
 /// (a name is free, nothing depends on an object) holds one writer lock,
 /// the same for every namespace, so two sessions creating the same name
 /// cannot both succeed.

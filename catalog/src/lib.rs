@@ -14,6 +14,8 @@ mod connection;
 mod crypto;
 mod error;
 mod job;
+mod job_cache;
+mod job_view;
 mod namespace;
 mod public_table;
 mod record;
@@ -26,6 +28,7 @@ mod store;
 mod store_options;
 mod table_jobs;
 mod table_ops;
+mod touched;
 mod transaction;
 mod verification;
 
@@ -41,10 +44,11 @@ pub use job::{
     CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, IncrementalStart, JobColumn, JobDestination, JobRecord,
     JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableOptions, VerifySchedule,
 };
+pub use job_view::{JobFacts, JobView};
 pub use namespace::{DEFAULT_NAMESPACE, NamespaceRecord, check_namespace_name};
 pub use public_table::{PublicColumn, PublicKey, PublicTable, PublicType};
 pub use role::{AuditRecord, GrantRecord, Privilege, RoleRecord};
-pub use run::{RunRecord, RunStatus, RunTrigger, Watermark};
+pub use run::{RunRecord, RunStatus, RunTrigger, Watermark, since_last_success};
 pub use schedule_state::{PendingRetry, ScheduleState};
 pub use schema_change::{SchemaChangeKind, SchemaChangeRecord};
 pub use secret::{ExternalSecret, SecretContent, SecretInfo, SecretValue};

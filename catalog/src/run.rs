@@ -149,6 +149,25 @@ impl RunRecord {
     }
 }
 
+/// The runs that decide a job's health, freshness, failure streak and last
+/// error, from its runs given newest first: its newest runs back to and
+/// including the newest successful one, returned oldest first. Everything
+/// the engine judges a job by lies in that range, so a job with a long
+/// history costs a read of its latest runs only.
+pub fn since_last_success<E>(newest_first: impl Iterator<Item = Result<RunRecord, E>>) -> Result<Vec<RunRecord>, E> {
+    let mut runs = Vec::new();
+    for run in newest_first {
+        let run = run?;
+        let succeeded = run.status == RunStatus::Succeeded;
+        runs.push(run);
+        if succeeded {
+            break;
+        }
+    }
+    runs.reverse();
+    Ok(runs)
+}
+
 /// Runs are keyed by zero-padded id so that key order is run order.
 pub fn run_key(id: u64) -> String {
     format!("{id:020}")

@@ -9,10 +9,12 @@ use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, WriteBatch, WriteOptions
 use crate::SCHEMA_VERSION;
 use crate::error::{CatalogError, Result};
 use crate::job::JobRecord;
+use crate::job_cache::JobCache;
 use crate::record::{self, Record};
 use crate::run::{RunRecord, run_index_key};
 use crate::store_options;
 use crate::table_jobs::TableJobs;
+use crate::touched::Touched;
 use crate::transaction::{Staged, Transaction};
 
 /// Column families, one per kind of record, plus `run_index`: one empty
@@ -71,7 +73,19 @@ pub(crate) fn namespace_prefix(name: Option<&str>) -> Vec<u8> {
     }
 }
 
-const RUN_INDEX: &str = "run_index";
+/// A stored key of a per-namespace family split into its
+/// [`namespace_prefix`] and the key within the namespace.
+pub(crate) fn split_namespace(stored: &[u8]) -> (&[u8], &[u8]) {
+    if stored.first() != Some(&NAMESPACE_MARK) {
+        return (&[], stored);
+    }
+    match stored.iter().position(|&b| b == 0) {
+        Some(end) => stored.split_at(end + 1),
+        None => (stored, &[]),
+    }
+}
+
+pub(crate) const RUN_INDEX: &str = "run_index";
 
 const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 
@@ -81,6 +95,9 @@ pub(crate) struct Store {
     db: Arc<DB>,
     /// This namespace's [`namespace_prefix`].
     prefix: Vec<u8>,
+    /// The in-memory copy of every namespace's jobs, shared by every view
+    /// of the database; each write tells it what it touched.
+    cache: Arc<JobCache>,
     /// Milliseconds each synced write takes extra, as on a slow disk.
     #[cfg(test)]
     slow_disk_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -116,6 +133,7 @@ impl Store {
         let store = Self {
             db: Arc::new(db),
             prefix: Vec::new(),
+            cache: Arc::default(),
             #[cfg(test)]
             slow_disk_ms: Default::default(),
         };
@@ -128,9 +146,20 @@ impl Store {
         Self {
             db: self.db.clone(),
             prefix: namespace_prefix(name),
+            cache: self.cache.clone(),
             #[cfg(test)]
             slow_disk_ms: self.slow_disk_ms.clone(),
         }
+    }
+
+    /// This namespace's [`namespace_prefix`].
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// The in-memory copy of the jobs (see [`JobCache`]).
+    pub fn cache(&self) -> &JobCache {
+        &self.cache
     }
 
     /// The stored key of `key` in `family`: prefixed in a per-namespace family.
@@ -164,8 +193,10 @@ impl Store {
         for family in FAMILIES.iter().filter(|f| !GLOBAL_FAMILIES.contains(f)) {
             batch.delete_range_cf(self.family(family), &start, &end);
         }
+        let mut touched = also.touched();
+        touched.clear(start);
         also.into_write_batch(&mut batch);
-        self.write(batch)
+        self.write(batch, &touched)
     }
 
     fn check_schema_version(&self) -> Result<()> {
@@ -174,7 +205,7 @@ impl Store {
             None => {
                 let mut batch = WriteBatch::default();
                 batch.put_cf(meta, SCHEMA_VERSION_KEY, SCHEMA_VERSION.to_string());
-                self.write(batch)
+                self.write(batch, &Touched::default())
             }
             Some(bytes) => {
                 let found: u32 = String::from_utf8_lossy(&bytes)
@@ -341,29 +372,34 @@ impl Store {
                 return Err(conflict(family, key));
             }
         }
+        let mut touched = Touched::default();
         let mut batch = WriteBatch::default();
         for ((family, key), value) in staged.writes {
+            touched.change(family, &key, value.as_deref());
             match value {
                 Some(value) => batch.put_cf(self.family(family), key, value),
                 None => batch.delete_cf(self.family(family), key),
             }
         }
-        self.write(batch)
+        self.write(batch, &touched)
     }
 
     /// Applies `batch` and waits until it is on disk, off the async
-    /// runtime's worker (a slow disk must not stall logins and queries).
-    fn write(&self, batch: WriteBatch) -> Result<()> {
+    /// runtime's worker (a slow disk must not stall logins and queries);
+    /// then the in-memory copy of the jobs forgets what the batch
+    /// `touched`, whether the write succeeded or not.
+    fn write(&self, batch: WriteBatch, touched: &Touched) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        crate::blocking(|| {
+        let written = crate::blocking(|| {
             #[cfg(test)]
             std::thread::sleep(std::time::Duration::from_millis(
                 self.slow_disk_ms.load(std::sync::atomic::Ordering::Relaxed),
             ));
             self.db.write_opt(batch, &opts)
-        })?;
-        Ok(())
+        });
+        self.cache.forget(touched);
+        Ok(written?)
     }
 }
 
@@ -467,8 +503,18 @@ impl Batch<'_> {
     pub fn commit_now(self) -> Result<()> {
         let mut batch = WriteBatch::default();
         let store = self.store;
+        let touched = self.touched();
         self.into_write_batch(&mut batch);
-        store.write(batch)
+        store.write(batch, &touched)
+    }
+
+    /// The jobs these changes touch.
+    fn touched(&self) -> Touched {
+        let mut touched = Touched::default();
+        for (family, key, value) in &self.changes {
+            touched.change(family, key, value.as_deref());
+        }
+        touched
     }
 
     /// Adds the changes to a RocksDB batch.
@@ -524,7 +570,7 @@ mod tests {
             for i in 0..1024u64 {
                 batch.put_cf(store.family("runs"), (batch_no * 1024 + i).to_be_bytes(), &value);
             }
-            store.write(batch).unwrap();
+            store.write(batch, &Touched::default()).unwrap();
             peak = peak.max(memtable_bytes(&store));
         }
         let bound = (store_options::TOTAL_WRITE_BUFFER_BYTES as u64) * 5 / 4;
@@ -553,7 +599,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut batch = WriteBatch::default();
                     batch.put_cf(store.family("meta"), b"k", b"v");
-                    store.write(batch).unwrap();
+                    store.write(batch, &Touched::default()).unwrap();
                     done.send("write").unwrap();
                 })
             };

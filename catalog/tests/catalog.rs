@@ -6,6 +6,8 @@ use std::path::Path;
 use chrono::Utc;
 use sluice_catalog::*;
 
+mod job_views;
+
 fn key() -> MasterKey {
     MasterKey::from_hex(&"11".repeat(32)).unwrap()
 }

@@ -10,6 +10,7 @@
 //! `EVERY n MINUTES|HOURS` is a fixed interval counted from 1970-01-01 00:00
 //! UTC, so it never drifts and ignores the time zone.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -448,6 +449,21 @@ impl Words {
         let text = self.string("a time 'HH:MM'")?;
         NaiveTime::parse_from_str(&text, "%H:%M")
             .map_err(|_| ScheduleError(format!("'{text}' is not a time of day 'HH:MM' (00:00 to 23:59)")))
+    }
+}
+
+/// Schedules parsed by their text, each text once: a listing of thousands
+/// of jobs that share a few schedules parses a few.
+#[derive(Default)]
+pub struct ParsedSchedules(HashMap<String, Option<Schedule>>);
+
+impl ParsedSchedules {
+    /// `text` parsed; `None` when it is not a schedule.
+    pub fn get(&mut self, text: &str) -> Option<&Schedule> {
+        if !self.0.contains_key(text) {
+            self.0.insert(text.to_owned(), text.parse().ok());
+        }
+        self.0[text].as_ref()
     }
 }
 

@@ -17,8 +17,8 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use sluice_catalog::{CatalogError, ConnectionStatus, JobRecord};
-use sluice_engine::jobs::{Coverage, JobFacts, freshness, job_facts};
+use sluice_catalog::{CatalogError, ConnectionStatus, JobView};
+use sluice_engine::jobs::freshness;
 use sluice_engine::metrics::EngineMetrics;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
@@ -176,18 +176,17 @@ impl Exporter {
                 })
                 .set(spent);
         }
-        let jobs = catalog.jobs()?;
-        let facts = job_facts(catalog, &jobs, Coverage::Every)?;
-        self.record_freshness(name, &jobs, &facts);
-        self.record_cdc_lag(name, &jobs, &facts);
+        let jobs = catalog.job_views()?;
+        self.record_freshness(name, &jobs);
+        self.record_cdc_lag(name, &jobs);
         Ok(jobs.len())
     }
 
     /// Sets the freshness gauges of every job that committed data, and the
     /// target of every job that has one.
-    fn record_freshness(&self, namespace: &str, jobs: &[JobRecord], facts: &[JobFacts]) {
+    fn record_freshness(&self, namespace: &str, jobs: &[JobView]) {
         let now = chrono::Utc::now();
-        for (job, facts) in jobs.iter().zip(facts) {
+        for JobView { job, facts } in jobs {
             let label = JobLabels {
                 namespace: namespace.to_owned(),
                 job: job.name.clone(),
@@ -202,9 +201,9 @@ impl Exporter {
     }
 
     /// Sets the lag gauges of every CDC job that measured its lag.
-    fn record_cdc_lag(&self, namespace: &str, jobs: &[JobRecord], facts: &[JobFacts]) {
+    fn record_cdc_lag(&self, namespace: &str, jobs: &[JobView]) {
         let now = chrono::Utc::now();
-        for (job, state) in jobs.iter().zip(facts).filter_map(|(j, f)| Some((j, f.cdc.as_ref()?))) {
+        for (job, state) in jobs.iter().filter_map(|v| Some((&v.job, v.facts.cdc.as_ref()?))) {
             let label = JobLabels {
                 namespace: namespace.to_owned(),
                 job: job.name.clone(),

@@ -68,25 +68,6 @@ impl Health {
     }
 }
 
-/// The runs that decide a job's health, freshness, streak and last error,
-/// from its runs given newest first: its newest runs back to and including
-/// the newest successful one, returned oldest first. Everything this module
-/// and `freshness` look at lies in that range, so a job with a long history
-/// costs a read of its latest runs only.
-pub(super) fn deciding<E>(newest_first: impl Iterator<Item = Result<RunRecord, E>>) -> Result<Vec<RunRecord>, E> {
-    let mut runs = Vec::new();
-    for run in newest_first {
-        let run = run?;
-        let succeeded = run.status == RunStatus::Succeeded;
-        runs.push(run);
-        if succeeded {
-            break;
-        }
-    }
-    runs.reverse();
-    Ok(runs)
-}
-
 /// Failed runs at the end of `runs` (oldest first). Skipped ticks and runs
 /// not finished yet (queued or running) are ignored: a retry in progress
 /// does not make a failing job healthy.
@@ -110,7 +91,7 @@ fn last_run_guard_warned(runs: &[RunRecord]) -> bool {
 pub(super) mod tests {
     use chrono::Utc;
     use sluice_catalog::RunStatus::{Failed, Queued, Running, Skipped, Succeeded};
-    use sluice_catalog::{JobDestination, JobSource, LoadType, RunTrigger};
+    use sluice_catalog::{JobDestination, JobSource, LoadType, RunTrigger, since_last_success};
 
     use super::*;
 
@@ -163,8 +144,9 @@ pub(super) mod tests {
     }
 
     proptest::proptest! {
-        /// Health, streak, guard warning and freshness read from the
-        /// deciding runs equal those read from the whole history.
+        /// Health, streak, guard warning and freshness read from the runs
+        /// the catalog lists for a job (`since_last_success`, what its
+        /// in-memory copy keeps) equal those read from the whole history.
         #[test]
         fn the_deciding_runs_decide_as_the_whole_history_does(
             statuses in proptest::collection::vec(0..6usize, 0..40),
@@ -176,7 +158,7 @@ pub(super) mod tests {
                 run.finished_at = Some(Utc::now() - chrono::Duration::minutes(100 - run.id as i64));
                 run.guard_warning = warned.then(|| "late commits".to_owned());
             }
-            let deciding = deciding(history.iter().rev().cloned().map(Ok::<_, ()>)).unwrap();
+            let deciding = since_last_success(history.iter().rev().cloned().map(Ok::<_, ()>)).unwrap();
             let job = job();
             let now = Utc::now();
             proptest::prop_assert_eq!(

@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 
-use super::Schedule;
+use super::{ParsedSchedules, Schedule};
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -186,4 +186,13 @@ fn hourly_runs_in_both_passes_of_a_repeated_hour() {
             "2026-10-25T02:30:00+00:00"
         ]
     );
+}
+
+#[test]
+fn parsed_schedules_give_each_texts_schedule_or_none() {
+    let mut schedules = ParsedSchedules::default();
+    assert_eq!(schedules.get("EVERY 5 MINUTES"), Some(&schedule("EVERY 5 MINUTES")));
+    assert_eq!(schedules.get("MANUAL"), Some(&Schedule::manual()));
+    assert_eq!(schedules.get("EVERY 5 MINUTES"), Some(&schedule("every 5 minutes")));
+    assert_eq!(schedules.get("EVERY SOMETIMES"), None);
 }

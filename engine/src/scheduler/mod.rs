@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sluice_catalog::{JobRecord, OptionValue, RunRecord, RunStatus, RunTrigger, ScheduleState, VerifySchedule};
 use tracing::{Instrument, info, info_span, warn};
 
-pub use crate::schedule::{Schedule, ScheduleError};
+pub use crate::schedule::{ParsedSchedules, Schedule, ScheduleError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use pool::RunPool;
 pub use retry::Backoff;
@@ -612,15 +612,20 @@ impl Drop for Slot {
 }
 
 /// When the scheduler will next run `job`: its saved plan, or for a job it
-/// has not planned yet the next tick after `now`; `None` when paused or
-/// MANUAL.
-pub fn next_run_at(job: &JobRecord, state: Option<&ScheduleState>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+/// has not planned yet the next tick after `now` (its schedule parsed
+/// through `schedules`); `None` when paused or MANUAL.
+pub fn next_run_at(
+    job: &JobRecord,
+    state: Option<&ScheduleState>,
+    now: DateTime<Utc>,
+    schedules: &mut ParsedSchedules,
+) -> Option<DateTime<Utc>> {
     if job.paused {
         return None;
     }
     match state.filter(|s| s.schedule == job.schedule && s.next_run_at.is_some()) {
         Some(state) => state.due_at(),
-        None => job.schedule.parse::<Schedule>().ok()?.next_after(now),
+        None => schedules.get(&job.schedule)?.next_after(now),
     }
 }
 

@@ -9,13 +9,12 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, Schema, SchemaRef};
 use sluice_catalog::{
-    Catalog, CatalogError, CdcState, CommitGuard, ConnectionStatus, IncrementalStart, JobRecord, LoadType, OptionValue,
-    RunRecord, RunStatus, SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
+    Catalog, CatalogError, CdcState, CommitGuard, ConnectionStatus, IncrementalStart, JobFacts, JobRecord, LoadType,
+    OptionValue, RunRecord, RunStatus, SchemaChangePolicy, SchemaChangeRecord, VerifySchedule,
 };
 use sluice_engine::contract::{Shipped, option_sql};
 use sluice_engine::jobs::{
-    Coverage, Health, LiveRun, bytes_text, consecutive_failures, freshness, is_stale, job_facts, labels_text,
-    table_ops_today,
+    Health, LiveRun, bytes_text, consecutive_failures, freshness, is_stale, labels_text, table_ops_today,
 };
 use sluice_engine::scheduler;
 
@@ -96,22 +95,14 @@ fn destination_sql(job: &JobRecord) -> String {
     format!("{}.{}", quote_ident(connection), quote_ident(&job.destination.table))
 }
 
+/// The rows of `sluice.jobs`: every job, or those named in `only`.
 pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, CatalogError> {
-    let jobs = match only {
-        None => catalog.jobs()?,
-        Some(names) => {
-            let mut jobs = Vec::new();
-            for name in names.iter().collect::<std::collections::BTreeSet<_>>() {
-                jobs.extend(catalog.find_job(name)?);
-            }
-            jobs
-        }
+    let views = match only {
+        None => catalog.job_views()?,
+        Some(names) => catalog.job_views_named(names)?,
     };
-    let coverage = match only {
-        None => Coverage::Every,
-        Some(_) => Coverage::Some,
-    };
-    let facts = job_facts(catalog, &jobs, coverage)?;
+    let jobs: Vec<&JobRecord> = views.iter().map(|v| v.job.as_ref()).collect();
+    let facts: Vec<&JobFacts> = views.iter().map(|v| v.facts.as_ref()).collect();
     let last: Vec<Option<&RunRecord>> = facts.iter().map(|f| f.runs.last()).collect();
     let last_error: Vec<Option<&str>> = facts
         .iter()
@@ -151,14 +142,15 @@ pub fn jobs(catalog: &Catalog, only: Option<&[String]>) -> Result<RecordBatch, C
             Health::of(job, &f.runs, &failed_connections, stale, *ops, needs_resync)
         })
         .collect();
+    let mut schedules = scheduler::ParsedSchedules::default();
     let next_runs: Vec<_> = jobs
         .iter()
         .zip(&facts)
-        .map(|(j, f)| scheduler::next_run_at(j, f.schedule.as_ref(), now))
+        .map(|(j, f)| scheduler::next_run_at(j, f.schedule.as_ref(), now, &mut schedules))
         .collect();
     let labels: Vec<String> = jobs.iter().map(|j| labels_text(&j.labels)).collect();
-    let sources: Vec<String> = jobs.iter().map(source_sql).collect();
-    let destinations: Vec<String> = jobs.iter().map(destination_sql).collect();
+    let sources: Vec<String> = jobs.iter().map(|j| source_sql(j)).collect();
+    let destinations: Vec<String> = jobs.iter().map(|j| destination_sql(j)).collect();
     let loads: Vec<String> = jobs.iter().map(|j| load_sql(&j.load)).collect();
     let lag_bytes: Int64Array = facts
         .iter()
