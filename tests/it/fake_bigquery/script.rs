@@ -276,24 +276,29 @@ fn rows_of(tables: &BTreeMap<Key, super::FakeTable>, key: &Key) -> Result<Vec<Ro
         return current_rows(tables, query).map_err(invalid);
     }
     // A column added by `tables.patch` is NULL in the rows stored before.
-    let columns: Vec<&str> = table
-        .resource
-        .pointer("/schema/fields")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str())
-        .collect();
+    let columns = column_names(table);
     let mut rows = Vec::new();
     for batch in &table.batches {
         for mut row in batch_rows(batch) {
             for column in &columns {
-                row.entry((*column).to_owned()).or_insert(ScalarValue::Null);
+                row.entry(column.clone()).or_insert(ScalarValue::Null);
             }
             rows.push(row);
         }
     }
     Ok(rows)
+}
+
+/// The names of a table's columns, in its order.
+fn column_names(table: &super::FakeTable) -> Vec<String> {
+    table
+        .resource
+        .pointer("/schema/fields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str().map(str::to_owned))
+        .collect()
 }
 
 pub fn batch_rows(batch: &RecordBatch) -> Vec<Row> {
@@ -588,14 +593,7 @@ fn merge(tables: &mut BTreeMap<Key, super::FakeTable>, rest: &str, statement: &s
     target_rows.retain(|r| !r.contains_key("_sluice_deleted"));
     target_rows.extend(inserted);
     let table = tables.get_mut(&target).expect("read above");
-    let columns: Vec<String> = table
-        .resource
-        .pointer("/schema/fields")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str().map(str::to_owned))
-        .collect();
+    let columns = column_names(table);
     for row in &mut target_rows {
         for c in &columns {
             if !row.contains_key(c) {
