@@ -161,12 +161,7 @@ fn delete(tables: &mut BTreeMap<Key, super::FakeTable>, target: &Key, condition:
         tables.get_mut(target).expect("checked").batches.clear();
         return Ok(());
     }
-    let fields = table
-        .resource
-        .pointer("/schema/fields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let fields = fields_of(table);
     let mut kept = Vec::new();
     for batch in &table.batches {
         let deleted = where_clause(condition, &fields, &BTreeMap::new(), batch).map_err(invalid)?;
@@ -289,14 +284,20 @@ fn rows_of(tables: &BTreeMap<Key, super::FakeTable>, key: &Key) -> Result<Vec<Ro
     Ok(rows)
 }
 
-/// The names of a table's columns, in its order.
-fn column_names(table: &super::FakeTable) -> Vec<String> {
+/// A table's fields (`schema.fields`), in its order.
+fn fields_of(table: &super::FakeTable) -> Vec<Value> {
     table
         .resource
         .pointer("/schema/fields")
         .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The names of a table's columns, in its order.
+fn column_names(table: &super::FakeTable) -> Vec<String> {
+    fields_of(table)
+        .iter()
         .filter_map(|f| f["name"].as_str().map(str::to_owned))
         .collect()
 }
@@ -612,12 +613,7 @@ pub fn view_fields(tables: &BTreeMap<Key, super::FakeTable>, query: &str) -> Res
     let table = tables
         .get(&history)
         .ok_or(format!("Not found: Table {}.{}", history.0, history.1))?;
-    let fields = table
-        .resource
-        .pointer("/schema/fields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let fields = fields_of(table);
     columns
         .iter()
         .map(|c| {
