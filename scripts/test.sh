@@ -7,5 +7,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 
-cargo test --workspace --all-targets
-cargo test --workspace --doc
+# The `cluster` build (Ballista, docs/cluster.md) is the one tested: its
+# binary is the default one plus `sluice scheduler`, `sluice executor` and
+# `--cluster`, which tests/it/cluster.rs runs as separate processes.
+cargo test --workspace --all-targets --features sluice/cluster
+cargo test --workspace --doc --features sluice/cluster

@@ -9,7 +9,19 @@ fn main() {
             std::process::exit(1);
         }
     };
-    std::process::exit(runtime.block_on(sluice_server::cli::main()));
+    std::process::exit(runtime.block_on(sluice_server::cli::main(cluster_support())));
+}
+
+/// Ballista behind the cluster flags and commands, in the `cluster` build.
+#[cfg(feature = "cluster")]
+fn cluster_support() -> Option<&'static dyn sluice_engine::jobs::cluster::ClusterSupport> {
+    Some(&sluice_cluster::Support)
+}
+
+/// Without the `cluster` feature the cluster flags and commands say so.
+#[cfg(not(feature = "cluster"))]
+fn cluster_support() -> Option<&'static dyn sluice_engine::jobs::cluster::ClusterSupport> {
+    None
 }
 
 /// Keeps glibc's heap from growing with the tables loaded. glibc raises its

@@ -83,7 +83,7 @@ impl MasterKey {
 
     /// Encrypts `plain`, binding it to `context` (the secret's name) so a
     /// ciphertext cannot be moved to another record.
-    pub(crate) fn seal(&self, context: &str, plain: &[u8]) -> Vec<u8> {
+    pub fn seal(&self, context: &str, plain: &[u8]) -> Vec<u8> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = self
             .cipher
@@ -101,7 +101,7 @@ impl MasterKey {
     }
 
     /// Decrypts what [`MasterKey::seal`] produced for the same `context`.
-    pub(crate) fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>> {
         if sealed.len() < NONCE_LEN {
             return Err(wrong_key());
         }

@@ -87,6 +87,31 @@ pub struct ColumnOverride {
     pub required: Option<bool>,
 }
 
+/// Where a job's loads run (`WITH (execution = ...)`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Execution {
+    /// On the cluster when the server has one and the job can run there,
+    /// else on the server.
+    #[default]
+    Default,
+    /// Always on the server.
+    Local,
+    /// Always on the cluster; a run that cannot fails.
+    Cluster,
+}
+
+impl Execution {
+    /// The lower-case name used in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Execution::Default => "default",
+            Execution::Local => "local",
+            Execution::Cluster => "cluster",
+        }
+    }
+}
+
 /// What the scheduler does with ticks a job missed while Sluice was down.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,6 +135,10 @@ impl CatchUp {
 
 /// Retries of a failed scheduled run when the job does not say.
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+fn is_default_execution(execution: &Execution) -> bool {
+    *execution == Execution::Default
+}
 
 fn default_max_retries() -> u32 {
     DEFAULT_MAX_RETRIES
@@ -262,6 +291,9 @@ pub struct JobRecord {
     /// Parallel source streams (`WITH (parallelism = n)`); `None` is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// Where its loads run.
+    #[serde(default, skip_serializing_if = "is_default_execution")]
+    pub execution: Execution,
     /// Retries of a failed scheduled run; transient errors only.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,

@@ -41,8 +41,8 @@ pub use connection::{ConnectionRecord, ConnectionStatus, OptionValue, StatusUpda
 pub use crypto::MasterKey;
 pub use error::{CatalogError, ObjectKind};
 pub use job::{
-    CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, IncrementalStart, JobColumn, JobDestination, JobRecord,
-    JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableOptions, VerifySchedule,
+    CatchUp, ColumnOverride, CommitGuard, DEFAULT_MAX_RETRIES, Execution, IncrementalStart, JobColumn, JobDestination,
+    JobRecord, JobSource, LoadType, Lookback, LookbackWindow, SchemaChangePolicy, TableOptions, VerifySchedule,
 };
 pub use job_view::{JobFacts, JobView};
 pub use namespace::{DEFAULT_NAMESPACE, NamespaceRecord, check_namespace_name};

@@ -204,6 +204,7 @@ fn job(name: &str, connection: &str) -> JobRecord {
         schedule: "MANUAL".into(),
         batch_rows: 8192,
         parallelism: None,
+        execution: Default::default(),
         max_retries: 3,
         catch_up: Default::default(),
         layout: Default::default(),

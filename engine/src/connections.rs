@@ -16,7 +16,8 @@ use crate::alerts::AlertNotifier;
 use crate::allowed_paths::AllowedPaths;
 use crate::connectors;
 use crate::contract::{
-    ChangeSource, ConnectFailure, ConnectionType, Destination, Driver, ResolvedOptions, Source, TableOption,
+    ChangeSource, ConnectFailure, ConnectionType, Destination, Driver, ResolvedOptions, Source, SourceFactory,
+    TableOption,
 };
 use crate::destinations::ScrubbedDestination;
 use crate::error::{ConnectionFailure, EngineError};
@@ -436,6 +437,32 @@ impl ConnectionManager {
         name: &str,
         settings: &BTreeMap<String, OptionValue>,
     ) -> Result<Arc<dyn Source>, EngineError> {
+        let (factory, resolved) = self.source_options(name, settings)?;
+        Ok(Arc::new(Scrubbed::new(
+            factory(&resolved, self.timeout_for(&resolved)),
+            resolved.scrubber(),
+        )))
+    }
+
+    /// The type name and resolved options (with `settings`) of source
+    /// connection `name`, for opening it in another process.
+    pub fn source_options_of(
+        &self,
+        name: &str,
+        settings: &BTreeMap<String, OptionValue>,
+    ) -> Result<(String, ResolvedOptions), EngineError> {
+        let kind = self.catalog.connection(name)?.kind;
+        let (_, resolved) = self.source_options(name, settings)?;
+        Ok((kind, resolved))
+    }
+
+    /// The source factory and resolved options of connection `name` with
+    /// the job's `settings` applied.
+    fn source_options(
+        &self,
+        name: &str,
+        settings: &BTreeMap<String, OptionValue>,
+    ) -> Result<(SourceFactory, ResolvedOptions), EngineError> {
         let mut record = self.catalog.connection(name)?;
         let (kind, driver) = available_type(&record.kind)?;
         for (setting, value) in settings {
@@ -467,11 +494,7 @@ impl ConnectionManager {
             connection: record.name.clone(),
             kind: kind.name.into(),
         })?;
-        let resolved = self.resolve_saved(&record)?;
-        Ok(Arc::new(Scrubbed::new(
-            factory(&resolved, self.timeout_for(&resolved)),
-            resolved.scrubber(),
-        )))
+        Ok((factory, self.resolve_saved(&record)?))
     }
 
     /// Opens a saved connection as a source of change data capture.

@@ -130,6 +130,15 @@ pub enum EngineError {
     #[error("reading from the source failed: {message}")]
     Extract { message: String },
 
+    /// A run's extract could not run on the cluster, or a task failed
+    /// there for good; nothing was committed.
+    #[error("the cluster at {scheduler} could not run the extract: {message}")]
+    Cluster { scheduler: String, message: String },
+
+    /// A run on the cluster that the job or the server cannot have.
+    #[error("ETL job \"{job}\" cannot run on the cluster: {reason}")]
+    NotForCluster { job: String, reason: String },
+
     /// A connection option names, as `SECRET name`, the inline secret of a
     /// connection (its own or another's).
     #[error(

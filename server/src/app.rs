@@ -11,12 +11,14 @@ use pgwire::api::RandomPidSecretKeyGenerator;
 use sluice_catalog::{Catalog, MasterKey};
 use sluice_engine::allowed_paths::AllowedPaths;
 use sluice_engine::destinations::{LocalWarehouse, display_location};
+use sluice_engine::jobs::cluster::ClusterSupport;
 use sluice_engine::metrics::EngineMetrics;
 use sluice_engine::scheduler::SchedulerConfig;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::auth::{self, AdminAuth, SCRAM_ITERATIONS};
+use crate::cluster::ServeCluster;
 use crate::demo;
 use crate::handler::SluiceHandlers;
 use crate::listener::{self, Limits};
@@ -83,10 +85,13 @@ pub struct ServeConfig {
     /// Google credentials JSON for Secret Manager; `None` is Application
     /// Default Credentials.
     pub gcp_secret_manager_credentials: Option<PathBuf>,
+    /// Where extracts run when not here (`--cluster`).
+    pub cluster: Option<ServeCluster>,
 }
 
-/// Runs the server until SIGINT or SIGTERM.
-pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
+/// Runs the server until SIGINT or SIGTERM; `support` is the `cluster`
+/// build's, which `--cluster` needs.
+pub async fn serve(config: ServeConfig, support: Option<&dyn ClusterSupport>) -> Result<(), StartupError> {
     private_data_dir(&config.data_dir, config.allow_readable_data_dir)?;
     let key = match &config.master_key {
         Some(hex) => MasterKey::from_hex(hex)?,
@@ -106,6 +111,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
             LocalWarehouse::open(location)?
         }
         None => LocalWarehouse::open_dir(&config.data_dir.join(WAREHOUSE_DIR))?,
+    };
+    let cluster = match &config.cluster {
+        Some(cluster) => {
+            let handle = crate::cluster::connect(support, cluster, config.warehouse.as_deref()).await?;
+            info!(scheduler = %cluster.url, "extracts run on the cluster");
+            Some(handle)
+        }
+        None => None,
     };
     let engine_metrics = Arc::new(EngineMetrics::default());
     sluice_engine::set_sqlstate_mapping(crate::errors::engine_sqlstate);
@@ -127,6 +140,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartupError> {
             catalog: catalog.clone(),
             superuser: auth.user().to_owned(),
         }),
+        cluster,
     };
     let namespaces = Arc::new(Namespaces::start(catalog.clone(), setup).await?);
     tokio::spawn(sluice_engine::memory::release_freed_periodically(

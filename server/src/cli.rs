@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,9 +10,13 @@ use sluice_engine::alerts::DEFAULT_KEEP_DELIVERIES;
 use sluice_engine::jobs::DEFAULT_KEEP_RUNS;
 use sluice_engine::scheduler::{Backoff, SchedulerConfig};
 
+use sluice_engine::jobs::cluster::{ClusterSupport, ExecutorOptions, SchedulerOptions};
+
 use crate::app::{self, ServeConfig};
+use crate::cluster::{NOT_BUILT, ServeCluster};
 use crate::listener::Limits;
 use crate::privileges::DEFAULT_KEEP_AUDIT;
+use crate::startup_error::StartupError;
 
 /// Sluice: a SQL-first ETL engine that speaks the Postgres wire protocol.
 #[derive(Debug, Parser)]
@@ -24,7 +29,65 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Run a cluster scheduler that servers send extracts to (the
+    /// `cluster` build; docs/cluster.md).
+    Scheduler(SchedulerArgs),
+    /// Run a cluster executor that runs extract tasks (the `cluster` build;
+    /// docs/cluster.md).
+    Executor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+struct SchedulerArgs {
+    /// Address executors and servers reach the scheduler at.
+    #[arg(long, env = "SLUICE_SCHEDULER_LISTEN", default_value = "127.0.0.1:50050")]
+    listen: SocketAddr,
+    /// Host name executors call back on, if not the listening address.
+    #[arg(long, env = "SLUICE_SCHEDULER_EXTERNAL_HOST")]
+    external_host: Option<String>,
+    /// Seconds without a heartbeat after which an executor is lost and its
+    /// tasks run elsewhere.
+    #[arg(long, env = "SLUICE_EXECUTOR_TIMEOUT", default_value_t = 180)]
+    executor_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+struct ExecutorArgs {
+    /// The scheduler, host:port.
+    #[arg(long, env = "SLUICE_SCHEDULER")]
+    scheduler: String,
+    /// The cluster key's file: a copy of the server's DATA_DIR/cluster.key
+    /// (SLUICE_CLUSTER_KEY, 64 hex digits, takes precedence).
+    #[arg(long, env = "SLUICE_CLUSTER_KEY_FILE", default_value = "./cluster.key")]
+    cluster_key_file: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_EXECUTOR_BIND", default_value = "127.0.0.1")]
+    bind_host: String,
+    /// Port of the executor's data (Arrow Flight) service.
+    #[arg(long, env = "SLUICE_EXECUTOR_PORT", default_value_t = 50051)]
+    port: u16,
+    /// Port of the executor's task service.
+    #[arg(long, env = "SLUICE_EXECUTOR_GRPC_PORT", default_value_t = 50052)]
+    grpc_port: u16,
+    /// Host name others reach the executor at, if not the bind address.
+    #[arg(long, env = "SLUICE_EXECUTOR_EXTERNAL_HOST")]
+    external_host: Option<String>,
+    /// Tasks run at once (0: one per core).
+    #[arg(long, env = "SLUICE_EXECUTOR_TASKS", default_value_t = 0)]
+    tasks: usize,
+    /// The executor's id (default: a fresh one).
+    #[arg(long, env = "SLUICE_EXECUTOR_ID")]
+    id: Option<String>,
+    /// Directory for Ballista's intermediate files (default: a temporary one).
+    #[arg(long, env = "SLUICE_EXECUTOR_WORK_DIR")]
+    work_dir: Option<String>,
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, env = "SLUICE_EXECUTOR_HEARTBEAT", default_value_t = 60)]
+    heartbeat: u64,
+    /// Log format on stderr (level from SLUICE_LOG, default info).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +198,19 @@ struct ServeArgs {
     /// Default Credentials].
     #[arg(long, env = "SLUICE_GCP_SECRET_MANAGER_CREDENTIALS")]
     gcp_secret_manager_credentials: Option<PathBuf>,
+    /// A cluster scheduler (df://host:port) to run job extracts on
+    /// (docs/cluster.md); needs the `cluster` build and a warehouse in a
+    /// bucket.
+    #[arg(long, env = "SLUICE_CLUSTER")]
+    cluster: Option<String>,
+    /// The key that seals connection options for executors, created mode
+    /// 0600 on first start [default: DATA_DIR/cluster.key]; every executor
+    /// needs a copy. SLUICE_CLUSTER_KEY (64 hex digits) takes precedence.
+    #[arg(long, env = "SLUICE_CLUSTER_KEY_FILE")]
+    cluster_key_file: Option<PathBuf>,
+    /// Tasks of a cluster run whose job sets no parallelism.
+    #[arg(long, env = "SLUICE_CLUSTER_TASKS", default_value_t = 8)]
+    cluster_tasks: usize,
 }
 
 fn parse_query_memory(value: &str) -> Result<usize, String> {
@@ -152,16 +228,24 @@ enum LogFormat {
 }
 
 /// Parses the command line and runs Sluice; returns the process exit code.
-pub async fn main() -> i32 {
+/// `cluster` is the `cluster` build's support, `None` without it.
+pub async fn main(cluster: Option<&dyn ClusterSupport>) -> i32 {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Scheduler(args)) => return scheduler(args, cluster).await,
+        Some(Command::Executor(args)) => return executor(args, cluster).await,
         None => match Cli::parse_from(["sluice", "serve"]).command {
             Some(Command::Serve(args)) => args,
-            None => unreachable!("serve was given"),
+            _ => unreachable!("serve was given"),
         },
     };
     init_logging(args.log_format);
+    let cluster_flags = args.cluster.clone().filter(|c| !c.is_empty()).map(|url| ServeCluster {
+        url,
+        key_file: (args.cluster_key_file.clone()).unwrap_or_else(|| args.data_dir.join("cluster.key")),
+        tasks: args.cluster_tasks,
+    });
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -208,8 +292,52 @@ pub async fn main() -> i32 {
         gcp_secret_manager_credentials: args
             .gcp_secret_manager_credentials
             .filter(|path| !path.as_os_str().is_empty()),
+        cluster: cluster_flags,
     };
-    match app::serve(config).await {
+    exit_code(app::serve(config, cluster).await)
+}
+
+/// `sluice scheduler`.
+async fn scheduler(args: SchedulerArgs, cluster: Option<&dyn ClusterSupport>) -> i32 {
+    init_logging(LogFormat::Pretty);
+    let Some(support) = cluster else {
+        return exit_code(Err(StartupError::Config(NOT_BUILT.into())));
+    };
+    let options = SchedulerOptions {
+        listen: args.listen,
+        external_host: args.external_host,
+        executor_timeout_seconds: args.executor_timeout.max(1),
+    };
+    exit_code(support.scheduler(options).await.map_err(StartupError::Config))
+}
+
+/// `sluice executor`.
+async fn executor(args: ExecutorArgs, cluster: Option<&dyn ClusterSupport>) -> i32 {
+    init_logging(args.log_format);
+    let Some(support) = cluster else {
+        return exit_code(Err(StartupError::Config(NOT_BUILT.into())));
+    };
+    let key = match crate::cluster::key(&args.cluster_key_file, false) {
+        Ok(key) => key,
+        Err(e) => return exit_code(Err(e)),
+    };
+    let options = ExecutorOptions {
+        scheduler: args.scheduler,
+        bind_host: args.bind_host,
+        port: args.port,
+        grpc_port: args.grpc_port,
+        external_host: args.external_host,
+        tasks: args.tasks,
+        id: args.id,
+        work_dir: args.work_dir,
+        heartbeat_seconds: args.heartbeat,
+    };
+    exit_code(support.executor(options, key).await.map_err(StartupError::Config))
+}
+
+/// The process exit code of a command's end, its error printed.
+fn exit_code(result: Result<(), StartupError>) -> i32 {
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("sluice: {e}");

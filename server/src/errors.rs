@@ -248,6 +248,12 @@ fn engine_error(e: &EngineError) -> ErrorInfo {
         EngineError::OperationNotSupported { .. } => error("0A000", message, None),
         EngineError::RunPanicked { .. } | EngineError::Failpoint(_) => error("XX000", message, None),
         EngineError::Extract { .. } => error("22000", message, None),
+        EngineError::Cluster { .. } => error("58000", message, None),
+        EngineError::NotForCluster { .. } => error(
+            "0A000",
+            message,
+            Some("Run it on this server with WITH (execution = 'local').".into()),
+        ),
         EngineError::SchemaChange { .. } => error("55000", message, None),
         EngineError::ForeignSecret { .. } => error(
             "42501",

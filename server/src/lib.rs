@@ -6,6 +6,7 @@ mod advisory_locks;
 mod app;
 mod auth;
 pub mod cli;
+mod cluster;
 mod copy_out;
 mod demo;
 mod errors;

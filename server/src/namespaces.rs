@@ -12,6 +12,7 @@ use sluice_engine::alerts::AlertNotifier;
 use sluice_engine::allowed_paths::AllowedPaths;
 use sluice_engine::destinations::{LocalWarehouse, WarehouseSchema};
 use sluice_engine::jobs::JobManager;
+use sluice_engine::jobs::cluster::ClusterHandle;
 use sluice_engine::metrics::EngineMetrics;
 use sluice_engine::scheduler::{RunPool, Scheduler, SchedulerConfig, SystemClock};
 use sluice_engine::{ConnectionManager, EngineError, failpoint};
@@ -44,6 +45,8 @@ pub struct NamespaceSetup {
     /// The scheduled runs in flight over every namespace.
     pub pool: Arc<RunPool>,
     pub databases: Arc<Databases>,
+    /// Where extracts run when not here (`--cluster`).
+    pub cluster: Option<ClusterHandle>,
 }
 
 /// Every namespace of the server, started.
@@ -232,11 +235,13 @@ impl Namespaces {
             DEFAULT_NAMESPACE => setup.warehouse.clone(),
             _ => setup.warehouse.for_namespace(name)?,
         };
-        let jobs = Arc::new(
-            JobManager::new(connections.clone(), Arc::new(warehouse.clone()))
-                .with_metrics(setup.metrics.clone())
-                .with_run_history(setup.keep_runs),
-        );
+        let mut jobs = JobManager::new(connections.clone(), Arc::new(warehouse.clone()))
+            .with_metrics(setup.metrics.clone())
+            .with_run_history(setup.keep_runs);
+        if let Some(cluster) = &setup.cluster {
+            jobs = jobs.with_cluster(cluster.clone());
+        }
+        let jobs = Arc::new(jobs);
         let ctx = Arc::new(session_context(
             connections.clone(),
             jobs.clone(),

@@ -404,4 +404,41 @@ pub trait LoadTransaction: Send {
     fn shipping(&self) -> Option<Arc<ShipProgress>> {
         None
     }
+
+    /// Where other processes (a cluster's executors) may write this load's
+    /// files; `None` (the default) for destinations they cannot reach.
+    fn shared_target(&self) -> Option<SharedTarget> {
+        None
+    }
+
+    /// Adds files another process wrote at [`shared_target`](Self::shared_target)
+    /// to this load; they are published with it or deleted with it.
+    /// Destinations without a shared target keep this default, which refuses.
+    async fn adopt(&mut self, files: Vec<WrittenFile>) -> Result<(), DestinationError> {
+        Err(DestinationError::CopiedFile {
+            file: files.first().map(|f| f.name.clone()).unwrap_or_default(),
+            reason: "this destination does not take files written elsewhere".into(),
+        })
+    }
+}
+
+/// Where other processes write the files of one load: a warehouse in a
+/// bucket (its location, as the server was given it; credentials come from
+/// each process's environment), the table, the prefix every file name of
+/// the load starts with, and the table's columns.
+#[derive(Debug, Clone)]
+pub struct SharedTarget {
+    pub location: String,
+    pub table: String,
+    pub prefix: String,
+    pub schema: SchemaRef,
+}
+
+/// A data file another process wrote for a load, by name in the table's
+/// data folder.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WrittenFile {
+    pub name: String,
+    pub rows: u64,
+    pub bytes: u64,
 }

@@ -42,8 +42,8 @@ pub use connector::{
     SourceFactory, TypeStatus,
 };
 pub use destination::{
-    ChangeSpec, CommitReport, CommitState, Destination, DestinationError, LoadTransaction, RemoteDiagnosis, TableSetup,
-    TableSpec, WriteMode,
+    ChangeSpec, CommitReport, CommitState, Destination, DestinationError, LoadTransaction, RemoteDiagnosis,
+    SharedTarget, TableSetup, TableSpec, WriteMode, WrittenFile,
 };
 pub use failure::{ConnectFailure, ConnectFailureKind};
 pub(crate) use failure::{error_chain, network_failure_kind, request_failure};
@@ -53,8 +53,8 @@ pub use position::Position;
 pub use shipping::{Activity, Busy, LoadJobs, ShipProgress, Shipped};
 pub use source::{
     ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, OpenTransaction,
-    QueryBuilder, ScanRequest, Source, SourceError, SourceInstant, SqlFamily, TableDescription, TableInfo, TableKind,
-    TableRef, TextRows, excerpt, integer_literal, quote_with, scan_sql,
+    QueryBuilder, ScanRequest, Source, SourceError, SourceInstant, SplitScan, SqlFamily, TableDescription, TableInfo,
+    TableKind, TableRef, TextRows, excerpt, integer_literal, quote_with, scan_sql,
 };
 pub use table_options::{SettingValue, TableOption, TableOptions, option_sql};
 pub use whole_file::{PieceStream, ScanPiece, WholeFile, footer_columns, parquet_footer, same_columns};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_catalog::{OptionValue, SecretValue};
+use sluice_catalog::{MasterKey, OptionValue, SecretValue};
 
 use crate::scrub::Scrubber;
 
@@ -101,6 +101,13 @@ pub struct ResolvedOptions {
     values: BTreeMap<String, Resolved>,
 }
 
+/// An option as [`ResolvedOptions::seal`] writes it before encryption.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Sealed {
+    Plain(OptionValue),
+    Secret(String),
+}
+
 #[derive(Debug)]
 enum Resolved {
     Plain(OptionValue),
@@ -156,6 +163,39 @@ impl ResolvedOptions {
             Resolved::Secret(s) => Some(s),
             Resolved::Plain(_) => None,
         })
+    }
+
+    /// These options, secrets included, encrypted with `key` and bound to
+    /// `context`, for handing to another process that holds the key.
+    pub fn seal(&self, key: &MasterKey, context: &str) -> Vec<u8> {
+        let entries: Vec<(&String, Sealed)> = (self.values.iter())
+            .map(|(name, value)| {
+                let value = match value {
+                    Resolved::Plain(value) => Sealed::Plain(value.clone()),
+                    Resolved::Secret(secret) => Sealed::Secret(secret.expose().to_owned()),
+                };
+                (name, value)
+            })
+            .collect();
+        let plain = serde_json::to_vec(&entries).expect("options serialize to JSON");
+        key.seal(context, &plain)
+    }
+
+    /// The options [`seal`](Self::seal) encrypted with the same `key` for
+    /// the same `context`; `None` for another key or context.
+    pub fn unseal(key: &MasterKey, context: &str, sealed: &[u8]) -> Option<Self> {
+        let plain = key.open(context, sealed).ok()?;
+        let entries: Vec<(String, Sealed)> = serde_json::from_slice(&plain).ok()?;
+        let values = (entries.into_iter())
+            .map(|(name, value)| {
+                let value = match value {
+                    Sealed::Plain(value) => Resolved::Plain(value),
+                    Sealed::Secret(secret) => Resolved::Secret(SecretValue::new(secret)),
+                };
+                (name, value)
+            })
+            .collect();
+        Some(Self { values })
     }
 
     /// A scrubber for the secret values of these options.

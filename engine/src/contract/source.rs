@@ -269,6 +269,26 @@ impl TextRows {
     }
 }
 
+/// A scan planned as parts that separate processes read
+/// ([`Source::split_scan`]).
+pub struct SplitScan {
+    /// One request per part, each the scan's request and its range.
+    pub parts: Vec<ScanRequest>,
+    /// The snapshot every part reads in, as the source names it.
+    pub snapshot: Option<String>,
+    /// Keeps the snapshot readable (the exporting session) until dropped.
+    pub hold: Box<dyn Send + Sync>,
+}
+
+impl fmt::Debug for SplitScan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SplitScan")
+            .field("parts", &self.parts)
+            .field("snapshot", &self.snapshot)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Builds a query around the reference to one table, as the source or
 /// destination that runs it spells that reference.
 pub type QueryBuilder<'a> = &'a (dyn Fn(&str) -> String + Send + Sync);
@@ -468,6 +488,45 @@ pub trait Source: Send + Sync {
         Err(SourceError::Query {
             code: Some("0A000".into()),
             message: format!("{} cannot be read by parallel streams", description.table),
+        })
+    }
+
+    /// Whether [`Source::split_scan`] works: the parts of a parallel scan
+    /// can be read by other processes (a cluster's executors).
+    fn supports_split_scan(&self) -> bool {
+        false
+    }
+
+    /// Plans the rows of [`Source::scan`] as up to `parts` requests over
+    /// ranges of the NOT NULL integer column number `split`, each to be read
+    /// by [`Source::scan_part`] anywhere, all in the one snapshot the
+    /// returned [`SplitScan`] holds open until it is dropped. Sources that
+    /// cannot keep this default, which refuses.
+    async fn split_scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<SplitScan, SourceError> {
+        let _ = (request, split, parts);
+        Err(SourceError::Query {
+            code: Some("0A000".into()),
+            message: format!("{} cannot be split for a cluster", description.table),
+        })
+    }
+
+    /// Streams one part [`Source::split_scan`] planned, in its `snapshot`.
+    async fn scan_part(
+        &self,
+        description: &TableDescription,
+        part: &ScanRequest,
+        snapshot: Option<&str>,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let _ = (part, snapshot);
+        Err(SourceError::Query {
+            code: Some("0A000".into()),
+            message: format!("{} cannot be split for a cluster", description.table),
         })
     }
 

@@ -8,4 +8,4 @@ mod scrubbed;
 mod warehouse;
 
 pub use scrubbed::ScrubbedDestination;
-pub use warehouse::{CURRENT_VIEW_SUFFIX, FileLimits, LocalWarehouse, WarehouseSchema, display_location};
+pub use warehouse::{CURRENT_VIEW_SUFFIX, FileLimits, LocalWarehouse, SharedWriter, WarehouseSchema, display_location};

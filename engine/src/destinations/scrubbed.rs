@@ -18,7 +18,7 @@ use futures::TryStreamExt;
 
 use crate::contract::{
     ChangeSpec, CommitReport, CommitState, Destination, DestinationError, Dialect, LoadTransaction, QueryBuilder,
-    RemoteDiagnosis, ShipProgress, TableSetup, TableSpec, TextRows, WholeFile, WriteMode,
+    RemoteDiagnosis, SharedTarget, ShipProgress, TableSetup, TableSpec, TextRows, WholeFile, WriteMode, WrittenFile,
 };
 use crate::scrub::Scrubber;
 
@@ -321,6 +321,18 @@ impl LoadTransaction for ScrubbedLoad {
 
     fn shipping(&self) -> Option<Arc<ShipProgress>> {
         self.inner.shipping()
+    }
+
+    fn shared_target(&self) -> Option<SharedTarget> {
+        self.inner.shared_target()
+    }
+
+    async fn adopt(&mut self, files: Vec<WrittenFile>) -> Result<(), DestinationError> {
+        let scrubber = &self.scrubber;
+        self.inner
+            .adopt(files)
+            .await
+            .map_err(|e| scrub_destination_error(scrubber, e))
     }
 }
 

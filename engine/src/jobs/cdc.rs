@@ -90,6 +90,9 @@ pub(super) fn check_cdc_settings(job: &JobRecord) -> Result<(), EngineError> {
         LoadType::Cdc { mode: CdcMode::History } if job.cdc.soft_delete => {
             refuse("soft_delete applies to CDC MERGE only: a HISTORY table keeps every delete as a row already")
         }
+        LoadType::Cdc { .. } if job.execution == sluice_catalog::Execution::Cluster => refuse(
+            "a CDC job streams changes on this server; execution = 'cluster' applies to SNAPSHOT and INCREMENTAL jobs",
+        ),
         LoadType::Cdc { .. } => Ok(()),
         _ if job.cdc.soft_delete => refuse("soft_delete applies to CDC MERGE jobs only"),
         _ if job.cdc.max_retained_wal.is_some() => refuse("max_retained_wal applies to CDC jobs only"),

@@ -356,6 +356,7 @@ impl CreateJob {
             schedule: self.schedule.to_string(),
             batch_rows: DEFAULT_BATCH_ROWS,
             parallelism: None,
+            execution: Default::default(),
             max_retries: DEFAULT_MAX_RETRIES,
             catch_up: CatchUp::default(),
             layout: TableOptions::default(),

@@ -125,6 +125,7 @@ pub(super) mod tests {
             reload: false,
             cdc: Default::default(),
             parallelism: None,
+            execution: Default::default(),
             paused: false,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -4,6 +4,7 @@
 mod cdc;
 mod cdc_drain;
 mod cdc_schema;
+pub mod cluster;
 pub(crate) mod continuous;
 mod dedupe;
 mod define;
@@ -112,6 +113,8 @@ pub struct JobManager {
     held: Arc<Mutex<HashMap<String, usize>>>,
     /// Set at shutdown: no continuous stream starts again.
     closing: AtomicBool,
+    /// Where extracts run when not here (`sluice serve --cluster`).
+    cluster: Option<cluster::ClusterHandle>,
 }
 
 impl JobManager {
@@ -128,7 +131,14 @@ impl JobManager {
             ended: Mutex::default(),
             held: Arc::default(),
             closing: AtomicBool::new(false),
+            cluster: None,
         }
+    }
+
+    /// Runs extracts on `cluster` (see [`cluster`]).
+    pub fn with_cluster(mut self, cluster: cluster::ClusterHandle) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Counts runs in `metrics`.

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use sluice_catalog::{CdcMode, JobRecord, LoadType, RunRecord, RunStatus, RunTrigger, Watermark};
 use tokio::sync::Notify;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use super::cluster::coordinate::ClusterExtract;
 use super::dedupe::Deduper;
 use super::define::JobColumns;
 use super::file_mark::Boundary;
@@ -516,8 +518,36 @@ impl JobManager {
         };
         let cursor_position = cursor.as_ref().map(|c| c.1);
         let whole = whole_files::schema(job, &columns, &request, &evolution, transaction.as_ref());
+        let splits = split::split_column(&columns.description, cursor.as_ref().map(|c| c.0.as_str())).is_ok();
+        let server_only = match (&deduper, &files) {
+            (Some(_), _) => Some("its LOOKBACK window is deduplicated against keys read on this server"),
+            (_, Some(_)) => Some("it reads files, which move whole rather than by key range"),
+            _ => None,
+        };
+        let placed = self.placement(job, &*source, transaction.as_ref(), splits, server_only)?;
         live.set_phase(RunPhase::Extracting);
         let copied = async {
+            if let Some(target) = placed {
+                let plan = ClusterExtract {
+                    job,
+                    run_id: run.id,
+                    source: &*source,
+                    columns: &columns,
+                    request: &request,
+                    cursor: cursor.as_ref(),
+                    evolution: &evolution,
+                };
+                let extracted = self
+                    .extract_on_cluster(plan, target, transaction.as_mut(), live, cancel)
+                    .await?;
+                run.rows = extracted.rows;
+                progress(Progress {
+                    run_id: run.id,
+                    rows: run.rows,
+                    elapsed: started.elapsed(),
+                });
+                return Ok(extracted.high);
+            }
             let open = async {
                 let scan = match job.parallelism.filter(|&n| n > 1) {
                     Some(parts) if source.scans_in_segments() => {
@@ -653,13 +683,18 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 
 /// Casts a source batch to the job's destination schema (type overrides).
 pub(super) fn conform(batch: RecordBatch, columns: &JobColumns) -> Result<RecordBatch, EngineError> {
-    if batch.schema().fields() == columns.schema.fields() {
+    conform_to(batch, &columns.schema)
+}
+
+/// Casts a source batch to `schema`, column by column.
+pub(super) fn conform_to(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, EngineError> {
+    if batch.schema().fields() == schema.fields() {
         return Ok(batch);
     }
     let arrays = batch
         .columns()
         .iter()
-        .zip(columns.schema.fields())
+        .zip(schema.fields())
         .map(|(array, field)| {
             if array.data_type() == field.data_type() {
                 Ok(array.clone())
@@ -676,8 +711,7 @@ pub(super) fn conform(batch: RecordBatch, columns: &JobColumns) -> Result<Record
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(Arc::clone(&columns.schema), arrays)
-        .map_err(|e| EngineError::Extract { message: e.to_string() })
+    RecordBatch::try_new(Arc::clone(schema), arrays).map_err(|e| EngineError::Extract { message: e.to_string() })
 }
 
 #[cfg(test)]

@@ -240,21 +240,35 @@ impl Evolution {
     /// A batch of the loaded columns as the destination's columns: in the
     /// destination's order, dropped ones as NULL.
     pub fn arrange(&self, batch: RecordBatch) -> Result<RecordBatch, EngineError> {
-        if batch.schema_ref() == &self.target {
-            return Ok(batch);
-        }
-        let arrays = self
-            .target
-            .fields()
-            .iter()
-            .zip(&self.sources)
-            .map(|(field, source)| match source {
-                Some(i) => batch.column(*i).clone(),
-                None => new_null_array(field.data_type(), batch.num_rows()),
-            })
-            .collect();
-        RecordBatch::try_new(self.target.clone(), arrays).map_err(|e| EngineError::Extract { message: e.to_string() })
+        arrange_into(&self.target, &self.sources, batch)
     }
+
+    /// For each target column, its position among the loaded columns.
+    pub fn sources(&self) -> &[Option<usize>] {
+        &self.sources
+    }
+}
+
+/// `batch` of the loaded columns as the `target` columns, each taken from
+/// the loaded column `sources` names, or NULL.
+pub(super) fn arrange_into(
+    target: &SchemaRef,
+    sources: &[Option<usize>],
+    batch: RecordBatch,
+) -> Result<RecordBatch, EngineError> {
+    if batch.schema_ref() == target {
+        return Ok(batch);
+    }
+    let arrays = target
+        .fields()
+        .iter()
+        .zip(sources)
+        .map(|(field, source)| match source {
+            Some(i) => batch.column(*i).clone(),
+            None => new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(target.clone(), arrays).map_err(|e| EngineError::Extract { message: e.to_string() })
 }
 
 /// The destination fields of `columns`: a loaded column's field from the
@@ -493,6 +507,7 @@ mod tests {
             reload: false,
             cdc: Default::default(),
             parallelism: None,
+            execution: Default::default(),
             paused: false,
             created_at: Utc::now(),
             updated_at: Utc::now(),

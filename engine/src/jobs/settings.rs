@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_catalog::{CatchUp, JobRecord, OptionValue, SchemaChangePolicy, VerifySchedule};
+use sluice_catalog::{CatchUp, Execution, JobRecord, OptionValue, SchemaChangePolicy, VerifySchedule};
 
 pub use crate::contract::SettingValue;
 
@@ -18,6 +18,8 @@ pub enum JobSetting {
     CatchUp(CatchUp),
     /// Parallel source streams (1 to 16; PostgreSQL sources).
     Parallelism(u32),
+    /// Where the job's loads run.
+    Execution(Execution),
     /// An option of the table the destination creates, declared by its
     /// connection type (BigQuery's `cluster_by`), with the value it keeps.
     Table(&'static str, serde_json::Value),
@@ -53,7 +55,7 @@ pub enum JobSetting {
 }
 
 /// The settings a job accepts, for error messages.
-pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, \
+pub const SETTING_NAMES: &str = "batch_rows, max_retries, catch_up, parallelism, execution, \
      commit_guard, guard_margin, guard_max_hold, on_schema_change, freshness_target, labels, verify, soft_delete, \
      max_retained_wal, flush_rows, flush_interval, publication, server_id, sample, keep_document, on_type_mismatch";
 
@@ -68,6 +70,16 @@ impl JobSetting {
             "batch_rows" => number(1, 1_000_000).map(JobSetting::BatchRows),
             "max_retries" => number(0, 20).map(JobSetting::MaxRetries),
             "parallelism" => number(1, 16).map(JobSetting::Parallelism),
+            "execution" => match value {
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("local") => Ok(JobSetting::Execution(Execution::Local)),
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("cluster") => {
+                    Ok(JobSetting::Execution(Execution::Cluster))
+                }
+                SettingValue::Text(t) if t.eq_ignore_ascii_case("default") => {
+                    Ok(JobSetting::Execution(Execution::Default))
+                }
+                _ => Err("execution must be 'local', 'cluster' or 'default'".into()),
+            },
             "catch_up" => match value {
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("once") => Ok(JobSetting::CatchUp(CatchUp::Once)),
                 SettingValue::Text(t) if t.eq_ignore_ascii_case("skip") => Ok(JobSetting::CatchUp(CatchUp::Skip)),
@@ -161,6 +173,7 @@ impl JobSetting {
             JobSetting::MaxRetries(_) => "max_retries",
             JobSetting::CatchUp(_) => "catch_up",
             JobSetting::Parallelism(_) => "parallelism",
+            JobSetting::Execution(_) => "execution",
             JobSetting::Table(name, _) => name,
             JobSetting::CommitGuard(_) => "commit_guard",
             JobSetting::GuardMargin(_) => "guard_margin",
@@ -186,6 +199,7 @@ impl JobSetting {
             JobSetting::MaxRetries(n) => job.max_retries = n,
             JobSetting::CatchUp(policy) => job.catch_up = policy,
             JobSetting::Parallelism(n) => job.parallelism = Some(n),
+            JobSetting::Execution(execution) => job.execution = execution,
             JobSetting::Table(name, value) => job.layout.set(name, value),
             JobSetting::CommitGuard(on) => job.guard.enabled = on,
             JobSetting::GuardMargin(seconds) => job.guard.margin_seconds = seconds,
@@ -319,6 +333,15 @@ mod tests {
         assert_eq!(
             JobSetting::parse("max_retries", &SettingValue::Number(0)),
             Ok(JobSetting::MaxRetries(0))
+        );
+        assert_eq!(
+            JobSetting::parse("execution", &SettingValue::Text("Cluster".into())),
+            Ok(JobSetting::Execution(Execution::Cluster))
+        );
+        assert!(
+            JobSetting::parse("execution", &SettingValue::Text("remote".into()))
+                .unwrap_err()
+                .contains("'local', 'cluster' or 'default'")
         );
         assert_eq!(
             JobSetting::parse("cluster_by", &SettingValue::Text("a, b".into())),

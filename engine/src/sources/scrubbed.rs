@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::contract::{
     CommitHorizon, ConnectFailure, Dialect, FilesRead, PieceStream, QueryBuilder, ScanRequest, Source, SourceError,
-    TableDescription, TableInfo, TableRef, TextRows,
+    SplitScan, TableDescription, TableInfo, TableRef, TextRows,
 };
 use crate::scrub::Scrubber;
 
@@ -126,6 +126,32 @@ impl Source for Scrubbed {
 
     fn supports_parallel_scan(&self) -> bool {
         self.inner.supports_parallel_scan()
+    }
+
+    fn supports_split_scan(&self) -> bool {
+        self.inner.supports_split_scan()
+    }
+
+    async fn split_scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<SplitScan, SourceError> {
+        (self.inner.split_scan(description, request, split, parts).await).map_err(|e| self.clean(e))
+    }
+
+    async fn scan_part(
+        &self,
+        description: &TableDescription,
+        part: &ScanRequest,
+        snapshot: Option<&str>,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        match self.inner.scan_part(description, part, snapshot).await {
+            Ok(stream) => Ok(self.clean_stream(stream)),
+            Err(e) => Err(self.clean(e)),
+        }
     }
 
     async fn scan_parallel(

@@ -4,17 +4,20 @@
 //! and each `COPY`s one key range, so together they read exactly the rows a
 //! single scan would. Their batches are merged as they arrive, each stream
 //! decoded in its own task. A CDC first load reads the same way in the
-//! snapshot its replication slot exported (`scan_in_snapshot`).
+//! snapshot its replication slot exported (`scan_in_snapshot`). A cluster
+//! reads the same ranges in other processes (`split`): the coordinating
+//! session stays open, holding the snapshot, while they import it.
 
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use futures::StreamExt;
 use tracing::debug;
 
+use super::PgConnection;
 use super::dialect::DIALECT;
 use super::source::{SCAN_SESSION, copy, prepare, query};
 use super::{Endpoint, query_error};
-use crate::contract::{Dialect, ScanRequest, SourceError, TableDescription};
+use crate::contract::{Dialect, ScanRequest, SourceError, SplitScan, TableDescription};
 
 /// Batches buffered per stream between its task and the consumer.
 const BUFFERED_BATCHES: usize = 2;
@@ -125,8 +128,79 @@ pub(super) async fn scan_in_snapshot(
         let setup = snapshot.map_or_else(|| SCAN_SESSION.to_owned(), snapshot_setup);
         return copy(endpoint.connect().await?, &setup, prepare(description, request)?).await;
     };
-    let (column, table, filter) = split_parts(description, request, split)?;
+    let (coordinator, snapshot, conditions) =
+        export_ranges(endpoint, snapshot, description, request, (split, parts)).await?;
+    debug!(table = %description.table, ranges = conditions.len(), "PostgreSQL parallel scan");
+    let setup = snapshot_setup(&snapshot);
+    let mut streams = Vec::with_capacity(conditions.len());
+    for condition in conditions {
+        let prepared = prepare(description, &part_request(request, condition))?;
+        // Every stream has imported the snapshot once its COPY started.
+        streams.push(copy(endpoint.connect().await?, &setup, prepared).await?);
+    }
+    coordinator.close();
 
+    let schema = streams[0].schema();
+    let mut merged = RecordBatchReceiverStream::builder(schema, BUFFERED_BATCHES * streams.len());
+    for mut stream in streams {
+        let tx = merged.tx();
+        merged.spawn(async move {
+            while let Some(batch) = stream.next().await {
+                if tx.send(Ok(batch?)).await.is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(merged.build())
+}
+
+/// Plans `request` as up to `parts` range requests over column `split` in
+/// one exported snapshot, for other processes to read with [`scan_part`];
+/// the snapshot stays importable until the returned [`SplitScan`] drops.
+pub(super) async fn split(
+    endpoint: &Endpoint,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: usize,
+    parts: usize,
+) -> Result<SplitScan, SourceError> {
+    let (coordinator, snapshot, conditions) =
+        export_ranges(endpoint, None, description, request, (split, parts)).await?;
+    debug!(table = %description.table, ranges = conditions.len(), %snapshot, "PostgreSQL split scan");
+    Ok(SplitScan {
+        parts: conditions
+            .into_iter()
+            .map(|condition| part_request(request, condition))
+            .collect(),
+        snapshot: Some(snapshot),
+        hold: Box::new(coordinator),
+    })
+}
+
+/// Streams one part of [`split`] in its `snapshot`.
+pub(super) async fn scan_part(
+    endpoint: &Endpoint,
+    description: &TableDescription,
+    part: &ScanRequest,
+    snapshot: Option<&str>,
+) -> Result<SendableRecordBatchStream, SourceError> {
+    scan_in_snapshot(endpoint, snapshot, description, part, None).await
+}
+
+/// Opens the coordinating session in `snapshot` (else a repeatable-read
+/// transaction whose snapshot it exports) and splits the split column's
+/// range under the scan's filter: the session, the snapshot's name and
+/// one condition per range.
+async fn export_ranges(
+    endpoint: &Endpoint,
+    snapshot: Option<&str>,
+    description: &TableDescription,
+    request: &ScanRequest,
+    (split, parts): (usize, usize),
+) -> Result<(PgConnection, String, Vec<Option<String>>), SourceError> {
+    let (column, table, filter) = split_parts(description, request, split)?;
     let coordinator = endpoint.connect().await?;
     let (setup, exported) = match snapshot {
         Some(snapshot) => (
@@ -156,30 +230,7 @@ pub(super) async fn scan_in_snapshot(
         (Some(min), Some(max)) => ranges(&column, min, max, parts),
         _ => vec![None],
     };
-    debug!(table = %description.table, ranges = conditions.len(), "PostgreSQL parallel scan");
-    let setup = snapshot_setup(&snapshot);
-    let mut streams = Vec::with_capacity(conditions.len());
-    for condition in conditions {
-        let prepared = prepare(description, &part_request(request, condition))?;
-        // Every stream has imported the snapshot once its COPY started.
-        streams.push(copy(endpoint.connect().await?, &setup, prepared).await?);
-    }
-    coordinator.close();
-
-    let schema = streams[0].schema();
-    let mut merged = RecordBatchReceiverStream::builder(schema, BUFFERED_BATCHES * streams.len());
-    for mut stream in streams {
-        let tx = merged.tx();
-        merged.spawn(async move {
-            while let Some(batch) = stream.next().await {
-                if tx.send(Ok(batch?)).await.is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        });
-    }
-    Ok(merged.build())
+    Ok((coordinator, snapshot, conditions))
 }
 
 /// Conditions on `column` that split `[min, max]` into up to `parts` ranges

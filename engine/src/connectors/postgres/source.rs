@@ -20,7 +20,7 @@ use super::copy_binary::{BATCH_ROWS, CopyDecoder, DecodeError, Wire};
 use super::dialect::DIALECT;
 use super::{Endpoint, PgConnection, horizon, metadata, parallel, query_error};
 use crate::contract::{
-    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError,
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError, SplitScan,
     TableDescription, TableInfo, TableRef, TextRows, scan_sql,
 };
 
@@ -92,6 +92,29 @@ impl Source for PostgresSource {
         parts: usize,
     ) -> Result<SendableRecordBatchStream, SourceError> {
         parallel::scan(&self.endpoint, description, request, split, parts).await
+    }
+
+    fn supports_split_scan(&self) -> bool {
+        true
+    }
+
+    async fn split_scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<SplitScan, SourceError> {
+        parallel::split(&self.endpoint, description, request, split, parts).await
+    }
+
+    async fn scan_part(
+        &self,
+        description: &TableDescription,
+        part: &ScanRequest,
+        snapshot: Option<&str>,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        parallel::scan_part(&self.endpoint, description, part, snapshot).await
     }
 
     async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {

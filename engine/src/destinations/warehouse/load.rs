@@ -12,7 +12,9 @@ use super::copy::Copies;
 use super::encode::Encoder;
 use super::manifest::{DataFile, Manifest};
 use super::{LocalWarehouse, schema_differences};
-use crate::contract::{CommitReport, DestinationError, LoadTransaction, ShipProgress, WholeFile, WriteMode};
+use crate::contract::{
+    CommitReport, DestinationError, LoadTransaction, SharedTarget, ShipProgress, WholeFile, WriteMode, WrittenFile,
+};
 
 /// The run that wrote a data file, from its name.
 pub(super) fn run_of(name: &str) -> Option<u64> {
@@ -30,6 +32,10 @@ pub(super) struct WarehouseLoad {
     encoder: Encoder,
     /// Copies the files loaded as they are.
     copies: Copies,
+    /// Names the files of this load: `run-<id>-<token>`.
+    prefix: String,
+    /// Files other processes wrote for this load.
+    adopted: Vec<DataFile>,
 }
 
 impl WarehouseLoad {
@@ -38,7 +44,13 @@ impl WarehouseLoad {
         // the same run.
         let prefix = format!("run-{run_id}-{:016x}", rand::random::<u64>());
         let encoder = Encoder::start(warehouse.clone(), table, prefix.clone(), base.schema.clone());
-        let copies = Copies::new(warehouse.clone(), table, prefix, base.schema.clone(), encoder.written());
+        let copies = Copies::new(
+            warehouse.clone(),
+            table,
+            prefix.clone(),
+            base.schema.clone(),
+            encoder.written(),
+        );
         Self {
             warehouse,
             table: table.to_owned(),
@@ -47,6 +59,8 @@ impl WarehouseLoad {
             base,
             encoder,
             copies,
+            prefix,
+            adopted: Vec::new(),
         }
     }
 
@@ -91,11 +105,13 @@ impl LoadTransaction for WarehouseLoad {
             }
         };
         finished.extend(copied);
+        finished.append(&mut self.adopted);
         self.publish(finished, watermark).await
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), DestinationError> {
         self.copies.discard().await?;
+        self.delete_adopted().await?;
         self.encoder.discard().await
     }
 
@@ -110,12 +126,27 @@ impl LoadTransaction for WarehouseLoad {
     fn shipping(&self) -> Option<Arc<ShipProgress>> {
         Some(self.encoder.written())
     }
+
+    fn shared_target(&self) -> Option<SharedTarget> {
+        self.warehouse
+            .shared_target(&self.table, &self.prefix, &self.base.schema)
+    }
+
+    async fn adopt(&mut self, files: Vec<WrittenFile>) -> Result<(), DestinationError> {
+        let adopted = self.warehouse.adopted(&self.table, &self.prefix, files).await?;
+        self.encoder.written().uploaded(adopted.iter().map(|f| f.bytes).sum());
+        self.adopted.extend(adopted);
+        Ok(())
+    }
 }
 
 impl WarehouseLoad {
     /// Deletes what a failed commit wrote (an encoder that failed has
     /// deleted its files itself).
     async fn discard(&mut self) {
+        if let Err(e) = self.delete_adopted().await {
+            tracing::warn!(table = %self.table, error = %e, "could not delete the files a cluster wrote for a failed load");
+        }
         let copies = self.copies.discard().await;
         let encoded = match self.encoder.discard().await {
             Err(DestinationError::EncoderStopped) => Ok(()),
@@ -124,6 +155,14 @@ impl WarehouseLoad {
         if let Err(e) = copies.and(encoded) {
             tracing::warn!(table = %self.table, error = %e, "could not delete the files of a failed load");
         }
+    }
+
+    /// Deletes the files other processes wrote for this load.
+    async fn delete_adopted(&mut self) -> Result<(), DestinationError> {
+        let paths = (self.adopted.drain(..))
+            .map(|file| self.warehouse.data_path(&self.table, &file.name))
+            .collect();
+        self.warehouse.delete_all(paths).await
     }
 
     /// Publishes the next manifest version with `finished` files.

@@ -51,14 +51,14 @@ impl LocalWarehouse {
                 let dir = url.to_file_path().map_err(|()| invalid("not a local path".into()))?;
                 return Self::open_dir(&dir);
             }
-            ObjectStoreScheme::AmazonS3 => Arc::new(AmazonS3Builder::from_env().with_url(text).build()?),
-            ObjectStoreScheme::MicrosoftAzure => Arc::new(MicrosoftAzureBuilder::from_env().with_url(text).build()?),
+            ObjectStoreScheme::AmazonS3 => Arc::new(AmazonS3Builder::from_env().with_url(&text).build()?),
+            ObjectStoreScheme::MicrosoftAzure => Arc::new(MicrosoftAzureBuilder::from_env().with_url(&text).build()?),
             ObjectStoreScheme::GoogleCloudStorage => {
-                Arc::new(GoogleCloudStorageBuilder::from_env().with_url(text).build()?)
+                Arc::new(GoogleCloudStorageBuilder::from_env().with_url(&text).build()?)
             }
             _ => return Err(invalid(KNOWN.into())),
         };
-        Ok(Self::new(store, prefix))
+        Ok(Self::new(store, prefix).shared_at(text.trim_end_matches('/').to_owned()))
     }
 }
 

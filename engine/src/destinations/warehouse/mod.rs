@@ -28,6 +28,7 @@ mod manifest;
 mod merged;
 mod namespaces;
 mod read;
+mod shared;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,7 @@ use futures::{StreamExt, TryStreamExt};
 
 pub use location::display_location;
 pub use read::{CURRENT_VIEW_SUFFIX, WarehouseSchema};
+pub use shared::SharedWriter;
 
 use super::compare::{evolution_refusals, schema_differences};
 use crate::contract::{
@@ -99,6 +101,9 @@ pub struct LocalWarehouse {
 struct Shared {
     /// The URL DataFusion reaches `store` under, unique to this warehouse.
     url: String,
+    /// The bucket location other processes open this warehouse at; `None`
+    /// for a local directory, which they cannot share.
+    location: Option<String>,
     /// Tables known to exist, for the synchronous `table_names`.
     tables: RwLock<BTreeSet<String>>,
 }
@@ -132,9 +137,20 @@ impl LocalWarehouse {
             disk: None,
             shared: Arc::new(Shared {
                 url,
+                location: None,
                 tables: RwLock::default(),
             }),
         }
+    }
+
+    /// The same warehouse, which other processes open at `location`.
+    fn shared_at(self, location: String) -> Self {
+        let shared = Arc::new(Shared {
+            url: self.shared.url.clone(),
+            location: Some(location),
+            tables: RwLock::default(),
+        });
+        Self { shared, ..self }
     }
 
     /// The same warehouse, rolling loads to new files at `limits`.

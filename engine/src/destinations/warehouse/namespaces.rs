@@ -16,7 +16,13 @@ impl LocalWarehouse {
     pub fn for_namespace(&self, name: &str) -> Result<Self, DestinationError> {
         let warehouse = match &self.disk {
             Some(disk) => Self::open_dir(&disk.root().join(NAMESPACES_DIR).join(name))?,
-            None => Self::new(self.store.clone(), self.namespace_prefix(name)),
+            None => {
+                let warehouse = Self::new(self.store.clone(), self.namespace_prefix(name));
+                match &self.shared.location {
+                    Some(location) => warehouse.shared_at(format!("{location}/{NAMESPACES_DIR}/{name}")),
+                    None => warehouse,
+                }
+            }
         };
         Ok(warehouse.with_file_limits(self.limits))
     }

@@ -31,6 +31,7 @@ fn job(schedule: &str) -> JobRecord {
         schedule: schedule.parse::<Schedule>().unwrap().to_string(),
         batch_rows: 8192,
         parallelism: None,
+        execution: Default::default(),
         max_retries: 3,
         catch_up: CatchUp::Once,
         layout: Default::default(),

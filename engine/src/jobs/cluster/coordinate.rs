@@ -1,0 +1,214 @@
+//! The server's side of a cluster run: split the scan, hand the tasks to
+//! the cluster, adopt the files they wrote into the run's load.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::scalar::ScalarValue;
+use sluice_catalog::{JobRecord, MasterKey};
+use tokio::sync::Notify;
+use tracing::info;
+
+use super::super::define::JobColumns;
+use super::super::progress::LiveProgress;
+use super::super::schema_changes::Evolution;
+use super::super::{JobManager, split, window};
+use super::task::{ExtractTask, TaskOutput};
+use super::{Cluster, Placement};
+use crate::contract::{LoadTransaction, ScanRequest, SharedTarget, Source};
+use crate::error::EngineError;
+
+/// A server's cluster: where it sends extracts, the key that seals their
+/// connection options, and how many tasks a run has by default.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    pub cluster: Arc<dyn Cluster>,
+    pub key: MasterKey,
+    /// Tasks of a run whose job sets no `parallelism`.
+    pub tasks: usize,
+}
+
+/// The part of a run the cluster does, as the runner has planned it.
+pub(in crate::jobs) struct ClusterExtract<'a> {
+    pub job: &'a JobRecord,
+    pub run_id: u64,
+    pub source: &'a dyn Source,
+    pub columns: &'a JobColumns,
+    pub request: &'a ScanRequest,
+    /// The cursor's name and position among the loaded columns.
+    pub cursor: Option<&'a (String, usize)>,
+    pub evolution: &'a Evolution,
+}
+
+/// What the tasks did, together.
+pub(in crate::jobs) struct Extracted {
+    pub rows: u64,
+    /// The largest cursor value read.
+    pub high: Option<ScalarValue>,
+}
+
+impl JobManager {
+    /// Where `job`'s next load runs, with the target the cluster writes to
+    /// when it runs there: on the cluster when the server has one, the job
+    /// does not ask for `local`, and its source splits and its destination
+    /// shares files; a job that asks for the cluster and cannot is refused.
+    /// `server_only` is why the run plan needs this server, if it does.
+    pub(in crate::jobs) fn placement(
+        &self,
+        job: &JobRecord,
+        source: &dyn Source,
+        transaction: &dyn LoadTransaction,
+        split_ok: bool,
+        server_only: Option<&str>,
+    ) -> Result<Option<SharedTarget>, EngineError> {
+        let wanted = match job.execution {
+            sluice_catalog::Execution::Local => return Ok(None),
+            sluice_catalog::Execution::Cluster => Placement::Cluster,
+            sluice_catalog::Execution::Default => Placement::Local,
+        };
+        let explicit = wanted == Placement::Cluster;
+        if self.cluster.is_none() {
+            return match explicit {
+                true => Err(self.not_for_cluster(
+                    job,
+                    "this server has no cluster; start it with --cluster df://scheduler:50050",
+                )),
+                false => Ok(None),
+            };
+        }
+        let refuse = |reason: &str| match explicit {
+            true => Err(self.not_for_cluster(job, reason)),
+            false => {
+                info!(job = %job.name, "runs on this server: {reason}");
+                Ok(None)
+            }
+        };
+        if let Some(reason) = server_only {
+            return refuse(reason);
+        }
+        if !source.supports_split_scan() {
+            return refuse("its source cannot be split into parts that executors read in one snapshot");
+        }
+        if !split_ok {
+            return refuse("its table has no integer primary key or NOT NULL integer cursor to split on");
+        }
+        match transaction.shared_target() {
+            Some(target) => Ok(Some(target)),
+            None => refuse(
+                "executors write into a warehouse in a bucket (--warehouse s3://..., gs://..., az://...), and its \
+                 destination is not one",
+            ),
+        }
+    }
+
+    fn not_for_cluster(&self, job: &JobRecord, reason: &str) -> EngineError {
+        EngineError::NotForCluster {
+            job: job.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Runs the extract on the cluster into `transaction`'s `target`;
+    /// nothing is committed.
+    pub(in crate::jobs) async fn extract_on_cluster(
+        &self,
+        plan: ClusterExtract<'_>,
+        target: SharedTarget,
+        transaction: &mut dyn LoadTransaction,
+        live: &LiveProgress,
+        cancel: &Notify,
+    ) -> Result<Extracted, EngineError> {
+        let handle = self
+            .cluster
+            .as_ref()
+            .expect("placed on the cluster only when there is one");
+        let job = plan.job;
+        let description = &plan.columns.description;
+        let split = split::split_column(description, plan.cursor.map(|c| c.0.as_str()))?;
+        let parts = job.parallelism.map_or(handle.tasks, |n| n as usize).max(1);
+        let scan = (plan.source.split_scan(description, plan.request, split, parts).await).map_err(|error| {
+            EngineError::Source {
+                connection: job.source.connection.clone(),
+                error,
+            }
+        })?;
+        let (kind, options) = self
+            .connections
+            .source_options_of(&job.source.connection, &job.source_settings)?;
+        let sealed = options.seal(&handle.key, &ExtractTask::seal_context(&job.name, plan.run_id));
+        let tasks: Vec<ExtractTask> = (scan.parts.iter().enumerate())
+            .map(|(part, request)| ExtractTask {
+                job: job.name.clone(),
+                run_id: plan.run_id,
+                part: part as u32,
+                connection: job.source.connection.clone(),
+                connection_type: kind.clone(),
+                sealed_options: sealed.clone(),
+                schema: description.table.schema.clone(),
+                table: description.table.name.clone(),
+                columns: (request.columns.iter())
+                    .map(|&i| description.columns[i].name.clone())
+                    .collect(),
+                filter: request.filter.clone(),
+                batch_rows: request.batch_rows,
+                snapshot: scan.snapshot.clone(),
+                loaded: plan.columns.schema.clone(),
+                cursor: plan.cursor.map(|c| c.1),
+                arrangement: plan.evolution.sources().to_vec(),
+                location: target.location.clone(),
+                target_table: target.table.clone(),
+                prefix: target.prefix.clone(),
+                target_schema: target.schema.clone(),
+            })
+            .collect();
+        let total = tasks.len();
+        info!(job = %job.name, run_id = plan.run_id, tasks = total, scheduler = handle.cluster.scheduler(), "extract sent to the cluster");
+        let outputs = tokio::select! {
+            outputs = handle.cluster.run(tasks) => outputs,
+            () = cancel.notified() => return Err(EngineError::Cancelled { run_id: plan.run_id }),
+        };
+        // The snapshot may end once every task has read its part.
+        drop(scan);
+        let outputs = outputs.map_err(|message| EngineError::Cluster {
+            scheduler: handle.cluster.scheduler().to_owned(),
+            message,
+        })?;
+        let outputs = one_per_part(outputs, total).map_err(|message| EngineError::Cluster {
+            scheduler: handle.cluster.scheduler().to_owned(),
+            message,
+        })?;
+        let cursor_type = plan.cursor.map(|c| plan.columns.schema.field(c.1).data_type().clone());
+        let mut extracted = Extracted { rows: 0, high: None };
+        let mut executors = BTreeMap::<&str, usize>::new();
+        for output in &outputs {
+            extracted.rows += output.rows;
+            *executors.entry(&output.executor).or_default() += 1;
+            if let (Some(high), Some(cursor_type)) = (&output.high, &cursor_type) {
+                extracted.high = window::greater(extracted.high.take(), Some(window::parse(high, cursor_type)?));
+            }
+        }
+        info!(job = %job.name, run_id = plan.run_id, rows = extracted.rows, ?executors, "cluster tasks done");
+        live.set_rows(extracted.rows);
+        let files = outputs.into_iter().flat_map(|output| output.files).collect();
+        transaction.adopt(files).await?;
+        Ok(extracted)
+    }
+}
+
+/// Exactly one output per part `0..total`, else why not.
+fn one_per_part(outputs: Vec<TaskOutput>, total: usize) -> Result<Vec<TaskOutput>, String> {
+    let mut by_part: BTreeMap<u32, TaskOutput> = BTreeMap::new();
+    for output in outputs {
+        if by_part.insert(output.part, output).is_some() {
+            return Err("a part was reported twice".into());
+        }
+    }
+    let missing: Vec<String> = (0..total as u32)
+        .filter(|part| !by_part.contains_key(part))
+        .map(|part| part.to_string())
+        .collect();
+    if !missing.is_empty() || by_part.len() != total {
+        return Err(format!("parts {} were not reported", missing.join(", ")));
+    }
+    Ok(by_part.into_values().collect())
+}

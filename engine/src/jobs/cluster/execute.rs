@@ -1,0 +1,105 @@
+//! An extract task as an executor runs it: open the source from the sealed
+//! options, read the part in its snapshot, convert each batch to the
+//! destination's columns and write it into the load's shared folder.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use sluice_catalog::MasterKey;
+use tracing::{Instrument, info, info_span};
+
+use super::super::{runner, schema_changes, window};
+use super::task::{ExtractTask, TaskOutput};
+use crate::contract::{ScanRequest, TableRef};
+use crate::destinations::SharedWriter;
+use crate::error::EngineError;
+use crate::sources::Scrubbed;
+
+/// How long an executor waits to connect to a source.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `task` on this process, `executor` naming it in the output; files
+/// of a task that fails are deleted.
+pub async fn run_task(task: &ExtractTask, key: &MasterKey, executor: &str) -> Result<TaskOutput, EngineError> {
+    let span = info_span!("cluster_task", job = %task.job, run_id = task.run_id, part = task.part);
+    async {
+        let options = task.options(key)?;
+        let kind = crate::connectors::lookup(&task.connection_type)?;
+        let factory = (kind.driver.as_ref().and_then(|d| d.source)).ok_or_else(|| EngineError::NotASource {
+            connection: task.connection.clone(),
+            kind: kind.name.into(),
+        })?;
+        let timeout =
+            (options.integer("connect_timeout")).map_or(CONNECT_TIMEOUT, |s| Duration::from_secs(s.unsigned_abs()));
+        let source = Scrubbed::new(factory(&options, timeout), options.scrubber());
+        let source_error = |error| EngineError::Source {
+            connection: task.connection.clone(),
+            error,
+        };
+        let table = TableRef {
+            schema: task.schema.clone(),
+            name: task.table.clone(),
+        };
+        let description = crate::contract::Source::describe(&source, &table)
+            .await
+            .map_err(source_error)?;
+        let columns = (task.columns.iter())
+            .map(|name| {
+                description
+                    .columns
+                    .iter()
+                    .position(|c| &c.name == name)
+                    .ok_or_else(|| EngineError::Extract {
+                        message: format!("{table} has no column \"{name}\" any more; run the job again"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = ScanRequest {
+            columns,
+            filter: task.filter.clone(),
+            batch_rows: task.batch_rows,
+            ..ScanRequest::default()
+        };
+        let mut stream = crate::contract::Source::scan_part(&source, &description, &request, task.snapshot.as_deref())
+            .await
+            .map_err(source_error)?;
+        let mut writer = SharedWriter::open(&task.target(), task.part)?;
+        let read = async {
+            let (mut rows, mut high) = (0, None);
+            while let Some(batch) = stream.next().await {
+                let batch = runner::conform_to(
+                    batch.map_err(|e| EngineError::from_scan(&task.connection, e))?,
+                    &task.loaded,
+                )?;
+                if let Some(cursor) = task.cursor {
+                    high = window::greater(high, window::column_max(batch.column(cursor)));
+                }
+                rows += batch.num_rows() as u64;
+                let batch = schema_changes::arrange_into(&task.target_schema, &task.arrangement, batch)?;
+                writer.write(batch).await?;
+            }
+            Ok::<_, EngineError>((rows, high))
+        }
+        .await;
+        let (rows, high) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                if let Err(discard) = writer.discard().await {
+                    tracing::warn!(error = %discard, "could not delete the files of a failed task");
+                }
+                return Err(e);
+            }
+        };
+        let files = writer.finish().await?;
+        info!(rows, files = files.len(), "task done");
+        Ok(TaskOutput {
+            part: task.part,
+            rows,
+            files,
+            high: high.as_ref().map(window::text),
+            executor: executor.to_owned(),
+        })
+    }
+    .instrument(span)
+    .await
+}
