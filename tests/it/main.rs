@@ -26,6 +26,8 @@ mod cdc_schema_changes;
 mod cdc_source;
 mod cdc_transport;
 mod clients;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod commit_guard;
 mod connections;
 mod demo;

@@ -20,6 +20,8 @@
 
 pub mod bigquery_read;
 pub mod bqemulator;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod cql_fake;
 pub mod dynalite;
 pub mod dynamodb;

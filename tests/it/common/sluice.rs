@@ -67,7 +67,7 @@ impl SluiceOpts {
 
 /// The binary under test: `SLUICE_TEST_BIN` when set (a copy, safe from other
 /// builds sharing the target dir), else the one cargo built.
-pub(super) fn sluice_binary() -> String {
+pub(crate) fn sluice_binary() -> String {
     std::env::var("SLUICE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_owned())
 }
 

@@ -1,0 +1,268 @@
+//! Job extracts on a cluster (the `cluster` build, docs/cluster.md): a
+//! scheduler and two executors as separate processes on loopback ports, a
+//! PostgreSQL source and a warehouse in S3 (moto). The run is split over
+//! both executors, each writing its parts' Parquet files into the bucket,
+//! and the server commits them as one manifest version.
+
+use crate::common;
+
+use common::cluster::{ClusterProcess, key_file};
+use common::emulators::Emulator;
+use common::*;
+
+const SECRET: &str = "cluster-secret-Zr4";
+
+/// The environment every process of the cluster reaches the bucket with.
+fn bucket_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "sluice-test".into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET.into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ENDPOINT_URL", endpoint.into()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+    ]
+}
+
+/// What a test needs: the source, the bucket, the cluster and the server.
+struct Cluster {
+    pg: PgServer,
+    _moto: Emulator,
+    scheduler: ClusterProcess,
+    executors: Vec<ClusterProcess>,
+    sluice: Sluice,
+    _keys: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(rows: u64) -> Cluster {
+        let pg = PgServer::start();
+        pg.psql_admin_db(
+            "shop",
+            &format!(
+                "CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, amount numeric(12,2), note text, \
+                   at timestamptz NOT NULL); \
+                 INSERT INTO orders SELECT g, g % 977, (g % 10000) / 100.0, md5(g::text), \
+                   timestamptz '2024-01-01' + g * interval '1 second' FROM generate_series(1, {rows}) g;"
+            ),
+        );
+        let moto = Emulator::moto();
+        moto.create_bucket("lake");
+        let env = bucket_env(&moto.endpoint());
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let keys = tempfile::tempdir().unwrap();
+        let key = key_file(keys.path());
+        let (scheduler, port) = ClusterProcess::scheduler();
+        let executors = ["exec-a", "exec-b"]
+            .iter()
+            .map(|id| ClusterProcess::executor(id, port, &key, &env))
+            .collect();
+        let opts = env.iter().fold(
+            SluiceOpts::default()
+                .arg("--warehouse")
+                .arg("s3://lake/wh")
+                .arg("--cluster")
+                .arg(&format!("df://127.0.0.1:{port}"))
+                .arg("--cluster-key-file")
+                .arg(key.to_str().unwrap()),
+            |o, (k, v)| o.env(k, v),
+        );
+        let sluice = Sluice::start_opts(opts);
+        Cluster {
+            pg,
+            _moto: moto,
+            scheduler,
+            executors,
+            sluice,
+            _keys: keys,
+        }
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let client = self.sluice.client().await;
+        client
+            .batch_execute(&format!(
+                "CREATE CONNECTION shop TYPE postgres OPTIONS (host '127.0.0.1', port {}, database 'shop', \
+                 user 'etl', password '{ETL_PASSWORD}')",
+                self.pg.port
+            ))
+            .await
+            .unwrap();
+        client
+    }
+
+    /// `RUN ETL JOB job`'s summary row; a failure shows every log.
+    async fn run(&self, client: &tokio_postgres::Client, job: &str) -> Vec<Option<String>> {
+        match client.simple_query(&format!("RUN ETL JOB {job}")).await {
+            Ok(_) => rows(
+                client,
+                &format!(
+                    "SELECT run_id, status, rows FROM sluice.runs WHERE job = '{job}' ORDER BY run_id DESC LIMIT 1"
+                ),
+            )
+            .await
+            .remove(0),
+            Err(e) => panic!(
+                "RUN ETL JOB {job}: {e:?}\n{}\n{}",
+                self.sluice.log_contents(),
+                self.logs()
+            ),
+        }
+    }
+
+    /// The cluster's logs, for failure messages.
+    fn logs(&self) -> String {
+        let executors = self.executors.iter().map(|e| e.log());
+        std::iter::once(self.scheduler.log())
+            .chain(executors)
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    }
+
+    /// The number of tasks each executor's log says it finished.
+    fn tasks_done(&self) -> Vec<usize> {
+        self.executors
+            .iter()
+            .map(|e| e.log().matches("task done").count())
+            .collect()
+    }
+}
+
+/// Count, distinct ids, and sums over the columns, as text (the cursor's
+/// values are checked through the watermark).
+const FINGERPRINT: &str =
+    "SELECT count(*), count(DISTINCT id), sum(id), sum(customer), sum(amount), sum(length(note)) FROM ";
+
+async fn source_fingerprint(pg: &PgServer) -> Vec<Option<String>> {
+    let source = pg.client().await;
+    rows(&source, &format!("{FINGERPRINT} orders")).await.remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_split_over_two_executors_equals_the_source() {
+    let cluster = Cluster::start(1_000_000);
+    let client = cluster.client().await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 8)",
+        )
+        .await
+        .unwrap();
+    let run = cluster.run(&client, "orders").await;
+    assert_eq!(
+        (run[1].as_deref(), run[2].as_deref()),
+        (Some("succeeded"), Some("1000000")),
+        "{run:?}"
+    );
+    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
+        .await
+        .remove(0);
+    assert_eq!(loaded, source_fingerprint(&cluster.pg).await);
+    let done = cluster.tasks_done();
+    assert_eq!(done.iter().sum::<usize>(), 8, "every part ran once: {done:?}");
+    assert!(done.iter().all(|&n| n > 0), "both executors did work: {done:?}");
+    assert!(
+        cluster.sluice.log_contents().contains("cluster tasks done"),
+        "the server says the cluster ran the extract"
+    );
+
+    // A snapshot replaces: rows deleted at the source are gone after the
+    // next run, and the files of the first run are no longer listed.
+    cluster.pg.psql_admin_db("shop", "DELETE FROM orders WHERE id % 10 = 0");
+    let again = cluster.run(&client, "orders").await;
+    assert_eq!(again[2].as_deref(), Some("900000"), "{again:?}");
+    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
+        .await
+        .remove(0);
+    assert_eq!(loaded, source_fingerprint(&cluster.pg).await);
+
+    for (executor, log) in cluster.executors.iter().map(|e| e.log()).enumerate() {
+        assert!(!log.contains(SECRET), "executor {executor} never logs a secret");
+        assert!(
+            !log.contains(ETL_PASSWORD),
+            "executor {executor} never logs the source's password"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_runs_on_the_cluster_append_past_the_watermark() {
+    let cluster = Cluster::start(50_000);
+    let client = cluster.client().await;
+    client
+        .batch_execute("CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders INCREMENTAL BY at ALL WITH (parallelism = 4)")
+        .await
+        .unwrap();
+    let first = cluster.run(&client, "orders").await;
+    assert_eq!(first[2].as_deref(), Some("50000"), "{first:?}");
+    cluster.pg.psql_admin_db(
+        "shop",
+        "INSERT INTO orders SELECT g, g % 977, 1.5, md5(g::text), timestamptz '2025-01-01' + g * interval '1 second' \
+         FROM generate_series(50001, 50300) g",
+    );
+    let second = cluster.run(&client, "orders").await;
+    assert_eq!(second[2].as_deref(), Some("300"), "{second:?}");
+    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
+        .await
+        .remove(0);
+    assert_eq!(loaded, source_fingerprint(&cluster.pg).await);
+    let watermark = one(&client, "SELECT watermark FROM sluice.jobs WHERE name = 'orders'").await;
+    // The largest cursor value any task read: row 50300's.
+    assert_eq!(watermark, "2025-01-01T13:58:20Z");
+    assert!(
+        cluster.tasks_done().iter().all(|&n| n > 0),
+        "{:?}",
+        cluster.tasks_done()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_the_cluster_cannot_run_say_why() {
+    let cluster = Cluster::start(10);
+    let client = cluster.client().await;
+    cluster.pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE tags (name text PRIMARY KEY); INSERT INTO tags VALUES ('a'), ('b');",
+    );
+    // Asked for the cluster, a table with nothing to split on is refused...
+    client
+        .batch_execute("CREATE ETL JOB tags FROM shop.public.tags SNAPSHOT WITH (execution = 'cluster')")
+        .await
+        .unwrap();
+    let error = expect_err(&client, "RUN ETL JOB tags", "0A000").await;
+    assert!(error.contains("no integer primary key"), "{error}");
+    // ...and runs here when it may choose.
+    client
+        .batch_execute("ALTER ETL JOB tags SET (execution = 'default')")
+        .await
+        .unwrap();
+    let run = rows(&client, "RUN ETL JOB tags").await;
+    assert_eq!(run[0][2].as_deref(), Some("2"), "{run:?}");
+    // execution = 'local' keeps a splittable job on the server.
+    client
+        .batch_execute(
+            "CREATE ETL JOB here FROM shop.public.orders INTO warehouse.here SNAPSHOT WITH (execution = 'local')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows(&client, "RUN ETL JOB here").await[0][2].as_deref(), Some("10"));
+    assert_eq!(cluster.tasks_done(), [0, 0], "nothing ran on the cluster");
+    // A CDC job streams on the server.
+    let error = expect_err(
+        &client,
+        "CREATE ETL JOB changes FROM shop.public.orders CDC WITH (execution = 'cluster')",
+        "22023",
+    )
+    .await;
+    assert!(error.contains("streams changes on this server"), "{error}");
+}
+
+#[test]
+fn a_cluster_needs_a_warehouse_in_a_bucket() {
+    let error = Sluice::try_start_opts(SluiceOpts::default().arg("--cluster").arg("df://127.0.0.1:1"))
+        .err()
+        .expect("a local warehouse is refused");
+    assert!(
+        error.contains("--cluster needs a warehouse every executor can write to"),
+        "{error}"
+    );
+}
