@@ -5,11 +5,12 @@
 //!
 //! MariaDB (and Percona Server) report the position of the snapshot
 //! itself (`Binlog_snapshot_file`, `Binlog_snapshot_position` after
-//! `START TRANSACTION WITH CONSISTENT SNAPSHOT`), with no lock. Oracle
-//! MySQL has no such status: there, `FLUSH TABLES WITH READ LOCK` holds
-//! writers while the snapshot starts and `SHOW MASTER STATUS` is read
-//! (needs RELOAD; not verified here, where Oracle MySQL cannot be
-//! installed).
+//! `START TRANSACTION WITH CONSISTENT SNAPSHOT`), with no lock; MariaDB's
+//! `BINLOG_GTID_POS` gives the GTID state there. Oracle MySQL has no such
+//! status: there, `FLUSH TABLES WITH READ LOCK` holds writers while the
+//! snapshot starts and `SHOW MASTER STATUS` and, with `gtid_mode = ON`,
+//! `@@gtid_executed` are read (needs RELOAD; not verified here, where
+//! Oracle MySQL cannot be installed).
 
 use datafusion::execution::SendableRecordBatchStream;
 use mysql_async::Conn;
@@ -19,7 +20,7 @@ use super::super::endpoint::query_error;
 use super::super::source;
 use super::MysqlChangeSource;
 use super::setup::head;
-use crate::contract::{Capture, CdcError, Position, ScanRequest};
+use crate::contract::{Capture, CdcError, GtidState, Position, ScanRequest};
 
 /// The table's rows in a consistent snapshot, and the binlog position the
 /// stream continues from.
@@ -56,12 +57,17 @@ async fn start(conn: &mut Conn) -> Result<Position, CdcError> {
         run(conn, "FLUSH TABLES WITH READ LOCK").await?;
         let started = async {
             run(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await?;
-            head(conn).await
+            let head = head(conn).await?;
+            let executed: Option<Option<String>> = conn
+                .query_first("SELECT IF(@@GLOBAL.gtid_mode = 'ON', @@GLOBAL.gtid_executed, NULL)")
+                .await
+                .map_err(query_error)?;
+            Ok::<_, CdcError>((head, executed.flatten()))
         }
         .await;
         run(conn, "UNLOCK TABLES").await?;
-        let (file, position) = started?;
-        return Ok(Position::mysql_snapshot(file, position, None));
+        let ((file, position), executed) = started?;
+        return Ok(Position::mysql_snapshot(file, position, gtid_state(executed)?));
     }
     run(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await?;
     let reported: Vec<(String, String)> = conn
@@ -83,9 +89,13 @@ async fn start(conn: &mut Conn) -> Result<Position, CdcError> {
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), position))
         .await
         .map_err(query_error)?;
-    Ok(Position::mysql_snapshot(
-        file,
-        position,
-        gtid.flatten().filter(|g| !g.is_empty()),
-    ))
+    Ok(Position::mysql_snapshot(file, position, gtid_state(gtid.flatten())?))
+}
+
+/// The GTID state the server reported, if it has GTIDs (blank: none yet).
+fn gtid_state(reported: Option<String>) -> Result<Option<GtidState>, CdcError> {
+    reported
+        .map(|text| GtidState::parse(&text))
+        .transpose()
+        .map_err(CdcError::Unsupported)
 }

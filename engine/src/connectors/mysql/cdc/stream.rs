@@ -15,6 +15,16 @@
 //! MASTER STATUS`); the stream yields the marker once it has read up to
 //! that head, between transactions. Everything committed before `mark`
 //! was written before that head.
+//!
+//! GTIDs: each position carries the GTID state after its transaction (the
+//! state the stream started from, with each transaction's GTID merged in)
+//! where the start had one. A stream started from a GTID state learns its
+//! file from the first, artificial rotate event (whose name carries the
+//! event's checksum: the format event that says so comes after it), and
+//! its offset from the events after it (MariaDB marks where the state
+//! leaves off with an artificial GTID list event). When that is before the
+//! position it started from in `_sluice_position` order (another server's
+//! binlog, after a failover), the stream raises the positions' `shift`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -35,10 +45,14 @@ use super::super::endpoint::{classify, query_error};
 use super::layout::Layout;
 use super::values::{BinlogColumn, MySqlColumns, refuse_time_fraction};
 use crate::cdc::{ChangeBatchBuilder, ChangeOp};
-use crate::contract::{Capture, CdcError, ChangeEvent, ChangeStream, Position, TableRef, excerpt};
+use crate::contract::{Capture, CdcError, ChangeEvent, ChangeStream, GtidState, Position, TableRef, excerpt};
 
 /// MariaDB's GTID event.
 const MARIADB_GTID_EVENT: u8 = 162;
+/// The rotate event: the stream goes on in the file it names.
+const ROTATE_EVENT: u8 = 4;
+/// The length of an event's CRC32 checksum.
+const CHECKSUM_LEN: usize = 4;
 /// MariaDB's compressed query and rows events (`log_bin_compress`).
 const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
 /// MariaDB's GTID flag: the transaction is one statement, without BEGIN.
@@ -166,12 +180,52 @@ pub(super) struct Decoder {
     open: Option<Open>,
     /// The table map whose layout was last checked against the job.
     checked: Option<u64>,
+    /// The GTID state after the last transaction that began, where the
+    /// stream started from one.
+    gtid: Option<GtidState>,
+    /// Added to file numbers in positions (see [`Position::MySql`]).
+    shift: u64,
+    /// Started from a GTID state: the `(shifted file number, offset)` of
+    /// the position it started from, which the first transaction must
+    /// not sort before.
+    realign: Option<(u64, u64)>,
+    /// How the stream started, until its first rotate event.
+    start: Start,
+}
+
+/// How a stream started: the first event the server sends is an artificial
+/// rotate event naming the file it starts in, read before the format event
+/// that says whether events end with a checksum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Start {
+    /// From the file the stream asked for.
+    File,
+    /// From a GTID state: the server names the file, and `checksum` bytes
+    /// follow the name.
+    Gtid { checksum: usize },
+    /// The first rotate event was read.
+    Started,
 }
 
 impl Decoder {
-    /// A decoder for `capture`'s table, reading from `from`.
-    pub(super) fn new(capture: &Capture, from: &Position, layout: Layout) -> Result<Self, CdcError> {
-        let Position::MySql { file, end, .. } = from else {
+    /// A decoder for `capture`'s table, reading from `from` (by its GTID
+    /// state when `by_gtid`); `checksums`: the server's events end with a
+    /// CRC32 checksum (`binlog_checksum`).
+    pub(super) fn new(
+        capture: &Capture,
+        from: &Position,
+        by_gtid: bool,
+        checksums: bool,
+        layout: Layout,
+    ) -> Result<Self, CdcError> {
+        let Position::MySql {
+            file,
+            end,
+            gtid,
+            shift,
+            ..
+        } = from
+        else {
             return Err(CdcError::Unsupported(format!(
                 "{} is not a binlog position",
                 from.to_json()
@@ -201,6 +255,15 @@ impl Decoder {
             at: *end,
             open: None,
             checked: None,
+            gtid: gtid.clone(),
+            shift: *shift,
+            realign: by_gtid.then(|| (Position::binlog_order(file, 0).0 + shift, *end)),
+            start: match (by_gtid, checksums) {
+                (false, _) => Start::File,
+                (true, checksums) => Start::Gtid {
+                    checksum: if checksums { CHECKSUM_LEN } else { 0 },
+                },
+            },
         })
     }
 
@@ -216,7 +279,8 @@ impl Decoder {
             file: self.file.clone(),
             begin: self.at,
             end: self.at,
-            gtid: None,
+            gtid: self.gtid.clone(),
+            shift: self.shift,
         }
     }
 
@@ -239,14 +303,34 @@ impl Decoder {
         out: &mut VecDeque<ChangeEvent>,
     ) -> Result<(), CdcError> {
         let header = event.header();
+        let kind = header.event_type_raw();
+        if kind == ROTATE_EVENT {
+            // The next file starts (the stream's first rotate: the file it
+            // starts in): nothing more of this one.
+            let start = std::mem::replace(&mut self.start, Start::Started);
+            if let (Some(EventData::RotateEvent(rotate)), false) =
+                (event.read_data().map_err(|e| self.broken(e))?, start == Start::File)
+            {
+                let name = rotate.name_raw();
+                let name = match start {
+                    Start::Gtid { checksum } => &name[..name.len().saturating_sub(checksum)],
+                    _ => name,
+                };
+                self.file = String::from_utf8_lossy(name).into_owned();
+                self.at = rotate.position();
+            }
+            return Ok(());
+        }
         if header.flags_raw() & LOG_EVENT_ARTIFICIAL_F != 0 || header.log_pos() == 0 {
-            // Made up for the stream: the first rotate and format event.
+            // Made up for the stream: the format event of a stream that
+            // starts inside a file, MariaDB's GTID list where a GTID start
+            // leaves off (at its position).
+            self.advance(&self.file.clone(), u64::from(header.log_pos()));
             return Ok(());
         }
         let end = u64::from(header.log_pos());
         let start = end.saturating_sub(u64::from(header.event_size()));
         let timestamp = i64::from(header.timestamp()) * 1_000_000;
-        let kind = header.event_type_raw();
         if kind == MARIADB_GTID_EVENT {
             let (gtid, standalone) = mariadb_gtid(event.data(), header.server_id())?;
             self.begin(start, timestamp, Some(gtid), standalone, out)?;
@@ -258,13 +342,6 @@ impl Decoder {
             });
         } else {
             match event.read_data().map_err(|e| self.broken(e))? {
-                Some(EventData::RotateEvent(rotate)) => {
-                    // The next file starts: nothing more of this one.
-                    let name = rotate.name().into_owned();
-                    self.file = name;
-                    self.at = rotate.position();
-                    return Ok(());
-                }
                 Some(EventData::GtidEvent(gtid)) => {
                     let sid: String = gtid.sid().iter().map(|b| format!("{b:02x}")).collect();
                     let gtid = format!("{sid}:{}", gtid.gno());
@@ -345,11 +422,28 @@ impl Decoder {
                 self.file
             )));
         }
+        if let Some(from) = self.realign.take() {
+            let number = Position::binlog_order(&self.file, start).0;
+            if (number + self.shift, start) < from {
+                self.shift = from.0 + 1 - number;
+            }
+        }
+        // A transaction without a GTID (MySQL's anonymous ones) leaves the
+        // state as it was, and its key compares by file and offset.
+        let gtid = match (&self.gtid, gtid) {
+            (Some(state), Some(gtid)) => {
+                let state = state.with(&gtid).map_err(CdcError::Unsupported)?;
+                self.gtid = Some(state.clone());
+                Some(state)
+            }
+            _ => None,
+        };
         let key = Position::MySql {
             file: self.file.clone(),
             begin: start,
             end: start,
             gtid,
+            shift: self.shift,
         };
         out.push_back(ChangeEvent::Begin {
             key: key.clone(),
@@ -369,11 +463,17 @@ impl Decoder {
             return Ok(());
         };
         out.extend(self.builder.finish()?.map(ChangeEvent::Rows));
-        let Position::MySql { file, begin, gtid, .. } = open.key else {
+        let Position::MySql { file, begin, shift, .. } = open.key else {
             unreachable!("binlog transactions have binlog keys")
         };
         out.push_back(ChangeEvent::Commit {
-            resume: Position::MySql { file, begin, end, gtid },
+            resume: Position::MySql {
+                file,
+                begin,
+                end,
+                gtid: self.gtid.clone(),
+                shift,
+            },
         });
         Ok(())
     }
