@@ -236,16 +236,19 @@ pub(super) async fn retained(changes: &MysqlChangeSource, state: &CdcState) -> R
     if !resume.by_gtid() {
         return Ok(Some(retention));
     }
+    let state = gtid.as_ref().map(ToString::to_string).unwrap_or_default();
     match probe_replication(changes, &resume).await {
         Err(mysql_async::Error::Server(refused)) if refused.code == GTID_REFUSED => Ok(Some(Retention {
             held: None,
             behind: None,
-            lost: Some(format!(
-                "the source's binlog does not hold the GTID state {} it continues from (purged, or the \
-                 server it failed over to has not replicated it): {}",
-                gtid.as_ref().map(ToString::to_string).unwrap_or_default(),
-                refused.message
-            )),
+            lost: Some(match retention.lost {
+                Some(purged) => format!("{purged}, nor is the GTID state {state} it continues from ({})", refused.message),
+                None => format!(
+                    "the source's binlog does not hold the GTID state {state} it continues from (a server that \
+                     does not replicate the job's old source, or has not replicated all the job read): {}",
+                    refused.message
+                ),
+            }),
         })),
         // Another server's file of the same name is not the job's.
         Ok(()) => Ok(Some(Retention { lost: None, ..retention })),

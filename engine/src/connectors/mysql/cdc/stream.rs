@@ -268,9 +268,13 @@ impl Decoder {
     }
 
     /// Whether the stream has read the binlog up to `(file, position)`,
-    /// with no transaction open.
+    /// with no transaction open (never before the server named the file of
+    /// a stream from a GTID state: until then the stream is at another
+    /// server's coordinates).
     fn has_read(&self, file: &str, position: u64) -> bool {
-        self.open.is_none() && Position::binlog_order(&self.file, self.at) >= Position::binlog_order(file, position)
+        self.open.is_none()
+            && !matches!(self.start, Start::Gtid { .. })
+            && Position::binlog_order(&self.file, self.at) >= Position::binlog_order(file, position)
     }
 
     /// Where the stream is.
