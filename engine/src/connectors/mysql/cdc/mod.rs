@@ -122,21 +122,22 @@ impl ChangeSource for MysqlChangeSource {
             .map_err(binlog_error)?;
         let checksums = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
         let decoder = Decoder::new(capture, from, resume.by_gtid(), checksums, layout)?;
-        let binlog = tokio::time::timeout(self.timeout, conn.get_binlog_stream(resume.request(server_id)))
-            .await
-            .map_err(|_| {
-                CdcError::from(ConnectFailure::new(
-                    ConnectFailureKind::Timeout,
-                    format!("the binlog stream did not start within {} s", self.timeout.as_secs()),
-                ))
-            })?
-            .map_err(binlog_error)?;
-        Ok(Box::new(MySqlChangeStream::new(
-            binlog,
-            decoder,
-            self.marks.clone(),
-            changed,
-        )))
+        let started = async {
+            let binlog = conn
+                .get_binlog_stream(resume.request(server_id))
+                .await
+                .map_err(|e| resume.failed(&state.job, e))?;
+            let mut stream = MySqlChangeStream::new(binlog, decoder, self.marks.clone(), changed);
+            stream.start(|e| resume.failed(&state.job, e)).await?;
+            Ok::<_, CdcError>(stream)
+        };
+        let stream = tokio::time::timeout(self.timeout, started).await.map_err(|_| {
+            CdcError::from(ConnectFailure::new(
+                ConnectFailureKind::Timeout,
+                format!("the binlog stream did not start within {} s", self.timeout.as_secs()),
+            ))
+        })??;
+        Ok(Box::new(stream))
     }
 
     /// Nothing to drop: a replica leaves nothing behind at the source.

@@ -5,13 +5,19 @@
 //!
 //! MariaDB takes the state as `@slave_connect_state` (strict: a GTID the
 //! server's binlog lacks is refused) with `COM_BINLOG_DUMP` from no file;
-//! MySQL (`gtid_mode = ON`) as the GTID set of `COM_BINLOG_DUMP_GTID`.
+//! MySQL (`gtid_mode = ON`) as the GTID set of `COM_BINLOG_DUMP_GTID`,
+//! with heartbeats that carry its position past what it passes over.
 //! The server then picks the binlog file and names it in the stream's
 //! first (artificial) rotate event.
 
 use mysql_async::{BinlogStreamRequest, Sid};
 
+use super::stream::binlog_error;
 use crate::contract::{CdcError, GtidState, Position};
+
+/// The error a server refuses a replica's start with: a purged file, a
+/// GTID state it does not hold (`ER_MASTER_FATAL_ERROR_READING_BINLOG`).
+const REFUSED: u16 = 1236;
 
 /// How a stream asks the server for the binlog after a position.
 #[derive(Debug, PartialEq)]
@@ -54,12 +60,58 @@ impl Resume {
     /// that says it understands them, and takes the state to start from.
     pub(super) fn session(&self) -> Vec<String> {
         let mut statements = vec!["SET @mariadb_slave_capability = 4".to_owned()];
-        if let Resume::MariaDbGtid(state) = self {
-            // The state's text is digits, '-' and ','.
-            statements.push(format!("SET @slave_connect_state = '{state}'"));
-            statements.push("SET @slave_gtid_strict_mode = 1".to_owned());
+        match self {
+            Resume::MariaDbGtid(state) => {
+                // The state's text is digits, '-' and ','.
+                statements.push(format!("SET @slave_connect_state = '{state}'"));
+                statements.push("SET @slave_gtid_strict_mode = 1".to_owned());
+            }
+            // MySQL sends no event for the transactions it passes over:
+            // heartbeats (every second, in nanoseconds) say where it is.
+            Resume::MySqlGtid(_) => statements.push(format!("SET @master_heartbeat_period = {}", 1_000_000_000u64)),
+            Resume::File { .. } => {}
         }
         statements
+    }
+
+    /// Why the server's refusal `err` of a start from a GTID state means
+    /// that job `job` needs a resync, if it does: its binlog does not hold
+    /// the state (purged, or another server's).
+    pub(super) fn lost(&self, err: &mysql_async::Error) -> Option<String> {
+        match (self, err) {
+            (Resume::MariaDbGtid(_) | Resume::MySqlGtid(_), mysql_async::Error::Server(refused))
+                if refused.code == REFUSED =>
+            {
+                Some(format!(
+                    "the source's binlog does not hold the GTID state {} the job continues from (purged, or a \
+                     server that does not replicate the job's old source or has not replicated all it read): {}",
+                    self.state(),
+                    refused.message
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// A failure to start the stream: `needs resync` when the server
+    /// refuses the job's GTID state ([`Resume::lost`]).
+    pub(super) fn failed(&self, job: &str, err: mysql_async::Error) -> CdcError {
+        match self.lost(&err) {
+            Some(reason) => CdcError::NeedsResync {
+                job: job.to_owned(),
+                reason,
+            },
+            None => binlog_error(err),
+        }
+    }
+
+    /// The GTID state the stream starts from, as the server spells it.
+    fn state(&self) -> String {
+        match self {
+            Resume::File { .. } => String::new(),
+            Resume::MariaDbGtid(state) => state.clone(),
+            Resume::MySqlGtid(sids) => sids.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        }
     }
 
     /// The request of replica `server_id`.
@@ -143,7 +195,15 @@ mod tests {
     #[test]
     fn mysql_sets_resume_by_com_binlog_dump_gtid_with_their_sids() {
         let set = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7,4d22fa47-71ca-11e1-9e33-c80aa9429562:1-3";
-        let Resume::MySqlGtid(sids) = Resume::after(&at(Some(set))).unwrap() else {
+        let resume = Resume::after(&at(Some(set))).unwrap();
+        assert_eq!(
+            resume.session(),
+            [
+                "SET @mariadb_slave_capability = 4",
+                "SET @master_heartbeat_period = 1000000000"
+            ]
+        );
+        let Resume::MySqlGtid(sids) = resume else {
             panic!("not by GTID set");
         };
         let sent: Vec<(String, Vec<(u64, u64)>)> = sids

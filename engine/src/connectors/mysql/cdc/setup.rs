@@ -23,10 +23,6 @@ use crate::contract::{Capture, CdcError, Position, Retention, SourceError, Table
 /// MariaDB answers a replica registration without REPLICATION SLAVE with.
 const ACCESS_DENIED: [u16; 2] = [1227, 1045];
 
-/// The error a server refuses a replica's start with: a purged file, a
-/// GTID state it does not hold (`ER_MASTER_FATAL_ERROR_READING_BINLOG`).
-const GTID_REFUSED: u16 = 1236;
-
 /// The replica ids Sluice's jobs use: above the ids people give servers.
 const SERVER_IDS: std::ops::Range<u32> = 1_000_000_000..(1 << 31);
 
@@ -198,10 +194,10 @@ async fn probe_replication(changes: &MysqlChangeSource, resume: &Resume) -> Resu
 }
 
 /// The binlog bytes after the job's committed position; `lost` when the
-/// server can no longer stream from there: the file that position is in
-/// was purged or, for a position with a GTID state (which may be of
-/// another server's binlog, after a failover), the server refuses the
-/// state. The source holds nothing back for a job (`held` is `None`).
+/// file that position is in is not on the server (purged) and, for a
+/// position with a GTID state (whose file may be another server's, after
+/// a failover), the server also refuses to stream from the state. The
+/// source holds nothing back for a job (`held` is `None`).
 pub(super) async fn retained(changes: &MysqlChangeSource, state: &CdcState) -> Result<Option<Retention>, CdcError> {
     let Some(position @ Position::MySql { .. }) = state
         .position
@@ -228,31 +224,25 @@ pub(super) async fn retained(changes: &MysqlChangeSource, state: &CdcState) -> R
         .into_iter()
         .filter_map(|row| Some((row.get_opt::<String, _>(0)?.ok()?, row.get_opt::<u64, _>(1)?.ok()?)))
         .collect();
-    let Position::MySql { file, end, gtid, .. } = &position else {
+    let Position::MySql { file, end, .. } = &position else {
         unreachable!("matched above")
     };
     let retention = behind(&logs, file, *end);
     let resume = Resume::after(&position)?;
-    if !resume.by_gtid() {
+    let Some(purged) = retention.lost.clone().filter(|_| resume.by_gtid()) else {
         return Ok(Some(retention));
-    }
-    let state = gtid.as_ref().map(ToString::to_string).unwrap_or_default();
+    };
+    // The file of a position with a GTID state may be another server's
+    // (after a failover): ask whether this server streams from the state.
     match probe_replication(changes, &resume).await {
-        Err(mysql_async::Error::Server(refused)) if refused.code == GTID_REFUSED => Ok(Some(Retention {
-            held: None,
-            behind: None,
-            lost: Some(match retention.lost {
-                Some(purged) => format!("{purged}, nor is the GTID state {state} it continues from ({})", refused.message),
-                None => format!(
-                    "the source's binlog does not hold the GTID state {state} it continues from (a server that \
-                     does not replicate the job's old source, or has not replicated all the job read): {}",
-                    refused.message
-                ),
-            }),
-        })),
-        // Another server's file of the same name is not the job's.
         Ok(()) => Ok(Some(Retention { lost: None, ..retention })),
-        Err(e) => Err(binlog_error(e)),
+        Err(e) => match resume.lost(&e) {
+            Some(lost) => Ok(Some(Retention {
+                lost: Some(format!("{purged}; and {lost}")),
+                ..retention
+            })),
+            None => Err(binlog_error(e)),
+        },
     }
 }
 

@@ -95,6 +95,18 @@ impl MySqlChangeStream {
         }
     }
 
+    /// Reads the stream's first event, the rotate event that names the
+    /// file it starts in: a server that will not stream from where it was
+    /// asked to refuses there instead (`failed` makes the error).
+    pub(super) async fn start(&mut self, failed: impl FnOnce(mysql_async::Error) -> CdcError) -> Result<(), CdcError> {
+        if let Some(event) = self.binlog.next().await {
+            let event = event.map_err(failed)?;
+            let binlog = &self.binlog;
+            self.decoder.push(&event, |id| binlog.get_tme(id), &mut self.ready)?;
+        }
+        Ok(())
+    }
+
     /// A mark the stream has read up to, if any (removed from the marks).
     fn reached_mark(&self) -> Option<ChangeEvent> {
         let mut marks = self.marks.lock().expect("marks lock");
