@@ -29,7 +29,10 @@ async fn repoint(client: &Client, maria: &MariaDb) {
 
 /// The change rows `HISTORY` recorded.
 async fn history_rows(client: &Client) -> usize {
-    one(client, "SELECT count(*) FROM warehouse.items_h").await.parse().unwrap()
+    one(client, "SELECT count(*) FROM warehouse.items_h")
+        .await
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,7 +52,9 @@ impl GtidState {
 
     /// The MySQL sources and their ranges, `(uuid[:tag], [(first, last)])`.
     pub fn mysql_sources(&self) -> impl Iterator<Item = (&str, &[(u64, u64)])> {
-        self.sources.iter().map(|(sid, ranges)| (sid.as_str(), ranges.as_slice()))
+        self.sources
+            .iter()
+            .map(|(sid, ranges)| (sid.as_str(), ranges.as_slice()))
     }
 
     /// The state after one more transaction, `gtid` (MariaDB
@@ -73,16 +75,16 @@ impl GtidState {
     /// domain, a sequence number at least as high (whichever server wrote
     /// it); per MySQL source, ranges that cover `other`'s.
     pub fn includes(&self, other: &GtidState) -> bool {
-        other.domains.iter().all(|(domain, (_, sequence))| {
-            self.domains
-                .get(domain)
-                .is_some_and(|(_, mine)| mine >= sequence)
-        }) && other.sources.iter().all(|(sid, ranges)| {
-            let mine = self.sources.get(sid).map(Vec::as_slice).unwrap_or_default();
-            ranges.iter().all(|&(first, last)| {
-                mine.iter().any(|&(from, to)| from <= first && last <= to)
+        other
+            .domains
+            .iter()
+            .all(|(domain, (_, sequence))| self.domains.get(domain).is_some_and(|(_, mine)| mine >= sequence))
+            && other.sources.iter().all(|(sid, ranges)| {
+                let mine = self.sources.get(sid).map(Vec::as_slice).unwrap_or_default();
+                ranges
+                    .iter()
+                    .all(|&(first, last)| mine.iter().any(|&(from, to)| from <= first && last <= to))
             })
-        })
     }
 
     /// Adds a MySQL GTID set entry: `uuid[:tag]:range[:range...]`, a range
@@ -112,13 +114,15 @@ impl GtidState {
         let merged = self.sources.entry(sid).or_default();
         merged.extend(ranges);
         merged.sort_unstable();
-        *merged = merged.iter().fold(Vec::new(), |mut out: Vec<(u64, u64)>, &(first, last)| {
-            match out.last_mut() {
-                Some(prev) if first <= prev.1.saturating_add(1) => prev.1 = prev.1.max(last),
-                _ => out.push((first, last)),
-            }
-            out
-        });
+        *merged = merged
+            .iter()
+            .fold(Vec::new(), |mut out: Vec<(u64, u64)>, &(first, last)| {
+                match out.last_mut() {
+                    Some(prev) if first <= prev.1.saturating_add(1) => prev.1 = prev.1.max(last),
+                    _ => out.push((first, last)),
+                }
+                out
+            });
         Ok(())
     }
 }
@@ -189,7 +193,11 @@ mod tests {
         assert_eq!(two.to_string(), "0-1-77,1-2-5");
         assert!(!two.is_mysql());
         let next = two.with("1-2-6").unwrap().with("0-3-78").unwrap();
-        assert_eq!(next.to_string(), "0-3-78,1-2-6", "another server id takes its domain on");
+        assert_eq!(
+            next.to_string(),
+            "0-3-78,1-2-6",
+            "another server id takes its domain on"
+        );
         assert_eq!(state("").with("0-1-1").unwrap().to_string(), "0-1-1");
         assert!(state("").is_empty());
         assert!(GtidState::parse("0-1").is_err());
@@ -201,10 +209,19 @@ mod tests {
         let committed = state("0-1-10,1-2-5");
         assert!(committed.includes(&state("0-1-10")));
         assert!(committed.includes(&state("0-1-9,1-2-5")));
-        assert!(!committed.includes(&state("0-7-11")), "a new primary's next transaction");
-        assert!(state("0-7-11,1-2-5").includes(&committed), "the old primary's, after the switch");
+        assert!(
+            !committed.includes(&state("0-7-11")),
+            "a new primary's next transaction"
+        );
+        assert!(
+            state("0-7-11,1-2-5").includes(&committed),
+            "the old primary's, after the switch"
+        );
         assert!(!committed.includes(&state("0-1-11")));
-        assert!(!committed.includes(&state("0-1-10,1-2-6")), "one domain ahead is enough");
+        assert!(
+            !committed.includes(&state("0-1-10,1-2-6")),
+            "one domain ahead is enough"
+        );
         assert!(!committed.includes(&state("0-1-3,2-1-1")), "a domain it has not seen");
         assert!(committed.includes(&GtidState::default()));
     }
@@ -215,14 +232,21 @@ mod tests {
         assert!(set.is_mysql());
         assert_eq!(set.to_string(), format!("{A}:1-5:7,{B}:1-3"));
         let filled = set.with(&format!("{A}:6")).unwrap();
-        assert_eq!(filled.to_string(), format!("{A}:1-7,{B}:1-3"), "6 joins the ranges around it");
+        assert_eq!(
+            filled.to_string(),
+            format!("{A}:1-7,{B}:1-3"),
+            "6 joins the ranges around it"
+        );
         assert!(filled.includes(&state(&format!("{A}:2-7"))));
         assert!(!set.includes(&state(&format!("{A}:6"))), "a gap is not included");
         assert!(!set.includes(&state(&format!("{B}:4"))));
         assert!(!set.includes(&state("0-1-1")), "another flavour's transaction");
         let tagged = state(&format!("{A}:audit:1-2"));
         assert_eq!(tagged.to_string(), format!("{A}:audit:1-2"));
-        assert!(!tagged.includes(&state(&format!("{A}:1"))), "tagged GTIDs are their own source");
+        assert!(
+            !tagged.includes(&state(&format!("{A}:1"))),
+            "tagged GTIDs are their own source"
+        );
         assert!(GtidState::parse(&format!("{A}:5-1")).is_err());
         assert!(GtidState::parse("abc:1").is_err());
     }

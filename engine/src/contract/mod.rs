@@ -47,8 +47,8 @@ pub use destination::{
     TableSpec, WriteMode,
 };
 pub use failure::{ConnectFailure, ConnectFailureKind};
-pub use gtid::GtidState;
 pub(crate) use failure::{error_chain, network_failure_kind, request_failure};
+pub use gtid::GtidState;
 pub use nearby::closest;
 pub use options::{MAX_CONCURRENT_RUNS, OptionKind, OptionSpec, ResolvedOptions};
 pub use position::Position;

@@ -74,9 +74,9 @@ impl Position {
     pub fn row_position(&self, seq: u32) -> String {
         match self {
             Position::Postgres { commit_lsn, .. } => format!("{commit_lsn:016X}-{seq:08X}"),
-            Position::MySql {
-                file, begin, shift, ..
-            } => format!("{:010}-{begin:020}-{seq:08X}", file_number(file) + shift),
+            Position::MySql { file, begin, shift, .. } => {
+                format!("{:010}-{begin:020}-{seq:08X}", file_number(file) + shift)
+            }
         }
     }
 
@@ -98,7 +98,8 @@ impl Position {
             (
                 Position::MySql { gtid: Some(state), .. },
                 Position::MySql {
-                    gtid: Some(transaction), ..
+                    gtid: Some(transaction),
+                    ..
                 },
             ) => state.includes(transaction),
             (

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
-use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
 use sluice_catalog::CdcState;
 
 use super::endpoint::Endpoint;

@@ -209,7 +209,11 @@ mod tests {
         let sent: Vec<(String, Vec<(u64, u64)>)> = sids
             .iter()
             .map(|sid| {
-                let ranges = sid.intervals().iter().map(|i: &GnoInterval| (i.start(), i.end())).collect();
+                let ranges = sid
+                    .intervals()
+                    .iter()
+                    .map(|i: &GnoInterval| (i.start(), i.end()))
+                    .collect();
                 (sid.to_string(), ranges)
             })
             .collect();

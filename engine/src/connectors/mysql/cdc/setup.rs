@@ -235,7 +235,10 @@ pub(super) async fn retained(changes: &MysqlChangeSource, state: &CdcState) -> R
     // The file of a position with a GTID state may be another server's
     // (after a failover): ask whether this server streams from the state.
     match probe_replication(changes, &resume).await {
-        Ok(()) => Ok(Some(Retention { lost: None, ..retention })),
+        Ok(()) => Ok(Some(Retention {
+            lost: None,
+            ..retention
+        })),
         Err(e) => match resume.lost(&e) {
             Some(lost) => Ok(Some(Retention {
                 lost: Some(format!("{purged}; and {lost}")),

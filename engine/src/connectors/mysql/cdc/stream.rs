@@ -231,11 +231,7 @@ impl Decoder {
         layout: Layout,
     ) -> Result<Self, CdcError> {
         let Position::MySql {
-            file,
-            end,
-            gtid,
-            shift,
-            ..
+            file, end, gtid, shift, ..
         } = from
         else {
             return Err(CdcError::Unsupported(format!(
