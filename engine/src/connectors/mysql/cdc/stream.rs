@@ -691,7 +691,172 @@ fn truncates(statement: &str, schema: &str, table: &TableRef) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use mysql_async::binlog::BinlogVersion;
+    use mysql_async::binlog::events::FormatDescriptionEvent;
+    use sluice_catalog::CdcMode;
+
     use super::*;
+    use crate::connectors::mysql::types::{MySqlColumnType, map};
+    use crate::contract::{ColumnInfo, TableDescription, TableKind};
+
+    fn capture() -> Capture {
+        let ty = MySqlColumnType {
+            data_type: "bigint".into(),
+            column_type: "bigint".into(),
+            precision: None,
+            scale: None,
+        };
+        let id = ColumnInfo {
+            name: "id".into(),
+            ordinal: 1,
+            source_type: "bigint".into(),
+            nullable: false,
+            default: None,
+            primary_key_position: Some(1),
+            indexed: true,
+            mapping: map(&ty),
+        };
+        Capture {
+            description: TableDescription {
+                table: table(),
+                kind: TableKind::Table,
+                columns: vec![id],
+                estimated_rows: None,
+            },
+            mode: CdcMode::Merge,
+            parallel: None,
+            batch_rows: 100,
+            publication: None,
+            server_id: None,
+            every_column: true,
+        }
+    }
+
+    /// An event as a server sends it (before any format event: no
+    /// checksum is taken off): the header, then `data`.
+    fn event(kind: u8, server_id: u32, log_pos: u32, flags: u16, data: &[u8]) -> Event {
+        let mut bytes = 0u32.to_le_bytes().to_vec();
+        bytes.push(kind);
+        bytes.extend(server_id.to_le_bytes());
+        bytes.extend((19 + data.len() as u32).to_le_bytes());
+        bytes.extend(log_pos.to_le_bytes());
+        bytes.extend(flags.to_le_bytes());
+        bytes.extend(data);
+        Event::read(&FormatDescriptionEvent::new(BinlogVersion::Version4), &bytes[..]).unwrap()
+    }
+
+    /// The stream's first, artificial rotate event, its name followed by
+    /// the event's checksum.
+    fn first_rotate(file: &str) -> Event {
+        let mut data = 4u64.to_le_bytes().to_vec();
+        data.extend(file.as_bytes());
+        data.extend([0x1f, 0x0e, 0xab, 0x68]);
+        event(ROTATE_EVENT, 1, 0, LOG_EVENT_ARTIFICIAL_F, &data)
+    }
+
+    /// A MariaDB transaction `domain-server_id-sequence` of no rows that
+    /// starts at `start`: its GTID event (42 bytes) and XID event (31).
+    fn transaction(domain: u32, server_id: u32, sequence: u64, start: u32) -> [Event; 2] {
+        let mut gtid = sequence.to_le_bytes().to_vec();
+        gtid.extend(domain.to_le_bytes());
+        gtid.extend([0u8; 11]);
+        [
+            event(MARIADB_GTID_EVENT, server_id, start + 42, 0, &gtid),
+            event(16, server_id, start + 42 + 31, 0, &7u64.to_le_bytes()),
+        ]
+    }
+
+    fn push(decoder: &mut Decoder, events: &[Event]) -> Vec<ChangeEvent> {
+        let mut out = VecDeque::new();
+        for event in events {
+            decoder.push(event, |_| None, &mut out).unwrap();
+        }
+        out.into()
+    }
+
+    fn binlog(file: &str, (begin, end): (u64, u64), gtid: &str, shift: u64) -> Position {
+        Position::MySql {
+            file: file.into(),
+            begin,
+            end,
+            gtid: Some(GtidState::parse(gtid).unwrap()),
+            shift,
+        }
+    }
+
+    #[test]
+    fn a_stream_from_a_gtid_state_on_another_server_learns_its_file_and_keeps_positions_growing() {
+        // Committed on the old primary, whose files are numbered higher.
+        let from = binlog("old-bin.000007", (900, 1000), "0-1-10,1-1-5", 0);
+        let layout = Layout::at(("mysql-bin.000001".into(), 700), Vec::new());
+        let mut decoder = Decoder::new(&capture(), &from, true, true, layout).unwrap();
+        assert!(
+            !decoder.has_read("mysql-bin.000001", 4),
+            "at another server's coordinates yet"
+        );
+        push(&mut decoder, &[first_rotate("mysql-bin.000001")]);
+        assert_eq!((decoder.file.as_str(), decoder.at), ("mysql-bin.000001", 4));
+        assert!(!decoder.has_read("mysql-bin.000001", 700));
+        // MariaDB's artificial GTID list where the state leaves off.
+        push(&mut decoder, &[event(163, 1, 700, LOG_EVENT_ARTIFICIAL_F, &[0; 4])]);
+        assert!(
+            decoder.has_read("mysql-bin.000001", 700),
+            "a drain's marker at the head arrives"
+        );
+
+        // The new primary's own transaction, in domain 1.
+        let out = push(&mut decoder, &transaction(1, 2, 6, 700));
+        let [ChangeEvent::Begin { key, .. }, ChangeEvent::Commit { resume }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(*resume, binlog("mysql-bin.000001", (700, 773), "0-1-10,1-2-6", 7));
+        assert!(!from.contains(key) && resume.contains(key));
+        assert!(
+            from.committed_bound() < key.row_position(0),
+            "{} sorts after everything committed before",
+            key.row_position(0)
+        );
+
+        // The next run, on the same server: the same shift.
+        let layout = Layout::at(("mysql-bin.000001".into(), 773), Vec::new());
+        let mut decoder = Decoder::new(&capture(), resume, true, true, layout).unwrap();
+        push(&mut decoder, &[first_rotate("mysql-bin.000001")]);
+        let out = push(&mut decoder, &transaction(0, 2, 11, 773));
+        let [ChangeEvent::Begin { key, .. }, ChangeEvent::Commit { resume: next }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(*next, binlog("mysql-bin.000001", (773, 846), "0-2-11,1-2-6", 7));
+        assert!(!resume.contains(key) && next.contains(key));
+    }
+
+    #[test]
+    fn a_stream_from_a_file_keeps_its_file_and_a_state_it_had_none_of_stays_unknown() {
+        let from = Position::mysql_snapshot("bin.000003".into(), 500, None);
+        let layout = Layout::at(("bin.000003".into(), 500), Vec::new());
+        let mut decoder = Decoder::new(&capture(), &from, false, true, layout).unwrap();
+        push(&mut decoder, &[first_rotate("bin.000003")]);
+        assert_eq!((decoder.file.as_str(), decoder.at), ("bin.000003", 500));
+        let out = push(&mut decoder, &transaction(0, 1, 3, 500));
+        let [ChangeEvent::Begin { key, .. }, ChangeEvent::Commit { resume }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert!(matches!(
+            key,
+            Position::MySql {
+                gtid: None,
+                shift: 0,
+                ..
+            }
+        ));
+        assert!(matches!(
+            resume,
+            Position::MySql {
+                gtid: None,
+                end: 573,
+                ..
+            }
+        ));
+    }
 
     fn table() -> TableRef {
         TableRef {
