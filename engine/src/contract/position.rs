@@ -117,6 +117,28 @@ impl Position {
 }
 
 impl Position {
+    /// The `shift` that a stream or snapshot at `offset` of `file`,
+    /// shifted by `shift`, needs for its positions to sort after binlog
+    /// position `earlier` (another server's, after a failover): `shift`
+    /// where they do, else one that numbers `file` just after `earlier`'s
+    /// file.
+    pub fn shift_after(file: &str, offset: u64, shift: u64, earlier: &Position) -> u64 {
+        let Position::MySql {
+            file: earlier_file,
+            end,
+            shift: earlier_shift,
+            ..
+        } = earlier
+        else {
+            return shift;
+        };
+        let (number, earlier_number) = (file_number(file), file_number(earlier_file) + earlier_shift);
+        match (number + shift, offset) < (earlier_number, *end) {
+            true => earlier_number + 1 - number,
+            false => shift,
+        }
+    }
+
     /// The order of binlog offset `offset` in file `file` among the
     /// positions of one server's binlog: by file sequence number, then
     /// offset.
@@ -257,6 +279,33 @@ mod tests {
         assert!(
             committed.contains(&binlog("old-bin.000001", 4, 0, None, 0)),
             "without a state on both sides: by file and offset"
+        );
+    }
+
+    #[test]
+    fn a_shift_is_raised_only_for_positions_that_would_sort_before() {
+        let earlier = binlog("old-bin.000007", 900, 1000, None, 2);
+        assert_eq!(Position::shift_after("new-bin.000001", 300, 0, &earlier), 9);
+        assert_eq!(
+            Position::shift_after("new-bin.000009", 300, 0, &earlier),
+            1,
+            "the same file number"
+        );
+        assert_eq!(
+            Position::shift_after("old-bin.000007", 1000, 2, &earlier),
+            2,
+            "where it left off"
+        );
+        assert_eq!(
+            Position::shift_after("old-bin.000012", 4, 0, &earlier),
+            0,
+            "numbered higher"
+        );
+        let shifted = binlog("new-bin.000001", 300, 0, None, 9);
+        assert!(earlier.committed_bound() < shifted.row_position(0));
+        assert_eq!(
+            Position::shift_after("x.000001", 4, 0, &Position::postgres_snapshot(1)),
+            0
         );
     }
 

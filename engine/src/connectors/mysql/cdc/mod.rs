@@ -83,9 +83,16 @@ impl ChangeSource for MysqlChangeSource {
     async fn snapshot(
         &self,
         capture: &Capture,
-        _state: &CdcState,
+        state: &CdcState,
     ) -> Result<(SendableRecordBatchStream, Position), CdcError> {
-        snapshot::snapshot(self, capture).await
+        // A resync's rows sort after what the job committed before (on
+        // another server, after a failover, binlog files may be numbered
+        // lower): HISTORY appends them.
+        let earlier = state
+            .position
+            .as_deref()
+            .and_then(|json| Position::from_json(json).ok());
+        snapshot::snapshot(self, capture, earlier.as_ref()).await
     }
 
     async fn stream(

@@ -23,13 +23,15 @@ use super::setup::head;
 use crate::contract::{Capture, CdcError, GtidState, Position, ScanRequest};
 
 /// The table's rows in a consistent snapshot, and the binlog position the
-/// stream continues from.
+/// stream continues from, which sorts after `earlier` (the job's position
+/// before a resync).
 pub(super) async fn snapshot(
     changes: &MysqlChangeSource,
     capture: &Capture,
+    earlier: Option<&Position>,
 ) -> Result<(SendableRecordBatchStream, Position), CdcError> {
     let mut conn = source::session(&changes.endpoint, changes.timeout).await?;
-    let position = match start(&mut conn).await {
+    let position = match start(&mut conn, earlier).await {
         Ok(position) => position,
         Err(e) => {
             let _ = conn.disconnect().await;
@@ -45,7 +47,16 @@ pub(super) async fn snapshot(
 }
 
 /// Starts the snapshot transaction on `conn` and returns its position.
-async fn start(conn: &mut Conn) -> Result<Position, CdcError> {
+async fn start(conn: &mut Conn, earlier: Option<&Position>) -> Result<Position, CdcError> {
+    let mut position = read_start(conn).await?;
+    if let (Some(earlier), Position::MySql { file, end, shift, .. }) = (earlier, &mut position) {
+        *shift = Position::shift_after(file, *end, 0, earlier);
+    }
+    Ok(position)
+}
+
+/// Starts the snapshot transaction on `conn` and reads its position.
+async fn read_start(conn: &mut Conn) -> Result<Position, CdcError> {
     let run = async |conn: &mut Conn, sql: &str| conn.query_drop(sql).await.map_err(query_error);
     run(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await?;
     let reported: Vec<(String, String)> = conn

@@ -197,10 +197,9 @@ pub(super) struct Decoder {
     gtid: Option<GtidState>,
     /// Added to file numbers in positions (see [`Position::MySql`]).
     shift: u64,
-    /// Started from a GTID state: the `(shifted file number, offset)` of
-    /// the position it started from, which the first transaction must
-    /// not sort before.
-    realign: Option<(u64, u64)>,
+    /// Started from a GTID state: the position it started from, which the
+    /// first transaction must not sort before.
+    realign: Option<Position>,
     /// How the stream started, until its first rotate event.
     start: Start,
 }
@@ -265,7 +264,7 @@ impl Decoder {
             checked: None,
             gtid: gtid.clone(),
             shift: *shift,
-            realign: by_gtid.then(|| (Position::binlog_order(file, 0).0 + shift, *end)),
+            realign: by_gtid.then(|| from.clone()),
             start: match (by_gtid, checksums) {
                 (false, _) => Start::File,
                 (true, checksums) => Start::Gtid {
@@ -435,10 +434,7 @@ impl Decoder {
             )));
         }
         if let Some(from) = self.realign.take() {
-            let number = Position::binlog_order(&self.file, start).0;
-            if (number + self.shift, start) < from {
-                self.shift = from.0 + 1 - number;
-            }
+            self.shift = Position::shift_after(&self.file, start, self.shift, &from);
         }
         // A transaction without a GTID (MySQL's anonymous ones) leaves the
         // state as it was, and its key compares by file and offset.
