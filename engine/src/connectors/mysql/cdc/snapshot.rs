@@ -22,6 +22,9 @@ use super::MysqlChangeSource;
 use super::setup::head;
 use crate::contract::{Capture, CdcError, GtidState, Position, ScanRequest};
 
+/// The error of a variable the server does not have.
+const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
+
 /// The table's rows in a consistent snapshot, and the binlog position the
 /// stream continues from, which sorts after `earlier` (the job's position
 /// before a resync).
@@ -69,10 +72,14 @@ async fn read_start(conn: &mut Conn) -> Result<Position, CdcError> {
         let started = async {
             run(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await?;
             let head = head(conn).await?;
-            let executed: Option<Option<String>> = conn
+            let executed: Option<Option<String>> = match conn
                 .query_first("SELECT IF(@@GLOBAL.gtid_mode = 'ON', @@GLOBAL.gtid_executed, NULL)")
                 .await
-                .map_err(query_error)?;
+            {
+                // Before MySQL 5.6 there are no GTIDs.
+                Err(mysql_async::Error::Server(e)) if e.code == ER_UNKNOWN_SYSTEM_VARIABLE => None,
+                executed => executed.map_err(query_error)?,
+            };
             Ok::<_, CdcError>((head, executed.flatten()))
         }
         .await;
