@@ -92,7 +92,7 @@ impl GtidState {
     fn add_set_entry(&mut self, entry: &str) -> Result<(), String> {
         let invalid = || format!("\"{entry}\" is not a GTID set entry (uuid:n-m)");
         let mut parts = entry.split(':');
-        let mut sid = parts.next().ok_or_else(invalid)?.to_ascii_lowercase();
+        let mut sid = parts.next().and_then(uuid).ok_or_else(invalid)?;
         let mut ranges = Vec::new();
         for part in parts {
             let range = match part.split_once('-') {
@@ -108,7 +108,7 @@ impl GtidState {
                 _ => return Err(invalid()),
             }
         }
-        if ranges.is_empty() || sid.len() < 32 {
+        if ranges.is_empty() {
             return Err(invalid());
         }
         let merged = self.sources.entry(sid).or_default();
@@ -125,6 +125,24 @@ impl GtidState {
             });
         Ok(())
     }
+}
+
+/// A MySQL source's UUID as the server spells it in GTID sets (lowercase,
+/// hyphenated) from that or 32 bare hex digits.
+fn uuid(text: &str) -> Option<String> {
+    let hex: String = text.chars().filter(|&c| c != '-').collect();
+    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let hex = hex.to_ascii_lowercase();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
 }
 
 /// A MariaDB GTID's `(domain, server_id, sequence)`.
@@ -246,6 +264,11 @@ mod tests {
         assert!(
             !tagged.includes(&state(&format!("{A}:1"))),
             "tagged GTIDs are their own source"
+        );
+        assert_eq!(
+            set.with(&format!("{}:8", A.replace('-', ""))).unwrap().to_string(),
+            format!("{A}:1-5:7-8,{B}:1-3"),
+            "a GTID event's bare UUID is the set's source"
         );
         assert!(GtidState::parse(&format!("{A}:5-1")).is_err());
         assert!(GtidState::parse("abc:1").is_err());

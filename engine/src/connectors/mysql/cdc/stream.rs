@@ -826,6 +826,31 @@ mod tests {
     }
 
     #[test]
+    fn a_mysql_stream_adds_each_transactions_gtid_to_its_set() {
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let from = binlog("binlog.000002", (100, 200), &format!("{uuid}:1-5"), 0);
+        let layout = Layout::at(("binlog.000002".into(), 200), Vec::new());
+        let mut decoder = Decoder::new(&capture(), &from, true, true, layout).unwrap();
+        push(&mut decoder, &[first_rotate("binlog.000002")]);
+        // MySQL 5.6's GTID event: flags, the source's UUID, the number.
+        let mut gtid = vec![1u8];
+        gtid.extend((0..16).map(|i| u8::from_str_radix(&uuid.replace('-', "")[2 * i..2 * i + 2], 16).unwrap()));
+        gtid.extend(6u64.to_le_bytes());
+        let out = push(
+            &mut decoder,
+            &[
+                event(33, 1, 200 + 44, 0, &gtid),
+                event(16, 1, 200 + 44 + 31, 0, &7u64.to_le_bytes()),
+            ],
+        );
+        let [ChangeEvent::Begin { key, .. }, ChangeEvent::Commit { resume }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(*resume, binlog("binlog.000002", (200, 275), &format!("{uuid}:1-6"), 0));
+        assert!(!from.contains(key) && resume.contains(key));
+    }
+
+    #[test]
     fn a_stream_from_a_file_keeps_its_file_and_a_state_it_had_none_of_stays_unknown() {
         let from = Position::mysql_snapshot("bin.000003".into(), 500, None);
         let layout = Layout::at(("bin.000003".into(), 500), Vec::new());
