@@ -8,11 +8,18 @@
 //! files are numbered lower and its offsets differ; the new primary's own
 //! transactions (its server id in the GTIDs) follow. A server that does
 //! not hold the job's GTID state fails the run with a message that names
-//! the job and `RESYNC ETL JOB`.
+//! the job and `RESYNC ETL JOB`, which then starts over: `HISTORY`'s
+//! appended rows sort after the older ones. A continuous job whose primary
+//! dies retries until its connection points at the new one, and streams
+//! on from there.
+
+use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::cdc_mysql::{assert_equal, assert_history_applied_once, run_both, setup};
+use crate::cdc_mysql::{
+    ITEMS, assert_equal, assert_history_applied_once, create_connection, run_both, setup, source, warehouse,
+};
 use crate::common::*;
 
 /// Points connection `crm` at `maria` (the password is given again: it
@@ -120,7 +127,7 @@ async fn a_server_without_the_jobs_gtid_state_needs_a_resync() {
     let other = MariaDb::start();
     other.sql(&format!(
         "{} INSERT INTO items VALUES (7, 'g', 7, 7.00, 'small');",
-        crate::cdc_mysql::ITEMS
+        ITEMS
     ));
     repoint(&client, &other).await;
     for job in ["items_merge", "items_history"] {
@@ -145,4 +152,50 @@ async fn a_server_without_the_jobs_gtid_state_needs_a_resync() {
     other.sql("UPDATE items SET qty = 70 WHERE id = 7;");
     run_both(&client).await;
     assert_equal(&other, &client, "streaming from the other server").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_job_streams_on_from_the_new_primary() {
+    let mut primary = MariaDb::start();
+    let replica = primary.start_replica();
+    let sluice = Sluice::start_with(&["--retry-delay", "1", "--retry-max-delay", "1"], &[]);
+    primary.sql(&format!(
+        "{ITEMS} INSERT INTO items VALUES (1, 'a', 1, 1.50, 'small'), (2, 'b', 2, 2.00, 'large'); \
+         FLUSH BINARY LOGS; FLUSH BINARY LOGS;"
+    ));
+    let client = sluice.client().await;
+    create_connection(&client, &primary, "crm", &primary.user, &primary.password).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB items_history FROM crm.shop.items INTO items_h CDC HISTORY CONTINUOUS \
+             WITH (flush_interval = '1 second')",
+        )
+        .await
+        .unwrap();
+    let streamed = async |maria: &MariaDb, step: &str| {
+        for _ in 0..300 {
+            if client
+                .simple_query("SELECT 1 FROM warehouse.items_h_current")
+                .await
+                .is_ok()
+                && warehouse(&client, "items_h_current").await == source(maria)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{step}: the stream did not catch up with {:?}", source(maria));
+    };
+    streamed(&primary, "the first load").await;
+    primary.sql("UPDATE items SET name = 'a2' WHERE id = 1; INSERT INTO items VALUES (3, 'c', 3, 3.00, NULL);");
+    streamed(&primary, "changes on the primary").await;
+
+    replica.catch_up_with(&primary);
+    primary.stop();
+    replica.sql("STOP SLAVE; RESET SLAVE ALL;");
+    repoint(&client, &replica).await;
+    replica.sql("UPDATE items SET name = 'a3' WHERE id = 1; DELETE FROM items WHERE id = 2;");
+    streamed(&replica, "changes on the new primary").await;
+    assert_history_applied_once(&client).await;
+    assert_eq!(history_rows(&client).await, 2 + 2 + 2, "each change once");
 }
