@@ -21,7 +21,7 @@ use tokio_postgres::Client;
 
 use crate::common::*;
 
-const ITEMS: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(50), qty int, price decimal(10,2), \
+pub(crate) const ITEMS: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(50), qty int, price decimal(10,2), \
                      kind enum('small','large')) ENGINE=InnoDB;";
 
 pub(crate) async fn create_connection(client: &Client, maria: &MariaDb, name: &str, user: &str, password: &str) {
@@ -35,7 +35,7 @@ pub(crate) async fn create_connection(client: &Client, maria: &MariaDb, name: &s
         .unwrap();
 }
 
-async fn setup(maria: &MariaDb, sluice: &Sluice) -> Client {
+pub(crate) async fn setup(maria: &MariaDb, sluice: &Sluice) -> Client {
     maria.sql(&format!(
         "{ITEMS} INSERT INTO items VALUES (1, 'a', 1, 1.50, 'small'), (2, 'b', 2, 2.00, 'large'), \
          (3, NULL, NULL, NULL, NULL);"
@@ -53,7 +53,7 @@ async fn setup(maria: &MariaDb, sluice: &Sluice) -> Client {
 }
 
 /// The source's rows, as text (NULL as `None`).
-fn source(maria: &MariaDb) -> Vec<Vec<Option<String>>> {
+pub(crate) fn source(maria: &MariaDb) -> Vec<Vec<Option<String>>> {
     maria_rows(maria, "SELECT id, name, qty, price, kind FROM items ORDER BY id")
 }
 
@@ -66,7 +66,7 @@ pub(crate) fn maria_rows(maria: &MariaDb, sql: &str) -> Vec<Vec<Option<String>>>
         .collect()
 }
 
-async fn warehouse(client: &Client, table: &str) -> Vec<Vec<Option<String>>> {
+pub(crate) async fn warehouse(client: &Client, table: &str) -> Vec<Vec<Option<String>>> {
     rows(
         client,
         &format!("SELECT id, name, qty, price, kind FROM warehouse.{table} ORDER BY id"),
@@ -74,18 +74,18 @@ async fn warehouse(client: &Client, table: &str) -> Vec<Vec<Option<String>>> {
     .await
 }
 
-async fn run(client: &Client, job: &str) {
+pub(crate) async fn run(client: &Client, job: &str) {
     if let Err(e) = client.simple_query(&format!("RUN ETL JOB {job}")).await {
         panic!("RUN ETL JOB {job}: {e:?}");
     }
 }
 
-async fn run_both(client: &Client) {
+pub(crate) async fn run_both(client: &Client) {
     run(client, "items_merge").await;
     run(client, "items_history").await;
 }
 
-async fn assert_equal(maria: &MariaDb, client: &Client, step: &str) {
+pub(crate) async fn assert_equal(maria: &MariaDb, client: &Client, step: &str) {
     let expected = source(maria);
     assert_eq!(warehouse(client, "items_m").await, expected, "MERGE after {step}");
     assert_eq!(
@@ -97,7 +97,7 @@ async fn assert_equal(maria: &MariaDb, client: &Client, step: &str) {
 
 /// No transaction of the history was applied twice: every streamed change
 /// row has its own position (the first load's rows share the first one).
-async fn assert_history_applied_once(client: &Client) {
+pub(crate) async fn assert_history_applied_once(client: &Client) {
     let repeated = rows(
         client,
         "SELECT _sluice_position, count(*) FROM warehouse.items_h GROUP BY _sluice_position \

@@ -19,6 +19,7 @@ mod bq_token;
 mod bq_types;
 mod cdc_bigquery;
 mod cdc_continuous;
+mod cdc_failover;
 mod cdc_jobs;
 mod cdc_mysql;
 mod cdc_resync;

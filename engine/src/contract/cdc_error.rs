@@ -55,7 +55,8 @@ pub enum CdcError {
     Decode { column: String, message: String },
     /// The job's slot is gone or was given up (WAL retention past
     /// `max_retained_wal`, a lost slot), or the binlog it continues from
-    /// was purged: only `RESYNC ETL JOB` continues.
+    /// was purged or does not hold its GTID state: only `RESYNC ETL JOB`
+    /// continues.
     #[error(
         "ETL job \"{job}\" needs a resync: {reason}. RESYNC ETL JOB {job} takes a fresh snapshot of the table and \
          continues from there (from a new slot, for PostgreSQL)"

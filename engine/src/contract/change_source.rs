@@ -89,7 +89,9 @@ pub trait ChangeSource: Send + Sync {
         state: &CdcState,
     ) -> Result<(SendableRecordBatchStream, Position), CdcError>;
 
-    /// Streams the changes committed after `from`.
+    /// Streams the changes committed after `from`; [`CdcError::NeedsResync`]
+    /// when the source can no longer stream from there (the job is then
+    /// given up as by the WAL guardian).
     async fn stream(
         &self,
         capture: &Capture,

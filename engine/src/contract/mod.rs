@@ -27,6 +27,7 @@ mod change_source;
 mod connector;
 mod destination;
 mod failure;
+mod gtid;
 mod nearby;
 mod options;
 mod position;
@@ -47,6 +48,7 @@ pub use destination::{
 };
 pub use failure::{ConnectFailure, ConnectFailureKind};
 pub(crate) use failure::{error_chain, network_failure_kind, request_failure};
+pub use gtid::GtidState;
 pub use nearby::closest;
 pub use options::{MAX_CONCURRENT_RUNS, OptionKind, OptionSpec, ResolvedOptions};
 pub use position::Position;

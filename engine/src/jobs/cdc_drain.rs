@@ -113,7 +113,15 @@ impl Drain<'_> {
         };
         let started_at = Utc::now();
         let mut stream = tokio::select! {
-            stream = opened => stream.map_err(&failed)?,
+            stream = opened => match stream {
+                Ok(stream) => stream,
+                // The source cannot stream from the job's position (a
+                // MySQL/MariaDB GTID state it does not hold).
+                Err(CdcError::NeedsResync { reason, .. }) => {
+                    return Err(wal_guardian::give_up(self.job, self.changes, self.catalog, state, reason).await);
+                }
+                Err(e) => return Err(failed(e)),
+            },
             () = cancel.notified() => {
                 return if continuous {
                     Ok(Drained { committed: from, caught_up_at: None, schema_changed: None })

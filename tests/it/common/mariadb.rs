@@ -280,6 +280,43 @@ impl MariaDb {
             .expect("run mariadb cli")
     }
 
+    /// A replica of this server with its own binlog (`--log-slave-updates`,
+    /// server-id 2), started on a free port: it forgets what its own set-up
+    /// logged and replicates everything from this server's first GTID
+    /// (`MASTER_USE_GTID = slave_pos`), users and database included. Waits
+    /// until it has caught up.
+    pub fn start_replica(&self) -> MariaDb {
+        let replica = Self::start_inner(false, &["--server-id=2", "--log-slave-updates"]);
+        replica.sql_db(
+            "mysql",
+            &format!(
+                "DROP USER '{u}'@'%'; DROP USER '{u}'@'localhost'; DROP DATABASE {db}; RESET MASTER; \
+                 SET GLOBAL gtid_slave_pos = ''; \
+                 CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {port}, MASTER_USER = '{u}', \
+                 MASTER_PASSWORD = '{p}', MASTER_USE_GTID = slave_pos; START SLAVE;",
+                u = self.user,
+                p = self.password,
+                db = self.db,
+                port = self.port
+            ),
+        );
+        replica.catch_up_with(self);
+        replica
+    }
+
+    /// Waits (up to 60 s) until this replica has applied everything in
+    /// `primary`'s binlog (`MASTER_GTID_WAIT`).
+    pub fn catch_up_with(&self, primary: &MariaDb) {
+        let position = primary.sql("SELECT @@gtid_binlog_pos;");
+        let waited = self.sql_db("mysql", &format!("SELECT MASTER_GTID_WAIT('{}', 60);", position.trim()));
+        assert_eq!(
+            waited.trim(),
+            "0",
+            "the replica did not catch up with {position}: {}",
+            self.sql_db("mysql", "SHOW SLAVE STATUS\\G")
+        );
+    }
+
     /// Kills the server (SIGKILL). [`start_again`](Self::start_again) brings
     /// it back on the same port.
     pub fn stop(&mut self) {

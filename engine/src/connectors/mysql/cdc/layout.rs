@@ -27,6 +27,12 @@ impl Layout {
         Ok(Self { head, columns })
     }
 
+    /// A layout read at `head` (for tests of what reads it).
+    #[cfg(test)]
+    pub(super) fn at(head: (String, u64), columns: Vec<ColumnInfo>) -> Self {
+        Self { head, columns }
+    }
+
     /// How the job's columns (`capture`, as the run described the table)
     /// differ from this layout, if they do: the table changed between the
     /// run's description and the stream's start.

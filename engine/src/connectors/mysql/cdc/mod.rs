@@ -1,12 +1,16 @@
 //! MySQL/MariaDB change data capture (docs/cdc.md, docs/design/cdc.md
 //! 2.2): the first load read in a consistent snapshot at known binlog
 //! coordinates ([`snapshot`]), then the row-based binlog from exactly
-//! there, read as a replica with its own `server_id` ([`stream`]). The
-//! source keeps nothing for a job (no slot): the destination holds the
-//! position, and the binlog's own retention decides how long a job may
-//! pause ([`setup::retained`] reports a purged file as lost).
+//! there, read as a replica with its own `server_id` ([`stream`]), from
+//! the GTID state of the position where it has one, so that a job follows
+//! a failover to a replica ([`resume`]). The source keeps nothing for a
+//! job (no slot): the destination holds the position, and the binlog's
+//! own retention decides how long a job may pause ([`setup::retained`]
+//! reports a purged file, or a GTID state the binlog no longer holds, as
+//! lost).
 
 mod layout;
+mod resume;
 mod setup;
 mod snapshot;
 mod stream;
@@ -17,8 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Conn};
 use sluice_catalog::CdcState;
 
 use super::endpoint::Endpoint;
@@ -28,6 +32,7 @@ use crate::contract::{
     Capture, CdcError, ChangeSource, ChangeStream, ConnectFailure, ConnectFailureKind, Position, ResolvedOptions,
     Retention,
 };
+use resume::Resume;
 use stream::{Decoder, Mark, Marks, MySqlChangeStream, binlog_error};
 
 /// Opens a MySQL/MariaDB connection's options as a change source.
@@ -78,9 +83,16 @@ impl ChangeSource for MysqlChangeSource {
     async fn snapshot(
         &self,
         capture: &Capture,
-        _state: &CdcState,
+        state: &CdcState,
     ) -> Result<(SendableRecordBatchStream, Position), CdcError> {
-        snapshot::snapshot(self, capture).await
+        // A resync's rows sort after what the job committed before (on
+        // another server, after a failover, binlog files may be numbered
+        // lower): HISTORY appends them.
+        let earlier = state
+            .position
+            .as_deref()
+            .and_then(|json| Position::from_json(json).ok());
+        snapshot::snapshot(self, capture, earlier.as_ref()).await
     }
 
     async fn stream(
@@ -99,37 +111,40 @@ impl ChangeSource for MysqlChangeSource {
             )
             .await?;
         let changed = layout.differs_from_capture(capture);
-        let decoder = Decoder::new(capture, from, layout)?;
         // A server_id set since the first load counts from the next stream.
-        let (Position::MySql { file, end, .. }, Some(server_id)) = (from, capture.server_id.or(state.server_id)) else {
+        let (Position::MySql { .. }, Some(server_id)) = (from, capture.server_id.or(state.server_id)) else {
             return Err(CdcError::Unsupported(format!(
                 "job \"{}\" has no binlog position and replica id yet: take its first load first",
                 state.job
             )));
         };
+        let resume = Resume::after(from)?;
         let mut conn = self.endpoint.connect(self.timeout).await?;
-        // MariaDB then sends its GTID events instead of BEGIN queries.
-        conn.query_drop("SET @mariadb_slave_capability = 4")
+        for statement in resume.session() {
+            conn.query_drop(statement).await.map_err(binlog_error)?;
+        }
+        let checksum: Option<String> = conn
+            .query_first("SELECT @@GLOBAL.binlog_checksum")
             .await
             .map_err(binlog_error)?;
-        let request = BinlogStreamRequest::new(server_id)
-            .with_filename(file.as_bytes())
-            .with_pos(*end);
-        let binlog = tokio::time::timeout(self.timeout, conn.get_binlog_stream(request))
-            .await
-            .map_err(|_| {
-                CdcError::from(ConnectFailure::new(
-                    ConnectFailureKind::Timeout,
-                    format!("the binlog stream did not start within {} s", self.timeout.as_secs()),
-                ))
-            })?
-            .map_err(binlog_error)?;
-        Ok(Box::new(MySqlChangeStream::new(
-            binlog,
-            decoder,
-            self.marks.clone(),
-            changed,
-        )))
+        let checksums = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
+        let decoder = Decoder::new(capture, from, resume.by_gtid(), checksums, layout)?;
+        let started = async {
+            let binlog = conn
+                .get_binlog_stream(resume.request(server_id))
+                .await
+                .map_err(|e| resume.failed(&state.job, e))?;
+            let mut stream = MySqlChangeStream::new(binlog, decoder, self.marks.clone(), changed);
+            stream.start(|e| resume.failed(&state.job, e)).await?;
+            Ok::<_, CdcError>(stream)
+        };
+        let stream = tokio::time::timeout(self.timeout, started).await.map_err(|_| {
+            CdcError::from(ConnectFailure::new(
+                ConnectFailureKind::Timeout,
+                format!("the binlog stream did not start within {} s", self.timeout.as_secs()),
+            ))
+        })??;
+        Ok(Box::new(stream))
     }
 
     /// Nothing to drop: a replica leaves nothing behind at the source.

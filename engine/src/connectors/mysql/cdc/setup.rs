@@ -6,12 +6,14 @@
 
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Conn, Row};
+use mysql_async::{Conn, Row};
 use sluice_catalog::{CdcMode, CdcState};
 
 use super::super::endpoint::query_error;
 use super::super::{metadata, source};
 use super::MysqlChangeSource;
+use super::resume::Resume;
+use super::stream::binlog_error;
 use super::values::{BinlogColumn, fraction_digits, refuse_time_fraction};
 use crate::cdc::source_object_name;
 use crate::contract::{Capture, CdcError, Position, Retention, SourceError, TableDescription, TableRef};
@@ -120,8 +122,8 @@ async fn check_on(changes: &MysqlChangeSource, conn: &mut Conn, capture: &Captur
         Err(e) if access_denied(&e) => return Err(denied("REPLICATION CLIENT")),
         other => other.map_err(failed)?,
     }
-    let (file, position) = head(conn).await?;
-    match probe_replication(changes, &file, position).await {
+    let (file, offset) = head(conn).await?;
+    match probe_replication(changes, &Resume::File { file, offset }).await {
         Err(e) if access_denied(&e) => return Err(denied("REPLICATION SLAVE")),
         other => other.map_err(failed)?,
     }
@@ -170,32 +172,34 @@ fn quoted_user(current: &str) -> String {
     format!("'{user}'@'{host}'")
 }
 
-/// Reads the binlog from the head to its end as a replica would, without
-/// waiting for more: the server refuses it without REPLICATION SLAVE.
-async fn probe_replication(changes: &MysqlChangeSource, file: &str, position: u64) -> Result<(), mysql_async::Error> {
-    let conn = changes
+/// Starts reading the binlog from `resume` as a replica would, without
+/// waiting for more, and reads its first event: the server refuses a
+/// replica without REPLICATION SLAVE, and a GTID state its binlog does not
+/// hold.
+async fn probe_replication(changes: &MysqlChangeSource, resume: &Resume) -> Result<(), mysql_async::Error> {
+    let mut conn = changes
         .endpoint
         .connect(changes.timeout)
         .await
         .map_err(|failure| mysql_async::Error::Other(Box::new(failure)))?;
+    for statement in resume.session() {
+        conn.query_drop(statement).await?;
+    }
     // A random id: another replica with the same id would be disconnected.
     let id = SERVER_IDS.start - 1 - (rand::random::<u32>() % 1_000_000);
-    let request = BinlogStreamRequest::new(id)
-        .with_filename(file.as_bytes())
-        .with_pos(position)
-        .with_non_blocking();
-    let mut stream = conn.get_binlog_stream(request).await?;
-    while let Some(event) = stream.next().await {
-        event?;
-    }
-    stream.close().await
+    let mut stream = conn.get_binlog_stream(resume.request(id).with_non_blocking()).await?;
+    let first = stream.next().await.transpose();
+    let _ = stream.close().await;
+    first.map(drop)
 }
 
 /// The binlog bytes after the job's committed position; `lost` when the
-/// file that position is in was purged. The source holds nothing back for
-/// a job (`held` is `None`).
+/// file that position is in is not on the server (purged) and, for a
+/// position with a GTID state (whose file may be another server's, after
+/// a failover), the server also refuses to stream from the state. The
+/// source holds nothing back for a job (`held` is `None`).
 pub(super) async fn retained(changes: &MysqlChangeSource, state: &CdcState) -> Result<Option<Retention>, CdcError> {
-    let Some(Position::MySql { file, end, .. }) = state
+    let Some(position @ Position::MySql { .. }) = state
         .position
         .as_deref()
         .map(Position::from_json)
@@ -220,7 +224,29 @@ pub(super) async fn retained(changes: &MysqlChangeSource, state: &CdcState) -> R
         .into_iter()
         .filter_map(|row| Some((row.get_opt::<String, _>(0)?.ok()?, row.get_opt::<u64, _>(1)?.ok()?)))
         .collect();
-    Ok(Some(behind(&logs, &file, end)))
+    let Position::MySql { file, end, .. } = &position else {
+        unreachable!("matched above")
+    };
+    let retention = behind(&logs, file, *end);
+    let resume = Resume::after(&position)?;
+    let Some(purged) = retention.lost.clone().filter(|_| resume.by_gtid()) else {
+        return Ok(Some(retention));
+    };
+    // The file of a position with a GTID state may be another server's
+    // (after a failover): ask whether this server streams from the state.
+    match probe_replication(changes, &resume).await {
+        Ok(()) => Ok(Some(Retention {
+            lost: None,
+            ..retention
+        })),
+        Err(e) => match resume.lost(&e) {
+            Some(lost) => Ok(Some(Retention {
+                lost: Some(format!("{purged}; and {lost}")),
+                ..retention
+            })),
+            None => Err(binlog_error(e)),
+        },
+    }
 }
 
 /// The binlog after `(file, end)` among `logs` (`SHOW BINARY LOGS`).

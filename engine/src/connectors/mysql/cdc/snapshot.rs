@@ -5,11 +5,12 @@
 //!
 //! MariaDB (and Percona Server) report the position of the snapshot
 //! itself (`Binlog_snapshot_file`, `Binlog_snapshot_position` after
-//! `START TRANSACTION WITH CONSISTENT SNAPSHOT`), with no lock. Oracle
-//! MySQL has no such status: there, `FLUSH TABLES WITH READ LOCK` holds
-//! writers while the snapshot starts and `SHOW MASTER STATUS` is read
-//! (needs RELOAD; not verified here, where Oracle MySQL cannot be
-//! installed).
+//! `START TRANSACTION WITH CONSISTENT SNAPSHOT`), with no lock; MariaDB's
+//! `BINLOG_GTID_POS` gives the GTID state there. Oracle MySQL has no such
+//! status: there, `FLUSH TABLES WITH READ LOCK` holds writers while the
+//! snapshot starts and `SHOW MASTER STATUS` and, with `gtid_mode = ON`,
+//! `@@gtid_executed` are read (needs RELOAD; not verified here, where
+//! Oracle MySQL cannot be installed).
 
 use datafusion::execution::SendableRecordBatchStream;
 use mysql_async::Conn;
@@ -19,16 +20,21 @@ use super::super::endpoint::query_error;
 use super::super::source;
 use super::MysqlChangeSource;
 use super::setup::head;
-use crate::contract::{Capture, CdcError, Position, ScanRequest};
+use crate::contract::{Capture, CdcError, GtidState, Position, ScanRequest};
+
+/// The error of a variable the server does not have.
+const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
 
 /// The table's rows in a consistent snapshot, and the binlog position the
-/// stream continues from.
+/// stream continues from, which sorts after `earlier` (the job's position
+/// before a resync).
 pub(super) async fn snapshot(
     changes: &MysqlChangeSource,
     capture: &Capture,
+    earlier: Option<&Position>,
 ) -> Result<(SendableRecordBatchStream, Position), CdcError> {
     let mut conn = source::session(&changes.endpoint, changes.timeout).await?;
-    let position = match start(&mut conn).await {
+    let position = match start(&mut conn, earlier).await {
         Ok(position) => position,
         Err(e) => {
             let _ = conn.disconnect().await;
@@ -44,7 +50,16 @@ pub(super) async fn snapshot(
 }
 
 /// Starts the snapshot transaction on `conn` and returns its position.
-async fn start(conn: &mut Conn) -> Result<Position, CdcError> {
+async fn start(conn: &mut Conn, earlier: Option<&Position>) -> Result<Position, CdcError> {
+    let mut position = read_start(conn).await?;
+    if let (Some(earlier), Position::MySql { file, end, shift, .. }) = (earlier, &mut position) {
+        *shift = Position::shift_after(file, *end, 0, earlier);
+    }
+    Ok(position)
+}
+
+/// Starts the snapshot transaction on `conn` and reads its position.
+async fn read_start(conn: &mut Conn) -> Result<Position, CdcError> {
     let run = async |conn: &mut Conn, sql: &str| conn.query_drop(sql).await.map_err(query_error);
     run(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await?;
     let reported: Vec<(String, String)> = conn
@@ -56,12 +71,21 @@ async fn start(conn: &mut Conn) -> Result<Position, CdcError> {
         run(conn, "FLUSH TABLES WITH READ LOCK").await?;
         let started = async {
             run(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await?;
-            head(conn).await
+            let head = head(conn).await?;
+            let executed: Option<Option<String>> = match conn
+                .query_first("SELECT IF(@@GLOBAL.gtid_mode = 'ON', @@GLOBAL.gtid_executed, NULL)")
+                .await
+            {
+                // Before MySQL 5.6 there are no GTIDs.
+                Err(mysql_async::Error::Server(e)) if e.code == ER_UNKNOWN_SYSTEM_VARIABLE => None,
+                executed => executed.map_err(query_error)?,
+            };
+            Ok::<_, CdcError>((head, executed.flatten()))
         }
         .await;
         run(conn, "UNLOCK TABLES").await?;
-        let (file, position) = started?;
-        return Ok(Position::mysql_snapshot(file, position, None));
+        let ((file, position), executed) = started?;
+        return Ok(Position::mysql_snapshot(file, position, gtid_state(executed)?));
     }
     run(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await?;
     let reported: Vec<(String, String)> = conn
@@ -83,9 +107,13 @@ async fn start(conn: &mut Conn) -> Result<Position, CdcError> {
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), position))
         .await
         .map_err(query_error)?;
-    Ok(Position::mysql_snapshot(
-        file,
-        position,
-        gtid.flatten().filter(|g| !g.is_empty()),
-    ))
+    Ok(Position::mysql_snapshot(file, position, gtid_state(gtid.flatten())?))
+}
+
+/// The GTID state the server reported, if it has GTIDs (blank: none yet).
+fn gtid_state(reported: Option<String>) -> Result<Option<GtidState>, CdcError> {
+    reported
+        .map(|text| GtidState::parse(&text))
+        .transpose()
+        .map_err(CdcError::Unsupported)
 }

@@ -15,6 +15,16 @@
 //! MASTER STATUS`); the stream yields the marker once it has read up to
 //! that head, between transactions. Everything committed before `mark`
 //! was written before that head.
+//!
+//! GTIDs: each position carries the GTID state after its transaction (the
+//! state the stream started from, with each transaction's GTID merged in)
+//! where the start had one. A stream started from a GTID state learns its
+//! file from the first, artificial rotate event (whose name carries the
+//! event's checksum: the format event that says so comes after it), and
+//! its offset from the events after it (MariaDB marks where the state
+//! leaves off with an artificial GTID list event). When that is before the
+//! position it started from in `_sluice_position` order (another server's
+//! binlog, after a failover), the stream raises the positions' `shift`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -35,10 +45,14 @@ use super::super::endpoint::{classify, query_error};
 use super::layout::Layout;
 use super::values::{BinlogColumn, MySqlColumns, refuse_time_fraction};
 use crate::cdc::{ChangeBatchBuilder, ChangeOp};
-use crate::contract::{Capture, CdcError, ChangeEvent, ChangeStream, Position, TableRef, excerpt};
+use crate::contract::{Capture, CdcError, ChangeEvent, ChangeStream, GtidState, Position, TableRef, excerpt};
 
 /// MariaDB's GTID event.
 const MARIADB_GTID_EVENT: u8 = 162;
+/// The rotate event: the stream goes on in the file it names.
+const ROTATE_EVENT: u8 = 4;
+/// The length of an event's CRC32 checksum.
+const CHECKSUM_LEN: usize = 4;
 /// MariaDB's compressed query and rows events (`log_bin_compress`).
 const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
 /// MariaDB's GTID flag: the transaction is one statement, without BEGIN.
@@ -79,6 +93,18 @@ impl MySqlChangeStream {
                 .into_iter()
                 .collect(),
         }
+    }
+
+    /// Reads the stream's first event, the rotate event that names the
+    /// file it starts in: a server that will not stream from where it was
+    /// asked to refuses there instead (`failed` makes the error).
+    pub(super) async fn start(&mut self, failed: impl FnOnce(mysql_async::Error) -> CdcError) -> Result<(), CdcError> {
+        if let Some(event) = self.binlog.next().await {
+            let event = event.map_err(failed)?;
+            let binlog = &self.binlog;
+            self.decoder.push(&event, |id| binlog.get_tme(id), &mut self.ready)?;
+        }
+        Ok(())
     }
 
     /// A mark the stream has read up to, if any (removed from the marks).
@@ -166,12 +192,47 @@ pub(super) struct Decoder {
     open: Option<Open>,
     /// The table map whose layout was last checked against the job.
     checked: Option<u64>,
+    /// The GTID state after the last transaction that began, where the
+    /// stream started from one.
+    gtid: Option<GtidState>,
+    /// Added to file numbers in positions (see [`Position::MySql`]).
+    shift: u64,
+    /// Started from a GTID state: the position it started from, which the
+    /// first transaction must not sort before.
+    realign: Option<Position>,
+    /// How the stream started, until its first rotate event.
+    start: Start,
+}
+
+/// How a stream started: the first event the server sends is an artificial
+/// rotate event naming the file it starts in, read before the format event
+/// that says whether events end with a checksum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Start {
+    /// From the file the stream asked for.
+    File,
+    /// From a GTID state: the server names the file, and `checksum` bytes
+    /// follow the name.
+    Gtid { checksum: usize },
+    /// The first rotate event was read.
+    Started,
 }
 
 impl Decoder {
-    /// A decoder for `capture`'s table, reading from `from`.
-    pub(super) fn new(capture: &Capture, from: &Position, layout: Layout) -> Result<Self, CdcError> {
-        let Position::MySql { file, end, .. } = from else {
+    /// A decoder for `capture`'s table, reading from `from` (by its GTID
+    /// state when `by_gtid`); `checksums`: the server's events end with a
+    /// CRC32 checksum (`binlog_checksum`).
+    pub(super) fn new(
+        capture: &Capture,
+        from: &Position,
+        by_gtid: bool,
+        checksums: bool,
+        layout: Layout,
+    ) -> Result<Self, CdcError> {
+        let Position::MySql {
+            file, end, gtid, shift, ..
+        } = from
+        else {
             return Err(CdcError::Unsupported(format!(
                 "{} is not a binlog position",
                 from.to_json()
@@ -201,13 +262,26 @@ impl Decoder {
             at: *end,
             open: None,
             checked: None,
+            gtid: gtid.clone(),
+            shift: *shift,
+            realign: by_gtid.then(|| from.clone()),
+            start: match (by_gtid, checksums) {
+                (false, _) => Start::File,
+                (true, checksums) => Start::Gtid {
+                    checksum: if checksums { CHECKSUM_LEN } else { 0 },
+                },
+            },
         })
     }
 
     /// Whether the stream has read the binlog up to `(file, position)`,
-    /// with no transaction open.
+    /// with no transaction open (never before the server named the file of
+    /// a stream from a GTID state: until then the stream is at another
+    /// server's coordinates).
     fn has_read(&self, file: &str, position: u64) -> bool {
-        self.open.is_none() && Position::binlog_order(&self.file, self.at) >= Position::binlog_order(file, position)
+        self.open.is_none()
+            && !matches!(self.start, Start::Gtid { .. })
+            && Position::binlog_order(&self.file, self.at) >= Position::binlog_order(file, position)
     }
 
     /// Where the stream is.
@@ -216,7 +290,8 @@ impl Decoder {
             file: self.file.clone(),
             begin: self.at,
             end: self.at,
-            gtid: None,
+            gtid: self.gtid.clone(),
+            shift: self.shift,
         }
     }
 
@@ -239,14 +314,34 @@ impl Decoder {
         out: &mut VecDeque<ChangeEvent>,
     ) -> Result<(), CdcError> {
         let header = event.header();
+        let kind = header.event_type_raw();
+        if kind == ROTATE_EVENT {
+            // The next file starts (the stream's first rotate: the file it
+            // starts in): nothing more of this one.
+            let start = std::mem::replace(&mut self.start, Start::Started);
+            if let (Some(EventData::RotateEvent(rotate)), false) =
+                (event.read_data().map_err(|e| self.broken(e))?, start == Start::File)
+            {
+                let name = rotate.name_raw();
+                let name = match start {
+                    Start::Gtid { checksum } => &name[..name.len().saturating_sub(checksum)],
+                    _ => name,
+                };
+                self.file = String::from_utf8_lossy(name).into_owned();
+                self.at = rotate.position();
+            }
+            return Ok(());
+        }
         if header.flags_raw() & LOG_EVENT_ARTIFICIAL_F != 0 || header.log_pos() == 0 {
-            // Made up for the stream: the first rotate and format event.
+            // Made up for the stream: the format event of a stream that
+            // starts inside a file, MariaDB's GTID list where a GTID start
+            // leaves off (at its position).
+            self.advance(&self.file.clone(), u64::from(header.log_pos()));
             return Ok(());
         }
         let end = u64::from(header.log_pos());
         let start = end.saturating_sub(u64::from(header.event_size()));
         let timestamp = i64::from(header.timestamp()) * 1_000_000;
-        let kind = header.event_type_raw();
         if kind == MARIADB_GTID_EVENT {
             let (gtid, standalone) = mariadb_gtid(event.data(), header.server_id())?;
             self.begin(start, timestamp, Some(gtid), standalone, out)?;
@@ -258,13 +353,6 @@ impl Decoder {
             });
         } else {
             match event.read_data().map_err(|e| self.broken(e))? {
-                Some(EventData::RotateEvent(rotate)) => {
-                    // The next file starts: nothing more of this one.
-                    let name = rotate.name().into_owned();
-                    self.file = name;
-                    self.at = rotate.position();
-                    return Ok(());
-                }
                 Some(EventData::GtidEvent(gtid)) => {
                     let sid: String = gtid.sid().iter().map(|b| format!("{b:02x}")).collect();
                     let gtid = format!("{sid}:{}", gtid.gno());
@@ -345,11 +433,25 @@ impl Decoder {
                 self.file
             )));
         }
+        if let Some(from) = self.realign.take() {
+            self.shift = Position::shift_after(&self.file, start, self.shift, &from);
+        }
+        // A transaction without a GTID (MySQL's anonymous ones) leaves the
+        // state as it was, and its key compares by file and offset.
+        let gtid = match (&self.gtid, gtid) {
+            (Some(state), Some(gtid)) => {
+                let state = state.with(&gtid).map_err(CdcError::Unsupported)?;
+                self.gtid = Some(state.clone());
+                Some(state)
+            }
+            _ => None,
+        };
         let key = Position::MySql {
             file: self.file.clone(),
             begin: start,
             end: start,
             gtid,
+            shift: self.shift,
         };
         out.push_back(ChangeEvent::Begin {
             key: key.clone(),
@@ -369,11 +471,17 @@ impl Decoder {
             return Ok(());
         };
         out.extend(self.builder.finish()?.map(ChangeEvent::Rows));
-        let Position::MySql { file, begin, gtid, .. } = open.key else {
+        let Position::MySql { file, begin, shift, .. } = open.key else {
             unreachable!("binlog transactions have binlog keys")
         };
         out.push_back(ChangeEvent::Commit {
-            resume: Position::MySql { file, begin, end, gtid },
+            resume: Position::MySql {
+                file,
+                begin,
+                end,
+                gtid: self.gtid.clone(),
+                shift,
+            },
         });
         Ok(())
     }
@@ -579,7 +687,197 @@ fn truncates(statement: &str, schema: &str, table: &TableRef) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use mysql_async::binlog::BinlogVersion;
+    use mysql_async::binlog::events::FormatDescriptionEvent;
+    use sluice_catalog::CdcMode;
+
     use super::*;
+    use crate::connectors::mysql::types::{MySqlColumnType, map};
+    use crate::contract::{ColumnInfo, TableDescription, TableKind};
+
+    fn capture() -> Capture {
+        let ty = MySqlColumnType {
+            data_type: "bigint".into(),
+            column_type: "bigint".into(),
+            precision: None,
+            scale: None,
+        };
+        let id = ColumnInfo {
+            name: "id".into(),
+            ordinal: 1,
+            source_type: "bigint".into(),
+            nullable: false,
+            default: None,
+            primary_key_position: Some(1),
+            indexed: true,
+            mapping: map(&ty),
+        };
+        Capture {
+            description: TableDescription {
+                table: table(),
+                kind: TableKind::Table,
+                columns: vec![id],
+                estimated_rows: None,
+            },
+            mode: CdcMode::Merge,
+            parallel: None,
+            batch_rows: 100,
+            publication: None,
+            server_id: None,
+            every_column: true,
+        }
+    }
+
+    /// An event as a server sends it (before any format event: no
+    /// checksum is taken off): the header, then `data`.
+    fn event(kind: u8, server_id: u32, log_pos: u32, flags: u16, data: &[u8]) -> Event {
+        let mut bytes = 0u32.to_le_bytes().to_vec();
+        bytes.push(kind);
+        bytes.extend(server_id.to_le_bytes());
+        bytes.extend((19 + data.len() as u32).to_le_bytes());
+        bytes.extend(log_pos.to_le_bytes());
+        bytes.extend(flags.to_le_bytes());
+        bytes.extend(data);
+        Event::read(&FormatDescriptionEvent::new(BinlogVersion::Version4), &bytes[..]).unwrap()
+    }
+
+    /// The stream's first, artificial rotate event, its name followed by
+    /// the event's checksum.
+    fn first_rotate(file: &str) -> Event {
+        let mut data = 4u64.to_le_bytes().to_vec();
+        data.extend(file.as_bytes());
+        data.extend([0x1f, 0x0e, 0xab, 0x68]);
+        event(ROTATE_EVENT, 1, 0, LOG_EVENT_ARTIFICIAL_F, &data)
+    }
+
+    /// A MariaDB transaction `domain-server_id-sequence` of no rows that
+    /// starts at `start`: its GTID event (42 bytes) and XID event (31).
+    fn transaction(domain: u32, server_id: u32, sequence: u64, start: u32) -> [Event; 2] {
+        let mut gtid = sequence.to_le_bytes().to_vec();
+        gtid.extend(domain.to_le_bytes());
+        gtid.extend([0u8; 11]);
+        [
+            event(MARIADB_GTID_EVENT, server_id, start + 42, 0, &gtid),
+            event(16, server_id, start + 42 + 31, 0, &7u64.to_le_bytes()),
+        ]
+    }
+
+    fn push(decoder: &mut Decoder, events: &[Event]) -> Vec<ChangeEvent> {
+        let mut out = VecDeque::new();
+        for event in events {
+            decoder.push(event, |_| None, &mut out).unwrap();
+        }
+        out.into()
+    }
+
+    fn binlog(file: &str, (begin, end): (u64, u64), gtid: &str, shift: u64) -> Position {
+        Position::MySql {
+            file: file.into(),
+            begin,
+            end,
+            gtid: Some(GtidState::parse(gtid).unwrap()),
+            shift,
+        }
+    }
+
+    #[test]
+    fn a_stream_from_a_gtid_state_on_another_server_learns_its_file_and_keeps_positions_growing() {
+        // Committed on the old primary, whose files are numbered higher.
+        let from = binlog("old-bin.000007", (900, 1000), "0-1-10,1-1-5", 0);
+        let layout = Layout::at(("mysql-bin.000001".into(), 700), Vec::new());
+        let mut decoder = Decoder::new(&capture(), &from, true, true, layout).unwrap();
+        assert!(
+            !decoder.has_read("mysql-bin.000001", 4),
+            "at another server's coordinates yet"
+        );
+        push(&mut decoder, &[first_rotate("mysql-bin.000001")]);
+        assert_eq!((decoder.file.as_str(), decoder.at), ("mysql-bin.000001", 4));
+        assert!(!decoder.has_read("mysql-bin.000001", 700));
+        // MariaDB's artificial GTID list where the state leaves off.
+        push(&mut decoder, &[event(163, 1, 700, LOG_EVENT_ARTIFICIAL_F, &[0; 4])]);
+        assert!(
+            decoder.has_read("mysql-bin.000001", 700),
+            "a drain's marker at the head arrives"
+        );
+
+        // The new primary's own transaction, in domain 1.
+        let out = push(&mut decoder, &transaction(1, 2, 6, 700));
+        let [ChangeEvent::Begin { key, .. }, ChangeEvent::Commit { resume }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(*resume, binlog("mysql-bin.000001", (700, 773), "0-1-10,1-2-6", 7));
+        assert!(!from.contains(key) && resume.contains(key));
+        assert!(
+            from.committed_bound() < key.row_position(0),
+            "{} sorts after everything committed before",
+            key.row_position(0)
+        );
+
+        // The next run, on the same server: the same shift.
+        let layout = Layout::at(("mysql-bin.000001".into(), 773), Vec::new());
+        let mut decoder = Decoder::new(&capture(), resume, true, true, layout).unwrap();
+        push(&mut decoder, &[first_rotate("mysql-bin.000001")]);
+        let out = push(&mut decoder, &transaction(0, 2, 11, 773));
+        let [ChangeEvent::Begin { key, .. }, ChangeEvent::Commit { resume: next }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(*next, binlog("mysql-bin.000001", (773, 846), "0-2-11,1-2-6", 7));
+        assert!(!resume.contains(key) && next.contains(key));
+    }
+
+    #[test]
+    fn a_mysql_stream_adds_each_transactions_gtid_to_its_set() {
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let from = binlog("binlog.000002", (100, 200), &format!("{uuid}:1-5"), 0);
+        let layout = Layout::at(("binlog.000002".into(), 200), Vec::new());
+        let mut decoder = Decoder::new(&capture(), &from, true, true, layout).unwrap();
+        push(&mut decoder, &[first_rotate("binlog.000002")]);
+        // MySQL 5.6's GTID event: flags, the source's UUID, the number.
+        let mut gtid = vec![1u8];
+        gtid.extend((0..16).map(|i| u8::from_str_radix(&uuid.replace('-', "")[2 * i..2 * i + 2], 16).unwrap()));
+        gtid.extend(6u64.to_le_bytes());
+        let out = push(
+            &mut decoder,
+            &[
+                event(33, 1, 200 + 44, 0, &gtid),
+                event(16, 1, 200 + 44 + 31, 0, &7u64.to_le_bytes()),
+            ],
+        );
+        let [ChangeEvent::Begin { key, .. }, ChangeEvent::Commit { resume }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(*resume, binlog("binlog.000002", (200, 275), &format!("{uuid}:1-6"), 0));
+        assert!(!from.contains(key) && resume.contains(key));
+    }
+
+    #[test]
+    fn a_stream_from_a_file_keeps_its_file_and_a_state_it_had_none_of_stays_unknown() {
+        let from = Position::mysql_snapshot("bin.000003".into(), 500, None);
+        let layout = Layout::at(("bin.000003".into(), 500), Vec::new());
+        let mut decoder = Decoder::new(&capture(), &from, false, true, layout).unwrap();
+        push(&mut decoder, &[first_rotate("bin.000003")]);
+        assert_eq!((decoder.file.as_str(), decoder.at), ("bin.000003", 500));
+        let out = push(&mut decoder, &transaction(0, 1, 3, 500));
+        let [ChangeEvent::Begin { key, .. }, ChangeEvent::Commit { resume }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert!(matches!(
+            key,
+            Position::MySql {
+                gtid: None,
+                shift: 0,
+                ..
+            }
+        ));
+        assert!(matches!(
+            resume,
+            Position::MySql {
+                gtid: None,
+                end: 573,
+                ..
+            }
+        ));
+    }
 
     fn table() -> TableRef {
         TableRef {
