@@ -9,6 +9,7 @@ use crate::common;
 use common::cluster::{ClusterProcess, key_file};
 use common::emulators::Emulator;
 use common::*;
+use std::time::Duration;
 
 const SECRET: &str = "cluster-secret-Zr4";
 
@@ -75,6 +76,24 @@ impl Cluster {
             sluice,
             _keys: keys,
         }
+    }
+
+    /// Waits until `executor`'s log shows a task running, then kills it.
+    async fn kill9_executor_mid_task(&mut self, executor: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !self.executors[executor].log().contains("Execute task") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no task reached executor {executor}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            self.executors[executor].log().matches("task done").count(),
+            0,
+            "killed before a task of it ended"
+        );
+        self.executors[executor].kill9();
     }
 
     async fn client(&self) -> tokio_postgres::Client {
@@ -254,6 +273,78 @@ async fn jobs_the_cluster_cannot_run_say_why() {
     )
     .await;
     assert!(error.contains("streams changes on this server"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_mid_run_has_its_tasks_run_again_elsewhere_exactly_once() {
+    let mut cluster = Cluster::start(1_000_000);
+    let client = cluster.client().await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 8)",
+        )
+        .await
+        .unwrap();
+    let run = {
+        let client = cluster.sluice.client().await;
+        tokio::spawn(async move { client.simple_query("RUN ETL JOB orders").await.map(drop) })
+    };
+    cluster.kill9_executor_mid_task(0).await;
+    run.await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the run fails: {e:?}\n{}", cluster.logs()));
+    let summary = rows(&client, "SELECT status, rows FROM sluice.runs WHERE job = 'orders'").await;
+    assert_eq!(summary, [[Some("succeeded".into()), Some("1000000".into())]]);
+    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
+        .await
+        .remove(0);
+    assert_eq!(
+        loaded,
+        source_fingerprint(&cluster.pg).await,
+        "no row lost or loaded twice"
+    );
+    assert!(
+        cluster.tasks_done()[1] >= 8,
+        "the survivor ran every part in the end: {:?}",
+        cluster.tasks_done()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_run_commits_nothing_and_the_next_run_loads_exactly_once() {
+    let mut cluster = Cluster::start(1_000_000);
+    let client = cluster.client().await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 8)",
+        )
+        .await
+        .unwrap();
+    let run = {
+        let client = cluster.sluice.client().await;
+        tokio::spawn(async move { client.simple_query("RUN ETL JOB orders").await.map(drop) })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !cluster.executors.iter().any(|e| e.log().contains("Execute task")) {
+        assert!(std::time::Instant::now() < deadline, "no task started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.sluice.kill9();
+    assert!(run.await.unwrap().is_err(), "the client saw the server go");
+    cluster.sluice.restart();
+    let client = cluster.sluice.client().await;
+    let interrupted = rows(&client, "SELECT status FROM sluice.runs WHERE job = 'orders'").await;
+    assert_ne!(interrupted[0][0].as_deref(), Some("succeeded"), "{interrupted:?}");
+    let again = cluster.run(&client, "orders").await;
+    assert_eq!(again[1].as_deref(), Some("succeeded"), "{again:?}");
+    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
+        .await
+        .remove(0);
+    assert_eq!(
+        loaded,
+        source_fingerprint(&cluster.pg).await,
+        "no row lost or loaded twice"
+    );
 }
 
 #[test]
