@@ -120,6 +120,14 @@ pub struct RunRecord {
     /// them (BigQuery).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_ops: Option<u64>,
+    /// A run on a cluster: its tasks, those done, and the executors that
+    /// ran them (`id (tasks), ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_done: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executors: Option<String>,
 }
 
 impl RunRecord {
@@ -145,6 +153,9 @@ impl RunRecord {
             guard_reason: None,
             guard_warning: None,
             table_ops: None,
+            tasks_done: None,
+            tasks_total: None,
+            executors: None,
         }
     }
 }

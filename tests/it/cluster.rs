@@ -176,6 +176,18 @@ async fn a_snapshot_split_over_two_executors_equals_the_source() {
         .await
         .remove(0);
     assert_eq!(loaded, source_fingerprint(&cluster.pg).await);
+    let shown = rows(
+        &client,
+        "SELECT tasks_done, tasks_total, executors FROM sluice.runs WHERE job = 'orders'",
+    )
+    .await;
+    let [done_shown, total_shown, executors_shown] = <[_; 3]>::try_from(shown[0].clone()).unwrap();
+    assert_eq!((done_shown.as_deref(), total_shown.as_deref()), (Some("8"), Some("8")));
+    let executors_shown = executors_shown.unwrap();
+    assert!(
+        executors_shown.contains("exec-a (") && executors_shown.contains("exec-b ("),
+        "{executors_shown}"
+    );
     let done = cluster.tasks_done();
     assert_eq!(done.iter().sum::<usize>(), 8, "every part ran once: {done:?}");
     assert!(done.iter().all(|&n| n > 0), "both executors did work: {done:?}");

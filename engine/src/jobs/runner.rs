@@ -530,7 +530,6 @@ impl JobManager {
             if let Some(target) = placed {
                 let plan = ClusterExtract {
                     job,
-                    run_id: run.id,
                     source: &*source,
                     columns: &columns,
                     request: &request,
@@ -538,7 +537,7 @@ impl JobManager {
                     evolution: &evolution,
                 };
                 let extracted = self
-                    .extract_on_cluster(plan, target, transaction.as_mut(), live, cancel)
+                    .extract_on_cluster(plan, run, target, transaction.as_mut(), live, cancel)
                     .await?;
                 run.rows = extracted.rows;
                 progress(Progress {

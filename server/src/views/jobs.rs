@@ -241,6 +241,9 @@ pub static RUNS: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("guard_reason"),
         text("guard_warning"),
         text("notices"),
+        Field::new("tasks_done", DataType::Int64, true),
+        Field::new("tasks_total", DataType::Int64, true),
+        text("executors"),
     ]))
 });
 
@@ -316,6 +319,17 @@ pub fn runs(runs: &[RunRecord], live: &[LiveRun], changes: &[SchemaChangeRecord]
             strings(runs.iter().map(|r| r.guard_reason.as_deref())),
             strings(runs.iter().map(|r| r.guard_warning.as_deref())),
             strings(notices.iter().map(|n| Some(n.as_str()).filter(|n| !n.is_empty()))),
+            Arc::new(
+                runs.iter()
+                    .map(|r| r.tasks_done.map(|n| n as i64))
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(
+                runs.iter()
+                    .map(|r| r.tasks_total.map(|n| n as i64))
+                    .collect::<Int64Array>(),
+            ),
+            strings(runs.iter().map(|r| r.executors.as_deref())),
         ],
     )
 }

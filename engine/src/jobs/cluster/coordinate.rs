@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::scalar::ScalarValue;
-use sluice_catalog::{JobRecord, MasterKey};
+use sluice_catalog::{JobRecord, MasterKey, RunRecord};
 use tokio::sync::Notify;
 use tracing::info;
 
@@ -31,7 +31,6 @@ pub struct ClusterHandle {
 /// The part of a run the cluster does, as the runner has planned it.
 pub(in crate::jobs) struct ClusterExtract<'a> {
     pub job: &'a JobRecord,
-    pub run_id: u64,
     pub source: &'a dyn Source,
     pub columns: &'a JobColumns,
     pub request: &'a ScanRequest,
@@ -110,9 +109,12 @@ impl JobManager {
 
     /// Runs the extract on the cluster into `transaction`'s `target`;
     /// nothing is committed.
+    /// The run's record shows the tasks (sent, then done) and the
+    /// executors that ran them.
     pub(in crate::jobs) async fn extract_on_cluster(
         &self,
         plan: ClusterExtract<'_>,
+        run: &mut RunRecord,
         target: SharedTarget,
         transaction: &mut dyn LoadTransaction,
         live: &LiveProgress,
@@ -135,11 +137,11 @@ impl JobManager {
         let (kind, options) = self
             .connections
             .source_options_of(&job.source.connection, &job.source_settings)?;
-        let sealed = options.seal(&handle.key, &ExtractTask::seal_context(&job.name, plan.run_id));
+        let sealed = options.seal(&handle.key, &ExtractTask::seal_context(&job.name, run.id));
         let tasks: Vec<ExtractTask> = (scan.parts.iter().enumerate())
             .map(|(part, request)| ExtractTask {
                 job: job.name.clone(),
-                run_id: plan.run_id,
+                run_id: run.id,
                 part: part as u32,
                 connection: job.source.connection.clone(),
                 connection_type: kind.clone(),
@@ -162,10 +164,13 @@ impl JobManager {
             })
             .collect();
         let total = tasks.len();
-        info!(job = %job.name, run_id = plan.run_id, tasks = total, scheduler = handle.cluster.scheduler(), "extract sent to the cluster");
+        run.tasks_total = Some(total as u64);
+        run.tasks_done = Some(0);
+        self.catalog().update_run(run)?;
+        info!(job = %job.name, run_id = run.id, tasks = total, scheduler = handle.cluster.scheduler(), "extract sent to the cluster");
         let outputs = tokio::select! {
             outputs = handle.cluster.run(tasks) => outputs,
-            () = cancel.notified() => return Err(EngineError::Cancelled { run_id: plan.run_id }),
+            () = cancel.notified() => return Err(EngineError::Cancelled { run_id: run.id }),
         };
         // The snapshot may end once every task has read its part.
         drop(scan);
@@ -187,7 +192,14 @@ impl JobManager {
                 extracted.high = window::greater(extracted.high.take(), Some(window::parse(high, cursor_type)?));
             }
         }
-        info!(job = %job.name, run_id = plan.run_id, rows = extracted.rows, ?executors, "cluster tasks done");
+        info!(job = %job.name, run_id = run.id, rows = extracted.rows, ?executors, "cluster tasks done");
+        run.tasks_done = Some(outputs.len() as u64);
+        run.executors = Some(
+            (executors.iter())
+                .map(|(executor, tasks)| format!("{executor} ({tasks})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         live.set_rows(extracted.rows);
         let files = outputs.into_iter().flat_map(|output| output.files).collect();
         transaction.adopt(files).await?;
