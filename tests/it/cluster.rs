@@ -166,6 +166,20 @@ async fn a_snapshot_split_over_two_executors_equals_the_source() {
         )
         .await
         .unwrap();
+    let explained = rows(&client, "EXPLAIN ETL JOB orders").await;
+    let execution = explained
+        .iter()
+        .find(|row| row[0].as_deref() == Some("execution"))
+        .unwrap()[1]
+        .clone();
+    assert!(
+        execution
+            .as_deref()
+            .unwrap()
+            .starts_with("on the cluster at df://127.0.0.1:")
+            && execution.as_deref().unwrap().contains(": 8 tasks"),
+        "{execution:?}"
+    );
     let run = cluster.run(&client, "orders").await;
     assert_eq!(
         (run[1].as_deref(), run[2].as_deref()),
@@ -261,11 +275,21 @@ async fn jobs_the_cluster_cannot_run_say_why() {
         .unwrap();
     let error = expect_err(&client, "RUN ETL JOB tags", "0A000").await;
     assert!(error.contains("no integer primary key"), "{error}");
-    // ...and runs here when it may choose.
+    // ...and runs here when it may choose, as EXPLAIN says.
     client
         .batch_execute("ALTER ETL JOB tags SET (execution = 'default')")
         .await
         .unwrap();
+    let explained = rows(&client, "EXPLAIN ETL JOB tags").await;
+    let execution = explained
+        .iter()
+        .find(|row| row[0].as_deref() == Some("execution"))
+        .unwrap()[1]
+        .clone();
+    assert_eq!(
+        execution.as_deref(),
+        Some("on this server: its table has no integer primary key or NOT NULL integer cursor to split on")
+    );
     let run = rows(&client, "RUN ETL JOB tags").await;
     assert_eq!(run[0][2].as_deref(), Some("2"), "{run:?}");
     // execution = 'local' keeps a splittable job on the server.

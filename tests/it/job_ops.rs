@@ -85,6 +85,7 @@ async fn explain_shows_queries_window_guard_estimate_and_destination_steps_for_p
         "{plan:#?}"
     );
     assert!(detail(&plan, "commit").contains("next manifest version"), "{plan:#?}");
+    assert_eq!(detail(&plan, "execution"), "on this server");
     assert!(detail(&plan, "watermark").contains("largest updated_at"), "{plan:#?}");
 
     // After a run the window starts at the watermark; nothing was loaded by EXPLAIN.

@@ -60,6 +60,10 @@ impl JobManager {
             ),
         ));
         let destination = self.destination(job.destination.connection.as_deref())?;
+        steps.push(ExplainStep::new(
+            "execution",
+            self.execution_text(&job, &*source, &plan)?,
+        ));
         if let (Some(lookback), Some((cursor, _))) = (RunPlan::lookback(&job), &plan.cursor) {
             steps.push(ExplainStep::new(
                 "dedupe",
@@ -90,6 +94,18 @@ impl JobManager {
             },
         ));
         Ok(steps)
+    }
+
+    /// Where the run loads: the runner's placement, for the built-in
+    /// warehouse (which, on a server with a cluster, is in a bucket) or
+    /// another destination (which shares no files).
+    fn execution_text(&self, job: &JobRecord, source: &dyn Source, plan: &RunPlan) -> Result<String, EngineError> {
+        let splits = split::split_column(&plan.columns.description, plan.cursor.as_ref().map(|c| c.0.as_str())).is_ok();
+        let dedupes = RunPlan::lookback(job).is_some() && plan.cursor.is_some();
+        let server_only = Self::server_only(dedupes, plan.files.is_some());
+        let shares_files = job.destination.connection.is_none();
+        let placement = self.placement(job, source, shares_files, splits, server_only)?;
+        Ok(self.placement_text(job, &placement))
     }
 
     /// The query of each stream the run opens.

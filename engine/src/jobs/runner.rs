@@ -15,6 +15,7 @@ use sluice_catalog::{CdcMode, JobRecord, LoadType, RunRecord, RunStatus, RunTrig
 use tokio::sync::Notify;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use super::cluster::Placement;
 use super::cluster::coordinate::ClusterExtract;
 use super::dedupe::Deduper;
 use super::define::JobColumns;
@@ -519,12 +520,17 @@ impl JobManager {
         let cursor_position = cursor.as_ref().map(|c| c.1);
         let whole = whole_files::schema(job, &columns, &request, &evolution, transaction.as_ref());
         let splits = split::split_column(&columns.description, cursor.as_ref().map(|c| c.0.as_str())).is_ok();
-        let server_only = match (&deduper, &files) {
-            (Some(_), _) => Some("its LOOKBACK window is deduplicated against keys read on this server"),
-            (_, Some(_)) => Some("it reads files, which move whole rather than by key range"),
-            _ => None,
+        let server_only = Self::server_only(deduper.is_some(), files.is_some());
+        let shares_files = transaction.shared_target().is_some();
+        let placed = match self.placement(job, &*source, shares_files, splits, server_only)? {
+            Placement::Cluster => transaction.shared_target(),
+            Placement::Local(reason) => {
+                if let Some(reason) = reason {
+                    info!(job = %job.name, run_id = run.id, "runs on this server: {reason}");
+                }
+                None
+            }
         };
-        let placed = self.placement(job, &*source, transaction.as_ref(), splits, server_only)?;
         live.set_phase(RunPhase::Extracting);
         let copied = async {
             if let Some(target) = placed {

@@ -17,6 +17,7 @@ use super::task::{ExtractTask, TaskOutput};
 use super::{Cluster, Placement};
 use crate::contract::{LoadTransaction, ScanRequest, SharedTarget, Source};
 use crate::error::EngineError;
+use sluice_catalog::Execution;
 
 /// A server's cluster: where it sends extracts, the key that seals their
 /// connection options, and how many tasks a run has by default.
@@ -47,41 +48,37 @@ pub(in crate::jobs) struct Extracted {
 }
 
 impl JobManager {
-    /// Where `job`'s next load runs, with the target the cluster writes to
-    /// when it runs there: on the cluster when the server has one, the job
-    /// does not ask for `local`, and its source splits and its destination
-    /// shares files; a job that asks for the cluster and cannot is refused.
-    /// `server_only` is why the run plan needs this server, if it does.
+    /// Where `job`'s next load runs: on the cluster when the server has
+    /// one, the job does not ask for `local`, its source splits, its
+    /// destination shares files (`shares_files`) and the run needs nothing
+    /// of this server (`server_only` says what it needs, if anything); a job
+    /// that asks for the cluster and cannot is refused.
     pub(in crate::jobs) fn placement(
         &self,
         job: &JobRecord,
         source: &dyn Source,
-        transaction: &dyn LoadTransaction,
+        shares_files: bool,
         split_ok: bool,
         server_only: Option<&str>,
-    ) -> Result<Option<SharedTarget>, EngineError> {
-        let wanted = match job.execution {
-            sluice_catalog::Execution::Local => return Ok(None),
-            sluice_catalog::Execution::Cluster => Placement::Cluster,
-            sluice_catalog::Execution::Default => Placement::Local,
+    ) -> Result<Placement, EngineError> {
+        let explicit = match job.execution {
+            Execution::Local => return Ok(Placement::Local(None)),
+            Execution::Cluster => true,
+            Execution::Default => false,
         };
-        let explicit = wanted == Placement::Cluster;
+        let refuse = |reason: &str| match explicit {
+            true => Err(EngineError::NotForCluster {
+                job: job.name.clone(),
+                reason: reason.into(),
+            }),
+            false => Ok(Placement::Local(Some(reason.into()))),
+        };
         if self.cluster.is_none() {
             return match explicit {
-                true => Err(self.not_for_cluster(
-                    job,
-                    "this server has no cluster; start it with --cluster df://scheduler:50050",
-                )),
-                false => Ok(None),
+                true => refuse("this server has no cluster; start it with --cluster df://scheduler:50050"),
+                false => Ok(Placement::Local(None)),
             };
         }
-        let refuse = |reason: &str| match explicit {
-            true => Err(self.not_for_cluster(job, reason)),
-            false => {
-                info!(job = %job.name, "runs on this server: {reason}");
-                Ok(None)
-            }
-        };
         if let Some(reason) = server_only {
             return refuse(reason);
         }
@@ -91,19 +88,36 @@ impl JobManager {
         if !split_ok {
             return refuse("its table has no integer primary key or NOT NULL integer cursor to split on");
         }
-        match transaction.shared_target() {
-            Some(target) => Ok(Some(target)),
-            None => refuse(
+        if !shares_files {
+            return refuse(
                 "executors write into a warehouse in a bucket (--warehouse s3://..., gs://..., az://...), and its \
                  destination is not one",
-            ),
+            );
+        }
+        Ok(Placement::Cluster)
+    }
+
+    /// What of this server a run needs, if anything: the keys a LOOKBACK
+    /// window is deduplicated against (`dedupes`), whole files (`files`).
+    pub(in crate::jobs) fn server_only(dedupes: bool, files: bool) -> Option<&'static str> {
+        match (dedupes, files) {
+            (true, _) => Some("its LOOKBACK window is deduplicated against keys read on this server"),
+            (_, true) => Some("it reads files, which move whole rather than by key range"),
+            _ => None,
         }
     }
 
-    fn not_for_cluster(&self, job: &JobRecord, reason: &str) -> EngineError {
-        EngineError::NotForCluster {
-            job: job.name.clone(),
-            reason: reason.into(),
+    /// How EXPLAIN says where a load runs.
+    pub(in crate::jobs) fn placement_text(&self, job: &JobRecord, placement: &Placement) -> String {
+        match (placement, &self.cluster) {
+            (Placement::Cluster, Some(handle)) => format!(
+                "on the cluster at {}: {} tasks, each a range of the split column read in one snapshot and written \
+                 as Parquet into the warehouse's bucket by an executor; this server commits",
+                handle.cluster.scheduler(),
+                job.parallelism.map_or(handle.tasks, |n| n as usize).max(1)
+            ),
+            (Placement::Local(Some(reason)), _) => format!("on this server: {reason}"),
+            _ => "on this server".to_owned(),
         }
     }
 

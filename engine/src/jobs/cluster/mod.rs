@@ -34,11 +34,11 @@ pub trait Cluster: Send + Sync {
     fn scheduler(&self) -> &str;
 }
 
-/// Where a job's extract runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// In this server.
-    Local,
+/// Where a load runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::jobs) enum Placement {
+    /// On this server; with a cluster, why not there.
+    Local(Option<String>),
     /// On the cluster.
     Cluster,
 }
