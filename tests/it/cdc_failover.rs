@@ -130,22 +130,7 @@ async fn a_server_without_the_jobs_gtid_state_needs_a_resync() {
         ITEMS
     ));
     repoint(&client, &other).await;
-    for job in ["items_merge", "items_history"] {
-        let message = expect_err(&client, &format!("RUN ETL JOB {job}"), "55000").await;
-        assert!(
-            message.contains("does not hold the GTID state") && message.contains(&format!("RESYNC ETL JOB {job}")),
-            "{message}"
-        );
-        assert_eq!(
-            one(
-                &client,
-                &format!("SELECT cdc_state FROM sluice.jobs WHERE name = '{job}'")
-            )
-            .await,
-            "needs resync"
-        );
-        client.batch_execute(&format!("RESYNC ETL JOB {job}")).await.unwrap();
-    }
+    crate::cdc_mysql::resync_both_after(&client, "does not hold the GTID state").await;
     // HISTORY's resync rows sort after the first server's, whose binlog
     // reached further: its current view is the other server's table.
     assert_equal(&other, &client, "a resync from the other server").await;

@@ -431,15 +431,25 @@ async fn a_purged_binlog_needs_a_resync_which_recovers() {
         assert!(attempt < 40, "{first} was not purged");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    resync_both_after(&client, "no longer on the source").await;
+    assert_equal(&maria, &client, "a resync").await;
+    maria.sql("INSERT INTO items VALUES (9, 'i', 9, 9.00, 'large');");
+    run_both(&client).await;
+    assert_equal(&maria, &client, "streaming after the resync").await;
+}
+
+/// Runs both jobs, which must fail with `55000` saying `why` and naming
+/// `RESYNC ETL JOB`, show `needs resync`, and resyncs them.
+pub(crate) async fn resync_both_after(client: &Client, why: &str) {
     for job in ["items_merge", "items_history"] {
-        let message = expect_err(&client, &format!("RUN ETL JOB {job}"), "55000").await;
+        let message = expect_err(client, &format!("RUN ETL JOB {job}"), "55000").await;
         assert!(
-            message.contains("no longer on the source") && message.contains(&format!("RESYNC ETL JOB {job}")),
+            message.contains(why) && message.contains(&format!("RESYNC ETL JOB {job}")),
             "{message}"
         );
         assert_eq!(
             one(
-                &client,
+                client,
                 &format!("SELECT cdc_state FROM sluice.jobs WHERE name = '{job}'")
             )
             .await,
@@ -447,10 +457,6 @@ async fn a_purged_binlog_needs_a_resync_which_recovers() {
         );
         client.batch_execute(&format!("RESYNC ETL JOB {job}")).await.unwrap();
     }
-    assert_equal(&maria, &client, "a resync").await;
-    maria.sql("INSERT INTO items VALUES (9, 'i', 9, 9.00, 'large');");
-    run_both(&client).await;
-    assert_equal(&maria, &client, "streaming after the resync").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

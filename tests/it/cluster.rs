@@ -78,6 +78,26 @@ impl Cluster {
         }
     }
 
+    /// Creates job `orders`, a SNAPSHOT in 8 tasks, and starts a run of it
+    /// in the background: a client, and the run's end.
+    async fn start_snapshot_run(
+        &self,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    ) {
+        let client = self.client().await;
+        client
+            .batch_execute(
+                "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 8)",
+            )
+            .await
+            .unwrap();
+        let runner = self.sluice.client().await;
+        let run = tokio::spawn(async move { runner.simple_query("RUN ETL JOB orders").await.map(drop) });
+        (client, run)
+    }
+
     /// Waits until `executor`'s log shows a task running, then kills it.
     async fn kill9_executor_mid_task(&mut self, executor: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -314,17 +334,7 @@ async fn jobs_the_cluster_cannot_run_say_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_executor_killed_mid_run_has_its_tasks_run_again_elsewhere_exactly_once() {
     let mut cluster = Cluster::start(1_000_000);
-    let client = cluster.client().await;
-    client
-        .batch_execute(
-            "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 8)",
-        )
-        .await
-        .unwrap();
-    let run = {
-        let client = cluster.sluice.client().await;
-        tokio::spawn(async move { client.simple_query("RUN ETL JOB orders").await.map(drop) })
-    };
+    let (client, run) = cluster.start_snapshot_run().await;
     cluster.kill9_executor_mid_task(0).await;
     run.await
         .unwrap()
@@ -349,17 +359,7 @@ async fn an_executor_killed_mid_run_has_its_tasks_run_again_elsewhere_exactly_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_run_commits_nothing_and_the_next_run_loads_exactly_once() {
     let mut cluster = Cluster::start(1_000_000);
-    let client = cluster.client().await;
-    client
-        .batch_execute(
-            "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 8)",
-        )
-        .await
-        .unwrap();
-    let run = {
-        let client = cluster.sluice.client().await;
-        tokio::spawn(async move { client.simple_query("RUN ETL JOB orders").await.map(drop) })
-    };
+    let (_, run) = cluster.start_snapshot_run().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !cluster.executors.iter().any(|e| e.log().contains("Execute task")) {
         assert!(std::time::Instant::now() < deadline, "no task started");
