@@ -55,8 +55,9 @@ wait_for_sluice() { for _ in $(seq 100); do slsql -c 'select 1' >/dev/null 2>&1 
 # fails with its log if it does not.
 start_sluice() {
   local dir=$1; shift
+  # shellcheck disable=SC2034 # read by the bench (its log: $SLUICE_DIR.log)
   SLUICE_DIR=$dir
-  SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN= SLUICE_DEMO_DIR= "$BIN" serve --listen "127.0.0.1:$SLPORT" \
+  SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN='' SLUICE_DEMO_DIR='' "$BIN" serve --listen "127.0.0.1:$SLPORT" \
     --data-dir "$dir" "$@" >"$dir.log" 2>&1 &
   SLUICE_PID=$!
   wait_for_sluice

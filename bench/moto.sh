@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced after bench/lib.sh: moto's S3 server on a free loopback port,
 # stopped on exit, from the emulators' cached install (~/.cache/sluice-emulators,
 # or SLUICE_EMULATORS_DIR; scripts/install-emulators.sh installs it if
