@@ -28,6 +28,7 @@
 # system) of the server and of each executor, the CPU seconds of the
 # scheduler, of PostgreSQL (postmaster and backends) and of moto. Each run's
 # warehouse table is counted (SELECT count(*)) and must equal the source's.
+# Lines starting with # give each process's RSS when it started (idle).
 # Needs PostgreSQL (initdb, pg_ctl, psql), python3 and moto from
 # scripts/install-emulators.sh; run as root or as a user that can run initdb.
 set -euo pipefail
@@ -76,6 +77,7 @@ start_executor() {
   track_pid "$!"
   wait_for_port "$port"
   sleep 3 # a few heartbeats: registered with the scheduler before the next run
+  echo "# exec-$k started, RSS $(rss_mb_of "${EXEC_PIDS[-1]}") MB"
 }
 tasks_done() { grep -c 'task done' "$WORK/exec-$1.log" || true; }
 
@@ -151,6 +153,7 @@ measure() {
 
 # In process: a server without a cluster (the scheduler stands idle, no executor yet).
 start_sluice "$WORK/sluice-inproc-par2" --warehouse s3://bench/inproc
+echo "# in-process server started, RSS $(rss_mb_of "$SLUICE_PID") MB"
 connect_source
 slsql -c "CREATE ETL JOB inproc FROM bench.public.t INTO warehouse.t_inproc SNAPSHOT WITH (parallelism = 2)"
 measure inproc-par2 inproc t_inproc
@@ -160,6 +163,7 @@ stop_sluice
 start_executor
 start_sluice "$WORK/sluice-cluster" --warehouse s3://bench/cluster --cluster "df://127.0.0.1:$SCHED_PORT" \
   --cluster-key-file "$KEY"
+echo "# cluster server started, RSS $(rss_mb_of "$SLUICE_PID") MB"
 connect_source
 slsql -c "CREATE ETL JOB c1 FROM bench.public.t INTO warehouse.t_cluster1 SNAPSHOT WITH (parallelism = 4, execution = 'cluster')" \
       -c "CREATE ETL JOB c2 FROM bench.public.t INTO warehouse.t_cluster2 SNAPSHOT WITH (parallelism = 4, execution = 'cluster')"

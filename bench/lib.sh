@@ -71,11 +71,12 @@ wait_for_port() {
 }
 
 # Per-process measures, by PID: the peak RSS is reset by reset_peak_of and
-# read back (VmHWM, MB) by peak_mb_of; cpu_of is the CPU seconds (user +
+# read back (VmHWM, MB) by peak_mb_of, rss_mb_of is the RSS now; cpu_of is the CPU seconds (user +
 # system) used so far, and tree_cpu_of the same for a process and its
 # children, live and exited (e.g. a postmaster and its backends).
 reset_peak_of() { echo 5 > "/proc/$1/clear_refs"; }
 peak_mb_of() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+rss_mb_of() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 tree_cpu_of() {
   local pids
