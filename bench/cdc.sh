@@ -39,8 +39,8 @@ PG_EXTRA="-c shared_buffers=256MB -c wal_level=logical -c max_replication_slots=
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 reset_peak() { echo 5 > "/proc/$SLUICE_PID/clear_refs"; }
-peak_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$SLUICE_PID/stat"; }
+peak_mb() { peak_mb_of "$SLUICE_PID"; }
+cpu_s() { cpu_of "$SLUICE_PID"; }
 
 SLUICE_PASSWORD=bench SLUICE_METRICS_LISTEN= SLUICE_DEMO_DIR= "$BIN" serve --listen "127.0.0.1:$SLPORT" --data-dir "$WORK/sluice" >"$WORK/sluice.log" 2>&1 &
 SLUICE_PID=$!

@@ -59,7 +59,7 @@ wait_for_sluice
 slsql -c "CREATE CONNECTION disk TYPE local OPTIONS (path '$FILES', parallel_reads $PARALLEL_READS)"
 slsql -c "CREATE CONNECTION bucket TYPE s3 OPTIONS (bucket 'bench', endpoint '$ENDPOINT', region 'us-east-1', access_key_id 'bench', secret_access_key 'bench', parallel_reads $PARALLEL_READS)"
 
-peak_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
+peak_mb() { peak_mb_of "$SLUICE_PID"; }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
 seconds_of() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc -l; }
 row() { # step MB rows seconds start peak ratio

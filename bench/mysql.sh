@@ -45,9 +45,8 @@ SHAPES=(${BENCH_SHAPES:-orders randtext})
 BENCH_NO_PG=1
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 reset_peak() { echo 5 > "/proc/$SLUICE_PID/clear_refs"; }
-peak_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
+peak_mb() { peak_mb_of "$SLUICE_PID"; }
 # CPU seconds (user + system) process $1 has used so far.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 cpu_s() { cpu_of "$SLUICE_PID"; }

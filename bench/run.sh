@@ -45,11 +45,10 @@ if [ "${BENCH_DUCKDB:-1}" != 0 ]; then
   # shellcheck source=bench/duckdb-venv.sh
   source bench/duckdb-venv.sh
 fi
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 reset_peak() { echo 5 > "/proc/$SLUICE_PID/clear_refs"; }
-peak_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
+peak_mb() { peak_mb_of "$SLUICE_PID"; }
 # CPU seconds (user + system) the server has used so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$SLUICE_PID/stat"; }
+cpu_s() { cpu_of "$SLUICE_PID"; }
 anon_kb() { awk '/RssAnon/ {print $2}' "/proc/$SLUICE_PID/status"; }
 # Samples RssAnon in the background until stopped; heap_mb prints the peak.
 start_heap() {

@@ -45,7 +45,6 @@ SIZES=(${SIZES[*]})
 RUNS=${BENCH_RUNS:-3}
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 ms_since() { echo "($(now) - $1) * 1000" | bc -l; }
 # CPU nanoseconds the server's threads have used so far.
 cpu_ns() { cat /proc/"$SLUICE_PID"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
