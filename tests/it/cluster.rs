@@ -6,6 +6,7 @@
 
 use crate::common;
 
+use crate::job_ops::{detail, explain};
 use common::cluster::{ClusterProcess, key_file};
 use common::emulators::Emulator;
 use common::*;
@@ -186,19 +187,11 @@ async fn a_snapshot_split_over_two_executors_equals_the_source() {
         )
         .await
         .unwrap();
-    let explained = rows(&client, "EXPLAIN ETL JOB orders").await;
-    let execution = explained
-        .iter()
-        .find(|row| row[0].as_deref() == Some("execution"))
-        .unwrap()[1]
-        .clone();
+    let plan = explain(&client, "orders").await;
+    let execution = detail(&plan, "execution");
     assert!(
-        execution
-            .as_deref()
-            .unwrap()
-            .starts_with("on the cluster at df://127.0.0.1:")
-            && execution.as_deref().unwrap().contains(": 8 tasks"),
-        "{execution:?}"
+        execution.starts_with("on the cluster at df://127.0.0.1:") && execution.contains(": 8 tasks"),
+        "{execution}"
     );
     let run = cluster.run(&client, "orders").await;
     assert_eq!(
@@ -300,15 +293,11 @@ async fn jobs_the_cluster_cannot_run_say_why() {
         .batch_execute("ALTER ETL JOB tags SET (execution = 'default')")
         .await
         .unwrap();
-    let explained = rows(&client, "EXPLAIN ETL JOB tags").await;
-    let execution = explained
-        .iter()
-        .find(|row| row[0].as_deref() == Some("execution"))
-        .unwrap()[1]
-        .clone();
+    let plan = explain(&client, "tags").await;
+    let execution = detail(&plan, "execution");
     assert_eq!(
-        execution.as_deref(),
-        Some("on this server: its table has no integer primary key or NOT NULL integer cursor to split on")
+        execution,
+        "on this server: its table has no integer primary key or NOT NULL integer cursor to split on"
     );
     let run = rows(&client, "RUN ETL JOB tags").await;
     assert_eq!(run[0][2].as_deref(), Some("2"), "{run:?}");

@@ -36,7 +36,7 @@ async fn pg_setup() -> (PgServer, Sluice, Client) {
 }
 
 /// EXPLAIN's rows as (step, detail).
-async fn explain(client: &Client, job: &str) -> Vec<(String, String)> {
+pub(crate) async fn explain(client: &Client, job: &str) -> Vec<(String, String)> {
     rows(client, &format!("EXPLAIN ETL JOB {job}"))
         .await
         .into_iter()
@@ -44,7 +44,7 @@ async fn explain(client: &Client, job: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn detail<'a>(plan: &'a [(String, String)], step: &str) -> &'a str {
+pub(crate) fn detail<'a>(plan: &'a [(String, String)], step: &str) -> &'a str {
     plan.iter()
         .find(|(s, _)| s == step)
         .map(|(_, d)| d.as_str())
