@@ -28,7 +28,7 @@ fn bucket_env(endpoint: &str) -> Vec<(&'static str, String)> {
 /// What a test needs: the source, the bucket, the cluster and the server.
 struct Cluster {
     pg: PgServer,
-    _moto: Emulator,
+    moto: Emulator,
     scheduler: ClusterProcess,
     executors: Vec<ClusterProcess>,
     sluice: Sluice,
@@ -71,7 +71,7 @@ impl Cluster {
         let sluice = Sluice::start_opts(opts);
         Cluster {
             pg,
-            _moto: moto,
+            moto,
             scheduler,
             executors,
             sluice,
@@ -97,6 +97,41 @@ impl Cluster {
         let runner = self.sluice.client().await;
         let run = tokio::spawn(async move { runner.simple_query("RUN ETL JOB orders").await.map(drop) });
         (client, run)
+    }
+
+    /// Waits until the cluster's logs together hold `count` lines with
+    /// `text`.
+    async fn wait_for_logs(&self, text: &str, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while self.logs().matches(text).count() < count {
+            assert!(std::time::Instant::now() < deadline, "no {text:?} in:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The names of the files in the `orders` table's data folder.
+    async fn data_files(&self) -> Vec<String> {
+        use datafusion::object_store::aws::AmazonS3Builder;
+        use datafusion::object_store::{ObjectStore, path::Path};
+        use futures::TryStreamExt;
+        let store = AmazonS3Builder::new()
+            .with_bucket_name("lake")
+            .with_endpoint(self.moto.endpoint())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("sluice-test")
+            .with_secret_access_key(SECRET)
+            .build()
+            .unwrap();
+        let listed: Vec<_> = store
+            .list(Some(&Path::from("wh/orders/data")))
+            .try_collect()
+            .await
+            .unwrap();
+        listed
+            .into_iter()
+            .map(|meta| meta.location.filename().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// Waits until `executor`'s log shows a task running, then kills it.
@@ -349,13 +384,15 @@ async fn an_executor_killed_mid_run_has_its_tasks_run_again_elsewhere_exactly_on
 async fn a_server_killed_mid_run_commits_nothing_and_the_next_run_loads_exactly_once() {
     let mut cluster = Cluster::start(1_000_000);
     let (_, run) = cluster.start_snapshot_run().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !cluster.executors.iter().any(|e| e.log().contains("Execute task")) {
-        assert!(std::time::Instant::now() < deadline, "no task started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Killed once a task has written its files, while others run.
+    cluster.wait_for_logs("task done", 1).await;
     cluster.sluice.kill9();
     assert!(run.await.unwrap().is_err(), "the client saw the server go");
+    // The cluster's job ends on its own (tasks that had not imported the
+    // snapshot fail with it), leaving files no manifest lists.
+    cluster.wait_for_logs("Job f", 1).await;
+    let orphans = cluster.data_files().await;
+    assert!(orphans.iter().any(|f| f.starts_with("run-1-")), "{orphans:?}");
     cluster.sluice.restart();
     let client = cluster.sluice.client().await;
     let interrupted = rows(&client, "SELECT status FROM sluice.runs WHERE job = 'orders'").await;
@@ -370,6 +407,9 @@ async fn a_server_killed_mid_run_commits_nothing_and_the_next_run_loads_exactly_
         source_fingerprint(&cluster.pg).await,
         "no row lost or loaded twice"
     );
+    // The commit's garbage collection deleted the killed run's files.
+    let files = cluster.data_files().await;
+    assert!(files.iter().all(|f| f.starts_with("run-2-")), "{files:?}");
 }
 
 #[test]
