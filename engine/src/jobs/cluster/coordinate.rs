@@ -121,10 +121,9 @@ impl JobManager {
         }
     }
 
-    /// Runs the extract on the cluster into `transaction`'s `target`;
-    /// nothing is committed.
-    /// The run's record shows the tasks (sent, then done) and the
-    /// executors that ran them.
+    /// Runs the extract on the cluster into `transaction`'s `target`,
+    /// committing nothing; `run` records the tasks (sent, then done) and
+    /// the executors that ran them.
     pub(in crate::jobs) async fn extract_on_cluster(
         &self,
         plan: ClusterExtract<'_>,
@@ -188,14 +187,11 @@ impl JobManager {
         };
         // The snapshot may end once every task has read its part.
         drop(scan);
-        let outputs = outputs.map_err(|message| EngineError::Cluster {
-            scheduler: handle.cluster.scheduler().to_owned(),
-            message,
-        })?;
-        let outputs = one_per_part(outputs, total).map_err(|message| EngineError::Cluster {
-            scheduler: handle.cluster.scheduler().to_owned(),
-            message,
-        })?;
+        let outputs =
+            (outputs.and_then(|outputs| one_per_part(outputs, total))).map_err(|message| EngineError::Cluster {
+                scheduler: handle.cluster.scheduler().to_owned(),
+                message,
+            })?;
         let cursor_type = plan.cursor.map(|c| plan.columns.schema.field(c.1).data_type().clone());
         let mut extracted = Extracted { rows: 0, high: None };
         let mut executors = BTreeMap::<&str, usize>::new();
@@ -229,12 +225,49 @@ fn one_per_part(outputs: Vec<TaskOutput>, total: usize) -> Result<Vec<TaskOutput
             return Err("a part was reported twice".into());
         }
     }
+    if let Some(unknown) = by_part.keys().find(|&&part| part as usize >= total) {
+        return Err(format!("part {unknown} was reported but never sent"));
+    }
     let missing: Vec<String> = (0..total as u32)
         .filter(|part| !by_part.contains_key(part))
         .map(|part| part.to_string())
         .collect();
-    if !missing.is_empty() || by_part.len() != total {
+    if !missing.is_empty() {
         return Err(format!("parts {} were not reported", missing.join(", ")));
     }
     Ok(by_part.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(part: u32) -> TaskOutput {
+        TaskOutput {
+            part,
+            rows: 1,
+            files: Vec::new(),
+            high: None,
+            executor: "e".into(),
+        }
+    }
+
+    #[test]
+    fn every_part_must_answer_exactly_once() {
+        let parts =
+            |outputs: Vec<TaskOutput>| one_per_part(outputs, 3).map(|o| o.iter().map(|o| o.part).collect::<Vec<_>>());
+        assert_eq!(parts(vec![output(2), output(0), output(1)]), Ok(vec![0, 1, 2]));
+        assert_eq!(
+            parts(vec![output(0), output(2)]),
+            Err("parts 1 were not reported".into())
+        );
+        assert_eq!(
+            parts(vec![output(0), output(1), output(1)]),
+            Err("a part was reported twice".into())
+        );
+        assert!(
+            parts(vec![output(0), output(1), output(2), output(3)]).is_err(),
+            "a part never sent"
+        );
+    }
 }
