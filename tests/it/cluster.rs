@@ -88,12 +88,7 @@ impl Cluster {
         tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
     ) {
         let client = self.client().await;
-        client
-            .batch_execute(
-                "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 8)",
-            )
-            .await
-            .unwrap();
+        create_snapshot_job(&client).await;
         let runner = self.sluice.client().await;
         let run = tokio::spawn(async move { runner.simple_query("RUN ETL JOB orders").await.map(drop) });
         (client, run)
@@ -202,6 +197,16 @@ impl Cluster {
     }
 }
 
+/// Creates job `orders`: a SNAPSHOT of the table in 8 tasks.
+async fn create_snapshot_job(client: &tokio_postgres::Client) {
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 8)",
+        )
+        .await
+        .unwrap();
+}
+
 /// Count, distinct ids, and sums over the columns, as text (the cursor's
 /// values are checked through the watermark).
 const FINGERPRINT: &str =
@@ -216,12 +221,7 @@ async fn source_fingerprint(pg: &PgServer) -> Vec<Option<String>> {
 async fn a_snapshot_split_over_two_executors_equals_the_source() {
     let cluster = Cluster::start(1_000_000);
     let client = cluster.client().await;
-    client
-        .batch_execute(
-            "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 8)",
-        )
-        .await
-        .unwrap();
+    create_snapshot_job(&client).await;
     let plan = explain(&client, "orders").await;
     let execution = detail(&plan, "execution");
     assert!(
