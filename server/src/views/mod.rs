@@ -358,7 +358,13 @@ pub fn quote_ident(name: &str) -> String {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain && RESERVED.binary_search(&name.to_ascii_uppercase().as_str()).is_err() {
+    // Compared upper-cased byte by byte: a listing quotes every job's names.
+    let reserved = || {
+        RESERVED
+            .binary_search_by(|word| word.bytes().cmp(name.bytes().map(|b| b.to_ascii_uppercase())))
+            .is_ok()
+    };
+    if plain && !reserved() {
         name.to_owned()
     } else {
         format!("\"{}\"", name.replace('"', "\"\""))

@@ -399,6 +399,8 @@ enum Decoder {
     Oid(Int64Builder),
     Float4(Float32Builder),
     Float8(Float64Builder),
+    /// A Decimal128 of precision up to 18, accumulated in `i64`.
+    Decimal64(Decimal128Builder, NumericTarget<i64>),
     Decimal128(Decimal128Builder, NumericTarget<i128>),
     Decimal256(Decimal256Builder, NumericTarget<i256>),
     Text(StringBuilder),
@@ -425,6 +427,12 @@ impl Decoder {
             (Wire::Oid, D::Int64) => Decoder::Oid(Int64Builder::with_capacity(rows)),
             (Wire::Float4, D::Float32) => Decoder::Float4(Float32Builder::with_capacity(rows)),
             (Wire::Float8, D::Float64) => Decoder::Float8(Float64Builder::with_capacity(rows)),
+            (Wire::Numeric, D::Decimal128(precision, scale)) if *precision <= MAX_I64_PRECISION => Decoder::Decimal64(
+                Decimal128Builder::with_capacity(rows)
+                    .with_precision_and_scale(*precision, *scale)
+                    .ok()?,
+                NumericTarget::new(*precision, *scale, arrow)?,
+            ),
             (Wire::Numeric, D::Decimal128(precision, scale)) => Decoder::Decimal128(
                 Decimal128Builder::with_capacity(rows)
                     .with_precision_and_scale(*precision, *scale)
@@ -474,6 +482,7 @@ impl Decoder {
             Decoder::Oid(b) => b.append_value(i64::from(u32::from_be_bytes(exact(bytes, "oid")?))),
             Decoder::Float4(b) => b.append_value(f32::from_be_bytes(exact(bytes, "real")?)),
             Decoder::Float8(b) => b.append_value(f64::from_be_bytes(exact(bytes, "double precision")?)),
+            Decoder::Decimal64(b, target) => b.append_value(i128::from(target.decode(bytes)?)),
             Decoder::Decimal128(b, target) => b.append_value(target.decode(bytes)?),
             Decoder::Decimal256(b, target) => b.append_value(target.decode(bytes)?),
             Decoder::Text(b) => b.append_value(utf8(bytes)?),
@@ -505,7 +514,7 @@ impl Decoder {
             Decoder::Int8(b) | Decoder::Oid(b) => b.append_null(),
             Decoder::Float4(b) => b.append_null(),
             Decoder::Float8(b) => b.append_null(),
-            Decoder::Decimal128(b, _) => b.append_null(),
+            Decoder::Decimal64(b, _) | Decoder::Decimal128(b, _) => b.append_null(),
             Decoder::Decimal256(b, _) => b.append_null(),
             Decoder::Text(b) | Decoder::Jsonb(b) | Decoder::NumericText(b) => b.append_null(),
             Decoder::Bytea(b) => b.append_null(),
@@ -525,7 +534,7 @@ impl Decoder {
             Decoder::Int8(b) | Decoder::Oid(b) => Arc::new(b.finish()),
             Decoder::Float4(b) => Arc::new(b.finish()),
             Decoder::Float8(b) => Arc::new(b.finish()),
-            Decoder::Decimal128(b, _) => Arc::new(b.finish()),
+            Decoder::Decimal64(b, _) | Decoder::Decimal128(b, _) => Arc::new(b.finish()),
             Decoder::Decimal256(b, _) => Arc::new(b.finish()),
             Decoder::Text(b) | Decoder::Jsonb(b) | Decoder::NumericText(b) => Arc::new(b.finish()),
             Decoder::Bytea(b) => Arc::new(b.finish()),
@@ -663,9 +672,10 @@ fn interval(bytes: &[u8]) -> Result<IntervalMonthDayNano, Problem> {
     Ok(IntervalMonthDayNano::new(months, days, nanoseconds))
 }
 
-/// The integer a decimal is accumulated in: `i128` for Decimal128 (a
-/// precision of at most 38 digits), `i256` for Decimal256. Decoding in the
-/// narrower type where it fits is several times faster.
+/// The integer a decimal is accumulated in: `i64` for a precision of at
+/// most 18 digits, `i128` for the rest of Decimal128 (at most 38), `i256`
+/// for Decimal256. Decoding in the narrowest type that fits is several times
+/// faster.
 trait DecimalInt: Copy + PartialOrd {
     const ZERO: Self;
     /// 10^exponent, or `None` when it does not fit.
@@ -674,6 +684,39 @@ trait DecimalInt: Copy + PartialOrd {
     fn checked_mul(self, other: Self) -> Option<Self>;
     fn checked_add(self, other: Self) -> Option<Self>;
     fn wrapping_neg(self) -> Self;
+}
+
+/// The largest precision whose values an `i64` holds.
+const MAX_I64_PRECISION: u8 = 18;
+
+/// 10^0 ..= 10^18, every power of ten an `i64` holds.
+const POW10_I64: [i64; 19] = {
+    let mut table = [1i64; 19];
+    let mut i = 1;
+    while i < 19 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+impl DecimalInt for i64 {
+    const ZERO: Self = 0;
+    fn pow10(exponent: u32) -> Option<Self> {
+        POW10_I64.get(exponent as usize).copied()
+    }
+    fn from_i32(value: i32) -> Self {
+        i64::from(value)
+    }
+    fn checked_mul(self, other: Self) -> Option<Self> {
+        i64::checked_mul(self, other)
+    }
+    fn checked_add(self, other: Self) -> Option<Self> {
+        i64::checked_add(self, other)
+    }
+    fn wrapping_neg(self) -> Self {
+        i64::wrapping_neg(self)
+    }
 }
 
 /// 10^0 ..= 10^38, every power of ten an `i128` holds.
@@ -755,12 +798,11 @@ impl<T: DecimalInt> NumericTarget<T> {
 
     /// The value as an integer scaled by 10^scale: exact, or an error.
     fn decode(&self, bytes: &[u8]) -> Result<T, Problem> {
-        let malformed = Problem::Malformed("numeric");
         let mut reader = Reader::new(bytes);
         let (Some(count), Some(weight), Some(sign), Some(_display_scale)) =
             (reader.i16(), reader.i16(), reader.u16(), reader.u16())
         else {
-            return Err(malformed);
+            return Err(Problem::Malformed("numeric"));
         };
         let negative = match sign {
             NUMERIC_POSITIVE => false,
@@ -768,7 +810,7 @@ impl<T: DecimalInt> NumericTarget<T> {
             NUMERIC_NAN => return Err(unrepresentable("numeric 'NaN'", self.name.clone())),
             NUMERIC_PLUS_INFINITY => return Err(unrepresentable("numeric 'Infinity'", self.name.clone())),
             NUMERIC_MINUS_INFINITY => return Err(unrepresentable("numeric '-Infinity'", self.name.clone())),
-            _ => return Err(malformed),
+            _ => return Err(Problem::Malformed("numeric")),
         };
         let out_of_range = || unrepresentable(format!("numeric {}", numeric_text(bytes)), self.name.clone());
         // Digit i is worth digit * 10000^(weight - i), that is digit *
@@ -914,8 +956,8 @@ mod tests {
         .concat()
     }
 
-    /// Decodes as Decimal256, and where the precision allows as
-    /// Decimal128 too, checking that both agree.
+    /// Decodes as Decimal256, and where the precision allows in `i128` and
+    /// `i64` too, checking that all agree.
     fn decode(text_or_bytes: &[u8], precision: u8, scale: i8) -> Result<String, String> {
         let arrow = DataType::Decimal256(precision, scale);
         let target = NumericTarget::<i256>::new(precision, scale, &arrow).unwrap();
@@ -931,6 +973,15 @@ mod tests {
                 .map(|v| v.to_string())
                 .map_err(|e| e.to_string().replace("Decimal128", "Decimal256"));
             assert_eq!(narrow, wide, "Decimal128 and Decimal256 disagree");
+        }
+        if precision <= MAX_I64_PRECISION {
+            let arrow = DataType::Decimal128(precision, scale);
+            let target = NumericTarget::<i64>::new(precision, scale, &arrow).unwrap();
+            let narrowest = target
+                .decode(text_or_bytes)
+                .map(|v| v.to_string())
+                .map_err(|e| e.to_string().replace("Decimal128", "Decimal256"));
+            assert_eq!(narrowest, wide, "the i64 and i256 accumulators disagree");
         }
         wide
     }
@@ -970,6 +1021,12 @@ mod tests {
             Err("numeric 5 cannot be represented as an Arrow Decimal256(3, -2); such values are refused".into())
         );
         assert_eq!(decode(&numeric("500"), 3, -2), Ok("5".into()));
+        // The edges of the i64 accumulator (precision up to 18).
+        assert_eq!(decode(&numeric(&"9".repeat(18)), 18, 0), Ok("9".repeat(18)));
+        assert_eq!(decode(&numeric("-9999999999999999.99"), 18, 2), Ok(format!("-{}", "9".repeat(18))));
+        assert!(decode(&numeric(&format!("1{}", "0".repeat(18))), 18, 0).is_err());
+        assert!(decode(&numeric(&format!("1{}", "0".repeat(30))), 18, 0).is_err(), "past i64");
+        assert!(decode(&numeric(&format!("1{}", "0".repeat(30))), 12, 2).is_err(), "past i64");
     }
 
     #[test]

@@ -9,12 +9,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::object_store::buffered::BufWriter;
 use datafusion::parquet::arrow::AsyncArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::LocalWarehouse;
+use super::{LocalWarehouse, dictionary};
 use super::manifest::DataFile;
 use crate::contract::{DestinationError, ShipProgress};
 
@@ -184,7 +182,7 @@ impl ParquetFiles {
         let mut offset = 0;
         while offset < batch.num_rows() {
             if self.open.is_none() {
-                self.open = Some(self.open_file()?);
+                self.open = Some(self.open_file(&batch.slice(offset, batch.num_rows() - offset))?);
             }
             let file = self.open.as_mut().expect("a file is open");
             let rows = (max_rows - file.rows).min(batch.num_rows() - offset);
@@ -201,12 +199,11 @@ impl ParquetFiles {
         Ok(())
     }
 
-    fn open_file(&self) -> Result<OpenFile, DestinationError> {
+    /// Opens the next file; its first rows decide its encodings.
+    fn open_file(&self, first: &RecordBatch) -> Result<OpenFile, DestinationError> {
         let name = format!("{}-{:05}.parquet", self.prefix, self.finished.len());
         let path = self.warehouse.data_path(&self.table, &name);
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
+        let properties = dictionary::properties(first);
         let writer = AsyncArrowWriter::try_new(
             BufWriter::with_capacity(self.warehouse.store.clone(), path, PART_BYTES)
                 .with_max_concurrency(PARTS_IN_FLIGHT),

@@ -21,6 +21,7 @@
 mod changes;
 mod compaction;
 mod copy;
+mod dictionary;
 mod encode;
 mod load;
 mod location;
