@@ -8,10 +8,10 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::object_store::buffered::BufWriter;
-use datafusion::parquet::arrow::AsyncArrowWriter;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::parallel_file::ParallelFile;
 use super::{LocalWarehouse, dictionary};
 use super::manifest::DataFile;
 use crate::contract::{DestinationError, ShipProgress};
@@ -19,6 +19,10 @@ use crate::contract::{DestinationError, ShipProgress};
 /// Buffered rows are written out as a row group once they take this much
 /// memory, so that a wide table never holds more than this per open file.
 const ROW_GROUP_MEMORY: usize = 16 << 20;
+
+/// More encoding threads than this gain little: the source's decoding and
+/// the upload need cores too.
+const MAX_ENCODING_THREADS: usize = 4;
 
 /// Batches waiting for the encoder.
 const QUEUED_BATCHES: usize = 4;
@@ -123,6 +127,12 @@ impl Encoder {
     }
 }
 
+/// The threads a file's columns are encoded on: one per core, at most
+/// [`MAX_ENCODING_THREADS`].
+fn encoding_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_ENCODING_THREADS))
+}
+
 fn stopped() -> DestinationError {
     DestinationError::EncoderStopped
 }
@@ -141,7 +151,7 @@ struct ParquetFiles {
 
 struct OpenFile {
     name: String,
-    writer: AsyncArrowWriter<BufWriter>,
+    writer: ParallelFile,
     rows: usize,
 }
 
@@ -204,11 +214,12 @@ impl ParquetFiles {
         let name = format!("{}-{:05}.parquet", self.prefix, self.finished.len());
         let path = self.warehouse.data_path(&self.table, &name);
         let properties = dictionary::properties(first);
-        let writer = AsyncArrowWriter::try_new(
+        let writer = ParallelFile::try_new(
             BufWriter::with_capacity(self.warehouse.store.clone(), path, PART_BYTES)
                 .with_max_concurrency(PARTS_IN_FLIGHT),
             self.schema.clone(),
-            Some(properties),
+            properties,
+            encoding_threads(),
         )?;
         Ok(OpenFile { name, writer, rows: 0 })
     }

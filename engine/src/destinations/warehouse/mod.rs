@@ -28,6 +28,7 @@ mod location;
 mod manifest;
 mod merged;
 mod namespaces;
+mod parallel_file;
 mod read;
 mod shared;
 mod sync;
