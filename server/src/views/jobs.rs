@@ -20,7 +20,7 @@ use sluice_engine::scheduler;
 
 use crate::statements::lookback_sql;
 
-use super::{batch, quote_ident, schema_change_notice, strings, text, timestamps, timestamptz};
+use super::{Ident, batch, quote_ident, schema_change_notice, strings, text, timestamps, timestamptz};
 
 /// `sluice.jobs` and `SHOW ETL JOBS`.
 pub static JOBS: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -70,7 +70,7 @@ fn load_sql(load: &LoadType) -> String {
                 IncrementalStart::Since(value) => format!("SINCE '{}'", value.replace('\'', "''")),
                 IncrementalStart::All => "ALL".into(),
             };
-            let mut sql = format!("INCREMENTAL BY {} {start}", quote_ident(cursor));
+            let mut sql = format!("INCREMENTAL BY {} {start}", Ident(cursor));
             if let Some(lookback) = lookback {
                 sql.push(' ');
                 sql.push_str(&lookback_sql(lookback, quote_ident));
@@ -82,17 +82,12 @@ fn load_sql(load: &LoadType) -> String {
 
 fn source_sql(job: &JobRecord) -> String {
     let s = &job.source;
-    format!(
-        "{}.{}.{}",
-        quote_ident(&s.connection),
-        quote_ident(&s.schema),
-        quote_ident(&s.table)
-    )
+    format!("{}.{}.{}", Ident(&s.connection), Ident(&s.schema), Ident(&s.table))
 }
 
 fn destination_sql(job: &JobRecord) -> String {
     let connection = job.destination.connection.as_deref().unwrap_or("warehouse");
-    format!("{}.{}", quote_ident(connection), quote_ident(&job.destination.table))
+    format!("{}.{}", Ident(connection), Ident(&job.destination.table))
 }
 
 /// The rows of `sluice.jobs`: every job, or those named in `only`.

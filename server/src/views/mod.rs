@@ -354,20 +354,37 @@ const RESERVED: &[&str] = &[
 
 /// Quotes an identifier when it would not survive unquoted.
 pub fn quote_ident(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    // Compared upper-cased byte by byte: a listing quotes every job's names.
-    let reserved = || {
-        RESERVED
-            .binary_search_by(|word| word.bytes().cmp(name.bytes().map(|b| b.to_ascii_uppercase())))
-            .is_ok()
-    };
-    if plain && !reserved() {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
+    Ident(name).to_string()
+}
+
+/// An identifier displayed as [`quote_ident`] quotes it, without building
+/// the quoted text first (a listing shows several per job).
+pub struct Ident<'a>(pub &'a str);
+
+impl std::fmt::Display for Ident<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.0;
+        let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        // Compared upper-cased byte by byte, with no upper-cased copy.
+        let reserved = || {
+            RESERVED
+                .binary_search_by(|word| word.bytes().cmp(name.bytes().map(|b| b.to_ascii_uppercase())))
+                .is_ok()
+        };
+        if plain && !reserved() {
+            return f.write_str(name);
+        }
+        f.write_str("\"")?;
+        for (i, part) in name.split('"').enumerate() {
+            if i > 0 {
+                f.write_str("\"\"")?;
+            }
+            f.write_str(part)?;
+        }
+        f.write_str("\"")
     }
 }
 

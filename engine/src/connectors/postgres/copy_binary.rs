@@ -1023,10 +1023,19 @@ mod tests {
         assert_eq!(decode(&numeric("500"), 3, -2), Ok("5".into()));
         // The edges of the i64 accumulator (precision up to 18).
         assert_eq!(decode(&numeric(&"9".repeat(18)), 18, 0), Ok("9".repeat(18)));
-        assert_eq!(decode(&numeric("-9999999999999999.99"), 18, 2), Ok(format!("-{}", "9".repeat(18))));
+        assert_eq!(
+            decode(&numeric("-9999999999999999.99"), 18, 2),
+            Ok(format!("-{}", "9".repeat(18)))
+        );
         assert!(decode(&numeric(&format!("1{}", "0".repeat(18))), 18, 0).is_err());
-        assert!(decode(&numeric(&format!("1{}", "0".repeat(30))), 18, 0).is_err(), "past i64");
-        assert!(decode(&numeric(&format!("1{}", "0".repeat(30))), 12, 2).is_err(), "past i64");
+        assert!(
+            decode(&numeric(&format!("1{}", "0".repeat(30))), 18, 0).is_err(),
+            "past i64"
+        );
+        assert!(
+            decode(&numeric(&format!("1{}", "0".repeat(30))), 12, 2).is_err(),
+            "past i64"
+        );
     }
 
     #[test]

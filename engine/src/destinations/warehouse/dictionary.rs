@@ -86,8 +86,16 @@ mod tests {
         let rows = 10_000;
         let batch = RecordBatch::try_from_iter([
             ("id", Arc::new(Int64Array::from_iter_values(0..rows)) as ArrayRef),
-            ("status", Arc::new(StringArray::from_iter_values((0..rows).map(|i| ["open", "paid"][i as usize % 2])))),
-            ("note", Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("note {i}"))))),
+            (
+                "status",
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| ["open", "paid"][i as usize % 2]),
+                )),
+            ),
+            (
+                "note",
+                Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("note {i}")))),
+            ),
             // Half the sample distinct: still repeats.
             ("pair", Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i / 2)))),
             (

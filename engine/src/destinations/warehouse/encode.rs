@@ -1,7 +1,8 @@
 //! Parquet encoding of a load in its own task, so that the source's rows are
-//! extracted and decoded while earlier batches are compressed and written.
-//! Batches reach the task through a small bounded channel (back-pressure
-//! keeps memory flat); files roll at the warehouse's file limits.
+//! extracted and decoded while earlier batches are compressed and written
+//! (each file's columns on several threads: [`ParallelFile`]). Batches reach
+//! the task through a small bounded channel (back-pressure keeps memory
+//! flat); files roll at the warehouse's file limits.
 
 use std::sync::Arc;
 
@@ -11,9 +12,9 @@ use datafusion::object_store::buffered::BufWriter;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::manifest::DataFile;
 use super::parallel_file::ParallelFile;
 use super::{LocalWarehouse, dictionary};
-use super::manifest::DataFile;
 use crate::contract::{DestinationError, ShipProgress};
 
 /// Buffered rows are written out as a row group once they take this much

@@ -57,7 +57,8 @@ impl ParallelFile {
     pub fn try_new(sink: BufWriter, schema: SchemaRef, properties: WriterProperties, threads: usize) -> Result<Self> {
         // `ArrowWriter` converts the schema and records the Arrow schema in
         // the file's metadata; its lower half writes the columns we encode.
-        let (file, factory) = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?.into_serialized_writer()?;
+        let (file, factory) =
+            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?.into_serialized_writer()?;
         Ok(Self {
             file,
             factory,
@@ -104,7 +105,11 @@ impl ParallelFile {
                 group.writers.len()
             )));
         }
-        let threads = if batch.num_rows() < MIN_PARALLEL_ROWS { 1 } else { self.threads.min(leaves.len()) };
+        let threads = if batch.num_rows() < MIN_PARALLEL_ROWS {
+            1
+        } else {
+            self.threads.min(leaves.len())
+        };
         encode_columns(group.writers.iter_mut().zip(&leaves).collect(), threads)?;
         group.rows += batch.num_rows();
         Ok(())
@@ -119,9 +124,9 @@ impl ParallelFile {
 
     /// The expected encoded size of the current row group.
     pub fn in_progress_size(&self) -> usize {
-        self.group
-            .as_ref()
-            .map_or(0, |g| g.writers.iter().map(ArrowColumnWriter::get_estimated_total_bytes).sum())
+        self.group.as_ref().map_or(0, |g| {
+            g.writers.iter().map(ArrowColumnWriter::get_estimated_total_bytes).sum()
+        })
     }
 
     /// The bytes of the file written so far (finished row groups).
@@ -199,19 +204,24 @@ mod tests {
     use datafusion::arrow::array::{ArrayRef, Int64Array, ListArray, StringArray};
     use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::Int32Type;
-    use datafusion::object_store::{ObjectStore, ObjectStoreExt};
     use datafusion::object_store::memory::InMemory;
     use datafusion::object_store::path::Path;
+    use datafusion::object_store::{ObjectStore, ObjectStoreExt};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
 
     fn batch(from: i64, rows: i64) -> RecordBatch {
         RecordBatch::try_from_iter([
-            ("id", Arc::new(Int64Array::from_iter_values(from..from + rows)) as ArrayRef),
+            (
+                "id",
+                Arc::new(Int64Array::from_iter_values(from..from + rows)) as ArrayRef,
+            ),
             (
                 "note",
-                Arc::new(StringArray::from_iter((from..from + rows).map(|i| (i % 7 != 0).then(|| format!("n{i}"))))),
+                Arc::new(StringArray::from_iter(
+                    (from..from + rows).map(|i| (i % 7 != 0).then(|| format!("n{i}"))),
+                )),
             ),
             (
                 "tags",
