@@ -689,65 +689,43 @@ trait DecimalInt: Copy + PartialOrd {
 /// The largest precision whose values an `i64` holds.
 const MAX_I64_PRECISION: u8 = 18;
 
-/// 10^0 ..= 10^18, every power of ten an `i64` holds.
-const POW10_I64: [i64; 19] = {
-    let mut table = [1i64; 19];
-    let mut i = 1;
-    while i < 19 {
-        table[i] = table[i - 1] * 10;
-        i += 1;
-    }
-    table
-};
-
-impl DecimalInt for i64 {
-    const ZERO: Self = 0;
-    fn pow10(exponent: u32) -> Option<Self> {
-        POW10_I64.get(exponent as usize).copied()
-    }
-    fn from_i32(value: i32) -> Self {
-        i64::from(value)
-    }
-    fn checked_mul(self, other: Self) -> Option<Self> {
-        i64::checked_mul(self, other)
-    }
-    fn checked_add(self, other: Self) -> Option<Self> {
-        i64::checked_add(self, other)
-    }
-    fn wrapping_neg(self) -> Self {
-        i64::wrapping_neg(self)
-    }
+/// `DecimalInt` for a primitive integer, with a table of its powers of ten
+/// (all `$powers` of them that it holds).
+macro_rules! primitive_decimal_int {
+    ($int:ty, $powers:literal) => {
+        impl DecimalInt for $int {
+            const ZERO: Self = 0;
+            fn pow10(exponent: u32) -> Option<Self> {
+                const TABLE: [$int; $powers] = {
+                    let mut table = [1; $powers];
+                    let mut i = 1;
+                    while i < $powers {
+                        table[i] = table[i - 1] * 10;
+                        i += 1;
+                    }
+                    table
+                };
+                TABLE.get(exponent as usize).copied()
+            }
+            fn from_i32(value: i32) -> Self {
+                <$int>::from(value)
+            }
+            fn checked_mul(self, other: Self) -> Option<Self> {
+                <$int>::checked_mul(self, other)
+            }
+            fn checked_add(self, other: Self) -> Option<Self> {
+                <$int>::checked_add(self, other)
+            }
+            fn wrapping_neg(self) -> Self {
+                <$int>::wrapping_neg(self)
+            }
+        }
+    };
 }
 
-/// 10^0 ..= 10^38, every power of ten an `i128` holds.
-const POW10_I128: [i128; 39] = {
-    let mut table = [1i128; 39];
-    let mut i = 1;
-    while i < 39 {
-        table[i] = table[i - 1] * 10;
-        i += 1;
-    }
-    table
-};
-
-impl DecimalInt for i128 {
-    const ZERO: Self = 0;
-    fn pow10(exponent: u32) -> Option<Self> {
-        POW10_I128.get(exponent as usize).copied()
-    }
-    fn from_i32(value: i32) -> Self {
-        i128::from(value)
-    }
-    fn checked_mul(self, other: Self) -> Option<Self> {
-        i128::checked_mul(self, other)
-    }
-    fn checked_add(self, other: Self) -> Option<Self> {
-        i128::checked_add(self, other)
-    }
-    fn wrapping_neg(self) -> Self {
-        i128::wrapping_neg(self)
-    }
-}
+// 10^0 ..= 10^18 fit an i64, 10^0 ..= 10^38 an i128.
+primitive_decimal_int!(i64, 19);
+primitive_decimal_int!(i128, 39);
 
 impl DecimalInt for i256 {
     const ZERO: Self = i256::ZERO;
