@@ -364,10 +364,10 @@ pub struct Ident<'a>(pub &'a str);
 impl std::fmt::Display for Ident<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = self.0;
-        let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        let plain = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
             && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         // Compared upper-cased byte by byte, with no upper-cased copy.
         let reserved = || {
             RESERVED

@@ -937,31 +937,27 @@ mod tests {
     /// Decodes as Decimal256, and where the precision allows in `i128` and
     /// `i64` too, checking that all agree.
     fn decode(text_or_bytes: &[u8], precision: u8, scale: i8) -> Result<String, String> {
-        let arrow = DataType::Decimal256(precision, scale);
-        let target = NumericTarget::<i256>::new(precision, scale, &arrow).unwrap();
-        let wide = target
-            .decode(text_or_bytes)
-            .map(|v| v.to_string())
-            .map_err(|e| e.to_string());
+        let wide = decode_in::<i256>(text_or_bytes, DataType::Decimal256(precision, scale));
+        let narrow = DataType::Decimal128(precision, scale);
         if precision <= 38 {
-            let arrow = DataType::Decimal128(precision, scale);
-            let target = NumericTarget::<i128>::new(precision, scale, &arrow).unwrap();
-            let narrow = target
-                .decode(text_or_bytes)
-                .map(|v| v.to_string())
-                .map_err(|e| e.to_string().replace("Decimal128", "Decimal256"));
-            assert_eq!(narrow, wide, "Decimal128 and Decimal256 disagree");
+            assert_eq!(decode_in::<i128>(text_or_bytes, narrow.clone()), wide, "i128 and i256 disagree");
         }
         if precision <= MAX_I64_PRECISION {
-            let arrow = DataType::Decimal128(precision, scale);
-            let target = NumericTarget::<i64>::new(precision, scale, &arrow).unwrap();
-            let narrowest = target
-                .decode(text_or_bytes)
-                .map(|v| v.to_string())
-                .map_err(|e| e.to_string().replace("Decimal128", "Decimal256"));
-            assert_eq!(narrowest, wide, "the i64 and i256 accumulators disagree");
+            assert_eq!(decode_in::<i64>(text_or_bytes, narrow), wide, "i64 and i256 disagree");
         }
         wide
+    }
+
+    /// Decodes in `T`, errors named as Decimal256 for comparison.
+    fn decode_in<T: DecimalInt + ToString>(bytes: &[u8], arrow: DataType) -> Result<String, String> {
+        let (DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale)) = arrow else {
+            unreachable!("a decimal type")
+        };
+        let target = NumericTarget::<T>::new(precision, scale, &arrow).unwrap();
+        target
+            .decode(bytes)
+            .map(|v| v.to_string())
+            .map_err(|e| e.to_string().replace("Decimal128", "Decimal256"))
     }
 
     #[test]
