@@ -940,7 +940,11 @@ mod tests {
         let wide = decode_in::<i256>(text_or_bytes, DataType::Decimal256(precision, scale));
         let narrow = DataType::Decimal128(precision, scale);
         if precision <= 38 {
-            assert_eq!(decode_in::<i128>(text_or_bytes, narrow.clone()), wide, "i128 and i256 disagree");
+            assert_eq!(
+                decode_in::<i128>(text_or_bytes, narrow.clone()),
+                wide,
+                "i128 and i256 disagree"
+            );
         }
         if precision <= MAX_I64_PRECISION {
             assert_eq!(decode_in::<i64>(text_or_bytes, narrow), wide, "i64 and i256 disagree");
