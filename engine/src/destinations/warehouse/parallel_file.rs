@@ -173,12 +173,10 @@ impl ParallelFile {
     }
 }
 
-/// Writes each leaf with its writer, on `threads` threads that take the next
-/// pair as they become free; the first error wins.
+/// Writes each leaf with its writer, on `threads` threads (this one and
+/// `threads - 1` helpers) that take the next pair as they become free; the
+/// first error wins.
 fn encode_columns(work: Vec<(&mut ArrowColumnWriter, &ArrowLeafColumn)>, threads: usize) -> Result<()> {
-    if threads <= 1 {
-        return work.into_iter().try_for_each(|(writer, leaf)| writer.write(leaf));
-    }
     let queue = Mutex::new(work.into_iter());
     let next = || queue.lock().unwrap_or_else(PoisonError::into_inner).next();
     let drain = || -> Result<()> {
