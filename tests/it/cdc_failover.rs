@@ -35,7 +35,7 @@ async fn repoint(client: &Client, maria: &MariaDb) {
 }
 
 /// The change rows `HISTORY` recorded.
-async fn history_rows(client: &Client) -> usize {
+pub(crate) async fn history_rows(client: &Client) -> usize {
     one(client, "SELECT count(*) FROM warehouse.items_h")
         .await
         .parse()
@@ -183,4 +183,74 @@ async fn a_continuous_job_streams_on_from_the_new_primary() {
     streamed(&replica, "changes on the new primary").await;
     assert_history_applied_once(&client).await;
     assert_eq!(history_rows(&client).await, 2 + 2 + 2, "each change once");
+}
+
+/// The GTID state in the committed position of warehouse table `table`'s
+/// latest manifest, after `edit` (which takes and returns its text).
+pub(crate) fn edit_committed_gtid(data_dir: &std::path::Path, table: &str, edit: impl Fn(&str) -> String) -> String {
+    let manifests = data_dir.join("warehouse").join(table).join("_manifests");
+    let latest = std::fs::read_dir(&manifests)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    let mut position: serde_json::Value = serde_json::from_str(manifest["watermark"].as_str().unwrap()).unwrap();
+    let gtid = position["my_sql"]["gtid"].as_str().unwrap().to_owned();
+    let edited = edit(&gtid);
+    if edited != gtid {
+        position["my_sql"]["gtid"] = edited.clone().into();
+        manifest["watermark"] = position.to_string().into();
+        std::fs::write(&latest, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    }
+    edited
+}
+
+/// Positions committed by a Sluice from before whole GTID states hold the
+/// GTID of their last transaction only. With changes in two domains, the
+/// next run completes the state from the server that wrote it
+/// (`BINLOG_GTID_POS`) rather than read the other domain's changes again,
+/// and commits the whole state, ready for a failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_builds_position_of_one_transaction_is_completed_from_the_server() {
+    let primary = MariaDb::start();
+    let mut sluice = Sluice::start();
+    let client = setup(&primary, &sluice).await;
+    run_both(&client).await;
+    // Domain 1's change, then domain 0's: the last transaction is in 0.
+    primary.sql(
+        "SET SESSION gtid_domain_id = 1; UPDATE items SET qty = 20 WHERE id = 2; \
+         SET SESSION gtid_domain_id = 0; UPDATE items SET name = 'a2' WHERE id = 1;",
+    );
+    run_both(&client).await;
+    let loaded = history_rows(&client).await;
+    drop(client);
+    sluice.terminate();
+    // What the older build committed: the last transaction's GTID.
+    for table in ["items_m", "items_h"] {
+        let last_only = edit_committed_gtid(sluice.data_dir(), table, |whole| {
+            assert_eq!(whole.split(',').count(), 2, "{table}: a state of two domains: {whole}");
+            whole.split(',').find(|gtid| gtid.starts_with("0-")).unwrap().to_owned()
+        });
+        assert!(!last_only.contains(','), "{last_only}");
+    }
+    sluice.restart();
+    let client = sluice.client().await;
+
+    primary.sql(
+        "UPDATE items SET qty = 30 WHERE id = 2; \
+         SET SESSION gtid_domain_id = 1; UPDATE items SET qty = 31 WHERE id = 3;",
+    );
+    run_both(&client).await;
+    assert_equal(&primary, &client, "a run from an older build's position").await;
+    assert_history_applied_once(&client).await;
+    assert_eq!(
+        history_rows(&client).await,
+        loaded + 2,
+        "domain 1's change before the older build's commit is not read again"
+    );
+    for table in ["items_m", "items_h"] {
+        let whole = edit_committed_gtid(sluice.data_dir(), table, str::to_owned);
+        assert_eq!(whole.split(',').count(), 2, "{table} commits the whole state: {whole}");
+    }
 }

@@ -22,6 +22,7 @@ mod cdc_continuous;
 mod cdc_failover;
 mod cdc_jobs;
 mod cdc_mysql;
+mod cdc_mysql_live;
 mod cdc_resync;
 mod cdc_schema_changes;
 mod cdc_source;

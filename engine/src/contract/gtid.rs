@@ -87,6 +87,32 @@ impl GtidState {
             })
     }
 
+    /// Whether the state may hold only its last transaction, as positions
+    /// committed by Sluice before GTID failover did (docs/cdc.md,
+    /// "Failover"): one MariaDB domain, or one MySQL transaction numbered
+    /// above 1 (an executed set starts at 1).
+    pub fn may_be_last_only(&self) -> bool {
+        match (self.domains.len(), self.sources.iter().next()) {
+            (1, None) => true,
+            (0, Some((_, ranges))) => {
+                self.sources.len() == 1 && matches!(ranges[..], [(n, last)] if n == last && n > 1)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this state, a server's at the position where `last_only`
+    /// was taken, completes it: it includes `last_only`, and each of
+    /// `last_only`'s MariaDB domains ends at the same transaction (the
+    /// same server id), so that both are of the same binlog.
+    pub fn completes(&self, last_only: &GtidState) -> bool {
+        self.includes(last_only)
+            && last_only
+                .domains
+                .iter()
+                .all(|(domain, last)| self.domains.get(domain) == Some(last))
+    }
+
     /// Adds a MySQL GTID set entry: `uuid[:tag]:range[:range...]`, a range
     /// `n` or `n-m`.
     fn add_set_entry(&mut self, entry: &str) -> Result<(), String> {
@@ -272,6 +298,24 @@ mod tests {
         );
         assert!(GtidState::parse(&format!("{A}:5-1")).is_err());
         assert!(GtidState::parse("abc:1").is_err());
+    }
+
+    #[test]
+    fn states_of_one_transaction_may_be_an_older_builds_and_are_completed_by_the_servers() {
+        assert!(state("0-1-77").may_be_last_only());
+        assert!(!state("0-1-77,1-2-5").may_be_last_only());
+        assert!(state(&format!("{A}:42")).may_be_last_only());
+        assert!(!state(&format!("{A}:1")).may_be_last_only(), "a whole set");
+        assert!(!state(&format!("{A}:1-42")).may_be_last_only());
+        assert!(!state(&format!("{A}:42,{B}:3")).may_be_last_only());
+        assert!(!GtidState::default().may_be_last_only());
+
+        let server = state("0-1-77,1-2-5");
+        assert!(server.completes(&state("0-1-77")));
+        assert!(!server.completes(&state("0-1-76")), "another point of the binlog");
+        assert!(!server.completes(&state("0-3-77")), "another server's transaction 77");
+        assert!(state(&format!("{A}:1-42,{B}:1-3")).completes(&state(&format!("{A}:42"))));
+        assert!(!state(&format!("{A}:1-41")).completes(&state(&format!("{A}:42"))));
     }
 
     #[test]

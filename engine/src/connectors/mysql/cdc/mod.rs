@@ -3,7 +3,8 @@
 //! coordinates ([`snapshot`]), then the row-based binlog from exactly
 //! there, read as a replica with its own `server_id` ([`stream`]), from
 //! the GTID state of the position where it has one, so that a job follows
-//! a failover to a replica ([`resume`]). The source keeps nothing for a
+//! a failover to a replica ([`resume`]; an older build's state of one
+//! transaction is completed first, [`whole_state`]). The source keeps nothing for a
 //! job (no slot): the destination holds the position, and the binlog's
 //! own retention decides how long a job may pause ([`setup::retained`]
 //! reports a purged file, or a GTID state the binlog no longer holds, as
@@ -15,6 +16,7 @@ mod setup;
 mod snapshot;
 mod stream;
 mod values;
+mod whole_state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,8 +120,9 @@ impl ChangeSource for MysqlChangeSource {
                 state.job
             )));
         };
-        let resume = Resume::after(from)?;
         let mut conn = self.endpoint.connect(self.timeout).await?;
+        let from = &whole_state::complete(&mut conn, from).await?;
+        let resume = Resume::after(from)?;
         for statement in resume.session() {
             conn.query_drop(statement).await.map_err(binlog_error)?;
         }
