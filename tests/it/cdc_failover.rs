@@ -46,7 +46,8 @@ pub(crate) async fn history_rows(client: &Client) -> usize {
 async fn jobs_follow_a_failover_to_a_replica_exactly_once() {
     let mut primary = MariaDb::start();
     let replica = primary.start_replica();
-    let sluice = Sluice::start();
+    // The guardian measures idle jobs' lag_bytes every second.
+    let sluice = Sluice::start_with(&[], &[("SLUICE_CDC_MEASURE_SECONDS", "1")]);
     let client = setup(&primary, &sluice).await;
     // The primary's binlog files are numbered past the replica's.
     primary.sql("FLUSH BINARY LOGS; FLUSH BINARY LOGS; FLUSH BINARY LOGS;");
@@ -84,8 +85,21 @@ async fn jobs_follow_a_failover_to_a_replica_exactly_once() {
         "UPDATE items SET name = 'a-promoted' WHERE id = 4; INSERT INTO items VALUES (6, 'f', 6, 6.00, 'small'); \
          SET SESSION gtid_domain_id = 1; UPDATE items SET qty = 22 WHERE id = 5;",
     );
+    // What the jobs are behind is measured on the new primary, where the
+    // state they committed leaves off, before any run commits there.
+    for job in ["items_merge", "items_history"] {
+        let lag = format!("SELECT lag_bytes FROM sluice.jobs WHERE name = '{job}'");
+        wait_for(&client, &lag, Duration::from_secs(30), |v| {
+            v.parse::<u64>().is_ok_and(|bytes| bytes > 0)
+        })
+        .await;
+    }
     run_both(&client).await;
     assert_equal(&replica, &client, "the failover").await;
+    for job in ["items_merge", "items_history"] {
+        let lag = format!("SELECT lag_bytes FROM sluice.jobs WHERE name = '{job}'");
+        wait_for(&client, &lag, Duration::from_secs(30), |v| v == "0").await;
+    }
     assert_history_applied_once(&client).await;
     assert_eq!(
         history_rows(&client).await,

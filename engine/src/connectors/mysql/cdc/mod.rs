@@ -126,11 +126,7 @@ impl ChangeSource for MysqlChangeSource {
         for statement in resume.session() {
             conn.query_drop(statement).await.map_err(binlog_error)?;
         }
-        let checksum: Option<String> = conn
-            .query_first("SELECT @@GLOBAL.binlog_checksum")
-            .await
-            .map_err(binlog_error)?;
-        let checksums = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
+        let checksums = stream::checksums(&mut conn).await.map_err(binlog_error)?;
         let decoder = Decoder::new(capture, from, resume.by_gtid(), checksums, layout)?;
         let started = async {
             let binlog = conn

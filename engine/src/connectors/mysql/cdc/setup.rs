@@ -13,10 +13,10 @@ use super::super::endpoint::query_error;
 use super::super::{metadata, source};
 use super::MysqlChangeSource;
 use super::resume::Resume;
-use super::stream::binlog_error;
+use super::stream::{binlog_error, checksums, gtid_start};
 use super::values::{BinlogColumn, fraction_digits, refuse_time_fraction};
 use crate::cdc::source_object_name;
-use crate::contract::{Capture, CdcError, Position, Retention, SourceError, TableDescription, TableRef};
+use crate::contract::{Capture, CdcError, GtidState, Position, Retention, SourceError, TableDescription, TableRef};
 
 /// MySQL's errors for a missing privilege on an open connection:
 /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`, and `ER_ACCESS_DENIED_ERROR`, which
@@ -125,7 +125,7 @@ async fn check_on(changes: &MysqlChangeSource, conn: &mut Conn, capture: &Captur
     let (file, offset) = head(conn).await?;
     match probe_replication(changes, &Resume::File { file, offset }).await {
         Err(e) if access_denied(&e) => return Err(denied("REPLICATION SLAVE")),
-        other => other.map_err(failed)?,
+        other => other.map(drop).map_err(failed)?,
     }
     let table = &capture.description.table;
     let whole = describe_whole(conn, table).await?;
@@ -173,10 +173,14 @@ fn quoted_user(current: &str) -> String {
 }
 
 /// Starts reading the binlog from `resume` as a replica would, without
-/// waiting for more, and reads its first event: the server refuses a
-/// replica without REPLICATION SLAVE, and a GTID state its binlog does not
-/// hold.
-async fn probe_replication(changes: &MysqlChangeSource, resume: &Resume) -> Result<(), mysql_async::Error> {
+/// waiting for more: the server refuses a replica without REPLICATION
+/// SLAVE, and a GTID state its binlog does not hold, at its first event.
+/// A stream from a GTID state reads on until it knows where on this
+/// server it starts ([`gtid_start`]), which it returns.
+async fn probe_replication(
+    changes: &MysqlChangeSource,
+    resume: &Resume,
+) -> Result<Option<(String, u64)>, mysql_async::Error> {
     let mut conn = changes
         .endpoint
         .connect(changes.timeout)
@@ -185,12 +189,44 @@ async fn probe_replication(changes: &MysqlChangeSource, resume: &Resume) -> Resu
     for statement in resume.session() {
         conn.query_drop(statement).await?;
     }
+    let checksums = checksums(&mut conn).await?;
     // A random id: another replica with the same id would be disconnected.
     let id = SERVER_IDS.start - 1 - (rand::random::<u32>() % 1_000_000);
     let mut stream = conn.get_binlog_stream(resume.request(id).with_non_blocking()).await?;
-    let first = stream.next().await.transpose();
+    let start = match resume.by_gtid() {
+        true => gtid_start(&mut stream, checksums).await,
+        false => stream.next().await.transpose().map(|_| None),
+    };
     let _ = stream.close().await;
-    first.map(drop)
+    start
+}
+
+/// Whether `(file, end)` of `position` (a position with a GTID state) is
+/// a place in this server's binlog rather than another server's, after a
+/// failover: MariaDB's state there completes the position's. A MySQL
+/// server with the file is taken at its word (asking would read the file's
+/// events).
+async fn same_binlog(conn: &mut Conn, position: &Position) -> Result<bool, CdcError> {
+    let Position::MySql {
+        file,
+        end,
+        gtid: Some(state),
+        ..
+    } = position
+    else {
+        return Ok(true);
+    };
+    if state.is_mysql() {
+        return Ok(true);
+    }
+    let here: Option<Option<String>> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), *end))
+        .await
+        .map_err(failed)?;
+    Ok(here
+        .flatten()
+        .and_then(|text| GtidState::parse(&text).ok())
+        .is_some_and(|here| here.completes(state)))
 }
 
 /// The binlog bytes after the job's committed position; `lost` when the
@@ -213,11 +249,16 @@ pub(super) async fn retained(changes: &MysqlChangeSource, state: &CdcState) -> R
             lost: None,
         }));
     };
-    let logs: Vec<Row> = changes
+    let resume = Resume::after(&position)?;
+    let (logs, here): (Vec<Row>, bool) = changes
         .kept
         .run(
             async || Ok(source::session(&changes.endpoint, changes.timeout).await?),
-            async |conn: &mut Conn| conn.query("SHOW BINARY LOGS").await.map_err(failed),
+            async |conn: &mut Conn| {
+                let logs = conn.query("SHOW BINARY LOGS").await.map_err(failed)?;
+                let here = !resume.by_gtid() || same_binlog(conn, &position).await?;
+                Ok((logs, here))
+            },
         )
         .await?;
     let logs: Vec<(String, u64)> = logs
@@ -228,20 +269,29 @@ pub(super) async fn retained(changes: &MysqlChangeSource, state: &CdcState) -> R
         unreachable!("matched above")
     };
     let retention = behind(&logs, file, *end);
-    let resume = Resume::after(&position)?;
-    let Some(purged) = retention.lost.clone().filter(|_| resume.by_gtid()) else {
+    if !resume.by_gtid() || (here && retention.lost.is_none()) {
         return Ok(Some(retention));
-    };
+    }
     // The file of a position with a GTID state may be another server's
-    // (after a failover): ask whether this server streams from the state.
+    // (after a failover): ask this server where it streams from the state.
     match probe_replication(changes, &resume).await {
-        Ok(()) => Ok(Some(Retention {
-            lost: None,
-            ..retention
+        Ok(start) => Ok(Some(match start {
+            Some((file, offset)) => Retention {
+                lost: None,
+                ..behind(&logs, &file, offset)
+            },
+            None => Retention {
+                held: None,
+                behind: None,
+                lost: None,
+            },
         })),
         Err(e) => match resume.lost(&e) {
             Some(lost) => Ok(Some(Retention {
-                lost: Some(format!("{purged}; and {lost}")),
+                lost: Some(match retention.lost {
+                    Some(purged) => format!("{purged}; and {lost}"),
+                    None => lost,
+                }),
                 ..retention
             })),
             None => Err(binlog_error(e)),

@@ -35,17 +35,22 @@ use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::StreamExt;
-use mysql_async::BinlogStream;
 use mysql_async::binlog::events::{Event, EventData, OptionalMetadataField, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, Conn};
 
 use super::super::endpoint::{classify, query_error};
 use super::layout::Layout;
 use super::values::{BinlogColumn, MySqlColumns, refuse_time_fraction};
 use crate::cdc::{ChangeBatchBuilder, ChangeOp};
 use crate::contract::{Capture, CdcError, ChangeEvent, ChangeStream, GtidState, Position, TableRef, excerpt};
+
+/// The events a transaction starts with: MariaDB's GTID event, MySQL's
+/// GTID and anonymous GTID events, a query (`BEGIN`, DDL).
+const TRANSACTION_STARTS: [u8; 4] = [MARIADB_GTID_EVENT, 33, 34, 2];
 
 /// MariaDB's GTID event.
 const MARIADB_GTID_EVENT: u8 = 162;
@@ -149,6 +154,58 @@ impl ChangeStream for MySqlChangeStream {
     async fn close(self: Box<Self>) -> Result<(), CdcError> {
         self.binlog.close().await.map_err(binlog_error)
     }
+}
+
+/// The file and offset a rotate event names; `checksum`: the bytes after
+/// the name (the first, artificial rotate event of a stream from a GTID
+/// state ends with its checksum).
+fn rotated_to(event: &Event, checksum: usize) -> std::io::Result<Option<(String, u64)>> {
+    Ok(match event.read_data()? {
+        Some(EventData::RotateEvent(rotate)) => {
+            let name = rotate.name_raw();
+            let name = &name[..name.len().saturating_sub(checksum)];
+            Some((String::from_utf8_lossy(name).into_owned(), rotate.position()))
+        }
+        _ => None,
+    })
+}
+
+/// Whether the server's binlog events end with a checksum
+/// (`binlog_checksum`).
+pub(super) async fn checksums(conn: &mut Conn) -> Result<bool, mysql_async::Error> {
+    let checksum: Option<String> = conn.query_first("SELECT @@GLOBAL.binlog_checksum").await?;
+    Ok(checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE")))
+}
+
+/// Where a stream from a GTID state starts on this server, read from its
+/// first events: the file its artificial rotate event names, at the start
+/// of the first transaction it sends, or where the server says it passed
+/// over what the state holds (MariaDB's artificial GTID list event), or
+/// the end of the last event it sent before it ended (MySQL passes over
+/// the transactions the set holds without a word: an offset at most that
+/// file early). `None` where the stream ends before it names a file.
+pub(super) async fn gtid_start(
+    binlog: &mut BinlogStream,
+    checksums: bool,
+) -> Result<Option<(String, u64)>, mysql_async::Error> {
+    let mut start: Option<(String, u64)> = None;
+    while let Some(event) = binlog.next().await.transpose()? {
+        let header = event.header();
+        let (kind, end) = (header.event_type_raw(), u64::from(header.log_pos()));
+        if kind == ROTATE_EVENT {
+            let checksum = if checksums && start.is_none() { CHECKSUM_LEN } else { 0 };
+            start = rotated_to(&event, checksum)?.or(start);
+            continue;
+        }
+        let Some((_, at)) = &mut start else { continue };
+        let artificial = header.flags_raw() & LOG_EVENT_ARTIFICIAL_F != 0 || end == 0;
+        if !artificial && TRANSACTION_STARTS.contains(&kind) {
+            *at = (*at).max(end.saturating_sub(u64::from(header.event_size())));
+            break;
+        }
+        *at = (*at).max(end);
+    }
+    Ok(start)
 }
 
 /// A failure of the binlog stream, with the server's SQLSTATE when it sent
@@ -318,17 +375,14 @@ impl Decoder {
         if kind == ROTATE_EVENT {
             // The next file starts (the stream's first rotate: the file it
             // starts in): nothing more of this one.
-            let start = std::mem::replace(&mut self.start, Start::Started);
-            if let (Some(EventData::RotateEvent(rotate)), false) =
-                (event.read_data().map_err(|e| self.broken(e))?, start == Start::File)
-            {
-                let name = rotate.name_raw();
-                let name = match start {
-                    Start::Gtid { checksum } => &name[..name.len().saturating_sub(checksum)],
-                    _ => name,
-                };
-                self.file = String::from_utf8_lossy(name).into_owned();
-                self.at = rotate.position();
+            let checksum = match std::mem::replace(&mut self.start, Start::Started) {
+                Start::File => return Ok(()),
+                Start::Gtid { checksum } => checksum,
+                Start::Started => 0,
+            };
+            if let Some((file, at)) = rotated_to(event, checksum).map_err(|e| self.broken(e))? {
+                self.file = file;
+                self.at = at;
             }
             return Ok(());
         }
