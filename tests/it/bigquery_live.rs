@@ -1,4 +1,4 @@
-//! Opt-in: BigQuery destination against real BigQuery. Runs only when
+//! Opt-in: BigQuery destination (loads and CDC) against real BigQuery. Runs only when
 //! `SLUICE_BQ_TEST_PROJECT` names a project and `GOOGLE_APPLICATION_CREDENTIALS`
 //! a service-account key file that may create datasets, tables and jobs
 //! there; otherwise it prints a notice and passes. It creates its own
@@ -10,6 +10,8 @@
 //! service account the key's account may impersonate
 //! (`roles/iam.serviceAccountTokenCreator`).
 
+use crate::cdc_bigquery::{TABLE, change};
+use crate::cdc_jobs::big;
 use crate::common;
 
 use common::*;
@@ -180,4 +182,81 @@ async fn loads_impersonating_a_service_account() {
         )
         .await;
     }
+}
+
+/// CDC into real BigQuery (issue #22, docs/cdc.md "BigQuery"): `MERGE`,
+/// `MERGE` with `soft_delete` and `HISTORY` from a real PostgreSQL, through
+/// the first load, inserts, updates, a key change, an unchanged TOASTed
+/// value, deletes and a `TRUNCATE`; after each round the tables (and
+/// `HISTORY`'s `_current` view) equal the source row by row, read back
+/// through the connection (`jobs.query`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_into_real_bigquery() {
+    let (Ok(project), Ok(key_file)) = (
+        std::env::var("SLUICE_BQ_TEST_PROJECT"),
+        std::env::var("GOOGLE_APPLICATION_CREDENTIALS"),
+    ) else {
+        eprintln!(
+            "skipped: set SLUICE_BQ_TEST_PROJECT and GOOGLE_APPLICATION_CREDENTIALS (a service-account key file) to run the live BigQuery CDC test"
+        );
+        return;
+    };
+    let location = std::env::var("SLUICE_BQ_TEST_LOCATION").unwrap_or_else(|_| "US".into());
+    let dataset = format!("sluice_test_cdc_{}", std::process::id());
+    let pg = PgServer::start();
+    pg.psql_admin_db(
+        "shop",
+        &format!(
+            "{TABLE} INSERT INTO items VALUES (1, 'a', {}, 1), (2, 'b', {}, 2), (3, 'c', NULL, NULL);",
+            big('a'),
+            big('b')
+        ),
+    );
+    let sluice = Sluice::start_with(&[], &[("SLUICE_BIGQUERY_ENDPOINT", "https://bigquery.googleapis.com")]);
+    let client = sluice.client().await;
+    create_shop_connection(&client, &pg).await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION wh TYPE bigquery OPTIONS (project '{project}', dataset '{dataset}', location '{location}', credentials_file '{key_file}');
+             CREATE ETL JOB items_merge FROM shop.public.items INTO wh.items_m CDC MERGE;
+             CREATE ETL JOB items_soft FROM shop.public.items INTO wh.items_s CDC MERGE WITH (soft_delete = true);
+             CREATE ETL JOB items_history FROM shop.public.items INTO wh.items_h CDC HISTORY;"
+        ))
+        .await
+        .unwrap();
+    let source = pg.client().await;
+    // Every round's outcome, asserted after clean-up.
+    let mut rounds = Vec::new();
+    for round in 0..3 {
+        if round > 0 {
+            change(&pg, round - 1);
+        }
+        for job in ["items_merge", "items_soft", "items_history"] {
+            let run = try_rows(&client, &format!("RUN ETL JOB {job}")).await;
+            rounds.push((round, job, run.map(|_| None)));
+        }
+        let expected = rows(&source, "SELECT id, name, big, qty FROM items ORDER BY id").await;
+        for (what, from) in [
+            ("MERGE", "items_m"),
+            ("soft_delete MERGE", "items_s WHERE _sluice_deleted_at IS NULL"),
+            ("HISTORY's current view", "items_h_current"),
+        ] {
+            let sql = format!("SELECT id, name, big, qty FROM wh.{dataset}.{from} ORDER BY id");
+            let got = try_rows(&client, &sql).await;
+            rounds.push((round, what, got.map(|got| Some((got, expected.clone())))));
+        }
+    }
+    client
+        .batch_execute("DROP ETL JOB items_merge; DROP ETL JOB items_soft; DROP ETL JOB items_history;")
+        .await
+        .unwrap();
+    let dropped = delete_dataset(&project, &dataset, &key_file).await;
+    for (round, what, outcome) in rounds {
+        match outcome {
+            Err(e) => panic!("round {round}, {what}: {e:?}"),
+            Ok(Some((got, expected))) => assert_eq!(got, expected, "{what} after round {round}"),
+            Ok(None) => {}
+        }
+    }
+    dropped.unwrap();
 }

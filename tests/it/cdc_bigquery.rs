@@ -26,7 +26,7 @@ use crate::common::*;
 use crate::fake_bigquery::FaultKind;
 use crate::fake_bigquery::script::{Row, batch_rows};
 
-const TABLE: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name text, big text, qty int); \
+pub(crate) const TABLE: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name text, big text, qty int); \
                      ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL;";
 const COLUMNS: [&str; 4] = ["id", "name", "big", "qty"];
 const DATASET: &str = "raw_data";
@@ -138,7 +138,7 @@ async fn assert_equal(env: &Env, step: &str) {
 }
 
 /// The source's changes of the first test, in two rounds.
-fn change(env: &Env, round: usize) {
+pub(crate) fn change(pg: &PgServer, round: usize) {
     let sql = match round {
         0 => format!(
             "INSERT INTO items VALUES (4, 'd', {}, 4); \
@@ -154,7 +154,7 @@ fn change(env: &Env, round: usize) {
               INSERT INTO items VALUES (6, 'f', NULL, 6), (7, 'g', 'small', 7); UPDATE items SET name = 'f2' WHERE id = 6;"
             .to_owned(),
     };
-    env.pg.psql_admin_db("shop", &sql);
+    pg.psql_admin_db("shop", &sql);
 }
 
 /// The commit query jobs' scripts so far.
@@ -185,7 +185,7 @@ async fn cdc_into_bigquery_follows_every_change_shape_with_one_transaction_per_b
         assert_eq!(table(&env, name).len(), 1, "{name} holds one row");
     }
 
-    change(&env, 0);
+    change(&env.pg, 0);
     run_all(&env).await;
     assert_equal(
         &env,
@@ -212,7 +212,7 @@ async fn cdc_into_bigquery_follows_every_change_shape_with_one_transaction_per_b
         "every change is a history row"
     );
 
-    change(&env, 1);
+    change(&env.pg, 1);
     run_all(&env).await;
     assert_equal(&env, "an update, a truncate and inserts after it").await;
     assert!(
@@ -253,7 +253,7 @@ async fn cdc_into_bigquery_follows_every_change_shape_with_one_transaction_per_b
 async fn a_lost_or_refused_commit_never_applies_a_batch_twice() {
     let env = setup_items(&[]).await;
     run_all(&env).await;
-    change(&env, 0);
+    change(&env.pg, 0);
     // The commit's answer is lost (the job ran): the retry finds the job.
     let commit = "POST /bigquery/v2/projects/test-project/jobs";
     let commits = env.fake.count_requests(commit);
@@ -343,12 +343,12 @@ async fn kill_9_after_the_bigquery_commit_then_restart_and_run_equals_the_source
     let mut env = setup_items(&[("SLUICE_FAILPOINTS", "cdc_after_batch_commit")]).await;
     // The first loads commit no change batch: no failpoint.
     run_all(&env).await;
-    change(&env, 0);
+    change(&env.pg, 0);
     env.sluice
         .run_into_failpoint(&env.client, "RUN ETL JOB items_history")
         .await;
     env.client = env.sluice.restart_without_failpoints().await;
-    change(&env, 1);
+    change(&env.pg, 1);
     run_all(&env).await;
     assert_equal(&env, "a kill after the commit, a restart and a run").await;
     // 3 first-load rows, 8 changes of the first round, 5 of the second.
@@ -545,7 +545,7 @@ async fn with_every_batch_spilled_to_disk_bigquery_still_equals_the_source() {
     run_all(&env).await;
     assert_equal(&env, "the first load").await;
     for round in 0..2 {
-        change(&env, round);
+        change(&env.pg, round);
         run_all(&env).await;
         assert_equal(&env, &format!("round {round}")).await;
     }
