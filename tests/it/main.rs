@@ -5,6 +5,7 @@ mod common;
 mod fake_bigquery;
 
 mod alerts;
+mod bench_bigquery;
 mod bigquery;
 mod bigquery_live;
 mod bigquery_restore;
