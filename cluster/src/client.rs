@@ -5,12 +5,19 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ballista::prelude::SessionContextExt;
+use ballista_core::config::BALLISTA_CLIENT_PULL;
+use ballista_core::execution_plans::DistributedQueryExec;
 use ballista_core::extension::SessionConfigExt;
+use ballista_core::serde::protobuf::CancelJobParams;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{Extension, LogicalPlan};
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::protobuf::LogicalPlanNode;
 use sluice_engine::jobs::cluster::{Cluster, ExtractTask, TaskOutput};
+use tracing::{info, warn};
 
 use crate::ClusterError;
 use crate::codec::SluiceLogicalCodec;
@@ -34,7 +41,12 @@ impl BallistaCluster {
             .with_round_robin_repartition(false)
             .with_ballista_adaptive_query_planner(false)
             .with_ballista_logical_extension_codec(Arc::new(SluiceLogicalCodec::default()))
-            .with_ballista_job_name("sluice extract");
+            .with_ballista_job_name("sluice extract")
+            // The client polls the job's status: it learns the job's id
+            // when the scheduler takes the job (pushed status updates name
+            // it only with the first change), so a cancelled run can
+            // cancel it (`CancelOnDrop`).
+            .set_bool(BALLISTA_CLIENT_PULL, true);
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)
@@ -54,7 +66,16 @@ impl Cluster for BallistaCluster {
             node: Arc::new(ExtractNode::new(tasks)),
         });
         let frame = (self.context.execute_logical_plan(plan).await).map_err(|e| e.to_string())?;
-        let batches = frame.collect().await.map_err(|e| e.to_string())?;
+        let task_context = frame.task_ctx();
+        let physical = frame.create_physical_plan().await.map_err(|e| e.to_string())?;
+        let mut guard = CancelOnDrop {
+            plan: physical.clone(),
+            scheduler: self.scheduler.clone(),
+            armed: true,
+        };
+        let batches = collect(physical, Arc::new(task_context)).await;
+        guard.armed = false;
+        let batches = batches.map_err(|e| e.to_string())?;
         let mut outputs = Vec::new();
         for batch in batches {
             let column = batch
@@ -70,5 +91,46 @@ impl Cluster for BallistaCluster {
 
     fn scheduler(&self) -> &str {
         &self.scheduler
+    }
+}
+
+/// Cancels the Ballista job of `plan` when a run stops waiting for it (the
+/// run was cancelled, or the server stops): dropping the client's stream
+/// only stops reading results, while the executors would run the job's
+/// tasks to the end. Disarmed once the results are in.
+struct CancelOnDrop {
+    plan: Arc<dyn ExecutionPlan>,
+    scheduler: String,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let job_id = self
+            .plan
+            .downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()
+            .and_then(DistributedQueryExec::job_id);
+        let (Some(job_id), true, Ok(runtime)) = (job_id, self.armed, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let endpoint = format!(
+            "http://{}",
+            self.scheduler.strip_prefix("df://").unwrap_or(&self.scheduler)
+        );
+        runtime.spawn(async move {
+            let cancelled = async {
+                let mut scheduler = SchedulerGrpcClient::connect(endpoint)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let params = CancelJobParams {
+                    job_id: job_id.to_string(),
+                };
+                scheduler.cancel_job(params).await.map_err(|e| e.to_string())
+            };
+            match cancelled.await {
+                Ok(_) => info!(%job_id, "cancelled the cluster job of a run that stopped waiting for it"),
+                Err(error) => warn!(%job_id, %error, "could not cancel the cluster job of a stopped run"),
+            }
+        });
     }
 }

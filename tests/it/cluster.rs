@@ -412,6 +412,39 @@ async fn a_server_killed_mid_run_commits_nothing_and_the_next_run_loads_exactly_
     assert!(files.iter().all(|f| f.starts_with("run-2-")), "{files:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_cancels_its_cluster_job() {
+    let cluster = Cluster::start(1_000_000);
+    let (client, run) = cluster.start_snapshot_run().await;
+    // Cancelled once a task has written its files, while others run.
+    cluster.wait_for_logs("task done", 1).await;
+    let run_id = one(&client, "SELECT run_id FROM sluice.runs WHERE job = 'orders'").await;
+    client.batch_execute(&format!("CANCEL ETL RUN {run_id}")).await.unwrap();
+    assert!(run.await.unwrap().is_err(), "the run ends cancelled");
+    // The server asks the scheduler to cancel the job, which stops the
+    // tasks still running rather than let them read and write to the end.
+    cluster.wait_for_logs("Received cancellation request for job", 1).await;
+    cluster.wait_for_logs("Job cancelled", 1).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cluster.sluice.log_contents().contains("cancelled the cluster job") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            cluster.sluice.log_contents()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = one(&client, "SELECT status FROM sluice.runs WHERE job = 'orders'").await;
+    assert_eq!(status, "cancelled");
+    // Nothing of it was committed; the next run loads exactly once.
+    let again = cluster.run(&client, "orders").await;
+    assert_eq!(again[1].as_deref(), Some("succeeded"), "{again:?}");
+    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
+        .await
+        .remove(0);
+    assert_eq!(loaded, source_fingerprint(&cluster.pg).await);
+}
+
 #[test]
 fn a_cluster_needs_a_warehouse_in_a_bucket() {
     let error = Sluice::try_start_opts(SluiceOpts::default().arg("--cluster").arg("df://127.0.0.1:1"))
