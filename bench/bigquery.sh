@@ -30,4 +30,4 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "it" and m.get("executable"):
         print(m["executable"])')
 BENCH_ROWS=${1:-1000000} SLUICE_TEST_BIN=$BIN "$TESTS" bench_bigquery --ignored --nocapture --test-threads 1 2>&1 |
-  grep -v -E '^(running|test |$)|test result'
+  sed -E 's/^test [^ ]+ \.\.\. //' | grep -v -E '^(running [0-9]+ test|test result|ok$|$)'

@@ -218,8 +218,13 @@ where
         .collect())
 }
 
-/// Rows computed ahead of the client, per statement.
-const ROWS_AHEAD: usize = 64;
+/// Rows handed from the query runtime to the session at once, at most:
+/// the rows the encoder has ready go together, so that a large result
+/// costs one message (and wake-up) per chunk rather than per row.
+const ROWS_PER_CHUNK: usize = 64;
+
+/// Chunks computed ahead of the client, per statement.
+const CHUNKS_AHEAD: usize = 4;
 
 /// Computes the rows of `response` on the query runtime, ends them at
 /// `deadline` and maps their errors.
@@ -227,30 +232,38 @@ fn until(deadline: Option<Instant>, response: Response) -> Response {
     let Response::Query(query) = response else {
         return response;
     };
-    let (command_tag, row_schema, mut data_rows) = (query.command_tag, query.row_schema, query.data_rows);
-    let (sender, receiver) = tokio::sync::mpsc::channel(ROWS_AHEAD);
+    let (command_tag, row_schema, data_rows) = (query.command_tag, query.row_schema, query.data_rows);
+    let (sender, receiver) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
     let computing = {
         let _entered = query_runtime().enter();
         // Aborted when dropped: when the client goes or the deadline passes.
         SpawnedTask::spawn(async move {
-            while let Some(row) = data_rows.next().await {
-                if sender.send(row).await.is_err() {
+            let mut chunks = data_rows.ready_chunks(ROWS_PER_CHUNK);
+            while let Some(chunk) = chunks.next().await {
+                if sender.send(chunk).await.is_err() {
                     break;
                 }
             }
         })
     };
-    let rows = futures::stream::unfold(Some((receiver, computing)), move |state| async move {
-        let (mut receiver, computing) = state?;
-        let next = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, receiver.recv()).await,
-            None => Ok(receiver.recv().await),
-        };
-        match next {
-            Ok(Some(Ok(row))) => Some((Ok(row), Some((receiver, computing)))),
-            Ok(Some(Err(e))) => Some((Err(map_session_error(e)), None)),
-            Ok(None) => None,
-            Err(_) => Some((Err(timed_out()), None)),
+    let start = (receiver, computing, Vec::new().into_iter());
+    let rows = futures::stream::unfold(Some(start), move |state| async move {
+        let (mut receiver, computing, mut ready) = state?;
+        loop {
+            match ready.next() {
+                Some(Ok(row)) => return Some((Ok(row), Some((receiver, computing, ready)))),
+                Some(Err(e)) => return Some((Err(map_session_error(e)), None)),
+                None => {}
+            }
+            let next = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, receiver.recv()).await,
+                None => Ok(receiver.recv().await),
+            };
+            match next {
+                Ok(Some(chunk)) => ready = chunk.into_iter(),
+                Ok(None) => return None,
+                Err(_) => return Some((Err(timed_out()), None)),
+            }
         }
     });
     let row_schema = Arc::new(type_modifiers::describe(row_schema.as_ref().clone(), None));

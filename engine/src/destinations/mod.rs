@@ -4,6 +4,7 @@
 //! [`Destination`](crate::contract::Destination): secret scrubbing, schema comparison.
 
 mod compare;
+pub(crate) mod dictionary;
 mod scrubbed;
 mod warehouse;
 

@@ -158,10 +158,13 @@ impl FakeBigQuery {
     pub async fn start() -> FakeBigQuery {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let state = shared.clone();
-            async move { handle(state, method, uri, headers, body).await }
-        });
+        let app = Router::new()
+            .fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = shared.clone();
+                async move { handle(state, method, uri, headers, body).await }
+            })
+            // Uploads of a whole chunk (axum's default limit is 2 MB).
+            .layer(axum::extract::DefaultBodyLimit::max(1 << 30));
         let (url, shutdown) = crate::common::http::serve_axum(app);
         FakeBigQuery {
             url,

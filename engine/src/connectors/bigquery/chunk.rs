@@ -19,6 +19,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
 
 use crate::contract::DestinationError;
+use crate::destinations::dictionary;
 use crate::type_mapping::interval::{self, IntervalText};
 
 /// How chunks are encoded.
@@ -91,12 +92,14 @@ pub(super) struct ChunkWriter {
 }
 
 impl ChunkWriter {
-    /// A chunk for batches of `schema`.
-    pub(super) fn new(format: ChunkFormat, schema: &Schema) -> Result<Self, DestinationError> {
-        let schema = chunk_schema(schema, format);
+    /// A chunk for batches like `first`, its first: Parquet columns whose
+    /// values repeat in it are dictionary encoded, the others plain.
+    pub(super) fn new(format: ChunkFormat, first: &RecordBatch) -> Result<Self, DestinationError> {
+        let schema = chunk_schema(&first.schema(), format);
         let encoder = match format {
             ChunkFormat::Parquet => {
-                let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                let properties = WriterProperties::builder().set_compression(Compression::SNAPPY);
+                let properties = dictionary::only_where_values_repeat(properties, first).build();
                 Encoder::Parquet(Box::new(ArrowWriter::try_new(
                     Vec::new(),
                     schema.clone(),
@@ -208,4 +211,36 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Destin
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::parquet::basic::Encoding;
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    #[test]
+    fn parquet_chunks_keep_a_dictionary_only_where_values_repeat() {
+        let rows = 10_000;
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from_iter_values(0..rows)) as ArrayRef),
+            (
+                "status",
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| ["open", "paid"][i as usize % 2]),
+                )),
+            ),
+        ])
+        .unwrap();
+        let mut chunk = ChunkWriter::new(ChunkFormat::Parquet, &batch).unwrap();
+        chunk.write(batch).unwrap();
+        let file = SerializedFileReader::new(bytes::Bytes::from(chunk.finish().unwrap())).unwrap();
+        let columns = file.metadata().row_group(0).columns();
+        let dictionary = |i: usize| columns[i].encodings().any(|e| e == Encoding::RLE_DICTIONARY);
+        assert!(!dictionary(0), "unique ids are written plain");
+        assert!(dictionary(1), "a repeating status keeps its dictionary");
+        assert_eq!(file.metadata().file_metadata().num_rows(), rows);
+    }
 }

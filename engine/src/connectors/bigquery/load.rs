@@ -307,7 +307,7 @@ impl LoadTransaction for BigQueryLoad {
         let full = {
             let slot = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner);
             if slot.is_none() {
-                *slot = Some(ChunkWriter::new(self.api.settings.chunk_format, &batch.schema())?);
+                *slot = Some(ChunkWriter::new(self.api.settings.chunk_format, &batch)?);
             }
             let writer = slot.as_mut().expect("set above");
             writer.write(batch)?;

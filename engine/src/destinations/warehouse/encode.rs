@@ -9,13 +9,16 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::object_store::buffered::BufWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::LocalWarehouse;
 use super::manifest::DataFile;
 use super::parallel_file::ParallelFile;
-use super::{LocalWarehouse, dictionary};
 use crate::contract::{DestinationError, ShipProgress};
+use crate::destinations::dictionary;
 
 /// Buffered rows are written out as a row group once they take this much
 /// memory, so that a wide table never holds more than this per open file.
@@ -214,7 +217,8 @@ impl ParquetFiles {
     fn open_file(&self, first: &RecordBatch) -> Result<OpenFile, DestinationError> {
         let name = format!("{}-{:05}.parquet", self.prefix, self.finished.len());
         let path = self.warehouse.data_path(&self.table, &name);
-        let properties = dictionary::properties(first);
+        let properties = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default()));
+        let properties = dictionary::only_where_values_repeat(properties, first).build();
         let writer = ParallelFile::try_new(
             BufWriter::with_capacity(self.warehouse.store.clone(), path, PART_BYTES)
                 .with_max_concurrency(PARTS_IN_FLIGHT),

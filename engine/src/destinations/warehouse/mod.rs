@@ -21,7 +21,6 @@
 mod changes;
 mod compaction;
 mod copy;
-mod dictionary;
 mod encode;
 mod load;
 mod location;

@@ -8,7 +8,8 @@
 //! quarter of the server's CPU there. So a file's first batch decides: a
 //! column whose sampled values repeat (at most one distinct value per
 //! [`ROWS_PER_DISTINCT`] rows) keeps dictionary encoding, the others are
-//! written plain (and compressed all the same).
+//! written plain (and compressed all the same). The warehouse's files and
+//! BigQuery's Parquet chunks are both written so.
 
 use std::collections::HashSet;
 
@@ -16,8 +17,7 @@ use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::WriterPropertiesBuilder;
 use datafusion::parquet::schema::types::ColumnPath;
 
 /// Rows of the first batch looked at.
@@ -29,16 +29,18 @@ const MIN_SAMPLE_ROWS: usize = 1024;
 /// value per this many rows.
 const ROWS_PER_DISTINCT: usize = 2;
 
-/// The writer properties of a file whose first batch is `first`: zstd, and
-/// dictionary encoding only for the columns whose values repeat in it.
-pub(super) fn properties(first: &RecordBatch) -> WriterProperties {
-    let mut builder = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default()));
+/// `builder` with dictionary encoding left on only for the columns whose
+/// values repeat in `first`, the first batch of the file.
+pub(crate) fn only_where_values_repeat(
+    mut builder: WriterPropertiesBuilder,
+    first: &RecordBatch,
+) -> WriterPropertiesBuilder {
     for (field, column) in first.schema().fields().iter().zip(first.columns()) {
         if !repeats(column) {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
         }
     }
-    builder.build()
+    builder
 }
 
 /// Whether a dictionary pays for `column`, judged on its first rows. Nested
@@ -74,8 +76,13 @@ mod tests {
 
     use datafusion::arrow::array::{Int64Array, ListArray, StringArray};
     use datafusion::arrow::datatypes::Int32Type;
+    use datafusion::parquet::file::properties::WriterProperties;
 
     use super::*;
+
+    fn properties(first: &RecordBatch) -> WriterProperties {
+        only_where_values_repeat(WriterProperties::builder(), first).build()
+    }
 
     fn enabled(properties: &WriterProperties, column: &str) -> bool {
         properties.dictionary_enabled(&ColumnPath::from(column))
