@@ -28,6 +28,15 @@ fn clock_ticks() -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// A path's measurements, one per run: wall seconds, Sluice's CPU
+/// seconds, the fake's CPU seconds.
+#[derive(Default)]
+struct Measured {
+    wall: Vec<f64>,
+    sluice_cpu: Vec<f64>,
+    fake_cpu: Vec<f64>,
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -58,17 +67,17 @@ async fn bench_bigquery_path_against_the_warehouse() {
         .await
         .unwrap();
     let pid = env.sluice.pid().unwrap().to_string();
-    let mut measured: [(&str, Vec<f64>, Vec<f64>, Vec<f64>); 2] = [
-        ("to_warehouse", Vec::new(), Vec::new(), Vec::new()),
-        ("to_bigquery", Vec::new(), Vec::new(), Vec::new()),
+    let mut measured = [
+        ("to_warehouse", Measured::default()),
+        ("to_bigquery", Measured::default()),
     ];
     for _ in 0..runs {
-        for (job, wall, sluice_cpu, fake_cpu) in &mut measured {
+        for (job, m) in &mut measured {
             let (cpu0, fake0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), Instant::now());
             let run = rows(&env.client, &format!("RUN ETL JOB {job}")).await;
-            wall.push(t0.elapsed().as_secs_f64());
-            sluice_cpu.push(cpu_seconds(&pid) - cpu0);
-            fake_cpu.push(cpu_seconds("self") - fake0);
+            m.wall.push(t0.elapsed().as_secs_f64());
+            m.sluice_cpu.push(cpu_seconds(&pid) - cpu0);
+            m.fake_cpu.push(cpu_seconds("self") - fake0);
             assert_eq!(run[0][1].as_deref(), Some("succeeded"), "{job}: {run:?}");
             assert_eq!(run[0][2].as_deref(), Some(n.to_string().as_str()), "{job}: {run:?}");
         }
@@ -82,18 +91,18 @@ async fn bench_bigquery_path_against_the_warehouse() {
         .iter()
         .filter(|r| r.contains(" /upload/"))
         .count();
-    let warehouse_wall = median(measured[0].1.clone());
+    let warehouse_wall = median(measured[0].1.wall.clone());
     println!("{n} rows, {runs} runs each, medians; {loads} upload requests to the fake in all");
     println!(
         "{:<14} {:>8} {:>12} {:>10} {:>14}",
         "path", "wall_s", "sluice_cpu_s", "fake_cpu_s", "vs_warehouse"
     );
-    for (job, wall, sluice_cpu, fake_cpu) in measured {
-        let wall = median(wall);
+    for (job, m) in measured {
+        let wall = median(m.wall);
         println!(
             "{job:<14} {wall:>8.3} {:>12.2} {:>10.2} {:>14.2}",
-            median(sluice_cpu),
-            median(fake_cpu),
+            median(m.sluice_cpu),
+            median(m.fake_cpu),
             wall / warehouse_wall
         );
     }

@@ -16,15 +16,26 @@ use crate::common;
 
 use common::*;
 
-#[tokio::test]
-async fn loads_into_real_bigquery() {
-    let (Ok(project), Ok(key_file)) = (
+/// The project and service-account key file of the live tests; `None`
+/// (with a notice) when either is unset.
+fn live_project(test: &str) -> Option<(String, String)> {
+    match (
         std::env::var("SLUICE_BQ_TEST_PROJECT"),
         std::env::var("GOOGLE_APPLICATION_CREDENTIALS"),
-    ) else {
-        eprintln!(
-            "skipped: set SLUICE_BQ_TEST_PROJECT and GOOGLE_APPLICATION_CREDENTIALS (a service-account key file) to run the live BigQuery test"
-        );
+    ) {
+        (Ok(project), Ok(key_file)) => Some((project, key_file)),
+        _ => {
+            eprintln!(
+                "skipped: set SLUICE_BQ_TEST_PROJECT and GOOGLE_APPLICATION_CREDENTIALS (a service-account key file) to run the live BigQuery {test} test"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn loads_into_real_bigquery() {
+    let Some((project, key_file)) = live_project("load") else {
         return;
     };
     let location = std::env::var("SLUICE_BQ_TEST_LOCATION").unwrap_or_else(|_| "US".into());
@@ -192,13 +203,7 @@ async fn loads_impersonating_a_service_account() {
 /// through the connection (`jobs.query`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_into_real_bigquery() {
-    let (Ok(project), Ok(key_file)) = (
-        std::env::var("SLUICE_BQ_TEST_PROJECT"),
-        std::env::var("GOOGLE_APPLICATION_CREDENTIALS"),
-    ) else {
-        eprintln!(
-            "skipped: set SLUICE_BQ_TEST_PROJECT and GOOGLE_APPLICATION_CREDENTIALS (a service-account key file) to run the live BigQuery CDC test"
-        );
+    let Some((project, key_file)) = live_project("CDC") else {
         return;
     };
     let location = std::env::var("SLUICE_BQ_TEST_LOCATION").unwrap_or_else(|_| "US".into());

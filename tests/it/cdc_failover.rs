@@ -202,13 +202,7 @@ async fn a_continuous_job_streams_on_from_the_new_primary() {
 /// The GTID state in the committed position of warehouse table `table`'s
 /// latest manifest, after `edit` (which takes and returns its text).
 pub(crate) fn edit_committed_gtid(data_dir: &std::path::Path, table: &str, edit: impl Fn(&str) -> String) -> String {
-    let manifests = data_dir.join("warehouse").join(table).join("_manifests");
-    let latest = std::fs::read_dir(&manifests)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .max()
-        .unwrap();
-    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    let (latest, mut manifest) = latest_manifest(data_dir, table);
     let mut position: serde_json::Value = serde_json::from_str(manifest["watermark"].as_str().unwrap()).unwrap();
     let gtid = position["my_sql"]["gtid"].as_str().unwrap().to_owned();
     let edited = edit(&gtid);

@@ -162,13 +162,7 @@ async fn explain_shows_the_plan_for_mariadb() {
 /// `SELECT ... FROM t` (`t`: the current rows), as a hand-made manifest.
 async fn rewrite_table(data_dir: &Path, table: &str, select: &str) {
     let dir = data_dir.join("warehouse").join(table);
-    let manifests = dir.join("_manifests");
-    let latest = std::fs::read_dir(&manifests)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .max()
-        .unwrap();
-    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    let (_, mut manifest) = latest_manifest(data_dir, table);
     let files: Vec<String> = manifest["files"]
         .as_array()
         .unwrap()
@@ -207,7 +201,7 @@ async fn rewrite_table(data_dir: &Path, table: &str, select: &str) {
         "bytes": std::fs::metadata(&path).unwrap().len(),
     }]);
     std::fs::write(
-        manifests.join(format!("{version:020}.json")),
+        dir.join("_manifests").join(format!("{version:020}.json")),
         serde_json::to_vec(&manifest).unwrap(),
     )
     .unwrap();

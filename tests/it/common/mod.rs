@@ -347,6 +347,19 @@ pub async fn create_shop_connection(client: &Client, pg: &PgServer) {
         .unwrap();
 }
 
+/// The newest manifest of warehouse table `table` in Sluice's data
+/// directory `data_dir`, and its JSON.
+pub fn latest_manifest(data_dir: &Path, table: &str) -> (PathBuf, serde_json::Value) {
+    let manifests = data_dir.join("warehouse").join(table).join("_manifests");
+    let latest = std::fs::read_dir(&manifests)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let manifest = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    (latest, manifest)
+}
+
 /// Files under `dir` (recursively) whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut hits = Vec::new();
