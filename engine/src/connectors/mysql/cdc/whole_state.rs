@@ -81,14 +81,15 @@ async fn mysql_state(
         "SHOW BINLOG EVENTS IN '{}'",
         file.replace('\\', "\\\\").replace('\'', "''")
     );
-    let mut events = Vec::new();
+    // Read as it streams: a binlog file holds up to a gigabyte of events.
+    let mut reading = StateAt::new(end);
     match conn.query_iter(statement).await {
         Ok(mut result) => {
             result
                 .for_each(|row| {
                     let field = |i: usize| row.get_opt::<String, _>(i).and_then(Result::ok);
                     if let (Some(kind), Some(end_pos), Some(info)) = (field(2), row.get_opt::<u64, _>(4), field(5)) {
-                        events.push((kind, end_pos.unwrap_or(u64::MAX), info));
+                        reading.event(&kind, end_pos.unwrap_or(u64::MAX), &info);
                     }
                 })
                 .await
@@ -100,30 +101,56 @@ async fn mysql_state(
         }
         Err(e) => return Err(binlog_error(e)),
     }
-    Ok(state_at(&events, end)
+    Ok(reading
+        .finish()
         .filter(|(_, last)| last == last_only)
         .map(|(state, _)| state))
 }
 
 /// The GTID set after the events of a MySQL binlog file (`SHOW BINLOG
 /// EVENTS`: type, end offset, info) that end at or before `end`, with the
-/// last transaction among them.
-fn state_at(events: &[(String, u64, String)], end: u64) -> Option<(GtidState, GtidState)> {
-    let mut state = GtidState::default();
-    let mut last = None;
-    for (kind, _, info) in events.iter().take_while(|(_, event_end, _)| *event_end <= end) {
-        match kind.as_str() {
-            "Previous_gtids" => state = GtidState::parse(info).ok()?,
-            "Gtid" => {
-                // SET @@SESSION.GTID_NEXT= 'uuid:n'
-                let gtid = info.split('\'').nth(1)?;
-                state = state.with(gtid).ok()?;
-                last = Some(GtidState::parse(gtid).ok()?);
-            }
-            _ => {}
+/// last transaction among them, read one event at a time.
+struct StateAt {
+    end: u64,
+    /// `None` once an event could not be read: no state to trust.
+    state: Option<GtidState>,
+    last: Option<GtidState>,
+    /// An event past `end` was met: the rest are passed over.
+    passed: bool,
+}
+
+impl StateAt {
+    fn new(end: u64) -> Self {
+        Self {
+            end,
+            state: Some(GtidState::default()),
+            last: None,
+            passed: false,
         }
     }
-    Some((state, last?))
+
+    /// The file's next event.
+    fn event(&mut self, kind: &str, event_end: u64, info: &str) {
+        self.passed |= event_end > self.end;
+        let Some(state) = self.state.take_if(|_| !self.passed) else {
+            return;
+        };
+        self.state = match kind {
+            "Previous_gtids" => GtidState::parse(info).ok(),
+            "Gtid" => {
+                // SET @@SESSION.GTID_NEXT= 'uuid:n'
+                let gtid = info.split('\'').nth(1);
+                self.last = gtid.and_then(|g| GtidState::parse(g).ok());
+                gtid.and_then(|g| state.with(g).ok())
+            }
+            _ => Some(state),
+        };
+    }
+
+    /// The state and its last transaction, if both are known.
+    fn finish(self) -> Option<(GtidState, GtidState)> {
+        Some((self.state?, self.last?))
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +177,13 @@ mod tests {
             event("Xid", 640, "COMMIT /* xid=12 */"),
             event("Gtid", 719, &format!("SET @@SESSION.GTID_NEXT= '{A}:43'")),
         ];
+        let state_at = |events: &[(String, u64, String)], end: u64| {
+            let mut reading = StateAt::new(end);
+            for (kind, event_end, info) in events {
+                reading.event(kind, *event_end, info);
+            }
+            reading.finish()
+        };
         let (state, last) = state_at(&events, 640).unwrap();
         assert_eq!(state.to_string(), format!("{A}:1-42,{B}:1-3"));
         assert_eq!(last.to_string(), format!("{A}:42"));
