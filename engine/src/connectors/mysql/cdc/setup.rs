@@ -15,8 +15,9 @@ use super::MysqlChangeSource;
 use super::resume::Resume;
 use super::stream::{binlog_error, checksums, gtid_start};
 use super::values::{BinlogColumn, fraction_digits, refuse_time_fraction};
+use super::whole_state;
 use crate::cdc::source_object_name;
-use crate::contract::{Capture, CdcError, GtidState, Position, Retention, SourceError, TableDescription, TableRef};
+use crate::contract::{Capture, CdcError, Position, Retention, SourceError, TableDescription, TableRef};
 
 /// MySQL's errors for a missing privilege on an open connection:
 /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`, and `ER_ACCESS_DENIED_ERROR`, which
@@ -189,13 +190,17 @@ async fn probe_replication(
     for statement in resume.session() {
         conn.query_drop(statement).await?;
     }
-    let checksums = checksums(&mut conn).await?;
+    // Only a stream from a GTID state reads the rotate event's name.
+    let checksums = match resume.by_gtid() {
+        true => Some(checksums(&mut conn).await?),
+        false => None,
+    };
     // A random id: another replica with the same id would be disconnected.
     let id = SERVER_IDS.start - 1 - (rand::random::<u32>() % 1_000_000);
     let mut stream = conn.get_binlog_stream(resume.request(id).with_non_blocking()).await?;
-    let start = match resume.by_gtid() {
-        true => gtid_start(&mut stream, checksums).await,
-        false => stream.next().await.transpose().map(|_| None),
+    let start = match checksums {
+        Some(checksums) => gtid_start(&mut stream, checksums).await,
+        None => stream.next().await.transpose().map(|_| None),
     };
     let _ = stream.close().await;
     start
@@ -219,14 +224,8 @@ async fn same_binlog(conn: &mut Conn, position: &Position) -> Result<bool, CdcEr
     if state.is_mysql() {
         return Ok(true);
     }
-    let here: Option<Option<String>> = conn
-        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), *end))
-        .await
-        .map_err(failed)?;
-    Ok(here
-        .flatten()
-        .and_then(|text| GtidState::parse(&text).ok())
-        .is_some_and(|here| here.completes(state)))
+    let here = whole_state::mariadb_state(conn, file, *end).await?;
+    Ok(here.is_some_and(|here| here.completes(state)))
 }
 
 /// The binlog bytes after the job's committed position; `lost` when the

@@ -57,7 +57,7 @@ pub(super) async fn complete(conn: &mut Conn, position: &Position) -> Result<Pos
 
 /// MariaDB's GTID state at `(file, end)`, `None` where the server has no
 /// such file (`BINLOG_GTID_POS` gives NULL).
-async fn mariadb_state(conn: &mut Conn, file: &str, end: u64) -> Result<Option<GtidState>, CdcError> {
+pub(super) async fn mariadb_state(conn: &mut Conn, file: &str, end: u64) -> Result<Option<GtidState>, CdcError> {
     let text: Option<Option<String>> = conn
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, end))
         .await
