@@ -19,7 +19,7 @@
 #   lag   now() minus the newest `_sluice_commit_ts` visible in the warehouse
 #         (the source's commit time of the newest applied change): at a steady
 #         rate, how far the destination is behind the source
-#   rss   the server's resident memory
+#   rss   the server's resident memory, and of it the heap (`RssAnon`)
 # and prints per-minute lines (p50/p95/max lag, RSS) and a summary: changes
 # made and applied (HISTORY: the rows appended; MERGE: whether the table
 # equals the source), changes/s, lag p50/p95/max, RSS at the first and last
@@ -66,11 +66,12 @@ stop_pgbench() { kill "$PGBENCH_PID" 2>/dev/null; }
 CLEANUP_EXTRA=stop_pgbench
 
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
+anon_mb() { awk '/RssAnon/ {printf "%.0f", $2/1024}' "/proc/$SLUICE_PID/status"; }
 : >"$WORK/samples"
 start=$(now)
 while kill -0 "$PGBENCH_PID" 2>/dev/null; do
   lag=$(slsql -c "SELECT extract(epoch FROM now() - max(_sluice_commit_ts)) FROM warehouse.$TABLE" 2>/dev/null || echo)
-  echo "$(echo "$(now) - $start" | bc -l) ${lag:-nan} $(rss_mb)" >>"$WORK/samples"
+  echo "$(echo "$(now) - $start" | bc -l) ${lag:-nan} $(rss_mb) $(anon_mb)" >>"$WORK/samples"
   sleep 0.5
 done
 wait "$PGBENCH_PID" || true
@@ -90,22 +91,22 @@ import math, sys
 path, total, made, applied = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 samples = []
 for line in open(path):
-    t, lag, rss = line.split()
-    samples.append((float(t), float(lag) if lag != "nan" else math.nan, int(rss)))
+    t, lag, rss, anon = line.split()
+    samples.append((float(t), float(lag) if lag != "nan" else math.nan, int(rss), int(anon)))
 # The first samples may come before the first change: lag is measured from the workload's start on.
 def pct(values, p):
     values = sorted(v for v in values if not math.isnan(v))
     if not values:
         return math.nan
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
-print(f"{'minute':>6} {'lag_p50_s':>10} {'lag_p95_s':>10} {'lag_max_s':>10} {'rss_mb':>7}")
+print(f"{'minute':>6} {'lag_p50_s':>10} {'lag_p95_s':>10} {'lag_max_s':>10} {'rss_mb':>7} {'heap_mb':>7}")
 minutes = int(math.ceil(total / 60))
 for m in range(minutes):
     part = [s for s in samples if m * 60 <= s[0] < (m + 1) * 60]
     if not part:
         continue
     lags = [s[1] for s in part if s[0] >= 5]
-    print(f"{m + 1:>6} {pct(lags, 50):>10.2f} {pct(lags, 95):>10.2f} {pct(lags, 100):>10.2f} {part[-1][2]:>7}")
+    print(f"{m + 1:>6} {pct(lags, 50):>10.2f} {pct(lags, 95):>10.2f} {pct(lags, 100):>10.2f} {part[-1][2]:>7} {part[-1][3]:>7}")
 lags = [s[1] for s in samples if s[0] >= 5]
 rss = [s[2] for s in samples]
 first = [s[2] for s in samples if s[0] < 60] or rss

@@ -16,7 +16,7 @@ use datafusion_proto::bytes::{
 };
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use sluice_catalog::MasterKey;
-use sluice_engine::contract::ResolvedOptions;
+use sluice_engine::contract::{ResolvedOptions, Segment};
 use sluice_engine::jobs::cluster::ExtractTask;
 
 use super::*;
@@ -42,6 +42,7 @@ fn task(part: u32, key: &MasterKey) -> ExtractTask {
         table: "orders".into(),
         columns: vec!["id".into(), "note".into()],
         filter: Some(format!("id >= {} AND id < {}", part * 10, part * 10 + 10)),
+        segment: Some(Segment { index: part, total: 4 }),
         batch_rows: None,
         snapshot: Some("00000003-0000001B-1".into()),
         loaded: schema.clone(),

@@ -66,6 +66,7 @@ pub async fn release_freed_periodically(every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         let Some(now) = Heap::now() else { return };
+        tracing::debug!(used_mb = now.used >> 20, free_mb = now.free >> 20, "heap");
         if worth_releasing(last, now) {
             // Off the runtime's threads: trimming a large heap takes a moment.
             let _ = tokio::task::spawn_blocking(release_freed).await;

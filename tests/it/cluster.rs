@@ -7,7 +7,9 @@
 use crate::common;
 
 use crate::job_ops::{detail, explain};
+use crate::source_dynamodb_requests::event;
 use common::cluster::{ClusterProcess, key_file};
+use common::dynamodb::Dynamo;
 use common::emulators::Emulator;
 use common::*;
 use std::time::Duration;
@@ -306,6 +308,57 @@ async fn incremental_runs_on_the_cluster_append_past_the_watermark() {
         "{:?}",
         cluster.tasks_done()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamodb_table_is_split_by_scan_segment_over_both_executors() {
+    const DYNAMO_SECRET: &str = "dynamo-secret-Kq7";
+    let cluster = Cluster::start(10);
+    let dynamo = Dynamo::start();
+    dynamo.create_table("events");
+    dynamo.put("events", &(1..=300).map(event).collect::<Vec<_>>());
+    let client = cluster.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION dyn TYPE dynamodb OPTIONS (endpoint '{}', region 'us-east-1', \
+             access_key_id 'test', secret_access_key '{DYNAMO_SECRET}', page_size 25); \
+             CREATE ETL JOB events FROM dyn.dynamodb.events INTO warehouse.events SNAPSHOT \
+             WITH (parallelism = 6)",
+            dynamo.endpoint()
+        ))
+        .await
+        .unwrap();
+    let plan = explain(&client, "events").await;
+    let execution = detail(&plan, "execution");
+    assert!(
+        execution.contains(": 6 tasks, each one of the source's own segments of the read"),
+        "{execution}"
+    );
+    let run = cluster.run(&client, "events").await;
+    assert_eq!(
+        (run[1].as_deref(), run[2].as_deref()),
+        (Some("succeeded"), Some("300")),
+        "{run:?}"
+    );
+    let done = cluster.tasks_done();
+    assert_eq!(done.iter().sum::<usize>(), 6, "every segment ran once: {done:?}");
+    assert!(done.iter().all(|&n| n > 0), "both executors did work: {done:?}");
+    // Each item once, equal to the table's.
+    let columns = "id, kind, ts, total, qty, note";
+    let source = rows(
+        &client,
+        &format!("SELECT {columns} FROM dyn.dynamodb.events ORDER BY id"),
+    )
+    .await;
+    assert_eq!(source.len(), 300);
+    let loaded = rows(&client, &format!("SELECT {columns} FROM warehouse.events ORDER BY id")).await;
+    assert_eq!(loaded, source);
+    for (executor, log) in cluster.executors.iter().map(|e| e.log()).enumerate() {
+        assert!(
+            !log.contains(DYNAMO_SECRET),
+            "executor {executor} never logs the source's secret key"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

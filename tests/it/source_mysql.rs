@@ -559,6 +559,7 @@ async fn scans_stream_batches_and_refuse_bad_values() {
         filter: Some("(`id` <= 12000 OR SLEEP(1) = 0)".into()),
         limit: None,
         offset: 0,
+        segment: None,
         batch_rows: None,
     };
     let mut stream = source.scan(&description, &request).await.unwrap();
@@ -620,6 +621,7 @@ async fn scans_stream_batches_and_refuse_bad_values() {
         filter: Some("`nope` = 1".into()),
         limit: None,
         offset: 0,
+        segment: None,
         batch_rows: None,
     };
     match source.scan(&description, &request).await {

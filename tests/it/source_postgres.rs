@@ -568,6 +568,7 @@ async fn scans_round_trip_every_value_exactly() {
         filter: Some("(\"id\" >= 2)".into()),
         limit: None,
         offset: 0,
+        segment: None,
         batch_rows: None,
     };
     let batches = scan(&source, &description, request).await.unwrap();
@@ -685,6 +686,7 @@ async fn values_arrow_cannot_hold_are_refused_naming_the_column() {
             filter: Some(format!("(\"id\" = {id})")),
             limit: None,
             offset: 0,
+            segment: None,
             batch_rows: None,
         };
         let err = scan(&source, &description, request).await.unwrap_err();

@@ -184,6 +184,19 @@ pub struct ScanRequest {
     pub offset: usize,
     /// Rows per batch; the source's default when `None`.
     pub batch_rows: Option<usize>,
+    /// Only this one of the segments a source that splits its reads
+    /// itself ([`Source::scans_in_segments`]) would read; `None`: every
+    /// row. A cluster task's part of such a source.
+    pub segment: Option<Segment>,
+}
+
+/// One of `total` segments a source splits its read into (DynamoDB's Scan
+/// `Segment` of `TotalSegments`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
+    /// From 0, below `total`.
+    pub index: u32,
+    pub total: u32,
 }
 
 impl ScanRequest {
@@ -497,16 +510,18 @@ pub trait Source: Send + Sync {
         false
     }
 
-    /// Plans the rows of [`Source::scan`] as up to `parts` requests over
-    /// ranges of the NOT NULL integer column number `split`, each to be read
-    /// by [`Source::scan_part`] anywhere, all in the one snapshot the
-    /// returned [`SplitScan`] holds open until it is dropped. Sources that
-    /// cannot keep this default, which refuses.
+    /// Plans the rows of [`Source::scan`] as up to `parts` requests, each to
+    /// be read by [`Source::scan_part`] anywhere: ranges of the NOT NULL
+    /// integer column number `split`, all in the one snapshot the returned
+    /// [`SplitScan`] holds open until it is dropped, or, for a source that
+    /// [scans in segments](Source::scans_in_segments) (`split` is `None`
+    /// then), its segments. Sources that cannot keep this default, which
+    /// refuses.
     async fn split_scan(
         &self,
         description: &TableDescription,
         request: &ScanRequest,
-        split: usize,
+        split: Option<usize>,
         parts: usize,
     ) -> Result<SplitScan, SourceError> {
         let _ = (request, split, parts);

@@ -105,7 +105,7 @@ impl JobManager {
         let server_only = Self::server_only(dedupes, plan.files.is_some());
         let shares_files = job.destination.connection.is_none();
         let placement = self.placement(job, source, shares_files, splits, server_only)?;
-        Ok(self.placement_text(job, &placement))
+        Ok(self.placement_text(job, source, &placement))
     }
 
     /// The query of each stream the run opens.

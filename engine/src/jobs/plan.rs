@@ -156,6 +156,7 @@ pub(super) async fn plan(
         filter,
         limit: None,
         offset: 0,
+        segment: None,
     };
     Ok(RunPlan {
         columns,

@@ -122,6 +122,7 @@ impl JobManager {
                 filter,
                 limit: None,
                 offset: 0,
+                segment: None,
             };
             let scan = source
                 .scan(&columns.description, &request)

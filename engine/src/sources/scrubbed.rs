@@ -136,7 +136,7 @@ impl Source for Scrubbed {
         &self,
         description: &TableDescription,
         request: &ScanRequest,
-        split: usize,
+        split: Option<usize>,
         parts: usize,
     ) -> Result<SplitScan, SourceError> {
         (self.inner.split_scan(description, request, split, parts).await).map_err(|e| self.clean(e))

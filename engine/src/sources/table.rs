@@ -108,6 +108,7 @@ impl TableProvider for SourceTable {
             filter: (!conditions.is_empty()).then(|| conditions.join(" AND ")),
             limit,
             offset: self.offset,
+            segment: None,
             batch_rows: None,
         };
         let schema = Arc::new(self.schema.project(&columns)?);

@@ -20,8 +20,8 @@ use super::infer::{Shape, infer};
 use super::mapping::Mapping;
 use super::value::Document;
 use crate::contract::{
-    Dialect, QueryBuilder, ScanRequest, Source, SourceError, TableDescription, TableInfo, TableKind, TableRef,
-    TextRows, closest, scan_sql,
+    Dialect, QueryBuilder, ScanRequest, Segment, Source, SourceError, SplitScan, TableDescription, TableInfo,
+    TableKind, TableRef, TextRows, closest, scan_sql,
 };
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
 use crate::sources::stream_table;
@@ -180,6 +180,49 @@ impl<S: Store> Source for DocumentSource<S> {
             .store
             .read_segments(&description.table.name, description, request, parts);
         self.scan_pages(description, request, pages).await
+    }
+
+    fn supports_split_scan(&self) -> bool {
+        self.store.reads_in_segments()
+    }
+
+    /// A store that reads in segments splits into them: one part per
+    /// segment, each read wherever its task runs. (No snapshot: a store's
+    /// scan reads each segment as it is when the segment gets there, the
+    /// same as one parallel read on the server.)
+    async fn split_scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        _split: Option<usize>,
+        parts: usize,
+    ) -> Result<SplitScan, SourceError> {
+        if !self.store.reads_in_segments() {
+            return Err(SourceError::Query {
+                code: Some("0A000".into()),
+                message: format!("{} cannot be split for a cluster", description.table),
+            });
+        }
+        let total = u32::try_from(parts.max(1)).unwrap_or(u32::MAX);
+        Ok(SplitScan {
+            parts: (0..total)
+                .map(|index| ScanRequest {
+                    segment: Some(Segment { index, total }),
+                    ..request.clone()
+                })
+                .collect(),
+            snapshot: None,
+            hold: Box::new(()),
+        })
+    }
+
+    async fn scan_part(
+        &self,
+        description: &TableDescription,
+        part: &ScanRequest,
+        _snapshot: Option<&str>,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        self.scan(description, part).await
     }
 
     fn segmented_scan_query(&self, description: &TableDescription, request: &ScanRequest, parts: usize) -> String {

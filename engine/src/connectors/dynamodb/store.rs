@@ -249,11 +249,24 @@ impl Store for DynamoStore {
     /// one after the other), else a `Scan` in `parts` parallel segments
     /// (each with one page in flight, pages merged as they come), with the
     /// rest of the filter's bounds as the filter expression.
+    ///
+    /// A request for one `segment` (a cluster task's) reads only that one
+    /// of its `total`; a `Query` is then read by segment 0 alone.
     fn read_segments(&self, table: &str, description: &TableDescription, request: &ScanRequest, parts: u32) -> Pages {
         let key: Vec<String> = description.primary_key().into_iter().map(str::to_owned).collect();
         let (api, table, described) = (self.api.clone(), table.to_owned(), self.described.clone());
         let (description, pushdown) = (description.clone(), Pushdown::of(description, request));
-        let (total, limit, consistent) = (parts.max(1), self.page_size, self.consistent_read);
+        let segments = match request.segment {
+            Some(segment) => Segments {
+                read: segment.index..segment.index + 1,
+                total: segment.total.max(1),
+            },
+            None => Segments {
+                read: 0..parts.max(1),
+                total: parts.max(1),
+            },
+        };
+        let (limit, consistent) = (self.page_size, self.consistent_read);
         let partitions = self.partitions_of(&table).cloned();
         let opened = async move {
             let keys = describe(&api, &table).await?;
@@ -262,7 +275,7 @@ impl Store for DynamoStore {
             let reads = expression::plan_reads(&description, &pushdown, &keys, consistent, partitions.as_ref());
             let streams: Vec<Pages> = reads
                 .into_iter()
-                .map(|read| read_pages(&api, &table, &key, body.clone(), read, total, consistent))
+                .map(|read| read_pages(&api, &table, &key, body.clone(), read, &segments, consistent))
                 .collect();
             Ok::<_, SourceError>(futures::stream::iter(streams).flatten().boxed())
         };
@@ -306,22 +319,30 @@ impl Store for DynamoStore {
     }
 }
 
-/// The pages of one read: a `Scan` in `total` parallel segments, or a
-/// `Query`; `body` has the table and page size.
+/// Which `Scan` segments a read reads, of how many.
+struct Segments {
+    read: std::ops::Range<u32>,
+    total: u32,
+}
+
+/// The pages of one read: a `Scan` in `segments` read in parallel, or a
+/// `Query` (read only by a read that includes segment 0); `body` has the
+/// table and page size.
 fn read_pages(
     api: &Api,
     table: &str,
     key: &[String],
     mut body: Json,
     read: Read,
-    total: u32,
+    segments: &Segments,
     consistent: bool,
 ) -> Pages {
+    let total = segments.total;
     match read {
         Read::Scan(expressions) => {
             body["ConsistentRead"] = json!(consistent);
             expressions.add_to(&mut body);
-            let segments = (0..total).map(|segment| {
+            let segments = segments.read.clone().map(|segment| {
                 let mut body = body.clone();
                 if total > 1 {
                     body["Segment"] = json!(segment);
@@ -331,6 +352,7 @@ fn read_pages(
             });
             futures::stream::select_all(segments).boxed()
         }
+        Read::Query { .. } if !segments.read.contains(&0) => futures::stream::empty().boxed(),
         Read::Query {
             index,
             global,

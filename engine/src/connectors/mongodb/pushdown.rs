@@ -317,6 +317,7 @@ mod tests {
             filter: filter.map(str::to_owned),
             limit,
             offset: 0,
+            segment: None,
             batch_rows: None,
         }
     }

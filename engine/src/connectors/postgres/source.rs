@@ -102,9 +102,13 @@ impl Source for PostgresSource {
         &self,
         description: &TableDescription,
         request: &ScanRequest,
-        split: usize,
+        split: Option<usize>,
         parts: usize,
     ) -> Result<SplitScan, SourceError> {
+        let split = split.ok_or_else(|| SourceError::Query {
+            code: Some("0A000".into()),
+            message: format!("{} needs a column to split on", description.table),
+        })?;
         parallel::split(&self.endpoint, description, request, split, parts).await
     }
 
@@ -576,6 +580,7 @@ mod tests {
             filter: Some("(\"id\" > 5)".into()),
             limit: Some(3),
             offset: 0,
+            segment: None,
             batch_rows: None,
         };
         assert_eq!(

@@ -273,6 +273,7 @@ mod tests {
             filter: Some("(\"id\" > 5)".into()),
             limit: Some(3),
             offset: 0,
+            segment: None,
             batch_rows: None,
         };
         assert_eq!(

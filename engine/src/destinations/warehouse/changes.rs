@@ -755,6 +755,14 @@ impl LoadTransaction for ChangeLoad {
             }
         };
         let finished = encoder.finish().await?;
+        tracing::debug!(
+            table = %self.table,
+            rows = self.held.rows.rows(),
+            rewrite = into == Writes::Table,
+            deltas = self.base.deltas.len(),
+            files = finished.len(),
+            "change batch written"
+        );
         next.files = kept;
         match into {
             Writes::Deltas => next.deltas.extend(finished.iter().cloned()),

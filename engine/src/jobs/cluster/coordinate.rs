@@ -85,7 +85,7 @@ impl JobManager {
         if !source.supports_split_scan() {
             return refuse("its source cannot be split into parts that executors read in one snapshot");
         }
-        if !split_ok {
+        if !split_ok && !source.scans_in_segments() {
             return refuse("its table has no integer primary key or NOT NULL integer cursor to split on");
         }
         if !shares_files {
@@ -108,13 +108,22 @@ impl JobManager {
     }
 
     /// How EXPLAIN says where a load runs.
-    pub(in crate::jobs) fn placement_text(&self, job: &JobRecord, placement: &Placement) -> String {
+    pub(in crate::jobs) fn placement_text(
+        &self,
+        job: &JobRecord,
+        source: &dyn Source,
+        placement: &Placement,
+    ) -> String {
         match (placement, &self.cluster) {
             (Placement::Cluster, Some(handle)) => format!(
-                "on the cluster at {}: {} tasks, each a range of the split column read in one snapshot and written \
-                 as Parquet into the warehouse's bucket by an executor; this server commits",
+                "on the cluster at {}: {} tasks, each {} and written as Parquet into the warehouse's bucket by an \
+                 executor; this server commits",
                 handle.cluster.scheduler(),
-                job.parallelism.map_or(handle.tasks, |n| n as usize).max(1)
+                job.parallelism.map_or(handle.tasks, |n| n as usize).max(1),
+                match source.scans_in_segments() {
+                    true => "one of the source's own segments of the read",
+                    false => "a range of the split column read in one snapshot",
+                }
             ),
             (Placement::Local(Some(reason)), _) => format!("on this server: {reason}"),
             _ => "on this server".to_owned(),
@@ -139,7 +148,10 @@ impl JobManager {
             .expect("placed on the cluster only when there is one");
         let job = plan.job;
         let description = &plan.columns.description;
-        let split = split::split_column(description, plan.cursor.map(|c| c.0.as_str()))?;
+        let split = match plan.source.scans_in_segments() {
+            true => None,
+            false => Some(split::split_column(description, plan.cursor.map(|c| c.0.as_str()))?),
+        };
         let parts = job.parallelism.map_or(handle.tasks, |n| n as usize).max(1);
         let scan = (plan.source.split_scan(description, plan.request, split, parts).await).map_err(|error| {
             EngineError::Source {
@@ -165,6 +177,7 @@ impl JobManager {
                     .map(|&i| description.columns[i].name.clone())
                     .collect(),
                 filter: request.filter.clone(),
+                segment: request.segment,
                 batch_rows: request.batch_rows,
                 snapshot: scan.snapshot.clone(),
                 loaded: plan.columns.schema.clone(),

@@ -57,6 +57,7 @@ pub async fn run_task(task: &ExtractTask, key: &MasterKey, executor: &str) -> Re
         let request = ScanRequest {
             columns,
             filter: task.filter.clone(),
+            segment: task.segment,
             batch_rows: task.batch_rows,
             ..ScanRequest::default()
         };

@@ -10,7 +10,7 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use serde::{Deserialize, Serialize};
 use sluice_catalog::MasterKey;
 
-use crate::contract::{ResolvedOptions, SharedTarget, WrittenFile};
+use crate::contract::{ResolvedOptions, Segment, SharedTarget, WrittenFile};
 use crate::error::EngineError;
 
 /// One part of a run's extract: read the part from the source, convert it
@@ -34,6 +34,9 @@ pub struct ExtractTask {
     /// The part's condition (the scan's filter and its range), in the
     /// source's SQL.
     pub filter: Option<String>,
+    /// The part's segment, for a source that splits its reads itself.
+    #[serde(default)]
+    pub segment: Option<Segment>,
     pub batch_rows: Option<usize>,
     /// The snapshot every part reads in, as the source names it.
     pub snapshot: Option<String>,
