@@ -29,6 +29,7 @@ mod merged;
 mod namespaces;
 mod parallel_file;
 mod read;
+mod read_caches;
 mod shared;
 mod sync;
 #[cfg(test)]
@@ -61,6 +62,7 @@ use crate::sources::datafusion_sql::{DataFusionDialect, session as datafusion_se
 use changes::ChangeLoad;
 use load::WarehouseLoad;
 use manifest::Manifest;
+use read_caches::ReadCaches;
 use sync::LocalDisk;
 
 /// How many manifest versions (with their files) a table keeps readable.
@@ -107,6 +109,8 @@ struct Shared {
     location: Option<String>,
     /// Tables known to exist, for the synchronous `table_names`.
     tables: RwLock<BTreeSet<String>>,
+    /// The footer caches of the sessions that read it.
+    read_caches: ReadCaches,
 }
 
 impl LocalWarehouse {
@@ -140,6 +144,7 @@ impl LocalWarehouse {
                 url,
                 location: None,
                 tables: RwLock::default(),
+                read_caches: ReadCaches::default(),
             }),
         }
     }
@@ -150,6 +155,7 @@ impl LocalWarehouse {
             url: self.shared.url.clone(),
             location: Some(location),
             tables: RwLock::default(),
+            read_caches: ReadCaches::default(),
         });
         Self { shared, ..self }
     }
@@ -243,17 +249,19 @@ impl LocalWarehouse {
         }
     }
 
-    /// Deletes `paths`; already deleted ones are fine.
+    /// Deletes `paths`; already deleted ones are fine. Sessions that read
+    /// them forget their footers.
     async fn delete_all(&self, paths: Vec<Path>) -> Result<(), DestinationError> {
         let mut deleted = self
             .store
-            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
+            .delete_stream(futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed());
         while let Some(result) = deleted.next().await {
             match result {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        self.shared.read_caches.forget(&paths);
         Ok(())
     }
 

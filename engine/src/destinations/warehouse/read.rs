@@ -196,6 +196,7 @@ impl TableProvider for WarehouseTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        (self.warehouse.shared.read_caches).remember(state.runtime_env().cache_manager.get_file_metadata_cache());
         if let (false, Some(layout)) = (self.manifest.deltas.is_empty(), &self.manifest.changes) {
             let scan = (projection, filters, limit);
             return merged::scan(&self.warehouse, &self.table, &self.manifest, layout, state, scan).await;

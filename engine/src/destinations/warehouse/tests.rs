@@ -176,6 +176,37 @@ async fn commits_delete_files_of_versions_no_longer_retained() {
 }
 
 #[tokio::test]
+async fn a_reading_session_forgets_the_footers_of_deleted_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = open(&dir).await;
+    let ctx = session(&warehouse).await;
+    let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
+    let read = async || {
+        let sql = "SELECT count(*) FROM warehouse.orders";
+        ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    };
+    let cached = |names: &[String]| -> Vec<bool> {
+        (names.iter())
+            .map(|name| cache.contains_key(&warehouse.data_path("orders", name)))
+            .collect()
+    };
+    load(&warehouse, 1, WriteMode::Replace, &[orders(&[1])]).await;
+    read().await;
+    let first = data_files(&warehouse, "orders").await;
+    assert_eq!(cached(&first), [true], "the session caches the footer it read");
+    load(&warehouse, 2, WriteMode::Replace, &[orders(&[2])]).await;
+    read().await;
+    assert_eq!(cache.len(), 2);
+    // The third version's commit deletes the first version's file.
+    load(&warehouse, 3, WriteMode::Replace, &[orders(&[3])]).await;
+    assert_eq!(cached(&first), [false], "a deleted file's footer is dropped");
+    read().await;
+    let kept = data_files(&warehouse, "orders").await;
+    assert_eq!(cached(&kept), [true, true]);
+    assert_eq!(cache.len(), 2, "the two retained versions' footers");
+}
+
+#[tokio::test]
 async fn committed_state_is_the_last_commit() {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = open(&dir).await;
