@@ -22,11 +22,13 @@ use tracing::{info, warn};
 use crate::ClusterError;
 use crate::codec::SluiceLogicalCodec;
 use crate::node::ExtractNode;
+use crate::progress::{JobProgress, PROGRESS_EVERY};
 
 /// A Ballista cluster, reached at its scheduler.
 pub struct BallistaCluster {
     scheduler: String,
     context: SessionContext,
+    progress: JobProgress,
 }
 
 impl BallistaCluster {
@@ -55,13 +57,18 @@ impl BallistaCluster {
         Ok(Self {
             scheduler: url.to_owned(),
             context,
+            progress: JobProgress::new(url),
         })
     }
 }
 
 #[async_trait]
 impl Cluster for BallistaCluster {
-    async fn run(&self, tasks: Vec<ExtractTask>) -> Result<Vec<TaskOutput>, String> {
+    async fn run(
+        &self,
+        tasks: Vec<ExtractTask>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Vec<TaskOutput>, String> {
         let plan = LogicalPlan::Extension(Extension {
             node: Arc::new(ExtractNode::new(tasks)),
         });
@@ -73,7 +80,24 @@ impl Cluster for BallistaCluster {
             scheduler: self.scheduler.clone(),
             armed: true,
         };
-        let batches = collect(physical, Arc::new(task_context)).await;
+        let batches = collect(physical.clone(), Arc::new(task_context));
+        tokio::pin!(batches);
+        let mut ask = tokio::time::interval(PROGRESS_EVERY);
+        let mut done = 0;
+        let batches = loop {
+            tokio::select! {
+                batches = &mut batches => break batches,
+                _ = ask.tick() => {
+                    let Some(job_id) = job_id(&physical) else { continue };
+                    if let Some(now) = self.progress.tasks_done(&job_id).await
+                        && now > done
+                    {
+                        done = now;
+                        progress(done);
+                    }
+                }
+            }
+        };
         guard.armed = false;
         let batches = batches.map_err(|e| e.to_string())?;
         let mut outputs = Vec::new();
@@ -104,12 +128,17 @@ struct CancelOnDrop {
     armed: bool,
 }
 
+/// The id of the Ballista job running `plan`, once the scheduler has
+/// taken it.
+fn job_id(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+    (plan.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>())
+        .and_then(DistributedQueryExec::job_id)
+        .map(|id| id.to_string())
+}
+
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        let job_id = self
-            .plan
-            .downcast_ref::<DistributedQueryExec<LogicalPlanNode>>()
-            .and_then(DistributedQueryExec::job_id);
+        let job_id = job_id(&self.plan);
         let (Some(job_id), true, Ok(runtime)) = (job_id, self.armed, tokio::runtime::Handle::try_current()) else {
             return;
         };
@@ -122,9 +151,7 @@ impl Drop for CancelOnDrop {
                 let mut scheduler = SchedulerGrpcClient::connect(endpoint)
                     .await
                     .map_err(|e| e.to_string())?;
-                let params = CancelJobParams {
-                    job_id: job_id.to_string(),
-                };
+                let params = CancelJobParams { job_id: job_id.clone() };
                 scheduler.cancel_job(params).await.map_err(|e| e.to_string())
             };
             match cancelled.await {

@@ -13,6 +13,7 @@ mod exec;
 pub mod executor;
 mod node;
 mod planner;
+mod progress;
 pub mod scheduler;
 mod support;
 

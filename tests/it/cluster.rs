@@ -311,6 +311,45 @@ async fn incremental_runs_on_the_cluster_append_past_the_watermark() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_runs_shows_the_tasks_done_while_the_run_runs() {
+    let cluster = Cluster::start(1_000_000);
+    let client = cluster.client().await;
+    // 16 tasks, two at a time on each executor: four waves.
+    client
+        .batch_execute(
+            "CREATE ETL JOB orders FROM shop.public.orders INTO warehouse.orders SNAPSHOT WITH (parallelism = 16)",
+        )
+        .await
+        .unwrap();
+    let runner = cluster.sluice.client().await;
+    let run = tokio::spawn(async move { runner.simple_query("RUN ETL JOB orders").await.map(drop) });
+    let mut seen = Vec::new();
+    while !run.is_finished() {
+        let shown = rows(
+            &client,
+            "SELECT status, tasks_done, tasks_total FROM sluice.runs WHERE job = 'orders'",
+        )
+        .await;
+        if let Some(row) = shown.first() {
+            seen.push(row.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run.await.unwrap().unwrap();
+    let partly_done = seen.iter().any(|row| {
+        let done: u64 = row[1].as_deref().map_or(0, |n| n.parse().unwrap());
+        row[0].as_deref() == Some("running") && (1..16).contains(&done) && row[2].as_deref() == Some("16")
+    });
+    assert!(partly_done, "some tasks done while others ran: {seen:?}");
+    let end = rows(
+        &client,
+        "SELECT status, tasks_done FROM sluice.runs WHERE job = 'orders'",
+    )
+    .await;
+    assert_eq!(end, [[Some("succeeded".into()), Some("16".into())]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamodb_table_is_split_by_scan_segment_over_both_executors() {
     const DYNAMO_SECRET: &str = "dynamo-secret-Kq7";
     let cluster = Cluster::start(10);

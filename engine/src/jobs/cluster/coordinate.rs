@@ -194,9 +194,22 @@ impl JobManager {
         run.tasks_done = Some(0);
         self.catalog().update_run(run)?;
         info!(job = %job.name, run_id = run.id, tasks = total, scheduler = handle.cluster.scheduler(), "extract sent to the cluster");
-        let outputs = tokio::select! {
-            outputs = handle.cluster.run(tasks) => outputs,
-            () = cancel.notified() => return Err(EngineError::Cancelled { run_id: run.id }),
+        // `sluice.runs` shows the tasks done as they finish.
+        let (done_tx, mut done_rx) = tokio::sync::watch::channel(0);
+        let progress = move |done| {
+            let _ = done_tx.send(done);
+        };
+        let running = handle.cluster.run(tasks, &progress);
+        tokio::pin!(running);
+        let outputs = loop {
+            tokio::select! {
+                outputs = &mut running => break outputs,
+                Ok(()) = done_rx.changed() => {
+                    run.tasks_done = Some(*done_rx.borrow_and_update());
+                    self.catalog().update_run(run)?;
+                }
+                () = cancel.notified() => return Err(EngineError::Cancelled { run_id: run.id }),
+            }
         };
         // The snapshot may end once every task has read its part.
         drop(scan);

@@ -27,8 +27,13 @@ pub use task::{ExtractTask, TaskOutput};
 pub trait Cluster: Send + Sync {
     /// Runs every task, each on some executor (a task whose executor is
     /// lost runs again elsewhere), and returns one output per task; an
-    /// error once the cluster gives up.
-    async fn run(&self, tasks: Vec<ExtractTask>) -> Result<Vec<TaskOutput>, String>;
+    /// error once the cluster gives up. While they run, `progress` hears
+    /// how many tasks have finished, each time that grows.
+    async fn run(
+        &self,
+        tasks: Vec<ExtractTask>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Vec<TaskOutput>, String>;
 
     /// The scheduler's address, for messages.
     fn scheduler(&self) -> &str;
