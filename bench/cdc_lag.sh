@@ -20,7 +20,7 @@
 #         (the source's commit time of the newest applied change): at a steady
 #         rate, how far the destination is behind the source
 #   rss   the server's resident memory, and of it the heap (`RssAnon`)
-# and prints per-minute lines (p50/p95/max lag, RSS) and a summary: changes
+# and prints per-minute lines (p50/p95/max lag, RSS and heap low-high) and a summary: changes
 # made and applied (HISTORY: the rows appended; MERGE: whether the table
 # equals the source), changes/s, lag p50/p95/max, RSS at the first and last
 # minute and its peak.
@@ -99,14 +99,19 @@ def pct(values, p):
     if not values:
         return math.nan
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
-print(f"{'minute':>6} {'lag_p50_s':>10} {'lag_p95_s':>10} {'lag_max_s':>10} {'rss_mb':>7} {'heap_mb':>7}")
+# Memory per minute as its low and high: the low is what the server keeps
+# between batches (flat if nothing accumulates), the high a batch's working
+# set (a fold of the deltas into the table reads and writes it whole).
+print(f"{'minute':>6} {'lag_p50_s':>10} {'lag_p95_s':>10} {'lag_max_s':>10} {'rss_mb':>11} {'heap_mb':>11}")
 minutes = int(math.ceil(total / 60))
 for m in range(minutes):
     part = [s for s in samples if m * 60 <= s[0] < (m + 1) * 60]
     if not part:
         continue
     lags = [s[1] for s in part if s[0] >= 5]
-    print(f"{m + 1:>6} {pct(lags, 50):>10.2f} {pct(lags, 95):>10.2f} {pct(lags, 100):>10.2f} {part[-1][2]:>7} {part[-1][3]:>7}")
+    rss = f"{min(s[2] for s in part)}-{max(s[2] for s in part)}"
+    heap = f"{min(s[3] for s in part)}-{max(s[3] for s in part)}"
+    print(f"{m + 1:>6} {pct(lags, 50):>10.2f} {pct(lags, 95):>10.2f} {pct(lags, 100):>10.2f} {rss:>11} {heap:>11}")
 lags = [s[1] for s in samples if s[0] >= 5]
 rss = [s[2] for s in samples]
 first = [s[2] for s in samples if s[0] < 60] or rss
@@ -114,4 +119,6 @@ last = [s[2] for s in samples if s[0] >= total - 60] or rss
 print(f"changes made {made} ({made / total:.0f}/s), applied {applied}")
 print(f"lag p50 {pct(lags, 50):.2f} s, p95 {pct(lags, 95):.2f} s, max {pct(lags, 100):.2f} s")
 print(f"RSS first minute {max(first)} MB, last minute {max(last)} MB, peak {max(rss)} MB")
+low = lambda part: min(s[3] for s in samples if part(s[0])) if any(part(s[0]) for s in samples) else 0
+print(f"heap low first minute {low(lambda t: t < 60)} MB, last minute {low(lambda t: t >= total - 60)} MB")
 PY
