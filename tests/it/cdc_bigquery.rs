@@ -11,7 +11,9 @@
 //! before the catalog records it leaves the tables equal to the source
 //! after a restart and a run. A `CONTINUOUS` job commits a transaction per
 //! batch within one run. The same shapes from a real MariaDB into the fake
-//! equal the source in both modes.
+//! equal the source in both modes, and so do three continuous jobs' tables
+//! after a random workload in small and large transactions that ran while
+//! they streamed.
 
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::scalar::ScalarValue;
 
 use crate::bigquery::{Env, setup};
+use crate::cdc_continuous::{Rng, random_transaction};
 use crate::cdc_jobs::big;
 use crate::cdc_mysql::{create_connection, maria_rows};
 use crate::common::*;
@@ -247,6 +250,93 @@ async fn cdc_into_bigquery_follows_every_change_shape_with_one_transaction_per_b
         .unwrap();
     let left = env.fake.table_names(DATASET);
     assert!(!left.iter().any(|t| t.starts_with("items_h")), "{left:?}");
+}
+
+/// Continuous jobs (`MERGE`, `MERGE` with `soft_delete`, `HISTORY`) stream
+/// while a random workload runs at the source (inserts, updates, deletes,
+/// key changes, large out-of-line values later left unchanged), in small
+/// transactions and in large ones: at the end the three tables equal the
+/// source row by row, and `HISTORY` holds each change once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_workload_streamed_into_bigquery_equals_the_source_in_both_modes() {
+    let env = setup(&[]).await;
+    env.pg.psql_admin_db(
+        "shop",
+        &format!(
+            "{TABLE} INSERT INTO items VALUES (1, 'a', {}, 1), (2, 'b', {}, 2), (3, 'c', NULL, NULL);",
+            big('a'),
+            big('b')
+        ),
+    );
+    let every = "flush_interval = '1 second'";
+    env.client
+        .batch_execute(&format!(
+            "CREATE ETL JOB items_merge FROM shop.public.items INTO wh.items_m CDC MERGE CONTINUOUS WITH ({every}); \
+             CREATE ETL JOB items_soft FROM shop.public.items INTO wh.items_s CDC MERGE CONTINUOUS \
+               WITH (soft_delete = true, {every}); \
+             CREATE ETL JOB items_history FROM shop.public.items INTO wh.items_h CDC HISTORY CONTINUOUS WITH ({every});"
+        ))
+        .await
+        .unwrap();
+    until_streamed(&env, "the first load", 3).await;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let source_client = env.pg.client().await;
+    let (mut changes, mut next_id) = (0, 100);
+    for round in 0..4 {
+        for _ in 0..5 + rng.below(10) {
+            let statements = 1 + rng.below(20);
+            changes += random_transaction(&source_client, &mut rng, &mut next_id, statements).await;
+            tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
+        }
+        if round % 2 == 1 {
+            changes += random_transaction(&source_client, &mut rng, &mut next_id, 400).await;
+        }
+    }
+    until_streamed(&env, &format!("the random workload (seed {seed})"), 3 + changes).await;
+    env.client
+        .batch_execute(
+            "ALTER ETL JOB items_merge PAUSE; ALTER ETL JOB items_soft PAUSE; ALTER ETL JOB items_history PAUSE",
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until the streamed tables equal the source (the `MERGE` table,
+/// the live rows of the `soft_delete` one, `HISTORY`'s current view) and
+/// `HISTORY` holds `history_rows` rows.
+async fn until_streamed(env: &Env, step: &str, history_rows: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let expected = source(env).await;
+        let rows_of = |name: &str| {
+            (env.fake.table(DATASET, name)).map(|t| t.batches.iter().flat_map(batch_rows).collect::<Vec<_>>())
+        };
+        let (merged, soft, history) = (rows_of("items_m"), rows_of("items_s"), rows_of("items_h"));
+        let view = env.fake.table(DATASET, "items_h_current").is_some();
+        let seen = match (merged, soft, history) {
+            (Some(merged), Some(soft), Some(history)) if view => Some((
+                formatted(merged, None),
+                formatted(soft, Some(false)),
+                formatted(env.fake.view_rows(DATASET, "items_h_current"), None),
+                history.len() as u64,
+            )),
+            _ => None,
+        };
+        if seen.as_ref() == Some(&(expected.clone(), expected.clone(), expected.clone(), history_rows)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{step}: {seen:?} is not {expected:?} with {history_rows} history rows"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -246,15 +246,90 @@ async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_shutdown
 
 /// A small deterministic generator (the seed is printed, so a failure can
 /// be replayed).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+}
+
+/// One source transaction of `statements` random changes to `items`:
+/// inserts, updates, deletes, large out-of-line values (which later
+/// updates leave "unchanged" in the log) and key changes, each picking a
+/// row among the first 50. Returns the change rows it made (what `HISTORY`
+/// records: a key change is a delete and an insert).
+pub(crate) async fn random_transaction(client: &Client, rng: &mut Rng, next_id: &mut i64, statements: u64) -> u64 {
+    client.batch_execute("BEGIN").await.unwrap();
+    let mut made = 0;
+    for _ in 0..statements {
+        made += match rng.below(6) {
+            0 | 1 => {
+                *next_id += 1;
+                client
+                    .execute(
+                        &format!("INSERT INTO items VALUES ({next_id}, 'n', NULL, {})", rng.below(1000)),
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+            }
+            2 => client
+                .execute(
+                    &format!(
+                        "UPDATE items SET qty = qty + 1 WHERE id = (SELECT id FROM items ORDER BY id \
+                         OFFSET {} LIMIT 1)",
+                        rng.below(50)
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap(),
+            3 => client
+                .execute(
+                    &format!(
+                        "DELETE FROM items WHERE id = (SELECT id FROM items ORDER BY id OFFSET {} LIMIT 1)",
+                        rng.below(50)
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap(),
+            // A large value stored out of line: later updates of the row
+            // leave it "unchanged" in the log.
+            4 => client
+                .execute(
+                    &format!(
+                        "UPDATE items SET big = repeat(md5(random()::text), 200) WHERE id = (SELECT id FROM \
+                         items ORDER BY id OFFSET {} LIMIT 1)",
+                        rng.below(50)
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap(),
+            // A key change: a delete and an insert in HISTORY.
+            _ => {
+                *next_id += 1;
+                2 * client
+                    .execute(
+                        &format!(
+                            "UPDATE items SET id = {next_id} WHERE id = (SELECT id FROM items ORDER BY id \
+                             OFFSET {} LIMIT 1)",
+                            rng.below(50)
+                        ),
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+    }
+    client.batch_execute("COMMIT").await.unwrap();
+    made
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,74 +359,8 @@ async fn kill_9_and_cut_connections_at_random_points_while_streaming_equal_the_s
         let kill_after = Duration::from_millis(200 + rng.below(1800));
         let started = Instant::now();
         while started.elapsed() < kill_after {
-            source_client.batch_execute("BEGIN").await.unwrap();
             let statements = 1 + rng.below(20);
-            let mut made = 0;
-            for _ in 0..statements {
-                made += match rng.below(6) {
-                    0 | 1 => {
-                        next_id += 1;
-                        source_client
-                            .execute(
-                                &format!("INSERT INTO items VALUES ({next_id}, 'n', NULL, {})", rng.below(1000)),
-                                &[],
-                            )
-                            .await
-                            .unwrap()
-                    }
-                    2 => source_client
-                        .execute(
-                            &format!(
-                                "UPDATE items SET qty = qty + 1 WHERE id = (SELECT id FROM items ORDER BY id \
-                                 OFFSET {} LIMIT 1)",
-                                rng.below(50)
-                            ),
-                            &[],
-                        )
-                        .await
-                        .unwrap(),
-                    3 => source_client
-                        .execute(
-                            &format!(
-                                "DELETE FROM items WHERE id = (SELECT id FROM items ORDER BY id OFFSET {} LIMIT 1)",
-                                rng.below(50)
-                            ),
-                            &[],
-                        )
-                        .await
-                        .unwrap(),
-                    // A large value stored out of line: later updates of
-                    // the row leave it "unchanged" in the log.
-                    4 => source_client
-                        .execute(
-                            &format!(
-                                "UPDATE items SET big = repeat(md5(random()::text), 200) WHERE id = (SELECT id FROM \
-                                 items ORDER BY id OFFSET {} LIMIT 1)",
-                                rng.below(50)
-                            ),
-                            &[],
-                        )
-                        .await
-                        .unwrap(),
-                    // A key change: a delete and an insert in HISTORY.
-                    _ => {
-                        next_id += 1;
-                        2 * source_client
-                            .execute(
-                                &format!(
-                                    "UPDATE items SET id = {next_id} WHERE id = (SELECT id FROM items ORDER BY id \
-                                     OFFSET {} LIMIT 1)",
-                                    rng.below(50)
-                                ),
-                                &[],
-                            )
-                            .await
-                            .unwrap()
-                    }
-                };
-            }
-            source_client.batch_execute("COMMIT").await.unwrap();
-            changes += made;
+            changes += random_transaction(&source_client, &mut rng, &mut next_id, statements).await;
             tokio::time::sleep(Duration::from_millis(rng.below(100))).await;
         }
         if step % 3 == 2 {

@@ -12,13 +12,16 @@
 //! then a re-run, leaves the destination equal to the source. The
 //! CREATE-time checks refuse before anything is saved. A continuous
 //! stream reads the binlog head for its beats on one kept connection,
-//! replaced when it is killed.
+//! replaced when it is killed. Continuous jobs streaming through a random
+//! workload, ten kill -9s and three binlog connection cuts equal the
+//! source.
 
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use tokio_postgres::Client;
 
+use crate::cdc_continuous::Rng;
 use crate::common::*;
 
 pub(crate) const ITEMS: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(50), qty int, price decimal(10,2), \
@@ -404,6 +407,131 @@ async fn kill_9_at_any_point_of_a_drain_then_rerun_equals_the_source() {
     run_both(&client).await;
     assert_equal(&maria, &client, "kill -9 at several points of drains").await;
     assert_history_applied_once(&client).await;
+}
+
+/// One source transaction of `statements` random changes to `items`
+/// (inserts, updates, NULLs, deletes, key changes, each picking a row among
+/// the first 50), as a script for [`MariaDb::sql`].
+fn random_transaction(rng: &mut Rng, next_id: &mut i64, statements: u64) -> String {
+    let mut script = String::from("START TRANSACTION;\n");
+    for _ in 0..statements {
+        let row = format!(
+            "(SELECT id FROM (SELECT id FROM items ORDER BY id LIMIT 1 OFFSET {}) AS picked)",
+            rng.below(50)
+        );
+        let statement = match rng.below(6) {
+            0 | 1 => {
+                *next_id += 1;
+                let kind = ["'small'", "'large'", "NULL"][rng.below(3) as usize];
+                format!(
+                    "INSERT INTO items VALUES ({next_id}, 'n{next_id}', {}, {}.25, {kind})",
+                    rng.below(1000),
+                    rng.below(100)
+                )
+            }
+            2 => format!("UPDATE items SET qty = coalesce(qty, 0) + 1, price = NULL WHERE id = {row}"),
+            3 => format!("DELETE FROM items WHERE id = {row}"),
+            4 => format!("UPDATE items SET name = NULL, kind = 'large' WHERE id = {row}"),
+            _ => {
+                *next_id += 1;
+                format!("UPDATE items SET id = {next_id} WHERE id = {row}")
+            }
+        };
+        script.push_str(&statement);
+        script.push_str(";\n");
+    }
+    script.push_str("COMMIT;\n");
+    script
+}
+
+/// Continuous `MERGE` and `HISTORY` jobs stream the binlog while a random
+/// workload runs, in small transactions and in large ones; ten kill -9s of
+/// the server at random moments (each followed by a restart) and three
+/// cuts of the binlog connections at the source leave both tables equal to
+/// the source, with no change applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_workload_streamed_through_kills_and_cuts_equals_the_source() {
+    let maria = MariaDb::start();
+    // A stream that fails while the killed one still reads is retried a
+    // second later.
+    let mut sluice = Sluice::start_with(&["--retry-delay", "1"], &[]);
+    maria.sql(&format!(
+        "{ITEMS} INSERT INTO items VALUES (1, 'a', 1, 1.50, 'small'), (2, 'b', 2, 2.00, 'large'), \
+         (3, NULL, NULL, NULL, NULL);"
+    ));
+    let mut client = sluice.client().await;
+    create_connection(&client, &maria, "crm", &maria.user, &maria.password).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB items_merge FROM crm.shop.items INTO items_m CDC MERGE CONTINUOUS \
+               WITH (flush_interval = '1 second'); \
+             CREATE ETL JOB items_history FROM crm.shop.items INTO items_h CDC HISTORY CONTINUOUS \
+               WITH (flush_interval = '1 second');",
+        )
+        .await
+        .unwrap();
+    until_streamed(&maria, &client, "the first load").await;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let mut next_id = 100;
+    for step in 0..13 {
+        let burst = Duration::from_millis(200 + rng.below(1800));
+        let started = std::time::Instant::now();
+        while started.elapsed() < burst {
+            let statements = match rng.below(10) {
+                0 => 300,
+                _ => 1 + rng.below(20),
+            };
+            maria.sql(&random_transaction(&mut rng, &mut next_id, statements));
+        }
+        if step % 4 == 3 {
+            // The source ends the streams' binlog connections (as a network
+            // cut would); they are retried.
+            let dumps = maria.sql("SELECT id FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'");
+            let kills: String = dumps.lines().map(|id| format!("KILL {id};")).collect();
+            if !kills.is_empty() {
+                maria.sql(&kills);
+            }
+            println!(
+                "cut {step} after {burst:?}: {} binlog connections",
+                dumps.lines().count()
+            );
+        } else {
+            sluice.kill9();
+            println!("kill {step} after {burst:?}");
+            sluice.restart();
+            client = sluice.client().await;
+        }
+    }
+    until_streamed(&maria, &client, &format!("ten kills and three cuts (seed {seed})")).await;
+    assert_history_applied_once(&client).await;
+}
+
+/// Waits until both streamed tables equal the source.
+async fn until_streamed(maria: &MariaDb, client: &Client, step: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let expected = source(maria);
+        let ready = client
+            .simple_query("SELECT 1 FROM warehouse.items_m, warehouse.items_h_current LIMIT 1")
+            .await;
+        if ready.is_ok()
+            && warehouse(client, "items_m").await == expected
+            && warehouse(client, "items_h_current").await == expected
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{step}: the streams did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// A job whose binlog file was purged before it ran again cannot continue:
