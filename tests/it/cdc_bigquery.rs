@@ -38,6 +38,11 @@ const DATASET: &str = "raw_data";
 /// (into `wh.items_m`), `items_soft` (`wh.items_s`, soft_delete) and
 /// `items_history` (`wh.items_h`).
 async fn setup_items(extra_env: &[(&str, &str)]) -> Env {
+    setup_items_as(extra_env, false).await
+}
+
+/// [`setup_items`], with `continuous` jobs that commit every second.
+async fn setup_items_as(extra_env: &[(&str, &str)], continuous: bool) -> Env {
     let env = setup(extra_env).await;
     env.pg.psql_admin_db(
         "shop",
@@ -47,12 +52,31 @@ async fn setup_items(extra_env: &[(&str, &str)]) -> Env {
             big('b')
         ),
     );
+    let (stream, every) = match continuous {
+        true => (" CONTINUOUS", "flush_interval = '1 second'"),
+        false => ("", ""),
+    };
+    let with = |settings: &[&str]| {
+        let settings: Vec<&str> = settings
+            .iter()
+            .copied()
+            .chain([every])
+            .filter(|s| !s.is_empty())
+            .collect();
+        match settings.is_empty() {
+            true => String::new(),
+            false => format!(" WITH ({})", settings.join(", ")),
+        }
+    };
     env.client
-        .batch_execute(
-            "CREATE ETL JOB items_merge FROM shop.public.items INTO wh.items_m CDC MERGE; \
-             CREATE ETL JOB items_soft FROM shop.public.items INTO wh.items_s CDC MERGE WITH (soft_delete = true); \
-             CREATE ETL JOB items_history FROM shop.public.items INTO wh.items_h CDC HISTORY;",
-        )
+        .batch_execute(&format!(
+            "CREATE ETL JOB items_merge FROM shop.public.items INTO wh.items_m CDC MERGE{stream}{}; \
+             CREATE ETL JOB items_soft FROM shop.public.items INTO wh.items_s CDC MERGE{stream}{}; \
+             CREATE ETL JOB items_history FROM shop.public.items INTO wh.items_h CDC HISTORY{stream}{};",
+            with(&[]),
+            with(&["soft_delete = true"]),
+            with(&[])
+        ))
         .await
         .unwrap();
     env
@@ -259,33 +283,9 @@ async fn cdc_into_bigquery_follows_every_change_shape_with_one_transaction_per_b
 /// source row by row, and `HISTORY` holds each change once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_random_workload_streamed_into_bigquery_equals_the_source_in_both_modes() {
-    let env = setup(&[]).await;
-    env.pg.psql_admin_db(
-        "shop",
-        &format!(
-            "{TABLE} INSERT INTO items VALUES (1, 'a', {}, 1), (2, 'b', {}, 2), (3, 'c', NULL, NULL);",
-            big('a'),
-            big('b')
-        ),
-    );
-    let every = "flush_interval = '1 second'";
-    env.client
-        .batch_execute(&format!(
-            "CREATE ETL JOB items_merge FROM shop.public.items INTO wh.items_m CDC MERGE CONTINUOUS WITH ({every}); \
-             CREATE ETL JOB items_soft FROM shop.public.items INTO wh.items_s CDC MERGE CONTINUOUS \
-               WITH (soft_delete = true, {every}); \
-             CREATE ETL JOB items_history FROM shop.public.items INTO wh.items_h CDC HISTORY CONTINUOUS WITH ({every});"
-        ))
-        .await
-        .unwrap();
+    let env = setup_items_as(&[], true).await;
     until_streamed(&env, "the first load", 3).await;
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::from_clock();
     let source_client = env.pg.client().await;
     let (mut changes, mut next_id) = (0, 100);
     for round in 0..4 {

@@ -249,6 +249,17 @@ async fn continuous_jobs_stream_changes_and_stop_for_pause_alter_resync_shutdown
 pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
+    /// Seeded from the clock; the seed is printed and returned.
+    pub(crate) fn from_clock() -> (Rng, u64) {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        println!("seed {seed}");
+        (Rng(seed), seed)
+    }
+
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -341,13 +352,7 @@ async fn kill_9_and_cut_connections_at_random_points_while_streaming_equal_the_s
     let mut client = continuous_jobs(&pg, &sluice, "").await;
     until_equal(&pg, &client, "the first load").await;
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
-    let mut rng = Rng(seed);
+    let (mut rng, _) = Rng::from_clock();
     let source_client = pg.client().await;
     // Change rows the workload made: what HISTORY must hold besides the
     // first load's 3 rows, each once.

@@ -471,13 +471,7 @@ async fn a_random_workload_streamed_through_kills_and_cuts_equals_the_source() {
         .await
         .unwrap();
     until_streamed(&maria, &client, "the first load").await;
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::from_clock();
     let mut next_id = 100;
     for step in 0..13 {
         let burst = Duration::from_millis(200 + rng.below(1800));
