@@ -401,6 +401,89 @@ async fn a_dynamodb_table_is_split_by_scan_segment_over_both_executors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_table_is_split_by_key_range_over_both_executors_in_one_snapshot() {
+    use mysql_async::prelude::Queryable;
+    const ACCOUNTS: u32 = 20_000;
+    let cluster = Cluster::start(10);
+    let maria = MariaDb::start();
+    maria.sql_db(
+        "shop",
+        &format!(
+            "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, note varchar(40)); \
+             INSERT INTO accounts SELECT n, 100, MD5(n) FROM (SELECT seq AS n FROM seq_1_to_{ACCOUNTS}) g;"
+        ),
+    );
+    let client = cluster.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION crm TYPE mariadb OPTIONS (host '127.0.0.1', port {}, user 'etl', \
+             password '{ETL_PASSWORD}'); \
+             CREATE ETL JOB accounts FROM crm.shop.accounts INTO warehouse.accounts SNAPSHOT \
+             WITH (parallelism = 4)",
+            maria.port
+        ))
+        .await
+        .unwrap();
+    let plan = explain(&client, "accounts").await;
+    let execution = detail(&plan, "execution");
+    assert!(
+        execution.contains(": 4 tasks, each a range of the split column read in one snapshot"),
+        "{execution}"
+    );
+    // Transfers between the first and the last keys run all along: one
+    // snapshot has the balances' total.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&maria.url()).unwrap())
+        .await
+        .unwrap();
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n: u32 = 0;
+            let mut transfers = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n = n.wrapping_add(7919);
+                let (from, to) = (1 + n % 1000, ACCOUNTS - n % 1000);
+                conn.query_drop(format!(
+                    "START TRANSACTION; UPDATE accounts SET balance = balance - 1 WHERE id = {from}; \
+                     UPDATE accounts SET balance = balance + 1 WHERE id = {to}; COMMIT"
+                ))
+                .await
+                .unwrap();
+                transfers += 1;
+            }
+            transfers
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let run = cluster.run(&client, "accounts").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let transfers = writer.await.unwrap();
+    assert!(transfers > 10, "transfers ran: {transfers}");
+    assert_eq!(
+        (run[1].as_deref(), run[2].as_deref()),
+        (Some("succeeded"), Some("20000")),
+        "{run:?}"
+    );
+    let done = cluster.tasks_done();
+    assert_eq!(done.iter().sum::<usize>(), 4, "every range ran once: {done:?}");
+    assert!(done.iter().all(|&n| n > 0), "both executors did work: {done:?}");
+    let loaded = rows(
+        &client,
+        "SELECT count(*), count(DISTINCT id), sum(balance), min(id), max(id) FROM warehouse.accounts",
+    )
+    .await;
+    let expected = [20_000, 20_000, 20_000 * 100, 1, 20_000].map(|n| Some(n.to_string()));
+    assert_eq!(loaded[0], expected, "every row once, all from one moment");
+    for (executor, log) in cluster.executors.iter().map(|e| e.log()).enumerate() {
+        assert!(
+            !log.contains(ETL_PASSWORD),
+            "executor {executor} never logs the password"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_the_cluster_cannot_run_say_why() {
     let cluster = Cluster::start(10);
     let client = cluster.client().await;

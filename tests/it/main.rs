@@ -55,6 +55,7 @@ mod jobs;
 mod migration_tools;
 mod namespaces;
 mod parallel;
+mod parallel_mysql;
 mod public_tables;
 mod redaction;
 mod reserved_names;

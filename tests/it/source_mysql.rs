@@ -22,13 +22,13 @@ use sluice_engine::sources::SourceTable;
 use sluice_engine::{ConnectionManager, CreateConnection};
 
 /// Connections saved in a throwaway catalog, opened as sources.
-struct Connections {
+pub(crate) struct Connections {
     manager: ConnectionManager,
     _dir: tempfile::TempDir,
 }
 
 impl Connections {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = MasterKey::from_hex(&"11".repeat(32)).expect("master key");
         let catalog = Catalog::open(&dir.path().join("catalog"), key).expect("open catalog");
@@ -39,7 +39,13 @@ impl Connections {
     }
 
     /// Saves a connection of `type_name` to `port` and opens it as a source.
-    async fn source(&self, name: &str, type_name: &str, port: u16, database: Option<&str>) -> Arc<dyn Source> {
+    pub(crate) async fn source(
+        &self,
+        name: &str,
+        type_name: &str,
+        port: u16,
+        database: Option<&str>,
+    ) -> Arc<dyn Source> {
         let mut options = BTreeMap::from([
             ("host".to_owned(), OptionValue::Text("127.0.0.1".into())),
             ("port".to_owned(), OptionValue::Integer(port.into())),

@@ -55,8 +55,8 @@ pub use position::Position;
 pub use shipping::{Activity, Busy, LoadJobs, ShipProgress, Shipped};
 pub use source::{
     ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, OpenTransaction,
-    QueryBuilder, ScanRequest, Segment, Source, SourceError, SourceInstant, SplitScan, SqlFamily, TableDescription,
-    TableInfo, TableKind, TableRef, TextRows, excerpt, integer_literal, quote_with, scan_sql,
+    QueryBuilder, ScanPart, ScanRequest, Segment, Source, SourceError, SourceInstant, SplitScan, SqlFamily,
+    TableDescription, TableInfo, TableKind, TableRef, TextRows, excerpt, integer_literal, quote_with, scan_sql,
 };
 pub use table_options::{SettingValue, TableOption, TableOptions, option_sql};
 pub use whole_file::{PieceStream, ScanPiece, WholeFile, footer_columns, parquet_footer, same_columns};

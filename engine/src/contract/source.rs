@@ -285,19 +285,27 @@ impl TextRows {
 /// A scan planned as parts that separate processes read
 /// ([`Source::split_scan`]).
 pub struct SplitScan {
-    /// One request per part, each the scan's request and its range.
-    pub parts: Vec<ScanRequest>,
-    /// The snapshot every part reads in, as the source names it.
-    pub snapshot: Option<String>,
+    /// The parts, in order.
+    pub parts: Vec<ScanPart>,
     /// Keeps the snapshot readable (the exporting session) until dropped.
     pub hold: Box<dyn Send + Sync>,
+}
+
+/// One part of a [`SplitScan`].
+#[derive(Debug, Clone)]
+pub struct ScanPart {
+    /// The scan's request and the part's range or segment.
+    pub request: ScanRequest,
+    /// The snapshot the part reads in, as the source names it (the same
+    /// exported snapshot for every part of a PostgreSQL scan; a MySQL
+    /// part's place in the table's freeze).
+    pub snapshot: Option<String>,
 }
 
 impl fmt::Debug for SplitScan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SplitScan")
             .field("parts", &self.parts)
-            .field("snapshot", &self.snapshot)
             .finish_non_exhaustive()
     }
 }

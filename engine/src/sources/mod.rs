@@ -1,13 +1,14 @@
 //! What the engine builds on any [`Source`](crate::contract::Source): a
 //! DataFusion table with projection, filters and limit pushed into the
 //! source query ([`SourceTable`]), secret scrubbing ([`Scrubbed`]), load
-//! recommendations from a description, VERIFY's checksum queries and
-//! offset push-down.
+//! recommendations from a description, VERIFY's checksum queries,
+//! offset push-down and key-range splits.
 
 mod checksum;
 pub(crate) mod datafusion_sql;
 pub(crate) mod decimal_text;
 mod describe;
+pub(crate) mod key_ranges;
 mod offset;
 mod pushdown;
 mod scrubbed;

@@ -20,7 +20,7 @@ use super::infer::{Shape, infer};
 use super::mapping::Mapping;
 use super::value::Document;
 use crate::contract::{
-    Dialect, QueryBuilder, ScanRequest, Segment, Source, SourceError, SplitScan, TableDescription, TableInfo,
+    Dialect, QueryBuilder, ScanPart, ScanRequest, Segment, Source, SourceError, SplitScan, TableDescription, TableInfo,
     TableKind, TableRef, TextRows, closest, scan_sql,
 };
 use crate::sources::datafusion_sql::{DataFusionDialect, session};
@@ -206,12 +206,14 @@ impl<S: Store> Source for DocumentSource<S> {
         let total = u32::try_from(parts.max(1)).unwrap_or(u32::MAX);
         Ok(SplitScan {
             parts: (0..total)
-                .map(|index| ScanRequest {
-                    segment: Some(Segment { index, total }),
-                    ..request.clone()
+                .map(|index| ScanPart {
+                    request: ScanRequest {
+                        segment: Some(Segment { index, total }),
+                        ..request.clone()
+                    },
+                    snapshot: None,
                 })
                 .collect(),
-            snapshot: None,
             hold: Box::new(()),
         })
     }

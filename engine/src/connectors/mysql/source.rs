@@ -18,9 +18,9 @@ use tracing::warn;
 use super::decode::ColumnDecoder;
 use super::dialect::MysqlDialect;
 use super::endpoint::{Endpoint, query_error};
-use super::{horizon, metadata};
+use super::{horizon, metadata, parallel};
 use crate::contract::{
-    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError,
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError, SplitScan,
     TableDescription, TableInfo, TableRef, TextRows, scan_sql,
 };
 
@@ -141,6 +141,57 @@ impl Source for MysqlSource {
         scan_on(conn, &self.endpoint, self.timeout, description, request).await
     }
 
+    fn supports_parallel_scan(&self) -> bool {
+        true
+    }
+
+    async fn scan_parallel(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        parallel::scan(&self.endpoint, self.timeout, description, request, split, parts).await
+    }
+
+    async fn parallel_scan_queries(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<Vec<String>, SourceError> {
+        parallel::queries(&self.endpoint, self.timeout, description, request, split, parts).await
+    }
+
+    fn supports_split_scan(&self) -> bool {
+        true
+    }
+
+    async fn split_scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: Option<usize>,
+        parts: usize,
+    ) -> Result<SplitScan, SourceError> {
+        let split = split.ok_or_else(|| SourceError::Query {
+            code: Some("0A000".into()),
+            message: format!("{} needs a column to split on", description.table),
+        })?;
+        parallel::split(&self.endpoint, self.timeout, description, request, split, parts).await
+    }
+
+    async fn scan_part(
+        &self,
+        description: &TableDescription,
+        part: &ScanRequest,
+        snapshot: Option<&str>,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        parallel::scan_part(&self.endpoint, self.timeout, description, part, snapshot).await
+    }
+
     async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
         let mut conn = self.endpoint.connect(self.timeout).await?;
         let result = horizon::read(&mut conn).await;
@@ -187,7 +238,7 @@ impl Source for MysqlSource {
 }
 
 /// The `SELECT` of a scan.
-fn scan_query(description: &TableDescription, request: &ScanRequest) -> String {
+pub(super) fn scan_query(description: &TableDescription, request: &ScanRequest) -> String {
     let columns: Vec<String> = request
         .columns
         .iter()

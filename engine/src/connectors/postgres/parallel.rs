@@ -9,18 +9,14 @@
 //! session stays open, holding the snapshot, while they import it.
 
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchReceiverStream;
-use futures::StreamExt;
 use tracing::debug;
 
 use super::PgConnection;
 use super::dialect::DIALECT;
 use super::source::{SCAN_SESSION, copy, prepare, query};
 use super::{Endpoint, query_error};
-use crate::contract::{Dialect, ScanRequest, SourceError, SplitScan, TableDescription};
-
-/// Batches buffered per stream between its task and the consumer.
-const BUFFERED_BATCHES: usize = 2;
+use crate::contract::{Dialect, ScanPart, ScanRequest, SourceError, SplitScan, TableDescription};
+use crate::sources::key_ranges::{merge, part_request, ranges};
 
 /// The split column and the table, quoted, and the scan's filter clause.
 fn split_parts(
@@ -44,19 +40,6 @@ fn split_parts(
         .map(|f| format!(" WHERE {f}"))
         .unwrap_or_default();
     Ok((column, table, filter))
-}
-
-/// The request of one range stream: the scan's filter and the range's
-/// condition.
-fn part_request(request: &ScanRequest, condition: Option<String>) -> ScanRequest {
-    let filter = match (&request.filter, condition) {
-        (Some(filter), Some(condition)) => Some(format!("({filter}) AND {condition}")),
-        (filter, condition) => condition.or_else(|| filter.clone()),
-    };
-    ScanRequest {
-        filter,
-        ..request.clone()
-    }
 }
 
 /// The queries the range streams of a parallel scan would run now (the
@@ -140,20 +123,7 @@ pub(super) async fn scan_in_snapshot(
     }
     coordinator.close();
 
-    let schema = streams[0].schema();
-    let mut merged = RecordBatchReceiverStream::builder(schema, BUFFERED_BATCHES * streams.len());
-    for mut stream in streams {
-        let tx = merged.tx();
-        merged.spawn(async move {
-            while let Some(batch) = stream.next().await {
-                if tx.send(Ok(batch?)).await.is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        });
-    }
-    Ok(merged.build())
+    Ok(merge(streams))
 }
 
 /// Plans `request` as up to `parts` range requests over column `split` in
@@ -172,9 +142,11 @@ pub(super) async fn split(
     Ok(SplitScan {
         parts: conditions
             .into_iter()
-            .map(|condition| part_request(request, condition))
+            .map(|condition| ScanPart {
+                request: part_request(request, condition),
+                snapshot: Some(snapshot.clone()),
+            })
             .collect(),
-        snapshot: Some(snapshot),
         hold: Box::new(coordinator),
     })
 }
@@ -231,49 +203,4 @@ async fn export_ranges(
         _ => vec![None],
     };
     Ok((coordinator, snapshot, conditions))
-}
-
-/// Conditions on `column` that split `[min, max]` into up to `parts` ranges
-/// of about equal width. The first and last are open-ended, so together they
-/// cover every value; `None` when one range is all there is.
-fn ranges(column: &str, min: i64, max: i64, parts: usize) -> Vec<Option<String>> {
-    let span = i128::from(max) - i128::from(min) + 1;
-    let parts = (parts.max(1) as i128).min(span.max(1));
-    let bounds: Vec<i64> = (1..parts)
-        .map(|i| (i128::from(min) + span * i / parts) as i64)
-        .collect();
-    (0..bounds.len() + 1)
-        .map(|i| {
-            let lower = i.checked_sub(1).map(|j| bounds[j]);
-            match (lower, bounds.get(i)) {
-                (None, None) => None,
-                (None, Some(upper)) => Some(format!("{column} < {upper}")),
-                (Some(lower), None) => Some(format!("{column} >= {lower}")),
-                (Some(lower), Some(upper)) => Some(format!("{column} >= {lower} AND {column} < {upper}")),
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_cover_every_value_once() {
-        assert_eq!(
-            ranges("id", 1, 100, 4),
-            [
-                Some("id < 26".to_owned()),
-                Some("id >= 26 AND id < 51".to_owned()),
-                Some("id >= 51 AND id < 76".to_owned()),
-                Some("id >= 76".to_owned()),
-            ]
-        );
-        assert_eq!(ranges("id", 5, 5, 8), [None], "one value, one range");
-        assert_eq!(ranges("id", 1, 3, 16).len(), 3, "no empty ranges");
-        let wide = ranges("id", i64::MIN, i64::MAX, 2);
-        assert_eq!(wide, [Some("id < 0".to_owned()), Some("id >= 0".to_owned())]);
-        assert_eq!(ranges("id", -10, 10, 1), [None]);
-    }
 }

@@ -15,7 +15,7 @@ use super::super::schema_changes::Evolution;
 use super::super::{JobManager, split, window};
 use super::task::{ExtractTask, TaskOutput};
 use super::{Cluster, Placement};
-use crate::contract::{LoadTransaction, ScanRequest, SharedTarget, Source};
+use crate::contract::{LoadTransaction, ScanPart, ScanRequest, SharedTarget, Source};
 use crate::error::EngineError;
 use sluice_catalog::Execution;
 
@@ -164,7 +164,7 @@ impl JobManager {
             .source_options_of(&job.source.connection, &job.source_settings)?;
         let sealed = options.seal(&handle.key, &ExtractTask::seal_context(&job.name, run.id));
         let tasks: Vec<ExtractTask> = (scan.parts.iter().enumerate())
-            .map(|(part, request)| ExtractTask {
+            .map(|(part, ScanPart { request, snapshot })| ExtractTask {
                 job: job.name.clone(),
                 run_id: run.id,
                 part: part as u32,
@@ -179,7 +179,7 @@ impl JobManager {
                 filter: request.filter.clone(),
                 segment: request.segment,
                 batch_rows: request.batch_rows,
-                snapshot: scan.snapshot.clone(),
+                snapshot: snapshot.clone(),
                 loaded: plan.columns.schema.clone(),
                 cursor: plan.cursor.map(|c| c.1),
                 arrangement: plan.evolution.sources().to_vec(),

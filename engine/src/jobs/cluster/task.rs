@@ -38,7 +38,7 @@ pub struct ExtractTask {
     #[serde(default)]
     pub segment: Option<Segment>,
     pub batch_rows: Option<usize>,
-    /// The snapshot every part reads in, as the source names it.
+    /// The snapshot the part reads in, as the source names it.
     pub snapshot: Option<String>,
     /// The loaded columns (an Arrow IPC schema): each read column is cast
     /// to its type.

@@ -1,0 +1,315 @@
+//! Parallel scans (`WITH (parallelism = n)`, a cluster's parts) in one
+//! snapshot. MySQL and MariaDB cannot hand a snapshot to another session,
+//! so the table is frozen while the parts open theirs: a coordinating
+//! session takes `LOCK TABLES ... READ` (writers wait; readers do not),
+//! holds a named lock that says so (`GET_LOCK`), and reads the split
+//! column's range. Each part then starts `START TRANSACTION WITH
+//! CONSISTENT SNAPSHOT`, checks that the freeze is still held (so its
+//! snapshot began inside it and equals every other part's), takes a named
+//! lock of its own, and streams one `SELECT` of its range. The coordinator
+//! thaws the table as soon as every part's lock is held, or after
+//! [`FREEZE_LIMIT`]; a part that starts later fails with SQLSTATE 40001
+//! (the run retries) instead of reading another snapshot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::execution::SendableRecordBatchStream;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::dialect::MysqlDialect;
+use super::endpoint::{Endpoint, query_error};
+use super::source::{scan_on, scan_query, session};
+use crate::contract::{Dialect, ScanPart, ScanRequest, SourceError, SplitScan, TableDescription};
+use crate::sources::key_ranges::{merge, part_request, ranges};
+
+/// The longest the table stays frozen waiting for parts to open their
+/// snapshots: writers wait at most this long.
+pub(super) const FREEZE_LIMIT: Duration = Duration::from_secs(30);
+
+/// The longest the coordinator waits for the table lock (for transactions
+/// writing the table to end).
+const LOCK_WAIT_SECONDS: u32 = 60;
+
+/// How often the coordinator looks for the parts' locks.
+const POLL: Duration = Duration::from_millis(20);
+
+/// MySQL's error for a privilege the user lacks on a table (`LOCK TABLES`).
+const ER_TABLEACCESS_DENIED_ERROR: u16 = 1142;
+/// ... and on a database.
+const ER_DBACCESS_DENIED_ERROR: u16 = 1044;
+/// A lock wait that timed out.
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+
+/// The split column and the table, quoted, and the scan's filter clause.
+fn split_parts(
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: usize,
+) -> Result<(String, String, String), SourceError> {
+    let column = description.columns.get(split).ok_or_else(|| SourceError::Query {
+        code: None,
+        message: format!("{} has no column number {split}", description.table),
+    })?;
+    let table = format!(
+        "{}.{}",
+        MysqlDialect.quote_ident(&description.table.schema),
+        MysqlDialect.quote_ident(&description.table.name)
+    );
+    let filter = (request.filter.as_deref())
+        .map(|f| format!(" WHERE {f}"))
+        .unwrap_or_default();
+    Ok((MysqlDialect.quote_ident(&column.name), table, filter))
+}
+
+/// One condition per range of the split column's values now on `conn`.
+async fn conditions(
+    conn: &mut Conn,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: usize,
+    parts: usize,
+) -> Result<Vec<Option<String>>, SourceError> {
+    let (column, table, filter) = split_parts(description, request, split)?;
+    let range: Option<(Option<i64>, Option<i64>)> = conn
+        .query_first(format!(
+            "SELECT CAST(MIN({column}) AS SIGNED), CAST(MAX({column}) AS SIGNED) FROM {table}{filter}"
+        ))
+        .await
+        .map_err(query_error)?;
+    Ok(match range {
+        Some((Some(min), Some(max))) => ranges(&column, min, max, parts),
+        _ => vec![None],
+    })
+}
+
+/// The queries the parts of a parallel scan would run now (the split
+/// column's range read outside any freeze), for EXPLAIN.
+pub(super) async fn queries(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: usize,
+    parts: usize,
+) -> Result<Vec<String>, SourceError> {
+    let mut conn = session(endpoint, timeout).await?;
+    let conditions = conditions(&mut conn, description, request, split, parts).await;
+    let _ = conn.disconnect().await;
+    Ok((conditions?.into_iter())
+        .map(|condition| scan_query(description, &part_request(request, condition)))
+        .collect())
+}
+
+/// Freezes the table and plans `request` as up to `parts` ranges of
+/// column `split`, each to be read by [`scan_part`] in the freeze's
+/// snapshot; the freeze ends when every part has opened its snapshot,
+/// after [`FREEZE_LIMIT`], or when the returned [`SplitScan`] drops.
+pub(super) async fn split(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: usize,
+    parts: usize,
+) -> Result<SplitScan, SourceError> {
+    let mut conn = session(endpoint, timeout).await?;
+    let freeze = format!("sluice_freeze_{}", uuid::Uuid::new_v4().simple());
+    let frozen = async {
+        lock_table(&mut conn, description).await?;
+        conn.exec_drop("DO GET_LOCK(?, 0)", (freeze.as_str(),))
+            .await
+            .map_err(query_error)?;
+        conditions(&mut conn, description, request, split, parts).await
+    }
+    .await;
+    let conditions = match frozen {
+        Ok(conditions) => conditions,
+        Err(error) => {
+            let _ = conn.disconnect().await;
+            return Err(error);
+        }
+    };
+    debug!(table = %description.table, ranges = conditions.len(), %freeze, "MySQL table frozen for a split scan");
+    let parts: Vec<ScanPart> = (conditions.into_iter().enumerate())
+        .map(|(i, condition)| ScanPart {
+            request: part_request(request, condition),
+            snapshot: Some(format!("{freeze}/{i}")),
+        })
+        .collect();
+    let tokens = parts.iter().filter_map(|p| p.snapshot.clone()).collect();
+    let (release, released) = oneshot::channel();
+    tokio::spawn(hold_freeze(conn, freeze, tokens, released));
+    Ok(SplitScan {
+        parts,
+        hold: Box::new(release),
+    })
+}
+
+/// Takes the table's read lock, explaining the privilege or the wait it
+/// needs when it cannot.
+async fn lock_table(conn: &mut Conn, description: &TableDescription) -> Result<(), SourceError> {
+    let table = format!(
+        "{}.{}",
+        MysqlDialect.quote_ident(&description.table.schema),
+        MysqlDialect.quote_ident(&description.table.name)
+    );
+    conn.query_drop(format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"))
+        .await
+        .map_err(query_error)?;
+    let locked = conn.query_drop(format!("LOCK TABLES {table} READ")).await;
+    match locked {
+        Err(mysql_async::Error::Server(e))
+            if [ER_TABLEACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR].contains(&e.code) =>
+        {
+            Err(SourceError::Query {
+                code: Some("42501".into()),
+                message: format!(
+                    "a parallel read of {} locks the table for a moment (LOCK TABLES ... READ) so that every \
+                     stream reads one snapshot, and the server refused: {}; GRANT LOCK TABLES ON {}.* to the \
+                     connection's user, or leave out parallelism",
+                    description.table,
+                    e.message,
+                    MysqlDialect.quote_ident(&description.table.schema)
+                ),
+            })
+        }
+        Err(mysql_async::Error::Server(e)) if e.code == ER_LOCK_WAIT_TIMEOUT => Err(SourceError::Query {
+            code: Some("55P03".into()),
+            message: format!(
+                "a parallel read of {} waited {LOCK_WAIT_SECONDS} s for transactions writing the table to end, \
+                 to lock it for a moment (LOCK TABLES ... READ); try again when they have",
+                description.table
+            ),
+        }),
+        other => other.map_err(query_error),
+    }
+}
+
+/// Keeps the table frozen until every part holds its lock, the freeze
+/// has lasted [`FREEZE_LIMIT`], or `released` fires (its sender dropped),
+/// then thaws it: the freeze's lock first, so that no part starts inside
+/// the freeze's name after the table's lock is gone.
+async fn hold_freeze(mut conn: Conn, freeze: String, parts: Vec<String>, mut released: oneshot::Receiver<()>) {
+    let deadline = Instant::now() + FREEZE_LIMIT;
+    let joined = format!(
+        "SELECT {}",
+        vec!["(IS_USED_LOCK(?) IS NOT NULL)"; parts.len()].join(" + ")
+    );
+    loop {
+        tokio::select! {
+            _ = &mut released => break,
+            () = tokio::time::sleep(POLL) => {}
+        }
+        if Instant::now() >= deadline {
+            warn!(%freeze, parts = parts.len(), "a table freeze ended before every part had opened its snapshot");
+            break;
+        }
+        match conn.exec_first::<u64, _, _>(joined.as_str(), parts.clone()).await {
+            Ok(Some(n)) if n as usize == parts.len() => break,
+            Ok(_) => {}
+            Err(error) => {
+                warn!(%freeze, %error, "could not watch a table freeze; ending it");
+                break;
+            }
+        }
+    }
+    let thawed = conn
+        .exec_drop("DO RELEASE_LOCK(?)", (freeze.as_str(),))
+        .await
+        .and(conn.query_drop("UNLOCK TABLES").await);
+    if let Err(error) = thawed {
+        warn!(%freeze, %error, "could not end a table freeze; closing its session ends it");
+    }
+    debug!(%freeze, "MySQL table thawed");
+    let _ = conn.disconnect().await;
+}
+
+/// Streams one part of [`split`]: `snapshot` is its place in the freeze
+/// (`None`: an ordinary scan).
+pub(super) async fn scan_part(
+    endpoint: &Arc<Endpoint>,
+    timeout: Duration,
+    description: &TableDescription,
+    part: &ScanRequest,
+    snapshot: Option<&str>,
+) -> Result<SendableRecordBatchStream, SourceError> {
+    let mut conn = session(endpoint, timeout).await?;
+    if let Some(token) = snapshot
+        && let Err(error) = join_freeze(&mut conn, description, token).await
+    {
+        let _ = conn.disconnect().await;
+        return Err(error);
+    }
+    scan_on(conn, endpoint, timeout, description, part).await
+}
+
+/// Opens `conn`'s snapshot inside the freeze `token` names and takes the
+/// part's lock; refuses if the freeze has ended.
+async fn join_freeze(conn: &mut Conn, description: &TableDescription, token: &str) -> Result<(), SourceError> {
+    let (freeze, _) = token.rsplit_once('/').ok_or_else(|| SourceError::Query {
+        code: None,
+        message: format!("\"{token}\" names no part of a table freeze"),
+    })?;
+    for statement in [
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+    ] {
+        conn.query_drop(statement).await.map_err(query_error)?;
+    }
+    let frozen: Option<Option<u64>> = conn
+        .exec_first("SELECT IS_USED_LOCK(?)", (freeze,))
+        .await
+        .map_err(query_error)?;
+    if frozen.flatten().is_none() {
+        return Err(SourceError::Query {
+            code: Some("40001".into()),
+            message: format!(
+                "a part of the parallel read of {} started after the table's freeze ended, so it cannot read the \
+                 run's snapshot (every part must start within {} s: parallelism above the task slots free at once, \
+                 or a part run again after a failure); the run is retried",
+                description.table,
+                FREEZE_LIMIT.as_secs()
+            ),
+        });
+    }
+    let joined: Option<Option<u64>> = conn
+        .exec_first("SELECT GET_LOCK(?, 0)", (token,))
+        .await
+        .map_err(query_error)?;
+    if joined.flatten() != Some(1) {
+        return Err(SourceError::Query {
+            code: Some("40001".into()),
+            message: format!(
+                "part {token} of the parallel read of {} is already being read by another session",
+                description.table
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Streams `request` as up to `parts` range scans over column `split`,
+/// all in one snapshot (a [`split`] whose parts are read here).
+pub(super) async fn scan(
+    endpoint: &Arc<Endpoint>,
+    timeout: Duration,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split_column: usize,
+    parts: usize,
+) -> Result<SendableRecordBatchStream, SourceError> {
+    let planned = split(endpoint, timeout, description, request, split_column, parts).await?;
+    let mut streams = Vec::with_capacity(planned.parts.len());
+    for part in &planned.parts {
+        streams.push(scan_part(endpoint, timeout, description, &part.request, part.snapshot.as_deref()).await?);
+    }
+    // Every part has opened its snapshot: the table may thaw.
+    drop(planned);
+    debug!(table = %description.table, ranges = streams.len(), "MySQL parallel scan");
+    Ok(merge(streams))
+}
