@@ -484,6 +484,74 @@ async fn a_mariadb_table_is_split_by_key_range_over_both_executors_in_one_snapsh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_table_in_a_bucket_is_split_by_file_over_both_executors() {
+    const FILES: u32 = 14;
+    const ROWS: u32 = 50;
+    let cluster = Cluster::start(10);
+    cluster.moto.create_bucket("landing");
+    // Partitioned CSV files of different sizes.
+    for i in 0..FILES {
+        let body: String = (0..ROWS * (1 + i % 3))
+            .map(|r| format!("{},k{i},{}.5\n", i * 1000 + r, r))
+            .collect();
+        let body = format!("id,kind,amount\n{body}");
+        let day = 1 + i % 2;
+        cluster.moto.put_s3(
+            "landing",
+            &format!("in/events/day={day}/part-{i:02}.csv"),
+            body.as_bytes(),
+        );
+    }
+    let client = cluster.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION lake TYPE s3 OPTIONS (bucket 'landing', prefix 'in', endpoint '{}', \
+             access_key_id 'lake-key', secret_access_key '{SECRET}', region 'us-east-1'); \
+             CREATE ETL JOB events FROM lake.files.events INTO warehouse.events SNAPSHOT WITH (parallelism = 4); \
+             CREATE ETL JOB recent FROM lake.files.events INTO warehouse.recent INCREMENTAL BY _modified_at ALL \
+             WITH (execution = 'cluster');",
+            cluster.moto.endpoint()
+        ))
+        .await
+        .unwrap();
+    let plan = explain(&client, "events").await;
+    let execution = detail(&plan, "execution");
+    assert!(
+        execution.contains(": 4 tasks, each one of the source's own segments"),
+        "{execution}"
+    );
+    let run = cluster.run(&client, "events").await;
+    let total: u32 = (0..FILES).map(|i| ROWS * (1 + i % 3)).sum();
+    assert_eq!(
+        (run[1].as_deref(), run[2].as_deref()),
+        (Some("succeeded"), Some(total.to_string().as_str())),
+        "{run:?}"
+    );
+    let done = cluster.tasks_done();
+    assert_eq!(done.iter().sum::<usize>(), 4, "four shares of the files: {done:?}");
+    assert!(done.iter().all(|&n| n > 0), "both executors did work: {done:?}");
+    // Every file read once, each row with its file and partition.
+    let columns = "id, kind, amount, day, _file";
+    let source = rows(&client, &format!("SELECT {columns} FROM lake.files.events ORDER BY id")).await;
+    assert_eq!(source.len(), total as usize);
+    let loaded = rows(&client, &format!("SELECT {columns} FROM warehouse.events ORDER BY id")).await;
+    assert_eq!(loaded, source);
+    let files = rows(
+        &client,
+        "SELECT count(DISTINCT _file), count(DISTINCT day) FROM warehouse.events",
+    )
+    .await;
+    assert_eq!(files[0], [Some(FILES.to_string()), Some("2".into())]);
+    // An incremental run by _modified_at names the files it read last: it
+    // stays on the server, and asked for the cluster it says why.
+    let error = expect_err(&client, "RUN ETL JOB recent", "0A000").await;
+    assert!(error.contains("INCREMENTAL BY _modified_at"), "{error}");
+    for (executor, log) in cluster.executors.iter().map(|e| e.log()).enumerate() {
+        assert!(!log.contains(SECRET), "executor {executor} never logs the secret key");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_the_cluster_cannot_run_say_why() {
     let cluster = Cluster::start(10);
     let client = cluster.client().await;

@@ -6,6 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
+use common::redis::RedisServer;
 use common::*;
 use tokio_postgres::Client;
 
@@ -127,18 +128,18 @@ async fn parallel_runs_load_exactly_what_serial_runs_load() {
         "42601",
     )
     .await;
-    let files = tempfile::tempdir().unwrap();
-    std::fs::write(files.path().join("t.csv"), "id,v\n1,a\n").unwrap();
+    let redis = RedisServer::start();
+    redis.run(&[&["SET", "cfg:a", "1"]]);
     client
         .batch_execute(&format!(
-            "CREATE CONNECTION files TYPE local OPTIONS (path '{}')",
-            files.path().display()
+            "CREATE CONNECTION cache TYPE redis OPTIONS (host '127.0.0.1', port {}, tables 'config=cfg:*')",
+            redis.port
         ))
         .await
         .unwrap();
     let message = expect_err(
         &client,
-        "CREATE ETL JOB bad FROM files.files.t SNAPSHOT WITH (parallelism = 2)",
+        "CREATE ETL JOB bad FROM cache.db0.config SNAPSHOT WITH (parallelism = 2)",
         "22023",
     )
     .await;
@@ -149,11 +150,11 @@ async fn parallel_runs_load_exactly_what_serial_runs_load() {
     // ALTER checks the source too.
     client
         .batch_execute(
-            "CREATE ETL JOB from_files FROM files.files.t SNAPSHOT; ALTER ETL JOB serial SET (parallelism = 2);",
+            "CREATE ETL JOB from_cache FROM cache.db0.config SNAPSHOT; ALTER ETL JOB serial SET (parallelism = 2);",
         )
         .await
         .unwrap();
-    let message = expect_err(&client, "ALTER ETL JOB from_files SET (parallelism = 2)", "22023").await;
+    let message = expect_err(&client, "ALTER ETL JOB from_cache SET (parallelism = 2)", "22023").await;
     assert!(message.contains("cannot be read by parallel streams"), "{message}");
     let again = rows(&client, "RUN ETL JOB serial").await;
     assert_eq!(again[0][2].as_deref(), Some("3700"), "{again:?}");

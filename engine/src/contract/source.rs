@@ -562,10 +562,18 @@ pub trait Source: Send + Sync {
     }
 
     /// Whether the source splits a parallel read itself (DynamoDB's Scan
-    /// segments), so a job's `WITH (parallelism = n)` needs no split column
-    /// and runs [`Source::scan_segments`].
+    /// segments, Cassandra's token ranges, a file table's files), so a
+    /// job's `WITH (parallelism = n)` needs no split column and runs
+    /// [`Source::scan_segments`].
     fn scans_in_segments(&self) -> bool {
         false
+    }
+
+    /// Whether [`Source::split_scan`] splits by units of the source's own
+    /// (DynamoDB's segments, a file table's files) and needs no split
+    /// column; by default, when it [scans in segments](Source::scans_in_segments).
+    fn splits_itself(&self) -> bool {
+        self.scans_in_segments()
     }
 
     /// Streams the same rows as [`Source::scan`], read as `parts` segments

@@ -171,6 +171,10 @@ impl Source for Scrubbed {
         self.inner.scans_in_segments()
     }
 
+    fn splits_itself(&self) -> bool {
+        self.inner.splits_itself()
+    }
+
     fn reads_nested(&self) -> bool {
         self.inner.reads_nested()
     }

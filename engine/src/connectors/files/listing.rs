@@ -23,7 +23,7 @@ use tracing::warn;
 use super::globs::TableGlob;
 
 /// A file format of a data file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Format {
     /// Comma-separated, with a header row.
     Csv,
@@ -111,6 +111,9 @@ pub(crate) enum Files {
         tables: Arc<[TableGlob]>,
         index: usize,
     },
+    /// Files listed before, by the server that split a scan for a cluster
+    /// (see `split`): read as they are, not listed again.
+    Listed(Vec<DataFile>),
 }
 
 /// One table: a data file, or the data files of a folder or a pattern,
@@ -142,6 +145,7 @@ impl Entry {
         let format = self.format;
         match &self.files {
             Files::One(file) => futures::stream::once(futures::future::ready(Ok(file.clone()))).boxed(),
+            Files::Listed(files) => futures::stream::iter(files.clone().into_iter().map(Ok)).boxed(),
             Files::Folder(dir) => {
                 let (dir, keys, table) = (dir.clone(), self.partition_keys.clone(), self.name.clone());
                 store

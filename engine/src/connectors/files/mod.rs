@@ -37,6 +37,7 @@ mod footers;
 mod globs;
 mod listing;
 mod source;
+mod split;
 #[cfg(test)]
 mod streamed_tests;
 mod widen;
@@ -116,6 +117,13 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Whether tables carry the `_file` and `_modified_at` columns.
     fn pseudo_columns(&self) -> bool {
+        true
+    }
+
+    /// Whether other machines reach the same files with the same options
+    /// (a bucket), so that a cluster's executors can read them; a local
+    /// directory is this machine's only.
+    fn shared(&self) -> bool {
         true
     }
 }

@@ -43,18 +43,18 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use tracing::warn;
+use tracing::{debug, warn};
 use url::Url;
 
 use super::csv::CsvSyntax;
 use super::globs::{self, TableGlob};
 use super::listing::{self, DataFile, Entry, Files, Format};
 use super::widen::{self, Disagreement};
-use super::{Backend, Location, SCHEMA, avro, convert, excel, footers};
+use super::{Backend, Location, SCHEMA, avro, convert, excel, footers, split};
 use crate::contract::{
     ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, PieceStream,
-    QueryBuilder, ScanPiece, ScanRequest, Source, SourceError, SourceInstant, TableDescription, TableInfo, TableKind,
-    TableRef, TextRows, WholeFile, closest, footer_columns, same_columns, scan_sql,
+    QueryBuilder, ScanPart, ScanPiece, ScanRequest, Source, SourceError, SourceInstant, SplitScan, TableDescription,
+    TableInfo, TableKind, TableRef, TextRows, WholeFile, closest, footer_columns, same_columns, scan_sql,
 };
 use crate::sources::datafusion_sql::{DataFusionDialect, session, session_config};
 use crate::sources::stream_table;
@@ -149,6 +149,7 @@ pub(crate) fn open(
     })
 }
 
+#[derive(Clone)]
 struct FileSource {
     backend: Arc<dyn Backend>,
     /// The tables the `tables` option maps, when given.
@@ -237,12 +238,14 @@ impl FileSource {
 impl FileSource {
     /// The scan's schema and its pieces: each file's rows converted to the
     /// mapped types, or, with `whole`, the file itself where
-    /// [`WholeFiles`] finds its columns are `whole`'s.
+    /// [`WholeFiles`] finds its columns are `whole`'s. The table's files
+    /// are listed now, unless `listed` gives them (a cluster part's).
     async fn pieces(
         &self,
         description: &TableDescription,
         request: &ScanRequest,
         whole: Option<&SchemaRef>,
+        listed: Option<Entry>,
     ) -> Result<(SchemaRef, PieceStream), SourceError> {
         let table = &description.table;
         let columns = request
@@ -267,7 +270,13 @@ impl FileSource {
                 .map_err(|e| read_error(table, e.into()))?,
         );
         let csv = self.csv()?;
-        let (location, entry) = self.entry(table).await?;
+        let (location, entry) = match listed {
+            Some(entry) => {
+                self.backend.check().await?;
+                (self.backend.location()?, entry)
+            }
+            None => self.entry(table).await?,
+        };
         check_readable(table, &entry)?;
         let extra: Vec<(String, Virtual)> = (description.columns.iter())
             .filter_map(|c| Virtual::of(c, &entry).map(|v| (c.name.clone(), v)))
@@ -358,6 +367,21 @@ impl FileSource {
             converted.map_err(|e| DataFusionError::External(Box::new(e)))
         });
         Ok((target, pieces.boxed()))
+    }
+}
+
+impl FileSource {
+    /// The rows of a scan of the table's files (`listed`: those of a
+    /// cluster part's, else every file listed now).
+    async fn rows(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        listed: Option<Entry>,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let (target, pieces) = self.pieces(description, request, None, listed).await?;
+        let batches = limit_rows(pieces.map(|piece| piece.and_then(rows_only)), request.limit);
+        Ok(Box::pin(RecordBatchStreamAdapter::new(target, batches)))
     }
 }
 
@@ -642,9 +666,67 @@ impl Source for FileSource {
         description: &TableDescription,
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError> {
-        let (target, pieces) = self.pieces(description, request, None).await?;
-        let batches = limit_rows(pieces.map(|piece| piece.and_then(rows_only)), request.limit);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(target, batches)))
+        self.rows(description, request, None).await
+    }
+
+    /// A parallel read of a file table reads its files `parts` at once.
+    fn scans_in_segments(&self) -> bool {
+        true
+    }
+
+    async fn scan_segments(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let wider = FileSource {
+            parallel_reads: parts.max(1),
+            ..self.clone()
+        };
+        wider.rows(description, request, None).await
+    }
+
+    fn supports_split_scan(&self) -> bool {
+        self.backend.shared()
+    }
+
+    /// The table listed once, its files dealt out to the parts by bytes
+    /// (see [`split`]).
+    async fn split_scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        _split: Option<usize>,
+        parts: usize,
+    ) -> Result<SplitScan, SourceError> {
+        let (location, entry) = self.entry(&description.table).await?;
+        check_readable(&description.table, &entry)?;
+        let files: Vec<DataFile> =
+            (entry.files(location.store.clone()).try_collect().await).map_err(|e| self.backend.failure(&e))?;
+        debug!(table = %description.table, files = files.len(), parts, "file table split by file");
+        Ok(SplitScan {
+            parts: (split::deal(files, parts).iter())
+                .map(|files| ScanPart {
+                    request: request.clone(),
+                    snapshot: Some(split::token(&entry, files)),
+                })
+                .collect(),
+            hold: Box::new(()),
+        })
+    }
+
+    /// Reads the files the part's token names (without: the whole table).
+    async fn scan_part(
+        &self,
+        description: &TableDescription,
+        part: &ScanRequest,
+        snapshot: Option<&str>,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        let listed = snapshot
+            .map(|token| split::entry_of(&description.table.name, token))
+            .transpose()?;
+        self.rows(description, part, listed).await
     }
 
     /// Parquet files whose columns are `whole`'s come whole (see
@@ -658,7 +740,7 @@ impl Source for FileSource {
         if request.filter.is_some() || request.limit.is_some() {
             return Ok(None);
         }
-        let (_, pieces) = self.pieces(description, request, Some(whole)).await?;
+        let (_, pieces) = self.pieces(description, request, Some(whole), None).await?;
         Ok(Some(pieces))
     }
 

@@ -463,3 +463,77 @@ async fn a_parquet_files_footer_is_read_once_while_it_is_unchanged() {
     assert_eq!(ids.len(), 35);
     assert_eq!(tails(), 1, "the changed file's footer only");
 }
+
+/// The ids a stream reads, sorted.
+async fn ids_of(stream: datafusion::execution::SendableRecordBatchStream) -> Vec<i64> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+
+    let batches: Vec<_> = stream.try_collect().await.unwrap();
+    let mut ids: Vec<i64> = (batches.iter())
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_parallelism_reads_that_many_files_at_once() {
+    const FILES: usize = 12;
+    let store = slow_store(FILES).await;
+    let source = open(Arc::new(Bucket(store.clone())), None, 1, Ok(CsvSyntax::default()));
+    assert!(source.scans_in_segments());
+    let description = source.describe(&events()).await.unwrap();
+    let request = ScanRequest::every_column(&description);
+    let ids = ids_of(source.scan_segments(&description, &request, 4).await.unwrap()).await;
+    assert_eq!(ids, (0..FILES as i64 * 10).collect::<Vec<_>>(), "every row once");
+    let most = store.seen.lock().unwrap().max_gets;
+    assert!((2..=4).contains(&most), "{most} GETs at once, the job's parallelism 4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_deals_each_file_to_one_part_which_reads_it_without_listing() {
+    const FILES: usize = 11;
+    let store = slow_store(FILES).await;
+    let source = open(Arc::new(Bucket(store.clone())), None, 2, Ok(CsvSyntax::default()));
+    assert!(source.supports_split_scan() && source.splits_itself());
+    let description = source.describe(&events()).await.unwrap();
+    let request = ScanRequest::every_column(&description);
+    let split = source.split_scan(&description, &request, None, 4).await.unwrap();
+    assert_eq!(split.parts.len(), 4);
+    let lists = || std::mem::take(&mut store.seen.lock().unwrap().lists);
+    lists();
+    let mut all = Vec::new();
+    for part in &split.parts {
+        let ids = ids_of(
+            (source
+                .scan_part(&description, &part.request, part.snapshot.as_deref())
+                .await)
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            (20..=30).contains(&ids.len()),
+            "two or three files a part: {}",
+            ids.len()
+        );
+        all.extend(ids);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..FILES as i64 * 10).collect::<Vec<_>>(), "every row once");
+    assert_eq!(lists(), Vec::<String>::new(), "the parts listed nothing");
+    // A file uploaded after the split is in no part.
+    store
+        .put(&Path::from("landing/events/part-999.csv"), "id\n99999\n".into())
+        .await
+        .unwrap();
+    let part = &split.parts[0];
+    let again = ids_of(
+        (source
+            .scan_part(&description, &part.request, part.snapshot.as_deref())
+            .await)
+            .unwrap(),
+    )
+    .await;
+    assert!(!again.contains(&99999), "parts read the files listed at the split");
+}

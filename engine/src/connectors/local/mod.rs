@@ -117,6 +117,10 @@ impl Backend for Directory {
     fn pseudo_columns(&self) -> bool {
         self.file_columns
     }
+
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 impl Directory {

@@ -85,7 +85,7 @@ impl JobManager {
         if !source.supports_split_scan() {
             return refuse("its source cannot be split into parts that executors read in one snapshot");
         }
-        if !split_ok && !source.scans_in_segments() {
+        if !split_ok && !source.splits_itself() {
             return refuse("its table has no integer primary key or NOT NULL integer cursor to split on");
         }
         if !shares_files {
@@ -102,7 +102,9 @@ impl JobManager {
     pub(in crate::jobs) fn server_only(dedupes: bool, files: bool) -> Option<&'static str> {
         match (dedupes, files) {
             (true, _) => Some("its LOOKBACK window is deduplicated against keys read on this server"),
-            (_, true) => Some("it reads files, which move whole rather than by key range"),
+            (_, true) => Some(
+                "its INCREMENTAL BY _modified_at window ends at the files read last, which this server keeps track of",
+            ),
             _ => None,
         }
     }
@@ -120,7 +122,7 @@ impl JobManager {
                  executor; this server commits",
                 handle.cluster.scheduler(),
                 job.parallelism.map_or(handle.tasks, |n| n as usize).max(1),
-                match source.scans_in_segments() {
+                match source.splits_itself() {
                     true => "one of the source's own segments of the read",
                     false => "a range of the split column read in one snapshot",
                 }
@@ -148,7 +150,7 @@ impl JobManager {
             .expect("placed on the cluster only when there is one");
         let job = plan.job;
         let description = &plan.columns.description;
-        let split = match plan.source.scans_in_segments() {
+        let split = match plan.source.splits_itself() {
             true => None,
             false => Some(split::split_column(description, plan.cursor.map(|c| c.0.as_str()))?),
         };
