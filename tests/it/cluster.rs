@@ -623,6 +623,56 @@ async fn an_executor_killed_mid_run_has_its_tasks_run_again_elsewhere_exactly_on
     );
 }
 
+/// An executor dies during a MySQL run. Its parts run again elsewhere:
+/// inside the table's freeze (which lasts until every part has opened its
+/// snapshot) they read the run's snapshot and the run succeeds; after it
+/// they fail with 40001 (see `parallel_mysql` for that refusal) and the
+/// run fails whole. Either way nothing is lost or loaded twice, and a run
+/// that failed committed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_run_that_loses_an_executor_loads_exactly_once() {
+    let mut cluster = Cluster::start(10);
+    let maria = MariaDb::start();
+    maria.sql_db(
+        "shop",
+        "CREATE TABLE events (id int PRIMARY KEY, payload varchar(40), amount decimal(10,2)); \
+         INSERT INTO events SELECT seq, MD5(seq), seq / 100 FROM seq_1_to_300000;",
+    );
+    let client = cluster.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE CONNECTION crm TYPE mariadb OPTIONS (host '127.0.0.1', port {}, user 'etl', \
+             password '{ETL_PASSWORD}'); \
+             CREATE ETL JOB events FROM crm.shop.events INTO warehouse.events SNAPSHOT WITH (parallelism = 4)",
+            maria.port
+        ))
+        .await
+        .unwrap();
+    let runner = cluster.sluice.client().await;
+    let run = tokio::spawn(async move { runner.simple_query("RUN ETL JOB events").await.map(drop) });
+    cluster.kill9_executor_mid_task(0).await;
+    let fingerprint = "SELECT count(*), count(DISTINCT id), sum(id), sum(amount) FROM ";
+    let source = rows(&client, &format!("{fingerprint} crm.shop.events")).await;
+    if let Err(error) = run.await.unwrap() {
+        let message = error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+        assert!(message.contains("freeze ended"), "{message}\n{}", cluster.logs());
+        assert_eq!(
+            rows(&client, "SELECT status FROM sluice.runs WHERE job = 'events'").await,
+            [[Some("failed".into())]]
+        );
+        let loaded = try_rows(&client, "SELECT count(*) FROM warehouse.events").await;
+        assert!(
+            loaded.as_ref().map_or(true, |r| r[0][0].as_deref() == Some("0")),
+            "nothing committed: {loaded:?}"
+        );
+        let again = cluster.run(&client, "events").await;
+        assert_eq!(again[1].as_deref(), Some("succeeded"), "{again:?}");
+    }
+    let loaded = rows(&client, &format!("{fingerprint} warehouse.events")).await;
+    assert_eq!(loaded, source, "no row lost or loaded twice");
+    assert_eq!(source[0][0].as_deref(), Some("300000"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_run_commits_nothing_and_the_next_run_loads_exactly_once() {
     let mut cluster = Cluster::start(1_000_000);

@@ -7,7 +7,7 @@
 //! CONSISTENT SNAPSHOT`, checks that the freeze is still held (so its
 //! snapshot began inside it and equals every other part's), takes a named
 //! lock of its own, and streams one `SELECT` of its range. The coordinator
-//! thaws the table as soon as every part's lock is held, or after
+//! thaws the table as soon as it has seen every part's lock held, or after
 //! [`FREEZE_LIMIT`]; a part that starts later fails with SQLSTATE 40001
 //! (the run retries) instead of reading another snapshot.
 
@@ -190,16 +190,16 @@ async fn lock_table(conn: &mut Conn, description: &TableDescription) -> Result<(
     }
 }
 
-/// Keeps the table frozen until every part holds its lock, the freeze
-/// has lasted [`FREEZE_LIMIT`], or `released` fires (its sender dropped),
-/// then thaws it: the freeze's lock first, so that no part starts inside
-/// the freeze's name after the table's lock is gone.
+/// Keeps the table frozen until every part has been seen holding its lock
+/// (parts run in waves on a cluster: a finished part's lock is gone, so
+/// each is remembered once seen), the freeze has lasted [`FREEZE_LIMIT`],
+/// or `released` fires (its sender dropped), then thaws it: the freeze's
+/// lock first, so that no part starts inside the freeze's name after the
+/// table's lock is gone.
 async fn hold_freeze(mut conn: Conn, freeze: String, parts: Vec<String>, mut released: oneshot::Receiver<()>) {
     let deadline = Instant::now() + FREEZE_LIMIT;
-    let joined = format!(
-        "SELECT {}",
-        vec!["(IS_USED_LOCK(?) IS NOT NULL)"; parts.len()].join(" + ")
-    );
+    let held = format!("SELECT {}", vec!["IS_USED_LOCK(?) IS NOT NULL"; parts.len()].join(", "));
+    let mut joined = vec![false; parts.len()];
     loop {
         tokio::select! {
             _ = &mut released => break,
@@ -209,9 +209,19 @@ async fn hold_freeze(mut conn: Conn, freeze: String, parts: Vec<String>, mut rel
             warn!(%freeze, parts = parts.len(), "a table freeze ended before every part had opened its snapshot");
             break;
         }
-        match conn.exec_first::<u64, _, _>(joined.as_str(), parts.clone()).await {
-            Ok(Some(n)) if n as usize == parts.len() => break,
-            Ok(_) => {}
+        match conn
+            .exec_first::<mysql_async::Row, _, _>(held.as_str(), parts.clone())
+            .await
+        {
+            Ok(Some(row)) => {
+                for (i, seen) in joined.iter_mut().enumerate() {
+                    *seen |= row.get::<bool, _>(i).unwrap_or(false);
+                }
+                if joined.iter().all(|&seen| seen) {
+                    break;
+                }
+            }
+            Ok(None) => {}
             Err(error) => {
                 warn!(%freeze, %error, "could not watch a table freeze; ending it");
                 break;
