@@ -276,6 +276,24 @@ async fn writers_wait_only_while_the_parts_open_their_snapshots() {
     }
     assert_eq!(read, (TOTAL, ACCOUNTS as usize), "the parts read the frozen moment");
 
+    // Parts that open in waves: a finished part counts as joined, and the
+    // table thaws once the last has opened (long before the 30 s limit).
+    let waves = source.split_scan(&description, &request, Some(0), 3).await.unwrap();
+    let first = &waves.parts[0];
+    let first = source.scan_part(&description, &first.request, first.snapshot.as_deref()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = sum(first.unwrap()).await;
+    assert!(writer.query_drop(deposit).await.is_err(), "frozen until the last wave");
+    let mut rest = Vec::new();
+    for part in &waves.parts[1..] {
+        rest.push(source.scan_part(&description, &part.request, part.snapshot.as_deref()).await.unwrap());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = writer.query_drop(deposit).await {
+        assert!(std::time::Instant::now() < deadline, "still frozen after the last wave: {e}");
+    }
+    drop((rest, waves));
+
     // A part that starts after its freeze ended cannot read that moment.
     let late = source.split_scan(&description, &request, Some(0), 2).await.unwrap();
     let part = late.parts[1].clone();
