@@ -17,7 +17,7 @@ async fn setup(pg: &PgServer, sluice: &Sluice) -> Client {
 }
 
 /// Rows of `a` missing from `b`, plus rows of `b` missing from `a`, and both counts.
-async fn difference(client: &Client, a: &str, b: &str) -> Vec<Option<String>> {
+pub(crate) async fn difference(client: &Client, a: &str, b: &str) -> Vec<Option<String>> {
     rows(
         client,
         &format!(

@@ -14,9 +14,9 @@ use common::*;
 use futures::TryStreamExt;
 use mysql_async::prelude::Queryable;
 use sluice_engine::contract::{ScanRequest, Source, SourceError, TableDescription, TableRef};
-use tokio_postgres::Client;
 
 use crate::job_ops::{detail, explain};
+use crate::parallel::difference;
 use crate::source_mysql::Connections;
 
 /// Accounts whose balances always add up to [`TOTAL`].
@@ -27,21 +27,6 @@ async fn mysql(maria: &MariaDb) -> mysql_async::Conn {
     mysql_async::Conn::new(mysql_async::Opts::from_url(&maria.url()).unwrap())
         .await
         .unwrap()
-}
-
-/// The rows of `a` missing from `b`, those of `b` missing from `a`, and
-/// both counts.
-async fn difference(client: &Client, a: &str, b: &str) -> Vec<Option<String>> {
-    rows(
-        client,
-        &format!(
-            "SELECT (SELECT count(*) FROM (SELECT * FROM warehouse.{a} EXCEPT SELECT * FROM warehouse.{b}) x) AS a_only, \
-                    (SELECT count(*) FROM (SELECT * FROM warehouse.{b} EXCEPT SELECT * FROM warehouse.{a}) y) AS b_only, \
-                    (SELECT count(*) FROM warehouse.{a}) AS a_rows, (SELECT count(*) FROM warehouse.{b}) AS b_rows"
-        ),
-    )
-    .await
-    .remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,13 +115,25 @@ async fn parallel_mariadb_runs_load_exactly_what_serial_runs_load() {
     assert!(!message.contains("reader_pw_1"), "{message}");
 }
 
-/// The `accounts` table, described.
-async fn accounts(source: &dyn Source) -> TableDescription {
+/// Table `accounts` of [`ACCOUNTS`] rows of balance 100, the MariaDB
+/// source it is read from (with the connections that keep it), and its
+/// description.
+async fn accounts(maria: &MariaDb) -> (Connections, Arc<dyn Source>, TableDescription) {
+    maria.sql_db(
+        "shop",
+        &format!(
+            "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL); \
+             INSERT INTO accounts SELECT n, 100 FROM (SELECT seq AS n FROM seq_1_to_{ACCOUNTS}) g;"
+        ),
+    );
+    let connections = Connections::new();
+    let source = connections.source("maria", "mariadb", maria.port, None).await;
     let table = TableRef {
         schema: "shop".into(),
         name: "accounts".into(),
     };
-    source.describe(&table).await.unwrap()
+    let description = source.describe(&table).await.unwrap();
+    (connections, source, description)
 }
 
 /// The sum of the balances a stream reads, and its rows.
@@ -159,16 +156,7 @@ async fn sum(stream: datafusion::execution::SendableRecordBatchStream) -> (i64, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_of_a_parallel_read_sees_the_same_moment() {
     let maria = MariaDb::start();
-    maria.sql_db(
-        "shop",
-        &format!(
-            "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL); \
-             INSERT INTO accounts SELECT n, 100 FROM (SELECT seq AS n FROM seq_1_to_{ACCOUNTS}) g;"
-        ),
-    );
-    let connections = Connections::new();
-    let source = connections.source("maria", "mariadb", maria.port, None).await;
-    let description = accounts(source.as_ref()).await;
+    let (_connections, source, description) = accounts(&maria).await;
     let request = ScanRequest::every_column(&description);
 
     // Transfers between the first and the last quarter of the keys, one
@@ -217,16 +205,7 @@ async fn every_stream_of_a_parallel_read_sees_the_same_moment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_wait_only_while_the_parts_open_their_snapshots() {
     let maria = MariaDb::start();
-    maria.sql_db(
-        "shop",
-        &format!(
-            "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL); \
-             INSERT INTO accounts SELECT n, 100 FROM (SELECT seq AS n FROM seq_1_to_{ACCOUNTS}) g;"
-        ),
-    );
-    let connections = Connections::new();
-    let source = connections.source("maria", "mariadb", maria.port, None).await;
-    let description = accounts(source.as_ref()).await;
+    let (_connections, source, description) = accounts(&maria).await;
     let request = ScanRequest::every_column(&description);
     let mut writer = mysql(&maria).await;
     writer.query_drop("SET SESSION lock_wait_timeout = 1").await.unwrap();
@@ -280,17 +259,27 @@ async fn writers_wait_only_while_the_parts_open_their_snapshots() {
     // table thaws once the last has opened (long before the 30 s limit).
     let waves = source.split_scan(&description, &request, Some(0), 3).await.unwrap();
     let first = &waves.parts[0];
-    let first = source.scan_part(&description, &first.request, first.snapshot.as_deref()).await;
+    let first = source
+        .scan_part(&description, &first.request, first.snapshot.as_deref())
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = sum(first.unwrap()).await;
     assert!(writer.query_drop(deposit).await.is_err(), "frozen until the last wave");
     let mut rest = Vec::new();
     for part in &waves.parts[1..] {
-        rest.push(source.scan_part(&description, &part.request, part.snapshot.as_deref()).await.unwrap());
+        rest.push(
+            source
+                .scan_part(&description, &part.request, part.snapshot.as_deref())
+                .await
+                .unwrap(),
+        );
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while let Err(e) = writer.query_drop(deposit).await {
-        assert!(std::time::Instant::now() < deadline, "still frozen after the last wave: {e}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still frozen after the last wave: {e}"
+        );
     }
     drop((rest, waves));
 

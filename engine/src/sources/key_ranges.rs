@@ -6,10 +6,42 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use futures::StreamExt;
 
-use crate::contract::ScanRequest;
+use crate::contract::{Dialect, ScanRequest, SourceError, TableDescription};
 
 /// Batches buffered per stream between its task and the consumer.
 const BUFFERED_BATCHES: usize = 2;
+
+/// The column a split scan splits on, which a source that splits by key
+/// ranges needs.
+pub(crate) fn required_split(description: &TableDescription, split: Option<usize>) -> Result<usize, SourceError> {
+    split.ok_or_else(|| SourceError::Query {
+        code: Some("0A000".into()),
+        message: format!("{} needs a column to split on", description.table),
+    })
+}
+
+/// The split column and the table, quoted in `dialect`, and the scan's
+/// filter as a `WHERE` clause (empty without one).
+pub(crate) fn split_parts(
+    dialect: &dyn Dialect,
+    description: &TableDescription,
+    request: &ScanRequest,
+    split: usize,
+) -> Result<(String, String, String), SourceError> {
+    let column = description.columns.get(split).ok_or_else(|| SourceError::Query {
+        code: None,
+        message: format!("{} has no column number {split}", description.table),
+    })?;
+    let table = format!(
+        "{}.{}",
+        dialect.quote_ident(&description.table.schema),
+        dialect.quote_ident(&description.table.name)
+    );
+    let filter = (request.filter.as_deref())
+        .map(|f| format!(" WHERE {f}"))
+        .unwrap_or_default();
+    Ok((dialect.quote_ident(&column.name), table, filter))
+}
 
 /// Conditions on `column` (quoted in the source's dialect) that split
 /// `[min, max]` into up to `parts` ranges of about equal width. The first

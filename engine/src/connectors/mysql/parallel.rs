@@ -25,7 +25,7 @@ use super::dialect::MysqlDialect;
 use super::endpoint::{Endpoint, query_error};
 use super::source::{scan_on, scan_query, session};
 use crate::contract::{Dialect, ScanPart, ScanRequest, SourceError, SplitScan, TableDescription};
-use crate::sources::key_ranges::{merge, part_request, ranges};
+use crate::sources::key_ranges::{merge, part_request, ranges, split_parts};
 
 /// The longest the table stays frozen waiting for parts to open their
 /// snapshots: writers wait at most this long.
@@ -45,27 +45,6 @@ const ER_DBACCESS_DENIED_ERROR: u16 = 1044;
 /// A lock wait that timed out.
 const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 
-/// The split column and the table, quoted, and the scan's filter clause.
-fn split_parts(
-    description: &TableDescription,
-    request: &ScanRequest,
-    split: usize,
-) -> Result<(String, String, String), SourceError> {
-    let column = description.columns.get(split).ok_or_else(|| SourceError::Query {
-        code: None,
-        message: format!("{} has no column number {split}", description.table),
-    })?;
-    let table = format!(
-        "{}.{}",
-        MysqlDialect.quote_ident(&description.table.schema),
-        MysqlDialect.quote_ident(&description.table.name)
-    );
-    let filter = (request.filter.as_deref())
-        .map(|f| format!(" WHERE {f}"))
-        .unwrap_or_default();
-    Ok((MysqlDialect.quote_ident(&column.name), table, filter))
-}
-
 /// One condition per range of the split column's values now on `conn`.
 async fn conditions(
     conn: &mut Conn,
@@ -74,7 +53,7 @@ async fn conditions(
     split: usize,
     parts: usize,
 ) -> Result<Vec<Option<String>>, SourceError> {
-    let (column, table, filter) = split_parts(description, request, split)?;
+    let (column, table, filter) = split_parts(&MysqlDialect, description, request, split)?;
     let range: Option<(Option<i64>, Option<i64>)> = conn
         .query_first(format!(
             "SELECT CAST(MIN({column}) AS SIGNED), CAST(MAX({column}) AS SIGNED) FROM {table}{filter}"

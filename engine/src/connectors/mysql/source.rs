@@ -23,6 +23,7 @@ use crate::contract::{
     ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError, SplitScan,
     TableDescription, TableInfo, TableRef, TextRows, scan_sql,
 };
+use crate::sources::key_ranges;
 
 /// Rows per record batch of a scan.
 pub(crate) const BATCH_ROWS: usize = 8192;
@@ -176,10 +177,7 @@ impl Source for MysqlSource {
         split: Option<usize>,
         parts: usize,
     ) -> Result<SplitScan, SourceError> {
-        let split = split.ok_or_else(|| SourceError::Query {
-            code: Some("0A000".into()),
-            message: format!("{} needs a column to split on", description.table),
-        })?;
+        let split = key_ranges::required_split(description, split)?;
         parallel::split(&self.endpoint, self.timeout, description, request, split, parts).await
     }
 

@@ -15,32 +15,8 @@ use super::PgConnection;
 use super::dialect::DIALECT;
 use super::source::{SCAN_SESSION, copy, prepare, query};
 use super::{Endpoint, query_error};
-use crate::contract::{Dialect, ScanPart, ScanRequest, SourceError, SplitScan, TableDescription};
-use crate::sources::key_ranges::{merge, part_request, ranges};
-
-/// The split column and the table, quoted, and the scan's filter clause.
-fn split_parts(
-    description: &TableDescription,
-    request: &ScanRequest,
-    split: usize,
-) -> Result<(String, String, String), SourceError> {
-    let column = description.columns.get(split).ok_or_else(|| SourceError::Query {
-        code: None,
-        message: format!("{} has no column number {split}", description.table),
-    })?;
-    let column = DIALECT.quote_ident(&column.name);
-    let table = format!(
-        "{}.{}",
-        DIALECT.quote_ident(&description.table.schema),
-        DIALECT.quote_ident(&description.table.name)
-    );
-    let filter = request
-        .filter
-        .as_deref()
-        .map(|f| format!(" WHERE {f}"))
-        .unwrap_or_default();
-    Ok((column, table, filter))
-}
+use crate::contract::{ScanPart, ScanRequest, SourceError, SplitScan, TableDescription};
+use crate::sources::key_ranges::{merge, part_request, ranges, split_parts};
 
 /// The queries the range streams of a parallel scan would run now (the
 /// split column's range read outside a snapshot), for EXPLAIN.
@@ -51,7 +27,7 @@ pub(super) async fn queries(
     split: usize,
     parts: usize,
 ) -> Result<Vec<String>, SourceError> {
-    let (column, table, filter) = split_parts(description, request, split)?;
+    let (column, table, filter) = split_parts(&DIALECT, description, request, split)?;
     let connection = endpoint.connect().await?;
     let row = async {
         connection.client.batch_execute(SCAN_SESSION).await?;
@@ -172,7 +148,7 @@ async fn export_ranges(
     request: &ScanRequest,
     (split, parts): (usize, usize),
 ) -> Result<(PgConnection, String, Vec<Option<String>>), SourceError> {
-    let (column, table, filter) = split_parts(description, request, split)?;
+    let (column, table, filter) = split_parts(&DIALECT, description, request, split)?;
     let coordinator = endpoint.connect().await?;
     let (setup, exported) = match snapshot {
         Some(snapshot) => (

@@ -23,6 +23,7 @@ use crate::contract::{
     ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError, SplitScan,
     TableDescription, TableInfo, TableRef, TextRows, scan_sql,
 };
+use crate::sources::key_ranges;
 
 /// Opens a PostgreSQL connection's options as a source.
 pub(super) fn open(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
@@ -105,10 +106,7 @@ impl Source for PostgresSource {
         split: Option<usize>,
         parts: usize,
     ) -> Result<SplitScan, SourceError> {
-        let split = split.ok_or_else(|| SourceError::Query {
-            code: Some("0A000".into()),
-            message: format!("{} needs a column to split on", description.table),
-        })?;
+        let split = key_ranges::required_split(description, split)?;
         parallel::split(&self.endpoint, description, request, split, parts).await
     }
 
