@@ -47,6 +47,7 @@ fn task(part: u32, key: &MasterKey) -> ExtractTask {
         snapshot: Some("00000003-0000001B-1".into()),
         loaded: schema.clone(),
         cursor: Some(0),
+        files: None,
         arrangement: vec![Some(0), Some(1), None],
         location: "s3://lake/wh".into(),
         target_table: "orders".into(),

@@ -509,7 +509,7 @@ async fn a_file_table_in_a_bucket_is_split_by_file_over_both_executors() {
              access_key_id 'lake-key', secret_access_key '{SECRET}', region 'us-east-1'); \
              CREATE ETL JOB events FROM lake.files.events INTO warehouse.events SNAPSHOT WITH (parallelism = 4); \
              CREATE ETL JOB recent FROM lake.files.events INTO warehouse.recent INCREMENTAL BY _modified_at ALL \
-             WITH (execution = 'cluster');",
+             WITH (execution = 'cluster', parallelism = 3, guard_margin '0 seconds');",
             cluster.moto.endpoint()
         ))
         .await
@@ -542,10 +542,27 @@ async fn a_file_table_in_a_bucket_is_split_by_file_over_both_executors() {
     )
     .await;
     assert_eq!(files[0], [Some(FILES.to_string()), Some("2".into())]);
-    // An incremental run by _modified_at names the files it read last: it
-    // stays on the server, and asked for the cluster it says why.
-    let error = expect_err(&client, "RUN ETL JOB recent", "0A000").await;
-    assert!(error.contains("INCREMENTAL BY _modified_at"), "{error}");
+    // By _modified_at: each run loads the files new since the last, the
+    // tasks reporting the files they read at the newest time.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let first = cluster.run(&client, "recent").await;
+    assert_eq!(first[2].as_deref(), Some(total.to_string().as_str()), "{first:?}");
+    assert_eq!(cluster.run(&client, "recent").await[2].as_deref(), Some("0"));
+    for i in FILES..FILES + 3 {
+        let body = format!("id,kind,amount\n{},new,1.5\n{},new,2.5\n", i * 1000, i * 1000 + 1);
+        cluster
+            .moto
+            .put_s3("landing", &format!("in/events/day=3/part-{i:02}.csv"), body.as_bytes());
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(cluster.run(&client, "recent").await[2].as_deref(), Some("6"));
+    assert_eq!(cluster.run(&client, "recent").await[2].as_deref(), Some("0"));
+    let source = rows(&client, &format!("SELECT {columns} FROM lake.files.events ORDER BY id")).await;
+    let loaded = rows(&client, &format!("SELECT {columns} FROM warehouse.recent ORDER BY id")).await;
+    assert_eq!(loaded, source, "every file once");
+    let mark = rows(&client, "SELECT watermark FROM sluice.jobs WHERE name = 'recent'").await;
+    let mark = mark[0][0].clone().unwrap();
+    assert!(mark.contains(" with files [") && mark.contains("day=3/part-"), "{mark}");
     for (executor, log) in cluster.executors.iter().map(|e| e.log()).enumerate() {
         assert!(!log.contains(SECRET), "executor {executor} never logs the secret key");
     }

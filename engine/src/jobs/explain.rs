@@ -102,7 +102,7 @@ impl JobManager {
     fn execution_text(&self, job: &JobRecord, source: &dyn Source, plan: &RunPlan) -> Result<String, EngineError> {
         let splits = split::split_column(&plan.columns.description, plan.cursor.as_ref().map(|c| c.0.as_str())).is_ok();
         let dedupes = RunPlan::lookback(job).is_some() && plan.cursor.is_some();
-        let server_only = Self::server_only(dedupes, plan.files.is_some());
+        let server_only = Self::server_only(dedupes);
         let shares_files = job.destination.connection.is_none();
         let placement = self.placement(job, source, shares_files, splits, server_only)?;
         Ok(self.placement_text(job, source, &placement))

@@ -52,8 +52,8 @@ fn text(cursor: &str, files: &BTreeSet<String>) -> String {
 }
 
 /// Where a file job's scan has each row's `_file`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct FileOrigin {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileOrigin {
     /// Its position in a scanned batch.
     pub position: usize,
     /// Whether the job does not load it, so the scan reads it only for the
@@ -164,6 +164,23 @@ impl Boundary {
         Ok(())
     }
 
+    /// Takes in what another reader of the run saw (a cluster task): the
+    /// newest value it read and the files it read at that value.
+    pub fn absorb(&mut self, at: Option<ScalarValue>, files: impl IntoIterator<Item = String>) {
+        let Some(at) = at else { return };
+        if self.at.as_ref().is_none_or(|mine| at > *mine) {
+            self.at = Some(at);
+            self.files = files.into_iter().collect();
+        } else if self.at.as_ref() == Some(&at) {
+            self.files.extend(files);
+        }
+    }
+
+    /// The files read at the newest value.
+    pub fn files(&self) -> &BTreeSet<String> {
+        &self.files
+    }
+
     /// The watermark to commit: the newest value read (or the one the run
     /// started from) with the files read at it.
     pub fn watermark(&self) -> Option<String> {
@@ -188,6 +205,27 @@ mod tests {
 
     fn at(micros: i64) -> ScalarValue {
         ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
+    }
+
+    #[test]
+    fn tasks_boundaries_merge_into_the_runs() {
+        let mut run = Boundary::new(Some(at(5)), Some("x with files [\"old\"]")).unwrap();
+        run.absorb(Some(at(4)), ["older".to_owned()]);
+        assert_eq!(
+            run.files().iter().collect::<Vec<_>>(),
+            ["old"],
+            "an older time changes nothing"
+        );
+        run.absorb(Some(at(7)), ["a".to_owned()]);
+        run.absorb(None, ["none".to_owned()]);
+        run.absorb(Some(at(7)), ["b".to_owned(), "a".to_owned()]);
+        run.absorb(Some(at(6)), ["c".to_owned()]);
+        assert_eq!(
+            run.files().iter().collect::<Vec<_>>(),
+            ["a", "b"],
+            "the files at the newest time"
+        );
+        assert!(run.watermark().unwrap().ends_with(" with files [\"a\",\"b\"]"));
     }
 
     #[test]

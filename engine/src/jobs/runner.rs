@@ -520,7 +520,7 @@ impl JobManager {
         let cursor_position = cursor.as_ref().map(|c| c.1);
         let whole = whole_files::schema(job, &columns, &request, &evolution, transaction.as_ref());
         let splits = split::split_column(&columns.description, cursor.as_ref().map(|c| c.0.as_str())).is_ok();
-        let server_only = Self::server_only(deduper.is_some(), files.is_some());
+        let server_only = Self::server_only(deduper.is_some());
         let shares_files = transaction.shared_target().is_some();
         let placed = match self.placement(job, &*source, shares_files, splits, server_only)? {
             Placement::Cluster => transaction.shared_target(),
@@ -540,11 +540,15 @@ impl JobManager {
                     columns: &columns,
                     request: &request,
                     cursor: cursor.as_ref(),
+                    files,
                     evolution: &evolution,
                 };
                 let extracted = self
                     .extract_on_cluster(plan, run, target, transaction.as_mut(), live, cancel)
                     .await?;
+                if let Some(boundary) = &mut boundary {
+                    boundary.absorb(extracted.high.clone(), extracted.high_files);
+                }
                 run.rows = extracted.rows;
                 progress(Progress {
                     run_id: run.id,

@@ -24,7 +24,7 @@ use std::sync::{Arc, LazyLock};
 use async_trait::async_trait;
 use chrono::Utc;
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt64Type};
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::config::TableParquetOptions;
@@ -385,6 +385,52 @@ impl FileSource {
     }
 }
 
+/// The files of `files` that can hold rows `filter` keeps, judged by their
+/// virtual columns (`_modified_at`, `_file`, partition values) as a scan
+/// judges them; all of them when the filter needs the files' own columns.
+async fn in_window(
+    description: &TableDescription,
+    entry: &Entry,
+    url: &str,
+    files: Vec<DataFile>,
+    filter: &str,
+) -> Vec<DataFile> {
+    const INDEX: &str = "__sluice_file_index";
+    let columns: Vec<(&str, Virtual)> = (description.columns.iter())
+        .filter_map(|c| Virtual::of(c, entry).map(|v| (c.name.as_str(), v)))
+        .collect();
+    let kept = async {
+        let mut fields = vec![Field::new(INDEX, DataType::UInt64, false)];
+        let indexes = (0..files.len() as u64).map(|i| ScalarValue::UInt64(Some(i)));
+        let mut arrays = vec![ScalarValue::iter_to_array(indexes)?];
+        for (name, column) in &columns {
+            fields.push(Field::new(*name, column.data_type(), true));
+            arrays.push(ScalarValue::iter_to_array(files.iter().map(|f| column.value(f, url)))?);
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+        let ctx = SessionContext::new();
+        ctx.register_batch("listing", batch)?;
+        let sql = format!("SELECT {INDEX} FROM listing WHERE {filter}");
+        let kept = ctx.sql(&sql).await?.collect().await?;
+        Ok::<_, DataFusionError>(
+            (kept.iter())
+                .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
+                .collect::<HashSet<u64>>(),
+        )
+    }
+    .await;
+    match kept {
+        Ok(kept) => (files.into_iter().enumerate())
+            .filter(|(i, _)| kept.contains(&(*i as u64)))
+            .map(|(_, f)| f)
+            .collect(),
+        Err(error) => {
+            debug!(table = %description.table, %error, "the filter needs the files' columns: every file is dealt");
+            files
+        }
+    }
+}
+
 /// The batch of a piece of a scan that hands no files over.
 fn rows_only(piece: ScanPiece) -> Result<RecordBatch, DataFusionError> {
     match piece {
@@ -702,9 +748,14 @@ impl Source for FileSource {
     ) -> Result<SplitScan, SourceError> {
         let (location, entry) = self.entry(&description.table).await?;
         check_readable(&description.table, &entry)?;
-        let files: Vec<DataFile> =
+        let listed: Vec<DataFile> =
             (entry.files(location.store.clone()).try_collect().await).map_err(|e| self.backend.failure(&e))?;
-        debug!(table = %description.table, files = files.len(), parts, "file table split by file");
+        let count = listed.len();
+        let files = match &request.filter {
+            Some(filter) => in_window(description, &entry, &location.url, listed, filter).await,
+            None => listed,
+        };
+        debug!(table = %description.table, listed = count, files = files.len(), parts, "file table split by file");
         Ok(SplitScan {
             parts: (split::deal(files, parts).iter())
                 .map(|files| ScanPart {

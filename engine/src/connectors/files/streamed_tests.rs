@@ -537,3 +537,34 @@ async fn a_split_deals_each_file_to_one_part_which_reads_it_without_listing() {
     .await;
     assert!(!again.contains(&99999), "parts read the files listed at the split");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_deals_only_the_files_its_filter_can_keep() {
+    let store = slow_store(12).await;
+    let source = open(Arc::new(Bucket(store.clone())), None, 2, Ok(CsvSyntax::default()));
+    let description = source.describe(&events()).await.unwrap();
+    let read = async |filter: &str| {
+        let request = ScanRequest {
+            filter: Some(filter.to_owned()),
+            ..ScanRequest::every_column(&description)
+        };
+        let split = source.split_scan(&description, &request, None, 4).await.unwrap();
+        let mut ids = Vec::new();
+        for part in &split.parts {
+            let stream = source
+                .scan_part(&description, &part.request, part.snapshot.as_deref())
+                .await;
+            ids.extend(ids_of(stream.unwrap()).await);
+        }
+        ids.sort_unstable();
+        (split.parts.len(), ids)
+    };
+    // By file: only the two files it names are dealt, one a part.
+    let (parts, ids) = read(r#""_file" LIKE '%part-003.csv' OR "_file" LIKE '%part-007.csv'"#).await;
+    assert_eq!(parts, 2, "no part for files the filter excludes");
+    assert_eq!(ids, (30..40).chain(70..80).collect::<Vec<_>>());
+    // By a column of the files: every file is dealt, the rows filtered.
+    let (parts, ids) = read(r#""id" >= 115"#).await;
+    assert_eq!(parts, 4);
+    assert_eq!(ids, (115..120).collect::<Vec<_>>());
+}

@@ -13,7 +13,7 @@ use super::super::define::JobColumns;
 use super::super::progress::LiveProgress;
 use super::super::schema_changes::Evolution;
 use super::super::{JobManager, split, window};
-use super::task::{ExtractTask, TaskOutput};
+use super::task::{ExtractTask, FileOrigin, TaskOutput};
 use super::{Cluster, Placement};
 use crate::contract::{LoadTransaction, ScanPart, ScanRequest, SharedTarget, Source};
 use crate::error::EngineError;
@@ -37,6 +37,9 @@ pub(in crate::jobs) struct ClusterExtract<'a> {
     pub request: &'a ScanRequest,
     /// The cursor's name and position among the loaded columns.
     pub cursor: Option<&'a (String, usize)>,
+    /// Where the scan has each row's `_file`, for a file table by
+    /// `_modified_at`.
+    pub files: Option<FileOrigin>,
     pub evolution: &'a Evolution,
 }
 
@@ -45,6 +48,8 @@ pub(in crate::jobs) struct Extracted {
     pub rows: u64,
     /// The largest cursor value read.
     pub high: Option<ScalarValue>,
+    /// The files read at that value (a file table by `_modified_at`).
+    pub high_files: Vec<String>,
 }
 
 impl JobManager {
@@ -98,15 +103,9 @@ impl JobManager {
     }
 
     /// What of this server a run needs, if anything: the keys a LOOKBACK
-    /// window is deduplicated against (`dedupes`), whole files (`files`).
-    pub(in crate::jobs) fn server_only(dedupes: bool, files: bool) -> Option<&'static str> {
-        match (dedupes, files) {
-            (true, _) => Some("its LOOKBACK window is deduplicated against keys read on this server"),
-            (_, true) => Some(
-                "its INCREMENTAL BY _modified_at window ends at the files read last, which this server keeps track of",
-            ),
-            _ => None,
-        }
+    /// window is deduplicated against (`dedupes`).
+    pub(in crate::jobs) fn server_only(dedupes: bool) -> Option<&'static str> {
+        dedupes.then_some("its LOOKBACK window is deduplicated against keys read on this server")
     }
 
     /// How EXPLAIN says where a load runs.
@@ -184,6 +183,7 @@ impl JobManager {
                 snapshot: snapshot.clone(),
                 loaded: plan.columns.schema.clone(),
                 cursor: plan.cursor.map(|c| c.1),
+                files: plan.files,
                 arrangement: plan.evolution.sources().to_vec(),
                 location: target.location.clone(),
                 target_table: target.table.clone(),
@@ -221,15 +221,26 @@ impl JobManager {
                 message,
             })?;
         let cursor_type = plan.cursor.map(|c| plan.columns.schema.field(c.1).data_type().clone());
-        let mut extracted = Extracted { rows: 0, high: None };
+        let mut extracted = Extracted {
+            rows: 0,
+            high: None,
+            high_files: Vec::new(),
+        };
         let mut executors = BTreeMap::<&str, usize>::new();
+        let mut highs = Vec::with_capacity(outputs.len());
         for output in &outputs {
             extracted.rows += output.rows;
             *executors.entry(&output.executor).or_default() += 1;
             if let (Some(high), Some(cursor_type)) = (&output.high, &cursor_type) {
-                extracted.high = window::greater(extracted.high.take(), Some(window::parse(high, cursor_type)?));
+                let high = window::parse(high, cursor_type)?;
+                extracted.high = window::greater(extracted.high.take(), Some(high.clone()));
+                highs.push((high, &output.high_files));
             }
         }
+        extracted.high_files = (highs.into_iter())
+            .filter(|(high, _)| Some(high) == extracted.high.as_ref())
+            .flat_map(|(_, files)| files.iter().cloned())
+            .collect();
         info!(job = %job.name, run_id = run.id, rows = extracted.rows, ?executors, "cluster tasks done");
         run.tasks_done = Some(outputs.len() as u64);
         run.executors = Some(
@@ -276,6 +287,7 @@ mod tests {
             rows: 1,
             files: Vec::new(),
             high: None,
+            high_files: Vec::new(),
             executor: "e".into(),
         }
     }

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use sluice_catalog::MasterKey;
 use tracing::{Instrument, info, info_span};
 
+use super::super::file_mark::Boundary;
 use super::super::{runner, schema_changes, window};
 use super::task::{ExtractTask, TaskOutput};
 use crate::contract::{ScanRequest, TableRef};
@@ -65,13 +66,19 @@ pub async fn run_task(task: &ExtractTask, key: &MasterKey, executor: &str) -> Re
             .await
             .map_err(source_error)?;
         let mut writer = SharedWriter::open(&task.target(), task.part)?;
+        let mut boundary = match task.files {
+            Some(_) => Some(Boundary::new(None, None)?),
+            None => None,
+        };
         let read = async {
             let (mut rows, mut high) = (0, None);
             while let Some(batch) = stream.next().await {
-                let batch = runner::conform_to(
-                    batch.map_err(|e| EngineError::from_scan(&task.connection, e))?,
-                    &task.loaded,
-                )?;
+                let mut batch = batch.map_err(|e| EngineError::from_scan(&task.connection, e))?;
+                if let (Some(files), Some(boundary), Some(cursor)) = (task.files, &mut boundary, task.cursor) {
+                    boundary.observe(batch.column(cursor), batch.column(files.position))?;
+                    batch = files.strip(batch);
+                }
+                let batch = runner::conform_to(batch, &task.loaded)?;
                 if let Some(cursor) = task.cursor {
                     high = window::greater(high, window::column_max(batch.column(cursor)));
                 }
@@ -98,6 +105,7 @@ pub async fn run_task(task: &ExtractTask, key: &MasterKey, executor: &str) -> Re
             rows,
             files,
             high: high.as_ref().map(window::text),
+            high_files: boundary.map_or_else(Vec::new, |b| b.files().iter().cloned().collect()),
             executor: executor.to_owned(),
         })
     }

@@ -10,6 +10,8 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use serde::{Deserialize, Serialize};
 use sluice_catalog::MasterKey;
 
+pub use crate::jobs::file_mark::FileOrigin;
+
 use crate::contract::{ResolvedOptions, Segment, SharedTarget, WrittenFile};
 use crate::error::EngineError;
 
@@ -47,6 +49,11 @@ pub struct ExtractTask {
     /// The cursor's position among the loaded columns, whose largest value
     /// the task reports.
     pub cursor: Option<usize>,
+    /// Where the part's batches have each row's `_file`, when the cursor is
+    /// a file table's `_modified_at`: the task reports the files read at
+    /// its largest value (see `file_mark`).
+    #[serde(default)]
+    pub files: Option<FileOrigin>,
     /// For each destination column, the loaded column it takes (`None`:
     /// NULL).
     pub arrangement: Vec<Option<usize>>,
@@ -107,6 +114,10 @@ pub struct TaskOutput {
     pub files: Vec<WrittenFile>,
     /// The largest cursor value it read, as a watermark's text.
     pub high: Option<String>,
+    /// The files it read rows of at that value (a file table by
+    /// `_modified_at`).
+    #[serde(default)]
+    pub high_files: Vec<String>,
     /// The executor that ran it.
     pub executor: String,
 }
