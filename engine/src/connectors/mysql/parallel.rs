@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 
 use super::dialect::MysqlDialect;
 use super::endpoint::{Endpoint, query_error};
-use super::source::{scan_on, scan_query, session};
+use super::source::{quoted_table, scan_on, scan_query, session};
 use crate::contract::{Dialect, ScanPart, ScanRequest, SourceError, SplitScan, TableDescription};
 use crate::sources::key_ranges::{merge, part_request, ranges, split_parts};
 
@@ -132,11 +132,7 @@ pub(super) async fn split(
 /// Takes the table's read lock, explaining the privilege or the wait it
 /// needs when it cannot.
 async fn lock_table(conn: &mut Conn, description: &TableDescription) -> Result<(), SourceError> {
-    let table = format!(
-        "{}.{}",
-        MysqlDialect.quote_ident(&description.table.schema),
-        MysqlDialect.quote_ident(&description.table.name)
-    );
+    let table = quoted_table(description);
     conn.query_drop(format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"))
         .await
         .map_err(query_error)?;

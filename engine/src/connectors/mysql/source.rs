@@ -210,11 +210,7 @@ impl Source for MysqlSource {
     }
 
     async fn query_text(&self, description: &TableDescription, sql: QueryBuilder<'_>) -> Result<TextRows, SourceError> {
-        let from = format!(
-            "{}.{}",
-            MysqlDialect.quote_ident(&description.table.schema),
-            MysqlDialect.quote_ident(&description.table.name)
-        );
+        let from = quoted_table(description);
         let mut conn = self.session().await?;
         let result = conn.query::<Row, _>(sql(&from)).await;
         close(conn).await;
@@ -235,6 +231,15 @@ impl Source for MysqlSource {
     }
 }
 
+/// The table `description` describes, as `db`.`table`.
+pub(super) fn quoted_table(description: &TableDescription) -> String {
+    format!(
+        "{}.{}",
+        MysqlDialect.quote_ident(&description.table.schema),
+        MysqlDialect.quote_ident(&description.table.name)
+    )
+}
+
 /// The `SELECT` of a scan.
 pub(super) fn scan_query(description: &TableDescription, request: &ScanRequest) -> String {
     let columns: Vec<String> = request
@@ -248,11 +253,7 @@ pub(super) fn scan_query(description: &TableDescription, request: &ScanRequest) 
     } else {
         columns.join(", ")
     };
-    let from = format!(
-        "{}.{}",
-        MysqlDialect.quote_ident(&description.table.schema),
-        MysqlDialect.quote_ident(&description.table.name)
-    );
+    let from = quoted_table(description);
     scan_sql(&list, &from, request)
 }
 
