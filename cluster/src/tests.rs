@@ -16,8 +16,8 @@ use datafusion_proto::bytes::{
 };
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use sluice_catalog::MasterKey;
-use sluice_engine::contract::{ResolvedOptions, Segment};
-use sluice_engine::jobs::cluster::ExtractTask;
+use sluice_engine::contract::{ResolvedOptions, Segment, SharedStore};
+use sluice_engine::jobs::cluster::{ExtractTask, Role, TaskConnection};
 
 use super::*;
 
@@ -35,9 +35,13 @@ fn task(part: u32, key: &MasterKey) -> ExtractTask {
         job: "orders".into(),
         run_id: 7,
         part,
-        connection: "shop".into(),
-        connection_type: "postgres".into(),
-        sealed_options: ResolvedOptions::default().seal(key, &ExtractTask::seal_context("orders", 7)),
+        source: TaskConnection::seal(
+            "shop",
+            "postgres",
+            &ResolvedOptions::default(),
+            key,
+            ("orders", 7, Role::Source),
+        ),
         schema: "public".into(),
         table: "orders".into(),
         columns: vec!["id".into(), "note".into()],
@@ -49,8 +53,11 @@ fn task(part: u32, key: &MasterKey) -> ExtractTask {
         cursor: Some(0),
         files: None,
         arrangement: vec![Some(0), Some(1), None],
-        location: "s3://lake/wh".into(),
-        target_table: "orders".into(),
+        store: SharedStore::Warehouse {
+            location: "s3://lake/wh".into(),
+            table: "orders".into(),
+        },
+        destination: None,
         prefix: "run-7-00ff".into(),
         target_schema: Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -168,13 +175,16 @@ async fn tasks_reach_the_executor_and_open_only_with_its_key() {
     // task, which cannot open the options.
     let context = standalone(key(2)).await;
     let error = run(&context, vec![task(0, &key(1))]).await.unwrap_err();
-    assert!(error.contains("does not open the task's connection options"), "{error}");
+    assert!(
+        error.contains("does not open the options of connection shop"),
+        "{error}"
+    );
 
     // With the right key the options open, and the task goes on to its
     // source: this connection type names none here.
     let context = standalone(key(1)).await;
     let mut unknown = task(0, &key(1));
-    unknown.connection_type = "nosuchdb".into();
+    unknown.source.kind = "nosuchdb".into();
     let error = run(&context, vec![unknown]).await.unwrap_err();
     assert!(error.contains("nosuchdb"), "{error}");
 }

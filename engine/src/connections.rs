@@ -456,6 +456,14 @@ impl ConnectionManager {
         Ok((kind, resolved))
     }
 
+    /// The type name and resolved options of destination connection
+    /// `name`, for opening it in another process.
+    pub fn destination_options_of(&self, name: &str) -> Result<(String, ResolvedOptions), EngineError> {
+        let record = self.catalog.connection(name)?;
+        let resolved = self.resolve_saved(&record)?;
+        Ok((record.kind, resolved))
+    }
+
     /// The source factory and resolved options of connection `name` with
     /// the job's `settings` applied.
     fn source_options(

@@ -28,17 +28,23 @@ fn bucket_env(endpoint: &str) -> Vec<(&'static str, String)> {
 }
 
 /// What a test needs: the source, the bucket, the cluster and the server.
-struct Cluster {
-    pg: PgServer,
+pub(crate) struct Cluster {
+    pub(crate) pg: PgServer,
     moto: Emulator,
     scheduler: ClusterProcess,
-    executors: Vec<ClusterProcess>,
-    sluice: Sluice,
+    pub(crate) executors: Vec<ClusterProcess>,
+    pub(crate) sluice: Sluice,
     _keys: tempfile::TempDir,
 }
 
 impl Cluster {
     fn start(rows: u64) -> Cluster {
+        Self::start_with(rows, &[])
+    }
+
+    /// The cluster, `orders` holding `rows` rows, every process with
+    /// `extra` in its environment too.
+    pub(crate) fn start_with(rows: u64, extra: &[(&str, &str)]) -> Cluster {
         let pg = PgServer::start();
         pg.psql_admin_db(
             "shop",
@@ -52,7 +58,9 @@ impl Cluster {
         let moto = Emulator::moto();
         moto.create_bucket("lake");
         let env = bucket_env(&moto.endpoint());
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let env: Vec<(&str, &str)> = (env.iter().map(|(k, v)| (*k, v.as_str())))
+            .chain(extra.iter().copied())
+            .collect();
         let keys = tempfile::tempdir().unwrap();
         let key = key_file(keys.path());
         let (scheduler, port) = ClusterProcess::scheduler();
@@ -98,7 +106,7 @@ impl Cluster {
 
     /// Waits until the cluster's logs together hold `count` lines with
     /// `text`.
-    async fn wait_for_logs(&self, text: &str, count: usize) {
+    pub(crate) async fn wait_for_logs(&self, text: &str, count: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while self.logs().matches(text).count() < count {
             assert!(std::time::Instant::now() < deadline, "no {text:?} in:\n{}", self.logs());
@@ -132,7 +140,7 @@ impl Cluster {
     }
 
     /// Waits until `executor`'s log shows a task running, then kills it.
-    async fn kill9_executor_mid_task(&mut self, executor: usize) {
+    pub(crate) async fn kill9_executor_mid_task(&mut self, executor: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while !self.executors[executor].log().contains("Execute task") {
             assert!(
@@ -149,7 +157,7 @@ impl Cluster {
         self.executors[executor].kill9();
     }
 
-    async fn client(&self) -> tokio_postgres::Client {
+    pub(crate) async fn client(&self) -> tokio_postgres::Client {
         let client = self.sluice.client().await;
         client
             .batch_execute(&format!(
@@ -163,7 +171,7 @@ impl Cluster {
     }
 
     /// `RUN ETL JOB job`'s summary row; a failure shows every log.
-    async fn run(&self, client: &tokio_postgres::Client, job: &str) -> Vec<Option<String>> {
+    pub(crate) async fn run(&self, client: &tokio_postgres::Client, job: &str) -> Vec<Option<String>> {
         match client.simple_query(&format!("RUN ETL JOB {job}")).await {
             Ok(_) => rows(
                 client,
@@ -182,7 +190,7 @@ impl Cluster {
     }
 
     /// The cluster's logs, for failure messages.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let executors = self.executors.iter().map(|e| e.log());
         std::iter::once(self.scheduler.log())
             .chain(executors)
@@ -191,7 +199,7 @@ impl Cluster {
     }
 
     /// The number of tasks each executor's log says it finished.
-    fn tasks_done(&self) -> Vec<usize> {
+    pub(crate) fn tasks_done(&self) -> Vec<usize> {
         self.executors
             .iter()
             .map(|e| e.log().matches("task done").count())

@@ -31,6 +31,8 @@ mod cdc_transport;
 mod clients;
 #[cfg(feature = "cluster")]
 mod cluster;
+#[cfg(feature = "cluster")]
+mod cluster_bigquery;
 mod commit_guard;
 mod connections;
 mod demo;

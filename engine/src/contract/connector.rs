@@ -129,6 +129,10 @@ pub struct DestinationDriver {
     /// what they spend; the engine shows the day's count, warns at 80 %
     /// and marks the job degraded.
     pub table_operations_per_day: Option<u32>,
+    /// Writes a cluster task's part into the connection's own staging
+    /// store, for types whose loads take files written elsewhere
+    /// ([`SharedStore::Connection`](super::SharedStore::Connection)).
+    pub part_writer: Option<super::PartWriterFactory>,
 }
 
 impl ConnectionType {

@@ -15,6 +15,7 @@ use datafusion::object_store;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::scalar::ScalarValue;
 
+use super::shared_load::{SharedTarget, WrittenFile};
 use super::shipping::ShipProgress;
 use super::source::{Dialect, QueryBuilder, TextRows};
 use super::table_options::TableOptions;
@@ -360,6 +361,12 @@ pub trait Destination: Send + Sync {
         })
     }
 
+    /// Whether its plain loads (not repairs or change batches) can take
+    /// files a cluster's executors write ([`LoadTransaction::shared_target`]).
+    fn shares_files(&self) -> bool {
+        false
+    }
+
     /// Starts loading run `run_id` into an existing table.
     async fn begin(
         &self,
@@ -406,8 +413,9 @@ pub trait LoadTransaction: Send {
     }
 
     /// Where other processes (a cluster's executors) may write this load's
-    /// files; `None` (the default) for destinations they cannot reach.
-    fn shared_target(&self) -> Option<SharedTarget> {
+    /// files, given the columns of the batches it takes (`write`'s);
+    /// `None` (the default) for loads they cannot write for.
+    fn shared_target(&self, _columns: &SchemaRef) -> Option<SharedTarget> {
         None
     }
 
@@ -420,25 +428,4 @@ pub trait LoadTransaction: Send {
             reason: "this destination does not take files written elsewhere".into(),
         })
     }
-}
-
-/// Where other processes write the files of one load: a warehouse in a
-/// bucket (its location, as the server was given it; credentials come from
-/// each process's environment), the table, the prefix every file name of
-/// the load starts with, and the table's columns.
-#[derive(Debug, Clone)]
-pub struct SharedTarget {
-    pub location: String,
-    pub table: String,
-    pub prefix: String,
-    pub schema: SchemaRef,
-}
-
-/// A data file another process wrote for a load, by name in the table's
-/// data folder.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct WrittenFile {
-    pub name: String,
-    pub rows: u64,
-    pub bytes: u64,
 }

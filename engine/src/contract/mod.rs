@@ -31,6 +31,7 @@ mod gtid;
 mod nearby;
 mod options;
 mod position;
+mod shared_load;
 mod shipping;
 mod source;
 mod table_options;
@@ -43,8 +44,8 @@ pub use connector::{
     SourceFactory, TypeStatus,
 };
 pub use destination::{
-    ChangeSpec, CommitReport, CommitState, Destination, DestinationError, LoadTransaction, RemoteDiagnosis,
-    SharedTarget, TableSetup, TableSpec, WriteMode, WrittenFile,
+    ChangeSpec, CommitReport, CommitState, Destination, DestinationError, LoadTransaction, RemoteDiagnosis, TableSetup,
+    TableSpec, WriteMode,
 };
 pub use failure::{ConnectFailure, ConnectFailureKind};
 pub(crate) use failure::{error_chain, network_failure_kind, request_failure};
@@ -52,6 +53,7 @@ pub use gtid::GtidState;
 pub use nearby::closest;
 pub use options::{MAX_CONCURRENT_RUNS, OptionKind, OptionSpec, ResolvedOptions};
 pub use position::Position;
+pub use shared_load::{PartWriter, PartWriterFactory, SharedStore, SharedTarget, WrittenFile};
 pub use shipping::{Activity, Busy, LoadJobs, ShipProgress, Shipped};
 pub use source::{
     ColumnInfo, CommitHorizon, Dialect, FILE_COLUMN, FILE_MODIFIED_TYPE, FILE_URL_TYPE, FilesRead, OpenTransaction,

@@ -17,8 +17,9 @@ use datafusion::scalar::ScalarValue;
 use futures::TryStreamExt;
 
 use crate::contract::{
-    ChangeSpec, CommitReport, CommitState, Destination, DestinationError, Dialect, LoadTransaction, QueryBuilder,
-    RemoteDiagnosis, SharedTarget, ShipProgress, TableSetup, TableSpec, TextRows, WholeFile, WriteMode, WrittenFile,
+    ChangeSpec, CommitReport, CommitState, Destination, DestinationError, Dialect, LoadTransaction, PartWriter,
+    QueryBuilder, RemoteDiagnosis, SharedTarget, ShipProgress, TableSetup, TableSpec, TextRows, WholeFile, WriteMode,
+    WrittenFile,
 };
 use crate::scrub::Scrubber;
 
@@ -36,6 +37,18 @@ impl ScrubbedDestination {
 
     fn clean(&self, error: DestinationError) -> DestinationError {
         scrub_destination_error(&self.scrubber, error)
+    }
+
+    /// A part writer a destination driver opened (or its error), its
+    /// errors scrubbed like a destination's.
+    pub fn part_writer(
+        opened: Result<Box<dyn PartWriter>, DestinationError>,
+        scrubber: Scrubber,
+    ) -> Result<Box<dyn PartWriter>, DestinationError> {
+        match opened {
+            Ok(inner) => Ok(Box::new(ScrubbedPart { inner, scrubber })),
+            Err(e) => Err(scrub_destination_error(&scrubber, e)),
+        }
     }
 }
 
@@ -243,6 +256,10 @@ impl Destination for ScrubbedDestination {
         }))
     }
 
+    fn shares_files(&self) -> bool {
+        self.inner.shares_files()
+    }
+
     async fn begin(
         &self,
         table: &str,
@@ -275,6 +292,30 @@ impl Destination for ScrubbedDestination {
             inner,
             scrubber: self.scrubber.clone(),
         }))
+    }
+}
+
+/// A part writer whose errors are scrubbed like its destination's.
+struct ScrubbedPart {
+    inner: Box<dyn PartWriter>,
+    scrubber: Scrubber,
+}
+
+#[async_trait]
+impl PartWriter for ScrubbedPart {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
+        let scrubber = &self.scrubber;
+        (self.inner.write(batch).await).map_err(|e| scrub_destination_error(scrubber, e))
+    }
+
+    async fn finish(self: Box<Self>) -> Result<Vec<WrittenFile>, DestinationError> {
+        let Self { inner, scrubber } = *self;
+        inner.finish().await.map_err(|e| scrub_destination_error(&scrubber, e))
+    }
+
+    async fn discard(self: Box<Self>) -> Result<(), DestinationError> {
+        let Self { inner, scrubber } = *self;
+        inner.discard().await.map_err(|e| scrub_destination_error(&scrubber, e))
     }
 }
 
@@ -323,8 +364,8 @@ impl LoadTransaction for ScrubbedLoad {
         self.inner.shipping()
     }
 
-    fn shared_target(&self) -> Option<SharedTarget> {
-        self.inner.shared_target()
+    fn shared_target(&self, columns: &SchemaRef) -> Option<SharedTarget> {
+        self.inner.shared_target(columns)
     }
 
     async fn adopt(&mut self, files: Vec<WrittenFile>) -> Result<(), DestinationError> {

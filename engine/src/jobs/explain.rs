@@ -96,14 +96,13 @@ impl JobManager {
         Ok(steps)
     }
 
-    /// Where the run loads: the runner's placement, for the built-in
-    /// warehouse (which, on a server with a cluster, is in a bucket) or
-    /// another destination (which shares no files).
+    /// Where the run loads: the runner's placement, for a destination that
+    /// takes files executors write or one that does not.
     fn execution_text(&self, job: &JobRecord, source: &dyn Source, plan: &RunPlan) -> Result<String, EngineError> {
         let splits = split::split_column(&plan.columns.description, plan.cursor.as_ref().map(|c| c.0.as_str())).is_ok();
         let dedupes = RunPlan::lookback(job).is_some() && plan.cursor.is_some();
         let server_only = Self::server_only(dedupes);
-        let shares_files = job.destination.connection.is_none();
+        let shares_files = self.destination(job.destination.connection.as_deref())?.shares_files();
         let placement = self.placement(job, source, shares_files, splits, server_only)?;
         Ok(self.placement_text(job, source, &placement))
     }

@@ -521,9 +521,9 @@ impl JobManager {
         let whole = whole_files::schema(job, &columns, &request, &evolution, transaction.as_ref());
         let splits = split::split_column(&columns.description, cursor.as_ref().map(|c| c.0.as_str())).is_ok();
         let server_only = Self::server_only(deduper.is_some());
-        let shares_files = transaction.shared_target().is_some();
-        let placed = match self.placement(job, &*source, shares_files, splits, server_only)? {
-            Placement::Cluster => transaction.shared_target(),
+        let shared = transaction.shared_target(&evolution.target);
+        let placed = match self.placement(job, &*source, shared.is_some(), splits, server_only)? {
+            Placement::Cluster => shared,
             Placement::Local(reason) => {
                 if let Some(reason) = reason {
                     info!(job = %job.name, run_id = run.id, "runs on this server: {reason}");

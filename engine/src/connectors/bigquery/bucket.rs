@@ -3,6 +3,7 @@
 //! credentials, and load jobs read them by `gs://` URI. Each run stages
 //! under its own deterministic folder, deleted once the run is settled.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,6 +135,27 @@ impl StagingBucket {
             .await
             .map(drop)
             .map_err(|e| self.error(e, path, "storage.objects.create"))
+    }
+
+    /// The objects right in `folder` (by name within it) and their sizes.
+    pub(super) async fn sizes(&self, folder: &Path) -> Result<HashMap<String, u64>, ApiError> {
+        let listed: Vec<_> = (self.store.list(Some(folder)).try_collect().await)
+            .map_err(|e| self.error(e, folder, "storage.objects.list"))?;
+        let within = format!("{folder}/");
+        Ok((listed.into_iter())
+            .filter_map(|meta| {
+                let name = meta.location.as_ref().strip_prefix(&within)?;
+                (!name.contains('/')).then(|| (name.to_owned(), meta.size))
+            })
+            .collect())
+    }
+
+    /// Deletes an object.
+    pub(super) async fn delete(&self, path: &Path) -> Result<(), ApiError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(e, path, "storage.objects.delete")),
+        }
     }
 
     /// Deletes every object in `folder`; how many there were.

@@ -80,13 +80,79 @@ impl Write for Counted {
     }
 }
 
+/// Bytes per chunk unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
+/// otherwise: large enough that a run is a few jobs (BigQuery allows 1,500
+/// table operations a day per table), small enough to hold in memory.
+const DEFAULT_CHUNK_BYTES: usize = 128 << 20;
+
+/// The size chunks are cut at.
+pub(super) fn chunk_bytes() -> usize {
+    std::env::var("SLUICE_BIGQUERY_CHUNK_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_CHUNK_BYTES)
+}
+
+/// A finished chunk: the file and its row count.
+pub(super) struct Chunk {
+    pub data: Vec<u8>,
+    pub rows: u64,
+}
+
+/// Batches gathered into chunks of about [`chunk_bytes`] each.
+pub(super) struct Chunker {
+    format: ChunkFormat,
+    limit: usize,
+    /// The chunk being written and its rows so far.
+    open: Option<(ChunkWriter, u64)>,
+}
+
+impl Chunker {
+    pub(super) fn new(format: ChunkFormat) -> Self {
+        Self {
+            format,
+            limit: chunk_bytes(),
+            open: None,
+        }
+    }
+
+    /// Adds `batch`; the chunk it filled, if it did.
+    pub(super) fn add(&mut self, batch: RecordBatch) -> Result<Option<Chunk>, DestinationError> {
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let (writer, rows) = match &mut self.open {
+            Some(open) => open,
+            None => self.open.insert((ChunkWriter::new(self.format, &batch)?, 0)),
+        };
+        *rows += batch.num_rows() as u64;
+        writer.write(batch)?;
+        match writer.size() >= self.limit {
+            true => self.finish(),
+            false => Ok(None),
+        }
+    }
+
+    /// The chunk being written, finished; `None` when no rows wait.
+    pub(super) fn finish(&mut self) -> Result<Option<Chunk>, DestinationError> {
+        let Some((writer, rows)) = self.open.take() else {
+            return Ok(None);
+        };
+        Ok(Some(Chunk {
+            data: writer.finish()?,
+            rows,
+        }))
+    }
+}
+
 enum Encoder {
     Parquet(Box<ArrowWriter<Vec<u8>>>),
     Avro(AvroWriter<Counted>, Arc<AtomicUsize>),
 }
 
 /// The chunk being written, with the schema its batches are cast to.
-pub(super) struct ChunkWriter {
+struct ChunkWriter {
     schema: SchemaRef,
     encoder: Encoder,
 }
@@ -94,7 +160,7 @@ pub(super) struct ChunkWriter {
 impl ChunkWriter {
     /// A chunk for batches like `first`, its first: Parquet columns whose
     /// values repeat in it are dictionary encoded, the others plain.
-    pub(super) fn new(format: ChunkFormat, first: &RecordBatch) -> Result<Self, DestinationError> {
+    fn new(format: ChunkFormat, first: &RecordBatch) -> Result<Self, DestinationError> {
         let schema = chunk_schema(&first.schema(), format);
         let encoder = match format {
             ChunkFormat::Parquet => {
@@ -118,7 +184,7 @@ impl ChunkWriter {
         Ok(Self { schema, encoder })
     }
 
-    pub(super) fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
+    fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
         let batch = conform(batch, &self.schema)?;
         match &mut self.encoder {
             Encoder::Parquet(writer) => writer.write(&batch)?,
@@ -130,7 +196,7 @@ impl ChunkWriter {
     }
 
     /// The chunk's size so far (encoded, or about to be).
-    pub(super) fn size(&self) -> usize {
+    fn size(&self) -> usize {
         match &self.encoder {
             Encoder::Parquet(writer) => writer.bytes_written() + writer.in_progress_size(),
             Encoder::Avro(_, size) => size.load(Ordering::Relaxed),
@@ -138,7 +204,7 @@ impl ChunkWriter {
     }
 
     /// The finished file.
-    pub(super) fn finish(self) -> Result<Vec<u8>, DestinationError> {
+    fn finish(self) -> Result<Vec<u8>, DestinationError> {
         match self.encoder {
             Encoder::Parquet(writer) => Ok(writer.into_inner()?),
             Encoder::Avro(mut writer, _) => {

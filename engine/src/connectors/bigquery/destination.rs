@@ -478,6 +478,11 @@ impl Destination for BigQueryDestination {
         Ok(Some(load))
     }
 
+    /// Executors stage chunks in the connection's `staging_bucket`.
+    fn shares_files(&self) -> bool {
+        (self.session.settings.as_ref()).is_ok_and(|s| s.staging_bucket.is_some())
+    }
+
     async fn begin(
         &self,
         table: &str,

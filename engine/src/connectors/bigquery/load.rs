@@ -1,5 +1,6 @@
-//! One run's load into BigQuery: batches become [`ChunkWriter`] files
-//! (Parquet or Avro), shipped by [`Shipper`] in load jobs (deterministic ids
+//! One run's load into BigQuery: batches become [`Chunker`] files
+//! (Parquet or Avro; on a cluster, executors write them into the staging
+//! bucket and the load adopts them), shipped by [`Shipper`] in load jobs (deterministic ids
 //! `<run prefix>_c<n>`) into the run's staging table; the commit is one copy
 //! job (`<run prefix>_commit`) from the staging table into the target,
 //! appending or replacing atomically. The staging table is created with
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::job_configuration::JobConfiguration;
 use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
@@ -32,7 +34,7 @@ use tracing::{info, warn};
 
 use super::api::{Api, ApiError, job_error};
 use super::change_sql::{self, string_literal};
-use super::chunk::ChunkWriter;
+use super::chunk::{Chunk, Chunker};
 use super::destination::RunNames;
 use super::position::PositionTable;
 use super::reasons::remote_error;
@@ -40,25 +42,13 @@ use super::record::{self, LoadRecord};
 use super::ship::Shipper;
 use super::source::DIALECT;
 use crate::contract::{
-    Activity, CommitReport, DestinationError, Dialect, LoadTransaction, Position, ShipProgress, WriteMode,
+    Activity, CommitReport, DestinationError, Dialect, LoadTransaction, Position, SharedStore, SharedTarget,
+    ShipProgress, WriteMode, WrittenFile,
 };
-
-/// Bytes per chunk unless `SLUICE_BIGQUERY_CHUNK_BYTES` says
-/// otherwise: large enough that a run is a few jobs (BigQuery allows 1,500
-/// table operations a day per table), small enough to hold in memory.
-const DEFAULT_CHUNK_BYTES: usize = 128 << 20;
 
 /// How much earlier than the load's start BigQuery's clock may date one of
 /// its jobs (clock skew).
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
-
-fn chunk_bytes() -> usize {
-    std::env::var("SLUICE_BIGQUERY_CHUNK_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(DEFAULT_CHUNK_BYTES)
-}
 
 /// What a CDC load's commit runs instead of a copy job: a transaction
 /// that records the change position with the rows (see
@@ -96,10 +86,9 @@ pub(super) struct BigQueryLoad {
     staging: Option<Table>,
     /// The columns of the staging table (and the target).
     staging_columns: Vec<String>,
-    chunk_bytes: usize,
     /// The chunk being written (in a mutex only so that the load is `Sync`;
     /// never contended).
-    writer: Mutex<Option<ChunkWriter>>,
+    chunker: Mutex<Chunker>,
     shipper: Shipper,
     /// Submitted load jobs, waited for at commit.
     submitted: Vec<(String, Job)>,
@@ -123,6 +112,7 @@ impl BigQueryLoad {
         changes: Option<ChangeCommit>,
         staging: Table,
     ) -> Self {
+        let format = api.settings.chunk_format;
         Self {
             shipper: Shipper::new(api.clone(), &names),
             api,
@@ -134,8 +124,7 @@ impl BigQueryLoad {
             changes,
             staging_columns: staging.schema.fields.iter().flatten().map(|f| f.name.clone()).collect(),
             staging: Some(staging),
-            chunk_bytes: chunk_bytes(),
-            writer: Mutex::new(None),
+            chunker: Mutex::new(Chunker::new(format)),
             submitted: Vec::new(),
             chunks: 0,
             rows: 0,
@@ -148,50 +137,51 @@ impl BigQueryLoad {
         TableReference::new(&self.api.settings.project, &self.api.settings.dataset, table)
     }
 
-    /// Ends the current chunk and ships it, then submits a load job if one
-    /// is due (`last`: at the end of the run).
-    async fn flush(&mut self, last: bool) -> Result<(), DestinationError> {
-        let format = self.api.settings.chunk_format;
-        if let Some(writer) = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
-            let data = writer.finish()?;
-            let bytes = data.len();
-            let uploading = self.shipping.busy(Activity::Uploading);
-            let sent = self
-                .shipper
-                .add(data, format.extension())
-                .await
-                .map_err(|e| e.into_destination(None))?;
-            drop(uploading);
-            self.shipping.uploaded(sent);
-            self.chunks += 1;
-            info!(table = %self.table, bytes, "wrote a chunk for BigQuery");
-        }
-        if !self.shipper.due(last) {
-            return Ok(());
-        }
-        self.create_staging().await?;
-        let job_id = self.names.chunk_job(self.submitted.len());
-        let settings = &self.api.settings;
-        let mut load = format.load_settings();
-        load["destinationTable"] = json!(self.table_ref(&self.names.staging));
-        load["createDisposition"] = json!("CREATE_NEVER");
-        load["writeDisposition"] = json!("WRITE_APPEND");
-        let job = json!({
-            "jobReference": {"projectId": settings.project, "jobId": job_id, "location": settings.location},
-            "configuration": {"labels": {"sluice_load": "chunk"}, "load": load}
-        });
+    /// Ships a finished chunk: staged in the bucket at once, or kept for
+    /// its load job's upload.
+    async fn ship(&mut self, chunk: Chunk) -> Result<(), DestinationError> {
+        let bytes = chunk.data.len();
         let uploading = self.shipping.busy(Activity::Uploading);
-        let (submitted, sent) = self
+        let sent = self
             .shipper
-            .submit(job, &job_id)
+            .add(chunk.data, self.api.settings.chunk_format.extension())
             .await
-            .map_err(|e| e.into_destination(Some(job_id.clone())))?;
+            .map_err(|e| e.into_destination(None))?;
         drop(uploading);
-        self.check_staging_job(&submitted, &job_id)?;
         self.shipping.uploaded(sent);
-        self.shipping.job_submitted();
-        info!(table = %self.table, job_id = %job_id, "submitted a BigQuery load job");
-        self.submitted.push((job_id, submitted));
+        self.chunks += 1;
+        info!(table = %self.table, bytes, "wrote a chunk for BigQuery");
+        Ok(())
+    }
+
+    /// Submits the load jobs that are due (`last`: at the end of the run,
+    /// every chunk not loaded yet).
+    async fn submit_due(&mut self, last: bool) -> Result<(), DestinationError> {
+        while self.shipper.due(last) {
+            self.create_staging().await?;
+            let job_id = self.names.chunk_job(self.submitted.len());
+            let settings = &self.api.settings;
+            let mut load = settings.chunk_format.load_settings();
+            load["destinationTable"] = json!(self.table_ref(&self.names.staging));
+            load["createDisposition"] = json!("CREATE_NEVER");
+            load["writeDisposition"] = json!("WRITE_APPEND");
+            let job = json!({
+                "jobReference": {"projectId": settings.project, "jobId": job_id, "location": settings.location},
+                "configuration": {"labels": {"sluice_load": "chunk"}, "load": load}
+            });
+            let uploading = self.shipping.busy(Activity::Uploading);
+            let (submitted, sent) = self
+                .shipper
+                .submit(job, &job_id)
+                .await
+                .map_err(|e| e.into_destination(Some(job_id.clone())))?;
+            drop(uploading);
+            self.check_staging_job(&submitted, &job_id)?;
+            self.shipping.uploaded(sent);
+            self.shipping.job_submitted();
+            info!(table = %self.table, job_id = %job_id, "submitted a BigQuery load job");
+            self.submitted.push((job_id, submitted));
+        }
         Ok(())
     }
 
@@ -300,22 +290,12 @@ impl BigQueryLoad {
 #[async_trait]
 impl LoadTransaction for BigQueryLoad {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
         let rows = batch.num_rows() as u64;
-        let full = {
-            let slot = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner);
-            if slot.is_none() {
-                *slot = Some(ChunkWriter::new(self.api.settings.chunk_format, &batch)?);
-            }
-            let writer = slot.as_mut().expect("set above");
-            writer.write(batch)?;
-            writer.size() >= self.chunk_bytes
-        };
+        let full = (self.chunker.get_mut().unwrap_or_else(PoisonError::into_inner)).add(batch)?;
         self.rows += rows;
-        if full {
-            self.flush(false).await?;
+        if let Some(chunk) = full {
+            self.ship(chunk).await?;
+            self.submit_due(false).await?;
         }
         Ok(())
     }
@@ -334,6 +314,28 @@ impl LoadTransaction for BigQueryLoad {
     fn shipping(&self) -> Option<Arc<ShipProgress>> {
         Some(self.shipping.clone())
     }
+
+    /// Executors stage chunks of a plain load in the run's folder of the
+    /// staging bucket, when the connection has one.
+    fn shared_target(&self, columns: &SchemaRef) -> Option<SharedTarget> {
+        let plain = self.window.is_none() && self.changes.is_none();
+        (plain && self.api.bucket.is_some()).then(|| SharedTarget {
+            store: SharedStore::Connection,
+            prefix: self.names.job_prefix.clone(),
+            schema: columns.clone(),
+        })
+    }
+
+    /// Checks that the chunks executors staged are in the run's folder with
+    /// the sizes they reported, and loads them with the run's own chunks.
+    async fn adopt(&mut self, files: Vec<WrittenFile>) -> Result<(), DestinationError> {
+        let extension = self.api.settings.chunk_format.extension();
+        self.shipper.adopt(&files, extension).await?;
+        self.rows += files.iter().map(|f| f.rows).sum::<u64>();
+        self.chunks += files.len();
+        self.shipping.uploaded(files.iter().map(|f| f.bytes).sum());
+        self.submit_due(false).await
+    }
 }
 
 impl BigQueryLoad {
@@ -351,7 +353,11 @@ impl BigQueryLoad {
                 files: 0,
             });
         }
-        self.flush(true).await?;
+        let last = (self.chunker.get_mut().unwrap_or_else(PoisonError::into_inner)).finish()?;
+        if let Some(chunk) = last {
+            self.ship(chunk).await?;
+        }
+        self.submit_due(true).await?;
         self.wait_chunks().await?;
         let script = self.change_script(watermark.as_deref()).await?;
         // A change batch of no rows reads no staging table.

@@ -4,7 +4,7 @@
 //! Metadata calls go through `gcp-bigquery-client`; load jobs with their
 //! Parquet or Avro chunks ([`chunk`]) go through the media upload endpoint in [`upload`], or
 //! reference chunks staged in a Cloud Storage bucket ([`bucket`]), with the
-//! same credentials.
+//! same credentials; on a cluster, executors stage the chunks ([`part`]).
 
 mod api;
 mod bucket;
@@ -16,6 +16,7 @@ mod destination;
 mod keys;
 mod layout;
 mod load;
+mod part;
 mod partition;
 mod position;
 mod read_api;
@@ -106,6 +107,7 @@ pub(crate) static BIGQUERY: ConnectionType = ConnectionType {
             open: destination::open,
             table_options: layout::TABLE_OPTIONS,
             table_operations_per_day: Some(budget::DAILY_TABLE_OPERATIONS),
+            part_writer: Some(part::open),
         }),
         cdc: None,
     }),
@@ -138,7 +140,7 @@ pub(super) struct Settings {
 
 impl Settings {
     /// Reads and checks a connection's options.
-    fn new(options: &ResolvedOptions, timeout: Duration) -> Result<Self, String> {
+    pub(super) fn new(options: &ResolvedOptions, timeout: Duration) -> Result<Self, String> {
         let credentials = credentials_from(options)?;
         let staging_bucket = options
             .text("staging_bucket")

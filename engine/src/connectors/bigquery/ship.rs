@@ -13,6 +13,7 @@ use tracing::warn;
 use super::api::{Api, ApiError};
 use super::bucket::StagingBucket;
 use super::destination::RunNames;
+use crate::contract::{DestinationError, WrittenFile};
 
 /// Staged chunks per load job unless `SLUICE_BIGQUERY_URIS_PER_JOB` says
 /// otherwise (BigQuery takes up to 10,000 URIs and 15 TB per load job).
@@ -85,6 +86,64 @@ impl Shipper {
         }
     }
 
+    /// Takes chunks executors staged in the run's folder (named
+    /// `p<part>-...` and ending in `.<extension>`), each checked to be
+    /// there with the size its task reported.
+    pub(super) async fn adopt(&mut self, files: &[WrittenFile], extension: &str) -> Result<(), DestinationError> {
+        let refused = |file: &WrittenFile, reason: String| DestinationError::CopiedFile {
+            file: file.name.clone(),
+            reason,
+        };
+        let Route::Bucket {
+            bucket,
+            folder,
+            pending,
+            ..
+        } = &mut self.route
+        else {
+            return match files.first() {
+                Some(file) => Err(refused(
+                    file,
+                    "the connection has no staging_bucket to take it from".into(),
+                )),
+                None => Ok(()),
+            };
+        };
+        let staged = bucket.sizes(folder).await.map_err(|e| e.into_destination(None))?;
+        for file in files {
+            let ours = file.name.starts_with('p')
+                && !file.name.contains('/')
+                && file
+                    .name
+                    .strip_suffix(extension)
+                    .is_some_and(|stem| stem.ends_with('.'));
+            if !ours {
+                return Err(refused(
+                    file,
+                    format!("it is not a chunk of this run (p<part>-....{extension})"),
+                ));
+            }
+            match staged.get(file.name.as_str()) {
+                Some(&bytes) if bytes == file.bytes => {
+                    pending.push(bucket.uri(&folder.clone().join(file.name.as_str())))
+                }
+                Some(bytes) => {
+                    return Err(refused(
+                        file,
+                        format!("it has {bytes} bytes, the task reported {}", file.bytes),
+                    ));
+                }
+                None => {
+                    return Err(refused(
+                        file,
+                        format!("the task reported it, but it is not in {}", bucket.uri(folder)),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a load job is due; `last` at the end of the run.
     pub(super) fn due(&self, last: bool) -> bool {
         match &self.route {
@@ -94,8 +153,8 @@ impl Shipper {
     }
 
     /// Submits load job `job_id` (`job` is its resource, without files) for
-    /// the chunks taken since the last one, and says how many bytes went with
-    /// it. Safe to repeat: a job of that id that exists already is returned.
+    /// the chunks taken since the last one (at most the job's share), and
+    /// says how many bytes went with it. Safe to repeat: a job of that id that exists already is returned.
     pub(super) async fn submit(&mut self, mut job: Value, job_id: &str) -> Result<(Job, u64), ApiError> {
         match &mut self.route {
             Route::Upload(slot) => {
@@ -103,10 +162,11 @@ impl Shipper {
                 let submitted = self.api.upload_load_job(&job, job_id, &chunk).await?;
                 Ok((submitted, chunk.len() as u64))
             }
-            Route::Bucket { pending, .. } => {
-                job["configuration"]["load"]["sourceUris"] = json!(pending);
+            Route::Bucket { pending, per_job, .. } => {
+                let taken = pending.len().min(*per_job);
+                job["configuration"]["load"]["sourceUris"] = json!(pending[..taken]);
                 let submitted = self.api.insert_job_resource(&job, job_id).await?;
-                pending.clear();
+                pending.drain(..taken);
                 Ok((submitted, 0))
             }
         }

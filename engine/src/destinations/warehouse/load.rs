@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::object_store::{self, ObjectStoreExt};
 
@@ -127,7 +128,7 @@ impl LoadTransaction for WarehouseLoad {
         Some(self.encoder.written())
     }
 
-    fn shared_target(&self) -> Option<SharedTarget> {
+    fn shared_target(&self, _columns: &SchemaRef) -> Option<SharedTarget> {
         self.warehouse
             .shared_target(&self.table, &self.prefix, &self.base.schema)
     }

@@ -533,6 +533,10 @@ impl Destination for LocalWarehouse {
             .await?)
     }
 
+    fn shares_files(&self) -> bool {
+        self.shared.location.is_some()
+    }
+
     async fn begin(
         &self,
         table: &str,

@@ -4,13 +4,14 @@
 //! files the tasks report. A task that failed or ran twice leaves files no
 //! manifest lists; garbage collection deletes them like any failed load's.
 
+use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::object_store::{self, ObjectStoreExt};
 
 use super::LocalWarehouse;
 use super::encode::Encoder;
 use super::manifest::DataFile;
-use crate::contract::{DestinationError, SharedTarget, WrittenFile};
+use crate::contract::{DestinationError, PartWriter, SharedStore, SharedTarget, WrittenFile};
 
 impl LocalWarehouse {
     /// The load's target for other processes, when they can reach this
@@ -22,8 +23,10 @@ impl LocalWarehouse {
         schema: &datafusion::arrow::datatypes::SchemaRef,
     ) -> Option<SharedTarget> {
         Some(SharedTarget {
-            location: self.shared.location.clone()?,
-            table: table.to_owned(),
+            store: SharedStore::Warehouse {
+                location: self.shared.location.clone()?,
+                table: table.to_owned(),
+            },
             prefix: prefix.to_owned(),
             schema: schema.clone(),
         })
@@ -83,31 +86,38 @@ pub struct SharedWriter {
 }
 
 impl SharedWriter {
-    /// Opens the warehouse at `target.location` (credentials from this
+    /// Opens the warehouse at the target's location (credentials from this
     /// process's environment) to write part `part` of the load; the file
     /// names carry a fresh token, so a task run again never overwrites the
     /// files of an earlier attempt.
     pub fn open(target: &SharedTarget, part: u32) -> Result<Self, DestinationError> {
-        let warehouse = LocalWarehouse::open(&target.location)?;
+        let SharedStore::Warehouse { location, table } = &target.store else {
+            return Err(DestinationError::InvalidLocation {
+                location: String::new(),
+                reason: "the load's files go to its destination connection, not a warehouse".into(),
+            });
+        };
+        let warehouse = LocalWarehouse::open(location)?;
         if warehouse.shared.location.is_none() {
             return Err(DestinationError::InvalidLocation {
-                location: target.location.clone(),
+                location: location.clone(),
                 reason: "a cluster writes into a warehouse in a bucket, not a local directory".into(),
             });
         }
         let prefix = format!("{}-p{part}-{:08x}", target.prefix, rand::random::<u32>());
         Ok(Self {
-            encoder: Encoder::start(warehouse, &target.table, prefix, target.schema.clone()),
+            encoder: Encoder::start(warehouse, table, prefix, target.schema.clone()),
         })
     }
+}
 
-    /// Adds a batch of the target's columns.
-    pub async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
+#[async_trait]
+impl PartWriter for SharedWriter {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
         self.encoder.write(batch).await
     }
 
-    /// Finishes the last file; the files written.
-    pub async fn finish(mut self) -> Result<Vec<WrittenFile>, DestinationError> {
+    async fn finish(mut self: Box<Self>) -> Result<Vec<WrittenFile>, DestinationError> {
         let files = self.encoder.finish().await?;
         Ok(files
             .into_iter()
@@ -119,8 +129,7 @@ impl SharedWriter {
             .collect())
     }
 
-    /// Deletes everything written.
-    pub async fn discard(mut self) -> Result<(), DestinationError> {
+    async fn discard(mut self: Box<Self>) -> Result<(), DestinationError> {
         self.encoder.discard().await
     }
 }

@@ -13,9 +13,9 @@ use super::super::define::JobColumns;
 use super::super::progress::LiveProgress;
 use super::super::schema_changes::Evolution;
 use super::super::{JobManager, split, window};
-use super::task::{ExtractTask, FileOrigin, TaskOutput};
+use super::task::{ExtractTask, FileOrigin, Role, TaskConnection, TaskOutput};
 use super::{Cluster, Placement};
-use crate::contract::{LoadTransaction, ScanPart, ScanRequest, SharedTarget, Source};
+use crate::contract::{LoadTransaction, ScanPart, ScanRequest, SharedStore, SharedTarget, Source};
 use crate::error::EngineError;
 use sluice_catalog::Execution;
 
@@ -95,8 +95,8 @@ impl JobManager {
         }
         if !shares_files {
             return refuse(
-                "executors write into a warehouse in a bucket (--warehouse s3://..., gs://..., az://...), and its \
-                 destination is not one",
+                "executors write into a warehouse in a bucket (--warehouse s3://..., gs://..., az://...) or a \
+                 BigQuery connection's staging_bucket, and its destination is neither",
             );
         }
         Ok(Placement::Cluster)
@@ -117,13 +117,16 @@ impl JobManager {
     ) -> String {
         match (placement, &self.cluster) {
             (Placement::Cluster, Some(handle)) => format!(
-                "on the cluster at {}: {} tasks, each {} and written as Parquet into the warehouse's bucket by an \
-                 executor; this server commits",
+                "on the cluster at {}: {} tasks, each {} and written by an executor into {}; this server commits",
                 handle.cluster.scheduler(),
                 job.parallelism.map_or(handle.tasks, |n| n as usize).max(1),
                 match source.splits_itself() {
                     true => "one of the source's own segments of the read",
                     false => "a range of the split column read in one snapshot",
+                },
+                match job.destination.connection {
+                    None => "the warehouse's bucket as Parquet",
+                    Some(_) => "the destination's staging bucket as load chunks",
                 }
             ),
             (Placement::Local(Some(reason)), _) => format!("on this server: {reason}"),
@@ -163,15 +166,33 @@ impl JobManager {
         let (kind, options) = self
             .connections
             .source_options_of(&job.source.connection, &job.source_settings)?;
-        let sealed = options.seal(&handle.key, &ExtractTask::seal_context(&job.name, run.id));
+        let seal_for = |role| (job.name.as_str(), run.id, role);
+        let source = TaskConnection::seal(
+            &job.source.connection,
+            &kind,
+            &options,
+            &handle.key,
+            seal_for(Role::Source),
+        );
+        let destination = match (&target.store, &job.destination.connection) {
+            (SharedStore::Connection, Some(name)) => {
+                let (kind, options) = self.connections.destination_options_of(name)?;
+                Some(TaskConnection::seal(
+                    name,
+                    &kind,
+                    &options,
+                    &handle.key,
+                    seal_for(Role::Destination),
+                ))
+            }
+            _ => None,
+        };
         let tasks: Vec<ExtractTask> = (scan.parts.iter().enumerate())
             .map(|(part, ScanPart { request, snapshot })| ExtractTask {
                 job: job.name.clone(),
                 run_id: run.id,
                 part: part as u32,
-                connection: job.source.connection.clone(),
-                connection_type: kind.clone(),
-                sealed_options: sealed.clone(),
+                source: source.clone(),
                 schema: description.table.schema.clone(),
                 table: description.table.name.clone(),
                 columns: (request.columns.iter())
@@ -185,8 +206,8 @@ impl JobManager {
                 cursor: plan.cursor.map(|c| c.1),
                 files: plan.files,
                 arrangement: plan.evolution.sources().to_vec(),
-                location: target.location.clone(),
-                target_table: target.table.clone(),
+                store: target.store.clone(),
+                destination: destination.clone(),
                 prefix: target.prefix.clone(),
                 target_schema: target.schema.clone(),
             })

@@ -11,8 +11,8 @@ use tracing::{Instrument, info, info_span};
 use super::super::file_mark::Boundary;
 use super::super::{runner, schema_changes, window};
 use super::task::{ExtractTask, TaskOutput};
-use crate::contract::{ScanRequest, TableRef};
-use crate::destinations::SharedWriter;
+use crate::contract::{PartWriter, ResolvedOptions, ScanRequest, SharedStore, TableRef};
+use crate::destinations::{ScrubbedDestination, SharedWriter};
 use crate::error::EngineError;
 use crate::sources::Scrubbed;
 
@@ -24,17 +24,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn run_task(task: &ExtractTask, key: &MasterKey, executor: &str) -> Result<TaskOutput, EngineError> {
     let span = info_span!("cluster_task", job = %task.job, run_id = task.run_id, part = task.part);
     async {
-        let options = task.options(key)?;
-        let kind = crate::connectors::lookup(&task.connection_type)?;
+        let options = task.source_options(key)?;
+        let connection = &task.source.name;
+        let kind = crate::connectors::lookup(&task.source.kind)?;
         let factory = (kind.driver.as_ref().and_then(|d| d.source)).ok_or_else(|| EngineError::NotASource {
-            connection: task.connection.clone(),
+            connection: connection.clone(),
             kind: kind.name.into(),
         })?;
-        let timeout =
-            (options.integer("connect_timeout")).map_or(CONNECT_TIMEOUT, |s| Duration::from_secs(s.unsigned_abs()));
-        let source = Scrubbed::new(factory(&options, timeout), options.scrubber());
+        let source = Scrubbed::new(factory(&options, connect_timeout(&options)), options.scrubber());
         let source_error = |error| EngineError::Source {
-            connection: task.connection.clone(),
+            connection: connection.clone(),
             error,
         };
         let table = TableRef {
@@ -65,7 +64,7 @@ pub async fn run_task(task: &ExtractTask, key: &MasterKey, executor: &str) -> Re
         let mut stream = crate::contract::Source::scan_part(&source, &description, &request, task.snapshot.as_deref())
             .await
             .map_err(source_error)?;
-        let mut writer = SharedWriter::open(&task.target(), task.part)?;
+        let mut writer = part_writer(task, key).await?;
         let mut boundary = match task.files {
             Some(_) => Some(Boundary::new(None, None)?),
             None => None,
@@ -73,7 +72,7 @@ pub async fn run_task(task: &ExtractTask, key: &MasterKey, executor: &str) -> Re
         let read = async {
             let (mut rows, mut high) = (0, None);
             while let Some(batch) = stream.next().await {
-                let mut batch = batch.map_err(|e| EngineError::from_scan(&task.connection, e))?;
+                let mut batch = batch.map_err(|e| EngineError::from_scan(connection, e))?;
                 if let (Some(files), Some(boundary), Some(cursor)) = (task.files, &mut boundary, task.cursor) {
                     boundary.observe(batch.column(cursor), batch.column(files.position))?;
                     batch = files.strip(batch);
@@ -111,4 +110,34 @@ pub async fn run_task(task: &ExtractTask, key: &MasterKey, executor: &str) -> Re
     }
     .instrument(span)
     .await
+}
+
+/// How long an executor waits for a connection with `options`.
+fn connect_timeout(options: &ResolvedOptions) -> Duration {
+    (options.integer("connect_timeout")).map_or(CONNECT_TIMEOUT, |s| Duration::from_secs(s.unsigned_abs()))
+}
+
+/// Opens the writer of `task`'s files: into the warehouse's bucket, or
+/// the destination connection's own store through its type's driver (its
+/// errors scrubbed of the connection's secrets).
+async fn part_writer(task: &ExtractTask, key: &MasterKey) -> Result<Box<dyn PartWriter>, EngineError> {
+    let target = task.target();
+    let SharedStore::Connection = target.store else {
+        return Ok(Box::new(SharedWriter::open(&target, task.part)?));
+    };
+    let destination = (task.destination.as_ref()).ok_or_else(|| EngineError::NotForCluster {
+        job: task.job.clone(),
+        reason: "the task names no destination connection for its files".into(),
+    })?;
+    let options = task.destination_options(destination, key)?;
+    let kind = crate::connectors::lookup(&destination.kind)?;
+    let open = (kind.driver.as_ref())
+        .and_then(|d| d.destination.as_ref())
+        .and_then(|d| d.part_writer)
+        .ok_or_else(|| EngineError::NotForCluster {
+            job: task.job.clone(),
+            reason: format!("executors cannot write files for a {} destination", kind.name),
+        })?;
+    let writer = open(&options, &target, task.part, connect_timeout(&options)).await;
+    Ok(ScrubbedDestination::part_writer(writer, options.scrubber())?)
 }

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 pub use coordinate::ClusterHandle;
 pub use execute::run_task;
 pub use processes::{ClusterSupport, ExecutorOptions, SchedulerOptions};
-pub use task::{ExtractTask, TaskOutput};
+pub use task::{ExtractTask, Role, TaskConnection, TaskOutput};
 
 /// A cluster that runs extract tasks.
 #[async_trait]

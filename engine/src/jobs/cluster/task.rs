@@ -1,5 +1,5 @@
 //! What one extract task carries to an executor, and what it sends back.
-//! The connection's options travel sealed with the cluster key (see
+//! Connection options travel sealed with the cluster key (see
 //! [`ResolvedOptions::seal`]), bound to the task's job and run.
 
 use std::io::Cursor;
@@ -12,7 +12,7 @@ use sluice_catalog::MasterKey;
 
 pub use crate::jobs::file_mark::FileOrigin;
 
-use crate::contract::{ResolvedOptions, Segment, SharedTarget, WrittenFile};
+use crate::contract::{ResolvedOptions, Segment, SharedStore, SharedTarget, WrittenFile};
 use crate::error::EngineError;
 
 /// One part of a run's extract: read the part from the source, convert it
@@ -23,12 +23,8 @@ pub struct ExtractTask {
     pub run_id: u64,
     /// The part's number, from 0.
     pub part: u32,
-    /// The source connection's name and type.
-    pub connection: String,
-    pub connection_type: String,
-    /// The connection's options, secrets included, sealed with the cluster
-    /// key for this job and run.
-    pub sealed_options: Vec<u8>,
+    /// The source connection.
+    pub source: TaskConnection,
     pub schema: String,
     pub table: String,
     /// The source columns read, by name, in the loaded order.
@@ -58,37 +54,94 @@ pub struct ExtractTask {
     /// NULL).
     pub arrangement: Vec<Option<usize>>,
     /// Where the files go.
-    pub location: String,
-    pub target_table: String,
+    pub store: SharedStore,
+    /// The destination connection, when the files go to a store of its
+    /// own ([`SharedStore::Connection`]).
+    pub destination: Option<TaskConnection>,
     pub prefix: String,
     #[serde(with = "ipc_schema")]
     pub target_schema: SchemaRef,
 }
 
-impl ExtractTask {
-    /// The context the options are sealed for: a task's blob opens only
-    /// for its own job and run.
-    pub fn seal_context(job: &str, run_id: u64) -> String {
-        format!("sluice cluster task: job {job}, run {run_id}")
+/// A connection a task opens: its name, type and options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskConnection {
+    pub name: String,
+    pub kind: String,
+    /// The options, secrets included, sealed with the cluster key for the
+    /// task's job and run (and role: source or destination).
+    pub sealed_options: Vec<u8>,
+}
+
+/// What a connection is to a task; part of the context its options are
+/// sealed for, so a source's blob never opens as a destination's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Destination,
+}
+
+impl TaskConnection {
+    /// Seals `options` of connection `name` of type `kind` for `role` in
+    /// run `run_id` of `job`.
+    pub fn seal(
+        name: &str,
+        kind: &str,
+        options: &ResolvedOptions,
+        key: &MasterKey,
+        (job, run_id, role): (&str, u64, Role),
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            sealed_options: options.seal(key, &seal_context(job, run_id, role)),
+        }
     }
 
-    /// The connection's options, opened with the cluster key.
-    pub(super) fn options(&self, key: &MasterKey) -> Result<ResolvedOptions, EngineError> {
-        ResolvedOptions::unseal(key, &Self::seal_context(&self.job, self.run_id), &self.sealed_options).ok_or_else(
-            || EngineError::NotForCluster {
-                job: self.job.clone(),
-                reason: "this executor's cluster key does not open the task's connection options; give every \
-                         executor the server's --cluster-key-file"
-                    .into(),
-            },
-        )
+    /// The options, opened with the cluster key.
+    fn options(&self, key: &MasterKey, (job, run_id, role): (&str, u64, Role)) -> Result<ResolvedOptions, EngineError> {
+        ResolvedOptions::unseal(key, &seal_context(job, run_id, role), &self.sealed_options).ok_or_else(|| {
+            EngineError::NotForCluster {
+                job: job.to_owned(),
+                reason: format!(
+                    "this executor's cluster key does not open the options of connection {}; give every executor \
+                     the server's --cluster-key-file",
+                    self.name
+                ),
+            }
+        })
+    }
+}
+
+/// The context a connection's options are sealed for: a blob opens only
+/// for its own job, run and role.
+fn seal_context(job: &str, run_id: u64, role: Role) -> String {
+    let role = match role {
+        Role::Source => "source",
+        Role::Destination => "destination",
+    };
+    format!("sluice cluster task: job {job}, run {run_id}, {role}")
+}
+
+impl ExtractTask {
+    /// The source connection's options, opened with the cluster key.
+    pub(super) fn source_options(&self, key: &MasterKey) -> Result<ResolvedOptions, EngineError> {
+        (self.source).options(key, (&self.job, self.run_id, Role::Source))
+    }
+
+    /// The destination connection's options, opened with the cluster key.
+    pub(super) fn destination_options(
+        &self,
+        destination: &TaskConnection,
+        key: &MasterKey,
+    ) -> Result<ResolvedOptions, EngineError> {
+        destination.options(key, (&self.job, self.run_id, Role::Destination))
     }
 
     /// The load's shared target.
     pub(super) fn target(&self) -> SharedTarget {
         SharedTarget {
-            location: self.location.clone(),
-            table: self.target_table.clone(),
+            store: self.store.clone(),
             prefix: self.prefix.clone(),
             schema: self.target_schema.clone(),
         }
