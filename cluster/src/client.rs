@@ -1,5 +1,6 @@
 //! The server's side: a Ballista session that sends a run's tasks to the
-//! scheduler as one job and reads back their outputs.
+//! scheduler as one job and reads back their outputs, and one that runs
+//! queries over warehouse tables.
 
 use std::sync::Arc;
 
@@ -11,11 +12,14 @@ use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::protobuf::CancelJobParams;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use datafusion::arrow::array::{Array, AsArray};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{Extension, LogicalPlan};
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::protobuf::LogicalPlanNode;
+use futures::StreamExt;
 use sluice_engine::jobs::cluster::{Cluster, ExtractTask, TaskOutput};
 use tracing::{info, warn};
 
@@ -28,6 +32,8 @@ use crate::progress::{JobProgress, PROGRESS_EVERY};
 pub struct BallistaCluster {
     scheduler: String,
     context: SessionContext,
+    /// Queries over warehouse tables, planned as Ballista plans them.
+    queries: SessionContext,
     progress: JobProgress,
 }
 
@@ -54,9 +60,19 @@ impl BallistaCluster {
             .with_config(config)
             .build();
         let context = SessionContext::remote_with_state(url, state).await?;
+        let config = SessionConfig::new_with_ballista()
+            .with_ballista_logical_extension_codec(Arc::new(SluiceLogicalCodec::default()))
+            .with_ballista_job_name("sluice query")
+            .set_bool(BALLISTA_CLIENT_PULL, true);
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .build();
+        let queries = SessionContext::remote_with_state(url, state).await?;
         Ok(Self {
             scheduler: url.to_owned(),
             context,
+            queries,
             progress: JobProgress::new(url),
         })
     }
@@ -98,7 +114,7 @@ impl Cluster for BallistaCluster {
                 }
             }
         };
-        guard.armed = false;
+        guard.disarm();
         let batches = batches.map_err(|e| e.to_string())?;
         let mut outputs = Vec::new();
         for batch in batches {
@@ -111,6 +127,31 @@ impl Cluster for BallistaCluster {
             }
         }
         Ok(outputs)
+    }
+
+    async fn query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream, String> {
+        let frame = (self.queries.execute_logical_plan(plan).await).map_err(|e| e.to_string())?;
+        let task_context = Arc::new(frame.task_ctx());
+        let physical = frame.create_physical_plan().await.map_err(|e| e.to_string())?;
+        let rows = execute_stream(physical.clone(), task_context).map_err(|e| e.to_string())?;
+        let schema = rows.schema();
+        let guard = CancelOnDrop {
+            plan: physical,
+            scheduler: self.scheduler.clone(),
+            armed: true,
+        };
+        // Disarmed at the end of the rows: only a query stopped early (its
+        // client went, its statement timed out) cancels its job.
+        let rows = futures::stream::unfold((rows, guard), |(mut rows, mut guard)| async move {
+            match rows.next().await {
+                Some(batch) => Some((batch, (rows, guard))),
+                None => {
+                    guard.disarm();
+                    None
+                }
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
     }
 
     fn scheduler(&self) -> &str {
@@ -126,6 +167,13 @@ struct CancelOnDrop {
     plan: Arc<dyn ExecutionPlan>,
     scheduler: String,
     armed: bool,
+}
+
+impl CancelOnDrop {
+    /// The job ended: nothing to cancel.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
 }
 
 /// The id of the Ballista job running `plan`, once the scheduler has

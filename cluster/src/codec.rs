@@ -1,8 +1,11 @@
 //! The codecs that carry Sluice's nodes between the processes, wrapping
-//! Ballista's own: an [`ExtractNode`] from the server to the scheduler, an
-//! [`ExtractExec`] from the scheduler to the executors. The node is its
-//! tasks as JSON after a marker; the plan is a marker over its input, a
-//! memory source of the same tasks. Connection options inside stay sealed.
+//! Ballista's own: an [`ExtractNode`] and warehouse tables (as their
+//! [`TableShare`]) from the server to the scheduler, an [`ExtractExec`]
+//! and a [`WarehouseScanExec`] from the scheduler to the executors. The
+//! node is its tasks as JSON after a marker; the plans are a marker (and
+//! the scan's columns, filters and limit) over their input, a memory
+//! source of the same tasks or of the table's parts. Connection options
+//! inside stay sealed.
 
 use std::sync::Arc;
 
@@ -17,10 +20,12 @@ use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use sluice_engine::destinations::TableShare;
 use sluice_engine::jobs::cluster::ExtractTask;
 
 use crate::exec::{ExtractExec, Runner};
 use crate::node::ExtractNode;
+use crate::warehouse_scan::{Scan, SharedTable, WarehouseScanExec};
 
 /// What starts an encoded [`ExtractNode`].
 const MARKER: &[u8] = b"sluice-extract-v1:";
@@ -28,6 +33,13 @@ const MARKER: &[u8] = b"sluice-extract-v1:";
 /// An encoded [`ExtractExec`]: its tasks are the rows of its input, which
 /// DataFusion's codec carries.
 const EXEC_MARKER: &[u8] = b"sluice-extract-exec-v1";
+
+/// What starts an encoded warehouse table (its share as JSON).
+const TABLE_MARKER: &[u8] = b"sluice-warehouse-table-v1:";
+
+/// What starts an encoded [`WarehouseScanExec`] (its scan; the parts are
+/// the rows of its input).
+const SCAN_MARKER: &[u8] = b"sluice-warehouse-scan-v1:";
 
 fn encode_tasks(tasks: &[ExtractTask], buf: &mut Vec<u8>) -> Result<()> {
     buf.extend_from_slice(MARKER);
@@ -70,7 +82,13 @@ impl LogicalExtensionCodec for SluiceLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        self.inner.try_decode_table_provider(buf, table_ref, schema, ctx)
+        match buf.strip_prefix(TABLE_MARKER) {
+            Some(share) => {
+                let share = TableShare::from_bytes(share).map_err(DataFusionError::Internal)?;
+                Ok(Arc::new(SharedTable::new(share)))
+            }
+            None => self.inner.try_decode_table_provider(buf, table_ref, schema, ctx),
+        }
     }
 
     fn try_encode_table_provider(
@@ -79,7 +97,16 @@ impl LogicalExtensionCodec for SluiceLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        self.inner.try_encode_table_provider(table_ref, node, buf)
+        let share = (TableShare::of(node.as_ref()))
+            .or_else(|| node.downcast_ref::<SharedTable>().map(|table| table.share().clone()));
+        match share {
+            Some(share) => {
+                buf.extend_from_slice(TABLE_MARKER);
+                buf.extend_from_slice(&share.to_bytes());
+                Ok(())
+            }
+            None => self.inner.try_encode_table_provider(table_ref, node, buf),
+        }
     }
 
     fn try_decode_file_format(&self, buf: &[u8], ctx: &TaskContext) -> Result<Arc<dyn FileFormatFactory>> {
@@ -131,6 +158,17 @@ impl PhysicalExtensionCodec for SluicePhysicalCodec {
             };
             return Ok(Arc::new(ExtractExec::new(input.clone(), self.runner.clone())));
         }
+        if let Some(scan) = buf.strip_prefix(SCAN_MARKER) {
+            let [input] = inputs else {
+                return Err(DataFusionError::Internal(
+                    "SluiceWarehouseScanExec has one input".into(),
+                ));
+            };
+            return Ok(Arc::new(WarehouseScanExec::new(
+                input.clone(),
+                Scan::from_bytes(scan, ctx)?,
+            )));
+        }
         self.inner.try_decode(buf, inputs, ctx, proto_converter)
     }
 
@@ -140,12 +178,15 @@ impl PhysicalExtensionCodec for SluicePhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        match node.downcast_ref::<ExtractExec>() {
-            Some(_) => {
-                buf.extend_from_slice(EXEC_MARKER);
-                Ok(())
-            }
-            None => self.inner.try_encode(node, buf, proto_converter),
+        if node.downcast_ref::<ExtractExec>().is_some() {
+            buf.extend_from_slice(EXEC_MARKER);
+            return Ok(());
         }
+        if let Some(scan) = node.downcast_ref::<WarehouseScanExec>() {
+            buf.extend_from_slice(SCAN_MARKER);
+            buf.extend_from_slice(&scan.scan().to_bytes()?);
+            return Ok(());
+        }
+        self.inner.try_encode(node, buf, proto_converter)
     }
 }

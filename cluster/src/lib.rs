@@ -1,5 +1,6 @@
 //! Sluice on an Apache DataFusion Ballista cluster (the `cluster` build;
-//! `docs/cluster.md`). The engine plans a run's extract as
+//! `docs/cluster.md`): runs' extracts, and queries over warehouse tables
+//! ([`WarehouseScanExec`]). The engine plans a run's extract as
 //! [`ExtractTask`](sluice_engine::jobs::cluster::ExtractTask)s; here they
 //! become one Ballista job: a logical [`ExtractNode`] the server sends, a
 //! physical [`ExtractExec`] with one partition per task that the scheduler
@@ -16,6 +17,7 @@ mod planner;
 mod progress;
 pub mod scheduler;
 mod support;
+mod warehouse_scan;
 
 pub use client::BallistaCluster;
 pub use codec::{SluiceLogicalCodec, SluicePhysicalCodec};
@@ -23,6 +25,7 @@ pub use exec::{ExtractExec, Runner};
 pub use node::ExtractNode;
 pub use planner::SluiceQueryPlanner;
 pub use support::Support;
+pub use warehouse_scan::{SharedTable, WarehouseScanExec};
 
 /// Why a cluster process could not start or a cluster could not be reached.
 #[derive(Debug, thiserror::Error)]

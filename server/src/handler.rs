@@ -353,7 +353,9 @@ impl ExtendedQueryHandler for SluiceSession {
         }
         self.sync_settings(client).await?;
         let deadline = statement_deadline(client);
-        let df = self.binding.current().df.clone();
+        let bound = self.binding.current();
+        bound.portal_format.set(portal.result_column_format.clone());
+        let df = bound.df.clone();
         let statement = async {
             <DfSessionService as ExtendedQueryHandler>::do_query(&df, client, portal, max_rows)
                 .await

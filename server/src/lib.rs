@@ -7,6 +7,7 @@ mod app;
 mod auth;
 pub mod cli;
 mod cluster;
+mod cluster_query;
 mod copy_out;
 mod demo;
 mod errors;

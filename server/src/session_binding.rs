@@ -11,6 +11,7 @@ use datafusion_postgres::{DfSessionService, Parser as DfParser, QueryHook};
 use pgwire::api::query::ExtendedQueryHandler;
 
 use crate::advisory_locks::{self, AdvisoryLocks};
+use crate::cluster_query::{ClusterQueryHook, PortalFormat};
 use crate::namespace::{Namespace, SessionGuard};
 use crate::pg_database::SessionRole;
 use crate::pg_functions::register_session_functions;
@@ -27,6 +28,9 @@ pub struct Bound {
     pub ctx: Arc<SessionContext>,
     pub df: Arc<DfSessionService>,
     pub parser: Arc<DfParser>,
+    /// The result format of the portal being executed, for queries sent
+    /// to the cluster.
+    pub portal_format: Arc<PortalFormat>,
 }
 
 impl Bound {
@@ -68,11 +72,19 @@ impl Binding {
 fn build(settings: &SessionSettings, locks: &Arc<AdvisoryLocks>, namespace: Arc<Namespace>, role: &str) -> Bound {
     // The guard comes first: it refuses writes before any other hook or
     // DataFusion sees them.
+    // Queries go to the cluster last: after every check, and after
+    // cursors and settings statements, which are the session's own.
+    let portal_format = Arc::new(PortalFormat::default());
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(SqlGuardHook),
         Arc::new(PrivilegeHook(namespace.access.clone())),
         Arc::new(CursorStatementHook),
         Arc::new(SettingsHook::new(settings.clone())),
+        Arc::new(ClusterQueryHook::new(
+            settings.clone(),
+            namespace.jobs.clone(),
+            portal_format.clone(),
+        )),
     ];
     let ctx = client_context(&namespace.ctx);
     ctx.state_ref()
@@ -88,5 +100,6 @@ fn build(settings: &SessionSettings, locks: &Arc<AdvisoryLocks>, namespace: Arc<
         parser: df.query_parser(),
         ctx,
         df,
+        portal_format,
     }
 }

@@ -162,6 +162,16 @@ const PARAMETERS: &[Parameter] = &[
     param("server_version_num", PG_VERSION_NUM, false, Kind::ReadOnly),
     param("session_authorization", "", true, Kind::ReadOnly),
     param(
+        "sluice.execution",
+        "local",
+        false,
+        Kind::Checked(
+            |v| one_of(v, &["local", "cluster"]),
+            "use 'local' (queries run on this server) or 'cluster' (queries over warehouse tables run on the \
+             server's cluster)",
+        ),
+    ),
+    param(
         "standard_conforming_strings",
         "on",
         true,

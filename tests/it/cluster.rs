@@ -38,7 +38,7 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    fn start(rows: u64) -> Cluster {
+    pub(crate) fn start(rows: u64) -> Cluster {
         Self::start_with(rows, &[])
     }
 

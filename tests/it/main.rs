@@ -33,6 +33,8 @@ mod clients;
 mod cluster;
 #[cfg(feature = "cluster")]
 mod cluster_bigquery;
+#[cfg(feature = "cluster")]
+mod cluster_sql;
 mod commit_guard;
 mod connections;
 mod demo;

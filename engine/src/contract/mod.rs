@@ -25,6 +25,7 @@
 mod cdc_error;
 mod change_source;
 mod connector;
+mod deal;
 mod destination;
 mod failure;
 mod gtid;
@@ -43,6 +44,7 @@ pub use connector::{
     Category, ChangeSourceFactory, ConnectionType, Connector, DestinationDriver, DestinationFactory, Driver,
     SourceFactory, TypeStatus,
 };
+pub use deal::deal_by_size;
 pub use destination::{
     ChangeSpec, CommitReport, CommitState, Destination, DestinationError, LoadTransaction, RemoteDiagnosis, TableSetup,
     TableSpec, WriteMode,

@@ -9,4 +9,6 @@ mod scrubbed;
 mod warehouse;
 
 pub use scrubbed::ScrubbedDestination;
-pub use warehouse::{CURRENT_VIEW_SUFFIX, FileLimits, LocalWarehouse, SharedWriter, WarehouseSchema, display_location};
+pub use warehouse::{
+    CURRENT_VIEW_SUFFIX, FileLimits, LocalWarehouse, SharedWriter, TableShare, WarehouseSchema, display_location,
+};

@@ -141,6 +141,11 @@ impl JobManager {
         self
     }
 
+    /// The cluster this server sends work to, if it has one.
+    pub fn cluster(&self) -> Option<&Arc<dyn cluster::Cluster>> {
+        self.cluster.as_ref().map(|handle| &handle.cluster)
+    }
+
     /// Counts runs in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<EngineMetrics>) -> Self {
         self.metrics = metrics;

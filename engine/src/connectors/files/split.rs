@@ -32,28 +32,9 @@ struct ListedFile {
     e_tag: Option<String>,
 }
 
-/// `files` dealt out to at most `parts` groups of about equal bytes (the
-/// largest file first, each to the group with the fewest bytes so far),
-/// each group in listing order; at least one group, empty when there are
-/// no files.
+/// `files` dealt out to at most `parts` groups of about equal bytes.
 pub(super) fn deal(files: Vec<DataFile>, parts: usize) -> Vec<Vec<DataFile>> {
-    let count = parts.clamp(1, files.len().max(1));
-    let mut order: Vec<usize> = (0..files.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(files[i].size), i));
-    let mut groups: Vec<(u64, Vec<usize>)> = vec![(0, Vec::new()); count];
-    for i in order {
-        let lightest = (0..count).min_by_key(|&g| (groups[g].0, g)).unwrap_or(0);
-        groups[lightest].0 += files[i].size;
-        groups[lightest].1.push(i);
-    }
-    let mut files: Vec<Option<DataFile>> = files.into_iter().map(Some).collect();
-    groups
-        .into_iter()
-        .map(|(_, mut members)| {
-            members.sort_unstable();
-            members.iter().filter_map(|&i| files[i].take()).collect()
-        })
-        .collect()
+    crate::contract::deal_by_size(files, parts, |f| f.size)
 }
 
 /// The token of a part that reads `files` of `entry`.

@@ -30,6 +30,7 @@ mod namespaces;
 mod parallel_file;
 mod read;
 mod read_caches;
+mod share;
 mod shared;
 mod sync;
 #[cfg(test)]
@@ -51,6 +52,7 @@ use futures::{StreamExt, TryStreamExt};
 
 pub use location::display_location;
 pub use read::{CURRENT_VIEW_SUFFIX, WarehouseSchema};
+pub use share::TableShare;
 pub use shared::SharedWriter;
 
 use super::compare::{evolution_refusals, schema_differences};

@@ -166,6 +166,18 @@ impl WarehouseTable {
             manifest,
         }
     }
+
+    pub(super) fn warehouse(&self) -> &LocalWarehouse {
+        &self.warehouse
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.table
+    }
+
+    pub(super) fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
 }
 
 impl fmt::Debug for WarehouseTable {

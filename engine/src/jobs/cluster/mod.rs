@@ -16,6 +16,8 @@ mod processes;
 mod task;
 
 use async_trait::async_trait;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
 
 pub use coordinate::ClusterHandle;
 pub use execute::run_task;
@@ -34,6 +36,13 @@ pub trait Cluster: Send + Sync {
         tasks: Vec<ExtractTask>,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Vec<TaskOutput>, String>;
+
+    /// Runs a query over warehouse tables ([`TableShare`]s) on the
+    /// cluster and streams its rows; dropping the stream before its end
+    /// cancels the cluster's job.
+    ///
+    /// [`TableShare`]: crate::destinations::TableShare
+    async fn query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream, String>;
 
     /// The scheduler's address, for messages.
     fn scheduler(&self) -> &str;
