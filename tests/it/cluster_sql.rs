@@ -89,6 +89,17 @@ async fn queries_over_warehouse_tables_run_on_the_cluster_and_answer_as_the_serv
         error.contains("reads only warehouse tables in a bucket") && error.contains("sluice.jobs"),
         "{error}"
     );
+    // A query stopped by statement_timeout cancels its cluster job.
+    client.batch_execute("SET statement_timeout = '300ms'").await.unwrap();
+    expect_err(
+        &client,
+        "SELECT count(*), sum(a.amount * b.amount) FROM warehouse.orders a JOIN warehouse.orders b \
+         ON a.customer = b.customer JOIN warehouse.recent c ON c.customer = a.customer",
+        "57014",
+    )
+    .await;
+    cluster.wait_for_logs("Received cancellation request for job", 1).await;
+    client.batch_execute("SET statement_timeout = 0").await.unwrap();
     let error = expect_err(&client, "SET sluice.execution = 'moon'", "22023").await;
     assert!(error.contains("sluice.execution"), "{error}");
     client.batch_execute("RESET sluice.execution").await.unwrap();
