@@ -89,13 +89,13 @@ impl PartWriter for StagedPart {
     }
 
     async fn finish(mut self: Box<Self>) -> Result<Vec<WrittenFile>, DestinationError> {
-        if let Some(chunk) = self.chunker.finish()? {
-            if let Err(e) = self.stage(chunk).await {
-                if let Err(discard) = self.discard().await {
-                    warn!(error = %discard, "could not delete the chunks of a failed part");
-                }
-                return Err(e);
+        if let Some(chunk) = self.chunker.finish()?
+            && let Err(e) = self.stage(chunk).await
+        {
+            if let Err(discard) = self.discard().await {
+                warn!(error = %discard, "could not delete the chunks of a failed part");
             }
+            return Err(e);
         }
         Ok(self.written)
     }
