@@ -45,30 +45,11 @@ impl BallistaCluster {
         // above the extract (every output partition of one would run every
         // part), and the classic stage planner, which keeps the extract's
         // partitions as the stage's tasks.
-        let config = SessionConfig::new_with_ballista()
+        let extracts = sluice_session("sluice extract")
             .with_round_robin_repartition(false)
-            .with_ballista_adaptive_query_planner(false)
-            .with_ballista_logical_extension_codec(Arc::new(SluiceLogicalCodec::default()))
-            .with_ballista_job_name("sluice extract")
-            // The client polls the job's status: it learns the job's id
-            // when the scheduler takes the job (pushed status updates name
-            // it only with the first change), so a cancelled run can
-            // cancel it (`CancelOnDrop`).
-            .set_bool(BALLISTA_CLIENT_PULL, true);
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
-            .build();
-        let context = SessionContext::remote_with_state(url, state).await?;
-        let config = SessionConfig::new_with_ballista()
-            .with_ballista_logical_extension_codec(Arc::new(SluiceLogicalCodec::default()))
-            .with_ballista_job_name("sluice query")
-            .set_bool(BALLISTA_CLIENT_PULL, true);
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
-            .build();
-        let queries = SessionContext::remote_with_state(url, state).await?;
+            .with_ballista_adaptive_query_planner(false);
+        let context = SessionContext::remote_with_state(url, session_state(extracts)).await?;
+        let queries = SessionContext::remote_with_state(url, session_state(sluice_session("sluice query"))).await?;
         Ok(Self {
             scheduler: url.to_owned(),
             context,
@@ -76,6 +57,25 @@ impl BallistaCluster {
             progress: JobProgress::new(url),
         })
     }
+}
+
+/// A Ballista client session that sends Sluice's nodes, its jobs named
+/// `job_name`. The client polls the job's status: it learns the job's id
+/// when the scheduler takes the job (pushed status updates name it only
+/// with the first change), so that a stopped run or query can cancel it
+/// (`CancelOnDrop`).
+fn sluice_session(job_name: &str) -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_ballista_logical_extension_codec(Arc::new(SluiceLogicalCodec::default()))
+        .with_ballista_job_name(job_name)
+        .set_bool(BALLISTA_CLIENT_PULL, true)
+}
+
+fn session_state(config: SessionConfig) -> datafusion::execution::SessionState {
+    SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .build()
 }
 
 #[async_trait]

@@ -23,7 +23,7 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use sluice_engine::destinations::TableShare;
 use sluice_engine::jobs::cluster::ExtractTask;
 
-use crate::exec::{ExtractExec, Runner};
+use crate::exec::{Extract, ExtractExec, Runner};
 use crate::node::ExtractNode;
 use crate::warehouse_scan::{Scan, SharedTable, WarehouseScanExec};
 
@@ -156,7 +156,10 @@ impl PhysicalExtensionCodec for SluicePhysicalCodec {
             let [input] = inputs else {
                 return Err(DataFusionError::Internal("SluiceExtractExec has one input".into()));
             };
-            return Ok(Arc::new(ExtractExec::new(input.clone(), self.runner.clone())));
+            let extract = Extract {
+                runner: self.runner.clone(),
+            };
+            return Ok(Arc::new(ExtractExec::new(input.clone(), extract)));
         }
         if let Some(scan) = buf.strip_prefix(SCAN_MARKER) {
             let [input] = inputs else {
@@ -184,7 +187,7 @@ impl PhysicalExtensionCodec for SluicePhysicalCodec {
         }
         if let Some(scan) = node.downcast_ref::<WarehouseScanExec>() {
             buf.extend_from_slice(SCAN_MARKER);
-            buf.extend_from_slice(&scan.scan().to_bytes()?);
+            buf.extend_from_slice(&scan.work().to_bytes()?);
             return Ok(());
         }
         self.inner.try_encode(node, buf, proto_converter)

@@ -15,6 +15,7 @@ pub mod executor;
 mod node;
 mod planner;
 mod progress;
+mod rows_exec;
 pub mod scheduler;
 mod support;
 mod warehouse_scan;

@@ -101,7 +101,8 @@ fn the_physical_plan_round_trips_and_only_an_executor_runs_it() {
         3,
         "one partition per task"
     );
-    let error = decoded.execute(0, Arc::new(TaskContext::default())).err().unwrap();
+    let rows = decoded.execute(0, Arc::new(TaskContext::default())).unwrap();
+    let error = futures::executor::block_on(datafusion::physical_plan::common::collect(rows)).unwrap_err();
     assert!(error.to_string().contains("holds no cluster key"), "{error}");
 }
 

@@ -1,43 +1,34 @@
 //! Queries over warehouse tables on the cluster (`SET sluice.execution =
 //! 'cluster'`, docs/cluster.md). The server's plan names each table by a
 //! [`TableShare`] (one version, as the server read its manifest); the
-//! scheduler plans it as a [`WarehouseScanExec`] whose input is a memory
-//! source of the shares of its parts (the table's files dealt out by
-//! bytes), one per partition, so that Ballista hands each task exactly its
-//! parts; an executor opens its parts with its own bucket credentials and
+//! scheduler plans it as a [`WarehouseScanExec`] (the shape of
+//! [`RowsExec`]) over the shares of its parts (the table's files dealt out
+//! by bytes), one per partition, so that Ballista hands each task exactly
+//! its parts; an executor opens its parts with its own bucket credentials and
 //! reads them as the server would (the engine's own scan).
 
-use std::fmt;
 use std::io::Cursor;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::project_schema;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, execute_stream};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::bytes::Serializeable;
-use futures::{StreamExt, TryStreamExt};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sluice_engine::destinations::TableShare;
 
-/// The column of the memory source: one part's share, as JSON.
-static SHARE_SCHEMA: LazyLock<SchemaRef> =
-    LazyLock::new(|| Arc::new(Schema::new(vec![Field::new("share", DataType::Utf8, false)])));
+use crate::rows_exec::{RowWork, RowsExec};
 
 /// A warehouse table as the scheduler sees it: its share, planned as
 /// parts.
@@ -86,7 +77,8 @@ impl TableProvider for SharedTable {
             limit,
             schema: project_schema(&self.share.schema(), projection)?,
         };
-        Ok(Arc::new(WarehouseScanExec::of_parts(&parts, scan)?))
+        let units = (parts.iter()).map(|share| String::from_utf8(share.to_bytes()).expect("JSON is UTF-8"));
+        Ok(Arc::new(WarehouseScanExec::of_units(units, scan)?))
     }
 }
 
@@ -147,112 +139,28 @@ impl Scan {
 }
 
 /// Reads warehouse table parts: each row of its input is one part's share.
-pub struct WarehouseScanExec {
-    input: Arc<dyn ExecutionPlan>,
-    scan: Scan,
-    properties: Arc<PlanProperties>,
-}
+pub type WarehouseScanExec = RowsExec<Scan>;
 
-impl WarehouseScanExec {
-    /// The plan of `parts`: one memory partition per part.
-    fn of_parts(parts: &[TableShare], scan: Scan) -> Result<Self> {
-        let partitions = (parts.iter())
-            .map(|share| {
-                let json = String::from_utf8(share.to_bytes()).expect("JSON is UTF-8");
-                RecordBatch::try_new(SHARE_SCHEMA.clone(), vec![Arc::new(StringArray::from(vec![json]))])
-                    .map(|batch| vec![batch])
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let input = MemorySourceConfig::try_new_exec(&partitions, SHARE_SCHEMA.clone(), None)?;
-        Ok(Self::new(input, scan))
+impl RowWork for Scan {
+    const NAME: &'static str = "SluiceWarehouseScanExec";
+    type Unit = TableShare;
+
+    fn parse(row: &str) -> Result<TableShare, String> {
+        TableShare::from_bytes(row.as_bytes())
     }
 
-    /// The scan of the parts that are `input`'s rows.
-    pub fn new(input: Arc<dyn ExecutionPlan>, scan: Scan) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(scan.schema.clone()),
-            input.properties().output_partitioning().clone(),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
-        Self {
-            input,
-            scan,
-            properties: Arc::new(properties),
-        }
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
 
-    /// What each part reads, for the codec.
-    pub fn scan(&self) -> &Scan {
-        &self.scan
-    }
-}
-
-impl fmt::Debug for WarehouseScanExec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts = self.properties.output_partitioning().partition_count();
-        write!(f, "SluiceWarehouseScanExec: parts={parts}")
-    }
-}
-
-impl DisplayAs for WarehouseScanExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
-impl ExecutionPlan for WarehouseScanExec {
-    fn name(&self) -> &'static str {
-        "SluiceWarehouseScanExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
+    fn run(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
+        share: TableShare,
+        context: Arc<TaskContext>,
+    ) -> BoxFuture<'static, Result<SendableRecordBatchStream>> {
+        let scan = self.clone();
+        Box::pin(async move { read_part(share, &scan, &context).await })
     }
-
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        let [input] = <[_; 1]>::try_from(children)
-            .map_err(|_| DataFusionError::Internal("SluiceWarehouseScanExec has one input".into()))?;
-        Ok(Arc::new(Self::new(input, self.scan.clone())))
-    }
-
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let shares = self.input.execute(partition, context.clone())?;
-        let scan = self.scan.clone();
-        let rows = shares
-            .map_ok(move |batch| {
-                let (scan, context) = (scan.clone(), context.clone());
-                futures::stream::iter(share_rows(&batch))
-                    .then(move |share| {
-                        let (scan, context) = (scan.clone(), context.clone());
-                        async move { read_part(share?, &scan, &context).await }
-                    })
-                    .try_flatten()
-            })
-            .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.scan.schema.clone(), rows)))
-    }
-}
-
-/// The shares of a batch of the memory source.
-fn share_rows(batch: &RecordBatch) -> Vec<Result<TableShare>> {
-    let Some(column) = batch.column(0).as_string_opt::<i32>() else {
-        return vec![Err(DataFusionError::Internal("a share row is not text".into()))];
-    };
-    (0..column.len())
-        .map(|row| TableShare::from_bytes(column.value(row).as_bytes()).map_err(DataFusionError::Internal))
-        .collect()
 }
 
 /// Reads one part as the server reads its table, in a session of its
@@ -280,7 +188,7 @@ async fn read_part(share: TableShare, scan: &Scan, context: &TaskContext) -> Res
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::datatypes::DataType;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::prelude::{col, lit};
     use datafusion_proto::bytes::{
         physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
@@ -303,21 +211,13 @@ mod tests {
             limit: Some(10),
         };
         // The parts are opaque rows until an executor reads them.
-        let rows = |share: &str| {
-            RecordBatch::try_new(SHARE_SCHEMA.clone(), vec![Arc::new(StringArray::from(vec![share]))]).unwrap()
-        };
-        let input = MemorySourceConfig::try_new_exec(
-            &[vec![rows("p0")], vec![rows("p1")], vec![rows("p2")]],
-            SHARE_SCHEMA.clone(),
-            None,
-        )
-        .unwrap();
-        let plan: Arc<dyn ExecutionPlan> = Arc::new(WarehouseScanExec::new(input, scan.clone()));
+        let parts = ["p0", "p1", "p2"].map(String::from);
+        let plan: Arc<dyn ExecutionPlan> = Arc::new(WarehouseScanExec::of_units(parts, scan.clone()).unwrap());
         let codec = SluicePhysicalCodec::default();
         let bytes = physical_plan_to_bytes_with_extension_codec(plan.clone(), &codec).unwrap();
         let decoded = physical_plan_from_bytes_with_extension_codec(&bytes, &TaskContext::default(), &codec).unwrap();
         let decoded = decoded.downcast_ref::<WarehouseScanExec>().unwrap();
-        let back = decoded.scan();
+        let back = decoded.work();
         assert_eq!(
             (&back.projection, &back.filters, back.limit, &back.schema),
             (&scan.projection, &scan.filters, scan.limit, &scan.schema)
