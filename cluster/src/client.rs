@@ -12,6 +12,7 @@ use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::protobuf::CancelJobParams;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use datafusion::arrow::array::{Array, AsArray};
+use datafusion::common::config::ConfigOptions;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{Extension, LogicalPlan};
@@ -129,8 +130,14 @@ impl Cluster for BallistaCluster {
         Ok(outputs)
     }
 
-    async fn query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream, String> {
-        let frame = (self.queries.execute_logical_plan(plan).await).map_err(|e| e.to_string())?;
+    async fn query(&self, plan: LogicalPlan, session: &ConfigOptions) -> Result<SendableRecordBatchStream, String> {
+        let mut state = self.queries.state();
+        let options = state.config_mut().options_mut();
+        options.execution.time_zone = session.execution.time_zone.clone();
+        options.execution.target_partitions = session.execution.target_partitions;
+        options.execution.batch_size = session.execution.batch_size;
+        let queries = SessionContext::new_with_state(state);
+        let frame = (queries.execute_logical_plan(plan).await).map_err(|e| e.to_string())?;
         let task_context = Arc::new(frame.task_ctx());
         let physical = frame.create_physical_plan().await.map_err(|e| e.to_string())?;
         let rows = execute_stream(physical.clone(), task_context).map_err(|e| e.to_string())?;

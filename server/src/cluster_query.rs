@@ -70,15 +70,23 @@ impl ClusterQueryHook {
     /// Sends `plan` to the cluster, its rows in `format`, when it reads
     /// warehouse tables; `None` for a plan that reads no table at all
     /// (`SELECT version()`), which runs here.
-    async fn run(&self, plan: LogicalPlan, format: &Format) -> Option<Result<Response, StatementError>> {
+    async fn run(
+        &self,
+        plan: LogicalPlan,
+        ctx: &SessionContext,
+        format: &Format,
+    ) -> Option<Result<Response, StatementError>> {
         match reads_warehouse_tables(&plan) {
             Ok(false) => None,
-            Ok(true) => Some(self.send(plan, format).await),
+            Ok(true) => Some(self.send(plan, ctx, format).await),
             Err(e) => Some(Err(e)),
         }
     }
 
-    async fn send(&self, plan: LogicalPlan, format: &Format) -> Result<Response, StatementError> {
+    /// Sends `plan`, analysed and optimised in the session as a query run
+    /// here is (its `timestamptz` results in the session's zone), with
+    /// the session's options.
+    async fn send(&self, plan: LogicalPlan, ctx: &SessionContext, format: &Format) -> Result<Response, StatementError> {
         let cluster = self.jobs.cluster().ok_or_else(|| {
             StatementError::Unsupported(
                 "this server has no cluster (start it with --cluster df://scheduler:50050); \
@@ -86,7 +94,9 @@ impl ClusterQueryHook {
                     .into(),
             )
         })?;
-        let rows = cluster.query(plan).await.map_err(|message| {
+        let state = ctx.state();
+        let plan = state.optimize(&plan).map_err(StatementError::DataFusion)?;
+        let rows = cluster.query(plan, state.config_options()).await.map_err(|message| {
             StatementError::Engine(EngineError::Cluster {
                 scheduler: cluster.scheduler().to_owned(),
                 message,
@@ -165,7 +175,7 @@ impl QueryHook for ClusterQueryHook {
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement.clone()));
         let planned = ctx.state().statement_to_plan(statement).await;
         let response = match planned {
-            Ok(plan) => self.run(plan, &Format::UnifiedText).await?,
+            Ok(plan) => self.run(plan, ctx, &Format::UnifiedText).await?,
             Err(e) => Err(StatementError::DataFusion(e)),
         };
         Some(response.map_err(wire_error))
@@ -185,7 +195,7 @@ impl QueryHook for ClusterQueryHook {
         statement: &Statement,
         plan: &LogicalPlan,
         params: &ParamValues,
-        _ctx: &SessionContext,
+        ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         let format = self.format.take();
@@ -193,7 +203,7 @@ impl QueryHook for ClusterQueryHook {
             return None;
         }
         let response = match plan.clone().replace_params_with_values(params) {
-            Ok(plan) => self.run(plan, &format).await?,
+            Ok(plan) => self.run(plan, ctx, &format).await?,
             Err(e) => Err(StatementError::DataFusion(e)),
         };
         Some(response.map_err(wire_error))

@@ -56,6 +56,17 @@ async fn queries_over_warehouse_tables_run_on_the_cluster_and_answer_as_the_serv
         assert_eq!(&answer, expected, "{query}\n{}", cluster.logs());
         assert!(tasks_started(&cluster) > before, "{query} ran on the executors");
     }
+    // The session's time zone and partitions hold on the cluster too.
+    let zoned = "SELECT max(at), min(at)::text, date_trunc('day', max(at)), count(DISTINCT date_trunc('hour', at)) \
+                 FROM warehouse.orders";
+    client
+        .batch_execute("SET TimeZone = 'America/New_York'; SET sluice.execution = 'local'")
+        .await
+        .unwrap();
+    let expected = rows(&client, zoned).await;
+    client.batch_execute("SET sluice.execution = 'cluster'").await.unwrap();
+    assert_eq!(rows(&client, zoned).await, expected);
+    client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
     // The extended protocol, with a parameter and binary results.
     let row = client
         .query_one(

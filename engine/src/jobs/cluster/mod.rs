@@ -16,6 +16,7 @@ mod processes;
 mod task;
 
 use async_trait::async_trait;
+use datafusion::common::config::ConfigOptions;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 
@@ -38,11 +39,12 @@ pub trait Cluster: Send + Sync {
     ) -> Result<Vec<TaskOutput>, String>;
 
     /// Runs a query over warehouse tables ([`TableShare`]s) on the
-    /// cluster and streams its rows; dropping the stream before its end
+    /// cluster, with the session's time zone and partitions from
+    /// `session`, and streams its rows; dropping the stream before its end
     /// cancels the cluster's job.
     ///
     /// [`TableShare`]: crate::destinations::TableShare
-    async fn query(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream, String>;
+    async fn query(&self, plan: LogicalPlan, session: &ConfigOptions) -> Result<SendableRecordBatchStream, String>;
 
     /// The scheduler's address, for messages.
     fn scheduler(&self) -> &str;
