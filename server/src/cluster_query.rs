@@ -68,8 +68,8 @@ impl ClusterQueryHook {
     }
 
     /// Sends `plan` to the cluster, its rows in `format`, when it reads
-    /// warehouse tables; `None` for a plan that reads no table at all
-    /// (`SELECT version()`), which runs here.
+    /// warehouse tables; `None` for a plan that reads none (`SELECT
+    /// version()`, `sluice.jobs`), which runs here.
     async fn run(
         &self,
         plan: LogicalPlan,
