@@ -90,6 +90,9 @@ impl Shipper {
     /// `p<part>-...` and ending in `.<extension>`), each checked to be
     /// there with the size its task reported.
     pub(super) async fn adopt(&mut self, files: &[WrittenFile], extension: &str) -> Result<(), DestinationError> {
+        if files.is_empty() {
+            return Ok(());
+        }
         let refused = |file: &WrittenFile, reason: String| DestinationError::CopiedFile {
             file: file.name.clone(),
             reason,
