@@ -181,21 +181,22 @@ async fn every_stream_of_a_parallel_read_sees_the_same_moment() {
             }
         })
     };
-    while transfers.load(Ordering::Relaxed) < 50 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Each round starts once more transfers have committed since the last
+    // one (so every read freezes another moment of a table being written);
+    // whether a transfer also lands while the streams read is up to the
+    // scheduler, so it is not asserted.
+    let mut seen = 0;
     for round in 0..15 {
-        let before = transfers.load(Ordering::Relaxed);
+        while transfers.load(Ordering::Relaxed) < seen + 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen = transfers.load(Ordering::Relaxed);
         let stream = source.scan_parallel(&description, &request, 0, 4).await.unwrap();
         let (total, count) = sum(stream).await;
         assert_eq!(
             (total, count),
             (TOTAL, ACCOUNTS as usize),
             "round {round}: four streams, one moment"
-        );
-        assert!(
-            transfers.load(Ordering::Relaxed) > before,
-            "round {round}: transfers went on around the read"
         );
     }
     stop.store(true, Ordering::Relaxed);
