@@ -60,6 +60,7 @@ mod migration_tools;
 mod namespaces;
 mod parallel;
 mod parallel_mysql;
+mod parallel_sqlserver;
 mod public_tables;
 mod redaction;
 mod reserved_names;

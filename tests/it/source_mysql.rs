@@ -55,6 +55,17 @@ impl Connections {
         if let Some(database) = database {
             options.insert("database".into(), OptionValue::Text(database.into()));
         }
+        self.source_with(name, type_name, options).await
+    }
+
+    /// Saves a connection of `type_name` with `options` and opens it as a
+    /// source.
+    pub(crate) async fn source_with(
+        &self,
+        name: &str,
+        type_name: &str,
+        options: BTreeMap<String, OptionValue>,
+    ) -> Arc<dyn Source> {
         self.manager
             .create(CreateConnection {
                 name: name.into(),

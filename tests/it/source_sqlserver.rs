@@ -5,7 +5,8 @@
 //! a kill -9 after the destination commit. The full type mapping is
 //! unit-tested on decoded TDS values (`connectors/sqlserver/decode.rs`);
 //! `live_sql_server` runs against a real server when `SLUICE_MSSQL_TEST_URL`
-//! is set.
+//! is set (types, an incremental job by rowversion, and parallel reads in
+//! one moment while transfers commit).
 
 use crate::common;
 
@@ -432,9 +433,14 @@ async fn live_sql_server() {
     if trust {
         config.trust_cert();
     }
-    let tcp = tokio::net::TcpStream::connect(config.get_addr()).await.unwrap();
-    use tokio_util::compat::TokioAsyncWriteCompatExt;
-    let mut server = tiberius::Client::connect(config, tcp.compat_write()).await.unwrap();
+    let connect = || async {
+        use tokio_util::compat::TokioAsyncWriteCompatExt;
+        let tcp = tokio::net::TcpStream::connect(config.get_addr()).await.unwrap();
+        tiberius::Client::connect(config.clone(), tcp.compat_write())
+            .await
+            .unwrap()
+    };
+    let mut server = connect().await;
     server
         .simple_query(LIVE_TABLE)
         .await
@@ -541,6 +547,64 @@ async fn live_sql_server() {
         .unwrap();
     let second = rows(&client, "RUN ETL JOB live_rv").await;
     assert_eq!(second[0][2].as_deref(), Some("1"), "the updated row only: {second:?}");
+
+    // Parallel reads see one moment while transfers commit all along (the
+    // database must allow snapshot isolation; this turns it on).
+    server
+        .simple_query(LIVE_ACCOUNTS)
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, mut conn) = (stop.clone(), connect().await);
+        tokio::spawn(async move {
+            let (mut n, mut transfers) = (0u32, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n = n.wrapping_add(7919);
+                let (from, to) = (1 + n % 500, 2000 - n % 500);
+                conn.simple_query(format!(
+                    "BEGIN TRANSACTION; UPDATE dbo.sluice_live_accounts SET balance = balance - 1 WHERE id = {from}; \
+                     UPDATE dbo.sluice_live_accounts SET balance = balance + 1 WHERE id = {to}; COMMIT"
+                ))
+                .await
+                .unwrap()
+                .into_results()
+                .await
+                .unwrap();
+                transfers += 1;
+            }
+            transfers
+        })
+    };
+    client
+        .batch_execute(
+            "CREATE ETL JOB live_par FROM live.dbo.sluice_live_accounts INTO warehouse.live_par SNAPSHOT \
+             WITH (parallelism = 4)",
+        )
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let run = rows(&client, "RUN ETL JOB live_par").await;
+        assert_eq!(run[0][1].as_deref(), Some("succeeded"), "{run:?}");
+        let total = rows(&client, "SELECT count(*), sum(balance) FROM warehouse.live_par").await;
+        assert_eq!(
+            (total[0][0].as_deref(), total[0][1].as_deref()),
+            (Some("2000"), Some("200000")),
+            "round {round}: four streams, one moment"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0, "transfers ran");
+    server
+        .simple_query("DROP TABLE dbo.sluice_live_accounts")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
     server
         .simple_query("DROP TABLE dbo.sluice_live_types")
         .await
@@ -549,6 +613,14 @@ async fn live_sql_server() {
         .await
         .unwrap();
 }
+
+/// The live test's accounts (2,000 of balance 100), in a database that
+/// allows snapshot isolation.
+const LIVE_ACCOUNTS: &str = "ALTER DATABASE CURRENT SET ALLOW_SNAPSHOT_ISOLATION ON; \
+    IF OBJECT_ID('dbo.sluice_live_accounts') IS NOT NULL DROP TABLE dbo.sluice_live_accounts; \
+    CREATE TABLE dbo.sluice_live_accounts (id int NOT NULL PRIMARY KEY, balance int NOT NULL); \
+    WITH n AS (SELECT TOP (2000) ROW_NUMBER() OVER (ORDER BY (SELECT NULL)) AS id FROM sys.all_objects a \
+    CROSS JOIN sys.all_objects b) INSERT INTO dbo.sluice_live_accounts SELECT id, 100 FROM n;";
 
 /// The live test's table: one column of each documented type, a row of
 /// edge values and a row of NULLs.

@@ -687,7 +687,7 @@ impl JobManager {
             return Err(EngineError::InvalidJob {
                 message: format!(
                     "connection \"{}\" cannot be read by parallel streams (WITH (parallelism = n) needs a PostgreSQL, \
-                     MySQL, MariaDB, DynamoDB, Cassandra or file source); leave out parallelism",
+                     MySQL, MariaDB, SQL Server, DynamoDB, Cassandra or file source); leave out parallelism",
                     job.source.connection
                 ),
             });

@@ -2,11 +2,13 @@
 //! (`WITH (parallelism = n)`, a cluster's parts): the ranges' conditions,
 //! each part's request, and the merge of the parts' streams.
 
+use std::future::Future;
+
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use futures::StreamExt;
 
-use crate::contract::{Dialect, ScanRequest, SourceError, TableDescription};
+use crate::contract::{Dialect, ScanPart, ScanRequest, SourceError, SplitScan, TableDescription};
 
 /// Batches buffered per stream between its task and the consumer.
 const BUFFERED_BATCHES: usize = 2;
@@ -76,6 +78,22 @@ pub(crate) fn part_request(request: &ScanRequest, condition: Option<String>) -> 
         filter,
         ..request.clone()
     }
+}
+
+/// Reads every part of `planned` here (a parallel scan in one process):
+/// opens each with `open`, ends the split's hold once all have opened
+/// their snapshots, and merges their streams.
+pub(crate) async fn read_here<F, Opened>(planned: SplitScan, open: F) -> Result<SendableRecordBatchStream, SourceError>
+where
+    F: Fn(ScanPart) -> Opened,
+    Opened: Future<Output = Result<SendableRecordBatchStream, SourceError>>,
+{
+    let mut streams = Vec::with_capacity(planned.parts.len());
+    for part in planned.parts.clone() {
+        streams.push(open(part).await?);
+    }
+    drop(planned);
+    Ok(merge(streams))
 }
 
 /// One stream of the batches of `streams` (at least one, all of one

@@ -47,6 +47,24 @@ pub struct SqlBridge {
     pub port: u16,
     child: Option<Child>,
     dir: TempDir,
+    /// Whether it runs with the application-lock fake (and `id` keys).
+    applocks: bool,
+    /// The tables served.
+    tables: Vec<String>,
+}
+
+/// One call the application-lock fake answered.
+#[derive(Debug, Clone)]
+pub struct LockCall {
+    /// `sp_getapplock`, `sp_releaseapplock`, `APPLOCK_TEST`,
+    /// `APPLOCK_MODE`, or `session closed`.
+    pub call: String,
+    /// The connection that made it.
+    pub session: u64,
+    /// The lock's name (none for `session closed`).
+    pub resource: String,
+    /// What the call answered.
+    pub answer: serde_json::Value,
 }
 
 impl SqlBridge {
@@ -59,6 +77,18 @@ impl SqlBridge {
     /// (see [`Self::write_events`]): CSV text is never typed as a time, a
     /// workbook's date cells are (`datetime`).
     pub fn start_with_events(tables: &[(&str, &str)], events: Option<i64>) -> SqlBridge {
+        Self::start_as(tables, events, false)
+    }
+
+    /// Serves `tables` with SQL Server's application locks added
+    /// (`tests/fixtures/sqlbridge_applocks.py`), which parallel reads take,
+    /// and column `id` of each as its primary key; [`Self::lock_calls`]
+    /// lists every lock call made.
+    pub fn start_with_applocks(tables: &[(&str, &str)]) -> SqlBridge {
+        Self::start_as(tables, None, true)
+    }
+
+    fn start_as(tables: &[(&str, &str)], events: Option<i64>, applocks: bool) -> SqlBridge {
         let dir = tempfile::Builder::new().prefix("sluice-sqlbridge-").tempdir().unwrap();
         let mut entries: Vec<String> = tables
             .iter()
@@ -79,6 +109,8 @@ impl SqlBridge {
             port: free_port(),
             child: None,
             dir,
+            applocks,
+            tables: tables.iter().map(|(name, _)| (*name).to_owned()).collect(),
         };
         if let Some(n) = events {
             bridge.write_events(n);
@@ -115,7 +147,19 @@ impl SqlBridge {
         let log = self.log_path();
         for _ in 0..50 {
             let file = std::fs::File::create(&log).unwrap();
-            let mut child = Command::new(tools().join("sqlbridge-venv/bin/pysqlbridge"))
+            let mut command = if self.applocks {
+                let mut python = Command::new(tools().join("sqlbridge-venv/bin/python"));
+                python.arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/sqlbridge_applocks.py"
+                ));
+                let keys: Vec<String> = self.tables.iter().map(|t| format!("{t}.id")).collect();
+                python.env("BRIDGE_PRIMARY_KEYS", keys.join(","));
+                python
+            } else {
+                Command::new(tools().join("sqlbridge-venv/bin/pysqlbridge"))
+            };
+            let mut child = command
                 .args([
                     "--host",
                     "127.0.0.1",
@@ -161,6 +205,23 @@ impl SqlBridge {
     /// What the bridge logged (every query it received).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Every application-lock call answered so far, in order (a bridge
+    /// started by [`Self::start_with_applocks`]).
+    pub fn lock_calls(&self) -> Vec<LockCall> {
+        let log = std::fs::read_to_string(self.dir.path().join("applocks.log")).unwrap_or_default();
+        log.lines()
+            .map(|line| {
+                let call: serde_json::Value = serde_json::from_str(line).expect(line);
+                LockCall {
+                    call: call["call"].as_str().unwrap_or_default().to_owned(),
+                    session: call["session"].as_u64().unwrap_or_default(),
+                    resource: call["resource"].as_str().unwrap_or_default().to_owned(),
+                    answer: call["answer"].clone(),
+                }
+            })
+            .collect()
     }
 
     /// Whether the bridge logs a query containing `needle` within 5 s (it

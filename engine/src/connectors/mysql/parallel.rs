@@ -25,7 +25,7 @@ use super::dialect::MysqlDialect;
 use super::endpoint::{Endpoint, query_error};
 use super::source::{quoted_table, scan_on, scan_query, session};
 use crate::contract::{Dialect, ScanPart, ScanRequest, SourceError, SplitScan, TableDescription};
-use crate::sources::key_ranges::{merge, part_request, ranges, split_parts};
+use crate::sources::key_ranges::{part_request, ranges, read_here, split_parts};
 
 /// The longest the table stays frozen waiting for parts to open their
 /// snapshots: writers wait at most this long.
@@ -289,12 +289,9 @@ pub(super) async fn scan(
     parts: usize,
 ) -> Result<SendableRecordBatchStream, SourceError> {
     let planned = split(endpoint, timeout, description, request, split_column, parts).await?;
-    let mut streams = Vec::with_capacity(planned.parts.len());
-    for part in &planned.parts {
-        streams.push(scan_part(endpoint, timeout, description, &part.request, part.snapshot.as_deref()).await?);
-    }
-    // Every part has opened its snapshot: the table may thaw.
-    drop(planned);
-    debug!(table = %description.table, ranges = streams.len(), "MySQL parallel scan");
-    Ok(merge(streams))
+    debug!(table = %description.table, ranges = planned.parts.len(), "MySQL parallel scan");
+    read_here(planned, |part| async move {
+        scan_part(endpoint, timeout, description, &part.request, part.snapshot.as_deref()).await
+    })
+    .await
 }

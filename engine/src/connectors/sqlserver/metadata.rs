@@ -232,7 +232,7 @@ pub(super) fn text(row: &Row, index: usize) -> Option<String> {
 
 /// Column `index` of a row as an integer, whatever integer type the
 /// server chose for it.
-fn integer(row: &Row, index: usize) -> Option<i64> {
+pub(super) fn integer(row: &Row, index: usize) -> Option<i64> {
     match row.cells().nth(index)?.1 {
         ColumnData::U8(v) => v.map(i64::from),
         ColumnData::I16(v) => v.map(i64::from),

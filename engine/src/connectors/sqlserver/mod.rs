@@ -7,6 +7,7 @@ mod dialect;
 mod endpoint;
 mod horizon;
 mod metadata;
+mod parallel;
 mod source;
 pub mod types;
 

@@ -19,11 +19,12 @@ use super::decode::ColumnDecoder;
 use super::dialect::SqlServerDialect;
 use super::endpoint::{Endpoint, Session, query_error};
 use super::metadata::{self, value_text};
-use super::{horizon, types};
+use super::{horizon, parallel, types};
 use crate::contract::{
-    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError,
+    ColumnInfo, CommitHorizon, Dialect, QueryBuilder, ResolvedOptions, ScanRequest, Source, SourceError, SplitScan,
     TableDescription, TableInfo, TableRef, TextRows,
 };
+use crate::sources::key_ranges::{self, read_here};
 
 /// Rows per record batch of a scan.
 const BATCH_ROWS: usize = 8192;
@@ -40,30 +41,37 @@ pub(super) fn open_sql_server(options: &ResolvedOptions, timeout: Duration) -> A
     Arc::new(SqlServerSource {
         endpoint: Endpoint::new(options),
         timeout,
-        offset_fetch: true,
+        flavor: Flavor::SqlServer,
     })
 }
 
-/// Opens a Synapse connection's options as a source: its dedicated SQL
-/// pools have no `OFFSET ... FETCH`.
+/// Opens a Synapse connection's options as a source.
 pub(super) fn open_synapse(options: &ResolvedOptions, timeout: Duration) -> Arc<dyn Source> {
     Arc::new(SqlServerSource {
         endpoint: Endpoint::new(options),
         timeout,
-        offset_fetch: false,
+        flavor: Flavor::Synapse,
     })
 }
 
-struct SqlServerSource {
+/// Which server speaks TDS at the other end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    SqlServer,
+    /// Synapse's dedicated SQL pools have no `OFFSET ... FETCH`, no
+    /// snapshot isolation and no application locks, so no parallel reads.
+    Synapse,
+}
+
+pub(super) struct SqlServerSource {
     endpoint: Endpoint,
     timeout: Duration,
-    /// Whether the server takes `OFFSET m ROWS FETCH NEXT n ROWS ONLY`.
-    offset_fetch: bool,
+    flavor: Flavor,
 }
 
 impl SqlServerSource {
     /// A session with the reading settings.
-    async fn session(&self) -> Result<Session, SourceError> {
+    pub(super) async fn session(&self) -> Result<Session, SourceError> {
         let mut client = self.endpoint.connect(self.timeout).await?;
         client
             .simple_query(SESSION)
@@ -102,12 +110,49 @@ impl SqlServerSource {
     }
 
     /// `[schema].[table]`.
-    fn from(description: &TableDescription) -> String {
+    pub(super) fn from(description: &TableDescription) -> String {
         format!(
             "{}.{}",
             SqlServerDialect.quote_ident(&description.table.schema),
             SqlServerDialect.quote_ident(&description.table.name)
         )
+    }
+
+    /// The reader of `request`'s rows, before any session is opened (a
+    /// column that cannot be decoded is refused first).
+    pub(super) fn reader(&self, description: &TableDescription, request: &ScanRequest) -> Result<Reader, SourceError> {
+        let (columns, schema) = description.projection(&request.columns)?;
+        let decoders = columns
+            .iter()
+            .map(|c| {
+                ColumnDecoder::new(
+                    format!("column \"{}\" of {}", c.name, description.table),
+                    &c.mapping.arrow,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Reader {
+            sql: self.scan_query(description, request),
+            batch_rows: request.batch_rows.unwrap_or(BATCH_ROWS).max(1),
+            decoders,
+            schema,
+        })
+    }
+
+    /// Refuses parallel reads where the server cannot keep them in one
+    /// snapshot (Synapse).
+    fn splits(&self, description: &TableDescription) -> Result<(), SourceError> {
+        match self.flavor {
+            Flavor::SqlServer => Ok(()),
+            Flavor::Synapse => Err(SourceError::Query {
+                code: Some("0A000".into()),
+                message: format!(
+                    "{} cannot be read by parallel streams: Synapse SQL pools have no snapshot isolation to read \
+                     every stream at one moment; leave out parallelism",
+                    description.table
+                ),
+            }),
+        }
     }
 }
 
@@ -123,7 +168,7 @@ impl Source for SqlServerSource {
     }
 
     fn supports_offset(&self) -> bool {
-        self.offset_fetch
+        self.flavor == Flavor::SqlServer
     }
 
     async fn schemas(&self) -> Result<Vec<String>, SourceError> {
@@ -156,33 +201,65 @@ impl Source for SqlServerSource {
         description: &TableDescription,
         request: &ScanRequest,
     ) -> Result<SendableRecordBatchStream, SourceError> {
-        let (columns, schema) = description.projection(&request.columns)?;
-        let decoders = columns
-            .iter()
-            .map(|c| {
-                ColumnDecoder::new(
-                    format!("column \"{}\" of {}", c.name, description.table),
-                    &c.mapping.arrow,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let sql = self.scan_query(description, request);
+        let reader = self.reader(description, request)?;
         let client = self.session().await?;
-        let reader = Reader {
-            batch_rows: request.batch_rows.unwrap_or(BATCH_ROWS).max(1),
-            decoders,
-            schema: schema.clone(),
-        };
-        let (sender, receiver) = mpsc::channel(BATCHES_AHEAD);
-        // Dropping the stream drops the receiver: the task stops at its next
-        // batch and closes the session, which ends the query on the server.
-        tokio::spawn(reader.run(client, sql, sender));
-        let batches = futures::stream::unfold(receiver, |mut receiver| async move {
-            let batch = receiver.recv().await?;
-            Some((batch, receiver))
+        Ok(reader.stream(client))
+    }
+
+    fn supports_parallel_scan(&self) -> bool {
+        self.flavor == Flavor::SqlServer
+    }
+
+    async fn scan_parallel(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        self.splits(description)?;
+        let planned = parallel::split(self, description, request, split, parts).await?;
+        read_here(planned, |part| async move {
+            parallel::scan_part(self, description, &part.request, part.snapshot.as_deref()).await
         })
-        .map_err(|e: SourceError| DataFusionError::External(Box::new(e)));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        .await
+    }
+
+    async fn parallel_scan_queries(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: usize,
+        parts: usize,
+    ) -> Result<Vec<String>, SourceError> {
+        self.splits(description)?;
+        parallel::queries(self, description, request, split, parts).await
+    }
+
+    fn supports_split_scan(&self) -> bool {
+        self.flavor == Flavor::SqlServer
+    }
+
+    async fn split_scan(
+        &self,
+        description: &TableDescription,
+        request: &ScanRequest,
+        split: Option<usize>,
+        parts: usize,
+    ) -> Result<SplitScan, SourceError> {
+        self.splits(description)?;
+        let split = key_ranges::required_split(description, split)?;
+        parallel::split(self, description, request, split, parts).await
+    }
+
+    async fn scan_part(
+        &self,
+        description: &TableDescription,
+        part: &ScanRequest,
+        snapshot: Option<&str>,
+    ) -> Result<SendableRecordBatchStream, SourceError> {
+        self.splits(description)?;
+        parallel::scan_part(self, description, part, snapshot).await
     }
 
     async fn commit_horizon(&self) -> Result<Option<CommitHorizon>, SourceError> {
@@ -257,17 +334,35 @@ fn select_expression(column: &ColumnInfo) -> String {
 }
 
 /// Decodes the rows of one scan into batches.
-struct Reader {
+pub(super) struct Reader {
+    sql: String,
     batch_rows: usize,
     decoders: Vec<ColumnDecoder>,
     schema: SchemaRef,
 }
 
 impl Reader {
-    /// Runs `sql` on `client` and sends its rows batch by batch, then an
-    /// error if one stopped it; returns when done or when nobody listens.
-    async fn run(mut self, mut client: Session, sql: String, sender: mpsc::Sender<Result<RecordBatch, SourceError>>) {
+    /// Streams the rows read on `client`, decoded in a task that owns the
+    /// session. Dropping the stream drops the receiver: the task stops at
+    /// its next batch and drops the session, which ends the query (and any
+    /// transaction it was in) on the server.
+    pub(super) fn stream(self, client: Session) -> SendableRecordBatchStream {
+        let schema = self.schema.clone();
+        let (sender, receiver) = mpsc::channel(BATCHES_AHEAD);
+        tokio::spawn(self.run(client, sender));
+        let batches = futures::stream::unfold(receiver, |mut receiver| async move {
+            let batch = receiver.recv().await?;
+            Some((batch, receiver))
+        })
+        .map_err(|e: SourceError| DataFusionError::External(Box::new(e)));
+        Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+    }
+
+    /// Runs the query on `client` and sends its rows batch by batch, then
+    /// an error if one stopped it; returns when done or when nobody listens.
+    async fn run(mut self, mut client: Session, sender: mpsc::Sender<Result<RecordBatch, SourceError>>) {
         let result = async {
+            let sql = std::mem::take(&mut self.sql);
             let mut stream = client.simple_query(sql).await.map_err(query_error)?;
             let mut count = 0;
             while let Some(item) = stream.try_next().await.map_err(query_error)? {
