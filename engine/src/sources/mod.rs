@@ -8,6 +8,7 @@ mod checksum;
 pub(crate) mod datafusion_sql;
 pub(crate) mod decimal_text;
 mod describe;
+pub(crate) mod freeze;
 pub(crate) mod key_ranges;
 mod offset;
 mod pushdown;

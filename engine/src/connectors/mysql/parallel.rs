@@ -8,35 +8,29 @@
 //! snapshot began inside it and equals every other part's), takes a named
 //! lock of its own, and streams one `SELECT` of its range. The coordinator
 //! thaws the table as soon as it has seen every part's lock held, or after
-//! [`FREEZE_LIMIT`]; a part that starts later fails with SQLSTATE 40001
-//! (the run retries) instead of reading another snapshot.
+//! [`freeze::FREEZE_LIMIT`]; a part that starts later fails with SQLSTATE
+//! 40001 (the run retries) instead of reading another snapshot
+//! ([`crate::sources::freeze`] holds what SQL Server shares).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::execution::SendableRecordBatchStream;
+use futures::future::BoxFuture;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use tokio::sync::oneshot;
-use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::dialect::MysqlDialect;
 use super::endpoint::{Endpoint, query_error};
 use super::source::{quoted_table, scan_on, scan_query, session};
-use crate::contract::{Dialect, ScanPart, ScanRequest, SourceError, SplitScan, TableDescription};
+use crate::contract::{Dialect, ScanRequest, SourceError, SplitScan, TableDescription};
+use crate::sources::freeze;
 use crate::sources::key_ranges::{part_request, ranges, read_here, split_parts};
-
-/// The longest the table stays frozen waiting for parts to open their
-/// snapshots: writers wait at most this long.
-pub(super) const FREEZE_LIMIT: Duration = Duration::from_secs(30);
 
 /// The longest the coordinator waits for the table lock (for transactions
 /// writing the table to end).
 const LOCK_WAIT_SECONDS: u32 = 60;
-
-/// How often the coordinator looks for the parts' locks.
-const POLL: Duration = Duration::from_millis(20);
 
 /// MySQL's error for a privilege the user lacks on a table (`LOCK TABLES`).
 const ER_TABLEACCESS_DENIED_ERROR: u16 = 1142;
@@ -87,7 +81,7 @@ pub(super) async fn queries(
 /// Freezes the table and plans `request` as up to `parts` ranges of
 /// column `split`, each to be read by [`scan_part`] in the freeze's
 /// snapshot; the freeze ends when every part has opened its snapshot,
-/// after [`FREEZE_LIMIT`], or when the returned [`SplitScan`] drops.
+/// after [`freeze::FREEZE_LIMIT`], or when the returned [`SplitScan`] drops.
 pub(super) async fn split(
     endpoint: &Endpoint,
     timeout: Duration,
@@ -97,7 +91,7 @@ pub(super) async fn split(
     parts: usize,
 ) -> Result<SplitScan, SourceError> {
     let mut conn = session(endpoint, timeout).await?;
-    let freeze = format!("sluice_freeze_{}", uuid::Uuid::new_v4().simple());
+    let freeze = freeze::new_name();
     let frozen = async {
         lock_table(&mut conn, description).await?;
         conn.exec_drop("DO GET_LOCK(?, 0)", (freeze.as_str(),))
@@ -114,19 +108,7 @@ pub(super) async fn split(
         }
     };
     debug!(table = %description.table, ranges = conditions.len(), %freeze, "MySQL table frozen for a split scan");
-    let parts: Vec<ScanPart> = (conditions.into_iter().enumerate())
-        .map(|(i, condition)| ScanPart {
-            request: part_request(request, condition),
-            snapshot: Some(format!("{freeze}/{i}")),
-        })
-        .collect();
-    let tokens = parts.iter().filter_map(|p| p.snapshot.clone()).collect();
-    let (release, released) = oneshot::channel();
-    tokio::spawn(hold_freeze(conn, freeze, tokens, released));
-    Ok(SplitScan {
-        parts,
-        hold: Box::new(release),
-    })
+    Ok(freeze::split(conn, freeze, request, conditions, watch, thaw))
 }
 
 /// Takes the table's read lock, explaining the privilege or the wait it
@@ -165,53 +147,31 @@ async fn lock_table(conn: &mut Conn, description: &TableDescription) -> Result<(
     }
 }
 
-/// Keeps the table frozen until every part has been seen holding its lock
-/// (parts run in waves on a cluster: a finished part's lock is gone, so
-/// each is remembered once seen), the freeze has lasted [`FREEZE_LIMIT`],
-/// or `released` fires (its sender dropped), then thaws it: the freeze's
-/// lock first, so that no part starts inside the freeze's name after the
-/// table's lock is gone.
-async fn hold_freeze(mut conn: Conn, freeze: String, parts: Vec<String>, mut released: oneshot::Receiver<()>) {
-    let deadline = Instant::now() + FREEZE_LIMIT;
-    let held = format!("SELECT {}", vec!["IS_USED_LOCK(?) IS NOT NULL"; parts.len()].join(", "));
-    let mut joined = vec![false; parts.len()];
-    loop {
-        tokio::select! {
-            _ = &mut released => break,
-            () = tokio::time::sleep(POLL) => {}
-        }
-        if Instant::now() >= deadline {
-            warn!(%freeze, parts = parts.len(), "a table freeze ended before every part had opened its snapshot");
-            break;
-        }
-        match conn
-            .exec_first::<mysql_async::Row, _, _>(held.as_str(), parts.clone())
+/// Which of the parts' named locks another session holds.
+fn watch<'a>(conn: &'a mut Conn, parts: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>, SourceError>> {
+    Box::pin(async move {
+        let held = format!("SELECT {}", vec!["IS_USED_LOCK(?) IS NOT NULL"; parts.len()].join(", "));
+        let row: Option<mysql_async::Row> = conn
+            .exec_first(held.as_str(), parts.to_vec())
             .await
-        {
-            Ok(Some(row)) => {
-                for (i, seen) in joined.iter_mut().enumerate() {
-                    *seen |= row.get::<bool, _>(i).unwrap_or(false);
-                }
-                if joined.iter().all(|&seen| seen) {
-                    break;
-                }
-            }
-            Ok(None) => {}
-            Err(error) => {
-                warn!(%freeze, %error, "could not watch a table freeze; ending it");
-                break;
-            }
-        }
-    }
-    let thawed = conn
-        .exec_drop("DO RELEASE_LOCK(?)", (freeze.as_str(),))
-        .await
-        .and(conn.query_drop("UNLOCK TABLES").await);
-    if let Err(error) = thawed {
-        warn!(%freeze, %error, "could not end a table freeze; closing its session ends it");
-    }
-    debug!(%freeze, "MySQL table thawed");
-    let _ = conn.disconnect().await;
+            .map_err(query_error)?;
+        Ok((0..parts.len())
+            .map(|i| row.as_ref().and_then(|row| row.get::<bool, _>(i)).unwrap_or(false))
+            .collect())
+    })
+}
+
+/// Ends the freeze: its named lock first, so that no part starts inside
+/// the freeze's name after the table's lock is gone.
+fn thaw(mut conn: Conn, freeze: String) -> BoxFuture<'static, Result<(), SourceError>> {
+    Box::pin(async move {
+        let thawed = conn
+            .exec_drop("DO RELEASE_LOCK(?)", (freeze.as_str(),))
+            .await
+            .and(conn.query_drop("UNLOCK TABLES").await);
+        let _ = conn.disconnect().await;
+        thawed.map_err(query_error)
+    })
 }
 
 /// Streams one part of [`split`]: `snapshot` is its place in the freeze
@@ -236,10 +196,7 @@ pub(super) async fn scan_part(
 /// Opens `conn`'s snapshot inside the freeze `token` names and takes the
 /// part's lock; refuses if the freeze has ended.
 async fn join_freeze(conn: &mut Conn, description: &TableDescription, token: &str) -> Result<(), SourceError> {
-    let (freeze, _) = token.rsplit_once('/').ok_or_else(|| SourceError::Query {
-        code: None,
-        message: format!("\"{token}\" names no part of a table freeze"),
-    })?;
+    let freeze = freeze::freeze_of(token)?;
     for statement in [
         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
         "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
@@ -251,29 +208,14 @@ async fn join_freeze(conn: &mut Conn, description: &TableDescription, token: &st
         .await
         .map_err(query_error)?;
     if frozen.flatten().is_none() {
-        return Err(SourceError::Query {
-            code: Some("40001".into()),
-            message: format!(
-                "a part of the parallel read of {} started after the table's freeze ended, so it cannot read the \
-                 run's snapshot (every part must start within {} s: parallelism above the task slots free at once, \
-                 or a part run again after a failure); the run is retried",
-                description.table,
-                FREEZE_LIMIT.as_secs()
-            ),
-        });
+        return Err(freeze::ended(description));
     }
     let joined: Option<Option<u64>> = conn
         .exec_first("SELECT GET_LOCK(?, 0)", (token,))
         .await
         .map_err(query_error)?;
     if joined.flatten() != Some(1) {
-        return Err(SourceError::Query {
-            code: Some("40001".into()),
-            message: format!(
-                "part {token} of the parallel read of {} is already being read by another session",
-                description.table
-            ),
-        });
+        return Err(freeze::taken(token, description));
     }
     Ok(())
 }

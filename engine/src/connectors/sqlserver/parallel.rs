@@ -9,35 +9,29 @@
 //! its snapshot began inside it and equals every other part's), takes an
 //! application lock of its own, and streams one `SELECT` of its range. The
 //! coordinator thaws the table as soon as it has seen every part's lock
-//! held, or after [`FREEZE_LIMIT`]; a part that starts later fails with
-//! SQLSTATE 40001 (the run retries) instead of reading another snapshot.
-//! The database must allow snapshot isolation.
+//! held, or after [`freeze::FREEZE_LIMIT`]; a part that starts later fails
+//! with SQLSTATE 40001 (the run retries) instead of reading another
+//! snapshot ([`crate::sources::freeze`] holds what MySQL shares). The
+//! database must allow snapshot isolation.
 
 use std::time::Duration;
 
 use datafusion::execution::SendableRecordBatchStream;
+use futures::future::BoxFuture;
 use tiberius::error::Error as TdsError;
-use tokio::sync::oneshot;
-use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::dialect::SqlServerDialect;
 use super::endpoint::{Session, query_error};
 use super::metadata::{integer, rows, text};
 use super::source::SqlServerSource;
-use crate::contract::{ScanPart, ScanRequest, Source, SourceError, SplitScan, TableDescription};
+use crate::contract::{ScanRequest, Source, SourceError, SplitScan, TableDescription};
+use crate::sources::freeze;
 use crate::sources::key_ranges::{part_request, ranges, split_parts};
-
-/// The longest the table stays frozen waiting for parts to open their
-/// snapshots: writers wait at most this long.
-const FREEZE_LIMIT: Duration = Duration::from_secs(30);
 
 /// The longest the coordinator waits for the table lock (for transactions
 /// writing the table to end).
 const LOCK_WAIT: Duration = Duration::from_secs(60);
-
-/// How often the coordinator looks for the parts' locks.
-const POLL: Duration = Duration::from_millis(20);
 
 /// SQL Server's error for a lock request that timed out.
 const LOCK_TIMEOUT: u32 = 1222;
@@ -86,7 +80,7 @@ pub(super) async fn queries(
 /// Freezes the table and plans `request` as up to `parts` ranges of
 /// column `split`, each to be read by [`scan_part`] in the freeze's
 /// snapshot; the freeze ends when every part has opened its snapshot,
-/// after [`FREEZE_LIMIT`], or when the returned [`SplitScan`] drops.
+/// after [`freeze::FREEZE_LIMIT`], or when the returned [`SplitScan`] drops.
 pub(super) async fn split(
     source: &SqlServerSource,
     description: &TableDescription,
@@ -95,7 +89,7 @@ pub(super) async fn split(
     parts: usize,
 ) -> Result<SplitScan, SourceError> {
     let mut client = source.session().await?;
-    let freeze = format!("sluice_freeze_{}", uuid::Uuid::new_v4().simple());
+    let freeze = freeze::new_name();
     let conditions = async {
         lock_table(&mut client, description).await?;
         if !take_lock(&mut client, &freeze).await? {
@@ -108,19 +102,7 @@ pub(super) async fn split(
     }
     .await?;
     debug!(table = %description.table, ranges = conditions.len(), %freeze, "SQL Server table frozen for a split scan");
-    let parts: Vec<ScanPart> = (conditions.into_iter().enumerate())
-        .map(|(i, condition)| ScanPart {
-            request: part_request(request, condition),
-            snapshot: Some(format!("{freeze}/{i}")),
-        })
-        .collect();
-    let tokens = parts.iter().filter_map(|p| p.snapshot.clone()).collect();
-    let (release, released) = oneshot::channel();
-    tokio::spawn(hold_freeze(client, freeze, tokens, released));
-    Ok(SplitScan {
-        parts,
-        hold: Box::new(release),
-    })
+    Ok(freeze::split(client, freeze, request, conditions, watch, thaw))
 }
 
 /// Begins the coordinator's transaction and takes the table's shared lock
@@ -177,58 +159,30 @@ async fn take_lock(client: &mut Session, resource: &str) -> Result<bool, SourceE
 }
 
 /// For each of `resources`, whether another session holds it.
-async fn held_elsewhere(client: &mut Session, resources: &[String]) -> Result<Vec<bool>, SourceError> {
-    let tests: Vec<String> = (resources.iter())
-        .map(|r| format!("APPLOCK_TEST('public', {}, 'Shared', 'Session')", literal(r)))
-        .collect();
-    let found = rows(client, &format!("SELECT {}", tests.join(", ")), &[]).await?;
-    Ok((0..resources.len())
-        .map(|i| found.first().and_then(|row| integer(row, i)) == Some(0))
-        .collect())
+fn watch<'a>(client: &'a mut Session, resources: &'a [String]) -> BoxFuture<'a, Result<Vec<bool>, SourceError>> {
+    Box::pin(async move {
+        let tests: Vec<String> = (resources.iter())
+            .map(|r| format!("APPLOCK_TEST('public', {}, 'Shared', 'Session')", literal(r)))
+            .collect();
+        let found = rows(client, &format!("SELECT {}", tests.join(", ")), &[]).await?;
+        Ok((0..resources.len())
+            .map(|i| found.first().and_then(|row| integer(row, i)) == Some(0))
+            .collect())
+    })
 }
 
-/// Keeps the table frozen until every part has been seen holding its lock
-/// (parts run in waves on a cluster: a finished part's lock is gone, so
-/// each is remembered once seen), the freeze has lasted [`FREEZE_LIMIT`],
-/// or `released` fires (its sender dropped), then thaws it: the freeze's
-/// lock first, so that no part starts inside the freeze's name after the
-/// table's lock is gone.
-async fn hold_freeze(mut client: Session, freeze: String, parts: Vec<String>, mut released: oneshot::Receiver<()>) {
-    let deadline = Instant::now() + FREEZE_LIMIT;
-    let mut joined = vec![false; parts.len()];
-    loop {
-        tokio::select! {
-            _ = &mut released => break,
-            () = tokio::time::sleep(POLL) => {}
-        }
-        if Instant::now() >= deadline {
-            warn!(%freeze, parts = parts.len(), "a table freeze ended before every part had opened its snapshot");
-            break;
-        }
-        match held_elsewhere(&mut client, &parts).await {
-            Ok(held) => {
-                for (seen, held) in joined.iter_mut().zip(held) {
-                    *seen |= held;
-                }
-                if joined.iter().all(|&seen| seen) {
-                    break;
-                }
-            }
-            Err(error) => {
-                warn!(%freeze, %error, "could not watch a table freeze; ending it");
-                break;
-            }
-        }
-    }
-    let thaw = format!(
-        "EXEC sp_releaseapplock @Resource = {}, @LockOwner = 'Session'; COMMIT TRANSACTION",
-        literal(&freeze)
-    );
-    if let Err(error) = run(&mut client, &thaw).await {
-        warn!(%freeze, %error, "could not end a table freeze; closing its session ends it");
-    }
-    debug!(%freeze, "SQL Server table thawed");
-    let _ = client.close().await;
+/// Ends the freeze: its application lock first, so that no part starts
+/// inside the freeze's name after the table's lock is gone.
+fn thaw(mut client: Session, freeze: String) -> BoxFuture<'static, Result<(), SourceError>> {
+    Box::pin(async move {
+        let thaw = format!(
+            "EXEC sp_releaseapplock @Resource = {}, @LockOwner = 'Session'; COMMIT TRANSACTION",
+            literal(&freeze)
+        );
+        let thawed = run(&mut client, &thaw).await.map(drop);
+        let _ = client.close().await;
+        thawed.map_err(query_error)
+    })
 }
 
 /// Streams one part of [`split`]: `snapshot` is its place in the freeze
@@ -250,10 +204,7 @@ pub(super) async fn scan_part(
 /// Opens `client`'s snapshot inside the freeze `token` names and takes the
 /// part's lock; refuses if the freeze has ended.
 async fn join_freeze(client: &mut Session, description: &TableDescription, token: &str) -> Result<(), SourceError> {
-    let (freeze, _) = token.rsplit_once('/').ok_or_else(|| SourceError::Query {
-        code: None,
-        message: format!("\"{token}\" names no part of a table freeze"),
-    })?;
+    let freeze = freeze::freeze_of(token)?;
     // The snapshot starts at the transaction's first read of data.
     let begin = format!(
         "SET TRANSACTION ISOLATION LEVEL SNAPSHOT; BEGIN TRANSACTION; SELECT TOP (1) 1 FROM {}",
@@ -273,26 +224,11 @@ async fn join_freeze(client: &mut Session, description: &TableDescription, token
         }
         other => other.map_err(query_error)?,
     };
-    if !held_elsewhere(client, &[freeze.to_owned()]).await?[0] {
-        return Err(SourceError::Query {
-            code: Some("40001".into()),
-            message: format!(
-                "a part of the parallel read of {} started after the table's freeze ended, so it cannot read the \
-                 run's snapshot (every part must start within {} s: parallelism above the task slots free at once, \
-                 or a part run again after a failure); the run is retried",
-                description.table,
-                FREEZE_LIMIT.as_secs()
-            ),
-        });
+    if !watch(client, &[freeze.to_owned()]).await?[0] {
+        return Err(freeze::ended(description));
     }
     if !take_lock(client, token).await? {
-        return Err(SourceError::Query {
-            code: Some("40001".into()),
-            message: format!(
-                "part {token} of the parallel read of {} is already being read by another session",
-                description.table
-            ),
-        });
+        return Err(freeze::taken(token, description));
     }
     Ok(())
 }
