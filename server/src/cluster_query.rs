@@ -23,6 +23,7 @@ use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{QueryResponse, Response};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::types::format::FormatOptions;
 use sluice_engine::EngineError;
 use sluice_engine::destinations::TableShare;
 use sluice_engine::jobs::JobManager;
@@ -67,18 +68,19 @@ impl ClusterQueryHook {
         on_cluster && matches!(statement, Statement::Query(_))
     }
 
-    /// Sends `plan` to the cluster, its rows in `format`, when it reads
-    /// warehouse tables; `None` for a plan that reads none (`SELECT
-    /// version()`, `sluice.jobs`), which runs here.
+    /// Sends `plan` to the cluster, its rows in `format` and the session's
+    /// `styles`, when it reads warehouse tables; `None` for a plan that
+    /// reads none (`SELECT version()`, `sluice.jobs`), which runs here.
     async fn run(
         &self,
         plan: LogicalPlan,
         ctx: &SessionContext,
         format: &Format,
+        styles: Arc<FormatOptions>,
     ) -> Option<Result<Response, StatementError>> {
         match reads_warehouse_tables(&plan) {
             Ok(false) => None,
-            Ok(true) => Some(self.send(plan, ctx, format).await),
+            Ok(true) => Some(self.send(plan, ctx, format, styles).await),
             Err(e) => Some(Err(e)),
         }
     }
@@ -86,7 +88,13 @@ impl ClusterQueryHook {
     /// Sends `plan`, analysed and optimised in the session as a query run
     /// here is (its `timestamptz` results in the session's zone), with
     /// the session's options.
-    async fn send(&self, plan: LogicalPlan, ctx: &SessionContext, format: &Format) -> Result<Response, StatementError> {
+    async fn send(
+        &self,
+        plan: LogicalPlan,
+        ctx: &SessionContext,
+        format: &Format,
+        styles: Arc<FormatOptions>,
+    ) -> Result<Response, StatementError> {
         let cluster = self.jobs.cluster().ok_or_else(|| {
             StatementError::Unsupported(
                 "this server has no cluster (start it with --cluster df://scheduler:50050); \
@@ -103,7 +111,7 @@ impl ClusterQueryHook {
             })
         })?;
         let fields = Arc::new(
-            arrow_pg::datatypes::arrow_schema_to_pg_fields(&rows.schema(), format, None)
+            arrow_pg::datatypes::arrow_schema_to_pg_fields(&rows.schema(), format, Some(styles))
                 .map_err(|e| StatementError::Internal(e.to_string()))?,
         );
         let encoded = fields.clone();
@@ -157,6 +165,12 @@ fn reads_warehouse_tables(plan: &LogicalPlan) -> Result<bool, StatementError> {
     }
 }
 
+/// The session's text styles (`DateStyle`, `IntervalStyle`, ...), which
+/// rows run here are written in too.
+fn styles(client: &dyn HookClient) -> Arc<FormatOptions> {
+    Arc::new(FormatOptions::from_client_metadata(client.metadata()))
+}
+
 fn wire_error(error: StatementError) -> PgWireError {
     PgWireError::UserError(Box::new(error.into_error_info(0)))
 }
@@ -167,7 +181,7 @@ impl QueryHook for ClusterQueryHook {
         &self,
         statement: &Statement,
         ctx: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         if !self.takes(statement) {
             return None;
@@ -175,7 +189,7 @@ impl QueryHook for ClusterQueryHook {
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement.clone()));
         let planned = ctx.state().statement_to_plan(statement).await;
         let response = match planned {
-            Ok(plan) => self.run(plan, ctx, &Format::UnifiedText).await?,
+            Ok(plan) => self.run(plan, ctx, &Format::UnifiedText, styles(client)).await?,
             Err(e) => Err(StatementError::DataFusion(e)),
         };
         Some(response.map_err(wire_error))
@@ -196,14 +210,14 @@ impl QueryHook for ClusterQueryHook {
         plan: &LogicalPlan,
         params: &ParamValues,
         ctx: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         let format = self.format.take();
         if !self.takes(statement) {
             return None;
         }
         let response = match plan.clone().replace_params_with_values(params) {
-            Ok(plan) => self.run(plan, ctx, &format).await?,
+            Ok(plan) => self.run(plan, ctx, &format, styles(client)).await?,
             Err(e) => Err(StatementError::DataFusion(e)),
         };
         Some(response.map_err(wire_error))

@@ -12,6 +12,7 @@ use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::NoticeResponse;
+use pgwire::types::format::FormatOptions;
 use sluice_catalog::{ConnectionStatus, RunRecord, RunTrigger, SecretContent};
 use sluice_engine::contract::TableRef;
 use sluice_engine::jobs::{
@@ -95,6 +96,10 @@ pub async fn execute(
 ) -> Result<Response, StatementError> {
     let engine = &namespace.connections;
     let catalog = engine.catalog();
+    let wire = Wire {
+        format,
+        options: Arc::new(FormatOptions::from_client_metadata(client.metadata())),
+    };
     Ok(match statement {
         SluiceStatement::CreateSecret {
             name,
@@ -166,7 +171,7 @@ pub async fn execute(
             }
             Response::Execution(Tag::new("DROP SECRET"))
         }
-        SluiceStatement::ShowSecrets => rows(views::secrets(catalog)?, format)?,
+        SluiceStatement::ShowSecrets => rows(views::secrets(catalog)?, &wire)?,
         SluiceStatement::CreateAlert(request) => {
             let name = request.name.clone();
             if sluice_engine::alerts::create_alert(catalog, *request)? {
@@ -184,7 +189,7 @@ pub async fn execute(
             }
             Response::Execution(Tag::new("DROP ALERT"))
         }
-        SluiceStatement::ShowAlerts => rows(views::alerts(catalog)?, format)?,
+        SluiceStatement::ShowAlerts => rows(views::alerts(catalog)?, &wire)?,
         SluiceStatement::CreateRole { name, options } => {
             namespace.access.roles().create(&name, options)?;
             Response::Execution(Tag::new("CREATE ROLE"))
@@ -311,20 +316,20 @@ pub async fn execute(
         }
         SluiceStatement::TestConnection { name } => {
             let outcome = engine.test(&name).await?;
-            rows(views::test_results(&[outcome]), format)?
+            rows(views::test_results(&[outcome]), &wire)?
         }
-        SluiceStatement::TestConnections => rows(views::test_results(&engine.test_all().await?), format)?,
-        SluiceStatement::ShowConnections => rows(views::connections(catalog)?, format)?,
+        SluiceStatement::TestConnections => rows(views::test_results(&engine.test_all().await?), &wire)?,
+        SluiceStatement::ShowConnections => rows(views::connections(catalog)?, &wire)?,
         SluiceStatement::ShowCreateConnection { name } => {
-            rows(views::create_statement(&catalog.connection(&name)?), format)?
+            rows(views::create_statement(&catalog.connection(&name)?), &wire)?
         }
-        SluiceStatement::ShowConnectionTypes => rows(views::connection_types(), format)?,
+        SluiceStatement::ShowConnectionTypes => rows(views::connection_types(), &wire)?,
         SluiceStatement::ShowSchemas { connection } => {
-            rows(views::schemas(&engine.schemas(&connection).await?), format)?
+            rows(views::schemas(&engine.schemas(&connection).await?), &wire)?
         }
         SluiceStatement::ShowTables { connection, schema } => rows(
             views::tables(&engine.tables(&connection, schema.as_deref()).await?),
-            format,
+            &wire,
         )?,
         SluiceStatement::DescribeSourceTable {
             connection,
@@ -363,7 +368,7 @@ pub async fn execute(
                 ),
             )
             .await;
-            rows(views::describe(&description, &samples), format)?
+            rows(views::describe(&description, &samples), &wire)?
         }
         SluiceStatement::CreateJob(request) => {
             let name = request.name.clone();
@@ -425,14 +430,14 @@ pub async fn execute(
             {
                 send_notice(client, "01000", warning).await;
             }
-            rows(views::run_summary(&run), format)?
+            rows(views::run_summary(&run), &wire)?
         }
         SluiceStatement::RunJob {
             name,
             asynchronous: true,
         } => {
             let run_id = start_in_background(namespace, name).await?;
-            rows(views::run_summary(&catalog.run(run_id)?), format)?
+            rows(views::run_summary(&catalog.run(run_id)?), &wire)?
         }
         SluiceStatement::EditJob { name, edit } => {
             for notice in namespace.jobs.edit_job(&name, edit).await? {
@@ -453,11 +458,9 @@ pub async fn execute(
             send_notice(client, "00000", format!("cancelled run {run_id} of ETL job \"{name}\"")).await;
             Response::Execution(Tag::new("CANCEL ETL JOB"))
         }
-        SluiceStatement::ShowJobs => rows(views::jobs(catalog, None)?, format)?,
-        SluiceStatement::ShowCreateJob { name } => rows(views::create_job(&catalog.job(&name)?), format)?,
-        SluiceStatement::ExplainJob { name } => {
-            rows(views::explain(&namespace.jobs.explain_job(&name).await?), format)?
-        }
+        SluiceStatement::ShowJobs => rows(views::jobs(catalog, None)?, &wire)?,
+        SluiceStatement::ShowCreateJob { name } => rows(views::create_job(&catalog.job(&name)?), &wire)?,
+        SluiceStatement::ExplainJob { name } => rows(views::explain(&namespace.jobs.explain_job(&name).await?), &wire)?,
         SluiceStatement::VerifyJob { name, within, by } => {
             let verification = namespace.jobs.verify_job(&name, &within, by).await?;
             let differing = verification.differences.len();
@@ -472,7 +475,7 @@ pub async fn execute(
                 ),
             };
             send_notice(client, if differing == 0 { "00000" } else { "01000" }, message).await;
-            rows(views::verify(&verification), format)?
+            rows(views::verify(&verification), &wire)?
         }
         SluiceStatement::RepairJob { name, from, to } => {
             let jobs = namespace.jobs.clone();
@@ -491,7 +494,7 @@ pub async fn execute(
                 ),
             )
             .await;
-            rows(views::run_summary(&run), format)?
+            rows(views::run_summary(&run), &wire)?
         }
         SluiceStatement::ResyncJob { name } => {
             let jobs = namespace.jobs.clone();
@@ -499,7 +502,7 @@ pub async fn execute(
             let run = task
                 .await
                 .map_err(|e| StatementError::Internal(format!("the resync stopped unexpectedly: {e}")))??;
-            rows(views::run_summary(&run), format)?
+            rows(views::run_summary(&run), &wire)?
         }
         SluiceStatement::CreateJobs(request) => {
             let dry_run = request.dry_run;
@@ -523,7 +526,7 @@ pub async fn execute(
                     }
                 }
             }
-            rows(views::planned_jobs(&plans), format)?
+            rows(views::planned_jobs(&plans), &wire)?
         }
         SluiceStatement::AlterJobs { selection, change } => {
             let jobs = selected_jobs(namespace, &selection).await?;
@@ -535,12 +538,12 @@ pub async fn execute(
                 JobChange::Set(_) => "settings set",
                 JobChange::Watermark(_) => "watermark set",
             };
-            rows(views::changed_jobs(&jobs, change), format)?
+            rows(views::changed_jobs(&jobs, change), &wire)?
         }
-        SluiceStatement::ShowCreateAll { with_state } => rows(views::create_all(catalog, with_state)?, format)?,
+        SluiceStatement::ShowCreateAll { with_state } => rows(views::create_all(catalog, with_state)?, &wire)?,
         SluiceStatement::RunJobs { selection } => {
             let jobs = selected_jobs(namespace, &selection).await?;
-            rows(views::job_runs(&run_all(namespace, jobs).await), format)?
+            rows(views::job_runs(&run_all(namespace, jobs).await), &wire)?
         }
         SluiceStatement::ShowRuns { job } => {
             if let Some(job) = &job {
@@ -552,7 +555,7 @@ pub async fn execute(
                     &namespace.jobs.live_runs(),
                     &catalog.schema_changes()?,
                 ),
-                format,
+                &wire,
             )?
         }
     })
@@ -716,10 +719,18 @@ async fn send_notice(client: &mut dyn HookClient, code: &str, message: String) {
     let _ = client.send_message(message).await;
 }
 
+/// How result rows go on the wire: each column's format, and the session's
+/// text styles (`DateStyle`, `IntervalStyle`, `bytea_output`,
+/// `extra_float_digits`), as plain queries' rows have them.
+struct Wire<'a> {
+    format: &'a Format,
+    options: Arc<FormatOptions>,
+}
+
 /// A query response carrying one batch.
-fn rows(batch: RecordBatch, format: &Format) -> Result<Response, StatementError> {
+fn rows(batch: RecordBatch, wire: &Wire) -> Result<Response, StatementError> {
     let fields = Arc::new(
-        arrow_schema_to_pg_fields(&batch.schema(), format, None)
+        arrow_schema_to_pg_fields(&batch.schema(), wire.format, Some(wire.options.clone()))
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?,
     );
     let encoded = encode_recordbatch(fields.clone(), batch);

@@ -66,7 +66,24 @@ async fn queries_over_warehouse_tables_run_on_the_cluster_and_answer_as_the_serv
     let expected = rows(&client, zoned).await;
     client.batch_execute("SET sluice.execution = 'cluster'").await.unwrap();
     assert_eq!(rows(&client, zoned).await, expected);
-    client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+    // ... and its text styles: dates as DateStyle says, as they are here.
+    let styled = "SELECT max(at), min(at) - max(at) FROM warehouse.orders";
+    client
+        .batch_execute("SET DateStyle = 'German'; SET sluice.execution = 'local'")
+        .await
+        .unwrap();
+    let expected = rows(&client, styled).await;
+    assert_eq!(
+        expected[0][0].as_deref().unwrap().find('.'),
+        Some(2),
+        "dd.mm.yyyy: {expected:?}"
+    );
+    client.batch_execute("SET sluice.execution = 'cluster'").await.unwrap();
+    assert_eq!(rows(&client, styled).await, expected);
+    client
+        .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'")
+        .await
+        .unwrap();
     // The extended protocol, with a parameter and binary results.
     let row = client
         .query_one(

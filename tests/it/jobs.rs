@@ -96,6 +96,22 @@ async fn incremental_job_loads_each_row_exactly_once() {
     let backfill_bound = runs[0][8].clone().expect("the first run starts at the backfill bound");
     assert!(backfill_bound.ends_with('Z'), "{backfill_bound}");
     assert_eq!(runs[1][8], runs[0][9], "each run starts where the previous one ended");
+    // Statements write times in the session's DateStyle, as queries do.
+    client.batch_execute("SET DateStyle = 'German'").await.unwrap();
+    let german = rows(&client, "SHOW ETL RUNS FOR orders_inc").await;
+    let queried = rows(
+        &client,
+        "SELECT started_at FROM sluice.runs WHERE job = 'orders_inc' ORDER BY run_id",
+    )
+    .await;
+    let started: Vec<_> = german.iter().map(|r| r[4].clone()).collect();
+    assert_eq!(started, queried.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>());
+    assert_eq!(
+        started[0].as_deref().unwrap().find('.'),
+        Some(2),
+        "dd.mm.yyyy: {started:?}"
+    );
+    client.batch_execute("SET DateStyle = 'ISO'").await.unwrap();
     let from_sql = rows(
         &client,
         "SELECT job, status, rows FROM sluice.runs WHERE rows > 0 ORDER BY run_id",
