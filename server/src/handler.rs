@@ -20,6 +20,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::TransactionStatus;
+use pgwire::types::format::FormatOptions;
 
 use crate::copy_out;
 use crate::errors::{StatementError, map_session_error};
@@ -149,7 +150,7 @@ impl SluiceSession {
     /// Runs a statement on a public table in the open block, or on its own.
     async fn run_public(
         &self,
-        user: &str,
+        client: &dyn HookClient,
         statement: &PublicStatement,
         params: &[Option<String>],
         format: &Format,
@@ -157,8 +158,11 @@ impl SluiceSession {
     ) -> Result<Response, ErrorInfo> {
         let bound = self.binding.current();
         let catalog = &bound.namespace().catalog;
-        let work = public_tables::run(&bound.ctx, catalog, self.block.current(), statement, params, format);
-        self.authorized(user, &statement.requirement(), offset, work).await
+        let styles = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let block = self.block.current();
+        let work = public_tables::run(&bound.ctx, catalog, block, statement, params, format, styles);
+        self.authorized(&session_user(client), &statement.requirement(), offset, work)
+            .await
     }
 
     /// Runs a Sluice statement, refusing those a transaction block cannot hold.
@@ -252,15 +256,9 @@ impl SimpleQueryHandler for SluiceSession {
                     Err(e) => Err(StatementError::from(e).into_error_info(piece.char_offset)),
                 }
             } else if let Some(public) = public_tables::recognise(piece.text) {
-                self.run_public(
-                    &session_user(client),
-                    &public,
-                    &[],
-                    &Format::UnifiedText,
-                    piece.char_offset,
-                )
-                .await
-                .map(|r| vec![r])
+                self.run_public(&*client, &public, &[], &Format::UnifiedText, piece.char_offset)
+                    .await
+                    .map(|r| vec![r])
             } else {
                 let deadline = statement_deadline(client);
                 let rewritten = pg_rewrite::rewrite(piece.text);
@@ -347,7 +345,7 @@ impl ExtendedQueryHandler for SluiceSession {
             )
             .map_err(|e| user_error(e, 0))?;
             return self
-                .run_public(&session_user(client), &public, &params, &portal.result_column_format, 0)
+                .run_public(&*client, &public, &params, &portal.result_column_format, 0)
                 .await
                 .map_err(|info| PgWireError::UserError(Box::new(info)));
         }

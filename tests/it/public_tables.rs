@@ -94,6 +94,15 @@ async fn bookkeeping_tables_keep_rows_and_enforce_their_keys() {
         ]
     );
     expect_err(&client, "INSERT INTO pgmigrations (name) VALUES ('3_third')", "23502").await;
+    // RETURNING writes times in the session's DateStyle, as queries do.
+    client.batch_execute("SET DateStyle = 'German'").await.unwrap();
+    let returned = rows(
+        &client,
+        "UPDATE pgmigrations SET run_on = TIMESTAMP '2024-03-05 01:02:03' WHERE id = 1 RETURNING run_on",
+    )
+    .await;
+    assert_eq!(returned[0][0].as_deref(), Some("05.03.2024 01:02:03.000000"));
+    client.batch_execute("SET DateStyle = 'ISO'").await.unwrap();
     assert_eq!(
         one(
             &client,

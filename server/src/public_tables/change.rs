@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use pgwire::api::portal::Format;
 use pgwire::api::results::{QueryResponse, Response, Tag};
+use pgwire::types::format::FormatOptions;
 use serde_json::Value;
 use sluice_catalog::{PublicTable, PublicType};
 
@@ -116,8 +117,14 @@ pub async fn apply(
 }
 
 impl Outcome {
-    /// The command's response: its tag, or the `RETURNING` rows.
-    pub async fn response(self, table: &PublicTable, format: &Format) -> Result<Response, StatementError> {
+    /// The command's response: its tag, or the `RETURNING` rows in
+    /// `format` and the session's text `styles`.
+    pub async fn response(
+        self,
+        table: &PublicTable,
+        format: &Format,
+        styles: Arc<FormatOptions>,
+    ) -> Result<Response, StatementError> {
         let count = self.rows.len();
         let Some(items) = self.returning else {
             let tag = match self.command {
@@ -134,7 +141,7 @@ impl Outcome {
         let schema = frame.schema().as_arrow().clone();
         let batches = frame.collect().await.map_err(df_error)?;
         let fields = Arc::new(
-            arrow_schema_to_pg_fields(&schema, format, None)
+            arrow_schema_to_pg_fields(&schema, format, Some(styles))
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?,
         );
         let encoded: Vec<_> = batches

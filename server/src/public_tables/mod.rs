@@ -18,6 +18,7 @@ mod schema;
 mod values;
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::error::DataFusionError;
@@ -31,6 +32,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, Response, Tag};
+use pgwire::types::format::FormatOptions;
 use sluice_catalog::{Catalog, Privilege, Transaction};
 
 use crate::errors::StatementError;
@@ -283,17 +285,18 @@ pub async fn run(
     statement: &PublicStatement,
     params: &[Option<String>],
     format: &Format,
+    styles: Arc<FormatOptions>,
 ) -> Result<Response, StatementError> {
     statement.check_database(catalog.namespace_name())?;
     let mut statement = statement.clone();
     bind(&mut statement.statement, params)?;
     if let Some(txn) = block {
-        return txn.scope(execute(ctx, catalog, &statement, format)).await;
+        return txn.scope(execute(ctx, catalog, &statement, format, &styles)).await;
     }
     let mut attempt = 1;
     loop {
         let txn = Transaction::new();
-        let response = txn.scope(execute(ctx, catalog, &statement, format)).await?;
+        let response = txn.scope(execute(ctx, catalog, &statement, format, &styles)).await?;
         match catalog.commit(&txn) {
             Ok(_) => return Ok(response),
             Err(sluice_catalog::CatalogError::Conflict { .. }) if attempt < AUTOCOMMIT_ATTEMPTS => attempt += 1,
@@ -307,6 +310,7 @@ async fn execute(
     catalog: &Catalog,
     statement: &PublicStatement,
     format: &Format,
+    styles: &Arc<FormatOptions>,
 ) -> Result<Response, StatementError> {
     let name = &statement.table;
     match &statement.statement {
@@ -339,7 +343,7 @@ async fn execute(
             let outcome = change::apply(ctx, &mut table, other).await?;
             change::check_size(&table)?;
             catalog.save_public_table(&table)?;
-            outcome.response(&table, format).await
+            outcome.response(&table, format, styles.clone()).await
         }
     }
 }
