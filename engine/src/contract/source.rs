@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::scalar::ScalarValue;
 
@@ -159,6 +159,21 @@ impl TableDescription {
         Ok((columns, Arc::new(schema)))
     }
 
+    /// One decoder per column of `indexes`, made by `new` from the column's
+    /// label (`column "c" of s.t`, for errors) and its Arrow type, and the
+    /// projected schema.
+    pub fn decoders<D>(
+        &self,
+        indexes: &[usize],
+        new: impl Fn(String, &DataType) -> Result<D, SourceError>,
+    ) -> Result<(Vec<D>, SchemaRef), SourceError> {
+        let (columns, schema) = self.projection(indexes)?;
+        let decoders = (columns.iter())
+            .map(|c| new(format!("column \"{}\" of {}", c.name, self.table), &c.mapping.arrow))
+            .collect::<Result<_, _>>()?;
+        Ok((decoders, schema))
+    }
+
     /// Names of the primary-key columns, in key order.
     pub fn primary_key(&self) -> Vec<&str> {
         let mut key: Vec<_> = self
@@ -259,7 +274,6 @@ impl TextRows {
     ) -> Result<Self, datafusion::arrow::error::ArrowError> {
         use datafusion::arrow::array::{Array, AsArray};
         use datafusion::arrow::compute::cast;
-        use datafusion::arrow::datatypes::DataType;
         let mut rows = Vec::new();
         let mut columns = Vec::new();
         for batch in batches {

@@ -274,16 +274,7 @@ pub(super) async fn scan_on(
     description: &TableDescription,
     request: &ScanRequest,
 ) -> Result<SendableRecordBatchStream, SourceError> {
-    let (columns, schema) = description.projection(&request.columns)?;
-    let decoders = columns
-        .iter()
-        .map(|c| {
-            ColumnDecoder::new(
-                format!("column \"{}\" of {}", c.name, description.table),
-                &c.mapping.arrow,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (decoders, schema) = description.decoders(&request.columns, ColumnDecoder::new)?;
     let sql = scan_query(description, request);
     // Armed from here: a scan dropped while the server works is stopped.
     let mut guard = KillOnDrop {

@@ -121,16 +121,7 @@ impl SqlServerSource {
     /// The reader of `request`'s rows, before any session is opened (a
     /// column that cannot be decoded is refused first).
     pub(super) fn reader(&self, description: &TableDescription, request: &ScanRequest) -> Result<Reader, SourceError> {
-        let (columns, schema) = description.projection(&request.columns)?;
-        let decoders = columns
-            .iter()
-            .map(|c| {
-                ColumnDecoder::new(
-                    format!("column \"{}\" of {}", c.name, description.table),
-                    &c.mapping.arrow,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let (decoders, schema) = description.decoders(&request.columns, ColumnDecoder::new)?;
         Ok(Reader {
             sql: self.scan_query(description, request),
             batch_rows: request.batch_rows.unwrap_or(BATCH_ROWS).max(1),

@@ -285,16 +285,8 @@ pub(super) struct MySqlColumns {
 
 impl MySqlColumns {
     pub(super) fn new(description: &crate::contract::TableDescription) -> Result<Self, CdcError> {
-        let decoders = description
-            .columns
-            .iter()
-            .map(|c| {
-                ColumnDecoder::new(
-                    format!("column \"{}\" of {}", c.name, description.table),
-                    &c.mapping.arrow,
-                )
-            })
-            .collect::<Result<_, _>>()?;
+        let every: Vec<usize> = (0..description.columns.len()).collect();
+        let (decoders, _) = description.decoders(&every, ColumnDecoder::new)?;
         Ok(Self { decoders })
     }
 }
