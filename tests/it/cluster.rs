@@ -1,6 +1,7 @@
 //! Job extracts on a cluster (the `cluster` build, docs/cluster.md): a
 //! scheduler and two executors as separate processes on loopback ports, a
-//! PostgreSQL source and a warehouse in S3 (moto). The run is split over
+//! PostgreSQL source and a warehouse in S3 (moto; one test in Azure Blob
+//! Storage, Azurite). The run is split over
 //! both executors, each writing its parts' Parquet files into the bucket,
 //! and the server commits them as one manifest version.
 
@@ -10,7 +11,7 @@ use crate::job_ops::{detail, explain};
 use crate::source_dynamodb_requests::event;
 use common::cluster::{ClusterProcess, key_file};
 use common::dynamodb::Dynamo;
-use common::emulators::Emulator;
+use common::emulators::{AZURITE_ACCOUNT, AZURITE_KEY, Emulator};
 use common::*;
 use std::time::Duration;
 
@@ -27,10 +28,21 @@ fn bucket_env(endpoint: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Where the cluster's warehouse lives.
+#[derive(Clone, Copy)]
+pub(crate) enum Lake {
+    /// `s3://lake/wh` in moto.
+    S3,
+    /// `az://lake/wh` in Azurite.
+    Azure,
+}
+
 /// What a test needs: the source, the bucket, the cluster and the server.
 pub(crate) struct Cluster {
     pub(crate) pg: PgServer,
     moto: Emulator,
+    /// The warehouse's container with [`Lake::Azure`].
+    _azurite: Option<Emulator>,
     scheduler: ClusterProcess,
     pub(crate) executors: Vec<ClusterProcess>,
     pub(crate) sluice: Sluice,
@@ -45,6 +57,11 @@ impl Cluster {
     /// The cluster, `orders` holding `rows` rows, every process with
     /// `extra` in its environment too.
     pub(crate) fn start_with(rows: u64, extra: &[(&str, &str)]) -> Cluster {
+        Self::start_in(Lake::S3, rows, extra)
+    }
+
+    /// [`Self::start_with`], the warehouse in `lake`.
+    pub(crate) fn start_in(lake: Lake, rows: u64, extra: &[(&str, &str)]) -> Cluster {
         let pg = PgServer::start();
         pg.psql_admin_db(
             "shop",
@@ -57,7 +74,24 @@ impl Cluster {
         );
         let moto = Emulator::moto();
         moto.create_bucket("lake");
-        let env = bucket_env(&moto.endpoint());
+        let mut env = bucket_env(&moto.endpoint());
+        let (location, azurite) = match lake {
+            Lake::S3 => ("s3://lake/wh", None),
+            Lake::Azure => {
+                let azurite = Emulator::azurite();
+                azurite.create_container("lake");
+                env.extend([
+                    ("AZURE_STORAGE_ACCOUNT_NAME", AZURITE_ACCOUNT.to_owned()),
+                    ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY.to_owned()),
+                    (
+                        "AZURE_STORAGE_ENDPOINT",
+                        format!("{}/{AZURITE_ACCOUNT}", azurite.endpoint()),
+                    ),
+                    ("AZURE_ALLOW_HTTP", "true".to_owned()),
+                ]);
+                ("az://lake/wh", Some(azurite))
+            }
+        };
         let env: Vec<(&str, &str)> = (env.iter().map(|(k, v)| (*k, v.as_str())))
             .chain(extra.iter().copied())
             .collect();
@@ -71,7 +105,7 @@ impl Cluster {
         let opts = env.iter().fold(
             SluiceOpts::default()
                 .arg("--warehouse")
-                .arg("s3://lake/wh")
+                .arg(location)
                 .arg("--cluster")
                 .arg(&format!("df://127.0.0.1:{port}"))
                 .arg("--cluster-key-file")
@@ -82,6 +116,7 @@ impl Cluster {
         Cluster {
             pg,
             moto,
+            _azurite: azurite,
             scheduler,
             executors,
             sluice,
@@ -283,6 +318,56 @@ async fn a_snapshot_split_over_two_executors_equals_the_source() {
         assert!(
             !log.contains(ETL_PASSWORD),
             "executor {executor} never logs the source's password"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warehouse_in_azure_blob_storage_is_loaded_by_both_executors() {
+    let cluster = Cluster::start_in(Lake::Azure, 100_000, &[]);
+    let client = cluster.client().await;
+    create_snapshot_job(&client).await;
+    client
+        .batch_execute(
+            "CREATE ETL JOB recent FROM shop.public.orders INTO warehouse.recent INCREMENTAL BY at ALL \
+             WITH (parallelism = 4)",
+        )
+        .await
+        .unwrap();
+    for job in ["orders", "recent"] {
+        let run = cluster.run(&client, job).await;
+        assert_eq!(
+            (run[1].as_deref(), run[2].as_deref()),
+            (Some("succeeded"), Some("100000")),
+            "{job}: {run:?}"
+        );
+    }
+    let done = cluster.tasks_done();
+    assert_eq!(done.iter().sum::<usize>(), 8 + 4, "every part ran once: {done:?}");
+    assert!(done.iter().all(|&n| n > 0), "both executors did work: {done:?}");
+    cluster.pg.psql_admin_db(
+        "shop",
+        "INSERT INTO orders SELECT g, g % 977, 1.5, md5(g::text), timestamptz '2025-01-01' + g * interval '1 second' \
+         FROM generate_series(100001, 100300) g; DELETE FROM orders WHERE id <= 100000 AND id % 10 = 0",
+    );
+    let replaced = cluster.run(&client, "orders").await;
+    assert_eq!(replaced[2].as_deref(), Some("90300"), "{replaced:?}");
+    let appended = cluster.run(&client, "recent").await;
+    assert_eq!(appended[2].as_deref(), Some("300"), "{appended:?}");
+    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
+        .await
+        .remove(0);
+    assert_eq!(
+        loaded,
+        source_fingerprint(&cluster.pg).await,
+        "the snapshot equals the source"
+    );
+    let appended = one(&client, "SELECT count(*) FROM warehouse.recent WHERE id > 100000").await;
+    assert_eq!(appended, "300");
+    for (executor, log) in cluster.executors.iter().map(|e| e.log()).enumerate() {
+        assert!(
+            !log.contains(AZURITE_KEY),
+            "executor {executor} never logs the account key"
         );
     }
 }
