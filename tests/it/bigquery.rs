@@ -13,7 +13,7 @@ use axum::http::Method;
 use common::*;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use fake_bigquery::{FakeBigQuery, FaultKind};
+use fake_bigquery::{FakeBigQuery, FaultKind, resumable};
 use serde_json::json;
 use tokio_postgres::Client;
 
@@ -1076,11 +1076,14 @@ async fn types_arrive_exactly_in_avro_chunks() {
     assert!(env.fake.objects("stage").is_empty());
 }
 
-#[tokio::test]
-async fn a_large_chunk_resumes_after_a_lost_piece_without_sending_it_again() {
+/// Runs a SNAPSHOT of 20,000 rows (a Parquet chunk of about 1.4 MB) with
+/// chunks from 256 KiB on uploaded resumably in pieces of `piece` bytes,
+/// the answer to the first piece lost: Sluice asks how much arrived and
+/// goes on from there. The upload sessions.
+async fn resumable_upload_with_a_lost_piece(piece: &str) -> Vec<resumable::Session> {
     let env = setup(&[
         ("SLUICE_BIGQUERY_RESUMABLE_BYTES", "262144"),
-        ("SLUICE_BIGQUERY_UPLOAD_PIECE_BYTES", "262144"),
+        ("SLUICE_BIGQUERY_UPLOAD_PIECE_BYTES", piece),
     ])
     .await;
     env.pg.psql_admin_db(
@@ -1092,8 +1095,6 @@ async fn a_large_chunk_resumes_after_a_lost_piece_without_sending_it_again() {
         .batch_execute("CREATE ETL JOB blobs FROM shop.public.blobs INTO wh.blobs SNAPSHOT")
         .await
         .unwrap();
-    // The answer to the first piece is lost: Sluice asks how much arrived
-    // and goes on from there.
     env.fake.inject(
         Method::PUT,
         "uploadType=resumable",
@@ -1102,14 +1103,54 @@ async fn a_large_chunk_resumes_after_a_lost_piece_without_sending_it_again() {
     );
     let summary = rows(&env.client, "RUN ETL JOB blobs").await;
     assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
-    assert_eq!(table_rows(&env.fake, "blobs").len(), 20_000);
+    let source = env.pg.psql_admin_db("shop", "SELECT id || '|' || body FROM blobs");
+    let mut expected: Vec<&str> = source.lines().collect();
+    expected.sort_unstable();
+    assert_eq!(table_rows(&env.fake, "blobs"), expected, "every row once");
     assert_eq!(env.fake.count_requests("uploadType=multipart"), 0);
-    let state = env.fake.state();
-    let totals: usize = state.uploads.open.values().map(|(_, total, _)| total).sum();
-    assert!(totals > 3 * 262_144, "several pieces: {totals} bytes");
+    let mut state = env.fake.state();
+    let totals: usize = state
+        .uploads
+        .open
+        .values()
+        .map(|s| s.total.expect("every upload ended"))
+        .sum();
     assert_eq!(state.uploads.bytes_received, totals, "no byte was sent twice");
     assert!(state.uploads.status_queries >= 1);
     assert!(state.faults.iter().all(|f| f.times == 0));
+    std::mem::take(&mut state.uploads.open).into_values().collect()
+}
+
+#[tokio::test]
+async fn a_large_chunk_is_uploaded_while_it_is_written_and_resumes_after_a_lost_piece() {
+    // 256 KiB pieces: row groups are written out at 256 KiB, so the
+    // chunk's pieces leave while later rows are still being encoded.
+    let sessions = resumable_upload_with_a_lost_piece("262144").await;
+    assert_eq!(sessions.len(), 1, "one chunk, one load job");
+    let upload = &sessions[0];
+    assert!(
+        upload.opened_unsized,
+        "the session opened before the chunk's size was known"
+    );
+    assert!(
+        upload.unsized_pieces >= 3,
+        "pieces sent while writing: {}",
+        upload.unsized_pieces
+    );
+    assert!(upload.received.len() > 3 * 262_144, "{} bytes", upload.received.len());
+    assert_eq!(upload.job["configuration"]["load"]["sourceFormat"], json!("PARQUET"));
+}
+
+#[tokio::test]
+async fn a_chunk_that_grew_past_the_threshold_only_at_its_end_is_uploaded_whole_and_resumes() {
+    // 4 MiB pieces: the chunk's one row group is written at its end, so
+    // its size is known when its upload opens.
+    let sessions = resumable_upload_with_a_lost_piece("4194304").await;
+    assert_eq!(sessions.len(), 1, "one chunk, one load job");
+    let upload = &sessions[0];
+    assert!(!upload.opened_unsized, "opened with the file's size");
+    assert_eq!(upload.unsized_pieces, 0);
+    assert!(upload.received.len() > 262_144, "{} bytes", upload.received.len());
 }
 
 #[tokio::test]

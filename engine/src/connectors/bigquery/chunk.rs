@@ -4,8 +4,7 @@
 //! job settings that go with the format.
 
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arrow_avro::compression::CompressionCodec;
 use arrow_avro::writer::{AvroWriter, WriterBuilder};
@@ -18,6 +17,7 @@ use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use serde_json::{Value, json};
 
+use super::resumable;
 use crate::contract::DestinationError;
 use crate::destinations::dictionary;
 use crate::type_mapping::interval::{self, IntervalText};
@@ -64,14 +64,55 @@ impl ChunkFormat {
     }
 }
 
-/// A `Vec` that counts what was written into it, so that the Avro writer's
-/// output size is known without taking the writer apart.
-struct Counted(Vec<u8>, Arc<AtomicUsize>);
+/// The bytes a chunk's encoder wrote and nobody took yet, shared with
+/// the encoder so that whole pieces can leave while it writes on.
+#[derive(Clone, Default)]
+struct Spool(Arc<Mutex<SpoolBytes>>);
 
-impl Write for Counted {
+#[derive(Default)]
+struct SpoolBytes {
+    /// Written and not taken.
+    waiting: Vec<u8>,
+    /// Written in all.
+    written: usize,
+}
+
+impl Spool {
+    fn bytes(&self) -> MutexGuard<'_, SpoolBytes> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Bytes written in all.
+    fn written(&self) -> usize {
+        self.bytes().written
+    }
+
+    /// Bytes written and not taken.
+    fn waiting(&self) -> usize {
+        self.bytes().waiting.len()
+    }
+
+    /// The first `n` bytes waiting, when that many are.
+    fn take(&self, n: usize) -> Option<Vec<u8>> {
+        let mut bytes = self.bytes();
+        if bytes.waiting.len() < n {
+            return None;
+        }
+        let rest = bytes.waiting.split_off(n);
+        Some(std::mem::replace(&mut bytes.waiting, rest))
+    }
+
+    /// Every byte waiting.
+    fn take_all(&self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes().waiting)
+    }
+}
+
+impl Write for Spool {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        self.1.fetch_add(buf.len(), Ordering::Relaxed);
+        let mut bytes = self.bytes();
+        bytes.waiting.extend_from_slice(buf);
+        bytes.written += buf.len();
         Ok(buf.len())
     }
 
@@ -94,7 +135,9 @@ pub(super) fn chunk_bytes() -> usize {
         .unwrap_or(DEFAULT_CHUNK_BYTES)
 }
 
-/// A finished chunk: the file and its row count.
+/// A finished chunk: the file's bytes not taken while it was written
+/// (with [`Chunker::take`]: the whole file when none were) and its row
+/// count.
 pub(super) struct Chunk {
     pub data: Vec<u8>,
     pub rows: u64,
@@ -104,6 +147,9 @@ pub(super) struct Chunk {
 pub(super) struct Chunker {
     format: ChunkFormat,
     limit: usize,
+    /// Encoded bytes at which a Parquet row group is written out: a
+    /// piece of an upload.
+    row_group_bytes: usize,
     /// The chunk being written and its rows so far.
     open: Option<(ChunkWriter, u64)>,
 }
@@ -113,6 +159,7 @@ impl Chunker {
         Self {
             format,
             limit: chunk_bytes(),
+            row_group_bytes: resumable::piece_bytes(),
             open: None,
         }
     }
@@ -124,7 +171,9 @@ impl Chunker {
         }
         let (writer, rows) = match &mut self.open {
             Some(open) => open,
-            None => self.open.insert((ChunkWriter::new(self.format, &batch)?, 0)),
+            None => self
+                .open
+                .insert((ChunkWriter::new(self.format, &batch, self.row_group_bytes)?, 0)),
         };
         *rows += batch.num_rows() as u64;
         writer.write(batch)?;
@@ -132,6 +181,18 @@ impl Chunker {
             true => self.finish(),
             false => Ok(None),
         }
+    }
+
+    /// The first `n` bytes of the chunk being written that were not taken
+    /// yet, when that many are written: its file may leave in pieces while
+    /// it is written.
+    pub(super) fn take(&mut self, n: usize) -> Option<Vec<u8>> {
+        self.open.as_ref().and_then(|(writer, _)| writer.spool.take(n))
+    }
+
+    /// Bytes of the chunk being written that are written and not taken.
+    pub(super) fn waiting(&self) -> usize {
+        self.open.as_ref().map_or(0, |(writer, _)| writer.spool.waiting())
     }
 
     /// The chunk being written, finished; `None` when no rows wait.
@@ -147,48 +208,66 @@ impl Chunker {
 }
 
 enum Encoder {
-    Parquet(Box<ArrowWriter<Vec<u8>>>),
-    Avro(AvroWriter<Counted>, Arc<AtomicUsize>),
+    Parquet(Box<ArrowWriter<Spool>>),
+    Avro(AvroWriter<Spool>),
 }
 
-/// The chunk being written, with the schema its batches are cast to.
+/// The chunk being written, with the schema its batches are cast to, and
+/// its bytes so far.
 struct ChunkWriter {
     schema: SchemaRef,
     encoder: Encoder,
+    spool: Spool,
+    /// Encoded bytes at which a Parquet row group is written out.
+    row_group_bytes: usize,
 }
 
 impl ChunkWriter {
     /// A chunk for batches like `first`, its first: Parquet columns whose
     /// values repeat in it are dictionary encoded, the others plain.
-    fn new(format: ChunkFormat, first: &RecordBatch) -> Result<Self, DestinationError> {
+    fn new(format: ChunkFormat, first: &RecordBatch, row_group_bytes: usize) -> Result<Self, DestinationError> {
         let schema = chunk_schema(&first.schema(), format);
+        let spool = Spool::default();
         let encoder = match format {
             ChunkFormat::Parquet => {
                 let properties = WriterProperties::builder().set_compression(Compression::SNAPPY);
                 let properties = dictionary::only_where_values_repeat(properties, first).build();
                 Encoder::Parquet(Box::new(ArrowWriter::try_new(
-                    Vec::new(),
+                    spool.clone(),
                     schema.clone(),
                     Some(properties),
                 )?))
             }
             ChunkFormat::Avro => {
-                let size = Arc::new(AtomicUsize::new(0));
                 let writer = WriterBuilder::new(schema.as_ref().clone())
                     .with_compression(Some(CompressionCodec::Deflate))
-                    .build(Counted(Vec::new(), size.clone()))
+                    .build(spool.clone())
                     .map_err(datafusion::arrow::error::ArrowError::from)?;
-                Encoder::Avro(writer, size)
+                Encoder::Avro(writer)
             }
         };
-        Ok(Self { schema, encoder })
+        Ok(Self {
+            schema,
+            encoder,
+            spool,
+            row_group_bytes,
+        })
     }
 
+    /// Encodes `batch`. A Parquet row group is written out once it holds
+    /// a piece of an upload's worth of bytes, so that the file's bytes
+    /// come out as it grows (and a row group's buffers stay that small);
+    /// Avro writes its blocks as they fill.
     fn write(&mut self, batch: RecordBatch) -> Result<(), DestinationError> {
         let batch = conform(batch, &self.schema)?;
         match &mut self.encoder {
-            Encoder::Parquet(writer) => writer.write(&batch)?,
-            Encoder::Avro(writer, _) => writer
+            Encoder::Parquet(writer) => {
+                writer.write(&batch)?;
+                if writer.in_progress_size() >= self.row_group_bytes {
+                    writer.flush()?;
+                }
+            }
+            Encoder::Avro(writer) => writer
                 .write(&batch)
                 .map_err(datafusion::arrow::error::ArrowError::from)?,
         }
@@ -199,19 +278,21 @@ impl ChunkWriter {
     fn size(&self) -> usize {
         match &self.encoder {
             Encoder::Parquet(writer) => writer.bytes_written() + writer.in_progress_size(),
-            Encoder::Avro(_, size) => size.load(Ordering::Relaxed),
+            Encoder::Avro(_) => self.spool.written(),
         }
     }
 
-    /// The finished file.
+    /// Ends the file; its bytes not taken yet.
     fn finish(self) -> Result<Vec<u8>, DestinationError> {
         match self.encoder {
-            Encoder::Parquet(writer) => Ok(writer.into_inner()?),
-            Encoder::Avro(mut writer, _) => {
+            Encoder::Parquet(writer) => {
+                writer.close()?;
+            }
+            Encoder::Avro(mut writer) => {
                 writer.finish().map_err(datafusion::arrow::error::ArrowError::from)?;
-                Ok(writer.into_inner().0)
             }
         }
+        Ok(self.spool.take_all())
     }
 }
 
@@ -284,6 +365,7 @@ mod tests {
     use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::parquet::basic::Encoding;
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    use datafusion::parquet::record::RowAccessor;
 
     use super::*;
 
@@ -294,7 +376,7 @@ mod tests {
         let kinds = Int64Array::from_iter_values((0..rows).map(|i| i % 3));
         let batch =
             RecordBatch::try_from_iter([("note", Arc::new(notes) as ArrayRef), ("kind", Arc::new(kinds))]).unwrap();
-        let mut chunk = ChunkWriter::new(ChunkFormat::Parquet, &batch).unwrap();
+        let mut chunk = ChunkWriter::new(ChunkFormat::Parquet, &batch, usize::MAX).unwrap();
         chunk.write(batch).unwrap();
         let file = SerializedFileReader::new(bytes::Bytes::from(chunk.finish().unwrap())).unwrap();
         let columns = file.metadata().row_group(0).columns();
@@ -302,5 +384,94 @@ mod tests {
         assert!(!dictionary(0), "unique notes are written plain");
         assert!(dictionary(1), "a repeating kind keeps its dictionary");
         assert_eq!(file.metadata().file_metadata().num_rows(), rows);
+    }
+
+    /// Batches of 5,000 rows of hard-to-compress text.
+    fn text_batches(count: usize) -> Vec<RecordBatch> {
+        (0..count)
+            .map(|b| {
+                let ids = Int64Array::from_iter_values((0..5_000).map(|i| (b * 5_000 + i) as i64));
+                let notes = StringArray::from_iter_values(
+                    (0..5_000u64)
+                        .map(|i| format!("{:016x}", (b as u64 * 5_000 + i).wrapping_mul(0x9e37_79b9_7f4a_7c15))),
+                );
+                RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef), ("note", Arc::new(notes))]).unwrap()
+            })
+            .collect()
+    }
+
+    /// Writes `batches` into one chunk, taking whole 256 KiB pieces after
+    /// each batch: the pieces taken while writing and the whole file.
+    fn written_in_pieces(format: ChunkFormat, batches: Vec<RecordBatch>) -> (usize, Vec<u8>) {
+        const PIECE: usize = 256 << 10;
+        let mut chunker = Chunker {
+            format,
+            limit: usize::MAX,
+            row_group_bytes: PIECE,
+            open: None,
+        };
+        let (mut file, mut early) = (Vec::new(), 0);
+        for batch in batches {
+            assert!(chunker.add(batch).unwrap().is_none());
+            while let Some(piece) = chunker.take(PIECE) {
+                assert_eq!(piece.len(), PIECE);
+                early += 1;
+                file.extend(piece);
+            }
+            assert!(chunker.waiting() < PIECE);
+        }
+        let last = chunker.finish().unwrap().expect("rows were written");
+        assert_eq!(last.rows, 100_000);
+        file.extend(last.data);
+        (early, file)
+    }
+
+    #[test]
+    fn a_parquet_chunk_leaves_in_pieces_while_it_is_written() {
+        let (early, file) = written_in_pieces(ChunkFormat::Parquet, text_batches(20));
+        assert!(
+            early >= 4,
+            "pieces taken before the end: {early} of a {} byte file",
+            file.len()
+        );
+        let file = SerializedFileReader::new(bytes::Bytes::from(file)).unwrap();
+        assert!(
+            file.metadata().num_row_groups() > 4,
+            "row groups written out on the way"
+        );
+        assert_eq!(file.metadata().file_metadata().num_rows(), 100_000);
+        let ids: Vec<i64> = file
+            .get_row_iter(None)
+            .unwrap()
+            .map(|row| row.unwrap().get_long(0).unwrap())
+            .collect();
+        assert_eq!(ids, (0..100_000).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn an_avro_chunk_leaves_in_pieces_while_it_is_written() {
+        let batches = text_batches(20);
+        let (early, file) = written_in_pieces(ChunkFormat::Avro, batches.clone());
+        assert!(
+            early >= 2,
+            "pieces taken before the end: {early} of a {} byte file",
+            file.len()
+        );
+        let reader = arrow_avro::reader::ReaderBuilder::new()
+            .build(std::io::Cursor::new(file))
+            .unwrap();
+        let read: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+        let rows: usize = read.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 100_000);
+        let ids: Vec<i64> = read
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(ids, (0..100_000).collect::<Vec<i64>>());
     }
 }

@@ -1,7 +1,9 @@
 //! One run's load into BigQuery: batches become [`Chunker`] files
 //! (Parquet or Avro; on a cluster, executors write them into the staging
 //! bucket and the load adopts them), shipped by [`Shipper`] in load jobs (deterministic ids
-//! `<run prefix>_c<n>`) into the run's staging table; the commit is one copy
+//! `<run prefix>_c<n>`) into the run's staging table (a large chunk of a
+//! load without a bucket is uploaded while it is written:
+//! [`StreamedChunk`]); the commit is one copy
 //! job (`<run prefix>_commit`) from the staging table into the target,
 //! appending or replacing atomically. The staging table is created with
 //! the first load job: an append that read no rows commits without
@@ -39,8 +41,10 @@ use super::destination::RunNames;
 use super::position::PositionTable;
 use super::reasons::remote_error;
 use super::record::{self, LoadRecord};
+use super::resumable;
 use super::ship::Shipper;
 use super::source::DIALECT;
+use super::streamed::StreamedChunk;
 use crate::contract::{
     Activity, CommitReport, DestinationError, Dialect, LoadTransaction, Position, SharedStore, SharedTarget,
     ShipProgress, WriteMode, WrittenFile,
@@ -89,6 +93,8 @@ pub(super) struct BigQueryLoad {
     /// The chunk being written (in a mutex only so that the load is `Sync`;
     /// never contended).
     chunker: Mutex<Chunker>,
+    /// The upload of the chunk being written, once it is sent while written.
+    streaming: Option<StreamedChunk>,
     shipper: Shipper,
     /// Submitted load jobs, waited for at commit.
     submitted: Vec<(String, Job)>,
@@ -125,6 +131,7 @@ impl BigQueryLoad {
             staging_columns: staging.schema.fields.iter().flatten().map(|f| f.name.clone()).collect(),
             staging: Some(staging),
             chunker: Mutex::new(Chunker::new(format)),
+            streaming: None,
             submitted: Vec::new(),
             chunks: 0,
             rows: 0,
@@ -137,9 +144,19 @@ impl BigQueryLoad {
         TableReference::new(&self.api.settings.project, &self.api.settings.dataset, table)
     }
 
-    /// Ships a finished chunk: staged in the bucket at once, or kept for
-    /// its load job's upload.
+    /// Ships a finished chunk: the end of its upload if it was sent while
+    /// written, else staged in the bucket at once, or kept for its load
+    /// job's upload.
     async fn ship(&mut self, chunk: Chunk) -> Result<(), DestinationError> {
+        if let Some(upload) = self.streaming.take() {
+            let job_id = upload.job_id().to_owned();
+            let uploading = self.shipping.busy(Activity::Uploading);
+            let job = (upload.finish(chunk.data).await).map_err(|e| e.into_destination(Some(job_id.clone())))?;
+            drop(uploading);
+            self.chunks += 1;
+            info!(table = %self.table, job_id = %job_id, rows = chunk.rows, "uploaded a chunk for BigQuery while writing it");
+            return self.submitted(job_id, job);
+        }
         let bytes = chunk.data.len();
         let uploading = self.shipping.busy(Activity::Uploading);
         let sent = self
@@ -154,21 +171,61 @@ impl BigQueryLoad {
         Ok(())
     }
 
+    /// Sends the whole pieces of the chunk being written, once it has
+    /// grown past the resumable upload threshold, its load job's upload
+    /// opened (see [`streamed`](super::streamed)). Loads that stage
+    /// chunks in a bucket put each chunk whole.
+    async fn stream(&mut self) -> Result<(), DestinationError> {
+        if !self.shipper.uploads() {
+            return Ok(());
+        }
+        let piece = resumable::piece_bytes();
+        if self.streaming.is_none() {
+            let waiting = (self.chunker.get_mut().unwrap_or_else(PoisonError::into_inner)).waiting();
+            if waiting < resumable::threshold().max(piece) {
+                return Ok(());
+            }
+            self.create_staging().await?;
+            let job_id = self.names.chunk_job(self.submitted.len());
+            let job = self.chunk_job(&job_id);
+            self.streaming = Some(StreamedChunk::start(
+                self.api.clone(),
+                job,
+                job_id,
+                self.shipping.clone(),
+            ));
+        }
+        let chunker = self.chunker.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(upload) = &mut self.streaming {
+            while let Some(bytes) = chunker.take(piece) {
+                let _uploading = self.shipping.busy(Activity::Uploading);
+                let job_id = upload.job_id().to_owned();
+                (upload.send(bytes).await).map_err(|e| e.into_destination(Some(job_id)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The resource of load job `job_id` of a chunk, without its file.
+    fn chunk_job(&self, job_id: &str) -> serde_json::Value {
+        let settings = &self.api.settings;
+        let mut load = settings.chunk_format.load_settings();
+        load["destinationTable"] = json!(self.table_ref(&self.names.staging));
+        load["createDisposition"] = json!("CREATE_NEVER");
+        load["writeDisposition"] = json!("WRITE_APPEND");
+        json!({
+            "jobReference": {"projectId": settings.project, "jobId": job_id, "location": settings.location},
+            "configuration": {"labels": {"sluice_load": "chunk"}, "load": load}
+        })
+    }
+
     /// Submits the load jobs that are due (`last`: at the end of the run,
     /// every chunk not loaded yet).
     async fn submit_due(&mut self, last: bool) -> Result<(), DestinationError> {
         while self.shipper.due(last) {
             self.create_staging().await?;
             let job_id = self.names.chunk_job(self.submitted.len());
-            let settings = &self.api.settings;
-            let mut load = settings.chunk_format.load_settings();
-            load["destinationTable"] = json!(self.table_ref(&self.names.staging));
-            load["createDisposition"] = json!("CREATE_NEVER");
-            load["writeDisposition"] = json!("WRITE_APPEND");
-            let job = json!({
-                "jobReference": {"projectId": settings.project, "jobId": job_id, "location": settings.location},
-                "configuration": {"labels": {"sluice_load": "chunk"}, "load": load}
-            });
+            let job = self.chunk_job(&job_id);
             let uploading = self.shipping.busy(Activity::Uploading);
             let (submitted, sent) = self
                 .shipper
@@ -176,12 +233,18 @@ impl BigQueryLoad {
                 .await
                 .map_err(|e| e.into_destination(Some(job_id.clone())))?;
             drop(uploading);
-            self.check_staging_job(&submitted, &job_id)?;
             self.shipping.uploaded(sent);
-            self.shipping.job_submitted();
-            info!(table = %self.table, job_id = %job_id, "submitted a BigQuery load job");
-            self.submitted.push((job_id, submitted));
+            self.submitted(job_id, submitted)?;
         }
+        Ok(())
+    }
+
+    /// Takes load job `job_id`, just submitted, to wait for at commit.
+    fn submitted(&mut self, job_id: String, job: Job) -> Result<(), DestinationError> {
+        self.check_staging_job(&job, &job_id)?;
+        self.shipping.job_submitted();
+        info!(table = %self.table, job_id = %job_id, "submitted a BigQuery load job");
+        self.submitted.push((job_id, job));
         Ok(())
     }
 
@@ -293,11 +356,13 @@ impl LoadTransaction for BigQueryLoad {
         let rows = batch.num_rows() as u64;
         let full = (self.chunker.get_mut().unwrap_or_else(PoisonError::into_inner)).add(batch)?;
         self.rows += rows;
-        if let Some(chunk) = full {
-            self.ship(chunk).await?;
-            self.submit_due(false).await?;
+        match full {
+            Some(chunk) => {
+                self.ship(chunk).await?;
+                self.submit_due(false).await
+            }
+            None => self.stream().await,
         }
-        Ok(())
     }
 
     async fn commit(mut self: Box<Self>, watermark: Option<String>) -> Result<CommitReport, DestinationError> {

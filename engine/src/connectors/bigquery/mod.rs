@@ -28,6 +28,7 @@ mod schema;
 mod ship;
 mod source;
 mod staged;
+mod streamed;
 pub(crate) mod types;
 mod upload;
 

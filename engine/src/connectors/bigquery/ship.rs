@@ -147,6 +147,11 @@ impl Shipper {
         Ok(())
     }
 
+    /// Whether each chunk goes in its own load job's upload (no bucket).
+    pub(super) fn uploads(&self) -> bool {
+        matches!(self.route, Route::Upload(_))
+    }
+
     /// Whether a load job is due; `last` at the end of the run.
     pub(super) fn due(&self, last: bool) -> bool {
         match &self.route {
