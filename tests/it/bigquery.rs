@@ -1154,6 +1154,58 @@ async fn a_chunk_that_grew_past_the_threshold_only_at_its_end_is_uploaded_whole_
 }
 
 #[tokio::test]
+async fn a_large_chunk_is_staged_in_parts_while_it_is_written() {
+    // Row groups are written out every 256 KiB; parts are Cloud Storage's
+    // smallest, 5 MiB, so a chunk of about 13 MB goes in three parts.
+    let env = setup(&[("SLUICE_BIGQUERY_UPLOAD_PIECE_BYTES", "262144")]).await;
+    env.client.batch_execute("DROP CONNECTION wh").await.unwrap();
+    (env.client)
+        .batch_execute(&staged_connection(&env, "staged", "gs://stage/parts"))
+        .await
+        .unwrap();
+    env.pg.psql_admin_db(
+        "shop",
+        "CREATE TABLE blobs (id int PRIMARY KEY, body text NOT NULL);
+         INSERT INTO blobs SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
+         FROM generate_series(1, 120000) g;",
+    );
+    env.client
+        .batch_execute("CREATE ETL JOB blobs FROM shop.public.blobs INTO staged.blobs SNAPSHOT")
+        .await
+        .unwrap();
+    let summary = rows(&env.client, "RUN ETL JOB blobs").await;
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    let source = env.pg.psql_admin_db("shop", "SELECT id || '|' || body FROM blobs");
+    let mut expected: Vec<&str> = source.lines().collect();
+    expected.sort_unstable();
+    assert_eq!(table_rows(&env.fake, "blobs"), expected, "every row once");
+
+    assert_eq!(env.fake.count_requests("/upload/"), 0, "nothing through media uploads");
+    let loaded: Vec<String> = load_jobs(&env.fake)
+        .iter()
+        .flat_map(|load| load["sourceUris"].as_array().unwrap().clone())
+        .map(|u| u.as_str().unwrap().to_owned())
+        .collect();
+    let state = env.fake.state();
+    assert_eq!(
+        state.gcs.multipart_objects.len(),
+        1,
+        "{:?}",
+        state.gcs.multipart_objects
+    );
+    let (uri, parts) = &state.gcs.multipart_objects[0];
+    assert!(*parts >= 2, "parts sent while writing, then the last: {parts}");
+    assert!(
+        uri.starts_with("gs://stage/parts/") && uri.ends_with("/c0.parquet"),
+        "{uri}"
+    );
+    assert_eq!(loaded, vec![uri.clone()], "the object is loaded once");
+    assert!(state.gcs.multipart.is_empty(), "no upload left open");
+    drop(state);
+    assert!(env.fake.objects("stage").is_empty(), "{:?}", env.fake.objects("stage"));
+}
+
+#[tokio::test]
 async fn a_reset_catalog_never_reuses_a_bigquery_job_id() {
     let mut env = setup(&[]).await;
     create_orders_inc(&env.client, 8192).await;

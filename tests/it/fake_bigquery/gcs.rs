@@ -1,7 +1,7 @@
 //! The Cloud Storage part of the fake, under `<fake url>/storage`: the XML
 //! API calls `object_store` makes for a staging bucket (object put, delete,
-//! get, and `list-type=2` listings), with objects kept in memory, and the
-//! reading of `gs://` URIs by load jobs.
+//! get, multipart uploads and `list-type=2` listings), with objects kept in
+//! memory, and the reading of `gs://` URIs by load jobs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +22,18 @@ pub struct Storage {
     pub read_only: BTreeSet<String>,
     /// `gs://` URIs of every object written, in order.
     pub written: Vec<String>,
+    /// Multipart uploads in progress, by upload id.
+    pub multipart: BTreeMap<String, Multipart>,
+    /// Objects completed from a multipart upload, and their part counts.
+    pub multipart_objects: Vec<(String, usize)>,
 }
+
+/// A multipart upload in progress: the object (bucket, name) and its
+/// parts by number.
+pub type Multipart = ((String, String), BTreeMap<u32, Vec<u8>>);
+
+/// The smallest part of a multipart upload but the last (as GCS's XML API).
+const MIN_PART: usize = 5 << 20;
 
 impl FakeBigQuery {
     /// The base URL Sluice's `SLUICE_GCS_ENDPOINT` must have.
@@ -68,6 +79,15 @@ pub fn route(storage: &mut Storage, method: &Method, rest: &str, query: Option<&
         None => (rest.to_owned(), String::new()),
     };
     let key = (bucket.clone(), name.clone());
+    let parameters: BTreeMap<&str, &str> = (query.unwrap_or_default().split('&'))
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .collect();
+    if !name.is_empty() && (parameters.contains_key("uploads") || parameters.contains_key("uploadId")) {
+        if storage.read_only.contains(&bucket) {
+            return denied("storage.objects.create", &bucket, &name);
+        }
+        return multipart(storage, method, key, &parameters, body);
+    }
     match (method.as_str(), name.is_empty()) {
         ("GET", true) => list(storage, &bucket, query.unwrap_or_default()),
         ("PUT", false) => {
@@ -98,6 +118,101 @@ pub fn route(storage: &mut Storage, method: &Method, rest: &str, query: Option<&
         ("GET", false) => match storage.objects.get(&key) {
             Some(data) => (StatusCode::OK, data.clone()).into_response(),
             None => xml_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist."),
+        },
+        _ => xml_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "the fake does not do this",
+        ),
+    }
+}
+
+/// The XML API's multipart uploads: initiate (`POST ?uploads`), a part
+/// (`PUT ?partNumber=n&uploadId=id`, at least 5 MiB unless it is the
+/// last), complete (`POST ?uploadId=id` with the parts' numbers and ETags)
+/// and abort (`DELETE ?uploadId=id`).
+fn multipart(
+    storage: &mut Storage,
+    method: &Method,
+    key: (String, String),
+    parameters: &BTreeMap<&str, &str>,
+    body: &Bytes,
+) -> Response {
+    let xml = |body: String| (StatusCode::OK, [(header::CONTENT_TYPE, "application/xml")], body).into_response();
+    let no_upload = || {
+        xml_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchUpload",
+            "The specified upload does not exist.",
+        )
+    };
+    let upload_id = parameters.get("uploadId").map(|id| id.to_string());
+    match (method.as_str(), upload_id) {
+        ("POST", None) => {
+            let id = format!(
+                "upload{}",
+                storage.multipart.len() + storage.multipart_objects.len() + 1
+            );
+            storage.multipart.insert(id.clone(), (key, BTreeMap::new()));
+            xml(format!(
+                "<?xml version='1.0' encoding='UTF-8'?><InitiateMultipartUploadResult><Bucket>b</Bucket>\
+                 <Key>k</Key><UploadId>{id}</UploadId></InitiateMultipartUploadResult>"
+            ))
+        }
+        ("PUT", Some(id)) => {
+            let Some((_, parts)) = storage.multipart.get_mut(&id) else {
+                return no_upload();
+            };
+            let Some(number) = parameters.get("partNumber").and_then(|n| n.parse::<u32>().ok()) else {
+                return xml_error(StatusCode::BAD_REQUEST, "InvalidArgument", "partNumber is needed");
+            };
+            parts.insert(number, body.to_vec());
+            (
+                StatusCode::OK,
+                [(header::ETAG, format!("\"part{number}-{}\"", body.len()))],
+            )
+                .into_response()
+        }
+        ("POST", Some(id)) => {
+            let Some((key, parts)) = storage.multipart.remove(&id) else {
+                return no_upload();
+            };
+            let listed: Vec<u32> = String::from_utf8_lossy(body)
+                .split("<PartNumber>")
+                .skip(1)
+                .filter_map(|rest| rest.split_once("</PartNumber>").and_then(|(n, _)| n.parse().ok()))
+                .collect();
+            if listed.is_empty() || listed != parts.keys().copied().collect::<Vec<_>>() {
+                return xml_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidPart",
+                    "the parts listed are not the parts sent",
+                );
+            }
+            let sizes: Vec<usize> = parts.values().map(Vec::len).collect();
+            if sizes[..sizes.len() - 1].iter().any(|&size| size < MIN_PART) {
+                return xml_error(
+                    StatusCode::BAD_REQUEST,
+                    "EntityTooSmall",
+                    "a part but the last is under 5 MiB",
+                );
+            }
+            let object: Vec<u8> = parts.into_values().flatten().collect();
+            let (bucket, name) = key.clone();
+            storage.objects.insert(key, object);
+            storage.written.push(format!("gs://{bucket}/{name}"));
+            storage
+                .multipart_objects
+                .push((format!("gs://{bucket}/{name}"), sizes.len()));
+            xml(format!(
+                "<?xml version='1.0' encoding='UTF-8'?><CompleteMultipartUploadResult><Bucket>{bucket}</Bucket>\
+                 <Key>{name}</Key><ETag>\"done{}\"</ETag></CompleteMultipartUploadResult>",
+                storage.written.len()
+            ))
+        }
+        ("DELETE", Some(id)) => match storage.multipart.remove(&id) {
+            Some(_) => StatusCode::NO_CONTENT.into_response(),
+            None => no_upload(),
         },
         _ => xml_error(
             StatusCode::NOT_IMPLEMENTED,

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder};
 use object_store::path::Path;
-use object_store::{ClientOptions, CredentialProvider, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ClientOptions, CredentialProvider, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::info;
 use url::Url;
 
@@ -25,6 +25,9 @@ const ENDPOINT_VARIABLE: &str = "SLUICE_GCS_ENDPOINT";
 /// How long one object write may take on top of the connection timeout
 /// (a chunk is up to `SLUICE_BIGQUERY_CHUNK_BYTES`, 128 MiB by default).
 const PUT_ALLOWANCE: Duration = Duration::from_secs(600);
+
+/// Cloud Storage's smallest part of a multipart upload but the last.
+pub(super) const MIN_PART_BYTES: usize = 5 << 20;
 
 /// A checked `gs://bucket[/prefix]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,6 +136,29 @@ impl StagingBucket {
         self.store
             .put(path, PutPayload::from(data))
             .await
+            .map(drop)
+            .map_err(|e| self.error(e, path, "storage.objects.create"))
+    }
+
+    /// Starts writing an object in parts (a multipart upload), each part
+    /// but the last at least [`MIN_PART_BYTES`].
+    pub(super) async fn put_in_parts(&self, path: &Path) -> Result<Box<dyn MultipartUpload>, ApiError> {
+        (self.store.put_multipart(path).await).map_err(|e| self.error(e, path, "storage.objects.create"))
+    }
+
+    /// Sends the next part of a multipart upload of `path`.
+    pub(super) async fn put_part(
+        &self,
+        upload: &mut dyn MultipartUpload,
+        path: &Path,
+        part: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        (upload.put_part(PutPayload::from(part)).await).map_err(|e| self.error(e, path, "storage.objects.create"))
+    }
+
+    /// Ends a multipart upload of `path`: the object is there.
+    pub(super) async fn complete(&self, upload: &mut dyn MultipartUpload, path: &Path) -> Result<(), ApiError> {
+        (upload.complete().await)
             .map(drop)
             .map_err(|e| self.error(e, path, "storage.objects.create"))
     }

@@ -1,9 +1,8 @@
 //! One run's load into BigQuery: batches become [`Chunker`] files
 //! (Parquet or Avro; on a cluster, executors write them into the staging
 //! bucket and the load adopts them), shipped by [`Shipper`] in load jobs (deterministic ids
-//! `<run prefix>_c<n>`) into the run's staging table (a large chunk of a
-//! load without a bucket is uploaded while it is written:
-//! [`StreamedChunk`]); the commit is one copy
+//! `<run prefix>_c<n>`) into the run's staging table (a large chunk is
+//! uploaded or staged while it is written: [`StreamedChunk`]); the commit is one copy
 //! job (`<run prefix>_commit`) from the staging table into the target,
 //! appending or replacing atomically. The staging table is created with
 //! the first load job: an append that read no rows commits without
@@ -35,6 +34,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::api::{Api, ApiError, job_error};
+use super::bucket::MIN_PART_BYTES;
 use super::change_sql::{self, string_literal};
 use super::chunk::{Chunk, Chunker};
 use super::destination::RunNames;
@@ -44,7 +44,7 @@ use super::record::{self, LoadRecord};
 use super::resumable;
 use super::ship::Shipper;
 use super::source::DIALECT;
-use super::streamed::StreamedChunk;
+use super::streamed::{Delivered, StreamedChunk, Target};
 use crate::contract::{
     Activity, CommitReport, DestinationError, Dialect, LoadTransaction, Position, SharedStore, SharedTarget,
     ShipProgress, WriteMode, WrittenFile,
@@ -149,13 +149,20 @@ impl BigQueryLoad {
     /// job's upload.
     async fn ship(&mut self, chunk: Chunk) -> Result<(), DestinationError> {
         if let Some(upload) = self.streaming.take() {
-            let job_id = upload.job_id().to_owned();
+            let name = upload.name().to_owned();
+            let job_id = self.shipper.uploads().then(|| name.clone());
             let uploading = self.shipping.busy(Activity::Uploading);
-            let job = (upload.finish(chunk.data).await).map_err(|e| e.into_destination(Some(job_id.clone())))?;
+            let delivered = (upload.finish(chunk.data).await).map_err(|e| e.into_destination(job_id))?;
             drop(uploading);
             self.chunks += 1;
-            info!(table = %self.table, job_id = %job_id, rows = chunk.rows, "uploaded a chunk for BigQuery while writing it");
-            return self.submitted(job_id, job);
+            info!(table = %self.table, chunk = %name, rows = chunk.rows, "uploaded a chunk for BigQuery while writing it");
+            return match delivered {
+                Delivered::Job(job) => self.submitted(name, *job),
+                Delivered::Staged(path) => {
+                    self.shipper.staged(&path);
+                    Ok(())
+                }
+            };
         }
         let bytes = chunk.data.len();
         let uploading = self.shipping.busy(Activity::Uploading);
@@ -171,36 +178,39 @@ impl BigQueryLoad {
         Ok(())
     }
 
-    /// Sends the whole pieces of the chunk being written, once it has
-    /// grown past the resumable upload threshold, its load job's upload
-    /// opened (see [`streamed`](super::streamed)). Loads that stage
-    /// chunks in a bucket put each chunk whole.
+    /// Sends the whole pieces of the chunk being written once it has
+    /// grown large enough (see [`streamed`](super::streamed)): past the
+    /// resumable upload threshold, into its load job's upload, or past a
+    /// part's size, into its object in the staging bucket.
     async fn stream(&mut self) -> Result<(), DestinationError> {
-        if !self.shipper.uploads() {
-            return Ok(());
-        }
-        let piece = resumable::piece_bytes();
+        let extension = self.api.settings.chunk_format.extension();
+        let piece = match self.shipper.uploads() {
+            true => resumable::piece_bytes(),
+            false => resumable::piece_bytes().max(MIN_PART_BYTES),
+        };
         if self.streaming.is_none() {
             let waiting = (self.chunker.get_mut().unwrap_or_else(PoisonError::into_inner)).waiting();
-            if waiting < resumable::threshold().max(piece) {
-                return Ok(());
-            }
-            self.create_staging().await?;
-            let job_id = self.names.chunk_job(self.submitted.len());
-            let job = self.chunk_job(&job_id);
-            self.streaming = Some(StreamedChunk::start(
-                self.api.clone(),
-                job,
-                job_id,
-                self.shipping.clone(),
-            ));
+            let target = match self.shipper.next_object(extension) {
+                Some((bucket, path)) if waiting >= piece => Target::Object { bucket, path },
+                None if waiting >= resumable::threshold().max(piece) => {
+                    self.create_staging().await?;
+                    let job_id = self.names.chunk_job(self.submitted.len());
+                    Target::Job {
+                        api: self.api.clone(),
+                        job: self.chunk_job(&job_id),
+                        job_id,
+                    }
+                }
+                _ => return Ok(()),
+            };
+            self.streaming = Some(StreamedChunk::start(target, self.shipping.clone()));
         }
         let chunker = self.chunker.get_mut().unwrap_or_else(PoisonError::into_inner);
         if let Some(upload) = &mut self.streaming {
             while let Some(bytes) = chunker.take(piece) {
                 let _uploading = self.shipping.busy(Activity::Uploading);
-                let job_id = upload.job_id().to_owned();
-                (upload.send(bytes).await).map_err(|e| e.into_destination(Some(job_id)))?;
+                let job_id = self.shipper.uploads().then(|| upload.name().to_owned());
+                (upload.send(bytes).await).map_err(|e| e.into_destination(job_id))?;
             }
         }
         Ok(())

@@ -70,19 +70,43 @@ impl Shipper {
                 *slot = Some(chunk);
                 Ok(0)
             }
-            Route::Bucket {
-                bucket,
-                folder,
-                staged,
-                pending,
-                ..
-            } => {
-                let path = folder.clone().join(format!("c{staged}.{extension}").as_str());
+            Route::Bucket { .. } => {
+                let Some((bucket, path)) = self.next_object(extension) else {
+                    unreachable!("a bucket route stages objects");
+                };
                 bucket.put(&path, chunk).await?;
-                *staged += 1;
-                pending.push(bucket.uri(&path));
+                self.staged(&path);
                 Ok(bytes)
             }
+        }
+    }
+
+    /// The bucket and object the next chunk is staged as (file name
+    /// extension `extension`); `None` without a bucket.
+    pub(super) fn next_object(&self, extension: &str) -> Option<(Arc<StagingBucket>, Path)> {
+        match &self.route {
+            Route::Upload(_) => None,
+            Route::Bucket {
+                bucket, folder, staged, ..
+            } => Some((
+                bucket.clone(),
+                folder.clone().join(format!("c{staged}.{extension}").as_str()),
+            )),
+        }
+    }
+
+    /// Takes object `path`, the next chunk [`next_object`](Self::next_object)
+    /// named, as staged: it is loaded with the next load job.
+    pub(super) fn staged(&mut self, path: &Path) {
+        if let Route::Bucket {
+            bucket,
+            staged,
+            pending,
+            ..
+        } = &mut self.route
+        {
+            *staged += 1;
+            pending.push(bucket.uri(path));
         }
     }
 
