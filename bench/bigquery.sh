@@ -13,7 +13,8 @@
 # The harness is the integration tests' (tests/it/bench_bigquery.rs, an
 # ignored test): it starts PostgreSQL and the fake; this script builds the
 # release binary it measures and the test binary (debug: the fake keeps no
-# rows, so its build does not weigh on the figures).
+# rows, so its build does not weigh on the figures). peak_rss_mb is the
+# server's peak resident memory (VmHWM, reset before each run) over the runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"

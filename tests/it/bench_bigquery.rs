@@ -5,7 +5,8 @@
 //! alternating, `BENCH_RUNS` times each (default 5), `BENCH_ROWS` rows
 //! (default 1,000,000, the `orders` shape of `bench/run.sh`). It prints the
 //! median wall time, Sluice's CPU seconds, the fake's (this process's) CPU
-//! seconds, and the BigQuery run's ratio to the warehouse run. Measures the
+//! seconds, the BigQuery run's ratio to the warehouse run, and Sluice's
+//! peak resident memory over the runs of each path. Measures the
 //! binary in `SLUICE_TEST_BIN` (the release build, from the script).
 
 use std::time::Instant;
@@ -28,13 +29,29 @@ fn clock_ticks() -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// Resets the peak resident memory of process `pid` to its current.
+fn reset_peak(pid: &str) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+}
+
+/// The peak resident memory of process `pid` since the last reset, in MB.
+fn peak_mb(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = (status.lines())
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
 /// A path's measurements, one per run: wall seconds, Sluice's CPU
-/// seconds, the fake's CPU seconds.
+/// seconds, the fake's CPU seconds, Sluice's peak RSS.
 #[derive(Default)]
 struct Measured {
     wall: Vec<f64>,
     sluice_cpu: Vec<f64>,
     fake_cpu: Vec<f64>,
+    peak_mb: Vec<f64>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -73,9 +90,11 @@ async fn bench_bigquery_path_against_the_warehouse() {
     ];
     for _ in 0..runs {
         for (job, m) in &mut measured {
+            reset_peak(&pid);
             let (cpu0, fake0, t0) = (cpu_seconds(&pid), cpu_seconds("self"), Instant::now());
             let run = rows(&env.client, &format!("RUN ETL JOB {job}")).await;
             m.wall.push(t0.elapsed().as_secs_f64());
+            m.peak_mb.push(peak_mb(&pid));
             m.sluice_cpu.push(cpu_seconds(&pid) - cpu0);
             m.fake_cpu.push(cpu_seconds("self") - fake0);
             assert_eq!(run[0][1].as_deref(), Some("succeeded"), "{job}: {run:?}");
@@ -94,16 +113,17 @@ async fn bench_bigquery_path_against_the_warehouse() {
     let warehouse_wall = median(measured[0].1.wall.clone());
     println!("{n} rows, {runs} runs each, medians; {loads} upload requests to the fake in all");
     println!(
-        "{:<14} {:>8} {:>12} {:>10} {:>14}",
-        "path", "wall_s", "sluice_cpu_s", "fake_cpu_s", "vs_warehouse"
+        "{:<14} {:>8} {:>12} {:>10} {:>14} {:>12}",
+        "path", "wall_s", "sluice_cpu_s", "fake_cpu_s", "vs_warehouse", "peak_rss_mb"
     );
     for (job, m) in measured {
         let wall = median(m.wall);
         println!(
-            "{job:<14} {wall:>8.3} {:>12.2} {:>10.2} {:>14.2}",
+            "{job:<14} {wall:>8.3} {:>12.2} {:>10.2} {:>14.2} {:>12.0}",
             median(m.sluice_cpu),
             median(m.fake_cpu),
-            wall / warehouse_wall
+            wall / warehouse_wall,
+            m.peak_mb.iter().copied().fold(0.0, f64::max)
         );
     }
 }
