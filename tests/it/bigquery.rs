@@ -1076,6 +1076,37 @@ async fn types_arrive_exactly_in_avro_chunks() {
     assert!(env.fake.objects("stage").is_empty());
 }
 
+/// Creates table `blobs` of `rows` rows in the source, each an id and
+/// `md5s` MD5 sums in hexadecimal (text that hardly compresses), and a
+/// SNAPSHOT job `blobs` of it into connection `into`.
+async fn create_blobs(env: &Env, rows: usize, md5s: usize, into: &str) {
+    let body: Vec<String> = (1..=md5s).map(|k| format!("md5((g * {k})::text)")).collect();
+    env.pg.psql_admin_db(
+        "shop",
+        &format!(
+            "CREATE TABLE blobs (id int PRIMARY KEY, body text NOT NULL);
+             INSERT INTO blobs SELECT g, {} FROM generate_series(1, {rows}) g;",
+            body.join(" || ")
+        ),
+    );
+    (env.client)
+        .batch_execute(&format!(
+            "CREATE ETL JOB blobs FROM shop.public.blobs INTO {into}.blobs SNAPSHOT"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Runs job `blobs`: it succeeds, and the table equals the source row by row.
+async fn run_blobs_equal_to_source(env: &Env) {
+    let summary = rows(&env.client, "RUN ETL JOB blobs").await;
+    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
+    let source = env.pg.psql_admin_db("shop", "SELECT id || '|' || body FROM blobs");
+    let mut expected: Vec<&str> = source.lines().collect();
+    expected.sort_unstable();
+    assert_eq!(table_rows(&env.fake, "blobs"), expected, "every row once");
+}
+
 /// Runs a SNAPSHOT of 20,000 rows (a Parquet chunk of about 1.4 MB) with
 /// chunks from 256 KiB on uploaded resumably in pieces of `piece` bytes,
 /// the answer to the first piece lost: Sluice asks how much arrived and
@@ -1086,27 +1117,14 @@ async fn resumable_upload_with_a_lost_piece(piece: &str) -> Vec<resumable::Sessi
         ("SLUICE_BIGQUERY_UPLOAD_PIECE_BYTES", piece),
     ])
     .await;
-    env.pg.psql_admin_db(
-        "shop",
-        "CREATE TABLE blobs (id int PRIMARY KEY, body text NOT NULL);
-         INSERT INTO blobs SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 20000) g;",
-    );
-    env.client
-        .batch_execute("CREATE ETL JOB blobs FROM shop.public.blobs INTO wh.blobs SNAPSHOT")
-        .await
-        .unwrap();
+    create_blobs(&env, 20_000, 2, "wh").await;
     env.fake.inject(
         Method::PUT,
         "uploadType=resumable",
         FaultKind::LateAnswer(Duration::from_secs(5)),
         1,
     );
-    let summary = rows(&env.client, "RUN ETL JOB blobs").await;
-    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
-    let source = env.pg.psql_admin_db("shop", "SELECT id || '|' || body FROM blobs");
-    let mut expected: Vec<&str> = source.lines().collect();
-    expected.sort_unstable();
-    assert_eq!(table_rows(&env.fake, "blobs"), expected, "every row once");
+    run_blobs_equal_to_source(&env).await;
     assert_eq!(env.fake.count_requests("uploadType=multipart"), 0);
     let mut state = env.fake.state();
     let totals: usize = state
@@ -1163,22 +1181,8 @@ async fn a_large_chunk_is_staged_in_parts_while_it_is_written() {
         .batch_execute(&staged_connection(&env, "staged", "gs://stage/parts"))
         .await
         .unwrap();
-    env.pg.psql_admin_db(
-        "shop",
-        "CREATE TABLE blobs (id int PRIMARY KEY, body text NOT NULL);
-         INSERT INTO blobs SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
-         FROM generate_series(1, 120000) g;",
-    );
-    env.client
-        .batch_execute("CREATE ETL JOB blobs FROM shop.public.blobs INTO staged.blobs SNAPSHOT")
-        .await
-        .unwrap();
-    let summary = rows(&env.client, "RUN ETL JOB blobs").await;
-    assert_eq!(summary[0][1].as_deref(), Some("succeeded"), "{summary:?}");
-    let source = env.pg.psql_admin_db("shop", "SELECT id || '|' || body FROM blobs");
-    let mut expected: Vec<&str> = source.lines().collect();
-    expected.sort_unstable();
-    assert_eq!(table_rows(&env.fake, "blobs"), expected, "every row once");
+    create_blobs(&env, 120_000, 3, "staged").await;
+    run_blobs_equal_to_source(&env).await;
 
     assert_eq!(env.fake.count_requests("/upload/"), 0, "nothing through media uploads");
     let loaded: Vec<String> = load_jobs(&env.fake)
