@@ -262,6 +262,12 @@ async fn source_fingerprint(pg: &PgServer) -> Vec<Option<String>> {
     rows(&source, &format!("{FINGERPRINT} orders")).await.remove(0)
 }
 
+/// Checks that the warehouse's `orders` has the source's fingerprint.
+async fn assert_orders_equal_the_source(client: &tokio_postgres::Client, pg: &PgServer, why: &str) {
+    let loaded = rows(client, &format!("{FINGERPRINT} warehouse.orders")).await.remove(0);
+    assert_eq!(loaded, source_fingerprint(pg).await, "{why}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_split_over_two_executors_equals_the_source() {
     let cluster = Cluster::start(1_000_000);
@@ -279,10 +285,7 @@ async fn a_snapshot_split_over_two_executors_equals_the_source() {
         (Some("succeeded"), Some("1000000")),
         "{run:?}"
     );
-    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
-        .await
-        .remove(0);
-    assert_eq!(loaded, source_fingerprint(&cluster.pg).await);
+    assert_orders_equal_the_source(&client, &cluster.pg, "the table equals the source").await;
     let shown = rows(
         &client,
         "SELECT tasks_done, tasks_total, executors FROM sluice.runs WHERE job = 'orders'",
@@ -308,10 +311,7 @@ async fn a_snapshot_split_over_two_executors_equals_the_source() {
     cluster.pg.psql_admin_db("shop", "DELETE FROM orders WHERE id % 10 = 0");
     let again = cluster.run(&client, "orders").await;
     assert_eq!(again[2].as_deref(), Some("900000"), "{again:?}");
-    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
-        .await
-        .remove(0);
-    assert_eq!(loaded, source_fingerprint(&cluster.pg).await);
+    assert_orders_equal_the_source(&client, &cluster.pg, "the table equals the source").await;
 
     for (executor, log) in cluster.executors.iter().map(|e| e.log()).enumerate() {
         assert!(!log.contains(SECRET), "executor {executor} never logs a secret");
@@ -354,14 +354,7 @@ async fn a_warehouse_in_azure_blob_storage_is_loaded_by_both_executors() {
     assert_eq!(replaced[2].as_deref(), Some("90300"), "{replaced:?}");
     let appended = cluster.run(&client, "recent").await;
     assert_eq!(appended[2].as_deref(), Some("300"), "{appended:?}");
-    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
-        .await
-        .remove(0);
-    assert_eq!(
-        loaded,
-        source_fingerprint(&cluster.pg).await,
-        "the snapshot equals the source"
-    );
+    assert_orders_equal_the_source(&client, &cluster.pg, "the snapshot equals the source").await;
     let appended = one(&client, "SELECT count(*) FROM warehouse.recent WHERE id > 100000").await;
     assert_eq!(appended, "300");
     for (executor, log) in cluster.executors.iter().map(|e| e.log()).enumerate() {
@@ -389,10 +382,7 @@ async fn incremental_runs_on_the_cluster_append_past_the_watermark() {
     );
     let second = cluster.run(&client, "orders").await;
     assert_eq!(second[2].as_deref(), Some("300"), "{second:?}");
-    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
-        .await
-        .remove(0);
-    assert_eq!(loaded, source_fingerprint(&cluster.pg).await);
+    assert_orders_equal_the_source(&client, &cluster.pg, "the table equals the source").await;
     let watermark = one(&client, "SELECT watermark FROM sluice.jobs WHERE name = 'orders'").await;
     // The largest cursor value any task read: row 50300's.
     assert_eq!(watermark, "2025-01-01T13:58:20Z");
@@ -718,14 +708,7 @@ async fn an_executor_killed_mid_run_has_its_tasks_run_again_elsewhere_exactly_on
         .unwrap_or_else(|e| panic!("the run fails: {e:?}\n{}", cluster.logs()));
     let summary = rows(&client, "SELECT status, rows FROM sluice.runs WHERE job = 'orders'").await;
     assert_eq!(summary, [[Some("succeeded".into()), Some("1000000".into())]]);
-    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
-        .await
-        .remove(0);
-    assert_eq!(
-        loaded,
-        source_fingerprint(&cluster.pg).await,
-        "no row lost or loaded twice"
-    );
+    assert_orders_equal_the_source(&client, &cluster.pg, "no row lost or loaded twice").await;
     assert!(
         cluster.tasks_done()[1] >= 8,
         "the survivor ran every part in the end: {:?}",
@@ -802,14 +785,7 @@ async fn a_server_killed_mid_run_commits_nothing_and_the_next_run_loads_exactly_
     assert_ne!(interrupted[0][0].as_deref(), Some("succeeded"), "{interrupted:?}");
     let again = cluster.run(&client, "orders").await;
     assert_eq!(again[1].as_deref(), Some("succeeded"), "{again:?}");
-    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
-        .await
-        .remove(0);
-    assert_eq!(
-        loaded,
-        source_fingerprint(&cluster.pg).await,
-        "no row lost or loaded twice"
-    );
+    assert_orders_equal_the_source(&client, &cluster.pg, "no row lost or loaded twice").await;
     // The commit's garbage collection deleted the killed run's files.
     let files = cluster.data_files().await;
     assert!(files.iter().all(|f| f.starts_with("run-2-")), "{files:?}");
@@ -842,10 +818,7 @@ async fn a_cancelled_run_cancels_its_cluster_job() {
     // Nothing of it was committed; the next run loads exactly once.
     let again = cluster.run(&client, "orders").await;
     assert_eq!(again[1].as_deref(), Some("succeeded"), "{again:?}");
-    let loaded = rows(&client, &format!("{FINGERPRINT} warehouse.orders"))
-        .await
-        .remove(0);
-    assert_eq!(loaded, source_fingerprint(&cluster.pg).await);
+    assert_orders_equal_the_source(&client, &cluster.pg, "the table equals the source").await;
 }
 
 #[test]
